@@ -1,0 +1,58 @@
+/*
+ * gossip/bcast.h — the transmit-limited broadcast queue (memberlist's
+ * TransmitLimitedQueue), no I/O.
+ *
+ * Owns: copies of queued messages. Each message is piggybacked on outgoing
+ * packets until it has been sent `limit` times (the limit is passed at each
+ * fill, since it grows with the cluster); messages sent fewer times go
+ * first, newer first among equals (memberlist's order). A message with a
+ * name (a node name for alive/suspect/dead) replaces any queued message with
+ * the same name and kind. The queue is bounded: past max_depth the oldest
+ * messages that were sent most often are dropped.
+ */
+#ifndef RUMOR_GOSSIP_BCAST_H
+#define RUMOR_GOSSIP_BCAST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct bcast_item {
+	uint8_t *msg;
+	size_t len;
+	uint64_t name_hash; /* 0: unnamed, never invalidated */
+	uint8_t kind;	    /* names are unique per kind */
+	int transmits;
+	uint64_t id;	    /* insertion order */
+};
+
+struct bcast_queue {
+	struct bcast_item *items;
+	size_t n, cap;
+	size_t max_depth;
+	uint64_t next_id;
+	uint64_t dropped;
+};
+
+void bcast_queue_create(struct bcast_queue *q, size_t max_depth);
+void bcast_queue_destroy(struct bcast_queue *q);
+/* Queue a copy of msg; returns its id. */
+uint64_t bcast_queue_push(struct bcast_queue *q, uint8_t kind, const char *name, const uint8_t *msg,
+			  size_t len);
+/*
+ * Pick messages that fit: each costs len + overhead of `budget`. Pointers to
+ * the chosen messages go into out[] (at most max); each has its transmit
+ * count raised. They stay valid until the next push or retire. Returns the
+ * count.
+ */
+size_t bcast_queue_fill(struct bcast_queue *q, int limit, size_t overhead, size_t budget,
+			const uint8_t **out, size_t *out_len, size_t max);
+/* Drop the messages sent `limit` times; call once the packet is sent. */
+void bcast_queue_retire(struct bcast_queue *q, int limit);
+/* True while the message with this id is still queued. */
+bool bcast_queue_contains(const struct bcast_queue *q, uint64_t id);
+/* Drop everything (used at leave to let our dead message go first). */
+void bcast_queue_clear(struct bcast_queue *q);
+uint64_t bcast_name_hash(const char *name);
+
+#endif

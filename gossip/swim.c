@@ -1,0 +1,1652 @@
+/*
+ * gossip/swim.c — SWIM + Lifeguard as memberlist 0.2.2 runs it; see swim.h.
+ *
+ * Data flow. Every protocol period (probe_interval scaled by the local
+ * health score) the next member in a shuffled round-robin order is pinged;
+ * a ping to a suspect member travels with a suspect message in one compound
+ * packet (Lifeguard's buddy system). No ack within probe_timeout: k random
+ * alive members are asked to ping it for us (with nacks for peers speaking
+ * protocol >= 4) and, for peers speaking >= 3, the driver tries a TCP ping.
+ * No ack by the end of the period: the member becomes suspect. A suspicion
+ * starts at max = suspicion_max_timeout_mult * min and shrinks toward min
+ * as independent suspect messages about the same member arrive (Lifeguard's
+ * LHA-suspicion); when it expires the member is declared dead. Alive,
+ * suspect and dead messages ride piggyback on every ping, ack and gossip
+ * packet until each was sent retransmit_mult * ceil(log10(n+1)) times.
+ *
+ * Departures from memberlist, and why:
+ *  - One table holds what memberlist and serf keep apart: memberlist forgets
+ *    a dead node after gossip_to_the_dead, serf keeps it as failed or left
+ *    until reconnect_timeout. Here a dead or left entry older than
+ *    gossip_to_the_dead is "forgotten" for the protocol (any incarnation of
+ *    it is accepted again, it is not pushed in push-pull) but still listed,
+ *    retried for reconnection (serf's reconnect) and reaped at
+ *    reconnect_timeout.
+ *  - The probe is a little state machine advanced by swim_tick() instead of
+ *    a goroutine blocked on channels; the order of its steps is the same.
+ */
+#include "gossip/swim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gossip/bcast.h"
+
+#define SWIM_MAX_RELAYS 256	/* indirect pings we relay at once */
+#define SWIM_MAX_PARTS 64	/* messages per compound packet */
+#define SWIM_NESTING_MAX 4	/* compound/compress nesting accepted */
+#define SWIM_BCAST_DEPTH 8192
+
+enum bcast_kind { BK_MEMBER = 1, BK_USER = 2 };
+
+struct swim_suspicion {
+	int k;		  /* confirmations that bring the timeout to min */
+	int n;		  /* confirmations so far */
+	int64_t start, min, max;
+	int64_t deadline;
+	uint64_t confirmers[8]; /* name hashes, first is the original accuser */
+	int nconfirmers;
+};
+
+struct swim_relay {
+	uint32_t local_seq;
+	uint32_t origin_seq;
+	struct ml_addr origin;
+	bool nack;
+	int64_t deadline;
+};
+
+enum probe_stage { PROBE_IDLE, PROBE_DIRECT, PROBE_INDIRECT };
+
+struct swim_probe {
+	enum probe_stage stage;
+	uint32_t seq;
+	char *target; /* name (owned copy) */
+	int64_t sent, timeout_at, end_at;
+	int expected_nacks, nacks;
+	bool tcp_pending;
+};
+
+struct swim {
+	struct swim_io io;
+	struct swim_timing t;
+	struct swim_member *self;
+
+	/* members: probe order array + open-addressed name index */
+	struct swim_member **nodes;
+	size_t n, cap;
+	struct swim_member **index; /* size index_cap, NULL = empty, TOMB */
+	size_t index_cap, index_used;
+	size_t probe_index;
+
+	struct bcast_queue bq;
+	uint32_t seq;
+	int awareness;
+	bool left;
+	uint64_t leave_bcast_id;
+
+	struct swim_probe probe;
+	struct swim_relay relays[SWIM_MAX_RELAYS];
+	int nrelays;
+
+	struct swim_member **suspects; /* members with an active suspicion */
+	size_t nsuspects, suspects_cap;
+
+	int64_t next_probe, next_gossip, next_push_pull, next_reconnect, next_reap;
+	struct swim_stats stats;
+
+	uint8_t pkt[ML_UDP_RECV_MAX];	 /* outgoing packet */
+	uint8_t msgbuf[ML_UDP_RECV_MAX]; /* one encoded message */
+};
+
+static struct swim_member TOMB;
+
+/* ---------------------------------------------------------------- util */
+
+static void *xcalloc(size_t n, size_t sz)
+{
+	void *p = calloc(n, sz);
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static uint64_t name_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+static uint32_t rnd(struct swim *s, uint32_t n)
+{
+	return n == 0 ? 0 : s->io.rand32(s->io.ctx) % n;
+}
+
+const char *swim_state_name(uint8_t state)
+{
+	switch (state) {
+	case ML_STATE_ALIVE: return "alive";
+	case ML_STATE_SUSPECT: return "suspect";
+	case ML_STATE_DEAD: return "dead";
+	case ML_STATE_LEFT: return "left";
+	}
+	return "unknown";
+}
+
+int swim_timing_profile(struct swim_timing *t, const char *name)
+{
+	memset(t, 0, sizeof(*t));
+	t->indirect_checks = 3;
+	t->suspicion_max_timeout_mult = 6;
+	t->awareness_max_multiplier = 8;
+	t->reconnect_interval_ms = 30000;
+	t->reconnect_timeout_ms = 72LL * 3600 * 1000;
+	t->reap_interval_ms = 15000;
+	t->udp_budget = ML_UDP_MAX;
+	if (strcmp(name, "lan") == 0) {
+		t->probe_interval_ms = 1000;
+		t->probe_timeout_ms = 500;
+		t->suspicion_mult = 4;
+		t->retransmit_mult = 4;
+		t->gossip_interval_ms = 200;
+		t->gossip_nodes = 3;
+		t->gossip_to_the_dead_ms = 30000;
+		t->push_pull_interval_ms = 30000;
+	} else if (strcmp(name, "wan") == 0) {
+		t->probe_interval_ms = 5000;
+		t->probe_timeout_ms = 3000;
+		t->suspicion_mult = 6;
+		t->retransmit_mult = 4;
+		t->gossip_interval_ms = 500;
+		t->gossip_nodes = 4;
+		t->gossip_to_the_dead_ms = 60000;
+		t->push_pull_interval_ms = 60000;
+	} else if (strcmp(name, "local") == 0) {
+		t->probe_interval_ms = 1000;
+		t->probe_timeout_ms = 200;
+		t->indirect_checks = 1;
+		t->suspicion_mult = 3;
+		t->retransmit_mult = 2;
+		t->gossip_interval_ms = 100;
+		t->gossip_nodes = 3;
+		t->gossip_to_the_dead_ms = 15000;
+		t->push_pull_interval_ms = 15000;
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+int64_t swim_suspicion_timeout_ms(int mult, size_t n, int64_t interval_ms)
+{
+	double scale = log10((double)(n < 1 ? 1 : n));
+	if (scale < 1)
+		scale = 1;
+	/* memberlist truncates to milliseconds the same way */
+	return (int64_t)((double)mult * scale * 1000.0) * interval_ms / 1000;
+}
+
+int swim_retransmit_limit(int mult, size_t n)
+{
+	return mult * (int)ceil(log10((double)n + 1.0));
+}
+
+int64_t swim_push_pull_scale_ms(int64_t interval_ms, size_t n)
+{
+	if (n <= 32)
+		return interval_ms;
+	double mult = ceil(log2((double)n) - log2(32.0)) + 1.0;
+	return (int64_t)(mult * (double)interval_ms);
+}
+
+/* ------------------------------------------------------- member table */
+
+static size_t index_slot(const struct swim *s, const char *name)
+{
+	size_t mask = s->index_cap - 1;
+	size_t i = name_hash(name) & mask;
+	size_t tomb = (size_t)-1;
+	for (;;) {
+		struct swim_member *m = s->index[i];
+		if (m == NULL)
+			return tomb != (size_t)-1 ? tomb : i;
+		if (m == &TOMB) {
+			if (tomb == (size_t)-1)
+				tomb = i;
+		} else if (strcmp(m->name, name) == 0) {
+			return i;
+		}
+		i = (i + 1) & mask;
+	}
+}
+
+static struct swim_member *member_get(const struct swim *s, const char *name)
+{
+	size_t mask = s->index_cap - 1;
+	size_t i = name_hash(name) & mask;
+	for (;;) {
+		struct swim_member *m = s->index[i];
+		if (m == NULL)
+			return NULL;
+		if (m != &TOMB && strcmp(m->name, name) == 0)
+			return m;
+		i = (i + 1) & mask;
+	}
+}
+
+static void index_grow(struct swim *s)
+{
+	struct swim_member **old = s->index;
+	size_t oldcap = s->index_cap;
+	s->index_cap = oldcap ? oldcap * 2 : 64;
+	s->index = xcalloc(s->index_cap, sizeof(*s->index));
+	s->index_used = 0;
+	for (size_t i = 0; i < oldcap; i++) {
+		if (old[i] != NULL && old[i] != &TOMB) {
+			s->index[index_slot(s, old[i]->name)] = old[i];
+			s->index_used++;
+		}
+	}
+	free(old);
+}
+
+/* Insert at a random position of the probe order (SWIM §4.3). */
+static struct swim_member *member_add(struct swim *s, const char *name)
+{
+	if ((s->index_used + 1) * 2 > s->index_cap)
+		index_grow(s);
+	struct swim_member *m = xcalloc(1, sizeof(*m));
+	m->name = xstrdup(name);
+	m->state = ML_STATE_DEAD;
+	size_t slot = index_slot(s, name);
+	if (s->index[slot] == NULL)
+		s->index_used++;
+	s->index[slot] = m;
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 16;
+		s->nodes = realloc(s->nodes, s->cap * sizeof(*s->nodes));
+		if (s->nodes == NULL)
+			abort();
+	}
+	size_t off = rnd(s, (uint32_t)s->n + 1);
+	if (off < s->n) {
+		s->nodes[s->n] = s->nodes[off];
+		s->nodes[s->n]->index = (uint32_t)s->n;
+	}
+	s->nodes[off] = m;
+	m->index = (uint32_t)off;
+	s->n++;
+	return m;
+}
+
+static void suspect_list_remove(struct swim *s, struct swim_member *m)
+{
+	for (size_t i = 0; i < s->nsuspects; i++) {
+		if (s->suspects[i] == m) {
+			s->suspects[i] = s->suspects[--s->nsuspects];
+			return;
+		}
+	}
+}
+
+static void suspicion_clear(struct swim *s, struct swim_member *m)
+{
+	if (m->susp == NULL)
+		return;
+	free(m->susp);
+	m->susp = NULL;
+	suspect_list_remove(s, m);
+}
+
+static void member_free(struct swim_member *m)
+{
+	free(m->susp);
+	free(m->meta);
+	free(m->name);
+	free(m);
+}
+
+static void member_remove(struct swim *s, struct swim_member *m)
+{
+	suspicion_clear(s, m);
+	size_t slot = index_slot(s, m->name);
+	s->index[slot] = &TOMB;
+	uint32_t i = m->index;
+	s->nodes[i] = s->nodes[s->n - 1];
+	s->nodes[i]->index = i;
+	s->n--;
+	if (s->probe_index > s->n)
+		s->probe_index = s->n;
+	member_free(m);
+}
+
+static void member_set_meta(struct swim_member *m, const uint8_t *meta, size_t len)
+{
+	free(m->meta);
+	m->meta = NULL;
+	m->meta_len = 0;
+	if (len > 0) {
+		m->meta = malloc(len);
+		if (m->meta == NULL)
+			abort();
+		memcpy(m->meta, meta, len);
+		m->meta_len = (uint16_t)len;
+	}
+}
+
+static bool meta_equal(const struct swim_member *m, const uint8_t *meta, size_t len)
+{
+	return m->meta_len == len && (len == 0 || memcmp(m->meta, meta, len) == 0);
+}
+
+static void emit(struct swim *s, enum swim_event_type type, const struct swim_member *m)
+{
+	if (s->io.event != NULL)
+		s->io.event(s->io.ctx, type, m);
+}
+
+/* A dead/left entry past gossip_to_the_dead is forgotten by the protocol. */
+static bool member_forgotten(const struct swim *s, const struct swim_member *m, int64_t now)
+{
+	return (m->state == ML_STATE_DEAD || m->state == ML_STATE_LEFT) &&
+	       now - m->state_change > s->t.gossip_to_the_dead_ms;
+}
+
+/* ---------------------------------------------------------- sending */
+
+static int retransmit_limit(const struct swim *s)
+{
+	return swim_retransmit_limit(s->t.retransmit_mult, s->n);
+}
+
+static void raw_send(struct swim *s, const struct ml_addr *to, const uint8_t *msg, size_t len,
+		     uint8_t pmax)
+{
+	const uint8_t *out = msg;
+	size_t outlen = len;
+	uint8_t crcbuf[ML_UDP_RECV_MAX];
+	if (pmax >= 5) {
+		int r = ml_crc_wrap(crcbuf, sizeof(crcbuf), msg, len);
+		if (r > 0) {
+			out = crcbuf;
+			outlen = (size_t)r;
+		}
+	}
+	s->stats.packets_sent++;
+	s->stats.bytes_sent += outlen;
+	s->io.send(s->io.ctx, to, out, outlen);
+}
+
+static uint8_t pmax_of(const struct swim *s, const struct ml_addr *to)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (ml_addr_equal(&s->nodes[i]->addr, to))
+			return s->nodes[i]->vsn[1];
+	return 0;
+}
+
+/*
+ * Send msg (one encoded message) with as many broadcasts as fit piggyback,
+ * as memberlist's sendMsg does. pmax: the receiver's protocol max, or -1 to
+ * look it up by address.
+ */
+static void send_with_piggyback(struct swim *s, const struct ml_addr *to, const uint8_t *msg,
+				size_t len, int pmax)
+{
+	uint8_t pm = pmax >= 0 ? (uint8_t)pmax : pmax_of(s, to);
+	size_t budget = s->t.udp_budget;
+	size_t avail = budget > len + 2 ? budget - len - 2 : 0;
+	const uint8_t *parts[SWIM_MAX_PARTS];
+	size_t lens[SWIM_MAX_PARTS];
+	size_t k = bcast_queue_fill(&s->bq, retransmit_limit(s), 2, avail, parts + 1, lens + 1,
+				    SWIM_MAX_PARTS - 1);
+	if (k == 0) {
+		raw_send(s, to, msg, len, pm);
+		return;
+	}
+	struct ml_slice sl[SWIM_MAX_PARTS];
+	sl[0].p = msg;
+	sl[0].len = len;
+	for (size_t i = 0; i < k; i++) {
+		sl[i + 1].p = parts[i + 1];
+		sl[i + 1].len = lens[i + 1];
+	}
+	int r = ml_compound_encode(s->pkt, sizeof(s->pkt), sl, (int)k + 1);
+	if (r > 0)
+		raw_send(s, to, s->pkt, (size_t)r, pm);
+	else
+		raw_send(s, to, msg, len, pm);
+	bcast_queue_retire(&s->bq, retransmit_limit(s));
+}
+
+static void broadcast_msg(struct swim *s, const char *name, const uint8_t *msg, size_t len)
+{
+	bcast_queue_push(&s->bq, BK_MEMBER, name, msg, len);
+}
+
+static void encode_alive_of(const struct swim_member *m, struct ml_alive *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->incarnation = m->incarnation;
+	snprintf(a->node, sizeof(a->node), "%s", m->name);
+	a->addr = m->addr;
+	a->meta_len = m->meta_len;
+	if (m->meta_len)
+		memcpy(a->meta, m->meta, m->meta_len);
+	memcpy(a->vsn, m->vsn, 6);
+	a->has_vsn = true;
+}
+
+static void broadcast_alive(struct swim *s, const struct swim_member *m)
+{
+	static struct ml_alive a; /* large; single-threaded */
+	encode_alive_of(m, &a);
+	int r = ml_encode_alive(s->msgbuf, sizeof(s->msgbuf), &a);
+	if (r > 0)
+		broadcast_msg(s, m->name, s->msgbuf, (size_t)r);
+}
+
+static void broadcast_suspect(struct swim *s, uint8_t type, uint32_t inc, const char *node,
+			      const char *from)
+{
+	struct ml_suspect m;
+	memset(&m, 0, sizeof(m));
+	m.incarnation = inc;
+	snprintf(m.node, sizeof(m.node), "%s", node);
+	snprintf(m.from, sizeof(m.from), "%s", from);
+	int r = type == ML_DEAD ? ml_encode_dead(s->msgbuf, sizeof(s->msgbuf), &m)
+				: ml_encode_suspect(s->msgbuf, sizeof(s->msgbuf), &m);
+	if (r > 0) {
+		uint64_t id = bcast_queue_push(&s->bq, BK_MEMBER, node, s->msgbuf, (size_t)r);
+		if (type == ML_DEAD && strcmp(node, s->self->name) == 0)
+			s->leave_bcast_id = id;
+	}
+}
+
+/* ------------------------------------------------- state transitions */
+
+static void refute(struct swim *s, uint32_t accused)
+{
+	uint32_t inc = s->self->incarnation + 1;
+	if (accused >= inc)
+		inc = accused + 1;
+	s->self->incarnation = inc;
+	if (s->awareness < s->t.awareness_max_multiplier - 1)
+		s->awareness++;
+	s->stats.refutations++;
+	broadcast_alive(s, s->self);
+}
+
+static void dead_node(struct swim *s, int64_t now, const struct ml_suspect *d);
+
+static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bool bootstrap)
+{
+	if (s->left && strcmp(a->node, s->self->name) == 0)
+		return;
+	if (a->node[0] == '\0')
+		return;
+	struct swim_member *m = member_get(s, a->node);
+	bool updates_node = false;
+	bool is_new = false;
+	if (m == NULL) {
+		m = member_add(s, a->node);
+		m->addr = a->addr;
+		member_set_meta(m, a->meta, a->meta_len);
+		if (a->has_vsn)
+			memcpy(m->vsn, a->vsn, 6);
+		m->state = ML_STATE_DEAD;
+		m->state_change = now;
+		is_new = true;
+	} else if (member_forgotten(s, m, now)) {
+		/* memberlist would have dropped it: take it as new */
+		updates_node = true;
+	} else if (!ml_addr_equal(&m->addr, &a->addr)) {
+		if (m->state == ML_STATE_LEFT ||
+		    (m->state == ML_STATE_DEAD && now - m->state_change > s->t.gossip_to_the_dead_ms)) {
+			updates_node = true;
+		} else {
+			if (m == s->self && s->io.conflict != NULL)
+				s->io.conflict(s->io.ctx, m, &a->addr);
+			return;
+		}
+	}
+	bool is_local = m == s->self;
+	if (!is_new && a->incarnation <= m->incarnation && !is_local && !updates_node)
+		return;
+	if (is_local && a->incarnation < m->incarnation)
+		return;
+	if (!is_new || is_local)
+		suspicion_clear(s, m);
+	uint8_t old_state = is_new ? ML_STATE_DEAD : m->state;
+	bool meta_changed = !meta_equal(m, a->meta, a->meta_len);
+	if (!bootstrap && is_local) {
+		if (a->incarnation == m->incarnation && !meta_changed &&
+		    (!a->has_vsn || memcmp(a->vsn, m->vsn, 6) == 0))
+			return;
+		refute(s, a->incarnation);
+		return;
+	}
+	/* rebroadcast what we learned, as it arrived */
+	{
+		static struct ml_alive copy;
+		copy = *a;
+		int r = ml_encode_alive(s->msgbuf, sizeof(s->msgbuf), &copy);
+		if (r > 0)
+			broadcast_msg(s, a->node, s->msgbuf, (size_t)r);
+	}
+	if (a->has_vsn)
+		memcpy(m->vsn, a->vsn, 6);
+	m->incarnation = a->incarnation;
+	if (meta_changed)
+		member_set_meta(m, a->meta, a->meta_len);
+	m->addr = a->addr;
+	if (m->state != ML_STATE_ALIVE) {
+		m->state = ML_STATE_ALIVE;
+		m->state_change = now;
+	}
+	if (old_state == ML_STATE_DEAD || old_state == ML_STATE_LEFT)
+		emit(s, SWIM_EV_JOIN, m);
+	else if (meta_changed)
+		emit(s, SWIM_EV_UPDATE, m);
+}
+
+static int64_t suspicion_remaining(const struct swim_suspicion *sp)
+{
+	/* memberlist: timeout = max - (max-min)*log(n+1)/log(k+1), floored at min */
+	if (sp->k < 1)
+		return sp->min;
+	double frac = log((double)sp->n + 1.0) / log((double)sp->k + 1.0);
+	int64_t raw = sp->max - (int64_t)(frac * (double)(sp->max - sp->min));
+	return raw < sp->min ? sp->min : raw;
+}
+
+static bool suspicion_confirm(struct swim_suspicion *sp, const char *from)
+{
+	if (sp->n >= sp->k)
+		return false;
+	uint64_t h = name_hash(from);
+	for (int i = 0; i < sp->nconfirmers; i++)
+		if (sp->confirmers[i] == h)
+			return false;
+	if (sp->nconfirmers < (int)(sizeof(sp->confirmers) / sizeof(sp->confirmers[0])))
+		sp->confirmers[sp->nconfirmers++] = h;
+	sp->n++;
+	sp->deadline = sp->start + suspicion_remaining(sp);
+	return true;
+}
+
+static void suspect_node(struct swim *s, int64_t now, const struct ml_suspect *sus)
+{
+	struct swim_member *m = member_get(s, sus->node);
+	if (m == NULL || member_forgotten(s, m, now))
+		return;
+	if (sus->incarnation < m->incarnation)
+		return;
+	if (m->susp != NULL) {
+		if (suspicion_confirm(m->susp, sus->from))
+			broadcast_suspect(s, ML_SUSPECT, sus->incarnation, sus->node, sus->from);
+		return;
+	}
+	if (m->state != ML_STATE_ALIVE)
+		return;
+	if (m == s->self) {
+		if (!s->left)
+			refute(s, sus->incarnation);
+		return;
+	}
+	broadcast_suspect(s, ML_SUSPECT, sus->incarnation, sus->node, sus->from);
+	m->incarnation = sus->incarnation;
+	m->state = ML_STATE_SUSPECT;
+	m->state_change = now;
+	s->stats.suspicions++;
+
+	size_t n = s->n; /* memberlist's estNumNodes counts every known node */
+	int k = s->t.suspicion_mult - 2;
+	if ((int)n - 2 < k)
+		k = 0;
+	struct swim_suspicion *sp = xcalloc(1, sizeof(*sp));
+	sp->k = k;
+	sp->start = now;
+	sp->min = swim_suspicion_timeout_ms(s->t.suspicion_mult, n, s->t.probe_interval_ms);
+	sp->max = (int64_t)s->t.suspicion_max_timeout_mult * sp->min;
+	sp->confirmers[0] = name_hash(sus->from);
+	sp->nconfirmers = 1;
+	sp->deadline = now + (k < 1 ? sp->min : sp->max);
+	m->susp = sp;
+	if (s->nsuspects == s->suspects_cap) {
+		s->suspects_cap = s->suspects_cap ? s->suspects_cap * 2 : 16;
+		s->suspects = realloc(s->suspects, s->suspects_cap * sizeof(*s->suspects));
+		if (s->suspects == NULL)
+			abort();
+	}
+	s->suspects[s->nsuspects++] = m;
+	emit(s, SWIM_EV_SUSPECT, m);
+}
+
+static void dead_node(struct swim *s, int64_t now, const struct ml_suspect *d)
+{
+	struct swim_member *m = member_get(s, d->node);
+	if (m == NULL)
+		return;
+	if (d->incarnation < m->incarnation)
+		return;
+	suspicion_clear(s, m);
+	if (m->state == ML_STATE_DEAD || m->state == ML_STATE_LEFT)
+		return;
+	if (m == s->self) {
+		if (!s->left) {
+			refute(s, d->incarnation);
+			return;
+		}
+	}
+	broadcast_suspect(s, ML_DEAD, d->incarnation, d->node, d->from);
+	m->incarnation = d->incarnation;
+	m->state = strcmp(d->node, d->from) == 0 ? ML_STATE_LEFT : ML_STATE_DEAD;
+	m->state_change = now;
+	if (m->state == ML_STATE_DEAD)
+		s->stats.deaths_declared++;
+	emit(s, m->state == ML_STATE_LEFT ? SWIM_EV_LEFT : SWIM_EV_FAILED, m);
+}
+
+/* ----------------------------------------------------------- probing */
+
+static uint32_t next_seq(struct swim *s)
+{
+	return ++s->seq;
+}
+
+static int64_t scaled_probe_interval(const struct swim *s)
+{
+	return s->t.probe_interval_ms * (s->awareness + 1);
+}
+
+static void awareness_apply(struct swim *s, int delta)
+{
+	int v = s->awareness + delta;
+	if (v < 0)
+		v = 0;
+	if (v > s->t.awareness_max_multiplier - 1)
+		v = s->t.awareness_max_multiplier - 1;
+	s->awareness = v;
+}
+
+static void fill_ping(struct swim *s, struct ml_ping *p, uint32_t seq, const char *target)
+{
+	memset(p, 0, sizeof(*p));
+	p->seq = seq;
+	snprintf(p->node, sizeof(p->node), "%s", target);
+	p->source = s->self->addr;
+	snprintf(p->source_node, sizeof(p->source_node), "%s", s->self->name);
+}
+
+static void probe_end(struct swim *s)
+{
+	free(s->probe.target);
+	memset(&s->probe, 0, sizeof(s->probe));
+	s->probe.stage = PROBE_IDLE;
+}
+
+static void probe_start(struct swim *s, int64_t now)
+{
+	/* advance the round-robin; reshuffle after a full pass */
+	struct swim_member *target = NULL;
+	for (size_t checked = 0; checked < s->n; checked++) {
+		if (s->probe_index >= s->n) {
+			/* Fisher-Yates reshuffle of the probe order */
+			for (size_t i = s->n; i > 1; i--) {
+				size_t j = rnd(s, (uint32_t)i);
+				struct swim_member *tmp = s->nodes[i - 1];
+				s->nodes[i - 1] = s->nodes[j];
+				s->nodes[j] = tmp;
+				s->nodes[i - 1]->index = (uint32_t)(i - 1);
+				s->nodes[j]->index = (uint32_t)j;
+			}
+			s->probe_index = 0;
+		}
+		struct swim_member *m = s->nodes[s->probe_index++];
+		if (m == s->self || m->state == ML_STATE_DEAD || m->state == ML_STATE_LEFT)
+			continue;
+		target = m;
+		break;
+	}
+	if (target == NULL)
+		return;
+	s->stats.probes++;
+	struct ml_ping ping;
+	uint32_t seq = next_seq(s);
+	fill_ping(s, &ping, seq, target->name);
+	int64_t interval = scaled_probe_interval(s);
+	s->probe.stage = PROBE_DIRECT;
+	s->probe.seq = seq;
+	s->probe.target = xstrdup(target->name);
+	s->probe.sent = now;
+	s->probe.timeout_at = now + s->t.probe_timeout_ms;
+	s->probe.end_at = now + interval;
+	if (target->state == ML_STATE_ALIVE) {
+		int r = ml_encode_ping(s->msgbuf, sizeof(s->msgbuf), &ping);
+		if (r > 0)
+			send_with_piggyback(s, &target->addr, s->msgbuf, (size_t)r, target->vsn[1]);
+	} else {
+		/* buddy system: tell the suspect it is suspected */
+		uint8_t a[2048], b[1024];
+		struct ml_suspect sus;
+		memset(&sus, 0, sizeof(sus));
+		sus.incarnation = target->incarnation;
+		snprintf(sus.node, sizeof(sus.node), "%s", target->name);
+		snprintf(sus.from, sizeof(sus.from), "%s", s->self->name);
+		int ra = ml_encode_ping(a, sizeof(a), &ping);
+		int rb = ml_encode_suspect(b, sizeof(b), &sus);
+		if (ra > 0 && rb > 0) {
+			struct ml_slice sl[2] = {{a, (size_t)ra}, {b, (size_t)rb}};
+			int r = ml_compound_encode(s->pkt, sizeof(s->pkt), sl, 2);
+			if (r > 0)
+				raw_send(s, &target->addr, s->pkt, (size_t)r, target->vsn[1]);
+		}
+	}
+}
+
+static bool is_live_peer(const struct swim *s, const struct swim_member *m)
+{
+	return m != s->self && m->state == ML_STATE_ALIVE;
+}
+
+/* Pick up to k distinct random members passing `ok` (memberlist kRandomNodes). */
+static size_t random_members(struct swim *s, size_t k, struct swim_member **out,
+			     bool (*ok)(const struct swim *, const struct swim_member *, const void *),
+			     const void *arg)
+{
+	size_t got = 0;
+	size_t n = s->n;
+	for (size_t i = 0; i < 3 * n && got < k; i++) {
+		struct swim_member *m = s->nodes[rnd(s, (uint32_t)n)];
+		if (!ok(s, m, arg))
+			continue;
+		bool dup = false;
+		for (size_t j = 0; j < got; j++)
+			if (out[j] == m)
+				dup = true;
+		if (!dup)
+			out[got++] = m;
+	}
+	return got;
+}
+
+static bool ok_relay(const struct swim *s, const struct swim_member *m, const void *arg)
+{
+	const char *target = arg;
+	return is_live_peer(s, m) && strcmp(m->name, target) != 0;
+}
+
+static void probe_indirect(struct swim *s, int64_t now)
+{
+	struct swim_member *target = member_get(s, s->probe.target);
+	if (target == NULL) {
+		probe_end(s);
+		return;
+	}
+	s->probe.stage = PROBE_INDIRECT;
+	struct swim_member *peers[16];
+	size_t k = (size_t)s->t.indirect_checks;
+	if (k > 16)
+		k = 16;
+	k = random_members(s, k, peers, ok_relay, target->name);
+	struct ml_indirect_ping ind;
+	memset(&ind, 0, sizeof(ind));
+	ind.seq = s->probe.seq;
+	ind.target = target->addr;
+	snprintf(ind.node, sizeof(ind.node), "%s", target->name);
+	ind.source = s->self->addr;
+	snprintf(ind.source_node, sizeof(ind.source_node), "%s", s->self->name);
+	for (size_t i = 0; i < k; i++) {
+		ind.nack = peers[i]->vsn[1] >= 4;
+		if (ind.nack)
+			s->probe.expected_nacks++;
+		int r = ml_encode_indirect_ping(s->msgbuf, sizeof(s->msgbuf), &ind);
+		if (r > 0)
+			send_with_piggyback(s, &peers[i]->addr, s->msgbuf, (size_t)r, peers[i]->vsn[1]);
+		s->stats.indirect_probes++;
+	}
+	if (s->io.tcp_ping != NULL && target->vsn[1] >= 3) {
+		struct ml_ping ping;
+		fill_ping(s, &ping, s->probe.seq, target->name);
+		uint8_t buf[1024];
+		int r = ml_encode_ping(buf, sizeof(buf), &ping);
+		if (r > 0) {
+			s->probe.tcp_pending = true;
+			s->stats.tcp_pings++;
+			s->io.tcp_ping(s->io.ctx, &target->addr, s->probe.seq, buf, (size_t)r,
+				       s->probe.end_at);
+		}
+	}
+}
+
+static void probe_succeeded(struct swim *s)
+{
+	awareness_apply(s, -1);
+	probe_end(s);
+}
+
+static void probe_failed(struct swim *s, int64_t now)
+{
+	s->stats.probe_failures++;
+	int delta = 0;
+	if (s->probe.expected_nacks > 0) {
+		if (s->probe.nacks < s->probe.expected_nacks)
+			delta += s->probe.expected_nacks - s->probe.nacks;
+	} else {
+		delta += 1;
+	}
+	awareness_apply(s, delta);
+	struct swim_member *target = member_get(s, s->probe.target);
+	if (target != NULL) {
+		struct ml_suspect sus;
+		memset(&sus, 0, sizeof(sus));
+		sus.incarnation = target->incarnation;
+		snprintf(sus.node, sizeof(sus.node), "%s", target->name);
+		snprintf(sus.from, sizeof(sus.from), "%s", s->self->name);
+		suspect_node(s, now, &sus);
+	}
+	probe_end(s);
+}
+
+void swim_tcp_ping_done(struct swim *s, int64_t now, uint32_t seq, bool acked)
+{
+	if (s->probe.stage == PROBE_IDLE || s->probe.seq != seq)
+		return;
+	s->probe.tcp_pending = false;
+	if (acked)
+		probe_succeeded(s);
+}
+
+/* --------------------------------------------------------- receiving */
+
+static void handle_ping(struct swim *s, const struct ml_addr *from, const uint8_t *p, size_t len)
+{
+	struct ml_ping ping;
+	const uint8_t *pos = p;
+	if (ml_decode_ping(&pos, p + len, &ping) != ML_OK) {
+		s->stats.bad_packets++;
+		return;
+	}
+	if (ping.node[0] != '\0' && strcmp(ping.node, s->self->name) != 0)
+		return;
+	struct ml_ack ack;
+	memset(&ack, 0, sizeof(ack));
+	ack.seq = ping.seq;
+	const struct ml_addr *to = ping.source.len > 0 && ping.source.port > 0 ? &ping.source : from;
+	int r = ml_encode_ack(s->msgbuf, sizeof(s->msgbuf), &ack);
+	if (r > 0)
+		send_with_piggyback(s, to, s->msgbuf, (size_t)r, -1);
+}
+
+static void handle_indirect_ping(struct swim *s, int64_t now, const struct ml_addr *from,
+				 const uint8_t *p, size_t len)
+{
+	struct ml_indirect_ping ind;
+	const uint8_t *pos = p;
+	if (ml_decode_indirect_ping(&pos, p + len, &ind) != ML_OK) {
+		s->stats.bad_packets++;
+		return;
+	}
+	if (s->nrelays >= SWIM_MAX_RELAYS)
+		return;
+	struct swim_relay *r = &s->relays[s->nrelays++];
+	r->local_seq = next_seq(s);
+	r->origin_seq = ind.seq;
+	r->origin = ind.source.len > 0 && ind.source.port > 0 ? ind.source : *from;
+	r->nack = ind.nack;
+	r->deadline = now + s->t.probe_timeout_ms;
+	struct ml_ping ping;
+	fill_ping(s, &ping, r->local_seq, ind.node);
+	int n = ml_encode_ping(s->msgbuf, sizeof(s->msgbuf), &ping);
+	if (n > 0)
+		send_with_piggyback(s, &ind.target, s->msgbuf, (size_t)n, -1);
+}
+
+static void relay_remove(struct swim *s, int i)
+{
+	s->relays[i] = s->relays[--s->nrelays];
+}
+
+static void handle_ack(struct swim *s, int64_t now, const uint8_t *p, size_t len)
+{
+	struct ml_ack ack;
+	const uint8_t *pos = p;
+	if (ml_decode_ack(&pos, p + len, &ack) != ML_OK) {
+		s->stats.bad_packets++;
+		return;
+	}
+	if (s->probe.stage != PROBE_IDLE && ack.seq == s->probe.seq) {
+		probe_succeeded(s);
+		return;
+	}
+	for (int i = 0; i < s->nrelays; i++) {
+		if (s->relays[i].local_seq == ack.seq) {
+			struct ml_ack fwd;
+			memset(&fwd, 0, sizeof(fwd));
+			fwd.seq = s->relays[i].origin_seq;
+			struct ml_addr to = s->relays[i].origin;
+			relay_remove(s, i);
+			int r = ml_encode_ack(s->msgbuf, sizeof(s->msgbuf), &fwd);
+			if (r > 0)
+				send_with_piggyback(s, &to, s->msgbuf, (size_t)r, -1);
+			return;
+		}
+	}
+}
+
+static void handle_nack(struct swim *s, const uint8_t *p, size_t len)
+{
+	struct ml_nack nack;
+	const uint8_t *pos = p;
+	if (ml_decode_nack(&pos, p + len, &nack) != ML_OK) {
+		s->stats.bad_packets++;
+		return;
+	}
+	if (s->probe.stage != PROBE_IDLE && nack.seq == s->probe.seq)
+		s->probe.nacks++;
+}
+
+static void handle_message(struct swim *s, int64_t now, const struct ml_addr *from,
+			   const uint8_t *buf, size_t len, int depth);
+
+static void handle_compound(struct swim *s, int64_t now, const struct ml_addr *from,
+			    const uint8_t *p, size_t len, int depth)
+{
+	struct ml_slice parts[ML_COMPOUND_MAX];
+	int trunc = 0;
+	int n = ml_compound_decode(p, len, parts, ML_COMPOUND_MAX, &trunc);
+	if (n < 0) {
+		s->stats.bad_packets++;
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		handle_message(s, now, from, parts[i].p, parts[i].len, depth + 1);
+}
+
+static void handle_message(struct swim *s, int64_t now, const struct ml_addr *from,
+			   const uint8_t *buf, size_t len, int depth)
+{
+	if (len < 1 || depth > SWIM_NESTING_MAX) {
+		s->stats.bad_packets++;
+		return;
+	}
+	uint8_t type = buf[0];
+	const uint8_t *p = buf + 1;
+	size_t plen = len - 1;
+	const uint8_t *pos = p;
+	switch (type) {
+	case ML_COMPOUND:
+		handle_compound(s, now, from, p, plen, depth);
+		break;
+	case ML_COMPRESS: {
+		uint8_t *out = malloc(ML_UDP_RECV_MAX);
+		if (out == NULL)
+			abort();
+		int n = ml_compress_decode(p, plen, out, ML_UDP_RECV_MAX);
+		if (n > 0)
+			handle_message(s, now, from, out, (size_t)n, depth + 1);
+		else
+			s->stats.bad_packets++;
+		free(out);
+		break;
+	}
+	case ML_PING:
+		handle_ping(s, from, p, plen);
+		break;
+	case ML_INDIRECT_PING:
+		handle_indirect_ping(s, now, from, p, plen);
+		break;
+	case ML_ACK:
+		handle_ack(s, now, p, plen);
+		break;
+	case ML_NACK:
+		handle_nack(s, p, plen);
+		break;
+	case ML_SUSPECT: {
+		struct ml_suspect m;
+		if (ml_decode_suspect(&pos, p + plen, &m) == ML_OK)
+			suspect_node(s, now, &m);
+		else
+			s->stats.bad_packets++;
+		break;
+	}
+	case ML_DEAD: {
+		struct ml_suspect m;
+		if (ml_decode_dead(&pos, p + plen, &m) == ML_OK)
+			dead_node(s, now, &m);
+		else
+			s->stats.bad_packets++;
+		break;
+	}
+	case ML_ALIVE: {
+		static struct ml_alive a;
+		if (ml_decode_alive(&pos, p + plen, &a) != ML_OK) {
+			s->stats.bad_packets++;
+			break;
+		}
+		if (a.addr.port == 0)
+			a.addr.port = s->self->addr.port;
+		alive_node(s, now, &a, false);
+		break;
+	}
+	case ML_USER:
+		if (s->io.user_msg != NULL)
+			s->io.user_msg(s->io.ctx, p, plen);
+		break;
+	default:
+		s->stats.bad_packets++;
+		break;
+	}
+}
+
+void swim_recv_packet(struct swim *s, int64_t now, const struct ml_addr *from, const uint8_t *buf,
+		      size_t len)
+{
+	s->stats.packets_recv++;
+	s->stats.bytes_recv += len;
+	if (len >= 5 && buf[0] == ML_HAS_CRC) {
+		uint32_t want = (uint32_t)buf[1] << 24 | (uint32_t)buf[2] << 16 |
+				(uint32_t)buf[3] << 8 | buf[4];
+		if (ml_crc32(buf + 5, len - 5) != want) {
+			s->stats.bad_packets++;
+			return;
+		}
+		buf += 5;
+		len -= 5;
+	}
+	handle_message(s, now, from, buf, len, 0);
+}
+
+/* ------------------------------------------------------- push / pull */
+
+static void fill_push_node(const struct swim_member *m, struct ml_push_node *pn)
+{
+	memset(pn, 0, sizeof(*pn));
+	snprintf(pn->name, sizeof(pn->name), "%s", m->name);
+	pn->addr = m->addr;
+	pn->meta_len = m->meta_len;
+	if (m->meta_len)
+		memcpy(pn->meta, m->meta, m->meta_len);
+	pn->incarnation = m->incarnation;
+	pn->state = m->state;
+	memcpy(pn->vsn, m->vsn, 6);
+	pn->has_vsn = true;
+}
+
+uint8_t *swim_local_state_new(struct swim *s, int64_t now, bool join, size_t *len)
+{
+	size_t count = 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (!member_forgotten(s, s->nodes[i], now))
+			count++;
+	size_t cap = 64 + count * (ML_NAME_MAX + ML_META_MAX + 128);
+	uint8_t *buf = malloc(cap);
+	if (buf == NULL)
+		abort();
+	size_t off = 0;
+	buf[off++] = ML_PUSH_PULL;
+	struct ml_push_pull_header h = {.nodes = (uint32_t)count, .user_state_len = 0, .join = join};
+	int r = ml_encode_push_pull_header(buf + off, cap - off, &h);
+	if (r < 0)
+		abort();
+	off += (size_t)r;
+	static struct ml_push_node pn;
+	for (size_t i = 0; i < s->n; i++) {
+		if (member_forgotten(s, s->nodes[i], now))
+			continue;
+		fill_push_node(s->nodes[i], &pn);
+		r = ml_encode_push_node(buf + off, cap - off, &pn);
+		if (r < 0)
+			abort();
+		off += (size_t)r;
+	}
+	*len = off;
+	return buf;
+}
+
+static void merge_remote(struct swim *s, int64_t now, const struct ml_push_node *rn)
+{
+	switch (rn->state) {
+	case ML_STATE_ALIVE: {
+		static struct ml_alive a;
+		memset(&a, 0, sizeof(a));
+		a.incarnation = rn->incarnation;
+		snprintf(a.node, sizeof(a.node), "%s", rn->name);
+		a.addr = rn->addr;
+		if (a.addr.port == 0)
+			a.addr.port = s->self->addr.port;
+		a.meta_len = rn->meta_len;
+		memcpy(a.meta, rn->meta, rn->meta_len);
+		memcpy(a.vsn, rn->vsn, 6);
+		a.has_vsn = rn->has_vsn;
+		alive_node(s, now, &a, false);
+		break;
+	}
+	case ML_STATE_LEFT: {
+		struct ml_suspect d;
+		memset(&d, 0, sizeof(d));
+		d.incarnation = rn->incarnation;
+		snprintf(d.node, sizeof(d.node), "%s", rn->name);
+		snprintf(d.from, sizeof(d.from), "%s", rn->name);
+		dead_node(s, now, &d);
+		break;
+	}
+	case ML_STATE_DEAD:
+	case ML_STATE_SUSPECT: {
+		struct ml_suspect d;
+		memset(&d, 0, sizeof(d));
+		d.incarnation = rn->incarnation;
+		snprintf(d.node, sizeof(d.node), "%s", rn->name);
+		snprintf(d.from, sizeof(d.from), "%s", s->self->name);
+		suspect_node(s, now, &d);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+int swim_stream_recv(struct swim *s, int64_t now, const uint8_t *buf, size_t len, bool initiator,
+		     struct swim_stream_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	if (len < 1)
+		return ML_AGAIN;
+	uint8_t *decomp = NULL;
+	int rc = ML_OK;
+	if (buf[0] == ML_COMPRESS) {
+		/* the whole compress object must be there before decoding */
+		decomp = malloc(ML_PUSH_STATE_MAX);
+		if (decomp == NULL)
+			abort();
+		int n = ml_compress_decode(buf + 1, len - 1, decomp, ML_PUSH_STATE_MAX);
+		if (n < 0) {
+			/* an incomplete msgpack object reads as an error here:
+			 * ask for more unless the stream is already too big */
+			free(decomp);
+			if (len > ML_PUSH_STATE_MAX) {
+				snprintf(res->error, sizeof(res->error), "compressed stream: %s",
+					 ml_wire_error());
+				return ML_BAD;
+			}
+			return ML_AGAIN;
+		}
+		buf = decomp;
+		len = (size_t)n;
+		if (len < 1) {
+			free(decomp);
+			snprintf(res->error, sizeof(res->error), "empty compressed stream");
+			return ML_BAD;
+		}
+	}
+	res->type = buf[0];
+	const uint8_t *pos = buf + 1, *end = buf + len;
+	switch (buf[0]) {
+	case ML_PUSH_PULL: {
+		struct ml_push_pull_header h;
+		rc = ml_decode_push_pull_header(&pos, end, &h);
+		if (rc != ML_OK)
+			break;
+		if (h.nodes > 1000000 || h.user_state_len > ML_PUSH_STATE_MAX) {
+			snprintf(res->error, sizeof(res->error), "push-pull header out of range");
+			rc = ML_BAD;
+			break;
+		}
+		struct ml_push_node *nodes = malloc(sizeof(*nodes) * (h.nodes ? h.nodes : 1));
+		if (nodes == NULL)
+			abort();
+		for (uint32_t i = 0; i < h.nodes && rc == ML_OK; i++)
+			rc = ml_decode_push_node(&pos, end, &nodes[i]);
+		if (rc == ML_OK && (size_t)(end - pos) < h.user_state_len)
+			rc = ML_AGAIN;
+		if (rc == ML_OK && initiator && h.join) {
+			for (uint32_t i = 0; i < h.nodes; i++) {
+				if (nodes[i].state == ML_STATE_ALIVE &&
+				    strcmp(nodes[i].name, s->self->name) == 0 &&
+				    !ml_addr_equal(&nodes[i].addr, &s->self->addr)) {
+					char a[64];
+					snprintf(res->error, sizeof(res->error),
+						 "node name %s is already in use by a live node at %s",
+						 s->self->name, ml_addr_str(&nodes[i].addr, a, sizeof(a)));
+					rc = ML_BAD;
+					break;
+				}
+			}
+		}
+		if (rc == ML_OK) {
+			res->join = h.join;
+			for (uint32_t i = 0; i < h.nodes; i++)
+				merge_remote(s, now, &nodes[i]);
+			if (!initiator)
+				res->reply = swim_local_state_new(s, now, h.join, &res->reply_len);
+		}
+		free(nodes);
+		break;
+	}
+	case ML_PING: {
+		struct ml_ping ping;
+		rc = ml_decode_ping(&pos, end, &ping);
+		if (rc != ML_OK)
+			break;
+		if (ping.node[0] != '\0' && strcmp(ping.node, s->self->name) != 0) {
+			snprintf(res->error, sizeof(res->error), "ping for unexpected node %s", ping.node);
+			rc = ML_BAD;
+			break;
+		}
+		struct ml_ack ack;
+		memset(&ack, 0, sizeof(ack));
+		ack.seq = ping.seq;
+		res->reply = malloc(64);
+		if (res->reply == NULL)
+			abort();
+		int n = ml_encode_ack(res->reply, 64, &ack);
+		res->reply_len = n > 0 ? (size_t)n : 0;
+		break;
+	}
+	case ML_ACK: {
+		struct ml_ack ack;
+		rc = ml_decode_ack(&pos, end, &ack);
+		break;
+	}
+	case ML_USER: {
+		struct ml_user_msg_header h;
+		rc = ml_decode_user_msg_header(&pos, end, &h);
+		if (rc != ML_OK)
+			break;
+		if (h.len > ML_PUSH_STATE_MAX) {
+			snprintf(res->error, sizeof(res->error), "user message too large");
+			rc = ML_BAD;
+			break;
+		}
+		if ((size_t)(end - pos) < h.len) {
+			rc = ML_AGAIN;
+			break;
+		}
+		if (s->io.user_msg != NULL)
+			s->io.user_msg(s->io.ctx, pos, h.len);
+		break;
+	}
+	case ML_ERR: {
+		struct ml_err_resp e;
+		rc = ml_decode_err(&pos, end, &e);
+		if (rc == ML_OK) {
+			snprintf(res->error, sizeof(res->error), "remote error: %s", e.error);
+			rc = ML_BAD;
+		}
+		break;
+	}
+	default:
+		snprintf(res->error, sizeof(res->error), "unexpected stream message type %u", buf[0]);
+		rc = ML_BAD;
+		break;
+	}
+	if (rc == ML_BAD && res->error[0] == '\0')
+		snprintf(res->error, sizeof(res->error), "malformed stream: %s", ml_wire_error());
+	if (decomp != NULL && rc == ML_AGAIN) {
+		/* a complete compressed object decoded to a truncated message */
+		snprintf(res->error, sizeof(res->error), "truncated compressed stream");
+		rc = ML_BAD;
+	}
+	free(decomp);
+	return rc;
+}
+
+/* ------------------------------------------------------------ timers */
+
+static bool ok_gossip(const struct swim *s, const struct swim_member *m, const void *arg)
+{
+	const int64_t *now = arg;
+	if (m == s->self)
+		return false;
+	if (m->state == ML_STATE_ALIVE || m->state == ML_STATE_SUSPECT)
+		return true;
+	if (m->state == ML_STATE_DEAD)
+		return *now - m->state_change <= s->t.gossip_to_the_dead_ms;
+	return false;
+}
+
+static void gossip(struct swim *s, int64_t now)
+{
+	struct swim_member *peers[32];
+	size_t k = (size_t)s->t.gossip_nodes;
+	if (k > 32)
+		k = 32;
+	k = random_members(s, k, peers, ok_gossip, &now);
+	size_t budget = s->t.udp_budget > 2 ? s->t.udp_budget - 2 : 0;
+	for (size_t i = 0; i < k; i++) {
+		const uint8_t *parts[SWIM_MAX_PARTS];
+		size_t lens[SWIM_MAX_PARTS];
+		size_t n = bcast_queue_fill(&s->bq, retransmit_limit(s), 2, budget, parts, lens,
+					    SWIM_MAX_PARTS);
+		if (n == 0)
+			break;
+		if (n == 1) {
+			raw_send(s, &peers[i]->addr, parts[0], lens[0], peers[i]->vsn[1]);
+		} else {
+			struct ml_slice sl[SWIM_MAX_PARTS];
+			for (size_t j = 0; j < n; j++) {
+				sl[j].p = parts[j];
+				sl[j].len = lens[j];
+			}
+			int r = ml_compound_encode(s->pkt, sizeof(s->pkt), sl, (int)n);
+			if (r > 0)
+				raw_send(s, &peers[i]->addr, s->pkt, (size_t)r, peers[i]->vsn[1]);
+		}
+		bcast_queue_retire(&s->bq, retransmit_limit(s));
+	}
+}
+
+static bool ok_push_pull(const struct swim *s, const struct swim_member *m, const void *arg)
+{
+	return is_live_peer(s, m);
+}
+
+static void push_pull(struct swim *s)
+{
+	struct swim_member *peer;
+	if (random_members(s, 1, &peer, ok_push_pull, NULL) == 1)
+		s->io.push_pull(s->io.ctx, &peer->addr, peer->name, false);
+}
+
+static bool ok_failed(const struct swim *s, const struct swim_member *m, const void *arg)
+{
+	return m->state == ML_STATE_DEAD;
+}
+
+/* serf's reconnect: try a random failed node with probability failed/alive. */
+static void reconnect(struct swim *s, int64_t now)
+{
+	size_t failed = 0, alive = swim_num_alive(s);
+	for (size_t i = 0; i < s->n; i++)
+		if (s->nodes[i]->state == ML_STATE_DEAD)
+			failed++;
+	if (failed == 0)
+		return;
+	double prob = alive == 0 ? 1.0 : (double)failed / (double)alive;
+	if ((double)rnd(s, 1000000) / 1000000.0 > prob)
+		return;
+	struct swim_member *m;
+	if (random_members(s, 1, &m, ok_failed, NULL) == 1)
+		s->io.push_pull(s->io.ctx, &m->addr, m->name, true);
+}
+
+static void reap(struct swim *s, int64_t now)
+{
+	for (size_t i = 0; i < s->n;) {
+		struct swim_member *m = s->nodes[i];
+		if (m != s->self && (m->state == ML_STATE_DEAD || m->state == ML_STATE_LEFT) &&
+		    now - m->state_change > s->t.reconnect_timeout_ms) {
+			emit(s, SWIM_EV_REAP, m);
+			member_remove(s, m);
+			continue;
+		}
+		i++;
+	}
+}
+
+int64_t swim_next_deadline(const struct swim *s)
+{
+	int64_t d = s->next_gossip;
+	d = min64(d, s->next_push_pull);
+	d = min64(d, s->next_reconnect);
+	d = min64(d, s->next_reap);
+	if (!s->left)
+		d = min64(d, s->next_probe);
+	if (s->probe.stage == PROBE_DIRECT)
+		d = min64(d, s->probe.timeout_at);
+	if (s->probe.stage != PROBE_IDLE)
+		d = min64(d, s->probe.end_at);
+	for (int i = 0; i < s->nrelays; i++)
+		d = min64(d, s->relays[i].deadline);
+	for (size_t i = 0; i < s->nsuspects; i++)
+		d = min64(d, s->suspects[i]->susp->deadline);
+	return d;
+}
+
+int64_t swim_tick(struct swim *s, int64_t now)
+{
+	/* suspicions that ran out */
+	for (size_t i = 0; i < s->nsuspects;) {
+		struct swim_member *m = s->suspects[i];
+		if (m->susp->deadline <= now) {
+			struct ml_suspect d;
+			memset(&d, 0, sizeof(d));
+			d.incarnation = m->incarnation;
+			snprintf(d.node, sizeof(d.node), "%s", m->name);
+			snprintf(d.from, sizeof(d.from), "%s", s->self->name);
+			dead_node(s, now, &d); /* removes it from suspects */
+			continue;
+		}
+		i++;
+	}
+	/* relays whose target did not answer: nack the origin */
+	for (int i = 0; i < s->nrelays;) {
+		if (s->relays[i].deadline <= now) {
+			if (s->relays[i].nack) {
+				struct ml_nack nack = {.seq = s->relays[i].origin_seq};
+				int r = ml_encode_nack(s->msgbuf, sizeof(s->msgbuf), &nack);
+				struct ml_addr to = s->relays[i].origin;
+				if (r > 0)
+					send_with_piggyback(s, &to, s->msgbuf, (size_t)r, -1);
+			}
+			relay_remove(s, i);
+			continue;
+		}
+		i++;
+	}
+	/* the probe in flight */
+	if (s->probe.stage == PROBE_DIRECT && now >= s->probe.timeout_at)
+		probe_indirect(s, now);
+	if (s->probe.stage != PROBE_IDLE && now >= s->probe.end_at)
+		probe_failed(s, now);
+	if (!s->left && now >= s->next_probe) {
+		if (s->probe.stage != PROBE_IDLE)
+			probe_failed(s, now);
+		probe_start(s, now);
+		s->next_probe = now + scaled_probe_interval(s);
+	}
+	if (now >= s->next_gossip) {
+		gossip(s, now);
+		s->next_gossip = now + s->t.gossip_interval_ms;
+	}
+	if (now >= s->next_push_pull) {
+		if (!s->left)
+			push_pull(s);
+		s->next_push_pull = now + swim_push_pull_scale_ms(s->t.push_pull_interval_ms, s->n);
+	}
+	if (now >= s->next_reconnect) {
+		if (!s->left)
+			reconnect(s, now);
+		s->next_reconnect = now + s->t.reconnect_interval_ms;
+	}
+	if (now >= s->next_reap) {
+		reap(s, now);
+		s->next_reap = now + s->t.reap_interval_ms;
+	}
+	return swim_next_deadline(s);
+}
+
+/* -------------------------------------------------------- public API */
+
+struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, int64_t now,
+		      char *err, size_t errlen)
+{
+	if (cfg->name == NULL || cfg->name[0] == '\0' || strlen(cfg->name) > ML_NAME_MAX) {
+		snprintf(err, errlen, "node name must be 1 to %d bytes", ML_NAME_MAX);
+		return NULL;
+	}
+	if (cfg->meta_len > ML_META_MAX) {
+		snprintf(err, errlen, "node meta is %zu bytes, the limit is %d", cfg->meta_len,
+			 ML_META_MAX);
+		return NULL;
+	}
+	if (io->send == NULL || io->rand32 == NULL || io->push_pull == NULL) {
+		snprintf(err, errlen, "swim_io: send, rand32 and push_pull are required");
+		return NULL;
+	}
+	struct swim *s = xcalloc(1, sizeof(*s));
+	s->io = *io;
+	s->t = cfg->timing;
+	if (s->t.udp_budget == 0 || s->t.udp_budget > ML_UDP_RECV_MAX)
+		s->t.udp_budget = ML_UDP_MAX;
+	bcast_queue_create(&s->bq, SWIM_BCAST_DEPTH);
+	s->self = member_add(s, cfg->name);
+	s->self->addr = cfg->addr;
+	member_set_meta(s->self, cfg->meta, cfg->meta_len);
+	memcpy(s->self->vsn, cfg->vsn, 6);
+	s->self->state = ML_STATE_ALIVE;
+	s->self->state_change = now;
+	s->self->incarnation = 1; /* memberlist's setAlive: nextIncarnation() */
+	/* announce ourselves */
+	broadcast_alive(s, s->self);
+	/* stagger the periodic work like memberlist's randomized tickers */
+	s->next_probe = now + rnd(s, (uint32_t)s->t.probe_interval_ms + 1);
+	s->next_gossip = now + rnd(s, (uint32_t)s->t.gossip_interval_ms + 1);
+	s->next_push_pull = now + s->t.push_pull_interval_ms +
+			    rnd(s, (uint32_t)s->t.push_pull_interval_ms + 1);
+	s->next_reconnect = now + s->t.reconnect_interval_ms;
+	s->next_reap = now + s->t.reap_interval_ms;
+	return s;
+}
+
+void swim_free(struct swim *s)
+{
+	if (s == NULL)
+		return;
+	probe_end(s);
+	for (size_t i = 0; i < s->n; i++)
+		member_free(s->nodes[i]);
+	free(s->nodes);
+	free(s->index);
+	free(s->suspects);
+	bcast_queue_destroy(&s->bq);
+	free(s);
+}
+
+void swim_set_meta(struct swim *s, int64_t now, const uint8_t *meta, size_t len)
+{
+	if (len > ML_META_MAX)
+		return;
+	member_set_meta(s->self, meta, len);
+	s->self->incarnation++;
+	broadcast_alive(s, s->self);
+	emit(s, SWIM_EV_UPDATE, s->self);
+}
+
+void swim_leave(struct swim *s, int64_t now)
+{
+	if (s->left)
+		return;
+	s->left = true;
+	probe_end(s);
+	struct ml_suspect d;
+	memset(&d, 0, sizeof(d));
+	d.incarnation = s->self->incarnation;
+	snprintf(d.node, sizeof(d.node), "%s", s->self->name);
+	snprintf(d.from, sizeof(d.from), "%s", s->self->name);
+	dead_node(s, now, &d);
+	if (swim_num_alive(s) == 0)
+		s->leave_bcast_id = 0;
+	/* spread it now rather than at the next gossip tick */
+	s->next_gossip = now;
+}
+
+bool swim_leave_done(const struct swim *s)
+{
+	if (!s->left)
+		return false;
+	if (s->leave_bcast_id == 0)
+		return true;
+	return !bcast_queue_contains(&s->bq, s->leave_bcast_id);
+}
+
+int swim_force_leave(struct swim *s, int64_t now, const char *name, bool prune)
+{
+	struct swim_member *m = member_get(s, name);
+	if (m == NULL || m == s->self)
+		return -1;
+	if (m->state == ML_STATE_DEAD || m->state == ML_STATE_SUSPECT) {
+		suspicion_clear(s, m);
+		m->state = ML_STATE_LEFT;
+		m->state_change = now;
+		emit(s, SWIM_EV_LEFT, m);
+	}
+	if (prune && (m->state == ML_STATE_LEFT)) {
+		emit(s, SWIM_EV_REAP, m);
+		member_remove(s, m);
+	}
+	return 0;
+}
+
+void swim_broadcast_user(struct swim *s, const uint8_t *msg, size_t len)
+{
+	uint8_t buf[ML_UDP_MAX];
+	int r = ml_encode_user(buf, sizeof(buf), msg, len);
+	if (r > 0)
+		bcast_queue_push(&s->bq, BK_USER, NULL, buf, (size_t)r);
+}
+
+size_t swim_member_count(const struct swim *s)
+{
+	return s->n;
+}
+
+const struct swim_member *swim_member_at(const struct swim *s, size_t i)
+{
+	return i < s->n ? s->nodes[i] : NULL;
+}
+
+const struct swim_member *swim_member_find(const struct swim *s, const char *name)
+{
+	return member_get(s, name);
+}
+
+const struct swim_member *swim_self(const struct swim *s)
+{
+	return s->self;
+}
+
+size_t swim_num_alive(const struct swim *s)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->nodes[i] != s->self && (s->nodes[i]->state == ML_STATE_ALIVE ||
+					       s->nodes[i]->state == ML_STATE_SUSPECT))
+			n++;
+	return n;
+}
+
+int swim_health_score(const struct swim *s)
+{
+	return s->awareness;
+}
+
+const struct swim_stats *swim_stats(const struct swim *s)
+{
+	return &s->stats;
+}
+
+const struct swim_timing *swim_timing(const struct swim *s)
+{
+	return &s->t;
+}

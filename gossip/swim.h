@@ -1,0 +1,197 @@
+/*
+ * gossip/swim.h — the SWIM failure detector and membership table, sans-I/O.
+ *
+ * Owns: the member table (one entry per node this node has heard of,
+ * itself included), probing (direct ping, k indirect pings with nacks, TCP
+ * fallback ping), suspicion with Lifeguard's dynamic timeouts, local health
+ * awareness, refutation, dissemination through the transmit-limited
+ * broadcast queue (gossip/bcast.h), push-pull state exchange, reconnection
+ * attempts to failed nodes and reaping, as memberlist 0.2.2 and serf do.
+ *
+ * It never reads a clock, draws a random number or touches a socket: time is
+ * the `now` argument (milliseconds, monotonic), randomness and output go
+ * through struct swim_io. The agent (gossip/transport.c on libev) and the
+ * simulator (tests/sim/) drive the same code: call swim_tick() at or after
+ * the deadline it last returned, and feed every received datagram and TCP
+ * stream to swim_recv_packet() / swim_stream_recv().
+ *
+ * Error convention: functions that can fail return -1 (or NULL) and write a
+ * message into the caller's err buffer; everything else cannot fail except on
+ * allocation failure, which aborts (the agent has nothing better to do).
+ */
+#ifndef RUMOR_GOSSIP_SWIM_H
+#define RUMOR_GOSSIP_SWIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gossip/wire.h"
+
+struct swim;
+
+/* Timing and fan-out knobs; swim_config_profile() fills memberlist's. */
+struct swim_timing {
+	int64_t probe_interval_ms;
+	int64_t probe_timeout_ms;
+	int indirect_checks;
+	int suspicion_mult;
+	int suspicion_max_timeout_mult;
+	int retransmit_mult;
+	int64_t gossip_interval_ms;
+	int gossip_nodes;
+	int64_t gossip_to_the_dead_ms;
+	int64_t push_pull_interval_ms;
+	int awareness_max_multiplier;
+	int64_t reconnect_interval_ms; /* serf: retry a failed node */
+	int64_t reconnect_timeout_ms;  /* serf: forget failed/left nodes */
+	int64_t reap_interval_ms;
+	size_t udp_budget; /* bytes a packet may carry (1400 minus encryption) */
+};
+
+/* "lan", "wan" or "local" into *t; -1 for an unknown name. */
+int swim_timing_profile(struct swim_timing *t, const char *name);
+
+struct swim_config {
+	const char *name;
+	struct ml_addr addr; /* advertised address and gossip port */
+	const uint8_t *meta; /* node meta (serf tags encoding); may be NULL */
+	size_t meta_len;
+	uint8_t vsn[6]; /* pmin pmax pcur dmin dmax dcur */
+	struct swim_timing timing;
+};
+
+enum swim_event_type {
+	SWIM_EV_JOIN,	 /* a node became alive (new, or back from dead/left) */
+	SWIM_EV_UPDATE,	 /* an alive node changed its meta */
+	SWIM_EV_SUSPECT, /* a node became suspect */
+	SWIM_EV_FAILED,	 /* a node was declared dead */
+	SWIM_EV_LEFT,	 /* a node left gracefully */
+	SWIM_EV_REAP,	 /* a failed or left node was forgotten */
+};
+
+struct swim_member {
+	char *name;
+	struct ml_addr addr;
+	uint8_t *meta;
+	uint16_t meta_len;
+	uint8_t state; /* enum ml_state */
+	uint8_t vsn[6];
+	uint32_t incarnation;
+	int64_t state_change; /* ms, when state last changed */
+	struct swim_suspicion *susp;
+	uint32_t index; /* position in the probe order */
+};
+
+/* How the core reaches the world. Every callback is required unless noted. */
+struct swim_io {
+	void *ctx;
+	/* Send one datagram (already framed: compound/CRC; not encrypted). */
+	void (*send)(void *ctx, const struct ml_addr *to, const uint8_t *pkt, size_t len);
+	/* A uniformly random 32-bit number. */
+	uint32_t (*rand32)(void *ctx);
+	/* Open a TCP push-pull with `to`; the driver reports back through
+	 * swim_stream_recv() on the reply. join: serf reconnect uses true. */
+	void (*push_pull)(void *ctx, const struct ml_addr *to, const char *name, bool join);
+	/* Optional: TCP fallback ping. Send `pkt` on a new stream to `to`,
+	 * wait for an ack until `deadline`, then call swim_tcp_ping_done(). */
+	void (*tcp_ping)(void *ctx, const struct ml_addr *to, uint32_t seq, const uint8_t *pkt,
+			 size_t len, int64_t deadline);
+	/* Optional: membership events. */
+	void (*event)(void *ctx, enum swim_event_type type, const struct swim_member *m);
+	/* Optional: a user message (memberlist userMsg) arrived. */
+	void (*user_msg)(void *ctx, const uint8_t *p, size_t len);
+	/* Optional: the node name we use is claimed by another live address. */
+	void (*conflict)(void *ctx, const struct swim_member *ours, const struct ml_addr *other);
+};
+
+/* Counters for metrics and the simulator's load invariant. */
+struct swim_stats {
+	uint64_t packets_sent, bytes_sent;
+	uint64_t packets_recv, bytes_recv;
+	uint64_t bad_packets;
+	uint64_t probes, probe_failures, indirect_probes, tcp_pings;
+	uint64_t suspicions, refutations, deaths_declared;
+	uint64_t broadcasts_dropped;
+};
+
+/* Create a node; copies everything it keeps from cfg. Returns NULL with err. */
+struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, int64_t now,
+		      char *err, size_t errlen);
+void swim_free(struct swim *s);
+
+/* Run everything due at `now`; returns the next deadline (ms). */
+int64_t swim_tick(struct swim *s, int64_t now);
+/* The deadline swim_tick() would return now, without running anything. */
+int64_t swim_next_deadline(const struct swim *s);
+
+/* A datagram arrived (decrypted by the driver). Bad bytes are counted and dropped. */
+void swim_recv_packet(struct swim *s, int64_t now, const struct ml_addr *from, const uint8_t *buf,
+		      size_t len);
+
+/* Result of feeding a TCP stream to swim_stream_recv(). */
+struct swim_stream_result {
+	uint8_t type;	     /* enum ml_type of the (inner) message */
+	bool join;	     /* push-pull: the remote side set Join */
+	uint8_t *reply;	     /* bytes to write back (malloc'd, caller frees), or NULL */
+	size_t reply_len;
+	char error[300];     /* set when the call returns ML_BAD, or remote errMsg */
+};
+
+/*
+ * Feed the bytes read so far on a TCP stream (decrypted, starting at the
+ * message type byte). Returns ML_AGAIN when more bytes are needed, ML_BAD
+ * when the stream is malformed or refused (res->error says why), or ML_OK
+ * when a whole message was handled:
+ *   push-pull: remote state merged; if `initiator` is false res->reply holds
+ *              our state to send back (join flag mirrored);
+ *   ping:      res->reply holds the ack;
+ *   user:      delivered to io->user_msg;
+ *   ack:       res->type = ML_ACK (a TCP ping answer);
+ *   err:       res->error holds the remote error text, returns ML_BAD.
+ * `initiator` says whether this node opened the stream (its reply is the
+ * remote state to merge, not a request). With initiator and join, a remote
+ * live node using our name fails the call ("node name ... in use").
+ */
+int swim_stream_recv(struct swim *s, int64_t now, const uint8_t *buf, size_t len, bool initiator,
+		     struct swim_stream_result *res);
+
+/* Our state as a push-pull stream message (malloc'd; *len set). */
+uint8_t *swim_local_state_new(struct swim *s, int64_t now, bool join, size_t *len);
+
+/* The TCP fallback ping for `seq` ended; acked says whether it reached the node. */
+void swim_tcp_ping_done(struct swim *s, int64_t now, uint32_t seq, bool acked);
+
+/* Change our meta (tags): bumps our incarnation and broadcasts it. */
+void swim_set_meta(struct swim *s, int64_t now, const uint8_t *meta, size_t len);
+
+/* Leave gracefully: broadcast our own dead message; stop probing. */
+void swim_leave(struct swim *s, int64_t now);
+/* True once the leave broadcast has been sent as often as it will be
+ * (or nobody is left to tell). */
+bool swim_leave_done(const struct swim *s);
+
+/* Force a failed node into the left state (serf force-leave). 0, or -1 if unknown. */
+int swim_force_leave(struct swim *s, int64_t now, const char *name, bool prune);
+
+/* Queue a user message for piggybacking (serf-layer broadcasts). */
+void swim_broadcast_user(struct swim *s, const uint8_t *msg, size_t len);
+
+size_t swim_member_count(const struct swim *s);
+const struct swim_member *swim_member_at(const struct swim *s, size_t i);
+const struct swim_member *swim_member_find(const struct swim *s, const char *name);
+const struct swim_member *swim_self(const struct swim *s);
+/* Members alive or suspect (memberlist's estNumNodes counts all known). */
+size_t swim_num_alive(const struct swim *s);
+int swim_health_score(const struct swim *s);
+const struct swim_stats *swim_stats(const struct swim *s);
+const struct swim_timing *swim_timing(const struct swim *s);
+
+/* memberlist's formulas (util.go), exposed for tests and the simulator. */
+int64_t swim_suspicion_timeout_ms(int mult, size_t n, int64_t interval_ms);
+int swim_retransmit_limit(int mult, size_t n);
+int64_t swim_push_pull_scale_ms(int64_t interval_ms, size_t n);
+
+const char *swim_state_name(uint8_t state);
+
+#endif
