@@ -1,0 +1,500 @@
+/*
+ * agent/agent.c — see agent.h.
+ *
+ * Start-up order: config -> logging -> node ID -> gossip (UDP+TCP bound,
+ * SWIM core created) -> HTTP -> pid file -> -join (all at once; the agent
+ * exits if none succeeds, as Consul's start_join does) -> -retry-join timer
+ * -> loop. Shutdown: a signal or PUT /v1/agent/leave starts agent_leave();
+ * the loop keeps running until the leave broadcast has been sent as often as
+ * the queue sends it, or BROADCAST_TIMEOUT passes, then everything is freed.
+ */
+#define _GNU_SOURCE
+#include "agent/agent.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/api.h"
+#include "agent/http.h"
+#include "agent/log.h"
+#include "gossip/tags.h"
+#include "gossip/transport.h"
+
+#define BROADCAST_TIMEOUT_MS 5000 /* serf's BroadcastTimeout */
+#define LEAVE_POLL_S 0.05
+
+struct agent_priv {
+	ev_signal sigint, sigterm, sighup;
+	ev_timer retry_timer;
+	ev_timer leave_timer;
+	int64_t leave_started;
+	int start_joins_pending;
+	int start_joins_ok;
+	bool retry_in_flight;
+};
+
+static struct agent_priv *priv(struct agent *a)
+{
+	return a->priv;
+}
+
+/* ------------------------------------------------------------- tags */
+
+/* The tags a member advertises: Consul's reserved ones, then node meta. */
+static int build_meta(const struct agent *a, uint8_t *buf, size_t cap)
+{
+	struct tag tags[TAGS_MAX];
+	size_t n = 0;
+	const char *fixed[][2] = {
+		{"role", "node"},
+		{"dc", a->cfg.datacenter},
+		{"build", RUMOR_VERSION ":rumor"},
+		{"vsn", "2"},
+		{"vsn_min", "2"},
+		{"vsn_max", "3"},
+		{"id", a->node_id},
+	};
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		snprintf(tags[n].key, sizeof(tags[n].key), "%s", fixed[i][0]);
+		snprintf(tags[n].value, sizeof(tags[n].value), "%s", fixed[i][1]);
+		n++;
+	}
+	for (size_t i = 0; i < a->cfg.node_meta_n && n < TAGS_MAX; i++) {
+		snprintf(tags[n].key, sizeof(tags[n].key), "%s", a->cfg.node_meta[i].key);
+		snprintf(tags[n].value, sizeof(tags[n].value), "%s", a->cfg.node_meta[i].value);
+		n++;
+	}
+	return tags_encode(buf, cap, tags, n);
+}
+
+/* ---------------------------------------------------------- node id */
+
+static int load_node_id(struct agent *a, char *err, size_t errlen)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/node-id", a->cfg.data_dir);
+	FILE *f = fopen(path, "r");
+	if (f != NULL) {
+		char buf[64] = {0};
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+			buf[--n] = '\0';
+		if (n == 36) {
+			memcpy(a->node_id, buf, 37);
+			return 0;
+		}
+		log_warn("agent: ignoring malformed node ID in %s", path);
+	}
+	uint8_t r[16];
+	randombytes_buf(r, sizeof(r));
+	r[6] = (uint8_t)((r[6] & 0x0f) | 0x40);
+	r[8] = (uint8_t)((r[8] & 0x3f) | 0x80);
+	snprintf(a->node_id, sizeof(a->node_id),
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
+		 r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
+		 r[15]);
+	f = fopen(path, "w");
+	if (f == NULL) {
+		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		return -1;
+	}
+	fprintf(f, "%s\n", a->node_id);
+	fclose(f);
+	return 0;
+}
+
+/* ------------------------------------------------------- membership */
+
+int agent_member_status(const struct agent *a, const void *mp)
+{
+	const struct swim_member *m = mp;
+	struct swim *s = gossip_transport_swim(a->gossip);
+	if (m == swim_self(s) && a->leaving && !a->left)
+		return 2; /* leaving */
+	switch (m->state) {
+	case ML_STATE_ALIVE:
+	case ML_STATE_SUSPECT:
+		return 1;
+	case ML_STATE_LEFT:
+		return 3;
+	case ML_STATE_DEAD:
+		return 4;
+	}
+	return 0;
+}
+
+static void on_member_event(void *ud, enum swim_event_type type, const struct swim_member *m)
+{
+	char addr[64];
+	ml_addr_str(&m->addr, addr, sizeof(addr));
+	switch (type) {
+	case SWIM_EV_JOIN:
+		log_info("serf: EventMemberJoin: %s %s", m->name, addr);
+		break;
+	case SWIM_EV_UPDATE:
+		log_info("serf: EventMemberUpdate: %s", m->name);
+		break;
+	case SWIM_EV_SUSPECT:
+		log_info("memberlist: Suspect %s has failed, no acks received", m->name);
+		break;
+	case SWIM_EV_FAILED:
+		log_info("serf: EventMemberFailed: %s %s", m->name, addr);
+		break;
+	case SWIM_EV_LEFT:
+		log_info("serf: EventMemberLeave: %s %s", m->name, addr);
+		break;
+	case SWIM_EV_REAP:
+		log_info("serf: EventMemberReap: %s", m->name);
+		break;
+	}
+}
+
+/* ------------------------------------------------------------ joins */
+
+struct start_join {
+	struct agent *a;
+	char addr[256];
+	bool retry;
+};
+
+static void retry_join_schedule(struct agent *a);
+
+static void start_join_done(void *ud, bool ok, const char *error)
+{
+	struct start_join *sj = ud;
+	struct agent *a = sj->a;
+	struct agent_priv *p = priv(a);
+	if (ok) {
+		log_info("agent: Join completed. Synced with %s", sj->addr);
+		a->joined_once = true;
+	} else {
+		log_warn("agent: Join %s failed: %s", sj->addr, error ? error : "unknown error");
+	}
+	if (sj->retry) {
+		p->retry_in_flight = false;
+		if (ok)
+			p->start_joins_ok++;
+	} else {
+		p->start_joins_pending--;
+		if (ok)
+			p->start_joins_ok++;
+		if (p->start_joins_pending == 0 && p->start_joins_ok == 0 && !a->shutting_down) {
+			log_err("agent: Error starting agent: Failed to join any nodes given with -join");
+			a->exit_code = 1;
+			a->shutting_down = true;
+			ev_break(a->loop, EVBREAK_ALL);
+		}
+	}
+	free(sj);
+}
+
+static void start_join(struct agent *a, const char *addr, bool retry)
+{
+	struct start_join *sj = calloc(1, sizeof(*sj));
+	if (sj == NULL)
+		abort();
+	sj->a = a;
+	sj->retry = retry;
+	snprintf(sj->addr, sizeof(sj->addr), "%s", addr);
+	char err[256];
+	if (!retry)
+		priv(a)->start_joins_pending++;
+	else
+		priv(a)->retry_in_flight = true;
+	if (gossip_transport_join(a->gossip, addr, (uint16_t)a->cfg.serf_lan_port, start_join_done, sj,
+				  err, sizeof(err)) < 0)
+		start_join_done(sj, false, err);
+}
+
+static void retry_join_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct agent *a = w->data;
+	struct agent_priv *p = priv(a);
+	if (a->joined_once || a->leaving || a->cfg.retry_join.n == 0)
+		return;
+	if (p->retry_in_flight) {
+		retry_join_schedule(a);
+		return;
+	}
+	if (a->cfg.retry_max > 0 && a->retry_attempts >= a->cfg.retry_max) {
+		log_err("agent: max join retry exhausted, exiting");
+		a->exit_code = 1;
+		a->shutting_down = true;
+		ev_break(a->loop, EVBREAK_ALL);
+		return;
+	}
+	const char *addr = a->cfg.retry_join.items[a->retry_attempts % a->cfg.retry_join.n];
+	a->retry_attempts++;
+	log_info("agent: Joining cluster (retry-join attempt %d) via %s", a->retry_attempts, addr);
+	start_join(a, addr, true);
+	retry_join_schedule(a);
+}
+
+static void retry_join_schedule(struct agent *a)
+{
+	struct agent_priv *p = priv(a);
+	if (a->joined_once)
+		return;
+	ev_timer_stop(a->loop, &p->retry_timer);
+	ev_timer_set(&p->retry_timer, (double)a->cfg.retry_interval_ms / 1000.0, 0.);
+	ev_timer_start(a->loop, &p->retry_timer);
+}
+
+/* ------------------------------------------------------------ leave */
+
+static void leave_poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct agent *a = w->data;
+	struct agent_priv *p = priv(a);
+	struct swim *s = gossip_transport_swim(a->gossip);
+	bool done = swim_leave_done(s);
+	if (!done && gossip_now_ms() - p->leave_started < BROADCAST_TIMEOUT_MS)
+		return;
+	if (!done)
+		log_warn("agent: timeout while waiting for graceful leave");
+	else
+		log_info("agent: Graceful leave complete");
+	a->left = true;
+	a->shutting_down = true;
+	ev_timer_stop(loop, w);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+void agent_leave(struct agent *a)
+{
+	struct agent_priv *p = priv(a);
+	if (a->leaving)
+		return;
+	a->leaving = true;
+	log_info("agent: Gracefully shutting down agent...");
+	struct swim *s = gossip_transport_swim(a->gossip);
+	p->leave_started = gossip_now_ms();
+	swim_leave(s, p->leave_started);
+	gossip_transport_kick(a->gossip);
+	ev_timer_init(&p->leave_timer, leave_poll_cb, LEAVE_POLL_S, LEAVE_POLL_S);
+	p->leave_timer.data = a;
+	ev_timer_start(a->loop, &p->leave_timer);
+}
+
+static void shutdown_now(struct agent *a)
+{
+	log_info("agent: shutting down without leaving");
+	a->shutting_down = true;
+	ev_break(a->loop, EVBREAK_ALL);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct agent *a = w->data;
+	if (w->signum == SIGHUP) {
+		struct rumor_config fresh;
+		char err[512];
+		if (rumor_config_reload(&a->cfg, &fresh, err, sizeof(err)) < 0) {
+			log_err("agent: reload failed: %s", err);
+			rumor_config_free(&fresh);
+			return;
+		}
+		log_set_level((enum log_level)fresh.log_level);
+		a->cfg.log_level = fresh.log_level;
+		/* swap node meta */
+		struct rumor_config_meta *old = a->cfg.node_meta;
+		size_t oldn = a->cfg.node_meta_n;
+		a->cfg.node_meta = fresh.node_meta;
+		a->cfg.node_meta_n = fresh.node_meta_n;
+		fresh.node_meta = old;
+		fresh.node_meta_n = oldn;
+		rumor_config_free(&fresh);
+		uint8_t meta[ML_META_MAX];
+		int mlen = build_meta(a, meta, sizeof(meta));
+		if (mlen < 0) {
+			log_err("agent: reload: node meta does not fit in %d bytes", ML_META_MAX);
+			return;
+		}
+		struct swim *s = gossip_transport_swim(a->gossip);
+		const struct swim_member *self = swim_self(s);
+		if (self->meta_len != (size_t)mlen || memcmp(self->meta, meta, (size_t)mlen) != 0) {
+			swim_set_meta(s, gossip_now_ms(), meta, (size_t)mlen);
+			gossip_transport_kick(a->gossip);
+		}
+		log_info("agent: Reloaded configuration (log level %s)",
+			 rumor_config_log_level_name(a->cfg.log_level));
+		return;
+	}
+	if (a->leaving) {
+		/* second signal: stop at once */
+		shutdown_now(a);
+		return;
+	}
+	bool leave = w->signum == SIGINT ? !a->cfg.skip_leave_on_interrupt : a->cfg.leave_on_terminate;
+	log_info("agent: Caught signal: %s", w->signum == SIGINT ? "interrupt" : "terminated");
+	if (leave)
+		agent_leave(a);
+	else
+		shutdown_now(a);
+}
+
+/* ----------------------------------------------------------- helpers */
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static int parse_ip(const char *s, struct ml_addr *out)
+{
+	return ml_addr_parse(s, 0, out);
+}
+
+/* -------------------------------------------------------------- main */
+
+int agent_main(int argc, char **argv)
+{
+	struct agent agent, *a = &agent;
+	struct agent_priv p;
+	memset(a, 0, sizeof(*a));
+	memset(&p, 0, sizeof(p));
+	a->priv = &p;
+	char err[1024];
+	int rc = 1;
+
+	rumor_config_init(&a->cfg);
+	int prc = rumor_config_parse(&a->cfg, argc, argv, err, sizeof(err));
+	if (prc == 1) {
+		rumor_config_free(&a->cfg);
+		return 0;
+	}
+	if (prc < 0) {
+		fprintf(stderr, "==> %s\n", err);
+		rumor_config_free(&a->cfg);
+		return 1;
+	}
+	log_set_level((enum log_level)a->cfg.log_level);
+	if (a->cfg.log_file != NULL && log_set_file(a->cfg.log_file) < 0) {
+		fprintf(stderr, "==> cannot open log file %s: %s\n", a->cfg.log_file, strerror(errno));
+		goto out_config;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "==> libsodium failed to initialise\n");
+		goto out_config;
+	}
+	if (load_node_id(a, err, sizeof(err)) < 0) {
+		fprintf(stderr, "==> %s\n", err);
+		goto out_config;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	a->loop = ev_default_loop(EVFLAG_AUTO);
+	a->start_ms = gossip_now_ms();
+
+	struct gossip_transport_config gc;
+	memset(&gc, 0, sizeof(gc));
+	gc.bind_addr = a->cfg.bind_addr;
+	gc.port = (uint16_t)a->cfg.serf_lan_port;
+	if (parse_ip(a->cfg.advertise_addr, &gc.advertise) < 0) {
+		fprintf(stderr, "==> invalid advertise address %s\n", a->cfg.advertise_addr);
+		goto out_config;
+	}
+	gc.advertise.port = (uint16_t)a->cfg.serf_lan_port;
+	gc.tcp_timeout_ms = 0;
+	gc.swim.name = a->cfg.node_name;
+	static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
+	memcpy(gc.swim.vsn, vsn, 6);
+	swim_timing_profile(&gc.swim.timing, rumor_config_profile_name(a->cfg.profile));
+	gc.swim.timing.reconnect_timeout_ms = a->cfg.reconnect_timeout_ms;
+	gc.tcp_timeout_ms = a->cfg.profile == RUMOR_CONFIG_PROFILE_WAN ? 30000
+			    : a->cfg.profile == RUMOR_CONFIG_PROFILE_LOCAL ? 1000
+									   : 10000;
+	uint8_t meta[ML_META_MAX];
+	int mlen = build_meta(a, meta, sizeof(meta));
+	if (mlen < 0) {
+		fprintf(stderr, "==> node meta does not fit in %d bytes: use fewer or shorter -node-meta\n",
+			ML_META_MAX);
+		goto out_config;
+	}
+	gc.swim.meta = meta;
+	gc.swim.meta_len = (size_t)mlen;
+	gc.on_event = on_member_event;
+	gc.ud = a;
+	a->gossip = gossip_transport_new(a->loop, &gc, err, sizeof(err));
+	if (a->gossip == NULL) {
+		fprintf(stderr, "==> Error starting agent: %s\n", err);
+		goto out_config;
+	}
+
+	if (a->cfg.http_port >= 0) {
+		a->http = api_start(a, err, sizeof(err));
+		if (a->http == NULL) {
+			fprintf(stderr, "==> Error starting agent: %s\n", err);
+			goto out_gossip;
+		}
+	}
+	if (a->cfg.pid_file != NULL) {
+		FILE *f = fopen(a->cfg.pid_file, "w");
+		if (f == NULL) {
+			fprintf(stderr, "==> cannot write pid file %s: %s\n", a->cfg.pid_file,
+				strerror(errno));
+			goto out_http;
+		}
+		fprintf(f, "%d\n", (int)getpid());
+		fclose(f);
+	}
+
+	ev_signal_init(&p.sigint, signal_cb, SIGINT);
+	ev_signal_init(&p.sigterm, signal_cb, SIGTERM);
+	ev_signal_init(&p.sighup, signal_cb, SIGHUP);
+	p.sigint.data = p.sigterm.data = p.sighup.data = a;
+	ev_signal_start(a->loop, &p.sigint);
+	ev_signal_start(a->loop, &p.sigterm);
+	ev_signal_start(a->loop, &p.sighup);
+
+	char advert[64];
+	ml_addr_str(&swim_self(gossip_transport_swim(a->gossip))->addr, advert, sizeof(advert));
+	log_info("agent: rumor agent running: node '%s' (%s), datacenter %s, gossip %s:%u "
+		 "advertised as %s, http %s:%d, data dir %s%s",
+		 a->cfg.node_name, a->node_id, a->cfg.datacenter, a->cfg.bind_addr,
+		 gossip_transport_port(a->gossip), advert, a->cfg.client_addr, a->cfg.http_port,
+		 a->cfg.data_dir, a->cfg.dev ? " (dev mode, temporary)" : "");
+
+	for (size_t i = 0; i < a->cfg.start_join.n; i++)
+		start_join(a, a->cfg.start_join.items[i], false);
+	ev_timer_init(&p.retry_timer, retry_join_cb, 0., 0.);
+	p.retry_timer.data = a;
+	if (a->cfg.retry_join.n > 0) {
+		ev_timer_set(&p.retry_timer, 0.001, 0.);
+		ev_timer_start(a->loop, &p.retry_timer);
+	}
+
+	a->exit_code = 0;
+	ev_run(a->loop, 0);
+	rc = a->exit_code;
+
+	ev_signal_stop(a->loop, &p.sigint);
+	ev_signal_stop(a->loop, &p.sigterm);
+	ev_signal_stop(a->loop, &p.sighup);
+	ev_timer_stop(a->loop, &p.retry_timer);
+	ev_timer_stop(a->loop, &p.leave_timer);
+	if (a->cfg.pid_file != NULL)
+		unlink(a->cfg.pid_file);
+out_http:
+	api_stop(a);
+out_gossip:
+	gossip_transport_free(a->gossip);
+	a->gossip = NULL;
+out_config:
+	if (a->cfg.data_dir_is_temp && a->cfg.data_dir != NULL)
+		nftw(a->cfg.data_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rumor_config_free(&a->cfg);
+	log_set_file(NULL);
+	if (a->loop != NULL)
+		ev_loop_destroy(a->loop);
+	return rc;
+}

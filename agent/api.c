@@ -1,0 +1,347 @@
+/*
+ * agent/api.c — see api.h.
+ */
+#include "agent/api.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "agent/http.h"
+#include "agent/log.h"
+#include "gossip/tags.h"
+#include "gossip/transport.h"
+
+enum { M_GET = 1, M_PUT = 2, M_POST = 4, M_DELETE = 8, M_HEAD = 16 };
+
+typedef void (*route_fn)(struct agent *a, struct http_conn *c, const struct http_request *req,
+			 const char *rest);
+
+struct route {
+	const char *path;
+	int prefix; /* path is a prefix; `rest` is what follows it */
+	int methods;
+	route_fn fn;
+};
+
+/* -------------------------------------------------------------- replies */
+
+void api_reply_json(struct http_conn *c, const struct http_request *req, int status, json_t *j)
+{
+	bool pretty = req != NULL && http_query_get(req, "pretty") != NULL;
+	char *s = json_dumps(j, (pretty ? JSON_INDENT(4) : JSON_COMPACT) | JSON_ENCODE_ANY);
+	json_decref(j);
+	if (s == NULL) {
+		http_respond(c, 500, "text/plain; charset=utf-8", "encoding failed\n", 16);
+		return;
+	}
+	size_t len = strlen(s);
+	if (pretty) {
+		char *t = realloc(s, len + 2);
+		if (t != NULL) {
+			s = t;
+			s[len++] = '\n';
+			s[len] = '\0';
+		}
+	}
+	http_respond(c, status, "application/json", s, len);
+	free(s);
+}
+
+void api_reply_text(struct http_conn *c, int status, const char *text)
+{
+	http_respond(c, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+static int method_bit(const char *m)
+{
+	if (strcmp(m, "GET") == 0)
+		return M_GET;
+	if (strcmp(m, "PUT") == 0)
+		return M_PUT;
+	if (strcmp(m, "POST") == 0)
+		return M_POST;
+	if (strcmp(m, "DELETE") == 0)
+		return M_DELETE;
+	if (strcmp(m, "HEAD") == 0)
+		return M_HEAD;
+	return 0;
+}
+
+/* ------------------------------------------------------------- members */
+
+static json_t *member_json(const struct agent *a, const struct swim_member *m)
+{
+	char ip[64];
+	struct ml_addr noport = m->addr;
+	noport.port = 0;
+	ml_addr_str(&noport, ip, sizeof(ip));
+	/* ml_addr_str prints host:port; cut the port (and brackets) */
+	char *colon = strrchr(ip, ':');
+	if (colon != NULL)
+		*colon = '\0';
+	if (ip[0] == '[') {
+		size_t l = strlen(ip);
+		memmove(ip, ip + 1, l);
+		char *rb = strchr(ip, ']');
+		if (rb)
+			*rb = '\0';
+	}
+	json_t *tags = json_object();
+	struct tag t[TAGS_MAX];
+	int nt = m->meta_len > 0 ? tags_decode(m->meta, m->meta_len, t, TAGS_MAX) : 0;
+	for (int i = 0; i < nt; i++)
+		json_object_set_new(tags, t[i].key, json_string(t[i].value));
+	return json_pack("{s:s, s:s, s:i, s:o, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "Name", m->name,
+			 "Addr", ip, "Port", (int)m->addr.port, "Tags", tags, "Status",
+			 agent_member_status(a, m), "ProtocolMin", m->vsn[0], "ProtocolMax",
+			 m->vsn[1], "ProtocolCur", m->vsn[2], "DelegateMin", m->vsn[3],
+			 "DelegateMax", m->vsn[4], "DelegateCur", m->vsn[5]);
+}
+
+static int cmp_member(const void *x, const void *y)
+{
+	const struct swim_member *const *a = x, *const *b = y;
+	return strcmp((*a)->name, (*b)->name);
+}
+
+static void h_members(struct agent *a, struct http_conn *c, const struct http_request *req,
+		      const char *rest)
+{
+	if (http_query_get(req, "wan") != NULL) {
+		api_reply_json(c, req, 200, json_array());
+		return;
+	}
+	struct swim *s = gossip_transport_swim(a->gossip);
+	size_t n = swim_member_count(s);
+	const struct swim_member **v = malloc((n ? n : 1) * sizeof(*v));
+	if (v == NULL)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		v[i] = swim_member_at(s, i);
+	qsort(v, n, sizeof(*v), cmp_member);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, member_json(a, v[i]));
+	free(v);
+	api_reply_json(c, req, 200, arr);
+}
+
+static void h_self(struct agent *a, struct http_conn *c, const struct http_request *req,
+		   const char *rest)
+{
+	struct swim *s = gossip_transport_swim(a->gossip);
+	json_t *meta = json_object();
+	for (size_t i = 0; i < a->cfg.node_meta_n; i++)
+		json_object_set_new(meta, a->cfg.node_meta[i].key,
+				    json_string(a->cfg.node_meta[i].value));
+	json_t *cfg = json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s}", "Datacenter",
+				a->cfg.datacenter, "NodeName", a->cfg.node_name, "NodeID",
+				a->node_id, "Server", 0, "Revision", "rumor", "Version",
+				RUMOR_VERSION, "Domain", a->cfg.domain);
+	json_t *debug = json_pack(
+		"{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:b, s:s}", "BindAddr", a->cfg.bind_addr,
+		"AdvertiseAddrLAN", a->cfg.advertise_addr, "ClientAddr", a->cfg.client_addr,
+		"SerfPortLAN", gossip_transport_port(a->gossip), "HTTPPort", a->cfg.http_port,
+		"DNSPort", a->cfg.dns_port, "DataDir", a->cfg.data_dir, "GossipProfile",
+		rumor_config_profile_name(a->cfg.profile), "DevMode", a->cfg.dev, "LogLevel",
+		rumor_config_log_level_name(a->cfg.log_level));
+	const struct swim_stats *st = swim_stats(s);
+	json_t *stats = json_pack(
+		"{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I}}", "serf_lan", "members",
+		(json_int_t)swim_member_count(s), "alive", (json_int_t)swim_num_alive(s) + 1,
+		"packets_sent", (json_int_t)st->packets_sent, "packets_recv",
+		(json_int_t)st->packets_recv, "probes", (json_int_t)st->probes, "probe_failures",
+		(json_int_t)st->probe_failures, "suspicions", (json_int_t)st->suspicions,
+		"refutations", (json_int_t)st->refutations, "health_score", swim_health_score(s),
+		"bad_packets", (json_int_t)st->bad_packets);
+	json_t *self = json_pack("{s:o, s:o, s:n, s:o, s:o, s:o}", "Config", cfg, "DebugConfig",
+				 debug, "Coord", "Member", member_json(a, swim_self(s)), "Meta",
+				 meta, "Stats", stats);
+	api_reply_json(c, req, 200, self);
+}
+
+/* --------------------------------------------------------------- join */
+
+struct join_req {
+	struct http_conn *conn; /* NULL once the client went away */
+	char addr[256];
+};
+
+static void join_conn_closed(struct http_conn *c, void *ud)
+{
+	struct join_req *jr = ud;
+	jr->conn = NULL;
+}
+
+static void join_done(void *ud, bool ok, const char *error)
+{
+	struct join_req *jr = ud;
+	if (ok)
+		log_info("agent: (LAN) joined: number of nodes joined: 1 (%s)", jr->addr);
+	else
+		log_warn("agent: (LAN) join %s failed: %s", jr->addr, error);
+	if (jr->conn != NULL) {
+		if (ok) {
+			http_respond(jr->conn, 200, NULL, "", 0);
+		} else {
+			char msg[600];
+			snprintf(msg, sizeof(msg), "Failed to join %s: %s", jr->addr,
+				 error ? error : "unknown error");
+			api_reply_text(jr->conn, 500, msg);
+		}
+	}
+	free(jr);
+}
+
+static void h_join(struct agent *a, struct http_conn *c, const struct http_request *req,
+		   const char *rest)
+{
+	if (rest[0] == '\0') {
+		api_reply_text(c, 400, "Missing address to join");
+		return;
+	}
+	if (http_query_get(req, "wan") != NULL) {
+		api_reply_text(c, 400, "WAN join is not supported: rumor has one gossip pool (LAN)");
+		return;
+	}
+	if (a->leaving) {
+		api_reply_text(c, 503, "Agent is leaving");
+		return;
+	}
+	struct join_req *jr = calloc(1, sizeof(*jr));
+	if (jr == NULL)
+		abort();
+	jr->conn = c;
+	snprintf(jr->addr, sizeof(jr->addr), "%s", rest);
+	http_conn_on_close(c, join_conn_closed, jr);
+	char err[300];
+	if (gossip_transport_join(a->gossip, rest, (uint16_t)a->cfg.serf_lan_port, join_done, jr, err,
+				  sizeof(err)) < 0) {
+		jr->conn = NULL;
+		http_conn_on_close(c, NULL, NULL);
+		char msg[600];
+		snprintf(msg, sizeof(msg), "Failed to join %s: %s", rest, err);
+		api_reply_text(c, 400, msg);
+		free(jr);
+	}
+}
+
+static void h_leave(struct agent *a, struct http_conn *c, const struct http_request *req,
+		    const char *rest)
+{
+	http_respond(c, 200, NULL, "", 0);
+	agent_leave(a);
+}
+
+static void h_force_leave(struct agent *a, struct http_conn *c, const struct http_request *req,
+			  const char *rest)
+{
+	if (rest[0] == '\0') {
+		api_reply_text(c, 400, "Missing node name");
+		return;
+	}
+	struct swim *s = gossip_transport_swim(a->gossip);
+	bool prune = http_query_get(req, "prune") != NULL;
+	if (swim_force_leave(s, gossip_now_ms(), rest, prune) < 0) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "agent: No node found with name '%s'", rest);
+		api_reply_text(c, 500, msg);
+		return;
+	}
+	gossip_transport_kick(a->gossip);
+	http_respond(c, 200, NULL, "", 0);
+}
+
+/* ------------------------------------------------------------- status */
+
+static void h_leader(struct agent *a, struct http_conn *c, const struct http_request *req,
+		     const char *rest)
+{
+	/* No leader in an AP cluster: every agent answers for itself. */
+	char addr[80];
+	snprintf(addr, sizeof(addr), "%s:%u", a->cfg.advertise_addr,
+		 gossip_transport_port(a->gossip));
+	api_reply_json(c, req, 200, json_string(addr));
+}
+
+static void h_peers(struct agent *a, struct http_conn *c, const struct http_request *req,
+		    const char *rest)
+{
+	struct swim *s = gossip_transport_swim(a->gossip);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < swim_member_count(s); i++) {
+		const struct swim_member *m = swim_member_at(s, i);
+		if (m->state != ML_STATE_ALIVE && m->state != ML_STATE_SUSPECT)
+			continue;
+		char buf[80];
+		json_array_append_new(arr, json_string(ml_addr_str(&m->addr, buf, sizeof(buf))));
+	}
+	api_reply_json(c, req, 200, arr);
+}
+
+/* -------------------------------------------------------------- routes */
+
+static const struct route routes[] = {
+	{"/v1/agent/self", 0, M_GET, h_self},
+	{"/v1/agent/members", 0, M_GET, h_members},
+	{"/v1/agent/join/", 1, M_PUT | M_GET | M_POST, h_join},
+	{"/v1/agent/leave", 0, M_PUT | M_POST, h_leave},
+	{"/v1/agent/force-leave/", 1, M_PUT | M_GET | M_POST, h_force_leave},
+	{"/v1/status/leader", 0, M_GET, h_leader},
+	{"/v1/status/peers", 0, M_GET, h_peers},
+};
+
+static void dispatch(struct http_conn *c, const struct http_request *req, void *ud)
+{
+	struct agent *a = ud;
+	int mb = method_bit(req->method);
+	if (mb == M_HEAD)
+		mb = M_GET;
+	log_debug("http: Request %s %s (from %s)", req->method, req->url, req->remote);
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		const struct route *r = &routes[i];
+		size_t plen = strlen(r->path);
+		const char *rest;
+		if (r->prefix) {
+			if (strncmp(req->path, r->path, plen) != 0)
+				continue;
+			rest = req->path + plen;
+		} else {
+			if (strcmp(req->path, r->path) != 0)
+				continue;
+			rest = "";
+		}
+		if ((r->methods & mb) == 0) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "method %s not allowed", req->method);
+			api_reply_text(c, 405, msg);
+			return;
+		}
+		r->fn(a, c, req, rest);
+		return;
+	}
+	api_reply_text(c, 404, "404 page not found");
+}
+
+struct http_server *api_start(struct agent *a, char *err, size_t errlen)
+{
+	struct http_server *s = http_server_new(a->loop, NULL, dispatch, a, err, errlen);
+	if (s == NULL)
+		return NULL;
+	uint16_t bound = 0;
+	if (http_server_listen(s, a->cfg.client_addr, (uint16_t)a->cfg.http_port, &bound, err,
+			       errlen) < 0) {
+		http_server_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void api_stop(struct agent *a)
+{
+	http_server_free(a->http);
+	a->http = NULL;
+}

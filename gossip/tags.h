@@ -1,0 +1,30 @@
+/*
+ * gossip/tags.h — serf's tag encoding in memberlist node meta.
+ *
+ * Owns: the codec only. Serf protocol >= 3 writes tags as the magic byte
+ * 0xff followed by a msgpack map of string to string (old-spec raw strings,
+ * as Go's codec writes them); older meta is a bare role string, which reads
+ * as {"role": <meta>}. Decoding never allocates beyond the caller's arrays.
+ */
+#ifndef RUMOR_GOSSIP_TAGS_H
+#define RUMOR_GOSSIP_TAGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TAGS_MAGIC 0xff
+#define TAGS_MAX 64
+#define TAG_KEY_MAX 128
+#define TAG_VALUE_MAX 512
+
+struct tag {
+	char key[TAG_KEY_MAX + 1];
+	char value[TAG_VALUE_MAX + 1];
+};
+
+/* Encode n tags into buf; returns the length, or -1 if it exceeds cap. */
+int tags_encode(uint8_t *buf, size_t cap, const struct tag *tags, size_t n);
+/* Decode meta into tags[] (at most max); returns the count or -1 (malformed). */
+int tags_decode(const uint8_t *meta, size_t len, struct tag *tags, size_t max);
+
+#endif

@@ -1,0 +1,657 @@
+/*
+ * gossip/transport.c — see transport.h.
+ *
+ * One struct stream per TCP connection. Outgoing streams are created by the
+ * core (push_pull, tcp_ping) or by a join; they connect non-blocking, write
+ * their request, then read until swim_stream_recv() says the reply is whole.
+ * Incoming streams read until the request is whole, write the core's reply
+ * (if any) and close. Every stream has a timer for its deadline.
+ */
+#define _GNU_SOURCE
+#include "gossip/transport.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STREAM_READ_CHUNK 65536
+
+enum stream_kind { ST_IN, ST_PUSH_PULL, ST_JOIN, ST_PING };
+
+struct stream {
+	struct gossip_transport *t;
+	enum stream_kind kind;
+	int fd;
+	bool connected;
+	ev_io io;
+	ev_timer timer;
+	uint8_t *in;
+	size_t in_len, in_cap;
+	uint8_t *out;
+	size_t out_len, out_off;
+	bool done_reading; /* in: request handled, now flushing the reply */
+	uint32_t ping_seq;
+	gossip_join_cb join_cb;
+	void *join_ud;
+	struct stream *next, *prev;
+};
+
+struct gossip_transport {
+	struct ev_loop *loop;
+	struct swim *swim;
+	int udp_fd, tcp_fd;
+	uint16_t port;
+	int64_t tcp_timeout_ms;
+	ev_io udp_io, tcp_io;
+	ev_timer tick;
+	struct stream *streams;
+	struct gossip_transport_stats stats;
+	void (*on_event)(void *ud, enum swim_event_type type, const struct swim_member *m);
+	void (*on_user_msg)(void *ud, const uint8_t *p, size_t len);
+	void *ud;
+	uint8_t rxbuf[ML_UDP_RECV_MAX];
+};
+
+int64_t gossip_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ----------------------------------------------------- address helpers */
+
+static socklen_t to_sockaddr(const struct ml_addr *a, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (a->len == 4) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(a->port);
+		memcpy(&sin->sin_addr, a->ip, 4);
+		return sizeof(*sin);
+	}
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons(a->port);
+	memcpy(&sin6->sin6_addr, a->ip, 16);
+	return sizeof(*sin6);
+}
+
+static void from_sockaddr(const struct sockaddr_storage *ss, struct ml_addr *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+		a->len = 4;
+		memcpy(a->ip, &sin->sin_addr, 4);
+		a->port = ntohs(sin->sin_port);
+	} else {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+		/* v4-mapped back to 4 bytes, as Go's To4() */
+		static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		if (memcmp(&sin6->sin6_addr, mapped, 12) == 0) {
+			a->len = 4;
+			memcpy(a->ip, (const uint8_t *)&sin6->sin6_addr + 12, 4);
+		} else {
+			a->len = 16;
+			memcpy(a->ip, &sin6->sin6_addr, 16);
+		}
+		a->port = ntohs(sin6->sin6_port);
+	}
+}
+
+/* Resolve "host[:port]" (names through getaddrinfo, IPv4 first). */
+static int resolve(const char *spec, uint16_t default_port, struct ml_addr *out, char *err,
+		   size_t errlen)
+{
+	if (ml_addr_parse(spec, default_port, out) == 0)
+		return 0;
+	char host[256];
+	uint16_t port = default_port;
+	const char *colon = strrchr(spec, ':');
+	size_t hlen = colon ? (size_t)(colon - spec) : strlen(spec);
+	if (hlen == 0 || hlen >= sizeof(host)) {
+		snprintf(err, errlen, "invalid address %s", spec);
+		return -1;
+	}
+	memcpy(host, spec, hlen);
+	host[hlen] = '\0';
+	if (colon) {
+		char *end;
+		long p = strtol(colon + 1, &end, 10);
+		if (*end != '\0' || p < 1 || p > 65535) {
+			snprintf(err, errlen, "invalid port in address %s", spec);
+			return -1;
+		}
+		port = (uint16_t)p;
+	}
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+	int rc = getaddrinfo(host, NULL, &hints, &res);
+	if (rc != 0) {
+		snprintf(err, errlen, "lookup %s: %s", host, gai_strerror(rc));
+		return -1;
+	}
+	const struct addrinfo *pick = res;
+	for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
+		if (ai->ai_family == AF_INET) {
+			pick = ai;
+			break;
+		}
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, pick->ai_addr, pick->ai_addrlen);
+	freeaddrinfo(res);
+	from_sockaddr(&ss, out);
+	out->port = port;
+	return 0;
+}
+
+/* -------------------------------------------------------------- ticking */
+
+static void schedule(struct gossip_transport *t)
+{
+	int64_t now = gossip_now_ms();
+	int64_t next = swim_next_deadline(t->swim);
+	if (next <= now)
+		next = swim_tick(t->swim, now);
+	double after = (double)(next - now) / 1000.0;
+	if (after < 0.001)
+		after = 0.001;
+	ev_timer_stop(t->loop, &t->tick);
+	ev_timer_set(&t->tick, after, 0.);
+	ev_timer_start(t->loop, &t->tick);
+}
+
+static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct gossip_transport *t = w->data;
+	swim_tick(t->swim, gossip_now_ms());
+	schedule(t);
+}
+
+void gossip_transport_kick(struct gossip_transport *t)
+{
+	swim_tick(t->swim, gossip_now_ms());
+	schedule(t);
+}
+
+/* ---------------------------------------------------------------- UDP */
+
+static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct gossip_transport *t = w->data;
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		ssize_t n = recvfrom(t->udp_fd, t->rxbuf, sizeof(t->rxbuf), 0,
+				     (struct sockaddr *)&ss, &sl);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				t->stats.udp_errors++;
+			break;
+		}
+		struct ml_addr from;
+		from_sockaddr(&ss, &from);
+		swim_recv_packet(t->swim, gossip_now_ms(), &from, t->rxbuf, (size_t)n);
+	}
+	schedule(t);
+}
+
+static void io_send(void *ctx, const struct ml_addr *to, const uint8_t *pkt, size_t len)
+{
+	struct gossip_transport *t = ctx;
+	struct sockaddr_storage ss;
+	socklen_t sl = to_sockaddr(to, &ss);
+	if (t->udp_fd < 0)
+		return;
+	if (sendto(t->udp_fd, pkt, len, 0, (struct sockaddr *)&ss, sl) < 0)
+		t->stats.udp_errors++;
+}
+
+static uint32_t io_rand32(void *ctx)
+{
+	return randombytes_random();
+}
+
+/* ------------------------------------------------------------- streams */
+
+static void stream_close(struct stream *st, bool ok, const char *why)
+{
+	struct gossip_transport *t = st->t;
+	ev_io_stop(t->loop, &st->io);
+	ev_timer_stop(t->loop, &st->timer);
+	if (st->fd >= 0)
+		close(st->fd);
+	if (!ok)
+		t->stats.stream_errors++;
+	if (st->kind == ST_PING)
+		swim_tcp_ping_done(t->swim, gossip_now_ms(), st->ping_seq, ok);
+	if (st->kind == ST_JOIN && st->join_cb != NULL)
+		st->join_cb(st->join_ud, ok, ok ? NULL : why);
+	if (st->prev)
+		st->prev->next = st->next;
+	else
+		t->streams = st->next;
+	if (st->next)
+		st->next->prev = st->prev;
+	free(st->in);
+	free(st->out);
+	free(st);
+	schedule(t);
+}
+
+static void stream_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct stream *st = w->data;
+	stream_close(st, false, st->connected ? "i/o timeout" : "dial tcp: i/o timeout");
+}
+
+/* Handle what has been read; returns false if the stream was closed. */
+static bool stream_consume(struct stream *st)
+{
+	struct gossip_transport *t = st->t;
+	struct swim_stream_result res;
+	bool initiator = st->kind != ST_IN;
+	int rc = swim_stream_recv(t->swim, gossip_now_ms(), st->in, st->in_len, initiator, &res);
+	if (rc == ML_AGAIN)
+		return true;
+	if (rc == ML_BAD) {
+		free(res.reply);
+		stream_close(st, false, res.error);
+		return false;
+	}
+	if (st->kind == ST_IN) {
+		if (res.reply != NULL) {
+			st->out = res.reply;
+			st->out_len = res.reply_len;
+			st->out_off = 0;
+			st->done_reading = true;
+			ev_io_stop(t->loop, &st->io);
+			ev_io_set(&st->io, st->fd, EV_WRITE);
+			ev_io_start(t->loop, &st->io);
+			return true;
+		}
+		stream_close(st, true, NULL);
+		return false;
+	}
+	free(res.reply);
+	if (st->kind == ST_PING && res.type != ML_ACK) {
+		stream_close(st, false, "tcp ping: unexpected reply");
+		return false;
+	}
+	if ((st->kind == ST_JOIN || st->kind == ST_PUSH_PULL) && res.type != ML_PUSH_PULL) {
+		stream_close(st, false, "push-pull: unexpected reply type");
+		return false;
+	}
+	stream_close(st, true, NULL);
+	return false;
+}
+
+static void stream_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct stream *st = w->data;
+	if (revents & EV_WRITE) {
+		if (!st->connected) {
+			int soerr = 0;
+			socklen_t sl = sizeof(soerr);
+			getsockopt(st->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+			if (soerr != 0) {
+				char why[160];
+				snprintf(why, sizeof(why), "dial tcp: %s", strerror(soerr));
+				stream_close(st, false, why);
+				return;
+			}
+			st->connected = true;
+		}
+		while (st->out_off < st->out_len) {
+			ssize_t n = write(st->fd, st->out + st->out_off, st->out_len - st->out_off);
+			if (n < 0) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+					return;
+				char why[160];
+				snprintf(why, sizeof(why), "write: %s", strerror(errno));
+				stream_close(st, false, why);
+				return;
+			}
+			st->out_off += (size_t)n;
+		}
+		if (st->kind == ST_IN && st->done_reading) {
+			stream_close(st, true, NULL);
+			return;
+		}
+		/* request written: now read the reply */
+		ev_io_stop(loop, &st->io);
+		ev_io_set(&st->io, st->fd, EV_READ);
+		ev_io_start(loop, &st->io);
+		return;
+	}
+	if (revents & EV_READ) {
+		for (;;) {
+			if (st->in_cap - st->in_len < STREAM_READ_CHUNK) {
+				size_t ncap = st->in_cap ? st->in_cap * 2 : STREAM_READ_CHUNK * 2;
+				if (ncap > ML_PUSH_STATE_MAX + 4096) {
+					stream_close(st, false, "stream larger than the push state limit");
+					return;
+				}
+				uint8_t *p = realloc(st->in, ncap);
+				if (p == NULL)
+					abort();
+				st->in = p;
+				st->in_cap = ncap;
+			}
+			ssize_t n = read(st->fd, st->in + st->in_len, st->in_cap - st->in_len);
+			if (n < 0) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+					break;
+				char why[160];
+				snprintf(why, sizeof(why), "read: %s", strerror(errno));
+				stream_close(st, false, why);
+				return;
+			}
+			if (n == 0) {
+				/* EOF: whatever we have must be whole now */
+				if (st->in_len > 0 && !stream_consume(st))
+					return;
+				if (st->done_reading) {
+					ev_io_stop(loop, &st->io); /* reply being written */
+					ev_io_set(&st->io, st->fd, EV_WRITE);
+					ev_io_start(loop, &st->io);
+					return;
+				}
+				stream_close(st, false, "connection closed by peer before a whole message");
+				return;
+			}
+			st->in_len += (size_t)n;
+		}
+		stream_consume(st);
+	}
+}
+
+static struct stream *stream_new(struct gossip_transport *t, enum stream_kind kind, int fd,
+				 int64_t deadline_ms)
+{
+	struct stream *st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		abort();
+	st->t = t;
+	st->kind = kind;
+	st->fd = fd;
+	ev_io_init(&st->io, stream_io_cb, fd, kind == ST_IN ? EV_READ : EV_WRITE);
+	st->io.data = st;
+	double after = (double)deadline_ms / 1000.0;
+	if (after < 0.001)
+		after = 0.001;
+	ev_timer_init(&st->timer, stream_timeout_cb, after, 0.);
+	st->timer.data = st;
+	ev_io_start(t->loop, &st->io);
+	ev_timer_start(t->loop, &st->timer);
+	st->next = t->streams;
+	if (t->streams)
+		t->streams->prev = st;
+	t->streams = st;
+	return st;
+}
+
+/* Start an outgoing stream that writes `req` (taken over) to `to`. */
+static struct stream *stream_dial(struct gossip_transport *t, enum stream_kind kind,
+				  const struct ml_addr *to, uint8_t *req, size_t len,
+				  int64_t timeout_ms, char *why, size_t whylen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = to_sockaddr(to, &ss);
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(why, whylen, "socket: %s", strerror(errno));
+		free(req);
+		return NULL;
+	}
+	if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
+		snprintf(why, whylen, "dial tcp: %s", strerror(errno));
+		close(fd);
+		free(req);
+		return NULL;
+	}
+	t->stats.streams_out++;
+	struct stream *st = stream_new(t, kind, fd, timeout_ms);
+	st->out = req;
+	st->out_len = len;
+	return st;
+}
+
+static void io_push_pull(void *ctx, const struct ml_addr *to, const char *name, bool join)
+{
+	struct gossip_transport *t = ctx;
+	size_t len;
+	uint8_t *req = swim_local_state_new(t->swim, gossip_now_ms(), join, &len);
+	char why[160];
+	stream_dial(t, ST_PUSH_PULL, to, req, len, t->tcp_timeout_ms, why, sizeof(why));
+}
+
+static void io_tcp_ping(void *ctx, const struct ml_addr *to, uint32_t seq, const uint8_t *pkt,
+			size_t len, int64_t deadline)
+{
+	struct gossip_transport *t = ctx;
+	uint8_t *req = malloc(len);
+	if (req == NULL)
+		abort();
+	memcpy(req, pkt, len);
+	int64_t timeout = deadline - gossip_now_ms();
+	char why[160];
+	struct stream *st =
+		stream_dial(t, ST_PING, to, req, len, timeout > 0 ? timeout : 1, why, sizeof(why));
+	if (st == NULL) {
+		swim_tcp_ping_done(t->swim, gossip_now_ms(), seq, false);
+		return;
+	}
+	st->ping_seq = seq;
+}
+
+int gossip_transport_join(struct gossip_transport *t, const char *addr, uint16_t default_port,
+			  gossip_join_cb cb, void *ud, char *err, size_t errlen)
+{
+	struct ml_addr to;
+	if (resolve(addr, default_port, &to, err, errlen) < 0)
+		return -1;
+	size_t len;
+	uint8_t *req = swim_local_state_new(t->swim, gossip_now_ms(), true, &len);
+	char why[200];
+	struct stream *st = stream_dial(t, ST_JOIN, &to, req, len, t->tcp_timeout_ms, why, sizeof(why));
+	if (st == NULL) {
+		cb(ud, false, why);
+		return 0;
+	}
+	st->join_cb = cb;
+	st->join_ud = ud;
+	return 0;
+}
+
+static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct gossip_transport *t = w->data;
+	for (int i = 0; i < 32; i++) {
+		int fd = accept4(t->tcp_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			break;
+		t->stats.streams_in++;
+		struct stream *st = stream_new(t, ST_IN, fd, t->tcp_timeout_ms);
+		st->connected = true;
+	}
+}
+
+/* ------------------------------------------------------------- events */
+
+static void io_event(void *ctx, enum swim_event_type type, const struct swim_member *m)
+{
+	struct gossip_transport *t = ctx;
+	if (t->on_event != NULL)
+		t->on_event(t->ud, type, m);
+}
+
+static void io_user_msg(void *ctx, const uint8_t *p, size_t len)
+{
+	struct gossip_transport *t = ctx;
+	if (t->on_user_msg != NULL)
+		t->on_user_msg(t->ud, p, len);
+}
+
+/* ------------------------------------------------------------ set up */
+
+static int bind_socket(int type, const char *bind_addr, uint16_t port, char *err, size_t errlen)
+{
+	struct ml_addr a;
+	if (ml_addr_parse(bind_addr, port, &a) < 0) {
+		snprintf(err, errlen, "invalid bind address %s", bind_addr);
+		return -1;
+	}
+	a.port = port;
+	struct sockaddr_storage ss;
+	socklen_t sl = to_sockaddr(&a, &ss);
+	int fd = socket(ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
+		snprintf(err, errlen, "bind %s %s:%u: %s", type == SOCK_DGRAM ? "udp" : "tcp",
+			 bind_addr, port, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (type == SOCK_STREAM && listen(fd, 128) < 0) {
+		snprintf(err, errlen, "listen: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (type == SOCK_DGRAM) {
+		int sz = 2 * 1024 * 1024;
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	}
+	return fd;
+}
+
+static uint16_t bound_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	struct ml_addr a;
+	from_sockaddr(&ss, &a);
+	return a.port;
+}
+
+struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
+					      const struct gossip_transport_config *cfg, char *err,
+					      size_t errlen)
+{
+	if (sodium_init() < 0) {
+		snprintf(err, errlen, "libsodium failed to initialise");
+		return NULL;
+	}
+	struct gossip_transport *t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		abort();
+	t->loop = loop;
+	t->udp_fd = t->tcp_fd = -1;
+	t->tcp_timeout_ms = cfg->tcp_timeout_ms > 0 ? cfg->tcp_timeout_ms : 10000;
+	t->on_event = cfg->on_event;
+	t->on_user_msg = cfg->on_user_msg;
+	t->ud = cfg->ud;
+	/* TCP first so that port 0 picks one free for both */
+	uint16_t port = cfg->port;
+	for (int attempt = 0; attempt < 20; attempt++) {
+		t->tcp_fd = bind_socket(SOCK_STREAM, cfg->bind_addr, port, err, errlen);
+		if (t->tcp_fd < 0)
+			goto fail;
+		uint16_t p = bound_port(t->tcp_fd);
+		t->udp_fd = bind_socket(SOCK_DGRAM, cfg->bind_addr, p, err, errlen);
+		if (t->udp_fd >= 0) {
+			t->port = p;
+			break;
+		}
+		close(t->tcp_fd);
+		t->tcp_fd = -1;
+		if (cfg->port != 0)
+			goto fail;
+	}
+	if (t->udp_fd < 0)
+		goto fail;
+
+	struct swim_config sc = cfg->swim;
+	sc.addr = cfg->advertise;
+	if (sc.addr.port == 0)
+		sc.addr.port = t->port;
+	struct swim_io io = {
+		.ctx = t,
+		.send = io_send,
+		.rand32 = io_rand32,
+		.push_pull = io_push_pull,
+		.tcp_ping = io_tcp_ping,
+		.event = io_event,
+		.user_msg = io_user_msg,
+	};
+	t->swim = swim_new(&sc, &io, gossip_now_ms(), err, errlen);
+	if (t->swim == NULL)
+		goto fail;
+
+	ev_io_init(&t->udp_io, udp_cb, t->udp_fd, EV_READ);
+	t->udp_io.data = t;
+	ev_io_start(loop, &t->udp_io);
+	ev_io_init(&t->tcp_io, tcp_accept_cb, t->tcp_fd, EV_READ);
+	t->tcp_io.data = t;
+	ev_io_start(loop, &t->tcp_io);
+	ev_timer_init(&t->tick, tick_cb, 0.001, 0.);
+	t->tick.data = t;
+	schedule(t);
+	return t;
+fail:
+	if (t->udp_fd >= 0)
+		close(t->udp_fd);
+	if (t->tcp_fd >= 0)
+		close(t->tcp_fd);
+	free(t);
+	return NULL;
+}
+
+void gossip_transport_free(struct gossip_transport *t)
+{
+	if (t == NULL)
+		return;
+	ev_timer_stop(t->loop, &t->tick);
+	while (t->streams != NULL)
+		stream_close(t->streams, false, "agent shutting down");
+	ev_timer_stop(t->loop, &t->tick);
+	ev_io_stop(t->loop, &t->udp_io);
+	ev_io_stop(t->loop, &t->tcp_io);
+	close(t->udp_fd);
+	close(t->tcp_fd);
+	swim_free(t->swim);
+	free(t);
+}
+
+struct swim *gossip_transport_swim(struct gossip_transport *t)
+{
+	return t->swim;
+}
+
+uint16_t gossip_transport_port(const struct gossip_transport *t)
+{
+	return t->port;
+}
+
+const struct gossip_transport_stats *gossip_transport_stats(const struct gossip_transport *t)
+{
+	return &t->stats;
+}

@@ -1,0 +1,70 @@
+/*
+ * gossip/transport.h — drives the SWIM core on libev with real sockets.
+ *
+ * Owns: the gossip UDP socket and TCP listener (same port, memberlist's
+ * layout), the TCP streams (push-pull in both directions, join, fallback
+ * pings, user messages), the one libev timer that wakes the core at its next
+ * deadline, the monotonic clock and libsodium's RNG handed to the core, and
+ * the swim instance itself (created here, freed here).
+ *
+ * Each TCP stream has a deadline (tcp_timeout, memberlist's TCPTimeout) and
+ * a size cap (memberlist's 20 MiB push state limit); a stream that breaks
+ * either is closed and, for an outgoing one, reported as failed.
+ *
+ * Error convention: functions return 0 or -1 and write a message to err.
+ */
+#ifndef RUMOR_GOSSIP_TRANSPORT_H
+#define RUMOR_GOSSIP_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gossip/swim.h"
+
+struct ev_loop;
+struct gossip_transport;
+
+struct gossip_transport_config {
+	const char *bind_addr; /* "0.0.0.0", "127.0.0.1", "::" */
+	uint16_t port;	       /* 0: pick one (tests) */
+	struct ml_addr advertise; /* port 0: use the bound port */
+	int64_t tcp_timeout_ms;
+	struct swim_config swim; /* addr is filled from advertise */
+	/* membership events and user messages, passed through from the core */
+	void (*on_event)(void *ud, enum swim_event_type type, const struct swim_member *m);
+	void (*on_user_msg)(void *ud, const uint8_t *p, size_t len);
+	void *ud;
+};
+
+struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
+					      const struct gossip_transport_config *cfg, char *err,
+					      size_t errlen);
+/* Closes sockets and streams (pending joins are reported failed) and frees the core. */
+void gossip_transport_free(struct gossip_transport *t);
+
+struct swim *gossip_transport_swim(struct gossip_transport *t);
+/* The monotonic clock the core runs on (ms). */
+int64_t gossip_now_ms(void);
+/* The port the gossip sockets are bound to. */
+uint16_t gossip_transport_port(const struct gossip_transport *t);
+
+/*
+ * Join: a push-pull with join=true to addr ("host", "host:port"; port
+ * defaults to default_port). cb is called exactly once, from the loop, with
+ * ok and an error message when not ok. Returns -1 (and does not call cb)
+ * only when addr cannot be parsed.
+ */
+typedef void (*gossip_join_cb)(void *ud, bool ok, const char *error);
+int gossip_transport_join(struct gossip_transport *t, const char *addr, uint16_t default_port,
+			  gossip_join_cb cb, void *ud, char *err, size_t errlen);
+
+/* After changing the core from outside (leave, set_meta): run it now. */
+void gossip_transport_kick(struct gossip_transport *t);
+
+struct gossip_transport_stats {
+	uint64_t streams_in, streams_out, stream_errors, udp_errors;
+};
+const struct gossip_transport_stats *gossip_transport_stats(const struct gossip_transport *t);
+
+#endif
