@@ -216,6 +216,30 @@ int cli_flags_parse(const struct cli_flag *flags, size_t nflags, int argc,
 	return 0;
 }
 
+/* Prints text word-wrapped at `width` columns, each line indented. */
+static void print_wrapped(FILE *out, const char *text, int indent, int width)
+{
+	const char *p = text;
+
+	while (*p) {
+		const char *end = p, *brk = NULL;
+		int col = indent;
+
+		while (*end && (col < width || brk == NULL)) {
+			if (*end == ' ')
+				brk = end;
+			end++;
+			col++;
+		}
+		if (*end == '\0' || brk == NULL)
+			brk = end;
+		fprintf(out, "%*s%.*s\n", indent, "", (int)(brk - p), p);
+		p = brk;
+		while (*p == ' ')
+			p++;
+	}
+}
+
 static void print_flags(FILE *out, const struct cli_flag *flags,
                         size_t nflags)
 {
@@ -230,7 +254,8 @@ static void print_flags(FILE *out, const struct cli_flag *flags,
 			        flags[i].arg ? flags[i].arg : "<value>");
 		else
 			fprintf(out, "  -%s\n", flags[i].name);
-		fprintf(out, "     %s\n\n", flags[i].help);
+		print_wrapped(out, flags[i].help, 5, 76);
+		fputc('\n', out);
 	}
 }
 
