@@ -32,6 +32,7 @@ struct stream {
 	struct gossip_transport *t;
 	enum stream_kind kind;
 	int fd;
+	struct ml_addr peer; /* outgoing streams */
 	bool connected;
 	ev_io io;
 	ev_timer timer;
@@ -157,6 +158,15 @@ static int resolve(const char *spec, uint16_t default_port, struct ml_addr *out,
 	return 0;
 }
 
+/* strerror() in Go's lower-case style: "connection refused". */
+static const char *errtext(int e, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s", strerror(e));
+	if (buf[0] >= 'A' && buf[0] <= 'Z')
+		buf[0] = (char)(buf[0] - 'A' + 'a');
+	return buf;
+}
+
 /* -------------------------------------------------------------- ticking */
 
 static void schedule(struct gossip_transport *t)
@@ -254,7 +264,10 @@ static void stream_close(struct stream *st, bool ok, const char *why)
 static void stream_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct stream *st = w->data;
-	stream_close(st, false, st->connected ? "i/o timeout" : "dial tcp: i/o timeout");
+	char why[160], a[64];
+	snprintf(why, sizeof(why), "%s %s: i/o timeout", st->connected ? "read tcp" : "dial tcp",
+		 ml_addr_str(&st->peer, a, sizeof(a)));
+	stream_close(st, false, why);
 }
 
 /* Handle what has been read; returns false if the stream was closed. */
@@ -307,8 +320,9 @@ static void stream_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			socklen_t sl = sizeof(soerr);
 			getsockopt(st->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
 			if (soerr != 0) {
-				char why[160];
-				snprintf(why, sizeof(why), "dial tcp: %s", strerror(soerr));
+				char why[200], a[64], e[96];
+				snprintf(why, sizeof(why), "dial tcp %s: connect: %s",
+					 ml_addr_str(&st->peer, a, sizeof(a)), errtext(soerr, e, sizeof(e)));
 				stream_close(st, false, why);
 				return;
 			}
@@ -417,13 +431,16 @@ static struct stream *stream_dial(struct gossip_transport *t, enum stream_kind k
 		return NULL;
 	}
 	if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
-		snprintf(why, whylen, "dial tcp: %s", strerror(errno));
+		char a[64], e[96];
+		snprintf(why, whylen, "dial tcp %s: connect: %s", ml_addr_str(to, a, sizeof(a)),
+			 errtext(errno, e, sizeof(e)));
 		close(fd);
 		free(req);
 		return NULL;
 	}
 	t->stats.streams_out++;
 	struct stream *st = stream_new(t, kind, fd, timeout_ms);
+	st->peer = *to;
 	st->out = req;
 	st->out_len = len;
 	return st;
