@@ -1,0 +1,1337 @@
+/*
+ * config — flags and JSON config files for `rumor agent`.
+ *
+ * One table (`opts` below) describes every setting: its flag name, its JSON
+ * key (Consul's; nested keys such as "ports.http" are written with a dot),
+ * its kind and the field it fills.  Flag values and JSON values go through
+ * the same setter, `opt_set()`, which takes the value as a string: JSON
+ * scalars are type-checked first (so a file gets "must be an integer, got
+ * string") and then turned into their text form.  That keeps validation in
+ * one place and makes a new setting one row plus one struct field.
+ *
+ * Order of application: defaults, -dev defaults, files in command-line order
+ * (a directory's *.json sorted by name), then flags in command-line order.
+ * Lists and node_meta accumulate; scalars are overwritten.
+ *
+ * Departures from Consul: no HCL, no go-sockaddr templates in addresses; a
+ * bare integer is accepted as a duration in seconds; a boolean flag also
+ * accepts the next argument when it is a boolean word ("-dev true").
+ */
+#include "agent/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (q == NULL) {
+		fputs("rumor: out of memory\n", stderr);
+		abort();
+	}
+	return q;
+}
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = xrealloc(NULL, n);
+	memcpy(p, s, n);
+	return p;
+}
+
+static void set_str(char **field, const char *s)
+{
+	char *n = s ? xstrdup(s) : NULL;
+	free(*field);
+	*field = n;
+}
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* Writes s into out as a double-quoted string with control bytes escaped,
+ * cut at about 80 bytes of input.  Returns out. */
+static const char *quote(const char *s, char *out, size_t outlen)
+{
+	size_t o = 0, i;
+	if (outlen < 16) {
+		if (outlen)
+			out[0] = '\0';
+		return out;
+	}
+	out[o++] = '"';
+	for (i = 0; s[i] != '\0'; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (o + 8 >= outlen || i >= 80) {
+			memcpy(out + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (ch == '"' || ch == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)ch;
+		} else if (ch < 0x20 || ch == 0x7f) {
+			o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
+		} else {
+			out[o++] = (char)ch;
+		}
+	}
+	out[o++] = '"';
+	out[o] = '\0';
+	return out;
+}
+
+static void list_push(struct rumor_config_list *l, const char *s)
+{
+	l->items = xrealloc(l->items, (l->n + 1) * sizeof(*l->items));
+	l->items[l->n++] = xstrdup(s);
+}
+
+static void list_free(struct rumor_config_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->items[i]);
+	free(l->items);
+	l->items = NULL;
+	l->n = 0;
+}
+
+/* Strict integer: optional '-', digits, nothing else. */
+static int parse_ll(const char *s, long long *out)
+{
+	char *end;
+	const char *p = s;
+	if (*p == '-')
+		p++;
+	if (!isdigit((unsigned char)*p))
+		return -1;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+	static const char *const yes[] = {"1", "t", "T", "true", "TRUE", "True"};
+	static const char *const no[] = {"0", "f", "F", "false", "FALSE", "False"};
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (strcmp(s, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcmp(s, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static bool is_ip_literal(const char *s)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+static bool is_any_addr(const char *s)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (inet_pton(AF_INET, s, &a4) == 1)
+		return a4.s_addr == htonl(INADDR_ANY);
+	if (inet_pton(AF_INET6, s, &a6) == 1)
+		return memcmp(&a6, &in6addr_any, sizeof(a6)) == 0;
+	return false;
+}
+
+/* ---- durations ---------------------------------------------------------- */
+
+static int64_t unit_ns(const char *u, size_t n)
+{
+	static const struct {
+		const char *name;
+		int64_t ns;
+	} units[] = {
+		{"ns", 1},
+		{"us", 1000},
+		{"\xc2\xb5s", 1000}, /* U+00B5 micro sign */
+		{"\xce\xbcs", 1000}, /* U+03BC Greek mu */
+		{"ms", 1000000},
+		{"s", 1000000000LL},
+		{"m", 60LL * 1000000000LL},
+		{"h", 3600LL * 1000000000LL},
+	};
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strlen(units[i].name) == n && memcmp(units[i].name, u, n) == 0)
+			return units[i].ns;
+	return 0;
+}
+
+int rumor_parse_duration(const char *s, int64_t *ms)
+{
+	const char *p = s;
+	int64_t total = 0;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	if (*p == '+')
+		p++;
+	if (*p == '\0')
+		return -1;
+
+	/* A bare integer means seconds; "0" is zero either way. */
+	bool all_digits = true;
+	for (const char *q = p; *q; q++)
+		if (!isdigit((unsigned char)*q))
+			all_digits = false;
+	if (all_digits) {
+		uint64_t v = 0;
+		for (; *p; p++) {
+			if (v > (uint64_t)INT64_MAX / 10)
+				return -1;
+			v = v * 10 + (uint64_t)(*p - '0');
+		}
+		if (v > (uint64_t)(INT64_MAX / 1000000000LL))
+			return -1;
+		*ms = (int64_t)v * 1000;
+		return 0;
+	}
+
+	while (*p) {
+		uint64_t whole = 0, frac = 0, scale = 1;
+		bool digits = false;
+		while (isdigit((unsigned char)*p)) {
+			if (whole > (uint64_t)INT64_MAX / 10)
+				return -1;
+			whole = whole * 10 + (uint64_t)(*p - '0');
+			if (whole > (uint64_t)INT64_MAX)
+				return -1;
+			digits = true;
+			p++;
+		}
+		if (*p == '.') {
+			p++;
+			while (isdigit((unsigned char)*p)) {
+				if (scale < 1000000000000000000ULL) {
+					frac = frac * 10 + (uint64_t)(*p - '0');
+					scale *= 10;
+				}
+				digits = true;
+				p++;
+			}
+		}
+		if (!digits)
+			return -1;
+		const char *u = p;
+		while (*p && *p != '.' && !isdigit((unsigned char)*p))
+			p++;
+		int64_t unit = unit_ns(u, (size_t)(p - u));
+		if (unit == 0)
+			return -1;
+		if (whole > (uint64_t)(INT64_MAX / unit))
+			return -1;
+		int64_t part = (int64_t)whole * unit;
+		int64_t fp = 0;
+		if (frac > 0)
+			fp = (int64_t)((long double)frac / (long double)scale *
+				       (long double)unit);
+		if (part > INT64_MAX - fp)
+			return -1;
+		part += fp;
+		if (total > INT64_MAX - part)
+			return -1;
+		total += part;
+	}
+	*ms = total / 1000000;
+	return 0;
+}
+
+/* ---- the option table --------------------------------------------------- */
+
+enum opt_kind {
+	K_STR,      /* non-empty string (paths) */
+	K_NODE,     /* node name */
+	K_ADDR,     /* IPv4 or IPv6 literal */
+	K_PORT,     /* 1-65535 */
+	K_PORT_OFF, /* 1-65535 or -1 */
+	K_COUNT,    /* integer >= 0 */
+	K_DUR,      /* duration, stored in ms, >= min_ms */
+	K_BOOL,
+	K_LOGLEVEL,
+	K_PROFILE,
+	K_DC,
+	K_DOMAIN,
+	K_ENCRYPT,
+	K_LIST,     /* join addresses, appended */
+	K_META,     /* key:value, merged */
+	K_CFGFILE,  /* flag only: a config source */
+	K_CFGDIR,
+	K_HELP,
+};
+
+struct opt {
+	const char *flag; /* without dashes; NULL if only a JSON key */
+	const char *key;  /* JSON key, "a.b" for nested; NULL if flag only */
+	enum opt_kind kind;
+	size_t off;       /* field in struct rumor_config */
+	int64_t min_ms;   /* K_DUR only */
+	const char *arg;  /* argument name in usage */
+	const char *help;
+};
+
+#define OFF(f) offsetof(struct rumor_config, f)
+
+static const struct opt opts[] = {
+	{"node", "node_name", K_NODE, OFF(node_name), 0, "NAME",
+	 "Name of this node, unique in the cluster. Default: the hostname."},
+	{"datacenter", "datacenter", K_DC, OFF(datacenter), 0, "NAME",
+	 "Datacenter (lowercase letters, digits, - and _). Default: dc1."},
+	{"domain", "domain", K_DOMAIN, OFF(domain), 0, "DOMAIN",
+	 "DNS domain the DNS interface answers for. Default: consul."},
+	{"bind", "bind_addr", K_ADDR, OFF(bind_addr), 0, "ADDR",
+	 "Address gossip binds to (UDP and TCP). Default: 0.0.0.0."},
+	{"serf-lan-bind", NULL, K_ADDR, OFF(bind_addr), 0, "ADDR",
+	 "Alias of -bind."},
+	{"advertise", "advertise_addr", K_ADDR, OFF(advertise_addr), 0, "ADDR",
+	 "Address advertised to other members. Default: the bind address, or\n"
+	 "the first non-loopback IPv4 address if binding to 0.0.0.0/::."},
+	{"serf-lan-port", "ports.serf_lan", K_PORT, OFF(serf_lan_port), 0, "PORT",
+	 "Gossip port (UDP and TCP). Default: 8301."},
+	{"client", "client_addr", K_ADDR, OFF(client_addr), 0, "ADDR",
+	 "Address the HTTP and DNS interfaces bind to. Default: 127.0.0.1."},
+	{"http-port", "ports.http", K_PORT_OFF, OFF(http_port), 0, "PORT",
+	 "HTTP API port, -1 to disable. Default: 8500."},
+	{"dns-port", "ports.dns", K_PORT_OFF, OFF(dns_port), 0, "PORT",
+	 "DNS port (UDP and TCP), -1 to disable. Default: 8600."},
+	{"data-dir", "data_dir", K_STR, OFF(data_dir), 0, "PATH",
+	 "Directory for agent state; created (mode 0700) if missing.\n"
+	 "Required unless -dev."},
+	{"join", "start_join", K_LIST, OFF(start_join), 0, "ADDR",
+	 "Address of an agent to join at start. Repeatable."},
+	{"retry-join", "retry_join", K_LIST, OFF(retry_join), 0, "ADDR",
+	 "Like -join, but retried until it succeeds. Repeatable."},
+	{"retry-interval", "retry_interval", K_DUR, OFF(retry_interval_ms), 1,
+	 "DURATION", "Time between -retry-join attempts. Default: 30s."},
+	{"retry-max", "retry_max", K_COUNT, OFF(retry_max), 0, "N",
+	 "Number of -retry-join attempts, 0 for no limit. Default: 0."},
+	{"rejoin-after-leave", "rejoin_after_leave", K_BOOL,
+	 OFF(rejoin_after_leave), 0, "",
+	 "Rejoin the cluster after a previous leave. Default: false."},
+	{"reconnect-timeout", "reconnect_timeout", K_DUR,
+	 OFF(reconnect_timeout_ms), 1000, "DURATION",
+	 "How long a failed node is kept before it is reaped (>= 1s).\n"
+	 "Default: 72h."},
+	{"config-file", NULL, K_CFGFILE, 0, 0, "PATH",
+	 "JSON config file to load. Repeatable."},
+	{"config-dir", NULL, K_CFGDIR, 0, 0, "PATH",
+	 "Directory whose *.json files are loaded in name order. Repeatable."},
+	{"log-level", "log_level", K_LOGLEVEL, OFF(log_level), 0, "LEVEL",
+	 "trace, debug, info, warn or err. Default: info."},
+	{"node-meta", "node_meta", K_META, 0, 0, "KEY:VALUE",
+	 "Metadata for this node. Repeatable; at most 64 pairs."},
+	{"dev", NULL, K_BOOL, OFF(dev), 0, "",
+	 "Development mode: everything on 127.0.0.1, temporary data dir."},
+	{"profile", "profile", K_PROFILE, OFF(profile), 0, "PROFILE",
+	 "Gossip timing profile: lan, wan or local. Default: lan."},
+	{"encrypt", "encrypt", K_ENCRYPT, 0, 0, "KEY",
+	 "Base64 gossip encryption key of 16, 24 or 32 bytes."},
+	{"leave-on-terminate", "leave_on_terminate", K_BOOL,
+	 OFF(leave_on_terminate), 0, "",
+	 "Leave the cluster gracefully on SIGTERM. Default: true."},
+	{"skip-leave-on-interrupt", "skip_leave_on_interrupt", K_BOOL,
+	 OFF(skip_leave_on_interrupt), 0, "",
+	 "Skip the graceful leave on SIGINT. Default: false."},
+	{"pid-file", "pid_file", K_STR, OFF(pid_file), 0, "PATH",
+	 "Write the agent's PID to this file."},
+	{"log-file", "log_file", K_STR, OFF(log_file), 0, "PATH",
+	 "Also write logs to this file."},
+	{"syslog", "enable_syslog", K_BOOL, OFF(syslog), 0, "",
+	 "Also log to syslog. Default: false."},
+	{"h", NULL, K_HELP, 0, 0, "", NULL},
+	{"help", NULL, K_HELP, 0, 0, "", "Show this help."},
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+#define FIELD(c, o, type) (*(type *)((char *)(c) + (o)->off))
+
+static const struct opt *find_flag(const char *name, size_t n)
+{
+	for (size_t i = 0; i < NOPTS; i++)
+		if (opts[i].flag && strlen(opts[i].flag) == n &&
+		    memcmp(opts[i].flag, name, n) == 0)
+			return &opts[i];
+	return NULL;
+}
+
+static const struct opt *find_key(const char *key)
+{
+	for (size_t i = 0; i < NOPTS; i++)
+		if (opts[i].key && strcmp(opts[i].key, key) == 0)
+			return &opts[i];
+	return NULL;
+}
+
+/* True if some key is nested under `prefix` ("ports" -> "ports.http"). */
+static bool is_key_prefix(const char *prefix)
+{
+	size_t n = strlen(prefix);
+	for (size_t i = 0; i < NOPTS; i++)
+		if (opts[i].key && strncmp(opts[i].key, prefix, n) == 0 &&
+		    opts[i].key[n] == '.')
+			return true;
+	return false;
+}
+
+/* ---- validators --------------------------------------------------------- */
+
+static const char *check_node_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0)
+		return "want a non-empty node name";
+	if (n > RUMOR_CONFIG_NODE_NAME_MAX)
+		return "want a node name of at most 128 bytes";
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch <= 0x20 || ch == 0x7f)
+			return "want a node name without whitespace or control "
+			       "characters";
+	}
+	return NULL;
+}
+
+static const char *check_join_addr(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 255)
+		return "want an address of 1-255 bytes";
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch <= 0x20 || ch == 0x7f)
+			return "want an address without whitespace or control "
+			       "characters";
+	}
+	return NULL;
+}
+
+/* Validates and normalizes a DNS domain into out (lowercase, trailing dot). */
+static const char *norm_domain(const char *s, char *out, size_t outlen)
+{
+	size_t n = strlen(s), label = 0;
+	if (n > 0 && s[n - 1] == '.')
+		n--;
+	if (n == 0)
+		return "want a DNS domain such as consul.";
+	if (n + 2 > outlen || n > 253)
+		return "want a DNS domain of at most 253 bytes";
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '.') {
+			if (label == 0)
+				return "want a DNS domain without empty labels";
+			label = 0;
+		} else if (isalnum(ch) || ch == '-' || ch == '_') {
+			if (++label > 63)
+				return "want DNS labels of at most 63 bytes";
+		} else {
+			return "want a DNS domain of letters, digits, - and _";
+		}
+		out[i] = (char)tolower(ch);
+	}
+	if (label == 0)
+		return "want a DNS domain without empty labels";
+	out[n] = '.';
+	out[n + 1] = '\0';
+	return NULL;
+}
+
+static const char *meta_put(struct rumor_config *c, const char *key,
+			    const char *value)
+{
+	size_t kn = strlen(key);
+	if (kn == 0)
+		return "node_meta key must not be empty";
+	if (kn > RUMOR_CONFIG_META_KEY_MAX)
+		return "node_meta key longer than 128 bytes";
+	for (size_t i = 0; i < kn; i++) {
+		unsigned char ch = (unsigned char)key[i];
+		if (!isalnum(ch) && ch != '_' && ch != '-')
+			return "node_meta key may only contain letters, digits, "
+			       "- and _";
+	}
+	if (strncmp(key, "consul-", 7) == 0)
+		return "node_meta keys starting with \"consul-\" are reserved";
+	if (strlen(value) > RUMOR_CONFIG_META_VALUE_MAX)
+		return "node_meta value longer than 512 bytes";
+	for (size_t i = 0; i < c->node_meta_n; i++) {
+		if (strcmp(c->node_meta[i].key, key) == 0) {
+			set_str(&c->node_meta[i].value, value);
+			return NULL;
+		}
+	}
+	if (c->node_meta_n >= RUMOR_CONFIG_META_MAX_PAIRS)
+		return "too many node_meta pairs (at most 64)";
+	c->node_meta = xrealloc(c->node_meta,
+				(c->node_meta_n + 1) * sizeof(*c->node_meta));
+	c->node_meta[c->node_meta_n].key = xstrdup(key);
+	c->node_meta[c->node_meta_n].value = xstrdup(value);
+	c->node_meta_n++;
+	return NULL;
+}
+
+/* Sets option o from its text form.  Returns NULL or the reason the value
+ * is not acceptable ("want ..."). */
+static const char *opt_set(struct rumor_config *c, const struct opt *o,
+			   const char *s)
+{
+	long long v;
+	int64_t ms;
+	bool b;
+	const char *why;
+
+	switch (o->kind) {
+	case K_STR:
+		if (*s == '\0')
+			return "want a non-empty path";
+		set_str(&FIELD(c, o, char *), s);
+		return NULL;
+	case K_NODE:
+		if ((why = check_node_name(s)) != NULL)
+			return why;
+		set_str(&FIELD(c, o, char *), s);
+		return NULL;
+	case K_ADDR:
+		if (!is_ip_literal(s))
+			return "want an IPv4 or IPv6 address";
+		set_str(&FIELD(c, o, char *), s);
+		return NULL;
+	case K_PORT:
+		if (parse_ll(s, &v) != 0 || v < 1 || v > 65535)
+			return "want a port 1-65535";
+		FIELD(c, o, int) = (int)v;
+		return NULL;
+	case K_PORT_OFF:
+		if (parse_ll(s, &v) != 0 || (v != -1 && (v < 1 || v > 65535)))
+			return "want a port 1-65535 or -1 to disable";
+		FIELD(c, o, int) = (int)v;
+		return NULL;
+	case K_COUNT:
+		if (parse_ll(s, &v) != 0 || v < 0 || v > INT_MAX)
+			return "want an integer >= 0";
+		FIELD(c, o, int) = (int)v;
+		return NULL;
+	case K_DUR:
+		if (rumor_parse_duration(s, &ms) != 0)
+			return "want a duration such as 30s, 1h30m or 500ms";
+		if (ms < o->min_ms)
+			return o->min_ms >= 1000 ? "want a duration of at least 1s"
+						 : "want a duration above zero";
+		FIELD(c, o, int64_t) = ms;
+		return NULL;
+	case K_BOOL:
+		if (parse_bool(s, &b) != 0)
+			return "want true or false";
+		FIELD(c, o, bool) = b;
+		return NULL;
+	case K_LOGLEVEL: {
+		static const struct {
+			const char *name;
+			enum rumor_config_log_level l;
+		} lv[] = {
+			{"trace", RUMOR_CONFIG_LOG_TRACE},
+			{"debug", RUMOR_CONFIG_LOG_DEBUG},
+			{"info", RUMOR_CONFIG_LOG_INFO},
+			{"warn", RUMOR_CONFIG_LOG_WARN},
+			{"warning", RUMOR_CONFIG_LOG_WARN},
+			{"err", RUMOR_CONFIG_LOG_ERR},
+			{"error", RUMOR_CONFIG_LOG_ERR},
+		};
+		for (size_t i = 0; i < sizeof(lv) / sizeof(lv[0]); i++) {
+			if (strcasecmp(s, lv[i].name) == 0) {
+				c->log_level = lv[i].l;
+				return NULL;
+			}
+		}
+		return "want trace, debug, info, warn or err";
+	}
+	case K_PROFILE:
+		if (strcasecmp(s, "lan") == 0)
+			c->profile = RUMOR_CONFIG_PROFILE_LAN;
+		else if (strcasecmp(s, "wan") == 0)
+			c->profile = RUMOR_CONFIG_PROFILE_WAN;
+		else if (strcasecmp(s, "local") == 0)
+			c->profile = RUMOR_CONFIG_PROFILE_LOCAL;
+		else
+			return "want lan, wan or local";
+		return NULL;
+	case K_DC: {
+		size_t n = strlen(s);
+		if (n == 0 || n > RUMOR_CONFIG_DATACENTER_MAX)
+			return "want 1-63 lowercase letters, digits, - and _";
+		for (size_t i = 0; i < n; i++) {
+			unsigned char ch = (unsigned char)s[i];
+			if (!(ch >= 'a' && ch <= 'z') && !isdigit(ch) &&
+			    ch != '-' && ch != '_')
+				return "want 1-63 lowercase letters, digits, - "
+				       "and _";
+		}
+		set_str(&c->datacenter, s);
+		return NULL;
+	}
+	case K_DOMAIN: {
+		char buf[256];
+		if ((why = norm_domain(s, buf, sizeof(buf))) != NULL)
+			return why;
+		set_str(&c->domain, buf);
+		return NULL;
+	}
+	case K_ENCRYPT: {
+		unsigned char key[64];
+		size_t len = 0;
+		if (sodium_base642bin(key, sizeof(key), s, strlen(s), NULL, &len,
+				      NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+		    (len != 16 && len != 24 && len != 32)) {
+			sodium_memzero(key, sizeof(key));
+			return "want base64 of a 16, 24 or 32-byte key";
+		}
+		memcpy(c->encrypt_key, key, len);
+		c->encrypt_key_len = len;
+		sodium_memzero(key, sizeof(key));
+		return NULL;
+	}
+	case K_LIST:
+		if ((why = check_join_addr(s)) != NULL)
+			return why;
+		list_push(&FIELD(c, o, struct rumor_config_list), s);
+		return NULL;
+	case K_META: {
+		/* Consul: split at the first ':'; no ':' means an empty value. */
+		const char *colon = strchr(s, ':');
+		size_t kn = colon ? (size_t)(colon - s) : strlen(s);
+		if (kn > RUMOR_CONFIG_META_KEY_MAX)
+			return "node_meta key longer than 128 bytes";
+		char key[RUMOR_CONFIG_META_KEY_MAX + 1];
+		memcpy(key, s, kn);
+		key[kn] = '\0';
+		return meta_put(c, key, colon ? colon + 1 : "");
+	}
+	case K_CFGFILE:
+	case K_CFGDIR:
+	case K_HELP:
+		break;
+	}
+	return NULL;
+}
+
+/* ---- defaults ----------------------------------------------------------- */
+
+void rumor_config_init(struct rumor_config *c)
+{
+	char host[256];
+
+	memset(c, 0, sizeof(*c));
+	if (gethostname(host, sizeof(host)) != 0)
+		host[0] = '\0';
+	host[sizeof(host) - 1] = '\0';
+	c->node_name = xstrdup(host);
+	c->datacenter = xstrdup("dc1");
+	c->domain = xstrdup("consul.");
+	c->bind_addr = xstrdup("0.0.0.0");
+	c->advertise_addr = NULL;
+	c->client_addr = xstrdup("127.0.0.1");
+	c->serf_lan_port = 8301;
+	c->http_port = 8500;
+	c->dns_port = 8600;
+	c->retry_interval_ms = 30 * 1000;
+	c->retry_max = 0;
+	c->reconnect_timeout_ms = 72LL * 3600 * 1000;
+	c->profile = RUMOR_CONFIG_PROFILE_LAN;
+	c->log_level = RUMOR_CONFIG_LOG_INFO;
+	c->leave_on_terminate = true;
+	c->skip_leave_on_interrupt = false;
+}
+
+void rumor_config_free(struct rumor_config *c)
+{
+	free(c->node_name);
+	free(c->datacenter);
+	free(c->domain);
+	free(c->bind_addr);
+	free(c->advertise_addr);
+	free(c->client_addr);
+	free(c->data_dir);
+	list_free(&c->start_join);
+	list_free(&c->retry_join);
+	for (size_t i = 0; i < c->node_meta_n; i++) {
+		free(c->node_meta[i].key);
+		free(c->node_meta[i].value);
+	}
+	free(c->node_meta);
+	free(c->pid_file);
+	free(c->log_file);
+	for (size_t i = 0; i < c->sources_n; i++)
+		free(c->sources[i].path);
+	free(c->sources);
+	for (int i = 0; i < c->argc; i++)
+		free(c->argv[i]);
+	free(c->argv);
+	sodium_memzero(c->encrypt_key, sizeof(c->encrypt_key));
+	memset(c, 0, sizeof(*c));
+}
+
+/* ---- JSON files --------------------------------------------------------- */
+
+static const char *json_type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "object";
+	case JSON_ARRAY: return "array";
+	case JSON_STRING: return "string";
+	case JSON_INTEGER: return "integer";
+	case JSON_REAL: return "number";
+	case JSON_TRUE:
+	case JSON_FALSE: return "boolean";
+	case JSON_NULL: return "null";
+	}
+	return "?";
+}
+
+/* "prefix.key" (or "key") into out; a long result ends in "...". */
+static void join_key(char *out, size_t outlen, const char *prefix,
+		     const char *key)
+{
+	int n = prefix ? snprintf(out, outlen, "%s.%s", prefix, key)
+		       : snprintf(out, outlen, "%s", key);
+	if (n < 0 || (size_t)n >= outlen)
+		memcpy(out + outlen - 4, "...", 4);
+}
+
+/* The value as shown in an error: quoted, or hidden for secrets. */
+static const char *shown(const struct opt *o, const char *val, char *q,
+			 size_t qlen)
+{
+	if (o->kind == K_ENCRYPT)
+		return "(hidden)";
+	return quote(val, q, qlen);
+}
+
+static int json_bad_value(const char *file, const char *key, const char *val,
+			  bool is_string, const char *why, char *err,
+			  size_t errlen)
+{
+	char q[128];
+	const struct opt *o = find_key(key);
+	errf(err, errlen, "config file %s: invalid value for %s: %s (%s)", file,
+	     key,
+	     o && o->kind == K_ENCRYPT ? "(hidden)"
+	     : is_string		 ? quote(val, q, sizeof(q))
+					 : val,
+	     why);
+	return -1;
+}
+
+static int json_apply(struct rumor_config *c, const struct opt *o,
+		      const char *key, json_t *v, const char *file, char *err,
+		      size_t errlen)
+{
+	char num[32];
+	const char *s, *why;
+	const char *want = NULL;
+
+	switch (o->kind) {
+	case K_LIST: {
+		size_t i;
+		json_t *e;
+		if (!json_is_array(v)) {
+			want = "an array of strings";
+			break;
+		}
+		json_array_foreach(v, i, e) {
+			if (!json_is_string(e)) {
+				errf(err, errlen,
+				     "config file %s: key \"%s\" must be an "
+				     "array of strings, got %s at index %zu",
+				     file, key, json_type_name(e), i);
+				return -1;
+			}
+			if ((why = opt_set(c, o, json_string_value(e))) != NULL)
+				return json_bad_value(file, key,
+						      json_string_value(e), true,
+						      why, err, errlen);
+		}
+		return 0;
+	}
+	case K_META: {
+		const char *mk;
+		json_t *e;
+		if (!json_is_object(v)) {
+			want = "an object of strings";
+			break;
+		}
+		json_object_foreach(v, mk, e) {
+			char full[256];
+			join_key(full, sizeof(full), key, mk);
+			if (!json_is_string(e)) {
+				errf(err, errlen,
+				     "config file %s: key \"%s\" must be a "
+				     "string, got %s",
+				     file, full, json_type_name(e));
+				return -1;
+			}
+			if ((why = meta_put(c, mk, json_string_value(e))) != NULL)
+				return json_bad_value(file, full,
+						      json_string_value(e), true,
+						      why, err, errlen);
+		}
+		return 0;
+	}
+	case K_BOOL:
+		if (!json_is_boolean(v)) {
+			want = "a boolean";
+			break;
+		}
+		s = json_is_true(v) ? "true" : "false";
+		if ((why = opt_set(c, o, s)) != NULL)
+			return json_bad_value(file, key, s, false, why, err, errlen);
+		return 0;
+	case K_PORT:
+	case K_PORT_OFF:
+	case K_COUNT:
+		if (!json_is_integer(v)) {
+			want = "an integer";
+			break;
+		}
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+			 json_integer_value(v));
+		if ((why = opt_set(c, o, num)) != NULL)
+			return json_bad_value(file, key, num, false, why, err,
+					      errlen);
+		return 0;
+	case K_DUR:
+		if (json_is_integer(v)) {
+			snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+				 json_integer_value(v));
+			if ((why = opt_set(c, o, num)) != NULL)
+				return json_bad_value(file, key, num, false, why,
+						      err, errlen);
+			return 0;
+		}
+		if (!json_is_string(v)) {
+			want = "a duration string such as \"30s\"";
+			break;
+		}
+		s = json_string_value(v);
+		if ((why = opt_set(c, o, s)) != NULL)
+			return json_bad_value(file, key, s, true, why, err, errlen);
+		return 0;
+	default:
+		if (!json_is_string(v)) {
+			want = "a string";
+			break;
+		}
+		s = json_string_value(v);
+		if ((why = opt_set(c, o, s)) != NULL)
+			return json_bad_value(file, key, s, true, why, err, errlen);
+		return 0;
+	}
+	errf(err, errlen, "config file %s: key \"%s\" must be %s, got %s", file,
+	     key, want, json_type_name(v));
+	return -1;
+}
+
+static int json_walk(struct rumor_config *c, json_t *obj, const char *prefix,
+		     const char *file, char *err, size_t errlen)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(obj, k, v) {
+		char full[256];
+		const struct opt *o;
+		join_key(full, sizeof(full), prefix, k);
+		if ((o = find_key(full)) != NULL) {
+			if (json_apply(c, o, full, v, file, err, errlen) != 0)
+				return -1;
+		} else if (is_key_prefix(full)) {
+			if (!json_is_object(v)) {
+				errf(err, errlen,
+				     "config file %s: key \"%s\" must be an "
+				     "object, got %s",
+				     file, full, json_type_name(v));
+				return -1;
+			}
+			if (json_walk(c, v, full, file, err, errlen) != 0)
+				return -1;
+		} else {
+			char q[128];
+			errf(err, errlen, "config file %s: unknown key %s", file,
+			     quote(full, q, sizeof(q)));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int load_file(struct rumor_config *c, const char *path, char *err,
+		     size_t errlen)
+{
+	struct stat st;
+	json_error_t jerr;
+	json_t *root;
+	int rc;
+
+	if (stat(path, &st) != 0) {
+		errf(err, errlen, "config file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		errf(err, errlen,
+		     "config file %s: is a directory (use -config-dir)", path);
+		return -1;
+	}
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL) {
+		if (jerr.line > 0)
+			errf(err, errlen, "config file %s: line %d: %s", path,
+			     jerr.line, jerr.text);
+		else
+			errf(err, errlen, "config file %s: %s", path, jerr.text);
+		return -1;
+	}
+	if (!json_is_object(root)) {
+		errf(err, errlen,
+		     "config file %s: top level must be an object, got %s", path,
+		     json_type_name(root));
+		json_decref(root);
+		return -1;
+	}
+	rc = json_walk(c, root, NULL, path, err, errlen);
+	json_decref(root);
+	return rc;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int load_dir(struct rumor_config *c, const char *dir, char *err,
+		    size_t errlen)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	if (d == NULL) {
+		errf(err, errlen, "config dir %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		if (len < 5 || strcmp(de->d_name + len - 5, ".json") != 0)
+			continue;
+		names = xrealloc(names, (n + 1) * sizeof(*names));
+		names[n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), cmp_names);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct stat st;
+		size_t plen = strlen(dir) + strlen(names[i]) + 2;
+		char *path = xrealloc(NULL, plen);
+		snprintf(path, plen, "%s/%s", dir, names[i]);
+		/* Skip subdirectories and other non-files, as Consul does. */
+		if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+			free(path);
+			continue;
+		}
+		rc = load_file(c, path, err, errlen);
+		free(path);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+/* ---- final checks ------------------------------------------------------- */
+
+static char *first_ipv4(void)
+{
+	struct ifaddrs *ifa, *i;
+	char buf[INET_ADDRSTRLEN];
+	char *res = NULL;
+
+	if (getifaddrs(&ifa) != 0)
+		return NULL;
+	for (i = ifa; i != NULL && res == NULL; i = i->ifa_next) {
+		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET)
+			continue;
+		if ((i->ifa_flags & IFF_LOOPBACK) || !(i->ifa_flags & IFF_UP))
+			continue;
+		const struct sockaddr_in *sin =
+			(const struct sockaddr_in *)(const void *)i->ifa_addr;
+		if ((ntohl(sin->sin_addr.s_addr) >> 24) == 127)
+			continue;
+		if (inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf)))
+			res = xstrdup(buf);
+	}
+	freeifaddrs(ifa);
+	return res;
+}
+
+/* mkdir -p with mode 0700 for every directory it creates. */
+static int mkdir_all(const char *path)
+{
+	char *p = xstrdup(path);
+	int rc = 0;
+	for (char *s = p + 1; *s && rc == 0; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0700) != 0 && errno != EEXIST)
+			rc = -1;
+		*s = '/';
+	}
+	if (rc == 0 && mkdir(p, 0700) != 0 && errno != EEXIST)
+		rc = -1;
+	free(p);
+	return rc;
+}
+
+static int check_data_dir(struct rumor_config *c, char *err, size_t errlen)
+{
+	struct stat st;
+	char q[128];
+
+	if (c->data_dir == NULL) {
+		if (!c->dev) {
+			errf(err, errlen,
+			     "-data-dir is required (or use -dev for a "
+			     "temporary one)");
+			return -1;
+		}
+		const char *tmp = getenv("TMPDIR");
+		if (tmp == NULL || *tmp == '\0')
+			tmp = "/tmp";
+		size_t n = strlen(tmp) + sizeof("/rumor-dev-XXXXXX");
+		char *tpl = xrealloc(NULL, n);
+		snprintf(tpl, n, "%s/rumor-dev-XXXXXX", tmp);
+		if (mkdtemp(tpl) == NULL) {
+			errf(err, errlen, "-dev: cannot create a data dir in %s: %s",
+			     tmp, strerror(errno));
+			free(tpl);
+			return -1;
+		}
+		c->data_dir = tpl;
+		c->data_dir_is_temp = true;
+		return 0;
+	}
+	if (stat(c->data_dir, &st) != 0) {
+		if (errno != ENOENT || mkdir_all(c->data_dir) != 0) {
+			errf(err, errlen,
+			     "invalid value for -data-dir: %s (cannot create: %s)",
+			     quote(c->data_dir, q, sizeof(q)), strerror(errno));
+			return -1;
+		}
+		if (stat(c->data_dir, &st) != 0) {
+			errf(err, errlen, "invalid value for -data-dir: %s (%s)",
+			     quote(c->data_dir, q, sizeof(q)), strerror(errno));
+			return -1;
+		}
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		errf(err, errlen,
+		     "invalid value for -data-dir: %s (not a directory)",
+		     quote(c->data_dir, q, sizeof(q)));
+		return -1;
+	}
+	if (access(c->data_dir, W_OK | X_OK) != 0) {
+		errf(err, errlen,
+		     "invalid value for -data-dir: %s (directory is not writable)",
+		     quote(c->data_dir, q, sizeof(q)));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+struct flagval {
+	const struct opt *o;
+	const char *val;
+};
+
+/* keep_dir != NULL means reload: nothing is created on disk, the data dir is
+ * taken from the running config. */
+static int parse_args(struct rumor_config *c, int argc, char **argv,
+		      const char *keep_dir, char *err, size_t errlen)
+{
+	struct flagval *fv = NULL;
+	size_t nfv = 0;
+	int rc = -1;
+	char q[128];
+	const char *why;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (argc > 0)
+		fv = xrealloc(NULL, (size_t)argc * sizeof(*fv));
+
+	/* 1. Tokenize; collect config sources in order. */
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (a[0] != '-' || a[1] == '\0') {
+			errf(err, errlen,
+			     "unexpected argument %s (the agent takes only flags)",
+			     quote(a, q, sizeof(q)));
+			goto out;
+		}
+		if (strcmp(a, "--") == 0) {
+			if (i + 1 < argc) {
+				errf(err, errlen,
+				     "unexpected argument %s (the agent takes "
+				     "only flags)",
+				     quote(argv[i + 1], q, sizeof(q)));
+				goto out;
+			}
+			break;
+		}
+		const char *name = a + 1 + (a[1] == '-');
+		const char *eq = strchr(name, '=');
+		size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+		const struct opt *o = find_flag(name, nlen);
+		if (o == NULL) {
+			errf(err, errlen, "unknown flag -%.*s", (int)nlen, name);
+			goto out;
+		}
+		const char *val = eq ? eq + 1 : NULL;
+		if (o->kind == K_HELP) {
+			if (keep_dir == NULL)
+				rumor_config_usage(stdout);
+			rc = 1;
+			goto out;
+		}
+		if (val == NULL && o->kind == K_BOOL) {
+			bool b;
+			if (i + 1 < argc && parse_bool(argv[i + 1], &b) == 0)
+				val = argv[++i];
+			else
+				val = "true";
+		}
+		if (val == NULL) {
+			if (i + 1 >= argc) {
+				errf(err, errlen, "flag needs a value: -%s", o->flag);
+				goto out;
+			}
+			val = argv[++i];
+		}
+		if (o->kind == K_CFGFILE || o->kind == K_CFGDIR) {
+			if (*val == '\0') {
+				errf(err, errlen,
+				     "invalid value for -%s: \"\" (want a path)",
+				     o->flag);
+				goto out;
+			}
+			c->sources = xrealloc(c->sources, (c->sources_n + 1) *
+							  sizeof(*c->sources));
+			c->sources[c->sources_n].path = xstrdup(val);
+			c->sources[c->sources_n].is_dir = o->kind == K_CFGDIR;
+			c->sources_n++;
+			continue;
+		}
+		fv[nfv].o = o;
+		fv[nfv].val = val;
+		nfv++;
+	}
+
+	/* 2. -dev is known before the files so its defaults sit beneath them. */
+	for (size_t i = 0; i < nfv; i++) {
+		if (fv[i].o->off == OFF(dev) && fv[i].o->kind == K_BOOL &&
+		    (why = opt_set(c, fv[i].o, fv[i].val)) != NULL) {
+			errf(err, errlen, "invalid value for -%s: %s (%s)",
+			     fv[i].o->flag, quote(fv[i].val, q, sizeof(q)), why);
+			goto out;
+		}
+	}
+	if (c->dev) {
+		set_str(&c->bind_addr, "127.0.0.1");
+		set_str(&c->client_addr, "127.0.0.1");
+	}
+
+	/* 3. Files, in command-line order. */
+	for (size_t i = 0; i < c->sources_n; i++) {
+		int r = c->sources[i].is_dir
+				? load_dir(c, c->sources[i].path, err, errlen)
+				: load_file(c, c->sources[i].path, err, errlen);
+		if (r != 0)
+			goto out;
+	}
+
+	/* 4. Flags over files. */
+	for (size_t i = 0; i < nfv; i++) {
+		if ((why = opt_set(c, fv[i].o, fv[i].val)) != NULL) {
+			errf(err, errlen, "invalid value for -%s: %s (%s)",
+			     fv[i].o->flag, shown(fv[i].o, fv[i].val, q, sizeof(q)),
+			     why);
+			goto out;
+		}
+	}
+
+	/* 5. Final checks and derived values. */
+	if (c->node_name == NULL || c->node_name[0] == '\0') {
+		errf(err, errlen,
+		     "node name is empty (this host has no hostname); set -node");
+		goto out;
+	}
+	if ((why = check_node_name(c->node_name)) != NULL) {
+		errf(err, errlen,
+		     "invalid node name %s from the hostname (%s); set -node",
+		     quote(c->node_name, q, sizeof(q)), why);
+		goto out;
+	}
+	if (c->advertise_addr == NULL) {
+		if (!is_any_addr(c->bind_addr))
+			c->advertise_addr = xstrdup(c->bind_addr);
+		else if ((c->advertise_addr = first_ipv4()) == NULL)
+			c->advertise_addr = xstrdup("127.0.0.1");
+	}
+	if (keep_dir != NULL) {
+		set_str(&c->data_dir, keep_dir);
+		c->data_dir_is_temp = false;
+	} else if (check_data_dir(c, err, errlen) != 0) {
+		goto out;
+	}
+
+	/* Keep the flags for rumor_config_reload(). */
+	if (keep_dir == NULL && c->argv == NULL && argc > 0) {
+		c->argv = xrealloc(NULL, (size_t)argc * sizeof(*c->argv));
+		for (int i = 0; i < argc; i++)
+			c->argv[i] = xstrdup(argv[i]);
+		c->argc = argc;
+	}
+	rc = 0;
+out:
+	free(fv);
+	return rc;
+}
+
+int rumor_config_parse(struct rumor_config *c, int argc, char **argv, char *err,
+		       size_t errlen)
+{
+	return parse_args(c, argc, argv, NULL, err, errlen);
+}
+
+int rumor_config_reload(const struct rumor_config *cur, struct rumor_config *out,
+			char *err, size_t errlen)
+{
+	rumor_config_init(out);
+	int rc = parse_args(out, cur->argc, cur->argv,
+			    cur->data_dir ? cur->data_dir : "", err, errlen);
+	if (rc == 1) {
+		errf(err, errlen, "reload: help flag in saved arguments");
+		return -1;
+	}
+	if (rc == 0) {
+		/* The saved argv belongs to cur; out needs its own copy only if
+		 * it is reloaded again. */
+		out->argv = xrealloc(NULL, (size_t)(cur->argc > 0 ? cur->argc : 1) *
+						   sizeof(*out->argv));
+		for (int i = 0; i < cur->argc; i++)
+			out->argv[i] = xstrdup(cur->argv[i]);
+		out->argc = cur->argc;
+	}
+	return rc;
+}
+
+void rumor_config_usage(FILE *out)
+{
+	fputs("Usage: rumor agent [options]\n\n"
+	      "Starts the rumor agent. Flags take -flag=value or -flag value\n"
+	      "(also with --); boolean flags may be given alone to mean true.\n"
+	      "Flags override values from config files.\n\nOptions:\n\n",
+	      out);
+	for (size_t i = 0; i < NOPTS; i++) {
+		const struct opt *o = &opts[i];
+		if (o->help == NULL)
+			continue;
+		if (o->kind == K_HELP)
+			fprintf(out, "  -h, -help\n");
+		else if (o->arg[0])
+			fprintf(out, "  -%s=<%s>\n", o->flag, o->arg);
+		else
+			fprintf(out, "  -%s\n", o->flag);
+		const char *h = o->help;
+		while (*h) {
+			const char *nl = strchr(h, '\n');
+			int n = nl ? (int)(nl - h) : (int)strlen(h);
+			fprintf(out, "      %.*s\n", n, h);
+			h += n + (nl != NULL);
+		}
+		fputc('\n', out);
+	}
+}
+
+/* ---- small accessors ---------------------------------------------------- */
+
+const char *rumor_config_log_level_name(enum rumor_config_log_level l)
+{
+	static const char *const names[] = {"trace", "debug", "info", "warn",
+					    "err"};
+	if ((unsigned)l >= sizeof(names) / sizeof(names[0]))
+		return "?";
+	return names[l];
+}
+
+const char *rumor_config_profile_name(enum rumor_config_profile p)
+{
+	static const char *const names[] = {"lan", "wan", "local"};
+	if ((unsigned)p >= sizeof(names) / sizeof(names[0]))
+		return "?";
+	return names[p];
+}
+
+const char *rumor_config_meta_get(const struct rumor_config *c, const char *key)
+{
+	for (size_t i = 0; i < c->node_meta_n; i++)
+		if (strcmp(c->node_meta[i].key, key) == 0)
+			return c->node_meta[i].value;
+	return NULL;
+}
