@@ -105,7 +105,7 @@ static int load_node_id(struct agent *a, char *err, size_t errlen)
 		 r[15]);
 	f = fopen(path, "w");
 	if (f == NULL) {
-		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "cannot write %.900s: %s", path, strerror(errno));
 		return -1;
 	}
 	fprintf(f, "%s\n", a->node_id);

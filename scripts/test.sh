@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# scripts/test.sh — install dependencies, build with ASan+UBSan and
+# warnings as errors, and run every test through ctest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh test
+cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Debug -DRUMOR_SANITIZE=ON -DRUMOR_WERROR=ON >/dev/null
+cmake --build build-test -j"$(nproc)"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+cd build-test
+ctest --output-on-failure --timeout 600 "$@"
