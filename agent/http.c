@@ -1,0 +1,1305 @@
+/*
+ * http.c — HTTP/1.1 server: sans-I/O request parser and libev driver.
+ * The design is described in http.h.
+ *
+ * Parser memory: one text arena per parser holds the request target, the
+ * header names and values (each NUL-terminated, recorded as offsets while the
+ * arena may still grow), then a copy of the raw path, the decoded path and the
+ * query split in place.  Pointers in the request view are computed once the
+ * headers are complete, when the arena no longer moves.  The body has its own
+ * buffer, preallocated when Content-Length is known.  Buffers are reused
+ * across requests on a connection and dropped when they grew large.
+ */
+#define _GNU_SOURCE /* accept4 */
+#include "agent/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ev.h>
+#include <http_parser.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RBUF_CAP 8192u          /* per-connection read buffer */
+#define KEEP_ARENA_MAX 16384u   /* buffers larger than this are freed on reset */
+#define KEEP_BODY_MAX 65536u
+#define KEEP_WBUF_MAX 65536u
+#define LINGER_SECONDS 2.0      /* drain time after an error or a close */
+#define ACCEPT_BATCH 64
+#define ACCEPT_BACKOFF 0.1      /* pause accepting on EMFILE and friends */
+
+void http_limits_default(struct http_limits *l)
+{
+	l->max_header_bytes = HTTP_DEFAULT_MAX_HEADER_BYTES;
+	l->max_body_bytes = HTTP_DEFAULT_MAX_BODY_BYTES;
+	l->max_headers = HTTP_DEFAULT_MAX_HEADERS;
+	l->max_conns = HTTP_DEFAULT_MAX_CONNS;
+	l->idle_timeout_ms = HTTP_DEFAULT_IDLE_TIMEOUT_MS;
+}
+
+static void limits_fill(struct http_limits *dst, const struct http_limits *src)
+{
+	http_limits_default(dst);
+	if (src == NULL)
+		return;
+	if (src->max_header_bytes)
+		dst->max_header_bytes = src->max_header_bytes;
+	if (src->max_body_bytes)
+		dst->max_body_bytes = src->max_body_bytes;
+	if (src->max_headers)
+		dst->max_headers = src->max_headers;
+	if (src->max_conns)
+		dst->max_conns = src->max_conns;
+	if (src->idle_timeout_ms)
+		dst->idle_timeout_ms = src->idle_timeout_ms;
+}
+
+/* ------------------------------------------------------------------ */
+/* percent decoding, lookups                                          */
+
+static int hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+ssize_t http_percent_decode(char *dst, const char *src, size_t len,
+                            bool plus_is_space)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		char ch = src[i];
+		if (ch == '%') {
+			if (len - i < 3)
+				return -1;
+			int hi = hexval(src[i + 1]);
+			int lo = hexval(src[i + 2]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			ch = (char)((hi << 4) | lo);
+			if (ch == '\0')
+				return -1;
+			i += 2;
+		} else if (ch == '+' && plus_is_space) {
+			ch = ' ';
+		} else if (ch == '\0') {
+			return -1;
+		}
+		dst[o++] = ch;
+	}
+	dst[o] = '\0';
+	return (ssize_t)o;
+}
+
+const char *http_query_get(const struct http_request *r, const char *name)
+{
+	for (size_t i = 0; i < r->nparams; i++)
+		if (strcmp(r->params[i].name, name) == 0)
+			return r->params[i].value;
+	return NULL;
+}
+
+const char *http_header_get(const struct http_request *r, const char *name)
+{
+	for (size_t i = 0; i < r->nheaders; i++)
+		if (strcasecmp(r->headers[i].name, name) == 0)
+			return r->headers[i].value;
+	return NULL;
+}
+
+const char *http_status_text(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 304: return "Not Modified";
+	case 307: return "Temporary Redirect";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 412: return "Precondition Failed";
+	case 413: return "Request Entity Too Large";
+	case 415: return "Unsupported Media Type";
+	case 417: return "Expectation Failed";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Unknown";
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* sans-I/O request parser                                            */
+
+enum last_cb { LAST_NONE, LAST_URL, LAST_FIELD, LAST_VALUE };
+
+struct hdr_off {
+	size_t name, value; /* offsets into the arena */
+};
+
+struct http_reqparser {
+	http_parser hp;
+	struct http_limits lim;
+	char *arena;
+	size_t alen, acap;
+	size_t url_off, url_len;
+	enum last_cb last;
+	struct hdr_off *hoff;
+	size_t nhdr, hcap;
+	struct http_kv *hv;
+	size_t hvcap;
+	struct http_kv *params;
+	size_t nparams, pcap;
+	char *body;
+	size_t blen, bcap;
+	size_t header_bytes;
+	bool started, headers_done, done, want_continue;
+	int err_status;
+	char err_msg[160];
+	struct http_request req;
+};
+
+static int perr(struct http_reqparser *p, int status, const char *fmt, ...)
+{
+	if (p->err_status == 0) {
+		p->err_status = status;
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(p->err_msg, sizeof(p->err_msg), fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static int arena_reserve(struct http_reqparser *p, size_t n)
+{
+	if (p->acap - p->alen >= n + 1)
+		return 0;
+	size_t ncap = p->acap ? p->acap : 1024;
+	while (ncap - p->alen < n + 1)
+		ncap *= 2;
+	char *na = realloc(p->arena, ncap);
+	if (na == NULL)
+		return perr(p, 500, "out of memory");
+	p->arena = na;
+	p->acap = ncap;
+	return 0;
+}
+
+static int arena_append(struct http_reqparser *p, const char *at, size_t n)
+{
+	if (arena_reserve(p, n) < 0)
+		return -1;
+	if (n > 0)
+		memcpy(p->arena + p->alen, at, n);
+	p->alen += n;
+	return 0;
+}
+
+/* Appends a copy of arena[off..off+n) (the source may move while growing). */
+static int arena_dup(struct http_reqparser *p, size_t off, size_t n)
+{
+	if (arena_reserve(p, n) < 0)
+		return -1;
+	if (n > 0)
+		memcpy(p->arena + p->alen, p->arena + off, n);
+	p->alen += n;
+	return 0;
+}
+
+static int arena_nul(struct http_reqparser *p)
+{
+	if (arena_reserve(p, 0) < 0)
+		return -1;
+	p->arena[p->alen++] = '\0';
+	return 0;
+}
+
+static int count_header_bytes(struct http_reqparser *p, size_t n)
+{
+	p->header_bytes += n;
+	if (p->header_bytes > p->lim.max_header_bytes)
+		return perr(p, 431, "Request Header Fields Too Large: headers exceed %zu bytes",
+		            p->lim.max_header_bytes);
+	return 0;
+}
+
+/* Terminates whatever string the previous callback was building. */
+static int finish_last(struct http_reqparser *p)
+{
+	switch (p->last) {
+	case LAST_URL:
+	case LAST_VALUE:
+		return arena_nul(p);
+	case LAST_FIELD:
+		/* a field without a value callback: give it an empty value */
+		if (arena_nul(p) < 0)
+			return -1;
+		p->hoff[p->nhdr - 1].value = p->alen;
+		return arena_nul(p);
+	default:
+		return 0;
+	}
+}
+
+static struct http_reqparser *from_hp(http_parser *hp)
+{
+	return hp->data;
+}
+
+static int cb_message_begin(http_parser *hp)
+{
+	struct http_reqparser *p = from_hp(hp);
+	p->started = true;
+	return 0;
+}
+
+static int cb_url(http_parser *hp, const char *at, size_t n)
+{
+	struct http_reqparser *p = from_hp(hp);
+	if (count_header_bytes(p, n) < 0)
+		return -1;
+	if (p->last != LAST_URL) {
+		if (p->last != LAST_NONE)
+			return perr(p, 400, "Bad Request: malformed request line");
+		p->last = LAST_URL;
+		p->url_off = p->alen;
+		p->url_len = 0;
+	}
+	p->url_len += n;
+	return arena_append(p, at, n);
+}
+
+static int cb_header_field(http_parser *hp, const char *at, size_t n)
+{
+	struct http_reqparser *p = from_hp(hp);
+	if (count_header_bytes(p, n) < 0)
+		return -1;
+	if (p->last != LAST_FIELD) {
+		if (p->last != LAST_NONE && arena_nul(p) < 0)
+			return -1;
+		if (p->nhdr >= p->lim.max_headers)
+			return perr(p, 431, "Request Header Fields Too Large: more than %u headers",
+			            p->lim.max_headers);
+		/* a line costs at least ": \r\n" beyond its name and value */
+		if (count_header_bytes(p, 4) < 0)
+			return -1;
+		if (p->nhdr == p->hcap) {
+			size_t ncap = p->hcap ? p->hcap * 2 : 16;
+			struct hdr_off *nh = realloc(p->hoff, ncap * sizeof(*nh));
+			if (nh == NULL)
+				return perr(p, 500, "out of memory");
+			p->hoff = nh;
+			p->hcap = ncap;
+		}
+		p->hoff[p->nhdr].name = p->alen;
+		p->hoff[p->nhdr].value = 0;
+		p->nhdr++;
+		p->last = LAST_FIELD;
+	}
+	return arena_append(p, at, n);
+}
+
+static int cb_header_value(http_parser *hp, const char *at, size_t n)
+{
+	struct http_reqparser *p = from_hp(hp);
+	if (count_header_bytes(p, n) < 0)
+		return -1;
+	if (p->last != LAST_VALUE) {
+		if (p->last != LAST_FIELD)
+			return perr(p, 400, "Bad Request: header value without a name");
+		if (arena_nul(p) < 0)
+			return -1;
+		p->hoff[p->nhdr - 1].value = p->alen;
+		p->last = LAST_VALUE;
+	}
+	return arena_append(p, at, n);
+}
+
+static int add_param(struct http_reqparser *p, const char *name, const char *value)
+{
+	if (p->nparams == p->pcap) {
+		size_t ncap = p->pcap ? p->pcap * 2 : 8;
+		struct http_kv *np = realloc(p->params, ncap * sizeof(*np));
+		if (np == NULL)
+			return perr(p, 500, "out of memory");
+		p->params = np;
+		p->pcap = ncap;
+	}
+	p->params[p->nparams].name = name;
+	p->params[p->nparams].value = value;
+	p->nparams++;
+	return 0;
+}
+
+/* Splits q (NUL-terminated, qlen bytes) in place into decoded parameters.
+ * Pairs with a malformed escape are dropped, as Go's url.ParseQuery does. */
+static int split_query(struct http_reqparser *p, char *q, size_t qlen)
+{
+	char *s = q, *end = q + qlen;
+	while (s < end) {
+		char *amp = memchr(s, '&', (size_t)(end - s));
+		char *segend = amp ? amp : end;
+		if (segend > s) {
+			char *eq = memchr(s, '=', (size_t)(segend - s));
+			char *name = s;
+			size_t nlen = eq ? (size_t)(eq - s) : (size_t)(segend - s);
+			char *value = eq ? eq + 1 : NULL;
+			size_t vlen = eq ? (size_t)(segend - value) : 0;
+			/* decode the value first: decoding the name writes its NUL
+			 * over the '=' */
+			bool ok = true;
+			if (value != NULL && http_percent_decode(value, value, vlen, true) < 0)
+				ok = false;
+			if (ok && http_percent_decode(name, name, nlen, true) < 0)
+				ok = false;
+			if (ok && add_param(p, name, value ? value : "") < 0)
+				return -1;
+		}
+		s = segend + 1;
+	}
+	return 0;
+}
+
+static int build_view(struct http_reqparser *p)
+{
+	struct http_parser_url u;
+	const char *url = p->arena + p->url_off;
+	http_parser_url_init(&u);
+	if (p->hp.method == HTTP_CONNECT)
+		return perr(p, 400, "Bad Request: CONNECT is not supported");
+	if (p->url_len == 0 || http_parser_parse_url(url, p->url_len, 0, &u) != 0)
+		return perr(p, 400, "Bad Request: malformed request target");
+
+	size_t path_off = 0, path_len = 0, q_off = 0, q_len = 0;
+	if (u.field_set & (1u << UF_PATH)) {
+		path_off = u.field_data[UF_PATH].off;
+		path_len = u.field_data[UF_PATH].len;
+	}
+	if (u.field_set & (1u << UF_QUERY)) {
+		q_off = u.field_data[UF_QUERY].off;
+		q_len = u.field_data[UF_QUERY].len;
+	}
+
+	/* raw path, decoded path, query: appended after the headers */
+	size_t raw_at = p->alen;
+	if (path_len == 0) {
+		if (arena_append(p, "/", 1) < 0)
+			return -1;
+		path_len = 1;
+	} else if (arena_dup(p, p->url_off + path_off, path_len) < 0) {
+		return -1;
+	}
+	if (arena_nul(p) < 0)
+		return -1;
+	size_t dec_at = p->alen;
+	if (arena_dup(p, raw_at, path_len) < 0 || arena_nul(p) < 0)
+		return -1;
+	size_t rq_at = p->alen;
+	if (arena_dup(p, p->url_off + q_off, q_len) < 0 || arena_nul(p) < 0)
+		return -1;
+	size_t q_at = p->alen;
+	if (arena_dup(p, rq_at, q_len) < 0 || arena_nul(p) < 0)
+		return -1;
+
+	/* the arena no longer moves: take pointers */
+	char *a = p->arena;
+	if (http_percent_decode(a + dec_at, a + dec_at, path_len, false) < 0)
+		return perr(p, 400, "Bad Request: invalid escape in path");
+	if (split_query(p, a + q_at, q_len) < 0)
+		return -1;
+
+	if (p->nhdr > p->hvcap) {
+		struct http_kv *nv = realloc(p->hv, p->nhdr * sizeof(*nv));
+		if (nv == NULL)
+			return perr(p, 500, "out of memory");
+		p->hv = nv;
+		p->hvcap = p->nhdr;
+	}
+	for (size_t i = 0; i < p->nhdr; i++) {
+		p->hv[i].name = a + p->hoff[i].name;
+		p->hv[i].value = a + p->hoff[i].value;
+	}
+
+	struct http_request *r = &p->req;
+	memset(r, 0, sizeof(*r));
+	r->method = http_method_str((enum http_method)p->hp.method);
+	r->url = a + p->url_off;
+	r->raw_path = a + raw_at;
+	r->path = a + dec_at;
+	r->raw_query = a + rq_at;
+	r->params = p->params;
+	r->nparams = p->nparams;
+	r->headers = p->hv;
+	r->nheaders = p->nhdr;
+	r->body = "";
+	r->remote = "";
+	r->http_major = p->hp.http_major;
+	r->http_minor = p->hp.http_minor;
+	return 0;
+}
+
+static int cb_headers_complete(http_parser *hp)
+{
+	struct http_reqparser *p = from_hp(hp);
+	if (finish_last(p) < 0)
+		return -1;
+	p->last = LAST_NONE;
+	if (hp->http_major != 1)
+		return perr(p, 505, "HTTP Version Not Supported");
+	if (build_view(p) < 0)
+		return -1;
+
+	bool chunked = (hp->flags & F_CHUNKED) != 0;
+	bool has_len = (hp->flags & F_CONTENTLENGTH) != 0;
+	uint64_t clen = has_len ? hp->content_length : 0;
+	if (has_len && clen > p->lim.max_body_bytes)
+		return perr(p, 413, "Request body(%llu bytes) too large, max size: %zu bytes",
+		            (unsigned long long)clen, p->lim.max_body_bytes);
+
+	const char *expect = http_header_get(&p->req, "Expect");
+	if (expect != NULL) {
+		if (strcasecmp(expect, "100-continue") != 0)
+			return perr(p, 417, "Expectation Failed: unsupported Expect: %.60s", expect);
+		p->want_continue = chunked || clen > 0;
+	}
+	if (has_len && clen > 0 && clen + 1 > p->bcap) {
+		char *nb = realloc(p->body, (size_t)clen + 1);
+		if (nb == NULL)
+			return perr(p, 500, "out of memory");
+		p->body = nb;
+		p->bcap = (size_t)clen + 1;
+	}
+	p->headers_done = true;
+	return 0;
+}
+
+static int cb_body(http_parser *hp, const char *at, size_t n)
+{
+	struct http_reqparser *p = from_hp(hp);
+	if (n > p->lim.max_body_bytes - p->blen)
+		return perr(p, 413, "Request body(%zu bytes) too large, max size: %zu bytes",
+		            p->blen + n, p->lim.max_body_bytes);
+	if (p->bcap - p->blen < n + 1) {
+		size_t ncap = p->bcap ? p->bcap : 4096;
+		while (ncap - p->blen < n + 1)
+			ncap *= 2;
+		char *nb = realloc(p->body, ncap);
+		if (nb == NULL)
+			return perr(p, 500, "out of memory");
+		p->body = nb;
+		p->bcap = ncap;
+	}
+	memcpy(p->body + p->blen, at, n);
+	p->blen += n;
+	return 0;
+}
+
+static int cb_message_complete(http_parser *hp)
+{
+	struct http_reqparser *p = from_hp(hp);
+	if (!p->headers_done)
+		return perr(p, 400, "Bad Request: message ended before its headers");
+	if (p->body != NULL) {
+		p->body[p->blen] = '\0';
+		p->req.body = p->body;
+	}
+	p->req.body_len = p->blen;
+	p->req.keep_alive = http_should_keep_alive(hp) && !hp->upgrade;
+	p->done = true;
+	http_parser_pause(hp, 1); /* one request at a time */
+	return 0;
+}
+
+static const http_parser_settings parser_settings = {
+	.on_message_begin = cb_message_begin,
+	.on_url = cb_url,
+	.on_header_field = cb_header_field,
+	.on_header_value = cb_header_value,
+	.on_headers_complete = cb_headers_complete,
+	.on_body = cb_body,
+	.on_message_complete = cb_message_complete,
+};
+
+struct http_reqparser *http_reqparser_new(const struct http_limits *lim)
+{
+	struct http_reqparser *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return NULL;
+	limits_fill(&p->lim, lim);
+	http_parser_init(&p->hp, HTTP_REQUEST);
+	p->hp.data = p;
+	return p;
+}
+
+void http_reqparser_free(struct http_reqparser *p)
+{
+	if (p == NULL)
+		return;
+	free(p->arena);
+	free(p->hoff);
+	free(p->hv);
+	free(p->params);
+	free(p->body);
+	free(p);
+}
+
+void http_reqparser_reset(struct http_reqparser *p)
+{
+	http_parser_init(&p->hp, HTTP_REQUEST);
+	p->hp.data = p;
+	if (p->acap > KEEP_ARENA_MAX) {
+		free(p->arena);
+		p->arena = NULL;
+		p->acap = 0;
+	}
+	if (p->bcap > KEEP_BODY_MAX) {
+		free(p->body);
+		p->body = NULL;
+		p->bcap = 0;
+	}
+	if (p->hcap > 64) {
+		free(p->hoff);
+		free(p->hv);
+		p->hoff = NULL;
+		p->hv = NULL;
+		p->hcap = p->hvcap = 0;
+	}
+	if (p->pcap > 64) {
+		free(p->params);
+		p->params = NULL;
+		p->pcap = 0;
+	}
+	p->alen = p->url_off = p->url_len = 0;
+	p->last = LAST_NONE;
+	p->nhdr = p->nparams = p->blen = p->header_bytes = 0;
+	p->started = p->headers_done = p->done = p->want_continue = false;
+	p->err_status = 0;
+	p->err_msg[0] = '\0';
+	memset(&p->req, 0, sizeof(p->req));
+}
+
+enum http_parse_result http_reqparser_feed(struct http_reqparser *p,
+                                           const char *data, size_t len,
+                                           size_t *consumed)
+{
+	*consumed = 0;
+	if (p->err_status != 0)
+		return HTTP_PARSE_ERROR;
+	if (p->done)
+		return HTTP_PARSE_DONE;
+	size_t n = http_parser_execute(&p->hp, &parser_settings, len ? data : NULL, len);
+	*consumed = n > len ? len : n;
+	if (p->done)
+		return HTTP_PARSE_DONE;
+	if (p->err_status != 0)
+		return HTTP_PARSE_ERROR;
+	enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
+	if (e == HPE_HEADER_OVERFLOW) {
+		perr(p, 431, "Request Header Fields Too Large");
+		return HTTP_PARSE_ERROR;
+	}
+	if (e != HPE_OK) {
+		perr(p, 400, "Bad Request: %s", http_errno_description(e));
+		return HTTP_PARSE_ERROR;
+	}
+	if (!p->headers_done && p->hp.nread > p->lim.max_header_bytes) {
+		perr(p, 431, "Request Header Fields Too Large: headers exceed %zu bytes",
+		     p->lim.max_header_bytes);
+		return HTTP_PARSE_ERROR;
+	}
+	if (n != len) {
+		perr(p, 400, "Bad Request: unexpected bytes after the request");
+		return HTTP_PARSE_ERROR;
+	}
+	return HTTP_PARSE_MORE;
+}
+
+const struct http_request *http_reqparser_request(const struct http_reqparser *p)
+{
+	return p->done ? &p->req : NULL;
+}
+
+bool http_reqparser_wants_continue(const struct http_reqparser *p)
+{
+	return p->want_continue && !p->done && p->err_status == 0;
+}
+
+bool http_reqparser_in_request(const struct http_reqparser *p)
+{
+	return p->started && !p->done;
+}
+
+bool http_reqparser_headers_done(const struct http_reqparser *p)
+{
+	return p->headers_done;
+}
+
+int http_reqparser_error(const struct http_reqparser *p, const char **msg)
+{
+	if (msg != NULL)
+		*msg = p->err_msg;
+	return p->err_status;
+}
+
+/* ------------------------------------------------------------------ */
+/* driver                                                             */
+
+enum conn_state { CS_READING, CS_HANDLING, CS_WRITING, CS_LINGER, CS_CLOSED };
+
+struct http_conn {
+	struct http_server *srv;
+	struct http_conn *prev, *next;
+	int fd;
+	ev_io rio, wio;
+	ev_timer tmr;
+	struct http_reqparser *parser;
+	char *rbuf;
+	size_t rpos, rlen;
+	char *wbuf;
+	size_t wpos, wlen, wcap;
+	char *xhdr;
+	size_t xlen, xcap;
+	enum conn_state state;
+	bool keep_alive, is_head, http10, continue_sent, close_after_write, peer_eof;
+	http_close_fn close_cb;
+	void *close_ud;
+	char remote[64];
+};
+
+struct listener {
+	struct http_server *srv;
+	struct listener *next;
+	int fd;
+	ev_io io;
+	ev_timer backoff;
+};
+
+struct http_server {
+	struct ev_loop *loop;
+	struct http_limits lim;
+	http_handler_fn handler;
+	void *ud;
+	struct listener *listeners;
+	struct http_conn *conns;
+	size_t nconns;
+};
+
+static void conn_process(struct http_conn *c);
+
+static double idle_seconds(const struct http_server *s)
+{
+	return s->lim.idle_timeout_ms / 1000.0;
+}
+
+static void timer_arm(struct http_conn *c, double secs)
+{
+	ev_timer_stop(c->srv->loop, &c->tmr);
+	ev_timer_set(&c->tmr, secs, 0.);
+	ev_timer_start(c->srv->loop, &c->tmr);
+}
+
+static void conn_close(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	if (c->state == CS_CLOSED)
+		return;
+	bool pending = c->state == CS_HANDLING;
+	c->state = CS_CLOSED;
+	if (pending && c->close_cb != NULL) {
+		http_close_fn cb = c->close_cb;
+		c->close_cb = NULL;
+		cb(c, c->close_ud);
+	}
+	ev_io_stop(s->loop, &c->rio);
+	ev_io_stop(s->loop, &c->wio);
+	ev_timer_stop(s->loop, &c->tmr);
+	close(c->fd);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	s->nconns--;
+	http_reqparser_free(c->parser);
+	free(c->rbuf);
+	free(c->wbuf);
+	free(c->xhdr);
+	free(c);
+}
+
+static int buf_reserve(char **buf, size_t *cap, size_t len, size_t more)
+{
+	if (*cap - len >= more)
+		return 0;
+	size_t ncap = *cap ? *cap : 1024;
+	while (ncap - len < more) {
+		if (ncap > SIZE_MAX / 2)
+			return -ENOMEM;
+		ncap *= 2;
+	}
+	char *nb = realloc(*buf, ncap);
+	if (nb == NULL)
+		return -ENOMEM;
+	*buf = nb;
+	*cap = ncap;
+	return 0;
+}
+
+static int wbuf_append(struct http_conn *c, const void *data, size_t n)
+{
+	if (buf_reserve(&c->wbuf, &c->wcap, c->wlen, n) < 0)
+		return -ENOMEM;
+	if (n > 0)
+		memcpy(c->wbuf + c->wlen, data, n);
+	c->wlen += n;
+	return 0;
+}
+
+static int wbuf_printf(struct http_conn *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -EINVAL;
+	if (buf_reserve(&c->wbuf, &c->wcap, c->wlen, (size_t)n + 1) < 0)
+		return -ENOMEM;
+	va_start(ap, fmt);
+	vsnprintf(c->wbuf + c->wlen, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	c->wlen += (size_t)n;
+	return 0;
+}
+
+static void start_linger(struct http_conn *c)
+{
+	if (c->peer_eof) {
+		conn_close(c);
+		return;
+	}
+	shutdown(c->fd, SHUT_WR);
+	c->state = CS_LINGER;
+	ev_io_stop(c->srv->loop, &c->wio);
+	ev_io_start(c->srv->loop, &c->rio);
+	double idle = idle_seconds(c->srv);
+	timer_arm(c, idle < LINGER_SECONDS ? idle : LINGER_SECONDS);
+}
+
+static void response_done(struct http_conn *c)
+{
+	if (c->close_after_write) {
+		start_linger(c);
+		return;
+	}
+	http_reqparser_reset(c->parser);
+	c->state = CS_READING;
+	c->continue_sent = false;
+	if (c->peer_eof) {
+		/* the client half-closed: answer what it already sent, if anything */
+		if (c->rpos == c->rlen) {
+			conn_close(c);
+			return;
+		}
+	} else {
+		ev_io_start(c->srv->loop, &c->rio);
+	}
+	timer_arm(c, idle_seconds(c->srv));
+	conn_process(c);
+}
+
+static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct http_conn *c = w->data;
+	bool progress = false;
+	while (c->wpos < c->wlen) {
+		ssize_t n = send(c->fd, c->wbuf + c->wpos, c->wlen - c->wpos, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			conn_close(c);
+			return;
+		}
+		c->wpos += (size_t)n;
+		progress = true;
+	}
+	if (c->wpos < c->wlen) {
+		if (progress && c->state == CS_WRITING)
+			timer_arm(c, idle_seconds(c->srv));
+		return;
+	}
+	c->wpos = c->wlen = 0;
+	if (c->wcap > KEEP_WBUF_MAX) {
+		free(c->wbuf);
+		c->wbuf = NULL;
+		c->wcap = 0;
+	}
+	ev_io_stop(loop, &c->wio);
+	if (c->state == CS_WRITING)
+		response_done(c);
+}
+
+static void start_write(struct http_conn *c)
+{
+	ev_io_start(c->srv->loop, &c->wio);
+}
+
+static void dispatch(struct http_conn *c)
+{
+	struct http_request *req = &c->parser->req;
+	req->remote = c->remote;
+	c->keep_alive = req->keep_alive;
+	c->http10 = req->http_minor == 0;
+	c->is_head = strcmp(req->method, "HEAD") == 0;
+	c->state = CS_HANDLING;
+	c->xlen = 0;
+	c->close_cb = NULL;
+	c->close_ud = NULL;
+	ev_timer_stop(c->srv->loop, &c->tmr);
+	if (c->rlen == RBUF_CAP && c->rpos == 0)
+		ev_io_stop(c->srv->loop, &c->rio);
+	c->srv->handler(c, req, c->srv->ud);
+}
+
+static void send_error(struct http_conn *c, int status, const char *msg)
+{
+	c->state = CS_HANDLING;
+	c->keep_alive = false;
+	c->is_head = false;
+	c->http10 = false;
+	c->xlen = 0;
+	c->close_cb = NULL;
+	char body[200];
+	snprintf(body, sizeof(body), "%s\n", msg);
+	if (http_respond(c, status, "text/plain; charset=utf-8", body, strlen(body)) < 0)
+		conn_close(c);
+}
+
+static void conn_process(struct http_conn *c)
+{
+	while (c->state == CS_READING) {
+		if (c->rpos == c->rlen) {
+			c->rpos = c->rlen = 0;
+			return;
+		}
+		size_t used = 0;
+		enum http_parse_result r =
+			http_reqparser_feed(c->parser, c->rbuf + c->rpos, c->rlen - c->rpos, &used);
+		c->rpos += used;
+		if (r == HTTP_PARSE_DONE) {
+			dispatch(c);
+			return;
+		}
+		if (r == HTTP_PARSE_ERROR) {
+			const char *msg;
+			int status = http_reqparser_error(c->parser, &msg);
+			send_error(c, status, msg);
+			return;
+		}
+		c->rpos = c->rlen = 0;
+		if (http_reqparser_headers_done(c->parser))
+			timer_arm(c, idle_seconds(c->srv)); /* body progress */
+		if (http_reqparser_wants_continue(c->parser) && !c->continue_sent) {
+			c->continue_sent = true;
+			static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+			if (wbuf_append(c, cont, sizeof(cont) - 1) < 0) {
+				conn_close(c);
+				return;
+			}
+			start_write(c);
+		}
+		if (c->peer_eof) {
+			conn_close(c);
+			return;
+		}
+	}
+}
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct http_conn *c = w->data;
+	if (c->rpos > 0) {
+		memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+		c->rlen -= c->rpos;
+		c->rpos = 0;
+	}
+	if (c->state == CS_LINGER) /* discard what the client still sends */
+		c->rlen = 0;
+	if (c->rlen == RBUF_CAP) {
+		ev_io_stop(loop, &c->rio); /* read-ahead full: wait for the response */
+		return;
+	}
+	ssize_t n = recv(c->fd, c->rbuf + c->rlen, RBUF_CAP - c->rlen, 0);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		conn_close(c);
+		return;
+	}
+	if (n == 0) {
+		if (c->state == CS_WRITING) {
+			/* half-close after the request: still deliver the answer */
+			c->peer_eof = true;
+			ev_io_stop(loop, &c->rio);
+			return;
+		}
+		conn_close(c);
+		return;
+	}
+	if (c->state == CS_LINGER)
+		return;
+	c->rlen += (size_t)n;
+	if (c->state == CS_READING)
+		conn_process(c);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	conn_close(w->data);
+}
+
+static void format_remote(char *out, size_t outlen, const struct sockaddr_storage *ss)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
+		snprintf(out, outlen, "%s:%u", ip, ntohs(sin->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
+		snprintf(out, outlen, "[%s]:%u", ip, ntohs(sin6->sin6_port));
+	} else {
+		snprintf(out, outlen, "unknown");
+	}
+}
+
+static int conn_new(struct http_server *s, int fd, const struct sockaddr_storage *ss)
+{
+	struct http_conn *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return -ENOMEM;
+	c->parser = http_reqparser_new(&s->lim);
+	c->rbuf = malloc(RBUF_CAP);
+	if (c->parser == NULL || c->rbuf == NULL) {
+		http_reqparser_free(c->parser);
+		free(c->rbuf);
+		free(c);
+		return -ENOMEM;
+	}
+	c->srv = s;
+	c->fd = fd;
+	format_remote(c->remote, sizeof(c->remote), ss);
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ev_io_init(&c->rio, read_cb, fd, EV_READ);
+	ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
+	ev_init(&c->tmr, timer_cb);
+	c->rio.data = c->wio.data = c->tmr.data = c;
+	c->state = CS_READING;
+	c->next = s->conns;
+	if (s->conns != NULL)
+		s->conns->prev = c;
+	s->conns = c;
+	s->nconns++;
+	ev_io_start(s->loop, &c->rio);
+	timer_arm(c, idle_seconds(s));
+	return 0;
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct listener *l = w->data;
+	struct http_server *s = l->srv;
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				ev_io_stop(loop, &l->io);
+				ev_timer_set(&l->backoff, ACCEPT_BACKOFF, 0.);
+				ev_timer_start(loop, &l->backoff);
+			}
+			return;
+		}
+		if (s->nconns >= s->lim.max_conns || conn_new(s, fd, &ss) < 0)
+			close(fd);
+	}
+}
+
+static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct listener *l = w->data;
+	ev_io_start(loop, &l->io);
+}
+
+struct http_server *http_server_new(struct ev_loop *loop,
+                                    const struct http_limits *lim,
+                                    http_handler_fn handler, void *ud,
+                                    char *err, size_t errlen)
+{
+	if (loop == NULL || handler == NULL) {
+		snprintf(err, errlen, "http: loop and handler are required");
+		return NULL;
+	}
+	struct http_server *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		snprintf(err, errlen, "http: out of memory");
+		return NULL;
+	}
+	s->loop = loop;
+	limits_fill(&s->lim, lim);
+	s->handler = handler;
+	s->ud = ud;
+	return s;
+}
+
+static int parse_addr(const char *addr, uint16_t port, struct sockaddr_storage *ss,
+                      socklen_t *sl)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	size_t n = strlen(addr);
+	if (n >= sizeof(host))
+		return -EINVAL;
+	if (n >= 2 && addr[0] == '[' && addr[n - 1] == ']') {
+		memcpy(host, addr + 1, n - 2);
+		host[n - 2] = '\0';
+	} else {
+		memcpy(host, addr, n + 1);
+	}
+	memset(ss, 0, sizeof(*ss));
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		*sl = sizeof(*sin);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		*sl = sizeof(*sin6);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int http_server_listen(struct http_server *s, const char *addr, uint16_t port,
+                       uint16_t *bound_port, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	if (addr == NULL || parse_addr(addr, port, &ss, &sl) < 0) {
+		snprintf(err, errlen, "listen tcp %s:%u: invalid IP address",
+		         addr ? addr : "(null)", port);
+		return -EINVAL;
+	}
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int e;
+	if (fd < 0) {
+		e = errno;
+		goto fail;
+	}
+	int one = 1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) {
+		e = errno;
+		goto fail;
+	}
+	if (ss.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) {
+		e = errno;
+		goto fail;
+	}
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 511) < 0) {
+		e = errno;
+		goto fail;
+	}
+	struct sockaddr_storage bound;
+	socklen_t bl = sizeof(bound);
+	if (getsockname(fd, (struct sockaddr *)&bound, &bl) < 0) {
+		e = errno;
+		goto fail;
+	}
+	struct listener *l = calloc(1, sizeof(*l));
+	if (l == NULL) {
+		e = ENOMEM;
+		goto fail;
+	}
+	l->srv = s;
+	l->fd = fd;
+	ev_io_init(&l->io, accept_cb, fd, EV_READ);
+	ev_init(&l->backoff, backoff_cb);
+	l->io.data = l->backoff.data = l;
+	l->next = s->listeners;
+	s->listeners = l;
+	ev_io_start(s->loop, &l->io);
+	if (bound_port != NULL)
+		*bound_port = bound.ss_family == AF_INET
+			? ntohs(((struct sockaddr_in *)&bound)->sin_port)
+			: ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+	return 0;
+fail:
+	snprintf(err, errlen, "listen tcp %s:%u: %s", addr, port, strerror(e));
+	if (fd >= 0)
+		close(fd);
+	return -e;
+}
+
+size_t http_server_conn_count(const struct http_server *s)
+{
+	return s->nconns;
+}
+
+void http_server_free(struct http_server *s)
+{
+	if (s == NULL)
+		return;
+	while (s->listeners != NULL) {
+		struct listener *l = s->listeners;
+		s->listeners = l->next;
+		ev_io_stop(s->loop, &l->io);
+		ev_timer_stop(s->loop, &l->backoff);
+		close(l->fd);
+		free(l);
+	}
+	while (s->conns != NULL)
+		conn_close(s->conns);
+	free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* responses                                                          */
+
+static bool token_ok(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch <= ' ' || ch >= 0x7f || ch == ':')
+			return false;
+	}
+	return true;
+}
+
+static bool value_ok(const char *s)
+{
+	for (; *s; s++)
+		if (*s == '\r' || *s == '\n')
+			return false;
+	return true;
+}
+
+int http_add_header(struct http_conn *c, const char *name, const char *value)
+{
+	if (c->state != CS_HANDLING || name == NULL || value == NULL)
+		return -EINVAL;
+	if (!token_ok(name) || !value_ok(value))
+		return -EINVAL;
+	size_t nl = strlen(name), vl = strlen(value);
+	if (buf_reserve(&c->xhdr, &c->xcap, c->xlen, nl + vl + 4) < 0)
+		return -ENOMEM;
+	memcpy(c->xhdr + c->xlen, name, nl);
+	c->xlen += nl;
+	memcpy(c->xhdr + c->xlen, ": ", 2);
+	c->xlen += 2;
+	memcpy(c->xhdr + c->xlen, value, vl);
+	c->xlen += vl;
+	memcpy(c->xhdr + c->xlen, "\r\n", 2);
+	c->xlen += 2;
+	return 0;
+}
+
+int http_respond(struct http_conn *c, int status, const char *content_type,
+                 const void *body, size_t len)
+{
+	if (c->state != CS_HANDLING || status < 100 || status > 999)
+		return -EINVAL;
+	if (content_type != NULL && !value_ok(content_type))
+		content_type = NULL;
+	bool no_body = status < 200 || status == 204 || status == 304;
+	char date[64];
+	time_t now = (time_t)ev_now(c->srv->loop);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+
+	size_t mark = c->wlen;
+	int rc = wbuf_printf(c, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status,
+	                     http_status_text(status), date);
+	if (rc == 0 && content_type != NULL)
+		rc = wbuf_printf(c, "Content-Type: %s\r\n", content_type);
+	if (rc == 0 && !no_body)
+		rc = wbuf_printf(c, "Content-Length: %zu\r\n", len);
+	if (rc == 0 && !c->keep_alive)
+		rc = wbuf_printf(c, "Connection: close\r\n");
+	else if (rc == 0 && c->http10)
+		rc = wbuf_printf(c, "Connection: keep-alive\r\n");
+	if (rc == 0)
+		rc = wbuf_append(c, c->xhdr, c->xlen);
+	if (rc == 0)
+		rc = wbuf_append(c, "\r\n", 2);
+	if (rc == 0 && !no_body && !c->is_head)
+		rc = wbuf_append(c, body, len);
+	if (rc < 0) {
+		c->wlen = mark;
+		return rc;
+	}
+	c->xlen = 0;
+	c->close_cb = NULL;
+	c->close_ud = NULL;
+	c->close_after_write = !c->keep_alive;
+	c->state = CS_WRITING;
+	start_write(c);
+	timer_arm(c, idle_seconds(c->srv));
+	return 0;
+}
+
+void http_conn_on_close(struct http_conn *c, http_close_fn cb, void *ud)
+{
+	if (c->state != CS_HANDLING)
+		return;
+	c->close_cb = cb;
+	c->close_ud = ud;
+}
+
+const char *http_conn_remote(const struct http_conn *c)
+{
+	return c->remote;
+}

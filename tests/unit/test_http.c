@@ -1,0 +1,805 @@
+/*
+ * test_http.c — the HTTP server over real sockets on 127.0.0.1, plus the
+ * sans-I/O parser and percent decoding.
+ *
+ * The server's libev loop runs in a pthread; the test drives blocking
+ * client sockets from the main thread with a receive timeout, so every wait
+ * is bounded.  The handler routes on the path:
+ *   /echo   answers a text summary of the request view
+ *   /hdr    adds an extra header
+ *   /defer  answers 50 ms later from a timer
+ *   /hang   answers 300 ms later, and registers a close callback
+ */
+#define _GNU_SOURCE /* strcasestr */
+#include "agent/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ev.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                     \
+	do {                                                                 \
+		if (!(cond)) {                                               \
+			fprintf(stderr, "  FAIL %s:%d: ", __FILE__, __LINE__);      \
+			fprintf(stderr, __VA_ARGS__);                        \
+			fprintf(stderr, "\n");                               \
+			return -1;                                           \
+		}                                                            \
+	} while (0)
+
+#define CHECK_INT(exp, act)                                                  \
+	CHECK((long)(exp) == (long)(act), "%s: expected %ld, got %ld", #act,  \
+	      (long)(exp), (long)(act))
+
+#define CHECK_HAS(hay, needle)                                               \
+	CHECK(strstr((hay), (needle)) != NULL, "expected to find \"%s\" in:\n%s", \
+	      (needle), (hay))
+
+/* ------------------------------------------------------------------ */
+/* fixture: server + loop thread                                       */
+
+struct fx {
+	struct ev_loop *loop;
+	struct http_server *srv;
+	uint16_t port;
+	pthread_t th;
+	ev_async stop;
+	ev_timer defer_timer;
+	struct http_conn *deferred; /* loop thread only */
+	atomic_int close_fired;
+	atomic_int handled;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void on_close(struct http_conn *c, void *ud)
+{
+	struct fx *f = ud;
+	if (f->deferred == c)
+		f->deferred = NULL;
+	atomic_fetch_add(&f->close_fired, 1);
+}
+
+static void defer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct fx *f = w->data;
+	if (f->deferred != NULL) {
+		http_respond(f->deferred, 200, "text/plain", "deferred", 8);
+		f->deferred = NULL;
+	}
+}
+
+static void handler(struct http_conn *c, const struct http_request *req, void *ud)
+{
+	struct fx *f = ud;
+	atomic_fetch_add(&f->handled, 1);
+	if (strcmp(req->path, "/defer") == 0 || strcmp(req->path, "/hang") == 0) {
+		bool hang = strcmp(req->path, "/hang") == 0;
+		f->deferred = c;
+		if (hang)
+			http_conn_on_close(c, on_close, f);
+		ev_timer_stop(f->loop, &f->defer_timer);
+		ev_timer_set(&f->defer_timer, hang ? 0.3 : 0.05, 0.);
+		ev_timer_start(f->loop, &f->defer_timer);
+		return;
+	}
+	if (strcmp(req->path, "/hdr") == 0) {
+		http_add_header(c, "X-Consul-Index", "42");
+		int bad = http_add_header(c, "Bad\r\nName", "x");
+		http_respond(c, 200, "text/plain", bad == -EINVAL ? "ok" : "no", 2);
+		return;
+	}
+	char out[4096];
+	int n = snprintf(out, sizeof(out), "%s %s\nraw=%s\nquery=%s\n", req->method,
+	                 req->path, req->raw_path, req->raw_query);
+	for (size_t i = 0; i < req->nparams; i++)
+		n += snprintf(out + n, sizeof(out) - (size_t)n, "p[%s]=[%s]\n",
+		              req->params[i].name, req->params[i].value);
+	const char *x = http_header_get(req, "x-TEST");
+	const char *nope = http_query_get(req, "nope");
+	n += snprintf(out + n, sizeof(out) - (size_t)n,
+	              "xtest=[%s]\nnope=%s\nremote=%s\nbodylen=%zu\nbody=[%.*s]\n",
+	              x ? x : "NULL", nope ? "present" : "NULL", req->remote,
+	              req->body_len, (int)(req->body_len > 1000 ? 1000 : req->body_len),
+	              req->body);
+	http_respond(c, 200, "text/plain", out, (size_t)n);
+}
+
+static void stop_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void guard_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	*(int *)w->data = 1;
+	ev_break(loop, EVBREAK_ALL);
+}
+
+/* Number of watchers still active on loop, as 0 or 1: runs the loop with an
+ * unreferenced guard timer, which returns at once when nothing is left. */
+static int leftover_watchers(struct ev_loop *loop)
+{
+	int fired = 0;
+	ev_timer guard;
+	ev_timer_init(&guard, guard_cb, 0.5, 0.);
+	guard.data = &fired;
+	ev_timer_start(loop, &guard);
+	ev_unref(loop);
+	ev_run(loop, 0);
+	ev_ref(loop);
+	ev_timer_stop(loop, &guard);
+	return fired;
+}
+
+static void *loop_main(void *arg)
+{
+	struct fx *f = arg;
+	ev_run(f->loop, 0);
+	return NULL;
+}
+
+static int fx_start(struct fx *f, const struct http_limits *lim)
+{
+	memset(f, 0, sizeof(*f));
+	char err[256];
+	f->loop = ev_loop_new(EVFLAG_AUTO);
+	f->srv = http_server_new(f->loop, lim, handler, f, err, sizeof(err));
+	CHECK(f->srv != NULL, "server_new: %s", err);
+	int rc = http_server_listen(f->srv, "127.0.0.1", 0, &f->port, err, sizeof(err));
+	CHECK(rc == 0, "listen: %s", err);
+	CHECK(f->port != 0, "bound port is 0");
+	ev_async_init(&f->stop, stop_cb);
+	ev_async_start(f->loop, &f->stop);
+	ev_init(&f->defer_timer, defer_cb);
+	f->defer_timer.data = f;
+	pthread_create(&f->th, NULL, loop_main, f);
+	return 0;
+}
+
+/* Stops the loop, frees the server; fails if any watcher is left. */
+static int fx_stop(struct fx *f)
+{
+	ev_async_send(f->loop, &f->stop);
+	pthread_join(f->th, NULL);
+	ev_timer_stop(f->loop, &f->defer_timer);
+	ev_async_stop(f->loop, &f->stop);
+	http_server_free(f->srv);
+	int left = leftover_watchers(f->loop);
+	ev_loop_destroy(f->loop);
+	CHECK_INT(0, left);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* blocking client                                                     */
+
+struct cli {
+	int fd;
+	char buf[1 << 17];
+	size_t len;
+};
+
+static int cli_open(struct cli *c, uint16_t port)
+{
+	c->len = 0;
+	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct timeval tv = {.tv_sec = 3};
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+	return connect(c->fd, (struct sockaddr *)&sin, sizeof(sin));
+}
+
+static void cli_close(struct cli *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+static int cli_send(struct cli *c, const char *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+		if (n <= 0)
+			return -1;
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int cli_sends(struct cli *c, const char *s)
+{
+	return cli_send(c, s, strlen(s));
+}
+
+/* Reads one response into out (NUL-terminated); returns its status or -1
+ * on timeout/EOF before a whole response. */
+static int cli_response(struct cli *c, bool head, char *out, size_t outcap)
+{
+	for (;;) {
+		c->buf[c->len] = '\0';
+		char *end = strstr(c->buf, "\r\n\r\n");
+		if (end != NULL) {
+			size_t hlen = (size_t)(end - c->buf) + 4;
+			size_t clen = 0;
+			const char *cl = strcasestr(c->buf, "\r\nContent-Length:");
+			if (cl != NULL && cl < end)
+				clen = strtoul(cl + 17, NULL, 10);
+			if (head)
+				clen = 0;
+			if (c->len >= hlen + clen) {
+				size_t total = hlen + clen;
+				size_t copy = total < outcap - 1 ? total : outcap - 1;
+				memcpy(out, c->buf, copy);
+				out[copy] = '\0';
+				memmove(c->buf, c->buf + total, c->len - total);
+				c->len -= total;
+				int status = 0;
+				sscanf(out, "HTTP/1.%*d %d", &status);
+				return status;
+			}
+		}
+		if (c->len >= sizeof(c->buf) - 1)
+			return -1;
+		ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
+		if (n <= 0)
+			return -1;
+		c->len += (size_t)n;
+	}
+}
+
+/* True if the server closes the connection within `secs`. */
+static bool cli_sees_eof(struct cli *c, double secs)
+{
+	double deadline = now_s() + secs;
+	while (now_s() < deadline) {
+		struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+		int ms = (int)((deadline - now_s()) * 1000) + 1;
+		if (poll(&pfd, 1, ms) <= 0)
+			continue;
+		char tmp[4096];
+		ssize_t n = recv(c->fd, tmp, sizeof(tmp), 0);
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return true;
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return true;
+	}
+	return false;
+}
+
+static bool wait_for(atomic_int *v, int want, double secs)
+{
+	double deadline = now_s() + secs;
+	while (now_s() < deadline) {
+		if (atomic_load(v) >= want)
+			return true;
+		usleep(2000);
+	}
+	return atomic_load(v) >= want;
+}
+
+static char resp[1 << 17];
+
+/* ------------------------------------------------------------------ */
+/* socket tests                                                        */
+
+static int test_get_query_flags_by_presence(void)
+{
+	struct fx f;
+	struct cli c;
+	if (fx_start(&f, NULL) < 0)
+		return -1;
+	CHECK_INT(0, cli_open(&c, f.port));
+	cli_sends(&c, "GET /v1/kv/a%20b%2Fc?recurse&key=x+y%21&empty=&bad=%zz HTTP/1.1\r\n"
+	              "Host: x\r\nX-Test: hello\r\n\r\n");
+	int st = cli_response(&c, false, resp, sizeof(resp));
+	CHECK_INT(200, st);
+	CHECK_HAS(resp, "Content-Length: ");
+	CHECK_HAS(resp, "GET /v1/kv/a b/c\n");
+	CHECK_HAS(resp, "raw=/v1/kv/a%20b%2Fc\n");
+	CHECK_HAS(resp, "query=recurse&key=x+y%21&empty=&bad=%zz\n");
+	CHECK_HAS(resp, "p[recurse]=[]\n");
+	CHECK_HAS(resp, "p[key]=[x y!]\n");
+	CHECK_HAS(resp, "p[empty]=[]\n");
+	CHECK(strstr(resp, "p[bad]") == NULL, "malformed pair kept:\n%s", resp);
+	CHECK_HAS(resp, "nope=NULL\n");
+	CHECK_HAS(resp, "xtest=[hello]\n");
+	CHECK_HAS(resp, "remote=127.0.0.1:");
+	cli_close(&c);
+	return fx_stop(&f);
+}
+
+static int test_put_with_body(void)
+{
+	struct fx f;
+	struct cli c;
+	if (fx_start(&f, NULL) < 0)
+		return -1;
+	CHECK_INT(0, cli_open(&c, f.port));
+	cli_sends(&c, "PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world");
+	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "PUT /v1/kv/k\n");
+	CHECK_HAS(resp, "bodylen=11\nbody=[hello world]\n");
+	cli_close(&c);
+	return fx_stop(&f);
+}
+
+static int test_keepalive_two_requests(void)
+{
+	struct fx f;
+	struct cli c;
+	if (fx_start(&f, NULL) < 0)
+		return -1;
+	CHECK_INT(0, cli_open(&c, f.port));
+	cli_sends(&c, "GET /echo?n=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "p[n]=[1]");
+	CHECK(strstr(resp, "Connection: close") == NULL, "unexpected close:\n%s", resp);
+	cli_sends(&c, "GET /echo?n=2 HTTP/1.1\r\nHost: x\r\n\r\n");
+	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "p[n]=[2]");
+	cli_close(&c);
+	return fx_stop(&f);
+}
+
+static int test_pipelined_answered_in_order(void)
+{
+	struct fx f;
+	struct cli c;
+	if (fx_start(&f, NULL) < 0)
+		return -1;
+	CHECK_INT(0, cli_open(&c, f.port));
+	/* the first one is deferred: the others must wait for it */
+	cli_sends(&c, "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n"
+	              "GET /echo?n=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+	              "PUT /echo?n=3 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+	              "GET /echo?n=4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "\r\n\r\ndeferred");
+	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "p[n]=[2]");
+	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "p[n]=[3]");
+	CHECK_HAS(resp, "body=[abc]");
+	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "p[n]=[4]");
+	CHECK_HAS(resp, "Connection: close\r\n");
+	CHECK(cli_sees_eof(&c, 2.0), "no EOF after Connection: close");
+	cli_close(&c);
+	return fx_stop(&f);
+}
+
+static int test_chunked_body(void)
+{
+	struct fx f;
+	struct cli c;
+	if (fx_start(&f, NULL) < 0)
+		return -1;
+	CHECK_INT(0, cli_open(&c, f.port));
+	cli_sends(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+	              "5\r\nhello\r\n");
+	usleep(20000);
+	cli_sends(&c, "6\r\n world\r\n0\r\n\r\n");
+	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "bodylen=11\nbody=[hello world]\n");
+	cli_close(&c);
+	return fx_stop(&f);
+}
+
+static int test_body_over_limit_413_before_body(void)
+{
+	struct fx f;
+	struct cli c;
+	struct http_limits lim = {.max_body_bytes = 1024};
+	if (fx_start(&f, &lim) < 0)
+		return -1;
+	CHECK_INT(0, cli_open(&c, f.port));
+	/* headers only: the answer must come without the body being sent */
+	cli_sends(&c, "PUT /v1/kv/big HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n");
+	CHECK_INT(413, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "Request body(5000 bytes) too large, max size: 1024 bytes");
+	CHECK_HAS(resp, "Connection: close\r\n");
+	CHECK(cli_sees_eof(&c, 3.0), "no EOF after 413");
+	cli_close(&c);
+
+	/* chunked: no length up front, refused once the limit is passed */
+	CHECK_INT(0, cli_open(&c, f.port));
+	cli_sends(&c, "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+	char chunk[700];
+	memset(chunk, 'a', sizeof(chunk));
+	for (int i = 0; i < 2; i++) {
+		cli_sends(&c, "2bc\r\n");
+		cli_send(&c, chunk, sizeof(chunk));
+		cli_sends(&c, "\r\n");
+	}
+	CHECK_INT(413, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "too large, max size: 1024 bytes");
+	CHECK_INT(0, atomic_load(&f.handled));
+	cli_close(&c);
+	return fx_stop(&f);
+}
+
+static int test_header_over_limit_431(void)
+{
+	struct fx f;
+	struct cli c;
+	if (fx_start(&f, NULL) < 0)
+		return -1;
+	CHECK_INT(0, cli_open(&c, f.port));
+	size_t big = 70 * 1024;
+	char *req = malloc(big + 128);
+	int n = sprintf(req, "GET / HTTP/1.1\r\nX-Big: ");
+	memset(req + n, 'b', big);
+	n += (int)big;
+	n += sprintf(req + n, "\r\n\r\n");
+	cli_send(&c, req, (size_t)n);
+	free(req);
+	CHECK_INT(431, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_INT(0, atomic_load(&f.handled));
+	cli_close(&c);
+	return fx_stop(&f);
+}
+
+static int test_garbage_gets_400_and_close(void)
+{
+	struct fx f;
+	struct cli c;
+	if (fx_start(&f, NULL) < 0)
+		return -1;
+	CHECK_INT(0, cli_open(&c, f.port));
+	cli_send(&c, "\x01\x02 garbage\r\n\r\n", 14);
+	CHECK_INT(400, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "Connection: close\r\n");
+	CHECK(cli_sees_eof(&c, 3.0), "no EOF after 400");
+	cli_close(&c);
+	return fx_stop(&f);
+}
+
+static int test_head_sends_no_body(void)
+{
+	struct fx f;
+	struct cli c;
+	if (fx_start(&f, NULL) < 0)
+		return -1;
+	CHECK_INT(0, cli_open(&c, f.port));
+	cli_sends(&c, "HEAD /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+	CHECK_INT(200, cli_response(&c, true, resp, sizeof(resp)));
+	CHECK_HAS(resp, "Content-Length: ");
+	CHECK(strstr(resp, "Content-Length: 0\r\n") == NULL, "length should be the GET's:\n%s", resp);
+	/* the next response must start right after the HEAD's headers */
+	cli_sends(&c, "GET /hdr HTTP/1.1\r\nHost: x\r\n\r\n");
+	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "X-Consul-Index: 42\r\n");
+	CHECK_HAS(resp, "\r\n\r\nok");
+	cli_close(&c);
+	return fx_stop(&f);
+}
+
+static int test_deferred_response_from_timer(void)
+{
+	struct fx f;
+	struct cli c;
+	if (fx_start(&f, NULL) < 0)
+		return -1;
+	CHECK_INT(0, cli_open(&c, f.port));
+	double t0 = now_s();
+	cli_sends(&c, "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n");
+	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK(now_s() - t0 >= 0.04, "answered too early: %.3f s", now_s() - t0);
+	CHECK_HAS(resp, "Content-Length: 8\r\n");
+	CHECK_HAS(resp, "\r\n\r\ndeferred");
+	cli_close(&c);
+	return fx_stop(&f);
+}
+
+static int test_client_close_during_deferred_fires_close_cb(void)
+{
+	struct fx f;
+	struct cli c;
+	if (fx_start(&f, NULL) < 0)
+		return -1;
+	CHECK_INT(0, cli_open(&c, f.port));
+	cli_sends(&c, "GET /hang HTTP/1.1\r\nHost: x\r\n\r\n");
+	CHECK(wait_for(&f.handled, 1, 2.0), "request never reached the handler");
+	cli_close(&c);
+	CHECK(wait_for(&f.close_fired, 1, 2.0), "close callback did not fire");
+	usleep(400000); /* the 300 ms timer fires and must find nothing */
+	CHECK_INT(1, atomic_load(&f.close_fired));
+	return fx_stop(&f);
+}
+
+static int test_idle_timeout_closes(void)
+{
+	struct fx f;
+	struct cli c;
+	struct http_limits lim = {.idle_timeout_ms = 200};
+	if (fx_start(&f, &lim) < 0)
+		return -1;
+	/* idle keep-alive connection after one request */
+	CHECK_INT(0, cli_open(&c, f.port));
+	cli_sends(&c, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	double t0 = now_s();
+	CHECK(cli_sees_eof(&c, 2.0), "idle connection not closed");
+	CHECK(now_s() - t0 >= 0.15, "closed too early: %.3f s", now_s() - t0);
+	cli_close(&c);
+
+	/* slow loris: bytes keep trickling but the headers never complete */
+	CHECK_INT(0, cli_open(&c, f.port));
+	t0 = now_s();
+	cli_sends(&c, "GET / HTTP/1.1\r\n");
+	bool closed = false;
+	for (int i = 0; i < 40 && !closed; i++) {
+		usleep(25000);
+		if (cli_sends(&c, "X") < 0)
+			closed = true;
+		struct pollfd pfd = {.fd = c.fd, .events = POLLIN};
+		if (poll(&pfd, 1, 0) > 0)
+			closed = true;
+	}
+	CHECK(closed || cli_sees_eof(&c, 0.5), "slow-loris connection still open");
+	CHECK(now_s() - t0 < 0.8, "slow loris lasted %.3f s", now_s() - t0);
+	cli_close(&c);
+	return fx_stop(&f);
+}
+
+static int test_connection_close_and_http10(void)
+{
+	struct fx f;
+	struct cli c;
+	if (fx_start(&f, NULL) < 0)
+		return -1;
+	CHECK_INT(0, cli_open(&c, f.port));
+	cli_sends(&c, "GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "Connection: keep-alive\r\n");
+	cli_sends(&c, "GET /echo HTTP/1.0\r\n\r\n");
+	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "Connection: close\r\n");
+	CHECK(cli_sees_eof(&c, 2.0), "HTTP/1.0 without keep-alive stayed open");
+	cli_close(&c);
+
+	CHECK_INT(0, cli_open(&c, f.port));
+	cli_sends(&c, "GET /echo HTTP/1.1\r\nConnection: close\r\n\r\n");
+	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "Connection: close\r\n");
+	CHECK(cli_sees_eof(&c, 2.0), "Connection: close not honoured");
+	cli_close(&c);
+	return fx_stop(&f);
+}
+
+static int test_expect_100_continue(void)
+{
+	struct fx f;
+	struct cli c;
+	if (fx_start(&f, NULL) < 0)
+		return -1;
+	CHECK_INT(0, cli_open(&c, f.port));
+	cli_sends(&c, "PUT /echo HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+	CHECK_INT(100, cli_response(&c, false, resp, sizeof(resp)));
+	cli_sends(&c, "data");
+	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	CHECK_HAS(resp, "body=[data]");
+	cli_close(&c);
+	return fx_stop(&f);
+}
+
+static int test_max_conns_accept_then_close(void)
+{
+	struct fx f;
+	struct cli a, b, c;
+	struct http_limits lim = {.max_conns = 2};
+	if (fx_start(&f, &lim) < 0)
+		return -1;
+	CHECK_INT(0, cli_open(&a, f.port));
+	CHECK_INT(0, cli_open(&b, f.port));
+	cli_sends(&a, "GET /echo HTTP/1.1\r\n\r\n");
+	cli_sends(&b, "GET /echo HTTP/1.1\r\n\r\n");
+	CHECK_INT(200, cli_response(&a, false, resp, sizeof(resp)));
+	CHECK_INT(200, cli_response(&b, false, resp, sizeof(resp)));
+	CHECK_INT(0, cli_open(&c, f.port));
+	CHECK(cli_sees_eof(&c, 2.0), "third connection not closed");
+	cli_close(&a);
+	cli_close(&b);
+	cli_close(&c);
+	return fx_stop(&f);
+}
+
+static int test_server_free_with_open_connections(void)
+{
+	struct fx f;
+	struct cli a, b, c;
+	if (fx_start(&f, NULL) < 0)
+		return -1;
+	char err[128];
+	uint16_t p6 = 0;
+	/* a second listener (IPv6 if the host has it) is freed too */
+	if (http_server_listen(f.srv, "[::1]", 0, &p6, err, sizeof(err)) != 0)
+		fprintf(stderr, "  note: no IPv6 listener: %s\n", err);
+	CHECK_INT(0, cli_open(&a, f.port)); /* idle */
+	CHECK_INT(0, cli_open(&b, f.port)); /* half a request */
+	cli_sends(&b, "PUT /x HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
+	CHECK_INT(0, cli_open(&c, f.port)); /* deferred */
+	cli_sends(&c, "GET /hang HTTP/1.1\r\n\r\n");
+	CHECK(wait_for(&f.handled, 1, 2.0), "request never reached the handler");
+	if (fx_stop(&f) < 0)
+		return -1;
+	CHECK_INT(1, atomic_load(&f.close_fired));
+	CHECK(cli_sees_eof(&a, 1.0), "idle client not closed by free");
+	cli_close(&a);
+	cli_close(&b);
+	cli_close(&c);
+	return 0;
+}
+
+static int test_listen_errors(void)
+{
+	char err[128];
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct http_server *s = http_server_new(loop, NULL, handler, NULL, err, sizeof(err));
+	CHECK(s != NULL, "server_new: %s", err);
+	int rc = http_server_listen(s, "not-an-ip", 0, NULL, err, sizeof(err));
+	CHECK_INT(-EINVAL, rc);
+	CHECK_HAS(err, "invalid IP address");
+	uint16_t port = 0;
+	CHECK_INT(0, http_server_listen(s, "127.0.0.1", 0, &port, err, sizeof(err)));
+	/* a second bind of the same port without SO_REUSEPORT fails */
+	rc = http_server_listen(s, "127.0.0.1", port, NULL, err, sizeof(err));
+	CHECK_INT(-EADDRINUSE, rc);
+	CHECK_HAS(err, "listen tcp 127.0.0.1:");
+	http_server_free(s);
+	CHECK_INT(0, leftover_watchers(loop));
+	ev_loop_destroy(loop);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* sans-I/O parser                                                     */
+
+static int test_parser_byte_by_byte(void)
+{
+	const char *msg = "POST /a%2Fb?x=1&y HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+	                  "X-Long: v1\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /next HTTP/1.1\r\n\r\n";
+	struct http_reqparser *p = http_reqparser_new(NULL);
+	size_t len = strlen(msg), off = 0, used = 0;
+	enum http_parse_result r = HTTP_PARSE_MORE;
+	while (off < len) {
+		r = http_reqparser_feed(p, msg + off, 1, &used);
+		off += used;
+		if (r != HTTP_PARSE_MORE)
+			break;
+	}
+	CHECK_INT(HTTP_PARSE_DONE, r);
+	const struct http_request *req = http_reqparser_request(p);
+	CHECK(req != NULL, "no request after DONE");
+	CHECK(strcmp(req->path, "/a/b") == 0, "path: expected /a/b, got %s", req->path);
+	CHECK(strcmp(req->method, "POST") == 0, "method: got %s", req->method);
+	CHECK(strcmp(http_query_get(req, "x"), "1") == 0, "x: got %s", http_query_get(req, "x"));
+	CHECK(strcmp(http_query_get(req, "y"), "") == 0, "y should be present and empty");
+	CHECK(http_query_get(req, "z") == NULL, "z should be absent");
+	CHECK(strcmp(http_header_get(req, "x-long"), "v1") == 0, "header x-long");
+	CHECK_INT(3, req->body_len);
+	CHECK(memcmp(req->body, "abc", 3) == 0, "body: got %.3s", req->body);
+	CHECK(req->keep_alive, "HTTP/1.1 should keep alive");
+	CHECK(strncmp(msg + off, "GET /next", 9) == 0, "consumed wrong count: rest=%s", msg + off);
+	http_reqparser_reset(p);
+	r = http_reqparser_feed(p, msg + off, len - off, &used);
+	CHECK_INT(HTTP_PARSE_DONE, r);
+	CHECK_INT(len - off, used);
+	CHECK(strcmp(http_reqparser_request(p)->path, "/next") == 0, "second path");
+	http_reqparser_free(p);
+	return 0;
+}
+
+static int test_parser_errors(void)
+{
+	struct {
+		const char *in;
+		int status;
+	} cases[] = {
+		{"GARBAGE\r\n\r\n", 400},
+		{"GET /%zz HTTP/1.1\r\n\r\n", 400},
+		{"GET /a%00b HTTP/1.1\r\n\r\n", 400},
+		{"GET / HTTP/2.0\r\n\r\n", 505},
+		{"PUT / HTTP/1.1\r\nExpect: something\r\n\r\n", 417},
+		{"PUT / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 413},
+		{"CONNECT h:1 HTTP/1.1\r\n\r\n", 400},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct http_reqparser *p = http_reqparser_new(NULL);
+		size_t used;
+		enum http_parse_result r = http_reqparser_feed(p, cases[i].in, strlen(cases[i].in), &used);
+		const char *msg = NULL;
+		int st = http_reqparser_error(p, &msg);
+		http_reqparser_free(p);
+		CHECK(r == HTTP_PARSE_ERROR && st == cases[i].status,
+		      "case %zu (%s): expected ERROR %d, got r=%d status=%d", i, cases[i].in,
+		      cases[i].status, r, st);
+	}
+	struct http_limits lim = {.max_headers = 2};
+	struct http_reqparser *p = http_reqparser_new(&lim);
+	size_t used;
+	const char *in = "GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n";
+	CHECK_INT(HTTP_PARSE_ERROR, http_reqparser_feed(p, in, strlen(in), &used));
+	CHECK_INT(431, http_reqparser_error(p, NULL));
+	http_reqparser_free(p);
+	return 0;
+}
+
+static int test_percent_decode(void)
+{
+	char out[64];
+	CHECK_INT(4, http_percent_decode(out, "a%20b+", 6, false));
+	CHECK(strcmp(out, "a b+") == 0, "expected [a b+], got [%s]", out);
+	CHECK_INT(4, http_percent_decode(out, "a%2bb+", 6, true));
+	CHECK(strcmp(out, "a+b ") == 0, "expected [a+b ], got [%s]", out);
+	CHECK_INT(-1, http_percent_decode(out, "%", 1, false));
+	CHECK_INT(-1, http_percent_decode(out, "%4", 2, false));
+	CHECK_INT(-1, http_percent_decode(out, "%g0", 3, false));
+	CHECK_INT(-1, http_percent_decode(out, "%00", 3, false));
+	CHECK_INT(0, http_percent_decode(out, "", 0, false));
+	CHECK_INT(1, http_percent_decode(out, "%C3", 3, false));
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+#define RUN(fn)                                                              \
+	do {                                                                 \
+		if (fn() == 0) {                                             \
+			passed++;                                            \
+			printf("ok   %s\n", #fn);                            \
+		} else {                                                     \
+			failed++;                                            \
+			printf("FAIL %s\n", #fn);                            \
+		}                                                            \
+		fflush(stdout);                                              \
+	} while (0)
+
+int main(void)
+{
+	RUN(test_percent_decode);
+	RUN(test_parser_byte_by_byte);
+	RUN(test_parser_errors);
+	RUN(test_listen_errors);
+	RUN(test_get_query_flags_by_presence);
+	RUN(test_put_with_body);
+	RUN(test_keepalive_two_requests);
+	RUN(test_pipelined_answered_in_order);
+	RUN(test_chunked_body);
+	RUN(test_body_over_limit_413_before_body);
+	RUN(test_header_over_limit_431);
+	RUN(test_garbage_gets_400_and_close);
+	RUN(test_head_sends_no_body);
+	RUN(test_deferred_response_from_timer);
+	RUN(test_client_close_during_deferred_fires_close_cb);
+	RUN(test_idle_timeout_closes);
+	RUN(test_connection_close_and_http10);
+	RUN(test_expect_100_continue);
+	RUN(test_max_conns_accept_then_close);
+	RUN(test_server_free_with_open_connections);
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed == 0 ? 0 : 1;
+}
