@@ -15,7 +15,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define MAX_INPUT 65536
+#define REPLAY_MAX_INPUT 65536
 #define MAX_FILES 4096
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -49,8 +49,8 @@ static size_t load_corpus(const char *dir, struct input *in, size_t max)
 		FILE *f = fopen(path, "rb");
 		if (f == NULL)
 			continue;
-		uint8_t *buf = malloc(MAX_INPUT);
-		size_t len = fread(buf, 1, MAX_INPUT, f);
+		uint8_t *buf = malloc(REPLAY_MAX_INPUT);
+		size_t len = fread(buf, 1, REPLAY_MAX_INPUT, f);
 		fclose(f);
 		in[n].data = buf;
 		in[n].len = len;
@@ -72,7 +72,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < n; i++)
 		LLVMFuzzerTestOneInput(corpus[i].data, corpus[i].len);
 
-	uint8_t *buf = malloc(MAX_INPUT);
+	uint8_t *buf = malloc(REPLAY_MAX_INPUT);
 	for (long it = 0; it < iterations; it++) {
 		size_t len;
 		if (n > 0 && (rng() & 3) != 0) {
