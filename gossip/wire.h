@@ -3,13 +3,16 @@
  *
  * Owns: the message type numbers, the decoded views of every memberlist
  * message, their msgpack encoders and decoders (Go's codec layout: structs as
- * maps keyed by field name, in declaration order, `omitempty` fields left
- * out), the compound and has-CRC framings, the compress wrapper (LZW as Go's
+ * maps keyed by field name, keys sorted by name (go-msgpack sorts them; not
+ * declaration order), `omitempty` fields left out, strings and []byte as old
+ * msgpack raw: fixraw/raw16/raw32, never str8 or bin), the compound and
+ * has-CRC framings, the compress wrapper (LZW as Go's
  * compress/lzw writes it, LSB order, 8-bit literals) and the push-pull stream
  * pieces.
  *
  * Decoded structs are plain values with fixed-size fields: decoding never
- * allocates, and a field longer than its limit is an error, not a truncation.
+ * allocates, and a field longer than its limit is an error, not a truncation
+ * (except ml_err_resp.error, a log text, which is cut at ML_ERRMSG_MAX).
  *
  * Error convention: encoders return the number of bytes written, or -1 when
  * the output does not fit. Decoders take (const uint8_t **pos, const uint8_t
@@ -188,6 +191,12 @@ int ml_compound_decode(const uint8_t *p, size_t len, struct ml_slice *parts, int
 uint32_t ml_crc32(const uint8_t *p, size_t len);
 /* Prefix [ML_HAS_CRC][crc32 BE of msg] to msg; returns bytes or -1. */
 int ml_crc_wrap(uint8_t *buf, size_t cap, const uint8_t *msg, size_t len);
+/*
+ * Check a whole [ML_HAS_CRC][crc32 BE][msg] packet (p[0] is the type byte):
+ * ML_OK with *msg pointing at the inner message inside p, or ML_BAD when it
+ * is shorter than 5 bytes or the checksum does not match.
+ */
+int ml_crc_check(const uint8_t *p, size_t len, struct ml_slice *msg);
 
 /*
  * Compress wrapper: [ML_COMPRESS] then msgpack {Algo: 0, Buf: <lzw bytes>}.
@@ -198,6 +207,14 @@ int ml_crc_wrap(uint8_t *buf, size_t cap, const uint8_t *msg, size_t len);
  */
 int ml_compress_encode(uint8_t *buf, size_t cap, const uint8_t *msg, size_t len);
 int ml_compress_decode(const uint8_t *p, size_t len, uint8_t *out, size_t cap);
+/*
+ * Stream form of ml_compress_decode (a TCP push-pull stream is one compress
+ * message): decodes the {Algo, Buf} map at *pos, decompresses into out and
+ * sets *out_len. ML_OK (advancing *pos), ML_BAD, or ML_AGAIN when the map is
+ * not complete yet.
+ */
+int ml_compress_decode_stream(const uint8_t **pos, const uint8_t *end, uint8_t *out, size_t cap,
+			      size_t *out_len);
 
 /* Raw LZW (Go compress/lzw, LSB, litWidth 8). Return bytes or -1. */
 int ml_lzw_compress(const uint8_t *in, size_t len, uint8_t *out, size_t cap);

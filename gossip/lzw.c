@@ -1,0 +1,222 @@
+/*
+ * gossip/lzw.c — LZW exactly as Go's compress/lzw writes and reads it, with
+ * LSB bit order and 8-bit literals (what memberlist's compressPayload uses).
+ *
+ * Code space: 0..255 literals, 256 clear, 257 end of stream, 258.. table
+ * entries; codes start 9 bits wide and grow to at most 12. Go's particular
+ * rules, which the output must follow bit for bit:
+ *  - the writer always starts with a clear code, even for empty input;
+ *  - after emitting a code it bumps `hi`; when hi reaches 1<<width the width
+ *    grows, and when hi reaches 4095 it emits a clear code (at the current
+ *    width) and starts over with an empty table;
+ *  - Close emits the pending code, bumps hi once more (which may widen or
+ *    clear), then the EOF code, then any partial byte.
+ *  - the reader requires the EOF code (a stream that just stops is an error,
+ *    io.ErrUnexpectedEOF in Go) and ignores bytes after it; at the 12-bit
+ *    limit it stops adding entries until the next clear.
+ * Greedy LZW output does not depend on how the dictionary is stored, so the
+ * encoder uses its own open-addressing table. Both directions work in fixed
+ * arrays on the stack; nothing is allocated.
+ */
+#include <string.h>
+
+#include "gossip/wire.h"
+
+#define LIT_WIDTH 8
+#define CLEAR_CODE (1u << LIT_WIDTH)
+#define EOF_CODE (CLEAR_CODE + 1)
+#define MAX_WIDTH 12
+#define MAX_CODE ((1u << MAX_WIDTH) - 1)
+#define TABLE_SIZE (4u << MAX_WIDTH)
+#define TABLE_MASK (TABLE_SIZE - 1)
+
+struct lzw_out {
+	uint8_t *p;
+	size_t cap;
+	size_t len;
+	uint32_t bits;
+	unsigned nbits;
+	unsigned width;
+	bool overflow;
+};
+
+static void lzw_put(struct lzw_out *o, uint32_t code)
+{
+	o->bits |= code << o->nbits;
+	o->nbits += o->width;
+	while (o->nbits >= 8) {
+		if (o->len < o->cap)
+			o->p[o->len++] = (uint8_t)o->bits;
+		else
+			o->overflow = true;
+		o->bits >>= 8;
+		o->nbits -= 8;
+	}
+}
+
+struct lzw_enc {
+	struct lzw_out out;
+	uint32_t hi;
+	uint32_t next_widen;
+	/* entry = (prefix code << 8 | byte) << 12 | code; 0 = empty */
+	uint32_t table[TABLE_SIZE];
+};
+
+/* Go's incHi: returns true when the table ran out and was reset. */
+static bool lzw_enc_bump(struct lzw_enc *e)
+{
+	e->hi++;
+	if (e->hi == e->next_widen) {
+		e->out.width++;
+		e->next_widen <<= 1;
+	}
+	if (e->hi == MAX_CODE) {
+		lzw_put(&e->out, CLEAR_CODE);
+		e->out.width = LIT_WIDTH + 1;
+		e->hi = EOF_CODE;
+		e->next_widen = CLEAR_CODE << 1;
+		memset(e->table, 0, sizeof(e->table));
+		return true;
+	}
+	return false;
+}
+
+int ml_lzw_compress(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+{
+	static _Thread_local struct lzw_enc e;
+
+	memset(&e.out, 0, sizeof(e.out));
+	e.out.p = out;
+	e.out.cap = cap;
+	e.out.width = LIT_WIDTH + 1;
+	e.hi = EOF_CODE;
+	e.next_widen = CLEAR_CODE << 1;
+	memset(e.table, 0, sizeof(e.table));
+
+	lzw_put(&e.out, CLEAR_CODE);
+	if (len > 0) {
+		uint32_t code = in[0];
+		for (size_t i = 1; i < len; i++) {
+			uint32_t key = code << 8 | in[i];
+			uint32_t h = (key >> 12 ^ key) & TABLE_MASK;
+			bool hit = false;
+			for (uint32_t t = e.table[h]; t != 0; t = e.table[h]) {
+				if (t >> 12 == key) {
+					code = t & MAX_CODE;
+					hit = true;
+					break;
+				}
+				h = (h + 1) & TABLE_MASK;
+			}
+			if (hit)
+				continue;
+			lzw_put(&e.out, code);
+			code = in[i];
+			if (lzw_enc_bump(&e))
+				continue;
+			/* h is the first empty slot of key's probe chain */
+			e.table[h] = key << 12 | e.hi;
+		}
+		lzw_put(&e.out, code);
+		lzw_enc_bump(&e);
+	}
+	lzw_put(&e.out, EOF_CODE);
+	if (e.out.nbits > 0) {
+		if (e.out.len < e.out.cap)
+			e.out.p[e.out.len++] = (uint8_t)e.out.bits;
+		else
+			e.out.overflow = true;
+	}
+	if (e.out.overflow || e.out.len > (size_t)INT32_MAX)
+		return -1;
+	return (int)e.out.len;
+}
+
+int ml_lzw_decompress(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+{
+	uint16_t prefix[1u << MAX_WIDTH];
+	uint8_t suffix[1u << MAX_WIDTH];
+	uint8_t tmp[1u << MAX_WIDTH];
+	const uint32_t invalid = 0xffffffffu;
+	uint32_t bits = 0, nbits = 0, width = LIT_WIDTH + 1;
+	uint32_t hi = EOF_CODE, next_widen = 1u << width, last = invalid;
+	size_t ip = 0, o = 0;
+
+	memset(prefix, 0, sizeof(prefix));
+	memset(suffix, 0, sizeof(suffix));
+	for (;;) {
+		while (nbits < width) {
+			if (ip >= len)
+				return -1; /* no EOF code: truncated */
+			bits |= (uint32_t)in[ip++] << nbits;
+			nbits += 8;
+		}
+		uint32_t code = bits & ((1u << width) - 1);
+		bits >>= width;
+		nbits -= width;
+
+		if (code < CLEAR_CODE) {
+			if (o >= cap)
+				return -1;
+			out[o++] = (uint8_t)code;
+			if (last != invalid) {
+				suffix[hi] = (uint8_t)code;
+				prefix[hi] = (uint16_t)last;
+			}
+		} else if (code == CLEAR_CODE) {
+			width = LIT_WIDTH + 1;
+			hi = EOF_CODE;
+			next_widen = 1u << width;
+			last = invalid;
+			continue;
+		} else if (code == EOF_CODE) {
+			break;
+		} else if (code <= hi) {
+			/* expand backwards into tmp[i..end) */
+			size_t i = sizeof(tmp);
+			uint32_t c = code;
+			if (code == hi && last != invalid) {
+				/* KwKwK: last expansion plus its own first byte */
+				c = last;
+				while (c >= CLEAR_CODE)
+					c = prefix[c];
+				tmp[--i] = (uint8_t)c;
+				c = last;
+			}
+			while (c >= CLEAR_CODE) {
+				if (i == 0)
+					return -1; /* cannot happen: chains shrink */
+				tmp[--i] = suffix[c];
+				c = prefix[c];
+			}
+			if (i == 0)
+				return -1;
+			tmp[--i] = (uint8_t)c;
+			size_t n = sizeof(tmp) - i;
+			if (n > cap - o)
+				return -1;
+			memcpy(out + o, tmp + i, n);
+			o += n;
+			if (last != invalid) {
+				suffix[hi] = (uint8_t)c;
+				prefix[hi] = (uint16_t)last;
+			}
+		} else {
+			return -1; /* invalid code */
+		}
+		last = code;
+		hi++;
+		if (hi >= next_widen) {
+			if (width == MAX_WIDTH) {
+				last = invalid;
+				hi--;
+			} else {
+				width++;
+				next_widen = 1u << width;
+			}
+		}
+	}
+	if (o > (size_t)INT32_MAX)
+		return -1;
+	return (int)o;
+}
