@@ -159,6 +159,21 @@ static void on_member_event(void *ud, enum swim_event_type type, const struct sw
 	}
 }
 
+/*
+ * A memberlist user message (piggybacked or over TCP). The first byte says
+ * whose it is: serf's message types are 0-31 (serf/messages.go); rumor's own
+ * (KV replication, catalog) start at 0x80 and are sent only to rumor agents.
+ * Each module plugs its handler in here.
+ */
+static void on_user_msg(void *ud, const uint8_t *p, size_t len)
+{
+	struct agent *a = ud;
+	(void)a;
+	if (len == 0)
+		return;
+	log_trace("agent: user message type %u, %zu bytes", p[0], len);
+}
+
 /* ------------------------------------------------------------ joins */
 
 struct start_join {
@@ -423,6 +438,7 @@ int agent_main(int argc, char **argv)
 	gc.swim.meta = meta;
 	gc.swim.meta_len = (size_t)mlen;
 	gc.on_event = on_member_event;
+	gc.on_user_msg = on_user_msg;
 	gc.ud = a;
 	a->gossip = gossip_transport_new(a->loop, &gc, err, sizeof(err));
 	if (a->gossip == NULL) {

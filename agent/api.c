@@ -14,17 +14,11 @@
 #include "gossip/tags.h"
 #include "gossip/transport.h"
 
-enum { M_GET = 1, M_PUT = 2, M_POST = 4, M_DELETE = 8, M_HEAD = 16 };
-
-typedef void (*route_fn)(struct agent *a, struct http_conn *c, const struct http_request *req,
-			 const char *rest);
-
-struct route {
-	const char *path;
-	int prefix; /* path is a prefix; `rest` is what follows it */
-	int methods;
-	route_fn fn;
-};
+#define M_GET API_M_GET
+#define M_PUT API_M_PUT
+#define M_POST API_M_POST
+#define M_DELETE API_M_DELETE
+#define M_HEAD 16
 
 /* -------------------------------------------------------------- replies */
 
@@ -284,7 +278,11 @@ static void h_peers(struct agent *a, struct http_conn *c, const struct http_requ
 
 /* -------------------------------------------------------------- routes */
 
-static const struct route routes[] = {
+/*
+ * Every endpoint. Modules add their rows here; handlers stay in their own
+ * files (declared in their headers).
+ */
+static const struct api_route routes[] = {
 	{"/v1/agent/self", 0, M_GET, h_self},
 	{"/v1/agent/members", 0, M_GET, h_members},
 	{"/v1/agent/join/", 1, M_PUT | M_GET | M_POST, h_join},
@@ -302,7 +300,7 @@ static void dispatch(struct http_conn *c, const struct http_request *req, void *
 		mb = M_GET;
 	log_debug("http: Request %s %s (from %s)", req->method, req->url, req->remote);
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		const struct route *r = &routes[i];
+		const struct api_route *r = &routes[i];
 		size_t plen = strlen(r->path);
 		const char *rest;
 		if (r->prefix) {

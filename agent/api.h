@@ -21,6 +21,21 @@ struct http_conn;
 struct http_request;
 struct json_t;
 
+/*
+ * A route: handlers live in their module's file (agent/api_<area>.c) and
+ * get a row in the table in api.c. `rest` is what follows a prefix path
+ * ("" for exact paths). Methods are a mask of API_M_*; HEAD counts as GET.
+ */
+enum { API_M_GET = 1, API_M_PUT = 2, API_M_POST = 4, API_M_DELETE = 8 };
+typedef void (*api_route_fn)(struct agent *a, struct http_conn *c, const struct http_request *req,
+			     const char *rest);
+struct api_route {
+	const char *path;
+	int prefix;
+	int methods;
+	api_route_fn fn;
+};
+
 /* Listen on cfg.client_addr:cfg.http_port; NULL with err on failure. */
 struct http_server *api_start(struct agent *a, char *err, size_t errlen);
 void api_stop(struct agent *a);
