@@ -1175,24 +1175,22 @@ int swim_stream_recv(struct swim *s, int64_t now, const uint8_t *buf, size_t len
 	uint8_t *decomp = NULL;
 	int rc = ML_OK;
 	if (buf[0] == ML_COMPRESS) {
-		/* the whole compress object must be there before decoding */
 		decomp = malloc(ML_PUSH_STATE_MAX);
 		if (decomp == NULL)
 			abort();
-		int n = ml_compress_decode(buf + 1, len - 1, decomp, ML_PUSH_STATE_MAX);
-		if (n < 0) {
-			/* an incomplete msgpack object reads as an error here:
-			 * ask for more unless the stream is already too big */
+		const uint8_t *cpos = buf + 1;
+		size_t n = 0;
+		int crc = ml_compress_decode_stream(&cpos, buf + len, decomp, ML_PUSH_STATE_MAX, &n);
+		if (crc != ML_OK) {
 			free(decomp);
-			if (len > ML_PUSH_STATE_MAX) {
-				snprintf(res->error, sizeof(res->error), "compressed stream: %s",
-					 ml_wire_error());
-				return ML_BAD;
-			}
-			return ML_AGAIN;
+			if (crc == ML_AGAIN)
+				return ML_AGAIN;
+			snprintf(res->error, sizeof(res->error), "compressed stream: %s",
+				 ml_wire_error());
+			return ML_BAD;
 		}
 		buf = decomp;
-		len = (size_t)n;
+		len = n;
 		if (len < 1) {
 			free(decomp);
 			snprintf(res->error, sizeof(res->error), "empty compressed stream");

@@ -376,6 +376,51 @@ static void test_malformed_packets_counted_not_fatal(void)
 	net_free(&net);
 }
 
+
+static uint8_t *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		return NULL;
+	uint8_t *buf = malloc(1 << 20);
+	*len = fread(buf, 1, 1 << 20, f);
+	fclose(f);
+	return buf;
+}
+
+/* A push-pull stream written by serf 0.8.2 (compressed, with serf's user
+ * state) merges into our table: the members it names become alive. */
+static void test_serf_push_pull_fixture_merges(void)
+{
+	static struct net net;
+	net_init(&net, 1);
+	size_t len;
+	uint8_t *buf = read_file(RUMOR_FIXTURES "/serf-0.8.2/tcp_1_40600_27946.bin", &len);
+	CHECK(buf != NULL, "fixture readable");
+	if (buf == NULL) {
+		net_free(&net);
+		return;
+	}
+	struct swim_stream_result res;
+	/* a stream cut short asks for more bytes */
+	int rc = swim_stream_recv(net.nodes[0], net.now, buf, len / 2, false, &res);
+	CHECK(rc == ML_AGAIN, "half a stream: expected ML_AGAIN got %d", rc);
+	free(res.reply);
+	rc = swim_stream_recv(net.nodes[0], net.now, buf, len, false, &res);
+	CHECK(rc == ML_OK && res.type == ML_PUSH_PULL, "whole stream merged: rc=%d type=%u err=%s",
+	      rc, res.type, res.error);
+	CHECK(res.reply != NULL && res.reply_len > 0, "responder replies with its own state");
+	size_t alive = 0;
+	for (size_t i = 0; i < swim_member_count(net.nodes[0]); i++)
+		if (swim_member_at(net.nodes[0], i)->state == ML_STATE_ALIVE)
+			alive++;
+	CHECK(alive >= 2, "serf's members now known alive: %zu (of %zu)", alive,
+	      swim_member_count(net.nodes[0]));
+	free(res.reply);
+	free(buf);
+	net_free(&net);
+}
+
 int main(void)
 {
 	test_formulas_match_memberlist();
@@ -385,6 +430,7 @@ int main(void)
 	test_false_suspicion_is_refuted();
 	test_leave_is_left_not_failed();
 	test_malformed_packets_counted_not_fatal();
+	test_serf_push_pull_fixture_merges();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
