@@ -1604,6 +1604,12 @@ void swim_broadcast_user(struct swim *s, const uint8_t *msg, size_t len)
 		bcast_queue_push(&s->bq, BK_USER, NULL, buf, (size_t)r);
 }
 
+void swim_reset_broadcasts(struct swim *s)
+{
+	bcast_queue_clear(&s->bq);
+	s->leave_bcast_id = 0;
+}
+
 size_t swim_member_count(const struct swim *s)
 {
 	return s->n;

@@ -177,6 +177,11 @@ int swim_force_leave(struct swim *s, int64_t now, const char *name, bool prune);
 /* Queue a user message for piggybacking (serf-layer broadcasts). */
 void swim_broadcast_user(struct swim *s, const uint8_t *msg, size_t len);
 
+/* Drop every queued broadcast (nothing is sent). For a driver that preloads
+ * an already converged member table, e.g. the simulator's warm start, so
+ * that the preload is not gossiped again. */
+void swim_reset_broadcasts(struct swim *s);
+
 size_t swim_member_count(const struct swim *s);
 const struct swim_member *swim_member_at(const struct swim *s, size_t i);
 const struct swim_member *swim_member_find(const struct swim *s, const char *name);
