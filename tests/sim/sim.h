@@ -1,0 +1,92 @@
+/*
+ * tests/sim/sim.h — deterministic simulator of the gossip layer.
+ *
+ * Owns: N instances of the unchanged SWIM core (gossip/swim.c) and
+ * everything around them that the agent would provide — a virtual clock,
+ * an event heap, an in-memory network (per-link latency, jitter, loss,
+ * duplication, reordering, full and one-way partitions), TCP push-pull and
+ * TCP fallback pings as reliable exchanges with latency, node crash,
+ * restart, graceful leave, pause (a GC-like stall) and slowness. It checks
+ * invariants while it runs and measures dissemination and detection.
+ *
+ * Time: the heap orders events by virtual microseconds (then by insertion
+ * sequence, so ties are broken deterministically); the cores see
+ * milliseconds. Randomness: one xoshiro256** stream per node (the core's
+ * rand32) and one for the network, all derived from the seed with
+ * splitmix64. A seed therefore reproduces a run bit for bit.
+ *
+ * Error convention: sim_new() returns NULL with a message in err; sim_run()
+ * returns the number of invariant violations (0 = pass).
+ */
+#ifndef RUMOR_SIM_H
+#define RUMOR_SIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "gossip/swim.h"
+
+enum sim_act_type {
+	SIM_CRASH,	/* nodes stop dead (process killed) */
+	SIM_RESTART,	/* crashed nodes start again and join a live node */
+	SIM_LEAVE,	/* nodes leave gracefully, then stop */
+	SIM_JOIN,	/* `count` new nodes start and join */
+	SIM_PAUSE,	/* nodes stall for dur_ms: no timers, input queued */
+	SIM_PARTITION,	/* split into groups of sizes[]; oneway: only 0 -> others */
+	SIM_HEAL,	/* remove every partition */
+	SIM_LOSS,	/* set the packet loss probability to value */
+	SIM_SLOW,	/* value ms added to every packet to or from nodes, for dur_ms */
+};
+
+struct sim_action {
+	int64_t at_ms;
+	enum sim_act_type type;
+	int *nodes; /* node ids (resolved from count/fraction when loaded) */
+	int nnodes;
+	int count;
+	double value;
+	int64_t dur_ms;
+	int sizes[8]; /* partition group sizes; the last group takes the rest */
+	int nsizes;
+	bool oneway;
+};
+
+struct sim_expect {
+	int64_t fp_max;		 /* false FAILED events at healthy nodes; -1: no bound */
+	int64_t detect_ms;	 /* every crash known dead everywhere within; 0: none */
+	int64_t first_suspect_ms; /* first suspicion of a crash within; 0: none */
+	int64_t join_ms;	 /* every join known everywhere within; 0: none */
+	bool converge;		 /* views equal the truth at the end */
+	double load_max;	 /* packets sent per node per probe period (max); 0: none */
+};
+
+struct sim_cfg {
+	const char *name;
+	int nodes;
+	uint64_t seed;
+	int64_t duration_ms;
+	const char *profile; /* lan, wan, local */
+	bool lifeguard;	     /* false: suspicion_max_timeout_mult=1, awareness max 1 */
+	bool warm;	     /* start converged (true) or with a join storm */
+	int64_t join_window_ms;
+	double latency_ms, link_spread_ms, jitter_ms;
+	double loss, dup;
+	bool tcp_ping; /* give the core a TCP fallback ping */
+	struct sim_action *actions;
+	int nactions;
+	struct sim_expect expect;
+	int verbose;
+	const char *curve_csv; /* write the dissemination curve of tracked events */
+	bool quiet;
+};
+
+struct sim;
+
+void sim_cfg_defaults(struct sim_cfg *cfg);
+struct sim *sim_new(const struct sim_cfg *cfg, char *err, size_t errlen);
+/* Run to the end; prints the report; returns the number of violations. */
+int sim_run(struct sim *sim, FILE *out);
+void sim_free(struct sim *sim);
+
+#endif
