@@ -1,0 +1,160 @@
+/*
+ * kv/kv.h — the replicated key-value engine, as the agent and the catalog
+ * see it.
+ *
+ * Owns: the local replica (kv/store.h, LMDB in <data_dir>/kv), the hybrid
+ * logical clock, group commit, blocking-query watches, eager spread through
+ * the gossip layer's user messages and anti-entropy over TCP on its own
+ * listener (kv/repl.h is the sans-I/O protocol; this module is its libev
+ * driver).
+ *
+ * Writes: kv_write() checks and stages the operations of one request in the
+ * loop iteration's LMDB write transaction (so a CAS sees earlier writes of
+ * the same iteration); before the loop blocks again the transaction is
+ * committed (one fsync for every write of the iteration) and only then is
+ * `done` called, watches woken and the writes broadcast. A write is never
+ * acknowledged before it is durable. A request whose check fails (CAS)
+ * changes nothing; a request is applied entirely or not at all.
+ *
+ * Reads see committed data only (an LMDB read transaction).
+ *
+ * Keys are byte strings of 1..KV_KEY_MAX bytes. Keys starting with
+ * KV_RESERVED_PREFIX belong to the agent itself (the catalog); /v1/kv neither
+ * shows nor accepts them, but they replicate like any other key.
+ *
+ * Error convention: functions return 0 / a count, or -1 with a message in
+ * the caller's err buffer (when one is taken). Callbacks receive a result
+ * code, see enum kv_result.
+ */
+#ifndef RUMOR_KV_KV_H
+#define RUMOR_KV_KV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+struct swim;
+struct swim_member;
+struct kv;
+struct kv_watch;
+
+#define KV_KEY_MAX 480                  /* bytes (LMDB keys are at most 511) */
+#define KV_VALUE_MAX (512u * 1024u)     /* Consul's kv_max_value_size */
+#define KV_TXN_MAX_OPS 64               /* Consul's txn limit */
+#define KV_RESERVED_PREFIX "_rumor/"    /* hidden from /v1/kv */
+#define KV_NODE_MAX 128                 /* writer node name, bytes */
+
+/* One entry as read. Pointers are valid only during the callback. */
+struct kv_entry {
+	const char *key;
+	size_t key_len;
+	const uint8_t *value;
+	size_t value_len;
+	uint64_t flags;
+	uint64_t create_index; /* HLC of creation */
+	uint64_t modify_index; /* HLC of the last write (the version) */
+	const char *node;      /* writer of the version */
+	bool deleted;          /* a tombstone (only kv_scan_all shows them) */
+};
+
+/* Called per entry; return non-zero to stop the scan. */
+typedef int (*kv_entry_fn)(void *ud, const struct kv_entry *e);
+
+enum kv_op_verb {
+	KV_OP_SET,           /* write value/flags */
+	KV_OP_CAS,           /* write if modify_index == index (0: if absent) */
+	KV_OP_DELETE,        /* delete key (ok if absent) */
+	KV_OP_DELETE_TREE,   /* delete every key with prefix `key` */
+	KV_OP_DELETE_CAS,    /* delete if modify_index == index (0: never) */
+	KV_OP_CHECK_INDEX,   /* fail unless modify_index == index */
+	KV_OP_CHECK_NOT_EXISTS, /* fail if the key exists */
+};
+
+struct kv_op {
+	enum kv_op_verb verb;
+	const char *key;
+	size_t key_len;
+	const void *value;
+	size_t value_len;
+	uint64_t flags;
+	uint64_t index;
+};
+
+enum kv_result {
+	KV_OK = 1,        /* applied and durable */
+	KV_FAILED = 0,    /* a check (CAS) failed; nothing changed */
+	KV_ERROR = -1,    /* storage error; nothing changed */
+	KV_SHUTDOWN = -2, /* the engine was freed before the commit */
+};
+
+/* `failed_op` is the index of the op whose check failed (KV_FAILED), else -1. */
+typedef void (*kv_done_fn)(void *ud, enum kv_result r, int failed_op);
+
+struct kv_config {
+	const char *data_dir;       /* the store lives in <data_dir>/kv */
+	const char *node_name;
+	const char *bind_addr;      /* sync listener address */
+	int sync_port;              /* 0: pick one; <0: no listener (tests) */
+	int64_t tombstone_ttl_ms;   /* 72h */
+	int64_t sync_interval_ms;   /* anti-entropy period, 10s */
+	size_t max_watches;         /* parked blocking queries, 4096 */
+	size_t map_size;            /* LMDB map size, bytes; 0: 1 GiB */
+};
+
+/* Open the replica and start the sync listener; NULL with err. `swim` may
+ * be NULL (no replication) and may be set later with kv_set_swim. */
+struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, size_t errlen);
+/* Commit what is pending, answer pending writes, cancel watches
+ * (their callbacks fire with changed=false), close sockets, free. */
+void kv_free(struct kv *kv);
+/* The gossip core used for eager spread and peer selection. */
+void kv_set_swim(struct kv *kv, struct swim *swim);
+/* The bound sync port (advertise it in the "rpc_port" tag). */
+int kv_sync_port(const struct kv *kv);
+
+/* Stage ops atomically; done (may be NULL) is called once after the commit,
+ * or with KV_FAILED/KV_ERROR before returning when a check fails. Returns 0,
+ * or -1 with err when the request is malformed (bad key, too big, too many
+ * ops) — then done is not called. */
+int kv_write(struct kv *kv, const struct kv_op *ops, size_t n, kv_done_fn done, void *ud,
+	     char *err, size_t errlen);
+/* Shorthands for one op. */
+int kv_put(struct kv *kv, const char *key, const void *val, size_t len, uint64_t flags,
+	   kv_done_fn done, void *ud);
+int kv_delete(struct kv *kv, const char *key, bool recurse, kv_done_fn done, void *ud);
+
+/* Read one live key: 1 found (fn called), 0 absent, -1 error. */
+int kv_get(struct kv *kv, const char *key, size_t key_len, kv_entry_fn fn, void *ud);
+/* Live keys starting with prefix (all if ""), in byte order. Returns the
+ * number visited or -1. */
+int kv_scan(struct kv *kv, const char *prefix, size_t prefix_len, kv_entry_fn fn, void *ud);
+/* The blocking index of a key (recurse false) or prefix: the largest
+ * version under it, tombstones included; 1 when there is none. */
+uint64_t kv_index(struct kv *kv, const char *key, size_t key_len, bool recurse);
+
+/* Park until the index of key/prefix moves past `index` or timeout_ms
+ * passes; fn(ud, changed) is called exactly once, from the loop, unless
+ * kv_watch_cancel is called first. NULL when too many are parked. */
+typedef void (*kv_watch_fn)(void *ud, bool changed);
+struct kv_watch *kv_watch_add(struct kv *kv, const char *key, size_t key_len, bool recurse,
+			      uint64_t index, int64_t timeout_ms, kv_watch_fn fn, void *ud);
+void kv_watch_cancel(struct kv_watch *w);
+
+/* Feed a gossip user message whose first byte is >= 0x80 and < 0x90. */
+void kv_on_user_msg(struct kv *kv, const uint8_t *p, size_t len);
+/* A member event: a peer joining triggers an anti-entropy round soon. */
+void kv_on_member(struct kv *kv, bool joined, const struct swim_member *m);
+/* Start an anti-entropy round with a random live peer now (tests, join). */
+void kv_sync_now(struct kv *kv);
+
+struct kv_stats {
+	uint64_t keys, tombstones;
+	uint64_t commits, writes;
+	uint64_t gossip_in, gossip_applied, gossip_out;
+	uint64_t syncs_ok, syncs_failed, sync_records_in, sync_records_out;
+	uint64_t watches;
+};
+const struct kv_stats *kv_stats(struct kv *kv);
+
+#endif
