@@ -1,7 +1,10 @@
 /*
- * gossip/bcast.c — see bcast.h. Items live in one array; a fill sorts
- * candidates by (transmits asc, id desc) with a small insertion pass, which
- * is cheap for the queue depths gossip sees (tens to a few thousand).
+ * gossip/bcast.c — see bcast.h. Each item is one allocation (header and
+ * message). Two indexed binary heaps order the items for sending and for
+ * dropping; named items are chained in a hash index for invalidation. A
+ * fill pops candidates off the send heap in order, skips those that do not
+ * fit, and puts every examined item back (the chosen ones with one more
+ * transmit), so it costs O((chosen + skipped) log n) instead of a scan.
  */
 #include "gossip/bcast.h"
 
@@ -25,139 +28,257 @@ void bcast_queue_create(struct bcast_queue *q, size_t max_depth)
 	q->next_id = 1;
 }
 
-void bcast_queue_destroy(struct bcast_queue *q)
+/* ------------------------------------------------------------ heaps */
+
+/* heap 0: fewest transmits first, newest first among equals (send order).
+ * heap 1: most transmits first, oldest first among equals (drop order). */
+static bool before(int h, const struct bcast_item *a, const struct bcast_item *b)
 {
-	for (size_t i = 0; i < q->n; i++)
-		free(q->items[i].msg);
-	free(q->items);
-	memset(q, 0, sizeof(*q));
+	if (a->transmits != b->transmits)
+		return h == 0 ? a->transmits < b->transmits : a->transmits > b->transmits;
+	return h == 0 ? a->id > b->id : a->id < b->id;
 }
 
-static void bcast_remove_at(struct bcast_queue *q, size_t i)
+static void heap_set(struct bcast_queue *q, int h, size_t i, struct bcast_item *it)
 {
-	free(q->items[i].msg);
-	q->items[i] = q->items[q->n - 1];
-	q->n--;
+	q->heap[h][i] = it;
+	it->pos[h] = (uint32_t)i;
 }
+
+static void sift_up(struct bcast_queue *q, int h, size_t i)
+{
+	struct bcast_item *it = q->heap[h][i];
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (!before(h, it, q->heap[h][p]))
+			break;
+		heap_set(q, h, i, q->heap[h][p]);
+		i = p;
+	}
+	heap_set(q, h, i, it);
+}
+
+static void sift_down(struct bcast_queue *q, int h, size_t i)
+{
+	struct bcast_item *it = q->heap[h][i];
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		const struct bcast_item *best = it;
+		if (l < q->n && before(h, q->heap[h][l], best)) {
+			m = l;
+			best = q->heap[h][l];
+		}
+		if (r < q->n && before(h, q->heap[h][r], best))
+			m = r;
+		if (m == i)
+			break;
+		heap_set(q, h, i, q->heap[h][m]);
+		i = m;
+	}
+	heap_set(q, h, i, it);
+}
+
+static void heap_insert(struct bcast_queue *q, struct bcast_item *it)
+{
+	if (q->n == q->cap) {
+		q->cap = q->cap ? q->cap * 2 : 16;
+		for (int h = 0; h < 2; h++) {
+			q->heap[h] = realloc(q->heap[h], q->cap * sizeof(*q->heap[h]));
+			if (q->heap[h] == NULL)
+				abort();
+		}
+	}
+	size_t i = q->n++;
+	for (int h = 0; h < 2; h++) {
+		heap_set(q, h, i, it);
+		sift_up(q, h, i);
+	}
+}
+
+static void heap_delete(struct bcast_queue *q, struct bcast_item *it)
+{
+	q->n--;
+	for (int h = 0; h < 2; h++) {
+		size_t i = it->pos[h];
+		if (i == q->n)
+			continue;
+		struct bcast_item *moved = q->heap[h][q->n];
+		heap_set(q, h, i, moved);
+		sift_up(q, h, i);
+		sift_down(q, h, moved->pos[h]);
+	}
+}
+
+/* ------------------------------------------------------- name index */
+
+static size_t bucket_of(const struct bcast_queue *q, uint64_t h, uint8_t kind)
+{
+	uint64_t x = h ^ ((uint64_t)kind * 0x9e3779b97f4a7c15ull);
+	x ^= x >> 29;
+	return (size_t)x & (q->names_cap - 1);
+}
+
+static void names_grow(struct bcast_queue *q)
+{
+	size_t old = q->names_cap;
+	struct bcast_item **ob = q->names;
+	q->names_cap = old ? old * 2 : 64;
+	q->names = calloc(q->names_cap, sizeof(*q->names));
+	if (q->names == NULL)
+		abort();
+	for (size_t i = 0; i < old; i++) {
+		struct bcast_item *it = ob[i];
+		while (it != NULL) {
+			struct bcast_item *next = it->hnext;
+			size_t b = bucket_of(q, it->name_hash, it->kind);
+			it->hnext = q->names[b];
+			q->names[b] = it;
+			it = next;
+		}
+	}
+	free(ob);
+}
+
+static void names_unlink(struct bcast_queue *q, struct bcast_item *it)
+{
+	if (it->name_hash == 0)
+		return;
+	struct bcast_item **pp = &q->names[bucket_of(q, it->name_hash, it->kind)];
+	while (*pp != NULL && *pp != it)
+		pp = &(*pp)->hnext;
+	if (*pp == it)
+		*pp = it->hnext;
+}
+
+static void item_remove(struct bcast_queue *q, struct bcast_item *it)
+{
+	names_unlink(q, it);
+	heap_delete(q, it);
+	free(it);
+}
+
+/* ------------------------------------------------------------ API */
 
 void bcast_queue_clear(struct bcast_queue *q)
 {
-	while (q->n > 0)
-		bcast_remove_at(q, q->n - 1);
+	for (size_t i = 0; i < q->n; i++)
+		free(q->heap[0][i]);
+	free(q->heap[0]);
+	free(q->heap[1]);
+	free(q->names);
+	q->heap[0] = q->heap[1] = NULL;
+	q->names = NULL;
+	q->n = q->cap = q->names_cap = 0;
 }
 
-/* The item to drop when full: most transmitted, then oldest. */
-static size_t bcast_victim(const struct bcast_queue *q)
+void bcast_queue_destroy(struct bcast_queue *q)
 {
-	size_t v = 0;
-	for (size_t i = 1; i < q->n; i++) {
-		const struct bcast_item *a = &q->items[i], *b = &q->items[v];
-		if (a->transmits > b->transmits || (a->transmits == b->transmits && a->id < b->id))
-			v = i;
-	}
-	return v;
+	bcast_queue_clear(q);
+	memset(q, 0, sizeof(*q));
 }
 
 uint64_t bcast_queue_push(struct bcast_queue *q, uint8_t kind, const char *name, const uint8_t *msg,
 			  size_t len)
 {
 	uint64_t h = name != NULL ? bcast_name_hash(name) : 0;
-	if (h != 0) {
-		for (size_t i = 0; i < q->n; i++) {
-			if (q->items[i].name_hash == h && q->items[i].kind == kind) {
-				bcast_remove_at(q, i);
+	if (h != 0 && q->names_cap > 0) {
+		for (struct bcast_item *it = q->names[bucket_of(q, h, kind)]; it != NULL;
+		     it = it->hnext) {
+			if (it->name_hash == h && it->kind == kind) {
+				item_remove(q, it);
 				break;
 			}
 		}
 	}
 	if (q->max_depth > 0 && q->n >= q->max_depth) {
-		bcast_remove_at(q, bcast_victim(q));
+		item_remove(q, q->heap[1][0]);
 		q->dropped++;
 	}
-	if (q->n == q->cap) {
-		q->cap = q->cap ? q->cap * 2 : 16;
-		q->items = realloc(q->items, q->cap * sizeof(*q->items));
-		if (q->items == NULL)
-			abort();
-	}
-	struct bcast_item *it = &q->items[q->n++];
-	it->msg = malloc(len ? len : 1);
-	if (it->msg == NULL)
+	struct bcast_item *it = malloc(sizeof(*it) + (len ? len : 1));
+	if (it == NULL)
 		abort();
 	memcpy(it->msg, msg, len);
-	it->len = len;
+	it->len = (uint32_t)len;
 	it->name_hash = h;
 	it->kind = kind;
 	it->transmits = 0;
 	it->id = q->next_id++;
+	it->hnext = NULL;
+	heap_insert(q, it);
+	if (h != 0) {
+		if (q->n * 2 > q->names_cap)
+			names_grow(q);
+		size_t b = bucket_of(q, h, kind);
+		it->hnext = q->names[b];
+		q->names[b] = it;
+	}
 	return it->id;
 }
 
-static bool bcast_before(const struct bcast_item *a, const struct bcast_item *b)
+/* Pop the send-heap top (the item stays allocated and indexed by name). */
+static struct bcast_item *pop_send(struct bcast_queue *q)
 {
-	if (a->transmits != b->transmits)
-		return a->transmits < b->transmits;
-	return a->id > b->id;
+	struct bcast_item *it = q->heap[0][0];
+	heap_delete(q, it);
+	return it;
 }
 
 size_t bcast_queue_fill(struct bcast_queue *q, int limit, size_t overhead, size_t budget,
 			const uint8_t **out, size_t *out_len, size_t max)
 {
+	(void)limit;
 	if (q->n == 0 || max == 0)
 		return 0;
-	/* Order indexes by priority; a partial selection sort stops as soon
-	 * as the budget or max is exhausted. */
-	size_t n = q->n;
-	size_t *order = malloc(n * sizeof(*order));
-	if (order == NULL)
-		abort();
-	for (size_t i = 0; i < n; i++)
-		order[i] = i;
-	size_t picked = 0, used = 0;
-	size_t chosen[256];
-	size_t nchosen = 0;
-	for (size_t pos = 0; pos < n && picked < max && nchosen < 256; pos++) {
-		size_t best = pos;
-		for (size_t j = pos + 1; j < n; j++)
-			if (bcast_before(&q->items[order[j]], &q->items[order[best]]))
-				best = j;
-		size_t t = order[pos];
-		order[pos] = order[best];
-		order[best] = t;
-		struct bcast_item *it = &q->items[order[pos]];
+	struct bcast_item *chosen[256], *skipped[256];
+	size_t nchosen = 0, nskipped = 0, used = 0;
+	struct bcast_item **spill = NULL; /* skipped items past 256 */
+	size_t nspill = 0, spill_cap = 0;
+	while (q->n > 0 && nchosen < max && nchosen < 256) {
+		struct bcast_item *it = pop_send(q);
 		if (used + it->len + overhead > budget) {
+			if (nskipped < 256) {
+				skipped[nskipped++] = it;
+			} else {
+				if (nspill == spill_cap) {
+					spill_cap = spill_cap ? spill_cap * 2 : 256;
+					spill = realloc(spill, spill_cap * sizeof(*spill));
+					if (spill == NULL)
+						abort();
+				}
+				spill[nspill++] = it;
+			}
 			if (budget - used <= overhead)
 				break;
 			continue;
 		}
 		used += it->len + overhead;
-		chosen[nchosen++] = order[pos];
-		picked++;
+		chosen[nchosen++] = it;
 	}
-	free(order);
+	for (size_t i = 0; i < nskipped; i++)
+		heap_insert(q, skipped[i]);
+	for (size_t i = 0; i < nspill; i++)
+		heap_insert(q, spill[i]);
+	free(spill);
 	for (size_t i = 0; i < nchosen; i++) {
-		struct bcast_item *it = &q->items[chosen[i]];
+		struct bcast_item *it = chosen[i];
+		it->transmits++;
+		heap_insert(q, it);
 		out[i] = it->msg;
 		out_len[i] = it->len;
-		it->transmits++;
 	}
 	return nchosen;
 }
 
 void bcast_queue_retire(struct bcast_queue *q, int limit)
 {
-	for (size_t i = 0; i < q->n;) {
-		if (q->items[i].transmits >= limit)
-			bcast_remove_at(q, i);
-		else
-			i++;
-	}
+	while (q->n > 0 && q->heap[1][0]->transmits >= limit)
+		item_remove(q, q->heap[1][0]);
 }
 
 bool bcast_queue_contains(const struct bcast_queue *q, uint64_t id)
 {
 	for (size_t i = 0; i < q->n; i++)
-		if (q->items[i].id == id)
+		if (q->heap[0][i]->id == id)
 			return true;
 	return false;
 }

@@ -5,7 +5,8 @@
  * Owns: copies of queued messages. Each message is piggybacked on outgoing
  * packets until it has been sent `limit` times (the limit is passed at each
  * fill, since it grows with the cluster); messages sent fewer times go
- * first, newer first among equals (memberlist's order). A message with a
+ * first, newer first among equals (memberlist's order, without its
+ * longer-first tie-break). A message with a
  * name (a node name for alive/suspect/dead) replaces any queued message with
  * the same name and kind. The queue is bounded: past max_depth the oldest
  * messages that were sent most often are dropped.
@@ -18,17 +19,28 @@
 #include <stdint.h>
 
 struct bcast_item {
-	uint8_t *msg;
-	size_t len;
 	uint64_t name_hash; /* 0: unnamed, never invalidated */
-	uint8_t kind;	    /* names are unique per kind */
-	int transmits;
 	uint64_t id;	    /* insertion order */
+	struct bcast_item *hnext; /* name index chain */
+	uint32_t pos[2];    /* places in the two heaps */
+	int transmits;
+	uint32_t len;
+	uint8_t kind;	    /* names are unique per kind */
+	uint8_t msg[];	    /* the message, stored inline */
 };
 
+/*
+ * Two indexed binary heaps over the same items: heap[0] puts first the item
+ * to send next (fewest transmits, then newest), heap[1] the item to drop
+ * first (most transmits, then oldest). Named items are also chained in a
+ * hash index, so push, fill, retire and invalidation are O(log n) per item
+ * touched, whatever the queue depth (a 10,000-node join queues thousands).
+ */
 struct bcast_queue {
-	struct bcast_item *items;
-	size_t n, cap;
+	struct bcast_item **heap[2];
+	size_t n, cap; /* items queued, heap capacity */
+	struct bcast_item **names; /* hash buckets, names_cap a power of two */
+	size_t names_cap;
 	size_t max_depth;
 	uint64_t next_id;
 	uint64_t dropped;
@@ -51,7 +63,8 @@ size_t bcast_queue_fill(struct bcast_queue *q, int limit, size_t overhead, size_
 void bcast_queue_retire(struct bcast_queue *q, int limit);
 /* True while the message with this id is still queued. */
 bool bcast_queue_contains(const struct bcast_queue *q, uint64_t id);
-/* Drop everything (used at leave to let our dead message go first). */
+/* Drop everything and release the storage (used at leave to let our dead
+ * message go first, and by swim_reset_broadcasts). */
 void bcast_queue_clear(struct bcast_queue *q);
 uint64_t bcast_name_hash(const char *name);
 
