@@ -1,0 +1,565 @@
+/*
+ * agent/catalog.c — see catalog.h.
+ *
+ * In memory: an array of node records sorted by lowercased name, each
+ * holding its parsed document and its service instances, and one array of
+ * pointers to every instance sorted by (lowercased service name, node), so
+ * a lookup is a binary search followed by a short scan.  The index is
+ * rebuilt whenever a record changes (rare next to queries); lookups never
+ * allocate.
+ *
+ * Storage backend: this file is the only one that knows where documents
+ * live (see "storage" at the end).
+ */
+#include "agent/catalog.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define NAME_MAX_LEN 255
+
+struct inst_rec {
+	struct catalog_inst pub;
+	char *lname;
+	char **tags;
+};
+
+struct node_rec {
+	struct catalog_node pub;
+	char *name, *lname, *address;
+	struct catalog_meta *meta;
+	json_t *doc;
+	struct inst_rec *insts;
+	size_t ninst;
+};
+
+struct live_rec {
+	char *lname;
+	bool alive;
+};
+
+struct catalog {
+	char *self;
+	struct node_rec **nodes; /* sorted by lname */
+	size_t nnodes;
+	struct inst_rec **idx; /* sorted by (lname, node lname) */
+	size_t nidx;
+	struct live_rec *live;
+	size_t nlive;
+	uint64_t index;
+	catalog_change_fn on_change;
+	void *on_change_ud;
+	void *store;
+};
+
+static void *xmalloc(size_t n)
+{
+	void *p = calloc(1, n ? n : 1);
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *p = strdup(s ? s : "");
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static char *lower_dup(const char *s)
+{
+	char *p = xstrdup(s);
+	for (char *q = p; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	return p;
+}
+
+bool catalog_parse_ip(const char *s, struct catalog_ip *ip)
+{
+	memset(ip, 0, sizeof(*ip));
+	if (s == NULL || s[0] == '\0')
+		return false;
+	if (inet_pton(AF_INET, s, ip->b) == 1) {
+		ip->len = 4;
+		return true;
+	}
+	if (inet_pton(AF_INET6, s, ip->b) == 1) {
+		ip->len = 16;
+		return true;
+	}
+	return false;
+}
+
+struct catalog *catalog_new(const char *self)
+{
+	struct catalog *c = xmalloc(sizeof(*c));
+	c->self = lower_dup(self);
+	c->index = 1;
+	catalog_set_alive(c, self, true);
+	return c;
+}
+
+static void inst_clear(struct inst_rec *in)
+{
+	free(in->lname);
+	for (size_t i = 0; i < in->pub.ntags; i++)
+		free(in->tags[i]);
+	free(in->tags);
+}
+
+static void node_free(struct node_rec *n)
+{
+	if (n == NULL)
+		return;
+	for (size_t i = 0; i < n->ninst; i++)
+		inst_clear(&n->insts[i]);
+	free(n->insts);
+	for (size_t i = 0; i < n->pub.nmeta; i++) {
+		free((char *)n->meta[i].key);
+		free((char *)n->meta[i].value);
+	}
+	free(n->meta);
+	free(n->name);
+	free(n->lname);
+	free(n->address);
+	json_decref(n->doc);
+	free(n);
+}
+
+void catalog_free(struct catalog *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < c->nnodes; i++)
+		node_free(c->nodes[i]);
+	free(c->nodes);
+	free(c->idx);
+	for (size_t i = 0; i < c->nlive; i++)
+		free(c->live[i].lname);
+	free(c->live);
+	free(c->self);
+	free(c);
+}
+
+/* ------------------------------------------------------------- indexing */
+
+static int cmp_idx(const void *x, const void *y)
+{
+	const struct inst_rec *a = *(struct inst_rec *const *)x, *b = *(struct inst_rec *const *)y;
+	int r = strcmp(a->lname, b->lname);
+	if (r != 0)
+		return r;
+	r = strcmp(a->pub.node->lname, b->pub.node->lname);
+	if (r != 0)
+		return r;
+	return strcmp(a->pub.id, b->pub.id);
+}
+
+static void rebuild(struct catalog *c)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < c->nnodes; i++)
+		n += c->nodes[i]->ninst;
+	free(c->idx);
+	c->idx = xmalloc(n * sizeof(*c->idx));
+	c->nidx = 0;
+	for (size_t i = 0; i < c->nnodes; i++)
+		for (size_t j = 0; j < c->nodes[i]->ninst; j++)
+			c->idx[c->nidx++] = &c->nodes[i]->insts[j];
+	qsort(c->idx, c->nidx, sizeof(*c->idx), cmp_idx);
+}
+
+static void changed(struct catalog *c, uint64_t index)
+{
+	if (index > c->index)
+		c->index = index;
+	else
+		c->index++;
+	rebuild(c);
+	if (c->on_change)
+		c->on_change(c->on_change_ud);
+}
+
+static bool is_alive(const struct catalog *c, const char *lname)
+{
+	for (size_t i = 0; i < c->nlive; i++)
+		if (strcmp(c->live[i].lname, lname) == 0)
+			return c->live[i].alive;
+	return false;
+}
+
+/* Position of the node (or where it would go) in the sorted array. */
+static size_t node_pos(const struct catalog *c, const char *lname, bool *found)
+{
+	size_t lo = 0, hi = c->nnodes;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int r = strcmp(c->nodes[mid]->lname, lname);
+		if (r == 0) {
+			*found = true;
+			return mid;
+		}
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
+/* ----------------------------------------------------------- documents */
+
+static enum catalog_health parse_status(const char *s)
+{
+	if (s == NULL)
+		return CATALOG_CRITICAL;
+	if (strcmp(s, "passing") == 0)
+		return CATALOG_PASSING;
+	if (strcmp(s, "warning") == 0)
+		return CATALOG_WARNING;
+	return CATALOG_CRITICAL;
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+static uint16_t weight(const json_t *svc, const char *k)
+{
+	json_t *w = json_object_get(json_object_get(svc, "Weights"), k);
+	if (!json_is_integer(w))
+		return 1;
+	json_int_t v = json_integer_value(w);
+	return v < 0 ? 0 : v > 65535 ? 65535 : (uint16_t)v;
+}
+
+static int node_from_doc(struct node_rec *n, const char *node, json_t *doc, char *err,
+			 size_t errlen)
+{
+	if (!json_is_object(doc)) {
+		snprintf(err, errlen, "catalog document of %s is not an object", node);
+		return -1;
+	}
+	n->name = xstrdup(node);
+	n->lname = lower_dup(node);
+	n->address = xstrdup(jstr(doc, "Address"));
+	n->doc = doc;
+	json_t *meta = json_object_get(doc, "Meta");
+	size_t nm = json_is_object(meta) ? json_object_size(meta) : 0;
+	n->meta = xmalloc(nm * sizeof(*n->meta));
+	const char *k;
+	json_t *v;
+	size_t i = 0;
+	if (nm > 0) {
+		json_object_foreach(meta, k, v) {
+			if (!json_is_string(v) || i >= nm)
+				continue;
+			n->meta[i].key = xstrdup(k);
+			n->meta[i].value = xstrdup(json_string_value(v));
+			i++;
+		}
+	}
+	n->pub.nmeta = i;
+	n->pub.meta = n->meta;
+	n->pub.name = n->name;
+	n->pub.lname = n->lname;
+	n->pub.address = n->address;
+	n->pub.doc = doc;
+	catalog_parse_ip(n->address, &n->pub.ip);
+
+	json_t *svcs = json_object_get(doc, "Services");
+	json_t *checks = json_object_get(doc, "Checks");
+	size_t ns = json_is_array(svcs) ? json_array_size(svcs) : 0;
+	n->insts = xmalloc(ns * sizeof(*n->insts));
+	/* node-level checks apply to every service */
+	enum catalog_health node_h = CATALOG_PASSING;
+	size_t ci;
+	json_t *ch;
+	json_array_foreach(checks, ci, ch) {
+		if (jstr(ch, "ServiceID")[0] == '\0') {
+			enum catalog_health h = parse_status(jstr(ch, "Status"));
+			if (h > node_h)
+				node_h = h;
+		}
+	}
+	for (size_t s = 0; s < ns; s++) {
+		json_t *svc = json_array_get(svcs, s);
+		const char *name = jstr(svc, "Service");
+		if (!json_is_object(svc) || name[0] == '\0' || strlen(name) > NAME_MAX_LEN)
+			continue;
+		struct inst_rec *in = &n->insts[n->ninst++];
+		in->pub.node = &n->pub;
+		in->pub.svc = svc;
+		in->pub.id = jstr(svc, "ID");
+		in->pub.name = name;
+		in->lname = lower_dup(name);
+		json_t *tags = json_object_get(svc, "Tags");
+		size_t nt = json_is_array(tags) ? json_array_size(tags) : 0;
+		in->tags = xmalloc(nt * sizeof(char *));
+		size_t t;
+		json_t *tv;
+		json_array_foreach(tags, t, tv) {
+			if (json_is_string(tv))
+				in->tags[in->pub.ntags++] = xstrdup(json_string_value(tv));
+		}
+		in->pub.tags = (const char *const *)in->tags;
+		in->pub.address = jstr(svc, "Address");
+		in->pub.own_ip = catalog_parse_ip(in->pub.address, &in->pub.ip);
+		if (!in->pub.own_ip)
+			in->pub.ip = n->pub.ip;
+		json_int_t port = json_integer_value(json_object_get(svc, "Port"));
+		in->pub.port = port < 0 || port > 65535 ? 0 : (uint16_t)port;
+		in->pub.weight_passing = weight(svc, "Passing");
+		in->pub.weight_warning = weight(svc, "Warning");
+		enum catalog_health h = node_h;
+		json_array_foreach(checks, ci, ch) {
+			if (strcmp(jstr(ch, "ServiceID"), in->pub.id) == 0) {
+				enum catalog_health x = parse_status(jstr(ch, "Status"));
+				if (x > h)
+					h = x;
+			}
+		}
+		in->pub.health = h;
+	}
+	return 0;
+}
+
+int catalog_apply_node(struct catalog *c, const char *node, const char *json, size_t len,
+		       uint64_t index, char *err, size_t errlen)
+{
+	json_error_t je;
+	json_t *doc = json_loadb(json, len, 0, &je);
+	if (doc == NULL) {
+		snprintf(err, errlen, "catalog document of %s: %s", node, je.text);
+		return -1;
+	}
+	struct node_rec *n = xmalloc(sizeof(*n));
+	if (node_from_doc(n, node, doc, err, errlen) < 0) {
+		json_decref(doc);
+		n->doc = NULL;
+		node_free(n);
+		return -1;
+	}
+	n->pub.alive = is_alive(c, n->lname);
+	n->pub.modify_index = index ? index : c->index + 1;
+	bool found;
+	size_t pos = node_pos(c, n->lname, &found);
+	if (found) {
+		node_free(c->nodes[pos]);
+		c->nodes[pos] = n;
+	} else {
+		c->nodes = realloc(c->nodes, (c->nnodes + 1) * sizeof(*c->nodes));
+		if (c->nodes == NULL)
+			abort();
+		memmove(c->nodes + pos + 1, c->nodes + pos, (c->nnodes - pos) * sizeof(*c->nodes));
+		c->nodes[pos] = n;
+		c->nnodes++;
+	}
+	changed(c, n->pub.modify_index);
+	return 0;
+}
+
+void catalog_remove_node(struct catalog *c, const char *node, uint64_t index)
+{
+	char *l = lower_dup(node);
+	bool found;
+	size_t pos = node_pos(c, l, &found);
+	free(l);
+	if (!found)
+		return;
+	node_free(c->nodes[pos]);
+	memmove(c->nodes + pos, c->nodes + pos + 1, (c->nnodes - pos - 1) * sizeof(*c->nodes));
+	c->nnodes--;
+	changed(c, index);
+}
+
+void catalog_set_alive(struct catalog *c, const char *node, bool alive)
+{
+	char *l = lower_dup(node);
+	size_t i;
+	for (i = 0; i < c->nlive; i++)
+		if (strcmp(c->live[i].lname, l) == 0)
+			break;
+	if (i == c->nlive) {
+		c->live = realloc(c->live, (c->nlive + 1) * sizeof(*c->live));
+		if (c->live == NULL)
+			abort();
+		c->live[c->nlive].lname = l;
+		c->live[c->nlive].alive = !alive; /* force "changed" below */
+		c->nlive++;
+	} else {
+		free(l);
+		l = c->live[i].lname;
+	}
+	if (c->live[i].alive == alive)
+		return;
+	c->live[i].alive = alive;
+	bool found;
+	size_t pos = node_pos(c, l, &found);
+	if (found) {
+		c->nodes[pos]->pub.alive = alive;
+		changed(c, 0);
+	}
+}
+
+void catalog_on_change(struct catalog *c, catalog_change_fn fn, void *ud)
+{
+	c->on_change = fn;
+	c->on_change_ud = ud;
+}
+
+/* --------------------------------------------------------------- queries */
+
+uint64_t catalog_index(const struct catalog *c)
+{
+	return c->index ? c->index : 1;
+}
+
+/* First index entry with lname >= name[0..len) (lowercased compare). */
+static size_t idx_lower_bound(const struct catalog *c, const char *l, size_t len)
+{
+	size_t lo = 0, hi = c->nidx;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		const char *m = c->idx[mid]->lname;
+		int r = strncmp(m, l, len);
+		if (r == 0 && m[len] != '\0')
+			r = 1;
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static bool idx_match(const struct catalog *c, size_t i, const char *l, size_t len)
+{
+	const char *m = c->idx[i]->lname;
+	return strncmp(m, l, len) == 0 && m[len] == '\0';
+}
+
+static size_t lower_into(char *out, const char *s, size_t len)
+{
+	if (len > NAME_MAX_LEN)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		out[i] = (char)tolower((unsigned char)s[i]);
+	out[len] = '\0';
+	return len;
+}
+
+static bool has_tag(const struct catalog_inst *in, const char *tag, size_t taglen)
+{
+	for (size_t i = 0; i < in->ntags; i++)
+		if (strncasecmp(in->tags[i], tag, taglen) == 0 && in->tags[i][taglen] == '\0')
+			return true;
+	return false;
+}
+
+size_t catalog_lookup(const struct catalog *c, const char *name, size_t namelen, const char *tag,
+		      size_t taglen, bool only_passing, const struct catalog_inst **out, size_t max)
+{
+	char l[NAME_MAX_LEN + 1];
+	if (namelen == 0 || lower_into(l, name, namelen) == 0)
+		return 0;
+	size_t n = 0;
+	for (size_t i = idx_lower_bound(c, l, namelen); i < c->nidx && idx_match(c, i, l, namelen);
+	     i++) {
+		const struct catalog_inst *in = &c->idx[i]->pub;
+		if (!in->node->alive || in->health == CATALOG_CRITICAL)
+			continue;
+		if (only_passing && in->health != CATALOG_PASSING)
+			continue;
+		if (tag != NULL && !has_tag(in, tag, taglen))
+			continue;
+		if (n < max)
+			out[n] = in;
+		n++;
+	}
+	return n;
+}
+
+size_t catalog_lookup_all(const struct catalog *c, const char *name, size_t namelen,
+			  const struct catalog_inst **out, size_t max)
+{
+	char l[NAME_MAX_LEN + 1];
+	if (namelen == 0 || lower_into(l, name, namelen) == 0)
+		return 0;
+	size_t n = 0;
+	for (size_t i = idx_lower_bound(c, l, namelen); i < c->nidx && idx_match(c, i, l, namelen);
+	     i++) {
+		if (n < max)
+			out[n] = &c->idx[i]->pub;
+		n++;
+	}
+	return n;
+}
+
+bool catalog_service_exists(const struct catalog *c, const char *name, size_t namelen)
+{
+	return catalog_lookup_all(c, name, namelen, NULL, 0) > 0;
+}
+
+const struct catalog_node *catalog_node_get(const struct catalog *c, const char *name, size_t len)
+{
+	char l[NAME_MAX_LEN + 1];
+	if (len == 0 || lower_into(l, name, len) == 0)
+		return NULL;
+	bool found;
+	size_t pos = node_pos(c, l, &found);
+	return found ? &c->nodes[pos]->pub : NULL;
+}
+
+size_t catalog_node_count(const struct catalog *c)
+{
+	return c->nnodes;
+}
+
+const struct catalog_node *catalog_node_at(const struct catalog *c, size_t i)
+{
+	return i < c->nnodes ? &c->nodes[i]->pub : NULL;
+}
+
+size_t catalog_inst_count(const struct catalog *c)
+{
+	return c->nidx;
+}
+
+const struct catalog_inst *catalog_inst_at(const struct catalog *c, size_t i)
+{
+	return i < c->nidx ? &c->idx[i]->pub : NULL;
+}
+
+/* --------------------------------------------------------------- storage */
+
+/*
+ * Backend: until the replicated store is attached, a published document is
+ * applied to this catalog directly (single-node view).
+ */
+void catalog_attach_store(struct catalog *c, void *store)
+{
+	c->store = store;
+}
+
+void catalog_publish(struct catalog *c, json_t *doc)
+{
+	char *s = json_dumps(doc, JSON_COMPACT);
+	const char *node = json_string_value(json_object_get(doc, "Node"));
+	if (s != NULL && node != NULL) {
+		char err[256];
+		catalog_apply_node(c, node, s, strlen(s), 0, err, sizeof(err));
+	}
+	free(s);
+	json_decref(doc);
+}

@@ -1,0 +1,159 @@
+/*
+ * dns/dns.h — the DNS wire codec and the sans-I/O responder.
+ *
+ * Owns: decoding a query (header, one question, the EDNS0 OPT record) and
+ * building the whole answer straight into the caller's fixed buffer.  The
+ * responder asks the service catalog (agent/catalog.h) which instances of a
+ * service or which node match; it never touches a socket, a clock or a
+ * random source: the driver (dns/dns_server.c) passes the time (SOA serial)
+ * and a random seed (answer shuffling) with every query, as NSD's
+ * query_process() gets its query and answers into its packet buffer.
+ *
+ * Data flow: bytes -> dns_query_parse() (paranoid: every read is bounds
+ * checked, compression pointers must point strictly backwards, so loops are
+ * impossible, names and labels are length-limited) -> name split into the
+ * labels below the domain -> catalog lookup into a scratch array owned by the
+ * responder -> shuffle -> records appended through a builder whose limit is
+ * the UDP size the client can take (512, or its EDNS0 size; 65535 on TCP).
+ * A record that does not fit is not written: on UDP the TC bit is set
+ * (default) or, with truncate off, the answer silently keeps what fitted, as
+ * Consul does.  No allocation happens per query.
+ *
+ * Names answered (case-insensitive), below <domain> (default "consul."):
+ *   <node>.node[.<dc>]                      A AAAA TXT(node meta) ANY
+ *   [<tag>.]<svc>.service[.<dc>]            A AAAA ANY SRV
+ *   _<svc>._<tag|tcp>[.service][.<dc>]      RFC 2782 (SRV; A/AAAA too)
+ *   <hex-ip>.addr[.<dc>]                    A AAAA
+ *   the domain itself                       SOA NS
+ * NXDOMAIN and NODATA answers carry the SOA in the authority section.
+ * Outside the domain: REFUSED (or DNS_ACT_FORWARD when a recursor is set).
+ *
+ * Error convention: dns_query_parse() returns 0 or a DNS rcode (FORMERR...)
+ * or -1 (drop silently); dns_process() returns an action and always leaves a
+ * well-formed message in the buffer when it says DNS_ACT_REPLY.
+ */
+#ifndef RUMOR_DNS_DNS_H
+#define RUMOR_DNS_DNS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct catalog;
+
+enum {
+	DNS_T_A = 1,
+	DNS_T_NS = 2,
+	DNS_T_CNAME = 5,
+	DNS_T_SOA = 6,
+	DNS_T_PTR = 12,
+	DNS_T_TXT = 16,
+	DNS_T_AAAA = 28,
+	DNS_T_SRV = 33,
+	DNS_T_OPT = 41,
+	DNS_T_IXFR = 251,
+	DNS_T_AXFR = 252,
+	DNS_T_ANY = 255,
+};
+
+enum {
+	DNS_RC_NOERROR = 0,
+	DNS_RC_FORMERR = 1,
+	DNS_RC_SERVFAIL = 2,
+	DNS_RC_NXDOMAIN = 3,
+	DNS_RC_NOTIMP = 4,
+	DNS_RC_REFUSED = 5,
+	DNS_RC_BADVERS = 16, /* extended: needs an OPT record */
+};
+
+#define DNS_HEADER_LEN 12
+#define DNS_NAME_MAX 255   /* wire length, including the root label */
+#define DNS_LABEL_MAX 63
+#define DNS_LABELS_MAX 128
+#define DNS_UDP_MIN 512
+#define DNS_MSG_MAX 65535
+
+/* A decoded name: wire form without compression, in the case it was sent,
+ * plus where each label starts. */
+struct dns_name {
+	uint8_t wire[DNS_NAME_MAX + 1];
+	size_t len;		     /* bytes in wire, root label included */
+	uint8_t nlabels;	     /* root excluded */
+	uint8_t off[DNS_LABELS_MAX]; /* offset of each label's length byte */
+};
+
+/* What a query asked. */
+struct dns_query {
+	uint16_t id;
+	uint16_t flags; /* as received */
+	struct dns_name qname;
+	uint16_t qtype, qclass;
+	size_t question_end; /* offset just past the question */
+	bool edns;	     /* an OPT record was present */
+	uint8_t edns_version;
+	bool edns_do;
+	uint16_t edns_size; /* client's UDP payload size, >= 512 */
+};
+
+/*
+ * Decodes a (possibly compressed) name at msg[*off]; on success *off moves
+ * past it (past the first pointer if there was one).  Pointers must point
+ * strictly before the label that holds them, so a loop cannot be written;
+ * labels of types 01/10 are rejected.  Returns 0, or -1 with a reason in *why.
+ */
+int dns_name_decode(const uint8_t *msg, size_t msglen, size_t *off, struct dns_name *out,
+		    const char **why);
+
+/*
+ * Parses a query: header, exactly one question, and the additional section
+ * (for one OPT record).  Returns 0 when the query is fine, a DNS rcode
+ * (FORMERR, NOTIMP, BADVERS) to answer with, or -1 when nothing should be
+ * sent back (shorter than a header, or a response).  q->id/flags are set
+ * whenever the header could be read.
+ */
+int dns_query_parse(const uint8_t *msg, size_t len, struct dns_query *q);
+
+/* Responder settings; the strings are copied by dns_responder_new(). */
+struct dns_responder_config {
+	const char *domain;	/* "consul." (trailing dot optional) */
+	const char *alt_domain; /* NULL or e.g. "rumor." */
+	const char *datacenter; /* "dc1" */
+	const char *node_name;	/* this agent, for NS answers */
+	bool truncate;		/* UDP: set TC when records were left out */
+	bool recursor;		/* names outside the domain -> DNS_ACT_FORWARD */
+	bool only_passing;	/* drop warning instances too */
+	uint32_t node_ttl;	/* seconds; Consul's default 0 */
+	uint32_t service_ttl;
+	unsigned udp_answer_limit; /* without EDNS, Consul-mode only; 3 */
+};
+
+struct dns_responder;
+
+/* Returns NULL with a message in err (bad domain). */
+struct dns_responder *dns_responder_new(const struct dns_responder_config *cfg, char *err,
+					size_t errlen);
+void dns_responder_free(struct dns_responder *r);
+
+enum dns_action {
+	DNS_ACT_DROP = 0,  /* send nothing */
+	DNS_ACT_REPLY,	   /* out[0..*outlen) is the answer */
+	DNS_ACT_FORWARD,   /* outside the domain and a recursor is configured */
+};
+
+/* Per-query counters (for metrics and tests). */
+struct dns_stats {
+	uint64_t queries, formerr, nxdomain, refused, truncated, dropped;
+};
+
+/*
+ * Answers one query.  `tcp` lifts the UDP size limit (the answer may use
+ * all of outcap, at most 65535).  `now_s` is the wall-clock second (SOA
+ * serial); `seed` drives the shuffle.  outcap must be at least 512.
+ */
+enum dns_action dns_process(struct dns_responder *r, const struct catalog *cat, const uint8_t *in,
+			    size_t inlen, bool tcp, uint32_t now_s, uint64_t seed, uint8_t *out,
+			    size_t outcap, size_t *outlen);
+
+const struct dns_stats *dns_responder_stats(const struct dns_responder *r);
+
+#endif

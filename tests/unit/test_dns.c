@@ -1,0 +1,421 @@
+/*
+ * tests/unit/test_dns.c — the DNS codec and responder against an in-memory
+ * catalog: name decoding (compression, loops, limits), query parsing,
+ * EDNS0, truncation, the names answered and the negative answers.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/catalog.h"
+#include "dns/dns.h"
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                   \
+	do {                                                               \
+		if (cond) {                                                \
+			passed++;                                          \
+		} else {                                                   \
+			failed++;                                          \
+			printf("FAIL %s:%d: ", __func__, __LINE__);        \
+			printf(__VA_ARGS__);                               \
+			printf("\n");                                      \
+		}                                                          \
+	} while (0)
+
+/* ---- a query builder ---- */
+
+static size_t put_name(uint8_t *p, const char *name)
+{
+	size_t o = 0;
+	const char *s = name;
+	while (*s) {
+		const char *d = strchr(s, '.');
+		size_t l = d ? (size_t)(d - s) : strlen(s);
+		p[o++] = (uint8_t)l;
+		memcpy(p + o, s, l);
+		o += l;
+		s += l;
+		if (*s == '.')
+			s++;
+	}
+	p[o++] = 0;
+	return o;
+}
+
+static size_t mkquery(uint8_t *p, const char *name, uint16_t type, int edns_size)
+{
+	memset(p, 0, 12);
+	p[0] = 0x12;
+	p[1] = 0x34;
+	p[2] = 0x01; /* RD */
+	p[5] = 1;
+	size_t o = 12 + put_name(p + 12, name);
+	p[o++] = (uint8_t)(type >> 8);
+	p[o++] = (uint8_t)type;
+	p[o++] = 0;
+	p[o++] = 1;
+	if (edns_size > 0) {
+		p[11] = 1;
+		uint8_t opt[11] = {0, 0, 41, (uint8_t)(edns_size >> 8), (uint8_t)edns_size, 0, 0, 0, 0, 0, 0};
+		memcpy(p + o, opt, 11);
+		o += 11;
+	}
+	return o;
+}
+
+/* ---- a response reader ---- */
+
+struct resp {
+	uint16_t flags, qd, an, ns, ar;
+	int rcode;
+	uint16_t types[512]; /* of answer records */
+	int nt;
+	uint16_t ns_type, ar_types[512];
+	int nar;
+	int opt;
+};
+
+static int parse_resp(const uint8_t *p, size_t len, struct resp *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (len < 12)
+		return -1;
+	r->flags = (uint16_t)(p[2] << 8 | p[3]);
+	r->rcode = r->flags & 0xF;
+	r->qd = (uint16_t)(p[4] << 8 | p[5]);
+	r->an = (uint16_t)(p[6] << 8 | p[7]);
+	r->ns = (uint16_t)(p[8] << 8 | p[9]);
+	r->ar = (uint16_t)(p[10] << 8 | p[11]);
+	size_t off = 12;
+	struct dns_name n;
+	const char *why;
+	for (int i = 0; i < r->qd; i++) {
+		if (dns_name_decode(p, len, &off, &n, &why) < 0)
+			return -1;
+		off += 4;
+	}
+	int total = r->an + r->ns + r->ar;
+	for (int i = 0; i < total; i++) {
+		if (dns_name_decode(p, len, &off, &n, &why) < 0 || off + 10 > len)
+			return -1;
+		uint16_t t = (uint16_t)(p[off] << 8 | p[off + 1]);
+		size_t rdl = (size_t)(p[off + 8] << 8 | p[off + 9]);
+		off += 10;
+		if (off + rdl > len)
+			return -1;
+		/* names inside SRV/SOA/NS rdata must decode too */
+		size_t ro = off;
+		if (t == DNS_T_SRV) {
+			ro += 6;
+			if (dns_name_decode(p, len, &ro, &n, &why) < 0)
+				return -1;
+		} else if (t == DNS_T_SOA || t == DNS_T_NS) {
+			if (dns_name_decode(p, len, &ro, &n, &why) < 0)
+				return -1;
+		}
+		off += rdl;
+		if (i < r->an) {
+			if (r->nt < 512)
+				r->types[r->nt++] = t;
+		} else if (i < r->an + r->ns) {
+			r->ns_type = t;
+		} else {
+			if (t == DNS_T_OPT)
+				r->opt++;
+			else if (r->nar < 512)
+				r->ar_types[r->nar++] = t;
+		}
+	}
+	return off == len ? 0 : -1;
+}
+
+/* ---- fixtures ---- */
+
+static struct catalog *mkcat(int web_instances)
+{
+	struct catalog *c = catalog_new("n1");
+	char err[256];
+	const char *n1 = "{\"Node\":\"n1\",\"Address\":\"10.0.0.1\",\"Meta\":{\"rack\":\"r1\"},"
+			 "\"Services\":[{\"ID\":\"db1\",\"Service\":\"db\",\"Tags\":[\"Primary\"],"
+			 "\"Port\":5432},{\"ID\":\"bad\",\"Service\":\"bad\",\"Port\":1}],"
+			 "\"Checks\":[{\"CheckID\":\"c\",\"Status\":\"critical\",\"ServiceID\":\"bad\"}]}";
+	catalog_apply_node(c, "n1", n1, strlen(n1), 0, err, sizeof(err));
+	for (int i = 0; i < web_instances; i++) {
+		char node[32], doc[512];
+		snprintf(node, sizeof(node), "web-node-%03d", i);
+		snprintf(doc, sizeof(doc),
+			 "{\"Node\":\"%s\",\"Address\":\"10.1.%d.%d\",\"Services\":[{\"ID\":\"web\","
+			 "\"Service\":\"web\",\"Tags\":[\"v1\"],\"Port\":%d}],\"Checks\":[]}",
+			 node, i / 250, i % 250 + 1, 8000 + i);
+		catalog_apply_node(c, node, doc, strlen(doc), 0, err, sizeof(err));
+		catalog_set_alive(c, node, true);
+	}
+	return c;
+}
+
+static struct dns_responder *mkresp(bool truncate)
+{
+	struct dns_responder_config cfg = {.domain = "consul.", .datacenter = "dc1",
+					   .node_name = "n1", .truncate = truncate};
+	char err[128];
+	struct dns_responder *r = dns_responder_new(&cfg, err, sizeof(err));
+	if (r == NULL) {
+		printf("responder: %s\n", err);
+		exit(1);
+	}
+	return r;
+}
+
+static uint8_t out[65535];
+
+static int ask(struct dns_responder *r, struct catalog *c, const char *name, uint16_t type,
+	       int edns, bool tcp, struct resp *res, size_t *outlen)
+{
+	uint8_t q[600];
+	size_t ql = mkquery(q, name, type, edns);
+	enum dns_action act = dns_process(r, c, q, ql, tcp, 1700000000u, 42, out, sizeof(out), outlen);
+	if (act != DNS_ACT_REPLY)
+		return -1;
+	return parse_resp(out, *outlen, res);
+}
+
+/* ---- tests: codec ---- */
+
+static void test_name_decode_plain_and_compressed(void)
+{
+	uint8_t m[64] = {0};
+	size_t o = 12 + put_name(m + 12, "web.consul");
+	m[o++] = 3;
+	memcpy(m + o, "foo", 3);
+	o += 3;
+	m[o++] = 0xC0;
+	m[o++] = 12 + 4; /* -> "consul" */
+	size_t off = 12;
+	struct dns_name n;
+	const char *why = "";
+	CHECK(dns_name_decode(m, o, &off, &n, &why) == 0 && n.nlabels == 2, "plain name: %s", why);
+	CHECK(off == 12 + 12, "offset after plain name: expected 24, got %zu", off);
+	CHECK(dns_name_decode(m, o, &off, &n, &why) == 0, "compressed name: %s", why);
+	CHECK(n.nlabels == 2 && n.len == 12, "foo.consul: expected 2 labels/12 bytes, got %u/%zu",
+	      n.nlabels, n.len);
+	CHECK(off == o, "offset after pointer: expected %zu, got %zu", o, off);
+}
+
+static void test_name_decode_rejects_loops(void)
+{
+	uint8_t m[32] = {0};
+	m[12] = 0xC0;
+	m[13] = 12; /* points at itself */
+	size_t off = 12;
+	struct dns_name n;
+	const char *why = "";
+	CHECK(dns_name_decode(m, 14, &off, &n, &why) < 0, "self pointer accepted");
+	/* two pointers pointing at each other */
+	m[12] = 1;
+	m[13] = 'a';
+	m[14] = 0xC0;
+	m[15] = 16;
+	m[16] = 0xC0;
+	m[17] = 12;
+	off = 16;
+	CHECK(dns_name_decode(m, 18, &off, &n, &why) < 0, "pointer loop accepted");
+	/* forward pointer */
+	m[12] = 0xC0;
+	m[13] = 20;
+	off = 12;
+	CHECK(dns_name_decode(m, 30, &off, &n, &why) < 0, "forward pointer accepted");
+}
+
+static void test_name_decode_limits(void)
+{
+	uint8_t m[600] = {0};
+	size_t o = 12;
+	for (int i = 0; i < 5; i++) { /* 5 x 64 bytes > 255 */
+		m[o++] = 63;
+		memset(m + o, 'a', 63);
+		o += 63;
+	}
+	m[o++] = 0;
+	size_t off = 12;
+	struct dns_name n;
+	const char *why = "";
+	CHECK(dns_name_decode(m, o, &off, &n, &why) < 0, "name over 255 bytes accepted");
+	m[12] = 0x40; /* extended label type */
+	off = 12;
+	CHECK(dns_name_decode(m, o, &off, &n, &why) < 0, "label type 01 accepted");
+	m[12] = 10; /* runs past the end */
+	off = 12;
+	CHECK(dns_name_decode(m, 15, &off, &n, &why) < 0, "truncated label accepted");
+}
+
+static void test_query_parse_edns(void)
+{
+	uint8_t q[128];
+	struct dns_query dq;
+	size_t l = mkquery(q, "web.service.consul", DNS_T_A, 1232);
+	CHECK(dns_query_parse(q, l, &dq) == 0, "query with OPT rejected");
+	CHECK(dq.edns && dq.edns_size == 1232, "edns size: expected 1232, got %u", dq.edns_size);
+	l = mkquery(q, "web.service.consul", DNS_T_A, 100);
+	dns_query_parse(q, l, &dq);
+	CHECK(dq.edns_size == 512, "small edns size raised: expected 512, got %u", dq.edns_size);
+	q[l - 11 + 6] = 1; /* version 1 */
+	CHECK(dns_query_parse(q, l, &dq) == DNS_RC_BADVERS, "edns version 1 not BADVERS");
+	CHECK(dns_query_parse(q, 5, &dq) == -1, "short packet not dropped");
+	l = mkquery(q, "x.consul", DNS_T_A, 0);
+	q[2] |= 0x80;
+	CHECK(dns_query_parse(q, l, &dq) == -1, "response not dropped");
+}
+
+/* ---- tests: answers ---- */
+
+static void test_service_a_and_srv_with_additional(void)
+{
+	struct catalog *c = mkcat(2);
+	struct dns_responder *r = mkresp(true);
+	struct resp res;
+	size_t len;
+	CHECK(ask(r, c, "web.service.consul", DNS_T_A, 0, false, &res, &len) == 0, "parse A");
+	CHECK(res.rcode == 0 && res.an == 2, "web A: expected 2 answers, got rcode %d an %u",
+	      res.rcode, res.an);
+	CHECK(res.flags & 0x0400, "AA not set");
+	CHECK(ask(r, c, "WEB.Service.CONSUL", DNS_T_SRV, 0, false, &res, &len) == 0, "parse SRV");
+	CHECK(res.an == 2 && res.nar == 2 && res.ar_types[0] == DNS_T_A,
+	      "web SRV: expected 2 answers + 2 A additional, got %u + %d", res.an, res.nar);
+	CHECK(ask(r, c, "_web._tcp.service.consul", DNS_T_SRV, 0, false, &res, &len) == 0 &&
+		      res.an == 2,
+	      "RFC 2782 _tcp: expected 2, got %u", res.an);
+	CHECK(ask(r, c, "_web._v1.consul", DNS_T_SRV, 0, false, &res, &len) == 0 && res.an == 2,
+	      "RFC 2782 without .service: expected 2, got %u", res.an);
+	CHECK(ask(r, c, "_web._v2.service.consul", DNS_T_SRV, 0, false, &res, &len) == 0 &&
+		      res.rcode == DNS_RC_NXDOMAIN,
+	      "unknown tag: expected NXDOMAIN, got %d", res.rcode);
+	CHECK(ask(r, c, "primary.db.service.dc1.consul", DNS_T_A, 0, false, &res, &len) == 0 &&
+		      res.an == 1,
+	      "tag (case-insensitive) + dc: expected 1, got %u rcode %d", res.an, res.rcode);
+	dns_responder_free(r);
+	catalog_free(c);
+}
+
+static void test_negative_answers_carry_soa(void)
+{
+	struct catalog *c = mkcat(1);
+	struct dns_responder *r = mkresp(true);
+	struct resp res;
+	size_t len;
+	ask(r, c, "nope.service.consul", DNS_T_A, 0, false, &res, &len);
+	CHECK(res.rcode == DNS_RC_NXDOMAIN && res.ns == 1 && res.ns_type == DNS_T_SOA,
+	      "unknown service: expected NXDOMAIN+SOA, got rcode %d ns %u", res.rcode, res.ns);
+	ask(r, c, "bad.service.consul", DNS_T_A, 0, false, &res, &len);
+	CHECK(res.rcode == DNS_RC_NXDOMAIN, "critical service: expected NXDOMAIN, got %d", res.rcode);
+	ask(r, c, "web.service.consul", DNS_T_AAAA, 0, false, &res, &len);
+	CHECK(res.rcode == 0 && res.an == 0 && res.ns_type == DNS_T_SOA,
+	      "AAAA of v4-only service: expected NODATA+SOA, got rcode %d an %u", res.rcode, res.an);
+	ask(r, c, "example.com", DNS_T_A, 0, false, &res, &len);
+	CHECK(res.rcode == DNS_RC_REFUSED, "outside domain: expected REFUSED, got %d", res.rcode);
+	ask(r, c, "web.service.dc2.consul", DNS_T_A, 0, false, &res, &len);
+	CHECK(res.rcode == DNS_RC_NXDOMAIN, "other dc: expected NXDOMAIN, got %d", res.rcode);
+	dns_responder_free(r);
+	catalog_free(c);
+}
+
+static void test_node_txt_and_apex(void)
+{
+	struct catalog *c = mkcat(0);
+	struct dns_responder *r = mkresp(true);
+	struct resp res;
+	size_t len;
+	ask(r, c, "n1.node.consul", DNS_T_ANY, 0, false, &res, &len);
+	CHECK(res.an == 2 && res.types[0] == DNS_T_A && res.types[1] == DNS_T_TXT,
+	      "node ANY: expected A+TXT, got %u answers", res.an);
+	ask(r, c, "consul", DNS_T_SOA, 0, false, &res, &len);
+	CHECK(res.an == 1 && res.types[0] == DNS_T_SOA, "apex SOA: got %u answers", res.an);
+	ask(r, c, "consul", DNS_T_NS, 0, false, &res, &len);
+	CHECK(res.an == 1 && res.types[0] == DNS_T_NS && res.nar == 1, "apex NS: got %u/%d",
+	      res.an, res.nar);
+	ask(r, c, "0a000001.addr.consul", DNS_T_A, 0, false, &res, &len);
+	CHECK(res.an == 1, "addr: expected 1 A, got %u", res.an);
+	catalog_set_alive(c, "n1", false);
+	ask(r, c, "n1.node.consul", DNS_T_A, 0, false, &res, &len);
+	CHECK(res.rcode == DNS_RC_NXDOMAIN, "dead node: expected NXDOMAIN, got %d", res.rcode);
+	dns_responder_free(r);
+	catalog_free(c);
+}
+
+static void test_udp_truncation_sets_tc_and_tcp_does_not(void)
+{
+	struct catalog *c = mkcat(300);
+	struct dns_responder *r = mkresp(true);
+	struct resp res;
+	size_t len;
+	ask(r, c, "web.service.consul", DNS_T_A, 0, false, &res, &len);
+	CHECK(len <= 512, "UDP answer over 512 bytes: %zu", len);
+	CHECK(res.flags & 0x0200, "TC not set on a truncated UDP answer");
+	CHECK(res.an > 0 && res.an < 300, "truncated count: got %u", res.an);
+	ask(r, c, "web.service.consul", DNS_T_A, 4096, false, &res, &len);
+	CHECK(len <= 4096 && res.opt == 1, "EDNS answer: len %zu opt %d", len, res.opt);
+	CHECK(res.an > 100 && res.an < 300, "EDNS 4096 holds more: got %u", res.an);
+	ask(r, c, "web.service.consul", DNS_T_SRV, 0, true, &res, &len);
+	CHECK(res.an == 300 && !(res.flags & 0x0200),
+	      "TCP SRV: expected 300 answers without TC, got %u (flags %04x)", res.an, res.flags);
+	dns_responder_free(r);
+	r = mkresp(false);
+	ask(r, c, "web.service.consul", DNS_T_A, 0, false, &res, &len);
+	CHECK(!(res.flags & 0x0200) && res.an == 3,
+	      "Consul mode: expected 3 answers without TC, got %u (flags %04x)", res.an, res.flags);
+	dns_responder_free(r);
+	catalog_free(c);
+}
+
+static void test_malformed_gets_formerr_not_amplified(void)
+{
+	struct catalog *c = mkcat(0);
+	struct dns_responder *r = mkresp(true);
+	uint8_t q[64];
+	size_t l = mkquery(q, "web.service.consul", DNS_T_A, 0);
+	q[5] = 2; /* two questions, one present */
+	size_t len;
+	enum dns_action act = dns_process(r, c, q, l, false, 0, 1, out, sizeof(out), &len);
+	CHECK(act == DNS_ACT_REPLY && len == 12 && (out[3] & 0xF) == DNS_RC_FORMERR,
+	      "qdcount 2: expected 12-byte FORMERR, got act %d len %zu", act, len);
+	l = mkquery(q, "web.service.consul", DNS_T_A, 0);
+	q[12] = 0xC0;
+	q[13] = 12;
+	act = dns_process(r, c, q, l, false, 0, 1, out, sizeof(out), &len);
+	CHECK(act == DNS_ACT_REPLY && (out[3] & 0xF) == DNS_RC_FORMERR,
+	      "looping name: expected FORMERR, got rcode %d", out[3] & 0xF);
+	dns_responder_free(r);
+	catalog_free(c);
+}
+
+static void test_answers_are_shuffled_by_seed(void)
+{
+	struct catalog *c = mkcat(20);
+	struct dns_responder *r = mkresp(true);
+	uint8_t q[64], a1[1500], a2[1500];
+	size_t l = mkquery(q, "web.service.consul", DNS_T_A, 1400), n1, n2;
+	dns_process(r, c, q, l, false, 0, 1, a1, sizeof(a1), &n1);
+	dns_process(r, c, q, l, false, 0, 2, a2, sizeof(a2), &n2);
+	CHECK(n1 == n2 && memcmp(a1, a2, n1) != 0, "different seeds gave the same order");
+	dns_process(r, c, q, l, false, 0, 1, a2, sizeof(a2), &n2);
+	CHECK(n1 == n2 && memcmp(a1, a2, n1) == 0, "same seed gave a different order");
+	dns_responder_free(r);
+	catalog_free(c);
+}
+
+int main(void)
+{
+	test_name_decode_plain_and_compressed();
+	test_name_decode_rejects_loops();
+	test_name_decode_limits();
+	test_query_parse_edns();
+	test_service_a_and_srv_with_additional();
+	test_negative_answers_carry_soa();
+	test_node_txt_and_apex();
+	test_udp_truncation_sets_tc_and_tcp_does_not();
+	test_malformed_gets_formerr_not_amplified();
+	test_answers_are_shuffled_by_seed();
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
