@@ -54,6 +54,7 @@ struct swim_relay {
 	uint32_t local_seq;
 	uint32_t origin_seq;
 	struct ml_addr origin;
+	int origin_pmax; /* origin's protocol max, or -1: unknown */
 	bool nack;
 	int64_t deadline;
 };
@@ -97,8 +98,11 @@ struct swim {
 	int64_t next_probe, next_gossip, next_push_pull, next_reconnect, next_reap;
 	struct swim_stats stats;
 
-	uint8_t pkt[ML_UDP_RECV_MAX];	 /* outgoing packet */
-	uint8_t msgbuf[ML_UDP_RECV_MAX]; /* one encoded message */
+	/* outgoing packet and one encoded message, bufcap bytes each (the
+	 * UDP budget plus room for framing: not 64 KiB, which a simulator
+	 * running thousands of nodes would pay per node) */
+	uint8_t *pkt, *msgbuf;
+	size_t bufcap;
 };
 
 static struct swim_member TOMB;
@@ -274,8 +278,11 @@ static struct swim_member *member_add(struct swim *s, const char *name)
 {
 	if ((s->index_used + 1) * 2 > s->index_cap)
 		index_grow(s);
-	struct swim_member *m = xcalloc(1, sizeof(*m));
-	m->name = xstrdup(name);
+	/* the name lives in the same allocation as the member */
+	size_t nl = strlen(name);
+	struct swim_member *m = xcalloc(1, sizeof(*m) + nl + 1);
+	m->name = (char *)(m + 1);
+	memcpy(m->name, name, nl + 1);
 	m->state = ML_STATE_DEAD;
 	size_t slot = index_slot(s, name);
 	if (s->index[slot] == NULL)
@@ -321,7 +328,6 @@ static void member_free(struct swim_member *m)
 {
 	free(m->susp);
 	free(m->meta);
-	free(m->name);
 	free(m);
 }
 
@@ -404,6 +410,21 @@ static uint8_t pmax_of(const struct swim *s, const struct ml_addr *to)
 	return 0;
 }
 
+static struct swim_member *member_get(const struct swim *s, const char *name);
+
+/* The protocol max of the member `name` if it lives at `to`, else -1 (look
+ * it up by address): a hash lookup instead of pmax_of's scan of the table,
+ * which cost O(n) for every ack sent. */
+static int pmax_named(const struct swim *s, const char *name, const struct ml_addr *to)
+{
+	if (name == NULL || name[0] == '\0')
+		return -1;
+	const struct swim_member *m = member_get(s, name);
+	if (m == NULL || !ml_addr_equal(&m->addr, to))
+		return -1;
+	return m->vsn[1];
+}
+
 /*
  * Send msg (one encoded message) with as many broadcasts as fit piggyback,
  * as memberlist's sendMsg does. pmax: the receiver's protocol max, or -1 to
@@ -430,7 +451,7 @@ static void send_with_piggyback(struct swim *s, const struct ml_addr *to, const 
 		sl[i + 1].p = parts[i + 1];
 		sl[i + 1].len = lens[i + 1];
 	}
-	int r = ml_compound_encode(s->pkt, sizeof(s->pkt), sl, (int)k + 1);
+	int r = ml_compound_encode(s->pkt, s->bufcap, sl, (int)k + 1);
 	if (r > 0)
 		raw_send(s, to, s->pkt, (size_t)r, pm);
 	else
@@ -460,7 +481,7 @@ static void broadcast_alive(struct swim *s, const struct swim_member *m)
 {
 	static struct ml_alive a; /* large; single-threaded */
 	encode_alive_of(m, &a);
-	int r = ml_encode_alive(s->msgbuf, sizeof(s->msgbuf), &a);
+	int r = ml_encode_alive(s->msgbuf, s->bufcap, &a);
 	if (r > 0)
 		broadcast_msg(s, m->name, s->msgbuf, (size_t)r);
 }
@@ -473,8 +494,8 @@ static void broadcast_suspect(struct swim *s, uint8_t type, uint32_t inc, const 
 	m.incarnation = inc;
 	snprintf(m.node, sizeof(m.node), "%s", node);
 	snprintf(m.from, sizeof(m.from), "%s", from);
-	int r = type == ML_DEAD ? ml_encode_dead(s->msgbuf, sizeof(s->msgbuf), &m)
-				: ml_encode_suspect(s->msgbuf, sizeof(s->msgbuf), &m);
+	int r = type == ML_DEAD ? ml_encode_dead(s->msgbuf, s->bufcap, &m)
+				: ml_encode_suspect(s->msgbuf, s->bufcap, &m);
 	if (r > 0) {
 		uint64_t id = bcast_queue_push(&s->bq, BK_MEMBER, node, s->msgbuf, (size_t)r);
 		if (type == ML_DEAD && strcmp(node, s->self->name) == 0)
@@ -549,7 +570,7 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 	{
 		static struct ml_alive copy;
 		copy = *a;
-		int r = ml_encode_alive(s->msgbuf, sizeof(s->msgbuf), &copy);
+		int r = ml_encode_alive(s->msgbuf, s->bufcap, &copy);
 		if (r > 0)
 			broadcast_msg(s, a->node, s->msgbuf, (size_t)r);
 	}
@@ -742,7 +763,7 @@ static void probe_start(struct swim *s, int64_t now)
 	s->probe.timeout_at = now + s->t.probe_timeout_ms;
 	s->probe.end_at = now + interval;
 	if (target->state == ML_STATE_ALIVE) {
-		int r = ml_encode_ping(s->msgbuf, sizeof(s->msgbuf), &ping);
+		int r = ml_encode_ping(s->msgbuf, s->bufcap, &ping);
 		if (r > 0)
 			send_with_piggyback(s, &target->addr, s->msgbuf, (size_t)r, target->vsn[1]);
 	} else {
@@ -757,7 +778,7 @@ static void probe_start(struct swim *s, int64_t now)
 		int rb = ml_encode_suspect(b, sizeof(b), &sus);
 		if (ra > 0 && rb > 0) {
 			struct ml_slice sl[2] = {{a, (size_t)ra}, {b, (size_t)rb}};
-			int r = ml_compound_encode(s->pkt, sizeof(s->pkt), sl, 2);
+			int r = ml_compound_encode(s->pkt, s->bufcap, sl, 2);
 			if (r > 0)
 				raw_send(s, &target->addr, s->pkt, (size_t)r, target->vsn[1]);
 		}
@@ -820,7 +841,7 @@ static void probe_indirect(struct swim *s, int64_t now)
 		ind.nack = peers[i]->vsn[1] >= 4;
 		if (ind.nack)
 			s->probe.expected_nacks++;
-		int r = ml_encode_indirect_ping(s->msgbuf, sizeof(s->msgbuf), &ind);
+		int r = ml_encode_indirect_ping(s->msgbuf, s->bufcap, &ind);
 		if (r > 0)
 			send_with_piggyback(s, &peers[i]->addr, s->msgbuf, (size_t)r, peers[i]->vsn[1]);
 		s->stats.indirect_probes++;
@@ -893,9 +914,10 @@ static void handle_ping(struct swim *s, const struct ml_addr *from, const uint8_
 	memset(&ack, 0, sizeof(ack));
 	ack.seq = ping.seq;
 	const struct ml_addr *to = ping.source.len > 0 && ping.source.port > 0 ? &ping.source : from;
-	int r = ml_encode_ack(s->msgbuf, sizeof(s->msgbuf), &ack);
+	int r = ml_encode_ack(s->msgbuf, s->bufcap, &ack);
 	if (r > 0)
-		send_with_piggyback(s, to, s->msgbuf, (size_t)r, -1);
+		send_with_piggyback(s, to, s->msgbuf, (size_t)r,
+				    pmax_named(s, ping.source_node, to));
 }
 
 static void handle_indirect_ping(struct swim *s, int64_t now, const struct ml_addr *from,
@@ -913,13 +935,15 @@ static void handle_indirect_ping(struct swim *s, int64_t now, const struct ml_ad
 	r->local_seq = next_seq(s);
 	r->origin_seq = ind.seq;
 	r->origin = ind.source.len > 0 && ind.source.port > 0 ? ind.source : *from;
+	r->origin_pmax = pmax_named(s, ind.source_node, &r->origin);
 	r->nack = ind.nack;
 	r->deadline = now + s->t.probe_timeout_ms;
 	struct ml_ping ping;
 	fill_ping(s, &ping, r->local_seq, ind.node);
-	int n = ml_encode_ping(s->msgbuf, sizeof(s->msgbuf), &ping);
+	int n = ml_encode_ping(s->msgbuf, s->bufcap, &ping);
 	if (n > 0)
-		send_with_piggyback(s, &ind.target, s->msgbuf, (size_t)n, -1);
+		send_with_piggyback(s, &ind.target, s->msgbuf, (size_t)n,
+				    pmax_named(s, ind.node, &ind.target));
 }
 
 static void relay_remove(struct swim *s, int i)
@@ -945,10 +969,11 @@ static void handle_ack(struct swim *s, int64_t now, const uint8_t *p, size_t len
 			memset(&fwd, 0, sizeof(fwd));
 			fwd.seq = s->relays[i].origin_seq;
 			struct ml_addr to = s->relays[i].origin;
+			int pm = s->relays[i].origin_pmax;
 			relay_remove(s, i);
-			int r = ml_encode_ack(s->msgbuf, sizeof(s->msgbuf), &fwd);
+			int r = ml_encode_ack(s->msgbuf, s->bufcap, &fwd);
 			if (r > 0)
-				send_with_piggyback(s, &to, s->msgbuf, (size_t)r, -1);
+				send_with_piggyback(s, &to, s->msgbuf, (size_t)r, pm);
 			return;
 		}
 	}
@@ -1346,7 +1371,7 @@ static void gossip(struct swim *s, int64_t now)
 				sl[j].p = parts[j];
 				sl[j].len = lens[j];
 			}
-			int r = ml_compound_encode(s->pkt, sizeof(s->pkt), sl, (int)n);
+			int r = ml_compound_encode(s->pkt, s->bufcap, sl, (int)n);
 			if (r > 0)
 				raw_send(s, &peers[i]->addr, s->pkt, (size_t)r, peers[i]->vsn[1]);
 		}
@@ -1442,10 +1467,11 @@ int64_t swim_tick(struct swim *s, int64_t now)
 		if (s->relays[i].deadline <= now) {
 			if (s->relays[i].nack) {
 				struct ml_nack nack = {.seq = s->relays[i].origin_seq};
-				int r = ml_encode_nack(s->msgbuf, sizeof(s->msgbuf), &nack);
+				int r = ml_encode_nack(s->msgbuf, s->bufcap, &nack);
 				struct ml_addr to = s->relays[i].origin;
 				if (r > 0)
-					send_with_piggyback(s, &to, s->msgbuf, (size_t)r, -1);
+					send_with_piggyback(s, &to, s->msgbuf, (size_t)r,
+							    s->relays[i].origin_pmax);
 			}
 			relay_remove(s, i);
 			continue;
@@ -1507,6 +1533,9 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	s->t = cfg->timing;
 	if (s->t.udp_budget == 0 || s->t.udp_budget > ML_UDP_RECV_MAX)
 		s->t.udp_budget = ML_UDP_MAX;
+	s->bufcap = (s->t.udp_budget > ML_UDP_MAX ? s->t.udp_budget : ML_UDP_MAX) + 1024;
+	s->pkt = xcalloc(1, s->bufcap);
+	s->msgbuf = xcalloc(1, s->bufcap);
 	bcast_queue_create(&s->bq, SWIM_BCAST_DEPTH);
 	s->self = member_add(s, cfg->name);
 	s->self->addr = cfg->addr;
@@ -1537,6 +1566,8 @@ void swim_free(struct swim *s)
 	free(s->nodes);
 	free(s->index);
 	free(s->suspects);
+	free(s->pkt);
+	free(s->msgbuf);
 	bcast_queue_destroy(&s->bq);
 	free(s);
 }
