@@ -1,0 +1,147 @@
+/*
+ * agent/metrics.h — the agent's metrics: a fixed registry of named counters,
+ * gauges and samples, and two renderers (Consul's /v1/agent/metrics JSON and
+ * Prometheus text exposition format 0.0.4).
+ *
+ * Owns: one process-wide table of values (the agent is one process with one
+ * libev loop; nothing here is thread-safe, and nothing needs to be).  A bump
+ * is an array index and a few arithmetic operations: no allocation, no
+ * lookup, no locks.  The only allocation is in the renderers.
+ *
+ * Kinds (go-metrics' vocabulary, which Consul's JSON uses):
+ *   counter  cumulative since the agent started.  Tracks Count (number of
+ *            bumps), Sum (total added), Min/Max of one bump, and the sum of
+ *            squares for Stddev.  Prometheus shows Sum as <name>_total.
+ *            Consul resets its counters every 10 s interval; rumor does not
+ *            (rates are what Prometheus' rate() is for).
+ *   gauge    a value set from time to time (members, queue depth, RSS).
+ *   sample   observations of a quantity (loop latency in ms): the same
+ *            aggregates as a counter; Prometheus shows it as a summary
+ *            (<name>_sum, <name>_count) without quantiles.
+ *
+ * Values that a module already counts itself (swim_stats, transport stats)
+ * are copied in by a collector function just before rendering
+ * (metrics_collector_add, metrics_set_counter, metrics_set_gauge): the hot
+ * path of those modules is untouched.
+ *
+ * Labels: a row of the table may carry one fixed label (key and value:
+ * serf.members{status="alive"}); rows of one family share a name and must
+ * be adjacent in the table.  A row with a label key and a NULL value is
+ * dynamic: its series are created on first use by metrics_*_label() (e.g.
+ * http.requests{code="404"}), up to METRICS_DYN_MAX series in all; past that
+ * bumps are counted in the row itself (no label), never lost.
+ *
+ * ADDING A METRIC is one line in METRICS_TABLE below:
+ *     X(ID, KIND, "dotted.name", "label key" or NULL, "label value" or NULL,
+ *       "help text")
+ * then bump it where the event happens: metrics_inc(METRIC_ID),
+ * metrics_add(METRIC_ID, n), metrics_set_gauge(METRIC_ID, v),
+ * metrics_sample(METRIC_ID, ms), metrics_inc_label(METRIC_ID, "404").
+ * The dotted name is Consul-style; the JSON shows it as "rumor.<name>",
+ * Prometheus as rumor_<name with . and - turned into _> (+ "_total" for
+ * counters).  Names: lower case letters, digits, '.', '_'.
+ *
+ * Error convention: bumps cannot fail (an out-of-range id is ignored);
+ * renderers return malloc'd text or NULL on allocation failure.
+ */
+#ifndef RUMOR_AGENT_METRICS_H
+#define RUMOR_AGENT_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
+
+/* clang-format off */
+#define METRICS_TABLE(X)                                                                         \
+	/* membership (collected from the SWIM core) */                                      \
+	X(MEMBERS_ALIVE, GAUGE, "serf.members", "status", "alive", "Members in this agent's view, by status (self included)") \
+	X(MEMBERS_SUSPECT, GAUGE, "serf.members", "status", "suspect", NULL)                  \
+	X(MEMBERS_FAILED, GAUGE, "serf.members", "status", "failed", NULL)                    \
+	X(MEMBERS_LEFT, GAUGE, "serf.members", "status", "left", NULL)                        \
+	X(HEALTH_SCORE, GAUGE, "memberlist.health.score", NULL, NULL, "Lifeguard local health score (0 is healthy; higher means slower probing)") \
+	X(BCAST_QUEUE, GAUGE, "memberlist.queue.broadcasts", NULL, NULL, "Messages waiting in the gossip broadcast queue") \
+	X(PROBES, COUNTER, "memberlist.probe", NULL, NULL, "Direct probes (pings) sent")      \
+	X(PROBE_FAILURES, COUNTER, "memberlist.probe.failed", NULL, NULL, "Probes that got no ack in time") \
+	X(INDIRECT_PROBES, COUNTER, "memberlist.probe.indirect", NULL, NULL, "Indirect probe requests sent") \
+	X(TCP_PINGS, COUNTER, "memberlist.probe.tcp", NULL, NULL, "TCP fallback pings started") \
+	X(SUSPICIONS, COUNTER, "memberlist.msg.suspect", NULL, NULL, "Members this node started suspecting") \
+	X(REFUTATIONS, COUNTER, "memberlist.msg.refute", NULL, NULL, "Suspicions of this node it refuted") \
+	X(DEATHS, COUNTER, "memberlist.msg.dead", NULL, NULL, "Members declared dead")        \
+	X(PACKETS_SENT, COUNTER, "memberlist.packets.sent", NULL, NULL, "Gossip packets sent") \
+	X(PACKETS_RECV, COUNTER, "memberlist.packets.received", NULL, NULL, "Gossip packets received") \
+	X(BYTES_SENT, COUNTER, "memberlist.bytes.sent", NULL, NULL, "Gossip bytes sent (before encryption)") \
+	X(BYTES_RECV, COUNTER, "memberlist.bytes.received", NULL, NULL, "Gossip bytes received (after decryption)") \
+	X(BAD_PACKETS, COUNTER, "memberlist.packets.bad", NULL, NULL, "Received gossip packets that failed to decode") \
+	X(BCAST_DROPPED, COUNTER, "memberlist.queue.dropped", NULL, NULL, "Broadcasts dropped because the queue was full") \
+	X(STREAMS_IN, COUNTER, "memberlist.tcp.streams", "direction", "in", "Gossip TCP streams (push-pull, join, fallback ping), by direction") \
+	X(STREAMS_OUT, COUNTER, "memberlist.tcp.streams", "direction", "out", NULL)           \
+	X(STREAM_ERRORS, COUNTER, "memberlist.tcp.errors", NULL, NULL, "Gossip TCP streams that failed or timed out") \
+	X(UDP_ERRORS, COUNTER, "memberlist.udp.errors", NULL, NULL, "Gossip UDP send/receive errors") \
+	/* HTTP API */                                                                       \
+	X(HTTP_REQUESTS, COUNTER, "http.requests", "code", NULL, "HTTP API responses, by status code") \
+	/* the agent process */                                                              \
+	X(LOOP_BUSY, SAMPLE, "runtime.loop.busy_ms", NULL, NULL, "Time the event loop spent running callbacks per iteration, ms") \
+	X(LOOP_LAG, SAMPLE, "runtime.loop.lag_ms", NULL, NULL, "How late a 1 s timer fired, ms (loop latency)") \
+	X(RSS, GAUGE, "runtime.resident_memory_bytes", NULL, NULL, "Resident set size of the agent process") \
+	X(UPTIME, GAUGE, "runtime.uptime_seconds", NULL, NULL, "Seconds since the agent started")
+/* clang-format on */
+
+enum metrics_id {
+#define METRICS_X_ENUM(id, kind, name, lk, lv, help) METRIC_##id,
+	METRICS_TABLE(METRICS_X_ENUM)
+#undef METRICS_X_ENUM
+	METRICS__COUNT
+};
+
+#define METRICS_DYN_MAX 128       /* dynamic-label series, all rows together */
+#define METRICS_LABEL_MAX 48      /* bytes of a dynamic label value, NUL included */
+#define METRICS_MAX_COLLECTORS 16
+
+/* ---- bumping (hot path) ---- */
+
+/* counter += 1 / counter += v / one sample observation v. */
+void metrics_inc(enum metrics_id id);
+void metrics_add(enum metrics_id id, double v);
+void metrics_sample(enum metrics_id id, double v);
+/* gauge = v. */
+void metrics_set_gauge(enum metrics_id id, double v);
+/* Copies a total a module keeps itself: Count = count, Sum = sum (for a
+ * plain event counter pass the same number twice).  Min/Max report the mean. */
+void metrics_set_counter(enum metrics_id id, uint64_t count, double sum);
+/* The same for the series of a dynamic row with label value `label`. */
+void metrics_inc_label(enum metrics_id id, const char *label);
+void metrics_add_label(enum metrics_id id, const char *label, double v);
+void metrics_set_gauge_label(enum metrics_id id, const char *label, double v);
+
+/* ---- collectors ---- */
+
+/* fn(ud) runs in metrics_collect(), before each rendering; it copies a
+ * module's own totals in.  Returns 0, or -1 when METRICS_MAX_COLLECTORS are
+ * registered. */
+int metrics_collector_add(void (*fn)(void *ud), void *ud);
+/* Removes the (fn, ud) pair; unknown pairs are ignored. */
+void metrics_collector_remove(void (*fn)(void *ud), void *ud);
+void metrics_collect(void);
+
+/* ---- reading and rendering ---- */
+
+/* Zeroes every value and forgets dynamic series (tests; agent start). */
+void metrics_reset(void);
+/* Sum of a counter/sample, value of a gauge (base row, no dynamic series). */
+double metrics_value(enum metrics_id id);
+/* Sum of a dynamic series; 0 if it does not exist. */
+double metrics_value_label(enum metrics_id id, const char *label);
+
+/* Consul's JSON: {"Timestamp","Gauges","Points","Counters","Samples"};
+ * unix_ms is the timestamp shown.  Compact unless pretty.  malloc'd. */
+char *metrics_render_json(int64_t unix_ms, int pretty);
+/* Prometheus text format 0.0.4 (serve it as METRICS_PROMETHEUS_TYPE).  malloc'd. */
+char *metrics_render_prometheus(void);
+#define METRICS_PROMETHEUS_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* Prometheus name of a dotted name: "rumor_" + name with every character
+ * outside [a-zA-Z0-9_] turned into '_'.  snprintf-style return. */
+size_t metrics_prom_name(char *out, size_t outlen, const char *dotted);
+
+#endif
