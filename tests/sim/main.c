@@ -24,6 +24,7 @@ static void usage(void)
 		"  --no-tcp-ping   no TCP fallback ping      --cold      start with a join storm\n"
 		"  --crash K@T  --leave K@T  --join K@T  --pause K@T+D   (K nodes at T seconds)\n"
 		"  --curve FILE    write dissemination curves  -v verbose  -q quiet\n"
+		"  --summary FILE  append one tab-separated line of the key figures\n"
 		"scenario JSON: {name,nodes,seed,duration,profile,lifeguard,start:warm|join,\n"
 		"  join_window,tcp_ping,network:{latency_ms,link_spread_ms,jitter_ms,loss,dup},\n"
 		"  actions:[{at,do:crash|restart|leave|join|pause|partition|heal|loss|slow|flap,\n"
@@ -309,6 +310,9 @@ int main(int argc, char **argv)
 			i++;
 		} else if (strcmp(a, "--curve") == 0 && v) {
 			c.curve_csv = v;
+			i++;
+		} else if (strcmp(a, "--summary") == 0 && v) {
+			c.summary = v;
 			i++;
 		} else if (strcmp(a, "--no-lifeguard") == 0) {
 			c.lifeguard = false;

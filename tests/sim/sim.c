@@ -23,6 +23,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gossip/wire.h"
 
@@ -171,7 +172,8 @@ struct sim {
 	uint32_t *view_inc; /* [obs * cap + subj], N <= VIEW_CHECK_MAX */
 
 	/* counters */
-	uint64_t packets, bytes, dropped, dup, delivered, tcp_pp, tcp_ping;
+	uint64_t packets, bytes, dropped, dup, delivered, tcp_pp, tcp_ping, tcp_bytes;
+	double wall_start, wall_started;
 	uint64_t fp, fp_excused, fp_suspect, events;
 	int64_t load_max_seen;
 	double load_sum;
@@ -456,7 +458,7 @@ static void start_push_pull(struct sim *sim, int a, int b, bool join)
 		return; /* connect fails; memberlist logs and moves on */
 	size_t len;
 	uint8_t *req = swim_local_state_new(na->s, now_ms(sim), join, &len);
-	sim->bytes += len;
+	sim->tcp_bytes += len;
 	sim_deliver_later(sim, EV_PP_REQ, b, a, sim->now + tcp_latency_us(sim, a, b, 2), req, len,
 			  join);
 	free(req);
@@ -1000,6 +1002,13 @@ static long rss_kb(void)
 	return rss * 4;
 }
 
+static double wall_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static void report(struct sim *sim)
 {
 	FILE *o = sim->out;
@@ -1056,6 +1065,9 @@ static void report(struct sim *sim)
 		sim->load_samples ? sim->load_sum / (double)sim->load_samples : 0.0,
 		(unsigned long long)sim->dropped, (unsigned long long)sim->dup,
 		(unsigned long long)sim->tcp_pp, (unsigned long long)sim->tcp_ping);
+	fprintf(o, "push-pull (TCP): %.0f bytes/node/s; wall time %.1f s (start %.1f s)\n",
+		(double)sim->tcp_bytes / sim->n / secs, wall_now() - sim->wall_start,
+		sim->wall_started - sim->wall_start);
 	if (sim->mem_after > sim->mem_before)
 		fprintf(o, "memory: %.1f KiB malloc'd per simulated node after start (RSS %.1f MiB total)\n",
 			(double)(sim->mem_after - sim->mem_before) / 1024.0 / sim->n,
@@ -1069,6 +1081,32 @@ static void report(struct sim *sim)
 				kinds[tr->kind], tr->subject, tr->t0 / 1e6, tr->first_suspect / 1e6,
 				tr->first_dead / 1e6, tr->t50 / 1e6, tr->t99 / 1e6, tr->t100 / 1e6,
 				tr->known, tr->population);
+		}
+	}
+	if (sim->cfg.summary != NULL) {
+		FILE *f = fopen(sim->cfg.summary, "a");
+		if (f != NULL) {
+			int c;
+			fprintf(f, "%s\t%d\t%llu\t%d\t%.3f", sim->cfg.name, sim->n,
+				(unsigned long long)sim->cfg.seed, sim->cfg.lifeguard, sim->cfg.loss);
+			static const size_t offs[] = {offsetof(struct track, first_suspect),
+						      offsetof(struct track, first_dead),
+						      offsetof(struct track, t50),
+						      offsetof(struct track, t99),
+						      offsetof(struct track, t100)};
+			for (int k = 0; k < 3; k++)
+				for (int q = 0; q < 5; q++)
+					if (k == 1 || q >= 2)
+						fprintf(f, "\t%.3f", track_median(sim, k, offs[q], &c));
+			fprintf(f, "\t%llu\t%.3f\t%llu\t%.3f\t%.1f\t%.1f\t%.1f\t%.3f\t%d\n",
+				(unsigned long long)sim->fp, node_hours > 0 ? (double)sim->fp / node_hours : 0.0,
+				(unsigned long long)sim->fp_suspect, (double)pk / sim->n / secs,
+				(double)by / sim->n / secs, (double)sim->tcp_bytes / sim->n / secs,
+				sim->mem_after > sim->mem_before
+				    ? (double)(sim->mem_after - sim->mem_before) / 1024.0 / sim->n
+				    : (double)sim->rss_after_kb / sim->n,
+				wall_now() - sim->wall_start, sim->violations);
+			fclose(f);
 		}
 	}
 	if (sim->cfg.curve_csv != NULL && sim->ntracks > 0) {
@@ -1174,7 +1212,7 @@ static void deliver(struct sim *sim, struct ev *e)
 		int rc = swim_stream_recv(nd->s, now_ms(sim), e->data, e->len, false, &res);
 		if (rc == ML_OK && res.reply != NULL) {
 			int back = (int)e->from;
-			sim->bytes += res.reply_len;
+			sim->tcp_bytes += res.reply_len;
 			sim_deliver_later(sim, EV_PP_REPLY, back, nd->id,
 					  sim->now + tcp_latency_us(sim, nd->id, back, 1), res.reply,
 					  res.reply_len, sim->nodes[back].life);
@@ -1311,6 +1349,7 @@ int sim_run(struct sim *sim, FILE *out)
 	if (!cfg->quiet)
 		fprintf(out, "rumor-sim %s: N=%d seed=%llu (replay with --seed %llu)\n", cfg->name,
 			cfg->nodes, (unsigned long long)cfg->seed, (unsigned long long)cfg->seed);
+	sim->wall_start = wall_now();
 	sim->mem_before = malloc_used();
 	if (cfg->warm) {
 		for (int i = 0; i < sim->n; i++)
@@ -1331,6 +1370,7 @@ int sim_run(struct sim *sim, FILE *out)
 			sim->nodes[i].truth = T_NONE;
 	}
 	sim->mem_after = malloc_used();
+	sim->wall_started = wall_now();
 	sim->rss_after_kb = rss_kb();
 	for (int i = 0; i < cfg->nactions; i++) {
 		struct ev e = {.t = cfg->actions[i].at_ms * 1000, .type = EV_ACTION, .node = (uint32_t)i};

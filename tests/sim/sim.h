@@ -78,6 +78,7 @@ struct sim_cfg {
 	struct sim_expect expect;
 	int verbose;
 	const char *curve_csv; /* write the dissemination curve of tracked events */
+	const char *summary;   /* append one line of key figures (bench/) */
 	bool quiet;
 };
 
