@@ -673,7 +673,9 @@ int http_reqparser_error(const struct http_reqparser *p, const char **msg)
 /* ------------------------------------------------------------------ */
 /* driver                                                             */
 
-enum conn_state { CS_READING, CS_HANDLING, CS_WRITING, CS_LINGER, CS_CLOSED };
+/* CS_STREAMING: a streamed response (http_stream_start) is open; the handler
+ * still owns the conn, as in CS_HANDLING, until http_stream_end. */
+enum conn_state { CS_READING, CS_HANDLING, CS_STREAMING, CS_WRITING, CS_LINGER, CS_CLOSED };
 
 struct http_conn {
 	struct http_server *srv;
@@ -690,6 +692,7 @@ struct http_conn {
 	size_t xlen, xcap;
 	enum conn_state state;
 	bool keep_alive, is_head, http10, continue_sent, close_after_write, peer_eof;
+	bool chunked; /* the streamed response uses chunked encoding */
 	http_close_fn close_cb;
 	void *close_ud;
 	char remote[64];
@@ -711,6 +714,8 @@ struct http_server {
 	struct listener *listeners;
 	struct http_conn *conns;
 	size_t nconns;
+	void (*resp_fn)(void *ud, int status);
+	void *resp_ud;
 };
 
 static void conn_process(struct http_conn *c);
@@ -732,7 +737,7 @@ static void conn_close(struct http_conn *c)
 	struct http_server *s = c->srv;
 	if (c->state == CS_CLOSED)
 		return;
-	bool pending = c->state == CS_HANDLING;
+	bool pending = c->state == CS_HANDLING || c->state == CS_STREAMING;
 	c->state = CS_CLOSED;
 	if (pending && c->close_cb != NULL) {
 		http_close_fn cb = c->close_cb;
@@ -856,7 +861,7 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 		progress = true;
 	}
 	if (c->wpos < c->wlen) {
-		if (progress && c->state == CS_WRITING)
+		if (progress && (c->state == CS_WRITING || c->state == CS_STREAMING))
 			timer_arm(c, idle_seconds(c->srv));
 		return;
 	}
@@ -869,6 +874,8 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 	ev_io_stop(loop, &c->wio);
 	if (c->state == CS_WRITING)
 		response_done(c);
+	else if (c->state == CS_STREAMING)
+		ev_timer_stop(loop, &c->tmr); /* an idle stream may stay open */
 }
 
 static void start_write(struct http_conn *c)
@@ -1288,12 +1295,118 @@ int http_respond(struct http_conn *c, int status, const char *content_type,
 	c->state = CS_WRITING;
 	start_write(c);
 	timer_arm(c, idle_seconds(c->srv));
+	if (c->srv->resp_fn != NULL)
+		c->srv->resp_fn(c->srv->resp_ud, status);
+	return 0;
+}
+
+void http_server_on_response(struct http_server *s, void (*fn)(void *ud, int status), void *ud)
+{
+	s->resp_fn = fn;
+	s->resp_ud = ud;
+}
+
+/* ------------------------------------------------------------------ */
+/* streamed responses                                                 */
+
+int http_stream_start(struct http_conn *c, int status, const char *content_type)
+{
+	if (c->state != CS_HANDLING || status < 200 || status > 999 || status == 204 ||
+	    status == 304)
+		return -EINVAL;
+	if (content_type != NULL && !value_ok(content_type))
+		content_type = NULL;
+	char date[64];
+	time_t now = (time_t)ev_now(c->srv->loop);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	/* HTTP/1.0 has no chunked encoding: the body ends when the conn closes */
+	bool chunked = !c->http10;
+	size_t mark = c->wlen;
+	int rc = wbuf_printf(c, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status,
+	                     http_status_text(status), date);
+	if (rc == 0 && content_type != NULL)
+		rc = wbuf_printf(c, "Content-Type: %s\r\n", content_type);
+	if (rc == 0 && chunked)
+		rc = wbuf_printf(c, "Transfer-Encoding: chunked\r\n");
+	if (rc == 0 && (!c->keep_alive || !chunked))
+		rc = wbuf_printf(c, "Connection: close\r\n");
+	if (rc == 0)
+		rc = wbuf_printf(c, "X-Content-Type-Options: nosniff\r\n");
+	if (rc == 0)
+		rc = wbuf_append(c, c->xhdr, c->xlen);
+	if (rc == 0)
+		rc = wbuf_append(c, "\r\n", 2);
+	if (rc < 0) {
+		c->wlen = mark;
+		return rc;
+	}
+	c->xlen = 0;
+	c->chunked = chunked;
+	c->close_after_write = !c->keep_alive || !chunked;
+	c->state = CS_STREAMING;
+	start_write(c);
+	timer_arm(c, idle_seconds(c->srv));
+	if (c->srv->resp_fn != NULL)
+		c->srv->resp_fn(c->srv->resp_ud, status);
+	return 0;
+}
+
+size_t http_stream_pending(const struct http_conn *c)
+{
+	return c->wlen - c->wpos;
+}
+
+int http_stream_write(struct http_conn *c, const void *data, size_t len)
+{
+	if (c->state != CS_STREAMING)
+		return -EINVAL;
+	if (len == 0 || c->is_head)
+		return 0;
+	if (c->wlen - c->wpos + len > HTTP_STREAM_MAX_PENDING)
+		return -ENOBUFS;
+	if (c->wpos > 0 && c->wpos >= c->wlen / 2) { /* keep the buffer from creeping */
+		memmove(c->wbuf, c->wbuf + c->wpos, c->wlen - c->wpos);
+		c->wlen -= c->wpos;
+		c->wpos = 0;
+	}
+	size_t mark = c->wlen;
+	int rc = 0;
+	if (c->chunked)
+		rc = wbuf_printf(c, "%zx\r\n", len);
+	if (rc == 0)
+		rc = wbuf_append(c, data, len);
+	if (rc == 0 && c->chunked)
+		rc = wbuf_append(c, "\r\n", 2);
+	if (rc < 0) {
+		c->wlen = mark;
+		return rc;
+	}
+	if (!ev_is_active(&c->wio)) {
+		start_write(c);
+		timer_arm(c, idle_seconds(c->srv));
+	}
+	return 0;
+}
+
+int http_stream_end(struct http_conn *c)
+{
+	if (c->state != CS_STREAMING)
+		return -EINVAL;
+	if (c->chunked && !c->is_head && wbuf_append(c, "0\r\n\r\n", 5) < 0)
+		c->close_after_write = true; /* cannot end the body: close instead */
+	c->close_cb = NULL;
+	c->close_ud = NULL;
+	c->state = CS_WRITING;
+	start_write(c);
+	timer_arm(c, idle_seconds(c->srv));
 	return 0;
 }
 
 void http_conn_on_close(struct http_conn *c, http_close_fn cb, void *ud)
 {
-	if (c->state != CS_HANDLING)
+	if (c->state != CS_HANDLING && c->state != CS_STREAMING)
 		return;
 	c->close_cb = cb;
 	c->close_ud = ud;

@@ -154,10 +154,46 @@ int http_add_header(struct http_conn *c, const char *name, const char *value);
 int http_respond(struct http_conn *c, int status, const char *content_type,
                  const void *body, size_t len);
 
-/* Registers cb to learn that the connection closed before http_respond was
- * called (client went away, timeout, server freed).  After cb returns c is
- * freed.  One callback per conn; a later call replaces it; cleared by
- * http_respond. */
+/* ---- streamed responses (GET /v1/agent/monitor) ----
+ *
+ * A handler that cannot know its body up front starts a stream instead of
+ * calling http_respond: headers go out at once, then each http_stream_write
+ * is sent as it comes.  HTTP/1.1 clients get Transfer-Encoding: chunked (and
+ * keep-alive survives http_stream_end); HTTP/1.0 clients get a body ended by
+ * closing the connection.  While the stream is open the conn stays valid
+ * and owned by the handler, as a deferred request is: until http_stream_end,
+ * or until the close callback (http_conn_on_close) reports that the client
+ * went away or the server was freed.  An open stream has no idle timeout;
+ * only a write that makes no progress for idle_timeout closes it. */
+
+#define HTTP_STREAM_MAX_PENDING (1024u * 1024u) /* unsent bytes per stream */
+
+/* Starts a streamed response with this status (200..999, not 204/304).
+ * Queued extra headers (http_add_header) are sent.  Returns 0, -EINVAL (no
+ * request pending, bad status) or -ENOMEM. */
+int http_stream_start(struct http_conn *c, int status, const char *content_type);
+
+/* Queues len bytes of body (copied).  Returns 0, -EINVAL (no open stream),
+ * -ENOBUFS when more than HTTP_STREAM_MAX_PENDING bytes would be unsent (the
+ * client is slow; the caller drops or counts), or -ENOMEM. */
+int http_stream_write(struct http_conn *c, const void *data, size_t len);
+
+/* Bytes queued on the connection and not yet written. */
+size_t http_stream_pending(const struct http_conn *c);
+
+/* Ends the body; afterwards c must not be used (as after http_respond).
+ * Returns 0, or -EINVAL if no stream is open. */
+int http_stream_end(struct http_conn *c);
+
+/* Calls fn(ud, status) for every response the server starts (handlers'
+ * http_respond / http_stream_start and its own 4xx errors); for metrics.
+ * NULL fn turns it off. */
+void http_server_on_response(struct http_server *s, void (*fn)(void *ud, int status), void *ud);
+
+/* Registers cb to learn that the connection closed before http_respond (or
+ * http_stream_end) was called (client went away, timeout, server freed).
+ * After cb returns c is freed.  One callback per conn; a later call replaces
+ * it; cleared by http_respond and http_stream_end. */
 void http_conn_on_close(struct http_conn *c, http_close_fn cb, void *ud);
 
 /* Remote address of the connection, "ip:port". */

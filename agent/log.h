@@ -1,22 +1,57 @@
 /*
- * agent/log.h — the agent's log lines, to stderr (and optionally a file).
+ * agent/log.h — the agent's log lines, to stderr (and optionally a file),
+ * and to subscribers (GET /v1/agent/monitor).
  *
- * Owns: the level threshold and the output stream. Lines look like Consul's:
+ * Owns: the level threshold, the output format (text or JSON), the output
+ * streams and the subscriber list. Text lines look like Consul's:
  *   2026-11-28T03:13:00.123Z [INFO]  memberlist: Member joined: node2 127.0.0.1:8302
+ * JSON lines (-log-json) look like hclog's:
+ *   {"@level":"info","@message":"Member joined: ...","@module":"memberlist","@timestamp":"..."}
+ * The module is the message's leading "word: " when there is one.
+ *
+ * Subscribers get every record at or above their own level, even below the
+ * stderr threshold (`rumor monitor -log-level=debug` on an info agent), so
+ * log_msg formats a record when either wants it. A subscriber must not log
+ * from its callback (such records are dropped, not recursed into).
  */
 #ifndef RUMOR_AGENT_LOG_H
 #define RUMOR_AGENT_LOG_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 enum log_level { LOG_TRACE, LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERR };
 
+#define LOG_MAX_SINKS 32
+
 /* "trace".."err" (also "warning", "error"); -1 if unknown. */
 int log_level_parse(const char *s);
+/* "trace", "debug", "info", "warn", "error". */
+const char *log_level_name(enum log_level l);
 void log_set_level(enum log_level l);
+/* Lines to stderr and the file as JSON objects (true) or text (false). */
+void log_set_json(bool on);
 /* Also append lines to this file (NULL closes). 0 or -errno. */
 int log_set_file(const char *path);
 void log_msg(enum log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One log event as subscribers see it; pointers valid during the callback. */
+struct log_record {
+	enum log_level level;
+	const char *timestamp; /* "2026-11-28T03:13:00.123Z" */
+	const char *msg;       /* "memberlist: Member joined: ..." */
+};
+typedef void (*log_sink_fn)(void *ud, const struct log_record *r);
+
+/* Adds a subscriber for records at `min` and above. 0, or -1 when
+ * LOG_MAX_SINKS are registered. */
+int log_subscribe(log_sink_fn fn, void *ud, enum log_level min);
+/* Removes the (fn, ud) subscriber; unknown pairs are ignored. */
+void log_unsubscribe(log_sink_fn fn, void *ud);
+/* r as one '\n'-terminated line, text or JSON, into buf (always
+ * NUL-terminated when cap > 0); snprintf-style return. */
+size_t log_format(char *buf, size_t cap, const struct log_record *r, bool json);
 
 #define log_trace(...) log_msg(LOG_TRACE, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
