@@ -119,6 +119,8 @@ struct rumor_config {
 	uint8_t encrypt_key[RUMOR_CONFIG_KEY_MAX];
 	size_t encrypt_key_len;
 
+	struct rumor_config_list event_handlers; /* -event-handler / event_handlers */
+
 	struct rumor_config_meta *node_meta;  /* -node-meta / node_meta */
 	size_t node_meta_n;
 

@@ -1130,7 +1130,17 @@ uint8_t *swim_local_state_new(struct swim *s, int64_t now, bool join, size_t *le
 		abort();
 	size_t off = 0;
 	buf[off++] = ML_PUSH_PULL;
-	struct ml_push_pull_header h = {.nodes = (uint32_t)count, .user_state_len = 0, .join = join};
+	size_t ulen = 0;
+	uint8_t *ustate = s->io.local_state != NULL ? s->io.local_state(s->io.ctx, join, &ulen) : NULL;
+	if (ustate == NULL)
+		ulen = 0;
+	cap += ulen;
+	uint8_t *nbuf = realloc(buf, cap);
+	if (nbuf == NULL)
+		abort();
+	buf = nbuf;
+	struct ml_push_pull_header h = {
+		.nodes = (uint32_t)count, .user_state_len = (uint32_t)ulen, .join = join};
 	int r = ml_encode_push_pull_header(buf + off, cap - off, &h);
 	if (r < 0)
 		abort();
@@ -1145,6 +1155,10 @@ uint8_t *swim_local_state_new(struct swim *s, int64_t now, bool join, size_t *le
 			abort();
 		off += (size_t)r;
 	}
+	if (ulen > 0)
+		memcpy(buf + off, ustate, ulen);
+	off += ulen;
+	free(ustate);
 	*len = off;
 	return buf;
 }
@@ -1260,6 +1274,8 @@ int swim_stream_recv(struct swim *s, int64_t now, const uint8_t *buf, size_t len
 			res->join = h.join;
 			for (uint32_t i = 0; i < h.nodes; i++)
 				merge_remote(s, now, &nodes[i]);
+			if (h.user_state_len > 0 && s->io.merge_state != NULL)
+				s->io.merge_state(s->io.ctx, pos, h.user_state_len, h.join);
 			if (!initiator)
 				res->reply = swim_local_state_new(s, now, h.join, &res->reply_len);
 		}
@@ -1627,12 +1643,29 @@ int swim_force_leave(struct swim *s, int64_t now, const char *name, bool prune)
 	return 0;
 }
 
-void swim_broadcast_user(struct swim *s, const uint8_t *msg, size_t len)
+uint64_t swim_broadcast_user(struct swim *s, const uint8_t *msg, size_t len)
 {
 	uint8_t buf[ML_UDP_MAX];
 	int r = ml_encode_user(buf, sizeof(buf), msg, len);
 	if (r > 0)
-		bcast_queue_push(&s->bq, BK_USER, NULL, buf, (size_t)r);
+		return bcast_queue_push(&s->bq, BK_USER, NULL, buf, (size_t)r);
+	return 0;
+}
+
+bool swim_broadcast_pending(const struct swim *s, uint64_t id)
+{
+	return id != 0 && bcast_queue_contains(&s->bq, id);
+}
+
+void swim_send_user(struct swim *s, const struct ml_addr *to, const uint8_t *msg, size_t len)
+{
+	uint8_t buf[ML_UDP_MAX];
+	int r = ml_encode_user(buf, sizeof(buf), msg, len);
+	if (r <= 0)
+		return;
+	s->stats.packets_sent++;
+	s->stats.bytes_sent += (uint64_t)r;
+	s->io.send(s->io.ctx, to, buf, (size_t)r);
 }
 
 void swim_reset_broadcasts(struct swim *s)

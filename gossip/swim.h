@@ -104,6 +104,12 @@ struct swim_io {
 	void (*user_msg)(void *ctx, const uint8_t *p, size_t len);
 	/* Optional: the node name we use is claimed by another live address. */
 	void (*conflict)(void *ctx, const struct swim_member *ours, const struct ml_addr *other);
+	/* Optional: push-pull user state (serf's delegate LocalState): malloc'd
+	 * bytes appended to our push-pull message, *len set; NULL for none. */
+	uint8_t *(*local_state)(void *ctx, bool join, size_t *len);
+	/* Optional: the remote push-pull user state (serf's MergeRemoteState),
+	 * called after the remote nodes were merged. */
+	void (*merge_state)(void *ctx, const uint8_t *p, size_t len, bool join);
 };
 
 /* Counters for metrics and the simulator's load invariant. */
@@ -175,8 +181,15 @@ bool swim_leave_done(const struct swim *s);
 /* Force a failed node into the left state (serf force-leave). 0, or -1 if unknown. */
 int swim_force_leave(struct swim *s, int64_t now, const char *name, bool prune);
 
-/* Queue a user message for piggybacking (serf-layer broadcasts). */
-void swim_broadcast_user(struct swim *s, const uint8_t *msg, size_t len);
+/* Queue a user message for piggybacking (serf-layer broadcasts); returns its
+ * queue id (0 if it does not fit in a packet). */
+uint64_t swim_broadcast_user(struct swim *s, const uint8_t *msg, size_t len);
+/* True while the broadcast with this id is still queued (not yet sent as
+ * often as the retransmit limit says). */
+bool swim_broadcast_pending(const struct swim *s, uint64_t id);
+/* Send a user message straight to one address in its own packet (serf's
+ * SendToAddress: query acks and responses). */
+void swim_send_user(struct swim *s, const struct ml_addr *to, const uint8_t *msg, size_t len);
 
 /* Drop every queued broadcast (nothing is sent). For a driver that preloads
  * an already converged member table, e.g. the simulator's warm start, so

@@ -10,6 +10,8 @@
 #define _GNU_SOURCE
 #include "gossip/transport.h"
 
+#include "gossip/keyring.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ev.h>
@@ -59,9 +61,18 @@ struct gossip_transport {
 	struct gossip_transport_stats stats;
 	void (*on_event)(void *ud, enum swim_event_type type, const struct swim_member *m);
 	void (*on_user_msg)(void *ud, const uint8_t *p, size_t len);
+	uint8_t *(*local_state)(void *ud, bool join, size_t *len);
+	void (*merge_state)(void *ud, const uint8_t *p, size_t len, bool join);
 	void *ud;
+	const struct keyring *keyring;
 	uint8_t rxbuf[ML_UDP_RECV_MAX];
+	uint8_t cryptbuf[ML_UDP_RECV_MAX];
 };
+
+static bool encrypting(const struct gossip_transport *t)
+{
+	return t->keyring != NULL && keyring_count(t->keyring) > 0;
+}
 
 int64_t gossip_now_ms(void)
 {
@@ -213,6 +224,16 @@ static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		struct ml_addr from;
 		from_sockaddr(&ss, &from);
+		if (encrypting(t)) {
+			int pl = keyring_decrypt(t->keyring, t->rxbuf, (size_t)n, NULL, 0, t->cryptbuf,
+						 sizeof(t->cryptbuf));
+			if (pl < 0) {
+				t->stats.decrypt_failures++;
+				continue;
+			}
+			swim_recv_packet(t->swim, gossip_now_ms(), &from, t->cryptbuf, (size_t)pl);
+			continue;
+		}
 		swim_recv_packet(t->swim, gossip_now_ms(), &from, t->rxbuf, (size_t)n);
 	}
 	schedule(t);
@@ -225,6 +246,15 @@ static void io_send(void *ctx, const struct ml_addr *to, const uint8_t *pkt, siz
 	socklen_t sl = to_sockaddr(to, &ss);
 	if (t->udp_fd < 0)
 		return;
+	if (encrypting(t)) {
+		int n = keyring_encrypt(t->keyring, pkt, len, NULL, 0, t->cryptbuf, sizeof(t->cryptbuf));
+		if (n < 0) {
+			t->stats.udp_errors++;
+			return;
+		}
+		pkt = t->cryptbuf;
+		len = (size_t)n;
+	}
 	if (sendto(t->udp_fd, pkt, len, 0, (struct sockaddr *)&ss, sl) < 0)
 		t->stats.udp_errors++;
 }
@@ -276,7 +306,32 @@ static bool stream_consume(struct stream *st)
 	struct gossip_transport *t = st->t;
 	struct swim_stream_result res;
 	bool initiator = st->kind != ST_IN;
-	int rc = swim_stream_recv(t->swim, gossip_now_ms(), st->in, st->in_len, initiator, &res);
+	const uint8_t *data = st->in;
+	size_t dlen = st->in_len;
+	uint8_t *plain = NULL;
+	if (encrypting(t)) {
+		size_t used;
+		int d = keyring_decrypt_stream(t->keyring, st->in, st->in_len, &plain, &dlen, &used);
+		if (d == ML_AGAIN)
+			return true;
+		if (d == ML_BAD) {
+			t->stats.decrypt_failures++;
+			stream_close(st, false,
+				     st->in[0] == KEYRING_ENCRYPT_MSG
+					     ? "No installed keys could decrypt the message"
+					     : "Encryption is configured but remote state is not encrypted");
+			return false;
+		}
+		data = plain;
+	}
+	memset(&res, 0, sizeof(res));
+	int rc = swim_stream_recv(t->swim, gossip_now_ms(), data, dlen, initiator, &res);
+	free(plain);
+	if (rc == ML_AGAIN && plain != NULL) {
+		free(res.reply);
+		stream_close(st, false, "encrypted stream message is incomplete");
+		return false;
+	}
 	if (rc == ML_AGAIN)
 		return true;
 	if (rc == ML_BAD) {
@@ -285,6 +340,19 @@ static bool stream_consume(struct stream *st)
 		return false;
 	}
 	if (st->kind == ST_IN) {
+		if (res.reply != NULL && encrypting(t)) {
+			uint8_t *sealed;
+			size_t slen;
+			int e = keyring_encrypt_stream(t->keyring, res.reply, res.reply_len, &sealed, &slen);
+			free(res.reply);
+			res.reply = NULL;
+			if (e < 0) {
+				stream_close(st, false, "cannot encrypt reply");
+				return false;
+			}
+			res.reply = sealed;
+			res.reply_len = slen;
+		}
 		if (res.reply != NULL) {
 			st->out = res.reply;
 			st->out_len = res.reply_len;
@@ -422,6 +490,18 @@ static struct stream *stream_dial(struct gossip_transport *t, enum stream_kind k
 				  const struct ml_addr *to, uint8_t *req, size_t len,
 				  int64_t timeout_ms, char *why, size_t whylen)
 {
+	if (encrypting(t)) {
+		uint8_t *sealed;
+		size_t slen;
+		int e = keyring_encrypt_stream(t->keyring, req, len, &sealed, &slen);
+		free(req);
+		if (e < 0) {
+			snprintf(why, whylen, "cannot encrypt stream");
+			return NULL;
+		}
+		req = sealed;
+		len = slen;
+	}
 	struct sockaddr_storage ss;
 	socklen_t sl = to_sockaddr(to, &ss);
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -522,6 +602,19 @@ static void io_user_msg(void *ctx, const uint8_t *p, size_t len)
 		t->on_user_msg(t->ud, p, len);
 }
 
+static uint8_t *io_local_state(void *ctx, bool join, size_t *len)
+{
+	struct gossip_transport *t = ctx;
+	return t->local_state != NULL ? t->local_state(t->ud, join, len) : NULL;
+}
+
+static void io_merge_state(void *ctx, const uint8_t *p, size_t len, bool join)
+{
+	struct gossip_transport *t = ctx;
+	if (t->merge_state != NULL)
+		t->merge_state(t->ud, p, len, join);
+}
+
 /* ------------------------------------------------------------ set up */
 
 static int bind_socket(int type, const char *bind_addr, uint16_t port, char *err, size_t errlen)
@@ -585,6 +678,9 @@ struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
 	t->tcp_timeout_ms = cfg->tcp_timeout_ms > 0 ? cfg->tcp_timeout_ms : 10000;
 	t->on_event = cfg->on_event;
 	t->on_user_msg = cfg->on_user_msg;
+	t->local_state = cfg->local_state;
+	t->merge_state = cfg->merge_state;
+	t->keyring = cfg->keyring;
 	t->ud = cfg->ud;
 	/* TCP first so that port 0 picks one free for both */
 	uint16_t port = cfg->port;
@@ -618,6 +714,8 @@ struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
 		.tcp_ping = io_tcp_ping,
 		.event = io_event,
 		.user_msg = io_user_msg,
+		.local_state = io_local_state,
+		.merge_state = io_merge_state,
 	};
 	t->swim = swim_new(&sc, &io, gossip_now_ms(), err, errlen);
 	if (t->swim == NULL)

@@ -24,6 +24,7 @@
 
 struct ev_loop;
 struct gossip_transport;
+struct keyring;
 
 struct gossip_transport_config {
 	const char *bind_addr; /* "0.0.0.0", "127.0.0.1", "::" */
@@ -34,7 +35,15 @@ struct gossip_transport_config {
 	/* membership events and user messages, passed through from the core */
 	void (*on_event)(void *ud, enum swim_event_type type, const struct swim_member *m);
 	void (*on_user_msg)(void *ud, const uint8_t *p, size_t len);
+	/* optional push-pull user state hooks (see struct swim_io) */
+	uint8_t *(*local_state)(void *ud, bool join, size_t *len);
+	void (*merge_state)(void *ud, const uint8_t *p, size_t len, bool join);
 	void *ud;
+	/* Gossip encryption: borrowed, may be NULL or empty (plain text). The
+	 * caller may change its keys at run time. With keys, every datagram and
+	 * stream is encrypted with the primary key; what no key opens is
+	 * dropped and counted (decrypt_failures). */
+	const struct keyring *keyring;
 };
 
 struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
@@ -64,6 +73,7 @@ void gossip_transport_kick(struct gossip_transport *t);
 
 struct gossip_transport_stats {
 	uint64_t streams_in, streams_out, stream_errors, udp_errors;
+	uint64_t decrypt_failures; /* datagrams and streams no key opened */
 };
 const struct gossip_transport_stats *gossip_transport_stats(const struct gossip_transport *t);
 
