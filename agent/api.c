@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
-#include "agent/api_event.h"
+#include "agent/api_catalog.h"
 #include "agent/http.h"
 #include "agent/log.h"
 #include "gossip/tags.h"
@@ -291,12 +291,26 @@ static const struct api_route routes[] = {
 	{"/v1/agent/force-leave/", 1, M_PUT | M_GET | M_POST, h_force_leave},
 	{"/v1/status/leader", 0, M_GET, h_leader},
 	{"/v1/status/peers", 0, M_GET, h_peers},
-	/* serf layer: agent/api_event.c */
-	{"/v1/event/fire/", 1, M_PUT | M_POST, api_event_fire},
-	{"/v1/event/list", 0, M_GET, api_event_list},
-	{"/v1/event/query/", 1, M_PUT | M_POST, api_event_query},
-	{"/v1/agent/tags", 0, M_PUT | M_POST, api_event_tags},
-	{"/v1/operator/keyring", 0, M_GET | M_PUT | M_POST | M_DELETE, api_event_keyring},
+	/* services, checks, catalog, health: agent/api_catalog.c (python-consul
+	 * 0.7.1 sends GET for deregister and TTL updates) */
+	{"/v1/agent/service/register", 0, M_PUT | M_POST, api_h_service_register},
+	{"/v1/agent/service/deregister/", 1, M_PUT | M_GET | M_POST, api_h_service_deregister},
+	{"/v1/agent/services", 0, M_GET, api_h_agent_services},
+	{"/v1/agent/checks", 0, M_GET, api_h_agent_checks},
+	{"/v1/agent/check/register", 0, M_PUT | M_POST, api_h_check_register},
+	{"/v1/agent/check/deregister/", 1, M_PUT | M_GET | M_POST, api_h_check_deregister},
+	{"/v1/agent/check/pass/", 1, M_PUT | M_GET | M_POST, api_h_check_pass},
+	{"/v1/agent/check/warn/", 1, M_PUT | M_GET | M_POST, api_h_check_warn},
+	{"/v1/agent/check/fail/", 1, M_PUT | M_GET | M_POST, api_h_check_fail},
+	{"/v1/agent/check/update/", 1, M_PUT | M_POST, api_h_check_update},
+	{"/v1/catalog/services", 0, M_GET, api_h_catalog_services},
+	{"/v1/catalog/service/", 1, M_GET, api_h_catalog_service},
+	{"/v1/catalog/nodes", 0, M_GET, api_h_catalog_nodes},
+	{"/v1/catalog/node/", 1, M_GET, api_h_catalog_node},
+	{"/v1/health/service/", 1, M_GET, api_h_health_service},
+	{"/v1/health/node/", 1, M_GET, api_h_health_node},
+	{"/v1/health/checks/", 1, M_GET, api_h_health_checks},
+	{"/v1/health/state/", 1, M_GET, api_h_health_state},
 };
 
 static void dispatch(struct http_conn *c, const struct http_request *req, void *ud)

@@ -563,3 +563,8 @@ void catalog_publish(struct catalog *c, json_t *doc)
 	free(s);
 	json_decref(doc);
 }
+
+void catalog_node_gone(struct catalog *c, const char *node)
+{
+	catalog_remove_node(c, node, 0);
+}

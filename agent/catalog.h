@@ -101,6 +101,10 @@ void catalog_remove_node(struct catalog *c, const char *node, uint64_t index);
 /* Gossip says node is alive (true) or failed/left (false). */
 void catalog_set_alive(struct catalog *c, const char *node, bool alive);
 
+/* Gossip says node left or was reaped: its record is deleted from storage
+ * (every agent does this; deleting twice is harmless). */
+void catalog_node_gone(struct catalog *c, const char *node);
+
 /* Publishes this agent's own document (takes a reference to doc) through
  * the storage backend. */
 void catalog_publish(struct catalog *c, struct json_t *doc);

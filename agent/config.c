@@ -296,8 +296,8 @@ enum opt_kind {
 	K_DOMAIN,
 	K_ENCRYPT,
 	K_LIST,     /* join addresses, appended */
-	K_STRLIST,  /* any strings, appended (event handlers) */
 	K_META,     /* key:value, merged */
+	K_SVCDEF,   /* JSON only: service definition(s), kept as JSON text */
 	K_CFGFILE,  /* flag only: a config source */
 	K_CFGDIR,
 	K_HELP,
@@ -368,13 +368,7 @@ static const struct opt opts[] = {
 	{"profile", "profile", K_PROFILE, OFF(profile), 0, "PROFILE",
 	 "Gossip timing profile: lan, wan or local. Default: lan."},
 	{"encrypt", "encrypt", K_ENCRYPT, 0, 0, "KEY",
-	 "Base64 gossip encryption key (32 bytes, as `rumor keygen` or\n"
-	 "`serf keygen` make; 16/24-byte keys are refused at start)."},
-	{"event-handler", "event_handlers", K_STRLIST, OFF(event_handlers), 0,
-	 "[TYPE=]SCRIPT",
-	 "Run SCRIPT for serf events (member-join, member-leave,\n"
-	 "member-failed, member-update, member-reap, user[:NAME],\n"
-	 "query[:NAME]; comma-separated TYPEs). Repeatable."},
+	 "Base64 gossip encryption key of 16, 24 or 32 bytes."},
 	{"leave-on-terminate", "leave_on_terminate", K_BOOL,
 	 OFF(leave_on_terminate), 0, "",
 	 "Leave the cluster gracefully on SIGTERM. Default: true."},
@@ -387,6 +381,20 @@ static const struct opt opts[] = {
 	 "Also write logs to this file."},
 	{"syslog", "enable_syslog", K_BOOL, OFF(syslog), 0, "",
 	 "Also log to syslog. Default: false."},
+	{"enable-script-checks", "enable_script_checks", K_BOOL,
+	 OFF(enable_script_checks), 0, "",
+	 "Allow checks that run programs (Args/ScriptArgs). Default: false."},
+	{"recursor", "recursors", K_LIST, OFF(recursors), 0, "ADDR",
+	 "Upstream DNS server for names outside the domain. Repeatable.\n"
+	 "Accepted; forwarding is not implemented yet (REFUSED)."},
+	{"dns-truncate", "dns_config.enable_truncate", K_BOOL, OFF(dns_truncate),
+	 0, "",
+	 "Set the TC bit when a UDP answer does not fit. false: drop\n"
+	 "records silently (at most 3 without EDNS), as Consul. Default: true."},
+	{"alt-domain", "alt_domain", K_DOMAIN, OFF(alt_domain), 0, "DOMAIN",
+	 "A second DNS domain answered like -domain. Default: none."},
+	{NULL, "service", K_SVCDEF, OFF(service_defs), 0, "", NULL},
+	{NULL, "services", K_SVCDEF, OFF(service_defs), 0, "", NULL},
 	{"h", NULL, K_HELP, 0, 0, "", NULL},
 	{"help", NULL, K_HELP, 0, 0, "", "Show this help."},
 };
@@ -623,7 +631,7 @@ static const char *opt_set(struct rumor_config *c, const struct opt *o,
 		char buf[256];
 		if ((why = norm_domain(s, buf, sizeof(buf))) != NULL)
 			return why;
-		set_str(&c->domain, buf);
+		set_str(&FIELD(c, o, char *), buf);
 		return NULL;
 	}
 	case K_ENCRYPT: {
@@ -645,9 +653,7 @@ static const char *opt_set(struct rumor_config *c, const struct opt *o,
 			return why;
 		list_push(&FIELD(c, o, struct rumor_config_list), s);
 		return NULL;
-	case K_STRLIST:
-		if (s[0] == '\0')
-			return "must not be empty";
+	case K_SVCDEF:
 		list_push(&FIELD(c, o, struct rumor_config_list), s);
 		return NULL;
 	case K_META: {
@@ -688,6 +694,7 @@ void rumor_config_init(struct rumor_config *c)
 	c->serf_lan_port = 8301;
 	c->http_port = 8500;
 	c->dns_port = 8600;
+	c->dns_truncate = true;
 	c->retry_interval_ms = 30 * 1000;
 	c->retry_max = 0;
 	c->reconnect_timeout_ms = 72LL * 3600 * 1000;
@@ -708,7 +715,9 @@ void rumor_config_free(struct rumor_config *c)
 	free(c->data_dir);
 	list_free(&c->start_join);
 	list_free(&c->retry_join);
-	list_free(&c->event_handlers);
+	list_free(&c->recursors);
+	list_free(&c->service_defs);
+	free(c->alt_domain);
 	for (size_t i = 0; i < c->node_meta_n; i++) {
 		free(c->node_meta[i].key);
 		free(c->node_meta[i].value);
@@ -786,8 +795,7 @@ static int json_apply(struct rumor_config *c, const struct opt *o,
 	const char *want = NULL;
 
 	switch (o->kind) {
-	case K_LIST:
-	case K_STRLIST: {
+	case K_LIST: {
 		size_t i;
 		json_t *e;
 		if (!json_is_array(v)) {
@@ -806,6 +814,26 @@ static int json_apply(struct rumor_config *c, const struct opt *o,
 				return json_bad_value(file, key,
 						      json_string_value(e), true,
 						      why, err, errlen);
+		}
+		return 0;
+	}
+	case K_SVCDEF: {
+		/* "service": {...} or "services": [{...}, ...] */
+		size_t i, n = json_is_array(v) ? json_array_size(v) : 1;
+		for (i = 0; i < n; i++) {
+			json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
+			if (!json_is_object(e)) {
+				errf(err, errlen,
+				     "config file %s: key \"%s\" must hold service "
+				     "definition objects, got %s",
+				     file, key, json_type_name(e));
+				return -1;
+			}
+			char *txt = json_dumps(e, JSON_COMPACT);
+			if (txt == NULL)
+				abort();
+			opt_set(c, o, txt);
+			free(txt);
 		}
 		return 0;
 	}

@@ -119,7 +119,14 @@ struct rumor_config {
 	uint8_t encrypt_key[RUMOR_CONFIG_KEY_MAX];
 	size_t encrypt_key_len;
 
-	struct rumor_config_list event_handlers; /* -event-handler / event_handlers */
+	/* services, checks and DNS (agent/api_catalog.c) */
+	bool enable_script_checks;  /* -enable-script-checks; false */
+	struct rumor_config_list recursors; /* -recursor / recursors */
+	bool dns_truncate;          /* -dns-truncate /
+	                             * dns_config.enable_truncate; true */
+	char *alt_domain;           /* -alt-domain / alt_domain; NULL */
+	struct rumor_config_list service_defs; /* "service"/"services" in
+	                             * config files, one JSON object each */
 
 	struct rumor_config_meta *node_meta;  /* -node-meta / node_meta */
 	size_t node_meta_n;

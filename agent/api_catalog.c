@@ -1,0 +1,717 @@
+/*
+ * agent/api_catalog.c — see api_catalog.h.
+ *
+ * Blocking queries: a read with ?index=N waits while the catalog index is
+ * <= N, up to ?wait (default 5 min, at most 10 min, plus up to wait/16 of
+ * jitter as Consul adds).  Parked requests sit in a list; a catalog change
+ * schedules one zero-delay timer that re-runs every parked handler (so a
+ * change made inside a handler never re-enters another one), and each
+ * request's own timer answers it with current data when its wait is over.
+ */
+#include "agent/api_catalog.h"
+
+#include <ev.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "agent/agent.h"
+#include "agent/api.h"
+#include "agent/catalog.h"
+#include "agent/checks.h"
+#include "agent/http.h"
+#include "agent/log.h"
+#include "agent/services.h"
+#include "dns/dns.h"
+#include "dns/dns_server.h"
+#include "gossip/swim.h"
+
+#define WAIT_DEFAULT_MS (5 * 60 * 1000)
+#define WAIT_MAX_MS (10 * 60 * 1000)
+
+struct waiter {
+	struct agent_catalog *ac;
+	struct agent *a;
+	struct http_conn *c;
+	const struct http_request *req;
+	const char *rest;
+	api_route_fn fn;
+	ev_timer t;
+	struct waiter *next, *prev;
+};
+
+struct agent_catalog {
+	struct catalog *cat;
+	struct services *svcs;
+	struct dns_responder *resp;
+	struct dns_server *dns;
+	struct waiter *waiters;
+	ev_timer wake;
+	bool rerun; /* a parked handler is being re-run: do not park again */
+	struct ev_loop *loop;
+};
+
+static struct agent_catalog *AC(struct agent *a)
+{
+	return a->catalog;
+}
+
+/* ------------------------------------------------------------ blocking */
+
+static void waiter_unlink(struct waiter *w)
+{
+	struct agent_catalog *ac = w->ac;
+	ev_timer_stop(ac->loop, &w->t);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		ac->waiters = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+}
+
+static void waiter_run(struct waiter *w)
+{
+	struct agent_catalog *ac = w->ac;
+	waiter_unlink(w);
+	http_conn_on_close(w->c, NULL, NULL);
+	ac->rerun = true;
+	w->fn(w->a, w->c, w->req, w->rest);
+	ac->rerun = false;
+	free(w);
+}
+
+static void waiter_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	waiter_run(t->data);
+}
+
+static void waiter_closed(struct http_conn *c, void *ud)
+{
+	struct waiter *w = ud;
+	waiter_unlink(w);
+	free(w);
+}
+
+static void wake_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct agent_catalog *ac = t->data;
+	while (ac->waiters != NULL)
+		waiter_run(ac->waiters);
+}
+
+static void on_catalog_change(void *ud)
+{
+	struct agent_catalog *ac = ud;
+	if (ac->waiters != NULL && !ev_is_active(&ac->wake)) {
+		ev_timer_set(&ac->wake, 0., 0.);
+		ev_timer_start(ac->loop, &ac->wake);
+	}
+}
+
+/* Parks the request if it asked to block and nothing newer exists; true if
+ * parked (the caller returns), false to answer now.  Bad parameters are
+ * answered here (true). */
+static bool maybe_block(struct agent *a, struct http_conn *c, const struct http_request *req,
+			const char *rest, api_route_fn fn)
+{
+	struct agent_catalog *ac = AC(a);
+	const char *is = http_query_get(req, "index");
+	if (ac->rerun || is == NULL || is[0] == '\0')
+		return false;
+	char *end;
+	uint64_t idx = strtoull(is, &end, 10);
+	if (*end != '\0') {
+		api_reply_text(c, 400, "Invalid index");
+		return true;
+	}
+	if (catalog_index(ac->cat) > idx)
+		return false;
+	int64_t wait_ms = WAIT_DEFAULT_MS;
+	const char *ws = http_query_get(req, "wait");
+	if (ws != NULL && ws[0] != '\0' && rumor_parse_duration(ws, &wait_ms) < 0) {
+		api_reply_text(c, 400, "Invalid wait time");
+		return true;
+	}
+	if (wait_ms > WAIT_MAX_MS)
+		wait_ms = WAIT_MAX_MS;
+	if (wait_ms >= 16)
+		wait_ms += randombytes_uniform((uint32_t)(wait_ms / 16));
+	struct waiter *w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return false;
+	w->ac = ac;
+	w->a = a;
+	w->c = c;
+	w->req = req;
+	w->rest = rest;
+	w->fn = fn;
+	ev_timer_init(&w->t, waiter_timeout_cb, (double)wait_ms / 1000.0, 0.);
+	w->t.data = w;
+	ev_timer_start(ac->loop, &w->t);
+	w->next = ac->waiters;
+	if (ac->waiters)
+		ac->waiters->prev = w;
+	ac->waiters = w;
+	http_conn_on_close(c, waiter_closed, w);
+	return true;
+}
+
+static void reply_read(struct agent *a, struct http_conn *c, const struct http_request *req,
+		       int status, json_t *j)
+{
+	char idx[32];
+	snprintf(idx, sizeof(idx), "%" PRIu64, catalog_index(AC(a)->cat));
+	http_add_header(c, "X-Consul-Index", idx);
+	http_add_header(c, "X-Consul-KnownLeader", "true");
+	http_add_header(c, "X-Consul-LastContact", "0");
+	api_reply_json(c, req, status, j);
+}
+
+/* -------------------------------------------------------------- agent endpoints */
+
+void api_h_service_register(struct agent *a, struct http_conn *c, const struct http_request *req,
+			    const char *rest)
+{
+	json_error_t je;
+	json_t *def = json_loadb(req->body, req->body_len, 0, &je);
+	if (def == NULL) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "Request decode failed: %s", je.text);
+		api_reply_text(c, 400, msg);
+		return;
+	}
+	char err[512];
+	int rc = services_register(AC(a)->svcs, def, err, sizeof(err));
+	json_decref(def);
+	if (rc < 0) {
+		api_reply_text(c, 400, err);
+		return;
+	}
+	http_respond(c, 200, NULL, "", 0);
+}
+
+void api_h_service_deregister(struct agent *a, struct http_conn *c,
+			      const struct http_request *req, const char *rest)
+{
+	char err[512];
+	int rc = services_deregister(AC(a)->svcs, rest, err, sizeof(err));
+	if (rc < 0) {
+		api_reply_text(c, rc == -2 ? 404 : 400, err);
+		return;
+	}
+	http_respond(c, 200, NULL, "", 0);
+}
+
+void api_h_agent_services(struct agent *a, struct http_conn *c, const struct http_request *req,
+			  const char *rest)
+{
+	api_reply_json(c, req, 200, services_agent_services(AC(a)->svcs));
+}
+
+void api_h_agent_checks(struct agent *a, struct http_conn *c, const struct http_request *req,
+			const char *rest)
+{
+	api_reply_json(c, req, 200, services_agent_checks(AC(a)->svcs));
+}
+
+void api_h_check_register(struct agent *a, struct http_conn *c, const struct http_request *req,
+			  const char *rest)
+{
+	json_error_t je;
+	json_t *def = json_loadb(req->body, req->body_len, 0, &je);
+	if (def == NULL) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "Request decode failed: %s", je.text);
+		api_reply_text(c, 400, msg);
+		return;
+	}
+	char err[512];
+	int rc = services_check_register(AC(a)->svcs, def, err, sizeof(err));
+	json_decref(def);
+	if (rc < 0) {
+		api_reply_text(c, 400, err);
+		return;
+	}
+	http_respond(c, 200, NULL, "", 0);
+}
+
+void api_h_check_deregister(struct agent *a, struct http_conn *c, const struct http_request *req,
+			    const char *rest)
+{
+	char err[512];
+	int rc = services_check_deregister(AC(a)->svcs, rest, err, sizeof(err));
+	if (rc < 0) {
+		api_reply_text(c, rc == -2 ? 404 : 400, err);
+		return;
+	}
+	http_respond(c, 200, NULL, "", 0);
+}
+
+static void ttl_update(struct agent *a, struct http_conn *c, const char *id,
+		       enum catalog_health st, const char *note)
+{
+	char err[512];
+	int rc = services_check_update(AC(a)->svcs, id, st, note ? note : "", err, sizeof(err));
+	if (rc < 0) {
+		api_reply_text(c, rc == -2 ? 404 : 400, err);
+		return;
+	}
+	http_respond(c, 200, NULL, "", 0);
+}
+
+void api_h_check_pass(struct agent *a, struct http_conn *c, const struct http_request *req,
+		      const char *rest)
+{
+	ttl_update(a, c, rest, CATALOG_PASSING, http_query_get(req, "note"));
+}
+
+void api_h_check_warn(struct agent *a, struct http_conn *c, const struct http_request *req,
+		      const char *rest)
+{
+	ttl_update(a, c, rest, CATALOG_WARNING, http_query_get(req, "note"));
+}
+
+void api_h_check_fail(struct agent *a, struct http_conn *c, const struct http_request *req,
+		      const char *rest)
+{
+	ttl_update(a, c, rest, CATALOG_CRITICAL, http_query_get(req, "note"));
+}
+
+void api_h_check_update(struct agent *a, struct http_conn *c, const struct http_request *req,
+			const char *rest)
+{
+	json_error_t je;
+	json_t *body = json_loadb(req->body, req->body_len, 0, &je);
+	const char *sts = NULL, *out = "";
+	const char *k;
+	json_t *v;
+	json_object_foreach(body, k, v) {
+		if (strcasecmp(k, "status") == 0)
+			sts = json_string_value(v);
+		else if (strcasecmp(k, "output") == 0 && json_is_string(v))
+			out = json_string_value(v);
+	}
+	int st = check_status_parse(sts);
+	if (st < 0) {
+		api_reply_text(c, 400, "Invalid check status");
+		json_decref(body);
+		return;
+	}
+	ttl_update(a, c, rest, (enum catalog_health)st, out);
+	json_decref(body);
+}
+
+/* ------------------------------------------------------------ JSON shapes */
+
+static json_t *jget(const json_t *o, const char *k)
+{
+	return json_object_get(o, k);
+}
+
+static json_t *jcopy(const json_t *o, const char *k, json_t *dflt)
+{
+	json_t *v = json_object_get(o, k);
+	if (v != NULL) {
+		json_decref(dflt);
+		return json_deep_copy(v);
+	}
+	return dflt;
+}
+
+static json_t *node_json(const struct catalog_node *n)
+{
+	const json_t *d = n->doc;
+	return json_pack("{s:o, s:s, s:s, s:o, s:o, s:o, s:I, s:I}", "ID",
+			 jcopy(d, "ID", json_string("")), "Node", n->name, "Address", n->address,
+			 "Datacenter", jcopy(d, "Datacenter", json_string("dc1")),
+			 "TaggedAddresses", jcopy(d, "TaggedAddresses", json_object()), "Meta",
+			 jcopy(d, "Meta", json_object()), "CreateIndex",
+			 (json_int_t)n->modify_index, "ModifyIndex", (json_int_t)n->modify_index);
+}
+
+static json_t *service_json(const struct catalog_inst *in)
+{
+	json_t *s = json_deep_copy(in->svc);
+	return s ? s : json_object();
+}
+
+static json_t *catalog_service_entry(const struct catalog_inst *in)
+{
+	const struct catalog_node *n = in->node;
+	const json_t *d = n->doc, *s = in->svc;
+	return json_pack("{s:o, s:s, s:s, s:o, s:o, s:o, s:s, s:s, s:o, s:s, s:i, s:o, s:o, "
+			 "s:o, s:I, s:I}",
+			 "ID", jcopy(d, "ID", json_string("")), "Node", n->name, "Address",
+			 n->address, "Datacenter", jcopy(d, "Datacenter", json_string("dc1")),
+			 "TaggedAddresses", jcopy(d, "TaggedAddresses", json_object()), "NodeMeta",
+			 jcopy(d, "Meta", json_object()), "ServiceID", in->id, "ServiceName",
+			 in->name, "ServiceTags", jcopy(s, "Tags", json_array()), "ServiceAddress",
+			 in->address, "ServicePort", (int)in->port, "ServiceMeta",
+			 jcopy(s, "Meta", json_object()), "ServiceWeights",
+			 jcopy(s, "Weights", json_object()), "ServiceEnableTagOverride",
+			 jcopy(s, "EnableTagOverride", json_false()), "CreateIndex",
+			 (json_int_t)n->modify_index, "ModifyIndex", (json_int_t)n->modify_index);
+}
+
+static json_t *serf_check(const struct catalog_node *n)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[], s:s, s:I, s:I}", "Node",
+			 n->name, "CheckID", "serfHealth", "Name", "Serf Health Status", "Status",
+			 n->alive ? "passing" : "critical", "Notes", "", "Output",
+			 n->alive ? "Agent alive and reachable" : "Agent not live or unreachable",
+			 "ServiceID", "", "ServiceName", "", "ServiceTags", "Type", "",
+			 "CreateIndex", (json_int_t)n->modify_index, "ModifyIndex",
+			 (json_int_t)n->modify_index);
+}
+
+/* The node's checks (serfHealth first) that concern service `sid` (NULL:
+ * all of them; "" node-level only is included always). */
+static json_t *node_checks(const struct catalog_node *n, const char *sid)
+{
+	json_t *arr = json_array();
+	json_array_append_new(arr, serf_check(n));
+	size_t i;
+	json_t *ch;
+	json_array_foreach(jget(n->doc, "Checks"), i, ch) {
+		const char *csid = json_string_value(jget(ch, "ServiceID"));
+		if (csid == NULL)
+			csid = "";
+		if (sid != NULL && csid[0] != '\0' && strcmp(csid, sid) != 0)
+			continue;
+		json_t *cp = json_deep_copy(ch);
+		json_object_set_new(cp, "CreateIndex", json_integer((json_int_t)n->modify_index));
+		json_object_set_new(cp, "ModifyIndex", json_integer((json_int_t)n->modify_index));
+		json_array_append_new(arr, cp);
+	}
+	return arr;
+}
+
+static bool all_passing(const json_t *checks)
+{
+	size_t i;
+	json_t *ch;
+	json_array_foreach(checks, i, ch) {
+		const char *st = json_string_value(jget(ch, "Status"));
+		if (st == NULL || strcmp(st, "passing") != 0)
+			return false;
+	}
+	return true;
+}
+
+static bool inst_has_tag(const struct catalog_inst *in, const char *tag)
+{
+	for (size_t i = 0; i < in->ntags; i++)
+		if (strcasecmp(in->tags[i], tag) == 0)
+			return true;
+	return false;
+}
+
+/* ------------------------------------------------------------ catalog endpoints */
+
+void api_h_catalog_services(struct agent *a, struct http_conn *c, const struct http_request *req,
+			    const char *rest)
+{
+	if (maybe_block(a, c, req, rest, api_h_catalog_services))
+		return;
+	const struct catalog *cat = AC(a)->cat;
+	json_t *o = json_object();
+	for (size_t i = 0; i < catalog_inst_count(cat); i++) {
+		const struct catalog_inst *in = catalog_inst_at(cat, i);
+		json_t *tags = json_object_get(o, in->name);
+		if (tags == NULL) {
+			tags = json_array();
+			json_object_set_new(o, in->name, tags);
+		}
+		for (size_t t = 0; t < in->ntags; t++) {
+			bool dup = false;
+			size_t k;
+			json_t *v;
+			json_array_foreach(tags, k, v) {
+				if (strcmp(json_string_value(v), in->tags[t]) == 0)
+					dup = true;
+			}
+			if (!dup)
+				json_array_append_new(tags, json_string(in->tags[t]));
+		}
+	}
+	reply_read(a, c, req, 200, o);
+}
+
+static const struct catalog_inst **all_of(const struct catalog *cat, const char *name, size_t *n)
+{
+	*n = catalog_lookup_all(cat, name, strlen(name), NULL, 0);
+	const struct catalog_inst **v = calloc(*n ? *n : 1, sizeof(*v));
+	if (v == NULL)
+		abort();
+	catalog_lookup_all(cat, name, strlen(name), v, *n);
+	return v;
+}
+
+void api_h_catalog_service(struct agent *a, struct http_conn *c, const struct http_request *req,
+			   const char *rest)
+{
+	if (maybe_block(a, c, req, rest, api_h_catalog_service))
+		return;
+	const char *tag = http_query_get(req, "tag");
+	size_t n;
+	const struct catalog_inst **v = all_of(AC(a)->cat, rest, &n);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		if (tag != NULL && !inst_has_tag(v[i], tag))
+			continue;
+		json_array_append_new(arr, catalog_service_entry(v[i]));
+	}
+	free(v);
+	reply_read(a, c, req, 200, arr);
+}
+
+void api_h_catalog_nodes(struct agent *a, struct http_conn *c, const struct http_request *req,
+			 const char *rest)
+{
+	if (maybe_block(a, c, req, rest, api_h_catalog_nodes))
+		return;
+	const struct catalog *cat = AC(a)->cat;
+	json_t *arr = json_array();
+	for (size_t i = 0; i < catalog_node_count(cat); i++)
+		json_array_append_new(arr, node_json(catalog_node_at(cat, i)));
+	reply_read(a, c, req, 200, arr);
+}
+
+void api_h_catalog_node(struct agent *a, struct http_conn *c, const struct http_request *req,
+			const char *rest)
+{
+	if (maybe_block(a, c, req, rest, api_h_catalog_node))
+		return;
+	const struct catalog_node *n = catalog_node_get(AC(a)->cat, rest, strlen(rest));
+	if (n == NULL) {
+		reply_read(a, c, req, 200, json_null());
+		return;
+	}
+	json_t *svcs = json_object();
+	size_t i;
+	json_t *s;
+	json_array_foreach(jget(n->doc, "Services"), i, s) {
+		const char *id = json_string_value(jget(s, "ID"));
+		if (id != NULL)
+			json_object_set_new(svcs, id, json_deep_copy(s));
+	}
+	reply_read(a, c, req, 200,
+		   json_pack("{s:o, s:o}", "Node", node_json(n), "Services", svcs));
+}
+
+/* ------------------------------------------------------------- health endpoints */
+
+void api_h_health_service(struct agent *a, struct http_conn *c, const struct http_request *req,
+			  const char *rest)
+{
+	if (maybe_block(a, c, req, rest, api_h_health_service))
+		return;
+	const char *tag = http_query_get(req, "tag");
+	const char *p = http_query_get(req, "passing");
+	bool passing = p != NULL && strcmp(p, "0") != 0 && strcasecmp(p, "false") != 0;
+	size_t n;
+	const struct catalog_inst **v = all_of(AC(a)->cat, rest, &n);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		if (tag != NULL && !inst_has_tag(v[i], tag))
+			continue;
+		json_t *checks = node_checks(v[i]->node, v[i]->id);
+		if (passing && !all_passing(checks)) {
+			json_decref(checks);
+			continue;
+		}
+		json_array_append_new(arr, json_pack("{s:o, s:o, s:o}", "Node",
+						     node_json(v[i]->node), "Service",
+						     service_json(v[i]), "Checks", checks));
+	}
+	free(v);
+	reply_read(a, c, req, 200, arr);
+}
+
+void api_h_health_node(struct agent *a, struct http_conn *c, const struct http_request *req,
+		       const char *rest)
+{
+	if (maybe_block(a, c, req, rest, api_h_health_node))
+		return;
+	const struct catalog_node *n = catalog_node_get(AC(a)->cat, rest, strlen(rest));
+	reply_read(a, c, req, 200, n ? node_checks(n, NULL) : json_array());
+}
+
+void api_h_health_checks(struct agent *a, struct http_conn *c, const struct http_request *req,
+			 const char *rest)
+{
+	if (maybe_block(a, c, req, rest, api_h_health_checks))
+		return;
+	size_t n;
+	const struct catalog_inst **v = all_of(AC(a)->cat, rest, &n);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		size_t k;
+		json_t *ch;
+		json_array_foreach(jget(v[i]->node->doc, "Checks"), k, ch) {
+			const char *sid = json_string_value(jget(ch, "ServiceID"));
+			if (sid != NULL && strcmp(sid, v[i]->id) == 0)
+				json_array_append_new(arr, json_deep_copy(ch));
+		}
+	}
+	free(v);
+	reply_read(a, c, req, 200, arr);
+}
+
+void api_h_health_state(struct agent *a, struct http_conn *c, const struct http_request *req,
+			const char *rest)
+{
+	if (strcmp(rest, "any") != 0 && check_status_parse(rest) < 0) {
+		api_reply_text(c, 400, "Invalid state");
+		return;
+	}
+	if (maybe_block(a, c, req, rest, api_h_health_state))
+		return;
+	const struct catalog *cat = AC(a)->cat;
+	json_t *arr = json_array();
+	for (size_t i = 0; i < catalog_node_count(cat); i++) {
+		json_t *checks = node_checks(catalog_node_at(cat, i), NULL);
+		size_t k;
+		json_t *ch;
+		json_array_foreach(checks, k, ch) {
+			const char *st = json_string_value(jget(ch, "Status"));
+			if (strcmp(rest, "any") == 0 || (st && strcmp(st, rest) == 0))
+				json_array_append(arr, ch);
+		}
+		json_decref(checks);
+	}
+	reply_read(a, c, req, 200, arr);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+void api_catalog_member_event(struct agent *a, int type, const struct swim_member *m)
+{
+	struct agent_catalog *ac = AC(a);
+	if (ac == NULL)
+		return;
+	switch (type) {
+	case SWIM_EV_JOIN:
+	case SWIM_EV_UPDATE:
+	case SWIM_EV_SUSPECT:
+		catalog_set_alive(ac->cat, m->name, true);
+		break;
+	case SWIM_EV_FAILED:
+		catalog_set_alive(ac->cat, m->name, false);
+		break;
+	case SWIM_EV_LEFT:
+	case SWIM_EV_REAP:
+		catalog_set_alive(ac->cat, m->name, false);
+		catalog_node_gone(ac->cat, m->name);
+		break;
+	}
+}
+
+void api_catalog_attach_store(struct agent *a, void *kv)
+{
+	if (AC(a) != NULL)
+		catalog_attach_store(AC(a)->cat, kv);
+}
+
+static int load_service_defs(struct agent_catalog *ac, const struct rumor_config *cfg, char *err,
+			     size_t errlen)
+{
+	for (size_t i = 0; i < cfg->service_defs.n; i++) {
+		json_error_t je;
+		json_t *def = json_loads(cfg->service_defs.items[i], 0, &je);
+		char e[400];
+		if (def == NULL || services_register(ac->svcs, def, e, sizeof(e)) < 0) {
+			snprintf(err, errlen, "service definition %zu: %s", i + 1,
+				 def == NULL ? je.text : e);
+			json_decref(def);
+			return -1;
+		}
+		json_decref(def);
+	}
+	return 0;
+}
+
+int api_catalog_start(struct agent *a, char *err, size_t errlen)
+{
+	struct agent_catalog *ac = calloc(1, sizeof(*ac));
+	if (ac == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	a->catalog = ac;
+	ac->loop = a->loop;
+	ev_timer_init(&ac->wake, wake_cb, 0., 0.);
+	ac->wake.data = ac;
+	ac->cat = catalog_new(a->cfg.node_name);
+	catalog_on_change(ac->cat, on_catalog_change, ac);
+	const char **mk = calloc(a->cfg.node_meta_n + 1, sizeof(char *));
+	const char **mv = calloc(a->cfg.node_meta_n + 1, sizeof(char *));
+	if (mk == NULL || mv == NULL)
+		abort();
+	for (size_t i = 0; i < a->cfg.node_meta_n; i++) {
+		mk[i] = a->cfg.node_meta[i].key;
+		mv[i] = a->cfg.node_meta[i].value;
+	}
+	struct services_config sc = {
+		.node = a->cfg.node_name,
+		.node_id = a->node_id,
+		.address = a->cfg.advertise_addr,
+		.datacenter = a->cfg.datacenter,
+		.meta_keys = mk,
+		.meta_values = mv,
+		.nmeta = a->cfg.node_meta_n,
+		.enable_script_checks = a->cfg.enable_script_checks,
+	};
+	ac->svcs = services_new(a->loop, ac->cat, &sc);
+	free(mk);
+	free(mv);
+	if (load_service_defs(ac, &a->cfg, err, errlen) < 0)
+		goto fail;
+	if (a->cfg.dns_port >= 0) {
+		struct dns_responder_config dc = {
+			.domain = a->cfg.domain,
+			.alt_domain = a->cfg.alt_domain,
+			.datacenter = a->cfg.datacenter,
+			.node_name = a->cfg.node_name,
+			.truncate = a->cfg.dns_truncate,
+			.recursor = false, /* forwarding is not implemented: REFUSED */
+		};
+		ac->resp = dns_responder_new(&dc, err, errlen);
+		if (ac->resp == NULL)
+			goto fail;
+		ac->dns = dns_server_new(a->loop, ac->resp, ac->cat, a->cfg.client_addr,
+					 (uint16_t)a->cfg.dns_port, err, errlen);
+		if (ac->dns == NULL)
+			goto fail;
+		log_info("agent: DNS server listening on %s:%u (udp+tcp), domain %s",
+			 a->cfg.client_addr, dns_server_port(ac->dns), a->cfg.domain);
+		if (a->cfg.recursors.n > 0)
+			log_warn("agent: -recursor given but forwarding is not implemented; names "
+				 "outside %s are answered REFUSED", a->cfg.domain);
+	}
+	return 0;
+fail:
+	api_catalog_stop(a);
+	return -1;
+}
+
+void api_catalog_stop(struct agent *a)
+{
+	struct agent_catalog *ac = AC(a);
+	if (ac == NULL)
+		return;
+	while (ac->waiters != NULL)
+		waiter_run(ac->waiters);
+	ev_timer_stop(ac->loop, &ac->wake);
+	dns_server_free(ac->dns);
+	dns_responder_free(ac->resp);
+	services_free(ac->svcs);
+	catalog_free(ac->cat);
+	free(ac);
+	a->catalog = NULL;
+}
