@@ -25,8 +25,12 @@
 
 #include "agent/api.h"
 #include "agent/api_catalog.h"
+#include "agent/api_event.h"
+#include "agent/events.h"
 #include "agent/http.h"
 #include "agent/log.h"
+#include "gossip/keyring.h"
+#include "gossip/serf.h"
 #include "gossip/tags.h"
 #include "gossip/transport.h"
 
@@ -41,6 +45,9 @@ struct agent_priv {
 	int start_joins_pending;
 	int start_joins_ok;
 	bool retry_in_flight;
+	uint64_t last_bcast_id;	  /* swim queue id of the last serf broadcast */
+	uint64_t leave_intent_id; /* our leave intent, waited for before swim_leave */
+	bool swim_leaving;	  /* swim_leave() called */
 };
 
 static struct agent_priv *priv(struct agent *a)
@@ -51,9 +58,8 @@ static struct agent_priv *priv(struct agent *a)
 /* ------------------------------------------------------------- tags */
 
 /* The tags a member advertises: Consul's reserved ones, then node meta. */
-static int build_meta(const struct agent *a, uint8_t *buf, size_t cap)
+static size_t build_tags(const struct agent *a, struct tag *tags)
 {
-	struct tag tags[TAGS_MAX];
 	size_t n = 0;
 	const char *fixed[][2] = {
 		{"role", "node"},
@@ -74,7 +80,73 @@ static int build_meta(const struct agent *a, uint8_t *buf, size_t cap)
 		snprintf(tags[n].value, sizeof(tags[n].value), "%s", a->cfg.node_meta[i].value);
 		n++;
 	}
+	return n;
+}
+
+static int build_meta(const struct agent *a, uint8_t *buf, size_t cap)
+{
+	static struct tag tags[TAGS_MAX];
+	size_t n = build_tags(a, tags);
 	return tags_encode(buf, cap, tags, n);
+}
+
+/* Tell the serf layer (query tag filters) and the handlers our tags. */
+static void refresh_self_tags(struct agent *a)
+{
+	static struct tag tags[TAGS_MAX];
+	size_t n = build_tags(a, tags);
+	if (a->serf != NULL)
+		serf_set_tags(a->serf, tags, n);
+	if (a->events != NULL)
+		agent_events_set_self(a->events, a->cfg.node_name, tags, n);
+}
+
+int agent_set_tags(struct agent *a, const char *const *keys, const char *const *values, size_t n,
+		   char *err, size_t errlen)
+{
+	struct rumor_config_meta *nm = calloc(n ? n : 1, sizeof(*nm));
+	if (nm == NULL)
+		abort();
+	for (size_t i = 0; i < n; i++) {
+		nm[i].key = strdup(keys[i]);
+		nm[i].value = strdup(values[i]);
+		if (nm[i].key == NULL || nm[i].value == NULL)
+			abort();
+	}
+	struct rumor_config_meta *old = a->cfg.node_meta;
+	size_t oldn = a->cfg.node_meta_n;
+	a->cfg.node_meta = nm;
+	a->cfg.node_meta_n = n;
+	uint8_t meta[ML_META_MAX];
+	int mlen = build_meta(a, meta, sizeof(meta));
+	struct rumor_config_meta *drop = nm;
+	size_t dropn = n;
+	if (mlen < 0) {
+		a->cfg.node_meta = old;
+		a->cfg.node_meta_n = oldn;
+		snprintf(err, errlen, "tags do not fit in %d bytes of node meta", ML_META_MAX);
+	} else {
+		drop = old;
+		dropn = oldn;
+	}
+	for (size_t i = 0; i < dropn; i++) {
+		free(drop[i].key);
+		free(drop[i].value);
+	}
+	free(drop);
+	if (mlen < 0)
+		return -1;
+	struct swim *s = gossip_transport_swim(a->gossip);
+	swim_set_meta(s, gossip_now_ms(), meta, (size_t)mlen);
+	gossip_transport_kick(a->gossip);
+	refresh_self_tags(a);
+	return 0;
+}
+
+const char *agent_keyring_path(const struct agent *a, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s/serf/local.keyring", a->cfg.data_dir);
+	return buf;
 }
 
 /* ---------------------------------------------------------- node id */
@@ -122,6 +194,14 @@ int agent_member_status(const struct agent *a, const void *mp)
 	struct swim *s = gossip_transport_swim(a->gossip);
 	if (m == swim_self(s) && a->leaving && !a->left)
 		return 2; /* leaving */
+	enum serf_status st = a->serf != NULL ? serf_member_status(a->serf, m->name)
+					      : SERF_STATUS_NONE;
+	if (st == SERF_STATUS_LEAVING && m->state == ML_STATE_DEAD)
+		return 3; /* left (its leave intent came first) */
+	if (st == SERF_STATUS_LEAVING && (m->state == ML_STATE_ALIVE || m->state == ML_STATE_SUSPECT))
+		return 2;
+	if (st == SERF_STATUS_LEFT && m->state == ML_STATE_DEAD)
+		return 3;
 	switch (m->state) {
 	case ML_STATE_ALIVE:
 	case ML_STATE_SUSPECT:
@@ -136,8 +216,15 @@ int agent_member_status(const struct agent *a, const void *mp)
 
 static void on_member_event(void *ud, enum swim_event_type type, const struct swim_member *m)
 {
+	struct agent *a = ud;
 	char addr[64];
 	ml_addr_str(&m->addr, addr, sizeof(addr));
+	enum serf_event sev = a->serf != NULL ? serf_member_event(a->serf, type, m->name)
+					      : SERF_EV_NONE;
+	if (a->events != NULL && sev != SERF_EV_NONE)
+		agent_events_member(a->events, sev, m->name, &m->addr, m->meta, m->meta_len);
+	if (type == SWIM_EV_FAILED && sev == SERF_EV_MEMBER_LEAVE)
+		type = SWIM_EV_LEFT; /* a leave intent came first: serf logs a leave */
 	switch (type) {
 	case SWIM_EV_JOIN:
 		log_info("serf: EventMemberJoin: %s %s", m->name, addr);
@@ -170,10 +257,124 @@ static void on_member_event(void *ud, enum swim_event_type type, const struct sw
 static void on_user_msg(void *ud, const uint8_t *p, size_t len)
 {
 	struct agent *a = ud;
-	(void)a;
 	if (len == 0)
 		return;
 	log_trace("agent: user message type %u, %zu bytes", p[0], len);
+	if (p[0] < 32 && a->serf != NULL)
+		serf_handle_msg(a->serf, gossip_now_ms(), p, len);
+}
+
+/* ------------------------------------------------------------ serf glue */
+
+static uint8_t *on_local_state(void *ud, bool join, size_t *len)
+{
+	struct agent *a = ud;
+	(void)join;
+	return a->serf != NULL ? serf_local_state_new(a->serf, len) : NULL;
+}
+
+static void on_merge_state(void *ud, const uint8_t *p, size_t len, bool join)
+{
+	struct agent *a = ud;
+	if (a->serf != NULL)
+		serf_merge_state(a->serf, p, len, join);
+}
+
+static void serf_io_broadcast(void *ctx, const uint8_t *msg, size_t len)
+{
+	struct agent *a = ctx;
+	if (a->gossip == NULL)
+		return;
+	priv(a)->last_bcast_id = swim_broadcast_user(gossip_transport_swim(a->gossip), msg, len);
+}
+
+static void serf_io_send_to(void *ctx, const struct ml_addr *to, const uint8_t *msg, size_t len)
+{
+	struct agent *a = ctx;
+	if (a->gossip != NULL)
+		swim_send_user(gossip_transport_swim(a->gossip), to, msg, len);
+}
+
+static void serf_io_user_event(void *ctx, uint64_t ltime, const char *name, const uint8_t *payload,
+			       size_t len, bool coalesce)
+{
+	struct agent *a = ctx;
+	log_info("agent: Received event: user-event: %s", name);
+	api_event_record(a, ltime, name, payload, len);
+	if (a->events != NULL)
+		agent_events_user(a->events, ltime, name, payload, len, coalesce);
+}
+
+static void serf_io_query(void *ctx, const struct serf_query_in *q)
+{
+	struct agent *a = ctx;
+	if (strncmp(q->name, "_serf_", 6) == 0) {
+		api_event_internal_query(a, q);
+		return;
+	}
+	log_info("agent: Received event: query: %s", q->name);
+	if (a->events != NULL)
+		agent_events_query(a->events, q, gossip_now_ms());
+}
+
+static void serf_io_query_response(void *ctx, uint32_t id, const char *from, bool ack,
+				   const uint8_t *payload, size_t len)
+{
+	api_event_query_response(ctx, id, from, ack, payload, len);
+}
+
+static void on_handler_response(void *ud, const struct serf_query_in *q, const uint8_t *out,
+				size_t len)
+{
+	struct agent *a = ud;
+	char err[128];
+	if (gossip_now_ms() > q->deadline) {
+		log_warn("agent: Failed to respond to query: response is past the deadline");
+		return;
+	}
+	if (serf_query_respond(a->serf, q, out, len, err, sizeof(err)) < 0)
+		log_warn("agent: Failed to respond to query: %s", err);
+}
+
+/* Gossip encryption from the keyring file or -encrypt; 0 or -1 with err. */
+static int setup_keyring(struct agent *a, char *err, size_t errlen)
+{
+	char path[4200];
+	agent_keyring_path(a, path, sizeof(path));
+	struct stat sb;
+	bool have_file = stat(path, &sb) == 0;
+	if (a->cfg.encrypt_key_len == 0 && !have_file)
+		return 0;
+	if (!keyring_available()) {
+		snprintf(err, errlen,
+			 "gossip encryption was asked for, but this CPU lacks AES-NI: libsodium's "
+			 "AES-256-GCM needs it, so encryption cannot start");
+		return -1;
+	}
+	if (a->cfg.encrypt_key_len != 0 && a->cfg.encrypt_key_len != KEYRING_KEY_LEN) {
+		snprintf(err, errlen,
+			 "-encrypt: %zu-byte keys (AES-%zu) are not supported: rumor uses "
+			 "libsodium's AES-256-GCM, which needs a 32-byte key (`rumor keygen`)",
+			 a->cfg.encrypt_key_len, a->cfg.encrypt_key_len * 8);
+		return -1;
+	}
+	a->keyring = keyring_new();
+	if (have_file) {
+		if (keyring_load(a->keyring, path, err, errlen) < 0)
+			return -1;
+		if (a->cfg.encrypt_key_len != 0)
+			log_warn("agent: keyring file %s exists: using it and ignoring -encrypt", path);
+		return 0;
+	}
+	if (keyring_add(a->keyring, a->cfg.encrypt_key, err, errlen) < 0)
+		return -1;
+	char dir[4200];
+	snprintf(dir, sizeof(dir), "%s/serf", a->cfg.data_dir);
+	mkdir(dir, 0700);
+	char e2[256];
+	if (keyring_save(a->keyring, path, e2, sizeof(e2)) < 0)
+		log_warn("agent: cannot persist the keyring: %s", e2);
+	return 0;
 }
 
 /* ------------------------------------------------------------ joins */
@@ -193,6 +394,8 @@ static void start_join_done(void *ud, bool ok, const char *error)
 	struct agent_priv *p = priv(a);
 	if (ok) {
 		log_info("agent: Join completed. Synced with %s", sj->addr);
+		if (a->serf != NULL)
+			serf_broadcast_join(a->serf);
 		a->joined_once = true;
 	} else {
 		log_warn("agent: Join %s failed: %s", sj->addr, error ? error : "unknown error");
@@ -274,6 +477,16 @@ static void leave_poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct agent *a = w->data;
 	struct agent_priv *p = priv(a);
 	struct swim *s = gossip_transport_swim(a->gossip);
+	if (!p->swim_leaving) {
+		/* first our serf leave intent, so that others record "left" */
+		if (swim_broadcast_pending(s, p->leave_intent_id) && swim_num_alive(s) > 1 &&
+		    gossip_now_ms() - p->leave_started < BROADCAST_TIMEOUT_MS)
+			return;
+		p->swim_leaving = true;
+		swim_leave(s, gossip_now_ms());
+		gossip_transport_kick(a->gossip);
+		return;
+	}
 	bool done = swim_leave_done(s);
 	if (!done && gossip_now_ms() - p->leave_started < BROADCAST_TIMEOUT_MS)
 		return;
@@ -294,9 +507,12 @@ void agent_leave(struct agent *a)
 		return;
 	a->leaving = true;
 	log_info("agent: Gracefully shutting down agent...");
-	struct swim *s = gossip_transport_swim(a->gossip);
 	p->leave_started = gossip_now_ms();
-	swim_leave(s, p->leave_started);
+	if (a->serf != NULL) {
+		p->last_bcast_id = 0;
+		serf_broadcast_leave(a->serf);
+		p->leave_intent_id = p->last_bcast_id;
+	}
 	gossip_transport_kick(a->gossip);
 	ev_timer_init(&p->leave_timer, leave_poll_cb, LEAVE_POLL_S, LEAVE_POLL_S);
 	p->leave_timer.data = a;
@@ -343,6 +559,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 			swim_set_meta(s, gossip_now_ms(), meta, (size_t)mlen);
 			gossip_transport_kick(a->gossip);
 		}
+		refresh_self_tags(a);
 		log_info("agent: Reloaded configuration (log level %s)",
 			 rumor_config_log_level_name(a->cfg.log_level));
 		return;
@@ -423,7 +640,9 @@ int agent_main(int argc, char **argv)
 	gc.advertise.port = (uint16_t)a->cfg.serf_lan_port;
 	gc.tcp_timeout_ms = 0;
 	gc.swim.name = a->cfg.node_name;
-	static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
+	/* memberlist 1..5 speaking 2; serf delegate protocol 2..5 speaking 5, as
+	 * serf 0.8.2 advertises */
+	static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 5};
 	memcpy(gc.swim.vsn, vsn, 6);
 	swim_timing_profile(&gc.swim.timing, rumor_config_profile_name(a->cfg.profile));
 	gc.swim.timing.reconnect_timeout_ms = a->cfg.reconnect_timeout_ms;
@@ -441,7 +660,40 @@ int agent_main(int argc, char **argv)
 	gc.swim.meta_len = (size_t)mlen;
 	gc.on_event = on_member_event;
 	gc.on_user_msg = on_user_msg;
+	gc.local_state = on_local_state;
+	gc.merge_state = on_merge_state;
 	gc.ud = a;
+	if (setup_keyring(a, err, sizeof(err)) < 0) {
+		fprintf(stderr, "==> Error starting agent: %s\n", err);
+		goto out_config;
+	}
+	if (a->keyring != NULL) {
+		gc.keyring = a->keyring;
+		gc.swim.timing.udp_budget -= KEYRING_OVERHEAD;
+		log_info("agent: gossip encryption enabled: AES-256-GCM (libsodium), %zu key(s) "
+			 "in the keyring",
+			 keyring_count(a->keyring));
+	}
+	struct serf_io sio = {
+		.ctx = a,
+		.broadcast = serf_io_broadcast,
+		.send_to = serf_io_send_to,
+		.user_event = serf_io_user_event,
+		.query = serf_io_query,
+		.query_response = serf_io_query_response,
+	};
+	a->serf = serf_new(a->cfg.node_name, &sio);
+	if (a->serf == NULL) {
+		fprintf(stderr, "==> Error starting agent: invalid node name\n");
+		goto out_config;
+	}
+	a->events = agent_events_new(a->loop, &a->cfg.event_handlers, on_handler_response, a, err,
+				     sizeof(err));
+	if (a->events == NULL) {
+		fprintf(stderr, "==> Error starting agent: %s\n", err);
+		goto out_config;
+	}
+	refresh_self_tags(a);
 	a->gossip = gossip_transport_new(a->loop, &gc, err, sizeof(err));
 	if (a->gossip == NULL) {
 		fprintf(stderr, "==> Error starting agent: %s\n", err);
@@ -514,6 +766,13 @@ out_gossip:
 	gossip_transport_free(a->gossip);
 	a->gossip = NULL;
 out_config:
+	api_event_free(a);
+	agent_events_free(a->events);
+	a->events = NULL;
+	serf_free(a->serf);
+	a->serf = NULL;
+	keyring_free(a->keyring);
+	a->keyring = NULL;
 	if (a->cfg.data_dir_is_temp && a->cfg.data_dir != NULL)
 		nftw(a->cfg.data_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	rumor_config_free(&a->cfg);

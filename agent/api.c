@@ -10,6 +10,7 @@
 
 #include "agent/agent.h"
 #include "agent/api_catalog.h"
+#include "agent/api_event.h"
 #include "agent/http.h"
 #include "agent/log.h"
 #include "gossip/tags.h"
@@ -291,6 +292,12 @@ static const struct api_route routes[] = {
 	{"/v1/agent/force-leave/", 1, M_PUT | M_GET | M_POST, h_force_leave},
 	{"/v1/status/leader", 0, M_GET, h_leader},
 	{"/v1/status/peers", 0, M_GET, h_peers},
+	/* serf layer: agent/api_event.c */
+	{"/v1/event/fire/", 1, M_PUT | M_POST, api_event_fire},
+	{"/v1/event/list", 0, M_GET, api_event_list},
+	{"/v1/event/query/", 1, M_PUT | M_POST, api_event_query},
+	{"/v1/agent/tags", 0, M_PUT | M_POST, api_event_tags},
+	{"/v1/operator/keyring", 0, M_GET | M_PUT | M_POST | M_DELETE, api_event_keyring},
 	/* services, checks, catalog, health: agent/api_catalog.c (python-consul
 	 * 0.7.1 sends GET for deregister and TTL updates) */
 	{"/v1/agent/service/register", 0, M_PUT | M_POST, api_h_service_register},

@@ -296,6 +296,7 @@ enum opt_kind {
 	K_DOMAIN,
 	K_ENCRYPT,
 	K_LIST,     /* join addresses, appended */
+	K_STRLIST,  /* any strings, appended (event handlers) */
 	K_META,     /* key:value, merged */
 	K_SVCDEF,   /* JSON only: service definition(s), kept as JSON text */
 	K_CFGFILE,  /* flag only: a config source */
@@ -368,7 +369,13 @@ static const struct opt opts[] = {
 	{"profile", "profile", K_PROFILE, OFF(profile), 0, "PROFILE",
 	 "Gossip timing profile: lan, wan or local. Default: lan."},
 	{"encrypt", "encrypt", K_ENCRYPT, 0, 0, "KEY",
-	 "Base64 gossip encryption key of 16, 24 or 32 bytes."},
+	 "Base64 gossip encryption key (32 bytes, as `rumor keygen` or\n"
+	 "`serf keygen` make; 16/24-byte keys are refused at start)."},
+	{"event-handler", "event_handlers", K_STRLIST, OFF(event_handlers), 0,
+	 "[TYPE=]SCRIPT",
+	 "Run SCRIPT for serf events (member-join, member-leave,\n"
+	 "member-failed, member-update, member-reap, user[:NAME],\n"
+	 "query[:NAME]; comma-separated TYPEs). Repeatable."},
 	{"leave-on-terminate", "leave_on_terminate", K_BOOL,
 	 OFF(leave_on_terminate), 0, "",
 	 "Leave the cluster gracefully on SIGTERM. Default: true."},
@@ -656,6 +663,11 @@ static const char *opt_set(struct rumor_config *c, const struct opt *o,
 	case K_SVCDEF:
 		list_push(&FIELD(c, o, struct rumor_config_list), s);
 		return NULL;
+	case K_STRLIST:
+		if (s[0] == '\0')
+			return "must not be empty";
+		list_push(&FIELD(c, o, struct rumor_config_list), s);
+		return NULL;
 	case K_META: {
 		/* Consul: split at the first ':'; no ':' means an empty value. */
 		const char *colon = strchr(s, ':');
@@ -715,6 +727,7 @@ void rumor_config_free(struct rumor_config *c)
 	free(c->data_dir);
 	list_free(&c->start_join);
 	list_free(&c->retry_join);
+	list_free(&c->event_handlers);
 	list_free(&c->recursors);
 	list_free(&c->service_defs);
 	free(c->alt_domain);
@@ -795,7 +808,8 @@ static int json_apply(struct rumor_config *c, const struct opt *o,
 	const char *want = NULL;
 
 	switch (o->kind) {
-	case K_LIST: {
+	case K_LIST:
+	case K_STRLIST: {
 		size_t i;
 		json_t *e;
 		if (!json_is_array(v)) {

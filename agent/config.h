@@ -119,6 +119,8 @@ struct rumor_config {
 	uint8_t encrypt_key[RUMOR_CONFIG_KEY_MAX];
 	size_t encrypt_key_len;
 
+	struct rumor_config_list event_handlers; /* -event-handler / event_handlers */
+
 	/* services, checks and DNS (agent/api_catalog.c) */
 	bool enable_script_checks;  /* -enable-script-checks; false */
 	struct rumor_config_list recursors; /* -recursor / recursors */
