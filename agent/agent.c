@@ -33,6 +33,7 @@
 #include "gossip/serf.h"
 #include "gossip/tags.h"
 #include "gossip/transport.h"
+#include "kv/kv.h"
 
 #define BROADCAST_TIMEOUT_MS 5000 /* serf's BroadcastTimeout */
 #define LEAVE_POLL_S 0.05
@@ -61,6 +62,8 @@ static struct agent_priv *priv(struct agent *a)
 static size_t build_tags(const struct agent *a, struct tag *tags)
 {
 	size_t n = 0;
+	char rpc_port[16];
+	snprintf(rpc_port, sizeof(rpc_port), "%d", a->kv != NULL ? kv_sync_port(a->kv) : -1);
 	const char *fixed[][2] = {
 		{"role", "node"},
 		{"dc", a->cfg.datacenter},
@@ -69,8 +72,11 @@ static size_t build_tags(const struct agent *a, struct tag *tags)
 		{"vsn_min", "2"},
 		{"vsn_max", "3"},
 		{"id", a->node_id},
+		{"rpc_port", a->kv != NULL ? rpc_port : NULL},
 	};
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		if (fixed[i][1] == NULL)
+			continue;
 		snprintf(tags[n].key, sizeof(tags[n].key), "%s", fixed[i][0]);
 		snprintf(tags[n].value, sizeof(tags[n].value), "%s", fixed[i][1]);
 		n++;
@@ -245,6 +251,8 @@ static void on_member_event(void *ud, enum swim_event_type type, const struct sw
 		log_info("serf: EventMemberReap: %s", m->name);
 		break;
 	}
+	if (a->kv != NULL && type == SWIM_EV_JOIN)
+		kv_on_member(a->kv, true, m);
 	api_catalog_member_event(ud, type, m);
 }
 
@@ -262,6 +270,8 @@ static void on_user_msg(void *ud, const uint8_t *p, size_t len)
 	log_trace("agent: user message type %u, %zu bytes", p[0], len);
 	if (p[0] < 32 && a->serf != NULL)
 		serf_handle_msg(a->serf, gossip_now_ms(), p, len);
+	else if (p[0] >= 0x80 && p[0] < 0x90 && a->kv != NULL)
+		kv_on_user_msg(a->kv, p, len);
 }
 
 /* ------------------------------------------------------------ serf glue */
@@ -649,6 +659,21 @@ int agent_main(int argc, char **argv)
 	gc.tcp_timeout_ms = a->cfg.profile == RUMOR_CONFIG_PROFILE_WAN ? 30000
 			    : a->cfg.profile == RUMOR_CONFIG_PROFILE_LOCAL ? 1000
 									   : 10000;
+	if (a->cfg.server_port >= 0 || a->cfg.dev) {
+		struct kv_config kc = {
+			.data_dir = a->cfg.data_dir,
+			.node_name = a->cfg.node_name,
+			.bind_addr = a->cfg.bind_addr,
+			.sync_port = a->cfg.server_port < 0 ? 0 : a->cfg.server_port,
+			.tombstone_ttl_ms = a->cfg.kv_tombstone_ttl_ms,
+			.sync_interval_ms = a->cfg.kv_sync_interval_ms,
+		};
+		a->kv = kv_new(a->loop, &kc, err, sizeof(err));
+		if (a->kv == NULL) {
+			fprintf(stderr, "==> Error starting agent: %s\n", err);
+			goto out_config;
+		}
+	}
 	uint8_t meta[ML_META_MAX];
 	int mlen = build_meta(a, meta, sizeof(meta));
 	if (mlen < 0) {
@@ -699,6 +724,8 @@ int agent_main(int argc, char **argv)
 		fprintf(stderr, "==> Error starting agent: %s\n", err);
 		goto out_config;
 	}
+	if (a->kv != NULL)
+		kv_set_swim(a->kv, gossip_transport_swim(a->gossip));
 
 	if (api_catalog_start(a, err, sizeof(err)) < 0) {
 		fprintf(stderr, "==> Error starting agent: %s\n", err);
@@ -760,12 +787,18 @@ int agent_main(int argc, char **argv)
 		unlink(a->cfg.pid_file);
 out_http:
 	api_catalog_stop(a); /* answers parked queries while HTTP is up */
+	kv_free(a->kv); /* acknowledges committed writes while HTTP is up */
+	a->kv = NULL;
 	api_stop(a);
 out_gossip:
 	api_catalog_stop(a);
+	kv_free(a->kv);
+	a->kv = NULL;
 	gossip_transport_free(a->gossip);
 	a->gossip = NULL;
 out_config:
+	kv_free(a->kv);
+	a->kv = NULL;
 	api_event_free(a);
 	agent_events_free(a->events);
 	a->events = NULL;

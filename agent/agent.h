@@ -41,6 +41,7 @@ struct agent {
 	struct agent_events *events; /* -event-handler runner */
 	struct api_event *api_event; /* /v1/event state (agent/api_event.c) */
 	struct agent_catalog *catalog; /* services, checks, catalog, DNS (agent/api_catalog.c) */
+	struct kv *kv;		       /* replicated key-value engine (kv/kv.h) */
 	void *priv; /* agent.c's watchers */
 };
 

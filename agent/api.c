@@ -10,6 +10,7 @@
 
 #include "agent/agent.h"
 #include "agent/api_catalog.h"
+#include "agent/api_kv.h"
 #include "agent/api_event.h"
 #include "agent/http.h"
 #include "agent/log.h"
@@ -292,6 +293,9 @@ static const struct api_route routes[] = {
 	{"/v1/agent/force-leave/", 1, M_PUT | M_GET | M_POST, h_force_leave},
 	{"/v1/status/leader", 0, M_GET, h_leader},
 	{"/v1/status/peers", 0, M_GET, h_peers},
+	/* key-value store: agent/api_kv.c */
+	{"/v1/kv/", 1, M_GET | M_PUT | M_DELETE, api_kv_handle},
+	{"/v1/txn", 0, M_PUT | M_POST, api_kv_txn},
 	/* serf layer: agent/api_event.c */
 	{"/v1/event/fire/", 1, M_PUT | M_POST, api_event_fire},
 	{"/v1/event/list", 0, M_GET, api_event_list},

@@ -356,6 +356,15 @@ static const struct opt opts[] = {
 	 OFF(reconnect_timeout_ms), 1000, "DURATION",
 	 "How long a failed node is kept before it is reaped (>= 1s).\n"
 	 "Default: 72h."},
+	{"server-port", "ports.server", K_PORT_OFF, OFF(server_port), 0, "PORT",
+	 "TCP port of the KV anti-entropy listener (advertised in the\n"
+	 "rpc_port tag), -1 to disable. Default: 8300."},
+	{"kv-tombstone-ttl", "kv_tombstone_ttl", K_DUR, OFF(kv_tombstone_ttl_ms), 1000,
+	 "DURATION",
+	 "How long KV deletes are remembered; a replica away longer is\n"
+	 "rebuilt from peers. Default: 72h."},
+	{"kv-sync-interval", "kv_sync_interval", K_DUR, OFF(kv_sync_interval_ms), 100,
+	 "DURATION", "Period of KV anti-entropy with a random peer. Default: 10s."},
 	{"config-file", NULL, K_CFGFILE, 0, 0, "PATH",
 	 "JSON config file to load. Repeatable."},
 	{"config-dir", NULL, K_CFGDIR, 0, 0, "PATH",
@@ -710,6 +719,9 @@ void rumor_config_init(struct rumor_config *c)
 	c->retry_interval_ms = 30 * 1000;
 	c->retry_max = 0;
 	c->reconnect_timeout_ms = 72LL * 3600 * 1000;
+	c->server_port = 8300;
+	c->kv_tombstone_ttl_ms = 72LL * 3600 * 1000;
+	c->kv_sync_interval_ms = 10000;
 	c->profile = RUMOR_CONFIG_PROFILE_LAN;
 	c->log_level = RUMOR_CONFIG_LOG_INFO;
 	c->leave_on_terminate = true;

@@ -107,6 +107,9 @@ struct rumor_config {
 	int retry_max;              /* -retry-max; 0 = retry forever */
 	bool rejoin_after_leave;    /* -rejoin-after-leave; false */
 	int64_t reconnect_timeout_ms; /* -reconnect-timeout; 72h, >= 1s */
+	int server_port;            /* -server-port / ports.server: KV sync TCP; 8300; -1 off */
+	int64_t kv_tombstone_ttl_ms; /* -kv-tombstone-ttl; 72h, >= 1s */
+	int64_t kv_sync_interval_ms; /* -kv-sync-interval; 10s, >= 100ms */
 
 	/* behaviour */
 	bool dev;                   /* -dev */

@@ -1,0 +1,108 @@
+/*
+ * kv/repl.h — KV replication protocol, sans-I/O: the gossip messages and
+ * the anti-entropy exchange over a byte stream.
+ *
+ * Owns: the encoders and (paranoid) decoders of every byte rumor's KV sends
+ * between agents, and the sync session state machine. It never touches a
+ * socket, a clock or a random source: the driver (kv/kv.c on libev, or the
+ * simulator) feeds it frames and writes out what it returns. Records it
+ * receives are handed to the caller's apply function, which merges them
+ * (larger (hlc, node) wins) into the store.
+ *
+ * Gossip user messages (memberlist user payload; first byte is the type):
+ *   0x80 SET       u16 key_len, key, record (kv/store.h encoding)
+ *                  - values up to KV_INLINE_MAX bytes travel inline
+ *   0x81 ANNOUNCE  u16 key_len, key, u64 hlc, u8 node_len, node, u32 size
+ *                  - a larger value: receivers that hold an older version
+ *                    pull it from the writer over TCP (PULL below)
+ *
+ * Sync stream frames: u32 length (of type + payload, big-endian), u8 type,
+ * payload. Exchange, initiator I and responder R:
+ *   I -> R  DIGEST   KV_BUCKETS x u64 (sums of entry hashes per bucket)
+ *   R -> I  DIFF     u8[KV_BUCKETS/8] bitmap of differing buckets,
+ *                    then R's records of those buckets (RECORDS body)
+ *   I -> R  RECORDS  I's records of the same buckets; both sides done.
+ *   Pull:  I -> R PULL u16 key_len key;  R -> I RECORDS (0 or 1 record).
+ * RECORDS body: u32 count, then count x (u16 key_len, key, record).
+ * Only differing buckets travel, so the bytes grow with the difference (in
+ * bucket granularity: a differing bucket costs its whole contents), not with
+ * the store; equal replicas exchange 2 KiB each way.
+ *
+ * Error convention: decoders return -1 with a message naming the field;
+ * kv_sync_feed returns -1 with a message when the peer breaks the protocol.
+ */
+#ifndef RUMOR_KV_REPL_H
+#define RUMOR_KV_REPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv/store.h"
+
+#define KV_MSG_SET 0x80
+#define KV_MSG_ANNOUNCE 0x81
+#define KV_INLINE_MAX 512
+#define KV_FRAME_MAX (256u << 20)
+
+enum kv_frame_type { KV_F_DIGEST = 1, KV_F_DIFF = 2, KV_F_RECORDS = 3, KV_F_PULL = 4 };
+
+/* A growable output buffer (owned by the caller; kv_buf_free releases). */
+struct kv_buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+void kv_buf_free(struct kv_buf *b);
+
+struct kv_msg {
+	uint8_t type;
+	const char *key; /* points into the message */
+	size_t key_len;
+	struct kv_rec rec; /* SET */
+	uint64_t hlc;      /* ANNOUNCE */
+	const char *node;
+	uint8_t node_len;
+	uint32_t size;
+};
+
+/* Decode a gossip user message (type 0x80/0x81). 0 or -1 with err. */
+int kv_msg_decode(const uint8_t *p, size_t len, struct kv_msg *m, char *err, size_t errlen);
+/* Encode SET into out (replaces its contents); 0 or -1 (no memory). */
+int kv_msg_encode_set(struct kv_buf *out, const char *key, size_t key_len, const struct kv_rec *r);
+/* Encode ANNOUNCE for a record whose value is too large to inline. */
+int kv_msg_encode_announce(struct kv_buf *out, const char *key, size_t key_len,
+			   const struct kv_rec *r);
+
+/* Split one frame off a stream buffer: returns bytes consumed (>0) with
+ * type, payload and plen set, 0 if more bytes are needed, -1 if malformed. */
+long kv_frame_next(const uint8_t *p, size_t len, uint8_t *type, const uint8_t **payload,
+		   size_t *plen, char *err, size_t errlen);
+
+/* Merge one received record; returns 1 applied (newer), 0 ignored, -1 error. */
+typedef int (*kv_apply_fn)(void *ctx, const char *key, size_t key_len, const struct kv_rec *r);
+
+enum kv_sync_role { KV_SYNC_INITIATOR, KV_SYNC_RESPONDER, KV_SYNC_PULLER };
+
+struct kv_sync {
+	enum kv_sync_role role;
+	int state;
+	struct kv_store *store;
+	kv_apply_fn apply;
+	void *ctx;
+	uint8_t diff[KV_BUCKETS / 8];
+	uint64_t records_in, records_out;
+};
+
+/* Start a session; the initiator/puller's first frame is appended to out. */
+int kv_sync_start(struct kv_sync *s, enum kv_sync_role role, struct kv_store *st,
+		  kv_apply_fn apply, void *ctx, const char *pull_key, size_t pull_key_len,
+		  struct kv_buf *out);
+/* Feed one frame: 0 continue (frames appended to out), 1 done, -1 error. */
+int kv_sync_feed(struct kv_sync *s, uint8_t type, const uint8_t *payload, size_t plen,
+		 struct kv_buf *out, char *err, size_t errlen);
+
+/* Decode a RECORDS body calling apply per record; count or -1 (fuzzing). */
+long kv_records_decode(const uint8_t *p, size_t len, kv_apply_fn apply, void *ctx, char *err,
+		       size_t errlen);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * kv/store.h — the local replica in LMDB, the record codec, and the
+ * bucketed digest used by anti-entropy.
+ *
+ * Owns: the LMDB environment in <dir> with three databases:
+ *   "kv"   key -> record (live entries and tombstones)
+ *   "bkt"  (bucket byte, key) -> "" : the keys of each digest bucket, so a
+ *          differing bucket is read without scanning the store
+ *   "meta" "last_seen" -> wall ms of the last commit (away-too-long check)
+ * and the in-memory digest: KV_BUCKETS sums of a 64-bit hash of
+ * (key, version, writer). Sums, so a write updates its bucket in O(1):
+ * subtract the old entry's hash, add the new one's. Built by one scan at open.
+ *
+ * One write transaction at a time, opened by kv_store_begin and ended by
+ * kv_store_commit / kv_store_abort (abort restores the digest). Reads take
+ * `committed`: true reads through a read transaction (committed data only),
+ * false reads through the open write transaction (falls back to committed
+ * when none is open).
+ *
+ * A record's bytes (kv_rec_encode) are the same on disk and on the wire:
+ *   u8 version(1) u8 tombstone u64 hlc u64 create_hlc u64 flags
+ *   u8 node_len node[node_len] u32 value_len value[value_len]   (big-endian)
+ *
+ * Error convention: -1 with a message in err (or logged by the caller).
+ */
+#ifndef RUMOR_KV_STORE_H
+#define RUMOR_KV_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KV_BUCKETS 256
+
+struct kv_store;
+
+struct kv_rec {
+	uint64_t hlc;
+	uint64_t create;
+	uint64_t flags;
+	bool tomb;
+	uint8_t node_len;
+	const char *node; /* not NUL-terminated */
+	uint32_t value_len;
+	const uint8_t *value;
+};
+
+/* Bytes kv_rec_encode writes. */
+size_t kv_rec_size(const struct kv_rec *r);
+/* Writes the record at buf (room for kv_rec_size); returns the end. */
+uint8_t *kv_rec_encode(const struct kv_rec *r, uint8_t *buf);
+/* Reads one record from [*pos, end); pointers in r point into the input.
+ * 0 and *pos advanced, or -1 with err naming the field. */
+int kv_rec_decode(const uint8_t **pos, const uint8_t *end, struct kv_rec *r, char *err,
+		  size_t errlen);
+/* >0 if a's version (hlc, node) is larger than b's, 0 equal, <0 smaller. */
+int kv_rec_cmp(const struct kv_rec *a, const struct kv_rec *b);
+/* The digest bucket of a key. */
+unsigned kv_bucket_of(const char *key, size_t key_len);
+
+/* Open (creating) the store in dir; map_size 0 = 1 GiB. NULL with err. */
+struct kv_store *kv_store_open(const char *dir, size_t map_size, char *err, size_t errlen);
+void kv_store_close(struct kv_store *s);
+
+/* Write transaction. begin: 0 (also if already open) or -1. */
+int kv_store_begin(struct kv_store *s);
+bool kv_store_in_txn(const struct kv_store *s);
+int kv_store_commit(struct kv_store *s, char *err, size_t errlen);
+void kv_store_abort(struct kv_store *s);
+
+/* Read one record: 1 found (*r valid until the next store call), 0 absent, -1 error. */
+int kv_store_get(struct kv_store *s, bool committed, const char *key, size_t key_len,
+		 struct kv_rec *r);
+/* Write (replace) a record inside the open write transaction. 0 or -1. */
+int kv_store_put(struct kv_store *s, const char *key, size_t key_len, const struct kv_rec *r);
+
+/* Visit records whose key starts with prefix, in key order; fn returns
+ * non-zero to stop. Returns the number visited or -1. */
+typedef int (*kv_store_fn)(void *ud, const char *key, size_t key_len, const struct kv_rec *r);
+int kv_store_scan(struct kv_store *s, bool committed, const char *prefix, size_t prefix_len,
+		  kv_store_fn fn, void *ud);
+/* Visit the records of one digest bucket. */
+int kv_store_scan_bucket(struct kv_store *s, bool committed, unsigned bucket, kv_store_fn fn,
+			 void *ud);
+
+/* The digest (KV_BUCKETS sums), including the open transaction's writes. */
+const uint64_t *kv_store_digest(const struct kv_store *s);
+
+/* Delete tombstones whose version is older than before_ms (in the open
+ * write transaction). Returns the number purged or -1. */
+int kv_store_purge(struct kv_store *s, int64_t before_ms);
+/* Delete everything (a node that was away too long). In the open txn. */
+int kv_store_wipe(struct kv_store *s);
+
+/* meta "last_seen" (wall ms): read committed; write in the open txn. */
+int64_t kv_store_last_seen(struct kv_store *s);
+int kv_store_set_last_seen(struct kv_store *s, int64_t ms);
+
+/* Live keys and tombstones (counted at open, kept up to date). */
+void kv_store_counts(const struct kv_store *s, uint64_t *live, uint64_t *tombs);
+
+#endif
