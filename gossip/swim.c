@@ -1271,6 +1271,7 @@ int swim_stream_recv(struct swim *s, int64_t now, const uint8_t *buf, size_t len
 			}
 		}
 		if (rc == ML_OK) {
+			s->stats.push_pulls++;
 			res->join = h.join;
 			for (uint32_t i = 0; i < h.nodes; i++)
 				merge_remote(s, now, &nodes[i]);
@@ -1712,6 +1713,16 @@ int swim_health_score(const struct swim *s)
 const struct swim_stats *swim_stats(const struct swim *s)
 {
 	return &s->stats;
+}
+
+size_t swim_broadcast_queue_len(const struct swim *s)
+{
+	return s->bq.n;
+}
+
+uint64_t swim_broadcast_queue_dropped(const struct swim *s)
+{
+	return s->bq.dropped;
 }
 
 const struct swim_timing *swim_timing(const struct swim *s)

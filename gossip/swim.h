@@ -119,7 +119,8 @@ struct swim_stats {
 	uint64_t bad_packets;
 	uint64_t probes, probe_failures, indirect_probes, tcp_pings;
 	uint64_t suspicions, refutations, deaths_declared;
-	uint64_t broadcasts_dropped;
+	uint64_t broadcasts_dropped; /* see swim_broadcast_queue_dropped() */
+	uint64_t push_pulls;	     /* push-pull states merged (either side, joins included) */
 };
 
 /* Create a node; copies everything it keeps from cfg. Returns NULL with err. */
@@ -204,6 +205,9 @@ const struct swim_member *swim_self(const struct swim *s);
 size_t swim_num_alive(const struct swim *s);
 int swim_health_score(const struct swim *s);
 const struct swim_stats *swim_stats(const struct swim *s);
+/* Messages waiting in the broadcast queue; messages it dropped when full. */
+size_t swim_broadcast_queue_len(const struct swim *s);
+uint64_t swim_broadcast_queue_dropped(const struct swim *s);
 const struct swim_timing *swim_timing(const struct swim *s);
 
 /* memberlist's formulas (util.go), exposed for tests and the simulator. */
