@@ -56,7 +56,7 @@ struct prom_check {
 	int nfam;
 	int cur;
 	int nsamples;
-	char err[400];
+	char err[1400];
 };
 
 static struct family *fam_find(struct prom_check *pc, const char *name)
