@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "agent/api.h"
+#include "agent/api_ops.h"
 #include "agent/api_catalog.h"
 #include "agent/api_event.h"
 #include "agent/events.h"
@@ -599,6 +600,33 @@ static int parse_ip(const char *s, struct ml_addr *out)
 	return ml_addr_parse(s, 0, out);
 }
 
+/* Consul's start-up block, on stdout (the journal under systemd). */
+static void print_banner(const struct agent *a)
+{
+	char dns[16];
+	snprintf(dns, sizeof(dns), "%d", a->cfg.dns_port);
+	size_t nkeys = a->keyring != NULL ? keyring_count(a->keyring) : 0;
+	printf("==> rumor agent running!\n"
+	       "           Version: '%s'\n"
+	       "           Node ID: '%s'\n"
+	       "         Node name: '%s'\n"
+	       "        Datacenter: '%s'\n"
+	       "            Server: false (every rumor agent is a peer; no leader)\n"
+	       "       Client Addr: [%s] (HTTP: %d, DNS: %s)\n"
+	       "      Cluster Addr: %s (LAN: %u, bound to %s)\n"
+	       "           Encrypt: Gossip: %s (%zu key(s) in the keyring)\n"
+	       "          Data Dir: '%s'%s\n"
+	       "    Gossip Profile: %s\n"
+	       "\n==> Log data will now stream in as it occurs:\n\n",
+	       RUMOR_VERSION, a->node_id, a->cfg.node_name, a->cfg.datacenter, a->cfg.client_addr,
+	       a->cfg.http_port, a->cfg.dns_port < 0 ? "off" : dns, a->cfg.advertise_addr,
+	       gossip_transport_port(a->gossip), a->cfg.bind_addr,
+	       nkeys > 0 ? "true" : "false", nkeys,
+	       a->cfg.data_dir, a->cfg.dev ? " (dev mode: removed at exit)" : "",
+	       rumor_config_profile_name(a->cfg.profile));
+	fflush(stdout);
+}
+
 /* -------------------------------------------------------------- main */
 
 int agent_main(int argc, char **argv)
@@ -623,6 +651,7 @@ int agent_main(int argc, char **argv)
 		return 1;
 	}
 	log_set_level((enum log_level)a->cfg.log_level);
+	log_set_json(a->cfg.log_json);
 	if (a->cfg.log_file != NULL && log_set_file(a->cfg.log_file) < 0) {
 		fprintf(stderr, "==> cannot open log file %s: %s\n", a->cfg.log_file, strerror(errno));
 		goto out_config;
@@ -756,6 +785,8 @@ int agent_main(int argc, char **argv)
 	ev_signal_start(a->loop, &p.sigint);
 	ev_signal_start(a->loop, &p.sigterm);
 	ev_signal_start(a->loop, &p.sighup);
+	if (api_ops_start(a, err, sizeof(err)) < 0)
+		log_warn("agent: metrics and monitor are off: %s", err);
 
 	char advert[64];
 	ml_addr_str(&swim_self(gossip_transport_swim(a->gossip))->addr, advert, sizeof(advert));
@@ -764,6 +795,7 @@ int agent_main(int argc, char **argv)
 		 a->cfg.node_name, a->node_id, a->cfg.datacenter, a->cfg.bind_addr,
 		 gossip_transport_port(a->gossip), advert, a->cfg.client_addr, a->cfg.http_port,
 		 a->cfg.data_dir, a->cfg.dev ? " (dev mode, temporary)" : "");
+	print_banner(a);
 
 	for (size_t i = 0; i < a->cfg.start_join.n; i++)
 		start_join(a, a->cfg.start_join.items[i], false);
@@ -786,6 +818,7 @@ int agent_main(int argc, char **argv)
 	if (a->cfg.pid_file != NULL)
 		unlink(a->cfg.pid_file);
 out_http:
+	api_ops_stop(a);
 	api_catalog_stop(a); /* answers parked queries while HTTP is up */
 	kv_free(a->kv); /* acknowledges committed writes while HTTP is up */
 	a->kv = NULL;

@@ -42,6 +42,7 @@ struct agent {
 	struct api_event *api_event; /* /v1/event state (agent/api_event.c) */
 	struct agent_catalog *catalog; /* services, checks, catalog, DNS (agent/api_catalog.c) */
 	struct kv *kv;		       /* replicated key-value engine (kv/kv.h) */
+	struct api_ops *ops;	       /* metrics collection, monitors (agent/api_ops.c) */
 	void *priv; /* agent.c's watchers */
 };
 

@@ -2,6 +2,7 @@
  * agent/api.c — see api.h.
  */
 #include "agent/api.h"
+#include "agent/api_ops.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -293,6 +294,9 @@ static const struct api_route routes[] = {
 	{"/v1/agent/force-leave/", 1, M_PUT | M_GET | M_POST, h_force_leave},
 	{"/v1/status/leader", 0, M_GET, h_leader},
 	{"/v1/status/peers", 0, M_GET, h_peers},
+	/* operating: agent/api_ops.c */
+	{"/v1/agent/metrics", 0, M_GET, api_ops_metrics},
+	{"/v1/agent/monitor", 0, M_GET, api_ops_monitor},
 	/* key-value store: agent/api_kv.c */
 	{"/v1/kv/", 1, M_GET | M_PUT | M_DELETE, api_kv_handle},
 	{"/v1/txn", 0, M_PUT | M_POST, api_kv_txn},

@@ -393,6 +393,9 @@ static const struct opt opts[] = {
 	 "Skip the graceful leave on SIGINT. Default: false."},
 	{"pid-file", "pid_file", K_STR, OFF(pid_file), 0, "PATH",
 	 "Write the agent's PID to this file."},
+	{"log-json", "log_json", K_BOOL, OFF(log_json), 0, "",
+	 "Write log lines as JSON objects ({\"@level\", \"@message\",\n"
+	 "\"@module\", \"@timestamp\"}). Default: false."},
 	{"log-file", "log_file", K_STR, OFF(log_file), 0, "PATH",
 	 "Also write logs to this file."},
 	{"syslog", "enable_syslog", K_BOOL, OFF(syslog), 0, "",

@@ -139,6 +139,7 @@ struct rumor_config {
 	/* files */
 	char *pid_file;             /* -pid-file; NULL if not set */
 	char *log_file;             /* -log-file; NULL if not set */
+	bool log_json;              /* -log-json; false */
 	bool syslog;                /* -syslog; accepted, may be ignored */
 
 	/* where the settings came from (for reload) */
