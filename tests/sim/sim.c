@@ -903,7 +903,10 @@ static int final_checks(struct sim *sim)
 					continue;
 				bool ok;
 				if (nx->truth == T_UP && !nx->leaving)
-					ok = m != NULL && m->state == ML_STATE_ALIVE;
+					/* under loss a suspicion may be open at any
+					 * instant (it will be refuted); never dead */
+					ok = m != NULL && (m->state == ML_STATE_ALIVE ||
+							   (m->state == ML_STATE_SUSPECT && sim->loss > 0));
 				else if (nx->truth == T_CRASHED)
 					ok = m == NULL || m->state == ML_STATE_DEAD ||
 					     m->state == ML_STATE_LEFT;
