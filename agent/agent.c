@@ -760,6 +760,8 @@ int agent_main(int argc, char **argv)
 		fprintf(stderr, "==> Error starting agent: %s\n", err);
 		goto out_gossip;
 	}
+	if (a->kv != NULL)
+		api_catalog_attach_store(a, a->kv); /* the catalog lives in the KV store */
 	if (a->cfg.http_port >= 0) {
 		a->http = api_start(a, err, sizeof(err));
 		if (a->http == NULL) {

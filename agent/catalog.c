@@ -21,6 +21,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kv/kv.h"
+
+/* Where node documents live in the replicated store (hidden from /v1/kv). */
+#define CATALOG_PREFIX KV_RESERVED_PREFIX "catalog/"
+#define CATALOG_PREFIX_LEN (sizeof(CATALOG_PREFIX) - 1)
+#define WATCH_TIMEOUT_MS (10 * 60 * 1000)
+
 #define NAME_MAX_LEN 255
 
 struct inst_rec {
@@ -36,6 +43,7 @@ struct node_rec {
 	json_t *doc;
 	struct inst_rec *insts;
 	size_t ninst;
+	bool seen; /* resync: its key still exists */
 };
 
 struct live_rec {
@@ -54,7 +62,11 @@ struct catalog {
 	uint64_t index;
 	catalog_change_fn on_change;
 	void *on_change_ud;
-	void *store;
+	struct kv *kv;		/* NULL: local only */
+	struct kv_watch *watch; /* on CATALOG_PREFIX */
+	char *self_doc;		/* what we published last (JSON text) */
+	char *self_name;	/* as configured (the key uses it) */
+	bool self_seen;
 };
 
 static void *xmalloc(size_t n)
@@ -101,6 +113,7 @@ struct catalog *catalog_new(const char *self)
 {
 	struct catalog *c = xmalloc(sizeof(*c));
 	c->self = lower_dup(self);
+	c->self_name = xstrdup(self);
 	c->index = 1;
 	catalog_set_alive(c, self, true);
 	return c;
@@ -137,6 +150,10 @@ void catalog_free(struct catalog *c)
 {
 	if (c == NULL)
 		return;
+	if (c->watch != NULL)
+		kv_watch_cancel(c->watch);
+	free(c->self_doc);
+	free(c->self_name);
 	for (size_t i = 0; i < c->nnodes; i++)
 		node_free(c->nodes[i]);
 	free(c->nodes);
@@ -544,12 +561,100 @@ const struct catalog_inst *catalog_inst_at(const struct catalog *c, size_t i)
 /* --------------------------------------------------------------- storage */
 
 /*
- * Backend: until the replicated store is attached, a published document is
- * applied to this catalog directly (single-node view).
+ * Backend: the replicated KV store when attached (kv/kv.h), one key per
+ * node, CATALOG_PREFIX<node> -> the node's JSON document.  A watch on the
+ * prefix wakes resync(), which scans the prefix and applies every document
+ * whose version (modify index) differs from the one held, and forgets nodes
+ * whose key is gone.  Our own document is also applied at once when
+ * published, so this agent answers for its services before the commit; if
+ * our key disappears (another agent saw us leave and deleted it before we
+ * came back), it is written again.  Without a store, a published document
+ * is applied directly (single-node view).
  */
+static void rearm(struct catalog *c);
+
+static int scan_cb(void *ud, const struct kv_entry *e)
+{
+	struct catalog *c = ud;
+	if (e->key_len <= CATALOG_PREFIX_LEN || e->key_len - CATALOG_PREFIX_LEN > NAME_MAX_LEN)
+		return 0;
+	char node[NAME_MAX_LEN + 1], l[NAME_MAX_LEN + 1];
+	size_t nl = e->key_len - CATALOG_PREFIX_LEN;
+	memcpy(node, e->key + CATALOG_PREFIX_LEN, nl);
+	node[nl] = '\0';
+	lower_into(l, node, nl);
+	if (strcmp(l, c->self) == 0)
+		c->self_seen = true;
+	bool found;
+	size_t pos = node_pos(c, l, &found);
+	if (!found || c->nodes[pos]->pub.modify_index != e->modify_index) {
+		char err[256];
+		if (catalog_apply_node(c, node, (const char *)e->value, e->value_len,
+				       e->modify_index, err, sizeof(err)) < 0)
+			return 0;
+		pos = node_pos(c, l, &found);
+	}
+	if (found)
+		c->nodes[pos]->seen = true;
+	return 0;
+}
+
+static void put_self(struct catalog *c)
+{
+	char key[CATALOG_PREFIX_LEN + NAME_MAX_LEN + 1];
+	snprintf(key, sizeof(key), "%s%s", CATALOG_PREFIX, c->self_name);
+	kv_put(c->kv, key, c->self_doc, strlen(c->self_doc), 0, NULL, NULL);
+}
+
+static void resync(struct catalog *c)
+{
+	for (size_t i = 0; i < c->nnodes; i++)
+		c->nodes[i]->seen = false;
+	c->self_seen = false;
+	kv_scan(c->kv, CATALOG_PREFIX, CATALOG_PREFIX_LEN, scan_cb, c);
+	/* forget nodes whose key is gone (never ourselves: see above) */
+	for (size_t i = c->nnodes; i-- > 0;) {
+		if (c->nodes[i]->seen || strcmp(c->nodes[i]->lname, c->self) == 0)
+			continue;
+		node_free(c->nodes[i]);
+		memmove(c->nodes + i, c->nodes + i + 1, (c->nnodes - i - 1) * sizeof(*c->nodes));
+		c->nnodes--;
+		changed(c, 0);
+	}
+	if (!c->self_seen && c->self_doc != NULL)
+		put_self(c);
+}
+
+static void watch_cb(void *ud, bool changed_)
+{
+	struct catalog *c = ud;
+	c->watch = NULL;
+	if (c->kv == NULL)
+		return;
+	resync(c);
+	rearm(c);
+}
+
+static void rearm(struct catalog *c)
+{
+	uint64_t idx = kv_index(c->kv, CATALOG_PREFIX, CATALOG_PREFIX_LEN, true);
+	c->watch = kv_watch_add(c->kv, CATALOG_PREFIX, CATALOG_PREFIX_LEN, true, idx,
+				WATCH_TIMEOUT_MS, watch_cb, c);
+}
+
 void catalog_attach_store(struct catalog *c, void *store)
 {
-	c->store = store;
+	if (c->watch != NULL) {
+		kv_watch_cancel(c->watch);
+		c->watch = NULL;
+	}
+	c->kv = store;
+	if (c->kv == NULL)
+		return;
+	if (c->self_doc != NULL)
+		put_self(c);
+	resync(c);
+	rearm(c);
 }
 
 void catalog_publish(struct catalog *c, json_t *doc)
@@ -559,6 +664,11 @@ void catalog_publish(struct catalog *c, json_t *doc)
 	if (s != NULL && node != NULL) {
 		char err[256];
 		catalog_apply_node(c, node, s, strlen(s), 0, err, sizeof(err));
+		free(c->self_doc);
+		c->self_doc = s;
+		s = NULL;
+		if (c->kv != NULL)
+			put_self(c);
 	}
 	free(s);
 	json_decref(doc);
@@ -566,5 +676,14 @@ void catalog_publish(struct catalog *c, json_t *doc)
 
 void catalog_node_gone(struct catalog *c, const char *node)
 {
+	char l[NAME_MAX_LEN + 1];
+	size_t n = strlen(node);
+	if (n == 0 || lower_into(l, node, n) == 0 || strcmp(l, c->self) == 0)
+		return;
+	if (c->kv != NULL) {
+		char key[CATALOG_PREFIX_LEN + NAME_MAX_LEN + 1];
+		snprintf(key, sizeof(key), "%s%s", CATALOG_PREFIX, node);
+		kv_delete(c->kv, key, false, NULL, NULL);
+	}
 	catalog_remove_node(c, node, 0);
 }

@@ -1,0 +1,101 @@
+#!/bin/bash
+# tests/integration/test_dns.sh — services found with dig across 3 agents.
+#
+# A service registered on agent 1 answers A and SRV on agent 3 (through the
+# replicated catalog); tags and RFC 2782 names; a large answer over TCP and
+# TC over UDP; NXDOMAIN with the SOA; a failing TCP check removes the
+# service within interval + gossip time; kill -9 of agent 1 removes its
+# services.  Every wait is bounded.
+. "$(dirname "$0")/lib.sh"
+
+dport() { echo $((PORT_BASE + 70 + $1)); }
+sport() { echo $((PORT_BASE + 80 + $1)); }
+q() { # q I NAME TYPE [dig options...]
+	local i=$1 name=$2 type=$3
+	shift 3
+	dig @127.0.0.1 -p "$(dport "$i")" +time=1 +tries=1 "$name" "$type" "$@" 2>/dev/null
+}
+short() { q "$@" +short | sort | tr '\n' ' ' | sed 's/ $//'; }
+status_of() { q "$@" | sed -n 's/.*status: \([A-Z]*\).*/\1/p'; }
+# answers_are I NAME TYPE EXPECTED / status_is I NAME TYPE STATUS (for wait_until)
+answers_are() { [ "$(short "$1" "$2" "$3")" = "$4" ]; }
+status_is() { [ "$(status_of "$1" "$2" "$3")" = "$4" ]; }
+
+for i in 1 2 3; do
+	extra=()
+	[ "$i" != 1 ] && extra=(-join "127.0.0.1:$(gport 1)")
+	start_agent "$i" "n$i" -dns-port "$(dport "$i")" -server-port "$(sport "$i")" "${extra[@]}"
+	wait_http "$i" || fail "agent $i HTTP up"
+done
+wait_until 15 has_alive 3 3 && pass "3 agents see each other" || fail "3 agents alive"
+
+# a TCP listener for the check: a Python server we can kill
+LPORT=$((PORT_BASE + 90))
+/usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(64)
+while True:
+    c, _ = s.accept(); c.close()
+' "$LPORT" &
+LPID=$!
+PIDS+=("$LPID")
+
+reg() { curl -sf -X PUT "http://$(haddr 1)/v1/agent/service/register" -d "$1"; }
+reg '{"Name":"web","ID":"web1","Port":8080,"Tags":["v1","primary"],
+      "Check":{"TCP":"127.0.0.1:'"$LPORT"'","Interval":"1s","Timeout":"500ms"}}' ||
+	fail "register web"
+reg '{"Name":"api","Port":9090}' || fail "register api"
+for k in $(seq 1 40); do
+	reg '{"Name":"big","ID":"big'"$k"'","Port":'"$((7000 + k))"',"Address":"10.9.0.'"$k"'"}' ||
+		fail "register big$k"
+done
+
+wait_until 15 answers_are 3 web.service.consul A 127.0.0.1 &&
+	pass "web A answered on agent 3" || fail "web A on agent 3: got '$(short 3 web.service.consul A)'"
+check_eq "web SRV on agent 3" "1 1 8080 n1.node.dc1.consul." "$(short 3 web.service.consul SRV)"
+check_contains "SRV additional has the target's A" "n1.node.dc1.consul. 0 IN A 127.0.0.1" \
+	"$(q 3 web.service.consul SRV +noall +additional | tr -s ' \t' ' ')"
+check_eq "tag lookup" "127.0.0.1" "$(short 3 primary.web.service.consul A)"
+check_eq "tag lookup is case-insensitive" "127.0.0.1" "$(short 3 PRIMARY.Web.Service.Consul A)"
+check_eq "unknown tag is NXDOMAIN" "NXDOMAIN" "$(status_of 3 v9.web.service.consul A)"
+check_eq "RFC 2782 _web._tcp" "1 1 8080 n1.node.dc1.consul." "$(short 3 _web._tcp.service.consul SRV)"
+check_eq "RFC 2782 _web._v1" "1 1 8080 n1.node.dc1.consul." "$(short 3 _web._v1.service.consul SRV)"
+check_eq "node lookup" "127.0.0.1" "$(short 3 n1.node.consul A)"
+check_eq "unknown name is NXDOMAIN" "NXDOMAIN" "$(status_of 3 nope.service.consul A)"
+check_contains "NXDOMAIN carries the SOA" "SOA ns.consul. hostmaster.consul." \
+	"$(q 3 nope.service.consul A +noall +authority | tr -s ' \t' ' ')"
+check_eq "outside the domain is REFUSED" "REFUSED" "$(status_of 3 example.com A)"
+
+# 40 instances: UDP without EDNS does not fit -> TC; TCP carries all
+udp_flags=$(q 3 big.service.consul A +noedns +ignore | sed -n 's/.*flags: \([a-z ]*\);.*/\1/p')
+check_contains "UDP answer too large sets TC" "tc" "$udp_flags"
+check_eq "TCP answer holds all 40" "40" "$(q 3 big.service.consul A +tcp +short | wc -l | tr -d ' ')"
+check_eq "SRV over TCP holds all 40" "40" "$(q 3 big.service.consul SRV +tcp +short | wc -l | tr -d ' ')"
+
+# python3-style client checks over HTTP on agent 3
+check_contains "catalog/services on agent 3 lists web" '"web"' \
+	"$(curl -sf "http://$(haddr 3)/v1/catalog/services")"
+check_contains "health/service on agent 3 shows the check passing" '"Status":"passing"' \
+	"$(curl -sf "http://$(haddr 3)/v1/health/service/web?passing")"
+
+# a failing TCP check removes the service: interval 1s + gossip
+kill -9 "$LPID" 2>/dev/null
+t0=$(now_ms)
+if wait_until 15 status_is 3 web.service.consul A NXDOMAIN; then
+	pass "failing TCP check removed web on agent 3 in $(($(now_ms) - t0)) ms"
+else
+	fail "web still answered on agent 3 after its check failed: $(short 3 web.service.consul A)"
+fi
+check_eq "api (no check) still answered" "127.0.0.1" "$(short 3 api.service.consul A)"
+
+# kill -9 of agent 1 removes its services everywhere
+kill -9 "${AGENT_PID[1]}"
+t0=$(now_ms)
+if wait_until 30 status_is 3 api.service.consul A NXDOMAIN; then
+	pass "kill -9 of agent 1 removed its services on agent 3 in $(($(now_ms) - t0)) ms"
+else
+	fail "api still answered on agent 3 after agent 1 died"
+fi
+check_eq "dead node's name is NXDOMAIN" "NXDOMAIN" "$(status_of 2 n1.node.consul A)"
+finish
