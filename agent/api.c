@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/acl.h"
 #include "agent/agent.h"
 #include "agent/api_catalog.h"
 #include "agent/api_kv.h"
@@ -334,7 +335,11 @@ static void dispatch(struct http_conn *c, const struct http_request *req, void *
 	int mb = method_bit(req->method);
 	if (mb == M_HEAD)
 		mb = M_GET;
-	log_debug("http: Request %s %s (from %s)", req->method, req->url, req->remote);
+	/* never log a ?token= */
+	log_debug("http: Request %s %s%s (from %s)", req->method,
+		  http_query_get(req, "token") != NULL ? req->path : req->url,
+		  http_query_get(req, "token") != NULL ? "?(query hidden: has a token)" : "",
+		  req->remote);
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		const struct api_route *r = &routes[i];
 		size_t plen = strlen(r->path);
@@ -354,6 +359,14 @@ static void dispatch(struct http_conn *c, const struct http_request *req, void *
 			api_reply_text(c, 405, msg);
 			return;
 		}
+		if (!acl_allow(acl_classify(req->method, req->path), a->cfg.acl_token,
+			       a->cfg.acl_read_token, acl_addr_is_loopback(a->cfg.client_addr),
+			       req->remote, acl_request_token(req))) {
+			log_warn("http: Request %s %s (from %s): Permission denied", req->method,
+				 req->path, req->remote);
+			api_reply_text(c, 403, "Permission denied");
+			return;
+		}
 		r->fn(a, c, req, rest);
 		return;
 	}
@@ -371,6 +384,17 @@ struct http_server *api_start(struct agent *a, char *err, size_t errlen)
 		http_server_free(s);
 		return NULL;
 	}
+	bool open = a->cfg.acl_token == NULL || a->cfg.acl_token[0] == '\0';
+	if (open && !acl_addr_is_loopback(a->cfg.client_addr)) {
+		log_warn("==> WARNING: the HTTP API listens on %s, which is not loopback, and no "
+			 "-acl-token is set: writes, join, leave and keyring from other hosts are "
+			 "refused and reads are open to anyone who can reach port %d. Set "
+			 "-acl-token (and -acl-read-token) to open the API to other hosts safely.",
+			 a->cfg.client_addr, (int)bound);
+	}
+	if (a->cfg.acl_read_token != NULL && open)
+		log_warn("==> WARNING: -acl-read-token is set but -acl-token is not: reads need "
+			 "a token while writes are governed by the listener address alone.");
 	return s;
 }
 

@@ -295,6 +295,7 @@ enum opt_kind {
 	K_DC,
 	K_DOMAIN,
 	K_ENCRYPT,
+	K_TOKEN,    /* ACL token: 1-256 printable ASCII bytes, secret */
 	K_LIST,     /* join addresses, appended */
 	K_STRLIST,  /* any strings, appended (event handlers) */
 	K_META,     /* key:value, merged */
@@ -414,6 +415,12 @@ static const struct opt opts[] = {
 	 "A second DNS domain answered like -domain. Default: none."},
 	{NULL, "service", K_SVCDEF, OFF(service_defs), 0, "", NULL},
 	{NULL, "services", K_SVCDEF, OFF(service_defs), 0, "", NULL},
+	{"acl-token", "acl_token", K_TOKEN, OFF(acl_token), 0, "TOKEN",
+	 "Token required for writes (PUT/POST/DELETE) and for join, leave,\n"
+	 "force-leave and keyring; also grants reads. Default: none (open on\n"
+	 "a loopback HTTP address; remote writes refused otherwise)."},
+	{"acl-read-token", "acl_read_token", K_TOKEN, OFF(acl_read_token), 0,
+	 "TOKEN", "Token required for reads when set. Default: none."},
 	{"h", NULL, K_HELP, 0, 0, "", NULL},
 	{"help", NULL, K_HELP, 0, 0, "", "Show this help."},
 };
@@ -667,6 +674,16 @@ static const char *opt_set(struct rumor_config *c, const struct opt *o,
 		sodium_memzero(key, sizeof(key));
 		return NULL;
 	}
+	case K_TOKEN: {
+		size_t n = strlen(s);
+		if (n == 0 || n > 256)
+			return "want 1 to 256 characters";
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+				return "want printable ASCII without spaces";
+		set_str(&FIELD(c, o, char *), s);
+		return NULL;
+	}
 	case K_LIST:
 		if ((why = check_join_addr(s)) != NULL)
 			return why;
@@ -753,6 +770,12 @@ void rumor_config_free(struct rumor_config *c)
 	free(c->node_meta);
 	free(c->pid_file);
 	free(c->log_file);
+	if (c->acl_token != NULL)
+		sodium_memzero(c->acl_token, strlen(c->acl_token));
+	free(c->acl_token);
+	if (c->acl_read_token != NULL)
+		sodium_memzero(c->acl_read_token, strlen(c->acl_read_token));
+	free(c->acl_read_token);
 	for (size_t i = 0; i < c->sources_n; i++)
 		free(c->sources[i].path);
 	free(c->sources);
@@ -794,7 +817,7 @@ static void join_key(char *out, size_t outlen, const char *prefix,
 static const char *shown(const struct opt *o, const char *val, char *q,
 			 size_t qlen)
 {
-	if (o->kind == K_ENCRYPT)
+	if (o->kind == K_ENCRYPT || o->kind == K_TOKEN)
 		return "(hidden)";
 	return quote(val, q, qlen);
 }
@@ -807,7 +830,7 @@ static int json_bad_value(const char *file, const char *key, const char *val,
 	const struct opt *o = find_key(key);
 	errf(err, errlen, "config file %s: invalid value for %s: %s (%s)", file,
 	     key,
-	     o && o->kind == K_ENCRYPT ? "(hidden)"
+	     o && (o->kind == K_ENCRYPT || o->kind == K_TOKEN) ? "(hidden)"
 	     : is_string		 ? quote(val, q, sizeof(q))
 					 : val,
 	     why);

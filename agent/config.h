@@ -122,6 +122,10 @@ struct rumor_config {
 	uint8_t encrypt_key[RUMOR_CONFIG_KEY_MAX];
 	size_t encrypt_key_len;
 
+	/* HTTP ACL (agent/acl.h): NULL when unset */
+	char *acl_token;            /* -acl-token / acl_token: writes + reads */
+	char *acl_read_token;       /* -acl-read-token / acl_read_token */
+
 	struct rumor_config_list event_handlers; /* -event-handler / event_handlers */
 
 	/* services, checks and DNS (agent/api_catalog.c) */

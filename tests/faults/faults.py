@@ -1,0 +1,580 @@
+#!/usr/bin/python3
+"""tests/faults/faults.py SCENARIO — fault-injection scenarios with real agents.
+
+Runs inside the network namespace that run.sh created (never on the host's
+network). Agent i listens on 127.0.0.(10+i): gossip on 8301 (UDP and TCP),
+HTTP on 8500, so addresses, not ports, tell agents apart and nftables rules
+can name a node by its address.
+
+The harness:
+  - starts agents and records every PID in $FAULTS_DIR/pids (run.sh kills
+    them even if this process dies); kills them itself at the end;
+  - injects faults with nftables rules in table inet rumorf, chain input
+    (every packet on lo crosses the input hook once): random loss with
+    `numgen random mod 100 < N drop`, one-way and two-way partitions between
+    groups of nodes, blackholing one node. Only gossip traffic (dport 8301)
+    is affected, never the HTTP the harness uses to look;
+  - tells senders apart by a packet mark, not by source address: agent i
+    runs with group id 40000+i (setpriv; still root otherwise), and the
+    output chain marks every packet its sockets send with i. Source
+    addresses do not work on one host: a TCP connection from an unbound
+    socket to 127.0.0.13 leaves *from* 127.0.0.13, so the TCP fallback
+    ping of a node cut off by address would sail through the partition.
+    Dropping in output instead would hand the sender EPERM, which no real
+    network does; the mark survives lo, and the input chain drops;
+  - pauses (SIGSTOP/SIGCONT), kills (-9) and restarts agents;
+  - observes through each agent's /v1/agent/members and /v1/agent/self.
+
+Every wait is bounded; every check prints expected and actual; the run ends
+with "N passed, M failed" and exits non-zero on any failure. Durations are
+short by default; RUMOR_LONG_TESTS=1 runs the issue's full lengths.
+"""
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+RUMOR_BIN = os.environ["RUMOR_BIN"]
+FAULTS_DIR = os.environ["FAULTS_DIR"]
+LONG = os.environ.get("RUMOR_LONG_TESTS", "") not in ("", "0", "OFF")
+GOSSIP_PORT = 8301
+HTTP_PORT = 8500
+STATUS = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+passed = 0
+failed = 0
+
+
+def log(msg):
+    print("# " + msg, flush=True)
+
+
+def ok(desc):
+    global passed
+    passed += 1
+    print("ok   - " + desc, flush=True)
+
+
+def bad(desc):
+    global failed
+    failed += 1
+    print("FAIL - " + desc, flush=True)
+
+
+def check(cond, desc, expected=None, actual=None):
+    if cond:
+        ok(desc)
+    elif expected is None:
+        bad(desc)
+    else:
+        bad("%s: expected %s, got %s" % (desc, expected, actual))
+    return cond
+
+
+def wait_until(seconds, fn, step=0.25):
+    """Poll fn until it returns a true value or `seconds` pass; returns
+    (value, elapsed seconds)."""
+    t0 = time.monotonic()
+    deadline = t0 + seconds
+    while True:
+        v = fn()
+        if v:
+            return v, time.monotonic() - t0
+        if time.monotonic() >= deadline:
+            return None, time.monotonic() - t0
+        time.sleep(step)
+
+
+def sh(*args, check_rc=True, stdin=None):
+    r = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=20)
+    if check_rc and r.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(args), r.returncode, r.stderr))
+    return r
+
+
+# ------------------------------------------------------------------ faults
+
+class Faults:
+    """nftables rules in the namespace; every rule touches gossip traffic
+    only (destination port 8301, UDP and TCP)."""
+
+    GOSSIP = "meta l4proto { tcp, udp } th dport %d" % GOSSIP_PORT
+
+    def __init__(self, nodes):
+        marks = "".join(" meta skgid %d meta mark set %d;" % (nd.gid, nd.i) for nd in nodes)
+        sh("nft", "-f", "-", stdin=(
+            "table inet rumorf {\n"
+            " chain input { type filter hook input priority 0; policy accept; }\n"
+            " chain output { type filter hook output priority 0; policy accept;%s }\n"
+            "}\n" % marks))
+
+    def _add(self, rule):
+        sh("nft", "add rule inet rumorf input " + rule)
+
+    @staticmethod
+    def _set(addrs):
+        return "{ " + ", ".join(addrs) + " }"
+
+    def loss(self, pct, to=None):
+        """Drop pct% of gossip packets (to the addresses `to`, or all)."""
+        where = "ip daddr %s " % self._set(to) if to else ""
+        self._add("%s%s numgen random mod 100 < %d counter drop" % (where, self.GOSSIP, pct))
+
+    def _cut(self, src, dst):
+        self._add("meta mark %s ip daddr %s %s counter drop" %
+                  (self._set([str(nd.i) for nd in src]), self._set([nd.addr for nd in dst]),
+                   self.GOSSIP))
+
+    def partition(self, a, b, oneway=False):
+        """Drop gossip sent by nodes in a to nodes in b (and b to a unless
+        oneway). One-way: a cannot open a connection to or send a packet
+        to b; b's connections to a work in both directions."""
+        self._cut(a, b)
+        if not oneway:
+            self._cut(b, a)
+
+    def blackhole(self, nd):
+        """Drop all gossip to and from node nd."""
+        self._add("ip daddr %s %s counter drop" % (nd.addr, self.GOSSIP))
+        self._add("meta mark %d %s counter drop" % (nd.i, self.GOSSIP))
+
+    def clear(self):
+        sh("nft", "flush chain inet rumorf input")
+
+    def dropped(self):
+        """Packets dropped so far by the current rules."""
+        out = sh("nft", "list chain inet rumorf input").stdout
+        total = 0
+        for line in out.splitlines():
+            parts = line.split()
+            if "counter" in parts:
+                i = parts.index("counter")
+                if i + 2 < len(parts) and parts[i + 1] == "packets":
+                    total += int(parts[i + 2])
+        return total
+
+
+# ------------------------------------------------------------------ agents
+
+class Node:
+    def __init__(self, i):
+        self.i = i
+        self.name = "n%d" % i
+        self.addr = "127.0.0.%d" % (10 + i)
+        self.gid = 40000 + i
+        self.data = os.path.join(FAULTS_DIR, "data-" + self.name)
+        self.logpath = os.path.join(FAULTS_DIR, self.name + ".log")
+        self.proc = None
+
+    def url(self, path):
+        return "http://%s:%d%s" % (self.addr, HTTP_PORT, path)
+
+
+class Cluster:
+    def __init__(self, n, profile="lan", extra=None):
+        self.nodes = [Node(i) for i in range(1, n + 1)]
+        self.profile = profile
+        self.extra = extra or []
+        self.procs = []
+        for nd in self.nodes:
+            sh("ip", "addr", "add", nd.addr + "/32", "dev", "lo", check_rc=False)
+
+    def node(self, name):
+        return next(nd for nd in self.nodes if nd.name == name)
+
+    def start(self, nd, join=None):
+        os.makedirs(nd.data, exist_ok=True)
+        args = ["setpriv", "--regid=%d" % nd.gid, "--clear-groups", RUMOR_BIN, "agent", "-node", nd.name, "-bind", nd.addr, "-advertise", nd.addr,
+                "-serf-lan-port", str(GOSSIP_PORT), "-client", nd.addr,
+                "-http-port", str(HTTP_PORT), "-dns-port", "-1", "-data-dir", nd.data,
+                "-profile", self.profile, "-log-level", "info"] + self.extra
+        if join:
+            args += ["-retry-join", "%s:%d" % (join.addr, GOSSIP_PORT), "-retry-interval", "1s",
+                     "-retry-max", "30"]
+        logf = open(nd.logpath, "a")
+        logf.write("===== start %s\n" % time.strftime("%H:%M:%S"))
+        logf.flush()
+        nd.proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+        logf.close()
+        self.procs.append(nd.proc)
+        with open(os.path.join(FAULTS_DIR, "pids"), "a") as f:
+            f.write("%d\n" % nd.proc.pid)
+        return nd.proc
+
+    def start_all(self):
+        first = self.nodes[0]
+        self.start(first)
+        if not wait_until(15, lambda: self.self_info(first) is not None)[0]:
+            raise RuntimeError("%s does not answer HTTP" % first.name)
+        for nd in self.nodes[1:]:
+            self.start(nd, join=first)
+        names = [nd.name for nd in self.nodes]
+        _, t = wait_until(60, lambda: self.all_see(self.nodes, names, "alive"))
+        return check(self.all_see(self.nodes, names, "alive"),
+                     "%d agents form one cluster (%.1f s)" % (len(names), t))
+
+    def stop_all(self):
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.kill(p.pid, signal.SIGCONT)
+                    os.kill(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    # -- observation
+
+    @staticmethod
+    def get_json(url, timeout=2.0):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                return json.loads(r.read())
+        except Exception:
+            return None
+
+    def members(self, nd):
+        """{name: status string} as nd sees the cluster, or None."""
+        j = self.get_json(nd.url("/v1/agent/members"))
+        if j is None:
+            return None
+        return {m["Name"]: STATUS.get(m["Status"], str(m["Status"])) for m in j}
+
+    def self_info(self, nd):
+        return self.get_json(nd.url("/v1/agent/self"))
+
+    def stats(self, nd):
+        j = self.self_info(nd)
+        return j["Stats"]["serf_lan"] if j else None
+
+    def all_see(self, viewers, names, status):
+        for v in viewers:
+            m = self.members(v)
+            if m is None:
+                return False
+            for n in names:
+                if m.get(n) != status:
+                    return False
+        return True
+
+    def views(self, viewers, names):
+        out = {}
+        for v in viewers:
+            m = self.members(v) or {}
+            out[v.name] = {n: m.get(n, "absent") for n in names}
+        return out
+
+
+class Watcher(threading.Thread):
+    """Polls every agent's member list once a second and records every time
+    one of `viewers` reports one of `names` as failed (a false failure when
+    nobody is really down)."""
+
+    def __init__(self, cluster, viewers, names):
+        super().__init__(daemon=True)
+        self.c = cluster
+        self.viewers = viewers
+        self.names = set(names)
+        self.stop_ev = threading.Event()
+        self.events = []
+        self.samples = 0
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            for v in self.viewers:
+                m = self.c.members(v)
+                if m is None:
+                    continue
+                self.samples += 1
+                for n, st in m.items():
+                    if n in self.names and st == "failed":
+                        self.events.append((round(time.monotonic(), 1), v.name, n))
+            self.stop_ev.wait(1.0)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.join(timeout=30)
+
+
+# --------------------------------------------------------------- scenarios
+
+def scenario_loss10(c, f):
+    """10 nodes, 10% random loss on all gossip: nobody is marked failed."""
+    if not c.start_all():
+        return
+    secs = 120 if LONG else 40
+    names = [nd.name for nd in c.nodes]
+    w = Watcher(c, c.nodes, names)
+    w.start()
+    f.loss(10)
+    time.sleep(secs)
+    dropped = f.dropped()
+    f.clear()
+    w.stop()
+    log("10%% loss for %d s: %d gossip packets dropped, %d member-list samples" % (secs, dropped, w.samples))
+    check(dropped > 0, "the loss rule dropped packets", ">0", dropped)
+    check(len(w.events) == 0, "no false failure under 10%% loss for %d s" % secs, "none",
+          w.events[:5])
+    ok_all, t = wait_until(30, lambda: c.all_see(c.nodes, names, "alive"))
+    check(ok_all, "all 10 alive everywhere after the loss (%.1f s)" % t)
+
+
+def scenario_loss30(c, f):
+    """10 nodes, 30% random loss, then none: members converge after."""
+    if not c.start_all():
+        return
+    secs = 120 if LONG else 30
+    names = [nd.name for nd in c.nodes]
+    w = Watcher(c, c.nodes, names)
+    w.start()
+    f.loss(30)
+    time.sleep(secs)
+    dropped = f.dropped()
+    f.clear()
+    w.stop()
+    log("30%% loss for %d s: %d gossip packets dropped; %d failed observations during it" %
+        (secs, dropped, len(w.events)))
+    check(dropped > 0, "the loss rule dropped packets", ">0", dropped)
+    res, t = wait_until(90, lambda: c.all_see(c.nodes, names, "alive"), step=0.5)
+    check(res, "all 10 alive everywhere within 90 s after 30%% loss stops (took %.1f s)" % t,
+          "all alive", c.views(c.nodes, names) if not res else None)
+    log("convergence after the loss stopped: %.1f s" % t)
+
+
+def scenario_partition(c, f):
+    """2|3 two-way partition: each side marks the other failed; after the
+    heal everyone rejoins within a bound."""
+    if not c.start_all():
+        return
+    a, b = c.nodes[:2], c.nodes[2:]
+    an, bn = [nd.name for nd in a], [nd.name for nd in b]
+    names = an + bn
+    t0 = time.monotonic()
+    f.partition(a, b)
+    res1, t1 = wait_until(60, lambda: c.all_see(a, bn, "failed"))
+    res2, t2 = wait_until(60 - t1, lambda: c.all_see(b, an, "failed"))
+    check(res1, "side {n1,n2} marks n3..n5 failed (%.1f s)" % t1, "failed", c.views(a, bn))
+    check(res2, "side {n3,n4,n5} marks n1,n2 failed (%.1f s)" % (time.monotonic() - t0),
+          "failed", c.views(b, an))
+    check(c.all_see(a, an, "alive") and c.all_see(b, bn, "alive"),
+          "each side still sees its own members alive", "alive",
+          c.views(c.nodes, names))
+    f.clear()
+    bound = 150 if LONG else 75
+    res, t = wait_until(bound, lambda: c.all_see(c.nodes, names, "alive"), step=0.5)
+    check(res, "after the heal all 5 alive everywhere within %d s (took %.1f s)" % (bound, t),
+          "all alive", c.views(c.nodes, names) if not res else None)
+    log("partition heal to full convergence: %.1f s" % t)
+
+
+def scenario_oneway(c, f):
+    """One-way partition: n1 cannot reach n2's gossip port (n2 can reach
+    n1). Indirect probes go around the cut: n2 is not marked failed."""
+    if not c.start_all():
+        return
+    names = [nd.name for nd in c.nodes]
+    n1, n2 = c.nodes[0], c.nodes[1]
+    w = Watcher(c, c.nodes, names)
+    w.start()
+    f.partition([n1], [n2], oneway=True)
+    time.sleep(30)
+    dropped = f.dropped()
+    f.clear()
+    w.stop()
+    check(dropped > 0, "the one-way rule dropped packets", ">0", dropped)
+    check(len(w.events) == 0, "a one-way cut n1->n2 causes no failure (indirect probes)",
+          "none", w.events[:5])
+
+
+def scenario_blackhole(c, f):
+    """Blackholed node: all others mark it failed, it marks all failed;
+    after the blackhole is lifted it rejoins."""
+    if not c.start_all():
+        return
+    names = [nd.name for nd in c.nodes]
+    x = c.nodes[3]
+    rest = [nd for nd in c.nodes if nd is not x]
+    f.blackhole(x)
+    res, t = wait_until(60, lambda: c.all_see(rest, [x.name], "failed"))
+    check(res, "all others mark blackholed %s failed (%.1f s)" % (x.name, t), "failed",
+          c.views(rest, [x.name]))
+    res, t = wait_until(60, lambda: c.all_see([x], [nd.name for nd in rest], "failed"))
+    check(res, "%s marks all others failed (%.1f s)" % (x.name, t))
+    f.clear()
+    res, t = wait_until(90, lambda: c.all_see(c.nodes, names, "alive"), step=0.5)
+    check(res, "after the blackhole is lifted all alive within 90 s (took %.1f s)" % t,
+          "all alive", c.views(c.nodes, names) if not res else None)
+
+
+def scenario_pause_short(c, f):
+    """A node paused (SIGSTOP) for a few seconds and resumed is suspected at
+    most: it refutes and nobody marks it failed."""
+    if not c.start_all():
+        return
+    names = [nd.name for nd in c.nodes]
+    x = c.nodes[2]
+    before = c.stats(x)
+    w = Watcher(c, [nd for nd in c.nodes if nd is not x], [x.name])
+    w.start()
+    secs = 3
+    os.kill(x.proc.pid, signal.SIGSTOP)
+    time.sleep(secs)
+    os.kill(x.proc.pid, signal.SIGCONT)
+    time.sleep(10)
+    w.stop()
+    check(len(w.events) == 0, "%s paused %d s is never marked failed" % (x.name, secs), "none",
+          w.events[:5])
+    res, t = wait_until(20, lambda: c.all_see(c.nodes, names, "alive"))
+    check(res, "all alive everywhere after the pause", "all alive", c.views(c.nodes, names))
+    after = c.stats(x)
+    if before and after:
+        log("%s refutations %d -> %d" %
+            (x.name, before["refutations"], after["refutations"]))
+
+
+def scenario_pause_long(c, f):
+    """A node paused past the suspicion timeout is marked failed by all; once
+    resumed it refutes and rejoins."""
+    if not c.start_all():
+        return
+    names = [nd.name for nd in c.nodes]
+    x = c.nodes[2]
+    rest = [nd for nd in c.nodes if nd is not x]
+    os.kill(x.proc.pid, signal.SIGSTOP)
+    res, t = wait_until(60, lambda: c.all_see(rest, [x.name], "failed"))
+    check(res, "paused %s marked failed by all others (%.1f s)" % (x.name, t), "failed",
+          c.views(rest, [x.name]))
+    os.kill(x.proc.pid, signal.SIGCONT)
+    res, t = wait_until(75, lambda: c.all_see(c.nodes, names, "alive"), step=0.5)
+    check(res, "resumed %s alive everywhere again within 75 s (took %.1f s)" % (x.name, t),
+          "all alive", c.views(c.nodes, names) if not res else None)
+
+
+def scenario_restart(c, f):
+    """kill -9 and restart with the same name, address and data dir: once
+    right away (the cluster still thinks the old process alive, at a higher
+    incarnation) and once after it was marked failed. Both rejoin."""
+    if not c.start_all():
+        return
+    names = [nd.name for nd in c.nodes]
+    x = c.nodes[2]
+    rest = [nd for nd in c.nodes if nd is not x]
+    # bump x's incarnation first so the restarted process starts lower
+    os.kill(x.proc.pid, signal.SIGSTOP)
+    time.sleep(2.5)
+    os.kill(x.proc.pid, signal.SIGCONT)
+    time.sleep(3)
+    os.kill(x.proc.pid, signal.SIGKILL)
+    x.proc.wait()
+    c.start(x, join=c.nodes[0])
+    w = Watcher(c, rest, [x.name])
+    w.start()
+    res, t = wait_until(30, lambda: c.all_see(c.nodes, names, "alive") and
+                        c.members(x) is not None)
+    time.sleep(5)
+    w.stop()
+    check(res, "restarted-at-once %s is alive everywhere (%.1f s)" % (x.name, t), "all alive",
+          c.views(c.nodes, names))
+    check(len(w.events) == 0, "restarted-at-once %s is never marked failed" % x.name, "none",
+          w.events[:5])
+    os.kill(x.proc.pid, signal.SIGKILL)
+    x.proc.wait()
+    res, t = wait_until(60, lambda: c.all_see(rest, [x.name], "failed"))
+    check(res, "killed %s marked failed (%.1f s)" % (x.name, t))
+    c.start(x, join=c.nodes[0])
+    res, t = wait_until(30, lambda: c.all_see(c.nodes, names, "alive"))
+    check(res, "restarted-after-failure %s is alive everywhere (%.1f s)" % (x.name, t),
+          "all alive", c.views(c.nodes, names))
+
+
+def scenario_flood(c, f):
+    """A bounded flood of junk UDP at one node's gossip port: it keeps
+    probing, counts the junk as bad packets, nobody is marked failed."""
+    if not c.start_all():
+        return
+    names = [nd.name for nd in c.nodes]
+    x = c.nodes[1]
+    before = c.stats(x)
+    w = Watcher(c, c.nodes, names)
+    w.start()
+    secs = 15
+    sender = subprocess.Popen([sys.executable, os.path.join(HERE, "junk_udp.py"), x.addr,
+                               str(GOSSIP_PORT), str(secs), "2000000"],
+                              stdout=subprocess.PIPE, text=True)
+    with open(os.path.join(FAULTS_DIR, "pids"), "a") as fp:
+        fp.write("%d\n" % sender.pid)
+    try:
+        out, _ = sender.communicate(timeout=secs + 15)
+    except subprocess.TimeoutExpired:
+        sender.kill()
+        out, _ = sender.communicate()
+    time.sleep(3)
+    w.stop()
+    after = c.stats(x)
+    log("junk sender: %s" % out.strip())
+    check(sender.returncode == 0, "junk sender ran", 0, sender.returncode)
+    check(before is not None and after is not None, "%s answers HTTP during and after the flood" % x.name)
+    if before and after:
+        dp = after["probes"] - before["probes"]
+        db = after["bad_packets"] - before["bad_packets"]
+        log("%s during the flood: probes +%d, bad_packets +%d" % (x.name, dp, db))
+        check(dp >= secs // 2, "%s kept probing during the flood" % x.name, ">= %d probes" % (secs // 2), dp)
+        check(db > 0, "%s counted the junk as bad packets" % x.name, "> 0", db)
+    check(len(w.events) == 0, "no false failure during the flood", "none", w.events[:5])
+    res, t = wait_until(20, lambda: c.all_see(c.nodes, names, "alive"))
+    check(res, "all alive after the flood", "all alive", c.views(c.nodes, names))
+
+
+SCENARIOS = {
+    # name: (function, nodes, profile)
+    "loss10": (scenario_loss10, 10, "lan"),
+    "loss30": (scenario_loss30, 10, "lan"),
+    "partition": (scenario_partition, 5, "lan"),
+    "oneway": (scenario_oneway, 5, "lan"),
+    "blackhole": (scenario_blackhole, 5, "lan"),
+    "pause_short": (scenario_pause_short, 5, "lan"),
+    "pause_long": (scenario_pause_long, 5, "lan"),
+    "restart": (scenario_restart, 5, "lan"),
+    "flood": (scenario_flood, 5, "lan"),
+}
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in SCENARIOS:
+        print("usage: faults.py {%s}" % "|".join(SCENARIOS), file=sys.stderr)
+        return 2
+    fn, n, profile = SCENARIOS[sys.argv[1]]
+    random.seed(int(os.environ.get("FAULTS_SEED", "1")))
+    log("scenario %s: %d agents, profile %s%s" % (sys.argv[1], n, profile, ", long" if LONG else ""))
+    c = Cluster(n, profile)
+    f = Faults(c.nodes)
+    t0 = time.monotonic()
+    try:
+        fn(c, f)
+    except Exception as e:  # a harness error is a failure, not a crash
+        bad("scenario raised %s: %s" % (type(e).__name__, e))
+    finally:
+        try:
+            f.clear()
+        except Exception:
+            pass
+        c.stop_all()
+    log("scenario took %.1f s" % (time.monotonic() - t0))
+    print("%d passed, %d failed" % (passed, failed), flush=True)
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
