@@ -17,6 +17,7 @@
 #include "agent/http.h"
 #include "agent/log.h"
 #include "agent/metrics.h"
+#include "gossip/keyring.h"
 #include "gossip/transport.h"
 
 #define LAG_INTERVAL_S 1.0
@@ -114,6 +115,7 @@ static void collect(void *ud)
 	metrics_set_counter(METRIC_DECRYPT_FAILURES, ts->decrypt_failures,
 			    (double)ts->decrypt_failures);
 
+	metrics_set_gauge(METRIC_KEYRING_KEYS, a->keyring ? (double)keyring_count(a->keyring) : 0);
 	metrics_set_gauge(METRIC_RSS, rss_bytes());
 	metrics_set_gauge(METRIC_UPTIME, (double)(gossip_now_ms() - a->start_ms) / 1000.0);
 }

@@ -13,6 +13,7 @@
  */
 #include "agent/cli.h"
 
+#include "agent/cli_ops.h"
 #include "agent/httpc.h"
 
 #include <ctype.h>
@@ -1033,6 +1034,133 @@ static int cmd_version(struct cli_ctx *ctx, int argc, char **argv)
 	return 0;
 }
 
+/* ---- operating: monitor, info (helpers in agent/cli_ops.c) ------------ */
+
+static int cmd_monitor(struct cli_ctx *ctx, int argc, char **argv)
+{
+	int nargs = 0, r, json = 0;
+	const char *level = "info";
+	struct cli_flag flags[] = {
+		{ "log-level", CLI_FLAG_STRING, &level, "<level>",
+		  "Lowest level of the lines to stream: trace, debug, info, warn "
+		  "or err. Independent of the agent's own -log-level. Default: "
+		  "info." },
+		{ "log-json", CLI_FLAG_BOOL, &json, NULL,
+		  "Stream the lines as JSON objects." },
+		CLI_HTTP_FLAGS(ctx),
+	};
+	char msg[CLI_ERRLEN], path[256], *lv;
+	char **args = calloc((size_t)argc + 1, sizeof(*args));
+
+	if (args == NULL)
+		return 1;
+	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
+	                 argv, args, &nargs);
+	if (r >= 0)
+		goto out;
+	if (nargs > 0) {
+		r = usage_error(ctx, "The monitor command takes no arguments.");
+		goto out;
+	}
+	lv = escape_segment(level);
+	if (lv == NULL) {
+		r = 1;
+		goto out;
+	}
+	snprintf(path, sizeof(path), "/v1/agent/monitor?loglevel=%s%s", lv,
+	         json ? "&logjson" : "");
+	free(lv);
+	if (cli_ops_stream(ctx->addr, path, ctx->token, 0, ctx->out, msg,
+	                   sizeof(msg)) != 0) {
+		fprintf(ctx->err, "%s\n", msg);
+		r = 1;
+		goto out;
+	}
+	fprintf(ctx->err, "==> Remote side ended the monitor! This usually "
+	                  "means that the\n    remote side has exited or "
+	                  "crashed.\n");
+	r = 0;
+out:
+	free(args);
+	return r;
+}
+
+/* Number of entries in the JSON object at path, or -1 if unavailable. */
+static long long count_entries(struct cli_ctx *ctx, const char *path)
+{
+	struct httpc_response resp;
+	char msg[CLI_ERRLEN];
+	long long n = -1;
+	json_t *j;
+
+	if (api_call(ctx, "GET", path, NULL, 0, 0, &resp, msg,
+	             sizeof(msg)) == API_OK) {
+		j = json_loadb(resp.body, resp.body_len, 0, NULL);
+		if (json_is_object(j))
+			n = (long long)json_object_size(j);
+		json_decref(j);
+	}
+	httpc_response_free(&resp);
+	return n;
+}
+
+static int cmd_info(struct cli_ctx *ctx, int argc, char **argv)
+{
+	int nargs = 0, r;
+	struct cli_flag flags[] = { CLI_HTTP_FLAGS(ctx) };
+	struct httpc_response resp;
+	char msg[CLI_ERRLEN];
+	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	json_t *self = NULL, *metrics = NULL;
+	char *text = NULL;
+
+	if (args == NULL)
+		return 1;
+	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
+	                 argv, args, &nargs);
+	if (r >= 0)
+		goto out;
+	r = 1;
+	if (nargs > 0) {
+		r = usage_error(ctx, "The info command takes no arguments.");
+		goto out;
+	}
+	if (api_call(ctx, "GET", "/v1/agent/self", NULL, 0, 0, &resp, msg,
+	             sizeof(msg)) != API_OK) {
+		fprintf(ctx->err, "Error querying agent: %s\n", msg);
+		httpc_response_free(&resp);
+		goto out;
+	}
+	self = json_loadb(resp.body, resp.body_len, 0, NULL);
+	httpc_response_free(&resp);
+	if (api_call(ctx, "GET", "/v1/agent/metrics", NULL, 0, 0, &resp, msg,
+	             sizeof(msg)) != API_OK) {
+		fprintf(ctx->err, "Error querying agent metrics: %s\n", msg);
+		httpc_response_free(&resp);
+		goto out;
+	}
+	metrics = json_loadb(resp.body, resp.body_len, 0, NULL);
+	httpc_response_free(&resp);
+	if (!json_is_object(self) || !json_is_object(metrics)) {
+		fprintf(ctx->err, "Error: the agent at %s sent JSON that is not "
+		                  "an object; is it a rumor agent?\n", ctx->addr);
+		goto out;
+	}
+	text = cli_ops_info_text(self, metrics,
+	                         count_entries(ctx, "/v1/agent/services"),
+	                         count_entries(ctx, "/v1/agent/checks"));
+	if (text == NULL)
+		goto out;
+	fputs(text, ctx->out);
+	r = 0;
+out:
+	free(text);
+	json_decref(self);
+	json_decref(metrics);
+	free(args);
+	return r;
+}
+
 /* ---- command table --------------------------------------------------- */
 
 static const struct cli_command commands[] = {
@@ -1046,6 +1174,13 @@ static const struct cli_command commands[] = {
 	  "is removed from\n  the member list entirely. Prints nothing on "
 	  "success.\n",
 	  cmd_force_leave },
+	{ "info", "Provides debugging information for operators",
+	  "Usage: rumor info [options]\n\n"
+	  "  Prints the local agent's state, one section per area (agent, "
+	  "build,\n  runtime, serf_lan), as `consul info` does: member counts "
+	  "by status,\n  health score, queue depth, gossip traffic, "
+	  "encryption.\n",
+	  cmd_info },
 	{ "join", "Tell the local agent to join a cluster",
 	  "Usage: rumor join [options] ADDRESS...\n\n"
 	  "  Tells the local agent to join the cluster by contacting each "
@@ -1062,6 +1197,12 @@ static const struct cli_command commands[] = {
 	  "  Lists the members the local agent knows about and their state.\n"
 	  "  Exits 2 when no member matches.\n",
 	  cmd_members },
+	{ "monitor", "Stream logs from a rumor agent",
+	  "Usage: rumor monitor [options]\n\n"
+	  "  Streams the local agent's log lines as they are written, at "
+	  "-log-level\n  and above (even below the agent's own level), "
+	  "until interrupted or\n  until the agent stops.\n",
+	  cmd_monitor },
 	{ "version", "Prints the rumor version",
 	  "Usage: rumor version\n\n"
 	  "  Prints the version of rumor and the protocol versions it "

@@ -79,6 +79,7 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(STREAM_ERRORS, COUNTER, "memberlist.tcp.errors", NULL, NULL, "Gossip TCP streams that failed or timed out") \
 	X(UDP_ERRORS, COUNTER, "memberlist.udp.errors", NULL, NULL, "Gossip UDP send/receive errors") \
 	X(DECRYPT_FAILURES, COUNTER, "memberlist.decrypt_failures", NULL, NULL, "Gossip packets and streams no installed key could open") \
+	X(KEYRING_KEYS, GAUGE, "memberlist.keyring.keys", NULL, NULL, "Gossip encryption keys installed (0: gossip is plain text)") \
 	X(PUSH_PULLS, COUNTER, "memberlist.push_pull", NULL, NULL, "Push-pull state exchanges completed (either side, joins included)") \
 	/* HTTP API */                                                                       \
 	X(HTTP_REQUESTS, COUNTER, "http.requests", "code", NULL, "HTTP API responses, by status code") \
