@@ -1008,6 +1008,164 @@ out:
 	return r;
 }
 
+/* ---- services ---------------------------------------------------------- */
+
+/* PUT one service definition (a JSON object) to the agent. */
+static int register_one(struct cli_ctx *ctx, json_t *def)
+{
+	struct httpc_response resp;
+	char msg[CLI_ERRLEN];
+	char *body = json_dumps(def, JSON_COMPACT);
+	const char *name = json_string_value(json_object_get(def, "Name"));
+	int r = 0;
+
+	if (name == NULL)
+		name = json_string_value(json_object_get(def, "name"));
+	if (body == NULL)
+		return 1;
+	if (api_call(ctx, "PUT", "/v1/agent/service/register", body, strlen(body),
+	             CLI_LEAVE_TIMEOUT_MS, &resp, msg, sizeof(msg)) != API_OK) {
+		fprintf(ctx->err, "Error registering service \"%s\": %s\n",
+		        name ? name : "?", msg);
+		r = 1;
+	} else {
+		fprintf(ctx->out, "Registered service: %s\n", name ? name : "?");
+	}
+	httpc_response_free(&resp);
+	free(body);
+	return r;
+}
+
+static int cmd_services(struct cli_ctx *ctx, int argc, char **argv)
+{
+	const char *name = NULL, *id = NULL, *address = NULL, *port = NULL,
+	           *tags = NULL;
+	int nargs = 0, r;
+	struct cli_flag flags[] = {
+		{ "name", CLI_FLAG_STRING, &name, "<name>",
+		  "register: name of the service (instead of a FILE)." },
+		{ "id", CLI_FLAG_STRING, &id, "<id>",
+		  "register: ID of the service. Default: the name." },
+		{ "address", CLI_FLAG_STRING, &address, "<addr>",
+		  "register: address of the service. Default: the node's." },
+		{ "port", CLI_FLAG_STRING, &port, "<port>",
+		  "register: port of the service." },
+		{ "tag", CLI_FLAG_STRING, &tags, "<tag,...>",
+		  "register: comma-separated tags." },
+		CLI_HTTP_FLAGS(ctx),
+	};
+	char **args;
+	const char *sub;
+
+	if (argc < 1 || (strcmp(argv[0], "register") != 0 &&
+	                 strcmp(argv[0], "deregister") != 0)) {
+		if (argc >= 1 && (strcmp(argv[0], "-h") == 0 ||
+		                  strcmp(argv[0], "-help") == 0 ||
+		                  strcmp(argv[0], "--help") == 0)) {
+			fputs(find_command("services")->usage, ctx->out);
+			return 0;
+		}
+		return usage_error(ctx, "Usage: rumor services register|deregister ...");
+	}
+	sub = argv[0];
+	args = calloc((size_t)argc + 1, sizeof(*args));
+	if (args == NULL)
+		return 1;
+	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc - 1,
+	                 argv + 1, args, &nargs);
+	if (r >= 0)
+		goto out;
+	r = 0;
+	if (strcmp(sub, "deregister") == 0) {
+		struct httpc_response resp;
+		char msg[CLI_ERRLEN], path[1200], esc[1000];
+		const char *sid = nargs == 1 ? args[0] : id;
+		if (sid == NULL || nargs > 1) {
+			r = usage_error(ctx, "deregister takes one service ID.");
+			goto out;
+		}
+		httpc_escape(esc, sizeof(esc), sid, 0);
+		snprintf(path, sizeof(path), "/v1/agent/service/deregister/%s", esc);
+		if (api_call(ctx, "PUT", path, NULL, 0, CLI_LEAVE_TIMEOUT_MS, &resp, msg,
+		             sizeof(msg)) != API_OK) {
+			fprintf(ctx->err, "Error deregistering service \"%s\": %s\n",
+			        sid, msg);
+			r = 1;
+		} else {
+			fprintf(ctx->out, "Deregistered service: %s\n", sid);
+		}
+		httpc_response_free(&resp);
+		goto out;
+	}
+	if (name != NULL) {
+		json_t *def = json_pack("{s:s}", "Name", name);
+		if (nargs > 0) {
+			r = usage_error(ctx, "Give either -name or FILE, not both.");
+			json_decref(def);
+			goto out;
+		}
+		if (id != NULL)
+			json_object_set_new(def, "ID", json_string(id));
+		if (address != NULL)
+			json_object_set_new(def, "Address", json_string(address));
+		if (port != NULL) {
+			char *end;
+			long p = strtol(port, &end, 10);
+			if (*end != '\0' || p < 0 || p > 65535) {
+				r = usage_error(ctx, "Invalid -port.");
+				json_decref(def);
+				goto out;
+			}
+			json_object_set_new(def, "Port", json_integer(p));
+		}
+		if (tags != NULL) {
+			json_t *arr = json_array();
+			char *copy = strdup(tags), *save = NULL;
+			for (char *t = strtok_r(copy, ",", &save); t != NULL;
+			     t = strtok_r(NULL, ",", &save))
+				json_array_append_new(arr, json_string(t));
+			free(copy);
+			json_object_set_new(def, "Tags", arr);
+		}
+		r = register_one(ctx, def);
+		json_decref(def);
+		goto out;
+	}
+	if (nargs == 0) {
+		r = usage_error(ctx, "register needs -name or a FILE.");
+		goto out;
+	}
+	for (int i = 0; i < nargs && r == 0; i++) {
+		json_error_t je;
+		json_t *root = json_load_file(args[i], 0, &je);
+		json_t *one, *many;
+		if (root == NULL) {
+			fprintf(ctx->err, "Error reading %s: line %d: %s\n", args[i],
+			        je.line, je.text);
+			r = 1;
+			break;
+		}
+		one = json_object_get(root, "service");
+		many = json_object_get(root, "services");
+		if (json_is_object(one)) {
+			r = register_one(ctx, one);
+		} else if (json_is_array(many)) {
+			size_t k;
+			json_t *d;
+			json_array_foreach(many, k, d) {
+				if (r == 0)
+					r = register_one(ctx, d);
+			}
+		} else {
+			r = register_one(ctx, root);
+		}
+		json_decref(root);
+	}
+out:
+	free(args);
+	return r;
+}
+
 static int cmd_version(struct cli_ctx *ctx, int argc, char **argv)
 {
 	int nargs = 0, r;
@@ -1203,6 +1361,14 @@ static const struct cli_command commands[] = {
 	  "-log-level\n  and above (even below the agent's own level), "
 	  "until interrupted or\n  until the agent stops.\n",
 	  cmd_monitor },
+	{ "services", "Registers or deregisters services on the local agent",
+	  "Usage: rumor services register [options] [FILE...]\n"
+	  "       rumor services deregister [options] ID\n\n"
+	  "  register: each FILE holds a service definition (Consul's JSON: an\n"
+	  "  object, or {\"service\": {...}} or {\"services\": [...]}), or the\n"
+	  "  service is described with -name, -id, -address, -port and -tag.\n"
+	  "  deregister: removes the service with that ID and its checks.\n",
+	  cmd_services },
 	{ "version", "Prints the rumor version",
 	  "Usage: rumor version\n\n"
 	  "  Prints the version of rumor and the protocol versions it "
