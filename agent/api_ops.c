@@ -6,10 +6,13 @@
 #include <errno.h>
 #include <ev.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -277,6 +280,32 @@ void api_ops_metrics(struct agent *a, struct http_conn *c, const struct http_req
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* systemd's readiness protocol (sd_notify(3)) without libsystemd: one
+ * datagram to the unix socket in $NOTIFY_SOCKET ('@' = abstract). Quietly
+ * does nothing outside a Type=notify service. */
+static void sd_notify_text(const char *text)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	if (path == NULL || (path[0] != '/' && path[0] != '@') || path[1] == '\0')
+		return;
+	struct sockaddr_un sun;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	size_t len = strlen(path);
+	if (len >= sizeof(sun.sun_path))
+		return;
+	memcpy(sun.sun_path, path, len);
+	if (path[0] == '@')
+		sun.sun_path[0] = '\0';
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	socklen_t sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+	if (sendto(fd, text, strlen(text), MSG_NOSIGNAL, (struct sockaddr *)&sun, sl) < 0)
+		log_debug("agent: sd_notify %s failed: %s", text, strerror(errno));
+	close(fd);
+}
+
 int api_ops_start(struct agent *a, char *err, size_t errlen)
 {
 	struct api_ops *o = calloc(1, sizeof(*o));
@@ -305,6 +334,8 @@ int api_ops_start(struct agent *a, char *err, size_t errlen)
 	if (a->http != NULL)
 		http_server_on_response(a->http, on_response, o);
 	a->ops = o;
+	/* listeners are up: systemd may order dependent units after us now */
+	sd_notify_text("READY=1\nSTATUS=rumor agent running");
 	return 0;
 }
 
@@ -313,6 +344,7 @@ void api_ops_stop(struct agent *a)
 	struct api_ops *o = a->ops;
 	if (o == NULL)
 		return;
+	sd_notify_text("STOPPING=1");
 	while (o->monitors != NULL) {
 		struct monitor *m = o->monitors;
 		log_unsubscribe(monitor_sink, m);

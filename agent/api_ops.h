@@ -7,7 +7,8 @@
  * before each rendering; the loop-latency watchers (an ev_check at maximum
  * priority and an ev_prepare measure how long each loop iteration spends in
  * callbacks; a 1 s ev_timer measures how late it fires); the HTTP response
- * hook that counts responses by status; and the open monitor streams.
+ * hook that counts responses by status; the open monitor streams; and
+ * systemd readiness (READY=1 / STOPPING=1 to $NOTIFY_SOCKET, if set).
  *
  * Endpoints (rows in agent/api.c):
  *   GET /v1/agent/metrics[?format=prometheus][&pretty]
