@@ -38,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 RUMOR_BIN = os.environ["RUMOR_BIN"]
@@ -537,6 +538,54 @@ def scenario_flood(c, f):
     check(res, "all alive after the flood", "all alive", c.views(c.nodes, names))
 
 
+def scenario_acl_remote(c, f):
+    """HTTP on a non-loopback address: without -acl-token the agent warns
+    loudly, serves reads, and refuses writes from other hosts; with a token
+    writes need it."""
+    addr = "10.77.0.1"
+    sh("ip", "addr", "add", addr + "/32", "dev", "lo", check_rc=False)
+    nd = c.nodes[0]
+    c.extra = ["-client", addr]
+    c.start(nd)
+    base = "http://%s:%d" % (addr, HTTP_PORT)
+
+    def code(method, path, token=None):
+        req = urllib.request.Request(base + path, method=method)
+        if token:
+            req.add_header("X-Consul-Token", token)
+        try:
+            with urllib.request.urlopen(req, timeout=3) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except Exception:
+            return 0
+
+    up, _ = wait_until(15, lambda: code("GET", "/v1/agent/self") == 200)
+    check(up, "agent answers on %s" % addr)
+    with open(nd.logpath) as fp:
+        text = fp.read()
+    check("WARNING" in text and "not loopback" in text,
+          "agent warns loudly that the API is open on a non-loopback address")
+    check(code("GET", "/v1/agent/members") == 200, "reads are open without a token", 200,
+          code("GET", "/v1/agent/members"))
+    got = code("PUT", "/v1/agent/force-leave/nosuch")
+    check(got == 403, "a write from %s (not loopback) without a token is refused" % addr, 403, got)
+    got = code("PUT", "/v1/agent/leave")
+    check(got == 403, "leave from a non-loopback client is refused", 403, got)
+    check(nd.proc.poll() is None, "agent still running")
+    os.kill(nd.proc.pid, signal.SIGKILL)
+    nd.proc.wait()
+    c.extra = ["-client", addr, "-acl-token", "remote-w"]
+    c.start(nd)
+    up, _ = wait_until(15, lambda: code("GET", "/v1/agent/self") == 200)
+    check(up, "agent with -acl-token answers on %s" % addr)
+    got = code("PUT", "/v1/agent/force-leave/nosuch")
+    check(got == 403, "with a token set, a write without it is refused", 403, got)
+    got = code("PUT", "/v1/agent/force-leave/nosuch", "remote-w")
+    check(got == 500, "with the token the write reaches the handler (unknown node: 500)", 500, got)
+
+
 SCENARIOS = {
     # name: (function, nodes, profile)
     "loss10": (scenario_loss10, 10, "lan"),
@@ -548,6 +597,7 @@ SCENARIOS = {
     "pause_long": (scenario_pause_long, 5, "lan"),
     "restart": (scenario_restart, 5, "lan"),
     "flood": (scenario_flood, 5, "lan"),
+    "acl_remote": (scenario_acl_remote, 1, "lan"),
 }
 
 
