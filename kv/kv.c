@@ -47,6 +47,7 @@
 
 #define SYNC_MAX_CONNS 64
 #define SYNC_TIMEOUT_S 10.0
+#define SYNC_CONNECT_TIMEOUT_S 1.0
 #define PURGE_INTERVAL_S 60.0
 #define INLINE_MSG_MAX 1000 /* gossip user message budget for inline values */
 
@@ -654,6 +655,8 @@ uint64_t kv_index(struct kv *kv, const char *key, size_t key_len, bool recurse)
 
 /* ------------------------------------------------------- sync driver */
 
+static void schedule_sync(struct kv *kv, double after);
+
 static void conn_free(struct sync_conn *c, bool ok)
 {
 	struct kv *kv = c->kv;
@@ -670,10 +673,14 @@ static void conn_free(struct sync_conn *c, bool ok)
 	kv->nconns--;
 	if (c->outbound && c->sess.role == KV_SYNC_INITIATOR) {
 		kv->outbound_busy = false;
-		if (ok)
+		if (ok) {
 			kv->stats.syncs_ok++;
-		else
+		} else {
 			kv->stats.syncs_failed++;
+			/* try another peer soon rather than a whole period later */
+			if (ev_timer_remaining(kv->loop, &kv->sync_timer) > 0.5)
+				schedule_sync(kv, 0.2 + (double)randombytes_uniform(300) / 1000.0);
+		}
 	}
 	if (!ok)
 		log_debug("kv: sync with %s failed", c->peer);
@@ -738,6 +745,9 @@ static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		c->connecting = false;
+		ev_timer_stop(loop, &c->timer); /* connected: the exchange gets the full deadline */
+		ev_timer_set(&c->timer, SYNC_TIMEOUT_S, 0.);
+		ev_timer_start(loop, &c->timer);
 	}
 	if (revents & EV_READ) {
 		for (;;) {
@@ -935,13 +945,28 @@ static struct sync_conn *dial(struct kv *kv, const struct swim_member *m, int po
 		return NULL;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* leave from our own address (several agents on one host, partitions) */
+	struct sockaddr_in src;
+	memset(&src, 0, sizeof(src));
+	if (ss.ss_family == AF_INET && inet_pton(AF_INET, kv->bind_addr, &src.sin_addr) == 1 &&
+	    src.sin_addr.s_addr != htonl(INADDR_ANY)) {
+		src.sin_family = AF_INET;
+		if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
+			close(fd);
+			return NULL;
+		}
+	}
 	if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
 		close(fd);
 		return NULL;
 	}
 	struct sync_conn *c = conn_new(kv, fd, true, m->name);
-	if (c)
-		c->connecting = true;
+	if (c) {
+		c->connecting = true; /* an unreachable peer must not hold the slot long */
+		ev_timer_stop(kv->loop, &c->timer);
+		ev_timer_set(&c->timer, SYNC_CONNECT_TIMEOUT_S, 0.);
+		ev_timer_start(kv->loop, &c->timer);
+	}
 	return c;
 }
 
@@ -1093,6 +1118,7 @@ struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, 
 	kv->ttl_ms = cfg->tombstone_ttl_ms > 0 ? cfg->tombstone_ttl_ms : 72LL * 3600 * 1000;
 	kv->sync_interval_ms = cfg->sync_interval_ms > 0 ? cfg->sync_interval_ms : 10000;
 	kv->max_watches = cfg->max_watches ? cfg->max_watches : 4096;
+	snprintf(kv->bind_addr, sizeof(kv->bind_addr), "%s", cfg->bind_addr ? cfg->bind_addr : "");
 	char dir[4096];
 	snprintf(dir, sizeof(dir), "%s/kv", cfg->data_dir);
 	kv->store = kv_store_open(dir, cfg->map_size, err, errlen);
