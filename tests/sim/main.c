@@ -29,7 +29,8 @@ static void usage(void)
 		"  join_window,tcp_ping,network:{latency_ms,link_spread_ms,jitter_ms,loss,dup},\n"
 		"  actions:[{at,do:crash|restart|leave|join|pause|partition|heal|loss|slow|flap,\n"
 		"    nodes:[..]|count|fraction,for,value,sizes:[..],oneway,down,up,times}],\n"
-		"  expect:{fp_max,detect_within,first_suspect_within,join_within,converge,load_max}}\n");
+		"  expect:{fp_max,false_suspicions_max,detect_within,first_suspect_within,\n"
+		"    join_within,converge,load_max}}\n");
 }
 
 struct pick {
@@ -179,6 +180,7 @@ static int load_json(struct sim_cfg *c, json_t *j, char *err, size_t errlen)
 		c->expect.join_ms = (int64_t)(jnum(ex, "join_within", 0) * 1000);
 		c->expect.converge = json_is_true(json_object_get(ex, "converge"));
 		c->expect.load_max = jnum(ex, "load_max", 0);
+		c->expect.fsusp_max = (int64_t)jnum(ex, "false_suspicions_max", -1);
 	}
 	json_t *acts = json_object_get(j, "actions");
 	if (acts != NULL && load_actions(acts, err, errlen) < 0)
@@ -341,6 +343,12 @@ int main(int argc, char **argv)
 		}
 	}
 	resolve_picks(&c);
+	for (int i = 0; i < nactions && c.verbose; i++) {
+		printf("action %d at %.3f s:", i, actions[i].at_ms / 1e3);
+		for (int k = 0; k < actions[i].nnodes; k++)
+			printf(" n%d", actions[i].nodes[k]);
+		printf("\n");
+	}
 	c.actions = actions;
 	c.nactions = nactions;
 	struct sim *sim = sim_new(&c, err, sizeof(err));

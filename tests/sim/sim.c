@@ -175,6 +175,7 @@ struct sim {
 	uint64_t packets, bytes, dropped, dup, delivered, tcp_pp, tcp_ping, tcp_bytes;
 	double wall_start, wall_started;
 	uint64_t fp, fp_excused, fp_suspect, events;
+	int first_fp_subj;
 	int64_t load_max_seen;
 	double load_sum;
 	uint64_t load_samples;
@@ -603,7 +604,8 @@ static void net_event(void *ctx, enum swim_event_type type, const struct swim_me
 			if (excused(sim, nd->id, x)) {
 				sim->fp_excused++;
 			} else {
-				sim->fp++;
+				if (sim->fp++ == 0)
+					sim->first_fp_subj = x;
 				if (sim->cfg.verbose)
 					fprintf(sim->out, "false positive at %.3f s: n%d declares n%d dead\n",
 						sim->now / 1e6, nd->id, x);
@@ -947,8 +949,12 @@ static int final_checks(struct sim *sim)
 				  tr->t100 < 0 ? -1.0 : tr->t100 / 1e6, ex->join_ms / 1e3);
 	}
 	if (ex->fp_max >= 0 && (int64_t)sim->fp > ex->fp_max)
-		violation(sim, -1, "%llu false positives (healthy node declared dead), bound %lld",
+		violation(sim, sim->first_fp_subj,
+			  "%llu false positives (healthy node declared dead), bound %lld",
 			  (unsigned long long)sim->fp, (long long)ex->fp_max);
+	if (ex->fsusp_max >= 0 && (int64_t)sim->fp_suspect > ex->fsusp_max)
+		violation(sim, -1, "%llu false suspicions, bound %lld",
+			  (unsigned long long)sim->fp_suspect, (long long)ex->fsusp_max);
 	if (ex->load_max > 0 && (double)sim->load_max_seen > ex->load_max)
 		violation(sim, -1, "a node sent %lld packets in one probe period, bound %.0f",
 			  (long long)sim->load_max_seen, ex->load_max);
@@ -1146,6 +1152,7 @@ void sim_cfg_defaults(struct sim_cfg *cfg)
 	cfg->jitter_ms = 0.1;
 	cfg->tcp_ping = true;
 	cfg->expect.fp_max = -1;
+	cfg->expect.fsusp_max = -1;
 }
 
 static size_t malloc_used(void)

@@ -59,6 +59,7 @@ struct sim_expect {
 	int64_t join_ms;	 /* every join known everywhere within; 0: none */
 	bool converge;		 /* views equal the truth at the end */
 	double load_max;	 /* packets sent per node per probe period (max); 0: none */
+	int64_t fsusp_max;	 /* suspicion events at healthy nodes about healthy ones; -1: none */
 };
 
 struct sim_cfg {
