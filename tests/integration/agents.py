@@ -32,6 +32,9 @@ class Cluster:
     def hport(self, i):
         return self.base + 50 + i
 
+    def sport(self, i):
+        return self.base + 80 + i
+
     def haddr(self, i):
         return "127.0.0.1:%d" % self.hport(i)
 
@@ -42,7 +45,7 @@ class Cluster:
         args = [RUMOR_BIN, "agent", "-node", name, "-bind", "127.0.0.1",
                 "-advertise", "127.0.0.1", "-serf-lan-port", str(self.gport(i)),
                 "-client", "127.0.0.1", "-http-port", str(self.hport(i)),
-                "-dns-port", "-1", "-data-dir", data, "-log-level", "debug"] + list(extra)
+                "-dns-port", "-1", "-server-port", str(self.sport(i)), "-data-dir", data, "-log-level", "debug"] + list(extra)
         self.procs[i] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         self.wait(10, lambda: self.get(i, "/v1/agent/self") is not None)
         return self.procs[i]

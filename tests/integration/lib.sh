@@ -56,6 +56,7 @@ finish() {
 # gossip port and http port of agent number i
 gport() { echo $((PORT_BASE + $1)); }
 hport() { echo $((PORT_BASE + 50 + $1)); }
+sport() { echo $((PORT_BASE + 80 + $1)); } # KV sync (-server-port)
 haddr() { echo "127.0.0.1:$(hport "$1")"; }
 
 # start_agent I NAME [extra flags...]: agent I in the background; sets AGENT_PID[I]
@@ -66,7 +67,7 @@ start_agent() {
 	mkdir -p "$TMP/data-$name"
 	"$RUMOR_BIN" agent -node "$name" -bind 127.0.0.1 -advertise 127.0.0.1 \
 		-serf-lan-port "$(gport "$i")" -client 127.0.0.1 -http-port "$(hport "$i")" \
-		-dns-port -1 -data-dir "$TMP/data-$name" -log-level debug "$@" \
+		-dns-port -1 -server-port "$(sport "$i")" -data-dir "$TMP/data-$name" -log-level debug "$@" \
 		>>"$TMP/$name.log" 2>&1 &
 	AGENT_PID[$i]=$!
 	PIDS+=("$!")

@@ -24,7 +24,7 @@ start_agent 1 r1 -config-file "$cfg"
 if wait_until 20 has_alive 2 2; then pass "retry-join joined once the seed came up"; else fail "retry-join joined"; fi
 
 # a second agent on a gossip port in use: clear error
-out=$("$RUMOR_BIN" agent -node clash -bind 127.0.0.1 -serf-lan-port "$(gport 1)" -http-port -1 -dns-port -1 -data-dir "$TMP/clash" 2>&1)
+out=$("$RUMOR_BIN" agent -node clash -bind 127.0.0.1 -serf-lan-port "$(gport 1)" -http-port -1 -dns-port -1 -server-port "$(sport 9)" -data-dir "$TMP/clash" 2>&1)
 check_eq "gossip port in use exits 1" 1 $?
 check_contains "gossip port in use is explained" "Address already in use" "$out"
 
@@ -63,7 +63,7 @@ if wait_until 60 is_status 1 r4 failed; then pass "no leave on terminate: r4 see
 # -dev removes its temporary data directory at exit
 export TMPDIR="$TMP/devtmp"
 mkdir -p "$TMPDIR"
-"$RUMOR_BIN" agent -dev -serf-lan-port "$(gport 5)" -http-port "$(hport 5)" -dns-port -1 >"$TMP/dev.log" 2>&1 &
+"$RUMOR_BIN" agent -dev -serf-lan-port "$(gport 5)" -http-port "$(hport 5)" -dns-port -1 -server-port "$(sport 5)" >"$TMP/dev.log" 2>&1 &
 devpid=$!
 PIDS+=("$devpid")
 wait_http 5 || fail "dev agent answers"
