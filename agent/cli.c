@@ -15,6 +15,7 @@
 
 #include "agent/cli_ops.h"
 #include "agent/httpc.h"
+#include "agent/cli_kv.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -1321,6 +1322,12 @@ out:
 
 /* ---- command table --------------------------------------------------- */
 
+/* `rumor kv ...`: agent/cli_kv.c */
+static int cmd_kv(struct cli_ctx *ctx, int argc, char **argv)
+{
+	return cli_kv_run(argc, argv, ctx->http_addr, ctx->token, ctx->out, ctx->err);
+}
+
 static const struct cli_command commands[] = {
 	{ "agent", "Runs a rumor agent", "Usage: rumor agent [options]\n",
 	  NULL /* dispatched by main.c */ },
@@ -1345,6 +1352,11 @@ static const struct cli_command commands[] = {
 	  "ADDRESS\n  (host or host:port of another agent's gossip port). "
 	  "Succeeds if at\n  least one address could be joined.\n",
 	  cmd_join },
+	{ "kv", "Interact with the key-value store",
+	  "Usage: rumor kv <get|put|delete|export|import> [options] [args]\n\n"
+	  "  Reads and writes the replicated key-value store through the local\n"
+	  "  agent, as `consul kv` does. `rumor kv -h` lists the subcommands.\n",
+	  cmd_kv },
 	{ "leave", "Gracefully leaves the cluster and shuts down the agent",
 	  "Usage: rumor leave [options]\n\n"
 	  "  Makes the local agent leave the cluster gracefully and shut "

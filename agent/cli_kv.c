@@ -1,0 +1,512 @@
+/*
+ * agent/cli_kv.c — see cli_kv.h.
+ */
+#define _GNU_SOURCE
+#include "agent/cli_kv.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/cli.h"
+#include "agent/httpc.h"
+
+struct kvctx {
+	const char *http_addr;
+	const char *token;
+	FILE *out, *err;
+	char addr[300];
+};
+
+static const char KV_USAGE[] =
+	"Usage: rumor kv <subcommand> [options] [args]\n\n"
+	"  Interact with the key-value store.\n\n"
+	"Subcommands:\n"
+	"    get     [-recurse] [-detailed] [-keys] [-separator=/] KEY\n"
+	"    put     [-flags=N] [-cas -modify-index=N] KEY [VALUE|@file|-]\n"
+	"    delete  [-recurse] [-cas -modify-index=N] KEY\n"
+	"    export  [PREFIX]\n"
+	"    import  [@file|-|JSON]\n\n"
+	"Every subcommand takes -http-addr=<address> and -token=<value>.\n";
+
+static int request(struct kvctx *k, const char *method, const char *key, const char *query,
+		   const void *body, size_t len, struct httpc_response *resp)
+{
+	char path[4096], esc[3072], msg[512];
+	httpc_escape(esc, sizeof(esc), key, HTTPC_ESCAPE_KEEP_SLASH);
+	snprintf(path, sizeof(path), "/v1/kv/%s%s%s", esc, query && *query ? "?" : "",
+		 query ? query : "");
+	char tok[600];
+	const char *hdrs[2] = {NULL, NULL};
+	if (k->token != NULL && *k->token) {
+		snprintf(tok, sizeof(tok), "X-Consul-Token: %s", k->token);
+		hdrs[0] = tok;
+	}
+	struct httpc_options o = {0, hdrs, 0};
+	memset(resp, 0, sizeof(*resp));
+	if (httpc_request_opts(k->addr, method, path, body, len, &o, resp, msg, sizeof(msg)) < 0) {
+		fprintf(k->err, "Error querying Consul agent: %s\n", msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse(struct kvctx *k, struct cli_flag *fl, size_t nfl, int argc, char **argv,
+		 char **args, int *nargs, const char *usage)
+{
+	char msg[512];
+	int r = cli_flags_parse(fl, nfl, argc, argv, args, nargs, msg, sizeof(msg));
+	if (r == CLI_FLAGS_HELP) {
+		fputs(usage, k->out);
+		return 0;
+	}
+	if (r < 0) {
+		fprintf(k->err, "%s\n\n%s", msg, usage);
+		return 1;
+	}
+	if (cli_normalize_http_addr(k->http_addr, k->addr, sizeof(k->addr), msg, sizeof(msg)) < 0) {
+		fprintf(k->err, "%s\n", msg);
+		return 1;
+	}
+	return -1;
+}
+
+#define COMMON_FLAGS(k)                                                                  \
+	{"http-addr", CLI_FLAG_STRING, &(k)->http_addr, "<address>",                      \
+	 "Address of the agent's HTTP API."},                                            \
+	{                                                                                \
+		"token", CLI_FLAG_STRING, &(k)->token, "<value>", "ACL token."           \
+	}
+
+static void print_value(FILE *out, const char *b64)
+{
+	if (b64 == NULL)
+		return;
+	size_t n = strlen(b64), bl = 0;
+	uint8_t *bin = malloc(n + 1);
+	if (bin == NULL)
+		return;
+	if (sodium_base642bin(bin, n + 1, b64, n, NULL, &bl, NULL,
+			      sodium_base64_VARIANT_ORIGINAL) == 0)
+		fwrite(bin, 1, bl, out);
+	free(bin);
+}
+
+static void print_detailed(FILE *out, json_t *e)
+{
+	fprintf(out, "%-16s %" JSON_INTEGER_FORMAT "\n", "CreateIndex",
+		json_integer_value(json_object_get(e, "CreateIndex")));
+	fprintf(out, "%-16s %" JSON_INTEGER_FORMAT "\n", "Flags",
+		json_integer_value(json_object_get(e, "Flags")));
+	fprintf(out, "%-16s %s\n", "Key", json_string_value(json_object_get(e, "Key")));
+	fprintf(out, "%-16s %d\n", "LockIndex", 0);
+	fprintf(out, "%-16s %" JSON_INTEGER_FORMAT "\n", "ModifyIndex",
+		json_integer_value(json_object_get(e, "ModifyIndex")));
+	fprintf(out, "%-16s %s\n", "Session", "-");
+	fprintf(out, "%-16s ", "Value");
+	print_value(out, json_string_value(json_object_get(e, "Value")));
+	fputc('\n', out);
+}
+
+static const char GET_USAGE[] = "Usage: rumor kv get [options] [KEY_OR_PREFIX]\n\n"
+				"  -recurse  all keys with the prefix, as key:value lines\n"
+				"  -keys     key names only (with -separator, rolled up)\n"
+				"  -detailed every field\n";
+
+static int kv_get(struct kvctx *k, int argc, char **argv)
+{
+	int recurse = 0, detailed = 0, keys = 0, nargs = 0, rc = 1;
+	const char *sep = NULL;
+	struct cli_flag fl[] = {
+		COMMON_FLAGS(k),
+		{"recurse", CLI_FLAG_BOOL, &recurse, "", "Recursive lookup."},
+		{"detailed", CLI_FLAG_BOOL, &detailed, "", "All fields."},
+		{"keys", CLI_FLAG_BOOL, &keys, "", "Key names only."},
+		{"separator", CLI_FLAG_STRING, &sep, "<string>", "Roll up keys (with -keys)."},
+	};
+	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	int p = parse(k, fl, sizeof(fl) / sizeof(fl[0]), argc, argv, args, &nargs, GET_USAGE);
+	if (p >= 0) {
+		free(args);
+		return p;
+	}
+	const char *key = nargs > 0 ? args[0] : "";
+	if (nargs > 1 || (key[0] == '\0' && !recurse && !keys)) {
+		fprintf(k->err, "Error! Missing KEY argument\n\n%s", GET_USAGE);
+		free(args);
+		return 1;
+	}
+	if (key[0] == '/')
+		key++;
+	char q[256] = "";
+	if (keys)
+		snprintf(q, sizeof(q), "keys%s%s", sep ? "&separator=" : "", sep ? sep : "");
+	else if (recurse)
+		snprintf(q, sizeof(q), "recurse");
+	struct httpc_response resp;
+	if (request(k, "GET", key, q, NULL, 0, &resp) < 0)
+		goto out;
+	if (resp.status == 404) {
+		if (keys || recurse)
+			rc = 0;
+		else
+			fprintf(k->err, "Error! No key exists at: %s\n", key);
+		goto out;
+	}
+	if (resp.status != 200) {
+		fprintf(k->err, "Error querying Consul agent: Unexpected response code: %d (%s)\n",
+			resp.status, resp.body ? resp.body : "");
+		goto out;
+	}
+	json_t *j = json_loadb(resp.body, resp.body_len, 0, NULL);
+	if (!json_is_array(j)) {
+		fprintf(k->err, "Error! Malformed answer from the agent\n");
+		json_decref(j);
+		goto out;
+	}
+	size_t i;
+	json_t *e;
+	json_array_foreach(j, i, e)
+	{
+		if (keys) {
+			fprintf(k->out, "%s\n", json_string_value(e));
+		} else if (detailed) {
+			if (i > 0)
+				fputc('\n', k->out);
+			print_detailed(k->out, e);
+		} else if (recurse) {
+			fprintf(k->out, "%s:", json_string_value(json_object_get(e, "Key")));
+			print_value(k->out, json_string_value(json_object_get(e, "Value")));
+			fputc('\n', k->out);
+		} else {
+			print_value(k->out, json_string_value(json_object_get(e, "Value")));
+			fputc('\n', k->out);
+		}
+	}
+	json_decref(j);
+	rc = 0;
+out:
+	httpc_response_free(&resp);
+	free(args);
+	return rc;
+}
+
+static char *read_all(FILE *f, size_t *len)
+{
+	size_t cap = 4096, n = 0;
+	char *b = malloc(cap);
+	while (b != NULL) {
+		if (n == cap) {
+			char *t = realloc(b, cap * 2);
+			if (t == NULL) {
+				free(b);
+				return NULL;
+			}
+			b = t;
+			cap *= 2;
+		}
+		size_t r = fread(b + n, 1, cap - n, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	*len = n;
+	return b;
+}
+
+/* VALUE, @file or "-" (stdin) into a malloc'd buffer. */
+static char *load_value(struct kvctx *k, const char *arg, size_t *len)
+{
+	if (strcmp(arg, "-") == 0)
+		return read_all(stdin, len);
+	if (arg[0] == '@') {
+		FILE *f = fopen(arg + 1, "rb");
+		if (f == NULL) {
+			fprintf(k->err, "Error! Failed to read file: %s\n", arg + 1);
+			return NULL;
+		}
+		char *b = read_all(f, len);
+		fclose(f);
+		return b;
+	}
+	*len = strlen(arg);
+	return strdup(arg);
+}
+
+static const char PUT_USAGE[] = "Usage: rumor kv put [options] KEY [VALUE|@file|-]\n\n"
+				"  -flags=N            unsigned integer stored with the key\n"
+				"  -cas -modify-index=N  write only if the key's ModifyIndex is N\n"
+				"                        (0: only if the key does not exist)\n";
+
+static int kv_put(struct kvctx *k, int argc, char **argv)
+{
+	int cas = 0, nargs = 0, rc = 1;
+	const char *flags = NULL, *mi = NULL;
+	struct cli_flag fl[] = {
+		COMMON_FLAGS(k),
+		{"flags", CLI_FLAG_STRING, &flags, "<uint>", "Flags."},
+		{"cas", CLI_FLAG_BOOL, &cas, "", "Check-and-set."},
+		{"modify-index", CLI_FLAG_STRING, &mi, "<uint>", "Index for -cas."},
+	};
+	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	int p = parse(k, fl, sizeof(fl) / sizeof(fl[0]), argc, argv, args, &nargs, PUT_USAGE);
+	if (p >= 0) {
+		free(args);
+		return p;
+	}
+	if (nargs < 1 || nargs > 2) {
+		fprintf(k->err, "Error! Missing KEY argument\n\n%s", PUT_USAGE);
+		free(args);
+		return 1;
+	}
+	if (cas && mi == NULL) {
+		fprintf(k->err, "Cannot specify -cas without -modify-index\n");
+		free(args);
+		return 1;
+	}
+	const char *key = args[0][0] == '/' ? args[0] + 1 : args[0];
+	size_t len = 0;
+	char *val = nargs == 2 ? load_value(k, args[1], &len) : strdup("");
+	if (val == NULL) {
+		free(args);
+		return 1;
+	}
+	char q[128] = "";
+	size_t ql = 0;
+	if (flags)
+		ql += (size_t)snprintf(q + ql, sizeof(q) - ql, "flags=%s", flags);
+	if (cas)
+		snprintf(q + ql, sizeof(q) - ql, "%scas=%s", ql ? "&" : "", mi);
+	struct httpc_response resp;
+	if (request(k, "PUT", key, q, val, len, &resp) < 0)
+		goto out;
+	if (resp.status != 200) {
+		fprintf(k->err, "Error! Failed writing data: Unexpected response code: %d (%s)\n",
+			resp.status, resp.body ? resp.body : "");
+		goto out;
+	}
+	if (resp.body && strncmp(resp.body, "true", 4) == 0) {
+		fprintf(k->out, "Success! Data written to: %s\n", key);
+		rc = 0;
+	} else {
+		fprintf(k->err, "Error! Did not write to %s: CAS failed\n", key);
+	}
+out:
+	httpc_response_free(&resp);
+	free(val);
+	free(args);
+	return rc;
+}
+
+static const char DEL_USAGE[] = "Usage: rumor kv delete [options] KEY_OR_PREFIX\n\n"
+				"  -recurse            delete every key with the prefix\n"
+				"  -cas -modify-index=N  delete only if the ModifyIndex is N\n";
+
+static int kv_delete(struct kvctx *k, int argc, char **argv)
+{
+	int cas = 0, recurse = 0, nargs = 0, rc = 1;
+	const char *mi = NULL;
+	struct cli_flag fl[] = {
+		COMMON_FLAGS(k),
+		{"recurse", CLI_FLAG_BOOL, &recurse, "", "Delete the prefix."},
+		{"cas", CLI_FLAG_BOOL, &cas, "", "Check-and-set."},
+		{"modify-index", CLI_FLAG_STRING, &mi, "<uint>", "Index for -cas."},
+	};
+	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	int p = parse(k, fl, sizeof(fl) / sizeof(fl[0]), argc, argv, args, &nargs, DEL_USAGE);
+	if (p >= 0) {
+		free(args);
+		return p;
+	}
+	if (nargs > 1 || (nargs == 0 && !recurse)) {
+		fprintf(k->err, "Error! Missing KEY argument\n\n%s", DEL_USAGE);
+		free(args);
+		return 1;
+	}
+	if (cas && recurse) {
+		fprintf(k->err, "Cannot specify both -cas and -recurse!\n");
+		free(args);
+		return 1;
+	}
+	if (cas && mi == NULL) {
+		fprintf(k->err, "Cannot specify -cas without -modify-index\n");
+		free(args);
+		return 1;
+	}
+	const char *key = nargs ? (args[0][0] == '/' ? args[0] + 1 : args[0]) : "";
+	char q[64] = "";
+	if (recurse)
+		snprintf(q, sizeof(q), "recurse");
+	else if (cas)
+		snprintf(q, sizeof(q), "cas=%s", mi);
+	struct httpc_response resp;
+	if (request(k, "DELETE", key, q, NULL, 0, &resp) < 0)
+		goto out;
+	if (resp.status != 200) {
+		fprintf(k->err, "Error! Failed deleting: Unexpected response code: %d (%s)\n",
+			resp.status, resp.body ? resp.body : "");
+		goto out;
+	}
+	if (resp.body && strncmp(resp.body, "true", 4) == 0) {
+		if (recurse)
+			fprintf(k->out, "Success! Deleted keys with prefix: %s\n", key);
+		else
+			fprintf(k->out, "Success! Deleted key: %s\n", key);
+		rc = 0;
+	} else {
+		fprintf(k->err, "Error! Did not delete key %s: CAS failed\n", key);
+	}
+out:
+	httpc_response_free(&resp);
+	free(args);
+	return rc;
+}
+
+static int kv_export(struct kvctx *k, int argc, char **argv)
+{
+	int nargs = 0, rc = 1;
+	struct cli_flag fl[] = {COMMON_FLAGS(k)};
+	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	int p = parse(k, fl, 2, argc, argv, args, &nargs,
+		      "Usage: rumor kv export [options] [PREFIX]\n");
+	if (p >= 0) {
+		free(args);
+		return p;
+	}
+	const char *key = nargs ? args[0] : "";
+	struct httpc_response resp;
+	if (request(k, "GET", key, "recurse", NULL, 0, &resp) < 0)
+		goto out;
+	json_t *arr = json_array();
+	if (resp.status == 200) {
+		json_t *j = json_loadb(resp.body, resp.body_len, 0, NULL);
+		size_t i;
+		json_t *e;
+		json_array_foreach(j, i, e)
+		{
+			const char *v = json_string_value(json_object_get(e, "Value"));
+			json_array_append_new(
+				arr, json_pack("{s:O, s:O, s:s}", "key", json_object_get(e, "Key"),
+					       "flags", json_object_get(e, "Flags"), "value",
+					       v ? v : ""));
+		}
+		json_decref(j);
+	} else if (resp.status != 404) {
+		fprintf(k->err, "Error querying Consul agent: Unexpected response code: %d\n",
+			resp.status);
+		json_decref(arr);
+		goto out;
+	}
+	char *s = json_dumps(arr, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	json_decref(arr);
+	if (s != NULL) {
+		/* Consul indents with tabs */
+		for (char *c = s; *c; c++) {
+			if (*c != '\n')
+				continue;
+			char *d = c + 1;
+			while (*d == ' ')
+				*d++ = '\t';
+		}
+		fprintf(k->out, "%s\n", s);
+		free(s);
+	}
+	rc = 0;
+out:
+	httpc_response_free(&resp);
+	free(args);
+	return rc;
+}
+
+static int kv_import(struct kvctx *k, int argc, char **argv)
+{
+	int nargs = 0, rc = 1;
+	struct cli_flag fl[] = {COMMON_FLAGS(k)};
+	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	int p = parse(k, fl, 2, argc, argv, args, &nargs,
+		      "Usage: rumor kv import [options] [@file|-|JSON]\n");
+	if (p >= 0) {
+		free(args);
+		return p;
+	}
+	size_t len = 0;
+	char *data = load_value(k, nargs ? args[0] : "-", &len);
+	free(args);
+	if (data == NULL)
+		return 1;
+	json_error_t je;
+	json_t *j = json_loadb(data, len, 0, &je);
+	free(data);
+	if (!json_is_array(j)) {
+		fprintf(k->err, "Error! Cannot unmarshal data: %s\n", je.text);
+		json_decref(j);
+		return 1;
+	}
+	size_t i;
+	json_t *e;
+	rc = 0;
+	json_array_foreach(j, i, e)
+	{
+		const char *key = json_string_value(json_object_get(e, "key"));
+		const char *v = json_string_value(json_object_get(e, "value"));
+		json_t *f = json_object_get(e, "flags");
+		if (key == NULL) {
+			fprintf(k->err, "Error! Entry %zu has no key\n", i);
+			rc = 1;
+			break;
+		}
+		size_t vl = v ? strlen(v) : 0, bl = 0;
+		uint8_t *bin = malloc(vl + 1);
+		if (bin == NULL || (vl && sodium_base642bin(bin, vl + 1, v, vl, NULL, &bl, NULL,
+							    sodium_base64_VARIANT_ORIGINAL) != 0)) {
+			fprintf(k->err, "Error! Cannot base 64 decode value for key %s\n", key);
+			free(bin);
+			rc = 1;
+			break;
+		}
+		char q[64] = "";
+		if (json_is_integer(f))
+			snprintf(q, sizeof(q), "flags=%" JSON_INTEGER_FORMAT, json_integer_value(f));
+		struct httpc_response resp;
+		int r = request(k, "PUT", key, q, bin, bl, &resp);
+		free(bin);
+		if (r < 0 || resp.status != 200) {
+			if (r == 0)
+				fprintf(k->err, "Error! Failed to write %s: %d %s\n", key, resp.status,
+					resp.body ? resp.body : "");
+			httpc_response_free(&resp);
+			rc = 1;
+			break;
+		}
+		httpc_response_free(&resp);
+		fprintf(k->out, "Imported: %s\n", key);
+	}
+	json_decref(j);
+	return rc;
+}
+
+int cli_kv_run(int argc, char **argv, const char *http_addr, const char *token, FILE *out,
+	       FILE *err)
+{
+	struct kvctx k = {http_addr, token, out, err, ""};
+	if (argc < 1 || strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "-help") == 0 ||
+	    strcmp(argv[0], "--help") == 0) {
+		fputs(KV_USAGE, argc < 1 ? err : out);
+		return argc < 1 ? 1 : 0;
+	}
+	const char *sub = argv[0];
+	if (strcmp(sub, "get") == 0)
+		return kv_get(&k, argc - 1, argv + 1);
+	if (strcmp(sub, "put") == 0)
+		return kv_put(&k, argc - 1, argv + 1);
+	if (strcmp(sub, "delete") == 0)
+		return kv_delete(&k, argc - 1, argv + 1);
+	if (strcmp(sub, "export") == 0)
+		return kv_export(&k, argc - 1, argv + 1);
+	if (strcmp(sub, "import") == 0)
+		return kv_import(&k, argc - 1, argv + 1);
+	fprintf(err, "Unknown kv subcommand: %s\n\n%s", sub, KV_USAGE);
+	return 1;
+}
