@@ -1,0 +1,144 @@
+/*
+ * test_log.c — log subscribers (levels independent of the threshold, no
+ * recursion, unsubscribe) and the text/JSON line formats.
+ */
+#include "agent/log.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                     \
+	do {                                                                 \
+		if (!(cond)) {                                               \
+			fprintf(stderr, "  FAIL %s:%d: ", __FILE__, __LINE__); \
+			fprintf(stderr, __VA_ARGS__);                        \
+			fprintf(stderr, "\n");                               \
+			return -1;                                           \
+		}                                                            \
+	} while (0)
+
+struct sink {
+	int n;
+	char last[512];
+	enum log_level level;
+};
+
+static void sink_fn(void *ud, const struct log_record *r)
+{
+	struct sink *s = ud;
+	s->n++;
+	s->level = r->level;
+	snprintf(s->last, sizeof(s->last), "%s", r->msg);
+	log_info("recursive line from a sink"); /* must be dropped, not recursed */
+}
+
+static int test_subscriber_gets_lines_below_threshold(void)
+{
+	struct sink s = {0};
+	log_set_level(LOG_ERR); /* stderr quiet */
+	CHECK(log_subscribe(sink_fn, &s, LOG_DEBUG) == 0, "subscribe failed");
+	log_debug("agent: hello %d", 42);
+	log_trace("agent: too verbose");
+	CHECK(s.n == 1, "expected 1 line, got %d", s.n);
+	CHECK(strcmp(s.last, "agent: hello 42") == 0, "got '%s'", s.last);
+	CHECK(s.level == LOG_DEBUG, "level: got %d", (int)s.level);
+	log_unsubscribe(sink_fn, &s);
+	log_info("agent: after");
+	CHECK(s.n == 1, "line after unsubscribe: n=%d", s.n);
+	log_set_level(LOG_INFO);
+	return 0;
+}
+
+static int test_two_subscribers_have_their_own_levels(void)
+{
+	struct sink a = {0}, b = {0};
+	log_set_level(LOG_ERR);
+	log_subscribe(sink_fn, &a, LOG_TRACE);
+	log_subscribe(sink_fn, &b, LOG_WARN);
+	log_info("x: info");
+	log_warn("x: warn");
+	log_unsubscribe(sink_fn, &a);
+	log_unsubscribe(sink_fn, &b);
+	log_set_level(LOG_INFO);
+	CHECK(a.n == 2 && b.n == 1, "expected 2 and 1, got %d and %d", a.n, b.n);
+	return 0;
+}
+
+static int test_text_format(void)
+{
+	struct log_record r = {LOG_WARN, "2026-11-28T03:13:00.123Z", "memberlist: Suspect n2"};
+	char buf[256];
+	size_t n = log_format(buf, sizeof(buf), &r, false);
+	const char *want = "2026-11-28T03:13:00.123Z [WARN]  memberlist: Suspect n2\n";
+	CHECK(strcmp(buf, want) == 0, "got '%s'", buf);
+	CHECK(n == strlen(want), "length %zu", n);
+	return 0;
+}
+
+static int test_json_format_splits_module_and_escapes(void)
+{
+	struct log_record r = {LOG_INFO, "2026-11-28T03:13:00.123Z",
+			       "serf: say \"hi\"\\ \n\x01 done"};
+	char buf[512];
+	log_format(buf, sizeof(buf), &r, true);
+	CHECK(buf[strlen(buf) - 1] == '\n', "no newline");
+	json_error_t e;
+	json_t *j = json_loads(buf, 0, &e);
+	CHECK(j != NULL, "not JSON (%s): %s", e.text, buf);
+	CHECK(strcmp(json_string_value(json_object_get(j, "@level")), "info") == 0, "level");
+	CHECK(strcmp(json_string_value(json_object_get(j, "@module")), "serf") == 0, "module");
+	CHECK(strcmp(json_string_value(json_object_get(j, "@message")), "say \"hi\"\\ \n\x01 done") ==
+		      0,
+	      "message: %s", json_string_value(json_object_get(j, "@message")));
+	CHECK(strcmp(json_string_value(json_object_get(j, "@timestamp")),
+		     "2026-11-28T03:13:00.123Z") == 0,
+	      "timestamp");
+	json_decref(j);
+	/* no module: no @module key */
+	struct log_record r2 = {LOG_ERR, "t", "plain message: with colon later"};
+	log_format(buf, sizeof(buf), &r2, true);
+	j = json_loads(buf, 0, NULL);
+	CHECK(j != NULL && json_object_get(j, "@module") == NULL, "unexpected @module: %s", buf);
+	CHECK(strcmp(json_string_value(json_object_get(j, "@level")), "error") == 0, "level err");
+	json_decref(j);
+	return 0;
+}
+
+static int test_cut_line_still_ends_in_newline(void)
+{
+	struct log_record r = {LOG_INFO, "t", "agent: a long message that does not fit"};
+	char buf[16];
+	size_t n = log_format(buf, sizeof(buf), &r, false);
+	CHECK(n > sizeof(buf), "expected the full length %zu > 16", n);
+	CHECK(strlen(buf) == 15 && buf[14] == '\n', "cut line: '%s'", buf);
+	return 0;
+}
+
+int main(void)
+{
+	struct {
+		const char *name;
+		int (*fn)(void);
+	} tests[] = {
+		{"subscriber_gets_lines_below_threshold", test_subscriber_gets_lines_below_threshold},
+		{"two_subscribers_have_their_own_levels", test_two_subscribers_have_their_own_levels},
+		{"text_format", test_text_format},
+		{"json_format_splits_module_and_escapes", test_json_format_splits_module_and_escapes},
+		{"cut_line_still_ends_in_newline", test_cut_line_still_ends_in_newline},
+	};
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		if (tests[i].fn() == 0) {
+			passed++;
+			printf("ok   %s\n", tests[i].name);
+		} else {
+			failed++;
+			printf("FAIL %s\n", tests[i].name);
+		}
+	}
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
