@@ -679,7 +679,7 @@ int api_catalog_start(struct agent *a, char *err, size_t errlen)
 			.datacenter = a->cfg.datacenter,
 			.node_name = a->cfg.node_name,
 			.truncate = a->cfg.dns_truncate,
-			.recursor = false, /* forwarding is not implemented: REFUSED */
+			.recursor = a->cfg.recursors.n > 0,
 		};
 		ac->resp = dns_responder_new(&dc, err, errlen);
 		if (ac->resp == NULL)
@@ -690,9 +690,10 @@ int api_catalog_start(struct agent *a, char *err, size_t errlen)
 			goto fail;
 		log_info("agent: DNS server listening on %s:%u (udp+tcp), domain %s",
 			 a->cfg.client_addr, dns_server_port(ac->dns), a->cfg.domain);
-		if (a->cfg.recursors.n > 0)
-			log_warn("agent: -recursor given but forwarding is not implemented; names "
-				 "outside %s are answered REFUSED", a->cfg.domain);
+		if (a->cfg.recursors.n > 0 &&
+		    dns_server_set_recursors(ac->dns, (const char *const *)a->cfg.recursors.items,
+					     a->cfg.recursors.n, err, errlen) < 0)
+			goto fail;
 	}
 	return 0;
 fail:

@@ -405,8 +405,9 @@ static const struct opt opts[] = {
 	 OFF(enable_script_checks), 0, "",
 	 "Allow checks that run programs (Args/ScriptArgs). Default: false."},
 	{"recursor", "recursors", K_LIST, OFF(recursors), 0, "ADDR",
-	 "Upstream DNS server for names outside the domain. Repeatable.\n"
-	 "Accepted; forwarding is not implemented yet (REFUSED)."},
+	 "Upstream DNS server (ip or ip:port) for names outside the domain;\n"
+	 "UDP queries are forwarded, 2s timeout. Repeatable. Default: none\n"
+	 "(such names are REFUSED)."},
 	{"dns-truncate", "dns_config.enable_truncate", K_BOOL, OFF(dns_truncate),
 	 0, "",
 	 "Set the TC bit when a UDP answer does not fit. false: drop\n"

@@ -49,6 +49,18 @@ struct dns_conn {
 	struct dns_conn *next, *prev;
 };
 
+/* One query out at a recursor: the upstream ID's low bits are the slot. */
+#define FWD_MAX 1024
+#define FWD_MASK 0x3FF
+struct fwd {
+	bool used;
+	uint16_t up_id, client_id;
+	struct sockaddr_storage client;
+	socklen_t clen;
+	size_t rec;
+	ev_tstamp deadline;
+};
+
 struct dns_server {
 	struct ev_loop *loop;
 	struct dns_responder *r;
@@ -66,6 +78,16 @@ struct dns_server {
 	struct iovec iov_in[BATCH], iov_out[BATCH];
 	struct mmsghdr msg_in[BATCH], msg_out[BATCH];
 	uint8_t tcp_out[TCP_BUF];
+	/* forwarding to recursors (UDP clients only) */
+	int ffd;
+	ev_io fio;
+	ev_timer fsweep;
+	struct sockaddr_storage rec[DNS_SERVER_MAX_RECURSORS];
+	socklen_t reclen[DNS_SERVER_MAX_RECURSORS];
+	size_t nrec;
+	size_t next_rec;
+	struct fwd fwd[FWD_MAX];
+	size_t nfwd;
 };
 
 static uint64_t next_seed(struct dns_server *s)
@@ -82,6 +104,162 @@ static int set_nonblock(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
 	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static int mkaddr(const char *addr, uint16_t port, struct sockaddr_storage *ss, socklen_t *len);
+
+/* ----------------------------------------------------------- forwarding */
+
+/* A header-only SERVFAIL for a query we could not forward or that timed out. */
+static void send_servfail(struct dns_server *s, uint16_t id, const struct sockaddr_storage *to,
+			  socklen_t tolen)
+{
+	uint8_t h[12] = {(uint8_t)(id >> 8), (uint8_t)id, 0x81, 0x82, 0, 0, 0, 0, 0, 0, 0, 0};
+	sendto(s->ufd, h, sizeof(h), MSG_DONTWAIT, (const struct sockaddr *)to, tolen);
+}
+
+/* Sends q to the next recursor with a fresh ID; SERVFAIL at once if the
+ * table is full or the query cannot be sent. */
+static void forward(struct dns_server *s, const uint8_t *q, size_t len,
+		    const struct sockaddr_storage *from, socklen_t fromlen)
+{
+	uint16_t cid = (uint16_t)(q[0] << 8 | q[1]);
+	if (s->nfwd >= FWD_MAX || len > UDP_IN_MAX) {
+		send_servfail(s, cid, from, fromlen);
+		return;
+	}
+	size_t slot = (size_t)(next_seed(s) & FWD_MASK);
+	while (s->fwd[slot].used)
+		slot = (slot + 1) & FWD_MASK;
+	struct fwd *f = &s->fwd[slot];
+	f->up_id = (uint16_t)((next_seed(s) & ~(uint64_t)FWD_MASK) | slot);
+	f->client_id = cid;
+	f->client = *from;
+	f->clen = fromlen;
+	f->rec = s->next_rec++ % s->nrec;
+	f->deadline = ev_now(s->loop) + DNS_SERVER_RECURSOR_TIMEOUT_S;
+	uint8_t buf[UDP_IN_MAX];
+	memcpy(buf, q, len);
+	buf[0] = (uint8_t)(f->up_id >> 8);
+	buf[1] = (uint8_t)f->up_id;
+	if (sendto(s->ffd, buf, len, MSG_DONTWAIT, (struct sockaddr *)&s->rec[f->rec],
+		   s->reclen[f->rec]) < 0) {
+		send_servfail(s, cid, from, fromlen);
+		return;
+	}
+	f->used = true;
+	s->nfwd++;
+}
+
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+	return x->sin6_port == y->sin6_port &&
+	       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+/* An upstream answer: relay it to the client under the client's ID. */
+static void fwd_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct dns_server *s = w->data;
+	for (int i = 0; i < 64; i++) {
+		uint8_t buf[UDP_IN_MAX];
+		struct sockaddr_storage from;
+		socklen_t fl = sizeof(from);
+		ssize_t n = recvfrom(s->ffd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from,
+				     &fl);
+		if (n < 0)
+			return;
+		if (n < 12 || !(buf[2] & 0x80))
+			continue;
+		uint16_t id = (uint16_t)(buf[0] << 8 | buf[1]);
+		struct fwd *f = &s->fwd[id & FWD_MASK];
+		if (!f->used || f->up_id != id || !same_addr(&from, &s->rec[f->rec]))
+			continue; /* late, unknown or spoofed */
+		buf[0] = (uint8_t)(f->client_id >> 8);
+		buf[1] = (uint8_t)f->client_id;
+		sendto(s->ufd, buf, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&f->client, f->clen);
+		f->used = false;
+		s->nfwd--;
+	}
+}
+
+static void fsweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct dns_server *s = w->data;
+	ev_tstamp now = ev_now(loop);
+	for (size_t i = 0; i < FWD_MAX && s->nfwd > 0; i++) {
+		struct fwd *f = &s->fwd[i];
+		if (f->used && f->deadline <= now) {
+			send_servfail(s, f->client_id, &f->client, f->clen);
+			f->used = false;
+			s->nfwd--;
+		}
+	}
+}
+
+static int parse_recursor(const char *spec, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[256];
+	unsigned long port = 53;
+	snprintf(host, sizeof(host), "%s", spec);
+	char *colon = strrchr(host, ':');
+	if (host[0] == '[') {
+		char *rb = strchr(host, ']');
+		if (rb == NULL)
+			return -1;
+		*rb = '\0';
+		if (rb[1] == ':')
+			port = strtoul(rb + 2, NULL, 10);
+		memmove(host, host + 1, strlen(host));
+	} else if (colon != NULL && strchr(host, ':') == colon) {
+		*colon = '\0';
+		port = strtoul(colon + 1, NULL, 10);
+	}
+	if (port == 0 || port > 65535)
+		return -1;
+	return mkaddr(host, (uint16_t)port, ss, len);
+}
+
+int dns_server_set_recursors(struct dns_server *s, const char *const *addrs, size_t n, char *err,
+			     size_t errlen)
+{
+	if (n > DNS_SERVER_MAX_RECURSORS)
+		n = DNS_SERVER_MAX_RECURSORS;
+	for (size_t i = 0; i < n; i++) {
+		if (parse_recursor(addrs[i], &s->rec[i], &s->reclen[i]) < 0) {
+			snprintf(err, errlen, "invalid recursor address \"%s\" (want ip or ip:port)",
+				 addrs[i]);
+			return -1;
+		}
+	}
+	if (n == 0)
+		return 0;
+	int fam = s->rec[0].ss_family;
+	for (size_t i = 1; i < n; i++)
+		if (s->rec[i].ss_family != fam) {
+			snprintf(err, errlen, "recursors must all be IPv4 or all IPv6");
+			return -1;
+		}
+	s->ffd = socket(fam, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s->ffd < 0) {
+		snprintf(err, errlen, "recursor socket: %s", strerror(errno));
+		return -1;
+	}
+	s->nrec = n;
+	ev_io_init(&s->fio, fwd_cb, s->ffd, EV_READ);
+	s->fio.data = s;
+	ev_io_start(s->loop, &s->fio);
+	ev_timer_init(&s->fsweep, fsweep_cb, 0.25, 0.25);
+	s->fsweep.data = s;
+	ev_timer_start(s->loop, &s->fsweep);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ UDP */
@@ -111,6 +289,11 @@ static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
 			enum dns_action act =
 				dns_process(s->r, s->cat, s->in[i], s->msg_in[i].msg_len, false, now,
 					    next_seed(s), s->out[nout], UDP_OUT_MAX, &len);
+			if (act == DNS_ACT_FORWARD && s->nrec > 0) {
+				forward(s, s->in[i], s->msg_in[i].msg_len, &s->from[i],
+					s->msg_in[i].msg_hdr.msg_namelen);
+				continue;
+			}
 			if (act != DNS_ACT_REPLY || len == 0)
 				continue;
 			s->iov_out[nout].iov_base = s->out[nout];
@@ -199,6 +382,17 @@ static int conn_process(struct dns_conn *c)
 						  (uint32_t)ev_now(s->loop), next_seed(s),
 						  s->tcp_out + 2, TCP_BUF - 2, &len);
 		off += 2 + ql;
+		if (act == DNS_ACT_FORWARD && ql >= 12) {
+			/* forwarding is for UDP clients; TCP ones get SERVFAIL */
+			uint8_t *h = s->tcp_out + 2;
+			memset(h, 0, 12);
+			h[0] = c->in[off - ql];
+			h[1] = c->in[off - ql + 1];
+			h[2] = 0x81;
+			h[3] = 0x82;
+			len = 12;
+			act = DNS_ACT_REPLY;
+		}
 		if (act != DNS_ACT_REPLY)
 			return -1; /* nothing to say to garbage on a stream: close it */
 		s->tcp_out[0] = (uint8_t)(len >> 8);
@@ -326,7 +520,7 @@ struct dns_server *dns_server_new(struct ev_loop *loop, struct dns_responder *r,
 	s->loop = loop;
 	s->r = r;
 	s->cat = cat;
-	s->ufd = s->tfd = -1;
+	s->ufd = s->tfd = s->ffd = -1;
 	randombytes_buf(&s->rng, sizeof(s->rng));
 	s->rng |= 1;
 	struct sockaddr_storage ss;
@@ -389,6 +583,11 @@ void dns_server_free(struct dns_server *s)
 		conn_close(s->conns);
 	ev_io_stop(s->loop, &s->uio);
 	ev_io_stop(s->loop, &s->tio);
+	if (s->ffd >= 0) {
+		ev_io_stop(s->loop, &s->fio);
+		ev_timer_stop(s->loop, &s->fsweep);
+		close(s->ffd);
+	}
 	close(s->ufd);
 	close(s->tfd);
 	free(s);

@@ -8,6 +8,9 @@
  * seed from this driver's generator; UDP datagrams are read and answered in
  * batches (recvmmsg/sendmmsg) so one wake-up serves many queries.
  *
+ * Names outside the domain can be forwarded to recursors (see
+ * dns_server_set_recursors), asynchronously and bounded.
+ *
  * Error convention: dns_server_new() returns NULL with a message in err;
  * socket errors at run time are counted and the datagram or connection is
  * dropped.
@@ -25,12 +28,23 @@ struct dns_server;
 
 #define DNS_SERVER_MAX_CONNS 256
 #define DNS_SERVER_TCP_IDLE_S 10.0
+#define DNS_SERVER_MAX_RECURSORS 8
+#define DNS_SERVER_RECURSOR_TIMEOUT_S 2.0 /* Consul's recursor_timeout */
 
 /* Listens on addr:port (UDP and TCP; port 0 picks one, the same for both
  * where possible).  r and cat are borrowed and must outlive the server. */
 struct dns_server *dns_server_new(struct ev_loop *loop, struct dns_responder *r,
 				  const struct catalog *cat, const char *addr, uint16_t port,
 				  char *err, size_t errlen);
+/* Forwards queries the responder does not own (it must have been created
+ * with cfg.recursor) to these servers ("ip" or "ip:port", port 53 by
+ * default; all IPv4 or all IPv6), round-robin, over UDP, for UDP clients:
+ * at most 1024 in flight (more get SERVFAIL at once), each answered with
+ * SERVFAIL after DNS_SERVER_RECURSOR_TIMEOUT_S; answers are checked
+ * against the upstream ID and address before being relayed.  TCP clients
+ * get SERVFAIL.  0 or -1 with err. */
+int dns_server_set_recursors(struct dns_server *s, const char *const *addrs, size_t n, char *err,
+			     size_t errlen);
 /* The bound port. */
 uint16_t dns_server_port(const struct dns_server *s);
 /* Closes every socket and frees; NULL is a no-op. */

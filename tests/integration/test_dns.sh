@@ -21,9 +21,23 @@ status_of() { q "$@" | sed -n 's/.*status: \([A-Z]*\).*/\1/p'; }
 answers_are() { [ "$(short "$1" "$2" "$3")" = "$4" ]; }
 status_is() { [ "$(status_of "$1" "$2" "$3")" = "$4" ]; }
 
+# a fake upstream resolver for agent 2's -recursor: echoes the query as an
+# answer with RA set
+UPORT=$((PORT_BASE + 91))
+/usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", int(sys.argv[1])))
+while True:
+    d, a = s.recvfrom(4096)
+    r = bytearray(d); r[2] |= 0x80; r[3] = 0x80
+    s.sendto(bytes(r), a)
+' "$UPORT" &
+PIDS+=("$!")
+
 for i in 1 2 3; do
 	extra=()
 	[ "$i" != 1 ] && extra=(-join "127.0.0.1:$(gport 1)")
+	[ "$i" = 2 ] && extra+=(-recursor "127.0.0.1:$UPORT")
 	start_agent "$i" "n$i" -dns-port "$(dport "$i")" -server-port "$(sport "$i")" "${extra[@]}"
 	wait_http "$i" || fail "agent $i HTTP up"
 done
@@ -66,6 +80,8 @@ check_eq "unknown name is NXDOMAIN" "NXDOMAIN" "$(status_of 3 nope.service.consu
 check_contains "NXDOMAIN carries the SOA" "SOA ns.consul. hostmaster.consul." \
 	"$(q 3 nope.service.consul A +noall +authority | tr -s ' \t' ' ')"
 check_eq "outside the domain is REFUSED" "REFUSED" "$(status_of 3 example.com A)"
+check_eq "outside the domain is forwarded with -recursor" "NOERROR" "$(status_of 2 example.com A)"
+check_contains "forwarded answer has RA" " ra" "$(q 2 example.com A | grep flags:)"
 
 # 40 instances: UDP without EDNS does not fit -> TC; TCP carries all
 udp_flags=$(q 3 big.service.consul A +noedns +ignore | sed -n 's/.*flags: \([a-z ]*\);.*/\1/p')
