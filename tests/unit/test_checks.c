@@ -2,7 +2,10 @@
  * tests/unit/test_checks.c — the check runners on a real libev loop:
  * TCP connect (open and closed port), HTTP GET (200 passing, 429 warning,
  * 500 critical, no answer critical at the timeout), script (exit codes,
- * output, timeout kills it), TTL expiry and reset.  Every wait is bounded.
+ * output, timeout kills it), TTL expiry and reset; and the registry above
+ * them (agent/services.c): Consul's definitions with lowercase keys, check
+ * IDs, TTL updates reaching the catalog, deregistration.  Every wait is
+ * bounded.
  */
 #include <arpa/inet.h>
 #include <ev.h>
@@ -13,7 +16,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "agent/catalog.h"
 #include "agent/checks.h"
+#include "agent/log.h"
+#include "agent/services.h"
 
 static int passed, failed;
 
@@ -217,13 +225,92 @@ static void test_ttl_expires_and_reset_postpones(void)
 	check_runner_free(cr);
 }
 
+/* ---- the registry (agent/services.c) ---- */
+
+static struct services *mkreg(struct catalog *cat, bool scripts)
+{
+	struct services_config sc = {.node = "n1", .node_id = "id-1", .address = "10.0.0.1",
+				     .datacenter = "dc1", .enable_script_checks = scripts};
+	return services_new(loop, cat, &sc);
+}
+
+static int reg(struct services *s, const char *json, char *err, size_t errlen)
+{
+	json_t *def = json_loads(json, 0, NULL);
+	int rc = services_register(s, def, err, errlen);
+	json_decref(def);
+	return rc;
+}
+
+static void test_register_lowercase_keys_and_check_ids(void)
+{
+	struct catalog *cat = catalog_new("n1");
+	struct services *s = mkreg(cat, false);
+	char err[256] = "";
+	int rc = reg(s, "{\"name\":\"web\",\"id\":\"web1\",\"port\":80,\"tags\":[\"v1\"],"
+		     "\"checks\":[{\"ttl\":\"10s\"},{\"ttl\":\"10s\",\"status\":\"passing\"}]}",
+		     err, sizeof(err));
+	CHECK(rc == 0, "register with lowercase keys: %s", err);
+	json_t *checks = services_agent_checks(s);
+	CHECK(json_object_get(checks, "service:web1:1") && json_object_get(checks, "service:web1:2"),
+	      "two checks: expected IDs service:web1:1 and :2");
+	json_decref(checks);
+	const struct catalog_inst *out[4];
+	CHECK(catalog_lookup(cat, "web", 3, NULL, 0, false, out, 4) == 0,
+	      "a critical TTL check still lets the instance be returned");
+	CHECK(services_check_update(s, "service:web1:1", CATALOG_WARNING, "meh", err, sizeof(err)) == 0,
+	      "ttl update: %s", err);
+	CHECK(catalog_lookup(cat, "web", 3, "V1", 2, false, out, 4) == 1,
+	      "warning instance with tag V1 (case-insensitive) not returned");
+	CHECK(catalog_lookup(cat, "web", 3, NULL, 0, true, out, 4) == 0,
+	      "only_passing returned a warning instance");
+	CHECK(services_check_update(s, "nope", CATALOG_PASSING, "", err, sizeof(err)) == -2,
+	      "unknown check: expected -2");
+	CHECK(reg(s, "{\"Port\":1}", err, sizeof(err)) < 0 && strstr(err, "Missing service name"),
+	      "nameless service: got '%s'", err);
+	CHECK(reg(s, "{\"Name\":\"x\",\"Check\":{\"Args\":[\"/bin/true\"],\"Interval\":\"1s\"}}",
+		  err, sizeof(err)) < 0 && strstr(err, "enable_script_checks"),
+	      "script check without -enable-script-checks: got '%s'", err);
+	CHECK(reg(s, "{\"Name\":\"x\",\"Check\":{\"TCP\":\"127.0.0.1:1\"}}", err, sizeof(err)) < 0,
+	      "TCP check without interval accepted");
+	CHECK(services_count(s) == 1, "failed registrations changed the registry: %zu services",
+	      services_count(s));
+	CHECK(services_deregister(s, "web1", err, sizeof(err)) == 0 && services_check_count(s) == 0,
+	      "deregister left %zu checks", services_check_count(s));
+	CHECK(!catalog_service_exists(cat, "web", 3), "web still in the catalog after deregister");
+	CHECK(services_deregister(s, "web1", err, sizeof(err)) == -2, "second deregister: expected -2");
+	services_free(s);
+	catalog_free(cat);
+}
+
+static void test_service_address_and_node_liveness(void)
+{
+	struct catalog *cat = catalog_new("n1");
+	struct services *s = mkreg(cat, false);
+	char err[256] = "";
+	reg(s, "{\"Name\":\"db\",\"Address\":\"10.9.9.9\",\"Port\":5432}", err, sizeof(err));
+	const struct catalog_inst *out[2];
+	CHECK(catalog_lookup(cat, "DB", 2, NULL, 0, false, out, 2) == 1 && out[0]->own_ip &&
+		      out[0]->ip.b[3] == 9,
+	      "service address not used");
+	catalog_set_alive(cat, "n1", false);
+	CHECK(catalog_lookup(cat, "db", 2, NULL, 0, false, out, 2) == 0,
+	      "instance of a dead node returned");
+	CHECK(catalog_lookup_all(cat, "db", 2, out, 2) == 1, "catalog listing lost the instance");
+	services_free(s);
+	catalog_free(cat);
+}
+
 int main(void)
 {
+	log_set_level(LOG_ERR);
 	loop = ev_default_loop(0);
 	test_tcp_open_and_closed();
 	test_http_status_mapping();
 	test_script_exit_codes_and_timeout();
 	test_ttl_expires_and_reset_postpones();
+	test_register_lowercase_keys_and_check_ids();
+	test_service_address_and_node_liveness();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
