@@ -490,7 +490,7 @@ static void leave_poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct swim *s = gossip_transport_swim(a->gossip);
 	if (!p->swim_leaving) {
 		/* first our serf leave intent, so that others record "left" */
-		if (swim_broadcast_pending(s, p->leave_intent_id) && swim_num_alive(s) > 1 &&
+		if (swim_broadcast_pending(s, p->leave_intent_id) && swim_num_alive(s) > 0 &&
 		    gossip_now_ms() - p->leave_started < BROADCAST_TIMEOUT_MS)
 			return;
 		p->swim_leaving = true;

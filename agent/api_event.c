@@ -332,7 +332,7 @@ static struct pq *pq_start(struct agent *a, struct http_conn *c, const struct ht
 	q->keys = json_object();
 	q->messages = json_object();
 	q->primary = json_object();
-	q->expect = swim_num_alive(s);
+	q->expect = swim_num_alive(s) + 1; /* the others and ourselves */
 	/* register before starting: our own answer arrives synchronously */
 	q->next = st->pending;
 	st->pending = q;

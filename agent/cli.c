@@ -14,11 +14,13 @@
 #include "agent/cli.h"
 
 #include "agent/cli_ops.h"
+#include "agent/config.h"
 #include "agent/httpc.h"
 #include "agent/cli_kv.h"
 
 #include <ctype.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -1320,6 +1322,351 @@ out:
 	return r;
 }
 
+/* ---- serf: event, query, tags, keygen, keyring ----------------------- */
+
+/* Calls the agent; on failure prints "<what>: <error>" and returns 1. */
+static int serf_call(struct cli_ctx *ctx, const char *what, const char *method,
+                     const char *path, const void *body, size_t body_len,
+                     int timeout_ms, struct httpc_response *resp)
+{
+	char msg[CLI_ERRLEN];
+	enum api_result ar = api_call(ctx, method, path, body, body_len,
+	                              timeout_ms, resp, msg, sizeof(msg));
+
+	if (ar == API_OK)
+		return 0;
+	if (ar == API_STATUS)
+		status_text(resp, msg, sizeof(msg));
+	fprintf(ctx->err, "%s: %s\n", what, msg);
+	return 1;
+}
+
+static int cmd_event(struct cli_ctx *ctx, int argc, char **argv)
+{
+	int coalesce = 1, nargs = 0, r;
+	struct cli_flag flags[] = {
+		{ "coalesce", CLI_FLAG_BOOL, &coalesce, NULL,
+		  "Whether handlers may coalesce this event with others of "
+		  "the same name. Default: true." },
+		CLI_HTTP_FLAGS(ctx),
+	};
+	struct httpc_response resp;
+	char path[1024];
+	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	char *seg = NULL;
+
+	if (args == NULL)
+		return 1;
+	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
+	                 argv, args, &nargs);
+	if (r >= 0)
+		goto out;
+	if (nargs < 1 || nargs > 2) {
+		r = usage_error(ctx, "An event name and an optional payload "
+		                     "must be specified.");
+		goto out;
+	}
+	seg = escape_segment(args[0]);
+	if (seg == NULL || (size_t)snprintf(path, sizeof(path),
+	                                    "/v1/event/fire/%s%s", seg,
+	                                    coalesce ? "" : "?coalesce=false")
+	                           >= sizeof(path)) {
+		r = usage_error(ctx, "Event name too long.");
+		goto out;
+	}
+	memset(&resp, 0, sizeof(resp));
+	r = serf_call(ctx, "Error sending event", "PUT", path,
+	              nargs > 1 ? args[1] : NULL,
+	              nargs > 1 ? strlen(args[1]) : 0, 10000, &resp);
+	if (r == 0)
+		fprintf(ctx->out, "Event '%s' dispatched! Coalescing enabled: %s\n",
+		        args[0], coalesce ? "true" : "false");
+	httpc_response_free(&resp);
+out:
+	free(seg);
+	free(args);
+	return r;
+}
+
+/* Appends "&name=<escaped v>" for each comma-separated item of list. */
+static int add_params(char *path, size_t cap, const char *name,
+                      const char *list)
+{
+	char *copy, *tok, *save = NULL;
+
+	if (list == NULL || *list == '\0')
+		return 0;
+	copy = strdup(list);
+	if (copy == NULL)
+		return -1;
+	for (tok = strtok_r(copy, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
+		size_t n = strlen(path);
+		if (n + 3 + strlen(name) >= cap) {
+			free(copy);
+			return -1;
+		}
+		snprintf(path + n, cap - n, "&%s=", name);
+		n = strlen(path);
+		if (httpc_escape(path + n, cap - n, tok,
+		                 HTTPC_ESCAPE_SEGMENT) >= cap - n) {
+			free(copy);
+			return -1;
+		}
+	}
+	free(copy);
+	return 0;
+}
+
+static int cmd_query(struct cli_ctx *ctx, int argc, char **argv)
+{
+	int no_ack = 0, nargs = 0, r;
+	const char *timeout = NULL, *node = NULL, *tag = NULL;
+	struct cli_flag flags[] = {
+		{ "timeout", CLI_FLAG_STRING, &timeout, "<duration>",
+		  "How long to wait for responses. Default: serf's "
+		  "(gossip interval x 16 x log10(N+1))." },
+		{ "node", CLI_FLAG_STRING, &node, "<names>",
+		  "Only these nodes (comma-separated) answer." },
+		{ "tag", CLI_FLAG_STRING, &tag, "<key=regexp>",
+		  "Only nodes whose tag matches answer (comma-separated "
+		  "key=regexp pairs)." },
+		{ "no-ack", CLI_FLAG_BOOL, &no_ack, NULL,
+		  "Do not ask members to acknowledge the query." },
+		CLI_HTTP_FLAGS(ctx),
+	};
+	struct httpc_response resp;
+	char path[4096];
+	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	char *seg = NULL;
+	int64_t wait_ms = 0;
+	json_t *j = NULL, *acks, *resps, *v;
+	const char *k;
+	size_t i;
+
+	if (args == NULL)
+		return 1;
+	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
+	                 argv, args, &nargs);
+	if (r >= 0)
+		goto out;
+	if (nargs < 1 || nargs > 2) {
+		r = usage_error(ctx, "A query name and an optional payload "
+		                     "must be specified.");
+		goto out;
+	}
+	if (timeout != NULL && rumor_parse_duration(timeout, &wait_ms) != 0) {
+		r = usage_error(ctx, "Invalid -timeout.");
+		goto out;
+	}
+	seg = escape_segment(args[0]);
+	if (seg == NULL ||
+	    (size_t)snprintf(path, sizeof(path), "/v1/event/query/%s?%s", seg,
+	                     no_ack ? "x=1" : "ack=1") >= sizeof(path) ||
+	    (timeout != NULL && add_params(path, sizeof(path), "timeout",
+	                                   timeout) != 0) ||
+	    add_params(path, sizeof(path), "node", node) != 0 ||
+	    add_params(path, sizeof(path), "tag", tag) != 0) {
+		r = usage_error(ctx, "Query too long.");
+		goto out;
+	}
+	memset(&resp, 0, sizeof(resp));
+	fprintf(ctx->out, "Query '%s' dispatched\n", args[0]);
+	fflush(ctx->out);
+	r = serf_call(ctx, "Error sending query", "PUT", path,
+	              nargs > 1 ? args[1] : NULL,
+	              nargs > 1 ? strlen(args[1]) : 0,
+	              (int)(wait_ms > 0 ? wait_ms + 10000 : 60000), &resp);
+	if (r == 0) {
+		j = json_loadb(resp.body, resp.body_len, 0, NULL);
+		acks = json_object_get(j, "Acks");
+		resps = json_object_get(j, "Responses");
+		json_array_foreach(acks, i, v)
+			fprintf(ctx->out, "Ack from '%s'\n", json_string_value(v));
+		json_object_foreach(resps, k, v)
+			fprintf(ctx->out, "Response from '%s': %s\n", k,
+			        json_string_value(v));
+		fprintf(ctx->out, "Total Acks: %zu\nTotal Responses: %zu\n",
+		        json_array_size(acks), json_object_size(resps));
+		json_decref(j);
+	}
+	httpc_response_free(&resp);
+out:
+	free(seg);
+	free(args);
+	return r;
+}
+
+static int cmd_tags(struct cli_ctx *ctx, int argc, char **argv)
+{
+	int nargs = 0, r;
+	const char *set = NULL, *del = NULL;
+	struct cli_flag flags[] = {
+		{ "set", CLI_FLAG_STRING, &set, "<key=value,...>",
+		  "Tags to create or update." },
+		{ "delete", CLI_FLAG_STRING, &del, "<key,...>",
+		  "Tags to remove." },
+		CLI_HTTP_FLAGS(ctx),
+	};
+	struct httpc_response resp;
+	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	json_t *body = json_object(), *s = json_object(), *d = json_array();
+	char *text = NULL, *copy = NULL, *tok, *save = NULL;
+
+	if (args == NULL)
+		return 1;
+	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
+	                 argv, args, &nargs);
+	if (r >= 0)
+		goto out;
+	if (nargs > 0 || (set == NULL && del == NULL)) {
+		r = usage_error(ctx, "At least one of -set or -delete must be "
+		                     "given, and no arguments.");
+		goto out;
+	}
+	if (set != NULL && (copy = strdup(set)) != NULL) {
+		for (tok = strtok_r(copy, ",", &save); tok != NULL;
+		     tok = strtok_r(NULL, ",", &save)) {
+			char *eq = strchr(tok, '=');
+			if (eq == NULL || eq == tok) {
+				r = usage_error(ctx, "-set wants key=value pairs.");
+				goto out;
+			}
+			*eq = '\0';
+			json_object_set_new(s, tok, json_string(eq + 1));
+		}
+	}
+	free(copy);
+	copy = NULL;
+	if (del != NULL && (copy = strdup(del)) != NULL)
+		for (tok = strtok_r(copy, ",", &save); tok != NULL;
+		     tok = strtok_r(NULL, ",", &save))
+			json_array_append_new(d, json_string(tok));
+	json_object_set(body, "Set", s);
+	json_object_set(body, "Delete", d);
+	text = json_dumps(body, JSON_COMPACT);
+	memset(&resp, 0, sizeof(resp));
+	r = serf_call(ctx, "Error setting tags", "PUT", "/v1/agent/tags", text,
+	              text ? strlen(text) : 0, 10000, &resp);
+	if (r == 0)
+		fprintf(ctx->out, "Successfully updated agent tags\n");
+	httpc_response_free(&resp);
+out:
+	free(copy);
+	free(text);
+	json_decref(body);
+	json_decref(s);
+	json_decref(d);
+	free(args);
+	return r;
+}
+
+static int cmd_keygen(struct cli_ctx *ctx, int argc, char **argv)
+{
+	uint8_t key[32];
+	char b64[64];
+
+	if (argc > 0) {
+		fputs(find_command("keygen")->usage, ctx->out);
+		return argc == 1 && (strcmp(argv[0], "-h") == 0 ||
+		                     strcmp(argv[0], "-help") == 0) ? 0 : 1;
+	}
+	if (sodium_init() < 0) {
+		fprintf(ctx->err, "Error: libsodium failed to initialise\n");
+		return 1;
+	}
+	randombytes_buf(key, sizeof(key));
+	sodium_bin2base64(b64, sizeof(b64), key, sizeof(key),
+	                  sodium_base64_VARIANT_ORIGINAL);
+	sodium_memzero(key, sizeof(key));
+	fprintf(ctx->out, "%s\n", b64);
+	return 0;
+}
+
+static int cmd_keyring(struct cli_ctx *ctx, int argc, char **argv)
+{
+	int list = 0, nargs = 0, r, ops;
+	const char *install = NULL, *use = NULL, *remove = NULL;
+	struct cli_flag flags[] = {
+		{ "list", CLI_FLAG_BOOL, &list, NULL,
+		  "List the keys installed on every member." },
+		{ "install", CLI_FLAG_STRING, &install, "<key>",
+		  "Install a new key on every member." },
+		{ "use", CLI_FLAG_STRING, &use, "<key>",
+		  "Make an installed key the primary (encrypting) key." },
+		{ "remove", CLI_FLAG_STRING, &remove, "<key>",
+		  "Remove a key from every member." },
+		CLI_HTTP_FLAGS(ctx),
+	};
+	struct httpc_response resp;
+	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	char body[256];
+	const char *method = "GET", *key = NULL, *what;
+	json_t *j, *o, *keys, *v;
+	const char *k;
+
+	if (args == NULL)
+		return 1;
+	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
+	                 argv, args, &nargs);
+	if (r >= 0)
+		goto out;
+	ops = list + (install != NULL) + (use != NULL) + (remove != NULL);
+	if (nargs > 0 || ops != 1) {
+		r = usage_error(ctx, "Exactly one of -list, -install, -use or "
+		                     "-remove must be given.");
+		goto out;
+	}
+	if (install) {
+		method = "POST";
+		key = install;
+		what = "Installing key on all members";
+	} else if (use) {
+		method = "PUT";
+		key = use;
+		what = "Changing primary key on all members";
+	} else if (remove) {
+		method = "DELETE";
+		key = remove;
+		what = "Removing key on all members";
+	} else {
+		what = "Asking all members for installed keys";
+	}
+	body[0] = '\0';
+	if (key != NULL && (strpbrk(key, "\"\\") != NULL ||
+	                    (size_t)snprintf(body, sizeof(body), "{\"Key\":\"%s\"}",
+	                                     key) >= sizeof(body))) {
+		r = usage_error(ctx, "Invalid key.");
+		goto out;
+	}
+	fprintf(ctx->out, "==> %s...\n", what);
+	fflush(ctx->out);
+	memset(&resp, 0, sizeof(resp));
+	r = serf_call(ctx, "Error", method, "/v1/operator/keyring", body,
+	              strlen(body), 60000, &resp);
+	if (r != 0 && resp.status == 500 && resp.body != NULL)
+		r = 1; /* per-node errors: shown below when the body is JSON */
+	j = resp.body ? json_loadb(resp.body, resp.body_len, 0, NULL) : NULL;
+	o = json_array_get(j, 0);
+	json_object_foreach(json_object_get(o, "Messages"), k, v)
+		fprintf(ctx->err, "  %s: %s\n", k, json_string_value(v));
+	if (r == 0 && list) {
+		long long total = json_integer_value(json_object_get(o, "NumNodes"));
+		keys = json_object_get(o, "Keys");
+		fprintf(ctx->out, "\nKeys:\n");
+		json_object_foreach(keys, k, v)
+			fprintf(ctx->out, "  %s  [%lld/%lld]\n", k,
+			        json_integer_value(v), total);
+	} else if (r == 0) {
+		fprintf(ctx->out, "==> Done!\n");
+	}
+	json_decref(j);
+	httpc_response_free(&resp);
+out:
+	free(args);
+	return r;
+}
+
 /* ---- command table --------------------------------------------------- */
 
 /* `rumor kv ...`: agent/cli_kv.c */
@@ -1331,6 +1678,12 @@ static int cmd_kv(struct cli_ctx *ctx, int argc, char **argv)
 static const struct cli_command commands[] = {
 	{ "agent", "Runs a rumor agent", "Usage: rumor agent [options]\n",
 	  NULL /* dispatched by main.c */ },
+	{ "event", "Send a custom (user) event to the cluster",
+	  "Usage: rumor event [options] NAME [PAYLOAD]\n\n"
+	  "  Dispatches a serf user event: every member, rumor or serf, "
+	  "runs its\n  event handlers for it once. NAME plus PAYLOAD must "
+	  "fit in 512 bytes.\n",
+	  cmd_event },
 	{ "force-leave",
 	  "Forces a member of the cluster to enter the \"left\" state",
 	  "Usage: rumor force-leave [options] NODE\n\n"
@@ -1352,6 +1705,18 @@ static const struct cli_command commands[] = {
 	  "ADDRESS\n  (host or host:port of another agent's gossip port). "
 	  "Succeeds if at\n  least one address could be joined.\n",
 	  cmd_join },
+	{ "keygen", "Generates a new gossip encryption key",
+	  "Usage: rumor keygen\n\n"
+	  "  Prints a random 32-byte key in base64, for -encrypt and "
+	  "`rumor keyring`.\n",
+	  cmd_keygen },
+	{ "keyring", "Manages gossip encryption keys on every member",
+	  "Usage: rumor keyring [options]\n\n"
+	  "  Lists, installs, switches (-use) or removes gossip encryption "
+	  "keys on\n  every member of the cluster (serf's internal key "
+	  "queries, so serf\n  agents take part). Keys are 32 bytes in "
+	  "base64.\n",
+	  cmd_keyring },
 	{ "kv", "Interact with the key-value store",
 	  "Usage: rumor kv <get|put|delete|export|import> [options] [args]\n\n"
 	  "  Reads and writes the replicated key-value store through the local\n"
@@ -1381,6 +1746,17 @@ static const struct cli_command commands[] = {
 	  "  service is described with -name, -id, -address, -port and -tag.\n"
 	  "  deregister: removes the service with that ID and its checks.\n",
 	  cmd_services },
+	{ "query", "Sends a query to the cluster and prints the answers",
+	  "Usage: rumor query [options] NAME [PAYLOAD]\n\n"
+	  "  Dispatches a serf query; members acknowledge it and their "
+	  "query\n  handlers' output comes back as responses until the "
+	  "timeout.\n",
+	  cmd_query },
+	{ "tags", "Modifies the tags of the local agent",
+	  "Usage: rumor tags [options]\n\n"
+	  "  Sets or deletes tags (node meta) of the local agent at run "
+	  "time; the\n  change spreads with a higher incarnation.\n",
+	  cmd_tags },
 	{ "version", "Prints the rumor version",
 	  "Usage: rumor version\n\n"
 	  "  Prints the version of rumor and the protocol versions it "
