@@ -680,6 +680,9 @@ int api_catalog_start(struct agent *a, char *err, size_t errlen)
 			.node_name = a->cfg.node_name,
 			.truncate = a->cfg.dns_truncate,
 			.recursor = a->cfg.recursors.n > 0,
+			.only_passing = a->cfg.dns_only_passing,
+			.node_ttl = (uint32_t)(a->cfg.dns_node_ttl_ms / 1000),
+			.service_ttl = (uint32_t)(a->cfg.dns_service_ttl_ms / 1000),
 		};
 		ac->resp = dns_responder_new(&dc, err, errlen);
 		if (ac->resp == NULL)

@@ -134,6 +134,11 @@ struct rumor_config {
 	bool dns_truncate;          /* -dns-truncate /
 	                             * dns_config.enable_truncate; true */
 	char *alt_domain;           /* -alt-domain / alt_domain; NULL */
+	int64_t dns_node_ttl_ms;    /* -dns-node-ttl / dns_config.node_ttl; 0 */
+	int64_t dns_service_ttl_ms; /* -dns-service-ttl /
+	                             * dns_config.service_ttl_default; 0 */
+	bool dns_only_passing;      /* -dns-only-passing /
+	                             * dns_config.only_passing; false */
 	struct rumor_config_list service_defs; /* "service"/"services" in
 	                             * config files, one JSON object each */
 
