@@ -45,6 +45,7 @@ RUMOR_BIN = os.environ["RUMOR_BIN"]
 FAULTS_DIR = os.environ["FAULTS_DIR"]
 LONG = os.environ.get("RUMOR_LONG_TESTS", "") not in ("", "0", "OFF")
 GOSSIP_PORT = 8301
+KV_PORT = 8300  # KV sync over TCP (-server-port); cut with gossip
 HTTP_PORT = 8500
 STATUS = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -103,10 +104,11 @@ def sh(*args, check_rc=True, stdin=None):
 # ------------------------------------------------------------------ faults
 
 class Faults:
-    """nftables rules in the namespace; every rule touches gossip traffic
-    only (destination port 8301, UDP and TCP)."""
+    """nftables rules in the namespace; every rule touches cluster traffic
+    only (destination ports 8301 gossip UDP+TCP and 8300 KV sync), never
+    the HTTP API."""
 
-    GOSSIP = "meta l4proto { tcp, udp } th dport %d" % GOSSIP_PORT
+    GOSSIP = "meta l4proto { tcp, udp } th dport { %d, %d }" % (KV_PORT, GOSSIP_PORT)
 
     def __init__(self, nodes):
         marks = "".join(" meta skgid %d meta mark set %d;" % (nd.gid, nd.i) for nd in nodes)
@@ -586,6 +588,82 @@ def scenario_acl_remote(c, f):
     check(got == 500, "with the token the write reaches the handler (unknown node: 500)", 500, got)
 
 
+def kv_put(nd, key, value, timeout=3.0):
+    req = urllib.request.Request(nd.url("/v1/kv/" + key), data=value.encode(), method="PUT")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status == 200 and r.read().strip() == b"true"
+    except Exception:
+        return False
+
+
+def kv_dump(c, nd, prefix):
+    """{key: value} of everything under prefix on nd, or None."""
+    try:
+        with urllib.request.urlopen(nd.url("/v1/kv/%s?recurse" % prefix), timeout=3) as r:
+            j = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return {} if e.code == 404 else None
+    except Exception:
+        return None
+    import base64
+    return {e["Key"]: base64.b64decode(e["Value"] or "").decode() for e in j}
+
+
+def scenario_kv_kill9(c, f):
+    """kill -9 under a KV write stream, then restart: every acknowledged
+    write is on every replica, and the replicas are equal."""
+    if not c.start_all():
+        return
+    n1, x = c.nodes[0], c.nodes[1]
+    if not kv_put(n1, "probe", "1"):
+        bad("the KV API answers PUT on %s" % n1.name)
+        return
+    acked = {}
+    stop = time.monotonic() + (20 if LONG else 8)
+    kill_at = time.monotonic() + (10 if LONG else 4)
+    killed = False
+    i = 0
+    target = x
+    while time.monotonic() < stop and i < 100000:
+        if not killed and time.monotonic() >= kill_at:
+            os.kill(x.proc.pid, signal.SIGKILL)
+            x.proc.wait()
+            killed = True
+        key, val = "stream/k%06d" % i, "v%d-%s" % (i, target.name)
+        if kv_put(target, key, val, timeout=2.0):
+            acked[key] = val
+        elif killed and target is x:
+            target = n1  # the writer fails over, as a client would
+        i += 1
+    log("write stream: %d writes tried, %d acknowledged, %s killed -9 mid-stream" %
+        (i, len(acked), x.name))
+    check(killed, "%s was killed during the stream" % x.name)
+    c.start(x, join=n1)
+    names = [nd.name for nd in c.nodes]
+    res, t = wait_until(30, lambda: c.all_see(c.nodes, names, "alive"))
+    check(res, "restarted %s is alive everywhere (%.1f s)" % (x.name, t))
+
+    def converged():
+        dumps = [kv_dump(c, nd, "stream/") for nd in c.nodes]
+        if any(d is None for d in dumps):
+            return None
+        if any(d != dumps[0] for d in dumps):
+            return None
+        return dumps[0]
+
+    final, t = wait_until(60, converged, step=1.0)
+    check(final is not None, "all replicas equal within 60 s (took %.1f s)" % t)
+    if final is None:
+        final = kv_dump(c, n1, "stream/") or {}
+        for nd in c.nodes:
+            d = kv_dump(c, nd, "stream/")
+            log("%s holds %s keys" % (nd.name, "?" if d is None else len(d)))
+    lost = [k for k, v in acked.items() if final.get(k) != v]
+    check(not lost, "no acknowledged write lost (%d acknowledged)" % len(acked), "0 lost",
+          "%d lost, e.g. %s" % (len(lost), lost[:5]))
+
+
 SCENARIOS = {
     # name: (function, nodes, profile)
     "loss10": (scenario_loss10, 10, "lan"),
@@ -598,6 +676,7 @@ SCENARIOS = {
     "restart": (scenario_restart, 5, "lan"),
     "flood": (scenario_flood, 5, "lan"),
     "acl_remote": (scenario_acl_remote, 1, "lan"),
+    "kv_kill9": (scenario_kv_kill9, 3, "lan"),
 }
 
 
