@@ -1,0 +1,146 @@
+#!/bin/bash
+# tests/integration/test_serf_interop.sh — rumor agents and stock Serf agents
+# (Debian's /usr/bin/serf 0.8.2) in one cluster, on 127.0.0.1.
+#
+# Cluster A: rumor r1 r2 r3, then serf s1 joins it (serf joins rumor).
+# Cluster B: serf s2 s3, then rumor r4 joins it (rumor joins serf).
+# Checked: both `serf members` and `rumor members` list every node alive with
+# its tags; user events fired on either side run an event handler on the
+# other; kill -9 of a rumor agent is seen failed by serf and of a serf agent
+# by rumor; `rumor leave` is seen as left by serf and `serf leave` by rumor.
+# With SERF_INTEROP_ENCRYPT=1 (test_serf_interop_encrypted.sh) every node
+# runs with -encrypt and a rumor and a serf agent with a wrong key must
+# never join.
+#
+# Every wait is bounded; every process is killed by PID at exit.
+# Ports below the kernel's ephemeral range (32768+), so that no outgoing
+# connection's source port can take one of ours.
+PORT_BASE=${PORT_BASE:-$((20000 + ($$ % 120) * 100))}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SERF=${SERF_BIN:-/usr/bin/serf}
+if [ ! -x "$SERF" ]; then
+	echo "serf not installed at $SERF (apt-get install serf): skipping"
+	echo "0 passed, 0 failed"
+	exit 0
+fi
+ENC=${SERF_INTEROP_ENCRYPT:-0}
+KEY=hSaQNjSFS01hF4fSWL92xKJR8s+dG/4Y43Y6qmT/NnQ=
+BADKEY=5P1jvjXvQ6OmzOlnHsfWrkDkSRt3A+4+dXQ5RwRM5Ds=
+ENC_FLAGS=()
+[ "$ENC" = 1 ] && ENC_FLAGS=(-encrypt "$KEY")
+T0=$(now_ms)
+
+# One handler script for both kinds of agents: one line per event.
+cat >"$TMP/handler.sh" <<'EOF'
+#!/bin/sh
+echo "$SERF_EVENT ${SERF_USER_EVENT:-} $(cat | tr '\n' ' ')" >>"$1"
+EOF
+chmod +x "$TMP/handler.sh"
+
+# start_rumor I NAME [flags]
+start_rumor() {
+	local i=$1 name=$2
+	shift 2
+	start_agent "$i" "$name" -server-port -1 "${ENC_FLAGS[@]}" \
+		-node-meta "flavour:rumor" \
+		-event-handler "$TMP/handler.sh $TMP/$name.events" "$@"
+}
+
+# start_serf I NAME [flags]: gossip on gport I, RPC on hport I
+declare -A SERF_PID
+start_serf() {
+	local i=$1 name=$2
+	shift 2
+	"$SERF" agent -node "$name" -bind "127.0.0.1:$(gport "$i")" \
+		-rpc-addr "127.0.0.1:$(hport "$i")" -tag flavour=serf \
+		-event-handler "$TMP/handler.sh $TMP/$name.events" -log-level debug "$@" \
+		>>"$TMP/$name.log" 2>&1 &
+	SERF_PID[$i]=$!
+	PIDS+=("$!")
+}
+rpc() { echo "127.0.0.1:$(hport "$1")"; }
+gaddr() { echo "127.0.0.1:$(gport "$1")"; }
+
+# serf_status I NODE: the status serf agent I reports for NODE
+serf_status() {
+	"$SERF" members -rpc-addr "$(rpc "$1")" 2>/dev/null | awk -v n="$2" '$1 == n { print $3 }'
+}
+serf_is() { [ "$(serf_status "$1" "$2")" = "$3" ]; }
+serf_alive_count() {
+	"$SERF" members -rpc-addr "$(rpc "$1")" -status alive 2>/dev/null | wc -l
+}
+serf_has_alive() { [ "$(serf_alive_count "$1")" = "$2" ]; }
+handler_saw() { grep -q -- "$2" "$TMP/$1.events" 2>/dev/null; }
+
+# ----------------------------------------------------------- cluster A
+start_rumor 1 r1
+wait_http 1 || fail "r1 HTTP API up"
+start_rumor 2 r2 -join "$(gaddr 1)"
+start_rumor 3 r3 -join "$(gaddr 1)"
+start_serf 4 s1 "${ENC_FLAGS[@]}" -join "$(gaddr 1)"
+
+# ----------------------------------------------------------- cluster B
+start_serf 11 s2 "${ENC_FLAGS[@]}"
+wait_until 10 "$SERF" members -rpc-addr "$(rpc 11)" || fail "s2 RPC up"
+start_serf 12 s3 "${ENC_FLAGS[@]}" -join "$(gaddr 11)"
+start_rumor 13 r4 -join "$(gaddr 11)"
+
+if wait_until 15 has_alive 1 4; then pass "rumor r1 lists 4 alive (3 rumor + serf s1)"
+else fail "rumor r1 lists 4 alive: got $(count_alive 1)"; fi
+if wait_until 15 serf_has_alive 4 4; then pass "serf s1 lists 4 alive after joining rumor"
+else fail "serf s1 lists 4 alive: got $(serf_alive_count 4)"; fi
+if wait_until 15 has_alive 13 3; then pass "rumor r4 joined serf cluster: 3 alive"
+else fail "rumor r4 lists 3 alive: got $(count_alive 13)"; fi
+if wait_until 15 serf_has_alive 11 3; then pass "serf s2 lists rumor r4 alive (3 alive)"
+else fail "serf s2 lists 3 alive: got $(serf_alive_count 11)"; fi
+
+# tags both ways
+out=$("$SERF" members -rpc-addr "$(rpc 4)" 2>/dev/null | grep '^r2 ')
+check_contains "serf shows rumor r2's tags" "flavour=rumor" "$out"
+out=$("$RUMOR_BIN" members -http-addr "$(haddr 1)" -detailed 2>/dev/null | grep '^s1 ')
+check_contains "rumor shows serf s1's tags" "flavour=serf" "$out"
+
+# ----------------------------------------------------- wrong key (encrypted)
+if [ "$ENC" = 1 ]; then
+	start_agent 5 rbad -server-port -1 -encrypt "$BADKEY" -join "$(gaddr 1)"
+	start_serf 6 sbad -encrypt "$BADKEY" -join "$(gaddr 1)"
+	sleep 3
+	st=$(member_status 1 rbad)
+	check_eq "rumor with a wrong key never joins" "" "$st"
+	st=$(member_status 1 sbad)
+	check_eq "serf with a wrong key never joins" "" "$st"
+	st=$(serf_status 4 rbad)$(serf_status 4 sbad)
+	check_eq "serf s1 never sees the wrong-key nodes" "" "$st"
+fi
+
+# ------------------------------------------------------------- user events
+"$SERF" event -rpc-addr "$(rpc 4)" fromserf hello-from-serf >/dev/null 2>&1
+"$RUMOR_BIN" event -http-addr "$(haddr 1)" fromrumor hello-from-rumor >/dev/null 2>&1
+if wait_until 15 handler_saw r2 "user fromserf hello-from-serf"; then
+	pass "serf event runs rumor r2's handler"
+else fail "serf event runs rumor r2's handler: $(cat "$TMP/r2.events" 2>/dev/null)"; fi
+if wait_until 15 handler_saw s1 "user fromrumor hello-from-rumor"; then
+	pass "rumor event runs serf s1's handler"
+else fail "rumor event runs serf s1's handler: $(cat "$TMP/s1.events" 2>/dev/null)"; fi
+if handler_saw r2 "member-join"; then pass "rumor handler saw member-join"
+else fail "rumor handler saw member-join: $(cat "$TMP/r2.events" 2>/dev/null)"; fi
+
+# ------------------------------------------------------------- failures
+kill -9 "${AGENT_PID[3]}"    # rumor r3 in cluster A
+kill -9 "${SERF_PID[12]}"    # serf s3 in cluster B
+if wait_until 30 serf_is 4 r3 failed; then pass "serf s1 sees killed rumor r3 failed"
+else fail "serf s1 sees r3 failed: got '$(serf_status 4 r3)'"; fi
+if wait_until 30 is_status 13 s3 failed; then pass "rumor r4 sees killed serf s3 failed"
+else fail "rumor r4 sees s3 failed: got '$(member_status 13 s3)'"; fi
+
+# --------------------------------------------------------------- leaves
+"$RUMOR_BIN" leave -http-addr "$(haddr 2)" >/dev/null 2>&1
+if wait_until 10 serf_is 4 r2 left; then pass "serf s1 sees rumor leave as left"
+else fail "serf s1 sees r2 left: got '$(serf_status 4 r2)'"; fi
+"$SERF" leave -rpc-addr "$(rpc 4)" >/dev/null 2>&1
+if wait_until 10 is_status 1 s1 left; then pass "rumor r1 sees serf leave as left"
+else fail "rumor r1 sees s1 left: got '$(member_status 1 s1)'"; fi
+
+echo "wall time: $(($(now_ms) - T0)) ms"
+finish
