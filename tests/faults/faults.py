@@ -588,6 +588,80 @@ def scenario_acl_remote(c, f):
     check(got == 500, "with the token the write reaches the handler (unknown node: 500)", 500, got)
 
 
+def metric(nd, name):
+    """A counter from /v1/agent/metrics?format=prometheus, or None."""
+    try:
+        with urllib.request.urlopen(nd.url("/v1/agent/metrics?format=prometheus"), timeout=3) as r:
+            text = r.read().decode()
+    except Exception:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            try:
+                return float(line.split()[-1])
+            except ValueError:
+                return None
+    return None
+
+
+KEY1 = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
+KEY2 = "HS5lJ+XuTlYKWaeGYyG+/A7kXcV3xbqkb2y1e0TnqYw="
+
+
+def scenario_flood_encrypted(c, f):
+    """An encrypted cluster: an agent with another key cannot join, junk at
+    the gossip port is dropped and counted as decrypt failures, nobody is
+    marked failed."""
+    c.extra = ["-encrypt", KEY1]
+    first = c.nodes[0]
+    c.start(first)
+    if not wait_until(15, lambda: c.self_info(first) is not None)[0]:
+        with open(first.logpath) as fp:
+            text = fp.read()
+        if "AES-NI" in text:
+            log("SKIP: this CPU lacks AES-NI; gossip encryption is unavailable")
+            return
+        bad("%s with -encrypt answers HTTP" % first.name)
+        return
+    members = c.nodes[:-1]
+    outsider = c.nodes[-1]
+    for nd in members[1:]:
+        c.start(nd, join=first)
+    names = [nd.name for nd in members]
+    res, t = wait_until(30, lambda: c.all_see(members, names, "alive"))
+    check(res, "%d agents with the same key form a cluster (%.1f s)" % (len(members), t))
+    c.extra = ["-encrypt", KEY2]
+    c.start(outsider, join=first)
+    time.sleep(5)
+    views = [c.members(nd) or {} for nd in members]
+    check(all(outsider.name not in v or v[outsider.name] != "alive" for v in views),
+          "an agent with another key is not a member", "absent", views)
+    x = members[1]
+    before = metric(x, "rumor_memberlist_decrypt_failures_total")
+    w = Watcher(c, members, names)
+    w.start()
+    secs = 10
+    sender = subprocess.Popen([sys.executable, os.path.join(HERE, "junk_udp.py"), x.addr,
+                               str(GOSSIP_PORT), str(secs), "500000"],
+                              stdout=subprocess.PIPE, text=True)
+    with open(os.path.join(FAULTS_DIR, "pids"), "a") as fp:
+        fp.write("%d\n" % sender.pid)
+    try:
+        out, _ = sender.communicate(timeout=secs + 15)
+    except subprocess.TimeoutExpired:
+        sender.kill()
+        out, _ = sender.communicate()
+    time.sleep(2)
+    w.stop()
+    after = metric(x, "rumor_memberlist_decrypt_failures_total")
+    log("junk sender: %s; decrypt failures on %s: %s -> %s" % (out.strip(), x.name, before, after))
+    check(before is not None and after is not None and after - before > 1000,
+          "junk is counted as decrypt failures", "> 1000 more", (before, after))
+    check(len(w.events) == 0, "no false failure during the encrypted flood", "none", w.events[:5])
+    res, t = wait_until(20, lambda: c.all_see(members, names, "alive"))
+    check(res, "all members alive after the flood", "all alive", c.views(members, names))
+
+
 def kv_put(nd, key, value, timeout=3.0):
     req = urllib.request.Request(nd.url("/v1/kv/" + key), data=value.encode(), method="PUT")
     try:
@@ -677,6 +751,7 @@ SCENARIOS = {
     "flood": (scenario_flood, 5, "lan"),
     "acl_remote": (scenario_acl_remote, 1, "lan"),
     "kv_kill9": (scenario_kv_kill9, 3, "lan"),
+    "flood_encrypted": (scenario_flood_encrypted, 4, "lan"),
 }
 
 
