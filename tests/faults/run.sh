@@ -23,6 +23,15 @@ command -v ip >/dev/null || skip "ip (iproute2) not installed"
 command -v nft >/dev/null || skip "nft (nftables) not installed"
 command -v setpriv >/dev/null || skip "setpriv (util-linux) not installed"
 
+# Namespaces left by a run that was killed -9 (a ctest timeout): their
+# owner PID is gone. Kill what still runs inside them (by PID) and delete.
+for old in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^rumorf[0-9]+$'); do
+	if ! kill -0 "${old#rumorf}" 2>/dev/null; then
+		for pid in $(ip netns pids "$old" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+		ip netns del "$old" 2>/dev/null && echo "# removed stale namespace $old"
+	fi
+done
+
 NS=rumorf$$
 FAULTS_DIR=$(mktemp -d /tmp/rumor-faults.XXXXXX)
 export FAULTS_DIR NS
