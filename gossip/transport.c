@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sodium.h>
@@ -27,6 +28,8 @@
 #include <unistd.h>
 
 #define STREAM_READ_CHUNK 65536
+
+static uint8_t *compress_state(uint8_t *msg, size_t *len);
 
 enum stream_kind { ST_IN, ST_PUSH_PULL, ST_JOIN, ST_PING };
 
@@ -340,6 +343,8 @@ static bool stream_consume(struct stream *st)
 		return false;
 	}
 	if (st->kind == ST_IN) {
+		if (res.reply != NULL && res.type == ML_PUSH_PULL)
+			res.reply = compress_state(res.reply, &res.reply_len);
 		if (res.reply != NULL && encrypting(t)) {
 			uint8_t *sealed;
 			size_t slen;
@@ -526,11 +531,36 @@ static struct stream *stream_dial(struct gossip_transport *t, enum stream_kind k
 	return st;
 }
 
+/*
+ * memberlist compresses the push-pull state it sends (EnableCompression, on
+ * by default): LZW shrinks a member list carrying Consul's tags several
+ * times over, and push-pull is most of gossip's TCP bytes. Returns msg, or a
+ * compressed copy (msg freed, *len updated) when that is smaller.
+ */
+static uint8_t *compress_state(uint8_t *msg, size_t *len)
+{
+	if (msg == NULL || *len < 256 || *len > (size_t)INT_MAX / 2)
+		return msg;
+	size_t cap = *len + *len / 2 + 64;
+	uint8_t *z = malloc(cap);
+	if (z == NULL)
+		abort();
+	int r = ml_compress_encode(z, cap, msg, *len);
+	if (r < 0 || (size_t)r >= *len) {
+		free(z);
+		return msg;
+	}
+	free(msg);
+	*len = (size_t)r;
+	return z;
+}
+
 static void io_push_pull(void *ctx, const struct ml_addr *to, const char *name, bool join)
 {
 	struct gossip_transport *t = ctx;
 	size_t len;
 	uint8_t *req = swim_local_state_new(t->swim, gossip_now_ms(), join, &len);
+	req = compress_state(req, &len);
 	char why[160];
 	stream_dial(t, ST_PUSH_PULL, to, req, len, t->tcp_timeout_ms, why, sizeof(why));
 }
@@ -562,6 +592,7 @@ int gossip_transport_join(struct gossip_transport *t, const char *addr, uint16_t
 		return -1;
 	size_t len;
 	uint8_t *req = swim_local_state_new(t->swim, gossip_now_ms(), true, &len);
+	req = compress_state(req, &len);
 	char why[200];
 	struct stream *st = stream_dial(t, ST_JOIN, &to, req, len, t->tcp_timeout_ms, why, sizeof(why));
 	if (st == NULL) {
