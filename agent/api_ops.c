@@ -21,6 +21,7 @@
 #include "agent/log.h"
 #include "agent/metrics.h"
 #include "gossip/keyring.h"
+#include "kv/kv.h"
 #include "gossip/transport.h"
 
 #define LAG_INTERVAL_S 1.0
@@ -118,6 +119,23 @@ static void collect(void *ud)
 	metrics_set_counter(METRIC_DECRYPT_FAILURES, ts->decrypt_failures,
 			    (double)ts->decrypt_failures);
 
+	if (a->kv != NULL) {
+		const struct kv_stats *ks = kv_stats(a->kv);
+		metrics_set_gauge(METRIC_KV_KEYS, (double)ks->keys);
+		metrics_set_gauge(METRIC_KV_TOMBSTONES, (double)ks->tombstones);
+		metrics_set_gauge(METRIC_KV_WATCHES, (double)ks->watches);
+#define KCOPY(id, field) metrics_set_counter(METRIC_##id, ks->field, (double)ks->field)
+		KCOPY(KV_WRITES, writes);
+		KCOPY(KV_COMMITS, commits);
+		KCOPY(KV_GOSSIP_OUT, gossip_out);
+		KCOPY(KV_GOSSIP_IN, gossip_in);
+		KCOPY(KV_GOSSIP_APPLIED, gossip_applied);
+		KCOPY(KV_SYNCS_OK, syncs_ok);
+		KCOPY(KV_SYNCS_FAILED, syncs_failed);
+		KCOPY(KV_SYNC_IN, sync_records_in);
+		KCOPY(KV_SYNC_OUT, sync_records_out);
+#undef KCOPY
+	}
 	metrics_set_gauge(METRIC_KEYRING_KEYS, a->keyring ? (double)keyring_count(a->keyring) : 0);
 	metrics_set_gauge(METRIC_RSS, rss_bytes());
 	metrics_set_gauge(METRIC_UPTIME, (double)(gossip_now_ms() - a->start_ms) / 1000.0);

@@ -81,6 +81,19 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(DECRYPT_FAILURES, COUNTER, "memberlist.decrypt_failures", NULL, NULL, "Gossip packets and streams no installed key could open") \
 	X(KEYRING_KEYS, GAUGE, "memberlist.keyring.keys", NULL, NULL, "Gossip encryption keys installed (0: gossip is plain text)") \
 	X(PUSH_PULLS, COUNTER, "memberlist.push_pull", NULL, NULL, "Push-pull state exchanges completed (either side, joins included)") \
+	/* key-value store (collected from kv_stats) */                                      \
+	X(KV_KEYS, GAUGE, "kv.keys", NULL, NULL, "Keys in this agent's KV replica (the catalog's records included)") \
+	X(KV_TOMBSTONES, GAUGE, "kv.tombstones", NULL, NULL, "Deleted keys remembered until kv_tombstone_ttl") \
+	X(KV_WATCHES, GAUGE, "kv.blocking_queries", NULL, NULL, "Blocking queries and internal watches (catalog) waiting on the KV store") \
+	X(KV_WRITES, COUNTER, "kv.writes", NULL, NULL, "Writes (puts and deletes) made through this agent") \
+	X(KV_COMMITS, COUNTER, "kv.commits", NULL, NULL, "LMDB group commits") \
+	X(KV_GOSSIP_OUT, COUNTER, "kv.gossip", "direction", "out", "KV replication messages broadcast (out) and received (in)") \
+	X(KV_GOSSIP_IN, COUNTER, "kv.gossip", "direction", "in", NULL)                         \
+	X(KV_GOSSIP_APPLIED, COUNTER, "kv.gossip.applied", NULL, NULL, "Received KV replication messages that changed the replica") \
+	X(KV_SYNCS_OK, COUNTER, "kv.anti_entropy.syncs", "result", "ok", "Anti-entropy sessions with a peer, by result") \
+	X(KV_SYNCS_FAILED, COUNTER, "kv.anti_entropy.syncs", "result", "failed", NULL)        \
+	X(KV_SYNC_IN, COUNTER, "kv.anti_entropy.records", "direction", "in", "Records transferred by anti-entropy, by direction") \
+	X(KV_SYNC_OUT, COUNTER, "kv.anti_entropy.records", "direction", "out", NULL)          \
 	/* HTTP API */                                                                       \
 	X(HTTP_REQUESTS, COUNTER, "http.requests", "code", NULL, "HTTP API responses, by status code") \
 	/* the agent process */                                                              \

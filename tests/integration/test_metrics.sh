@@ -153,6 +153,17 @@ curl -s "http://$(haddr 1)/v1/no/such/path" >/dev/null
 nf=$(prom_value 1 'rumor_http_requests_total|code=404')
 check_eq "HTTP 404 counted" "1" "$nf"
 
+# KV replication is counted on the receiving side
+curl -s -X PUT -d blue "http://$(haddr 1)/v1/kv/app/color" >/dev/null
+kv_applied() { [ "$(prom_value 3 'rumor_kv_gossip_applied_total|')" -ge 1 ]; }
+if wait_until 10 kv_applied; then
+	pass "n3 counts the KV write of n1 it applied"
+else
+	fail "n3 counts the KV write of n1 it applied (got $(prom_value 3 'rumor_kv_gossip_applied_total|'))"
+fi
+w=$(prom_value 1 'rumor_kv_writes_total|')
+if [ "$w" -ge 1 ]; then pass "n1 counts its KV write ($w)"; else fail "n1 counts its KV write ($w)"; fi
+
 # 4. the JSON form has Consul's shape
 shape=$(curl -sf "http://$(haddr 1)/v1/agent/metrics" | /usr/bin/python3 -c '
 import json, sys
@@ -189,10 +200,15 @@ else
 	fail "rumor monitor -log-level=debug gets debug lines"
 fi
 # JSON lines
-curl -sN --max-time 2 "http://$(haddr 1)/v1/agent/monitor?loglevel=debug&logjson" >"$TMP/mon.json" &
+curl -sN --max-time 15 "http://$(haddr 1)/v1/agent/monitor?loglevel=debug&logjson" >"$TMP/mon.json" &
 CURL=$!
-sleep 0.5
-curl -s "http://$(haddr 1)/v1/agent/self" >/dev/null
+PIDS+=("$CURL")
+json_sees_self() {
+	curl -s "http://$(haddr 1)/v1/agent/self" >/dev/null
+	grep -q '/v1/agent/self' "$TMP/mon.json"
+}
+wait_until 10 json_sees_self
+kill "$CURL" 2>/dev/null
 wait "$CURL" 2>/dev/null
 line=$(grep -m1 '/v1/agent/self' "$TMP/mon.json" | /usr/bin/python3 -c '
 import json, sys; d = json.loads(sys.stdin.readline()); print(d["@level"], d["@module"])' 2>&1)
