@@ -549,6 +549,10 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 			return;
 		}
 		log_set_level((enum log_level)fresh.log_level);
+		/* reopen the log file: an external logrotate may have moved it */
+		if (a->cfg.log_file != NULL && log_set_file(a->cfg.log_file) < 0)
+			fprintf(stderr, "==> cannot reopen log file %s: %s\n", a->cfg.log_file,
+				strerror(errno));
 		a->cfg.log_level = fresh.log_level;
 		/* swap node meta */
 		struct rumor_config_meta *old = a->cfg.node_meta;
@@ -652,6 +656,9 @@ int agent_main(int argc, char **argv)
 	}
 	log_set_level((enum log_level)a->cfg.log_level);
 	log_set_json(a->cfg.log_json);
+	log_set_rotation((unsigned long long)a->cfg.log_rotate_bytes, a->cfg.log_rotate_duration_ms,
+			 a->cfg.log_rotate_max_files);
+	log_set_syslog(a->cfg.syslog);
 	if (a->cfg.log_file != NULL && log_set_file(a->cfg.log_file) < 0) {
 		fprintf(stderr, "==> cannot open log file %s: %s\n", a->cfg.log_file, strerror(errno));
 		goto out_config;
@@ -845,6 +852,7 @@ out_config:
 		nftw(a->cfg.data_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	rumor_config_free(&a->cfg);
 	log_set_file(NULL);
+	log_set_syslog(false);
 	if (a->loop != NULL)
 		ev_loop_destroy(a->loop);
 	return rc;

@@ -399,8 +399,18 @@ static const struct opt opts[] = {
 	 "\"@module\", \"@timestamp\"}). Default: false."},
 	{"log-file", "log_file", K_STR, OFF(log_file), 0, "PATH",
 	 "Also write logs to this file."},
+	{"log-rotate-bytes", "log_rotate_bytes", K_COUNT, OFF(log_rotate_bytes), 0, "N",
+	 "Rotate -log-file once it holds N bytes; 0 for no size limit.\n"
+	 "Default: 0."},
+	{"log-rotate-duration", "log_rotate_duration", K_DUR, OFF(log_rotate_duration_ms), 0,
+	 "DURATION",
+	 "Rotate -log-file once it is this old; 0 never. Default: 24h."},
+	{"log-rotate-max-files", "log_rotate_max_files", K_COUNT, OFF(log_rotate_max_files), 0,
+	 "N",
+	 "Rotated log files to keep (older ones are deleted); 0 keeps\n"
+	 "all. Default: 0."},
 	{"syslog", "enable_syslog", K_BOOL, OFF(syslog), 0, "",
-	 "Also log to syslog. Default: false."},
+	 "Also log to syslog (facility daemon, ident rumor). Default: false."},
 	{"enable-script-checks", "enable_script_checks", K_BOOL,
 	 OFF(enable_script_checks), 0, "",
 	 "Allow checks that run programs (Args/ScriptArgs). Default: false."},
@@ -749,6 +759,7 @@ void rumor_config_init(struct rumor_config *c)
 	c->retry_max = 0;
 	c->reconnect_timeout_ms = 72LL * 3600 * 1000;
 	c->server_port = 8300;
+	c->log_rotate_duration_ms = 24LL * 3600 * 1000;
 	c->kv_tombstone_ttl_ms = 72LL * 3600 * 1000;
 	c->kv_sync_interval_ms = 10000;
 	c->profile = RUMOR_CONFIG_PROFILE_LAN;

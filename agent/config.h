@@ -149,6 +149,9 @@ struct rumor_config {
 	char *pid_file;             /* -pid-file; NULL if not set */
 	char *log_file;             /* -log-file; NULL if not set */
 	bool log_json;              /* -log-json; false */
+	int log_rotate_bytes;       /* -log-rotate-bytes; 0 = no size limit */
+	int64_t log_rotate_duration_ms; /* -log-rotate-duration; 24h, 0 = never */
+	int log_rotate_max_files;   /* -log-rotate-max-files; 0 = keep all */
 	bool syslog;                /* -syslog; accepted, may be ignored */
 
 	/* where the settings came from (for reload) */

@@ -1,12 +1,20 @@
 /* agent/log.c — see log.h. */
 #include "agent/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
+
+/* agent/log_syslog.c */
+void log__syslog_open(bool on);
+void log__syslog_line(int level, const char *msg);
 
 struct sink {
 	log_sink_fn fn;
@@ -17,6 +25,12 @@ struct sink {
 static enum log_level threshold = LOG_INFO;
 static bool json_out;
 static FILE *logfile;
+static char *logpath;
+static unsigned long long file_bytes, rot_bytes;
+static long long rot_age_ms;
+static int rot_files;
+static time_t file_opened;
+static bool to_syslog;
 static struct sink sinks[LOG_MAX_SINKS];
 static enum log_level sinks_min = LOG_ERR + 1; /* lowest level any sink wants */
 static bool in_sink;
@@ -51,15 +65,137 @@ void log_set_json(bool on)
 	json_out = on;
 }
 
+static int open_file(void)
+{
+	logfile = fopen(logpath, "a");
+	if (logfile == NULL)
+		return -errno;
+	struct stat st;
+	file_bytes = fstat(fileno(logfile), &st) == 0 ? (unsigned long long)st.st_size : 0;
+	file_opened = time(NULL);
+	return 0;
+}
+
 int log_set_file(const char *path)
 {
 	if (logfile != NULL)
 		fclose(logfile);
 	logfile = NULL;
+	free(logpath);
+	logpath = NULL;
 	if (path == NULL)
 		return 0;
-	logfile = fopen(path, "a");
-	return logfile ? 0 : -errno;
+	logpath = strdup(path);
+	if (logpath == NULL)
+		return -ENOMEM;
+	int rc = open_file();
+	if (rc < 0) {
+		free(logpath);
+		logpath = NULL;
+	}
+	return rc;
+}
+
+void log_set_rotation(unsigned long long max_bytes, long long max_age_ms, int max_files)
+{
+	rot_bytes = max_bytes;
+	rot_age_ms = max_age_ms > 0 ? max_age_ms : 0;
+	rot_files = max_files > 0 ? max_files : 0;
+}
+
+void log_set_syslog(bool on)
+{
+	to_syslog = on;
+	log__syslog_open(on);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Deletes the oldest rotated files beyond rot_files. Names sort by time. */
+static void prune_rotated(void)
+{
+	if (rot_files <= 0)
+		return;
+	const char *slash = strrchr(logpath, '/');
+	char dir[4096];
+	const char *base = logpath;
+	if (slash != NULL) {
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - logpath), logpath);
+		if (dir[0] == '\0')
+			snprintf(dir, sizeof(dir), "/");
+		base = slash + 1;
+	} else {
+		snprintf(dir, sizeof(dir), ".");
+	}
+	size_t bl = strlen(base);
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		/* <base>.<8 digits>T<6 digits>.<6 digits> */
+		if (strncmp(e->d_name, base, bl) != 0 || e->d_name[bl] != '.' ||
+		    strlen(e->d_name + bl + 1) != 22 || e->d_name[bl + 9] != 'T')
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			char **nn = realloc(names, nc * sizeof(*nn));
+			if (nn == NULL)
+				break;
+			names = nn;
+			cap = nc;
+		}
+		names[n] = strdup(e->d_name);
+		if (names[n] != NULL)
+			n++;
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), cmp_str);
+	for (size_t i = 0; i + (size_t)rot_files < n; i++) {
+		char p[8192];
+		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+		unlink(p);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+static void maybe_rotate(void)
+{
+	if (logfile == NULL || logpath == NULL)
+		return;
+	bool big = rot_bytes > 0 && file_bytes >= rot_bytes;
+	bool old = rot_age_ms > 0 && (long long)(time(NULL) - file_opened) * 1000 >= rot_age_ms;
+	if (!big && !old)
+		return;
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	struct tm tm;
+	gmtime_r(&tv.tv_sec, &tm);
+	char stamp[32];
+	size_t sl = strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
+	char rotated[8192];
+	struct stat st;
+	/* microseconds in the name; two rotations in one microsecond take the next */
+	for (long us = tv.tv_usec; us < 1000000; us++) {
+		snprintf(stamp + sl, sizeof(stamp) - sl, ".%06ld", us);
+		snprintf(rotated, sizeof(rotated), "%s.%s", logpath, stamp);
+		if (stat(rotated, &st) != 0)
+			break;
+	}
+	fclose(logfile);
+	logfile = NULL;
+	rename(logpath, rotated);
+	if (open_file() < 0)
+		fprintf(stderr, "cannot reopen log file %s after rotating it: %s\n", logpath,
+			strerror(errno));
+	prune_rotated();
 }
 
 static void sinks_recompute(void)
@@ -198,13 +334,16 @@ void log_msg(enum log_level l, const char *fmt, ...)
 	if (to_out) {
 		char line[4096];
 		log_format(line, sizeof(line), &r, json_out);
-		FILE *outs[2] = {stderr, logfile};
-		for (int i = 0; i < 2; i++) {
-			if (outs[i] == NULL)
-				continue;
-			fputs(line, outs[i]);
-			fflush(outs[i]);
+		fputs(line, stderr);
+		fflush(stderr);
+		if (logfile != NULL) {
+			fputs(line, logfile);
+			fflush(logfile);
+			file_bytes += strlen(line);
+			maybe_rotate();
 		}
+		if (to_syslog)
+			log__syslog_line((int)l, msg);
 	}
 	if (to_sinks) {
 		in_sink = true;

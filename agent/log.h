@@ -3,7 +3,8 @@
  * and to subscribers (GET /v1/agent/monitor).
  *
  * Owns: the level threshold, the output format (text or JSON), the output
- * streams and the subscriber list. Text lines look like Consul's:
+ * streams (stderr, an optional file with size/age rotation, optional
+ * syslog) and the subscriber list. Text lines look like Consul's:
  *   2026-11-28T03:13:00.123Z [INFO]  memberlist: Member joined: node2 127.0.0.1:8302
  * JSON lines (-log-json) look like hclog's:
  *   {"@level":"info","@message":"Member joined: ...","@module":"memberlist","@timestamp":"..."}
@@ -34,6 +35,13 @@ void log_set_level(enum log_level l);
 void log_set_json(bool on);
 /* Also append lines to this file (NULL closes). 0 or -errno. */
 int log_set_file(const char *path);
+/* Rotate the log file once it holds max_bytes (0: no size limit) or is
+ * older than max_age_ms (0: no age limit): it is renamed to
+ * <path>.<UTC time, e.g. 20261128T031300.123456> and a new file is started;
+ * only the newest max_files rotated files are kept (0: keep all). */
+void log_set_rotation(unsigned long long max_bytes, long long max_age_ms, int max_files);
+/* Also send lines to syslog (facility daemon, ident "rumor"); false stops. */
+void log_set_syslog(bool on);
 void log_msg(enum log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* One log event as subscribers see it; pointers valid during the callback. */

@@ -1,13 +1,18 @@
 /*
  * test_log.c — log subscribers (levels independent of the threshold, no
- * recursion, unsubscribe) and the text/JSON line formats.
+ * recursion, unsubscribe), the text/JSON line formats, and size rotation of
+ * the log file with pruning of old files.
  */
 #include "agent/log.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int passed, failed;
 
@@ -118,6 +123,51 @@ static int test_cut_line_still_ends_in_newline(void)
 	return 0;
 }
 
+static int test_file_rotates_by_size_and_keeps_max_files(void)
+{
+	char dir[] = "/tmp/rumor-test-log.XXXXXX";
+	CHECK(mkdtemp(dir) != NULL, "mkdtemp failed");
+	char path[256];
+	snprintf(path, sizeof(path), "%s/agent.log", dir);
+	log_set_level(LOG_INFO);
+	CHECK(log_set_file(path) == 0, "cannot open %s", path);
+	log_set_rotation(300, 0, 2);
+	int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+	dup2(devnull, 2); /* keep stderr quiet */
+	for (int i = 0; i < 40; i++)
+		log_info("agent: line %02d of the rotation test, about eighty bytes long", i);
+	dup2(saved, 2);
+	close(saved);
+	close(devnull);
+	log_set_file(NULL);
+	log_set_rotation(0, 0, 0);
+	int rotated = 0, current = 0;
+	long cur_size = -1;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		char p[600];
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		if (strcmp(e->d_name, "agent.log") == 0) {
+			struct stat st;
+			stat(p, &st);
+			cur_size = (long)st.st_size;
+			current = 1;
+		} else if (strncmp(e->d_name, "agent.log.", 10) == 0) {
+			rotated++;
+		} else {
+			continue;
+		}
+		unlink(p);
+	}
+	closedir(d);
+	rmdir(dir);
+	CHECK(current == 1, "current log file missing");
+	CHECK(rotated == 2, "expected 2 rotated files kept, got %d", rotated);
+	CHECK(cur_size >= 0 && cur_size < 300 + 200, "current file too big: %ld", cur_size);
+	return 0;
+}
+
 int main(void)
 {
 	struct {
@@ -129,6 +179,8 @@ int main(void)
 		{"text_format", test_text_format},
 		{"json_format_splits_module_and_escapes", test_json_format_splits_module_and_escapes},
 		{"cut_line_still_ends_in_newline", test_cut_line_still_ends_in_newline},
+		{"file_rotates_by_size_and_keeps_max_files",
+		 test_file_rotates_by_size_and_keeps_max_files},
 	};
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		if (tests[i].fn() == 0) {
