@@ -152,7 +152,7 @@ struct rumor_config {
 	int log_rotate_bytes;       /* -log-rotate-bytes; 0 = no size limit */
 	int64_t log_rotate_duration_ms; /* -log-rotate-duration; 24h, 0 = never */
 	int log_rotate_max_files;   /* -log-rotate-max-files; 0 = keep all */
-	bool syslog;                /* -syslog; accepted, may be ignored */
+	bool syslog;                /* -syslog / enable_syslog; false */
 
 	/* where the settings came from (for reload) */
 	struct rumor_config_source *sources;
