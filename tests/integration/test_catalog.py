@@ -3,6 +3,8 @@
 (lowercase keys), catalog.services/service/nodes, health.service (?passing),
 agent.check.ttl_pass/ttl_fail (sent as GET), agent.service.deregister (GET),
 blocking catalog queries, and the other agent seeing it all."""
+import os
+import random
 import sys
 import threading
 import time
@@ -12,6 +14,9 @@ import consul
 from agents import Cluster
 
 c = Cluster()
+# ports below the kernel's ephemeral range (32768-60999), so that no client
+# socket can hold one of ours
+c.base = 20000 + random.Random(os.getpid() * 7).randrange(0, 120) * 100
 c.start(1, "alpha", "-server-port", str(c.base + 80))
 c.start(2, "beta", "-server-port", str(c.base + 81), "-join", "127.0.0.1:%d" % c.gport(1))
 a = consul.Consul(host="127.0.0.1", port=c.hport(1))

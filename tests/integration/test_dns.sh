@@ -6,6 +6,9 @@
 # TC over UDP; NXDOMAIN with the SOA; a failing TCP check removes the
 # service within interval + gossip time; kill -9 of agent 1 removes its
 # services.  Every wait is bounded.
+# Ports below the kernel's ephemeral range (32768-60999 here), so that no
+# client socket of this or another test can hold one of ours.
+PORT_BASE=${PORT_BASE:-$((20000 + ($$ % 120) * 100))}
 . "$(dirname "$0")/lib.sh"
 
 dport() { echo $((PORT_BASE + 70 + $1)); }
