@@ -8,7 +8,7 @@ pkgs=(build-essential cmake pkg-config libev-dev libmsgpack-dev libsodium-dev
       libjansson-dev liblmdb-dev libhttp-parser-dev)
 if [ "$mode" = test ]; then
 	pkgs+=(curl dnsutils python3 python3-consul python3-pytest serf iproute2 nftables
-	       procps psmisc)
+	       procps psmisc util-linux valgrind clang libclang-rt-14-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
