@@ -1156,7 +1156,11 @@ struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, 
 	ev_timer_init(&kv->sync_timer, sync_timer_cb, 0., 0.);
 	kv->sync_timer.data = kv;
 	schedule_sync(kv, sync_period(kv));
-	ev_timer_init(&kv->purge_timer, purge_cb, PURGE_INTERVAL_S, PURGE_INTERVAL_S);
+	/* also refreshes last_seen: at least 4 times per TTL */
+	double purge_every = (double)kv->ttl_ms / 4000.0;
+	if (purge_every > PURGE_INTERVAL_S)
+		purge_every = PURGE_INTERVAL_S;
+	ev_timer_init(&kv->purge_timer, purge_cb, purge_every, purge_every);
 	kv->purge_timer.data = kv;
 	ev_timer_start(loop, &kv->purge_timer);
 	return kv;

@@ -142,4 +142,40 @@ PY
 [ "$acked" -gt 10 ] && pass "write stream acknowledged $acked writes before kill -9" || fail "only $acked writes acknowledged"
 check_eq "no acknowledged write missing after kill -9 and restart" 0 "$missing"
 
+# API edges: 413 with Consul's text, 501 for sessions, 400s, txn atomicity
+head -c 600000 /dev/zero >"$TMP/big"
+r=$(curl -s -w ' %{http_code}' -X PUT --data-binary @"$TMP/big" "http://$(haddr 1)/v1/kv/toobig")
+check_contains "value over 512 KiB: 413 with Consul's text" "max size: 524288 bytes" "$r"
+check_contains "?acquire answers 501" "501" "$(curl -s -w ' %{http_code}' -X PUT -d x "http://$(haddr 1)/v1/kv/l?acquire=s")"
+check_contains "leading slash refused" "400" "$(curl -s -w ' %{http_code}' -X PUT -d x "http://$(haddr 1)/v1/kv/%2Fabs")"
+txn='[{"KV":{"Verb":"set","Key":"tx/a","Value":"YQ=="}},{"KV":{"Verb":"check-not-exists","Key":"watched"}}]'
+check_contains "failing txn answers 409" "409" "$(curl -s -w ' %{http_code}' -X PUT -d "$txn" "http://$(haddr 1)/v1/txn")"
+check_eq "failed txn wrote nothing" 404 "$(curl -s -o /dev/null -w '%{http_code}' "http://$(haddr 1)/v1/kv/tx/a")"
+txn='[{"KV":{"Verb":"set","Key":"tx/a","Value":"YQ=="}},{"KV":{"Verb":"set","Key":"tx/b","Value":"Yg=="}}]'
+check_contains "txn applies" '"Errors":null' "$(curl -s -X PUT -d "$txn" "http://$(haddr 1)/v1/txn")"
+wait_until 5 has_value 5 tx/b b && pass "txn writes replicate" || fail "txn writes replicate"
+
+# an agent away longer than the tombstone TTL rebuilds its replica instead
+# of resurrecting a key deleted meanwhile
+start_agent 7 t7 -server-port "$(sport 7)" -kv-sync-interval 1s -kv-tombstone-ttl 2s
+wait_http 7
+start_agent 8 t8 -server-port "$(sport 8)" -kv-sync-interval 1s -kv-tombstone-ttl 2s \
+	-join "127.0.0.1:$(gport 7)"
+wait_http 8
+put 7 zombie alive >/dev/null
+wait_until 5 has_value 8 zombie alive || fail "t8 got zombie"
+kill -9 "${AGENT_PID[8]}"
+wait "${AGENT_PID[8]}" 2>/dev/null
+curl -sf -X DELETE "http://$(haddr 7)/v1/kv/zombie" >/dev/null
+sleep 3
+start_agent 8 t8 -server-port "$(sport 8)" -kv-sync-interval 1s -kv-tombstone-ttl 2s \
+	-join "127.0.0.1:$(gport 7)"
+wait_http 8
+sleep 2.5
+check_eq "returning agent does not serve the deleted key" 404 \
+	"$(curl -s -o /dev/null -w '%{http_code}' "http://$(haddr 8)/v1/kv/zombie")"
+check_eq "deleted key not resurrected on its peer" 404 \
+	"$(curl -s -o /dev/null -w '%{http_code}' "http://$(haddr 7)/v1/kv/zombie")"
+check_contains "returning agent logged the rebuild" "discarding it" "$(cat "$TMP/t8.log")"
+
 finish
