@@ -304,6 +304,12 @@ int kv_store_commit(struct kv_store *s, char *err, size_t errlen)
 {
 	if (s->wtxn == NULL)
 		return 0;
+	/* let go of the last read snapshot so its pages can be reused (no
+	 * caller keeps a read pointer across a commit) */
+	if (s->rtxn_live) {
+		mdb_txn_reset(s->rtxn);
+		s->rtxn_live = false;
+	}
 	int rc = mdb_txn_commit(s->wtxn);
 	s->wtxn = NULL;
 	if (rc != 0) {
