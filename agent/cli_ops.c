@@ -64,7 +64,11 @@ static int dial(const char *addr, int timeout_ms, char *err, size_t errlen)
 	}
 	freeaddrinfo(res);
 	if (fd < 0) {
-		snprintf(err, errlen, "Error connecting to agent at %s: %s", addr, strerror(e));
+		char why[128];
+		snprintf(why, sizeof(why), "%s", strerror(e));
+		if (why[0] >= 'A' && why[0] <= 'Z')
+			why[0] = (char)(why[0] - 'A' + 'a'); /* Go's wording, as api_call */
+		snprintf(err, errlen, "Error connecting to agent at %s: %s", addr, why);
 		return -1;
 	}
 	return fd;
