@@ -12,9 +12,26 @@ import consul  # noqa: E402
 from agents import Cluster  # noqa: E402
 
 c = Cluster()
-c.start(1, "p1", "-server-port", str(c.base + 31), "-kv-sync-interval", "1s")
-c.start(2, "p2", "-server-port", str(c.base + 32), "-kv-sync-interval", "1s",
-        "-join", "127.0.0.1:%d" % c.gport(1))
+# keep every port below Linux's ephemeral range (32768-60999), where an
+# outgoing connection may hold the port an agent wants to bind
+c.base = 21000 + os.getpid() % 110 * 100
+
+
+def start_checked(i, name, *extra):
+    """Start an agent; if it did not come up, show why and stop."""
+    c.start(i, name, *extra)
+    if c.get(i, "/v1/agent/self") is None:
+        log = os.path.join(c.tmp, name + ".log")
+        print("agent %s did not start; its log:" % name)
+        print(open(log, errors="replace").read()[-3000:])
+        c.check("agent %s started" % name, True, False)
+        c.finish()
+        sys.exit(1)
+
+
+start_checked(1, "p1", "-server-port", str(c.base + 31), "-kv-sync-interval", "1s")
+start_checked(2, "p2", "-server-port", str(c.base + 32), "-kv-sync-interval", "1s",
+              "-join", "127.0.0.1:%d" % c.gport(1))
 a = consul.Consul(host="127.0.0.1", port=c.hport(1))
 b = consul.Consul(host="127.0.0.1", port=c.hport(2))
 
