@@ -4,6 +4,8 @@
 # blocking query wakes on its key and not on another, restart keeps data,
 # a late joiner receives the whole store, and kill -9 during a stream of
 # acknowledged writes loses none of them.
+# ports below the ephemeral range (32768-60999) so no outgoing connection holds them
+PORT_BASE=${PORT_BASE:-$((21000 + ($$ % 110) * 100))}
 . "$(dirname "$0")/lib.sh"
 
 sport() { echo $((PORT_BASE + 30 + $1)); }
