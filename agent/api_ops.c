@@ -169,11 +169,12 @@ static void lag_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	o->lag_last = now;
 }
 
-static void on_response(void *ud, int status)
+static void on_response(void *ud, int status, double elapsed_ms)
 {
 	char code[8];
 	snprintf(code, sizeof(code), "%d", status);
 	metrics_inc_label(METRIC_HTTP_REQUESTS, code);
+	metrics_sample(METRIC_HTTP_LATENCY, elapsed_ms);
 }
 
 /* -------------------------------------------------------------- monitor */

@@ -693,6 +693,7 @@ struct http_conn {
 	enum conn_state state;
 	bool keep_alive, is_head, http10, continue_sent, close_after_write, peer_eof;
 	bool chunked; /* the streamed response uses chunked encoding */
+	double req_start; /* ev_time() when the request went to the handler */
 	http_close_fn close_cb;
 	void *close_ud;
 	char remote[64];
@@ -714,7 +715,7 @@ struct http_server {
 	struct listener *listeners;
 	struct http_conn *conns;
 	size_t nconns;
-	void (*resp_fn)(void *ud, int status);
+	http_response_fn resp_fn;
 	void *resp_ud;
 };
 
@@ -894,6 +895,7 @@ static void dispatch(struct http_conn *c)
 	c->xlen = 0;
 	c->close_cb = NULL;
 	c->close_ud = NULL;
+	c->req_start = ev_time();
 	ev_timer_stop(c->srv->loop, &c->tmr);
 	if (c->rlen == RBUF_CAP && c->rpos == 0)
 		ev_io_stop(c->srv->loop, &c->rio);
@@ -903,6 +905,7 @@ static void dispatch(struct http_conn *c)
 static void send_error(struct http_conn *c, int status, const char *msg)
 {
 	c->state = CS_HANDLING;
+	c->req_start = ev_time();
 	c->keep_alive = false;
 	c->is_head = false;
 	c->http10 = false;
@@ -1296,11 +1299,11 @@ int http_respond(struct http_conn *c, int status, const char *content_type,
 	start_write(c);
 	timer_arm(c, idle_seconds(c->srv));
 	if (c->srv->resp_fn != NULL)
-		c->srv->resp_fn(c->srv->resp_ud, status);
+		c->srv->resp_fn(c->srv->resp_ud, status, (ev_time() - c->req_start) * 1000.0);
 	return 0;
 }
 
-void http_server_on_response(struct http_server *s, void (*fn)(void *ud, int status), void *ud)
+void http_server_on_response(struct http_server *s, http_response_fn fn, void *ud)
 {
 	s->resp_fn = fn;
 	s->resp_ud = ud;
@@ -1349,7 +1352,7 @@ int http_stream_start(struct http_conn *c, int status, const char *content_type)
 	start_write(c);
 	timer_arm(c, idle_seconds(c->srv));
 	if (c->srv->resp_fn != NULL)
-		c->srv->resp_fn(c->srv->resp_ud, status);
+		c->srv->resp_fn(c->srv->resp_ud, status, (ev_time() - c->req_start) * 1000.0);
 	return 0;
 }
 

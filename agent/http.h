@@ -185,10 +185,12 @@ size_t http_stream_pending(const struct http_conn *c);
  * Returns 0, or -EINVAL if no stream is open. */
 int http_stream_end(struct http_conn *c);
 
-/* Calls fn(ud, status) for every response the server starts (handlers'
- * http_respond / http_stream_start and its own 4xx errors); for metrics.
- * NULL fn turns it off. */
-void http_server_on_response(struct http_server *s, void (*fn)(void *ud, int status), void *ud);
+/* Calls fn(ud, status, elapsed_ms) for every response the server starts
+ * (handlers' http_respond / http_stream_start and its own 4xx errors), with
+ * the time since the request reached the handler; for metrics.  NULL fn
+ * turns it off. */
+typedef void (*http_response_fn)(void *ud, int status, double elapsed_ms);
+void http_server_on_response(struct http_server *s, http_response_fn fn, void *ud);
 
 /* Registers cb to learn that the connection closed before http_respond (or
  * http_stream_end) was called (client went away, timeout, server freed).

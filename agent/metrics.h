@@ -96,6 +96,7 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(KV_SYNC_OUT, COUNTER, "kv.anti_entropy.records", "direction", "out", NULL)          \
 	/* HTTP API */                                                                       \
 	X(HTTP_REQUESTS, COUNTER, "http.requests", "code", NULL, "HTTP API responses, by status code") \
+	X(HTTP_LATENCY, SAMPLE, "http.request_ms", NULL, NULL, "Time from a complete HTTP request to the start of its response, ms (blocking queries included)") \
 	/* the agent process */                                                              \
 	X(LOOP_BUSY, SAMPLE, "runtime.loop.busy_ms", NULL, NULL, "Time the event loop spent running callbacks per iteration, ms") \
 	X(LOOP_LAG, SAMPLE, "runtime.loop.lag_ms", NULL, NULL, "How late a 1 s timer fired, ms (loop latency)") \

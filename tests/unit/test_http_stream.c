@@ -94,8 +94,11 @@ static void handler(struct http_conn *c, const struct http_request *req, void *u
 	}
 }
 
-static void on_response(void *ud, int status)
+static double last_elapsed = -1;
+
+static void on_response(void *ud, int status, double elapsed_ms)
 {
+	last_elapsed = elapsed_ms;
 	if (nstatuses < 8)
 		statuses[nstatuses++] = status;
 }
@@ -181,6 +184,7 @@ static int test_http11_stream_is_chunked_and_keeps_alive(void)
 	CHECK(nstatuses == 2 && statuses[0] == 200 && statuses[1] == 404,
 	      "response hook: expected 200,404, got %d statuses (%d,%d)", nstatuses, statuses[0],
 	      statuses[1]);
+	CHECK(last_elapsed >= 0 && last_elapsed < 1000, "elapsed ms: got %f", last_elapsed);
 	close(fd);
 	return 0;
 }
