@@ -30,6 +30,7 @@ cleanup() {
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
+trap "exit 1" TERM INT HUP
 ip netns add "$NS"
 nsx() { ip netns exec "$NS" "$@"; }
 nsx ip link set lo up
@@ -39,7 +40,8 @@ start() { # I
 	mkdir -p "$TMP/d$i"
 	local join=()
 	[ "$i" -gt 1 ] && join=(-join 127.0.0.1:8301)
-	nsx "$RUMOR_BIN" agent -node "n$i" -bind "127.0.0.$i" -advertise "127.0.0.$i" \
+	# not through nsx: $! must be the agent (ip netns exec execs it)
+	ip netns exec "$NS" "$RUMOR_BIN" agent -node "n$i" -bind "127.0.0.$i" -advertise "127.0.0.$i" \
 		-client "127.0.0.$i" -serf-lan-port 8301 -http-port 8500 -dns-port -1 \
 		-server-port 8300 -kv-sync-interval 1s -data-dir "$TMP/d$i" \
 		"${join[@]}" >>"$TMP/n$i.log" 2>&1 &
