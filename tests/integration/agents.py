@@ -20,7 +20,7 @@ RUMOR_BIN = os.environ.get("RUMOR_BIN") or os.path.join(
 class Cluster:
     def __init__(self):
         self.tmp = tempfile.mkdtemp(prefix="rumor-pytest.")
-        self.base = 30000 + random.Random(os.getpid()).randrange(0, 300) * 100
+        self.base = 10000 + random.Random(os.getpid()).randrange(0, 200) * 100  # below the ephemeral range
         self.procs = {}
         self.passed = 0
         self.failed = 0

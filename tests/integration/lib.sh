@@ -13,7 +13,7 @@ FAILED=0
 PIDS=()
 TMP=$(mktemp -d /tmp/rumor-test.XXXXXX)
 # A port base per run so that a left-over agent of another run cannot answer.
-PORT_BASE=${PORT_BASE:-$((20000 + ($$ % 400) * 100))}
+PORT_BASE=${PORT_BASE:-$((10000 + ($$ % 200) * 100))} # below the ephemeral range (32768+)
 
 cleanup() {
 	for pid in "${PIDS[@]}"; do
