@@ -948,7 +948,8 @@ struct serf *serf_new(const char *self, const struct serf_io *io)
 		abort();
 	s->self = xstrdup(self);
 	s->io = *io;
-	/* serf starts its clocks at 0 and increments the member clock at join */
+	/* serf starts every clock at 1: 0 means "never" */
+	s->clock = s->event_clock = s->query_clock = 1;
 	struct sm *me = get(s, self);
 	me->known = true;
 	me->status = SERF_STATUS_ALIVE;
