@@ -28,6 +28,7 @@
 #include "agent/services.h"
 #include "dns/dns.h"
 #include "dns/dns_server.h"
+#include "agent/metrics.h"
 #include "gossip/swim.h"
 
 #define WAIT_DEFAULT_MS (5 * 60 * 1000)
@@ -636,6 +637,47 @@ static int load_service_defs(struct agent_catalog *ac, const struct rumor_config
 	return 0;
 }
 
+/* Metrics: DNS answers by rcode, local services and check states. */
+static void catalog_collect(void *ud)
+{
+	struct agent_catalog *ac = ud;
+	if (ac->resp != NULL) {
+		const struct dns_stats *st = dns_responder_stats(ac->resp);
+		uint64_t answered_err = st->formerr + st->nxdomain + st->refused;
+		uint64_t noerror = st->queries > answered_err + st->dropped
+					   ? st->queries - answered_err - st->dropped
+					   : 0;
+#define SETC(id, v) metrics_set_counter(METRIC_##id, (v), (double)(v))
+		SETC(DNS_NOERROR, noerror);
+		SETC(DNS_NXDOMAIN, st->nxdomain);
+		SETC(DNS_REFUSED, st->refused);
+		SETC(DNS_FORMERR, st->formerr);
+		SETC(DNS_DROPPED, st->dropped);
+		SETC(DNS_TRUNCATED, st->truncated);
+#undef SETC
+	}
+	metrics_set_gauge(METRIC_SERVICES, (double)services_count(ac->svcs));
+	double by[3] = {0, 0, 0};
+	json_t *checks = services_agent_checks(ac->svcs);
+	const char *id;
+	json_t *c;
+	json_object_foreach(checks, id, c) {
+		const char *st = json_string_value(json_object_get(c, "Status"));
+		if (st == NULL)
+			continue;
+		if (strcmp(st, "passing") == 0)
+			by[0]++;
+		else if (strcmp(st, "warning") == 0)
+			by[1]++;
+		else
+			by[2]++;
+	}
+	json_decref(checks);
+	metrics_set_gauge(METRIC_CHECKS_PASSING, by[0]);
+	metrics_set_gauge(METRIC_CHECKS_WARNING, by[1]);
+	metrics_set_gauge(METRIC_CHECKS_CRITICAL, by[2]);
+}
+
 int api_catalog_start(struct agent *a, char *err, size_t errlen)
 {
 	struct agent_catalog *ac = calloc(1, sizeof(*ac));
@@ -698,6 +740,7 @@ int api_catalog_start(struct agent *a, char *err, size_t errlen)
 					     a->cfg.recursors.n, err, errlen) < 0)
 			goto fail;
 	}
+	metrics_collector_add(catalog_collect, ac);
 	return 0;
 fail:
 	api_catalog_stop(a);
@@ -709,6 +752,7 @@ void api_catalog_stop(struct agent *a)
 	struct agent_catalog *ac = AC(a);
 	if (ac == NULL)
 		return;
+	metrics_collector_remove(catalog_collect, ac);
 	while (ac->waiters != NULL)
 		waiter_run(ac->waiters);
 	ev_timer_stop(ac->loop, &ac->wake);

@@ -94,6 +94,17 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(KV_SYNCS_FAILED, COUNTER, "kv.anti_entropy.syncs", "result", "failed", NULL)        \
 	X(KV_SYNC_IN, COUNTER, "kv.anti_entropy.records", "direction", "in", "Records transferred by anti-entropy, by direction") \
 	X(KV_SYNC_OUT, COUNTER, "kv.anti_entropy.records", "direction", "out", NULL)          \
+	/* DNS and the local services/checks (agent/api_catalog.c) */                         \
+	X(DNS_NOERROR, COUNTER, "dns.queries", "rcode", "noerror", "DNS queries answered, by response code; dropped: malformed or unanswerable, no response sent") \
+	X(DNS_NXDOMAIN, COUNTER, "dns.queries", "rcode", "nxdomain", NULL)                  \
+	X(DNS_REFUSED, COUNTER, "dns.queries", "rcode", "refused", NULL)                    \
+	X(DNS_FORMERR, COUNTER, "dns.queries", "rcode", "formerr", NULL)                    \
+	X(DNS_DROPPED, COUNTER, "dns.queries", "rcode", "dropped", NULL)                    \
+	X(DNS_TRUNCATED, COUNTER, "dns.truncated", NULL, NULL, "UDP answers that did not fit and were truncated (TC bit)") \
+	X(SERVICES, GAUGE, "agent.services", NULL, NULL, "Services registered on this agent") \
+	X(CHECKS_PASSING, GAUGE, "agent.checks", "status", "passing", "Health checks run by this agent, by status") \
+	X(CHECKS_WARNING, GAUGE, "agent.checks", "status", "warning", NULL)                  \
+	X(CHECKS_CRITICAL, GAUGE, "agent.checks", "status", "critical", NULL)                \
 	/* HTTP API */                                                                       \
 	X(HTTP_REQUESTS, COUNTER, "http.requests", "code", NULL, "HTTP API responses, by status code") \
 	X(HTTP_LATENCY, SAMPLE, "http.request_ms", NULL, NULL, "Time from a complete HTTP request to the start of its response, ms (blocking queries included)") \

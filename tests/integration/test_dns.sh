@@ -117,4 +117,11 @@ else
 	fail "api still answered on agent 3 after agent 1 died"
 fi
 check_eq "dead node's name is NXDOMAIN" "NXDOMAIN" "$(status_of 2 n1.node.consul A)"
+# metrics count the DNS traffic above, by rcode, and the local checks
+prom=$(curl -sf "http://$(haddr 3)/v1/agent/metrics?format=prometheus")
+metric() { echo "$prom" | awk -v m="$1" '$1 == m {print $2}' | head -1; }
+nx=$(metric 'rumor_dns_queries_total{rcode="nxdomain"}')
+ok=$(metric 'rumor_dns_queries_total{rcode="noerror"}')
+if [ -n "$nx" ] && awk "BEGIN{exit !($nx >= 3)}"; then pass "metrics count NXDOMAIN answers ($nx)"; else fail "metrics count NXDOMAIN answers: got '$nx'"; fi
+if [ -n "$ok" ] && awk "BEGIN{exit !($ok >= 10)}"; then pass "metrics count NOERROR answers ($ok)"; else fail "metrics count NOERROR answers: got '$ok'"; fi
 finish
