@@ -69,7 +69,9 @@ struct gossip_transport {
 	void *ud;
 	const struct keyring *keyring;
 	uint8_t rxbuf[ML_UDP_RECV_MAX];
-	uint8_t cryptbuf[ML_UDP_RECV_MAX];
+	uint8_t cryptbuf[ML_UDP_RECV_MAX]; /* decrypted datagram being handled */
+	uint8_t sealbuf[ML_UDP_RECV_MAX];  /* encrypted datagram being sent: separate,
+					    * since handling a packet sends others */
 };
 
 static bool encrypting(const struct gossip_transport *t)
@@ -250,12 +252,12 @@ static void io_send(void *ctx, const struct ml_addr *to, const uint8_t *pkt, siz
 	if (t->udp_fd < 0)
 		return;
 	if (encrypting(t)) {
-		int n = keyring_encrypt(t->keyring, pkt, len, NULL, 0, t->cryptbuf, sizeof(t->cryptbuf));
+		int n = keyring_encrypt(t->keyring, pkt, len, NULL, 0, t->sealbuf, sizeof(t->sealbuf));
 		if (n < 0) {
 			t->stats.udp_errors++;
 			return;
 		}
-		pkt = t->cryptbuf;
+		pkt = t->sealbuf;
 		len = (size_t)n;
 	}
 	if (sendto(t->udp_fd, pkt, len, 0, (struct sockaddr *)&ss, sl) < 0)
