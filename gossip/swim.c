@@ -96,7 +96,6 @@ struct swim {
 	size_t nsuspects, suspects_cap;
 
 	int64_t next_probe, next_gossip, next_push_pull, next_reconnect, next_reap;
-	bool push_pull_staggered; /* the first (stagger-only) push-pull deadline passed */
 	struct swim_stats stats;
 
 	/* outgoing packet and one encoded message, bufcap bytes each (the
@@ -1521,14 +1520,8 @@ int64_t swim_tick(struct swim *s, int64_t now)
 		s->next_gossip = now + s->t.gossip_interval_ms;
 	}
 	if (now >= s->next_push_pull) {
-		/*
-		 * memberlist's pushPullTrigger waits a random stagger, then pushes
-		 * every pushPullScale(interval, n) with n as known then; the first
-		 * exchange comes one scaled interval after the stagger, not at it.
-		 */
-		if (!s->left && s->push_pull_staggered)
+		if (!s->left)
 			push_pull(s);
-		s->push_pull_staggered = true;
 		s->next_push_pull = now + swim_push_pull_scale_ms(s->t.push_pull_interval_ms, s->n);
 	}
 	if (now >= s->next_reconnect) {
@@ -1582,7 +1575,13 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	/* stagger the periodic work like memberlist's randomized tickers */
 	s->next_probe = now + rnd(s, (uint32_t)s->t.probe_interval_ms + 1);
 	s->next_gossip = now + rnd(s, (uint32_t)s->t.gossip_interval_ms + 1);
-	s->next_push_pull = now + rnd(s, (uint32_t)s->t.push_pull_interval_ms + 1);
+	/* The first push-pull 30-60 s after start whatever the size (memberlist
+	 * waits a stagger plus a scaled interval, up to 180 s at 500 nodes):
+	 * gossip leaves each (node, member) pair unlearned with probability
+	 * about e^-(retransmit limit), so a few pairs in a fresh 300-node
+	 * cluster wait for this exchange. */
+	s->next_push_pull = now + s->t.push_pull_interval_ms +
+			    rnd(s, (uint32_t)s->t.push_pull_interval_ms + 1);
 	s->next_reconnect = now + s->t.reconnect_interval_ms;
 	s->next_reap = now + s->t.reap_interval_ms;
 	return s;
