@@ -11,6 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Items a fill examines and skips (too big for the space left) before it
+ * calls the packet full. */
+#define BCAST_FILL_SKIP_MAX 32
+
 uint64_t bcast_name_hash(const char *name)
 {
 	uint64_t h = 1469598103934665603ull;
@@ -247,7 +251,10 @@ size_t bcast_queue_fill(struct bcast_queue *q, int limit, size_t overhead, size_
 				}
 				spill[nspill++] = it;
 			}
-			if (budget - used <= overhead)
+			/* Nearly full: stop looking. Without this bound a queue of
+			 * thousands (a 500-node join) was popped whole for every
+			 * packet once ~150 bytes were left (18% of all CPU). */
+			if (budget - used <= overhead || nskipped + nspill >= BCAST_FILL_SKIP_MAX)
 				break;
 			continue;
 		}
