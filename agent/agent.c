@@ -15,6 +15,7 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <jansson.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -221,6 +222,95 @@ int agent_member_status(const struct agent *a, const void *mp)
 	return 0;
 }
 
+/* ------------------------------------------------------------ snapshot */
+
+/*
+ * serf -snapshot, simplified: <data-dir>/serf/snapshot holds the lamport
+ * clocks, whether we left, and the members alive when it was written
+ * (rewritten on every membership change and user event). At start the
+ * clocks are witnessed (so old user events are not replayed to handlers)
+ * and, unless we left (and -rejoin-after-leave is off), every member in it
+ * is joined again.
+ */
+static void snapshot_write(struct agent *a)
+{
+	if (a->serf == NULL || a->gossip == NULL || a->cfg.data_dir == NULL)
+		return;
+	struct swim *s = gossip_transport_swim(a->gossip);
+	json_t *o = json_object(), *arr = json_array();
+	json_object_set_new(o, "clock", json_integer((json_int_t)serf_clock(a->serf)));
+	json_object_set_new(o, "event_clock", json_integer((json_int_t)serf_event_clock(a->serf)));
+	json_object_set_new(o, "query_clock", json_integer((json_int_t)serf_query_clock(a->serf)));
+	json_object_set_new(o, "left", json_boolean(a->leaving));
+	for (size_t i = 0; i < swim_member_count(s); i++) {
+		const struct swim_member *m = swim_member_at(s, i);
+		if (m == swim_self(s) ||
+		    (m->state != ML_STATE_ALIVE && m->state != ML_STATE_SUSPECT))
+			continue;
+		char addr[64];
+		json_t *e = json_object();
+		json_object_set_new(e, "name", json_string(m->name));
+		json_object_set_new(e, "addr", json_string(ml_addr_str(&m->addr, addr, sizeof(addr))));
+		json_array_append_new(arr, e);
+	}
+	json_object_set_new(o, "alive", arr);
+	char dir[4200], path[4300], tmp[4400];
+	snprintf(dir, sizeof(dir), "%s/serf", a->cfg.data_dir);
+	mkdir(dir, 0700);
+	snprintf(path, sizeof(path), "%s/snapshot", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (json_dump_file(o, tmp, JSON_COMPACT) != 0 || rename(tmp, path) != 0)
+		log_warn("agent: cannot write the snapshot %s", path);
+	json_decref(o);
+}
+
+static void rejoin_done(void *ud, bool ok, const char *error)
+{
+	char *addr = ud;
+	if (ok)
+		log_info("agent: Rejoined %s from the snapshot", addr);
+	else
+		log_warn("agent: Rejoin of %s from the snapshot failed: %s", addr,
+			 error ? error : "unknown error");
+	free(addr);
+}
+
+static void snapshot_restore(struct agent *a)
+{
+	char path[4300];
+	snprintf(path, sizeof(path), "%s/serf/snapshot", a->cfg.data_dir);
+	json_error_t je;
+	json_t *o = json_load_file(path, 0, &je);
+	if (o == NULL)
+		return;
+	serf_witness_clocks(a->serf, (uint64_t)json_integer_value(json_object_get(o, "clock")),
+			    (uint64_t)json_integer_value(json_object_get(o, "event_clock")),
+			    (uint64_t)json_integer_value(json_object_get(o, "query_clock")));
+	if (json_is_true(json_object_get(o, "left")) && !a->cfg.rejoin_after_leave) {
+		log_info("agent: previous run left the cluster: not rejoining its members "
+			 "(-rejoin-after-leave to do so)");
+		json_decref(o);
+		return;
+	}
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(o, "alive"), i, e)
+	{
+		const char *addr = json_string_value(json_object_get(e, "addr"));
+		if (addr == NULL)
+			continue;
+		char *ud = strdup(addr), err[256];
+		if (ud == NULL)
+			abort();
+		log_info("agent: Rejoining %s (%s) from the snapshot", addr,
+			 json_string_value(json_object_get(e, "name")));
+		if (gossip_transport_join(a->gossip, addr, (uint16_t)a->cfg.serf_lan_port, rejoin_done,
+					  ud, err, sizeof(err)) < 0)
+			rejoin_done(ud, false, err);
+	}
+	json_decref(o);
+}
+
 static void on_member_event(void *ud, enum swim_event_type type, const struct swim_member *m)
 {
 	struct agent *a = ud;
@@ -252,6 +342,8 @@ static void on_member_event(void *ud, enum swim_event_type type, const struct sw
 		log_info("serf: EventMemberReap: %s", m->name);
 		break;
 	}
+	if (type != SWIM_EV_SUSPECT && type != SWIM_EV_UPDATE)
+		snapshot_write(a);
 	if (a->kv != NULL && type == SWIM_EV_JOIN)
 		kv_on_member(a->kv, true, m);
 	api_catalog_member_event(ud, type, m);
@@ -312,6 +404,7 @@ static void serf_io_user_event(void *ctx, uint64_t ltime, const char *name, cons
 	struct agent *a = ctx;
 	log_info("agent: Received event: user-event: %s", name);
 	api_event_record(a, ltime, name, payload, len);
+	snapshot_write(a);
 	if (a->events != NULL)
 		agent_events_user(a->events, ltime, name, payload, len, coalesce);
 }
@@ -524,6 +617,7 @@ void agent_leave(struct agent *a)
 		serf_broadcast_leave(a->serf);
 		p->leave_intent_id = p->last_bcast_id;
 	}
+	snapshot_write(a);
 	gossip_transport_kick(a->gossip);
 	ev_timer_init(&p->leave_timer, leave_poll_cb, LEAVE_POLL_S, LEAVE_POLL_S);
 	p->leave_timer.data = a;
@@ -806,6 +900,7 @@ int agent_main(int argc, char **argv)
 		 a->cfg.data_dir, a->cfg.dev ? " (dev mode, temporary)" : "");
 	print_banner(a);
 
+	snapshot_restore(a);
 	for (size_t i = 0; i < a->cfg.start_join.n; i++)
 		start_join(a, a->cfg.start_join.items[i], false);
 	ev_timer_init(&p.retry_timer, retry_join_cb, 0., 0.);
