@@ -7,7 +7,8 @@
 # Checked: both `serf members` and `rumor members` list every node alive with
 # its tags; user events fired on either side run an event handler on the
 # other; kill -9 of a rumor agent is seen failed by serf and of a serf agent
-# by rumor; `rumor leave` is seen as left by serf and `serf leave` by rumor.
+# by rumor; `rumor leave` is seen as left by serf and `serf leave` by rumor;
+# a rumor agent killed and restarted without -join rejoins from its snapshot.
 # With SERF_INTEROP_ENCRYPT=1 (test_serf_interop_encrypted.sh) every node
 # runs with -encrypt and a rumor and a serf agent with a wrong key must
 # never join.
@@ -141,6 +142,17 @@ else fail "serf s1 sees r2 left: got '$(serf_status 4 r2)'"; fi
 "$SERF" leave -rpc-addr "$(rpc 4)" >/dev/null 2>&1
 if wait_until 10 is_status 1 s1 left; then pass "rumor r1 sees serf leave as left"
 else fail "rumor r1 sees s1 left: got '$(member_status 1 s1)'"; fi
+
+# ------------------------------------------------------------- snapshot
+# rumor r4 (joined to serf s2) is killed and restarted without -join: its
+# snapshot in the data dir brings it back into s2's cluster.
+kill -9 "${AGENT_PID[13]}"
+wait "${AGENT_PID[13]}" 2>/dev/null
+start_rumor 13 r4
+if wait_until 15 is_status 13 s2 alive; then pass "restarted rumor r4 rejoins serf s2 from its snapshot"
+else fail "r4 rejoins s2 from its snapshot: got '$(member_status 13 s2)'"; fi
+if wait_until 15 serf_is 11 r4 alive; then pass "serf s2 sees r4 alive again"
+else fail "serf s2 sees r4 alive again: got '$(serf_status 11 r4)'"; fi
 
 echo "wall time: $(($(now_ms) - T0)) ms"
 finish
