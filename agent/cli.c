@@ -1738,6 +1738,12 @@ static const struct cli_command commands[] = {
 	  "-log-level\n  and above (even below the agent's own level), "
 	  "until interrupted or\n  until the agent stops.\n",
 	  cmd_monitor },
+	{ "query", "Sends a query to the cluster and prints the answers",
+	  "Usage: rumor query [options] NAME [PAYLOAD]\n\n"
+	  "  Dispatches a serf query; members acknowledge it and their "
+	  "query\n  handlers' output comes back as responses until the "
+	  "timeout.\n",
+	  cmd_query },
 	{ "services", "Registers or deregisters services on the local agent",
 	  "Usage: rumor services register [options] [FILE...]\n"
 	  "       rumor services deregister [options] ID\n\n"
@@ -1746,12 +1752,6 @@ static const struct cli_command commands[] = {
 	  "  service is described with -name, -id, -address, -port and -tag.\n"
 	  "  deregister: removes the service with that ID and its checks.\n",
 	  cmd_services },
-	{ "query", "Sends a query to the cluster and prints the answers",
-	  "Usage: rumor query [options] NAME [PAYLOAD]\n\n"
-	  "  Dispatches a serf query; members acknowledge it and their "
-	  "query\n  handlers' output comes back as responses until the "
-	  "timeout.\n",
-	  cmd_query },
 	{ "tags", "Modifies the tags of the local agent",
 	  "Usage: rumor tags [options]\n\n"
 	  "  Sets or deletes tags (node meta) of the local agent at run "
