@@ -374,6 +374,8 @@ static const struct opt opts[] = {
 	 "trace, debug, info, warn or err. Default: info."},
 	{"node-meta", "node_meta", K_META, 0, 0, "KEY:VALUE",
 	 "Metadata for this node. Repeatable; at most 64 pairs."},
+	{"tag", NULL, K_META, 0, 0, "KEY=VALUE",
+	 "Serf's spelling of -node-meta: a tag KEY=VALUE. Repeatable."},
 	{"dev", NULL, K_BOOL, OFF(dev), 0, "",
 	 "Development mode: everything on 127.0.0.1, temporary data dir."},
 	{"profile", "profile", K_PROFILE, OFF(profile), 0, "PROFILE",
@@ -717,8 +719,9 @@ static const char *opt_set(struct rumor_config *c, const struct opt *o,
 		list_push(&FIELD(c, o, struct rumor_config_list), s);
 		return NULL;
 	case K_META: {
-		/* Consul: split at the first ':'; no ':' means an empty value. */
-		const char *colon = strchr(s, ':');
+		/* Consul: split at the first ':'; no ':' means an empty value.
+		 * Serf's -tag splits at '='. */
+		const char *colon = strchr(s, o->flag != NULL && strcmp(o->flag, "tag") == 0 ? '=' : ':');
 		size_t kn = colon ? (size_t)(colon - s) : strlen(s);
 		if (kn > RUMOR_CONFIG_META_KEY_MAX)
 			return "node_meta key longer than 128 bytes";
