@@ -384,7 +384,7 @@ static void net_init(struct net *net, int n)
 				     .user_event = io_user,
 				     .query = io_query,
 				     .query_response = io_qresp};
-		char name[8];
+		char name[16];
 		snprintf(name, sizeof(name), "n%d", i);
 		net->nodes[i] = serf_new(name, &io);
 		for (int j = 0; j < n; j++) {
