@@ -52,6 +52,7 @@ static int failures, failed_here;
 
 static uint8_t *load(const char *path, size_t *len)
 {
+	*len = 0;
 	FILE *f = fopen(path, "rb");
 	if (f == NULL)
 		return NULL;

@@ -167,6 +167,7 @@ static void walk(struct found *f, const uint8_t *p, size_t len, int depth)
 
 static uint8_t *load(const char *path, size_t *len)
 {
+	*len = 0;
 	FILE *fp = fopen(path, "rb");
 	if (fp == NULL)
 		return NULL;
