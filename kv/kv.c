@@ -7,7 +7,10 @@
  * commits it, then acknowledges the requests, wakes the watches under the
  * changed keys and broadcasts the changes. Nothing is acknowledged or
  * broadcast before it is durable; a failed commit fails every request of the
- * batch and forgets their changes.
+ * batch and forgets their changes. "Committed" is one append + fdatasync of
+ * the store's write-ahead log (kv/wal.h); LMDB itself is committed by a
+ * checkpoint about once a second (or when the log passes 64 MiB), run from
+ * the same prepare watcher right after a batch, never inside one.
  *
  * Watches (blocking queries) live in a list; a change wakes only the
  * watches whose key equals it (or whose prefix it starts with, for recurse)
@@ -50,6 +53,8 @@
 #define SYNC_CONNECT_TIMEOUT_S 1.0
 #define PURGE_INTERVAL_S 60.0
 #define INLINE_MSG_MAX 1000 /* gossip user message budget for inline values */
+#define CHECKPOINT_INTERVAL_S 1.0         /* LMDB commit + new log generation */
+#define CHECKPOINT_LOG_BYTES (64u << 20)  /* ... or sooner when the log is this big */
 
 struct pending {
 	kv_done_fn done;
@@ -100,7 +105,8 @@ struct kv {
 	int64_t sync_interval_ms;
 	size_t max_watches;
 	ev_prepare prepare;
-	ev_timer sync_timer, purge_timer;
+	ev_timer sync_timer, purge_timer, checkpoint_timer;
+	bool checkpoint_due;
 	ev_io listen_io;
 	int listen_fd;
 	int sync_port;
@@ -348,10 +354,28 @@ static void commit_now(struct kv *kv)
 	free(chg);
 }
 
+static void checkpoint(struct kv *kv)
+{
+	char err[256];
+	kv->checkpoint_due = false;
+	if (kv_store_checkpoint(kv->store, err, sizeof(err)) < 0)
+		log_err("kv: %s", err);
+}
+
 static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	struct kv *kv = w->data;
 	commit_now(kv);
+	if (kv->checkpoint_due || kv_store_log_bytes(kv->store) >= CHECKPOINT_LOG_BYTES)
+		checkpoint(kv);
+}
+
+/* Checkpoints run from prepare_cb, after the iteration's batch is durable. */
+static void checkpoint_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct kv *kv = t->data;
+	if (kv_store_dirty(kv->store))
+		kv->checkpoint_due = true;
 }
 
 static int add_pending(struct kv *kv, kv_done_fn done, void *ud)
@@ -1134,7 +1158,8 @@ struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, 
 			 (long long)((now - last) / 1000));
 		if (kv_store_begin(kv->store) < 0 || kv_store_wipe(kv->store) < 0 ||
 		    kv_store_set_last_seen(kv->store, now) < 0 ||
-		    kv_store_commit(kv->store, err, errlen) < 0) {
+		    kv_store_commit(kv->store, err, errlen) < 0 ||
+		    kv_store_checkpoint(kv->store, err, errlen) < 0) {
 			kv_store_close(kv->store);
 			free(kv);
 			return NULL;
@@ -1163,6 +1188,10 @@ struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, 
 	ev_timer_init(&kv->purge_timer, purge_cb, purge_every, purge_every);
 	kv->purge_timer.data = kv;
 	ev_timer_start(loop, &kv->purge_timer);
+	ev_timer_init(&kv->checkpoint_timer, checkpoint_cb, CHECKPOINT_INTERVAL_S,
+		      CHECKPOINT_INTERVAL_S);
+	kv->checkpoint_timer.data = kv;
+	ev_timer_start(loop, &kv->checkpoint_timer);
 	return kv;
 }
 
@@ -1183,7 +1212,8 @@ void kv_free(struct kv *kv)
 	ev_prepare_stop(kv->loop, &kv->prepare);
 	ev_timer_stop(kv->loop, &kv->sync_timer);
 	ev_timer_stop(kv->loop, &kv->purge_timer);
-	kv_store_close(kv->store);
+	ev_timer_stop(kv->loop, &kv->checkpoint_timer);
+	kv_store_close(kv->store); /* checkpoints */
 	free(kv->pend);
 	free(kv->chg);
 	kv_buf_free(&kv->msg);

@@ -11,11 +11,20 @@
  * (key, version, writer). Sums, so a write updates its bucket in O(1):
  * subtract the old entry's hash, add the new one's. Built by one scan at open.
  *
- * One write transaction at a time, opened by kv_store_begin and ended by
- * kv_store_commit / kv_store_abort (abort restores the digest). Reads take
- * `committed`: true reads through a read transaction (committed data only),
- * false reads through the open write transaction (falls back to committed
- * when none is open).
+ * Durability (see kv/wal.h): a batch is opened by kv_store_begin and ended
+ * by kv_store_commit / kv_store_abort (abort restores the digest). Its
+ * writes go into a long-lived LMDB write transaction and into the
+ * write-ahead log <dir>/wal; kv_store_commit appends the batch to the log
+ * with one fdatasync, and that is what makes it durable. LMDB itself is
+ * committed (fully synced, LMDB's default) only by kv_store_checkpoint,
+ * which then starts a new log generation; the engine calls it about once
+ * a second, and open (after replaying the log) and close call it. LMDB is
+ * never run with MDB_NOSYNC: its file is always a synced commit, and the
+ * log holds every batch acknowledged after that commit.
+ *
+ * Reads take `committed`: true sees acknowledged data only (the open
+ * batch's keys are shown as they were before it), false also sees the open
+ * batch. Both read the long-lived transaction when there is one.
  *
  * A record's bytes (kv_rec_encode) are the same on disk and on the wire:
  *   u8 version(1) u8 tombstone u64 hlc u64 create_hlc u64 flags
@@ -62,11 +71,23 @@ unsigned kv_bucket_of(const char *key, size_t key_len);
 struct kv_store *kv_store_open(const char *dir, size_t map_size, char *err, size_t errlen);
 void kv_store_close(struct kv_store *s);
 
-/* Write transaction. begin: 0 (also if already open) or -1. */
+/* Open a batch. 0 (also if already open) or -1. */
 int kv_store_begin(struct kv_store *s);
+/* True while a batch is open. */
 bool kv_store_in_txn(const struct kv_store *s);
+/* Make the batch durable (log append + fdatasync). 0, or -1 with err: the
+ * batch is then rolled back and the log refuses further batches. */
 int kv_store_commit(struct kv_store *s, char *err, size_t errlen);
+/* Drop the open batch (nothing of it stays). */
 void kv_store_abort(struct kv_store *s);
+
+/* Commit LMDB (synced) and start a new log generation. Not while a batch
+ * is open. 0, or -1 with err (nothing is lost: the log still holds it). */
+int kv_store_checkpoint(struct kv_store *s, char *err, size_t errlen);
+/* True when LMDB lacks batches committed since the last checkpoint. */
+bool kv_store_dirty(const struct kv_store *s);
+/* Bytes in the log since the last checkpoint. */
+uint64_t kv_store_log_bytes(const struct kv_store *s);
 
 /* Read one record: 1 found (*r valid until the next store call), 0 absent, -1 error. */
 int kv_store_get(struct kv_store *s, bool committed, const char *key, size_t key_len,

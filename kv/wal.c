@@ -1,0 +1,435 @@
+/*
+ * kv/wal.c — see wal.h.
+ */
+#define _GNU_SOURCE
+#include "kv/wal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kv/store.h"
+
+#define WAL_VERSION 1u
+#define BATCH_HDR (KV_WAL_REC_HDR + 12u) /* record header, stamp, entry count */
+#define MAX_RECORD ((uint64_t)1 << 30)
+
+struct kv_wal {
+	int fd;
+	uint64_t gen;
+	uint64_t pos;       /* where the next record goes */
+	uint64_t file_size; /* bytes the file has (zero-filled past the log) */
+	bool broken;
+	bool replayed; /* later replays stop at pos (a rollback) */
+	uint8_t *buf; /* the batch being built: BATCH_HDR, then entries */
+	size_t len, cap;
+	uint32_t count;
+	char path[4096];
+};
+
+/* ------------------------------------------------------------ crc32c */
+
+static uint32_t crc_table[256];
+
+static void crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		crc_table[i] = c;
+	}
+}
+
+uint32_t kv_wal_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	if (crc_table[1] == 0)
+		crc_init();
+	const uint8_t *p = buf;
+	crc = ~crc;
+	for (size_t i = 0; i < len; i++)
+		crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+/* ------------------------------------------------------------ codec */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)(v >> 32));
+	put32(p + 4, (uint32_t)v);
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return ((uint64_t)get32(p) << 32) | get32(p + 4);
+}
+
+void kv_wal_header_encode(uint8_t *out, uint64_t gen)
+{
+	memcpy(out, "RWAL", 4);
+	put32(out + 4, WAL_VERSION);
+	put64(out + 8, gen);
+	put32(out + 16, kv_wal_crc32c(0, out, 16));
+}
+
+int kv_wal_header_decode(const uint8_t *p, size_t len, uint64_t *gen)
+{
+	if (p == NULL || len < KV_WAL_HDR_LEN || memcmp(p, "RWAL", 4) != 0 ||
+	    get32(p + 4) != WAL_VERSION || get32(p + 16) != kv_wal_crc32c(0, p, 16))
+		return -1;
+	*gen = get64(p + 8);
+	return 0;
+}
+
+/* The checksum of a record: over gen, len and the payload. */
+static uint32_t rec_crc(uint64_t gen, uint32_t len, const uint8_t *payload)
+{
+	uint8_t h[12];
+	put64(h, gen);
+	put32(h + 8, len);
+	return kv_wal_crc32c(kv_wal_crc32c(0, h, sizeof(h)), payload, len);
+}
+
+/* Walks the entries of a payload; with fn NULL only checks that they all
+ * decode. 0, -1 malformed, -2 fn failed. */
+static int walk_payload(const uint8_t *p, const uint8_t *end, kv_wal_fn fn, void *ud)
+{
+	char err[96];
+	if (end - p < 12)
+		return -1;
+	uint32_t count = get32(p + 8);
+	p += 12;
+	for (uint32_t i = 0; i < count; i++) {
+		if (end - p < 2)
+			return -1;
+		size_t klen = ((size_t)p[0] << 8) | p[1];
+		p += 2;
+		if (klen == 0 || (size_t)(end - p) < klen)
+			return -1;
+		const char *key = (const char *)p;
+		p += klen;
+		struct kv_rec r;
+		if (kv_rec_decode(&p, end, &r, err, sizeof(err)) < 0)
+			return -1;
+		if (fn != NULL && fn(ud, key, klen, &r) != 0)
+			return -2;
+	}
+	return p == end ? 0 : -1;
+}
+
+long long kv_wal_parse(const uint8_t *buf, size_t len, uint64_t gen, kv_wal_fn fn, void *ud,
+		       size_t *batches, uint64_t *stamp)
+{
+	size_t off = 0, n = 0;
+	while (buf != NULL && len - off >= KV_WAL_REC_HDR) {
+		const uint8_t *h = buf + off;
+		uint32_t plen = get32(h);
+		uint32_t crc = get32(h + 4);
+		if (get64(h + 8) != gen || plen < 12 || plen > len - off - KV_WAL_REC_HDR)
+			break;
+		const uint8_t *payload = h + KV_WAL_REC_HDR;
+		if (rec_crc(gen, plen, payload) != crc)
+			break;
+		if (walk_payload(payload, payload + plen, NULL, NULL) != 0)
+			break;
+		if (walk_payload(payload, payload + plen, fn, ud) != 0)
+			return -1;
+		if (stamp != NULL)
+			*stamp = get64(payload);
+		off += KV_WAL_REC_HDR + plen;
+		n++;
+	}
+	if (batches != NULL)
+		*batches = n;
+	return (long long)off;
+}
+
+/* ------------------------------------------------------------ file */
+
+static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
+{
+	while (n > 0) {
+		ssize_t w = pwrite(fd, p, n, (off_t)off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		n -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
+}
+
+static int write_header(struct kv_wal *w, uint64_t gen)
+{
+	uint8_t h[KV_WAL_HDR_LEN];
+	kv_wal_header_encode(h, gen);
+	int rc = write_all(w->fd, h, sizeof(h), 0);
+	if (rc == 0 && fdatasync(w->fd) < 0)
+		rc = -errno;
+	return rc;
+}
+
+/* A fresh generation: random, so that no earlier one (left in the file)
+ * and no bytes inside a value can be taken for a record of it. */
+static uint64_t next_gen(uint64_t old)
+{
+	uint64_t g = 0;
+	if (getrandom(&g, sizeof(g), 0) != (ssize_t)sizeof(g))
+		g = old * 0x9e3779b97f4a7c15ull + 1;
+	return g == old || g == 0 ? old + 1 : g;
+}
+
+struct kv_wal *kv_wal_open(const char *path, char *err, size_t errlen)
+{
+	struct kv_wal *w = calloc(1, sizeof(*w));
+	if (w == NULL) {
+		snprintf(err, errlen, "wal: out of memory");
+		return NULL;
+	}
+	snprintf(w->path, sizeof(w->path), "%s", path);
+	w->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (w->fd < 0) {
+		snprintf(err, errlen, "wal %s: %s", path, strerror(errno));
+		free(w);
+		return NULL;
+	}
+	w->len = BATCH_HDR;
+	w->pos = KV_WAL_HDR;
+	return w;
+}
+
+void kv_wal_close(struct kv_wal *w)
+{
+	if (w == NULL)
+		return;
+	close(w->fd);
+	free(w->buf);
+	free(w);
+}
+
+int kv_wal_replay(struct kv_wal *w, kv_wal_fn fn, void *ud, uint64_t *stamp, char *err,
+		  size_t errlen)
+{
+	struct stat st;
+	if (fstat(w->fd, &st) < 0) {
+		snprintf(err, errlen, "wal %s: %s", w->path, strerror(errno));
+		return -errno;
+	}
+	uint64_t size = (uint64_t)st.st_size;
+	uint8_t hdr[KV_WAL_HDR_LEN];
+	uint64_t gen = 0;
+	bool have = size >= KV_WAL_HDR_LEN &&
+		    pread(w->fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr) &&
+		    kv_wal_header_decode(hdr, sizeof(hdr), &gen) == 0;
+	uint64_t limit = w->replayed ? w->pos : size;
+	w->file_size = size;
+	w->pos = KV_WAL_HDR;
+	if (!have && w->replayed) {
+		snprintf(err, errlen, "wal %s: header unreadable", w->path);
+		return -EIO;
+	}
+	if (!have) {
+		/* a new log, or a header torn while a checkpoint wrote it (LMDB
+		 * then already held everything): start a generation past any
+		 * the old bytes could carry */
+		if (size > 0)
+			fprintf(stderr, "kv wal %s: no valid header; starting a new log\n",
+				w->path);
+		w->gen = next_gen(0);
+		w->replayed = true;
+		if (size > 0) {
+			/* make the old records unreadable as generation 1 */
+			if (ftruncate(w->fd, 0) < 0 || fdatasync(w->fd) < 0) {
+				int e = errno;
+				snprintf(err, errlen, "wal %s: %s", w->path, strerror(e));
+				return -e;
+			}
+			w->file_size = 0;
+		}
+		int rc = write_header(w, w->gen);
+		if (rc < 0) {
+			snprintf(err, errlen, "wal %s: header: %s", w->path, strerror(-rc));
+			return rc;
+		}
+		if (w->file_size < KV_WAL_HDR_LEN)
+			w->file_size = KV_WAL_HDR_LEN;
+		return 0;
+	}
+	w->gen = gen;
+	w->replayed = true;
+	if (limit > size)
+		limit = size;
+	if (limit <= KV_WAL_HDR)
+		return 0;
+	size = limit;
+	if (size - KV_WAL_HDR > MAX_RECORD * 4) {
+		snprintf(err, errlen, "wal %s: %llu bytes, too large", w->path,
+			 (unsigned long long)size);
+		return -EFBIG;
+	}
+	size_t n = (size_t)(size - KV_WAL_HDR);
+	uint8_t *data = malloc(n);
+	if (data == NULL) {
+		snprintf(err, errlen, "wal: out of memory for %zu bytes", n);
+		return -ENOMEM;
+	}
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = pread(w->fd, data + got, n - got, (off_t)(KV_WAL_HDR + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			int e = r < 0 ? errno : EIO;
+			free(data);
+			snprintf(err, errlen, "wal %s: read: %s", w->path, strerror(e));
+			return -e;
+		}
+		got += (size_t)r;
+	}
+	size_t batches = 0;
+	long long good = kv_wal_parse(data, n, gen, fn, ud, &batches, stamp);
+	free(data);
+	if (good < 0) {
+		snprintf(err, errlen, "wal %s: applying a logged batch failed", w->path);
+		return -EIO;
+	}
+	w->pos = KV_WAL_HDR + (uint64_t)good;
+	return (int)batches;
+}
+
+int kv_wal_add(struct kv_wal *w, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	if (key_len == 0 || key_len > 0xffff)
+		return -EINVAL;
+	size_t need = 2 + key_len + kv_rec_size(r);
+	if (w->len + need > w->cap) {
+		size_t cap = w->cap ? w->cap : 64 * 1024;
+		while (cap < w->len + need)
+			cap *= 2;
+		uint8_t *b = realloc(w->buf, cap);
+		if (b == NULL)
+			return -ENOMEM;
+		w->buf = b;
+		w->cap = cap;
+	}
+	uint8_t *p = w->buf + w->len;
+	p[0] = (uint8_t)(key_len >> 8);
+	p[1] = (uint8_t)key_len;
+	memcpy(p + 2, key, key_len);
+	kv_rec_encode(r, p + 2 + key_len);
+	w->len += need;
+	w->count++;
+	return 0;
+}
+
+size_t kv_wal_pending(const struct kv_wal *w)
+{
+	return w->count;
+}
+
+void kv_wal_discard(struct kv_wal *w)
+{
+	w->len = BATCH_HDR;
+	w->count = 0;
+}
+
+/* Zero-fill the file up to at least `end`, KV_WAL_GROW at a time, so that
+ * the records written there later overwrite existing blocks. */
+static int grow(struct kv_wal *w, uint64_t end)
+{
+	static const uint8_t zeros[64 * 1024];
+	uint64_t target = (end + KV_WAL_GROW - 1) / KV_WAL_GROW * KV_WAL_GROW;
+	uint64_t off = w->file_size;
+	while (off < target) {
+		size_t n = target - off < sizeof(zeros) ? (size_t)(target - off) : sizeof(zeros);
+		int rc = write_all(w->fd, zeros, n, off);
+		if (rc < 0)
+			return rc;
+		off += n;
+	}
+	w->file_size = target;
+	return 0;
+}
+
+int kv_wal_commit(struct kv_wal *w, uint64_t stamp)
+{
+	if (w->count == 0)
+		return 0;
+	if (w->broken) {
+		kv_wal_discard(w);
+		return -EIO;
+	}
+	uint32_t plen = (uint32_t)(w->len - KV_WAL_REC_HDR);
+	uint8_t *h = w->buf;
+	put64(h + KV_WAL_REC_HDR, stamp);
+	put32(h + KV_WAL_REC_HDR + 8, w->count);
+	put32(h, plen);
+	put32(h + 4, rec_crc(w->gen, plen, h + KV_WAL_REC_HDR));
+	put64(h + 8, w->gen);
+	uint64_t end = w->pos + w->len;
+	int rc = 0;
+	if (end > w->file_size)
+		rc = grow(w, end);
+	if (rc == 0)
+		rc = write_all(w->fd, w->buf, w->len, w->pos);
+	if (rc == 0 && fdatasync(w->fd) < 0)
+		rc = -errno;
+	if (rc == 0)
+		w->pos = end;
+	else
+		w->broken = true; /* what reached the disk is unknown */
+	kv_wal_discard(w);
+	return rc;
+}
+
+int kv_wal_reset(struct kv_wal *w)
+{
+	if (w->broken)
+		return -EIO;
+	uint64_t gen = next_gen(w->gen);
+	int rc = write_header(w, gen);
+	if (rc < 0) {
+		w->broken = true;
+		return rc;
+	}
+	w->gen = gen;
+	w->pos = KV_WAL_HDR;
+	return 0;
+}
+
+uint64_t kv_wal_size(const struct kv_wal *w)
+{
+	return w->pos - KV_WAL_HDR;
+}
+
+uint64_t kv_wal_gen(const struct kv_wal *w)
+{
+	return w->gen;
+}
+
+bool kv_wal_broken(const struct kv_wal *w)
+{
+	return w->broken;
+}
