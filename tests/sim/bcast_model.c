@@ -76,10 +76,12 @@ static bool m_before(const struct mitem *a, const struct mitem *b)
 	return a->transmits != b->transmits ? a->transmits < b->transmits : a->id > b->id;
 }
 
+#define MODEL_SKIP_MAX 32
+
 static size_t m_fill(struct model *m, size_t overhead, size_t budget, uint64_t *ids, size_t max)
 {
 	char taken[4096] = {0};
-	size_t used = 0, got = 0;
+	size_t used = 0, got = 0, skipped = 0;
 	for (size_t step = 0; step < m->n && got < max; step++) {
 		size_t best = SIZE_MAX;
 		for (size_t i = 0; i < m->n; i++)
@@ -88,7 +90,9 @@ static size_t m_fill(struct model *m, size_t overhead, size_t budget, uint64_t *
 		taken[best] = 1;
 		struct mitem *it = &m->items[best];
 		if (used + it->len + overhead > budget) {
-			if (budget - used <= overhead)
+			/* the queue gives up after MODEL_SKIP_MAX items that did
+			 * not fit (gossip/bcast.c, BCAST_FILL_SKIP_MAX) */
+			if (budget - used <= overhead || ++skipped >= MODEL_SKIP_MAX)
 				break;
 			continue;
 		}
