@@ -725,6 +725,7 @@ int api_catalog_start(struct agent *a, char *err, size_t errlen)
 			.only_passing = a->cfg.dns_only_passing,
 			.node_ttl = (uint32_t)(a->cfg.dns_node_ttl_ms / 1000),
 			.service_ttl = (uint32_t)(a->cfg.dns_service_ttl_ms / 1000),
+			.udp_max_size = (unsigned)a->cfg.dns_udp_max_size,
 		};
 		ac->resp = dns_responder_new(&dc, err, errlen);
 		if (ac->resp == NULL)

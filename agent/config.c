@@ -424,6 +424,11 @@ static const struct opt opts[] = {
 	 0, "",
 	 "Set the TC bit when a UDP answer does not fit. false: drop\n"
 	 "records silently (at most 3 without EDNS), as Consul. Default: true."},
+	{"dns-udp-max-size", "dns_config.udp_max_size", K_COUNT, OFF(dns_udp_max_size), 0,
+	 "BYTES",
+	 "Largest UDP answer, whatever size a client's EDNS0 asks for\n"
+	 "(bounds reflection through spoofed queries; TCP is not limited).\n"
+	 "512-65535. Default: 4096."},
 	{"dns-node-ttl", "dns_config.node_ttl", K_DUR, OFF(dns_node_ttl_ms), 0,
 	 "DURATION", "TTL of node records (A/AAAA/TXT of <node>.node). Default: 0s."},
 	{"dns-service-ttl", "dns_config.service_ttl_default", K_DUR,
@@ -758,6 +763,7 @@ void rumor_config_init(struct rumor_config *c)
 	c->http_port = 8500;
 	c->dns_port = 8600;
 	c->dns_truncate = true;
+	c->dns_udp_max_size = 4096;
 	c->retry_interval_ms = 30 * 1000;
 	c->retry_max = 0;
 	c->reconnect_timeout_ms = 72LL * 3600 * 1000;

@@ -131,6 +131,7 @@ struct rumor_config {
 	/* services, checks and DNS (agent/api_catalog.c) */
 	bool enable_script_checks;  /* -enable-script-checks; false */
 	struct rumor_config_list recursors; /* -recursor / recursors */
+	int dns_udp_max_size;       /* -dns-udp-max-size / dns_config.udp_max_size; 4096 */
 	bool dns_truncate;          /* -dns-truncate /
 	                             * dns_config.enable_truncate; true */
 	char *alt_domain;           /* -alt-domain / alt_domain; NULL */

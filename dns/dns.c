@@ -308,6 +308,11 @@ static int domain_to_wire(const char *s, uint8_t *out, size_t *len, uint8_t *lab
 struct dns_responder *dns_responder_new(const struct dns_responder_config *cfg, char *err,
 					size_t errlen)
 {
+	if (cfg->udp_max_size != 0 && (cfg->udp_max_size < DNS_UDP_MIN || cfg->udp_max_size > 65535)) {
+		snprintf(err, errlen, "DNS UDP answer size limit %u is out of range (512-65535)",
+			 cfg->udp_max_size);
+		return NULL;
+	}
 	struct dns_responder *r = calloc(1, sizeof(*r));
 	if (r == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -807,6 +812,10 @@ enum dns_action dns_process(struct dns_responder *r, const struct catalog *cat, 
 	a.b.p = out;
 	size_t max = tcp ? (outcap < DNS_MSG_MAX ? outcap : DNS_MSG_MAX)
 			 : (q.edns ? q.edns_size : DNS_UDP_MIN);
+	/* a spoofed query must not buy a bigger reflection than configured */
+	size_t udp_cap = r->cfg.udp_max_size ? r->cfg.udp_max_size : OUR_UDP_SIZE;
+	if (!tcp && max > udp_cap)
+		max = udp_cap;
 	if (max > outcap)
 		max = outcap;
 	a.b.limit = max;

@@ -125,6 +125,7 @@ struct dns_responder_config {
 	uint32_t node_ttl;	/* seconds; Consul's default 0 */
 	uint32_t service_ttl;
 	unsigned udp_answer_limit; /* without EDNS, Consul-mode only; 3 */
+	unsigned udp_max_size;	   /* cap on a UDP answer whatever EDNS asks; 0 = 4096 */
 };
 
 struct dns_responder;

@@ -368,6 +368,32 @@ static void test_udp_truncation_sets_tc_and_tcp_does_not(void)
 	catalog_free(c);
 }
 
+/* A client (or a spoofer) asking for a 65000-byte EDNS buffer gets at most
+ * the configured UDP size; TCP is unaffected. */
+static void test_udp_answer_capped_whatever_edns_asks(void)
+{
+	struct catalog *c = mkcat(300);
+	struct dns_responder *r = mkresp(true);
+	struct resp res;
+	size_t len;
+	ask(r, c, "web.service.consul", DNS_T_A, 65000, false, &res, &len);
+	CHECK(len <= 4096 && (res.flags & 0x0200), "default cap: len %zu (want <= 4096, TC)", len);
+	dns_responder_free(r);
+	struct dns_responder_config cfg = {.domain = "consul.", .datacenter = "dc1",
+					   .node_name = "n1", .truncate = true, .udp_max_size = 1232};
+	char err[128];
+	r = dns_responder_new(&cfg, err, sizeof(err));
+	ask(r, c, "web.service.consul", DNS_T_A, 65000, false, &res, &len);
+	CHECK(len <= 1232 && (res.flags & 0x0200), "1232 cap: len %zu (want <= 1232, TC)", len);
+	ask(r, c, "web.service.consul", DNS_T_A, 65000, true, &res, &len);
+	CHECK(res.an == 300, "TCP not capped: %u answers", res.an);
+	dns_responder_free(r);
+	cfg.udp_max_size = 100;
+	CHECK(dns_responder_new(&cfg, err, sizeof(err)) == NULL && strstr(err, "512-65535"),
+	      "a cap below 512 is refused: %s", err);
+	catalog_free(c);
+}
+
 static void test_malformed_gets_formerr_not_amplified(void)
 {
 	struct catalog *c = mkcat(0);
@@ -414,6 +440,7 @@ int main(void)
 	test_negative_answers_carry_soa();
 	test_node_txt_and_apex();
 	test_udp_truncation_sets_tc_and_tcp_does_not();
+	test_udp_answer_capped_whatever_edns_asks();
 	test_malformed_gets_formerr_not_amplified();
 	test_answers_are_shuffled_by_seed();
 	printf("%d passed, %d failed\n", passed, failed);
