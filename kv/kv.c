@@ -373,6 +373,8 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 /* Checkpoints run from prepare_cb, after the iteration's batch is durable. */
 static void checkpoint_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
+	(void)loop;
+	(void)revents;
 	struct kv *kv = t->data;
 	if (kv_store_dirty(kv->store))
 		kv->checkpoint_due = true;

@@ -38,6 +38,9 @@ static int seq;
 
 static int rm_entry(const char *p, const struct stat *sb, int f, struct FTW *ftw)
 {
+	(void)sb;
+	(void)f;
+	(void)ftw;
 	return remove(p);
 }
 
@@ -447,6 +450,9 @@ static void test_replay_is_idempotent(void)
 
 static int count_rec(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
 {
+	(void)key;
+	(void)key_len;
+	(void)r;
 	(*(int *)ud)++;
 	return 0;
 }
@@ -513,6 +519,7 @@ static int find_key(void *ud, const char *key, size_t key_len, const struct kv_r
 
 static void on_done(void *ud, enum kv_result r, int failed_op)
 {
+	(void)failed_op;
 	struct ack_ctx *a = ud;
 	a->done = 1;
 	a->result = r;
