@@ -368,9 +368,14 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	commit_now(kv);
 	if (kv->checkpoint_due || kv_store_log_bytes(kv->store) >= CHECKPOINT_LOG_BYTES)
 		checkpoint(kv);
+	/* armed only while LMDB lags the log: an idle agent does not wake for it */
+	if (kv_store_dirty(kv->store) && !ev_is_active(&kv->checkpoint_timer))
+		ev_timer_start(loop, &kv->checkpoint_timer);
 }
 
-/* Checkpoints run from prepare_cb, after the iteration's batch is durable. */
+/* One-shot, CHECKPOINT_INTERVAL_S after the first batch since the last
+ * checkpoint; the checkpoint itself runs from prepare_cb, after the
+ * iteration's batch is durable. */
 static void checkpoint_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	(void)loop;
@@ -1190,10 +1195,8 @@ struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, 
 	ev_timer_init(&kv->purge_timer, purge_cb, purge_every, purge_every);
 	kv->purge_timer.data = kv;
 	ev_timer_start(loop, &kv->purge_timer);
-	ev_timer_init(&kv->checkpoint_timer, checkpoint_cb, CHECKPOINT_INTERVAL_S,
-		      CHECKPOINT_INTERVAL_S);
+	ev_timer_init(&kv->checkpoint_timer, checkpoint_cb, CHECKPOINT_INTERVAL_S, 0.);
 	kv->checkpoint_timer.data = kv;
-	ev_timer_start(loop, &kv->checkpoint_timer);
 	return kv;
 }
 
