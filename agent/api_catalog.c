@@ -175,8 +175,9 @@ static void reply_read(struct agent *a, struct http_conn *c, const struct http_r
 
 /* -------------------------------------------------------------- agent endpoints */
 
-void api_h_service_register(struct agent *a, struct http_conn *c, const struct http_request *req,
-			    const char *rest)
+/* A JSON definition in the body, handed to the local registry (service or check). */
+static void register_from_body(struct agent *a, struct http_conn *c, const struct http_request *req,
+			       int (*reg)(struct services *, const json_t *, char *, size_t))
 {
 	json_error_t je;
 	json_t *def = json_loadb(req->body, req->body_len, 0, &je);
@@ -187,13 +188,19 @@ void api_h_service_register(struct agent *a, struct http_conn *c, const struct h
 		return;
 	}
 	char err[512];
-	int rc = services_register(AC(a)->svcs, def, err, sizeof(err));
+	int rc = reg(AC(a)->svcs, def, err, sizeof(err));
 	json_decref(def);
 	if (rc < 0) {
 		api_reply_text(c, 400, err);
 		return;
 	}
 	http_respond(c, 200, NULL, "", 0);
+}
+
+void api_h_service_register(struct agent *a, struct http_conn *c, const struct http_request *req,
+			    const char *rest)
+{
+	register_from_body(a, c, req, services_register);
 }
 
 void api_h_service_deregister(struct agent *a, struct http_conn *c,
@@ -223,22 +230,7 @@ void api_h_agent_checks(struct agent *a, struct http_conn *c, const struct http_
 void api_h_check_register(struct agent *a, struct http_conn *c, const struct http_request *req,
 			  const char *rest)
 {
-	json_error_t je;
-	json_t *def = json_loadb(req->body, req->body_len, 0, &je);
-	if (def == NULL) {
-		char msg[300];
-		snprintf(msg, sizeof(msg), "Request decode failed: %s", je.text);
-		api_reply_text(c, 400, msg);
-		return;
-	}
-	char err[512];
-	int rc = services_check_register(AC(a)->svcs, def, err, sizeof(err));
-	json_decref(def);
-	if (rc < 0) {
-		api_reply_text(c, 400, err);
-		return;
-	}
-	http_respond(c, 200, NULL, "", 0);
+	register_from_body(a, c, req, services_check_register);
 }
 
 void api_h_check_deregister(struct agent *a, struct http_conn *c, const struct http_request *req,
