@@ -442,17 +442,25 @@ uint64_t catalog_index(const struct catalog *c)
 	return c->index ? c->index : 1;
 }
 
+/* Compare a NUL-terminated index name with the counted name l[0..len).
+ * Length-aware: a query name may carry NUL bytes (a DNS label can), and
+ * strncmp would stop at them and report a prefix as equal. */
+static int name_cmp(const char *m, const char *l, size_t len)
+{
+	size_t mlen = strlen(m);
+	int r = memcmp(m, l, mlen < len ? mlen : len);
+	if (r != 0)
+		return r;
+	return mlen < len ? -1 : mlen > len ? 1 : 0;
+}
+
 /* First index entry with lname >= name[0..len) (lowercased compare). */
 static size_t idx_lower_bound(const struct catalog *c, const char *l, size_t len)
 {
 	size_t lo = 0, hi = c->nidx;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
-		const char *m = c->idx[mid]->lname;
-		int r = strncmp(m, l, len);
-		if (r == 0 && m[len] != '\0')
-			r = 1;
-		if (r < 0)
+		if (name_cmp(c->idx[mid]->lname, l, len) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -462,16 +470,18 @@ static size_t idx_lower_bound(const struct catalog *c, const char *l, size_t len
 
 static bool idx_match(const struct catalog *c, size_t i, const char *l, size_t len)
 {
-	const char *m = c->idx[i]->lname;
-	return strncmp(m, l, len) == 0 && m[len] == '\0';
+	return name_cmp(c->idx[i]->lname, l, len) == 0;
 }
 
 static size_t lower_into(char *out, const char *s, size_t len)
 {
 	if (len > NAME_MAX_LEN)
 		return 0;
-	for (size_t i = 0; i < len; i++)
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '\0')
+			return 0; /* stored names never hold NUL: no match */
 		out[i] = (char)tolower((unsigned char)s[i]);
+	}
 	out[len] = '\0';
 	return len;
 }
@@ -479,7 +489,8 @@ static size_t lower_into(char *out, const char *s, size_t len)
 static bool has_tag(const struct catalog_inst *in, const char *tag, size_t taglen)
 {
 	for (size_t i = 0; i < in->ntags; i++)
-		if (strncasecmp(in->tags[i], tag, taglen) == 0 && in->tags[i][taglen] == '\0')
+		if (strlen(in->tags[i]) == taglen && strncasecmp(in->tags[i], tag, taglen) == 0 &&
+		    memchr(tag, '\0', taglen) == NULL)
 			return true;
 	return false;
 }
@@ -582,7 +593,8 @@ static int scan_cb(void *ud, const struct kv_entry *e)
 	size_t nl = e->key_len - CATALOG_PREFIX_LEN;
 	memcpy(node, e->key + CATALOG_PREFIX_LEN, nl);
 	node[nl] = '\0';
-	lower_into(l, node, nl);
+	if (lower_into(l, node, nl) == 0)
+		return 0; /* a node name with a NUL byte: not one an agent publishes */
 	if (strcmp(l, c->self) == 0)
 		c->self_seen = true;
 	bool found;

@@ -301,6 +301,27 @@ static void test_service_address_and_node_liveness(void)
 	catalog_free(cat);
 }
 
+/* Counted names from the network (DNS labels) may carry NUL bytes; a NUL
+ * must not end the comparison early (found by fuzz_dns: "web\0..." matched
+ * "web" and the index compare read past the stored name). */
+static void test_lookup_names_with_nul(void)
+{
+	struct catalog *cat = catalog_new("n1");
+	struct services *s = mkreg(cat, false);
+	char err[256] = "";
+	reg(s, "{\"Name\":\"web\",\"Port\":80,\"Tags\":[\"v1\"]}", err, sizeof(err));
+	const struct catalog_inst *out[2];
+	CHECK(catalog_lookup(cat, "web", 3, NULL, 0, false, out, 2) == 1, "web not found: %s", err);
+	CHECK(catalog_lookup(cat, "web\0\0\0", 6, NULL, 0, false, out, 2) == 0,
+	      "\"web\\0\\0\\0\" matched the service web");
+	CHECK(catalog_lookup(cat, "web", 3, "v1\0x", 4, false, out, 2) == 0,
+	      "tag \"v1\\0x\" matched the tag v1");
+	CHECK(catalog_node_get(cat, "n1\0zz", 5) == NULL, "node \"n1\\0zz\" matched n1");
+	CHECK(catalog_node_get(cat, "n1", 2) != NULL, "node n1 not found");
+	services_free(s);
+	catalog_free(cat);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERR);
@@ -311,6 +332,7 @@ int main(void)
 	test_ttl_expires_and_reset_postpones();
 	test_register_lowercase_keys_and_check_ids();
 	test_service_address_and_node_liveness();
+	test_lookup_names_with_nul();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
