@@ -202,7 +202,7 @@ int agent_member_status(const struct agent *a, const void *mp)
 	struct swim *s = gossip_transport_swim(a->gossip);
 	if (m == swim_self(s) && a->leaving && !a->left)
 		return 2; /* leaving */
-	enum serf_status st = a->serf != NULL ? serf_member_status(a->serf, m->name)
+	enum serf_status st = a->serf != NULL ? serf_member_status(a->serf, m->id->name)
 					      : SERF_STATUS_NONE;
 	if (st == SERF_STATUS_LEAVING && m->state == ML_STATE_DEAD)
 		return 3; /* left (its leave intent came first) */
@@ -249,8 +249,9 @@ static void snapshot_write(struct agent *a)
 			continue;
 		char addr[64];
 		json_t *e = json_object();
-		json_object_set_new(e, "name", json_string(m->name));
-		json_object_set_new(e, "addr", json_string(ml_addr_str(&m->addr, addr, sizeof(addr))));
+		json_object_set_new(e, "name", json_string(m->id->name));
+		json_object_set_new(e, "addr",
+				    json_string(ml_addr_str(&m->id->addr, addr, sizeof(addr))));
 		json_array_append_new(arr, e);
 	}
 	json_object_set_new(o, "alive", arr);
@@ -315,31 +316,32 @@ static void on_member_event(void *ud, enum swim_event_type type, const struct sw
 {
 	struct agent *a = ud;
 	char addr[64];
-	ml_addr_str(&m->addr, addr, sizeof(addr));
-	enum serf_event sev = a->serf != NULL ? serf_member_event(a->serf, type, m->name)
+	ml_addr_str(&m->id->addr, addr, sizeof(addr));
+	enum serf_event sev = a->serf != NULL ? serf_member_event(a->serf, type, m->id->name)
 					      : SERF_EV_NONE;
 	if (a->events != NULL && sev != SERF_EV_NONE)
-		agent_events_member(a->events, sev, m->name, &m->addr, m->meta, m->meta_len);
+		agent_events_member(a->events, sev, m->id->name, &m->id->addr, m->id->meta,
+				    m->id->meta_len);
 	if (type == SWIM_EV_FAILED && sev == SERF_EV_MEMBER_LEAVE)
 		type = SWIM_EV_LEFT; /* a leave intent came first: serf logs a leave */
 	switch (type) {
 	case SWIM_EV_JOIN:
-		log_info("serf: EventMemberJoin: %s %s", m->name, addr);
+		log_info("serf: EventMemberJoin: %s %s", m->id->name, addr);
 		break;
 	case SWIM_EV_UPDATE:
-		log_info("serf: EventMemberUpdate: %s", m->name);
+		log_info("serf: EventMemberUpdate: %s", m->id->name);
 		break;
 	case SWIM_EV_SUSPECT:
-		log_info("memberlist: Suspect %s has failed, no acks received", m->name);
+		log_info("memberlist: Suspect %s has failed, no acks received", m->id->name);
 		break;
 	case SWIM_EV_FAILED:
-		log_info("serf: EventMemberFailed: %s %s", m->name, addr);
+		log_info("serf: EventMemberFailed: %s %s", m->id->name, addr);
 		break;
 	case SWIM_EV_LEFT:
-		log_info("serf: EventMemberLeave: %s %s", m->name, addr);
+		log_info("serf: EventMemberLeave: %s %s", m->id->name, addr);
 		break;
 	case SWIM_EV_REAP:
-		log_info("serf: EventMemberReap: %s", m->name);
+		log_info("serf: EventMemberReap: %s", m->id->name);
 		break;
 	}
 	if (type != SWIM_EV_SUSPECT && type != SWIM_EV_UPDATE)
@@ -664,7 +666,8 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		}
 		struct swim *s = gossip_transport_swim(a->gossip);
 		const struct swim_member *self = swim_self(s);
-		if (self->meta_len != (size_t)mlen || memcmp(self->meta, meta, (size_t)mlen) != 0) {
+		if (self->id->meta_len != (size_t)mlen ||
+		    memcmp(self->id->meta, meta, (size_t)mlen) != 0) {
 			swim_set_meta(s, gossip_now_ms(), meta, (size_t)mlen);
 			gossip_transport_kick(a->gossip);
 		}
@@ -892,7 +895,7 @@ int agent_main(int argc, char **argv)
 		log_warn("agent: metrics and monitor are off: %s", err);
 
 	char advert[64];
-	ml_addr_str(&swim_self(gossip_transport_swim(a->gossip))->addr, advert, sizeof(advert));
+	ml_addr_str(&swim_self(gossip_transport_swim(a->gossip))->id->addr, advert, sizeof(advert));
 	log_info("agent: rumor agent running: node '%s' (%s), datacenter %s, gossip %s:%u "
 		 "advertised as %s, http %s:%d, data dir %s%s",
 		 a->cfg.node_name, a->node_id, a->cfg.datacenter, a->cfg.bind_addr,

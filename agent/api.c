@@ -74,7 +74,7 @@ static int method_bit(const char *m)
 static json_t *member_json(const struct agent *a, const struct swim_member *m)
 {
 	char ip[64];
-	struct ml_addr noport = m->addr;
+	struct ml_addr noport = m->id->addr;
 	noport.port = 0;
 	ml_addr_str(&noport, ip, sizeof(ip));
 	/* ml_addr_str prints host:port; cut the port (and brackets) */
@@ -90,20 +90,21 @@ static json_t *member_json(const struct agent *a, const struct swim_member *m)
 	}
 	json_t *tags = json_object();
 	struct tag t[TAGS_MAX];
-	int nt = m->meta_len > 0 ? tags_decode(m->meta, m->meta_len, t, TAGS_MAX) : 0;
+	int nt = m->id->meta_len > 0 ? tags_decode(m->id->meta, m->id->meta_len, t, TAGS_MAX) : 0;
 	for (int i = 0; i < nt; i++)
 		json_object_set_new(tags, t[i].key, json_string(t[i].value));
-	return json_pack("{s:s, s:s, s:i, s:o, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "Name", m->name,
-			 "Addr", ip, "Port", (int)m->addr.port, "Tags", tags, "Status",
-			 agent_member_status(a, m), "ProtocolMin", m->vsn[0], "ProtocolMax",
-			 m->vsn[1], "ProtocolCur", m->vsn[2], "DelegateMin", m->vsn[3],
-			 "DelegateMax", m->vsn[4], "DelegateCur", m->vsn[5]);
+	return json_pack("{s:s, s:s, s:i, s:o, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "Name",
+			 m->id->name,
+			 "Addr", ip, "Port", (int)m->id->addr.port, "Tags", tags, "Status",
+			 agent_member_status(a, m), "ProtocolMin", m->id->vsn[0], "ProtocolMax",
+			 m->id->vsn[1], "ProtocolCur", m->id->vsn[2], "DelegateMin", m->id->vsn[3],
+			 "DelegateMax", m->id->vsn[4], "DelegateCur", m->id->vsn[5]);
 }
 
 static int cmp_member(const void *x, const void *y)
 {
 	const struct swim_member *const *a = x, *const *b = y;
-	return strcmp((*a)->name, (*b)->name);
+	return strcmp((*a)->id->name, (*b)->id->name);
 }
 
 static void h_members(struct agent *a, struct http_conn *c, const struct http_request *req,
@@ -276,7 +277,8 @@ static void h_peers(struct agent *a, struct http_conn *c, const struct http_requ
 		if (m->state != ML_STATE_ALIVE && m->state != ML_STATE_SUSPECT)
 			continue;
 		char buf[80];
-		json_array_append_new(arr, json_string(ml_addr_str(&m->addr, buf, sizeof(buf))));
+		json_array_append_new(arr,
+				      json_string(ml_addr_str(&m->id->addr, buf, sizeof(buf))));
 	}
 	api_reply_json(c, req, 200, arr);
 }

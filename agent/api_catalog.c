@@ -592,15 +592,15 @@ void api_catalog_member_event(struct agent *a, int type, const struct swim_membe
 	case SWIM_EV_JOIN:
 	case SWIM_EV_UPDATE:
 	case SWIM_EV_SUSPECT:
-		catalog_set_alive(ac->cat, m->name, true);
+		catalog_set_alive(ac->cat, m->id->name, true);
 		break;
 	case SWIM_EV_FAILED:
-		catalog_set_alive(ac->cat, m->name, false);
+		catalog_set_alive(ac->cat, m->id->name, false);
 		break;
 	case SWIM_EV_LEFT:
 	case SWIM_EV_REAP:
-		catalog_set_alive(ac->cat, m->name, false);
-		catalog_node_gone(ac->cat, m->name);
+		catalog_set_alive(ac->cat, m->id->name, false);
+		catalog_node_gone(ac->cat, m->id->name);
 		break;
 	}
 }

@@ -315,7 +315,7 @@ static struct pq *pq_start(struct agent *a, struct http_conn *c, const struct ht
 			   enum pq_kind kind, struct serf_query_params *p, char *err, size_t errlen)
 {
 	struct swim *s = gossip_transport_swim(a->gossip);
-	p->self_addr = swim_self(s)->addr;
+	p->self_addr = swim_self(s)->id->addr;
 	if (p->timeout_ms <= 0)
 		p->timeout_ms = serf_default_query_timeout_ms(swim_timing(s)->gossip_interval_ms,
 							      swim_member_count(s));

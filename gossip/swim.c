@@ -38,10 +38,13 @@
 #define SWIM_MAX_PARTS 64	/* messages per compound packet */
 #define SWIM_NESTING_MAX 4	/* compound/compress nesting accepted */
 #define SWIM_BCAST_DEPTH 8192
+#define SWIM_CHUNK_SHIFT 6	/* members per storage chunk: 64 (2 KiB) */
+#define SWIM_CHUNK (1u << SWIM_CHUNK_SHIFT)
 
 enum bcast_kind { BK_MEMBER = 1, BK_USER = 2 };
 
 struct swim_suspicion {
+	struct swim_member *m; /* whose; m->susp points back here */
 	int k;		  /* confirmations that bring the timeout to min */
 	int n;		  /* confirmations so far */
 	int64_t start, min, max;
@@ -75,10 +78,19 @@ struct swim {
 	struct swim_timing t;
 	struct swim_member *self;
 
-	/* members: probe order array + open-addressed name index */
-	struct swim_member **nodes;
+	struct swim_idents *idents; /* shared (cfg->idents) or own */
+	bool own_idents;
+
+	/* members: chunked storage, probe order and open-addressed name
+	 * index of slots (see "member table") */
+	struct swim_member **chunks;
+	size_t chunks_cap;
+	uint32_t nslots;
+	uint32_t *free_slots;
+	size_t nfree, free_cap;
+	uint32_t *nodes; /* probe order: n slots */
 	size_t n, cap;
-	struct swim_member **index; /* size index_cap, NULL = empty, TOMB */
+	uint32_t *index; /* index_cap entries: IDX_EMPTY, IDX_TOMB or slot+1 */
 	size_t index_cap, index_used;
 	size_t probe_index;
 
@@ -92,8 +104,8 @@ struct swim {
 	struct swim_relay relays[SWIM_MAX_RELAYS];
 	int nrelays;
 
-	struct swim_member **suspects; /* members with an active suspicion */
-	size_t nsuspects, suspects_cap;
+	struct swim_suspicion *susps; /* active suspicions, unordered */
+	size_t nsusps, susps_cap;
 
 	int64_t next_probe, next_gossip, next_push_pull, next_reconnect, next_reap;
 	struct swim_stats stats;
@@ -105,7 +117,8 @@ struct swim {
 	size_t bufcap;
 };
 
-static struct swim_member TOMB;
+#define IDX_EMPTY 0u
+#define IDX_TOMB UINT32_MAX
 
 /* ---------------------------------------------------------------- util */
 
@@ -224,19 +237,35 @@ int64_t swim_push_pull_scale_ms(int64_t interval_ms, size_t n)
 
 /* ------------------------------------------------------- member table */
 
+/*
+ * Members live in chunks of SWIM_CHUNK entries (stable addresses, no
+ * per-member malloc header) and are named by a 32-bit slot. The probe order
+ * and the name index hold slots, not pointers: 4 bytes each instead of 8.
+ * The slot of member m is s->nodes[m->index].
+ */
+static struct swim_member *at_slot(const struct swim *s, uint32_t slot)
+{
+	return &s->chunks[slot >> SWIM_CHUNK_SHIFT][slot & (SWIM_CHUNK - 1)];
+}
+
+static struct swim_member *node_at(const struct swim *s, size_t i)
+{
+	return at_slot(s, s->nodes[i]);
+}
+
 static size_t index_slot(const struct swim *s, const char *name)
 {
 	size_t mask = s->index_cap - 1;
 	size_t i = name_hash(name) & mask;
 	size_t tomb = (size_t)-1;
 	for (;;) {
-		struct swim_member *m = s->index[i];
-		if (m == NULL)
+		uint32_t e = s->index[i];
+		if (e == IDX_EMPTY)
 			return tomb != (size_t)-1 ? tomb : i;
-		if (m == &TOMB) {
+		if (e == IDX_TOMB) {
 			if (tomb == (size_t)-1)
 				tomb = i;
-		} else if (strcmp(m->name, name) == 0) {
+		} else if (strcmp(at_slot(s, e - 1)->id->name, name) == 0) {
 			return i;
 		}
 		i = (i + 1) & mask;
@@ -248,48 +277,82 @@ static struct swim_member *member_get(const struct swim *s, const char *name)
 	size_t mask = s->index_cap - 1;
 	size_t i = name_hash(name) & mask;
 	for (;;) {
-		struct swim_member *m = s->index[i];
-		if (m == NULL)
+		uint32_t e = s->index[i];
+		if (e == IDX_EMPTY)
 			return NULL;
-		if (m != &TOMB && strcmp(m->name, name) == 0)
-			return m;
+		if (e != IDX_TOMB) {
+			struct swim_member *m = at_slot(s, e - 1);
+			if (strcmp(m->id->name, name) == 0)
+				return m;
+		}
 		i = (i + 1) & mask;
 	}
 }
 
-static void index_grow(struct swim *s)
+/* Called when the index is 3/4 full of entries and tombstones: rehash
+ * without the tombstones, doubling unless they were most of it. */
+static void index_rebuild(struct swim *s)
 {
-	struct swim_member **old = s->index;
-	size_t oldcap = s->index_cap;
-	s->index_cap = oldcap ? oldcap * 2 : 64;
-	s->index = xcalloc(s->index_cap, sizeof(*s->index));
+	size_t cap = s->index_cap ? s->index_cap : 64;
+	if ((s->n + 1) * 2 > cap)
+		cap *= 2;
+	free(s->index);
+	s->index_cap = cap;
+	s->index = xcalloc(cap, sizeof(*s->index));
 	s->index_used = 0;
-	for (size_t i = 0; i < oldcap; i++) {
-		if (old[i] != NULL && old[i] != &TOMB) {
-			s->index[index_slot(s, old[i]->name)] = old[i];
-			s->index_used++;
-		}
+	for (size_t i = 0; i < s->n; i++) {
+		s->index[index_slot(s, node_at(s, i)->id->name)] = s->nodes[i] + 1;
+		s->index_used++;
 	}
-	free(old);
 }
 
-/* Insert at a random position of the probe order (SWIM §4.3). */
-static struct swim_member *member_add(struct swim *s, const char *name)
+static uint32_t slot_alloc(struct swim *s)
 {
-	if ((s->index_used + 1) * 2 > s->index_cap)
-		index_grow(s);
-	/* the name lives in the same allocation as the member */
-	size_t nl = strlen(name);
-	struct swim_member *m = xcalloc(1, sizeof(*m) + nl + 1);
-	m->name = (char *)(m + 1);
-	memcpy(m->name, name, nl + 1);
+	if (s->nfree > 0)
+		return s->free_slots[--s->nfree];
+	if ((s->nslots & (SWIM_CHUNK - 1)) == 0) {
+		size_t c = s->nslots >> SWIM_CHUNK_SHIFT;
+		if (c == s->chunks_cap) {
+			s->chunks_cap = s->chunks_cap ? s->chunks_cap * 2 : 4;
+			s->chunks = realloc(s->chunks, s->chunks_cap * sizeof(*s->chunks));
+			if (s->chunks == NULL)
+				abort();
+		}
+		s->chunks[c] = xcalloc(SWIM_CHUNK, sizeof(struct swim_member));
+	}
+	return s->nslots++;
+}
+
+static void slot_release(struct swim *s, uint32_t slot)
+{
+	if (s->nfree == s->free_cap) {
+		s->free_cap = s->free_cap ? s->free_cap * 2 : 16;
+		s->free_slots = realloc(s->free_slots, s->free_cap * sizeof(*s->free_slots));
+		if (s->free_slots == NULL)
+			abort();
+	}
+	s->free_slots[s->nfree++] = slot;
+	memset(at_slot(s, slot), 0, sizeof(struct swim_member));
+}
+
+/* Insert at a random position of the probe order (SWIM §4.3), as dead. */
+static struct swim_member *member_add(struct swim *s, const char *name,
+				      const struct ml_addr *addr, const uint8_t *vsn,
+				      const uint8_t *meta, size_t meta_len)
+{
+	if ((s->index_used + 1) * 4 > s->index_cap * 3)
+		index_rebuild(s);
+	uint32_t slot = slot_alloc(s);
+	struct swim_member *m = at_slot(s, slot);
+	m->id = swim_ident_get(s->idents, name, addr, vsn, meta, meta_len);
 	m->state = ML_STATE_DEAD;
-	size_t slot = index_slot(s, name);
-	if (s->index[slot] == NULL)
+	size_t pos = index_slot(s, name);
+	if (s->index[pos] == IDX_EMPTY)
 		s->index_used++;
-	s->index[slot] = m;
+	s->index[pos] = slot + 1;
 	if (s->n == s->cap) {
-		s->cap = s->cap ? s->cap * 2 : 16;
+		/* grow by half: at 10^8 entries the slack is memory */
+		s->cap = s->cap ? s->cap + s->cap / 2 : 16;
 		s->nodes = realloc(s->nodes, s->cap * sizeof(*s->nodes));
 		if (s->nodes == NULL)
 			abort();
@@ -297,71 +360,57 @@ static struct swim_member *member_add(struct swim *s, const char *name)
 	size_t off = rnd(s, (uint32_t)s->n + 1);
 	if (off < s->n) {
 		s->nodes[s->n] = s->nodes[off];
-		s->nodes[s->n]->index = (uint32_t)s->n;
+		node_at(s, s->n)->index = (uint32_t)s->n;
 	}
-	s->nodes[off] = m;
+	s->nodes[off] = slot;
 	m->index = (uint32_t)off;
 	s->n++;
 	return m;
 }
 
-static void suspect_list_remove(struct swim *s, struct swim_member *m)
+/* The member's identity becomes (its name, addr, vsn, meta). */
+static void member_set_ident(struct swim *s, struct swim_member *m, const struct ml_addr *addr,
+			     const uint8_t *vsn, const uint8_t *meta, size_t meta_len)
 {
-	for (size_t i = 0; i < s->nsuspects; i++) {
-		if (s->suspects[i] == m) {
-			s->suspects[i] = s->suspects[--s->nsuspects];
-			return;
-		}
-	}
+	const struct swim_ident *old = m->id;
+	m->id = swim_ident_get(s->idents, old->name, addr, vsn, meta, meta_len);
+	swim_ident_put(s->idents, old);
+}
+
+static struct swim_suspicion *susp_of(const struct swim *s, const struct swim_member *m)
+{
+	return m->susp ? &s->susps[m->susp - 1] : NULL;
 }
 
 static void suspicion_clear(struct swim *s, struct swim_member *m)
 {
-	if (m->susp == NULL)
+	if (m->susp == 0)
 		return;
-	free(m->susp);
-	m->susp = NULL;
-	suspect_list_remove(s, m);
-}
-
-static void member_free(struct swim_member *m)
-{
-	free(m->susp);
-	free(m->meta);
-	free(m);
+	size_t i = m->susp - 1, last = --s->nsusps;
+	if (i != last) {
+		s->susps[i] = s->susps[last];
+		s->susps[i].m->susp = (uint32_t)i + 1;
+	}
+	m->susp = 0;
 }
 
 static void member_remove(struct swim *s, struct swim_member *m)
 {
 	suspicion_clear(s, m);
-	size_t slot = index_slot(s, m->name);
-	s->index[slot] = &TOMB;
-	uint32_t i = m->index;
+	s->index[index_slot(s, m->id->name)] = IDX_TOMB;
+	uint32_t i = m->index, slot = s->nodes[i];
 	s->nodes[i] = s->nodes[s->n - 1];
-	s->nodes[i]->index = i;
+	node_at(s, i)->index = i;
 	s->n--;
 	if (s->probe_index > s->n)
 		s->probe_index = s->n;
-	member_free(m);
-}
-
-static void member_set_meta(struct swim_member *m, const uint8_t *meta, size_t len)
-{
-	free(m->meta);
-	m->meta = NULL;
-	m->meta_len = 0;
-	if (len > 0) {
-		m->meta = malloc(len);
-		if (m->meta == NULL)
-			abort();
-		memcpy(m->meta, meta, len);
-		m->meta_len = (uint16_t)len;
-	}
+	swim_ident_put(s->idents, m->id);
+	slot_release(s, slot);
 }
 
 static bool meta_equal(const struct swim_member *m, const uint8_t *meta, size_t len)
 {
-	return m->meta_len == len && (len == 0 || memcmp(m->meta, meta, len) == 0);
+	return m->id->meta_len == len && (len == 0 || memcmp(m->id->meta, meta, len) == 0);
 }
 
 static void emit(struct swim *s, enum swim_event_type type, const struct swim_member *m)
@@ -405,12 +454,10 @@ static void raw_send(struct swim *s, const struct ml_addr *to, const uint8_t *ms
 static uint8_t pmax_of(const struct swim *s, const struct ml_addr *to)
 {
 	for (size_t i = 0; i < s->n; i++)
-		if (ml_addr_equal(&s->nodes[i]->addr, to))
-			return s->nodes[i]->vsn[1];
+		if (ml_addr_equal(&node_at(s, i)->id->addr, to))
+			return node_at(s, i)->id->vsn[1];
 	return 0;
 }
-
-static struct swim_member *member_get(const struct swim *s, const char *name);
 
 /* The protocol max of the member `name` if it lives at `to`, else -1 (look
  * it up by address): a hash lookup instead of pmax_of's scan of the table,
@@ -420,9 +467,9 @@ static int pmax_named(const struct swim *s, const char *name, const struct ml_ad
 	if (name == NULL || name[0] == '\0')
 		return -1;
 	const struct swim_member *m = member_get(s, name);
-	if (m == NULL || !ml_addr_equal(&m->addr, to))
+	if (m == NULL || !ml_addr_equal(&m->id->addr, to))
 		return -1;
-	return m->vsn[1];
+	return m->id->vsn[1];
 }
 
 /*
@@ -468,12 +515,12 @@ static void encode_alive_of(const struct swim_member *m, struct ml_alive *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->incarnation = m->incarnation;
-	snprintf(a->node, sizeof(a->node), "%s", m->name);
-	a->addr = m->addr;
-	a->meta_len = m->meta_len;
-	if (m->meta_len)
-		memcpy(a->meta, m->meta, m->meta_len);
-	memcpy(a->vsn, m->vsn, 6);
+	snprintf(a->node, sizeof(a->node), "%s", m->id->name);
+	a->addr = m->id->addr;
+	a->meta_len = m->id->meta_len;
+	if (m->id->meta_len)
+		memcpy(a->meta, m->id->meta, m->id->meta_len);
+	memcpy(a->vsn, m->id->vsn, 6);
 	a->has_vsn = true;
 }
 
@@ -483,7 +530,7 @@ static void broadcast_alive(struct swim *s, const struct swim_member *m)
 	encode_alive_of(m, &a);
 	int r = ml_encode_alive(s->msgbuf, s->bufcap, &a);
 	if (r > 0)
-		broadcast_msg(s, m->name, s->msgbuf, (size_t)r);
+		broadcast_msg(s, m->id->name, s->msgbuf, (size_t)r);
 }
 
 static void broadcast_suspect(struct swim *s, uint8_t type, uint32_t inc, const char *node,
@@ -498,7 +545,7 @@ static void broadcast_suspect(struct swim *s, uint8_t type, uint32_t inc, const 
 				: ml_encode_suspect(s->msgbuf, s->bufcap, &m);
 	if (r > 0) {
 		uint64_t id = bcast_queue_push(&s->bq, BK_MEMBER, node, s->msgbuf, (size_t)r);
-		if (type == ML_DEAD && strcmp(node, s->self->name) == 0)
+		if (type == ML_DEAD && strcmp(node, s->self->id->name) == 0)
 			s->leave_bcast_id = id;
 	}
 }
@@ -521,7 +568,7 @@ static void dead_node(struct swim *s, int64_t now, const struct ml_suspect *d);
 
 static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bool bootstrap)
 {
-	if (s->left && strcmp(a->node, s->self->name) == 0)
+	if (s->left && strcmp(a->node, s->self->id->name) == 0)
 		return;
 	if (a->node[0] == '\0')
 		return;
@@ -529,18 +576,15 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 	bool updates_node = false;
 	bool is_new = false;
 	if (m == NULL) {
-		m = member_add(s, a->node);
-		m->addr = a->addr;
-		member_set_meta(m, a->meta, a->meta_len);
-		if (a->has_vsn)
-			memcpy(m->vsn, a->vsn, 6);
-		m->state = ML_STATE_DEAD;
+		static const uint8_t novsn[6];
+		m = member_add(s, a->node, &a->addr, a->has_vsn ? a->vsn : novsn, a->meta,
+			       a->meta_len);
 		m->state_change = now;
 		is_new = true;
 	} else if (member_forgotten(s, m, now)) {
 		/* memberlist would have dropped it: take it as new */
 		updates_node = true;
-	} else if (!ml_addr_equal(&m->addr, &a->addr)) {
+	} else if (!ml_addr_equal(&m->id->addr, &a->addr)) {
 		if (m->state == ML_STATE_LEFT ||
 		    (m->state == ML_STATE_DEAD && now - m->state_change > s->t.gossip_to_the_dead_ms)) {
 			updates_node = true;
@@ -561,7 +605,7 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 	bool meta_changed = !meta_equal(m, a->meta, a->meta_len);
 	if (!bootstrap && is_local) {
 		if (a->incarnation == m->incarnation && !meta_changed &&
-		    (!a->has_vsn || memcmp(a->vsn, m->vsn, 6) == 0))
+		    (!a->has_vsn || memcmp(a->vsn, m->id->vsn, 6) == 0))
 			return;
 		refute(s, a->incarnation);
 		return;
@@ -574,12 +618,8 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 		if (r > 0)
 			broadcast_msg(s, a->node, s->msgbuf, (size_t)r);
 	}
-	if (a->has_vsn)
-		memcpy(m->vsn, a->vsn, 6);
 	m->incarnation = a->incarnation;
-	if (meta_changed)
-		member_set_meta(m, a->meta, a->meta_len);
-	m->addr = a->addr;
+	member_set_ident(s, m, &a->addr, a->has_vsn ? a->vsn : m->id->vsn, a->meta, a->meta_len);
 	if (m->state != ML_STATE_ALIVE) {
 		m->state = ML_STATE_ALIVE;
 		m->state_change = now;
@@ -622,8 +662,8 @@ static void suspect_node(struct swim *s, int64_t now, const struct ml_suspect *s
 		return;
 	if (sus->incarnation < m->incarnation)
 		return;
-	if (m->susp != NULL) {
-		if (suspicion_confirm(m->susp, sus->from))
+	if (m->susp != 0) {
+		if (suspicion_confirm(susp_of(s, m), sus->from))
 			broadcast_suspect(s, ML_SUSPECT, sus->incarnation, sus->node, sus->from);
 		return;
 	}
@@ -644,7 +684,16 @@ static void suspect_node(struct swim *s, int64_t now, const struct ml_suspect *s
 	int k = s->t.suspicion_mult - 2;
 	if ((int)n - 2 < k)
 		k = 0;
-	struct swim_suspicion *sp = xcalloc(1, sizeof(*sp));
+	if (s->nsusps == s->susps_cap) {
+		s->susps_cap = s->susps_cap ? s->susps_cap * 2 : 16;
+		s->susps = realloc(s->susps, s->susps_cap * sizeof(*s->susps));
+		if (s->susps == NULL)
+			abort();
+	}
+	struct swim_suspicion *sp = &s->susps[s->nsusps++];
+	memset(sp, 0, sizeof(*sp));
+	sp->m = m;
+	m->susp = (uint32_t)s->nsusps;
 	sp->k = k;
 	sp->start = now;
 	sp->min = swim_suspicion_timeout_ms(s->t.suspicion_mult, n, s->t.probe_interval_ms);
@@ -652,14 +701,6 @@ static void suspect_node(struct swim *s, int64_t now, const struct ml_suspect *s
 	sp->confirmers[0] = name_hash(sus->from);
 	sp->nconfirmers = 1;
 	sp->deadline = now + (k < 1 ? sp->min : sp->max);
-	m->susp = sp;
-	if (s->nsuspects == s->suspects_cap) {
-		s->suspects_cap = s->suspects_cap ? s->suspects_cap * 2 : 16;
-		s->suspects = realloc(s->suspects, s->suspects_cap * sizeof(*s->suspects));
-		if (s->suspects == NULL)
-			abort();
-	}
-	s->suspects[s->nsuspects++] = m;
 	emit(s, SWIM_EV_SUSPECT, m);
 }
 
@@ -715,8 +756,8 @@ static void fill_ping(struct swim *s, struct ml_ping *p, uint32_t seq, const cha
 	memset(p, 0, sizeof(*p));
 	p->seq = seq;
 	snprintf(p->node, sizeof(p->node), "%s", target);
-	p->source = s->self->addr;
-	snprintf(p->source_node, sizeof(p->source_node), "%s", s->self->name);
+	p->source = s->self->id->addr;
+	snprintf(p->source_node, sizeof(p->source_node), "%s", s->self->id->name);
 }
 
 static void probe_end(struct swim *s)
@@ -735,15 +776,15 @@ static void probe_start(struct swim *s, int64_t now)
 			/* Fisher-Yates reshuffle of the probe order */
 			for (size_t i = s->n; i > 1; i--) {
 				size_t j = rnd(s, (uint32_t)i);
-				struct swim_member *tmp = s->nodes[i - 1];
+				uint32_t tmp = s->nodes[i - 1];
 				s->nodes[i - 1] = s->nodes[j];
 				s->nodes[j] = tmp;
-				s->nodes[i - 1]->index = (uint32_t)(i - 1);
-				s->nodes[j]->index = (uint32_t)j;
+				node_at(s, i - 1)->index = (uint32_t)(i - 1);
+				node_at(s, j)->index = (uint32_t)j;
 			}
 			s->probe_index = 0;
 		}
-		struct swim_member *m = s->nodes[s->probe_index++];
+		struct swim_member *m = node_at(s, s->probe_index++);
 		if (m == s->self || m->state == ML_STATE_DEAD || m->state == ML_STATE_LEFT)
 			continue;
 		target = m;
@@ -754,33 +795,35 @@ static void probe_start(struct swim *s, int64_t now)
 	s->stats.probes++;
 	struct ml_ping ping;
 	uint32_t seq = next_seq(s);
-	fill_ping(s, &ping, seq, target->name);
+	fill_ping(s, &ping, seq, target->id->name);
 	int64_t interval = scaled_probe_interval(s);
 	s->probe.stage = PROBE_DIRECT;
 	s->probe.seq = seq;
-	s->probe.target = xstrdup(target->name);
+	s->probe.target = xstrdup(target->id->name);
 	s->probe.sent = now;
 	s->probe.timeout_at = now + s->t.probe_timeout_ms;
 	s->probe.end_at = now + interval;
 	if (target->state == ML_STATE_ALIVE) {
 		int r = ml_encode_ping(s->msgbuf, s->bufcap, &ping);
 		if (r > 0)
-			send_with_piggyback(s, &target->addr, s->msgbuf, (size_t)r, target->vsn[1]);
+			send_with_piggyback(s, &target->id->addr, s->msgbuf, (size_t)r,
+					    target->id->vsn[1]);
 	} else {
 		/* buddy system: tell the suspect it is suspected */
 		uint8_t a[2048], b[1024];
 		struct ml_suspect sus;
 		memset(&sus, 0, sizeof(sus));
 		sus.incarnation = target->incarnation;
-		snprintf(sus.node, sizeof(sus.node), "%s", target->name);
-		snprintf(sus.from, sizeof(sus.from), "%s", s->self->name);
+		snprintf(sus.node, sizeof(sus.node), "%s", target->id->name);
+		snprintf(sus.from, sizeof(sus.from), "%s", s->self->id->name);
 		int ra = ml_encode_ping(a, sizeof(a), &ping);
 		int rb = ml_encode_suspect(b, sizeof(b), &sus);
 		if (ra > 0 && rb > 0) {
 			struct ml_slice sl[2] = {{a, (size_t)ra}, {b, (size_t)rb}};
 			int r = ml_compound_encode(s->pkt, s->bufcap, sl, 2);
 			if (r > 0)
-				raw_send(s, &target->addr, s->pkt, (size_t)r, target->vsn[1]);
+				raw_send(s, &target->id->addr, s->pkt, (size_t)r,
+					 target->id->vsn[1]);
 		}
 	}
 }
@@ -798,7 +841,7 @@ static size_t random_members(struct swim *s, size_t k, struct swim_member **out,
 	size_t got = 0;
 	size_t n = s->n;
 	for (size_t i = 0; i < 3 * n && got < k; i++) {
-		struct swim_member *m = s->nodes[rnd(s, (uint32_t)n)];
+		struct swim_member *m = node_at(s, rnd(s, (uint32_t)n));
 		if (!ok(s, m, arg))
 			continue;
 		bool dup = false;
@@ -814,7 +857,7 @@ static size_t random_members(struct swim *s, size_t k, struct swim_member **out,
 static bool ok_relay(const struct swim *s, const struct swim_member *m, const void *arg)
 {
 	const char *target = arg;
-	return is_live_peer(s, m) && strcmp(m->name, target) != 0;
+	return is_live_peer(s, m) && strcmp(m->id->name, target) != 0;
 }
 
 static void probe_indirect(struct swim *s, int64_t now)
@@ -829,32 +872,33 @@ static void probe_indirect(struct swim *s, int64_t now)
 	size_t k = (size_t)s->t.indirect_checks;
 	if (k > 16)
 		k = 16;
-	k = random_members(s, k, peers, ok_relay, target->name);
+	k = random_members(s, k, peers, ok_relay, target->id->name);
 	struct ml_indirect_ping ind;
 	memset(&ind, 0, sizeof(ind));
 	ind.seq = s->probe.seq;
-	ind.target = target->addr;
-	snprintf(ind.node, sizeof(ind.node), "%s", target->name);
-	ind.source = s->self->addr;
-	snprintf(ind.source_node, sizeof(ind.source_node), "%s", s->self->name);
+	ind.target = target->id->addr;
+	snprintf(ind.node, sizeof(ind.node), "%s", target->id->name);
+	ind.source = s->self->id->addr;
+	snprintf(ind.source_node, sizeof(ind.source_node), "%s", s->self->id->name);
 	for (size_t i = 0; i < k; i++) {
-		ind.nack = peers[i]->vsn[1] >= 4;
+		ind.nack = peers[i]->id->vsn[1] >= 4;
 		if (ind.nack)
 			s->probe.expected_nacks++;
 		int r = ml_encode_indirect_ping(s->msgbuf, s->bufcap, &ind);
 		if (r > 0)
-			send_with_piggyback(s, &peers[i]->addr, s->msgbuf, (size_t)r, peers[i]->vsn[1]);
+			send_with_piggyback(s, &peers[i]->id->addr, s->msgbuf, (size_t)r,
+					    peers[i]->id->vsn[1]);
 		s->stats.indirect_probes++;
 	}
-	if (s->io.tcp_ping != NULL && target->vsn[1] >= 3) {
+	if (s->io.tcp_ping != NULL && target->id->vsn[1] >= 3) {
 		struct ml_ping ping;
-		fill_ping(s, &ping, s->probe.seq, target->name);
+		fill_ping(s, &ping, s->probe.seq, target->id->name);
 		uint8_t buf[1024];
 		int r = ml_encode_ping(buf, sizeof(buf), &ping);
 		if (r > 0) {
 			s->probe.tcp_pending = true;
 			s->stats.tcp_pings++;
-			s->io.tcp_ping(s->io.ctx, &target->addr, s->probe.seq, buf, (size_t)r,
+			s->io.tcp_ping(s->io.ctx, &target->id->addr, s->probe.seq, buf, (size_t)r,
 				       s->probe.end_at);
 		}
 	}
@@ -882,8 +926,8 @@ static void probe_failed(struct swim *s, int64_t now)
 		struct ml_suspect sus;
 		memset(&sus, 0, sizeof(sus));
 		sus.incarnation = target->incarnation;
-		snprintf(sus.node, sizeof(sus.node), "%s", target->name);
-		snprintf(sus.from, sizeof(sus.from), "%s", s->self->name);
+		snprintf(sus.node, sizeof(sus.node), "%s", target->id->name);
+		snprintf(sus.from, sizeof(sus.from), "%s", s->self->id->name);
 		suspect_node(s, now, &sus);
 	}
 	probe_end(s);
@@ -908,7 +952,7 @@ static void handle_ping(struct swim *s, const struct ml_addr *from, const uint8_
 		s->stats.bad_packets++;
 		return;
 	}
-	if (ping.node[0] != '\0' && strcmp(ping.node, s->self->name) != 0)
+	if (ping.node[0] != '\0' && strcmp(ping.node, s->self->id->name) != 0)
 		return;
 	struct ml_ack ack;
 	memset(&ack, 0, sizeof(ack));
@@ -1070,7 +1114,7 @@ static void handle_message(struct swim *s, int64_t now, const struct ml_addr *fr
 			break;
 		}
 		if (a.addr.port == 0)
-			a.addr.port = s->self->addr.port;
+			a.addr.port = s->self->id->addr.port;
 		alive_node(s, now, &a, false);
 		break;
 	}
@@ -1107,14 +1151,14 @@ void swim_recv_packet(struct swim *s, int64_t now, const struct ml_addr *from, c
 static void fill_push_node(const struct swim_member *m, struct ml_push_node *pn)
 {
 	memset(pn, 0, sizeof(*pn));
-	snprintf(pn->name, sizeof(pn->name), "%s", m->name);
-	pn->addr = m->addr;
-	pn->meta_len = m->meta_len;
-	if (m->meta_len)
-		memcpy(pn->meta, m->meta, m->meta_len);
+	snprintf(pn->name, sizeof(pn->name), "%s", m->id->name);
+	pn->addr = m->id->addr;
+	pn->meta_len = m->id->meta_len;
+	if (m->id->meta_len)
+		memcpy(pn->meta, m->id->meta, m->id->meta_len);
 	pn->incarnation = m->incarnation;
 	pn->state = m->state;
-	memcpy(pn->vsn, m->vsn, 6);
+	memcpy(pn->vsn, m->id->vsn, 6);
 	pn->has_vsn = true;
 }
 
@@ -1122,7 +1166,7 @@ uint8_t *swim_local_state_new(struct swim *s, int64_t now, bool join, size_t *le
 {
 	size_t count = 0;
 	for (size_t i = 0; i < s->n; i++)
-		if (!member_forgotten(s, s->nodes[i], now))
+		if (!member_forgotten(s, node_at(s, i), now))
 			count++;
 	size_t cap = 64 + count * (ML_NAME_MAX + ML_META_MAX + 128);
 	uint8_t *buf = malloc(cap);
@@ -1147,9 +1191,9 @@ uint8_t *swim_local_state_new(struct swim *s, int64_t now, bool join, size_t *le
 	off += (size_t)r;
 	static struct ml_push_node pn;
 	for (size_t i = 0; i < s->n; i++) {
-		if (member_forgotten(s, s->nodes[i], now))
+		if (member_forgotten(s, node_at(s, i), now))
 			continue;
-		fill_push_node(s->nodes[i], &pn);
+		fill_push_node(node_at(s, i), &pn);
 		r = ml_encode_push_node(buf + off, cap - off, &pn);
 		if (r < 0)
 			abort();
@@ -1173,7 +1217,7 @@ static void merge_remote(struct swim *s, int64_t now, const struct ml_push_node 
 		snprintf(a.node, sizeof(a.node), "%s", rn->name);
 		a.addr = rn->addr;
 		if (a.addr.port == 0)
-			a.addr.port = s->self->addr.port;
+			a.addr.port = s->self->id->addr.port;
 		a.meta_len = rn->meta_len;
 		memcpy(a.meta, rn->meta, rn->meta_len);
 		memcpy(a.vsn, rn->vsn, 6);
@@ -1196,7 +1240,7 @@ static void merge_remote(struct swim *s, int64_t now, const struct ml_push_node 
 		memset(&d, 0, sizeof(d));
 		d.incarnation = rn->incarnation;
 		snprintf(d.node, sizeof(d.node), "%s", rn->name);
-		snprintf(d.from, sizeof(d.from), "%s", s->self->name);
+		snprintf(d.from, sizeof(d.from), "%s", s->self->id->name);
 		suspect_node(s, now, &d);
 		break;
 	}
@@ -1259,12 +1303,13 @@ int swim_stream_recv(struct swim *s, int64_t now, const uint8_t *buf, size_t len
 		if (rc == ML_OK && initiator && h.join) {
 			for (uint32_t i = 0; i < h.nodes; i++) {
 				if (nodes[i].state == ML_STATE_ALIVE &&
-				    strcmp(nodes[i].name, s->self->name) == 0 &&
-				    !ml_addr_equal(&nodes[i].addr, &s->self->addr)) {
+				    strcmp(nodes[i].name, s->self->id->name) == 0 &&
+				    !ml_addr_equal(&nodes[i].addr, &s->self->id->addr)) {
 					char a[64];
 					snprintf(res->error, sizeof(res->error),
 						 "node name %s is already in use by a live node at %s",
-						 s->self->name, ml_addr_str(&nodes[i].addr, a, sizeof(a)));
+						 s->self->id->name,
+						 ml_addr_str(&nodes[i].addr, a, sizeof(a)));
 					rc = ML_BAD;
 					break;
 				}
@@ -1288,7 +1333,7 @@ int swim_stream_recv(struct swim *s, int64_t now, const uint8_t *buf, size_t len
 		rc = ml_decode_ping(&pos, end, &ping);
 		if (rc != ML_OK)
 			break;
-		if (ping.node[0] != '\0' && strcmp(ping.node, s->self->name) != 0) {
+		if (ping.node[0] != '\0' && strcmp(ping.node, s->self->id->name) != 0) {
 			snprintf(res->error, sizeof(res->error), "ping for unexpected node %s", ping.node);
 			rc = ML_BAD;
 			break;
@@ -1383,7 +1428,7 @@ static void gossip(struct swim *s, int64_t now)
 		if (n == 0)
 			break;
 		if (n == 1) {
-			raw_send(s, &peers[i]->addr, parts[0], lens[0], peers[i]->vsn[1]);
+			raw_send(s, &peers[i]->id->addr, parts[0], lens[0], peers[i]->id->vsn[1]);
 		} else {
 			struct ml_slice sl[SWIM_MAX_PARTS];
 			for (size_t j = 0; j < n; j++) {
@@ -1392,7 +1437,8 @@ static void gossip(struct swim *s, int64_t now)
 			}
 			int r = ml_compound_encode(s->pkt, s->bufcap, sl, (int)n);
 			if (r > 0)
-				raw_send(s, &peers[i]->addr, s->pkt, (size_t)r, peers[i]->vsn[1]);
+				raw_send(s, &peers[i]->id->addr, s->pkt, (size_t)r,
+					 peers[i]->id->vsn[1]);
 		}
 		bcast_queue_retire(&s->bq, retransmit_limit(s));
 	}
@@ -1407,7 +1453,7 @@ static void push_pull(struct swim *s)
 {
 	struct swim_member *peer;
 	if (random_members(s, 1, &peer, ok_push_pull, NULL) == 1)
-		s->io.push_pull(s->io.ctx, &peer->addr, peer->name, false);
+		s->io.push_pull(s->io.ctx, &peer->id->addr, peer->id->name, false);
 }
 
 static bool ok_failed(const struct swim *s, const struct swim_member *m, const void *arg)
@@ -1420,7 +1466,7 @@ static void reconnect(struct swim *s, int64_t now)
 {
 	size_t failed = 0, alive = swim_num_alive(s);
 	for (size_t i = 0; i < s->n; i++)
-		if (s->nodes[i]->state == ML_STATE_DEAD)
+		if (node_at(s, i)->state == ML_STATE_DEAD)
 			failed++;
 	if (failed == 0)
 		return;
@@ -1429,13 +1475,13 @@ static void reconnect(struct swim *s, int64_t now)
 		return;
 	struct swim_member *m;
 	if (random_members(s, 1, &m, ok_failed, NULL) == 1)
-		s->io.push_pull(s->io.ctx, &m->addr, m->name, true);
+		s->io.push_pull(s->io.ctx, &m->id->addr, m->id->name, true);
 }
 
 static void reap(struct swim *s, int64_t now)
 {
 	for (size_t i = 0; i < s->n;) {
-		struct swim_member *m = s->nodes[i];
+		struct swim_member *m = node_at(s, i);
 		if (m != s->self && (m->state == ML_STATE_DEAD || m->state == ML_STATE_LEFT) &&
 		    now - m->state_change > s->t.reconnect_timeout_ms) {
 			emit(s, SWIM_EV_REAP, m);
@@ -1467,22 +1513,22 @@ int64_t swim_next_deadline(const struct swim *s)
 		d = min64(d, s->probe.end_at);
 	for (int i = 0; i < s->nrelays; i++)
 		d = min64(d, s->relays[i].deadline);
-	for (size_t i = 0; i < s->nsuspects; i++)
-		d = min64(d, s->suspects[i]->susp->deadline);
+	for (size_t i = 0; i < s->nsusps; i++)
+		d = min64(d, s->susps[i].deadline);
 	return d;
 }
 
 int64_t swim_tick(struct swim *s, int64_t now)
 {
 	/* suspicions that ran out */
-	for (size_t i = 0; i < s->nsuspects;) {
-		struct swim_member *m = s->suspects[i];
-		if (m->susp->deadline <= now) {
+	for (size_t i = 0; i < s->nsusps;) {
+		struct swim_member *m = s->susps[i].m;
+		if (s->susps[i].deadline <= now) {
 			struct ml_suspect d;
 			memset(&d, 0, sizeof(d));
 			d.incarnation = m->incarnation;
-			snprintf(d.node, sizeof(d.node), "%s", m->name);
-			snprintf(d.from, sizeof(d.from), "%s", s->self->name);
+			snprintf(d.node, sizeof(d.node), "%s", m->id->name);
+			snprintf(d.from, sizeof(d.from), "%s", s->self->id->name);
 			dead_node(s, now, &d); /* removes it from suspects */
 			continue;
 		}
@@ -1563,10 +1609,12 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	s->pkt = xcalloc(1, s->bufcap);
 	s->msgbuf = xcalloc(1, s->bufcap);
 	bcast_queue_create(&s->bq, SWIM_BCAST_DEPTH);
-	s->self = member_add(s, cfg->name);
-	s->self->addr = cfg->addr;
-	member_set_meta(s->self, cfg->meta, cfg->meta_len);
-	memcpy(s->self->vsn, cfg->vsn, 6);
+	s->idents = cfg->idents;
+	if (s->idents == NULL) {
+		s->idents = swim_idents_new();
+		s->own_idents = true;
+	}
+	s->self = member_add(s, cfg->name, &cfg->addr, cfg->vsn, cfg->meta, cfg->meta_len);
 	s->self->state = ML_STATE_ALIVE;
 	s->self->state_change = now;
 	s->self->incarnation = 1; /* memberlist's setAlive: nextIncarnation() */
@@ -1593,10 +1641,16 @@ void swim_free(struct swim *s)
 		return;
 	probe_end(s);
 	for (size_t i = 0; i < s->n; i++)
-		member_free(s->nodes[i]);
+		swim_ident_put(s->idents, node_at(s, i)->id);
+	if (s->own_idents)
+		swim_idents_free(s->idents);
+	for (size_t c = 0; c < s->chunks_cap && c * SWIM_CHUNK < s->nslots; c++)
+		free(s->chunks[c]);
+	free(s->chunks);
+	free(s->free_slots);
 	free(s->nodes);
 	free(s->index);
-	free(s->suspects);
+	free(s->susps);
 	free(s->pkt);
 	free(s->msgbuf);
 	bcast_queue_destroy(&s->bq);
@@ -1607,7 +1661,7 @@ void swim_set_meta(struct swim *s, int64_t now, const uint8_t *meta, size_t len)
 {
 	if (len > ML_META_MAX)
 		return;
-	member_set_meta(s->self, meta, len);
+	member_set_ident(s, s->self, &s->self->id->addr, s->self->id->vsn, meta, len);
 	s->self->incarnation++;
 	broadcast_alive(s, s->self);
 	emit(s, SWIM_EV_UPDATE, s->self);
@@ -1622,8 +1676,8 @@ void swim_leave(struct swim *s, int64_t now)
 	struct ml_suspect d;
 	memset(&d, 0, sizeof(d));
 	d.incarnation = s->self->incarnation;
-	snprintf(d.node, sizeof(d.node), "%s", s->self->name);
-	snprintf(d.from, sizeof(d.from), "%s", s->self->name);
+	snprintf(d.node, sizeof(d.node), "%s", s->self->id->name);
+	snprintf(d.from, sizeof(d.from), "%s", s->self->id->name);
 	dead_node(s, now, &d);
 	if (swim_num_alive(s) == 0)
 		s->leave_bcast_id = 0;
@@ -1696,7 +1750,7 @@ size_t swim_member_count(const struct swim *s)
 
 const struct swim_member *swim_member_at(const struct swim *s, size_t i)
 {
-	return i < s->n ? s->nodes[i] : NULL;
+	return i < s->n ? node_at(s, i) : NULL;
 }
 
 const struct swim_member *swim_member_find(const struct swim *s, const char *name)
@@ -1713,8 +1767,8 @@ size_t swim_num_alive(const struct swim *s)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < s->n; i++)
-		if (s->nodes[i] != s->self && (s->nodes[i]->state == ML_STATE_ALIVE ||
-					       s->nodes[i]->state == ML_STATE_SUSPECT))
+		if (node_at(s, i) != s->self && (node_at(s, i)->state == ML_STATE_ALIVE ||
+						 node_at(s, i)->state == ML_STATE_SUSPECT))
 			n++;
 	return n;
 }

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gossip/ident.h"
 #include "gossip/wire.h"
 
 struct swim;
@@ -59,6 +60,10 @@ struct swim_config {
 	size_t meta_len;
 	uint8_t vsn[6]; /* pmin pmax pcur dmin dmax dcur */
 	struct swim_timing timing;
+	/* Optional: an identity table shared with other views (the simulator
+	 * passes one to all its nodes); it must outlive the swim. NULL: the
+	 * swim keeps a private one. */
+	struct swim_idents *idents;
 };
 
 enum swim_event_type {
@@ -70,18 +75,20 @@ enum swim_event_type {
 	SWIM_EV_REAP,	 /* a failed or left node was forgotten */
 };
 
-/* Ordered to pack into 72 bytes: a simulated 10,000-node cluster holds 10^8. */
+/*
+ * One entry of this view's member table: 32 bytes, because a simulated
+ * 10,000-node cluster holds 10^8 of them. What the node is (name, address,
+ * protocol versions, meta) lives in a shared, immutable identity (m->id,
+ * gossip/ident.h); the entry holds only this view's opinion of it. Entries
+ * have stable addresses until the member is reaped; treat them as read-only.
+ */
 struct swim_member {
-	char *name; /* stored in the member's own allocation */
-	struct ml_addr addr;
-	uint16_t meta_len;
-	uint8_t state; /* enum ml_state */
-	uint8_t vsn[6];
+	const struct swim_ident *id; /* name, addr, vsn, meta */
+	int64_t state_change;	     /* ms, when state last changed */
 	uint32_t incarnation;
 	uint32_t index; /* position in the probe order */
-	uint8_t *meta;
-	int64_t state_change; /* ms, when state last changed */
-	struct swim_suspicion *susp;
+	uint32_t susp;	/* internal: 1 + slot of its active suspicion, or 0 */
+	uint8_t state;	/* enum ml_state */
 };
 
 /* How the core reaches the world. Every callback is required unless noted. */

@@ -941,10 +941,10 @@ static int listen_on(struct kv *kv, const char *addr, int port, char *err, size_
 /* The member's rpc_port tag, or -1. */
 static int member_rpc_port(const struct swim_member *m)
 {
-	if (m->meta_len == 0)
+	if (m->id->meta_len == 0)
 		return -1;
 	static struct tag tags[TAGS_MAX];
-	int n = tags_decode(m->meta, m->meta_len, tags, TAGS_MAX);
+	int n = tags_decode(m->id->meta, m->id->meta_len, tags, TAGS_MAX);
 	for (int i = 0; i < n; i++)
 		if (strcmp(tags[i].key, "rpc_port") == 0) {
 			int p = atoi(tags[i].value);
@@ -958,16 +958,16 @@ static struct sync_conn *dial(struct kv *kv, const struct swim_member *m, int po
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	memset(&ss, 0, sizeof(ss));
-	if (m->addr.len == 4) {
+	if (m->id->addr.len == 4) {
 		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
 		in->sin_family = AF_INET;
-		memcpy(&in->sin_addr, m->addr.ip, 4);
+		memcpy(&in->sin_addr, m->id->addr.ip, 4);
 		in->sin_port = htons((uint16_t)port);
 		sl = sizeof(*in);
 	} else {
 		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
 		in6->sin6_family = AF_INET6;
-		memcpy(&in6->sin6_addr, m->addr.ip, 16);
+		memcpy(&in6->sin6_addr, m->id->addr.ip, 16);
 		in6->sin6_port = htons((uint16_t)port);
 		sl = sizeof(*in6);
 	}
@@ -991,7 +991,7 @@ static struct sync_conn *dial(struct kv *kv, const struct swim_member *m, int po
 		close(fd);
 		return NULL;
 	}
-	struct sync_conn *c = conn_new(kv, fd, true, m->name);
+	struct sync_conn *c = conn_new(kv, fd, true, m->id->name);
 	if (c) {
 		c->connecting = true; /* an unreachable peer must not hold the slot long */
 		ev_timer_stop(kv->loop, &c->timer);

@@ -152,6 +152,9 @@ struct trace_rec {
 struct sim {
 	struct sim_cfg cfg;
 	struct swim_timing timing;
+	/* one identity table for every node's view: each node's name, address
+	 * and meta are stored once, not once per view (gossip/ident.h) */
+	struct swim_idents *idents;
 	struct node *nodes;
 	int n, cap; /* started so far, capacity */
 	struct ev *heap;
@@ -569,7 +572,7 @@ static void net_event(void *ctx, enum swim_event_type type, const struct swim_me
 	struct sim *sim = g_sim;
 	if (sim->warming)
 		return;
-	int x = name_node(sim, m->name);
+	int x = name_node(sim, m->id->name);
 	if (x < 0)
 		return;
 	sim->events++;
@@ -651,6 +654,7 @@ static void node_start(struct sim *sim, int id)
 	static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
 	memcpy(c.vsn, vsn, 6);
 	c.timing = sim->timing;
+	c.idents = sim->idents;
 	char err[200];
 	nd->s = swim_new(&c, &io, now_ms(sim), err, sizeof(err));
 	if (nd->s == NULL) {
@@ -708,11 +712,11 @@ static void warm_start(struct sim *sim)
 	for (int i = 0; i < sim->n; i++) {
 		const struct swim_member *self = swim_self(sim->nodes[i].s);
 		memset(&pn, 0, sizeof(pn));
-		snprintf(pn.name, sizeof(pn.name), "%s", self->name);
-		pn.addr = self->addr;
+		snprintf(pn.name, sizeof(pn.name), "%s", self->id->name);
+		pn.addr = self->id->addr;
 		pn.incarnation = self->incarnation;
 		pn.state = ML_STATE_ALIVE;
-		memcpy(pn.vsn, self->vsn, 6);
+		memcpy(pn.vsn, self->id->vsn, 6);
 		pn.has_vsn = true;
 		int r = ml_encode_push_node(buf + off, cap - off, &pn);
 		if (r < 0)
@@ -873,7 +877,7 @@ static void periodic_check(struct sim *sim)
 			size_t cnt = swim_member_count(no->s);
 			for (size_t k = 0; k < cnt; k++) {
 				const struct swim_member *m = swim_member_at(no->s, k);
-				int x = name_node(sim, m->name);
+				int x = name_node(sim, m->id->name);
 				if (x < 0)
 					continue;
 				uint32_t *v = &sim->view_inc[(size_t)o * (size_t)sim->cap + (size_t)x];
@@ -1178,6 +1182,7 @@ struct sim *sim_new(const struct sim_cfg *cfg, char *err, size_t errlen)
 		free(sim);
 		return NULL;
 	}
+	sim->idents = swim_idents_new();
 	if (!cfg->lifeguard) {
 		sim->timing.suspicion_max_timeout_mult = 1;
 		sim->timing.awareness_max_multiplier = 1;
@@ -1432,6 +1437,7 @@ void sim_free(struct sim *sim)
 		free(sim->tracks[i].times);
 	}
 	free(sim->tracks);
+	swim_idents_free(sim->idents); /* after every view that used it */
 	free(sim->nodes);
 	free(sim->heap);
 	free(sim->view_inc);
