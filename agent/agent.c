@@ -31,6 +31,7 @@
 #include "agent/events.h"
 #include "agent/http.h"
 #include "agent/log.h"
+#include "agent/memtrim.h"
 #include "gossip/keyring.h"
 #include "gossip/serf.h"
 #include "gossip/tags.h"
@@ -39,11 +40,14 @@
 
 #define BROADCAST_TIMEOUT_MS 5000 /* serf's BroadcastTimeout */
 #define LEAVE_POLL_S 0.05
+#define TRIM_FIRST_S 10.0    /* start-up over: joined, first HTTP served */
+#define TRIM_INTERVAL_S 300.0 /* then now and then (rare code paths, heap) */
 
 struct agent_priv {
 	ev_signal sigint, sigterm, sighup;
 	ev_timer retry_timer;
 	ev_timer leave_timer;
+	ev_timer trim_timer;
 	int64_t leave_started;
 	int start_joins_pending;
 	int start_joins_ok;
@@ -633,6 +637,13 @@ static void shutdown_now(struct agent *a)
 	ev_break(a->loop, EVBREAK_ALL);
 }
 
+static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	size_t n = memtrim_run();
+	log_debug("agent: trimmed the resident set (%zu KiB of program pages advised)",
+		  n / 1024);
+}
+
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct agent *a = w->data;
@@ -913,6 +924,10 @@ int agent_main(int argc, char **argv)
 		ev_timer_start(a->loop, &p.retry_timer);
 	}
 
+	ev_timer_init(&p.trim_timer, trim_cb, TRIM_FIRST_S, TRIM_INTERVAL_S);
+	ev_timer_start(a->loop, &p.trim_timer);
+	ev_unref(a->loop); /* never what keeps the loop running */
+
 	a->exit_code = 0;
 	ev_run(a->loop, 0);
 	rc = a->exit_code;
@@ -922,6 +937,8 @@ int agent_main(int argc, char **argv)
 	ev_signal_stop(a->loop, &p.sighup);
 	ev_timer_stop(a->loop, &p.retry_timer);
 	ev_timer_stop(a->loop, &p.leave_timer);
+	ev_ref(a->loop);
+	ev_timer_stop(a->loop, &p.trim_timer);
 	if (a->cfg.pid_file != NULL)
 		unlink(a->cfg.pid_file);
 out_http:

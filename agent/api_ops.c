@@ -24,7 +24,7 @@
 #include "kv/kv.h"
 #include "gossip/transport.h"
 
-#define LAG_INTERVAL_S 1.0
+#define LAG_INTERVAL_S 10.0 /* a wake-up of its own: rarely */
 
 struct monitor {
 	struct api_ops *ops;

@@ -52,6 +52,10 @@ struct stream {
 	struct stream *next, *prev;
 };
 
+/* Datagrams taken per recvmmsg: one system call per wake-up in the steady
+ * state (a read loop pays a second recvfrom that returns EAGAIN). */
+#define UDP_BATCH 4
+
 struct gossip_transport {
 	struct ev_loop *loop;
 	struct swim *swim;
@@ -68,7 +72,9 @@ struct gossip_transport {
 	void (*merge_state)(void *ud, const uint8_t *p, size_t len, bool join);
 	void *ud;
 	const struct keyring *keyring;
-	uint8_t rxbuf[ML_UDP_RECV_MAX];
+	uint64_t rng[2]; /* xorshift128+ state for the protocol's random choices */
+	/* datagrams read by one recvmmsg; pages never written stay unmapped */
+	uint8_t rxbuf[UDP_BATCH][ML_UDP_RECV_MAX];
 	uint8_t cryptbuf[ML_UDP_RECV_MAX]; /* decrypted datagram being handled */
 	uint8_t sealbuf[ML_UDP_RECV_MAX];  /* encrypted datagram being sent: separate,
 					    * since handling a packet sends others */
@@ -214,32 +220,57 @@ void gossip_transport_kick(struct gossip_transport *t)
 
 /* ---------------------------------------------------------------- UDP */
 
+static void udp_packet(struct gossip_transport *t, const struct sockaddr_storage *ss,
+		       const uint8_t *p, size_t n)
+{
+	struct ml_addr from;
+	from_sockaddr(ss, &from);
+	if (encrypting(t)) {
+		int pl = keyring_decrypt(t->keyring, p, n, NULL, 0, t->cryptbuf, sizeof(t->cryptbuf));
+		if (pl < 0) {
+			t->stats.decrypt_failures++;
+			return;
+		}
+		p = t->cryptbuf;
+		n = (size_t)pl;
+	}
+	swim_recv_packet(t->swim, gossip_now_ms(), &from, p, n);
+}
+
 static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct gossip_transport *t = w->data;
-	for (int i = 0; i < 64; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		ssize_t n = recvfrom(t->udp_fd, t->rxbuf, sizeof(t->rxbuf), 0,
-				     (struct sockaddr *)&ss, &sl);
-		if (n < 0) {
+	/* MSG_WAITFORONE: take what is queued, up to UDP_BATCH, in one call;
+	 * fewer than UDP_BATCH means the queue is drained. Bounded: at most
+	 * 16 batches per wake-up, then the loop serves its other watchers. */
+	for (int round = 0; round < 16; round++) {
+		struct mmsghdr mm[UDP_BATCH];
+		struct iovec iov[UDP_BATCH];
+		struct sockaddr_storage ss[UDP_BATCH];
+		for (int i = 0; i < UDP_BATCH; i++) {
+			iov[i].iov_base = t->rxbuf[i];
+			iov[i].iov_len = sizeof(t->rxbuf[i]);
+			memset(&mm[i], 0, sizeof(mm[i]));
+			mm[i].msg_hdr.msg_name = &ss[i];
+			mm[i].msg_hdr.msg_namelen = sizeof(ss[i]);
+			mm[i].msg_hdr.msg_iov = &iov[i];
+			mm[i].msg_hdr.msg_iovlen = 1;
+		}
+		int got = recvmmsg(t->udp_fd, mm, UDP_BATCH, MSG_WAITFORONE, NULL);
+		if (got < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 				t->stats.udp_errors++;
 			break;
 		}
-		struct ml_addr from;
-		from_sockaddr(&ss, &from);
-		if (encrypting(t)) {
-			int pl = keyring_decrypt(t->keyring, t->rxbuf, (size_t)n, NULL, 0, t->cryptbuf,
-						 sizeof(t->cryptbuf));
-			if (pl < 0) {
-				t->stats.decrypt_failures++;
+		for (int i = 0; i < got; i++) {
+			if (mm[i].msg_hdr.msg_flags & MSG_TRUNC) {
+				t->stats.udp_errors++; /* larger than any memberlist packet */
 				continue;
 			}
-			swim_recv_packet(t->swim, gossip_now_ms(), &from, t->cryptbuf, (size_t)pl);
-			continue;
+			udp_packet(t, &ss[i], t->rxbuf[i], mm[i].msg_len);
 		}
-		swim_recv_packet(t->swim, gossip_now_ms(), &from, t->rxbuf, (size_t)n);
+		if (got < UDP_BATCH)
+			break;
 	}
 	schedule(t);
 }
@@ -264,9 +295,20 @@ static void io_send(void *ctx, const struct ml_addr *to, const uint8_t *pkt, siz
 		t->stats.udp_errors++;
 }
 
+/* The protocol's random choices (probe order, gossip and indirect-probe
+ * peers, stagger) need no cryptographic strength, as memberlist's math/rand
+ * does not: xorshift128+ seeded once from the kernel, instead of a
+ * getrandom system call per draw. Keys and nonces still come from
+ * libsodium. */
 static uint32_t io_rand32(void *ctx)
 {
-	return randombytes_random();
+	struct gossip_transport *t = ctx;
+	uint64_t a = t->rng[0];
+	const uint64_t b = t->rng[1];
+	t->rng[0] = b;
+	a ^= a << 23;
+	t->rng[1] = a ^ b ^ (a >> 17) ^ (b >> 26);
+	return (uint32_t)((t->rng[1] + b) >> 32);
 }
 
 /* ------------------------------------------------------------- streams */
@@ -708,6 +750,9 @@ struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
 		abort();
 	t->loop = loop;
 	t->udp_fd = t->tcp_fd = -1;
+	do
+		randombytes_buf(t->rng, sizeof(t->rng));
+	while (t->rng[0] == 0 && t->rng[1] == 0);
 	t->tcp_timeout_ms = cfg->tcp_timeout_ms > 0 ? cfg->tcp_timeout_ms : 10000;
 	t->on_event = cfg->on_event;
 	t->on_user_msg = cfg->on_user_msg;

@@ -1,0 +1,26 @@
+/*
+ * agent/memtrim.h — trims the agent's resident set once start-up is over.
+ *
+ * Owns: when and how the agent gives back pages it no longer uses. An
+ * agent executes most of its code only while starting (flag and config
+ * parsing, library initialisation, the first join and push-pull), and
+ * Linux maps file pages around every page fault (fault-around, 64 KiB), so
+ * a fresh agent shows nearly all of its program text resident although its
+ * steady state runs a few dozen pages of it. memtrim_run() asks the kernel
+ * to unmap the program's read-only segments (MADV_DONTNEED: the pages stay
+ * in the page cache, shared, and fault back in when touched) and to map
+ * only the pages touched from then on (MADV_RANDOM turns fault-around off
+ * for them), then returns the malloc heap's free pages (malloc_trim).
+ * Correct for any build: read-only segments are never written, so nothing
+ * is lost; only RSS and a few minor faults change.
+ */
+#ifndef RUMOR_AGENT_MEMTRIM_H
+#define RUMOR_AGENT_MEMTRIM_H
+
+#include <stddef.h>
+
+/* Trims as above; returns the bytes of program segments advised (0 when the
+ * platform offers none of this). Cheap: a few system calls. */
+size_t memtrim_run(void);
+
+#endif
