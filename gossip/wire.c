@@ -71,6 +71,16 @@ static int pack_raw(msgpack_packer *pk, const void *p, size_t len)
 	return len > 0 ? msgpack_pack_v4raw_body(pk, p, len) : 0;
 }
 
+/* name (NUL-terminated) equals the counted key k[0..klen), which may hold
+ * any bytes: one pass, no strlen. */
+static bool key_is(const char *name, const uint8_t *k, size_t klen)
+{
+	for (size_t j = 0; j < klen; j++)
+		if (name[j] == '\0' || (uint8_t)name[j] != k[j])
+			return false;
+	return name[klen] == '\0';
+}
+
 static int pack_key(msgpack_packer *pk, const char *name)
 {
 	return pack_raw(pk, name, strlen(name));
@@ -666,12 +676,16 @@ static int decode_struct(const uint8_t **pos, const uint8_t *end, const struct m
 			wire_fail("%s: %s", d->name, rc == ML_AGAIN ? "truncated" : "map key is not a string");
 			return rc;
 		}
+		/* Go writes the keys in our descriptor's order: try key i first */
 		const struct field *f = NULL;
-		for (int j = 0; j < d->nfields; j++) {
-			if (strlen(d->fields[j].name) == klen &&
-			    memcmp(d->fields[j].name, k, klen) == 0) {
-				f = &d->fields[j];
-				break;
+		if (i < (uint32_t)d->nfields && key_is(d->fields[i].name, k, klen)) {
+			f = &d->fields[i];
+		} else {
+			for (int j = 0; j < d->nfields; j++) {
+				if (key_is(d->fields[j].name, k, klen)) {
+					f = &d->fields[j];
+					break;
+				}
 			}
 		}
 		if (f == NULL) {
