@@ -41,7 +41,7 @@
 #define BROADCAST_TIMEOUT_MS 5000 /* serf's BroadcastTimeout */
 #define LEAVE_POLL_S 0.05
 #define TRIM_FIRST_S 10.0    /* start-up over: joined, first HTTP served */
-#define TRIM_INTERVAL_S 300.0 /* then now and then (rare code paths, heap) */
+#define TRIM_INTERVAL_S 60.0 /* then once a minute (rare code paths, heap) */
 
 struct agent_priv {
 	ev_signal sigint, sigterm, sighup;
