@@ -30,7 +30,11 @@ static void usage(void)
 		"  actions:[{at,do:crash|restart|leave|join|pause|partition|heal|loss|slow|flap,\n"
 		"    nodes:[..]|count|fraction,for,value,sizes:[..],oneway,down,up,times}],\n"
 		"  expect:{fp_max,false_suspicions_max,detect_within,first_suspect_within,\n"
-		"    join_within,converge,load_max}}\n");
+		"    join_within,converge,load_max,kv_converge,kv_spread_within,kv_heal_within},\n"
+		"  kv:{sync_interval,value_size,map_mb,clock_skew_ms,sync:true|false}}\n"
+		"  KV actions: {at,do:kv_write|kv_delete,nodes:[..]|count,for,key|keys,value_size}\n"
+		"    (count operations at random live nodes, or count at each listed node,\n"
+		"    spread over `for` s; key k0..k<keys-1> drawn per operation)\n");
 }
 
 struct pick {
@@ -67,7 +71,8 @@ static int parse_type(const char *s, enum sim_act_type *t)
 		enum sim_act_type t;
 	} map[] = {{"crash", SIM_CRASH},     {"restart", SIM_RESTART}, {"leave", SIM_LEAVE},
 		   {"join", SIM_JOIN},	     {"pause", SIM_PAUSE},     {"partition", SIM_PARTITION},
-		   {"heal", SIM_HEAL},	     {"loss", SIM_LOSS},       {"slow", SIM_SLOW}};
+		   {"heal", SIM_HEAL},	     {"loss", SIM_LOSS},       {"slow", SIM_SLOW},
+		   {"kv_write", SIM_KV_WRITE}, {"kv_delete", SIM_KV_DELETE}};
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
 		if (strcmp(s, map[i].name) == 0) {
 			*t = map[i].t;
@@ -136,6 +141,18 @@ static int load_actions(json_t *arr, char *err, size_t errlen)
 		a->value = jnum(o, "value", 0);
 		a->dur_ms = (int64_t)(jnum(o, "for", 0) * 1000);
 		a->oneway = json_is_true(json_object_get(o, "oneway"));
+		if (t == SIM_KV_WRITE || t == SIM_KV_DELETE) {
+			json_t *k = json_object_get(o, "key");
+			a->key = json_is_string(k) ? json_string_value(k) : NULL;
+			a->keys = (int)jnum(o, "keys", 1);
+			a->value_size = (int)jnum(o, "value_size", 0);
+			if (a->keys < 1 || a->keys > 100000 || a->value_size < 0 ||
+			    a->value_size > 65536 || (a->key != NULL && strlen(a->key) == 0)) {
+				snprintf(err, errlen, "action %zu: keys 1..100000, value_size "
+					 "0..65536, key not empty", i);
+				return -1;
+			}
+		}
 		json_t *sizes = json_object_get(o, "sizes");
 		for (size_t k = 0; k < json_array_size(sizes) && k < 8; k++)
 			a->sizes[a->nsizes++] = (int)json_integer_value(json_array_get(sizes, k));
@@ -181,6 +198,26 @@ static int load_json(struct sim_cfg *c, json_t *j, char *err, size_t errlen)
 		c->expect.converge = json_is_true(json_object_get(ex, "converge"));
 		c->expect.load_max = jnum(ex, "load_max", 0);
 		c->expect.fsusp_max = (int64_t)jnum(ex, "false_suspicions_max", -1);
+		c->expect.kv_converge = json_is_true(json_object_get(ex, "kv_converge"));
+		c->expect.kv_spread_ms = (int64_t)(jnum(ex, "kv_spread_within", 0) * 1000);
+		c->expect.kv_heal_ms = (int64_t)(jnum(ex, "kv_heal_within", 0) * 1000);
+	}
+	json_t *kv = json_object_get(j, "kv");
+	if (kv != NULL) {
+		c->kv.enabled = true;
+		c->kv.sync_interval_ms =
+		    (int64_t)(jnum(kv, "sync_interval", c->kv.sync_interval_ms / 1000.0) * 1000);
+		c->kv.value_size = (int)jnum(kv, "value_size", c->kv.value_size);
+		c->kv.map_size = (size_t)(jnum(kv, "map_mb", (double)(c->kv.map_size >> 20))) << 20;
+		c->kv.skew_ms = jnum(kv, "clock_skew_ms", c->kv.skew_ms);
+		if ((v = json_object_get(kv, "sync")))
+			c->kv.no_sync = json_is_false(v);
+		if (c->kv.sync_interval_ms < 100 || c->kv.value_size < 0 ||
+		    c->kv.value_size > 65536 || c->kv.map_size < (1u << 20)) {
+			snprintf(err, errlen, "kv: sync_interval >= 0.1 s, value_size 0..65536, "
+				 "map_mb >= 1");
+			return -1;
+		}
 	}
 	json_t *acts = json_object_get(j, "actions");
 	if (acts != NULL && load_actions(acts, err, errlen) < 0)
@@ -198,6 +235,10 @@ static void resolve_picks(struct sim_cfg *c)
 	int avail = c->nodes - 1; /* node 0 is the seed joiners contact first */
 	for (int i = 0; i < nactions; i++) {
 		struct sim_action *a = &actions[i];
+		if (a->type == SIM_KV_WRITE || a->type == SIM_KV_DELETE) {
+			c->kv.enabled = true; /* their nodes are drawn while running */
+			continue;
+		}
 		if (a->nnodes > 0 || a->type == SIM_JOIN || a->type == SIM_RESTART ||
 		    a->type == SIM_HEAL || a->type == SIM_LOSS || a->type == SIM_PARTITION)
 			continue;

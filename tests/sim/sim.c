@@ -15,17 +15,29 @@
  *
  * The truth (up, crashed, left; partitions; pauses) is kept beside the
  * cores; the event callbacks of every core are compared against it.
+ *
+ * KV (only when the scenario enables it): see "KV replication" below; its
+ * events (operations, anti-entropy timers, session frames, checkpoints)
+ * share the heap, and a node's store batch is committed after each event.
  */
 #define _GNU_SOURCE
 #include "tests/sim/sim.h"
 
+#include <errno.h>
+#include <ftw.h>
 #include <malloc.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gossip/wire.h"
+#include "kv/hlc.h"
+#include "kv/kv.h"
+#include "kv/repl.h"
+#include "kv/store.h"
 
 #define SIM_PORT 7946
 #define TRACE_CAP 8192
@@ -91,6 +103,11 @@ enum ev_type {
 	EV_CHECK,
 	EV_UNPAUSE_END,
 	EV_LEAVE_STOP,
+	EV_KV_OP, /* the KV events stay last: kv_handle() takes them */
+	EV_KV_FRAME,
+	EV_KV_FAIL,
+	EV_KV_TIMER,
+	EV_KV_CKPT,
 };
 
 struct ev {
@@ -149,8 +166,11 @@ struct trace_rec {
 	uint32_t inc;
 };
 
+struct simkv;
+
 struct sim {
 	struct sim_cfg cfg;
+	struct simkv *kv; /* NULL unless the scenario enables KV */
 	struct swim_timing timing;
 	/* one identity table for every node's view: each node's name, address
 	 * and meta are stored once, not once per view (gossip/ident.h) */
@@ -271,11 +291,11 @@ static void trace_add(struct sim *sim, int what, int obs, int subj, uint32_t inc
 static const char *what_name(int w)
 {
 	static const char *ev[] = {"join", "update", "suspect", "failed", "left", "reap"};
-	static const char *act[] = {"CRASH", "RESTART", "LEAVE", "JOIN", "PAUSE",
-				    "PARTITION", "HEAL", "LOSS", "SLOW"};
+	static const char *act[] = {"CRASH", "RESTART", "LEAVE", "JOIN", "PAUSE", "PARTITION",
+				    "HEAL", "LOSS", "SLOW", "KV_WRITE", "KV_DELETE"};
 	if (w < 6)
 		return ev[w];
-	if (w >= 100 && w < 109)
+	if (w >= 100 && w < 111)
 		return act[w - 100];
 	return "?";
 }
@@ -505,6 +525,1454 @@ static void net_tcp_ping(void *ctx, const struct ml_addr *to, uint32_t seq, cons
 	heap_push(sim, e);
 }
 
+/* ------------------------------------------------------------ KV replication */
+
+/*
+ * The second driver: what kv/kv.c does with the replication core, on the
+ * virtual clock. Per node: a kv_store in <tmpdir>/n<id>, an HLC fed with the
+ * node's virtual wall time, an anti-entropy timer. Everything one event
+ * changes at a node goes into one store batch; kv_flush() commits it when
+ * the event is done (kv.c's prepare watcher), then acknowledges local
+ * writes and broadcasts the changes through the node's SWIM core. Sessions
+ * (sync and pull) are two kv_sync state machines whose frames travel as
+ * EV_KV_FRAME events with the TCP latency model; an unreachable peer fails
+ * after the connect timeout, a dead one at once, a partition mid-session
+ * makes it time out. The sim keeps every acknowledged write and, per node
+ * and key, the version the replica last held, to check the invariants.
+ */
+#define KV_EPOCH_MS 1700000000000LL	/* wall-clock ms at virtual time 0 */
+#define KV_TTL_MS (72LL * 3600 * 1000)	/* kv.c's default tombstone TTL */
+#define KV_MAX_CONNS 64			/* kv.c SYNC_MAX_CONNS */
+#define KV_CONNECT_TIMEOUT_US 1000000	/* kv.c SYNC_CONNECT_TIMEOUT_S */
+#define KV_SESSION_TIMEOUT_US 10000000	/* kv.c SYNC_TIMEOUT_S */
+#define KV_INLINE_MSG_MAX 1000		/* kv.c INLINE_MSG_MAX */
+#define KV_CHECKPOINT_US 1000000	/* kv.c CHECKPOINT_INTERVAL_S */
+#define KV_TRACE_CAP 8192
+
+enum kv_src { KV_SRC_LOCAL, KV_SRC_GOSSIP, KV_SRC_SYNC, KV_SRC_PULL };
+
+enum kv_trace_what {
+	KT_WRITE, KT_DELETE, KT_GOSSIP, KT_SYNC, KT_PULL, KT_SYNC_START, KT_SYNC_OK,
+	KT_SYNC_FAIL, KT_PULL_START, KT_CRASH, KT_RESTART, KT_PARTITION, KT_HEAL, KT_REFUSED,
+};
+
+struct kv_change {
+	int key;
+	uint8_t *rec;
+	size_t rec_len;
+	bool broadcast;
+	uint8_t src;
+};
+
+struct kv_ver { /* a version; hlc 0: no record */
+	uint64_t hlc;
+	int32_t node;
+	bool tomb;
+};
+
+struct kvnode {
+	struct kv_store *st;
+	struct kv_hlc hlc;
+	struct rng rng;
+	int64_t skew_ms;
+	uint32_t sync_gen;
+	int64_t sync_at; /* µs of the pending anti-entropy timer; INT64_MAX: none */
+	bool busy;	 /* an outbound sync session is open (kv.c outbound_busy) */
+	bool ckpt_pending;
+	int nconns;
+	struct kv_change *chg;
+	size_t nchg, capchg;
+	struct kv_ver *hw; /* per key: what the replica held last (kept across crashes) */
+};
+
+struct kv_key {
+	char *name;
+	size_t len;
+	int *w; /* its acknowledged writes */
+	int nw, capw;
+};
+
+struct kv_wr { /* an acknowledged write or delete */
+	int key, node;
+	uint64_t hlc;
+	bool tomb;
+	int64_t t0;
+	int population, known;
+	int64_t t50, t99, t100;
+	uint8_t *seen; /* 0 not an observer, 1 waiting, 2 holds it (or a larger version) */
+};
+
+struct kv_conn {
+	struct kv_conn *next;
+	uint64_t id;
+	int node[2], life[2]; /* 0: initiator or puller, 1: responder */
+	bool open[2], closed[2];
+	bool pull;
+	struct kv_sync sess[2];
+};
+
+struct kv_trace_rec {
+	int64_t t;
+	uint8_t what;
+	int node, peer, key;
+	uint64_t hlc;
+};
+
+struct kv_heal {
+	int64_t at, took; /* took: -1 until every live replica has the same digest */
+};
+
+struct simkv {
+	char dir[4096];
+	struct kvnode *n; /* [sim->cap] */
+	struct kv_key *keys;
+	int nkeys;
+	int *hidx; /* open addressing: key name -> index */
+	size_t hcap;
+	struct kv_wr *w;
+	int nw, capw;
+	struct kv_conn *conns;
+	uint64_t conn_seq;
+	struct rng rng;
+	struct kv_buf msg;
+	uint8_t *val;
+	size_t valcap;
+	struct kv_heal *heals;
+	int nheals;
+	bool conv_pending;
+	/* counters */
+	uint64_t acked, deletes, refused, noop, commits, checkpoints;
+	uint64_t gossip_out, gossip_in, applied[4];
+	uint64_t syncs, syncs_ok, syncs_failed, pulls, pulls_failed;
+	uint64_t records_out[2], bytes[2]; /* [0] sync sessions, [1] pulls */
+	struct kv_trace_rec *trace;
+	uint64_t ntrace;
+};
+
+static void schedule_tick(struct sim *sim, struct node *nd);
+static int cmp_i64(const void *a, const void *b);
+static void print_cell(FILE *o, double sec, double round_s);
+
+static int64_t kv_wall_ms(const struct sim *sim, int id)
+{
+	return KV_EPOCH_MS + now_ms(sim) + sim->kv->n[id].skew_ms;
+}
+
+static void kv_trace_add(struct sim *sim, int what, int node, int peer, int key, uint64_t hlc)
+{
+	struct kv_trace_rec *r = &sim->kv->trace[sim->kv->ntrace++ % KV_TRACE_CAP];
+	r->t = sim->now;
+	r->what = (uint8_t)what;
+	r->node = node;
+	r->peer = peer;
+	r->key = key;
+	r->hlc = hlc;
+}
+
+/* "<ms since virtual 0>.<counter>@n<writer>" */
+static const char *kv_ver_str(char *buf, size_t len, uint64_t hlc, int node)
+{
+	if (hlc == 0)
+		snprintf(buf, len, "none");
+	else
+		snprintf(buf, len, "%lld.%u@n%d", (long long)(KV_HLC_MS(hlc) - KV_EPOCH_MS),
+			 (unsigned)(hlc & 0xffff), node);
+	return buf;
+}
+
+/* The last records about key (with crashes, restarts and partitions), or
+ * all records when key < 0. */
+static void kv_trace_print(struct sim *sim, int key, int max)
+{
+	static const char *what[] = {"write",	  "delete",   "gossip",	   "sync",    "pull",
+				     "sync-start", "sync-ok",  "sync-fail", "pull-start", "CRASH",
+				     "RESTART",	  "PARTITION", "HEAL",	   "refused"};
+	struct simkv *kv = sim->kv;
+	FILE *o = sim->out;
+	fprintf(o, "  seed %llu; kv trace%s (last %d):\n", (unsigned long long)sim->cfg.seed,
+		key >= 0 ? " of the key" : "", max);
+	uint64_t start = kv->ntrace > KV_TRACE_CAP ? kv->ntrace - KV_TRACE_CAP : 0;
+	uint64_t *pick = xcalloc((size_t)max, sizeof(*pick));
+	int np = 0;
+	for (uint64_t i = kv->ntrace; i > start && np < max; i--) {
+		struct kv_trace_rec *r = &kv->trace[(i - 1) % KV_TRACE_CAP];
+		if (key < 0 || r->key == key || r->what >= KT_CRASH)
+			pick[np++] = i - 1;
+	}
+	for (int k = np - 1; k >= 0; k--) {
+		struct kv_trace_rec *r = &kv->trace[pick[k] % KV_TRACE_CAP];
+		char v[48];
+		char node[16] = "";
+		if (r->node >= 0)
+			snprintf(node, sizeof(node), "n%d", r->node);
+		fprintf(o, "    %10.3f s  %-5s %-10s", r->t / 1e6, node, what[r->what]);
+		if (r->key >= 0)
+			fprintf(o, " %s = %s", kv->keys[r->key].name,
+				kv_ver_str(v, sizeof(v), r->hlc, r->peer));
+		else if (r->peer >= 0)
+			fprintf(o, " n%d", r->peer);
+		fprintf(o, "\n");
+	}
+	free(pick);
+}
+
+static void kv_violation(struct sim *sim, int key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void kv_violation(struct sim *sim, int key, const char *fmt, ...)
+{
+	sim->violations++;
+	if (sim->violations > 10)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(sim->out, "VIOLATION at %.3f s: ", sim->now / 1e6);
+	vfprintf(sim->out, fmt, ap);
+	fprintf(sim->out, "\n");
+	va_end(ap);
+	kv_trace_print(sim, key, 24);
+}
+
+static int kv_rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void kv_rmdir(struct simkv *kv)
+{
+	if (kv->dir[0] != '\0')
+		nftw(kv->dir, kv_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	kv->dir[0] = '\0';
+}
+
+/* Storage failed under the simulator: nothing sensible can follow. */
+static void kv_fatal(struct sim *sim, const char *what, const char *err)
+{
+	fprintf(stderr, "rumor-sim: kv: %s: %s\n", what, err);
+	kv_rmdir(sim->kv);
+	exit(2);
+}
+
+static uint64_t kv_fnv(const char *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < n; i++) {
+		h ^= (uint8_t)p[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+static int kv_key_find(const struct simkv *kv, const char *name, size_t len)
+{
+	size_t m = kv->hcap - 1;
+	for (size_t i = kv_fnv(name, len) & m;; i = (i + 1) & m) {
+		int k = kv->hidx[i];
+		if (k < 0)
+			return -1;
+		if (kv->keys[k].len == len && memcmp(kv->keys[k].name, name, len) == 0)
+			return k;
+	}
+}
+
+static void kv_key_add(struct simkv *kv, const char *name)
+{
+	size_t len = strlen(name);
+	if (kv_key_find(kv, name, len) >= 0)
+		return;
+	struct kv_key *k = &kv->keys[kv->nkeys];
+	k->name = strdup(name);
+	if (k->name == NULL)
+		abort();
+	k->len = len;
+	size_t m = kv->hcap - 1;
+	size_t i = kv_fnv(name, len) & m;
+	while (kv->hidx[i] >= 0)
+		i = (i + 1) & m;
+	kv->hidx[i] = kv->nkeys++;
+}
+
+/* The key table holds every key a scenario can write: k0..k<max keys - 1>
+ * and the named ones. */
+static void kv_keys_init(struct sim *sim)
+{
+	struct simkv *kv = sim->kv;
+	int maxk = 0, named = 0;
+	for (int i = 0; i < sim->cfg.nactions; i++) {
+		const struct sim_action *a = &sim->cfg.actions[i];
+		if (a->type != SIM_KV_WRITE && a->type != SIM_KV_DELETE)
+			continue;
+		if (a->key != NULL)
+			named++;
+		else if (a->keys > maxk)
+			maxk = a->keys;
+	}
+	int total = maxk + named;
+	kv->keys = xcalloc((size_t)total, sizeof(*kv->keys));
+	kv->hcap = 16;
+	while (kv->hcap < (size_t)total * 2)
+		kv->hcap *= 2;
+	kv->hidx = xcalloc(kv->hcap, sizeof(*kv->hidx));
+	for (size_t i = 0; i < kv->hcap; i++)
+		kv->hidx[i] = -1;
+	char name[32];
+	for (int i = 0; i < maxk; i++) {
+		snprintf(name, sizeof(name), "k%d", i);
+		kv_key_add(kv, name);
+	}
+	for (int i = 0; i < sim->cfg.nactions; i++) {
+		const struct sim_action *a = &sim->cfg.actions[i];
+		if ((a->type == SIM_KV_WRITE || a->type == SIM_KV_DELETE) && a->key != NULL)
+			kv_key_add(kv, a->key);
+	}
+}
+
+static struct kv_rec kv_rec_of(const struct sim *sim, const struct kv_ver *v)
+{
+	struct kv_rec r;
+	memset(&r, 0, sizeof(r));
+	r.hlc = v->hlc;
+	if (v->hlc != 0 && v->node >= 0) {
+		r.node = sim->nodes[v->node].name;
+		r.node_len = (uint8_t)strlen(r.node);
+	}
+	return r;
+}
+
+/* (hlc, node) order through the store's own comparison; no record < any. */
+static int kv_ver_cmp(const struct sim *sim, const struct kv_ver *a, const struct kv_ver *b)
+{
+	if (a->hlc == 0 || b->hlc == 0)
+		return (a->hlc != 0) - (b->hlc != 0);
+	struct kv_rec x = kv_rec_of(sim, a), y = kv_rec_of(sim, b);
+	return kv_rec_cmp(&x, &y);
+}
+
+static struct kv_ver kv_ver_of(const struct sim *sim, const struct kv_rec *r)
+{
+	struct kv_ver v = {r->hlc, -1, r->tomb};
+	char name[KV_NODE_MAX + 1];
+	memcpy(name, r->node, r->node_len);
+	name[r->node_len] = '\0';
+	v.node = name_node(sim, name);
+	return v;
+}
+
+/* Deterministic value bytes of a version, so replicas' values can be checked. */
+static void kv_value_fill(uint8_t *p, size_t len, uint64_t hlc, int node)
+{
+	uint64_t x = hlc ^ ((uint64_t)node << 48), z = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (i % 8 == 0)
+			z = splitmix64(&x);
+		p[i] = (uint8_t)(z >> (8 * (i % 8)));
+	}
+}
+
+static uint8_t *kv_value_buf(struct simkv *kv, size_t len)
+{
+	if (kv->valcap < len || kv->val == NULL) {
+		free(kv->val);
+		kv->valcap = len > 64 ? len : 64;
+		kv->val = malloc(kv->valcap);
+		if (kv->val == NULL)
+			abort();
+	}
+	return kv->val;
+}
+
+/* ---- spread of writes */
+
+static void kv_wr_update(struct sim *sim, struct kv_wr *w)
+{
+	int p = w->population;
+	int64_t dt = sim->now - w->t0;
+	if (w->t50 < 0 && w->known * 2 >= p)
+		w->t50 = dt;
+	if (w->t99 < 0 && (double)w->known >= ceil(0.99 * p))
+		w->t99 = dt;
+	if (w->t100 < 0 && w->known >= p)
+		w->t100 = dt;
+}
+
+static void kv_wr_mark(struct sim *sim, struct kv_wr *w, int obs)
+{
+	if (w->seen[obs] != 1)
+		return;
+	w->seen[obs] = 2;
+	w->known++;
+	kv_wr_update(sim, w);
+}
+
+/* Node id now holds version v of key: it holds every write of key up to v. */
+static void kv_mark_key(struct sim *sim, int id, int key, const struct kv_ver *v)
+{
+	struct kv_key *k = &sim->kv->keys[key];
+	for (int i = 0; i < k->nw; i++) {
+		struct kv_wr *w = &sim->kv->w[k->w[i]];
+		struct kv_ver wv = {w->hlc, w->node, w->tomb};
+		if (w->seen[id] == 1 && kv_ver_cmp(sim, v, &wv) >= 0)
+			kv_wr_mark(sim, w, id);
+	}
+}
+
+static void kv_drop_observer(struct sim *sim, int id)
+{
+	for (int i = 0; i < sim->kv->nw; i++) {
+		struct kv_wr *w = &sim->kv->w[i];
+		if (w->seen[id] == 1) {
+			w->seen[id] = 0;
+			w->population--;
+			kv_wr_update(sim, w);
+		}
+	}
+}
+
+static bool kv_live(const struct sim *sim, int id)
+{
+	const struct node *nd = &sim->nodes[id];
+	return nd->truth == T_UP && !nd->leaving && sim->kv->n[id].st != NULL;
+}
+
+/* A local write of node id was committed: it is acknowledged. */
+static void kv_ack(struct sim *sim, int id, int key, const struct kv_rec *r)
+{
+	struct simkv *kv = sim->kv;
+	if (kv->nw == kv->capw) {
+		kv->capw = kv->capw ? kv->capw * 2 : 256;
+		kv->w = realloc(kv->w, (size_t)kv->capw * sizeof(*kv->w));
+		if (kv->w == NULL)
+			abort();
+	}
+	int wi = kv->nw++;
+	struct kv_wr *w = &kv->w[wi];
+	memset(w, 0, sizeof(*w));
+	w->key = key;
+	w->node = id;
+	w->hlc = r->hlc;
+	w->tomb = r->tomb;
+	w->t0 = sim->now;
+	w->t50 = w->t99 = w->t100 = -1;
+	w->seen = xcalloc((size_t)sim->cap, 1);
+	struct kv_key *k = &kv->keys[key];
+	if (k->nw == k->capw) {
+		k->capw = k->capw ? k->capw * 2 : 8;
+		k->w = realloc(k->w, (size_t)k->capw * sizeof(*k->w));
+		if (k->w == NULL)
+			abort();
+	}
+	k->w[k->nw++] = wi;
+	kv->acked++;
+	kv->deletes += r->tomb;
+	kv_trace_add(sim, r->tomb ? KT_DELETE : KT_WRITE, id, id, key, r->hlc);
+	struct kv_ver wv = {w->hlc, id, w->tomb};
+	for (int i = 0; i < sim->n; i++) {
+		if (i == id || !kv_live(sim, i))
+			continue;
+		w->seen[i] = 1;
+		w->population++;
+	}
+	kv_wr_update(sim, w);
+	for (int i = 0; i < sim->n; i++) /* a concurrent larger version already there */
+		if (w->seen[i] == 1 && kv_ver_cmp(sim, &kv->n[i].hw[key], &wv) >= 0)
+			kv_wr_mark(sim, w, i);
+}
+
+/* The version of key in node id's replica (acknowledged data only). */
+static struct kv_ver kv_read_ver(struct sim *sim, int id, int key)
+{
+	struct simkv *kv = sim->kv;
+	struct kv_rec r;
+	int got = kv_store_get(kv->n[id].st, true, kv->keys[key].name, kv->keys[key].len, &r);
+	if (got < 0)
+		kv_fatal(sim, "read", kv->keys[key].name);
+	struct kv_ver v = {0, -1, false};
+	if (got == 1)
+		v = kv_ver_of(sim, &r);
+	return v;
+}
+
+/* Read key back from node id's replica: it must not be older than what the
+ * replica held before (invariant 3); then it counts for the spread. */
+static void kv_observe(struct sim *sim, int id, int key, const char *when)
+{
+	struct simkv *kv = sim->kv;
+	struct kvnode *kn = &kv->n[id];
+	struct kv_ver v = kv_read_ver(sim, id, key);
+	if (kv_ver_cmp(sim, &v, &kn->hw[key]) < 0) {
+		char a[48], b[48];
+		kv_violation(sim, key, "n%d's version of %s went backwards %s: %s -> %s", id,
+			     kv->keys[key].name, when,
+			     kv_ver_str(a, sizeof(a), kn->hw[key].hlc, kn->hw[key].node),
+			     kv_ver_str(b, sizeof(b), v.hlc, v.node));
+		return;
+	}
+	kn->hw[key] = v;
+	if (v.hlc != 0)
+		kv_mark_key(sim, id, key, &v);
+}
+
+static bool kv_converged(struct sim *sim)
+{
+	const uint64_t *first = NULL;
+	for (int i = 0; i < sim->n; i++) {
+		if (!kv_live(sim, i))
+			continue;
+		const uint64_t *d = kv_store_digest(sim->kv->n[i].st);
+		if (first == NULL)
+			first = d;
+		else if (memcmp(first, d, KV_BUCKETS * sizeof(*d)) != 0)
+			return false;
+	}
+	return true;
+}
+
+static void kv_check_converged(struct sim *sim)
+{
+	struct simkv *kv = sim->kv;
+	if (!kv->conv_pending || !kv_converged(sim))
+		return;
+	kv->conv_pending = false;
+	kv->heals[kv->nheals - 1].took = sim->now - kv->heals[kv->nheals - 1].at;
+}
+
+/* ---- the engine: batches, merge, broadcast (kv.c's commit_now, merge_rec) */
+
+static void kv_note(struct sim *sim, int id, const char *key, size_t key_len,
+		    const struct kv_rec *r, bool broadcast, enum kv_src src)
+{
+	struct kvnode *kn = &sim->kv->n[id];
+	if (kn->nchg == kn->capchg) {
+		kn->capchg = kn->capchg ? kn->capchg * 2 : 16;
+		kn->chg = realloc(kn->chg, kn->capchg * sizeof(*kn->chg));
+		if (kn->chg == NULL)
+			abort();
+	}
+	struct kv_change *c = &kn->chg[kn->nchg++];
+	c->key = kv_key_find(sim->kv, key, key_len);
+	c->rec_len = kv_rec_size(r);
+	c->rec = malloc(c->rec_len);
+	if (c->rec == NULL)
+		abort();
+	kv_rec_encode(r, c->rec);
+	c->broadcast = broadcast;
+	c->src = (uint8_t)src;
+}
+
+static void kv_broadcast(struct sim *sim, int id, int key, const struct kv_rec *r)
+{
+	struct simkv *kv = sim->kv;
+	struct node *nd = &sim->nodes[id];
+	const struct kv_key *k = &kv->keys[key];
+	size_t inline_len = 3 + k->len + kv_rec_size(r);
+	int rc = inline_len <= KV_INLINE_MSG_MAX && r->value_len <= KV_INLINE_MAX
+			 ? kv_msg_encode_set(&kv->msg, k->name, k->len, r)
+			 : kv_msg_encode_announce(&kv->msg, k->name, k->len, r);
+	if (rc == 0 && nd->s != NULL) {
+		swim_broadcast_user(nd->s, kv->msg.p, kv->msg.len);
+		kv->gossip_out++;
+	}
+}
+
+/* Commit node id's open batch, then acknowledge, check and broadcast its
+ * changes; arm the checkpoint like kv.c's prepare watcher. */
+static void kv_flush(struct sim *sim, int id)
+{
+	struct simkv *kv = sim->kv;
+	if (kv == NULL)
+		return;
+	struct kvnode *kn = &kv->n[id];
+	if (kn->st == NULL || !kv_store_in_txn(kn->st))
+		return;
+	char err[256];
+	kv_store_set_last_seen(kn->st, kv_wall_ms(sim, id));
+	if (kv_store_commit(kn->st, err, sizeof(err)) < 0)
+		kv_fatal(sim, "commit", err);
+	kv->commits++;
+	size_t nchg = kn->nchg;
+	kn->nchg = 0;
+	for (size_t i = 0; i < nchg; i++) {
+		struct kv_change *c = &kn->chg[i];
+		struct kv_rec r;
+		const uint8_t *p = c->rec;
+		char e[64];
+		if (c->key >= 0 && kv_rec_decode(&p, p + c->rec_len, &r, e, sizeof(e)) == 0) {
+			if (c->src == KV_SRC_LOCAL)
+				kv_ack(sim, id, c->key, &r);
+			else
+				kv_trace_add(sim, KT_GOSSIP + c->src - KV_SRC_GOSSIP, id,
+					     kv_ver_of(sim, &r).node, c->key, r.hlc);
+			kv_observe(sim, id, c->key, "after a commit");
+			if (c->broadcast)
+				kv_broadcast(sim, id, c->key, &r);
+		}
+		free(c->rec);
+	}
+	if (kv_store_dirty(kn->st) && !kn->ckpt_pending) {
+		kn->ckpt_pending = true;
+		struct ev e = {.t = sim->now + KV_CHECKPOINT_US, .type = EV_KV_CKPT,
+			       .node = (uint32_t)id, .gen = (uint32_t)sim->nodes[id].life};
+		heap_push(sim, e);
+	}
+	kv_check_converged(sim);
+}
+
+static int kv_merge(struct sim *sim, int id, const char *key, size_t key_len,
+		    const struct kv_rec *r, bool rebroadcast, enum kv_src src)
+{
+	struct kvnode *kn = &sim->kv->n[id];
+	if (key_len == 0 || key_len > KV_KEY_MAX)
+		return 0;
+	if (r->tomb && KV_HLC_MS(r->hlc) < kv_wall_ms(sim, id) - KV_TTL_MS)
+		return 0;
+	if (kv_store_begin(kn->st) < 0)
+		return -1;
+	struct kv_rec old;
+	int got = kv_store_get(kn->st, false, key, key_len, &old);
+	if (got < 0)
+		return -1;
+	if (got == 1 && kv_rec_cmp(r, &old) <= 0)
+		return 0;
+	kv_hlc_observe(&kn->hlc, r->hlc);
+	if (kv_store_put(kn->st, key, key_len, r) < 0)
+		return -1;
+	kv_note(sim, id, key, key_len, r, rebroadcast, src);
+	sim->kv->applied[src]++;
+	return 1;
+}
+
+static int kv_apply_sync(void *ctx, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	struct node *nd = ctx;
+	return kv_merge(g_sim, nd->id, key, key_len, r, false, KV_SRC_SYNC);
+}
+
+static int kv_apply_pull(void *ctx, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	struct node *nd = ctx;
+	return kv_merge(g_sim, nd->id, key, key_len, r, true, KV_SRC_PULL);
+}
+
+/* kv.c's local_set: 1 written, 0 nothing to do (deleting an absent key). */
+static int kv_local_set(struct sim *sim, int id, int key, bool tomb, size_t vlen)
+{
+	struct simkv *kv = sim->kv;
+	struct kvnode *kn = &kv->n[id];
+	const struct kv_key *k = &kv->keys[key];
+	if (kv_store_begin(kn->st) < 0)
+		return -1;
+	struct kv_rec old, r;
+	int got = kv_store_get(kn->st, false, k->name, k->len, &old);
+	if (got < 0)
+		return -1;
+	if (tomb && (got == 0 || old.tomb))
+		return 0;
+	memset(&r, 0, sizeof(r));
+	r.hlc = kv_hlc_next(&kn->hlc, kv_wall_ms(sim, id));
+	r.create = (got == 1 && !old.tomb) ? old.create : r.hlc;
+	r.tomb = tomb;
+	r.node = sim->nodes[id].name;
+	r.node_len = (uint8_t)strlen(r.node);
+	if (!tomb) {
+		uint8_t *v = kv_value_buf(kv, vlen);
+		kv_value_fill(v, vlen, r.hlc, id);
+		r.value = v;
+		r.value_len = (uint32_t)vlen;
+	}
+	if (kv_store_put(kn->st, k->name, k->len, &r) < 0)
+		return -1;
+	kv_note(sim, id, k->name, k->len, &r, true, KV_SRC_LOCAL);
+	return 1;
+}
+
+/* ---- sessions over the simulated TCP stream */
+
+static struct kv_conn *kv_conn_find(struct sim *sim, uint64_t id)
+{
+	for (struct kv_conn *c = sim->kv->conns; c != NULL; c = c->next)
+		if (c->id == id)
+			return c;
+	return NULL;
+}
+
+static void kv_schedule_sync(struct sim *sim, int id, int64_t after_us)
+{
+	struct kvnode *kn = &sim->kv->n[id];
+	kn->sync_at = sim->now + after_us;
+	struct ev e = {.t = kn->sync_at, .type = EV_KV_TIMER, .node = (uint32_t)id,
+		       .gen = ++kn->sync_gen};
+	heap_push(sim, e);
+}
+
+/* kv.c's sync_period: the interval +-10%. */
+static int64_t kv_sync_period(struct sim *sim, int id)
+{
+	struct kvnode *kn = &sim->kv->n[id];
+	double j = ((double)(rng_next(&kn->rng) % 2001) - 1000.0) / 10000.0;
+	return (int64_t)((double)sim->cfg.kv.sync_interval_ms * 1000.0 * (1.0 + j));
+}
+
+/* kv.c's "try again soon": 0.2-0.5 s, if the timer is further than 0.5 s. */
+static void kv_sync_soon(struct sim *sim, int id)
+{
+	struct kvnode *kn = &sim->kv->n[id];
+	if (kn->sync_at != INT64_MAX && kn->sync_at - sim->now > 500000)
+		kv_schedule_sync(sim, id, 200000 + (int64_t)(rng_next(&kn->rng) % 300) * 1000);
+}
+
+/* One side of a session ends; ok: it did its part. */
+static void kv_side_close(struct sim *sim, struct kv_conn *c, int side, bool ok)
+{
+	if (!c->open[side] || c->closed[side])
+		return;
+	c->closed[side] = true;
+	int id = c->node[side];
+	struct simkv *kv = sim->kv;
+	struct kvnode *kn = &kv->n[id];
+	kv->records_out[c->pull] += c->sess[side].records_out;
+	if (sim->nodes[id].truth != T_UP || sim->nodes[id].life != c->life[side])
+		return; /* that process is gone; its successor starts afresh */
+	kn->nconns--;
+	if (side != 0)
+		return;
+	if (c->pull) {
+		kv->pulls_failed += !ok;
+		return;
+	}
+	kn->busy = false;
+	kv_trace_add(sim, ok ? KT_SYNC_OK : KT_SYNC_FAIL, id, c->node[1], -1, 0);
+	if (ok) {
+		kv->syncs_ok++;
+	} else {
+		kv->syncs_failed++;
+		kv_sync_soon(sim, id);
+	}
+}
+
+static void kv_conn_free(struct sim *sim, struct kv_conn *c)
+{
+	for (struct kv_conn **pp = &sim->kv->conns; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	free(c);
+}
+
+static void kv_conn_fail(struct sim *sim, struct kv_conn *c)
+{
+	kv_side_close(sim, c, 0, false);
+	kv_side_close(sim, c, 1, false);
+	kv_conn_free(sim, c);
+}
+
+/* Frames from one side to the other: they arrive after the TCP latency if
+ * the link is up both ways; otherwise they never do and the session times
+ * out (a partition that heals within the timeout is not retransmitted). */
+static void kv_send(struct sim *sim, struct kv_conn *c, int from, const struct kv_buf *out,
+		    int segments)
+{
+	if (out->len == 0)
+		return;
+	int a = c->node[from], b = c->node[1 - from];
+	sim->kv->bytes[c->pull] += out->len;
+	if (!link_ok(sim, a, b) || !link_ok(sim, b, a))
+		return;
+	segments += (int)(out->len / 65536);
+	sim_deliver_later(sim, EV_KV_FRAME, b, a, sim->now + tcp_latency_us(sim, a, b, segments),
+			  out->p, out->len, (int64_t)c->id);
+}
+
+/* kv.c's dial + kv_sync_start: a sync session (pull false) or a pull of key. */
+static void kv_conn_open(struct sim *sim, int a, int b, bool pull, const char *key,
+			 size_t key_len)
+{
+	struct simkv *kv = sim->kv;
+	struct kvnode *kn = &kv->n[a];
+	struct kv_conn *c = xcalloc(1, sizeof(*c));
+	struct kv_buf out = {0};
+	if (kv_sync_start(&c->sess[0], pull ? KV_SYNC_PULLER : KV_SYNC_INITIATOR, kn->st,
+			  pull ? kv_apply_pull : kv_apply_sync, &sim->nodes[a], key, key_len,
+			  &out) < 0) {
+		free(c);
+		kv_buf_free(&out);
+		return;
+	}
+	c->id = ++kv->conn_seq;
+	c->node[0] = a;
+	c->node[1] = b;
+	c->life[0] = sim->nodes[a].life;
+	c->open[0] = true;
+	c->pull = pull;
+	c->next = kv->conns;
+	kv->conns = c;
+	kn->nconns++;
+	if (pull) {
+		kv->pulls++;
+		kv_trace_add(sim, KT_PULL_START, a, b, -1, 0);
+	} else {
+		kn->busy = true;
+		kv->syncs++;
+		kv_trace_add(sim, KT_SYNC_START, a, b, -1, 0);
+	}
+	struct ev e = {.type = EV_KV_FAIL, .aux = (int64_t)c->id};
+	if (!link_ok(sim, a, b) || !link_ok(sim, b, a)) {
+		e.t = sim->now + KV_CONNECT_TIMEOUT_US; /* the SYN goes nowhere */
+	} else if (sim->nodes[b].truth != T_UP) {
+		e.t = sim->now + latency_us(sim, a, b) + latency_us(sim, b, a); /* refused */
+	} else {
+		kv_send(sim, c, 0, &out, 2); /* handshake + the first frame */
+		e.t = sim->now + KV_CONNECT_TIMEOUT_US + KV_SESSION_TIMEOUT_US;
+	}
+	heap_push(sim, e);
+	kv_buf_free(&out);
+}
+
+/* kv.c's random_peer: a uniformly chosen alive member (every simulated node
+ * runs KV, so every one has an rpc_port). */
+static int kv_random_peer(struct sim *sim, int id)
+{
+	struct node *nd = &sim->nodes[id];
+	struct kvnode *kn = &sim->kv->n[id];
+	size_t n = swim_member_count(nd->s);
+	const struct swim_member *self = swim_self(nd->s), *pick = NULL;
+	uint32_t seen = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct swim_member *m = swim_member_at(nd->s, i);
+		if (m == self || m->state != ML_STATE_ALIVE)
+			continue;
+		seen++;
+		if (rng_next(&kn->rng) % seen == 0)
+			pick = m;
+	}
+	return pick != NULL ? name_node(sim, pick->id->name) : -1;
+}
+
+static void simkv_sync_now(struct sim *sim, int id)
+{
+	if (sim->kv->n[id].busy || sim->cfg.kv.no_sync)
+		return;
+	int b = kv_random_peer(sim, id);
+	if (b >= 0)
+		kv_conn_open(sim, id, b, false, NULL, 0);
+}
+
+static void kv_pull_from(struct sim *sim, int id, const char *node, size_t node_len,
+			 const char *key, size_t key_len)
+{
+	struct node *nd = &sim->nodes[id];
+	if (sim->kv->n[id].nconns >= KV_MAX_CONNS || node_len > KV_NODE_MAX)
+		return;
+	char name[KV_NODE_MAX + 1];
+	memcpy(name, node, node_len);
+	name[node_len] = '\0';
+	const struct swim_member *m = swim_member_find(nd->s, name);
+	if (m == NULL || m == swim_self(nd->s))
+		return;
+	int b = name_node(sim, name);
+	if (b >= 0)
+		kv_conn_open(sim, id, b, true, key, key_len);
+}
+
+/* A frame (or several) of session e->aux arrived at e->node. */
+static void kv_frame_arrived(struct sim *sim, struct ev *e)
+{
+	struct simkv *kv = sim->kv;
+	struct kv_conn *c = kv_conn_find(sim, (uint64_t)e->aux);
+	if (c == NULL) {
+		free(e->data);
+		return;
+	}
+	int side = (int)e->node == c->node[0] ? 0 : 1;
+	int id = c->node[side];
+	struct node *nd = &sim->nodes[id];
+	if (nd->truth != T_UP || (c->open[side] && nd->life != c->life[side])) {
+		free(e->data); /* the process is gone: reset */
+		kv_conn_fail(sim, c);
+		return;
+	}
+	if (node_paused(sim, nd)) {
+		e->t = nd->pause_until;
+		heap_push(sim, *e);
+		return;
+	}
+	if (!c->open[side]) { /* accept */
+		struct kv_buf none = {0};
+		if (kv->n[id].nconns >= KV_MAX_CONNS) {
+			free(e->data);
+			kv_conn_fail(sim, c);
+			return;
+		}
+		kv_sync_start(&c->sess[1], KV_SYNC_RESPONDER, kv->n[id].st, kv_apply_sync, nd,
+			      NULL, 0, &none);
+		c->open[1] = true;
+		c->life[1] = nd->life;
+		kv->n[id].nconns++;
+	}
+	struct kv_buf out = {0};
+	char err[256];
+	size_t off = 0;
+	int rc = 0;
+	bool done = false;
+	while (!done) {
+		uint8_t type;
+		const uint8_t *pl;
+		size_t plen;
+		long n = kv_frame_next(e->data + off, e->len - off, &type, &pl, &plen, err,
+				       sizeof(err));
+		if (n == 0)
+			break;
+		if (n < 0) {
+			rc = -1;
+			break;
+		}
+		rc = kv_sync_feed(&c->sess[side], type, pl, plen, &out, err, sizeof(err));
+		off += (size_t)n;
+		if (rc < 0)
+			break;
+		done = rc == 1;
+	}
+	free(e->data);
+	kv_flush(sim, id);
+	if (rc < 0) {
+		kv_violation(sim, -1, "sync n%d <-> n%d: %s", c->node[0], c->node[1], err);
+		kv_conn_fail(sim, c);
+	} else {
+		kv_send(sim, c, side, &out, 1);
+		if (done)
+			kv_side_close(sim, c, side, true);
+		if (c->closed[0] && (c->closed[1] || !c->open[1] || c->pull))
+			kv_conn_fail(sim, c); /* both ends done: closes what is left */
+	}
+	kv_buf_free(&out);
+	schedule_tick(sim, nd);
+}
+
+/* ---- hooks from the gossip driver */
+
+/* io.user_msg: the agent routes 0x80..0x8f to kv_on_user_msg. */
+static void kv_user_msg(void *ctx, const uint8_t *p, size_t len)
+{
+	struct node *nd = ctx;
+	struct sim *sim = g_sim;
+	struct simkv *kv = sim->kv;
+	if (len == 0 || p[0] < 0x80 || p[0] >= 0x90 || kv->n[nd->id].st == NULL)
+		return;
+	kv->gossip_in++;
+	struct kv_msg m;
+	char err[128];
+	if (kv_msg_decode(p, len, &m, err, sizeof(err)) < 0) {
+		kv_violation(sim, -1, "n%d cannot decode a gossip message: %s", nd->id, err);
+		return;
+	}
+	if (m.type == KV_MSG_SET) {
+		if (kv_merge(sim, nd->id, m.key, m.key_len, &m.rec, true, KV_SRC_GOSSIP) < 0)
+			kv_fatal(sim, "merge", m.key);
+		return;
+	}
+	struct kv_rec mine, theirs;
+	memset(&theirs, 0, sizeof(theirs));
+	theirs.hlc = m.hlc;
+	theirs.node = m.node;
+	theirs.node_len = m.node_len;
+	int got = kv_store_get(kv->n[nd->id].st, false, m.key, m.key_len, &mine);
+	if (got == 1 && kv_rec_cmp(&theirs, &mine) <= 0)
+		return;
+	kv_pull_from(sim, nd->id, m.node, m.node_len, m.key, m.key_len);
+}
+
+/* kv_on_member: a member joined: sync soon. */
+static void kv_on_join(struct sim *sim, struct node *nd, int x)
+{
+	if (sim->kv == NULL || x == nd->id || sim->kv->n[nd->id].st == NULL)
+		return;
+	kv_sync_soon(sim, nd->id);
+}
+
+static int kv_scan_max(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	(void)key;
+	(void)key_len;
+	uint64_t *max = ud;
+	if (r->hlc > *max)
+		*max = r->hlc;
+	return 0;
+}
+
+/* The process starts: open (recover) the replica, as kv_new does. */
+static void kv_node_up(struct sim *sim, int id)
+{
+	struct simkv *kv = sim->kv;
+	if (kv == NULL)
+		return;
+	struct kvnode *kn = &kv->n[id];
+	char dir[4200], err[256];
+	snprintf(dir, sizeof(dir), "%s/n%d", kv->dir, id);
+	kn->st = kv_store_open(dir, sim->cfg.kv.map_size, err, sizeof(err));
+	if (kn->st == NULL)
+		kv_fatal(sim, dir, err);
+	memset(&kn->hlc, 0, sizeof(kn->hlc));
+	uint64_t max = 0;
+	kv_store_scan(kn->st, true, "", 0, kv_scan_max, &max);
+	kv_hlc_observe(&kn->hlc, max ? max : 1);
+	kn->busy = false;
+	kn->ckpt_pending = false;
+	kn->nconns = 0;
+	kv_schedule_sync(sim, id, kv_sync_period(sim, id));
+	if (sim->nodes[id].life == 0)
+		return;
+	kv_trace_add(sim, KT_RESTART, id, -1, -1, 0);
+	/* invariants 2 and 3 across the crash: every key at least where it was,
+	 * every write this node acknowledged still there or superseded */
+	for (int i = 0; i < kv->nw; i++) {
+		struct kv_wr *w = &kv->w[i];
+		struct kv_ver wv = {w->hlc, w->node, w->tomb};
+		if (w->node != id)
+			continue;
+		struct kv_ver v = kv_read_ver(sim, id, w->key);
+		if (kv_ver_cmp(sim, &v, &wv) < 0) {
+			char a[48];
+			kv_violation(sim, w->key, "n%d lost its acknowledged write %s = %s in a crash",
+				     id, kv->keys[w->key].name, kv_ver_str(a, sizeof(a), w->hlc, id));
+		}
+	}
+	for (int k = 0; k < kv->nkeys; k++)
+		kv_observe(sim, id, k, "across a crash");
+}
+
+static uint8_t *kv_slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	*len = 0;
+	if (f == NULL)
+		return NULL;
+	size_t cap = 1 << 16;
+	uint8_t *p = malloc(cap);
+	if (p == NULL)
+		abort();
+	size_t n;
+	while ((n = fread(p + *len, 1, cap - *len, f)) > 0) {
+		*len += n;
+		if (*len == cap) {
+			cap *= 2;
+			p = realloc(p, cap);
+			if (p == NULL)
+				abort();
+		}
+	}
+	fclose(f);
+	return p;
+}
+
+static void kv_spill(struct sim *sim, const char *path, const uint8_t *p, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	if (f == NULL || fwrite(p, 1, len, f) != len || fclose(f) != 0)
+		kv_fatal(sim, path, "cannot restore the crash image");
+}
+
+/* The process stops. A crash is kill -9: the files are left as they were at
+ * that instant (LMDB's last checkpoint and the write-ahead log), so the
+ * restart recovers through the real replay. kv_store_close would
+ * checkpoint, so the image is taken first and put back after it. */
+static void kv_node_down(struct sim *sim, int id, bool crash)
+{
+	struct simkv *kv = sim->kv;
+	if (kv == NULL || kv->n[id].st == NULL)
+		return;
+	struct kvnode *kn = &kv->n[id];
+	for (struct kv_conn *c = kv->conns, *next; c != NULL; c = next) {
+		next = c->next;
+		if ((c->node[0] == id && c->life[0] == sim->nodes[id].life) ||
+		    (c->node[1] == id && c->open[1] && c->life[1] == sim->nodes[id].life))
+			kv_conn_fail(sim, c);
+	}
+	kv_store_abort(kn->st); /* nothing is open between events; never acknowledged */
+	for (size_t i = 0; i < kn->nchg; i++)
+		free(kn->chg[i].rec);
+	kn->nchg = 0;
+	kn->sync_gen++;
+	kn->sync_at = INT64_MAX;
+	kn->busy = false;
+	kn->nconns = 0;
+	kv_drop_observer(sim, id);
+	if (!crash) {
+		kv_store_close(kn->st);
+		kn->st = NULL;
+		return;
+	}
+	kv_trace_add(sim, KT_CRASH, id, -1, -1, 0);
+	char dir[4200], p1[4300], p2[4300];
+	snprintf(dir, sizeof(dir), "%s/n%d", kv->dir, id);
+	snprintf(p1, sizeof(p1), "%s/data.mdb", dir);
+	snprintf(p2, sizeof(p2), "%s/wal", dir);
+	size_t l1, l2;
+	uint8_t *i1 = kv_slurp(p1, &l1), *i2 = kv_slurp(p2, &l2);
+	if (i1 == NULL || i2 == NULL)
+		kv_fatal(sim, dir, "cannot read the replica's files");
+	kv_store_close(kn->st);
+	kn->st = NULL;
+	kv_spill(sim, p1, i1, l1);
+	kv_spill(sim, p2, i2, l2);
+	free(i1);
+	free(i2);
+}
+
+/* ---- scenario operations */
+
+static int kv_pick_writer(struct sim *sim)
+{
+	for (int tries = 0; tries < 10000; tries++) {
+		int i = (int)(rng_next(&sim->kv->rng) % (uint64_t)sim->n);
+		if (kv_live(sim, i) && !node_paused(sim, &sim->nodes[i]))
+			return i;
+	}
+	return -1;
+}
+
+/* Operation i of a kv_write / kv_delete action. */
+static void kv_op(struct sim *sim, const struct sim_action *a, int i)
+{
+	struct simkv *kv = sim->kv;
+	int id = a->nnodes > 0 ? a->nodes[i % a->nnodes] : kv_pick_writer(sim);
+	int key = a->key != NULL ? kv_key_find(kv, a->key, strlen(a->key))
+				 : (int)(rng_next(&kv->rng) % (uint64_t)a->keys);
+	bool tomb = a->type == SIM_KV_DELETE;
+	if (id < 0 || id >= sim->n || !kv_live(sim, id) || node_paused(sim, &sim->nodes[id])) {
+		kv->refused++; /* the node is down: the client gets no answer */
+		kv_trace_add(sim, KT_REFUSED, id, -1, key, 0);
+		return;
+	}
+	size_t vlen = (size_t)(a->value_size > 0 ? a->value_size : sim->cfg.kv.value_size);
+	int rc = kv_local_set(sim, id, key, tomb, vlen);
+	if (rc < 0)
+		kv_fatal(sim, "write", kv->keys[key].name);
+	kv->noop += rc == 0;
+	kv_flush(sim, id);
+	schedule_tick(sim, &sim->nodes[id]);
+}
+
+static void kv_action(struct sim *sim, const struct sim_action *a)
+{
+	int nops = (a->count > 0 ? a->count : 1) * (a->nnodes > 0 ? a->nnodes : 1);
+	int idx = (int)(a - sim->cfg.actions);
+	for (int i = 0; i < nops; i++) {
+		struct ev e = {.t = sim->now + a->dur_ms * 1000 * i / nops, .type = EV_KV_OP,
+			       .node = (uint32_t)idx, .aux = i};
+		heap_push(sim, e);
+	}
+}
+
+/* The KV events: operations, timers, frames, session failures. */
+static void kv_handle(struct sim *sim, struct ev *e)
+{
+	struct simkv *kv = sim->kv;
+	if (e->type == EV_KV_OP) {
+		kv_op(sim, &sim->cfg.actions[e->node], (int)e->aux);
+		return;
+	}
+	if (e->type == EV_KV_FRAME) {
+		kv_frame_arrived(sim, e);
+		return;
+	}
+	if (e->type == EV_KV_FAIL) {
+		struct kv_conn *c = kv_conn_find(sim, (uint64_t)e->aux);
+		if (c != NULL)
+			kv_conn_fail(sim, c);
+		return;
+	}
+	struct node *nd = &sim->nodes[e->node];
+	struct kvnode *kn = &kv->n[e->node];
+	if (nd->truth != T_UP || kn->st == NULL)
+		return;
+	if (e->type == EV_KV_TIMER && e->gen != kn->sync_gen)
+		return;
+	if (e->type == EV_KV_CKPT && e->gen != (uint32_t)nd->life)
+		return;
+	if (node_paused(sim, nd)) {
+		e->t = nd->pause_until;
+		heap_push(sim, *e);
+		return;
+	}
+	if (e->type == EV_KV_TIMER) {
+		simkv_sync_now(sim, nd->id);
+		kv_schedule_sync(sim, nd->id, kv_sync_period(sim, nd->id));
+	} else if (e->type == EV_KV_CKPT) {
+		char err[256];
+		kn->ckpt_pending = false;
+		if (kv_store_dirty(kn->st)) {
+			if (kv_store_checkpoint(kn->st, err, sizeof(err)) < 0)
+				kv_fatal(sim, "checkpoint", err);
+			kv->checkpoints++;
+		}
+	}
+}
+
+static struct simkv *simkv_new(struct sim *sim, char *err, size_t errlen)
+{
+	struct simkv *kv = xcalloc(1, sizeof(*kv));
+	const char *base = getenv("TMPDIR");
+	if (access("/dev/shm", W_OK) == 0)
+		base = "/dev/shm";
+	else if (base == NULL || base[0] == '\0')
+		base = "/tmp";
+	snprintf(kv->dir, sizeof(kv->dir), "%s/rumor-sim-kv-XXXXXX", base);
+	if (mkdtemp(kv->dir) == NULL) {
+		snprintf(err, errlen, "kv: mkdtemp %s: %s", kv->dir, strerror(errno));
+		free(kv);
+		return NULL;
+	}
+	sim->kv = kv;
+	kv_keys_init(sim);
+	kv->n = xcalloc((size_t)sim->cap, sizeof(*kv->n));
+	rng_seed(&kv->rng, sim->cfg.seed, 0xfffffff3);
+	for (int i = 0; i < sim->cap; i++) {
+		struct kvnode *kn = &kv->n[i];
+		rng_seed(&kn->rng, sim->cfg.seed, 0x4b5600000000ull + (uint64_t)i);
+		kn->skew_ms = (int64_t)((rng_unit(&kn->rng) * 2.0 - 1.0) * sim->cfg.kv.skew_ms);
+		kn->sync_at = INT64_MAX;
+		kn->hw = xcalloc((size_t)kv->nkeys, sizeof(*kn->hw));
+		for (int k = 0; k < kv->nkeys; k++)
+			kn->hw[k].node = -1;
+	}
+	kv->trace = xcalloc(KV_TRACE_CAP, sizeof(*kv->trace));
+	return kv;
+}
+
+static void simkv_free(struct sim *sim)
+{
+	struct simkv *kv = sim->kv;
+	if (kv == NULL)
+		return;
+	while (kv->conns != NULL)
+		kv_conn_free(sim, kv->conns);
+	for (int i = 0; i < sim->cap; i++) {
+		struct kvnode *kn = &kv->n[i];
+		if (kn->st != NULL) {
+			kv_store_abort(kn->st);
+			kv_store_close(kn->st);
+		}
+		for (size_t c = 0; c < kn->nchg; c++)
+			free(kn->chg[c].rec);
+		free(kn->chg);
+		free(kn->hw);
+	}
+	kv_rmdir(kv);
+	for (int i = 0; i < kv->nw; i++)
+		free(kv->w[i].seen);
+	for (int i = 0; i < kv->nkeys; i++) {
+		free(kv->keys[i].name);
+		free(kv->keys[i].w);
+	}
+	free(kv->keys);
+	free(kv->hidx);
+	free(kv->w);
+	free(kv->n);
+	free(kv->heals);
+	free(kv->val);
+	free(kv->trace);
+	kv_buf_free(&kv->msg);
+	free(kv);
+	sim->kv = NULL;
+}
+
+/* ---- invariants at the end, and the report */
+
+static void kv_final_checks(struct sim *sim)
+{
+	struct simkv *kv = sim->kv;
+	const struct sim_expect *ex = &sim->cfg.expect;
+	char a[48], b[48];
+	/* 2: every write acknowledged at a node that is up is there or superseded */
+	for (int i = 0; i < kv->nw; i++) {
+		struct kv_wr *w = &kv->w[i];
+		struct kv_ver wv = {w->hlc, w->node, w->tomb};
+		if (kv_live(sim, w->node)) {
+			struct kv_ver v = kv_read_ver(sim, w->node, w->key);
+			if (kv_ver_cmp(sim, &v, &wv) < 0)
+				kv_violation(sim, w->key, "n%d lost its acknowledged write %s = %s",
+					     w->node, kv->keys[w->key].name,
+					     kv_ver_str(a, sizeof(a), w->hlc, w->node));
+		}
+		if (ex->kv_spread_ms > 0 && w->population > 0 &&
+		    (w->t100 < 0 || w->t100 > ex->kv_spread_ms * 1000))
+			kv_violation(sim, w->key, "write %s = %s held by all %d live nodes %s "
+				     "(bound %.3f s; %d hold it at the end)", kv->keys[w->key].name,
+				     kv_ver_str(a, sizeof(a), w->hlc, w->node), w->population,
+				     w->t100 < 0 ? "never" : "too late", ex->kv_spread_ms / 1e3,
+				     w->known);
+	}
+	for (int h = 0; h < kv->nheals && ex->kv_heal_ms > 0; h++)
+		if (kv->heals[h].took < 0 || kv->heals[h].took > ex->kv_heal_ms * 1000)
+			kv_violation(sim, -1, "replicas not identical within %.3f s of the heal at "
+				     "%.3f s (took %.3f s)", ex->kv_heal_ms / 1e3,
+				     kv->heals[h].at / 1e6,
+				     kv->heals[h].took < 0 ? -1.0 : kv->heals[h].took / 1e6);
+	if (!ex->kv_converge)
+		return;
+	/* 1: every live replica holds, for every key, the largest acknowledged
+	 * version that survives (its writer is up, or some live node has it) */
+	int bad = 0, nkeys_live = 0;
+	for (int k = 0; k < kv->nkeys && bad < 3; k++) {
+		struct kv_key *key = &kv->keys[k];
+		struct kv_ver want = {0, -1, false};
+		for (int i = 0; i < sim->n; i++) {
+			if (!kv_live(sim, i))
+				continue;
+			kv_observe(sim, i, k, "at the end");
+			if (kv_ver_cmp(sim, &kv->n[i].hw[k], &want) > 0)
+				want = kv->n[i].hw[k];
+		}
+		bool known = want.hlc == 0;
+		for (int j = 0; j < key->nw; j++) {
+			struct kv_wr *w = &kv->w[key->w[j]];
+			struct kv_ver wv = {w->hlc, w->node, w->tomb};
+			if (kv_ver_cmp(sim, &wv, &want) == 0)
+				known = true;
+			if (kv_live(sim, w->node) && kv_ver_cmp(sim, &wv, &want) > 0)
+				want = wv, known = true;
+		}
+		if (!known) {
+			bad++;
+			kv_violation(sim, k, "%s = %s at a live replica was never written",
+				     key->name, kv_ver_str(a, sizeof(a), want.hlc, want.node));
+			continue;
+		}
+		nkeys_live += want.hlc != 0;
+		for (int i = 0; i < sim->n && bad < 3; i++) {
+			if (!kv_live(sim, i))
+				continue;
+			struct kv_ver *v = &kv->n[i].hw[k];
+			struct kv_rec r;
+			bool value_ok = true;
+			if (v->hlc != 0 && !v->tomb &&
+			    kv_store_get(kv->n[i].st, true, key->name, key->len, &r) == 1) {
+				uint8_t *x = kv_value_buf(kv, r.value_len);
+				kv_value_fill(x, r.value_len, r.hlc, v->node);
+				value_ok = r.value_len == 0 || memcmp(x, r.value, r.value_len) == 0;
+			}
+			if (kv_ver_cmp(sim, v, &want) != 0 || v->tomb != want.tomb || !value_ok) {
+				bad++;
+				kv_violation(sim, k, "not converged: n%d holds %s = %s%s, the largest "
+					     "acknowledged write is %s%s", i, key->name,
+					     kv_ver_str(a, sizeof(a), v->hlc, v->node),
+					     v->tomb ? " (deleted)" : value_ok ? "" : " (bad value)",
+					     kv_ver_str(b, sizeof(b), want.hlc, want.node),
+					     want.tomb ? " (deleted)" : "");
+			}
+		}
+	}
+	for (int i = 0; i < sim->n && bad == 0; i++) {
+		if (!kv_live(sim, i))
+			continue;
+		uint64_t live, tombs;
+		kv_store_counts(kv->n[i].st, &live, &tombs);
+		if (live + tombs != (uint64_t)nkeys_live) {
+			bad++;
+			kv_violation(sim, -1, "n%d holds %llu records, the writes leave %d", i,
+				     (unsigned long long)(live + tombs), nkeys_live);
+		}
+	}
+	if (bad == 0 && !kv_converged(sim))
+		kv_violation(sim, -1, "live replicas' digests differ though every key agrees");
+}
+
+static double kv_median(struct sim *sim, size_t off, int *count)
+{
+	struct simkv *kv = sim->kv;
+	int64_t *v = xcalloc((size_t)kv->nw, sizeof(*v));
+	int n = 0;
+	for (int i = 0; i < kv->nw; i++) {
+		int64_t x = *(int64_t *)((char *)&kv->w[i] + off);
+		if (x >= 0 && kv->w[i].population > 0)
+			v[n++] = x;
+	}
+	*count = n;
+	double r = -1;
+	if (n > 0) {
+		qsort(v, (size_t)n, sizeof(*v), cmp_i64);
+		r = (double)v[n / 2] / 1e6;
+	}
+	free(v);
+	return r;
+}
+
+static void kv_report_row(struct sim *sim, double round_s)
+{
+	struct simkv *kv = sim->kv;
+	int c, total = 0;
+	for (int i = 0; i < kv->nw; i++)
+		total += kv->w[i].population > 0;
+	if (total == 0)
+		return;
+	double t50 = kv_median(sim, offsetof(struct kv_wr, t50), &c);
+	double t99 = kv_median(sim, offsetof(struct kv_wr, t99), &c);
+	double t100 = kv_median(sim, offsetof(struct kv_wr, t100), &c);
+	char label[40];
+	snprintf(label, sizeof(label), "kv write (%d/%d complete)", c, total);
+	fprintf(sim->out, "%-28s", label);
+	print_cell(sim->out, -1, round_s);
+	print_cell(sim->out, -1, round_s);
+	print_cell(sim->out, t50, round_s);
+	print_cell(sim->out, t99, round_s);
+	print_cell(sim->out, t100, round_s);
+	fprintf(sim->out, "\n");
+}
+
+static void kv_report_lines(struct sim *sim)
+{
+	struct simkv *kv = sim->kv;
+	FILE *o = sim->out;
+	double secs = sim->cfg.duration_ms / 1000.0;
+	int64_t slowest = -1;
+	for (int i = 0; i < kv->nw; i++)
+		if (kv->w[i].population > 0 && kv->w[i].t100 > slowest)
+			slowest = kv->w[i].t100;
+	fprintf(o, "kv: %llu writes acknowledged (%llu deletes), %llu refused (node down), "
+		   "%llu deletes of absent keys; slowest write held by every live node after %.3f s\n",
+		(unsigned long long)kv->acked, (unsigned long long)kv->deletes,
+		(unsigned long long)kv->refused, (unsigned long long)kv->noop,
+		slowest < 0 ? -1.0 : slowest / 1e6);
+	fprintf(o, "kv gossip: %llu SET/ANNOUNCE broadcast, %llu received; applied %llu from "
+		   "gossip, %llu from anti-entropy, %llu from pulls\n",
+		(unsigned long long)kv->gossip_out, (unsigned long long)kv->gossip_in,
+		(unsigned long long)kv->applied[KV_SRC_GOSSIP],
+		(unsigned long long)kv->applied[KV_SRC_SYNC], (unsigned long long)kv->applied[KV_SRC_PULL]);
+	fprintf(o, "kv anti-entropy: %llu sessions (%llu ok, %llu failed), %llu records and %llu "
+		   "bytes sent (%.0f bytes/node/s); pulls %llu (%llu failed), %llu records, %llu bytes; "
+		   "%llu commits, %llu checkpoints\n",
+		(unsigned long long)kv->syncs, (unsigned long long)kv->syncs_ok,
+		(unsigned long long)kv->syncs_failed, (unsigned long long)kv->records_out[0],
+		(unsigned long long)kv->bytes[0], (double)kv->bytes[0] / sim->n / secs,
+		(unsigned long long)kv->pulls, (unsigned long long)kv->pulls_failed,
+		(unsigned long long)kv->records_out[1], (unsigned long long)kv->bytes[1],
+		(unsigned long long)kv->commits, (unsigned long long)kv->checkpoints);
+	for (int h = 0; h < kv->nheals; h++) {
+		if (kv->heals[h].took >= 0)
+			fprintf(o, "kv heal at %.3f s: replicas identical %.3f s later\n",
+				kv->heals[h].at / 1e6, kv->heals[h].took / 1e6);
+		else
+			fprintf(o, "kv heal at %.3f s: replicas never identical afterwards\n",
+				kv->heals[h].at / 1e6);
+	}
+	int live = 0;
+	uint64_t keys = 0, tombs = 0;
+	for (int i = 0; i < sim->n; i++) {
+		if (!kv_live(sim, i))
+			continue;
+		if (live++ == 0)
+			kv_store_counts(kv->n[i].st, &keys, &tombs);
+	}
+	fprintf(o, "kv end: %d live replicas, digests %s; %llu keys and %llu tombstones at the "
+		   "first\n", live, kv_converged(sim) ? "identical" : "DIFFER",
+		(unsigned long long)keys, (unsigned long long)tombs);
+}
+
 /* ------------------------------------------------------------ tracking */
 
 static void track_mark(struct sim *sim, struct track *tr, int obs)
@@ -575,6 +2043,8 @@ static void net_event(void *ctx, enum swim_event_type type, const struct swim_me
 	int x = name_node(sim, m->id->name);
 	if (x < 0)
 		return;
+	if (type == SWIM_EV_JOIN)
+		kv_on_join(sim, nd, x);
 	sim->events++;
 	trace_add(sim, type, nd->id, x, m->incarnation);
 	if (sim->view_inc != NULL && type != SWIM_EV_REAP) {
@@ -646,6 +2116,7 @@ static void node_start(struct sim *sim, int id)
 	    .push_pull = net_push_pull,
 	    .tcp_ping = sim->cfg.tcp_ping ? net_tcp_ping : NULL,
 	    .event = net_event,
+	    .user_msg = sim->kv != NULL ? kv_user_msg : NULL,
 	};
 	struct swim_config c;
 	memset(&c, 0, sizeof(c));
@@ -667,6 +2138,7 @@ static void node_start(struct sim *sim, int id)
 	nd->up_since = sim->now;
 	nd->last_self_inc = swim_self(nd->s)->incarnation;
 	nd->last_sent = 0;
+	kv_node_up(sim, id);
 	schedule_tick(sim, nd);
 }
 
@@ -683,6 +2155,7 @@ static void node_stop(struct sim *sim, struct node *nd, enum truth t)
 	nd->tick_gen++;
 	nd->tick_at = INT64_MAX;
 	track_drop_observer(sim, nd->id);
+	kv_node_down(sim, nd->id, t == T_CRASHED);
 }
 
 static int random_up_node(struct sim *sim, int except)
@@ -828,11 +2301,28 @@ static void apply_action(struct sim *sim, const struct sim_action *a)
 		memset(sim->block, 0, sizeof(sim->block));
 		sim->partitioned = false;
 		sim->global_excuse_until = sim->now + sim->grace_us;
+		if (sim->kv != NULL) {
+			struct simkv *kv = sim->kv;
+			kv->heals = realloc(kv->heals, (size_t)(kv->nheals + 1) * sizeof(*kv->heals));
+			if (kv->heals == NULL)
+				abort();
+			kv->heals[kv->nheals++] = (struct kv_heal){sim->now, -1};
+			kv->conv_pending = true;
+			kv_trace_add(sim, KT_HEAL, -1, -1, -1, 0);
+			kv_check_converged(sim);
+		}
 		break;
 	case SIM_LOSS:
 		sim->loss = a->value;
 		break;
+	case SIM_KV_WRITE:
+	case SIM_KV_DELETE:
+		if (sim->kv != NULL)
+			kv_action(sim, a);
+		break;
 	}
+	if (a->type == SIM_PARTITION && sim->kv != NULL)
+		kv_trace_add(sim, KT_PARTITION, -1, -1, -1, 0);
 }
 
 /* ------------------------------------------------------------ checks */
@@ -840,6 +2330,8 @@ static void apply_action(struct sim *sim, const struct sim_action *a)
 static void periodic_check(struct sim *sim)
 {
 	bool full = sim->full_mesh_at < 0;
+	if (sim->kv != NULL)
+		kv_check_converged(sim);
 	for (int i = 0; i < sim->n; i++) {
 		struct node *nd = &sim->nodes[i];
 		if (nd->truth != T_UP)
@@ -962,6 +2454,8 @@ static int final_checks(struct sim *sim)
 	if (ex->load_max > 0 && (double)sim->load_max_seen > ex->load_max)
 		violation(sim, -1, "a node sent %lld packets in one probe period, bound %.0f",
 			  (long long)sim->load_max_seen, ex->load_max);
+	if (sim->kv != NULL)
+		kv_final_checks(sim);
 	return sim->violations;
 }
 
@@ -1065,6 +2559,8 @@ static void report(struct sim *sim)
 		print_cell(o, t100, round_s);
 		fprintf(o, "\n");
 	}
+	if (sim->kv != NULL)
+		kv_report_row(sim, round_s);
 	if (sim->full_mesh_at >= 0)
 		fprintf(o, "full mesh (every node sees all alive) at %.3f s\n", sim->full_mesh_at / 1e6);
 	double node_hours = (double)sim->n * secs / 3600.0;
@@ -1081,6 +2577,8 @@ static void report(struct sim *sim)
 	fprintf(o, "push-pull (TCP): %.0f bytes/node/s; wall time %.1f s (start %.1f s)\n",
 		(double)sim->tcp_bytes / sim->n / secs, wall_now() - sim->wall_start,
 		sim->wall_started - sim->wall_start);
+	if (sim->kv != NULL)
+		kv_report_lines(sim);
 	if (sim->mem_after > sim->mem_before)
 		fprintf(o, "memory: %.1f KiB malloc'd per simulated node after start (RSS %.1f MiB total)\n",
 			(double)(sim->mem_after - sim->mem_before) / 1024.0 / sim->n,
@@ -1157,6 +2655,9 @@ void sim_cfg_defaults(struct sim_cfg *cfg)
 	cfg->tcp_ping = true;
 	cfg->expect.fp_max = -1;
 	cfg->expect.fsusp_max = -1;
+	cfg->kv.sync_interval_ms = 10000; /* the agent's -kv-sync-interval default */
+	cfg->kv.map_size = (size_t)16 << 20;
+	cfg->kv.value_size = 16;
 }
 
 static size_t malloc_used(void)
@@ -1211,6 +2712,10 @@ struct sim *sim_new(const struct sim_cfg *cfg, char *err, size_t errlen)
 	}
 	if (sim->cap <= VIEW_CHECK_MAX)
 		sim->view_inc = xcalloc((size_t)sim->cap * (size_t)sim->cap, sizeof(uint32_t));
+	if (cfg->kv.enabled && simkv_new(sim, err, errlen) == NULL) {
+		sim_free(sim);
+		return NULL;
+	}
 	return sim;
 }
 
@@ -1276,6 +2781,10 @@ static void tcp_ping_lost(struct sim *sim, struct ev *e)
 
 static void handle(struct sim *sim, struct ev *e)
 {
+	if (e->type >= EV_KV_OP) {
+		kv_handle(sim, e);
+		return;
+	}
 	struct node *nd = e->type == EV_ACTION || e->type == EV_CHECK ? NULL : &sim->nodes[e->node];
 	switch (e->type) {
 	case EV_TICK:
@@ -1318,6 +2827,7 @@ static void handle(struct sim *sim, struct ev *e)
 			nd->queued--;
 		deliver(sim, e);
 		free(e->data);
+		kv_flush(sim, nd->id);
 		schedule_tick(sim, nd);
 		return;
 	case EV_TCP_DONE:
@@ -1412,7 +2922,7 @@ int sim_run(struct sim *sim, FILE *out)
 	while (sim->hn > 0) {
 		struct ev e = heap_pop(sim);
 		if (e.type == EV_PACKET || e.type == EV_PP_REQ || e.type == EV_PP_REPLY ||
-		    e.type == EV_TCP_PING)
+		    e.type == EV_TCP_PING || e.type == EV_KV_FRAME)
 			free(e.data);
 	}
 	final_checks(sim);
@@ -1429,6 +2939,7 @@ void sim_free(struct sim *sim)
 {
 	if (sim == NULL)
 		return;
+	simkv_free(sim);
 	for (int i = 0; i < sim->cap; i++)
 		if (sim->nodes[i].s != NULL)
 			swim_free(sim->nodes[i].s);

@@ -15,6 +15,15 @@
  * rand32) and one for the network, all derived from the seed with
  * splitmix64. A seed therefore reproduces a run bit for bit.
  *
+ * With cfg.kv.enabled it also drives the unchanged KV replication core
+ * (kv/repl.c, kv/store.c, kv/hlc.c) on every node the way kv/kv.c does:
+ * a replica in a per-run temporary directory, SET/ANNOUNCE riding the
+ * node's SWIM user broadcasts, anti-entropy sessions and pulls over a
+ * simulated TCP stream, HLC from the virtual clock; writes and deletes are
+ * scenario actions, and convergence, durability across crashes and version
+ * monotonicity are checked (see "KV replication in the simulator" in
+ * docs/SIMULATION.md).
+ *
  * Error convention: sim_new() returns NULL with a message in err; sim_run()
  * returns the number of invariant violations (0 = pass).
  */
@@ -37,6 +46,8 @@ enum sim_act_type {
 	SIM_HEAL,	/* remove every partition */
 	SIM_LOSS,	/* set the packet loss probability to value */
 	SIM_SLOW,	/* value ms added to every packet to or from nodes, for dur_ms */
+	SIM_KV_WRITE,	/* KV puts: count per listed node, or count at random live nodes */
+	SIM_KV_DELETE,	/* KV deletes, chosen like SIM_KV_WRITE */
 };
 
 struct sim_action {
@@ -50,6 +61,11 @@ struct sim_action {
 	int sizes[8]; /* partition group sizes; the last group takes the rest */
 	int nsizes;
 	bool oneway;
+	/* KV operations: spread evenly over dur_ms; the key is `key`, or one of
+	 * "k0".."k<keys-1>" drawn per operation; value_size 0: the run's default */
+	const char *key;
+	int keys;
+	int value_size;
 };
 
 struct sim_expect {
@@ -60,6 +76,18 @@ struct sim_expect {
 	bool converge;		 /* views equal the truth at the end */
 	double load_max;	 /* packets sent per node per probe period (max); 0: none */
 	int64_t fsusp_max;	 /* suspicion events at healthy nodes about healthy ones; -1: none */
+	bool kv_converge;	 /* KV replicas identical and at the largest write at the end */
+	int64_t kv_spread_ms;	 /* every write held by every live node within; 0: none */
+	int64_t kv_heal_ms;	 /* replicas identical within this after each heal; 0: none */
+};
+
+struct sim_kv_cfg {
+	bool enabled;		  /* a replica per node (implied by any KV action) */
+	int64_t sync_interval_ms; /* anti-entropy period (+-10% jitter); the agent's 10 s */
+	size_t map_size;	  /* LMDB map per node */
+	int value_size;		  /* default bytes per written value */
+	double skew_ms;		  /* each node's wall clock offset, uniform in +-skew_ms */
+	bool no_sync;		  /* no anti-entropy (to see an invariant fire) */
 };
 
 struct sim_cfg {
@@ -77,6 +105,7 @@ struct sim_cfg {
 	struct sim_action *actions;
 	int nactions;
 	struct sim_expect expect;
+	struct sim_kv_cfg kv;
 	int verbose;
 	const char *curve_csv; /* write the dissemination curve of tracked events */
 	const char *summary;   /* append one line of key figures (bench/) */
