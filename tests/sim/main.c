@@ -32,9 +32,10 @@ static void usage(void)
 		"  expect:{fp_max,false_suspicions_max,detect_within,first_suspect_within,\n"
 		"    join_within,converge,load_max,kv_converge,kv_spread_within,kv_heal_within},\n"
 		"  kv:{sync_interval,value_size,map_mb,clock_skew_ms,sync:true|false}}\n"
-		"  KV actions: {at,do:kv_write|kv_delete,nodes:[..]|count,for,key|keys,value_size}\n"
-		"    (count operations at random live nodes, or count at each listed node,\n"
-		"    spread over `for` s; key k0..k<keys-1> drawn per operation)\n");
+		"  kv actions: {at,do:kv_write|kv_delete,nodes:[..]|count,for,key|keys,\n"
+		"    value_size}: count operations at random live nodes, or count at each\n"
+		"    listed node, spread over `for` s; the key, or k0..k<keys-1> drawn per\n"
+		"    operation\n");
 }
 
 struct pick {

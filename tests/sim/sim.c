@@ -619,7 +619,9 @@ struct kv_trace_rec {
 };
 
 struct kv_heal {
-	int64_t at, took; /* took: -1 until every live replica has the same digest */
+	int64_t at;
+	int64_t took; /* until every live replica has the same digest; -1: not yet */
+	int64_t mesh; /* until every live node sees every other alive (at a check); -1 */
 };
 
 struct simkv {
@@ -1029,6 +1031,23 @@ static bool kv_converged(struct sim *sim)
 			return false;
 	}
 	return true;
+}
+
+/* At the periodic check: has the membership healed too? */
+static void kv_check_mesh(struct sim *sim)
+{
+	struct simkv *kv = sim->kv;
+	if (kv->nheals == 0 || kv->heals[kv->nheals - 1].mesh >= 0)
+		return;
+	int live = 0;
+	for (int i = 0; i < sim->n; i++)
+		live += sim->nodes[i].truth == T_UP && !sim->nodes[i].leaving;
+	for (int i = 0; i < sim->n; i++) {
+		struct node *nd = &sim->nodes[i];
+		if (nd->truth == T_UP && !nd->leaving && swim_num_alive(nd->s) + 1 < (size_t)live)
+			return;
+	}
+	kv->heals[kv->nheals - 1].mesh = sim->now - kv->heals[kv->nheals - 1].at;
 }
 
 static void kv_check_converged(struct sim *sim)
@@ -1537,8 +1556,10 @@ static void kv_node_up(struct sim *sim, int id)
 		struct kv_ver v = kv_read_ver(sim, id, w->key);
 		if (kv_ver_cmp(sim, &v, &wv) < 0) {
 			char a[48];
-			kv_violation(sim, w->key, "n%d lost its acknowledged write %s = %s in a crash",
-				     id, kv->keys[w->key].name, kv_ver_str(a, sizeof(a), w->hlc, id));
+			kv_violation(sim, w->key,
+				     "n%d lost its acknowledged write %s = %s in a crash", id,
+				     kv->keys[w->key].name,
+				     kv_ver_str(a, sizeof(a), w->hlc, id));
 		}
 	}
 	for (int k = 0; k < kv->nkeys; k++)
@@ -1858,10 +1879,12 @@ static void kv_final_checks(struct sim *sim)
 			}
 			if (kv_ver_cmp(sim, v, &want) != 0 || v->tomb != want.tomb || !value_ok) {
 				bad++;
-				kv_violation(sim, k, "not converged: n%d holds %s = %s%s, the largest "
-					     "acknowledged write is %s%s", i, key->name,
-					     kv_ver_str(a, sizeof(a), v->hlc, v->node),
-					     v->tomb ? " (deleted)" : value_ok ? "" : " (bad value)",
+				const char *what = v->tomb	 ? " (deleted)"
+						   : value_ok ? ""
+							      : " (bad value)";
+				kv_violation(sim, k, "not converged: n%d holds %s = %s%s, the "
+					     "largest acknowledged write is %s%s", i, key->name,
+					     kv_ver_str(a, sizeof(a), v->hlc, v->node), what,
 					     kv_ver_str(b, sizeof(b), want.hlc, want.node),
 					     want.tomb ? " (deleted)" : "");
 			}
@@ -1934,7 +1957,8 @@ static void kv_report_lines(struct sim *sim)
 		if (kv->w[i].population > 0 && kv->w[i].t100 > slowest)
 			slowest = kv->w[i].t100;
 	fprintf(o, "kv: %llu writes acknowledged (%llu deletes), %llu refused (node down), "
-		   "%llu deletes of absent keys; slowest write held by every live node after %.3f s\n",
+		   "%llu deletes of absent keys; slowest write held by every live node after "
+		   "%.3f s\n",
 		(unsigned long long)kv->acked, (unsigned long long)kv->deletes,
 		(unsigned long long)kv->refused, (unsigned long long)kv->noop,
 		slowest < 0 ? -1.0 : slowest / 1e6);
@@ -1942,10 +1966,11 @@ static void kv_report_lines(struct sim *sim)
 		   "gossip, %llu from anti-entropy, %llu from pulls\n",
 		(unsigned long long)kv->gossip_out, (unsigned long long)kv->gossip_in,
 		(unsigned long long)kv->applied[KV_SRC_GOSSIP],
-		(unsigned long long)kv->applied[KV_SRC_SYNC], (unsigned long long)kv->applied[KV_SRC_PULL]);
+		(unsigned long long)kv->applied[KV_SRC_SYNC],
+		(unsigned long long)kv->applied[KV_SRC_PULL]);
 	fprintf(o, "kv anti-entropy: %llu sessions (%llu ok, %llu failed), %llu records and %llu "
-		   "bytes sent (%.0f bytes/node/s); pulls %llu (%llu failed), %llu records, %llu bytes; "
-		   "%llu commits, %llu checkpoints\n",
+		   "bytes sent (%.0f bytes/node/s); pulls %llu (%llu failed), %llu records, "
+		   "%llu bytes; %llu commits, %llu checkpoints\n",
 		(unsigned long long)kv->syncs, (unsigned long long)kv->syncs_ok,
 		(unsigned long long)kv->syncs_failed, (unsigned long long)kv->records_out[0],
 		(unsigned long long)kv->bytes[0], (double)kv->bytes[0] / sim->n / secs,
@@ -1953,12 +1978,17 @@ static void kv_report_lines(struct sim *sim)
 		(unsigned long long)kv->records_out[1], (unsigned long long)kv->bytes[1],
 		(unsigned long long)kv->commits, (unsigned long long)kv->checkpoints);
 	for (int h = 0; h < kv->nheals; h++) {
-		if (kv->heals[h].took >= 0)
-			fprintf(o, "kv heal at %.3f s: replicas identical %.3f s later\n",
-				kv->heals[h].at / 1e6, kv->heals[h].took / 1e6);
+		struct kv_heal *x = &kv->heals[h];
+		char mesh[64] = "membership not whole again";
+		if (x->mesh >= 0)
+			snprintf(mesh, sizeof(mesh), "membership whole again after %.0f s",
+				 x->mesh / 1e6);
+		if (x->took >= 0)
+			fprintf(o, "kv heal at %.3f s: replicas identical %.3f s later (%s)\n",
+				x->at / 1e6, x->took / 1e6, mesh);
 		else
-			fprintf(o, "kv heal at %.3f s: replicas never identical afterwards\n",
-				kv->heals[h].at / 1e6);
+			fprintf(o, "kv heal at %.3f s: replicas never identical afterwards (%s)\n",
+				x->at / 1e6, mesh);
 	}
 	int live = 0;
 	uint64_t keys = 0, tombs = 0;
@@ -2306,7 +2336,7 @@ static void apply_action(struct sim *sim, const struct sim_action *a)
 			kv->heals = realloc(kv->heals, (size_t)(kv->nheals + 1) * sizeof(*kv->heals));
 			if (kv->heals == NULL)
 				abort();
-			kv->heals[kv->nheals++] = (struct kv_heal){sim->now, -1};
+			kv->heals[kv->nheals++] = (struct kv_heal){sim->now, -1, -1};
 			kv->conv_pending = true;
 			kv_trace_add(sim, KT_HEAL, -1, -1, -1, 0);
 			kv_check_converged(sim);
@@ -2330,8 +2360,10 @@ static void apply_action(struct sim *sim, const struct sim_action *a)
 static void periodic_check(struct sim *sim)
 {
 	bool full = sim->full_mesh_at < 0;
-	if (sim->kv != NULL)
+	if (sim->kv != NULL) {
 		kv_check_converged(sim);
+		kv_check_mesh(sim);
+	}
 	for (int i = 0; i < sim->n; i++) {
 		struct node *nd = &sim->nodes[i];
 		if (nd->truth != T_UP)
