@@ -22,20 +22,7 @@
 #include "agent/checks.h"
 #include "agent/log.h"
 #include "agent/services.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                            \
-	do {                                                        \
-		if (cond) {                                         \
-			passed++;                                   \
-		} else {                                            \
-			failed++;                                   \
-			printf("FAIL %s:%d: ", __func__, __LINE__); \
-			printf(__VA_ARGS__);                        \
-			printf("\n");                               \
-		}                                                   \
-	} while (0)
+#include "tests/unit/check.h"
 
 static struct ev_loop *loop;
 
@@ -326,13 +313,12 @@ int main(void)
 {
 	log_set_level(LOG_ERR);
 	loop = ev_default_loop(0);
-	test_tcp_open_and_closed();
-	test_http_status_mapping();
-	test_script_exit_codes_and_timeout();
-	test_ttl_expires_and_reset_postpones();
-	test_register_lowercase_keys_and_check_ids();
-	test_service_address_and_node_liveness();
-	test_lookup_names_with_nul();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	RUN(test_tcp_open_and_closed);
+	RUN(test_http_status_mapping);
+	RUN(test_script_exit_codes_and_timeout);
+	RUN(test_ttl_expires_and_reset_postpones);
+	RUN(test_register_lowercase_keys_and_check_ids);
+	RUN(test_service_address_and_node_liveness);
+	RUN(test_lookup_names_with_nul);
+	return check_exit_code();
 }

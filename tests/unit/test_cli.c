@@ -21,44 +21,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tests/unit/check.h"
+
 #ifndef RUMOR_VERSION
 #define RUMOR_VERSION "0.0.0"
 #endif
-
-#define CHECK(cond, ...)                                                    \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			fprintf(stderr, "%s:%d: %s: ", __FILE__, __LINE__,  \
-			        __func__);                                  \
-			fprintf(stderr, __VA_ARGS__);                       \
-			fputc('\n', stderr);                                \
-			return 1;                                           \
-		}                                                           \
-	} while (0)
-
-#define CHECK_STR(actual, expected)                                         \
-	do {                                                                \
-		const char *a_ = (actual), *e_ = (expected);                \
-		CHECK(a_ != NULL && strcmp(a_, e_) == 0,                    \
-		      "expected:\n[%s]\nactual:\n[%s]", e_,                 \
-		      a_ ? a_ : "(null)");                                  \
-	} while (0)
-
-#define CHECK_INT(actual, expected)                                         \
-	do {                                                                \
-		long long a_ = (long long)(actual),                         \
-		          e_ = (long long)(expected);                       \
-		CHECK(a_ == e_, "expected %lld, actual %lld (%s)", e_, a_,  \
-		      #actual);                                             \
-	} while (0)
-
-#define CHECK_CONTAINS(hay, needle)                                         \
-	do {                                                                \
-		const char *h_ = (hay), *n_ = (needle);                     \
-		CHECK(h_ != NULL && strstr(h_, n_) != NULL,                 \
-		      "expected to contain [%s], actual [%s]", n_,          \
-		      h_ ? h_ : "(null)");                                  \
-	} while (0)
 
 /* ---- fixtures -------------------------------------------------------- */
 
@@ -281,90 +248,86 @@ static void run_free(struct run *r)
 
 /* ---- members rendering ----------------------------------------------- */
 
-static int test_table_is_sorted_and_aligned(void)
+static void test_table_is_sorted_and_aligned(void)
 {
 	json_t *all = load_members(), *sel;
 	char err[256], *t;
 
-	CHECK(all != NULL, "fixture JSON did not parse");
+	REQUIRE(all != NULL, "fixture JSON did not parse");
 	sel = cli_members_select(all, NULL, err, sizeof(err));
-	CHECK(sel != NULL, "select failed: %s", err);
+	REQUIRE(sel != NULL, "select failed: %s", err);
 	t = cli_members_table(sel, 0);
-	CHECK_STR(t, members_table);
+	REQUIRE_STR(members_table, t);
 	free(t);
 	json_decref(sel);
 	json_decref(all);
-	return 0;
 }
 
-static int test_detailed_shows_sorted_tags(void)
+static void test_detailed_shows_sorted_tags(void)
 {
 	json_t *all = load_members(), *sel;
 	char err[256], *t;
 
 	sel = cli_members_select(all, "alive|failed", err, sizeof(err));
-	CHECK(sel != NULL, "select failed: %s", err);
+	REQUIRE(sel != NULL, "select failed: %s", err);
 	t = cli_members_table(sel, 1);
-	CHECK_STR(t, "Node             Address         Status  Tags\n"
-	             "consul-server-1  [::1]:8301      failed  "
-	             "build=1.9.5,dc=dc1,role=consul\n"
-	             "web-2            10.0.0.12:8301  alive   "
-	             "build=0.1.0:abc,dc=dc1,role=node,vsn=2\n");
+	REQUIRE_STR("Node             Address         Status  Tags\n"
+	            "consul-server-1  [::1]:8301      failed  "
+	            "build=1.9.5,dc=dc1,role=consul\n"
+	            "web-2            10.0.0.12:8301  alive   "
+	            "build=0.1.0:abc,dc=dc1,role=node,vsn=2\n",
+	            t);
 	free(t);
 	json_decref(sel);
 	json_decref(all);
-	return 0;
 }
 
-static int test_status_regex_filters(void)
+static void test_status_regex_filters(void)
 {
 	json_t *all = load_members(), *sel;
 	char err[256];
 
 	sel = cli_members_select(all, "^(alive|left)$", err, sizeof(err));
-	CHECK(sel != NULL, "select failed: %s", err);
-	CHECK_INT(json_array_size(sel), 2);
-	CHECK_STR(json_string_value(json_object_get(json_array_get(sel, 0),
-	                                            "Name")),
-	          "db");
+	REQUIRE(sel != NULL, "select failed: %s", err);
+	REQUIRE_INT(2, json_array_size(sel));
+	REQUIRE_STR("db",
+	            json_string_value(json_object_get(json_array_get(sel, 0),
+	                                              "Name")));
 	json_decref(sel);
 	sel = cli_members_select(all, "fail", err, sizeof(err));
-	CHECK(sel != NULL, "select failed: %s", err);
-	CHECK_INT(json_array_size(sel), 1);
+	REQUIRE(sel != NULL, "select failed: %s", err);
+	REQUIRE_INT(1, json_array_size(sel));
 	json_decref(sel);
 	sel = cli_members_select(all, "^leaving$", err, sizeof(err));
-	CHECK(sel != NULL, "select failed: %s", err);
-	CHECK_INT(json_array_size(sel), 0);
+	REQUIRE(sel != NULL, "select failed: %s", err);
+	REQUIRE_INT(0, json_array_size(sel));
 	json_decref(sel);
 	json_decref(all);
-	return 0;
 }
 
-static int test_invalid_regex_is_an_error(void)
+static void test_invalid_regex_is_an_error(void)
 {
 	json_t *all = load_members(), *sel;
 	char err[256] = "";
 
 	sel = cli_members_select(all, "(alive", err, sizeof(err));
-	CHECK(sel == NULL, "expected NULL for an invalid regex");
-	CHECK_CONTAINS(err, "invalid status regex \"(alive\"");
+	REQUIRE(sel == NULL, "expected NULL for an invalid regex");
+	REQUIRE_HAS(err, "invalid status regex \"(alive\"");
 	json_decref(all);
-	return 0;
 }
 
-static int test_select_rejects_non_array(void)
+static void test_select_rejects_non_array(void)
 {
 	json_t *obj = json_object();
 	char err[256] = "";
 
-	CHECK(cli_members_select(obj, NULL, err, sizeof(err)) == NULL,
-	      "expected NULL for an object");
-	CHECK_CONTAINS(err, "not a JSON array");
+	REQUIRE(cli_members_select(obj, NULL, err, sizeof(err)) == NULL,
+	        "expected NULL for an object");
+	REQUIRE_HAS(err, "not a JSON array");
 	json_decref(obj);
-	return 0;
 }
 
-static int test_hostile_member_fields_do_not_break_rendering(void)
+static void test_hostile_member_fields_do_not_break_rendering(void)
 {
 	json_error_t e;
 	json_t *all = json_loads("[{\"Name\":\"evil\\u001b[2J\",\"Addr\":5,"
@@ -374,76 +337,72 @@ static int test_hostile_member_fields_do_not_break_rendering(void)
 	json_t *sel;
 	char err[256], *t;
 
-	CHECK(all != NULL, "JSON did not parse: %s", e.text);
+	REQUIRE(all != NULL, "JSON did not parse: %s", e.text);
 	sel = cli_members_select(all, NULL, err, sizeof(err));
-	CHECK(sel != NULL, "select failed: %s", err);
-	CHECK_INT(json_array_size(sel), 2);
+	REQUIRE(sel != NULL, "select failed: %s", err);
+	REQUIRE_INT(2, json_array_size(sel));
 	t = cli_members_table(sel, 0);
-	CHECK(t != NULL, "table NULL");
-	CHECK(strchr(t, '\033') == NULL, "escape character leaked: %s", t);
-	CHECK_CONTAINS(t, "evil?[2J");
-	CHECK_CONTAINS(t, "unknown");
-	CHECK_CONTAINS(t, "alive");
+	REQUIRE(t != NULL, "table NULL");
+	REQUIRE(strchr(t, '\033') == NULL, "escape character leaked: %s", t);
+	REQUIRE_HAS(t, "evil?[2J");
+	REQUIRE_HAS(t, "unknown");
+	REQUIRE_HAS(t, "alive");
 	free(t);
 	t = cli_members_table(sel, 1);
-	CHECK(t != NULL, "detailed table NULL");
+	REQUIRE(t != NULL, "detailed table NULL");
 	free(t);
 	json_decref(sel);
 	json_decref(all);
-	return 0;
 }
 
-static int test_json_format_parses_back(void)
+static void test_json_format_parses_back(void)
 {
 	json_t *all = load_members(), *sel, *back;
 	json_error_t e;
 	char err[256], *t;
 
 	sel = cli_members_select(all, "alive", err, sizeof(err));
-	CHECK(sel != NULL, "select failed: %s", err);
+	REQUIRE(sel != NULL, "select failed: %s", err);
 	t = cli_members_json(sel);
-	CHECK(t != NULL && t[strlen(t) - 1] == '\n', "missing final newline");
-	CHECK_CONTAINS(t, "\n  {");
+	REQUIRE(t != NULL && t[strlen(t) - 1] == '\n', "missing final newline");
+	REQUIRE_HAS(t, "\n  {");
 	back = json_loads(t, 0, &e);
-	CHECK(back != NULL, "output did not parse: %s", e.text);
-	CHECK(json_equal(back, sel), "round trip differs: %s", t);
+	REQUIRE(back != NULL, "output did not parse: %s", e.text);
+	REQUIRE(json_equal(back, sel), "round trip differs: %s", t);
 	json_decref(back);
 	free(t);
 	json_decref(sel);
 	json_decref(all);
-	return 0;
 }
 
-static int test_status_names_and_addresses(void)
+static void test_status_names_and_addresses(void)
 {
 	char buf[64];
 
-	CHECK_STR(cli_member_status_name(0), "none");
-	CHECK_STR(cli_member_status_name(1), "alive");
-	CHECK_STR(cli_member_status_name(2), "leaving");
-	CHECK_STR(cli_member_status_name(3), "left");
-	CHECK_STR(cli_member_status_name(4), "failed");
-	CHECK_STR(cli_member_status_name(17), "unknown");
-	CHECK_INT(cli_format_hostport(buf, sizeof(buf), "10.1.2.3", 8301), 13);
-	CHECK_STR(buf, "10.1.2.3:8301");
+	REQUIRE_STR("none", cli_member_status_name(0));
+	REQUIRE_STR("alive", cli_member_status_name(1));
+	REQUIRE_STR("leaving", cli_member_status_name(2));
+	REQUIRE_STR("left", cli_member_status_name(3));
+	REQUIRE_STR("failed", cli_member_status_name(4));
+	REQUIRE_STR("unknown", cli_member_status_name(17));
+	REQUIRE_INT(13, cli_format_hostport(buf, sizeof(buf), "10.1.2.3", 8301));
+	REQUIRE_STR("10.1.2.3:8301", buf);
 	cli_format_hostport(buf, sizeof(buf), "fe80::1", 7946);
-	CHECK_STR(buf, "[fe80::1]:7946");
-	return 0;
+	REQUIRE_STR("[fe80::1]:7946", buf);
 }
 
-static int test_table_render_pads_to_longest_plus_two(void)
+static void test_table_render_pads_to_longest_plus_two(void)
 {
 	const char *cells[] = { "A", "Bee", "C", "longer", "x", "z" };
 	char *t = cli_table_render(cells, 2, 3);
 
-	CHECK_STR(t, "A       Bee  C\nlonger  x    z\n");
+	REQUIRE_STR("A       Bee  C\nlonger  x    z\n", t);
 	free(t);
-	return 0;
 }
 
 /* ---- flags and addresses --------------------------------------------- */
 
-static int test_flags_accept_both_forms(void)
+static void test_flags_accept_both_forms(void)
 {
 	int det = 0, wan = 0, n = 0;
 	const char *st = NULL, *addr = NULL;
@@ -458,18 +417,17 @@ static int test_flags_accept_both_forms(void)
 	char *args[8], err[128] = "";
 	int r = cli_flags_parse(flags, 4, 8, argv, args, &n, err, sizeof(err));
 
-	CHECK_INT(r, 0);
-	CHECK_INT(det, 1);
-	CHECK_INT(wan, 0);
-	CHECK_STR(st, "alive");
-	CHECK_STR(addr, "1.2.3.4:1");
-	CHECK_INT(n, 2);
-	CHECK_STR(args[0], "one");
-	CHECK_STR(args[1], "-two");
-	return 0;
+	REQUIRE_INT(0, r);
+	REQUIRE_INT(1, det);
+	REQUIRE_INT(0, wan);
+	REQUIRE_STR("alive", st);
+	REQUIRE_STR("1.2.3.4:1", addr);
+	REQUIRE_INT(2, n);
+	REQUIRE_STR("one", args[0]);
+	REQUIRE_STR("-two", args[1]);
 }
 
-static int test_flags_report_errors_and_help(void)
+static void test_flags_report_errors_and_help(void)
 {
 	int b = 0, n = 0;
 	const char *s = NULL;
@@ -482,105 +440,100 @@ static int test_flags_report_errors_and_help(void)
 	     *h[] = { "-h" }, *empty[] = { "-s=" }, *bad[] = { "---x" };
 	char *args[4], err[128];
 
-	CHECK_INT(cli_flags_parse(flags, 2, 1, unknown, args, &n, err, 128),
-	          -1);
-	CHECK_STR(err, "flag provided but not defined: -nope");
-	CHECK_INT(cli_flags_parse(flags, 2, 2, missing, args, &n, err, 128),
-	          -1);
-	CHECK_STR(err, "flag needs an argument: -s");
-	CHECK_INT(cli_flags_parse(flags, 2, 1, badbool, args, &n, err, 128),
-	          -1);
-	CHECK_CONTAINS(err, "invalid boolean value \"maybe\" for -b");
-	CHECK_INT(cli_flags_parse(flags, 2, 2, help, args, &n, err, 128),
-	          CLI_FLAGS_HELP);
-	CHECK_INT(cli_flags_parse(flags, 2, 1, h, args, &n, err, 128),
-	          CLI_FLAGS_HELP);
-	CHECK_INT(cli_flags_parse(flags, 2, 1, empty, args, &n, err, 128), 0);
-	CHECK_STR(s, "");
-	CHECK_INT(cli_flags_parse(flags, 2, 1, bad, args, &n, err, 128), -1);
-	CHECK_CONTAINS(err, "bad flag syntax");
-	return 0;
+	REQUIRE_INT(-1,
+	            cli_flags_parse(flags, 2, 1, unknown, args, &n, err, 128));
+	REQUIRE_STR("flag provided but not defined: -nope", err);
+	REQUIRE_INT(-1,
+	            cli_flags_parse(flags, 2, 2, missing, args, &n, err, 128));
+	REQUIRE_STR("flag needs an argument: -s", err);
+	REQUIRE_INT(-1,
+	            cli_flags_parse(flags, 2, 1, badbool, args, &n, err, 128));
+	REQUIRE_HAS(err, "invalid boolean value \"maybe\" for -b");
+	REQUIRE_INT(CLI_FLAGS_HELP,
+	            cli_flags_parse(flags, 2, 2, help, args, &n, err, 128));
+	REQUIRE_INT(CLI_FLAGS_HELP,
+	            cli_flags_parse(flags, 2, 1, h, args, &n, err, 128));
+	REQUIRE_INT(0, cli_flags_parse(flags, 2, 1, empty, args, &n, err, 128));
+	REQUIRE_STR("", s);
+	REQUIRE_INT(-1, cli_flags_parse(flags, 2, 1, bad, args, &n, err, 128));
+	REQUIRE_HAS(err, "bad flag syntax");
 }
 
-static int test_http_addr_normalization(void)
+static void test_http_addr_normalization(void)
 {
 	char out[64], err[128];
 
-	CHECK_INT(cli_normalize_http_addr("http://127.0.0.1:8500/", out,
-	                                  sizeof(out), err, sizeof(err)),
-	          0);
-	CHECK_STR(out, "127.0.0.1:8500");
-	CHECK_INT(cli_normalize_http_addr("[::1]:8500", out, sizeof(out), err,
-	                                  sizeof(err)),
-	          0);
-	CHECK_STR(out, "[::1]:8500");
-	CHECK_INT(cli_normalize_http_addr("https://x:1", out, sizeof(out), err,
-	                                  sizeof(err)),
-	          -1);
-	CHECK_CONTAINS(err, "only http://");
-	CHECK_INT(cli_normalize_http_addr("http://", out, sizeof(out), err,
-	                                  sizeof(err)),
-	          -1);
-	return 0;
+	REQUIRE_INT(0,
+	            cli_normalize_http_addr("http://127.0.0.1:8500/", out,
+	                                    sizeof(out), err, sizeof(err)));
+	REQUIRE_STR("127.0.0.1:8500", out);
+	REQUIRE_INT(0,
+	            cli_normalize_http_addr("[::1]:8500", out, sizeof(out), err,
+	                                    sizeof(err)));
+	REQUIRE_STR("[::1]:8500", out);
+	REQUIRE_INT(-1,
+	            cli_normalize_http_addr("https://x:1", out, sizeof(out), err,
+	                                    sizeof(err)));
+	REQUIRE_HAS(err, "only http://");
+	REQUIRE_INT(-1,
+	            cli_normalize_http_addr("http://", out, sizeof(out), err,
+	                                    sizeof(err)));
 }
 
-static int test_default_http_addr_from_env(void)
+static void test_default_http_addr_from_env(void)
 {
 	unsetenv("RUMOR_HTTP_ADDR");
 	unsetenv("CONSUL_HTTP_ADDR");
-	CHECK_STR(cli_default_http_addr(), "127.0.0.1:8500");
+	REQUIRE_STR("127.0.0.1:8500", cli_default_http_addr());
 	setenv("CONSUL_HTTP_ADDR", "10.0.0.1:1", 1);
-	CHECK_STR(cli_default_http_addr(), "10.0.0.1:1");
+	REQUIRE_STR("10.0.0.1:1", cli_default_http_addr());
 	setenv("RUMOR_HTTP_ADDR", "10.0.0.2:2", 1);
-	CHECK_STR(cli_default_http_addr(), "10.0.0.2:2");
+	REQUIRE_STR("10.0.0.2:2", cli_default_http_addr());
 	unsetenv("RUMOR_HTTP_ADDR");
 	unsetenv("CONSUL_HTTP_ADDR");
-	return 0;
 }
 
-static int test_split_hostport(void)
+static void test_split_hostport(void)
 {
 	char h[64], p[8];
 
-	CHECK_INT(httpc_split_hostport("127.0.0.1:8500", h, 64, p, 8), 0);
-	CHECK_STR(h, "127.0.0.1");
-	CHECK_STR(p, "8500");
-	CHECK_INT(httpc_split_hostport("[::1]:80", h, 64, p, 8), 0);
-	CHECK_STR(h, "::1");
-	CHECK_INT(httpc_split_hostport("localhost", h, 64, p, 8), 0);
-	CHECK_STR(p, "80");
-	CHECK_INT(httpc_split_hostport("fe80::1", h, 64, p, 8), 0);
-	CHECK_STR(h, "fe80::1");
-	CHECK_INT(httpc_split_hostport("h:0", h, 64, p, 8), -1);
-	CHECK_INT(httpc_split_hostport("h:65536", h, 64, p, 8), -1);
-	CHECK_INT(httpc_split_hostport("h:8x", h, 64, p, 8), -1);
-	CHECK_INT(httpc_split_hostport(":80", h, 64, p, 8), -1);
-	CHECK_INT(httpc_split_hostport("[::1", h, 64, p, 8), -1);
-	CHECK_INT(httpc_split_hostport("[::1]x", h, 64, p, 8), -1);
-	CHECK_INT(httpc_split_hostport("", h, 64, p, 8), -1);
-	return 0;
+	REQUIRE_INT(0, httpc_split_hostport("127.0.0.1:8500", h, 64, p, 8));
+	REQUIRE_STR("127.0.0.1", h);
+	REQUIRE_STR("8500", p);
+	REQUIRE_INT(0, httpc_split_hostport("[::1]:80", h, 64, p, 8));
+	REQUIRE_STR("::1", h);
+	REQUIRE_INT(0, httpc_split_hostport("localhost", h, 64, p, 8));
+	REQUIRE_STR("80", p);
+	REQUIRE_INT(0, httpc_split_hostport("fe80::1", h, 64, p, 8));
+	REQUIRE_STR("fe80::1", h);
+	REQUIRE_INT(-1, httpc_split_hostport("h:0", h, 64, p, 8));
+	REQUIRE_INT(-1, httpc_split_hostport("h:65536", h, 64, p, 8));
+	REQUIRE_INT(-1, httpc_split_hostport("h:8x", h, 64, p, 8));
+	REQUIRE_INT(-1, httpc_split_hostport(":80", h, 64, p, 8));
+	REQUIRE_INT(-1, httpc_split_hostport("[::1", h, 64, p, 8));
+	REQUIRE_INT(-1, httpc_split_hostport("[::1]x", h, 64, p, 8));
+	REQUIRE_INT(-1, httpc_split_hostport("", h, 64, p, 8));
 }
 
-static int test_escape(void)
+static void test_escape(void)
 {
 	char buf[64];
 
-	CHECK_INT(httpc_escape(buf, sizeof(buf), "[::1]:8301",
-	                       HTTPC_ESCAPE_SEGMENT),
-	          14);
-	CHECK_STR(buf, "%5B::1%5D:8301");
+	REQUIRE_INT(14,
+	            httpc_escape(buf, sizeof(buf), "[::1]:8301",
+	                         HTTPC_ESCAPE_SEGMENT));
+	REQUIRE_STR("%5B::1%5D:8301", buf);
 	httpc_escape(buf, sizeof(buf), "a b/c?d", 0);
-	CHECK_STR(buf, "a%20b%2Fc%3Fd");
+	REQUIRE_STR("a%20b%2Fc%3Fd", buf);
 	httpc_escape(buf, sizeof(buf), "a/b", HTTPC_ESCAPE_KEEP_SLASH);
-	CHECK_STR(buf, "a/b");
-	CHECK_INT(httpc_escape(buf, 4, "%%%", 0), 9);
-	CHECK_STR(buf, "%25");
-	return 0;
+	REQUIRE_STR("a/b", buf);
+	REQUIRE_INT(9, httpc_escape(buf, 4, "%%%", 0));
+	REQUIRE_STR("%25", buf);
 }
 
 /* ---- httpc against a real server ------------------------------------- */
 
-static int test_httpc_content_length(void)
+static void test_httpc_content_length(void)
 {
 	struct fake f = { .nresp = 1 };
 	struct httpc_response r;
@@ -589,27 +542,26 @@ static int test_httpc_content_length(void)
 
 	f.resp[0] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 	            "X-Consul-Index: 42\r\nContent-Length: 5\r\n\r\nhello";
-	CHECK(fake_start(&f) == 0, "server did not start");
+	REQUIRE(fake_start(&f) == 0, "server did not start");
 	rc = httpc_request(f.addr, "PUT", "/v1/kv/a%20b?cas=0", "xyz", 3, &r,
 	                   err, sizeof(err));
 	fake_stop(&f);
-	CHECK(rc == 0, "request failed: %s", err);
-	CHECK_INT(r.status, 200);
-	CHECK_STR(r.reason, "OK");
-	CHECK_INT(r.body_len, 5);
-	CHECK_STR(r.body, "hello");
-	CHECK_STR(httpc_response_header(&r, "x-consul-index"), "42");
-	CHECK(httpc_response_header(&r, "X-Missing") == NULL,
-	      "unexpected header");
-	CHECK_CONTAINS(f.req[0], "PUT /v1/kv/a%20b?cas=0 HTTP/1.1\r\n");
-	CHECK_CONTAINS(f.req[0], "Connection: close\r\n");
-	CHECK_CONTAINS(f.req[0], "Content-Length: 3\r\n");
-	CHECK_CONTAINS(f.req[0], "\r\n\r\nxyz");
+	REQUIRE(rc == 0, "request failed: %s", err);
+	REQUIRE_INT(200, r.status);
+	REQUIRE_STR("OK", r.reason);
+	REQUIRE_INT(5, r.body_len);
+	REQUIRE_STR("hello", r.body);
+	REQUIRE_STR("42", httpc_response_header(&r, "x-consul-index"));
+	REQUIRE(httpc_response_header(&r, "X-Missing") == NULL,
+	        "unexpected header");
+	REQUIRE_HAS(f.req[0], "PUT /v1/kv/a%20b?cas=0 HTTP/1.1\r\n");
+	REQUIRE_HAS(f.req[0], "Connection: close\r\n");
+	REQUIRE_HAS(f.req[0], "Content-Length: 3\r\n");
+	REQUIRE_HAS(f.req[0], "\r\n\r\nxyz");
 	httpc_response_free(&r);
-	return 0;
 }
 
-static int test_httpc_chunked_split_across_reads(void)
+static void test_httpc_chunked_split_across_reads(void)
 {
 	struct fake f = { .nresp = 1 };
 	struct httpc_response r;
@@ -619,21 +571,20 @@ static int test_httpc_chunked_split_across_reads(void)
 	f.resp[0] = "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n"
 	            "\r\n7\r\nno such\r\n4\r\n key\r\n0\r\n\r\n";
 	f.split[0] = 60; /* cut inside the first chunk */
-	CHECK(fake_start(&f) == 0, "server did not start");
+	REQUIRE(fake_start(&f) == 0, "server did not start");
 	rc = httpc_request(f.addr, "GET", "/v1/kv/x", NULL, 0, &r, err,
 	                   sizeof(err));
 	fake_stop(&f);
-	CHECK(rc == 0, "request failed: %s", err);
-	CHECK_INT(r.status, 404);
-	CHECK_STR(r.body, "no such key");
-	CHECK_INT(r.body_len, 11);
-	CHECK(strstr(f.req[0], "Content-Length") == NULL,
-	      "GET sent a Content-Length: %s", f.req[0]);
+	REQUIRE(rc == 0, "request failed: %s", err);
+	REQUIRE_INT(404, r.status);
+	REQUIRE_STR("no such key", r.body);
+	REQUIRE_INT(11, r.body_len);
+	REQUIRE(strstr(f.req[0], "Content-Length") == NULL,
+	        "GET sent a Content-Length: %s", f.req[0]);
 	httpc_response_free(&r);
-	return 0;
 }
 
-static int test_httpc_body_until_close(void)
+static void test_httpc_body_until_close(void)
 {
 	struct fake f = { .nresp = 1 };
 	struct httpc_response r;
@@ -641,16 +592,15 @@ static int test_httpc_body_until_close(void)
 	int rc;
 
 	f.resp[0] = "HTTP/1.0 200 OK\r\n\r\nuntil the end";
-	CHECK(fake_start(&f) == 0, "server did not start");
+	REQUIRE(fake_start(&f) == 0, "server did not start");
 	rc = httpc_request(f.addr, "GET", "/", NULL, 0, &r, err, sizeof(err));
 	fake_stop(&f);
-	CHECK(rc == 0, "request failed: %s", err);
-	CHECK_STR(r.body, "until the end");
+	REQUIRE(rc == 0, "request failed: %s", err);
+	REQUIRE_STR("until the end", r.body);
 	httpc_response_free(&r);
-	return 0;
 }
 
-static int test_httpc_ipv6_loopback(void)
+static void test_httpc_ipv6_loopback(void)
 {
 	struct fake f = { .nresp = 1 };
 	struct httpc_response r;
@@ -660,54 +610,51 @@ static int test_httpc_ipv6_loopback(void)
 	f.resp[0] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nv6";
 	if (fake_start_family(&f, 1) != 0) {
 		printf("# skipped %s: no IPv6 loopback\n", __func__);
-		return 0;
+		return;
 	}
 	rc = httpc_request(f.addr, "GET", "/", NULL, 0, &r, err, sizeof(err));
 	fake_stop(&f);
-	CHECK(rc == 0, "request failed: %s", err);
-	CHECK_STR(r.body, "v6");
-	CHECK_CONTAINS(f.req[0], "Host: [::1]:");
+	REQUIRE(rc == 0, "request failed: %s", err);
+	REQUIRE_STR("v6", r.body);
+	REQUIRE_HAS(f.req[0], "Host: [::1]:");
 	httpc_response_free(&r);
-	return 0;
 }
 
-static int test_httpc_truncated_body_is_an_error(void)
+static void test_httpc_truncated_body_is_an_error(void)
 {
 	struct fake f = { .nresp = 1 };
 	struct httpc_response r;
 	char err[256] = "";
 
 	f.resp[0] = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort";
-	CHECK(fake_start(&f) == 0, "server did not start");
-	CHECK_INT(httpc_request(f.addr, "GET", "/", NULL, 0, &r, err,
-	                        sizeof(err)),
-	          -1);
+	REQUIRE(fake_start(&f) == 0, "server did not start");
+	REQUIRE_INT(-1,
+	            httpc_request(f.addr, "GET", "/", NULL, 0, &r, err,
+	                          sizeof(err)));
 	fake_stop(&f);
-	CHECK_CONTAINS(err, "unexpected EOF");
-	CHECK(r.body == NULL, "body left set after failure");
+	REQUIRE_HAS(err, "unexpected EOF");
+	REQUIRE(r.body == NULL, "body left set after failure");
 	httpc_response_free(&r);
-	return 0;
 }
 
-static int test_httpc_garbage_is_a_protocol_error(void)
+static void test_httpc_garbage_is_a_protocol_error(void)
 {
 	struct fake f = { .nresp = 1 };
 	struct httpc_response r;
 	char err[256] = "";
 
 	f.resp[0] = "SSH-2.0-OpenSSH_9.2\r\n";
-	CHECK(fake_start(&f) == 0, "server did not start");
-	CHECK_INT(httpc_request(f.addr, "GET", "/", NULL, 0, &r, err,
-	                        sizeof(err)),
-	          -1);
+	REQUIRE(fake_start(&f) == 0, "server did not start");
+	REQUIRE_INT(-1,
+	            httpc_request(f.addr, "GET", "/", NULL, 0, &r, err,
+	                          sizeof(err)));
 	fake_stop(&f);
-	CHECK_INT(r.error, HTTPC_E_PROTOCOL);
-	CHECK_CONTAINS(err, "malformed HTTP response");
+	REQUIRE_INT(HTTPC_E_PROTOCOL, r.error);
+	REQUIRE_HAS(err, "malformed HTTP response");
 	httpc_response_free(&r);
-	return 0;
 }
 
-static int test_httpc_body_limit(void)
+static void test_httpc_body_limit(void)
 {
 	struct fake f = { .nresp = 1 };
 	struct httpc_options o = { .max_body = 4 };
@@ -715,103 +662,98 @@ static int test_httpc_body_limit(void)
 	char err[256] = "";
 
 	f.resp[0] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789";
-	CHECK(fake_start(&f) == 0, "server did not start");
-	CHECK_INT(httpc_request_opts(f.addr, "GET", "/", NULL, 0, &o, &r, err,
-	                             sizeof(err)),
-	          -1);
+	REQUIRE(fake_start(&f) == 0, "server did not start");
+	REQUIRE_INT(-1,
+	            httpc_request_opts(f.addr, "GET", "/", NULL, 0, &o, &r, err,
+	                               sizeof(err)));
 	fake_stop(&f);
-	CHECK_INT(r.error, HTTPC_E_TOO_BIG);
+	REQUIRE_INT(HTTPC_E_TOO_BIG, r.error);
 	httpc_response_free(&r);
-	return 0;
 }
 
-static int test_httpc_timeout(void)
+static void test_httpc_timeout(void)
 {
 	struct fake f = { .nresp = 1, .hang = 1 };
 	struct httpc_options o = { .timeout_ms = 200 };
 	struct httpc_response r;
 	char err[256] = "";
 
-	CHECK(fake_start(&f) == 0, "server did not start");
-	CHECK_INT(httpc_request_opts(f.addr, "GET", "/", NULL, 0, &o, &r, err,
-	                             sizeof(err)),
-	          -1);
+	REQUIRE(fake_start(&f) == 0, "server did not start");
+	REQUIRE_INT(-1,
+	            httpc_request_opts(f.addr, "GET", "/", NULL, 0, &o, &r, err,
+	                               sizeof(err)));
 	fake_stop(&f);
-	CHECK_INT(r.error, HTTPC_E_TIMEOUT);
-	CHECK_CONTAINS(err, "i/o timeout");
+	REQUIRE_INT(HTTPC_E_TIMEOUT, r.error);
+	REQUIRE_HAS(err, "i/o timeout");
 	httpc_response_free(&r);
-	return 0;
 }
 
-static int test_httpc_connection_refused(void)
+static void test_httpc_connection_refused(void)
 {
 	struct httpc_response r;
 	char addr[64], want[96], err[256] = "";
 	int port = closed_port();
 
-	CHECK(port > 0, "no free port");
+	REQUIRE(port > 0, "no free port");
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	CHECK_INT(httpc_request(addr, "GET", "/", NULL, 0, &r, err,
-	                        sizeof(err)),
-	          -1);
+	REQUIRE_INT(-1,
+	            httpc_request(addr, "GET", "/", NULL, 0, &r, err,
+	                          sizeof(err)));
 	snprintf(want, sizeof(want), "dial tcp %s: connection refused", addr);
-	CHECK_STR(err, want);
-	CHECK_INT(r.error, HTTPC_E_CONNECT);
-	CHECK_INT(r.sys_errno, ECONNREFUSED);
+	REQUIRE_STR(want, err);
+	REQUIRE_INT(HTTPC_E_CONNECT, r.error);
+	REQUIRE_INT(ECONNREFUSED, r.sys_errno);
 	httpc_response_free(&r);
-	return 0;
 }
 
-static int test_httpc_rejects_bad_input(void)
+static void test_httpc_rejects_bad_input(void)
 {
 	struct httpc_response r;
 	char err[256] = "";
 
-	CHECK_INT(httpc_request("nohost:", "GET", "/", NULL, 0, &r, err,
-	                        sizeof(err)),
-	          -1);
-	CHECK_INT(r.error, HTTPC_E_ADDRESS);
-	CHECK_INT(httpc_request("127.0.0.1:1", "GET", "/a\r\nX: y", NULL, 0,
-	                        &r, err, sizeof(err)),
-	          -1);
-	CHECK_INT(r.error, HTTPC_E_REQUEST);
-	return 0;
+	REQUIRE_INT(-1,
+	            httpc_request("nohost:", "GET", "/", NULL, 0, &r, err,
+	                          sizeof(err)));
+	REQUIRE_INT(HTTPC_E_ADDRESS, r.error);
+	REQUIRE_INT(-1,
+	            httpc_request("127.0.0.1:1", "GET", "/a\r\nX: y", NULL, 0,
+	                          &r, err, sizeof(err)));
+	REQUIRE_INT(HTTPC_E_REQUEST, r.error);
 }
 
 /* ---- whole commands -------------------------------------------------- */
 
 static char members_response[sizeof(members_json) + 128];
 
-static int test_cmd_members_prints_table(void)
+static void test_cmd_members_prints_table(void)
 {
 	struct fake f = { .nresp = 1 };
 	struct run r = { 0 };
 
 	f.resp[0] = members_response;
-	CHECK(fake_start(&f) == 0, "server did not start");
+	REQUIRE(fake_start(&f) == 0, "server did not start");
 	{
 		const char *argv[] = { "members", "-http-addr", f.addr,
 			               "--token=s3cret" };
 		run_cli(&r, 4, argv);
 	}
 	fake_stop(&f);
-	CHECK_INT(r.rc, 0);
-	CHECK_STR(r.out, members_table);
-	CHECK_STR(r.err, "");
-	CHECK_CONTAINS(f.req[0], "GET /v1/agent/members HTTP/1.1\r\n");
-	CHECK_CONTAINS(f.req[0], "X-Consul-Token: s3cret\r\n");
+	REQUIRE_INT(0, r.rc);
+	REQUIRE_STR(members_table, r.out);
+	REQUIRE_STR("", r.err);
+	REQUIRE_HAS(f.req[0], "GET /v1/agent/members HTTP/1.1\r\n");
+	REQUIRE_HAS(f.req[0], "X-Consul-Token: s3cret\r\n");
 	run_free(&r);
-	return 0;
 }
 
-static int test_cmd_members_no_match_exits_2(void)
+static void test_cmd_members_no_match_exits_2(void)
 {
 	struct fake f = { .nresp = 1 };
 	struct run r = { 0 };
 	char flag[96];
 
 	f.resp[0] = members_response;
-	CHECK(fake_start(&f) == 0, "server did not start");
+	REQUIRE(fake_start(&f) == 0, "server did not start");
 	snprintf(flag, sizeof(flag), "-http-addr=http://%s", f.addr);
 	{
 		const char *argv[] = { "members", flag, "-status=leaving",
@@ -819,14 +761,13 @@ static int test_cmd_members_no_match_exits_2(void)
 		run_cli(&r, 4, argv);
 	}
 	fake_stop(&f);
-	CHECK_INT(r.rc, 2);
-	CHECK_STR(r.out, "");
-	CHECK_CONTAINS(f.req[0], "GET /v1/agent/members?wan=1 HTTP/1.1");
+	REQUIRE_INT(2, r.rc);
+	REQUIRE_STR("", r.out);
+	REQUIRE_HAS(f.req[0], "GET /v1/agent/members?wan=1 HTTP/1.1");
 	run_free(&r);
-	return 0;
 }
 
-static int test_cmd_members_json_format(void)
+static void test_cmd_members_json_format(void)
 {
 	struct fake f = { .nresp = 1 };
 	struct run r = { 0 };
@@ -834,26 +775,25 @@ static int test_cmd_members_json_format(void)
 	json_error_t e;
 
 	f.resp[0] = members_response;
-	CHECK(fake_start(&f) == 0, "server did not start");
+	REQUIRE(fake_start(&f) == 0, "server did not start");
 	{
 		const char *argv[] = { "members", "-http-addr", f.addr,
 			               "-format", "json", "-status", "left" };
 		run_cli(&r, 7, argv);
 	}
 	fake_stop(&f);
-	CHECK_INT(r.rc, 0);
+	REQUIRE_INT(0, r.rc);
 	back = json_loads(r.out, 0, &e);
-	CHECK(back != NULL && json_array_size(back) == 1,
-	      "bad JSON output: %s", r.out);
-	CHECK_STR(json_string_value(json_object_get(json_array_get(back, 0),
-	                                            "Name")),
-	          "db");
+	REQUIRE(back != NULL && json_array_size(back) == 1,
+	        "bad JSON output: %s", r.out);
+	REQUIRE_STR("db",
+	            json_string_value(json_object_get(json_array_get(back, 0),
+	                                              "Name")));
 	json_decref(back);
 	run_free(&r);
-	return 0;
 }
 
-static int test_cmd_members_bad_regex_and_format(void)
+static void test_cmd_members_bad_regex_and_format(void)
 {
 	struct run r = { 0 };
 	const char *a1[] = { "members", "-status", "(" };
@@ -862,31 +802,30 @@ static int test_cmd_members_bad_regex_and_format(void)
 	const char *a4[] = { "members", "-status" };
 
 	run_cli(&r, 3, a1);
-	CHECK_INT(r.rc, 1);
-	CHECK_CONTAINS(r.err, "invalid status regex");
+	REQUIRE_INT(1, r.rc);
+	REQUIRE_HAS(r.err, "invalid status regex");
 	run_free(&r);
 	run_cli(&r, 2, a2);
-	CHECK_INT(r.rc, 1);
-	CHECK_CONTAINS(r.err, "invalid -format \"yaml\"");
+	REQUIRE_INT(1, r.rc);
+	REQUIRE_HAS(r.err, "invalid -format \"yaml\"");
 	run_free(&r);
 	run_cli(&r, 2, a3);
-	CHECK_INT(r.rc, 1);
-	CHECK_CONTAINS(r.err, "flag provided but not defined: -bogus");
+	REQUIRE_INT(1, r.rc);
+	REQUIRE_HAS(r.err, "flag provided but not defined: -bogus");
 	run_free(&r);
 	run_cli(&r, 2, a4);
-	CHECK_INT(r.rc, 1);
-	CHECK_CONTAINS(r.err, "flag needs an argument: -status");
+	REQUIRE_INT(1, r.rc);
+	REQUIRE_HAS(r.err, "flag needs an argument: -status");
 	run_free(&r);
-	return 0;
 }
 
-static int test_cmd_agent_unreachable(void)
+static void test_cmd_agent_unreachable(void)
 {
 	struct run r = { 0 };
 	char addr[64], want[128];
 	int port = closed_port();
 
-	CHECK(port > 0, "no free port");
+	REQUIRE(port > 0, "no free port");
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
 	setenv("RUMOR_HTTP_ADDR", addr, 1);
 	{
@@ -894,15 +833,14 @@ static int test_cmd_agent_unreachable(void)
 		run_cli(&r, 1, argv);
 	}
 	unsetenv("RUMOR_HTTP_ADDR");
-	CHECK_INT(r.rc, 1);
+	REQUIRE_INT(1, r.rc);
 	snprintf(want, sizeof(want),
 	         "Error connecting to agent at %s: connection refused", addr);
-	CHECK_CONTAINS(r.err, want);
+	REQUIRE_HAS(r.err, want);
 	run_free(&r);
-	return 0;
 }
 
-static int test_cmd_join_counts_successes(void)
+static void test_cmd_join_counts_successes(void)
 {
 	struct fake f = { .nresp = 2 };
 	struct run r = { 0 };
@@ -910,26 +848,26 @@ static int test_cmd_join_counts_successes(void)
 	f.resp[0] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 	f.resp[1] = "HTTP/1.1 500 Internal Server Error\r\n"
 	            "Content-Length: 26\r\n\r\ndial tcp: no route to host";
-	CHECK(fake_start(&f) == 0, "server did not start");
+	REQUIRE(fake_start(&f) == 0, "server did not start");
 	{
 		const char *argv[] = { "join", "-http-addr", f.addr,
 			               "[::1]:8301", "-wan", "10.9.9.9" };
 		run_cli(&r, 6, argv);
 	}
 	fake_stop(&f);
-	CHECK_INT(r.rc, 0);
-	CHECK_STR(r.out,
-	          "Successfully joined cluster by contacting 1 nodes.\n");
-	CHECK_STR(r.err, "Error joining address '10.9.9.9': dial tcp: no "
-	                 "route to host\n");
-	CHECK_CONTAINS(f.req[0],
-	               "PUT /v1/agent/join/%5B::1%5D:8301?wan=1 HTTP/1.1");
-	CHECK_CONTAINS(f.req[1], "PUT /v1/agent/join/10.9.9.9?wan=1 HTTP/1.1");
+	REQUIRE_INT(0, r.rc);
+	REQUIRE_STR("Successfully joined cluster by contacting 1 nodes.\n",
+	            r.out);
+	REQUIRE_STR("Error joining address '10.9.9.9': dial tcp: no "
+	            "route to host\n",
+	            r.err);
+	REQUIRE_HAS(f.req[0],
+	            "PUT /v1/agent/join/%5B::1%5D:8301?wan=1 HTTP/1.1");
+	REQUIRE_HAS(f.req[1], "PUT /v1/agent/join/10.9.9.9?wan=1 HTTP/1.1");
 	run_free(&r);
-	return 0;
 }
 
-static int test_cmd_join_none_joined(void)
+static void test_cmd_join_none_joined(void)
 {
 	struct run r = { 0 };
 	char flag[64];
@@ -941,19 +879,18 @@ static int test_cmd_join_none_joined(void)
 		const char *argv[] = { "join", flag, "10.0.0.1" };
 		run_cli(&r, 3, argv);
 	}
-	CHECK_INT(r.rc, 1);
-	CHECK_CONTAINS(r.err, "Error joining address '10.0.0.1': ");
-	CHECK_CONTAINS(r.err, "connection refused");
-	CHECK_CONTAINS(r.err, "Failed to join any nodes.\n");
+	REQUIRE_INT(1, r.rc);
+	REQUIRE_HAS(r.err, "Error joining address '10.0.0.1': ");
+	REQUIRE_HAS(r.err, "connection refused");
+	REQUIRE_HAS(r.err, "Failed to join any nodes.\n");
 	run_free(&r);
 	run_cli(&r, 1, noargs);
-	CHECK_INT(r.rc, 1);
-	CHECK_CONTAINS(r.err, "At least one address");
+	REQUIRE_INT(1, r.rc);
+	REQUIRE_HAS(r.err, "At least one address");
 	run_free(&r);
-	return 0;
 }
 
-static int test_cmd_leave_and_force_leave(void)
+static void test_cmd_leave_and_force_leave(void)
 {
 	struct fake f = { .nresp = 2 };
 	struct run r = { 0 };
@@ -961,13 +898,13 @@ static int test_cmd_leave_and_force_leave(void)
 	f.resp[0] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 	f.resp[1] = "HTTP/1.1 500 Internal Server Error\r\n"
 	            "Content-Length: 20\r\n\r\nno such member: n/1\n";
-	CHECK(fake_start(&f) == 0, "server did not start");
+	REQUIRE(fake_start(&f) == 0, "server did not start");
 	{
 		const char *argv[] = { "leave", "-http-addr", f.addr };
 		run_cli(&r, 3, argv);
 	}
-	CHECK_INT(r.rc, 0);
-	CHECK_STR(r.out, "Graceful leave complete\n");
+	REQUIRE_INT(0, r.rc);
+	REQUIRE_STR("Graceful leave complete\n", r.out);
 	run_free(&r);
 	{
 		const char *argv[] = { "force-leave", "-prune", "-http-addr",
@@ -975,17 +912,17 @@ static int test_cmd_leave_and_force_leave(void)
 		run_cli(&r, 5, argv);
 	}
 	fake_stop(&f);
-	CHECK_INT(r.rc, 1);
-	CHECK_STR(r.err, "Error force leaving: Unexpected response code: 500 "
-	                 "(no such member: n/1)\n");
-	CHECK_CONTAINS(f.req[0], "PUT /v1/agent/leave HTTP/1.1");
-	CHECK_CONTAINS(f.req[1],
-	               "PUT /v1/agent/force-leave/n%2F1?prune HTTP/1.1");
+	REQUIRE_INT(1, r.rc);
+	REQUIRE_STR("Error force leaving: Unexpected response code: 500 "
+	            "(no such member: n/1)\n",
+	            r.err);
+	REQUIRE_HAS(f.req[0], "PUT /v1/agent/leave HTTP/1.1");
+	REQUIRE_HAS(f.req[1],
+	            "PUT /v1/agent/force-leave/n%2F1?prune HTTP/1.1");
 	run_free(&r);
-	return 0;
 }
 
-static int test_cmd_help_version_and_unknown(void)
+static void test_cmd_help_version_and_unknown(void)
 {
 	struct run r = { 0 };
 	const char *help[] = { "members", "-h" };
@@ -997,80 +934,41 @@ static int test_cmd_help_version_and_unknown(void)
 	FILE *f;
 
 	run_cli(&r, 2, help);
-	CHECK_INT(r.rc, 0);
-	CHECK_CONTAINS(r.out, "Usage: rumor members");
-	CHECK_CONTAINS(r.out, "-status=<regexp>");
-	CHECK_CONTAINS(r.out, "-http-addr=<address>");
+	REQUIRE_INT(0, r.rc);
+	REQUIRE_HAS(r.out, "Usage: rumor members");
+	REQUIRE_HAS(r.out, "-status=<regexp>");
+	REQUIRE_HAS(r.out, "-http-addr=<address>");
 	run_free(&r);
 	run_cli(&r, 2, fl);
-	CHECK_INT(r.rc, 0);
-	CHECK_CONTAINS(r.out, "-prune");
+	REQUIRE_INT(0, r.rc);
+	REQUIRE_HAS(r.out, "-prune");
 	run_free(&r);
 	run_cli(&r, 1, ver);
-	CHECK_INT(r.rc, 0);
-	CHECK_STR(r.out, "rumor v" RUMOR_VERSION "\nProtocol 2 spoken by "
-	                 "default, understands 2 to 5 (agent will "
-	                 "automatically use protocol >2 when speaking to "
-	                 "compatible agents)\n");
+	REQUIRE_INT(0, r.rc);
+	REQUIRE_STR("rumor v" RUMOR_VERSION "\nProtocol 2 spoken by "
+	            "default, understands 2 to 5 (agent will "
+	            "automatically use protocol >2 when speaking to "
+	            "compatible agents)\n",
+	            r.out);
 	run_free(&r);
 	run_cli(&r, 1, unk);
-	CHECK_INT(r.rc, 1);
-	CHECK_CONTAINS(r.err, "Unknown command: frobnicate");
+	REQUIRE_INT(1, r.rc);
+	REQUIRE_HAS(r.err, "Unknown command: frobnicate");
 	run_free(&r);
 	f = open_memstream(&u, &ul);
 	cli_usage(f);
 	fclose(f);
-	CHECK_CONTAINS(u, "    agent ");
-	CHECK_CONTAINS(u, "    force-leave ");
-	CHECK_CONTAINS(u, "    join ");
-	CHECK_CONTAINS(u, "    leave ");
-	CHECK_CONTAINS(u, "    members ");
-	CHECK_CONTAINS(u, "    version ");
+	REQUIRE_HAS(u, "    agent ");
+	REQUIRE_HAS(u, "    force-leave ");
+	REQUIRE_HAS(u, "    join ");
+	REQUIRE_HAS(u, "    leave ");
+	REQUIRE_HAS(u, "    members ");
+	REQUIRE_HAS(u, "    version ");
 	free(u);
-	return 0;
 }
 
 int main(void)
 {
-	static int (*const tests[])(void) = {
-		test_table_is_sorted_and_aligned,
-		test_detailed_shows_sorted_tags,
-		test_status_regex_filters,
-		test_invalid_regex_is_an_error,
-		test_select_rejects_non_array,
-		test_hostile_member_fields_do_not_break_rendering,
-		test_json_format_parses_back,
-		test_status_names_and_addresses,
-		test_table_render_pads_to_longest_plus_two,
-		test_flags_accept_both_forms,
-		test_flags_report_errors_and_help,
-		test_http_addr_normalization,
-		test_default_http_addr_from_env,
-		test_split_hostport,
-		test_escape,
-		test_httpc_content_length,
-		test_httpc_chunked_split_across_reads,
-		test_httpc_body_until_close,
-		test_httpc_ipv6_loopback,
-		test_httpc_truncated_body_is_an_error,
-		test_httpc_garbage_is_a_protocol_error,
-		test_httpc_body_limit,
-		test_httpc_timeout,
-		test_httpc_connection_refused,
-		test_httpc_rejects_bad_input,
-		test_cmd_members_prints_table,
-		test_cmd_members_no_match_exits_2,
-		test_cmd_members_json_format,
-		test_cmd_members_bad_regex_and_format,
-		test_cmd_agent_unreachable,
-		test_cmd_join_counts_successes,
-		test_cmd_join_none_joined,
-		test_cmd_leave_and_force_leave,
-		test_cmd_help_version_and_unknown,
-	};
-	size_t i, n = sizeof(tests) / sizeof(tests[0]);
-	int failed = 0;
-
 	unsetenv("RUMOR_HTTP_ADDR");
 	unsetenv("CONSUL_HTTP_ADDR");
 	unsetenv("RUMOR_HTTP_TOKEN");
@@ -1078,9 +976,39 @@ int main(void)
 	snprintf(members_response, sizeof(members_response),
 	         "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s",
 	         strlen(members_json), members_json);
-	for (i = 0; i < n; i++)
-		if (tests[i]() != 0)
-			failed++;
-	printf("%zu passed, %d failed\n", n - (size_t)failed, failed);
-	return failed ? 1 : 0;
+	RUN(test_table_is_sorted_and_aligned);
+	RUN(test_detailed_shows_sorted_tags);
+	RUN(test_status_regex_filters);
+	RUN(test_invalid_regex_is_an_error);
+	RUN(test_select_rejects_non_array);
+	RUN(test_hostile_member_fields_do_not_break_rendering);
+	RUN(test_json_format_parses_back);
+	RUN(test_status_names_and_addresses);
+	RUN(test_table_render_pads_to_longest_plus_two);
+	RUN(test_flags_accept_both_forms);
+	RUN(test_flags_report_errors_and_help);
+	RUN(test_http_addr_normalization);
+	RUN(test_default_http_addr_from_env);
+	RUN(test_split_hostport);
+	RUN(test_escape);
+	RUN(test_httpc_content_length);
+	RUN(test_httpc_chunked_split_across_reads);
+	RUN(test_httpc_body_until_close);
+	RUN(test_httpc_ipv6_loopback);
+	RUN(test_httpc_truncated_body_is_an_error);
+	RUN(test_httpc_garbage_is_a_protocol_error);
+	RUN(test_httpc_body_limit);
+	RUN(test_httpc_timeout);
+	RUN(test_httpc_connection_refused);
+	RUN(test_httpc_rejects_bad_input);
+	RUN(test_cmd_members_prints_table);
+	RUN(test_cmd_members_no_match_exits_2);
+	RUN(test_cmd_members_json_format);
+	RUN(test_cmd_members_bad_regex_and_format);
+	RUN(test_cmd_agent_unreachable);
+	RUN(test_cmd_join_counts_successes);
+	RUN(test_cmd_join_none_joined);
+	RUN(test_cmd_leave_and_force_leave);
+	RUN(test_cmd_help_version_and_unknown);
+	return check_exit_code();
 }

@@ -9,20 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                     \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "  FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fprintf(stderr, "\n");                               \
-			return -1;                                           \
-		}                                                            \
-	} while (0)
-
-#define CHECK_HAS(hay, needle)                                               \
-	CHECK(strstr((hay), (needle)) != NULL, "expected \"%s\" in:\n%s", (needle), (hay))
+#include "tests/unit/check.h"
 
 static const char *SELF =
 	"{\"Config\":{\"Datacenter\":\"dc1\",\"NodeName\":\"n1\",\"NodeID\":\"abc\","
@@ -43,80 +30,62 @@ static const char *METRICS =
 	"\"Counters\":[{\"Name\":\"rumor.memberlist.packets.sent\",\"Count\":10,\"Sum\":10,"
 	"\"Min\":1,\"Max\":1,\"Mean\":1,\"Stddev\":0,\"Labels\":{}}]}";
 
-static int test_info_has_sorted_sections_and_counts(void)
+static void test_info_has_sorted_sections_and_counts(void)
 {
 	json_t *self = json_loads(SELF, 0, NULL), *m = json_loads(METRICS, 0, NULL);
-	CHECK(self && m, "fixtures do not parse");
+	REQUIRE(self && m, "fixtures do not parse");
 	char *t = cli_ops_info_text(self, m, 2, -1);
-	CHECK(t != NULL, "NULL text");
-	CHECK(strncmp(t, "agent:\n", 7) == 0, "first section: %s", t);
-	CHECK_HAS(t, "\tnode_name = n1\n");
-	CHECK_HAS(t, "\tservices = 2\n");
-	CHECK(strstr(t, "checks =") == NULL, "unknown check count shown:\n%s", t);
-	CHECK_HAS(t, "build:\n\tprerelease = \n\trevision = rumor\n\tversion = 0.1.0\n");
-	CHECK_HAS(t, "\tmembers = 6\n");
-	CHECK_HAS(t, "\tfailed = 1\n");
-	CHECK_HAS(t, "\tencrypted = true\n");
-	CHECK_HAS(t, "\tpackets_sent = 10\n");
-	CHECK_HAS(t, "\tuptime_seconds = 1.250\n");
+	REQUIRE(t != NULL, "NULL text");
+	REQUIRE(strncmp(t, "agent:\n", 7) == 0, "first section: %s", t);
+	REQUIRE_HAS(t, "\tnode_name = n1\n");
+	REQUIRE_HAS(t, "\tservices = 2\n");
+	REQUIRE(strstr(t, "checks =") == NULL, "unknown check count shown:\n%s", t);
+	REQUIRE_HAS(t, "build:\n\tprerelease = \n\trevision = rumor\n\tversion = 0.1.0\n");
+	REQUIRE_HAS(t, "\tmembers = 6\n");
+	REQUIRE_HAS(t, "\tfailed = 1\n");
+	REQUIRE_HAS(t, "\tencrypted = true\n");
+	REQUIRE_HAS(t, "\tpackets_sent = 10\n");
+	REQUIRE_HAS(t, "\tuptime_seconds = 1.250\n");
 	/* keys sorted inside serf_lan */
 	const char *lan = strstr(t, "serf_lan:\n");
-	CHECK(lan != NULL, "no serf_lan");
-	CHECK(strstr(lan, "alive") < strstr(lan, "encrypted") &&
-		      strstr(lan, "encrypted") < strstr(lan, "members"),
-	      "serf_lan keys not sorted:\n%s", lan);
+	REQUIRE(lan != NULL, "no serf_lan");
+	REQUIRE(strstr(lan, "alive") < strstr(lan, "encrypted") &&
+		        strstr(lan, "encrypted") < strstr(lan, "members"),
+	        "serf_lan keys not sorted:\n%s", lan);
 	free(t);
 	json_decref(self);
 	json_decref(m);
-	return 0;
 }
 
-static int test_info_tolerates_missing_metrics(void)
+static void test_info_tolerates_missing_metrics(void)
 {
 	json_t *self = json_object(), *m = json_object();
 	char *t = cli_ops_info_text(self, m, -1, -1);
-	CHECK(t != NULL, "NULL text");
-	CHECK_HAS(t, "serf_lan:\n\talive = 0\n");
-	CHECK(strstr(t, "encrypted") == NULL, "encrypted shown without a keyring metric");
+	REQUIRE(t != NULL, "NULL text");
+	REQUIRE_HAS(t, "serf_lan:\n\talive = 0\n");
+	REQUIRE(strstr(t, "encrypted") == NULL, "encrypted shown without a keyring metric");
 	free(t);
 	json_decref(self);
 	json_decref(m);
-	return 0;
 }
 
-static int test_stream_reports_refused_connection(void)
+static void test_stream_reports_refused_connection(void)
 {
 	char err[300];
 	int r = cli_ops_stream("127.0.0.1:1", "/v1/agent/monitor", NULL, 2000, stdout, err,
 			       sizeof(err));
-	CHECK(r == -1, "expected -1, got %d", r);
-	CHECK_HAS(err, "Error connecting to agent at 127.0.0.1:1: connection refused");
+	REQUIRE(r == -1, "expected -1, got %d", r);
+	REQUIRE_HAS(err, "Error connecting to agent at 127.0.0.1:1: connection refused");
 	r = cli_ops_stream("127.0.0.1:1", "/bad path", NULL, 2000, stdout, err, sizeof(err));
-	CHECK(r == -1 && strstr(err, "invalid request path") != NULL, "bad path: %s", err);
+	REQUIRE(r == -1 && strstr(err, "invalid request path") != NULL, "bad path: %s", err);
 	r = cli_ops_stream("127.0.0.1:1", "/p", "tok\r\nX: y", 2000, stdout, err, sizeof(err));
-	CHECK(r == -1 && strstr(err, "-token") != NULL, "bad token: %s", err);
-	return 0;
+	REQUIRE(r == -1 && strstr(err, "-token") != NULL, "bad token: %s", err);
 }
 
 int main(void)
 {
-	struct {
-		const char *name;
-		int (*fn)(void);
-	} tests[] = {
-		{"info_has_sorted_sections_and_counts", test_info_has_sorted_sections_and_counts},
-		{"info_tolerates_missing_metrics", test_info_tolerates_missing_metrics},
-		{"stream_reports_refused_connection", test_stream_reports_refused_connection},
-	};
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (tests[i].fn() == 0) {
-			passed++;
-			printf("ok   %s\n", tests[i].name);
-		} else {
-			failed++;
-			printf("FAIL %s\n", tests[i].name);
-		}
-	}
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	RUN(test_info_has_sorted_sections_and_counts);
+	RUN(test_info_tolerates_missing_metrics);
+	RUN(test_stream_reports_refused_connection);
+	return check_exit_code();
 }

@@ -16,38 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int passed, failed;
-static int case_failed;
+#include "tests/unit/check.h"
+
 static char g_base[256];  /* temp dir for this run */
 static char g_data[300];  /* a data dir inside it */
-
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "  %s:%d: ", __func__, __LINE__);      \
-			fprintf(stderr, __VA_ARGS__);                          \
-			fputc('\n', stderr);                                   \
-			case_failed = 1;                                       \
-		}                                                              \
-	} while (0)
-
-static const char *or_null(const char *s)
-{
-	return s ? s : "(null)";
-}
-
-#define CHECK_STR(got, want)                                                   \
-	CHECK(or_null(got) == (got) && strcmp(or_null(got), (want)) == 0,      \
-	      "expected \"%s\", got \"%s\"", (want), or_null(got))
-
-#define CHECK_INT(got, want)                                                   \
-	CHECK((long long)(got) == (long long)(want), "expected %lld, got %lld", \
-	      (long long)(want), (long long)(got))
-
-#define CHECK_HAS(haystack, needle)                                            \
-	CHECK(strstr((haystack), (needle)) != NULL,                            \
-	      "expected message containing \"%s\", got \"%s\"", (needle),      \
-	      (haystack))
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -140,37 +112,37 @@ static void defaults_are_consuls(void)
 	char err[512], host[256] = "";
 
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, NULL);
-	CHECK_INT(rc, 0);
+	CHECK_INT(0, rc);
 	CHECK(err[0] == '\0', "unexpected error \"%s\"", err);
 	gethostname(host, sizeof(host));
-	CHECK_STR(c.node_name, host);
-	CHECK_STR(c.datacenter, "dc1");
-	CHECK_STR(c.domain, "consul.");
-	CHECK_STR(c.bind_addr, "0.0.0.0");
-	CHECK_STR(c.client_addr, "127.0.0.1");
+	CHECK_STR(host, c.node_name);
+	CHECK_STR("dc1", c.datacenter);
+	CHECK_STR("consul.", c.domain);
+	CHECK_STR("0.0.0.0", c.bind_addr);
+	CHECK_STR("127.0.0.1", c.client_addr);
 	CHECK(c.advertise_addr != NULL && strcmp(c.advertise_addr, "0.0.0.0"),
 	      "advertise should be a concrete address, got %s",
 	      c.advertise_addr ? c.advertise_addr : "(null)");
-	CHECK_INT(c.serf_lan_port, 8301);
-	CHECK_INT(c.http_port, 8500);
-	CHECK_INT(c.dns_port, 8600);
-	CHECK_STR(c.data_dir, g_data);
-	CHECK_INT(c.data_dir_is_temp, 0);
-	CHECK_INT(c.start_join.n, 0);
-	CHECK_INT(c.retry_join.n, 0);
-	CHECK_INT(c.retry_interval_ms, 30000);
-	CHECK_INT(c.retry_max, 0);
-	CHECK_INT(c.reconnect_timeout_ms, 72LL * 3600 * 1000);
-	CHECK_INT(c.rejoin_after_leave, 0);
-	CHECK_INT(c.dev, 0);
-	CHECK_INT(c.profile, RUMOR_CONFIG_PROFILE_LAN);
-	CHECK_INT(c.log_level, RUMOR_CONFIG_LOG_INFO);
-	CHECK_INT(c.leave_on_terminate, 1);
-	CHECK_INT(c.skip_leave_on_interrupt, 0);
-	CHECK_INT(c.encrypt_key_len, 0);
-	CHECK_INT(c.node_meta_n, 0);
+	CHECK_INT(8301, c.serf_lan_port);
+	CHECK_INT(8500, c.http_port);
+	CHECK_INT(8600, c.dns_port);
+	CHECK_STR(g_data, c.data_dir);
+	CHECK_INT(0, c.data_dir_is_temp);
+	CHECK_INT(0, c.start_join.n);
+	CHECK_INT(0, c.retry_join.n);
+	CHECK_INT(30000, c.retry_interval_ms);
+	CHECK_INT(0, c.retry_max);
+	CHECK_INT(72LL * 3600 * 1000, c.reconnect_timeout_ms);
+	CHECK_INT(0, c.rejoin_after_leave);
+	CHECK_INT(0, c.dev);
+	CHECK_INT(RUMOR_CONFIG_PROFILE_LAN, c.profile);
+	CHECK_INT(RUMOR_CONFIG_LOG_INFO, c.log_level);
+	CHECK_INT(1, c.leave_on_terminate);
+	CHECK_INT(0, c.skip_leave_on_interrupt);
+	CHECK_INT(0, c.encrypt_key_len);
+	CHECK_INT(0, c.node_meta_n);
 	CHECK(c.pid_file == NULL && c.log_file == NULL, "pid/log file set");
-	CHECK_INT(c.syslog, 0);
+	CHECK_INT(0, c.syslog);
 	rumor_config_free(&c);
 }
 
@@ -187,8 +159,8 @@ static void flag_accepts_all_four_forms(void)
 		char err[512];
 		int rc = parse(&c, err, sizeof(err), "-data-dir", g_data,
 			       forms[i][0], forms[i][1], NULL);
-		CHECK_INT(rc, 0);
-		CHECK_STR(c.node_name, "n1");
+		CHECK_INT(0, rc);
+		CHECK_STR("n1", c.node_name);
 		rumor_config_free(&c);
 	}
 }
@@ -199,9 +171,9 @@ static void value_may_contain_equals_and_dashes(void)
 	char err[512];
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta",
 		       "k:a=b", "-node", "-n-", NULL);
-	CHECK_INT(rc, 0);
-	CHECK_STR(rumor_config_meta_get(&c, "k"), "a=b");
-	CHECK_STR(c.node_name, "-n-");
+	CHECK_INT(0, rc);
+	CHECK_STR("a=b", rumor_config_meta_get(&c, "k"));
+	CHECK_STR("-n-", c.node_name);
 	rumor_config_free(&c);
 }
 
@@ -213,21 +185,21 @@ static void repeatable_flags_accumulate_in_order(void)
 		       "--join=b:8301", "-join", "[::1]:8301", "-retry-join",
 		       "x", "-retry-join=y", "-node-meta", "k1:v1",
 		       "-node-meta=k2:v2", NULL);
-	CHECK_INT(rc, 0);
-	CHECK_INT(c.start_join.n, 3);
+	CHECK_INT(0, rc);
+	CHECK_INT(3, c.start_join.n);
 	if (c.start_join.n == 3) {
-		CHECK_STR(c.start_join.items[0], "a");
-		CHECK_STR(c.start_join.items[1], "b:8301");
-		CHECK_STR(c.start_join.items[2], "[::1]:8301");
+		CHECK_STR("a", c.start_join.items[0]);
+		CHECK_STR("b:8301", c.start_join.items[1]);
+		CHECK_STR("[::1]:8301", c.start_join.items[2]);
 	}
-	CHECK_INT(c.retry_join.n, 2);
+	CHECK_INT(2, c.retry_join.n);
 	if (c.retry_join.n == 2) {
-		CHECK_STR(c.retry_join.items[0], "x");
-		CHECK_STR(c.retry_join.items[1], "y");
+		CHECK_STR("x", c.retry_join.items[0]);
+		CHECK_STR("y", c.retry_join.items[1]);
 	}
-	CHECK_INT(c.node_meta_n, 2);
-	CHECK_STR(rumor_config_meta_get(&c, "k1"), "v1");
-	CHECK_STR(rumor_config_meta_get(&c, "k2"), "v2");
+	CHECK_INT(2, c.node_meta_n);
+	CHECK_STR("v1", rumor_config_meta_get(&c, "k1"));
+	CHECK_STR("v2", rumor_config_meta_get(&c, "k2"));
 	rumor_config_free(&c);
 }
 
@@ -237,9 +209,9 @@ static void scalar_flags_last_one_wins(void)
 	char err[512];
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node", "a",
 		       "-node", "b", "-http-port", "1", "-http-port=-1", NULL);
-	CHECK_INT(rc, 0);
-	CHECK_STR(c.node_name, "b");
-	CHECK_INT(c.http_port, -1);
+	CHECK_INT(0, rc);
+	CHECK_STR("b", c.node_name);
+	CHECK_INT(-1, c.http_port);
 	rumor_config_free(&c);
 }
 
@@ -250,19 +222,19 @@ static void bool_flags_take_bare_and_explicit_forms(void)
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data,
 		       "-rejoin-after-leave", "-leave-on-terminate=false",
 		       "--skip-leave-on-interrupt=1", "--syslog", NULL);
-	CHECK_INT(rc, 0);
-	CHECK_INT(c.rejoin_after_leave, 1);
-	CHECK_INT(c.leave_on_terminate, 0);
-	CHECK_INT(c.skip_leave_on_interrupt, 1);
-	CHECK_INT(c.syslog, 1);
+	CHECK_INT(0, rc);
+	CHECK_INT(1, c.rejoin_after_leave);
+	CHECK_INT(0, c.leave_on_terminate);
+	CHECK_INT(1, c.skip_leave_on_interrupt);
+	CHECK_INT(1, c.syslog);
 	rumor_config_free(&c);
 
 	/* "-flag false" as two arguments, and a bare bool before another flag */
 	rc = parse(&c, err, sizeof(err), "-leave-on-terminate", "false",
 		   "-rejoin-after-leave", "-data-dir", g_data, NULL);
-	CHECK_INT(rc, 0);
-	CHECK_INT(c.leave_on_terminate, 0);
-	CHECK_INT(c.rejoin_after_leave, 1);
+	CHECK_INT(0, rc);
+	CHECK_INT(0, c.leave_on_terminate);
+	CHECK_INT(1, c.rejoin_after_leave);
 	rumor_config_free(&c);
 }
 
@@ -271,12 +243,12 @@ static void unknown_flag_is_named(void)
 	struct rumor_config c;
 	char err[512];
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-foo", NULL);
-	CHECK_INT(rc, -1);
-	CHECK_STR(err, "unknown flag -foo");
+	CHECK_INT(-1, rc);
+	CHECK_STR("unknown flag -foo", err);
 	rumor_config_free(&c);
 	rc = parse(&c, err, sizeof(err), "--foo=1", NULL);
-	CHECK_INT(rc, -1);
-	CHECK_STR(err, "unknown flag -foo");
+	CHECK_INT(-1, rc);
+	CHECK_STR("unknown flag -foo", err);
 	rumor_config_free(&c);
 }
 
@@ -285,11 +257,11 @@ static void missing_value_and_stray_argument_are_errors(void)
 	struct rumor_config c;
 	char err[512];
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node", NULL);
-	CHECK_INT(rc, -1);
-	CHECK_STR(err, "flag needs a value: -node");
+	CHECK_INT(-1, rc);
+	CHECK_STR("flag needs a value: -node", err);
 	rumor_config_free(&c);
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "stray", NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "unexpected argument \"stray\"");
 	rumor_config_free(&c);
 }
@@ -306,9 +278,9 @@ static int parse_help(void *arg)
 
 static void help_flag_returns_one(void)
 {
-	CHECK_INT(quietly(parse_help, "-h"), 1);
-	CHECK_INT(quietly(parse_help, "-help"), 1);
-	CHECK_INT(quietly(parse_help, "--help"), 1);
+	CHECK_INT(1, quietly(parse_help, "-h"));
+	CHECK_INT(1, quietly(parse_help, "-help"));
+	CHECK_INT(1, quietly(parse_help, "--help"));
 }
 
 static void usage_lists_every_flag(void)
@@ -379,10 +351,10 @@ static void duration_flags_fill_milliseconds(void)
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data,
 		       "-retry-interval", "1m30s", "-reconnect-timeout=8h",
 		       "-retry-max", "5", NULL);
-	CHECK_INT(rc, 0);
-	CHECK_INT(c.retry_interval_ms, 90000);
-	CHECK_INT(c.reconnect_timeout_ms, 8LL * 3600 * 1000);
-	CHECK_INT(c.retry_max, 5);
+	CHECK_INT(0, rc);
+	CHECK_INT(90000, c.retry_interval_ms);
+	CHECK_INT(8LL * 3600 * 1000, c.reconnect_timeout_ms);
+	CHECK_INT(5, c.retry_max);
 	rumor_config_free(&c);
 }
 
@@ -463,9 +435,10 @@ static void http_port_error_message_is_exact(void)
 	char err[512];
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-http-port",
 		       "abc", NULL);
-	CHECK_INT(rc, -1);
-	CHECK_STR(err, "invalid value for -http-port: \"abc\" "
-		       "(want a port 1-65535 or -1 to disable)");
+	CHECK_INT(-1, rc);
+	CHECK_STR("invalid value for -http-port: \"abc\" "
+		  "(want a port 1-65535 or -1 to disable)",
+		  err);
 	rumor_config_free(&c);
 }
 
@@ -475,7 +448,7 @@ static void error_message_escapes_control_characters(void)
 	char err[512];
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node",
 		       "a\nb", NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "\"a\\x0ab\"");
 	CHECK(strchr(err, '\n') == NULL, "newline leaked into \"%s\"", err);
 	rumor_config_free(&c);
@@ -490,24 +463,24 @@ static void disabled_ports_and_values_within_limits_pass(void)
 		       "-datacenter", "eu-west_1", "-domain", "Example.COM",
 		       "-log-level", "WARNING", "-profile", "WAN", "-bind", "::1",
 		       "-client", "0.0.0.0", NULL);
-	CHECK_INT(rc, 0);
-	CHECK_INT(c.http_port, -1);
-	CHECK_INT(c.dns_port, -1);
-	CHECK_INT(c.serf_lan_port, 65535);
-	CHECK_STR(c.datacenter, "eu-west_1");
-	CHECK_STR(c.domain, "example.com.");
-	CHECK_INT(c.log_level, RUMOR_CONFIG_LOG_WARN);
-	CHECK_INT(c.profile, RUMOR_CONFIG_PROFILE_WAN);
-	CHECK_STR(c.bind_addr, "::1");
-	CHECK_STR(c.advertise_addr, "::1");
+	CHECK_INT(0, rc);
+	CHECK_INT(-1, c.http_port);
+	CHECK_INT(-1, c.dns_port);
+	CHECK_INT(65535, c.serf_lan_port);
+	CHECK_STR("eu-west_1", c.datacenter);
+	CHECK_STR("example.com.", c.domain);
+	CHECK_INT(RUMOR_CONFIG_LOG_WARN, c.log_level);
+	CHECK_INT(RUMOR_CONFIG_PROFILE_WAN, c.profile);
+	CHECK_STR("::1", c.bind_addr);
+	CHECK_STR("::1", c.advertise_addr);
 	rumor_config_free(&c);
 
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-log-level",
 		   "Error", "-profile", "local", NULL);
-	CHECK_INT(rc, 0);
-	CHECK_INT(c.log_level, RUMOR_CONFIG_LOG_ERR);
-	CHECK_STR(rumor_config_log_level_name(c.log_level), "err");
-	CHECK_STR(rumor_config_profile_name(c.profile), "local");
+	CHECK_INT(0, rc);
+	CHECK_INT(RUMOR_CONFIG_LOG_ERR, c.log_level);
+	CHECK_STR("err", rumor_config_log_level_name(c.log_level));
+	CHECK_STR("local", rumor_config_profile_name(c.profile));
 	rumor_config_free(&c);
 }
 
@@ -517,13 +490,13 @@ static void advertise_follows_bind_unless_set(void)
 	char err[512];
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-bind",
 		       "10.1.2.3", NULL);
-	CHECK_INT(rc, 0);
-	CHECK_STR(c.advertise_addr, "10.1.2.3");
+	CHECK_INT(0, rc);
+	CHECK_STR("10.1.2.3", c.advertise_addr);
 	rumor_config_free(&c);
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-bind",
 		   "10.1.2.3", "-advertise", "192.0.2.7", NULL);
-	CHECK_INT(rc, 0);
-	CHECK_STR(c.advertise_addr, "192.0.2.7");
+	CHECK_INT(0, rc);
+	CHECK_STR("192.0.2.7", c.advertise_addr);
 	rumor_config_free(&c);
 }
 
@@ -534,16 +507,16 @@ static void encrypt_key_is_decoded(void)
 	/* 32 bytes 0x00..0x1f and 16 bytes of 'A' */
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-encrypt",
 		       "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", NULL);
-	CHECK_INT(rc, 0);
-	CHECK_INT(c.encrypt_key_len, 32);
+	CHECK_INT(0, rc);
+	CHECK_INT(32, c.encrypt_key_len);
 	for (int i = 0; i < 32; i++)
 		CHECK(c.encrypt_key[i] == i, "byte %d: expected %d, got %d", i,
 		      i, c.encrypt_key[i]);
 	rumor_config_free(&c);
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-encrypt",
 		   "QUFBQUFBQUFBQUFBQUFBQQ==", NULL);
-	CHECK_INT(rc, 0);
-	CHECK_INT(c.encrypt_key_len, 16);
+	CHECK_INT(0, rc);
+	CHECK_INT(16, c.encrypt_key_len);
 	CHECK(c.encrypt_key[15] == 'A', "expected 'A', got %d",
 	      c.encrypt_key[15]);
 	rumor_config_free(&c);
@@ -551,7 +524,7 @@ static void encrypt_key_is_decoded(void)
 	/* a bad key is not echoed into the message (it may be a near-secret) */
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-encrypt",
 		   "c2VjcmV0c2VjcmV0", NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "invalid value for -encrypt: (hidden)");
 	CHECK(strstr(err, "c2VjcmV0") == NULL, "key echoed in \"%s\"", err);
 	rumor_config_free(&c);
@@ -588,16 +561,16 @@ static void node_meta_enforces_consuls_limits(void)
 	}
 	argv[argc++] = "-node-meta=k0:again"; /* replaces, does not count */
 	int rc = rumor_config_parse(&c, argc, argv, err, sizeof(err));
-	CHECK_INT(rc, 0);
-	CHECK_INT(c.node_meta_n, 64);
-	CHECK_STR(rumor_config_meta_get(&c, "k0"), "again");
+	CHECK_INT(0, rc);
+	CHECK_INT(64, c.node_meta_n);
+	CHECK_STR("again", rumor_config_meta_get(&c, "k0"));
 	rumor_config_free(&c);
 
 	rumor_config_init(&c);
 	snprintf(pairs[64], sizeof(pairs[64]), "-node-meta=k64:v");
 	argv[argc - 1] = pairs[64];
 	rc = rumor_config_parse(&c, argc, argv, err, sizeof(err));
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "invalid value for -node-meta: \"k64:v\"");
 	CHECK_HAS(err, "at most 64");
 	rumor_config_free(&c);
@@ -605,14 +578,14 @@ static void node_meta_enforces_consuls_limits(void)
 	snprintf(arg, sizeof(arg), "%s:%s", key128, val512);
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta",
 		   arg, NULL);
-	CHECK_INT(rc, 0);
-	CHECK_STR(rumor_config_meta_get(&c, key128), val512);
+	CHECK_INT(0, rc);
+	CHECK_STR(val512, rumor_config_meta_get(&c, key128));
 	rumor_config_free(&c);
 
 	snprintf(arg, sizeof(arg), "%s:v", key129);
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta",
 		   arg, NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "-node-meta");
 	CHECK_HAS(err, "longer than 128");
 	rumor_config_free(&c);
@@ -620,23 +593,23 @@ static void node_meta_enforces_consuls_limits(void)
 	snprintf(arg, sizeof(arg), "k:%s", val513);
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta",
 		   arg, NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "-node-meta");
 	CHECK_HAS(err, "longer than 512");
 	rumor_config_free(&c);
 
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta",
 		   "consul-version:1", NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "reserved");
 	rumor_config_free(&c);
 
 	/* Consul: split at the first ':'; no ':' means an empty value */
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta",
 		   "a:b:c", "-node-meta", "flag", NULL);
-	CHECK_INT(rc, 0);
-	CHECK_STR(rumor_config_meta_get(&c, "a"), "b:c");
-	CHECK_STR(rumor_config_meta_get(&c, "flag"), "");
+	CHECK_INT(0, rc);
+	CHECK_STR("b:c", rumor_config_meta_get(&c, "a"));
+	CHECK_STR("", rumor_config_meta_get(&c, "flag"));
 	CHECK(rumor_config_meta_get(&c, "nope") == NULL, "unexpected key");
 	rumor_config_free(&c);
 }
@@ -673,35 +646,35 @@ static void file_values_apply_and_flags_override(void)
 		       "-config-file", path, "-data-dir", g_data, "-join", "j1",
 		       "-node-meta", "zone:b", "-log-level=warn", NULL);
 	CHECK(rc == 0, "expected 0, got %d (%s)", rc, err);
-	CHECK_STR(c.node_name, "from-flag");
-	CHECK_STR(c.datacenter, "east");
-	CHECK_INT(c.http_port, 9000);
-	CHECK_INT(c.dns_port, -1);
-	CHECK_INT(c.serf_lan_port, 7301);
-	CHECK_INT(c.start_join.n, 3);
+	CHECK_STR("from-flag", c.node_name);
+	CHECK_STR("east", c.datacenter);
+	CHECK_INT(9000, c.http_port);
+	CHECK_INT(-1, c.dns_port);
+	CHECK_INT(7301, c.serf_lan_port);
+	CHECK_INT(3, c.start_join.n);
 	if (c.start_join.n == 3) {
-		CHECK_STR(c.start_join.items[0], "f1");
-		CHECK_STR(c.start_join.items[1], "f2");
-		CHECK_STR(c.start_join.items[2], "j1");
+		CHECK_STR("f1", c.start_join.items[0]);
+		CHECK_STR("f2", c.start_join.items[1]);
+		CHECK_STR("j1", c.start_join.items[2]);
 	}
-	CHECK_INT(c.retry_join.n, 1);
-	CHECK_STR(rumor_config_meta_get(&c, "rack"), "r1");
-	CHECK_STR(rumor_config_meta_get(&c, "zone"), "b");
-	CHECK_INT(c.log_level, RUMOR_CONFIG_LOG_WARN);
-	CHECK_INT(c.retry_interval_ms, 5000);
-	CHECK_INT(c.reconnect_timeout_ms, 3600000);
-	CHECK_INT(c.retry_max, 3);
-	CHECK_INT(c.leave_on_terminate, 0);
-	CHECK_INT(c.rejoin_after_leave, 1);
-	CHECK_STR(c.bind_addr, "127.0.0.2");
-	CHECK_STR(c.advertise_addr, "127.0.0.2");
-	CHECK_STR(c.client_addr, "127.0.0.3");
-	CHECK_STR(c.domain, "rumor.");
-	CHECK_INT(c.profile, RUMOR_CONFIG_PROFILE_LOCAL);
-	CHECK_INT(c.syslog, 1);
-	CHECK_STR(c.pid_file, "/run/r.pid");
-	CHECK_INT(c.encrypt_key_len, 16);
-	CHECK_INT(c.sources_n, 1);
+	CHECK_INT(1, c.retry_join.n);
+	CHECK_STR("r1", rumor_config_meta_get(&c, "rack"));
+	CHECK_STR("b", rumor_config_meta_get(&c, "zone"));
+	CHECK_INT(RUMOR_CONFIG_LOG_WARN, c.log_level);
+	CHECK_INT(5000, c.retry_interval_ms);
+	CHECK_INT(3600000, c.reconnect_timeout_ms);
+	CHECK_INT(3, c.retry_max);
+	CHECK_INT(0, c.leave_on_terminate);
+	CHECK_INT(1, c.rejoin_after_leave);
+	CHECK_STR("127.0.0.2", c.bind_addr);
+	CHECK_STR("127.0.0.2", c.advertise_addr);
+	CHECK_STR("127.0.0.3", c.client_addr);
+	CHECK_STR("rumor.", c.domain);
+	CHECK_INT(RUMOR_CONFIG_PROFILE_LOCAL, c.profile);
+	CHECK_INT(1, c.syslog);
+	CHECK_STR("/run/r.pid", c.pid_file);
+	CHECK_INT(16, c.encrypt_key_len);
+	CHECK_INT(1, c.sources_n);
 	rumor_config_free(&c);
 	unlink(path);
 }
@@ -740,11 +713,11 @@ static void config_dir_loads_json_in_name_order(void)
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-dir",
 		       dir, NULL);
 	CHECK(rc == 0, "expected 0, got %d (%s)", rc, err);
-	CHECK_STR(c.node_name, "b");
-	CHECK_INT(c.start_join.n, 2);
+	CHECK_STR("b", c.node_name);
+	CHECK_INT(2, c.start_join.n);
 	if (c.start_join.n == 2) {
-		CHECK_STR(c.start_join.items[0], "a");
-		CHECK_STR(c.start_join.items[1], "b");
+		CHECK_STR("a", c.start_join.items[0]);
+		CHECK_STR("b", c.start_join.items[1]);
 	}
 	rumor_config_free(&c);
 
@@ -752,13 +725,13 @@ static void config_dir_loads_json_in_name_order(void)
 	temp_json(file, sizeof(file), "{\"node_name\": \"x\"}");
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-dir",
 		   dir, "-config-file", file, NULL);
-	CHECK_INT(rc, 0);
-	CHECK_STR(c.node_name, "x");
+	CHECK_INT(0, rc);
+	CHECK_STR("x", c.node_name);
 	rumor_config_free(&c);
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
 		   file, "-config-dir", dir, NULL);
-	CHECK_INT(rc, 0);
-	CHECK_STR(c.node_name, "b");
+	CHECK_INT(0, rc);
+	CHECK_STR("b", c.node_name);
 	rumor_config_free(&c);
 	unlink(file);
 	rm_rf(dir);
@@ -771,13 +744,13 @@ static void missing_config_sources_are_errors(void)
 	snprintf(p, sizeof(p), "%s/does-not-exist.json", g_base);
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
 		       p, NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, p);
 	CHECK_HAS(err, "No such file");
 	rumor_config_free(&c);
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-dir", p,
 		   NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "config dir");
 	CHECK_HAS(err, p);
 	rumor_config_free(&c);
@@ -790,7 +763,7 @@ static void unknown_key_names_key_and_file(void)
 	temp_json(path, sizeof(path), "{\"node_name\": \"a\", \"node_nam\": \"x\"}");
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
 		       path, NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, path);
 	CHECK_HAS(err, "unknown key \"node_nam\"");
 	rumor_config_free(&c);
@@ -799,7 +772,7 @@ static void unknown_key_names_key_and_file(void)
 	temp_json(path, sizeof(path), "{\"ports\": {\"htp\": 1}}");
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
 		   path, NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "unknown key \"ports.htp\"");
 	rumor_config_free(&c);
 	unlink(path);
@@ -837,7 +810,7 @@ static void wrong_type_names_key_file_and_type(void)
 		temp_json(path, sizeof(path), cases[i].json);
 		int rc = parse(&c, err, sizeof(err), "-data-dir", g_data,
 			       "-config-file", path, NULL);
-		CHECK_INT(rc, -1);
+		CHECK_INT(-1, rc);
 		CHECK_HAS(err, path);
 		CHECK_HAS(err, cases[i].want);
 		rumor_config_free(&c);
@@ -870,7 +843,7 @@ static void invalid_file_values_name_key_and_file(void)
 		temp_json(path, sizeof(path), cases[i].json);
 		int rc = parse(&c, err, sizeof(err), "-data-dir", g_data,
 			       "-config-file", path, NULL);
-		CHECK_INT(rc, -1);
+		CHECK_INT(-1, rc);
 		CHECK_HAS(err, path);
 		CHECK_HAS(err, cases[i].want);
 		rumor_config_free(&c);
@@ -885,7 +858,7 @@ static void syntax_error_reports_line(void)
 	temp_json(path, sizeof(path), "{\n  \"node_name\": \"a\",\n  oops\n}\n");
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
 		       path, NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	snprintf(want, sizeof(want), "config file %s: line 3: ", path);
 	CHECK_HAS(err, want);
 	rumor_config_free(&c);
@@ -894,7 +867,7 @@ static void syntax_error_reports_line(void)
 	temp_json(path, sizeof(path), "{\"node_name\": \"a\", \"node_name\": \"b\"}");
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
 		   path, NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "duplicate");
 	rumor_config_free(&c);
 	unlink(path);
@@ -908,7 +881,7 @@ static void data_dir_is_required_created_and_checked(void)
 	char err[512], p[512];
 
 	int rc = parse(&c, err, sizeof(err), NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "-data-dir is required");
 	rumor_config_free(&c);
 
@@ -924,14 +897,14 @@ static void data_dir_is_required_created_and_checked(void)
 	snprintf(p, sizeof(p), "%s/a-file", g_base);
 	write_file(p, "x");
 	rc = parse(&c, err, sizeof(err), "-data-dir", p, NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "invalid value for -data-dir: ");
 	CHECK_HAS(err, "not a directory");
 	rumor_config_free(&c);
 
 	snprintf(p, sizeof(p), "%s/a-file/below", g_base);
 	rc = parse(&c, err, sizeof(err), "-data-dir", p, NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "invalid value for -data-dir: ");
 	rumor_config_free(&c);
 
@@ -939,7 +912,7 @@ static void data_dir_is_required_created_and_checked(void)
 		snprintf(p, sizeof(p), "%s/readonly", g_base);
 		mkdir(p, 0500);
 		rc = parse(&c, err, sizeof(err), "-data-dir", p, NULL);
-		CHECK_INT(rc, -1);
+		CHECK_INT(-1, rc);
 		CHECK_HAS(err, "not writable");
 		rumor_config_free(&c);
 		chmod(p, 0700);
@@ -957,12 +930,12 @@ static void dev_mode_uses_loopback_and_a_temp_dir(void)
 	int rc = parse(&c, err, sizeof(err), "-dev", NULL);
 	CHECK(rc == 0, "expected 0, got %d (%s)", rc, err);
 	gethostname(host, sizeof(host));
-	CHECK_STR(c.node_name, host);
-	CHECK_INT(c.dev, 1);
-	CHECK_STR(c.bind_addr, "127.0.0.1");
-	CHECK_STR(c.advertise_addr, "127.0.0.1");
-	CHECK_STR(c.client_addr, "127.0.0.1");
-	CHECK_INT(c.data_dir_is_temp, 1);
+	CHECK_STR(host, c.node_name);
+	CHECK_INT(1, c.dev);
+	CHECK_STR("127.0.0.1", c.bind_addr);
+	CHECK_STR("127.0.0.1", c.advertise_addr);
+	CHECK_STR("127.0.0.1", c.client_addr);
+	CHECK_INT(1, c.data_dir_is_temp);
 	snprintf(prefix, sizeof(prefix), "%s/rumor-dev-", g_base);
 	CHECK(c.data_dir && strncmp(c.data_dir, prefix, strlen(prefix)) == 0 &&
 		      strlen(c.data_dir) == strlen(prefix) + 6,
@@ -976,7 +949,7 @@ static void dev_mode_uses_loopback_and_a_temp_dir(void)
 	/* A second -dev run gets a different directory. */
 	struct rumor_config c2;
 	rc = parse(&c2, err, sizeof(err), "-dev=true", NULL);
-	CHECK_INT(rc, 0);
+	CHECK_INT(0, rc);
 	CHECK(c.data_dir && c2.data_dir && strcmp(c.data_dir, c2.data_dir),
 	      "two -dev runs share %s", c.data_dir ? c.data_dir : "(null)");
 	if (c.data_dir)
@@ -989,17 +962,17 @@ static void dev_mode_uses_loopback_and_a_temp_dir(void)
 	/* Explicit settings beat -dev's defaults; an explicit dir is kept. */
 	rc = parse(&c, err, sizeof(err), "-dev", "-bind", "127.0.0.5",
 		   "-client=0.0.0.0", "-data-dir", g_data, NULL);
-	CHECK_INT(rc, 0);
-	CHECK_STR(c.bind_addr, "127.0.0.5");
-	CHECK_STR(c.advertise_addr, "127.0.0.5");
-	CHECK_STR(c.client_addr, "0.0.0.0");
-	CHECK_STR(c.data_dir, g_data);
-	CHECK_INT(c.data_dir_is_temp, 0);
+	CHECK_INT(0, rc);
+	CHECK_STR("127.0.0.5", c.bind_addr);
+	CHECK_STR("127.0.0.5", c.advertise_addr);
+	CHECK_STR("0.0.0.0", c.client_addr);
+	CHECK_STR(g_data, c.data_dir);
+	CHECK_INT(0, c.data_dir_is_temp);
 	rumor_config_free(&c);
 
 	/* -dev=false is not dev mode */
 	rc = parse(&c, err, sizeof(err), "-dev=false", NULL);
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "-data-dir is required");
 	rumor_config_free(&c);
 
@@ -1021,30 +994,30 @@ static void reload_rereads_files_and_keeps_flags(void)
 		  "{\"log_level\": \"debug\", \"node_meta\": {\"a\": \"1\"}}");
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
 		       path, "-node-meta", "f:flag", NULL);
-	CHECK_INT(rc, 0);
-	CHECK_INT(c.log_level, RUMOR_CONFIG_LOG_DEBUG);
+	CHECK_INT(0, rc);
+	CHECK_INT(RUMOR_CONFIG_LOG_DEBUG, c.log_level);
 
 	write_file(path, "{\"log_level\": \"err\", \"node_meta\": {\"b\": \"2\"}}");
 	rc = rumor_config_reload(&c, &r, err, sizeof(err));
 	CHECK(rc == 0, "expected 0, got %d (%s)", rc, err);
-	CHECK_INT(r.log_level, RUMOR_CONFIG_LOG_ERR);
+	CHECK_INT(RUMOR_CONFIG_LOG_ERR, r.log_level);
 	CHECK(rumor_config_meta_get(&r, "a") == NULL, "stale key a");
-	CHECK_STR(rumor_config_meta_get(&r, "b"), "2");
-	CHECK_STR(rumor_config_meta_get(&r, "f"), "flag");
-	CHECK_STR(r.data_dir, g_data);
-	CHECK_INT(r.data_dir_is_temp, 0);
+	CHECK_STR("2", rumor_config_meta_get(&r, "b"));
+	CHECK_STR("flag", rumor_config_meta_get(&r, "f"));
+	CHECK_STR(g_data, r.data_dir);
+	CHECK_INT(0, r.data_dir_is_temp);
 
 	/* reloading the reloaded config works too */
 	struct rumor_config r2;
 	rc = rumor_config_reload(&r, &r2, err, sizeof(err));
-	CHECK_INT(rc, 0);
-	CHECK_INT(r2.log_level, RUMOR_CONFIG_LOG_ERR);
+	CHECK_INT(0, rc);
+	CHECK_INT(RUMOR_CONFIG_LOG_ERR, r2.log_level);
 	rumor_config_free(&r2);
 	rumor_config_free(&r);
 
 	write_file(path, "{\"log_level\": \"loud\"}");
 	rc = rumor_config_reload(&c, &r, err, sizeof(err));
-	CHECK_INT(rc, -1);
+	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "invalid value for log_level");
 	rumor_config_free(&r);
 	rumor_config_free(&c);
@@ -1053,30 +1026,17 @@ static void reload_rereads_files_and_keeps_flags(void)
 	write_file(path, "{\"log_level\": \"err\"}");
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
 		   path, "-log-level", "trace", NULL);
-	CHECK_INT(rc, 0);
+	CHECK_INT(0, rc);
 	write_file(path, "{\"log_level\": \"warn\"}");
 	rc = rumor_config_reload(&c, &r, err, sizeof(err));
-	CHECK_INT(rc, 0);
-	CHECK_INT(r.log_level, RUMOR_CONFIG_LOG_TRACE);
+	CHECK_INT(0, rc);
+	CHECK_INT(RUMOR_CONFIG_LOG_TRACE, r.log_level);
 	rumor_config_free(&r);
 	rumor_config_free(&c);
 	unlink(path);
 }
 
 /* ---- driver ------------------------------------------------------------- */
-
-#define RUN(t)                                                                 \
-	do {                                                                   \
-		case_failed = 0;                                               \
-		t();                                                           \
-		if (case_failed) {                                             \
-			failed++;                                              \
-			fprintf(stderr, "FAIL %s\n", #t);                      \
-		} else {                                                       \
-			passed++;                                              \
-			printf("ok   %s\n", #t);                               \
-		}                                                              \
-	} while (0)
 
 int main(void)
 {
@@ -1122,6 +1082,5 @@ int main(void)
 	RUN(reload_rereads_files_and_keeps_flags);
 
 	rm_rf(g_base);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return check_exit_code();
 }

@@ -9,20 +9,7 @@
 
 #include "agent/catalog.h"
 #include "dns/dns.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                   \
-	do {                                                               \
-		if (cond) {                                                \
-			passed++;                                          \
-		} else {                                                   \
-			failed++;                                          \
-			printf("FAIL %s:%d: ", __func__, __LINE__);        \
-			printf(__VA_ARGS__);                               \
-			printf("\n");                                      \
-		}                                                          \
-	} while (0)
+#include "tests/unit/check.h"
 
 /* ---- a query builder ---- */
 
@@ -432,17 +419,16 @@ static void test_answers_are_shuffled_by_seed(void)
 
 int main(void)
 {
-	test_name_decode_plain_and_compressed();
-	test_name_decode_rejects_loops();
-	test_name_decode_limits();
-	test_query_parse_edns();
-	test_service_a_and_srv_with_additional();
-	test_negative_answers_carry_soa();
-	test_node_txt_and_apex();
-	test_udp_truncation_sets_tc_and_tcp_does_not();
-	test_udp_answer_capped_whatever_edns_asks();
-	test_malformed_gets_formerr_not_amplified();
-	test_answers_are_shuffled_by_seed();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	RUN(test_name_decode_plain_and_compressed);
+	RUN(test_name_decode_rejects_loops);
+	RUN(test_name_decode_limits);
+	RUN(test_query_parse_edns);
+	RUN(test_service_a_and_srv_with_additional);
+	RUN(test_negative_answers_carry_soa);
+	RUN(test_node_txt_and_apex);
+	RUN(test_udp_truncation_sets_tc_and_tcp_does_not);
+	RUN(test_udp_answer_capped_whatever_edns_asks);
+	RUN(test_malformed_gets_formerr_not_amplified);
+	RUN(test_answers_are_shuffled_by_seed);
+	return check_exit_code();
 }

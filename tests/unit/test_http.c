@@ -28,25 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                     \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "  FAIL %s:%d: ", __FILE__, __LINE__);      \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fprintf(stderr, "\n");                               \
-			return -1;                                           \
-		}                                                            \
-	} while (0)
-
-#define CHECK_INT(exp, act)                                                  \
-	CHECK((long)(exp) == (long)(act), "%s: expected %ld, got %ld", #act,  \
-	      (long)(exp), (long)(act))
-
-#define CHECK_HAS(hay, needle)                                               \
-	CHECK(strstr((hay), (needle)) != NULL, "expected to find \"%s\" in:\n%s", \
-	      (needle), (hay))
+#include "tests/unit/check.h"
 
 /* ------------------------------------------------------------------ */
 /* fixture: server + loop thread                                       */
@@ -163,10 +145,11 @@ static int fx_start(struct fx *f, const struct http_limits *lim)
 	char err[256];
 	f->loop = ev_loop_new(EVFLAG_AUTO);
 	f->srv = http_server_new(f->loop, lim, handler, f, err, sizeof(err));
-	CHECK(f->srv != NULL, "server_new: %s", err);
+	if (!CHECK(f->srv != NULL, "server_new: %s", err))
+		return -1;
 	int rc = http_server_listen(f->srv, "127.0.0.1", 0, &f->port, err, sizeof(err));
-	CHECK(rc == 0, "listen: %s", err);
-	CHECK(f->port != 0, "bound port is 0");
+	if (!CHECK(rc == 0, "listen: %s", err) || !CHECK(f->port != 0, "bound port is 0"))
+		return -1;
 	ev_async_init(&f->stop, stop_cb);
 	ev_async_start(f->loop, &f->stop);
 	ev_init(&f->defer_timer, defer_cb);
@@ -185,8 +168,8 @@ static int fx_stop(struct fx *f)
 	http_server_free(f->srv);
 	int left = leftover_watchers(f->loop);
 	ev_loop_destroy(f->loop);
-	CHECK_INT(0, left);
-	return 0;
+	CHECK_INT(0, left, "watchers left");
+	return left == 0 ? 0 : -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -305,127 +288,127 @@ static char resp[1 << 17];
 /* ------------------------------------------------------------------ */
 /* socket tests                                                        */
 
-static int test_get_query_flags_by_presence(void)
+static void test_get_query_flags_by_presence(void)
 {
 	struct fx f;
 	struct cli c;
 	if (fx_start(&f, NULL) < 0)
-		return -1;
-	CHECK_INT(0, cli_open(&c, f.port));
+		return;
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	cli_sends(&c, "GET /v1/kv/a%20b%2Fc?recurse&key=x+y%21&empty=&bad=%zz HTTP/1.1\r\n"
 	              "Host: x\r\nX-Test: hello\r\n\r\n");
 	int st = cli_response(&c, false, resp, sizeof(resp));
-	CHECK_INT(200, st);
-	CHECK_HAS(resp, "Content-Length: ");
-	CHECK_HAS(resp, "GET /v1/kv/a b/c\n");
-	CHECK_HAS(resp, "raw=/v1/kv/a%20b%2Fc\n");
-	CHECK_HAS(resp, "query=recurse&key=x+y%21&empty=&bad=%zz\n");
-	CHECK_HAS(resp, "p[recurse]=[]\n");
-	CHECK_HAS(resp, "p[key]=[x y!]\n");
-	CHECK_HAS(resp, "p[empty]=[]\n");
-	CHECK(strstr(resp, "p[bad]") == NULL, "malformed pair kept:\n%s", resp);
-	CHECK_HAS(resp, "nope=NULL\n");
-	CHECK_HAS(resp, "xtest=[hello]\n");
-	CHECK_HAS(resp, "remote=127.0.0.1:");
+	REQUIRE_INT(200, st);
+	REQUIRE_HAS(resp, "Content-Length: ");
+	REQUIRE_HAS(resp, "GET /v1/kv/a b/c\n");
+	REQUIRE_HAS(resp, "raw=/v1/kv/a%20b%2Fc\n");
+	REQUIRE_HAS(resp, "query=recurse&key=x+y%21&empty=&bad=%zz\n");
+	REQUIRE_HAS(resp, "p[recurse]=[]\n");
+	REQUIRE_HAS(resp, "p[key]=[x y!]\n");
+	REQUIRE_HAS(resp, "p[empty]=[]\n");
+	REQUIRE(strstr(resp, "p[bad]") == NULL, "malformed pair kept:\n%s", resp);
+	REQUIRE_HAS(resp, "nope=NULL\n");
+	REQUIRE_HAS(resp, "xtest=[hello]\n");
+	REQUIRE_HAS(resp, "remote=127.0.0.1:");
 	cli_close(&c);
-	return fx_stop(&f);
+	fx_stop(&f);
 }
 
-static int test_put_with_body(void)
+static void test_put_with_body(void)
 {
 	struct fx f;
 	struct cli c;
 	if (fx_start(&f, NULL) < 0)
-		return -1;
-	CHECK_INT(0, cli_open(&c, f.port));
+		return;
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	cli_sends(&c, "PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world");
-	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "PUT /v1/kv/k\n");
-	CHECK_HAS(resp, "bodylen=11\nbody=[hello world]\n");
+	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "PUT /v1/kv/k\n");
+	REQUIRE_HAS(resp, "bodylen=11\nbody=[hello world]\n");
 	cli_close(&c);
-	return fx_stop(&f);
+	fx_stop(&f);
 }
 
-static int test_keepalive_two_requests(void)
+static void test_keepalive_two_requests(void)
 {
 	struct fx f;
 	struct cli c;
 	if (fx_start(&f, NULL) < 0)
-		return -1;
-	CHECK_INT(0, cli_open(&c, f.port));
+		return;
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	cli_sends(&c, "GET /echo?n=1 HTTP/1.1\r\nHost: x\r\n\r\n");
-	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "p[n]=[1]");
-	CHECK(strstr(resp, "Connection: close") == NULL, "unexpected close:\n%s", resp);
+	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "p[n]=[1]");
+	REQUIRE(strstr(resp, "Connection: close") == NULL, "unexpected close:\n%s", resp);
 	cli_sends(&c, "GET /echo?n=2 HTTP/1.1\r\nHost: x\r\n\r\n");
-	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "p[n]=[2]");
+	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "p[n]=[2]");
 	cli_close(&c);
-	return fx_stop(&f);
+	fx_stop(&f);
 }
 
-static int test_pipelined_answered_in_order(void)
+static void test_pipelined_answered_in_order(void)
 {
 	struct fx f;
 	struct cli c;
 	if (fx_start(&f, NULL) < 0)
-		return -1;
-	CHECK_INT(0, cli_open(&c, f.port));
+		return;
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	/* the first one is deferred: the others must wait for it */
 	cli_sends(&c, "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n"
 	              "GET /echo?n=2 HTTP/1.1\r\nHost: x\r\n\r\n"
 	              "PUT /echo?n=3 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
 	              "GET /echo?n=4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "\r\n\r\ndeferred");
-	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "p[n]=[2]");
-	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "p[n]=[3]");
-	CHECK_HAS(resp, "body=[abc]");
-	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "p[n]=[4]");
-	CHECK_HAS(resp, "Connection: close\r\n");
-	CHECK(cli_sees_eof(&c, 2.0), "no EOF after Connection: close");
+	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "\r\n\r\ndeferred");
+	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "p[n]=[2]");
+	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "p[n]=[3]");
+	REQUIRE_HAS(resp, "body=[abc]");
+	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "p[n]=[4]");
+	REQUIRE_HAS(resp, "Connection: close\r\n");
+	REQUIRE(cli_sees_eof(&c, 2.0), "no EOF after Connection: close");
 	cli_close(&c);
-	return fx_stop(&f);
+	fx_stop(&f);
 }
 
-static int test_chunked_body(void)
+static void test_chunked_body(void)
 {
 	struct fx f;
 	struct cli c;
 	if (fx_start(&f, NULL) < 0)
-		return -1;
-	CHECK_INT(0, cli_open(&c, f.port));
+		return;
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	cli_sends(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 	              "5\r\nhello\r\n");
 	usleep(20000);
 	cli_sends(&c, "6\r\n world\r\n0\r\n\r\n");
-	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "bodylen=11\nbody=[hello world]\n");
+	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "bodylen=11\nbody=[hello world]\n");
 	cli_close(&c);
-	return fx_stop(&f);
+	fx_stop(&f);
 }
 
-static int test_body_over_limit_413_before_body(void)
+static void test_body_over_limit_413_before_body(void)
 {
 	struct fx f;
 	struct cli c;
 	struct http_limits lim = {.max_body_bytes = 1024};
 	if (fx_start(&f, &lim) < 0)
-		return -1;
-	CHECK_INT(0, cli_open(&c, f.port));
+		return;
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	/* headers only: the answer must come without the body being sent */
 	cli_sends(&c, "PUT /v1/kv/big HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n");
-	CHECK_INT(413, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "Request body(5000 bytes) too large, max size: 1024 bytes");
-	CHECK_HAS(resp, "Connection: close\r\n");
-	CHECK(cli_sees_eof(&c, 3.0), "no EOF after 413");
+	REQUIRE_INT(413, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "Request body(5000 bytes) too large, max size: 1024 bytes");
+	REQUIRE_HAS(resp, "Connection: close\r\n");
+	REQUIRE(cli_sees_eof(&c, 3.0), "no EOF after 413");
 	cli_close(&c);
 
 	/* chunked: no length up front, refused once the limit is passed */
-	CHECK_INT(0, cli_open(&c, f.port));
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	cli_sends(&c, "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
 	char chunk[700];
 	memset(chunk, 'a', sizeof(chunk));
@@ -434,20 +417,20 @@ static int test_body_over_limit_413_before_body(void)
 		cli_send(&c, chunk, sizeof(chunk));
 		cli_sends(&c, "\r\n");
 	}
-	CHECK_INT(413, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "too large, max size: 1024 bytes");
-	CHECK_INT(0, atomic_load(&f.handled));
+	REQUIRE_INT(413, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "too large, max size: 1024 bytes");
+	REQUIRE_INT(0, atomic_load(&f.handled));
 	cli_close(&c);
-	return fx_stop(&f);
+	fx_stop(&f);
 }
 
-static int test_header_over_limit_431(void)
+static void test_header_over_limit_431(void)
 {
 	struct fx f;
 	struct cli c;
 	if (fx_start(&f, NULL) < 0)
-		return -1;
-	CHECK_INT(0, cli_open(&c, f.port));
+		return;
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	size_t big = 70 * 1024;
 	char *req = malloc(big + 128);
 	int n = sprintf(req, "GET / HTTP/1.1\r\nX-Big: ");
@@ -456,98 +439,98 @@ static int test_header_over_limit_431(void)
 	n += sprintf(req + n, "\r\n\r\n");
 	cli_send(&c, req, (size_t)n);
 	free(req);
-	CHECK_INT(431, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_INT(0, atomic_load(&f.handled));
+	REQUIRE_INT(431, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_INT(0, atomic_load(&f.handled));
 	cli_close(&c);
-	return fx_stop(&f);
+	fx_stop(&f);
 }
 
-static int test_garbage_gets_400_and_close(void)
+static void test_garbage_gets_400_and_close(void)
 {
 	struct fx f;
 	struct cli c;
 	if (fx_start(&f, NULL) < 0)
-		return -1;
-	CHECK_INT(0, cli_open(&c, f.port));
+		return;
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	cli_send(&c, "\x01\x02 garbage\r\n\r\n", 14);
-	CHECK_INT(400, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "Connection: close\r\n");
-	CHECK(cli_sees_eof(&c, 3.0), "no EOF after 400");
+	REQUIRE_INT(400, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "Connection: close\r\n");
+	REQUIRE(cli_sees_eof(&c, 3.0), "no EOF after 400");
 	cli_close(&c);
-	return fx_stop(&f);
+	fx_stop(&f);
 }
 
-static int test_head_sends_no_body(void)
+static void test_head_sends_no_body(void)
 {
 	struct fx f;
 	struct cli c;
 	if (fx_start(&f, NULL) < 0)
-		return -1;
-	CHECK_INT(0, cli_open(&c, f.port));
+		return;
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	cli_sends(&c, "HEAD /echo HTTP/1.1\r\nHost: x\r\n\r\n");
-	CHECK_INT(200, cli_response(&c, true, resp, sizeof(resp)));
-	CHECK_HAS(resp, "Content-Length: ");
-	CHECK(strstr(resp, "Content-Length: 0\r\n") == NULL, "length should be the GET's:\n%s", resp);
+	REQUIRE_INT(200, cli_response(&c, true, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "Content-Length: ");
+	REQUIRE(strstr(resp, "Content-Length: 0\r\n") == NULL, "length should be the GET's:\n%s", resp);
 	/* the next response must start right after the HEAD's headers */
 	cli_sends(&c, "GET /hdr HTTP/1.1\r\nHost: x\r\n\r\n");
-	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "X-Consul-Index: 42\r\n");
-	CHECK_HAS(resp, "\r\n\r\nok");
+	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "X-Consul-Index: 42\r\n");
+	REQUIRE_HAS(resp, "\r\n\r\nok");
 	cli_close(&c);
-	return fx_stop(&f);
+	fx_stop(&f);
 }
 
-static int test_deferred_response_from_timer(void)
+static void test_deferred_response_from_timer(void)
 {
 	struct fx f;
 	struct cli c;
 	if (fx_start(&f, NULL) < 0)
-		return -1;
-	CHECK_INT(0, cli_open(&c, f.port));
+		return;
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	double t0 = now_s();
 	cli_sends(&c, "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n");
-	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK(now_s() - t0 >= 0.04, "answered too early: %.3f s", now_s() - t0);
-	CHECK_HAS(resp, "Content-Length: 8\r\n");
-	CHECK_HAS(resp, "\r\n\r\ndeferred");
+	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE(now_s() - t0 >= 0.04, "answered too early: %.3f s", now_s() - t0);
+	REQUIRE_HAS(resp, "Content-Length: 8\r\n");
+	REQUIRE_HAS(resp, "\r\n\r\ndeferred");
 	cli_close(&c);
-	return fx_stop(&f);
+	fx_stop(&f);
 }
 
-static int test_client_close_during_deferred_fires_close_cb(void)
+static void test_client_close_during_deferred_fires_close_cb(void)
 {
 	struct fx f;
 	struct cli c;
 	if (fx_start(&f, NULL) < 0)
-		return -1;
-	CHECK_INT(0, cli_open(&c, f.port));
+		return;
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	cli_sends(&c, "GET /hang HTTP/1.1\r\nHost: x\r\n\r\n");
-	CHECK(wait_for(&f.handled, 1, 2.0), "request never reached the handler");
+	REQUIRE(wait_for(&f.handled, 1, 2.0), "request never reached the handler");
 	cli_close(&c);
-	CHECK(wait_for(&f.close_fired, 1, 2.0), "close callback did not fire");
+	REQUIRE(wait_for(&f.close_fired, 1, 2.0), "close callback did not fire");
 	usleep(400000); /* the 300 ms timer fires and must find nothing */
-	CHECK_INT(1, atomic_load(&f.close_fired));
-	return fx_stop(&f);
+	REQUIRE_INT(1, atomic_load(&f.close_fired));
+	fx_stop(&f);
 }
 
-static int test_idle_timeout_closes(void)
+static void test_idle_timeout_closes(void)
 {
 	struct fx f;
 	struct cli c;
 	struct http_limits lim = {.idle_timeout_ms = 200};
 	if (fx_start(&f, &lim) < 0)
-		return -1;
+		return;
 	/* idle keep-alive connection after one request */
-	CHECK_INT(0, cli_open(&c, f.port));
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	cli_sends(&c, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
-	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
 	double t0 = now_s();
-	CHECK(cli_sees_eof(&c, 2.0), "idle connection not closed");
-	CHECK(now_s() - t0 >= 0.15, "closed too early: %.3f s", now_s() - t0);
+	REQUIRE(cli_sees_eof(&c, 2.0), "idle connection not closed");
+	REQUIRE(now_s() - t0 >= 0.15, "closed too early: %.3f s", now_s() - t0);
 	cli_close(&c);
 
 	/* slow loris: bytes keep trickling but the headers never complete */
-	CHECK_INT(0, cli_open(&c, f.port));
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	t0 = now_s();
 	cli_sends(&c, "GET / HTTP/1.1\r\n");
 	bool closed = false;
@@ -559,126 +542,124 @@ static int test_idle_timeout_closes(void)
 		if (poll(&pfd, 1, 0) > 0)
 			closed = true;
 	}
-	CHECK(closed || cli_sees_eof(&c, 0.5), "slow-loris connection still open");
-	CHECK(now_s() - t0 < 2.0, "slow loris lasted %.3f s (idle timeout 0.2 s)", now_s() - t0);
+	REQUIRE(closed || cli_sees_eof(&c, 0.5), "slow-loris connection still open");
+	REQUIRE(now_s() - t0 < 2.0, "slow loris lasted %.3f s (idle timeout 0.2 s)", now_s() - t0);
 	cli_close(&c);
-	return fx_stop(&f);
+	fx_stop(&f);
 }
 
-static int test_connection_close_and_http10(void)
+static void test_connection_close_and_http10(void)
 {
 	struct fx f;
 	struct cli c;
 	if (fx_start(&f, NULL) < 0)
-		return -1;
-	CHECK_INT(0, cli_open(&c, f.port));
+		return;
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	cli_sends(&c, "GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "Connection: keep-alive\r\n");
+	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "Connection: keep-alive\r\n");
 	cli_sends(&c, "GET /echo HTTP/1.0\r\n\r\n");
-	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "Connection: close\r\n");
-	CHECK(cli_sees_eof(&c, 2.0), "HTTP/1.0 without keep-alive stayed open");
+	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "Connection: close\r\n");
+	REQUIRE(cli_sees_eof(&c, 2.0), "HTTP/1.0 without keep-alive stayed open");
 	cli_close(&c);
 
-	CHECK_INT(0, cli_open(&c, f.port));
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	cli_sends(&c, "GET /echo HTTP/1.1\r\nConnection: close\r\n\r\n");
-	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "Connection: close\r\n");
-	CHECK(cli_sees_eof(&c, 2.0), "Connection: close not honoured");
+	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "Connection: close\r\n");
+	REQUIRE(cli_sees_eof(&c, 2.0), "Connection: close not honoured");
 	cli_close(&c);
-	return fx_stop(&f);
+	fx_stop(&f);
 }
 
-static int test_expect_100_continue(void)
+static void test_expect_100_continue(void)
 {
 	struct fx f;
 	struct cli c;
 	if (fx_start(&f, NULL) < 0)
-		return -1;
-	CHECK_INT(0, cli_open(&c, f.port));
+		return;
+	REQUIRE_INT(0, cli_open(&c, f.port));
 	cli_sends(&c, "PUT /echo HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
-	CHECK_INT(100, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_INT(100, cli_response(&c, false, resp, sizeof(resp)));
 	cli_sends(&c, "data");
-	CHECK_INT(200, cli_response(&c, false, resp, sizeof(resp)));
-	CHECK_HAS(resp, "body=[data]");
+	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "body=[data]");
 	cli_close(&c);
-	return fx_stop(&f);
+	fx_stop(&f);
 }
 
-static int test_max_conns_accept_then_close(void)
+static void test_max_conns_accept_then_close(void)
 {
 	struct fx f;
 	struct cli a, b, c;
 	struct http_limits lim = {.max_conns = 2};
 	if (fx_start(&f, &lim) < 0)
-		return -1;
-	CHECK_INT(0, cli_open(&a, f.port));
-	CHECK_INT(0, cli_open(&b, f.port));
+		return;
+	REQUIRE_INT(0, cli_open(&a, f.port));
+	REQUIRE_INT(0, cli_open(&b, f.port));
 	cli_sends(&a, "GET /echo HTTP/1.1\r\n\r\n");
 	cli_sends(&b, "GET /echo HTTP/1.1\r\n\r\n");
-	CHECK_INT(200, cli_response(&a, false, resp, sizeof(resp)));
-	CHECK_INT(200, cli_response(&b, false, resp, sizeof(resp)));
-	CHECK_INT(0, cli_open(&c, f.port));
-	CHECK(cli_sees_eof(&c, 2.0), "third connection not closed");
+	REQUIRE_INT(200, cli_response(&a, false, resp, sizeof(resp)));
+	REQUIRE_INT(200, cli_response(&b, false, resp, sizeof(resp)));
+	REQUIRE_INT(0, cli_open(&c, f.port));
+	REQUIRE(cli_sees_eof(&c, 2.0), "third connection not closed");
 	cli_close(&a);
 	cli_close(&b);
 	cli_close(&c);
-	return fx_stop(&f);
+	fx_stop(&f);
 }
 
-static int test_server_free_with_open_connections(void)
+static void test_server_free_with_open_connections(void)
 {
 	struct fx f;
 	struct cli a, b, c;
 	if (fx_start(&f, NULL) < 0)
-		return -1;
+		return;
 	char err[128];
 	uint16_t p6 = 0;
 	/* a second listener (IPv6 if the host has it) is freed too */
 	if (http_server_listen(f.srv, "[::1]", 0, &p6, err, sizeof(err)) != 0)
 		fprintf(stderr, "  note: no IPv6 listener: %s\n", err);
-	CHECK_INT(0, cli_open(&a, f.port)); /* idle */
-	CHECK_INT(0, cli_open(&b, f.port)); /* half a request */
+	REQUIRE_INT(0, cli_open(&a, f.port)); /* idle */
+	REQUIRE_INT(0, cli_open(&b, f.port)); /* half a request */
 	cli_sends(&b, "PUT /x HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
-	CHECK_INT(0, cli_open(&c, f.port)); /* deferred */
+	REQUIRE_INT(0, cli_open(&c, f.port)); /* deferred */
 	cli_sends(&c, "GET /hang HTTP/1.1\r\n\r\n");
-	CHECK(wait_for(&f.handled, 1, 2.0), "request never reached the handler");
+	REQUIRE(wait_for(&f.handled, 1, 2.0), "request never reached the handler");
 	if (fx_stop(&f) < 0)
-		return -1;
-	CHECK_INT(1, atomic_load(&f.close_fired));
-	CHECK(cli_sees_eof(&a, 1.0), "idle client not closed by free");
+		return;
+	REQUIRE_INT(1, atomic_load(&f.close_fired));
+	REQUIRE(cli_sees_eof(&a, 1.0), "idle client not closed by free");
 	cli_close(&a);
 	cli_close(&b);
 	cli_close(&c);
-	return 0;
 }
 
-static int test_listen_errors(void)
+static void test_listen_errors(void)
 {
 	char err[128];
 	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
 	struct http_server *s = http_server_new(loop, NULL, handler, NULL, err, sizeof(err));
-	CHECK(s != NULL, "server_new: %s", err);
+	REQUIRE(s != NULL, "server_new: %s", err);
 	int rc = http_server_listen(s, "not-an-ip", 0, NULL, err, sizeof(err));
-	CHECK_INT(-EINVAL, rc);
-	CHECK_HAS(err, "invalid IP address");
+	REQUIRE_INT(-EINVAL, rc);
+	REQUIRE_HAS(err, "invalid IP address");
 	uint16_t port = 0;
-	CHECK_INT(0, http_server_listen(s, "127.0.0.1", 0, &port, err, sizeof(err)));
+	REQUIRE_INT(0, http_server_listen(s, "127.0.0.1", 0, &port, err, sizeof(err)));
 	/* a second bind of the same port without SO_REUSEPORT fails */
 	rc = http_server_listen(s, "127.0.0.1", port, NULL, err, sizeof(err));
-	CHECK_INT(-EADDRINUSE, rc);
-	CHECK_HAS(err, "listen tcp 127.0.0.1:");
+	REQUIRE_INT(-EADDRINUSE, rc);
+	REQUIRE_HAS(err, "listen tcp 127.0.0.1:");
 	http_server_free(s);
-	CHECK_INT(0, leftover_watchers(loop));
+	REQUIRE_INT(0, leftover_watchers(loop));
 	ev_loop_destroy(loop);
-	return 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* sans-I/O parser                                                     */
 
-static int test_parser_byte_by_byte(void)
+static void test_parser_byte_by_byte(void)
 {
 	const char *msg = "POST /a%2Fb?x=1&y HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
 	                  "X-Long: v1\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /next HTTP/1.1\r\n\r\n";
@@ -691,29 +672,28 @@ static int test_parser_byte_by_byte(void)
 		if (r != HTTP_PARSE_MORE)
 			break;
 	}
-	CHECK_INT(HTTP_PARSE_DONE, r);
+	REQUIRE_INT(HTTP_PARSE_DONE, r);
 	const struct http_request *req = http_reqparser_request(p);
-	CHECK(req != NULL, "no request after DONE");
-	CHECK(strcmp(req->path, "/a/b") == 0, "path: expected /a/b, got %s", req->path);
-	CHECK(strcmp(req->method, "POST") == 0, "method: got %s", req->method);
-	CHECK(strcmp(http_query_get(req, "x"), "1") == 0, "x: got %s", http_query_get(req, "x"));
-	CHECK(strcmp(http_query_get(req, "y"), "") == 0, "y should be present and empty");
-	CHECK(http_query_get(req, "z") == NULL, "z should be absent");
-	CHECK(strcmp(http_header_get(req, "x-long"), "v1") == 0, "header x-long");
-	CHECK_INT(3, req->body_len);
-	CHECK(memcmp(req->body, "abc", 3) == 0, "body: got %.3s", req->body);
-	CHECK(req->keep_alive, "HTTP/1.1 should keep alive");
-	CHECK(strncmp(msg + off, "GET /next", 9) == 0, "consumed wrong count: rest=%s", msg + off);
+	REQUIRE(req != NULL, "no request after DONE");
+	REQUIRE(strcmp(req->path, "/a/b") == 0, "path: expected /a/b, got %s", req->path);
+	REQUIRE(strcmp(req->method, "POST") == 0, "method: got %s", req->method);
+	REQUIRE(strcmp(http_query_get(req, "x"), "1") == 0, "x: got %s", http_query_get(req, "x"));
+	REQUIRE(strcmp(http_query_get(req, "y"), "") == 0, "y should be present and empty");
+	REQUIRE(http_query_get(req, "z") == NULL, "z should be absent");
+	REQUIRE(strcmp(http_header_get(req, "x-long"), "v1") == 0, "header x-long");
+	REQUIRE_INT(3, req->body_len);
+	REQUIRE(memcmp(req->body, "abc", 3) == 0, "body: got %.3s", req->body);
+	REQUIRE(req->keep_alive, "HTTP/1.1 should keep alive");
+	REQUIRE(strncmp(msg + off, "GET /next", 9) == 0, "consumed wrong count: rest=%s", msg + off);
 	http_reqparser_reset(p);
 	r = http_reqparser_feed(p, msg + off, len - off, &used);
-	CHECK_INT(HTTP_PARSE_DONE, r);
-	CHECK_INT(len - off, used);
-	CHECK(strcmp(http_reqparser_request(p)->path, "/next") == 0, "second path");
+	REQUIRE_INT(HTTP_PARSE_DONE, r);
+	REQUIRE_INT(len - off, used);
+	REQUIRE(strcmp(http_reqparser_request(p)->path, "/next") == 0, "second path");
 	http_reqparser_free(p);
-	return 0;
 }
 
-static int test_parser_errors(void)
+static void test_parser_errors(void)
 {
 	struct {
 		const char *in;
@@ -734,49 +714,33 @@ static int test_parser_errors(void)
 		const char *msg = NULL;
 		int st = http_reqparser_error(p, &msg);
 		http_reqparser_free(p);
-		CHECK(r == HTTP_PARSE_ERROR && st == cases[i].status,
-		      "case %zu (%s): expected ERROR %d, got r=%d status=%d", i, cases[i].in,
-		      cases[i].status, r, st);
+		REQUIRE(r == HTTP_PARSE_ERROR && st == cases[i].status,
+		        "case %zu (%s): expected ERROR %d, got r=%d status=%d", i, cases[i].in,
+		        cases[i].status, r, st);
 	}
 	struct http_limits lim = {.max_headers = 2};
 	struct http_reqparser *p = http_reqparser_new(&lim);
 	size_t used;
 	const char *in = "GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n";
-	CHECK_INT(HTTP_PARSE_ERROR, http_reqparser_feed(p, in, strlen(in), &used));
-	CHECK_INT(431, http_reqparser_error(p, NULL));
+	REQUIRE_INT(HTTP_PARSE_ERROR, http_reqparser_feed(p, in, strlen(in), &used));
+	REQUIRE_INT(431, http_reqparser_error(p, NULL));
 	http_reqparser_free(p);
-	return 0;
 }
 
-static int test_percent_decode(void)
+static void test_percent_decode(void)
 {
 	char out[64];
-	CHECK_INT(4, http_percent_decode(out, "a%20b+", 6, false));
-	CHECK(strcmp(out, "a b+") == 0, "expected [a b+], got [%s]", out);
-	CHECK_INT(4, http_percent_decode(out, "a%2bb+", 6, true));
-	CHECK(strcmp(out, "a+b ") == 0, "expected [a+b ], got [%s]", out);
-	CHECK_INT(-1, http_percent_decode(out, "%", 1, false));
-	CHECK_INT(-1, http_percent_decode(out, "%4", 2, false));
-	CHECK_INT(-1, http_percent_decode(out, "%g0", 3, false));
-	CHECK_INT(-1, http_percent_decode(out, "%00", 3, false));
-	CHECK_INT(0, http_percent_decode(out, "", 0, false));
-	CHECK_INT(1, http_percent_decode(out, "%C3", 3, false));
-	return 0;
+	REQUIRE_INT(4, http_percent_decode(out, "a%20b+", 6, false));
+	REQUIRE(strcmp(out, "a b+") == 0, "expected [a b+], got [%s]", out);
+	REQUIRE_INT(4, http_percent_decode(out, "a%2bb+", 6, true));
+	REQUIRE(strcmp(out, "a+b ") == 0, "expected [a+b ], got [%s]", out);
+	REQUIRE_INT(-1, http_percent_decode(out, "%", 1, false));
+	REQUIRE_INT(-1, http_percent_decode(out, "%4", 2, false));
+	REQUIRE_INT(-1, http_percent_decode(out, "%g0", 3, false));
+	REQUIRE_INT(-1, http_percent_decode(out, "%00", 3, false));
+	REQUIRE_INT(0, http_percent_decode(out, "", 0, false));
+	REQUIRE_INT(1, http_percent_decode(out, "%C3", 3, false));
 }
-
-/* ------------------------------------------------------------------ */
-
-#define RUN(fn)                                                              \
-	do {                                                                 \
-		if (fn() == 0) {                                             \
-			passed++;                                            \
-			printf("ok   %s\n", #fn);                            \
-		} else {                                                     \
-			failed++;                                            \
-			printf("FAIL %s\n", #fn);                            \
-		}                                                            \
-		fflush(stdout);                                              \
-	} while (0)
 
 int main(void)
 {
@@ -800,6 +764,5 @@ int main(void)
 	RUN(test_expect_100_continue);
 	RUN(test_max_conns_accept_then_close);
 	RUN(test_server_free_with_open_connections);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed == 0 ? 0 : 1;
+	return check_exit_code();
 }

@@ -24,17 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                     \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "  FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fprintf(stderr, "\n");                               \
-			return -1;                                           \
-		}                                                            \
-	} while (0)
+#include "tests/unit/check.h"
 
 static struct ev_loop *loop;
 static struct http_server *srv;
@@ -161,104 +151,99 @@ static int send_str(int fd, const char *s)
 	return send(fd, s, strlen(s), 0) == (ssize_t)strlen(s) ? 0 : -1;
 }
 
-static int test_http11_stream_is_chunked_and_keeps_alive(void)
+static void test_http11_stream_is_chunked_and_keeps_alive(void)
 {
 	int fd = client();
-	CHECK(fd >= 0, "connect failed");
+	REQUIRE(fd >= 0, "connect failed");
 	nstatuses = 0;
 	send_str(fd, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
 	char buf[4096];
 	int eof;
 	size_t n = read_until(fd, buf, sizeof(buf), 0, "hello\n\r\n", &eof);
-	CHECK(strstr(buf, "Transfer-Encoding: chunked\r\n") != NULL, "no chunked header:\n%s", buf);
-	CHECK(strstr(buf, "world") == NULL, "second chunk came before its timer:\n%s", buf);
+	REQUIRE(strstr(buf, "Transfer-Encoding: chunked\r\n") != NULL, "no chunked header:\n%s", buf);
+	REQUIRE(strstr(buf, "world") == NULL, "second chunk came before its timer:\n%s", buf);
 	n = read_until(fd, buf, sizeof(buf), n, "0\r\n\r\n", &eof);
 	const char *body = strstr(buf, "\r\n\r\n");
-	CHECK(body != NULL, "no header end:\n%s", buf);
-	CHECK(strcmp(body + 4, "6\r\nhello\n\r\n6\r\nworld\n\r\n0\r\n\r\n") == 0,
-	      "chunked body: got '%s'", body + 4);
+	REQUIRE(body != NULL, "no header end:\n%s", buf);
+	REQUIRE(strcmp(body + 4, "6\r\nhello\n\r\n6\r\nworld\n\r\n0\r\n\r\n") == 0,
+	        "chunked body: got '%s'", body + 4);
 	/* the connection is still usable */
 	send_str(fd, "GET /plain HTTP/1.1\r\nHost: x\r\n\r\n");
 	n = read_until(fd, buf, sizeof(buf), 0, "nope\n", &eof);
-	CHECK(strstr(buf, "HTTP/1.1 404") != NULL, "keep-alive request failed:\n%s", buf);
-	CHECK(nstatuses == 2 && statuses[0] == 200 && statuses[1] == 404,
-	      "response hook: expected 200,404, got %d statuses (%d,%d)", nstatuses, statuses[0],
-	      statuses[1]);
-	CHECK(last_elapsed >= 0 && last_elapsed < 1000, "elapsed ms: got %f", last_elapsed);
+	REQUIRE(strstr(buf, "HTTP/1.1 404") != NULL, "keep-alive request failed:\n%s", buf);
+	REQUIRE(nstatuses == 2 && statuses[0] == 200 && statuses[1] == 404,
+	        "response hook: expected 200,404, got %d statuses (%d,%d)", nstatuses, statuses[0],
+	        statuses[1]);
+	REQUIRE(last_elapsed >= 0 && last_elapsed < 1000, "elapsed ms: got %f", last_elapsed);
 	close(fd);
-	return 0;
 }
 
-static int test_http10_stream_ends_with_close(void)
+static void test_http10_stream_ends_with_close(void)
 {
 	int fd = client();
-	CHECK(fd >= 0, "connect failed");
+	REQUIRE(fd >= 0, "connect failed");
 	send_str(fd, "GET /stream HTTP/1.0\r\n\r\n");
 	char buf[4096];
 	int eof;
 	read_until(fd, buf, sizeof(buf), 0, NULL, &eof);
-	CHECK(eof, "no EOF after a 1.0 stream");
-	CHECK(strstr(buf, "chunked") == NULL, "1.0 response must not be chunked:\n%s", buf);
+	REQUIRE(eof, "no EOF after a 1.0 stream");
+	REQUIRE(strstr(buf, "chunked") == NULL, "1.0 response must not be chunked:\n%s", buf);
 	const char *body = strstr(buf, "\r\n\r\n");
-	CHECK(body != NULL && strcmp(body + 4, "hello\nworld\n") == 0, "body: got '%s'",
-	      body ? body + 4 : buf);
+	REQUIRE(body != NULL && strcmp(body + 4, "hello\nworld\n") == 0, "body: got '%s'",
+	        body ? body + 4 : buf);
 	close(fd);
-	return 0;
 }
 
-static int test_client_leaving_fires_close_callback(void)
+static void test_client_leaving_fires_close_callback(void)
 {
 	int fd = client();
-	CHECK(fd >= 0, "connect failed");
+	REQUIRE(fd >= 0, "connect failed");
 	closes = 0;
 	send_str(fd, "GET /forever HTTP/1.1\r\nHost: x\r\n\r\n");
 	char buf[4096];
 	int eof;
 	read_until(fd, buf, sizeof(buf), 0, "tick\n", &eof);
-	CHECK(strstr(buf, "5\r\ntick\n\r\n") != NULL, "first chunk missing:\n%s", buf);
+	REQUIRE(strstr(buf, "5\r\ntick\n\r\n") != NULL, "first chunk missing:\n%s", buf);
 	size_t before = http_server_conn_count(srv);
 	close(fd);
 	double end = now_s() + 2;
 	while (closes == 0 && now_s() < end)
 		pump(0.005);
-	CHECK(closes == 1, "close callback: expected 1, got %d", closes);
-	CHECK(http_server_conn_count(srv) == before - 1, "conn not freed: %zu open",
-	      http_server_conn_count(srv));
-	return 0;
+	REQUIRE(closes == 1, "close callback: expected 1, got %d", closes);
+	REQUIRE(http_server_conn_count(srv) == before - 1, "conn not freed: %zu open",
+	        http_server_conn_count(srv));
 }
 
-static int test_slow_client_gets_enobufs(void)
+static void test_slow_client_gets_enobufs(void)
 {
 	int fd = client();
-	CHECK(fd >= 0, "connect failed");
+	REQUIRE(fd >= 0, "connect failed");
 	int small = 4096;
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 	enobufs = 0;
 	closes = 0;
 	send_str(fd, "GET /flood HTTP/1.1\r\nHost: x\r\n\r\n");
 	pump(0.05);
-	CHECK(enobufs == 1, "expected -ENOBUFS from a stream nobody reads");
+	REQUIRE(enobufs == 1, "expected -ENOBUFS from a stream nobody reads");
 	close(fd);
 	double end = now_s() + 2;
 	while (closes == 0 && now_s() < end)
 		pump(0.005);
-	CHECK(closes == 1, "close callback after flood: got %d", closes);
-	return 0;
+	REQUIRE(closes == 1, "close callback after flood: got %d", closes);
 }
 
-static int test_connection_close_stream_closes(void)
+static void test_connection_close_stream_closes(void)
 {
 	int fd = client();
-	CHECK(fd >= 0, "connect failed");
+	REQUIRE(fd >= 0, "connect failed");
 	send_str(fd, "GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
 	char buf[4096];
 	int eof;
 	read_until(fd, buf, sizeof(buf), 0, NULL, &eof);
-	CHECK(eof, "Connection: close stream did not close");
-	CHECK(strstr(buf, "Connection: close\r\n") != NULL, "no Connection: close:\n%s", buf);
-	CHECK(strstr(buf, "0\r\n\r\n") != NULL, "no last chunk:\n%s", buf);
+	REQUIRE(eof, "Connection: close stream did not close");
+	REQUIRE(strstr(buf, "Connection: close\r\n") != NULL, "no Connection: close:\n%s", buf);
+	REQUIRE(strstr(buf, "0\r\n\r\n") != NULL, "no last chunk:\n%s", buf);
 	close(fd);
-	return 0;
 }
 
 int main(void)
@@ -272,30 +257,14 @@ int main(void)
 	}
 	http_server_on_response(srv, on_response, NULL);
 	ev_timer_init(&later, later_cb, 0., 0.);
-	struct {
-		const char *name;
-		int (*fn)(void);
-	} tests[] = {
-		{"http11_stream_is_chunked_and_keeps_alive",
-		 test_http11_stream_is_chunked_and_keeps_alive},
-		{"http10_stream_ends_with_close", test_http10_stream_ends_with_close},
-		{"client_leaving_fires_close_callback", test_client_leaving_fires_close_callback},
-		{"slow_client_gets_enobufs", test_slow_client_gets_enobufs},
-		{"connection_close_stream_closes", test_connection_close_stream_closes},
-	};
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (tests[i].fn() == 0) {
-			passed++;
-			printf("ok   %s\n", tests[i].name);
-		} else {
-			failed++;
-			printf("FAIL %s\n", tests[i].name);
-		}
-	}
+	RUN(test_http11_stream_is_chunked_and_keeps_alive);
+	RUN(test_http10_stream_ends_with_close);
+	RUN(test_client_leaving_fires_close_callback);
+	RUN(test_slow_client_gets_enobufs);
+	RUN(test_connection_close_stream_closes);
 	pump(0.02);
 	http_server_free(srv);
 	ev_timer_stop(loop, &later);
 	ev_loop_destroy(loop);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return check_exit_code();
 }

@@ -12,18 +12,7 @@
 #include <string.h>
 
 #include "gossip/ident.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                              \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "  %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                                 \
-			fputc('\n', stderr);                                          \
-			failures++;                                                   \
-		}                                                                     \
-	} while (0)
+#include "tests/unit/check.h"
 
 static struct ml_addr addr4(uint8_t last, uint16_t port)
 {
@@ -126,12 +115,7 @@ static void test_random_against_model(void)
 
 int main(void)
 {
-	test_same_content_same_identity();
-	test_random_against_model();
-	if (failures) {
-		fprintf(stderr, "test_ident: %d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("test_ident: ok\n");
-	return 0;
+	RUN(test_same_content_same_identity);
+	RUN(test_random_against_model);
+	return check_exit_code();
 }

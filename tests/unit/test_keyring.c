@@ -14,41 +14,13 @@
 
 #include "gossip/keyring.h"
 #include "gossip/wire.h"
+#include "tests/unit/check.h"
 
 #ifndef RUMOR_FIXTURES
 #define RUMOR_FIXTURES "tests/fixtures"
 #endif
 #define ENC_DIR RUMOR_FIXTURES "/serf-0.8.2/encrypted"
 #define FIXTURE_KEY "hSaQNjSFS01hF4fSWL92xKJR8s+dG/4Y43Y6qmT/NnQ="
-
-static int failures, failed_here;
-
-#define CHECK(cond, ...)                                                              \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "  %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                                 \
-			fputc('\n', stderr);                                          \
-			failed_here++;                                                \
-		}                                                                     \
-	} while (0)
-#define CHECK_INT(exp, act, what)                                                   \
-	do {                                                                        \
-		long long e_ = (long long)(exp), a_ = (long long)(act);             \
-		CHECK(e_ == a_, "%s: expected %lld, got %lld", what, e_, a_);       \
-	} while (0)
-#define RUN(t)                                                           \
-	do {                                                             \
-		failed_here = 0;                                         \
-		t();                                                     \
-		if (failed_here) {                                       \
-			failures++;                                      \
-			printf("FAIL %s\n", #t);                         \
-		} else {                                                 \
-			passed++;                                        \
-			printf("ok   %s\n", #t);                         \
-		}                                                        \
-	} while (0)
 
 static uint8_t *load(const char *path, size_t *len)
 {
@@ -278,7 +250,6 @@ static void test_keyring_file_round_trip(void)
 
 int main(void)
 {
-	int passed = 0;
 	if (!keyring_available()) {
 		printf("no AES-NI: libsodium cannot do AES-256-GCM here; skipping\n");
 		printf("0 passed, 0 failed\n");
@@ -291,6 +262,5 @@ int main(void)
 	RUN(test_rotation_install_use_remove);
 	RUN(test_parse_refuses_aes128_and_junk);
 	RUN(test_keyring_file_round_trip);
-	printf("%d passed, %d failed\n", passed, failures);
-	return failures ? 1 : 0;
+	return check_exit_code();
 }

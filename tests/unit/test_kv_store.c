@@ -14,19 +14,7 @@
 #include "kv/hlc.h"
 #include "kv/repl.h"
 #include "kv/store.h"
-
-static int failed, passed;
-
-#define CHECK(cond, ...)                                                  \
-	do {                                                              \
-		if (!(cond)) {                                            \
-			printf("  FAIL %s:%d: ", __func__, __LINE__);      \
-			printf(__VA_ARGS__);                              \
-			printf("\n");                                     \
-			failed++;                                         \
-			return;                                           \
-		}                                                         \
-	} while (0)
+#include "tests/unit/check.h"
 
 static char tmpdir[256];
 
@@ -86,12 +74,11 @@ static void test_hlc_is_monotonic_when_wall_clock_steps_back(void)
 	uint64_t a = kv_hlc_next(&c, 1000);
 	uint64_t b = kv_hlc_next(&c, 1000);
 	uint64_t d = kv_hlc_next(&c, 500);
-	CHECK(b == a + 1, "expected counter bump %" PRIu64 ", got %" PRIu64, a + 1, b);
-	CHECK(d > b, "expected %" PRIu64 " > %" PRIu64, d, b);
-	CHECK(KV_HLC_MS(a) == 1000, "expected ms 1000, got %" PRId64, KV_HLC_MS(a));
+	REQUIRE(b == a + 1, "expected counter bump %" PRIu64 ", got %" PRIu64, a + 1, b);
+	REQUIRE(d > b, "expected %" PRIu64 " > %" PRIu64, d, b);
+	REQUIRE(KV_HLC_MS(a) == 1000, "expected ms 1000, got %" PRId64, KV_HLC_MS(a));
 	uint64_t e = kv_hlc_next(&c, 2000);
-	CHECK(e == kv_hlc_from_ms(2000), "expected a fresh ms with counter 0");
-	passed++;
+	REQUIRE(e == kv_hlc_from_ms(2000), "expected a fresh ms with counter 0");
 }
 
 static void test_hlc_observe_moves_past_remote(void)
@@ -99,8 +86,7 @@ static void test_hlc_observe_moves_past_remote(void)
 	struct kv_hlc c = {0};
 	kv_hlc_observe(&c, kv_hlc_from_ms(5000) + 7);
 	uint64_t n = kv_hlc_next(&c, 1000);
-	CHECK(n == kv_hlc_from_ms(5000) + 8, "expected remote+1, got %" PRIu64, n);
-	passed++;
+	REQUIRE(n == kv_hlc_from_ms(5000) + 8, "expected remote+1, got %" PRIu64, n);
 }
 
 static void test_record_roundtrip_and_order(void)
@@ -109,58 +95,56 @@ static void test_record_roundtrip_and_order(void)
 	r.flags = UINT64_MAX;
 	uint8_t buf[128];
 	uint8_t *end = kv_rec_encode(&r, buf);
-	CHECK((size_t)(end - buf) == kv_rec_size(&r), "size mismatch");
+	REQUIRE((size_t)(end - buf) == kv_rec_size(&r), "size mismatch");
 	const uint8_t *p = buf;
 	char err[128];
-	CHECK(kv_rec_decode(&p, end, &d, err, sizeof(err)) == 0, "decode: %s", err);
-	CHECK(d.hlc == 77 && d.flags == UINT64_MAX && d.value_len == 5 &&
-		      memcmp(d.value, "hello", 5) == 0 && d.node_len == 6,
-	      "fields differ after roundtrip");
+	REQUIRE(kv_rec_decode(&p, end, &d, err, sizeof(err)) == 0, "decode: %s", err);
+	REQUIRE(d.hlc == 77 && d.flags == UINT64_MAX && d.value_len == 5 &&
+		        memcmp(d.value, "hello", 5) == 0 && d.node_len == 6,
+	        "fields differ after roundtrip");
 	for (size_t cut = 0; cut < (size_t)(end - buf); cut++) {
 		p = buf;
-		CHECK(kv_rec_decode(&p, buf + cut, &d, err, sizeof(err)) < 0,
-		      "truncated at %zu accepted", cut);
+		REQUIRE(kv_rec_decode(&p, buf + cut, &d, err, sizeof(err)) < 0,
+		        "truncated at %zu accepted", cut);
 	}
 	struct kv_rec a = mkrec(10, "b", "x", false), b = mkrec(10, "a", "y", false),
 		      c = mkrec(11, "a", "z", false);
-	CHECK(kv_rec_cmp(&a, &b) > 0, "same hlc: larger node must win");
-	CHECK(kv_rec_cmp(&c, &a) > 0, "larger hlc must win");
-	CHECK(kv_rec_cmp(&a, &a) == 0, "equal versions compare 0");
-	passed++;
+	REQUIRE(kv_rec_cmp(&a, &b) > 0, "same hlc: larger node must win");
+	REQUIRE(kv_rec_cmp(&c, &a) > 0, "larger hlc must win");
+	REQUIRE(kv_rec_cmp(&a, &a) == 0, "equal versions compare 0");
 }
 
 static void test_store_persists_across_reopen(void)
 {
 	struct kv_store *s = open_store("persist");
-	CHECK(s != NULL, "open");
-	CHECK(put(s, "a/1", mkrec(100, "n1", "one", false)) == 0, "put");
-	CHECK(put(s, "a/2", mkrec(101, "n1", "two", false)) == 0, "put");
+	REQUIRE(s != NULL, "open");
+	REQUIRE(put(s, "a/1", mkrec(100, "n1", "one", false)) == 0, "put");
+	REQUIRE(put(s, "a/2", mkrec(101, "n1", "two", false)) == 0, "put");
 	uint64_t d0 = 0;
 	for (int i = 0; i < KV_BUCKETS; i++)
 		d0 += kv_store_digest(s)[i] * (uint64_t)(i + 1);
 	kv_store_close(s);
 	s = open_store("persist");
-	CHECK(s != NULL, "reopen");
+	REQUIRE(s != NULL, "reopen");
 	struct kv_rec r;
-	CHECK(kv_store_get(s, true, "a/2", 3, &r) == 1, "a/2 missing after reopen");
-	CHECK(r.value_len == 3 && memcmp(r.value, "two", 3) == 0, "wrong value after reopen");
+	REQUIRE(kv_store_get(s, true, "a/2", 3, &r) == 1, "a/2 missing after reopen");
+	REQUIRE(r.value_len == 3 && memcmp(r.value, "two", 3) == 0, "wrong value after reopen");
 	uint64_t d1 = 0;
 	for (int i = 0; i < KV_BUCKETS; i++)
 		d1 += kv_store_digest(s)[i] * (uint64_t)(i + 1);
-	CHECK(d0 == d1, "digest rebuilt at open differs: %" PRIu64 " vs %" PRIu64, d0, d1);
+	REQUIRE(d0 == d1, "digest rebuilt at open differs: %" PRIu64 " vs %" PRIu64, d0, d1);
 	uint64_t live, tombs;
 	kv_store_counts(s, &live, &tombs);
-	CHECK(live == 2 && tombs == 0, "expected 2 live 0 tombs, got %" PRIu64 " %" PRIu64, live,
-	      tombs);
+	REQUIRE(live == 2 && tombs == 0, "expected 2 live 0 tombs, got %" PRIu64 " %" PRIu64, live,
+	        tombs);
 	kv_store_close(s);
-	passed++;
 }
 
 static void test_abort_restores_digest_and_data(void)
 {
 	struct kv_store *s = open_store("abort");
-	CHECK(s != NULL, "open");
-	CHECK(put(s, "k", mkrec(5, "n", "v", false)) == 0, "put");
+	REQUIRE(s != NULL, "open");
+	REQUIRE(put(s, "k", mkrec(5, "n", "v", false)) == 0, "put");
 	uint64_t before[KV_BUCKETS];
 	memcpy(before, kv_store_digest(s), sizeof(before));
 	struct kv_rec r = mkrec(6, "n", "w", false);
@@ -168,18 +152,17 @@ static void test_abort_restores_digest_and_data(void)
 	kv_store_put(s, "k", 1, &r);
 	kv_store_put(s, "j", 1, &r);
 	kv_store_abort(s);
-	CHECK(memcmp(before, kv_store_digest(s), sizeof(before)) == 0, "digest not restored");
+	REQUIRE(memcmp(before, kv_store_digest(s), sizeof(before)) == 0, "digest not restored");
 	struct kv_rec g;
-	CHECK(kv_store_get(s, true, "j", 1, &g) == 0, "aborted key visible");
-	CHECK(kv_store_get(s, true, "k", 1, &g) == 1 && g.hlc == 5, "aborted write visible");
+	REQUIRE(kv_store_get(s, true, "j", 1, &g) == 0, "aborted key visible");
+	REQUIRE(kv_store_get(s, true, "k", 1, &g) == 1 && g.hlc == 5, "aborted write visible");
 	kv_store_close(s);
-	passed++;
 }
 
 static void test_purge_drops_only_old_tombstones(void)
 {
 	struct kv_store *s = open_store("purge");
-	CHECK(s != NULL, "open");
+	REQUIRE(s != NULL, "open");
 	put(s, "old", mkrec(kv_hlc_from_ms(1000), "n", NULL, true));
 	put(s, "new", mkrec(kv_hlc_from_ms(900000), "n", NULL, true));
 	put(s, "live", mkrec(kv_hlc_from_ms(1000), "n", "v", false));
@@ -187,13 +170,12 @@ static void test_purge_drops_only_old_tombstones(void)
 	int n = kv_store_purge(s, 500000);
 	char err[128];
 	kv_store_commit(s, err, sizeof(err));
-	CHECK(n == 1, "expected 1 purged, got %d", n);
+	REQUIRE(n == 1, "expected 1 purged, got %d", n);
 	struct kv_rec r;
-	CHECK(kv_store_get(s, true, "old", 3, &r) == 0, "old tombstone kept");
-	CHECK(kv_store_get(s, true, "new", 3, &r) == 1, "recent tombstone purged");
-	CHECK(kv_store_get(s, true, "live", 4, &r) == 1, "live key purged");
+	REQUIRE(kv_store_get(s, true, "old", 3, &r) == 0, "old tombstone kept");
+	REQUIRE(kv_store_get(s, true, "new", 3, &r) == 1, "recent tombstone purged");
+	REQUIRE(kv_store_get(s, true, "live", 4, &r) == 1, "live key purged");
 	kv_store_close(s);
-	passed++;
 }
 
 static int count_cb(void *ud, const char *k, size_t kl, const struct kv_rec *r)
@@ -261,7 +243,7 @@ static long exchange(struct kv_store *a, struct kv_store *b)
 static void test_sync_converges_and_moves_only_differences(void)
 {
 	struct kv_store *a = open_store("sa"), *b = open_store("sb");
-	CHECK(a && b, "open");
+	REQUIRE(a && b, "open");
 	char key[32], val[32];
 	kv_store_begin(a);
 	kv_store_begin(b);
@@ -276,8 +258,8 @@ static void test_sync_converges_and_moves_only_differences(void)
 	kv_store_commit(a, err, sizeof(err));
 	kv_store_commit(b, err, sizeof(err));
 	long equal = exchange(a, b);
-	CHECK(equal > 0 && equal < 4 * 1024 + 64,
-	      "equal replicas should move ~2 KiB each way, moved %ld", equal);
+	REQUIRE(equal > 0 && equal < 4 * 1024 + 64,
+	        "equal replicas should move ~2 KiB each way, moved %ld", equal);
 	/* differences on both sides, and a concurrent write: larger node wins */
 	put(a, "only-a", mkrec(5000, "n1", "A", false));
 	put(b, "only-b", mkrec(5001, "n2", "B", false));
@@ -285,24 +267,23 @@ static void test_sync_converges_and_moves_only_differences(void)
 	put(b, "cfg/00007", mkrec(6000, "n2", "from-n2", false));
 	put(b, "cfg/00008", mkrec(6001, "n2", NULL, true));
 	long diff = exchange(a, b);
-	CHECK(diff > 0, "exchange failed");
-	CHECK(memcmp(kv_store_digest(a), kv_store_digest(b), KV_BUCKETS * 8) == 0,
-	      "digests differ after one exchange");
+	REQUIRE(diff > 0, "exchange failed");
+	REQUIRE(memcmp(kv_store_digest(a), kv_store_digest(b), KV_BUCKETS * 8) == 0,
+	        "digests differ after one exchange");
 	struct kv_rec r;
-	CHECK(kv_store_get(a, true, "only-b", 6, &r) == 1, "a lacks only-b");
-	CHECK(kv_store_get(b, true, "only-a", 6, &r) == 1, "b lacks only-a");
-	CHECK(kv_store_get(a, true, "cfg/00007", 9, &r) == 1 && r.value_len == 7 &&
-		      memcmp(r.value, "from-n2", 7) == 0,
-	      "concurrent write: n2 (larger name) must win on a");
-	CHECK(kv_store_get(a, true, "cfg/00008", 9, &r) == 1 && r.tomb, "tombstone not spread");
+	REQUIRE(kv_store_get(a, true, "only-b", 6, &r) == 1, "a lacks only-b");
+	REQUIRE(kv_store_get(b, true, "only-a", 6, &r) == 1, "b lacks only-a");
+	REQUIRE(kv_store_get(a, true, "cfg/00007", 9, &r) == 1 && r.value_len == 7 &&
+		        memcmp(r.value, "from-n2", 7) == 0,
+	        "concurrent write: n2 (larger name) must win on a");
+	REQUIRE(kv_store_get(a, true, "cfg/00008", 9, &r) == 1 && r.tomb, "tombstone not spread");
 	/* 4 or 5 buckets of ~8 records differ: far less than the 2000-key store */
-	CHECK(diff < 20000, "difference of 5 keys moved %ld bytes", diff);
+	REQUIRE(diff < 20000, "difference of 5 keys moved %ld bytes", diff);
 	int n = 0;
 	kv_store_scan(a, true, "", 0, count_cb, &n);
-	CHECK(n == 2002, "expected 2002 records on a, got %d", n);
+	REQUIRE(n == 2002, "expected 2002 records on a, got %d", n);
 	kv_store_close(a);
 	kv_store_close(b);
-	passed++;
 }
 
 static void test_gossip_messages_roundtrip_and_reject_junk(void)
@@ -311,18 +292,17 @@ static void test_gossip_messages_roundtrip_and_reject_junk(void)
 	struct kv_rec r = mkrec(99, "nodeX", "val", false);
 	struct kv_msg m;
 	char err[128];
-	CHECK(kv_msg_encode_set(&b, "a/b", 3, &r) == 0, "encode");
-	CHECK(kv_msg_decode(b.p, b.len, &m, err, sizeof(err)) == 0, "decode: %s", err);
-	CHECK(m.type == KV_MSG_SET && m.key_len == 3 && m.rec.hlc == 99, "fields");
+	REQUIRE(kv_msg_encode_set(&b, "a/b", 3, &r) == 0, "encode");
+	REQUIRE(kv_msg_decode(b.p, b.len, &m, err, sizeof(err)) == 0, "decode: %s", err);
+	REQUIRE(m.type == KV_MSG_SET && m.key_len == 3 && m.rec.hlc == 99, "fields");
 	for (size_t cut = 0; cut < b.len; cut++)
-		CHECK(kv_msg_decode(b.p, cut, &m, err, sizeof(err)) < 0, "cut %zu accepted", cut);
-	CHECK(kv_msg_encode_announce(&b, "big", 3, &r) == 0, "encode announce");
-	CHECK(kv_msg_decode(b.p, b.len, &m, err, sizeof(err)) == 0, "announce: %s", err);
-	CHECK(m.type == KV_MSG_ANNOUNCE && m.hlc == 99 && m.size == 3, "announce fields");
+		REQUIRE(kv_msg_decode(b.p, cut, &m, err, sizeof(err)) < 0, "cut %zu accepted", cut);
+	REQUIRE(kv_msg_encode_announce(&b, "big", 3, &r) == 0, "encode announce");
+	REQUIRE(kv_msg_decode(b.p, b.len, &m, err, sizeof(err)) == 0, "announce: %s", err);
+	REQUIRE(m.type == KV_MSG_ANNOUNCE && m.hlc == 99 && m.size == 3, "announce fields");
 	uint8_t junk[] = {0x80, 0xff, 0xff, 1, 2};
-	CHECK(kv_msg_decode(junk, sizeof(junk), &m, err, sizeof(err)) < 0, "junk accepted");
+	REQUIRE(kv_msg_decode(junk, sizeof(junk), &m, err, sizeof(err)) < 0, "junk accepted");
 	kv_buf_free(&b);
-	passed++;
 }
 
 int main(void)
@@ -331,15 +311,14 @@ int main(void)
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_kv_store.XXXXXX");
 	if (mkdtemp(tmpdir) == NULL)
 		return 1;
-	test_hlc_is_monotonic_when_wall_clock_steps_back();
-	test_hlc_observe_moves_past_remote();
-	test_record_roundtrip_and_order();
-	test_store_persists_across_reopen();
-	test_abort_restores_digest_and_data();
-	test_purge_drops_only_old_tombstones();
-	test_sync_converges_and_moves_only_differences();
-	test_gossip_messages_roundtrip_and_reject_junk();
+	RUN(test_hlc_is_monotonic_when_wall_clock_steps_back);
+	RUN(test_hlc_observe_moves_past_remote);
+	RUN(test_record_roundtrip_and_order);
+	RUN(test_store_persists_across_reopen);
+	RUN(test_abort_restores_digest_and_data);
+	RUN(test_purge_drops_only_old_tombstones);
+	RUN(test_sync_converges_and_moves_only_differences);
+	RUN(test_gossip_messages_roundtrip_and_reject_junk);
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return check_exit_code();
 }

@@ -19,19 +19,7 @@
 #include "kv/kv.h"
 #include "kv/store.h"
 #include "kv/wal.h"
-
-static int failed, passed;
-
-#define CHECK(cond, ...)                                             \
-	do {                                                         \
-		if (!(cond)) {                                       \
-			printf("  FAIL %s:%d: ", __func__, __LINE__); \
-			printf(__VA_ARGS__);                         \
-			printf("\n");                                \
-			failed++;                                    \
-			return;                                      \
-		}                                                    \
-	} while (0)
+#include "tests/unit/check.h"
 
 static char tmpdir[256];
 static int seq;
@@ -147,18 +135,17 @@ static void test_append_then_replay_gives_batches_in_order(void)
 	char path[512];
 	fresh_path(path, sizeof(path), "wal");
 	uint64_t e1, e2, stamp = 0;
-	CHECK(make_two_batches(path, &e1, &e2) == 0, "could not write the log");
+	REQUIRE(make_two_batches(path, &e1, &e2) == 0, "could not write the log");
 	struct seen s = {0};
 	int n = replay_file(path, &s, &stamp);
-	CHECK(n == 2, "expected 2 batches, got %d", n);
-	CHECK(s.n == 3, "expected 3 entries, got %d", s.n);
-	CHECK(strcmp(s.keys[0], "a") == 0 && strcmp(s.keys[1], "b") == 0 &&
-		      strcmp(s.keys[2], "c") == 0,
-	      "expected a b c, got %s %s %s", s.keys[0], s.keys[1], s.keys[2]);
-	CHECK(strcmp(s.vals[2], "3") == 0 && s.hlc[2] == 12, "expected c=3@12, got %s@%" PRIu64,
-	      s.vals[2], s.hlc[2]);
-	CHECK(stamp == 2000, "expected the last batch's stamp 2000, got %" PRIu64, stamp);
-	passed++;
+	REQUIRE(n == 2, "expected 2 batches, got %d", n);
+	REQUIRE(s.n == 3, "expected 3 entries, got %d", s.n);
+	REQUIRE(strcmp(s.keys[0], "a") == 0 && strcmp(s.keys[1], "b") == 0 &&
+		        strcmp(s.keys[2], "c") == 0,
+	        "expected a b c, got %s %s %s", s.keys[0], s.keys[1], s.keys[2]);
+	REQUIRE(strcmp(s.vals[2], "3") == 0 && s.hlc[2] == 12, "expected c=3@12, got %s@%" PRIu64,
+	        s.vals[2], s.hlc[2]);
+	REQUIRE(stamp == 2000, "expected the last batch's stamp 2000, got %" PRIu64, stamp);
 }
 
 static void test_empty_batch_writes_nothing(void)
@@ -166,13 +153,12 @@ static void test_empty_batch_writes_nothing(void)
 	char path[512], err[256];
 	fresh_path(path, sizeof(path), "wal");
 	struct kv_wal *w = kv_wal_open(path, err, sizeof(err));
-	CHECK(w != NULL, "open: %s", err);
-	CHECK(kv_wal_replay(w, collect, &(struct seen){0}, NULL, err, sizeof(err)) == 0,
-	      "replay of a new log");
-	CHECK(kv_wal_commit(w, 5) == 0, "empty commit failed");
-	CHECK(kv_wal_size(w) == 0, "expected 0 bytes logged, got %" PRIu64, kv_wal_size(w));
+	REQUIRE(w != NULL, "open: %s", err);
+	REQUIRE(kv_wal_replay(w, collect, &(struct seen){0}, NULL, err, sizeof(err)) == 0,
+	        "replay of a new log");
+	REQUIRE(kv_wal_commit(w, 5) == 0, "empty commit failed");
+	REQUIRE(kv_wal_size(w) == 0, "expected 0 bytes logged, got %" PRIu64, kv_wal_size(w));
 	kv_wal_close(w);
-	passed++;
 }
 
 /* Cut the second record at every byte offset, both as a short file and as
@@ -184,12 +170,12 @@ static void test_torn_tail_at_every_offset_ends_replay(void)
 	char path[512], cut[512];
 	fresh_path(path, sizeof(path), "wal");
 	uint64_t e1, e2;
-	CHECK(make_two_batches(path, &e1, &e2) == 0, "could not write the log");
+	REQUIRE(make_two_batches(path, &e1, &e2) == 0, "could not write the log");
 	size_t len;
 	uint8_t *full = read_file(path, &len);
-	CHECK(full != NULL && len >= e2, "could not read the log back");
+	REQUIRE(full != NULL && len >= e2, "could not read the log back");
 	uint8_t *img = malloc(e2 + 64);
-	CHECK(img != NULL, "out of memory");
+	REQUIRE(img != NULL, "out of memory");
 	int bad = 0;
 	for (int fill = 0; fill < 3 && !bad; fill++) {
 		for (uint64_t l = e1; l < e2 && !bad; l++) {
@@ -249,8 +235,7 @@ static void test_torn_tail_at_every_offset_ends_replay(void)
 	}
 	free(img);
 	free(full);
-	CHECK(!bad, "a torn tail was replayed or broke the log");
-	passed++;
+	REQUIRE(!bad, "a torn tail was replayed or broke the log");
 }
 
 static void test_checksum_mismatch_ends_replay(void)
@@ -258,24 +243,23 @@ static void test_checksum_mismatch_ends_replay(void)
 	char path[512];
 	fresh_path(path, sizeof(path), "wal");
 	uint64_t e1, e2;
-	CHECK(make_two_batches(path, &e1, &e2) == 0, "could not write the log");
+	REQUIRE(make_two_batches(path, &e1, &e2) == 0, "could not write the log");
 	size_t len;
 	uint8_t *b = read_file(path, &len);
-	CHECK(b != NULL, "read back");
+	REQUIRE(b != NULL, "read back");
 	/* a flipped value byte in the second record: only the first replays */
 	b[e2 - 1] ^= 0x40;
 	write_file(path, b, len);
 	struct seen s = {0};
 	int n = replay_file(path, &s, NULL);
-	CHECK(n == 1 && s.n == 2, "expected 1 batch/2 entries, got %d/%d", n, s.n);
+	REQUIRE(n == 1 && s.n == 2, "expected 1 batch/2 entries, got %d/%d", n, s.n);
 	/* a flipped byte in the first record's payload: nothing replays */
 	b[KV_WAL_HDR + KV_WAL_REC_HDR + 14] ^= 0x01;
 	write_file(path, b, len);
 	struct seen s2 = {0};
 	n = replay_file(path, &s2, NULL);
-	CHECK(n == 0 && s2.n == 0, "expected nothing, got %d/%d", n, s2.n);
+	REQUIRE(n == 0 && s2.n == 0, "expected nothing, got %d/%d", n, s2.n);
 	free(b);
-	passed++;
 }
 
 static void test_bad_header_starts_a_new_log(void)
@@ -283,20 +267,19 @@ static void test_bad_header_starts_a_new_log(void)
 	char path[512];
 	fresh_path(path, sizeof(path), "wal");
 	uint64_t e1, e2;
-	CHECK(make_two_batches(path, &e1, &e2) == 0, "could not write the log");
+	REQUIRE(make_two_batches(path, &e1, &e2) == 0, "could not write the log");
 	size_t len;
 	uint8_t *b = read_file(path, &len);
-	CHECK(b != NULL, "read back");
+	REQUIRE(b != NULL, "read back");
 	b[9] ^= 0xff; /* generation, so the header checksum fails */
 	write_file(path, b, len);
 	free(b);
 	struct seen s = {0};
 	int n = replay_file(path, &s, NULL);
-	CHECK(n == 0 && s.n == 0, "expected nothing from a log without header, got %d", n);
+	REQUIRE(n == 0 && s.n == 0, "expected nothing from a log without header, got %d", n);
 	struct seen s2 = {0};
 	n = replay_file(path, &s2, NULL);
-	CHECK(n == 0 && s2.n == 0, "the rewritten log replays %d batches", n);
-	passed++;
+	REQUIRE(n == 0 && s2.n == 0, "the rewritten log replays %d batches", n);
 }
 
 /* After a reset (a checkpoint) the old generation's records are not
@@ -306,31 +289,30 @@ static void test_checkpoint_reset_drops_old_generation(void)
 	char path[512], err[256];
 	fresh_path(path, sizeof(path), "wal");
 	uint64_t e1, e2;
-	CHECK(make_two_batches(path, &e1, &e2) == 0, "could not write the log");
+	REQUIRE(make_two_batches(path, &e1, &e2) == 0, "could not write the log");
 	struct kv_wal *w = kv_wal_open(path, err, sizeof(err));
-	CHECK(w != NULL, "open");
+	REQUIRE(w != NULL, "open");
 	struct seen s = {0};
-	CHECK(kv_wal_replay(w, collect, &s, NULL, err, sizeof(err)) == 2, "replay before reset");
+	REQUIRE(kv_wal_replay(w, collect, &s, NULL, err, sizeof(err)) == 2, "replay before reset");
 	uint64_t g = kv_wal_gen(w);
-	CHECK(kv_wal_reset(w) == 0, "reset failed");
-	CHECK(kv_wal_gen(w) != g && kv_wal_size(w) == 0, "expected a new generation and size 0");
+	REQUIRE(kv_wal_reset(w) == 0, "reset failed");
+	REQUIRE(kv_wal_gen(w) != g && kv_wal_size(w) == 0, "expected a new generation and size 0");
 	kv_wal_close(w);
 	struct seen s2 = {0};
 	int n = replay_file(path, &s2, NULL);
-	CHECK(n == 0, "expected no batch after reset, got %d", n);
+	REQUIRE(n == 0, "expected no batch after reset, got %d", n);
 	/* a short record of the new generation over the old ones */
 	w = kv_wal_open(path, err, sizeof(err));
-	CHECK(w != NULL && kv_wal_replay(w, collect, &(struct seen){0}, NULL, err, sizeof(err)) == 0,
-	      "replay after reset");
+	REQUIRE(w != NULL && kv_wal_replay(w, collect, &(struct seen){0}, NULL, err, sizeof(err)) == 0,
+	        "replay after reset");
 	struct kv_rec z = mkrec(30, "");
-	CHECK(kv_wal_add(w, "z", 1, &z) == 0 && kv_wal_commit(w, 9) == 0, "append");
-	CHECK(kv_wal_size(w) < e2 - KV_WAL_HDR, "the new record should be shorter");
+	REQUIRE(kv_wal_add(w, "z", 1, &z) == 0 && kv_wal_commit(w, 9) == 0, "append");
+	REQUIRE(kv_wal_size(w) < e2 - KV_WAL_HDR, "the new record should be shorter");
 	kv_wal_close(w);
 	struct seen s3 = {0};
 	n = replay_file(path, &s3, NULL);
-	CHECK(n == 1 && s3.n == 1 && strcmp(s3.keys[0], "z") == 0,
-	      "expected only z, got %d batches, %d entries", n, s3.n);
-	passed++;
+	REQUIRE(n == 1 && s3.n == 1 && strcmp(s3.keys[0], "z") == 0,
+	        "expected only z, got %d batches, %d entries", n, s3.n);
 }
 
 /* ------------------------------------------------------ store level */
@@ -380,31 +362,30 @@ static void test_crash_image_recovers_from_log(void)
 	fresh_path(dir, sizeof(dir), "store");
 	fresh_path(crash, sizeof(crash), "crash");
 	struct kv_store *s = open_store(dir);
-	CHECK(s != NULL, "open");
-	CHECK(put1(s, "k1", 100, "one") == 0, "put k1");
+	REQUIRE(s != NULL, "open");
+	REQUIRE(put1(s, "k1", 100, "one") == 0, "put k1");
 	char err[256];
-	CHECK(kv_store_checkpoint(s, err, sizeof(err)) == 0, "checkpoint: %s", err);
-	CHECK(put1(s, "k2", 101, "two") == 0 && put1(s, "k1", 102, "uno") == 0, "puts");
-	CHECK(kv_store_dirty(s) && kv_store_log_bytes(s) > 0, "expected logged, unchecked data");
+	REQUIRE(kv_store_checkpoint(s, err, sizeof(err)) == 0, "checkpoint: %s", err);
+	REQUIRE(put1(s, "k2", 101, "two") == 0 && put1(s, "k1", 102, "uno") == 0, "puts");
+	REQUIRE(kv_store_dirty(s) && kv_store_log_bytes(s) > 0, "expected logged, unchecked data");
 	/* "power off" now: copy the files as they are */
 	mkdir(crash, 0700);
 	snprintf(a, sizeof(a), "%s/data.mdb", dir);
 	snprintf(b, sizeof(b), "%s/data.mdb", crash);
-	CHECK(copy(a, b) == 0, "copy data.mdb");
+	REQUIRE(copy(a, b) == 0, "copy data.mdb");
 	snprintf(a, sizeof(a), "%s/wal", dir);
 	snprintf(b, sizeof(b), "%s/wal", crash);
-	CHECK(copy(a, b) == 0, "copy wal");
+	REQUIRE(copy(a, b) == 0, "copy wal");
 	uint64_t d0[KV_BUCKETS];
 	memcpy(d0, kv_store_digest(s), sizeof(d0));
 	kv_store_close(s);
 	struct kv_store *c = open_store(crash);
-	CHECK(c != NULL, "open the crash image");
-	CHECK(value_is(c, "k1", "uno") && value_is(c, "k2", "two"),
-	      "expected k1=uno k2=two after recovery");
-	CHECK(memcmp(d0, kv_store_digest(c), sizeof(d0)) == 0, "digest differs after recovery");
-	CHECK(kv_store_log_bytes(c) == 0 && !kv_store_dirty(c), "expected a checkpoint at open");
+	REQUIRE(c != NULL, "open the crash image");
+	REQUIRE(value_is(c, "k1", "uno") && value_is(c, "k2", "two"),
+	        "expected k1=uno k2=two after recovery");
+	REQUIRE(memcmp(d0, kv_store_digest(c), sizeof(d0)) == 0, "digest differs after recovery");
+	REQUIRE(kv_store_log_bytes(c) == 0 && !kv_store_dirty(c), "expected a checkpoint at open");
 	kv_store_close(c);
-	passed++;
 }
 
 /* Replaying a log whose batches LMDB already holds changes nothing (a
@@ -416,14 +397,14 @@ static void test_replay_is_idempotent(void)
 	fresh_path(img, sizeof(img), "image");
 	fresh_path(walcopy, sizeof(walcopy), "walcopy");
 	struct kv_store *s = open_store(dir);
-	CHECK(s != NULL, "open");
-	CHECK(put1(s, "x", 200, "old") == 0 && put1(s, "x", 201, "new") == 0 &&
-		      put1(s, "y", 202, "why") == 0,
-	      "puts");
+	REQUIRE(s != NULL, "open");
+	REQUIRE(put1(s, "x", 200, "old") == 0 && put1(s, "x", 201, "new") == 0 &&
+		        put1(s, "y", 202, "why") == 0,
+	        "puts");
 	snprintf(a, sizeof(a), "%s/wal", dir);
-	CHECK(copy(a, walcopy) == 0, "copy wal before the checkpoint");
+	REQUIRE(copy(a, walcopy) == 0, "copy wal before the checkpoint");
 	char err[256];
-	CHECK(kv_store_checkpoint(s, err, sizeof(err)) == 0, "checkpoint");
+	REQUIRE(kv_store_checkpoint(s, err, sizeof(err)) == 0, "checkpoint");
 	uint64_t live, tombs;
 	kv_store_counts(s, &live, &tombs);
 	uint64_t d0[KV_BUCKETS];
@@ -433,19 +414,18 @@ static void test_replay_is_idempotent(void)
 	for (int round = 0; round < 2; round++) {
 		snprintf(a, sizeof(a), "%s/data.mdb", dir);
 		snprintf(b, sizeof(b), "%s/data.mdb", img);
-		CHECK(round > 0 || copy(a, b) == 0, "copy data.mdb after the checkpoint");
+		REQUIRE(round > 0 || copy(a, b) == 0, "copy data.mdb after the checkpoint");
 		snprintf(b, sizeof(b), "%s/wal", img);
-		CHECK(copy(walcopy, b) == 0, "copy the stale log");
+		REQUIRE(copy(walcopy, b) == 0, "copy the stale log");
 		struct kv_store *c = open_store(img);
-		CHECK(c != NULL, "open image");
+		REQUIRE(c != NULL, "open image");
 		uint64_t l2, t2;
 		kv_store_counts(c, &l2, &t2);
-		CHECK(l2 == live && t2 == tombs, "expected %" PRIu64 " live, got %" PRIu64, live, l2);
-		CHECK(value_is(c, "x", "new") && value_is(c, "y", "why"), "values changed by replay");
-		CHECK(memcmp(d0, kv_store_digest(c), sizeof(d0)) == 0, "digest changed by replay");
+		REQUIRE(l2 == live && t2 == tombs, "expected %" PRIu64 " live, got %" PRIu64, live, l2);
+		REQUIRE(value_is(c, "x", "new") && value_is(c, "y", "why"), "values changed by replay");
+		REQUIRE(memcmp(d0, kv_store_digest(c), sizeof(d0)) == 0, "digest changed by replay");
 		kv_store_close(c);
 	}
-	passed++;
 }
 
 static int count_rec(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
@@ -464,39 +444,38 @@ static void test_open_batch_is_invisible_and_abort_keeps_acked(void)
 	char dir[512];
 	fresh_path(dir, sizeof(dir), "store");
 	struct kv_store *s = open_store(dir);
-	CHECK(s != NULL, "open");
-	CHECK(put1(s, "a", 300, "acked") == 0, "put a");
+	REQUIRE(s != NULL, "open");
+	REQUIRE(put1(s, "a", 300, "acked") == 0, "put a");
 	uint64_t d0[KV_BUCKETS];
 	memcpy(d0, kv_store_digest(s), sizeof(d0));
 	struct kv_rec r1 = mkrec(301, "staged"), r2 = mkrec(302, "new");
-	CHECK(kv_store_begin(s) == 0 && kv_store_put(s, "a", 1, &r1) == 0 &&
-		      kv_store_put(s, "b", 1, &r2) == 0,
-	      "stage");
+	REQUIRE(kv_store_begin(s) == 0 && kv_store_put(s, "a", 1, &r1) == 0 &&
+		        kv_store_put(s, "b", 1, &r2) == 0,
+	        "stage");
 	struct kv_rec g;
-	CHECK(value_is(s, "a", "acked"), "committed read saw the staged a");
-	CHECK(kv_store_get(s, true, "b", 1, &g) == 0, "committed read saw the staged b");
-	CHECK(kv_store_get(s, false, "a", 1, &g) == 1 && g.hlc == 301, "staged read missed a");
+	REQUIRE(value_is(s, "a", "acked"), "committed read saw the staged a");
+	REQUIRE(kv_store_get(s, true, "b", 1, &g) == 0, "committed read saw the staged b");
+	REQUIRE(kv_store_get(s, false, "a", 1, &g) == 1 && g.hlc == 301, "staged read missed a");
 	int seen = 0, staged = 0;
 	kv_store_scan(s, true, "", 0, count_rec, &seen);
 	kv_store_scan(s, false, "", 0, count_rec, &staged);
-	CHECK(seen == 1 && staged == 2, "expected scans of 1 committed / 2 staged, got %d / %d", seen,
-	      staged);
+	REQUIRE(seen == 1 && staged == 2, "expected scans of 1 committed / 2 staged, got %d / %d", seen,
+	        staged);
 	int bseen = 0;
 	for (unsigned k = 0; k < KV_BUCKETS; k++)
 		kv_store_scan_bucket(s, true, k, count_rec, &bseen);
-	CHECK(bseen == 1, "expected 1 committed record over the buckets, got %d", bseen);
+	REQUIRE(bseen == 1, "expected 1 committed record over the buckets, got %d", bseen);
 	kv_store_abort(s);
-	CHECK(value_is(s, "a", "acked"), "abort lost the acknowledged a");
-	CHECK(kv_store_get(s, true, "b", 1, &g) == 0, "aborted b visible");
-	CHECK(memcmp(d0, kv_store_digest(s), sizeof(d0)) == 0, "digest not restored");
-	CHECK(put1(s, "c", 303, "after") == 0 && value_is(s, "c", "after"), "write after abort");
+	REQUIRE(value_is(s, "a", "acked"), "abort lost the acknowledged a");
+	REQUIRE(kv_store_get(s, true, "b", 1, &g) == 0, "aborted b visible");
+	REQUIRE(memcmp(d0, kv_store_digest(s), sizeof(d0)) == 0, "digest not restored");
+	REQUIRE(put1(s, "c", 303, "after") == 0 && value_is(s, "c", "after"), "write after abort");
 	kv_store_close(s);
 	s = open_store(dir);
-	CHECK(s != NULL && value_is(s, "a", "acked") && value_is(s, "c", "after") &&
-		      kv_store_get(s, true, "b", 1, &g) == 0,
-	      "reopened store differs");
+	REQUIRE(s != NULL && value_is(s, "a", "acked") && value_is(s, "c", "after") &&
+		        kv_store_get(s, true, "b", 1, &g) == 0,
+	        "reopened store differs");
 	kv_store_close(s);
-	passed++;
 }
 
 /* ---------------------------------------------------- engine level */
@@ -538,7 +517,7 @@ static void test_ack_comes_after_the_batch_is_logged(void)
 	fresh_path(dir, sizeof(dir), "agent");
 	mkdir(dir, 0700);
 	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-	CHECK(loop != NULL, "ev_loop_new");
+	REQUIRE(loop != NULL, "ev_loop_new");
 	struct kv_config cfg;
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.data_dir = dir;
@@ -546,20 +525,19 @@ static void test_ack_comes_after_the_batch_is_logged(void)
 	cfg.sync_port = -1;
 	cfg.map_size = 64u << 20;
 	struct kv *kv = kv_new(loop, &cfg, err, sizeof(err));
-	CHECK(kv != NULL, "kv_new: %s", err);
+	REQUIRE(kv != NULL, "kv_new: %s", err);
 	struct ack_ctx a;
 	memset(&a, 0, sizeof(a));
 	snprintf(a.wal, sizeof(a.wal), "%s/kv/wal", dir);
-	CHECK(kv_put(kv, "ack/test", "value", 5, 0, on_done, &a) == 0, "kv_put");
-	CHECK(!a.done, "acknowledged before the loop ran (before the commit)");
+	REQUIRE(kv_put(kv, "ack/test", "value", 5, 0, on_done, &a) == 0, "kv_put");
+	REQUIRE(!a.done, "acknowledged before the loop ran (before the commit)");
 	for (int i = 0; i < 100 && !a.done; i++)
 		ev_run(loop, EVRUN_ONCE | EVRUN_NOWAIT);
 	kv_free(kv);
 	ev_loop_destroy(loop);
-	CHECK(a.done && a.result == KV_OK, "expected KV_OK, got done=%d result=%d", a.done,
-	      a.result);
-	CHECK(a.in_log, "the acknowledged write was not in the log at the ack");
-	passed++;
+	REQUIRE(a.done && a.result == KV_OK, "expected KV_OK, got done=%d result=%d", a.done,
+	        a.result);
+	REQUIRE(a.in_log, "the acknowledged write was not in the log at the ack");
 }
 
 int main(void)
@@ -570,17 +548,16 @@ int main(void)
 		perror("mkdtemp");
 		return 1;
 	}
-	test_append_then_replay_gives_batches_in_order();
-	test_empty_batch_writes_nothing();
-	test_torn_tail_at_every_offset_ends_replay();
-	test_checksum_mismatch_ends_replay();
-	test_bad_header_starts_a_new_log();
-	test_checkpoint_reset_drops_old_generation();
-	test_crash_image_recovers_from_log();
-	test_replay_is_idempotent();
-	test_open_batch_is_invisible_and_abort_keeps_acked();
-	test_ack_comes_after_the_batch_is_logged();
+	RUN(test_append_then_replay_gives_batches_in_order);
+	RUN(test_empty_batch_writes_nothing);
+	RUN(test_torn_tail_at_every_offset_ends_replay);
+	RUN(test_checksum_mismatch_ends_replay);
+	RUN(test_bad_header_starts_a_new_log);
+	RUN(test_checkpoint_reset_drops_old_generation);
+	RUN(test_crash_image_recovers_from_log);
+	RUN(test_replay_is_idempotent);
+	RUN(test_open_batch_is_invisible_and_abort_keeps_acked);
+	RUN(test_ack_comes_after_the_batch_is_logged);
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return check_exit_code();
 }

@@ -14,17 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                     \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "  FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fprintf(stderr, "\n");                               \
-			return -1;                                           \
-		}                                                            \
-	} while (0)
+#include "tests/unit/check.h"
 
 struct sink {
 	int n;
@@ -41,24 +31,23 @@ static void sink_fn(void *ud, const struct log_record *r)
 	log_info("recursive line from a sink"); /* must be dropped, not recursed */
 }
 
-static int test_subscriber_gets_lines_below_threshold(void)
+static void test_subscriber_gets_lines_below_threshold(void)
 {
 	struct sink s = {0};
 	log_set_level(LOG_ERR); /* stderr quiet */
-	CHECK(log_subscribe(sink_fn, &s, LOG_DEBUG) == 0, "subscribe failed");
+	REQUIRE(log_subscribe(sink_fn, &s, LOG_DEBUG) == 0, "subscribe failed");
 	log_debug("agent: hello %d", 42);
 	log_trace("agent: too verbose");
-	CHECK(s.n == 1, "expected 1 line, got %d", s.n);
-	CHECK(strcmp(s.last, "agent: hello 42") == 0, "got '%s'", s.last);
-	CHECK(s.level == LOG_DEBUG, "level: got %d", (int)s.level);
+	REQUIRE(s.n == 1, "expected 1 line, got %d", s.n);
+	REQUIRE(strcmp(s.last, "agent: hello 42") == 0, "got '%s'", s.last);
+	REQUIRE(s.level == LOG_DEBUG, "level: got %d", (int)s.level);
 	log_unsubscribe(sink_fn, &s);
 	log_info("agent: after");
-	CHECK(s.n == 1, "line after unsubscribe: n=%d", s.n);
+	REQUIRE(s.n == 1, "line after unsubscribe: n=%d", s.n);
 	log_set_level(LOG_INFO);
-	return 0;
 }
 
-static int test_two_subscribers_have_their_own_levels(void)
+static void test_two_subscribers_have_their_own_levels(void)
 {
 	struct sink a = {0}, b = {0};
 	log_set_level(LOG_ERR);
@@ -69,68 +58,64 @@ static int test_two_subscribers_have_their_own_levels(void)
 	log_unsubscribe(sink_fn, &a);
 	log_unsubscribe(sink_fn, &b);
 	log_set_level(LOG_INFO);
-	CHECK(a.n == 2 && b.n == 1, "expected 2 and 1, got %d and %d", a.n, b.n);
-	return 0;
+	REQUIRE(a.n == 2 && b.n == 1, "expected 2 and 1, got %d and %d", a.n, b.n);
 }
 
-static int test_text_format(void)
+static void test_text_format(void)
 {
 	struct log_record r = {LOG_WARN, "2026-11-28T03:13:00.123Z", "memberlist: Suspect n2"};
 	char buf[256];
 	size_t n = log_format(buf, sizeof(buf), &r, false);
 	const char *want = "2026-11-28T03:13:00.123Z [WARN]  memberlist: Suspect n2\n";
-	CHECK(strcmp(buf, want) == 0, "got '%s'", buf);
-	CHECK(n == strlen(want), "length %zu", n);
-	return 0;
+	REQUIRE(strcmp(buf, want) == 0, "got '%s'", buf);
+	REQUIRE(n == strlen(want), "length %zu", n);
 }
 
-static int test_json_format_splits_module_and_escapes(void)
+static void test_json_format_splits_module_and_escapes(void)
 {
 	struct log_record r = {LOG_INFO, "2026-11-28T03:13:00.123Z",
 			       "serf: say \"hi\"\\ \n\x01 done"};
 	char buf[512];
 	log_format(buf, sizeof(buf), &r, true);
-	CHECK(buf[strlen(buf) - 1] == '\n', "no newline");
+	REQUIRE(buf[strlen(buf) - 1] == '\n', "no newline");
 	json_error_t e;
 	json_t *j = json_loads(buf, 0, &e);
-	CHECK(j != NULL, "not JSON (%s): %s", e.text, buf);
-	CHECK(strcmp(json_string_value(json_object_get(j, "@level")), "info") == 0, "level");
-	CHECK(strcmp(json_string_value(json_object_get(j, "@module")), "serf") == 0, "module");
-	CHECK(strcmp(json_string_value(json_object_get(j, "@message")), "say \"hi\"\\ \n\x01 done") ==
-		      0,
-	      "message: %s", json_string_value(json_object_get(j, "@message")));
-	CHECK(strcmp(json_string_value(json_object_get(j, "@timestamp")),
-		     "2026-11-28T03:13:00.123Z") == 0,
-	      "timestamp");
+	REQUIRE(j != NULL, "not JSON (%s): %s", e.text, buf);
+	REQUIRE(strcmp(json_string_value(json_object_get(j, "@level")), "info") == 0, "level");
+	REQUIRE(strcmp(json_string_value(json_object_get(j, "@module")), "serf") == 0, "module");
+	REQUIRE(strcmp(json_string_value(json_object_get(j, "@message")), "say \"hi\"\\ \n\x01 done") ==
+		        0,
+	        "message: %s", json_string_value(json_object_get(j, "@message")));
+	REQUIRE(strcmp(json_string_value(json_object_get(j, "@timestamp")),
+		       "2026-11-28T03:13:00.123Z") == 0,
+	        "timestamp");
 	json_decref(j);
 	/* no module: no @module key */
 	struct log_record r2 = {LOG_ERR, "t", "plain message: with colon later"};
 	log_format(buf, sizeof(buf), &r2, true);
 	j = json_loads(buf, 0, NULL);
-	CHECK(j != NULL && json_object_get(j, "@module") == NULL, "unexpected @module: %s", buf);
-	CHECK(strcmp(json_string_value(json_object_get(j, "@level")), "error") == 0, "level err");
+	REQUIRE(j != NULL && json_object_get(j, "@module") == NULL, "unexpected @module: %s", buf);
+	REQUIRE(strcmp(json_string_value(json_object_get(j, "@level")), "error") == 0, "level err");
 	json_decref(j);
-	return 0;
 }
 
-static int test_cut_line_still_ends_in_newline(void)
+static void test_cut_line_still_ends_in_newline(void)
 {
 	struct log_record r = {LOG_INFO, "t", "agent: a long message that does not fit"};
 	char buf[16];
 	size_t n = log_format(buf, sizeof(buf), &r, false);
-	CHECK(n > sizeof(buf), "expected the full length %zu > 16", n);
-	CHECK(strlen(buf) == 15 && buf[14] == '\n', "cut line: '%s'", buf);
-	return 0;
+	REQUIRE(n > sizeof(buf), "expected the full length %zu > 16", n);
+	REQUIRE(strlen(buf) == 15 && buf[14] == '\n', "cut line: '%s'", buf);
 }
 
-static int test_file_rotates_by_size_and_keeps_max_files(void)
+static void test_file_rotates_by_size_and_keeps_max_files(void)
 {
 	char dir[] = "/tmp/rumor-test-log.XXXXXX";
-	CHECK(mkdtemp(dir) != NULL, "mkdtemp failed");
+	REQUIRE(mkdtemp(dir) != NULL, "mkdtemp failed");
 	char path[256];
 	snprintf(path, sizeof(path), "%s/agent.log", dir);
 	log_set_level(LOG_INFO);
-	CHECK(log_set_file(path) == 0, "cannot open %s", path);
+	REQUIRE(log_set_file(path) == 0, "cannot open %s", path);
 	log_set_rotation(300, 0, 2);
 	int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
 	dup2(devnull, 2); /* keep stderr quiet */
@@ -162,35 +147,18 @@ static int test_file_rotates_by_size_and_keeps_max_files(void)
 	}
 	closedir(d);
 	rmdir(dir);
-	CHECK(current == 1, "current log file missing");
-	CHECK(rotated == 2, "expected 2 rotated files kept, got %d", rotated);
-	CHECK(cur_size >= 0 && cur_size < 300 + 200, "current file too big: %ld", cur_size);
-	return 0;
+	REQUIRE(current == 1, "current log file missing");
+	REQUIRE(rotated == 2, "expected 2 rotated files kept, got %d", rotated);
+	REQUIRE(cur_size >= 0 && cur_size < 300 + 200, "current file too big: %ld", cur_size);
 }
 
 int main(void)
 {
-	struct {
-		const char *name;
-		int (*fn)(void);
-	} tests[] = {
-		{"subscriber_gets_lines_below_threshold", test_subscriber_gets_lines_below_threshold},
-		{"two_subscribers_have_their_own_levels", test_two_subscribers_have_their_own_levels},
-		{"text_format", test_text_format},
-		{"json_format_splits_module_and_escapes", test_json_format_splits_module_and_escapes},
-		{"cut_line_still_ends_in_newline", test_cut_line_still_ends_in_newline},
-		{"file_rotates_by_size_and_keeps_max_files",
-		 test_file_rotates_by_size_and_keeps_max_files},
-	};
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (tests[i].fn() == 0) {
-			passed++;
-			printf("ok   %s\n", tests[i].name);
-		} else {
-			failed++;
-			printf("FAIL %s\n", tests[i].name);
-		}
-	}
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	RUN(test_subscriber_gets_lines_below_threshold);
+	RUN(test_two_subscribers_have_their_own_levels);
+	RUN(test_text_format);
+	RUN(test_json_format_splits_module_and_escapes);
+	RUN(test_cut_line_still_ends_in_newline);
+	RUN(test_file_rotates_by_size_and_keeps_max_files);
+	return check_exit_code();
 }

@@ -13,21 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                     \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "  FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fprintf(stderr, "\n");                               \
-			return -1;                                           \
-		}                                                            \
-	} while (0)
-
-#define CHECK_NUM(exp, act)                                                  \
-	CHECK(fabs((double)(exp) - (double)(act)) < 1e-9,                    \
-	      "%s: expected %.17g, got %.17g", #act, (double)(exp), (double)(act))
+#include "tests/unit/check.h"
 
 /* ---------------------------------------------- a strict exposition checker */
 
@@ -255,30 +241,29 @@ static int prom_check_text(struct prom_check *pc, const char *text, char *lastla
 
 /* ------------------------------------------------------------------ tests */
 
-static int test_prom_name_mangles_dots(void)
+static void test_prom_name_mangles_dots(void)
 {
 	char buf[64];
 	size_t n = metrics_prom_name(buf, sizeof(buf), "memberlist.health.score");
-	CHECK(strcmp(buf, "rumor_memberlist_health_score") == 0, "got %s", buf);
-	CHECK(n == strlen(buf), "expected %zu, got %zu", strlen(buf), n);
+	REQUIRE(strcmp(buf, "rumor_memberlist_health_score") == 0, "got %s", buf);
+	REQUIRE(n == strlen(buf), "expected %zu, got %zu", strlen(buf), n);
 	n = metrics_prom_name(buf, 8, "a.b-c");
-	CHECK(strcmp(buf, "rumor_a") == 0 && n == 11, "truncation: got %s/%zu", buf, n);
-	return 0;
+	REQUIRE(strcmp(buf, "rumor_a") == 0 && n == 11, "truncation: got %s/%zu", buf, n);
 }
 
-static int test_counter_aggregates(void)
+static void test_counter_aggregates(void)
 {
 	metrics_reset();
 	metrics_add(METRIC_PROBES, 2);
 	metrics_add(METRIC_PROBES, 4);
 	metrics_inc(METRIC_PROBES);
-	CHECK_NUM(7, metrics_value(METRIC_PROBES));
+	REQUIRE_NUM(7, metrics_value(METRIC_PROBES));
 	char *js = metrics_render_json(0, 0);
-	CHECK(js != NULL, "render_json returned NULL");
+	REQUIRE(js != NULL, "render_json returned NULL");
 	json_error_t e;
 	json_t *root = json_loads(js, 0, &e);
 	free(js);
-	CHECK(root != NULL, "JSON does not parse: %s", e.text);
+	REQUIRE(root != NULL, "JSON does not parse: %s", e.text);
 	json_t *c = NULL;
 	size_t i;
 	json_t *v;
@@ -288,18 +273,17 @@ static int test_counter_aggregates(void)
 		    0)
 			c = v;
 	}
-	CHECK(c != NULL, "no rumor.memberlist.probe counter");
-	CHECK_NUM(3, json_integer_value(json_object_get(c, "Count")));
-	CHECK_NUM(7, json_real_value(json_object_get(c, "Sum")));
-	CHECK_NUM(1, json_real_value(json_object_get(c, "Min")));
-	CHECK_NUM(4, json_real_value(json_object_get(c, "Max")));
-	CHECK_NUM(7.0 / 3, json_real_value(json_object_get(c, "Mean")));
-	CHECK_NUM(sqrt(7.0 / 3), json_real_value(json_object_get(c, "Stddev"))); /* var 7/3 */
+	REQUIRE(c != NULL, "no rumor.memberlist.probe counter");
+	REQUIRE_NUM(3, json_integer_value(json_object_get(c, "Count")));
+	REQUIRE_NUM(7, json_real_value(json_object_get(c, "Sum")));
+	REQUIRE_NUM(1, json_real_value(json_object_get(c, "Min")));
+	REQUIRE_NUM(4, json_real_value(json_object_get(c, "Max")));
+	REQUIRE_NUM(7.0 / 3, json_real_value(json_object_get(c, "Mean")));
+	REQUIRE_NUM(sqrt(7.0 / 3), json_real_value(json_object_get(c, "Stddev"))); /* var 7/3 */
 	json_decref(root);
-	return 0;
 }
 
-static int test_json_has_consul_shape(void)
+static void test_json_has_consul_shape(void)
 {
 	metrics_reset();
 	metrics_set_gauge(METRIC_MEMBERS_ALIVE, 3);
@@ -309,52 +293,51 @@ static int test_json_has_consul_shape(void)
 	json_error_t e;
 	json_t *root = json_loads(js, 0, &e);
 	free(js);
-	CHECK(root != NULL, "JSON does not parse: %s", e.text);
+	REQUIRE(root != NULL, "JSON does not parse: %s", e.text);
 	const char *ts = json_string_value(json_object_get(root, "Timestamp"));
-	CHECK(ts && strcmp(ts, "2017-08-08 02:55:10 +0000 UTC") == 0, "Timestamp: got %s", ts);
-	CHECK(json_is_array(json_object_get(root, "Points")) &&
-		      json_array_size(json_object_get(root, "Points")) == 0,
-	      "Points must be []");
+	REQUIRE(ts && strcmp(ts, "2017-08-08 02:55:10 +0000 UTC") == 0, "Timestamp: got %s", ts);
+	REQUIRE(json_is_array(json_object_get(root, "Points")) &&
+		        json_array_size(json_object_get(root, "Points")) == 0,
+	        "Points must be []");
 	const char *arrs[] = {"Gauges", "Counters", "Samples"};
 	for (int k = 0; k < 3; k++) {
 		json_t *a = json_object_get(root, arrs[k]);
-		CHECK(json_is_array(a) && json_array_size(a) > 0, "%s: expected a non-empty array",
-		      arrs[k]);
+		REQUIRE(json_is_array(a) && json_array_size(a) > 0, "%s: expected a non-empty array",
+		        arrs[k]);
 		size_t i;
 		json_t *v;
 		json_array_foreach(a, i, v)
 		{
-			CHECK(json_is_string(json_object_get(v, "Name")), "%s[%zu].Name", arrs[k], i);
-			CHECK(json_is_object(json_object_get(v, "Labels")), "%s[%zu].Labels",
-			      arrs[k], i);
+			REQUIRE(json_is_string(json_object_get(v, "Name")), "%s[%zu].Name", arrs[k], i);
+			REQUIRE(json_is_object(json_object_get(v, "Labels")), "%s[%zu].Labels",
+			        arrs[k], i);
 			if (k == 0) {
-				CHECK(json_is_number(json_object_get(v, "Value")), "Gauges[%zu].Value",
-				      i);
-				CHECK(json_object_size(v) == 3, "Gauges[%zu] has %zu keys", i,
-				      json_object_size(v));
+				REQUIRE(json_is_number(json_object_get(v, "Value")), "Gauges[%zu].Value",
+				        i);
+				REQUIRE(json_object_size(v) == 3, "Gauges[%zu] has %zu keys", i,
+				        json_object_size(v));
 			} else {
 				const char *keys[] = {"Count", "Sum", "Min", "Max", "Mean", "Stddev"};
 				for (int j = 0; j < 6; j++)
-					CHECK(json_is_number(json_object_get(v, keys[j])),
-					      "%s[%zu].%s missing", arrs[k], i, keys[j]);
-				CHECK(json_object_size(v) == 8, "%s[%zu] has %zu keys", arrs[k], i,
-				      json_object_size(v));
+					REQUIRE(json_is_number(json_object_get(v, keys[j])),
+					        "%s[%zu].%s missing", arrs[k], i, keys[j]);
+				REQUIRE(json_object_size(v) == 8, "%s[%zu] has %zu keys", arrs[k], i,
+				        json_object_size(v));
 			}
 		}
 	}
 	/* the labelled gauge */
 	json_t *g0 = json_array_get(json_object_get(root, "Gauges"), 0);
-	CHECK(strcmp(json_string_value(json_object_get(g0, "Name")), "rumor.serf.members") == 0,
-	      "first gauge: %s", json_string_value(json_object_get(g0, "Name")));
-	CHECK(strcmp(json_string_value(json_object_get(json_object_get(g0, "Labels"), "status")),
-		     "alive") == 0,
-	      "label status=alive expected");
-	CHECK_NUM(3, json_number_value(json_object_get(g0, "Value")));
+	REQUIRE(strcmp(json_string_value(json_object_get(g0, "Name")), "rumor.serf.members") == 0,
+	        "first gauge: %s", json_string_value(json_object_get(g0, "Name")));
+	REQUIRE(strcmp(json_string_value(json_object_get(json_object_get(g0, "Labels"), "status")),
+		       "alive") == 0,
+	        "label status=alive expected");
+	REQUIRE_NUM(3, json_number_value(json_object_get(g0, "Value")));
 	json_decref(root);
-	return 0;
 }
 
-static int test_prometheus_is_well_formed(void)
+static void test_prometheus_is_well_formed(void)
 {
 	metrics_reset();
 	metrics_set_gauge(METRIC_MEMBERS_ALIVE, 5);
@@ -366,19 +349,19 @@ static int test_prometheus_is_well_formed(void)
 	metrics_inc_label(METRIC_HTTP_REQUESTS, "404");
 	metrics_inc_label(METRIC_HTTP_REQUESTS, "200");
 	char *t = metrics_render_prometheus();
-	CHECK(t != NULL, "render_prometheus returned NULL");
+	REQUIRE(t != NULL, "render_prometheus returned NULL");
 	struct prom_check pc;
 	char last[64];
 	int r = prom_check_text(&pc, t, last, sizeof(last));
 	if (r < 0)
 		fprintf(stderr, "%s\n", t);
-	CHECK(r == 0, "not valid exposition text: %s", pc.err);
-	CHECK(strstr(t, "rumor_serf_members{status=\"alive\"} 5\n") != NULL, "alive gauge:\n%s", t);
-	CHECK(strstr(t, "rumor_memberlist_packets_sent_total 42\n") != NULL, "packets:\n%s", t);
-	CHECK(strstr(t, "rumor_http_requests_total{code=\"200\"} 2\n") != NULL, "200s:\n%s", t);
-	CHECK(strstr(t, "rumor_runtime_loop_busy_ms_sum 4\n") != NULL, "sum:\n%s", t);
-	CHECK(strstr(t, "rumor_runtime_loop_busy_ms_count 2\n") != NULL, "count:\n%s", t);
-	CHECK(strstr(t, "# TYPE rumor_runtime_loop_busy_ms summary\n") != NULL, "summary type");
+	REQUIRE(r == 0, "not valid exposition text: %s", pc.err);
+	REQUIRE(strstr(t, "rumor_serf_members{status=\"alive\"} 5\n") != NULL, "alive gauge:\n%s", t);
+	REQUIRE(strstr(t, "rumor_memberlist_packets_sent_total 42\n") != NULL, "packets:\n%s", t);
+	REQUIRE(strstr(t, "rumor_http_requests_total{code=\"200\"} 2\n") != NULL, "200s:\n%s", t);
+	REQUIRE(strstr(t, "rumor_runtime_loop_busy_ms_sum 4\n") != NULL, "sum:\n%s", t);
+	REQUIRE(strstr(t, "rumor_runtime_loop_busy_ms_count 2\n") != NULL, "count:\n%s", t);
+	REQUIRE(strstr(t, "# TYPE rumor_runtime_loop_busy_ms summary\n") != NULL, "summary type");
 	/* the four member rows form one family: one TYPE line */
 	const char *p = t;
 	int types = 0;
@@ -386,12 +369,11 @@ static int test_prometheus_is_well_formed(void)
 		types++;
 		p++;
 	}
-	CHECK(types == 1, "expected 1 TYPE line for rumor_serf_members, got %d", types);
+	REQUIRE(types == 1, "expected 1 TYPE line for rumor_serf_members, got %d", types);
 	free(t);
-	return 0;
 }
 
-static int test_every_row_renders_valid_text(void)
+static void test_every_row_renders_valid_text(void)
 {
 	/* every row with a value, dynamic rows with a series */
 	metrics_reset();
@@ -404,27 +386,26 @@ static int test_every_row_renders_valid_text(void)
 	int r = prom_check_text(&pc, t, last, sizeof(last));
 	if (r < 0)
 		fprintf(stderr, "%s\n", t);
-	CHECK(r == 0, "not valid exposition text: %s", pc.err);
-	CHECK(pc.nsamples >= METRICS__COUNT, "expected >= %d samples, got %d", METRICS__COUNT,
-	      pc.nsamples);
+	REQUIRE(r == 0, "not valid exposition text: %s", pc.err);
+	REQUIRE(pc.nsamples >= METRICS__COUNT, "expected >= %d samples, got %d", METRICS__COUNT,
+	        pc.nsamples);
 	for (int i = 0; i < pc.nfam; i++)
-		CHECK(pc.fam[i].type[0] != '\0', "family %s has no TYPE", pc.fam[i].name);
+		REQUIRE(pc.fam[i].type[0] != '\0', "family %s has no TYPE", pc.fam[i].name);
 	free(t);
-	return 0;
 }
 
-static int test_label_values_are_escaped(void)
+static void test_label_values_are_escaped(void)
 {
 	metrics_reset();
 	const char *nasty = "a\"b\\c\nd";
 	metrics_inc_label(METRIC_HTTP_REQUESTS, nasty);
 	char *t = metrics_render_prometheus();
-	CHECK(strstr(t, "{code=\"a\\\"b\\\\c\\nd\"}") != NULL, "escaped label not found in:\n%s", t);
+	REQUIRE(strstr(t, "{code=\"a\\\"b\\\\c\\nd\"}") != NULL, "escaped label not found in:\n%s", t);
 	struct prom_check pc;
 	char last[64] = "";
 	int r = prom_check_text(&pc, t, last, sizeof(last));
-	CHECK(r == 0, "not valid exposition text: %s", pc.err);
-	CHECK(strcmp(last, nasty) == 0, "label did not round-trip: got '%s'", last);
+	REQUIRE(r == 0, "not valid exposition text: %s", pc.err);
+	REQUIRE(strcmp(last, nasty) == 0, "label did not round-trip: got '%s'", last);
 	free(t);
 	/* JSON carries it verbatim */
 	char *js = metrics_render_json(0, 0);
@@ -441,20 +422,18 @@ static int test_label_values_are_escaped(void)
 			found = 1;
 	}
 	json_decref(root);
-	CHECK(found, "JSON lacks the labelled counter");
-	return 0;
+	REQUIRE(found, "JSON lacks the labelled counter");
 }
 
-static int test_empty_dynamic_family_is_omitted(void)
+static void test_empty_dynamic_family_is_omitted(void)
 {
 	metrics_reset();
 	char *t = metrics_render_prometheus();
-	CHECK(strstr(t, "rumor_http_requests_total") == NULL, "unused dynamic family shown:\n%s", t);
+	REQUIRE(strstr(t, "rumor_http_requests_total") == NULL, "unused dynamic family shown:\n%s", t);
 	free(t);
-	return 0;
 }
 
-static int test_dynamic_series_overflow_goes_to_row(void)
+static void test_dynamic_series_overflow_goes_to_row(void)
 {
 	metrics_reset();
 	char lab[16];
@@ -462,15 +441,14 @@ static int test_dynamic_series_overflow_goes_to_row(void)
 		snprintf(lab, sizeof(lab), "%d", i);
 		metrics_inc_label(METRIC_HTTP_REQUESTS, lab);
 	}
-	CHECK_NUM(5, metrics_value(METRIC_HTTP_REQUESTS));
-	CHECK_NUM(1, metrics_value_label(METRIC_HTTP_REQUESTS, "7"));
+	REQUIRE_NUM(5, metrics_value(METRIC_HTTP_REQUESTS));
+	REQUIRE_NUM(1, metrics_value_label(METRIC_HTTP_REQUESTS, "7"));
 	char *t = metrics_render_prometheus();
 	struct prom_check pc;
 	char last[64];
-	CHECK(prom_check_text(&pc, t, last, sizeof(last)) == 0, "invalid: %s", pc.err);
-	CHECK(strstr(t, "rumor_http_requests_total 5\n") != NULL, "overflow row missing");
+	REQUIRE(prom_check_text(&pc, t, last, sizeof(last)) == 0, "invalid: %s", pc.err);
+	REQUIRE(strstr(t, "rumor_http_requests_total 5\n") != NULL, "overflow row missing");
 	free(t);
-	return 0;
 }
 
 static int ncalls;
@@ -480,56 +458,39 @@ static void collector(void *ud)
 	metrics_set_counter(METRIC_PROBES, 10, (double)(intptr_t)ud);
 }
 
-static int test_collectors_run_and_unregister(void)
+static void test_collectors_run_and_unregister(void)
 {
 	metrics_reset();
 	ncalls = 0;
-	CHECK(metrics_collector_add(collector, (void *)(intptr_t)10) == 0, "add failed");
+	REQUIRE(metrics_collector_add(collector, (void *)(intptr_t)10) == 0, "add failed");
 	metrics_collect();
-	CHECK(ncalls == 1, "expected 1 call, got %d", ncalls);
-	CHECK_NUM(10, metrics_value(METRIC_PROBES));
+	REQUIRE(ncalls == 1, "expected 1 call, got %d", ncalls);
+	REQUIRE_NUM(10, metrics_value(METRIC_PROBES));
 	metrics_collector_remove(collector, (void *)(intptr_t)10);
 	metrics_collect();
-	CHECK(ncalls == 1, "expected no call after remove, got %d", ncalls);
-	return 0;
+	REQUIRE(ncalls == 1, "expected no call after remove, got %d", ncalls);
 }
 
-static int test_bad_id_is_ignored(void)
+static void test_bad_id_is_ignored(void)
 {
 	metrics_reset();
 	metrics_inc((enum metrics_id)METRICS__COUNT);
 	metrics_inc((enum metrics_id)-1);
 	metrics_inc_label((enum metrics_id)9999, "x");
-	CHECK_NUM(0, metrics_value((enum metrics_id)METRICS__COUNT));
-	return 0;
+	REQUIRE_NUM(0, metrics_value((enum metrics_id)METRICS__COUNT));
 }
 
 int main(void)
 {
-	struct {
-		const char *name;
-		int (*fn)(void);
-	} tests[] = {
-		{"prom_name_mangles_dots", test_prom_name_mangles_dots},
-		{"counter_aggregates", test_counter_aggregates},
-		{"json_has_consul_shape", test_json_has_consul_shape},
-		{"prometheus_is_well_formed", test_prometheus_is_well_formed},
-		{"every_row_renders_valid_text", test_every_row_renders_valid_text},
-		{"label_values_are_escaped", test_label_values_are_escaped},
-		{"empty_dynamic_family_is_omitted", test_empty_dynamic_family_is_omitted},
-		{"dynamic_series_overflow_goes_to_row", test_dynamic_series_overflow_goes_to_row},
-		{"collectors_run_and_unregister", test_collectors_run_and_unregister},
-		{"bad_id_is_ignored", test_bad_id_is_ignored},
-	};
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (tests[i].fn() == 0) {
-			passed++;
-			printf("ok   %s\n", tests[i].name);
-		} else {
-			failed++;
-			printf("FAIL %s\n", tests[i].name);
-		}
-	}
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	RUN(test_prom_name_mangles_dots);
+	RUN(test_counter_aggregates);
+	RUN(test_json_has_consul_shape);
+	RUN(test_prometheus_is_well_formed);
+	RUN(test_every_row_renders_valid_text);
+	RUN(test_label_values_are_escaped);
+	RUN(test_empty_dynamic_family_is_omitted);
+	RUN(test_dynamic_series_overflow_goes_to_row);
+	RUN(test_collectors_run_and_unregister);
+	RUN(test_bad_id_is_ignored);
+	return check_exit_code();
 }

@@ -13,41 +13,15 @@
 
 #include "gossip/serf.h"
 #include "gossip/wire.h"
+#include "tests/unit/check.h"
 
 #ifndef RUMOR_FIXTURES
 #define RUMOR_FIXTURES "tests/fixtures"
 #endif
 #define SERF_DIR RUMOR_FIXTURES "/serf-0.8.2"
 
-static int failures, failed_here;
-
-#define CHECK(cond, ...)                                                              \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "  %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                                 \
-			fputc('\n', stderr);                                          \
-			failed_here++;                                                \
-		}                                                                     \
-	} while (0)
-#define CHECK_INT(exp, act, what)                                                   \
-	do {                                                                        \
-		long long e_ = (long long)(exp), a_ = (long long)(act);             \
-		CHECK(e_ == a_, "%s: expected %lld, got %lld (%s)", what, e_, a_,   \
-		      serf_wire_error());                                           \
-	} while (0)
-#define RUN(t)                                                   \
-	do {                                                     \
-		failed_here = 0;                                 \
-		t();                                             \
-		if (failed_here) {                               \
-			failures++;                              \
-			printf("FAIL %s\n", #t);                 \
-		} else {                                         \
-			passed++;                                \
-			printf("ok   %s\n", #t);                 \
-		}                                                \
-	} while (0)
+/* CHECK_INT with the codec's last error after the (literal) description */
+#define CHECK_SERF(exp, act, what) CHECK_INT(exp, act, what " (%s)", serf_wire_error())
 
 /* ------------------------------------------------- fixture traversal */
 
@@ -198,7 +172,7 @@ static void test_decodes_serf_messages_captured_from_serf(void)
 		free(buf);
 	}
 	closedir(d);
-	CHECK_INT(0, f.bad, "undecodable serf messages");
+	CHECK_SERF(0, f.bad, "undecodable serf messages");
 	CHECK(f.deploy, "user event deploy/v1.2.3 (coalesce on) not found (%d events)",
 	      f.user_events);
 	CHECK(f.uptime, "query uptime/hello, 2 s, reply to :27947 not found (%d queries)",
@@ -223,11 +197,11 @@ static void test_merges_serf_push_pull_user_state(void)
 	int rc = buf[0] == ML_COMPRESS
 			 ? ml_compress_decode_stream(&pos, buf + len, out, sizeof(out), &olen)
 			 : ML_BAD;
-	CHECK_INT(ML_OK, rc, "decompress");
+	CHECK_SERF(ML_OK, rc, "decompress");
 	if (rc == ML_OK && out[0] == ML_PUSH_PULL) {
 		const uint8_t *p = out + 1, *end = out + olen;
 		struct ml_push_pull_header h;
-		CHECK_INT(ML_OK, ml_decode_push_pull_header(&p, end, &h), "header");
+		CHECK_SERF(ML_OK, ml_decode_push_pull_header(&p, end, &h), "header");
 		static struct ml_push_node n;
 		for (uint32_t i = 0; i < h.nodes; i++)
 			ml_decode_push_node(&p, end, &n);
@@ -236,7 +210,7 @@ static void test_merges_serf_push_pull_user_state(void)
 		struct serf_io io = {0};
 		struct serf *s = serf_new("rumor", &io);
 		serf_merge_state(s, p, h.user_state_len, h.join);
-		CHECK_INT(0, serf_stats(s)->bad_msgs, "state parsed");
+		CHECK_SERF(0, serf_stats(s)->bad_msgs, "state parsed");
 		CHECK(serf_clock(s) > 0, "member clock witnessed: %llu",
 		      (unsigned long long)serf_clock(s));
 		serf_free(s);
@@ -252,13 +226,13 @@ static void test_codecs_round_trip(void)
 	struct serf_msg_join j = {.ltime = 70000}, j2;
 	strcpy(j.node, "node-a");
 	int n = serf_encode_join(buf, sizeof(buf), &j);
-	CHECK_INT(ML_OK, serf_decode_join(buf + 1, (size_t)n - 1, &j2), "join");
+	CHECK_SERF(ML_OK, serf_decode_join(buf + 1, (size_t)n - 1, &j2), "join");
 	CHECK(j2.ltime == 70000 && strcmp(j2.node, "node-a") == 0, "join fields");
 
 	struct serf_msg_leave l = {.ltime = 5, .prune = true}, l2;
 	strcpy(l.node, "b");
 	n = serf_encode_leave(buf, sizeof(buf), &l);
-	CHECK_INT(ML_OK, serf_decode_leave(buf + 1, (size_t)n - 1, &l2), "leave");
+	CHECK_SERF(ML_OK, serf_decode_leave(buf + 1, (size_t)n - 1, &l2), "leave");
 	CHECK(l2.ltime == 5 && l2.prune && strcmp(l2.node, "b") == 0, "leave fields");
 
 	uint8_t big[300];
@@ -278,7 +252,7 @@ static void test_codecs_round_trip(void)
 	q.filters[0].len = (size_t)fl;
 	q.nfilters = 1;
 	n = serf_encode_query(buf, sizeof(buf), &q);
-	CHECK_INT(ML_OK, serf_decode_query(buf + 1, (size_t)n - 1, &q2), "query");
+	CHECK_SERF(ML_OK, serf_decode_query(buf + 1, (size_t)n - 1, &q2), "query");
 	CHECK(q2.id == 0xdeadbeef && q2.timeout_ns == 5000000000LL && q2.payload_len == 300 &&
 		      q2.addr.port == 7946 && q2.addr.ip[0] == 10 && q2.nfilters == 1 &&
 		      strcmp(q2.source_node, "src") == 0,
@@ -289,7 +263,7 @@ static void test_codecs_round_trip(void)
 	strcpy(kr.keys[1], "k2");
 	strcpy(kr.primary, "k1");
 	n = serf_encode_key_response(buf, sizeof(buf), &kr);
-	CHECK_INT(ML_OK, serf_decode_key_response(buf, (size_t)n, &kr2), "key response");
+	CHECK_SERF(ML_OK, serf_decode_key_response(buf, (size_t)n, &kr2), "key response");
 	CHECK(kr2.result && kr2.nkeys == 2 && strcmp(kr2.primary, "k1") == 0, "key fields");
 
 	/* every truncation is refused or handled, never read past the end */
@@ -422,16 +396,16 @@ static void test_user_event_reaches_every_member_once(void)
 	struct net net;
 	net_init(&net, 3);
 	char err[128];
-	CHECK_INT(0, serf_user_event(net.nodes[0], "deploy", (const uint8_t *)"v1", 2, true, err,
+	CHECK_SERF(0, serf_user_event(net.nodes[0], "deploy", (const uint8_t *)"v1", 2, true, err,
 				     sizeof(err)),
 		  "fire");
 	net_run(&net);
 	for (int i = 0; i < 3; i++)
-		CHECK_INT(1, net.delivered[i], "delivered once");
+		CHECK_SERF(1, net.delivered[i], "delivered once");
 	CHECK(strcmp(net.last_event[2], "deploy:v1") == 0, "got %s", net.last_event[2]);
 	CHECK(serf_stats(net.nodes[1])->events_dup >= 1, "re-broadcast copies were deduplicated");
 	uint8_t big[600] = {0};
-	CHECK_INT(-1, serf_user_event(net.nodes[0], "x", big, sizeof(big), true, err, sizeof(err)),
+	CHECK_SERF(-1, serf_user_event(net.nodes[0], "x", big, sizeof(big), true, err, sizeof(err)),
 		  "size limit");
 	net_free(&net);
 }
@@ -442,16 +416,16 @@ static void test_leave_intent_then_dead_is_left_otherwise_failed(void)
 	net_init(&net, 3);
 	serf_broadcast_leave(net.nodes[1]);
 	net_run(&net);
-	CHECK_INT(SERF_STATUS_LEAVING, serf_member_status(net.nodes[0], "n1"), "leaving");
-	CHECK_INT(SERF_EV_MEMBER_LEAVE, serf_member_event(net.nodes[0], SWIM_EV_FAILED, "n1"),
+	CHECK_SERF(SERF_STATUS_LEAVING, serf_member_status(net.nodes[0], "n1"), "leaving");
+	CHECK_SERF(SERF_EV_MEMBER_LEAVE, serf_member_event(net.nodes[0], SWIM_EV_FAILED, "n1"),
 		  "dead after intent is a leave");
-	CHECK_INT(SERF_STATUS_LEFT, serf_member_status(net.nodes[0], "n1"), "left");
-	CHECK_INT(SERF_EV_MEMBER_FAILED, serf_member_event(net.nodes[0], SWIM_EV_FAILED, "n2"),
+	CHECK_SERF(SERF_STATUS_LEFT, serf_member_status(net.nodes[0], "n1"), "left");
+	CHECK_SERF(SERF_EV_MEMBER_FAILED, serf_member_event(net.nodes[0], SWIM_EV_FAILED, "n2"),
 		  "dead without intent is a failure");
-	CHECK_INT(SERF_STATUS_FAILED, serf_member_status(net.nodes[0], "n2"), "failed");
-	CHECK_INT(SERF_EV_MEMBER_JOIN, serf_member_event(net.nodes[0], SWIM_EV_JOIN, "n2"),
+	CHECK_SERF(SERF_STATUS_FAILED, serf_member_status(net.nodes[0], "n2"), "failed");
+	CHECK_SERF(SERF_EV_MEMBER_JOIN, serf_member_event(net.nodes[0], SWIM_EV_JOIN, "n2"),
 		  "back");
-	CHECK_INT(SERF_STATUS_ALIVE, serf_member_status(net.nodes[0], "n2"), "alive again");
+	CHECK_SERF(SERF_STATUS_ALIVE, serf_member_status(net.nodes[0], "n2"), "alive again");
 	net_free(&net);
 }
 
@@ -464,9 +438,9 @@ static void test_old_leave_intent_about_us_is_refuted(void)
 	uint8_t buf[128];
 	int n = serf_encode_leave(buf, sizeof(buf), &l);
 	serf_handle_msg(net.nodes[0], 0, buf, (size_t)n);
-	CHECK_INT(1, net.nq, "a join intent was broadcast");
+	CHECK_SERF(1, net.nq, "a join intent was broadcast");
 	CHECK(net.nq == 1 && net.q[0][0] == SERF_MSG_JOIN, "refutation is a join");
-	CHECK_INT(SERF_STATUS_ALIVE, serf_member_status(net.nodes[0], "n0"), "still alive");
+	CHECK_SERF(SERF_STATUS_ALIVE, serf_member_status(net.nodes[0], "n0"), "still alive");
 	net_free(&net);
 }
 
@@ -481,9 +455,9 @@ static void test_push_pull_state_carries_events_and_left_members(void)
 	size_t len;
 	uint8_t *st = serf_local_state_new(net.nodes[0], &len);
 	serf_merge_state(net.nodes[1], st, len, false);
-	CHECK_INT(0, serf_stats(net.nodes[1])->bad_msgs, "parsed");
-	CHECK_INT(1, net.delivered[1], "event learned through push-pull");
-	CHECK_INT(SERF_STATUS_LEAVING, serf_member_status(net.nodes[1], "n0"),
+	CHECK_SERF(0, serf_stats(net.nodes[1])->bad_msgs, "parsed");
+	CHECK_SERF(1, net.delivered[1], "event learned through push-pull");
+	CHECK_SERF(SERF_STATUS_LEAVING, serf_member_status(net.nodes[1], "n0"),
 		  "left member becomes leaving, then left at its dead message");
 	CHECK(serf_event_clock(net.nodes[1]) >= serf_event_clock(net.nodes[0]) - 1,
 	      "event clock witnessed");
@@ -502,10 +476,10 @@ static void test_query_acks_responses_and_filters(void)
 	p.self_addr.port = 1000; /* node 0 */
 	uint32_t id;
 	char err[128];
-	CHECK_INT(0, serf_query(net.nodes[0], 0, &p, &id, err, sizeof(err)), "query");
+	CHECK_SERF(0, serf_query(net.nodes[0], 0, &p, &id, err, sizeof(err)), "query");
 	net_run(&net);
-	CHECK_INT(3, net.acks, "acks from every node, ourselves included");
-	CHECK_INT(3, net.responses, "responses");
+	CHECK_SERF(3, net.acks, "acks from every node, ourselves included");
+	CHECK_SERF(3, net.responses, "responses");
 	/* node filter: only n2 answers */
 	memset(net.queries, 0, sizeof(net.queries));
 	net.acks = net.responses = 0;
@@ -514,7 +488,7 @@ static void test_query_acks_responses_and_filters(void)
 	p.n_filter_nodes = 1;
 	serf_query(net.nodes[0], 0, &p, &id, err, sizeof(err));
 	net_run(&net);
-	CHECK_INT(1, net.acks, "one ack with a node filter");
+	CHECK_SERF(1, net.acks, "one ack with a node filter");
 	CHECK(net.queries[2] == 1 && net.queries[1] == 0, "only n2 ran it");
 	/* tag filter */
 	struct tag t = {.key = "role", .value = "web"};
@@ -526,14 +500,13 @@ static void test_query_acks_responses_and_filters(void)
 	p.n_filter_tags = 1;
 	serf_query(net.nodes[0], 0, &p, &id, err, sizeof(err));
 	net_run(&net);
-	CHECK_INT(1, net.acks, "one ack with a tag filter");
+	CHECK_SERF(1, net.acks, "one ack with a tag filter");
 	serf_query_close(net.nodes[0], id);
 	net_free(&net);
 }
 
 int main(void)
 {
-	int passed = 0;
 	RUN(test_decodes_serf_messages_captured_from_serf);
 	RUN(test_merges_serf_push_pull_user_state);
 	RUN(test_codecs_round_trip);
@@ -542,6 +515,5 @@ int main(void)
 	RUN(test_old_leave_intent_about_us_is_refuted);
 	RUN(test_push_pull_state_carries_events_and_left_members);
 	RUN(test_query_acks_responses_and_filters);
-	printf("%d passed, %d failed\n", passed, failures);
-	return failures ? 1 : 0;
+	return check_exit_code();
 }

@@ -11,20 +11,7 @@
 
 #include "gossip/bcast.h"
 #include "gossip/swim.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                          \
-	do {                                                                                      \
-		if (cond) {                                                                       \
-			passed++;                                                                 \
-		} else {                                                                          \
-			failed++;                                                                 \
-			printf("FAIL %s:%d: ", __func__, __LINE__);                               \
-			printf(__VA_ARGS__);                                                      \
-			printf("\n");                                                             \
-		}                                                                                 \
-	} while (0)
+#include "tests/unit/check.h"
 
 /* ----------------------------------------------------------- formulas */
 
@@ -423,14 +410,13 @@ static void test_serf_push_pull_fixture_merges(void)
 
 int main(void)
 {
-	test_formulas_match_memberlist();
-	test_bcast_fewest_sent_first_and_invalidation();
-	test_join_converges();
-	test_crash_detected_within_suspicion_bounds();
-	test_false_suspicion_is_refuted();
-	test_leave_is_left_not_failed();
-	test_malformed_packets_counted_not_fatal();
-	test_serf_push_pull_fixture_merges();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	RUN(test_formulas_match_memberlist);
+	RUN(test_bcast_fewest_sent_first_and_invalidation);
+	RUN(test_join_converges);
+	RUN(test_crash_detected_within_suspicion_bounds);
+	RUN(test_false_suspicion_is_refuted);
+	RUN(test_leave_is_left_not_failed);
+	RUN(test_malformed_packets_counted_not_fatal);
+	RUN(test_serf_push_pull_fixture_merges);
+	return check_exit_code();
 }

@@ -14,33 +14,17 @@
 #include <string.h>
 
 #include "gossip/wire.h"
+#include "tests/unit/check.h"
 
 #ifndef RUMOR_FIXTURES
 #define RUMOR_FIXTURES "tests/fixtures"
 #endif
 #define SERF_DIR RUMOR_FIXTURES "/serf-0.8.2"
 
-static int failures;
-static int checks_failed_in_test;
 static bool dump;
 
-#define CHECK(cond, ...)                                                        \
-	do {                                                                    \
-		if (!(cond)) {                                                  \
-			fprintf(stderr, "  %s:%d: check failed: %s: ", __FILE__, \
-				__LINE__, #cond);                               \
-			fprintf(stderr, __VA_ARGS__);                           \
-			fputc('\n', stderr);                                    \
-			checks_failed_in_test++;                                \
-		}                                                               \
-	} while (0)
-
-#define CHECK_INT(exp, act, what)                                                  \
-	do {                                                                       \
-		long long e_ = (long long)(exp), a_ = (long long)(act);            \
-		CHECK(e_ == a_, "%s: expected %lld, got %lld (%s)", what, e_, a_, \
-		      ml_wire_error());                                           \
-	} while (0)
+/* CHECK_INT with the decoder's last error after the (literal) description */
+#define CHECK_WIRE(exp, act, what) CHECK_INT(exp, act, what " (%s)", ml_wire_error())
 
 static void hexdump(const char *label, const uint8_t *p, size_t n)
 {
@@ -86,11 +70,11 @@ static void test_ping_round_trip_without_source(void)
 					'a', 0xa5, 'S', 'e', 'q', 'N', 'o', 0x07 };
 	check_bytes("ping", want, sizeof(want), buf, n);
 	const uint8_t *p = buf + 1;
-	CHECK_INT(ML_OK, ml_decode_ping(&p, buf + n, &d), "decode");
+	CHECK_WIRE(ML_OK, ml_decode_ping(&p, buf + n, &d), "decode");
 	CHECK(p == buf + n, "decoder did not consume all");
-	CHECK_INT(7, d.seq, "seq");
+	CHECK_WIRE(7, d.seq, "seq");
 	CHECK(strcmp(d.node, "beta") == 0, "node %s", d.node);
-	CHECK_INT(0, d.source.len, "source len");
+	CHECK_WIRE(0, d.source.len, "source len");
 }
 
 static void test_ping_round_trip_with_source(void)
@@ -105,12 +89,12 @@ static void test_ping_round_trip_with_source(void)
 	int n = ml_encode_ping(buf, sizeof(buf), &m);
 	CHECK(n > 0, "encode %d", n);
 	const uint8_t *p = buf + 1;
-	CHECK_INT(ML_OK, ml_decode_ping(&p, buf + n, &d), "decode");
-	CHECK_INT(70000, d.seq, "seq");
+	CHECK_WIRE(ML_OK, ml_decode_ping(&p, buf + n, &d), "decode");
+	CHECK_WIRE(70000, d.seq, "seq");
 	CHECK(ml_addr_equal(&d.source, &m.source), "source addr");
 	CHECK(strcmp(d.source_node, "alpha") == 0, "source node %s", d.source_node);
 	check_bytes("re-encode", buf, (size_t)n, again, ml_encode_ping(again, sizeof(again), &d));
-	CHECK_INT(-1, ml_encode_ping(buf, (size_t)n - 1, &m), "encode into short buffer");
+	CHECK_WIRE(-1, ml_encode_ping(buf, (size_t)n - 1, &m), "encode into short buffer");
 }
 
 static void test_indirect_ping_round_trip_with_nack(void)
@@ -127,9 +111,9 @@ static void test_indirect_ping_round_trip_with_nack(void)
 	int n = ml_encode_indirect_ping(buf, sizeof(buf), &m);
 	CHECK(n > 0 && buf[0] == ML_INDIRECT_PING, "encode %d", n);
 	const uint8_t *p = buf + 1;
-	CHECK_INT(ML_OK, ml_decode_indirect_ping(&p, buf + n, &d), "decode");
+	CHECK_WIRE(ML_OK, ml_decode_indirect_ping(&p, buf + n, &d), "decode");
 	CHECK(d.nack, "nack lost");
-	CHECK_INT(300, d.seq, "seq");
+	CHECK_WIRE(300, d.seq, "seq");
 	CHECK(ml_addr_equal(&d.target, &m.target), "target");
 	CHECK(ml_addr_equal(&d.source, &m.source), "source");
 	CHECK(strcmp(d.node, "gamma") == 0 && strcmp(d.source_node, "alpha") == 0, "names");
@@ -154,8 +138,8 @@ static void test_ack_round_trip_with_and_without_payload(void)
 	CHECK(n > 0, "encode %d", n);
 	CHECK(buf[10] == 0xda, "300-byte payload should be raw16, got %02x", buf[10]);
 	const uint8_t *p = buf + 1;
-	CHECK_INT(ML_OK, ml_decode_ack(&p, buf + n, &d), "decode");
-	CHECK_INT(300, d.payload_len, "payload len");
+	CHECK_WIRE(ML_OK, ml_decode_ack(&p, buf + n, &d), "decode");
+	CHECK_WIRE(300, d.payload_len, "payload len");
 	CHECK(memcmp(d.payload, m.payload, 300) == 0, "payload bytes");
 }
 
@@ -168,7 +152,7 @@ static void test_nack_round_trip(void)
 					0xce, 0xff, 0xff, 0xff, 0xff };
 	check_bytes("nack", want, sizeof(want), buf, n);
 	const uint8_t *p = buf + 1;
-	CHECK_INT(ML_OK, ml_decode_nack(&p, buf + n, &d), "decode");
+	CHECK_WIRE(ML_OK, ml_decode_nack(&p, buf + n, &d), "decode");
 	CHECK(d.seq == 0xffffffffu, "seq %u", d.seq);
 }
 
@@ -185,12 +169,12 @@ static void test_suspect_and_dead_round_trip(void)
 	/* 200 does not fit a positive fixint: uint8 form */
 	CHECK(memmem(buf, (size_t)n, "\xabIncarnation\xcc\xc8", 14) != NULL, "Incarnation as cc c8");
 	const uint8_t *p = buf + 1;
-	CHECK_INT(ML_OK, ml_decode_suspect(&p, buf + n, &d), "decode suspect");
+	CHECK_WIRE(ML_OK, ml_decode_suspect(&p, buf + n, &d), "decode suspect");
 	CHECK(d.incarnation == 200 && !strcmp(d.node, "gamma") && !strcmp(d.from, "alpha"), "fields");
 	n = ml_encode_dead(buf, sizeof(buf), &m);
 	CHECK(n > 0 && buf[0] == ML_DEAD, "dead %d", n);
 	p = buf + 1;
-	CHECK_INT(ML_OK, ml_decode_dead(&p, buf + n, &d), "decode dead");
+	CHECK_WIRE(ML_OK, ml_decode_dead(&p, buf + n, &d), "decode dead");
 	check_bytes("dead re-encode", buf, (size_t)n, again, ml_encode_dead(again, sizeof(again), &d));
 }
 
@@ -213,7 +197,7 @@ static void test_alive_round_trip_with_meta_and_vsn(void)
 	      "Vsn as 6-byte raw");
 	CHECK(memmem(buf, (size_t)n, "\xa4Meta\xda\x00\x28", 8) != NULL, "40-byte Meta as raw16");
 	const uint8_t *p = buf + 1;
-	CHECK_INT(ML_OK, ml_decode_alive(&p, buf + n, &d), "decode");
+	CHECK_WIRE(ML_OK, ml_decode_alive(&p, buf + n, &d), "decode");
 	CHECK(d.has_vsn && memcmp(d.vsn, vsn, 6) == 0, "vsn");
 	CHECK(d.meta_len == 40 && d.meta[39] == 'm', "meta");
 	CHECK(ml_addr_equal(&d.addr, &m.addr), "addr");
@@ -225,7 +209,7 @@ static void test_alive_round_trip_with_meta_and_vsn(void)
 	CHECK(memmem(buf, (size_t)n, "\xa3Vsn\xc0", 5) != NULL, "nil Vsn");
 	CHECK(memmem(buf, (size_t)n, "\xa4Meta\xc0", 6) != NULL, "nil Meta");
 	p = buf + 1;
-	CHECK_INT(ML_OK, ml_decode_alive(&p, buf + n, &d), "decode no vsn");
+	CHECK_WIRE(ML_OK, ml_decode_alive(&p, buf + n, &d), "decode no vsn");
 	CHECK(!d.has_vsn && d.meta_len == 0, "vsn/meta absent");
 }
 
@@ -238,14 +222,14 @@ static void test_err_round_trip_and_long_message_is_cut(void)
 	int n = ml_encode_err(buf, sizeof(buf), &m);
 	CHECK(n > 0 && buf[0] == ML_ERR, "err %d", n);
 	const uint8_t *p = buf + 1;
-	CHECK_INT(ML_OK, ml_decode_err(&p, buf + n, &d), "decode");
+	CHECK_WIRE(ML_OK, ml_decode_err(&p, buf + n, &d), "decode");
 	CHECK(strcmp(d.error, m.error) == 0, "error %s", d.error);
 	/* a 400-byte message from a peer is kept cut at ML_ERRMSG_MAX */
 	uint8_t big[500] = { 0x81, 0xa5, 'E', 'r', 'r', 'o', 'r', 0xda, 0x01, 0x90 };
 	memset(big + 10, 'x', 400);
 	p = big;
-	CHECK_INT(ML_OK, ml_decode_err(&p, big + 410, &d), "decode long");
-	CHECK_INT(ML_ERRMSG_MAX, strlen(d.error), "cut length");
+	CHECK_WIRE(ML_OK, ml_decode_err(&p, big + 410, &d), "decode long");
+	CHECK_WIRE(ML_ERRMSG_MAX, strlen(d.error), "cut length");
 }
 
 static void test_push_pull_header_node_and_user_header_round_trip(void)
@@ -258,7 +242,7 @@ static void test_push_pull_header_node_and_user_header_round_trip(void)
 					't', 'e', 'L', 'e', 'n', 0xcd, 0x03, 0xe8 };
 	check_bytes("push-pull header", want, sizeof(want), buf, n);
 	const uint8_t *p = buf;
-	CHECK_INT(ML_OK, ml_decode_push_pull_header(&p, buf + n, &hd), "decode header");
+	CHECK_WIRE(ML_OK, ml_decode_push_pull_header(&p, buf + n, &hd), "decode header");
 	CHECK(hd.nodes == 3 && hd.user_state_len == 1000 && hd.join, "header fields");
 
 	struct ml_push_node pn, pd;
@@ -274,7 +258,7 @@ static void test_push_pull_header_node_and_user_header_round_trip(void)
 	n = ml_encode_push_node(buf, sizeof(buf), &pn);
 	CHECK(n > 0 && buf[0] == 0x87, "push node %d", n);
 	p = buf;
-	CHECK_INT(ML_OK, ml_decode_push_node(&p, buf + n, &pd), "decode node");
+	CHECK_WIRE(ML_OK, ml_decode_push_node(&p, buf + n, &pd), "decode node");
 	CHECK(pd.state == ML_STATE_LEFT && pd.incarnation == 9 && !strcmp(pd.name, "beta"), "node");
 	check_bytes("node re-encode", buf, (size_t)n, again,
 		    ml_encode_push_node(again, sizeof(again), &pd));
@@ -282,8 +266,8 @@ static void test_push_pull_header_node_and_user_header_round_trip(void)
 	struct ml_user_msg_header u = { .len = 70000 }, ud;
 	n = ml_encode_user_msg_header(buf, sizeof(buf), &u);
 	p = buf;
-	CHECK_INT(ML_OK, ml_decode_user_msg_header(&p, buf + n, &ud), "decode user header");
-	CHECK_INT(70000, ud.len, "user msg len");
+	CHECK_WIRE(ML_OK, ml_decode_user_msg_header(&p, buf + n, &ud), "decode user header");
+	CHECK_WIRE(70000, ud.len, "user msg len");
 	n = ml_encode_user(buf, sizeof(buf), (const uint8_t *)"hi", 2);
 	CHECK(n == 3 && buf[0] == ML_USER && buf[1] == 'h', "user packet %d", n);
 }
@@ -301,7 +285,7 @@ static void test_decoders_accept_every_int_width_str8_bin_and_skip_unknown_keys(
 	};
 	struct ml_ping d;
 	const uint8_t *p = in;
-	CHECK_INT(ML_OK, ml_decode_ping(&p, in + sizeof(in), &d), "decode");
+	CHECK_WIRE(ML_OK, ml_decode_ping(&p, in + sizeof(in), &d), "decode");
 	CHECK(p == in + sizeof(in), "consumed %td of %zu", p - in, sizeof(in));
 	CHECK(d.seq == 9 && !strcmp(d.node, "ab") && d.source.port == 80 && d.source.len == 4,
 	      "fields seq=%u node=%s port=%u", d.seq, d.node, d.source.port);
@@ -315,53 +299,53 @@ static void test_decoders_reject_wrong_types_oversize_and_giant_lengths(void)
 	/* SeqNo as a string */
 	static const uint8_t wrong[] = { 0x81, 0xa5, 'S', 'e', 'q', 'N', 'o', 0xa1, '1' };
 	p = wrong;
-	CHECK_INT(ML_BAD, ml_decode_ping(&p, wrong + sizeof(wrong), &pg), "string seq");
+	CHECK_WIRE(ML_BAD, ml_decode_ping(&p, wrong + sizeof(wrong), &pg), "string seq");
 	CHECK(strstr(ml_wire_error(), "SeqNo") != NULL, "error names field: %s", ml_wire_error());
 	CHECK(p == wrong, "pos moved on error");
 	/* SeqNo too big for uint32, and negative */
 	static const uint8_t big[] = { 0x81, 0xa5, 'S', 'e', 'q', 'N', 'o', 0xcf, 0, 0, 0, 1, 0, 0, 0, 0 };
 	p = big;
-	CHECK_INT(ML_BAD, ml_decode_ping(&p, big + sizeof(big), &pg), "uint64 seq");
+	CHECK_WIRE(ML_BAD, ml_decode_ping(&p, big + sizeof(big), &pg), "uint64 seq");
 	static const uint8_t neg[] = { 0x81, 0xa5, 'S', 'e', 'q', 'N', 'o', 0xff };
 	p = neg;
-	CHECK_INT(ML_BAD, ml_decode_ping(&p, neg + sizeof(neg), &pg), "negative seq");
+	CHECK_WIRE(ML_BAD, ml_decode_ping(&p, neg + sizeof(neg), &pg), "negative seq");
 	/* top level not a map */
 	static const uint8_t arr[] = { 0x91, 0x01 };
 	p = arr;
-	CHECK_INT(ML_BAD, ml_decode_ping(&p, arr + 2, &pg), "array");
+	CHECK_WIRE(ML_BAD, ml_decode_ping(&p, arr + 2, &pg), "array");
 	/* oversize node name: 300 bytes */
 	uint8_t name[320] = { 0x81, 0xa4, 'N', 'o', 'd', 'e', 0xda, 0x01, 0x2c };
 	memset(name + 9, 'n', 300);
 	p = name;
-	CHECK_INT(ML_BAD, ml_decode_alive(&p, name + 309, &a), "long name");
+	CHECK_WIRE(ML_BAD, ml_decode_alive(&p, name + 309, &a), "long name");
 	CHECK(strcmp(ml_wire_error(), "alive: Node: too long") == 0, "error text: %s", ml_wire_error());
 	/* oversize meta */
 	uint8_t meta[600] = { 0x81, 0xa4, 'M', 'e', 't', 'a', 0xda, 0x02, 0x01 };
 	p = meta;
-	CHECK_INT(ML_BAD, ml_decode_alive(&p, meta + 9 + 513, &a), "long meta");
+	CHECK_WIRE(ML_BAD, ml_decode_alive(&p, meta + 9 + 513, &a), "long meta");
 	/* giant lengths in a short buffer: need more bytes, never a read past end */
 	static const uint8_t giant_str[] = { 0x81, 0xa4, 'N', 'o', 'd', 'e', 0xdb, 0xff, 0xff, 0xff, 0xff, 'x' };
 	p = giant_str;
-	CHECK_INT(ML_AGAIN, ml_decode_alive(&p, giant_str + sizeof(giant_str), &a), "giant raw32");
+	CHECK_WIRE(ML_AGAIN, ml_decode_alive(&p, giant_str + sizeof(giant_str), &a), "giant raw32");
 	static const uint8_t giant_map[] = { 0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'x', 0xdd, 0xff, 0xff, 0xff, 0xff };
 	p = giant_map;
-	CHECK_INT(ML_AGAIN, ml_decode_alive(&p, giant_map + sizeof(giant_map), &a), "giant map/array");
+	CHECK_WIRE(ML_AGAIN, ml_decode_alive(&p, giant_map + sizeof(giant_map), &a), "giant map/array");
 	/* bad IP length, bad Vsn length, unknown state */
 	static const uint8_t ip3[] = { 0x81, 0xa4, 'A', 'd', 'd', 'r', 0xa3, 1, 2, 3 };
 	p = ip3;
-	CHECK_INT(ML_BAD, ml_decode_alive(&p, ip3 + sizeof(ip3), &a), "3-byte ip");
+	CHECK_WIRE(ML_BAD, ml_decode_alive(&p, ip3 + sizeof(ip3), &a), "3-byte ip");
 	static const uint8_t vsn5[] = { 0x81, 0xa3, 'V', 's', 'n', 0xa5, 1, 2, 3, 4, 5 };
 	p = vsn5;
-	CHECK_INT(ML_BAD, ml_decode_alive(&p, vsn5 + sizeof(vsn5), &a), "5-byte vsn");
+	CHECK_WIRE(ML_BAD, ml_decode_alive(&p, vsn5 + sizeof(vsn5), &a), "5-byte vsn");
 	struct ml_push_node pn;
 	static const uint8_t st[] = { 0x81, 0xa5, 'S', 't', 'a', 't', 'e', 0x04 };
 	p = st;
-	CHECK_INT(ML_BAD, ml_decode_push_node(&p, st + sizeof(st), &pn), "state 4");
+	CHECK_WIRE(ML_BAD, ml_decode_push_node(&p, st + sizeof(st), &pn), "state 4");
 	struct ml_push_pull_header h;
 	static const uint8_t usl[] = { 0x81, 0xac, 'U', 's', 'e', 'r', 'S', 't', 'a', 't', 'e', 'L',
 				       'e', 'n', 0xce, 0x7f, 0, 0, 0 };
 	p = usl;
-	CHECK_INT(ML_BAD, ml_decode_push_pull_header(&p, usl + sizeof(usl), &h), "huge user state");
+	CHECK_WIRE(ML_BAD, ml_decode_push_pull_header(&p, usl + sizeof(usl), &h), "huge user state");
 }
 
 static void test_truncation_at_every_byte_is_again_and_leaves_pos(void)
@@ -395,16 +379,16 @@ static void test_compound_encode_decode_and_truncation(void)
 	check_bytes("compound", want, sizeof(want), buf, n);
 	struct ml_slice out[ML_COMPOUND_MAX];
 	int trunc = -1;
-	CHECK_INT(3, ml_compound_decode(buf + 1, (size_t)n - 1, out, ML_COMPOUND_MAX, &trunc), "parts");
-	CHECK_INT(0, trunc, "trunc");
+	CHECK_WIRE(3, ml_compound_decode(buf + 1, (size_t)n - 1, out, ML_COMPOUND_MAX, &trunc), "parts");
+	CHECK_WIRE(0, trunc, "trunc");
 	CHECK(out[2].len == 5 && memcmp(out[2].p, "hello", 5) == 0, "part 2");
 	/* cut inside the last part: two parts kept, one truncated */
-	CHECK_INT(2, ml_compound_decode(buf + 1, (size_t)n - 3, out, ML_COMPOUND_MAX, &trunc), "cut");
-	CHECK_INT(1, trunc, "trunc after cut");
+	CHECK_WIRE(2, ml_compound_decode(buf + 1, (size_t)n - 3, out, ML_COMPOUND_MAX, &trunc), "cut");
+	CHECK_WIRE(1, trunc, "trunc after cut");
 	/* cut inside the length table */
-	CHECK_INT(-1, ml_compound_decode(buf + 1, 4, out, ML_COMPOUND_MAX, &trunc), "cut table");
-	CHECK_INT(-1, ml_compound_decode(buf + 1, 0, out, ML_COMPOUND_MAX, &trunc), "empty");
-	CHECK_INT(-1, ml_compound_encode(buf, 10, in, 3), "encode short");
+	CHECK_WIRE(-1, ml_compound_decode(buf + 1, 4, out, ML_COMPOUND_MAX, &trunc), "cut table");
+	CHECK_WIRE(-1, ml_compound_decode(buf + 1, 0, out, ML_COMPOUND_MAX, &trunc), "empty");
+	CHECK_WIRE(-1, ml_compound_encode(buf, 10, in, 3), "encode short");
 }
 
 static void test_crc_wrap_and_mismatch(void)
@@ -416,12 +400,12 @@ static void test_crc_wrap_and_mismatch(void)
 	static const uint8_t want[] = { 12, 0xcb, 0xf4, 0x39, 0x26, '1', '2', '3', '4', '5', '6', '7', '8', '9' };
 	check_bytes("crc wrap", want, sizeof(want), buf, n);
 	struct ml_slice s;
-	CHECK_INT(ML_OK, ml_crc_check(buf, (size_t)n, &s), "check");
+	CHECK_WIRE(ML_OK, ml_crc_check(buf, (size_t)n, &s), "check");
 	CHECK(s.p == buf + 5 && s.len == 9, "inner");
 	buf[7] ^= 1;
-	CHECK_INT(ML_BAD, ml_crc_check(buf, (size_t)n, &s), "mismatch");
-	CHECK_INT(ML_BAD, ml_crc_check(buf, 4, &s), "short");
-	CHECK_INT(-1, ml_crc_wrap(buf, 13, (const uint8_t *)"123456789", 9), "wrap short");
+	CHECK_WIRE(ML_BAD, ml_crc_check(buf, (size_t)n, &s), "mismatch");
+	CHECK_WIRE(ML_BAD, ml_crc_check(buf, 4, &s), "short");
+	CHECK_WIRE(-1, ml_crc_wrap(buf, 13, (const uint8_t *)"123456789", 9), "wrap short");
 }
 
 static void test_lzw_round_trips(void)
@@ -444,8 +428,8 @@ static void test_lzw_round_trips(void)
 			int on = ml_lzw_decompress(z, (size_t)zn, out, sizeof(out));
 			CHECK(on == (int)len && memcmp(in, out, len) == 0, "mode %d len %zu: got %d", mode, len, on);
 			if (len > 10) {
-				CHECK_INT(-1, ml_lzw_decompress(z, (size_t)zn, out, len - 1), "out too small");
-				CHECK_INT(-1, ml_lzw_decompress(z, (size_t)zn - 1 - (zn > 3), out, sizeof(out)),
+				CHECK_WIRE(-1, ml_lzw_decompress(z, (size_t)zn, out, len - 1), "out too small");
+				CHECK_WIRE(-1, ml_lzw_decompress(z, (size_t)zn - 1 - (zn > 3), out, sizeof(out)),
 					  "missing eof");
 			}
 		}
@@ -458,7 +442,7 @@ static void test_lzw_round_trips(void)
 	uint8_t wrapped[2000], back[2000];
 	int wn = ml_compress_encode(wrapped, sizeof(wrapped), in, 1000);
 	CHECK(wn > 0 && wrapped[0] == ML_COMPRESS, "compress wrap %d", wn);
-	CHECK_INT(1000, ml_compress_decode(wrapped + 1, (size_t)wn - 1, back, sizeof(back)), "unwrap");
+	CHECK_WIRE(1000, ml_compress_decode(wrapped + 1, (size_t)wn - 1, back, sizeof(back)), "unwrap");
 	CHECK(memcmp(back, in, 1000) == 0, "unwrap bytes");
 }
 
@@ -707,19 +691,19 @@ static void test_serf_udp_fixtures_unwrap_decode_and_reencode(void)
 	CHECK(files >= 40, "udp fixtures: %d", files);
 	CHECK(s.crc > 0 && s.compress > 0 && s.compound > 0 && s.user > 0, "framings seen");
 	/* exact counts over the distinct datagrams of plain.pcap */
-	CHECK_INT(111, files, "distinct datagrams");
-	CHECK_INT(19, s.crc, "has-crc wrappers");
-	CHECK_INT(7, s.compress, "compress wrappers");
-	CHECK_INT(20, s.compound, "compounds");
-	CHECK_INT(15, s.user, "user (serf) messages");
-	CHECK_INT(48, s.msgs[ML_PING], "pings");
-	CHECK_INT(6, s.msgs[ML_INDIRECT_PING], "indirect pings");
-	CHECK_INT(34, s.msgs[ML_ACK], "acks");
-	CHECK_INT(6, s.msgs[ML_NACK], "nacks");
-	CHECK_INT(7, s.msgs[ML_SUSPECT], "suspects");
-	CHECK_INT(7, s.msgs[ML_DEAD], "deads");
-	CHECK_INT(18, s.msgs[ML_ALIVE], "alives");
-	CHECK_INT(126, s.reencoded, "messages re-encoded byte for byte");
+	CHECK_WIRE(111, files, "distinct datagrams");
+	CHECK_WIRE(19, s.crc, "has-crc wrappers");
+	CHECK_WIRE(7, s.compress, "compress wrappers");
+	CHECK_WIRE(20, s.compound, "compounds");
+	CHECK_WIRE(15, s.user, "user (serf) messages");
+	CHECK_WIRE(48, s.msgs[ML_PING], "pings");
+	CHECK_WIRE(6, s.msgs[ML_INDIRECT_PING], "indirect pings");
+	CHECK_WIRE(34, s.msgs[ML_ACK], "acks");
+	CHECK_WIRE(6, s.msgs[ML_NACK], "nacks");
+	CHECK_WIRE(7, s.msgs[ML_SUSPECT], "suspects");
+	CHECK_WIRE(7, s.msgs[ML_DEAD], "deads");
+	CHECK_WIRE(18, s.msgs[ML_ALIVE], "alives");
+	CHECK_WIRE(126, s.reencoded, "messages re-encoded byte for byte");
 	CHECK(s.ack_payload, "an ack with serf's coordinate payload");
 	CHECK(s.ping_source, "a ping with SourceAddr/SourceNode");
 	CHECK(s.nack_req, "an indirect ping asking for a nack");
@@ -744,8 +728,8 @@ static void test_serf_push_pull_streams(void)
 	memset(&s, 0, sizeof(s));
 	int files = walk_dir(&s, "tcp_");
 	CHECK(files == 4, "tcp stream directions: %d", files);
-	CHECK_INT(4, s.push_pull, "push-pull exchanges");
-	CHECK_INT(4, s.compress, "all compressed");
+	CHECK_WIRE(4, s.push_pull, "push-pull exchanges");
+	CHECK_WIRE(4, s.compress, "all compressed");
 	if (dump)
 		fprintf(stderr, "  push nodes %d names %d\n", s.push_nodes, s.nnames);
 	bool a = false, b = false, g = false;
@@ -755,7 +739,7 @@ static void test_serf_push_pull_streams(void)
 		g |= !strcmp(s.names[i], "gamma");
 	}
 	/* beta<->alpha join: one node each way; gamma joins alpha: gets 2, sends 1 */
-	CHECK_INT(5, s.push_nodes, "pushed node states");
+	CHECK_WIRE(5, s.push_nodes, "pushed node states");
 	CHECK(a && b && g, "push nodes alpha, beta and gamma");
 	CHECK(s.meta_role_web, "role=web in pushed meta");
 }
@@ -799,17 +783,17 @@ static void test_addr_parse_format_equal(void)
 {
 	struct ml_addr a, b;
 	char s[64];
-	CHECK_INT(0, ml_addr_parse("127.0.0.1:27946", 8301, &a), "v4 port");
+	CHECK_WIRE(0, ml_addr_parse("127.0.0.1:27946", 8301, &a), "v4 port");
 	CHECK(strcmp(ml_addr_str(&a, s, sizeof(s)), "127.0.0.1:27946") == 0, "str %s", s);
-	CHECK_INT(0, ml_addr_parse("10.1.2.3", 8301, &b), "v4 default port");
+	CHECK_WIRE(0, ml_addr_parse("10.1.2.3", 8301, &b), "v4 default port");
 	CHECK(b.port == 8301 && b.len == 4, "default port");
-	CHECK_INT(0, ml_addr_parse("[::1]:5", 8301, &a), "v6 port");
+	CHECK_WIRE(0, ml_addr_parse("[::1]:5", 8301, &a), "v6 port");
 	CHECK(strcmp(ml_addr_str(&a, s, sizeof(s)), "[::1]:5") == 0, "str %s", s);
-	CHECK_INT(0, ml_addr_parse("fe80::1", 7, &a), "bare v6");
+	CHECK_WIRE(0, ml_addr_parse("fe80::1", 7, &a), "bare v6");
 	CHECK(a.len == 16 && a.port == 7, "bare v6 fields");
-	CHECK_INT(-1, ml_addr_parse("1.2.3.4:99999", 1, &a), "port range");
-	CHECK_INT(-1, ml_addr_parse("host.example:1", 1, &a), "not an IP");
-	CHECK_INT(-1, ml_addr_parse("[::1", 1, &a), "unclosed bracket");
+	CHECK_WIRE(-1, ml_addr_parse("1.2.3.4:99999", 1, &a), "port range");
+	CHECK_WIRE(-1, ml_addr_parse("host.example:1", 1, &a), "not an IP");
+	CHECK_WIRE(-1, ml_addr_parse("[::1", 1, &a), "unclosed bracket");
 	/* IPv4-mapped IPv6 equals plain IPv4 */
 	ml_addr_parse("127.0.0.1:80", 0, &a);
 	ml_addr_parse("[::ffff:127.0.0.1]:80", 0, &b);
@@ -819,25 +803,8 @@ static void test_addr_parse_format_equal(void)
 	CHECK(!ml_addr_equal(&a, &b), "port differs");
 }
 
-/* ---- runner ----------------------------------------------------------------- */
-
-#define RUN(fn)                                                       \
-	do {                                                          \
-		checks_failed_in_test = 0;                            \
-		fn();                                                 \
-		if (checks_failed_in_test) {                          \
-			failures++;                                   \
-			fprintf(stderr, "FAIL %s\n", #fn);            \
-		} else {                                              \
-			passed++;                                     \
-			if (dump)                                     \
-				fprintf(stderr, "ok   %s\n", #fn);    \
-		}                                                     \
-	} while (0)
-
 int main(void)
 {
-	int passed = 0;
 	dump = getenv("RUMOR_WIRE_DUMP") != NULL;
 	RUN(test_ping_round_trip_without_source);
 	RUN(test_ping_round_trip_with_source);
@@ -858,6 +825,5 @@ int main(void)
 	RUN(test_serf_push_pull_streams);
 	RUN(test_every_prefix_of_every_fixture_is_handled);
 	RUN(test_addr_parse_format_equal);
-	printf("%d passed, %d failed\n", passed, failures);
-	return failures ? 1 : 0;
+	return check_exit_code();
 }
