@@ -642,6 +642,7 @@ struct simkv {
 	struct kv_heal *heals;
 	int nheals;
 	bool conv_pending;
+	size_t qmax; /* longest broadcast queue seen at a periodic check */
 	/* counters */
 	uint64_t acked, deletes, refused, noop, commits, checkpoints;
 	uint64_t gossip_out, gossip_in, applied[4];
@@ -1037,11 +1038,14 @@ static bool kv_converged(struct sim *sim)
 static void kv_check_mesh(struct sim *sim)
 {
 	struct simkv *kv = sim->kv;
-	if (kv->nheals == 0 || kv->heals[kv->nheals - 1].mesh >= 0)
-		return;
+	for (int i = 0; i < sim->n; i++)
+		if (sim->nodes[i].truth == T_UP && swim_broadcast_queue_len(sim->nodes[i].s) > kv->qmax)
+			kv->qmax = swim_broadcast_queue_len(sim->nodes[i].s);
 	int live = 0;
 	for (int i = 0; i < sim->n; i++)
 		live += sim->nodes[i].truth == T_UP && !sim->nodes[i].leaving;
+	if (kv->nheals == 0 || kv->heals[kv->nheals - 1].mesh >= 0)
+		return;
 	for (int i = 0; i < sim->n; i++) {
 		struct node *nd = &sim->nodes[i];
 		if (nd->truth == T_UP && !nd->leaving && swim_num_alive(nd->s) + 1 < (size_t)live)
@@ -1962,9 +1966,15 @@ static void kv_report_lines(struct sim *sim)
 		(unsigned long long)kv->acked, (unsigned long long)kv->deletes,
 		(unsigned long long)kv->refused, (unsigned long long)kv->noop,
 		slowest < 0 ? -1.0 : slowest / 1e6);
-	fprintf(o, "kv gossip: %llu SET/ANNOUNCE broadcast, %llu received; applied %llu from "
-		   "gossip, %llu from anti-entropy, %llu from pulls\n",
-		(unsigned long long)kv->gossip_out, (unsigned long long)kv->gossip_in,
+	uint64_t dropped = 0;
+	for (int i = 0; i < sim->n; i++)
+		if (sim->nodes[i].s != NULL)
+			dropped += swim_broadcast_queue_dropped(sim->nodes[i].s);
+	fprintf(o, "kv gossip: %llu SET/ANNOUNCE broadcast, %llu received; broadcast queues: "
+		   "longest %zu, %llu dropped (live nodes); applied %llu from gossip, %llu from "
+		   "anti-entropy, %llu from pulls\n",
+		(unsigned long long)kv->gossip_out, (unsigned long long)kv->gossip_in, kv->qmax,
+		(unsigned long long)dropped,
 		(unsigned long long)kv->applied[KV_SRC_GOSSIP],
 		(unsigned long long)kv->applied[KV_SRC_SYNC],
 		(unsigned long long)kv->applied[KV_SRC_PULL]);
@@ -1989,6 +1999,15 @@ static void kv_report_lines(struct sim *sim)
 		else
 			fprintf(o, "kv heal at %.3f s: replicas never identical afterwards (%s)\n",
 				x->at / 1e6, mesh);
+	}
+	for (int i = 0; i < kv->nw && sim->cfg.verbose; i++) { /* the slow ones */
+		struct kv_wr *w = &kv->w[i];
+		char v[48];
+		if (w->population > 0 && (w->t100 < 0 || w->t100 > 2 * w->t99 + 1000000))
+			fprintf(o, "  kv write %s = %s at %.3f s: 50%% %.3f s, 99%% %.3f s, 100%% "
+				   "%.3f s (%d/%d)\n", kv->keys[w->key].name,
+				kv_ver_str(v, sizeof(v), w->hlc, w->node), w->t0 / 1e6, w->t50 / 1e6,
+				w->t99 / 1e6, w->t100 / 1e6, w->known, w->population);
 	}
 	int live = 0;
 	uint64_t keys = 0, tombs = 0;
