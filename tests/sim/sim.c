@@ -1038,9 +1038,13 @@ static bool kv_converged(struct sim *sim)
 static void kv_check_mesh(struct sim *sim)
 {
 	struct simkv *kv = sim->kv;
-	for (int i = 0; i < sim->n; i++)
-		if (sim->nodes[i].truth == T_UP && swim_broadcast_queue_len(sim->nodes[i].s) > kv->qmax)
-			kv->qmax = swim_broadcast_queue_len(sim->nodes[i].s);
+	for (int i = 0; i < sim->n; i++) {
+		if (sim->nodes[i].truth != T_UP)
+			continue;
+		size_t q = swim_broadcast_queue_len(sim->nodes[i].s);
+		if (q > kv->qmax)
+			kv->qmax = q;
+	}
 	int live = 0;
 	for (int i = 0; i < sim->n; i++)
 		live += sim->nodes[i].truth == T_UP && !sim->nodes[i].leaving;
@@ -2006,8 +2010,8 @@ static void kv_report_lines(struct sim *sim)
 		if (w->population > 0 && (w->t100 < 0 || w->t100 > 2 * w->t99 + 1000000))
 			fprintf(o, "  kv write %s = %s at %.3f s: 50%% %.3f s, 99%% %.3f s, 100%% "
 				   "%.3f s (%d/%d)\n", kv->keys[w->key].name,
-				kv_ver_str(v, sizeof(v), w->hlc, w->node), w->t0 / 1e6, w->t50 / 1e6,
-				w->t99 / 1e6, w->t100 / 1e6, w->known, w->population);
+				kv_ver_str(v, sizeof(v), w->hlc, w->node), w->t0 / 1e6,
+				w->t50 / 1e6, w->t99 / 1e6, w->t100 / 1e6, w->known, w->population);
 	}
 	int live = 0;
 	uint64_t keys = 0, tombs = 0;
