@@ -26,7 +26,8 @@
  * RECORDS body: u32 count, then count x (u16 key_len, key, record).
  * Only differing buckets travel, so the bytes grow with the difference (in
  * bucket granularity: a differing bucket costs its whole contents), not with
- * the store; equal replicas exchange 2 KiB each way.
+ * the store; equal replicas exchange the 2 KiB digest one way and about 50
+ * bytes (an empty DIFF, an empty RECORDS) back.
  *
  * Error convention: decoders return -1 with a message naming the field;
  * kv_sync_feed returns -1 with a message when the peer breaks the protocol.

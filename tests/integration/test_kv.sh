@@ -58,6 +58,15 @@ curl -sf -X DELETE "http://$(haddr 2)/v1/kv/multi?recurse" >/dev/null
 wait_until 5 gone 4 multi/k2 && wait_until 5 gone 4 multi/k4 && pass "recursive delete spreads" ||
 	fail "recursive delete spreads"
 
+# a value over 512 bytes is announced and pulled, not inlined in gossip
+head -c 200000 /dev/urandom >"$TMP/large"
+want=$(sha256sum <"$TMP/large" | cut -c1-64)
+large_ok() { [ "$(curl -sf "http://$(haddr "$1")/v1/kv/large?raw" | sha256sum | cut -c1-64)" = "$want" ]; }
+check_eq "put a 200 KB value on n2" true "$(curl -sf -X PUT --data-binary @"$TMP/large" "http://$(haddr 2)/v1/kv/large")"
+ok=1
+for j in 1 3 4; do wait_until 5 large_ok "$j" || { ok=0; fail "n$j reads the 200 KB value byte for byte"; }; done
+[ $ok = 1 ] && pass "a 200 KB value reaches every agent byte for byte"
+
 # blocking query: not woken by another key, woken by its own
 put 1 watched v0 >/dev/null
 wait_until 5 has_value 2 watched v0
