@@ -40,6 +40,7 @@
 
 #define BROADCAST_TIMEOUT_MS 5000 /* serf's BroadcastTimeout */
 #define LEAVE_POLL_S 0.05
+#define SNAPSHOT_DELAY_S 0.5 /* serf's snapshotter flushes every 500 ms */
 #define TRIM_FIRST_S 10.0    /* start-up over: joined, first HTTP served */
 #define TRIM_INTERVAL_S 60.0 /* then once a minute (rare code paths, heap) */
 
@@ -48,6 +49,7 @@ struct agent_priv {
 	ev_timer retry_timer;
 	ev_timer leave_timer;
 	ev_timer trim_timer;
+	ev_timer snap_timer; /* a pending snapshot write (see snapshot_mark) */
 	int64_t leave_started;
 	int start_joins_pending;
 	int start_joins_ok;
@@ -269,6 +271,27 @@ static void snapshot_write(struct agent *a)
 	json_decref(o);
 }
 
+static void snap_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	snapshot_write(w->data);
+}
+
+/*
+ * Member and user events mark the snapshot; it is written at most every
+ * SNAPSHOT_DELAY_S. Writing it on every event rewrote the whole member list
+ * per join: O(N^2) per agent while a cluster forms (at 400 agents, JSON
+ * dumping and fwrite were the top of a system-wide profile and joins timed
+ * out at the seed). A kill -9 loses at most the last half second of it.
+ */
+static void snapshot_mark(struct agent *a)
+{
+	struct agent_priv *p = priv(a);
+	if (p == NULL || ev_is_active(&p->snap_timer))
+		return;
+	ev_timer_set(&p->snap_timer, SNAPSHOT_DELAY_S, 0.);
+	ev_timer_start(a->loop, &p->snap_timer);
+}
+
 static void rejoin_done(void *ud, bool ok, const char *error)
 {
 	char *addr = ud;
@@ -349,7 +372,7 @@ static void on_member_event(void *ud, enum swim_event_type type, const struct sw
 		break;
 	}
 	if (type != SWIM_EV_SUSPECT && type != SWIM_EV_UPDATE)
-		snapshot_write(a);
+		snapshot_mark(a);
 	if (a->kv != NULL && type == SWIM_EV_JOIN)
 		kv_on_member(a->kv, true, m);
 	api_catalog_member_event(ud, type, m);
@@ -410,7 +433,7 @@ static void serf_io_user_event(void *ctx, uint64_t ltime, const char *name, cons
 	struct agent *a = ctx;
 	log_info("agent: Received event: user-event: %s", name);
 	api_event_record(a, ltime, name, payload, len);
-	snapshot_write(a);
+	snapshot_mark(a);
 	if (a->events != NULL)
 		agent_events_user(a->events, ltime, name, payload, len, coalesce);
 }
@@ -748,6 +771,8 @@ int agent_main(int argc, char **argv)
 	memset(a, 0, sizeof(*a));
 	memset(&p, 0, sizeof(p));
 	a->priv = &p;
+	ev_timer_init(&p.snap_timer, snap_timer_cb, SNAPSHOT_DELAY_S, 0.);
+	p.snap_timer.data = a;
 	char err[1024];
 	int rc = 1;
 
@@ -939,6 +964,10 @@ int agent_main(int argc, char **argv)
 	ev_timer_stop(a->loop, &p.leave_timer);
 	ev_ref(a->loop);
 	ev_timer_stop(a->loop, &p.trim_timer);
+	if (ev_is_active(&p.snap_timer)) {
+		ev_timer_stop(a->loop, &p.snap_timer);
+		snapshot_write(a); /* what the last half second changed */
+	}
 	if (a->cfg.pid_file != NULL)
 		unlink(a->cfg.pid_file);
 out_http:

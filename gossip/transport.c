@@ -715,7 +715,7 @@ static int bind_socket(int type, const char *bind_addr, uint16_t port, char *err
 		close(fd);
 		return -1;
 	}
-	if (type == SOCK_STREAM && listen(fd, 128) < 0) {
+	if (type == SOCK_STREAM && listen(fd, SOMAXCONN) < 0) { /* Go: somaxconn */
 		snprintf(err, errlen, "listen: %s", strerror(errno));
 		close(fd);
 		return -1;

@@ -927,7 +927,7 @@ static int listen_on(struct kv *kv, const char *addr, int port, char *err, size_
 	}
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 64) < 0) {
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, SOMAXCONN) < 0) {
 		snprintf(err, errlen, "Error starting KV sync listener on %s:%d: %s", addr, port,
 			 strerror(errno));
 		close(fd);
