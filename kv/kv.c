@@ -179,23 +179,10 @@ static void drop_changes(struct kv *kv)
 static int merge_rec(struct kv *kv, const char *key, size_t key_len, const struct kv_rec *r,
 		     bool rebroadcast)
 {
-	if (key_len == 0 || key_len > KV_KEY_MAX)
-		return 0;
-	if (r->tomb && KV_HLC_MS(r->hlc) < wall_ms() - kv->ttl_ms)
-		return 0; /* an expired tombstone: we purged ours, do not take it back */
-	if (kv_store_begin(kv->store) < 0)
-		return -1;
-	struct kv_rec old;
-	int got = kv_store_get(kv->store, false, key, key_len, &old);
-	if (got < 0)
-		return -1;
-	if (got == 1 && kv_rec_cmp(r, &old) <= 0)
-		return 0;
-	kv_hlc_observe(&kv->hlc, r->hlc);
-	if (kv_store_put(kv->store, key, key_len, r) < 0)
-		return -1;
-	note_change(kv, key, key_len, r, rebroadcast);
-	return 1;
+	int rc = kv_merge_rec(kv->store, &kv->hlc, wall_ms(), kv->ttl_ms, key, key_len, r);
+	if (rc == 1)
+		note_change(kv, key, key_len, r, rebroadcast);
+	return rc;
 }
 
 static int apply_from_sync(void *ctx, const char *key, size_t key_len, const struct kv_rec *r)
@@ -451,19 +438,11 @@ static int collect_key(void *ud, const char *key, size_t key_len, const struct k
 static int local_set(struct kv *kv, const char *key, size_t key_len, bool tomb, const void *val,
 		     size_t len, uint64_t flags)
 {
-	struct kv_rec old, r;
-	int got = kv_store_get(kv->store, false, key, key_len, &old);
-	if (got < 0)
-		return -1;
-	if (tomb && (got == 0 || old.tomb))
-		return 0; /* deleting an absent key changes nothing */
-	memset(&r, 0, sizeof(r));
-	r.hlc = kv_hlc_next(&kv->hlc, wall_ms());
-	r.create = (got == 1 && !old.tomb) ? old.create : r.hlc;
-	r.flags = tomb ? 0 : flags;
-	r.tomb = tomb;
-	r.node = kv->node;
-	r.node_len = (uint8_t)kv->node_len;
+	struct kv_rec r;
+	int rc = kv_local_stamp(kv->store, &kv->hlc, wall_ms(), kv->node, kv->node_len, key,
+				key_len, tomb, flags, &r);
+	if (rc != 1)
+		return rc;
 	r.value = tomb ? NULL : val;
 	r.value_len = tomb ? 0 : (uint32_t)len;
 	if (kv_store_put(kv->store, key, key_len, &r) < 0)

@@ -3,6 +3,8 @@
  */
 #include "kv/repl.h"
 
+#include "kv/kv.h" /* KV_KEY_MAX */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,4 +431,45 @@ int kv_sync_feed(struct kv_sync *s, uint8_t type, const uint8_t *payload, size_t
 		snprintf(err, errlen, "sync: frame after the end of the exchange");
 		return -1;
 	}
+}
+
+/* ------------------------------------------------------- replica writes */
+
+int kv_merge_rec(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, int64_t ttl_ms,
+		 const char *key, size_t key_len, const struct kv_rec *r)
+{
+	if (key_len == 0 || key_len > KV_KEY_MAX)
+		return 0;
+	if (r->tomb && KV_HLC_MS(r->hlc) < now_ms - ttl_ms)
+		return 0;
+	if (kv_store_begin(st) < 0)
+		return -1;
+	struct kv_rec old;
+	int got = kv_store_get(st, false, key, key_len, &old);
+	if (got < 0)
+		return -1;
+	if (got == 1 && kv_rec_cmp(r, &old) <= 0)
+		return 0;
+	kv_hlc_observe(hlc, r->hlc);
+	return kv_store_put(st, key, key_len, r) < 0 ? -1 : 1;
+}
+
+int kv_local_stamp(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, const char *node,
+		   size_t node_len, const char *key, size_t key_len, bool tomb, uint64_t flags,
+		   struct kv_rec *out)
+{
+	struct kv_rec old;
+	int got = kv_store_get(st, false, key, key_len, &old);
+	if (got < 0)
+		return -1;
+	if (tomb && (got == 0 || old.tomb))
+		return 0; /* deleting an absent key changes nothing */
+	memset(out, 0, sizeof(*out));
+	out->hlc = kv_hlc_next(hlc, now_ms);
+	out->create = (got == 1 && !old.tomb) ? old.create : out->hlc;
+	out->flags = tomb ? 0 : flags;
+	out->tomb = tomb;
+	out->node = node;
+	out->node_len = (uint8_t)node_len;
+	return 1;
 }

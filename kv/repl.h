@@ -39,6 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kv/hlc.h"
 #include "kv/store.h"
 
 #define KV_MSG_SET 0x80
@@ -101,6 +102,29 @@ int kv_sync_start(struct kv_sync *s, enum kv_sync_role role, struct kv_store *st
 /* Feed one frame: 0 continue (frames appended to out), 1 done, -1 error. */
 int kv_sync_feed(struct kv_sync *s, uint8_t type, const uint8_t *payload, size_t plen,
 		 struct kv_buf *out, char *err, size_t errlen);
+
+/*
+ * The two writes every replica makes, shared by the agent (kv/kv.c) and the
+ * simulator so both run one rule. Both write into the store's open batch.
+ */
+
+/* Merge a record received from a peer (gossip, sync or pull); opens the
+ * batch if none is open. 1 stored (larger (hlc, node) than ours; the clock
+ * has observed it), 0 ignored (not newer, a key of bad size, or a tombstone
+ * older than ttl_ms before now_ms: we purged ours, do not take it back),
+ * -1 store error. */
+int kv_merge_rec(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, int64_t ttl_ms,
+		 const char *key, size_t key_len, const struct kv_rec *r);
+
+/* Stamp a local put (tomb false) or delete (tomb true) for writer node:
+ * *out gets its version from hlc at now_ms, its create index (kept from a
+ * live old version) and its flags (0 for a delete); no value, and nothing
+ * is written: the caller sets out->value / value_len and calls
+ * kv_store_put in the open batch. 1 stamped, 0 nothing to do (deleting an
+ * absent key), -1 store error. */
+int kv_local_stamp(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, const char *node,
+		   size_t node_len, const char *key, size_t key_len, bool tomb, uint64_t flags,
+		   struct kv_rec *out);
 
 /* Decode a RECORDS body calling apply per record; count or -1 (fuzzing). */
 long kv_records_decode(const uint8_t *p, size_t len, kv_apply_fn apply, void *ctx, char *err,

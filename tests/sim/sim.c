@@ -1152,21 +1152,9 @@ static int kv_merge(struct sim *sim, int id, const char *key, size_t key_len,
 		    const struct kv_rec *r, bool rebroadcast, enum kv_src src)
 {
 	struct kvnode *kn = &sim->kv->n[id];
-	if (key_len == 0 || key_len > KV_KEY_MAX)
-		return 0;
-	if (r->tomb && KV_HLC_MS(r->hlc) < kv_wall_ms(sim, id) - KV_TTL_MS)
-		return 0;
-	if (kv_store_begin(kn->st) < 0)
-		return -1;
-	struct kv_rec old;
-	int got = kv_store_get(kn->st, false, key, key_len, &old);
-	if (got < 0)
-		return -1;
-	if (got == 1 && kv_rec_cmp(r, &old) <= 0)
-		return 0;
-	kv_hlc_observe(&kn->hlc, r->hlc);
-	if (kv_store_put(kn->st, key, key_len, r) < 0)
-		return -1;
+	int rc = kv_merge_rec(kn->st, &kn->hlc, kv_wall_ms(sim, id), KV_TTL_MS, key, key_len, r);
+	if (rc != 1)
+		return rc;
 	kv_note(sim, id, key, key_len, r, rebroadcast, src);
 	sim->kv->applied[src]++;
 	return 1;
@@ -1184,7 +1172,8 @@ static int kv_apply_pull(void *ctx, const char *key, size_t key_len, const struc
 	return kv_merge(g_sim, nd->id, key, key_len, r, true, KV_SRC_PULL);
 }
 
-/* kv.c's local_set: 1 written, 0 nothing to do (deleting an absent key). */
+/* A local write as kv.c's local_set makes it (kv_local_stamp, the value, put):
+ * 1 written, 0 nothing to do (deleting an absent key). */
 static int kv_local_set(struct sim *sim, int id, int key, bool tomb, size_t vlen)
 {
 	struct simkv *kv = sim->kv;
@@ -1192,18 +1181,12 @@ static int kv_local_set(struct sim *sim, int id, int key, bool tomb, size_t vlen
 	const struct kv_key *k = &kv->keys[key];
 	if (kv_store_begin(kn->st) < 0)
 		return -1;
-	struct kv_rec old, r;
-	int got = kv_store_get(kn->st, false, k->name, k->len, &old);
-	if (got < 0)
-		return -1;
-	if (tomb && (got == 0 || old.tomb))
-		return 0;
-	memset(&r, 0, sizeof(r));
-	r.hlc = kv_hlc_next(&kn->hlc, kv_wall_ms(sim, id));
-	r.create = (got == 1 && !old.tomb) ? old.create : r.hlc;
-	r.tomb = tomb;
-	r.node = sim->nodes[id].name;
-	r.node_len = (uint8_t)strlen(r.node);
+	struct kv_rec r;
+	const char *name = sim->nodes[id].name;
+	int rc = kv_local_stamp(kn->st, &kn->hlc, kv_wall_ms(sim, id), name, strlen(name), k->name,
+				k->len, tomb, 0, &r);
+	if (rc != 1)
+		return rc;
 	if (!tomb) {
 		uint8_t *v = kv_value_buf(kv, vlen);
 		kv_value_fill(v, vlen, r.hlc, id);
