@@ -27,6 +27,7 @@
 #include <ftw.h>
 #include <malloc.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -325,22 +326,30 @@ static void trace_print(struct sim *sim, int subj, int max)
 	free(pick);
 }
 
-static void violation(struct sim *sim, int subj, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-#include <stdarg.h>
-static void violation(struct sim *sim, int subj, const char *fmt, ...)
+/* Counts a violation and prints the first 10; true when it printed (the
+ * caller then prints its trace). */
+static bool violation_vprint(struct sim *sim, const char *fmt, va_list ap)
 {
 	sim->violations++;
 	if (sim->violations > 10)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
+		return false;
 	fprintf(sim->out, "VIOLATION at %.3f s: ", sim->now / 1e6);
 	vfprintf(sim->out, fmt, ap);
 	fprintf(sim->out, "\n");
+	return true;
+}
+
+static void violation(struct sim *sim, int subj, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void violation(struct sim *sim, int subj, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	bool printed = violation_vprint(sim, fmt, ap);
 	va_end(ap);
-	trace_print(sim, subj, 24);
+	if (printed)
+		trace_print(sim, subj, 24);
 }
 
 /* ------------------------------------------------------------ network */
@@ -724,16 +733,12 @@ static void kv_violation(struct sim *sim, int key, const char *fmt, ...)
 
 static void kv_violation(struct sim *sim, int key, const char *fmt, ...)
 {
-	sim->violations++;
-	if (sim->violations > 10)
-		return;
 	va_list ap;
 	va_start(ap, fmt);
-	fprintf(sim->out, "VIOLATION at %.3f s: ", sim->now / 1e6);
-	vfprintf(sim->out, fmt, ap);
-	fprintf(sim->out, "\n");
+	bool printed = violation_vprint(sim, fmt, ap);
 	va_end(ap);
-	kv_trace_print(sim, key, 24);
+	if (printed)
+		kv_trace_print(sim, key, 24);
 }
 
 static int kv_rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
