@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gossip/bcast.h" /* bcast_name_hash */
+
 /* ------------------------------------------------------------ msgpack */
 
 static _Thread_local char wire_err[160];
@@ -911,11 +913,7 @@ static char *xstrndup(const char *s, size_t n)
 
 static size_t name_hash(const char *p)
 {
-	uint64_t h = 1469598103934665603ull;
-	for (; *p; p++) {
-		h ^= (unsigned char)*p;
-		h *= 1099511628211ull;
-	}
+	uint64_t h = bcast_name_hash(p); /* FNV-1a */
 	return (size_t)(h ^ (h >> 29));
 }
 

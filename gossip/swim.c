@@ -140,12 +140,7 @@ static char *xstrdup(const char *s)
 
 static uint64_t name_hash(const char *s)
 {
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ull;
-	}
-	return h;
+	return bcast_name_hash(s); /* FNV-1a, the broadcast queue's name hash */
 }
 
 /* snprintf(dst, cap, "%s", src) without the formatting machinery: names
