@@ -132,18 +132,25 @@ int ml_lzw_compress(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
 	return (int)e.out.len;
 }
 
+/*
+ * Every table entry is the previous code's string plus the first byte of the
+ * next one, and those bytes sit next to each other in the output already
+ * written. So an entry is stored as a run of the output (start, length) and
+ * expanding a code is one memcpy from earlier output, instead of walking the
+ * entry's prefix chain byte by byte.
+ */
 int ml_lzw_decompress(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
 {
-	uint16_t prefix[1u << MAX_WIDTH];
-	uint8_t suffix[1u << MAX_WIDTH];
-	uint8_t tmp[1u << MAX_WIDTH];
+	uint32_t start[1u << MAX_WIDTH];
+	uint16_t span[1u << MAX_WIDTH]; /* 0: no entry */
 	const uint32_t invalid = 0xffffffffu;
 	uint32_t bits = 0, nbits = 0, width = LIT_WIDTH + 1;
 	uint32_t hi = EOF_CODE, next_widen = 1u << width, last = invalid;
-	size_t ip = 0, o = 0;
+	size_t ip = 0, o = 0, last_pos = 0, last_len = 0;
 
-	memset(prefix, 0, sizeof(prefix));
-	memset(suffix, 0, sizeof(suffix));
+	if (cap > (size_t)INT32_MAX)
+		cap = (size_t)INT32_MAX;
+	memset(span, 0, sizeof(span));
 	for (;;) {
 		while (nbits < width) {
 			if (ip >= len)
@@ -155,14 +162,12 @@ int ml_lzw_decompress(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
 		bits >>= width;
 		nbits -= width;
 
+		size_t pos = o, n;
 		if (code < CLEAR_CODE) {
 			if (o >= cap)
 				return -1;
 			out[o++] = (uint8_t)code;
-			if (last != invalid) {
-				suffix[hi] = (uint8_t)code;
-				prefix[hi] = (uint16_t)last;
-			}
+			n = 1;
 		} else if (code == CLEAR_CODE) {
 			width = LIT_WIDTH + 1;
 			hi = EOF_CODE;
@@ -171,40 +176,33 @@ int ml_lzw_decompress(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
 			continue;
 		} else if (code == EOF_CODE) {
 			break;
-		} else if (code <= hi) {
-			/* expand backwards into tmp[i..end) */
-			size_t i = sizeof(tmp);
-			uint32_t c = code;
-			if (code == hi && last != invalid) {
-				/* KwKwK: last expansion plus its own first byte */
-				c = last;
-				while (c >= CLEAR_CODE)
-					c = prefix[c];
-				tmp[--i] = (uint8_t)c;
-				c = last;
-			}
-			while (c >= CLEAR_CODE) {
-				if (i == 0)
-					return -1; /* cannot happen: chains shrink */
-				tmp[--i] = suffix[c];
-				c = prefix[c];
-			}
-			if (i == 0)
-				return -1;
-			tmp[--i] = (uint8_t)c;
-			size_t n = sizeof(tmp) - i;
+		} else if (code == hi && last != invalid) {
+			/* KwKwK: the last string plus its own first byte; the last
+			 * string ends where this one starts, so no overlap */
+			n = last_len + 1;
 			if (n > cap - o)
 				return -1;
-			memcpy(out + o, tmp + i, n);
+			memcpy(out + o, out + last_pos, last_len);
+			out[o + last_len] = out[last_pos];
 			o += n;
-			if (last != invalid) {
-				suffix[hi] = (uint8_t)c;
-				prefix[hi] = (uint16_t)last;
-			}
+		} else if (code <= hi && span[code] != 0) {
+			/* an entry's run ends one byte into the string whose
+			 * decoding created it, so it lies wholly before o */
+			n = span[code];
+			if (n > cap - o)
+				return -1;
+			memcpy(out + o, out + start[code], n);
+			o += n;
 		} else {
 			return -1; /* invalid code */
 		}
+		if (last != invalid) {
+			start[hi] = (uint32_t)last_pos;
+			span[hi] = (uint16_t)(last_len + 1);
+		}
 		last = code;
+		last_pos = pos;
+		last_len = n;
 		hi++;
 		if (hi >= next_widen) {
 			if (width == MAX_WIDTH) {
@@ -216,7 +214,5 @@ int ml_lzw_decompress(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
 			}
 		}
 	}
-	if (o > (size_t)INT32_MAX)
-		return -1;
 	return (int)o;
 }

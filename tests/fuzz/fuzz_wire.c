@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "gossip/wire.h"
+#include "tests/fuzz/lzw_ref.h"
 
 #define MAX_DEPTH 4
 
@@ -159,9 +160,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	walk_packet(data, size, 0);
 	walk_stream(data, size);
 
-	/* raw LZW: decompress anything; compress/decompress must round trip */
+	/* raw LZW: decompress anything, with the same result as the reference
+	 * decoder (errors included); compress/decompress must round trip */
+	static uint8_t ref[1 << 16];
 	int n = ml_lzw_decompress(data, size, back, sizeof(back));
 	ASSERT(n >= -1 && n <= (int)sizeof(back));
+	int rn = lzw_ref_decompress(data, size, ref, sizeof(ref));
+	ASSERT(n == rn && (n <= 0 || memcmp(back, ref, (size_t)n) == 0));
+	/* and with the output cut short where the reference succeeded */
+	if (rn > 0) {
+		ASSERT(ml_lzw_decompress(data, size, back, (size_t)rn - 1) == -1);
+		ASSERT(ml_lzw_decompress(data, size, back, (size_t)rn) == rn);
+	}
 	int zn = ml_lzw_compress(data, size, z, sizeof(z));
 	ASSERT(zn > 0);
 	n = ml_lzw_decompress(z, (size_t)zn, back, sizeof(back));
