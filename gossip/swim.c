@@ -38,6 +38,8 @@
 #define SWIM_MAX_PARTS 64	/* messages per compound packet */
 #define SWIM_NESTING_MAX 4	/* compound/compress nesting accepted */
 #define SWIM_BCAST_DEPTH 8192
+#define SWIM_HOUSEKEEPING_SLACK_MS 1000 /* see swim_next_deadline */
+#define SWIM_PACK_MAX (8 * ML_UDP_MAX)	/* uncompressed bytes one gossip packet packs */
 #define SWIM_CHUNK_SHIFT 6	/* members per storage chunk: 64 (2 KiB) */
 #define SWIM_CHUNK (1u << SWIM_CHUNK_SHIFT)
 
@@ -94,7 +96,10 @@ struct swim {
 	size_t index_cap, index_used;
 	size_t probe_index;
 
-	struct bcast_queue bq;
+	/* broadcasts: membership messages (alive, suspect, dead) in bq, user
+	 * messages (serf's and the KV store's) in uq; packets take from bq
+	 * first, as memberlist's getBroadcasts does */
+	struct bcast_queue bq, uq;
 	uint32_t seq;
 	int awareness;
 	bool left;
@@ -115,6 +120,9 @@ struct swim {
 	 * running thousands of nodes would pay per node) */
 	uint8_t *pkt, *msgbuf;
 	size_t bufcap;
+	/* gossip packing: the last compressed packet's ratio, uncompressed to
+	 * compressed size, in hundredths (100 until one was compressed) */
+	uint32_t zratio;
 };
 
 #define IDX_EMPTY 0u
@@ -125,6 +133,14 @@ struct swim {
 static void *xcalloc(size_t n, size_t sz)
 {
 	void *p = calloc(n, sz);
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static void *xmalloc(size_t sz)
+{
+	void *p = malloc(sz);
 	if (p == NULL)
 		abort();
 	return p;
@@ -481,6 +497,37 @@ static int pmax_named(const struct swim *s, const char *name, const struct ml_ad
 }
 
 /*
+ * Choose the broadcasts for one packet with `budget` bytes free: membership
+ * messages first, then user messages in the space left (memberlist fills
+ * from its own queue, then asks the delegate, serf, for the rest). Under
+ * churn the membership news goes out first; user messages wait for room.
+ * Call retire_broadcasts once the packet is sent.
+ */
+static size_t fill_broadcasts(struct swim *s, size_t budget, const uint8_t **parts, size_t *lens,
+			      size_t max)
+{
+	int limit = retransmit_limit(s);
+	size_t k = bcast_queue_fill(&s->bq, limit, 2, budget, parts, lens, max);
+	size_t used = 0;
+	for (size_t i = 0; i < k; i++)
+		used += lens[i] + 2;
+	if (used < budget && k < max)
+		k += bcast_queue_fill(&s->uq, limit, 2, budget - used, parts + k, lens + k, max - k);
+	return k;
+}
+
+static void retire_broadcasts(struct swim *s)
+{
+	bcast_queue_retire(&s->bq, retransmit_limit(s));
+	bcast_queue_retire(&s->uq, retransmit_limit(s));
+}
+
+static size_t broadcasts_queued(const struct swim *s)
+{
+	return s->bq.n + s->uq.n;
+}
+
+/*
  * Send msg (one encoded message) with as many broadcasts as fit piggyback,
  * as memberlist's sendMsg does. pmax: the receiver's protocol max, or -1 to
  * look it up by address.
@@ -493,8 +540,7 @@ static void send_with_piggyback(struct swim *s, const struct ml_addr *to, const 
 	size_t avail = budget > len + 2 ? budget - len - 2 : 0;
 	const uint8_t *parts[SWIM_MAX_PARTS];
 	size_t lens[SWIM_MAX_PARTS];
-	size_t k = bcast_queue_fill(&s->bq, retransmit_limit(s), 2, avail, parts + 1, lens + 1,
-				    SWIM_MAX_PARTS - 1);
+	size_t k = fill_broadcasts(s, avail, parts + 1, lens + 1, SWIM_MAX_PARTS - 1);
 	if (k == 0) {
 		raw_send(s, to, msg, len, pm);
 		return;
@@ -511,7 +557,7 @@ static void send_with_piggyback(struct swim *s, const struct ml_addr *to, const 
 		raw_send(s, to, s->pkt, (size_t)r, pm);
 	else
 		raw_send(s, to, msg, len, pm);
-	bcast_queue_retire(&s->bq, retransmit_limit(s));
+	retire_broadcasts(s);
 }
 
 static void broadcast_msg(struct swim *s, const char *name, const uint8_t *msg, size_t len)
@@ -1418,38 +1464,97 @@ static bool ok_gossip(const struct swim *s, const struct swim_member *m, const v
 	return false;
 }
 
+/*
+ * Send parts[0..n) to one peer in as few packets as fit. memberlist
+ * compresses each packet it sends when that makes it smaller
+ * (EnableCompression, on by default) and takes a compressed packet of any
+ * size apart on receipt; so a compound goes out compressed when that is
+ * smaller, and one whose compressed form is still over the budget is split
+ * in two. pkt/zbuf: scratch buffers of pcap and zcap bytes.
+ */
+static void send_parts(struct swim *s, const struct ml_addr *to, uint8_t pm,
+		       const uint8_t *const *parts, const size_t *lens, size_t n, uint8_t *pkt,
+		       size_t pcap, uint8_t *zbuf, size_t zcap)
+{
+	const uint8_t *msg = parts[0];
+	size_t len = lens[0];
+	if (n > 1) {
+		struct ml_slice sl[SWIM_MAX_PARTS];
+		for (size_t j = 0; j < n; j++) {
+			sl[j].p = parts[j];
+			sl[j].len = lens[j];
+		}
+		int r = ml_compound_encode(pkt, pcap, sl, (int)n);
+		if (r <= 0)
+			return;
+		msg = pkt;
+		len = (size_t)r;
+	}
+	if (!s->t.gossip_plain && zbuf != NULL) {
+		int z = ml_compress_encode(zbuf, zcap, msg, len);
+		if (z > 0 && (size_t)z < len) {
+			uint64_t ratio = (uint64_t)len * 100 / (uint64_t)z;
+			s->zratio = ratio > 800 ? 800 : (uint32_t)ratio;
+			if ((size_t)z <= s->t.udp_budget) {
+				raw_send(s, to, zbuf, (size_t)z, pm);
+				return;
+			}
+		}
+	}
+	if (len <= s->t.udp_budget || n == 1) {
+		raw_send(s, to, msg, len, pm);
+		return;
+	}
+	size_t h = n / 2;
+	send_parts(s, to, pm, parts, lens, h, pkt, pcap, zbuf, zcap);
+	send_parts(s, to, pm, parts + h, lens + h, n - h, pkt, pcap, zbuf, zcap);
+}
+
+/*
+ * Gossip: every gossip interval, while broadcasts are queued, one packet to
+ * each of gossip_nodes random members. Packed by compressed size: with the
+ * last compressed packet's ratio r, a packet takes about r times the budget
+ * of messages (at most SWIM_PACK_MAX) and goes out compressed within the
+ * budget. Alive messages carry similar tags and shrink 3-4x, so a join storm
+ * spreads that much faster in as many packets, each no larger on the wire.
+ */
 static void gossip(struct swim *s, int64_t now)
 {
 	struct swim_member *peers[32];
 	size_t k = (size_t)s->t.gossip_nodes;
 	if (k > 32)
 		k = 32;
-	if (s->bq.n == 0)
+	if (broadcasts_queued(s) == 0)
 		return; /* nothing to send: skip the random picks */
 	k = random_members(s, k, peers, ok_gossip, &now);
+	if (k == 0)
+		return;
 	size_t budget = s->t.udp_budget > 2 ? s->t.udp_budget - 2 : 0;
+	uint8_t *pkt = s->pkt, *zbuf = NULL;
+	size_t pcap = s->bufcap, zcap = 0;
+	if (!s->t.gossip_plain) {
+		/* scratch for this round only: an idle agent keeps none of it */
+		zcap = SWIM_PACK_MAX + SWIM_PACK_MAX / 2 + 1024;
+		pcap = SWIM_PACK_MAX + 1024;
+		pkt = xmalloc(pcap);
+		zbuf = xmalloc(zcap);
+		uint64_t packed = (uint64_t)budget * s->zratio * 95 / 10000;
+		if (packed > budget)
+			budget = packed > SWIM_PACK_MAX ? SWIM_PACK_MAX : (size_t)packed;
+	}
 	for (size_t i = 0; i < k; i++) {
 		const uint8_t *parts[SWIM_MAX_PARTS];
 		size_t lens[SWIM_MAX_PARTS];
-		size_t n = bcast_queue_fill(&s->bq, retransmit_limit(s), 2, budget, parts, lens,
-					    SWIM_MAX_PARTS);
+		size_t n = fill_broadcasts(s, budget, parts, lens, SWIM_MAX_PARTS);
 		if (n == 0)
 			break;
-		if (n == 1) {
-			raw_send(s, &peers[i]->id->addr, parts[0], lens[0], peers[i]->id->vsn[1]);
-		} else {
-			struct ml_slice sl[SWIM_MAX_PARTS];
-			for (size_t j = 0; j < n; j++) {
-				sl[j].p = parts[j];
-				sl[j].len = lens[j];
-			}
-			int r = ml_compound_encode(s->pkt, s->bufcap, sl, (int)n);
-			if (r > 0)
-				raw_send(s, &peers[i]->id->addr, s->pkt, (size_t)r,
-					 peers[i]->id->vsn[1]);
-		}
-		bcast_queue_retire(&s->bq, retransmit_limit(s));
+		send_parts(s, &peers[i]->id->addr, peers[i]->id->vsn[1], parts, lens, n, pkt, pcap,
+			   zbuf, zcap);
+		retire_broadcasts(s);
 	}
+	if (pkt != s->pkt)
+		free(pkt);
+	free(zbuf);
 }
 
 static bool ok_push_pull(const struct swim *s, const struct swim_member *m, const void *arg)
@@ -1509,10 +1614,15 @@ int64_t swim_next_deadline(const struct swim *s)
 	 * queued while idle goes out at the next swim_tick() the driver runs
 	 * after the call that queued it (next_gossip is then in the past).
 	 */
-	int64_t d = s->bq.n > 0 ? s->next_gossip : INT64_MAX;
-	d = min64(d, s->next_push_pull);
-	d = min64(d, s->next_reconnect);
-	d = min64(d, s->next_reap);
+	int64_t d = broadcasts_queued(s) > 0 ? s->next_gossip : INT64_MAX;
+	/*
+	 * Push-pull, reconnect and reap are housekeeping: when the probe tick
+	 * comes within SWIM_HOUSEKEEPING_SLACK_MS after one falls due, it runs
+	 * in that tick instead of waking the agent on its own.
+	 */
+	int64_t house = min64(s->next_push_pull, min64(s->next_reconnect, s->next_reap));
+	if (s->left || s->next_probe - house > SWIM_HOUSEKEEPING_SLACK_MS)
+		d = min64(d, house);
 	if (!s->left)
 		d = min64(d, s->next_probe);
 	if (s->probe.stage == PROBE_DIRECT)
@@ -1614,9 +1724,11 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	if (s->t.udp_budget == 0 || s->t.udp_budget > ML_UDP_RECV_MAX)
 		s->t.udp_budget = ML_UDP_MAX;
 	s->bufcap = (s->t.udp_budget > ML_UDP_MAX ? s->t.udp_budget : ML_UDP_MAX) + 1024;
+	s->zratio = 100;
 	s->pkt = xcalloc(1, s->bufcap);
 	s->msgbuf = xcalloc(1, s->bufcap);
 	bcast_queue_create(&s->bq, SWIM_BCAST_DEPTH);
+	bcast_queue_create(&s->uq, SWIM_BCAST_DEPTH);
 	s->idents = cfg->idents;
 	if (s->idents == NULL) {
 		s->idents = swim_idents_new();
@@ -1662,6 +1774,7 @@ void swim_free(struct swim *s)
 	free(s->pkt);
 	free(s->msgbuf);
 	bcast_queue_destroy(&s->bq);
+	bcast_queue_destroy(&s->uq);
 	free(s);
 }
 
@@ -1725,13 +1838,13 @@ uint64_t swim_broadcast_user(struct swim *s, const uint8_t *msg, size_t len)
 	uint8_t buf[ML_UDP_MAX];
 	int r = ml_encode_user(buf, sizeof(buf), msg, len);
 	if (r > 0)
-		return bcast_queue_push(&s->bq, BK_USER, NULL, buf, (size_t)r);
+		return bcast_queue_push(&s->uq, BK_USER, NULL, buf, (size_t)r);
 	return 0;
 }
 
 bool swim_broadcast_pending(const struct swim *s, uint64_t id)
 {
-	return id != 0 && bcast_queue_contains(&s->bq, id);
+	return id != 0 && bcast_queue_contains(&s->uq, id);
 }
 
 void swim_send_user(struct swim *s, const struct ml_addr *to, const uint8_t *msg, size_t len)
@@ -1748,6 +1861,7 @@ void swim_send_user(struct swim *s, const struct ml_addr *to, const uint8_t *msg
 void swim_reset_broadcasts(struct swim *s)
 {
 	bcast_queue_clear(&s->bq);
+	bcast_queue_clear(&s->uq);
 	s->leave_bcast_id = 0;
 }
 
@@ -1793,12 +1907,12 @@ const struct swim_stats *swim_stats(const struct swim *s)
 
 size_t swim_broadcast_queue_len(const struct swim *s)
 {
-	return s->bq.n;
+	return broadcasts_queued(s);
 }
 
 uint64_t swim_broadcast_queue_dropped(const struct swim *s)
 {
-	return s->bq.dropped;
+	return s->bq.dropped + s->uq.dropped;
 }
 
 const struct swim_timing *swim_timing(const struct swim *s)

@@ -48,6 +48,10 @@ struct swim_timing {
 	int64_t reconnect_timeout_ms;  /* serf: forget failed/left nodes */
 	int64_t reap_interval_ms;
 	size_t udp_budget; /* bytes a packet may carry (1400 minus encryption) */
+	/* gossip packets go out as they are, never LZW-compressed (memberlist
+	 * with EnableCompression off); default (false): compressed when that
+	 * is smaller, and packed by compressed size (see swim.c gossip) */
+	bool gossip_plain;
 };
 
 /* "lan", "wan" or "local" into *t; -1 for an unknown name. */

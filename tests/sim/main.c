@@ -22,11 +22,14 @@ static void usage(void)
 		"  --latency MS    one-way base latency      --jitter MS exponential jitter mean\n"
 		"  --no-lifeguard  suspicion_max_timeout_mult=1, awareness_max_multiplier=1\n"
 		"  --no-tcp-ping   no TCP fallback ping      --cold      start with a join storm\n"
+		"  --consul-meta   nodes carry a Consul agent's serf tags (~140 B of meta)\n"
+		"  --no-compress   gossip packets uncompressed (memberlist EnableCompression off)\n"
 		"  --crash K@T  --leave K@T  --join K@T  --pause K@T+D   (K nodes at T seconds)\n"
 		"  --curve FILE    write dissemination curves  -v verbose  -q quiet\n"
 		"  --summary FILE  append one tab-separated line of the key figures\n"
 		"scenario JSON: {name,nodes,seed,duration,profile,lifeguard,start:warm|join,\n"
-		"  join_window,tcp_ping,network:{latency_ms,link_spread_ms,jitter_ms,loss,dup},\n"
+		"  join_window,tcp_ping,consul_meta,compress,\n"
+		"  network:{latency_ms,link_spread_ms,jitter_ms,loss,dup},\n"
 		"  actions:[{at,do:crash|restart|leave|join|pause|partition|heal|loss|slow|flap,\n"
 		"    nodes:[..]|count|fraction,for,value,sizes:[..],oneway,down,up,times}],\n"
 		"  expect:{fp_max,false_suspicions_max,detect_within,first_suspect_within,\n"
@@ -179,6 +182,10 @@ static int load_json(struct sim_cfg *c, json_t *j, char *err, size_t errlen)
 		c->lifeguard = json_is_true(v);
 	if ((v = json_object_get(j, "tcp_ping")))
 		c->tcp_ping = json_is_true(v);
+	if ((v = json_object_get(j, "consul_meta")))
+		c->consul_meta = json_is_true(v);
+	if ((v = json_object_get(j, "compress")))
+		c->gossip_plain = !json_is_true(v);
 	if ((v = json_object_get(j, "start")) && json_is_string(v))
 		c->warm = strcmp(json_string_value(v), "join") != 0;
 	c->join_window_ms = (int64_t)(jnum(j, "join_window", c->join_window_ms / 1000.0) * 1000);
@@ -364,6 +371,10 @@ int main(int argc, char **argv)
 			c.lifeguard = true;
 		} else if (strcmp(a, "--no-tcp-ping") == 0) {
 			c.tcp_ping = false;
+		} else if (strcmp(a, "--consul-meta") == 0) {
+			c.consul_meta = true;
+		} else if (strcmp(a, "--no-compress") == 0) {
+			c.gossip_plain = true;
 		} else if (strcmp(a, "--cold") == 0) {
 			c.warm = false;
 		} else if (strcmp(a, "-v") == 0) {

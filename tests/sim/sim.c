@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gossip/tags.h"
 #include "gossip/wire.h"
 #include "kv/hlc.h"
 #include "kv/kv.h"
@@ -2167,6 +2168,25 @@ static void node_start(struct sim *sim, int id)
 	memcpy(c.vsn, vsn, 6);
 	c.timing = sim->timing;
 	c.idents = sim->idents;
+	uint8_t meta[512];
+	if (sim->cfg.consul_meta) {
+		/* the tags rumor and a Consul agent's serf carry, a random id each */
+		char uuid[40];
+		uint32_t r[4];
+		for (int k = 0; k < 4; k++)
+			r[k] = net_rand32(nd);
+		snprintf(uuid, sizeof(uuid), "%08x-%04x-%04x-%04x-%04x%08x", r[0], r[1] >> 16,
+			 r[1] & 0xffff, r[2] >> 16, r[2] & 0xffff, r[3]);
+		struct tag tags[] = {{"role", "node"}, {"dc", "dc1"},    {"build", "0.1.0:rumor"},
+				     {"vsn", "2"},     {"vsn_min", "2"}, {"vsn_max", "3"},
+				     {"id", ""}};
+		snprintf(tags[6].value, sizeof(tags[6].value), "%s", uuid);
+		int ml = tags_encode(meta, sizeof(meta), tags, sizeof(tags) / sizeof(tags[0]));
+		if (ml > 0) {
+			c.meta = meta;
+			c.meta_len = (size_t)ml;
+		}
+	}
 	char err[200];
 	nd->s = swim_new(&c, &io, now_ms(sim), err, sizeof(err));
 	if (nd->s == NULL) {
@@ -2727,6 +2747,7 @@ struct sim *sim_new(const struct sim_cfg *cfg, char *err, size_t errlen)
 		return NULL;
 	}
 	sim->idents = swim_idents_new();
+	sim->timing.gossip_plain = cfg->gossip_plain;
 	if (!cfg->lifeguard) {
 		sim->timing.suspicion_max_timeout_mult = 1;
 		sim->timing.awareness_max_multiplier = 1;

@@ -102,6 +102,9 @@ struct sim_cfg {
 	double latency_ms, link_spread_ms, jitter_ms;
 	double loss, dup;
 	bool tcp_ping; /* give the core a TCP fallback ping */
+	bool consul_meta; /* nodes carry a Consul agent's serf tags (about 140 bytes of
+			   * meta, a random id each), as real agents do; off: no meta */
+	bool gossip_plain; /* gossip packets uncompressed (swim_timing.gossip_plain) */
 	struct sim_action *actions;
 	int nactions;
 	struct sim_expect expect;

@@ -98,7 +98,47 @@ struct net {
 	int64_t now;
 	uint64_t rng;
 	int events_failed[MAXN], events_left[MAXN], events_join[MAXN];
+	int ticks[MAXN]; /* times a node's deadline came due: its wake-ups */
+	/* every packet node 0 sends, whoever it is for: the largest, how many
+	 * went compressed, how many did not decode */
+	size_t tap_max_len, tap_payload_max; /* on the wire; decompressed */
+	int tap_compressed, tap_bad;
 };
+
+#include "gossip/tags.h"
+
+/* the messages in one packet, under the CRC and compress wrappers: the bare
+ * message or a compound's parts (pointing into p or a static buffer); -1 if
+ * it does not decode */
+static int packet_parts(const uint8_t *p, size_t len, struct ml_slice *parts, int max,
+			bool *compressed, size_t *payload)
+{
+	static uint8_t out[ML_UDP_RECV_MAX];
+	struct ml_slice m = {.p = p, .len = len};
+	if (m.len > 0 && m.p[0] == ML_HAS_CRC && ml_crc_check(p, len, &m) != ML_OK)
+		return -1;
+	if (m.len > 0 && m.p[0] == ML_COMPRESS) {
+		int n = ml_compress_decode(m.p + 1, m.len - 1, out, sizeof(out));
+		if (n <= 0)
+			return -1;
+		*compressed = true;
+		m.p = out;
+		m.len = (size_t)n;
+	}
+	*payload = m.len;
+	if (m.len > 0 && m.p[0] == ML_COMPOUND) {
+		int trunc = 0;
+		return ml_compound_decode(m.p + 1, m.len - 1, parts, max, &trunc);
+	}
+	parts[0] = m;
+	return 1;
+}
+
+static int count_parts(const uint8_t *p, size_t len, bool *compressed, size_t *payload)
+{
+	static struct ml_slice parts[256];
+	return packet_parts(p, len, parts, 256, compressed, payload);
+}
 
 struct ctx {
 	struct net *net;
@@ -116,6 +156,17 @@ static void n_send(void *c, const struct ml_addr *to, const uint8_t *p, size_t l
 {
 	struct ctx *x = c;
 	struct net *net = x->net;
+	if (x->id == 0) {
+		bool z = false;
+		size_t payload = 0;
+		int parts = count_parts(p, len, &z, &payload);
+		if (payload > net->tap_payload_max)
+			net->tap_payload_max = payload;
+		if (len > net->tap_max_len)
+			net->tap_max_len = len;
+		net->tap_compressed += z;
+		net->tap_bad += parts < 0;
+	}
 	int dst = node_of(net, to);
 	if (dst < 0 || net->nq >= MAXQ || len > 1500 || net->down[x->id])
 		return;
@@ -233,8 +284,10 @@ static void net_run(struct net *net, int64_t until)
 		 * compacted by the same loop (they are due next millisecond) */
 		net->nq = w;
 		for (int i = 0; i < net->n; i++)
-			if (!net->down[i] && swim_next_deadline(net->nodes[i]) <= net->now)
+			if (!net->down[i] && swim_next_deadline(net->nodes[i]) <= net->now) {
+				net->ticks[i]++;
 				swim_tick(net->nodes[i], net->now);
+			}
 	}
 }
 
@@ -265,6 +318,166 @@ static void test_join_converges(void)
 			CHECK(strcmp(state_of(&net, v, m), "alive") == 0, "n%d sees n%d: %s", v, m,
 			      state_of(&net, v, m));
 	CHECK(net.events_join[4] == 4, "n4 got 4 join events, got %d", net.events_join[4]);
+	net_free(&net);
+}
+
+/*
+ * memberlist fills a packet with its own broadcasts (alive, suspect, dead)
+ * first and gives the delegate's (serf's) user messages the space left. With
+ * a packet's worth of user messages queued after an alive, the next packet
+ * must still carry the alive, and the user messages must go out too.
+ */
+static void test_membership_broadcasts_go_before_user_messages(void)
+{
+	static struct net net;
+	net_init(&net, 3);
+	join_all(&net);
+	net_run(&net, net.now + 20000); /* converged, queues drained */
+	CHECK_INT(0, (long long)swim_broadcast_queue_len(net.nodes[0]));
+
+	/* n0 learns of n7 (it rebroadcasts the alive), then queues user messages */
+	struct ml_alive a;
+	memset(&a, 0, sizeof(a));
+	a.incarnation = 1;
+	snprintf(a.node, sizeof(a.node), "n7");
+	a.addr = (struct ml_addr){.len = 4, .ip = {127, 0, 0, 1}, .port = 1007};
+	static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
+	memcpy(a.vsn, vsn, 6);
+	a.has_vsn = true;
+	a.meta_len = 300; /* too big for the space user messages would leave */
+	memset(a.meta, 'm', a.meta_len);
+	uint8_t buf[1024];
+	int an = ml_encode_alive(buf, sizeof(buf), &a);
+	REQUIRE(an > 0, "encode alive");
+	struct ml_addr from = {.len = 4, .ip = {127, 0, 0, 1}, .port = 1001};
+	swim_recv_packet(net.nodes[0], net.now, &from, buf, (size_t)an);
+	REQUIRE(strcmp(state_of(&net, 0, 7), "alive") == 0, "n0 took the alive: %s",
+		state_of(&net, 0, 7));
+	uint8_t user[200];
+	memset(user, 'u', sizeof(user));
+	for (int i = 0; i < 30; i++)
+		swim_broadcast_user(net.nodes[0], user, sizeof(user));
+
+	/* the packets n0 sends when its gossip comes due */
+	net.nq = 0;
+	net.now = swim_next_deadline(net.nodes[0]);
+	swim_tick(net.nodes[0], net.now);
+	int first_alive = -1, first_user = -1, npk = 0;
+	for (int i = 0; i < net.nq; i++) {
+		if (net.q[i].from != 0)
+			continue;
+		struct ml_slice parts[64];
+		bool z = false;
+		size_t pl;
+		int np = packet_parts(net.q[i].data, net.q[i].len, parts, 64, &z, &pl);
+		for (int j = 0; j < np; j++) {
+			if (parts[j].len == 0)
+				continue;
+			if (parts[j].p[0] == ML_ALIVE && first_alive < 0)
+				first_alive = npk;
+			if (parts[j].p[0] == ML_USER && first_user < 0)
+				first_user = npk;
+		}
+		npk++;
+	}
+	CHECK(npk > 0, "n0 sent nothing");
+	CHECK_INT(0, first_alive);
+	CHECK(first_user >= 0, "no user message went out (first_user %d of %d packets)", first_user,
+	      npk);
+	net_free(&net);
+}
+
+/*
+ * An idle agent wakes for its probes; push-pull, reconnect and reap wait for
+ * the next probe tick rather than waking it on their own, and still run.
+ */
+static void test_housekeeping_rides_the_probe_tick(void)
+{
+	static struct net net;
+	net_init(&net, 3);
+	join_all(&net);
+	net_run(&net, net.now + 20000);
+	memset(net.ticks, 0, sizeof(net.ticks));
+	uint64_t pp0 = swim_stats(net.nodes[0])->push_pulls;
+	net_run(&net, net.now + 120000);
+	uint64_t pp = swim_stats(net.nodes[0])->push_pulls - pp0;
+	/* 120 probes (1 s apart), push-pull every 30 s started here and
+	 * answered for others, reap every 15 s, reconnect every 30 s */
+	CHECK(pp >= 4, "push-pulls still run: %llu in 120 s", (unsigned long long)pp);
+	CHECK(net.ticks[0] <= 122, "node 0 woke %d times in 120 s (probes: 120)", net.ticks[0]);
+	for (int v = 0; v < 3; v++)
+		for (int m = 0; m < 3; m++)
+			CHECK(strcmp(state_of(&net, v, m), "alive") == 0, "n%d sees n%d: %s", v, m,
+			      state_of(&net, v, m));
+	net_free(&net);
+}
+
+/*
+ * Gossip packs by compressed size: alive messages carrying Consul's tags go
+ * out compressed, more of them per packet than fit uncompressed, and no
+ * packet is over the budget on the wire (the CRC wrapper adds 5 bytes);
+ * incompressible user messages queued after them (so the ratio learnt is
+ * wrong for them) are split into packets within the budget. Every packet
+ * decodes (the tap takes each apart as a receiver would).
+ */
+static void test_gossip_packs_by_compressed_size(void)
+{
+	static struct net net;
+	net_init(&net, 2);
+	join_all(&net);
+	net_run(&net, net.now + 20000);
+	struct ml_addr from = {.len = 4, .ip = {127, 0, 0, 1}, .port = 1001};
+	size_t alive_len = 0;
+	for (int i = 10; i < 50; i++) {
+		struct ml_alive a;
+		memset(&a, 0, sizeof(a));
+		a.incarnation = 1;
+		snprintf(a.node, sizeof(a.node), "n%d", i);
+		a.addr = (struct ml_addr){.len = 4, .ip = {127, 0, 0, 1}, .port = (uint16_t)(1000 + i)};
+		static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
+		memcpy(a.vsn, vsn, 6);
+		a.has_vsn = true;
+		struct tag tags[] = {{"role", "node"}, {"dc", "dc1"},	{"build", "0.1.0:rumor"},
+				     {"vsn", "2"},     {"vsn_min", "2"}, {"vsn_max", "3"},
+				     {"id", ""}};
+		snprintf(tags[6].value, sizeof(tags[6].value), "%08x-1c2d-4e5f-8a9b-%012x",
+			 (unsigned)(i * 2654435761u), (unsigned)(i * 40503u));
+		int ml = tags_encode(a.meta, sizeof(a.meta), tags, 7);
+		REQUIRE(ml > 0, "tags");
+		a.meta_len = (uint16_t)ml;
+		uint8_t buf[1024];
+		int an = ml_encode_alive(buf, sizeof(buf), &a);
+		REQUIRE(an > 0, "encode alive");
+		alive_len = (size_t)an;
+		swim_recv_packet(net.nodes[0], net.now, &from, buf, (size_t)an);
+	}
+	net.tap_max_len = 0;
+	net.tap_compressed = net.tap_bad = 0;
+	net.tap_payload_max = 0;
+	net_run(&net, net.now + 5000);
+	CHECK(net.tap_compressed > 0, "no packet went compressed");
+	CHECK(net.tap_payload_max > ML_UDP_MAX + alive_len,
+	      "packets carried at most %zu bytes of messages (%zu per alive)", net.tap_payload_max,
+	      alive_len);
+	CHECK(net.tap_max_len <= ML_UDP_MAX + 5, "largest packet %zu bytes", net.tap_max_len);
+	CHECK_INT(0, net.tap_bad);
+
+	/* incompressible user messages after the ratio was learnt on alives */
+	uint8_t junk[300];
+	uint32_t x = 7;
+	for (int i = 0; i < 30; i++) {
+		for (size_t j = 0; j < sizeof(junk); j++) {
+			x = x * 1103515245u + 12345u;
+			junk[j] = (uint8_t)(x >> 23);
+		}
+		swim_broadcast_user(net.nodes[0], junk, sizeof(junk));
+	}
+	net.tap_max_len = 0;
+	net_run(&net, net.now + 3000);
+	CHECK(net.tap_max_len > 600, "the user messages went out: largest packet %zu",
+	      net.tap_max_len);
+	CHECK(net.tap_max_len <= ML_UDP_MAX + 5, "largest packet %zu bytes", net.tap_max_len);
+	CHECK_INT(0, net.tap_bad);
 	net_free(&net);
 }
 
@@ -413,6 +626,9 @@ int main(void)
 	RUN(test_formulas_match_memberlist);
 	RUN(test_bcast_fewest_sent_first_and_invalidation);
 	RUN(test_join_converges);
+	RUN(test_membership_broadcasts_go_before_user_messages);
+	RUN(test_housekeeping_rides_the_probe_tick);
+	RUN(test_gossip_packs_by_compressed_size);
 	RUN(test_crash_detected_within_suspicion_bounds);
 	RUN(test_false_suspicion_is_refuted);
 	RUN(test_leave_is_left_not_failed);
