@@ -200,6 +200,10 @@ static void schedule(struct gossip_transport *t)
 	double after = (double)(next - now) / 1000.0;
 	if (after < 0.001)
 		after = 0.001;
+	/* libev counts `after` from the loop's cached time, taken before this
+	 * iteration's work: refresh it, or the timer fires early, swim_tick
+	 * finds nothing due and the loop sleeps once more for the rest */
+	ev_now_update(t->loop);
 	ev_timer_stop(t->loop, &t->tick);
 	ev_timer_set(&t->tick, after, 0.);
 	ev_timer_start(t->loop, &t->tick);
