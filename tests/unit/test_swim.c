@@ -321,6 +321,31 @@ static void test_join_converges(void)
 	net_free(&net);
 }
 
+/* Node 0 hears from n1 that node `i` (n<i>, port 1000+i) is alive with this
+ * meta; returns the alive message's size, 0 if it did not encode. */
+static size_t tell_alive(struct net *net, int i, const uint8_t *meta, size_t meta_len)
+{
+	struct ml_alive a;
+	memset(&a, 0, sizeof(a));
+	a.incarnation = 1;
+	snprintf(a.node, sizeof(a.node), "n%d", i);
+	a.addr = (struct ml_addr){.len = 4, .ip = {127, 0, 0, 1}, .port = (uint16_t)(1000 + i)};
+	static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
+	memcpy(a.vsn, vsn, 6);
+	a.has_vsn = true;
+	if (meta_len > sizeof(a.meta))
+		return 0;
+	a.meta_len = (uint16_t)meta_len;
+	memcpy(a.meta, meta, meta_len);
+	static uint8_t buf[ML_UDP_MAX];
+	int an = ml_encode_alive(buf, sizeof(buf), &a);
+	if (an <= 0)
+		return 0;
+	struct ml_addr from = {.len = 4, .ip = {127, 0, 0, 1}, .port = 1001};
+	swim_recv_packet(net->nodes[0], net->now, &from, buf, (size_t)an);
+	return (size_t)an;
+}
+
 /*
  * memberlist fills a packet with its own broadcasts (alive, suspect, dead)
  * first and gives the delegate's (serf's) user messages the space left. With
@@ -336,21 +361,9 @@ static void test_membership_broadcasts_go_before_user_messages(void)
 	CHECK_INT(0, (long long)swim_broadcast_queue_len(net.nodes[0]));
 
 	/* n0 learns of n7 (it rebroadcasts the alive), then queues user messages */
-	struct ml_alive a;
-	memset(&a, 0, sizeof(a));
-	a.incarnation = 1;
-	snprintf(a.node, sizeof(a.node), "n7");
-	a.addr = (struct ml_addr){.len = 4, .ip = {127, 0, 0, 1}, .port = 1007};
-	static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
-	memcpy(a.vsn, vsn, 6);
-	a.has_vsn = true;
-	a.meta_len = 300; /* too big for the space user messages would leave */
-	memset(a.meta, 'm', a.meta_len);
-	uint8_t buf[1024];
-	int an = ml_encode_alive(buf, sizeof(buf), &a);
-	REQUIRE(an > 0, "encode alive");
-	struct ml_addr from = {.len = 4, .ip = {127, 0, 0, 1}, .port = 1001};
-	swim_recv_packet(net.nodes[0], net.now, &from, buf, (size_t)an);
+	uint8_t meta[300]; /* too big for the space user messages would leave */
+	memset(meta, 'm', sizeof(meta));
+	REQUIRE(tell_alive(&net, 7, meta, sizeof(meta)) > 0, "alive for n7");
 	REQUIRE(strcmp(state_of(&net, 0, 7), "alive") == 0, "n0 took the alive: %s",
 		state_of(&net, 0, 7));
 	uint8_t user[200];
@@ -426,30 +439,18 @@ static void test_gossip_packs_by_compressed_size(void)
 	net_init(&net, 2);
 	join_all(&net);
 	net_run(&net, net.now + 20000);
-	struct ml_addr from = {.len = 4, .ip = {127, 0, 0, 1}, .port = 1001};
 	size_t alive_len = 0;
 	for (int i = 10; i < 50; i++) {
-		struct ml_alive a;
-		memset(&a, 0, sizeof(a));
-		a.incarnation = 1;
-		snprintf(a.node, sizeof(a.node), "n%d", i);
-		a.addr = (struct ml_addr){.len = 4, .ip = {127, 0, 0, 1}, .port = (uint16_t)(1000 + i)};
-		static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
-		memcpy(a.vsn, vsn, 6);
-		a.has_vsn = true;
 		struct tag tags[] = {{"role", "node"}, {"dc", "dc1"},	{"build", "0.1.0:rumor"},
 				     {"vsn", "2"},     {"vsn_min", "2"}, {"vsn_max", "3"},
 				     {"id", ""}};
 		snprintf(tags[6].value, sizeof(tags[6].value), "%08x-1c2d-4e5f-8a9b-%012x",
 			 (unsigned)(i * 2654435761u), (unsigned)(i * 40503u));
-		int ml = tags_encode(a.meta, sizeof(a.meta), tags, 7);
+		uint8_t meta[512];
+		int ml = tags_encode(meta, sizeof(meta), tags, 7);
 		REQUIRE(ml > 0, "tags");
-		a.meta_len = (uint16_t)ml;
-		uint8_t buf[1024];
-		int an = ml_encode_alive(buf, sizeof(buf), &a);
-		REQUIRE(an > 0, "encode alive");
-		alive_len = (size_t)an;
-		swim_recv_packet(net.nodes[0], net.now, &from, buf, (size_t)an);
+		alive_len = tell_alive(&net, i, meta, (size_t)ml);
+		REQUIRE(alive_len > 0, "alive for n%d", i);
 	}
 	net.tap_max_len = 0;
 	net.tap_compressed = net.tap_bad = 0;
