@@ -1026,14 +1026,12 @@ void kv_sync_now(struct kv *kv)
 	conn_update_events(c);
 }
 
-/* A pull of key at version hlc or newer is already running: every node
- * that relays an ANNOUNCE would otherwise start another (the simulator
- * counted 18% redundant pulls). */
+/* A pull of key at version hlc or newer is already running (the simulator
+ * counted 18% redundant pulls before this check). */
 static bool pull_in_flight(const struct kv *kv, const char *key, size_t key_len, uint64_t hlc)
 {
 	for (const struct sync_conn *c = kv->conns; c != NULL; c = c->next)
-		if (c->pull_key != NULL && c->pull_key_len == key_len && c->pull_hlc >= hlc &&
-		    memcmp(c->pull_key, key, key_len) == 0)
+		if (kv_pull_covers(c->pull_key, c->pull_key_len, c->pull_hlc, key, key_len, hlc))
 			return true;
 	return false;
 }

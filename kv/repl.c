@@ -454,6 +454,13 @@ int kv_merge_rec(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, int64_
 	return kv_store_put(st, key, key_len, r) < 0 ? -1 : 1;
 }
 
+bool kv_pull_covers(const char *pkey, size_t pkey_len, uint64_t phlc, const char *key,
+		    size_t key_len, uint64_t hlc)
+{
+	return pkey != NULL && pkey_len == key_len && phlc >= hlc &&
+	       memcmp(pkey, key, key_len) == 0;
+}
+
 int kv_local_stamp(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, const char *node,
 		   size_t node_len, const char *key, size_t key_len, bool tomb, uint64_t flags,
 		   struct kv_rec *out)

@@ -126,6 +126,12 @@ int kv_local_stamp(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, cons
 		   size_t node_len, const char *key, size_t key_len, bool tomb, uint64_t flags,
 		   struct kv_rec *out);
 
+/* A pull of (pkey, phlc) in flight makes a pull of (key, hlc) redundant:
+ * the same key, at that version or newer. Every node that relays an
+ * ANNOUNCE would otherwise start one more pull of the same write. */
+bool kv_pull_covers(const char *pkey, size_t pkey_len, uint64_t phlc, const char *key,
+		    size_t key_len, uint64_t hlc);
+
 /* Decode a RECORDS body calling apply per record; count or -1 (fuzzing). */
 long kv_records_decode(const uint8_t *p, size_t len, kv_apply_fn apply, void *ctx, char *err,
 		       size_t errlen);

@@ -618,6 +618,9 @@ struct kv_conn {
 	int node[2], life[2]; /* 0: initiator or puller, 1: responder */
 	bool open[2], closed[2];
 	bool pull;
+	char *pull_key; /* a pull's key and version (kv.c's one pull per version) */
+	size_t pull_key_len;
+	uint64_t pull_hlc;
 	struct kv_sync sess[2];
 };
 
@@ -1277,6 +1280,7 @@ static void kv_conn_free(struct sim *sim, struct kv_conn *c)
 			break;
 		}
 	}
+	free(c->pull_key);
 	free(c);
 }
 
@@ -1304,9 +1308,10 @@ static void kv_send(struct sim *sim, struct kv_conn *c, int from, const struct k
 			  out->p, out->len, (int64_t)c->id);
 }
 
-/* kv.c's dial + kv_sync_start: a sync session (pull false) or a pull of key. */
+/* kv.c's dial + kv_sync_start: a sync session (pull false) or a pull of key
+ * at version hlc. */
 static void kv_conn_open(struct sim *sim, int a, int b, bool pull, const char *key,
-			 size_t key_len)
+			 size_t key_len, uint64_t hlc)
 {
 	struct simkv *kv = sim->kv;
 	struct kvnode *kn = &kv->n[a];
@@ -1325,6 +1330,12 @@ static void kv_conn_open(struct sim *sim, int a, int b, bool pull, const char *k
 	c->life[0] = sim->nodes[a].life;
 	c->open[0] = true;
 	c->pull = pull;
+	if (pull) {
+		c->pull_key = xcalloc(1, key_len ? key_len : 1);
+		memcpy(c->pull_key, key, key_len);
+		c->pull_key_len = key_len;
+		c->pull_hlc = hlc;
+	}
 	c->next = kv->conns;
 	kv->conns = c;
 	kn->nconns++;
@@ -1375,15 +1386,20 @@ static void simkv_sync_now(struct sim *sim, int id)
 		return;
 	int b = kv_random_peer(sim, id);
 	if (b >= 0)
-		kv_conn_open(sim, id, b, false, NULL, 0);
+		kv_conn_open(sim, id, b, false, NULL, 0, 0);
 }
 
 static void kv_pull_from(struct sim *sim, int id, const char *node, size_t node_len,
-			 const char *key, size_t key_len)
+			 const char *key, size_t key_len, uint64_t hlc)
 {
 	struct node *nd = &sim->nodes[id];
 	if (sim->kv->n[id].nconns >= KV_MAX_CONNS || node_len > KV_NODE_MAX)
 		return;
+	for (const struct kv_conn *c = sim->kv->conns; c != NULL; c = c->next)
+		if (c->pull && c->node[0] == id && c->open[0] && !c->closed[0] &&
+		    c->life[0] == nd->life &&
+		    kv_pull_covers(c->pull_key, c->pull_key_len, c->pull_hlc, key, key_len, hlc))
+			return; /* kv.c: pull_in_flight */
 	char name[KV_NODE_MAX + 1];
 	memcpy(name, node, node_len);
 	name[node_len] = '\0';
@@ -1392,7 +1408,7 @@ static void kv_pull_from(struct sim *sim, int id, const char *node, size_t node_
 		return;
 	int b = name_node(sim, name);
 	if (b >= 0)
-		kv_conn_open(sim, id, b, true, key, key_len);
+		kv_conn_open(sim, id, b, true, key, key_len, hlc);
 }
 
 /* A frame (or several) of session e->aux arrived at e->node. */
@@ -1499,7 +1515,7 @@ static void kv_user_msg(void *ctx, const uint8_t *p, size_t len)
 	int got = kv_store_get(kv->n[nd->id].st, false, m.key, m.key_len, &mine);
 	if (got == 1 && kv_rec_cmp(&theirs, &mine) <= 0)
 		return;
-	kv_pull_from(sim, nd->id, m.node, m.node_len, m.key, m.key_len);
+	kv_pull_from(sim, nd->id, m.node, m.node_len, m.key, m.key_len, m.hlc);
 }
 
 /* kv_on_member: a member joined: sync soon. */
