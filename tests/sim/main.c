@@ -7,6 +7,7 @@
  * Exit status: 0 when every invariant held, 1 on a violation, 2 on usage.
  */
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +50,13 @@ struct pick {
 static struct sim_action *actions;
 static struct pick *picks;
 static int nactions, actions_cap;
+
+/* seconds from a scenario or flag to milliseconds, rounded (0.29 s is
+ * 290 ms, not the 289 that truncating 289.99999 gives) */
+static int64_t secs_ms(double secs)
+{
+	return (int64_t)llround(secs * 1000.0);
+}
 
 static struct sim_action *add_action(int64_t at_ms, enum sim_act_type t, struct pick p)
 {
@@ -113,13 +121,13 @@ static int load_actions(json_t *arr, char *err, size_t errlen)
 			snprintf(err, errlen, "action %zu: missing \"do\"", i);
 			return -1;
 		}
-		int64_t at = (int64_t)(jnum(o, "at", 0) * 1000);
+		int64_t at = secs_ms(jnum(o, "at", 0));
 		struct pick p = {(int)jnum(o, "count", 0), jnum(o, "fraction", 0)};
 		json_t *nodes = json_object_get(o, "nodes");
 		if (strcmp(what, "flap") == 0) {
 			/* down for `down` s, up for `up` s, `times` times */
-			int64_t down = (int64_t)(jnum(o, "down", 5) * 1000);
-			int64_t up = (int64_t)(jnum(o, "up", 10) * 1000);
+			int64_t down = secs_ms(jnum(o, "down", 5));
+			int64_t up = secs_ms(jnum(o, "up", 10));
 			int times = (int)jnum(o, "times", 3);
 			int first = nactions;
 			for (int k = 0; k < times; k++) {
@@ -143,7 +151,7 @@ static int load_actions(json_t *arr, char *err, size_t errlen)
 			set_nodes(a, nodes);
 		a->count = p.count;
 		a->value = jnum(o, "value", 0);
-		a->dur_ms = (int64_t)(jnum(o, "for", 0) * 1000);
+		a->dur_ms = secs_ms(jnum(o, "for", 0));
 		a->oneway = json_is_true(json_object_get(o, "oneway"));
 		if (t == SIM_KV_WRITE || t == SIM_KV_DELETE) {
 			json_t *k = json_object_get(o, "key");
@@ -175,7 +183,7 @@ static int load_json(struct sim_cfg *c, json_t *j, char *err, size_t errlen)
 		c->name = json_string_value(v);
 	c->nodes = (int)jnum(j, "nodes", c->nodes);
 	c->seed = (uint64_t)jnum(j, "seed", (double)c->seed);
-	c->duration_ms = (int64_t)(jnum(j, "duration", c->duration_ms / 1000.0) * 1000);
+	c->duration_ms = secs_ms(jnum(j, "duration", c->duration_ms / 1000.0));
 	if ((v = json_object_get(j, "profile")) && json_is_string(v))
 		c->profile = json_string_value(v);
 	if ((v = json_object_get(j, "lifeguard")))
@@ -188,7 +196,7 @@ static int load_json(struct sim_cfg *c, json_t *j, char *err, size_t errlen)
 		c->gossip_plain = !json_is_true(v);
 	if ((v = json_object_get(j, "start")) && json_is_string(v))
 		c->warm = strcmp(json_string_value(v), "join") != 0;
-	c->join_window_ms = (int64_t)(jnum(j, "join_window", c->join_window_ms / 1000.0) * 1000);
+	c->join_window_ms = secs_ms(jnum(j, "join_window", c->join_window_ms / 1000.0));
 	json_t *net = json_object_get(j, "network");
 	if (net != NULL) {
 		c->latency_ms = jnum(net, "latency_ms", c->latency_ms);
@@ -200,21 +208,21 @@ static int load_json(struct sim_cfg *c, json_t *j, char *err, size_t errlen)
 	json_t *ex = json_object_get(j, "expect");
 	if (ex != NULL) {
 		c->expect.fp_max = (int64_t)jnum(ex, "fp_max", -1);
-		c->expect.detect_ms = (int64_t)(jnum(ex, "detect_within", 0) * 1000);
-		c->expect.first_suspect_ms = (int64_t)(jnum(ex, "first_suspect_within", 0) * 1000);
-		c->expect.join_ms = (int64_t)(jnum(ex, "join_within", 0) * 1000);
+		c->expect.detect_ms = secs_ms(jnum(ex, "detect_within", 0));
+		c->expect.first_suspect_ms = secs_ms(jnum(ex, "first_suspect_within", 0));
+		c->expect.join_ms = secs_ms(jnum(ex, "join_within", 0));
 		c->expect.converge = json_is_true(json_object_get(ex, "converge"));
 		c->expect.load_max = jnum(ex, "load_max", 0);
 		c->expect.fsusp_max = (int64_t)jnum(ex, "false_suspicions_max", -1);
 		c->expect.kv_converge = json_is_true(json_object_get(ex, "kv_converge"));
-		c->expect.kv_spread_ms = (int64_t)(jnum(ex, "kv_spread_within", 0) * 1000);
-		c->expect.kv_heal_ms = (int64_t)(jnum(ex, "kv_heal_within", 0) * 1000);
+		c->expect.kv_spread_ms = secs_ms(jnum(ex, "kv_spread_within", 0));
+		c->expect.kv_heal_ms = secs_ms(jnum(ex, "kv_heal_within", 0));
 	}
 	json_t *kv = json_object_get(j, "kv");
 	if (kv != NULL) {
 		c->kv.enabled = true;
 		c->kv.sync_interval_ms =
-		    (int64_t)(jnum(kv, "sync_interval", c->kv.sync_interval_ms / 1000.0) * 1000);
+		    secs_ms(jnum(kv, "sync_interval", c->kv.sync_interval_ms / 1000.0));
 		c->kv.value_size = (int)jnum(kv, "value_size", c->kv.value_size);
 		c->kv.map_size = (size_t)(jnum(kv, "map_mb", (double)(c->kv.map_size >> 20))) << 20;
 		c->kv.skew_ms = jnum(kv, "clock_skew_ms", c->kv.skew_ms);
@@ -342,7 +350,7 @@ int main(int argc, char **argv)
 			c.seed = strtoull(v, NULL, 10);
 			i++;
 		} else if (strcmp(a, "-d") == 0 && v) {
-			c.duration_ms = (int64_t)(atof(v) * 1000);
+			c.duration_ms = secs_ms(atof(v));
 			i++;
 		} else if (strcmp(a, "-p") == 0 && v) {
 			c.profile = v;
@@ -386,9 +394,9 @@ int main(int argc, char **argv)
 			   v && parse_kat(v, &k, &at, &dur) == 0) {
 			enum sim_act_type t = a[2] == 'c' ? SIM_CRASH : a[2] == 'l' ? SIM_LEAVE
 						       : a[2] == 'j' ? SIM_JOIN : SIM_PAUSE;
-			struct sim_action *x = add_action((int64_t)(at * 1000), t, (struct pick){k, 0});
+			struct sim_action *x = add_action(secs_ms(at), t, (struct pick){k, 0});
 			x->count = k;
-			x->dur_ms = (int64_t)(dur * 1000);
+			x->dur_ms = secs_ms(dur);
 			i++;
 		} else {
 			usage();
