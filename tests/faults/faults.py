@@ -502,6 +502,23 @@ def scenario_restart(c, f):
           "all alive", c.views(c.nodes, names))
 
 
+def junk_flood(x, secs, count):
+    """Run junk_udp.py against node x's gossip port for at most secs seconds
+    and count datagrams (its PID recorded for cleanup); returns the finished
+    process and what it printed."""
+    sender = subprocess.Popen([sys.executable, os.path.join(HERE, "junk_udp.py"), x.addr,
+                               str(GOSSIP_PORT), str(secs), str(count)],
+                              stdout=subprocess.PIPE, text=True)
+    with open(os.path.join(FAULTS_DIR, "pids"), "a") as fp:
+        fp.write("%d\n" % sender.pid)
+    try:
+        out, _ = sender.communicate(timeout=secs + 15)
+    except subprocess.TimeoutExpired:
+        sender.kill()
+        out, _ = sender.communicate()
+    return sender, out
+
+
 def scenario_flood(c, f):
     """A bounded flood of junk UDP at one node's gossip port: it keeps
     probing, counts the junk as bad packets, nobody is marked failed."""
@@ -513,16 +530,7 @@ def scenario_flood(c, f):
     w = Watcher(c, c.nodes, names)
     w.start()
     secs = 15
-    sender = subprocess.Popen([sys.executable, os.path.join(HERE, "junk_udp.py"), x.addr,
-                               str(GOSSIP_PORT), str(secs), "2000000"],
-                              stdout=subprocess.PIPE, text=True)
-    with open(os.path.join(FAULTS_DIR, "pids"), "a") as fp:
-        fp.write("%d\n" % sender.pid)
-    try:
-        out, _ = sender.communicate(timeout=secs + 15)
-    except subprocess.TimeoutExpired:
-        sender.kill()
-        out, _ = sender.communicate()
+    sender, out = junk_flood(x, secs, 2000000)
     time.sleep(3)
     w.stop()
     after = c.stats(x)
@@ -640,17 +648,7 @@ def scenario_flood_encrypted(c, f):
     before = metric(x, "rumor_memberlist_decrypt_failures_total")
     w = Watcher(c, members, names)
     w.start()
-    secs = 10
-    sender = subprocess.Popen([sys.executable, os.path.join(HERE, "junk_udp.py"), x.addr,
-                               str(GOSSIP_PORT), str(secs), "500000"],
-                              stdout=subprocess.PIPE, text=True)
-    with open(os.path.join(FAULTS_DIR, "pids"), "a") as fp:
-        fp.write("%d\n" % sender.pid)
-    try:
-        out, _ = sender.communicate(timeout=secs + 15)
-    except subprocess.TimeoutExpired:
-        sender.kill()
-        out, _ = sender.communicate()
+    sender, out = junk_flood(x, 10, 500000)
     time.sleep(2)
     w.stop()
     after = metric(x, "rumor_memberlist_decrypt_failures_total")
