@@ -275,17 +275,23 @@ static void print_flags(FILE *out, const struct cli_flag *flags,
 
 static const struct cli_command *find_command(const char *name);
 
-/* Parses flags and the HTTP address; returns -1 to go on, or the exit code
- * (0 after printing help, 1 after an error). */
+/* Parses flags and the HTTP address; returns -1 to go on, with *args
+ * (allocated here; the caller frees it) holding *nargs positional
+ * arguments, or the exit code (0 after printing help, 1 after an error). */
 static int parse_common(struct cli_ctx *ctx, const struct cli_flag *flags,
-                        size_t nflags, int argc, char **argv, char **args,
+                        size_t nflags, int argc, char **argv, char ***args,
                         int *nargs)
 {
 	const struct cli_command *cmd = find_command(ctx->name);
 	char err[CLI_ERRLEN];
 	int r;
 
-	r = cli_flags_parse(flags, nflags, argc, argv, args, nargs, err,
+	*args = calloc((size_t)argc + 1, sizeof(**args));
+	if (*args == NULL) {
+		fprintf(ctx->err, "Error: out of memory\n");
+		return 1;
+	}
+	r = cli_flags_parse(flags, nflags, argc, argv, *args, nargs, err,
 	                    sizeof(err));
 	if (r == CLI_FLAGS_HELP) {
 		if (cmd != NULL)
@@ -777,12 +783,10 @@ static int cmd_join(struct cli_ctx *ctx, int argc, char **argv)
 		  "Join the WAN pool instead of the LAN pool." },
 		CLI_HTTP_FLAGS(ctx),
 	};
-	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	char **args = NULL;
 
-	if (args == NULL)
-		return 1;
 	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, args, &nargs);
+	                 argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	if (nargs == 0) {
@@ -837,12 +841,10 @@ static int cmd_leave(struct cli_ctx *ctx, int argc, char **argv)
 	struct cli_flag flags[] = { CLI_HTTP_FLAGS(ctx) };
 	struct httpc_response resp;
 	char msg[CLI_ERRLEN];
-	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	char **args = NULL;
 
-	if (args == NULL)
-		return 1;
 	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, args, &nargs);
+	                 argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	if (nargs > 0) {
@@ -876,13 +878,11 @@ static int cmd_force_leave(struct cli_ctx *ctx, int argc, char **argv)
 	};
 	struct httpc_response resp;
 	char msg[CLI_ERRLEN], path[1024];
-	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	char **args = NULL;
 	char *seg;
 
-	if (args == NULL)
-		return 1;
 	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, args, &nargs);
+	                 argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	if (nargs != 1) {
@@ -940,13 +940,11 @@ static int cmd_members(struct cli_ctx *ctx, int argc, char **argv)
 	json_t *all = NULL, *sel = NULL;
 	json_error_t jerr;
 	char *text = NULL;
-	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	char **args = NULL;
 
-	if (args == NULL)
-		return 1;
 	memset(&resp, 0, sizeof(resp));
 	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, args, &nargs);
+	                 argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	r = 1;
@@ -1057,7 +1055,7 @@ static int cmd_services(struct cli_ctx *ctx, int argc, char **argv)
 		  "register: comma-separated tags." },
 		CLI_HTTP_FLAGS(ctx),
 	};
-	char **args;
+	char **args = NULL;
 	const char *sub;
 
 	if (argc < 1 || (strcmp(argv[0], "register") != 0 &&
@@ -1071,11 +1069,8 @@ static int cmd_services(struct cli_ctx *ctx, int argc, char **argv)
 		return usage_error(ctx, "Usage: rumor services register|deregister ...");
 	}
 	sub = argv[0];
-	args = calloc((size_t)argc + 1, sizeof(*args));
-	if (args == NULL)
-		return 1;
 	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc - 1,
-	                 argv + 1, args, &nargs);
+	                 argv + 1, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	r = 0;
@@ -1211,12 +1206,10 @@ static int cmd_monitor(struct cli_ctx *ctx, int argc, char **argv)
 		CLI_HTTP_FLAGS(ctx),
 	};
 	char msg[CLI_ERRLEN], path[256], *lv;
-	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	char **args = NULL;
 
-	if (args == NULL)
-		return 1;
 	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, args, &nargs);
+	                 argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	if (nargs > 0) {
@@ -1271,14 +1264,12 @@ static int cmd_info(struct cli_ctx *ctx, int argc, char **argv)
 	struct cli_flag flags[] = { CLI_HTTP_FLAGS(ctx) };
 	struct httpc_response resp;
 	char msg[CLI_ERRLEN];
-	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	char **args = NULL;
 	json_t *self = NULL, *metrics = NULL;
 	char *text = NULL;
 
-	if (args == NULL)
-		return 1;
 	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, args, &nargs);
+	                 argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	r = 1;
@@ -1352,13 +1343,11 @@ static int cmd_event(struct cli_ctx *ctx, int argc, char **argv)
 	};
 	struct httpc_response resp;
 	char path[1024];
-	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	char **args = NULL;
 	char *seg = NULL;
 
-	if (args == NULL)
-		return 1;
 	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, args, &nargs);
+	                 argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	if (nargs < 1 || nargs > 2) {
@@ -1437,17 +1426,15 @@ static int cmd_query(struct cli_ctx *ctx, int argc, char **argv)
 	};
 	struct httpc_response resp;
 	char path[4096];
-	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	char **args = NULL;
 	char *seg = NULL;
 	int64_t wait_ms = 0;
 	json_t *j = NULL, *acks, *resps, *v;
 	const char *k;
 	size_t i;
 
-	if (args == NULL)
-		return 1;
 	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, args, &nargs);
+	                 argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	if (nargs < 1 || nargs > 2) {
@@ -1509,14 +1496,12 @@ static int cmd_tags(struct cli_ctx *ctx, int argc, char **argv)
 		CLI_HTTP_FLAGS(ctx),
 	};
 	struct httpc_response resp;
-	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	char **args = NULL;
 	json_t *body = json_object(), *s = json_object(), *d = json_array();
 	char *text = NULL, *copy = NULL, *tok, *save = NULL;
 
-	if (args == NULL)
-		return 1;
 	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, args, &nargs);
+	                 argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	if (nargs > 0 || (set == NULL && del == NULL)) {
@@ -1599,16 +1584,14 @@ static int cmd_keyring(struct cli_ctx *ctx, int argc, char **argv)
 		CLI_HTTP_FLAGS(ctx),
 	};
 	struct httpc_response resp;
-	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	char **args = NULL;
 	char body[256];
 	const char *method = "GET", *key = NULL, *what;
 	json_t *j, *o, *keys, *v;
 	const char *k;
 
-	if (args == NULL)
-		return 1;
 	r = parse_common(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, args, &nargs);
+	                 argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	ops = list + (install != NULL) + (use != NULL) + (remove != NULL);

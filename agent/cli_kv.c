@@ -53,24 +53,38 @@ static int request(struct kvctx *k, const char *method, const char *key, const c
 	return 0;
 }
 
+/*
+ * Parse a command's flags and the HTTP address. Returns -1 to go on, with
+ * *args (allocated here, the caller frees it) holding *nargs positional
+ * arguments; else the exit code (0 after printing help, 1 after an error)
+ * and nothing to free.
+ */
 static int parse(struct kvctx *k, struct cli_flag *fl, size_t nfl, int argc, char **argv,
-		 char **args, int *nargs, const char *usage)
+		 char ***args, int *nargs, const char *usage)
 {
 	char msg[512];
-	int r = cli_flags_parse(fl, nfl, argc, argv, args, nargs, msg, sizeof(msg));
+	*args = calloc((size_t)argc + 1, sizeof(**args));
+	if (*args == NULL) {
+		fprintf(k->err, "out of memory\n");
+		return 1;
+	}
+	int r = cli_flags_parse(fl, nfl, argc, argv, *args, nargs, msg, sizeof(msg));
 	if (r == CLI_FLAGS_HELP) {
 		fputs(usage, k->out);
-		return 0;
-	}
-	if (r < 0) {
+		r = 0;
+	} else if (r < 0) {
 		fprintf(k->err, "%s\n\n%s", msg, usage);
-		return 1;
-	}
-	if (cli_normalize_http_addr(k->http_addr, k->addr, sizeof(k->addr), msg, sizeof(msg)) < 0) {
+		r = 1;
+	} else if (cli_normalize_http_addr(k->http_addr, k->addr, sizeof(k->addr), msg,
+					   sizeof(msg)) < 0) {
 		fprintf(k->err, "%s\n", msg);
-		return 1;
+		r = 1;
+	} else {
+		return -1;
 	}
-	return -1;
+	free(*args);
+	*args = NULL;
+	return r;
 }
 
 #define COMMON_FLAGS(k)                                                                  \
@@ -126,12 +140,10 @@ static int kv_get(struct kvctx *k, int argc, char **argv)
 		{"keys", CLI_FLAG_BOOL, &keys, "", "Key names only."},
 		{"separator", CLI_FLAG_STRING, &sep, "<string>", "Roll up keys (with -keys)."},
 	};
-	char **args = calloc((size_t)argc + 1, sizeof(*args));
-	int p = parse(k, fl, sizeof(fl) / sizeof(fl[0]), argc, argv, args, &nargs, GET_USAGE);
-	if (p >= 0) {
-		free(args);
+	char **args;
+	int p = parse(k, fl, sizeof(fl) / sizeof(fl[0]), argc, argv, &args, &nargs, GET_USAGE);
+	if (p >= 0)
 		return p;
-	}
 	const char *key = nargs > 0 ? args[0] : "";
 	if (nargs > 1 || (key[0] == '\0' && !recurse && !keys)) {
 		fprintf(k->err, "Error! Missing KEY argument\n\n%s", GET_USAGE);
@@ -250,12 +262,10 @@ static int kv_put(struct kvctx *k, int argc, char **argv)
 		{"cas", CLI_FLAG_BOOL, &cas, "", "Check-and-set."},
 		{"modify-index", CLI_FLAG_STRING, &mi, "<uint>", "Index for -cas."},
 	};
-	char **args = calloc((size_t)argc + 1, sizeof(*args));
-	int p = parse(k, fl, sizeof(fl) / sizeof(fl[0]), argc, argv, args, &nargs, PUT_USAGE);
-	if (p >= 0) {
-		free(args);
+	char **args;
+	int p = parse(k, fl, sizeof(fl) / sizeof(fl[0]), argc, argv, &args, &nargs, PUT_USAGE);
+	if (p >= 0)
 		return p;
-	}
 	if (nargs < 1 || nargs > 2) {
 		fprintf(k->err, "Error! Missing KEY argument\n\n%s", PUT_USAGE);
 		free(args);
@@ -314,12 +324,10 @@ static int kv_delete(struct kvctx *k, int argc, char **argv)
 		{"cas", CLI_FLAG_BOOL, &cas, "", "Check-and-set."},
 		{"modify-index", CLI_FLAG_STRING, &mi, "<uint>", "Index for -cas."},
 	};
-	char **args = calloc((size_t)argc + 1, sizeof(*args));
-	int p = parse(k, fl, sizeof(fl) / sizeof(fl[0]), argc, argv, args, &nargs, DEL_USAGE);
-	if (p >= 0) {
-		free(args);
+	char **args;
+	int p = parse(k, fl, sizeof(fl) / sizeof(fl[0]), argc, argv, &args, &nargs, DEL_USAGE);
+	if (p >= 0)
 		return p;
-	}
 	if (nargs > 1 || (nargs == 0 && !recurse)) {
 		fprintf(k->err, "Error! Missing KEY argument\n\n%s", DEL_USAGE);
 		free(args);
@@ -368,13 +376,11 @@ static int kv_export(struct kvctx *k, int argc, char **argv)
 {
 	int nargs = 0, rc = 1;
 	struct cli_flag fl[] = {COMMON_FLAGS(k)};
-	char **args = calloc((size_t)argc + 1, sizeof(*args));
-	int p = parse(k, fl, 2, argc, argv, args, &nargs,
+	char **args;
+	int p = parse(k, fl, 2, argc, argv, &args, &nargs,
 		      "Usage: rumor kv export [options] [PREFIX]\n");
-	if (p >= 0) {
-		free(args);
+	if (p >= 0)
 		return p;
-	}
 	const char *key = nargs ? args[0] : "";
 	struct httpc_response resp;
 	if (request(k, "GET", key, "recurse", NULL, 0, &resp) < 0)
@@ -424,13 +430,11 @@ static int kv_import(struct kvctx *k, int argc, char **argv)
 {
 	int nargs = 0, rc = 1;
 	struct cli_flag fl[] = {COMMON_FLAGS(k)};
-	char **args = calloc((size_t)argc + 1, sizeof(*args));
-	int p = parse(k, fl, 2, argc, argv, args, &nargs,
+	char **args;
+	int p = parse(k, fl, 2, argc, argv, &args, &nargs,
 		      "Usage: rumor kv import [options] [@file|-|JSON]\n");
-	if (p >= 0) {
-		free(args);
+	if (p >= 0)
 		return p;
-	}
 	size_t len = 0;
 	char *data = load_value(k, nargs ? args[0] : "-", &len);
 	free(args);
