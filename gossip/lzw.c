@@ -15,8 +15,9 @@
  *    io.ErrUnexpectedEOF in Go) and ignores bytes after it; at the 12-bit
  *    limit it stops adding entries until the next clear.
  * Greedy LZW output does not depend on how the dictionary is stored, so the
- * encoder uses its own open-addressing table. Both directions work in fixed
- * arrays on the stack; nothing is allocated.
+ * encoder uses its own open-addressing table (one per thread, kept empty
+ * between calls by clearing only the slots a call filled). The decoder works
+ * in fixed arrays on the stack. Nothing is allocated.
  */
 #include <string.h>
 
@@ -58,9 +59,20 @@ struct lzw_enc {
 	struct lzw_out out;
 	uint32_t hi;
 	uint32_t next_widen;
-	/* entry = (prefix code << 8 | byte) << 12 | code; 0 = empty */
+	/* entry = (prefix code << 8 | byte) << 12 | code; 0 = empty. All
+	 * empty between calls: the slots filled are listed in slots[] and only
+	 * those are cleared (a 200-byte packet fills ~150 of 16384) */
 	uint32_t table[TABLE_SIZE];
+	uint16_t slots[1u << MAX_WIDTH];
+	uint32_t nslots;
 };
+
+static void lzw_enc_clear(struct lzw_enc *e)
+{
+	for (uint32_t i = 0; i < e->nslots; i++)
+		e->table[e->slots[i]] = 0;
+	e->nslots = 0;
+}
 
 /* Go's incHi: returns true when the table ran out and was reset. */
 static bool lzw_enc_bump(struct lzw_enc *e)
@@ -75,7 +87,7 @@ static bool lzw_enc_bump(struct lzw_enc *e)
 		e->out.width = LIT_WIDTH + 1;
 		e->hi = EOF_CODE;
 		e->next_widen = CLEAR_CODE << 1;
-		memset(e->table, 0, sizeof(e->table));
+		lzw_enc_clear(e);
 		return true;
 	}
 	return false;
@@ -91,7 +103,6 @@ int ml_lzw_compress(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
 	e.out.width = LIT_WIDTH + 1;
 	e.hi = EOF_CODE;
 	e.next_widen = CLEAR_CODE << 1;
-	memset(e.table, 0, sizeof(e.table));
 
 	lzw_put(&e.out, CLEAR_CODE);
 	if (len > 0) {
@@ -116,10 +127,12 @@ int ml_lzw_compress(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
 				continue;
 			/* h is the first empty slot of key's probe chain */
 			e.table[h] = key << 12 | e.hi;
+			e.slots[e.nslots++] = (uint16_t)h;
 		}
 		lzw_put(&e.out, code);
 		lzw_enc_bump(&e);
 	}
+	lzw_enc_clear(&e);
 	lzw_put(&e.out, EOF_CODE);
 	if (e.out.nbits > 0) {
 		if (e.out.len < e.out.cap)

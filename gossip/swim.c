@@ -40,6 +40,7 @@
 #define SWIM_BCAST_DEPTH 8192
 #define SWIM_HOUSEKEEPING_SLACK_MS 1000 /* see swim_next_deadline */
 #define SWIM_PACK_MAX (8 * ML_UDP_MAX)	/* uncompressed bytes one gossip packet packs */
+#define SWIM_COMPRESS_MIN 256 /* smaller packets go plain: LZW seldom shrinks them */
 #define SWIM_CHUNK_SHIFT 6	/* members per storage chunk: 64 (2 KiB) */
 #define SWIM_CHUNK (1u << SWIM_CHUNK_SHIFT)
 
@@ -1490,7 +1491,7 @@ static void send_parts(struct swim *s, const struct ml_addr *to, uint8_t pm,
 		msg = pkt;
 		len = (size_t)r;
 	}
-	if (!s->t.gossip_plain && zbuf != NULL) {
+	if (!s->t.gossip_plain && zbuf != NULL && len >= SWIM_COMPRESS_MIN) {
 		int z = ml_compress_encode(zbuf, zcap, msg, len);
 		if (z > 0 && (size_t)z < len) {
 			uint64_t ratio = (uint64_t)len * 100 / (uint64_t)z;
