@@ -100,6 +100,7 @@ static void collect(void *ud)
 	COPY(REFUTATIONS, refutations);
 	COPY(DEATHS, deaths_declared);
 	COPY(PACKETS_SENT, packets_sent);
+	COPY(PACKETS_COMPRESSED, packets_compressed);
 	COPY(PACKETS_RECV, packets_recv);
 	COPY(BAD_PACKETS, bad_packets);
 	COPY(PUSH_PULLS, push_pulls);

@@ -69,6 +69,7 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(REFUTATIONS, COUNTER, "memberlist.msg.refute", NULL, NULL, "Suspicions of this node it refuted") \
 	X(DEATHS, COUNTER, "memberlist.msg.dead", NULL, NULL, "Members declared dead")        \
 	X(PACKETS_SENT, COUNTER, "memberlist.packets.sent", NULL, NULL, "Gossip packets sent") \
+	X(PACKETS_COMPRESSED, COUNTER, "memberlist.packets.compressed", NULL, NULL, "Gossip packets sent LZW-compressed (of those sent)") \
 	X(PACKETS_RECV, COUNTER, "memberlist.packets.received", NULL, NULL, "Gossip packets received") \
 	X(BYTES_SENT, COUNTER, "memberlist.bytes.sent", NULL, NULL, "Gossip bytes sent (before encryption)") \
 	X(BYTES_RECV, COUNTER, "memberlist.bytes.received", NULL, NULL, "Gossip bytes received (after decryption)") \

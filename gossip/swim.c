@@ -1497,6 +1497,7 @@ static void send_parts(struct swim *s, const struct ml_addr *to, uint8_t pm,
 			uint64_t ratio = (uint64_t)len * 100 / (uint64_t)z;
 			s->zratio = ratio > 800 ? 800 : (uint32_t)ratio;
 			if ((size_t)z <= s->t.udp_budget) {
+				s->stats.packets_compressed++;
 				raw_send(s, to, zbuf, (size_t)z, pm);
 				return;
 			}
