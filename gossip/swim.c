@@ -1517,8 +1517,9 @@ static void send_parts(struct swim *s, const struct ml_addr *to, uint8_t pm,
  * each of gossip_nodes random members. Packed by compressed size: with the
  * last compressed packet's ratio r, a packet takes about r times the budget
  * of messages (at most SWIM_PACK_MAX) and goes out compressed within the
- * budget. Alive messages carry similar tags and shrink 3-4x, so a join storm
- * spreads that much faster in as many packets, each no larger on the wire.
+ * budget. Alive messages carrying Consul's tags shrink about 1.9x, so a join
+ * storm spreads about that much faster in as many packets, none larger on
+ * the wire.
  */
 static void gossip(struct swim *s, int64_t now)
 {
