@@ -1107,14 +1107,8 @@ void kv_on_user_msg(struct kv *kv, const uint8_t *p, size_t len)
 			kv->stats.gossip_applied++;
 		return;
 	}
-	/* ANNOUNCE: pull if ours is older */
-	struct kv_rec mine, theirs;
-	memset(&theirs, 0, sizeof(theirs));
-	theirs.hlc = m.hlc;
-	theirs.node = m.node;
-	theirs.node_len = m.node_len;
-	int got = kv_store_get(kv->store, false, m.key, m.key_len, &mine);
-	if (got == 1 && kv_rec_cmp(&theirs, &mine) <= 0)
+	/* ANNOUNCE: pull if ours is older (or the store failed: try) */
+	if (kv_announce_newer(kv->store, &m) == 0)
 		return;
 	if (pull_in_flight(kv, m.key, m.key_len, m.hlc))
 		return;

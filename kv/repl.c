@@ -454,6 +454,19 @@ int kv_merge_rec(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, int64_
 	return kv_store_put(st, key, key_len, r) < 0 ? -1 : 1;
 }
 
+int kv_announce_newer(struct kv_store *st, const struct kv_msg *m)
+{
+	struct kv_rec mine, theirs;
+	memset(&theirs, 0, sizeof(theirs));
+	theirs.hlc = m->hlc;
+	theirs.node = m->node;
+	theirs.node_len = m->node_len;
+	int got = kv_store_get(st, false, m->key, m->key_len, &mine);
+	if (got < 0)
+		return -1;
+	return got == 0 || kv_rec_cmp(&theirs, &mine) > 0;
+}
+
 bool kv_pull_covers(const char *pkey, size_t pkey_len, uint64_t phlc, const char *key,
 		    size_t key_len, uint64_t hlc)
 {

@@ -126,6 +126,10 @@ int kv_local_stamp(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, cons
 		   size_t node_len, const char *key, size_t key_len, bool tomb, uint64_t flags,
 		   struct kv_rec *out);
 
+/* An ANNOUNCE (m) names a version newer than the one st holds: 1 (pull
+ * it), 0 (ours is as new or newer), -1 store error. */
+int kv_announce_newer(struct kv_store *st, const struct kv_msg *m);
+
 /* A pull of (pkey, phlc) in flight makes a pull of (key, hlc) redundant:
  * the same key, at that version or newer. Every node that relays an
  * ANNOUNCE would otherwise start one more pull of the same write. */

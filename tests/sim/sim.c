@@ -1507,14 +1507,8 @@ static void kv_user_msg(void *ctx, const uint8_t *p, size_t len)
 			kv_fatal(sim, "merge", m.key);
 		return;
 	}
-	struct kv_rec mine, theirs;
-	memset(&theirs, 0, sizeof(theirs));
-	theirs.hlc = m.hlc;
-	theirs.node = m.node;
-	theirs.node_len = m.node_len;
-	int got = kv_store_get(kv->n[nd->id].st, false, m.key, m.key_len, &mine);
-	if (got == 1 && kv_rec_cmp(&theirs, &mine) <= 0)
-		return;
+	if (kv_announce_newer(kv->n[nd->id].st, &m) == 0)
+		return; /* ours is as new: kv.c's kv_on_user_msg */
 	kv_pull_from(sim, nd->id, m.node, m.node_len, m.key, m.key_len, m.hlc);
 }
 
