@@ -70,26 +70,10 @@ static struct agent_priv *priv(struct agent *a)
 /* The tags a member advertises: Consul's reserved ones, then node meta. */
 static size_t build_tags(const struct agent *a, struct tag *tags)
 {
-	size_t n = 0;
 	char rpc_port[16];
 	snprintf(rpc_port, sizeof(rpc_port), "%d", a->kv != NULL ? kv_sync_port(a->kv) : -1);
-	const char *fixed[][2] = {
-		{"role", "node"},
-		{"dc", a->cfg.datacenter},
-		{"build", RUMOR_VERSION ":rumor"},
-		{"vsn", "2"},
-		{"vsn_min", "2"},
-		{"vsn_max", "3"},
-		{"id", a->node_id},
-		{"rpc_port", a->kv != NULL ? rpc_port : NULL},
-	};
-	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-		if (fixed[i][1] == NULL)
-			continue;
-		snprintf(tags[n].key, sizeof(tags[n].key), "%s", fixed[i][0]);
-		snprintf(tags[n].value, sizeof(tags[n].value), "%s", fixed[i][1]);
-		n++;
-	}
+	size_t n = tags_consul(tags, a->cfg.datacenter, RUMOR_VERSION ":rumor", a->node_id,
+			       a->kv != NULL ? rpc_port : NULL);
 	for (size_t i = 0; i < a->cfg.node_meta_n && n < TAGS_MAX; i++) {
 		snprintf(tags[n].key, sizeof(tags[n].key), "%s", a->cfg.node_meta[i].key);
 		snprintf(tags[n].value, sizeof(tags[n].value), "%s", a->cfg.node_meta[i].value);

@@ -2,6 +2,7 @@
 #include "gossip/tags.h"
 
 #include <msgpack.h>
+#include <stdio.h>
 #include <string.h>
 
 struct fixed_buf {
@@ -27,6 +28,24 @@ static void pack_raw(msgpack_packer *pk, const char *s)
 	size_t l = strlen(s);
 	msgpack_pack_v4raw(pk, l);
 	msgpack_pack_v4raw_body(pk, s, l);
+}
+
+size_t tags_consul(struct tag *tags, const char *dc, const char *build, const char *id,
+		   const char *rpc_port)
+{
+	const char *fixed[TAGS_CONSUL_MAX][2] = {
+		{"role", "node"}, {"dc", dc},	     {"build", build}, {"vsn", "2"},
+		{"vsn_min", "2"}, {"vsn_max", "3"}, {"id", id},	      {"rpc_port", rpc_port},
+	};
+	size_t n = 0;
+	for (size_t i = 0; i < TAGS_CONSUL_MAX; i++) {
+		if (fixed[i][1] == NULL)
+			continue;
+		snprintf(tags[n].key, sizeof(tags[n].key), "%s", fixed[i][0]);
+		snprintf(tags[n].value, sizeof(tags[n].value), "%s", fixed[i][1]);
+		n++;
+	}
+	return n;
 }
 
 int tags_encode(uint8_t *buf, size_t cap, const struct tag *tags, size_t n)

@@ -5,6 +5,8 @@
  * 0xff followed by a msgpack map of string to string (old-spec raw strings,
  * as Go's codec writes them); older meta is a bare role string, which reads
  * as {"role": <meta>}. Decoding never allocates beyond the caller's arrays.
+ * Also the set of tags a Consul agent's serf advertises (tags_consul), so
+ * the agent, the simulator and tests carry the same meta.
  */
 #ifndef RUMOR_GOSSIP_TAGS_H
 #define RUMOR_GOSSIP_TAGS_H
@@ -24,6 +26,15 @@ struct tag {
 
 /* Encode n tags into buf; returns the length, or -1 if it exceeds cap. */
 int tags_encode(uint8_t *buf, size_t cap, const struct tag *tags, size_t n);
+
+/*
+ * The tags a Consul agent's serf carries, in the order rumor sends them:
+ * role=node, dc, build, vsn=2, vsn_min=2, vsn_max=3, id, and rpc_port when
+ * it is not NULL. Fills tags[0..TAGS_CONSUL_MAX); returns how many.
+ */
+#define TAGS_CONSUL_MAX 8
+size_t tags_consul(struct tag *tags, const char *dc, const char *build, const char *id,
+		   const char *rpc_port);
 /* Decode meta into tags[] (at most max); returns the count or -1 (malformed). */
 int tags_decode(const uint8_t *meta, size_t len, struct tag *tags, size_t max);
 

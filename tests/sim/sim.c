@@ -2187,11 +2187,9 @@ static void node_start(struct sim *sim, int id)
 			r[k] = net_rand32(nd);
 		snprintf(uuid, sizeof(uuid), "%08x-%04x-%04x-%04x-%04x%08x", r[0], r[1] >> 16,
 			 r[1] & 0xffff, r[2] >> 16, r[2] & 0xffff, r[3]);
-		struct tag tags[] = {{"role", "node"}, {"dc", "dc1"},    {"build", "0.1.0:rumor"},
-				     {"vsn", "2"},     {"vsn_min", "2"}, {"vsn_max", "3"},
-				     {"id", ""}};
-		snprintf(tags[6].value, sizeof(tags[6].value), "%s", uuid);
-		int ml = tags_encode(meta, sizeof(meta), tags, sizeof(tags) / sizeof(tags[0]));
+		struct tag tags[TAGS_CONSUL_MAX];
+		size_t nt = tags_consul(tags, "dc1", "0.1.0:rumor", uuid, NULL);
+		int ml = tags_encode(meta, sizeof(meta), tags, nt);
 		if (ml > 0) {
 			c.meta = meta;
 			c.meta_len = (size_t)ml;

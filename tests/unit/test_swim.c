@@ -441,13 +441,13 @@ static void test_gossip_packs_by_compressed_size(void)
 	net_run(&net, net.now + 20000);
 	size_t alive_len = 0;
 	for (int i = 10; i < 50; i++) {
-		struct tag tags[] = {{"role", "node"}, {"dc", "dc1"},	{"build", "0.1.0:rumor"},
-				     {"vsn", "2"},     {"vsn_min", "2"}, {"vsn_max", "3"},
-				     {"id", ""}};
-		snprintf(tags[6].value, sizeof(tags[6].value), "%08x-1c2d-4e5f-8a9b-%012x",
-			 (unsigned)(i * 2654435761u), (unsigned)(i * 40503u));
+		char id[40];
+		snprintf(id, sizeof(id), "%08x-1c2d-4e5f-8a9b-%012x", (unsigned)(i * 2654435761u),
+			 (unsigned)(i * 40503u));
+		struct tag tags[TAGS_CONSUL_MAX];
+		size_t nt = tags_consul(tags, "dc1", "0.1.0:rumor", id, NULL);
 		uint8_t meta[512];
-		int ml = tags_encode(meta, sizeof(meta), tags, 7);
+		int ml = tags_encode(meta, sizeof(meta), tags, nt);
 		REQUIRE(ml > 0, "tags");
 		alive_len = tell_alive(&net, i, meta, (size_t)ml);
 		REQUIRE(alive_len > 0, "alive for n%d", i);
