@@ -428,7 +428,7 @@ static const struct opt opts[] = {
 	 "BYTES",
 	 "Largest UDP answer, whatever size a client's EDNS0 asks for\n"
 	 "(bounds reflection through spoofed queries; TCP is not limited).\n"
-	 "512-65535. Default: 4096."},
+	 "512-65535. Default: 1232 (DNS Flag Day 2020)."},
 	{"dns-node-ttl", "dns_config.node_ttl", K_DUR, OFF(dns_node_ttl_ms), 0,
 	 "DURATION", "TTL of node records (A/AAAA/TXT of <node>.node). Default: 0s."},
 	{"dns-service-ttl", "dns_config.service_ttl_default", K_DUR,
@@ -763,7 +763,7 @@ void rumor_config_init(struct rumor_config *c)
 	c->http_port = 8500;
 	c->dns_port = 8600;
 	c->dns_truncate = true;
-	c->dns_udp_max_size = 4096;
+	c->dns_udp_max_size = 1232;
 	c->retry_interval_ms = 30 * 1000;
 	c->retry_max = 0;
 	c->reconnect_timeout_ms = 72LL * 3600 * 1000;

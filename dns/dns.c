@@ -27,7 +27,7 @@
 
 #define SCRATCH_MAX 4096 /* instances considered per query */
 #define OPT_LEN 11
-#define OUR_UDP_SIZE 4096
+#define OUR_UDP_SIZE 4096 /* what we advertise we can receive (queries are small) */
 
 struct dns_responder {
 	uint8_t domain[DNS_NAME_MAX + 1]; /* lowercased wire form */
@@ -812,8 +812,10 @@ enum dns_action dns_process(struct dns_responder *r, const struct catalog *cat, 
 	a.b.p = out;
 	size_t max = tcp ? (outcap < DNS_MSG_MAX ? outcap : DNS_MSG_MAX)
 			 : (q.edns ? q.edns_size : DNS_UDP_MIN);
-	/* a spoofed query must not buy a bigger reflection than configured */
-	size_t udp_cap = r->cfg.udp_max_size ? r->cfg.udp_max_size : OUR_UDP_SIZE;
+	/* A spoofed query must not buy a bigger reflection than configured: the
+	 * default 1232 (DNS Flag Day 2020) fits every path without IP
+	 * fragmentation and keeps the answer/query ratio near 25x at worst. */
+	size_t udp_cap = r->cfg.udp_max_size ? r->cfg.udp_max_size : DNS_UDP_DEFAULT_MAX;
 	if (!tcp && max > udp_cap)
 		max = udp_cap;
 	if (max > outcap)

@@ -71,6 +71,7 @@ enum {
 #define DNS_LABEL_MAX 63
 #define DNS_LABELS_MAX 128
 #define DNS_UDP_MIN 512
+#define DNS_UDP_DEFAULT_MAX 1232 /* UDP answer cap unless configured (DNS Flag Day 2020) */
 #define DNS_MSG_MAX 65535
 
 /* A decoded name: wire form without compression, in the case it was sent,
@@ -125,7 +126,7 @@ struct dns_responder_config {
 	uint32_t node_ttl;	/* seconds; Consul's default 0 */
 	uint32_t service_ttl;
 	unsigned udp_answer_limit; /* without EDNS, Consul-mode only; 3 */
-	unsigned udp_max_size;	   /* cap on a UDP answer whatever EDNS asks; 0 = 4096 */
+	unsigned udp_max_size;	   /* cap on a UDP answer whatever EDNS asks; 0 = DNS_UDP_DEFAULT_MAX */
 };
 
 struct dns_responder;

@@ -89,6 +89,13 @@ check_contains "forwarded answer has RA" " ra" "$(q 2 example.com A | grep flags
 # 40 instances: UDP without EDNS does not fit -> TC; TCP carries all
 udp_flags=$(q 3 big.service.consul A +noedns +ignore | sed -n 's/.*flags: \([a-z ]*\);.*/\1/p')
 check_contains "UDP answer too large sets TC" "tc" "$udp_flags"
+# a client (or a spoofer) advertising EDNS 65535 still gets at most 1232
+# bytes over UDP (DNS Flag Day 2020), with TC: no 87x amplification
+big=$(q 3 big.service.consul SRV +bufsize=65535 +ignore)
+big_size=$(echo "$big" | sed -n 's/.*MSG SIZE  rcvd: \([0-9]*\).*/\1/p')
+check_eq "EDNS 65535 answer capped at 1232 bytes" "yes" \
+	"$([ -n "$big_size" ] && [ "$big_size" -le 1232 ] && [ "$big_size" -gt 512 ] && echo yes || echo "no ($big_size)")"
+check_contains "capped EDNS answer sets TC" "tc" "$(echo "$big" | grep 'flags:')"
 check_eq "TCP answer holds all 40" "40" "$(q 3 big.service.consul A +tcp +short | wc -l | tr -d ' ')"
 check_eq "SRV over TCP holds all 40" "40" "$(q 3 big.service.consul SRV +tcp +short | wc -l | tr -d ' ')"
 
