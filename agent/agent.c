@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/acl.h"
 #include "agent/api.h"
 #include "agent/api_ops.h"
 #include "agent/api_catalog.h"
@@ -37,6 +38,7 @@
 #include "gossip/tags.h"
 #include "gossip/transport.h"
 #include "kv/kv.h"
+#include "kv/repl.h"
 
 #define BROADCAST_TIMEOUT_MS 5000 /* serf's BroadcastTimeout */
 #define LEAVE_POLL_S 0.05
@@ -455,6 +457,20 @@ static void on_handler_response(void *ud, const struct serf_query_in *q, const u
 }
 
 /* Gossip encryption from the keyring file or -encrypt; 0 or -1 with err. */
+/* The KV sync seal: the gossip keyring's packet encryption (the keyring
+ * object stays the same across install/use/remove, so rotation carries). */
+static int kv_seal_encrypt(void *ctx, const uint8_t *msg, size_t len, const uint8_t *ad,
+			   size_t adlen, uint8_t *out, size_t cap)
+{
+	return keyring_encrypt(ctx, msg, len, ad, adlen, out, cap);
+}
+
+static int kv_seal_decrypt(void *ctx, const uint8_t *in, size_t len, const uint8_t *ad,
+			   size_t adlen, uint8_t *out, size_t cap)
+{
+	return keyring_decrypt(ctx, in, len, ad, adlen, out, cap);
+}
+
 static int setup_keyring(struct agent *a, char *err, size_t errlen)
 {
 	char path[4200];
@@ -825,6 +841,7 @@ int agent_main(int argc, char **argv)
 			.sync_port = a->cfg.server_port < 0 ? 0 : a->cfg.server_port,
 			.tombstone_ttl_ms = a->cfg.kv_tombstone_ttl_ms,
 			.sync_interval_ms = a->cfg.kv_sync_interval_ms,
+			.max_ahead_ms = a->cfg.kv_max_clock_offset_ms,
 		};
 		a->kv = kv_new(a->loop, &kc, err, sizeof(err));
 		if (a->kv == NULL) {
@@ -856,6 +873,20 @@ int agent_main(int argc, char **argv)
 		log_info("agent: gossip encryption enabled: AES-256-GCM (libsodium), %zu key(s) "
 			 "in the keyring",
 			 keyring_count(a->keyring));
+		if (a->kv != NULL) {
+			struct kv_seal seal = {.ctx = a->keyring,
+					       .overhead = KEYRING_OVERHEAD,
+					       .encrypt = kv_seal_encrypt,
+					       .decrypt = kv_seal_decrypt};
+			kv_set_seal(a->kv, &seal);
+		}
+	} else if (a->cfg.bind_addr == NULL || !acl_addr_is_loopback(a->cfg.bind_addr)) {
+		log_warn("==> WARNING: no gossip key (-encrypt): gossip and KV sync on %s are "
+			 "plaintext and unauthenticated; whoever reaches ports %d and %d can read "
+			 "and write every key and service%s",
+			 a->cfg.bind_addr ? a->cfg.bind_addr : "0.0.0.0", a->cfg.serf_lan_port,
+			 a->cfg.server_port,
+			 a->cfg.acl_token != NULL ? " (ACL tokens guard only the HTTP API)" : "");
 	}
 	struct serf_io sio = {
 		.ctx = a,

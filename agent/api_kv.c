@@ -558,9 +558,21 @@ static void h_delete(struct agent *a, struct http_conn *c, const struct http_req
 	}
 }
 
+/* With the store switched off (-server-port -1) the KV endpoints answer a
+ * clear 500 instead of reaching for a store that does not exist. */
+static bool kv_disabled(struct agent *a, struct http_conn *c)
+{
+	if (a->kv != NULL)
+		return false;
+	api_reply_text(c, 500, "KV store is disabled on this agent (started with -server-port -1)");
+	return true;
+}
+
 void api_kv_handle(struct agent *a, struct http_conn *c, const struct http_request *req,
 		   const char *rest)
 {
+	if (kv_disabled(a, c))
+		return;
 	size_t n = strlen(rest);
 	if (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0)
 		h_get(a, c, req, rest, n);
@@ -698,6 +710,8 @@ static void txn_done(void *ud, enum kv_result r, int failed_op)
 void api_kv_txn(struct agent *a, struct http_conn *c, const struct http_request *req,
 		const char *rest)
 {
+	if (kv_disabled(a, c))
+		return;
 	json_error_t je;
 	json_t *doc = json_loadb(req->body, req->body_len, 0, &je);
 	if (doc == NULL || !json_is_array(doc)) {

@@ -135,6 +135,11 @@ static void collect(void *ud)
 		KCOPY(KV_SYNCS_FAILED, syncs_failed);
 		KCOPY(KV_SYNC_IN, sync_records_in);
 		KCOPY(KV_SYNC_OUT, sync_records_out);
+		KCOPY(KV_SYNC_REFUSED_PLAIN, sync_refused_plain);
+		KCOPY(KV_SYNC_REFUSED_DECRYPT, sync_refused_decrypt);
+		KCOPY(KV_SYNC_REFUSED_SEALED, sync_refused_sealed);
+		KCOPY(KV_SYNC_BUDGET_CLOSED, sync_budget_closed);
+		KCOPY(KV_VERSIONS_AHEAD, versions_ahead);
 #undef KCOPY
 	}
 	metrics_set_gauge(METRIC_KEYRING_KEYS, a->keyring ? (double)keyring_count(a->keyring) : 0);

@@ -366,6 +366,10 @@ static const struct opt opts[] = {
 	 "rebuilt from peers. Default: 72h."},
 	{"kv-sync-interval", "kv_sync_interval", K_DUR, OFF(kv_sync_interval_ms), 100,
 	 "DURATION", "Period of KV anti-entropy with a random peer. Default: 10s."},
+	{"kv-max-clock-offset", "kv_max_clock_offset", K_DUR, OFF(kv_max_clock_offset_ms), 1000,
+	 "DURATION",
+	 "Refuse replicated versions further ahead of this agent's clock\n"
+	 "(a far-off clock or a forged record). At least 1s. Default: 30s."},
 	{"config-file", NULL, K_CFGFILE, 0, 0, "PATH",
 	 "JSON config file to load. Repeatable."},
 	{"config-dir", NULL, K_CFGDIR, 0, 0, "PATH",
@@ -771,6 +775,7 @@ void rumor_config_init(struct rumor_config *c)
 	c->log_rotate_duration_ms = 24LL * 3600 * 1000;
 	c->kv_tombstone_ttl_ms = 72LL * 3600 * 1000;
 	c->kv_sync_interval_ms = 10000;
+	c->kv_max_clock_offset_ms = 30000;
 	c->profile = RUMOR_CONFIG_PROFILE_LAN;
 	c->log_level = RUMOR_CONFIG_LOG_INFO;
 	c->leave_on_terminate = true;

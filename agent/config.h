@@ -110,6 +110,7 @@ struct rumor_config {
 	int server_port;            /* -server-port / ports.server: KV sync TCP; 8300; -1 off */
 	int64_t kv_tombstone_ttl_ms; /* -kv-tombstone-ttl; 72h, >= 1s */
 	int64_t kv_sync_interval_ms; /* -kv-sync-interval; 10s, >= 100ms */
+	int64_t kv_max_clock_offset_ms; /* -kv-max-clock-offset; 30s, >= 1s */
 
 	/* behaviour */
 	bool dev;                   /* -dev */

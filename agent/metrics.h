@@ -95,6 +95,11 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(KV_SYNCS_FAILED, COUNTER, "kv.anti_entropy.syncs", "result", "failed", NULL)        \
 	X(KV_SYNC_IN, COUNTER, "kv.anti_entropy.records", "direction", "in", "Records transferred by anti-entropy, by direction") \
 	X(KV_SYNC_OUT, COUNTER, "kv.anti_entropy.records", "direction", "out", NULL)          \
+	X(KV_SYNC_REFUSED_PLAIN, COUNTER, "kv.anti_entropy.refused", "reason", "plaintext", "Sync connections closed unanswered: a plaintext frame to an agent with a keyring, a frame no installed key opens, a sealed frame to an agent without a keyring") \
+	X(KV_SYNC_REFUSED_DECRYPT, COUNTER, "kv.anti_entropy.refused", "reason", "undecryptable", NULL) \
+	X(KV_SYNC_REFUSED_SEALED, COUNTER, "kv.anti_entropy.refused", "reason", "no_keyring", NULL) \
+	X(KV_SYNC_BUDGET_CLOSED, COUNTER, "kv.anti_entropy.budget_closed", NULL, NULL, "Sync connections closed because all sync buffers together would pass their 16 MiB budget") \
+	X(KV_VERSIONS_AHEAD, COUNTER, "kv.versions_ahead", NULL, NULL, "Remote versions refused for being further ahead of this agent's clock than kv_max_clock_offset") \
 	/* DNS and the local services/checks (agent/api_catalog.c) */                         \
 	X(DNS_NOERROR, COUNTER, "dns.queries", "rcode", "noerror", "DNS queries answered, by response code; dropped: malformed or unanswerable, no response sent") \
 	X(DNS_NXDOMAIN, COUNTER, "dns.queries", "rcode", "nxdomain", NULL)                  \

@@ -21,6 +21,15 @@
  * live rumor peer. One outgoing session at a time; incoming sessions are
  * bounded (SYNC_MAX_CONNS) and each has a deadline.
  *
+ * Trust and memory on the sync listener: with a keyring (kv_set_seal) every
+ * frame is sealed and a frame that is plaintext or that no key opens ends
+ * the connection before anything is answered (counted in kv_stats). Memory
+ * is bounded three ways: a frame is at most KV_FRAME_MAX (+ seal) and its
+ * length is checked before the buffer grows for it; our own output is
+ * pumped bucket by bucket as the socket drains (SYNC_WBUF_LOW), not built
+ * whole; and the buffers of all connections together stay under
+ * SYNC_BUFFER_BUDGET — a connection that would pass it is closed.
+ *
  * A node whose last commit is older than the tombstone TTL wipes its replica
  * at start and rebuilds it from peers, so it cannot resurrect deleted keys.
  */
@@ -49,6 +58,9 @@
 #include "kv/store.h"
 
 #define SYNC_MAX_CONNS 64
+#define SYNC_BUFFER_BUDGET (16u << 20) /* all sync connections' buffers together */
+#define SYNC_WBUF_LOW (KV_CHUNK)       /* pump more output when less is pending */
+#define SYNC_READ_MIN 65536u
 #define SYNC_TIMEOUT_S 10.0
 #define SYNC_CONNECT_TIMEOUT_S 1.0
 #define PURGE_INTERVAL_S 60.0
@@ -89,6 +101,8 @@ struct sync_conn {
 	ev_timer timer;
 	bool outbound, connecting, finished;
 	struct kv_buf rbuf, wbuf;
+	struct kv_buf pbuf;  /* plaintext frames before sealing (keyring only) */
+	struct kv_buf plain; /* the opened frame being fed */
 	size_t woff;
 	struct kv_sync sess;
 	char peer[64];
@@ -127,6 +141,10 @@ struct kv {
 	struct kv_buf msg;
 	struct kv_stats stats;
 	char bind_addr[64];
+	int64_t max_ahead_ms;
+	struct kv_seal seal;
+	bool sealed;
+	double refused_logged_at, ahead_logged_at; /* rate limits of the two warnings */
 };
 
 static int64_t wall_ms(void)
@@ -179,9 +197,24 @@ static void drop_changes(struct kv *kv)
 static int merge_rec(struct kv *kv, const char *key, size_t key_len, const struct kv_rec *r,
 		     bool rebroadcast)
 {
-	int rc = kv_merge_rec(kv->store, &kv->hlc, wall_ms(), kv->ttl_ms, key, key_len, r);
-	if (rc == 1)
+	int64_t now = wall_ms();
+	enum kv_merge_result rc =
+		kv_merge_rec(kv->store, &kv->hlc, now, kv->ttl_ms, kv->max_ahead_ms, key, key_len, r);
+	if (rc == KV_MERGE_STORED)
 		note_change(kv, key, key_len, r, rebroadcast);
+	if (rc == KV_MERGE_AHEAD) {
+		kv->stats.versions_ahead++;
+		double t = ev_now(kv->loop);
+		if (t - kv->ahead_logged_at >= 10.0) {
+			kv->ahead_logged_at = t;
+			log_warn("kv: refused a version of %.*s from %.*s that is %lld ms ahead of our "
+				 "clock (max %lld ms; %llu refused so far)",
+				 (int)(key_len > 64 ? 64 : key_len), key, (int)r->node_len, r->node,
+				 (long long)(KV_HLC_MS(r->hlc) - now), (long long)kv->max_ahead_ms,
+				 (unsigned long long)kv->stats.versions_ahead);
+		}
+		return 0;
+	}
 	return rc;
 }
 
@@ -701,8 +734,14 @@ static void conn_free(struct sync_conn *c, bool ok)
 	kv->stats.sync_records_out += c->sess.records_out;
 	kv_buf_free(&c->rbuf);
 	kv_buf_free(&c->wbuf);
+	kv_buf_free(&c->pbuf);
+	kv_buf_free(&c->plain);
 	free(c->pull_key);
 	free(c);
+	/* memory came free: wake the connections that wait to pump output */
+	for (struct sync_conn *o = kv->conns; o != NULL; o = o->next)
+		if (kv_sync_sending(&o->sess) && !o->connecting && o->woff >= o->wbuf.len)
+			ev_feed_event(kv->loop, &o->io, EV_WRITE);
 }
 
 static void conn_update_events(struct sync_conn *c)
@@ -719,33 +758,158 @@ static void conn_update_events(struct sync_conn *c)
 	}
 }
 
+/* Bytes held by every sync connection's buffers (at most SYNC_MAX_CONNS). */
+static size_t buffered(const struct kv *kv)
+{
+	size_t n = 0;
+	for (const struct sync_conn *c = kv->conns; c != NULL; c = c->next)
+		n += c->rbuf.cap + c->wbuf.cap + c->pbuf.cap + c->plain.cap;
+	return n;
+}
+
+/* Where the session writes its frames: straight to the socket buffer, or
+ * to pbuf to be sealed first. */
+static struct kv_buf *conn_out(struct sync_conn *c)
+{
+	return c->kv->sealed ? &c->pbuf : &c->wbuf;
+}
+
+static bool from_initiator(const struct sync_conn *c, bool sending)
+{
+	/* we initiated (or pull) exactly when the connection is outbound */
+	return sending ? c->outbound : !c->outbound;
+}
+
+/* Move what the session wrote into the socket buffer (sealing it with a
+ * keyring), after dropping what was already written; then pump more of
+ * our RECORDS stream while less than SYNC_WBUF_LOW is pending and the
+ * budget allows. false on failure. */
+static bool conn_flush(struct sync_conn *c)
+{
+	struct kv *kv = c->kv;
+	if (c->woff > 0 && c->woff >= c->wbuf.len) {
+		c->wbuf.len = 0;
+		c->woff = 0;
+	}
+	for (;;) {
+		if (kv->sealed && c->pbuf.len > 0) {
+			if (kv_frames_seal(&kv->seal, from_initiator(c, true), c->pbuf.p, c->pbuf.len,
+					   &c->wbuf) < 0)
+				return false;
+			c->pbuf.len = 0;
+		}
+		if (!kv_sync_sending(&c->sess) || c->wbuf.len - c->woff >= SYNC_WBUF_LOW)
+			return true;
+		if (buffered(kv) > SYNC_BUFFER_BUDGET) {
+			kv->stats.sync_budget_waits++;
+			return true; /* resume when the socket drains and memory is free */
+		}
+		if (kv_sync_pump(&c->sess, conn_out(c), c->wbuf.len - c->woff + SYNC_WBUF_LOW) < 0)
+			return false;
+	}
+}
+
+/* A frame this agent must not take: plaintext with a keyring, sealed
+ * without one, or one no installed key opens. Counted, logged at most
+ * every 10 s, and the connection is closed unanswered. */
+static void refuse(struct sync_conn *c, uint64_t *counter, const char *why)
+{
+	struct kv *kv = c->kv;
+	(*counter)++;
+	double t = ev_now(kv->loop);
+	if (t - kv->refused_logged_at >= 10.0) {
+		kv->refused_logged_at = t;
+		log_warn("kv: sync from %s refused: %s (refused so far: %llu plaintext, %llu "
+			 "undecryptable, %llu sealed without a keyring)",
+			 c->peer, why, (unsigned long long)kv->stats.sync_refused_plain,
+			 (unsigned long long)kv->stats.sync_refused_decrypt,
+			 (unsigned long long)kv->stats.sync_refused_sealed);
+	}
+}
+
 static bool conn_process(struct sync_conn *c)
 {
+	struct kv *kv = c->kv;
 	char err[256];
 	size_t off = 0;
-	while (!c->finished) {
+	while (!c->finished && c->rbuf.len - off >= 4) {
 		uint8_t type;
 		const uint8_t *pl;
 		size_t plen;
-		long n = kv_frame_next(c->rbuf.p + off, c->rbuf.len - off, &type, &pl, &plen, err,
-				       sizeof(err));
+		const uint8_t *hdr = c->rbuf.p + off;
+		long n = kv_frame_next(hdr, c->rbuf.len - off, &type, &pl, &plen, err, sizeof(err));
 		if (n == 0)
 			break;
 		if (n < 0)
 			goto bad;
-		int rc = kv_sync_feed(&c->sess, type, pl, plen, &c->wbuf, err, sizeof(err));
 		off += (size_t)n;
+		if (kv->sealed && type != KV_F_SEALED) {
+			refuse(c, &kv->stats.sync_refused_plain,
+			       "a plaintext frame, and this agent has a keyring");
+			return false;
+		}
+		if (!kv->sealed && type == KV_F_SEALED) {
+			refuse(c, &kv->stats.sync_refused_sealed,
+			       "the peer encrypts (a keyring), this agent has none");
+			return false;
+		}
+		if (kv->sealed && kv_frame_open(&kv->seal, from_initiator(c, false), hdr, pl, plen,
+						&c->plain, &type, &pl, &plen, err, sizeof(err)) < 0) {
+			refuse(c, &kv->stats.sync_refused_decrypt, err);
+			return false;
+		}
+		int rc = kv_sync_feed(&c->sess, type, pl, plen, conn_out(c), err, sizeof(err));
 		if (rc < 0)
 			goto bad;
 		if (rc == 1)
 			c->finished = true;
 	}
-	memmove(c->rbuf.p, c->rbuf.p + off, c->rbuf.len - off);
-	c->rbuf.len -= off;
-	return true;
+	if (off > 0) {
+		memmove(c->rbuf.p, c->rbuf.p + off, c->rbuf.len - off);
+		c->rbuf.len -= off;
+	}
+	return conn_flush(c);
 bad:
 	log_warn("kv: sync with %s: %s", c->peer, err);
 	return false;
+}
+
+/* Make room to read: the frame being received decides how much (its
+ * length is checked before any memory is given to it), and all
+ * connections together stay under SYNC_BUFFER_BUDGET. false: close. */
+static bool rbuf_room(struct sync_conn *c)
+{
+	size_t need = c->rbuf.len + SYNC_READ_MIN;
+	if (c->rbuf.len >= 4) {
+		uint8_t t;
+		const uint8_t *pl;
+		size_t pn;
+		char err[128];
+		if (kv_frame_next(c->rbuf.p, c->rbuf.len, &t, &pl, &pn, err, sizeof(err)) < 0) {
+			log_warn("kv: sync with %s: %s", c->peer, err);
+			return false;
+		}
+		uint32_t n = ((uint32_t)c->rbuf.p[0] << 24) | ((uint32_t)c->rbuf.p[1] << 16) |
+			     ((uint32_t)c->rbuf.p[2] << 8) | c->rbuf.p[3];
+		need = 4 + (size_t)n;
+		if (need < c->rbuf.len + 4096)
+			need = c->rbuf.len + 4096;
+	}
+	if (c->rbuf.cap >= need)
+		return true;
+	size_t cap = need < SYNC_READ_MIN ? SYNC_READ_MIN : need;
+	if (buffered(c->kv) + (cap - c->rbuf.cap) > SYNC_BUFFER_BUDGET) {
+		c->kv->stats.sync_budget_closed++;
+		log_debug("kv: sync with %s closed: buffers over the %u-byte budget", c->peer,
+			  SYNC_BUFFER_BUDGET);
+		return false;
+	}
+	uint8_t *p = realloc(c->rbuf.p, cap);
+	if (p == NULL)
+		return false;
+	c->rbuf.p = p;
+	c->rbuf.cap = cap;
+	return true;
 }
 
 static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -764,21 +928,15 @@ static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
 		ev_timer_set(&c->timer, SYNC_TIMEOUT_S, 0.);
 		ev_timer_start(loop, &c->timer);
 	}
-	if (revents & EV_READ) {
+	if ((revents & EV_READ) && !c->finished) {
 		for (;;) {
-			if (c->rbuf.cap - c->rbuf.len < 65536) {
-				size_t cap = c->rbuf.cap ? c->rbuf.cap * 2 : 65536;
-				if (cap > KV_FRAME_MAX + 65536u) {
+			if (c->rbuf.cap - c->rbuf.len < 4096) {
+				if (!conn_process(c) || (!c->finished && !rbuf_room(c))) {
 					conn_free(c, false);
 					return;
 				}
-				uint8_t *p = realloc(c->rbuf.p, cap);
-				if (p == NULL) {
-					conn_free(c, false);
-					return;
-				}
-				c->rbuf.p = p;
-				c->rbuf.cap = cap;
+				if (c->finished)
+					break;
 			}
 			ssize_t n = read(c->fd, c->rbuf.p + c->rbuf.len, c->rbuf.cap - c->rbuf.len);
 			if (n > 0) {
@@ -790,8 +948,9 @@ static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
 			if (n < 0 && errno == EINTR)
 				continue;
 			/* EOF or error */
-			conn_process(c);
-			conn_free(c, c->finished && c->woff >= c->wbuf.len);
+			bool ok = conn_process(c);
+			conn_free(c, ok && c->finished && !kv_sync_sending(&c->sess) &&
+					     c->woff >= c->wbuf.len);
 			return;
 		}
 		if (!conn_process(c)) {
@@ -799,20 +958,32 @@ static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 	}
-	while (!c->connecting && c->woff < c->wbuf.len) {
-		ssize_t n = write(c->fd, c->wbuf.p + c->woff, c->wbuf.len - c->woff);
-		if (n > 0) {
-			c->woff += (size_t)n;
-			continue;
+	for (;;) {
+		while (!c->connecting && c->woff < c->wbuf.len) {
+			ssize_t n = write(c->fd, c->wbuf.p + c->woff, c->wbuf.len - c->woff);
+			if (n > 0) {
+				c->woff += (size_t)n;
+				continue;
+			}
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				break;
+			if (n < 0 && errno == EINTR)
+				continue;
+			conn_free(c, false);
+			return;
 		}
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (c->connecting || c->woff < c->wbuf.len || !kv_sync_sending(&c->sess))
 			break;
-		if (n < 0 && errno == EINTR)
-			continue;
-		conn_free(c, false);
-		return;
+		/* drained: pump the next buckets (or wait for the budget) */
+		size_t before = c->wbuf.len;
+		if (!conn_flush(c)) {
+			conn_free(c, false);
+			return;
+		}
+		if (c->wbuf.len == before)
+			break;
 	}
-	if (c->finished && c->woff >= c->wbuf.len) {
+	if (c->finished && !kv_sync_sending(&c->sess) && c->woff >= c->wbuf.len) {
 		conn_free(c, true);
 		return;
 	}
@@ -850,6 +1021,24 @@ static struct sync_conn *conn_new(struct kv *kv, int fd, bool outbound, const ch
 	return c;
 }
 
+/* Start the session of a new connection; its first frame (if any) is
+ * sealed and queued. On failure the connection is closed. */
+static void conn_start(struct sync_conn *c, enum kv_sync_role role, kv_apply_fn apply,
+		       const char *key, size_t key_len)
+{
+	struct kv *kv = c->kv;
+	if (kv_sync_start(&c->sess, role, kv->store, apply, kv, key, key_len, conn_out(c)) < 0) {
+		conn_free(c, false);
+		return;
+	}
+	c->sess.lazy = true;
+	if (!conn_flush(c)) {
+		conn_free(c, false);
+		return;
+	}
+	conn_update_events(c);
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct kv *kv = w->data;
@@ -874,9 +1063,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		struct sync_conn *c = conn_new(kv, fd, false, peer);
 		if (c == NULL)
 			continue;
-		kv_sync_start(&c->sess, KV_SYNC_RESPONDER, kv->store, apply_from_sync, kv, NULL, 0,
-			      &c->wbuf);
-		conn_update_events(c);
+		conn_start(c, KV_SYNC_RESPONDER, apply_from_sync, NULL, 0);
 	}
 }
 
@@ -1021,9 +1208,7 @@ void kv_sync_now(struct kv *kv)
 	if (c == NULL)
 		return;
 	kv->outbound_busy = true;
-	kv_sync_start(&c->sess, KV_SYNC_INITIATOR, kv->store, apply_from_sync, kv, NULL, 0,
-		      &c->wbuf);
-	conn_update_events(c);
+	conn_start(c, KV_SYNC_INITIATOR, apply_from_sync, NULL, 0);
 }
 
 /* A pull of key at version hlc or newer is already running (the simulator
@@ -1059,9 +1244,7 @@ static void pull_from(struct kv *kv, const char *node, size_t node_len, const ch
 		c->pull_key_len = key_len;
 		c->pull_hlc = hlc;
 	}
-	kv_sync_start(&c->sess, KV_SYNC_PULLER, kv->store, apply_from_pull, kv, key, key_len,
-		      &c->wbuf);
-	conn_update_events(c);
+	conn_start(c, KV_SYNC_PULLER, apply_from_pull, key, key_len);
 }
 
 static void schedule_sync(struct kv *kv, double after)
@@ -1107,7 +1290,12 @@ void kv_on_user_msg(struct kv *kv, const uint8_t *p, size_t len)
 			kv->stats.gossip_applied++;
 		return;
 	}
-	/* ANNOUNCE: pull if ours is older (or the store failed: try) */
+	/* ANNOUNCE: pull if ours is older (or the store failed: try); a version
+	 * too far ahead would be refused once pulled, so do not pull it */
+	if (kv_version_ahead(m.hlc, wall_ms(), kv->max_ahead_ms)) {
+		kv->stats.versions_ahead++;
+		return;
+	}
 	if (kv_announce_newer(kv->store, &m) == 0)
 		return;
 	if (pull_in_flight(kv, m.key, m.key_len, m.hlc))
@@ -1145,6 +1333,9 @@ struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, 
 	kv->ttl_ms = cfg->tombstone_ttl_ms > 0 ? cfg->tombstone_ttl_ms : 72LL * 3600 * 1000;
 	kv->sync_interval_ms = cfg->sync_interval_ms > 0 ? cfg->sync_interval_ms : 10000;
 	kv->max_watches = cfg->max_watches ? cfg->max_watches : 4096;
+	kv->max_ahead_ms = cfg->max_ahead_ms == 0 ? KV_MAX_AHEAD_DEFAULT_MS
+			   : cfg->max_ahead_ms < 0 ? 0
+						   : cfg->max_ahead_ms;
 	snprintf(kv->bind_addr, sizeof(kv->bind_addr), "%s", cfg->bind_addr ? cfg->bind_addr : "");
 	char dir[4096];
 	snprintf(dir, sizeof(dir), "%s/kv", cfg->data_dir);
@@ -1168,8 +1359,16 @@ struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, 
 			return NULL;
 		}
 	}
-	/* the clock continues after the largest version we hold */
-	kv_hlc_observe(&kv->hlc, kv_index(kv, "", 0, true));
+	/* The clock continues after the largest version we hold, unless that
+	 * version is far ahead of the wall clock (taken in before versions were
+	 * checked): then it would make every later write a poisoned one too. */
+	uint64_t top = kv_index(kv, "", 0, true);
+	if (kv_version_ahead(top, now, kv->max_ahead_ms))
+		log_warn("kv: the replica holds a version %lld s ahead of the clock; it is not "
+			 "taken into the clock and loses to any write of its key",
+			 (long long)((KV_HLC_MS(top) - now) / 1000));
+	else
+		kv_hlc_observe(&kv->hlc, top);
 	if (cfg->sync_port >= 0) {
 		if (listen_on(kv, cfg->bind_addr ? cfg->bind_addr : "0.0.0.0", cfg->sync_port, err,
 			      errlen) < 0) {
@@ -1224,6 +1423,13 @@ void kv_free(struct kv *kv)
 void kv_set_swim(struct kv *kv, struct swim *swim)
 {
 	kv->swim = swim;
+}
+
+void kv_set_seal(struct kv *kv, const struct kv_seal *seal)
+{
+	kv->sealed = seal != NULL;
+	if (seal != NULL)
+		kv->seal = *seal;
 }
 
 int kv_sync_port(const struct kv *kv)

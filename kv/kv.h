@@ -100,7 +100,11 @@ struct kv_config {
 	int64_t sync_interval_ms;   /* anti-entropy period, 10s */
 	size_t max_watches;         /* parked blocking queries, 4096 */
 	size_t map_size;            /* LMDB map size, bytes; 0: 1 GiB */
+	int64_t max_ahead_ms;       /* refuse remote versions further ahead of our
+				     * clock; 0: KV_MAX_AHEAD_DEFAULT_MS, <0: no check */
 };
+
+#define KV_MAX_AHEAD_DEFAULT_MS 30000
 
 /* Open the replica and start the sync listener; NULL with err. `swim` may
  * be NULL (no replication) and may be set later with kv_set_swim. */
@@ -112,6 +116,10 @@ void kv_free(struct kv *kv);
 void kv_set_swim(struct kv *kv, struct swim *swim);
 /* The bound sync port (advertise it in the "rpc_port" tag). */
 int kv_sync_port(const struct kv *kv);
+struct kv_seal;
+/* Seal every sync frame with `seal` (copied; its ctx must outlive kv) and
+ * refuse plaintext ones; NULL: plaintext (no keyring). */
+void kv_set_seal(struct kv *kv, const struct kv_seal *seal);
 
 /* Stage ops atomically; done (may be NULL) is called once after the commit,
  * or with KV_FAILED/KV_ERROR before returning when a check fails. Returns 0,
@@ -154,6 +162,12 @@ struct kv_stats {
 	uint64_t gossip_in, gossip_applied, gossip_out;
 	uint64_t syncs_ok, syncs_failed, sync_records_in, sync_records_out;
 	uint64_t watches;
+	/* sync connections closed unanswered: a plaintext frame with a keyring,
+	 * a frame no key opens, a sealed frame without a keyring */
+	uint64_t sync_refused_plain, sync_refused_decrypt, sync_refused_sealed;
+	/* closed for passing the buffer budget; output pumps that waited for it */
+	uint64_t sync_budget_closed, sync_budget_waits;
+	uint64_t versions_ahead; /* remote versions refused: too far ahead of our clock */
 };
 const struct kv_stats *kv_stats(struct kv *kv);
 

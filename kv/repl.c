@@ -5,11 +5,12 @@
 
 #include "kv/kv.h" /* KV_KEY_MAX */
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { ST_START, ST_WAIT_DIFF, ST_WAIT_RECORDS, ST_WAIT_FIRST, ST_DONE };
+enum { ST_START, ST_WAIT_DIFF, ST_WAIT_DIFF_RECORDS, ST_WAIT_RECORDS, ST_WAIT_FIRST, ST_DONE };
 
 void kv_buf_free(struct kv_buf *b)
 {
@@ -189,8 +190,10 @@ long kv_frame_next(const uint8_t *p, size_t len, uint8_t *type, const uint8_t **
 	if (len < 4)
 		return 0;
 	uint32_t n = rd32(p);
-	if (n == 0 || n > KV_FRAME_MAX) {
-		snprintf(err, errlen, "sync frame: bad length %u", n);
+	/* a sealed frame carries a whole plaintext frame plus the seal */
+	if (n == 0 || n > KV_FRAME_MAX + KV_SEAL_OVERHEAD_MAX) {
+		snprintf(err, errlen, "sync frame: bad length %u (at most %u)", n,
+			 KV_FRAME_MAX + KV_SEAL_OVERHEAD_MAX);
 		return -1;
 	}
 	if (len - 4 < n)
@@ -198,6 +201,10 @@ long kv_frame_next(const uint8_t *p, size_t len, uint8_t *type, const uint8_t **
 	*type = p[4];
 	*payload = p + 5;
 	*plen = n - 1;
+	if (*type != KV_F_SEALED && n > KV_FRAME_MAX) {
+		snprintf(err, errlen, "sync frame: bad length %u (at most %u)", n, KV_FRAME_MAX);
+		return -1;
+	}
 	return (long)n + 4;
 }
 
@@ -215,16 +222,50 @@ static void frame_end(struct kv_buf *out, size_t at)
 	be32(out->p + at, (uint32_t)(out->len - at - 4));
 }
 
+static int frame_empty(struct kv_buf *out, uint8_t type)
+{
+	size_t at = frame_begin(out, type);
+	if (at == (size_t)-1)
+		return -1;
+	frame_end(out, at);
+	return 0;
+}
+
+/* Writes records into RECORDS frames, opening a frame on the first record
+ * and closing it once it passes KV_CHUNK, so no frame outgrows KV_FRAME_MAX
+ * (a record is at most ~513 KiB) and a receiver never buffers more. */
 struct rec_writer {
 	struct kv_buf *out;
-	uint32_t count;
+	size_t at; /* start of the open frame, or SIZE_MAX */
+	uint32_t count, total;
 	int failed;
 };
+
+static void writer_close(struct rec_writer *w)
+{
+	if (w->at == SIZE_MAX)
+		return;
+	be32(w->out->p + w->at + 5, w->count);
+	frame_end(w->out, w->at);
+	w->at = SIZE_MAX;
+	w->count = 0;
+}
 
 static int write_rec(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
 {
 	struct rec_writer *w = ud;
 	size_t n = 2 + key_len + kv_rec_size(r);
+	if (w->at != SIZE_MAX && w->out->len - w->at + n > KV_CHUNK)
+		writer_close(w);
+	if (w->at == SIZE_MAX) {
+		uint8_t zero[4] = {0};
+		w->at = frame_begin(w->out, KV_F_RECORDS);
+		if (w->at == (size_t)-1 || append(w->out, zero, 4) < 0) {
+			w->at = SIZE_MAX;
+			w->failed = 1;
+			return 1;
+		}
+	}
 	if (reserve(w->out, n) < 0) {
 		w->failed = 1;
 		return 1;
@@ -235,25 +276,7 @@ static int write_rec(void *ud, const char *key, size_t key_len, const struct kv_
 	kv_rec_encode(r, p + 2 + key_len);
 	w->out->len += n;
 	w->count++;
-	return 0;
-}
-
-/* Appends "u32 count, records of every bucket set in bitmap". */
-static int write_buckets(struct kv_sync *s, const uint8_t *bitmap, struct kv_buf *out)
-{
-	size_t at = out->len;
-	uint8_t zero[4] = {0};
-	if (append(out, zero, 4) < 0)
-		return -1;
-	struct rec_writer w = {out, 0, 0};
-	for (unsigned b = 0; b < KV_BUCKETS; b++) {
-		if (!(bitmap[b / 8] & (1u << (b % 8))))
-			continue;
-		if (kv_store_scan_bucket(s->store, true, b, write_rec, &w) < 0 || w.failed)
-			return -1;
-	}
-	be32(out->p + at, w.count);
-	s->records_out += w.count;
+	w->total++;
 	return 0;
 }
 
@@ -291,6 +314,45 @@ long kv_records_decode(const uint8_t *p, size_t len, kv_apply_fn apply, void *ct
 }
 
 /* ------------------------------------------------------------- sync */
+
+int kv_sync_pump(struct kv_sync *s, struct kv_buf *out, size_t want)
+{
+	while (s->sending && out->len < want) {
+		if (s->cursor >= KV_BUCKETS) {
+			if (frame_empty(out, KV_F_END) < 0)
+				return -1;
+			s->sending = false;
+			break;
+		}
+		unsigned b = s->cursor++;
+		if (!(s->diff[b / 8] & (1u << (b % 8))))
+			continue;
+		struct rec_writer w = {out, SIZE_MAX, 0, 0, 0};
+		if (kv_store_scan_bucket(s->store, true, b, write_rec, &w) < 0 || w.failed)
+			return -1;
+		writer_close(&w);
+		s->records_out += w.total;
+	}
+	return 0;
+}
+
+bool kv_sync_sending(const struct kv_sync *s)
+{
+	return s->sending;
+}
+
+/* Start our RECORDS stream of the differing buckets: all of it now unless
+ * the driver pumps it lazily. */
+static int start_sending(struct kv_sync *s, struct kv_buf *out, char *err, size_t errlen)
+{
+	s->sending = true;
+	s->cursor = 0;
+	if (!s->lazy && kv_sync_pump(s, out, SIZE_MAX) < 0) {
+		snprintf(err, errlen, "sync: out of memory");
+		return -1;
+	}
+	return 0;
+}
 
 int kv_sync_start(struct kv_sync *s, enum kv_sync_role role, struct kv_store *st,
 		  kv_apply_fn apply, void *ctx, const char *pull_key, size_t pull_key_len,
@@ -340,6 +402,33 @@ static int apply_records(struct kv_sync *s, const uint8_t *p, size_t len, char *
 	return 0;
 }
 
+/* The responder's answer to a pull: the key's record (if any), then END. */
+static int answer_pull(struct kv_sync *s, const uint8_t *payload, size_t plen,
+		       struct kv_buf *out, char *err, size_t errlen)
+{
+	const uint8_t *p = payload, *end = payload + plen;
+	const char *key;
+	size_t kl;
+	if (read_key(&p, end, &key, &kl, err, errlen) < 0)
+		return -1;
+	if (p != end) {
+		snprintf(err, errlen, "sync: trailing bytes after pull key");
+		return -1;
+	}
+	struct kv_rec r;
+	struct rec_writer w = {out, SIZE_MAX, 0, 0, 0};
+	if (kv_store_get(s->store, true, key, kl, &r) == 1)
+		write_rec(&w, key, kl, &r);
+	writer_close(&w);
+	if (w.failed || frame_empty(out, KV_F_END) < 0) {
+		snprintf(err, errlen, "sync: out of memory");
+		return -1;
+	}
+	s->records_out += w.total;
+	s->state = ST_DONE;
+	return 1;
+}
+
 int kv_sync_feed(struct kv_sync *s, uint8_t type, const uint8_t *payload, size_t plen,
 		 struct kv_buf *out, char *err, size_t errlen)
 {
@@ -355,76 +444,47 @@ int kv_sync_feed(struct kv_sync *s, uint8_t type, const uint8_t *payload, size_t
 				if (rd64(payload + b * 8) != mine[b])
 					s->diff[b / 8] |= (uint8_t)(1u << (b % 8));
 			size_t at = frame_begin(out, KV_F_DIFF);
-			if (at == (size_t)-1 || append(out, s->diff, sizeof(s->diff)) < 0 ||
-			    write_buckets(s, s->diff, out) < 0) {
+			if (at == (size_t)-1 || append(out, s->diff, sizeof(s->diff)) < 0) {
 				snprintf(err, errlen, "sync: out of memory");
 				return -1;
 			}
 			frame_end(out, at);
 			s->state = ST_WAIT_RECORDS;
-			return 0;
+			return start_sending(s, out, err, errlen);
 		}
-		if (type == KV_F_PULL) {
-			const uint8_t *p = payload, *end = payload + plen;
-			const char *key;
-			size_t kl;
-			if (read_key(&p, end, &key, &kl, err, errlen) < 0)
-				return -1;
-			if (p != end) {
-				snprintf(err, errlen, "sync: trailing bytes after pull key");
-				return -1;
-			}
-			size_t at = frame_begin(out, KV_F_RECORDS);
-			uint8_t zero[4] = {0};
-			struct kv_rec r;
-			int found = kv_store_get(s->store, true, key, kl, &r);
-			if (at == (size_t)-1 || append(out, zero, 4) < 0) {
-				snprintf(err, errlen, "sync: out of memory");
-				return -1;
-			}
-			if (found == 1) {
-				struct rec_writer w = {out, 0, 0};
-				write_rec(&w, key, kl, &r);
-				if (w.failed) {
-					snprintf(err, errlen, "sync: out of memory");
-					return -1;
-				}
-				be32(out->p + at + 5, 1);
-				s->records_out++;
-			}
-			frame_end(out, at);
-			s->state = ST_DONE;
-			return 1;
-		}
+		if (type == KV_F_PULL)
+			return answer_pull(s, payload, plen, out, err, errlen);
 		snprintf(err, errlen, "sync: unexpected frame type %u at start", type);
 		return -1;
 	case ST_WAIT_DIFF:
-		if (type != KV_F_DIFF || plen < sizeof(s->diff)) {
+		if (type != KV_F_DIFF || plen != sizeof(s->diff)) {
 			snprintf(err, errlen, "sync: expected a diff, got type %u (%zu bytes)", type,
 				 plen);
 			return -1;
 		}
 		memcpy(s->diff, payload, sizeof(s->diff));
-		if (apply_records(s, payload + sizeof(s->diff), plen - sizeof(s->diff), err,
-				  errlen) < 0)
-			return -1;
-		{
-			size_t at = frame_begin(out, KV_F_RECORDS);
-			if (at == (size_t)-1 || write_buckets(s, s->diff, out) < 0) {
-				snprintf(err, errlen, "sync: out of memory");
-				return -1;
-			}
-			frame_end(out, at);
-		}
-		s->state = ST_DONE;
-		return 1;
+		s->state = ST_WAIT_DIFF_RECORDS;
+		return 0;
+	case ST_WAIT_DIFF_RECORDS:
 	case ST_WAIT_RECORDS:
-		if (type != KV_F_RECORDS) {
-			snprintf(err, errlen, "sync: expected records, got type %u", type);
+		if (type == KV_F_RECORDS)
+			return apply_records(s, payload, plen, err, errlen);
+		if (type != KV_F_END || plen != 0) {
+			snprintf(err, errlen, "sync: expected records or end, got type %u", type);
 			return -1;
 		}
-		if (apply_records(s, payload, plen, err, errlen) < 0)
+		if (s->sending) {
+			/* the peer may answer only after our END */
+			snprintf(err, errlen, "sync: peer ended before our records were sent");
 			return -1;
+		}
+		if (s->state == ST_WAIT_DIFF_RECORDS) {
+			/* the initiator answers with its own records of those buckets */
+			s->state = ST_DONE;
+			if (start_sending(s, out, err, errlen) < 0)
+				return -1;
+			return 1;
+		}
 		s->state = ST_DONE;
 		return 1;
 	default:
@@ -433,25 +493,97 @@ int kv_sync_feed(struct kv_sync *s, uint8_t type, const uint8_t *payload, size_t
 	}
 }
 
+/* --------------------------------------------------------------- seal */
+
+/* Associated data of a sealed frame: its header and who sends it, so a
+ * frame cannot be reflected back to its sender or have its length cut. */
+static void seal_ad(uint8_t ad[6], const uint8_t hdr[5], bool from_initiator)
+{
+	memcpy(ad, hdr, 5);
+	ad[5] = from_initiator ? 'I' : 'R';
+}
+
+int kv_frames_seal(const struct kv_seal *k, bool from_initiator, const uint8_t *in, size_t len,
+		   struct kv_buf *out)
+{
+	size_t off = 0;
+	while (len - off >= 5) {
+		uint32_t n = rd32(in + off);
+		if (n == 0 || n > len - off - 4)
+			return -1; /* only whole frames are sealed */
+		size_t sealed = n + k->overhead;
+		if (reserve(out, 5 + sealed) < 0)
+			return -1;
+		uint8_t *h = out->p + out->len;
+		be32(h, (uint32_t)(1 + sealed));
+		h[4] = KV_F_SEALED;
+		uint8_t ad[6];
+		seal_ad(ad, h, from_initiator);
+		int m = k->encrypt(k->ctx, in + off + 4, n, ad, sizeof(ad), h + 5, sealed);
+		if (m < 0 || (size_t)m != sealed)
+			return -1;
+		out->len += 5 + sealed;
+		off += 4 + n;
+	}
+	return off == len ? 0 : -1;
+}
+
+int kv_frame_open(const struct kv_seal *k, bool from_initiator, const uint8_t *hdr,
+		  const uint8_t *payload, size_t plen, struct kv_buf *plain, uint8_t *type,
+		  const uint8_t **pl, size_t *pn, char *err, size_t errlen)
+{
+	plain->len = 0;
+	if (plen <= k->overhead || reserve(plain, plen) < 0) {
+		snprintf(err, errlen, "sealed frame: %zu bytes, too short", plen);
+		return -1;
+	}
+	uint8_t ad[6];
+	seal_ad(ad, hdr, from_initiator);
+	int m = k->decrypt(k->ctx, payload, plen, ad, sizeof(ad), plain->p, plain->cap);
+	if (m < 1) {
+		snprintf(err, errlen, "sealed frame: no installed key opens it");
+		return -1;
+	}
+	plain->len = (size_t)m;
+	*type = plain->p[0];
+	*pl = plain->p + 1;
+	*pn = (size_t)m - 1;
+	if (*type == KV_F_SEALED) {
+		snprintf(err, errlen, "sealed frame: sealed twice");
+		return -1;
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------- replica writes */
 
-int kv_merge_rec(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, int64_t ttl_ms,
-		 const char *key, size_t key_len, const struct kv_rec *r)
+bool kv_version_ahead(uint64_t hlc, int64_t now_ms, int64_t max_ahead_ms)
+{
+	return max_ahead_ms > 0 && KV_HLC_MS(hlc) > now_ms + max_ahead_ms;
+}
+
+enum kv_merge_result kv_merge_rec(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms,
+				  int64_t ttl_ms, int64_t max_ahead_ms, const char *key,
+				  size_t key_len, const struct kv_rec *r)
 {
 	if (key_len == 0 || key_len > KV_KEY_MAX)
-		return 0;
+		return KV_MERGE_IGNORED;
+	if (kv_version_ahead(r->hlc, now_ms, max_ahead_ms))
+		return KV_MERGE_AHEAD;
 	if (r->tomb && KV_HLC_MS(r->hlc) < now_ms - ttl_ms)
-		return 0;
+		return KV_MERGE_IGNORED;
 	if (kv_store_begin(st) < 0)
-		return -1;
+		return KV_MERGE_ERROR;
 	struct kv_rec old;
 	int got = kv_store_get(st, false, key, key_len, &old);
 	if (got < 0)
-		return -1;
-	if (got == 1 && kv_rec_cmp(r, &old) <= 0)
-		return 0;
+		return KV_MERGE_ERROR;
+	/* a poisoned version already stored (before this rule) wins nothing */
+	if (got == 1 && kv_rec_cmp(r, &old) <= 0 &&
+	    !kv_version_ahead(old.hlc, now_ms, max_ahead_ms))
+		return KV_MERGE_IGNORED;
 	kv_hlc_observe(hlc, r->hlc);
-	return kv_store_put(st, key, key_len, r) < 0 ? -1 : 1;
+	return kv_store_put(st, key, key_len, r) < 0 ? KV_MERGE_ERROR : KV_MERGE_STORED;
 }
 
 int kv_announce_newer(struct kv_store *st, const struct kv_msg *m)

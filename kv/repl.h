@@ -17,17 +17,32 @@
  *                    pull it from the writer over TCP (PULL below)
  *
  * Sync stream frames: u32 length (of type + payload, big-endian), u8 type,
- * payload. Exchange, initiator I and responder R:
+ * payload; a frame is at most KV_FRAME_MAX bytes (one largest record with
+ * room to spare), so a receiver's buffer is bounded whatever the store's
+ * size. Exchange, initiator I and responder R:
  *   I -> R  DIGEST   KV_BUCKETS x u64 (sums of entry hashes per bucket)
  *   R -> I  DIFF     u8[KV_BUCKETS/8] bitmap of differing buckets,
- *                    then R's records of those buckets (RECORDS body)
- *   I -> R  RECORDS  I's records of the same buckets; both sides done.
- *   Pull:  I -> R PULL u16 key_len key;  R -> I RECORDS (0 or 1 record).
- * RECORDS body: u32 count, then count x (u16 key_len, key, record).
- * Only differing buckets travel, so the bytes grow with the difference (in
- * bucket granularity: a differing bucket costs its whole contents), not with
- * the store; equal replicas exchange the 2 KiB digest one way and about 50
- * bytes (an empty DIFF, an empty RECORDS) back.
+ *           RECORDS* R's records of those buckets, END
+ *   I -> R  RECORDS* I's records of the same buckets, END; both sides done.
+ *   Pull:  I -> R PULL u16 key_len key;  R -> I RECORDS (0 or 1 record), END.
+ * RECORDS body: u32 count, then count x (u16 key_len, key, record); a
+ * sender starts a new RECORDS frame when one passes KV_CHUNK bytes. END has
+ * no payload. Only differing buckets travel, so the bytes grow with the
+ * difference (in bucket granularity: a differing bucket costs its whole
+ * contents), not with the store; equal replicas exchange the 2 KiB digest
+ * one way and about 20 bytes (an empty DIFF, two ENDs) back.
+ *
+ * Output is produced eagerly (everything a frame triggers is appended at
+ * once: tests, fuzzing, the simulator) or, with `lazy` set, bucket by
+ * bucket through kv_sync_pump as the driver's socket drains, so a sender's
+ * buffer stays near KV_CHUNK plus one bucket however much differs.
+ *
+ * Sealed frames: with a keyring, every frame travels as
+ *   u32 length, u8 KV_F_SEALED, keyring packet of (u8 type, payload)
+ * with the 5 header bytes and the direction (initiator or responder) as
+ * associated data. A receiver with a keyring refuses plaintext frames and
+ * frames no key opens; one without refuses sealed frames. The seal itself
+ * is the caller's (struct kv_seal): repl only frames it.
  *
  * Error convention: decoders return -1 with a message naming the field;
  * kv_sync_feed returns -1 with a message when the peer breaks the protocol.
@@ -45,9 +60,31 @@
 #define KV_MSG_SET 0x80
 #define KV_MSG_ANNOUNCE 0x81
 #define KV_INLINE_MAX 512
-#define KV_FRAME_MAX (256u << 20)
+#define KV_FRAME_MAX (1u << 20)   /* plaintext frame: one largest record fits */
+#define KV_CHUNK (256u << 10)      /* a RECORDS frame is closed past this size */
+#define KV_SEAL_OVERHEAD_MAX 64    /* bytes a seal may add (AES-GCM adds 29) */
 
-enum kv_frame_type { KV_F_DIGEST = 1, KV_F_DIFF = 2, KV_F_RECORDS = 3, KV_F_PULL = 4 };
+enum kv_frame_type {
+	KV_F_DIGEST = 1,
+	KV_F_DIFF = 2,
+	KV_F_RECORDS = 3,
+	KV_F_PULL = 4,
+	KV_F_END = 5,
+	KV_F_SEALED = 10, /* memberlist's encryptMsg number */
+};
+
+/* Authenticated encryption of frames; the agent fills it from the gossip
+ * keyring. encrypt writes a sealed form of msg into out and returns its
+ * length or -1; decrypt tries every installed key and returns the
+ * plaintext length or -1. overhead is what a seal adds. */
+struct kv_seal {
+	void *ctx;
+	size_t overhead;
+	int (*encrypt)(void *ctx, const uint8_t *msg, size_t len, const uint8_t *ad, size_t adlen,
+		       uint8_t *out, size_t cap);
+	int (*decrypt)(void *ctx, const uint8_t *in, size_t len, const uint8_t *ad, size_t adlen,
+		       uint8_t *out, size_t cap);
+};
 
 /* A growable output buffer (owned by the caller; kv_buf_free releases). */
 struct kv_buf {
@@ -93,28 +130,63 @@ struct kv_sync {
 	void *ctx;
 	uint8_t diff[KV_BUCKETS / 8];
 	uint64_t records_in, records_out;
+	bool lazy;        /* set after kv_sync_start: output through kv_sync_pump */
+	bool sending;     /* our RECORDS stream is not finished (lazy) */
+	unsigned cursor;  /* next bucket to send */
 };
 
 /* Start a session; the initiator/puller's first frame is appended to out. */
 int kv_sync_start(struct kv_sync *s, enum kv_sync_role role, struct kv_store *st,
 		  kv_apply_fn apply, void *ctx, const char *pull_key, size_t pull_key_len,
 		  struct kv_buf *out);
-/* Feed one frame: 0 continue (frames appended to out), 1 done, -1 error. */
+/* Feed one frame: 0 continue (frames appended to out), 1 nothing more to
+ * receive (the session is over once kv_sync_sending is false and out is
+ * written), -1 error. */
 int kv_sync_feed(struct kv_sync *s, uint8_t type, const uint8_t *payload, size_t plen,
 		 struct kv_buf *out, char *err, size_t errlen);
+/* Lazy sessions: append more of our RECORDS stream until out holds `want`
+ * bytes or the stream (with its END) is complete. 0, or -1 (no memory). */
+int kv_sync_pump(struct kv_sync *s, struct kv_buf *out, size_t want);
+/* Our RECORDS stream still has buckets to send. */
+bool kv_sync_sending(const struct kv_sync *s);
+
+/* Seal whole plaintext frames in[0..len) into sealed frames appended to
+ * out; from_initiator says which side sends them. 0, or -1 (no memory, or
+ * the seal failed). */
+int kv_frames_seal(const struct kv_seal *k, bool from_initiator, const uint8_t *in, size_t len,
+		   struct kv_buf *out);
+/* Open one sealed frame (hdr: its 5 header bytes; payload: what follows)
+ * into plain (its contents replaced); *type, *pl, *pn describe the inner
+ * frame. 0, or -1 with err (no key opens it, or the inner frame is empty). */
+int kv_frame_open(const struct kv_seal *k, bool from_initiator, const uint8_t *hdr,
+		  const uint8_t *payload, size_t plen, struct kv_buf *plain, uint8_t *type,
+		  const uint8_t **pl, size_t *pn, char *err, size_t errlen);
 
 /*
  * The two writes every replica makes, shared by the agent (kv/kv.c) and the
  * simulator so both run one rule. Both write into the store's open batch.
  */
 
+/* What kv_merge_rec did with a record. */
+enum kv_merge_result {
+	KV_MERGE_ERROR = -1,  /* store error */
+	KV_MERGE_IGNORED = 0, /* not newer, a key of bad size, or an expired tombstone */
+	KV_MERGE_STORED = 1,  /* newer: stored, and the clock has observed it */
+	KV_MERGE_AHEAD = 2,   /* refused: its version is more than max_ahead_ms past now */
+};
+
 /* Merge a record received from a peer (gossip, sync or pull); opens the
- * batch if none is open. 1 stored (larger (hlc, node) than ours; the clock
- * has observed it), 0 ignored (not newer, a key of bad size, or a tombstone
- * older than ttl_ms before now_ms: we purged ours, do not take it back),
- * -1 store error. */
-int kv_merge_rec(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, int64_t ttl_ms,
-		 const char *key, size_t key_len, const struct kv_rec *r);
+ * batch if none is open. A tombstone older than ttl_ms before now_ms is
+ * ignored (we purged ours, do not take it back). A version more than
+ * max_ahead_ms ahead of now_ms is refused (CockroachDB's max-offset): taken
+ * in, it would drag every clock that sees it into the future and make the
+ * key unwritable once its millisecond field overflows. A stored version
+ * that far ahead (written before this rule) loses to any record. */
+enum kv_merge_result kv_merge_rec(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms,
+				  int64_t ttl_ms, int64_t max_ahead_ms, const char *key,
+				  size_t key_len, const struct kv_rec *r);
+/* A version more than max_ahead_ms past now_ms (a clock far off, or forged). */
+bool kv_version_ahead(uint64_t hlc, int64_t now_ms, int64_t max_ahead_ms);
 
 /* Stamp a local put (tomb false) or delete (tomb true) for writer node:
  * *out gets its version from hlc at now_ms, its create index (kept from a
@@ -127,7 +199,8 @@ int kv_local_stamp(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, cons
 		   struct kv_rec *out);
 
 /* An ANNOUNCE (m) names a version newer than the one st holds: 1 (pull
- * it), 0 (ours is as new or newer), -1 store error. */
+ * it), 0 (ours is as new or newer), -1 store error. The caller refuses an
+ * announce that kv_version_ahead flags before asking. */
 int kv_announce_newer(struct kv_store *st, const struct kv_msg *m);
 
 /* A pull of (pkey, phlc) in flight makes a pull of (key, hlc) redundant:

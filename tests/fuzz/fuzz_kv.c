@@ -7,7 +7,10 @@
  *  2. a sync stream: frames split by kv_frame_next and fed to a responder
  *     session and to an initiator session over a scratch LMDB store (the
  *     write transaction is aborted after each input, so runs are independent);
- *  3. a RECORDS body and a run of bare records.
+ *  3. a RECORDS body and a run of bare records;
+ *  4. a sealed sync frame (kv_frame_open with a fixed key: anything but a
+ *     frame that key sealed is refused), and a seal/open round trip of the
+ *     input taken as one frame's payload.
  * Any crash, sanitizer report or broken invariant aborts.
  */
 #define _GNU_SOURCE
@@ -16,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gossip/keyring.h"
 #include "kv/repl.h"
 #include "kv/store.h"
 
@@ -74,6 +78,63 @@ static void feed_session(enum kv_sync_role role, const uint8_t *p, size_t len)
 	kv_buf_free(&out);
 }
 
+static int ring_encrypt(void *ctx, const uint8_t *m, size_t l, const uint8_t *ad, size_t al,
+			uint8_t *out, size_t cap)
+{
+	return keyring_encrypt(ctx, m, l, ad, al, out, cap);
+}
+
+static int ring_decrypt(void *ctx, const uint8_t *in, size_t l, const uint8_t *ad, size_t al,
+			uint8_t *out, size_t cap)
+{
+	return keyring_decrypt(ctx, in, l, ad, al, out, cap);
+}
+
+/* Sealed frames: the input as a frame to open, and as a payload to seal
+ * and open again unchanged. */
+static void sealed(const uint8_t *data, size_t size)
+{
+	static struct keyring *ring;
+	if (!keyring_available())
+		return;
+	if (ring == NULL) {
+		uint8_t k[KEYRING_KEY_LEN];
+		char err[64];
+		memset(k, 7, sizeof(k));
+		ring = keyring_new();
+		ASSERT(keyring_add(ring, k, err, sizeof(err)) == 0);
+	}
+	struct kv_seal s = {ring, KEYRING_OVERHEAD, ring_encrypt, ring_decrypt};
+	struct kv_buf plain = {0}, frame = {0}, out = {0};
+	char err[128];
+	uint8_t t;
+	const uint8_t *pl;
+	size_t pn;
+	long n = kv_frame_next(data, size, &t, &pl, &pn, err, sizeof(err));
+	if (n > 0 && t == KV_F_SEALED)
+		ASSERT(kv_frame_open(&s, true, data, pl, pn, &plain, &t, &pl, &pn, err,
+				     sizeof(err)) < 0); /* nobody without the key seals */
+	if (size > 0 && size < KV_FRAME_MAX) {
+		uint8_t h[4] = {(uint8_t)(size >> 24), (uint8_t)(size >> 16), (uint8_t)(size >> 8),
+				(uint8_t)size};
+		frame.p = malloc(size + 4);
+		ASSERT(frame.p != NULL);
+		memcpy(frame.p, h, 4);
+		memcpy(frame.p + 4, data, size);
+		frame.len = frame.cap = size + 4;
+		ASSERT(kv_frames_seal(&s, false, frame.p, frame.len, &out) == 0);
+		ASSERT(kv_frame_next(out.p, out.len, &t, &pl, &pn, err, sizeof(err)) ==
+		       (long)out.len);
+		ASSERT(kv_frame_open(&s, false, out.p, pl, pn, &plain, &t, &pl, &pn, err,
+				     sizeof(err)) == 0 || data[0] == KV_F_SEALED);
+		if (data[0] != KV_F_SEALED)
+			ASSERT(t == data[0] && pn == size - 1 && memcmp(pl, data + 1, pn) == 0);
+	}
+	kv_buf_free(&plain);
+	kv_buf_free(&frame);
+	kv_buf_free(&out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char err[256];
@@ -91,6 +152,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	feed_session(KV_SYNC_INITIATOR, data, size);
 	feed_session(KV_SYNC_PULLER, data, size);
 
+	sealed(data, size);
 	kv_records_decode(data, size, NULL, NULL, err, sizeof(err));
 	const uint8_t *p = data, *end = data + size;
 	struct kv_rec r;

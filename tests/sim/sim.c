@@ -1161,7 +1161,8 @@ static int kv_merge(struct sim *sim, int id, const char *key, size_t key_len,
 		    const struct kv_rec *r, bool rebroadcast, enum kv_src src)
 {
 	struct kvnode *kn = &sim->kv->n[id];
-	int rc = kv_merge_rec(kn->st, &kn->hlc, kv_wall_ms(sim, id), KV_TTL_MS, key, key_len, r);
+	int rc = kv_merge_rec(kn->st, &kn->hlc, kv_wall_ms(sim, id), KV_TTL_MS,
+			      KV_MAX_AHEAD_DEFAULT_MS, key, key_len, r);
 	if (rc != 1)
 		return rc;
 	kv_note(sim, id, key, key_len, r, rebroadcast, src);

@@ -1,0 +1,343 @@
+/*
+ * tests/unit/test_kv_repl.c — the sync protocol's bounds and trust (kv/repl.h):
+ * a large difference travels in frames no larger than KV_CHUNK (+ one
+ * record), a lazy sender's output grows with what the socket drains, not
+ * with the store; sealed frames open only with an installed key, in their
+ * own direction and untampered, across a key rotation; the merge rule
+ * refuses versions far ahead of the clock and lets any write replace one
+ * stored before the rule.
+ */
+#define _GNU_SOURCE
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gossip/keyring.h"
+#include "kv/hlc.h"
+#include "kv/repl.h"
+#include "kv/store.h"
+#include "tests/unit/check.h"
+
+#define NREC 3000
+#define VALUE_LEN 1000
+
+static char tmpdir[256];
+
+static int rm_entry(const char *p, const struct stat *sb, int f, struct FTW *ftw)
+{
+	return remove(p);
+}
+
+static struct kv_store *open_store(const char *name)
+{
+	char dir[512], err[256];
+	snprintf(dir, sizeof(dir), "%s/%s", tmpdir, name);
+	struct kv_store *s = kv_store_open(dir, 64u << 20, err, sizeof(err));
+	if (s == NULL)
+		printf("  open %s: %s\n", dir, err);
+	return s;
+}
+
+static int merge(void *ctx, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	struct kv_hlc hlc = {0};
+	return kv_merge_rec(ctx, &hlc, KV_HLC_MS(r->hlc), 1000000, 0, key, key_len, r) < 0 ? -1
+											  : 1;
+}
+
+/* A store with NREC keys of VALUE_LEN bytes: ~3 MB, far over KV_CHUNK. */
+static struct kv_store *filled_store(const char *name)
+{
+	struct kv_store *s = open_store(name);
+	if (s == NULL)
+		return NULL;
+	static uint8_t val[VALUE_LEN];
+	memset(val, 'v', sizeof(val));
+	kv_store_begin(s);
+	for (int i = 0; i < NREC; i++) {
+		char key[32];
+		int kl = snprintf(key, sizeof(key), "key/%05d", i);
+		struct kv_rec r;
+		memset(&r, 0, sizeof(r));
+		r.hlc = r.create = kv_hlc_from_ms(1000000 + i);
+		r.node = "a";
+		r.node_len = 1;
+		r.value = val;
+		r.value_len = VALUE_LEN;
+		kv_store_put(s, key, (size_t)kl, &r);
+	}
+	char err[128];
+	kv_store_commit(s, err, sizeof(err));
+	return s;
+}
+
+struct frames {
+	int count, records_frames, ends;
+	size_t largest;
+};
+
+/* Split buf into frames, checking each against the limits. */
+static void walk(const struct kv_buf *b, struct frames *f)
+{
+	size_t off = 0;
+	char err[128];
+	while (off < b->len) {
+		uint8_t t;
+		const uint8_t *pl;
+		size_t pn;
+		long n = kv_frame_next(b->p + off, b->len - off, &t, &pl, &pn, err, sizeof(err));
+		if (!CHECK(n > 0, "frame at %zu: %s", off, n < 0 ? err : "incomplete"))
+			return;
+		f->count++;
+		f->records_frames += t == KV_F_RECORDS;
+		f->ends += t == KV_F_END;
+		if ((size_t)n > f->largest)
+			f->largest = (size_t)n;
+		off += (size_t)n;
+	}
+}
+
+/* The responder of a 3 MB difference: eager output is many RECORDS frames
+ * of at most KV_CHUNK + one record, then END; the initiator applies them. */
+static void test_large_difference_travels_in_bounded_frames(void)
+{
+	struct kv_store *a = filled_store("big-a"), *b = open_store("big-b");
+	REQUIRE(a != NULL && b != NULL, "open");
+	struct kv_sync ib, ra;
+	struct kv_buf b2a = {0}, a2b = {0};
+	char err[256];
+	REQUIRE(kv_sync_start(&ib, KV_SYNC_INITIATOR, b, merge, b, NULL, 0, &b2a) == 0, "start");
+	kv_sync_start(&ra, KV_SYNC_RESPONDER, a, merge, a, NULL, 0, &a2b);
+	uint8_t t;
+	const uint8_t *pl;
+	size_t pn;
+	long n = kv_frame_next(b2a.p, b2a.len, &t, &pl, &pn, err, sizeof(err));
+	REQUIRE(n > 0 && t == KV_F_DIGEST, "digest frame");
+	CHECK_INT(0, kv_sync_feed(&ra, t, pl, pn, &a2b, err, sizeof(err)), "responder: %s", err);
+	struct frames f = {0};
+	walk(&a2b, &f);
+	CHECK(a2b.len > (size_t)NREC * VALUE_LEN, "all records sent: %zu bytes", a2b.len);
+	CHECK(f.records_frames >= (int)(a2b.len / KV_CHUNK), "%d RECORDS frames for %zu bytes",
+	      f.records_frames, a2b.len);
+	CHECK(f.largest <= KV_CHUNK + 4 + VALUE_LEN + 64, "largest frame %zu bytes", f.largest);
+	CHECK_INT(1, f.ends, "one END");
+	/* the initiator takes them all, then answers with its (empty) stream */
+	size_t off = 0;
+	int rc = 0;
+	b2a.len = 0;
+	while (off < a2b.len && rc == 0) {
+		n = kv_frame_next(a2b.p + off, a2b.len - off, &t, &pl, &pn, err, sizeof(err));
+		REQUIRE(n > 0, "frame");
+		off += (size_t)n;
+		rc = kv_sync_feed(&ib, t, pl, pn, &b2a, err, sizeof(err));
+	}
+	CHECK_INT(1, rc, "initiator done after END: %s", err);
+	CHECK_INT(NREC, (long long)ib.records_in);
+	kv_store_commit(b, err, sizeof(err));
+	uint64_t keys = 0, tombs = 0;
+	kv_store_counts(b, &keys, &tombs);
+	CHECK_INT(NREC, (long long)keys, "the initiator holds every key");
+	kv_buf_free(&a2b);
+	kv_buf_free(&b2a);
+	kv_store_close(a);
+	kv_store_close(b);
+}
+
+/* A lazy responder writes the DIFF and nothing more until pumped, and each
+ * pump stops near `want`: its buffer follows the socket, not the store. */
+static void test_lazy_pump_follows_the_socket(void)
+{
+	struct kv_store *a = filled_store("lazy-a"), *b = open_store("lazy-b");
+	REQUIRE(a != NULL && b != NULL, "open");
+	struct kv_sync ib, ra;
+	struct kv_buf b2a = {0}, a2b = {0};
+	char err[256];
+	kv_sync_start(&ib, KV_SYNC_INITIATOR, b, merge, b, NULL, 0, &b2a);
+	kv_sync_start(&ra, KV_SYNC_RESPONDER, a, merge, a, NULL, 0, &a2b);
+	ra.lazy = true;
+	uint8_t t;
+	const uint8_t *pl;
+	size_t pn;
+	kv_frame_next(b2a.p, b2a.len, &t, &pl, &pn, err, sizeof(err));
+	CHECK_INT(0, kv_sync_feed(&ra, t, pl, pn, &a2b, err, sizeof(err)));
+	CHECK(a2b.len < 64, "lazy: only the DIFF before a pump (%zu bytes)", a2b.len);
+	CHECK_BOOL(true, kv_sync_sending(&ra));
+	size_t bucket_max = (size_t)NREC / KV_BUCKETS * 4 * (VALUE_LEN + 64); /* generous */
+	size_t total = 0, most = 0;
+	int pumps = 0;
+	struct frames f = {0};
+	while (kv_sync_sending(&ra) && pumps < 10000) {
+		a2b.len = 0;
+		REQUIRE(kv_sync_pump(&ra, &a2b, 65536) == 0, "pump");
+		if (a2b.len > most)
+			most = a2b.len;
+		total += a2b.len;
+		walk(&a2b, &f);
+		pumps++;
+	}
+	CHECK(most < 65536 + bucket_max, "one pump wrote %zu bytes (want <= 64 KiB + a bucket)",
+	      most);
+	CHECK(pumps > 10, "%d pumps for %zu bytes", pumps, total);
+	CHECK_INT(1, f.ends, "the stream ends once");
+	CHECK_INT(NREC, (long long)ra.records_out);
+	kv_buf_free(&a2b);
+	kv_buf_free(&b2a);
+	kv_store_close(a);
+	kv_store_close(b);
+}
+
+static int ring_encrypt(void *ctx, const uint8_t *m, size_t l, const uint8_t *ad, size_t al,
+			uint8_t *out, size_t cap)
+{
+	return keyring_encrypt(ctx, m, l, ad, al, out, cap);
+}
+
+static int ring_decrypt(void *ctx, const uint8_t *in, size_t l, const uint8_t *ad, size_t al,
+			uint8_t *out, size_t cap)
+{
+	return keyring_decrypt(ctx, in, l, ad, al, out, cap);
+}
+
+static struct kv_seal seal_of(struct keyring *k)
+{
+	struct kv_seal s = {k, KEYRING_OVERHEAD, ring_encrypt, ring_decrypt};
+	return s;
+}
+
+/* Open the first frame of b as the receiver of `from_initiator` frames. */
+static int open_first(const struct kv_seal *s, bool from_initiator, const struct kv_buf *b,
+		      uint8_t *type, size_t *plen)
+{
+	uint8_t t;
+	const uint8_t *pl;
+	size_t pn;
+	char err[128];
+	struct kv_buf plain = {0};
+	if (kv_frame_next(b->p, b->len, &t, &pl, &pn, err, sizeof(err)) <= 0 || t != KV_F_SEALED)
+		return -1;
+	int rc = kv_frame_open(s, from_initiator, b->p, pl, pn, &plain, type, &pl, plen, err,
+			       sizeof(err));
+	kv_buf_free(&plain);
+	return rc;
+}
+
+static void test_sealed_frames_open_only_with_a_key_their_way_untouched(void)
+{
+	if (!keyring_available()) {
+		printf("  skipped: no AES-NI on this CPU\n");
+		return;
+	}
+	uint8_t k1[KEYRING_KEY_LEN], k2[KEYRING_KEY_LEN];
+	memset(k1, 1, sizeof(k1));
+	memset(k2, 2, sizeof(k2));
+	char err[128];
+	struct keyring *r1 = keyring_new(), *r2 = keyring_new(), *both = keyring_new();
+	keyring_add(r1, k1, err, sizeof(err));
+	keyring_add(r2, k2, err, sizeof(err));
+	keyring_add(both, k2, err, sizeof(err)); /* rotation: new primary, old still there */
+	keyring_add(both, k1, err, sizeof(err));
+	struct kv_seal s1 = seal_of(r1), s2 = seal_of(r2), sb = seal_of(both);
+
+	/* one plaintext DIGEST-like frame */
+	struct kv_buf plain = {0}, sealed = {0};
+	struct kv_sync s;
+	struct kv_store *st = open_store("seal");
+	REQUIRE(st != NULL, "open");
+	kv_sync_start(&s, KV_SYNC_INITIATOR, st, merge, st, NULL, 0, &plain);
+	REQUIRE(kv_frames_seal(&s1, true, plain.p, plain.len, &sealed) == 0, "seal");
+	CHECK_INT((long long)(plain.len + 1 + KEYRING_OVERHEAD), (long long)sealed.len,
+		  "sealed size = plain + type + AES-GCM overhead");
+	CHECK(memmem(sealed.p, sealed.len, plain.p + 5, 64) == NULL, "payload not in the clear");
+	uint8_t t;
+	size_t pn;
+	CHECK_INT(0, open_first(&s1, true, &sealed, &t, &pn), "the same key opens it");
+	CHECK(t == KV_F_DIGEST && pn == KV_BUCKETS * 8, "inner frame type %u, %zu bytes", t, pn);
+	CHECK_INT(0, open_first(&sb, true, &sealed, &t, &pn), "a ring holding the old key opens it");
+	CHECK_INT(-1, open_first(&s2, true, &sealed, &t, &pn), "another key does not");
+	CHECK_INT(-1, open_first(&s1, false, &sealed, &t, &pn),
+		  "reflected to its sender (other direction) it does not open");
+	sealed.p[sealed.len / 2] ^= 1;
+	CHECK_INT(-1, open_first(&s1, true, &sealed, &t, &pn), "a flipped bit does not open");
+	sealed.p[sealed.len / 2] ^= 1;
+	sealed.p[4] = KV_F_DIGEST; /* claims to be plaintext: the receiver refuses by type */
+	uint8_t tt;
+	const uint8_t *pl;
+	size_t ppn;
+	long n = kv_frame_next(sealed.p, sealed.len, &tt, &pl, &ppn, err, sizeof(err));
+	CHECK(n < 0 || tt != KV_F_SEALED, "a frame not typed sealed is not opened as one");
+	/* the new primary seals; a receiver that only has the old key fails */
+	struct kv_buf s_new = {0};
+	kv_frames_seal(&sb, true, plain.p, plain.len, &s_new);
+	CHECK_INT(0, open_first(&s2, true, &s_new, &t, &pn), "sealed with the new primary");
+	CHECK_INT(-1, open_first(&s1, true, &s_new, &t, &pn), "the old key alone cannot open it");
+	/* only whole frames are sealed */
+	CHECK_INT(-1, kv_frames_seal(&s1, true, plain.p, plain.len - 1, &s_new), "partial frame");
+	kv_buf_free(&plain);
+	kv_buf_free(&sealed);
+	kv_buf_free(&s_new);
+	kv_store_close(st);
+	keyring_free(r1);
+	keyring_free(r2);
+	keyring_free(both);
+}
+
+static struct kv_rec rec_at(uint64_t hlc, const char *val)
+{
+	struct kv_rec r;
+	memset(&r, 0, sizeof(r));
+	r.hlc = r.create = hlc;
+	r.node = "peer";
+	r.node_len = 4;
+	r.value = (const uint8_t *)val;
+	r.value_len = (uint32_t)strlen(val);
+	return r;
+}
+
+static void test_merge_refuses_versions_far_ahead_and_heals_poison(void)
+{
+	struct kv_store *st = open_store("ahead");
+	REQUIRE(st != NULL, "open");
+	struct kv_hlc hlc = {0};
+	int64_t now = 1700000000000LL, max = 30000;
+	char err[128];
+	struct kv_rec r = rec_at(UINT64_MAX, "max");
+	CHECK_INT(KV_MERGE_AHEAD, kv_merge_rec(st, &hlc, now, 1000000, max, "k", 1, &r));
+	r = rec_at(kv_hlc_from_ms(now + 3600 * 1000), "hour");
+	CHECK_INT(KV_MERGE_AHEAD, kv_merge_rec(st, &hlc, now, 1000000, max, "k", 1, &r));
+	CHECK_INT(0, (long long)hlc.last, "the clock did not observe refused versions");
+	r = rec_at(kv_hlc_from_ms(now + 1000), "second");
+	CHECK_INT(KV_MERGE_STORED, kv_merge_rec(st, &hlc, now, 1000000, max, "k", 1, &r));
+	CHECK_INT(KV_MERGE_STORED,
+		  kv_merge_rec(st, &hlc, now, 1000000, 0, "p", 1,
+			       &(struct kv_rec){.hlc = UINT64_MAX - 5, .create = 1, .node = "x",
+						.node_len = 1}),
+		  "with the check off (0) anything is taken (a replica from before the rule)");
+	struct kv_hlc fresh = {0};
+	r = rec_at(kv_hlc_from_ms(now), "healed");
+	CHECK_INT(KV_MERGE_STORED, kv_merge_rec(st, &fresh, now, 1000000, max, "p", 1, &r),
+		  "a poisoned stored version loses to a normal one");
+	kv_store_commit(st, err, sizeof(err));
+	struct kv_rec got;
+	REQUIRE(kv_store_get(st, true, "p", 1, &got) == 1, "get");
+	CHECK_INT((long long)kv_hlc_from_ms(now), (long long)got.hlc);
+	CHECK_BOOL(true, kv_version_ahead(UINT64_MAX, now, max));
+	CHECK_BOOL(false, kv_version_ahead(kv_hlc_from_ms(now + max), now, max));
+	CHECK_BOOL(false, kv_version_ahead(UINT64_MAX, now, 0), "0 disables the check");
+	kv_store_close(st);
+}
+
+int main(void)
+{
+	setvbuf(stdout, NULL, _IONBF, 0);
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_kv_repl.XXXXXX");
+	if (mkdtemp(tmpdir) == NULL)
+		return 1;
+	RUN(test_large_difference_travels_in_bounded_frames);
+	RUN(test_lazy_pump_follows_the_socket);
+	RUN(test_sealed_frames_open_only_with_a_key_their_way_untouched);
+	RUN(test_merge_refuses_versions_far_ahead_and_heals_poison);
+	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	return check_exit_code();
+}
