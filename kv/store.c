@@ -1,5 +1,12 @@
 /*
  * kv/store.c — see store.h.
+ *
+ * Faults are handled where they are met and never latched: a record that
+ * fails its check is shown as absent by the one function every read goes
+ * through (rec_load); a failed commit or checkpoint is counted, logged
+ * through a rate limiter (struct ratelog) and simply tried again by the
+ * next call; only a failed rebuild marks the store `broken`, and
+ * kv_store_begin repairs it.
  */
 #include "kv/store.h"
 
@@ -9,9 +16,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
+#include "agent/log.h"
 #include "kv/hlc.h"
 #include "kv/wal.h"
+
+/* A streak of failures of one kind: the first is logged, then at most one
+ * line per KV_STORE_LOG_EVERY_MS with the count since the last line. */
+struct ratelog {
+	uint64_t count;    /* failures in the streak; 0: none */
+	uint64_t unlogged; /* failures since the last line */
+	int64_t first_ms, logged_ms;
+};
 
 /* A key written by the open batch, with the record it had before (what a
  * committed read must still see until the batch is durable). */
@@ -22,6 +39,8 @@ struct staged {
 };
 
 struct kv_store {
+	char dir[4096];
+	size_t map_size;
 	MDB_env *env;
 	MDB_dbi kv, bkt, meta;
 	MDB_txn *wtxn; /* everything acknowledged since the last checkpoint */
@@ -29,7 +48,12 @@ struct kv_store {
 	bool dirty;    /* wtxn holds changes LMDB has not committed */
 	MDB_txn *rtxn; /* reused read transaction (reset between reads) */
 	bool rtxn_live;
-	bool broken; /* a rollback failed: no more writes until reopened */
+	bool broken;       /* a rebuild failed: wtxn is gone; kv_store_begin repairs */
+	bool env_dead;     /* LMDB returned MDB_PANIC: reopen its environment */
+	int64_t retry_ms;  /* broken: next repair attempt (monotonic ms) */
+	int64_t ckpt_retry_ms; /* a checkpoint failed: next attempt */
+	struct ratelog wfail, cfail, bad;
+	struct kv_store_stats stats;
 	int64_t batch_seen; /* last_seen written by the open batch */
 	struct kv_wal *wal;
 	struct staged *stg;
@@ -59,6 +83,19 @@ static uint64_t get64(const uint8_t *p)
 	for (int i = 0; i < 8; i++)
 		v = (v << 8) | p[i];
 	return v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
 size_t kv_rec_size(const struct kv_rec *r)
@@ -197,13 +234,166 @@ static uint64_t entry_hash(const char *key, size_t key_len, const struct kv_rec 
 	return mix(h);
 }
 
+/* ------------------------------------------------ stored records */
+
+/* The checksum of a stored record: over the key too, so that a value
+ * found under the wrong key (a misdirected page write) fails as well. */
+static uint32_t stored_crc(const char *key, size_t key_len, const uint8_t *rec, size_t n)
+{
+	uint8_t kl[2] = {(uint8_t)(key_len >> 8), (uint8_t)key_len};
+	uint32_t c = kv_wal_crc32c(0, kl, sizeof(kl));
+	c = kv_wal_crc32c(c, key, key_len);
+	return kv_wal_crc32c(c, rec, n);
+}
+
+static size_t stored_size(const struct kv_rec *r)
+{
+	return kv_rec_size(r) + KV_STORE_REC_TRAILER;
+}
+
+/* Writes the stored form of r for key at buf (room for stored_size). */
+static void stored_encode(const char *key, size_t key_len, const struct kv_rec *r, uint8_t *buf)
+{
+	size_t n = (size_t)(kv_rec_encode(r, buf) - buf);
+	put32(buf + n, stored_crc(key, key_len, buf, n));
+	buf[n + 4] = KV_STORE_REC_MARK;
+}
+
+enum rec_state { REC_BAD, REC_CHECKED, REC_LEGACY };
+
+/* Decodes a stored value; *why says what is wrong with a bad one. The
+ * checksummed form is tried first; a value that fails it is taken as a
+ * legacy record only if it decodes to exactly its length (a legacy record
+ * whose last value byte happens to be the mark). */
+static enum rec_state rec_load(const char *key, size_t key_len, const uint8_t *v, size_t n,
+			       struct kv_rec *r, const char **why)
+{
+	char err[96];
+	const uint8_t *p = v;
+	bool marked = n >= KV_STORE_REC_TRAILER && v[n - 1] == KV_STORE_REC_MARK;
+	if (marked) {
+		size_t body = n - KV_STORE_REC_TRAILER;
+		if (get32(v + body) == stored_crc(key, key_len, v, body)) {
+			if (kv_rec_decode(&p, v + body, r, err, sizeof(err)) == 0 && p == v + body)
+				return REC_CHECKED;
+			*why = "does not decode (checksum valid)";
+			return REC_BAD;
+		}
+	}
+	p = v;
+	if (v != NULL && kv_rec_decode(&p, v + n, r, err, sizeof(err)) == 0 && p == v + n)
+		return REC_LEGACY;
+	*why = marked ? "fails its checksum" : "does not decode";
+	return REC_BAD;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A key made printable for a log line: at most 96 bytes, anything outside
+ * printable ASCII as '?' (keys are arbitrary bytes; log lines are not). */
+static const char *key_for_log(const char *key, size_t key_len, char *buf, size_t cap)
+{
+	size_t n = key_len < cap - 4 ? key_len : cap - 4;
+	if (n > 96)
+		n = 96;
+	for (size_t i = 0; i < n; i++)
+		buf[i] = key[i] >= 0x20 && key[i] < 0x7f ? key[i] : '?';
+	if (n < key_len) {
+		memcpy(buf + n, "...", 3);
+		n += 3;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+/* Counts one failure; true when it must be logged now. */
+static bool ratelog_hit(struct ratelog *rl)
+{
+	int64_t now = mono_ms();
+	if (rl->count++ == 0) {
+		rl->first_ms = rl->logged_ms = now;
+		rl->unlogged = 0;
+		return true;
+	}
+	rl->unlogged++;
+	if (now - rl->logged_ms < KV_STORE_LOG_EVERY_MS)
+		return false;
+	rl->logged_ms = now;
+	return true;
+}
+
+/* A failed commit, checkpoint or repair: counted, logged rate-limited. */
+static void fail_note(struct kv_store *s, struct ratelog *rl, const char *what, const char *msg)
+{
+	s->stats.failing = true;
+	uint64_t unlogged = rl->unlogged;
+	if (!ratelog_hit(rl))
+		return;
+	if (rl->count == 1)
+		log_warn("kv store: %s failed: %s; retried by the next one (nothing of a failed "
+			 "write is kept; failures are logged at most every %d s)",
+			 what, msg, KV_STORE_LOG_EVERY_MS / 1000);
+	else
+		log_warn("kv store: %s still failing: %llu more since the last line, %llu in "
+			 "%lld s; last: %s",
+			 what, (unsigned long long)unlogged + 1, (unsigned long long)rl->count,
+			 (long long)((rl->logged_ms - rl->first_ms) / 1000), msg);
+	rl->unlogged = 0;
+}
+
+/* The operation worked: end the streak (one line if there was one). */
+static void fail_clear(struct kv_store *s, struct ratelog *rl, const char *what)
+{
+	if (rl->count > 0)
+		log_info("kv store: %s succeeds again after %llu failures over %.1f s", what,
+			 (unsigned long long)rl->count, (double)(mono_ms() - rl->first_ms) / 1000.0);
+	memset(rl, 0, sizeof(*rl));
+	s->stats.failing = s->wfail.count > 0 || s->cfail.count > 0;
+}
+
+/* A read met a bad record: counted, logged rate-limited, shown absent. */
+static void bad_note(struct kv_store *s, const char *key, size_t key_len, const char *why)
+{
+	char k[128];
+	s->stats.bad_reads++;
+	uint64_t unlogged = s->bad.unlogged;
+	if (!ratelog_hit(&s->bad))
+		return;
+	if (s->bad.count == 1)
+		log_warn("kv store: stored record of key \"%s\" %s; shown as absent until a write "
+			 "or a peer replaces it",
+			 key_for_log(key, key_len, k, sizeof(k)), why);
+	else
+		log_warn("kv store: %llu reads of bad stored records since the last line; the "
+			 "last: key \"%s\" %s",
+			 (unsigned long long)unlogged + 1, key_for_log(key, key_len, k, sizeof(k)),
+			 why);
+	s->bad.unlogged = 0;
+}
+
 /* ------------------------------------------------------------ store */
 
-static int rec_from_val(const MDB_val *v, struct kv_rec *r)
+/* Internal reads (accounting, merges): a bad record is absent, quietly. */
+static int rec_from_kv(const MDB_val *k, const MDB_val *v, struct kv_rec *r)
 {
-	char err[64];
-	const uint8_t *p = v->mv_data;
-	return kv_rec_decode(&p, p + v->mv_size, r, err, sizeof(err));
+	const char *why;
+	return rec_load(k->mv_data, k->mv_size, v->mv_data, v->mv_size, r, &why) == REC_BAD ? -1
+											     : 0;
+}
+
+/* Reads on behalf of a caller: a bad record is reported, then absent. */
+static int rec_read(struct kv_store *s, const MDB_val *k, const MDB_val *v, struct kv_rec *r)
+{
+	const char *why = "";
+	if (rec_load(k->mv_data, k->mv_size, v->mv_data, v->mv_size, r, &why) != REC_BAD)
+		return 1;
+	bad_note(s, k->mv_data, k->mv_size, why);
+	return 0;
 }
 
 static void release_rtxn(struct kv_store *s)
@@ -222,16 +412,20 @@ static MDB_txn *read_txn(struct kv_store *s)
 	if (s->wtxn != NULL)
 		return s->wtxn;
 	release_rtxn(s);
-	if (mdb_txn_renew(s->rtxn) != 0)
+	if (s->rtxn == NULL || mdb_txn_renew(s->rtxn) != 0) /* NULL: LMDB being reopened */
 		return NULL;
 	s->rtxn_live = true;
 	return s->rtxn;
 }
 
-static int build_digest(struct kv_store *s)
+/* The digest and the counts, by one scan. Bad records are left out of
+ * the digest (so anti-entropy finds the bucket different and a peer sends
+ * its version); with `report` (at open) each of the first few is logged. */
+static int build_digest(struct kv_store *s, bool report)
 {
 	memset(s->digest, 0, sizeof(s->digest));
 	s->live = s->tombs = 0;
+	uint64_t bad = 0, legacy = 0;
 	MDB_txn *t = read_txn(s);
 	MDB_cursor *c;
 	if (t == NULL || mdb_cursor_open(t, s->kv, &c) != 0)
@@ -240,17 +434,35 @@ static int build_digest(struct kv_store *s)
 	int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
 	while (rc == 0) {
 		struct kv_rec r;
-		if (rec_from_val(&v, &r) == 0) {
+		const char *why = "";
+		enum rec_state st = rec_load(k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r, &why);
+		if (st != REC_BAD) {
 			s->digest[kv_bucket_of(k.mv_data, k.mv_size)] +=
 				entry_hash(k.mv_data, k.mv_size, &r);
 			if (r.tomb)
 				s->tombs++;
 			else
 				s->live++;
+			legacy += st == REC_LEGACY;
+		} else if (bad++ < 10 && report) {
+			char kb[128];
+			log_warn("kv store: stored record of key \"%s\" %s; shown as absent until a "
+				 "write or a peer replaces it",
+				 key_for_log(k.mv_data, k.mv_size, kb, sizeof(kb)), why);
 		}
 		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
 	mdb_cursor_close(c);
+	s->stats.bad_records = bad;
+	s->stats.legacy_records = legacy;
+	if (report && bad > 0)
+		log_warn("kv store: %llu of %llu stored records fail their check (data.mdb is "
+			 "damaged; see `rumor kv verify`)",
+			 (unsigned long long)bad, (unsigned long long)(bad + s->live + s->tombs));
+	if (report && legacy > 0)
+		log_info("kv store: %llu records have no checksum yet (written by an older "
+			 "version); each gets one when next written",
+			 (unsigned long long)legacy);
 	return rc == MDB_NOTFOUND ? 0 : -1;
 }
 
@@ -364,9 +576,9 @@ static int committed_view(struct kv_store *s, const char *key, size_t key_len, s
 	const struct staged *e = &s->stg[i];
 	if (e->old_len == 0)
 		return 0;
-	char err[64];
-	const uint8_t *p = s->arena + e->old_off;
-	return kv_rec_decode(&p, p + e->old_len, r, err, sizeof(err)) == 0 ? 1 : 0;
+	const char *why;
+	return rec_load(key, key_len, s->arena + e->old_off, e->old_len, r, &why) == REC_BAD ? 0
+											      : 1;
 }
 
 /* ------------------------------------------------------- log replay */
@@ -408,8 +620,8 @@ static int put_rec(struct kv_store *s, const char *key, size_t key_len, const st
 	struct kv_rec old;
 	int rc = mdb_get(s->wtxn, s->kv, &k, &v);
 	bool had = false;
-	if (rc == 0 && rec_from_val(&v, &old) == 0)
-		had = true;
+	if (rc == 0 && rec_from_kv(&k, &v, &old) == 0)
+		had = true; /* a bad old record is overwritten as if absent */
 	else if (rc != 0 && rc != MDB_NOTFOUND)
 		return -1;
 	if (batch) {
@@ -421,10 +633,10 @@ static int put_rec(struct kv_store *s, const char *key, size_t key_len, const st
 	}
 	if (had)
 		account(s, key, key_len, &old, -1);
-	v.mv_size = kv_rec_size(r);
+	v.mv_size = stored_size(r);
 	if (mdb_put(s->wtxn, s->kv, &k, &v, MDB_RESERVE) != 0)
 		return -1;
-	kv_rec_encode(r, v.mv_data);
+	stored_encode(key, key_len, r, v.mv_data);
 	if (!had) {
 		uint8_t bk[512];
 		MDB_val bkv = {(size_t)bkt_key(bk, key, key_len), bk}, empty = {0, ""};
@@ -444,7 +656,7 @@ static int replay_entry(void *ud, const char *key, size_t key_len, const struct 
 		return -1;
 	int rc = mdb_get(s->wtxn, s->kv, &k, &v);
 	struct kv_rec old;
-	if (rc == 0 && rec_from_val(&v, &old) == 0 && kv_rec_cmp(r, &old) <= 0)
+	if (rc == 0 && rec_from_kv(&k, &v, &old) == 0 && kv_rec_cmp(r, &old) <= 0)
 		return 0;
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return -1;
@@ -453,8 +665,36 @@ static int replay_entry(void *ud, const char *key, size_t key_len, const struct 
 
 static int write_last_seen(struct kv_store *s, int64_t ms);
 
-/* (Re)build wtxn from LMDB's last commit and the log. -1 with err. */
-static int rebuild(struct kv_store *s, char *err, size_t errlen)
+/* The log's dropped tail at open: loud, counted. A clean end says nothing. */
+static void report_tail(struct kv_store *s, const struct kv_wal_tail *t)
+{
+	if (t->why == KV_WAL_TAIL_NONE)
+		return;
+	s->stats.wal_dropped_records += t->records;
+	s->stats.wal_dropped_bytes += t->bytes;
+	s->stats.wal_dropped_intact += t->intact;
+	if (t->why == KV_WAL_TAIL_HEADER) {
+		log_warn("kv store: %s/wal has no valid header (%llu bytes); its records are "
+			 "dropped and a new log is started",
+			 s->dir, (unsigned long long)t->bytes);
+		return;
+	}
+	log_warn("kv store: %s/wal: dropped %u record%s (%llu bytes) at offset %llu: %s%s", s->dir,
+		 t->records, t->records == 1 ? "" : "s", (unsigned long long)t->bytes,
+		 (unsigned long long)t->offset, kv_wal_tail_why_name(t->why),
+		 t->why == KV_WAL_TAIL_SHORT && t->records == 1
+			 ? " (a write cut short by a crash; it had not been acknowledged)"
+			 : "");
+	if (t->intact > 0)
+		log_warn("kv store: %u of the dropped records after offset %llu were whole: "
+			 "acknowledged writes were lost here; anti-entropy fetches them back from "
+			 "peers that have them",
+			 t->intact, (unsigned long long)t->offset);
+}
+
+/* (Re)build wtxn from LMDB's last commit and the log. -1 with err, and
+ * then no wtxn: reads show LMDB's last commit, never half a replay. */
+static int rebuild(struct kv_store *s, struct kv_wal_tail *tail, char *err, size_t errlen)
 {
 	release_rtxn(s);
 	if (s->wtxn != NULL)
@@ -464,23 +704,68 @@ static int rebuild(struct kv_store *s, char *err, size_t errlen)
 	int rc = mdb_txn_begin(s->env, NULL, 0, &s->wtxn);
 	if (rc != 0) {
 		s->wtxn = NULL;
+		if (rc == MDB_PANIC)
+			s->env_dead = true;
 		snprintf(err, errlen, "lmdb: %s", mdb_strerror(rc));
 		return -1;
 	}
 	s->dirty = true;
 	uint64_t stamp = 0;
-	if (kv_wal_replay(s->wal, replay_entry, s, &stamp, err, errlen) < 0)
-		return -1;
+	if (kv_wal_replay(s->wal, replay_entry, s, &stamp, tail, err, errlen) < 0)
+		goto fail;
 	/* the log carries last_seen too (the away-too-long check needs it) */
 	if (stamp > 0 && (int64_t)stamp > kv_store_last_seen(s) &&
 	    write_last_seen(s, (int64_t)stamp) < 0) {
 		snprintf(err, errlen, "lmdb: cannot write last_seen");
-		return -1;
+		goto fail;
 	}
-	if (build_digest(s) < 0) {
+	if (build_digest(s, tail != NULL) < 0) {
 		snprintf(err, errlen, "lmdb: cannot read the store");
-		return -1;
+		goto fail;
 	}
+	return 0;
+fail:
+	mdb_txn_abort(s->wtxn);
+	s->wtxn = NULL;
+	s->dirty = false;
+	return -1;
+}
+
+/* A rebuild failed: no wtxn now (reads show LMDB's last commit, which
+ * lacks the batches since then), and no writes until kv_store_begin has
+ * rebuilt it. Never set while a batch is open. */
+static void set_broken(struct kv_store *s, const char *what, const char *err)
+{
+	s->broken = true;
+	s->retry_ms = mono_ms() + KV_STORE_RETRY_MS;
+	char msg[400];
+	snprintf(msg, sizeof(msg), "%s: %s (reads show the last checkpoint until it is rebuilt)",
+		 what, err);
+	fail_note(s, &s->wfail, "rebuilding the store", msg);
+}
+
+static int env_open(struct kv_store *s, char *err, size_t errlen);
+
+/* Undo the broken state: reopen LMDB if it declared its environment dead
+ * (after a failed meta-page write; its file still holds the last commit
+ * that succeeded), then rebuild from LMDB and the log. */
+static int repair(struct kv_store *s, char *err, size_t errlen)
+{
+	if (s->env_dead) {
+		release_rtxn(s);
+		if (s->rtxn != NULL)
+			mdb_txn_abort(s->rtxn);
+		s->rtxn = NULL;
+		if (s->env != NULL)
+			mdb_env_close(s->env);
+		s->env = NULL;
+		if (env_open(s, err, errlen) < 0)
+			return -1;
+		s->env_dead = false;
+	}
+	if (rebuild(s, NULL, err, errlen) < 0)
+		return -1;
+	s->broken = false;
 	return 0;
 }
 
@@ -504,13 +789,49 @@ static void rollback(struct kv_store *s)
 		return;
 	}
 	char err[256];
-	if (rebuild(s, err, sizeof(err)) < 0) {
-		fprintf(stderr, "kv store: cannot roll back a batch: %s\n", err);
-		s->broken = true;
-	}
+	if (rebuild(s, NULL, err, sizeof(err)) < 0)
+		set_broken(s, "rolling back a batch", err);
 }
 
 /* ------------------------------------------------------------ open/close */
+
+/* Create and open the LMDB environment in s->dir, its three databases
+ * and the reusable read transaction. -1 with err (s->env may be set: the
+ * caller closes it). */
+static int env_open(struct kv_store *s, char *err, size_t errlen)
+{
+	int rc;
+	MDB_txn *t = NULL;
+	if ((rc = mdb_env_create(&s->env)) != 0) {
+		s->env = NULL;
+		goto fail;
+	}
+	mdb_env_set_maxdbs(s->env, 3);
+	if ((rc = mdb_env_set_mapsize(s->env, s->map_size)) != 0)
+		goto fail;
+	/* LMDB's commits stay fully synced: they happen only at checkpoints */
+	if ((rc = mdb_env_open(s->env, s->dir, MDB_NOTLS, 0600)) != 0)
+		goto fail;
+	if ((rc = mdb_txn_begin(s->env, NULL, 0, &t)) != 0)
+		goto fail;
+	if ((rc = mdb_dbi_open(t, "kv", MDB_CREATE, &s->kv)) != 0 ||
+	    (rc = mdb_dbi_open(t, "bkt", MDB_CREATE, &s->bkt)) != 0 ||
+	    (rc = mdb_dbi_open(t, "meta", MDB_CREATE, &s->meta)) != 0) {
+		mdb_txn_abort(t);
+		goto fail;
+	}
+	if ((rc = mdb_txn_commit(t)) != 0)
+		goto fail;
+	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->rtxn)) != 0) {
+		s->rtxn = NULL;
+		goto fail;
+	}
+	mdb_txn_reset(s->rtxn);
+	return 0;
+fail:
+	snprintf(err, errlen, "lmdb %s: %s", s->dir, mdb_strerror(rc));
+	return -1;
+}
 
 struct kv_store *kv_store_open(const char *dir, size_t map_size, char *err, size_t errlen)
 {
@@ -519,34 +840,20 @@ struct kv_store *kv_store_open(const char *dir, size_t map_size, char *err, size
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	int rc;
-	MDB_txn *t = NULL;
+	if (strlen(dir) + 5 >= sizeof(s->dir)) {
+		snprintf(err, errlen, "data directory path too long");
+		free(s);
+		return NULL;
+	}
+	snprintf(s->dir, sizeof(s->dir), "%s", dir);
+	s->map_size = map_size ? map_size : (size_t)1 << 30;
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
 		goto fail;
 	}
-	if ((rc = mdb_env_create(&s->env)) != 0)
-		goto lmdb_fail;
-	mdb_env_set_maxdbs(s->env, 3);
-	if ((rc = mdb_env_set_mapsize(s->env, map_size ? map_size : (size_t)1 << 30)) != 0)
-		goto lmdb_fail;
-	/* LMDB's commits stay fully synced: they happen only at checkpoints */
-	if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600)) != 0)
-		goto lmdb_fail;
-	if ((rc = mdb_txn_begin(s->env, NULL, 0, &t)) != 0)
-		goto lmdb_fail;
-	if ((rc = mdb_dbi_open(t, "kv", MDB_CREATE, &s->kv)) != 0 ||
-	    (rc = mdb_dbi_open(t, "bkt", MDB_CREATE, &s->bkt)) != 0 ||
-	    (rc = mdb_dbi_open(t, "meta", MDB_CREATE, &s->meta)) != 0) {
-		mdb_txn_abort(t);
-		goto lmdb_fail;
-	}
-	if ((rc = mdb_txn_commit(t)) != 0)
-		goto lmdb_fail;
-	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->rtxn)) != 0)
-		goto lmdb_fail;
-	mdb_txn_reset(s->rtxn);
-	char path[4096];
+	if (env_open(s, err, errlen) < 0)
+		goto fail;
+	char path[4200];
 	snprintf(path, sizeof(path), "%s/wal", dir);
 	s->wal = kv_wal_open(path, err, errlen);
 	if (s->wal == NULL)
@@ -554,11 +861,16 @@ struct kv_store *kv_store_open(const char *dir, size_t map_size, char *err, size
 	/* replay what was acknowledged after LMDB's last commit, then
 	 * checkpoint: LMDB holds it all and the log starts a new generation
 	 * (which also makes a torn tail unreadable for good) */
-	if (rebuild(s, err, errlen) < 0 || kv_store_checkpoint(s, err, errlen) < 0)
+	struct kv_wal_tail tail;
+	if (rebuild(s, &tail, err, errlen) < 0)
 		goto fail;
+	report_tail(s, &tail);
+	/* a full disk must not keep the agent from starting: if LMDB cannot
+	 * commit, the log still holds everything and the checkpoint is retried */
+	char cerr[256];
+	if (kv_store_checkpoint(s, cerr, sizeof(cerr)) < 0)
+		log_warn("kv store: %s at open; running from the log until it succeeds", cerr);
 	return s;
-lmdb_fail:
-	snprintf(err, errlen, "lmdb %s: %s", dir, mdb_strerror(rc));
 fail:
 	if (s->wtxn != NULL) /* never checkpoint half a replay */
 		mdb_txn_abort(s->wtxn);
@@ -575,8 +887,11 @@ void kv_store_close(struct kv_store *s)
 		kv_store_abort(s);
 	if (s->wtxn != NULL) {
 		char err[256];
+		s->ckpt_retry_ms = 0; /* the last chance: no back-off */
 		if (kv_store_checkpoint(s, err, sizeof(err)) < 0)
-			fprintf(stderr, "kv store: checkpoint at close: %s\n", err);
+			log_warn("kv store: checkpoint at close: %s (the log keeps the data; it is "
+				 "replayed at the next start)",
+				 err);
 	}
 	if (s->wtxn != NULL)
 		mdb_txn_abort(s->wtxn);
@@ -597,26 +912,45 @@ int kv_store_checkpoint(struct kv_store *s, char *err, size_t errlen)
 		snprintf(err, errlen, "checkpoint: a batch is open");
 		return -1;
 	}
-	if (s->wtxn == NULL)
+	if (s->wtxn == NULL) {
+		/* LMDB holds everything (unless broken): a reset that failed
+		 * after its LMDB commit can be retried here */
+		if (s->broken || !kv_wal_broken(s->wal))
+			return 0;
+		int rc = kv_wal_reset(s->wal);
+		if (rc < 0) {
+			snprintf(err, errlen, "checkpoint: wal: %s", strerror(-rc));
+			return -1;
+		}
 		return 0;
+	}
+	if (s->ckpt_retry_ms != 0 && mono_ms() < s->ckpt_retry_ms)
+		return 0; /* deferred: still dirty, so the caller comes back */
 	release_rtxn(s);
 	int rc = mdb_txn_commit(s->wtxn); /* synced: data pages, then the meta page */
 	s->wtxn = NULL;
 	if (rc != 0) {
+		/* nothing is lost: the log holds every batch since the last
+		 * checkpoint; rebuild wtxn from LMDB and it */
 		snprintf(err, errlen, "checkpoint: lmdb commit: %s", mdb_strerror(rc));
+		s->stats.checkpoint_failures++;
+		s->ckpt_retry_ms = mono_ms() + KV_STORE_RETRY_MS;
+		fail_note(s, &s->cfail, "checkpoint (LMDB commit)", err);
 		char e2[256];
-		if (rebuild(s, e2, sizeof(e2)) < 0) {
-			fprintf(stderr, "kv store: %s\n", e2);
-			s->broken = true;
-		}
+		if (rebuild(s, NULL, e2, sizeof(e2)) < 0)
+			set_broken(s, "after a failed checkpoint", e2);
 		return -1;
 	}
 	s->dirty = false;
 	rc = kv_wal_reset(s->wal);
 	if (rc < 0) {
 		snprintf(err, errlen, "checkpoint: wal: %s", strerror(-rc));
+		s->stats.checkpoint_failures++;
+		fail_note(s, &s->cfail, "checkpoint (log reset)", err);
 		return -1;
 	}
+	s->ckpt_retry_ms = 0;
+	fail_clear(s, &s->cfail, "checkpoint");
 	return 0;
 }
 
@@ -636,8 +970,16 @@ int kv_store_begin(struct kv_store *s)
 {
 	if (s->batch)
 		return 0;
-	if (s->broken)
-		return -1;
+	if (s->broken) {
+		char err[256];
+		if (mono_ms() < s->retry_ms)
+			return -1;
+		if (repair(s, err, sizeof(err)) < 0) {
+			set_broken(s, "repairing the store", err);
+			return -1;
+		}
+		fail_clear(s, &s->wfail, "writing");
+	}
 	if (s->wtxn == NULL) {
 		release_rtxn(s);
 		if (mdb_txn_begin(s->env, NULL, 0, &s->wtxn) != 0) {
@@ -665,12 +1007,15 @@ int kv_store_commit(struct kv_store *s, char *err, size_t errlen)
 	int rc = kv_wal_commit(s->wal, (uint64_t)s->batch_seen); /* one write, one fdatasync */
 	if (rc < 0) {
 		snprintf(err, errlen, "wal commit: %s", strerror(-rc));
+		s->stats.commit_failures++;
+		fail_note(s, &s->wfail, "writing", err);
 		rollback(s);
 		return -1;
 	}
 	s->batch = false;
 	s->dirty = true;
 	stg_clear(s);
+	fail_clear(s, &s->wfail, "writing");
 	return 0;
 }
 
@@ -699,7 +1044,7 @@ int kv_store_get(struct kv_store *s, bool committed, const char *key, size_t key
 		return 0;
 	if (rc != 0)
 		return -1;
-	return rec_from_val(&v, r) == 0 ? 1 : -1;
+	return rec_read(s, &k, &v, r);
 }
 
 int kv_store_put(struct kv_store *s, const char *key, size_t key_len, const struct kv_rec *r)
@@ -718,7 +1063,7 @@ static int scan_view(struct kv_store *s, bool committed, const MDB_val *k, const
 		if (c >= 0)
 			return c;
 	}
-	return rec_from_val(v, r) == 0;
+	return rec_read(s, k, v, r);
 }
 
 int kv_store_scan(struct kv_store *s, bool committed, const char *prefix, size_t prefix_len,
@@ -792,7 +1137,7 @@ int kv_store_purge(struct kv_store *s, int64_t before_ms)
 	int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
 	while (rc == 0) {
 		struct kv_rec r;
-		if (rec_from_val(&v, &r) == 0 && r.tomb && KV_HLC_MS(r.hlc) < before_ms) {
+		if (rec_from_kv(&k, &v, &r) == 0 && r.tomb && KV_HLC_MS(r.hlc) < before_ms) {
 			uint8_t bk[512];
 			MDB_val bkv = {(size_t)bkt_key(bk, k.mv_data, k.mv_size), bk};
 			account(s, k.mv_data, k.mv_size, &r, -1);
@@ -851,4 +1196,91 @@ void kv_store_counts(const struct kv_store *s, uint64_t *live, uint64_t *tombs)
 {
 	*live = s->live;
 	*tombs = s->tombs;
+}
+
+const struct kv_store_stats *kv_store_stats(const struct kv_store *s)
+{
+	return &s->stats;
+}
+
+/* ------------------------------------------------------------ verify */
+
+int kv_store_verify(const char *dir, kv_store_bad_fn bad, void *ud,
+		    struct kv_store_verify_result *res, char *err, size_t errlen)
+{
+	memset(res, 0, sizeof(*res));
+	res->wal_tail_why = kv_wal_tail_why_name(KV_WAL_TAIL_NONE);
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	MDB_env *env = NULL;
+	MDB_txn *t = NULL;
+	MDB_cursor *c = NULL;
+	MDB_dbi dbi;
+	int rc;
+	if ((rc = mdb_env_create(&env)) != 0) {
+		env = NULL;
+		goto lmdb_fail;
+	}
+	mdb_env_set_maxdbs(env, 3);
+	/* read-only: no write lock, so a running agent is not disturbed */
+	if ((rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600)) != 0 ||
+	    (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &t)) != 0)
+		goto lmdb_fail;
+	rc = mdb_dbi_open(t, "kv", 0, &dbi);
+	if (rc == MDB_NOTFOUND)
+		goto wal; /* never written */
+	if (rc != 0 || (rc = mdb_cursor_open(t, dbi, &c)) != 0)
+		goto lmdb_fail;
+	MDB_val k, v;
+	rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+	while (rc == 0) {
+		struct kv_rec r;
+		const char *why = "";
+		res->records++;
+		switch (rec_load(k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r, &why)) {
+		case REC_CHECKED:
+			res->checked++;
+			break;
+		case REC_LEGACY:
+			res->legacy++;
+			break;
+		case REC_BAD:
+			res->bad++;
+			if (bad != NULL)
+				bad(ud, k.mv_data, k.mv_size, why);
+			break;
+		}
+		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	if (rc != MDB_NOTFOUND)
+		goto lmdb_fail;
+wal:
+	mdb_txn_abort(t);
+	mdb_env_close(env);
+	snprintf(path, sizeof(path), "%s/wal", dir);
+	struct kv_wal_tail tail;
+	char werr[256];
+	res->wal_error = kv_wal_inspect(path, &res->wal_batches, &tail, werr, sizeof(werr));
+	if (res->wal_error == 0 && tail.why != KV_WAL_TAIL_NONE) {
+		res->wal_tail_dropped = true;
+		res->wal_tail_why = kv_wal_tail_why_name(tail.why);
+		res->wal_tail_offset = tail.offset;
+		res->wal_tail_bytes = tail.bytes;
+		res->wal_tail_records = tail.records;
+		res->wal_tail_intact = tail.intact;
+	}
+	return 0;
+lmdb_fail:
+	snprintf(err, errlen, "lmdb %s: %s", dir, mdb_strerror(rc));
+	if (t != NULL)
+		mdb_txn_abort(t);
+	if (env != NULL)
+		mdb_env_close(env);
+	return -1;
 }

@@ -26,9 +26,32 @@
  * batch's keys are shown as they were before it), false also sees the open
  * batch. Both read the long-lived transaction when there is one.
  *
- * A record's bytes (kv_rec_encode) are the same on disk and on the wire:
+ * A record's bytes (kv_rec_encode) are the same in the log and on the wire:
  *   u8 version(1) u8 tombstone u64 hlc u64 create_hlc u64 flags
  *   u8 node_len node[node_len] u32 value_len value[value_len]   (big-endian)
+ * LMDB has no checksums, so the value stored in "kv" is that record plus a
+ * trailer: u32 crc32c(u16 key_len, key, record) u8 KV_STORE_REC_MARK.
+ * Records written before the trailer existed (exactly kv_rec_size bytes)
+ * are read as before ("legacy") and get the trailer when next written; an
+ * older binary reads the new form too (it ignores bytes after the record).
+ * A stored value that fails its checksum or does not decode is "bad": it
+ * is logged and counted, and every read, scan, write and merge treats the
+ * key as absent, so a write or anti-entropy (our digest leaves it out)
+ * replaces it. A bad record never makes a key unwritable.
+ *
+ * Failures are not sticky. A failed commit answers its batch with an error
+ * and leaves nothing of it; the next batch tries again (kv/wal.h says how
+ * the log stays clean). A failed checkpoint keeps everything in the log
+ * and is retried after KV_STORE_RETRY_MS (also at open: a store whose
+ * checkpoint fails opens and runs from the log). If even the rollback fails (the
+ * store cannot be rebuilt from LMDB and the log), reads show LMDB's last
+ * checkpoint and kv_store_begin retries the rebuild (reopening LMDB if it
+ * declared its environment dead) at most every KV_STORE_RETRY_MS. Failures
+ * are logged rate-limited: the first at warn, then at most one line every
+ * KV_STORE_LOG_EVERY_MS with a count, and one when writes succeed again.
+ *
+ * Logs through agent/log.h as kv/kv.c does (a callback struct would keep
+ * kv/ below agent/; it comes when the engine moves out of the driver).
  *
  * Error convention: -1 with a message in err (or logged by the caller).
  */
@@ -40,6 +63,10 @@
 #include <stdint.h>
 
 #define KV_BUCKETS 256
+#define KV_STORE_REC_MARK 0xc5u       /* last byte of a checksummed stored record */
+#define KV_STORE_REC_TRAILER 5u       /* u32 crc32c, u8 mark */
+#define KV_STORE_RETRY_MS 1000        /* a failed checkpoint / rebuild is retried after */
+#define KV_STORE_LOG_EVERY_MS 10000   /* repeated failures: one log line per */
 
 struct kv_store;
 
@@ -71,25 +98,30 @@ unsigned kv_bucket_of(const char *key, size_t key_len);
 struct kv_store *kv_store_open(const char *dir, size_t map_size, char *err, size_t errlen);
 void kv_store_close(struct kv_store *s);
 
-/* Open a batch. 0 (also if already open) or -1. */
+/* Open a batch. 0 (also if already open) or -1 (the store could not be
+ * rebuilt after a failure; retried by a later call). */
 int kv_store_begin(struct kv_store *s);
 /* True while a batch is open. */
 bool kv_store_in_txn(const struct kv_store *s);
 /* Make the batch durable (log append + fdatasync). 0, or -1 with err: the
- * batch is then rolled back and the log refuses further batches. */
+ * batch is then rolled back (nothing of it stays or is replayed later) and
+ * the next batch is tried normally. */
 int kv_store_commit(struct kv_store *s, char *err, size_t errlen);
 /* Drop the open batch (nothing of it stays). */
 void kv_store_abort(struct kv_store *s);
 
 /* Commit LMDB (synced) and start a new log generation. Not while a batch
- * is open. 0, or -1 with err (nothing is lost: the log still holds it). */
+ * is open. 0 (also when deferred: within KV_STORE_RETRY_MS of a failure it
+ * does not try, and kv_store_dirty stays true), or -1 with err (nothing is
+ * lost: the log still holds it; the store has logged it, rate-limited). */
 int kv_store_checkpoint(struct kv_store *s, char *err, size_t errlen);
 /* True when LMDB lacks batches committed since the last checkpoint. */
 bool kv_store_dirty(const struct kv_store *s);
 /* Bytes in the log since the last checkpoint. */
 uint64_t kv_store_log_bytes(const struct kv_store *s);
 
-/* Read one record: 1 found (*r valid until the next store call), 0 absent, -1 error. */
+/* Read one record: 1 found (*r valid until the next store call), 0 absent
+ * (or bad: counted and logged), -1 error. */
 int kv_store_get(struct kv_store *s, bool committed, const char *key, size_t key_len,
 		 struct kv_rec *r);
 /* Write (replace) a record inside the open write transaction. 0 or -1. */
@@ -119,5 +151,39 @@ int kv_store_set_last_seen(struct kv_store *s, int64_t ms);
 
 /* Live keys and tombstones (counted at open, kept up to date). */
 void kv_store_counts(const struct kv_store *s, uint64_t *live, uint64_t *tombs);
+
+/* Storage faults seen by this store (for the agent's stats and metrics). */
+struct kv_store_stats {
+	uint64_t wal_dropped_records; /* at open: records of the log's tail dropped */
+	uint64_t wal_dropped_bytes;   /*   and their bytes */
+	uint64_t wal_dropped_intact;  /*   of which had a valid checksum (acked batches lost) */
+	uint64_t bad_records;         /* stored records failing their check, at the last full
+					 scan (open, rebuild) */
+	uint64_t legacy_records;      /* records without a checksum, at the last full scan */
+	uint64_t bad_reads;           /* reads and scans that met a bad record (shown absent) */
+	uint64_t commit_failures;     /* batches whose append failed (answered with an error) */
+	uint64_t checkpoint_failures; /* LMDB commits or log resets that failed */
+	bool failing;                 /* the last commit or checkpoint failed */
+};
+const struct kv_store_stats *kv_store_stats(const struct kv_store *s);
+
+/* What kv_store_verify found. */
+struct kv_store_verify_result {
+	uint64_t records, checked, legacy, bad;
+	size_t wal_batches;                 /* replayable batches in the log */
+	int wal_error;                      /* 0, or -errno reading the log (-ENOENT: none) */
+	uint64_t wal_tail_offset, wal_tail_bytes;
+	uint32_t wal_tail_records, wal_tail_intact;
+	const char *wal_tail_why;           /* kv_wal_tail_why_name; "clean end" if nothing */
+	bool wal_tail_dropped;
+};
+/* Called for each bad record: key (not NUL-terminated) and why. */
+typedef void (*kv_store_bad_fn)(void *ud, const char *key, size_t key_len, const char *why);
+/* Read-only check of the store in dir (LMDB opened read-only, so the agent
+ * may be running; the log is only read): every record decodes and, when it
+ * has one, matches its checksum; the log's tail. 0 with *res filled (bad
+ * may be > 0), or -1 with err when the store cannot be read at all. */
+int kv_store_verify(const char *dir, kv_store_bad_fn bad, void *ud,
+		    struct kv_store_verify_result *res, char *err, size_t errlen);
 
 #endif

@@ -1,5 +1,14 @@
 /*
  * kv/wal.c — see wal.h.
+ *
+ * The one rule behind the failure handling: the bytes at and after `pos`
+ * may be anything (zeros, older generations, a torn or a failed record),
+ * and replay must never take them for an acknowledged batch. A commit
+ * writes there; if it fails after the record's bytes may have reached
+ * the file, its header is zeroed ("scrubbed") before anything else is
+ * appended, so nothing answered with an error is replayed later. The
+ * position only moves after a successful fdatasync, so the next commit
+ * simply writes over whatever a failed one left.
  */
 #define _GNU_SOURCE
 #include "kv/wal.h"
@@ -24,7 +33,9 @@ struct kv_wal {
 	uint64_t gen;
 	uint64_t pos;       /* where the next record goes */
 	uint64_t file_size; /* bytes the file has (zero-filled past the log) */
-	bool broken;
+	bool scrub;       /* a failed record may start at pos: zero its header first */
+	bool hdr_pending; /* a reset's header write failed: write pending_gen first */
+	uint64_t pending_gen;
 	bool replayed; /* later replays stop at pos (a rollback) */
 	uint8_t *buf; /* the batch being built: BATCH_HDR, then entries */
 	size_t len, cap;
@@ -136,6 +147,90 @@ static int walk_payload(const uint8_t *p, const uint8_t *end, kv_wal_fn fn, void
 	return p == end ? 0 : -1;
 }
 
+const char *kv_wal_tail_why_name(enum kv_wal_tail_why why)
+{
+	switch (why) {
+	case KV_WAL_TAIL_NONE:
+		return "clean end";
+	case KV_WAL_TAIL_SHORT:
+		return "truncated";
+	case KV_WAL_TAIL_LENGTH:
+		return "bad length";
+	case KV_WAL_TAIL_CHECKSUM:
+		return "checksum mismatch";
+	case KV_WAL_TAIL_DECODE:
+		return "undecodable";
+	case KV_WAL_TAIL_HEADER:
+		return "no valid header";
+	}
+	return "?";
+}
+
+/* Why a record of generation gen at h (rest >= KV_WAL_REC_HDR bytes
+ * available) would stop replay; KV_WAL_TAIL_NONE if it would not. *n is
+ * its whole length when that is known and within rest, else 0. */
+static enum kv_wal_tail_why classify(const uint8_t *h, size_t rest, uint64_t gen, size_t *n)
+{
+	uint32_t plen = get32(h);
+	*n = 0;
+	if (plen < 12 || plen > MAX_RECORD)
+		return KV_WAL_TAIL_LENGTH;
+	if (plen > rest - KV_WAL_REC_HDR)
+		return KV_WAL_TAIL_SHORT;
+	*n = KV_WAL_REC_HDR + plen;
+	const uint8_t *payload = h + KV_WAL_REC_HDR;
+	if (rec_crc(gen, plen, payload) != get32(h + 4))
+		return KV_WAL_TAIL_CHECKSUM;
+	if (walk_payload(payload, payload + plen, NULL, NULL) != 0)
+		return KV_WAL_TAIL_DECODE;
+	return KV_WAL_TAIL_NONE;
+}
+
+/* Only records that carry the generation count: zeros and older
+ * generations are where a log normally ends. A bad record's length is
+ * followed as long as it leads to further records of the generation, so
+ * that batches acknowledged after a corrupted one are counted (intact),
+ * not silently lost with it. */
+void kv_wal_tail_examine(const uint8_t *buf, size_t len, uint64_t gen, size_t valid,
+			 struct kv_wal_tail *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->offset = KV_WAL_HDR + (uint64_t)valid;
+	if (buf == NULL || valid >= len)
+		return;
+	size_t off = valid;
+	if (len - off < KV_WAL_REC_HDR) {
+		/* a header cut short; zeros are a clean end */
+		for (size_t i = off; i < len; i++)
+			if (buf[i] != 0) {
+				t->why = KV_WAL_TAIL_SHORT;
+				t->records = 1;
+				t->bytes = len - off;
+				break;
+			}
+		return;
+	}
+	size_t n;
+	while (len - off >= KV_WAL_REC_HDR && get64(buf + off + 8) == gen) {
+		enum kv_wal_tail_why why = classify(buf + off, len - off, gen, &n);
+		if (t->records == 0) {
+			if (why == KV_WAL_TAIL_NONE)
+				return; /* not where parsing stopped: nothing to say */
+			t->why = why;
+		}
+		if (t->records < UINT32_MAX)
+			t->records++;
+		if (why == KV_WAL_TAIL_NONE && t->intact < UINT32_MAX)
+			t->intact++;
+		if (n == 0) { /* length unusable: the rest is unreachable */
+			t->bytes += why == KV_WAL_TAIL_SHORT ? len - off : KV_WAL_REC_HDR;
+			return;
+		}
+		t->bytes += n;
+		off += n;
+	}
+}
+
 long long kv_wal_parse(const uint8_t *buf, size_t len, uint64_t gen, kv_wal_fn fn, void *ud,
 		       size_t *batches, uint64_t *stamp)
 {
@@ -181,6 +276,28 @@ static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 	return 0;
 }
 
+/* Reads [off, off+n) of fd into a new buffer (*out, the caller frees). */
+static int read_range(int fd, uint64_t off, size_t n, uint8_t **out)
+{
+	uint8_t *data = malloc(n ? n : 1);
+	if (data == NULL)
+		return -ENOMEM;
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = pread(fd, data + got, n - got, (off_t)(off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			int e = r < 0 ? errno : EIO;
+			free(data);
+			return -e;
+		}
+		got += (size_t)r;
+	}
+	*out = data;
+	return 0;
+}
+
 static int write_header(struct kv_wal *w, uint64_t gen)
 {
 	uint8_t h[KV_WAL_HDR_LEN];
@@ -199,6 +316,38 @@ static uint64_t next_gen(uint64_t old)
 	if (getrandom(&g, sizeof(g), 0) != (ssize_t)sizeof(g))
 		g = old * 0x9e3779b97f4a7c15ull + 1;
 	return g == old || g == 0 ? old + 1 : g;
+}
+
+/* A reset whose header write failed: write the pending generation's
+ * header now. LMDB held everything logged before that reset, so the log
+ * starts empty under the new generation. */
+static int settle_header(struct kv_wal *w)
+{
+	if (!w->hdr_pending)
+		return 0;
+	int rc = write_header(w, w->pending_gen);
+	if (rc < 0)
+		return rc;
+	w->gen = w->pending_gen;
+	w->pos = KV_WAL_HDR;
+	w->hdr_pending = false;
+	w->scrub = false; /* what a failed record left carries the old generation */
+	return 0;
+}
+
+/* A commit failed after writing (some of) its record at pos: zero the
+ * record's header and sync, so that a restart stops there. */
+static int settle_scrub(struct kv_wal *w)
+{
+	static const uint8_t zero[KV_WAL_REC_HDR];
+	if (!w->scrub)
+		return 0;
+	int rc = write_all(w->fd, zero, sizeof(zero), w->pos);
+	if (rc == 0 && fdatasync(w->fd) < 0)
+		rc = -errno;
+	if (rc == 0)
+		w->scrub = false;
+	return rc;
 }
 
 struct kv_wal *kv_wal_open(const char *path, char *err, size_t errlen)
@@ -229,9 +378,18 @@ void kv_wal_close(struct kv_wal *w)
 	free(w);
 }
 
-int kv_wal_replay(struct kv_wal *w, kv_wal_fn fn, void *ud, uint64_t *stamp, char *err,
-		  size_t errlen)
+int kv_wal_replay(struct kv_wal *w, kv_wal_fn fn, void *ud, uint64_t *stamp,
+		  struct kv_wal_tail *tail, char *err, size_t errlen)
 {
+	struct kv_wal_tail none;
+	if (tail == NULL)
+		tail = &none;
+	memset(tail, 0, sizeof(*tail));
+	int rc = settle_header(w);
+	if (rc < 0) {
+		snprintf(err, errlen, "wal %s: header: %s", w->path, strerror(-rc));
+		return rc;
+	}
 	struct stat st;
 	if (fstat(w->fd, &st) < 0) {
 		snprintf(err, errlen, "wal %s: %s", w->path, strerror(errno));
@@ -253,10 +411,13 @@ int kv_wal_replay(struct kv_wal *w, kv_wal_fn fn, void *ud, uint64_t *stamp, cha
 	if (!have) {
 		/* a new log, or a header torn while a checkpoint wrote it (LMDB
 		 * then already held everything): start a generation past any
-		 * the old bytes could carry */
-		if (size > 0)
-			fprintf(stderr, "kv wal %s: no valid header; starting a new log\n",
-				w->path);
+		 * the old bytes could carry. The caller reports a non-empty
+		 * file through tail. */
+		if (size > 0) {
+			tail->why = KV_WAL_TAIL_HEADER;
+			tail->offset = 0;
+			tail->bytes = size;
+		}
 		w->gen = next_gen(0);
 		w->replayed = true;
 		if (size > 0) {
@@ -268,7 +429,7 @@ int kv_wal_replay(struct kv_wal *w, kv_wal_fn fn, void *ud, uint64_t *stamp, cha
 			}
 			w->file_size = 0;
 		}
-		int rc = write_header(w, w->gen);
+		rc = write_header(w, w->gen);
 		if (rc < 0) {
 			snprintf(err, errlen, "wal %s: header: %s", w->path, strerror(-rc));
 			return rc;
@@ -290,26 +451,16 @@ int kv_wal_replay(struct kv_wal *w, kv_wal_fn fn, void *ud, uint64_t *stamp, cha
 		return -EFBIG;
 	}
 	size_t n = (size_t)(size - KV_WAL_HDR);
-	uint8_t *data = malloc(n);
-	if (data == NULL) {
-		snprintf(err, errlen, "wal: out of memory for %zu bytes", n);
-		return -ENOMEM;
-	}
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = pread(w->fd, data + got, n - got, (off_t)(KV_WAL_HDR + got));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			int e = r < 0 ? errno : EIO;
-			free(data);
-			snprintf(err, errlen, "wal %s: read: %s", w->path, strerror(e));
-			return -e;
-		}
-		got += (size_t)r;
+	uint8_t *data;
+	rc = read_range(w->fd, KV_WAL_HDR, n, &data);
+	if (rc < 0) {
+		snprintf(err, errlen, "wal %s: read: %s", w->path, strerror(-rc));
+		return rc;
 	}
 	size_t batches = 0;
 	long long good = kv_wal_parse(data, n, gen, fn, ud, &batches, stamp);
+	if (good >= 0)
+		kv_wal_tail_examine(data, n, gen, (size_t)good, tail);
 	free(data);
 	if (good < 0) {
 		snprintf(err, errlen, "wal %s: applying a logged batch failed", w->path);
@@ -317,6 +468,58 @@ int kv_wal_replay(struct kv_wal *w, kv_wal_fn fn, void *ud, uint64_t *stamp, cha
 	}
 	w->pos = KV_WAL_HDR + (uint64_t)good;
 	return (int)batches;
+}
+
+int kv_wal_inspect(const char *path, size_t *batches, struct kv_wal_tail *tail, char *err,
+		   size_t errlen)
+{
+	memset(tail, 0, sizeof(*tail));
+	*batches = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "wal %s: %s", path, strerror(e));
+		return -e;
+	}
+	struct stat st;
+	uint8_t hdr[KV_WAL_HDR_LEN];
+	uint64_t gen = 0;
+	int rc = 0;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "wal %s: %s", path, strerror(-rc));
+		goto out;
+	}
+	uint64_t size = (uint64_t)st.st_size;
+	if (size < KV_WAL_HDR_LEN || pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
+	    kv_wal_header_decode(hdr, sizeof(hdr), &gen) < 0) {
+		if (size > 0) {
+			tail->why = KV_WAL_TAIL_HEADER;
+			tail->bytes = size;
+		}
+		goto out;
+	}
+	if (size <= KV_WAL_HDR)
+		goto out;
+	if (size - KV_WAL_HDR > MAX_RECORD * 4) {
+		rc = -EFBIG;
+		snprintf(err, errlen, "wal %s: %llu bytes, too large", path,
+			 (unsigned long long)size);
+		goto out;
+	}
+	size_t n = (size_t)(size - KV_WAL_HDR);
+	uint8_t *data;
+	rc = read_range(fd, KV_WAL_HDR, n, &data);
+	if (rc < 0) {
+		snprintf(err, errlen, "wal %s: read: %s", path, strerror(-rc));
+		goto out;
+	}
+	long long good = kv_wal_parse(data, n, gen, NULL, NULL, batches, NULL);
+	kv_wal_tail_examine(data, n, gen, good > 0 ? (size_t)good : 0, tail);
+	free(data);
+out:
+	close(fd);
+	return rc;
 }
 
 int kv_wal_add(struct kv_wal *w, const char *key, size_t key_len, const struct kv_rec *r)
@@ -377,9 +580,12 @@ int kv_wal_commit(struct kv_wal *w, uint64_t stamp)
 {
 	if (w->count == 0)
 		return 0;
-	if (w->broken) {
+	int rc = settle_header(w);
+	if (rc == 0)
+		rc = settle_scrub(w);
+	if (rc < 0) {
 		kv_wal_discard(w);
-		return -EIO;
+		return rc;
 	}
 	uint32_t plen = (uint32_t)(w->len - KV_WAL_REC_HDR);
 	uint8_t *h = w->buf;
@@ -389,34 +595,33 @@ int kv_wal_commit(struct kv_wal *w, uint64_t stamp)
 	put32(h + 4, rec_crc(w->gen, plen, h + KV_WAL_REC_HDR));
 	put64(h + 8, w->gen);
 	uint64_t end = w->pos + w->len;
-	int rc = 0;
+	bool wrote = false;
 	if (end > w->file_size)
-		rc = grow(w, end);
-	if (rc == 0)
+		rc = grow(w, end); /* writes zeros past file_size only: nothing to undo */
+	if (rc == 0) {
+		wrote = true;
 		rc = write_all(w->fd, w->buf, w->len, w->pos);
+	}
 	if (rc == 0 && fdatasync(w->fd) < 0)
 		rc = -errno;
-	if (rc == 0)
+	if (rc == 0) {
 		w->pos = end;
-	else
-		w->broken = true; /* what reached the disk is unknown */
+	} else if (wrote) {
+		/* the record may be on disk, whole or torn: never replay it */
+		w->scrub = true;
+		(void)settle_scrub(w); /* if this fails too, the next commit retries */
+	}
 	kv_wal_discard(w);
 	return rc;
 }
 
 int kv_wal_reset(struct kv_wal *w)
 {
-	if (w->broken)
-		return -EIO;
-	uint64_t gen = next_gen(w->gen);
-	int rc = write_header(w, gen);
-	if (rc < 0) {
-		w->broken = true;
-		return rc;
+	if (!w->hdr_pending) { /* else retry the generation no record carries yet */
+		w->pending_gen = next_gen(w->gen);
+		w->hdr_pending = true;
 	}
-	w->gen = gen;
-	w->pos = KV_WAL_HDR;
-	return 0;
+	return settle_header(w);
 }
 
 uint64_t kv_wal_size(const struct kv_wal *w)
@@ -431,5 +636,5 @@ uint64_t kv_wal_gen(const struct kv_wal *w)
 
 bool kv_wal_broken(const struct kv_wal *w)
 {
-	return w->broken;
+	return w->scrub || w->hdr_pending;
 }

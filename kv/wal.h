@@ -31,14 +31,25 @@
  * next checkpoint's generation makes it unreadable for good). Replay is a
  * merge (keep the larger version), so replaying a record LMDB already holds
  * changes nothing: a crash between LMDB's commit and the reset is harmless.
+ * What was dropped is described by a struct kv_wal_tail (kv_wal_tail_examine):
+ * where, how many bytes and records of the generation, and why. A log that
+ * simply ends (zeros, or a record of an older generation) drops nothing.
  *
- * Sans-I/O: kv_wal_header_*, kv_wal_parse and the batch buffer do no I/O
- * (the fuzz target drives kv_wal_parse); kv_wal_open/replay/commit/reset do.
+ * Failures are not sticky. A failed commit leaves the position where it
+ * was; if any byte of the record may have reached the file, the record's
+ * header is zeroed and synced ("scrubbed") so that a restart does not
+ * replay a batch that was answered with an error. If the scrub fails too,
+ * the next commit (or replay) retries it first. A failed reset (header
+ * write) leaves the header unknown; the new generation is kept pending and
+ * written again before anything else is appended. Once the disk takes
+ * writes again, the next commit succeeds.
  *
- * Error convention: I/O functions return 0 (or a count) or -errno; after a
- * failed commit the log is "broken" (its tail is unknown) and every further
- * commit fails with -EIO until it is reopened. kv_wal_parse returns the
- * length of the valid prefix.
+ * Sans-I/O: kv_wal_header_*, kv_wal_parse, kv_wal_tail_examine and the batch
+ * buffer do no I/O (the fuzz target drives them); kv_wal_open/replay/
+ * commit/reset/inspect do.
+ *
+ * Error convention: I/O functions return 0 (or a count) or -errno.
+ * kv_wal_parse returns the length of the valid prefix.
  */
 #ifndef RUMOR_KV_WAL_H
 #define RUMOR_KV_WAL_H
@@ -76,6 +87,38 @@ int kv_wal_header_decode(const uint8_t *p, size_t len, uint64_t *gen);
 long long kv_wal_parse(const uint8_t *buf, size_t len, uint64_t gen, kv_wal_fn fn, void *ud,
 		       size_t *batches, uint64_t *stamp);
 
+/* Why replay stopped before the end of the file. */
+enum kv_wal_tail_why {
+	KV_WAL_TAIL_NONE,     /* the log ends cleanly (zeros or an older generation) */
+	KV_WAL_TAIL_SHORT,    /* a record of the generation runs past the end of the file */
+	KV_WAL_TAIL_LENGTH,   /* a record of the generation has an impossible length */
+	KV_WAL_TAIL_CHECKSUM, /* a whole record of the generation fails its CRC */
+	KV_WAL_TAIL_DECODE,   /* its CRC holds but its entries do not decode */
+	KV_WAL_TAIL_HEADER,   /* the file has no valid header: all of it is dropped */
+};
+
+/* What replay dropped. offset is a file offset (KV_WAL_HDR + valid prefix).
+ * records counts the bad record and the records of the generation found
+ * after it by following lengths; intact how many of those had a valid
+ * checksum (batches that had been acknowledged). bytes runs from offset to
+ * the end of the last of them (SHORT: to the end of the file). */
+struct kv_wal_tail {
+	enum kv_wal_tail_why why;
+	uint64_t offset;
+	uint64_t bytes;
+	uint32_t records;
+	uint32_t intact;
+};
+
+/* "clean end", "truncated", "bad length", "checksum mismatch", "undecodable",
+ * "no valid header". */
+const char *kv_wal_tail_why_name(enum kv_wal_tail_why why);
+
+/* Classifies the bytes of [buf, buf+len) after the valid prefix `valid`
+ * (what kv_wal_parse returned for gen) into *t. No I/O. */
+void kv_wal_tail_examine(const uint8_t *buf, size_t len, uint64_t gen, size_t valid,
+			 struct kv_wal_tail *t);
+
 /* Open (creating) the log at path. Call kv_wal_replay before appending. */
 struct kv_wal *kv_wal_open(const char *path, char *err, size_t errlen);
 void kv_wal_close(struct kv_wal *w);
@@ -83,9 +126,16 @@ void kv_wal_close(struct kv_wal *w);
 /* Replay the current generation (see kv_wal_parse; stamp as there) and
  * position appends after its last valid record. The first replay reads the
  * whole file; a later one (a rollback) stops where the last successful
- * commit ended. Returns the batches replayed or -errno. */
-int kv_wal_replay(struct kv_wal *w, kv_wal_fn fn, void *ud, uint64_t *stamp, char *err,
-		  size_t errlen);
+ * commit ended. tail (may be NULL) says what was dropped after the valid
+ * records. Returns the batches replayed or -errno. */
+int kv_wal_replay(struct kv_wal *w, kv_wal_fn fn, void *ud, uint64_t *stamp,
+		  struct kv_wal_tail *tail, char *err, size_t errlen);
+
+/* Read-only look at the log file at path (the agent may be running: a
+ * batch being appended then shows as a dropped tail): *batches replayable
+ * and *tail. 0, or -errno (-ENOENT: no log) with err. */
+int kv_wal_inspect(const char *path, size_t *batches, struct kv_wal_tail *tail, char *err,
+		   size_t errlen);
 
 /* Add one entry to the batch being built (no I/O). 0 or -ENOMEM/-EINVAL. */
 int kv_wal_add(struct kv_wal *w, const char *key, size_t key_len, const struct kv_rec *r);
@@ -95,18 +145,22 @@ size_t kv_wal_pending(const struct kv_wal *w);
 void kv_wal_discard(struct kv_wal *w);
 /* Append the batch as one record carrying stamp, and fdatasync; 0 (also
  * for an empty batch, without I/O) or -errno. The batch is emptied either
- * way. */
+ * way; after a failure nothing of it is replayed (see "Failures" above,
+ * for the one case where the scrub could not be written) and the next
+ * commit may succeed. */
 int kv_wal_commit(struct kv_wal *w, uint64_t stamp);
 
 /* Checkpoint done: next generation (header written and synced), appends
- * start again at KV_WAL_HDR. 0 or -errno. */
+ * start again at KV_WAL_HDR. 0 or -errno (the generation stays pending and
+ * is written before the next append). */
 int kv_wal_reset(struct kv_wal *w);
 
 /* Bytes of records in the current generation. */
 uint64_t kv_wal_size(const struct kv_wal *w);
 /* The current generation. */
 uint64_t kv_wal_gen(const struct kv_wal *w);
-/* True after a failed commit or reset. */
+/* True while a failed commit's scrub or a failed reset's header is still
+ * to be written (the next commit or replay tries first). */
 bool kv_wal_broken(const struct kv_wal *w);
 
 #endif

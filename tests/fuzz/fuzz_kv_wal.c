@@ -11,7 +11,9 @@
  *
  * Invariants: the valid prefix is within the input; parsing the valid
  * prefix alone gives the same length and batch count; every entry has a key
- * of 1..65535 bytes and a record that re-encodes to kv_rec_size bytes.
+ * of 1..65535 bytes and a record that re-encodes to kv_rec_size bytes; the
+ * tail report (kv_wal_tail_examine) starts at the valid prefix, stays
+ * within the input and names a reason exactly when it counts records.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -102,6 +104,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ASSERT(batches == 0 || (size_t)good >= batches * (KV_WAL_REC_HDR + 12));
 	long long again = kv_wal_parse(b, (size_t)good, gen, check_entry, &entries2, &batches2, NULL);
 	ASSERT(again == good && batches2 == batches && entries2 == entries);
+	/* the dropped tail: starts where parsing stopped, stays within the
+	 * input, and counts records exactly when it names a reason */
+	struct kv_wal_tail t;
+	kv_wal_tail_examine(b, len, gen, (size_t)good, &t);
+	ASSERT(t.offset == KV_WAL_HDR + (uint64_t)good);
+	ASSERT(t.bytes <= len - (size_t)good);
+	ASSERT((t.why == KV_WAL_TAIL_NONE) == (t.records == 0));
+	ASSERT(t.why != KV_WAL_TAIL_HEADER && t.intact < t.records + (t.records == 0));
+	ASSERT(t.why == KV_WAL_TAIL_NONE || t.bytes > 0);
+	ASSERT(kv_wal_tail_why_name(t.why)[0] != '?');
 	free(b);
 	return 0;
 }

@@ -1,17 +1,28 @@
 /*
  * tests/unit/test_kv_store.c — HLC, record codec and merge order, LMDB
  * persistence, tombstone purge, the bucketed digest and the sync exchange
- * (two stores converge and only differing buckets travel).
+ * (two stores converge and only differing buckets travel). Stored-record
+ * checksums: a byte flipped inside data.mdb is caught; a bad or
+ * undecodable record is absent for reads, scans, merges and writes (never
+ * poisons its key); records of the older format (no checksum) read as
+ * before and gain one when written; `rumor kv verify` reports bad keys.
  */
 #define _GNU_SOURCE
+#include <ev.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "agent/cli_kv.h"
+#include "agent/log.h"
 #include "kv/hlc.h"
+#include "kv/kv.h"
 #include "kv/repl.h"
 #include "kv/store.h"
 #include "tests/unit/check.h"
@@ -305,6 +316,309 @@ static void test_gossip_messages_roundtrip_and_reject_junk(void)
 	kv_buf_free(&b);
 }
 
+/* ------------------------------------------------ stored-record faults */
+
+/* Writes val under key straight into LMDB's "kv" database of dir, as a
+ * damaged or an older store would hold it. 0 or -1. */
+static int raw_put(const char *dir, const char *key, const void *val, size_t n)
+{
+	MDB_env *env;
+	MDB_txn *t;
+	MDB_dbi dbi;
+	if (mdb_env_create(&env) != 0)
+		return -1;
+	mdb_env_set_maxdbs(env, 3);
+	mdb_env_set_mapsize(env, 64u << 20);
+	int rc = mdb_env_open(env, dir, MDB_NOTLS, 0600);
+	if (rc == 0)
+		rc = mdb_txn_begin(env, NULL, 0, &t);
+	if (rc == 0) {
+		MDB_val k = {strlen(key), (void *)key}, v = {n, (void *)val};
+		rc = mdb_dbi_open(t, "kv", MDB_CREATE, &dbi);
+		if (rc == 0)
+			rc = mdb_put(t, dbi, &k, &v, 0);
+		rc = rc == 0 ? mdb_txn_commit(t) : (mdb_txn_abort(t), rc);
+	}
+	mdb_env_close(env);
+	return rc == 0 ? 0 : -1;
+}
+
+/* The stored bytes of key (*n of them copied into buf). 0 or -1. */
+static int raw_get(const char *dir, const char *key, uint8_t *buf, size_t cap, size_t *n)
+{
+	MDB_env *env;
+	MDB_txn *t;
+	MDB_dbi dbi;
+	if (mdb_env_create(&env) != 0)
+		return -1;
+	mdb_env_set_maxdbs(env, 3);
+	int rc = mdb_env_open(env, dir, MDB_NOTLS | MDB_RDONLY, 0600);
+	if (rc == 0)
+		rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &t);
+	if (rc == 0) {
+		MDB_val k = {strlen(key), (void *)key}, v;
+		rc = mdb_dbi_open(t, "kv", 0, &dbi);
+		if (rc == 0)
+			rc = mdb_get(t, dbi, &k, &v);
+		if (rc == 0 && v.mv_size <= cap) {
+			memcpy(buf, v.mv_data, v.mv_size);
+			*n = v.mv_size;
+		} else if (rc == 0) {
+			rc = -1;
+		}
+		mdb_txn_abort(t);
+	}
+	mdb_env_close(env);
+	return rc == 0 ? 0 : -1;
+}
+
+struct logcap {
+	char text[8192];
+};
+
+static void logcap_fn(void *ud, const struct log_record *r)
+{
+	struct logcap *c = ud;
+	size_t used = strlen(c->text);
+	snprintf(c->text + used, sizeof(c->text) - used, "%s\n", r->msg);
+}
+
+static void test_stored_records_carry_a_checksum(void)
+{
+	char dir[512];
+	struct kv_store *s = open_store("sum");
+	REQUIRE(s != NULL, "open");
+	struct kv_rec r = mkrec(700, "n1", "value", false);
+	REQUIRE(put(s, "k", r) == 0, "put");
+	kv_store_close(s);
+	snprintf(dir, sizeof(dir), "%s/sum", tmpdir);
+	uint8_t b[256];
+	size_t n = 0;
+	REQUIRE(raw_get(dir, "k", b, sizeof(b), &n) == 0, "raw get");
+	CHECK_INT((long long)(kv_rec_size(&r) + KV_STORE_REC_TRAILER), (long long)n, "stored size");
+	CHECK_INT(KV_STORE_REC_MARK, b[n - 1], "last byte");
+}
+
+/* LMDB has no checksums: a byte flipped inside data.mdb used to be served
+ * as the value. Now the record is found bad at open (logged, counted), is
+ * absent for reads and scans while the others are intact, and a write
+ * replaces it. */
+static void test_flipped_byte_in_data_mdb_is_caught(void)
+{
+	char dir[512], path[600];
+	struct kv_store *s = open_store("flip");
+	REQUIRE(s != NULL, "open");
+	const char *secret = "VICTIM-0123456789abcdef-value";
+	REQUIRE(put(s, "ok1", mkrec(710, "n1", "one", false)) == 0 &&
+		        put(s, "victim", mkrec(711, "n1", secret, false)) == 0 &&
+		        put(s, "ok2", mkrec(712, "n1", "two", false)) == 0,
+	        "puts");
+	kv_store_close(s);
+	snprintf(dir, sizeof(dir), "%s/flip", tmpdir);
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	FILE *f = fopen(path, "r+b");
+	REQUIRE(f != NULL, "open data.mdb");
+	fseek(f, 0, SEEK_END);
+	long len = ftell(f);
+	uint8_t *img = malloc((size_t)len);
+	fseek(f, 0, SEEK_SET);
+	REQUIRE(img != NULL && fread(img, 1, (size_t)len, f) == (size_t)len, "read data.mdb");
+	int flipped = 0;
+	for (uint8_t *p = img; (p = memmem(p, (size_t)(img + len - p), secret, strlen(secret)));
+	     p++) {
+		p[8] ^= 0x01; /* '0' -> '1': still a valid-looking value */
+		flipped++;
+	}
+	fseek(f, 0, SEEK_SET);
+	fwrite(img, 1, (size_t)len, f);
+	fclose(f);
+	free(img);
+	REQUIRE(flipped > 0, "the value was not found in data.mdb");
+	struct logcap cap = {{0}};
+	log_subscribe(logcap_fn, &cap, LOG_INFO);
+	s = open_store("flip");
+	REQUIRE(s != NULL, "reopen");
+	CHECK_INT(1, (long long)kv_store_stats(s)->bad_records, "bad records found at open");
+	CHECK_HAS(cap.text, "\"victim\" fails its checksum");
+	struct kv_rec g;
+	CHECK_INT(0, kv_store_get(s, true, "victim", 6, &g), "the damaged value was served");
+	CHECK(kv_store_stats(s)->bad_reads >= 1, "the bad read was not counted");
+	int n = 0, nb = 0;
+	kv_store_scan(s, true, "", 0, count_cb, &n);
+	for (unsigned b = 0; b < KV_BUCKETS; b++)
+		kv_store_scan_bucket(s, true, b, count_cb, &nb);
+	CHECK_INT(2, n, "records a scan shows");
+	CHECK_INT(2, nb, "records the bucket scans (anti-entropy) show");
+	uint64_t live, tombs;
+	kv_store_counts(s, &live, &tombs);
+	CHECK_INT(2, (long long)live, "live keys counted");
+	CHECK_INT(0, put(s, "victim", mkrec(713, "n2", "fresh", false)), "overwrite the bad record");
+	CHECK_INT(1, kv_store_get(s, true, "victim", 6, &g), "the rewritten key");
+	CHECK(g.value_len == 5 && memcmp(g.value, "fresh", 5) == 0, "rewritten value");
+	kv_store_close(s);
+	log_unsubscribe(logcap_fn, &cap);
+	s = open_store("flip");
+	REQUIRE(s != NULL, "reopen after the rewrite");
+	CHECK_INT(0, (long long)kv_store_stats(s)->bad_records, "bad records after the rewrite");
+	kv_store_close(s);
+}
+
+/* Records that do not decode and records of the older format (no
+ * checksum), put into LMDB directly. The bad ones are absent for get,
+ * scan, merge and local writes (so a peer's version or a new write takes
+ * the key); the legacy one reads as before and gains a checksum when
+ * written. Before: get returned -1, so every write and merge of the key
+ * failed (KV_ERROR) for good. */
+static void test_bad_and_legacy_records_never_poison_a_key(void)
+{
+	char dir[512];
+	struct kv_store *s = open_store("poison");
+	REQUIRE(s != NULL, "open");
+	kv_store_close(s);
+	snprintf(dir, sizeof(dir), "%s/poison", tmpdir);
+	struct kv_rec old = mkrec(720, "n1", "legacy", false);
+	uint8_t ob[128];
+	size_t on = (size_t)(kv_rec_encode(&old, ob) - ob);
+	REQUIRE(raw_put(dir, "p/old", ob, on) == 0, "raw legacy record");
+	REQUIRE(raw_put(dir, "p/bad", "\x07garbage", 8) == 0, "raw undecodable record");
+	ob[1] = 7; /* tombstone flag out of range */
+	REQUIRE(raw_put(dir, "p/bad2", ob, on) == 0, "raw bad record");
+	s = open_store("poison");
+	REQUIRE(s != NULL, "reopen");
+	const struct kv_store_stats *st = kv_store_stats(s);
+	CHECK_INT(2, (long long)st->bad_records, "bad records");
+	CHECK_INT(1, (long long)st->legacy_records, "records without checksum");
+	struct kv_rec g;
+	CHECK_INT(1, kv_store_get(s, true, "p/old", 5, &g), "legacy record read");
+	CHECK(g.value_len == 6 && memcmp(g.value, "legacy", 6) == 0, "legacy value");
+	CHECK_INT(0, kv_store_get(s, true, "p/bad", 5, &g), "undecodable record");
+	int n = 0;
+	CHECK_INT(1, kv_store_scan(s, true, "p/", 2, count_cb, &n), "scan of p/ before");
+	/* a peer's version of p/bad, a local write of p/bad2, a rewrite of p/old */
+	struct kv_hlc hlc = {0};
+	struct kv_rec peer = mkrec(730, "n2", "from-peer", false);
+	CHECK_INT(KV_MERGE_STORED, kv_merge_rec(s, &hlc, 1000, 1000000, 1000000000, "p/bad", 5, &peer),
+	          "merge over a bad record");
+	struct kv_rec mine;
+	CHECK_INT(1, kv_local_stamp(s, &hlc, 1000, "n1", 2, "p/bad2", 6, false, 0, &mine),
+	          "stamp a write over a bad record");
+	mine.value = (const uint8_t *)"local";
+	mine.value_len = 5;
+	CHECK_INT(0, kv_store_put(s, "p/bad2", 6, &mine), "write over a bad record");
+	struct kv_rec again = mkrec(740, "n1", "rewritten", false);
+	CHECK_INT(0, kv_store_put(s, "p/old", 5, &again), "rewrite the legacy record");
+	char err[128];
+	REQUIRE(kv_store_commit(s, err, sizeof(err)) == 0, "commit: %s", err);
+	n = 0;
+	CHECK_INT(3, kv_store_scan(s, true, "p/", 2, count_cb, &n), "scan of p/ after");
+	kv_store_close(s);
+	uint8_t b[256];
+	size_t bn = 0;
+	REQUIRE(raw_get(dir, "p/old", b, sizeof(b), &bn) == 0, "raw get");
+	CHECK_INT(KV_STORE_REC_MARK, b[bn - 1], "the rewritten legacy record has a checksum");
+	s = open_store("poison");
+	REQUIRE(s != NULL, "reopen after");
+	CHECK_INT(0, (long long)kv_store_stats(s)->bad_records, "bad records after");
+	CHECK_INT(0, (long long)kv_store_stats(s)->legacy_records, "legacy records after");
+	kv_store_close(s);
+}
+
+/* `rumor kv verify DIR` (the agent's data dir or its kv/): counts, each bad
+ * key, exit 1; a sound store: OK, exit 0. */
+static void test_kv_verify_reports_bad_keys(void)
+{
+	char data[512], kvdir[600];
+	snprintf(data, sizeof(data), "%s/verify", tmpdir);
+	snprintf(kvdir, sizeof(kvdir), "%s/kv", data);
+	mkdir(data, 0700);
+	char err[256];
+	struct kv_store *s = kv_store_open(kvdir, 64u << 20, err, sizeof(err));
+	REQUIRE(s != NULL, "open: %s", err);
+	REQUIRE(put(s, "a", mkrec(750, "n1", "x", false)) == 0, "put");
+	kv_store_close(s);
+	char *out = NULL;
+	size_t outlen = 0;
+	FILE *o = open_memstream(&out, &outlen);
+	char *argv1[] = {"verify", data, NULL};
+	int rc = cli_kv_run(2, argv1, "127.0.0.1:8500", NULL, o, o);
+	fclose(o);
+	CHECK_INT(0, rc, "exit code on a sound store\n%s", out);
+	CHECK_HAS(out, "records: 1 (1 with checksum, 0 without (older format), 0 bad)");
+	CHECK_HAS(out, "OK");
+	free(out);
+	REQUIRE(raw_put(kvdir, "b\x01" "ad", "\x01\x05", 2) == 0, "raw bad record");
+	struct kv_store_verify_result res;
+	REQUIRE(kv_store_verify(kvdir, NULL, NULL, &res, err, sizeof(err)) == 0, "verify: %s", err);
+	CHECK_INT(2, (long long)res.records);
+	CHECK_INT(1, (long long)res.bad);
+	o = open_memstream(&out, &outlen);
+	char *argv2[] = {"verify", "-data-dir", kvdir, NULL};
+	rc = cli_kv_run(3, argv2, "127.0.0.1:8500", NULL, o, o);
+	fclose(o);
+	CHECK_INT(1, rc, "exit code with a bad record\n%s", out);
+	CHECK_HAS(out, "bad record: \"b\\x01ad\" does not decode");
+	CHECK_HAS(out, "FAILED: 1 bad record");
+	free(out);
+}
+
+/* Through the engine: ?recurse (kv_scan) lists the good keys around a bad
+ * one, and a CAS create (index 0) of the bad key is acknowledged. */
+struct wr {
+	int done, result;
+};
+
+static void wr_done(void *ud, enum kv_result r, int failed_op)
+{
+	struct wr *w = ud;
+	w->done = 1;
+	w->result = r;
+}
+
+static int scan_count(void *ud, const struct kv_entry *e)
+{
+	(*(int *)ud)++;
+	return 0;
+}
+
+static void test_engine_skips_and_overwrites_a_bad_record(void)
+{
+	char data[512], kvdir[600], err[256];
+	snprintf(data, sizeof(data), "%s/engine", tmpdir);
+	snprintf(kvdir, sizeof(kvdir), "%s/kv", data);
+	mkdir(data, 0700);
+	struct kv_store *s = kv_store_open(kvdir, 64u << 20, err, sizeof(err));
+	REQUIRE(s != NULL, "open: %s", err);
+	uint64_t now = (uint64_t)time(NULL) * 1000;
+	REQUIRE(put(s, "p/a", mkrec(kv_hlc_from_ms((int64_t)now), "n1", "a", false)) == 0 &&
+		        put(s, "p/c", mkrec(kv_hlc_from_ms((int64_t)now) + 1, "n1", "c", false)) == 0,
+	        "puts");
+	kv_store_close(s);
+	REQUIRE(raw_put(kvdir, "p/b", "\xff\xff", 2) == 0, "raw bad record");
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct kv_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.data_dir = data;
+	cfg.node_name = "n1";
+	cfg.sync_port = -1;
+	cfg.map_size = 64u << 20;
+	struct kv *kv = kv_new(loop, &cfg, err, sizeof(err));
+	REQUIRE(kv != NULL, "kv_new: %s", err);
+	int n = 0;
+	CHECK_INT(2, kv_scan(kv, "p/", 2, scan_count, &n), "keys listed under p/");
+	CHECK_INT(0, kv_get(kv, "p/b", 3, NULL, NULL), "the bad key");
+	struct kv_op op = {KV_OP_CAS, "p/b", 3, "new", 3, 0, 0};
+	struct wr w = {0, 0};
+	CHECK_INT(0, kv_write(kv, &op, 1, wr_done, &w, err, sizeof(err)), "kv_write");
+	for (int i = 0; i < 100 && !w.done; i++)
+		ev_run(loop, EVRUN_ONCE | EVRUN_NOWAIT);
+	CHECK_INT(KV_OK, w.result, "CAS create over the bad record");
+	CHECK_INT(1, kv_get(kv, "p/b", 3, NULL, NULL), "the key after the write");
+	n = 0;
+	CHECK_INT(3, kv_scan(kv, "p/", 2, scan_count, &n), "keys listed after the write");
+	kv_free(kv);
+	ev_loop_destroy(loop);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -319,6 +633,11 @@ int main(void)
 	RUN(test_purge_drops_only_old_tombstones);
 	RUN(test_sync_converges_and_moves_only_differences);
 	RUN(test_gossip_messages_roundtrip_and_reject_junk);
+	RUN(test_stored_records_carry_a_checksum);
+	RUN(test_flipped_byte_in_data_mdb_is_caught);
+	RUN(test_bad_and_legacy_records_never_poison_a_key);
+	RUN(test_kv_verify_reports_bad_keys);
+	RUN(test_engine_skips_and_overwrites_a_bad_record);
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return check_exit_code();
 }
