@@ -341,7 +341,7 @@ static void commit_now(struct kv *kv)
 	kv_store_set_last_seen(kv->store, wall_ms());
 	int rc = kv_store_commit(kv->store, err, sizeof(err));
 	if (rc < 0)
-		log_err("kv: %s", err);
+		log_debug("kv: %s", err); /* the store logs failures itself, rate-limited */
 	kv->stats.commits++;
 	size_t npend = kv->npend;
 	struct pending *pend = NULL;
@@ -383,7 +383,7 @@ static void checkpoint(struct kv *kv)
 	char err[256];
 	kv->checkpoint_due = false;
 	if (kv_store_checkpoint(kv->store, err, sizeof(err)) < 0)
-		log_err("kv: %s", err);
+		log_debug("kv: %s", err); /* logged by the store, rate-limited */
 }
 
 static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -393,8 +393,11 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	if (kv->checkpoint_due || kv_store_log_bytes(kv->store) >= CHECKPOINT_LOG_BYTES)
 		checkpoint(kv);
 	/* armed only while LMDB lags the log: an idle agent does not wake for it */
-	if (kv_store_dirty(kv->store) && !ev_is_active(&kv->checkpoint_timer))
+	if (kv_store_dirty(kv->store) && !ev_is_active(&kv->checkpoint_timer)) {
+		/* a one-shot timer that fired keeps its old expiry: set it anew */
+		ev_timer_set(&kv->checkpoint_timer, CHECKPOINT_INTERVAL_S, 0.);
 		ev_timer_start(loop, &kv->checkpoint_timer);
+	}
 }
 
 /* One-shot, CHECKPOINT_INTERVAL_S after the first batch since the last
@@ -1440,6 +1443,14 @@ int kv_sync_port(const struct kv *kv)
 const struct kv_stats *kv_stats(struct kv *kv)
 {
 	kv_store_counts(kv->store, &kv->stats.keys, &kv->stats.tombstones);
+	const struct kv_store_stats *ss = kv_store_stats(kv->store);
+	kv->stats.store_bad_reads = ss->bad_reads;
+	kv->stats.store_bad_records = ss->bad_records;
+	kv->stats.store_legacy_records = ss->legacy_records;
+	kv->stats.wal_dropped_records = ss->wal_dropped_records;
+	kv->stats.commit_failures = ss->commit_failures;
+	kv->stats.checkpoint_failures = ss->checkpoint_failures;
+	kv->stats.store_failing = ss->failing;
 	kv->stats.watches = kv->nwatches;
 	return &kv->stats;
 }

@@ -168,6 +168,10 @@ struct kv_stats {
 	/* closed for passing the buffer budget; output pumps that waited for it */
 	uint64_t sync_budget_closed, sync_budget_waits;
 	uint64_t versions_ahead; /* remote versions refused: too far ahead of our clock */
+	/* storage health (kv/store.h kv_store_stats) */
+	uint64_t store_bad_reads, store_bad_records, store_legacy_records;
+	uint64_t wal_dropped_records, commit_failures, checkpoint_failures;
+	bool store_failing;
 };
 const struct kv_stats *kv_stats(struct kv *kv);
 
