@@ -33,17 +33,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kv/limits.h"
+
 struct ev_loop;
 struct swim;
 struct swim_member;
 struct kv;
 struct kv_watch;
 
-#define KV_KEY_MAX 480                  /* bytes (LMDB keys are at most 511) */
-#define KV_VALUE_MAX (512u * 1024u)     /* Consul's kv_max_value_size */
-#define KV_TXN_MAX_OPS 64               /* Consul's txn limit */
 #define KV_RESERVED_PREFIX "_rumor/"    /* hidden from /v1/kv */
-#define KV_NODE_MAX 128                 /* writer node name, bytes */
 
 /* One entry as read. Pointers are valid only during the callback. */
 struct kv_entry {

@@ -3,7 +3,7 @@
  */
 #include "kv/repl.h"
 
-#include "kv/kv.h" /* KV_KEY_MAX */
+#include "kv/limits.h"
 
 #include <stdint.h>
 #include <stdio.h>

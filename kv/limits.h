@@ -1,0 +1,14 @@
+/*
+ * kv/limits.h — the sizes every KV module agrees on: keys, values, writer
+ * names, transactions. Here, below the engine, so that the protocol and
+ * store code can check them without including the engine's header.
+ */
+#ifndef RUMOR_KV_LIMITS_H
+#define RUMOR_KV_LIMITS_H
+
+#define KV_KEY_MAX 480                  /* bytes (LMDB keys are at most 511) */
+#define KV_VALUE_MAX (512u * 1024u)     /* Consul's kv_max_value_size */
+#define KV_TXN_MAX_OPS 64               /* Consul's txn limit */
+#define KV_NODE_MAX 128                 /* writer node name, bytes */
+
+#endif
