@@ -375,11 +375,29 @@ static void dispatch(struct http_conn *c, const struct http_request *req, void *
 	api_reply_text(c, 404, "404 page not found");
 }
 
+/* Rate-limited by the server (one call per HTTP_REFUSE_REPORT_S at most). */
+static void on_refuse(void *ud, enum http_refuse_reason why, const char *remote,
+		      unsigned held, uint64_t refused)
+{
+	if (why == HTTP_REFUSED_PER_CLIENT)
+		log_warn("http: refused connection from %s: its address holds %u connections "
+			 "(limits.http_max_conns_per_client); %llu refused since the last report",
+			 remote, held, (unsigned long long)refused);
+	else
+		log_warn("http: refused connection from %s: %u connections open, the most the "
+			 "agent takes; %llu refused since the last report",
+			 remote, held, (unsigned long long)refused);
+}
+
 struct http_server *api_start(struct agent *a, char *err, size_t errlen)
 {
-	struct http_server *s = http_server_new(a->loop, NULL, dispatch, a, err, errlen);
+	struct http_limits lim = {0};
+	lim.max_conns_per_client = a->cfg.http_max_conns_per_client > 0
+		? (unsigned)a->cfg.http_max_conns_per_client : HTTP_UNLIMITED;
+	struct http_server *s = http_server_new(a->loop, &lim, dispatch, a, err, errlen);
 	if (s == NULL)
 		return NULL;
+	http_server_on_refuse(s, on_refuse, a);
 	uint16_t bound = 0;
 	if (http_server_listen(s, a->cfg.client_addr, (uint16_t)a->cfg.http_port, &bound, err,
 			       errlen) < 0) {

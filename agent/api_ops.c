@@ -120,6 +120,15 @@ static void collect(void *ud)
 	metrics_set_counter(METRIC_DECRYPT_FAILURES, ts->decrypt_failures,
 			    (double)ts->decrypt_failures);
 
+	if (a->http != NULL) {
+		struct http_server_stats hs;
+		http_server_stats(a->http, &hs);
+		metrics_set_counter(METRIC_HTTP_REFUSED_PER_CLIENT, hs.refused_per_client,
+				    (double)hs.refused_per_client);
+		metrics_set_counter(METRIC_HTTP_REFUSED_MAX_CONNS, hs.refused_max_conns,
+				    (double)hs.refused_max_conns);
+	}
+
 	if (a->kv != NULL) {
 		const struct kv_stats *ks = kv_stats(a->kv);
 		metrics_set_gauge(METRIC_KV_KEYS, (double)ks->keys);

@@ -451,6 +451,11 @@ static const struct opt opts[] = {
 	 "a loopback HTTP address; remote writes refused otherwise)."},
 	{"acl-read-token", "acl_read_token", K_TOKEN, OFF(acl_read_token), 0,
 	 "TOKEN", "Token required for reads when set. Default: none."},
+	{"http-max-conns-per-client", "limits.http_max_conns_per_client", K_COUNT,
+	 OFF(http_max_conns_per_client), 0, "N",
+	 "Open HTTP connections one client IP address may hold; more are\n"
+	 "answered 429 and closed. At most half of the 4096 connections\n"
+	 "the agent takes in all; 0 for no per-address cap. Default: 200."},
 	{"h", NULL, K_HELP, 0, 0, "", NULL},
 	{"help", NULL, K_HELP, 0, 0, "", "Show this help."},
 };
@@ -767,6 +772,7 @@ void rumor_config_init(struct rumor_config *c)
 	c->http_port = 8500;
 	c->dns_port = 8600;
 	c->dns_truncate = true;
+	c->http_max_conns_per_client = 200;
 	c->dns_udp_max_size = 1232;
 	c->retry_interval_ms = 30 * 1000;
 	c->retry_max = 0;

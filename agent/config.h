@@ -126,6 +126,9 @@ struct rumor_config {
 	/* HTTP ACL (agent/acl.h): NULL when unset */
 	char *acl_token;            /* -acl-token / acl_token: writes + reads */
 	char *acl_read_token;       /* -acl-read-token / acl_read_token */
+	int http_max_conns_per_client; /* -http-max-conns-per-client /
+	                             * limits.http_max_conns_per_client; 200;
+	                             * 0 = no per-address cap */
 
 	struct rumor_config_list event_handlers; /* -event-handler / event_handlers */
 

@@ -19,6 +19,7 @@
 #include <http_parser.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@ void http_limits_default(struct http_limits *l)
 	l->max_body_bytes = HTTP_DEFAULT_MAX_BODY_BYTES;
 	l->max_headers = HTTP_DEFAULT_MAX_HEADERS;
 	l->max_conns = HTTP_DEFAULT_MAX_CONNS;
+	l->max_conns_per_client = HTTP_DEFAULT_MAX_CONNS_PER_CLIENT;
 	l->idle_timeout_ms = HTTP_DEFAULT_IDLE_TIMEOUT_MS;
 }
 
@@ -58,6 +60,8 @@ static void limits_fill(struct http_limits *dst, const struct http_limits *src)
 		dst->max_headers = src->max_headers;
 	if (src->max_conns)
 		dst->max_conns = src->max_conns;
+	if (src->max_conns_per_client)
+		dst->max_conns_per_client = src->max_conns_per_client;
 	if (src->idle_timeout_ms)
 		dst->idle_timeout_ms = src->idle_timeout_ms;
 }
@@ -161,6 +165,27 @@ const char *http_status_text(int status)
 
 enum last_cb { LAST_NONE, LAST_URL, LAST_FIELD, LAST_VALUE };
 
+/* Where chunk_feed is in a chunked body (RFC 9112 7.1).  CK_OFF: not in
+ * one (http-parser has the bytes). */
+enum chunk_state {
+	CK_OFF,
+	CK_SIZE,     /* hex digits of chunk-size */
+	CK_SIZE_WS,  /* whitespace after them */
+	CK_EXT,      /* ";" chunk-ext, up to CR */
+	CK_SIZE_LF,  /* LF ending the chunk-size line */
+	CK_DATA,     /* ck_left bytes of chunk data */
+	CK_DATA_CR,  /* CRLF after the data */
+	CK_DATA_LF,
+	CK_TRAILER,  /* start of a trailer line, or CR of the empty last line */
+	CK_TR_NAME,
+	CK_TR_VALUE,
+	CK_TR_LF,
+	CK_END_LF,   /* LF of the empty line ending the message */
+	CK_DONE,
+};
+
+#define CHUNK_LINE_MAX 4096u /* chunk-size line, extensions included */
+
 struct hdr_off {
 	size_t name, value; /* offsets into the arena */
 };
@@ -182,6 +207,15 @@ struct http_reqparser {
 	size_t blen, bcap;
 	size_t header_bytes;
 	bool started, headers_done, done, want_continue;
+	bool keep_alive;            /* decided when the headers end */
+	/* obs-fold: a value callback that ended before the end of the bytes
+	 * fed ended at its line's end, so a second one for the same header is
+	 * a continuation line, not the same line split by a read */
+	const char *feed_end;
+	bool value_at_end;
+	enum chunk_state ck;
+	uint64_t ck_left;           /* chunk-size, then data bytes still to come */
+	unsigned ck_digits, ck_line;
 	int err_status;
 	char err_msg[160];
 	struct http_request req;
@@ -260,11 +294,9 @@ static int finish_last(struct http_reqparser *p)
 	case LAST_VALUE:
 		return arena_nul(p);
 	case LAST_FIELD:
-		/* a field without a value callback: give it an empty value */
-		if (arena_nul(p) < 0)
-			return -1;
-		p->hoff[p->nhdr - 1].value = p->alen;
-		return arena_nul(p);
+		/* a field without a value callback: a line without ':'
+		 * (http-parser 2.9.4 refuses those itself) */
+		return perr(p, 400, "Bad Request: header line without a colon");
 	default:
 		return 0;
 	}
@@ -340,6 +372,10 @@ static int cb_header_value(http_parser *hp, const char *at, size_t n)
 		return -1;
 	if (p->headers_done)
 		return 0; /* trailer: see cb_header_field */
+	/* RFC 9112 5.2: a server must reject obs-fold or replace it */
+	if (p->last == LAST_VALUE && !p->value_at_end)
+		return perr(p, 400, "Bad Request: obsolete line folding in header");
+	p->value_at_end = at + n == p->feed_end;
 	if (p->last != LAST_VALUE) {
 		if (p->last != LAST_FIELD)
 			return perr(p, 400, "Bad Request: header value without a name");
@@ -474,6 +510,50 @@ static int build_view(struct http_reqparser *p)
 	return 0;
 }
 
+static bool is_tchar(unsigned char ch)
+{
+	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	       (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* The framing checks http-parser 2.9 leaves out (it is built without
+ * HTTP_PARSER_STRICT): a header name must be a token (it lets "Name :"
+ * through and matches "Transfer-Encoding :" as the real one), an HTTP/1.0
+ * request must not use Transfer-Encoding (RFC 9112 6.1), and the only
+ * coding is one "chunked" (as Go's net/http, which Consul uses).  Also
+ * checks that what http-parser framed by agrees with the header view. */
+static int check_framing(struct http_reqparser *p, bool chunked)
+{
+	const struct http_request *r = &p->req;
+	const char *te = NULL;
+	size_t nte = 0;
+	for (size_t i = 0; i < r->nheaders; i++) {
+		for (const char *c = r->headers[i].name; *c; c++)
+			if (!is_tchar((unsigned char)*c))
+				return perr(p, 400, "Bad Request: invalid character in header name");
+		if (strcasecmp(r->headers[i].name, "Transfer-Encoding") == 0) {
+			te = r->headers[i].value;
+			nte++;
+		}
+	}
+	if (te == NULL)
+		return chunked ? perr(p, 400, "Bad Request: malformed Transfer-Encoding") : 0;
+	if (r->http_minor == 0)
+		return perr(p, 400, "Bad Request: Transfer-Encoding in an HTTP/1.0 request");
+	if (nte > 1)
+		return perr(p, 400, "Bad Request: more than one Transfer-Encoding header");
+	size_t tl = strlen(te);
+	while (tl > 0 && (te[tl - 1] == ' ' || te[tl - 1] == '\t'))
+		tl--;
+	if (tl != 7 || strncasecmp(te, "chunked", 7) != 0)
+		return perr(p, 501, "Not Implemented: unsupported Transfer-Encoding: %.40s", te);
+	if (!chunked)
+		return perr(p, 400, "Bad Request: malformed Transfer-Encoding");
+	return 0;
+}
+
+/* Returns 1 (no body for http-parser) for a chunked body, which chunk_feed
+ * decodes instead. */
 static int cb_headers_complete(http_parser *hp)
 {
 	struct http_reqparser *p = from_hp(hp);
@@ -486,6 +566,8 @@ static int cb_headers_complete(http_parser *hp)
 		return -1;
 
 	bool chunked = (hp->flags & F_CHUNKED) != 0;
+	if (check_framing(p, chunked) < 0)
+		return -1;
 	bool has_len = (hp->flags & F_CONTENTLENGTH) != 0;
 	uint64_t clen = has_len ? hp->content_length : 0;
 	if (has_len && clen > p->lim.max_body_bytes)
@@ -506,12 +588,15 @@ static int cb_headers_complete(http_parser *hp)
 		p->bcap = (size_t)clen + 1;
 	}
 	p->headers_done = true;
+	if (chunked && !hp->upgrade) {
+		p->ck = CK_SIZE;
+		return 1;
+	}
 	return 0;
 }
 
-static int cb_body(http_parser *hp, const char *at, size_t n)
+static int body_append(struct http_reqparser *p, const char *at, size_t n)
 {
-	struct http_reqparser *p = from_hp(hp);
 	if (n > p->lim.max_body_bytes - p->blen)
 		return perr(p, 413, "Request body(%zu bytes) too large, max size: %zu bytes",
 		            p->blen + n, p->lim.max_body_bytes);
@@ -530,19 +615,165 @@ static int cb_body(http_parser *hp, const char *at, size_t n)
 	return 0;
 }
 
-static int cb_message_complete(http_parser *hp)
+static int cb_body(http_parser *hp, const char *at, size_t n)
 {
-	struct http_reqparser *p = from_hp(hp);
-	if (!p->headers_done)
-		return perr(p, 400, "Bad Request: message ended before its headers");
+	return body_append(from_hp(hp), at, n);
+}
+
+static void finish_message(struct http_reqparser *p)
+{
 	if (p->body != NULL) {
 		p->body[p->blen] = '\0';
 		p->req.body = p->body;
 	}
 	p->req.body_len = p->blen;
-	p->req.keep_alive = http_should_keep_alive(hp) && !hp->upgrade;
+	p->req.keep_alive = p->keep_alive;
 	p->done = true;
-	http_parser_pause(hp, 1); /* one request at a time */
+}
+
+/* For a chunked body http-parser was told there is none (see
+ * cb_headers_complete): it ends the message after the headers, and the
+ * pause makes http_parser_execute report where they ended. */
+static int cb_message_complete(http_parser *hp)
+{
+	struct http_reqparser *p = from_hp(hp);
+	if (!p->headers_done)
+		return perr(p, 400, "Bad Request: message ended before its headers");
+	p->keep_alive = http_should_keep_alive(hp) && !hp->upgrade;
+	if (p->ck == CK_OFF)
+		finish_message(p);
+	http_parser_pause(hp, 1); /* one request (or its headers) at a time */
+	return 0;
+}
+
+static int chunk_err(struct http_reqparser *p, const char *what)
+{
+	return perr(p, 400, "Bad Request: malformed chunked encoding: %s", what);
+}
+
+/* Decodes a chunked body from the bytes after the headers, strictly: hex
+ * digits only (at most 16), optional whitespace, extensions without control
+ * characters, CRLF (never a bare CR or LF) after the size line, after every
+ * chunk's data and after each trailer line and the last one.  http-parser
+ * 2.9 takes any two bytes after chunk data and any byte after a CR, which
+ * is what request smuggling through a proxy that reads them otherwise
+ * needs.  Trailers are checked and dropped (Consul ignores them); their
+ * bytes count against max_header_bytes.  The state is per byte, so a body
+ * split across reads anywhere decodes the same.  *used: bytes taken (fewer
+ * than len only when the message ended).  Returns 0 or -1 (perr). */
+static int chunk_feed(struct http_reqparser *p, const char *data, size_t len, size_t *used)
+{
+	size_t i = 0;
+	while (i < len && p->ck != CK_DONE) {
+		unsigned char ch = (unsigned char)data[i];
+		if (p->ck == CK_DATA) {
+			size_t n = len - i;
+			if (n > p->ck_left)
+				n = (size_t)p->ck_left;
+			if (body_append(p, data + i, n) < 0)
+				return -1;
+			p->ck_left -= n;
+			i += n;
+			if (p->ck_left == 0)
+				p->ck = CK_DATA_CR;
+			continue;
+		}
+		if (p->ck <= CK_SIZE_LF && ++p->ck_line > CHUNK_LINE_MAX)
+			return chunk_err(p, "chunk size line too long");
+		if (p->ck >= CK_TRAILER && count_header_bytes(p, 1) < 0)
+			return -1;
+		switch (p->ck) {
+		case CK_SIZE:
+			if (hexval((char)ch) >= 0) {
+				if (++p->ck_digits > 16)
+					return chunk_err(p, "chunk size too large");
+				p->ck_left = p->ck_left * 16 + (uint64_t)hexval((char)ch);
+			} else if (p->ck_digits == 0) {
+				return chunk_err(p, "chunk size is not a hex number");
+			} else if (ch == ' ' || ch == '\t') {
+				p->ck = CK_SIZE_WS;
+			} else if (ch == ';') {
+				p->ck = CK_EXT;
+			} else if (ch == '\r') {
+				p->ck = CK_SIZE_LF;
+			} else {
+				return chunk_err(p, "invalid character in chunk size");
+			}
+			break;
+		case CK_SIZE_WS:
+			if (ch == ';')
+				p->ck = CK_EXT;
+			else if (ch == '\r')
+				p->ck = CK_SIZE_LF;
+			else if (ch != ' ' && ch != '\t')
+				return chunk_err(p, "invalid character after chunk size");
+			break;
+		case CK_EXT:
+			if (ch == '\r')
+				p->ck = CK_SIZE_LF;
+			else if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+				return chunk_err(p, "control character in chunk extension");
+			break;
+		case CK_SIZE_LF:
+			if (ch != '\n')
+				return chunk_err(p, "chunk size line not ended by CRLF");
+			if (p->ck_left > p->lim.max_body_bytes - p->blen)
+				return perr(p, 413, "Request body(%llu bytes) too large, max size: %zu bytes",
+				            (unsigned long long)(p->blen + p->ck_left),
+				            p->lim.max_body_bytes);
+			p->ck = p->ck_left == 0 ? CK_TRAILER : CK_DATA;
+			p->ck_digits = p->ck_line = 0;
+			break;
+		case CK_DATA_CR:
+			if (ch != '\r')
+				return chunk_err(p, "chunk data not followed by CRLF");
+			p->ck = CK_DATA_LF;
+			break;
+		case CK_DATA_LF:
+			if (ch != '\n')
+				return chunk_err(p, "chunk data not followed by CRLF");
+			p->ck = CK_SIZE;
+			break;
+		case CK_TRAILER:
+			if (ch == '\r')
+				p->ck = CK_END_LF;
+			else if (is_tchar(ch))
+				p->ck = CK_TR_NAME;
+			else if (ch == '\n')
+				return chunk_err(p, "last chunk not ended by CRLF");
+			else
+				return chunk_err(p, "malformed trailer line");
+			break;
+		case CK_TR_NAME:
+			if (ch == ':')
+				p->ck = CK_TR_VALUE;
+			else if (!is_tchar(ch))
+				return chunk_err(p, "invalid character in trailer name");
+			break;
+		case CK_TR_VALUE:
+			if (ch == '\r')
+				p->ck = CK_TR_LF;
+			else if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+				return chunk_err(p, "control character in trailer");
+			break;
+		case CK_TR_LF:
+			if (ch != '\n')
+				return chunk_err(p, "trailer line not ended by CRLF");
+			p->ck = CK_TRAILER;
+			break;
+		case CK_END_LF:
+			if (ch != '\n')
+				return chunk_err(p, "last chunk not ended by CRLF");
+			p->ck = CK_DONE;
+			break;
+		default:
+			return perr(p, 500, "chunk decoder in state %d", (int)p->ck);
+		}
+		i++;
+	}
+	*used = i;
+	if (p->ck == CK_DONE)
+		finish_message(p);
 	return 0;
 }
 
@@ -609,6 +840,11 @@ void http_reqparser_reset(struct http_reqparser *p)
 	p->last = LAST_NONE;
 	p->nhdr = p->nparams = p->blen = p->header_bytes = 0;
 	p->started = p->headers_done = p->done = p->want_continue = false;
+	p->keep_alive = p->value_at_end = false;
+	p->feed_end = NULL;
+	p->ck = CK_OFF;
+	p->ck_left = 0;
+	p->ck_digits = p->ck_line = 0;
 	p->err_status = 0;
 	p->err_msg[0] = '\0';
 	memset(&p->req, 0, sizeof(p->req));
@@ -623,12 +859,29 @@ enum http_parse_result http_reqparser_feed(struct http_reqparser *p,
 		return HTTP_PARSE_ERROR;
 	if (p->done)
 		return HTTP_PARSE_DONE;
-	size_t n = http_parser_execute(&p->hp, &parser_settings, len ? data : NULL, len);
-	*consumed = n > len ? len : n;
+	size_t off = 0;
+	if (p->ck == CK_OFF) {
+		p->feed_end = len ? data + len : NULL;
+		size_t n = http_parser_execute(&p->hp, &parser_settings, len ? data : NULL, len);
+		off = n > len ? len : n;
+		*consumed = off;
+		p->feed_end = NULL;
+	}
 	if (p->done)
 		return HTTP_PARSE_DONE;
 	if (p->err_status != 0)
 		return HTTP_PARSE_ERROR;
+	if (p->ck != CK_OFF) {
+		/* a chunked body: past the headers, the bytes are ours */
+		size_t used = 0;
+		if (len == 0)
+			perr(p, 400, "Bad Request: input ended inside a chunked body");
+		else if (chunk_feed(p, data + off, len - off, &used) == 0)
+			*consumed = off + used;
+		if (p->err_status != 0)
+			return HTTP_PARSE_ERROR;
+		return p->done ? HTTP_PARSE_DONE : HTTP_PARSE_MORE;
+	}
 	enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
 	if (e == HPE_HEADER_OVERFLOW) {
 		perr(p, 431, "Request Header Fields Too Large");
@@ -643,7 +896,7 @@ enum http_parse_result http_reqparser_feed(struct http_reqparser *p,
 		     p->lim.max_header_bytes);
 		return HTTP_PARSE_ERROR;
 	}
-	if (n != len) {
+	if (off != len) {
 		perr(p, 400, "Bad Request: unexpected bytes after the request");
 		return HTTP_PARSE_ERROR;
 	}
@@ -703,7 +956,18 @@ struct http_conn {
 	double req_start; /* ev_time() when the request went to the handler */
 	http_close_fn close_cb;
 	void *close_ud;
+	struct client *client; /* its address's count; NULL when not capped */
 	char remote[64];
+};
+
+/* One remote address and the connections it holds: an entry exists only
+ * while conns > 0, so there are never more entries than connections. */
+#define CLIENT_KEY_LEN 17 /* address family byte + 16 address bytes */
+
+struct client {
+	struct client *next; /* hash chain */
+	uint8_t key[CLIENT_KEY_LEN];
+	unsigned conns;
 };
 
 struct listener {
@@ -724,9 +988,72 @@ struct http_server {
 	size_t nconns;
 	http_response_fn resp_fn;
 	void *resp_ud;
+	/* per-address counts: a hash keyed with a random SipHash key, so that
+	 * chains stay short whatever addresses a client picks */
+	unsigned per_client;     /* effective cap; 0 = none */
+	struct client **buckets; /* nbuckets, a power of two; NULL when no cap */
+	size_t nbuckets, nclients;
+	uint8_t hash_key[crypto_shorthash_KEYBYTES];
+	struct http_server_stats stats;
+	http_refuse_fn refuse_fn;
+	void *refuse_ud;
+	double refuse_reported;  /* ev_now of the last refuse_fn call */
+	uint64_t refuse_unreported;
 };
 
 static void conn_process(struct http_conn *c);
+
+/* ---- per-address connection counts ---- */
+
+/* Fills key from a peer address; false for an address that is not IP (no
+ * per-address cap).  An IPv4-mapped IPv6 address is its IPv4 address. */
+static bool client_key(const struct sockaddr_storage *ss, uint8_t key[CLIENT_KEY_LEN])
+{
+	memset(key, 0, CLIENT_KEY_LEN);
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+		key[0] = 4;
+		memcpy(key + 1, &sin->sin_addr, 4);
+		return true;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			key[0] = 4;
+			memcpy(key + 1, sin6->sin6_addr.s6_addr + 12, 4);
+		} else {
+			key[0] = 6;
+			memcpy(key + 1, &sin6->sin6_addr, 16);
+		}
+		return true;
+	}
+	return false;
+}
+
+/* The chain link that holds key's entry, or the NULL link at the end of
+ * its chain. */
+static struct client **client_link(struct http_server *s, const uint8_t key[CLIENT_KEY_LEN])
+{
+	uint8_t h[crypto_shorthash_BYTES];
+	crypto_shorthash(h, key, CLIENT_KEY_LEN, s->hash_key);
+	uint64_t v;
+	memcpy(&v, h, sizeof(v));
+	struct client **link = &s->buckets[v & (s->nbuckets - 1)];
+	while (*link != NULL && memcmp((*link)->key, key, CLIENT_KEY_LEN) != 0)
+		link = &(*link)->next;
+	return link;
+}
+
+/* Drops one connection from cl's count; frees the entry at zero. */
+static void client_release(struct http_server *s, struct client *cl)
+{
+	if (--cl->conns > 0)
+		return;
+	struct client **link = client_link(s, cl->key);
+	*link = cl->next;
+	s->nclients--;
+	free(cl);
+}
 
 static double idle_seconds(const struct http_server *s)
 {
@@ -763,6 +1090,8 @@ static void conn_close(struct http_conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	s->nconns--;
+	if (c->client != NULL)
+		client_release(s, c->client);
 	http_reqparser_free(c->parser);
 	free(c->rbuf);
 	free(c->wbuf);
@@ -1023,7 +1352,8 @@ static void format_remote(char *out, size_t outlen, const struct sockaddr_storag
 	}
 }
 
-static int conn_new(struct http_server *s, int fd, const struct sockaddr_storage *ss)
+static int conn_new(struct http_server *s, int fd, const struct sockaddr_storage *ss,
+                    struct client *cl)
 {
 	struct http_conn *c = calloc(1, sizeof(*c));
 	if (c == NULL)
@@ -1038,6 +1368,7 @@ static int conn_new(struct http_server *s, int fd, const struct sockaddr_storage
 	}
 	c->srv = s;
 	c->fd = fd;
+	c->client = cl;
 	format_remote(c->remote, sizeof(c->remote), ss);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -1054,6 +1385,82 @@ static int conn_new(struct http_server *s, int fd, const struct sockaddr_storage
 	ev_io_start(s->loop, &c->rio);
 	timer_arm(c, idle_seconds(s));
 	return 0;
+}
+
+/* Answers a refused connection with a fixed response and closes it.  The
+ * socket was just accepted, so its send buffer is empty and the one send
+ * fits; what the client already sent is read first, so that the close
+ * sends a FIN after the answer and not a RST that could discard it. */
+static void refuse(struct http_server *s, int fd, const struct sockaddr_storage *ss,
+                   enum http_refuse_reason why, unsigned held)
+{
+	int status = why == HTTP_REFUSED_PER_CLIENT ? 429 : 503;
+	const char *body = why == HTTP_REFUSED_PER_CLIENT
+		? "too many connections from this address\n"
+		: "too many connections to this agent\n";
+	char text[256];
+	int len = snprintf(text, sizeof(text),
+	                   "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	                   "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+	                   status, http_status_text(status), strlen(body), body);
+	char sink[4096];
+	for (int i = 0; i < 16 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+		;
+	(void)!send(fd, text, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	shutdown(fd, SHUT_WR);
+	close(fd);
+
+	if (why == HTTP_REFUSED_PER_CLIENT)
+		s->stats.refused_per_client++;
+	else
+		s->stats.refused_max_conns++;
+	s->refuse_unreported++;
+	double now = ev_now(s->loop);
+	if (s->refuse_fn != NULL &&
+	    (s->refuse_reported == 0 || now - s->refuse_reported >= HTTP_REFUSE_REPORT_S)) {
+		char remote[64];
+		format_remote(remote, sizeof(remote), ss);
+		uint64_t n = s->refuse_unreported;
+		s->refuse_reported = now;
+		s->refuse_unreported = 0;
+		s->refuse_fn(s->refuse_ud, why, remote, held, n);
+	}
+}
+
+/* Decides whether an accepted socket becomes a connection: the global cap
+ * first, then its address's count.  Never allocates for a refused one. */
+static void admit(struct http_server *s, int fd, const struct sockaddr_storage *ss)
+{
+	if (s->nconns >= s->lim.max_conns) {
+		refuse(s, fd, ss, HTTP_REFUSED_MAX_CONNS, (unsigned)s->nconns);
+		return;
+	}
+	struct client *cl = NULL;
+	uint8_t key[CLIENT_KEY_LEN];
+	if (s->buckets != NULL && client_key(ss, key)) {
+		struct client **link = client_link(s, key);
+		cl = *link;
+		if (cl != NULL && cl->conns >= s->per_client) {
+			refuse(s, fd, ss, HTTP_REFUSED_PER_CLIENT, cl->conns);
+			return;
+		}
+		if (cl == NULL) {
+			cl = calloc(1, sizeof(*cl));
+			if (cl == NULL) {
+				close(fd);
+				return;
+			}
+			memcpy(cl->key, key, CLIENT_KEY_LEN);
+			*link = cl;
+			s->nclients++;
+		}
+		cl->conns++;
+	}
+	if (conn_new(s, fd, ss, cl) < 0) {
+		close(fd);
+		if (cl != NULL)
+			client_release(s, cl);
+	}
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -1074,8 +1481,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			}
 			return;
 		}
-		if (s->nconns >= s->lim.max_conns || conn_new(s, fd, &ss) < 0)
-			close(fd);
+		admit(s, fd, &ss);
 	}
 }
 
@@ -1103,6 +1509,23 @@ struct http_server *http_server_new(struct ev_loop *loop,
 	limits_fill(&s->lim, lim);
 	s->handler = handler;
 	s->ud = ud;
+	if (s->lim.max_conns_per_client != HTTP_UNLIMITED) {
+		unsigned half = s->lim.max_conns / 2 ? s->lim.max_conns / 2 : 1;
+		s->per_client = s->lim.max_conns_per_client < half ? s->lim.max_conns_per_client
+		                                                    : half;
+		/* at most max_conns entries: about two per bucket when full */
+		s->nbuckets = 16;
+		while (s->nbuckets < s->lim.max_conns / 2 && s->nbuckets < 65536)
+			s->nbuckets *= 2;
+		s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
+		if (sodium_init() < 0 || s->buckets == NULL) {
+			snprintf(err, errlen, "http: out of memory");
+			free(s->buckets);
+			free(s);
+			return NULL;
+		}
+		randombytes_buf(s->hash_key, sizeof(s->hash_key));
+	}
 	return s;
 }
 
@@ -1203,6 +1626,19 @@ size_t http_server_conn_count(const struct http_server *s)
 	return s->nconns;
 }
 
+void http_server_stats(const struct http_server *s, struct http_server_stats *out)
+{
+	*out = s->stats;
+	out->conns = s->nconns;
+	out->clients = s->nclients;
+}
+
+void http_server_on_refuse(struct http_server *s, http_refuse_fn fn, void *ud)
+{
+	s->refuse_fn = fn;
+	s->refuse_ud = ud;
+}
+
 void http_server_free(struct http_server *s)
 {
 	if (s == NULL)
@@ -1217,6 +1653,7 @@ void http_server_free(struct http_server *s)
 	}
 	while (s->conns != NULL)
 		conn_close(s->conns);
+	free(s->buckets); /* every entry went with its last connection */
 	free(s);
 }
 

@@ -10,8 +10,13 @@
  *   - a sans-I/O request parser (http_reqparser_*): bytes in, one complete
  *     request (or an HTTP error status) out.  It wraps http-parser 2.9, copies
  *     what it needs (so the caller's bytes need not stay around), enforces the
- *     header/body limits, percent-decodes the path and splits the query.  The
- *     fuzz target drives it directly.
+ *     header/body limits, percent-decodes the path and splits the query.
+ *     Where Debian's http-parser (built without HTTP_PARSER_STRICT) is
+ *     lenient about framing, the wrapper is not: it decodes chunked bodies
+ *     itself, strictly, and refuses header names that are not tokens,
+ *     obs-fold lines and any Transfer-Encoding but one "chunked" (see
+ *     check_framing and chunk_feed in http.c).  The fuzz target drives it
+ *     directly.
  *   - the driver (http_server_*, http_conn): non-blocking sockets, libev
  *     watchers, keep-alive, pipelining, timeouts, response framing.
  *
@@ -35,7 +40,7 @@
  * trickled bytes); a body and a response write must make progress at least
  * every idle_timeout.  An unanswered (deferred) request has no timeout here:
  * its owner bounds it.  Errors the parser detects are answered
- * 400/413/417/431/505 with a plain-text body, then the connection is closed
+ * 400/413/417/431/501/505 with a plain-text body, then the connection is closed
  * after a short lingering drain so the client sees the answer and not a RST.
  *
  * Error convention: I/O functions return 0 or -errno; constructors return
@@ -59,14 +64,27 @@ struct http_reqparser;
 #define HTTP_DEFAULT_MAX_BODY_BYTES (1024u * 1024u + 4096u)
 #define HTTP_DEFAULT_MAX_HEADERS 256u
 #define HTTP_DEFAULT_MAX_CONNS 4096u
+#define HTTP_DEFAULT_MAX_CONNS_PER_CLIENT 200u /* Consul's http_max_conns_per_client */
 #define HTTP_DEFAULT_IDLE_TIMEOUT_MS 60000u
+#define HTTP_UNLIMITED (~0u) /* max_conns_per_client: no per-address cap */
 
-/* Limits; a field left 0 takes its HTTP_DEFAULT_* value. */
+/* Limits; a field left 0 takes its HTTP_DEFAULT_* value.
+ *
+ * Connection caps: a connection over max_conns, or from a remote IP address
+ * that already holds max_conns_per_client, is accepted, answered with a
+ * fixed "503 Service Unavailable" (global) or "429 Too Many Requests" (per
+ * address) and closed at once; it never gets a parser or buffers.  The
+ * per-address cap is clamped to max_conns / 2 (at least 1), so that one
+ * address can never hold every slot; HTTP_UNLIMITED turns it off (Consul's
+ * 0).  Addresses are exact (IPv4, or IPv6 with an IPv4-mapped address
+ * counted as the IPv4 one); a listener without an IP address has no
+ * per-address cap. */
 struct http_limits {
 	size_t max_header_bytes;  /* request line + headers; over -> 431 */
 	size_t max_body_bytes;    /* decoded body; over -> 413 */
 	unsigned max_headers;     /* header count; over -> 431 */
-	unsigned max_conns;       /* open connections; more are accepted, closed */
+	unsigned max_conns;       /* open connections; more get 503 and close */
+	unsigned max_conns_per_client; /* per remote IP; more get 429 and close */
 	unsigned idle_timeout_ms; /* see "Timeouts" above */
 };
 
@@ -119,6 +137,28 @@ int http_server_listen(struct http_server *s, const char *addr, uint16_t port,
 
 /* Number of open connections. */
 size_t http_server_conn_count(const struct http_server *s);
+
+/* Counters since the server started, for metrics. */
+struct http_server_stats {
+	uint64_t refused_max_conns;  /* over max_conns: 503 and closed */
+	uint64_t refused_per_client; /* over max_conns_per_client: 429 and closed */
+	size_t conns;                /* open connections */
+	size_t clients;              /* distinct remote addresses holding them */
+};
+void http_server_stats(const struct http_server *s, struct http_server_stats *out);
+
+enum http_refuse_reason { HTTP_REFUSED_MAX_CONNS, HTTP_REFUSED_PER_CLIENT };
+
+/* Called when a connection is refused at accept, at most once every
+ * HTTP_REFUSE_REPORT_S seconds (the first refusal is reported at once):
+ * `remote` is the "ip:port" of the refused connection that triggered the
+ * call, `held` what its address holds (per client) or the open count
+ * (global), `refused` the refusals since the previous call, this one
+ * included.  For a rate-limited log line.  NULL fn turns it off. */
+#define HTTP_REFUSE_REPORT_S 10.0
+typedef void (*http_refuse_fn)(void *ud, enum http_refuse_reason why, const char *remote,
+                               unsigned held, uint64_t refused);
+void http_server_on_refuse(struct http_server *s, http_refuse_fn fn, void *ud);
 
 /* Closes listeners and connections (firing pending close callbacks), stops
  * every watcher and frees everything.  NULL is a no-op. */
@@ -240,7 +280,7 @@ bool http_reqparser_in_request(const struct http_reqparser *p);
 /* True once the current request's headers are complete. */
 bool http_reqparser_headers_done(const struct http_reqparser *p);
 
-/* After ERROR: the HTTP status to answer (400, 413, 417, 431, 505) and a
+/* After ERROR: the HTTP status to answer (400, 413, 417, 431, 501, 505) and a
  * plain-text message (owned by p). */
 int http_reqparser_error(const struct http_reqparser *p, const char **msg);
 

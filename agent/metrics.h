@@ -112,6 +112,8 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(CHECKS_WARNING, GAUGE, "agent.checks", "status", "warning", NULL)                  \
 	X(CHECKS_CRITICAL, GAUGE, "agent.checks", "status", "critical", NULL)                \
 	/* HTTP API */                                                                       \
+	X(HTTP_REFUSED_PER_CLIENT, COUNTER, "http.connections.refused", "reason", "per_client", "HTTP connections refused at accept: over limits.http_max_conns_per_client (429), over the agent's 4096 (503)") \
+	X(HTTP_REFUSED_MAX_CONNS, COUNTER, "http.connections.refused", "reason", "max_conns", NULL) \
 	X(HTTP_REQUESTS, COUNTER, "http.requests", "code", NULL, "HTTP API responses, by status code") \
 	X(HTTP_LATENCY, SAMPLE, "http.request_ms", NULL, NULL, "Time from a complete HTTP request to the start of its response, ms (blocking queries included)") \
 	/* the agent process */                                                              \

@@ -9,6 +9,8 @@
  *   /hdr    adds an extra header
  *   /defer  answers 50 ms later from a timer
  *   /hang   answers 300 ms later, and registers a close callback
+ * Connections the server refuses at accept are counted by its refuse
+ * callback; the server's stats are read once the loop has stopped.
  */
 #define _GNU_SOURCE /* strcasestr */
 #include "agent/http.h"
@@ -43,7 +45,20 @@ struct fx {
 	struct http_conn *deferred; /* loop thread only */
 	atomic_int close_fired;
 	atomic_int handled;
+	atomic_int refuse_calls;       /* refuse callback calls */
+	atomic_int refuse_last_reason; /* enum http_refuse_reason of the last */
+	atomic_int refuse_last_count;  /* its `refused` argument */
+	struct http_server_stats final; /* filled by fx_stop */
 };
+
+static void on_refuse(void *ud, enum http_refuse_reason why, const char *remote,
+                      unsigned held, uint64_t refused)
+{
+	struct fx *f = ud;
+	atomic_store(&f->refuse_last_reason, (int)why);
+	atomic_store(&f->refuse_last_count, (int)refused);
+	atomic_fetch_add(&f->refuse_calls, 1);
+}
 
 static double now_s(void)
 {
@@ -139,7 +154,9 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
-static int fx_start(struct fx *f, const struct http_limits *lim)
+/* Starts the fixture; also listens on [::1] (port to *p6, 0 if the host
+ * has no IPv6) when p6 is not NULL, before the loop thread runs. */
+static int fx_start6(struct fx *f, const struct http_limits *lim, uint16_t *p6)
 {
 	memset(f, 0, sizeof(*f));
 	char err[256];
@@ -150,12 +167,22 @@ static int fx_start(struct fx *f, const struct http_limits *lim)
 	int rc = http_server_listen(f->srv, "127.0.0.1", 0, &f->port, err, sizeof(err));
 	if (!CHECK(rc == 0, "listen: %s", err) || !CHECK(f->port != 0, "bound port is 0"))
 		return -1;
+	http_server_on_refuse(f->srv, on_refuse, f);
+	if (p6 != NULL && http_server_listen(f->srv, "::1", 0, p6, err, sizeof(err)) != 0) {
+		fprintf(stderr, "  note: no IPv6 listener: %s\n", err);
+		*p6 = 0;
+	}
 	ev_async_init(&f->stop, stop_cb);
 	ev_async_start(f->loop, &f->stop);
 	ev_init(&f->defer_timer, defer_cb);
 	f->defer_timer.data = f;
 	pthread_create(&f->th, NULL, loop_main, f);
 	return 0;
+}
+
+static int fx_start(struct fx *f, const struct http_limits *lim)
+{
+	return fx_start6(f, lim, NULL);
 }
 
 /* Stops the loop, frees the server; fails if any watcher is left. */
@@ -165,6 +192,7 @@ static int fx_stop(struct fx *f)
 	pthread_join(f->th, NULL);
 	ev_timer_stop(f->loop, &f->defer_timer);
 	ev_async_stop(f->loop, &f->stop);
+	http_server_stats(f->srv, &f->final);
 	http_server_free(f->srv);
 	int left = leftover_watchers(f->loop);
 	ev_loop_destroy(f->loop);
@@ -181,16 +209,35 @@ struct cli {
 	size_t len;
 };
 
-static int cli_open(struct cli *c, uint16_t port)
+/* Connects to 127.0.0.1:port from the address src (NULL: the kernel's
+ * choice), or to [::1]:port when src is "::1". */
+static int cli_open_from(struct cli *c, uint16_t port, const char *src)
 {
+	bool v6 = src != NULL && strchr(src, ':') != NULL;
 	c->len = 0;
-	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	c->fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
 	struct timeval tv = {.tv_sec = 3};
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (v6) {
+		struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+		inet_pton(AF_INET6, src, &sin6.sin6_addr);
+		return connect(c->fd, (struct sockaddr *)&sin6, sizeof(sin6));
+	}
+	if (src != NULL) {
+		struct sockaddr_in from = {.sin_family = AF_INET};
+		inet_pton(AF_INET, src, &from.sin_addr);
+		if (bind(c->fd, (struct sockaddr *)&from, sizeof(from)) < 0)
+			return -1;
+	}
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
 	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
 	return connect(c->fd, (struct sockaddr *)&sin, sizeof(sin));
+}
+
+static int cli_open(struct cli *c, uint16_t port)
+{
+	return cli_open_from(c, port, NULL);
 }
 
 static void cli_close(struct cli *c)
@@ -593,7 +640,8 @@ static void test_max_conns_accept_then_close(void)
 {
 	struct fx f;
 	struct cli a, b, c;
-	struct http_limits lim = {.max_conns = 2};
+	/* no per-address cap: else one address could hold only one of two */
+	struct http_limits lim = {.max_conns = 2, .max_conns_per_client = HTTP_UNLIMITED};
 	if (fx_start(&f, &lim) < 0)
 		return;
 	REQUIRE_INT(0, cli_open(&a, f.port));
@@ -603,9 +651,187 @@ static void test_max_conns_accept_then_close(void)
 	REQUIRE_INT(200, cli_response(&a, false, resp, sizeof(resp)));
 	REQUIRE_INT(200, cli_response(&b, false, resp, sizeof(resp)));
 	REQUIRE_INT(0, cli_open(&c, f.port));
+	REQUIRE_INT(503, cli_response(&c, false, resp, sizeof(resp)));
 	REQUIRE(cli_sees_eof(&c, 2.0), "third connection not closed");
 	cli_close(&a);
 	cli_close(&b);
+	cli_close(&c);
+	if (fx_stop(&f) < 0)
+		return;
+	REQUIRE_INT(1, f.final.refused_max_conns);
+	REQUIRE_INT(0, f.final.refused_per_client);
+}
+
+/* A keep-alive request on c; returns the status (the conn stays open). */
+static int cli_get(struct cli *c)
+{
+	if (cli_sends(c, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n") < 0)
+		return -1;
+	return cli_response(c, false, resp, sizeof(resp));
+}
+
+/* Opens a connection from src and asks once, retrying for up to `secs`
+ * while the server still counts a connection the test just closed.
+ * Returns the last status. */
+static int cli_get_retry(struct cli *c, uint16_t port, const char *src, double secs)
+{
+	double deadline = now_s() + secs;
+	for (;;) {
+		if (cli_open_from(c, port, src) < 0)
+			return -1;
+		int st = cli_get(c);
+		if (st == 200 || now_s() >= deadline)
+			return st;
+		cli_close(c);
+		usleep(10000);
+	}
+}
+
+static void test_per_client_cap_refuses_one_address_only(void)
+{
+	enum { CAP = 3 };
+	struct fx f;
+	struct cli held[CAP], over, other, again;
+	struct http_limits lim = {.max_conns_per_client = CAP};
+	if (fx_start(&f, &lim) < 0)
+		return;
+	for (int i = 0; i < CAP; i++) {
+		REQUIRE_INT(0, cli_open_from(&held[i], f.port, "127.0.0.1"));
+		REQUIRE_INT(200, cli_get(&held[i]));
+	}
+	/* one more from the same address: a 429 and a close, nothing else */
+	REQUIRE_INT(0, cli_open_from(&over, f.port, "127.0.0.1"));
+	REQUIRE_INT(429, cli_response(&over, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "Connection: close\r\n");
+	REQUIRE_HAS(resp, "too many connections from this address");
+	REQUIRE(cli_sees_eof(&over, 2.0), "refused connection not closed");
+	cli_close(&over);
+	/* another address is still served, while 127.0.0.1 holds its cap */
+	REQUIRE_INT(0, cli_open_from(&other, f.port, "127.0.0.2"));
+	REQUIRE_INT(200, cli_get(&other));
+	/* the held ones still work */
+	REQUIRE_INT(200, cli_get(&held[0]));
+	/* closing one frees a slot for 127.0.0.1 */
+	cli_close(&held[1]);
+	REQUIRE_INT(200, cli_get_retry(&again, f.port, "127.0.0.1", 2.0));
+	REQUIRE(wait_for(&f.refuse_calls, 1, 1.0), "refuse callback not called");
+	REQUIRE_INT(HTTP_REFUSED_PER_CLIENT, atomic_load(&f.refuse_last_reason));
+	cli_close(&again);
+	cli_close(&other);
+	cli_close(&held[0]);
+	cli_close(&held[2]);
+	if (fx_stop(&f) < 0)
+		return;
+	/* the retry may have come before the server saw the close */
+	REQUIRE(f.final.refused_per_client >= 1, "refused_per_client: got %llu",
+	        (unsigned long long)f.final.refused_per_client);
+	REQUIRE_INT(0, f.final.refused_max_conns);
+}
+
+static void test_per_client_refusals_reported_once_per_interval(void)
+{
+	struct fx f;
+	struct cli held, over;
+	struct http_limits lim = {.max_conns_per_client = 1};
+	if (fx_start(&f, &lim) < 0)
+		return;
+	REQUIRE_INT(0, cli_open(&held, f.port));
+	REQUIRE_INT(200, cli_get(&held));
+	for (int i = 0; i < 5; i++) {
+		REQUIRE_INT(0, cli_open(&over, f.port));
+		REQUIRE_INT(429, cli_response(&over, false, resp, sizeof(resp)));
+		cli_close(&over);
+	}
+	/* the first refusal is reported at once, the next four wait for
+	 * HTTP_REFUSE_REPORT_S (10 s) */
+	REQUIRE_INT(1, atomic_load(&f.refuse_calls));
+	REQUIRE_INT(1, atomic_load(&f.refuse_last_count));
+	cli_close(&held);
+	if (fx_stop(&f) < 0)
+		return;
+	REQUIRE_INT(5, f.final.refused_per_client);
+	/* the entry of an address goes with its last connection */
+	REQUIRE_INT(0, f.final.clients);
+}
+
+static void test_per_client_cap_clamped_to_half_of_max_conns(void)
+{
+	struct fx f;
+	struct cli a[2], b[2], over, third;
+	/* a cap above max_conns / 2 is clamped: one address cannot take all */
+	struct http_limits lim = {.max_conns = 4, .max_conns_per_client = 100};
+	if (fx_start(&f, &lim) < 0)
+		return;
+	for (int i = 0; i < 2; i++) {
+		REQUIRE_INT(0, cli_open_from(&a[i], f.port, "127.0.0.1"));
+		REQUIRE_INT(200, cli_get(&a[i]));
+	}
+	REQUIRE_INT(0, cli_open_from(&over, f.port, "127.0.0.1"));
+	REQUIRE_INT(429, cli_response(&over, false, resp, sizeof(resp)));
+	cli_close(&over);
+	for (int i = 0; i < 2; i++) {
+		REQUIRE_INT(0, cli_open_from(&b[i], f.port, "127.0.0.2"));
+		REQUIRE_INT(200, cli_get(&b[i]));
+	}
+	/* the global cap still holds for a third address */
+	REQUIRE_INT(0, cli_open_from(&third, f.port, "127.0.0.3"));
+	REQUIRE_INT(503, cli_response(&third, false, resp, sizeof(resp)));
+	cli_close(&third);
+	for (int i = 0; i < 2; i++) {
+		cli_close(&a[i]);
+		cli_close(&b[i]);
+	}
+	if (fx_stop(&f) < 0)
+		return;
+	REQUIRE_INT(1, f.final.refused_per_client);
+	REQUIRE_INT(1, f.final.refused_max_conns);
+}
+
+static void test_per_client_cap_ipv6(void)
+{
+	struct fx f;
+	struct cli a, over;
+	struct http_limits lim = {.max_conns_per_client = 1};
+	uint16_t p6 = 0;
+	if (fx_start6(&f, &lim, &p6) < 0)
+		return;
+	if (p6 == 0) {
+		fprintf(stderr, "  note: test skipped without IPv6\n");
+		fx_stop(&f);
+		return;
+	}
+	REQUIRE_INT(0, cli_open_from(&a, p6, "::1"));
+	REQUIRE_INT(200, cli_get(&a));
+	REQUIRE_INT(0, cli_open_from(&over, p6, "::1"));
+	REQUIRE_INT(429, cli_response(&over, false, resp, sizeof(resp)));
+	cli_close(&over);
+	/* ::1 and 127.0.0.1 are different addresses */
+	struct cli v4;
+	REQUIRE_INT(0, cli_open(&v4, f.port));
+	REQUIRE_INT(200, cli_get(&v4));
+	cli_close(&v4);
+	cli_close(&a);
+	fx_stop(&f);
+}
+
+/* A chunked body whose data is not followed by CRLF, sent in pieces that
+ * split the chunk: http-parser 2.9 took "XX" for the CRLF and answered. */
+static void test_chunk_without_crlf_gets_400(void)
+{
+	struct fx f;
+	struct cli c;
+	if (fx_start(&f, NULL) < 0)
+		return;
+	REQUIRE_INT(0, cli_open(&c, f.port));
+	cli_sends(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab");
+	usleep(20000);
+	cli_sends(&c, "c");
+	usleep(20000);
+	cli_sends(&c, "XX0\r\n\r\n");
+	REQUIRE_INT(400, cli_response(&c, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "malformed chunked encoding: chunk data not followed by CRLF");
+	REQUIRE(cli_sees_eof(&c, 3.0), "no EOF after 400");
+	REQUIRE_INT(0, atomic_load(&f.handled));
 	cli_close(&c);
 	fx_stop(&f);
 }
@@ -614,13 +840,11 @@ static void test_server_free_with_open_connections(void)
 {
 	struct fx f;
 	struct cli a, b, c;
-	if (fx_start(&f, NULL) < 0)
-		return;
-	char err[128];
 	uint16_t p6 = 0;
-	/* a second listener (IPv6 if the host has it) is freed too */
-	if (http_server_listen(f.srv, "[::1]", 0, &p6, err, sizeof(err)) != 0)
-		fprintf(stderr, "  note: no IPv6 listener: %s\n", err);
+	/* a second listener (IPv6 if the host has it) is freed too; it is
+	 * added before the loop thread runs (libev is not thread-safe) */
+	if (fx_start6(&f, NULL, &p6) < 0)
+		return;
 	REQUIRE_INT(0, cli_open(&a, f.port)); /* idle */
 	REQUIRE_INT(0, cli_open(&b, f.port)); /* half a request */
 	cli_sends(&b, "PUT /x HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
@@ -727,6 +951,157 @@ static void test_parser_errors(void)
 	http_reqparser_free(p);
 }
 
+/* Feeds in pieces of `step` bytes (0: all at once) as a socket would,
+ * until DONE or ERROR.  Returns 0 for DONE (body copied to body), the
+ * error status, or -1 if more input was wanted; *consumed: bytes used. */
+static int feed_split(const char *in, size_t len, size_t step, char *body, size_t bodycap,
+                      size_t *consumed, char *msg, size_t msgcap)
+{
+	struct http_reqparser *p = http_reqparser_new(NULL);
+	size_t off = 0, used;
+	enum http_parse_result r = HTTP_PARSE_MORE;
+	while (off < len) {
+		size_t n = step != 0 && len - off > step ? step : len - off;
+		r = http_reqparser_feed(p, in + off, n, &used);
+		off += used;
+		if (r != HTTP_PARSE_MORE)
+			break;
+	}
+	int st = -1;
+	body[0] = msg[0] = '\0';
+	if (r == HTTP_PARSE_DONE) {
+		const struct http_request *q = http_reqparser_request(p);
+		snprintf(body, bodycap, "%.*s", (int)q->body_len, q->body);
+		st = 0;
+	} else if (r == HTTP_PARSE_ERROR) {
+		const char *m;
+		st = http_reqparser_error(p, &m);
+		snprintf(msg, msgcap, "%s", m);
+	}
+	*consumed = off;
+	http_reqparser_free(p);
+	return st;
+}
+
+#define CHUNKED_POST "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+/* Chunked framing is decoded strictly, with the same result however the
+ * bytes are split across reads.  Every "bad" case here was accepted by
+ * http-parser 2.9 as Debian builds it. */
+static void test_parser_chunked_framing_strict(void)
+{
+	static const struct {
+		const char *in;
+		int status;       /* 0: DONE */
+		const char *want; /* DONE: body; error: part of the message */
+	} cases[] = {
+		{CHUNKED_POST "3\r\nabc\r\n0\r\n\r\n", 0, "abc"},
+		{CHUNKED_POST "3;name=\"v\"\r\nabc\r\nA \t\r\n0123456789\r\n0\r\nT: v\r\n\r\n", 0,
+		 "abc0123456789"},
+		{CHUNKED_POST "0000000000000003\r\nabc\r\n0\r\n\r\n", 0, "abc"},
+		/* item 9 of issue 13: chunk data without its CRLF */
+		{CHUNKED_POST "3\r\nabcXX0\r\n\r\n", 400, "chunk data not followed by CRLF"},
+		{CHUNKED_POST "3\r\nabc\rX0\r\n\r\n", 400, "chunk data not followed by CRLF"},
+		/* a bare CR, or junk, ending the chunk-size line */
+		{CHUNKED_POST "3\rXabc\r\n0\r\n\r\n", 400, "chunk size line not ended by CRLF"},
+		{CHUNKED_POST "3 zz\r\nabc\r\n0\r\n\r\n", 400, "invalid character after chunk size"},
+		{CHUNKED_POST "3;a\x01\r\nabc\r\n0\r\n\r\n", 400, "control character in chunk extension"},
+		{CHUNKED_POST "3;a\nb\r\nabc\r\n0\r\n\r\n", 400, "control character in chunk extension"},
+		{CHUNKED_POST "0x3\r\nabc\r\n0\r\n\r\n", 400, "invalid character in chunk size"},
+		{CHUNKED_POST "10000000000000003\r\nabc\r\n0\r\n\r\n", 400, "chunk size too large"},
+		/* the end of the body: a bare LF, or junk after the CR */
+		{CHUNKED_POST "3\r\nabc\r\n0\r\n\n", 400, "last chunk not ended by CRLF"},
+		{CHUNKED_POST "3\r\nabc\r\n0\r\n\rX", 400, "last chunk not ended by CRLF"},
+		{CHUNKED_POST "3\r\nabc\r\n0\r\nT v\r\n\r\n", 400, "invalid character in trailer name"},
+		{CHUNKED_POST "3\r\nabc\r\n0\r\nT: v\rX\r\n", 400, "trailer line not ended by CRLF"},
+		/* the size is checked against the body limit before the data */
+		{CHUNKED_POST "ffffff\r\nabc", 413, "too large"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *in = cases[i].in;
+		size_t len = strlen(in);
+		char body[256], msg[256], body0[256], msg0[256];
+		size_t used0, used;
+		int st0 = feed_split(in, len, 0, body0, sizeof(body0), &used0, msg0, sizeof(msg0));
+		REQUIRE(st0 == cases[i].status, "case %zu: expected status %d, got %d (%s)", i,
+		        cases[i].status, st0, msg0);
+		if (st0 == 0) {
+			REQUIRE(strcmp(body0, cases[i].want) == 0, "case %zu: body [%s], expected [%s]",
+			        i, body0, cases[i].want);
+			REQUIRE_INT(len, used0);
+		} else {
+			REQUIRE(strstr(msg0, cases[i].want) != NULL, "case %zu: message [%s] lacks [%s]",
+			        i, msg0, cases[i].want);
+		}
+		for (size_t step = 1; step < len; step++) {
+			int st = feed_split(in, len, step, body, sizeof(body), &used, msg, sizeof(msg));
+			REQUIRE(st == st0 && strcmp(body, body0) == 0 && strcmp(msg, msg0) == 0 &&
+			        (st != 0 || used == used0),
+			        "case %zu split every %zu bytes: status %d [%s] [%s], whole: %d [%s] [%s]",
+			        i, step, st, body, msg, st0, body0, msg0);
+		}
+	}
+}
+
+/* Header leniencies of http-parser 2.9 that matter for framing. */
+static void test_parser_rejects_ambiguous_framing(void)
+{
+	static const struct {
+		const char *in;
+		int status;
+		const char *want;
+	} cases[] = {
+		/* "Transfer-Encoding :" was taken for the real header */
+		{"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400,
+		 "invalid character in header name"},
+		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+		 "0\r\n\r\n", 400, "more than one Transfer-Encoding"},
+		{"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501,
+		 "unsupported Transfer-Encoding"},
+		{"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400,
+		 "Transfer-Encoding in an HTTP/1.0 request"},
+		/* obs-fold (RFC 9112 5.2) */
+		{"GET / HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n", 400, "obsolete line folding"},
+		{"GET / HTTP/1.1\r\nX-A: a\r\n\tb\r\nX-B: c\r\n\r\n", 400, "obsolete line folding"},
+		/* already refused by http-parser 2.9.4; kept so that stays true */
+		{"GET / HTTP/1.1\r\nX-Colonless\r\nHost: x\r\n\r\n", 400, "Bad Request"},
+		{"GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", 400, "Bad Request"},
+		{"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
+		 "content-length"},
+		{"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400,
+		 "content-length"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *in = cases[i].in;
+		size_t len = strlen(in);
+		for (size_t step = 0; step < len; step++) {
+			char body[64], msg[256];
+			size_t used;
+			int st = feed_split(in, len, step, body, sizeof(body), &used, msg, sizeof(msg));
+			REQUIRE(st == cases[i].status && strstr(msg, cases[i].want) != NULL,
+			        "case %zu split %zu: expected %d [%s], got %d [%s]", i, step,
+			        cases[i].status, cases[i].want, st, msg);
+		}
+	}
+	/* what stays accepted: empty values, values split by a read, bare-LF
+	 * line ends in the headers (RFC 9112 2.2 allows a recipient that) */
+	static const char *const ok[] = {
+		"GET / HTTP/1.1\r\nX-A:\r\nX-B: 1\r\n\r\n",
+		"GET / HTTP/1.1\r\nX-A: a long value with spaces\r\nX-B: 1\r\n\r\n",
+		"GET / HTTP/1.1\nX-A: v\n\n",
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		size_t len = strlen(ok[i]);
+		for (size_t step = 0; step < len; step++) {
+			char body[64], msg[256];
+			size_t used;
+			int st = feed_split(ok[i], len, step, body, sizeof(body), &used, msg, sizeof(msg));
+			REQUIRE(st == 0 && used == len, "ok case %zu split %zu: got %d [%s] used %zu", i,
+			        step, st, msg, used);
+		}
+	}
+}
+
 static void test_percent_decode(void)
 {
 	char out[64];
@@ -747,6 +1122,8 @@ int main(void)
 	RUN(test_percent_decode);
 	RUN(test_parser_byte_by_byte);
 	RUN(test_parser_errors);
+	RUN(test_parser_chunked_framing_strict);
+	RUN(test_parser_rejects_ambiguous_framing);
 	RUN(test_listen_errors);
 	RUN(test_get_query_flags_by_presence);
 	RUN(test_put_with_body);
@@ -763,6 +1140,11 @@ int main(void)
 	RUN(test_connection_close_and_http10);
 	RUN(test_expect_100_continue);
 	RUN(test_max_conns_accept_then_close);
+	RUN(test_per_client_cap_refuses_one_address_only);
+	RUN(test_per_client_refusals_reported_once_per_interval);
+	RUN(test_per_client_cap_clamped_to_half_of_max_conns);
+	RUN(test_per_client_cap_ipv6);
+	RUN(test_chunk_without_crlf_gets_400);
 	RUN(test_server_free_with_open_connections);
 	return check_exit_code();
 }
