@@ -149,6 +149,12 @@ static void collect(void *ud)
 		KCOPY(KV_SYNC_REFUSED_SEALED, sync_refused_sealed);
 		KCOPY(KV_SYNC_BUDGET_CLOSED, sync_budget_closed);
 		KCOPY(KV_VERSIONS_AHEAD, versions_ahead);
+		KCOPY(KV_STORE_BAD_READS, store_bad_reads);
+		KCOPY(KV_COMMIT_FAILURES, commit_failures);
+		KCOPY(KV_CHECKPOINT_FAILURES, checkpoint_failures);
+		metrics_set_gauge(METRIC_KV_STORE_BAD_RECORDS, (double)ks->store_bad_records);
+		metrics_set_gauge(METRIC_KV_WAL_DROPPED, (double)ks->wal_dropped_records);
+		metrics_set_gauge(METRIC_KV_STORE_FAILING, ks->store_failing ? 1 : 0);
 #undef KCOPY
 	}
 	metrics_set_gauge(METRIC_KEYRING_KEYS, a->keyring ? (double)keyring_count(a->keyring) : 0);

@@ -100,6 +100,12 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(KV_SYNC_REFUSED_SEALED, COUNTER, "kv.anti_entropy.refused", "reason", "no_keyring", NULL) \
 	X(KV_SYNC_BUDGET_CLOSED, COUNTER, "kv.anti_entropy.budget_closed", NULL, NULL, "Sync connections closed because all sync buffers together would pass their 16 MiB budget") \
 	X(KV_VERSIONS_AHEAD, COUNTER, "kv.versions_ahead", NULL, NULL, "Remote versions refused for being further ahead of this agent's clock than kv_max_clock_offset") \
+	X(KV_STORE_BAD_READS, COUNTER, "kv.store.bad_reads", NULL, NULL, "Reads and scans that met a stored record failing its checksum (shown as absent)") \
+	X(KV_STORE_BAD_RECORDS, GAUGE, "kv.store.bad_records", NULL, NULL, "Stored records failing their checksum at the last full scan (open, rebuild)") \
+	X(KV_WAL_DROPPED, GAUGE, "kv.wal.dropped_records", NULL, NULL, "Records of the write-ahead log's damaged tail dropped at start") \
+	X(KV_COMMIT_FAILURES, COUNTER, "kv.store.failures", "op", "commit", "Failed log appends (writes answered with an error) and failed checkpoints") \
+	X(KV_CHECKPOINT_FAILURES, COUNTER, "kv.store.failures", "op", "checkpoint", NULL) \
+	X(KV_STORE_FAILING, GAUGE, "kv.store.failing", NULL, NULL, "1 while the last commit or checkpoint failed (a full disk), 0 once one succeeds") \
 	/* DNS and the local services/checks (agent/api_catalog.c) */                         \
 	X(DNS_NOERROR, COUNTER, "dns.queries", "rcode", "noerror", "DNS queries answered, by response code; dropped: malformed or unanswerable, no response sent") \
 	X(DNS_NXDOMAIN, COUNTER, "dns.queries", "rcode", "nxdomain", NULL)                  \
