@@ -31,7 +31,7 @@
 #include "agent/api_event.h"
 #include "agent/events.h"
 #include "agent/http.h"
-#include "agent/log.h"
+#include "lib/log.h"
 #include "agent/memtrim.h"
 #include "gossip/keyring.h"
 #include "gossip/serf.h"

@@ -15,7 +15,7 @@
 #include "agent/api_kv.h"
 #include "agent/api_event.h"
 #include "agent/http.h"
-#include "agent/log.h"
+#include "lib/log.h"
 #include "gossip/tags.h"
 #include "gossip/transport.h"
 

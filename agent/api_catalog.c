@@ -24,7 +24,7 @@
 #include "agent/catalog.h"
 #include "agent/checks.h"
 #include "agent/http.h"
-#include "agent/log.h"
+#include "lib/log.h"
 #include "agent/services.h"
 #include "dns/dns.h"
 #include "dns/dns_server.h"

@@ -18,7 +18,7 @@
 #include "agent/agent.h"
 #include "agent/api.h"
 #include "agent/http.h"
-#include "agent/log.h"
+#include "lib/log.h"
 #include "gossip/keyring.h"
 #include "gossip/serf.h"
 #include "gossip/transport.h"

@@ -23,7 +23,7 @@
 #include "agent/api.h"
 #include "agent/config.h"
 #include "agent/http.h"
-#include "agent/log.h"
+#include "lib/log.h"
 #include "kv/kv.h"
 
 #define WAIT_DEFAULT_MS (5 * 60 * 1000)

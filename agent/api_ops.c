@@ -18,7 +18,7 @@
 #include "agent/agent.h"
 #include "agent/api.h"
 #include "agent/http.h"
-#include "agent/log.h"
+#include "lib/log.h"
 #include "agent/metrics.h"
 #include "gossip/keyring.h"
 #include "kv/kv.h"

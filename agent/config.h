@@ -42,7 +42,7 @@
 #define RUMOR_CONFIG_DATACENTER_MAX 63     /* one DNS label */
 #define RUMOR_CONFIG_KEY_MAX 32            /* largest gossip key, bytes */
 
-/* Ordered from most to least verbose, in the same order as agent/log.h's
+/* Ordered from most to least verbose, in the same order as lib/log.h's
  * enum log_level, so the agent may cast one to the other. */
 enum rumor_config_log_level {
 	RUMOR_CONFIG_LOG_TRACE = 0,

@@ -22,7 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "agent/log.h"
+#include "lib/log.h"
 
 #define COALESCE_MS 3000
 #define QUIESCENT_MS 1000

@@ -19,7 +19,7 @@
 
 #include "agent/checks.h"
 #include "agent/config.h"
-#include "agent/log.h"
+#include "lib/log.h"
 
 struct chk {
 	struct services *owner;

@@ -50,7 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/log.h"
+#include "lib/log.h"
 #include "gossip/swim.h"
 #include "gossip/tags.h"
 #include "kv/hlc.h"

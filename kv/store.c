@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "agent/log.h"
+#include "lib/log.h"
 #include "kv/hlc.h"
 #include "kv/wal.h"
 

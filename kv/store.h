@@ -50,8 +50,7 @@
  * are logged rate-limited: the first at warn, then at most one line every
  * KV_STORE_LOG_EVERY_MS with a count, and one when writes succeed again.
  *
- * Logs through agent/log.h as kv/kv.c does (a callback struct would keep
- * kv/ below agent/; it comes when the engine moves out of the driver).
+ * Logs through lib/log.h, below kv/ (as kv/kv.c does).
  *
  * Error convention: -1 with a message in err (or logged by the caller).
  */

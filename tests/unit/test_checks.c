@@ -20,7 +20,7 @@
 
 #include "agent/catalog.h"
 #include "agent/checks.h"
-#include "agent/log.h"
+#include "lib/log.h"
 #include "agent/services.h"
 #include "tests/unit/check.h"
 

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "agent/cli_kv.h"
-#include "agent/log.h"
+#include "lib/log.h"
 #include "kv/hlc.h"
 #include "kv/kv.h"
 #include "kv/repl.h"

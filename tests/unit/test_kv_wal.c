@@ -23,7 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/log.h"
+#include "lib/log.h"
 #include "kv/kv.h"
 #include "kv/store.h"
 #include "kv/wal.h"

@@ -3,7 +3,7 @@
  * recursion, unsubscribe), the text/JSON line formats, and size rotation of
  * the log file with pruning of old files.
  */
-#include "agent/log.h"
+#include "lib/log.h"
 
 #include <dirent.h>
 #include <fcntl.h>

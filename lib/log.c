@@ -1,5 +1,5 @@
-/* agent/log.c — see log.h. */
-#include "agent/log.h"
+/* lib/log.c — see log.h. */
+#include "lib/log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* agent/log_syslog.c */
+/* lib/log_syslog.c */
 void log__syslog_open(bool on);
 void log__syslog_line(int level, const char *msg);
 

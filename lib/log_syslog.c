@@ -1,5 +1,5 @@
 /*
- * agent/log_syslog.c — the syslog output of agent/log.c, in its own file
+ * lib/log_syslog.c — the syslog output of lib/log.c, in its own file
  * because <syslog.h> defines LOG_INFO, LOG_ERR... which are also the names
  * of log.h's levels. Internal to the log module (log__ prefix).
  */

@@ -1,5 +1,5 @@
 /*
- * agent/log.h — the agent's log lines, to stderr (and optionally a file),
+ * lib/log.h — the agent's log lines, to stderr (and optionally a file),
  * and to subscribers (GET /v1/agent/monitor).
  *
  * Owns: the level threshold, the output format (text or JSON), the output
@@ -15,8 +15,8 @@
  * log_msg formats a record when either wants it. A subscriber must not log
  * from its callback (such records are dropped, not recursed into).
  */
-#ifndef RUMOR_AGENT_LOG_H
-#define RUMOR_AGENT_LOG_H
+#ifndef RUMOR_LIB_LOG_H
+#define RUMOR_LIB_LOG_H
 
 #include <stdbool.h>
 #include <stddef.h>
