@@ -399,6 +399,11 @@ static void on_merge_state(void *ud, const uint8_t *p, size_t len, bool join)
 		serf_merge_state(a->serf, p, len, join);
 }
 
+static void on_gossip_warn(void *ud, const char *msg)
+{
+	log_warn("%s", msg); /* rate-limited by the transport */
+}
+
 static void serf_io_broadcast(void *ctx, const uint8_t *msg, size_t len)
 {
 	struct agent *a = ctx;
@@ -862,6 +867,7 @@ int agent_main(int argc, char **argv)
 	gc.on_user_msg = on_user_msg;
 	gc.local_state = on_local_state;
 	gc.merge_state = on_merge_state;
+	gc.on_warn = on_gossip_warn;
 	gc.ud = a;
 	if (setup_keyring(a, err, sizeof(err)) < 0) {
 		fprintf(stderr, "==> Error starting agent: %s\n", err);

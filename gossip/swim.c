@@ -24,6 +24,12 @@
  *    reconnect_timeout.
  *  - The probe is a little state machine advanced by swim_tick() instead of
  *    a goroutine blocked on channels; the order of its steps is the same.
+ *  - Push-pull is bounded in members (push_pull_max_nodes, checked at the
+ *    header), decoded one member at a time (no array sized by the header),
+ *    resumable across reads (swim_stream_scan), and a state larger than
+ *    merge_slice is queued and merged by swim_merge_step() a slice at a
+ *    time; memberlist decodes and merges any state in one go, on its own
+ *    goroutine (swim.h, "Push-pull limits").
  */
 #include "gossip/swim.h"
 
@@ -45,6 +51,16 @@
 #define SWIM_CHUNK (1u << SWIM_CHUNK_SHIFT)
 
 enum bcast_kind { BK_MEMBER = 1, BK_USER = 2 };
+
+/* An accepted push-pull state waiting for swim_merge_step(). */
+struct swim_merge {
+	uint8_t *buf;	   /* owned: the members' msgpack, then the user state */
+	size_t len, off;   /* the next member starts at buf + off */
+	uint32_t left;	   /* members not merged yet */
+	uint32_t user_len; /* the user state: the last user_len bytes */
+	bool join;
+	struct swim_merge *next;
+};
 
 struct swim_suspicion {
 	struct swim_member *m; /* whose; m->susp points back here */
@@ -115,6 +131,12 @@ struct swim {
 
 	int64_t next_probe, next_gossip, next_push_pull, next_reconnect, next_reap;
 	struct swim_stats stats;
+
+	/* push-pull: the member cap, the slice, and the states waiting to be
+	 * merged (oldest first; see swim_merge_step) */
+	uint32_t pp_max, merge_slice;
+	struct swim_merge *mq, *mq_tail;
+	size_t mq_n, mq_bytes;
 
 	/* outgoing packet and one encoded message, bufcap bytes each (the
 	 * UDP budget plus room for framing: not 64 KiB, which a simulator
@@ -1304,8 +1326,171 @@ static void merge_remote(struct swim *s, int64_t now, const struct ml_push_node 
 	}
 }
 
+/* Merge up to `count` members decoded from *pos; returns how many. The
+ * bytes were decoded once already (push_pull_scan), so a failure here means
+ * they changed under us: stop rather than guess. */
+static uint32_t merge_members(struct swim *s, int64_t now, const uint8_t **pos, const uint8_t *end,
+			      uint32_t count)
+{
+	static struct ml_push_node pn;
+	uint32_t i = 0;
+	for (; i < count; i++) {
+		if (ml_decode_push_node(pos, end, &pn) != ML_OK)
+			break;
+		merge_remote(s, now, &pn);
+	}
+	return i;
+}
+
+/*
+ * Read a push-pull (buf[0] is its type byte) as far as the bytes go,
+ * resuming where *sc stopped: first the header, whose member count is
+ * checked against the cap before anything is read or allocated for the
+ * members; then each member in turn, decoded into one static entry (memberlist
+ * and rumor before it decoded all of them into an array sized by the
+ * header). Refuses, for our own join, a live node using our name. ML_OK
+ * when the members and the user state are all there, ML_AGAIN when more
+ * bytes are needed, ML_BAD with res->error set (or ml_wire_error()).
+ */
+static int push_pull_scan(struct swim *s, const uint8_t *buf, size_t len, bool initiator,
+			  struct swim_stream_scan *sc, struct swim_stream_result *res)
+{
+	const uint8_t *pos = buf + sc->off, *end = buf + len;
+	if (sc->off == 0) {
+		struct ml_push_pull_header h;
+		pos = buf + 1;
+		int rc = ml_decode_push_pull_header(&pos, end, &h);
+		if (rc != ML_OK)
+			return rc;
+		if (h.nodes > s->pp_max) {
+			s->stats.push_pulls_refused++;
+			snprintf(res->error, sizeof(res->error),
+				 "push-pull announces %u members, more than the limit of %u", h.nodes,
+				 s->pp_max);
+			return ML_BAD;
+		}
+		sc->want = h.nodes;
+		sc->user_len = h.user_state_len;
+		sc->join = h.join;
+		sc->nodes = 0;
+		sc->start = sc->off = (size_t)(pos - buf);
+	}
+	static struct ml_push_node pn;
+	while (sc->nodes < sc->want) {
+		int rc = ml_decode_push_node(&pos, end, &pn);
+		if (rc != ML_OK)
+			return rc;
+		if (initiator && sc->join && pn.state == ML_STATE_ALIVE &&
+		    strcmp(pn.name, s->self->id->name) == 0 &&
+		    !ml_addr_equal(&pn.addr, &s->self->id->addr)) {
+			char a[64];
+			snprintf(res->error, sizeof(res->error),
+				 "node name %s is already in use by a live node at %s", s->self->id->name,
+				 ml_addr_str(&pn.addr, a, sizeof(a)));
+			return ML_BAD;
+		}
+		sc->nodes++;
+		sc->off = (size_t)(pos - buf);
+	}
+	if ((size_t)(end - pos) < sc->user_len)
+		return ML_AGAIN;
+	return ML_OK;
+}
+
+/*
+ * A whole, well-formed push-pull. One slice's work or less (every state of
+ * a cluster up to merge_slice members, and all of them without slicing) is
+ * merged now and answered with our state after the merge, as rumor always
+ * did: the simulator's runs stay the same bit for bit. A larger state is
+ * answered with our state before the merge (memberlist's order everywhere:
+ * sendLocalState, then mergeRemoteState) and its bytes are queued for
+ * swim_merge_step(). Queued states are bounded in number and bytes; one
+ * more is refused rather than let memory grow with what peers send.
+ */
+static int push_pull_accept(struct swim *s, int64_t now, const uint8_t *buf, bool initiator,
+			    const struct swim_stream_scan *sc, struct swim_stream_result *res)
+{
+	bool at_once = s->merge_slice == 0 || sc->want <= s->merge_slice;
+	size_t bytes = sc->off - sc->start + sc->user_len;
+	if (!at_once &&
+	    (s->mq_n >= SWIM_MERGE_QUEUE_MAX || s->mq_bytes + bytes > SWIM_MERGE_QUEUE_BYTES)) {
+		s->stats.push_pulls_refused++;
+		snprintf(res->error, sizeof(res->error),
+			 "push-pull of %u members refused: busy merging %zu earlier states",
+			 sc->want, s->mq_n);
+		return ML_BAD;
+	}
+	s->stats.push_pulls++;
+	res->join = sc->join;
+	if (at_once) {
+		const uint8_t *p = buf + sc->start;
+		merge_members(s, now, &p, buf + sc->off, sc->want);
+		if (sc->user_len > 0 && s->io.merge_state != NULL)
+			s->io.merge_state(s->io.ctx, buf + sc->off, sc->user_len, sc->join);
+		if (!initiator)
+			res->reply = swim_local_state_new(s, now, sc->join, &res->reply_len);
+		return ML_OK;
+	}
+	if (!initiator)
+		res->reply = swim_local_state_new(s, now, sc->join, &res->reply_len);
+	struct swim_merge *mj = xcalloc(1, sizeof(*mj));
+	mj->buf = xmalloc(bytes ? bytes : 1);
+	memcpy(mj->buf, buf + sc->start, bytes);
+	mj->len = bytes;
+	mj->left = sc->want;
+	mj->user_len = sc->user_len;
+	mj->join = sc->join;
+	if (s->mq_tail != NULL)
+		s->mq_tail->next = mj;
+	else
+		s->mq = mj;
+	s->mq_tail = mj;
+	s->mq_n++;
+	s->mq_bytes += bytes;
+	return ML_OK;
+}
+
+bool swim_merge_pending(const struct swim *s)
+{
+	return s->mq != NULL;
+}
+
+bool swim_merge_step(struct swim *s, int64_t now, uint32_t max)
+{
+	uint32_t budget = max ? max : s->merge_slice ? s->merge_slice : UINT32_MAX;
+	while (s->mq != NULL && budget > 0) {
+		struct swim_merge *mj = s->mq;
+		uint32_t k = mj->left < budget ? mj->left : budget;
+		const uint8_t *p = mj->buf + mj->off;
+		uint32_t done = merge_members(s, now, &p, mj->buf + mj->len - mj->user_len, k);
+		mj->off = (size_t)(p - mj->buf);
+		mj->left = done == k ? mj->left - k : 0;
+		budget -= k;
+		if (mj->left > 0)
+			break;
+		if (mj->user_len > 0 && s->io.merge_state != NULL)
+			s->io.merge_state(s->io.ctx, mj->buf + mj->len - mj->user_len, mj->user_len,
+					  mj->join);
+		s->mq = mj->next;
+		if (s->mq == NULL)
+			s->mq_tail = NULL;
+		s->mq_n--;
+		s->mq_bytes -= mj->len;
+		free(mj->buf);
+		free(mj);
+	}
+	return s->mq != NULL;
+}
+
 int swim_stream_recv(struct swim *s, int64_t now, const uint8_t *buf, size_t len, bool initiator,
 		     struct swim_stream_result *res)
+{
+	return swim_stream_recv_scan(s, now, buf, len, initiator, NULL, res);
+}
+
+int swim_stream_recv_scan(struct swim *s, int64_t now, const uint8_t *buf, size_t len,
+			  bool initiator, struct swim_stream_scan *scan,
+			  struct swim_stream_result *res)
 {
 	memset(res, 0, sizeof(*res));
 	if (len < 1)
@@ -1313,22 +1498,30 @@ int swim_stream_recv(struct swim *s, int64_t now, const uint8_t *buf, size_t len
 	uint8_t *decomp = NULL;
 	int rc = ML_OK;
 	if (buf[0] == ML_COMPRESS) {
-		decomp = malloc(ML_PUSH_STATE_MAX);
-		if (decomp == NULL)
-			abort();
+		/* only a whole compress object is decompressed, once: the
+		 * output buffer is not allocated while bytes are still coming */
 		const uint8_t *cpos = buf + 1;
-		size_t n = 0;
-		int crc = ml_compress_decode_stream(&cpos, buf + len, decomp, ML_PUSH_STATE_MAX, &n);
-		if (crc != ML_OK) {
+		struct ml_slice lzw;
+		int crc = ml_compress_frame(&cpos, buf + len, &lzw);
+		if (crc == ML_AGAIN)
+			return ML_AGAIN;
+		int n = -1;
+		if (crc == ML_OK) {
+			decomp = xmalloc(ML_PUSH_STATE_MAX);
+			n = ml_lzw_decompress(lzw.p, lzw.len, decomp, ML_PUSH_STATE_MAX);
+		}
+		if (n < 0) {
 			free(decomp);
-			if (crc == ML_AGAIN)
-				return ML_AGAIN;
-			snprintf(res->error, sizeof(res->error), "compressed stream: %s",
-				 ml_wire_error());
+			if (crc == ML_OK)
+				snprintf(res->error, sizeof(res->error),
+					 "compressed stream: bad LZW data or output too large");
+			else
+				snprintf(res->error, sizeof(res->error), "compressed stream: %s",
+					 ml_wire_error());
 			return ML_BAD;
 		}
 		buf = decomp;
-		len = n;
+		len = (size_t)n;
 		if (len < 1) {
 			free(decomp);
 			snprintf(res->error, sizeof(res->error), "empty compressed stream");
@@ -1339,48 +1532,15 @@ int swim_stream_recv(struct swim *s, int64_t now, const uint8_t *buf, size_t len
 	const uint8_t *pos = buf + 1, *end = buf + len;
 	switch (buf[0]) {
 	case ML_PUSH_PULL: {
-		struct ml_push_pull_header h;
-		rc = ml_decode_push_pull_header(&pos, end, &h);
-		if (rc != ML_OK)
-			break;
-		if (h.nodes > 1000000 || h.user_state_len > ML_PUSH_STATE_MAX) {
-			snprintf(res->error, sizeof(res->error), "push-pull header out of range");
-			rc = ML_BAD;
-			break;
-		}
-		struct ml_push_node *nodes = malloc(sizeof(*nodes) * (h.nodes ? h.nodes : 1));
-		if (nodes == NULL)
-			abort();
-		for (uint32_t i = 0; i < h.nodes && rc == ML_OK; i++)
-			rc = ml_decode_push_node(&pos, end, &nodes[i]);
-		if (rc == ML_OK && (size_t)(end - pos) < h.user_state_len)
-			rc = ML_AGAIN;
-		if (rc == ML_OK && initiator && h.join) {
-			for (uint32_t i = 0; i < h.nodes; i++) {
-				if (nodes[i].state == ML_STATE_ALIVE &&
-				    strcmp(nodes[i].name, s->self->id->name) == 0 &&
-				    !ml_addr_equal(&nodes[i].addr, &s->self->id->addr)) {
-					char a[64];
-					snprintf(res->error, sizeof(res->error),
-						 "node name %s is already in use by a live node at %s",
-						 s->self->id->name,
-						 ml_addr_str(&nodes[i].addr, a, sizeof(a)));
-					rc = ML_BAD;
-					break;
-				}
-			}
-		}
-		if (rc == ML_OK) {
-			s->stats.push_pulls++;
-			res->join = h.join;
-			for (uint32_t i = 0; i < h.nodes; i++)
-				merge_remote(s, now, &nodes[i]);
-			if (h.user_state_len > 0 && s->io.merge_state != NULL)
-				s->io.merge_state(s->io.ctx, pos, h.user_state_len, h.join);
-			if (!initiator)
-				res->reply = swim_local_state_new(s, now, h.join, &res->reply_len);
-		}
-		free(nodes);
+		/* a decompressed message is whole: the caller's scan is for
+		 * the plain stream's bytes */
+		struct swim_stream_scan local;
+		struct swim_stream_scan *sc = scan != NULL && decomp == NULL ? scan : &local;
+		if (sc == &local || sc->off > len)
+			memset(sc, 0, sizeof(*sc));
+		rc = push_pull_scan(s, buf, len, initiator, sc, res);
+		if (rc == ML_OK)
+			rc = push_pull_accept(s, now, buf, initiator, sc, res);
 		break;
 	}
 	case ML_PING: {
@@ -1728,6 +1888,8 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 		s->t.udp_budget = ML_UDP_MAX;
 	s->bufcap = (s->t.udp_budget > ML_UDP_MAX ? s->t.udp_budget : ML_UDP_MAX) + 1024;
 	s->zratio = 100;
+	s->pp_max = cfg->push_pull_max_nodes ? cfg->push_pull_max_nodes : SWIM_PUSH_PULL_MAX_NODES;
+	s->merge_slice = cfg->merge_slice;
 	s->pkt = xcalloc(1, s->bufcap);
 	s->msgbuf = xcalloc(1, s->bufcap);
 	bcast_queue_create(&s->bq, SWIM_BCAST_DEPTH);
@@ -1778,6 +1940,12 @@ void swim_free(struct swim *s)
 	free(s->msgbuf);
 	bcast_queue_destroy(&s->bq);
 	bcast_queue_destroy(&s->uq);
+	while (s->mq != NULL) {
+		struct swim_merge *mj = s->mq;
+		s->mq = mj->next;
+		free(mj->buf);
+		free(mj);
+	}
 	free(s);
 }
 

@@ -13,7 +13,11 @@
  * through struct swim_io. The agent (gossip/transport.c on libev) and the
  * simulator (tests/sim/) drive the same code: call swim_tick() at or after
  * the deadline it last returned, and feed every received datagram and TCP
- * stream to swim_recv_packet() / swim_stream_recv().
+ * stream to swim_recv_packet() / swim_stream_recv(). A driver that sets
+ * merge_slice also calls swim_merge_step() while swim_merge_pending() says
+ * so, one call per turn of its event loop: a remote push-pull state is
+ * merged a slice at a time and never holds the loop (see "Push-pull
+ * limits" below).
  *
  * Error convention: functions that can fail return -1 (or NULL) and write a
  * message into the caller's err buffer; everything else cannot fail except on
@@ -68,7 +72,36 @@ struct swim_config {
 	 * passes one to all its nodes); it must outlive the swim. NULL: the
 	 * swim keeps a private one. */
 	struct swim_idents *idents;
+	/* A push-pull whose header announces more members than this is refused
+	 * before anything is read or allocated for them. 0: the default,
+	 * SWIM_PUSH_PULL_MAX_NODES. */
+	uint32_t push_pull_max_nodes;
+	/* A push-pull state of more members than this is queued and merged by
+	 * swim_merge_step(), by default this many at a time. 0: swim_stream_recv()
+	 * merges every state before it returns (the simulator and the unit
+	 * tests); the agent's transport uses GOSSIP_MERGE_SLICE. */
+	uint32_t merge_slice;
 };
+
+/*
+ * Push-pull limits. memberlist caps a push-pull only by its bytes
+ * (maxPushStateBytes, 20 MiB = ML_PUSH_STATE_MAX); at about 70 bytes for a
+ * member without tags that lets one stream name 300,000 members, and one
+ * unauthenticated stream of 100,000 held an agent's loop for minutes. Real
+ * pools are far smaller: rumor is benchmarked to 500-1,000 agents and its
+ * simulator runs 10,000. 20,000 is twice the largest cluster we have run,
+ * so no legitimate state is refused, and bounds what one stream can add to
+ * the table. A larger pool raises it in swim_config.
+ */
+#define SWIM_PUSH_PULL_MAX_NODES 20000
+/* A state of at most merge_slice members is merged at once (it is one
+ * slice's work), even while others wait; a larger one is queued. At most
+ * SWIM_MERGE_QUEUE_MAX states wait, holding at most SWIM_MERGE_QUEUE_BYTES
+ * of their (decompressed) bytes; a push-pull that would go over either is
+ * refused ("busy merging") and its sender tries again at its next
+ * push-pull, as after any failed exchange. */
+#define SWIM_MERGE_QUEUE_MAX 4
+#define SWIM_MERGE_QUEUE_BYTES (2u * ML_PUSH_STATE_MAX)
 
 enum swim_event_type {
 	SWIM_EV_JOIN,	 /* a node became alive (new, or back from dead/left) */
@@ -133,6 +166,7 @@ struct swim_stats {
 	uint64_t suspicions, refutations, deaths_declared;
 	uint64_t broadcasts_dropped; /* see swim_broadcast_queue_dropped() */
 	uint64_t push_pulls;	     /* push-pull states merged (either side, joins included) */
+	uint64_t push_pulls_refused; /* over push_pull_max_nodes, or the merge queue full */
 };
 
 /* Create a node; copies everything it keeps from cfg. Returns NULL with err. */
@@ -163,8 +197,12 @@ struct swim_stream_result {
  * message type byte). Returns ML_AGAIN when more bytes are needed, ML_BAD
  * when the stream is malformed or refused (res->error says why), or ML_OK
  * when a whole message was handled:
- *   push-pull: remote state merged; if `initiator` is false res->reply holds
- *              our state to send back (join flag mirrored);
+ *   push-pull: a state of at most merge_slice members (any state when
+ *              merge_slice is 0) is merged and, if `initiator` is false,
+ *              res->reply holds our state after the merge (join flag
+ *              mirrored); a larger one is queued for swim_merge_step() and
+ *              res->reply holds our state as it is before the merge
+ *              (memberlist's order: sendLocalState, then mergeRemoteState);
  *   ping:      res->reply holds the ack;
  *   user:      delivered to io->user_msg;
  *   ack:       res->type = ML_ACK (a TCP ping answer);
@@ -175,6 +213,33 @@ struct swim_stream_result {
  */
 int swim_stream_recv(struct swim *s, int64_t now, const uint8_t *buf, size_t len, bool initiator,
 		     struct swim_stream_result *res);
+
+/*
+ * Where a plain (not compressed) push-pull stream stopped being whole: a
+ * driver reading a stream a chunk at a time keeps one per stream, zeroed
+ * before the first call, and passes it with each longer prefix of the same
+ * bytes, so that every member is decoded once however the stream arrives
+ * (without it each call decodes from byte 0). Internal fields.
+ */
+struct swim_stream_scan {
+	size_t start;	/* where the members begin (after the header) */
+	size_t off;	/* bytes known well-formed: header and `nodes` members */
+	uint32_t nodes; /* members decoded so far */
+	uint32_t want;	/* members the header announced */
+	uint32_t user_len;
+	bool join;
+};
+/* swim_stream_recv() resuming from *scan (see above); scan may be NULL. */
+int swim_stream_recv_scan(struct swim *s, int64_t now, const uint8_t *buf, size_t len,
+			  bool initiator, struct swim_stream_scan *scan,
+			  struct swim_stream_result *res);
+
+/* True while accepted push-pull states wait in the merge queue. */
+bool swim_merge_pending(const struct swim *s);
+/* Merge up to `max` more members from the queue (0: merge_slice), oldest
+ * state first; a state's user state goes to io->merge_state after its last
+ * member. Returns swim_merge_pending() afterwards. */
+bool swim_merge_step(struct swim *s, int64_t now, uint32_t max);
 
 /* Our state as a push-pull stream message (malloc'd; *len set). */
 uint8_t *swim_local_state_new(struct swim *s, int64_t now, bool join, size_t *len);

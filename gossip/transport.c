@@ -6,6 +6,22 @@
  * their request, then read until swim_stream_recv() says the reply is whole.
  * Incoming streams read until the request is whole, write the core's reply
  * (if any) and close. Every stream has a timer for its deadline.
+ *
+ * Memory. A peer decides how much we read, so every byte a stream holds is
+ * bounded three ways: at most GOSSIP_STREAMS_IN_MAX incoming streams at
+ * once (one more is accepted and closed at once), at most
+ * ML_PUSH_STATE_MAX + 4 KiB read per stream (memberlist's limit), and at
+ * most GOSSIP_STREAM_BYTES_MAX for the read buffers and replies of all
+ * streams together (a stream that would go over is closed). A read buffer
+ * is handed to the core once per readable event, with a swim_stream_scan
+ * so that nothing is decoded twice; compressed and encrypted streams are
+ * decompressed or decrypted once, when whole. Large push-pull states are
+ * then merged by swim_merge_step(), one slice per turn of the loop (an
+ * ev_check, with an ev_idle so that the loop polls without sleeping while
+ * a merge waits): timers, datagrams and HTTP run between slices. The bound
+ * is GOSSIP_STREAM_BYTES_MAX (64 MiB) for streams, plus the core's merge
+ * queue (SWIM_MERGE_QUEUE_BYTES, 40 MiB), plus one decompression buffer of
+ * at most ML_PUSH_STATE_MAX while a compressed stream is handled.
  */
 #define _GNU_SOURCE
 #include "gossip/transport.h"
@@ -28,6 +44,8 @@
 #include <unistd.h>
 
 #define STREAM_READ_CHUNK 65536
+#define STREAM_IN_MAX (ML_PUSH_STATE_MAX + 4096) /* bytes one stream may send us */
+#define WARN_INTERVAL_MS 1000			   /* at most one warning line a second */
 
 static uint8_t *compress_state(uint8_t *msg, size_t *len);
 
@@ -45,6 +63,8 @@ struct stream {
 	size_t in_len, in_cap;
 	uint8_t *out;
 	size_t out_len, out_off;
+	size_t charged;			/* bytes of in and out counted in t->buf_bytes */
+	struct swim_stream_scan scan;	/* how far the core has read `in` */
 	bool done_reading; /* in: request handled, now flushing the reply */
 	uint32_t ping_seq;
 	gossip_join_cb join_cb;
@@ -64,7 +84,16 @@ struct gossip_transport {
 	int64_t tcp_timeout_ms;
 	ev_io udp_io, tcp_io;
 	ev_timer tick;
+	ev_check merge_check; /* one swim_merge_step per loop turn ... */
+	ev_idle merge_idle;   /* ... without sleeping in between */
+	uint32_t merge_max;   /* members the next step may merge */
+	uint32_t merge_slice; /* ... at most (swim_config.merge_slice) */
 	struct stream *streams;
+	size_t streams_in;    /* incoming streams open */
+	size_t buf_bytes;     /* read buffers and replies of all streams */
+	int64_t warn_at;      /* when the last warning was logged */
+	uint64_t warn_dropped; /* warnings not logged since (rate limit) */
+	void (*on_warn)(void *ud, const char *msg);
 	struct gossip_transport_stats stats;
 	void (*on_event)(void *ud, enum swim_event_type type, const struct swim_member *m);
 	void (*on_user_msg)(void *ud, const uint8_t *p, size_t len);
@@ -222,6 +251,80 @@ void gossip_transport_kick(struct gossip_transport *t)
 	schedule(t);
 }
 
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* One slice of a large push-pull merge per loop turn. The check watcher
+ * runs after every poll, so I/O and timers are served between slices; the
+ * idle watcher only keeps the poll from sleeping while work waits. The
+ * slice adapts to what a member costs (see GOSSIP_MERGE_STEP_US). */
+static void merge_check_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+	struct gossip_transport *t = w->data;
+	int64_t t0 = now_us();
+	bool more = swim_merge_step(t->swim, gossip_now_ms(), t->merge_max);
+	int64_t took = now_us() - t0;
+	if (took > GOSSIP_MERGE_STEP_US && t->merge_max > 1)
+		t->merge_max /= 2;
+	else if (took < GOSSIP_MERGE_STEP_US / 2 && t->merge_max < t->merge_slice)
+		t->merge_max = t->merge_max * 2 < t->merge_slice ? t->merge_max * 2 : t->merge_slice;
+	if (!more) {
+		ev_check_stop(loop, &t->merge_check);
+		ev_idle_stop(loop, &t->merge_idle);
+	}
+	schedule(t);
+}
+
+static void merge_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+}
+
+static void merge_kick(struct gossip_transport *t)
+{
+	if (swim_merge_pending(t->swim) && !ev_is_active(&t->merge_check)) {
+		ev_check_start(t->loop, &t->merge_check);
+		ev_idle_start(t->loop, &t->merge_idle);
+	}
+}
+
+/* Tell the agent about a refused or failed incoming stream, at most once
+ * a second: whoever reaches the port can make these as fast as it likes,
+ * and the log must not become the next thing it fills. */
+static void warn(struct gossip_transport *t, const char *what, const struct ml_addr *peer)
+{
+	if (t->on_warn == NULL)
+		return;
+	int64_t now = gossip_now_ms();
+	if (t->warn_at != 0 && now - t->warn_at < WARN_INTERVAL_MS) {
+		t->warn_dropped++;
+		return;
+	}
+	char msg[512], a[64], more[64] = "";
+	if (t->warn_dropped > 0)
+		snprintf(more, sizeof(more), " (and %llu more in %.1f s)",
+			 (unsigned long long)t->warn_dropped, (double)(now - t->warn_at) / 1000.0);
+	snprintf(msg, sizeof(msg), "memberlist: Failed to handle stream from %s: %s%s",
+		 ml_addr_str(peer, a, sizeof(a)), what, more);
+	t->warn_at = now;
+	t->warn_dropped = 0;
+	t->on_warn(t->ud, msg);
+}
+
+/* Move a stream's charge against the memory budget from its old size to
+ * `bytes`; false (nothing changed) if that would go over the budget. */
+static bool charge(struct gossip_transport *t, size_t *charged, size_t bytes)
+{
+	if (bytes > *charged && t->buf_bytes + (bytes - *charged) > GOSSIP_STREAM_BYTES_MAX)
+		return false;
+	t->buf_bytes = t->buf_bytes - *charged + bytes;
+	*charged = bytes;
+	return true;
+}
+
 /* ---------------------------------------------------------------- UDP */
 
 static void udp_packet(struct gossip_transport *t, const struct sockaddr_storage *ss,
@@ -326,6 +429,12 @@ static void stream_close(struct stream *st, bool ok, const char *why)
 		close(st->fd);
 	if (!ok)
 		t->stats.stream_errors++;
+	if (st->kind == ST_IN) {
+		t->streams_in--;
+		if (!ok)
+			warn(t, why, &st->peer);
+	}
+	t->buf_bytes -= st->charged;
 	if (st->kind == ST_PING)
 		swim_tcp_ping_done(t->swim, gossip_now_ms(), st->ping_seq, ok);
 	if (st->kind == ST_JOIN && st->join_cb != NULL)
@@ -348,6 +457,13 @@ static void stream_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	char why[160], a[64];
 	snprintf(why, sizeof(why), "%s %s: i/o timeout", st->connected ? "read tcp" : "dial tcp",
 		 ml_addr_str(&st->peer, a, sizeof(a)));
+	stream_close(st, false, why);
+}
+
+/* Close a stream for breaking a limit: counted apart from other errors. */
+static void stream_refuse(struct stream *st, const char *why)
+{
+	st->t->stats.streams_refused++;
 	stream_close(st, false, why);
 }
 
@@ -376,8 +492,15 @@ static bool stream_consume(struct stream *st)
 		data = plain;
 	}
 	memset(&res, 0, sizeof(res));
-	int rc = swim_stream_recv(t->swim, gossip_now_ms(), data, dlen, initiator, &res);
+	uint64_t refused = swim_stats(t->swim)->push_pulls_refused;
+	/* a decrypted message is whole and new each time: no scan */
+	int rc = swim_stream_recv_scan(t->swim, gossip_now_ms(), data, dlen, initiator,
+				       plain == NULL ? &st->scan : NULL, &res);
 	free(plain);
+	if (swim_stats(t->swim)->push_pulls_refused != refused)
+		t->stats.streams_refused++;
+	if (rc == ML_OK)
+		merge_kick(t);
 	if (rc == ML_AGAIN && plain != NULL) {
 		free(res.reply);
 		stream_close(st, false, "encrypted stream message is incomplete");
@@ -405,6 +528,11 @@ static bool stream_consume(struct stream *st)
 			}
 			res.reply = sealed;
 			res.reply_len = slen;
+		}
+		if (res.reply != NULL && !charge(t, &st->charged, st->in_cap + res.reply_len)) {
+			free(res.reply);
+			stream_refuse(st, "reply over the gossip streams' memory budget");
+			return false;
 		}
 		if (res.reply != NULL) {
 			st->out = res.reply;
@@ -473,10 +601,12 @@ static void stream_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	if (revents & EV_READ) {
 		for (;;) {
-			if (st->in_cap - st->in_len < STREAM_READ_CHUNK) {
+			if (st->in_cap - st->in_len < STREAM_READ_CHUNK && st->in_cap < STREAM_IN_MAX) {
 				size_t ncap = st->in_cap ? st->in_cap * 2 : STREAM_READ_CHUNK * 2;
-				if (ncap > ML_PUSH_STATE_MAX + 4096) {
-					stream_close(st, false, "stream larger than the push state limit");
+				if (ncap > STREAM_IN_MAX)
+					ncap = STREAM_IN_MAX;
+				if (!charge(st->t, &st->charged, ncap)) {
+					stream_refuse(st, "over the gossip streams' memory budget");
 					return;
 				}
 				uint8_t *p = realloc(st->in, ncap);
@@ -484,6 +614,11 @@ static void stream_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 					abort();
 				st->in = p;
 				st->in_cap = ncap;
+			}
+			if (st->in_len == st->in_cap) {
+				/* the most a peer may send, and not whole: refused */
+				stream_refuse(st, "stream larger than the push state limit");
+				return;
 			}
 			ssize_t n = read(st->fd, st->in + st->in_len, st->in_cap - st->in_len);
 			if (n < 0) {
@@ -495,21 +630,18 @@ static void stream_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 				return;
 			}
 			if (n == 0) {
-				/* EOF: whatever we have must be whole now */
-				if (st->in_len > 0 && !stream_consume(st))
-					return;
-				if (st->done_reading) {
-					ev_io_stop(loop, &st->io); /* reply being written */
-					ev_io_set(&st->io, st->fd, EV_WRITE);
-					ev_io_start(loop, &st->io);
-					return;
-				}
+				/* EOF: what was read was handed over already, and
+				 * was not whole */
 				stream_close(st, false, "connection closed by peer before a whole message");
 				return;
 			}
 			st->in_len += (size_t)n;
+			/* after every read, not once the socket is drained: a
+			 * header to refuse is refused before the rest is read,
+			 * and the scan makes each call cost only the new bytes */
+			if (!stream_consume(st) || st->done_reading)
+				return;
 		}
-		stream_consume(st);
 	}
 }
 
@@ -656,12 +788,27 @@ static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct gossip_transport *t = w->data;
 	for (int i = 0; i < 32; i++) {
-		int fd = accept4(t->tcp_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(t->tcp_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			break;
+		struct ml_addr peer;
+		from_sockaddr(&ss, &peer);
 		t->stats.streams_in++;
+		if (t->streams_in >= GOSSIP_STREAMS_IN_MAX) {
+			/* taken off the backlog and closed: counted and told,
+			 * where leaving it queued would only hide it */
+			close(fd);
+			t->stats.stream_errors++;
+			t->stats.streams_refused++;
+			warn(t, "too many incoming streams open", &peer);
+			continue;
+		}
+		t->streams_in++;
 		struct stream *st = stream_new(t, ST_IN, fd, t->tcp_timeout_ms);
 		st->connected = true;
+		st->peer = peer;
 	}
 }
 
@@ -762,6 +909,7 @@ struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
 	t->on_user_msg = cfg->on_user_msg;
 	t->local_state = cfg->local_state;
 	t->merge_state = cfg->merge_state;
+	t->on_warn = cfg->on_warn;
 	t->keyring = cfg->keyring;
 	t->ud = cfg->ud;
 	/* TCP first so that port 0 picks one free for both */
@@ -785,6 +933,9 @@ struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
 		goto fail;
 
 	struct swim_config sc = cfg->swim;
+	if (sc.merge_slice == 0)
+		sc.merge_slice = GOSSIP_MERGE_SLICE;
+	t->merge_slice = t->merge_max = sc.merge_slice;
 	sc.addr = cfg->advertise;
 	if (sc.addr.port == 0)
 		sc.addr.port = t->port;
@@ -811,6 +962,10 @@ struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
 	ev_io_start(loop, &t->tcp_io);
 	ev_timer_init(&t->tick, tick_cb, 0.001, 0.);
 	t->tick.data = t;
+	ev_check_init(&t->merge_check, merge_check_cb);
+	t->merge_check.data = t;
+	ev_idle_init(&t->merge_idle, merge_idle_cb);
+	t->merge_idle.data = t;
 	schedule(t);
 	return t;
 fail:
@@ -827,9 +982,12 @@ void gossip_transport_free(struct gossip_transport *t)
 	if (t == NULL)
 		return;
 	ev_timer_stop(t->loop, &t->tick);
+	t->on_warn = NULL; /* closing our own streams is no news */
 	while (t->streams != NULL)
 		stream_close(t->streams, false, "agent shutting down");
 	ev_timer_stop(t->loop, &t->tick);
+	ev_check_stop(t->loop, &t->merge_check);
+	ev_idle_stop(t->loop, &t->merge_idle);
 	ev_io_stop(t->loop, &t->udp_io);
 	ev_io_stop(t->loop, &t->tcp_io);
 	close(t->udp_fd);

@@ -9,7 +9,10 @@
  *
  * Each TCP stream has a deadline (tcp_timeout, memberlist's TCPTimeout) and
  * a size cap (memberlist's 20 MiB push state limit); a stream that breaks
- * either is closed and, for an outgoing one, reported as failed.
+ * either is closed and, for an outgoing one, reported as failed. Memory is
+ * bounded for all streams together (GOSSIP_STREAM_BYTES_MAX, and at most
+ * GOSSIP_STREAMS_IN_MAX incoming at once), and a large push-pull state is
+ * merged GOSSIP_MERGE_SLICE members per loop turn (see transport.c).
  *
  * Error convention: functions return 0 or -1 and write a message to err.
  */
@@ -26,6 +29,25 @@ struct ev_loop;
 struct gossip_transport;
 struct keyring;
 
+/* swim_config.merge_slice when the caller leaves it 0: a push-pull state
+ * of up to 512 members (a normal cluster's) merges at once, a larger one
+ * at most 512 members per loop turn. */
+#define GOSSIP_MERGE_SLICE 512
+/* What one turn's slice should cost. The cost of a member depends on the
+ * layers above (the agent's join handling is O(members) per join today:
+ * 3 us a member at 500 members, 220 us at 34,000), so the driver measures
+ * each step and halves the slice when it ran over this, doubles it (up to
+ * GOSSIP_MERGE_SLICE) when it took under half: the loop is never held
+ * longer than about this between polls, whatever a member costs. */
+#define GOSSIP_MERGE_STEP_US 5000
+/* Incoming streams open at once; one more is accepted and closed. A stream
+ * lives for one exchange (milliseconds on a LAN): 128 is far above what a
+ * 1,000-agent cluster's push-pulls, joins and TCP pings need together. */
+#define GOSSIP_STREAMS_IN_MAX 128
+/* Read buffers and replies of all streams together: three streams of the
+ * largest state memberlist sends (20 MiB) can be in flight at once. */
+#define GOSSIP_STREAM_BYTES_MAX (64u * 1024 * 1024)
+
 struct gossip_transport_config {
 	const char *bind_addr; /* "0.0.0.0", "127.0.0.1", "::" */
 	uint16_t port;	       /* 0: pick one (tests) */
@@ -38,6 +60,10 @@ struct gossip_transport_config {
 	/* optional push-pull user state hooks (see struct swim_io) */
 	uint8_t *(*local_state)(void *ud, bool join, size_t *len);
 	void (*merge_state)(void *ud, const uint8_t *p, size_t len, bool join);
+	/* optional: one line about an incoming stream that was refused or
+	 * failed ("memberlist: ..."), at most one a second (the next one says
+	 * how many were left out) */
+	void (*on_warn)(void *ud, const char *msg);
 	void *ud;
 	/* Gossip encryption: borrowed, may be NULL or empty (plain text). The
 	 * caller may change its keys at run time. With keys, every datagram and
@@ -74,6 +100,10 @@ void gossip_transport_kick(struct gossip_transport *t);
 struct gossip_transport_stats {
 	uint64_t streams_in, streams_out, stream_errors, udp_errors;
 	uint64_t decrypt_failures; /* datagrams and streams no key opened */
+	/* of stream_errors: closed for a limit (too many incoming streams, the
+	 * memory budget, the size cap, or refused by the core: push-pull
+	 * member cap, merge queue full) */
+	uint64_t streams_refused;
 };
 const struct gossip_transport_stats *gossip_transport_stats(const struct gossip_transport *t);
 

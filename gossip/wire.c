@@ -967,8 +967,7 @@ int ml_compress_encode(uint8_t *buf, size_t cap, const uint8_t *msg, size_t len)
 	return (int)(w.len + (size_t)z);
 }
 
-int ml_compress_decode_stream(const uint8_t **pos, const uint8_t *end, uint8_t *out, size_t cap,
-			      size_t *out_len)
+int ml_compress_frame(const uint8_t **pos, const uint8_t *end, struct ml_slice *lzw)
 {
 	struct compress_view c;
 	const uint8_t *p = *pos;
@@ -979,7 +978,20 @@ int ml_compress_decode_stream(const uint8_t **pos, const uint8_t *end, uint8_t *
 		wire_fail("compress: Algo: unknown algorithm %u", c.algo);
 		return ML_BAD;
 	}
-	int n = ml_lzw_decompress(c.buf.p, c.buf.len, out, cap);
+	*lzw = c.buf;
+	*pos = p;
+	return ML_OK;
+}
+
+int ml_compress_decode_stream(const uint8_t **pos, const uint8_t *end, uint8_t *out, size_t cap,
+			      size_t *out_len)
+{
+	struct ml_slice lzw;
+	const uint8_t *p = *pos;
+	int rc = ml_compress_frame(&p, end, &lzw);
+	if (rc != ML_OK)
+		return rc;
+	int n = ml_lzw_decompress(lzw.p, lzw.len, out, cap);
 	if (n < 0) {
 		wire_fail("compress: Buf: bad LZW data or output too large");
 		return ML_BAD;

@@ -215,6 +215,13 @@ int ml_compress_decode(const uint8_t *p, size_t len, uint8_t *out, size_t cap);
  */
 int ml_compress_decode_stream(const uint8_t **pos, const uint8_t *end, uint8_t *out, size_t cap,
 			      size_t *out_len);
+/*
+ * The {Algo, Buf} map at *pos without decompressing: *lzw views the LZW
+ * bytes inside the input. ML_OK (advancing *pos), ML_BAD, or ML_AGAIN when
+ * the map is not complete yet. Costs O(1) whatever Buf's length, so a
+ * stream reader can ask on every chunk and allocate only once it is whole.
+ */
+int ml_compress_frame(const uint8_t **pos, const uint8_t *end, struct ml_slice *lzw);
 
 /* Raw LZW (Go compress/lzw, LSB, litWidth 8). Return bytes or -1. */
 int ml_lzw_compress(const uint8_t *in, size_t len, uint8_t *out, size_t cap);

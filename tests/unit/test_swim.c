@@ -622,6 +622,406 @@ static void test_serf_push_pull_fixture_merges(void)
 	net_free(&net);
 }
 
+/* ------------------------------------------------- push-pull limits */
+
+/*
+ * The largest single allocation made while a hook is armed: ASan calls the
+ * hook for every malloc, so a refusal that allocated for the members it
+ * was told about shows. Without ASan (no hook) the checks that use it say
+ * so and pass.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+int __sanitizer_install_malloc_and_free_hooks(void (*m)(const volatile void *, size_t),
+					      void (*f)(const volatile void *));
+static size_t alloc_max;
+static bool alloc_armed;
+static void alloc_hook(const volatile void *p, size_t n)
+{
+	if (alloc_armed && n > alloc_max)
+		alloc_max = n;
+}
+static void free_hook(const volatile void *p)
+{
+}
+static bool alloc_watch(void)
+{
+	static bool installed;
+	if (!installed)
+		installed = __sanitizer_install_malloc_and_free_hooks(alloc_hook, free_hook) != 0;
+	alloc_max = 0;
+	alloc_armed = true;
+	return installed;
+}
+#else
+static size_t alloc_max;
+static bool alloc_armed;
+static bool alloc_watch(void)
+{
+	return false;
+}
+#endif
+
+struct solo {
+	struct swim *s;
+	int joins;
+	int merges;	       /* io->merge_state calls */
+	size_t merge_len;
+	uint8_t merged[64];    /* the user state it got */
+	uint64_t rng;
+};
+
+static void solo_send(void *c, const struct ml_addr *to, const uint8_t *p, size_t len)
+{
+}
+
+static uint32_t solo_rand(void *c)
+{
+	struct solo *o = c;
+	o->rng = o->rng * 6364136223846793005ull + 1442695040888963407ull;
+	return (uint32_t)(o->rng >> 33);
+}
+
+static void solo_push_pull(void *c, const struct ml_addr *to, const char *name, bool join)
+{
+}
+
+static void solo_event(void *c, enum swim_event_type type, const struct swim_member *m)
+{
+	struct solo *o = c;
+	if (type == SWIM_EV_JOIN)
+		o->joins++;
+}
+
+static void solo_merge_state(void *c, const uint8_t *p, size_t len, bool join)
+{
+	struct solo *o = c;
+	o->merges++;
+	o->merge_len = len;
+	memcpy(o->merged, p, len < sizeof(o->merged) ? len : sizeof(o->merged));
+}
+
+/* A node "self" alone, with this member cap and merge slice (0: defaults). */
+static void solo_new(struct solo *o, uint32_t max_nodes, uint32_t slice)
+{
+	memset(o, 0, sizeof(*o));
+	o->rng = 7;
+	struct swim_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.name = "self";
+	cfg.addr = (struct ml_addr){.len = 4, .ip = {127, 0, 0, 1}, .port = 999};
+	static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
+	memcpy(cfg.vsn, vsn, 6);
+	swim_timing_profile(&cfg.timing, "lan");
+	cfg.push_pull_max_nodes = max_nodes;
+	cfg.merge_slice = slice;
+	struct swim_io io = {.ctx = o,
+			     .send = solo_send,
+			     .rand32 = solo_rand,
+			     .push_pull = solo_push_pull,
+			     .event = solo_event,
+			     .merge_state = solo_merge_state};
+	char err[128];
+	o->s = swim_new(&cfg, &io, 1000000, err, sizeof(err));
+}
+
+/* The state state_stream gives member i. */
+static uint8_t state_of_i(uint32_t i)
+{
+	return i % 11 == 3 ? ML_STATE_SUSPECT
+	       : i % 13 == 4 ? ML_STATE_DEAD
+	       : i % 17 == 5 ? ML_STATE_LEFT
+			     : ML_STATE_ALIVE;
+}
+
+/* Of state_stream's first n members, those a node that never heard of
+ * them takes (memberlist ignores suspect, dead and left unknowns). */
+static long long alive_in(uint32_t n)
+{
+	long long k = 0;
+	for (uint32_t i = 0; i < n; i++)
+		k += state_of_i(i) == ML_STATE_ALIVE;
+	return k;
+}
+
+/*
+ * A push-pull stream of n members named <prefix><i>, states and
+ * incarnations varied by i (alive mostly, some suspect, dead and left),
+ * then user_len bytes of user state; or only the header when header_only.
+ * malloc'd, *len set.
+ */
+static uint8_t *state_stream(const char *prefix, uint32_t n, const char *user, bool header_only,
+			     size_t *len)
+{
+	size_t ulen = user ? strlen(user) : 0;
+	size_t cap = 64 + (header_only ? 0 : (size_t)n * 128) + ulen;
+	uint8_t *buf = malloc(cap);
+	size_t off = 0;
+	buf[off++] = ML_PUSH_PULL;
+	struct ml_push_pull_header h = {.nodes = n, .user_state_len = (uint32_t)ulen};
+	off += (size_t)ml_encode_push_pull_header(buf + off, cap - off, &h);
+	for (uint32_t i = 0; i < n && !header_only; i++) {
+		static struct ml_push_node pn;
+		memset(&pn, 0, sizeof(pn));
+		snprintf(pn.name, sizeof(pn.name), "%s%u", prefix, i);
+		pn.addr = (struct ml_addr){.len = 4, .ip = {10, 1, (uint8_t)(i >> 8), (uint8_t)i},
+					   .port = 8301};
+		pn.incarnation = 1 + i % 5;
+		pn.state = state_of_i(i);
+		pn.meta_len = (uint16_t)(i % 3 == 0 ? 4 : 0);
+		memcpy(pn.meta, "tags", pn.meta_len);
+		static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
+		memcpy(pn.vsn, vsn, 6);
+		pn.has_vsn = true;
+		int r = ml_encode_push_node(buf + off, cap - off, &pn);
+		if (r < 0)
+			abort();
+		off += (size_t)r;
+	}
+	if (!header_only && ulen > 0)
+		memcpy(buf + off, user, ulen);
+	*len = off + (header_only ? 0 : ulen);
+	return buf;
+}
+
+/* Feed a whole stream as a responder; returns the rc, frees the reply. */
+static int solo_recv(struct solo *o, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	struct swim_stream_result res;
+	int rc = swim_stream_recv(o->s, 1000000, buf, len, false, &res);
+	snprintf(err, errlen, "%s", res.error);
+	free(res.reply);
+	return rc;
+}
+
+/*
+ * Issue 13: a push-pull whose header announces more members than the cap is
+ * refused from the header alone (before a single member is read), and
+ * nothing proportional to the announced count is allocated on the way:
+ * rumor used to allocate a decoded entry (~800 bytes) per announced member
+ * before reading any, up to a million of them.
+ */
+static void test_push_pull_over_the_cap_refused_at_the_header(void)
+{
+	struct solo o;
+	char err[300];
+	size_t len;
+
+	solo_new(&o, 100, 0);
+	uint8_t *h = state_stream("x", 101, NULL, true, &len);
+	CHECK_INT(ML_BAD, solo_recv(&o, h, len, err, sizeof(err)), "101 members, cap 100");
+	CHECK_HAS(err, "101 members, more than the limit of 100");
+	CHECK_INT(1, (long long)swim_stats(o.s)->push_pulls_refused);
+	CHECK_INT(1, (long long)swim_member_count(o.s));
+	free(h);
+	h = state_stream("x", 100, NULL, true, &len);
+	CHECK_INT(ML_AGAIN, solo_recv(&o, h, len, err, sizeof(err)), "100 members: wait for them");
+	free(h);
+	h = state_stream("x", 100, NULL, false, &len);
+	CHECK_INT(ML_OK, solo_recv(&o, h, len, err, sizeof(err)), "100 members taken: %s", err);
+	CHECK_INT(1 + alive_in(100), (long long)swim_member_count(o.s));
+	free(h);
+	swim_free(o.s);
+
+	/* the default cap, plain and compressed; a million announced */
+	solo_new(&o, 0, 0);
+	static const uint32_t counts[] = {SWIM_PUSH_PULL_MAX_NODES + 1, 1000000};
+	for (size_t k = 0; k < 2; k++) {
+		h = state_stream("x", counts[k], NULL, true, &len);
+		bool watched = alloc_watch();
+		int rc = solo_recv(&o, h, len, err, sizeof(err));
+		alloc_armed = false;
+		CHECK_INT(ML_BAD, rc, "%u members announced", counts[k]);
+		CHECK_HAS(err, "more than the limit of 20000");
+		if (watched)
+			CHECK(alloc_max < 4096, "%u announced: largest allocation %zu bytes",
+			      counts[k], alloc_max);
+		uint8_t z[256];
+		int zn = ml_compress_encode(z, sizeof(z), h, len);
+		REQUIRE(zn > 0, "compress the header");
+		CHECK_INT(ML_BAD, solo_recv(&o, z, (size_t)zn, err, sizeof(err)), "compressed, %u",
+			  counts[k]);
+		free(h);
+	}
+	h = state_stream("x", SWIM_PUSH_PULL_MAX_NODES, NULL, true, &len);
+	bool watched = alloc_watch();
+	int rc = solo_recv(&o, h, len, err, sizeof(err));
+	alloc_armed = false;
+	CHECK_INT(ML_AGAIN, rc, "exactly the cap: wait for the members");
+	if (watched)
+		CHECK(alloc_max < 4096, "cap announced: largest allocation %zu bytes", alloc_max);
+	else
+		printf("  (no ASan: allocation sizes not watched)\n");
+	CHECK_INT(4, (long long)swim_stats(o.s)->push_pulls_refused, "plain and compressed, twice");
+	free(h);
+	swim_free(o.s);
+}
+
+/* Every member of a's table is in b's, the same in all that is compared. */
+static void check_same_tables(struct swim *a, struct swim *b)
+{
+	CHECK_INT((long long)swim_member_count(a), (long long)swim_member_count(b));
+	int diffs = 0;
+	for (size_t i = 0; i < swim_member_count(a); i++) {
+		const struct swim_member *ma = swim_member_at(a, i);
+		const struct swim_member *mb = swim_member_find(b, ma->id->name);
+		if (mb == NULL || mb->state != ma->state || mb->incarnation != ma->incarnation ||
+		    !ml_addr_equal(&mb->id->addr, &ma->id->addr) ||
+		    mb->id->meta_len != ma->id->meta_len ||
+		    (ma->id->meta_len > 0 &&
+		     memcmp(mb->id->meta, ma->id->meta, ma->id->meta_len) != 0)) {
+			if (diffs++ < 3)
+				CHECK(false, "%s: %s inc %u vs %s inc %u", ma->id->name,
+				      swim_state_name(ma->state), ma->incarnation,
+				      mb ? swim_state_name(mb->state) : "missing",
+				      mb ? mb->incarnation : 0);
+		}
+	}
+	CHECK_INT(0, diffs, "members that differ");
+}
+
+/*
+ * Issue 13: a 5,000-member state is merged by swim_merge_step a slice at a
+ * time (merge_slice 256: 20 steps), the reply is our state from before the
+ * merge, and the table ends exactly as with a one-shot merge, user state
+ * included. Both views knew some of the members already, at other
+ * incarnations and states, so the merge rules do real work.
+ */
+static void test_large_state_merges_in_slices_like_at_once(void)
+{
+	struct solo a, b;
+	char err[300];
+	size_t len, plen;
+	solo_new(&a, 0, 0);
+	solo_new(&b, 0, 256);
+	/* what both knew: 200 of the same names, another view of them */
+	uint8_t *pre = state_stream("m", 200, NULL, false, &plen);
+	CHECK_INT(ML_OK, solo_recv(&a, pre, plen, err, sizeof(err)), "%s", err);
+	CHECK_INT(ML_OK, solo_recv(&b, pre, plen, err, sizeof(err)), "%s", err);
+	free(pre);
+	REQUIRE(!swim_merge_pending(b.s), "200 members (< slice): merged at once");
+	size_t known = swim_member_count(b.s);
+	int joins0 = b.joins;
+
+	uint8_t *st = state_stream("m", 5000, "user-state", false, &len);
+	CHECK_INT(ML_OK, solo_recv(&a, st, len, err, sizeof(err)), "one shot: %s", err);
+	CHECK_INT(1, a.merges, "one shot: user state merged");
+
+	struct swim_stream_result res;
+	int rc = swim_stream_recv(b.s, 1000000, st, len, false, &res);
+	CHECK_INT(ML_OK, rc, "sliced: %s", res.error);
+	CHECK_INT((long long)known, (long long)swim_member_count(b.s), "nothing merged yet");
+	CHECK_BOOL(true, swim_merge_pending(b.s));
+	CHECK_INT(0, b.merges, "user state waits for the last member");
+	/* the reply is our state before the merge */
+	REQUIRE(res.reply != NULL && res.reply_len > 1, "a reply");
+	const uint8_t *q = res.reply + 1;
+	struct ml_push_pull_header rh;
+	CHECK_INT(ML_OK, ml_decode_push_pull_header(&q, res.reply + res.reply_len, &rh));
+	CHECK_INT((long long)known, (long long)rh.nodes, "reply: members before the merge");
+	free(res.reply);
+
+	int steps = 0;
+	size_t before = swim_member_count(b.s);
+	bool more = true;
+	while (more && steps < 100) {
+		more = swim_merge_step(b.s, 1000000, 0);
+		steps++;
+		size_t now = swim_member_count(b.s);
+		CHECK(now - before <= 256, "step %d added %zu members", steps, now - before);
+		before = now;
+	}
+	CHECK_INT(20, steps, "5,000 members in slices of 256");
+	CHECK_INT(1, b.merges, "user state merged once, after the members");
+	CHECK_INT((long long)strlen("user-state"), (long long)b.merge_len);
+	CHECK(memcmp(b.merged, "user-state", b.merge_len) == 0, "user state bytes");
+	CHECK_INT(a.joins, b.joins, "join events");
+	CHECK(b.joins > joins0, "joins happened");
+	check_same_tables(a.s, b.s);
+	CHECK_INT((long long)swim_stats(a.s)->push_pulls, (long long)swim_stats(b.s)->push_pulls);
+	free(st);
+	swim_free(a.s);
+	swim_free(b.s);
+}
+
+/*
+ * Issue 13: while large states wait, at most SWIM_MERGE_QUEUE_MAX are held;
+ * one more is refused ("busy merging"), a state of one slice or less is
+ * still merged at once, and after the queue drains large states are taken
+ * again. Freeing a swim with states queued leaks nothing (ASan).
+ */
+static void test_merge_queue_is_bounded(void)
+{
+	struct solo o;
+	char err[300], prefix[16];
+	size_t len;
+	solo_new(&o, 0, 256);
+	for (int k = 0; k < SWIM_MERGE_QUEUE_MAX; k++) {
+		snprintf(prefix, sizeof(prefix), "q%d-", k);
+		uint8_t *st = state_stream(prefix, 1000, NULL, false, &len);
+		CHECK_INT(ML_OK, solo_recv(&o, st, len, err, sizeof(err)), "state %d: %s", k, err);
+		free(st);
+	}
+	uint8_t *st = state_stream("extra-", 1000, NULL, false, &len);
+	CHECK_INT(ML_BAD, solo_recv(&o, st, len, err, sizeof(err)), "one more than the queue");
+	CHECK_HAS(err, "busy merging");
+	CHECK_INT(1, (long long)swim_stats(o.s)->push_pulls_refused);
+	uint8_t *small = state_stream("small-", 200, NULL, false, &len);
+	CHECK_INT(ML_OK, solo_recv(&o, small, len, err, sizeof(err)), "small: %s", err);
+	CHECK(swim_member_find(o.s, "small-7") != NULL, "small state merged at once");
+	free(small);
+	free(st);
+	int steps = 0;
+	while (swim_merge_step(o.s, 1000000, 0) && steps < 1000)
+		steps++;
+	CHECK_INT(16, steps + 1, "4 x 1,000 members in slices of 256 (a slice may span two)");
+	CHECK(swim_member_find(o.s, "q3-999") != NULL, "the last queued member merged");
+	st = state_stream("extra-", 1000, NULL, false, &len);
+	CHECK_INT(ML_OK, solo_recv(&o, st, len, err, sizeof(err)), "after draining: %s", err);
+	free(st);
+	swim_free(o.s); /* one state still queued */
+}
+
+/*
+ * A plain push-pull arriving a chunk at a time: with a swim_stream_scan the
+ * core resumes where the previous call stopped (rumor used to decode from
+ * byte 0 on every readable event, O(n^2) for a large state), and the end
+ * result is the one-shot result.
+ */
+static void test_stream_scan_resumes(void)
+{
+	struct solo a, b;
+	char err[300];
+	size_t len;
+	solo_new(&a, 0, 0);
+	solo_new(&b, 0, 0);
+	uint8_t *st = state_stream("r", 3000, "u", false, &len);
+	CHECK_INT(ML_OK, solo_recv(&a, st, len, err, sizeof(err)), "%s", err);
+	struct swim_stream_scan scan;
+	memset(&scan, 0, sizeof(scan));
+	struct swim_stream_result res;
+	int rc = ML_AGAIN, calls = 0;
+	uint32_t last_nodes = 0;
+	bool monotonic = true;
+	for (size_t have = 4096; rc == ML_AGAIN && calls < 10000; have += 4096) {
+		size_t n = have < len ? have : len;
+		rc = swim_stream_recv_scan(b.s, 1000000, st, n, false, &scan, &res);
+		free(res.reply);
+		calls++;
+		if (rc == ML_AGAIN) {
+			monotonic &= scan.nodes >= last_nodes && scan.off <= n;
+			last_nodes = scan.nodes;
+		}
+	}
+	CHECK_INT(ML_OK, rc, "whole at last");
+	CHECK(calls > 10, "fed in %d chunks", calls);
+	CHECK(monotonic, "the scan only moves forward");
+	CHECK(last_nodes > 2900, "members decoded before the last chunk: %u", last_nodes);
+	check_same_tables(a.s, b.s);
+	free(st);
+	swim_free(a.s);
+	swim_free(b.s);
+}
+
 int main(void)
 {
 	RUN(test_formulas_match_memberlist);
@@ -635,5 +1035,9 @@ int main(void)
 	RUN(test_leave_is_left_not_failed);
 	RUN(test_malformed_packets_counted_not_fatal);
 	RUN(test_serf_push_pull_fixture_merges);
+	RUN(test_push_pull_over_the_cap_refused_at_the_header);
+	RUN(test_large_state_merges_in_slices_like_at_once);
+	RUN(test_merge_queue_is_bounded);
+	RUN(test_stream_scan_resumes);
 	return check_exit_code();
 }

@@ -810,6 +810,45 @@ static void test_every_prefix_of_every_fixture_is_handled(void)
 	closedir(d);
 }
 
+/*
+ * The compress frame is found without decompressing, in O(1) whatever the
+ * payload: a stream reader asks on every chunk and decompresses (and
+ * allocates the output) once, when whole. Every cut of a compressed message
+ * is ML_AGAIN with the position untouched; the whole one gives the LZW
+ * bytes that ml_compress_decode_stream decompresses; a wrong Algo is BAD.
+ */
+static void test_compress_frame_only_when_whole(void)
+{
+	static uint8_t msg[4000], z[8000], out[8000];
+	for (size_t i = 0; i < sizeof(msg); i++)
+		msg[i] = (uint8_t)("push-pull state "[i % 16] + i / 1000);
+	int zn = ml_compress_encode(z, sizeof(z), msg, sizeof(msg));
+	REQUIRE(zn > 10, "compress");
+	int again = 0;
+	for (int cut = 1; cut < zn; cut++) {
+		const uint8_t *q = z + 1;
+		struct ml_slice lzw;
+		int rc = ml_compress_frame(&q, z + cut, &lzw);
+		again += rc == ML_AGAIN && q == z + 1;
+	}
+	CHECK_INT(zn - 1, again, "every cut: ML_AGAIN, position kept");
+	const uint8_t *q = z + 1;
+	struct ml_slice lzw;
+	CHECK_INT(ML_OK, ml_compress_frame(&q, z + zn, &lzw));
+	CHECK(q == z + zn && lzw.p > z && lzw.p + lzw.len == z + zn, "frame covers the LZW bytes");
+	CHECK_INT((long long)sizeof(msg), ml_lzw_decompress(lzw.p, lzw.len, out, sizeof(out)));
+	CHECK(memcmp(out, msg, sizeof(msg)) == 0, "decompressed");
+	/* Algo 1 (only LZW, 0, exists): fixmap, "Algo", 1 */
+	static uint8_t bad[8000];
+	memcpy(bad, z, (size_t)zn);
+	CHECK(bad[1] == 0x82 && bad[2] == 0xa4 && bad[7] == 0, "layout: %02x %02x %02x", bad[1],
+	      bad[2], bad[7]);
+	bad[7] = 1;
+	q = bad + 1;
+	CHECK_INT(ML_BAD, ml_compress_frame(&q, bad + zn, &lzw));
+	CHECK_HAS(ml_wire_error(), "Algo");
+}
+
 /* ---- addresses ------------------------------------------------------------- */
 
 static void test_addr_parse_format_equal(void)
@@ -857,6 +896,7 @@ int main(void)
 	RUN(test_serf_udp_fixtures_unwrap_decode_and_reencode);
 	RUN(test_serf_push_pull_streams);
 	RUN(test_every_prefix_of_every_fixture_is_handled);
+	RUN(test_compress_frame_only_when_whole);
 	RUN(test_addr_parse_format_equal);
 	return check_exit_code();
 }
