@@ -116,6 +116,9 @@ static void collect(void *ud)
 	metrics_set_counter(METRIC_STREAMS_IN, ts->streams_in, (double)ts->streams_in);
 	metrics_set_counter(METRIC_STREAMS_OUT, ts->streams_out, (double)ts->streams_out);
 	metrics_set_counter(METRIC_STREAM_ERRORS, ts->stream_errors, (double)ts->stream_errors);
+	metrics_set_counter(METRIC_STREAMS_REFUSED, ts->streams_refused, (double)ts->streams_refused);
+	metrics_set_counter(METRIC_PUSH_PULLS_REFUSED, st->push_pulls_refused,
+			    (double)st->push_pulls_refused);
 	metrics_set_counter(METRIC_UDP_ERRORS, ts->udp_errors, (double)ts->udp_errors);
 	metrics_set_counter(METRIC_DECRYPT_FAILURES, ts->decrypt_failures,
 			    (double)ts->decrypt_failures);

@@ -78,6 +78,8 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(STREAMS_IN, COUNTER, "memberlist.tcp.streams", "direction", "in", "Gossip TCP streams (push-pull, join, fallback ping), by direction") \
 	X(STREAMS_OUT, COUNTER, "memberlist.tcp.streams", "direction", "out", NULL)           \
 	X(STREAM_ERRORS, COUNTER, "memberlist.tcp.errors", NULL, NULL, "Gossip TCP streams that failed or timed out") \
+	X(STREAMS_REFUSED, COUNTER, "memberlist.tcp.refused", NULL, NULL, "Gossip TCP streams refused at accept: over 128 at once, or over the 64 MiB buffer budget") \
+	X(PUSH_PULLS_REFUSED, COUNTER, "memberlist.push_pull.refused", NULL, NULL, "Push-pulls refused: more than 20,000 members announced, or the merge queue full") \
 	X(UDP_ERRORS, COUNTER, "memberlist.udp.errors", NULL, NULL, "Gossip UDP send/receive errors") \
 	X(DECRYPT_FAILURES, COUNTER, "memberlist.decrypt_failures", NULL, NULL, "Gossip packets and streams no installed key could open") \
 	X(KEYRING_KEYS, GAUGE, "memberlist.keyring.keys", NULL, NULL, "Gossip encryption keys installed (0: gossip is plain text)") \
