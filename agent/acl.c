@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "agent/http.h"
+#include "agent/http/http.h"
 
 static bool path_has_prefix(const char *path, const char *prefix)
 {

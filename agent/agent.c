@@ -30,7 +30,7 @@
 #include "agent/api_catalog.h"
 #include "agent/api_event.h"
 #include "agent/events.h"
-#include "agent/http.h"
+#include "agent/http/http.h"
 #include "lib/log.h"
 #include "agent/memtrim.h"
 #include "gossip/keyring.h"

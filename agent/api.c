@@ -14,7 +14,7 @@
 #include "agent/api_catalog.h"
 #include "agent/api_kv.h"
 #include "agent/api_event.h"
-#include "agent/http.h"
+#include "agent/http/http.h"
 #include "lib/log.h"
 #include "gossip/tags.h"
 #include "gossip/transport.h"

@@ -23,7 +23,7 @@
 #include "agent/api.h"
 #include "agent/catalog.h"
 #include "agent/checks.h"
-#include "agent/http.h"
+#include "agent/http/http.h"
 #include "lib/log.h"
 #include "agent/services.h"
 #include "dns/dns.h"

@@ -17,7 +17,7 @@
 
 #include "agent/agent.h"
 #include "agent/api.h"
-#include "agent/http.h"
+#include "agent/http/http.h"
 #include "lib/log.h"
 #include "gossip/keyring.h"
 #include "gossip/serf.h"

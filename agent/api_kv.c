@@ -22,7 +22,7 @@
 #include "agent/agent.h"
 #include "agent/api.h"
 #include "agent/config.h"
-#include "agent/http.h"
+#include "agent/http/http.h"
 #include "lib/log.h"
 #include "kv/kv.h"
 

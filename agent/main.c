@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
-#include "agent/cli.h"
+#include "agent/cli/cli.h"
 
 int main(int argc, char **argv)
 {

@@ -11,7 +11,7 @@
  * runs complete must have the same bodies (the chunked decoder must not
  * depend on where reads split a body).
  */
-#include "agent/http.h"
+#include "agent/http/http.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agent/http.h"
+#include "agent/http/http.h"
 #include "tests/unit/check.h"
 
 /* Parses one raw request; the caller frees *pp. */

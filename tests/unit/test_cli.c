@@ -5,8 +5,8 @@
  * cli_run() against that server.
  */
 #define _GNU_SOURCE
-#include "agent/cli.h"
-#include "agent/httpc.h"
+#include "agent/cli/cli.h"
+#include "agent/http/httpc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -2,7 +2,7 @@
  * test_cli_ops.c — `rumor info` rendering from /v1/agent/self and
  * /v1/agent/metrics answers (pure function), and cli_ops_stream's errors.
  */
-#include "agent/cli_ops.h"
+#include "agent/cli/cli_ops.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -13,7 +13,7 @@
  * callback; the server's stats are read once the loop has stopped.
  */
 #define _GNU_SOURCE /* strcasestr */
-#include "agent/http.h"
+#include "agent/http/http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

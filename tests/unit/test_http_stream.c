@@ -11,7 +11,7 @@
  *   /plain    an ordinary response
  */
 #define _GNU_SOURCE
-#include "agent/http.h"
+#include "agent/http/http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

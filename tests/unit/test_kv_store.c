@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/cli_kv.h"
+#include "agent/cli/cli_kv.h"
 #include "lib/log.h"
 #include "kv/hlc.h"
 #include "kv/kv.h"

@@ -2,7 +2,7 @@
  * agent/cli_ops.c — see cli_ops.h.
  */
 #define _GNU_SOURCE
-#include "agent/cli_ops.h"
+#include "agent/cli/cli_ops.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/httpc.h"
+#include "agent/http/httpc.h"
 
 /* ------------------------------------------------------------ streaming */
 

@@ -11,12 +11,12 @@
  * bodies) is printed with control characters replaced, so a hostile node
  * name cannot drive the user's terminal.
  */
-#include "agent/cli.h"
+#include "agent/cli/cli.h"
 
-#include "agent/cli_ops.h"
+#include "agent/cli/cli_ops.h"
 #include "agent/config.h"
-#include "agent/httpc.h"
-#include "agent/cli_kv.h"
+#include "agent/http/httpc.h"
+#include "agent/cli/cli_kv.h"
 
 #include <ctype.h>
 #include <jansson.h>

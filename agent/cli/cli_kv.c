@@ -2,7 +2,7 @@
  * agent/cli_kv.c — see cli_kv.h.
  */
 #define _GNU_SOURCE
-#include "agent/cli_kv.h"
+#include "agent/cli/cli_kv.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -12,8 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "agent/cli.h"
-#include "agent/httpc.h"
+#include "agent/cli/cli.h"
+#include "agent/http/httpc.h"
 #include "kv/store.h"
 
 struct kvctx {

@@ -13,7 +13,7 @@
  * before reading the body), we stop writing and still read whatever answer
  * it sent.
  */
-#include "agent/httpc.h"
+#include "agent/http/httpc.h"
 
 #include <ctype.h>
 #include <errno.h>

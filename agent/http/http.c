@@ -11,7 +11,7 @@
  * across requests on a connection and dropped when they grew large.
  */
 #define _GNU_SOURCE /* accept4 */
-#include "agent/http.h"
+#include "agent/http/http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
