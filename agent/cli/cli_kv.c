@@ -1,5 +1,5 @@
 /*
- * agent/cli_kv.c — see cli_kv.h.
+ * agent/cli/cli_kv.c — see cli_kv.h.
  */
 #define _GNU_SOURCE
 #include "agent/cli/cli_kv.h"
@@ -12,9 +12,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "agent/cli/cli.h"
+#include "agent/cli/flags.h"
 #include "agent/http/httpc.h"
 #include "kv/store.h"
+#include "lib/xalloc.h"
 
 struct kvctx {
 	const char *http_addr;
@@ -67,11 +68,7 @@ static int parse(struct kvctx *k, struct cli_flag *fl, size_t nfl, int argc, cha
 		 char ***args, int *nargs, const char *usage)
 {
 	char msg[512];
-	*args = calloc((size_t)argc + 1, sizeof(**args));
-	if (*args == NULL) {
-		fprintf(k->err, "out of memory\n");
-		return 1;
-	}
+	*args = xcalloc((size_t)argc + 1, sizeof(**args));
 	int r = cli_flags_parse(fl, nfl, argc, argv, *args, nargs, msg, sizeof(msg));
 	if (r == CLI_FLAGS_HELP) {
 		fputs(usage, k->out);

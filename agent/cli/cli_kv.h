@@ -1,11 +1,11 @@
 /*
- * agent/cli_kv.h — `rumor kv get|put|delete|export|import`, Consul's kv
- * CLI over the local agent's /v1/kv (agent/httpc.h). Messages and the
+ * agent/cli/cli_kv.h — `rumor kv get|put|delete|export|import`, Consul's kv
+ * CLI over the local agent's /v1/kv (agent/http/httpc.h). Messages and the
  * export format ([{"key","flags","value"(base64)}], tab-indented) are
  * Consul's.
  */
-#ifndef RUMOR_AGENT_CLI_KV_H
-#define RUMOR_AGENT_CLI_KV_H
+#ifndef RUMOR_AGENT_CLI_CLI_KV_H
+#define RUMOR_AGENT_CLI_CLI_KV_H
 
 #include <stdio.h>
 

@@ -1,5 +1,5 @@
 /*
- * agent/cli_ops.c — see cli_ops.h.
+ * agent/cli/cli_ops.c — see cli_ops.h.
  */
 #define _GNU_SOURCE
 #include "agent/cli/cli_ops.h"
@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/cli/cmd.h"
 #include "agent/http/httpc.h"
 
 /* ------------------------------------------------------------ streaming */
@@ -369,4 +370,127 @@ char *cli_ops_info_text(const json_t *self, const json_t *metrics, long long ser
 	}
 	free(secs);
 	return out;
+}
+
+/* ------------------------------------------------------------- commands */
+
+int cli_cmd_monitor(struct cli_ctx *ctx, int argc, char **argv)
+{
+	int nargs = 0, r, json = 0;
+	const char *level = "info";
+	struct cli_flag flags[] = {
+		{ "log-level", CLI_FLAG_STRING, &level, "<level>",
+		  "Lowest level of the lines to stream: trace, debug, info, warn "
+		  "or err. Independent of the agent's own -log-level. Default: "
+		  "info." },
+		{ "log-json", CLI_FLAG_BOOL, &json, NULL,
+		  "Stream the lines as JSON objects." },
+		CLI_HTTP_FLAGS(ctx),
+	};
+	char msg[CLI_ERRLEN], path[256], *lv;
+	char **args = NULL;
+
+	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
+	                 argv, &args, &nargs);
+	if (r >= 0)
+		goto out;
+	if (nargs > 0) {
+		r = cli_usage_error(ctx, "The monitor command takes no arguments.");
+		goto out;
+	}
+	lv = cli_escape_segment(level);
+	if (lv == NULL) {
+		r = 1;
+		goto out;
+	}
+	snprintf(path, sizeof(path), "/v1/agent/monitor?loglevel=%s%s", lv,
+	         json ? "&logjson" : "");
+	free(lv);
+	if (cli_ops_stream(ctx->addr, path, ctx->token, 0, ctx->out, msg,
+	                   sizeof(msg)) != 0) {
+		fprintf(ctx->err, "%s\n", msg);
+		r = 1;
+		goto out;
+	}
+	fprintf(ctx->err, "==> Remote side ended the monitor! This usually "
+	                  "means that the\n    remote side has exited or "
+	                  "crashed.\n");
+	r = 0;
+out:
+	free(args);
+	return r;
+}
+
+/* Number of entries in the JSON object at path, or -1 if unavailable. */
+static long long count_entries(struct cli_ctx *ctx, const char *path)
+{
+	struct httpc_response resp;
+	char msg[CLI_ERRLEN];
+	long long n = -1;
+	json_t *j;
+
+	if (cli_api_call(ctx, "GET", path, NULL, 0, 0, &resp, msg,
+	             sizeof(msg)) == CLI_API_OK) {
+		j = json_loadb(resp.body, resp.body_len, 0, NULL);
+		if (json_is_object(j))
+			n = (long long)json_object_size(j);
+		json_decref(j);
+	}
+	httpc_response_free(&resp);
+	return n;
+}
+
+int cli_cmd_info(struct cli_ctx *ctx, int argc, char **argv)
+{
+	int nargs = 0, r;
+	struct cli_flag flags[] = { CLI_HTTP_FLAGS(ctx) };
+	struct httpc_response resp;
+	char msg[CLI_ERRLEN];
+	char **args = NULL;
+	json_t *self = NULL, *metrics = NULL;
+	char *text = NULL;
+
+	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
+	                 argv, &args, &nargs);
+	if (r >= 0)
+		goto out;
+	r = 1;
+	if (nargs > 0) {
+		r = cli_usage_error(ctx, "The info command takes no arguments.");
+		goto out;
+	}
+	if (cli_api_call(ctx, "GET", "/v1/agent/self", NULL, 0, 0, &resp, msg,
+	             sizeof(msg)) != CLI_API_OK) {
+		fprintf(ctx->err, "Error querying agent: %s\n", msg);
+		httpc_response_free(&resp);
+		goto out;
+	}
+	self = json_loadb(resp.body, resp.body_len, 0, NULL);
+	httpc_response_free(&resp);
+	if (cli_api_call(ctx, "GET", "/v1/agent/metrics", NULL, 0, 0, &resp, msg,
+	             sizeof(msg)) != CLI_API_OK) {
+		fprintf(ctx->err, "Error querying agent metrics: %s\n", msg);
+		httpc_response_free(&resp);
+		goto out;
+	}
+	metrics = json_loadb(resp.body, resp.body_len, 0, NULL);
+	httpc_response_free(&resp);
+	if (!json_is_object(self) || !json_is_object(metrics)) {
+		fprintf(ctx->err, "Error: the agent at %s sent JSON that is not "
+		                  "an object; is it a rumor agent?\n", ctx->addr);
+		goto out;
+	}
+	text = cli_ops_info_text(self, metrics,
+	                         count_entries(ctx, "/v1/agent/services"),
+	                         count_entries(ctx, "/v1/agent/checks"));
+	if (text == NULL)
+		goto out;
+	fputs(text, ctx->out);
+	r = 0;
+out:
+	free(text);
+	json_decref(self);
+	json_decref(metrics);
+	free(args);
+	return r;
 }

@@ -1,19 +1,24 @@
 /*
- * agent/cli_ops.h — the operating side of the CLI: `rumor monitor` (a
+ * agent/cli/cli_ops.h — the operating side of the CLI: `rumor monitor` (a
  * streamed HTTP GET printed as it arrives) and `rumor info` (the agent's
- * state as `consul info` prints it).  The commands themselves are rows in
- * agent/cli.c; this file holds what they need that httpc does not do.
+ * state as `consul info` prints it).  The commands are rows in
+ * agent/cli/cli.c's table; the stream and the renderer are here because
+ * httpc waits for a whole body and the renderer is tested on its own.
  *
  * Error convention: 0 or -1 with a message in the caller's err buffer; the
  * renderer returns malloc'd text or NULL on allocation failure.
  */
-#ifndef RUMOR_AGENT_CLI_OPS_H
-#define RUMOR_AGENT_CLI_OPS_H
+#ifndef RUMOR_AGENT_CLI_CLI_OPS_H
+#define RUMOR_AGENT_CLI_CLI_OPS_H
 
 #include <stddef.h>
 #include <stdio.h>
 
+struct cli_ctx;
 struct json_t;
+
+int cli_cmd_monitor(struct cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_info(struct cli_ctx *ctx, int argc, char **argv);
 
 /* GETs path_and_query from addr ("host:port") as HTTP/1.0 (so the agent ends
  * the body by closing) with an optional X-Consul-Token, and copies the body

@@ -6,6 +6,8 @@
  */
 #define _GNU_SOURCE
 #include "agent/cli/cli.h"
+#include "agent/cli/cli_members.h"
+#include "agent/cli/flags.h"
 #include "agent/http/httpc.h"
 
 #include <arpa/inet.h>
