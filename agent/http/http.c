@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/net.h"
+
 #define RBUF_CAP 8192u          /* per-connection read buffer */
 #define KEEP_ARENA_MAX 16384u   /* buffers larger than this are freed on reset */
 #define KEEP_BODY_MAX 65536u
@@ -1336,22 +1338,6 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	conn_close(w->data);
 }
 
-static void format_remote(char *out, size_t outlen, const struct sockaddr_storage *ss)
-{
-	char ip[INET6_ADDRSTRLEN] = "?";
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-		inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
-		snprintf(out, outlen, "%s:%u", ip, ntohs(sin->sin_port));
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
-		inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
-		snprintf(out, outlen, "[%s]:%u", ip, ntohs(sin6->sin6_port));
-	} else {
-		snprintf(out, outlen, "unknown");
-	}
-}
-
 static int conn_new(struct http_server *s, int fd, const struct sockaddr_storage *ss,
                     struct client *cl)
 {
@@ -1369,7 +1355,7 @@ static int conn_new(struct http_server *s, int fd, const struct sockaddr_storage
 	c->srv = s;
 	c->fd = fd;
 	c->client = cl;
-	format_remote(c->remote, sizeof(c->remote), ss);
+	net_addr_format(ss, c->remote, sizeof(c->remote));
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	ev_io_init(&c->rio, read_cb, fd, EV_READ);
@@ -1419,7 +1405,7 @@ static void refuse(struct http_server *s, int fd, const struct sockaddr_storage 
 	if (s->refuse_fn != NULL &&
 	    (s->refuse_reported == 0 || now - s->refuse_reported >= HTTP_REFUSE_REPORT_S)) {
 		char remote[64];
-		format_remote(remote, sizeof(remote), ss);
+		net_addr_format(ss, remote, sizeof(remote));
 		uint64_t n = s->refuse_unreported;
 		s->refuse_reported = now;
 		s->refuse_unreported = 0;
@@ -1529,71 +1515,34 @@ struct http_server *http_server_new(struct ev_loop *loop,
 	return s;
 }
 
-static int parse_addr(const char *addr, uint16_t port, struct sockaddr_storage *ss,
-                      socklen_t *sl)
+/* A listener on addr:port, with "[v6]" accepted as well as a bare IPv6
+ * literal.  The backlog is 511 (nginx's and Redis's), not SOMAXCONN: a
+ * burst of CLI and consul-client connects queues in the kernel instead of
+ * being refused, while the per-client cap still applies at accept. */
+int http_server_listen(struct http_server *s, const char *addr, uint16_t port,
+                       uint16_t *bound_port, char *err, size_t errlen)
 {
 	char host[INET6_ADDRSTRLEN + 2];
-	size_t n = strlen(addr);
-	if (n >= sizeof(host))
+	size_t n = addr != NULL ? strlen(addr) : 0;
+
+	if (addr == NULL || n >= sizeof(host)) {
+		snprintf(err, errlen, "listen tcp %s:%u: invalid IP address",
+		         addr ? addr : "(null)", port);
 		return -EINVAL;
+	}
 	if (n >= 2 && addr[0] == '[' && addr[n - 1] == ']') {
 		memcpy(host, addr + 1, n - 2);
 		host[n - 2] = '\0';
 	} else {
 		memcpy(host, addr, n + 1);
 	}
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		*sl = sizeof(*sin);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		*sl = sizeof(*sin6);
-		return 0;
-	}
-	return -EINVAL;
-}
-
-int http_server_listen(struct http_server *s, const char *addr, uint16_t port,
-                       uint16_t *bound_port, char *err, size_t errlen)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	if (addr == NULL || parse_addr(addr, port, &ss, &sl) < 0) {
-		snprintf(err, errlen, "listen tcp %s:%u: invalid IP address",
-		         addr ? addr : "(null)", port);
-		return -EINVAL;
-	}
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = net_tcp_listen(host, port, 511, err, errlen);
+	if (fd < 0)
+		return fd;
+	int bp = net_bound_port(fd);
 	int e;
-	if (fd < 0) {
-		e = errno;
-		goto fail;
-	}
-	int one = 1;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) {
-		e = errno;
-		goto fail;
-	}
-	if (ss.ss_family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) {
-		e = errno;
-		goto fail;
-	}
-	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 511) < 0) {
-		e = errno;
-		goto fail;
-	}
-	struct sockaddr_storage bound;
-	socklen_t bl = sizeof(bound);
-	if (getsockname(fd, (struct sockaddr *)&bound, &bl) < 0) {
-		e = errno;
+	if (bp < 0) {
+		e = -bp;
 		goto fail;
 	}
 	struct listener *l = calloc(1, sizeof(*l));
@@ -1610,14 +1559,11 @@ int http_server_listen(struct http_server *s, const char *addr, uint16_t port,
 	s->listeners = l;
 	ev_io_start(s->loop, &l->io);
 	if (bound_port != NULL)
-		*bound_port = bound.ss_family == AF_INET
-			? ntohs(((struct sockaddr_in *)&bound)->sin_port)
-			: ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+		*bound_port = (uint16_t)bp;
 	return 0;
 fail:
 	snprintf(err, errlen, "listen tcp %s:%u: %s", addr, port, strerror(e));
-	if (fd >= 0)
-		close(fd);
+	close(fd);
 	return -e;
 }
 

@@ -17,7 +17,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <http_parser.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -32,6 +31,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "lib/net.h"
+#include "lib/xalloc.h"
 
 #ifndef RUMOR_VERSION
 #define RUMOR_VERSION "0.0.0"
@@ -373,9 +375,7 @@ static char *build_head(const char *host, const char *port,
 
 	for (h = extra; h && *h; h++)
 		cap += strlen(*h) + 2;
-	buf = malloc(cap);
-	if (buf == NULL)
-		return NULL;
+	buf = xmalloc(cap);
 	w = snprintf(buf, cap,
 	             "%s %s HTTP/1.1\r\nHost: %s%s%s%s%s\r\n"
 	             "User-Agent: rumor/%s\r\nAccept: */*\r\n"
@@ -408,28 +408,27 @@ static char *build_head(const char *host, const char *port,
 	return buf;
 }
 
-/* Connects to one resolved address; returns fd or -1 with *why set. */
+/* Connects to one resolved address; returns fd or -1 with *why set.  The
+ * socket comes from net_tcp_connect (non-blocking, close-on-exec,
+ * TCP_NODELAY); the wait for the handshake is ours, under the deadline. */
 static int dial_one(const struct addrinfo *ai, int64_t deadline, int *why,
                     int *timed_out)
 {
+	struct sockaddr_storage ss;
 	int fd, r, soerr = 0;
 	socklen_t sl = sizeof(soerr);
 
-	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-	            ai->ai_protocol);
-	if (fd < 0) {
-		*why = errno;
+	if (ai->ai_addrlen > sizeof(ss)) {
+		*why = EAFNOSUPPORT;
 		return -1;
 	}
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
-		goto fail;
-	do {
-		r = connect(fd, ai->ai_addr, ai->ai_addrlen);
-	} while (r < 0 && errno == EINTR);
-	if (r == 0)
-		return fd;
-	if (errno != EINPROGRESS)
-		goto fail;
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+	fd = net_tcp_connect(&ss, ai->ai_addrlen, NULL);
+	if (fd < 0) {
+		*why = -fd;
+		return -1;
+	}
 	r = wait_fd(fd, POLLOUT, deadline);
 	if (r == 0) {
 		*timed_out = 1;
@@ -437,20 +436,17 @@ static int dial_one(const struct addrinfo *ai, int64_t deadline, int *why,
 		close(fd);
 		return -1;
 	}
-	if (r < 0)
-		goto fail;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-		goto fail;
+	if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) {
+		*why = errno;
+		close(fd);
+		return -1;
+	}
 	if (soerr != 0) {
 		*why = soerr;
 		close(fd);
 		return -1;
 	}
 	return fd;
-fail:
-	*why = errno;
-	close(fd);
-	return -1;
 }
 
 /* Sends all of buf; 0 ok, 1 peer closed (EPIPE/ECONNRESET), -1 error,
@@ -487,129 +483,200 @@ static int send_all(int fd, const char *buf, size_t len, int64_t deadline,
 	return 0;
 }
 
-int httpc_request_opts(const char *addr, const char *method,
-                       const char *path_and_query, const void *body,
-                       size_t body_len, const struct httpc_options *opts,
-                       struct httpc_response *resp, char *err, size_t errlen)
-{
-	char host[256], port[8], etext[128];
-	struct addrinfo hints, *res = NULL, *ai;
-	const char *const *extra = opts ? opts->headers : NULL;
-	int timeout = (opts && opts->timeout_ms > 0) ? opts->timeout_ms
-	                                             : HTTPC_DEFAULT_TIMEOUT_MS;
-	int64_t deadline = now_ms() + timeout;
-	struct httpc_call call;
-	http_parser_settings settings;
-	http_parser parser;
-	const char *const *h;
-	char *head = NULL;
-	int fd = -1, why = 0, timed_out = 0, gai, r, send_length;
-	int peer_closed = 0;
+/* One request in flight: what the steps of httpc_request_opts share. */
+struct httpc_req {
+	const char *addr, *method, *path;
+	const void *body;
+	size_t body_len;
+	const char *const *extra; /* "Name: value" lines, NULL-ended */
+	size_t max_body;
+	int64_t deadline;
+	char host[256], port[8];
+	int fd;
+	int peer_closed; /* the peer closed while we were writing */
+	struct httpc_response *resp;
+	char *err;
+	size_t errlen;
+};
 
-	if (resp == NULL)
-		return -1;
-	memset(resp, 0, sizeof(*resp));
-	if (err && errlen)
-		err[0] = '\0';
-	if (addr == NULL ||
-	    httpc_split_hostport(addr, host, sizeof(host), port,
-	                         sizeof(port)) != 0) {
-		resp->error = HTTPC_E_ADDRESS;
-		set_err(err, errlen, "invalid address \"%s\": want host:port",
-		        addr ? addr : "");
-		return -1;
-	}
-	if (method == NULL || *method == '\0' || strpbrk(method, " \r\n") ||
-	    path_and_query == NULL || path_and_query[0] != '/' ||
-	    strpbrk(path_and_query, " \r\n")) {
-		resp->error = HTTPC_E_REQUEST;
-		set_err(err, errlen, "invalid request line for %s", addr);
+/* Refuses what would put bytes on the wire we did not mean: a malformed
+ * address, a request line or header with CR, LF or (in the line) a space.
+ * Nothing is sent or resolved before this passes. */
+static int req_check(struct httpc_req *q)
+{
+	const char *const *h;
+
+	if (q->addr == NULL ||
+	    httpc_split_hostport(q->addr, q->host, sizeof(q->host), q->port,
+	                         sizeof(q->port)) != 0) {
+		q->resp->error = HTTPC_E_ADDRESS;
+		set_err(q->err, q->errlen, "invalid address \"%s\": want host:port",
+		        q->addr ? q->addr : "");
 		return -1;
 	}
-	for (h = extra; h && *h; h++) {
+	if (q->method == NULL || *q->method == '\0' ||
+	    strpbrk(q->method, " \r\n") || q->path == NULL ||
+	    q->path[0] != '/' || strpbrk(q->path, " \r\n")) {
+		q->resp->error = HTTPC_E_REQUEST;
+		set_err(q->err, q->errlen, "invalid request line for %s", q->addr);
+		return -1;
+	}
+	for (h = q->extra; h && *h; h++) {
 		if (has_crlf(*h) || strchr(*h, ':') == NULL) {
-			resp->error = HTTPC_E_REQUEST;
-			set_err(err, errlen, "invalid request header \"%s\"",
+			q->resp->error = HTTPC_E_REQUEST;
+			set_err(q->err, q->errlen, "invalid request header \"%s\"",
 			        *h);
 			return -1;
 		}
 	}
+	return 0;
+}
+
+/* Resolves the host and tries each address in turn until one connects
+ * or the deadline passes; q->fd is the connected socket. */
+static int req_dial(struct httpc_req *q)
+{
+	struct addrinfo hints, *res = NULL, *ai;
+	char etext[128];
+	int why = 0, timed_out = 0, gai;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	/* No AI_ADDRCONFIG: it hides ::1 on hosts whose only IPv6 is
 	 * loopback; unreachable families just fail over to the next. */
-	gai = getaddrinfo(host, port, &hints, &res);
+	gai = getaddrinfo(q->host, q->port, &hints, &res);
 	if (gai != 0) {
-		resp->error = HTTPC_E_RESOLVE;
-		set_err(err, errlen, "dial tcp %s: lookup %s: %s", addr, host,
-		        gai_strerror(gai));
+		q->resp->error = HTTPC_E_RESOLVE;
+		set_err(q->err, q->errlen, "dial tcp %s: lookup %s: %s", q->addr,
+		        q->host, gai_strerror(gai));
 		return -1;
 	}
-	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-		if (remaining_ms(deadline) == 0) {
+	for (ai = res; ai != NULL && q->fd < 0; ai = ai->ai_next) {
+		if (remaining_ms(q->deadline) == 0) {
 			timed_out = 1;
 			break;
 		}
-		fd = dial_one(ai, deadline, &why, &timed_out);
+		q->fd = dial_one(ai, q->deadline, &why, &timed_out);
 	}
 	freeaddrinfo(res);
-	if (fd < 0) {
-		if (timed_out) {
-			resp->error = HTTPC_E_TIMEOUT;
-			resp->sys_errno = ETIMEDOUT;
-			set_err(err, errlen, "dial tcp %s: i/o timeout", addr);
-		} else {
-			resp->error = HTTPC_E_CONNECT;
-			resp->sys_errno = why;
-			errno_text(why, etext, sizeof(etext));
-			set_err(err, errlen, "dial tcp %s: %s", addr, etext);
-		}
+	if (q->fd >= 0)
+		return 0;
+	if (timed_out) {
+		q->resp->error = HTTPC_E_TIMEOUT;
+		q->resp->sys_errno = ETIMEDOUT;
+		set_err(q->err, q->errlen, "dial tcp %s: i/o timeout", q->addr);
+	} else {
+		q->resp->error = HTTPC_E_CONNECT;
+		q->resp->sys_errno = why;
+		errno_text(why, etext, sizeof(etext));
+		set_err(q->err, q->errlen, "dial tcp %s: %s", q->addr, etext);
+	}
+	return -1;
+}
+
+/* Writes the head and the body.  A peer that closes mid-write is not an
+ * error here (a server may answer 413 before reading the body): it is
+ * noted in q->peer_closed and the answer is still read. */
+static int req_send(struct httpc_req *q)
+{
+	char etext[128], *head;
+	int why = 0, r;
+	int send_length = q->body_len > 0 || strcmp(q->method, "PUT") == 0 ||
+	                  strcmp(q->method, "POST") == 0 ||
+	                  strcmp(q->method, "PATCH") == 0;
+
+	head = build_head(q->host, q->port, q->method, q->path, q->body_len,
+	                  send_length, q->extra);
+	if (head == NULL) {
+		q->resp->error = HTTPC_E_NOMEM;
+		set_err(q->err, q->errlen, "out of memory building request");
 		return -1;
 	}
-	{
-		int one = 1;
-
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	}
-
-	send_length = body_len > 0 || strcmp(method, "PUT") == 0 ||
-	              strcmp(method, "POST") == 0 ||
-	              strcmp(method, "PATCH") == 0;
-	head = build_head(host, port, method, path_and_query, body_len,
-	                  send_length, extra);
-	if (head == NULL) {
-		resp->error = HTTPC_E_NOMEM;
-		set_err(err, errlen, "out of memory building request");
-		goto fail;
-	}
-	r = send_all(fd, head, strlen(head), deadline, &why);
-	if (r == 0 && body_len > 0)
-		r = send_all(fd, body, body_len, deadline, &why);
+	r = send_all(q->fd, head, strlen(head), q->deadline, &why);
+	if (r == 0 && q->body_len > 0)
+		r = send_all(q->fd, q->body, q->body_len, q->deadline, &why);
 	free(head);
-	head = NULL;
 	if (r == -2) {
-		resp->error = HTTPC_E_TIMEOUT;
-		resp->sys_errno = ETIMEDOUT;
-		set_err(err, errlen, "write to %s: i/o timeout", addr);
-		goto fail;
+		q->resp->error = HTTPC_E_TIMEOUT;
+		q->resp->sys_errno = ETIMEDOUT;
+		set_err(q->err, q->errlen, "write to %s: i/o timeout", q->addr);
+		return -1;
 	}
 	if (r < 0) {
-		resp->error = HTTPC_E_IO;
-		resp->sys_errno = why;
+		q->resp->error = HTTPC_E_IO;
+		q->resp->sys_errno = why;
 		errno_text(why, etext, sizeof(etext));
-		set_err(err, errlen, "write to %s: %s", addr, etext);
-		goto fail;
+		set_err(q->err, q->errlen, "write to %s: %s", q->addr, etext);
+		return -1;
 	}
-	peer_closed = r == 1;
+	q->peer_closed = r == 1;
+	return 0;
+}
+
+/* Records a failed read (errno why) in the response. */
+static int req_read_failed(struct httpc_req *q, int why)
+{
+	char etext[128];
+
+	q->resp->error = HTTPC_E_IO;
+	q->resp->sys_errno = why;
+	errno_text(why, etext, sizeof(etext));
+	set_err(q->err, q->errlen, "read from %s: %s", q->addr, etext);
+	return -1;
+}
+
+/* After feeding n bytes (0: EOF) to the parser: 1 the response is whole,
+ * 0 read on, -1 failed (recorded in the response). */
+static int req_parsed(struct httpc_req *q, const struct httpc_call *call,
+                      const http_parser *parser, ssize_t n, size_t used)
+{
+	if (call->too_big) {
+		q->resp->error = HTTPC_E_TOO_BIG;
+		set_err(q->err, q->errlen,
+		        "response from %s: body larger than %zu bytes", q->addr,
+		        call->max_body);
+		return -1;
+	}
+	if (call->nomem) {
+		q->resp->error = HTTPC_E_NOMEM;
+		set_err(q->err, q->errlen, "out of memory reading response");
+		return -1;
+	}
+	if (call->complete)
+		return 1;
+	if (n > 0 && (HTTP_PARSER_ERRNO(parser) != HPE_OK || used != (size_t)n)) {
+		q->resp->error = HTTPC_E_PROTOCOL;
+		set_err(q->err, q->errlen, "malformed HTTP response from %s: %s",
+		        q->addr, http_errno_description(HTTP_PARSER_ERRNO(parser)));
+		return -1;
+	}
+	if (n == 0) {
+		/* EOF fed above with length 0; not complete means cut */
+		q->resp->error = HTTPC_E_IO;
+		set_err(q->err, q->errlen, "read from %s: %s", q->addr,
+		        (q->peer_closed && q->resp->status == 0)
+		                ? "connection closed before the response"
+		                : "unexpected EOF before the response was "
+		                  "complete");
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads into a stack buffer fed to http-parser until the message is
+ * complete, EOF, an error or the deadline; the callbacks fill q->resp. */
+static int req_read(struct httpc_req *q)
+{
+	struct httpc_call call;
+	http_parser_settings settings;
+	http_parser parser;
 
 	memset(&call, 0, sizeof(call));
-	call.addr = addr;
-	call.resp = resp;
-	call.max_body = (opts && opts->max_body) ? opts->max_body
-	                                         : HTTPC_DEFAULT_MAX_BODY;
-	call.head_only = strcmp(method, "HEAD") == 0;
+	call.addr = q->addr;
+	call.resp = q->resp;
+	call.max_body = q->max_body;
+	call.head_only = strcmp(q->method, "HEAD") == 0;
 	memset(&settings, 0, sizeof(settings));
 	settings.on_status = on_status;
 	settings.on_header_field = on_header_field;
@@ -622,90 +689,82 @@ int httpc_request_opts(const char *addr, const char *method,
 
 	while (!call.complete) {
 		char buf[16384];
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		ssize_t n = recv(q->fd, buf, sizeof(buf), 0);
 		size_t used;
+		int r;
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			r = wait_fd(fd, POLLIN, deadline);
+			r = wait_fd(q->fd, POLLIN, q->deadline);
 			if (r == 0) {
-				resp->error = HTTPC_E_TIMEOUT;
-				resp->sys_errno = ETIMEDOUT;
-				set_err(err, errlen, "read from %s: i/o timeout",
-				        addr);
-				goto fail;
+				q->resp->error = HTTPC_E_TIMEOUT;
+				q->resp->sys_errno = ETIMEDOUT;
+				set_err(q->err, q->errlen,
+				        "read from %s: i/o timeout", q->addr);
+				return -1;
 			}
-			if (r < 0) {
-				why = errno;
-				goto io_fail;
-			}
+			if (r < 0)
+				return req_read_failed(q, errno);
 			continue;
 		}
-		if (n < 0) {
-			why = errno;
-			goto io_fail;
-		}
+		if (n < 0)
+			return req_read_failed(q, errno);
 		used = http_parser_execute(&parser, &settings, buf, (size_t)n);
-		if (call.too_big) {
-			resp->error = HTTPC_E_TOO_BIG;
-			set_err(err, errlen,
-			        "response from %s: body larger than %zu bytes",
-			        addr, call.max_body);
-			goto fail;
-		}
-		if (call.nomem) {
-			resp->error = HTTPC_E_NOMEM;
-			set_err(err, errlen, "out of memory reading response");
-			goto fail;
-		}
-		if (call.complete)
-			break;
-		if (n > 0 && (HTTP_PARSER_ERRNO(&parser) != HPE_OK ||
-		              used != (size_t)n)) {
-			resp->error = HTTPC_E_PROTOCOL;
-			set_err(err, errlen, "malformed HTTP response from %s: %s",
-			        addr,
-			        http_errno_description(HTTP_PARSER_ERRNO(&parser)));
-			goto fail;
-		}
-		if (n == 0) {
-			/* EOF fed above with length 0; not complete means cut */
-			resp->error = HTTPC_E_IO;
-			set_err(err, errlen,
-			        "read from %s: %s", addr,
-			        (peer_closed && resp->status == 0)
-			                ? "connection closed before the response"
-			                : "unexpected EOF before the response was "
-			                  "complete");
-			goto fail;
-		}
-	}
-	close(fd);
-	if (resp->body == NULL) {
-		resp->body = calloc(1, 1);
-		if (resp->body == NULL) {
-			httpc_response_free(resp);
-			resp->error = HTTPC_E_NOMEM;
-			set_err(err, errlen, "out of memory");
+		r = req_parsed(q, &call, &parser, n, used);
+		if (r < 0)
 			return -1;
-		}
+		if (r > 0)
+			break;
 	}
+	q->resp->status = (int)parser.status_code;
+	return 0;
+}
+
+/* The steps in order: check, dial, send, read.  On failure everything the
+ * response holds is freed but the error kind and errno, so the caller can
+ * word its own message. */
+int httpc_request_opts(const char *addr, const char *method,
+                       const char *path_and_query, const void *body,
+                       size_t body_len, const struct httpc_options *opts,
+                       struct httpc_response *resp, char *err, size_t errlen)
+{
+	int timeout = (opts && opts->timeout_ms > 0) ? opts->timeout_ms
+	                                             : HTTPC_DEFAULT_TIMEOUT_MS;
+	struct httpc_req q = {
+		.addr = addr,
+		.method = method,
+		.path = path_and_query,
+		.body = body,
+		.body_len = body_len,
+		.extra = opts ? opts->headers : NULL,
+		.max_body = (opts && opts->max_body) ? opts->max_body
+		                                     : HTTPC_DEFAULT_MAX_BODY,
+		.deadline = now_ms() + timeout,
+		.fd = -1,
+		.resp = resp,
+		.err = err,
+		.errlen = errlen,
+	};
+
+	if (resp == NULL)
+		return -1;
+	memset(resp, 0, sizeof(*resp));
+	if (err && errlen)
+		err[0] = '\0';
+	if (req_check(&q) != 0 || req_dial(&q) != 0 || req_send(&q) != 0 ||
+	    req_read(&q) != 0)
+		goto fail;
+	close(q.fd);
+	if (resp->body == NULL)
+		resp->body = xcalloc(1, 1);
 	if (resp->reason == NULL)
-		resp->reason = calloc(1, 1);
-	resp->status = (int)parser.status_code;
+		resp->reason = xcalloc(1, 1);
 	resp->error = HTTPC_OK;
 	return 0;
-
-io_fail:
-	resp->error = HTTPC_E_IO;
-	resp->sys_errno = why;
-	errno_text(why, etext, sizeof(etext));
-	set_err(err, errlen, "read from %s: %s", addr, etext);
 fail:
-	free(head);
-	if (fd >= 0)
-		close(fd);
+	if (q.fd >= 0)
+		close(q.fd);
 	{
 		enum httpc_error e = resp->error;
 		int se = resp->sys_errno;
