@@ -39,25 +39,9 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "lib/xalloc.h"
+
 /* ---- small helpers ------------------------------------------------------ */
-
-static void *xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n ? n : 1);
-	if (q == NULL) {
-		fputs("rumor: out of memory\n", stderr);
-		abort();
-	}
-	return q;
-}
-
-static char *xstrdup(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = xrealloc(NULL, n);
-	memcpy(p, s, n);
-	return p;
-}
 
 static void set_str(char **field, const char *s)
 {
@@ -589,32 +573,114 @@ static const char *meta_put(struct rumor_config *c, const char *key,
 	return NULL;
 }
 
-/* Sets option o from its text form.  Returns NULL or the reason the value
- * is not acceptable ("want ..."). */
-static const char *opt_set(struct rumor_config *c, const struct opt *o,
-			   const char *s)
+/* -log-level: Consul's names, and "warning"/"error" as Go's hclog takes. */
+static const char *set_log_level(struct rumor_config *c, const char *s)
+{
+	static const struct {
+		const char *name;
+		enum rumor_config_log_level l;
+	} lv[] = {
+		{"trace", RUMOR_CONFIG_LOG_TRACE},
+		{"debug", RUMOR_CONFIG_LOG_DEBUG},
+		{"info", RUMOR_CONFIG_LOG_INFO},
+		{"warn", RUMOR_CONFIG_LOG_WARN},
+		{"warning", RUMOR_CONFIG_LOG_WARN},
+		{"err", RUMOR_CONFIG_LOG_ERR},
+		{"error", RUMOR_CONFIG_LOG_ERR},
+	};
+	for (size_t i = 0; i < sizeof(lv) / sizeof(lv[0]); i++) {
+		if (strcasecmp(s, lv[i].name) == 0) {
+			c->log_level = lv[i].l;
+			return NULL;
+		}
+	}
+	return "want trace, debug, info, warn or err";
+}
+
+static const char *set_profile(struct rumor_config *c, const char *s)
+{
+	if (strcasecmp(s, "lan") == 0)
+		c->profile = RUMOR_CONFIG_PROFILE_LAN;
+	else if (strcasecmp(s, "wan") == 0)
+		c->profile = RUMOR_CONFIG_PROFILE_WAN;
+	else if (strcasecmp(s, "local") == 0)
+		c->profile = RUMOR_CONFIG_PROFILE_LOCAL;
+	else
+		return "want lan, wan or local";
+	return NULL;
+}
+
+/* The datacenter is a DNS label in answers (node.dc.consul), hence the
+ * lowercase alphabet and the 63-byte cap. */
+static const char *set_datacenter(struct rumor_config *c, const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > RUMOR_CONFIG_DATACENTER_MAX)
+		return "want 1-63 lowercase letters, digits, - and _";
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (!(ch >= 'a' && ch <= 'z') && !isdigit(ch) && ch != '-' &&
+		    ch != '_')
+			return "want 1-63 lowercase letters, digits, - and _";
+	}
+	set_str(&c->datacenter, s);
+	return NULL;
+}
+
+/* The gossip key: AES-128/192/256 as memberlist allows.  The decoded key
+ * never outlives this function outside the config (zeroed on every path). */
+static const char *set_encrypt(struct rumor_config *c, const char *s)
+{
+	unsigned char key[64];
+	size_t len = 0;
+	if (sodium_base642bin(key, sizeof(key), s, strlen(s), NULL, &len, NULL,
+			      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	    (len != 16 && len != 24 && len != 32)) {
+		sodium_memzero(key, sizeof(key));
+		return "want base64 of a 16, 24 or 32-byte key";
+	}
+	memcpy(c->encrypt_key, key, len);
+	c->encrypt_key_len = len;
+	sodium_memzero(key, sizeof(key));
+	return NULL;
+}
+
+/* A token travels in an HTTP header: no spaces or control bytes. */
+static const char *check_token(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 256)
+		return "want 1 to 256 characters";
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+			return "want printable ASCII without spaces";
+	return NULL;
+}
+
+/* -node-meta key:value (Consul: split at the first ':'; no ':' means an
+ * empty value) or serf's -tag key=value. */
+static const char *set_meta_flag(struct rumor_config *c, const struct opt *o,
+				 const char *s)
+{
+	const char *colon = strchr(s, o->flag != NULL && strcmp(o->flag, "tag") == 0 ? '=' : ':');
+	size_t kn = colon ? (size_t)(colon - s) : strlen(s);
+	if (kn > RUMOR_CONFIG_META_KEY_MAX)
+		return "node_meta key longer than 128 bytes";
+	char key[RUMOR_CONFIG_META_KEY_MAX + 1];
+	memcpy(key, s, kn);
+	key[kn] = '\0';
+	return meta_put(c, key, colon ? colon + 1 : "");
+}
+
+/* Sets a numeric option (K_PORT, K_PORT_OFF, K_COUNT, K_DUR, K_BOOL). */
+static const char *set_number(struct rumor_config *c, const struct opt *o,
+			      const char *s)
 {
 	long long v;
 	int64_t ms;
 	bool b;
-	const char *why;
 
 	switch (o->kind) {
-	case K_STR:
-		if (*s == '\0')
-			return "want a non-empty path";
-		set_str(&FIELD(c, o, char *), s);
-		return NULL;
-	case K_NODE:
-		if ((why = check_node_name(s)) != NULL)
-			return why;
-		set_str(&FIELD(c, o, char *), s);
-		return NULL;
-	case K_ADDR:
-		if (!is_ip_literal(s))
-			return "want an IPv4 or IPv6 address";
-		set_str(&FIELD(c, o, char *), s);
-		return NULL;
 	case K_PORT:
 		if (parse_ll(s, &v) != 0 || v < 1 || v > 65535)
 			return "want a port 1-65535";
@@ -643,51 +709,46 @@ static const char *opt_set(struct rumor_config *c, const struct opt *o,
 			return "want true or false";
 		FIELD(c, o, bool) = b;
 		return NULL;
-	case K_LOGLEVEL: {
-		static const struct {
-			const char *name;
-			enum rumor_config_log_level l;
-		} lv[] = {
-			{"trace", RUMOR_CONFIG_LOG_TRACE},
-			{"debug", RUMOR_CONFIG_LOG_DEBUG},
-			{"info", RUMOR_CONFIG_LOG_INFO},
-			{"warn", RUMOR_CONFIG_LOG_WARN},
-			{"warning", RUMOR_CONFIG_LOG_WARN},
-			{"err", RUMOR_CONFIG_LOG_ERR},
-			{"error", RUMOR_CONFIG_LOG_ERR},
-		};
-		for (size_t i = 0; i < sizeof(lv) / sizeof(lv[0]); i++) {
-			if (strcasecmp(s, lv[i].name) == 0) {
-				c->log_level = lv[i].l;
-				return NULL;
-			}
-		}
-		return "want trace, debug, info, warn or err";
+	default:
+		return NULL;
 	}
+}
+
+/* Sets option o from its text form.  Returns NULL or the reason the value
+ * is not acceptable ("want ..."). */
+static const char *opt_set(struct rumor_config *c, const struct opt *o,
+			   const char *s)
+{
+	const char *why;
+
+	switch (o->kind) {
+	case K_STR:
+		if (*s == '\0')
+			return "want a non-empty path";
+		set_str(&FIELD(c, o, char *), s);
+		return NULL;
+	case K_NODE:
+		if ((why = check_node_name(s)) != NULL)
+			return why;
+		set_str(&FIELD(c, o, char *), s);
+		return NULL;
+	case K_ADDR:
+		if (!is_ip_literal(s))
+			return "want an IPv4 or IPv6 address";
+		set_str(&FIELD(c, o, char *), s);
+		return NULL;
+	case K_PORT:
+	case K_PORT_OFF:
+	case K_COUNT:
+	case K_DUR:
+	case K_BOOL:
+		return set_number(c, o, s);
+	case K_LOGLEVEL:
+		return set_log_level(c, s);
 	case K_PROFILE:
-		if (strcasecmp(s, "lan") == 0)
-			c->profile = RUMOR_CONFIG_PROFILE_LAN;
-		else if (strcasecmp(s, "wan") == 0)
-			c->profile = RUMOR_CONFIG_PROFILE_WAN;
-		else if (strcasecmp(s, "local") == 0)
-			c->profile = RUMOR_CONFIG_PROFILE_LOCAL;
-		else
-			return "want lan, wan or local";
-		return NULL;
-	case K_DC: {
-		size_t n = strlen(s);
-		if (n == 0 || n > RUMOR_CONFIG_DATACENTER_MAX)
-			return "want 1-63 lowercase letters, digits, - and _";
-		for (size_t i = 0; i < n; i++) {
-			unsigned char ch = (unsigned char)s[i];
-			if (!(ch >= 'a' && ch <= 'z') && !isdigit(ch) &&
-			    ch != '-' && ch != '_')
-				return "want 1-63 lowercase letters, digits, - "
-				       "and _";
-		}
-		set_str(&c->datacenter, s);
-		return NULL;
-	}
+		return set_profile(c, s);
+	case K_DC:
+		return set_datacenter(c, s);
 	case K_DOMAIN: {
 		char buf[256];
 		if ((why = norm_domain(s, buf, sizeof(buf))) != NULL)
@@ -695,30 +756,13 @@ static const char *opt_set(struct rumor_config *c, const struct opt *o,
 		set_str(&FIELD(c, o, char *), buf);
 		return NULL;
 	}
-	case K_ENCRYPT: {
-		unsigned char key[64];
-		size_t len = 0;
-		if (sodium_base642bin(key, sizeof(key), s, strlen(s), NULL, &len,
-				      NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
-		    (len != 16 && len != 24 && len != 32)) {
-			sodium_memzero(key, sizeof(key));
-			return "want base64 of a 16, 24 or 32-byte key";
-		}
-		memcpy(c->encrypt_key, key, len);
-		c->encrypt_key_len = len;
-		sodium_memzero(key, sizeof(key));
-		return NULL;
-	}
-	case K_TOKEN: {
-		size_t n = strlen(s);
-		if (n == 0 || n > 256)
-			return "want 1 to 256 characters";
-		for (size_t i = 0; i < n; i++)
-			if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
-				return "want printable ASCII without spaces";
+	case K_ENCRYPT:
+		return set_encrypt(c, s);
+	case K_TOKEN:
+		if ((why = check_token(s)) != NULL)
+			return why;
 		set_str(&FIELD(c, o, char *), s);
 		return NULL;
-	}
 	case K_LIST:
 		if ((why = check_join_addr(s)) != NULL)
 			return why;
@@ -732,18 +776,8 @@ static const char *opt_set(struct rumor_config *c, const struct opt *o,
 			return "must not be empty";
 		list_push(&FIELD(c, o, struct rumor_config_list), s);
 		return NULL;
-	case K_META: {
-		/* Consul: split at the first ':'; no ':' means an empty value.
-		 * Serf's -tag splits at '='. */
-		const char *colon = strchr(s, o->flag != NULL && strcmp(o->flag, "tag") == 0 ? '=' : ':');
-		size_t kn = colon ? (size_t)(colon - s) : strlen(s);
-		if (kn > RUMOR_CONFIG_META_KEY_MAX)
-			return "node_meta key longer than 128 bytes";
-		char key[RUMOR_CONFIG_META_KEY_MAX + 1];
-		memcpy(key, s, kn);
-		key[kn] = '\0';
-		return meta_put(c, key, colon ? colon + 1 : "");
-	}
+	case K_META:
+		return set_meta_flag(c, o, s);
 	case K_CFGFILE:
 	case K_CFGDIR:
 	case K_HELP:
@@ -877,6 +911,83 @@ static int json_bad_value(const char *file, const char *key, const char *val,
 	return -1;
 }
 
+/* "retry_join": [...] and the like: every element a string, each set in
+ * order, so a bad one names its index. */
+static int json_apply_list(struct rumor_config *c, const struct opt *o,
+			   const char *key, json_t *v, const char *file,
+			   char *err, size_t errlen)
+{
+	const char *why;
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(v, i, e) {
+		if (!json_is_string(e)) {
+			errf(err, errlen,
+			     "config file %s: key \"%s\" must be an "
+			     "array of strings, got %s at index %zu",
+			     file, key, json_type_name(e), i);
+			return -1;
+		}
+		if ((why = opt_set(c, o, json_string_value(e))) != NULL)
+			return json_bad_value(file, key, json_string_value(e),
+					      true, why, err, errlen);
+	}
+	return 0;
+}
+
+/* "service": {...} or "services": [{...}, ...]: kept as compact JSON text
+ * for the services module, which validates the definitions itself. */
+static int json_apply_services(struct rumor_config *c, const struct opt *o,
+			       const char *key, json_t *v, const char *file,
+			       char *err, size_t errlen)
+{
+	size_t i, n = json_is_array(v) ? json_array_size(v) : 1;
+
+	for (i = 0; i < n; i++) {
+		json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
+		if (!json_is_object(e)) {
+			errf(err, errlen,
+			     "config file %s: key \"%s\" must hold service "
+			     "definition objects, got %s",
+			     file, key, json_type_name(e));
+			return -1;
+		}
+		char *txt = json_dumps(e, JSON_COMPACT);
+		if (txt == NULL)
+			abort();
+		opt_set(c, o, txt);
+		free(txt);
+	}
+	return 0;
+}
+
+/* "node_meta": {"k": "v", ...}: errors name the nested key. */
+static int json_apply_meta(struct rumor_config *c, const char *key, json_t *v,
+			   const char *file, char *err, size_t errlen)
+{
+	const char *mk, *why;
+	json_t *e;
+
+	json_object_foreach(v, mk, e) {
+		char full[256];
+		join_key(full, sizeof(full), key, mk);
+		if (!json_is_string(e)) {
+			errf(err, errlen,
+			     "config file %s: key \"%s\" must be a "
+			     "string, got %s",
+			     file, full, json_type_name(e));
+			return -1;
+		}
+		if ((why = meta_put(c, mk, json_string_value(e))) != NULL)
+			return json_bad_value(file, full, json_string_value(e),
+					      true, why, err, errlen);
+	}
+	return 0;
+}
+
+/* Type-checks one JSON value against its option's kind, then hands its
+ * text form to opt_set, so files and flags share one validation. */
 static int json_apply(struct rumor_config *c, const struct opt *o,
 		      const char *key, json_t *v, const char *file, char *err,
 		      size_t errlen)
@@ -887,72 +998,20 @@ static int json_apply(struct rumor_config *c, const struct opt *o,
 
 	switch (o->kind) {
 	case K_LIST:
-	case K_STRLIST: {
-		size_t i;
-		json_t *e;
+	case K_STRLIST:
 		if (!json_is_array(v)) {
 			want = "an array of strings";
 			break;
 		}
-		json_array_foreach(v, i, e) {
-			if (!json_is_string(e)) {
-				errf(err, errlen,
-				     "config file %s: key \"%s\" must be an "
-				     "array of strings, got %s at index %zu",
-				     file, key, json_type_name(e), i);
-				return -1;
-			}
-			if ((why = opt_set(c, o, json_string_value(e))) != NULL)
-				return json_bad_value(file, key,
-						      json_string_value(e), true,
-						      why, err, errlen);
-		}
-		return 0;
-	}
-	case K_SVCDEF: {
-		/* "service": {...} or "services": [{...}, ...] */
-		size_t i, n = json_is_array(v) ? json_array_size(v) : 1;
-		for (i = 0; i < n; i++) {
-			json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
-			if (!json_is_object(e)) {
-				errf(err, errlen,
-				     "config file %s: key \"%s\" must hold service "
-				     "definition objects, got %s",
-				     file, key, json_type_name(e));
-				return -1;
-			}
-			char *txt = json_dumps(e, JSON_COMPACT);
-			if (txt == NULL)
-				abort();
-			opt_set(c, o, txt);
-			free(txt);
-		}
-		return 0;
-	}
-	case K_META: {
-		const char *mk;
-		json_t *e;
+		return json_apply_list(c, o, key, v, file, err, errlen);
+	case K_SVCDEF:
+		return json_apply_services(c, o, key, v, file, err, errlen);
+	case K_META:
 		if (!json_is_object(v)) {
 			want = "an object of strings";
 			break;
 		}
-		json_object_foreach(v, mk, e) {
-			char full[256];
-			join_key(full, sizeof(full), key, mk);
-			if (!json_is_string(e)) {
-				errf(err, errlen,
-				     "config file %s: key \"%s\" must be a "
-				     "string, got %s",
-				     file, full, json_type_name(e));
-				return -1;
-			}
-			if ((why = meta_put(c, mk, json_string_value(e))) != NULL)
-				return json_bad_value(file, full,
-						      json_string_value(e), true,
-						      why, err, errlen);
-		}
-		return 0;
-	}
+		return json_apply_meta(c, key, v, file, err, errlen);
 	case K_BOOL:
 		if (!json_is_boolean(v)) {
 			want = "a boolean";
@@ -1109,7 +1168,7 @@ static int load_dir(struct rumor_config *c, const char *dir, char *err,
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		struct stat st;
 		size_t plen = strlen(dir) + strlen(names[i]) + 2;
-		char *path = xrealloc(NULL, plen);
+		char *path = xmalloc(plen);
 		snprintf(path, plen, "%s/%s", dir, names[i]);
 		/* Skip subdirectories and other non-files, as Consul does. */
 		if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
@@ -1186,7 +1245,7 @@ static int check_data_dir(struct rumor_config *c, char *err, size_t errlen)
 		if (tmp == NULL || *tmp == '\0')
 			tmp = "/tmp";
 		size_t n = strlen(tmp) + sizeof("/rumor-dev-XXXXXX");
-		char *tpl = xrealloc(NULL, n);
+		char *tpl = xmalloc(n);
 		snprintf(tpl, n, "%s/rumor-dev-XXXXXX", tmp);
 		if (mkdtemp(tpl) == NULL) {
 			errf(err, errlen, "-dev: cannot create a data dir in %s: %s",
@@ -1233,30 +1292,23 @@ struct flagval {
 	const char *val;
 };
 
-/* keep_dir != NULL means reload: nothing is created on disk, the data dir is
- * taken from the running config. */
-static int parse_args(struct rumor_config *c, int argc, char **argv,
-		      const char *keep_dir, char *err, size_t errlen)
+/* Step 1 of parse_args: turns argv into flag/value pairs in fv (capacity
+ * argc) and the config sources, in order.  Nothing is applied yet, so a
+ * flag's value can override the files that come after it on the line.
+ * Returns 0, 1 after -h (usage printed unless reloading), or -1. */
+static int tokenize_args(struct rumor_config *c, int argc, char **argv,
+			 bool reload, struct flagval *fv, size_t *nfv,
+			 char *err, size_t errlen)
 {
-	struct flagval *fv = NULL;
-	size_t nfv = 0;
-	int rc = -1;
 	char q[128];
-	const char *why;
 
-	if (err && errlen)
-		err[0] = '\0';
-	if (argc > 0)
-		fv = xrealloc(NULL, (size_t)argc * sizeof(*fv));
-
-	/* 1. Tokenize; collect config sources in order. */
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (a[0] != '-' || a[1] == '\0') {
 			errf(err, errlen,
 			     "unexpected argument %s (the agent takes only flags)",
 			     quote(a, q, sizeof(q)));
-			goto out;
+			return -1;
 		}
 		if (strcmp(a, "--") == 0) {
 			if (i + 1 < argc) {
@@ -1264,7 +1316,7 @@ static int parse_args(struct rumor_config *c, int argc, char **argv,
 				     "unexpected argument %s (the agent takes "
 				     "only flags)",
 				     quote(argv[i + 1], q, sizeof(q)));
-				goto out;
+				return -1;
 			}
 			break;
 		}
@@ -1274,14 +1326,13 @@ static int parse_args(struct rumor_config *c, int argc, char **argv,
 		const struct opt *o = find_flag(name, nlen);
 		if (o == NULL) {
 			errf(err, errlen, "unknown flag -%.*s", (int)nlen, name);
-			goto out;
+			return -1;
 		}
 		const char *val = eq ? eq + 1 : NULL;
 		if (o->kind == K_HELP) {
-			if (keep_dir == NULL)
+			if (!reload)
 				rumor_config_usage(stdout);
-			rc = 1;
-			goto out;
+			return 1;
 		}
 		if (val == NULL && o->kind == K_BOOL) {
 			bool b;
@@ -1293,7 +1344,7 @@ static int parse_args(struct rumor_config *c, int argc, char **argv,
 		if (val == NULL) {
 			if (i + 1 >= argc) {
 				errf(err, errlen, "flag needs a value: -%s", o->flag);
-				goto out;
+				return -1;
 			}
 			val = argv[++i];
 		}
@@ -1302,7 +1353,7 @@ static int parse_args(struct rumor_config *c, int argc, char **argv,
 				errf(err, errlen,
 				     "invalid value for -%s: \"\" (want a path)",
 				     o->flag);
-				goto out;
+				return -1;
 			}
 			c->sources = xrealloc(c->sources, (c->sources_n + 1) *
 							  sizeof(*c->sources));
@@ -1311,55 +1362,72 @@ static int parse_args(struct rumor_config *c, int argc, char **argv,
 			c->sources_n++;
 			continue;
 		}
-		fv[nfv].o = o;
-		fv[nfv].val = val;
-		nfv++;
+		fv[*nfv].o = o;
+		fv[*nfv].val = val;
+		(*nfv)++;
 	}
+	return 0;
+}
 
-	/* 2. -dev is known before the files so its defaults sit beneath them. */
+/* Sets the flags in fv: only -dev when dev_only (its defaults must sit
+ * beneath the files), else every one (flags over files). */
+static int apply_flags(struct rumor_config *c, const struct flagval *fv,
+		       size_t nfv, bool dev_only, char *err, size_t errlen)
+{
+	char q[128];
+	const char *why;
+
 	for (size_t i = 0; i < nfv; i++) {
-		if (fv[i].o->off == OFF(dev) && fv[i].o->kind == K_BOOL &&
-		    (why = opt_set(c, fv[i].o, fv[i].val)) != NULL) {
-			errf(err, errlen, "invalid value for -%s: %s (%s)",
-			     fv[i].o->flag, quote(fv[i].val, q, sizeof(q)), why);
-			goto out;
+		if (dev_only &&
+		    !(fv[i].o->off == OFF(dev) && fv[i].o->kind == K_BOOL))
+			continue;
+		if ((why = opt_set(c, fv[i].o, fv[i].val)) != NULL) {
+			if (dev_only)
+				errf(err, errlen, "invalid value for -%s: %s (%s)",
+				     fv[i].o->flag, quote(fv[i].val, q, sizeof(q)),
+				     why);
+			else
+				errf(err, errlen, "invalid value for -%s: %s (%s)",
+				     fv[i].o->flag,
+				     shown(fv[i].o, fv[i].val, q, sizeof(q)), why);
+			return -1;
 		}
 	}
-	if (c->dev) {
-		set_str(&c->bind_addr, "127.0.0.1");
-		set_str(&c->client_addr, "127.0.0.1");
-	}
+	return 0;
+}
 
-	/* 3. Files, in command-line order. */
+/* The config files and directories, in command-line order. */
+static int load_sources(struct rumor_config *c, char *err, size_t errlen)
+{
 	for (size_t i = 0; i < c->sources_n; i++) {
 		int r = c->sources[i].is_dir
 				? load_dir(c, c->sources[i].path, err, errlen)
 				: load_file(c, c->sources[i].path, err, errlen);
 		if (r != 0)
-			goto out;
+			return -1;
 	}
+	return 0;
+}
 
-	/* 4. Flags over files. */
-	for (size_t i = 0; i < nfv; i++) {
-		if ((why = opt_set(c, fv[i].o, fv[i].val)) != NULL) {
-			errf(err, errlen, "invalid value for -%s: %s (%s)",
-			     fv[i].o->flag, shown(fv[i].o, fv[i].val, q, sizeof(q)),
-			     why);
-			goto out;
-		}
-	}
+/* The checks that need every source applied, and the derived values: the
+ * node name (a hostname may not be a valid one), the advertise address, the
+ * data dir (created, or on reload kept from the running config). */
+static int finish_config(struct rumor_config *c, const char *keep_dir,
+			 char *err, size_t errlen)
+{
+	char q[128];
+	const char *why;
 
-	/* 5. Final checks and derived values. */
 	if (c->node_name == NULL || c->node_name[0] == '\0') {
 		errf(err, errlen,
 		     "node name is empty (this host has no hostname); set -node");
-		goto out;
+		return -1;
 	}
 	if ((why = check_node_name(c->node_name)) != NULL) {
 		errf(err, errlen,
 		     "invalid node name %s from the hostname (%s); set -node",
 		     quote(c->node_name, q, sizeof(q)), why);
-		goto out;
+		return -1;
 	}
 	if (c->advertise_addr == NULL) {
 		if (!is_any_addr(c->bind_addr))
@@ -1370,13 +1438,41 @@ static int parse_args(struct rumor_config *c, int argc, char **argv,
 	if (keep_dir != NULL) {
 		set_str(&c->data_dir, keep_dir);
 		c->data_dir_is_temp = false;
-	} else if (check_data_dir(c, err, errlen) != 0) {
-		goto out;
+		return 0;
 	}
+	return check_data_dir(c, err, errlen);
+}
 
-	/* Keep the flags for rumor_config_reload(). */
+/* keep_dir != NULL means reload: nothing is created on disk, the data dir is
+ * taken from the running config.  Order: tokenize, -dev, files, flags over
+ * files, final checks; the argv is kept for rumor_config_reload(). */
+static int parse_args(struct rumor_config *c, int argc, char **argv,
+		      const char *keep_dir, char *err, size_t errlen)
+{
+	struct flagval *fv = NULL;
+	size_t nfv = 0;
+	int rc;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (argc > 0)
+		fv = xmalloc((size_t)argc * sizeof(*fv));
+	rc = tokenize_args(c, argc, argv, keep_dir != NULL, fv, &nfv, err, errlen);
+	if (rc != 0)
+		goto out;
+	rc = -1;
+	if (apply_flags(c, fv, nfv, true, err, errlen) != 0)
+		goto out;
+	if (c->dev) {
+		set_str(&c->bind_addr, "127.0.0.1");
+		set_str(&c->client_addr, "127.0.0.1");
+	}
+	if (load_sources(c, err, errlen) != 0 ||
+	    apply_flags(c, fv, nfv, false, err, errlen) != 0 ||
+	    finish_config(c, keep_dir, err, errlen) != 0)
+		goto out;
 	if (keep_dir == NULL && c->argv == NULL && argc > 0) {
-		c->argv = xrealloc(NULL, (size_t)argc * sizeof(*c->argv));
+		c->argv = xmalloc((size_t)argc * sizeof(*c->argv));
 		for (int i = 0; i < argc; i++)
 			c->argv[i] = xstrdup(argv[i]);
 		c->argc = argc;
@@ -1406,7 +1502,7 @@ int rumor_config_reload(const struct rumor_config *cur, struct rumor_config *out
 	if (rc == 0) {
 		/* The saved argv belongs to cur; out needs its own copy only if
 		 * it is reloaded again. */
-		out->argv = xrealloc(NULL, (size_t)(cur->argc > 0 ? cur->argc : 1) *
+		out->argv = xmalloc((size_t)(cur->argc > 0 ? cur->argc : 1) *
 						   sizeof(*out->argv));
 		for (int i = 0; i < cur->argc; i++)
 			out->argv[i] = xstrdup(cur->argv[i]);
