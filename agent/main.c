@@ -2,7 +2,7 @@
  * agent/main.c — `rumor`: one binary, subcommands.
  *
  * `rumor agent ...` runs the agent (agent/agent.c); every other subcommand
- * is a client of the agent's HTTP API (agent/cli.c).
+ * is a client of the agent's HTTP API (agent/cli/).
  */
 #include <stdio.h>
 #include <string.h>
