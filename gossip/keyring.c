@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "gossip/wire.h"
+#include "lib/cursor.h"
 
 #define NONCE_LEN 12
 #define TAG_LEN 16
@@ -228,10 +229,7 @@ int keyring_encrypt_stream(const struct keyring *k, const uint8_t *msg, size_t l
 	if (buf == NULL)
 		abort();
 	buf[0] = KEYRING_ENCRYPT_MSG;
-	buf[1] = (uint8_t)(enc >> 24);
-	buf[2] = (uint8_t)(enc >> 16);
-	buf[3] = (uint8_t)(enc >> 8);
-	buf[4] = (uint8_t)enc;
+	be32_put(buf + 1, (uint32_t)enc);
 	int n = keyring_encrypt(k, msg, len, buf, 5, buf + 5, enc);
 	if (n < 0 || (size_t)n != enc) {
 		free(buf);
@@ -251,7 +249,7 @@ int keyring_decrypt_stream(const struct keyring *k, const uint8_t *in, size_t le
 		return ML_BAD;
 	if (len < 5)
 		return ML_AGAIN;
-	uint32_t more = (uint32_t)in[1] << 24 | (uint32_t)in[2] << 16 | (uint32_t)in[3] << 8 | in[4];
+	uint32_t more = be32_get(in + 1);
 	if (more > ML_PUSH_STATE_MAX || more < 1 + NONCE_LEN + TAG_LEN)
 		return ML_BAD;
 	if (len - 5 < more)

@@ -3,7 +3,10 @@
  *
  * The msgpack here is Go's old codec dialect: maps keyed by field name,
  * strings and []byte written as raw (fixraw/raw16/raw32); the decoder also
- * accepts str8 and bin, nil for empty values, and any integer width.
+ * accepts str8 and bin, nil for empty values, and any integer width. It is
+ * read and written through lib/mp.h, the project's one MessagePack layer;
+ * what is serf's own here is the policy on top (nil maps and arrays read as
+ * empty, integers read as bools, keys longer than any serf field ignored).
  */
 #define _GNU_SOURCE
 #include "gossip/serf.h"
@@ -14,390 +17,35 @@
 #include <string.h>
 
 #include "gossip/bcast.h" /* bcast_name_hash */
+#include "lib/mp.h"
+#include "lib/xalloc.h"
 
 /* ------------------------------------------------------------ msgpack */
 
-static _Thread_local char wire_err[160];
-
+/* Decode errors share lib/mp's per-thread text (one error convention for
+ * every decoder: ML_OK / ML_BAD / ML_AGAIN and a message naming the field). */
 const char *serf_wire_error(void)
 {
-	return wire_err;
+	return mp_error();
 }
 
 static int bad(const char *what, const char *field, const char *why)
 {
-	snprintf(wire_err, sizeof(wire_err), "%s: %s: %s", what, field, why);
+	mp_fail("%s: %s: %s", what, field, why);
 	return ML_BAD;
 }
 
-struct rd {
-	const uint8_t *p, *end;
-};
-
-static bool rd_need(struct rd *r, size_t n)
+/* serf's bools: true/false/nil, and also an integer (non-zero is true),
+ * which serf's own decoder takes too. */
+static int read_flag(struct cursor *c, bool *v)
 {
-	return (size_t)(r->end - r->p) >= n;
-}
-
-static uint64_t be(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-/* Any non-negative integer. */
-static bool rd_uint(struct rd *r, uint64_t *v)
-{
-	if (!rd_need(r, 1))
-		return false;
-	uint8_t b = r->p[0];
-	int n;
-	bool sign = false;
-	if (b <= 0x7f) {
-		*v = b;
-		r->p++;
-		return true;
-	}
-	switch (b) {
-	case 0xcc: n = 1; break;
-	case 0xcd: n = 2; break;
-	case 0xce: n = 4; break;
-	case 0xcf: n = 8; break;
-	case 0xd0: n = 1; sign = true; break;
-	case 0xd1: n = 2; sign = true; break;
-	case 0xd2: n = 4; sign = true; break;
-	case 0xd3: n = 8; sign = true; break;
-	default: return false;
-	}
-	if (!rd_need(r, 1 + (size_t)n))
-		return false;
-	uint64_t x = be(r->p + 1, n);
-	if (sign && (r->p[1] & 0x80))
-		return false; /* negative */
-	*v = x;
-	r->p += 1 + n;
-	return true;
-}
-
-static bool rd_nil(struct rd *r)
-{
-	if (rd_need(r, 1) && r->p[0] == 0xc0) {
-		r->p++;
-		return true;
-	}
-	return false;
-}
-
-static bool rd_bool(struct rd *r, bool *v)
-{
-	if (!rd_need(r, 1))
-		return false;
-	if (r->p[0] == 0xc2 || r->p[0] == 0xc3) {
-		*v = r->p[0] == 0xc3;
-		r->p++;
-		return true;
-	}
-	if (r->p[0] == 0xc0) {
-		*v = false;
-		r->p++;
-		return true;
-	}
+	if (mp_read_bool(c, v) == MP_OK)
+		return MP_OK;
 	uint64_t x;
-	if (rd_uint(r, &x)) {
+	int rc = mp_read_uint(c, &x);
+	if (rc == MP_OK)
 		*v = x != 0;
-		return true;
-	}
-	return false;
-}
-
-/* raw/str/bin, or nil as empty */
-static bool rd_raw(struct rd *r, const uint8_t **p, size_t *len)
-{
-	if (!rd_need(r, 1))
-		return false;
-	uint8_t b = r->p[0];
-	size_t hdr, n;
-	if (b >= 0xa0 && b <= 0xbf) {
-		hdr = 1;
-		n = b & 0x1f;
-	} else if (b == 0xd9 || b == 0xc4) {
-		if (!rd_need(r, 2))
-			return false;
-		hdr = 2;
-		n = r->p[1];
-	} else if (b == 0xda || b == 0xc5) {
-		if (!rd_need(r, 3))
-			return false;
-		hdr = 3;
-		n = (size_t)be(r->p + 1, 2);
-	} else if (b == 0xdb || b == 0xc6) {
-		if (!rd_need(r, 5))
-			return false;
-		hdr = 5;
-		n = (size_t)be(r->p + 1, 4);
-	} else if (b == 0xc0) {
-		r->p++;
-		*p = r->p;
-		*len = 0;
-		return true;
-	} else {
-		return false;
-	}
-	if (!rd_need(r, hdr + n))
-		return false;
-	*p = r->p + hdr;
-	*len = n;
-	r->p += hdr + n;
-	return true;
-}
-
-static bool rd_str(struct rd *r, char *out, size_t cap)
-{
-	const uint8_t *p;
-	size_t n;
-	if (!rd_raw(r, &p, &n) || n >= cap)
-		return false;
-	memcpy(out, p, n);
-	out[n] = '\0';
-	return memchr(out, '\0', n) == NULL;
-}
-
-static bool rd_container(struct rd *r, uint32_t *n, uint8_t fix, uint8_t b16, uint8_t b32)
-{
-	if (!rd_need(r, 1))
-		return false;
-	uint8_t b = r->p[0];
-	if ((b & 0xf0) == fix) {
-		*n = b & 0x0f;
-		r->p++;
-		return true;
-	}
-	if (b == b16 && rd_need(r, 3)) {
-		*n = (uint32_t)be(r->p + 1, 2);
-		r->p += 3;
-		return true;
-	}
-	if (b == b32 && rd_need(r, 5)) {
-		*n = (uint32_t)be(r->p + 1, 4);
-		r->p += 5;
-		return true;
-	}
-	if (b == 0xc0) {
-		*n = 0;
-		r->p++;
-		return true;
-	}
-	return false;
-}
-
-static bool rd_map(struct rd *r, uint32_t *n)
-{
-	return rd_container(r, n, 0x80, 0xde, 0xdf);
-}
-
-static bool rd_array(struct rd *r, uint32_t *n)
-{
-	return rd_container(r, n, 0x90, 0xdc, 0xdd);
-}
-
-static bool rd_skip(struct rd *r, int depth)
-{
-	if (depth > 16 || !rd_need(r, 1))
-		return false;
-	uint8_t b = r->p[0];
-	uint64_t u;
-	const uint8_t *p;
-	size_t n;
-	uint32_t cnt;
-	if (b <= 0x7f || b >= 0xe0) {
-		r->p++;
-		return true;
-	}
-	if ((b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf) {
-		if (!rd_map(r, &cnt))
-			return false;
-		for (uint32_t i = 0; i < cnt; i++)
-			if (!rd_skip(r, depth + 1) || !rd_skip(r, depth + 1))
-				return false;
-		return true;
-	}
-	if ((b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd) {
-		if (!rd_array(r, &cnt))
-			return false;
-		for (uint32_t i = 0; i < cnt; i++)
-			if (!rd_skip(r, depth + 1))
-				return false;
-		return true;
-	}
-	if ((b >= 0xa0 && b <= 0xbf) || b == 0xd9 || b == 0xda || b == 0xdb || b == 0xc4 ||
-	    b == 0xc5 || b == 0xc6 || b == 0xc0)
-		return rd_raw(r, &p, &n);
-	if (b == 0xc2 || b == 0xc3) {
-		r->p++;
-		return true;
-	}
-	if (b >= 0xcc && b <= 0xcf)
-		return rd_uint(r, &u);
-	size_t fixed = 0;
-	switch (b) {
-	case 0xd0: fixed = 2; break;
-	case 0xd1: fixed = 3; break;
-	case 0xd2: fixed = 5; break;
-	case 0xd3: fixed = 9; break;
-	case 0xca: fixed = 5; break;
-	case 0xcb: fixed = 9; break;
-	default: return false;
-	}
-	if (!rd_need(r, fixed))
-		return false;
-	r->p += fixed;
-	return true;
-}
-
-/* Read a map key into buf (keys longer than buf are skipped as unknown). */
-static bool rd_key(struct rd *r, char *buf, size_t cap)
-{
-	const uint8_t *p;
-	size_t n;
-	if (!rd_raw(r, &p, &n))
-		return false;
-	if (n >= cap) {
-		buf[0] = '\0';
-		return true;
-	}
-	memcpy(buf, p, n);
-	buf[n] = '\0';
-	return true;
-}
-
-struct wr {
-	uint8_t *p;
-	size_t len, cap;
-	bool grow, over;
-};
-
-static void wr_bytes(struct wr *w, const void *p, size_t n)
-{
-	if (w->over)
-		return;
-	if (w->cap - w->len < n) {
-		if (!w->grow) {
-			w->over = true;
-			return;
-		}
-		size_t nc = w->cap ? w->cap : 256;
-		while (nc - w->len < n)
-			nc *= 2;
-		uint8_t *q = realloc(w->p, nc);
-		if (q == NULL)
-			abort();
-		w->p = q;
-		w->cap = nc;
-	}
-	memcpy(w->p + w->len, p, n);
-	w->len += n;
-}
-
-static void wr_u8(struct wr *w, uint8_t b)
-{
-	wr_bytes(w, &b, 1);
-}
-
-static void wr_be(struct wr *w, uint8_t tag, uint64_t v, int n)
-{
-	uint8_t b[9];
-	b[0] = tag;
-	for (int i = 0; i < n; i++)
-		b[1 + i] = (uint8_t)(v >> (8 * (n - 1 - i)));
-	wr_bytes(w, b, 1 + (size_t)n);
-}
-
-static void wr_uint(struct wr *w, uint64_t v)
-{
-	if (v <= 0x7f)
-		wr_u8(w, (uint8_t)v);
-	else if (v <= 0xff)
-		wr_be(w, 0xcc, v, 1);
-	else if (v <= 0xffff)
-		wr_be(w, 0xcd, v, 2);
-	else if (v <= 0xffffffffu)
-		wr_be(w, 0xce, v, 4);
-	else
-		wr_be(w, 0xcf, v, 8);
-}
-
-/* Go's codec writes signed ints as the smallest signed form for their value. */
-static void wr_int(struct wr *w, int64_t v)
-{
-	if (v >= 0 && v <= 0x7f)
-		wr_u8(w, (uint8_t)v);
-	else if (v >= -32 && v < 0)
-		wr_u8(w, (uint8_t)(int8_t)v);
-	else if (v >= INT8_MIN && v <= INT8_MAX)
-		wr_be(w, 0xd0, (uint64_t)v & 0xff, 1);
-	else if (v >= INT16_MIN && v <= INT16_MAX)
-		wr_be(w, 0xd1, (uint64_t)v & 0xffff, 2);
-	else if (v >= INT32_MIN && v <= INT32_MAX)
-		wr_be(w, 0xd2, (uint64_t)v & 0xffffffffu, 4);
-	else
-		wr_be(w, 0xd3, (uint64_t)v, 8);
-}
-
-static void wr_raw(struct wr *w, const void *p, size_t n)
-{
-	if (n <= 31)
-		wr_u8(w, (uint8_t)(0xa0 | n));
-	else if (n <= 0xffff)
-		wr_be(w, 0xda, n, 2);
-	else
-		wr_be(w, 0xdb, n, 4);
-	wr_bytes(w, p, n);
-}
-
-static void wr_str(struct wr *w, const char *s)
-{
-	wr_raw(w, s, strlen(s));
-}
-
-/* []byte: nil when empty, as Go writes a nil slice */
-static void wr_bin(struct wr *w, const uint8_t *p, size_t n)
-{
-	if (n == 0)
-		wr_u8(w, 0xc0);
-	else
-		wr_raw(w, p, n);
-}
-
-static void wr_bool(struct wr *w, bool b)
-{
-	wr_u8(w, b ? 0xc3 : 0xc2);
-}
-
-static void wr_map(struct wr *w, uint32_t n)
-{
-	if (n <= 15)
-		wr_u8(w, (uint8_t)(0x80 | n));
-	else if (n <= 0xffff)
-		wr_be(w, 0xde, n, 2);
-	else
-		wr_be(w, 0xdf, n, 4);
-}
-
-static void wr_array(struct wr *w, uint32_t n)
-{
-	if (n <= 15)
-		wr_u8(w, (uint8_t)(0x90 | n));
-	else if (n <= 0xffff)
-		wr_be(w, 0xdc, n, 2);
-	else
-		wr_be(w, 0xdd, n, 4);
-}
-
-static int wr_done(struct wr *w)
-{
-	return w->over || w->len > INT32_MAX ? -1 : (int)w->len;
+	return rc;
 }
 
 /* Go net.IP to ml_addr (4 or 16 bytes; a v4-mapped v6 becomes 4). */
@@ -430,150 +78,150 @@ static bool ip_from(const uint8_t *p, size_t n, struct ml_addr *a)
 
 int serf_encode_join(uint8_t *buf, size_t cap, const struct serf_msg_join *m)
 {
-	struct wr w = {.p = buf, .cap = cap};
-	wr_u8(&w, SERF_MSG_JOIN);
-	wr_map(&w, 2);
-	wr_str(&w, "LTime");
-	wr_uint(&w, m->ltime);
-	wr_str(&w, "Node");
-	wr_str(&w, m->node);
-	return wr_done(&w);
+	struct wcursor w = {.p = buf, .cap = cap};
+	wcursor_u8(&w, SERF_MSG_JOIN);
+	mp_write_map(&w, 2);
+	mp_write_str(&w, "LTime");
+	mp_write_uint(&w, m->ltime);
+	mp_write_str(&w, "Node");
+	mp_write_str(&w, m->node);
+	return wcursor_done(&w);
 }
 
 int serf_encode_leave(uint8_t *buf, size_t cap, const struct serf_msg_leave *m)
 {
-	struct wr w = {.p = buf, .cap = cap};
-	wr_u8(&w, SERF_MSG_LEAVE);
-	wr_map(&w, 3);
-	wr_str(&w, "LTime");
-	wr_uint(&w, m->ltime);
-	wr_str(&w, "Node");
-	wr_str(&w, m->node);
-	wr_str(&w, "Prune");
-	wr_bool(&w, m->prune);
-	return wr_done(&w);
+	struct wcursor w = {.p = buf, .cap = cap};
+	wcursor_u8(&w, SERF_MSG_LEAVE);
+	mp_write_map(&w, 3);
+	mp_write_str(&w, "LTime");
+	mp_write_uint(&w, m->ltime);
+	mp_write_str(&w, "Node");
+	mp_write_str(&w, m->node);
+	mp_write_str(&w, "Prune");
+	mp_write_bool(&w, m->prune);
+	return wcursor_done(&w);
 }
 
 int serf_encode_user_event(uint8_t *buf, size_t cap, const struct serf_msg_user_event *m)
 {
-	struct wr w = {.p = buf, .cap = cap};
-	wr_u8(&w, SERF_MSG_USER_EVENT);
-	wr_map(&w, 4);
-	wr_str(&w, "LTime");
-	wr_uint(&w, m->ltime);
-	wr_str(&w, "Name");
-	wr_raw(&w, m->name, m->name_len);
-	wr_str(&w, "Payload");
-	wr_bin(&w, m->payload, m->payload_len);
-	wr_str(&w, "CC");
-	wr_bool(&w, m->cc);
-	return wr_done(&w);
+	struct wcursor w = {.p = buf, .cap = cap};
+	wcursor_u8(&w, SERF_MSG_USER_EVENT);
+	mp_write_map(&w, 4);
+	mp_write_str(&w, "LTime");
+	mp_write_uint(&w, m->ltime);
+	mp_write_str(&w, "Name");
+	mp_write_raw(&w, m->name, m->name_len);
+	mp_write_str(&w, "Payload");
+	mp_write_bytes(&w, m->payload, m->payload_len);
+	mp_write_str(&w, "CC");
+	mp_write_bool(&w, m->cc);
+	return wcursor_done(&w);
 }
 
 int serf_encode_query(uint8_t *buf, size_t cap, const struct serf_msg_query *m)
 {
-	struct wr w = {.p = buf, .cap = cap};
-	wr_u8(&w, SERF_MSG_QUERY);
-	wr_map(&w, 11);
-	wr_str(&w, "LTime");
-	wr_uint(&w, m->ltime);
-	wr_str(&w, "ID");
-	wr_uint(&w, m->id);
-	wr_str(&w, "Addr");
-	wr_bin(&w, m->addr.ip, m->addr.len);
-	wr_str(&w, "Port");
-	wr_uint(&w, m->addr.port);
-	wr_str(&w, "SourceNode");
-	wr_str(&w, m->source_node);
-	wr_str(&w, "Filters");
+	struct wcursor w = {.p = buf, .cap = cap};
+	wcursor_u8(&w, SERF_MSG_QUERY);
+	mp_write_map(&w, 11);
+	mp_write_str(&w, "LTime");
+	mp_write_uint(&w, m->ltime);
+	mp_write_str(&w, "ID");
+	mp_write_uint(&w, m->id);
+	mp_write_str(&w, "Addr");
+	mp_write_bytes(&w, m->addr.ip, m->addr.len);
+	mp_write_str(&w, "Port");
+	mp_write_uint(&w, m->addr.port);
+	mp_write_str(&w, "SourceNode");
+	mp_write_str(&w, m->source_node);
+	mp_write_str(&w, "Filters");
 	if (m->nfilters == 0) {
-		wr_u8(&w, 0xc0);
+		mp_write_nil(&w);
 	} else {
-		wr_array(&w, (uint32_t)m->nfilters);
+		mp_write_array(&w, (uint32_t)m->nfilters);
 		for (int i = 0; i < m->nfilters; i++)
-			wr_raw(&w, m->filters[i].p, m->filters[i].len);
+			mp_write_raw(&w, m->filters[i].p, m->filters[i].len);
 	}
-	wr_str(&w, "Flags");
-	wr_uint(&w, m->flags);
-	wr_str(&w, "RelayFactor");
-	wr_uint(&w, m->relay_factor);
-	wr_str(&w, "Timeout");
-	wr_int(&w, m->timeout_ns);
-	wr_str(&w, "Name");
-	wr_raw(&w, m->name, m->name_len);
-	wr_str(&w, "Payload");
-	wr_bin(&w, m->payload, m->payload_len);
-	return wr_done(&w);
+	mp_write_str(&w, "Flags");
+	mp_write_uint(&w, m->flags);
+	mp_write_str(&w, "RelayFactor");
+	mp_write_uint(&w, m->relay_factor);
+	mp_write_str(&w, "Timeout");
+	mp_write_int(&w, m->timeout_ns);
+	mp_write_str(&w, "Name");
+	mp_write_raw(&w, m->name, m->name_len);
+	mp_write_str(&w, "Payload");
+	mp_write_bytes(&w, m->payload, m->payload_len);
+	return wcursor_done(&w);
 }
 
 int serf_encode_query_response(uint8_t *buf, size_t cap, const struct serf_msg_query_response *m)
 {
-	struct wr w = {.p = buf, .cap = cap};
-	wr_u8(&w, SERF_MSG_QUERY_RESPONSE);
-	wr_map(&w, 5);
-	wr_str(&w, "LTime");
-	wr_uint(&w, m->ltime);
-	wr_str(&w, "ID");
-	wr_uint(&w, m->id);
-	wr_str(&w, "From");
-	wr_str(&w, m->from);
-	wr_str(&w, "Flags");
-	wr_uint(&w, m->flags);
-	wr_str(&w, "Payload");
-	wr_bin(&w, m->payload, m->payload_len);
-	return wr_done(&w);
+	struct wcursor w = {.p = buf, .cap = cap};
+	wcursor_u8(&w, SERF_MSG_QUERY_RESPONSE);
+	mp_write_map(&w, 5);
+	mp_write_str(&w, "LTime");
+	mp_write_uint(&w, m->ltime);
+	mp_write_str(&w, "ID");
+	mp_write_uint(&w, m->id);
+	mp_write_str(&w, "From");
+	mp_write_str(&w, m->from);
+	mp_write_str(&w, "Flags");
+	mp_write_uint(&w, m->flags);
+	mp_write_str(&w, "Payload");
+	mp_write_bytes(&w, m->payload, m->payload_len);
+	return wcursor_done(&w);
 }
 
 int serf_encode_filter_nodes(uint8_t *buf, size_t cap, const char *const *nodes, size_t n)
 {
-	struct wr w = {.p = buf, .cap = cap};
-	wr_u8(&w, 0);
-	wr_array(&w, (uint32_t)n);
+	struct wcursor w = {.p = buf, .cap = cap};
+	wcursor_u8(&w, 0);
+	mp_write_array(&w, (uint32_t)n);
 	for (size_t i = 0; i < n; i++)
-		wr_str(&w, nodes[i]);
-	return wr_done(&w);
+		mp_write_str(&w, nodes[i]);
+	return wcursor_done(&w);
 }
 
 int serf_encode_filter_tag(uint8_t *buf, size_t cap, const char *tag, const char *expr)
 {
-	struct wr w = {.p = buf, .cap = cap};
-	wr_u8(&w, 1);
-	wr_map(&w, 2);
-	wr_str(&w, "Tag");
-	wr_str(&w, tag);
-	wr_str(&w, "Expr");
-	wr_str(&w, expr);
-	return wr_done(&w);
+	struct wcursor w = {.p = buf, .cap = cap};
+	wcursor_u8(&w, 1);
+	mp_write_map(&w, 2);
+	mp_write_str(&w, "Tag");
+	mp_write_str(&w, tag);
+	mp_write_str(&w, "Expr");
+	mp_write_str(&w, expr);
+	return wcursor_done(&w);
 }
 
 int serf_encode_key_request(uint8_t *buf, size_t cap, const uint8_t *key, size_t len)
 {
-	struct wr w = {.p = buf, .cap = cap};
-	wr_u8(&w, SERF_MSG_KEY_REQUEST);
-	wr_map(&w, 1);
-	wr_str(&w, "Key");
-	wr_bin(&w, key, len);
-	return wr_done(&w);
+	struct wcursor w = {.p = buf, .cap = cap};
+	wcursor_u8(&w, SERF_MSG_KEY_REQUEST);
+	mp_write_map(&w, 1);
+	mp_write_str(&w, "Key");
+	mp_write_bytes(&w, key, len);
+	return wcursor_done(&w);
 }
 
 int serf_decode_key_request(const uint8_t *p, size_t len, const uint8_t **key, size_t *key_len)
 {
 	if (len < 1 || p[0] != SERF_MSG_KEY_REQUEST)
 		return bad("key request", "type", "not a key request");
-	struct rd r = {p + 1, p + len};
+	struct cursor r = {p + 1, p + len};
 	uint32_t n;
 	char k[16];
 	*key = NULL;
 	*key_len = 0;
-	if (!rd_map(&r, &n))
+	if (mp_read_map_or_nil(&r, &n) != MP_OK)
 		return bad("key request", "map", "not a map");
 	for (uint32_t i = 0; i < n; i++) {
-		if (!rd_key(&r, k, sizeof(k)))
+		if (mp_read_key(&r, k, sizeof(k)) != MP_OK)
 			return bad("key request", "key", "not a string");
 		if (strcmp(k, "Key") == 0) {
-			if (!rd_raw(&r, key, key_len))
+			if (mp_read_raw(&r, key, key_len) != MP_OK)
 				return bad("key request", "Key", "not bytes");
-		} else if (!rd_skip(&r, 0)) {
+		} else if (mp_skip(&r) != MP_OK) {
 			return bad("key request", k, "malformed value");
 		}
 	}
@@ -582,24 +230,24 @@ int serf_decode_key_request(const uint8_t *p, size_t len, const uint8_t **key, s
 
 int serf_encode_key_response(uint8_t *buf, size_t cap, const struct serf_key_response *r)
 {
-	struct wr w = {.p = buf, .cap = cap};
-	wr_u8(&w, SERF_MSG_KEY_RESPONSE);
-	wr_map(&w, 4);
-	wr_str(&w, "Result");
-	wr_bool(&w, r->result);
-	wr_str(&w, "Message");
-	wr_str(&w, r->message);
-	wr_str(&w, "Keys");
+	struct wcursor w = {.p = buf, .cap = cap};
+	wcursor_u8(&w, SERF_MSG_KEY_RESPONSE);
+	mp_write_map(&w, 4);
+	mp_write_str(&w, "Result");
+	mp_write_bool(&w, r->result);
+	mp_write_str(&w, "Message");
+	mp_write_str(&w, r->message);
+	mp_write_str(&w, "Keys");
 	if (r->nkeys == 0) {
-		wr_u8(&w, 0xc0);
+		mp_write_nil(&w);
 	} else {
-		wr_array(&w, (uint32_t)r->nkeys);
+		mp_write_array(&w, (uint32_t)r->nkeys);
 		for (int i = 0; i < r->nkeys; i++)
-			wr_str(&w, r->keys[i]);
+			mp_write_str(&w, r->keys[i]);
 	}
-	wr_str(&w, "PrimaryKey");
-	wr_str(&w, r->primary);
-	return wr_done(&w);
+	mp_write_str(&w, "PrimaryKey");
+	mp_write_str(&w, r->primary);
+	return wcursor_done(&w);
 }
 
 int serf_decode_key_response(const uint8_t *p, size_t len, struct serf_key_response *r)
@@ -607,32 +255,32 @@ int serf_decode_key_response(const uint8_t *p, size_t len, struct serf_key_respo
 	memset(r, 0, sizeof(*r));
 	if (len < 1 || p[0] != SERF_MSG_KEY_RESPONSE)
 		return bad("key response", "type", "not a key response");
-	struct rd rr = {p + 1, p + len};
+	struct cursor rr = {p + 1, p + len};
 	uint32_t n;
 	char k[16];
-	if (!rd_map(&rr, &n))
+	if (mp_read_map_or_nil(&rr, &n) != MP_OK)
 		return bad("key response", "map", "not a map");
 	for (uint32_t i = 0; i < n; i++) {
-		if (!rd_key(&rr, k, sizeof(k)))
+		if (mp_read_key(&rr, k, sizeof(k)) != MP_OK)
 			return bad("key response", "key", "not a string");
 		if (strcmp(k, "Result") == 0) {
-			if (!rd_bool(&rr, &r->result))
+			if (read_flag(&rr, &r->result) != MP_OK)
 				return bad("key response", "Result", "not a bool");
 		} else if (strcmp(k, "Message") == 0) {
-			if (!rd_str(&rr, r->message, sizeof(r->message)))
+			if (mp_read_str(&rr, r->message, sizeof(r->message)) != MP_OK)
 				return bad("key response", "Message", "not a string or too long");
 		} else if (strcmp(k, "PrimaryKey") == 0) {
-			if (!rd_str(&rr, r->primary, sizeof(r->primary)))
+			if (mp_read_str(&rr, r->primary, sizeof(r->primary)) != MP_OK)
 				return bad("key response", "PrimaryKey", "not a string or too long");
 		} else if (strcmp(k, "Keys") == 0) {
 			uint32_t nk;
-			if (!rd_array(&rr, &nk) || nk > 16)
+			if (mp_read_array_or_nil(&rr, &nk) != MP_OK || nk > 16)
 				return bad("key response", "Keys", "not an array or too many");
 			for (uint32_t j = 0; j < nk; j++)
-				if (!rd_str(&rr, r->keys[j], sizeof(r->keys[j])))
+				if (mp_read_str(&rr, r->keys[j], sizeof(r->keys[j])) != MP_OK)
 					return bad("key response", "Keys", "element not a string");
 			r->nkeys = (int)nk;
-		} else if (!rd_skip(&rr, 0)) {
+		} else if (mp_skip(&rr) != MP_OK) {
 			return bad("key response", k, "malformed value");
 		}
 	}
@@ -641,22 +289,22 @@ int serf_decode_key_response(const uint8_t *p, size_t len, struct serf_key_respo
 
 int serf_decode_join(const uint8_t *p, size_t len, struct serf_msg_join *m)
 {
-	struct rd r = {p, p + len};
+	struct cursor r = {p, p + len};
 	uint32_t n;
 	char key[32];
 	memset(m, 0, sizeof(*m));
-	if (!rd_map(&r, &n))
+	if (mp_read_map_or_nil(&r, &n) != MP_OK)
 		return bad("join", "map", "not a map");
 	for (uint32_t i = 0; i < n; i++) {
-		if (!rd_key(&r, key, sizeof(key)))
+		if (mp_read_key(&r, key, sizeof(key)) != MP_OK)
 			return bad("join", "key", "not a string");
 		if (strcmp(key, "LTime") == 0) {
-			if (!rd_uint(&r, &m->ltime))
+			if (mp_read_uint(&r, &m->ltime) != MP_OK)
 				return bad("join", "LTime", "not an unsigned integer");
 		} else if (strcmp(key, "Node") == 0) {
-			if (!rd_str(&r, m->node, sizeof(m->node)))
+			if (mp_read_str(&r, m->node, sizeof(m->node)) != MP_OK)
 				return bad("join", "Node", "not a string or too long");
-		} else if (!rd_skip(&r, 0)) {
+		} else if (mp_skip(&r) != MP_OK) {
 			return bad("join", key, "malformed value");
 		}
 	}
@@ -665,25 +313,25 @@ int serf_decode_join(const uint8_t *p, size_t len, struct serf_msg_join *m)
 
 int serf_decode_leave(const uint8_t *p, size_t len, struct serf_msg_leave *m)
 {
-	struct rd r = {p, p + len};
+	struct cursor r = {p, p + len};
 	uint32_t n;
 	char key[32];
 	memset(m, 0, sizeof(*m));
-	if (!rd_map(&r, &n))
+	if (mp_read_map_or_nil(&r, &n) != MP_OK)
 		return bad("leave", "map", "not a map");
 	for (uint32_t i = 0; i < n; i++) {
-		if (!rd_key(&r, key, sizeof(key)))
+		if (mp_read_key(&r, key, sizeof(key)) != MP_OK)
 			return bad("leave", "key", "not a string");
 		if (strcmp(key, "LTime") == 0) {
-			if (!rd_uint(&r, &m->ltime))
+			if (mp_read_uint(&r, &m->ltime) != MP_OK)
 				return bad("leave", "LTime", "not an unsigned integer");
 		} else if (strcmp(key, "Node") == 0) {
-			if (!rd_str(&r, m->node, sizeof(m->node)))
+			if (mp_read_str(&r, m->node, sizeof(m->node)) != MP_OK)
 				return bad("leave", "Node", "not a string or too long");
 		} else if (strcmp(key, "Prune") == 0) {
-			if (!rd_bool(&r, &m->prune))
+			if (read_flag(&r, &m->prune) != MP_OK)
 				return bad("leave", "Prune", "not a bool");
-		} else if (!rd_skip(&r, 0)) {
+		} else if (mp_skip(&r) != MP_OK) {
 			return bad("leave", key, "malformed value");
 		}
 	}
@@ -692,33 +340,33 @@ int serf_decode_leave(const uint8_t *p, size_t len, struct serf_msg_leave *m)
 
 int serf_decode_user_event(const uint8_t *p, size_t len, struct serf_msg_user_event *m)
 {
-	struct rd r = {p, p + len};
+	struct cursor r = {p, p + len};
 	uint32_t n;
 	char key[32];
 	memset(m, 0, sizeof(*m));
 	m->name = "";
-	if (!rd_map(&r, &n))
+	if (mp_read_map_or_nil(&r, &n) != MP_OK)
 		return bad("user event", "map", "not a map");
 	for (uint32_t i = 0; i < n; i++) {
-		if (!rd_key(&r, key, sizeof(key)))
+		if (mp_read_key(&r, key, sizeof(key)) != MP_OK)
 			return bad("user event", "key", "not a string");
 		if (strcmp(key, "LTime") == 0) {
-			if (!rd_uint(&r, &m->ltime))
+			if (mp_read_uint(&r, &m->ltime) != MP_OK)
 				return bad("user event", "LTime", "not an unsigned integer");
 		} else if (strcmp(key, "Name") == 0) {
 			const uint8_t *s;
-			if (!rd_raw(&r, &s, &m->name_len))
+			if (mp_read_raw(&r, &s, &m->name_len) != MP_OK)
 				return bad("user event", "Name", "not a string");
 			if (m->name_len > ML_NAME_MAX || memchr(s, 0, m->name_len) != NULL)
 				return bad("user event", "Name", "too long or has NUL");
 			m->name = (const char *)s;
 		} else if (strcmp(key, "Payload") == 0) {
-			if (!rd_raw(&r, &m->payload, &m->payload_len))
+			if (mp_read_raw(&r, &m->payload, &m->payload_len) != MP_OK)
 				return bad("user event", "Payload", "not bytes");
 		} else if (strcmp(key, "CC") == 0) {
-			if (!rd_bool(&r, &m->cc))
+			if (read_flag(&r, &m->cc) != MP_OK)
 				return bad("user event", "CC", "not a bool");
-		} else if (!rd_skip(&r, 0)) {
+		} else if (mp_skip(&r) != MP_OK) {
 			return bad("user event", key, "malformed value");
 		}
 	}
@@ -727,67 +375,67 @@ int serf_decode_user_event(const uint8_t *p, size_t len, struct serf_msg_user_ev
 
 int serf_decode_query(const uint8_t *p, size_t len, struct serf_msg_query *m)
 {
-	struct rd r = {p, p + len};
+	struct cursor r = {p, p + len};
 	uint32_t n;
 	char key[32];
 	uint64_t u;
 	memset(m, 0, sizeof(*m));
 	m->name = "";
-	if (!rd_map(&r, &n))
+	if (mp_read_map_or_nil(&r, &n) != MP_OK)
 		return bad("query", "map", "not a map");
 	for (uint32_t i = 0; i < n; i++) {
-		if (!rd_key(&r, key, sizeof(key)))
+		if (mp_read_key(&r, key, sizeof(key)) != MP_OK)
 			return bad("query", "key", "not a string");
 		if (strcmp(key, "LTime") == 0) {
-			if (!rd_uint(&r, &m->ltime))
+			if (mp_read_uint(&r, &m->ltime) != MP_OK)
 				return bad("query", "LTime", "not an unsigned integer");
 		} else if (strcmp(key, "ID") == 0) {
-			if (!rd_uint(&r, &u) || u > UINT32_MAX)
+			if (mp_read_uint(&r, &u) != MP_OK || u > UINT32_MAX)
 				return bad("query", "ID", "not a uint32");
 			m->id = (uint32_t)u;
 		} else if (strcmp(key, "Addr") == 0) {
 			const uint8_t *ip;
 			size_t iplen;
-			if (!rd_raw(&r, &ip, &iplen) || !ip_from(ip, iplen, &m->addr))
+			if (mp_read_raw(&r, &ip, &iplen) != MP_OK || !ip_from(ip, iplen, &m->addr))
 				return bad("query", "Addr", "not an IP");
 		} else if (strcmp(key, "Port") == 0) {
-			if (!rd_uint(&r, &u) || u > 65535)
+			if (mp_read_uint(&r, &u) != MP_OK || u > 65535)
 				return bad("query", "Port", "not a port");
 			m->addr.port = (uint16_t)u;
 		} else if (strcmp(key, "SourceNode") == 0) {
-			if (!rd_str(&r, m->source_node, sizeof(m->source_node)))
+			if (mp_read_str(&r, m->source_node, sizeof(m->source_node)) != MP_OK)
 				return bad("query", "SourceNode", "not a string or too long");
 		} else if (strcmp(key, "Filters") == 0) {
 			uint32_t nf;
-			if (!rd_array(&r, &nf) || nf > SERF_FILTERS_MAX)
+			if (mp_read_array_or_nil(&r, &nf) != MP_OK || nf > SERF_FILTERS_MAX)
 				return bad("query", "Filters", "not an array or too many");
 			for (uint32_t j = 0; j < nf; j++)
-				if (!rd_raw(&r, &m->filters[j].p, &m->filters[j].len))
+				if (mp_read_raw(&r, &m->filters[j].p, &m->filters[j].len) != MP_OK)
 					return bad("query", "Filters", "element not bytes");
 			m->nfilters = (int)nf;
 		} else if (strcmp(key, "Flags") == 0) {
-			if (!rd_uint(&r, &u) || u > UINT32_MAX)
+			if (mp_read_uint(&r, &u) != MP_OK || u > UINT32_MAX)
 				return bad("query", "Flags", "not a uint32");
 			m->flags = (uint32_t)u;
 		} else if (strcmp(key, "RelayFactor") == 0) {
-			if (!rd_uint(&r, &u) || u > 255)
+			if (mp_read_uint(&r, &u) != MP_OK || u > 255)
 				return bad("query", "RelayFactor", "not a uint8");
 			m->relay_factor = (uint8_t)u;
 		} else if (strcmp(key, "Timeout") == 0) {
-			if (!rd_uint(&r, &u) || u > INT64_MAX)
+			if (mp_read_uint(&r, &u) != MP_OK || u > INT64_MAX)
 				return bad("query", "Timeout", "not a non-negative duration");
 			m->timeout_ns = (int64_t)u;
 		} else if (strcmp(key, "Name") == 0) {
 			const uint8_t *s;
-			if (!rd_raw(&r, &s, &m->name_len))
+			if (mp_read_raw(&r, &s, &m->name_len) != MP_OK)
 				return bad("query", "Name", "not a string");
 			if (m->name_len > ML_NAME_MAX || memchr(s, 0, m->name_len) != NULL)
 				return bad("query", "Name", "too long or has NUL");
 			m->name = (const char *)s;
 		} else if (strcmp(key, "Payload") == 0) {
-			if (!rd_raw(&r, &m->payload, &m->payload_len))
+			if (mp_read_raw(&r, &m->payload, &m->payload_len) != MP_OK)
 				return bad("query", "Payload", "not bytes");
-		} else if (!rd_skip(&r, 0)) {
+		} else if (mp_skip(&r) != MP_OK) {
 			return bad("query", key, "malformed value");
 		}
 	}
@@ -796,34 +444,34 @@ int serf_decode_query(const uint8_t *p, size_t len, struct serf_msg_query *m)
 
 int serf_decode_query_response(const uint8_t *p, size_t len, struct serf_msg_query_response *m)
 {
-	struct rd r = {p, p + len};
+	struct cursor r = {p, p + len};
 	uint32_t n;
 	char key[32];
 	uint64_t u;
 	memset(m, 0, sizeof(*m));
-	if (!rd_map(&r, &n))
+	if (mp_read_map_or_nil(&r, &n) != MP_OK)
 		return bad("query response", "map", "not a map");
 	for (uint32_t i = 0; i < n; i++) {
-		if (!rd_key(&r, key, sizeof(key)))
+		if (mp_read_key(&r, key, sizeof(key)) != MP_OK)
 			return bad("query response", "key", "not a string");
 		if (strcmp(key, "LTime") == 0) {
-			if (!rd_uint(&r, &m->ltime))
+			if (mp_read_uint(&r, &m->ltime) != MP_OK)
 				return bad("query response", "LTime", "not an unsigned integer");
 		} else if (strcmp(key, "ID") == 0) {
-			if (!rd_uint(&r, &u) || u > UINT32_MAX)
+			if (mp_read_uint(&r, &u) != MP_OK || u > UINT32_MAX)
 				return bad("query response", "ID", "not a uint32");
 			m->id = (uint32_t)u;
 		} else if (strcmp(key, "From") == 0) {
-			if (!rd_str(&r, m->from, sizeof(m->from)))
+			if (mp_read_str(&r, m->from, sizeof(m->from)) != MP_OK)
 				return bad("query response", "From", "not a string or too long");
 		} else if (strcmp(key, "Flags") == 0) {
-			if (!rd_uint(&r, &u) || u > UINT32_MAX)
+			if (mp_read_uint(&r, &u) != MP_OK || u > UINT32_MAX)
 				return bad("query response", "Flags", "not a uint32");
 			m->flags = (uint32_t)u;
 		} else if (strcmp(key, "Payload") == 0) {
-			if (!rd_raw(&r, &m->payload, &m->payload_len))
+			if (mp_read_raw(&r, &m->payload, &m->payload_len) != MP_OK)
 				return bad("query response", "Payload", "not bytes");
-		} else if (!rd_skip(&r, 0)) {
+		} else if (mp_skip(&r) != MP_OK) {
 			return bad("query response", key, "malformed value");
 		}
 	}
@@ -893,22 +541,6 @@ static uint64_t witness(uint64_t *clk, uint64_t v)
 	if (v >= *clk)
 		*clk = v + 1;
 	return *clk;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *d = strdup(s);
-	if (d == NULL)
-		abort();
-	return d;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-	char *d = strndup(s, n);
-	if (d == NULL)
-		abort();
-	return d;
 }
 
 static size_t name_hash(const char *p)
@@ -1362,18 +994,24 @@ static const char *tag_value(const struct serf *s, const char *key)
 	return "";
 }
 
+/*
+ * serf's query filters, each a type byte and msgpack: 0 a list of node
+ * names, 1 {Tag, Expr} with a regular expression matched against our tag.
+ * A filter that does not decode matches nothing (serf drops the query), so
+ * a malformed query is never answered by everyone.
+ */
 static bool filter_matches(const struct serf *s, const struct ml_slice *f)
 {
 	if (f->len == 0)
 		return false;
-	struct rd r = {f->p + 1, f->p + f->len};
+	struct cursor r = {f->p + 1, f->p + f->len};
 	if (f->p[0] == 0) {
 		uint32_t n;
-		if (!rd_array(&r, &n))
+		if (mp_read_array_or_nil(&r, &n) != MP_OK)
 			return false;
 		for (uint32_t i = 0; i < n; i++) {
 			char name[ML_NAME_MAX + 1];
-			if (!rd_str(&r, name, sizeof(name)))
+			if (mp_read_str(&r, name, sizeof(name)) != MP_OK)
 				return false;
 			if (strcmp(name, s->self) == 0)
 				return true;
@@ -1383,18 +1021,18 @@ static bool filter_matches(const struct serf *s, const struct ml_slice *f)
 	if (f->p[0] == 1) {
 		uint32_t n;
 		char key[16], tag[TAG_KEY_MAX + 1] = "", expr[512] = "";
-		if (!rd_map(&r, &n))
+		if (mp_read_map_or_nil(&r, &n) != MP_OK)
 			return false;
 		for (uint32_t i = 0; i < n; i++) {
-			if (!rd_key(&r, key, sizeof(key)))
+			if (mp_read_key(&r, key, sizeof(key)) != MP_OK)
 				return false;
 			if (strcmp(key, "Tag") == 0) {
-				if (!rd_str(&r, tag, sizeof(tag)))
+				if (mp_read_str(&r, tag, sizeof(tag)) != MP_OK)
 					return false;
 			} else if (strcmp(key, "Expr") == 0) {
-				if (!rd_str(&r, expr, sizeof(expr)))
+				if (mp_read_str(&r, expr, sizeof(expr)) != MP_OK)
 					return false;
-			} else if (!rd_skip(&r, 0)) {
+			} else if (mp_skip(&r) != MP_OK) {
 				return false;
 			}
 		}
@@ -1600,39 +1238,39 @@ static void query_response_in(struct serf *s, const struct serf_msg_query_respon
 /* messageRelayType: [9] {DestAddr: {IP, Port, Zone}, DestName} then a message. */
 static void relay_in(struct serf *s, const uint8_t *p, size_t len)
 {
-	struct rd r = {p, p + len};
+	struct cursor r = {p, p + len};
 	uint32_t n;
 	char key[32];
 	struct ml_addr to;
 	memset(&to, 0, sizeof(to));
-	if (!rd_map(&r, &n))
+	if (mp_read_map_or_nil(&r, &n) != MP_OK)
 		return;
 	for (uint32_t i = 0; i < n; i++) {
-		if (!rd_key(&r, key, sizeof(key)))
+		if (mp_read_key(&r, key, sizeof(key)) != MP_OK)
 			return;
 		if (strcmp(key, "DestAddr") == 0) {
 			uint32_t m;
-			if (!rd_map(&r, &m))
+			if (mp_read_map_or_nil(&r, &m) != MP_OK)
 				return;
 			for (uint32_t j = 0; j < m; j++) {
 				char k2[16];
 				uint64_t u;
-				if (!rd_key(&r, k2, sizeof(k2)))
+				if (mp_read_key(&r, k2, sizeof(k2)) != MP_OK)
 					return;
 				if (strcmp(k2, "IP") == 0) {
 					const uint8_t *ip;
 					size_t iplen;
-					if (!rd_raw(&r, &ip, &iplen) || !ip_from(ip, iplen, &to))
+					if (mp_read_raw(&r, &ip, &iplen) != MP_OK || !ip_from(ip, iplen, &to))
 						return;
 				} else if (strcmp(k2, "Port") == 0) {
-					if (!rd_uint(&r, &u) || u > 65535)
+					if (mp_read_uint(&r, &u) != MP_OK || u > 65535)
 						return;
 					to.port = (uint16_t)u;
-				} else if (!rd_skip(&r, 0)) {
+				} else if (mp_skip(&r) != MP_OK) {
 					return;
 				}
 			}
-		} else if (!rd_skip(&r, 0)) {
+		} else if (mp_skip(&r) != MP_OK) {
 			return;
 		}
 	}
@@ -1702,7 +1340,7 @@ bad:
 
 uint8_t *serf_local_state_new(struct serf *s, size_t *len)
 {
-	struct wr w = {.grow = true};
+	struct wcursor w = {.grow = true};
 	size_t nknown = 0, nleft = 0;
 	for (size_t i = 0; i < s->n; i++)
 		if (s->m[i].known) {
@@ -1710,78 +1348,78 @@ uint8_t *serf_local_state_new(struct serf *s, size_t *len)
 			if (s->m[i].status == SERF_STATUS_LEFT)
 				nleft++;
 		}
-	wr_u8(&w, SERF_MSG_PUSH_PULL);
-	wr_map(&w, 6);
-	wr_str(&w, "LTime");
-	wr_uint(&w, s->clock);
-	wr_str(&w, "StatusLTimes");
-	wr_map(&w, (uint32_t)nknown);
+	wcursor_u8(&w, SERF_MSG_PUSH_PULL);
+	mp_write_map(&w, 6);
+	mp_write_str(&w, "LTime");
+	mp_write_uint(&w, s->clock);
+	mp_write_str(&w, "StatusLTimes");
+	mp_write_map(&w, (uint32_t)nknown);
 	for (size_t i = 0; i < s->n; i++)
 		if (s->m[i].known) {
-			wr_str(&w, s->m[i].name);
-			wr_uint(&w, s->m[i].status_ltime);
+			mp_write_str(&w, s->m[i].name);
+			mp_write_uint(&w, s->m[i].status_ltime);
 		}
-	wr_str(&w, "LeftMembers");
-	wr_array(&w, (uint32_t)nleft);
+	mp_write_str(&w, "LeftMembers");
+	mp_write_array(&w, (uint32_t)nleft);
 	for (size_t i = 0; i < s->n; i++)
 		if (s->m[i].known && s->m[i].status == SERF_STATUS_LEFT)
-			wr_str(&w, s->m[i].name);
-	wr_str(&w, "EventLTime");
-	wr_uint(&w, s->event_clock);
-	wr_str(&w, "Events");
+			mp_write_str(&w, s->m[i].name);
+	mp_write_str(&w, "EventLTime");
+	mp_write_uint(&w, s->event_clock);
+	mp_write_str(&w, "Events");
 	uint32_t nev = 0;
 	for (int i = 0; i < SERF_EVENT_BUFFER; i++)
 		if (s->events[i].used)
 			nev++;
-	wr_array(&w, nev);
+	mp_write_array(&w, nev);
 	for (int i = 0; i < SERF_EVENT_BUFFER; i++) {
 		const struct ev_slot *sl = &s->events[i];
 		if (!sl->used)
 			continue;
-		wr_map(&w, 2);
-		wr_str(&w, "LTime");
-		wr_uint(&w, sl->ltime);
-		wr_str(&w, "Events");
-		wr_array(&w, (uint32_t)sl->n);
+		mp_write_map(&w, 2);
+		mp_write_str(&w, "LTime");
+		mp_write_uint(&w, sl->ltime);
+		mp_write_str(&w, "Events");
+		mp_write_array(&w, (uint32_t)sl->n);
 		for (size_t j = 0; j < sl->n; j++) {
-			wr_map(&w, 2);
-			wr_str(&w, "Name");
-			wr_str(&w, sl->evs[j].name);
-			wr_str(&w, "Payload");
-			wr_bin(&w, sl->evs[j].payload, sl->evs[j].len);
+			mp_write_map(&w, 2);
+			mp_write_str(&w, "Name");
+			mp_write_str(&w, sl->evs[j].name);
+			mp_write_str(&w, "Payload");
+			mp_write_bytes(&w, sl->evs[j].payload, sl->evs[j].len);
 		}
 	}
-	wr_str(&w, "QueryLTime");
-	wr_uint(&w, s->query_clock);
+	mp_write_str(&w, "QueryLTime");
+	mp_write_uint(&w, s->query_clock);
 	*len = w.len;
 	return w.p;
 }
 
 /* One userEvents' Events array: [{Name, Payload}...] at ltime. */
-static bool merge_event_list(struct serf *s, struct rd *r, uint64_t ltime)
+static bool merge_event_list(struct serf *s, struct cursor *r, uint64_t ltime)
 {
 	uint32_t ne;
 	char key[16];
-	if (!rd_array(r, &ne))
+	if (mp_read_array_or_nil(r, &ne) != MP_OK)
 		return false;
 	for (uint32_t k = 0; k < ne; k++) {
 		struct serf_msg_user_event e = {.ltime = ltime, .name = ""};
 		uint32_t fm;
-		if (!rd_map(r, &fm))
+		if (mp_read_map_or_nil(r, &fm) != MP_OK)
 			return false;
 		for (uint32_t f = 0; f < fm; f++) {
-			if (!rd_key(r, key, sizeof(key)))
+			if (mp_read_key(r, key, sizeof(key)) != MP_OK)
 				return false;
 			if (strcmp(key, "Name") == 0) {
 				const uint8_t *np;
-				if (!rd_raw(r, &np, &e.name_len) || e.name_len > ML_NAME_MAX ||
+				if (mp_read_raw(r, &np, &e.name_len) != MP_OK || e.name_len > ML_NAME_MAX ||
 				    memchr(np, 0, e.name_len) != NULL)
 					return false;
 				e.name = (const char *)np;
 			} else if (strcmp(key, "Payload") == 0) {
-				if (!rd_raw(r, &e.payload, &e.payload_len))
+				if (mp_read_raw(r, &e.payload, &e.payload_len) != MP_OK)
 					return false;
-			} else if (!rd_skip(r, 0)) {
+			} else if (mp_skip(r) != MP_OK) {
 				return false;
 			}
 		}
@@ -1792,35 +1430,35 @@ static bool merge_event_list(struct serf *s, struct rd *r, uint64_t ltime)
 }
 
 /* Events: [ {LTime, Events: [{Name, Payload}]} | nil ... ] (keys in any order) */
-static bool merge_events(struct serf *s, struct rd *r)
+static bool merge_events(struct serf *s, struct cursor *r)
 {
 	uint32_t n;
-	if (!rd_array(r, &n))
+	if (mp_read_array_or_nil(r, &n) != MP_OK)
 		return false;
 	for (uint32_t i = 0; i < n; i++) {
-		if (rd_nil(r))
+		if (mp_read_nil(r) == MP_OK)
 			continue;
 		uint32_t m;
 		char key[16];
 		uint64_t ltime = 0;
 		const uint8_t *list = NULL;
-		if (!rd_map(r, &m))
+		if (mp_read_map_or_nil(r, &m) != MP_OK)
 			return false;
 		for (uint32_t j = 0; j < m; j++) {
-			if (!rd_key(r, key, sizeof(key)))
+			if (mp_read_key(r, key, sizeof(key)) != MP_OK)
 				return false;
 			if (strcmp(key, "LTime") == 0) {
-				if (!rd_uint(r, &ltime))
+				if (mp_read_uint(r, &ltime) != MP_OK)
 					return false;
 			} else {
 				if (strcmp(key, "Events") == 0)
 					list = r->p;
-				if (!rd_skip(r, 0))
+				if (mp_skip(r) != MP_OK)
 					return false;
 			}
 		}
 		if (list != NULL) {
-			struct rd lr = {list, r->end};
+			struct cursor lr = {list, r->end};
 			if (!merge_event_list(s, &lr, ltime))
 				return false;
 		}
@@ -1828,6 +1466,14 @@ static bool merge_events(struct serf *s, struct rd *r)
 	return true;
 }
 
+/*
+ * serf's messagePushPull. Keys may come in any order, so the first pass
+ * reads the clocks and notes where StatusLTimes, LeftMembers and Events
+ * start; the second walks them with fresh cursors. Nothing is copied out
+ * of p. A malformed state bumps bad_msgs; intents merged before the fault
+ * in the second pass stay merged (serf decodes the whole state first and
+ * then merges none of it).
+ */
 void serf_merge_state(struct serf *s, const uint8_t *p, size_t len, bool join)
 {
 	if (len == 0 || p[0] != SERF_MSG_PUSH_PULL) {
@@ -1836,24 +1482,24 @@ void serf_merge_state(struct serf *s, const uint8_t *p, size_t len, bool join)
 		return;
 	}
 	/* Two passes: clocks and left members first, as serf does. */
-	struct rd r = {p + 1, p + len};
+	struct cursor r = {p + 1, p + len};
 	uint32_t n;
 	char key[32];
 	uint64_t ltime = 0, eltime = 0, qltime = 0;
 	const uint8_t *status_at = NULL, *left_at = NULL, *events_at = NULL;
-	if (!rd_map(&r, &n))
+	if (mp_read_map_or_nil(&r, &n) != MP_OK)
 		goto bad;
 	for (uint32_t i = 0; i < n; i++) {
-		if (!rd_key(&r, key, sizeof(key)))
+		if (mp_read_key(&r, key, sizeof(key)) != MP_OK)
 			goto bad;
 		if (strcmp(key, "LTime") == 0) {
-			if (!rd_uint(&r, &ltime))
+			if (mp_read_uint(&r, &ltime) != MP_OK)
 				goto bad;
 		} else if (strcmp(key, "EventLTime") == 0) {
-			if (!rd_uint(&r, &eltime))
+			if (mp_read_uint(&r, &eltime) != MP_OK)
 				goto bad;
 		} else if (strcmp(key, "QueryLTime") == 0) {
-			if (!rd_uint(&r, &qltime))
+			if (mp_read_uint(&r, &qltime) != MP_OK)
 				goto bad;
 		} else {
 			if (strcmp(key, "StatusLTimes") == 0)
@@ -1862,7 +1508,7 @@ void serf_merge_state(struct serf *s, const uint8_t *p, size_t len, bool join)
 				left_at = r.p;
 			else if (strcmp(key, "Events") == 0)
 				events_at = r.p;
-			if (!rd_skip(&r, 0))
+			if (mp_skip(&r) != MP_OK)
 				goto bad;
 		}
 	}
@@ -1874,22 +1520,22 @@ void serf_merge_state(struct serf *s, const uint8_t *p, size_t len, bool join)
 		witness(&s->query_clock, qltime - 1);
 	/* left members: a leave intent at their status time + 1 */
 	if (left_at != NULL) {
-		struct rd lr = {left_at, p + len};
+		struct cursor lr = {left_at, p + len};
 		uint32_t nl;
-		if (!rd_array(&lr, &nl))
+		if (mp_read_array_or_nil(&lr, &nl) != MP_OK)
 			goto bad;
 		for (uint32_t i = 0; i < nl; i++) {
 			struct serf_msg_leave l = {0};
-			if (!rd_str(&lr, l.node, sizeof(l.node)))
+			if (mp_read_str(&lr, l.node, sizeof(l.node)) != MP_OK)
 				goto bad;
 			if (status_at != NULL) {
-				struct rd sr = {status_at, p + len};
+				struct cursor sr = {status_at, p + len};
 				uint32_t ns;
-				if (rd_map(&sr, &ns))
+				if (mp_read_map_or_nil(&sr, &ns) == MP_OK)
 					for (uint32_t j = 0; j < ns; j++) {
 						char name[ML_NAME_MAX + 1];
 						uint64_t t;
-						if (!rd_str(&sr, name, sizeof(name)) || !rd_uint(&sr, &t))
+						if (mp_read_str(&sr, name, sizeof(name)) != MP_OK || mp_read_uint(&sr, &t) != MP_OK)
 							break;
 						if (strcmp(name, l.node) == 0) {
 							l.ltime = t;
@@ -1902,23 +1548,23 @@ void serf_merge_state(struct serf *s, const uint8_t *p, size_t len, bool join)
 		}
 	}
 	if (status_at != NULL) {
-		struct rd sr = {status_at, p + len};
+		struct cursor sr = {status_at, p + len};
 		uint32_t ns;
-		if (!rd_map(&sr, &ns))
+		if (mp_read_map_or_nil(&sr, &ns) != MP_OK)
 			goto bad;
 		for (uint32_t j = 0; j < ns; j++) {
 			struct serf_msg_join jn = {0};
-			if (!rd_str(&sr, jn.node, sizeof(jn.node)) || !rd_uint(&sr, &jn.ltime))
+			if (mp_read_str(&sr, jn.node, sizeof(jn.node)) != MP_OK || mp_read_uint(&sr, &jn.ltime) != MP_OK)
 				goto bad;
 			/* skip the left ones */
 			bool left = false;
 			if (left_at != NULL) {
-				struct rd lr = {left_at, p + len};
+				struct cursor lr = {left_at, p + len};
 				uint32_t nl;
-				if (rd_array(&lr, &nl))
+				if (mp_read_array_or_nil(&lr, &nl) == MP_OK)
 					for (uint32_t i = 0; i < nl; i++) {
 						char name[ML_NAME_MAX + 1];
-						if (!rd_str(&lr, name, sizeof(name)))
+						if (mp_read_str(&lr, name, sizeof(name)) != MP_OK)
 							break;
 						if (strcmp(name, jn.node) == 0) {
 							left = true;
@@ -1932,7 +1578,7 @@ void serf_merge_state(struct serf *s, const uint8_t *p, size_t len, bool join)
 	}
 	(void)join; /* serf's eventJoinIgnore is off in the agent by default */
 	if (events_at != NULL) {
-		struct rd er = {events_at, p + len};
+		struct cursor er = {events_at, p + len};
 		if (!merge_events(s, &er))
 			goto bad;
 	}

@@ -24,7 +24,9 @@
  * to relay its responses; name-conflict queries are not sent.
  *
  * Error convention: encoders return bytes written or -1 (does not fit);
- * decoders return ML_OK/ML_BAD with serf_wire_error() naming the field;
+ * decoders return ML_OK/ML_BAD with serf_wire_error() naming the field
+ * (gossip/wire.h's convention: the codes and the per-thread text are
+ * lib/mp.h's, so serf_wire_error() == ml_wire_error() == mp_error());
  * API calls that can fail return -1 and write a message into err.
  */
 #ifndef RUMOR_GOSSIP_SERF_H
@@ -129,7 +131,8 @@ struct serf_msg_query_response {
 	size_t payload_len;
 };
 
-/* Text of the last decode error ("query: Name: not a string"). */
+/* Text of the last decode error ("query: Name: not a string"); the one
+ * per-thread buffer of lib/mp.h, as ml_wire_error(). */
 const char *serf_wire_error(void);
 
 /* Encoders write the serf type byte then the msgpack body. */

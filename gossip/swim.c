@@ -39,6 +39,8 @@
 #include <string.h>
 
 #include "gossip/bcast.h"
+#include "lib/cursor.h"
+#include "lib/xalloc.h"
 
 #define SWIM_MAX_RELAYS 256	/* indirect pings we relay at once */
 #define SWIM_MAX_PARTS 64	/* messages per compound packet */
@@ -152,30 +154,6 @@ struct swim {
 #define IDX_TOMB UINT32_MAX
 
 /* ---------------------------------------------------------------- util */
-
-static void *xcalloc(size_t n, size_t sz)
-{
-	void *p = calloc(n, sz);
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static void *xmalloc(size_t sz)
-{
-	void *p = malloc(sz);
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-	if (p == NULL)
-		abort();
-	return p;
-}
 
 static uint64_t name_hash(const char *s)
 {
@@ -1211,8 +1189,7 @@ void swim_recv_packet(struct swim *s, int64_t now, const struct ml_addr *from, c
 	s->stats.packets_recv++;
 	s->stats.bytes_recv += len;
 	if (len >= 5 && buf[0] == ML_HAS_CRC) {
-		uint32_t want = (uint32_t)buf[1] << 24 | (uint32_t)buf[2] << 16 |
-				(uint32_t)buf[3] << 8 | buf[4];
+		uint32_t want = be32_get(buf + 1);
 		if (ml_crc32(buf + 5, len - 5) != want) {
 			s->stats.bad_packets++;
 			return;

@@ -1,34 +1,14 @@
-/* gossip/tags.c — see tags.h. */
+/*
+ * gossip/tags.c — see tags.h. Reads and writes through lib/mp.h, the same
+ * MessagePack layer as memberlist's and serf's messages; the encoder fills
+ * the caller's fixed buffer, the decoder copies into the caller's array.
+ */
 #include "gossip/tags.h"
 
-#include <msgpack.h>
 #include <stdio.h>
 #include <string.h>
 
-struct fixed_buf {
-	uint8_t *p;
-	size_t len, cap;
-	int overflow;
-};
-
-static int fixed_write(void *data, const char *buf, size_t len)
-{
-	struct fixed_buf *fb = data;
-	if (fb->len + len > fb->cap) {
-		fb->overflow = 1;
-		return -1;
-	}
-	memcpy(fb->p + fb->len, buf, len);
-	fb->len += len;
-	return 0;
-}
-
-static void pack_raw(msgpack_packer *pk, const char *s)
-{
-	size_t l = strlen(s);
-	msgpack_pack_v4raw(pk, l);
-	msgpack_pack_v4raw_body(pk, s, l);
-}
+#include "lib/mp.h"
 
 size_t tags_consul(struct tag *tags, const char *dc, const char *build, const char *id,
 		   const char *rpc_port)
@@ -50,72 +30,58 @@ size_t tags_consul(struct tag *tags, const char *dc, const char *build, const ch
 
 int tags_encode(uint8_t *buf, size_t cap, const struct tag *tags, size_t n)
 {
-	if (cap < 1)
-		return -1;
-	buf[0] = TAGS_MAGIC;
-	struct fixed_buf fb = {buf, 1, cap, 0};
-	msgpack_packer pk;
-	msgpack_packer_init(&pk, &fb, fixed_write);
-	msgpack_pack_map(&pk, n);
+	struct wcursor w = { .p = buf, .cap = cap };
+	wcursor_u8(&w, TAGS_MAGIC);
+	mp_write_map(&w, (uint32_t)n);
 	for (size_t i = 0; i < n; i++) {
-		pack_raw(&pk, tags[i].key);
-		pack_raw(&pk, tags[i].value);
+		mp_write_str(&w, tags[i].key);
+		mp_write_str(&w, tags[i].value);
 	}
-	return fb.overflow ? -1 : (int)fb.len;
+	return wcursor_done(&w);
 }
 
-static int copy_str(const msgpack_object *o, char *dst, size_t cap)
+/* A tag key or value: str or bin (serf writes raw), not nil, shorter than
+ * cap, no NUL (tags are C strings from here on). */
+static int tag_str(struct cursor *c, char *dst, size_t cap)
 {
-	const char *p;
-	size_t l;
-	if (o->type == MSGPACK_OBJECT_STR) {
-		p = o->via.str.ptr;
-		l = o->via.str.size;
-	} else if (o->type == MSGPACK_OBJECT_BIN) {
-		p = o->via.bin.ptr;
-		l = o->via.bin.size;
-	} else {
-		return -1;
-	}
-	if (l >= cap || memchr(p, '\0', l) != NULL)
-		return -1;
-	memcpy(dst, p, l);
-	dst[l] = '\0';
-	return 0;
+	if (mp_read_nil(c) == MP_OK)
+		return MP_BAD;
+	return mp_read_str(c, dst, cap);
 }
 
+/*
+ * Serf < 0.8 (protocol < 3) put a bare role in meta; later ones the magic
+ * byte and a map. Bytes after the map are ignored, as serf's decoder does.
+ * Never reads more tags than max: a longer map is an error, not a cut.
+ */
 int tags_decode(const uint8_t *meta, size_t len, struct tag *tags, size_t max)
 {
 	if (len == 0 || meta[0] != TAGS_MAGIC) {
-		if (max == 0 || len > TAG_VALUE_MAX || memchr(meta, '\0', len) != NULL)
-			return -1;
+		if (max == 0 || len > TAG_VALUE_MAX || memchr(meta, '\0', len) != NULL) {
+			mp_fail("tags: role: too long or has NUL");
+			return MP_BAD;
+		}
 		strcpy(tags[0].key, "role");
 		memcpy(tags[0].value, meta, len);
 		tags[0].value[len] = '\0';
 		return 1;
 	}
-	msgpack_unpacked u;
-	msgpack_unpacked_init(&u);
-	size_t off = 0;
-	int n = -1;
-	if (msgpack_unpack_next(&u, (const char *)meta + 1, len - 1, &off) ==
-		    MSGPACK_UNPACK_SUCCESS &&
-	    u.data.type == MSGPACK_OBJECT_MAP) {
-		const msgpack_object_map *m = &u.data.via.map;
-		n = 0;
-		for (uint32_t i = 0; i < m->size; i++) {
-			if ((size_t)n >= max) {
-				n = -1;
-				break;
-			}
-			if (copy_str(&m->ptr[i].key, tags[n].key, sizeof(tags[n].key)) < 0 ||
-			    copy_str(&m->ptr[i].val, tags[n].value, sizeof(tags[n].value)) < 0) {
-				n = -1;
-				break;
-			}
-			n++;
+	struct cursor c = { meta + 1, meta + len };
+	uint32_t n;
+	if (mp_read_map(&c, &n) != MP_OK) {
+		mp_fail("tags: not a map");
+		return MP_BAD;
+	}
+	if (n > max) {
+		mp_fail("tags: %u tags, room for %zu", n, max);
+		return MP_BAD;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if (tag_str(&c, tags[i].key, sizeof(tags[i].key)) != MP_OK ||
+		    tag_str(&c, tags[i].value, sizeof(tags[i].value)) != MP_OK) {
+			mp_fail("tags: tag %u: not a string, too long or has NUL", i);
+			return MP_BAD;
 		}
 	}
-	msgpack_unpacked_destroy(&u);
-	return n;
+	return (int)n;
 }

@@ -4,7 +4,8 @@
  * Owns: the codec only. Serf protocol >= 3 writes tags as the magic byte
  * 0xff followed by a msgpack map of string to string (old-spec raw strings,
  * as Go's codec writes them); older meta is a bare role string, which reads
- * as {"role": <meta>}. Decoding never allocates beyond the caller's arrays.
+ * as {"role": <meta>}. Decoding never allocates beyond the caller's arrays;
+ * both directions go through lib/mp.h, gossip's one MessagePack layer.
  * Also the set of tags a Consul agent's serf advertises (tags_consul), so
  * the agent, the simulator and tests carry the same meta.
  */
@@ -35,7 +36,8 @@ int tags_encode(uint8_t *buf, size_t cap, const struct tag *tags, size_t n);
 #define TAGS_CONSUL_MAX 8
 size_t tags_consul(struct tag *tags, const char *dc, const char *build, const char *id,
 		   const char *rpc_port);
-/* Decode meta into tags[] (at most max); returns the count or -1 (malformed). */
+/* Decode meta into tags[] (at most max); returns the count, or -1 (ML_BAD)
+ * when malformed, with ml_wire_error() saying why (wire.h's convention). */
 int tags_decode(const uint8_t *meta, size_t len, struct tag *tags, size_t max);
 
 #endif

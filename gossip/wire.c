@@ -11,317 +11,25 @@
  *  - unsigned and int fields use the smallest form (fixint, 0xcc, 0xcd,
  *    0xce), bools 0xc2/0xc3; omitempty fields that are zero are left out of
  *    the map and the map length counts only the fields written.
- * The encoders therefore pack with msgpack-c's v4raw functions into a fixed
- * buffer. The decoders do not use msgpack-c's unpacker: it allocates a zone
- * per object and sizes arrays from the (attacker-chosen) header before the
- * elements arrive, so a 5-byte datagram could ask for gigabytes. Instead a
- * small cursor reader here checks bounds before every read, never allocates,
- * and accepts every int width and str8/bin for strings, as go-msgpack does.
+ * Each message is described once, as a table of fields (name, kind, offset);
+ * one generic encoder and one generic decoder walk the tables. Both go
+ * through lib/mp.h (the project's one MessagePack layer) on a fixed buffer:
+ * the encoders write with a wcursor that never grows, the decoders read
+ * with a bounds-checked cursor and never allocate.
  */
 #include <arpa/inet.h>
-#include <msgpack.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gossip/wire.h"
-
-/* ---- errors -------------------------------------------------------------- */
-
-static _Thread_local char wire_err[192];
+#include "lib/cursor.h"
+#include "lib/mp.h"
 
 const char *ml_wire_error(void)
 {
-	return wire_err;
-}
-
-static void wire_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void wire_fail(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(wire_err, sizeof(wire_err), fmt, ap);
-	va_end(ap);
-}
-
-/* ---- writing: msgpack-c packer into a fixed buffer ----------------------- */
-
-struct wbuf {
-	uint8_t *p;
-	size_t cap;
-	size_t len;
-};
-
-static int wbuf_write(void *data, const char *buf, size_t len)
-{
-	struct wbuf *w = data;
-	if (len > w->cap - w->len)
-		return -1;
-	memcpy(w->p + w->len, buf, len);
-	w->len += len;
-	return 0;
-}
-
-static int pack_raw(msgpack_packer *pk, const void *p, size_t len)
-{
-	if (msgpack_pack_v4raw(pk, len) != 0)
-		return -1;
-	return len > 0 ? msgpack_pack_v4raw_body(pk, p, len) : 0;
-}
-
-/* name (NUL-terminated) equals the counted key k[0..klen), which may hold
- * any bytes: one pass, no strlen. */
-static bool key_is(const char *name, const uint8_t *k, size_t klen)
-{
-	for (size_t j = 0; j < klen; j++)
-		if (name[j] == '\0' || (uint8_t)name[j] != k[j])
-			return false;
-	return name[klen] == '\0';
-}
-
-static int pack_key(msgpack_packer *pk, const char *name)
-{
-	return pack_raw(pk, name, strlen(name));
-}
-
-/* nil for an empty byte slice, as Go writes a nil []byte */
-static int pack_bytes_or_nil(msgpack_packer *pk, const void *p, size_t len)
-{
-	if (len == 0)
-		return msgpack_pack_nil(pk);
-	return pack_raw(pk, p, len);
-}
-
-/* ---- reading: a bounds-checked msgpack cursor ---------------------------- */
-
-struct rd {
-	const uint8_t *p;
-	const uint8_t *end;
-};
-
-static bool rd_has(const struct rd *r, size_t n)
-{
-	return (size_t)(r->end - r->p) >= n;
-}
-
-static uint64_t be_load(const uint8_t *p, unsigned n)
-{
-	uint64_t v = 0;
-	for (unsigned i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-/* big-endian length/int of n bytes after the tag byte */
-static int rd_tagged(struct rd *r, unsigned n, uint64_t *v)
-{
-	if (!rd_has(r, 1 + (size_t)n))
-		return ML_AGAIN;
-	*v = be_load(r->p + 1, n);
-	r->p += 1 + n;
-	return ML_OK;
-}
-
-/* map header */
-static int rd_map(struct rd *r, uint32_t *n)
-{
-	uint64_t v;
-	int rc;
-	if (!rd_has(r, 1))
-		return ML_AGAIN;
-	uint8_t b = r->p[0];
-	if ((b & 0xf0) == 0x80) {
-		*n = b & 0x0f;
-		r->p++;
-		return ML_OK;
-	}
-	if (b == 0xde)
-		rc = rd_tagged(r, 2, &v);
-	else if (b == 0xdf)
-		rc = rd_tagged(r, 4, &v);
-	else
-		return ML_BAD;
-	if (rc == ML_OK)
-		*n = (uint32_t)v;
-	return rc;
-}
-
-/* raw/str/bin (and nil as empty): a view of the bytes, which must be present */
-static int rd_raw(struct rd *r, const uint8_t **p, size_t *len)
-{
-	uint64_t n;
-	int rc;
-	if (!rd_has(r, 1))
-		return ML_AGAIN;
-	struct rd t = *r;
-	uint8_t b = t.p[0];
-	if ((b & 0xe0) == 0xa0) {
-		n = b & 0x1f;
-		t.p++;
-	} else if (b == 0xc0) {
-		*p = NULL;
-		*len = 0;
-		r->p++;
-		return ML_OK;
-	} else {
-		unsigned w;
-		switch (b) {
-		case 0xd9: /* str8 */
-		case 0xc4: /* bin8 */
-			w = 1;
-			break;
-		case 0xda: /* raw16 / str16 */
-		case 0xc5:
-			w = 2;
-			break;
-		case 0xdb:
-		case 0xc6:
-			w = 4;
-			break;
-		default:
-			return ML_BAD;
-		}
-		if ((rc = rd_tagged(&t, w, &n)) != ML_OK)
-			return rc;
-	}
-	if (!rd_has(&t, n))
-		return ML_AGAIN;
-	*p = t.p;
-	*len = (size_t)n;
-	r->p = t.p + n;
-	return ML_OK;
-}
-
-/* any integer that is >= 0 (nil reads as 0, as Go decodes nil into an int) */
-static int rd_uint(struct rd *r, uint64_t *v)
-{
-	int rc;
-	if (!rd_has(r, 1))
-		return ML_AGAIN;
-	uint8_t b = r->p[0];
-	if (b <= 0x7f || b == 0xc0) {
-		*v = b == 0xc0 ? 0 : b;
-		r->p++;
-		return ML_OK;
-	}
-	if (b >= 0xe0)
-		return ML_BAD; /* negative fixint */
-	unsigned w;
-	bool sign = false;
-	switch (b) {
-	case 0xcc: w = 1; break;
-	case 0xcd: w = 2; break;
-	case 0xce: w = 4; break;
-	case 0xcf: w = 8; break;
-	case 0xd0: w = 1; sign = true; break;
-	case 0xd1: w = 2; sign = true; break;
-	case 0xd2: w = 4; sign = true; break;
-	case 0xd3: w = 8; sign = true; break;
-	default:
-		return ML_BAD;
-	}
-	struct rd t = *r;
-	uint64_t x;
-	if ((rc = rd_tagged(&t, w, &x)) != ML_OK)
-		return rc;
-	if (sign && (x >> (w * 8 - 1)) & 1)
-		return ML_BAD; /* negative */
-	*v = x;
-	*r = t;
-	return ML_OK;
-}
-
-static int rd_bool(struct rd *r, bool *v)
-{
-	if (!rd_has(r, 1))
-		return ML_AGAIN;
-	uint8_t b = r->p[0];
-	if (b != 0xc2 && b != 0xc3 && b != 0xc0)
-		return ML_BAD;
-	*v = b == 0xc3;
-	r->p++;
-	return ML_OK;
-}
-
-/* Skip one object of any type, iteratively (no recursion on nesting). */
-static int rd_skip(struct rd *r)
-{
-	struct rd t = *r;
-	uint64_t pending = 1;
-	int rc;
-	while (pending > 0) {
-		pending--;
-		if (!rd_has(&t, 1))
-			return ML_AGAIN;
-		uint8_t b = t.p[0];
-		uint64_t n = 0;
-		if (b <= 0x7f || b >= 0xe0 || (b >= 0xc0 && b <= 0xc3)) {
-			t.p++;
-		} else if ((b & 0xf0) == 0x80) { /* fixmap */
-			pending += 2u * (b & 0x0f);
-			t.p++;
-		} else if ((b & 0xf0) == 0x90) { /* fixarray */
-			pending += b & 0x0f;
-			t.p++;
-		} else if ((b & 0xe0) == 0xa0) { /* fixraw */
-			n = b & 0x1f;
-			if (!rd_has(&t, 1 + n))
-				return ML_AGAIN;
-			t.p += 1 + n;
-		} else {
-			unsigned w = 0; /* width of the length field */
-			uint64_t fixed = 0; /* payload without length field */
-			int kind = 0; /* 0 fixed, 1 bytes, 2 array, 3 map, 4 ext */
-			switch (b) {
-			case 0xc4: case 0xd9: w = 1; kind = 1; break;
-			case 0xc5: case 0xda: w = 2; kind = 1; break;
-			case 0xc6: case 0xdb: w = 4; kind = 1; break;
-			case 0xc7: w = 1; kind = 4; break;
-			case 0xc8: w = 2; kind = 4; break;
-			case 0xc9: w = 4; kind = 4; break;
-			case 0xca: fixed = 4; break;
-			case 0xcb: fixed = 8; break;
-			case 0xcc: case 0xd0: fixed = 1; break;
-			case 0xcd: case 0xd1: fixed = 2; break;
-			case 0xce: case 0xd2: fixed = 4; break;
-			case 0xcf: case 0xd3: fixed = 8; break;
-			case 0xd4: fixed = 2; break;
-			case 0xd5: fixed = 3; break;
-			case 0xd6: fixed = 5; break;
-			case 0xd7: fixed = 9; break;
-			case 0xd8: fixed = 17; break;
-			case 0xdc: w = 2; kind = 2; break;
-			case 0xdd: w = 4; kind = 2; break;
-			case 0xde: w = 2; kind = 3; break;
-			case 0xdf: w = 4; kind = 3; break;
-			default:
-				return ML_BAD; /* 0xc1: never used */
-			}
-			if (kind == 0) {
-				if (!rd_has(&t, 1 + fixed))
-					return ML_AGAIN;
-				t.p += 1 + fixed;
-				continue;
-			}
-			if ((rc = rd_tagged(&t, w, &n)) != ML_OK)
-				return rc;
-			if (kind == 2) {
-				pending += n;
-			} else if (kind == 3) {
-				pending += 2 * n;
-			} else {
-				if (kind == 4)
-					n += 1; /* ext type byte */
-				if (!rd_has(&t, n))
-					return ML_AGAIN;
-				t.p += n;
-			}
-		}
-	}
-	*r = t;
-	return ML_OK;
+	return mp_error();
 }
 
 /* ---- field tables -------------------------------------------------------- */
@@ -463,91 +171,104 @@ static bool field_empty(const struct field *f, const uint8_t *base)
 	return true;
 }
 
-static int pack_field(msgpack_packer *pk, const struct field *f, const uint8_t *base)
+/* Write one field's value. -1 when the struct holds something the wire
+ * cannot carry (a string not terminated within its array, an IP that is
+ * not 4 or 16 bytes): a caller bug, reported rather than sent. */
+static int pack_field(struct wcursor *w, const struct field *f, const uint8_t *base)
 {
 	const void *fp = base + f->off;
 	const struct ml_addr *a = fp;
 	size_t n;
 	switch (f->kind) {
-	case F_U32: return msgpack_pack_uint32(pk, *(const uint32_t *)fp);
-	case F_U16: return msgpack_pack_uint16(pk, *(const uint16_t *)fp);
-	case F_U8: return msgpack_pack_uint8(pk, *(const uint8_t *)fp);
-	case F_BOOL: return *(const bool *)fp ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+	case F_U32: mp_write_uint(w, *(const uint32_t *)fp); return 0;
+	case F_U16: mp_write_uint(w, *(const uint16_t *)fp); return 0;
+	case F_U8: mp_write_uint(w, *(const uint8_t *)fp); return 0;
+	case F_BOOL: mp_write_bool(w, *(const bool *)fp); return 0;
 	case F_STR:
 	case F_STR_CUT:
 		n = strnlen(fp, f->max + 1);
 		if (n > f->max)
 			return -1; /* not terminated within its array */
-		return pack_raw(pk, fp, n);
+		mp_write_raw(w, fp, n);
+		return 0;
 	case F_BYTES:
 		n = *(const uint16_t *)(const void *)(base + f->off2);
 		if (n > f->max)
 			return -1;
-		return pack_bytes_or_nil(pk, fp, n);
+		mp_write_bytes(w, fp, n);
+		return 0;
 	case F_IP:
 		if (a->len != 0 && a->len != 4 && a->len != 16)
 			return -1;
-		return pack_bytes_or_nil(pk, a->ip, a->len);
-	case F_PORT: return msgpack_pack_uint16(pk, a->port);
+		mp_write_bytes(w, a->ip, a->len);
+		return 0;
+	case F_PORT: mp_write_uint(w, a->port); return 0;
 	case F_VSN:
 		if (!*(const bool *)(const void *)(base + f->off2))
-			return msgpack_pack_nil(pk);
-		return pack_raw(pk, fp, 6);
+			mp_write_nil(w);
+		else
+			mp_write_raw(w, fp, 6);
+		return 0;
 	case F_VIEW: {
 		const struct ml_slice *s = fp;
-		return pack_bytes_or_nil(pk, s->p, s->len);
+		mp_write_bytes(w, s->p, s->len);
+		return 0;
 	}
 	}
 	return -1;
 }
 
-/* Pack the struct as a map into w (no type byte). */
-static int pack_struct(struct wbuf *w, const struct msgdesc *d, const void *m)
+/* Pack the struct as a map into w (no type byte): the omitempty fields that
+ * are zero are counted out first, since the map header comes before them. */
+static int pack_struct(struct wcursor *w, const struct msgdesc *d, const void *m)
 {
 	const uint8_t *base = m;
-	msgpack_packer pk;
-	msgpack_packer_init(&pk, w, wbuf_write);
-	size_t count = 0;
+	uint32_t count = 0;
 	for (int i = 0; i < d->nfields; i++)
 		if (!(d->fields[i].omitempty && field_empty(&d->fields[i], base)))
 			count++;
-	if (msgpack_pack_map(&pk, count) != 0)
-		return -1;
+	mp_write_map(w, count);
 	for (int i = 0; i < d->nfields; i++) {
 		const struct field *f = &d->fields[i];
 		if (f->omitempty && field_empty(f, base))
 			continue;
-		if (pack_key(&pk, f->name) != 0 || pack_field(&pk, f, base) != 0)
+		mp_write_str(w, f->name);
+		if (pack_field(w, f, base) != 0)
 			return -1;
 	}
 	return 0;
 }
 
+/* type < 0: no type byte (push-pull pieces). Bytes written or -1. */
 static int encode_msg(uint8_t *buf, size_t cap, int type, const struct msgdesc *d, const void *m)
 {
-	struct wbuf w = { buf, cap, 0 };
-	if (type >= 0) {
-		if (cap < 1)
-			return -1;
-		buf[w.len++] = (uint8_t)type;
-	}
-	if (pack_struct(&w, d, m) != 0 || w.len > (size_t)INT32_MAX)
+	struct wcursor w = { .p = buf, .cap = cap };
+	if (type >= 0)
+		wcursor_u8(&w, (uint8_t)type);
+	if (pack_struct(&w, d, m) != 0)
 		return -1;
-	return (int)w.len;
+	return wcursor_done(&w);
 }
 
 /* ---- generic decode ------------------------------------------------------ */
 
+/* Name the message and field in the error text; keeps rc. */
 static int field_fail(const struct msgdesc *d, const struct field *f, int rc, const char *why)
 {
 	if (rc == ML_AGAIN)
-		wire_fail("%s: %s: truncated", d->name, f->name);
+		mp_fail("%s: %s: truncated", d->name, f->name);
 	else
-		wire_fail("%s: %s: %s", d->name, f->name, why);
+		mp_fail("%s: %s: %s", d->name, f->name, why);
 	return rc;
 }
 
-static int decode_field(struct rd *r, const struct msgdesc *d, const struct field *f, uint8_t *base)
+/*
+ * One field's value into the struct. Limits are enforced here, not
+ * truncated: a name longer than ML_NAME_MAX is an error (only the err
+ * message text, F_STR_CUT, is cut). Nil reads as the zero value, as Go
+ * decodes it.
+ */
+static int decode_field(struct cursor *r, const struct msgdesc *d, const struct field *f, uint8_t *base)
 {
 	void *fp = base + f->off;
 	struct ml_addr *a = fp;
@@ -561,7 +282,9 @@ static int decode_field(struct rd *r, const struct msgdesc *d, const struct fiel
 	case F_U16:
 	case F_U8:
 	case F_PORT:
-		if ((rc = rd_uint(r, &v)) != ML_OK)
+		if (mp_read_nil(r) == MP_OK)
+			v = 0;
+		else if ((rc = mp_read_uint(r, &v)) != ML_OK)
 			return field_fail(d, f, rc, "not an unsigned integer");
 		max = f->kind == F_U32 ? UINT32_MAX : f->kind == F_U8 ? UINT8_MAX : UINT16_MAX;
 		if (f->max != 0 && f->max < max)
@@ -578,23 +301,25 @@ static int decode_field(struct rd *r, const struct msgdesc *d, const struct fiel
 			a->port = (uint16_t)v;
 		return ML_OK;
 	case F_BOOL:
-		if ((rc = rd_bool(r, fp)) != ML_OK)
+		if ((rc = mp_read_bool(r, fp)) != ML_OK)
 			return field_fail(d, f, rc, "not a bool");
 		return ML_OK;
 	default:
 		break;
 	}
 
-	if (f->kind == F_VSN && rd_has(r, 1) && (r->p[0] & 0xf0) == 0x90) {
+	if (f->kind == F_VSN && cursor_has(r, 1) && (r->p[0] & 0xf0) == 0x90) {
 		/* tolerate Vsn written as an array of small ints */
 		uint32_t n = r->p[0] & 0x0f;
-		struct rd t = *r;
+		struct cursor t = *r;
 		t.p++;
 		if (n != 6)
 			return field_fail(d, f, ML_BAD, "want 6 versions");
 		uint8_t tmp[6];
 		for (uint32_t i = 0; i < n; i++) {
-			if ((rc = rd_uint(&t, &v)) != ML_OK)
+			if (mp_read_nil(&t) == MP_OK)
+				v = 0;
+			else if ((rc = mp_read_uint(&t, &v)) != ML_OK)
 				return field_fail(d, f, rc, "not a version number");
 			if (v > UINT8_MAX)
 				return field_fail(d, f, ML_BAD, "out of range");
@@ -606,7 +331,7 @@ static int decode_field(struct rd *r, const struct msgdesc *d, const struct fiel
 		return ML_OK;
 	}
 
-	if ((rc = rd_raw(r, &p, &len)) != ML_OK)
+	if ((rc = mp_read_raw(r, &p, &len)) != ML_OK)
 		return field_fail(d, f, rc, "not a string or bytes");
 	switch (f->kind) {
 	case F_STR:
@@ -653,44 +378,50 @@ static int decode_field(struct rd *r, const struct msgdesc *d, const struct fiel
 	}
 }
 
+/*
+ * A message map into the struct d describes. Unknown keys are skipped
+ * (newer memberlist versions add fields), missing ones stay zero. *pos
+ * moves only on ML_OK, so a stream reader retries an ML_AGAIN from the
+ * same place once more bytes arrived.
+ */
 static int decode_struct(const uint8_t **pos, const uint8_t *end, const struct msgdesc *d, void *m)
 {
 	uint8_t *base = m;
-	struct rd r = { *pos, end };
+	struct cursor r = { *pos, end };
 	uint32_t n;
 	int rc;
 
 	memset(m, 0, d->size);
 	if (*pos == NULL || end < *pos) {
-		wire_fail("%s: no input", d->name);
+		mp_fail("%s: no input", d->name);
 		return ML_BAD;
 	}
-	if ((rc = rd_map(&r, &n)) != ML_OK) {
-		wire_fail("%s: %s", d->name, rc == ML_AGAIN ? "truncated" : "not a map");
+	if ((rc = mp_read_map(&r, &n)) != ML_OK) {
+		mp_fail("%s: %s", d->name, rc == ML_AGAIN ? "truncated" : "not a map");
 		return rc;
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *k;
 		size_t klen;
-		if ((rc = rd_raw(&r, &k, &klen)) != ML_OK) {
-			wire_fail("%s: %s", d->name, rc == ML_AGAIN ? "truncated" : "map key is not a string");
+		if ((rc = mp_read_raw(&r, &k, &klen)) != ML_OK) {
+			mp_fail("%s: %s", d->name, rc == ML_AGAIN ? "truncated" : "map key is not a string");
 			return rc;
 		}
 		/* Go writes the keys in our descriptor's order: try key i first */
 		const struct field *f = NULL;
-		if (i < (uint32_t)d->nfields && key_is(d->fields[i].name, k, klen)) {
+		if (i < (uint32_t)d->nfields && mp_key_is(d->fields[i].name, k, klen)) {
 			f = &d->fields[i];
 		} else {
 			for (int j = 0; j < d->nfields; j++) {
-				if (key_is(d->fields[j].name, k, klen)) {
+				if (mp_key_is(d->fields[j].name, k, klen)) {
 					f = &d->fields[j];
 					break;
 				}
 			}
 		}
 		if (f == NULL) {
-			if ((rc = rd_skip(&r)) != ML_OK) {
-				wire_fail("%s: unknown key: %s", d->name,
+			if ((rc = mp_skip(&r)) != ML_OK) {
+				mp_fail("%s: unknown key: %s", d->name,
 					  rc == ML_AGAIN ? "truncated" : "bad value");
 				return rc;
 			}
@@ -842,10 +573,8 @@ int ml_compound_encode(uint8_t *buf, size_t cap, const struct ml_slice *parts, i
 	buf[0] = ML_COMPOUND;
 	buf[1] = (uint8_t)n;
 	size_t o = 2;
-	for (int i = 0; i < n; i++) {
-		buf[o++] = (uint8_t)(parts[i].len >> 8);
-		buf[o++] = (uint8_t)parts[i].len;
-	}
+	for (int i = 0; i < n; i++, o += 2)
+		be16_put(buf + o, (uint16_t)parts[i].len);
 	for (int i = 0; i < n; i++) {
 		if (parts[i].len > 0)
 			memcpy(buf + o, parts[i].p, parts[i].len);
@@ -854,26 +583,32 @@ int ml_compound_encode(uint8_t *buf, size_t cap, const struct ml_slice *parts, i
 	return (int)o;
 }
 
+/*
+ * memberlist's decodeCompoundMessage: a part whose length runs past the
+ * packet ends the list and is counted as truncated, not as an error (the
+ * parts before it are still delivered), while a length table that does not
+ * fit is an error. Parts are views into p; nothing is copied.
+ */
 int ml_compound_decode(const uint8_t *p, size_t len, struct ml_slice *parts, int max, int *trunc)
 {
 	if (trunc != NULL)
 		*trunc = 0;
 	if (p == NULL || len < 1) {
-		wire_fail("compound: missing length byte");
+		mp_fail("compound: missing length byte");
 		return -1;
 	}
 	size_t n = p[0];
 	if (len - 1 < 2 * n) {
-		wire_fail("compound: truncated length table");
+		mp_fail("compound: truncated length table");
 		return -1;
 	}
 	if (n > (size_t)(max < 0 ? 0 : max)) {
-		wire_fail("compound: %zu parts, room for %d", n, max);
+		mp_fail("compound: %zu parts, room for %d", n, max);
 		return -1;
 	}
 	size_t off = 1 + 2 * n;
 	for (size_t i = 0; i < n; i++) {
-		size_t plen = (size_t)p[1 + 2 * i] << 8 | p[2 + 2 * i];
+		size_t plen = be16_get(p + 1 + 2 * i);
 		if (len - off < plen) {
 			if (trunc != NULL)
 				*trunc = (int)(n - i);
@@ -910,6 +645,7 @@ uint32_t ml_crc32(const uint8_t *p, size_t len)
 	return crc ^ 0xffffffffu;
 }
 
+/* msg may already sit in buf (the packet is built in place): memmove. */
 int ml_crc_wrap(uint8_t *buf, size_t cap, const uint8_t *msg, size_t len)
 {
 	if (cap < 5 || len > cap - 5 || len > (size_t)INT32_MAX - 5)
@@ -917,23 +653,20 @@ int ml_crc_wrap(uint8_t *buf, size_t cap, const uint8_t *msg, size_t len)
 	uint32_t crc = ml_crc32(msg, len);
 	memmove(buf + 5, msg, len);
 	buf[0] = ML_HAS_CRC;
-	buf[1] = (uint8_t)(crc >> 24);
-	buf[2] = (uint8_t)(crc >> 16);
-	buf[3] = (uint8_t)(crc >> 8);
-	buf[4] = (uint8_t)crc;
+	be32_put(buf + 1, crc);
 	return (int)(len + 5);
 }
 
 int ml_crc_check(const uint8_t *p, size_t len, struct ml_slice *msg)
 {
 	if (p == NULL || len < 5 || p[0] != ML_HAS_CRC) {
-		wire_fail("crc: too short or not a crc message");
+		mp_fail("crc: too short or not a crc message");
 		return ML_BAD;
 	}
-	uint32_t want = (uint32_t)be_load(p + 1, 4);
+	uint32_t want = be32_get(p + 1);
 	uint32_t got = ml_crc32(p + 5, len - 5);
 	if (want != got) {
-		wire_fail("crc: mismatch (header %08x, payload %08x)", want, got);
+		mp_fail("crc: mismatch (header %08x, payload %08x)", want, got);
 		return ML_BAD;
 	}
 	msg->p = p + 5;
@@ -946,6 +679,12 @@ int ml_crc_check(const uint8_t *p, size_t len, struct ml_slice *msg)
 /* type byte, fixmap, "Algo", 0, "Buf", raw32 header */
 #define COMPRESS_HDR_MAX (1 + 1 + 5 + 1 + 4 + 5)
 
+/*
+ * The header's length field depends on the compressed size, known only
+ * after compressing: LZW writes at the largest header's offset, then the
+ * bytes move down behind the real header. One buffer, no scratch copy of
+ * the (up to 20 MiB) push-pull state.
+ */
 int ml_compress_encode(uint8_t *buf, size_t cap, const uint8_t *msg, size_t len)
 {
 	if (cap <= COMPRESS_HDR_MAX)
@@ -954,13 +693,14 @@ int ml_compress_encode(uint8_t *buf, size_t cap, const uint8_t *msg, size_t len)
 	if (z < 0)
 		return -1;
 	uint8_t hdr[COMPRESS_HDR_MAX];
-	struct wbuf w = { hdr, sizeof(hdr), 0 };
-	msgpack_packer pk;
-	msgpack_packer_init(&pk, &w, wbuf_write);
-	hdr[w.len++] = ML_COMPRESS;
-	if (msgpack_pack_map(&pk, 2) != 0 || pack_key(&pk, "Algo") != 0 ||
-	    msgpack_pack_uint8(&pk, 0) != 0 || pack_key(&pk, "Buf") != 0 ||
-	    msgpack_pack_v4raw(&pk, (size_t)z) != 0)
+	struct wcursor w = { .p = hdr, .cap = sizeof(hdr) };
+	wcursor_u8(&w, ML_COMPRESS);
+	mp_write_map(&w, 2);
+	mp_write_str(&w, "Algo");
+	mp_write_uint(&w, 0);
+	mp_write_str(&w, "Buf");
+	mp_write_raw_header(&w, (size_t)z); /* the LZW bytes are in place after it */
+	if (wcursor_done(&w) < 0)
 		return -1;
 	memmove(buf + w.len, buf + COMPRESS_HDR_MAX, (size_t)z);
 	memcpy(buf, hdr, w.len);
@@ -975,7 +715,7 @@ int ml_compress_frame(const uint8_t **pos, const uint8_t *end, struct ml_slice *
 	if (rc != ML_OK)
 		return rc;
 	if (c.algo != 0) {
-		wire_fail("compress: Algo: unknown algorithm %u", c.algo);
+		mp_fail("compress: Algo: unknown algorithm %u", c.algo);
 		return ML_BAD;
 	}
 	*lzw = c.buf;
@@ -993,7 +733,7 @@ int ml_compress_decode_stream(const uint8_t **pos, const uint8_t *end, uint8_t *
 		return rc;
 	int n = ml_lzw_decompress(lzw.p, lzw.len, out, cap);
 	if (n < 0) {
-		wire_fail("compress: Buf: bad LZW data or output too large");
+		mp_fail("compress: Buf: bad LZW data or output too large");
 		return ML_BAD;
 	}
 	*out_len = (size_t)n;
@@ -1016,6 +756,8 @@ int ml_compress_decode(const uint8_t *p, size_t len, uint8_t *out, size_t cap)
 static const uint8_t v4_mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 
 /* 4-byte view of an IPv4 or IPv4-mapped address, or NULL */
+/* Go's net.IP.To4(): a v4-mapped v6 address is the same node as its v4
+ * form, for printing and for comparing. */
 static const uint8_t *addr_v4(const struct ml_addr *a)
 {
 	if (a->len == 4)

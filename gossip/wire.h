@@ -14,12 +14,18 @@
  * allocates, and a field longer than its limit is an error, not a truncation
  * (except ml_err_resp.error, a log text, which is cut at ML_ERRMSG_MAX).
  *
- * Error convention: encoders return the number of bytes written, or -1 when
- * the output does not fit. Decoders take (const uint8_t **pos, const uint8_t
- * *end), advance *pos past what they consumed, and return ML_OK, ML_BAD (the
- * bytes are malformed; ml_wire_error() names the field) or ML_AGAIN (the
- * bytes end before the object does: read more from the stream and retry from
- * the same *pos, which is left untouched).
+ * Error convention (every decoder in gossip/, and lib/mp.h's readers):
+ * encoders return the number of bytes written, or -1 when the output does
+ * not fit. Decoders take (const uint8_t **pos, const uint8_t *end), or
+ * (p, len) for a whole message, advance *pos past what they consumed, and
+ * return ML_OK, ML_BAD (the bytes are malformed; ml_wire_error() names the
+ * field) or ML_AGAIN (the bytes end before the object does: read more from
+ * the stream and retry from the same *pos, which is left untouched).
+ * Decoders that return a count (ml_compound_decode, tags_decode) return it
+ * or -1 (ML_BAD) with the same error text. ML_* are lib/mp.h's MP_* values,
+ * and the text is lib/mp's one per-thread buffer (serf_wire_error() and
+ * mp_error() return the same), so a decoder here may pass an mp_* result
+ * straight up.
  */
 #ifndef RUMOR_GOSSIP_WIRE_H
 #define RUMOR_GOSSIP_WIRE_H
@@ -27,6 +33,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "lib/mp.h"
 
 enum ml_type {
 	ML_PING = 0,
@@ -53,8 +61,10 @@ enum ml_state {
 	ML_STATE_LEFT = 3,
 };
 
-/* decoder results */
-enum { ML_OK = 0, ML_BAD = -1, ML_AGAIN = -2 };
+/* decoder results: lib/mp.h's */
+#define ML_OK MP_OK
+#define ML_BAD MP_BAD
+#define ML_AGAIN MP_AGAIN
 
 #define ML_NAME_MAX 255	     /* longest node name accepted */
 #define ML_META_MAX 512	     /* memberlist MetaMaxSize */
