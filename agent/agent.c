@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include "agent/agent.h"
+#include "agent/env.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -102,7 +103,7 @@ static void refresh_self_tags(struct agent *a)
 		agent_events_set_self(a->events, a->cfg.node_name, tags, n);
 }
 
-int agent_set_tags(struct agent *a, const char *const *keys, const char *const *values, size_t n,
+static int set_tags(struct agent *a, const char *const *keys, const char *const *values, size_t n,
 		   char *err, size_t errlen)
 {
 	struct rumor_config_meta *nm = calloc(n ? n : 1, sizeof(*nm));
@@ -144,7 +145,7 @@ int agent_set_tags(struct agent *a, const char *const *keys, const char *const *
 	return 0;
 }
 
-const char *agent_keyring_path(const struct agent *a, char *buf, size_t cap)
+static const char *keyring_path(const struct agent *a, char *buf, size_t cap)
 {
 	snprintf(buf, cap, "%s/serf/local.keyring", a->cfg.data_dir);
 	return buf;
@@ -189,7 +190,7 @@ static int load_node_id(struct agent *a, char *err, size_t errlen)
 
 /* ------------------------------------------------------- membership */
 
-int agent_member_status(const struct agent *a, const void *mp)
+static int member_status(const struct agent *a, const void *mp)
 {
 	const struct swim_member *m = mp;
 	struct swim *s = gossip_transport_swim(a->gossip);
@@ -479,7 +480,7 @@ static int kv_seal_decrypt(void *ctx, const uint8_t *in, size_t len, const uint8
 static int setup_keyring(struct agent *a, char *err, size_t errlen)
 {
 	char path[4200];
-	agent_keyring_path(a, path, sizeof(path));
+	keyring_path(a, path, sizeof(path));
 	struct stat sb;
 	bool have_file = stat(path, &sb) == 0;
 	if (a->cfg.encrypt_key_len == 0 && !have_file)
@@ -639,7 +640,7 @@ static void leave_poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-void agent_leave(struct agent *a)
+static void start_leave(struct agent *a)
 {
 	struct agent_priv *p = priv(a);
 	if (a->leaving)
@@ -724,7 +725,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	bool leave = w->signum == SIGINT ? !a->cfg.skip_leave_on_interrupt : a->cfg.leave_on_terminate;
 	log_info("agent: Caught signal: %s", w->signum == SIGINT ? "interrupt" : "terminated");
 	if (leave)
-		agent_leave(a);
+		start_leave(a);
 	else
 		shutdown_now(a);
 }
@@ -772,10 +773,17 @@ static void print_banner(const struct agent *a)
 
 int agent_main(int argc, char **argv)
 {
+	static const struct agent_calls calls = {
+		.leave = start_leave,
+		.member_status = member_status,
+		.set_tags = set_tags,
+		.keyring_path = keyring_path,
+	};
 	struct agent agent, *a = &agent;
 	struct agent_priv p;
 	memset(a, 0, sizeof(*a));
 	memset(&p, 0, sizeof(p));
+	a->calls = &calls;
 	a->priv = &p;
 	ev_timer_init(&p.snap_timer, snap_timer_cb, SNAPSHOT_DELAY_S, 0.);
 	p.snap_timer.data = a;

@@ -19,8 +19,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "agent/agent.h"
-#include "agent/api.h"
+#include "agent/env.h"
+#include "agent/api_reply.h"
 #include "agent/catalog.h"
 #include "agent/checks.h"
 #include "agent/http/http.h"

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/agent.h"
-#include "agent/api.h"
+#include "agent/env.h"
+#include "agent/api_reply.h"
 #include "agent/http/http.h"
 #include "lib/log.h"
 #include "gossip/keyring.h"

@@ -15,8 +15,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "agent/agent.h"
-#include "agent/api.h"
+#include "agent/env.h"
+#include "agent/api_reply.h"
 #include "agent/http/http.h"
 #include "lib/log.h"
 #include "agent/metrics.h"
