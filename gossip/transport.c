@@ -27,6 +27,7 @@
 #include "gossip/transport.h"
 
 #include "gossip/keyring.h"
+#include "lib/net.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -689,17 +690,11 @@ static struct stream *stream_dial(struct gossip_transport *t, enum stream_kind k
 	}
 	struct sockaddr_storage ss;
 	socklen_t sl = to_sockaddr(to, &ss);
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = net_tcp_connect(&ss, sl, NULL);
 	if (fd < 0) {
-		snprintf(why, whylen, "socket: %s", strerror(errno));
-		free(req);
-		return NULL;
-	}
-	if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
 		char a[64], e[96];
 		snprintf(why, whylen, "dial tcp %s: connect: %s", ml_addr_str(to, a, sizeof(a)),
-			 errtext(errno, e, sizeof(e)));
-		close(fd);
+			 errtext(-fd, e, sizeof(e)));
 		free(req);
 		return NULL;
 	}
@@ -843,49 +838,33 @@ static void io_merge_state(void *ctx, const uint8_t *p, size_t len, bool join)
 
 /* ------------------------------------------------------------ set up */
 
-static int bind_socket(int type, const char *bind_addr, uint16_t port, char *err, size_t errlen)
+/*
+ * One gossip socket on bind_addr:port through lib/net (non-blocking,
+ * close-on-exec, SO_REUSEADDR). The address is read by ml_addr_parse, as
+ * the rest of gossip reads addresses, and handed to lib/net in numeric
+ * form. What memberlist's Go sockets get and lib/net does not do alone:
+ * a 2 MiB receive buffer on UDP (memberlist's udpRecvBufSize), so a burst
+ * of gossip is not dropped by the kernel while the loop is busy; the TCP
+ * backlog is SOMAXCONN, Go's. Returns the fd, or -1 with err.
+ */
+static int bind_socket(bool udp, const char *bind_addr, uint16_t port, char *err, size_t errlen)
 {
 	struct ml_addr a;
-	if (ml_addr_parse(bind_addr, port, &a) < 0) {
+	char ip[INET6_ADDRSTRLEN];
+	if (ml_addr_parse(bind_addr, port, &a) < 0 ||
+	    inet_ntop(a.len == 4 ? AF_INET : AF_INET6, a.ip, ip, sizeof(ip)) == NULL) {
 		snprintf(err, errlen, "invalid bind address %s", bind_addr);
 		return -1;
 	}
-	a.port = port;
-	struct sockaddr_storage ss;
-	socklen_t sl = to_sockaddr(&a, &ss);
-	int fd = socket(ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
+	int fd = udp ? net_udp_bind(ip, port, err, errlen)
+		     : net_tcp_listen(ip, port, SOMAXCONN, err, errlen);
+	if (fd < 0)
 		return -1;
-	}
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
-		snprintf(err, errlen, "bind %s %s:%u: %s", type == SOCK_DGRAM ? "udp" : "tcp",
-			 bind_addr, port, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	if (type == SOCK_STREAM && listen(fd, SOMAXCONN) < 0) { /* Go: somaxconn */
-		snprintf(err, errlen, "listen: %s", strerror(errno));
-		close(fd);
-		return -1;
-	}
-	if (type == SOCK_DGRAM) {
+	if (udp) {
 		int sz = 2 * 1024 * 1024;
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 	}
 	return fd;
-}
-
-static uint16_t bound_port(int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	getsockname(fd, (struct sockaddr *)&ss, &sl);
-	struct ml_addr a;
-	from_sockaddr(&ss, &a);
-	return a.port;
 }
 
 struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
@@ -915,11 +894,16 @@ struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
 	/* TCP first so that port 0 picks one free for both */
 	uint16_t port = cfg->port;
 	for (int attempt = 0; attempt < 20; attempt++) {
-		t->tcp_fd = bind_socket(SOCK_STREAM, cfg->bind_addr, port, err, errlen);
+		t->tcp_fd = bind_socket(false, cfg->bind_addr, port, err, errlen);
 		if (t->tcp_fd < 0)
 			goto fail;
-		uint16_t p = bound_port(t->tcp_fd);
-		t->udp_fd = bind_socket(SOCK_DGRAM, cfg->bind_addr, p, err, errlen);
+		int bp = net_bound_port(t->tcp_fd);
+		if (bp < 0) {
+			snprintf(err, errlen, "gossip tcp socket: getsockname: %s", strerror(-bp));
+			goto fail;
+		}
+		uint16_t p = (uint16_t)bp;
+		t->udp_fd = bind_socket(true, cfg->bind_addr, p, err, errlen);
 		if (t->udp_fd >= 0) {
 			t->port = p;
 			break;
