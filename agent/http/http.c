@@ -43,6 +43,7 @@ void http_limits_default(struct http_limits *l)
 {
 	l->max_header_bytes = HTTP_DEFAULT_MAX_HEADER_BYTES;
 	l->max_body_bytes = HTTP_DEFAULT_MAX_BODY_BYTES;
+	l->max_buffered = HTTP_DEFAULT_MAX_BUFFERED;
 	l->max_headers = HTTP_DEFAULT_MAX_HEADERS;
 	l->max_conns = HTTP_DEFAULT_MAX_CONNS;
 	l->max_conns_per_client = HTTP_DEFAULT_MAX_CONNS_PER_CLIENT;
@@ -58,6 +59,8 @@ static void limits_fill(struct http_limits *dst, const struct http_limits *src)
 		dst->max_header_bytes = src->max_header_bytes;
 	if (src->max_body_bytes)
 		dst->max_body_bytes = src->max_body_bytes;
+	if (src->max_buffered)
+		dst->max_buffered = src->max_buffered;
 	if (src->max_headers)
 		dst->max_headers = src->max_headers;
 	if (src->max_conns)
@@ -221,6 +224,7 @@ struct http_reqparser {
 	int err_status;
 	char err_msg[160];
 	struct http_request req;
+	size_t *pool; /* the server's total of request buffers (NULL: unbounded) */
 };
 
 static int perr(struct http_reqparser *p, int status, const char *fmt, ...)
@@ -235,6 +239,29 @@ static int perr(struct http_reqparser *p, int status, const char *fmt, ...)
 	return -1;
 }
 
+/* Account a request buffer growing from old to new bytes against the
+ * server's pool: one connection may hold 64 KiB of headers and 1 MiB of
+ * body, so 4096 of them could hold 4 GiB; the pool keeps all of them
+ * together under max_buffered, and a request that would pass it is
+ * answered 503 (try again) rather than the agent growing without bound. */
+static int pool_grow(struct http_reqparser *p, size_t old, size_t new)
+{
+	if (p->pool == NULL || new <= old)
+		return 0;
+	if (*p->pool + (new - old) > p->lim.max_buffered)
+		return perr(p, 503, "Service Unavailable: request buffers of all connections are "
+			    "over %zu bytes; try again",
+			    p->lim.max_buffered);
+	*p->pool += new - old;
+	return 0;
+}
+
+static void pool_release(struct http_reqparser *p, size_t n)
+{
+	if (p->pool != NULL)
+		*p->pool -= n < *p->pool ? n : *p->pool;
+}
+
 static int arena_reserve(struct http_reqparser *p, size_t n)
 {
 	if (p->acap - p->alen >= n + 1)
@@ -242,9 +269,13 @@ static int arena_reserve(struct http_reqparser *p, size_t n)
 	size_t ncap = p->acap ? p->acap : 1024;
 	while (ncap - p->alen < n + 1)
 		ncap *= 2;
+	if (pool_grow(p, p->acap, ncap) < 0)
+		return -1;
 	char *na = realloc(p->arena, ncap);
-	if (na == NULL)
+	if (na == NULL) {
+		pool_release(p, ncap - p->acap);
 		return perr(p, 500, "out of memory");
+	}
 	p->arena = na;
 	p->acap = ncap;
 	return 0;
@@ -583,9 +614,13 @@ static int cb_headers_complete(http_parser *hp)
 		p->want_continue = chunked || clen > 0;
 	}
 	if (has_len && clen > 0 && clen + 1 > p->bcap) {
+		if (pool_grow(p, p->bcap, (size_t)clen + 1) < 0)
+			return -1;
 		char *nb = realloc(p->body, (size_t)clen + 1);
-		if (nb == NULL)
+		if (nb == NULL) {
+			pool_release(p, (size_t)clen + 1 - p->bcap);
 			return perr(p, 500, "out of memory");
+		}
 		p->body = nb;
 		p->bcap = (size_t)clen + 1;
 	}
@@ -606,9 +641,13 @@ static int body_append(struct http_reqparser *p, const char *at, size_t n)
 		size_t ncap = p->bcap ? p->bcap : 4096;
 		while (ncap - p->blen < n + 1)
 			ncap *= 2;
+		if (pool_grow(p, p->bcap, ncap) < 0)
+			return -1;
 		char *nb = realloc(p->body, ncap);
-		if (nb == NULL)
+		if (nb == NULL) {
+			pool_release(p, ncap - p->bcap);
 			return perr(p, 500, "out of memory");
+		}
 		p->body = nb;
 		p->bcap = ncap;
 	}
@@ -800,10 +839,16 @@ struct http_reqparser *http_reqparser_new(const struct http_limits *lim)
 	return p;
 }
 
+void http_reqparser_set_pool(struct http_reqparser *p, size_t *pool)
+{
+	p->pool = pool;
+}
+
 void http_reqparser_free(struct http_reqparser *p)
 {
 	if (p == NULL)
 		return;
+	pool_release(p, p->acap + p->bcap);
 	free(p->arena);
 	free(p->hoff);
 	free(p->hv);
@@ -817,11 +862,13 @@ void http_reqparser_reset(struct http_reqparser *p)
 	http_parser_init(&p->hp, HTTP_REQUEST);
 	p->hp.data = p;
 	if (p->acap > KEEP_ARENA_MAX) {
+		pool_release(p, p->acap);
 		free(p->arena);
 		p->arena = NULL;
 		p->acap = 0;
 	}
 	if (p->bcap > KEEP_BODY_MAX) {
+		pool_release(p, p->bcap);
 		free(p->body);
 		p->body = NULL;
 		p->bcap = 0;
@@ -1001,6 +1048,7 @@ struct http_server {
 	void *refuse_ud;
 	double refuse_reported;  /* ev_now of the last refuse_fn call */
 	uint64_t refuse_unreported;
+	size_t buffered; /* request buffers of all connections (lim.max_buffered) */
 };
 
 static void conn_process(struct http_conn *c);
@@ -1352,6 +1400,7 @@ static int conn_new(struct http_server *s, int fd, const struct sockaddr_storage
 		free(c);
 		return -ENOMEM;
 	}
+	http_reqparser_set_pool(c->parser, &s->buffered);
 	c->srv = s;
 	c->fd = fd;
 	c->client = cl;

@@ -62,6 +62,7 @@ struct http_reqparser;
 
 #define HTTP_DEFAULT_MAX_HEADER_BYTES (64u * 1024u)
 #define HTTP_DEFAULT_MAX_BODY_BYTES (1024u * 1024u + 4096u)
+#define HTTP_DEFAULT_MAX_BUFFERED (64u * 1024u * 1024u) /* all conns' request buffers */
 #define HTTP_DEFAULT_MAX_HEADERS 256u
 #define HTTP_DEFAULT_MAX_CONNS 4096u
 #define HTTP_DEFAULT_MAX_CONNS_PER_CLIENT 200u /* Consul's http_max_conns_per_client */
@@ -82,6 +83,8 @@ struct http_reqparser;
 struct http_limits {
 	size_t max_header_bytes;  /* request line + headers; over -> 431 */
 	size_t max_body_bytes;    /* decoded body; over -> 413 */
+	size_t max_buffered;      /* header arenas + bodies of all connections
+				   * together; a request that would pass it -> 503 */
 	unsigned max_headers;     /* header count; over -> 431 */
 	unsigned max_conns;       /* open connections; more get 503 and close */
 	unsigned max_conns_per_client; /* per remote IP; more get 429 and close */
@@ -257,6 +260,9 @@ struct http_reqparser *http_reqparser_new(const struct http_limits *lim);
 
 /* Frees p; NULL is a no-op. */
 void http_reqparser_free(struct http_reqparser *p);
+/* Count this parser's header and body buffers in *pool (the server's total,
+ * bounded by lim.max_buffered: a request that would pass it gets 503). */
+void http_reqparser_set_pool(struct http_reqparser *p, size_t *pool);
 
 /* Feeds len bytes; *consumed says how many were used (fewer than len only
  * after DONE, when the rest belong to the next request, or after ERROR).

@@ -9,6 +9,12 @@ clients send. 300 connections each announce a 65,535-byte query and send
 most of it; the agent's RSS may grow by the bound plus slack, not by 300 x
 64 KiB unbounded, connections past the cap are closed, and DNS keeps
 answering over UDP meanwhile and over TCP once they are gone.
+
+And the HTTP listener to its: request buffers of all connections together
+at most 64 MiB (plus ~10 KB per connection, at most 4096): 600 connections
+from 4 addresses each announce a 1 MiB body and send most of it; past the
+pool they get 503, RSS grows by the bound plus slack (not 600 MiB), and a
+small request from another address is served throughout.
 """
 import os
 import socket
@@ -117,4 +123,63 @@ for s in socks:
     s.close()
 c.check("DNS answers over TCP once the flood is gone", True,
         c.wait(5, lambda: query("b1.node.consul", tcp=True) == 0))
+
+# ---------------------------------------------------------------- HTTP
+rss0 = rss_kib(pid)
+hsocks = []
+for k in range(600):
+    src = "127.0.0.%d" % (10 + k % 4)
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((src, 0))
+        s.settimeout(2)
+        s.connect(("127.0.0.1", c.hport(1)))
+        s.setblocking(False)
+        hsocks.append(s)
+    except OSError:
+        pass
+head = b"PUT /v1/kv/big HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n"
+hpayload = head + b"v" * (900 << 10)
+sent = [0] * len(hsocks)
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline and any(x < len(hpayload) for x in sent):
+    for j, s in enumerate(hsocks):
+        if sent[j] >= len(hpayload):
+            continue
+        try:
+            sent[j] += s.send(hpayload[sent[j]:sent[j] + 65536])
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            sent[j] = len(hpayload)
+    time.sleep(0.002)
+time.sleep(0.5)
+rss1 = rss_kib(pid)
+busy = 0
+for s in hsocks:
+    try:
+        if b" 503 " in s.recv(200):
+            busy += 1
+    except OSError:
+        pass
+growth = (rss1 - rss0) / 1024.0
+print("# HTTP: %d connections, %d answered 503; RSS %d -> %d KiB (+%.1f MiB)"
+      % (len(hsocks), busy, rss0, rss1, growth))
+c.check("HTTP: requests past the buffer pool answered 503", True, busy > 0)
+c.check("HTTP: RSS grows within 64 MiB + per-connection state + slack (< 128 MiB)", True,
+        growth < 128)
+ok = False
+try:
+    src = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    src.bind(("127.0.0.99", 0))
+    src.settimeout(3)
+    src.connect(("127.0.0.1", c.hport(1)))
+    src.sendall(b"GET /v1/agent/self HTTP/1.1\r\nHost: x\r\n\r\n")
+    ok = src.recv(100).startswith(b"HTTP/1.1 200")
+    src.close()
+except OSError:
+    pass
+c.check("HTTP: another client is served during the flood", True, ok)
+for s in hsocks:
+    s.close()
 sys.exit(c.finish())

@@ -471,6 +471,43 @@ static void test_body_over_limit_413_before_body(void)
 	fx_stop(&f);
 }
 
+/* The request buffers of all connections together stay under max_buffered:
+ * one connection holding most of it makes the next big request a 503, and
+ * once it is done the same request goes through. Without the pool, 4096
+ * connections could hold 4 GiB of bodies. */
+static void test_buffers_of_all_connections_bounded(void)
+{
+	struct fx f;
+	struct cli a, b;
+	struct http_limits lim = {.max_body_bytes = 300000, .max_buffered = 400000};
+	if (fx_start(&f, &lim) < 0)
+		return;
+	REQUIRE_INT(0, cli_open_from(&a, f.port, "127.0.0.1"));
+	REQUIRE_INT(0, cli_open_from(&b, f.port, "127.0.0.2"));
+	/* a announces 250 000 bytes and sends a little: its buffer is taken */
+	cli_sends(&a, "PUT /a HTTP/1.1\r\nHost: x\r\nContent-Length: 250000\r\n\r\nxyz");
+	usleep(100000);
+	cli_sends(&b, "PUT /b HTTP/1.1\r\nHost: x\r\nContent-Length: 250000\r\n\r\n");
+	REQUIRE_INT(503, cli_response(&b, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "request buffers of all connections are over 400000 bytes");
+	cli_close(&b);
+	/* a finishes; its answer frees the pool for the next one */
+	static char body[250000 - 3];
+	memset(body, 'b', sizeof(body));
+	REQUIRE_INT(0, cli_send(&a, body, sizeof(body)));
+	REQUIRE_INT(200, cli_response(&a, false, resp, sizeof(resp)));
+	REQUIRE_HAS(resp, "bodylen=250000");
+	cli_close(&a);
+	usleep(100000);
+	REQUIRE_INT(0, cli_open_from(&b, f.port, "127.0.0.2"));
+	cli_sends(&b, "PUT /b HTTP/1.1\r\nHost: x\r\nContent-Length: 250000\r\n\r\n");
+	REQUIRE_INT(0, cli_send(&b, body, sizeof(body)));
+	REQUIRE_INT(0, cli_sends(&b, "abc"));
+	REQUIRE_INT(200, cli_response(&b, false, resp, sizeof(resp)));
+	cli_close(&b);
+	fx_stop(&f);
+}
+
 static void test_header_over_limit_431(void)
 {
 	struct fx f;
@@ -1145,6 +1182,7 @@ int main(void)
 	RUN(test_per_client_cap_clamped_to_half_of_max_conns);
 	RUN(test_per_client_cap_ipv6);
 	RUN(test_chunk_without_crlf_gets_400);
+	RUN(test_buffers_of_all_connections_bounded);
 	RUN(test_server_free_with_open_connections);
 	return check_exit_code();
 }
