@@ -11,18 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/cursor.h"
+#include "lib/xalloc.h"
+
 struct swim_idents {
 	struct swim_ident **slot; /* cap entries, NULL = empty */
 	size_t cap, used;
 };
-
-static void *xcalloc(size_t n, size_t sz)
-{
-	void *p = calloc(n, sz);
-	if (p == NULL)
-		abort();
-	return p;
-}
 
 static uint64_t fnv(uint64_t h, const void *p, size_t len)
 {
@@ -39,7 +34,8 @@ static uint32_t content_hash(const char *name, size_t nl, const struct ml_addr *
 {
 	uint64_t h = fnv(1469598103934665603ull, name, nl);
 	h = fnv(h, addr->ip, addr->len <= sizeof(addr->ip) ? addr->len : sizeof(addr->ip));
-	uint8_t tail[3] = {addr->len, (uint8_t)(addr->port >> 8), (uint8_t)addr->port};
+	uint8_t tail[3] = {addr->len};
+	be16_put(tail + 1, addr->port);
 	h = fnv(h, tail, sizeof(tail));
 	h = fnv(h, vsn, 6);
 	h = fnv(h, meta, meta_len);
