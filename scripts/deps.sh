@@ -5,7 +5,7 @@
 set -euo pipefail
 mode=${1:-build}
 pkgs=(build-essential cmake pkg-config libev-dev libmsgpack-dev libsodium-dev
-      libjansson-dev liblmdb-dev libhttp-parser-dev)
+      libjansson-dev liblmdb-dev libhttp-parser-dev libraft-dev)
 if [ "$mode" = test ]; then
 	pkgs+=(curl dnsutils python3 python3-consul python3-pytest python3-cryptography serf iproute2 nftables
 	       procps psmisc util-linux valgrind clang libclang-rt-14-dev)
