@@ -13,7 +13,10 @@
  *     and as an address string;
  *  4. as a stream fed to the SWIM core (gossip/swim.c), whole and then a
  *     chunk at a time with a swim_stream_scan: both must end the same way
- *     (the scan resumes; it must never accept what the whole refuses).
+ *     (the scan resumes; it must never accept what the whole refuses);
+ *  5. as one msgpack object for lib/mp's mp_skip (every shorter prefix must
+ *     answer MP_AGAIN without moving) and as node meta for tags_decode
+ *     (what decodes re-encodes and decodes to the same tags).
  * Any crash, sanitizer report or broken invariant aborts.
  */
 #include <stdio.h>
@@ -21,7 +24,9 @@
 #include <string.h>
 
 #include "gossip/swim.h"
+#include "gossip/tags.h"
 #include "gossip/wire.h"
+#include "lib/mp.h"
 #include "tests/fuzz/lzw_ref.h"
 
 #define MAX_DEPTH 4
@@ -216,6 +221,33 @@ static void walk_swim_stream(const uint8_t *p, size_t len)
 	swim_free(b);
 }
 
+/* lib/mp's skip and serf's tags in node meta (gossip/tags.c). */
+static void walk_mp(const uint8_t *p, size_t len)
+{
+	struct cursor c = { p, p + len };
+	int rc = mp_skip(&c);
+	ASSERT(rc == MP_OK || rc == MP_BAD || rc == MP_AGAIN);
+	ASSERT(rc == MP_OK ? c.p > p && c.p <= p + len : c.p == p);
+	if (rc == MP_OK && len <= 4096) {
+		size_t used = (size_t)(c.p - p);
+		for (size_t cut = 0; cut < used; cut += 1 + cut / 8) {
+			struct cursor s = { p, p + cut };
+			ASSERT(mp_skip(&s) == MP_AGAIN && s.p == p);
+		}
+	}
+	static struct tag t[TAGS_MAX], t2[TAGS_MAX];
+	static uint8_t meta[TAGS_MAX * (TAG_KEY_MAX + TAG_VALUE_MAX + 12)];
+	int n = tags_decode(p, len, t, TAGS_MAX);
+	ASSERT(n >= -1 && n <= TAGS_MAX);
+	if (n > 0 && p[0] == TAGS_MAGIC) {
+		int k = tags_encode(meta, sizeof(meta), t, (size_t)n);
+		ASSERT(k > 0);
+		ASSERT(tags_decode(meta, (size_t)k, t2, TAGS_MAX) == n);
+		for (int i = 0; i < n; i++)
+			ASSERT(strcmp(t[i].key, t2[i].key) == 0 && strcmp(t[i].value, t2[i].value) == 0);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -227,6 +259,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	walk_packet(data, size, 0);
 	walk_stream(data, size);
 	walk_swim_stream(data, size);
+	walk_mp(data, size);
 
 	/* raw LZW: decompress anything, with the same result as the reference
 	 * decoder (errors included); compress/decompress must round trip */
