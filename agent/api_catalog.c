@@ -22,6 +22,7 @@
 #include "agent/env.h"
 #include "agent/api_reply.h"
 #include "agent/catalog.h"
+#include "agent/catalog_dns.h"
 #include "agent/checks.h"
 #include "agent/http/http.h"
 #include "lib/log.h"
@@ -49,6 +50,7 @@ struct agent_catalog {
 	struct catalog *cat;
 	struct services *svcs;
 	struct dns_responder *resp;
+	struct catalog_dns *dns_source; /* the catalog as the responder reads it */
 	struct dns_server *dns;
 	struct waiter *waiters;
 	ev_timer wake;
@@ -722,8 +724,9 @@ int api_catalog_start(struct agent *a, char *err, size_t errlen)
 		ac->resp = dns_responder_new(&dc, err, errlen);
 		if (ac->resp == NULL)
 			goto fail;
-		ac->dns = dns_server_new(a->loop, ac->resp, ac->cat, a->cfg.client_addr,
-					 (uint16_t)a->cfg.dns_port, err, errlen);
+		ac->dns_source = catalog_dns_new(ac->cat);
+		ac->dns = dns_server_new(a->loop, ac->resp, catalog_dns_source(ac->dns_source),
+					 a->cfg.client_addr, (uint16_t)a->cfg.dns_port, err, errlen);
 		if (ac->dns == NULL)
 			goto fail;
 		log_info("agent: DNS server listening on %s:%u (udp+tcp), domain %s",
@@ -750,6 +753,7 @@ void api_catalog_stop(struct agent *a)
 		waiter_run(ac->waiters);
 	ev_timer_stop(ac->loop, &ac->wake);
 	dns_server_free(ac->dns);
+	catalog_dns_free(ac->dns_source);
 	dns_responder_free(ac->resp);
 	services_free(ac->svcs);
 	catalog_free(ac->cat);

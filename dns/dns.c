@@ -10,6 +10,15 @@
  * written once per message.  The OPT record's 11 bytes are reserved before
  * the body is built, so an EDNS client always gets its OPT back.
  *
+ * The names come from a struct dns_source (dns.h): one call fills the
+ * responder's scratch array with references to the matching instances, the
+ * shuffle moves those (8 bytes each), and only an instance whose record is
+ * written is described (struct dns_instance: what the record needs and
+ * nothing more).  A 1232-byte answer holds some 70 of a service's 300
+ * instances; copying all 300 out of the catalog first cost 10-15% per
+ * query.  The scratch arrays live in the responder (allocated once): a
+ * query allocates nothing.
+ *
  * Departures from Consul: TC is set by default when a UDP answer does not
  * fit (Consul drops records silently unless enable_truncate; -dns-truncate
  * =false restores that, with its 3-answer cap for clients without EDNS);
@@ -23,9 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/catalog.h"
+#include "lib/xalloc.h"
 
-#define SCRATCH_MAX 4096 /* instances considered per query */
 #define OPT_LEN 11
 #define OUR_UDP_SIZE 4096 /* what we advertise we can receive (queries are small) */
 
@@ -41,9 +49,11 @@ struct dns_responder {
 	char self[256];
 	struct dns_responder_config cfg;
 	struct dns_stats stats;
-	const struct catalog_inst *scratch[SCRATCH_MAX];
-	uint16_t target_off[SCRATCH_MAX];
-	struct catalog_ip seen[SCRATCH_MAX];
+	/* per-query scratch, here so that a query allocates nothing */
+	const void *scratch[DNS_INSTANCES_MAX]; /* the source's instance references */
+	uint16_t target_off[DNS_INSTANCES_MAX]; /* where each SRV target name starts */
+	struct dns_ip target_ip[DNS_INSTANCES_MAX]; /* and the address it stands for */
+	struct dns_ip seen[DNS_INSTANCES_MAX];	/* addresses already answered */
 };
 
 /* ------------------------------------------------------------ decoding */
@@ -283,6 +293,8 @@ static void rr_end(struct bld *b, size_t at)
 
 /* ----------------------------------------------------------- responder */
 
+/* The configured domain, lowercased once at start-up, in wire form: the
+ * query's name is lowercased per query and compared to it with memcmp. */
 static int domain_to_wire(const char *s, uint8_t *out, size_t *len, uint8_t *labels)
 {
 	size_t n = strlen(s), o = 0, i = 0;
@@ -313,11 +325,7 @@ struct dns_responder *dns_responder_new(const struct dns_responder_config *cfg, 
 			 cfg->udp_max_size);
 		return NULL;
 	}
-	struct dns_responder *r = calloc(1, sizeof(*r));
-	if (r == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
+	struct dns_responder *r = xcalloc(1, sizeof(*r));
 	r->cfg = *cfg;
 	if (domain_to_wire(cfg->domain ? cfg->domain : "consul.", r->domain, &r->domain_len,
 			   &r->domain_labels) < 0 ||
@@ -358,7 +366,7 @@ const struct dns_stats *dns_responder_stats(const struct dns_responder *r)
 /* Everything one answer needs while it is built. */
 struct ans {
 	struct dns_responder *r;
-	const struct catalog *cat;
+	const struct dns_source *src;
 	const struct dns_query *q;
 	struct bld b;
 	size_t domain_off; /* offset of the matched domain inside the question */
@@ -416,7 +424,7 @@ static void soa_authority(struct ans *a)
 		a->ns++;
 }
 
-static bool add_ip(struct ans *a, size_t owner, const struct catalog_ip *ip, uint32_t ttl,
+static bool add_ip(struct ans *a, size_t owner, const struct dns_ip *ip, uint32_t ttl,
 		   uint16_t *count)
 {
 	uint16_t type = ip->len == 4 ? DNS_T_A : DNS_T_AAAA;
@@ -430,7 +438,7 @@ static bool add_ip(struct ans *a, size_t owner, const struct catalog_ip *ip, uin
 	return ok;
 }
 
-static bool type_wants_ip(uint16_t qtype, const struct catalog_ip *ip)
+static bool type_wants_ip(uint16_t qtype, const struct dns_ip *ip)
 {
 	if (ip->len == 4)
 		return qtype == DNS_T_A || qtype == DNS_T_ANY;
@@ -453,10 +461,15 @@ static bool w_made_name(struct ans *a, const char *first, size_t firstlen, const
 	return true;
 }
 
-static void node_txt(struct ans *a, const struct catalog_node *n, size_t owner, uint16_t *count)
+/* One TXT record per node meta pair, Consul's way: "key=value", or the
+ * value alone when the key says rfc1035-; cut at 255 bytes (one
+ * character-string) rather than split.  Stops at the first that does not
+ * fit, and marks the answer truncated. */
+static void node_txt(struct ans *a, const struct dns_node *n, size_t owner, uint16_t *count)
 {
 	for (size_t i = 0; i < n->nmeta; i++) {
-		const char *k = n->meta[i].key, *v = n->meta[i].value;
+		const char *k = "", *v = "";
+		a->src->node_meta(a->src->ctx, n, i, &k, &v);
 		char txt[256];
 		int tl;
 		if (strncmp(k, "rfc1035-", 8) == 0)
@@ -481,24 +494,26 @@ static void node_txt(struct ans *a, const struct catalog_node *n, size_t owner, 
 	}
 }
 
+/* <node>.node: a node gossip reports failed does not exist for DNS
+ * (NXDOMAIN), whatever its published record says. */
 static void answer_node(struct ans *a, const char *name, size_t len)
 {
-	const struct catalog_node *n = catalog_node_get(a->cat, name, len);
-	if (n == NULL || !n->alive) {
+	struct dns_node n;
+	if (!a->src->node(a->src->ctx, name, len, &n) || !n.alive) {
 		a->rcode = DNS_RC_NXDOMAIN;
 		soa_authority(a);
 		return;
 	}
 	uint16_t qt = a->q->qtype;
-	if (type_wants_ip(qt, &n->ip) && !add_ip(a, DNS_HEADER_LEN, &n->ip, a->r->cfg.node_ttl, &a->an))
+	if (type_wants_ip(qt, &n.ip) && !add_ip(a, DNS_HEADER_LEN, &n.ip, a->r->cfg.node_ttl, &a->an))
 		a->truncated = true;
 	if (qt == DNS_T_TXT || qt == DNS_T_ANY)
-		node_txt(a, n, DNS_HEADER_LEN, &a->an);
+		node_txt(a, &n, DNS_HEADER_LEN, &a->an);
 	if (a->an == 0 && !a->truncated)
 		soa_authority(a);
 }
 
-static bool ip_seen(const struct catalog_ip *seen, size_t n, const struct catalog_ip *ip)
+static bool ip_seen(const struct dns_ip *seen, size_t n, const struct dns_ip *ip)
 {
 	for (size_t i = 0; i < n; i++)
 		if (seen[i].len == ip->len && memcmp(seen[i].b, ip->b, ip->len) == 0)
@@ -506,14 +521,22 @@ static bool ip_seen(const struct catalog_ip *seen, size_t n, const struct catalo
 	return false;
 }
 
+/*
+ * A service name (tag NULL: any tag): the instances the source allows, in
+ * a Fisher-Yates shuffle driven by the query's seed, so that every client
+ * spreads its load and the same seed gives the same answer (tests).  SRV
+ * answers write every target first and their addresses afterwards as
+ * additional records, which may be left out without TC (RFC 2181); A/AAAA
+ * answers write each address once even when several instances share it.
+ */
 static void answer_service(struct ans *a, const char *svc, size_t svclen, const char *tag,
 			   size_t taglen)
 {
 	struct dns_responder *r = a->r;
-	size_t n = catalog_lookup(a->cat, svc, svclen, tag, taglen, r->cfg.only_passing, r->scratch,
-				  SCRATCH_MAX);
-	if (n > SCRATCH_MAX)
-		n = SCRATCH_MAX;
+	size_t n = a->src->instances(a->src->ctx, svc, svclen, tag, taglen, r->cfg.only_passing,
+				     r->scratch, DNS_INSTANCES_MAX);
+	if (n > DNS_INSTANCES_MAX)
+		n = DNS_INSTANCES_MAX;
 	if (n == 0) {
 		a->rcode = DNS_RC_NXDOMAIN;
 		soa_authority(a);
@@ -521,7 +544,7 @@ static void answer_service(struct ans *a, const char *svc, size_t svclen, const 
 	}
 	for (size_t i = n; i > 1; i--) {
 		size_t j = (size_t)(rnd(a) % i);
-		const struct catalog_inst *t = r->scratch[i - 1];
+		const void *t = r->scratch[i - 1];
 		r->scratch[i - 1] = r->scratch[j];
 		r->scratch[j] = t;
 	}
@@ -534,9 +557,10 @@ static void answer_service(struct ans *a, const char *svc, size_t svclen, const 
 	if (qt == DNS_T_SRV) {
 		size_t written = 0;
 		for (size_t i = 0; i < n; i++) {
-			const struct catalog_inst *in = r->scratch[i];
-			uint16_t w = in->health == CATALOG_WARNING ? in->weight_warning
-								   : in->weight_passing;
+			struct dns_instance d;
+			const struct dns_instance *in = &d;
+			a->src->instance(a->src->ctx, r->scratch[i], &d);
+			uint16_t w = in->weight;
 			size_t target = 0;
 			bool ok = RR_TRY(a, {
 				size_t at = rr_begin(&a->b, DNS_HEADER_LEN, DNS_T_SRV, ttl);
@@ -553,8 +577,8 @@ static void answer_service(struct ans *a, const char *svc, size_t svclen, const 
 								       "%02x", in->ip.b[k]);
 					named = w_made_name(a, hex, hl, "addr");
 				} else {
-					named = w_made_name(a, in->node->name,
-							    strlen(in->node->name), "node");
+					named = w_made_name(a, in->node, strlen(in->node),
+							    "node");
 				}
 				if (!named)
 					a->b.full = true;
@@ -566,13 +590,12 @@ static void answer_service(struct ans *a, const char *svc, size_t svclen, const 
 			}
 			a->an++;
 			r->target_off[written] = (uint16_t)target;
-			r->scratch[written++] = in;
+			r->target_ip[written++] = in->ip;
 		}
 		for (size_t i = 0; i < written; i++) {
-			const struct catalog_inst *in = r->scratch[i];
-			if (in->ip.len == 0)
+			if (r->target_ip[i].len == 0)
 				continue;
-			if (!add_ip(a, r->target_off[i], &in->ip, ttl, &a->ar))
+			if (!add_ip(a, r->target_off[i], &r->target_ip[i], ttl, &a->ar))
 				break; /* additional data is optional: no TC for it */
 		}
 		return;
@@ -583,7 +606,9 @@ static void answer_service(struct ans *a, const char *svc, size_t svclen, const 
 	}
 	size_t nseen = 0;
 	for (size_t i = 0; i < n; i++) {
-		const struct catalog_inst *in = r->scratch[i];
+		struct dns_instance d;
+		const struct dns_instance *in = &d;
+		a->src->instance(a->src->ctx, r->scratch[i], &d);
 		if (!type_wants_ip(qt, &in->ip) || ip_seen(r->seen, nseen, &in->ip))
 			continue;
 		if (!add_ip(a, DNS_HEADER_LEN, &in->ip, ttl, &a->an)) {
@@ -605,9 +630,11 @@ static int hexval(int c)
 	return -1;
 }
 
+/* <hex-ip>.addr: the SRV targets of services with their own address point
+ * here; the name is the address, so no source is asked. */
 static void answer_addr(struct ans *a, const char *s, size_t len)
 {
-	struct catalog_ip ip = {.len = 0};
+	struct dns_ip ip = {.len = 0};
 	if (len == 8 || len == 32) {
 		ip.len = (uint8_t)(len / 2);
 		for (size_t i = 0; i < ip.len; i++) {
@@ -638,7 +665,8 @@ static void answer_apex(struct ans *a)
 			a->an++;
 	}
 	if (qt == DNS_T_NS || qt == DNS_T_ANY) {
-		const struct catalog_node *self = catalog_node_get(a->cat, a->r->self, strlen(a->r->self));
+		struct dns_node self;
+		bool have_self = a->src->node(a->src->ctx, a->r->self, strlen(a->r->self), &self);
 		size_t target = 0;
 		bool ok = RR_TRY(a, {
 			size_t at = rr_begin(&a->b, DNS_HEADER_LEN, DNS_T_NS, 0);
@@ -649,8 +677,8 @@ static void answer_apex(struct ans *a)
 		});
 		if (ok) {
 			a->an++;
-			if (self != NULL && self->ip.len != 0)
-				add_ip(a, target, &self->ip, 0, &a->ar);
+			if (have_self && self.ip.len != 0)
+				add_ip(a, target, &self.ip, 0, &a->ar);
 		}
 	}
 	if (a->an == 0)
@@ -680,6 +708,13 @@ static bool label_is(const struct dns_name *n, uint8_t i, const char *s, size_t 
 #define LBL(n, i) ((const char *)(n)->wire + (n)->off[i] + 1)
 #define LLEN(n, i) ((size_t)(n)->wire[(n)->off[i]])
 
+/*
+ * Routes a name by the nb labels below the domain.  The datacenter label is
+ * optional, so "<x>.service.dc1" and "<x>.service" mean the same; a
+ * datacenter other than ours is NXDOMAIN, never a forward (rumor answers
+ * for one datacenter).  Anything unrecognised below the domain is NXDOMAIN
+ * with the SOA, so negative caching works.
+ */
 static void dispatch(struct ans *a, const struct dns_name *lc, uint8_t nb)
 {
 	uint8_t n = nb;
@@ -758,6 +793,10 @@ static void w_header(struct ans *a, const struct dns_query *q, bool with_questio
 	}
 }
 
+/* Writes the flags and the section counts into the header last, once the
+ * body is known, and appends the OPT record into the room reserved for it
+ * at the start: an EDNS client always gets its OPT back, even when the
+ * answer was truncated.  The extended rcode (BADVERS) lives in the OPT. */
 static void finish(struct ans *a, const struct dns_query *q, bool tc, bool opt)
 {
 	struct dns_responder *r = a->r;
@@ -790,9 +829,16 @@ static void finish(struct ans *a, const struct dns_query *q, bool tc, bool opt)
 	p[11] = (uint8_t)a->ar;
 }
 
-enum dns_action dns_process(struct dns_responder *r, const struct catalog *cat, const uint8_t *in,
-			    size_t inlen, bool tcp, uint32_t now_s, uint64_t seed, uint8_t *out,
-			    size_t outcap, size_t *outlen)
+/*
+ * The order of decisions: drop what must not be answered (a response,
+ * shorter than a header); header-only answers for a malformed query, so
+ * junk is never amplified; then the size limit (TCP, or UDP capped at
+ * udp_max_size whatever EDNS asks: a spoofed query must not buy a large
+ * reflection); then domain, class and type checks before any lookup.
+ */
+enum dns_action dns_process(struct dns_responder *r, const struct dns_source *src,
+			    const uint8_t *in, size_t inlen, bool tcp, uint32_t now_s, uint64_t seed,
+			    uint8_t *out, size_t outcap, size_t *outlen)
 {
 	struct dns_query q;
 	*outlen = 0;
@@ -805,7 +851,7 @@ enum dns_action dns_process(struct dns_responder *r, const struct catalog *cat, 
 	struct ans a;
 	memset(&a, 0, sizeof(a));
 	a.r = r;
-	a.cat = cat;
+	a.src = src;
 	a.q = &q;
 	a.now_s = now_s;
 	a.rng = seed ? seed : 0x9E3779B97F4A7C15ULL;

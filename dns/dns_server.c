@@ -64,7 +64,7 @@ struct fwd {
 struct dns_server {
 	struct ev_loop *loop;
 	struct dns_responder *r;
-	const struct catalog *cat;
+	const struct dns_source *src;
 	int ufd, tfd;
 	uint16_t port;
 	ev_io uio, tio;
@@ -287,7 +287,7 @@ static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
 			if (s->msg_in[i].msg_hdr.msg_flags & MSG_TRUNC)
 				continue; /* larger than any sane query */
 			enum dns_action act =
-				dns_process(s->r, s->cat, s->in[i], s->msg_in[i].msg_len, false, now,
+				dns_process(s->r, s->src, s->in[i], s->msg_in[i].msg_len, false, now,
 					    next_seed(s), s->out[nout], UDP_OUT_MAX, &len);
 			if (act == DNS_ACT_FORWARD && s->nrec > 0) {
 				forward(s, s->in[i], s->msg_in[i].msg_len, &s->from[i],
@@ -378,7 +378,7 @@ static int conn_process(struct dns_conn *c)
 		if (c->inlen - off - 2 < ql)
 			break;
 		size_t len = 0;
-		enum dns_action act = dns_process(s->r, s->cat, c->in + off + 2, ql, true,
+		enum dns_action act = dns_process(s->r, s->src, c->in + off + 2, ql, true,
 						  (uint32_t)ev_now(s->loop), next_seed(s),
 						  s->tcp_out + 2, TCP_BUF - 2, &len);
 		off += 2 + ql;
@@ -509,7 +509,7 @@ static int mkaddr(const char *addr, uint16_t port, struct sockaddr_storage *ss, 
 }
 
 struct dns_server *dns_server_new(struct ev_loop *loop, struct dns_responder *r,
-				  const struct catalog *cat, const char *addr, uint16_t port,
+				  const struct dns_source *src, const char *addr, uint16_t port,
 				  char *err, size_t errlen)
 {
 	struct dns_server *s = calloc(1, sizeof(*s));
@@ -519,7 +519,7 @@ struct dns_server *dns_server_new(struct ev_loop *loop, struct dns_responder *r,
 	}
 	s->loop = loop;
 	s->r = r;
-	s->cat = cat;
+	s->src = src;
 	s->ufd = s->tfd = s->ffd = -1;
 	randombytes_buf(&s->rng, sizeof(s->rng));
 	s->rng |= 1;

@@ -23,7 +23,7 @@
 
 struct ev_loop;
 struct dns_responder;
-struct catalog;
+struct dns_source;
 struct dns_server;
 
 #define DNS_SERVER_MAX_CONNS 256
@@ -32,9 +32,10 @@ struct dns_server;
 #define DNS_SERVER_RECURSOR_TIMEOUT_S 2.0 /* Consul's recursor_timeout */
 
 /* Listens on addr:port (UDP and TCP; port 0 picks one, the same for both
- * where possible).  r and cat are borrowed and must outlive the server. */
+ * where possible), answering from src (dns/dns.h).  r and src are borrowed
+ * and must outlive the server. */
 struct dns_server *dns_server_new(struct ev_loop *loop, struct dns_responder *r,
-				  const struct catalog *cat, const char *addr, uint16_t port,
+				  const struct dns_source *src, const char *addr, uint16_t port,
 				  char *err, size_t errlen);
 /* Forwards queries the responder does not own (it must have been created
  * with cfg.recursor) to these servers ("ip" or "ip:port", port 53 by

@@ -18,7 +18,6 @@ cd "$(dirname "$0")/.."
 KNOWN=(
 	"kv/kv.c -> gossip/swim.h"
 	"kv/kv.c -> gossip/tags.h"
-	"dns/dns.c -> agent/catalog.h"
 )
 
 layer() {

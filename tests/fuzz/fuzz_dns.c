@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "agent/catalog.h"
+#include "agent/catalog_dns.h"
 #include "dns/dns.h"
 
 #define ASSERT(c)                                                                          \
@@ -25,6 +26,7 @@
 	} while (0)
 
 static struct catalog *cat;
+static struct catalog_dns *cat_dns; /* the agent's adapter: the responder's source */
 static struct dns_responder *resp;
 static uint8_t out[65535];
 
@@ -54,6 +56,7 @@ static void setup(void)
 					   .truncate = true};
 	resp = dns_responder_new(&cfg, err, sizeof(err));
 	ASSERT(resp != NULL);
+	cat_dns = catalog_dns_new(cat);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -61,8 +64,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	setup();
 	for (int tcp = 0; tcp < 2; tcp++) {
 		size_t len = 0;
-		enum dns_action act = dns_process(resp, cat, data, size, tcp, 1700000000u,
-						  size * 2654435761u + 1, out, sizeof(out), &len);
+		enum dns_action act =
+			dns_process(resp, catalog_dns_source(cat_dns), data, size, tcp, 1700000000u,
+				    size * 2654435761u + 1, out, sizeof(out), &len);
 		if (act != DNS_ACT_REPLY)
 			continue;
 		ASSERT(len >= 12 && size >= 12);

@@ -1,13 +1,16 @@
 /*
  * tests/unit/test_dns.c — the DNS codec and responder against an in-memory
  * catalog: name decoding (compression, loops, limits), query parsing,
- * EDNS0, truncation, the names answered and the negative answers.
+ * EDNS0, truncation, the names answered and the negative answers.  The
+ * responder reads the catalog through the agent's adapter
+ * (agent/catalog_dns.h), its struct dns_source, as the agent does.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent/catalog.h"
+#include "agent/catalog_dns.h"
 #include "dns/dns.h"
 #include "tests/unit/check.h"
 
@@ -120,9 +123,25 @@ static int parse_resp(const uint8_t *p, size_t len, struct resp *r)
 
 /* ---- fixtures ---- */
 
+/* The source over the one catalog a test uses at a time (mkcat/dropcat). */
+static struct catalog_dns *cat_dns;
+
+static const struct dns_source *src(const struct catalog *c)
+{
+	return catalog_dns_source(cat_dns);
+}
+
+static void dropcat(struct catalog *c)
+{
+	catalog_dns_free(cat_dns);
+	cat_dns = NULL;
+	catalog_free(c);
+}
+
 static struct catalog *mkcat(int web_instances)
 {
 	struct catalog *c = catalog_new("n1");
+	cat_dns = catalog_dns_new(c);
 	char err[256];
 	const char *n1 = "{\"Node\":\"n1\",\"Address\":\"10.0.0.1\",\"Meta\":{\"rack\":\"r1\"},"
 			 "\"Services\":[{\"ID\":\"db1\",\"Service\":\"db\",\"Tags\":[\"Primary\"],"
@@ -162,7 +181,7 @@ static int ask(struct dns_responder *r, struct catalog *c, const char *name, uin
 {
 	uint8_t q[600];
 	size_t ql = mkquery(q, name, type, edns);
-	enum dns_action act = dns_process(r, c, q, ql, tcp, 1700000000u, 42, out, sizeof(out), outlen);
+	enum dns_action act = dns_process(r, src(c), q, ql, tcp, 1700000000u, 42, out, sizeof(out), outlen);
 	if (act != DNS_ACT_REPLY)
 		return -1;
 	return parse_resp(out, *outlen, res);
@@ -282,7 +301,7 @@ static void test_service_a_and_srv_with_additional(void)
 		      res.an == 1,
 	      "tag (case-insensitive) + dc: expected 1, got %u rcode %d", res.an, res.rcode);
 	dns_responder_free(r);
-	catalog_free(c);
+	dropcat(c);
 }
 
 static void test_negative_answers_carry_soa(void)
@@ -304,7 +323,7 @@ static void test_negative_answers_carry_soa(void)
 	ask(r, c, "web.service.dc2.consul", DNS_T_A, 0, false, &res, &len);
 	CHECK(res.rcode == DNS_RC_NXDOMAIN, "other dc: expected NXDOMAIN, got %d", res.rcode);
 	dns_responder_free(r);
-	catalog_free(c);
+	dropcat(c);
 }
 
 static void test_node_txt_and_apex(void)
@@ -327,7 +346,7 @@ static void test_node_txt_and_apex(void)
 	ask(r, c, "n1.node.consul", DNS_T_A, 0, false, &res, &len);
 	CHECK(res.rcode == DNS_RC_NXDOMAIN, "dead node: expected NXDOMAIN, got %d", res.rcode);
 	dns_responder_free(r);
-	catalog_free(c);
+	dropcat(c);
 }
 
 static void test_udp_truncation_sets_tc_and_tcp_does_not(void)
@@ -352,7 +371,7 @@ static void test_udp_truncation_sets_tc_and_tcp_does_not(void)
 	CHECK(!(res.flags & 0x0200) && res.an == 3,
 	      "Consul mode: expected 3 answers without TC, got %u (flags %04x)", res.an, res.flags);
 	dns_responder_free(r);
-	catalog_free(c);
+	dropcat(c);
 }
 
 /* A client (or a spoofer) asking for a 65000-byte EDNS buffer gets at most
@@ -379,7 +398,7 @@ static void test_udp_answer_capped_whatever_edns_asks(void)
 	cfg.udp_max_size = 100;
 	CHECK(dns_responder_new(&cfg, err, sizeof(err)) == NULL && strstr(err, "512-65535"),
 	      "a cap below 512 is refused: %s", err);
-	catalog_free(c);
+	dropcat(c);
 }
 
 static void test_malformed_gets_formerr_not_amplified(void)
@@ -390,17 +409,17 @@ static void test_malformed_gets_formerr_not_amplified(void)
 	size_t l = mkquery(q, "web.service.consul", DNS_T_A, 0);
 	q[5] = 2; /* two questions, one present */
 	size_t len;
-	enum dns_action act = dns_process(r, c, q, l, false, 0, 1, out, sizeof(out), &len);
+	enum dns_action act = dns_process(r, src(c), q, l, false, 0, 1, out, sizeof(out), &len);
 	CHECK(act == DNS_ACT_REPLY && len == 12 && (out[3] & 0xF) == DNS_RC_FORMERR,
 	      "qdcount 2: expected 12-byte FORMERR, got act %d len %zu", act, len);
 	l = mkquery(q, "web.service.consul", DNS_T_A, 0);
 	q[12] = 0xC0;
 	q[13] = 12;
-	act = dns_process(r, c, q, l, false, 0, 1, out, sizeof(out), &len);
+	act = dns_process(r, src(c), q, l, false, 0, 1, out, sizeof(out), &len);
 	CHECK(act == DNS_ACT_REPLY && (out[3] & 0xF) == DNS_RC_FORMERR,
 	      "looping name: expected FORMERR, got rcode %d", out[3] & 0xF);
 	dns_responder_free(r);
-	catalog_free(c);
+	dropcat(c);
 }
 
 static void test_answers_are_shuffled_by_seed(void)
@@ -409,13 +428,13 @@ static void test_answers_are_shuffled_by_seed(void)
 	struct dns_responder *r = mkresp(true);
 	uint8_t q[64], a1[1500], a2[1500];
 	size_t l = mkquery(q, "web.service.consul", DNS_T_A, 1400), n1, n2;
-	dns_process(r, c, q, l, false, 0, 1, a1, sizeof(a1), &n1);
-	dns_process(r, c, q, l, false, 0, 2, a2, sizeof(a2), &n2);
+	dns_process(r, src(c), q, l, false, 0, 1, a1, sizeof(a1), &n1);
+	dns_process(r, src(c), q, l, false, 0, 2, a2, sizeof(a2), &n2);
 	CHECK(n1 == n2 && memcmp(a1, a2, n1) != 0, "different seeds gave the same order");
-	dns_process(r, c, q, l, false, 0, 1, a2, sizeof(a2), &n2);
+	dns_process(r, src(c), q, l, false, 0, 1, a2, sizeof(a2), &n2);
 	CHECK(n1 == n2 && memcmp(a1, a2, n1) == 0, "same seed gave a different order");
 	dns_responder_free(r);
-	catalog_free(c);
+	dropcat(c);
 }
 
 int main(void)
