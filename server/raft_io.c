@@ -1,0 +1,557 @@
+/*
+ * server/raft_io.c — libraft's raft_io on the libev loop (design in
+ * raft_io.h).
+ *
+ * Every asynchronous request libraft makes becomes a `struct req` at the
+ * tail of one FIFO. The FIFO matters: libraft may ask for appends, then a
+ * truncation, then more appends, before any has completed, and expects
+ * them applied in that order (raft_uv queues them the same way). One
+ * ev_check watcher drains the FIFO after each poll; an ev_idle watcher is
+ * active while anything is queued, so that poll does not sleep. A drain
+ * takes the whole FIFO, writes every disk request into one store batch,
+ * commits it (one fdatasync for the lot), and only then runs the
+ * callbacks, in order. Requests made by those callbacks go into a fresh
+ * FIFO and wait for the next loop iteration, so one busy server cannot
+ * hold the loop.
+ *
+ * Sends are encoded and handed to the transport at once (libraft's message
+ * memory is only promised until the callback, and the transport copies
+ * what it keeps); only their completion waits for the drain.
+ *
+ * Closing: io->close() stops the tick and refuses new messages; the next
+ * drain completes what is queued (writes included: libraft asked for them)
+ * and then calls libraft's close callback as its very last action, so the
+ * owner may free everything, this io included, from inside it.
+ */
+#include "server/raft_io.h"
+
+#include <ev.h>
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "server/raft_store.h"
+#include "server/raft_wire.h"
+
+enum req_type { REQ_APPEND, REQ_TRUNCATE, REQ_SNAP_PUT, REQ_SNAP_GET, REQ_SEND, REQ_WORK };
+
+struct req {
+	struct req *next;
+	enum req_type type;
+	int status; /* REQ_SEND: the transport's verdict */
+	union {
+		struct {
+			struct raft_io_append *req;
+			const struct raft_entry *entries;
+			unsigned n;
+		} append;
+		raft_index truncate;
+		struct {
+			struct raft_io_snapshot_put *req;
+			const struct raft_snapshot *snapshot;
+			unsigned trailing;
+		} put;
+		struct raft_io_snapshot_get *get;
+		struct raft_io_send *send;
+		struct raft_io_async_work *work;
+	};
+};
+
+struct inmsg {
+	struct inmsg *next;
+	struct raft_message m;
+	char *address; /* m.server_address points here */
+};
+
+struct rio {
+	struct raft_io *io;
+	struct ev_loop *loop;
+	struct raft_store *st;
+	struct raft_transport tr;
+	void *clock_ctx;
+	uint64_t (*now_ms)(void *ctx);
+	uint32_t (*rand32)(void *ctx);
+	raft_time last_now;
+
+	raft_id id;
+	raft_io_tick_cb tick_cb;
+	raft_io_recv_cb recv_cb;
+	ev_timer tick;
+	ev_check drain;
+	ev_idle awake; /* keeps the loop from sleeping while work is queued */
+
+	struct req *head, **tail;
+	struct inmsg *in_head, **in_tail;
+	unsigned in_n;
+
+	bool closing;
+	raft_io_close_cb close_cb;
+	struct raft_io_stats stats;
+};
+
+static struct rio *rio_of(struct raft_io *io)
+{
+	return io->impl;
+}
+
+static int io_fail(struct raft_io *io, int code, const char *msg)
+{
+	snprintf(io->errmsg, sizeof(io->errmsg), "%s", msg);
+	return code;
+}
+
+/* Makes sure a drain runs in this loop iteration or the next. */
+static void kick(struct rio *x)
+{
+	if (!ev_is_active(&x->drain))
+		ev_check_start(x->loop, &x->drain);
+	if (!ev_is_active(&x->awake))
+		ev_idle_start(x->loop, &x->awake);
+}
+
+static struct req *enqueue(struct rio *x, enum req_type type)
+{
+	struct req *r = xcalloc(1, sizeof(*r));
+	r->type = type;
+	*x->tail = r;
+	x->tail = &r->next;
+	kick(x);
+	return r;
+}
+
+/* ---- the drain ---- */
+
+/* Writes every disk request of the list into one batch and commits it.
+ * Returns the status all of them complete with. */
+static int write_batch(struct rio *x, struct req *list)
+{
+	bool any = false;
+	for (struct req *r = list; r != NULL && !any; r = r->next)
+		any = r->type == REQ_APPEND || r->type == REQ_TRUNCATE || r->type == REQ_SNAP_PUT;
+	if (!any)
+		return 0;
+	int rc = raft_store_begin(x->st);
+	for (struct req *r = list; r != NULL && rc == 0; r = r->next) {
+		switch (r->type) {
+		case REQ_APPEND:
+			rc = raft_store_append(x->st, r->append.entries, r->append.n);
+			x->stats.appends++;
+			x->stats.entries += r->append.n;
+			break;
+		case REQ_TRUNCATE:
+			rc = raft_store_truncate(x->st, r->truncate);
+			break;
+		case REQ_SNAP_PUT:
+			rc = raft_store_snapshot_put(x->st, r->put.snapshot, r->put.trailing);
+			x->stats.snapshots_put++;
+			break;
+		default:
+			break;
+		}
+	}
+	if (rc == 0) {
+		rc = raft_store_commit(x->st);
+		x->stats.commits++;
+	} else {
+		raft_store_abort(x->st);
+	}
+	if (rc != 0)
+		log_err("raft: %s", raft_store_errmsg(x->st));
+	return rc;
+}
+
+/* Runs one request's callback (and frees it). */
+static void complete(struct rio *x, struct req *r, int disk_status)
+{
+	switch (r->type) {
+	case REQ_APPEND:
+		if (r->append.req->cb != NULL)
+			r->append.req->cb(r->append.req, disk_status);
+		break;
+	case REQ_TRUNCATE:
+		break;
+	case REQ_SNAP_PUT:
+		if (r->put.req->cb != NULL)
+			r->put.req->cb(r->put.req, disk_status);
+		break;
+	case REQ_SNAP_GET: {
+		struct raft_snapshot *s = NULL;
+		int rc = raft_store_snapshot_get(x->st, &s);
+		if (rc == 0 && s == NULL)
+			rc = RAFT_NOTFOUND;
+		if (rc != 0)
+			log_err("raft: snapshot get: %s",
+				rc == RAFT_NOTFOUND ? "no snapshot" : raft_store_errmsg(x->st));
+		x->stats.snapshots_get++;
+		r->get->cb(r->get, s, rc);
+		break;
+	}
+	case REQ_SEND:
+		if (r->send->cb != NULL)
+			r->send->cb(r->send, r->status);
+		break;
+	case REQ_WORK: {
+		int rc = r->work->work(r->work);
+		r->work->cb(r->work, rc);
+		break;
+	}
+	}
+	free(r);
+}
+
+static void free_inmsg(struct inmsg *m)
+{
+	raft_wire_message_release(&m->m);
+	free(m->address);
+	free(m);
+}
+
+static void drain(struct rio *x)
+{
+	struct req *list = x->head;
+	struct inmsg *in = x->in_head;
+	x->head = NULL;
+	x->tail = &x->head;
+	x->in_head = NULL;
+	x->in_tail = &x->in_head;
+	x->in_n = 0;
+
+	int disk_status = write_batch(x, list);
+	while (list != NULL) {
+		struct req *next = list->next;
+		complete(x, list, disk_status);
+		list = next;
+	}
+	while (in != NULL) {
+		struct inmsg *next = in->next;
+		if (!x->closing && x->recv_cb != NULL) {
+			/* libraft takes over the entries, snapshot data and
+			 * configuration; the address is copied if kept */
+			x->recv_cb(x->io, &in->m);
+			free(in->address);
+			free(in);
+		} else {
+			free_inmsg(in);
+		}
+		in = next;
+	}
+
+	if (x->head != NULL || x->in_head != NULL)
+		return; /* callbacks queued more: the idle watcher keeps us awake */
+	ev_idle_stop(x->loop, &x->awake);
+	ev_check_stop(x->loop, &x->drain);
+	if (x->closing && x->close_cb != NULL) {
+		raft_io_close_cb cb = x->close_cb;
+		x->close_cb = NULL;
+		cb(x->io); /* last: the owner may free us in there */
+	}
+}
+
+static void drain_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+	drain(w->data);
+}
+
+static void awake_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	/* nothing: being active is what keeps the next poll from sleeping */
+}
+
+static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct rio *x = w->data;
+	if (!x->closing && x->tick_cb != NULL)
+		x->tick_cb(x->io);
+}
+
+/* ---- raft_io methods ---- */
+
+static int io_init(struct raft_io *io, raft_id id, const char *address)
+{
+	rio_of(io)->id = id;
+	return 0;
+}
+
+static void io_close(struct raft_io *io, raft_io_close_cb cb)
+{
+	struct rio *x = rio_of(io);
+	x->closing = true;
+	x->close_cb = cb;
+	ev_timer_stop(x->loop, &x->tick);
+	kick(x); /* the close callback runs from the drain, never from here */
+}
+
+static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
+		   struct raft_snapshot **snapshot, raft_index *start_index,
+		   struct raft_entry *entries[], size_t *n_entries)
+{
+	struct rio *x = rio_of(io);
+	int rc = raft_store_load(x->st, term, voted_for, snapshot, start_index, entries, n_entries);
+	return rc == 0 ? 0 : io_fail(io, rc, raft_store_errmsg(x->st));
+}
+
+static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+		    raft_io_recv_cb recv)
+{
+	struct rio *x = rio_of(io);
+	x->tick_cb = tick;
+	x->recv_cb = recv;
+	ev_timer_set(&x->tick, msecs / 1000.0, msecs / 1000.0);
+	ev_timer_start(x->loop, &x->tick);
+	return 0;
+}
+
+static int io_bootstrap(struct raft_io *io, const struct raft_configuration *conf)
+{
+	struct rio *x = rio_of(io);
+	int rc = raft_store_bootstrap(x->st, conf);
+	return rc == 0 ? 0 : io_fail(io, rc, raft_store_errmsg(x->st));
+}
+
+static int io_recover(struct raft_io *io, const struct raft_configuration *conf)
+{
+	struct rio *x = rio_of(io);
+	int rc = raft_store_recover(x->st, conf);
+	return rc == 0 ? 0 : io_fail(io, rc, raft_store_errmsg(x->st));
+}
+
+static int io_set_term(struct raft_io *io, raft_term term)
+{
+	struct rio *x = rio_of(io);
+	int rc = raft_store_set_term(x->st, term);
+	return rc == 0 ? 0 : io_fail(io, rc, raft_store_errmsg(x->st));
+}
+
+static int io_set_vote(struct raft_io *io, raft_id server_id)
+{
+	struct rio *x = rio_of(io);
+	int rc = raft_store_set_vote(x->st, server_id);
+	return rc == 0 ? 0 : io_fail(io, rc, raft_store_errmsg(x->st));
+}
+
+static int io_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
+		   raft_io_send_cb cb)
+{
+	struct rio *x = rio_of(io);
+	size_t n = raft_wire_size(m);
+	if (n == 0)
+		return io_fail(io, RAFT_MALFORMED, "raft io: send: message cannot be encoded");
+	uint8_t *buf = xmalloc(n);
+	raft_wire_encode(m, buf, n);
+	int status = 0;
+	if (x->closing || x->tr.send(x->tr.ctx, m->server_id, m->server_address, buf, n) != 0) {
+		status = RAFT_NOCONNECTION;
+		x->stats.send_failed++;
+	} else {
+		x->stats.sent++;
+	}
+	free(buf);
+	req->cb = cb;
+	struct req *r = enqueue(x, REQ_SEND);
+	r->send = req;
+	r->status = status;
+	return 0;
+}
+
+static int io_append(struct raft_io *io, struct raft_io_append *req,
+		     const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+	req->cb = cb;
+	struct req *r = enqueue(rio_of(io), REQ_APPEND);
+	r->append.req = req;
+	r->append.entries = entries;
+	r->append.n = n;
+	return 0;
+}
+
+static int io_truncate(struct raft_io *io, raft_index index)
+{
+	enqueue(rio_of(io), REQ_TRUNCATE)->truncate = index;
+	return 0;
+}
+
+static int io_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+			   const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+	req->cb = cb;
+	struct req *r = enqueue(rio_of(io), REQ_SNAP_PUT);
+	r->put.req = req;
+	r->put.snapshot = snapshot;
+	r->put.trailing = trailing;
+	return 0;
+}
+
+static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+			   raft_io_snapshot_get_cb cb)
+{
+	req->cb = cb;
+	enqueue(rio_of(io), REQ_SNAP_GET)->get = req;
+	return 0;
+}
+
+static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
+			 raft_io_async_work_cb cb)
+{
+	req->cb = cb;
+	enqueue(rio_of(io), REQ_WORK)->work = req;
+	return 0;
+}
+
+/* The loop's time, never going backwards: ev_now() follows the wall clock,
+ * and libraft subtracts timestamps as unsigned numbers. */
+static raft_time io_time(struct raft_io *io)
+{
+	struct rio *x = rio_of(io);
+	uint64_t now = x->now_ms != NULL ? x->now_ms(x->clock_ctx)
+					 : (uint64_t)(ev_now(x->loop) * 1000.0);
+	if (now < x->last_now)
+		now = x->last_now;
+	x->last_now = now;
+	return now;
+}
+
+/* Uniform in [min, max), as libraft's own backends give. */
+static int io_random(struct raft_io *io, int min, int max)
+{
+	struct rio *x = rio_of(io);
+	if (max <= min)
+		return min;
+	uint32_t range = (uint32_t)(max - min);
+	uint32_t r = x->rand32 != NULL ? x->rand32(x->clock_ctx) % range
+				       : randombytes_uniform(range);
+	return min + (int)r;
+}
+
+/* ---- public ---- */
+
+int raft_io_create(struct raft_io *io, const struct raft_io_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->loop == NULL || cfg->data_dir == NULL || cfg->transport.send == NULL) {
+		snprintf(err, errlen, "raft io: loop, data_dir and transport.send are required");
+		return -1;
+	}
+	if (cfg->rand32 == NULL && sodium_init() < 0) {
+		snprintf(err, errlen, "raft io: libsodium failed to initialize");
+		return -1;
+	}
+	size_t dl = strlen(cfg->data_dir) + sizeof("/raft");
+	char *dir = xmalloc(dl);
+	snprintf(dir, dl, "%s/raft", cfg->data_dir);
+	struct raft_store *st = raft_store_open(dir, cfg->map_size, err, errlen);
+	free(dir);
+	if (st == NULL)
+		return -1;
+
+	struct rio *x = xcalloc(1, sizeof(*x));
+	x->io = io;
+	x->loop = cfg->loop;
+	x->st = st;
+	x->tr = cfg->transport;
+	x->clock_ctx = cfg->clock_ctx;
+	x->now_ms = cfg->now_ms;
+	x->rand32 = cfg->rand32;
+	x->tail = &x->head;
+	x->in_tail = &x->in_head;
+	ev_timer_init(&x->tick, tick_cb, 0.1, 0.1);
+	x->tick.data = x;
+	ev_check_init(&x->drain, drain_cb);
+	x->drain.data = x;
+	ev_idle_init(&x->awake, awake_cb);
+	x->awake.data = x;
+
+	memset(io, 0, sizeof(*io));
+	io->version = 2;
+	io->impl = x;
+	io->init = io_init;
+	io->close = io_close;
+	io->load = io_load;
+	io->start = io_start;
+	io->bootstrap = io_bootstrap;
+	io->recover = io_recover;
+	io->set_term = io_set_term;
+	io->set_vote = io_set_vote;
+	io->send = io_send;
+	io->append = io_append;
+	io->truncate = io_truncate;
+	io->snapshot_put = io_snapshot_put;
+	io->snapshot_get = io_snapshot_get;
+	io->time = io_time;
+	io->random = io_random;
+	io->async_work = io_async_work;
+	return 0;
+}
+
+void raft_io_destroy(struct raft_io *io)
+{
+	struct rio *x = rio_of(io);
+	if (x == NULL)
+		return;
+	ev_timer_stop(x->loop, &x->tick);
+	ev_check_stop(x->loop, &x->drain);
+	ev_idle_stop(x->loop, &x->awake);
+	/* after libraft's close callback nothing is queued; before raft_init
+	 * nothing ever was. Free what a misuse left rather than leak it. */
+	while (x->head != NULL) {
+		struct req *next = x->head->next;
+		free(x->head);
+		x->head = next;
+	}
+	while (x->in_head != NULL) {
+		struct inmsg *next = x->in_head->next;
+		free_inmsg(x->in_head);
+		x->in_head = next;
+	}
+	raft_store_close(x->st);
+	free(x);
+	io->impl = NULL;
+}
+
+int raft_io_deliver(struct raft_io *io, raft_id from, const char *from_address,
+		    const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	struct rio *x = rio_of(io);
+	if (x->closing || x->recv_cb == NULL) {
+		x->stats.dropped++;
+		snprintf(err, errlen, "raft io: %s", x->closing ? "closing" : "not started");
+		return -1;
+	}
+	if (x->in_n >= RAFT_IO_INBOX_MAX) {
+		x->stats.dropped++;
+		snprintf(err, errlen, "raft io: inbox full (%d messages)", RAFT_IO_INBOX_MAX);
+		return -1;
+	}
+	if (from == 0 || from_address == NULL || from_address[0] == '\0') {
+		x->stats.bad_received++;
+		snprintf(err, errlen, "raft io: sender without an id or address");
+		return -1;
+	}
+	struct inmsg *m = xcalloc(1, sizeof(*m));
+	if (raft_wire_decode(buf, len, &m->m, err, errlen) != 0) {
+		free(m);
+		x->stats.bad_received++;
+		return -1;
+	}
+	m->address = xstrdup(from_address);
+	m->m.server_id = from;
+	m->m.server_address = m->address;
+	*x->in_tail = m;
+	x->in_tail = &m->next;
+	x->in_n++;
+	x->stats.received++;
+	kick(x);
+	return 0;
+}
+
+struct raft_store *raft_io_store(struct raft_io *io)
+{
+	return rio_of(io)->st;
+}
+
+void raft_io_get_stats(const struct raft_io *io, struct raft_io_stats *stats)
+{
+	*stats = ((const struct rio *)io->impl)->stats;
+}
