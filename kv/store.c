@@ -20,6 +20,7 @@
 
 #include "lib/log.h"
 #include "kv/hlc.h"
+#include "kv/record.h"
 #include "kv/wal.h"
 
 /* A streak of failures of one kind: the first is logged, then at most one
@@ -67,7 +68,7 @@ struct kv_store {
 	uint64_t live, tombs, saved_live, saved_tombs;
 };
 
-/* ------------------------------------------------------------ codec */
+/* ------------------------------------------------------------ bytes */
 
 static void put64(uint8_t *p, uint64_t v)
 {
@@ -96,106 +97,6 @@ static void put32(uint8_t *p, uint32_t v)
 static uint32_t get32(const uint8_t *p)
 {
 	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-size_t kv_rec_size(const struct kv_rec *r)
-{
-	return 2 + 24 + 1 + r->node_len + 4 + r->value_len;
-}
-
-uint8_t *kv_rec_encode(const struct kv_rec *r, uint8_t *p)
-{
-	*p++ = 1;
-	*p++ = r->tomb ? 1 : 0;
-	put64(p, r->hlc);
-	put64(p + 8, r->create);
-	put64(p + 16, r->flags);
-	p += 24;
-	*p++ = r->node_len;
-	if (r->node_len)
-		memcpy(p, r->node, r->node_len);
-	p += r->node_len;
-	p[0] = (uint8_t)(r->value_len >> 24);
-	p[1] = (uint8_t)(r->value_len >> 16);
-	p[2] = (uint8_t)(r->value_len >> 8);
-	p[3] = (uint8_t)r->value_len;
-	p += 4;
-	if (r->value_len)
-		memcpy(p, r->value, r->value_len);
-	return p + r->value_len;
-}
-
-#define NEED(n, what)                                                                    \
-	do {                                                                             \
-		if ((size_t)(end - p) < (size_t)(n)) {                                   \
-			snprintf(err, errlen, "record: truncated at %s", what);          \
-			return -1;                                                       \
-		}                                                                        \
-	} while (0)
-
-int kv_rec_decode(const uint8_t **pos, const uint8_t *end, struct kv_rec *r, char *err,
-		  size_t errlen)
-{
-	const uint8_t *p = *pos;
-	if (p == NULL || end < p) {
-		snprintf(err, errlen, "record: no input");
-		return -1;
-	}
-	NEED(2, "header");
-	if (p[0] != 1) {
-		snprintf(err, errlen, "record: unknown version %u", p[0]);
-		return -1;
-	}
-	if (p[1] > 1) {
-		snprintf(err, errlen, "record: bad tombstone flag %u", p[1]);
-		return -1;
-	}
-	memset(r, 0, sizeof(*r));
-	r->tomb = p[1] == 1;
-	p += 2;
-	NEED(24, "versions");
-	r->hlc = get64(p);
-	r->create = get64(p + 8);
-	r->flags = get64(p + 16);
-	p += 24;
-	NEED(1, "node length");
-	r->node_len = *p++;
-	NEED(r->node_len, "node");
-	r->node = (const char *)p;
-	p += r->node_len;
-	NEED(4, "value length");
-	r->value_len = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-	p += 4;
-	if (r->value_len > 512u * 1024u) {
-		snprintf(err, errlen, "record: value length %u over the limit", r->value_len);
-		return -1;
-	}
-	NEED(r->value_len, "value");
-	r->value = p;
-	p += r->value_len;
-	if (r->tomb && r->value_len != 0) {
-		snprintf(err, errlen, "record: tombstone with a value");
-		return -1;
-	}
-	if (r->hlc == 0) {
-		snprintf(err, errlen, "record: zero version");
-		return -1;
-	}
-	*pos = p;
-	return 0;
-}
-
-int kv_rec_cmp(const struct kv_rec *a, const struct kv_rec *b)
-{
-	if (a->hlc != b->hlc)
-		return a->hlc > b->hlc ? 1 : -1;
-	size_t n = a->node_len < b->node_len ? a->node_len : b->node_len;
-	int c = n ? memcmp(a->node, b->node, n) : 0;
-	if (c != 0)
-		return c > 0 ? 1 : -1;
-	if (a->node_len != b->node_len)
-		return a->node_len > b->node_len ? 1 : -1;
-	return 0;
 }
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)

@@ -1,6 +1,6 @@
 /*
- * kv/store.h — the local replica in LMDB, the record codec, and the
- * bucketed digest used by anti-entropy.
+ * kv/store.h — the local replica in LMDB and the bucketed digest used by
+ * anti-entropy (records and their codec: kv/record.h).
  *
  * Owns: the LMDB environment in <dir> with three databases:
  *   "kv"   key -> record (live entries and tombstones)
@@ -26,11 +26,10 @@
  * batch's keys are shown as they were before it), false also sees the open
  * batch. Both read the long-lived transaction when there is one.
  *
- * A record's bytes (kv_rec_encode) are the same in the log and on the wire:
- *   u8 version(1) u8 tombstone u64 hlc u64 create_hlc u64 flags
- *   u8 node_len node[node_len] u32 value_len value[value_len]   (big-endian)
- * LMDB has no checksums, so the value stored in "kv" is that record plus a
- * trailer: u32 crc32c(u16 key_len, key, record) u8 KV_STORE_REC_MARK.
+ * A record's bytes (kv_rec_encode, kv/record.h) are the same in the log
+ * and on the wire. LMDB has no checksums, so the value stored in "kv" is
+ * that record plus a trailer:
+ *   u32 crc32c(u16 key_len, key, record) u8 KV_STORE_REC_MARK.
  * Records written before the trailer existed (exactly kv_rec_size bytes)
  * are read as before ("legacy") and get the trailer when next written; an
  * older binary reads the new form too (it ignores bytes after the record).
@@ -61,6 +60,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kv/record.h"
+
 #define KV_BUCKETS 256
 #define KV_STORE_REC_MARK 0xc5u       /* last byte of a checksummed stored record */
 #define KV_STORE_REC_TRAILER 5u       /* u32 crc32c, u8 mark */
@@ -69,27 +70,6 @@
 
 struct kv_store;
 
-struct kv_rec {
-	uint64_t hlc;
-	uint64_t create;
-	uint64_t flags;
-	bool tomb;
-	uint8_t node_len;
-	const char *node; /* not NUL-terminated */
-	uint32_t value_len;
-	const uint8_t *value;
-};
-
-/* Bytes kv_rec_encode writes. */
-size_t kv_rec_size(const struct kv_rec *r);
-/* Writes the record at buf (room for kv_rec_size); returns the end. */
-uint8_t *kv_rec_encode(const struct kv_rec *r, uint8_t *buf);
-/* Reads one record from [*pos, end); pointers in r point into the input.
- * 0 and *pos advanced, or -1 with err naming the field. */
-int kv_rec_decode(const uint8_t **pos, const uint8_t *end, struct kv_rec *r, char *err,
-		  size_t errlen);
-/* >0 if a's version (hlc, node) is larger than b's, 0 equal, <0 smaller. */
-int kv_rec_cmp(const struct kv_rec *a, const struct kv_rec *b);
 /* The digest bucket of a key. */
 unsigned kv_bucket_of(const char *key, size_t key_len);
 

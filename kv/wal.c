@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "kv/store.h"
+#include "kv/record.h"
 
 #define WAL_VERSION 1u
 #define BATCH_HDR (KV_WAL_REC_HDR + 12u) /* record header, stamp, entry count */

@@ -1,0 +1,47 @@
+/*
+ * kv/record.h — one version of one key, and its bytes.
+ *
+ * Owns: struct kv_rec and its codec, the one encoding every KV module
+ * shares: the write-ahead log (kv/wal.c) and LMDB (kv/store.c) keep it on
+ * disk, and the replication messages (kv/repl.c) carry it between agents:
+ *   u8 version(1) u8 tombstone u64 hlc u64 create_hlc u64 flags
+ *   u8 node_len node[node_len] u32 value_len value[value_len]   (big-endian)
+ * and the order of versions: the larger (hlc, node) wins.
+ *
+ * Pure functions over buffers: no state, no I/O, no allocation. Here, below
+ * the store and the log, so that each can use it without the other (the
+ * log used to include the store's header for it, and the store the log's).
+ *
+ * Error convention: kv_rec_decode returns -1 with a message naming the
+ * field; nothing else can fail.
+ */
+#ifndef RUMOR_KV_RECORD_H
+#define RUMOR_KV_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct kv_rec {
+	uint64_t hlc;
+	uint64_t create;
+	uint64_t flags;
+	bool tomb;
+	uint8_t node_len;
+	const char *node; /* not NUL-terminated */
+	uint32_t value_len;
+	const uint8_t *value;
+};
+
+/* Bytes kv_rec_encode writes. */
+size_t kv_rec_size(const struct kv_rec *r);
+/* Writes the record at buf (room for kv_rec_size); returns the end. */
+uint8_t *kv_rec_encode(const struct kv_rec *r, uint8_t *buf);
+/* Reads one record from [*pos, end); pointers in r point into the input.
+ * 0 and *pos advanced, or -1 with err naming the field. */
+int kv_rec_decode(const uint8_t **pos, const uint8_t *end, struct kv_rec *r, char *err,
+		  size_t errlen);
+/* >0 if a's version (hlc, node) is larger than b's, 0 equal, <0 smaller. */
+int kv_rec_cmp(const struct kv_rec *a, const struct kv_rec *b);
+
+#endif
