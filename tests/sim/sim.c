@@ -36,8 +36,8 @@
 
 #include "gossip/tags.h"
 #include "gossip/wire.h"
+#include "kv/engine.h"
 #include "kv/hlc.h"
-#include "kv/kv.h"
 #include "kv/repl.h"
 #include "kv/store.h"
 
@@ -538,40 +538,29 @@ static void net_tcp_ping(void *ctx, const struct ml_addr *to, uint32_t seq, cons
 /* ------------------------------------------------------------ KV replication */
 
 /*
- * The second driver: what kv/kv.c does with the replication core, on the
- * virtual clock. Per node: a kv_store in <tmpdir>/n<id>, an HLC fed with the
- * node's virtual wall time, an anti-entropy timer. Everything one event
- * changes at a node goes into one store batch; kv_flush() commits it when
- * the event is done (kv.c's prepare watcher), then acknowledges local
- * writes and broadcasts the changes through the node's SWIM core. Sessions
- * (sync and pull) are two kv_sync state machines whose frames travel as
- * EV_KV_FRAME events with the TCP latency model; an unreachable peer fails
- * after the connect timeout, a dead one at once, a partition mid-session
- * makes it time out. The sim keeps every acknowledged write and, per node
- * and key, the version the replica last held, to check the invariants.
+ * The second driver of the KV engine (kv/engine.h), the one kv/kv.c is on
+ * libev, here on the virtual clock. Per node: an engine with its store in
+ * <tmpdir>/n<id>, whose now_ms is the node's virtual wall time and whose
+ * kv_io draws from the node's PRNG, broadcasts through its SWIM core, arms
+ * its anti-entropy timer as an EV_KV_TIMER event and opens its sessions on
+ * the simulated network. Everything one event changes at a node is one
+ * batch; kv_flush() commits it when the event is done (kv.c's prepare
+ * watcher). A session's two ends are the two engines' kv_sessions; their
+ * frames travel as EV_KV_FRAME events with the TCP latency model; an
+ * unreachable peer fails after the connect timeout, a dead one at once, a
+ * partition mid-session makes it time out. The sim keeps every
+ * acknowledged write and, per node and key, the version the replica last
+ * held, to check the invariants.
  */
 #define KV_EPOCH_MS 1700000000000LL	/* wall-clock ms at virtual time 0 */
-#define KV_TTL_MS (72LL * 3600 * 1000)	/* kv.c's default tombstone TTL */
-#define KV_MAX_CONNS 64			/* kv.c SYNC_MAX_CONNS */
-#define KV_CONNECT_TIMEOUT_US 1000000	/* kv.c SYNC_CONNECT_TIMEOUT_S */
-#define KV_SESSION_TIMEOUT_US 10000000	/* kv.c SYNC_TIMEOUT_S */
-#define KV_INLINE_MSG_MAX 1000		/* kv.c INLINE_MSG_MAX */
-#define KV_CHECKPOINT_US 1000000	/* kv.c CHECKPOINT_INTERVAL_S */
+#define KV_CONNECT_TIMEOUT_US (KV_SYNC_CONNECT_TIMEOUT_MS * 1000LL)
+#define KV_SESSION_TIMEOUT_US (KV_SYNC_TIMEOUT_MS * 1000LL)
+#define KV_CHECKPOINT_US (KV_CHECKPOINT_INTERVAL_MS * 1000LL)
 #define KV_TRACE_CAP 8192
-
-enum kv_src { KV_SRC_LOCAL, KV_SRC_GOSSIP, KV_SRC_SYNC, KV_SRC_PULL };
 
 enum kv_trace_what {
 	KT_WRITE, KT_DELETE, KT_GOSSIP, KT_SYNC, KT_PULL, KT_SYNC_START, KT_SYNC_OK,
 	KT_SYNC_FAIL, KT_PULL_START, KT_CRASH, KT_RESTART, KT_PARTITION, KT_HEAL, KT_REFUSED,
-};
-
-struct kv_change {
-	int key;
-	uint8_t *rec;
-	size_t rec_len;
-	bool broadcast;
-	uint8_t src;
 };
 
 struct kv_ver { /* a version; hlc 0: no record */
@@ -581,17 +570,13 @@ struct kv_ver { /* a version; hlc 0: no record */
 };
 
 struct kvnode {
-	struct kv_store *st;
-	struct kv_hlc hlc;
+	struct kv_engine *e; /* NULL while the node is down */
 	struct rng rng;
 	int64_t skew_ms;
 	uint32_t sync_gen;
 	int64_t sync_at; /* µs of the pending anti-entropy timer; INT64_MAX: none */
-	bool busy;	 /* an outbound sync session is open (kv.c outbound_busy) */
 	bool ckpt_pending;
 	int nconns;
-	struct kv_change *chg;
-	size_t nchg, capchg;
 	struct kv_ver *hw; /* per key: what the replica held last (kept across crashes) */
 };
 
@@ -618,10 +603,7 @@ struct kv_conn {
 	int node[2], life[2]; /* 0: initiator or puller, 1: responder */
 	bool open[2], closed[2];
 	bool pull;
-	char *pull_key; /* a pull's key and version (kv.c's one pull per version) */
-	size_t pull_key_len;
-	uint64_t pull_hlc;
-	struct kv_sync sess[2];
+	struct kv_session *sess[2]; /* each end's, owned by its node's engine */
 };
 
 struct kv_trace_rec {
@@ -649,7 +631,6 @@ struct simkv {
 	struct kv_conn *conns;
 	uint64_t conn_seq;
 	struct rng rng;
-	struct kv_buf msg;
 	uint8_t *val;
 	size_t valcap;
 	struct kv_heal *heals;
@@ -947,7 +928,7 @@ static void kv_drop_observer(struct sim *sim, int id)
 static bool kv_live(const struct sim *sim, int id)
 {
 	const struct node *nd = &sim->nodes[id];
-	return nd->truth == T_UP && !nd->leaving && sim->kv->n[id].st != NULL;
+	return nd->truth == T_UP && !nd->leaving && sim->kv->n[id].e != NULL;
 }
 
 /* A local write of node id was committed: it is acknowledged. */
@@ -999,7 +980,8 @@ static struct kv_ver kv_read_ver(struct sim *sim, int id, int key)
 {
 	struct simkv *kv = sim->kv;
 	struct kv_rec r;
-	int got = kv_store_get(kv->n[id].st, true, kv->keys[key].name, kv->keys[key].len, &r);
+	int got = kv_store_get(kv_engine_store(kv->n[id].e), true, kv->keys[key].name,
+			       kv->keys[key].len, &r);
 	if (got < 0)
 		kv_fatal(sim, "read", kv->keys[key].name);
 	struct kv_ver v = {0, -1, false};
@@ -1034,7 +1016,7 @@ static bool kv_converged(struct sim *sim)
 	for (int i = 0; i < sim->n; i++) {
 		if (!kv_live(sim, i))
 			continue;
-		const uint64_t *d = kv_store_digest(sim->kv->n[i].st);
+		const uint64_t *d = kv_store_digest(kv_engine_store(sim->kv->n[i].e));
 		if (first == NULL)
 			first = d;
 		else if (memcmp(first, d, KV_BUCKETS * sizeof(*d)) != 0)
@@ -1076,79 +1058,35 @@ static void kv_check_converged(struct sim *sim)
 	kv->heals[kv->nheals - 1].took = sim->now - kv->heals[kv->nheals - 1].at;
 }
 
-/* ---- the engine: batches, merge, broadcast (kv.c's commit_now, merge_rec) */
+/* ---- the engine's kv_io on the virtual clock and the simulated network */
 
-static void kv_note(struct sim *sim, int id, const char *key, size_t key_len,
-		    const struct kv_rec *r, bool broadcast, enum kv_src src)
+/* A write's answer, at the commit: a storage error ends the run. */
+static void kv_write_done(void *ud, enum kv_result r, int failed_op)
 {
-	struct kvnode *kn = &sim->kv->n[id];
-	if (kn->nchg == kn->capchg) {
-		kn->capchg = kn->capchg ? kn->capchg * 2 : 16;
-		kn->chg = realloc(kn->chg, kn->capchg * sizeof(*kn->chg));
-		if (kn->chg == NULL)
-			abort();
-	}
-	struct kv_change *c = &kn->chg[kn->nchg++];
-	c->key = kv_key_find(sim->kv, key, key_len);
-	c->rec_len = kv_rec_size(r);
-	c->rec = malloc(c->rec_len);
-	if (c->rec == NULL)
-		abort();
-	kv_rec_encode(r, c->rec);
-	c->broadcast = broadcast;
-	c->src = (uint8_t)src;
+	(void)failed_op;
+	if (r == KV_ERROR)
+		kv_fatal(ud, "write", "storage error");
 }
 
-static void kv_broadcast(struct sim *sim, int id, int key, const struct kv_rec *r)
-{
-	struct simkv *kv = sim->kv;
-	struct node *nd = &sim->nodes[id];
-	const struct kv_key *k = &kv->keys[key];
-	size_t inline_len = 3 + k->len + kv_rec_size(r);
-	int rc = inline_len <= KV_INLINE_MSG_MAX && r->value_len <= KV_INLINE_MAX
-			 ? kv_msg_encode_set(&kv->msg, k->name, k->len, r)
-			 : kv_msg_encode_announce(&kv->msg, k->name, k->len, r);
-	if (rc == 0 && nd->s != NULL) {
-		swim_broadcast_user(nd->s, kv->msg.p, kv->msg.len);
-		kv->gossip_out++;
-	}
-}
-
-/* Commit node id's open batch, then acknowledge, check and broadcast its
- * changes; arm the checkpoint like kv.c's prepare watcher. */
+/* Commit node id's open batch (kv.c's prepare watcher, once the event is
+ * done): the engine acknowledges, checks (io.committed) and broadcasts its
+ * changes; then arm the checkpoint as kv.c does. */
 static void kv_flush(struct sim *sim, int id)
 {
 	struct simkv *kv = sim->kv;
 	if (kv == NULL)
 		return;
 	struct kvnode *kn = &kv->n[id];
-	if (kn->st == NULL || !kv_store_in_txn(kn->st))
+	if (kn->e == NULL)
 		return;
 	char err[256];
-	kv_store_set_last_seen(kn->st, kv_wall_ms(sim, id));
-	if (kv_store_commit(kn->st, err, sizeof(err)) < 0)
+	int rc = kv_engine_commit(kn->e, kv_wall_ms(sim, id), err, sizeof(err));
+	if (rc == 0)
+		return;
+	if (rc < 0)
 		kv_fatal(sim, "commit", err);
 	kv->commits++;
-	size_t nchg = kn->nchg;
-	kn->nchg = 0;
-	for (size_t i = 0; i < nchg; i++) {
-		struct kv_change *c = &kn->chg[i];
-		struct kv_rec r;
-		const uint8_t *p = c->rec;
-		char e[64];
-		if (c->key >= 0 && kv_rec_decode(&p, p + c->rec_len, &r, e, sizeof(e)) == 0) {
-			if (c->src == KV_SRC_LOCAL)
-				kv_ack(sim, id, c->key, &r);
-			else
-				kv_trace_add(sim, KT_GOSSIP + c->src - KV_SRC_GOSSIP, id,
-					     kv_ver_of(sim, &r).node, c->key, r.hlc);
-			kv_observe(sim, id, c->key, "after a commit");
-			if (c->broadcast)
-				kv_broadcast(sim, id, c->key, &r);
-		}
-		free(c->rec);
-	}
-	if (kv_store_dirty(kn->st) && !kn->ckpt_pending) {
+	if (kv_store_dirty(kv_engine_store(kn->e)) && !kn->ckpt_pending) {
 		kn->ckpt_pending = true;
 		struct ev e = {.t = sim->now + KV_CHECKPOINT_US, .type = EV_KV_CKPT,
 			       .node = (uint32_t)id, .gen = (uint32_t)sim->nodes[id].life};
@@ -1157,56 +1095,77 @@ static void kv_flush(struct sim *sim, int id)
 	kv_check_converged(sim);
 }
 
-static int kv_merge(struct sim *sim, int id, const char *key, size_t key_len,
-		    const struct kv_rec *r, bool rebroadcast, enum kv_src src)
+/* io.committed: a change is durable at node nd: acknowledge a local write,
+ * trace a received one, and check the replica did not go backwards. */
+static void kv_io_committed(void *ctx, const char *key, size_t key_len, const struct kv_rec *r,
+			    enum kv_src src)
+{
+	struct node *nd = ctx;
+	struct sim *sim = g_sim;
+	int k = kv_key_find(sim->kv, key, key_len);
+	if (k < 0)
+		return;
+	if (src == KV_SRC_LOCAL) {
+		kv_ack(sim, nd->id, k, r);
+	} else {
+		sim->kv->applied[src]++;
+		kv_trace_add(sim, KT_GOSSIP + src - KV_SRC_GOSSIP, nd->id, kv_ver_of(sim, r).node, k,
+			     r->hlc);
+	}
+	kv_observe(sim, nd->id, k, "after a commit");
+}
+
+static uint32_t kv_io_rand(void *ctx, uint32_t n)
+{
+	struct node *nd = ctx;
+	return (uint32_t)(rng_next(&g_sim->kv->n[nd->id].rng) % n);
+}
+
+static void kv_io_broadcast(void *ctx, const uint8_t *msg, size_t len)
+{
+	struct node *nd = ctx;
+	if (nd->s != NULL) {
+		swim_broadcast_user(nd->s, msg, len);
+		g_sim->kv->gossip_out++;
+	}
+}
+
+/* io.peers: the alive members of the node's view (every simulated node
+ * runs KV, so every one has an rpc_port). */
+static void kv_io_peers(void *ctx, kv_peer_fn fn, void *ud)
+{
+	struct node *nd = ctx;
+	if (g_sim->cfg.kv.no_sync || nd->s == NULL)
+		return;
+	size_t n = swim_member_count(nd->s);
+	const struct swim_member *self = swim_self(nd->s);
+	for (size_t i = 0; i < n; i++) {
+		const struct swim_member *m = swim_member_at(nd->s, i);
+		if (m != self && m->state == ML_STATE_ALIVE)
+			fn(ud, m->id->name);
+	}
+}
+
+static void kv_schedule_sync(struct sim *sim, int id, int64_t after_us)
 {
 	struct kvnode *kn = &sim->kv->n[id];
-	int rc = kv_merge_rec(kn->st, &kn->hlc, kv_wall_ms(sim, id), KV_TTL_MS,
-			      KV_MAX_AHEAD_DEFAULT_MS, key, key_len, r);
-	if (rc != 1)
-		return rc;
-	kv_note(sim, id, key, key_len, r, rebroadcast, src);
-	sim->kv->applied[src]++;
-	return 1;
+	kn->sync_at = sim->now + after_us;
+	struct ev e = {.t = kn->sync_at, .type = EV_KV_TIMER, .node = (uint32_t)id,
+		       .gen = ++kn->sync_gen};
+	heap_push(sim, e);
 }
 
-static int kv_apply_sync(void *ctx, const char *key, size_t key_len, const struct kv_rec *r)
+static void kv_io_sync_arm(void *ctx, int64_t after_us)
 {
 	struct node *nd = ctx;
-	return kv_merge(g_sim, nd->id, key, key_len, r, false, KV_SRC_SYNC);
+	kv_schedule_sync(g_sim, nd->id, after_us);
 }
 
-static int kv_apply_pull(void *ctx, const char *key, size_t key_len, const struct kv_rec *r)
+static int64_t kv_io_sync_left(void *ctx)
 {
 	struct node *nd = ctx;
-	return kv_merge(g_sim, nd->id, key, key_len, r, true, KV_SRC_PULL);
-}
-
-/* A local write as kv.c's local_set makes it (kv_local_stamp, the value, put):
- * 1 written, 0 nothing to do (deleting an absent key). */
-static int kv_local_set(struct sim *sim, int id, int key, bool tomb, size_t vlen)
-{
-	struct simkv *kv = sim->kv;
-	struct kvnode *kn = &kv->n[id];
-	const struct kv_key *k = &kv->keys[key];
-	if (kv_store_begin(kn->st) < 0)
-		return -1;
-	struct kv_rec r;
-	const char *name = sim->nodes[id].name;
-	int rc = kv_local_stamp(kn->st, &kn->hlc, kv_wall_ms(sim, id), name, strlen(name), k->name,
-				k->len, tomb, 0, &r);
-	if (rc != 1)
-		return rc;
-	if (!tomb) {
-		uint8_t *v = kv_value_buf(kv, vlen);
-		kv_value_fill(v, vlen, r.hlc, id);
-		r.value = v;
-		r.value_len = (uint32_t)vlen;
-	}
-	if (kv_store_put(kn->st, k->name, k->len, &r) < 0)
-		return -1;
-	kv_note(sim, id, k->name, k->len, &r, true, KV_SRC_LOCAL);
-	return 1;
+	const struct kvnode *kn = &g_sim->kv->n[nd->id];
+	return kn->sync_at == INT64_MAX ? -1 : kn->sync_at - g_sim->now;
 }
 
 /* ---- sessions over the simulated TCP stream */
@@ -1219,32 +1178,8 @@ static struct kv_conn *kv_conn_find(struct sim *sim, uint64_t id)
 	return NULL;
 }
 
-static void kv_schedule_sync(struct sim *sim, int id, int64_t after_us)
-{
-	struct kvnode *kn = &sim->kv->n[id];
-	kn->sync_at = sim->now + after_us;
-	struct ev e = {.t = kn->sync_at, .type = EV_KV_TIMER, .node = (uint32_t)id,
-		       .gen = ++kn->sync_gen};
-	heap_push(sim, e);
-}
-
-/* kv.c's sync_period: the interval +-10%. */
-static int64_t kv_sync_period(struct sim *sim, int id)
-{
-	struct kvnode *kn = &sim->kv->n[id];
-	double j = ((double)(rng_next(&kn->rng) % 2001) - 1000.0) / 10000.0;
-	return (int64_t)((double)sim->cfg.kv.sync_interval_ms * 1000.0 * (1.0 + j));
-}
-
-/* kv.c's "try again soon": 0.2-0.5 s, if the timer is further than 0.5 s. */
-static void kv_sync_soon(struct sim *sim, int id)
-{
-	struct kvnode *kn = &sim->kv->n[id];
-	if (kn->sync_at != INT64_MAX && kn->sync_at - sim->now > 500000)
-		kv_schedule_sync(sim, id, 200000 + (int64_t)(rng_next(&kn->rng) % 300) * 1000);
-}
-
-/* One side of a session ends; ok: it did its part. */
+/* One side of a session ends; ok: it did its part. A side whose process is
+ * gone is left to its engine, which frees the session with itself. */
 static void kv_side_close(struct sim *sim, struct kv_conn *c, int side, bool ok)
 {
 	if (!c->open[side] || c->closed[side])
@@ -1253,24 +1188,22 @@ static void kv_side_close(struct sim *sim, struct kv_conn *c, int side, bool ok)
 	int id = c->node[side];
 	struct simkv *kv = sim->kv;
 	struct kvnode *kn = &kv->n[id];
-	kv->records_out[c->pull] += c->sess[side].records_out;
+	kv->records_out[c->pull] += kv_session_records_out(c->sess[side]);
 	if (sim->nodes[id].truth != T_UP || sim->nodes[id].life != c->life[side])
 		return; /* that process is gone; its successor starts afresh */
 	kn->nconns--;
+	kv_session_end(c->sess[side], ok); /* a failed round: the next one soon */
 	if (side != 0)
 		return;
 	if (c->pull) {
 		kv->pulls_failed += !ok;
 		return;
 	}
-	kn->busy = false;
 	kv_trace_add(sim, ok ? KT_SYNC_OK : KT_SYNC_FAIL, id, c->node[1], -1, 0);
-	if (ok) {
+	if (ok)
 		kv->syncs_ok++;
-	} else {
+	else
 		kv->syncs_failed++;
-		kv_sync_soon(sim, id);
-	}
 }
 
 static void kv_conn_free(struct sim *sim, struct kv_conn *c)
@@ -1281,7 +1214,6 @@ static void kv_conn_free(struct sim *sim, struct kv_conn *c)
 			break;
 		}
 	}
-	free(c->pull_key);
 	free(c);
 }
 
@@ -1309,34 +1241,36 @@ static void kv_send(struct sim *sim, struct kv_conn *c, int from, const struct k
 			  out->p, out->len, (int64_t)c->id);
 }
 
-/* kv.c's dial + kv_sync_start: a sync session (pull false) or a pull of key
- * at version hlc. */
-static void kv_conn_open(struct sim *sim, int a, int b, bool pull, const char *key,
-			 size_t key_len, uint64_t hlc)
+/* io.open_session, kv.c's dial: the engine at a opens session s (a round
+ * or a pull) with the node called peer. Connection limits and the peer's
+ * membership are checked as kv.c does for a pull. */
+static bool kv_io_open_session(void *ctx, const char *peer, struct kv_session *s,
+			       const uint8_t *first, size_t len)
 {
+	struct node *nd = ctx;
+	struct sim *sim = g_sim;
 	struct simkv *kv = sim->kv;
+	int a = nd->id;
 	struct kvnode *kn = &kv->n[a];
-	struct kv_conn *c = xcalloc(1, sizeof(*c));
-	struct kv_buf out = {0};
-	if (kv_sync_start(&c->sess[0], pull ? KV_SYNC_PULLER : KV_SYNC_INITIATOR, kn->st,
-			  pull ? kv_apply_pull : kv_apply_sync, &sim->nodes[a], key, key_len,
-			  &out) < 0) {
-		free(c);
-		kv_buf_free(&out);
-		return;
+	bool pull = kv_session_role(s) == KV_SYNC_PULLER;
+	if (pull) {
+		if (kn->nconns >= KV_SYNC_MAX_CONNS)
+			return false;
+		const struct swim_member *m = swim_member_find(nd->s, peer);
+		if (m == NULL || m == swim_self(nd->s))
+			return false;
 	}
+	int b = name_node(sim, peer);
+	if (b < 0)
+		return false;
+	struct kv_conn *c = xcalloc(1, sizeof(*c));
 	c->id = ++kv->conn_seq;
 	c->node[0] = a;
 	c->node[1] = b;
 	c->life[0] = sim->nodes[a].life;
 	c->open[0] = true;
 	c->pull = pull;
-	if (pull) {
-		c->pull_key = xcalloc(1, key_len ? key_len : 1);
-		memcpy(c->pull_key, key, key_len);
-		c->pull_key_len = key_len;
-		c->pull_hlc = hlc;
-	}
+	c->sess[0] = s;
 	c->next = kv->conns;
 	kv->conns = c;
 	kn->nconns++;
@@ -1344,7 +1278,6 @@ static void kv_conn_open(struct sim *sim, int a, int b, bool pull, const char *k
 		kv->pulls++;
 		kv_trace_add(sim, KT_PULL_START, a, b, -1, 0);
 	} else {
-		kn->busy = true;
 		kv->syncs++;
 		kv_trace_add(sim, KT_SYNC_START, a, b, -1, 0);
 	}
@@ -1354,62 +1287,12 @@ static void kv_conn_open(struct sim *sim, int a, int b, bool pull, const char *k
 	} else if (sim->nodes[b].truth != T_UP) {
 		e.t = sim->now + latency_us(sim, a, b) + latency_us(sim, b, a); /* refused */
 	} else {
+		struct kv_buf out = {(uint8_t *)first, len, len};
 		kv_send(sim, c, 0, &out, 2); /* handshake + the first frame */
 		e.t = sim->now + KV_CONNECT_TIMEOUT_US + KV_SESSION_TIMEOUT_US;
 	}
 	heap_push(sim, e);
-	kv_buf_free(&out);
-}
-
-/* kv.c's random_peer: a uniformly chosen alive member (every simulated node
- * runs KV, so every one has an rpc_port). */
-static int kv_random_peer(struct sim *sim, int id)
-{
-	struct node *nd = &sim->nodes[id];
-	struct kvnode *kn = &sim->kv->n[id];
-	size_t n = swim_member_count(nd->s);
-	const struct swim_member *self = swim_self(nd->s), *pick = NULL;
-	uint32_t seen = 0;
-	for (size_t i = 0; i < n; i++) {
-		const struct swim_member *m = swim_member_at(nd->s, i);
-		if (m == self || m->state != ML_STATE_ALIVE)
-			continue;
-		seen++;
-		if (rng_next(&kn->rng) % seen == 0)
-			pick = m;
-	}
-	return pick != NULL ? name_node(sim, pick->id->name) : -1;
-}
-
-static void simkv_sync_now(struct sim *sim, int id)
-{
-	if (sim->kv->n[id].busy || sim->cfg.kv.no_sync)
-		return;
-	int b = kv_random_peer(sim, id);
-	if (b >= 0)
-		kv_conn_open(sim, id, b, false, NULL, 0, 0);
-}
-
-static void kv_pull_from(struct sim *sim, int id, const char *node, size_t node_len,
-			 const char *key, size_t key_len, uint64_t hlc)
-{
-	struct node *nd = &sim->nodes[id];
-	if (sim->kv->n[id].nconns >= KV_MAX_CONNS || node_len > KV_NODE_MAX)
-		return;
-	for (const struct kv_conn *c = sim->kv->conns; c != NULL; c = c->next)
-		if (c->pull && c->node[0] == id && c->open[0] && !c->closed[0] &&
-		    c->life[0] == nd->life &&
-		    kv_pull_covers(c->pull_key, c->pull_key_len, c->pull_hlc, key, key_len, hlc))
-			return; /* kv.c: pull_in_flight */
-	char name[KV_NODE_MAX + 1];
-	memcpy(name, node, node_len);
-	name[node_len] = '\0';
-	const struct swim_member *m = swim_member_find(nd->s, name);
-	if (m == NULL || m == swim_self(nd->s))
-		return;
-	int b = name_node(sim, name);
-	if (b >= 0)
-		kv_conn_open(sim, id, b, true, key, key_len, hlc);
+	return true;
 }
 
 /* A frame (or several) of session e->aux arrived at e->node. */
@@ -1434,15 +1317,17 @@ static void kv_frame_arrived(struct sim *sim, struct ev *e)
 		heap_push(sim, *e);
 		return;
 	}
+	if (c->closed[side]) { /* that end is done: nothing more is read */
+		free(e->data);
+		return;
+	}
 	if (!c->open[side]) { /* accept */
-		struct kv_buf none = {0};
-		if (kv->n[id].nconns >= KV_MAX_CONNS) {
+		if (kv->n[id].nconns >= KV_SYNC_MAX_CONNS) {
 			free(e->data);
 			kv_conn_fail(sim, c);
 			return;
 		}
-		kv_sync_start(&c->sess[1], KV_SYNC_RESPONDER, kv->n[id].st, kv_apply_sync, nd,
-			      NULL, 0, &none);
+		c->sess[1] = kv_engine_accept(kv->n[id].e);
 		c->open[1] = true;
 		c->life[1] = nd->life;
 		kv->n[id].nconns++;
@@ -1464,7 +1349,8 @@ static void kv_frame_arrived(struct sim *sim, struct ev *e)
 			rc = -1;
 			break;
 		}
-		rc = kv_sync_feed(&c->sess[side], type, pl, plen, &out, err, sizeof(err));
+		rc = kv_session_feed(c->sess[side], kv_wall_ms(sim, id), type, pl, plen, &out, err,
+				     sizeof(err));
 		off += (size_t)n;
 		if (rc < 0)
 			break;
@@ -1494,41 +1380,21 @@ static void kv_user_msg(void *ctx, const uint8_t *p, size_t len)
 	struct node *nd = ctx;
 	struct sim *sim = g_sim;
 	struct simkv *kv = sim->kv;
-	if (len == 0 || p[0] < 0x80 || p[0] >= 0x90 || kv->n[nd->id].st == NULL)
+	if (len == 0 || p[0] < 0x80 || p[0] >= 0x90 || kv->n[nd->id].e == NULL)
 		return;
 	kv->gossip_in++;
-	struct kv_msg m;
 	char err[128];
-	if (kv_msg_decode(p, len, &m, err, sizeof(err)) < 0) {
-		kv_violation(sim, -1, "n%d cannot decode a gossip message: %s", nd->id, err);
-		return;
-	}
-	if (m.type == KV_MSG_SET) {
-		if (kv_merge(sim, nd->id, m.key, m.key_len, &m.rec, true, KV_SRC_GOSSIP) < 0)
-			kv_fatal(sim, "merge", m.key);
-		return;
-	}
-	if (kv_announce_newer(kv->n[nd->id].st, &m) == 0)
-		return; /* ours is as new: kv.c's kv_on_user_msg */
-	kv_pull_from(sim, nd->id, m.node, m.node_len, m.key, m.key_len, m.hlc);
+	if (kv_engine_user_msg(kv->n[nd->id].e, kv_wall_ms(sim, nd->id), p, len, err,
+			       sizeof(err)) < 0)
+		kv_violation(sim, -1, "n%d cannot take a gossip message: %s", nd->id, err);
 }
 
 /* kv_on_member: a member joined: sync soon. */
 static void kv_on_join(struct sim *sim, struct node *nd, int x)
 {
-	if (sim->kv == NULL || x == nd->id || sim->kv->n[nd->id].st == NULL)
+	if (sim->kv == NULL || x == nd->id || sim->kv->n[nd->id].e == NULL)
 		return;
-	kv_sync_soon(sim, nd->id);
-}
-
-static int kv_scan_max(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
-{
-	(void)key;
-	(void)key_len;
-	uint64_t *max = ud;
-	if (r->hlc > *max)
-		*max = r->hlc;
-	return 0;
+	kv_engine_peer_joined(sim->kv->n[nd->id].e);
 }
 
 /* The process starts: open (recover) the replica, as kv_new does. */
@@ -1540,17 +1406,27 @@ static void kv_node_up(struct sim *sim, int id)
 	struct kvnode *kn = &kv->n[id];
 	char dir[4200], err[256];
 	snprintf(dir, sizeof(dir), "%s/n%d", kv->dir, id);
-	kn->st = kv_store_open(dir, sim->cfg.kv.map_size, err, sizeof(err));
-	if (kn->st == NULL)
-		kv_fatal(sim, dir, err);
-	memset(&kn->hlc, 0, sizeof(kn->hlc));
-	uint64_t max = 0;
-	kv_store_scan(kn->st, true, "", 0, kv_scan_max, &max);
-	kv_hlc_observe(&kn->hlc, max ? max : 1);
-	kn->busy = false;
+	struct kv_engine_config c = {
+		.dir = dir,
+		.node_name = sim->nodes[id].name,
+		.sync_interval_ms = sim->cfg.kv.sync_interval_ms,
+		.map_size = sim->cfg.kv.map_size,
+	};
+	struct kv_io io = {
+		.ctx = &sim->nodes[id],
+		.rand = kv_io_rand,
+		.broadcast = kv_io_broadcast,
+		.peers = kv_io_peers,
+		.open_session = kv_io_open_session,
+		.sync_arm = kv_io_sync_arm,
+		.sync_left = kv_io_sync_left,
+		.committed = kv_io_committed,
+	};
 	kn->ckpt_pending = false;
 	kn->nconns = 0;
-	kv_schedule_sync(sim, id, kv_sync_period(sim, id));
+	kn->e = kv_engine_new(&c, &io, kv_wall_ms(sim, id), err, sizeof(err)); /* arms the timer */
+	if (kn->e == NULL)
+		kv_fatal(sim, dir, err);
 	if (sim->nodes[id].life == 0)
 		return;
 	kv_trace_add(sim, KT_RESTART, id, -1, -1, 0);
@@ -1612,7 +1488,7 @@ static void kv_spill(struct sim *sim, const char *path, const uint8_t *p, size_t
 static void kv_node_down(struct sim *sim, int id, bool crash)
 {
 	struct simkv *kv = sim->kv;
-	if (kv == NULL || kv->n[id].st == NULL)
+	if (kv == NULL || kv->n[id].e == NULL)
 		return;
 	struct kvnode *kn = &kv->n[id];
 	for (struct kv_conn *c = kv->conns, *next; c != NULL; c = next) {
@@ -1621,18 +1497,14 @@ static void kv_node_down(struct sim *sim, int id, bool crash)
 		    (c->node[1] == id && c->open[1] && c->life[1] == sim->nodes[id].life))
 			kv_conn_fail(sim, c);
 	}
-	kv_store_abort(kn->st); /* nothing is open between events; never acknowledged */
-	for (size_t i = 0; i < kn->nchg; i++)
-		free(kn->chg[i].rec);
-	kn->nchg = 0;
+	kv_engine_abort(kn->e); /* nothing is open between events; never acknowledged */
 	kn->sync_gen++;
 	kn->sync_at = INT64_MAX;
-	kn->busy = false;
 	kn->nconns = 0;
 	kv_drop_observer(sim, id);
 	if (!crash) {
-		kv_store_close(kn->st);
-		kn->st = NULL;
+		kv_engine_free(kn->e);
+		kn->e = NULL;
 		return;
 	}
 	kv_trace_add(sim, KT_CRASH, id, -1, -1, 0);
@@ -1644,8 +1516,8 @@ static void kv_node_down(struct sim *sim, int id, bool crash)
 	uint8_t *i1 = kv_slurp(p1, &l1), *i2 = kv_slurp(p2, &l2);
 	if (i1 == NULL || i2 == NULL)
 		kv_fatal(sim, dir, "cannot read the replica's files");
-	kv_store_close(kn->st);
-	kn->st = NULL;
+	kv_engine_free(kn->e); /* checkpoints: the image goes back below */
+	kn->e = NULL;
 	kv_spill(sim, p1, i1, l1);
 	kv_spill(sim, p2, i2, l2);
 	free(i1);
@@ -1678,10 +1550,19 @@ static void kv_op(struct sim *sim, const struct sim_action *a, int i)
 		return;
 	}
 	size_t vlen = (size_t)(a->value_size > 0 ? a->value_size : sim->cfg.kv.value_size);
-	int rc = kv_local_set(sim, id, key, tomb, vlen);
+	int64_t now = kv_wall_ms(sim, id);
+	struct kv_op op = {KV_OP_DELETE, kv->keys[key].name, kv->keys[key].len, NULL, 0, 0, 0};
+	if (!tomb) { /* the value is made from the version the write will get */
+		op.verb = KV_OP_SET;
+		op.value = kv_value_buf(kv, vlen);
+		op.value_len = vlen;
+		kv_value_fill(kv->val, vlen, kv_engine_next_version(kv->n[id].e, now), id);
+	}
+	char err[128];
+	int rc = kv_engine_write(kv->n[id].e, now, &op, 1, kv_write_done, sim, err, sizeof(err));
 	if (rc < 0)
-		kv_fatal(sim, "write", kv->keys[key].name);
-	kv->noop += rc == 0;
+		kv_fatal(sim, "write", err);
+	kv->noop += rc == 0; /* deleting an absent key */
 	kv_flush(sim, id);
 	schedule_tick(sim, &sim->nodes[id]);
 }
@@ -1717,7 +1598,7 @@ static void kv_handle(struct sim *sim, struct ev *e)
 	}
 	struct node *nd = &sim->nodes[e->node];
 	struct kvnode *kn = &kv->n[e->node];
-	if (nd->truth != T_UP || kn->st == NULL)
+	if (nd->truth != T_UP || kn->e == NULL)
 		return;
 	if (e->type == EV_KV_TIMER && e->gen != kn->sync_gen)
 		return;
@@ -1729,13 +1610,13 @@ static void kv_handle(struct sim *sim, struct ev *e)
 		return;
 	}
 	if (e->type == EV_KV_TIMER) {
-		simkv_sync_now(sim, nd->id);
-		kv_schedule_sync(sim, nd->id, kv_sync_period(sim, nd->id));
+		kv_engine_sync_timer(kn->e);
 	} else if (e->type == EV_KV_CKPT) {
 		char err[256];
+		struct kv_store *st = kv_engine_store(kn->e);
 		kn->ckpt_pending = false;
-		if (kv_store_dirty(kn->st)) {
-			if (kv_store_checkpoint(kn->st, err, sizeof(err)) < 0)
+		if (kv_store_dirty(st)) {
+			if (kv_store_checkpoint(st, err, sizeof(err)) < 0)
 				kv_fatal(sim, "checkpoint", err);
 			kv->checkpoints++;
 		}
@@ -1782,13 +1663,10 @@ static void simkv_free(struct sim *sim)
 		kv_conn_free(sim, kv->conns);
 	for (int i = 0; i < sim->cap; i++) {
 		struct kvnode *kn = &kv->n[i];
-		if (kn->st != NULL) {
-			kv_store_abort(kn->st);
-			kv_store_close(kn->st);
+		if (kn->e != NULL) {
+			kv_engine_abort(kn->e);
+			kv_engine_free(kn->e);
 		}
-		for (size_t c = 0; c < kn->nchg; c++)
-			free(kn->chg[c].rec);
-		free(kn->chg);
 		free(kn->hw);
 	}
 	kv_rmdir(kv);
@@ -1805,7 +1683,6 @@ static void simkv_free(struct sim *sim)
 	free(kv->heals);
 	free(kv->val);
 	free(kv->trace);
-	kv_buf_free(&kv->msg);
 	free(kv);
 	sim->kv = NULL;
 }
@@ -1880,7 +1757,8 @@ static void kv_final_checks(struct sim *sim)
 			struct kv_rec r;
 			bool value_ok = true;
 			if (v->hlc != 0 && !v->tomb &&
-			    kv_store_get(kv->n[i].st, true, key->name, key->len, &r) == 1) {
+			    kv_store_get(kv_engine_store(kv->n[i].e), true, key->name, key->len,
+					 &r) == 1) {
 				uint8_t *x = kv_value_buf(kv, r.value_len);
 				kv_value_fill(x, r.value_len, r.hlc, v->node);
 				value_ok = r.value_len == 0 || memcmp(x, r.value, r.value_len) == 0;
@@ -1902,7 +1780,7 @@ static void kv_final_checks(struct sim *sim)
 		if (!kv_live(sim, i))
 			continue;
 		uint64_t live, tombs;
-		kv_store_counts(kv->n[i].st, &live, &tombs);
+		kv_store_counts(kv_engine_store(kv->n[i].e), &live, &tombs);
 		if (live + tombs != (uint64_t)nkeys_live) {
 			bad++;
 			kv_violation(sim, -1, "n%d holds %llu records, the writes leave %d", i,
@@ -2019,7 +1897,7 @@ static void kv_report_lines(struct sim *sim)
 		if (!kv_live(sim, i))
 			continue;
 		if (live++ == 0)
-			kv_store_counts(kv->n[i].st, &keys, &tombs);
+			kv_store_counts(kv_engine_store(kv->n[i].e), &keys, &tombs);
 	}
 	fprintf(o, "kv end: %d live replicas, digests %s; %llu keys and %llu tombstones at the "
 		   "first\n", live, kv_converged(sim) ? "identical" : "DIFFER",

@@ -15,9 +15,9 @@
  * rand32) and one for the network, all derived from the seed with
  * splitmix64. A seed therefore reproduces a run bit for bit.
  *
- * With cfg.kv.enabled it also drives the unchanged KV replication core
- * (kv/repl.c, kv/store.c, kv/hlc.c) on every node the way kv/kv.c does:
- * a replica in a per-run temporary directory, SET/ANNOUNCE riding the
+ * With cfg.kv.enabled it also runs the agent's KV engine (kv/engine.c,
+ * with kv/repl.c, kv/store.c, kv/hlc.c) on every node, driven as kv/kv.c
+ * drives it: a replica in a per-run temporary directory, SET/ANNOUNCE riding the
  * node's SWIM user broadcasts, anti-entropy sessions and pulls over a
  * simulated TCP stream, HLC from the virtual clock; writes and deletes are
  * scenario actions, and convergence, durability across crashes and version

@@ -1,0 +1,917 @@
+/*
+ * kv/engine.c — see engine.h.
+ *
+ * The batch. Writes, gossip, sync and pulls stage their records in the
+ * store's open batch and note each one in the change list (key, encoded
+ * record, where it came from, whether to broadcast it); local writes also
+ * leave their done callback in the pending list. kv_engine_commit makes the
+ * batch durable and only then answers, wakes and broadcasts. Both lists are
+ * taken off the engine before any callback runs: a callback may write
+ * again, which opens the next batch.
+ *
+ * What is broadcast: local writes and records that arrived by gossip or a
+ * pull (so a write spreads even if its writer's own broadcasts were lost);
+ * records from anti-entropy are not, since the round itself repairs.
+ *
+ * Sessions are engine objects (struct kv_session wraps the kv/repl.h state
+ * machine) so that the engine knows which pulls are in flight and which
+ * anti-entropy round is open, whichever driver moves their bytes.
+ *
+ * The time `now_ms` of the call being served is kept in e->now_ms for the
+ * merge callbacks that kv_sync_feed makes; nothing else reads it.
+ */
+#include "kv/engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "kv/hlc.h"
+#include "kv/store.h"
+
+#define SYNC_SOON_MIN_US 200000   /* a round brought forward: 0.2 s ... */
+#define SYNC_SOON_SPREAD_MS 300   /* ... plus 0-0.3 s */
+#define SYNC_SOON_IF_LEFT_US 500000 /* unless the timer fires within 0.5 s */
+#define AHEAD_LOG_EVERY_MS 10000
+
+struct pending {
+	kv_done_fn done;
+	void *ud;
+};
+
+struct change {
+	char *key;
+	size_t key_len;
+	uint8_t *rec; /* encoded record */
+	size_t rec_len;
+	bool broadcast;
+	enum kv_src src;
+};
+
+struct kv_engine_watch {
+	struct kv_engine_watch *prev, *next;
+	char *key;
+	size_t key_len;
+	bool recurse;
+	uint64_t index;
+	kv_engine_watch_fn fn;
+	void *ud;
+};
+
+struct kv_session {
+	struct kv_engine *e;
+	struct kv_session *prev, *next;
+	struct kv_sync sync;
+	/* a pull: the key and the version it fetches (NULL key: not a pull) */
+	char *pull_key;
+	size_t pull_key_len;
+	uint64_t pull_hlc;
+};
+
+struct kv_engine {
+	struct kv_io io;
+	struct kv_store *store;
+	struct kv_hlc hlc;
+	char node[KV_NODE_MAX + 1];
+	size_t node_len;
+	int64_t ttl_ms;
+	int64_t sync_interval_ms;
+	size_t max_watches;
+	int64_t max_ahead_ms; /* 0: no check */
+	bool lazy;
+	int64_t now_ms; /* of the call being served */
+	struct pending *pend;
+	size_t npend, cappend;
+	struct change *chg;
+	size_t nchg, capchg;
+	struct kv_engine_watch *watches;
+	size_t nwatches;
+	struct kv_session *sessions;
+	bool busy; /* an anti-entropy round of ours is open */
+	struct kv_buf msg, first;
+	int64_t ahead_logged_ms;
+	struct kv_engine_stats stats;
+};
+
+/* --------------------------------------------------------- changes */
+
+static void note_change(struct kv_engine *e, const char *key, size_t key_len,
+			const struct kv_rec *r, bool broadcast, enum kv_src src)
+{
+	if (e->nchg == e->capchg) {
+		e->capchg = e->capchg ? e->capchg * 2 : 64;
+		e->chg = xrealloc(e->chg, e->capchg * sizeof(*e->chg));
+	}
+	struct change *c = &e->chg[e->nchg++];
+	c->key = xmalloc(key_len ? key_len : 1);
+	memcpy(c->key, key, key_len);
+	c->key_len = key_len;
+	c->rec_len = kv_rec_size(r);
+	c->rec = xmalloc(c->rec_len);
+	kv_rec_encode(r, c->rec);
+	c->broadcast = broadcast;
+	c->src = src;
+}
+
+static void drop_changes(struct kv_engine *e)
+{
+	for (size_t i = 0; i < e->nchg; i++) {
+		free(e->chg[i].key);
+		free(e->chg[i].rec);
+	}
+	e->nchg = 0;
+}
+
+/* Answer every write waiting in the pending list with r. The list is taken
+ * first: a callback may write again and fill the next one. */
+static void answer_pending(struct kv_engine *e, enum kv_result r)
+{
+	size_t n = e->npend;
+	if (n == 0)
+		return;
+	struct pending *p = xmalloc(n * sizeof(*p));
+	memcpy(p, e->pend, n * sizeof(*p));
+	e->npend = 0;
+	for (size_t i = 0; i < n; i++)
+		if (p[i].done)
+			p[i].done(p[i].ud, r, -1);
+	free(p);
+}
+
+/*
+ * Merge a record received from a peer into the open batch: the larger
+ * (hlc, node) wins (kv_merge_rec). A version too far ahead of our clock is
+ * refused, counted and logged at most every 10 s; it must never be taken
+ * in, or every clock that sees it is dragged along. Returns 1 stored, 0
+ * ignored, -1 store error (what kv/repl.h's apply functions return).
+ */
+static int merge(struct kv_engine *e, const char *key, size_t key_len, const struct kv_rec *r,
+		 enum kv_src src)
+{
+	enum kv_merge_result rc = kv_merge_rec(e->store, &e->hlc, e->now_ms, e->ttl_ms,
+					       e->max_ahead_ms, key, key_len, r);
+	if (rc == KV_MERGE_STORED) {
+		note_change(e, key, key_len, r, src != KV_SRC_SYNC, src);
+		return 1;
+	}
+	if (rc == KV_MERGE_AHEAD) {
+		e->stats.versions_ahead++;
+		if (e->now_ms - e->ahead_logged_ms >= AHEAD_LOG_EVERY_MS) {
+			e->ahead_logged_ms = e->now_ms;
+			log_warn("kv: refused a version of %.*s from %.*s that is %lld ms ahead of our "
+				 "clock (max %lld ms; %llu refused so far)",
+				 (int)(key_len > 64 ? 64 : key_len), key, (int)r->node_len, r->node,
+				 (long long)(KV_HLC_MS(r->hlc) - e->now_ms),
+				 (long long)e->max_ahead_ms,
+				 (unsigned long long)e->stats.versions_ahead);
+		}
+		return 0;
+	}
+	return rc;
+}
+
+/* kv/repl.h's apply function of every session: the session says where the
+ * record came from (a pull, or either side of an anti-entropy round). */
+static int session_apply(void *ctx, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	struct kv_session *s = ctx;
+	struct kv_engine *e = s->e;
+	if (s->sync.role == KV_SYNC_PULLER)
+		return merge(e, key, key_len, r, KV_SRC_PULL);
+	int rc = merge(e, key, key_len, r, KV_SRC_SYNC);
+	if (rc == 1)
+		e->stats.sync_records_in++;
+	return rc;
+}
+
+/* ---------------------------------------------------------- watches */
+
+struct kv_engine_watch *kv_engine_watch_add(struct kv_engine *e, const char *key, size_t key_len,
+					    bool recurse, uint64_t index, kv_engine_watch_fn fn,
+					    void *ud)
+{
+	if (e->nwatches >= e->max_watches)
+		return NULL;
+	struct kv_engine_watch *w = xcalloc(1, sizeof(*w));
+	w->key = xmalloc(key_len ? key_len : 1);
+	memcpy(w->key, key, key_len);
+	w->key_len = key_len;
+	w->recurse = recurse;
+	w->index = index;
+	w->fn = fn;
+	w->ud = ud;
+	w->next = e->watches;
+	if (w->next)
+		w->next->prev = w;
+	e->watches = w;
+	e->nwatches++;
+	return w;
+}
+
+void kv_engine_watch_cancel(struct kv_engine *e, struct kv_engine_watch *w)
+{
+	if (w == NULL)
+		return;
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		e->watches = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	e->nwatches--;
+	free(w->key);
+	free(w);
+}
+
+size_t kv_engine_watch_count(const struct kv_engine *e)
+{
+	return e->nwatches;
+}
+
+static void watch_fire(struct kv_engine *e, struct kv_engine_watch *w, bool changed)
+{
+	kv_engine_watch_fn fn = w->fn;
+	void *ud = w->ud;
+	kv_engine_watch_cancel(e, w);
+	fn(ud, changed);
+}
+
+/* A change of key to version hlc wakes the watches on that key, and the
+ * recursive ones on a prefix of it, whose index it passes. */
+static void wake_watches(struct kv_engine *e, const char *key, size_t key_len, uint64_t hlc)
+{
+	struct kv_engine_watch *w = e->watches;
+	while (w != NULL) {
+		struct kv_engine_watch *next = w->next;
+		bool match = w->recurse ? (key_len >= w->key_len &&
+					   memcmp(key, w->key, w->key_len) == 0)
+					: (key_len == w->key_len &&
+					   memcmp(key, w->key, w->key_len) == 0);
+		if (match && hlc > w->index)
+			watch_fire(e, w, true);
+		w = next;
+	}
+}
+
+/* ------------------------------------------------------ group commit */
+
+/* A committed change goes out whole when it is small (SET), else as an
+ * ANNOUNCE that peers holding an older version answer with a pull. */
+static void broadcast_change(struct kv_engine *e, const char *key, size_t key_len,
+			     const struct kv_rec *r)
+{
+	if (e->io.broadcast == NULL)
+		return;
+	size_t inline_len = 3 + key_len + kv_rec_size(r);
+	int rc = inline_len <= KV_INLINE_MSG_MAX && r->value_len <= KV_INLINE_MAX
+			 ? kv_msg_encode_set(&e->msg, key, key_len, r)
+			 : kv_msg_encode_announce(&e->msg, key, key_len, r);
+	if (rc == 0)
+		e->io.broadcast(e->io.ctx, e->msg.p, e->msg.len);
+}
+
+int kv_engine_commit(struct kv_engine *e, int64_t now_ms, char *err, size_t errlen)
+{
+	if (!kv_store_in_txn(e->store))
+		return 0;
+	e->now_ms = now_ms;
+	kv_store_set_last_seen(e->store, now_ms);
+	int rc = kv_store_commit(e->store, err, errlen);
+	e->stats.commits++;
+	size_t nchg = e->nchg;
+	struct change *chg = e->chg;
+	e->chg = NULL;
+	e->nchg = e->capchg = 0;
+	answer_pending(e, rc == 0 ? KV_OK : KV_ERROR);
+	for (size_t i = 0; i < nchg; i++) {
+		struct change *c = &chg[i];
+		struct kv_rec r;
+		const uint8_t *p = c->rec;
+		char derr[64];
+		if (rc == 0 && kv_rec_decode(&p, p + c->rec_len, &r, derr, sizeof(derr)) == 0) {
+			wake_watches(e, c->key, c->key_len, r.hlc);
+			if (e->io.committed != NULL)
+				e->io.committed(e->io.ctx, c->key, c->key_len, &r, c->src);
+			if (c->broadcast)
+				broadcast_change(e, c->key, c->key_len, &r);
+		}
+		free(c->key);
+		free(c->rec);
+	}
+	free(chg);
+	return rc == 0 ? 1 : -1;
+}
+
+void kv_engine_abort(struct kv_engine *e)
+{
+	kv_store_abort(e->store);
+	drop_changes(e);
+	answer_pending(e, KV_ERROR);
+}
+
+int kv_engine_purge(struct kv_engine *e, int64_t now_ms)
+{
+	if (kv_store_begin(e->store) < 0)
+		return -1;
+	int n = kv_store_purge(e->store, now_ms - e->ttl_ms);
+	if (n > 0)
+		log_debug("kv: purged %d tombstones", n);
+	return n;
+}
+
+/* --------------------------------------------------------- writes */
+
+static bool key_ok(const char *key, size_t len)
+{
+	return key != NULL && len > 0 && len <= KV_KEY_MAX;
+}
+
+struct del_ctx {
+	int rc;
+	char **keys;
+	size_t *lens;
+	size_t n, cap;
+};
+
+/* The live keys under a prefix, copied: a delete-tree stages its tombstones
+ * after the scan, never while the cursor walks the keys it changes. */
+static int collect_key(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	struct del_ctx *d = ud;
+	if (r->tomb)
+		return 0;
+	if (d->n == d->cap) {
+		d->cap = d->cap ? d->cap * 2 : 16;
+		d->keys = xrealloc(d->keys, d->cap * sizeof(*d->keys));
+		d->lens = xrealloc(d->lens, d->cap * sizeof(*d->lens));
+	}
+	d->keys[d->n] = xmalloc(key_len ? key_len : 1);
+	memcpy(d->keys[d->n], key, key_len);
+	d->lens[d->n++] = key_len;
+	return 0;
+}
+
+/* One local put or delete: stamped by our clock, staged, noted for the
+ * commit. 1 staged, 0 nothing to do (deleting an absent key), -1 error. */
+static int local_set(struct kv_engine *e, const char *key, size_t key_len, bool tomb,
+		     const void *val, size_t len, uint64_t flags)
+{
+	struct kv_rec r;
+	int rc = kv_local_stamp(e->store, &e->hlc, e->now_ms, e->node, e->node_len, key, key_len,
+				tomb, flags, &r);
+	if (rc != 1)
+		return rc;
+	r.value = tomb ? NULL : val;
+	r.value_len = tomb ? 0 : (uint32_t)len;
+	if (kv_store_put(e->store, key, key_len, &r) < 0)
+		return -1;
+	e->stats.writes++;
+	note_change(e, key, key_len, &r, true, KV_SRC_LOCAL);
+	return 1;
+}
+
+/* Check one op's condition against the state staged so far (so a CAS sees
+ * the writes of the same batch): 1 ok, 0 fails, -1 error. */
+static int check_op(struct kv_engine *e, const struct kv_op *op)
+{
+	uint64_t idx = 0;
+	bool live = false;
+	if (op->verb == KV_OP_CAS || op->verb == KV_OP_DELETE_CAS || op->verb == KV_OP_CHECK_INDEX ||
+	    op->verb == KV_OP_CHECK_NOT_EXISTS) {
+		struct kv_rec r;
+		int got = kv_store_get(e->store, false, op->key, op->key_len, &r);
+		if (got < 0)
+			return -1;
+		live = got == 1 && !r.tomb;
+		idx = live ? r.hlc : 0;
+	}
+	switch (op->verb) {
+	case KV_OP_CAS:
+		return op->index == 0 ? !live : (live && idx == op->index);
+	case KV_OP_DELETE_CAS:
+		return op->index != 0 && live && idx == op->index;
+	case KV_OP_CHECK_INDEX:
+		return live && idx == op->index;
+	case KV_OP_CHECK_NOT_EXISTS:
+		return !live;
+	default:
+		return 1;
+	}
+}
+
+/* Stage one op whose check passed: the number of records staged, or -1. */
+static int stage_op(struct kv_engine *e, const struct kv_op *op)
+{
+	switch (op->verb) {
+	case KV_OP_SET:
+	case KV_OP_CAS:
+		return local_set(e, op->key, op->key_len, false, op->value, op->value_len, op->flags);
+	case KV_OP_DELETE:
+	case KV_OP_DELETE_CAS:
+		return local_set(e, op->key, op->key_len, true, NULL, 0, 0);
+	case KV_OP_DELETE_TREE: {
+		struct del_ctx d = {0, NULL, NULL, 0, 0};
+		if (kv_store_scan(e->store, false, op->key, op->key_len, collect_key, &d) < 0)
+			d.rc = -1;
+		int staged = 0;
+		for (size_t j = 0; j < d.n; j++) {
+			if (d.rc == 0) {
+				int rc = local_set(e, d.keys[j], d.lens[j], true, NULL, 0, 0);
+				if (rc < 0)
+					d.rc = -1;
+				else
+					staged += rc;
+			}
+			free(d.keys[j]);
+		}
+		free(d.keys);
+		free(d.lens);
+		return d.rc < 0 ? -1 : staged;
+	}
+	default:
+		return 0;
+	}
+}
+
+/*
+ * A request is applied entirely or not at all: every check runs before
+ * anything is staged, and a storage error while staging aborts the whole
+ * batch (the other requests of the batch fail too: nothing is
+ * half-written). Never acknowledges: done waits for kv_engine_commit.
+ */
+int kv_engine_write(struct kv_engine *e, int64_t now_ms, const struct kv_op *ops, size_t n,
+		    kv_done_fn done, void *ud, char *err, size_t errlen)
+{
+	if (n == 0 || n > KV_TXN_MAX_OPS) {
+		snprintf(err, errlen, "transaction has %zu operations; the limit is %d", n,
+			 KV_TXN_MAX_OPS);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		bool tree = ops[i].verb == KV_OP_DELETE_TREE;
+		if (!(tree ? ops[i].key_len <= KV_KEY_MAX : key_ok(ops[i].key, ops[i].key_len))) {
+			snprintf(err, errlen, "operation %zu: key must be 1 to %d bytes", i,
+				 KV_KEY_MAX);
+			return -1;
+		}
+		if (ops[i].value_len > KV_VALUE_MAX) {
+			snprintf(err, errlen, "operation %zu: value of %zu bytes is over %u", i,
+				 ops[i].value_len, KV_VALUE_MAX);
+			return -1;
+		}
+	}
+	e->now_ms = now_ms;
+	if (kv_store_begin(e->store) < 0) {
+		if (done)
+			done(ud, KV_ERROR, -1);
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int c = check_op(e, &ops[i]);
+		if (c <= 0) {
+			if (done)
+				done(ud, c == 0 ? KV_FAILED : KV_ERROR, c == 0 ? (int)i : -1);
+			return 0;
+		}
+	}
+	int staged = 0;
+	for (size_t i = 0; i < n; i++) {
+		int rc = stage_op(e, &ops[i]);
+		if (rc < 0) {
+			log_err("kv: storage error while writing; aborting the batch");
+			kv_engine_abort(e);
+			if (done)
+				done(ud, KV_ERROR, -1);
+			return 0;
+		}
+		staged += rc;
+	}
+	if (e->npend == e->cappend) {
+		e->cappend = e->cappend ? e->cappend * 2 : 64;
+		e->pend = xrealloc(e->pend, e->cappend * sizeof(*e->pend));
+	}
+	e->pend[e->npend].done = done;
+	e->pend[e->npend].ud = ud;
+	e->npend++;
+	return staged;
+}
+
+uint64_t kv_engine_next_version(const struct kv_engine *e, int64_t now_ms)
+{
+	struct kv_hlc c = e->hlc;
+	return kv_hlc_next(&c, now_ms);
+}
+
+/* ---------------------------------------------------------- reads */
+
+static void to_entry(const char *key, size_t key_len, const struct kv_rec *r, struct kv_entry *e,
+		     char *node)
+{
+	memcpy(node, r->node, r->node_len);
+	node[r->node_len] = '\0';
+	e->key = key;
+	e->key_len = key_len;
+	e->value = r->value;
+	e->value_len = r->value_len;
+	e->flags = r->flags;
+	e->create_index = r->create;
+	e->modify_index = r->hlc;
+	e->node = node;
+	e->deleted = r->tomb;
+}
+
+int kv_engine_get(struct kv_engine *e, const char *key, size_t key_len, kv_entry_fn fn, void *ud)
+{
+	struct kv_rec r;
+	if (!key_ok(key, key_len))
+		return 0;
+	int got = kv_store_get(e->store, true, key, key_len, &r);
+	if (got <= 0)
+		return got;
+	if (r.tomb)
+		return 0;
+	struct kv_entry ent;
+	char node[256];
+	to_entry(key, key_len, &r, &ent, node);
+	if (fn)
+		fn(ud, &ent);
+	return 1;
+}
+
+struct scan_ctx {
+	kv_entry_fn fn;
+	void *ud;
+	int n;
+	uint64_t max;
+};
+
+static int scan_live(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	struct scan_ctx *s = ud;
+	if (r->tomb)
+		return 0;
+	struct kv_entry ent;
+	char node[256];
+	to_entry(key, key_len, r, &ent, node);
+	s->n++;
+	return s->fn(s->ud, &ent);
+}
+
+int kv_engine_scan(struct kv_engine *e, const char *prefix, size_t prefix_len, kv_entry_fn fn,
+		   void *ud)
+{
+	struct scan_ctx s = {fn, ud, 0, 0};
+	if (kv_store_scan(e->store, true, prefix, prefix_len, scan_live, &s) < 0)
+		return -1;
+	return s.n;
+}
+
+static int scan_max(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	(void)key;
+	(void)key_len;
+	struct scan_ctx *s = ud;
+	if (r->hlc > s->max)
+		s->max = r->hlc;
+	return 0;
+}
+
+uint64_t kv_engine_index(struct kv_engine *e, const char *key, size_t key_len, bool recurse)
+{
+	if (!recurse) {
+		struct kv_rec r;
+		if (key_len > 0 && kv_store_get(e->store, true, key, key_len, &r) == 1)
+			return r.hlc;
+		return 1;
+	}
+	struct scan_ctx s = {NULL, NULL, 0, 0};
+	kv_store_scan(e->store, true, key, key_len, scan_max, &s);
+	return s.max ? s.max : 1;
+}
+
+/* ------------------------------------------------------- sessions */
+
+static struct kv_session *session_new(struct kv_engine *e)
+{
+	struct kv_session *s = xcalloc(1, sizeof(*s));
+	s->e = e;
+	s->next = e->sessions;
+	if (s->next)
+		s->next->prev = s;
+	e->sessions = s;
+	return s;
+}
+
+/* Unlink and free, without the bookkeeping of an end (a session that never
+ * started, or one that outlives its driver). */
+static void session_drop(struct kv_session *s)
+{
+	struct kv_engine *e = s->e;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		e->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	free(s->pull_key);
+	free(s);
+}
+
+/* Start the protocol of s; an initiator's or puller's first frame goes to
+ * e->first. 0 or -1. */
+static int session_start(struct kv_session *s, enum kv_sync_role role, const char *key,
+			 size_t key_len)
+{
+	struct kv_engine *e = s->e;
+	e->first.len = 0;
+	if (kv_sync_start(&s->sync, role, e->store, session_apply, s, key, key_len, &e->first) < 0)
+		return -1;
+	s->sync.lazy = e->lazy;
+	return 0;
+}
+
+enum kv_sync_role kv_session_role(const struct kv_session *s)
+{
+	return s->sync.role;
+}
+
+int kv_session_feed(struct kv_session *s, int64_t now_ms, uint8_t type, const uint8_t *payload,
+		    size_t plen, struct kv_buf *out, char *err, size_t errlen)
+{
+	s->e->now_ms = now_ms;
+	return kv_sync_feed(&s->sync, type, payload, plen, out, err, errlen);
+}
+
+int kv_session_pump(struct kv_session *s, struct kv_buf *out, size_t want)
+{
+	return kv_sync_pump(&s->sync, out, want);
+}
+
+bool kv_session_sending(const struct kv_session *s)
+{
+	return kv_sync_sending(&s->sync);
+}
+
+uint64_t kv_session_records_out(const struct kv_session *s)
+{
+	return s->sync.records_out;
+}
+
+struct kv_session *kv_engine_accept(struct kv_engine *e)
+{
+	struct kv_session *s = session_new(e);
+	if (session_start(s, KV_SYNC_RESPONDER, NULL, 0) < 0) {
+		session_drop(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* ----------------------------------------------------- anti-entropy */
+
+static int64_t sync_period_us(struct kv_engine *e)
+{
+	double j = ((double)e->io.rand(e->io.ctx, 2001) - 1000.0) / 10000.0; /* +-10% */
+	return (int64_t)((double)e->sync_interval_ms * 1000.0 * (1.0 + j));
+}
+
+/* Bring the next round forward to 0.2-0.5 s from now: after a failed round
+ * (try another peer rather than a whole period later) and when a peer
+ * joins. Never postpones a timer that fires within 0.5 s anyway. */
+static void sync_soon(struct kv_engine *e)
+{
+	if (e->io.sync_left(e->io.ctx) > SYNC_SOON_IF_LEFT_US)
+		e->io.sync_arm(e->io.ctx,
+			       SYNC_SOON_MIN_US +
+				       (int64_t)e->io.rand(e->io.ctx, SYNC_SOON_SPREAD_MS) * 1000);
+}
+
+struct pick {
+	struct kv_engine *e;
+	char *name;
+	uint32_t seen;
+};
+
+/* Reservoir sampling over io->peers: one draw per peer, each peer chosen
+ * with probability 1/n without knowing n first. */
+static void pick_peer(void *ud, const char *name)
+{
+	struct pick *p = ud;
+	p->seen++;
+	if (p->e->io.rand(p->e->io.ctx, p->seen) == 0) {
+		free(p->name);
+		p->name = xstrdup(name);
+	}
+}
+
+/* One round at a time: a second would compare the same buckets again. */
+void kv_engine_sync_now(struct kv_engine *e)
+{
+	if (e->busy || e->io.peers == NULL || e->io.open_session == NULL)
+		return;
+	struct pick p = {e, NULL, 0};
+	e->io.peers(e->io.ctx, pick_peer, &p);
+	if (p.name == NULL)
+		return;
+	struct kv_session *s = session_new(e);
+	if (session_start(s, KV_SYNC_INITIATOR, NULL, 0) < 0) {
+		session_drop(s);
+		free(p.name);
+		return;
+	}
+	e->busy = true; /* set first: the driver may end s before it returns */
+	if (!e->io.open_session(e->io.ctx, p.name, s, e->first.p, e->first.len)) {
+		e->busy = false;
+		session_drop(s);
+	}
+	free(p.name);
+}
+
+void kv_engine_sync_timer(struct kv_engine *e)
+{
+	kv_engine_sync_now(e);
+	e->io.sync_arm(e->io.ctx, sync_period_us(e));
+}
+
+void kv_engine_peer_joined(struct kv_engine *e)
+{
+	sync_soon(e);
+}
+
+void kv_session_end(struct kv_session *s, bool ok)
+{
+	struct kv_engine *e = s->e;
+	e->stats.sync_records_out += s->sync.records_out;
+	if (s->sync.role == KV_SYNC_INITIATOR) {
+		e->busy = false;
+		if (ok) {
+			e->stats.syncs_ok++;
+		} else {
+			e->stats.syncs_failed++;
+			sync_soon(e);
+		}
+	}
+	session_drop(s);
+}
+
+/* ------------------------------------------------------------ gossip */
+
+/* A pull of key at version hlc or newer is already running (the simulator
+ * counted 18% redundant pulls before this check: every node that relays an
+ * ANNOUNCE makes its receivers try again). */
+static bool pull_in_flight(const struct kv_engine *e, const char *key, size_t key_len,
+			   uint64_t hlc)
+{
+	for (const struct kv_session *s = e->sessions; s != NULL; s = s->next)
+		if (kv_pull_covers(s->pull_key, s->pull_key_len, s->pull_hlc, key, key_len, hlc))
+			return true;
+	return false;
+}
+
+/* An ANNOUNCE: pull the version from its writer if ours is older (or the
+ * store failed: try), unless it is too far ahead to be taken once pulled,
+ * or a pull of it is running. 1 started, 0 not. */
+static int pull_start(struct kv_engine *e, const struct kv_msg *m)
+{
+	if (kv_version_ahead(m->hlc, e->now_ms, e->max_ahead_ms)) {
+		e->stats.versions_ahead++;
+		return 0;
+	}
+	if (kv_announce_newer(e->store, m) == 0)
+		return 0;
+	if (pull_in_flight(e, m->key, m->key_len, m->hlc))
+		return 0;
+	if (m->node_len > KV_NODE_MAX || e->io.open_session == NULL)
+		return 0;
+	char node[KV_NODE_MAX + 1];
+	memcpy(node, m->node, m->node_len);
+	node[m->node_len] = '\0';
+	struct kv_session *s = session_new(e);
+	if (session_start(s, KV_SYNC_PULLER, m->key, m->key_len) < 0) {
+		session_drop(s);
+		return 0;
+	}
+	s->pull_key = xmalloc(m->key_len ? m->key_len : 1);
+	memcpy(s->pull_key, m->key, m->key_len);
+	s->pull_key_len = m->key_len;
+	s->pull_hlc = m->hlc;
+	if (!e->io.open_session(e->io.ctx, node, s, e->first.p, e->first.len)) {
+		session_drop(s);
+		return 0;
+	}
+	return 1;
+}
+
+int kv_engine_user_msg(struct kv_engine *e, int64_t now_ms, const uint8_t *p, size_t len,
+		       char *err, size_t errlen)
+{
+	struct kv_msg m;
+	e->now_ms = now_ms;
+	e->stats.gossip_in++;
+	if (kv_msg_decode(p, len, &m, err, errlen) < 0)
+		return -1;
+	if (m.type != KV_MSG_SET)
+		return pull_start(e, &m);
+	int rc = merge(e, m.key, m.key_len, &m.rec, KV_SRC_GOSSIP);
+	if (rc == 1)
+		e->stats.gossip_applied++;
+	if (rc < 0)
+		snprintf(err, errlen, "store error merging a SET of %.*s",
+			 (int)(m.key_len > 64 ? 64 : m.key_len), m.key);
+	return rc;
+}
+
+/* ------------------------------------------------------------ life */
+
+/* A replica last written longer than the tombstone TTL ago may hold keys
+ * whose deletes everyone else has purged: anti-entropy would bring them
+ * back. It is emptied and rebuilt from peers instead. */
+static int wipe_if_stale(struct kv_engine *e, int64_t now_ms, char *err, size_t errlen)
+{
+	int64_t last = kv_store_last_seen(e->store);
+	if (last <= 0 || now_ms - last <= e->ttl_ms)
+		return 0;
+	log_warn("kv: replica last written %lld s ago, longer than the tombstone TTL: "
+		 "discarding it and resynchronising from peers",
+		 (long long)((now_ms - last) / 1000));
+	if (kv_store_begin(e->store) < 0 || kv_store_wipe(e->store) < 0 ||
+	    kv_store_set_last_seen(e->store, now_ms) < 0 ||
+	    kv_store_commit(e->store, err, errlen) < 0 ||
+	    kv_store_checkpoint(e->store, err, errlen) < 0)
+		return -1;
+	return 0;
+}
+
+struct kv_engine *kv_engine_new(const struct kv_engine_config *cfg, const struct kv_io *io,
+				int64_t now_ms, char *err, size_t errlen)
+{
+	struct kv_engine *e = xcalloc(1, sizeof(*e));
+	e->io = *io;
+	snprintf(e->node, sizeof(e->node), "%s", cfg->node_name ? cfg->node_name : "");
+	e->node_len = strlen(e->node);
+	e->ttl_ms = cfg->tombstone_ttl_ms > 0 ? cfg->tombstone_ttl_ms : KV_TOMBSTONE_TTL_DEFAULT_MS;
+	e->sync_interval_ms =
+		cfg->sync_interval_ms > 0 ? cfg->sync_interval_ms : KV_SYNC_INTERVAL_DEFAULT_MS;
+	e->max_watches = cfg->max_watches ? cfg->max_watches : KV_MAX_WATCHES_DEFAULT;
+	e->max_ahead_ms = cfg->max_ahead_ms == 0 ? KV_MAX_AHEAD_DEFAULT_MS
+			  : cfg->max_ahead_ms < 0 ? 0
+						  : cfg->max_ahead_ms;
+	e->lazy = cfg->lazy;
+	e->now_ms = now_ms;
+	e->ahead_logged_ms = INT64_MIN / 2;
+	e->store = kv_store_open(cfg->dir, cfg->map_size, err, errlen);
+	if (e->store == NULL) {
+		free(e);
+		return NULL;
+	}
+	if (wipe_if_stale(e, now_ms, err, errlen) < 0) {
+		kv_store_close(e->store);
+		free(e);
+		return NULL;
+	}
+	/* The clock continues after the largest version we hold, unless that
+	 * version is far ahead of the wall clock (taken in before versions were
+	 * checked): then it would make every later write a poisoned one too. */
+	uint64_t top = kv_engine_index(e, "", 0, true);
+	if (kv_version_ahead(top, now_ms, e->max_ahead_ms))
+		log_warn("kv: the replica holds a version %lld s ahead of the clock; it is not "
+			 "taken into the clock and loses to any write of its key",
+			 (long long)((KV_HLC_MS(top) - now_ms) / 1000));
+	else
+		kv_hlc_observe(&e->hlc, top);
+	e->io.sync_arm(e->io.ctx, sync_period_us(e));
+	return e;
+}
+
+void kv_engine_free(struct kv_engine *e)
+{
+	if (e == NULL)
+		return;
+	if (e->npend > 0 || kv_store_in_txn(e->store)) {
+		kv_store_abort(e->store);
+		drop_changes(e);
+		answer_pending(e, KV_SHUTDOWN);
+	}
+	while (e->watches != NULL)
+		watch_fire(e, e->watches, false);
+	while (e->sessions != NULL)
+		session_drop(e->sessions);
+	kv_store_close(e->store); /* checkpoints */
+	free(e->pend);
+	free(e->chg);
+	kv_buf_free(&e->msg);
+	kv_buf_free(&e->first);
+	free(e);
+}
+
+struct kv_store *kv_engine_store(struct kv_engine *e)
+{
+	return e->store;
+}
+
+const struct kv_engine_stats *kv_engine_stats(const struct kv_engine *e)
+{
+	return &e->stats;
+}
