@@ -11,15 +11,18 @@
  * the server's shared answer buffer and writes it; what the kernel does not
  * take at once is kept in a per-connection pending buffer and the read side
  * pauses until it drains.  A connection idle for DNS_SERVER_TCP_IDLE_S is
- * closed.
+ * closed.  A connection's buffers are plain malloc: when they cannot be had
+ * the connection is refused, and the server goes on.
+ *
+ * Forwarding: a query outside the domain goes to a recursor under a fresh
+ * ID whose low 10 bits are its slot in a fixed table, so an answer finds its
+ * client in O(1) and one that matches no slot (late, spoofed) is dropped.
  */
 #define _GNU_SOURCE
 #include "dns/dns_server.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <ev.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <sodium.h>
 #include <stdbool.h>
@@ -30,6 +33,8 @@
 #include <unistd.h>
 
 #include "dns/dns.h"
+#include "lib/net.h"
+#include "lib/xalloc.h"
 
 #define BATCH 32
 #define UDP_IN_MAX 4096
@@ -90,6 +95,9 @@ struct dns_server {
 	size_t nfwd;
 };
 
+/* xorshift64, seeded from libsodium once: the responder's shuffle and the
+ * upstream IDs need to be unpredictable to others, not cryptographic per
+ * query (a syscall per query would cost more than the answer). */
 static uint64_t next_seed(struct dns_server *s)
 {
 	uint64_t x = s->rng;
@@ -99,14 +107,6 @@ static uint64_t next_seed(struct dns_server *s)
 	s->rng = x;
 	return x;
 }
-
-static int set_nonblock(int fd)
-{
-	int fl = fcntl(fd, F_GETFL);
-	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
-
-static int mkaddr(const char *addr, uint16_t port, struct sockaddr_storage *ss, socklen_t *len);
 
 /* ----------------------------------------------------------- forwarding */
 
@@ -164,7 +164,9 @@ static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_st
 	       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
 }
 
-/* An upstream answer: relay it to the client under the client's ID. */
+/* An upstream answer: relay it to the client under the client's ID, but
+ * only when ID and source address match what was sent (an off-path
+ * attacker must guess both, and cannot answer for a slot that is free). */
 static void fwd_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct dns_server *s = w->data;
@@ -190,6 +192,9 @@ static void fwd_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
+/* Every 250 ms: queries whose recursor did not answer in time get
+ * SERVFAIL, so a client never waits on a dead upstream longer than it
+ * would on us. */
 static void fsweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct dns_server *s = w->data;
@@ -204,6 +209,8 @@ static void fsweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
+/* "ip", "ip:port", "[v6]" or "[v6]:port"; a bare IPv6 address (more than one
+ * colon) has no port. */
 static int parse_recursor(const char *spec, struct sockaddr_storage *ss, socklen_t *len)
 {
 	char host[256];
@@ -224,7 +231,7 @@ static int parse_recursor(const char *spec, struct sockaddr_storage *ss, socklen
 	}
 	if (port == 0 || port > 65535)
 		return -1;
-	return mkaddr(host, (uint16_t)port, ss, len);
+	return net_addr_parse(host, (uint16_t)port, ss, len);
 }
 
 int dns_server_set_recursors(struct dns_server *s, const char *const *addrs, size_t n, char *err,
@@ -264,6 +271,13 @@ int dns_server_set_recursors(struct dns_server *s, const char *const *addrs, siz
 
 /* ------------------------------------------------------------------ UDP */
 
+/*
+ * One wake-up answers up to ROUNDS_PER_WAKEUP batches of BATCH datagrams:
+ * recvmmsg, dns_process each into its own slot, one sendmmsg.  Bounded, so
+ * a flood cannot starve TCP clients and timers; what is left stays in the
+ * socket buffer for the next wake-up.  Answers the kernel refuses (a full
+ * send buffer) are lost, as UDP answers may be.
+ */
 static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct dns_server *s = w->data;
@@ -368,7 +382,9 @@ static int conn_write(struct dns_conn *c, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* Answers every complete query in the buffer; -1 to close. */
+/* Answers every complete query in the buffer (pipelining), in order; stops
+ * while an answer is still pending so one slow reader cannot make us
+ * buffer unbounded answers.  -1 to close. */
 static int conn_process(struct dns_conn *c)
 {
 	struct dns_server *s = c->srv;
@@ -449,6 +465,9 @@ static void conn_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	conn_close(w->data);
 }
 
+/* Accepts up to 64 connections per wake-up; beyond DNS_SERVER_MAX_CONNS
+ * they are closed at once, so the TCP side holds at most that many 64 KiB
+ * buffers however many clients connect. */
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct dns_server *s = w->data;
@@ -488,71 +507,38 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ------------------------------------------------------------ lifecycle */
 
-static int mkaddr(const char *addr, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
-{
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, addr, &a4->sin_addr) == 1) {
-		a4->sin_family = AF_INET;
-		a4->sin_port = htons(port);
-		*len = sizeof(*a4);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, addr, &a6->sin6_addr) == 1) {
-		a6->sin6_family = AF_INET6;
-		a6->sin6_port = htons(port);
-		*len = sizeof(*a6);
-		return 0;
-	}
-	return -1;
-}
-
+/*
+ * UDP is bound first and TCP on the port UDP got, so that with port 0
+ * (tests) both share one port, as a resolver retrying a truncated answer
+ * over TCP expects.  lib/net.h sets SO_REUSEADDR on both; two UDP sockets
+ * may then share a port, two listeners may not, so a second agent on the
+ * same DNS port still fails here, on the TCP side.
+ */
 struct dns_server *dns_server_new(struct ev_loop *loop, struct dns_responder *r,
 				  const struct dns_source *src, const char *addr, uint16_t port,
 				  char *err, size_t errlen)
 {
-	struct dns_server *s = calloc(1, sizeof(*s));
-	if (s == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
+	struct dns_server *s = xcalloc(1, sizeof(*s));
 	s->loop = loop;
 	s->r = r;
 	s->src = src;
 	s->ufd = s->tfd = s->ffd = -1;
 	randombytes_buf(&s->rng, sizeof(s->rng));
 	s->rng |= 1;
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	if (mkaddr(addr, port, &ss, &sl) < 0) {
-		snprintf(err, errlen, "invalid DNS address %s", addr);
-		goto fail;
-	}
-	s->ufd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (s->ufd < 0 || bind(s->ufd, (struct sockaddr *)&ss, sl) < 0) {
-		snprintf(err, errlen, "DNS UDP listen on %s:%u: %s", addr, port, strerror(errno));
+	char e[256];
+	s->ufd = net_udp_bind(addr, port, e, sizeof(e));
+	if (s->ufd < 0) {
+		snprintf(err, errlen, "DNS %s", e);
 		goto fail;
 	}
 	int big = 4 << 20;
 	setsockopt(s->ufd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
 	setsockopt(s->ufd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
-	struct sockaddr_storage bound;
-	socklen_t bl = sizeof(bound);
-	getsockname(s->ufd, (struct sockaddr *)&bound, &bl);
-	s->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
-						    : ((struct sockaddr_in6 *)&bound)->sin6_port);
-	mkaddr(addr, s->port, &ss, &sl);
-	s->tfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int one = 1;
-	if (s->tfd >= 0)
-		setsockopt(s->tfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (s->tfd < 0 || bind(s->tfd, (struct sockaddr *)&ss, sl) < 0 || listen(s->tfd, 128) < 0) {
-		snprintf(err, errlen, "DNS TCP listen on %s:%u: %s", addr, s->port, strerror(errno));
-		goto fail;
-	}
-	if (set_nonblock(s->ufd) < 0 || set_nonblock(s->tfd) < 0) {
-		snprintf(err, errlen, "DNS sockets: %s", strerror(errno));
+	int bound = net_bound_port(s->ufd);
+	s->port = bound > 0 ? (uint16_t)bound : port;
+	s->tfd = net_tcp_listen(addr, s->port, 128, e, sizeof(e));
+	if (s->tfd < 0) {
+		snprintf(err, errlen, "DNS %s", e);
 		goto fail;
 	}
 	ev_io_init(&s->uio, udp_cb, s->ufd, EV_READ);
@@ -564,8 +550,6 @@ struct dns_server *dns_server_new(struct ev_loop *loop, struct dns_responder *r,
 fail:
 	if (s->ufd >= 0)
 		close(s->ufd);
-	if (s->tfd >= 0)
-		close(s->tfd);
 	free(s);
 	return NULL;
 }

@@ -11,6 +11,11 @@
  * Names outside the domain can be forwarded to recursors (see
  * dns_server_set_recursors), asynchronously and bounded.
  *
+ * Every query is answered from a struct dns_source (dns/dns.h) the caller
+ * fills in; the driver knows nothing of where names come from.  Sockets
+ * are opened with lib/net.h's helpers (non-blocking, close-on-exec, IPv6
+ * sockets V6ONLY).
+ *
  * Error convention: dns_server_new() returns NULL with a message in err;
  * socket errors at run time are counted and the datagram or connection is
  * dropped.
@@ -32,8 +37,9 @@ struct dns_server;
 #define DNS_SERVER_RECURSOR_TIMEOUT_S 2.0 /* Consul's recursor_timeout */
 
 /* Listens on addr:port (UDP and TCP; port 0 picks one, the same for both
- * where possible), answering from src (dns/dns.h).  r and src are borrowed
- * and must outlive the server. */
+ * where possible).  r and src are borrowed and must outlive the server.
+ * Returns a server the caller frees with dns_server_free(), or NULL with a
+ * message in err; aborts on OOM. */
 struct dns_server *dns_server_new(struct ev_loop *loop, struct dns_responder *r,
 				  const struct dns_source *src, const char *addr, uint16_t port,
 				  char *err, size_t errlen);
