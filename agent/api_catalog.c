@@ -19,16 +19,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "agent/agent_dns.h"
 #include "agent/env.h"
 #include "agent/api_reply.h"
 #include "agent/catalog.h"
-#include "agent/catalog_dns.h"
 #include "agent/checks.h"
 #include "agent/http/http.h"
-#include "lib/log.h"
 #include "agent/services.h"
-#include "dns/dns.h"
-#include "dns/dns_server.h"
 #include "agent/metrics.h"
 #include "gossip/swim.h"
 
@@ -49,9 +46,7 @@ struct waiter {
 struct agent_catalog {
 	struct catalog *cat;
 	struct services *svcs;
-	struct dns_responder *resp;
-	struct catalog_dns *dns_source; /* the catalog as the responder reads it */
-	struct dns_server *dns;
+	struct agent_dns *dns; /* NULL: DNS off (agent/agent_dns.c) */
 	struct waiter *waiters;
 	ev_timer wake;
 	bool rerun; /* a parked handler is being re-run: do not park again */
@@ -607,6 +602,11 @@ void api_catalog_member_event(struct agent *a, int type, const struct swim_membe
 	}
 }
 
+const struct catalog *api_catalog_catalog(struct agent *a)
+{
+	return AC(a) != NULL ? AC(a)->cat : NULL;
+}
+
 void api_catalog_attach_store(struct agent *a, void *kv)
 {
 	if (AC(a) != NULL)
@@ -631,25 +631,10 @@ static int load_service_defs(struct agent_catalog *ac, const struct rumor_config
 	return 0;
 }
 
-/* Metrics: DNS answers by rcode, local services and check states. */
+/* Metrics: local services and check states (DNS: agent/agent_dns.c). */
 static void catalog_collect(void *ud)
 {
 	struct agent_catalog *ac = ud;
-	if (ac->resp != NULL) {
-		const struct dns_stats *st = dns_responder_stats(ac->resp);
-		uint64_t answered_err = st->formerr + st->nxdomain + st->refused;
-		uint64_t noerror = st->queries > answered_err + st->dropped
-					   ? st->queries - answered_err - st->dropped
-					   : 0;
-#define SETC(id, v) metrics_set_counter(METRIC_##id, (v), (double)(v))
-		SETC(DNS_NOERROR, noerror);
-		SETC(DNS_NXDOMAIN, st->nxdomain);
-		SETC(DNS_REFUSED, st->refused);
-		SETC(DNS_FORMERR, st->formerr);
-		SETC(DNS_DROPPED, st->dropped);
-		SETC(DNS_TRUNCATED, st->truncated);
-#undef SETC
-	}
 	metrics_set_gauge(METRIC_SERVICES, (double)services_count(ac->svcs));
 	double by[3] = {0, 0, 0};
 	json_t *checks = services_agent_checks(ac->svcs);
@@ -708,34 +693,8 @@ int api_catalog_start(struct agent *a, char *err, size_t errlen)
 	free(mv);
 	if (load_service_defs(ac, &a->cfg, err, errlen) < 0)
 		goto fail;
-	if (a->cfg.dns_port >= 0) {
-		struct dns_responder_config dc = {
-			.domain = a->cfg.domain,
-			.alt_domain = a->cfg.alt_domain,
-			.datacenter = a->cfg.datacenter,
-			.node_name = a->cfg.node_name,
-			.truncate = a->cfg.dns_truncate,
-			.recursor = a->cfg.recursors.n > 0,
-			.only_passing = a->cfg.dns_only_passing,
-			.node_ttl = (uint32_t)(a->cfg.dns_node_ttl_ms / 1000),
-			.service_ttl = (uint32_t)(a->cfg.dns_service_ttl_ms / 1000),
-			.udp_max_size = (unsigned)a->cfg.dns_udp_max_size,
-		};
-		ac->resp = dns_responder_new(&dc, err, errlen);
-		if (ac->resp == NULL)
-			goto fail;
-		ac->dns_source = catalog_dns_new(ac->cat);
-		ac->dns = dns_server_new(a->loop, ac->resp, catalog_dns_source(ac->dns_source),
-					 a->cfg.client_addr, (uint16_t)a->cfg.dns_port, err, errlen);
-		if (ac->dns == NULL)
-			goto fail;
-		log_info("agent: DNS server listening on %s:%u (udp+tcp), domain %s",
-			 a->cfg.client_addr, dns_server_port(ac->dns), a->cfg.domain);
-		if (a->cfg.recursors.n > 0 &&
-		    dns_server_set_recursors(ac->dns, (const char *const *)a->cfg.recursors.items,
-					     a->cfg.recursors.n, err, errlen) < 0)
-			goto fail;
-	}
+	if (agent_dns_start(a, ac->cat, &ac->dns, err, errlen) < 0)
+		goto fail;
 	metrics_collector_add(catalog_collect, ac);
 	return 0;
 fail:
@@ -752,9 +711,7 @@ void api_catalog_stop(struct agent *a)
 	while (ac->waiters != NULL)
 		waiter_run(ac->waiters);
 	ev_timer_stop(ac->loop, &ac->wake);
-	dns_server_free(ac->dns);
-	catalog_dns_free(ac->dns_source);
-	dns_responder_free(ac->resp);
+	agent_dns_stop(ac->dns);
 	services_free(ac->svcs);
 	catalog_free(ac->cat);
 	free(ac);

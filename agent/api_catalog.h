@@ -1,12 +1,13 @@
 /*
- * agent/api_catalog.h — services, checks, catalog, health and DNS on the
- * agent: their lifecycle and their HTTP endpoints.
+ * agent/api_catalog.h — services, checks, catalog and health on the agent:
+ * their lifecycle and their HTTP endpoints.
  *
  * Owns: the catalog (agent/catalog.h), the local service registry
- * (agent/services.h), the DNS responder and its UDP/TCP server (dns/), and
- * the blocking queries parked on catalog/health endpoints.  agent.c calls
- * api_catalog_start() after the gossip layer is up and api_catalog_stop()
- * before it goes; member events go to api_catalog_member_event().  The
+ * (agent/services.h), and the blocking queries parked on catalog/health
+ * endpoints.  agent.c calls api_catalog_start() after the gossip layer is
+ * up and api_catalog_stop() before it goes; member events go to
+ * api_catalog_member_event().  DNS answers from the same catalog; it is
+ * built by agent/agent_dns.c, which api_catalog_start() calls.  The
  * handlers below are rows in api.c's route table.
  *
  * Endpoints (Consul's shapes; see docs/HTTP_API.md):
@@ -30,15 +31,20 @@
 #include <stddef.h>
 
 struct agent;
+struct catalog;
 struct http_conn;
 struct http_request;
 struct swim_member;
 
-/* Creates catalog, registry (with the config's service definitions) and the
- * DNS server (unless cfg.dns_port < 0).  0 or -1 with err. */
+/* Creates catalog and registry (with the config's service definitions),
+ * and starts DNS over the catalog (agent_dns_start: unless cfg.dns_port <
+ * 0).  0 or -1 with err. */
 int api_catalog_start(struct agent *a, char *err, size_t errlen);
 /* Answers parked queries (with current data), stops DNS, frees. */
 void api_catalog_stop(struct agent *a);
+/* The catalog (owned here; valid until api_catalog_stop), or NULL before
+ * start. */
+const struct catalog *api_catalog_catalog(struct agent *a);
 /* A gossip member event (enum swim_event_type). */
 void api_catalog_member_event(struct agent *a, int type, const struct swim_member *m);
 /* A registry of the KV engine once it exists (struct kv *). */
