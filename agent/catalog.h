@@ -4,9 +4,10 @@
  * Owns: one record per node (its address, node meta, services and checks, as
  * the node itself published them), an index of service instances by
  * lowercased service name for DNS and the HTTP catalog, and the liveness of
- * each node as gossip reports it.  Readers (dns/, agent/api_catalog.c) ask
- * one question — "instances of service X with tag T that are passing (or
- * warning), on alive nodes" — and never see how records are stored.
+ * each node as gossip reports it.  Readers (DNS, through the adapter
+ * agent/catalog_dns.c, and agent/api_catalog.c) ask one question —
+ * "instances of service X with tag T that are passing (or warning), on
+ * alive nodes" — and never see how records are stored.
  *
  * Storage: every node publishes one JSON document (catalog_node_doc shape,
  * below) describing itself; catalog_publish() hands it to the storage
