@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "agent/acl.h"
+#include "agent/agent_dns.h"
 #include "agent/api.h"
 #include "agent/api_ops.h"
 #include "agent/api_catalog.h"
@@ -61,6 +62,7 @@ struct agent_priv {
 	uint64_t last_bcast_id;	  /* swim queue id of the last serf broadcast */
 	uint64_t leave_intent_id; /* our leave intent, waited for before swim_leave */
 	bool swim_leaving;	  /* swim_leave() called */
+	struct agent_dns *dns;	  /* NULL: DNS off (agent/agent_dns.c) */
 };
 
 static struct agent_priv *priv(struct agent *a)
@@ -362,7 +364,7 @@ static void on_member_event(void *ud, enum swim_event_type type, const struct sw
 	if (type != SWIM_EV_SUSPECT && type != SWIM_EV_UPDATE)
 		snapshot_mark(a);
 	if (a->kv != NULL && type == SWIM_EV_JOIN)
-		kv_on_member(a->kv, true, m);
+		kv_on_member(a->kv, true, m->id->name);
 	api_catalog_member_event(ud, type, m);
 }
 
@@ -403,6 +405,69 @@ static void on_merge_state(void *ud, const uint8_t *p, size_t len, bool join)
 static void on_gossip_warn(void *ud, const char *msg)
 {
 	log_warn("%s", msg); /* rate-limited by the transport */
+}
+
+/* ------------------------------------------------------------ kv glue */
+
+/* The member's rpc_port tag (the KV sync port it advertises), or -1. */
+static int member_rpc_port(const struct swim_member *m)
+{
+	if (m->id->meta_len == 0)
+		return -1;
+	static struct tag tags[TAGS_MAX];
+	int n = tags_decode(m->id->meta, m->id->meta_len, tags, TAGS_MAX);
+	for (int i = 0; i < n; i++)
+		if (strcmp(tags[i].key, "rpc_port") == 0) {
+			int p = atoi(tags[i].value);
+			return p > 0 && p < 65536 ? p : -1;
+		}
+	return -1;
+}
+
+/* A member is a KV peer when it advertises a sync port. */
+static bool kv_peer_of(const struct swim_member *m, struct kv_peer *p)
+{
+	int port = member_rpc_port(m);
+	if (port < 0)
+		return false;
+	p->name = m->id->name;
+	p->ip_len = m->id->addr.len == 4 ? 4 : 16;
+	memcpy(p->ip, m->id->addr.ip, p->ip_len);
+	p->port = (uint16_t)port;
+	return true;
+}
+
+static void kv_members_broadcast(void *ctx, const uint8_t *msg, size_t len)
+{
+	struct agent *a = ctx;
+	if (a->gossip != NULL)
+		swim_broadcast_user(gossip_transport_swim(a->gossip), msg, len);
+}
+
+static void kv_members_peers(void *ctx, kv_member_fn fn, void *ud)
+{
+	struct agent *a = ctx;
+	if (a->gossip == NULL)
+		return;
+	struct swim *s = gossip_transport_swim(a->gossip);
+	const struct swim_member *self = swim_self(s);
+	size_t n = swim_member_count(s);
+	for (size_t i = 0; i < n; i++) {
+		const struct swim_member *m = swim_member_at(s, i);
+		struct kv_peer p;
+		if (m != self && m->state == ML_STATE_ALIVE && kv_peer_of(m, &p))
+			fn(ud, &p);
+	}
+}
+
+static bool kv_members_lookup(void *ctx, const char *name, struct kv_peer *p)
+{
+	struct agent *a = ctx;
+	if (a->gossip == NULL)
+		return false;
+	struct swim *s = gossip_transport_swim(a->gossip);
+	const struct swim_member *m = swim_member_find(s, name);
+	return m != NULL && m != swim_self(s) && kv_peer_of(m, p);
 }
 
 static void serf_io_broadcast(void *ctx, const uint8_t *msg, size_t len)
@@ -927,8 +992,13 @@ int agent_main(int argc, char **argv)
 		fprintf(stderr, "==> Error starting agent: %s\n", err);
 		goto out_config;
 	}
-	if (a->kv != NULL)
-		kv_set_swim(a->kv, gossip_transport_swim(a->gossip));
+	if (a->kv != NULL) {
+		struct kv_members km = {.ctx = a,
+					.broadcast = kv_members_broadcast,
+					.peers = kv_members_peers,
+					.lookup = kv_members_lookup};
+		kv_set_members(a->kv, &km);
+	}
 
 	if (api_catalog_start(a, err, sizeof(err)) < 0) {
 		fprintf(stderr, "==> Error starting agent: %s\n", err);
@@ -936,6 +1006,10 @@ int agent_main(int argc, char **argv)
 	}
 	if (a->kv != NULL)
 		api_catalog_attach_store(a, a->kv); /* the catalog lives in the KV store */
+	if (agent_dns_start(a, api_catalog_catalog(a), &p.dns, err, sizeof(err)) < 0) {
+		fprintf(stderr, "==> Error starting agent: %s\n", err);
+		goto out_gossip;
+	}
 	if (a->cfg.http_port >= 0) {
 		a->http = api_start(a, err, sizeof(err));
 		if (a->http == NULL) {
@@ -1006,11 +1080,15 @@ int agent_main(int argc, char **argv)
 		unlink(a->cfg.pid_file);
 out_http:
 	api_ops_stop(a);
+	agent_dns_stop(p.dns);
+	p.dns = NULL;
 	api_catalog_stop(a); /* answers parked queries while HTTP is up */
 	kv_free(a->kv); /* acknowledges committed writes while HTTP is up */
 	a->kv = NULL;
 	api_stop(a);
 out_gossip:
+	agent_dns_stop(p.dns);
+	p.dns = NULL;
 	api_catalog_stop(a);
 	kv_free(a->kv);
 	a->kv = NULL;

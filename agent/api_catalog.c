@@ -19,7 +19,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "agent/agent_dns.h"
 #include "agent/env.h"
 #include "agent/api_reply.h"
 #include "agent/catalog.h"
@@ -46,7 +45,6 @@ struct waiter {
 struct agent_catalog {
 	struct catalog *cat;
 	struct services *svcs;
-	struct agent_dns *dns; /* NULL: DNS off (agent/agent_dns.c) */
 	struct waiter *waiters;
 	ev_timer wake;
 	bool rerun; /* a parked handler is being re-run: do not park again */
@@ -693,8 +691,6 @@ int api_catalog_start(struct agent *a, char *err, size_t errlen)
 	free(mv);
 	if (load_service_defs(ac, &a->cfg, err, errlen) < 0)
 		goto fail;
-	if (agent_dns_start(a, ac->cat, &ac->dns, err, errlen) < 0)
-		goto fail;
 	metrics_collector_add(catalog_collect, ac);
 	return 0;
 fail:
@@ -711,7 +707,6 @@ void api_catalog_stop(struct agent *a)
 	while (ac->waiters != NULL)
 		waiter_run(ac->waiters);
 	ev_timer_stop(ac->loop, &ac->wake);
-	agent_dns_stop(ac->dns);
 	services_free(ac->svcs);
 	catalog_free(ac->cat);
 	free(ac);

@@ -6,9 +6,9 @@
  * (agent/services.h), and the blocking queries parked on catalog/health
  * endpoints.  agent.c calls api_catalog_start() after the gossip layer is
  * up and api_catalog_stop() before it goes; member events go to
- * api_catalog_member_event().  DNS answers from the same catalog; it is
- * built by agent/agent_dns.c, which api_catalog_start() calls.  The
- * handlers below are rows in api.c's route table.
+ * api_catalog_member_event().  DNS answers from the same catalog
+ * (api_catalog_catalog(), agent/agent_dns.h), started and stopped by
+ * agent.c next to it.  The handlers below are rows in api.c's route table.
  *
  * Endpoints (Consul's shapes; see docs/HTTP_API.md):
  *   PUT  /v1/agent/service/register          GET|PUT /v1/agent/service/deregister/<id>
@@ -36,11 +36,10 @@ struct http_conn;
 struct http_request;
 struct swim_member;
 
-/* Creates catalog and registry (with the config's service definitions),
- * and starts DNS over the catalog (agent_dns_start: unless cfg.dns_port <
- * 0).  0 or -1 with err. */
+/* Creates catalog and registry (with the config's service definitions).
+ * 0 or -1 with err. */
 int api_catalog_start(struct agent *a, char *err, size_t errlen);
-/* Answers parked queries (with current data), stops DNS, frees. */
+/* Answers parked queries (with current data), frees. */
 void api_catalog_stop(struct agent *a);
 /* The catalog (owned here; valid until api_catalog_stop), or NULL before
  * start. */

@@ -2,11 +2,12 @@
  * kv/kv.h — the replicated key-value engine, as the agent and the catalog
  * see it.
  *
- * Owns: the local replica (kv/store.h, LMDB in <data_dir>/kv), the hybrid
- * logical clock, group commit, blocking-query watches, eager spread through
- * the gossip layer's user messages and anti-entropy over TCP on its own
- * listener (kv/repl.h is the sans-I/O protocol; this module is its libev
- * driver).
+ * Owns: the engine (kv/engine.h: the local replica in <data_dir>/kv, the
+ * hybrid logical clock, batches, watches, what to spread and to pull) and
+ * its libev driver: group commit once per loop iteration, the watches'
+ * timeouts, the anti-entropy timer and the sync listener and connections
+ * (kv/repl.h frames over TCP, sealed with the keyring). Membership comes
+ * from the agent through struct kv_members.
  *
  * Writes: kv_write() checks and stages the operations of one request in the
  * loop iteration's LMDB write transaction (so a CAS sees earlier writes of
@@ -33,61 +34,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kv/engine.h"
 #include "kv/limits.h"
 
 struct ev_loop;
-struct swim;
-struct swim_member;
 struct kv;
 struct kv_watch;
 
 #define KV_RESERVED_PREFIX "_rumor/"    /* hidden from /v1/kv */
-
-/* One entry as read. Pointers are valid only during the callback. */
-struct kv_entry {
-	const char *key;
-	size_t key_len;
-	const uint8_t *value;
-	size_t value_len;
-	uint64_t flags;
-	uint64_t create_index; /* HLC of creation */
-	uint64_t modify_index; /* HLC of the last write (the version) */
-	const char *node;      /* writer of the version */
-	bool deleted;          /* a tombstone (only kv_scan_all shows them) */
-};
-
-/* Called per entry; return non-zero to stop the scan. */
-typedef int (*kv_entry_fn)(void *ud, const struct kv_entry *e);
-
-enum kv_op_verb {
-	KV_OP_SET,           /* write value/flags */
-	KV_OP_CAS,           /* write if modify_index == index (0: if absent) */
-	KV_OP_DELETE,        /* delete key (ok if absent) */
-	KV_OP_DELETE_TREE,   /* delete every key with prefix `key` */
-	KV_OP_DELETE_CAS,    /* delete if modify_index == index (0: never) */
-	KV_OP_CHECK_INDEX,   /* fail unless modify_index == index */
-	KV_OP_CHECK_NOT_EXISTS, /* fail if the key exists */
-};
-
-struct kv_op {
-	enum kv_op_verb verb;
-	const char *key;
-	size_t key_len;
-	const void *value;
-	size_t value_len;
-	uint64_t flags;
-	uint64_t index;
-};
-
-enum kv_result {
-	KV_OK = 1,        /* applied and durable */
-	KV_FAILED = 0,    /* a check (CAS) failed; nothing changed */
-	KV_ERROR = -1,    /* storage error; nothing changed */
-	KV_SHUTDOWN = -2, /* the engine was freed before the commit */
-};
-
-/* `failed_op` is the index of the op whose check failed (KV_FAILED), else -1. */
-typedef void (*kv_done_fn)(void *ud, enum kv_result r, int failed_op);
 
 struct kv_config {
 	const char *data_dir;       /* the store lives in <data_dir>/kv */
@@ -102,16 +56,38 @@ struct kv_config {
 				     * clock; 0: KV_MAX_AHEAD_DEFAULT_MS, <0: no check */
 };
 
-#define KV_MAX_AHEAD_DEFAULT_MS 30000
-
-/* Open the replica and start the sync listener; NULL with err. `swim` may
- * be NULL (no replication) and may be set later with kv_set_swim. */
+/* Open the replica and start the sync listener; NULL with err. Until
+ * kv_set_members is called the replica is not replicated. */
 struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, size_t errlen);
 /* Commit what is pending, answer pending writes, cancel watches
  * (their callbacks fire with changed=false), close sockets, free. */
 void kv_free(struct kv *kv);
-/* The gossip core used for eager spread and peer selection. */
-void kv_set_swim(struct kv *kv, struct swim *swim);
+/* A member that runs KV (its tags carry "rpc_port"), as the agent's
+ * membership knows it. */
+struct kv_peer {
+	const char *name;
+	uint8_t ip[16];
+	uint8_t ip_len; /* 4 or 16 */
+	uint16_t port;  /* its sync port, the "rpc_port" tag */
+};
+typedef void (*kv_member_fn)(void *ud, const struct kv_peer *p);
+
+/* What the engine needs of the cluster; the agent fills it from its gossip
+ * layer (kv/ never includes gossip/). Every callback is required. */
+struct kv_members {
+	void *ctx;
+	/* Spread one user message through gossip's transmit-limited queue. */
+	void (*broadcast)(void *ctx, const uint8_t *msg, size_t len);
+	/* Call fn for every alive member that runs KV, this node excepted, in
+	 * the same order each time. */
+	void (*peers)(void *ctx, kv_member_fn fn, void *ud);
+	/* The member called name, in any state, if it runs KV and is not this
+	 * node: true with *p filled (p->name valid until gossip runs again). */
+	bool (*lookup)(void *ctx, const char *name, struct kv_peer *p);
+};
+/* Replicate through m (copied; its ctx must outlive kv): eager spread,
+ * peers for anti-entropy and pulls. NULL: stop replicating. */
+void kv_set_members(struct kv *kv, const struct kv_members *m);
 /* The bound sync port (advertise it in the "rpc_port" tag). */
 int kv_sync_port(const struct kv *kv);
 struct kv_seal;
@@ -149,8 +125,9 @@ void kv_watch_cancel(struct kv_watch *w);
 
 /* Feed a gossip user message whose first byte is >= 0x80 and < 0x90. */
 void kv_on_user_msg(struct kv *kv, const uint8_t *p, size_t len);
-/* A member event: a peer joining triggers an anti-entropy round soon. */
-void kv_on_member(struct kv *kv, bool joined, const struct swim_member *m);
+/* A member event: a peer that runs KV joining brings the next anti-entropy
+ * round forward (0.2-0.5 s). */
+void kv_on_member(struct kv *kv, bool joined, const char *name);
 /* Start an anti-entropy round with a random live peer now (tests, join). */
 void kv_sync_now(struct kv *kv);
 
