@@ -11,22 +11,7 @@
 #include <string.h>
 
 #include "kv/limits.h"
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
+#include "lib/cursor.h"
 
 size_t kv_rec_size(const struct kv_rec *r)
 {
@@ -37,18 +22,15 @@ uint8_t *kv_rec_encode(const struct kv_rec *r, uint8_t *p)
 {
 	*p++ = 1;
 	*p++ = r->tomb ? 1 : 0;
-	put64(p, r->hlc);
-	put64(p + 8, r->create);
-	put64(p + 16, r->flags);
+	be64_put(p, r->hlc);
+	be64_put(p + 8, r->create);
+	be64_put(p + 16, r->flags);
 	p += 24;
 	*p++ = r->node_len;
 	if (r->node_len)
 		memcpy(p, r->node, r->node_len);
 	p += r->node_len;
-	p[0] = (uint8_t)(r->value_len >> 24);
-	p[1] = (uint8_t)(r->value_len >> 16);
-	p[2] = (uint8_t)(r->value_len >> 8);
-	p[3] = (uint8_t)r->value_len;
+	be32_put(p, r->value_len);
 	p += 4;
 	if (r->value_len)
 		memcpy(p, r->value, r->value_len);
@@ -84,9 +66,9 @@ int kv_rec_decode(const uint8_t **pos, const uint8_t *end, struct kv_rec *r, cha
 	r->tomb = p[1] == 1;
 	p += 2;
 	NEED(24, "versions");
-	r->hlc = get64(p);
-	r->create = get64(p + 8);
-	r->flags = get64(p + 16);
+	r->hlc = be64_get(p);
+	r->create = be64_get(p + 8);
+	r->flags = be64_get(p + 16);
 	p += 24;
 	NEED(1, "node length");
 	r->node_len = *p++;
@@ -94,7 +76,7 @@ int kv_rec_decode(const uint8_t **pos, const uint8_t *end, struct kv_rec *r, cha
 	r->node = (const char *)p;
 	p += r->node_len;
 	NEED(4, "value length");
-	r->value_len = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+	r->value_len = be32_get(p);
 	p += 4;
 	if (r->value_len > KV_VALUE_MAX) {
 		snprintf(err, errlen, "record: value length %u over the limit", r->value_len);

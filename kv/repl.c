@@ -4,6 +4,7 @@
 #include "kv/repl.h"
 
 #include "kv/limits.h"
+#include "lib/cursor.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -47,36 +48,6 @@ static int append(struct kv_buf *b, const void *p, size_t n)
 	return 0;
 }
 
-static void be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void be64(uint8_t *p, uint64_t v)
-{
-	be32(p, (uint32_t)(v >> 32));
-	be32(p + 4, (uint32_t)v);
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static uint64_t rd64(const uint8_t *p)
-{
-	return ((uint64_t)rd32(p) << 32) | rd32(p + 4);
-}
-
 /* ------------------------------------------------------------ gossip */
 
 int kv_msg_encode_set(struct kv_buf *out, const char *key, size_t key_len, const struct kv_rec *r)
@@ -87,7 +58,7 @@ int kv_msg_encode_set(struct kv_buf *out, const char *key, size_t key_len, const
 		return -1;
 	uint8_t *p = out->p;
 	*p++ = KV_MSG_SET;
-	be16(p, (uint16_t)key_len);
+	be16_put(p, (uint16_t)key_len);
 	p += 2;
 	memcpy(p, key, key_len);
 	p += key_len;
@@ -105,16 +76,16 @@ int kv_msg_encode_announce(struct kv_buf *out, const char *key, size_t key_len,
 		return -1;
 	uint8_t *p = out->p;
 	*p++ = KV_MSG_ANNOUNCE;
-	be16(p, (uint16_t)key_len);
+	be16_put(p, (uint16_t)key_len);
 	p += 2;
 	memcpy(p, key, key_len);
 	p += key_len;
-	be64(p, r->hlc);
+	be64_put(p, r->hlc);
 	p += 8;
 	*p++ = r->node_len;
 	memcpy(p, r->node, r->node_len);
 	p += r->node_len;
-	be32(p, r->value_len);
+	be32_put(p, r->value_len);
 	out->len = n;
 	return 0;
 }
@@ -132,7 +103,7 @@ static int read_key(const uint8_t **pp, const uint8_t *end, const char **key, si
 {
 	const uint8_t *p = *pp;
 	NEED(2, "key length");
-	size_t kl = ((size_t)p[0] << 8) | p[1];
+	size_t kl = be16_get(p);
 	p += 2;
 	if (kl == 0 || kl > 510) {
 		snprintf(err, errlen, "kv message: bad key length %zu", kl);
@@ -158,14 +129,14 @@ int kv_msg_decode(const uint8_t *p, size_t len, struct kv_msg *m, char *err, siz
 			return -1;
 	} else if (m->type == KV_MSG_ANNOUNCE) {
 		NEED(9, "announce version");
-		m->hlc = rd64(p);
+		m->hlc = be64_get(p);
 		p += 8;
 		m->node_len = *p++;
 		NEED(m->node_len, "announce node");
 		m->node = (const char *)p;
 		p += m->node_len;
 		NEED(4, "announce size");
-		m->size = rd32(p);
+		m->size = be32_get(p);
 		p += 4;
 		if (m->hlc == 0) {
 			snprintf(err, errlen, "kv message: zero version");
@@ -189,7 +160,7 @@ long kv_frame_next(const uint8_t *p, size_t len, uint8_t *type, const uint8_t **
 {
 	if (len < 4)
 		return 0;
-	uint32_t n = rd32(p);
+	uint32_t n = be32_get(p);
 	/* a sealed frame carries a whole plaintext frame plus the seal */
 	if (n == 0 || n > KV_FRAME_MAX + KV_SEAL_OVERHEAD_MAX) {
 		snprintf(err, errlen, "sync frame: bad length %u (at most %u)", n,
@@ -219,7 +190,7 @@ static size_t frame_begin(struct kv_buf *out, uint8_t type)
 
 static void frame_end(struct kv_buf *out, size_t at)
 {
-	be32(out->p + at, (uint32_t)(out->len - at - 4));
+	be32_put(out->p + at, (uint32_t)(out->len - at - 4));
 }
 
 static int frame_empty(struct kv_buf *out, uint8_t type)
@@ -245,7 +216,7 @@ static void writer_close(struct rec_writer *w)
 {
 	if (w->at == SIZE_MAX)
 		return;
-	be32(w->out->p + w->at + 5, w->count);
+	be32_put(w->out->p + w->at + 5, w->count);
 	frame_end(w->out, w->at);
 	w->at = SIZE_MAX;
 	w->count = 0;
@@ -271,7 +242,7 @@ static int write_rec(void *ud, const char *key, size_t key_len, const struct kv_
 		return 1;
 	}
 	uint8_t *p = w->out->p + w->out->len;
-	be16(p, (uint16_t)key_len);
+	be16_put(p, (uint16_t)key_len);
 	memcpy(p + 2, key, key_len);
 	kv_rec_encode(r, p + 2 + key_len);
 	w->out->len += n;
@@ -285,7 +256,7 @@ long kv_records_decode(const uint8_t *p, size_t len, kv_apply_fn apply, void *ct
 {
 	const uint8_t *end = p + len;
 	NEED(4, "record count");
-	uint32_t n = rd32(p);
+	uint32_t n = be32_get(p);
 	p += 4;
 	/* each record takes at least 2+1+2+24+1+4 bytes: refuse absurd counts */
 	if ((uint64_t)n * 34 > (uint64_t)(end - p)) {
@@ -372,7 +343,7 @@ int kv_sync_start(struct kv_sync *s, enum kv_sync_role role, struct kv_store *st
 			return -1;
 		size_t at = frame_begin(out, KV_F_PULL);
 		uint8_t kl[2];
-		be16(kl, (uint16_t)pull_key_len);
+		be16_put(kl, (uint16_t)pull_key_len);
 		if (at == (size_t)-1 || append(out, kl, 2) < 0 ||
 		    append(out, pull_key, pull_key_len) < 0)
 			return -1;
@@ -385,7 +356,7 @@ int kv_sync_start(struct kv_sync *s, enum kv_sync_role role, struct kv_store *st
 	if (at == (size_t)-1 || reserve(out, KV_BUCKETS * 8) < 0)
 		return -1;
 	for (unsigned i = 0; i < KV_BUCKETS; i++)
-		be64(out->p + out->len + i * 8, d[i]);
+		be64_put(out->p + out->len + i * 8, d[i]);
 	out->len += KV_BUCKETS * 8;
 	frame_end(out, at);
 	s->state = ST_WAIT_DIFF;
@@ -441,7 +412,7 @@ int kv_sync_feed(struct kv_sync *s, uint8_t type, const uint8_t *payload, size_t
 			}
 			const uint64_t *mine = kv_store_digest(s->store);
 			for (unsigned b = 0; b < KV_BUCKETS; b++)
-				if (rd64(payload + b * 8) != mine[b])
+				if (be64_get(payload + b * 8) != mine[b])
 					s->diff[b / 8] |= (uint8_t)(1u << (b % 8));
 			size_t at = frame_begin(out, KV_F_DIFF);
 			if (at == (size_t)-1 || append(out, s->diff, sizeof(s->diff)) < 0) {
@@ -508,14 +479,14 @@ int kv_frames_seal(const struct kv_seal *k, bool from_initiator, const uint8_t *
 {
 	size_t off = 0;
 	while (len - off >= 5) {
-		uint32_t n = rd32(in + off);
+		uint32_t n = be32_get(in + off);
 		if (n == 0 || n > len - off - 4)
 			return -1; /* only whole frames are sealed */
 		size_t sealed = n + k->overhead;
 		if (reserve(out, 5 + sealed) < 0)
 			return -1;
 		uint8_t *h = out->p + out->len;
-		be32(h, (uint32_t)(1 + sealed));
+		be32_put(h, (uint32_t)(1 + sealed));
 		h[4] = KV_F_SEALED;
 		uint8_t ad[6];
 		seal_ad(ad, h, from_initiator);

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "lib/cursor.h"
 #include "lib/log.h"
 #include "kv/hlc.h"
 #include "kv/record.h"
@@ -68,36 +69,7 @@ struct kv_store {
 	uint64_t live, tombs, saved_live, saved_tombs;
 };
 
-/* ------------------------------------------------------------ bytes */
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
+/* ------------------------------------------------------------ hashes */
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
@@ -127,7 +99,7 @@ unsigned kv_bucket_of(const char *key, size_t key_len)
 static uint64_t entry_hash(const char *key, size_t key_len, const struct kv_rec *r)
 {
 	uint8_t v[9];
-	put64(v, r->hlc);
+	be64_put(v, r->hlc);
 	v[8] = r->tomb;
 	uint64_t h = fnv(0xcbf29ce484222325ull, key, key_len);
 	h = fnv(h, v, sizeof(v));
@@ -141,7 +113,8 @@ static uint64_t entry_hash(const char *key, size_t key_len, const struct kv_rec 
  * found under the wrong key (a misdirected page write) fails as well. */
 static uint32_t stored_crc(const char *key, size_t key_len, const uint8_t *rec, size_t n)
 {
-	uint8_t kl[2] = {(uint8_t)(key_len >> 8), (uint8_t)key_len};
+	uint8_t kl[2];
+	be16_put(kl, (uint16_t)key_len);
 	uint32_t c = kv_wal_crc32c(0, kl, sizeof(kl));
 	c = kv_wal_crc32c(c, key, key_len);
 	return kv_wal_crc32c(c, rec, n);
@@ -156,7 +129,7 @@ static size_t stored_size(const struct kv_rec *r)
 static void stored_encode(const char *key, size_t key_len, const struct kv_rec *r, uint8_t *buf)
 {
 	size_t n = (size_t)(kv_rec_encode(r, buf) - buf);
-	put32(buf + n, stored_crc(key, key_len, buf, n));
+	be32_put(buf + n, stored_crc(key, key_len, buf, n));
 	buf[n + 4] = KV_STORE_REC_MARK;
 }
 
@@ -174,7 +147,7 @@ static enum rec_state rec_load(const char *key, size_t key_len, const uint8_t *v
 	bool marked = n >= KV_STORE_REC_TRAILER && v[n - 1] == KV_STORE_REC_MARK;
 	if (marked) {
 		size_t body = n - KV_STORE_REC_TRAILER;
-		if (get32(v + body) == stored_crc(key, key_len, v, body)) {
+		if (be32_get(v + body) == stored_crc(key, key_len, v, body)) {
 			if (kv_rec_decode(&p, v + body, r, err, sizeof(err)) == 0 && p == v + body)
 				return REC_CHECKED;
 			*why = "does not decode (checksum valid)";
@@ -1074,13 +1047,13 @@ int64_t kv_store_last_seen(struct kv_store *s)
 	MDB_val k = {9, "last_seen"}, v;
 	if (mdb_get(t, s->meta, &k, &v) != 0 || v.mv_size != 8)
 		return 0;
-	return (int64_t)get64(v.mv_data);
+	return (int64_t)be64_get(v.mv_data);
 }
 
 static int write_last_seen(struct kv_store *s, int64_t ms)
 {
 	uint8_t b[8];
-	put64(b, (uint64_t)ms);
+	be64_put(b, (uint64_t)ms);
 	MDB_val k = {9, "last_seen"}, v = {8, b};
 	return mdb_put(s->wtxn, s->meta, &k, &v, 0) == 0 ? 0 : -1;
 }

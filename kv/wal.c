@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "kv/record.h"
+#include "lib/cursor.h"
 
 #define WAL_VERSION 1u
 #define BATCH_HDR (KV_WAL_REC_HDR + 12u) /* record header, stamp, entry count */
@@ -70,44 +71,20 @@ uint32_t kv_wal_crc32c(uint32_t crc, const void *buf, size_t len)
 
 /* ------------------------------------------------------------ codec */
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)(v >> 32));
-	put32(p + 4, (uint32_t)v);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return ((uint64_t)get32(p) << 32) | get32(p + 4);
-}
-
 void kv_wal_header_encode(uint8_t *out, uint64_t gen)
 {
 	memcpy(out, "RWAL", 4);
-	put32(out + 4, WAL_VERSION);
-	put64(out + 8, gen);
-	put32(out + 16, kv_wal_crc32c(0, out, 16));
+	be32_put(out + 4, WAL_VERSION);
+	be64_put(out + 8, gen);
+	be32_put(out + 16, kv_wal_crc32c(0, out, 16));
 }
 
 int kv_wal_header_decode(const uint8_t *p, size_t len, uint64_t *gen)
 {
 	if (p == NULL || len < KV_WAL_HDR_LEN || memcmp(p, "RWAL", 4) != 0 ||
-	    get32(p + 4) != WAL_VERSION || get32(p + 16) != kv_wal_crc32c(0, p, 16))
+	    be32_get(p + 4) != WAL_VERSION || be32_get(p + 16) != kv_wal_crc32c(0, p, 16))
 		return -1;
-	*gen = get64(p + 8);
+	*gen = be64_get(p + 8);
 	return 0;
 }
 
@@ -115,8 +92,8 @@ int kv_wal_header_decode(const uint8_t *p, size_t len, uint64_t *gen)
 static uint32_t rec_crc(uint64_t gen, uint32_t len, const uint8_t *payload)
 {
 	uint8_t h[12];
-	put64(h, gen);
-	put32(h + 8, len);
+	be64_put(h, gen);
+	be32_put(h + 8, len);
 	return kv_wal_crc32c(kv_wal_crc32c(0, h, sizeof(h)), payload, len);
 }
 
@@ -125,26 +102,22 @@ static uint32_t rec_crc(uint64_t gen, uint32_t len, const uint8_t *payload)
 static int walk_payload(const uint8_t *p, const uint8_t *end, kv_wal_fn fn, void *ud)
 {
 	char err[96];
-	if (end - p < 12)
+	struct cursor c = {p, end};
+	const uint8_t *stamp, *key;
+	uint32_t count;
+	if (!cursor_bytes(&c, 8, &stamp) || !cursor_be32(&c, &count))
 		return -1;
-	uint32_t count = get32(p + 8);
-	p += 12;
 	for (uint32_t i = 0; i < count; i++) {
-		if (end - p < 2)
+		uint16_t klen;
+		if (!cursor_be16(&c, &klen) || klen == 0 || !cursor_bytes(&c, klen, &key))
 			return -1;
-		size_t klen = ((size_t)p[0] << 8) | p[1];
-		p += 2;
-		if (klen == 0 || (size_t)(end - p) < klen)
-			return -1;
-		const char *key = (const char *)p;
-		p += klen;
 		struct kv_rec r;
-		if (kv_rec_decode(&p, end, &r, err, sizeof(err)) < 0)
+		if (kv_rec_decode(&c.p, c.end, &r, err, sizeof(err)) < 0)
 			return -1;
-		if (fn != NULL && fn(ud, key, klen, &r) != 0)
+		if (fn != NULL && fn(ud, (const char *)key, klen, &r) != 0)
 			return -2;
 	}
-	return p == end ? 0 : -1;
+	return c.p == c.end ? 0 : -1;
 }
 
 const char *kv_wal_tail_why_name(enum kv_wal_tail_why why)
@@ -171,7 +144,7 @@ const char *kv_wal_tail_why_name(enum kv_wal_tail_why why)
  * its whole length when that is known and within rest, else 0. */
 static enum kv_wal_tail_why classify(const uint8_t *h, size_t rest, uint64_t gen, size_t *n)
 {
-	uint32_t plen = get32(h);
+	uint32_t plen = be32_get(h);
 	*n = 0;
 	if (plen < 12 || plen > MAX_RECORD)
 		return KV_WAL_TAIL_LENGTH;
@@ -179,7 +152,7 @@ static enum kv_wal_tail_why classify(const uint8_t *h, size_t rest, uint64_t gen
 		return KV_WAL_TAIL_SHORT;
 	*n = KV_WAL_REC_HDR + plen;
 	const uint8_t *payload = h + KV_WAL_REC_HDR;
-	if (rec_crc(gen, plen, payload) != get32(h + 4))
+	if (rec_crc(gen, plen, payload) != be32_get(h + 4))
 		return KV_WAL_TAIL_CHECKSUM;
 	if (walk_payload(payload, payload + plen, NULL, NULL) != 0)
 		return KV_WAL_TAIL_DECODE;
@@ -211,7 +184,7 @@ void kv_wal_tail_examine(const uint8_t *buf, size_t len, uint64_t gen, size_t va
 		return;
 	}
 	size_t n;
-	while (len - off >= KV_WAL_REC_HDR && get64(buf + off + 8) == gen) {
+	while (len - off >= KV_WAL_REC_HDR && be64_get(buf + off + 8) == gen) {
 		enum kv_wal_tail_why why = classify(buf + off, len - off, gen, &n);
 		if (t->records == 0) {
 			if (why == KV_WAL_TAIL_NONE)
@@ -237,9 +210,9 @@ long long kv_wal_parse(const uint8_t *buf, size_t len, uint64_t gen, kv_wal_fn f
 	size_t off = 0, n = 0;
 	while (buf != NULL && len - off >= KV_WAL_REC_HDR) {
 		const uint8_t *h = buf + off;
-		uint32_t plen = get32(h);
-		uint32_t crc = get32(h + 4);
-		if (get64(h + 8) != gen || plen < 12 || plen > len - off - KV_WAL_REC_HDR)
+		uint32_t plen = be32_get(h);
+		uint32_t crc = be32_get(h + 4);
+		if (be64_get(h + 8) != gen || plen < 12 || plen > len - off - KV_WAL_REC_HDR)
 			break;
 		const uint8_t *payload = h + KV_WAL_REC_HDR;
 		if (rec_crc(gen, plen, payload) != crc)
@@ -249,7 +222,7 @@ long long kv_wal_parse(const uint8_t *buf, size_t len, uint64_t gen, kv_wal_fn f
 		if (walk_payload(payload, payload + plen, fn, ud) != 0)
 			return -1;
 		if (stamp != NULL)
-			*stamp = get64(payload);
+			*stamp = be64_get(payload);
 		off += KV_WAL_REC_HDR + plen;
 		n++;
 	}
@@ -538,8 +511,7 @@ int kv_wal_add(struct kv_wal *w, const char *key, size_t key_len, const struct k
 		w->cap = cap;
 	}
 	uint8_t *p = w->buf + w->len;
-	p[0] = (uint8_t)(key_len >> 8);
-	p[1] = (uint8_t)key_len;
+	be16_put(p, (uint16_t)key_len);
 	memcpy(p + 2, key, key_len);
 	kv_rec_encode(r, p + 2 + key_len);
 	w->len += need;
@@ -589,11 +561,11 @@ int kv_wal_commit(struct kv_wal *w, uint64_t stamp)
 	}
 	uint32_t plen = (uint32_t)(w->len - KV_WAL_REC_HDR);
 	uint8_t *h = w->buf;
-	put64(h + KV_WAL_REC_HDR, stamp);
-	put32(h + KV_WAL_REC_HDR + 8, w->count);
-	put32(h, plen);
-	put32(h + 4, rec_crc(w->gen, plen, h + KV_WAL_REC_HDR));
-	put64(h + 8, w->gen);
+	be64_put(h + KV_WAL_REC_HDR, stamp);
+	be32_put(h + KV_WAL_REC_HDR + 8, w->count);
+	be32_put(h, plen);
+	be32_put(h + 4, rec_crc(w->gen, plen, h + KV_WAL_REC_HDR));
+	be64_put(h + 8, w->gen);
 	uint64_t end = w->pos + w->len;
 	bool wrote = false;
 	if (end > w->file_size)

@@ -22,6 +22,7 @@
 
 #include "kv/store.h"
 #include "kv/wal.h"
+#include "lib/cursor.h"
 
 #define ASSERT(c)                                                                         \
 	do {                                                                              \
@@ -45,34 +46,21 @@ static int check_entry(void *ud, const char *key, size_t key_len, const struct k
 	return 0;
 }
 
-static uint32_t get32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
 /* Give every record (as its length fields lay them out) a correct checksum. */
 static void fix_crcs(uint8_t *b, size_t len)
 {
 	size_t off = 0;
 	while (len - off >= KV_WAL_REC_HDR) {
 		uint8_t *h = b + off;
-		uint32_t plen = get32(h);
+		uint32_t plen = be32_get(h);
 		if (plen > len - off - KV_WAL_REC_HDR)
 			break;
 		uint8_t pre[12];
 		memcpy(pre, h + 8, 8); /* gen */
-		put32(pre + 8, plen);
+		be32_put(pre + 8, plen);
 		uint32_t crc = kv_wal_crc32c(kv_wal_crc32c(0, pre, sizeof(pre)), h + KV_WAL_REC_HDR,
 					     plen);
-		put32(h + 4, crc);
+		be32_put(h + 4, crc);
 		off += KV_WAL_REC_HDR + plen;
 	}
 }
@@ -88,9 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 9)
 		return 0;
 	uint8_t mode = data[0];
-	uint64_t gen = 0;
-	for (int i = 1; i <= 8; i++)
-		gen = (gen << 8) | data[i];
+	uint64_t gen = be64_get(data + 1);
 	size_t len = size - 9;
 	uint8_t *b = malloc(len ? len : 1);
 	ASSERT(b != NULL);
