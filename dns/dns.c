@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/cursor.h"
 #include "lib/xalloc.h"
 
 #define OPT_LEN 11
@@ -58,11 +59,6 @@ struct dns_responder {
 
 /* ------------------------------------------------------------ decoding */
 
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)((p[0] << 8) | p[1]);
-}
-
 int dns_name_decode(const uint8_t *msg, size_t msglen, size_t *off, struct dns_name *out,
 		    const char **why)
 {
@@ -83,7 +79,7 @@ int dns_name_decode(const uint8_t *msg, size_t msglen, size_t *off, struct dns_n
 				*why = "compression pointer cut short";
 				return -1;
 			}
-			size_t target = (size_t)(((l & 0x3F) << 8) | msg[pos + 1]);
+			size_t target = be16_get(msg + pos) & 0x3FFF;
 			if (target >= lowest) {
 				*why = "compression pointer does not point backwards (loop)";
 				return -1;
@@ -142,10 +138,10 @@ static int skip_rr(const uint8_t *msg, size_t len, size_t *off, struct dns_name 
 	if (*off + 10 > len)
 		return -1;
 	const uint8_t *p = msg + *off;
-	*type = rd16(p);
-	*klass = rd16(p + 2);
-	*ttl = ((uint32_t)p[4] << 24) | ((uint32_t)p[5] << 16) | ((uint32_t)p[6] << 8) | p[7];
-	*rdlen = rd16(p + 8);
+	*type = be16_get(p);
+	*klass = be16_get(p + 2);
+	*ttl = be32_get(p + 4);
+	*rdlen = be16_get(p + 8);
 	*off += 10;
 	if (*off + *rdlen > len)
 		return -1;
@@ -165,11 +161,11 @@ int dns_query_parse(const uint8_t *msg, size_t len, struct dns_query *q)
 	q->question_end = 0;
 	if (msg == NULL || len < DNS_HEADER_LEN)
 		return -1;
-	q->id = rd16(msg);
-	q->flags = rd16(msg + 2);
+	q->id = be16_get(msg);
+	q->flags = be16_get(msg + 2);
 	if (q->flags & 0x8000)
 		return -1; /* a response: never answer it */
-	uint16_t qd = rd16(msg + 4), an = rd16(msg + 6), ns = rd16(msg + 8), ar = rd16(msg + 10);
+	uint16_t qd = be16_get(msg + 4), an = be16_get(msg + 6), ns = be16_get(msg + 8), ar = be16_get(msg + 10);
 	if (((q->flags >> 11) & 0xF) != 0)
 		return DNS_RC_NOTIMP;
 	if (qd != 1)
@@ -180,8 +176,8 @@ int dns_query_parse(const uint8_t *msg, size_t len, struct dns_query *q)
 		return DNS_RC_FORMERR;
 	if (off + 4 > len)
 		return DNS_RC_FORMERR;
-	q->qtype = rd16(msg + off);
-	q->qclass = rd16(msg + off + 2);
+	q->qtype = be16_get(msg + off);
+	q->qclass = be16_get(msg + off + 2);
 	off += 4;
 	q->question_end = off;
 	struct dns_name scratch;
@@ -235,13 +231,15 @@ static void put8(struct bld *b, uint8_t v)
 
 static void put16(struct bld *b, uint16_t v)
 {
-	uint8_t x[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+	uint8_t x[2];
+	be16_put(x, v);
 	put(b, x, 2);
 }
 
 static void put32(struct bld *b, uint32_t v)
 {
-	uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+	uint8_t x[4];
+	be32_put(x, v);
 	put(b, x, 4);
 }
 
@@ -286,9 +284,7 @@ static void rr_end(struct bld *b, size_t at)
 {
 	if (b->full)
 		return;
-	size_t n = b->pos - at - 2;
-	b->p[at] = (uint8_t)(n >> 8);
-	b->p[at + 1] = (uint8_t)n;
+	be16_put(b->p + at, (uint16_t)(b->pos - at - 2));
 }
 
 /* ----------------------------------------------------------- responder */
@@ -810,23 +806,22 @@ static void finish(struct ans *a, const struct dns_query *q, bool tc, bool opt)
 		flags |= 0x0080; /* RA */
 	flags |= (uint16_t)(a->rcode & 0xF);
 	if (opt) {
-		uint8_t o[OPT_LEN] = {0, 0, DNS_T_OPT, (uint8_t)(OUR_UDP_SIZE >> 8),
-				      (uint8_t)(OUR_UDP_SIZE & 0xFF), (uint8_t)(a->rcode >> 4), 0,
-				      0, 0, 0, 0};
+		/* root name, type OPT, our UDP size as the class, the extended
+		 * rcode's high bits, version 0, no flags, no rdata */
+		uint8_t o[OPT_LEN] = {0};
+		be16_put(o + 1, DNS_T_OPT);
+		be16_put(o + 3, OUR_UDP_SIZE);
+		o[5] = (uint8_t)(a->rcode >> 4);
 		/* the room was reserved: lift the limit by it */
 		a->b.limit += OPT_LEN;
 		put(&a->b, o, OPT_LEN);
 		a->ar++;
 	}
 	uint8_t *p = a->b.p;
-	p[2] = (uint8_t)(flags >> 8);
-	p[3] = (uint8_t)flags;
-	p[6] = (uint8_t)(a->an >> 8);
-	p[7] = (uint8_t)a->an;
-	p[8] = (uint8_t)(a->ns >> 8);
-	p[9] = (uint8_t)a->ns;
-	p[10] = (uint8_t)(a->ar >> 8);
-	p[11] = (uint8_t)a->ar;
+	be16_put(p + 2, flags);
+	be16_put(p + 6, a->an);
+	be16_put(p + 8, a->ns);
+	be16_put(p + 10, a->ar);
 }
 
 /*

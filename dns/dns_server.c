@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "dns/dns.h"
+#include "lib/cursor.h"
 #include "lib/net.h"
 #include "lib/xalloc.h"
 
@@ -114,7 +115,8 @@ static uint64_t next_seed(struct dns_server *s)
 static void send_servfail(struct dns_server *s, uint16_t id, const struct sockaddr_storage *to,
 			  socklen_t tolen)
 {
-	uint8_t h[12] = {(uint8_t)(id >> 8), (uint8_t)id, 0x81, 0x82, 0, 0, 0, 0, 0, 0, 0, 0};
+	uint8_t h[12] = {0, 0, 0x81, 0x82, 0, 0, 0, 0, 0, 0, 0, 0};
+	be16_put(h, id);
 	sendto(s->ufd, h, sizeof(h), MSG_DONTWAIT, (const struct sockaddr *)to, tolen);
 }
 
@@ -123,7 +125,7 @@ static void send_servfail(struct dns_server *s, uint16_t id, const struct sockad
 static void forward(struct dns_server *s, const uint8_t *q, size_t len,
 		    const struct sockaddr_storage *from, socklen_t fromlen)
 {
-	uint16_t cid = (uint16_t)(q[0] << 8 | q[1]);
+	uint16_t cid = be16_get(q);
 	if (s->nfwd >= FWD_MAX || len > UDP_IN_MAX) {
 		send_servfail(s, cid, from, fromlen);
 		return;
@@ -140,8 +142,7 @@ static void forward(struct dns_server *s, const uint8_t *q, size_t len,
 	f->deadline = ev_now(s->loop) + DNS_SERVER_RECURSOR_TIMEOUT_S;
 	uint8_t buf[UDP_IN_MAX];
 	memcpy(buf, q, len);
-	buf[0] = (uint8_t)(f->up_id >> 8);
-	buf[1] = (uint8_t)f->up_id;
+	be16_put(buf, f->up_id);
 	if (sendto(s->ffd, buf, len, MSG_DONTWAIT, (struct sockaddr *)&s->rec[f->rec],
 		   s->reclen[f->rec]) < 0) {
 		send_servfail(s, cid, from, fromlen);
@@ -180,12 +181,11 @@ static void fwd_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		if (n < 12 || !(buf[2] & 0x80))
 			continue;
-		uint16_t id = (uint16_t)(buf[0] << 8 | buf[1]);
+		uint16_t id = be16_get(buf);
 		struct fwd *f = &s->fwd[id & FWD_MASK];
 		if (!f->used || f->up_id != id || !same_addr(&from, &s->rec[f->rec]))
 			continue; /* late, unknown or spoofed */
-		buf[0] = (uint8_t)(f->client_id >> 8);
-		buf[1] = (uint8_t)f->client_id;
+		be16_put(buf, f->client_id);
 		sendto(s->ufd, buf, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&f->client, f->clen);
 		f->used = false;
 		s->nfwd--;
@@ -390,7 +390,7 @@ static int conn_process(struct dns_conn *c)
 	struct dns_server *s = c->srv;
 	size_t off = 0;
 	while (c->inlen - off >= 2 && c->pendlen == 0) {
-		size_t ql = (size_t)(c->in[off] << 8 | c->in[off + 1]);
+		size_t ql = be16_get(c->in + off);
 		if (c->inlen - off - 2 < ql)
 			break;
 		size_t len = 0;
@@ -411,8 +411,7 @@ static int conn_process(struct dns_conn *c)
 		}
 		if (act != DNS_ACT_REPLY)
 			return -1; /* nothing to say to garbage on a stream: close it */
-		s->tcp_out[0] = (uint8_t)(len >> 8);
-		s->tcp_out[1] = (uint8_t)len;
+		be16_put(s->tcp_out, (uint16_t)len);
 		if (conn_write(c, s->tcp_out, len + 2) < 0)
 			return -1;
 	}
