@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/xalloc.h"
+
 /* Items a fill examines and skips (too big for the space left) before it
  * calls the packet full. */
 #define BCAST_FILL_SKIP_MAX 32
@@ -87,9 +89,7 @@ static void heap_insert(struct bcast_queue *q, struct bcast_item *it)
 	if (q->n == q->cap) {
 		q->cap = q->cap ? q->cap * 2 : 16;
 		for (int h = 0; h < 2; h++) {
-			q->heap[h] = realloc(q->heap[h], q->cap * sizeof(*q->heap[h]));
-			if (q->heap[h] == NULL)
-				abort();
+			q->heap[h] = xrealloc(q->heap[h], q->cap * sizeof(*q->heap[h]));
 		}
 	}
 	size_t i = q->n++;
@@ -127,9 +127,7 @@ static void names_grow(struct bcast_queue *q)
 	size_t old = q->names_cap;
 	struct bcast_item **ob = q->names;
 	q->names_cap = old ? old * 2 : 64;
-	q->names = calloc(q->names_cap, sizeof(*q->names));
-	if (q->names == NULL)
-		abort();
+	q->names = xcalloc(q->names_cap, sizeof(*q->names));
 	for (size_t i = 0; i < old; i++) {
 		struct bcast_item *it = ob[i];
 		while (it != NULL) {
@@ -198,9 +196,7 @@ uint64_t bcast_queue_push(struct bcast_queue *q, uint8_t kind, const char *name,
 		item_remove(q, q->heap[1][0]);
 		q->dropped++;
 	}
-	struct bcast_item *it = malloc(sizeof(*it) + (len ? len : 1));
-	if (it == NULL)
-		abort();
+	struct bcast_item *it = xmalloc(sizeof(*it) + (len ? len : 1));
 	memcpy(it->msg, msg, len);
 	it->len = (uint32_t)len;
 	it->name_hash = h;
@@ -245,9 +241,7 @@ size_t bcast_queue_fill(struct bcast_queue *q, int limit, size_t overhead, size_
 			} else {
 				if (nspill == spill_cap) {
 					spill_cap = spill_cap ? spill_cap * 2 : 256;
-					spill = realloc(spill, spill_cap * sizeof(*spill));
-					if (spill == NULL)
-						abort();
+					spill = xrealloc(spill, spill_cap * sizeof(*spill));
 				}
 				spill[nspill++] = it;
 			}

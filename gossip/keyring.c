@@ -17,6 +17,7 @@
 
 #include "gossip/wire.h"
 #include "lib/cursor.h"
+#include "lib/xalloc.h"
 
 #define NONCE_LEN 12
 #define TAG_LEN 16
@@ -36,9 +37,7 @@ bool keyring_available(void)
 
 struct keyring *keyring_new(void)
 {
-	struct keyring *k = calloc(1, sizeof(*k));
-	if (k == NULL)
-		abort();
+	struct keyring *k = xcalloc(1, sizeof(*k));
 	k->st = sodium_malloc(sizeof(crypto_aead_aes256gcm_state) * KEYRING_MAX_KEYS);
 	if (k->st == NULL)
 		abort();
@@ -225,9 +224,7 @@ int keyring_encrypt_stream(const struct keyring *k, const uint8_t *msg, size_t l
 	size_t enc = len + KEYRING_OVERHEAD;
 	if (len > ML_PUSH_STATE_MAX)
 		return -1;
-	uint8_t *buf = malloc(5 + enc);
-	if (buf == NULL)
-		abort();
+	uint8_t *buf = xmalloc(5 + enc);
 	buf[0] = KEYRING_ENCRYPT_MSG;
 	be32_put(buf + 1, (uint32_t)enc);
 	int n = keyring_encrypt(k, msg, len, buf, 5, buf + 5, enc);
@@ -254,9 +251,7 @@ int keyring_decrypt_stream(const struct keyring *k, const uint8_t *in, size_t le
 		return ML_BAD;
 	if (len - 5 < more)
 		return ML_AGAIN;
-	uint8_t *plain = malloc(more);
-	if (plain == NULL)
-		abort();
+	uint8_t *plain = xmalloc(more);
 	int n = keyring_decrypt(k, in + 5, more, in, 5, plain, more);
 	if (n < 0) {
 		free(plain);

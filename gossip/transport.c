@@ -28,6 +28,7 @@
 
 #include "gossip/keyring.h"
 #include "lib/net.h"
+#include "lib/xalloc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -610,10 +611,7 @@ static void stream_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 					stream_refuse(st, "over the gossip streams' memory budget");
 					return;
 				}
-				uint8_t *p = realloc(st->in, ncap);
-				if (p == NULL)
-					abort();
-				st->in = p;
+				st->in = xrealloc(st->in, ncap);
 				st->in_cap = ncap;
 			}
 			if (st->in_len == st->in_cap) {
@@ -649,9 +647,7 @@ static void stream_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 static struct stream *stream_new(struct gossip_transport *t, enum stream_kind kind, int fd,
 				 int64_t deadline_ms)
 {
-	struct stream *st = calloc(1, sizeof(*st));
-	if (st == NULL)
-		abort();
+	struct stream *st = xcalloc(1, sizeof(*st));
 	st->t = t;
 	st->kind = kind;
 	st->fd = fd;
@@ -717,9 +713,7 @@ static uint8_t *compress_state(uint8_t *msg, size_t *len)
 	if (msg == NULL || *len < 256 || *len > (size_t)INT_MAX / 2)
 		return msg;
 	size_t cap = *len + *len / 2 + 64;
-	uint8_t *z = malloc(cap);
-	if (z == NULL)
-		abort();
+	uint8_t *z = xmalloc(cap);
 	int r = ml_compress_encode(z, cap, msg, *len);
 	if (r < 0 || (size_t)r >= *len) {
 		free(z);
@@ -744,9 +738,7 @@ static void io_tcp_ping(void *ctx, const struct ml_addr *to, uint32_t seq, const
 			size_t len, int64_t deadline)
 {
 	struct gossip_transport *t = ctx;
-	uint8_t *req = malloc(len);
-	if (req == NULL)
-		abort();
+	uint8_t *req = xmalloc(len);
 	memcpy(req, pkt, len);
 	int64_t timeout = deadline - gossip_now_ms();
 	char why[160];
@@ -875,9 +867,7 @@ struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
 		snprintf(err, errlen, "libsodium failed to initialise");
 		return NULL;
 	}
-	struct gossip_transport *t = calloc(1, sizeof(*t));
-	if (t == NULL)
-		abort();
+	struct gossip_transport *t = xcalloc(1, sizeof(*t));
 	t->loop = loop;
 	t->udp_fd = t->tcp_fd = -1;
 	do
