@@ -8,11 +8,9 @@
 #define _GNU_SOURCE
 #include "agent/checks.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,6 +19,8 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "lib/net.h"
 
 #define DEFAULT_TIMEOUT_MS 10000
 
@@ -82,22 +82,7 @@ static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
 	}
 	if (strcmp(h, "localhost") == 0)
 		snprintf(h, sizeof(h), "127.0.0.1");
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, h, &a4->sin_addr) == 1) {
-		a4->sin_family = AF_INET;
-		a4->sin_port = htons(port);
-		*len = sizeof(*a4);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, h, &a6->sin6_addr) == 1) {
-		a6->sin6_family = AF_INET6;
-		a6->sin6_port = htons(port);
-		*len = sizeof(*a6);
-		return 0;
-	}
-	return -1;
+	return net_addr_parse(h, port, ss, len) < 0 ? -1 : 0;
 }
 
 /* "host:port" / "[v6]:port" */
@@ -219,17 +204,13 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void start_connect(struct check_runner *r)
 {
 	char msg[800];
-	r->fd = socket(r->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (r->fd < 0) {
-		snprintf(msg, sizeof(msg), "socket: %s", strerror(errno));
+	int fd = net_tcp_connect(&r->addr, r->addrlen, NULL);
+	if (fd < 0) {
+		snprintf(msg, sizeof(msg), "dial tcp %s: connect: %s", r->host, strerror(-fd));
 		finish(r, CATALOG_CRITICAL, msg);
 		return;
 	}
-	if (connect(r->fd, (struct sockaddr *)&r->addr, r->addrlen) < 0 && errno != EINPROGRESS) {
-		snprintf(msg, sizeof(msg), "dial tcp %s: connect: %s", r->host, strerror(errno));
-		finish(r, CATALOG_CRITICAL, msg);
-		return;
-	}
+	r->fd = fd;
 	r->sent = false;
 	r->reqoff = 0;
 	ev_io_init(&r->io, io_cb, r->fd, EV_WRITE);
@@ -313,7 +294,7 @@ static void start_script(struct check_runner *r)
 		_exit(127);
 	}
 	close(p[1]);
-	fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK);
+	net_set_nonblock(p[0]);
 	r->fd = p[0];
 	r->pid = pid;
 	ev_io_init(&r->io, pipe_cb, r->fd, EV_READ);

@@ -17,6 +17,7 @@
 
 #include "agent/cli/cmd.h"
 #include "agent/http/httpc.h"
+#include "lib/net.h"
 
 /* ------------------------------------------------------------ streaming */
 
@@ -27,6 +28,10 @@ static long long mono_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Connects to the agent's HTTP address, a host name or an IP: the name is
+ * resolved here (getaddrinfo; lib/net.h parses numeric addresses only),
+ * each address is tried through net_tcp_connect, and the handshake is
+ * waited on for timeout_ms. The fd, or -1 with the message in err. */
 static int dial(const char *addr, int timeout_ms, char *err, size_t errlen)
 {
 	char host[256], port[16];
@@ -42,14 +47,16 @@ static int dial(const char *addr, int timeout_ms, char *err, size_t errlen)
 	}
 	int fd = -1, e = ECONNREFUSED;
 	for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd < 0) {
-			e = errno;
+		struct sockaddr_storage ss;
+		if (ai->ai_addrlen > sizeof(ss)) {
+			e = EAFNOSUPPORT;
 			continue;
 		}
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
-			e = errno;
-			close(fd);
+		memset(&ss, 0, sizeof(ss));
+		memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+		fd = net_tcp_connect(&ss, ai->ai_addrlen, NULL);
+		if (fd < 0) {
+			e = -fd;
 			fd = -1;
 			continue;
 		}
