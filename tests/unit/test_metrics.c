@@ -76,61 +76,164 @@ static struct family *fam_of_sample(struct prom_check *pc, const char *name)
 	return NULL;
 }
 
-/* Parses one line; returns 0 or -1 with pc->err. Label values are unescaped
- * into `lastlabel` (the last label value of the line) for the caller. */
-static int prom_line(struct prom_check *pc, const char *line, char *lastlabel, size_t ll)
+/* The family a HELP/TYPE line names: found, or started after closing the
+ * current one. NULL with pc->err when it already has samples or was
+ * closed by another family (one HELP/TYPE block per family, before its
+ * samples), or when the table is full. */
+static struct family *family_open(struct prom_check *pc, const char *kw, const char *name,
+				  const char *line)
 {
-	if (line[0] == '#') {
-		char kw[8], name[160];
-		int off = 0;
-		if (sscanf(line, "# %7s %159s %n", kw, name, &off) < 2) {
-			snprintf(pc->err, sizeof(pc->err), "bad comment line: %s", line);
-			return -1;
+	struct family *f = fam_find(pc, name);
+	if (f == NULL) {
+		if (pc->cur >= 0)
+			pc->fam[pc->cur].closed = 1;
+		if (pc->nfam == 128) {
+			snprintf(pc->err, sizeof(pc->err), "too many families");
+			return NULL;
 		}
-		if (!is_name(name, strlen(name), 0)) {
-			snprintf(pc->err, sizeof(pc->err), "bad name in: %s", line);
-			return -1;
-		}
-		struct family *f = fam_find(pc, name);
-		if (f == NULL) {
-			if (pc->cur >= 0)
-				pc->fam[pc->cur].closed = 1;
-			if (pc->nfam == 128) {
-				snprintf(pc->err, sizeof(pc->err), "too many families");
-				return -1;
-			}
-			f = &pc->fam[pc->nfam];
-			memset(f, 0, sizeof(*f));
-			snprintf(f->name, sizeof(f->name), "%s", name);
-			pc->cur = pc->nfam++;
-		} else if (f->closed || f->samples > 0) {
-			snprintf(pc->err, sizeof(pc->err), "%s after samples or another family: %s",
-				 kw, line);
-			return -1;
-		}
-		if (strcmp(kw, "TYPE") == 0) {
-			const char *t = line + off;
-			if (f->type[0] != '\0') {
-				snprintf(pc->err, sizeof(pc->err), "second TYPE for %s", name);
-				return -1;
-			}
-			if (strcmp(t, "counter") && strcmp(t, "gauge") && strcmp(t, "summary") &&
-			    strcmp(t, "histogram") && strcmp(t, "untyped")) {
-				snprintf(pc->err, sizeof(pc->err), "bad type '%s'", t);
-				return -1;
-			}
-			snprintf(f->type, sizeof(f->type), "%s", t);
-			if (strcmp(t, "counter") == 0 &&
-			    (strlen(name) < 6 || strcmp(name + strlen(name) - 6, "_total") != 0)) {
-				snprintf(pc->err, sizeof(pc->err), "counter %s lacks _total", name);
-				return -1;
-			}
-		} else if (strcmp(kw, "HELP") != 0) {
-			snprintf(pc->err, sizeof(pc->err), "unknown keyword %s", kw);
-			return -1;
-		}
-		return 0;
+		f = &pc->fam[pc->nfam];
+		memset(f, 0, sizeof(*f));
+		snprintf(f->name, sizeof(f->name), "%s", name);
+		pc->cur = pc->nfam++;
+	} else if (f->closed || f->samples > 0) {
+		snprintf(pc->err, sizeof(pc->err), "%s after samples or another family: %s", kw,
+			 line);
+		return NULL;
 	}
+	return f;
+}
+
+/* A TYPE t for family f: the first one, a known type, and a counter's
+ * name ends in _total. */
+static int family_type(struct prom_check *pc, struct family *f, const char *name, const char *t)
+{
+	if (f->type[0] != '\0') {
+		snprintf(pc->err, sizeof(pc->err), "second TYPE for %s", name);
+		return -1;
+	}
+	if (strcmp(t, "counter") && strcmp(t, "gauge") && strcmp(t, "summary") &&
+	    strcmp(t, "histogram") && strcmp(t, "untyped")) {
+		snprintf(pc->err, sizeof(pc->err), "bad type '%s'", t);
+		return -1;
+	}
+	snprintf(f->type, sizeof(f->type), "%s", t);
+	if (strcmp(t, "counter") == 0 &&
+	    (strlen(name) < 6 || strcmp(name + strlen(name) - 6, "_total") != 0)) {
+		snprintf(pc->err, sizeof(pc->err), "counter %s lacks _total", name);
+		return -1;
+	}
+	return 0;
+}
+
+/* "# HELP name text" or "# TYPE name type"; any other keyword fails. */
+static int prom_comment(struct prom_check *pc, const char *line)
+{
+	char kw[8], name[160];
+	int off = 0;
+	if (sscanf(line, "# %7s %159s %n", kw, name, &off) < 2) {
+		snprintf(pc->err, sizeof(pc->err), "bad comment line: %s", line);
+		return -1;
+	}
+	if (!is_name(name, strlen(name), 0)) {
+		snprintf(pc->err, sizeof(pc->err), "bad name in: %s", line);
+		return -1;
+	}
+	struct family *f = family_open(pc, kw, name, line);
+	if (f == NULL)
+		return -1;
+	if (strcmp(kw, "TYPE") == 0)
+		return family_type(pc, f, name, line + off);
+	if (strcmp(kw, "HELP") != 0) {
+		snprintf(pc->err, sizeof(pc->err), "unknown keyword %s", kw);
+		return -1;
+	}
+	return 0;
+}
+
+/* One quoted label value at *pp (past the opening quote), unescaped into
+ * lastlabel[ll]: only \\, \" and \n are escapes. Leaves *pp on the
+ * closing quote. */
+static int label_value(struct prom_check *pc, const char *line, const char **pp,
+		       char *lastlabel, size_t ll)
+{
+	const char *p = *pp;
+	size_t o = 0;
+	while (*p && *p != '"') {
+		char ch = *p++;
+		if (ch == '\\') {
+			ch = *p++;
+			if (ch == 'n')
+				ch = '\n';
+			else if (ch != '\\' && ch != '"') {
+				snprintf(pc->err, sizeof(pc->err), "bad escape in: %s", line);
+				return -1;
+			}
+		}
+		if (o + 1 < ll)
+			lastlabel[o++] = ch;
+	}
+	if (ll)
+		lastlabel[o] = '\0';
+	*pp = p;
+	return 0;
+}
+
+/* The label list at *pp, which points just past '{': name="value" pairs
+ * separated by commas up to '}'. Leaves *pp past the '}'. */
+static int prom_labels(struct prom_check *pc, const char *line, const char **pp,
+		       char *lastlabel, size_t ll)
+{
+	const char *p = *pp;
+	while (*p != '}') {
+		const char *k = p;
+		while (*p && *p != '=')
+			p++;
+		if (*p != '=' || !is_name(k, (size_t)(p - k), 1) || p[1] != '"') {
+			snprintf(pc->err, sizeof(pc->err), "bad label in: %s", line);
+			return -1;
+		}
+		p += 2;
+		if (label_value(pc, line, &p, lastlabel, ll) < 0)
+			return -1;
+		if (*p != '"') {
+			snprintf(pc->err, sizeof(pc->err), "unterminated label in: %s", line);
+			return -1;
+		}
+		p++;
+		if (*p == ',')
+			p++;
+		else if (*p != '}') {
+			snprintf(pc->err, sizeof(pc->err), "bad label list in: %s", line);
+			return -1;
+		}
+	}
+	*pp = p + 1;
+	return 0;
+}
+
+/* " value" to the end of the line: a float, NaN or +-Inf. */
+static int prom_value(struct prom_check *pc, const char *line, const char *p)
+{
+	if (*p != ' ') {
+		snprintf(pc->err, sizeof(pc->err), "no space before value: %s", line);
+		return -1;
+	}
+	p++;
+	char *end;
+	if (strcmp(p, "NaN") && strcmp(p, "+Inf") && strcmp(p, "-Inf")) {
+		strtod(p, &end);
+		if (end == p || *end != '\0') {
+			snprintf(pc->err, sizeof(pc->err), "bad value in: %s", line);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A sample line: its name belongs to the current family, which has a
+ * TYPE; then the labels, if any, and the value. */
+static int prom_sample(struct prom_check *pc, const char *line, char *lastlabel, size_t ll)
+{
 	const char *p = line;
 	while (*p && *p != '{' && *p != ' ')
 		p++;
@@ -153,63 +256,23 @@ static int prom_line(struct prom_check *pc, const char *line, char *lastlabel, s
 	}
 	if (*p == '{') {
 		p++;
-		while (*p != '}') {
-			const char *k = p;
-			while (*p && *p != '=')
-				p++;
-			if (*p != '=' || !is_name(k, (size_t)(p - k), 1) || p[1] != '"') {
-				snprintf(pc->err, sizeof(pc->err), "bad label in: %s", line);
-				return -1;
-			}
-			p += 2;
-			size_t o = 0;
-			while (*p && *p != '"') {
-				char ch = *p++;
-				if (ch == '\\') {
-					ch = *p++;
-					if (ch == 'n')
-						ch = '\n';
-					else if (ch != '\\' && ch != '"') {
-						snprintf(pc->err, sizeof(pc->err), "bad escape in: %s",
-							 line);
-						return -1;
-					}
-				}
-				if (o + 1 < ll)
-					lastlabel[o++] = ch;
-			}
-			if (ll)
-				lastlabel[o] = '\0';
-			if (*p != '"') {
-				snprintf(pc->err, sizeof(pc->err), "unterminated label in: %s", line);
-				return -1;
-			}
-			p++;
-			if (*p == ',')
-				p++;
-			else if (*p != '}') {
-				snprintf(pc->err, sizeof(pc->err), "bad label list in: %s", line);
-				return -1;
-			}
-		}
-		p++;
-	}
-	if (*p != ' ') {
-		snprintf(pc->err, sizeof(pc->err), "no space before value: %s", line);
-		return -1;
-	}
-	p++;
-	char *end;
-	if (strcmp(p, "NaN") && strcmp(p, "+Inf") && strcmp(p, "-Inf")) {
-		strtod(p, &end);
-		if (end == p || *end != '\0') {
-			snprintf(pc->err, sizeof(pc->err), "bad value in: %s", line);
+		if (prom_labels(pc, line, &p, lastlabel, ll) < 0)
 			return -1;
-		}
 	}
+	if (prom_value(pc, line, p) < 0)
+		return -1;
 	f->samples++;
 	pc->nsamples++;
 	return 0;
+}
+
+/* Parses one line; returns 0 or -1 with pc->err. Label values are unescaped
+ * into `lastlabel` (the last label value of the line) for the caller. */
+static int prom_line(struct prom_check *pc, const char *line, char *lastlabel, size_t ll)
+{
+	if (line[0] == '#')
+		return prom_comment(pc, line);
+	return prom_sample(pc, line, lastlabel, ll);
 }
 
 /* Checks a whole exposition; the last label value seen goes to lastlabel. */
