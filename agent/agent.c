@@ -63,6 +63,8 @@ struct agent_priv {
 	uint64_t leave_intent_id; /* our leave intent, waited for before swim_leave */
 	bool swim_leaving;	  /* swim_leave() called */
 	struct agent_dns *dns;	  /* NULL: DNS off (agent/agent_dns.c) */
+	bool pid_written;	  /* -pid-file written: removed at exit */
+	bool running;		  /* start_running() done: agent_stop() stops its watchers */
 };
 
 static struct agent_priv *priv(struct agent *a)
@@ -836,36 +838,16 @@ static void print_banner(const struct agent *a)
 
 /* -------------------------------------------------------------- main */
 
-int agent_main(int argc, char **argv)
-{
-	static const struct agent_calls calls = {
-		.leave = start_leave,
-		.member_status = member_status,
-		.set_tags = set_tags,
-		.keyring_path = keyring_path,
-	};
-	struct agent agent, *a = &agent;
-	struct agent_priv p;
-	memset(a, 0, sizeof(*a));
-	memset(&p, 0, sizeof(p));
-	a->calls = &calls;
-	a->priv = &p;
-	ev_timer_init(&p.snap_timer, snap_timer_cb, SNAPSHOT_DELAY_S, 0.);
-	p.snap_timer.data = a;
-	char err[1024];
-	int rc = 1;
+/*
+ * Start-up, in order. Each step prints its own "==> ..." line and returns
+ * -1 when the agent cannot start; whatever the steps before it started is
+ * undone by agent_stop(), the one unwinding path, which is safe for every
+ * module that never started (each stop takes NULL, or checks a flag).
+ */
 
-	rumor_config_init(&a->cfg);
-	int prc = rumor_config_parse(&a->cfg, argc, argv, err, sizeof(err));
-	if (prc == 1) {
-		rumor_config_free(&a->cfg);
-		return 0;
-	}
-	if (prc < 0) {
-		fprintf(stderr, "==> %s\n", err);
-		rumor_config_free(&a->cfg);
-		return 1;
-	}
+/* Log level, format, rotation, syslog and the optional log file. */
+static int start_logging(struct agent *a)
+{
 	log_set_level((enum log_level)a->cfg.log_level);
 	log_set_json(a->cfg.log_json);
 	log_set_rotation((unsigned long long)a->cfg.log_rotate_bytes, a->cfg.log_rotate_duration_ms,
@@ -873,15 +855,22 @@ int agent_main(int argc, char **argv)
 	log_set_syslog(a->cfg.syslog);
 	if (a->cfg.log_file != NULL && log_set_file(a->cfg.log_file) < 0) {
 		fprintf(stderr, "==> cannot open log file %s: %s\n", a->cfg.log_file, strerror(errno));
-		goto out_config;
+		return -1;
 	}
+	return 0;
+}
+
+/* libsodium, the node ID in the data directory, and the event loop. */
+static int start_runtime(struct agent *a)
+{
+	char err[1024];
 	if (sodium_init() < 0) {
 		fprintf(stderr, "==> libsodium failed to initialise\n");
-		goto out_config;
+		return -1;
 	}
 	if (load_node_id(a, err, sizeof(err)) < 0) {
 		fprintf(stderr, "==> %s\n", err);
-		goto out_config;
+		return -1;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	a->loop = ev_default_loop(EVFLAG_AUTO);
@@ -890,83 +879,117 @@ int agent_main(int argc, char **argv)
 	 * needs finer timing, and I/O is never delayed by it */
 	ev_set_timeout_collect_interval(a->loop, TIMER_COLLECT_S);
 	a->start_ms = gossip_now_ms();
+	return 0;
+}
 
-	struct gossip_transport_config gc;
-	memset(&gc, 0, sizeof(gc));
-	gc.bind_addr = a->cfg.bind_addr;
-	gc.port = (uint16_t)a->cfg.serf_lan_port;
-	if (parse_ip(a->cfg.advertise_addr, &gc.advertise) < 0) {
-		fprintf(stderr, "==> invalid advertise address %s\n", a->cfg.advertise_addr);
-		goto out_config;
+/* The replicated KV store and its sync listener (off with -server-port -1,
+ * except in dev mode, which picks a free port). */
+static int start_kv(struct agent *a)
+{
+	if (a->cfg.server_port < 0 && !a->cfg.dev)
+		return 0;
+	char err[1024];
+	struct kv_config kc = {
+		.data_dir = a->cfg.data_dir,
+		.node_name = a->cfg.node_name,
+		.bind_addr = a->cfg.bind_addr,
+		.sync_port = a->cfg.server_port < 0 ? 0 : a->cfg.server_port,
+		.tombstone_ttl_ms = a->cfg.kv_tombstone_ttl_ms,
+		.sync_interval_ms = a->cfg.kv_sync_interval_ms,
+		.max_ahead_ms = a->cfg.kv_max_clock_offset_ms,
+	};
+	a->kv = kv_new(a->loop, &kc, err, sizeof(err));
+	if (a->kv == NULL) {
+		fprintf(stderr, "==> Error starting agent: %s\n", err);
+		return -1;
 	}
-	gc.advertise.port = (uint16_t)a->cfg.serf_lan_port;
-	gc.tcp_timeout_ms = 0;
-	gc.swim.name = a->cfg.node_name;
+	return 0;
+}
+
+/* The gossip transport's configuration from ours: addresses, protocol
+ * versions, timing profile, node meta (into meta) and the callbacks. */
+static int gossip_config(struct agent *a, struct gossip_transport_config *gc, uint8_t *meta,
+			 size_t metacap)
+{
+	memset(gc, 0, sizeof(*gc));
+	gc->bind_addr = a->cfg.bind_addr;
+	gc->port = (uint16_t)a->cfg.serf_lan_port;
+	if (parse_ip(a->cfg.advertise_addr, &gc->advertise) < 0) {
+		fprintf(stderr, "==> invalid advertise address %s\n", a->cfg.advertise_addr);
+		return -1;
+	}
+	gc->advertise.port = (uint16_t)a->cfg.serf_lan_port;
+	gc->swim.name = a->cfg.node_name;
 	/* memberlist 1..5 speaking 2; serf delegate protocol 2..5 speaking 5, as
 	 * serf 0.8.2 advertises */
 	static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 5};
-	memcpy(gc.swim.vsn, vsn, 6);
-	swim_timing_profile(&gc.swim.timing, rumor_config_profile_name(a->cfg.profile));
-	gc.swim.timing.reconnect_timeout_ms = a->cfg.reconnect_timeout_ms;
-	gc.tcp_timeout_ms = a->cfg.profile == RUMOR_CONFIG_PROFILE_WAN ? 30000
-			    : a->cfg.profile == RUMOR_CONFIG_PROFILE_LOCAL ? 1000
-									   : 10000;
-	if (a->cfg.server_port >= 0 || a->cfg.dev) {
-		struct kv_config kc = {
-			.data_dir = a->cfg.data_dir,
-			.node_name = a->cfg.node_name,
-			.bind_addr = a->cfg.bind_addr,
-			.sync_port = a->cfg.server_port < 0 ? 0 : a->cfg.server_port,
-			.tombstone_ttl_ms = a->cfg.kv_tombstone_ttl_ms,
-			.sync_interval_ms = a->cfg.kv_sync_interval_ms,
-			.max_ahead_ms = a->cfg.kv_max_clock_offset_ms,
-		};
-		a->kv = kv_new(a->loop, &kc, err, sizeof(err));
-		if (a->kv == NULL) {
-			fprintf(stderr, "==> Error starting agent: %s\n", err);
-			goto out_config;
-		}
-	}
-	uint8_t meta[ML_META_MAX];
-	int mlen = build_meta(a, meta, sizeof(meta));
+	memcpy(gc->swim.vsn, vsn, 6);
+	swim_timing_profile(&gc->swim.timing, rumor_config_profile_name(a->cfg.profile));
+	gc->swim.timing.reconnect_timeout_ms = a->cfg.reconnect_timeout_ms;
+	gc->tcp_timeout_ms = a->cfg.profile == RUMOR_CONFIG_PROFILE_WAN     ? 30000
+			     : a->cfg.profile == RUMOR_CONFIG_PROFILE_LOCAL ? 1000
+									    : 10000;
+	int mlen = build_meta(a, meta, metacap);
 	if (mlen < 0) {
 		fprintf(stderr, "==> node meta does not fit in %d bytes: use fewer or shorter -node-meta\n",
 			ML_META_MAX);
-		goto out_config;
+		return -1;
 	}
-	gc.swim.meta = meta;
-	gc.swim.meta_len = (size_t)mlen;
-	gc.on_event = on_member_event;
-	gc.on_user_msg = on_user_msg;
-	gc.local_state = on_local_state;
-	gc.merge_state = on_merge_state;
-	gc.on_warn = on_gossip_warn;
-	gc.ud = a;
+	gc->swim.meta = meta;
+	gc->swim.meta_len = (size_t)mlen;
+	gc->on_event = on_member_event;
+	gc->on_user_msg = on_user_msg;
+	gc->local_state = on_local_state;
+	gc->merge_state = on_merge_state;
+	gc->on_warn = on_gossip_warn;
+	gc->ud = a;
+	return 0;
+}
+
+/* The keyring: gossip and KV sync encrypted with it, or a warning when
+ * both are plaintext on an address others can reach. */
+static int start_security(struct agent *a, struct gossip_transport_config *gc)
+{
+	char err[1024];
 	if (setup_keyring(a, err, sizeof(err)) < 0) {
 		fprintf(stderr, "==> Error starting agent: %s\n", err);
-		goto out_config;
+		return -1;
 	}
-	if (a->keyring != NULL) {
-		gc.keyring = a->keyring;
-		gc.swim.timing.udp_budget -= KEYRING_OVERHEAD;
-		log_info("agent: gossip encryption enabled: AES-256-GCM (libsodium), %zu key(s) "
-			 "in the keyring",
-			 keyring_count(a->keyring));
-		if (a->kv != NULL) {
-			struct kv_seal seal = {.ctx = a->keyring,
-					       .overhead = KEYRING_OVERHEAD,
-					       .encrypt = kv_seal_encrypt,
-					       .decrypt = kv_seal_decrypt};
-			kv_set_seal(a->kv, &seal);
-		}
-	} else if (a->cfg.bind_addr == NULL || !acl_addr_is_loopback(a->cfg.bind_addr)) {
-		log_warn("==> WARNING: no gossip key (-encrypt): gossip and KV sync on %s are "
-			 "plaintext and unauthenticated; whoever reaches ports %d and %d can read "
-			 "and write every key and service%s",
-			 a->cfg.bind_addr ? a->cfg.bind_addr : "0.0.0.0", a->cfg.serf_lan_port,
-			 a->cfg.server_port,
-			 a->cfg.acl_token != NULL ? " (ACL tokens guard only the HTTP API)" : "");
+	if (a->keyring == NULL) {
+		if (a->cfg.bind_addr == NULL || !acl_addr_is_loopback(a->cfg.bind_addr))
+			log_warn("==> WARNING: no gossip key (-encrypt): gossip and KV sync on %s are "
+				 "plaintext and unauthenticated; whoever reaches ports %d and %d can "
+				 "read and write every key and service%s",
+				 a->cfg.bind_addr ? a->cfg.bind_addr : "0.0.0.0", a->cfg.serf_lan_port,
+				 a->cfg.server_port,
+				 a->cfg.acl_token != NULL ? " (ACL tokens guard only the HTTP API)"
+							  : "");
+		return 0;
 	}
+	gc->keyring = a->keyring;
+	gc->swim.timing.udp_budget -= KEYRING_OVERHEAD;
+	log_info("agent: gossip encryption enabled: AES-256-GCM (libsodium), %zu key(s) "
+		 "in the keyring",
+		 keyring_count(a->keyring));
+	if (a->kv != NULL) {
+		struct kv_seal seal = {.ctx = a->keyring,
+				       .overhead = KEYRING_OVERHEAD,
+				       .encrypt = kv_seal_encrypt,
+				       .decrypt = kv_seal_decrypt};
+		kv_set_seal(a->kv, &seal);
+	}
+	return 0;
+}
+
+/* Serf's layer, the event handlers, the gossip transport (with the SWIM
+ * core in it), and the KV store's view of membership. */
+static int start_gossip(struct agent *a)
+{
+	char err[1024];
+	uint8_t meta[ML_META_MAX];
+	struct gossip_transport_config gc;
+	if (gossip_config(a, &gc, meta, sizeof(meta)) < 0 || start_security(a, &gc) < 0)
+		return -1;
 	struct serf_io sio = {
 		.ctx = a,
 		.broadcast = serf_io_broadcast,
@@ -978,19 +1001,19 @@ int agent_main(int argc, char **argv)
 	a->serf = serf_new(a->cfg.node_name, &sio);
 	if (a->serf == NULL) {
 		fprintf(stderr, "==> Error starting agent: invalid node name\n");
-		goto out_config;
+		return -1;
 	}
 	a->events = agent_events_new(a->loop, &a->cfg.event_handlers, on_handler_response, a, err,
 				     sizeof(err));
 	if (a->events == NULL) {
 		fprintf(stderr, "==> Error starting agent: %s\n", err);
-		goto out_config;
+		return -1;
 	}
 	refresh_self_tags(a);
 	a->gossip = gossip_transport_new(a->loop, &gc, err, sizeof(err));
 	if (a->gossip == NULL) {
 		fprintf(stderr, "==> Error starting agent: %s\n", err);
-		goto out_config;
+		return -1;
 	}
 	if (a->kv != NULL) {
 		struct kv_members km = {.ctx = a,
@@ -999,22 +1022,29 @@ int agent_main(int argc, char **argv)
 					.lookup = kv_members_lookup};
 		kv_set_members(a->kv, &km);
 	}
+	return 0;
+}
 
+/* The catalog (services, checks; stored in the KV store), DNS, the HTTP
+ * API and the pid file. */
+static int start_services(struct agent *a)
+{
+	char err[1024];
 	if (api_catalog_start(a, err, sizeof(err)) < 0) {
 		fprintf(stderr, "==> Error starting agent: %s\n", err);
-		goto out_gossip;
+		return -1;
 	}
 	if (a->kv != NULL)
 		api_catalog_attach_store(a, a->kv); /* the catalog lives in the KV store */
-	if (agent_dns_start(a, api_catalog_catalog(a), &p.dns, err, sizeof(err)) < 0) {
+	if (agent_dns_start(a, api_catalog_catalog(a), &priv(a)->dns, err, sizeof(err)) < 0) {
 		fprintf(stderr, "==> Error starting agent: %s\n", err);
-		goto out_gossip;
+		return -1;
 	}
 	if (a->cfg.http_port >= 0) {
 		a->http = api_start(a, err, sizeof(err));
 		if (a->http == NULL) {
 			fprintf(stderr, "==> Error starting agent: %s\n", err);
-			goto out_gossip;
+			return -1;
 		}
 	}
 	if (a->cfg.pid_file != NULL) {
@@ -1022,19 +1052,24 @@ int agent_main(int argc, char **argv)
 		if (f == NULL) {
 			fprintf(stderr, "==> cannot write pid file %s: %s\n", a->cfg.pid_file,
 				strerror(errno));
-			goto out_http;
+			return -1;
 		}
 		fprintf(f, "%d\n", (int)getpid());
 		fclose(f);
+		priv(a)->pid_written = true;
 	}
+	return 0;
+}
 
-	ev_signal_init(&p.sigint, signal_cb, SIGINT);
-	ev_signal_init(&p.sigterm, signal_cb, SIGTERM);
-	ev_signal_init(&p.sighup, signal_cb, SIGHUP);
-	p.sigint.data = p.sigterm.data = p.sighup.data = a;
-	ev_signal_start(a->loop, &p.sigint);
-	ev_signal_start(a->loop, &p.sigterm);
-	ev_signal_start(a->loop, &p.sighup);
+/* Everything is up: signals, metrics, the start-up lines, the snapshot's
+ * members, -join and -retry-join, and the memory trim. */
+static void start_running(struct agent *a)
+{
+	struct agent_priv *p = priv(a);
+	char err[1024];
+	ev_signal_start(a->loop, &p->sigint);
+	ev_signal_start(a->loop, &p->sigterm);
+	ev_signal_start(a->loop, &p->sighup);
 	if (api_ops_start(a, err, sizeof(err)) < 0)
 		log_warn("agent: metrics and monitor are off: %s", err);
 
@@ -1050,53 +1085,46 @@ int agent_main(int argc, char **argv)
 	snapshot_restore(a);
 	for (size_t i = 0; i < a->cfg.start_join.n; i++)
 		start_join(a, a->cfg.start_join.items[i], false);
-	ev_timer_init(&p.retry_timer, retry_join_cb, 0., 0.);
-	p.retry_timer.data = a;
 	if (a->cfg.retry_join.n > 0) {
-		ev_timer_set(&p.retry_timer, 0.001, 0.);
-		ev_timer_start(a->loop, &p.retry_timer);
+		ev_timer_set(&p->retry_timer, 0.001, 0.);
+		ev_timer_start(a->loop, &p->retry_timer);
 	}
-
-	ev_timer_init(&p.trim_timer, trim_cb, TRIM_FIRST_S, TRIM_INTERVAL_S);
-	ev_timer_start(a->loop, &p.trim_timer);
+	ev_timer_start(a->loop, &p->trim_timer);
 	ev_unref(a->loop); /* never what keeps the loop running */
+	p->running = true;
+}
 
-	a->exit_code = 0;
-	ev_run(a->loop, 0);
-	rc = a->exit_code;
-
-	ev_signal_stop(a->loop, &p.sigint);
-	ev_signal_stop(a->loop, &p.sigterm);
-	ev_signal_stop(a->loop, &p.sighup);
-	ev_timer_stop(a->loop, &p.retry_timer);
-	ev_timer_stop(a->loop, &p.leave_timer);
-	ev_ref(a->loop);
-	ev_timer_stop(a->loop, &p.trim_timer);
-	if (ev_is_active(&p.snap_timer)) {
-		ev_timer_stop(a->loop, &p.snap_timer);
-		snapshot_write(a); /* what the last half second changed */
+/* The one unwinding path, in the reverse order of start-up. Queries parked
+ * on the catalog and committed KV writes are answered while HTTP is still
+ * up; the serf snapshot gets what its last half second changed. */
+static void agent_stop(struct agent *a)
+{
+	struct agent_priv *p = priv(a);
+	if (p->running) {
+		ev_signal_stop(a->loop, &p->sigint);
+		ev_signal_stop(a->loop, &p->sigterm);
+		ev_signal_stop(a->loop, &p->sighup);
+		ev_timer_stop(a->loop, &p->retry_timer);
+		ev_timer_stop(a->loop, &p->leave_timer);
+		ev_ref(a->loop);
+		ev_timer_stop(a->loop, &p->trim_timer);
+		if (ev_is_active(&p->snap_timer)) {
+			ev_timer_stop(a->loop, &p->snap_timer);
+			snapshot_write(a);
+		}
+		p->running = false;
 	}
-	if (a->cfg.pid_file != NULL)
+	if (p->pid_written)
 		unlink(a->cfg.pid_file);
-out_http:
 	api_ops_stop(a);
-	agent_dns_stop(p.dns);
-	p.dns = NULL;
-	api_catalog_stop(a); /* answers parked queries while HTTP is up */
-	kv_free(a->kv); /* acknowledges committed writes while HTTP is up */
-	a->kv = NULL;
-	api_stop(a);
-out_gossip:
-	agent_dns_stop(p.dns);
-	p.dns = NULL;
+	agent_dns_stop(p->dns);
+	p->dns = NULL;
 	api_catalog_stop(a);
 	kv_free(a->kv);
 	a->kv = NULL;
+	api_stop(a);
 	gossip_transport_free(a->gossip);
 	a->gossip = NULL;
-out_config:
-	kv_free(a->kv);
-	a->kv = NULL;
 	api_event_free(a);
 	agent_events_free(a->events);
 	a->events = NULL;
@@ -1111,5 +1139,56 @@ out_config:
 	log_set_syslog(false);
 	if (a->loop != NULL)
 		ev_loop_destroy(a->loop);
+}
+
+/* The agent's watchers, initialised before anything can start them, so
+ * that agent_stop may stop any of them. */
+static void init_watchers(struct agent *a, struct agent_priv *p)
+{
+	ev_timer_init(&p->snap_timer, snap_timer_cb, SNAPSHOT_DELAY_S, 0.);
+	p->snap_timer.data = a;
+	ev_signal_init(&p->sigint, signal_cb, SIGINT);
+	ev_signal_init(&p->sigterm, signal_cb, SIGTERM);
+	ev_signal_init(&p->sighup, signal_cb, SIGHUP);
+	p->sigint.data = p->sigterm.data = p->sighup.data = a;
+	ev_timer_init(&p->retry_timer, retry_join_cb, 0., 0.);
+	p->retry_timer.data = a;
+	ev_timer_init(&p->trim_timer, trim_cb, TRIM_FIRST_S, TRIM_INTERVAL_S);
+}
+
+int agent_main(int argc, char **argv)
+{
+	static const struct agent_calls calls = {
+		.leave = start_leave,
+		.member_status = member_status,
+		.set_tags = set_tags,
+		.keyring_path = keyring_path,
+	};
+	struct agent agent, *a = &agent;
+	struct agent_priv p;
+	memset(a, 0, sizeof(*a));
+	memset(&p, 0, sizeof(p));
+	a->calls = &calls;
+	a->priv = &p;
+	init_watchers(a, &p);
+
+	char err[1024];
+	rumor_config_init(&a->cfg);
+	int prc = rumor_config_parse(&a->cfg, argc, argv, err, sizeof(err));
+	if (prc != 0) { /* 1: -help or -version answered; <0: bad flags */
+		if (prc < 0)
+			fprintf(stderr, "==> %s\n", err);
+		rumor_config_free(&a->cfg);
+		return prc < 0 ? 1 : 0;
+	}
+	int rc = 1;
+	if (start_logging(a) == 0 && start_runtime(a) == 0 && start_kv(a) == 0 &&
+	    start_gossip(a) == 0 && start_services(a) == 0) {
+		start_running(a);
+		a->exit_code = 0;
+		ev_run(a->loop, 0);
+		rc = a->exit_code;
+	}
+	agent_stop(a);
 	return rc;
 }
