@@ -115,7 +115,7 @@ bool acl_addr_is_loopback(const char *addr)
 }
 
 bool acl_allow(enum acl_class cls, const char *write_token, const char *read_token,
-	       bool listen_loopback, const char *remote, const char *presented)
+               bool listen_loopback, const char *remote, const char *presented)
 {
 	bool have_write = write_token != NULL && write_token[0] != '\0';
 	bool have_read = read_token != NULL && read_token[0] != '\0';

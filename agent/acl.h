@@ -60,6 +60,6 @@ bool acl_addr_is_loopback(const char *addr);
  * loopback. remote: the client's "ip:port". presented: acl_request_token().
  * Returns true if the request may proceed. */
 bool acl_allow(enum acl_class cls, const char *write_token, const char *read_token,
-	       bool listen_loopback, const char *remote, const char *presented);
+               bool listen_loopback, const char *remote, const char *presented);
 
 #endif

@@ -44,9 +44,9 @@
 
 #define BROADCAST_TIMEOUT_MS 5000 /* serf's BroadcastTimeout */
 #define LEAVE_POLL_S 0.05
-#define SNAPSHOT_DELAY_S 0.5 /* serf's snapshotter flushes every 500 ms */
-#define TRIM_FIRST_S 10.0    /* start-up over: joined, first HTTP served */
-#define TRIM_INTERVAL_S 60.0 /* then once a minute (rare code paths, heap) */
+#define SNAPSHOT_DELAY_S 0.5  /* serf's snapshotter flushes every 500 ms */
+#define TRIM_FIRST_S 10.0     /* start-up over: joined, first HTTP served */
+#define TRIM_INTERVAL_S 60.0  /* then once a minute (rare code paths, heap) */
 #define TIMER_COLLECT_S 0.015 /* see ev_set_timeout_collect_interval below */
 
 struct agent_priv {
@@ -59,12 +59,12 @@ struct agent_priv {
 	int start_joins_pending;
 	int start_joins_ok;
 	bool retry_in_flight;
-	uint64_t last_bcast_id;	  /* swim queue id of the last serf broadcast */
+	uint64_t last_bcast_id;   /* swim queue id of the last serf broadcast */
 	uint64_t leave_intent_id; /* our leave intent, waited for before swim_leave */
-	bool swim_leaving;	  /* swim_leave() called */
-	struct agent_dns *dns;	  /* NULL: DNS off (agent/agent_dns.c) */
-	bool pid_written;	  /* -pid-file written: removed at exit */
-	bool running;		  /* start_running() done: agent_stop() stops its watchers */
+	bool swim_leaving;        /* swim_leave() called */
+	struct agent_dns *dns;    /* NULL: DNS off (agent/agent_dns.c) */
+	bool pid_written;         /* -pid-file written: removed at exit */
+	bool running;             /* start_running() done: agent_stop() stops its watchers */
 };
 
 static struct agent_priv *priv(struct agent *a)
@@ -80,7 +80,7 @@ static size_t build_tags(const struct agent *a, struct tag *tags)
 	char rpc_port[16];
 	snprintf(rpc_port, sizeof(rpc_port), "%d", a->kv != NULL ? kv_sync_port(a->kv) : -1);
 	size_t n = tags_consul(tags, a->cfg.datacenter, RUMOR_VERSION ":rumor", a->node_id,
-			       a->kv != NULL ? rpc_port : NULL);
+	                       a->kv != NULL ? rpc_port : NULL);
 	for (size_t i = 0; i < a->cfg.node_meta_n && n < TAGS_MAX; i++) {
 		snprintf(tags[n].key, sizeof(tags[n].key), "%s", a->cfg.node_meta[i].key);
 		snprintf(tags[n].value, sizeof(tags[n].value), "%s", a->cfg.node_meta[i].value);
@@ -108,7 +108,7 @@ static void refresh_self_tags(struct agent *a)
 }
 
 static int set_tags(struct agent *a, const char *const *keys, const char *const *values, size_t n,
-		   char *err, size_t errlen)
+                    char *err, size_t errlen)
 {
 	struct rumor_config_meta *nm = calloc(n ? n : 1, sizeof(*nm));
 	if (nm == NULL)
@@ -179,9 +179,9 @@ static int load_node_id(struct agent *a, char *err, size_t errlen)
 	r[6] = (uint8_t)((r[6] & 0x0f) | 0x40);
 	r[8] = (uint8_t)((r[8] & 0x3f) | 0x80);
 	snprintf(a->node_id, sizeof(a->node_id),
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
-		 r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
-		 r[15]);
+	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
+	         r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
+	         r[15]);
 	f = fopen(path, "w");
 	if (f == NULL) {
 		snprintf(err, errlen, "cannot write %.900s: %s", path, strerror(errno));
@@ -200,11 +200,12 @@ static int member_status(const struct agent *a, const void *mp)
 	struct swim *s = gossip_transport_swim(a->gossip);
 	if (m == swim_self(s) && a->leaving && !a->left)
 		return 2; /* leaving */
-	enum serf_status st = a->serf != NULL ? serf_member_status(a->serf, m->id->name)
-					      : SERF_STATUS_NONE;
+	enum serf_status st =
+	        a->serf != NULL ? serf_member_status(a->serf, m->id->name) : SERF_STATUS_NONE;
 	if (st == SERF_STATUS_LEAVING && m->state == ML_STATE_DEAD)
 		return 3; /* left (its leave intent came first) */
-	if (st == SERF_STATUS_LEAVING && (m->state == ML_STATE_ALIVE || m->state == ML_STATE_SUSPECT))
+	if (st == SERF_STATUS_LEAVING &&
+	    (m->state == ML_STATE_ALIVE || m->state == ML_STATE_SUSPECT))
 		return 2;
 	if (st == SERF_STATUS_LEFT && m->state == ML_STATE_DEAD)
 		return 3;
@@ -249,7 +250,7 @@ static void snapshot_write(struct agent *a)
 		json_t *e = json_object();
 		json_object_set_new(e, "name", json_string(m->id->name));
 		json_object_set_new(e, "addr",
-				    json_string(ml_addr_str(&m->id->addr, addr, sizeof(addr))));
+		                    json_string(ml_addr_str(&m->id->addr, addr, sizeof(addr))));
 		json_array_append_new(arr, e);
 	}
 	json_object_set_new(o, "alive", arr);
@@ -291,7 +292,7 @@ static void rejoin_done(void *ud, bool ok, const char *error)
 		log_info("agent: Rejoined %s from the snapshot", addr);
 	else
 		log_warn("agent: Rejoin of %s from the snapshot failed: %s", addr,
-			 error ? error : "unknown error");
+		         error ? error : "unknown error");
 	free(addr);
 }
 
@@ -304,11 +305,11 @@ static void snapshot_restore(struct agent *a)
 	if (o == NULL)
 		return;
 	serf_witness_clocks(a->serf, (uint64_t)json_integer_value(json_object_get(o, "clock")),
-			    (uint64_t)json_integer_value(json_object_get(o, "event_clock")),
-			    (uint64_t)json_integer_value(json_object_get(o, "query_clock")));
+	                    (uint64_t)json_integer_value(json_object_get(o, "event_clock")),
+	                    (uint64_t)json_integer_value(json_object_get(o, "query_clock")));
 	if (json_is_true(json_object_get(o, "left")) && !a->cfg.rejoin_after_leave) {
 		log_info("agent: previous run left the cluster: not rejoining its members "
-			 "(-rejoin-after-leave to do so)");
+		         "(-rejoin-after-leave to do so)");
 		json_decref(o);
 		return;
 	}
@@ -323,9 +324,9 @@ static void snapshot_restore(struct agent *a)
 		if (ud == NULL)
 			abort();
 		log_info("agent: Rejoining %s (%s) from the snapshot", addr,
-			 json_string_value(json_object_get(e, "name")));
-		if (gossip_transport_join(a->gossip, addr, (uint16_t)a->cfg.serf_lan_port, rejoin_done,
-					  ud, err, sizeof(err)) < 0)
+		         json_string_value(json_object_get(e, "name")));
+		if (gossip_transport_join(a->gossip, addr, (uint16_t)a->cfg.serf_lan_port,
+		                          rejoin_done, ud, err, sizeof(err)) < 0)
 			rejoin_done(ud, false, err);
 	}
 	json_decref(o);
@@ -336,11 +337,11 @@ static void on_member_event(void *ud, enum swim_event_type type, const struct sw
 	struct agent *a = ud;
 	char addr[64];
 	ml_addr_str(&m->id->addr, addr, sizeof(addr));
-	enum serf_event sev = a->serf != NULL ? serf_member_event(a->serf, type, m->id->name)
-					      : SERF_EV_NONE;
+	enum serf_event sev =
+	        a->serf != NULL ? serf_member_event(a->serf, type, m->id->name) : SERF_EV_NONE;
 	if (a->events != NULL && sev != SERF_EV_NONE)
 		agent_events_member(a->events, sev, m->id->name, &m->id->addr, m->id->meta,
-				    m->id->meta_len);
+		                    m->id->meta_len);
 	if (type == SWIM_EV_FAILED && sev == SERF_EV_MEMBER_LEAVE)
 		type = SWIM_EV_LEFT; /* a leave intent came first: serf logs a leave */
 	switch (type) {
@@ -488,7 +489,7 @@ static void serf_io_send_to(void *ctx, const struct ml_addr *to, const uint8_t *
 }
 
 static void serf_io_user_event(void *ctx, uint64_t ltime, const char *name, const uint8_t *payload,
-			       size_t len, bool coalesce)
+                               size_t len, bool coalesce)
 {
 	struct agent *a = ctx;
 	log_info("agent: Received event: user-event: %s", name);
@@ -511,13 +512,13 @@ static void serf_io_query(void *ctx, const struct serf_query_in *q)
 }
 
 static void serf_io_query_response(void *ctx, uint32_t id, const char *from, bool ack,
-				   const uint8_t *payload, size_t len)
+                                   const uint8_t *payload, size_t len)
 {
 	api_event_query_response(ctx, id, from, ack, payload, len);
 }
 
 static void on_handler_response(void *ud, const struct serf_query_in *q, const uint8_t *out,
-				size_t len)
+                                size_t len)
 {
 	struct agent *a = ud;
 	char err[128];
@@ -533,13 +534,13 @@ static void on_handler_response(void *ud, const struct serf_query_in *q, const u
 /* The KV sync seal: the gossip keyring's packet encryption (the keyring
  * object stays the same across install/use/remove, so rotation carries). */
 static int kv_seal_encrypt(void *ctx, const uint8_t *msg, size_t len, const uint8_t *ad,
-			   size_t adlen, uint8_t *out, size_t cap)
+                           size_t adlen, uint8_t *out, size_t cap)
 {
 	return keyring_encrypt(ctx, msg, len, ad, adlen, out, cap);
 }
 
 static int kv_seal_decrypt(void *ctx, const uint8_t *in, size_t len, const uint8_t *ad,
-			   size_t adlen, uint8_t *out, size_t cap)
+                           size_t adlen, uint8_t *out, size_t cap)
 {
 	return keyring_decrypt(ctx, in, len, ad, adlen, out, cap);
 }
@@ -554,15 +555,15 @@ static int setup_keyring(struct agent *a, char *err, size_t errlen)
 		return 0;
 	if (!keyring_available()) {
 		snprintf(err, errlen,
-			 "gossip encryption was asked for, but this CPU lacks AES-NI: libsodium's "
-			 "AES-256-GCM needs it, so encryption cannot start");
+		         "gossip encryption was asked for, but this CPU lacks AES-NI: libsodium's "
+		         "AES-256-GCM needs it, so encryption cannot start");
 		return -1;
 	}
 	if (a->cfg.encrypt_key_len != 0 && a->cfg.encrypt_key_len != KEYRING_KEY_LEN) {
 		snprintf(err, errlen,
-			 "-encrypt: %zu-byte keys (AES-%zu) are not supported: rumor uses "
-			 "libsodium's AES-256-GCM, which needs a 32-byte key (`rumor keygen`)",
-			 a->cfg.encrypt_key_len, a->cfg.encrypt_key_len * 8);
+		         "-encrypt: %zu-byte keys (AES-%zu) are not supported: rumor uses "
+		         "libsodium's AES-256-GCM, which needs a 32-byte key (`rumor keygen`)",
+		         a->cfg.encrypt_key_len, a->cfg.encrypt_key_len * 8);
 		return -1;
 	}
 	a->keyring = keyring_new();
@@ -570,7 +571,8 @@ static int setup_keyring(struct agent *a, char *err, size_t errlen)
 		if (keyring_load(a->keyring, path, err, errlen) < 0)
 			return -1;
 		if (a->cfg.encrypt_key_len != 0)
-			log_warn("agent: keyring file %s exists: using it and ignoring -encrypt", path);
+			log_warn("agent: keyring file %s exists: using it and ignoring -encrypt",
+			         path);
 		return 0;
 	}
 	if (keyring_add(a->keyring, a->cfg.encrypt_key, err, errlen) < 0)
@@ -616,7 +618,8 @@ static void start_join_done(void *ud, bool ok, const char *error)
 		if (ok)
 			p->start_joins_ok++;
 		if (p->start_joins_pending == 0 && p->start_joins_ok == 0 && !a->shutting_down) {
-			log_err("agent: Error starting agent: Failed to join any nodes given with -join");
+			log_err("agent: Error starting agent: Failed to join any nodes given with "
+			        "-join");
 			a->exit_code = 1;
 			a->shutting_down = true;
 			ev_break(a->loop, EVBREAK_ALL);
@@ -638,8 +641,8 @@ static void start_join(struct agent *a, const char *addr, bool retry)
 		priv(a)->start_joins_pending++;
 	else
 		priv(a)->retry_in_flight = true;
-	if (gossip_transport_join(a->gossip, addr, (uint16_t)a->cfg.serf_lan_port, start_join_done, sj,
-				  err, sizeof(err)) < 0)
+	if (gossip_transport_join(a->gossip, addr, (uint16_t)a->cfg.serf_lan_port, start_join_done,
+	                          sj, err, sizeof(err)) < 0)
 		start_join_done(sj, false, err);
 }
 
@@ -737,8 +740,7 @@ static void shutdown_now(struct agent *a)
 static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	size_t n = memtrim_run();
-	log_debug("agent: trimmed the resident set (%zu KiB of program pages advised)",
-		  n / 1024);
+	log_debug("agent: trimmed the resident set (%zu KiB of program pages advised)", n / 1024);
 }
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -756,7 +758,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		/* reopen the log file: an external logrotate may have moved it */
 		if (a->cfg.log_file != NULL && log_set_file(a->cfg.log_file) < 0)
 			fprintf(stderr, "==> cannot reopen log file %s: %s\n", a->cfg.log_file,
-				strerror(errno));
+			        strerror(errno));
 		a->cfg.log_level = fresh.log_level;
 		/* swap node meta */
 		struct rumor_config_meta *old = a->cfg.node_meta;
@@ -781,7 +783,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		}
 		refresh_self_tags(a);
 		log_info("agent: Reloaded configuration (log level %s)",
-			 rumor_config_log_level_name(a->cfg.log_level));
+		         rumor_config_log_level_name(a->cfg.log_level));
 		return;
 	}
 	if (a->leaving) {
@@ -789,7 +791,8 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		shutdown_now(a);
 		return;
 	}
-	bool leave = w->signum == SIGINT ? !a->cfg.skip_leave_on_interrupt : a->cfg.leave_on_terminate;
+	bool leave =
+	        w->signum == SIGINT ? !a->cfg.skip_leave_on_interrupt : a->cfg.leave_on_terminate;
 	log_info("agent: Caught signal: %s", w->signum == SIGINT ? "interrupt" : "terminated");
 	if (leave)
 		start_leave(a);
@@ -829,9 +832,8 @@ static void print_banner(const struct agent *a)
 	       "\n==> Log data will now stream in as it occurs:\n\n",
 	       RUMOR_VERSION, a->node_id, a->cfg.node_name, a->cfg.datacenter, a->cfg.client_addr,
 	       a->cfg.http_port, a->cfg.dns_port < 0 ? "off" : dns, a->cfg.advertise_addr,
-	       gossip_transport_port(a->gossip), a->cfg.bind_addr,
-	       nkeys > 0 ? "true" : "false", nkeys,
-	       a->cfg.data_dir, a->cfg.dev ? " (dev mode: removed at exit)" : "",
+	       gossip_transport_port(a->gossip), a->cfg.bind_addr, nkeys > 0 ? "true" : "false",
+	       nkeys, a->cfg.data_dir, a->cfg.dev ? " (dev mode: removed at exit)" : "",
 	       rumor_config_profile_name(a->cfg.profile));
 	fflush(stdout);
 }
@@ -851,10 +853,11 @@ static int start_logging(struct agent *a)
 	log_set_level((enum log_level)a->cfg.log_level);
 	log_set_json(a->cfg.log_json);
 	log_set_rotation((unsigned long long)a->cfg.log_rotate_bytes, a->cfg.log_rotate_duration_ms,
-			 a->cfg.log_rotate_max_files);
+	                 a->cfg.log_rotate_max_files);
 	log_set_syslog(a->cfg.syslog);
 	if (a->cfg.log_file != NULL && log_set_file(a->cfg.log_file) < 0) {
-		fprintf(stderr, "==> cannot open log file %s: %s\n", a->cfg.log_file, strerror(errno));
+		fprintf(stderr, "==> cannot open log file %s: %s\n", a->cfg.log_file,
+		        strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -890,13 +893,13 @@ static int start_kv(struct agent *a)
 		return 0;
 	char err[1024];
 	struct kv_config kc = {
-		.data_dir = a->cfg.data_dir,
-		.node_name = a->cfg.node_name,
-		.bind_addr = a->cfg.bind_addr,
-		.sync_port = a->cfg.server_port < 0 ? 0 : a->cfg.server_port,
-		.tombstone_ttl_ms = a->cfg.kv_tombstone_ttl_ms,
-		.sync_interval_ms = a->cfg.kv_sync_interval_ms,
-		.max_ahead_ms = a->cfg.kv_max_clock_offset_ms,
+	        .data_dir = a->cfg.data_dir,
+	        .node_name = a->cfg.node_name,
+	        .bind_addr = a->cfg.bind_addr,
+	        .sync_port = a->cfg.server_port < 0 ? 0 : a->cfg.server_port,
+	        .tombstone_ttl_ms = a->cfg.kv_tombstone_ttl_ms,
+	        .sync_interval_ms = a->cfg.kv_sync_interval_ms,
+	        .max_ahead_ms = a->cfg.kv_max_clock_offset_ms,
 	};
 	a->kv = kv_new(a->loop, &kc, err, sizeof(err));
 	if (a->kv == NULL) {
@@ -909,7 +912,7 @@ static int start_kv(struct agent *a)
 /* The gossip transport's configuration from ours: addresses, protocol
  * versions, timing profile, node meta (into meta) and the callbacks. */
 static int gossip_config(struct agent *a, struct gossip_transport_config *gc, uint8_t *meta,
-			 size_t metacap)
+                         size_t metacap)
 {
 	memset(gc, 0, sizeof(*gc));
 	gc->bind_addr = a->cfg.bind_addr;
@@ -927,12 +930,13 @@ static int gossip_config(struct agent *a, struct gossip_transport_config *gc, ui
 	swim_timing_profile(&gc->swim.timing, rumor_config_profile_name(a->cfg.profile));
 	gc->swim.timing.reconnect_timeout_ms = a->cfg.reconnect_timeout_ms;
 	gc->tcp_timeout_ms = a->cfg.profile == RUMOR_CONFIG_PROFILE_WAN     ? 30000
-			     : a->cfg.profile == RUMOR_CONFIG_PROFILE_LOCAL ? 1000
-									    : 10000;
+	                     : a->cfg.profile == RUMOR_CONFIG_PROFILE_LOCAL ? 1000
+	                                                                    : 10000;
 	int mlen = build_meta(a, meta, metacap);
 	if (mlen < 0) {
-		fprintf(stderr, "==> node meta does not fit in %d bytes: use fewer or shorter -node-meta\n",
-			ML_META_MAX);
+		fprintf(stderr,
+		        "==> node meta does not fit in %d bytes: use fewer or shorter -node-meta\n",
+		        ML_META_MAX);
 		return -1;
 	}
 	gc->swim.meta = meta;
@@ -957,25 +961,27 @@ static int start_security(struct agent *a, struct gossip_transport_config *gc)
 	}
 	if (a->keyring == NULL) {
 		if (a->cfg.bind_addr == NULL || !acl_addr_is_loopback(a->cfg.bind_addr))
-			log_warn("==> WARNING: no gossip key (-encrypt): gossip and KV sync on %s are "
-				 "plaintext and unauthenticated; whoever reaches ports %d and %d can "
-				 "read and write every key and service%s",
-				 a->cfg.bind_addr ? a->cfg.bind_addr : "0.0.0.0", a->cfg.serf_lan_port,
-				 a->cfg.server_port,
-				 a->cfg.acl_token != NULL ? " (ACL tokens guard only the HTTP API)"
-							  : "");
+			log_warn("==> WARNING: no gossip key (-encrypt): gossip and KV sync on %s "
+			         "are "
+			         "plaintext and unauthenticated; whoever reaches ports %d and %d "
+			         "can "
+			         "read and write every key and service%s",
+			         a->cfg.bind_addr ? a->cfg.bind_addr : "0.0.0.0",
+			         a->cfg.serf_lan_port, a->cfg.server_port,
+			         a->cfg.acl_token != NULL ? " (ACL tokens guard only the HTTP API)"
+			                                  : "");
 		return 0;
 	}
 	gc->keyring = a->keyring;
 	gc->swim.timing.udp_budget -= KEYRING_OVERHEAD;
 	log_info("agent: gossip encryption enabled: AES-256-GCM (libsodium), %zu key(s) "
-		 "in the keyring",
-		 keyring_count(a->keyring));
+	         "in the keyring",
+	         keyring_count(a->keyring));
 	if (a->kv != NULL) {
 		struct kv_seal seal = {.ctx = a->keyring,
-				       .overhead = KEYRING_OVERHEAD,
-				       .encrypt = kv_seal_encrypt,
-				       .decrypt = kv_seal_decrypt};
+		                       .overhead = KEYRING_OVERHEAD,
+		                       .encrypt = kv_seal_encrypt,
+		                       .decrypt = kv_seal_decrypt};
 		kv_set_seal(a->kv, &seal);
 	}
 	return 0;
@@ -991,12 +997,12 @@ static int start_gossip(struct agent *a)
 	if (gossip_config(a, &gc, meta, sizeof(meta)) < 0 || start_security(a, &gc) < 0)
 		return -1;
 	struct serf_io sio = {
-		.ctx = a,
-		.broadcast = serf_io_broadcast,
-		.send_to = serf_io_send_to,
-		.user_event = serf_io_user_event,
-		.query = serf_io_query,
-		.query_response = serf_io_query_response,
+	        .ctx = a,
+	        .broadcast = serf_io_broadcast,
+	        .send_to = serf_io_send_to,
+	        .user_event = serf_io_user_event,
+	        .query = serf_io_query,
+	        .query_response = serf_io_query_response,
 	};
 	a->serf = serf_new(a->cfg.node_name, &sio);
 	if (a->serf == NULL) {
@@ -1004,7 +1010,7 @@ static int start_gossip(struct agent *a)
 		return -1;
 	}
 	a->events = agent_events_new(a->loop, &a->cfg.event_handlers, on_handler_response, a, err,
-				     sizeof(err));
+	                             sizeof(err));
 	if (a->events == NULL) {
 		fprintf(stderr, "==> Error starting agent: %s\n", err);
 		return -1;
@@ -1017,9 +1023,9 @@ static int start_gossip(struct agent *a)
 	}
 	if (a->kv != NULL) {
 		struct kv_members km = {.ctx = a,
-					.broadcast = kv_members_broadcast,
-					.peers = kv_members_peers,
-					.lookup = kv_members_lookup};
+		                        .broadcast = kv_members_broadcast,
+		                        .peers = kv_members_peers,
+		                        .lookup = kv_members_lookup};
 		kv_set_members(a->kv, &km);
 	}
 	return 0;
@@ -1051,7 +1057,7 @@ static int start_services(struct agent *a)
 		FILE *f = fopen(a->cfg.pid_file, "w");
 		if (f == NULL) {
 			fprintf(stderr, "==> cannot write pid file %s: %s\n", a->cfg.pid_file,
-				strerror(errno));
+			        strerror(errno));
 			return -1;
 		}
 		fprintf(f, "%d\n", (int)getpid());
@@ -1076,10 +1082,10 @@ static void start_running(struct agent *a)
 	char advert[64];
 	ml_addr_str(&swim_self(gossip_transport_swim(a->gossip))->id->addr, advert, sizeof(advert));
 	log_info("agent: rumor agent running: node '%s' (%s), datacenter %s, gossip %s:%u "
-		 "advertised as %s, http %s:%d, data dir %s%s",
-		 a->cfg.node_name, a->node_id, a->cfg.datacenter, a->cfg.bind_addr,
-		 gossip_transport_port(a->gossip), advert, a->cfg.client_addr, a->cfg.http_port,
-		 a->cfg.data_dir, a->cfg.dev ? " (dev mode, temporary)" : "");
+	         "advertised as %s, http %s:%d, data dir %s%s",
+	         a->cfg.node_name, a->node_id, a->cfg.datacenter, a->cfg.bind_addr,
+	         gossip_transport_port(a->gossip), advert, a->cfg.client_addr, a->cfg.http_port,
+	         a->cfg.data_dir, a->cfg.dev ? " (dev mode, temporary)" : "");
 	print_banner(a);
 
 	snapshot_restore(a);
@@ -1159,10 +1165,10 @@ static void init_watchers(struct agent *a, struct agent_priv *p)
 int agent_main(int argc, char **argv)
 {
 	static const struct agent_calls calls = {
-		.leave = start_leave,
-		.member_status = member_status,
-		.set_tags = set_tags,
-		.keyring_path = keyring_path,
+	        .leave = start_leave,
+	        .member_status = member_status,
+	        .set_tags = set_tags,
+	        .keyring_path = keyring_path,
 	};
 	struct agent agent, *a = &agent;
 	struct agent_priv p;

@@ -33,8 +33,8 @@ static void dns_collect(void *ud)
 	const struct dns_stats *st = dns_responder_stats(d->resp);
 	uint64_t answered_err = st->formerr + st->nxdomain + st->refused;
 	uint64_t noerror = st->queries > answered_err + st->dropped
-				   ? st->queries - answered_err - st->dropped
-				   : 0;
+	                           ? st->queries - answered_err - st->dropped
+	                           : 0;
 #define SETC(id, v) metrics_set_counter(METRIC_##id, (v), (double)(v))
 	SETC(DNS_NOERROR, noerror);
 	SETC(DNS_NXDOMAIN, st->nxdomain);
@@ -46,7 +46,7 @@ static void dns_collect(void *ud)
 }
 
 int agent_dns_start(const struct agent *a, const struct catalog *cat, struct agent_dns **out,
-		    char *err, size_t errlen)
+                    char *err, size_t errlen)
 {
 	const struct rumor_config *cfg = &a->cfg;
 	*out = NULL;
@@ -54,30 +54,30 @@ int agent_dns_start(const struct agent *a, const struct catalog *cat, struct age
 		return 0;
 	struct agent_dns *d = xcalloc(1, sizeof(*d));
 	struct dns_responder_config dc = {
-		.domain = cfg->domain,
-		.alt_domain = cfg->alt_domain,
-		.datacenter = cfg->datacenter,
-		.node_name = cfg->node_name,
-		.truncate = cfg->dns_truncate,
-		.recursor = cfg->recursors.n > 0,
-		.only_passing = cfg->dns_only_passing,
-		.node_ttl = (uint32_t)(cfg->dns_node_ttl_ms / 1000),
-		.service_ttl = (uint32_t)(cfg->dns_service_ttl_ms / 1000),
-		.udp_max_size = (unsigned)cfg->dns_udp_max_size,
+	        .domain = cfg->domain,
+	        .alt_domain = cfg->alt_domain,
+	        .datacenter = cfg->datacenter,
+	        .node_name = cfg->node_name,
+	        .truncate = cfg->dns_truncate,
+	        .recursor = cfg->recursors.n > 0,
+	        .only_passing = cfg->dns_only_passing,
+	        .node_ttl = (uint32_t)(cfg->dns_node_ttl_ms / 1000),
+	        .service_ttl = (uint32_t)(cfg->dns_service_ttl_ms / 1000),
+	        .udp_max_size = (unsigned)cfg->dns_udp_max_size,
 	};
 	d->resp = dns_responder_new(&dc, err, errlen);
 	if (d->resp == NULL)
 		goto fail;
 	d->source = catalog_dns_new(cat);
 	d->server = dns_server_new(a->loop, d->resp, catalog_dns_source(d->source),
-				   cfg->client_addr, (uint16_t)cfg->dns_port, err, errlen);
+	                           cfg->client_addr, (uint16_t)cfg->dns_port, err, errlen);
 	if (d->server == NULL)
 		goto fail;
 	log_info("agent: DNS server listening on %s:%u (udp+tcp), domain %s", cfg->client_addr,
-		 dns_server_port(d->server), cfg->domain);
+	         dns_server_port(d->server), cfg->domain);
 	if (cfg->recursors.n > 0 &&
 	    dns_server_set_recursors(d->server, (const char *const *)cfg->recursors.items,
-				     cfg->recursors.n, err, errlen) < 0)
+	                             cfg->recursors.n, err, errlen) < 0)
 		goto fail;
 	if (metrics_collector_add(dns_collect, d) < 0)
 		log_warn("agent: DNS counters are not in the metrics: too many collectors");

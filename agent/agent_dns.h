@@ -24,7 +24,7 @@ struct catalog;
  * it must outlive the DNS).  *out is the running DNS, for agent_dns_stop(),
  * or NULL when DNS is off (cfg.dns_port < 0).  0, or -1 with err. */
 int agent_dns_start(const struct agent *a, const struct catalog *cat, struct agent_dns **out,
-		    char *err, size_t errlen);
+                    char *err, size_t errlen);
 /* Closes the sockets and frees; NULL is a no-op. */
 void agent_dns_stop(struct agent_dns *d);
 

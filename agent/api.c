@@ -66,11 +66,10 @@ static json_t *member_json(const struct agent *a, const struct swim_member *m)
 	for (int i = 0; i < nt; i++)
 		json_object_set_new(tags, t[i].key, json_string(t[i].value));
 	return json_pack("{s:s, s:s, s:i, s:o, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "Name",
-			 m->id->name,
-			 "Addr", ip, "Port", (int)m->id->addr.port, "Tags", tags, "Status",
-			 agent_member_status(a, m), "ProtocolMin", m->id->vsn[0], "ProtocolMax",
-			 m->id->vsn[1], "ProtocolCur", m->id->vsn[2], "DelegateMin", m->id->vsn[3],
-			 "DelegateMax", m->id->vsn[4], "DelegateCur", m->id->vsn[5]);
+	                 m->id->name, "Addr", ip, "Port", (int)m->id->addr.port, "Tags", tags,
+	                 "Status", agent_member_status(a, m), "ProtocolMin", m->id->vsn[0],
+	                 "ProtocolMax", m->id->vsn[1], "ProtocolCur", m->id->vsn[2], "DelegateMin",
+	                 m->id->vsn[3], "DelegateMax", m->id->vsn[4], "DelegateCur", m->id->vsn[5]);
 }
 
 static int cmp_member(const void *x, const void *y)
@@ -80,7 +79,7 @@ static int cmp_member(const void *x, const void *y)
 }
 
 static void h_members(struct agent *a, struct http_conn *c, const struct http_request *req,
-		      const char *rest)
+                      const char *rest)
 {
 	if (http_query_get(req, "wan") != NULL) {
 		api_reply_json(c, req, 200, json_array());
@@ -102,36 +101,36 @@ static void h_members(struct agent *a, struct http_conn *c, const struct http_re
 }
 
 static void h_self(struct agent *a, struct http_conn *c, const struct http_request *req,
-		   const char *rest)
+                   const char *rest)
 {
 	struct swim *s = gossip_transport_swim(a->gossip);
 	json_t *meta = json_object();
 	for (size_t i = 0; i < a->cfg.node_meta_n; i++)
 		json_object_set_new(meta, a->cfg.node_meta[i].key,
-				    json_string(a->cfg.node_meta[i].value));
-	json_t *cfg = json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s}", "Datacenter",
-				a->cfg.datacenter, "NodeName", a->cfg.node_name, "NodeID",
-				a->node_id, "Server", 0, "Revision", "rumor", "Version",
-				RUMOR_VERSION, "Domain", a->cfg.domain);
+		                    json_string(a->cfg.node_meta[i].value));
+	json_t *cfg =
+	        json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s}", "Datacenter", a->cfg.datacenter,
+	                  "NodeName", a->cfg.node_name, "NodeID", a->node_id, "Server", 0,
+	                  "Revision", "rumor", "Version", RUMOR_VERSION, "Domain", a->cfg.domain);
 	json_t *debug = json_pack(
-		"{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:b, s:s}", "BindAddr", a->cfg.bind_addr,
-		"AdvertiseAddrLAN", a->cfg.advertise_addr, "ClientAddr", a->cfg.client_addr,
-		"SerfPortLAN", gossip_transport_port(a->gossip), "HTTPPort", a->cfg.http_port,
-		"DNSPort", a->cfg.dns_port, "DataDir", a->cfg.data_dir, "GossipProfile",
-		rumor_config_profile_name(a->cfg.profile), "DevMode", a->cfg.dev, "LogLevel",
-		rumor_config_log_level_name(a->cfg.log_level));
+	        "{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:b, s:s}", "BindAddr", a->cfg.bind_addr,
+	        "AdvertiseAddrLAN", a->cfg.advertise_addr, "ClientAddr", a->cfg.client_addr,
+	        "SerfPortLAN", gossip_transport_port(a->gossip), "HTTPPort", a->cfg.http_port,
+	        "DNSPort", a->cfg.dns_port, "DataDir", a->cfg.data_dir, "GossipProfile",
+	        rumor_config_profile_name(a->cfg.profile), "DevMode", a->cfg.dev, "LogLevel",
+	        rumor_config_log_level_name(a->cfg.log_level));
 	const struct swim_stats *st = swim_stats(s);
 	json_t *stats = json_pack(
-		"{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I}}", "serf_lan", "members",
-		(json_int_t)swim_member_count(s), "alive", (json_int_t)swim_num_alive(s) + 1,
-		"packets_sent", (json_int_t)st->packets_sent, "packets_recv",
-		(json_int_t)st->packets_recv, "probes", (json_int_t)st->probes, "probe_failures",
-		(json_int_t)st->probe_failures, "suspicions", (json_int_t)st->suspicions,
-		"refutations", (json_int_t)st->refutations, "health_score", swim_health_score(s),
-		"bad_packets", (json_int_t)st->bad_packets);
+	        "{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I}}", "serf_lan", "members",
+	        (json_int_t)swim_member_count(s), "alive", (json_int_t)swim_num_alive(s) + 1,
+	        "packets_sent", (json_int_t)st->packets_sent, "packets_recv",
+	        (json_int_t)st->packets_recv, "probes", (json_int_t)st->probes, "probe_failures",
+	        (json_int_t)st->probe_failures, "suspicions", (json_int_t)st->suspicions,
+	        "refutations", (json_int_t)st->refutations, "health_score", swim_health_score(s),
+	        "bad_packets", (json_int_t)st->bad_packets);
 	json_t *self = json_pack("{s:o, s:o, s:n, s:o, s:o, s:o}", "Config", cfg, "DebugConfig",
-				 debug, "Coord", "Member", member_json(a, swim_self(s)), "Meta",
-				 meta, "Stats", stats);
+	                         debug, "Coord", "Member", member_json(a, swim_self(s)), "Meta",
+	                         meta, "Stats", stats);
 	api_reply_json(c, req, 200, self);
 }
 
@@ -161,7 +160,7 @@ static void join_done(void *ud, bool ok, const char *error)
 		} else {
 			char msg[600];
 			snprintf(msg, sizeof(msg), "Failed to join %s: %s", jr->addr,
-				 error ? error : "unknown error");
+			         error ? error : "unknown error");
 			api_reply_text(jr->conn, 500, msg);
 		}
 	}
@@ -169,14 +168,15 @@ static void join_done(void *ud, bool ok, const char *error)
 }
 
 static void h_join(struct agent *a, struct http_conn *c, const struct http_request *req,
-		   const char *rest)
+                   const char *rest)
 {
 	if (rest[0] == '\0') {
 		api_reply_text(c, 400, "Missing address to join");
 		return;
 	}
 	if (http_query_get(req, "wan") != NULL) {
-		api_reply_text(c, 400, "WAN join is not supported: rumor has one gossip pool (LAN)");
+		api_reply_text(c, 400,
+		               "WAN join is not supported: rumor has one gossip pool (LAN)");
 		return;
 	}
 	if (a->leaving) {
@@ -190,8 +190,8 @@ static void h_join(struct agent *a, struct http_conn *c, const struct http_reque
 	snprintf(jr->addr, sizeof(jr->addr), "%s", rest);
 	http_conn_on_close(c, join_conn_closed, jr);
 	char err[300];
-	if (gossip_transport_join(a->gossip, rest, (uint16_t)a->cfg.serf_lan_port, join_done, jr, err,
-				  sizeof(err)) < 0) {
+	if (gossip_transport_join(a->gossip, rest, (uint16_t)a->cfg.serf_lan_port, join_done, jr,
+	                          err, sizeof(err)) < 0) {
 		jr->conn = NULL;
 		http_conn_on_close(c, NULL, NULL);
 		char msg[600];
@@ -202,14 +202,14 @@ static void h_join(struct agent *a, struct http_conn *c, const struct http_reque
 }
 
 static void h_leave(struct agent *a, struct http_conn *c, const struct http_request *req,
-		    const char *rest)
+                    const char *rest)
 {
 	http_respond(c, 200, NULL, "", 0);
 	agent_leave(a);
 }
 
 static void h_force_leave(struct agent *a, struct http_conn *c, const struct http_request *req,
-			  const char *rest)
+                          const char *rest)
 {
 	if (rest[0] == '\0') {
 		api_reply_text(c, 400, "Missing node name");
@@ -230,17 +230,17 @@ static void h_force_leave(struct agent *a, struct http_conn *c, const struct htt
 /* ------------------------------------------------------------- status */
 
 static void h_leader(struct agent *a, struct http_conn *c, const struct http_request *req,
-		     const char *rest)
+                     const char *rest)
 {
 	/* No leader in an AP cluster: every agent answers for itself. */
 	char addr[80];
 	snprintf(addr, sizeof(addr), "%s:%u", a->cfg.advertise_addr,
-		 gossip_transport_port(a->gossip));
+	         gossip_transport_port(a->gossip));
 	api_reply_json(c, req, 200, json_string(addr));
 }
 
 static void h_peers(struct agent *a, struct http_conn *c, const struct http_request *req,
-		    const char *rest)
+                    const char *rest)
 {
 	struct swim *s = gossip_transport_swim(a->gossip);
 	json_t *arr = json_array();
@@ -250,7 +250,7 @@ static void h_peers(struct agent *a, struct http_conn *c, const struct http_requ
 			continue;
 		char buf[80];
 		json_array_append_new(arr,
-				      json_string(ml_addr_str(&m->id->addr, buf, sizeof(buf))));
+		                      json_string(ml_addr_str(&m->id->addr, buf, sizeof(buf))));
 	}
 	api_reply_json(c, req, 200, arr);
 }
@@ -262,45 +262,45 @@ static void h_peers(struct agent *a, struct http_conn *c, const struct http_requ
  * files (declared in their headers).
  */
 static const struct api_route routes[] = {
-	{"/v1/agent/self", 0, M_GET, h_self},
-	{"/v1/agent/members", 0, M_GET, h_members},
-	{"/v1/agent/join/", 1, M_PUT | M_GET | M_POST, h_join},
-	{"/v1/agent/leave", 0, M_PUT | M_POST, h_leave},
-	{"/v1/agent/force-leave/", 1, M_PUT | M_GET | M_POST, h_force_leave},
-	{"/v1/status/leader", 0, M_GET, h_leader},
-	{"/v1/status/peers", 0, M_GET, h_peers},
-	/* operating: agent/api_ops.c */
-	{"/v1/agent/metrics", 0, M_GET, api_ops_metrics},
-	{"/v1/agent/monitor", 0, M_GET, api_ops_monitor},
-	/* key-value store: agent/api_kv.c */
-	{"/v1/kv/", 1, M_GET | M_PUT | M_DELETE, api_kv_handle},
-	{"/v1/txn", 0, M_PUT | M_POST, api_kv_txn},
-	/* serf layer: agent/api_event.c */
-	{"/v1/event/fire/", 1, M_PUT | M_POST, api_event_fire},
-	{"/v1/event/list", 0, M_GET, api_event_list},
-	{"/v1/event/query/", 1, M_PUT | M_POST, api_event_query},
-	{"/v1/agent/tags", 0, M_PUT | M_POST, api_event_tags},
-	{"/v1/operator/keyring", 0, M_GET | M_PUT | M_POST | M_DELETE, api_event_keyring},
-	/* services, checks, catalog, health: agent/api_catalog.c (python-consul
+        {"/v1/agent/self", 0, M_GET, h_self},
+        {"/v1/agent/members", 0, M_GET, h_members},
+        {"/v1/agent/join/", 1, M_PUT | M_GET | M_POST, h_join},
+        {"/v1/agent/leave", 0, M_PUT | M_POST, h_leave},
+        {"/v1/agent/force-leave/", 1, M_PUT | M_GET | M_POST, h_force_leave},
+        {"/v1/status/leader", 0, M_GET, h_leader},
+        {"/v1/status/peers", 0, M_GET, h_peers},
+        /* operating: agent/api_ops.c */
+        {"/v1/agent/metrics", 0, M_GET, api_ops_metrics},
+        {"/v1/agent/monitor", 0, M_GET, api_ops_monitor},
+        /* key-value store: agent/api_kv.c */
+        {"/v1/kv/", 1, M_GET | M_PUT | M_DELETE, api_kv_handle},
+        {"/v1/txn", 0, M_PUT | M_POST, api_kv_txn},
+        /* serf layer: agent/api_event.c */
+        {"/v1/event/fire/", 1, M_PUT | M_POST, api_event_fire},
+        {"/v1/event/list", 0, M_GET, api_event_list},
+        {"/v1/event/query/", 1, M_PUT | M_POST, api_event_query},
+        {"/v1/agent/tags", 0, M_PUT | M_POST, api_event_tags},
+        {"/v1/operator/keyring", 0, M_GET | M_PUT | M_POST | M_DELETE, api_event_keyring},
+        /* services, checks, catalog, health: agent/api_catalog.c (python-consul
 	 * 0.7.1 sends GET for deregister and TTL updates) */
-	{"/v1/agent/service/register", 0, M_PUT | M_POST, api_h_service_register},
-	{"/v1/agent/service/deregister/", 1, M_PUT | M_GET | M_POST, api_h_service_deregister},
-	{"/v1/agent/services", 0, M_GET, api_h_agent_services},
-	{"/v1/agent/checks", 0, M_GET, api_h_agent_checks},
-	{"/v1/agent/check/register", 0, M_PUT | M_POST, api_h_check_register},
-	{"/v1/agent/check/deregister/", 1, M_PUT | M_GET | M_POST, api_h_check_deregister},
-	{"/v1/agent/check/pass/", 1, M_PUT | M_GET | M_POST, api_h_check_pass},
-	{"/v1/agent/check/warn/", 1, M_PUT | M_GET | M_POST, api_h_check_warn},
-	{"/v1/agent/check/fail/", 1, M_PUT | M_GET | M_POST, api_h_check_fail},
-	{"/v1/agent/check/update/", 1, M_PUT | M_POST, api_h_check_update},
-	{"/v1/catalog/services", 0, M_GET, api_h_catalog_services},
-	{"/v1/catalog/service/", 1, M_GET, api_h_catalog_service},
-	{"/v1/catalog/nodes", 0, M_GET, api_h_catalog_nodes},
-	{"/v1/catalog/node/", 1, M_GET, api_h_catalog_node},
-	{"/v1/health/service/", 1, M_GET, api_h_health_service},
-	{"/v1/health/node/", 1, M_GET, api_h_health_node},
-	{"/v1/health/checks/", 1, M_GET, api_h_health_checks},
-	{"/v1/health/state/", 1, M_GET, api_h_health_state},
+        {"/v1/agent/service/register", 0, M_PUT | M_POST, api_h_service_register},
+        {"/v1/agent/service/deregister/", 1, M_PUT | M_GET | M_POST, api_h_service_deregister},
+        {"/v1/agent/services", 0, M_GET, api_h_agent_services},
+        {"/v1/agent/checks", 0, M_GET, api_h_agent_checks},
+        {"/v1/agent/check/register", 0, M_PUT | M_POST, api_h_check_register},
+        {"/v1/agent/check/deregister/", 1, M_PUT | M_GET | M_POST, api_h_check_deregister},
+        {"/v1/agent/check/pass/", 1, M_PUT | M_GET | M_POST, api_h_check_pass},
+        {"/v1/agent/check/warn/", 1, M_PUT | M_GET | M_POST, api_h_check_warn},
+        {"/v1/agent/check/fail/", 1, M_PUT | M_GET | M_POST, api_h_check_fail},
+        {"/v1/agent/check/update/", 1, M_PUT | M_POST, api_h_check_update},
+        {"/v1/catalog/services", 0, M_GET, api_h_catalog_services},
+        {"/v1/catalog/service/", 1, M_GET, api_h_catalog_service},
+        {"/v1/catalog/nodes", 0, M_GET, api_h_catalog_nodes},
+        {"/v1/catalog/node/", 1, M_GET, api_h_catalog_node},
+        {"/v1/health/service/", 1, M_GET, api_h_health_service},
+        {"/v1/health/node/", 1, M_GET, api_h_health_node},
+        {"/v1/health/checks/", 1, M_GET, api_h_health_checks},
+        {"/v1/health/state/", 1, M_GET, api_h_health_state},
 };
 
 static void dispatch(struct http_conn *c, const struct http_request *req, void *ud)
@@ -311,9 +311,9 @@ static void dispatch(struct http_conn *c, const struct http_request *req, void *
 		mb = M_GET;
 	/* never log a ?token= */
 	log_debug("http: Request %s %s%s (from %s)", req->method,
-		  http_query_get(req, "token") != NULL ? req->path : req->url,
-		  http_query_get(req, "token") != NULL ? "?(query hidden: has a token)" : "",
-		  req->remote);
+	          http_query_get(req, "token") != NULL ? req->path : req->url,
+	          http_query_get(req, "token") != NULL ? "?(query hidden: has a token)" : "",
+	          req->remote);
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		const struct api_route *r = &routes[i];
 		size_t plen = strlen(r->path);
@@ -334,10 +334,10 @@ static void dispatch(struct http_conn *c, const struct http_request *req, void *
 			return;
 		}
 		if (!acl_allow(acl_classify(req->method, req->path), a->cfg.acl_token,
-			       a->cfg.acl_read_token, acl_addr_is_loopback(a->cfg.client_addr),
-			       req->remote, acl_request_token(req))) {
+		               a->cfg.acl_read_token, acl_addr_is_loopback(a->cfg.client_addr),
+		               req->remote, acl_request_token(req))) {
 			log_warn("http: Request %s %s (from %s): Permission denied", req->method,
-				 req->path, req->remote);
+			         req->path, req->remote);
 			api_reply_text(c, 403, "Permission denied");
 			return;
 		}
@@ -348,45 +348,46 @@ static void dispatch(struct http_conn *c, const struct http_request *req, void *
 }
 
 /* Rate-limited by the server (one call per HTTP_REFUSE_REPORT_S at most). */
-static void on_refuse(void *ud, enum http_refuse_reason why, const char *remote,
-		      unsigned held, uint64_t refused)
+static void on_refuse(void *ud, enum http_refuse_reason why, const char *remote, unsigned held,
+                      uint64_t refused)
 {
 	if (why == HTTP_REFUSED_PER_CLIENT)
 		log_warn("http: refused connection from %s: its address holds %u connections "
-			 "(limits.http_max_conns_per_client); %llu refused since the last report",
-			 remote, held, (unsigned long long)refused);
+		         "(limits.http_max_conns_per_client); %llu refused since the last report",
+		         remote, held, (unsigned long long)refused);
 	else
 		log_warn("http: refused connection from %s: %u connections open, the most the "
-			 "agent takes; %llu refused since the last report",
-			 remote, held, (unsigned long long)refused);
+		         "agent takes; %llu refused since the last report",
+		         remote, held, (unsigned long long)refused);
 }
 
 struct http_server *api_start(struct agent *a, char *err, size_t errlen)
 {
 	struct http_limits lim = {0};
 	lim.max_conns_per_client = a->cfg.http_max_conns_per_client > 0
-		? (unsigned)a->cfg.http_max_conns_per_client : HTTP_UNLIMITED;
+	                                   ? (unsigned)a->cfg.http_max_conns_per_client
+	                                   : HTTP_UNLIMITED;
 	struct http_server *s = http_server_new(a->loop, &lim, dispatch, a, err, errlen);
 	if (s == NULL)
 		return NULL;
 	http_server_on_refuse(s, on_refuse, a);
 	uint16_t bound = 0;
 	if (http_server_listen(s, a->cfg.client_addr, (uint16_t)a->cfg.http_port, &bound, err,
-			       errlen) < 0) {
+	                       errlen) < 0) {
 		http_server_free(s);
 		return NULL;
 	}
 	bool open = a->cfg.acl_token == NULL || a->cfg.acl_token[0] == '\0';
 	if (open && !acl_addr_is_loopback(a->cfg.client_addr)) {
 		log_warn("==> WARNING: the HTTP API listens on %s, which is not loopback, and no "
-			 "-acl-token is set: writes, join, leave and keyring from other hosts are "
-			 "refused and reads are open to anyone who can reach port %d. Set "
-			 "-acl-token (and -acl-read-token) to open the API to other hosts safely.",
-			 a->cfg.client_addr, (int)bound);
+		         "-acl-token is set: writes, join, leave and keyring from other hosts are "
+		         "refused and reads are open to anyone who can reach port %d. Set "
+		         "-acl-token (and -acl-read-token) to open the API to other hosts safely.",
+		         a->cfg.client_addr, (int)bound);
 	}
 	if (a->cfg.acl_read_token != NULL && open)
 		log_warn("==> WARNING: -acl-read-token is set but -acl-token is not: reads need "
-			 "a token while writes are governed by the listener address alone.");
+		         "a token while writes are governed by the listener address alone.");
 	return s;
 }
 

@@ -113,7 +113,7 @@ static void on_catalog_change(void *ud)
  * parked (the caller returns), false to answer now.  Bad parameters are
  * answered here (true). */
 static bool maybe_block(struct agent *a, struct http_conn *c, const struct http_request *req,
-			const char *rest, api_route_fn fn)
+                        const char *rest, api_route_fn fn)
 {
 	struct agent_catalog *ac = AC(a);
 	const char *is = http_query_get(req, "index");
@@ -158,7 +158,7 @@ static bool maybe_block(struct agent *a, struct http_conn *c, const struct http_
 }
 
 static void reply_read(struct agent *a, struct http_conn *c, const struct http_request *req,
-		       int status, json_t *j)
+                       int status, json_t *j)
 {
 	char idx[32];
 	snprintf(idx, sizeof(idx), "%" PRIu64, catalog_index(AC(a)->cat));
@@ -172,7 +172,7 @@ static void reply_read(struct agent *a, struct http_conn *c, const struct http_r
 
 /* A JSON definition in the body, handed to the local registry (service or check). */
 static void register_from_body(struct agent *a, struct http_conn *c, const struct http_request *req,
-			       int (*reg)(struct services *, const json_t *, char *, size_t))
+                               int (*reg)(struct services *, const json_t *, char *, size_t))
 {
 	json_error_t je;
 	json_t *def = json_loadb(req->body, req->body_len, 0, &je);
@@ -193,13 +193,13 @@ static void register_from_body(struct agent *a, struct http_conn *c, const struc
 }
 
 void api_h_service_register(struct agent *a, struct http_conn *c, const struct http_request *req,
-			    const char *rest)
+                            const char *rest)
 {
 	register_from_body(a, c, req, services_register);
 }
 
-void api_h_service_deregister(struct agent *a, struct http_conn *c,
-			      const struct http_request *req, const char *rest)
+void api_h_service_deregister(struct agent *a, struct http_conn *c, const struct http_request *req,
+                              const char *rest)
 {
 	char err[512];
 	int rc = services_deregister(AC(a)->svcs, rest, err, sizeof(err));
@@ -211,25 +211,25 @@ void api_h_service_deregister(struct agent *a, struct http_conn *c,
 }
 
 void api_h_agent_services(struct agent *a, struct http_conn *c, const struct http_request *req,
-			  const char *rest)
+                          const char *rest)
 {
 	api_reply_json(c, req, 200, services_agent_services(AC(a)->svcs));
 }
 
 void api_h_agent_checks(struct agent *a, struct http_conn *c, const struct http_request *req,
-			const char *rest)
+                        const char *rest)
 {
 	api_reply_json(c, req, 200, services_agent_checks(AC(a)->svcs));
 }
 
 void api_h_check_register(struct agent *a, struct http_conn *c, const struct http_request *req,
-			  const char *rest)
+                          const char *rest)
 {
 	register_from_body(a, c, req, services_check_register);
 }
 
 void api_h_check_deregister(struct agent *a, struct http_conn *c, const struct http_request *req,
-			    const char *rest)
+                            const char *rest)
 {
 	char err[512];
 	int rc = services_check_deregister(AC(a)->svcs, rest, err, sizeof(err));
@@ -240,8 +240,8 @@ void api_h_check_deregister(struct agent *a, struct http_conn *c, const struct h
 	http_respond(c, 200, NULL, "", 0);
 }
 
-static void ttl_update(struct agent *a, struct http_conn *c, const char *id,
-		       enum catalog_health st, const char *note)
+static void ttl_update(struct agent *a, struct http_conn *c, const char *id, enum catalog_health st,
+                       const char *note)
 {
 	char err[512];
 	int rc = services_check_update(AC(a)->svcs, id, st, note ? note : "", err, sizeof(err));
@@ -253,32 +253,33 @@ static void ttl_update(struct agent *a, struct http_conn *c, const char *id,
 }
 
 void api_h_check_pass(struct agent *a, struct http_conn *c, const struct http_request *req,
-		      const char *rest)
+                      const char *rest)
 {
 	ttl_update(a, c, rest, CATALOG_PASSING, http_query_get(req, "note"));
 }
 
 void api_h_check_warn(struct agent *a, struct http_conn *c, const struct http_request *req,
-		      const char *rest)
+                      const char *rest)
 {
 	ttl_update(a, c, rest, CATALOG_WARNING, http_query_get(req, "note"));
 }
 
 void api_h_check_fail(struct agent *a, struct http_conn *c, const struct http_request *req,
-		      const char *rest)
+                      const char *rest)
 {
 	ttl_update(a, c, rest, CATALOG_CRITICAL, http_query_get(req, "note"));
 }
 
 void api_h_check_update(struct agent *a, struct http_conn *c, const struct http_request *req,
-			const char *rest)
+                        const char *rest)
 {
 	json_error_t je;
 	json_t *body = json_loadb(req->body, req->body_len, 0, &je);
 	const char *sts = NULL, *out = "";
 	const char *k;
 	json_t *v;
-	json_object_foreach(body, k, v) {
+	json_object_foreach(body, k, v)
+	{
 		if (strcasecmp(k, "status") == 0)
 			sts = json_string_value(v);
 		else if (strcasecmp(k, "output") == 0 && json_is_string(v))
@@ -315,11 +316,11 @@ static json_t *node_json(const struct catalog_node *n)
 {
 	const json_t *d = n->doc;
 	return json_pack("{s:o, s:s, s:s, s:o, s:o, s:o, s:I, s:I}", "ID",
-			 jcopy(d, "ID", json_string("")), "Node", n->name, "Address", n->address,
-			 "Datacenter", jcopy(d, "Datacenter", json_string("dc1")),
-			 "TaggedAddresses", jcopy(d, "TaggedAddresses", json_object()), "Meta",
-			 jcopy(d, "Meta", json_object()), "CreateIndex",
-			 (json_int_t)n->modify_index, "ModifyIndex", (json_int_t)n->modify_index);
+	                 jcopy(d, "ID", json_string("")), "Node", n->name, "Address", n->address,
+	                 "Datacenter", jcopy(d, "Datacenter", json_string("dc1")),
+	                 "TaggedAddresses", jcopy(d, "TaggedAddresses", json_object()), "Meta",
+	                 jcopy(d, "Meta", json_object()), "CreateIndex",
+	                 (json_int_t)n->modify_index, "ModifyIndex", (json_int_t)n->modify_index);
 }
 
 static json_t *service_json(const struct catalog_inst *in)
@@ -333,28 +334,28 @@ static json_t *catalog_service_entry(const struct catalog_inst *in)
 	const struct catalog_node *n = in->node;
 	const json_t *d = n->doc, *s = in->svc;
 	return json_pack("{s:o, s:s, s:s, s:o, s:o, s:o, s:s, s:s, s:o, s:s, s:i, s:o, s:o, "
-			 "s:o, s:I, s:I}",
-			 "ID", jcopy(d, "ID", json_string("")), "Node", n->name, "Address",
-			 n->address, "Datacenter", jcopy(d, "Datacenter", json_string("dc1")),
-			 "TaggedAddresses", jcopy(d, "TaggedAddresses", json_object()), "NodeMeta",
-			 jcopy(d, "Meta", json_object()), "ServiceID", in->id, "ServiceName",
-			 in->name, "ServiceTags", jcopy(s, "Tags", json_array()), "ServiceAddress",
-			 in->address, "ServicePort", (int)in->port, "ServiceMeta",
-			 jcopy(s, "Meta", json_object()), "ServiceWeights",
-			 jcopy(s, "Weights", json_object()), "ServiceEnableTagOverride",
-			 jcopy(s, "EnableTagOverride", json_false()), "CreateIndex",
-			 (json_int_t)n->modify_index, "ModifyIndex", (json_int_t)n->modify_index);
+	                 "s:o, s:I, s:I}",
+	                 "ID", jcopy(d, "ID", json_string("")), "Node", n->name, "Address",
+	                 n->address, "Datacenter", jcopy(d, "Datacenter", json_string("dc1")),
+	                 "TaggedAddresses", jcopy(d, "TaggedAddresses", json_object()), "NodeMeta",
+	                 jcopy(d, "Meta", json_object()), "ServiceID", in->id, "ServiceName",
+	                 in->name, "ServiceTags", jcopy(s, "Tags", json_array()), "ServiceAddress",
+	                 in->address, "ServicePort", (int)in->port, "ServiceMeta",
+	                 jcopy(s, "Meta", json_object()), "ServiceWeights",
+	                 jcopy(s, "Weights", json_object()), "ServiceEnableTagOverride",
+	                 jcopy(s, "EnableTagOverride", json_false()), "CreateIndex",
+	                 (json_int_t)n->modify_index, "ModifyIndex", (json_int_t)n->modify_index);
 }
 
 static json_t *serf_check(const struct catalog_node *n)
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[], s:s, s:I, s:I}", "Node",
-			 n->name, "CheckID", "serfHealth", "Name", "Serf Health Status", "Status",
-			 n->alive ? "passing" : "critical", "Notes", "", "Output",
-			 n->alive ? "Agent alive and reachable" : "Agent not live or unreachable",
-			 "ServiceID", "", "ServiceName", "", "ServiceTags", "Type", "",
-			 "CreateIndex", (json_int_t)n->modify_index, "ModifyIndex",
-			 (json_int_t)n->modify_index);
+	                 n->name, "CheckID", "serfHealth", "Name", "Serf Health Status", "Status",
+	                 n->alive ? "passing" : "critical", "Notes", "", "Output",
+	                 n->alive ? "Agent alive and reachable" : "Agent not live or unreachable",
+	                 "ServiceID", "", "ServiceName", "", "ServiceTags", "Type", "",
+	                 "CreateIndex", (json_int_t)n->modify_index, "ModifyIndex",
+	                 (json_int_t)n->modify_index);
 }
 
 /* The node's checks (serfHealth first) that concern service `sid` (NULL:
@@ -365,7 +366,8 @@ static json_t *node_checks(const struct catalog_node *n, const char *sid)
 	json_array_append_new(arr, serf_check(n));
 	size_t i;
 	json_t *ch;
-	json_array_foreach(jget(n->doc, "Checks"), i, ch) {
+	json_array_foreach(jget(n->doc, "Checks"), i, ch)
+	{
 		const char *csid = json_string_value(jget(ch, "ServiceID"));
 		if (csid == NULL)
 			csid = "";
@@ -383,7 +385,8 @@ static bool all_passing(const json_t *checks)
 {
 	size_t i;
 	json_t *ch;
-	json_array_foreach(checks, i, ch) {
+	json_array_foreach(checks, i, ch)
+	{
 		const char *st = json_string_value(jget(ch, "Status"));
 		if (st == NULL || strcmp(st, "passing") != 0)
 			return false;
@@ -402,7 +405,7 @@ static bool inst_has_tag(const struct catalog_inst *in, const char *tag)
 /* ------------------------------------------------------------ catalog endpoints */
 
 void api_h_catalog_services(struct agent *a, struct http_conn *c, const struct http_request *req,
-			    const char *rest)
+                            const char *rest)
 {
 	if (maybe_block(a, c, req, rest, api_h_catalog_services))
 		return;
@@ -419,7 +422,8 @@ void api_h_catalog_services(struct agent *a, struct http_conn *c, const struct h
 			bool dup = false;
 			size_t k;
 			json_t *v;
-			json_array_foreach(tags, k, v) {
+			json_array_foreach(tags, k, v)
+			{
 				if (strcmp(json_string_value(v), in->tags[t]) == 0)
 					dup = true;
 			}
@@ -441,7 +445,7 @@ static const struct catalog_inst **all_of(const struct catalog *cat, const char 
 }
 
 void api_h_catalog_service(struct agent *a, struct http_conn *c, const struct http_request *req,
-			   const char *rest)
+                           const char *rest)
 {
 	if (maybe_block(a, c, req, rest, api_h_catalog_service))
 		return;
@@ -459,7 +463,7 @@ void api_h_catalog_service(struct agent *a, struct http_conn *c, const struct ht
 }
 
 void api_h_catalog_nodes(struct agent *a, struct http_conn *c, const struct http_request *req,
-			 const char *rest)
+                         const char *rest)
 {
 	if (maybe_block(a, c, req, rest, api_h_catalog_nodes))
 		return;
@@ -471,7 +475,7 @@ void api_h_catalog_nodes(struct agent *a, struct http_conn *c, const struct http
 }
 
 void api_h_catalog_node(struct agent *a, struct http_conn *c, const struct http_request *req,
-			const char *rest)
+                        const char *rest)
 {
 	if (maybe_block(a, c, req, rest, api_h_catalog_node))
 		return;
@@ -483,19 +487,19 @@ void api_h_catalog_node(struct agent *a, struct http_conn *c, const struct http_
 	json_t *svcs = json_object();
 	size_t i;
 	json_t *s;
-	json_array_foreach(jget(n->doc, "Services"), i, s) {
+	json_array_foreach(jget(n->doc, "Services"), i, s)
+	{
 		const char *id = json_string_value(jget(s, "ID"));
 		if (id != NULL)
 			json_object_set_new(svcs, id, json_deep_copy(s));
 	}
-	reply_read(a, c, req, 200,
-		   json_pack("{s:o, s:o}", "Node", node_json(n), "Services", svcs));
+	reply_read(a, c, req, 200, json_pack("{s:o, s:o}", "Node", node_json(n), "Services", svcs));
 }
 
 /* ------------------------------------------------------------- health endpoints */
 
 void api_h_health_service(struct agent *a, struct http_conn *c, const struct http_request *req,
-			  const char *rest)
+                          const char *rest)
 {
 	if (maybe_block(a, c, req, rest, api_h_health_service))
 		return;
@@ -513,16 +517,16 @@ void api_h_health_service(struct agent *a, struct http_conn *c, const struct htt
 			json_decref(checks);
 			continue;
 		}
-		json_array_append_new(arr, json_pack("{s:o, s:o, s:o}", "Node",
-						     node_json(v[i]->node), "Service",
-						     service_json(v[i]), "Checks", checks));
+		json_array_append_new(arr,
+		                      json_pack("{s:o, s:o, s:o}", "Node", node_json(v[i]->node),
+		                                "Service", service_json(v[i]), "Checks", checks));
 	}
 	free(v);
 	reply_read(a, c, req, 200, arr);
 }
 
 void api_h_health_node(struct agent *a, struct http_conn *c, const struct http_request *req,
-		       const char *rest)
+                       const char *rest)
 {
 	if (maybe_block(a, c, req, rest, api_h_health_node))
 		return;
@@ -531,7 +535,7 @@ void api_h_health_node(struct agent *a, struct http_conn *c, const struct http_r
 }
 
 void api_h_health_checks(struct agent *a, struct http_conn *c, const struct http_request *req,
-			 const char *rest)
+                         const char *rest)
 {
 	if (maybe_block(a, c, req, rest, api_h_health_checks))
 		return;
@@ -541,7 +545,8 @@ void api_h_health_checks(struct agent *a, struct http_conn *c, const struct http
 	for (size_t i = 0; i < n; i++) {
 		size_t k;
 		json_t *ch;
-		json_array_foreach(jget(v[i]->node->doc, "Checks"), k, ch) {
+		json_array_foreach(jget(v[i]->node->doc, "Checks"), k, ch)
+		{
 			const char *sid = json_string_value(jget(ch, "ServiceID"));
 			if (sid != NULL && strcmp(sid, v[i]->id) == 0)
 				json_array_append_new(arr, json_deep_copy(ch));
@@ -552,7 +557,7 @@ void api_h_health_checks(struct agent *a, struct http_conn *c, const struct http
 }
 
 void api_h_health_state(struct agent *a, struct http_conn *c, const struct http_request *req,
-			const char *rest)
+                        const char *rest)
 {
 	if (strcmp(rest, "any") != 0 && check_status_parse(rest) < 0) {
 		api_reply_text(c, 400, "Invalid state");
@@ -566,7 +571,8 @@ void api_h_health_state(struct agent *a, struct http_conn *c, const struct http_
 		json_t *checks = node_checks(catalog_node_at(cat, i), NULL);
 		size_t k;
 		json_t *ch;
-		json_array_foreach(checks, k, ch) {
+		json_array_foreach(checks, k, ch)
+		{
 			const char *st = json_string_value(jget(ch, "Status"));
 			if (strcmp(rest, "any") == 0 || (st && strcmp(st, rest) == 0))
 				json_array_append(arr, ch);
@@ -612,7 +618,7 @@ void api_catalog_attach_store(struct agent *a, void *kv)
 }
 
 static int load_service_defs(struct agent_catalog *ac, const struct rumor_config *cfg, char *err,
-			     size_t errlen)
+                             size_t errlen)
 {
 	for (size_t i = 0; i < cfg->service_defs.n; i++) {
 		json_error_t je;
@@ -620,7 +626,7 @@ static int load_service_defs(struct agent_catalog *ac, const struct rumor_config
 		char e[400];
 		if (def == NULL || services_register(ac->svcs, def, e, sizeof(e)) < 0) {
 			snprintf(err, errlen, "service definition %zu: %s", i + 1,
-				 def == NULL ? je.text : e);
+			         def == NULL ? je.text : e);
 			json_decref(def);
 			return -1;
 		}
@@ -638,7 +644,8 @@ static void catalog_collect(void *ud)
 	json_t *checks = services_agent_checks(ac->svcs);
 	const char *id;
 	json_t *c;
-	json_object_foreach(checks, id, c) {
+	json_object_foreach(checks, id, c)
+	{
 		const char *st = json_string_value(json_object_get(c, "Status"));
 		if (st == NULL)
 			continue;
@@ -677,14 +684,14 @@ int api_catalog_start(struct agent *a, char *err, size_t errlen)
 		mv[i] = a->cfg.node_meta[i].value;
 	}
 	struct services_config sc = {
-		.node = a->cfg.node_name,
-		.node_id = a->node_id,
-		.address = a->cfg.advertise_addr,
-		.datacenter = a->cfg.datacenter,
-		.meta_keys = mk,
-		.meta_values = mv,
-		.nmeta = a->cfg.node_meta_n,
-		.enable_script_checks = a->cfg.enable_script_checks,
+	        .node = a->cfg.node_name,
+	        .node_id = a->node_id,
+	        .address = a->cfg.advertise_addr,
+	        .datacenter = a->cfg.datacenter,
+	        .meta_keys = mk,
+	        .meta_values = mv,
+	        .nmeta = a->cfg.node_meta_n,
+	        .enable_script_checks = a->cfg.enable_script_checks,
 	};
 	ac->svcs = services_new(a->loop, ac->cat, &sc);
 	free(mk);

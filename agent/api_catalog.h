@@ -49,9 +49,9 @@ void api_catalog_member_event(struct agent *a, int type, const struct swim_membe
 /* A registry of the KV engine once it exists (struct kv *). */
 void api_catalog_attach_store(struct agent *a, void *kv);
 
-#define API_CATALOG_HANDLER(name)                                                      \
-	void name(struct agent *a, struct http_conn *c, const struct http_request *req, \
-		  const char *rest)
+#define API_CATALOG_HANDLER(name)                                                                  \
+	void name(struct agent *a, struct http_conn *c, const struct http_request *req,            \
+	          const char *rest)
 API_CATALOG_HANDLER(api_h_service_register);
 API_CATALOG_HANDLER(api_h_service_deregister);
 API_CATALOG_HANDLER(api_h_agent_services);

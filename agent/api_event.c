@@ -42,7 +42,7 @@ struct pq {
 	ev_timer timer;
 	json_t *acks, *responses;
 	/* key queries */
-	json_t *keys;	  /* key -> count */
+	json_t *keys;     /* key -> count */
 	json_t *messages; /* node -> message */
 	json_t *primary;  /* key -> count */
 	int nresp, nerr;
@@ -75,8 +75,8 @@ static void uuid(char out[37])
 	r[6] = (uint8_t)((r[6] & 0x0f) | 0x40);
 	r[8] = (uint8_t)((r[8] & 0x3f) | 0x80);
 	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
-		 r[13], r[14], r[15]);
+	         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+	         r[13], r[14], r[15]);
 }
 
 static json_t *b64_json(const uint8_t *p, size_t len)
@@ -94,7 +94,7 @@ static json_t *b64_json(const uint8_t *p, size_t len)
 }
 
 static json_t *event_json(const char *id, const char *name, const uint8_t *p, size_t len,
-			  uint64_t ltime)
+                          uint64_t ltime)
 {
 	json_t *o = json_object();
 	json_object_set_new(o, "ID", json_string(id));
@@ -109,7 +109,7 @@ static json_t *event_json(const char *id, const char *name, const uint8_t *p, si
 }
 
 void api_event_record(struct agent *a, uint64_t ltime, const char *name, const uint8_t *payload,
-		      size_t len)
+                      size_t len)
 {
 	struct api_event *st = state(a);
 	struct rec *r;
@@ -174,7 +174,7 @@ void api_event_free(struct agent *a)
 /* --------------------------------------------------------------- fire */
 
 void api_event_fire(struct agent *a, struct http_conn *c, const struct http_request *req,
-		    const char *rest)
+                    const char *rest)
 {
 	if (rest[0] == '\0') {
 		api_reply_text(c, 400, "Missing name");
@@ -185,7 +185,7 @@ void api_event_fire(struct agent *a, struct http_conn *c, const struct http_requ
 	char err[256];
 	uint64_t ltime = serf_event_clock(a->serf);
 	if (serf_user_event(a->serf, rest, (const uint8_t *)req->body, req->body_len, coalesce, err,
-			    sizeof(err)) < 0) {
+	                    sizeof(err)) < 0) {
 		api_reply_text(c, 400, err);
 		return;
 	}
@@ -193,11 +193,11 @@ void api_event_fire(struct agent *a, struct http_conn *c, const struct http_requ
 	struct api_event *st = state(a);
 	const struct rec *r = &st->recs[(st->head + st->nrec - 1) % API_EVENT_KEEP];
 	api_reply_json(c, req, 200,
-		       event_json(r->id, rest, (const uint8_t *)req->body, req->body_len, ltime));
+	               event_json(r->id, rest, (const uint8_t *)req->body, req->body_len, ltime));
 }
 
 void api_event_list(struct agent *a, struct http_conn *c, const struct http_request *req,
-		    const char *rest)
+                    const char *rest)
 {
 	struct api_event *st = state(a);
 	const char *name = http_query_get(req, "name");
@@ -206,7 +206,8 @@ void api_event_list(struct agent *a, struct http_conn *c, const struct http_requ
 		const struct rec *r = &st->recs[(st->head + i) % API_EVENT_KEEP];
 		if (name != NULL && name[0] != '\0' && strcmp(name, r->name) != 0)
 			continue;
-		json_array_append_new(arr, event_json(r->id, r->name, r->payload, r->len, r->ltime));
+		json_array_append_new(arr,
+		                      event_json(r->id, r->name, r->payload, r->len, r->ltime));
 	}
 	char idx[32];
 	snprintf(idx, sizeof(idx), "%llu", (unsigned long long)serf_event_clock(a->serf));
@@ -270,7 +271,7 @@ static void pq_closed(struct http_conn *c, void *ud)
 }
 
 void api_event_query_response(struct agent *a, uint32_t id, const char *from, bool ack,
-			      const uint8_t *payload, size_t len)
+                              const uint8_t *payload, size_t len)
 {
 	struct api_event *st = state(a);
 	struct pq *q = st->pending;
@@ -283,7 +284,8 @@ void api_event_query_response(struct agent *a, uint32_t id, const char *from, bo
 		return;
 	}
 	if (q->kind == PQ_USER) {
-		json_object_set_new(q->responses, from, json_stringn_nocheck((const char *)payload, len));
+		json_object_set_new(q->responses, from,
+		                    json_stringn_nocheck((const char *)payload, len));
 		return;
 	}
 	struct serf_key_response kr;
@@ -299,12 +301,12 @@ void api_event_query_response(struct agent *a, uint32_t id, const char *from, bo
 		for (int i = 0; i < kr.nkeys; i++) {
 			json_t *n = json_object_get(q->keys, kr.keys[i]);
 			json_object_set_new(q->keys, kr.keys[i],
-					    json_integer(n ? json_integer_value(n) + 1 : 1));
+			                    json_integer(n ? json_integer_value(n) + 1 : 1));
 		}
 		if (kr.primary[0] != '\0') {
 			json_t *n = json_object_get(q->primary, kr.primary);
 			json_object_set_new(q->primary, kr.primary,
-					    json_integer(n ? json_integer_value(n) + 1 : 1));
+			                    json_integer(n ? json_integer_value(n) + 1 : 1));
 		}
 	}
 	if ((size_t)q->nresp >= q->expect)
@@ -312,13 +314,13 @@ void api_event_query_response(struct agent *a, uint32_t id, const char *from, bo
 }
 
 static struct pq *pq_start(struct agent *a, struct http_conn *c, const struct http_request *req,
-			   enum pq_kind kind, struct serf_query_params *p, char *err, size_t errlen)
+                           enum pq_kind kind, struct serf_query_params *p, char *err, size_t errlen)
 {
 	struct swim *s = gossip_transport_swim(a->gossip);
 	p->self_addr = swim_self(s)->id->addr;
 	if (p->timeout_ms <= 0)
 		p->timeout_ms = serf_default_query_timeout_ms(swim_timing(s)->gossip_interval_ms,
-							      swim_member_count(s));
+		                                              swim_member_count(s));
 	struct pq *q = calloc(1, sizeof(*q));
 	if (q == NULL)
 		abort();
@@ -356,7 +358,7 @@ static struct pq *pq_start(struct agent *a, struct http_conn *c, const struct ht
 }
 
 void api_event_query(struct agent *a, struct http_conn *c, const struct http_request *req,
-		     const char *rest)
+                     const char *rest)
 {
 	if (rest[0] == '\0') {
 		api_reply_text(c, 400, "Missing name");
@@ -368,8 +370,8 @@ void api_event_query(struct agent *a, struct http_conn *c, const struct http_req
 	p.payload = (const uint8_t *)req->body;
 	p.payload_len = req->body_len;
 	const char *t = http_query_get(req, "timeout");
-	if (t != NULL && t[0] != '\0' && (rumor_parse_duration(t, &p.timeout_ms) < 0 ||
-					  p.timeout_ms < 0)) {
+	if (t != NULL && t[0] != '\0' &&
+	    (rumor_parse_duration(t, &p.timeout_ms) < 0 || p.timeout_ms < 0)) {
 		api_reply_text(c, 400, "Invalid timeout");
 		return;
 	}
@@ -402,7 +404,7 @@ void api_event_query(struct agent *a, struct http_conn *c, const struct http_req
 /* ----------------------------------------------------------------- tags */
 
 void api_event_tags(struct agent *a, struct http_conn *c, const struct http_request *req,
-		    const char *rest)
+                    const char *rest)
 {
 	(void)rest;
 	json_error_t je;
@@ -425,8 +427,8 @@ void api_event_tags(struct agent *a, struct http_conn *c, const struct http_requ
 			size_t j;
 			json_t *v;
 			json_array_foreach(del, j, v) if (json_is_string(v) &&
-							   strcmp(json_string_value(v), k) == 0) gone =
-				true;
+			                                  strcmp(json_string_value(v), k) == 0)
+			        gone = true;
 		}
 		if (!gone) {
 			keys[n] = k;
@@ -458,14 +460,14 @@ void api_event_tags(struct agent *a, struct http_conn *c, const struct http_requ
 	json_t *out = json_object();
 	for (size_t i = 0; i < a->cfg.node_meta_n; i++)
 		json_object_set_new(out, a->cfg.node_meta[i].key,
-				    json_string(a->cfg.node_meta[i].value));
+		                    json_string(a->cfg.node_meta[i].value));
 	api_reply_json(c, req, 200, out);
 }
 
 /* -------------------------------------------------------------- keyring */
 
 void api_event_keyring(struct agent *a, struct http_conn *c, const struct http_request *req,
-		       const char *rest)
+                       const char *rest)
 {
 	(void)rest;
 	struct serf_query_params p;
@@ -500,9 +502,9 @@ void api_event_keyring(struct agent *a, struct http_conn *c, const struct http_r
 		}
 		p.payload = payload;
 		p.payload_len = (size_t)n;
-		p.name = strcmp(req->method, "POST") == 0   ? "_serf_install-key"
-			 : strcmp(req->method, "PUT") == 0 ? "_serf_use-key"
-							   : "_serf_remove-key";
+		p.name = strcmp(req->method, "POST") == 0  ? "_serf_install-key"
+		         : strcmp(req->method, "PUT") == 0 ? "_serf_use-key"
+		                                           : "_serf_remove-key";
 	}
 	char err[256];
 	struct pq *q = pq_start(a, c, req, kind, &p, err, sizeof(err));
@@ -514,7 +516,7 @@ void api_event_keyring(struct agent *a, struct http_conn *c, const struct http_r
 /* -------------------------------------------- serf's internal queries */
 
 static void key_respond(struct agent *a, const struct serf_query_in *q,
-			const struct serf_key_response *r)
+                        const struct serf_key_response *r)
 {
 	uint8_t buf[SERF_QUERY_RESPONSE_SIZE_LIMIT];
 	int n = serf_encode_key_response(buf, sizeof(buf), r);
@@ -541,15 +543,15 @@ void api_event_internal_query(struct agent *a, const struct serf_query_in *q)
 	log_info("serf: Received %s query", name);
 	if (a->keyring == NULL) {
 		snprintf(r.message, sizeof(r.message), "%s",
-			 list ? "Keyring is empty (encryption not enabled)"
-			      : "No keyring to modify (encryption not enabled)");
+		         list ? "Keyring is empty (encryption not enabled)"
+		              : "No keyring to modify (encryption not enabled)");
 		key_respond(a, q, &r);
 		return;
 	}
 	if (list) {
 		for (size_t i = 0; i < keyring_count(a->keyring) && i < 16; i++)
 			keyring_format_key(keyring_key(a->keyring, i), r.keys[r.nkeys++],
-					   sizeof(r.keys[0]));
+			                   sizeof(r.keys[0]));
 		keyring_format_key(keyring_key(a->keyring, 0), r.primary, sizeof(r.primary));
 		r.result = true;
 		key_respond(a, q, &r);
@@ -564,15 +566,15 @@ void api_event_internal_query(struct agent *a, const struct serf_query_in *q)
 	}
 	if (klen != KEYRING_KEY_LEN) {
 		snprintf(r.message, sizeof(r.message),
-			 "%zu-byte keys are not supported by rumor (libsodium AES-256-GCM needs "
-			 "32 bytes)",
-			 klen);
+		         "%zu-byte keys are not supported by rumor (libsodium AES-256-GCM needs "
+		         "32 bytes)",
+		         klen);
 		key_respond(a, q, &r);
 		return;
 	}
 	int rc = install ? keyring_add(a->keyring, key, r.message, sizeof(r.message))
-		 : use	 ? keyring_use(a->keyring, key, r.message, sizeof(r.message))
-			 : keyring_remove(a->keyring, key, r.message, sizeof(r.message));
+	         : use   ? keyring_use(a->keyring, key, r.message, sizeof(r.message))
+	                 : keyring_remove(a->keyring, key, r.message, sizeof(r.message));
 	if (rc == 0) {
 		char path[4200];
 		agent_keyring_path(a, path, sizeof(path));

@@ -35,24 +35,24 @@ struct serf_query_in;
 
 /* A user event reached this agent (for /v1/event/list). */
 void api_event_record(struct agent *a, uint64_t ltime, const char *name, const uint8_t *payload,
-		      size_t len);
+                      size_t len);
 /* A query whose name starts with "_serf_": answer it as serf does. */
 void api_event_internal_query(struct agent *a, const struct serf_query_in *q);
 /* An ack or a response to a query this agent started. */
 void api_event_query_response(struct agent *a, uint32_t id, const char *from, bool ack,
-			      const uint8_t *payload, size_t len);
+                              const uint8_t *payload, size_t len);
 /* Frees the state (pending requests are dropped with the HTTP server). */
 void api_event_free(struct agent *a);
 
 void api_event_fire(struct agent *a, struct http_conn *c, const struct http_request *req,
-		    const char *rest);
+                    const char *rest);
 void api_event_list(struct agent *a, struct http_conn *c, const struct http_request *req,
-		    const char *rest);
+                    const char *rest);
 void api_event_query(struct agent *a, struct http_conn *c, const struct http_request *req,
-		     const char *rest);
+                     const char *rest);
 void api_event_tags(struct agent *a, struct http_conn *c, const struct http_request *req,
-		    const char *rest);
+                    const char *rest);
 void api_event_keyring(struct agent *a, struct http_conn *c, const struct http_request *req,
-		       const char *rest);
+                       const char *rest);
 
 #endif

@@ -169,8 +169,8 @@ static bool utf8_ok(const char *s, size_t n)
 				return false;
 			cp = (cp << 6) | (p[i] & 0x3f);
 		}
-		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+		    (len == 4 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
 			return false;
 		p += len;
 	}
@@ -214,15 +214,15 @@ static void set_meta(struct http_conn *c, uint64_t index)
 }
 
 static void reply_buf(struct http_conn *c, const struct http_request *req, int status,
-		      struct sbuf *b)
+                      struct sbuf *b)
 {
 	if (b->oom) {
 		api_reply_text(c, 500, "out of memory\n");
 		return;
 	}
 	if (has(req, "pretty")) {
-		json_t *j = json_loadb(b->p ? b->p : "null", b->len ? b->len : 4,
-				       JSON_DECODE_ANY, NULL);
+		json_t *j = json_loadb(b->p ? b->p : "null", b->len ? b->len : 4, JSON_DECODE_ANY,
+		                       NULL);
 		if (j != NULL) {
 			api_reply_json(c, req, status, j);
 			return;
@@ -272,7 +272,8 @@ static int read_entry(void *ud, const struct kv_entry *e)
 		size_t len = e->key_len;
 		if (r->sep_len > 0 && e->key_len > r->prefix_len) {
 			const char *rest = e->key + r->prefix_len;
-			const char *hit = memmem(rest, e->key_len - r->prefix_len, r->sep, r->sep_len);
+			const char *hit =
+			        memmem(rest, e->key_len - r->prefix_len, r->sep, r->sep_len);
 			if (hit != NULL)
 				len = (size_t)(hit - e->key) + r->sep_len;
 		}
@@ -313,7 +314,7 @@ struct parked {
 };
 
 static void answer_read(struct agent *a, struct http_conn *c, const struct http_request *req,
-			const char *key, size_t key_len)
+                        const char *key, size_t key_len)
 {
 	bool keys = has(req, "keys");
 	bool recurse = has(req, "recurse") || keys;
@@ -389,10 +390,11 @@ static void parked_closed(struct http_conn *c, void *ud)
 }
 
 static void h_get(struct agent *a, struct http_conn *c, const struct http_request *req,
-		  const char *key, size_t key_len)
+                  const char *key, size_t key_len)
 {
 	if (has(req, "stale") && has(req, "consistent")) {
-		api_reply_text(c, 400, "Cannot specify ?stale with ?consistent, conflicting semantics.");
+		api_reply_text(c, 400,
+		               "Cannot specify ?stale with ?consistent, conflicting semantics.");
 		return;
 	}
 	bool keys = has(req, "keys");
@@ -428,8 +430,8 @@ static void h_get(struct agent *a, struct http_conn *c, const struct http_reques
 				p->req = req;
 				p->key = key;
 				p->key_len = key_len;
-				p->w = kv_watch_add(a->kv, key, key_len, recurse, want, wait, parked_fire,
-						    p);
+				p->w = kv_watch_add(a->kv, key, key_len, recurse, want, wait,
+				                    parked_fire, p);
 				if (p->w != NULL) {
 					http_conn_on_close(c, parked_closed, p);
 					return;
@@ -480,12 +482,12 @@ static void write_done(void *ud, enum kv_result r, int failed_op)
 }
 
 static void h_put(struct agent *a, struct http_conn *c, const struct http_request *req,
-		  const char *key, size_t key_len)
+                  const char *key, size_t key_len)
 {
 	if (has(req, "acquire") || has(req, "release")) {
 		api_reply_text(c, 501,
-			       "rumor does not implement sessions: ?acquire and ?release are not "
-			       "supported (see docs/KV.md)");
+		               "rumor does not implement sessions: ?acquire and ?release are not "
+		               "supported (see docs/KV.md)");
 		return;
 	}
 	const char *msg;
@@ -497,9 +499,9 @@ static void h_put(struct agent *a, struct http_conn *c, const struct http_reques
 	if (req->body_len > KV_VALUE_MAX) {
 		char t[256];
 		snprintf(t, sizeof(t),
-			 "Request body(%zu bytes) too large, max size: %u bytes. See "
-			 "https://www.consul.io/docs/agent/options.html#kv_max_value_size.",
-			 req->body_len, KV_VALUE_MAX);
+		         "Request body(%zu bytes) too large, max size: %u bytes. See "
+		         "https://www.consul.io/docs/agent/options.html#kv_max_value_size.",
+		         req->body_len, KV_VALUE_MAX);
 		api_reply_text(c, 413, t);
 		return;
 	}
@@ -527,12 +529,14 @@ static void h_put(struct agent *a, struct http_conn *c, const struct http_reques
 }
 
 static void h_delete(struct agent *a, struct http_conn *c, const struct http_request *req,
-		     const char *key, size_t key_len)
+                     const char *key, size_t key_len)
 {
 	bool recurse = has(req, "recurse");
 	const char *cs = http_query_get(req, "cas");
 	if (recurse && cs != NULL) {
-		api_reply_text(c, 400, "Conflicting flags: cas=" "&recurse");
+		api_reply_text(c, 400,
+		               "Conflicting flags: cas="
+		               "&recurse");
 		return;
 	}
 	const char *msg;
@@ -569,7 +573,7 @@ static bool kv_disabled(struct agent *a, struct http_conn *c)
 }
 
 void api_kv_handle(struct agent *a, struct http_conn *c, const struct http_request *req,
-		   const char *rest)
+                   const char *rest)
 {
 	if (kv_disabled(a, c))
 		return;
@@ -650,8 +654,8 @@ static void txn_done(void *ud, enum kv_result r, int failed_op)
 		char what[600];
 		const struct kv_op *op = &t->ops[failed_op];
 		snprintf(what, sizeof(what), "failed to %s key \"%.*s\": check failed",
-			 t->verbs[failed_op], (int)(op->key_len > 480 ? 480 : op->key_len),
-			 op->key);
+		         t->verbs[failed_op], (int)(op->key_len > 480 ? 480 : op->key_len),
+		         op->key);
 		sb_json_str(&b, what, strlen(what));
 		sb_str(&b, "}]}");
 		reply_buf(t->c, t->req, 409, &b);
@@ -708,7 +712,7 @@ static void txn_done(void *ud, enum kv_result r, int failed_op)
 }
 
 void api_kv_txn(struct agent *a, struct http_conn *c, const struct http_request *req,
-		const char *rest)
+                const char *rest)
 {
 	if (kv_disabled(a, c))
 		return;
@@ -723,7 +727,7 @@ void api_kv_txn(struct agent *a, struct http_conn *c, const struct http_request 
 	if (n > KV_TXN_MAX_OPS) {
 		char t[128];
 		snprintf(t, sizeof(t), "Transaction contains too many operations (%zu > %d)", n,
-			 KV_TXN_MAX_OPS);
+		         KV_TXN_MAX_OPS);
 		json_decref(doc);
 		api_reply_text(c, 413, t);
 		return;
@@ -746,7 +750,7 @@ void api_kv_txn(struct agent *a, struct http_conn *c, const struct http_request 
 		json_t *kvo = json_object_get(o, "KV");
 		if (!json_is_object(kvo)) {
 			snprintf(err, sizeof(err),
-				 "operation %zu: only KV operations are supported", i);
+			         "operation %zu: only KV operations are supported", i);
 			goto bad;
 		}
 		const char *verb = json_string_value(json_object_get(kvo, "Verb"));
@@ -768,7 +772,7 @@ void api_kv_txn(struct agent *a, struct http_conn *c, const struct http_request 
 			uint8_t *bin = malloc(vl);
 			size_t bl = 0;
 			if (bin == NULL || sodium_base642bin(bin, vl, val, vl, NULL, &bl, NULL,
-							     sodium_base64_VARIANT_ORIGINAL) != 0) {
+			                                     sodium_base64_VARIANT_ORIGINAL) != 0) {
 				free(bin);
 				snprintf(err, sizeof(err), "operation %zu: Value is not base64", i);
 				goto bad;
@@ -795,14 +799,14 @@ void api_kv_txn(struct agent *a, struct http_conn *c, const struct http_request 
 			op->verb = KV_OP_CHECK_NOT_EXISTS;
 		else if (!is_read) {
 			snprintf(err, sizeof(err),
-				 "operation %zu: verb \"%.40s\" is not supported (rumor has no "
-				 "sessions)",
-				 i, verb);
+			         "operation %zu: verb \"%.40s\" is not supported (rumor has no "
+			         "sessions)",
+			         i, verb);
 			goto bad;
 		}
 		const char *msg;
 		int st = check_write_key(key, op->key_len, op->verb == KV_OP_DELETE_TREE || is_read,
-					 &msg);
+		                         &msg);
 		if (st && !(is_read && st == 403)) {
 			snprintf(err, sizeof(err), "operation %zu: %s", i, msg);
 			goto bad;

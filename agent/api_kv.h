@@ -17,9 +17,9 @@ struct http_request;
 
 /* GET/PUT/DELETE /v1/kv/<rest> */
 void api_kv_handle(struct agent *a, struct http_conn *c, const struct http_request *req,
-		   const char *rest);
+                   const char *rest);
 /* PUT/POST /v1/txn */
 void api_kv_txn(struct agent *a, struct http_conn *c, const struct http_request *req,
-		const char *rest);
+                const char *rest);
 
 #endif

@@ -39,8 +39,8 @@ struct api_ops {
 	ev_prepare prep;
 	ev_check check;
 	ev_timer lag;
-	double check_at;  /* ev_time() when the iteration's callbacks began; 0 none */
-	double lag_last;  /* ev_time() of the last lag timer run */
+	double check_at; /* ev_time() when the iteration's callbacks began; 0 none */
+	double lag_last; /* ev_time() of the last lag timer run */
 	struct monitor *monitors;
 };
 
@@ -116,20 +116,21 @@ static void collect(void *ud)
 	metrics_set_counter(METRIC_STREAMS_IN, ts->streams_in, (double)ts->streams_in);
 	metrics_set_counter(METRIC_STREAMS_OUT, ts->streams_out, (double)ts->streams_out);
 	metrics_set_counter(METRIC_STREAM_ERRORS, ts->stream_errors, (double)ts->stream_errors);
-	metrics_set_counter(METRIC_STREAMS_REFUSED, ts->streams_refused, (double)ts->streams_refused);
+	metrics_set_counter(METRIC_STREAMS_REFUSED, ts->streams_refused,
+	                    (double)ts->streams_refused);
 	metrics_set_counter(METRIC_PUSH_PULLS_REFUSED, st->push_pulls_refused,
-			    (double)st->push_pulls_refused);
+	                    (double)st->push_pulls_refused);
 	metrics_set_counter(METRIC_UDP_ERRORS, ts->udp_errors, (double)ts->udp_errors);
 	metrics_set_counter(METRIC_DECRYPT_FAILURES, ts->decrypt_failures,
-			    (double)ts->decrypt_failures);
+	                    (double)ts->decrypt_failures);
 
 	if (a->http != NULL) {
 		struct http_server_stats hs;
 		http_server_stats(a->http, &hs);
 		metrics_set_counter(METRIC_HTTP_REFUSED_PER_CLIENT, hs.refused_per_client,
-				    (double)hs.refused_per_client);
+		                    (double)hs.refused_per_client);
 		metrics_set_counter(METRIC_HTTP_REFUSED_MAX_CONNS, hs.refused_max_conns,
-				    (double)hs.refused_max_conns);
+		                    (double)hs.refused_max_conns);
 	}
 
 	if (a->kv != NULL) {
@@ -220,9 +221,10 @@ static void monitor_sink(void *ud, const struct log_record *r)
 	struct monitor *m = ud;
 	char line[4200];
 	if (m->dropped > 0 && http_stream_pending(m->c) == 0) {
-		int n = snprintf(line, sizeof(line), "%s [WARN]  monitor: dropped %llu log lines "
-				 "(the client read too slowly)\n", r->timestamp,
-				 (unsigned long long)m->dropped);
+		int n = snprintf(line, sizeof(line),
+		                 "%s [WARN]  monitor: dropped %llu log lines "
+		                 "(the client read too slowly)\n",
+		                 r->timestamp, (unsigned long long)m->dropped);
 		if (http_stream_write(m->c, line, (size_t)n) == 0)
 			m->dropped = 0;
 	}
@@ -241,7 +243,7 @@ static void monitor_closed(struct http_conn *c, void *ud)
 }
 
 void api_ops_monitor(struct agent *a, struct http_conn *c, const struct http_request *req,
-		     const char *rest)
+                     const char *rest)
 {
 	struct api_ops *o = a->ops;
 	const char *lv = http_query_get(req, "loglevel");
@@ -251,7 +253,8 @@ void api_ops_monitor(struct agent *a, struct http_conn *c, const struct http_req
 		if (level < 0) {
 			char msg[200];
 			snprintf(msg, sizeof(msg),
-				 "Unknown log level: %.60s (use trace, debug, info, warn or err)", lv);
+			         "Unknown log level: %.60s (use trace, debug, info, warn or err)",
+			         lv);
 			api_reply_text(c, 400, msg);
 			return;
 		}
@@ -290,7 +293,7 @@ void api_ops_monitor(struct agent *a, struct http_conn *c, const struct http_req
 /* -------------------------------------------------------------- metrics */
 
 void api_ops_metrics(struct agent *a, struct http_conn *c, const struct http_request *req,
-		     const char *rest)
+                     const char *rest)
 {
 	metrics_collect();
 	const char *fmt = http_query_get(req, "format");
@@ -305,7 +308,8 @@ void api_ops_metrics(struct agent *a, struct http_conn *c, const struct http_req
 		return;
 	}
 	if (fmt != NULL && fmt[0] != '\0') {
-		api_reply_text(c, 400, "Unknown metrics format: use ?format=prometheus, or none for JSON");
+		api_reply_text(c, 400,
+		               "Unknown metrics format: use ?format=prometheus, or none for JSON");
 		return;
 	}
 	struct timeval tv;

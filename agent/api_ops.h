@@ -41,8 +41,8 @@ int api_ops_start(struct agent *a, char *err, size_t errlen);
 void api_ops_stop(struct agent *a);
 
 void api_ops_metrics(struct agent *a, struct http_conn *c, const struct http_request *req,
-		     const char *rest);
+                     const char *rest);
 void api_ops_monitor(struct agent *a, struct http_conn *c, const struct http_request *req,
-		     const char *rest);
+                     const char *rest);
 
 #endif

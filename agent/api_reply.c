@@ -36,4 +36,3 @@ void api_reply_text(struct http_conn *c, int status, const char *text)
 {
 	http_respond(c, status, "text/plain; charset=utf-8", text, strlen(text));
 }
-

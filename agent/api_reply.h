@@ -23,7 +23,7 @@ struct json_t;
  */
 enum { API_M_GET = 1, API_M_PUT = 2, API_M_POST = 4, API_M_DELETE = 8 };
 typedef void (*api_route_fn)(struct agent *a, struct http_conn *c, const struct http_request *req,
-			     const char *rest);
+                             const char *rest);
 struct api_route {
 	const char *path;
 	int prefix;
@@ -33,7 +33,7 @@ struct api_route {
 
 /* Answer with JSON (takes a reference to j and releases it). */
 void api_reply_json(struct http_conn *c, const struct http_request *req, int status,
-		    struct json_t *j);
+                    struct json_t *j);
 /* Answer with plain text. */
 void api_reply_text(struct http_conn *c, int status, const char *text);
 

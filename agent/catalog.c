@@ -62,10 +62,10 @@ struct catalog {
 	uint64_t index;
 	catalog_change_fn on_change;
 	void *on_change_ud;
-	struct kv *kv;		/* NULL: local only */
+	struct kv *kv;          /* NULL: local only */
 	struct kv_watch *watch; /* on CATALOG_PREFIX */
-	char *self_doc;		/* what we published last (JSON text) */
-	char *self_name;	/* as configured (the key uses it) */
+	char *self_doc;         /* what we published last (JSON text) */
+	char *self_name;        /* as configured (the key uses it) */
 	bool self_seen;
 };
 
@@ -261,7 +261,7 @@ static uint16_t weight(const json_t *svc, const char *k)
 }
 
 static int node_from_doc(struct node_rec *n, const char *node, json_t *doc, char *err,
-			 size_t errlen)
+                         size_t errlen)
 {
 	if (!json_is_object(doc)) {
 		snprintf(err, errlen, "catalog document of %s is not an object", node);
@@ -278,7 +278,8 @@ static int node_from_doc(struct node_rec *n, const char *node, json_t *doc, char
 	json_t *v;
 	size_t i = 0;
 	if (nm > 0) {
-		json_object_foreach(meta, k, v) {
+		json_object_foreach(meta, k, v)
+		{
 			if (!json_is_string(v) || i >= nm)
 				continue;
 			n->meta[i].key = xstrdup(k);
@@ -302,7 +303,8 @@ static int node_from_doc(struct node_rec *n, const char *node, json_t *doc, char
 	enum catalog_health node_h = CATALOG_PASSING;
 	size_t ci;
 	json_t *ch;
-	json_array_foreach(checks, ci, ch) {
+	json_array_foreach(checks, ci, ch)
+	{
 		if (jstr(ch, "ServiceID")[0] == '\0') {
 			enum catalog_health h = parse_status(jstr(ch, "Status"));
 			if (h > node_h)
@@ -325,7 +327,8 @@ static int node_from_doc(struct node_rec *n, const char *node, json_t *doc, char
 		in->tags = xmalloc(nt * sizeof(char *));
 		size_t t;
 		json_t *tv;
-		json_array_foreach(tags, t, tv) {
+		json_array_foreach(tags, t, tv)
+		{
 			if (json_is_string(tv))
 				in->tags[in->pub.ntags++] = xstrdup(json_string_value(tv));
 		}
@@ -339,7 +342,8 @@ static int node_from_doc(struct node_rec *n, const char *node, json_t *doc, char
 		in->pub.weight_passing = weight(svc, "Passing");
 		in->pub.weight_warning = weight(svc, "Warning");
 		enum catalog_health h = node_h;
-		json_array_foreach(checks, ci, ch) {
+		json_array_foreach(checks, ci, ch)
+		{
 			if (strcmp(jstr(ch, "ServiceID"), in->pub.id) == 0) {
 				enum catalog_health x = parse_status(jstr(ch, "Status"));
 				if (x > h)
@@ -352,7 +356,7 @@ static int node_from_doc(struct node_rec *n, const char *node, json_t *doc, char
 }
 
 int catalog_apply_node(struct catalog *c, const char *node, const char *json, size_t len,
-		       uint64_t index, char *err, size_t errlen)
+                       uint64_t index, char *err, size_t errlen)
 {
 	json_error_t je;
 	json_t *doc = json_loadb(json, len, 0, &je);
@@ -496,7 +500,7 @@ static bool has_tag(const struct catalog_inst *in, const char *tag, size_t tagle
 }
 
 size_t catalog_lookup(const struct catalog *c, const char *name, size_t namelen, const char *tag,
-		      size_t taglen, bool only_passing, const struct catalog_inst **out, size_t max)
+                      size_t taglen, bool only_passing, const struct catalog_inst **out, size_t max)
 {
 	char l[NAME_MAX_LEN + 1];
 	if (namelen == 0 || lower_into(l, name, namelen) == 0)
@@ -519,7 +523,7 @@ size_t catalog_lookup(const struct catalog *c, const char *name, size_t namelen,
 }
 
 size_t catalog_lookup_all(const struct catalog *c, const char *name, size_t namelen,
-			  const struct catalog_inst **out, size_t max)
+                          const struct catalog_inst **out, size_t max)
 {
 	char l[NAME_MAX_LEN + 1];
 	if (namelen == 0 || lower_into(l, name, namelen) == 0)
@@ -602,7 +606,7 @@ static int scan_cb(void *ud, const struct kv_entry *e)
 	if (!found || c->nodes[pos]->pub.modify_index != e->modify_index) {
 		char err[256];
 		if (catalog_apply_node(c, node, (const char *)e->value, e->value_len,
-				       e->modify_index, err, sizeof(err)) < 0)
+		                       e->modify_index, err, sizeof(err)) < 0)
 			return 0;
 		pos = node_pos(c, l, &found);
 	}
@@ -651,7 +655,7 @@ static void rearm(struct catalog *c)
 {
 	uint64_t idx = kv_index(c->kv, CATALOG_PREFIX, CATALOG_PREFIX_LEN, true);
 	c->watch = kv_watch_add(c->kv, CATALOG_PREFIX, CATALOG_PREFIX_LEN, true, idx,
-				WATCH_TIMEOUT_MS, watch_cb, c);
+	                        WATCH_TIMEOUT_MS, watch_cb, c);
 }
 
 void catalog_attach_store(struct catalog *c, void *store)

@@ -64,8 +64,8 @@ struct catalog_node {
 	struct catalog_ip ip;
 	const struct catalog_meta *meta;
 	size_t nmeta;
-	bool alive;		  /* gossip: alive or suspect */
-	uint64_t modify_index;	  /* index of the last change of this record */
+	bool alive;               /* gossip: alive or suspect */
+	uint64_t modify_index;    /* index of the last change of this record */
 	const struct json_t *doc; /* the whole published document (borrowed) */
 };
 
@@ -74,9 +74,9 @@ struct catalog_inst {
 	const char *id, *name;
 	const char *const *tags;
 	size_t ntags;
-	const char *address; /* service address, "" when it uses the node's */
+	const char *address;  /* service address, "" when it uses the node's */
 	struct catalog_ip ip; /* service address if any, else the node's */
-	bool own_ip;	      /* ip is the service's own address */
+	bool own_ip;          /* ip is the service's own address */
 	uint16_t port;
 	enum catalog_health health;
 	uint16_t weight_passing, weight_warning;
@@ -96,7 +96,7 @@ void catalog_free(struct catalog *c);
  * storage's version of it (0: the catalog picks the next local one).
  * Returns 0, or -1 with err set. */
 int catalog_apply_node(struct catalog *c, const char *node, const char *json, size_t len,
-		       uint64_t index, char *err, size_t errlen);
+                       uint64_t index, char *err, size_t errlen);
 /* Forgets a node's record (it left or was reaped, or its key was deleted). */
 void catalog_remove_node(struct catalog *c, const char *node, uint64_t index);
 /* Gossip says node is alive (true) or failed/left (false). */
@@ -130,17 +130,17 @@ uint64_t catalog_index(const struct catalog *c);
  * (may exceed max).  Allocates nothing.
  */
 size_t catalog_lookup(const struct catalog *c, const char *name, size_t namelen, const char *tag,
-		      size_t taglen, bool only_passing, const struct catalog_inst **out, size_t max);
+                      size_t taglen, bool only_passing, const struct catalog_inst **out,
+                      size_t max);
 /* Like catalog_lookup without health/liveness filtering (for the HTTP
  * catalog, which shows every registered instance). */
 size_t catalog_lookup_all(const struct catalog *c, const char *name, size_t namelen,
-			  const struct catalog_inst **out, size_t max);
+                          const struct catalog_inst **out, size_t max);
 /* True if any instance of the service exists (any health, any node). */
 bool catalog_service_exists(const struct catalog *c, const char *name, size_t namelen);
 
 /* The node named name[0..len) (case-insensitive), or NULL; alive or not. */
-const struct catalog_node *catalog_node_get(const struct catalog *c, const char *name,
-					    size_t len);
+const struct catalog_node *catalog_node_get(const struct catalog *c, const char *name, size_t len);
 /* Nodes in name order; i < catalog_node_count(). */
 size_t catalog_node_count(const struct catalog *c);
 const struct catalog_node *catalog_node_at(const struct catalog *c, size_t i);

@@ -24,7 +24,7 @@ struct catalog_dns {
 };
 
 _Static_assert(sizeof(((struct catalog_ip *)0)->b) == sizeof(((struct dns_ip *)0)->b),
-	       "catalog_ip and dns_ip hold the same addresses");
+               "catalog_ip and dns_ip hold the same addresses");
 
 static void copy_ip(struct dns_ip *to, const struct catalog_ip *from)
 {
@@ -35,7 +35,7 @@ static void copy_ip(struct dns_ip *to, const struct catalog_ip *from)
 /* The catalog decides which instances DNS may see (alive node, health,
  * tag). */
 static size_t src_instances(void *ctx, const char *svc, size_t svclen, const char *tag,
-			    size_t taglen, bool only_passing, const void **out, size_t max)
+                            size_t taglen, bool only_passing, const void **out, size_t max)
 {
 	struct catalog_dns *cd = ctx;
 	if (max > DNS_INSTANCES_MAX)
@@ -73,7 +73,7 @@ static bool src_node(void *ctx, const char *name, size_t len, struct dns_node *o
 }
 
 static void src_node_meta(void *ctx, const struct dns_node *dn, size_t i, const char **key,
-			  const char **value)
+                          const char **value)
 {
 	const struct catalog_node *n = dn->ref;
 	*key = n->meta[i].key;
@@ -85,11 +85,11 @@ struct catalog_dns *catalog_dns_new(const struct catalog *cat)
 	struct catalog_dns *cd = xmalloc(sizeof(*cd));
 	cd->cat = cat;
 	cd->src = (struct dns_source){
-		.ctx = cd,
-		.instances = src_instances,
-		.instance = src_instance,
-		.node = src_node,
-		.node_meta = src_node_meta,
+	        .ctx = cd,
+	        .instances = src_instances,
+	        .instance = src_instance,
+	        .node = src_node,
+	        .node_meta = src_node_meta,
 	};
 	return cd;
 }

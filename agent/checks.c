@@ -141,8 +141,8 @@ static void http_done(struct check_runner *r)
 	}
 	snprintf(msg, sizeof(msg), "HTTP GET %s: %d Output: %s", r->target, code, body);
 	enum catalog_health st = code >= 200 && code < 300 ? CATALOG_PASSING
-				 : code == 429		   ? CATALOG_WARNING
-							   : CATALOG_CRITICAL;
+	                         : code == 429             ? CATALOG_WARNING
+	                                                   : CATALOG_CRITICAL;
 	finish(r, st, msg);
 }
 
@@ -155,7 +155,8 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 		socklen_t el = sizeof(e);
 		getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &e, &el);
 		if (e != 0) {
-			snprintf(msg, sizeof(msg), "dial tcp %s: connect: %s", r->host, strerror(e));
+			snprintf(msg, sizeof(msg), "dial tcp %s: connect: %s", r->host,
+			         strerror(e));
 			finish(r, CATALOG_CRITICAL, msg);
 			return;
 		}
@@ -165,11 +166,13 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		while (r->reqoff < r->reqlen) {
-			ssize_t k = send(r->fd, r->req + r->reqoff, r->reqlen - r->reqoff, MSG_NOSIGNAL);
+			ssize_t k = send(r->fd, r->req + r->reqoff, r->reqlen - r->reqoff,
+			                 MSG_NOSIGNAL);
 			if (k < 0) {
 				if (errno == EAGAIN || errno == EINTR)
 					return;
-				snprintf(msg, sizeof(msg), "Get \"%s\": %s", r->target, strerror(errno));
+				snprintf(msg, sizeof(msg), "Get \"%s\": %s", r->target,
+				         strerror(errno));
 				finish(r, CATALOG_CRITICAL, msg);
 				return;
 			}
@@ -324,12 +327,12 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		r->pid = 0;
 		waitpid(pid, NULL, WNOHANG);
 		snprintf(msg, sizeof(msg), "Timed out (%lldms) running check",
-			 (long long)r->timeout_ms);
+		         (long long)r->timeout_ms);
 		finish(r, CATALOG_CRITICAL, msg);
 		return;
 	}
 	snprintf(msg, sizeof(msg), "%s %s: timeout after %lldms",
-		 r->kind == CHECK_HTTP ? "Get" : "dial tcp", r->target, (long long)r->timeout_ms);
+	         r->kind == CHECK_HTTP ? "Get" : "dial tcp", r->target, (long long)r->timeout_ms);
 	finish(r, CATALOG_CRITICAL, msg);
 }
 
@@ -358,7 +361,7 @@ void check_runner_ttl_reset(struct check_runner *r)
 }
 
 struct check_runner *check_runner_new(struct ev_loop *loop, const struct check_def *d,
-				      check_result_fn fn, void *ud, char *err, size_t errlen)
+                                      check_result_fn fn, void *ud, char *err, size_t errlen)
 {
 	struct check_runner *r = calloc(1, sizeof(*r));
 	if (r == NULL) {
@@ -389,7 +392,9 @@ struct check_runner *check_runner_new(struct ev_loop *loop, const struct check_d
 	}
 	if (d->interval_ms <= 0) {
 		snprintf(err, errlen, "Interval must be > 0 for a %s check",
-			 d->kind == CHECK_TCP ? "TCP" : d->kind == CHECK_HTTP ? "HTTP" : "script");
+		         d->kind == CHECK_TCP    ? "TCP"
+		         : d->kind == CHECK_HTTP ? "HTTP"
+		                                 : "script");
 		goto fail;
 	}
 	if (d->kind == CHECK_TCP || d->kind == CHECK_HTTP) {
@@ -397,14 +402,16 @@ struct check_runner *check_runner_new(struct ev_loop *loop, const struct check_d
 		snprintf(r->target, sizeof(r->target), "%s", d->target ? d->target : "");
 		if (d->kind == CHECK_TCP) {
 			if (split_hostport(r->target, r->host, sizeof(r->host), &port) < 0) {
-				snprintf(err, errlen, "invalid TCP check target \"%s\" (want host:port)",
-					 r->target);
+				snprintf(err, errlen,
+				         "invalid TCP check target \"%s\" (want host:port)",
+				         r->target);
 				goto fail;
 			}
 		} else {
 			const char *u = r->target;
 			if (strncmp(u, "http://", 7) != 0) {
-				snprintf(err, errlen, "invalid HTTP check URL \"%s\" (only http://)", u);
+				snprintf(err, errlen,
+				         "invalid HTTP check URL \"%s\" (only http://)", u);
 				goto fail;
 			}
 			u += 7;
@@ -424,10 +431,10 @@ struct check_runner *check_runner_new(struct ev_loop *loop, const struct check_d
 				port = 80;
 			}
 			r->reqlen = (size_t)snprintf(
-				r->req, sizeof(r->req),
-				"GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: Consul Health Check\r\n"
-				"Accept: text/plain, text/*, */*\r\nConnection: close\r\n\r\n",
-				r->path, hp);
+			        r->req, sizeof(r->req),
+			        "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: Consul Health Check\r\n"
+			        "Accept: text/plain, text/*, */*\r\nConnection: close\r\n\r\n",
+			        r->path, hp);
 			if (r->reqlen >= sizeof(r->req)) {
 				snprintf(err, errlen, "HTTP check URL too long");
 				goto fail;
@@ -435,7 +442,8 @@ struct check_runner *check_runner_new(struct ev_loop *loop, const struct check_d
 		}
 		if (resolve(r->host, port, &r->addr, &r->addrlen) < 0) {
 			snprintf(err, errlen,
-				 "check target host \"%s\" must be an IP address or localhost", r->host);
+			         "check target host \"%s\" must be an IP address or localhost",
+			         r->host);
 			goto fail;
 		}
 	} else {

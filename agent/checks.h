@@ -37,11 +37,11 @@ enum check_kind { CHECK_TTL, CHECK_TCP, CHECK_HTTP, CHECK_SCRIPT };
 
 struct check_def {
 	enum check_kind kind;
-	const char *target;	/* TCP "host:port", HTTP URL */
-	char *const *args;	/* script argv, NULL-terminated */
-	int64_t interval_ms;	/* TCP/HTTP/script */
-	int64_t timeout_ms;	/* 0: 10 s */
-	int64_t ttl_ms;		/* TTL */
+	const char *target;  /* TCP "host:port", HTTP URL */
+	char *const *args;   /* script argv, NULL-terminated */
+	int64_t interval_ms; /* TCP/HTTP/script */
+	int64_t timeout_ms;  /* 0: 10 s */
+	int64_t ttl_ms;      /* TTL */
 };
 
 #define CHECK_OUTPUT_MAX 4096
@@ -51,7 +51,7 @@ typedef void (*check_result_fn)(void *ud, enum catalog_health status, const char
 
 /* Starts a runner (copies what it keeps from d).  NULL with err on failure. */
 struct check_runner *check_runner_new(struct ev_loop *loop, const struct check_def *d,
-				      check_result_fn fn, void *ud, char *err, size_t errlen);
+                                      check_result_fn fn, void *ud, char *err, size_t errlen);
 /* Stops everything (kills a running script) and frees; NULL is a no-op.
  * The callback is not called afterwards. */
 void check_runner_free(struct check_runner *r);

@@ -51,7 +51,7 @@ static void set_str(char **field, const char *s)
 }
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -169,14 +169,14 @@ static int64_t unit_ns(const char *u, size_t n)
 		const char *name;
 		int64_t ns;
 	} units[] = {
-		{"ns", 1},
-		{"us", 1000},
-		{"\xc2\xb5s", 1000}, /* U+00B5 micro sign */
-		{"\xce\xbcs", 1000}, /* U+03BC Greek mu */
-		{"ms", 1000000},
-		{"s", 1000000000LL},
-		{"m", 60LL * 1000000000LL},
-		{"h", 3600LL * 1000000000LL},
+	        {"ns", 1},
+	        {"us", 1000},
+	        {"\xc2\xb5s", 1000}, /* U+00B5 micro sign */
+	        {"\xce\xbcs", 1000}, /* U+03BC Greek mu */
+	        {"ms", 1000000},
+	        {"s", 1000000000LL},
+	        {"m", 60LL * 1000000000LL},
+	        {"h", 3600LL * 1000000000LL},
 	};
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
 		if (strlen(units[i].name) == n && memcmp(units[i].name, u, n) == 0)
@@ -250,8 +250,7 @@ int rumor_parse_duration(const char *s, int64_t *ms)
 		int64_t part = (int64_t)whole * unit;
 		int64_t fp = 0;
 		if (frac > 0)
-			fp = (int64_t)((long double)frac / (long double)scale *
-				       (long double)unit);
+			fp = (int64_t)((long double)frac / (long double)scale * (long double)unit);
 		if (part > INT64_MAX - fp)
 			return -1;
 		part += fp;
@@ -279,12 +278,12 @@ enum opt_kind {
 	K_DC,
 	K_DOMAIN,
 	K_ENCRYPT,
-	K_TOKEN,    /* ACL token: 1-256 printable ASCII bytes, secret */
-	K_LIST,     /* join addresses, appended */
-	K_STRLIST,  /* any strings, appended (event handlers) */
-	K_META,     /* key:value, merged */
-	K_SVCDEF,   /* JSON only: service definition(s), kept as JSON text */
-	K_CFGFILE,  /* flag only: a config source */
+	K_TOKEN,   /* ACL token: 1-256 printable ASCII bytes, secret */
+	K_LIST,    /* join addresses, appended */
+	K_STRLIST, /* any strings, appended (event handlers) */
+	K_META,    /* key:value, merged */
+	K_SVCDEF,  /* JSON only: service definition(s), kept as JSON text */
+	K_CFGFILE, /* flag only: a config source */
 	K_CFGDIR,
 	K_HELP,
 };
@@ -293,155 +292,140 @@ struct opt {
 	const char *flag; /* without dashes; NULL if only a JSON key */
 	const char *key;  /* JSON key, "a.b" for nested; NULL if flag only */
 	enum opt_kind kind;
-	size_t off;       /* field in struct rumor_config */
-	int64_t min_ms;   /* K_DUR only */
-	const char *arg;  /* argument name in usage */
+	size_t off;      /* field in struct rumor_config */
+	int64_t min_ms;  /* K_DUR only */
+	const char *arg; /* argument name in usage */
 	const char *help;
 };
 
 #define OFF(f) offsetof(struct rumor_config, f)
 
 static const struct opt opts[] = {
-	{"node", "node_name", K_NODE, OFF(node_name), 0, "NAME",
-	 "Name of this node, unique in the cluster. Default: the hostname."},
-	{"datacenter", "datacenter", K_DC, OFF(datacenter), 0, "NAME",
-	 "Datacenter (lowercase letters, digits, - and _). Default: dc1."},
-	{"domain", "domain", K_DOMAIN, OFF(domain), 0, "DOMAIN",
-	 "DNS domain the DNS interface answers for. Default: consul."},
-	{"bind", "bind_addr", K_ADDR, OFF(bind_addr), 0, "ADDR",
-	 "Address gossip binds to (UDP and TCP). Default: 0.0.0.0."},
-	{"serf-lan-bind", NULL, K_ADDR, OFF(bind_addr), 0, "ADDR",
-	 "Alias of -bind."},
-	{"advertise", "advertise_addr", K_ADDR, OFF(advertise_addr), 0, "ADDR",
-	 "Address advertised to other members. Default: the bind address, or\n"
-	 "the first non-loopback IPv4 address if binding to 0.0.0.0/::."},
-	{"serf-lan-port", "ports.serf_lan", K_PORT, OFF(serf_lan_port), 0, "PORT",
-	 "Gossip port (UDP and TCP). Default: 8301."},
-	{"client", "client_addr", K_ADDR, OFF(client_addr), 0, "ADDR",
-	 "Address the HTTP and DNS interfaces bind to. Default: 127.0.0.1."},
-	{"http-port", "ports.http", K_PORT_OFF, OFF(http_port), 0, "PORT",
-	 "HTTP API port, -1 to disable. Default: 8500."},
-	{"dns-port", "ports.dns", K_PORT_OFF, OFF(dns_port), 0, "PORT",
-	 "DNS port (UDP and TCP), -1 to disable. Default: 8600."},
-	{"data-dir", "data_dir", K_STR, OFF(data_dir), 0, "PATH",
-	 "Directory for agent state; created (mode 0700) if missing.\n"
-	 "Required unless -dev."},
-	{"join", "start_join", K_LIST, OFF(start_join), 0, "ADDR",
-	 "Address of an agent to join at start. Repeatable."},
-	{"retry-join", "retry_join", K_LIST, OFF(retry_join), 0, "ADDR",
-	 "Like -join, but retried until it succeeds. Repeatable."},
-	{"retry-interval", "retry_interval", K_DUR, OFF(retry_interval_ms), 1,
-	 "DURATION", "Time between -retry-join attempts. Default: 30s."},
-	{"retry-max", "retry_max", K_COUNT, OFF(retry_max), 0, "N",
-	 "Number of -retry-join attempts, 0 for no limit. Default: 0."},
-	{"rejoin-after-leave", "rejoin_after_leave", K_BOOL,
-	 OFF(rejoin_after_leave), 0, "",
-	 "Rejoin the cluster after a previous leave. Default: false."},
-	{"reconnect-timeout", "reconnect_timeout", K_DUR,
-	 OFF(reconnect_timeout_ms), 1000, "DURATION",
-	 "How long a failed node is kept before it is reaped (>= 1s).\n"
-	 "Default: 72h."},
-	{"server-port", "ports.server", K_PORT_OFF, OFF(server_port), 0, "PORT",
-	 "TCP port of the KV anti-entropy listener (advertised in the\n"
-	 "rpc_port tag), -1 to disable. Default: 8300."},
-	{"kv-tombstone-ttl", "kv_tombstone_ttl", K_DUR, OFF(kv_tombstone_ttl_ms), 1000,
-	 "DURATION",
-	 "How long KV deletes are remembered; a replica away longer is\n"
-	 "rebuilt from peers. Default: 72h."},
-	{"kv-sync-interval", "kv_sync_interval", K_DUR, OFF(kv_sync_interval_ms), 100,
-	 "DURATION", "Period of KV anti-entropy with a random peer. Default: 10s."},
-	{"kv-max-clock-offset", "kv_max_clock_offset", K_DUR, OFF(kv_max_clock_offset_ms), 1000,
-	 "DURATION",
-	 "Refuse replicated versions further ahead of this agent's clock\n"
-	 "(a far-off clock or a forged record). At least 1s. Default: 30s."},
-	{"config-file", NULL, K_CFGFILE, 0, 0, "PATH",
-	 "JSON config file to load. Repeatable."},
-	{"config-dir", NULL, K_CFGDIR, 0, 0, "PATH",
-	 "Directory whose *.json files are loaded in name order. Repeatable."},
-	{"log-level", "log_level", K_LOGLEVEL, OFF(log_level), 0, "LEVEL",
-	 "trace, debug, info, warn or err. Default: info."},
-	{"node-meta", "node_meta", K_META, 0, 0, "KEY:VALUE",
-	 "Metadata for this node. Repeatable; at most 64 pairs."},
-	{"tag", NULL, K_META, 0, 0, "KEY=VALUE",
-	 "Serf's spelling of -node-meta: a tag KEY=VALUE. Repeatable."},
-	{"dev", NULL, K_BOOL, OFF(dev), 0, "",
-	 "Development mode: everything on 127.0.0.1, temporary data dir."},
-	{"profile", "profile", K_PROFILE, OFF(profile), 0, "PROFILE",
-	 "Gossip timing profile: lan, wan or local. Default: lan."},
-	{"encrypt", "encrypt", K_ENCRYPT, 0, 0, "KEY",
-	 "Base64 gossip encryption key (32 bytes, as `rumor keygen` or\n"
-	 "`serf keygen` make; 16/24-byte keys are refused at start)."},
-	{"event-handler", "event_handlers", K_STRLIST, OFF(event_handlers), 0,
-	 "[TYPE=]SCRIPT",
-	 "Run SCRIPT for serf events (member-join, member-leave,\n"
-	 "member-failed, member-update, member-reap, user[:NAME],\n"
-	 "query[:NAME]; comma-separated TYPEs). Repeatable."},
-	{"leave-on-terminate", "leave_on_terminate", K_BOOL,
-	 OFF(leave_on_terminate), 0, "",
-	 "Leave the cluster gracefully on SIGTERM. Default: true."},
-	{"skip-leave-on-interrupt", "skip_leave_on_interrupt", K_BOOL,
-	 OFF(skip_leave_on_interrupt), 0, "",
-	 "Skip the graceful leave on SIGINT. Default: false."},
-	{"pid-file", "pid_file", K_STR, OFF(pid_file), 0, "PATH",
-	 "Write the agent's PID to this file."},
-	{"log-json", "log_json", K_BOOL, OFF(log_json), 0, "",
-	 "Write log lines as JSON objects ({\"@level\", \"@message\",\n"
-	 "\"@module\", \"@timestamp\"}). Default: false."},
-	{"log-file", "log_file", K_STR, OFF(log_file), 0, "PATH",
-	 "Also write logs to this file."},
-	{"log-rotate-bytes", "log_rotate_bytes", K_COUNT, OFF(log_rotate_bytes), 0, "N",
-	 "Rotate -log-file once it holds N bytes; 0 for no size limit.\n"
-	 "Default: 0."},
-	{"log-rotate-duration", "log_rotate_duration", K_DUR, OFF(log_rotate_duration_ms), 0,
-	 "DURATION",
-	 "Rotate -log-file once it is this old; 0 never. Default: 24h."},
-	{"log-rotate-max-files", "log_rotate_max_files", K_COUNT, OFF(log_rotate_max_files), 0,
-	 "N",
-	 "Rotated log files to keep (older ones are deleted); 0 keeps\n"
-	 "all. Default: 0."},
-	{"syslog", "enable_syslog", K_BOOL, OFF(syslog), 0, "",
-	 "Also log to syslog (facility daemon, ident rumor). Default: false."},
-	{"enable-script-checks", "enable_script_checks", K_BOOL,
-	 OFF(enable_script_checks), 0, "",
-	 "Allow checks that run programs (Args/ScriptArgs). Default: false."},
-	{"recursor", "recursors", K_LIST, OFF(recursors), 0, "ADDR",
-	 "Upstream DNS server (ip or ip:port) for names outside the domain;\n"
-	 "UDP queries are forwarded, 2s timeout. Repeatable. Default: none\n"
-	 "(such names are REFUSED)."},
-	{"dns-truncate", "dns_config.enable_truncate", K_BOOL, OFF(dns_truncate),
-	 0, "",
-	 "Set the TC bit when a UDP answer does not fit. false: drop\n"
-	 "records silently (at most 3 without EDNS), as Consul. Default: true."},
-	{"dns-udp-max-size", "dns_config.udp_max_size", K_COUNT, OFF(dns_udp_max_size), 0,
-	 "BYTES",
-	 "Largest UDP answer, whatever size a client's EDNS0 asks for\n"
-	 "(bounds reflection through spoofed queries; TCP is not limited).\n"
-	 "512-65535. Default: 1232 (DNS Flag Day 2020)."},
-	{"dns-node-ttl", "dns_config.node_ttl", K_DUR, OFF(dns_node_ttl_ms), 0,
-	 "DURATION", "TTL of node records (A/AAAA/TXT of <node>.node). Default: 0s."},
-	{"dns-service-ttl", "dns_config.service_ttl_default", K_DUR,
-	 OFF(dns_service_ttl_ms), 0, "DURATION",
-	 "TTL of service records (A/AAAA/SRV), every service. Default: 0s."},
-	{"dns-only-passing", "dns_config.only_passing", K_BOOL,
-	 OFF(dns_only_passing), 0, "",
-	 "DNS leaves out instances in warning too. Default: false."},
-	{"alt-domain", "alt_domain", K_DOMAIN, OFF(alt_domain), 0, "DOMAIN",
-	 "A second DNS domain answered like -domain. Default: none."},
-	{NULL, "service", K_SVCDEF, OFF(service_defs), 0, "", NULL},
-	{NULL, "services", K_SVCDEF, OFF(service_defs), 0, "", NULL},
-	{"acl-token", "acl_token", K_TOKEN, OFF(acl_token), 0, "TOKEN",
-	 "Token required for writes (PUT/POST/DELETE) and for join, leave,\n"
-	 "force-leave and keyring; also grants reads. Default: none (open on\n"
-	 "a loopback HTTP address; remote writes refused otherwise)."},
-	{"acl-read-token", "acl_read_token", K_TOKEN, OFF(acl_read_token), 0,
-	 "TOKEN", "Token required for reads when set. Default: none."},
-	{"http-max-conns-per-client", "limits.http_max_conns_per_client", K_COUNT,
-	 OFF(http_max_conns_per_client), 0, "N",
-	 "Open HTTP connections one client IP address may hold; more are\n"
-	 "answered 429 and closed. At most half of the 4096 connections\n"
-	 "the agent takes in all; 0 for no per-address cap. Default: 200."},
-	{"h", NULL, K_HELP, 0, 0, "", NULL},
-	{"help", NULL, K_HELP, 0, 0, "", "Show this help."},
+        {"node", "node_name", K_NODE, OFF(node_name), 0, "NAME",
+         "Name of this node, unique in the cluster. Default: the hostname."},
+        {"datacenter", "datacenter", K_DC, OFF(datacenter), 0, "NAME",
+         "Datacenter (lowercase letters, digits, - and _). Default: dc1."},
+        {"domain", "domain", K_DOMAIN, OFF(domain), 0, "DOMAIN",
+         "DNS domain the DNS interface answers for. Default: consul."},
+        {"bind", "bind_addr", K_ADDR, OFF(bind_addr), 0, "ADDR",
+         "Address gossip binds to (UDP and TCP). Default: 0.0.0.0."},
+        {"serf-lan-bind", NULL, K_ADDR, OFF(bind_addr), 0, "ADDR", "Alias of -bind."},
+        {"advertise", "advertise_addr", K_ADDR, OFF(advertise_addr), 0, "ADDR",
+         "Address advertised to other members. Default: the bind address, or\n"
+         "the first non-loopback IPv4 address if binding to 0.0.0.0/::."},
+        {"serf-lan-port", "ports.serf_lan", K_PORT, OFF(serf_lan_port), 0, "PORT",
+         "Gossip port (UDP and TCP). Default: 8301."},
+        {"client", "client_addr", K_ADDR, OFF(client_addr), 0, "ADDR",
+         "Address the HTTP and DNS interfaces bind to. Default: 127.0.0.1."},
+        {"http-port", "ports.http", K_PORT_OFF, OFF(http_port), 0, "PORT",
+         "HTTP API port, -1 to disable. Default: 8500."},
+        {"dns-port", "ports.dns", K_PORT_OFF, OFF(dns_port), 0, "PORT",
+         "DNS port (UDP and TCP), -1 to disable. Default: 8600."},
+        {"data-dir", "data_dir", K_STR, OFF(data_dir), 0, "PATH",
+         "Directory for agent state; created (mode 0700) if missing.\n"
+         "Required unless -dev."},
+        {"join", "start_join", K_LIST, OFF(start_join), 0, "ADDR",
+         "Address of an agent to join at start. Repeatable."},
+        {"retry-join", "retry_join", K_LIST, OFF(retry_join), 0, "ADDR",
+         "Like -join, but retried until it succeeds. Repeatable."},
+        {"retry-interval", "retry_interval", K_DUR, OFF(retry_interval_ms), 1, "DURATION",
+         "Time between -retry-join attempts. Default: 30s."},
+        {"retry-max", "retry_max", K_COUNT, OFF(retry_max), 0, "N",
+         "Number of -retry-join attempts, 0 for no limit. Default: 0."},
+        {"rejoin-after-leave", "rejoin_after_leave", K_BOOL, OFF(rejoin_after_leave), 0, "",
+         "Rejoin the cluster after a previous leave. Default: false."},
+        {"reconnect-timeout", "reconnect_timeout", K_DUR, OFF(reconnect_timeout_ms), 1000,
+         "DURATION",
+         "How long a failed node is kept before it is reaped (>= 1s).\n"
+         "Default: 72h."},
+        {"server-port", "ports.server", K_PORT_OFF, OFF(server_port), 0, "PORT",
+         "TCP port of the KV anti-entropy listener (advertised in the\n"
+         "rpc_port tag), -1 to disable. Default: 8300."},
+        {"kv-tombstone-ttl", "kv_tombstone_ttl", K_DUR, OFF(kv_tombstone_ttl_ms), 1000, "DURATION",
+         "How long KV deletes are remembered; a replica away longer is\n"
+         "rebuilt from peers. Default: 72h."},
+        {"kv-sync-interval", "kv_sync_interval", K_DUR, OFF(kv_sync_interval_ms), 100, "DURATION",
+         "Period of KV anti-entropy with a random peer. Default: 10s."},
+        {"kv-max-clock-offset", "kv_max_clock_offset", K_DUR, OFF(kv_max_clock_offset_ms), 1000,
+         "DURATION",
+         "Refuse replicated versions further ahead of this agent's clock\n"
+         "(a far-off clock or a forged record). At least 1s. Default: 30s."},
+        {"config-file", NULL, K_CFGFILE, 0, 0, "PATH", "JSON config file to load. Repeatable."},
+        {"config-dir", NULL, K_CFGDIR, 0, 0, "PATH",
+         "Directory whose *.json files are loaded in name order. Repeatable."},
+        {"log-level", "log_level", K_LOGLEVEL, OFF(log_level), 0, "LEVEL",
+         "trace, debug, info, warn or err. Default: info."},
+        {"node-meta", "node_meta", K_META, 0, 0, "KEY:VALUE",
+         "Metadata for this node. Repeatable; at most 64 pairs."},
+        {"tag", NULL, K_META, 0, 0, "KEY=VALUE",
+         "Serf's spelling of -node-meta: a tag KEY=VALUE. Repeatable."},
+        {"dev", NULL, K_BOOL, OFF(dev), 0, "",
+         "Development mode: everything on 127.0.0.1, temporary data dir."},
+        {"profile", "profile", K_PROFILE, OFF(profile), 0, "PROFILE",
+         "Gossip timing profile: lan, wan or local. Default: lan."},
+        {"encrypt", "encrypt", K_ENCRYPT, 0, 0, "KEY",
+         "Base64 gossip encryption key (32 bytes, as `rumor keygen` or\n"
+         "`serf keygen` make; 16/24-byte keys are refused at start)."},
+        {"event-handler", "event_handlers", K_STRLIST, OFF(event_handlers), 0, "[TYPE=]SCRIPT",
+         "Run SCRIPT for serf events (member-join, member-leave,\n"
+         "member-failed, member-update, member-reap, user[:NAME],\n"
+         "query[:NAME]; comma-separated TYPEs). Repeatable."},
+        {"leave-on-terminate", "leave_on_terminate", K_BOOL, OFF(leave_on_terminate), 0, "",
+         "Leave the cluster gracefully on SIGTERM. Default: true."},
+        {"skip-leave-on-interrupt", "skip_leave_on_interrupt", K_BOOL, OFF(skip_leave_on_interrupt),
+         0, "", "Skip the graceful leave on SIGINT. Default: false."},
+        {"pid-file", "pid_file", K_STR, OFF(pid_file), 0, "PATH",
+         "Write the agent's PID to this file."},
+        {"log-json", "log_json", K_BOOL, OFF(log_json), 0, "",
+         "Write log lines as JSON objects ({\"@level\", \"@message\",\n"
+         "\"@module\", \"@timestamp\"}). Default: false."},
+        {"log-file", "log_file", K_STR, OFF(log_file), 0, "PATH", "Also write logs to this file."},
+        {"log-rotate-bytes", "log_rotate_bytes", K_COUNT, OFF(log_rotate_bytes), 0, "N",
+         "Rotate -log-file once it holds N bytes; 0 for no size limit.\n"
+         "Default: 0."},
+        {"log-rotate-duration", "log_rotate_duration", K_DUR, OFF(log_rotate_duration_ms), 0,
+         "DURATION", "Rotate -log-file once it is this old; 0 never. Default: 24h."},
+        {"log-rotate-max-files", "log_rotate_max_files", K_COUNT, OFF(log_rotate_max_files), 0, "N",
+         "Rotated log files to keep (older ones are deleted); 0 keeps\n"
+         "all. Default: 0."},
+        {"syslog", "enable_syslog", K_BOOL, OFF(syslog), 0, "",
+         "Also log to syslog (facility daemon, ident rumor). Default: false."},
+        {"enable-script-checks", "enable_script_checks", K_BOOL, OFF(enable_script_checks), 0, "",
+         "Allow checks that run programs (Args/ScriptArgs). Default: false."},
+        {"recursor", "recursors", K_LIST, OFF(recursors), 0, "ADDR",
+         "Upstream DNS server (ip or ip:port) for names outside the domain;\n"
+         "UDP queries are forwarded, 2s timeout. Repeatable. Default: none\n"
+         "(such names are REFUSED)."},
+        {"dns-truncate", "dns_config.enable_truncate", K_BOOL, OFF(dns_truncate), 0, "",
+         "Set the TC bit when a UDP answer does not fit. false: drop\n"
+         "records silently (at most 3 without EDNS), as Consul. Default: true."},
+        {"dns-udp-max-size", "dns_config.udp_max_size", K_COUNT, OFF(dns_udp_max_size), 0, "BYTES",
+         "Largest UDP answer, whatever size a client's EDNS0 asks for\n"
+         "(bounds reflection through spoofed queries; TCP is not limited).\n"
+         "512-65535. Default: 1232 (DNS Flag Day 2020)."},
+        {"dns-node-ttl", "dns_config.node_ttl", K_DUR, OFF(dns_node_ttl_ms), 0, "DURATION",
+         "TTL of node records (A/AAAA/TXT of <node>.node). Default: 0s."},
+        {"dns-service-ttl", "dns_config.service_ttl_default", K_DUR, OFF(dns_service_ttl_ms), 0,
+         "DURATION", "TTL of service records (A/AAAA/SRV), every service. Default: 0s."},
+        {"dns-only-passing", "dns_config.only_passing", K_BOOL, OFF(dns_only_passing), 0, "",
+         "DNS leaves out instances in warning too. Default: false."},
+        {"alt-domain", "alt_domain", K_DOMAIN, OFF(alt_domain), 0, "DOMAIN",
+         "A second DNS domain answered like -domain. Default: none."},
+        {NULL, "service", K_SVCDEF, OFF(service_defs), 0, "", NULL},
+        {NULL, "services", K_SVCDEF, OFF(service_defs), 0, "", NULL},
+        {"acl-token", "acl_token", K_TOKEN, OFF(acl_token), 0, "TOKEN",
+         "Token required for writes (PUT/POST/DELETE) and for join, leave,\n"
+         "force-leave and keyring; also grants reads. Default: none (open on\n"
+         "a loopback HTTP address; remote writes refused otherwise)."},
+        {"acl-read-token", "acl_read_token", K_TOKEN, OFF(acl_read_token), 0, "TOKEN",
+         "Token required for reads when set. Default: none."},
+        {"http-max-conns-per-client", "limits.http_max_conns_per_client", K_COUNT,
+         OFF(http_max_conns_per_client), 0, "N",
+         "Open HTTP connections one client IP address may hold; more are\n"
+         "answered 429 and closed. At most half of the 4096 connections\n"
+         "the agent takes in all; 0 for no per-address cap. Default: 200."},
+        {"h", NULL, K_HELP, 0, 0, "", NULL},
+        {"help", NULL, K_HELP, 0, 0, "", "Show this help."},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -451,8 +435,7 @@ static const struct opt opts[] = {
 static const struct opt *find_flag(const char *name, size_t n)
 {
 	for (size_t i = 0; i < NOPTS; i++)
-		if (opts[i].flag && strlen(opts[i].flag) == n &&
-		    memcmp(opts[i].flag, name, n) == 0)
+		if (opts[i].flag && strlen(opts[i].flag) == n && memcmp(opts[i].flag, name, n) == 0)
 			return &opts[i];
 	return NULL;
 }
@@ -470,8 +453,7 @@ static bool is_key_prefix(const char *prefix)
 {
 	size_t n = strlen(prefix);
 	for (size_t i = 0; i < NOPTS; i++)
-		if (opts[i].key && strncmp(opts[i].key, prefix, n) == 0 &&
-		    opts[i].key[n] == '.')
+		if (opts[i].key && strncmp(opts[i].key, prefix, n) == 0 && opts[i].key[n] == '.')
 			return true;
 	return false;
 }
@@ -539,8 +521,7 @@ static const char *norm_domain(const char *s, char *out, size_t outlen)
 	return NULL;
 }
 
-static const char *meta_put(struct rumor_config *c, const char *key,
-			    const char *value)
+static const char *meta_put(struct rumor_config *c, const char *key, const char *value)
 {
 	size_t kn = strlen(key);
 	if (kn == 0)
@@ -565,8 +546,7 @@ static const char *meta_put(struct rumor_config *c, const char *key,
 	}
 	if (c->node_meta_n >= RUMOR_CONFIG_META_MAX_PAIRS)
 		return "too many node_meta pairs (at most 64)";
-	c->node_meta = xrealloc(c->node_meta,
-				(c->node_meta_n + 1) * sizeof(*c->node_meta));
+	c->node_meta = xrealloc(c->node_meta, (c->node_meta_n + 1) * sizeof(*c->node_meta));
 	c->node_meta[c->node_meta_n].key = xstrdup(key);
 	c->node_meta[c->node_meta_n].value = xstrdup(value);
 	c->node_meta_n++;
@@ -580,13 +560,10 @@ static const char *set_log_level(struct rumor_config *c, const char *s)
 		const char *name;
 		enum rumor_config_log_level l;
 	} lv[] = {
-		{"trace", RUMOR_CONFIG_LOG_TRACE},
-		{"debug", RUMOR_CONFIG_LOG_DEBUG},
-		{"info", RUMOR_CONFIG_LOG_INFO},
-		{"warn", RUMOR_CONFIG_LOG_WARN},
-		{"warning", RUMOR_CONFIG_LOG_WARN},
-		{"err", RUMOR_CONFIG_LOG_ERR},
-		{"error", RUMOR_CONFIG_LOG_ERR},
+	        {"trace", RUMOR_CONFIG_LOG_TRACE},  {"debug", RUMOR_CONFIG_LOG_DEBUG},
+	        {"info", RUMOR_CONFIG_LOG_INFO},    {"warn", RUMOR_CONFIG_LOG_WARN},
+	        {"warning", RUMOR_CONFIG_LOG_WARN}, {"err", RUMOR_CONFIG_LOG_ERR},
+	        {"error", RUMOR_CONFIG_LOG_ERR},
 	};
 	for (size_t i = 0; i < sizeof(lv) / sizeof(lv[0]); i++) {
 		if (strcasecmp(s, lv[i].name) == 0) {
@@ -619,8 +596,7 @@ static const char *set_datacenter(struct rumor_config *c, const char *s)
 		return "want 1-63 lowercase letters, digits, - and _";
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
-		if (!(ch >= 'a' && ch <= 'z') && !isdigit(ch) && ch != '-' &&
-		    ch != '_')
+		if (!(ch >= 'a' && ch <= 'z') && !isdigit(ch) && ch != '-' && ch != '_')
 			return "want 1-63 lowercase letters, digits, - and _";
 	}
 	set_str(&c->datacenter, s);
@@ -634,7 +610,7 @@ static const char *set_encrypt(struct rumor_config *c, const char *s)
 	unsigned char key[64];
 	size_t len = 0;
 	if (sodium_base642bin(key, sizeof(key), s, strlen(s), NULL, &len, NULL,
-			      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	                      sodium_base64_VARIANT_ORIGINAL) != 0 ||
 	    (len != 16 && len != 24 && len != 32)) {
 		sodium_memzero(key, sizeof(key));
 		return "want base64 of a 16, 24 or 32-byte key";
@@ -659,8 +635,7 @@ static const char *check_token(const char *s)
 
 /* -node-meta key:value (Consul: split at the first ':'; no ':' means an
  * empty value) or serf's -tag key=value. */
-static const char *set_meta_flag(struct rumor_config *c, const struct opt *o,
-				 const char *s)
+static const char *set_meta_flag(struct rumor_config *c, const struct opt *o, const char *s)
 {
 	const char *colon = strchr(s, o->flag != NULL && strcmp(o->flag, "tag") == 0 ? '=' : ':');
 	size_t kn = colon ? (size_t)(colon - s) : strlen(s);
@@ -673,8 +648,7 @@ static const char *set_meta_flag(struct rumor_config *c, const struct opt *o,
 }
 
 /* Sets a numeric option (K_PORT, K_PORT_OFF, K_COUNT, K_DUR, K_BOOL). */
-static const char *set_number(struct rumor_config *c, const struct opt *o,
-			      const char *s)
+static const char *set_number(struct rumor_config *c, const struct opt *o, const char *s)
 {
 	long long v;
 	int64_t ms;
@@ -701,7 +675,7 @@ static const char *set_number(struct rumor_config *c, const struct opt *o,
 			return "want a duration such as 30s, 1h30m or 500ms";
 		if (ms < o->min_ms)
 			return o->min_ms >= 1000 ? "want a duration of at least 1s"
-						 : "want a duration above zero";
+			                         : "want a duration above zero";
 		FIELD(c, o, int64_t) = ms;
 		return NULL;
 	case K_BOOL:
@@ -716,8 +690,7 @@ static const char *set_number(struct rumor_config *c, const struct opt *o,
 
 /* Sets option o from its text form.  Returns NULL or the reason the value
  * is not acceptable ("want ..."). */
-static const char *opt_set(struct rumor_config *c, const struct opt *o,
-			   const char *s)
+static const char *opt_set(struct rumor_config *c, const struct opt *o, const char *s)
 {
 	const char *why;
 
@@ -865,63 +838,66 @@ void rumor_config_free(struct rumor_config *c)
 static const char *json_type_name(const json_t *v)
 {
 	switch (json_typeof(v)) {
-	case JSON_OBJECT: return "object";
-	case JSON_ARRAY: return "array";
-	case JSON_STRING: return "string";
-	case JSON_INTEGER: return "integer";
-	case JSON_REAL: return "number";
+	case JSON_OBJECT:
+		return "object";
+	case JSON_ARRAY:
+		return "array";
+	case JSON_STRING:
+		return "string";
+	case JSON_INTEGER:
+		return "integer";
+	case JSON_REAL:
+		return "number";
 	case JSON_TRUE:
-	case JSON_FALSE: return "boolean";
-	case JSON_NULL: return "null";
+	case JSON_FALSE:
+		return "boolean";
+	case JSON_NULL:
+		return "null";
 	}
 	return "?";
 }
 
 /* "prefix.key" (or "key") into out; a long result ends in "...". */
-static void join_key(char *out, size_t outlen, const char *prefix,
-		     const char *key)
+static void join_key(char *out, size_t outlen, const char *prefix, const char *key)
 {
 	int n = prefix ? snprintf(out, outlen, "%s.%s", prefix, key)
-		       : snprintf(out, outlen, "%s", key);
+	               : snprintf(out, outlen, "%s", key);
 	if (n < 0 || (size_t)n >= outlen)
 		memcpy(out + outlen - 4, "...", 4);
 }
 
 /* The value as shown in an error: quoted, or hidden for secrets. */
-static const char *shown(const struct opt *o, const char *val, char *q,
-			 size_t qlen)
+static const char *shown(const struct opt *o, const char *val, char *q, size_t qlen)
 {
 	if (o->kind == K_ENCRYPT || o->kind == K_TOKEN)
 		return "(hidden)";
 	return quote(val, q, qlen);
 }
 
-static int json_bad_value(const char *file, const char *key, const char *val,
-			  bool is_string, const char *why, char *err,
-			  size_t errlen)
+static int json_bad_value(const char *file, const char *key, const char *val, bool is_string,
+                          const char *why, char *err, size_t errlen)
 {
 	char q[128];
 	const struct opt *o = find_key(key);
-	errf(err, errlen, "config file %s: invalid value for %s: %s (%s)", file,
-	     key,
+	errf(err, errlen, "config file %s: invalid value for %s: %s (%s)", file, key,
 	     o && (o->kind == K_ENCRYPT || o->kind == K_TOKEN) ? "(hidden)"
-	     : is_string		 ? quote(val, q, sizeof(q))
-					 : val,
+	     : is_string                                       ? quote(val, q, sizeof(q))
+	                                                       : val,
 	     why);
 	return -1;
 }
 
 /* "retry_join": [...] and the like: every element a string, each set in
  * order, so a bad one names its index. */
-static int json_apply_list(struct rumor_config *c, const struct opt *o,
-			   const char *key, json_t *v, const char *file,
-			   char *err, size_t errlen)
+static int json_apply_list(struct rumor_config *c, const struct opt *o, const char *key, json_t *v,
+                           const char *file, char *err, size_t errlen)
 {
 	const char *why;
 	size_t i;
 	json_t *e;
 
-	json_array_foreach(v, i, e) {
+	json_array_foreach(v, i, e)
+	{
 		if (!json_is_string(e)) {
 			errf(err, errlen,
 			     "config file %s: key \"%s\" must be an "
@@ -930,17 +906,16 @@ static int json_apply_list(struct rumor_config *c, const struct opt *o,
 			return -1;
 		}
 		if ((why = opt_set(c, o, json_string_value(e))) != NULL)
-			return json_bad_value(file, key, json_string_value(e),
-					      true, why, err, errlen);
+			return json_bad_value(file, key, json_string_value(e), true, why, err,
+			                      errlen);
 	}
 	return 0;
 }
 
 /* "service": {...} or "services": [{...}, ...]: kept as compact JSON text
  * for the services module, which validates the definitions itself. */
-static int json_apply_services(struct rumor_config *c, const struct opt *o,
-			       const char *key, json_t *v, const char *file,
-			       char *err, size_t errlen)
+static int json_apply_services(struct rumor_config *c, const struct opt *o, const char *key,
+                               json_t *v, const char *file, char *err, size_t errlen)
 {
 	size_t i, n = json_is_array(v) ? json_array_size(v) : 1;
 
@@ -963,13 +938,14 @@ static int json_apply_services(struct rumor_config *c, const struct opt *o,
 }
 
 /* "node_meta": {"k": "v", ...}: errors name the nested key. */
-static int json_apply_meta(struct rumor_config *c, const char *key, json_t *v,
-			   const char *file, char *err, size_t errlen)
+static int json_apply_meta(struct rumor_config *c, const char *key, json_t *v, const char *file,
+                           char *err, size_t errlen)
 {
 	const char *mk, *why;
 	json_t *e;
 
-	json_object_foreach(v, mk, e) {
+	json_object_foreach(v, mk, e)
+	{
 		char full[256];
 		join_key(full, sizeof(full), key, mk);
 		if (!json_is_string(e)) {
@@ -980,17 +956,16 @@ static int json_apply_meta(struct rumor_config *c, const char *key, json_t *v,
 			return -1;
 		}
 		if ((why = meta_put(c, mk, json_string_value(e))) != NULL)
-			return json_bad_value(file, full, json_string_value(e),
-					      true, why, err, errlen);
+			return json_bad_value(file, full, json_string_value(e), true, why, err,
+			                      errlen);
 	}
 	return 0;
 }
 
 /* Type-checks one JSON value against its option's kind, then hands its
  * text form to opt_set, so files and flags share one validation. */
-static int json_apply(struct rumor_config *c, const struct opt *o,
-		      const char *key, json_t *v, const char *file, char *err,
-		      size_t errlen)
+static int json_apply(struct rumor_config *c, const struct opt *o, const char *key, json_t *v,
+                      const char *file, char *err, size_t errlen)
 {
 	char num[32];
 	const char *s, *why;
@@ -1028,19 +1003,15 @@ static int json_apply(struct rumor_config *c, const struct opt *o,
 			want = "an integer";
 			break;
 		}
-		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
-			 json_integer_value(v));
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 		if ((why = opt_set(c, o, num)) != NULL)
-			return json_bad_value(file, key, num, false, why, err,
-					      errlen);
+			return json_bad_value(file, key, num, false, why, err, errlen);
 		return 0;
 	case K_DUR:
 		if (json_is_integer(v)) {
-			snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
-				 json_integer_value(v));
+			snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 			if ((why = opt_set(c, o, num)) != NULL)
-				return json_bad_value(file, key, num, false, why,
-						      err, errlen);
+				return json_bad_value(file, key, num, false, why, err, errlen);
 			return 0;
 		}
 		if (!json_is_string(v)) {
@@ -1061,18 +1032,19 @@ static int json_apply(struct rumor_config *c, const struct opt *o,
 			return json_bad_value(file, key, s, true, why, err, errlen);
 		return 0;
 	}
-	errf(err, errlen, "config file %s: key \"%s\" must be %s, got %s", file,
-	     key, want, json_type_name(v));
+	errf(err, errlen, "config file %s: key \"%s\" must be %s, got %s", file, key, want,
+	     json_type_name(v));
 	return -1;
 }
 
-static int json_walk(struct rumor_config *c, json_t *obj, const char *prefix,
-		     const char *file, char *err, size_t errlen)
+static int json_walk(struct rumor_config *c, json_t *obj, const char *prefix, const char *file,
+                     char *err, size_t errlen)
 {
 	const char *k;
 	json_t *v;
 
-	json_object_foreach(obj, k, v) {
+	json_object_foreach(obj, k, v)
+	{
 		char full[256];
 		const struct opt *o;
 		join_key(full, sizeof(full), prefix, k);
@@ -1099,8 +1071,7 @@ static int json_walk(struct rumor_config *c, json_t *obj, const char *prefix,
 	return 0;
 }
 
-static int load_file(struct rumor_config *c, const char *path, char *err,
-		     size_t errlen)
+static int load_file(struct rumor_config *c, const char *path, char *err, size_t errlen)
 {
 	struct stat st;
 	json_error_t jerr;
@@ -1112,22 +1083,20 @@ static int load_file(struct rumor_config *c, const char *path, char *err,
 		return -1;
 	}
 	if (S_ISDIR(st.st_mode)) {
-		errf(err, errlen,
-		     "config file %s: is a directory (use -config-dir)", path);
+		errf(err, errlen, "config file %s: is a directory (use -config-dir)", path);
 		return -1;
 	}
 	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
 		if (jerr.line > 0)
-			errf(err, errlen, "config file %s: line %d: %s", path,
-			     jerr.line, jerr.text);
+			errf(err, errlen, "config file %s: line %d: %s", path, jerr.line,
+			     jerr.text);
 		else
 			errf(err, errlen, "config file %s: %s", path, jerr.text);
 		return -1;
 	}
 	if (!json_is_object(root)) {
-		errf(err, errlen,
-		     "config file %s: top level must be an object, got %s", path,
+		errf(err, errlen, "config file %s: top level must be an object, got %s", path,
 		     json_type_name(root));
 		json_decref(root);
 		return -1;
@@ -1142,8 +1111,7 @@ static int cmp_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int load_dir(struct rumor_config *c, const char *dir, char *err,
-		    size_t errlen)
+static int load_dir(struct rumor_config *c, const char *dir, char *err, size_t errlen)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
@@ -1200,7 +1168,7 @@ static char *first_ipv4(void)
 		if ((i->ifa_flags & IFF_LOOPBACK) || !(i->ifa_flags & IFF_UP))
 			continue;
 		const struct sockaddr_in *sin =
-			(const struct sockaddr_in *)(const void *)i->ifa_addr;
+		        (const struct sockaddr_in *)(const void *)i->ifa_addr;
 		if ((ntohl(sin->sin_addr.s_addr) >> 24) == 127)
 			continue;
 		if (inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf)))
@@ -1248,8 +1216,8 @@ static int check_data_dir(struct rumor_config *c, char *err, size_t errlen)
 		char *tpl = xmalloc(n);
 		snprintf(tpl, n, "%s/rumor-dev-XXXXXX", tmp);
 		if (mkdtemp(tpl) == NULL) {
-			errf(err, errlen, "-dev: cannot create a data dir in %s: %s",
-			     tmp, strerror(errno));
+			errf(err, errlen, "-dev: cannot create a data dir in %s: %s", tmp,
+			     strerror(errno));
 			free(tpl);
 			return -1;
 		}
@@ -1259,8 +1227,7 @@ static int check_data_dir(struct rumor_config *c, char *err, size_t errlen)
 	}
 	if (stat(c->data_dir, &st) != 0) {
 		if (errno != ENOENT || mkdir_all(c->data_dir) != 0) {
-			errf(err, errlen,
-			     "invalid value for -data-dir: %s (cannot create: %s)",
+			errf(err, errlen, "invalid value for -data-dir: %s (cannot create: %s)",
 			     quote(c->data_dir, q, sizeof(q)), strerror(errno));
 			return -1;
 		}
@@ -1271,14 +1238,12 @@ static int check_data_dir(struct rumor_config *c, char *err, size_t errlen)
 		}
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		errf(err, errlen,
-		     "invalid value for -data-dir: %s (not a directory)",
+		errf(err, errlen, "invalid value for -data-dir: %s (not a directory)",
 		     quote(c->data_dir, q, sizeof(q)));
 		return -1;
 	}
 	if (access(c->data_dir, W_OK | X_OK) != 0) {
-		errf(err, errlen,
-		     "invalid value for -data-dir: %s (directory is not writable)",
+		errf(err, errlen, "invalid value for -data-dir: %s (directory is not writable)",
 		     quote(c->data_dir, q, sizeof(q)));
 		return -1;
 	}
@@ -1296,17 +1261,15 @@ struct flagval {
  * argc) and the config sources, in order.  Nothing is applied yet, so a
  * flag's value can override the files that come after it on the line.
  * Returns 0, 1 after -h (usage printed unless reloading), or -1. */
-static int tokenize_args(struct rumor_config *c, int argc, char **argv,
-			 bool reload, struct flagval *fv, size_t *nfv,
-			 char *err, size_t errlen)
+static int tokenize_args(struct rumor_config *c, int argc, char **argv, bool reload,
+                         struct flagval *fv, size_t *nfv, char *err, size_t errlen)
 {
 	char q[128];
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (a[0] != '-' || a[1] == '\0') {
-			errf(err, errlen,
-			     "unexpected argument %s (the agent takes only flags)",
+			errf(err, errlen, "unexpected argument %s (the agent takes only flags)",
 			     quote(a, q, sizeof(q)));
 			return -1;
 		}
@@ -1350,13 +1313,11 @@ static int tokenize_args(struct rumor_config *c, int argc, char **argv,
 		}
 		if (o->kind == K_CFGFILE || o->kind == K_CFGDIR) {
 			if (*val == '\0') {
-				errf(err, errlen,
-				     "invalid value for -%s: \"\" (want a path)",
+				errf(err, errlen, "invalid value for -%s: \"\" (want a path)",
 				     o->flag);
 				return -1;
 			}
-			c->sources = xrealloc(c->sources, (c->sources_n + 1) *
-							  sizeof(*c->sources));
+			c->sources = xrealloc(c->sources, (c->sources_n + 1) * sizeof(*c->sources));
 			c->sources[c->sources_n].path = xstrdup(val);
 			c->sources[c->sources_n].is_dir = o->kind == K_CFGDIR;
 			c->sources_n++;
@@ -1371,24 +1332,21 @@ static int tokenize_args(struct rumor_config *c, int argc, char **argv,
 
 /* Sets the flags in fv: only -dev when dev_only (its defaults must sit
  * beneath the files), else every one (flags over files). */
-static int apply_flags(struct rumor_config *c, const struct flagval *fv,
-		       size_t nfv, bool dev_only, char *err, size_t errlen)
+static int apply_flags(struct rumor_config *c, const struct flagval *fv, size_t nfv, bool dev_only,
+                       char *err, size_t errlen)
 {
 	char q[128];
 	const char *why;
 
 	for (size_t i = 0; i < nfv; i++) {
-		if (dev_only &&
-		    !(fv[i].o->off == OFF(dev) && fv[i].o->kind == K_BOOL))
+		if (dev_only && !(fv[i].o->off == OFF(dev) && fv[i].o->kind == K_BOOL))
 			continue;
 		if ((why = opt_set(c, fv[i].o, fv[i].val)) != NULL) {
 			if (dev_only)
-				errf(err, errlen, "invalid value for -%s: %s (%s)",
-				     fv[i].o->flag, quote(fv[i].val, q, sizeof(q)),
-				     why);
+				errf(err, errlen, "invalid value for -%s: %s (%s)", fv[i].o->flag,
+				     quote(fv[i].val, q, sizeof(q)), why);
 			else
-				errf(err, errlen, "invalid value for -%s: %s (%s)",
-				     fv[i].o->flag,
+				errf(err, errlen, "invalid value for -%s: %s (%s)", fv[i].o->flag,
 				     shown(fv[i].o, fv[i].val, q, sizeof(q)), why);
 			return -1;
 		}
@@ -1400,9 +1358,8 @@ static int apply_flags(struct rumor_config *c, const struct flagval *fv,
 static int load_sources(struct rumor_config *c, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < c->sources_n; i++) {
-		int r = c->sources[i].is_dir
-				? load_dir(c, c->sources[i].path, err, errlen)
-				: load_file(c, c->sources[i].path, err, errlen);
+		int r = c->sources[i].is_dir ? load_dir(c, c->sources[i].path, err, errlen)
+		                             : load_file(c, c->sources[i].path, err, errlen);
 		if (r != 0)
 			return -1;
 	}
@@ -1412,20 +1369,17 @@ static int load_sources(struct rumor_config *c, char *err, size_t errlen)
 /* The checks that need every source applied, and the derived values: the
  * node name (a hostname may not be a valid one), the advertise address, the
  * data dir (created, or on reload kept from the running config). */
-static int finish_config(struct rumor_config *c, const char *keep_dir,
-			 char *err, size_t errlen)
+static int finish_config(struct rumor_config *c, const char *keep_dir, char *err, size_t errlen)
 {
 	char q[128];
 	const char *why;
 
 	if (c->node_name == NULL || c->node_name[0] == '\0') {
-		errf(err, errlen,
-		     "node name is empty (this host has no hostname); set -node");
+		errf(err, errlen, "node name is empty (this host has no hostname); set -node");
 		return -1;
 	}
 	if ((why = check_node_name(c->node_name)) != NULL) {
-		errf(err, errlen,
-		     "invalid node name %s from the hostname (%s); set -node",
+		errf(err, errlen, "invalid node name %s from the hostname (%s); set -node",
 		     quote(c->node_name, q, sizeof(q)), why);
 		return -1;
 	}
@@ -1446,8 +1400,8 @@ static int finish_config(struct rumor_config *c, const char *keep_dir,
 /* keep_dir != NULL means reload: nothing is created on disk, the data dir is
  * taken from the running config.  Order: tokenize, -dev, files, flags over
  * files, final checks; the argv is kept for rumor_config_reload(). */
-static int parse_args(struct rumor_config *c, int argc, char **argv,
-		      const char *keep_dir, char *err, size_t errlen)
+static int parse_args(struct rumor_config *c, int argc, char **argv, const char *keep_dir,
+                      char *err, size_t errlen)
 {
 	struct flagval *fv = NULL;
 	size_t nfv = 0;
@@ -1467,8 +1421,7 @@ static int parse_args(struct rumor_config *c, int argc, char **argv,
 		set_str(&c->bind_addr, "127.0.0.1");
 		set_str(&c->client_addr, "127.0.0.1");
 	}
-	if (load_sources(c, err, errlen) != 0 ||
-	    apply_flags(c, fv, nfv, false, err, errlen) != 0 ||
+	if (load_sources(c, err, errlen) != 0 || apply_flags(c, fv, nfv, false, err, errlen) != 0 ||
 	    finish_config(c, keep_dir, err, errlen) != 0)
 		goto out;
 	if (keep_dir == NULL && c->argv == NULL && argc > 0) {
@@ -1483,18 +1436,17 @@ out:
 	return rc;
 }
 
-int rumor_config_parse(struct rumor_config *c, int argc, char **argv, char *err,
-		       size_t errlen)
+int rumor_config_parse(struct rumor_config *c, int argc, char **argv, char *err, size_t errlen)
 {
 	return parse_args(c, argc, argv, NULL, err, errlen);
 }
 
-int rumor_config_reload(const struct rumor_config *cur, struct rumor_config *out,
-			char *err, size_t errlen)
+int rumor_config_reload(const struct rumor_config *cur, struct rumor_config *out, char *err,
+                        size_t errlen)
 {
 	rumor_config_init(out);
-	int rc = parse_args(out, cur->argc, cur->argv,
-			    cur->data_dir ? cur->data_dir : "", err, errlen);
+	int rc = parse_args(out, cur->argc, cur->argv, cur->data_dir ? cur->data_dir : "", err,
+	                    errlen);
 	if (rc == 1) {
 		errf(err, errlen, "reload: help flag in saved arguments");
 		return -1;
@@ -1502,8 +1454,7 @@ int rumor_config_reload(const struct rumor_config *cur, struct rumor_config *out
 	if (rc == 0) {
 		/* The saved argv belongs to cur; out needs its own copy only if
 		 * it is reloaded again. */
-		out->argv = xmalloc((size_t)(cur->argc > 0 ? cur->argc : 1) *
-						   sizeof(*out->argv));
+		out->argv = xmalloc((size_t)(cur->argc > 0 ? cur->argc : 1) * sizeof(*out->argv));
 		for (int i = 0; i < cur->argc; i++)
 			out->argv[i] = xstrdup(cur->argv[i]);
 		out->argc = cur->argc;
@@ -1543,8 +1494,7 @@ void rumor_config_usage(FILE *out)
 
 const char *rumor_config_log_level_name(enum rumor_config_log_level l)
 {
-	static const char *const names[] = {"trace", "debug", "info", "warn",
-					    "err"};
+	static const char *const names[] = {"trace", "debug", "info", "warn", "err"};
 	if ((unsigned)l >= sizeof(names) / sizeof(names[0]))
 		return "?";
 	return names[l];

@@ -35,12 +35,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define RUMOR_CONFIG_NODE_NAME_MAX 128     /* bytes */
-#define RUMOR_CONFIG_META_KEY_MAX 128      /* Consul: metaKeyMaxLength */
-#define RUMOR_CONFIG_META_VALUE_MAX 512    /* Consul: metaValueMaxLength */
-#define RUMOR_CONFIG_META_MAX_PAIRS 64     /* Consul: metaMaxKeyPairs */
-#define RUMOR_CONFIG_DATACENTER_MAX 63     /* one DNS label */
-#define RUMOR_CONFIG_KEY_MAX 32            /* largest gossip key, bytes */
+#define RUMOR_CONFIG_NODE_NAME_MAX 128  /* bytes */
+#define RUMOR_CONFIG_META_KEY_MAX 128   /* Consul: metaKeyMaxLength */
+#define RUMOR_CONFIG_META_VALUE_MAX 512 /* Consul: metaValueMaxLength */
+#define RUMOR_CONFIG_META_MAX_PAIRS 64  /* Consul: metaMaxKeyPairs */
+#define RUMOR_CONFIG_DATACENTER_MAX 63  /* one DNS label */
+#define RUMOR_CONFIG_KEY_MAX 32         /* largest gossip key, bytes */
 
 /* Ordered from most to least verbose, in the same order as lib/log.h's
  * enum log_level, so the agent may cast one to the other. */
@@ -81,51 +81,51 @@ struct rumor_config_source {
 
 struct rumor_config {
 	/* identity */
-	char *node_name;            /* -node / node_name; default hostname */
-	char *datacenter;           /* -datacenter / datacenter; "dc1" */
-	char *domain;               /* -domain / domain; "consul.", lowercased,
+	char *node_name;  /* -node / node_name; default hostname */
+	char *datacenter; /* -datacenter / datacenter; "dc1" */
+	char *domain;     /* -domain / domain; "consul.", lowercased,
 	                             * always ends in '.' */
 
 	/* addresses: IP literals as strings; the agent parses them itself */
-	char *bind_addr;            /* -bind, -serf-lan-bind; "0.0.0.0" */
-	char *advertise_addr;       /* -advertise; always filled after parse */
-	char *client_addr;          /* -client; "127.0.0.1" (HTTP and DNS) */
-	int serf_lan_port;          /* -serf-lan-port / ports.serf_lan; 8301 */
-	int http_port;              /* -http-port / ports.http; 8500; -1 off */
-	int dns_port;               /* -dns-port / ports.dns; 8600; -1 off */
+	char *bind_addr;      /* -bind, -serf-lan-bind; "0.0.0.0" */
+	char *advertise_addr; /* -advertise; always filled after parse */
+	char *client_addr;    /* -client; "127.0.0.1" (HTTP and DNS) */
+	int serf_lan_port;    /* -serf-lan-port / ports.serf_lan; 8301 */
+	int http_port;        /* -http-port / ports.http; 8500; -1 off */
+	int dns_port;         /* -dns-port / ports.dns; 8600; -1 off */
 
 	/* storage */
-	char *data_dir;             /* -data-dir; an existing writable dir after
+	char *data_dir;        /* -data-dir; an existing writable dir after
 	                             * a successful parse */
-	bool data_dir_is_temp;      /* created by -dev: the agent removes it at
+	bool data_dir_is_temp; /* created by -dev: the agent removes it at
 	                             * exit (recursively) */
 
 	/* joining */
-	struct rumor_config_list start_join;  /* -join / start_join */
-	struct rumor_config_list retry_join;  /* -retry-join / retry_join */
-	int64_t retry_interval_ms;  /* -retry-interval; 30s */
-	int retry_max;              /* -retry-max; 0 = retry forever */
-	bool rejoin_after_leave;    /* -rejoin-after-leave; false */
-	int64_t reconnect_timeout_ms; /* -reconnect-timeout; 72h, >= 1s */
-	int server_port;            /* -server-port / ports.server: KV sync TCP; 8300; -1 off */
-	int64_t kv_tombstone_ttl_ms; /* -kv-tombstone-ttl; 72h, >= 1s */
-	int64_t kv_sync_interval_ms; /* -kv-sync-interval; 10s, >= 100ms */
+	struct rumor_config_list start_join; /* -join / start_join */
+	struct rumor_config_list retry_join; /* -retry-join / retry_join */
+	int64_t retry_interval_ms;           /* -retry-interval; 30s */
+	int retry_max;                       /* -retry-max; 0 = retry forever */
+	bool rejoin_after_leave;             /* -rejoin-after-leave; false */
+	int64_t reconnect_timeout_ms;        /* -reconnect-timeout; 72h, >= 1s */
+	int server_port;                /* -server-port / ports.server: KV sync TCP; 8300; -1 off */
+	int64_t kv_tombstone_ttl_ms;    /* -kv-tombstone-ttl; 72h, >= 1s */
+	int64_t kv_sync_interval_ms;    /* -kv-sync-interval; 10s, >= 100ms */
 	int64_t kv_max_clock_offset_ms; /* -kv-max-clock-offset; 30s, >= 1s */
 
 	/* behaviour */
-	bool dev;                   /* -dev */
-	enum rumor_config_profile profile;      /* -profile; lan */
-	enum rumor_config_log_level log_level;  /* -log-level; info */
-	bool leave_on_terminate;      /* true (Consul's client default) */
-	bool skip_leave_on_interrupt; /* false (Consul's client default) */
+	bool dev;                              /* -dev */
+	enum rumor_config_profile profile;     /* -profile; lan */
+	enum rumor_config_log_level log_level; /* -log-level; info */
+	bool leave_on_terminate;               /* true (Consul's client default) */
+	bool skip_leave_on_interrupt;          /* false (Consul's client default) */
 
 	/* gossip encryption: key_len is 0 (off), 16, 24 or 32 */
 	uint8_t encrypt_key[RUMOR_CONFIG_KEY_MAX];
 	size_t encrypt_key_len;
 
 	/* HTTP ACL (agent/acl.h): NULL when unset */
-	char *acl_token;            /* -acl-token / acl_token: writes + reads */
-	char *acl_read_token;       /* -acl-read-token / acl_read_token */
+	char *acl_token;               /* -acl-token / acl_token: writes + reads */
+	char *acl_read_token;          /* -acl-read-token / acl_read_token */
 	int http_max_conns_per_client; /* -http-max-conns-per-client /
 	                             * limits.http_max_conns_per_client; 200;
 	                             * 0 = no per-address cap */
@@ -133,36 +133,36 @@ struct rumor_config {
 	struct rumor_config_list event_handlers; /* -event-handler / event_handlers */
 
 	/* services, checks and DNS (agent/api_catalog.c) */
-	bool enable_script_checks;  /* -enable-script-checks; false */
+	bool enable_script_checks;          /* -enable-script-checks; false */
 	struct rumor_config_list recursors; /* -recursor / recursors */
-	int dns_udp_max_size;       /* -dns-udp-max-size / dns_config.udp_max_size; 4096 */
-	bool dns_truncate;          /* -dns-truncate /
+	int dns_udp_max_size;               /* -dns-udp-max-size / dns_config.udp_max_size; 4096 */
+	bool dns_truncate;                  /* -dns-truncate /
 	                             * dns_config.enable_truncate; true */
-	char *alt_domain;           /* -alt-domain / alt_domain; NULL */
-	int64_t dns_node_ttl_ms;    /* -dns-node-ttl / dns_config.node_ttl; 0 */
-	int64_t dns_service_ttl_ms; /* -dns-service-ttl /
+	char *alt_domain;                   /* -alt-domain / alt_domain; NULL */
+	int64_t dns_node_ttl_ms;            /* -dns-node-ttl / dns_config.node_ttl; 0 */
+	int64_t dns_service_ttl_ms;         /* -dns-service-ttl /
 	                             * dns_config.service_ttl_default; 0 */
-	bool dns_only_passing;      /* -dns-only-passing /
+	bool dns_only_passing;              /* -dns-only-passing /
 	                             * dns_config.only_passing; false */
 	struct rumor_config_list service_defs; /* "service"/"services" in
 	                             * config files, one JSON object each */
 
-	struct rumor_config_meta *node_meta;  /* -node-meta / node_meta */
+	struct rumor_config_meta *node_meta; /* -node-meta / node_meta */
 	size_t node_meta_n;
 
 	/* files */
-	char *pid_file;             /* -pid-file; NULL if not set */
-	char *log_file;             /* -log-file; NULL if not set */
-	bool log_json;              /* -log-json; false */
-	int log_rotate_bytes;       /* -log-rotate-bytes; 0 = no size limit */
+	char *pid_file;                 /* -pid-file; NULL if not set */
+	char *log_file;                 /* -log-file; NULL if not set */
+	bool log_json;                  /* -log-json; false */
+	int log_rotate_bytes;           /* -log-rotate-bytes; 0 = no size limit */
 	int64_t log_rotate_duration_ms; /* -log-rotate-duration; 24h, 0 = never */
-	int log_rotate_max_files;   /* -log-rotate-max-files; 0 = keep all */
-	bool syslog;                /* -syslog / enable_syslog; false */
+	int log_rotate_max_files;       /* -log-rotate-max-files; 0 = keep all */
+	bool syslog;                    /* -syslog / enable_syslog; false */
 
 	/* where the settings came from (for reload) */
 	struct rumor_config_source *sources;
 	size_t sources_n;
-	char **argv;                /* private: copy of the flags, for reload */
+	char **argv; /* private: copy of the flags, for reload */
 	int argc;
 };
 
@@ -177,8 +177,7 @@ void rumor_config_init(struct rumor_config *c);
  * printed to stdout), -1 with a message in err otherwise.  On success the
  * data directory exists (it may have been created).  Call
  * rumor_config_free() in every case. */
-int rumor_config_parse(struct rumor_config *c, int argc, char **argv, char *err,
-		       size_t errlen);
+int rumor_config_parse(struct rumor_config *c, int argc, char **argv, char *err, size_t errlen);
 
 /* Writes the list of flags with their defaults and meaning to out. */
 void rumor_config_usage(FILE *out);
@@ -193,8 +192,8 @@ void rumor_config_free(struct rumor_config *c);
  * case).  Only the reloadable fields are meant to be used: log_level and
  * node_meta.  Creates nothing on disk: out->data_dir is a copy of cur's and
  * out->data_dir_is_temp is false.  Returns 0 or -1 with a message in err. */
-int rumor_config_reload(const struct rumor_config *cur, struct rumor_config *out,
-			char *err, size_t errlen);
+int rumor_config_reload(const struct rumor_config *cur, struct rumor_config *out, char *err,
+                        size_t errlen);
 
 /* Parses a Go duration ("1h30m", "500ms", "1.5s", "10us", "0"), or a bare
  * non-negative integer meaning seconds ("30"), into whole milliseconds

@@ -39,7 +39,7 @@ struct agent_calls {
 	/* Replace the node meta pairs (tags) and re-announce them; 0, or -1
 	 * with err when they do not fit in memberlist's meta limit. */
 	int (*set_tags)(struct agent *a, const char *const *keys, const char *const *values,
-			size_t n, char *err, size_t errlen);
+	                size_t n, char *err, size_t errlen);
 	/* Path of the keyring file in the data directory (into buf). */
 	const char *(*keyring_path)(const struct agent *a, char *buf, size_t cap);
 };
@@ -51,21 +51,21 @@ struct agent {
 	struct http_server *http;
 	char node_id[37];
 	int64_t start_ms;
-	bool leaving;	    /* a graceful leave is under way */
-	bool left;	    /* leave finished */
+	bool leaving;       /* a graceful leave is under way */
+	bool left;          /* leave finished */
 	bool shutting_down; /* the loop is being stopped */
 	int exit_code;
 	int retry_attempts;
 	bool joined_once;
-	struct serf *serf;	     /* serf layer: intents, clocks, events, queries */
-	struct keyring *keyring;     /* gossip encryption keys (empty: plain text) */
-	struct agent_events *events; /* -event-handler runner */
-	struct api_event *api_event; /* /v1/event state (agent/api_event.c) */
-	struct agent_catalog *catalog; /* services, checks, catalog, DNS (agent/api_catalog.c) */
-	struct kv *kv;		       /* replicated key-value engine (kv/kv.h) */
-	struct api_ops *ops;	       /* metrics collection, monitors (agent/api_ops.c) */
+	struct serf *serf;               /* serf layer: intents, clocks, events, queries */
+	struct keyring *keyring;         /* gossip encryption keys (empty: plain text) */
+	struct agent_events *events;     /* -event-handler runner */
+	struct api_event *api_event;     /* /v1/event state (agent/api_event.c) */
+	struct agent_catalog *catalog;   /* services, checks, catalog, DNS (agent/api_catalog.c) */
+	struct kv *kv;                   /* replicated key-value engine (kv/kv.h) */
+	struct api_ops *ops;             /* metrics collection, monitors (agent/api_ops.c) */
 	const struct agent_calls *calls; /* installed by agent.c */
-	void *priv;			 /* agent.c's watchers */
+	void *priv;                      /* agent.c's watchers */
 };
 
 static inline void agent_leave(struct agent *a)
@@ -79,7 +79,7 @@ static inline int agent_member_status(const struct agent *a, const void *swim_me
 }
 
 static inline int agent_set_tags(struct agent *a, const char *const *keys,
-				 const char *const *values, size_t n, char *err, size_t errlen)
+                                 const char *const *values, size_t n, char *err, size_t errlen)
 {
 	return a->calls->set_tags(a, keys, values, n, err, errlen);
 }

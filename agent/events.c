@@ -121,9 +121,9 @@ static void *xmalloc(size_t n)
 static enum serf_event event_by_name(const char *s, size_t n)
 {
 	static const enum serf_event all[] = {SERF_EV_MEMBER_JOIN,   SERF_EV_MEMBER_LEAVE,
-					      SERF_EV_MEMBER_FAILED, SERF_EV_MEMBER_UPDATE,
-					      SERF_EV_MEMBER_REAP,   SERF_EV_USER,
-					      SERF_EV_QUERY};
+	                                      SERF_EV_MEMBER_FAILED, SERF_EV_MEMBER_UPDATE,
+	                                      SERF_EV_MEMBER_REAP,   SERF_EV_USER,
+	                                      SERF_EV_QUERY};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		const char *name = serf_event_name(all[i]);
 		if (strlen(name) == n && memcmp(name, s, n) == 0)
@@ -171,11 +171,12 @@ static int parse_spec(const char *v, struct spec *sp, char *err, size_t errlen)
 		} else {
 			enum serf_event ev = event_by_name(p, n);
 			if (ev == SERF_EV_NONE) {
-				snprintf(err, errlen,
-					 "event handler %s: unknown event type '%.*s' (member-join, "
-					 "member-leave, member-failed, member-update, member-reap, "
-					 "user, user:NAME, query, query:NAME, *)",
-					 v, (int)n, p);
+				snprintf(
+				        err, errlen,
+				        "event handler %s: unknown event type '%.*s' (member-join, "
+				        "member-leave, member-failed, member-update, member-reap, "
+				        "user, user:NAME, query, query:NAME, *)",
+				        v, (int)n, p);
 				goto fail;
 			}
 			sp->f[sp->nf++].ev = ev;
@@ -233,16 +234,16 @@ static void finish(struct agent_events *e)
 	close_fd(e, &e->out_fd, &e->out_io);
 	if (e->out_total > e->out_len)
 		log_warn("agent: Script '%s' generated %zu bytes of output, truncated to %d",
-			 j->spec->script, e->out_total, EVENTS_OUTPUT_MAX);
+		         j->spec->script, e->out_total, EVENTS_OUTPUT_MAX);
 	if (e->out_len > 0)
 		log_debug("agent: Event '%s' script output: %.*s", serf_event_name(j->ev),
-			  (int)e->out_len, (const char *)e->out);
+		          (int)e->out_len, (const char *)e->out);
 	if (WIFEXITED(e->status) && WEXITSTATUS(e->status) != 0)
 		log_err("agent: Error invoking script '%s': exit status %d", j->spec->script,
-			WEXITSTATUS(e->status));
+		        WEXITSTATUS(e->status));
 	else if (WIFSIGNALED(e->status))
 		log_err("agent: Error invoking script '%s': killed by signal %d", j->spec->script,
-			WTERMSIG(e->status));
+		        WTERMSIG(e->status));
 	else if (j->is_query && e->out_len > 0 && e->respond != NULL)
 		e->respond(e->ud, &j->q, e->out, e->out_len);
 	e->completed++;
@@ -419,7 +420,7 @@ static void enqueue(struct agent_events *e, struct job *j)
 {
 	if (e->queued >= EVENTS_QUEUE_MAX) {
 		log_warn("agent: event handler queue full (%d): dropping %s event",
-			 EVENTS_QUEUE_MAX, serf_event_name(j->ev));
+		         EVENTS_QUEUE_MAX, serf_event_name(j->ev));
 		job_free(j);
 		return;
 	}
@@ -432,8 +433,7 @@ static void enqueue(struct agent_events *e, struct job *j)
 	start_next(e);
 }
 
-static struct job *job_new(const struct spec *sp, enum serf_event ev, const uint8_t *in,
-			   size_t len)
+static struct job *job_new(const struct spec *sp, enum serf_event ev, const uint8_t *in, size_t len)
 {
 	struct job *j = calloc(1, sizeof(*j));
 	if (j == NULL)
@@ -538,8 +538,8 @@ static void member_line(char **buf, size_t *len, size_t *cap, const struct cmemb
 static void flush_members(struct agent_events *e)
 {
 	static const enum serf_event order[] = {SERF_EV_MEMBER_JOIN, SERF_EV_MEMBER_LEAVE,
-						SERF_EV_MEMBER_FAILED, SERF_EV_MEMBER_UPDATE,
-						SERF_EV_MEMBER_REAP};
+	                                        SERF_EV_MEMBER_FAILED, SERF_EV_MEMBER_UPDATE,
+	                                        SERF_EV_MEMBER_REAP};
 	for (size_t o = 0; o < sizeof(order) / sizeof(order[0]); o++) {
 		char *buf = NULL;
 		size_t len = 0, cap = 0;
@@ -563,7 +563,7 @@ static void flush_members(struct agent_events *e)
 }
 
 static void user_jobs(struct agent_events *e, uint64_t ltime, const char *name,
-		      const uint8_t *payload, size_t len)
+                      const uint8_t *payload, size_t len)
 {
 	for (size_t s = 0; s < e->nspecs; s++) {
 		if (!spec_matches(&e->specs[s], SERF_EV_USER, name))
@@ -626,8 +626,8 @@ static void coalesce_touch(struct agent_events *e, struct coalescer *c)
 /* ------------------------------------------------------------------ API */
 
 struct agent_events *agent_events_new(struct ev_loop *loop, const struct rumor_config_list *specs,
-				      agent_events_respond_cb respond, void *ud, char *err,
-				      size_t errlen)
+                                      agent_events_respond_cb respond, void *ud, char *err,
+                                      size_t errlen)
 {
 	struct agent_events *e = calloc(1, sizeof(*e));
 	if (e == NULL)
@@ -699,7 +699,7 @@ void agent_events_free(struct agent_events *e)
 }
 
 void agent_events_set_self(struct agent_events *e, const char *name, const struct tag *tags,
-			   size_t n)
+                           size_t n)
 {
 	free(e->self);
 	e->self = xstrdup(name);
@@ -710,7 +710,7 @@ void agent_events_set_self(struct agent_events *e, const char *name, const struc
 }
 
 void agent_events_member(struct agent_events *e, enum serf_event ev, const char *name,
-			 const struct ml_addr *addr, const uint8_t *meta, size_t meta_len)
+                         const struct ml_addr *addr, const uint8_t *meta, size_t meta_len)
 {
 	if (e->nspecs == 0 || ev == SERF_EV_NONE)
 		return;
@@ -735,7 +735,7 @@ void agent_events_member(struct agent_events *e, enum serf_event ev, const char 
 }
 
 void agent_events_user(struct agent_events *e, uint64_t ltime, const char *name,
-		       const uint8_t *payload, size_t len, bool coalesce)
+                       const uint8_t *payload, size_t len, bool coalesce)
 {
 	if (e->nspecs == 0)
 		return;

@@ -36,28 +36,28 @@ struct ev_loop;
 struct agent_events;
 
 /* A query handler's output, to send back as the query's response. */
-typedef void (*agent_events_respond_cb)(void *ud, const struct serf_query_in *q,
-					const uint8_t *out, size_t len);
+typedef void (*agent_events_respond_cb)(void *ud, const struct serf_query_in *q, const uint8_t *out,
+                                        size_t len);
 
 /* Parse the handler specs ("[TYPE[,TYPE...]=]SCRIPT"). NULL with err on a bad
  * type. With no specs, every call below is a cheap no-op. */
 struct agent_events *agent_events_new(struct ev_loop *loop, const struct rumor_config_list *specs,
-				      agent_events_respond_cb respond, void *ud, char *err,
-				      size_t errlen);
+                                      agent_events_respond_cb respond, void *ud, char *err,
+                                      size_t errlen);
 /* Kills a running handler (SIGKILL) and drops what is queued. */
 void agent_events_free(struct agent_events *e);
 
 /* Our own name and tags, for SERF_SELF_* and SERF_TAG_* (copied). */
 void agent_events_set_self(struct agent_events *e, const char *name, const struct tag *tags,
-			   size_t n);
+                           size_t n);
 
 /* A member event (coalesced). meta is serf-encoded tags. */
 void agent_events_member(struct agent_events *e, enum serf_event ev, const char *name,
-			 const struct ml_addr *addr, const uint8_t *meta, size_t meta_len);
+                         const struct ml_addr *addr, const uint8_t *meta, size_t meta_len);
 /* A user event; coalesce says whether it may be merged with later ones of
  * the same name. */
 void agent_events_user(struct agent_events *e, uint64_t ltime, const char *name,
-		       const uint8_t *payload, size_t len, bool coalesce);
+                       const uint8_t *payload, size_t len, bool coalesce);
 /* A query: handlers matching it run; the output of the first non-empty one
  * is the response (deadline permitting). */
 void agent_events_query(struct agent_events *e, const struct serf_query_in *q, int64_t now);

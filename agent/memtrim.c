@@ -23,7 +23,7 @@ static int phdr_cb(struct dl_phdr_info *info, size_t size, void *ud)
 			continue;
 		uintptr_t lo = (uintptr_t)(info->dlpi_addr + ph->p_vaddr) & ~(page - 1);
 		uintptr_t hi = (uintptr_t)(info->dlpi_addr + ph->p_vaddr + ph->p_memsz + page - 1) &
-			       ~(page - 1);
+		               ~(page - 1);
 		if (hi <= lo)
 			continue;
 		/* order matters: with MADV_RANDOM set first, the pages faulted

@@ -27,7 +27,7 @@ struct metrics_def {
 
 static const struct metrics_def defs[METRICS__COUNT] = {
 #define METRICS_X_DEF(id, kind, name, lk, lv, help) {METRICS_##kind, name, lk, lv, help},
-	METRICS_TABLE(METRICS_X_DEF)
+        METRICS_TABLE(METRICS_X_DEF)
 #undef METRICS_X_DEF
 };
 
@@ -203,7 +203,7 @@ size_t metrics_prom_name(char *out, size_t outlen, const char *dotted)
 	for (const char *p = dotted; *p; p++, n++) {
 		char ch = *p;
 		int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-			 (ch >= '0' && ch <= '9') || ch == '_';
+		         (ch >= '0' && ch <= '9') || ch == '_';
 		if (n + 1 < outlen)
 			out[n] = ok ? ch : '_';
 	}
@@ -232,25 +232,25 @@ static json_t *labels_json(const char *key, const char *value)
 }
 
 static json_t *agg_json(const char *name, const struct metrics_val *v, const char *lk,
-			const char *lv)
+                        const char *lv)
 {
 	return json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:o}", "Name", name, "Count",
-			 (json_int_t)v->count, "Sum", v->sum, "Min", v->min, "Max", v->max,
-			 "Mean", v->count ? v->sum / (double)v->count : 0.0, "Stddev", stddev(v),
-			 "Labels", labels_json(lk, lv));
+	                 (json_int_t)v->count, "Sum", v->sum, "Min", v->min, "Max", v->max, "Mean",
+	                 v->count ? v->sum / (double)v->count : 0.0, "Stddev", stddev(v), "Labels",
+	                 labels_json(lk, lv));
 }
 
 static void add_series(json_t *gauges, json_t *counters, json_t *samples, enum metrics_id id,
-		       const struct metrics_val *v, const char *lv)
+                       const struct metrics_val *v, const char *lv)
 {
 	const struct metrics_def *d = &defs[id];
 	char name[160];
 	snprintf(name, sizeof(name), "rumor.%s", d->name);
 	switch (d->kind) {
 	case METRICS_GAUGE:
-		json_array_append_new(gauges, json_pack("{s:s, s:f, s:o}", "Name", name, "Value",
-							v->sum, "Labels",
-							labels_json(d->lkey, lv)));
+		json_array_append_new(gauges,
+		                      json_pack("{s:s, s:f, s:o}", "Name", name, "Value", v->sum,
+		                                "Labels", labels_json(d->lkey, lv)));
 		break;
 	case METRICS_COUNTER:
 		json_array_append_new(counters, agg_json(name, v, d->lkey, lv));
@@ -274,7 +274,7 @@ char *metrics_render_json(int64_t unix_ms, int pretty)
 			for (size_t i = 0; i < ndyn; i++)
 				if (dyn[i].id == id)
 					add_series(gauges, counters, samples, id, &dyn[i].v,
-						   dyn[i].label);
+					           dyn[i].label);
 	}
 	/* Consul's (Go's) time format: "2017-08-08 02:55:10 +0000 UTC" */
 	time_t secs = (time_t)(unix_ms / 1000);
@@ -283,7 +283,7 @@ char *metrics_render_json(int64_t unix_ms, int pretty)
 	char ts[64];
 	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S +0000 UTC", &tm);
 	json_t *root = json_pack("{s:s, s:o, s:[], s:o, s:o}", "Timestamp", ts, "Gauges", gauges,
-				 "Points", "Counters", counters, "Samples", samples);
+	                         "Points", "Counters", counters, "Samples", samples);
 	if (root == NULL)
 		return NULL;
 	char *s = json_dumps(root, pretty ? JSON_INDENT(4) : JSON_COMPACT);
@@ -356,7 +356,7 @@ static void sb_value(struct sbuf *b, double v)
 }
 
 static void prom_sample(struct sbuf *b, const char *name, const char *suffix, const char *lk,
-			const char *lv, double v)
+                        const char *lv, double v)
 {
 	sb_printf(b, "%s%s", name, suffix);
 	if (lk != NULL && lv != NULL) {
@@ -370,7 +370,7 @@ static void prom_sample(struct sbuf *b, const char *name, const char *suffix, co
 }
 
 static void prom_series(struct sbuf *b, const struct metrics_def *d, const char *name,
-			const struct metrics_val *v, const char *lv)
+                        const struct metrics_val *v, const char *lv)
 {
 	switch (d->kind) {
 	case METRICS_GAUGE:
@@ -424,9 +424,9 @@ char *metrics_render_prometheus(void)
 					printed = 1;
 		}
 		if (!printed) {
-			const char *type = d->kind == METRICS_GAUGE	 ? "gauge"
-					   : d->kind == METRICS_COUNTER ? "counter"
-									: "summary";
+			const char *type = d->kind == METRICS_GAUGE     ? "gauge"
+			                   : d->kind == METRICS_COUNTER ? "counter"
+			                                                : "summary";
 			const char *suffix = d->kind == METRICS_COUNTER ? "_total" : "";
 			sb_printf(&b, "# HELP %s%s ", name, suffix);
 			sb_escaped(&b, help ? help : d->name, 0);

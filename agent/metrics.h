@@ -131,15 +131,18 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(UPTIME, GAUGE, "runtime.uptime_seconds", NULL, NULL, "Seconds since the agent started")
 /* clang-format on */
 
+/* an X-macro expansion is not a statement clang-format can indent */
+/* clang-format off */
 enum metrics_id {
 #define METRICS_X_ENUM(id, kind, name, lk, lv, help) METRIC_##id,
 	METRICS_TABLE(METRICS_X_ENUM)
 #undef METRICS_X_ENUM
 	METRICS__COUNT
 };
+/* clang-format on */
 
-#define METRICS_DYN_MAX 128       /* dynamic-label series, all rows together */
-#define METRICS_LABEL_MAX 48      /* bytes of a dynamic label value, NUL included */
+#define METRICS_DYN_MAX 128  /* dynamic-label series, all rows together */
+#define METRICS_LABEL_MAX 48 /* bytes of a dynamic label value, NUL included */
 #define METRICS_MAX_COLLECTORS 16
 
 /* ---- bumping (hot path) ---- */

@@ -80,7 +80,8 @@ static json_t *jget(const json_t *o, const char *key)
 	json_t *v;
 	if (!json_is_object(o))
 		return NULL;
-	json_object_foreach((json_t *)o, k, v) {
+	json_object_foreach((json_t *)o, k, v)
+	{
 		if (key_eq(k, key))
 			return v;
 	}
@@ -158,9 +159,9 @@ static json_t *check_json(const struct services *s, const struct chk *c)
 	if (sv != NULL)
 		json_array_extend(tags, json_object_get(sv->obj, "Tags"));
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s}", "Node", s->node,
-			 "CheckID", c->id, "Name", c->name, "Status", check_status_name(c->status),
-			 "Notes", c->notes, "Output", c->output, "ServiceID", c->service_id,
-			 "ServiceName", c->service_name, "ServiceTags", tags, "Type", c->type);
+	                 "CheckID", c->id, "Name", c->name, "Status", check_status_name(c->status),
+	                 "Notes", c->notes, "Output", c->output, "ServiceID", c->service_id,
+	                 "ServiceName", c->service_name, "ServiceTags", tags, "Type", c->type);
 }
 
 static void publish(struct services *s)
@@ -171,9 +172,9 @@ static void publish(struct services *s)
 	for (size_t i = 0; i < s->nchks; i++)
 		json_array_append_new(chks, check_json(s, s->chks[i]));
 	json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:O, s:o, s:o}", "Node",
-				s->node, "ID", s->node_id, "Address", s->address, "Datacenter",
-				s->dc, "TaggedAddresses", "lan", s->address, "wan", s->address,
-				"Meta", s->meta, "Services", svcs, "Checks", chks);
+	                        s->node, "ID", s->node_id, "Address", s->address, "Datacenter",
+	                        s->dc, "TaggedAddresses", "lan", s->address, "wan", s->address,
+	                        "Meta", s->meta, "Services", svcs, "Checks", chks);
 	catalog_publish(s->cat, doc);
 }
 
@@ -186,7 +187,7 @@ static void dereg_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	char err[128];
 	char *sid = xstrdup(c->service_id);
 	log_info("agent: Check %s has been critical for too long; deregistered service %s", c->id,
-		 sid);
+	         sid);
 	if (sid[0] != '\0')
 		services_deregister(s, sid, err, sizeof(err));
 	else
@@ -223,8 +224,8 @@ static void result_cb(void *ud, enum catalog_health st, const char *output)
 
 /* Parses one check definition into a new (not yet started) chk. */
 static struct chk *parse_check(struct services *s, const json_t *def, const char *svc_id,
-			       const char *svc_name, const char *default_id, char *err,
-			       size_t errlen)
+                               const char *svc_name, const char *default_id, char *err,
+                               size_t errlen)
 {
 	if (!json_is_object(def)) {
 		snprintf(err, errlen, "check definition must be an object");
@@ -259,8 +260,8 @@ static struct chk *parse_check(struct services *s, const json_t *def, const char
 	} else if (json_is_array(args) || jstr(def, "Script") != NULL) {
 		if (!s->scripts) {
 			snprintf(err, errlen,
-				 "Scripts are disabled on this agent; to enable, configure "
-				 "'enable_script_checks' to true");
+			         "Scripts are disabled on this agent; to enable, configure "
+			         "'enable_script_checks' to true");
 			return NULL;
 		}
 		d.kind = CHECK_SCRIPT;
@@ -268,7 +269,8 @@ static struct chk *parse_check(struct services *s, const json_t *def, const char
 		if (json_is_array(args)) {
 			size_t n = 0, i;
 			json_t *a;
-			json_array_foreach(args, i, a) {
+			json_array_foreach(args, i, a)
+			{
 				if (!json_is_string(a) || n >= 64) {
 					snprintf(err, errlen, "Args must be at most 64 strings");
 					return NULL;
@@ -282,8 +284,9 @@ static struct chk *parse_check(struct services *s, const json_t *def, const char
 			d.args = script_argv;
 		}
 	} else {
-		snprintf(err, errlen, "Check types that are not supported: need one of TTL, TCP, "
-				      "HTTP, Args");
+		snprintf(err, errlen,
+		         "Check types that are not supported: need one of TTL, TCP, "
+		         "HTTP, Args");
 		return NULL;
 	}
 	const char *id = jstr(def, "CheckID");
@@ -373,7 +376,8 @@ static void remove_checks_of(struct services *s, const char *svc_id)
 int services_register(struct services *s, const json_t *def, char *err, size_t errlen)
 {
 	if (!json_is_object(def)) {
-		snprintf(err, errlen, "Request decode failed: service definition must be an object");
+		snprintf(err, errlen,
+		         "Request decode failed: service definition must be an object");
 		return -1;
 	}
 	const char *name = jstr(def, "Name");
@@ -391,7 +395,8 @@ int services_register(struct services *s, const json_t *def, char *err, size_t e
 	if (t != NULL && !json_is_null(t)) {
 		if (!json_is_array(t))
 			goto bad_tags;
-		json_array_foreach(t, i, v) {
+		json_array_foreach(t, i, v)
+		{
 			if (!json_is_string(v))
 				goto bad_tags;
 			json_array_append(tags, v);
@@ -399,7 +404,8 @@ int services_register(struct services *s, const json_t *def, char *err, size_t e
 	}
 	json_t *m = jget(def, "Meta");
 	if (json_is_object(m)) {
-		json_object_foreach(m, k, v) {
+		json_object_foreach(m, k, v)
+		{
 			if (json_is_string(v))
 				json_object_set(meta, k, v);
 		}
@@ -413,14 +419,16 @@ int services_register(struct services *s, const json_t *def, char *err, size_t e
 		return -1;
 	}
 	json_t *w = jget(def, "Weights");
-	json_int_t wp = json_is_integer(jget(w, "Passing")) ? json_integer_value(jget(w, "Passing")) : 1;
-	json_int_t ww = json_is_integer(jget(w, "Warning")) ? json_integer_value(jget(w, "Warning")) : 1;
+	json_int_t wp =
+	        json_is_integer(jget(w, "Passing")) ? json_integer_value(jget(w, "Passing")) : 1;
+	json_int_t ww =
+	        json_is_integer(jget(w, "Warning")) ? json_integer_value(jget(w, "Warning")) : 1;
 	const char *addr = jstr(def, "Address");
 	json_t *obj = json_pack("{s:s, s:s, s:o, s:o, s:I, s:s, s:b, s:{s:I, s:I}}", "ID", id,
-				"Service", name, "Tags", tags, "Meta", meta, "Port", (json_int_t)port,
-				"Address", addr ? addr : "", "EnableTagOverride",
-				json_is_true(jget(def, "EnableTagOverride")), "Weights", "Passing",
-				wp, "Warning", ww);
+	                        "Service", name, "Tags", tags, "Meta", meta, "Port",
+	                        (json_int_t)port, "Address", addr ? addr : "", "EnableTagOverride",
+	                        json_is_true(jget(def, "EnableTagOverride")), "Weights", "Passing",
+	                        wp, "Warning", ww);
 
 	/* checks: parse them all before changing anything */
 	json_t *defs = json_array();
@@ -486,8 +494,10 @@ int services_deregister(struct services *s, const char *id, char *err, size_t er
 	size_t pos;
 	struct svc *sv = svc_find(s, id, &pos);
 	if (sv == NULL) {
-		snprintf(err, errlen, "Unknown service ID \"%s\". Ensure that the service ID is passed, "
-				      "not the service name.", id);
+		snprintf(err, errlen,
+		         "Unknown service ID \"%s\". Ensure that the service ID is passed, "
+		         "not the service name.",
+		         id);
 		return -2;
 	}
 	remove_checks_of(s, id);
@@ -540,7 +550,7 @@ int services_check_deregister(struct services *s, const char *id, char *err, siz
 }
 
 int services_check_update(struct services *s, const char *id, enum catalog_health st,
-			  const char *output, char *err, size_t errlen)
+                          const char *output, char *err, size_t errlen)
 {
 	struct chk *c = chk_find(s, id, NULL);
 	if (c == NULL) {
@@ -583,7 +593,7 @@ size_t services_check_count(const struct services *s)
 }
 
 struct services *services_new(struct ev_loop *loop, struct catalog *cat,
-			      const struct services_config *cfg)
+                              const struct services_config *cfg)
 {
 	struct services *s = calloc(1, sizeof(*s));
 	if (s == NULL)

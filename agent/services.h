@@ -30,9 +30,9 @@ struct json_t;
 struct services;
 
 struct services_config {
-	const char *node;	/* node name */
+	const char *node; /* node name */
 	const char *node_id;
-	const char *address;	/* advertised address */
+	const char *address; /* advertised address */
 	const char *datacenter;
 	const char *const *meta_keys, *const *meta_values; /* node meta */
 	size_t nmeta;
@@ -41,7 +41,7 @@ struct services_config {
 
 /* New registry; publishes the (empty) node document at once.  Copies cfg. */
 struct services *services_new(struct ev_loop *loop, struct catalog *cat,
-			      const struct services_config *cfg);
+                              const struct services_config *cfg);
 /* Stops every check and frees; NULL is a no-op. */
 void services_free(struct services *s);
 
@@ -50,13 +50,12 @@ int services_register(struct services *s, const struct json_t *def, char *err, s
 /* Removes a service and its checks; -2 if unknown. */
 int services_deregister(struct services *s, const char *id, char *err, size_t errlen);
 /* Registers a check (/v1/agent/check/register), optionally of a service. */
-int services_check_register(struct services *s, const struct json_t *def, char *err,
-			    size_t errlen);
+int services_check_register(struct services *s, const struct json_t *def, char *err, size_t errlen);
 /* Removes a check; -2 if unknown. */
 int services_check_deregister(struct services *s, const char *id, char *err, size_t errlen);
 /* TTL update (pass/warn/fail/update): -2 if unknown, -1 if not a TTL check. */
 int services_check_update(struct services *s, const char *id, enum catalog_health st,
-			  const char *output, char *err, size_t errlen);
+                          const char *output, char *err, size_t errlen);
 
 /* GET /v1/agent/services and /v1/agent/checks bodies (new references). */
 struct json_t *services_agent_services(const struct services *s);

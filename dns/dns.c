@@ -51,19 +51,19 @@ struct dns_responder {
 	struct dns_responder_config cfg;
 	struct dns_stats stats;
 	/* per-query scratch, here so that a query allocates nothing */
-	const void *scratch[DNS_INSTANCES_MAX]; /* the source's instance references */
-	uint16_t target_off[DNS_INSTANCES_MAX]; /* where each SRV target name starts */
+	const void *scratch[DNS_INSTANCES_MAX];     /* the source's instance references */
+	uint16_t target_off[DNS_INSTANCES_MAX];     /* where each SRV target name starts */
 	struct dns_ip target_ip[DNS_INSTANCES_MAX]; /* and the address it stands for */
-	struct dns_ip seen[DNS_INSTANCES_MAX];	/* addresses already answered */
+	struct dns_ip seen[DNS_INSTANCES_MAX];      /* addresses already answered */
 };
 
 /* ------------------------------------------------------------ decoding */
 
 int dns_name_decode(const uint8_t *msg, size_t msglen, size_t *off, struct dns_name *out,
-		    const char **why)
+                    const char **why)
 {
 	size_t pos = *off;
-	size_t after = 0; /* where the caller continues; 0 until a pointer is followed */
+	size_t after = 0;    /* where the caller continues; 0 until a pointer is followed */
 	size_t lowest = pos; /* a pointer must point before this */
 	int jumps = 0;
 	out->len = 0;
@@ -130,7 +130,7 @@ int dns_name_decode(const uint8_t *msg, size_t msglen, size_t *off, struct dns_n
 
 /* Skips one resource record at *off; fills type/class/ttl/rdata position. */
 static int skip_rr(const uint8_t *msg, size_t len, size_t *off, struct dns_name *name,
-		   uint16_t *type, uint16_t *klass, uint32_t *ttl, size_t *rdlen)
+                   uint16_t *type, uint16_t *klass, uint32_t *ttl, size_t *rdlen)
 {
 	const char *why;
 	if (dns_name_decode(msg, len, off, name, &why) < 0)
@@ -165,7 +165,8 @@ int dns_query_parse(const uint8_t *msg, size_t len, struct dns_query *q)
 	q->flags = be16_get(msg + 2);
 	if (q->flags & 0x8000)
 		return -1; /* a response: never answer it */
-	uint16_t qd = be16_get(msg + 4), an = be16_get(msg + 6), ns = be16_get(msg + 8), ar = be16_get(msg + 10);
+	uint16_t qd = be16_get(msg + 4), an = be16_get(msg + 6), ns = be16_get(msg + 8),
+	         ar = be16_get(msg + 10);
 	if (((q->flags >> 11) & 0xF) != 0)
 		return DNS_RC_NOTIMP;
 	if (qd != 1)
@@ -314,17 +315,18 @@ static int domain_to_wire(const char *s, uint8_t *out, size_t *len, uint8_t *lab
 }
 
 struct dns_responder *dns_responder_new(const struct dns_responder_config *cfg, char *err,
-					size_t errlen)
+                                        size_t errlen)
 {
-	if (cfg->udp_max_size != 0 && (cfg->udp_max_size < DNS_UDP_MIN || cfg->udp_max_size > 65535)) {
+	if (cfg->udp_max_size != 0 &&
+	    (cfg->udp_max_size < DNS_UDP_MIN || cfg->udp_max_size > 65535)) {
 		snprintf(err, errlen, "DNS UDP answer size limit %u is out of range (512-65535)",
-			 cfg->udp_max_size);
+		         cfg->udp_max_size);
 		return NULL;
 	}
 	struct dns_responder *r = xcalloc(1, sizeof(*r));
 	r->cfg = *cfg;
 	if (domain_to_wire(cfg->domain ? cfg->domain : "consul.", r->domain, &r->domain_len,
-			   &r->domain_labels) < 0 ||
+	                   &r->domain_labels) < 0 ||
 	    r->domain_labels == 0) {
 		snprintf(err, errlen, "invalid DNS domain \"%s\"", cfg->domain ? cfg->domain : "");
 		free(r);
@@ -385,16 +387,16 @@ static uint64_t rnd(struct ans *a)
 }
 
 /* Appends a whole record or nothing; returns whether it fitted. */
-#define RR_TRY(a, body)                              \
-	({                                           \
-		size_t _save = (a)->b.pos;           \
-		body;                                \
-		bool _ok = !(a)->b.full;             \
-		if (!_ok) {                          \
-			(a)->b.pos = _save;          \
-			(a)->b.full = false;         \
-		}                                    \
-		_ok;                                 \
+#define RR_TRY(a, body)                                                                            \
+	({                                                                                         \
+		size_t _save = (a)->b.pos;                                                         \
+		body;                                                                              \
+		bool _ok = !(a)->b.full;                                                           \
+		if (!_ok) {                                                                        \
+			(a)->b.pos = _save;                                                        \
+			(a)->b.full = false;                                                       \
+		}                                                                                  \
+		_ok;                                                                               \
 	})
 
 static void w_soa(struct ans *a)
@@ -421,7 +423,7 @@ static void soa_authority(struct ans *a)
 }
 
 static bool add_ip(struct ans *a, size_t owner, const struct dns_ip *ip, uint32_t ttl,
-		   uint16_t *count)
+                   uint16_t *count)
 {
 	uint16_t type = ip->len == 4 ? DNS_T_A : DNS_T_AAAA;
 	bool ok = RR_TRY(a, {
@@ -501,7 +503,8 @@ static void answer_node(struct ans *a, const char *name, size_t len)
 		return;
 	}
 	uint16_t qt = a->q->qtype;
-	if (type_wants_ip(qt, &n.ip) && !add_ip(a, DNS_HEADER_LEN, &n.ip, a->r->cfg.node_ttl, &a->an))
+	if (type_wants_ip(qt, &n.ip) &&
+	    !add_ip(a, DNS_HEADER_LEN, &n.ip, a->r->cfg.node_ttl, &a->an))
 		a->truncated = true;
 	if (qt == DNS_T_TXT || qt == DNS_T_ANY)
 		node_txt(a, &n, DNS_HEADER_LEN, &a->an);
@@ -526,11 +529,11 @@ static bool ip_seen(const struct dns_ip *seen, size_t n, const struct dns_ip *ip
  * answers write each address once even when several instances share it.
  */
 static void answer_service(struct ans *a, const char *svc, size_t svclen, const char *tag,
-			   size_t taglen)
+                           size_t taglen)
 {
 	struct dns_responder *r = a->r;
 	size_t n = a->src->instances(a->src->ctx, svc, svclen, tag, taglen, r->cfg.only_passing,
-				     r->scratch, DNS_INSTANCES_MAX);
+	                             r->scratch, DNS_INSTANCES_MAX);
 	if (n > DNS_INSTANCES_MAX)
 		n = DNS_INSTANCES_MAX;
 	if (n == 0) {
@@ -570,11 +573,10 @@ static void answer_service(struct ans *a, const char *svc, size_t svclen, const 
 					size_t hl = 0;
 					for (size_t k = 0; k < in->ip.len; k++)
 						hl += (size_t)snprintf(hex + hl, sizeof(hex) - hl,
-								       "%02x", in->ip.b[k]);
+						                       "%02x", in->ip.b[k]);
 					named = w_made_name(a, hex, hl, "addr");
 				} else {
-					named = w_made_name(a, in->node, strlen(in->node),
-							    "node");
+					named = w_made_name(a, in->node, strlen(in->node), "node");
 				}
 				if (!named)
 					a->b.full = true;
@@ -683,7 +685,7 @@ static void answer_apex(struct ans *a)
 
 /* True if the lowercased qname ends with dom; sets *below to labels before it. */
 static bool match_domain(const struct dns_name *lc, const uint8_t *dom, size_t domlen,
-			 uint8_t domlabels, uint8_t *below)
+                         uint8_t domlabels, uint8_t *below)
 {
 	if (domlen == 0 || lc->nlabels < domlabels)
 		return false;
@@ -720,8 +722,8 @@ static void dispatch(struct ans *a, const struct dns_name *lc, uint8_t nb)
 	}
 	/* the optional datacenter label */
 	if (n >= 2 && (label_is(lc, (uint8_t)(n - 2), "service", 7) ||
-		       label_is(lc, (uint8_t)(n - 2), "node", 4) ||
-		       label_is(lc, (uint8_t)(n - 2), "addr", 4))) {
+	               label_is(lc, (uint8_t)(n - 2), "node", 4) ||
+	               label_is(lc, (uint8_t)(n - 2), "addr", 4))) {
 		if (!label_is(lc, (uint8_t)(n - 1), a->r->dc, a->r->dc_len)) {
 			a->rcode = DNS_RC_NXDOMAIN; /* another datacenter: none here */
 			soa_authority(a);
@@ -739,7 +741,8 @@ static void dispatch(struct ans *a, const struct dns_name *lc, uint8_t nb)
 			size_t n0 = LLEN(lc, 0), n1 = LLEN(lc, 1);
 			if (n0 > 1 && n1 > 1 && l0[0] == '_' && l1[0] == '_') {
 				bool any = n1 == 4 && memcmp(l1, "_tcp", 4) == 0;
-				answer_service(a, l0 + 1, n0 - 1, any ? NULL : l1 + 1, any ? 0 : n1 - 1);
+				answer_service(a, l0 + 1, n0 - 1, any ? NULL : l1 + 1,
+				               any ? 0 : n1 - 1);
 			} else {
 				answer_service(a, l1, n1, l0, n0);
 			}
@@ -796,9 +799,9 @@ static void w_header(struct ans *a, const struct dns_query *q, bool with_questio
 static void finish(struct ans *a, const struct dns_query *q, bool tc, bool opt)
 {
 	struct dns_responder *r = a->r;
-	uint16_t flags = 0x8000;		   /* QR */
+	uint16_t flags = 0x8000;                /* QR */
 	flags |= (uint16_t)(q->flags & 0x7800); /* opcode */
-	flags |= 0x0400;			   /* AA */
+	flags |= 0x0400;                        /* AA */
 	if (tc)
 		flags |= 0x0200;
 	flags |= (uint16_t)(q->flags & 0x0100); /* RD */
@@ -832,8 +835,8 @@ static void finish(struct ans *a, const struct dns_query *q, bool tc, bool opt)
  * reflection); then domain, class and type checks before any lookup.
  */
 enum dns_action dns_process(struct dns_responder *r, const struct dns_source *src,
-			    const uint8_t *in, size_t inlen, bool tcp, uint32_t now_s, uint64_t seed,
-			    uint8_t *out, size_t outcap, size_t *outlen)
+                            const uint8_t *in, size_t inlen, bool tcp, uint32_t now_s,
+                            uint64_t seed, uint8_t *out, size_t outcap, size_t *outlen)
 {
 	struct dns_query q;
 	*outlen = 0;
@@ -852,7 +855,7 @@ enum dns_action dns_process(struct dns_responder *r, const struct dns_source *sr
 	a.rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
 	a.b.p = out;
 	size_t max = tcp ? (outcap < DNS_MSG_MAX ? outcap : DNS_MSG_MAX)
-			 : (q.edns ? q.edns_size : DNS_UDP_MIN);
+	                 : (q.edns ? q.edns_size : DNS_UDP_MIN);
 	/* A spoofed query must not buy a bigger reflection than configured: the
 	 * default 1232 (DNS Flag Day 2020) fits every path without IP
 	 * fragmentation and keeps the answer/query ratio near 25x at worst. */
@@ -903,8 +906,8 @@ enum dns_action dns_process(struct dns_responder *r, const struct dns_source *sr
 	} else if (q.qtype == DNS_T_AXFR || q.qtype == DNS_T_IXFR) {
 		a.rcode = DNS_RC_NOTIMP;
 	} else {
-		a.domain_off = DNS_HEADER_LEN + (below < q.qname.nlabels ? q.qname.off[below]
-									  : q.qname.len - 1);
+		a.domain_off = DNS_HEADER_LEN +
+		               (below < q.qname.nlabels ? q.qname.off[below] : q.qname.len - 1);
 		dispatch(&a, &lc, below);
 		if (a.rcode == DNS_RC_NXDOMAIN)
 			r->stats.nxdomain++;

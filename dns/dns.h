@@ -73,7 +73,7 @@ enum {
 };
 
 #define DNS_HEADER_LEN 12
-#define DNS_NAME_MAX 255   /* wire length, including the root label */
+#define DNS_NAME_MAX 255 /* wire length, including the root label */
 #define DNS_LABEL_MAX 63
 #define DNS_LABELS_MAX 128
 #define DNS_UDP_MIN 512
@@ -84,8 +84,8 @@ enum {
  * plus where each label starts. */
 struct dns_name {
 	uint8_t wire[DNS_NAME_MAX + 1];
-	size_t len;		     /* bytes in wire, root label included */
-	uint8_t nlabels;	     /* root excluded */
+	size_t len;                  /* bytes in wire, root label included */
+	uint8_t nlabels;             /* root excluded */
 	uint8_t off[DNS_LABELS_MAX]; /* offset of each label's length byte */
 };
 
@@ -96,7 +96,7 @@ struct dns_query {
 	struct dns_name qname;
 	uint16_t qtype, qclass;
 	size_t question_end; /* offset just past the question */
-	bool edns;	     /* an OPT record was present */
+	bool edns;           /* an OPT record was present */
 	uint8_t edns_version;
 	bool edns_do;
 	uint16_t edns_size; /* client's UDP payload size, >= 512 */
@@ -109,7 +109,7 @@ struct dns_query {
  * labels of types 01/10 are rejected.  Returns 0, or -1 with a reason in *why.
  */
 int dns_name_decode(const uint8_t *msg, size_t msglen, size_t *off, struct dns_name *out,
-		    const char **why);
+                    const char **why);
 
 /*
  * Parses a query: header, exactly one question, and the additional section
@@ -134,16 +134,16 @@ struct dns_ip {
 struct dns_instance {
 	const char *node; /* its node's name as published (borrowed, see below) */
 	struct dns_ip ip; /* the service's own address, else its node's */
-	bool own_ip;	  /* ip is the service's own: SRV target <hex>.addr.<dc> */
+	bool own_ip;      /* ip is the service's own: SRV target <hex>.addr.<dc> */
 	uint16_t port;
 	uint16_t weight; /* SRV weight for the instance's current health */
 };
 
 /* One node, as the responder needs it for <node>.node and NS answers. */
 struct dns_node {
-	bool alive;	 /* gossip says alive (or suspect) */
+	bool alive; /* gossip says alive (or suspect) */
 	struct dns_ip ip;
-	size_t nmeta;	 /* node meta pairs, read through dns_source.node_meta */
+	size_t nmeta;    /* node meta pairs, read through dns_source.node_meta */
 	const void *ref; /* the source's own handle, for node_meta */
 };
 
@@ -163,7 +163,7 @@ struct dns_source {
 	 * stable order (the shuffle is the responder's) and returns how many
 	 * matched in all, which may exceed max. */
 	size_t (*instances)(void *ctx, const char *svc, size_t svclen, const char *tag,
-			    size_t taglen, bool only_passing, const void **out, size_t max);
+	                    size_t taglen, bool only_passing, const void **out, size_t max);
 	/* What an answer needs of the instance ref (from instances()). */
 	void (*instance)(void *ctx, const void *ref, struct dns_instance *out);
 	/* The node named name[0..len), alive or not: true and *out filled, or
@@ -171,24 +171,24 @@ struct dns_source {
 	bool (*node)(void *ctx, const char *name, size_t len, struct dns_node *out);
 	/* Meta pair i < n->nmeta of a node the previous callback returned. */
 	void (*node_meta)(void *ctx, const struct dns_node *n, size_t i, const char **key,
-			  const char **value);
+	                  const char **value);
 };
 
 /* --------------------------------------------------------- responder */
 
 /* Responder settings; the strings are copied by dns_responder_new(). */
 struct dns_responder_config {
-	const char *domain;	/* "consul." (trailing dot optional) */
+	const char *domain;     /* "consul." (trailing dot optional) */
 	const char *alt_domain; /* NULL or e.g. "rumor." */
 	const char *datacenter; /* "dc1" */
-	const char *node_name;	/* this agent, for NS answers */
-	bool truncate;		/* UDP: set TC when records were left out */
-	bool recursor;		/* names outside the domain -> DNS_ACT_FORWARD */
-	bool only_passing;	/* drop warning instances too */
-	uint32_t node_ttl;	/* seconds; Consul's default 0 */
+	const char *node_name;  /* this agent, for NS answers */
+	bool truncate;          /* UDP: set TC when records were left out */
+	bool recursor;          /* names outside the domain -> DNS_ACT_FORWARD */
+	bool only_passing;      /* drop warning instances too */
+	uint32_t node_ttl;      /* seconds; Consul's default 0 */
 	uint32_t service_ttl;
 	unsigned udp_answer_limit; /* without EDNS, Consul-mode only; 3 */
-	unsigned udp_max_size;	   /* cap on a UDP answer whatever EDNS asks; 0 = DNS_UDP_DEFAULT_MAX */
+	unsigned udp_max_size; /* cap on a UDP answer whatever EDNS asks; 0 = DNS_UDP_DEFAULT_MAX */
 };
 
 struct dns_responder;
@@ -196,14 +196,14 @@ struct dns_responder;
 /* Returns a responder the caller frees with dns_responder_free(), or NULL
  * with a message in err (bad domain, UDP size out of range); aborts on OOM. */
 struct dns_responder *dns_responder_new(const struct dns_responder_config *cfg, char *err,
-					size_t errlen);
+                                        size_t errlen);
 /* Frees r; NULL is a no-op. */
 void dns_responder_free(struct dns_responder *r);
 
 enum dns_action {
-	DNS_ACT_DROP = 0,  /* send nothing */
-	DNS_ACT_REPLY,	   /* out[0..*outlen) is the answer */
-	DNS_ACT_FORWARD,   /* outside the domain and a recursor is configured */
+	DNS_ACT_DROP = 0, /* send nothing */
+	DNS_ACT_REPLY,    /* out[0..*outlen) is the answer */
+	DNS_ACT_FORWARD,  /* outside the domain and a recursor is configured */
 };
 
 /* Per-query counters (for metrics and tests). */
@@ -218,8 +218,8 @@ struct dns_stats {
  * must be at least 512.
  */
 enum dns_action dns_process(struct dns_responder *r, const struct dns_source *src,
-			    const uint8_t *in, size_t inlen, bool tcp, uint32_t now_s, uint64_t seed,
-			    uint8_t *out, size_t outcap, size_t *outlen);
+                            const uint8_t *in, size_t inlen, bool tcp, uint32_t now_s,
+                            uint64_t seed, uint8_t *out, size_t outcap, size_t *outlen);
 
 /* The responder's counters (owned by r). */
 const struct dns_stats *dns_responder_stats(const struct dns_responder *r);

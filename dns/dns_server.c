@@ -113,7 +113,7 @@ static uint64_t next_seed(struct dns_server *s)
 
 /* A header-only SERVFAIL for a query we could not forward or that timed out. */
 static void send_servfail(struct dns_server *s, uint16_t id, const struct sockaddr_storage *to,
-			  socklen_t tolen)
+                          socklen_t tolen)
 {
 	uint8_t h[12] = {0, 0, 0x81, 0x82, 0, 0, 0, 0, 0, 0, 0, 0};
 	be16_put(h, id);
@@ -123,7 +123,7 @@ static void send_servfail(struct dns_server *s, uint16_t id, const struct sockad
 /* Sends q to the next recursor with a fresh ID; SERVFAIL at once if the
  * table is full or the query cannot be sent. */
 static void forward(struct dns_server *s, const uint8_t *q, size_t len,
-		    const struct sockaddr_storage *from, socklen_t fromlen)
+                    const struct sockaddr_storage *from, socklen_t fromlen)
 {
 	uint16_t cid = be16_get(q);
 	if (s->nfwd >= FWD_MAX || len > UDP_IN_MAX) {
@@ -144,7 +144,7 @@ static void forward(struct dns_server *s, const uint8_t *q, size_t len,
 	memcpy(buf, q, len);
 	be16_put(buf, f->up_id);
 	if (sendto(s->ffd, buf, len, MSG_DONTWAIT, (struct sockaddr *)&s->rec[f->rec],
-		   s->reclen[f->rec]) < 0) {
+	           s->reclen[f->rec]) < 0) {
 		send_servfail(s, cid, from, fromlen);
 		return;
 	}
@@ -175,8 +175,8 @@ static void fwd_cb(struct ev_loop *loop, ev_io *w, int revents)
 		uint8_t buf[UDP_IN_MAX];
 		struct sockaddr_storage from;
 		socklen_t fl = sizeof(from);
-		ssize_t n = recvfrom(s->ffd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from,
-				     &fl);
+		ssize_t n = recvfrom(s->ffd, buf, sizeof(buf), MSG_DONTWAIT,
+		                     (struct sockaddr *)&from, &fl);
 		if (n < 0)
 			return;
 		if (n < 12 || !(buf[2] & 0x80))
@@ -186,7 +186,8 @@ static void fwd_cb(struct ev_loop *loop, ev_io *w, int revents)
 		if (!f->used || f->up_id != id || !same_addr(&from, &s->rec[f->rec]))
 			continue; /* late, unknown or spoofed */
 		be16_put(buf, f->client_id);
-		sendto(s->ufd, buf, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&f->client, f->clen);
+		sendto(s->ufd, buf, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&f->client,
+		       f->clen);
 		f->used = false;
 		s->nfwd--;
 	}
@@ -235,14 +236,14 @@ static int parse_recursor(const char *spec, struct sockaddr_storage *ss, socklen
 }
 
 int dns_server_set_recursors(struct dns_server *s, const char *const *addrs, size_t n, char *err,
-			     size_t errlen)
+                             size_t errlen)
 {
 	if (n > DNS_SERVER_MAX_RECURSORS)
 		n = DNS_SERVER_MAX_RECURSORS;
 	for (size_t i = 0; i < n; i++) {
 		if (parse_recursor(addrs[i], &s->rec[i], &s->reclen[i]) < 0) {
-			snprintf(err, errlen, "invalid recursor address \"%s\" (want ip or ip:port)",
-				 addrs[i]);
+			snprintf(err, errlen,
+			         "invalid recursor address \"%s\" (want ip or ip:port)", addrs[i]);
 			return -1;
 		}
 	}
@@ -301,11 +302,11 @@ static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
 			if (s->msg_in[i].msg_hdr.msg_flags & MSG_TRUNC)
 				continue; /* larger than any sane query */
 			enum dns_action act =
-				dns_process(s->r, s->src, s->in[i], s->msg_in[i].msg_len, false, now,
-					    next_seed(s), s->out[nout], UDP_OUT_MAX, &len);
+			        dns_process(s->r, s->src, s->in[i], s->msg_in[i].msg_len, false,
+			                    now, next_seed(s), s->out[nout], UDP_OUT_MAX, &len);
 			if (act == DNS_ACT_FORWARD && s->nrec > 0) {
 				forward(s, s->in[i], s->msg_in[i].msg_len, &s->from[i],
-					s->msg_in[i].msg_hdr.msg_namelen);
+				        s->msg_in[i].msg_hdr.msg_namelen);
 				continue;
 			}
 			if (act != DNS_ACT_REPLY || len == 0)
@@ -321,7 +322,8 @@ static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		int sent = 0;
 		while (sent < nout) {
-			int k = sendmmsg(s->ufd, s->msg_out + sent, (unsigned)(nout - sent), MSG_DONTWAIT);
+			int k = sendmmsg(s->ufd, s->msg_out + sent, (unsigned)(nout - sent),
+			                 MSG_DONTWAIT);
 			if (k <= 0)
 				break; /* full socket buffer: UDP answers may be lost */
 			sent += k;
@@ -395,8 +397,8 @@ static int conn_process(struct dns_conn *c)
 			break;
 		size_t len = 0;
 		enum dns_action act = dns_process(s->r, s->src, c->in + off + 2, ql, true,
-						  (uint32_t)ev_now(s->loop), next_seed(s),
-						  s->tcp_out + 2, TCP_BUF - 2, &len);
+		                                  (uint32_t)ev_now(s->loop), next_seed(s),
+		                                  s->tcp_out + 2, TCP_BUF - 2, &len);
 		off += 2 + ql;
 		if (act == DNS_ACT_FORWARD && ql >= 12) {
 			/* forwarding is for UDP clients; TCP ones get SERVFAIL */
@@ -440,7 +442,8 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct dns_conn *c = w->data;
 	while (c->pendoff < c->pendlen) {
-		ssize_t k = send(c->fd, c->pend + c->pendoff, c->pendlen - c->pendoff, MSG_NOSIGNAL);
+		ssize_t k =
+		        send(c->fd, c->pend + c->pendoff, c->pendlen - c->pendoff, MSG_NOSIGNAL);
 		if (k < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
@@ -514,8 +517,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
  * same DNS port still fails here, on the TCP side.
  */
 struct dns_server *dns_server_new(struct ev_loop *loop, struct dns_responder *r,
-				  const struct dns_source *src, const char *addr, uint16_t port,
-				  char *err, size_t errlen)
+                                  const struct dns_source *src, const char *addr, uint16_t port,
+                                  char *err, size_t errlen)
 {
 	struct dns_server *s = xcalloc(1, sizeof(*s));
 	s->loop = loop;

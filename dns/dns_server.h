@@ -41,8 +41,8 @@ struct dns_server;
  * Returns a server the caller frees with dns_server_free(), or NULL with a
  * message in err; aborts on OOM. */
 struct dns_server *dns_server_new(struct ev_loop *loop, struct dns_responder *r,
-				  const struct dns_source *src, const char *addr, uint16_t port,
-				  char *err, size_t errlen);
+                                  const struct dns_source *src, const char *addr, uint16_t port,
+                                  char *err, size_t errlen);
 /* Forwards queries the responder does not own (it must have been created
  * with cfg.recursor) to these servers ("ip" or "ip:port", port 53 by
  * default; all IPv4 or all IPv6), round-robin, over UDP, for UDP clients:
@@ -51,7 +51,7 @@ struct dns_server *dns_server_new(struct ev_loop *loop, struct dns_responder *r,
  * against the upstream ID and address before being relayed.  TCP clients
  * get SERVFAIL.  0 or -1 with err. */
 int dns_server_set_recursors(struct dns_server *s, const char *const *addrs, size_t n, char *err,
-			     size_t errlen);
+                             size_t errlen);
 /* The bound port. */
 uint16_t dns_server_port(const struct dns_server *s);
 /* Closes every socket and frees; NULL is a no-op. */

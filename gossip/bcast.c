@@ -180,7 +180,7 @@ void bcast_queue_destroy(struct bcast_queue *q)
 }
 
 uint64_t bcast_queue_push(struct bcast_queue *q, uint8_t kind, const char *name, const uint8_t *msg,
-			  size_t len)
+                          size_t len)
 {
 	uint64_t h = name != NULL ? bcast_name_hash(name) : 0;
 	if (h != 0 && q->names_cap > 0) {
@@ -224,7 +224,7 @@ static struct bcast_item *pop_send(struct bcast_queue *q)
 }
 
 size_t bcast_queue_fill(struct bcast_queue *q, int limit, size_t overhead, size_t budget,
-			const uint8_t **out, size_t *out_len, size_t max)
+                        const uint8_t **out, size_t *out_len, size_t max)
 {
 	(void)limit;
 	if (q->n == 0 || max == 0)

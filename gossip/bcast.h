@@ -19,14 +19,14 @@
 #include <stdint.h>
 
 struct bcast_item {
-	uint64_t name_hash; /* 0: unnamed, never invalidated */
-	uint64_t id;	    /* insertion order */
+	uint64_t name_hash;       /* 0: unnamed, never invalidated */
+	uint64_t id;              /* insertion order */
 	struct bcast_item *hnext; /* name index chain */
-	uint32_t pos[2];    /* places in the two heaps */
+	uint32_t pos[2];          /* places in the two heaps */
 	int transmits;
 	uint32_t len;
-	uint8_t kind;	    /* names are unique per kind */
-	uint8_t msg[];	    /* the message, stored inline */
+	uint8_t kind;  /* names are unique per kind */
+	uint8_t msg[]; /* the message, stored inline */
 };
 
 /*
@@ -38,7 +38,7 @@ struct bcast_item {
  */
 struct bcast_queue {
 	struct bcast_item **heap[2];
-	size_t n, cap; /* items queued, heap capacity */
+	size_t n, cap;             /* items queued, heap capacity */
 	struct bcast_item **names; /* hash buckets, names_cap a power of two */
 	size_t names_cap;
 	size_t max_depth;
@@ -50,7 +50,7 @@ void bcast_queue_create(struct bcast_queue *q, size_t max_depth);
 void bcast_queue_destroy(struct bcast_queue *q);
 /* Queue a copy of msg; returns its id. */
 uint64_t bcast_queue_push(struct bcast_queue *q, uint8_t kind, const char *name, const uint8_t *msg,
-			  size_t len);
+                          size_t len);
 /*
  * Pick messages that fit: each costs len + overhead of `budget`. Pointers to
  * the chosen messages go into out[] (at most max); each has its transmit
@@ -58,7 +58,7 @@ uint64_t bcast_queue_push(struct bcast_queue *q, uint8_t kind, const char *name,
  * count.
  */
 size_t bcast_queue_fill(struct bcast_queue *q, int limit, size_t overhead, size_t budget,
-			const uint8_t **out, size_t *out_len, size_t max);
+                        const uint8_t **out, size_t *out_len, size_t max);
 /* Drop the messages sent `limit` times; call once the packet is sent. */
 void bcast_queue_retire(struct bcast_queue *q, int limit);
 /* True while the message with this id is still queued. */

@@ -30,7 +30,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t len)
 }
 
 static uint32_t content_hash(const char *name, size_t nl, const struct ml_addr *addr,
-			     const uint8_t *vsn, const uint8_t *meta, size_t meta_len)
+                             const uint8_t *vsn, const uint8_t *meta, size_t meta_len)
 {
 	uint64_t h = fnv(1469598103934665603ull, name, nl);
 	h = fnv(h, addr->ip, addr->len <= sizeof(addr->ip) ? addr->len : sizeof(addr->ip));
@@ -43,8 +43,8 @@ static uint32_t content_hash(const char *name, size_t nl, const struct ml_addr *
 }
 
 static bool same(const struct swim_ident *id, uint32_t hash, const char *name, size_t nl,
-		 const struct ml_addr *addr, const uint8_t *vsn, const uint8_t *meta,
-		 size_t meta_len)
+                 const struct ml_addr *addr, const uint8_t *vsn, const uint8_t *meta,
+                 size_t meta_len)
 {
 	return id->hash == hash && id->meta_len == meta_len && ml_addr_equal(&id->addr, addr) &&
 	       memcmp(id->vsn, vsn, 6) == 0 && strncmp(id->name, name, nl) == 0 &&
@@ -92,8 +92,8 @@ static void grow(struct swim_idents *t)
 }
 
 const struct swim_ident *swim_ident_get(struct swim_idents *t, const char *name,
-					const struct ml_addr *addr, const uint8_t *vsn,
-					const uint8_t *meta, size_t meta_len)
+                                        const struct ml_addr *addr, const uint8_t *vsn,
+                                        const uint8_t *meta, size_t meta_len)
 {
 	size_t nl = strlen(name);
 	uint32_t h = content_hash(name, nl, addr, vsn, meta, meta_len);

@@ -28,7 +28,7 @@ struct swim_ident {
 	uint32_t hash;
 	struct ml_addr addr;
 	uint16_t meta_len;
-	uint8_t vsn[6]; /* pmin pmax pcur dmin dmax dcur */
+	uint8_t vsn[6];      /* pmin pmax pcur dmin dmax dcur */
 	const uint8_t *meta; /* meta_len bytes in this allocation, or NULL */
 	char name[];
 };
@@ -44,8 +44,8 @@ void swim_idents_free(struct swim_idents *t);
 /* The identity with exactly this content, created if new; the caller holds
  * one more reference. name: NUL-terminated; vsn: 6 bytes. */
 const struct swim_ident *swim_ident_get(struct swim_idents *t, const char *name,
-					const struct ml_addr *addr, const uint8_t *vsn,
-					const uint8_t *meta, size_t meta_len);
+                                        const struct ml_addr *addr, const uint8_t *vsn,
+                                        const uint8_t *meta, size_t meta_len);
 
 /* Drops one reference; the last one frees the identity. NULL is ignored. */
 void swim_ident_put(struct swim_idents *t, const struct swim_ident *id);

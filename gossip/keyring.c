@@ -58,15 +58,17 @@ int keyring_parse_key(const char *b64, uint8_t out[KEYRING_KEY_LEN], char *err, 
 	uint8_t buf[64];
 	size_t n = 0;
 	if (b64 == NULL || sodium_base642bin(buf, sizeof(buf), b64, strlen(b64), NULL, &n, NULL,
-					     sodium_base64_VARIANT_ORIGINAL) != 0) {
-		snprintf(err, errlen, "invalid key: not base64 (use `rumor keygen` or `serf keygen`)");
+	                                     sodium_base64_VARIANT_ORIGINAL) != 0) {
+		snprintf(err, errlen,
+		         "invalid key: not base64 (use `rumor keygen` or `serf keygen`)");
 		return -1;
 	}
 	if (n == 16 || n == 24) {
-		snprintf(err, errlen,
-			 "invalid key: %zu-byte keys (AES-%zu) are valid for Serf but not supported "
-			 "by rumor, which uses libsodium's AES-256-GCM: use a 32-byte key",
-			 n, n * 8);
+		snprintf(
+		        err, errlen,
+		        "invalid key: %zu-byte keys (AES-%zu) are valid for Serf but not supported "
+		        "by rumor, which uses libsodium's AES-256-GCM: use a 32-byte key",
+		        n, n * 8);
 		sodium_memzero(buf, sizeof(buf));
 		return -1;
 	}
@@ -115,8 +117,9 @@ static void swap_keys(struct keyring *k, size_t a, size_t b)
 int keyring_add(struct keyring *k, const uint8_t key[KEYRING_KEY_LEN], char *err, size_t errlen)
 {
 	if (!keyring_available()) {
-		snprintf(err, errlen, "gossip encryption needs AES-NI: this CPU has no hardware "
-				      "AES-GCM, which libsodium requires");
+		snprintf(err, errlen,
+		         "gossip encryption needs AES-NI: this CPU has no hardware "
+		         "AES-GCM, which libsodium requires");
 		return -1;
 	}
 	if (find_key(k, key) >= 0)
@@ -143,8 +146,7 @@ int keyring_use(struct keyring *k, const uint8_t key[KEYRING_KEY_LEN], char *err
 	return 0;
 }
 
-int keyring_remove(struct keyring *k, const uint8_t key[KEYRING_KEY_LEN], char *err,
-		   size_t errlen)
+int keyring_remove(struct keyring *k, const uint8_t key[KEYRING_KEY_LEN], char *err, size_t errlen)
 {
 	int i = find_key(k, key);
 	if (i == 0) {
@@ -172,7 +174,7 @@ const uint8_t *keyring_key(const struct keyring *k, size_t i)
 }
 
 int keyring_encrypt(const struct keyring *k, const uint8_t *msg, size_t len, const uint8_t *ad,
-		    size_t adlen, uint8_t *out, size_t cap)
+                    size_t adlen, uint8_t *out, size_t cap)
 {
 	if (k->n == 0 || cap < len + KEYRING_OVERHEAD || len > INT32_MAX - KEYRING_OVERHEAD)
 		return -1;
@@ -180,13 +182,13 @@ int keyring_encrypt(const struct keyring *k, const uint8_t *msg, size_t len, con
 	randombytes_buf(out + 1, NONCE_LEN);
 	unsigned long long clen = 0;
 	if (crypto_aead_aes256gcm_encrypt_afternm(out + 1 + NONCE_LEN, &clen, msg, len, ad, adlen,
-						  NULL, out + 1, &k->st[0]) != 0)
+	                                          NULL, out + 1, &k->st[0]) != 0)
 		return -1;
 	return (int)(1 + NONCE_LEN + clen);
 }
 
 int keyring_decrypt(const struct keyring *k, const uint8_t *in, size_t len, const uint8_t *ad,
-		    size_t adlen, uint8_t *out, size_t cap)
+                    size_t adlen, uint8_t *out, size_t cap)
 {
 	if (len < 1)
 		return -1;
@@ -202,7 +204,7 @@ int keyring_decrypt(const struct keyring *k, const uint8_t *in, size_t len, cons
 	for (size_t i = 0; i < k->n; i++) {
 		unsigned long long plen = 0;
 		if (crypto_aead_aes256gcm_decrypt_afternm(out, &plen, NULL, ct, ctlen, ad, adlen,
-							  nonce, &k->st[i]) != 0)
+		                                          nonce, &k->st[i]) != 0)
 			continue;
 		if (vsn == 0) {
 			/* PKCS7: last byte says how much padding (1..16) */
@@ -219,7 +221,7 @@ int keyring_decrypt(const struct keyring *k, const uint8_t *in, size_t len, cons
 }
 
 int keyring_encrypt_stream(const struct keyring *k, const uint8_t *msg, size_t len, uint8_t **out,
-			   size_t *out_len)
+                           size_t *out_len)
 {
 	size_t enc = len + KEYRING_OVERHEAD;
 	if (len > ML_PUSH_STATE_MAX)
@@ -238,7 +240,7 @@ int keyring_encrypt_stream(const struct keyring *k, const uint8_t *msg, size_t l
 }
 
 int keyring_decrypt_stream(const struct keyring *k, const uint8_t *in, size_t len, uint8_t **out,
-			   size_t *out_len, size_t *used)
+                           size_t *out_len, size_t *used)
 {
 	if (len < 1)
 		return ML_AGAIN;
@@ -311,10 +313,11 @@ int keyring_load(struct keyring *k, const char *path, char *err, size_t errlen)
 	{
 		uint8_t key[KEYRING_KEY_LEN];
 		char e[256];
-		if (!json_is_string(v) || keyring_parse_key(json_string_value(v), key, e, sizeof(e)) < 0 ||
+		if (!json_is_string(v) ||
+		    keyring_parse_key(json_string_value(v), key, e, sizeof(e)) < 0 ||
 		    keyring_add(k, key, e, sizeof(e)) < 0) {
 			snprintf(err, errlen, "%s: key %zu: %s", path, i,
-				 json_is_string(v) ? e : "not a string");
+			         json_is_string(v) ? e : "not a string");
 			json_decref(arr);
 			return -1;
 		}

@@ -33,7 +33,7 @@
 
 #define KEYRING_KEY_LEN 32
 #define KEYRING_MAX_KEYS 16
-#define KEYRING_OVERHEAD 29 /* version 1 + nonce 12 + tag 16 */
+#define KEYRING_OVERHEAD 29    /* version 1 + nonce 12 + tag 16 */
 #define KEYRING_ENCRYPT_MSG 10 /* memberlist encryptMsg */
 
 struct keyring;
@@ -56,30 +56,29 @@ int keyring_add(struct keyring *k, const uint8_t key[KEYRING_KEY_LEN], char *err
 /* Make an installed key primary. 0, or -1 if not installed. */
 int keyring_use(struct keyring *k, const uint8_t key[KEYRING_KEY_LEN], char *err, size_t errlen);
 /* Remove a key; the primary cannot be removed. 0 or -1. */
-int keyring_remove(struct keyring *k, const uint8_t key[KEYRING_KEY_LEN], char *err,
-		   size_t errlen);
+int keyring_remove(struct keyring *k, const uint8_t key[KEYRING_KEY_LEN], char *err, size_t errlen);
 size_t keyring_count(const struct keyring *k);
 /* Key i (0 is the primary), or NULL. */
 const uint8_t *keyring_key(const struct keyring *k, size_t i);
 
 /* Encrypt msg as a packet (version 1) into out; returns bytes or -1. */
 int keyring_encrypt(const struct keyring *k, const uint8_t *msg, size_t len, const uint8_t *ad,
-		    size_t adlen, uint8_t *out, size_t cap);
+                    size_t adlen, uint8_t *out, size_t cap);
 /* Decrypt a packet (version 0 or 1) with any key; returns plaintext length
  * or -1 (too short, unknown version, no key opens it). */
 int keyring_decrypt(const struct keyring *k, const uint8_t *in, size_t len, const uint8_t *ad,
-		    size_t adlen, uint8_t *out, size_t cap);
+                    size_t adlen, uint8_t *out, size_t cap);
 
 /* A whole stream message: [10][len][packet]; malloc'd into *out. 0 or -1. */
 int keyring_encrypt_stream(const struct keyring *k, const uint8_t *msg, size_t len, uint8_t **out,
-			   size_t *out_len);
+                           size_t *out_len);
 /*
  * Decrypt the stream bytes read so far (in[0] == 10). ML_AGAIN until the
  * whole message is there; ML_OK with the plaintext malloc'd in *out and the
  * bytes consumed in *used; ML_BAD when it is oversized or no key opens it.
  */
 int keyring_decrypt_stream(const struct keyring *k, const uint8_t *in, size_t len, uint8_t **out,
-			   size_t *out_len, size_t *used);
+                           size_t *out_len, size_t *used);
 
 /* Keyring file (JSON array of base64 keys, primary first). 0 or -1 with err;
  * load returns 1 when the file does not exist. */

@@ -271,7 +271,8 @@ int serf_decode_key_response(const uint8_t *p, size_t len, struct serf_key_respo
 				return bad("key response", "Message", "not a string or too long");
 		} else if (strcmp(k, "PrimaryKey") == 0) {
 			if (mp_read_str(&rr, r->primary, sizeof(r->primary)) != MP_OK)
-				return bad("key response", "PrimaryKey", "not a string or too long");
+				return bad("key response", "PrimaryKey",
+				           "not a string or too long");
 		} else if (strcmp(k, "Keys") == 0) {
 			uint32_t nk;
 			if (mp_read_array_or_nil(&rr, &nk) != MP_OK || nk > 16)
@@ -717,14 +718,22 @@ const struct serf_stats *serf_stats(const struct serf *s)
 const char *serf_event_name(enum serf_event ev)
 {
 	switch (ev) {
-	case SERF_EV_MEMBER_JOIN: return "member-join";
-	case SERF_EV_MEMBER_LEAVE: return "member-leave";
-	case SERF_EV_MEMBER_FAILED: return "member-failed";
-	case SERF_EV_MEMBER_UPDATE: return "member-update";
-	case SERF_EV_MEMBER_REAP: return "member-reap";
-	case SERF_EV_USER: return "user";
-	case SERF_EV_QUERY: return "query";
-	case SERF_EV_NONE: break;
+	case SERF_EV_MEMBER_JOIN:
+		return "member-join";
+	case SERF_EV_MEMBER_LEAVE:
+		return "member-leave";
+	case SERF_EV_MEMBER_FAILED:
+		return "member-failed";
+	case SERF_EV_MEMBER_UPDATE:
+		return "member-update";
+	case SERF_EV_MEMBER_REAP:
+		return "member-reap";
+	case SERF_EV_USER:
+		return "user";
+	case SERF_EV_QUERY:
+		return "query";
+	case SERF_EV_NONE:
+		break;
 	}
 	return "none";
 }
@@ -732,11 +741,16 @@ const char *serf_event_name(enum serf_event ev)
 const char *serf_status_name(enum serf_status st)
 {
 	switch (st) {
-	case SERF_STATUS_ALIVE: return "alive";
-	case SERF_STATUS_LEAVING: return "leaving";
-	case SERF_STATUS_LEFT: return "left";
-	case SERF_STATUS_FAILED: return "failed";
-	case SERF_STATUS_NONE: break;
+	case SERF_STATUS_ALIVE:
+		return "alive";
+	case SERF_STATUS_LEAVING:
+		return "leaving";
+	case SERF_STATUS_LEFT:
+		return "left";
+	case SERF_STATUS_FAILED:
+		return "failed";
+	case SERF_STATUS_NONE:
+		break;
 	}
 	return "none";
 }
@@ -953,7 +967,7 @@ static bool user_event_in(struct serf *s, const struct serf_msg_user_event *e)
 }
 
 int serf_user_event(struct serf *s, const char *name, const uint8_t *payload, size_t len,
-		    bool coalesce, char *err, size_t errlen)
+                    bool coalesce, char *err, size_t errlen)
 {
 	size_t nlen = strlen(name);
 	if (nlen == 0) {
@@ -961,21 +975,24 @@ int serf_user_event(struct serf *s, const char *name, const uint8_t *payload, si
 		return -1;
 	}
 	if (nlen + len > SERF_USER_EVENT_SIZE_LIMIT) {
-		snprintf(err, errlen, "user event exceeds configured limit of %d bytes before encoding",
-			 SERF_USER_EVENT_SIZE_LIMIT);
+		snprintf(err, errlen,
+		         "user event exceeds configured limit of %d bytes before encoding",
+		         SERF_USER_EVENT_SIZE_LIMIT);
 		return -1;
 	}
 	struct serf_msg_user_event e = {.ltime = s->event_clock,
-					.name = name,
-					.name_len = nlen,
-					.payload = payload,
-					.payload_len = len,
-					.cc = coalesce};
+	                                .name = name,
+	                                .name_len = nlen,
+	                                .payload = payload,
+	                                .payload_len = len,
+	                                .cc = coalesce};
 	uint8_t buf[SERF_USER_EVENT_SIZE_LIMIT + 128];
 	int n = serf_encode_user_event(buf, sizeof(buf), &e);
 	if (n < 0 || n > SERF_USER_EVENT_SIZE_LIMIT) {
-		snprintf(err, errlen, "encoded user event exceeds configured limit of %d bytes after "
-			 "encoding", SERF_USER_EVENT_SIZE_LIMIT);
+		snprintf(err, errlen,
+		         "encoded user event exceeds configured limit of %d bytes after "
+		         "encoding",
+		         SERF_USER_EVENT_SIZE_LIMIT);
 		return -1;
 	}
 	s->event_clock++;
@@ -1049,10 +1066,10 @@ static bool filter_matches(const struct serf *s, const struct ml_slice *f)
 }
 
 static void send_response(struct serf *s, const struct ml_addr *to, uint64_t ltime, uint32_t id,
-			  uint32_t flags, const uint8_t *payload, size_t len)
+                          uint32_t flags, const uint8_t *payload, size_t len)
 {
 	struct serf_msg_query_response r = {
-		.ltime = ltime, .id = id, .flags = flags, .payload = payload, .payload_len = len};
+	        .ltime = ltime, .id = id, .flags = flags, .payload = payload, .payload_len = len};
 	snprintf(r.from, sizeof(r.from), "%s", s->self);
 	uint8_t buf[SERF_QUERY_RESPONSE_SIZE_LIMIT + ML_NAME_MAX + 128];
 	int n = serf_encode_query_response(buf, sizeof(buf), &r);
@@ -1093,14 +1110,14 @@ static bool query_in(struct serf *s, int64_t now, const struct serf_msg_query *q
 		memcpy(name, q->name, q->name_len);
 		name[q->name_len] = '\0';
 		struct serf_query_in in = {
-			.ltime = q->ltime,
-			.id = q->id,
-			.from = q->addr,
-			.source_node = q->source_node,
-			.name = name,
-			.payload = q->payload,
-			.payload_len = q->payload_len,
-			.deadline = now + q->timeout_ns / 1000000,
+		        .ltime = q->ltime,
+		        .id = q->id,
+		        .from = q->addr,
+		        .source_node = q->source_node,
+		        .name = name,
+		        .payload = q->payload,
+		        .payload_len = q->payload_len,
+		        .deadline = now + q->timeout_ns / 1000000,
 		};
 		s->io.query(s->io.ctx, &in);
 	}
@@ -1108,11 +1125,11 @@ static bool query_in(struct serf *s, int64_t now, const struct serf_msg_query *q
 }
 
 int serf_query_respond(struct serf *s, const struct serf_query_in *q, const uint8_t *payload,
-		       size_t len, char *err, size_t errlen)
+                       size_t len, char *err, size_t errlen)
 {
 	if (len > SERF_QUERY_RESPONSE_SIZE_LIMIT) {
 		snprintf(err, errlen, "response exceeds limit of %d bytes",
-			 SERF_QUERY_RESPONSE_SIZE_LIMIT);
+		         SERF_QUERY_RESPONSE_SIZE_LIMIT);
 		return -1;
 	}
 	send_response(s, &q->from, q->ltime, q->id, 0, payload, len);
@@ -1149,7 +1166,7 @@ static bool add_name(char ***list, size_t *n, const char *name)
 }
 
 int serf_query(struct serf *s, int64_t now, const struct serf_query_params *p, uint32_t *id,
-	       char *err, size_t errlen)
+               char *err, size_t errlen)
 {
 	uint8_t fbuf[SERF_FILTERS_MAX][SERF_QUERY_SIZE_LIMIT];
 	struct serf_msg_query q;
@@ -1160,19 +1177,21 @@ int serf_query(struct serf *s, int64_t now, const struct serf_query_params *p, u
 	}
 	if (p->n_filter_nodes > 0) {
 		int n = serf_encode_filter_nodes(fbuf[0], sizeof(fbuf[0]), p->filter_nodes,
-						 p->n_filter_nodes);
+		                                 p->n_filter_nodes);
 		if (n < 0) {
-			snprintf(err, errlen, "query exceeds limit of %d bytes", SERF_QUERY_SIZE_LIMIT);
+			snprintf(err, errlen, "query exceeds limit of %d bytes",
+			         SERF_QUERY_SIZE_LIMIT);
 			return -1;
 		}
 		q.filters[q.nfilters].p = fbuf[q.nfilters];
 		q.filters[q.nfilters++].len = (size_t)n;
 	}
 	for (size_t i = 0; i < p->n_filter_tags && q.nfilters < SERF_FILTERS_MAX; i++) {
-		int n = serf_encode_filter_tag(fbuf[q.nfilters], sizeof(fbuf[0]), p->filter_tag_key[i],
-					       p->filter_tag_expr[i]);
+		int n = serf_encode_filter_tag(fbuf[q.nfilters], sizeof(fbuf[0]),
+		                               p->filter_tag_key[i], p->filter_tag_expr[i]);
 		if (n < 0) {
-			snprintf(err, errlen, "query exceeds limit of %d bytes", SERF_QUERY_SIZE_LIMIT);
+			snprintf(err, errlen, "query exceeds limit of %d bytes",
+			         SERF_QUERY_SIZE_LIMIT);
 			return -1;
 		}
 		q.filters[q.nfilters].p = fbuf[q.nfilters];
@@ -1260,7 +1279,8 @@ static void relay_in(struct serf *s, const uint8_t *p, size_t len)
 				if (strcmp(k2, "IP") == 0) {
 					const uint8_t *ip;
 					size_t iplen;
-					if (mp_read_raw(&r, &ip, &iplen) != MP_OK || !ip_from(ip, iplen, &to))
+					if (mp_read_raw(&r, &ip, &iplen) != MP_OK ||
+					    !ip_from(ip, iplen, &to))
 						return;
 				} else if (strcmp(k2, "Port") == 0) {
 					if (mp_read_uint(&r, &u) != MP_OK || u > 65535)
@@ -1412,8 +1432,8 @@ static bool merge_event_list(struct serf *s, struct cursor *r, uint64_t ltime)
 				return false;
 			if (strcmp(key, "Name") == 0) {
 				const uint8_t *np;
-				if (mp_read_raw(r, &np, &e.name_len) != MP_OK || e.name_len > ML_NAME_MAX ||
-				    memchr(np, 0, e.name_len) != NULL)
+				if (mp_read_raw(r, &np, &e.name_len) != MP_OK ||
+				    e.name_len > ML_NAME_MAX || memchr(np, 0, e.name_len) != NULL)
 					return false;
 				e.name = (const char *)np;
 			} else if (strcmp(key, "Payload") == 0) {
@@ -1535,7 +1555,8 @@ void serf_merge_state(struct serf *s, const uint8_t *p, size_t len, bool join)
 					for (uint32_t j = 0; j < ns; j++) {
 						char name[ML_NAME_MAX + 1];
 						uint64_t t;
-						if (mp_read_str(&sr, name, sizeof(name)) != MP_OK || mp_read_uint(&sr, &t) != MP_OK)
+						if (mp_read_str(&sr, name, sizeof(name)) != MP_OK ||
+						    mp_read_uint(&sr, &t) != MP_OK)
 							break;
 						if (strcmp(name, l.node) == 0) {
 							l.ltime = t;
@@ -1554,7 +1575,8 @@ void serf_merge_state(struct serf *s, const uint8_t *p, size_t len, bool join)
 			goto bad;
 		for (uint32_t j = 0; j < ns; j++) {
 			struct serf_msg_join jn = {0};
-			if (mp_read_str(&sr, jn.node, sizeof(jn.node)) != MP_OK || mp_read_uint(&sr, &jn.ltime) != MP_OK)
+			if (mp_read_str(&sr, jn.node, sizeof(jn.node)) != MP_OK ||
+			    mp_read_uint(&sr, &jn.ltime) != MP_OK)
 				goto bad;
 			/* skip the left ones */
 			bool left = false;

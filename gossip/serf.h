@@ -56,8 +56,8 @@ enum serf_msg_type {
 #define SERF_QUERY_FLAG_ACK 1u
 #define SERF_QUERY_FLAG_NO_BROADCAST 2u
 
-#define SERF_EVENT_BUFFER 64	       /* serf EventBuffer */
-#define SERF_QUERY_BUFFER 64	       /* serf QueryBuffer */
+#define SERF_EVENT_BUFFER 64           /* serf EventBuffer */
+#define SERF_QUERY_BUFFER 64           /* serf QueryBuffer */
 #define SERF_USER_EVENT_SIZE_LIMIT 512 /* serf agent default */
 #define SERF_QUERY_SIZE_LIMIT 1024     /* serf QuerySizeLimit */
 #define SERF_QUERY_RESPONSE_SIZE_LIMIT 1024
@@ -179,7 +179,7 @@ struct serf_query_in {
 	uint32_t id;
 	struct ml_addr from; /* where responses go */
 	const char *source_node;
-	const char *name;	/* NUL-terminated copy */
+	const char *name; /* NUL-terminated copy */
 	const uint8_t *payload;
 	size_t payload_len;
 	int64_t deadline; /* ms on the caller's clock */
@@ -193,11 +193,11 @@ struct serf_io {
 	void (*send_to)(void *ctx, const struct ml_addr *to, const uint8_t *msg, size_t len);
 	/* Optional deliveries. name is NUL-terminated. */
 	void (*user_event)(void *ctx, uint64_t ltime, const char *name, const uint8_t *payload,
-			   size_t len, bool coalesce);
+	                   size_t len, bool coalesce);
 	void (*query)(void *ctx, const struct serf_query_in *q);
 	/* An ack (ack true) or response to a query this node started. */
 	void (*query_response)(void *ctx, uint32_t query_id, const char *from, bool ack,
-			       const uint8_t *payload, size_t len);
+	                       const uint8_t *payload, size_t len);
 };
 
 /* Create the layer for the node `self`. Returns NULL only on a bad name. */
@@ -230,7 +230,7 @@ void serf_set_leaving(struct serf *s);
 
 /* Fire a user event: 0, or -1 with err (size limit). */
 int serf_user_event(struct serf *s, const char *name, const uint8_t *payload, size_t len,
-		    bool coalesce, char *err, size_t errlen);
+                    bool coalesce, char *err, size_t errlen);
 
 struct serf_query_params {
 	const char *name;
@@ -248,12 +248,12 @@ struct serf_query_params {
 
 /* Start a query; returns its id (> 0 as uint32 in *id), 0 on success, -1 with err. */
 int serf_query(struct serf *s, int64_t now, const struct serf_query_params *p, uint32_t *id,
-	       char *err, size_t errlen);
+               char *err, size_t errlen);
 /* Stop collecting responses for a query (its timeout passed). */
 void serf_query_close(struct serf *s, uint32_t id);
 /* Answer a delivered query: 0, or -1 with err (too large). */
 int serf_query_respond(struct serf *s, const struct serf_query_in *q, const uint8_t *payload,
-		       size_t len, char *err, size_t errlen);
+                       size_t len, char *err, size_t errlen);
 
 /* serf's DefaultQueryTimeout: gossip_interval * 16 * ceil(log10(n+1)). */
 int64_t serf_default_query_timeout_ms(int64_t gossip_interval_ms, size_t n);
@@ -263,14 +263,14 @@ uint64_t serf_event_clock(const struct serf *s);
 uint64_t serf_query_clock(const struct serf *s);
 /* Restore clocks from a snapshot (witness: never goes backwards). */
 void serf_witness_clocks(struct serf *s, uint64_t clock, uint64_t event_clock,
-			 uint64_t query_clock);
+                         uint64_t query_clock);
 
 const char *serf_event_name(enum serf_event ev);
 const char *serf_status_name(enum serf_status st);
 
 struct serf_stats {
-	uint64_t msgs_in, bad_msgs, events_delivered, events_dup, queries_delivered,
-		queries_dup, intents;
+	uint64_t msgs_in, bad_msgs, events_delivered, events_dup, queries_delivered, queries_dup,
+	        intents;
 };
 const struct serf_stats *serf_stats(const struct serf *s);
 

@@ -42,23 +42,23 @@
 #include "lib/cursor.h"
 #include "lib/xalloc.h"
 
-#define SWIM_MAX_RELAYS 256	/* indirect pings we relay at once */
-#define SWIM_MAX_PARTS 64	/* messages per compound packet */
-#define SWIM_NESTING_MAX 4	/* compound/compress nesting accepted */
+#define SWIM_MAX_RELAYS 256 /* indirect pings we relay at once */
+#define SWIM_MAX_PARTS 64   /* messages per compound packet */
+#define SWIM_NESTING_MAX 4  /* compound/compress nesting accepted */
 #define SWIM_BCAST_DEPTH 8192
 #define SWIM_HOUSEKEEPING_SLACK_MS 1000 /* see swim_next_deadline */
-#define SWIM_PACK_MAX (8 * ML_UDP_MAX)	/* uncompressed bytes one gossip packet packs */
-#define SWIM_COMPRESS_MIN 256 /* smaller packets go plain: LZW seldom shrinks them */
-#define SWIM_CHUNK_SHIFT 6	/* members per storage chunk: 64 (2 KiB) */
+#define SWIM_PACK_MAX (8 * ML_UDP_MAX)  /* uncompressed bytes one gossip packet packs */
+#define SWIM_COMPRESS_MIN 256           /* smaller packets go plain: LZW seldom shrinks them */
+#define SWIM_CHUNK_SHIFT 6              /* members per storage chunk: 64 (2 KiB) */
 #define SWIM_CHUNK (1u << SWIM_CHUNK_SHIFT)
 
 enum bcast_kind { BK_MEMBER = 1, BK_USER = 2 };
 
 /* An accepted push-pull state waiting for swim_merge_step(). */
 struct swim_merge {
-	uint8_t *buf;	   /* owned: the members' msgpack, then the user state */
+	uint8_t *buf;      /* owned: the members' msgpack, then the user state */
 	size_t len, off;   /* the next member starts at buf + off */
-	uint32_t left;	   /* members not merged yet */
+	uint32_t left;     /* members not merged yet */
 	uint32_t user_len; /* the user state: the last user_len bytes */
 	bool join;
 	struct swim_merge *next;
@@ -66,8 +66,8 @@ struct swim_merge {
 
 struct swim_suspicion {
 	struct swim_member *m; /* whose; m->susp points back here */
-	int k;		  /* confirmations that bring the timeout to min */
-	int n;		  /* confirmations so far */
+	int k;                 /* confirmations that bring the timeout to min */
+	int n;                 /* confirmations so far */
 	int64_t start, min, max;
 	int64_t deadline;
 	uint64_t confirmers[8]; /* name hashes, first is the original accuser */
@@ -183,10 +183,14 @@ static uint32_t rnd(struct swim *s, uint32_t n)
 const char *swim_state_name(uint8_t state)
 {
 	switch (state) {
-	case ML_STATE_ALIVE: return "alive";
-	case ML_STATE_SUSPECT: return "suspect";
-	case ML_STATE_DEAD: return "dead";
-	case ML_STATE_LEFT: return "left";
+	case ML_STATE_ALIVE:
+		return "alive";
+	case ML_STATE_SUSPECT:
+		return "suspect";
+	case ML_STATE_DEAD:
+		return "dead";
+	case ML_STATE_LEFT:
+		return "left";
 	}
 	return "unknown";
 }
@@ -358,9 +362,8 @@ static void slot_release(struct swim *s, uint32_t slot)
 }
 
 /* Insert at a random position of the probe order (SWIM §4.3), as dead. */
-static struct swim_member *member_add(struct swim *s, const char *name,
-				      const struct ml_addr *addr, const uint8_t *vsn,
-				      const uint8_t *meta, size_t meta_len)
+static struct swim_member *member_add(struct swim *s, const char *name, const struct ml_addr *addr,
+                                      const uint8_t *vsn, const uint8_t *meta, size_t meta_len)
 {
 	if ((s->index_used + 1) * 4 > s->index_cap * 3)
 		index_rebuild(s);
@@ -397,7 +400,7 @@ static bool meta_equal(const struct swim_member *m, const uint8_t *meta, size_t 
 
 /* The member's identity becomes (its name, addr, vsn, meta). */
 static void member_set_ident(struct swim *s, struct swim_member *m, const struct ml_addr *addr,
-			     const uint8_t *vsn, const uint8_t *meta, size_t meta_len)
+                             const uint8_t *vsn, const uint8_t *meta, size_t meta_len)
 {
 	const struct swim_ident *old = m->id;
 	if (ml_addr_equal(&old->addr, addr) && memcmp(old->vsn, vsn, 6) == 0 &&
@@ -459,7 +462,7 @@ static int retransmit_limit(const struct swim *s)
 }
 
 static void raw_send(struct swim *s, const struct ml_addr *to, const uint8_t *msg, size_t len,
-		     uint8_t pmax)
+                     uint8_t pmax)
 {
 	const uint8_t *out = msg;
 	size_t outlen = len;
@@ -505,7 +508,7 @@ static int pmax_named(const struct swim *s, const char *name, const struct ml_ad
  * Call retire_broadcasts once the packet is sent.
  */
 static size_t fill_broadcasts(struct swim *s, size_t budget, const uint8_t **parts, size_t *lens,
-			      size_t max)
+                              size_t max)
 {
 	int limit = retransmit_limit(s);
 	size_t k = bcast_queue_fill(&s->bq, limit, 2, budget, parts, lens, max);
@@ -513,7 +516,8 @@ static size_t fill_broadcasts(struct swim *s, size_t budget, const uint8_t **par
 	for (size_t i = 0; i < k; i++)
 		used += lens[i] + 2;
 	if (used < budget && k < max)
-		k += bcast_queue_fill(&s->uq, limit, 2, budget - used, parts + k, lens + k, max - k);
+		k += bcast_queue_fill(&s->uq, limit, 2, budget - used, parts + k, lens + k,
+		                      max - k);
 	return k;
 }
 
@@ -534,7 +538,7 @@ static size_t broadcasts_queued(const struct swim *s)
  * look it up by address.
  */
 static void send_with_piggyback(struct swim *s, const struct ml_addr *to, const uint8_t *msg,
-				size_t len, int pmax)
+                                size_t len, int pmax)
 {
 	uint8_t pm = pmax >= 0 ? (uint8_t)pmax : pmax_of(s, to);
 	size_t budget = s->t.udp_budget;
@@ -589,7 +593,7 @@ static void broadcast_alive(struct swim *s, const struct swim_member *m)
 }
 
 static void broadcast_suspect(struct swim *s, uint8_t type, uint32_t inc, const char *node,
-			      const char *from)
+                              const char *from)
 {
 	struct ml_suspect m;
 	memset(&m, 0, sizeof(m));
@@ -597,7 +601,7 @@ static void broadcast_suspect(struct swim *s, uint8_t type, uint32_t inc, const 
 	copy_name(m.node, sizeof(m.node), node);
 	copy_name(m.from, sizeof(m.from), from);
 	int r = type == ML_DEAD ? ml_encode_dead(s->msgbuf, s->bufcap, &m)
-				: ml_encode_suspect(s->msgbuf, s->bufcap, &m);
+	                        : ml_encode_suspect(s->msgbuf, s->bufcap, &m);
 	if (r > 0) {
 		uint64_t id = bcast_queue_push(&s->bq, BK_MEMBER, node, s->msgbuf, (size_t)r);
 		if (type == ML_DEAD && strcmp(node, s->self->id->name) == 0)
@@ -633,7 +637,7 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 	if (m == NULL) {
 		static const uint8_t novsn[6];
 		m = member_add(s, a->node, &a->addr, a->has_vsn ? a->vsn : novsn, a->meta,
-			       a->meta_len);
+		               a->meta_len);
 		m->state_change = now;
 		is_new = true;
 	} else if (member_forgotten(s, m, now)) {
@@ -641,7 +645,8 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 		updates_node = true;
 	} else if (!ml_addr_equal(&m->id->addr, &a->addr)) {
 		if (m->state == ML_STATE_LEFT ||
-		    (m->state == ML_STATE_DEAD && now - m->state_change > s->t.gossip_to_the_dead_ms)) {
+		    (m->state == ML_STATE_DEAD &&
+		     now - m->state_change > s->t.gossip_to_the_dead_ms)) {
 			updates_node = true;
 		} else {
 			if (m == s->self && s->io.conflict != NULL)
@@ -862,7 +867,7 @@ static void probe_start(struct swim *s, int64_t now)
 		int r = ml_encode_ping(s->msgbuf, s->bufcap, &ping);
 		if (r > 0)
 			send_with_piggyback(s, &target->id->addr, s->msgbuf, (size_t)r,
-					    target->id->vsn[1]);
+			                    target->id->vsn[1]);
 	} else {
 		/* buddy system: tell the suspect it is suspected */
 		uint8_t a[2048], b[1024];
@@ -878,7 +883,7 @@ static void probe_start(struct swim *s, int64_t now)
 			int r = ml_compound_encode(s->pkt, s->bufcap, sl, 2);
 			if (r > 0)
 				raw_send(s, &target->id->addr, s->pkt, (size_t)r,
-					 target->id->vsn[1]);
+				         target->id->vsn[1]);
 		}
 	}
 }
@@ -890,8 +895,9 @@ static bool is_live_peer(const struct swim *s, const struct swim_member *m)
 
 /* Pick up to k distinct random members passing `ok` (memberlist kRandomNodes). */
 static size_t random_members(struct swim *s, size_t k, struct swim_member **out,
-			     bool (*ok)(const struct swim *, const struct swim_member *, const void *),
-			     const void *arg)
+                             bool (*ok)(const struct swim *, const struct swim_member *,
+                                        const void *),
+                             const void *arg)
 {
 	size_t got = 0;
 	size_t n = s->n;
@@ -942,7 +948,7 @@ static void probe_indirect(struct swim *s, int64_t now)
 		int r = ml_encode_indirect_ping(s->msgbuf, s->bufcap, &ind);
 		if (r > 0)
 			send_with_piggyback(s, &peers[i]->id->addr, s->msgbuf, (size_t)r,
-					    peers[i]->id->vsn[1]);
+			                    peers[i]->id->vsn[1]);
 		s->stats.indirect_probes++;
 	}
 	if (s->io.tcp_ping != NULL && target->id->vsn[1] >= 3) {
@@ -954,7 +960,7 @@ static void probe_indirect(struct swim *s, int64_t now)
 			s->probe.tcp_pending = true;
 			s->stats.tcp_pings++;
 			s->io.tcp_ping(s->io.ctx, &target->id->addr, s->probe.seq, buf, (size_t)r,
-				       s->probe.end_at);
+			               s->probe.end_at);
 		}
 	}
 }
@@ -1012,15 +1018,16 @@ static void handle_ping(struct swim *s, const struct ml_addr *from, const uint8_
 	struct ml_ack ack;
 	memset(&ack, 0, sizeof(ack));
 	ack.seq = ping.seq;
-	const struct ml_addr *to = ping.source.len > 0 && ping.source.port > 0 ? &ping.source : from;
+	const struct ml_addr *to =
+	        ping.source.len > 0 && ping.source.port > 0 ? &ping.source : from;
 	int r = ml_encode_ack(s->msgbuf, s->bufcap, &ack);
 	if (r > 0)
 		send_with_piggyback(s, to, s->msgbuf, (size_t)r,
-				    pmax_named(s, ping.source_node, to));
+		                    pmax_named(s, ping.source_node, to));
 }
 
 static void handle_indirect_ping(struct swim *s, int64_t now, const struct ml_addr *from,
-				 const uint8_t *p, size_t len)
+                                 const uint8_t *p, size_t len)
 {
 	struct ml_indirect_ping ind;
 	const uint8_t *pos = p;
@@ -1042,7 +1049,7 @@ static void handle_indirect_ping(struct swim *s, int64_t now, const struct ml_ad
 	int n = ml_encode_ping(s->msgbuf, s->bufcap, &ping);
 	if (n > 0)
 		send_with_piggyback(s, &ind.target, s->msgbuf, (size_t)n,
-				    pmax_named(s, ind.node, &ind.target));
+		                    pmax_named(s, ind.node, &ind.target));
 }
 
 static void relay_remove(struct swim *s, int i)
@@ -1091,10 +1098,10 @@ static void handle_nack(struct swim *s, const uint8_t *p, size_t len)
 }
 
 static void handle_message(struct swim *s, int64_t now, const struct ml_addr *from,
-			   const uint8_t *buf, size_t len, int depth);
+                           const uint8_t *buf, size_t len, int depth);
 
 static void handle_compound(struct swim *s, int64_t now, const struct ml_addr *from,
-			    const uint8_t *p, size_t len, int depth)
+                            const uint8_t *p, size_t len, int depth)
 {
 	struct ml_slice parts[ML_COMPOUND_MAX];
 	int trunc = 0;
@@ -1108,7 +1115,7 @@ static void handle_compound(struct swim *s, int64_t now, const struct ml_addr *f
 }
 
 static void handle_message(struct swim *s, int64_t now, const struct ml_addr *from,
-			   const uint8_t *buf, size_t len, int depth)
+                           const uint8_t *buf, size_t len, int depth)
 {
 	if (len < 1 || depth > SWIM_NESTING_MAX) {
 		s->stats.bad_packets++;
@@ -1184,7 +1191,7 @@ static void handle_message(struct swim *s, int64_t now, const struct ml_addr *fr
 }
 
 void swim_recv_packet(struct swim *s, int64_t now, const struct ml_addr *from, const uint8_t *buf,
-		      size_t len)
+                      size_t len)
 {
 	s->stats.packets_recv++;
 	s->stats.bytes_recv += len;
@@ -1229,7 +1236,8 @@ uint8_t *swim_local_state_new(struct swim *s, int64_t now, bool join, size_t *le
 	size_t off = 0;
 	buf[off++] = ML_PUSH_PULL;
 	size_t ulen = 0;
-	uint8_t *ustate = s->io.local_state != NULL ? s->io.local_state(s->io.ctx, join, &ulen) : NULL;
+	uint8_t *ustate =
+	        s->io.local_state != NULL ? s->io.local_state(s->io.ctx, join, &ulen) : NULL;
 	if (ustate == NULL)
 		ulen = 0;
 	cap += ulen;
@@ -1238,7 +1246,7 @@ uint8_t *swim_local_state_new(struct swim *s, int64_t now, bool join, size_t *le
 		abort();
 	buf = nbuf;
 	struct ml_push_pull_header h = {
-		.nodes = (uint32_t)count, .user_state_len = (uint32_t)ulen, .join = join};
+	        .nodes = (uint32_t)count, .user_state_len = (uint32_t)ulen, .join = join};
 	int r = ml_encode_push_pull_header(buf + off, cap - off, &h);
 	if (r < 0)
 		abort();
@@ -1307,7 +1315,7 @@ static void merge_remote(struct swim *s, int64_t now, const struct ml_push_node 
  * bytes were decoded once already (push_pull_scan), so a failure here means
  * they changed under us: stop rather than guess. */
 static uint32_t merge_members(struct swim *s, int64_t now, const uint8_t **pos, const uint8_t *end,
-			      uint32_t count)
+                              uint32_t count)
 {
 	static struct ml_push_node pn;
 	uint32_t i = 0;
@@ -1330,7 +1338,7 @@ static uint32_t merge_members(struct swim *s, int64_t now, const uint8_t **pos, 
  * bytes are needed, ML_BAD with res->error set (or ml_wire_error()).
  */
 static int push_pull_scan(struct swim *s, const uint8_t *buf, size_t len, bool initiator,
-			  struct swim_stream_scan *sc, struct swim_stream_result *res)
+                          struct swim_stream_scan *sc, struct swim_stream_result *res)
 {
 	const uint8_t *pos = buf + sc->off, *end = buf + len;
 	if (sc->off == 0) {
@@ -1342,8 +1350,8 @@ static int push_pull_scan(struct swim *s, const uint8_t *buf, size_t len, bool i
 		if (h.nodes > s->pp_max) {
 			s->stats.push_pulls_refused++;
 			snprintf(res->error, sizeof(res->error),
-				 "push-pull announces %u members, more than the limit of %u", h.nodes,
-				 s->pp_max);
+			         "push-pull announces %u members, more than the limit of %u",
+			         h.nodes, s->pp_max);
 			return ML_BAD;
 		}
 		sc->want = h.nodes;
@@ -1362,8 +1370,8 @@ static int push_pull_scan(struct swim *s, const uint8_t *buf, size_t len, bool i
 		    !ml_addr_equal(&pn.addr, &s->self->id->addr)) {
 			char a[64];
 			snprintf(res->error, sizeof(res->error),
-				 "node name %s is already in use by a live node at %s", s->self->id->name,
-				 ml_addr_str(&pn.addr, a, sizeof(a)));
+			         "node name %s is already in use by a live node at %s",
+			         s->self->id->name, ml_addr_str(&pn.addr, a, sizeof(a)));
 			return ML_BAD;
 		}
 		sc->nodes++;
@@ -1385,7 +1393,7 @@ static int push_pull_scan(struct swim *s, const uint8_t *buf, size_t len, bool i
  * more is refused rather than let memory grow with what peers send.
  */
 static int push_pull_accept(struct swim *s, int64_t now, const uint8_t *buf, bool initiator,
-			    const struct swim_stream_scan *sc, struct swim_stream_result *res)
+                            const struct swim_stream_scan *sc, struct swim_stream_result *res)
 {
 	bool at_once = s->merge_slice == 0 || sc->want <= s->merge_slice;
 	size_t bytes = sc->off - sc->start + sc->user_len;
@@ -1393,8 +1401,8 @@ static int push_pull_accept(struct swim *s, int64_t now, const uint8_t *buf, boo
 	    (s->mq_n >= SWIM_MERGE_QUEUE_MAX || s->mq_bytes + bytes > SWIM_MERGE_QUEUE_BYTES)) {
 		s->stats.push_pulls_refused++;
 		snprintf(res->error, sizeof(res->error),
-			 "push-pull of %u members refused: busy merging %zu earlier states",
-			 sc->want, s->mq_n);
+		         "push-pull of %u members refused: busy merging %zu earlier states",
+		         sc->want, s->mq_n);
 		return ML_BAD;
 	}
 	s->stats.push_pulls++;
@@ -1447,7 +1455,7 @@ bool swim_merge_step(struct swim *s, int64_t now, uint32_t max)
 			break;
 		if (mj->user_len > 0 && s->io.merge_state != NULL)
 			s->io.merge_state(s->io.ctx, mj->buf + mj->len - mj->user_len, mj->user_len,
-					  mj->join);
+			                  mj->join);
 		s->mq = mj->next;
 		if (s->mq == NULL)
 			s->mq_tail = NULL;
@@ -1460,14 +1468,14 @@ bool swim_merge_step(struct swim *s, int64_t now, uint32_t max)
 }
 
 int swim_stream_recv(struct swim *s, int64_t now, const uint8_t *buf, size_t len, bool initiator,
-		     struct swim_stream_result *res)
+                     struct swim_stream_result *res)
 {
 	return swim_stream_recv_scan(s, now, buf, len, initiator, NULL, res);
 }
 
 int swim_stream_recv_scan(struct swim *s, int64_t now, const uint8_t *buf, size_t len,
-			  bool initiator, struct swim_stream_scan *scan,
-			  struct swim_stream_result *res)
+                          bool initiator, struct swim_stream_scan *scan,
+                          struct swim_stream_result *res)
 {
 	memset(res, 0, sizeof(*res));
 	if (len < 1)
@@ -1491,10 +1499,10 @@ int swim_stream_recv_scan(struct swim *s, int64_t now, const uint8_t *buf, size_
 			free(decomp);
 			if (crc == ML_OK)
 				snprintf(res->error, sizeof(res->error),
-					 "compressed stream: bad LZW data or output too large");
+				         "compressed stream: bad LZW data or output too large");
 			else
 				snprintf(res->error, sizeof(res->error), "compressed stream: %s",
-					 ml_wire_error());
+				         ml_wire_error());
 			return ML_BAD;
 		}
 		buf = decomp;
@@ -1526,7 +1534,8 @@ int swim_stream_recv_scan(struct swim *s, int64_t now, const uint8_t *buf, size_
 		if (rc != ML_OK)
 			break;
 		if (ping.node[0] != '\0' && strcmp(ping.node, s->self->id->name) != 0) {
-			snprintf(res->error, sizeof(res->error), "ping for unexpected node %s", ping.node);
+			snprintf(res->error, sizeof(res->error), "ping for unexpected node %s",
+			         ping.node);
 			rc = ML_BAD;
 			break;
 		}
@@ -1573,7 +1582,8 @@ int swim_stream_recv_scan(struct swim *s, int64_t now, const uint8_t *buf, size_
 		break;
 	}
 	default:
-		snprintf(res->error, sizeof(res->error), "unexpected stream message type %u", buf[0]);
+		snprintf(res->error, sizeof(res->error), "unexpected stream message type %u",
+		         buf[0]);
 		rc = ML_BAD;
 		break;
 	}
@@ -1611,8 +1621,8 @@ static bool ok_gossip(const struct swim *s, const struct swim_member *m, const v
  * in two. pkt/zbuf: scratch buffers of pcap and zcap bytes.
  */
 static void send_parts(struct swim *s, const struct ml_addr *to, uint8_t pm,
-		       const uint8_t *const *parts, const size_t *lens, size_t n, uint8_t *pkt,
-		       size_t pcap, uint8_t *zbuf, size_t zcap)
+                       const uint8_t *const *parts, const size_t *lens, size_t n, uint8_t *pkt,
+                       size_t pcap, uint8_t *zbuf, size_t zcap)
 {
 	const uint8_t *msg = parts[0];
 	size_t len = lens[0];
@@ -1689,7 +1699,7 @@ static void gossip(struct swim *s, int64_t now)
 		if (n == 0)
 			break;
 		send_parts(s, &peers[i]->id->addr, peers[i]->id->vsn[1], parts, lens, n, pkt, pcap,
-			   zbuf, zcap);
+		           zbuf, zcap);
 		retire_broadcasts(s);
 	}
 	if (pkt != s->pkt)
@@ -1801,7 +1811,7 @@ int64_t swim_tick(struct swim *s, int64_t now)
 				struct ml_addr to = s->relays[i].origin;
 				if (r > 0)
 					send_with_piggyback(s, &to, s->msgbuf, (size_t)r,
-							    s->relays[i].origin_pmax);
+					                    s->relays[i].origin_pmax);
 			}
 			relay_remove(s, i);
 			continue;
@@ -1843,7 +1853,7 @@ int64_t swim_tick(struct swim *s, int64_t now)
 /* -------------------------------------------------------- public API */
 
 struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, int64_t now,
-		      char *err, size_t errlen)
+                      char *err, size_t errlen)
 {
 	if (cfg->name == NULL || cfg->name[0] == '\0' || strlen(cfg->name) > ML_NAME_MAX) {
 		snprintf(err, errlen, "node name must be 1 to %d bytes", ML_NAME_MAX);
@@ -1851,7 +1861,7 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	}
 	if (cfg->meta_len > ML_META_MAX) {
 		snprintf(err, errlen, "node meta is %zu bytes, the limit is %d", cfg->meta_len,
-			 ML_META_MAX);
+		         ML_META_MAX);
 		return NULL;
 	}
 	if (io->send == NULL || io->rand32 == NULL || io->push_pull == NULL) {
@@ -1890,8 +1900,8 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	 * gossip leaves each (node, member) pair unlearned with probability
 	 * about e^-(retransmit limit), so a few pairs in a fresh 300-node
 	 * cluster wait for this exchange. */
-	s->next_push_pull = now + s->t.push_pull_interval_ms +
-			    rnd(s, (uint32_t)s->t.push_pull_interval_ms + 1);
+	s->next_push_pull =
+	        now + s->t.push_pull_interval_ms + rnd(s, (uint32_t)s->t.push_pull_interval_ms + 1);
 	s->next_reconnect = now + s->t.reconnect_interval_ms;
 	s->next_reap = now + s->t.reap_interval_ms;
 	return s;
@@ -2038,7 +2048,7 @@ size_t swim_num_alive(const struct swim *s)
 	size_t n = 0;
 	for (size_t i = 0; i < s->n; i++)
 		if (node_at(s, i) != s->self && (node_at(s, i)->state == ML_STATE_ALIVE ||
-						 node_at(s, i)->state == ML_STATE_SUSPECT))
+		                                 node_at(s, i)->state == ML_STATE_SUSPECT))
 			n++;
 	return n;
 }

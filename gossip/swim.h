@@ -104,12 +104,12 @@ struct swim_config {
 #define SWIM_MERGE_QUEUE_BYTES (2u * ML_PUSH_STATE_MAX)
 
 enum swim_event_type {
-	SWIM_EV_JOIN,	 /* a node became alive (new, or back from dead/left) */
-	SWIM_EV_UPDATE,	 /* an alive node changed its meta */
+	SWIM_EV_JOIN,    /* a node became alive (new, or back from dead/left) */
+	SWIM_EV_UPDATE,  /* an alive node changed its meta */
 	SWIM_EV_SUSPECT, /* a node became suspect */
-	SWIM_EV_FAILED,	 /* a node was declared dead */
-	SWIM_EV_LEFT,	 /* a node left gracefully */
-	SWIM_EV_REAP,	 /* a failed or left node was forgotten */
+	SWIM_EV_FAILED,  /* a node was declared dead */
+	SWIM_EV_LEFT,    /* a node left gracefully */
+	SWIM_EV_REAP,    /* a failed or left node was forgotten */
 };
 
 /*
@@ -121,11 +121,11 @@ enum swim_event_type {
  */
 struct swim_member {
 	const struct swim_ident *id; /* name, addr, vsn, meta */
-	int64_t state_change;	     /* ms, when state last changed */
+	int64_t state_change;        /* ms, when state last changed */
 	uint32_t incarnation;
 	uint32_t index; /* position in the probe order */
-	uint32_t susp;	/* internal: 1 + slot of its active suspicion, or 0 */
-	uint8_t state;	/* enum ml_state */
+	uint32_t susp;  /* internal: 1 + slot of its active suspicion, or 0 */
+	uint8_t state;  /* enum ml_state */
 };
 
 /* How the core reaches the world. Every callback is required unless noted. */
@@ -141,7 +141,7 @@ struct swim_io {
 	/* Optional: TCP fallback ping. Send `pkt` on a new stream to `to`,
 	 * wait for an ack until `deadline`, then call swim_tcp_ping_done(). */
 	void (*tcp_ping)(void *ctx, const struct ml_addr *to, uint32_t seq, const uint8_t *pkt,
-			 size_t len, int64_t deadline);
+	                 size_t len, int64_t deadline);
 	/* Optional: membership events. */
 	void (*event)(void *ctx, enum swim_event_type type, const struct swim_member *m);
 	/* Optional: a user message (memberlist userMsg) arrived. */
@@ -165,13 +165,13 @@ struct swim_stats {
 	uint64_t probes, probe_failures, indirect_probes, tcp_pings;
 	uint64_t suspicions, refutations, deaths_declared;
 	uint64_t broadcasts_dropped; /* see swim_broadcast_queue_dropped() */
-	uint64_t push_pulls;	     /* push-pull states merged (either side, joins included) */
+	uint64_t push_pulls;         /* push-pull states merged (either side, joins included) */
 	uint64_t push_pulls_refused; /* over push_pull_max_nodes, or the merge queue full */
 };
 
 /* Create a node; copies everything it keeps from cfg. Returns NULL with err. */
 struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, int64_t now,
-		      char *err, size_t errlen);
+                      char *err, size_t errlen);
 void swim_free(struct swim *s);
 
 /* Run everything due at `now`; returns the next deadline (ms). */
@@ -181,15 +181,15 @@ int64_t swim_next_deadline(const struct swim *s);
 
 /* A datagram arrived (decrypted by the driver). Bad bytes are counted and dropped. */
 void swim_recv_packet(struct swim *s, int64_t now, const struct ml_addr *from, const uint8_t *buf,
-		      size_t len);
+                      size_t len);
 
 /* Result of feeding a TCP stream to swim_stream_recv(). */
 struct swim_stream_result {
-	uint8_t type;	     /* enum ml_type of the (inner) message */
-	bool join;	     /* push-pull: the remote side set Join */
-	uint8_t *reply;	     /* bytes to write back (malloc'd, caller frees), or NULL */
+	uint8_t type;   /* enum ml_type of the (inner) message */
+	bool join;      /* push-pull: the remote side set Join */
+	uint8_t *reply; /* bytes to write back (malloc'd, caller frees), or NULL */
 	size_t reply_len;
-	char error[300];     /* set when the call returns ML_BAD, or remote errMsg */
+	char error[300]; /* set when the call returns ML_BAD, or remote errMsg */
 };
 
 /*
@@ -212,7 +212,7 @@ struct swim_stream_result {
  * live node using our name fails the call ("node name ... in use").
  */
 int swim_stream_recv(struct swim *s, int64_t now, const uint8_t *buf, size_t len, bool initiator,
-		     struct swim_stream_result *res);
+                     struct swim_stream_result *res);
 
 /*
  * Where a plain (not compressed) push-pull stream stopped being whole: a
@@ -222,17 +222,17 @@ int swim_stream_recv(struct swim *s, int64_t now, const uint8_t *buf, size_t len
  * (without it each call decodes from byte 0). Internal fields.
  */
 struct swim_stream_scan {
-	size_t start;	/* where the members begin (after the header) */
-	size_t off;	/* bytes known well-formed: header and `nodes` members */
+	size_t start;   /* where the members begin (after the header) */
+	size_t off;     /* bytes known well-formed: header and `nodes` members */
 	uint32_t nodes; /* members decoded so far */
-	uint32_t want;	/* members the header announced */
+	uint32_t want;  /* members the header announced */
 	uint32_t user_len;
 	bool join;
 };
 /* swim_stream_recv() resuming from *scan (see above); scan may be NULL. */
 int swim_stream_recv_scan(struct swim *s, int64_t now, const uint8_t *buf, size_t len,
-			  bool initiator, struct swim_stream_scan *scan,
-			  struct swim_stream_result *res);
+                          bool initiator, struct swim_stream_scan *scan,
+                          struct swim_stream_result *res);
 
 /* True while accepted push-pull states wait in the merge queue. */
 bool swim_merge_pending(const struct swim *s);

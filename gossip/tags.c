@@ -11,11 +11,11 @@
 #include "lib/mp.h"
 
 size_t tags_consul(struct tag *tags, const char *dc, const char *build, const char *id,
-		   const char *rpc_port)
+                   const char *rpc_port)
 {
 	const char *fixed[TAGS_CONSUL_MAX][2] = {
-		{"role", "node"}, {"dc", dc},	     {"build", build}, {"vsn", "2"},
-		{"vsn_min", "2"}, {"vsn_max", "3"}, {"id", id},	      {"rpc_port", rpc_port},
+	        {"role", "node"}, {"dc", dc},       {"build", build}, {"vsn", "2"},
+	        {"vsn_min", "2"}, {"vsn_max", "3"}, {"id", id},       {"rpc_port", rpc_port},
 	};
 	size_t n = 0;
 	for (size_t i = 0; i < TAGS_CONSUL_MAX; i++) {
@@ -30,7 +30,7 @@ size_t tags_consul(struct tag *tags, const char *dc, const char *build, const ch
 
 int tags_encode(uint8_t *buf, size_t cap, const struct tag *tags, size_t n)
 {
-	struct wcursor w = { .p = buf, .cap = cap };
+	struct wcursor w = {.p = buf, .cap = cap};
 	wcursor_u8(&w, TAGS_MAGIC);
 	mp_write_map(&w, (uint32_t)n);
 	for (size_t i = 0; i < n; i++) {
@@ -66,7 +66,7 @@ int tags_decode(const uint8_t *meta, size_t len, struct tag *tags, size_t max)
 		tags[0].value[len] = '\0';
 		return 1;
 	}
-	struct cursor c = { meta + 1, meta + len };
+	struct cursor c = {meta + 1, meta + len};
 	uint32_t n;
 	if (mp_read_map(&c, &n) != MP_OK) {
 		mp_fail("tags: not a map");

@@ -35,7 +35,7 @@ int tags_encode(uint8_t *buf, size_t cap, const struct tag *tags, size_t n);
  */
 #define TAGS_CONSUL_MAX 8
 size_t tags_consul(struct tag *tags, const char *dc, const char *build, const char *id,
-		   const char *rpc_port);
+                   const char *rpc_port);
 /* Decode meta into tags[] (at most max); returns the count, or -1 (ML_BAD)
  * when malformed, with ml_wire_error() saying why (wire.h's convention). */
 int tags_decode(const uint8_t *meta, size_t len, struct tag *tags, size_t max);

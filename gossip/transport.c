@@ -47,7 +47,7 @@
 
 #define STREAM_READ_CHUNK 65536
 #define STREAM_IN_MAX (ML_PUSH_STATE_MAX + 4096) /* bytes one stream may send us */
-#define WARN_INTERVAL_MS 1000			   /* at most one warning line a second */
+#define WARN_INTERVAL_MS 1000                    /* at most one warning line a second */
 
 static uint8_t *compress_state(uint8_t *msg, size_t *len);
 
@@ -65,9 +65,9 @@ struct stream {
 	size_t in_len, in_cap;
 	uint8_t *out;
 	size_t out_len, out_off;
-	size_t charged;			/* bytes of in and out counted in t->buf_bytes */
-	struct swim_stream_scan scan;	/* how far the core has read `in` */
-	bool done_reading; /* in: request handled, now flushing the reply */
+	size_t charged;               /* bytes of in and out counted in t->buf_bytes */
+	struct swim_stream_scan scan; /* how far the core has read `in` */
+	bool done_reading;            /* in: request handled, now flushing the reply */
 	uint32_t ping_seq;
 	gossip_join_cb join_cb;
 	void *join_ud;
@@ -91,9 +91,9 @@ struct gossip_transport {
 	uint32_t merge_max;   /* members the next step may merge */
 	uint32_t merge_slice; /* ... at most (swim_config.merge_slice) */
 	struct stream *streams;
-	size_t streams_in;    /* incoming streams open */
-	size_t buf_bytes;     /* read buffers and replies of all streams */
-	int64_t warn_at;      /* when the last warning was logged */
+	size_t streams_in;     /* incoming streams open */
+	size_t buf_bytes;      /* read buffers and replies of all streams */
+	int64_t warn_at;       /* when the last warning was logged */
 	uint64_t warn_dropped; /* warnings not logged since (rate limit) */
 	void (*on_warn)(void *ud, const char *msg);
 	struct gossip_transport_stats stats;
@@ -167,7 +167,7 @@ static void from_sockaddr(const struct sockaddr_storage *ss, struct ml_addr *a)
 
 /* Resolve "host[:port]" (names through getaddrinfo, IPv4 first). */
 static int resolve(const char *spec, uint16_t default_port, struct ml_addr *out, char *err,
-		   size_t errlen)
+                   size_t errlen)
 {
 	if (ml_addr_parse(spec, default_port, out) == 0)
 		return 0;
@@ -273,7 +273,8 @@ static void merge_check_cb(struct ev_loop *loop, ev_check *w, int revents)
 	if (took > GOSSIP_MERGE_STEP_US && t->merge_max > 1)
 		t->merge_max /= 2;
 	else if (took < GOSSIP_MERGE_STEP_US / 2 && t->merge_max < t->merge_slice)
-		t->merge_max = t->merge_max * 2 < t->merge_slice ? t->merge_max * 2 : t->merge_slice;
+		t->merge_max =
+		        t->merge_max * 2 < t->merge_slice ? t->merge_max * 2 : t->merge_slice;
 	if (!more) {
 		ev_check_stop(loop, &t->merge_check);
 		ev_idle_stop(loop, &t->merge_idle);
@@ -308,9 +309,9 @@ static void warn(struct gossip_transport *t, const char *what, const struct ml_a
 	char msg[512], a[64], more[64] = "";
 	if (t->warn_dropped > 0)
 		snprintf(more, sizeof(more), " (and %llu more in %.1f s)",
-			 (unsigned long long)t->warn_dropped, (double)(now - t->warn_at) / 1000.0);
+		         (unsigned long long)t->warn_dropped, (double)(now - t->warn_at) / 1000.0);
 	snprintf(msg, sizeof(msg), "memberlist: Failed to handle stream from %s: %s%s",
-		 ml_addr_str(peer, a, sizeof(a)), what, more);
+	         ml_addr_str(peer, a, sizeof(a)), what, more);
 	t->warn_at = now;
 	t->warn_dropped = 0;
 	t->on_warn(t->ud, msg);
@@ -330,12 +331,13 @@ static bool charge(struct gossip_transport *t, size_t *charged, size_t bytes)
 /* ---------------------------------------------------------------- UDP */
 
 static void udp_packet(struct gossip_transport *t, const struct sockaddr_storage *ss,
-		       const uint8_t *p, size_t n)
+                       const uint8_t *p, size_t n)
 {
 	struct ml_addr from;
 	from_sockaddr(ss, &from);
 	if (encrypting(t)) {
-		int pl = keyring_decrypt(t->keyring, p, n, NULL, 0, t->cryptbuf, sizeof(t->cryptbuf));
+		int pl = keyring_decrypt(t->keyring, p, n, NULL, 0, t->cryptbuf,
+		                         sizeof(t->cryptbuf));
 		if (pl < 0) {
 			t->stats.decrypt_failures++;
 			return;
@@ -392,7 +394,8 @@ static void io_send(void *ctx, const struct ml_addr *to, const uint8_t *pkt, siz
 	if (t->udp_fd < 0)
 		return;
 	if (encrypting(t)) {
-		int n = keyring_encrypt(t->keyring, pkt, len, NULL, 0, t->sealbuf, sizeof(t->sealbuf));
+		int n = keyring_encrypt(t->keyring, pkt, len, NULL, 0, t->sealbuf,
+		                        sizeof(t->sealbuf));
 		if (n < 0) {
 			t->stats.udp_errors++;
 			return;
@@ -458,7 +461,7 @@ static void stream_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct stream *st = w->data;
 	char why[160], a[64];
 	snprintf(why, sizeof(why), "%s %s: i/o timeout", st->connected ? "read tcp" : "dial tcp",
-		 ml_addr_str(&st->peer, a, sizeof(a)));
+	         ml_addr_str(&st->peer, a, sizeof(a)));
 	stream_close(st, false, why);
 }
 
@@ -480,15 +483,17 @@ static bool stream_consume(struct stream *st)
 	uint8_t *plain = NULL;
 	if (encrypting(t)) {
 		size_t used;
-		int d = keyring_decrypt_stream(t->keyring, st->in, st->in_len, &plain, &dlen, &used);
+		int d = keyring_decrypt_stream(t->keyring, st->in, st->in_len, &plain, &dlen,
+		                               &used);
 		if (d == ML_AGAIN)
 			return true;
 		if (d == ML_BAD) {
 			t->stats.decrypt_failures++;
 			stream_close(st, false,
-				     st->in[0] == KEYRING_ENCRYPT_MSG
-					     ? "No installed keys could decrypt the message"
-					     : "Encryption is configured but remote state is not encrypted");
+			             st->in[0] == KEYRING_ENCRYPT_MSG
+			                     ? "No installed keys could decrypt the message"
+			                     : "Encryption is configured but remote state is not "
+			                       "encrypted");
 			return false;
 		}
 		data = plain;
@@ -497,7 +502,7 @@ static bool stream_consume(struct stream *st)
 	uint64_t refused = swim_stats(t->swim)->push_pulls_refused;
 	/* a decrypted message is whole and new each time: no scan */
 	int rc = swim_stream_recv_scan(t->swim, gossip_now_ms(), data, dlen, initiator,
-				       plain == NULL ? &st->scan : NULL, &res);
+	                               plain == NULL ? &st->scan : NULL, &res);
 	free(plain);
 	if (swim_stats(t->swim)->push_pulls_refused != refused)
 		t->stats.streams_refused++;
@@ -521,7 +526,8 @@ static bool stream_consume(struct stream *st)
 		if (res.reply != NULL && encrypting(t)) {
 			uint8_t *sealed;
 			size_t slen;
-			int e = keyring_encrypt_stream(t->keyring, res.reply, res.reply_len, &sealed, &slen);
+			int e = keyring_encrypt_stream(t->keyring, res.reply, res.reply_len,
+			                               &sealed, &slen);
 			free(res.reply);
 			res.reply = NULL;
 			if (e < 0) {
@@ -573,7 +579,8 @@ static void stream_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			if (soerr != 0) {
 				char why[200], a[64], e[96];
 				snprintf(why, sizeof(why), "dial tcp %s: connect: %s",
-					 ml_addr_str(&st->peer, a, sizeof(a)), errtext(soerr, e, sizeof(e)));
+				         ml_addr_str(&st->peer, a, sizeof(a)),
+				         errtext(soerr, e, sizeof(e)));
 				stream_close(st, false, why);
 				return;
 			}
@@ -603,7 +610,8 @@ static void stream_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	if (revents & EV_READ) {
 		for (;;) {
-			if (st->in_cap - st->in_len < STREAM_READ_CHUNK && st->in_cap < STREAM_IN_MAX) {
+			if (st->in_cap - st->in_len < STREAM_READ_CHUNK &&
+			    st->in_cap < STREAM_IN_MAX) {
 				size_t ncap = st->in_cap ? st->in_cap * 2 : STREAM_READ_CHUNK * 2;
 				if (ncap > STREAM_IN_MAX)
 					ncap = STREAM_IN_MAX;
@@ -631,7 +639,8 @@ static void stream_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			if (n == 0) {
 				/* EOF: what was read was handed over already, and
 				 * was not whole */
-				stream_close(st, false, "connection closed by peer before a whole message");
+				stream_close(st, false,
+				             "connection closed by peer before a whole message");
 				return;
 			}
 			st->in_len += (size_t)n;
@@ -645,7 +654,7 @@ static void stream_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 static struct stream *stream_new(struct gossip_transport *t, enum stream_kind kind, int fd,
-				 int64_t deadline_ms)
+                                 int64_t deadline_ms)
 {
 	struct stream *st = xcalloc(1, sizeof(*st));
 	st->t = t;
@@ -669,8 +678,8 @@ static struct stream *stream_new(struct gossip_transport *t, enum stream_kind ki
 
 /* Start an outgoing stream that writes `req` (taken over) to `to`. */
 static struct stream *stream_dial(struct gossip_transport *t, enum stream_kind kind,
-				  const struct ml_addr *to, uint8_t *req, size_t len,
-				  int64_t timeout_ms, char *why, size_t whylen)
+                                  const struct ml_addr *to, uint8_t *req, size_t len,
+                                  int64_t timeout_ms, char *why, size_t whylen)
 {
 	if (encrypting(t)) {
 		uint8_t *sealed;
@@ -690,7 +699,7 @@ static struct stream *stream_dial(struct gossip_transport *t, enum stream_kind k
 	if (fd < 0) {
 		char a[64], e[96];
 		snprintf(why, whylen, "dial tcp %s: connect: %s", ml_addr_str(to, a, sizeof(a)),
-			 errtext(-fd, e, sizeof(e)));
+		         errtext(-fd, e, sizeof(e)));
 		free(req);
 		return NULL;
 	}
@@ -735,7 +744,7 @@ static void io_push_pull(void *ctx, const struct ml_addr *to, const char *name, 
 }
 
 static void io_tcp_ping(void *ctx, const struct ml_addr *to, uint32_t seq, const uint8_t *pkt,
-			size_t len, int64_t deadline)
+                        size_t len, int64_t deadline)
 {
 	struct gossip_transport *t = ctx;
 	uint8_t *req = xmalloc(len);
@@ -743,7 +752,7 @@ static void io_tcp_ping(void *ctx, const struct ml_addr *to, uint32_t seq, const
 	int64_t timeout = deadline - gossip_now_ms();
 	char why[160];
 	struct stream *st =
-		stream_dial(t, ST_PING, to, req, len, timeout > 0 ? timeout : 1, why, sizeof(why));
+	        stream_dial(t, ST_PING, to, req, len, timeout > 0 ? timeout : 1, why, sizeof(why));
 	if (st == NULL) {
 		swim_tcp_ping_done(t->swim, gossip_now_ms(), seq, false);
 		return;
@@ -752,7 +761,7 @@ static void io_tcp_ping(void *ctx, const struct ml_addr *to, uint32_t seq, const
 }
 
 int gossip_transport_join(struct gossip_transport *t, const char *addr, uint16_t default_port,
-			  gossip_join_cb cb, void *ud, char *err, size_t errlen)
+                          gossip_join_cb cb, void *ud, char *err, size_t errlen)
 {
 	struct ml_addr to;
 	if (resolve(addr, default_port, &to, err, errlen) < 0)
@@ -761,7 +770,8 @@ int gossip_transport_join(struct gossip_transport *t, const char *addr, uint16_t
 	uint8_t *req = swim_local_state_new(t->swim, gossip_now_ms(), true, &len);
 	req = compress_state(req, &len);
 	char why[200];
-	struct stream *st = stream_dial(t, ST_JOIN, &to, req, len, t->tcp_timeout_ms, why, sizeof(why));
+	struct stream *st =
+	        stream_dial(t, ST_JOIN, &to, req, len, t->tcp_timeout_ms, why, sizeof(why));
 	if (st == NULL) {
 		cb(ud, false, why);
 		return 0;
@@ -777,7 +787,8 @@ static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 	for (int i = 0; i < 32; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		int fd = accept4(t->tcp_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(t->tcp_fd, (struct sockaddr *)&ss, &sl,
+		                 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			break;
 		struct ml_addr peer;
@@ -849,7 +860,7 @@ static int bind_socket(bool udp, const char *bind_addr, uint16_t port, char *err
 		return -1;
 	}
 	int fd = udp ? net_udp_bind(ip, port, err, errlen)
-		     : net_tcp_listen(ip, port, SOMAXCONN, err, errlen);
+	             : net_tcp_listen(ip, port, SOMAXCONN, err, errlen);
 	if (fd < 0)
 		return -1;
 	if (udp) {
@@ -860,8 +871,8 @@ static int bind_socket(bool udp, const char *bind_addr, uint16_t port, char *err
 }
 
 struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
-					      const struct gossip_transport_config *cfg, char *err,
-					      size_t errlen)
+                                              const struct gossip_transport_config *cfg, char *err,
+                                              size_t errlen)
 {
 	if (sodium_init() < 0) {
 		snprintf(err, errlen, "libsodium failed to initialise");
@@ -914,15 +925,15 @@ struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
 	if (sc.addr.port == 0)
 		sc.addr.port = t->port;
 	struct swim_io io = {
-		.ctx = t,
-		.send = io_send,
-		.rand32 = io_rand32,
-		.push_pull = io_push_pull,
-		.tcp_ping = io_tcp_ping,
-		.event = io_event,
-		.user_msg = io_user_msg,
-		.local_state = io_local_state,
-		.merge_state = io_merge_state,
+	        .ctx = t,
+	        .send = io_send,
+	        .rand32 = io_rand32,
+	        .push_pull = io_push_pull,
+	        .tcp_ping = io_tcp_ping,
+	        .event = io_event,
+	        .user_msg = io_user_msg,
+	        .local_state = io_local_state,
+	        .merge_state = io_merge_state,
 	};
 	t->swim = swim_new(&sc, &io, gossip_now_ms(), err, errlen);
 	if (t->swim == NULL)

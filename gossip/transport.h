@@ -49,8 +49,8 @@ struct keyring;
 #define GOSSIP_STREAM_BYTES_MAX (64u * 1024 * 1024)
 
 struct gossip_transport_config {
-	const char *bind_addr; /* "0.0.0.0", "127.0.0.1", "::" */
-	uint16_t port;	       /* 0: pick one (tests) */
+	const char *bind_addr;    /* "0.0.0.0", "127.0.0.1", "::" */
+	uint16_t port;            /* 0: pick one (tests) */
 	struct ml_addr advertise; /* port 0: use the bound port */
 	int64_t tcp_timeout_ms;
 	struct swim_config swim; /* addr is filled from advertise */
@@ -73,8 +73,8 @@ struct gossip_transport_config {
 };
 
 struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
-					      const struct gossip_transport_config *cfg, char *err,
-					      size_t errlen);
+                                              const struct gossip_transport_config *cfg, char *err,
+                                              size_t errlen);
 /* Closes sockets and streams (pending joins are reported failed) and frees the core. */
 void gossip_transport_free(struct gossip_transport *t);
 
@@ -92,7 +92,7 @@ uint16_t gossip_transport_port(const struct gossip_transport *t);
  */
 typedef void (*gossip_join_cb)(void *ud, bool ok, const char *error);
 int gossip_transport_join(struct gossip_transport *t, const char *addr, uint16_t default_port,
-			  gossip_join_cb cb, void *ud, char *err, size_t errlen);
+                          gossip_join_cb cb, void *ud, char *err, size_t errlen);
 
 /* After changing the core from outside (leave, set_meta): run it now. */
 void gossip_transport_kick(struct gossip_transport *t);

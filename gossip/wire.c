@@ -35,17 +35,17 @@ const char *ml_wire_error(void)
 /* ---- field tables -------------------------------------------------------- */
 
 enum fkind {
-	F_U32,	  /* uint32_t */
-	F_U16,	  /* uint16_t */
-	F_U8,	  /* uint8_t */
-	F_BOOL,	  /* bool */
-	F_STR,	  /* char[max + 1], longer is an error */
-	F_STR_CUT,/* char[max + 1], longer is cut */
-	F_BYTES,  /* uint8_t[max] at off, uint16_t length at off2; empty = nil */
-	F_IP,	  /* struct ml_addr at off: ip/len; empty = nil */
-	F_PORT,	  /* struct ml_addr at off: port */
-	F_VSN,	  /* uint8_t[6] at off, bool at off2 */
-	F_VIEW,	  /* struct ml_slice at off (decode only; points into input) */
+	F_U32,     /* uint32_t */
+	F_U16,     /* uint16_t */
+	F_U8,      /* uint8_t */
+	F_BOOL,    /* bool */
+	F_STR,     /* char[max + 1], longer is an error */
+	F_STR_CUT, /* char[max + 1], longer is cut */
+	F_BYTES,   /* uint8_t[max] at off, uint16_t length at off2; empty = nil */
+	F_IP,      /* struct ml_addr at off: ip/len; empty = nil */
+	F_PORT,    /* struct ml_addr at off: port */
+	F_VSN,     /* uint8_t[6] at off, bool at off2 */
+	F_VIEW,    /* struct ml_slice at off (decode only; points into input) */
 };
 
 struct field {
@@ -64,68 +64,77 @@ struct msgdesc {
 	int nfields;
 };
 
-#define FLD(n, k, o, T, f, m) { n, k, o, offsetof(T, f), 0, m }
-#define FLD2(n, k, o, T, f, f2, m) { n, k, o, offsetof(T, f), offsetof(T, f2), m }
-#define DESC(n, T, tab) { n, sizeof(T), tab, (int)(sizeof(tab) / sizeof(tab[0])) }
+#define FLD(n, k, o, T, f, m)                                                                      \
+	{                                                                                          \
+		n, k, o, offsetof(T, f), 0, m                                                      \
+	}
+#define FLD2(n, k, o, T, f, f2, m)                                                                 \
+	{                                                                                          \
+		n, k, o, offsetof(T, f), offsetof(T, f2), m                                        \
+	}
+#define DESC(n, T, tab)                                                                            \
+	{                                                                                          \
+		n, sizeof(T), tab, (int)(sizeof(tab) / sizeof(tab[0]))                             \
+	}
 
 /* every table is in go-msgpack's order: field names sorted byte-wise */
 static const struct field ping_fields[] = {
-	FLD("Node", F_STR, false, struct ml_ping, node, ML_NAME_MAX),
-	FLD("SeqNo", F_U32, false, struct ml_ping, seq, 0),
-	FLD("SourceAddr", F_IP, true, struct ml_ping, source, 0),
-	FLD("SourceNode", F_STR, true, struct ml_ping, source_node, ML_NAME_MAX),
-	FLD("SourcePort", F_PORT, true, struct ml_ping, source, 0),
+        FLD("Node", F_STR, false, struct ml_ping, node, ML_NAME_MAX),
+        FLD("SeqNo", F_U32, false, struct ml_ping, seq, 0),
+        FLD("SourceAddr", F_IP, true, struct ml_ping, source, 0),
+        FLD("SourceNode", F_STR, true, struct ml_ping, source_node, ML_NAME_MAX),
+        FLD("SourcePort", F_PORT, true, struct ml_ping, source, 0),
 };
 static const struct field iping_fields[] = {
-	FLD("Nack", F_BOOL, false, struct ml_indirect_ping, nack, 0),
-	FLD("Node", F_STR, false, struct ml_indirect_ping, node, ML_NAME_MAX),
-	FLD("Port", F_PORT, false, struct ml_indirect_ping, target, 0),
-	FLD("SeqNo", F_U32, false, struct ml_indirect_ping, seq, 0),
-	FLD("SourceAddr", F_IP, true, struct ml_indirect_ping, source, 0),
-	FLD("SourceNode", F_STR, true, struct ml_indirect_ping, source_node, ML_NAME_MAX),
-	FLD("SourcePort", F_PORT, true, struct ml_indirect_ping, source, 0),
-	FLD("Target", F_IP, false, struct ml_indirect_ping, target, 0),
+        FLD("Nack", F_BOOL, false, struct ml_indirect_ping, nack, 0),
+        FLD("Node", F_STR, false, struct ml_indirect_ping, node, ML_NAME_MAX),
+        FLD("Port", F_PORT, false, struct ml_indirect_ping, target, 0),
+        FLD("SeqNo", F_U32, false, struct ml_indirect_ping, seq, 0),
+        FLD("SourceAddr", F_IP, true, struct ml_indirect_ping, source, 0),
+        FLD("SourceNode", F_STR, true, struct ml_indirect_ping, source_node, ML_NAME_MAX),
+        FLD("SourcePort", F_PORT, true, struct ml_indirect_ping, source, 0),
+        FLD("Target", F_IP, false, struct ml_indirect_ping, target, 0),
 };
 static const struct field ack_fields[] = {
-	FLD2("Payload", F_BYTES, false, struct ml_ack, payload, payload_len, ML_PAYLOAD_MAX),
-	FLD("SeqNo", F_U32, false, struct ml_ack, seq, 0),
+        FLD2("Payload", F_BYTES, false, struct ml_ack, payload, payload_len, ML_PAYLOAD_MAX),
+        FLD("SeqNo", F_U32, false, struct ml_ack, seq, 0),
 };
 static const struct field nack_fields[] = {
-	FLD("SeqNo", F_U32, false, struct ml_nack, seq, 0),
+        FLD("SeqNo", F_U32, false, struct ml_nack, seq, 0),
 };
 static const struct field err_fields[] = {
-	FLD("Error", F_STR_CUT, false, struct ml_err_resp, error, ML_ERRMSG_MAX),
+        FLD("Error", F_STR_CUT, false, struct ml_err_resp, error, ML_ERRMSG_MAX),
 };
 static const struct field suspect_fields[] = {
-	FLD("From", F_STR, false, struct ml_suspect, from, ML_NAME_MAX),
-	FLD("Incarnation", F_U32, false, struct ml_suspect, incarnation, 0),
-	FLD("Node", F_STR, false, struct ml_suspect, node, ML_NAME_MAX),
+        FLD("From", F_STR, false, struct ml_suspect, from, ML_NAME_MAX),
+        FLD("Incarnation", F_U32, false, struct ml_suspect, incarnation, 0),
+        FLD("Node", F_STR, false, struct ml_suspect, node, ML_NAME_MAX),
 };
 static const struct field alive_fields[] = {
-	FLD("Addr", F_IP, false, struct ml_alive, addr, 0),
-	FLD("Incarnation", F_U32, false, struct ml_alive, incarnation, 0),
-	FLD2("Meta", F_BYTES, false, struct ml_alive, meta, meta_len, ML_META_MAX),
-	FLD("Node", F_STR, false, struct ml_alive, node, ML_NAME_MAX),
-	FLD("Port", F_PORT, false, struct ml_alive, addr, 0),
-	FLD2("Vsn", F_VSN, false, struct ml_alive, vsn, has_vsn, 0),
+        FLD("Addr", F_IP, false, struct ml_alive, addr, 0),
+        FLD("Incarnation", F_U32, false, struct ml_alive, incarnation, 0),
+        FLD2("Meta", F_BYTES, false, struct ml_alive, meta, meta_len, ML_META_MAX),
+        FLD("Node", F_STR, false, struct ml_alive, node, ML_NAME_MAX),
+        FLD("Port", F_PORT, false, struct ml_alive, addr, 0),
+        FLD2("Vsn", F_VSN, false, struct ml_alive, vsn, has_vsn, 0),
 };
 static const struct field pph_fields[] = {
-	FLD("Join", F_BOOL, false, struct ml_push_pull_header, join, 0),
-	FLD("Nodes", F_U32, false, struct ml_push_pull_header, nodes, ML_PUSH_STATE_MAX),
-	FLD("UserStateLen", F_U32, false, struct ml_push_pull_header, user_state_len,
-	    ML_PUSH_STATE_MAX),
+        FLD("Join", F_BOOL, false, struct ml_push_pull_header, join, 0),
+        FLD("Nodes", F_U32, false, struct ml_push_pull_header, nodes, ML_PUSH_STATE_MAX),
+        FLD("UserStateLen", F_U32, false, struct ml_push_pull_header, user_state_len,
+            ML_PUSH_STATE_MAX),
 };
 static const struct field pnode_fields[] = {
-	FLD("Addr", F_IP, false, struct ml_push_node, addr, 0),
-	FLD("Incarnation", F_U32, false, struct ml_push_node, incarnation, 0),
-	FLD2("Meta", F_BYTES, false, struct ml_push_node, meta, meta_len, ML_META_MAX),
-	FLD("Name", F_STR, false, struct ml_push_node, name, ML_NAME_MAX),
-	FLD("Port", F_PORT, false, struct ml_push_node, addr, 0),
-	FLD("State", F_U8, false, struct ml_push_node, state, ML_STATE_LEFT),
-	FLD2("Vsn", F_VSN, false, struct ml_push_node, vsn, has_vsn, 0),
+        FLD("Addr", F_IP, false, struct ml_push_node, addr, 0),
+        FLD("Incarnation", F_U32, false, struct ml_push_node, incarnation, 0),
+        FLD2("Meta", F_BYTES, false, struct ml_push_node, meta, meta_len, ML_META_MAX),
+        FLD("Name", F_STR, false, struct ml_push_node, name, ML_NAME_MAX),
+        FLD("Port", F_PORT, false, struct ml_push_node, addr, 0),
+        FLD("State", F_U8, false, struct ml_push_node, state, ML_STATE_LEFT),
+        FLD2("Vsn", F_VSN, false, struct ml_push_node, vsn, has_vsn, 0),
 };
 static const struct field umh_fields[] = {
-	FLD("UserMsgLen", F_U32, false, struct ml_user_msg_header, len, ML_PUSH_STATE_MAX),
+        FLD("UserMsgLen", F_U32, false, struct ml_user_msg_header, len, ML_PUSH_STATE_MAX),
 };
 
 struct compress_view {
@@ -133,8 +142,8 @@ struct compress_view {
 	struct ml_slice buf;
 };
 static const struct field compress_fields[] = {
-	FLD("Algo", F_U8, false, struct compress_view, algo, 0),
-	FLD("Buf", F_VIEW, false, struct compress_view, buf, 0),
+        FLD("Algo", F_U8, false, struct compress_view, algo, 0),
+        FLD("Buf", F_VIEW, false, struct compress_view, buf, 0),
 };
 
 static const struct msgdesc d_ping = DESC("ping", struct ml_ping, ping_fields);
@@ -145,7 +154,8 @@ static const struct msgdesc d_err = DESC("err", struct ml_err_resp, err_fields);
 static const struct msgdesc d_suspect = DESC("suspect", struct ml_suspect, suspect_fields);
 static const struct msgdesc d_dead = DESC("dead", struct ml_suspect, suspect_fields);
 static const struct msgdesc d_alive = DESC("alive", struct ml_alive, alive_fields);
-static const struct msgdesc d_pph = DESC("push-pull header", struct ml_push_pull_header, pph_fields);
+static const struct msgdesc d_pph =
+        DESC("push-pull header", struct ml_push_pull_header, pph_fields);
 static const struct msgdesc d_pnode = DESC("push node", struct ml_push_node, pnode_fields);
 static const struct msgdesc d_umh = DESC("user msg header", struct ml_user_msg_header, umh_fields);
 static const struct msgdesc d_compress = DESC("compress", struct compress_view, compress_fields);
@@ -156,17 +166,27 @@ static bool field_empty(const struct field *f, const uint8_t *base)
 {
 	const struct ml_addr *a = (const void *)(base + f->off);
 	switch (f->kind) {
-	case F_U32: return *(const uint32_t *)(const void *)(base + f->off) == 0;
-	case F_U16: return *(const uint16_t *)(const void *)(base + f->off) == 0;
-	case F_U8: return base[f->off] == 0;
-	case F_BOOL: return !*(const bool *)(const void *)(base + f->off);
+	case F_U32:
+		return *(const uint32_t *)(const void *)(base + f->off) == 0;
+	case F_U16:
+		return *(const uint16_t *)(const void *)(base + f->off) == 0;
+	case F_U8:
+		return base[f->off] == 0;
+	case F_BOOL:
+		return !*(const bool *)(const void *)(base + f->off);
 	case F_STR:
-	case F_STR_CUT: return base[f->off] == 0;
-	case F_BYTES: return *(const uint16_t *)(const void *)(base + f->off2) == 0;
-	case F_IP: return a->len == 0;
-	case F_PORT: return a->port == 0;
-	case F_VSN: return !*(const bool *)(const void *)(base + f->off2);
-	case F_VIEW: return ((const struct ml_slice *)(const void *)(base + f->off))->len == 0;
+	case F_STR_CUT:
+		return base[f->off] == 0;
+	case F_BYTES:
+		return *(const uint16_t *)(const void *)(base + f->off2) == 0;
+	case F_IP:
+		return a->len == 0;
+	case F_PORT:
+		return a->port == 0;
+	case F_VSN:
+		return !*(const bool *)(const void *)(base + f->off2);
+	case F_VIEW:
+		return ((const struct ml_slice *)(const void *)(base + f->off))->len == 0;
 	}
 	return true;
 }
@@ -180,10 +200,18 @@ static int pack_field(struct wcursor *w, const struct field *f, const uint8_t *b
 	const struct ml_addr *a = fp;
 	size_t n;
 	switch (f->kind) {
-	case F_U32: mp_write_uint(w, *(const uint32_t *)fp); return 0;
-	case F_U16: mp_write_uint(w, *(const uint16_t *)fp); return 0;
-	case F_U8: mp_write_uint(w, *(const uint8_t *)fp); return 0;
-	case F_BOOL: mp_write_bool(w, *(const bool *)fp); return 0;
+	case F_U32:
+		mp_write_uint(w, *(const uint32_t *)fp);
+		return 0;
+	case F_U16:
+		mp_write_uint(w, *(const uint16_t *)fp);
+		return 0;
+	case F_U8:
+		mp_write_uint(w, *(const uint8_t *)fp);
+		return 0;
+	case F_BOOL:
+		mp_write_bool(w, *(const bool *)fp);
+		return 0;
 	case F_STR:
 	case F_STR_CUT:
 		n = strnlen(fp, f->max + 1);
@@ -202,7 +230,9 @@ static int pack_field(struct wcursor *w, const struct field *f, const uint8_t *b
 			return -1;
 		mp_write_bytes(w, a->ip, a->len);
 		return 0;
-	case F_PORT: mp_write_uint(w, a->port); return 0;
+	case F_PORT:
+		mp_write_uint(w, a->port);
+		return 0;
 	case F_VSN:
 		if (!*(const bool *)(const void *)(base + f->off2))
 			mp_write_nil(w);
@@ -242,7 +272,7 @@ static int pack_struct(struct wcursor *w, const struct msgdesc *d, const void *m
 /* type < 0: no type byte (push-pull pieces). Bytes written or -1. */
 static int encode_msg(uint8_t *buf, size_t cap, int type, const struct msgdesc *d, const void *m)
 {
-	struct wcursor w = { .p = buf, .cap = cap };
+	struct wcursor w = {.p = buf, .cap = cap};
 	if (type >= 0)
 		wcursor_u8(&w, (uint8_t)type);
 	if (pack_struct(&w, d, m) != 0)
@@ -268,7 +298,8 @@ static int field_fail(const struct msgdesc *d, const struct field *f, int rc, co
  * message text, F_STR_CUT, is cut). Nil reads as the zero value, as Go
  * decodes it.
  */
-static int decode_field(struct cursor *r, const struct msgdesc *d, const struct field *f, uint8_t *base)
+static int decode_field(struct cursor *r, const struct msgdesc *d, const struct field *f,
+                        uint8_t *base)
 {
 	void *fp = base + f->off;
 	struct ml_addr *a = fp;
@@ -387,7 +418,7 @@ static int decode_field(struct cursor *r, const struct msgdesc *d, const struct 
 static int decode_struct(const uint8_t **pos, const uint8_t *end, const struct msgdesc *d, void *m)
 {
 	uint8_t *base = m;
-	struct cursor r = { *pos, end };
+	struct cursor r = {*pos, end};
 	uint32_t n;
 	int rc;
 
@@ -404,7 +435,8 @@ static int decode_struct(const uint8_t **pos, const uint8_t *end, const struct m
 		const uint8_t *k;
 		size_t klen;
 		if ((rc = mp_read_raw(&r, &k, &klen)) != ML_OK) {
-			mp_fail("%s: %s", d->name, rc == ML_AGAIN ? "truncated" : "map key is not a string");
+			mp_fail("%s: %s", d->name,
+			        rc == ML_AGAIN ? "truncated" : "map key is not a string");
 			return rc;
 		}
 		/* Go writes the keys in our descriptor's order: try key i first */
@@ -422,7 +454,7 @@ static int decode_struct(const uint8_t **pos, const uint8_t *end, const struct m
 		if (f == NULL) {
 			if ((rc = mp_skip(&r)) != ML_OK) {
 				mp_fail("%s: unknown key: %s", d->name,
-					  rc == ML_AGAIN ? "truncated" : "bad value");
+				        rc == ML_AGAIN ? "truncated" : "bad value");
 				return rc;
 			}
 			continue;
@@ -536,7 +568,8 @@ int ml_encode_push_node(uint8_t *buf, size_t cap, const struct ml_push_node *n)
 	return encode_msg(buf, cap, -1, &d_pnode, n);
 }
 
-int ml_decode_push_pull_header(const uint8_t **pos, const uint8_t *end, struct ml_push_pull_header *h)
+int ml_decode_push_pull_header(const uint8_t **pos, const uint8_t *end,
+                               struct ml_push_pull_header *h)
 {
 	return decode_struct(pos, end, &d_pph, h);
 }
@@ -693,7 +726,7 @@ int ml_compress_encode(uint8_t *buf, size_t cap, const uint8_t *msg, size_t len)
 	if (z < 0)
 		return -1;
 	uint8_t hdr[COMPRESS_HDR_MAX];
-	struct wcursor w = { .p = hdr, .cap = sizeof(hdr) };
+	struct wcursor w = {.p = hdr, .cap = sizeof(hdr)};
 	wcursor_u8(&w, ML_COMPRESS);
 	mp_write_map(&w, 2);
 	mp_write_str(&w, "Algo");
@@ -724,7 +757,7 @@ int ml_compress_frame(const uint8_t **pos, const uint8_t *end, struct ml_slice *
 }
 
 int ml_compress_decode_stream(const uint8_t **pos, const uint8_t *end, uint8_t *out, size_t cap,
-			      size_t *out_len)
+                              size_t *out_len)
 {
 	struct ml_slice lzw;
 	const uint8_t *p = *pos;
@@ -753,7 +786,7 @@ int ml_compress_decode(const uint8_t *p, size_t len, uint8_t *out, size_t cap)
 
 /* ---- addresses ----------------------------------------------------------- */
 
-static const uint8_t v4_mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 /* 4-byte view of an IPv4 or IPv4-mapped address, or NULL */
 /* Go's net.IP.To4(): a v4-mapped v6 address is the same node as its v4
@@ -825,7 +858,8 @@ int ml_addr_parse(const char *s, uint16_t default_port, struct ml_addr *out)
 		return -1;
 	if (s[0] == '[') {
 		const char *close = strchr(s, ']');
-		if (close == NULL || parse_ip(s + 1, (size_t)(close - s - 1), &a) != 0 || a.len != 16)
+		if (close == NULL || parse_ip(s + 1, (size_t)(close - s - 1), &a) != 0 ||
+		    a.len != 16)
 			return -1;
 		if (close[1] == ':') {
 			if (parse_port(close + 2, &a.port) != 0)

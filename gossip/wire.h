@@ -66,11 +66,11 @@ enum ml_state {
 #define ML_BAD MP_BAD
 #define ML_AGAIN MP_AGAIN
 
-#define ML_NAME_MAX 255	     /* longest node name accepted */
-#define ML_META_MAX 512	     /* memberlist MetaMaxSize */
-#define ML_PAYLOAD_MAX 1024  /* longest ack payload accepted */
-#define ML_ERRMSG_MAX 256    /* longest err message kept */
-#define ML_UDP_MAX 1400	     /* memberlist UDPBufferSize: what we send */
+#define ML_NAME_MAX 255     /* longest node name accepted */
+#define ML_META_MAX 512     /* memberlist MetaMaxSize */
+#define ML_PAYLOAD_MAX 1024 /* longest ack payload accepted */
+#define ML_ERRMSG_MAX 256   /* longest err message kept */
+#define ML_UDP_MAX 1400     /* memberlist UDPBufferSize: what we send */
 #define ML_UDP_RECV_MAX 65536
 #define ML_COMPOUND_MAX 255
 #define ML_PUSH_STATE_MAX (20u * 1024 * 1024) /* maxPushStateBytes */
@@ -84,8 +84,8 @@ struct ml_addr {
 
 struct ml_ping {
 	uint32_t seq;
-	char node[ML_NAME_MAX + 1];	   /* "" = any */
-	struct ml_addr source;		   /* omitempty: source.len == 0 */
+	char node[ML_NAME_MAX + 1];        /* "" = any */
+	struct ml_addr source;             /* omitempty: source.len == 0 */
 	char source_node[ML_NAME_MAX + 1]; /* omitempty */
 };
 
@@ -118,11 +118,11 @@ struct ml_suspect {
 struct ml_alive {
 	uint32_t incarnation;
 	char node[ML_NAME_MAX + 1];
-	struct ml_addr addr;  /* Addr + Port */
-	uint16_t meta_len;    /* 0 encodes as nil */
+	struct ml_addr addr; /* Addr + Port */
+	uint16_t meta_len;   /* 0 encodes as nil */
 	uint8_t meta[ML_META_MAX];
-	uint8_t vsn[6];	      /* pmin pmax pcur dmin dmax dcur */
-	bool has_vsn;	      /* false: Vsn was nil/absent (encodes nil) */
+	uint8_t vsn[6]; /* pmin pmax pcur dmin dmax dcur */
+	bool has_vsn;   /* false: Vsn was nil/absent (encodes nil) */
 };
 
 struct ml_err_resp {
@@ -224,7 +224,7 @@ int ml_compress_decode(const uint8_t *p, size_t len, uint8_t *out, size_t cap);
  * not complete yet.
  */
 int ml_compress_decode_stream(const uint8_t **pos, const uint8_t *end, uint8_t *out, size_t cap,
-			      size_t *out_len);
+                              size_t *out_len);
 /*
  * The {Algo, Buf} map at *pos without decompressing: *lzw views the LZW
  * bytes inside the input. ML_OK (advancing *pos), ML_BAD, or ML_AGAIN when
@@ -244,10 +244,12 @@ int ml_lzw_decompress(const uint8_t *in, size_t len, uint8_t *out, size_t cap);
  */
 int ml_encode_push_pull_header(uint8_t *buf, size_t cap, const struct ml_push_pull_header *h);
 int ml_encode_push_node(uint8_t *buf, size_t cap, const struct ml_push_node *n);
-int ml_decode_push_pull_header(const uint8_t **pos, const uint8_t *end, struct ml_push_pull_header *h);
+int ml_decode_push_pull_header(const uint8_t **pos, const uint8_t *end,
+                               struct ml_push_pull_header *h);
 int ml_decode_push_node(const uint8_t **pos, const uint8_t *end, struct ml_push_node *n);
 int ml_encode_user_msg_header(uint8_t *buf, size_t cap, const struct ml_user_msg_header *h);
-int ml_decode_user_msg_header(const uint8_t **pos, const uint8_t *end, struct ml_user_msg_header *h);
+int ml_decode_user_msg_header(const uint8_t **pos, const uint8_t *end,
+                              struct ml_user_msg_header *h);
 
 /* "1.2.3.4:5" or "[::1]:5" into buf; returns buf. */
 const char *ml_addr_str(const struct ml_addr *a, char *buf, size_t cap);

@@ -31,8 +31,8 @@
 #include "kv/hlc.h"
 #include "kv/store.h"
 
-#define SYNC_SOON_MIN_US 200000   /* a round brought forward: 0.2 s ... */
-#define SYNC_SOON_SPREAD_MS 300   /* ... plus 0-0.3 s */
+#define SYNC_SOON_MIN_US 200000     /* a round brought forward: 0.2 s ... */
+#define SYNC_SOON_SPREAD_MS 300     /* ... plus 0-0.3 s */
 #define SYNC_SOON_IF_LEFT_US 500000 /* unless the timer fires within 0.5 s */
 #define AHEAD_LOG_EVERY_MS 10000
 
@@ -98,7 +98,7 @@ struct kv_engine {
 /* --------------------------------------------------------- changes */
 
 static void note_change(struct kv_engine *e, const char *key, size_t key_len,
-			const struct kv_rec *r, bool broadcast, enum kv_src src)
+                        const struct kv_rec *r, bool broadcast, enum kv_src src)
 {
 	if (e->nchg == e->capchg) {
 		e->capchg = e->capchg ? e->capchg * 2 : 64;
@@ -148,10 +148,10 @@ static void answer_pending(struct kv_engine *e, enum kv_result r)
  * ignored, -1 store error (what kv/repl.h's apply functions return).
  */
 static int merge(struct kv_engine *e, const char *key, size_t key_len, const struct kv_rec *r,
-		 enum kv_src src)
+                 enum kv_src src)
 {
 	enum kv_merge_result rc = kv_merge_rec(e->store, &e->hlc, e->now_ms, e->ttl_ms,
-					       e->max_ahead_ms, key, key_len, r);
+	                                       e->max_ahead_ms, key, key_len, r);
 	if (rc == KV_MERGE_STORED) {
 		note_change(e, key, key_len, r, src != KV_SRC_SYNC, src);
 		return 1;
@@ -160,12 +160,13 @@ static int merge(struct kv_engine *e, const char *key, size_t key_len, const str
 		e->stats.versions_ahead++;
 		if (e->now_ms - e->ahead_logged_ms >= AHEAD_LOG_EVERY_MS) {
 			e->ahead_logged_ms = e->now_ms;
-			log_warn("kv: refused a version of %.*s from %.*s that is %lld ms ahead of our "
-				 "clock (max %lld ms; %llu refused so far)",
-				 (int)(key_len > 64 ? 64 : key_len), key, (int)r->node_len, r->node,
-				 (long long)(KV_HLC_MS(r->hlc) - e->now_ms),
-				 (long long)e->max_ahead_ms,
-				 (unsigned long long)e->stats.versions_ahead);
+			log_warn("kv: refused a version of %.*s from %.*s that is %lld ms ahead of "
+			         "our "
+			         "clock (max %lld ms; %llu refused so far)",
+			         (int)(key_len > 64 ? 64 : key_len), key, (int)r->node_len, r->node,
+			         (long long)(KV_HLC_MS(r->hlc) - e->now_ms),
+			         (long long)e->max_ahead_ms,
+			         (unsigned long long)e->stats.versions_ahead);
 		}
 		return 0;
 	}
@@ -189,8 +190,8 @@ static int session_apply(void *ctx, const char *key, size_t key_len, const struc
 /* ---------------------------------------------------------- watches */
 
 struct kv_engine_watch *kv_engine_watch_add(struct kv_engine *e, const char *key, size_t key_len,
-					    bool recurse, uint64_t index, kv_engine_watch_fn fn,
-					    void *ud)
+                                            bool recurse, uint64_t index, kv_engine_watch_fn fn,
+                                            void *ud)
 {
 	if (e->nwatches >= e->max_watches)
 		return NULL;
@@ -245,10 +246,10 @@ static void wake_watches(struct kv_engine *e, const char *key, size_t key_len, u
 	struct kv_engine_watch *w = e->watches;
 	while (w != NULL) {
 		struct kv_engine_watch *next = w->next;
-		bool match = w->recurse ? (key_len >= w->key_len &&
-					   memcmp(key, w->key, w->key_len) == 0)
-					: (key_len == w->key_len &&
-					   memcmp(key, w->key, w->key_len) == 0);
+		bool match =
+		        w->recurse
+		                ? (key_len >= w->key_len && memcmp(key, w->key, w->key_len) == 0)
+		                : (key_len == w->key_len && memcmp(key, w->key, w->key_len) == 0);
 		if (match && hlc > w->index)
 			watch_fire(e, w, true);
 		w = next;
@@ -260,14 +261,14 @@ static void wake_watches(struct kv_engine *e, const char *key, size_t key_len, u
 /* A committed change goes out whole when it is small (SET), else as an
  * ANNOUNCE that peers holding an older version answer with a pull. */
 static void broadcast_change(struct kv_engine *e, const char *key, size_t key_len,
-			     const struct kv_rec *r)
+                             const struct kv_rec *r)
 {
 	if (e->io.broadcast == NULL)
 		return;
 	size_t inline_len = 3 + key_len + kv_rec_size(r);
 	int rc = inline_len <= KV_INLINE_MSG_MAX && r->value_len <= KV_INLINE_MAX
-			 ? kv_msg_encode_set(&e->msg, key, key_len, r)
-			 : kv_msg_encode_announce(&e->msg, key, key_len, r);
+	                 ? kv_msg_encode_set(&e->msg, key, key_len, r)
+	                 : kv_msg_encode_announce(&e->msg, key, key_len, r);
 	if (rc == 0)
 		e->io.broadcast(e->io.ctx, e->msg.p, e->msg.len);
 }
@@ -356,11 +357,11 @@ static int collect_key(void *ud, const char *key, size_t key_len, const struct k
 /* One local put or delete: stamped by our clock, staged, noted for the
  * commit. 1 staged, 0 nothing to do (deleting an absent key), -1 error. */
 static int local_set(struct kv_engine *e, const char *key, size_t key_len, bool tomb,
-		     const void *val, size_t len, uint64_t flags)
+                     const void *val, size_t len, uint64_t flags)
 {
 	struct kv_rec r;
 	int rc = kv_local_stamp(e->store, &e->hlc, e->now_ms, e->node, e->node_len, key, key_len,
-				tomb, flags, &r);
+	                        tomb, flags, &r);
 	if (rc != 1)
 		return rc;
 	r.value = tomb ? NULL : val;
@@ -378,8 +379,8 @@ static int check_op(struct kv_engine *e, const struct kv_op *op)
 {
 	uint64_t idx = 0;
 	bool live = false;
-	if (op->verb == KV_OP_CAS || op->verb == KV_OP_DELETE_CAS || op->verb == KV_OP_CHECK_INDEX ||
-	    op->verb == KV_OP_CHECK_NOT_EXISTS) {
+	if (op->verb == KV_OP_CAS || op->verb == KV_OP_DELETE_CAS ||
+	    op->verb == KV_OP_CHECK_INDEX || op->verb == KV_OP_CHECK_NOT_EXISTS) {
 		struct kv_rec r;
 		int got = kv_store_get(e->store, false, op->key, op->key_len, &r);
 		if (got < 0)
@@ -407,7 +408,8 @@ static int stage_op(struct kv_engine *e, const struct kv_op *op)
 	switch (op->verb) {
 	case KV_OP_SET:
 	case KV_OP_CAS:
-		return local_set(e, op->key, op->key_len, false, op->value, op->value_len, op->flags);
+		return local_set(e, op->key, op->key_len, false, op->value, op->value_len,
+		                 op->flags);
 	case KV_OP_DELETE:
 	case KV_OP_DELETE_CAS:
 		return local_set(e, op->key, op->key_len, true, NULL, 0, 0);
@@ -442,23 +444,23 @@ static int stage_op(struct kv_engine *e, const struct kv_op *op)
  * half-written). Never acknowledges: done waits for kv_engine_commit.
  */
 int kv_engine_write(struct kv_engine *e, int64_t now_ms, const struct kv_op *ops, size_t n,
-		    kv_done_fn done, void *ud, char *err, size_t errlen)
+                    kv_done_fn done, void *ud, char *err, size_t errlen)
 {
 	if (n == 0 || n > KV_TXN_MAX_OPS) {
 		snprintf(err, errlen, "transaction has %zu operations; the limit is %d", n,
-			 KV_TXN_MAX_OPS);
+		         KV_TXN_MAX_OPS);
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
 		bool tree = ops[i].verb == KV_OP_DELETE_TREE;
 		if (!(tree ? ops[i].key_len <= KV_KEY_MAX : key_ok(ops[i].key, ops[i].key_len))) {
 			snprintf(err, errlen, "operation %zu: key must be 1 to %d bytes", i,
-				 KV_KEY_MAX);
+			         KV_KEY_MAX);
 			return -1;
 		}
 		if (ops[i].value_len > KV_VALUE_MAX) {
 			snprintf(err, errlen, "operation %zu: value of %zu bytes is over %u", i,
-				 ops[i].value_len, KV_VALUE_MAX);
+			         ops[i].value_len, KV_VALUE_MAX);
 			return -1;
 		}
 	}
@@ -507,7 +509,7 @@ uint64_t kv_engine_next_version(const struct kv_engine *e, int64_t now_ms)
 /* ---------------------------------------------------------- reads */
 
 static void to_entry(const char *key, size_t key_len, const struct kv_rec *r, struct kv_entry *e,
-		     char *node)
+                     char *node)
 {
 	memcpy(node, r->node, r->node_len);
 	node[r->node_len] = '\0';
@@ -560,7 +562,7 @@ static int scan_live(void *ud, const char *key, size_t key_len, const struct kv_
 }
 
 int kv_engine_scan(struct kv_engine *e, const char *prefix, size_t prefix_len, kv_entry_fn fn,
-		   void *ud)
+                   void *ud)
 {
 	struct scan_ctx s = {fn, ud, 0, 0};
 	if (kv_store_scan(e->store, true, prefix, prefix_len, scan_live, &s) < 0)
@@ -622,7 +624,7 @@ static void session_drop(struct kv_session *s)
 /* Start the protocol of s; an initiator's or puller's first frame goes to
  * e->first. 0 or -1. */
 static int session_start(struct kv_session *s, enum kv_sync_role role, const char *key,
-			 size_t key_len)
+                         size_t key_len)
 {
 	struct kv_engine *e = s->e;
 	e->first.len = 0;
@@ -638,7 +640,7 @@ enum kv_sync_role kv_session_role(const struct kv_session *s)
 }
 
 int kv_session_feed(struct kv_session *s, int64_t now_ms, uint8_t type, const uint8_t *payload,
-		    size_t plen, struct kv_buf *out, char *err, size_t errlen)
+                    size_t plen, struct kv_buf *out, char *err, size_t errlen)
 {
 	s->e->now_ms = now_ms;
 	return kv_sync_feed(&s->sync, type, payload, plen, out, err, errlen);
@@ -684,8 +686,8 @@ static void sync_soon(struct kv_engine *e)
 {
 	if (e->io.sync_left(e->io.ctx) > SYNC_SOON_IF_LEFT_US)
 		e->io.sync_arm(e->io.ctx,
-			       SYNC_SOON_MIN_US +
-				       (int64_t)e->io.rand(e->io.ctx, SYNC_SOON_SPREAD_MS) * 1000);
+		               SYNC_SOON_MIN_US +
+		                       (int64_t)e->io.rand(e->io.ctx, SYNC_SOON_SPREAD_MS) * 1000);
 }
 
 struct pick {
@@ -761,8 +763,7 @@ void kv_session_end(struct kv_session *s, bool ok)
 /* A pull of key at version hlc or newer is already running (the simulator
  * counted 18% redundant pulls before this check: every node that relays an
  * ANNOUNCE makes its receivers try again). */
-static bool pull_in_flight(const struct kv_engine *e, const char *key, size_t key_len,
-			   uint64_t hlc)
+static bool pull_in_flight(const struct kv_engine *e, const char *key, size_t key_len, uint64_t hlc)
 {
 	for (const struct kv_session *s = e->sessions; s != NULL; s = s->next)
 		if (kv_pull_covers(s->pull_key, s->pull_key_len, s->pull_hlc, key, key_len, hlc))
@@ -804,8 +805,8 @@ static int pull_start(struct kv_engine *e, const struct kv_msg *m)
 	return 1;
 }
 
-int kv_engine_user_msg(struct kv_engine *e, int64_t now_ms, const uint8_t *p, size_t len,
-		       char *err, size_t errlen)
+int kv_engine_user_msg(struct kv_engine *e, int64_t now_ms, const uint8_t *p, size_t len, char *err,
+                       size_t errlen)
 {
 	struct kv_msg m;
 	e->now_ms = now_ms;
@@ -819,7 +820,7 @@ int kv_engine_user_msg(struct kv_engine *e, int64_t now_ms, const uint8_t *p, si
 		e->stats.gossip_applied++;
 	if (rc < 0)
 		snprintf(err, errlen, "store error merging a SET of %.*s",
-			 (int)(m.key_len > 64 ? 64 : m.key_len), m.key);
+		         (int)(m.key_len > 64 ? 64 : m.key_len), m.key);
 	return rc;
 }
 
@@ -834,8 +835,8 @@ static int wipe_if_stale(struct kv_engine *e, int64_t now_ms, char *err, size_t 
 	if (last <= 0 || now_ms - last <= e->ttl_ms)
 		return 0;
 	log_warn("kv: replica last written %lld s ago, longer than the tombstone TTL: "
-		 "discarding it and resynchronising from peers",
-		 (long long)((now_ms - last) / 1000));
+	         "discarding it and resynchronising from peers",
+	         (long long)((now_ms - last) / 1000));
 	if (kv_store_begin(e->store) < 0 || kv_store_wipe(e->store) < 0 ||
 	    kv_store_set_last_seen(e->store, now_ms) < 0 ||
 	    kv_store_commit(e->store, err, errlen) < 0 ||
@@ -845,7 +846,7 @@ static int wipe_if_stale(struct kv_engine *e, int64_t now_ms, char *err, size_t 
 }
 
 struct kv_engine *kv_engine_new(const struct kv_engine_config *cfg, const struct kv_io *io,
-				int64_t now_ms, char *err, size_t errlen)
+                                int64_t now_ms, char *err, size_t errlen)
 {
 	struct kv_engine *e = xcalloc(1, sizeof(*e));
 	e->io = *io;
@@ -853,11 +854,11 @@ struct kv_engine *kv_engine_new(const struct kv_engine_config *cfg, const struct
 	e->node_len = strlen(e->node);
 	e->ttl_ms = cfg->tombstone_ttl_ms > 0 ? cfg->tombstone_ttl_ms : KV_TOMBSTONE_TTL_DEFAULT_MS;
 	e->sync_interval_ms =
-		cfg->sync_interval_ms > 0 ? cfg->sync_interval_ms : KV_SYNC_INTERVAL_DEFAULT_MS;
+	        cfg->sync_interval_ms > 0 ? cfg->sync_interval_ms : KV_SYNC_INTERVAL_DEFAULT_MS;
 	e->max_watches = cfg->max_watches ? cfg->max_watches : KV_MAX_WATCHES_DEFAULT;
-	e->max_ahead_ms = cfg->max_ahead_ms == 0 ? KV_MAX_AHEAD_DEFAULT_MS
-			  : cfg->max_ahead_ms < 0 ? 0
-						  : cfg->max_ahead_ms;
+	e->max_ahead_ms = cfg->max_ahead_ms == 0  ? KV_MAX_AHEAD_DEFAULT_MS
+	                  : cfg->max_ahead_ms < 0 ? 0
+	                                          : cfg->max_ahead_ms;
 	e->lazy = cfg->lazy;
 	e->now_ms = now_ms;
 	e->ahead_logged_ms = INT64_MIN / 2;
@@ -877,8 +878,8 @@ struct kv_engine *kv_engine_new(const struct kv_engine_config *cfg, const struct
 	uint64_t top = kv_engine_index(e, "", 0, true);
 	if (kv_version_ahead(top, now_ms, e->max_ahead_ms))
 		log_warn("kv: the replica holds a version %lld s ahead of the clock; it is not "
-			 "taken into the clock and loses to any write of its key",
-			 (long long)((KV_HLC_MS(top) - now_ms) / 1000));
+		         "taken into the clock and loses to any write of its key",
+		         (long long)((KV_HLC_MS(top) - now_ms) / 1000));
 	else
 		kv_hlc_observe(&e->hlc, top);
 	e->io.sync_arm(e->io.ctx, sync_period_us(e));

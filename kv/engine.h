@@ -69,10 +69,10 @@ struct kv_store;
 
 /* What both drivers do with the engine's sessions and batches (the agent on
  * sockets and timers, the simulator in virtual time). */
-#define KV_SYNC_MAX_CONNS 64             /* sync connections, both ways */
-#define KV_SYNC_CONNECT_TIMEOUT_MS 1000  /* an outbound connect must succeed within */
-#define KV_SYNC_TIMEOUT_MS 10000         /* a connected session must end within */
-#define KV_CHECKPOINT_INTERVAL_MS 1000   /* LMDB commit after the first batch since the last */
+#define KV_SYNC_MAX_CONNS 64            /* sync connections, both ways */
+#define KV_SYNC_CONNECT_TIMEOUT_MS 1000 /* an outbound connect must succeed within */
+#define KV_SYNC_TIMEOUT_MS 10000        /* a connected session must end within */
+#define KV_CHECKPOINT_INTERVAL_MS 1000  /* LMDB commit after the first batch since the last */
 
 /* One entry as read. Pointers are valid only during the callback. */
 struct kv_entry {
@@ -91,12 +91,12 @@ struct kv_entry {
 typedef int (*kv_entry_fn)(void *ud, const struct kv_entry *e);
 
 enum kv_op_verb {
-	KV_OP_SET,           /* write value/flags */
-	KV_OP_CAS,           /* write if modify_index == index (0: if absent) */
-	KV_OP_DELETE,        /* delete key (ok if absent) */
-	KV_OP_DELETE_TREE,   /* delete every key with prefix `key` */
-	KV_OP_DELETE_CAS,    /* delete if modify_index == index (0: never) */
-	KV_OP_CHECK_INDEX,   /* fail unless modify_index == index */
+	KV_OP_SET,              /* write value/flags */
+	KV_OP_CAS,              /* write if modify_index == index (0: if absent) */
+	KV_OP_DELETE,           /* delete key (ok if absent) */
+	KV_OP_DELETE_TREE,      /* delete every key with prefix `key` */
+	KV_OP_DELETE_CAS,       /* delete if modify_index == index (0: never) */
+	KV_OP_CHECK_INDEX,      /* fail unless modify_index == index */
 	KV_OP_CHECK_NOT_EXISTS, /* fail if the key exists */
 };
 
@@ -153,7 +153,7 @@ struct kv_io {
 	 * peer is the writer). false: nothing was started (an unknown peer,
 	 * too many connections); the engine then drops s itself. */
 	bool (*open_session)(void *ctx, const char *peer, struct kv_session *s,
-			     const uint8_t *first, size_t len);
+	                     const uint8_t *first, size_t len);
 	/* Arm the anti-entropy timer to fire after_us from now, replacing an
 	 * armed one; when it fires, call kv_engine_sync_timer(). */
 	void (*sync_arm)(void *ctx, int64_t after_us);
@@ -162,19 +162,19 @@ struct kv_io {
 	/* Optional: a change became durable (called after the watches it
 	 * wakes, before its broadcast). */
 	void (*committed)(void *ctx, const char *key, size_t key_len, const struct kv_rec *r,
-			  enum kv_src src);
+	                  enum kv_src src);
 };
 
 struct kv_engine_config {
-	const char *dir;           /* the store's directory (created) */
-	const char *node_name;     /* this node, the writer named in its versions */
-	int64_t tombstone_ttl_ms;  /* 0: KV_TOMBSTONE_TTL_DEFAULT_MS */
-	int64_t sync_interval_ms;  /* anti-entropy period, +-10%; 0: the default */
-	size_t max_watches;        /* parked watches; 0: the default */
-	size_t map_size;           /* LMDB map size, bytes; 0: 1 GiB */
-	int64_t max_ahead_ms;      /* refuse remote versions further ahead of now_ms;
+	const char *dir;          /* the store's directory (created) */
+	const char *node_name;    /* this node, the writer named in its versions */
+	int64_t tombstone_ttl_ms; /* 0: KV_TOMBSTONE_TTL_DEFAULT_MS */
+	int64_t sync_interval_ms; /* anti-entropy period, +-10%; 0: the default */
+	size_t max_watches;       /* parked watches; 0: the default */
+	size_t map_size;          /* LMDB map size, bytes; 0: 1 GiB */
+	int64_t max_ahead_ms;     /* refuse remote versions further ahead of now_ms;
 				    * 0: KV_MAX_AHEAD_DEFAULT_MS, <0: no check */
-	bool lazy;                 /* sessions send records through kv_session_pump as
+	bool lazy;                /* sessions send records through kv_session_pump as
 				    * the driver's socket drains (else all at once) */
 };
 
@@ -183,7 +183,7 @@ struct kv_engine_config {
  * arm the first anti-entropy round through io->sync_arm. `io` is copied.
  * NULL with err. */
 struct kv_engine *kv_engine_new(const struct kv_engine_config *cfg, const struct kv_io *io,
-				int64_t now_ms, char *err, size_t errlen);
+                                int64_t now_ms, char *err, size_t errlen);
 /* Writes still waiting for a commit are answered KV_SHUTDOWN (commit first
  * to have them acknowledged), parked watches fire with changed=false,
  * sessions not yet ended are freed (the driver must not use them after),
@@ -199,7 +199,7 @@ struct kv_store *kv_engine_store(struct kv_engine *e);
  * with err when the request is malformed (bad key, too big, too many ops)
  * — then done is not called. */
 int kv_engine_write(struct kv_engine *e, int64_t now_ms, const struct kv_op *ops, size_t n,
-		    kv_done_fn done, void *ud, char *err, size_t errlen);
+                    kv_done_fn done, void *ud, char *err, size_t errlen);
 /* The version a local write at now_ms gets if nothing is staged before it
  * (the simulator makes each value from its version, to check replicas'
  * values against their versions). */
@@ -216,11 +216,10 @@ void kv_engine_abort(struct kv_engine *e);
 int kv_engine_purge(struct kv_engine *e, int64_t now_ms);
 
 /* Read one live key: 1 found (fn called), 0 absent, -1 error. */
-int kv_engine_get(struct kv_engine *e, const char *key, size_t key_len, kv_entry_fn fn,
-		  void *ud);
+int kv_engine_get(struct kv_engine *e, const char *key, size_t key_len, kv_entry_fn fn, void *ud);
 /* Live keys starting with prefix, in byte order: the number visited or -1. */
 int kv_engine_scan(struct kv_engine *e, const char *prefix, size_t prefix_len, kv_entry_fn fn,
-		   void *ud);
+                   void *ud);
 /* The largest version under a key (recurse false) or prefix, tombstones
  * included; 1 when there is none. */
 uint64_t kv_engine_index(struct kv_engine *e, const char *key, size_t key_len, bool recurse);
@@ -231,8 +230,8 @@ uint64_t kv_engine_index(struct kv_engine *e, const char *key, size_t key_len, b
  * NULL when max_watches are parked. */
 typedef void (*kv_engine_watch_fn)(void *ud, bool changed);
 struct kv_engine_watch *kv_engine_watch_add(struct kv_engine *e, const char *key, size_t key_len,
-					    bool recurse, uint64_t index, kv_engine_watch_fn fn,
-					    void *ud);
+                                            bool recurse, uint64_t index, kv_engine_watch_fn fn,
+                                            void *ud);
 /* Unpark without calling fn. */
 void kv_engine_watch_cancel(struct kv_engine *e, struct kv_engine_watch *w);
 /* Watches parked now. */
@@ -241,8 +240,8 @@ size_t kv_engine_watch_count(const struct kv_engine *e);
 /* A gossip user message of ours (first byte 0x80..0x8f) at now_ms: a SET is
  * merged, an ANNOUNCE of a newer version starts a pull of it. 1 merged or
  * pulled, 0 nothing to do, -1 with err (undecodable, or the store failed). */
-int kv_engine_user_msg(struct kv_engine *e, int64_t now_ms, const uint8_t *p, size_t len,
-		       char *err, size_t errlen);
+int kv_engine_user_msg(struct kv_engine *e, int64_t now_ms, const uint8_t *p, size_t len, char *err,
+                       size_t errlen);
 /* Start an anti-entropy round with a random peer now, unless one is open. */
 void kv_engine_sync_now(struct kv_engine *e);
 /* The anti-entropy timer fired: a round now, the next one armed. */
@@ -258,7 +257,7 @@ enum kv_sync_role kv_session_role(const struct kv_session *s);
  * records it brings are merged into the open batch. As kv_sync_feed: 0
  * continue, 1 nothing more to receive, -1 with err. */
 int kv_session_feed(struct kv_session *s, int64_t now_ms, uint8_t type, const uint8_t *payload,
-		    size_t plen, struct kv_buf *out, char *err, size_t errlen);
+                    size_t plen, struct kv_buf *out, char *err, size_t errlen);
 /* Lazy sessions: more of our records into out, up to `want` bytes (as
  * kv_sync_pump). 0 or -1. */
 int kv_session_pump(struct kv_session *s, struct kv_buf *out, size_t want);

@@ -62,7 +62,7 @@
 #define SYNC_CONNECT_TIMEOUT_S (KV_SYNC_CONNECT_TIMEOUT_MS / 1000.0)
 #define PURGE_INTERVAL_S 60.0
 #define CHECKPOINT_INTERVAL_S (KV_CHECKPOINT_INTERVAL_MS / 1000.0) /* LMDB commit + new log */
-#define CHECKPOINT_LOG_BYTES (64u << 20)  /* ... or sooner when the log is this big */
+#define CHECKPOINT_LOG_BYTES (64u << 20) /* ... or sooner when the log is this big */
 
 struct kv_watch {
 	struct kv *kv;
@@ -139,7 +139,7 @@ static void watch_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 struct kv_watch *kv_watch_add(struct kv *kv, const char *key, size_t key_len, bool recurse,
-			      uint64_t index, int64_t timeout_ms, kv_watch_fn fn, void *ud)
+                              uint64_t index, int64_t timeout_ms, kv_watch_fn fn, void *ud)
 {
 	struct kv_watch *w = xcalloc(1, sizeof(*w));
 	w->ew = kv_engine_watch_add(kv->engine, key, key_len, recurse, index, watch_done, w);
@@ -209,14 +209,14 @@ static void checkpoint_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* --------------------------------------------------------- requests */
 
-int kv_write(struct kv *kv, const struct kv_op *ops, size_t n, kv_done_fn done, void *ud,
-	     char *err, size_t errlen)
+int kv_write(struct kv *kv, const struct kv_op *ops, size_t n, kv_done_fn done, void *ud, char *err,
+             size_t errlen)
 {
 	return kv_engine_write(kv->engine, wall_ms(), ops, n, done, ud, err, errlen) < 0 ? -1 : 0;
 }
 
 int kv_put(struct kv *kv, const char *key, const void *val, size_t len, uint64_t flags,
-	   kv_done_fn done, void *ud)
+           kv_done_fn done, void *ud)
 {
 	struct kv_op op = {KV_OP_SET, key, key ? strlen(key) : 0, val, len, flags, 0};
 	char err[128];
@@ -225,8 +225,13 @@ int kv_put(struct kv *kv, const char *key, const void *val, size_t len, uint64_t
 
 int kv_delete(struct kv *kv, const char *key, bool recurse, kv_done_fn done, void *ud)
 {
-	struct kv_op op = {recurse ? KV_OP_DELETE_TREE : KV_OP_DELETE, key, key ? strlen(key) : 0,
-			   NULL, 0, 0, 0};
+	struct kv_op op = {recurse ? KV_OP_DELETE_TREE : KV_OP_DELETE,
+	                   key,
+	                   key ? strlen(key) : 0,
+	                   NULL,
+	                   0,
+	                   0,
+	                   0};
 	char err[128];
 	return kv_write(kv, &op, 1, done, ud, err, sizeof(err));
 }
@@ -329,8 +334,8 @@ static bool conn_flush(struct sync_conn *c)
 	}
 	for (;;) {
 		if (kv->sealed && c->pbuf.len > 0) {
-			if (kv_frames_seal(&kv->seal, from_initiator(c, true), c->pbuf.p, c->pbuf.len,
-					   &c->wbuf) < 0)
+			if (kv_frames_seal(&kv->seal, from_initiator(c, true), c->pbuf.p,
+			                   c->pbuf.len, &c->wbuf) < 0)
 				return false;
 			c->pbuf.len = 0;
 		}
@@ -340,7 +345,8 @@ static bool conn_flush(struct sync_conn *c)
 			kv->stats.sync_budget_waits++;
 			return true; /* resume when the socket drains and memory is free */
 		}
-		if (kv_session_pump(c->sess, conn_out(c), c->wbuf.len - c->woff + SYNC_WBUF_LOW) < 0)
+		if (kv_session_pump(c->sess, conn_out(c), c->wbuf.len - c->woff + SYNC_WBUF_LOW) <
+		    0)
 			return false;
 	}
 }
@@ -356,10 +362,10 @@ static void refuse(struct sync_conn *c, uint64_t *counter, const char *why)
 	if (t - kv->refused_logged_at >= 10.0) {
 		kv->refused_logged_at = t;
 		log_warn("kv: sync from %s refused: %s (refused so far: %llu plaintext, %llu "
-			 "undecryptable, %llu sealed without a keyring)",
-			 c->peer, why, (unsigned long long)kv->stats.sync_refused_plain,
-			 (unsigned long long)kv->stats.sync_refused_decrypt,
-			 (unsigned long long)kv->stats.sync_refused_sealed);
+		         "undecryptable, %llu sealed without a keyring)",
+		         c->peer, why, (unsigned long long)kv->stats.sync_refused_plain,
+		         (unsigned long long)kv->stats.sync_refused_decrypt,
+		         (unsigned long long)kv->stats.sync_refused_sealed);
 	}
 }
 
@@ -389,13 +395,14 @@ static bool conn_process(struct sync_conn *c)
 			       "the peer encrypts (a keyring), this agent has none");
 			return false;
 		}
-		if (kv->sealed && kv_frame_open(&kv->seal, from_initiator(c, false), hdr, pl, plen,
-						&c->plain, &type, &pl, &plen, err, sizeof(err)) < 0) {
+		if (kv->sealed &&
+		    kv_frame_open(&kv->seal, from_initiator(c, false), hdr, pl, plen, &c->plain,
+		                  &type, &pl, &plen, err, sizeof(err)) < 0) {
 			refuse(c, &kv->stats.sync_refused_decrypt, err);
 			return false;
 		}
 		int rc = kv_session_feed(c->sess, wall_ms(), type, pl, plen, conn_out(c), err,
-					 sizeof(err));
+		                         sizeof(err));
 		if (rc < 0)
 			goto bad;
 		if (rc == 1)
@@ -427,7 +434,7 @@ static bool rbuf_room(struct sync_conn *c)
 			return false;
 		}
 		uint32_t n = ((uint32_t)c->rbuf.p[0] << 24) | ((uint32_t)c->rbuf.p[1] << 16) |
-			     ((uint32_t)c->rbuf.p[2] << 8) | c->rbuf.p[3];
+		             ((uint32_t)c->rbuf.p[2] << 8) | c->rbuf.p[3];
 		need = 4 + (size_t)n;
 		if (need < c->rbuf.len + 4096)
 			need = c->rbuf.len + 4096;
@@ -438,7 +445,7 @@ static bool rbuf_room(struct sync_conn *c)
 	if (buffered(c->kv) + (cap - c->rbuf.cap) > SYNC_BUFFER_BUDGET) {
 		c->kv->stats.sync_budget_closed++;
 		log_debug("kv: sync with %s closed: buffers over the %u-byte budget", c->peer,
-			  SYNC_BUFFER_BUDGET);
+		          SYNC_BUFFER_BUDGET);
 		return false;
 	}
 	uint8_t *p = realloc(c->rbuf.p, cap);
@@ -487,7 +494,7 @@ static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
 			/* EOF or error */
 			bool ok = conn_process(c);
 			conn_free(c, ok && c->finished && !kv_session_sending(c->sess) &&
-					     c->woff >= c->wbuf.len);
+			                     c->woff >= c->wbuf.len);
 			return;
 		}
 		if (!conn_process(c)) {
@@ -583,7 +590,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		int fd = accept4(kv->listen_fd, (struct sockaddr *)&ss, &sl,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		                 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
 		if (kv->nconns >= KV_SYNC_MAX_CONNS) {
@@ -690,8 +697,8 @@ static void io_peers(void *ctx, kv_peer_fn fn, void *ud)
 /* Dial the peer the engine chose and run its session there. A pull is one
  * connection more; past KV_SYNC_MAX_CONNS it is not made (the next
  * ANNOUNCE or anti-entropy brings the version). */
-static bool io_open_session(void *ctx, const char *peer, struct kv_session *s,
-			    const uint8_t *first, size_t len)
+static bool io_open_session(void *ctx, const char *peer, struct kv_session *s, const uint8_t *first,
+                            size_t len)
 {
 	struct kv *kv = ctx;
 	if (!kv->has_members || kv->closing)
@@ -782,23 +789,23 @@ struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, 
 	char dir[4096];
 	snprintf(dir, sizeof(dir), "%s/kv", cfg->data_dir);
 	struct kv_engine_config ec = {
-		.dir = dir,
-		.node_name = cfg->node_name,
-		.tombstone_ttl_ms = cfg->tombstone_ttl_ms,
-		.sync_interval_ms = cfg->sync_interval_ms,
-		.max_watches = cfg->max_watches,
-		.map_size = cfg->map_size,
-		.max_ahead_ms = cfg->max_ahead_ms,
-		.lazy = true,
+	        .dir = dir,
+	        .node_name = cfg->node_name,
+	        .tombstone_ttl_ms = cfg->tombstone_ttl_ms,
+	        .sync_interval_ms = cfg->sync_interval_ms,
+	        .max_watches = cfg->max_watches,
+	        .map_size = cfg->map_size,
+	        .max_ahead_ms = cfg->max_ahead_ms,
+	        .lazy = true,
 	};
 	struct kv_io io = {
-		.ctx = kv,
-		.rand = io_rand,
-		.broadcast = io_broadcast,
-		.peers = io_peers,
-		.open_session = io_open_session,
-		.sync_arm = io_sync_arm,
-		.sync_left = io_sync_left,
+	        .ctx = kv,
+	        .rand = io_rand,
+	        .broadcast = io_broadcast,
+	        .peers = io_peers,
+	        .open_session = io_open_session,
+	        .sync_arm = io_sync_arm,
+	        .sync_left = io_sync_left,
 	};
 	kv->engine = kv_engine_new(&ec, &io, wall_ms(), err, errlen); /* arms sync_timer */
 	if (kv->engine == NULL) {
@@ -806,14 +813,15 @@ struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, 
 		return NULL;
 	}
 	if (cfg->sync_port >= 0 && listen_on(kv, cfg->bind_addr ? cfg->bind_addr : "0.0.0.0",
-					     cfg->sync_port, err, errlen) < 0) {
+	                                     cfg->sync_port, err, errlen) < 0) {
 		ev_timer_stop(loop, &kv->sync_timer);
 		kv_engine_free(kv->engine);
 		free(kv);
 		return NULL;
 	}
 	ev_prepare_start(loop, &kv->prepare);
-	int64_t ttl = cfg->tombstone_ttl_ms > 0 ? cfg->tombstone_ttl_ms : KV_TOMBSTONE_TTL_DEFAULT_MS;
+	int64_t ttl =
+	        cfg->tombstone_ttl_ms > 0 ? cfg->tombstone_ttl_ms : KV_TOMBSTONE_TTL_DEFAULT_MS;
 	double purge_every = (double)ttl / 4000.0;
 	if (purge_every > PURGE_INTERVAL_S)
 		purge_every = PURGE_INTERVAL_S;

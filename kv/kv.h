@@ -41,18 +41,18 @@ struct ev_loop;
 struct kv;
 struct kv_watch;
 
-#define KV_RESERVED_PREFIX "_rumor/"    /* hidden from /v1/kv */
+#define KV_RESERVED_PREFIX "_rumor/" /* hidden from /v1/kv */
 
 struct kv_config {
-	const char *data_dir;       /* the store lives in <data_dir>/kv */
+	const char *data_dir; /* the store lives in <data_dir>/kv */
 	const char *node_name;
-	const char *bind_addr;      /* sync listener address */
-	int sync_port;              /* 0: pick one; <0: no listener (tests) */
-	int64_t tombstone_ttl_ms;   /* 72h */
-	int64_t sync_interval_ms;   /* anti-entropy period, 10s */
-	size_t max_watches;         /* parked blocking queries, 4096 */
-	size_t map_size;            /* LMDB map size, bytes; 0: 1 GiB */
-	int64_t max_ahead_ms;       /* refuse remote versions further ahead of our
+	const char *bind_addr;    /* sync listener address */
+	int sync_port;            /* 0: pick one; <0: no listener (tests) */
+	int64_t tombstone_ttl_ms; /* 72h */
+	int64_t sync_interval_ms; /* anti-entropy period, 10s */
+	size_t max_watches;       /* parked blocking queries, 4096 */
+	size_t map_size;          /* LMDB map size, bytes; 0: 1 GiB */
+	int64_t max_ahead_ms;     /* refuse remote versions further ahead of our
 				     * clock; 0: KV_MAX_AHEAD_DEFAULT_MS, <0: no check */
 };
 
@@ -99,11 +99,11 @@ void kv_set_seal(struct kv *kv, const struct kv_seal *seal);
  * or with KV_FAILED/KV_ERROR before returning when a check fails. Returns 0,
  * or -1 with err when the request is malformed (bad key, too big, too many
  * ops) — then done is not called. */
-int kv_write(struct kv *kv, const struct kv_op *ops, size_t n, kv_done_fn done, void *ud,
-	     char *err, size_t errlen);
+int kv_write(struct kv *kv, const struct kv_op *ops, size_t n, kv_done_fn done, void *ud, char *err,
+             size_t errlen);
 /* Shorthands for one op. */
 int kv_put(struct kv *kv, const char *key, const void *val, size_t len, uint64_t flags,
-	   kv_done_fn done, void *ud);
+           kv_done_fn done, void *ud);
 int kv_delete(struct kv *kv, const char *key, bool recurse, kv_done_fn done, void *ud);
 
 /* Read one live key: 1 found (fn called), 0 absent, -1 error. */
@@ -120,7 +120,7 @@ uint64_t kv_index(struct kv *kv, const char *key, size_t key_len, bool recurse);
  * kv_watch_cancel is called first. NULL when too many are parked. */
 typedef void (*kv_watch_fn)(void *ud, bool changed);
 struct kv_watch *kv_watch_add(struct kv *kv, const char *key, size_t key_len, bool recurse,
-			      uint64_t index, int64_t timeout_ms, kv_watch_fn fn, void *ud);
+                              uint64_t index, int64_t timeout_ms, kv_watch_fn fn, void *ud);
 void kv_watch_cancel(struct kv_watch *w);
 
 /* Feed a gossip user message whose first byte is >= 0x80 and < 0x90. */

@@ -6,9 +6,9 @@
 #ifndef RUMOR_KV_LIMITS_H
 #define RUMOR_KV_LIMITS_H
 
-#define KV_KEY_MAX 480                  /* bytes (LMDB keys are at most 511) */
-#define KV_VALUE_MAX (512u * 1024u)     /* Consul's kv_max_value_size */
-#define KV_TXN_MAX_OPS 64               /* Consul's txn limit */
-#define KV_NODE_MAX 128                 /* writer node name, bytes */
+#define KV_KEY_MAX 480              /* bytes (LMDB keys are at most 511) */
+#define KV_VALUE_MAX (512u * 1024u) /* Consul's kv_max_value_size */
+#define KV_TXN_MAX_OPS 64           /* Consul's txn limit */
+#define KV_NODE_MAX 128             /* writer node name, bytes */
 
 #endif

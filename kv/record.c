@@ -37,16 +37,16 @@ uint8_t *kv_rec_encode(const struct kv_rec *r, uint8_t *p)
 	return p + r->value_len;
 }
 
-#define NEED(n, what)                                                                    \
-	do {                                                                             \
-		if ((size_t)(end - p) < (size_t)(n)) {                                   \
-			snprintf(err, errlen, "record: truncated at %s", what);          \
-			return -1;                                                       \
-		}                                                                        \
+#define NEED(n, what)                                                                              \
+	do {                                                                                       \
+		if ((size_t)(end - p) < (size_t)(n)) {                                             \
+			snprintf(err, errlen, "record: truncated at %s", what);                    \
+			return -1;                                                                 \
+		}                                                                                  \
 	} while (0)
 
 int kv_rec_decode(const uint8_t **pos, const uint8_t *end, struct kv_rec *r, char *err,
-		  size_t errlen)
+                  size_t errlen)
 {
 	const uint8_t *p = *pos;
 	if (p == NULL || end < p) {

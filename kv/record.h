@@ -40,7 +40,7 @@ uint8_t *kv_rec_encode(const struct kv_rec *r, uint8_t *buf);
 /* Reads one record from [*pos, end); pointers in r point into the input.
  * 0 and *pos advanced, or -1 with err naming the field. */
 int kv_rec_decode(const uint8_t **pos, const uint8_t *end, struct kv_rec *r, char *err,
-		  size_t errlen);
+                  size_t errlen);
 /* >0 if a's version (hlc, node) is larger than b's, 0 equal, <0 smaller. */
 int kv_rec_cmp(const struct kv_rec *a, const struct kv_rec *b);
 

@@ -68,7 +68,7 @@ int kv_msg_encode_set(struct kv_buf *out, const char *key, size_t key_len, const
 }
 
 int kv_msg_encode_announce(struct kv_buf *out, const char *key, size_t key_len,
-			   const struct kv_rec *r)
+                           const struct kv_rec *r)
 {
 	out->len = 0;
 	size_t n = 1 + 2 + key_len + 8 + 1 + r->node_len + 4;
@@ -90,16 +90,16 @@ int kv_msg_encode_announce(struct kv_buf *out, const char *key, size_t key_len,
 	return 0;
 }
 
-#define NEED(n, what)                                                          \
-	do {                                                                   \
-		if ((size_t)(end - p) < (size_t)(n)) {                         \
-			snprintf(err, errlen, "kv message: truncated %s", what); \
-			return -1;                                             \
-		}                                                              \
+#define NEED(n, what)                                                                              \
+	do {                                                                                       \
+		if ((size_t)(end - p) < (size_t)(n)) {                                             \
+			snprintf(err, errlen, "kv message: truncated %s", what);                   \
+			return -1;                                                                 \
+		}                                                                                  \
 	} while (0)
 
 static int read_key(const uint8_t **pp, const uint8_t *end, const char **key, size_t *key_len,
-		    char *err, size_t errlen)
+                    char *err, size_t errlen)
 {
 	const uint8_t *p = *pp;
 	NEED(2, "key length");
@@ -156,7 +156,7 @@ int kv_msg_decode(const uint8_t *p, size_t len, struct kv_msg *m, char *err, siz
 /* ------------------------------------------------------------ frames */
 
 long kv_frame_next(const uint8_t *p, size_t len, uint8_t *type, const uint8_t **payload,
-		   size_t *plen, char *err, size_t errlen)
+                   size_t *plen, char *err, size_t errlen)
 {
 	if (len < 4)
 		return 0;
@@ -164,7 +164,7 @@ long kv_frame_next(const uint8_t *p, size_t len, uint8_t *type, const uint8_t **
 	/* a sealed frame carries a whole plaintext frame plus the seal */
 	if (n == 0 || n > KV_FRAME_MAX + KV_SEAL_OVERHEAD_MAX) {
 		snprintf(err, errlen, "sync frame: bad length %u (at most %u)", n,
-			 KV_FRAME_MAX + KV_SEAL_OVERHEAD_MAX);
+		         KV_FRAME_MAX + KV_SEAL_OVERHEAD_MAX);
 		return -1;
 	}
 	if (len - 4 < n)
@@ -252,7 +252,7 @@ static int write_rec(void *ud, const char *key, size_t key_len, const struct kv_
 }
 
 long kv_records_decode(const uint8_t *p, size_t len, kv_apply_fn apply, void *ctx, char *err,
-		       size_t errlen)
+                       size_t errlen)
 {
 	const uint8_t *end = p + len;
 	NEED(4, "record count");
@@ -261,7 +261,7 @@ long kv_records_decode(const uint8_t *p, size_t len, kv_apply_fn apply, void *ct
 	/* each record takes at least 2+1+2+24+1+4 bytes: refuse absurd counts */
 	if ((uint64_t)n * 34 > (uint64_t)(end - p)) {
 		snprintf(err, errlen, "records: count %u does not fit in %zu bytes", n,
-			 (size_t)(end - p));
+		         (size_t)(end - p));
 		return -1;
 	}
 	for (uint32_t i = 0; i < n; i++) {
@@ -325,9 +325,8 @@ static int start_sending(struct kv_sync *s, struct kv_buf *out, char *err, size_
 	return 0;
 }
 
-int kv_sync_start(struct kv_sync *s, enum kv_sync_role role, struct kv_store *st,
-		  kv_apply_fn apply, void *ctx, const char *pull_key, size_t pull_key_len,
-		  struct kv_buf *out)
+int kv_sync_start(struct kv_sync *s, enum kv_sync_role role, struct kv_store *st, kv_apply_fn apply,
+                  void *ctx, const char *pull_key, size_t pull_key_len, struct kv_buf *out)
 {
 	memset(s, 0, sizeof(*s));
 	s->role = role;
@@ -363,8 +362,7 @@ int kv_sync_start(struct kv_sync *s, enum kv_sync_role role, struct kv_store *st
 	return 0;
 }
 
-static int apply_records(struct kv_sync *s, const uint8_t *p, size_t len, char *err,
-			 size_t errlen)
+static int apply_records(struct kv_sync *s, const uint8_t *p, size_t len, char *err, size_t errlen)
 {
 	long n = kv_records_decode(p, len, s->apply, s->ctx, err, errlen);
 	if (n < 0)
@@ -374,8 +372,8 @@ static int apply_records(struct kv_sync *s, const uint8_t *p, size_t len, char *
 }
 
 /* The responder's answer to a pull: the key's record (if any), then END. */
-static int answer_pull(struct kv_sync *s, const uint8_t *payload, size_t plen,
-		       struct kv_buf *out, char *err, size_t errlen)
+static int answer_pull(struct kv_sync *s, const uint8_t *payload, size_t plen, struct kv_buf *out,
+                       char *err, size_t errlen)
 {
 	const uint8_t *p = payload, *end = payload + plen;
 	const char *key;
@@ -401,7 +399,7 @@ static int answer_pull(struct kv_sync *s, const uint8_t *payload, size_t plen,
 }
 
 int kv_sync_feed(struct kv_sync *s, uint8_t type, const uint8_t *payload, size_t plen,
-		 struct kv_buf *out, char *err, size_t errlen)
+                 struct kv_buf *out, char *err, size_t errlen)
 {
 	switch (s->state) {
 	case ST_WAIT_FIRST:
@@ -429,8 +427,8 @@ int kv_sync_feed(struct kv_sync *s, uint8_t type, const uint8_t *payload, size_t
 		return -1;
 	case ST_WAIT_DIFF:
 		if (type != KV_F_DIFF || plen != sizeof(s->diff)) {
-			snprintf(err, errlen, "sync: expected a diff, got type %u (%zu bytes)", type,
-				 plen);
+			snprintf(err, errlen, "sync: expected a diff, got type %u (%zu bytes)",
+			         type, plen);
 			return -1;
 		}
 		memcpy(s->diff, payload, sizeof(s->diff));
@@ -475,7 +473,7 @@ static void seal_ad(uint8_t ad[6], const uint8_t hdr[5], bool from_initiator)
 }
 
 int kv_frames_seal(const struct kv_seal *k, bool from_initiator, const uint8_t *in, size_t len,
-		   struct kv_buf *out)
+                   struct kv_buf *out)
 {
 	size_t off = 0;
 	while (len - off >= 5) {
@@ -500,8 +498,8 @@ int kv_frames_seal(const struct kv_seal *k, bool from_initiator, const uint8_t *
 }
 
 int kv_frame_open(const struct kv_seal *k, bool from_initiator, const uint8_t *hdr,
-		  const uint8_t *payload, size_t plen, struct kv_buf *plain, uint8_t *type,
-		  const uint8_t **pl, size_t *pn, char *err, size_t errlen)
+                  const uint8_t *payload, size_t plen, struct kv_buf *plain, uint8_t *type,
+                  const uint8_t **pl, size_t *pn, char *err, size_t errlen)
 {
 	plain->len = 0;
 	if (plen <= k->overhead || reserve(plain, plen) < 0) {
@@ -534,8 +532,8 @@ bool kv_version_ahead(uint64_t hlc, int64_t now_ms, int64_t max_ahead_ms)
 }
 
 enum kv_merge_result kv_merge_rec(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms,
-				  int64_t ttl_ms, int64_t max_ahead_ms, const char *key,
-				  size_t key_len, const struct kv_rec *r)
+                                  int64_t ttl_ms, int64_t max_ahead_ms, const char *key,
+                                  size_t key_len, const struct kv_rec *r)
 {
 	if (key_len == 0 || key_len > KV_KEY_MAX)
 		return KV_MERGE_IGNORED;
@@ -571,15 +569,15 @@ int kv_announce_newer(struct kv_store *st, const struct kv_msg *m)
 }
 
 bool kv_pull_covers(const char *pkey, size_t pkey_len, uint64_t phlc, const char *key,
-		    size_t key_len, uint64_t hlc)
+                    size_t key_len, uint64_t hlc)
 {
 	return pkey != NULL && pkey_len == key_len && phlc >= hlc &&
 	       memcmp(pkey, key, key_len) == 0;
 }
 
 int kv_local_stamp(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, const char *node,
-		   size_t node_len, const char *key, size_t key_len, bool tomb, uint64_t flags,
-		   struct kv_rec *out)
+                   size_t node_len, const char *key, size_t key_len, bool tomb, uint64_t flags,
+                   struct kv_rec *out)
 {
 	struct kv_rec old;
 	int got = kv_store_get(st, false, key, key_len, &old);

@@ -60,9 +60,9 @@
 #define KV_MSG_SET 0x80
 #define KV_MSG_ANNOUNCE 0x81
 #define KV_INLINE_MAX 512
-#define KV_FRAME_MAX (1u << 20)   /* plaintext frame: one largest record fits */
-#define KV_CHUNK (256u << 10)      /* a RECORDS frame is closed past this size */
-#define KV_SEAL_OVERHEAD_MAX 64    /* bytes a seal may add (AES-GCM adds 29) */
+#define KV_FRAME_MAX (1u << 20) /* plaintext frame: one largest record fits */
+#define KV_CHUNK (256u << 10)   /* a RECORDS frame is closed past this size */
+#define KV_SEAL_OVERHEAD_MAX 64 /* bytes a seal may add (AES-GCM adds 29) */
 
 enum kv_frame_type {
 	KV_F_DIGEST = 1,
@@ -81,9 +81,9 @@ struct kv_seal {
 	void *ctx;
 	size_t overhead;
 	int (*encrypt)(void *ctx, const uint8_t *msg, size_t len, const uint8_t *ad, size_t adlen,
-		       uint8_t *out, size_t cap);
+	               uint8_t *out, size_t cap);
 	int (*decrypt)(void *ctx, const uint8_t *in, size_t len, const uint8_t *ad, size_t adlen,
-		       uint8_t *out, size_t cap);
+	               uint8_t *out, size_t cap);
 };
 
 /* A growable output buffer (owned by the caller; kv_buf_free releases). */
@@ -110,12 +110,12 @@ int kv_msg_decode(const uint8_t *p, size_t len, struct kv_msg *m, char *err, siz
 int kv_msg_encode_set(struct kv_buf *out, const char *key, size_t key_len, const struct kv_rec *r);
 /* Encode ANNOUNCE for a record whose value is too large to inline. */
 int kv_msg_encode_announce(struct kv_buf *out, const char *key, size_t key_len,
-			   const struct kv_rec *r);
+                           const struct kv_rec *r);
 
 /* Split one frame off a stream buffer: returns bytes consumed (>0) with
  * type, payload and plen set, 0 if more bytes are needed, -1 if malformed. */
 long kv_frame_next(const uint8_t *p, size_t len, uint8_t *type, const uint8_t **payload,
-		   size_t *plen, char *err, size_t errlen);
+                   size_t *plen, char *err, size_t errlen);
 
 /* Merge one received record; returns 1 applied (newer), 0 ignored, -1 error. */
 typedef int (*kv_apply_fn)(void *ctx, const char *key, size_t key_len, const struct kv_rec *r);
@@ -130,20 +130,19 @@ struct kv_sync {
 	void *ctx;
 	uint8_t diff[KV_BUCKETS / 8];
 	uint64_t records_in, records_out;
-	bool lazy;        /* set after kv_sync_start: output through kv_sync_pump */
-	bool sending;     /* our RECORDS stream is not finished (lazy) */
-	unsigned cursor;  /* next bucket to send */
+	bool lazy;       /* set after kv_sync_start: output through kv_sync_pump */
+	bool sending;    /* our RECORDS stream is not finished (lazy) */
+	unsigned cursor; /* next bucket to send */
 };
 
 /* Start a session; the initiator/puller's first frame is appended to out. */
-int kv_sync_start(struct kv_sync *s, enum kv_sync_role role, struct kv_store *st,
-		  kv_apply_fn apply, void *ctx, const char *pull_key, size_t pull_key_len,
-		  struct kv_buf *out);
+int kv_sync_start(struct kv_sync *s, enum kv_sync_role role, struct kv_store *st, kv_apply_fn apply,
+                  void *ctx, const char *pull_key, size_t pull_key_len, struct kv_buf *out);
 /* Feed one frame: 0 continue (frames appended to out), 1 nothing more to
  * receive (the session is over once kv_sync_sending is false and out is
  * written), -1 error. */
 int kv_sync_feed(struct kv_sync *s, uint8_t type, const uint8_t *payload, size_t plen,
-		 struct kv_buf *out, char *err, size_t errlen);
+                 struct kv_buf *out, char *err, size_t errlen);
 /* Lazy sessions: append more of our RECORDS stream until out holds `want`
  * bytes or the stream (with its END) is complete. 0, or -1 (no memory). */
 int kv_sync_pump(struct kv_sync *s, struct kv_buf *out, size_t want);
@@ -154,13 +153,13 @@ bool kv_sync_sending(const struct kv_sync *s);
  * out; from_initiator says which side sends them. 0, or -1 (no memory, or
  * the seal failed). */
 int kv_frames_seal(const struct kv_seal *k, bool from_initiator, const uint8_t *in, size_t len,
-		   struct kv_buf *out);
+                   struct kv_buf *out);
 /* Open one sealed frame (hdr: its 5 header bytes; payload: what follows)
  * into plain (its contents replaced); *type, *pl, *pn describe the inner
  * frame. 0, or -1 with err (no key opens it, or the inner frame is empty). */
 int kv_frame_open(const struct kv_seal *k, bool from_initiator, const uint8_t *hdr,
-		  const uint8_t *payload, size_t plen, struct kv_buf *plain, uint8_t *type,
-		  const uint8_t **pl, size_t *pn, char *err, size_t errlen);
+                  const uint8_t *payload, size_t plen, struct kv_buf *plain, uint8_t *type,
+                  const uint8_t **pl, size_t *pn, char *err, size_t errlen);
 
 /*
  * The two writes every replica makes, shared by the agent (kv/kv.c) and the
@@ -183,8 +182,8 @@ enum kv_merge_result {
  * key unwritable once its millisecond field overflows. A stored version
  * that far ahead (written before this rule) loses to any record. */
 enum kv_merge_result kv_merge_rec(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms,
-				  int64_t ttl_ms, int64_t max_ahead_ms, const char *key,
-				  size_t key_len, const struct kv_rec *r);
+                                  int64_t ttl_ms, int64_t max_ahead_ms, const char *key,
+                                  size_t key_len, const struct kv_rec *r);
 /* A version more than max_ahead_ms past now_ms (a clock far off, or forged). */
 bool kv_version_ahead(uint64_t hlc, int64_t now_ms, int64_t max_ahead_ms);
 
@@ -195,8 +194,8 @@ bool kv_version_ahead(uint64_t hlc, int64_t now_ms, int64_t max_ahead_ms);
  * kv_store_put in the open batch. 1 stamped, 0 nothing to do (deleting an
  * absent key), -1 store error. */
 int kv_local_stamp(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, const char *node,
-		   size_t node_len, const char *key, size_t key_len, bool tomb, uint64_t flags,
-		   struct kv_rec *out);
+                   size_t node_len, const char *key, size_t key_len, bool tomb, uint64_t flags,
+                   struct kv_rec *out);
 
 /* An ANNOUNCE (m) names a version newer than the one st holds: 1 (pull
  * it), 0 (ours is as new or newer), -1 store error. The caller refuses an
@@ -207,10 +206,10 @@ int kv_announce_newer(struct kv_store *st, const struct kv_msg *m);
  * the same key, at that version or newer. Every node that relays an
  * ANNOUNCE would otherwise start one more pull of the same write. */
 bool kv_pull_covers(const char *pkey, size_t pkey_len, uint64_t phlc, const char *key,
-		    size_t key_len, uint64_t hlc);
+                    size_t key_len, uint64_t hlc);
 
 /* Decode a RECORDS body calling apply per record; count or -1 (fuzzing). */
 long kv_records_decode(const uint8_t *p, size_t len, kv_apply_fn apply, void *ctx, char *err,
-		       size_t errlen);
+                       size_t errlen);
 
 #endif

@@ -50,9 +50,9 @@ struct kv_store {
 	bool dirty;    /* wtxn holds changes LMDB has not committed */
 	MDB_txn *rtxn; /* reused read transaction (reset between reads) */
 	bool rtxn_live;
-	bool broken;       /* a rebuild failed: wtxn is gone; kv_store_begin repairs */
-	bool env_dead;     /* LMDB returned MDB_PANIC: reopen its environment */
-	int64_t retry_ms;  /* broken: next repair attempt (monotonic ms) */
+	bool broken;           /* a rebuild failed: wtxn is gone; kv_store_begin repairs */
+	bool env_dead;         /* LMDB returned MDB_PANIC: reopen its environment */
+	int64_t retry_ms;      /* broken: next repair attempt (monotonic ms) */
 	int64_t ckpt_retry_ms; /* a checkpoint failed: next attempt */
 	struct ratelog wfail, cfail, bad;
 	struct kv_store_stats stats;
@@ -140,7 +140,7 @@ enum rec_state { REC_BAD, REC_CHECKED, REC_LEGACY };
  * legacy record only if it decodes to exactly its length (a legacy record
  * whose last value byte happens to be the mark). */
 static enum rec_state rec_load(const char *key, size_t key_len, const uint8_t *v, size_t n,
-			       struct kv_rec *r, const char **why)
+                               struct kv_rec *r, const char **why)
 {
 	char err[96];
 	const uint8_t *p = v;
@@ -210,13 +210,13 @@ static void fail_note(struct kv_store *s, struct ratelog *rl, const char *what, 
 		return;
 	if (rl->count == 1)
 		log_warn("kv store: %s failed: %s; retried by the next one (nothing of a failed "
-			 "write is kept; failures are logged at most every %d s)",
-			 what, msg, KV_STORE_LOG_EVERY_MS / 1000);
+		         "write is kept; failures are logged at most every %d s)",
+		         what, msg, KV_STORE_LOG_EVERY_MS / 1000);
 	else
 		log_warn("kv store: %s still failing: %llu more since the last line, %llu in "
-			 "%lld s; last: %s",
-			 what, (unsigned long long)unlogged + 1, (unsigned long long)rl->count,
-			 (long long)((rl->logged_ms - rl->first_ms) / 1000), msg);
+		         "%lld s; last: %s",
+		         what, (unsigned long long)unlogged + 1, (unsigned long long)rl->count,
+		         (long long)((rl->logged_ms - rl->first_ms) / 1000), msg);
 	rl->unlogged = 0;
 }
 
@@ -225,7 +225,8 @@ static void fail_clear(struct kv_store *s, struct ratelog *rl, const char *what)
 {
 	if (rl->count > 0)
 		log_info("kv store: %s succeeds again after %llu failures over %.1f s", what,
-			 (unsigned long long)rl->count, (double)(mono_ms() - rl->first_ms) / 1000.0);
+		         (unsigned long long)rl->count,
+		         (double)(mono_ms() - rl->first_ms) / 1000.0);
 	memset(rl, 0, sizeof(*rl));
 	s->stats.failing = s->wfail.count > 0 || s->cfail.count > 0;
 }
@@ -240,13 +241,13 @@ static void bad_note(struct kv_store *s, const char *key, size_t key_len, const 
 		return;
 	if (s->bad.count == 1)
 		log_warn("kv store: stored record of key \"%s\" %s; shown as absent until a write "
-			 "or a peer replaces it",
-			 key_for_log(key, key_len, k, sizeof(k)), why);
+		         "or a peer replaces it",
+		         key_for_log(key, key_len, k, sizeof(k)), why);
 	else
 		log_warn("kv store: %llu reads of bad stored records since the last line; the "
-			 "last: key \"%s\" %s",
-			 (unsigned long long)unlogged + 1, key_for_log(key, key_len, k, sizeof(k)),
-			 why);
+		         "last: key \"%s\" %s",
+		         (unsigned long long)unlogged + 1, key_for_log(key, key_len, k, sizeof(k)),
+		         why);
 	s->bad.unlogged = 0;
 }
 
@@ -257,7 +258,7 @@ static int rec_from_kv(const MDB_val *k, const MDB_val *v, struct kv_rec *r)
 {
 	const char *why;
 	return rec_load(k->mv_data, k->mv_size, v->mv_data, v->mv_size, r, &why) == REC_BAD ? -1
-											     : 0;
+	                                                                                    : 0;
 }
 
 /* Reads on behalf of a caller: a bad record is reported, then absent. */
@@ -312,7 +313,7 @@ static int build_digest(struct kv_store *s, bool report)
 		enum rec_state st = rec_load(k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r, &why);
 		if (st != REC_BAD) {
 			s->digest[kv_bucket_of(k.mv_data, k.mv_size)] +=
-				entry_hash(k.mv_data, k.mv_size, &r);
+			        entry_hash(k.mv_data, k.mv_size, &r);
 			if (r.tomb)
 				s->tombs++;
 			else
@@ -320,9 +321,10 @@ static int build_digest(struct kv_store *s, bool report)
 			legacy += st == REC_LEGACY;
 		} else if (bad++ < 10 && report) {
 			char kb[128];
-			log_warn("kv store: stored record of key \"%s\" %s; shown as absent until a "
-				 "write or a peer replaces it",
-				 key_for_log(k.mv_data, k.mv_size, kb, sizeof(kb)), why);
+			log_warn(
+			        "kv store: stored record of key \"%s\" %s; shown as absent until a "
+			        "write or a peer replaces it",
+			        key_for_log(k.mv_data, k.mv_size, kb, sizeof(kb)), why);
 		}
 		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
@@ -331,12 +333,12 @@ static int build_digest(struct kv_store *s, bool report)
 	s->stats.legacy_records = legacy;
 	if (report && bad > 0)
 		log_warn("kv store: %llu of %llu stored records fail their check (data.mdb is "
-			 "damaged; see `rumor kv verify`)",
-			 (unsigned long long)bad, (unsigned long long)(bad + s->live + s->tombs));
+		         "damaged; see `rumor kv verify`)",
+		         (unsigned long long)bad, (unsigned long long)(bad + s->live + s->tombs));
 	if (report && legacy > 0)
 		log_info("kv store: %llu records have no checksum yet (written by an older "
-			 "version); each gets one when next written",
-			 (unsigned long long)legacy);
+		         "version); each gets one when next written",
+		         (unsigned long long)legacy);
 	return rc == MDB_NOTFOUND ? 0 : -1;
 }
 
@@ -394,7 +396,7 @@ static void stg_link(struct kv_store *s, size_t idx)
 /* Remember that the batch writes key, and what it held before (old NULL:
  * absent). 0 or -1. */
 static int stg_add(struct kv_store *s, const char *key, size_t key_len, uint64_t h,
-		   const MDB_val *old)
+                   const MDB_val *old)
 {
 	if (s->nstg == s->capstg) {
 		size_t cap = s->capstg ? s->capstg * 2 : 64;
@@ -452,13 +454,13 @@ static int committed_view(struct kv_store *s, const char *key, size_t key_len, s
 		return 0;
 	const char *why;
 	return rec_load(key, key_len, s->arena + e->old_off, e->old_len, r, &why) == REC_BAD ? 0
-											      : 1;
+	                                                                                     : 1;
 }
 
 /* ------------------------------------------------------- log replay */
 
 static void account(struct kv_store *s, const char *key, size_t key_len, const struct kv_rec *r,
-		    int sign)
+                    int sign)
 {
 	uint64_t h = entry_hash(key, key_len, r);
 	unsigned b = kv_bucket_of(key, key_len);
@@ -486,7 +488,7 @@ static int bkt_key(uint8_t *buf, const char *key, size_t key_len)
 
 /* Write r for key in wtxn; with `batch`, also stage it and log it. */
 static int put_rec(struct kv_store *s, const char *key, size_t key_len, const struct kv_rec *r,
-		   bool batch)
+                   bool batch)
 {
 	if (s->wtxn == NULL || key_len == 0 || key_len > 510)
 		return -1;
@@ -500,7 +502,8 @@ static int put_rec(struct kv_store *s, const char *key, size_t key_len, const st
 		return -1;
 	if (batch) {
 		uint64_t h = key_hash(key, key_len);
-		if (stg_find(s, key, key_len, h) < 0 && stg_add(s, key, key_len, h, had ? &v : NULL) < 0)
+		if (stg_find(s, key, key_len, h) < 0 &&
+		    stg_add(s, key, key_len, h, had ? &v : NULL) < 0)
 			return -1;
 		if (kv_wal_add(s->wal, key, key_len, r) < 0)
 			return -1;
@@ -549,21 +552,21 @@ static void report_tail(struct kv_store *s, const struct kv_wal_tail *t)
 	s->stats.wal_dropped_intact += t->intact;
 	if (t->why == KV_WAL_TAIL_HEADER) {
 		log_warn("kv store: %s/wal has no valid header (%llu bytes); its records are "
-			 "dropped and a new log is started",
-			 s->dir, (unsigned long long)t->bytes);
+		         "dropped and a new log is started",
+		         s->dir, (unsigned long long)t->bytes);
 		return;
 	}
 	log_warn("kv store: %s/wal: dropped %u record%s (%llu bytes) at offset %llu: %s%s", s->dir,
-		 t->records, t->records == 1 ? "" : "s", (unsigned long long)t->bytes,
-		 (unsigned long long)t->offset, kv_wal_tail_why_name(t->why),
-		 t->why == KV_WAL_TAIL_SHORT && t->records == 1
-			 ? " (a write cut short by a crash; it had not been acknowledged)"
-			 : "");
+	         t->records, t->records == 1 ? "" : "s", (unsigned long long)t->bytes,
+	         (unsigned long long)t->offset, kv_wal_tail_why_name(t->why),
+	         t->why == KV_WAL_TAIL_SHORT && t->records == 1
+	                 ? " (a write cut short by a crash; it had not been acknowledged)"
+	                 : "");
 	if (t->intact > 0)
 		log_warn("kv store: %u of the dropped records after offset %llu were whole: "
-			 "acknowledged writes were lost here; anti-entropy fetches them back from "
-			 "peers that have them",
-			 t->intact, (unsigned long long)t->offset);
+		         "acknowledged writes were lost here; anti-entropy fetches them back from "
+		         "peers that have them",
+		         t->intact, (unsigned long long)t->offset);
 }
 
 /* (Re)build wtxn from LMDB's last commit and the log. -1 with err, and
@@ -614,7 +617,7 @@ static void set_broken(struct kv_store *s, const char *what, const char *err)
 	s->retry_ms = mono_ms() + KV_STORE_RETRY_MS;
 	char msg[400];
 	snprintf(msg, sizeof(msg), "%s: %s (reads show the last checkpoint until it is rebuilt)",
-		 what, err);
+	         what, err);
 	fail_note(s, &s->wfail, "rebuilding the store", msg);
 }
 
@@ -764,8 +767,8 @@ void kv_store_close(struct kv_store *s)
 		s->ckpt_retry_ms = 0; /* the last chance: no back-off */
 		if (kv_store_checkpoint(s, err, sizeof(err)) < 0)
 			log_warn("kv store: checkpoint at close: %s (the log keeps the data; it is "
-				 "replayed at the next start)",
-				 err);
+			         "replayed at the next start)",
+			         err);
 	}
 	if (s->wtxn != NULL)
 		mdb_txn_abort(s->wtxn);
@@ -900,7 +903,7 @@ void kv_store_abort(struct kv_store *s)
 }
 
 int kv_store_get(struct kv_store *s, bool committed, const char *key, size_t key_len,
-		 struct kv_rec *r)
+                 struct kv_rec *r)
 {
 	if (key_len == 0 || key_len > 511)
 		return -1;
@@ -930,7 +933,7 @@ int kv_store_put(struct kv_store *s, const char *key, size_t key_len, const stru
 
 /* The record a scan shows for (k, v): 1 shown in *r, 0 skipped. */
 static int scan_view(struct kv_store *s, bool committed, const MDB_val *k, const MDB_val *v,
-		     struct kv_rec *r)
+                     struct kv_rec *r)
 {
 	if (committed && s->nstg > 0) {
 		int c = committed_view(s, k->mv_data, k->mv_size, r);
@@ -941,7 +944,7 @@ static int scan_view(struct kv_store *s, bool committed, const MDB_val *k, const
 }
 
 int kv_store_scan(struct kv_store *s, bool committed, const char *prefix, size_t prefix_len,
-		  kv_store_fn fn, void *ud)
+                  kv_store_fn fn, void *ud)
 {
 	MDB_txn *t = read_txn(s);
 	MDB_cursor *c;
@@ -949,7 +952,7 @@ int kv_store_scan(struct kv_store *s, bool committed, const char *prefix, size_t
 		return -1;
 	MDB_val k = {prefix_len, (void *)prefix}, v;
 	int rc = prefix_len ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
-			    : mdb_cursor_get(c, &k, &v, MDB_FIRST);
+	                    : mdb_cursor_get(c, &k, &v, MDB_FIRST);
 	int n = 0;
 	while (rc == 0) {
 		if (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0)
@@ -967,7 +970,7 @@ int kv_store_scan(struct kv_store *s, bool committed, const char *prefix, size_t
 }
 
 int kv_store_scan_bucket(struct kv_store *s, bool committed, unsigned bucket, kv_store_fn fn,
-			 void *ud)
+                         void *ud)
 {
 	MDB_txn *t = read_txn(s);
 	MDB_cursor *c;
@@ -983,7 +986,8 @@ int kv_store_scan_bucket(struct kv_store *s, bool committed, unsigned bucket, kv
 			break;
 		MDB_val kk = {k.mv_size - 1, (void *)(kb + 1)}, vv;
 		struct kv_rec r;
-		if (mdb_get(t, s->kv, &kk, &vv) == 0 && scan_view(s, committed, &kk, &vv, &r) == 1) {
+		if (mdb_get(t, s->kv, &kk, &vv) == 0 &&
+		    scan_view(s, committed, &kk, &vv, &r) == 1) {
 			n++;
 			if (fn(ud, kk.mv_data, kk.mv_size, &r) != 0)
 				break;
@@ -1080,7 +1084,7 @@ const struct kv_store_stats *kv_store_stats(const struct kv_store *s)
 /* ------------------------------------------------------------ verify */
 
 int kv_store_verify(const char *dir, kv_store_bad_fn bad, void *ud,
-		    struct kv_store_verify_result *res, char *err, size_t errlen)
+                    struct kv_store_verify_result *res, char *err, size_t errlen)
 {
 	memset(res, 0, sizeof(*res));
 	res->wal_tail_why = kv_wal_tail_why_name(KV_WAL_TAIL_NONE);

@@ -63,10 +63,10 @@
 #include "kv/record.h"
 
 #define KV_BUCKETS 256
-#define KV_STORE_REC_MARK 0xc5u       /* last byte of a checksummed stored record */
-#define KV_STORE_REC_TRAILER 5u       /* u32 crc32c, u8 mark */
-#define KV_STORE_RETRY_MS 1000        /* a failed checkpoint / rebuild is retried after */
-#define KV_STORE_LOG_EVERY_MS 10000   /* repeated failures: one log line per */
+#define KV_STORE_REC_MARK 0xc5u     /* last byte of a checksummed stored record */
+#define KV_STORE_REC_TRAILER 5u     /* u32 crc32c, u8 mark */
+#define KV_STORE_RETRY_MS 1000      /* a failed checkpoint / rebuild is retried after */
+#define KV_STORE_LOG_EVERY_MS 10000 /* repeated failures: one log line per */
 
 struct kv_store;
 
@@ -102,7 +102,7 @@ uint64_t kv_store_log_bytes(const struct kv_store *s);
 /* Read one record: 1 found (*r valid until the next store call), 0 absent
  * (or bad: counted and logged), -1 error. */
 int kv_store_get(struct kv_store *s, bool committed, const char *key, size_t key_len,
-		 struct kv_rec *r);
+                 struct kv_rec *r);
 /* Write (replace) a record inside the open write transaction. 0 or -1. */
 int kv_store_put(struct kv_store *s, const char *key, size_t key_len, const struct kv_rec *r);
 
@@ -110,10 +110,10 @@ int kv_store_put(struct kv_store *s, const char *key, size_t key_len, const stru
  * non-zero to stop. Returns the number visited or -1. */
 typedef int (*kv_store_fn)(void *ud, const char *key, size_t key_len, const struct kv_rec *r);
 int kv_store_scan(struct kv_store *s, bool committed, const char *prefix, size_t prefix_len,
-		  kv_store_fn fn, void *ud);
+                  kv_store_fn fn, void *ud);
 /* Visit the records of one digest bucket. */
 int kv_store_scan_bucket(struct kv_store *s, bool committed, unsigned bucket, kv_store_fn fn,
-			 void *ud);
+                         void *ud);
 
 /* The digest (KV_BUCKETS sums), including the open transaction's writes. */
 const uint64_t *kv_store_digest(const struct kv_store *s);
@@ -149,11 +149,11 @@ const struct kv_store_stats *kv_store_stats(const struct kv_store *s);
 /* What kv_store_verify found. */
 struct kv_store_verify_result {
 	uint64_t records, checked, legacy, bad;
-	size_t wal_batches;                 /* replayable batches in the log */
-	int wal_error;                      /* 0, or -errno reading the log (-ENOENT: none) */
+	size_t wal_batches; /* replayable batches in the log */
+	int wal_error;      /* 0, or -errno reading the log (-ENOENT: none) */
 	uint64_t wal_tail_offset, wal_tail_bytes;
 	uint32_t wal_tail_records, wal_tail_intact;
-	const char *wal_tail_why;           /* kv_wal_tail_why_name; "clean end" if nothing */
+	const char *wal_tail_why; /* kv_wal_tail_why_name; "clean end" if nothing */
 	bool wal_tail_dropped;
 };
 /* Called for each bad record: key (not NUL-terminated) and why. */
@@ -163,6 +163,6 @@ typedef void (*kv_store_bad_fn)(void *ud, const char *key, size_t key_len, const
  * has one, matches its checksum; the log's tail. 0 with *res filled (bad
  * may be > 0), or -1 with err when the store cannot be read at all. */
 int kv_store_verify(const char *dir, kv_store_bad_fn bad, void *ud,
-		    struct kv_store_verify_result *res, char *err, size_t errlen);
+                    struct kv_store_verify_result *res, char *err, size_t errlen);
 
 #endif

@@ -34,11 +34,11 @@ struct kv_wal {
 	uint64_t gen;
 	uint64_t pos;       /* where the next record goes */
 	uint64_t file_size; /* bytes the file has (zero-filled past the log) */
-	bool scrub;       /* a failed record may start at pos: zero its header first */
-	bool hdr_pending; /* a reset's header write failed: write pending_gen first */
+	bool scrub;         /* a failed record may start at pos: zero its header first */
+	bool hdr_pending;   /* a reset's header write failed: write pending_gen first */
 	uint64_t pending_gen;
 	bool replayed; /* later replays stop at pos (a rollback) */
-	uint8_t *buf; /* the batch being built: BATCH_HDR, then entries */
+	uint8_t *buf;  /* the batch being built: BATCH_HDR, then entries */
 	size_t len, cap;
 	uint32_t count;
 	char path[4096];
@@ -165,7 +165,7 @@ static enum kv_wal_tail_why classify(const uint8_t *h, size_t rest, uint64_t gen
  * that batches acknowledged after a corrupted one are counted (intact),
  * not silently lost with it. */
 void kv_wal_tail_examine(const uint8_t *buf, size_t len, uint64_t gen, size_t valid,
-			 struct kv_wal_tail *t)
+                         struct kv_wal_tail *t)
 {
 	memset(t, 0, sizeof(*t));
 	t->offset = KV_WAL_HDR + (uint64_t)valid;
@@ -205,7 +205,7 @@ void kv_wal_tail_examine(const uint8_t *buf, size_t len, uint64_t gen, size_t va
 }
 
 long long kv_wal_parse(const uint8_t *buf, size_t len, uint64_t gen, kv_wal_fn fn, void *ud,
-		       size_t *batches, uint64_t *stamp)
+                       size_t *batches, uint64_t *stamp)
 {
 	size_t off = 0, n = 0;
 	while (buf != NULL && len - off >= KV_WAL_REC_HDR) {
@@ -352,7 +352,7 @@ void kv_wal_close(struct kv_wal *w)
 }
 
 int kv_wal_replay(struct kv_wal *w, kv_wal_fn fn, void *ud, uint64_t *stamp,
-		  struct kv_wal_tail *tail, char *err, size_t errlen)
+                  struct kv_wal_tail *tail, char *err, size_t errlen)
 {
 	struct kv_wal_tail none;
 	if (tail == NULL)
@@ -372,8 +372,8 @@ int kv_wal_replay(struct kv_wal *w, kv_wal_fn fn, void *ud, uint64_t *stamp,
 	uint8_t hdr[KV_WAL_HDR_LEN];
 	uint64_t gen = 0;
 	bool have = size >= KV_WAL_HDR_LEN &&
-		    pread(w->fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr) &&
-		    kv_wal_header_decode(hdr, sizeof(hdr), &gen) == 0;
+	            pread(w->fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr) &&
+	            kv_wal_header_decode(hdr, sizeof(hdr), &gen) == 0;
 	uint64_t limit = w->replayed ? w->pos : size;
 	w->file_size = size;
 	w->pos = KV_WAL_HDR;
@@ -420,7 +420,7 @@ int kv_wal_replay(struct kv_wal *w, kv_wal_fn fn, void *ud, uint64_t *stamp,
 	size = limit;
 	if (size - KV_WAL_HDR > MAX_RECORD * 4) {
 		snprintf(err, errlen, "wal %s: %llu bytes, too large", w->path,
-			 (unsigned long long)size);
+		         (unsigned long long)size);
 		return -EFBIG;
 	}
 	size_t n = (size_t)(size - KV_WAL_HDR);
@@ -444,7 +444,7 @@ int kv_wal_replay(struct kv_wal *w, kv_wal_fn fn, void *ud, uint64_t *stamp,
 }
 
 int kv_wal_inspect(const char *path, size_t *batches, struct kv_wal_tail *tail, char *err,
-		   size_t errlen)
+                   size_t errlen)
 {
 	memset(tail, 0, sizeof(*tail));
 	*batches = 0;
@@ -477,7 +477,7 @@ int kv_wal_inspect(const char *path, size_t *batches, struct kv_wal_tail *tail, 
 	if (size - KV_WAL_HDR > MAX_RECORD * 4) {
 		rc = -EFBIG;
 		snprintf(err, errlen, "wal %s: %llu bytes, too large", path,
-			 (unsigned long long)size);
+		         (unsigned long long)size);
 		goto out;
 	}
 	size_t n = (size_t)(size - KV_WAL_HDR);

@@ -85,7 +85,7 @@ int kv_wal_header_decode(const uint8_t *p, size_t len, uint64_t *gen);
  * *batches counts the records replayed and *stamp is set to the stamp of
  * the last one (both may be NULL; *stamp is left alone when none). */
 long long kv_wal_parse(const uint8_t *buf, size_t len, uint64_t gen, kv_wal_fn fn, void *ud,
-		       size_t *batches, uint64_t *stamp);
+                       size_t *batches, uint64_t *stamp);
 
 /* Why replay stopped before the end of the file. */
 enum kv_wal_tail_why {
@@ -117,7 +117,7 @@ const char *kv_wal_tail_why_name(enum kv_wal_tail_why why);
 /* Classifies the bytes of [buf, buf+len) after the valid prefix `valid`
  * (what kv_wal_parse returned for gen) into *t. No I/O. */
 void kv_wal_tail_examine(const uint8_t *buf, size_t len, uint64_t gen, size_t valid,
-			 struct kv_wal_tail *t);
+                         struct kv_wal_tail *t);
 
 /* Open (creating) the log at path. Call kv_wal_replay before appending. */
 struct kv_wal *kv_wal_open(const char *path, char *err, size_t errlen);
@@ -129,13 +129,13 @@ void kv_wal_close(struct kv_wal *w);
  * commit ended. tail (may be NULL) says what was dropped after the valid
  * records. Returns the batches replayed or -errno. */
 int kv_wal_replay(struct kv_wal *w, kv_wal_fn fn, void *ud, uint64_t *stamp,
-		  struct kv_wal_tail *tail, char *err, size_t errlen);
+                  struct kv_wal_tail *tail, char *err, size_t errlen);
 
 /* Read-only look at the log file at path (the agent may be running: a
  * batch being appended then shows as a dropped tail): *batches replayable
  * and *tail. 0, or -errno (-ENOENT: no log) with err. */
 int kv_wal_inspect(const char *path, size_t *batches, struct kv_wal_tail *tail, char *err,
-		   size_t errlen);
+                   size_t errlen);
 
 /* Add one entry to the batch being built (no I/O). 0 or -ENOMEM/-EINVAL. */
 int kv_wal_add(struct kv_wal *w, const char *key, size_t key_len, const struct kv_rec *r);

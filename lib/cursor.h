@@ -135,8 +135,8 @@ struct wcursor {
 	uint8_t *p;
 	size_t len; /* bytes written; len <= cap */
 	size_t cap;
-	bool over;  /* a write did not fit: sticky */
-	bool grow;  /* reallocate instead of overflowing */
+	bool over; /* a write did not fit: sticky */
+	bool grow; /* reallocate instead of overflowing */
 };
 
 /* Make room for n more bytes in a growable cursor (lib/cursor.c). */

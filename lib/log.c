@@ -40,9 +40,9 @@ int log_level_parse(const char *s)
 	static const struct {
 		const char *name;
 		enum log_level l;
-	} names[] = {{"trace", LOG_TRACE}, {"debug", LOG_DEBUG}, {"info", LOG_INFO},
-		     {"warn", LOG_WARN},   {"warning", LOG_WARN}, {"err", LOG_ERR},
-		     {"error", LOG_ERR}};
+	} names[] = {{"trace", LOG_TRACE}, {"debug", LOG_DEBUG},  {"info", LOG_INFO},
+	             {"warn", LOG_WARN},   {"warning", LOG_WARN}, {"err", LOG_ERR},
+	             {"error", LOG_ERR}};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (strcasecmp(s, names[i].name) == 0)
 			return (int)names[i].l;
@@ -194,7 +194,7 @@ static void maybe_rotate(void)
 	rename(logpath, rotated);
 	if (open_file() < 0)
 		fprintf(stderr, "cannot reopen log file %s after rotating it: %s\n", logpath,
-			strerror(errno));
+		        strerror(errno));
 	prune_rotated();
 }
 
@@ -273,7 +273,7 @@ static size_t module_len(const char *msg)
 {
 	size_t i = 0;
 	while (i < 32 && ((msg[i] >= 'a' && msg[i] <= 'z') || (msg[i] >= '0' && msg[i] <= '9') ||
-			  msg[i] == '.' || msg[i] == '_' || msg[i] == '-'))
+	                  msg[i] == '.' || msg[i] == '_' || msg[i] == '-'))
 		i++;
 	return (i > 0 && msg[i] == ':' && msg[i + 1] == ' ') ? i : 0;
 }

@@ -149,14 +149,34 @@ static inline int mp_read_uint(struct cursor *c, uint64_t *v)
 	unsigned w;
 	bool sign = false;
 	switch (b) {
-	case 0xcc: w = 1; break;
-	case 0xcd: w = 2; break;
-	case 0xce: w = 4; break;
-	case 0xcf: w = 8; break;
-	case 0xd0: w = 1; sign = true; break;
-	case 0xd1: w = 2; sign = true; break;
-	case 0xd2: w = 4; sign = true; break;
-	case 0xd3: w = 8; sign = true; break;
+	case 0xcc:
+		w = 1;
+		break;
+	case 0xcd:
+		w = 2;
+		break;
+	case 0xce:
+		w = 4;
+		break;
+	case 0xcf:
+		w = 8;
+		break;
+	case 0xd0:
+		w = 1;
+		sign = true;
+		break;
+	case 0xd1:
+		w = 2;
+		sign = true;
+		break;
+	case 0xd2:
+		w = 4;
+		sign = true;
+		break;
+	case 0xd3:
+		w = 8;
+		sign = true;
+		break;
 	default:
 		return MP_BAD; /* not an integer, or a negative fixint */
 	}
@@ -174,7 +194,7 @@ static inline int mp_read_uint(struct cursor *c, uint64_t *v)
 
 /* fix: the fixmap/fixarray nibble tag; b16/b32: the 16/32-bit forms */
 static inline int mp__container(struct cursor *c, uint32_t *n, uint8_t fix, uint8_t b16,
-				uint8_t b32)
+                                uint8_t b32)
 {
 	if (!cursor_has(c, 1))
 		return MP_AGAIN;

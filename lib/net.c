@@ -40,8 +40,8 @@ int net_addr_parse(const char *addr, uint16_t port, struct sockaddr_storage *ss,
 void net_addr_ip(const struct sockaddr_storage *ss, char *buf, size_t cap)
 {
 	const void *src = ss->ss_family == AF_INET6
-				  ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
-				  : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+	                          ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+	                          : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
 	if (cap == 0)
 		return;
 	if (inet_ntop(ss->ss_family == AF_INET6 ? AF_INET6 : AF_INET, src, buf, (socklen_t)cap) ==
@@ -60,8 +60,7 @@ void net_addr_format(const struct sockaddr_storage *ss, char *buf, size_t cap)
 {
 	char ip[INET6_ADDRSTRLEN];
 	net_addr_ip(ss, ip, sizeof(ip));
-	snprintf(buf, cap, ss->ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip,
-		 net_addr_port(ss));
+	snprintf(buf, cap, ss->ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, net_addr_port(ss));
 }
 
 int net_bound_port(int fd)
@@ -75,13 +74,13 @@ int net_bound_port(int fd)
 
 /* socket + SO_REUSEADDR (+ V6ONLY) + bind, the part TCP and UDP share. */
 static int bound_socket(int type, const char *what, const char *addr, uint16_t port, char *err,
-			size_t errlen)
+                        size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	if (net_addr_parse(addr, port, &ss, &sl) < 0) {
 		snprintf(err, errlen, "%s %s:%u: invalid IP address", what, addr ? addr : "(null)",
-			 port);
+		         port);
 		return -EINVAL;
 	}
 	int fd = socket(ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

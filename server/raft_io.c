@@ -185,7 +185,7 @@ static void complete(struct rio *x, struct req *r, int disk_status)
 			rc = RAFT_NOTFOUND;
 		if (rc != 0)
 			log_err("raft: snapshot get: %s",
-				rc == RAFT_NOTFOUND ? "no snapshot" : raft_store_errmsg(x->st));
+			        rc == RAFT_NOTFOUND ? "no snapshot" : raft_store_errmsg(x->st));
 		x->stats.snapshots_get++;
 		r->get->cb(r->get, s, rc);
 		break;
@@ -286,16 +286,15 @@ static void io_close(struct raft_io *io, raft_io_close_cb cb)
 }
 
 static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
-		   struct raft_snapshot **snapshot, raft_index *start_index,
-		   struct raft_entry *entries[], size_t *n_entries)
+                   struct raft_snapshot **snapshot, raft_index *start_index,
+                   struct raft_entry *entries[], size_t *n_entries)
 {
 	struct rio *x = rio_of(io);
 	int rc = raft_store_load(x->st, term, voted_for, snapshot, start_index, entries, n_entries);
 	return rc == 0 ? 0 : io_fail(io, rc, raft_store_errmsg(x->st));
 }
 
-static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
-		    raft_io_recv_cb recv)
+static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
 {
 	struct rio *x = rio_of(io);
 	x->tick_cb = tick;
@@ -334,7 +333,7 @@ static int io_set_vote(struct raft_io *io, raft_id server_id)
 }
 
 static int io_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
-		   raft_io_send_cb cb)
+                   raft_io_send_cb cb)
 {
 	struct rio *x = rio_of(io);
 	size_t n = raft_wire_size(m);
@@ -358,7 +357,7 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
 }
 
 static int io_append(struct raft_io *io, struct raft_io_append *req,
-		     const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+                     const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
 {
 	req->cb = cb;
 	struct req *r = enqueue(rio_of(io), REQ_APPEND);
@@ -375,7 +374,7 @@ static int io_truncate(struct raft_io *io, raft_index index)
 }
 
 static int io_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
-			   const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+                           const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
 {
 	req->cb = cb;
 	struct req *r = enqueue(rio_of(io), REQ_SNAP_PUT);
@@ -386,7 +385,7 @@ static int io_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io
 }
 
 static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
-			   raft_io_snapshot_get_cb cb)
+                           raft_io_snapshot_get_cb cb)
 {
 	req->cb = cb;
 	enqueue(rio_of(io), REQ_SNAP_GET)->get = req;
@@ -394,7 +393,7 @@ static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
 }
 
 static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
-			 raft_io_async_work_cb cb)
+                         raft_io_async_work_cb cb)
 {
 	req->cb = cb;
 	enqueue(rio_of(io), REQ_WORK)->work = req;
@@ -406,8 +405,8 @@ static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
 static raft_time io_time(struct raft_io *io)
 {
 	struct rio *x = rio_of(io);
-	uint64_t now = x->now_ms != NULL ? x->now_ms(x->clock_ctx)
-					 : (uint64_t)(ev_now(x->loop) * 1000.0);
+	uint64_t now =
+	        x->now_ms != NULL ? x->now_ms(x->clock_ctx) : (uint64_t)(ev_now(x->loop) * 1000.0);
 	if (now < x->last_now)
 		now = x->last_now;
 	x->last_now = now;
@@ -421,8 +420,8 @@ static int io_random(struct raft_io *io, int min, int max)
 	if (max <= min)
 		return min;
 	uint32_t range = (uint32_t)(max - min);
-	uint32_t r = x->rand32 != NULL ? x->rand32(x->clock_ctx) % range
-				       : randombytes_uniform(range);
+	uint32_t r =
+	        x->rand32 != NULL ? x->rand32(x->clock_ctx) % range : randombytes_uniform(range);
 	return min + (int)r;
 }
 
@@ -510,8 +509,8 @@ void raft_io_destroy(struct raft_io *io)
 	io->impl = NULL;
 }
 
-int raft_io_deliver(struct raft_io *io, raft_id from, const char *from_address,
-		    const uint8_t *buf, size_t len, char *err, size_t errlen)
+int raft_io_deliver(struct raft_io *io, raft_id from, const char *from_address, const uint8_t *buf,
+                    size_t len, char *err, size_t errlen)
 {
 	struct rio *x = rio_of(io);
 	if (x->closing || x->recv_cb == NULL) {

@@ -78,9 +78,9 @@ struct raft_io_config {
 #define RAFT_IO_INBOX_MAX 4096
 
 struct raft_io_stats {
-	uint64_t commits;	 /* store batches committed (one fdatasync each) */
-	uint64_t appends;	 /* append requests written */
-	uint64_t entries;	 /* entries written */
+	uint64_t commits; /* store batches committed (one fdatasync each) */
+	uint64_t appends; /* append requests written */
+	uint64_t entries; /* entries written */
 	uint64_t sent, send_failed;
 	uint64_t received, bad_received, dropped;
 	uint64_t snapshots_put, snapshots_get;
@@ -98,8 +98,8 @@ void raft_io_destroy(struct raft_io *io);
  * authenticated it) arrived. Decoded now, handed to libraft from the loop
  * watcher. 0, or -1 with err when it is malformed, when the io is not
  * started or closing, or when the inbox is full. */
-int raft_io_deliver(struct raft_io *io, raft_id from, const char *from_address,
-		    const uint8_t *buf, size_t len, char *err, size_t errlen);
+int raft_io_deliver(struct raft_io *io, raft_id from, const char *from_address, const uint8_t *buf,
+                    size_t len, char *err, size_t errlen);
 
 /* The io's store (for its read-only info) and counters. */
 struct raft_store *raft_io_store(struct raft_io *io);

@@ -44,7 +44,7 @@ struct raft_store {
 };
 
 #define SNAP_META_FIXED 24 /* index, term, configuration index: 8 bytes BE each */
-#define ENTRY_HEADER 9	   /* term (8 bytes BE), type */
+#define ENTRY_HEADER 9     /* term (8 bytes BE), type */
 
 static void put_be64(uint8_t *p, uint64_t v)
 {
@@ -63,7 +63,7 @@ static uint64_t get_be64(const uint8_t *p)
 }
 
 static int fail(struct raft_store *st, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 static int fail(struct raft_store *st, int code, const char *fmt, ...)
 {
 	va_list ap;
@@ -124,18 +124,18 @@ static int read_pos(struct raft_store *st, MDB_txn *txn, struct pos *pos)
 		pos->term = get_be64(v.mv_data);
 	else if (rc != MDB_NOTFOUND)
 		return rc == 0 ? fail(st, RAFT_CORRUPT, "raft store: term: %zu bytes", v.mv_size)
-			       : mdb_fail(st, rc, "read term");
+		               : mdb_fail(st, rc, "read term");
 	k = (MDB_val){4, "vote"};
 	if ((rc = mdb_get(txn, st->meta, &k, &v)) == 0 && v.mv_size == 8)
 		pos->vote = get_be64(v.mv_data);
 	else if (rc != MDB_NOTFOUND)
 		return rc == 0 ? fail(st, RAFT_CORRUPT, "raft store: vote: %zu bytes", v.mv_size)
-			       : mdb_fail(st, rc, "read vote");
+		               : mdb_fail(st, rc, "read vote");
 	k = (MDB_val){4, "meta"};
 	if ((rc = mdb_get(txn, st->snap, &k, &v)) == 0) {
 		if (v.mv_size < SNAP_META_FIXED)
 			return fail(st, RAFT_CORRUPT, "raft store: snapshot meta: %zu bytes",
-				    v.mv_size);
+			            v.mv_size);
 		pos->snap_index = get_be64(v.mv_data);
 		pos->snap_term = get_be64((uint8_t *)v.mv_data + 8);
 	} else if (rc != MDB_NOTFOUND) {
@@ -163,8 +163,8 @@ static int read_pos(struct raft_store *st, MDB_txn *txn, struct pos *pos)
 			return mdb_fail(st, rc, "stat log");
 		if (ms.ms_entries != pos->last - pos->first + 1)
 			return fail(st, RAFT_CORRUPT,
-				    "raft store: log: %zu entries between %llu and %llu: a gap",
-				    ms.ms_entries, pos->first, pos->last);
+			            "raft store: log: %zu entries between %llu and %llu: a gap",
+			            ms.ms_entries, pos->first, pos->last);
 	}
 	pos->next = pos->last ? pos->last + 1 : pos->snap_index + 1;
 	return 0;
@@ -281,7 +281,7 @@ static int put_u64(struct raft_store *st, const char *name, uint64_t v)
 
 /* One entry at `index` inside the open batch. */
 static int put_entry(struct raft_store *st, raft_index index, raft_term term, unsigned short type,
-		     const void *data, size_t len)
+                     const void *data, size_t len)
 {
 	uint8_t kb[8];
 	MDB_val k = idx_key(kb, index), v = {ENTRY_HEADER + len, NULL};
@@ -308,7 +308,7 @@ int raft_store_append(struct raft_store *st, const struct raft_entry *entries, u
 		return fail(st, RAFT_IOERR, "raft store: append: no batch is open");
 	for (unsigned i = 0; i < n; i++) {
 		int rc = put_entry(st, st->pend.next, entries[i].term, entries[i].type,
-				   entries[i].buf.base, entries[i].buf.len);
+		                   entries[i].buf.base, entries[i].buf.len);
 		if (rc != 0)
 			return rc;
 	}
@@ -359,15 +359,14 @@ int raft_store_truncate(struct raft_store *st, raft_index index)
 	return 0;
 }
 
-int raft_store_snapshot_put(struct raft_store *st, const struct raft_snapshot *s,
-			    unsigned trailing)
+int raft_store_snapshot_put(struct raft_store *st, const struct raft_snapshot *s, unsigned trailing)
 {
 	if (st->txn == NULL)
 		return fail(st, RAFT_IOERR, "raft store: snapshot put: no batch is open");
 	size_t conf = raft_wire_conf_size(&s->configuration);
 	if (conf == 0)
 		return fail(st, RAFT_INVALID,
-			    "raft store: snapshot put: configuration cannot be encoded");
+		            "raft store: snapshot put: configuration cannot be encoded");
 	uint8_t *meta = xmalloc(SNAP_META_FIXED + conf);
 	put_be64(meta, s->index);
 	put_be64(meta + 8, s->term);
@@ -418,7 +417,7 @@ int raft_store_snapshot_put(struct raft_store *st, const struct raft_snapshot *s
 
 /* Runs fn in a batch of its own and commits it. */
 static int one_shot(struct raft_store *st, int (*fn)(struct raft_store *, const void *),
-		    const void *arg)
+                    const void *arg)
 {
 	if (st->txn != NULL)
 		return fail(st, RAFT_IOERR, "raft store: a batch is open");
@@ -462,7 +461,7 @@ int raft_store_set_vote(struct raft_store *st, raft_id id)
 
 /* A configuration entry at the next index, in term `term`. */
 static int put_conf_entry(struct raft_store *st, raft_term term,
-			  const struct raft_configuration *conf)
+                          const struct raft_configuration *conf)
 {
 	struct raft_buffer buf;
 	int rc = raft_configuration_encode(conf, &buf);
@@ -478,8 +477,8 @@ static int do_bootstrap(struct raft_store *st, const void *arg)
 	const struct pos *p = &st->pend;
 	if (p->term != 0 || p->vote != 0 || p->last != 0 || p->snap_index != 0)
 		return fail(st, RAFT_CANTBOOTSTRAP,
-			    "raft store: bootstrap: state exists (term %llu, last index %llu)",
-			    p->term, p->last);
+		            "raft store: bootstrap: state exists (term %llu, last index %llu)",
+		            p->term, p->last);
 	int rc = do_set_term(st, &(raft_term){1});
 	return rc != 0 ? rc : put_conf_entry(st, 1, arg);
 }
@@ -514,8 +513,8 @@ static int read_snapshot(struct raft_store *st, MDB_txn *txn, struct raft_snapsh
 	k = (MDB_val){4, "data"};
 	if ((rc = mdb_get(txn, st->snap, &k, &data)) != 0)
 		return rc == MDB_NOTFOUND
-			       ? fail(st, RAFT_CORRUPT, "raft store: snapshot data missing")
-			       : mdb_fail(st, rc, "read snapshot data");
+		               ? fail(st, RAFT_CORRUPT, "raft store: snapshot data missing")
+		               : mdb_fail(st, rc, "read snapshot data");
 	if (meta.mv_size < SNAP_META_FIXED)
 		return fail(st, RAFT_CORRUPT, "raft store: snapshot meta: %zu bytes", meta.mv_size);
 	struct raft_snapshot *s = raft_calloc(1, sizeof(*s));
@@ -532,7 +531,7 @@ static int read_snapshot(struct raft_store *st, MDB_txn *txn, struct raft_snapsh
 		raft_configuration_close(&s->configuration);
 		raft_free(s);
 		return fail(st, RAFT_CORRUPT, "raft store: snapshot configuration: %s",
-			    p != end ? "trailing bytes" : err);
+		            p != end ? "trailing bytes" : err);
 	}
 	s->bufs = raft_malloc(sizeof(*s->bufs));
 	s->n_bufs = 1;
@@ -579,7 +578,7 @@ int raft_store_snapshot_get(struct raft_store *st, struct raft_snapshot **out)
  * whatever the log's length.
  */
 static int read_entries(struct raft_store *st, MDB_txn *txn, raft_index from, raft_index to,
-			struct raft_entry **entries, size_t *n_entries)
+                        struct raft_entry **entries, size_t *n_entries)
 {
 	MDB_cursor *c;
 	MDB_val k, v;
@@ -594,14 +593,14 @@ static int read_entries(struct raft_store *st, MDB_txn *txn, raft_index from, ra
 		if (get_be64(k.mv_data) != from + i || v.mv_size < ENTRY_HEADER) {
 			mdb_cursor_close(c);
 			return fail(st, RAFT_CORRUPT, "raft store: entry %llu: missing or short",
-				    from + i);
+			            from + i);
 		}
 		total += v.mv_size - ENTRY_HEADER;
 	}
 	if (i != n) {
 		mdb_cursor_close(c);
 		return fail(st, RAFT_CORRUPT, "raft store: entries %llu..%llu: %zu found", from, to,
-			    i);
+		            i);
 	}
 	struct raft_entry *e = raft_calloc(n, sizeof(*e));
 	uint8_t *batch = raft_malloc(total ? total : 1);
@@ -634,8 +633,8 @@ static int read_entries(struct raft_store *st, MDB_txn *txn, raft_index from, ra
 }
 
 int raft_store_load(struct raft_store *st, raft_term *term, raft_id *vote,
-		    struct raft_snapshot **snapshot, raft_index *start_index,
-		    struct raft_entry **entries, size_t *n_entries)
+                    struct raft_snapshot **snapshot, raft_index *start_index,
+                    struct raft_entry **entries, size_t *n_entries)
 {
 	MDB_txn *txn;
 	struct raft_snapshot *s = NULL;
@@ -655,12 +654,12 @@ int raft_store_load(struct raft_store *st, raft_term *term, raft_id *vote,
 	}
 	if (s != NULL && from != 0 && from > s->index + 1) {
 		rc = fail(st, RAFT_CORRUPT, "raft store: log starts at %llu, after snapshot %llu",
-			  from, s->index);
+		          from, s->index);
 		goto out;
 	}
 	if (s == NULL && from != 0 && from != 1) {
 		rc = fail(st, RAFT_CORRUPT, "raft store: log starts at %llu without a snapshot",
-			  from);
+		          from);
 		goto out;
 	}
 	if (from != 0 && (rc = read_entries(st, txn, from, to, entries, n_entries)) != 0)

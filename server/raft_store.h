@@ -58,8 +58,8 @@ const char *raft_store_errmsg(const struct raft_store *st);
  * and 0 when there are none). Ownership passes to the caller.
  */
 int raft_store_load(struct raft_store *st, raft_term *term, raft_id *vote,
-		    struct raft_snapshot **snapshot, raft_index *start_index,
-		    struct raft_entry **entries, size_t *n_entries);
+                    struct raft_snapshot **snapshot, raft_index *start_index,
+                    struct raft_entry **entries, size_t *n_entries);
 /* Durably sets the term and clears the vote. */
 int raft_store_set_term(struct raft_store *st, raft_term term);
 /* Durably records the vote for the current term. */
@@ -79,7 +79,7 @@ int raft_store_truncate(struct raft_store *st, raft_index index);
 /* In the batch: s becomes the snapshot (its buffers concatenated), and the
  * entries up to s->index - trailing are deleted (all of them if 0). */
 int raft_store_snapshot_put(struct raft_store *st, const struct raft_snapshot *s,
-			    unsigned trailing);
+                            unsigned trailing);
 /* Makes the batch durable (one fdatasync); on failure it is forgotten. */
 int raft_store_commit(struct raft_store *st);
 /* Forgets the batch. */

@@ -17,7 +17,7 @@
 #include <string.h>
 
 _Static_assert(RAFT_IO_APPEND_ENTRIES == 1 && RAFT_IO_TIMEOUT_NOW == 6,
-	       "the wire type byte is libraft's message code");
+               "the wire type byte is libraft's message code");
 
 /* ---- varints ---- */
 
@@ -42,7 +42,7 @@ static uint8_t *put_uv(uint8_t *p, uint64_t v)
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	if (err != NULL && errlen > 0) {
@@ -61,7 +61,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
  */
 /* unsigned long long: raft_term, raft_index and raft_id are */
 static int get_uv(const uint8_t **pos, const uint8_t *end, unsigned long long *v, const char *what,
-		  const char *field, char *err, size_t errlen)
+                  const char *field, char *err, size_t errlen)
 {
 	const uint8_t *p = *pos;
 	uint64_t x = 0;
@@ -84,7 +84,7 @@ static int get_uv(const uint8_t **pos, const uint8_t *end, unsigned long long *v
 }
 
 static int get_u8(const uint8_t **pos, const uint8_t *end, uint8_t *v, const char *what,
-		  const char *field, char *err, size_t errlen)
+                  const char *field, char *err, size_t errlen)
 {
 	if (*pos >= end)
 		return fail(err, errlen, "%s: %s: runs past the end", what, field);
@@ -126,7 +126,7 @@ uint8_t *raft_wire_conf_put(uint8_t *p, const struct raft_configuration *c)
 }
 
 int raft_wire_conf_get(const uint8_t **pos, const uint8_t *end, struct raft_configuration *c,
-		       char *err, size_t errlen)
+                       char *err, size_t errlen)
 {
 	const uint8_t *p = *pos;
 	unsigned long long n;
@@ -183,7 +183,7 @@ err:
 static size_t entries_size(const struct raft_append_entries *a)
 {
 	size_t n = uv_size(a->term) + uv_size(a->prev_log_index) + uv_size(a->prev_log_term) +
-		   uv_size(a->leader_commit) + uv_size(a->n_entries);
+	           uv_size(a->leader_commit) + uv_size(a->n_entries);
 	for (unsigned i = 0; i < a->n_entries; i++) {
 		const struct raft_entry *e = &a->entries[i];
 		if (e->type < RAFT_COMMAND || e->type > RAFT_CHANGE)
@@ -307,7 +307,7 @@ size_t raft_wire_encode(const struct raft_message *m, uint8_t *buf, size_t cap)
  * entries share one, and it is allocated even when every payload is empty.
  */
 static int get_entries(const uint8_t *p, const uint8_t *end, struct raft_append_entries *a,
-		       char *err, size_t errlen)
+                       char *err, size_t errlen)
 {
 	static const char *what = "append_entries";
 	unsigned long long n;
@@ -319,12 +319,13 @@ static int get_entries(const uint8_t *p, const uint8_t *end, struct raft_append_
 		return -1;
 	if (n > (uint64_t)(end - p) / 3 || n > 0xffffffffu)
 		return fail(err, errlen, "append_entries: n_entries: %llu entries cannot fit",
-			    (unsigned long long)n);
+		            (unsigned long long)n);
 	a->n_entries = (unsigned)n;
 	a->entries = NULL;
 	if (n == 0)
-		return p == end ? 0 : fail(err, errlen, "append_entries: %zu trailing bytes",
-					   (size_t)(end - p));
+		return p == end ? 0
+		                : fail(err, errlen, "append_entries: %zu trailing bytes",
+		                       (size_t)(end - p));
 	struct raft_entry *e = raft_calloc((size_t)n, sizeof(*e));
 	if (e == NULL)
 		return fail(err, errlen, "append_entries: out of memory");
@@ -377,7 +378,7 @@ err:
 }
 
 static int get_snapshot(const uint8_t *p, const uint8_t *end, struct raft_install_snapshot *s,
-			char *err, size_t errlen)
+                        char *err, size_t errlen)
 {
 	static const char *what = "install_snapshot";
 	unsigned long long len;
@@ -413,13 +414,13 @@ err:
 }
 
 static int no_trailing(const uint8_t *p, const uint8_t *end, const char *what, char *err,
-		       size_t errlen)
+                       size_t errlen)
 {
 	return p == end ? 0 : fail(err, errlen, "%s: %zu trailing bytes", what, (size_t)(end - p));
 }
 
 int raft_wire_decode(const uint8_t *buf, size_t len, struct raft_message *m, char *err,
-		     size_t errlen)
+                     size_t errlen)
 {
 	const uint8_t *p = buf, *end = buf + len;
 	uint8_t version, type;
@@ -429,7 +430,7 @@ int raft_wire_decode(const uint8_t *buf, size_t len, struct raft_message *m, cha
 		return -1;
 	if (version != RAFT_WIRE_VERSION)
 		return fail(err, errlen, "message: version: %u, want %u", version,
-			    RAFT_WIRE_VERSION);
+		            RAFT_WIRE_VERSION);
 	switch (type) {
 	case RAFT_IO_APPEND_ENTRIES:
 		if (get_entries(p, end, &m->append_entries, err, errlen) < 0)

@@ -64,7 +64,7 @@ size_t raft_wire_encode(const struct raft_message *m, uint8_t *buf, size_t cap);
  * raft_wire_message_release(). Returns 0, or -1 with err (nothing held).
  */
 int raft_wire_decode(const uint8_t *buf, size_t len, struct raft_message *m, char *err,
-		     size_t errlen);
+                     size_t errlen);
 /* Frees what raft_wire_decode() allocated in m. */
 void raft_wire_message_release(struct raft_message *m);
 
@@ -75,6 +75,6 @@ uint8_t *raft_wire_conf_put(uint8_t *p, const struct raft_configuration *c);
 /* Reads a configuration at *pos (advanced past it) into c, which must be
  * initialized and empty; 0, or -1 with err (c left empty). */
 int raft_wire_conf_get(const uint8_t **pos, const uint8_t *end, struct raft_configuration *c,
-		       char *err, size_t errlen);
+                       char *err, size_t errlen);
 
 #endif

@@ -37,8 +37,7 @@ static int cmd_version(struct cli_ctx *ctx, int argc, char **argv)
 	char **args = xcalloc((size_t)argc + 1, sizeof(*args));
 	char err[CLI_ERRLEN];
 
-	r = cli_flags_parse(NULL, 0, argc, argv, args, &nargs, err,
-	                    sizeof(err));
+	r = cli_flags_parse(NULL, 0, argc, argv, args, &nargs, err, sizeof(err));
 	free(args);
 	if (r == CLI_FLAGS_HELP) {
 		fputs(ctx->usage, ctx->out);
@@ -64,92 +63,91 @@ static int cmd_kv(struct cli_ctx *ctx, int argc, char **argv)
 }
 
 static const struct cli_command commands[] = {
-	{ "agent", "Runs a rumor agent", "Usage: rumor agent [options]\n",
-	  NULL /* dispatched by main.c */ },
-	{ "event", "Send a custom (user) event to the cluster",
-	  "Usage: rumor event [options] NAME [PAYLOAD]\n\n"
-	  "  Dispatches a serf user event: every member, rumor or serf, "
-	  "runs its\n  event handlers for it once. NAME plus PAYLOAD must "
-	  "fit in 512 bytes.\n",
-	  cli_cmd_event },
-	{ "force-leave",
-	  "Forces a member of the cluster to enter the \"left\" state",
-	  "Usage: rumor force-leave [options] NODE\n\n"
-	  "  Forces a failed member of the cluster to enter the \"left\" "
-	  "state, so\n  it stops being reconnected to. With -prune the node "
-	  "is removed from\n  the member list entirely. Prints nothing on "
-	  "success.\n",
-	  cli_cmd_force_leave },
-	{ "info", "Provides debugging information for operators",
-	  "Usage: rumor info [options]\n\n"
-	  "  Prints the local agent's state, one section per area (agent, "
-	  "build,\n  runtime, serf_lan), as `consul info` does: member counts "
-	  "by status,\n  health score, queue depth, gossip traffic, "
-	  "encryption.\n",
-	  cli_cmd_info },
-	{ "join", "Tell the local agent to join a cluster",
-	  "Usage: rumor join [options] ADDRESS...\n\n"
-	  "  Tells the local agent to join the cluster by contacting each "
-	  "ADDRESS\n  (host or host:port of another agent's gossip port). "
-	  "Succeeds if at\n  least one address could be joined.\n",
-	  cli_cmd_join },
-	{ "keygen", "Generates a new gossip encryption key",
-	  "Usage: rumor keygen\n\n"
-	  "  Prints a random 32-byte key in base64, for -encrypt and "
-	  "`rumor keyring`.\n",
-	  cli_cmd_keygen },
-	{ "keyring", "Manages gossip encryption keys on every member",
-	  "Usage: rumor keyring [options]\n\n"
-	  "  Lists, installs, switches (-use) or removes gossip encryption "
-	  "keys on\n  every member of the cluster (serf's internal key "
-	  "queries, so serf\n  agents take part). Keys are 32 bytes in "
-	  "base64.\n",
-	  cli_cmd_keyring },
-	{ "kv", "Interact with the key-value store",
-	  "Usage: rumor kv <get|put|delete|export|import> [options] [args]\n\n"
-	  "  Reads and writes the replicated key-value store through the local\n"
-	  "  agent, as `consul kv` does. `rumor kv -h` lists the subcommands.\n",
-	  cmd_kv },
-	{ "leave", "Gracefully leaves the cluster and shuts down the agent",
-	  "Usage: rumor leave [options]\n\n"
-	  "  Makes the local agent leave the cluster gracefully and shut "
-	  "down.\n",
-	  cli_cmd_leave },
-	{ "members", "Lists the members of the cluster",
-	  "Usage: rumor members [options]\n\n"
-	  "  Lists the members the local agent knows about and their state.\n"
-	  "  Exits 2 when no member matches.\n",
-	  cli_cmd_members },
-	{ "monitor", "Stream logs from a rumor agent",
-	  "Usage: rumor monitor [options]\n\n"
-	  "  Streams the local agent's log lines as they are written, at "
-	  "-log-level\n  and above (even below the agent's own level), "
-	  "until interrupted or\n  until the agent stops.\n",
-	  cli_cmd_monitor },
-	{ "query", "Sends a query to the cluster and prints the answers",
-	  "Usage: rumor query [options] NAME [PAYLOAD]\n\n"
-	  "  Dispatches a serf query; members acknowledge it and their "
-	  "query\n  handlers' output comes back as responses until the "
-	  "timeout.\n",
-	  cli_cmd_query },
-	{ "services", "Registers or deregisters services on the local agent",
-	  "Usage: rumor services register [options] [FILE...]\n"
-	  "       rumor services deregister [options] ID\n\n"
-	  "  register: each FILE holds a service definition (Consul's JSON: an\n"
-	  "  object, or {\"service\": {...}} or {\"services\": [...]}), or the\n"
-	  "  service is described with -name, -id, -address, -port and -tag.\n"
-	  "  deregister: removes the service with that ID and its checks.\n",
-	  cli_cmd_services },
-	{ "tags", "Modifies the tags of the local agent",
-	  "Usage: rumor tags [options]\n\n"
-	  "  Sets or deletes tags (node meta) of the local agent at run "
-	  "time; the\n  change spreads with a higher incarnation.\n",
-	  cli_cmd_tags },
-	{ "version", "Prints the rumor version",
-	  "Usage: rumor version\n\n"
-	  "  Prints the version of rumor and the protocol versions it "
-	  "speaks.\n",
-	  cmd_version },
+        {"agent", "Runs a rumor agent", "Usage: rumor agent [options]\n",
+         NULL /* dispatched by main.c */},
+        {"event", "Send a custom (user) event to the cluster",
+         "Usage: rumor event [options] NAME [PAYLOAD]\n\n"
+         "  Dispatches a serf user event: every member, rumor or serf, "
+         "runs its\n  event handlers for it once. NAME plus PAYLOAD must "
+         "fit in 512 bytes.\n",
+         cli_cmd_event},
+        {"force-leave", "Forces a member of the cluster to enter the \"left\" state",
+         "Usage: rumor force-leave [options] NODE\n\n"
+         "  Forces a failed member of the cluster to enter the \"left\" "
+         "state, so\n  it stops being reconnected to. With -prune the node "
+         "is removed from\n  the member list entirely. Prints nothing on "
+         "success.\n",
+         cli_cmd_force_leave},
+        {"info", "Provides debugging information for operators",
+         "Usage: rumor info [options]\n\n"
+         "  Prints the local agent's state, one section per area (agent, "
+         "build,\n  runtime, serf_lan), as `consul info` does: member counts "
+         "by status,\n  health score, queue depth, gossip traffic, "
+         "encryption.\n",
+         cli_cmd_info},
+        {"join", "Tell the local agent to join a cluster",
+         "Usage: rumor join [options] ADDRESS...\n\n"
+         "  Tells the local agent to join the cluster by contacting each "
+         "ADDRESS\n  (host or host:port of another agent's gossip port). "
+         "Succeeds if at\n  least one address could be joined.\n",
+         cli_cmd_join},
+        {"keygen", "Generates a new gossip encryption key",
+         "Usage: rumor keygen\n\n"
+         "  Prints a random 32-byte key in base64, for -encrypt and "
+         "`rumor keyring`.\n",
+         cli_cmd_keygen},
+        {"keyring", "Manages gossip encryption keys on every member",
+         "Usage: rumor keyring [options]\n\n"
+         "  Lists, installs, switches (-use) or removes gossip encryption "
+         "keys on\n  every member of the cluster (serf's internal key "
+         "queries, so serf\n  agents take part). Keys are 32 bytes in "
+         "base64.\n",
+         cli_cmd_keyring},
+        {"kv", "Interact with the key-value store",
+         "Usage: rumor kv <get|put|delete|export|import> [options] [args]\n\n"
+         "  Reads and writes the replicated key-value store through the local\n"
+         "  agent, as `consul kv` does. `rumor kv -h` lists the subcommands.\n",
+         cmd_kv},
+        {"leave", "Gracefully leaves the cluster and shuts down the agent",
+         "Usage: rumor leave [options]\n\n"
+         "  Makes the local agent leave the cluster gracefully and shut "
+         "down.\n",
+         cli_cmd_leave},
+        {"members", "Lists the members of the cluster",
+         "Usage: rumor members [options]\n\n"
+         "  Lists the members the local agent knows about and their state.\n"
+         "  Exits 2 when no member matches.\n",
+         cli_cmd_members},
+        {"monitor", "Stream logs from a rumor agent",
+         "Usage: rumor monitor [options]\n\n"
+         "  Streams the local agent's log lines as they are written, at "
+         "-log-level\n  and above (even below the agent's own level), "
+         "until interrupted or\n  until the agent stops.\n",
+         cli_cmd_monitor},
+        {"query", "Sends a query to the cluster and prints the answers",
+         "Usage: rumor query [options] NAME [PAYLOAD]\n\n"
+         "  Dispatches a serf query; members acknowledge it and their "
+         "query\n  handlers' output comes back as responses until the "
+         "timeout.\n",
+         cli_cmd_query},
+        {"services", "Registers or deregisters services on the local agent",
+         "Usage: rumor services register [options] [FILE...]\n"
+         "       rumor services deregister [options] ID\n\n"
+         "  register: each FILE holds a service definition (Consul's JSON: an\n"
+         "  object, or {\"service\": {...}} or {\"services\": [...]}), or the\n"
+         "  service is described with -name, -id, -address, -port and -tag.\n"
+         "  deregister: removes the service with that ID and its checks.\n",
+         cli_cmd_services},
+        {"tags", "Modifies the tags of the local agent",
+         "Usage: rumor tags [options]\n\n"
+         "  Sets or deletes tags (node meta) of the local agent at run "
+         "time; the\n  change spreads with a higher incarnation.\n",
+         cli_cmd_tags},
+        {"version", "Prints the rumor version",
+         "Usage: rumor version\n\n"
+         "  Prints the version of rumor and the protocol versions it "
+         "speaks.\n",
+         cmd_version},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -174,8 +172,7 @@ void cli_usage(FILE *out)
 	fprintf(out, "Usage: rumor [--version] [--help] <command> [<args>]\n\n"
 	             "Available commands are:\n");
 	for (i = 0; i < NCOMMANDS; i++)
-		fprintf(out, "    %-*s    %s\n", (int)w, commands[i].name,
-		        commands[i].synopsis);
+		fprintf(out, "    %-*s    %s\n", (int)w, commands[i].name, commands[i].synopsis);
 	fprintf(out, "\nRun 'rumor <command> -h' for a command's options.\n");
 }
 

@@ -25,24 +25,24 @@ struct kvctx {
 };
 
 static const char KV_USAGE[] =
-	"Usage: rumor kv <subcommand> [options] [args]\n\n"
-	"  Interact with the key-value store.\n\n"
-	"Subcommands:\n"
-	"    get     [-recurse] [-detailed] [-keys] [-separator=/] KEY\n"
-	"    put     [-flags=N] [-cas -modify-index=N] KEY [VALUE|@file|-]\n"
-	"    delete  [-recurse] [-cas -modify-index=N] KEY\n"
-	"    export  [PREFIX]\n"
-	"    import  [@file|-|JSON]\n"
-	"    verify  [-data-dir=]DIR   (offline check of the replica's files)\n\n"
-	"Every subcommand but verify takes -http-addr=<address> and -token=<value>.\n";
+        "Usage: rumor kv <subcommand> [options] [args]\n\n"
+        "  Interact with the key-value store.\n\n"
+        "Subcommands:\n"
+        "    get     [-recurse] [-detailed] [-keys] [-separator=/] KEY\n"
+        "    put     [-flags=N] [-cas -modify-index=N] KEY [VALUE|@file|-]\n"
+        "    delete  [-recurse] [-cas -modify-index=N] KEY\n"
+        "    export  [PREFIX]\n"
+        "    import  [@file|-|JSON]\n"
+        "    verify  [-data-dir=]DIR   (offline check of the replica's files)\n\n"
+        "Every subcommand but verify takes -http-addr=<address> and -token=<value>.\n";
 
 static int request(struct kvctx *k, const char *method, const char *key, const char *query,
-		   const void *body, size_t len, struct httpc_response *resp)
+                   const void *body, size_t len, struct httpc_response *resp)
 {
 	char path[4096], esc[3072], msg[512];
 	httpc_escape(esc, sizeof(esc), key, HTTPC_ESCAPE_KEEP_SLASH);
 	snprintf(path, sizeof(path), "/v1/kv/%s%s%s", esc, query && *query ? "?" : "",
-		 query ? query : "");
+	         query ? query : "");
 	char tok[600];
 	const char *hdrs[2] = {NULL, NULL};
 	if (k->token != NULL && *k->token) {
@@ -65,7 +65,7 @@ static int request(struct kvctx *k, const char *method, const char *key, const c
  * and nothing to free.
  */
 static int parse(struct kvctx *k, struct cli_flag *fl, size_t nfl, int argc, char **argv,
-		 char ***args, int *nargs, const char *usage)
+                 char ***args, int *nargs, const char *usage)
 {
 	char msg[512];
 	*args = xcalloc((size_t)argc + 1, sizeof(**args));
@@ -77,7 +77,7 @@ static int parse(struct kvctx *k, struct cli_flag *fl, size_t nfl, int argc, cha
 		fprintf(k->err, "%s\n\n%s", msg, usage);
 		r = 1;
 	} else if (cli_normalize_http_addr(k->http_addr, k->addr, sizeof(k->addr), msg,
-					   sizeof(msg)) < 0) {
+	                                   sizeof(msg)) < 0) {
 		fprintf(k->err, "%s\n", msg);
 		r = 1;
 	} else {
@@ -88,11 +88,11 @@ static int parse(struct kvctx *k, struct cli_flag *fl, size_t nfl, int argc, cha
 	return r;
 }
 
-#define COMMON_FLAGS(k)                                                                  \
-	{"http-addr", CLI_FLAG_STRING, &(k)->http_addr, "<address>",                      \
-	 "Address of the agent's HTTP API."},                                            \
-	{                                                                                \
-		"token", CLI_FLAG_STRING, &(k)->token, "<value>", "ACL token."           \
+#define COMMON_FLAGS(k)                                                                            \
+	{"http-addr", CLI_FLAG_STRING, &(k)->http_addr, "<address>",                               \
+	 "Address of the agent's HTTP API."},                                                      \
+	{                                                                                          \
+		"token", CLI_FLAG_STRING, &(k)->token, "<value>", "ACL token."                     \
 	}
 
 static void print_value(FILE *out, const char *b64)
@@ -104,7 +104,7 @@ static void print_value(FILE *out, const char *b64)
 	if (bin == NULL)
 		return;
 	if (sodium_base642bin(bin, n + 1, b64, n, NULL, &bl, NULL,
-			      sodium_base64_VARIANT_ORIGINAL) == 0)
+	                      sodium_base64_VARIANT_ORIGINAL) == 0)
 		fwrite(bin, 1, bl, out);
 	free(bin);
 }
@@ -112,13 +112,13 @@ static void print_value(FILE *out, const char *b64)
 static void print_detailed(FILE *out, json_t *e)
 {
 	fprintf(out, "%-16s %" JSON_INTEGER_FORMAT "\n", "CreateIndex",
-		json_integer_value(json_object_get(e, "CreateIndex")));
+	        json_integer_value(json_object_get(e, "CreateIndex")));
 	fprintf(out, "%-16s %" JSON_INTEGER_FORMAT "\n", "Flags",
-		json_integer_value(json_object_get(e, "Flags")));
+	        json_integer_value(json_object_get(e, "Flags")));
 	fprintf(out, "%-16s %s\n", "Key", json_string_value(json_object_get(e, "Key")));
 	fprintf(out, "%-16s %d\n", "LockIndex", 0);
 	fprintf(out, "%-16s %" JSON_INTEGER_FORMAT "\n", "ModifyIndex",
-		json_integer_value(json_object_get(e, "ModifyIndex")));
+	        json_integer_value(json_object_get(e, "ModifyIndex")));
 	fprintf(out, "%-16s %s\n", "Session", "-");
 	fprintf(out, "%-16s ", "Value");
 	print_value(out, json_string_value(json_object_get(e, "Value")));
@@ -126,20 +126,20 @@ static void print_detailed(FILE *out, json_t *e)
 }
 
 static const char GET_USAGE[] = "Usage: rumor kv get [options] [KEY_OR_PREFIX]\n\n"
-				"  -recurse  all keys with the prefix, as key:value lines\n"
-				"  -keys     key names only (with -separator, rolled up)\n"
-				"  -detailed every field\n";
+                                "  -recurse  all keys with the prefix, as key:value lines\n"
+                                "  -keys     key names only (with -separator, rolled up)\n"
+                                "  -detailed every field\n";
 
 static int kv_get(struct kvctx *k, int argc, char **argv)
 {
 	int recurse = 0, detailed = 0, keys = 0, nargs = 0, rc = 1;
 	const char *sep = NULL;
 	struct cli_flag fl[] = {
-		COMMON_FLAGS(k),
-		{"recurse", CLI_FLAG_BOOL, &recurse, "", "Recursive lookup."},
-		{"detailed", CLI_FLAG_BOOL, &detailed, "", "All fields."},
-		{"keys", CLI_FLAG_BOOL, &keys, "", "Key names only."},
-		{"separator", CLI_FLAG_STRING, &sep, "<string>", "Roll up keys (with -keys)."},
+	        COMMON_FLAGS(k),
+	        {"recurse", CLI_FLAG_BOOL, &recurse, "", "Recursive lookup."},
+	        {"detailed", CLI_FLAG_BOOL, &detailed, "", "All fields."},
+	        {"keys", CLI_FLAG_BOOL, &keys, "", "Key names only."},
+	        {"separator", CLI_FLAG_STRING, &sep, "<string>", "Roll up keys (with -keys)."},
 	};
 	char **args;
 	int p = parse(k, fl, sizeof(fl) / sizeof(fl[0]), argc, argv, &args, &nargs, GET_USAGE);
@@ -170,7 +170,7 @@ static int kv_get(struct kvctx *k, int argc, char **argv)
 	}
 	if (resp.status != 200) {
 		fprintf(k->err, "Error querying Consul agent: Unexpected response code: %d (%s)\n",
-			resp.status, resp.body ? resp.body : "");
+		        resp.status, resp.body ? resp.body : "");
 		goto out;
 	}
 	json_t *j = json_loadb(resp.body, resp.body_len, 0, NULL);
@@ -249,19 +249,19 @@ static char *load_value(struct kvctx *k, const char *arg, size_t *len)
 }
 
 static const char PUT_USAGE[] = "Usage: rumor kv put [options] KEY [VALUE|@file|-]\n\n"
-				"  -flags=N            unsigned integer stored with the key\n"
-				"  -cas -modify-index=N  write only if the key's ModifyIndex is N\n"
-				"                        (0: only if the key does not exist)\n";
+                                "  -flags=N            unsigned integer stored with the key\n"
+                                "  -cas -modify-index=N  write only if the key's ModifyIndex is N\n"
+                                "                        (0: only if the key does not exist)\n";
 
 static int kv_put(struct kvctx *k, int argc, char **argv)
 {
 	int cas = 0, nargs = 0, rc = 1;
 	const char *flags = NULL, *mi = NULL;
 	struct cli_flag fl[] = {
-		COMMON_FLAGS(k),
-		{"flags", CLI_FLAG_STRING, &flags, "<uint>", "Flags."},
-		{"cas", CLI_FLAG_BOOL, &cas, "", "Check-and-set."},
-		{"modify-index", CLI_FLAG_STRING, &mi, "<uint>", "Index for -cas."},
+	        COMMON_FLAGS(k),
+	        {"flags", CLI_FLAG_STRING, &flags, "<uint>", "Flags."},
+	        {"cas", CLI_FLAG_BOOL, &cas, "", "Check-and-set."},
+	        {"modify-index", CLI_FLAG_STRING, &mi, "<uint>", "Index for -cas."},
 	};
 	char **args;
 	int p = parse(k, fl, sizeof(fl) / sizeof(fl[0]), argc, argv, &args, &nargs, PUT_USAGE);
@@ -295,7 +295,7 @@ static int kv_put(struct kvctx *k, int argc, char **argv)
 		goto out;
 	if (resp.status != 200) {
 		fprintf(k->err, "Error! Failed writing data: Unexpected response code: %d (%s)\n",
-			resp.status, resp.body ? resp.body : "");
+		        resp.status, resp.body ? resp.body : "");
 		goto out;
 	}
 	if (resp.body && strncmp(resp.body, "true", 4) == 0) {
@@ -312,18 +312,18 @@ out:
 }
 
 static const char DEL_USAGE[] = "Usage: rumor kv delete [options] KEY_OR_PREFIX\n\n"
-				"  -recurse            delete every key with the prefix\n"
-				"  -cas -modify-index=N  delete only if the ModifyIndex is N\n";
+                                "  -recurse            delete every key with the prefix\n"
+                                "  -cas -modify-index=N  delete only if the ModifyIndex is N\n";
 
 static int kv_delete(struct kvctx *k, int argc, char **argv)
 {
 	int cas = 0, recurse = 0, nargs = 0, rc = 1;
 	const char *mi = NULL;
 	struct cli_flag fl[] = {
-		COMMON_FLAGS(k),
-		{"recurse", CLI_FLAG_BOOL, &recurse, "", "Delete the prefix."},
-		{"cas", CLI_FLAG_BOOL, &cas, "", "Check-and-set."},
-		{"modify-index", CLI_FLAG_STRING, &mi, "<uint>", "Index for -cas."},
+	        COMMON_FLAGS(k),
+	        {"recurse", CLI_FLAG_BOOL, &recurse, "", "Delete the prefix."},
+	        {"cas", CLI_FLAG_BOOL, &cas, "", "Check-and-set."},
+	        {"modify-index", CLI_FLAG_STRING, &mi, "<uint>", "Index for -cas."},
 	};
 	char **args;
 	int p = parse(k, fl, sizeof(fl) / sizeof(fl[0]), argc, argv, &args, &nargs, DEL_USAGE);
@@ -355,7 +355,7 @@ static int kv_delete(struct kvctx *k, int argc, char **argv)
 		goto out;
 	if (resp.status != 200) {
 		fprintf(k->err, "Error! Failed deleting: Unexpected response code: %d (%s)\n",
-			resp.status, resp.body ? resp.body : "");
+		        resp.status, resp.body ? resp.body : "");
 		goto out;
 	}
 	if (resp.body && strncmp(resp.body, "true", 4) == 0) {
@@ -379,7 +379,7 @@ static int kv_export(struct kvctx *k, int argc, char **argv)
 	struct cli_flag fl[] = {COMMON_FLAGS(k)};
 	char **args;
 	int p = parse(k, fl, 2, argc, argv, &args, &nargs,
-		      "Usage: rumor kv export [options] [PREFIX]\n");
+	              "Usage: rumor kv export [options] [PREFIX]\n");
 	if (p >= 0)
 		return p;
 	const char *key = nargs ? args[0] : "";
@@ -394,15 +394,15 @@ static int kv_export(struct kvctx *k, int argc, char **argv)
 		json_array_foreach(j, i, e)
 		{
 			const char *v = json_string_value(json_object_get(e, "Value"));
-			json_array_append_new(
-				arr, json_pack("{s:O, s:O, s:s}", "key", json_object_get(e, "Key"),
-					       "flags", json_object_get(e, "Flags"), "value",
-					       v ? v : ""));
+			json_array_append_new(arr, json_pack("{s:O, s:O, s:s}", "key",
+			                                     json_object_get(e, "Key"), "flags",
+			                                     json_object_get(e, "Flags"), "value",
+			                                     v ? v : ""));
 		}
 		json_decref(j);
 	} else if (resp.status != 404) {
 		fprintf(k->err, "Error querying Consul agent: Unexpected response code: %d\n",
-			resp.status);
+		        resp.status);
 		json_decref(arr);
 		goto out;
 	}
@@ -433,7 +433,7 @@ static int kv_import(struct kvctx *k, int argc, char **argv)
 	struct cli_flag fl[] = {COMMON_FLAGS(k)};
 	char **args;
 	int p = parse(k, fl, 2, argc, argv, &args, &nargs,
-		      "Usage: rumor kv import [options] [@file|-|JSON]\n");
+	              "Usage: rumor kv import [options] [@file|-|JSON]\n");
 	if (p >= 0)
 		return p;
 	size_t len = 0;
@@ -465,7 +465,7 @@ static int kv_import(struct kvctx *k, int argc, char **argv)
 		size_t vl = v ? strlen(v) : 0, bl = 0;
 		uint8_t *bin = malloc(vl + 1);
 		if (bin == NULL || (vl && sodium_base642bin(bin, vl + 1, v, vl, NULL, &bl, NULL,
-							    sodium_base64_VARIANT_ORIGINAL) != 0)) {
+		                                            sodium_base64_VARIANT_ORIGINAL) != 0)) {
 			fprintf(k->err, "Error! Cannot base 64 decode value for key %s\n", key);
 			free(bin);
 			rc = 1;
@@ -473,14 +473,15 @@ static int kv_import(struct kvctx *k, int argc, char **argv)
 		}
 		char q[64] = "";
 		if (json_is_integer(f))
-			snprintf(q, sizeof(q), "flags=%" JSON_INTEGER_FORMAT, json_integer_value(f));
+			snprintf(q, sizeof(q), "flags=%" JSON_INTEGER_FORMAT,
+			         json_integer_value(f));
 		struct httpc_response resp;
 		int r = request(k, "PUT", key, q, bin, bl, &resp);
 		free(bin);
 		if (r < 0 || resp.status != 200) {
 			if (r == 0)
-				fprintf(k->err, "Error! Failed to write %s: %d %s\n", key, resp.status,
-					resp.body ? resp.body : "");
+				fprintf(k->err, "Error! Failed to write %s: %d %s\n", key,
+				        resp.status, resp.body ? resp.body : "");
 			httpc_response_free(&resp);
 			rc = 1;
 			break;
@@ -493,13 +494,13 @@ static int kv_import(struct kvctx *k, int argc, char **argv)
 }
 
 static const char VERIFY_USAGE[] =
-	"Usage: rumor kv verify [-data-dir=]DIR\n\n"
-	"  Checks the key-value replica's files without the HTTP API: every record of\n"
-	"  DIR/kv/data.mdb (or DIR/data.mdb) must decode and, when it carries one, match\n"
-	"  its checksum; the write-ahead log must end cleanly. Prints the counts and each\n"
-	"  bad key; exit 1 if any record is bad or the log has a damaged tail.\n"
-	"  LMDB is opened read-only, so the agent may be running; the log is then being\n"
-	"  appended to, and a batch caught mid-write shows as a truncated tail.\n";
+        "Usage: rumor kv verify [-data-dir=]DIR\n\n"
+        "  Checks the key-value replica's files without the HTTP API: every record of\n"
+        "  DIR/kv/data.mdb (or DIR/data.mdb) must decode and, when it carries one, match\n"
+        "  its checksum; the write-ahead log must end cleanly. Prints the counts and each\n"
+        "  bad key; exit 1 if any record is bad or the log has a damaged tail.\n"
+        "  LMDB is opened read-only, so the agent may be running; the log is then being\n"
+        "  appended to, and a batch caught mid-write shows as a truncated tail.\n";
 
 /* A key as it is printed by verify: printable ASCII as is, the rest \xNN. */
 static void print_key(FILE *out, const char *key, size_t len)
@@ -526,7 +527,7 @@ static int kv_verify(struct kvctx *k, int argc, char **argv)
 	const char *dir = NULL;
 	int nargs = 0;
 	struct cli_flag fl[] = {
-		{"data-dir", CLI_FLAG_STRING, &dir, "<path>", "The agent's data directory."},
+	        {"data-dir", CLI_FLAG_STRING, &dir, "<path>", "The agent's data directory."},
 	};
 	char **args;
 	int p = parse(k, fl, 1, argc, argv, &args, &nargs, VERIFY_USAGE);
@@ -555,9 +556,9 @@ static int kv_verify(struct kvctx *k, int argc, char **argv)
 		return 1;
 	}
 	fprintf(k->out,
-		"records: %" PRIu64 " (%" PRIu64 " with checksum, %" PRIu64
-		" without (older format), %" PRIu64 " bad)\n",
-		res.records, res.checked, res.legacy, res.bad);
+	        "records: %" PRIu64 " (%" PRIu64 " with checksum, %" PRIu64
+	        " without (older format), %" PRIu64 " bad)\n",
+	        res.records, res.checked, res.legacy, res.bad);
 	bool log_bad = false;
 	if (res.wal_error == -ENOENT) {
 		fprintf(k->out, "log: none\n");
@@ -566,18 +567,18 @@ static int kv_verify(struct kvctx *k, int argc, char **argv)
 		log_bad = true;
 	} else if (!res.wal_tail_dropped) {
 		fprintf(k->out, "log: %zu batches since the last checkpoint, clean end\n",
-			res.wal_batches);
+		        res.wal_batches);
 	} else {
 		fprintf(k->out,
-			"log: %zu batches since the last checkpoint, then %u records (%" PRIu64
-			" bytes) at offset %" PRIu64 " would be dropped: %s (%u of them whole)\n",
-			res.wal_batches, res.wal_tail_records, res.wal_tail_bytes,
-			res.wal_tail_offset, res.wal_tail_why, res.wal_tail_intact);
+		        "log: %zu batches since the last checkpoint, then %u records (%" PRIu64
+		        " bytes) at offset %" PRIu64 " would be dropped: %s (%u of them whole)\n",
+		        res.wal_batches, res.wal_tail_records, res.wal_tail_bytes,
+		        res.wal_tail_offset, res.wal_tail_why, res.wal_tail_intact);
 		log_bad = true;
 	}
 	if (res.bad > 0 || log_bad) {
 		fprintf(k->out, "FAILED: %" PRIu64 " bad record%s%s\n", res.bad,
-			res.bad == 1 ? "" : "s", log_bad ? ", damaged log" : "");
+		        res.bad == 1 ? "" : "s", log_bad ? ", damaged log" : "");
 		return 1;
 	}
 	fprintf(k->out, "OK\n");
@@ -585,7 +586,7 @@ static int kv_verify(struct kvctx *k, int argc, char **argv)
 }
 
 int cli_kv_run(int argc, char **argv, const char *http_addr, const char *token, FILE *out,
-	       FILE *err)
+               FILE *err)
 {
 	struct kvctx k = {http_addr, token, out, err, ""};
 	if (argc < 1 || strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "-help") == 0 ||

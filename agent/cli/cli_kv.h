@@ -12,6 +12,6 @@
 /* argv[0] is the kv subcommand ("get", ...). http_addr/token are the
  * defaults (-http-addr and -token override). Returns the exit code. */
 int cli_kv_run(int argc, char **argv, const char *http_addr, const char *token, FILE *out,
-	       FILE *err);
+               FILE *err);
 
 #endif

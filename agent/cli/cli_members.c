@@ -79,8 +79,7 @@ static char *sb_finish(struct sbuf *b)
 	return b->p;
 }
 
-size_t cli_format_hostport(char *out, size_t outlen, const char *host,
-                           long long port)
+size_t cli_format_hostport(char *out, size_t outlen, const char *host, long long port)
 {
 	int n;
 
@@ -98,12 +97,18 @@ size_t cli_format_hostport(char *out, size_t outlen, const char *host,
 const char *cli_member_status_name(long long status)
 {
 	switch (status) {
-	case 0: return "none";
-	case 1: return "alive";
-	case 2: return "leaving";
-	case 3: return "left";
-	case 4: return "failed";
-	default: return "unknown";
+	case 0:
+		return "none";
+	case 1:
+		return "alive";
+	case 2:
+		return "leaving";
+	case 3:
+		return "left";
+	case 4:
+		return "failed";
+	default:
+		return "unknown";
 	}
 }
 
@@ -116,9 +121,7 @@ static const char *member_str(const json_t *m, const char *key)
 
 static const char *member_tag(const json_t *m, const char *key)
 {
-	const char *s =
-	        json_string_value(json_object_get(json_object_get(m, "Tags"),
-	                                          key));
+	const char *s = json_string_value(json_object_get(json_object_get(m, "Tags"), key));
 
 	return s ? s : "";
 }
@@ -142,8 +145,8 @@ static int cmp_member_name(const void *a, const void *b)
 	return strcmp(member_str(*x, "Name"), member_str(*y, "Name"));
 }
 
-json_t *cli_members_select(const json_t *members, const char *status_regex,
-                           char *err, size_t errlen)
+json_t *cli_members_select(const json_t *members, const char *status_regex, char *err,
+                           size_t errlen)
 {
 	regex_t re;
 	int use_re = status_regex != NULL && *status_regex != '\0';
@@ -151,8 +154,9 @@ json_t *cli_members_select(const json_t *members, const char *status_regex,
 	size_t i, n = 0, cnt;
 
 	if (!json_is_array(members)) {
-		cli_errf(err, errlen, "unexpected response: members is not a "
-		                     "JSON array");
+		cli_errf(err, errlen,
+		         "unexpected response: members is not a "
+		         "JSON array");
 		return NULL;
 	}
 	if (use_re) {
@@ -162,8 +166,7 @@ json_t *cli_members_select(const json_t *members, const char *status_regex,
 			char why[256];
 
 			regerror(rc, &re, why, sizeof(why));
-			cli_errf(err, errlen, "invalid status regex \"%s\": %s",
-			        status_regex, why);
+			cli_errf(err, errlen, "invalid status regex \"%s\": %s", status_regex, why);
 			return NULL;
 		}
 	}
@@ -202,7 +205,7 @@ oom:
 
 char *cli_table_render(const char *const *cells, size_t nrows, size_t ncols)
 {
-	struct sbuf b = { 0 };
+	struct sbuf b = {0};
 	size_t *width, r, c;
 
 	if (ncols == 0)
@@ -242,7 +245,7 @@ static int cmp_str(const void *a, const void *b)
 /* "k=v,k=v" sorted by key; malloc'd. */
 static char *tags_text(const json_t *tags)
 {
-	struct sbuf b = { 0 };
+	struct sbuf b = {0};
 	const char **keys;
 	const char *k;
 	json_t *v;
@@ -256,8 +259,7 @@ static char *tags_text(const json_t *tags)
 	json_object_foreach((json_t *)tags, k, v) keys[n++] = k;
 	qsort(keys, n, sizeof(*keys), cmp_str);
 	for (i = 0; i < n; i++) {
-		const char *val = json_string_value(json_object_get(tags,
-		                                                    keys[i]));
+		const char *val = json_string_value(json_object_get(tags, keys[i]));
 
 		if (i > 0)
 			sb_puts(&b, ",");
@@ -271,12 +273,9 @@ static char *tags_text(const json_t *tags)
 
 char *cli_members_table(const json_t *members, int detailed)
 {
-	static const char *const head[] = { "Node",     "Address", "Status",
-		                            "Type",     "Build",   "Protocol",
-		                            "DC",       "Partition",
-		                            "Segment" };
-	static const char *const dhead[] = { "Node", "Address", "Status",
-		                             "Tags" };
+	static const char *const head[] = {"Node",     "Address", "Status",    "Type",   "Build",
+	                                   "Protocol", "DC",      "Partition", "Segment"};
+	static const char *const dhead[] = {"Node", "Address", "Status", "Tags"};
 	size_t ncols = detailed ? 4 : 9;
 	size_t nrows = json_array_size(members) + 1;
 	size_t r, c, row;
@@ -302,12 +301,12 @@ char *cli_members_table(const json_t *members, int detailed)
 			continue;
 		cell[0] = member_str(m, "Name");
 		alen = cli_format_hostport(NULL, 0, member_str(m, "Addr"),
-		                           json_integer_value(port)) + 1;
+		                           json_integer_value(port)) +
+		       1;
 		own[1] = malloc(alen);
 		if (own[1] == NULL)
 			goto done;
-		cli_format_hostport(own[1], alen, member_str(m, "Addr"),
-		                    json_integer_value(port));
+		cli_format_hostport(own[1], alen, member_str(m, "Addr"), json_integer_value(port));
 		cell[1] = own[1];
 		cell[2] = member_status(m);
 		if (detailed) {
@@ -320,11 +319,9 @@ char *cli_members_table(const json_t *members, int detailed)
 			const char *colon = strchr(build, ':');
 			const char *vsn = member_tag(m, "vsn");
 
-			cell[3] = strcmp(member_tag(m, "role"), "consul") == 0
-			                  ? "server"
-			                  : "client";
-			own[4] = colon ? strndup(build, (size_t)(colon - build))
-			               : strdup(build);
+			cell[3] =
+			        strcmp(member_tag(m, "role"), "consul") == 0 ? "server" : "client";
+			own[4] = colon ? strndup(build, (size_t)(colon - build)) : strdup(build);
 			if (own[4] == NULL)
 				goto done;
 			cell[4] = own[4];
@@ -380,19 +377,17 @@ int cli_cmd_join(struct cli_ctx *ctx, int argc, char **argv)
 {
 	int wan = 0, nargs = 0, i, joined = 0, r;
 	struct cli_flag flags[] = {
-		{ "wan", CLI_FLAG_BOOL, &wan, NULL,
-		  "Join the WAN pool instead of the LAN pool." },
-		CLI_HTTP_FLAGS(ctx),
+	        {"wan", CLI_FLAG_BOOL, &wan, NULL, "Join the WAN pool instead of the LAN pool."},
+	        CLI_HTTP_FLAGS(ctx),
 	};
 	char **args = NULL;
 
-	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, &args, &nargs);
+	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc, argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	if (nargs == 0) {
 		r = cli_usage_error(ctx, "At least one address to join must be "
-		                     "specified.");
+		                         "specified.");
 		goto out;
 	}
 	for (i = 0; i < nargs; i++) {
@@ -401,25 +396,22 @@ int cli_cmd_join(struct cli_ctx *ctx, int argc, char **argv)
 		char *seg = cli_escape_segment(args[i]);
 		enum cli_api_result ar;
 
-		if (seg == NULL ||
-		    (size_t)snprintf(path, sizeof(path), "/v1/agent/join/%s%s",
-		                     seg, wan ? "?wan=1" : "") >= sizeof(path)) {
+		if (seg == NULL || (size_t)snprintf(path, sizeof(path), "/v1/agent/join/%s%s", seg,
+		                                    wan ? "?wan=1" : "") >= sizeof(path)) {
 			free(seg);
-			fprintf(ctx->err,
-			        "Error joining address '%s': address too long\n",
+			fprintf(ctx->err, "Error joining address '%s': address too long\n",
 			        args[i]);
 			continue;
 		}
 		free(seg);
-		ar = cli_api_call(ctx, "PUT", path, NULL, 0, CLI_LEAVE_TIMEOUT_MS,
-		              &resp, msg, sizeof(msg));
+		ar = cli_api_call(ctx, "PUT", path, NULL, 0, CLI_LEAVE_TIMEOUT_MS, &resp, msg,
+		                  sizeof(msg));
 		if (ar == CLI_API_OK) {
 			joined++;
 		} else {
 			if (ar == CLI_API_STATUS)
 				cli_status_text(&resp, msg, sizeof(msg));
-			fprintf(ctx->err, "Error joining address '%s': %s\n",
-			        args[i], msg);
+			fprintf(ctx->err, "Error joining address '%s': %s\n", args[i], msg);
 		}
 		httpc_response_free(&resp);
 	}
@@ -428,8 +420,7 @@ int cli_cmd_join(struct cli_ctx *ctx, int argc, char **argv)
 		r = 1;
 		goto out;
 	}
-	fprintf(ctx->out, "Successfully joined cluster by contacting %d nodes.\n",
-	        joined);
+	fprintf(ctx->out, "Successfully joined cluster by contacting %d nodes.\n", joined);
 	r = 0;
 out:
 	free(args);
@@ -439,21 +430,20 @@ out:
 int cli_cmd_leave(struct cli_ctx *ctx, int argc, char **argv)
 {
 	int nargs = 0, r;
-	struct cli_flag flags[] = { CLI_HTTP_FLAGS(ctx) };
+	struct cli_flag flags[] = {CLI_HTTP_FLAGS(ctx)};
 	struct httpc_response resp;
 	char msg[CLI_ERRLEN];
 	char **args = NULL;
 
-	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, &args, &nargs);
+	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc, argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	if (nargs > 0) {
 		r = cli_usage_error(ctx, "The leave command takes no arguments.");
 		goto out;
 	}
-	if (cli_api_call(ctx, "PUT", "/v1/agent/leave", NULL, 0,
-	             CLI_LEAVE_TIMEOUT_MS, &resp, msg, sizeof(msg)) != CLI_API_OK) {
+	if (cli_api_call(ctx, "PUT", "/v1/agent/leave", NULL, 0, CLI_LEAVE_TIMEOUT_MS, &resp, msg,
+	                 sizeof(msg)) != CLI_API_OK) {
 		fprintf(ctx->err, "Error leaving: %s\n", msg);
 		r = 1;
 	} else {
@@ -470,44 +460,39 @@ int cli_cmd_force_leave(struct cli_ctx *ctx, int argc, char **argv)
 {
 	int prune = 0, wan = 0, nargs = 0, r;
 	struct cli_flag flags[] = {
-		{ "prune", CLI_FLAG_BOOL, &prune, NULL,
-		  "Remove the node from the member list entirely instead of "
-		  "marking it left." },
-		{ "wan", CLI_FLAG_BOOL, &wan, NULL,
-		  "Act on the WAN pool instead of the LAN pool." },
-		CLI_HTTP_FLAGS(ctx),
+	        {"prune", CLI_FLAG_BOOL, &prune, NULL,
+	         "Remove the node from the member list entirely instead of "
+	         "marking it left."},
+	        {"wan", CLI_FLAG_BOOL, &wan, NULL, "Act on the WAN pool instead of the LAN pool."},
+	        CLI_HTTP_FLAGS(ctx),
 	};
 	struct httpc_response resp;
 	char msg[CLI_ERRLEN], path[1024];
 	char **args = NULL;
 	char *seg;
 
-	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, &args, &nargs);
+	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc, argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	if (nargs != 1) {
-		r = cli_usage_error(ctx, nargs == 0
-		                             ? "A node name must be specified to "
-		                               "force leave."
-		                             : "The force-leave command takes "
-		                               "exactly one node name.");
+		r = cli_usage_error(ctx, nargs == 0 ? "A node name must be specified to "
+		                                      "force leave."
+		                                    : "The force-leave command takes "
+		                                      "exactly one node name.");
 		goto out;
 	}
 	seg = cli_escape_segment(args[0]);
 	if (seg == NULL ||
-	    (size_t)snprintf(path, sizeof(path), "/v1/agent/force-leave/%s%s%s",
-	                     seg, prune ? "?prune" : "",
-	                     wan ? (prune ? "&wan=1" : "?wan=1") : "") >=
-	            sizeof(path)) {
+	    (size_t)snprintf(path, sizeof(path), "/v1/agent/force-leave/%s%s%s", seg,
+	                     prune ? "?prune" : "",
+	                     wan ? (prune ? "&wan=1" : "?wan=1") : "") >= sizeof(path)) {
 		free(seg);
 		fprintf(ctx->err, "Error force leaving: node name too long\n");
 		r = 1;
 		goto out;
 	}
 	free(seg);
-	if (cli_api_call(ctx, "PUT", path, NULL, 0, 0, &resp, msg, sizeof(msg)) !=
-	    CLI_API_OK) {
+	if (cli_api_call(ctx, "PUT", path, NULL, 0, 0, &resp, msg, sizeof(msg)) != CLI_API_OK) {
 		fprintf(ctx->err, "Error force leaving: %s\n", msg);
 		r = 1;
 	} else {
@@ -524,17 +509,16 @@ int cli_cmd_members(struct cli_ctx *ctx, int argc, char **argv)
 	int detailed = 0, wan = 0, nargs = 0, r;
 	const char *status = NULL, *format = "table";
 	struct cli_flag flags[] = {
-		{ "detailed", CLI_FLAG_BOOL, &detailed, NULL,
-		  "Show every tag of each member instead of the summary "
-		  "columns." },
-		{ "status", CLI_FLAG_STRING, &status, "<regexp>",
-		  "Only members whose status (alive, leaving, left, failed) "
-		  "matches this POSIX extended regular expression." },
-		{ "format", CLI_FLAG_STRING, &format, "<table|json>",
-		  "Output format. Default: table." },
-		{ "wan", CLI_FLAG_BOOL, &wan, NULL,
-		  "List the WAN pool instead of the LAN pool." },
-		CLI_HTTP_FLAGS(ctx),
+	        {"detailed", CLI_FLAG_BOOL, &detailed, NULL,
+	         "Show every tag of each member instead of the summary "
+	         "columns."},
+	        {"status", CLI_FLAG_STRING, &status, "<regexp>",
+	         "Only members whose status (alive, leaving, left, failed) "
+	         "matches this POSIX extended regular expression."},
+	        {"format", CLI_FLAG_STRING, &format, "<table|json>",
+	         "Output format. Default: table."},
+	        {"wan", CLI_FLAG_BOOL, &wan, NULL, "List the WAN pool instead of the LAN pool."},
+	        CLI_HTTP_FLAGS(ctx),
 	};
 	struct httpc_response resp;
 	char msg[CLI_ERRLEN];
@@ -544,8 +528,7 @@ int cli_cmd_members(struct cli_ctx *ctx, int argc, char **argv)
 	char **args = NULL;
 
 	memset(&resp, 0, sizeof(resp));
-	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, &args, &nargs);
+	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc, argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	r = 1;
@@ -554,9 +537,7 @@ int cli_cmd_members(struct cli_ctx *ctx, int argc, char **argv)
 		goto out;
 	}
 	if (strcmp(format, "table") != 0 && strcmp(format, "json") != 0) {
-		fprintf(ctx->err,
-		        "Error: invalid -format \"%s\": want table or json\n",
-		        format);
+		fprintf(ctx->err, "Error: invalid -format \"%s\": want table or json\n", format);
 		goto out;
 	}
 	/* Check the regex before talking to the agent. */
@@ -570,9 +551,8 @@ int cli_cmd_members(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	json_decref(sel);
 	sel = NULL;
-	if (cli_api_call(ctx, "GET", wan ? "/v1/agent/members?wan=1"
-	                             : "/v1/agent/members",
-	             NULL, 0, 0, &resp, msg, sizeof(msg)) != CLI_API_OK) {
+	if (cli_api_call(ctx, "GET", wan ? "/v1/agent/members?wan=1" : "/v1/agent/members", NULL, 0,
+	                 0, &resp, msg, sizeof(msg)) != CLI_API_OK) {
 		fprintf(ctx->err, "Error retrieving members: %s\n", msg);
 		goto out;
 	}

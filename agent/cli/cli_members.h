@@ -28,15 +28,13 @@ int cli_cmd_members(struct cli_ctx *ctx, int argc, char **argv);
 const char *cli_member_status_name(long long status);
 
 /* host:port, with IPv6 hosts in brackets; snprintf-style return. */
-size_t cli_format_hostport(char *out, size_t outlen, const char *host,
-                           long long port);
+size_t cli_format_hostport(char *out, size_t outlen, const char *host, long long port);
 
 /* The members of `members` (a JSON array as /v1/agent/members returns) whose
  * status name matches the POSIX extended regex status_regex (NULL or ""
  * matches all), sorted by Name.  Returns a new array (caller json_decref's)
  * or NULL with a message in err (invalid regex, not an array). */
-struct json_t *cli_members_select(const struct json_t *members,
-                                  const char *status_regex, char *err,
+struct json_t *cli_members_select(const struct json_t *members, const char *status_regex, char *err,
                                   size_t errlen);
 
 /* Renders members as the `rumor members` table (detailed: Node, Address,

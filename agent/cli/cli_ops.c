@@ -42,7 +42,8 @@ static int dial(const char *addr, int timeout_ms, char *err, size_t errlen)
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
 	int gai = getaddrinfo(host, port, &hints, &res);
 	if (gai != 0) {
-		snprintf(err, errlen, "Error connecting to agent at %s: %s", addr, gai_strerror(gai));
+		snprintf(err, errlen, "Error connecting to agent at %s: %s", addr,
+		         gai_strerror(gai));
 		return -1;
 	}
 	int fd = -1, e = ECONNREFUSED;
@@ -101,8 +102,8 @@ static int send_all(int fd, const char *p, size_t n, long long deadline)
 	return 0;
 }
 
-int cli_ops_stream(const char *addr, const char *path_and_query, const char *token,
-		   int timeout_ms, FILE *out, char *err, size_t errlen)
+int cli_ops_stream(const char *addr, const char *path_and_query, const char *token, int timeout_ms,
+                   FILE *out, char *err, size_t errlen)
 {
 	if (timeout_ms <= 0)
 		timeout_ms = HTTPC_DEFAULT_TIMEOUT_MS;
@@ -120,11 +121,11 @@ int cli_ops_stream(const char *addr, const char *path_and_query, const char *tok
 		return -1;
 	char req[2048];
 	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\n%s%s%s\r\n",
-			 path_and_query, addr, token && *token ? "X-Consul-Token: " : "",
-			 token && *token ? token : "", token && *token ? "\r\n" : "");
+	                 path_and_query, addr, token && *token ? "X-Consul-Token: " : "",
+	                 token && *token ? token : "", token && *token ? "\r\n" : "");
 	if (n < 0 || (size_t)n >= sizeof(req) || send_all(fd, req, (size_t)n, deadline) < 0) {
 		snprintf(err, errlen, "Error connecting to agent at %s: cannot send the request",
-			 addr);
+		         addr);
 		close(fd);
 		return -1;
 	}
@@ -139,8 +140,8 @@ int cli_ops_stream(const char *addr, const char *path_and_query, const char *tok
 		if (body == NULL) {
 			long long left = deadline - mono_ms();
 			if (left <= 0) {
-				snprintf(err, errlen, "Error: agent at %s did not answer in %d ms", addr,
-					 timeout_ms);
+				snprintf(err, errlen, "Error: agent at %s did not answer in %d ms",
+				         addr, timeout_ms);
 				close(fd);
 				return -1;
 			}
@@ -158,15 +159,18 @@ int cli_ops_stream(const char *addr, const char *path_and_query, const char *tok
 		if (r <= 0) {
 			close(fd);
 			if (body == NULL) {
-				snprintf(err, errlen, "Error: agent at %s closed the connection before "
-					 "answering", addr);
+				snprintf(err, errlen,
+				         "Error: agent at %s closed the connection before "
+				         "answering",
+				         addr);
 				return -1;
 			}
 			if (status != 200) {
 				size_t bl = strlen(body);
 				while (bl > 0 && (body[bl - 1] == '\n' || body[bl - 1] == '\r'))
 					body[--bl] = '\0';
-				snprintf(err, errlen, "Unexpected response code: %d (%s)", status, body);
+				snprintf(err, errlen, "Unexpected response code: %d (%s)", status,
+				         body);
 				return -1;
 			}
 			return 0;
@@ -177,7 +181,8 @@ int cli_ops_stream(const char *addr, const char *path_and_query, const char *tok
 			continue;
 		}
 		/* keep headers (and an error body) in hbuf, bounded */
-		size_t take = (size_t)r < sizeof(hbuf) - 1 - hlen ? (size_t)r : sizeof(hbuf) - 1 - hlen;
+		size_t take =
+		        (size_t)r < sizeof(hbuf) - 1 - hlen ? (size_t)r : sizeof(hbuf) - 1 - hlen;
 		memcpy(hbuf + hlen, buf, take);
 		hlen += take;
 		hbuf[hlen] = '\0';
@@ -186,14 +191,16 @@ int cli_ops_stream(const char *addr, const char *path_and_query, const char *tok
 		char *eoh = strstr(hbuf, "\r\n\r\n");
 		if (eoh == NULL) {
 			if (hlen == sizeof(hbuf) - 1) {
-				snprintf(err, errlen, "Error: agent at %s sent oversized headers", addr);
+				snprintf(err, errlen, "Error: agent at %s sent oversized headers",
+				         addr);
 				close(fd);
 				return -1;
 			}
 			continue;
 		}
 		if (sscanf(hbuf, "HTTP/%*d.%*d %d", &status) != 1) {
-			snprintf(err, errlen, "Error: agent at %s sent a malformed status line", addr);
+			snprintf(err, errlen, "Error: agent at %s sent a malformed status line",
+			         addr);
 			close(fd);
 			return -1;
 		}
@@ -219,7 +226,7 @@ struct section {
 };
 
 static void put(struct section *s, const char *key, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static void put(struct section *s, const char *key, const char *fmt, ...)
 {
@@ -250,7 +257,7 @@ static const char *jstr(const json_t *o, const char *k1, const char *k2)
 /* The metric `name` (Consul dotted, with "rumor." prefix) in array `kind`
  * of the metrics JSON, optionally with label k=v; field "Value" or "Sum". */
 static int metric(const json_t *m, const char *kind, const char *name, const char *lk,
-		  const char *lv, const char *field, double *out)
+                  const char *lv, const char *field, double *out)
 {
 	const json_t *arr = json_object_get(m, kind);
 	size_t i;
@@ -271,7 +278,7 @@ static int metric(const json_t *m, const char *kind, const char *name, const cha
 }
 
 static void put_metric(struct section *s, const char *key, const json_t *m, const char *kind,
-		       const char *name, const char *lk, const char *lv, const char *field)
+                       const char *name, const char *lk, const char *lv, const char *field)
 {
 	double v;
 	if (metric(m, kind, name, lk, lv, field, &v) == 0) {
@@ -283,7 +290,7 @@ static void put_metric(struct section *s, const char *key, const json_t *m, cons
 }
 
 char *cli_ops_info_text(const json_t *self, const json_t *metrics, long long services,
-			long long checks)
+                        long long checks)
 {
 	struct section *secs = calloc(4, sizeof(*secs));
 	if (secs == NULL)
@@ -315,13 +322,13 @@ char *cli_ops_info_text(const json_t *self, const json_t *metrics, long long ser
 
 	put(runtime, "os", "linux");
 	put_metric(runtime, "resident_memory_bytes", metrics, "Gauges",
-		   "rumor.runtime.resident_memory_bytes", NULL, NULL, "Value");
+	           "rumor.runtime.resident_memory_bytes", NULL, NULL, "Value");
 	put_metric(runtime, "uptime_seconds", metrics, "Gauges", "rumor.runtime.uptime_seconds",
-		   NULL, NULL, "Value");
+	           NULL, NULL, "Value");
 	put_metric(runtime, "loop_lag_ms_max", metrics, "Samples", "rumor.runtime.loop.lag_ms",
-		   NULL, NULL, "Max");
-	put_metric(runtime, "loop_busy_ms_mean", metrics, "Samples",
-		   "rumor.runtime.loop.busy_ms", NULL, NULL, "Mean");
+	           NULL, NULL, "Max");
+	put_metric(runtime, "loop_busy_ms_mean", metrics, "Samples", "rumor.runtime.loop.busy_ms",
+	           NULL, NULL, "Mean");
 
 	double alive = 0, suspect = 0, failed = 0, left = 0, keys = -1;
 	metric(metrics, "Gauges", "rumor.serf.members", "status", "alive", "Value", &alive);
@@ -333,31 +340,31 @@ char *cli_ops_info_text(const json_t *self, const json_t *metrics, long long ser
 	put(lan, "suspect", "%.0f", suspect);
 	put(lan, "failed", "%.0f", failed);
 	put(lan, "left", "%.0f", left);
-	if (metric(metrics, "Gauges", "rumor.memberlist.keyring.keys", NULL, NULL, "Value", &keys) ==
-	    0)
+	if (metric(metrics, "Gauges", "rumor.memberlist.keyring.keys", NULL, NULL, "Value",
+	           &keys) == 0)
 		put(lan, "encrypted", "%s", keys > 0 ? "true" : "false");
 	put_metric(lan, "health_score", metrics, "Gauges", "rumor.memberlist.health.score", NULL,
-		   NULL, "Value");
+	           NULL, "Value");
 	put_metric(lan, "event_queue", metrics, "Gauges", "rumor.memberlist.queue.broadcasts", NULL,
-		   NULL, "Value");
+	           NULL, "Value");
 	static const struct {
 		const char *key, *name;
 	} counters[] = {
-		{"probes", "rumor.memberlist.probe"},
-		{"probe_failures", "rumor.memberlist.probe.failed"},
-		{"suspicions", "rumor.memberlist.msg.suspect"},
-		{"refutations", "rumor.memberlist.msg.refute"},
-		{"deaths_declared", "rumor.memberlist.msg.dead"},
-		{"packets_sent", "rumor.memberlist.packets.sent"},
-		{"packets_received", "rumor.memberlist.packets.received"},
-		{"bytes_sent", "rumor.memberlist.bytes.sent"},
-		{"bytes_received", "rumor.memberlist.bytes.received"},
-		{"push_pulls", "rumor.memberlist.push_pull"},
-		{"decrypt_failures", "rumor.memberlist.decrypt_failures"},
+	        {"probes", "rumor.memberlist.probe"},
+	        {"probe_failures", "rumor.memberlist.probe.failed"},
+	        {"suspicions", "rumor.memberlist.msg.suspect"},
+	        {"refutations", "rumor.memberlist.msg.refute"},
+	        {"deaths_declared", "rumor.memberlist.msg.dead"},
+	        {"packets_sent", "rumor.memberlist.packets.sent"},
+	        {"packets_received", "rumor.memberlist.packets.received"},
+	        {"bytes_sent", "rumor.memberlist.bytes.sent"},
+	        {"bytes_received", "rumor.memberlist.bytes.received"},
+	        {"push_pulls", "rumor.memberlist.push_pull"},
+	        {"decrypt_failures", "rumor.memberlist.decrypt_failures"},
 	};
 	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
 		put_metric(lan, counters[i].key, metrics, "Counters", counters[i].name, NULL, NULL,
-			   "Sum");
+		           "Sum");
 
 	size_t cap = 1, len = 0;
 	for (int s = 0; s < 4; s++)
@@ -373,7 +380,7 @@ char *cli_ops_info_text(const json_t *self, const json_t *metrics, long long ser
 		len += (size_t)snprintf(out + len, cap - len, "%s:\n", secs[s].name);
 		for (int i = 0; i < secs[s].n; i++)
 			len += (size_t)snprintf(out + len, cap - len, "\t%s = %s\n",
-						secs[s].rows[i].key, secs[s].rows[i].val);
+			                        secs[s].rows[i].key, secs[s].rows[i].val);
 	}
 	free(secs);
 	return out;
@@ -386,19 +393,17 @@ int cli_cmd_monitor(struct cli_ctx *ctx, int argc, char **argv)
 	int nargs = 0, r, json = 0;
 	const char *level = "info";
 	struct cli_flag flags[] = {
-		{ "log-level", CLI_FLAG_STRING, &level, "<level>",
-		  "Lowest level of the lines to stream: trace, debug, info, warn "
-		  "or err. Independent of the agent's own -log-level. Default: "
-		  "info." },
-		{ "log-json", CLI_FLAG_BOOL, &json, NULL,
-		  "Stream the lines as JSON objects." },
-		CLI_HTTP_FLAGS(ctx),
+	        {"log-level", CLI_FLAG_STRING, &level, "<level>",
+	         "Lowest level of the lines to stream: trace, debug, info, warn "
+	         "or err. Independent of the agent's own -log-level. Default: "
+	         "info."},
+	        {"log-json", CLI_FLAG_BOOL, &json, NULL, "Stream the lines as JSON objects."},
+	        CLI_HTTP_FLAGS(ctx),
 	};
 	char msg[CLI_ERRLEN], path[256], *lv;
 	char **args = NULL;
 
-	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, &args, &nargs);
+	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc, argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	if (nargs > 0) {
@@ -410,11 +415,9 @@ int cli_cmd_monitor(struct cli_ctx *ctx, int argc, char **argv)
 		r = 1;
 		goto out;
 	}
-	snprintf(path, sizeof(path), "/v1/agent/monitor?loglevel=%s%s", lv,
-	         json ? "&logjson" : "");
+	snprintf(path, sizeof(path), "/v1/agent/monitor?loglevel=%s%s", lv, json ? "&logjson" : "");
 	free(lv);
-	if (cli_ops_stream(ctx->addr, path, ctx->token, 0, ctx->out, msg,
-	                   sizeof(msg)) != 0) {
+	if (cli_ops_stream(ctx->addr, path, ctx->token, 0, ctx->out, msg, sizeof(msg)) != 0) {
 		fprintf(ctx->err, "%s\n", msg);
 		r = 1;
 		goto out;
@@ -436,8 +439,7 @@ static long long count_entries(struct cli_ctx *ctx, const char *path)
 	long long n = -1;
 	json_t *j;
 
-	if (cli_api_call(ctx, "GET", path, NULL, 0, 0, &resp, msg,
-	             sizeof(msg)) == CLI_API_OK) {
+	if (cli_api_call(ctx, "GET", path, NULL, 0, 0, &resp, msg, sizeof(msg)) == CLI_API_OK) {
 		j = json_loadb(resp.body, resp.body_len, 0, NULL);
 		if (json_is_object(j))
 			n = (long long)json_object_size(j);
@@ -450,15 +452,14 @@ static long long count_entries(struct cli_ctx *ctx, const char *path)
 int cli_cmd_info(struct cli_ctx *ctx, int argc, char **argv)
 {
 	int nargs = 0, r;
-	struct cli_flag flags[] = { CLI_HTTP_FLAGS(ctx) };
+	struct cli_flag flags[] = {CLI_HTTP_FLAGS(ctx)};
 	struct httpc_response resp;
 	char msg[CLI_ERRLEN];
 	char **args = NULL;
 	json_t *self = NULL, *metrics = NULL;
 	char *text = NULL;
 
-	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc,
-	                 argv, &args, &nargs);
+	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc, argv, &args, &nargs);
 	if (r >= 0)
 		goto out;
 	r = 1;
@@ -466,16 +467,16 @@ int cli_cmd_info(struct cli_ctx *ctx, int argc, char **argv)
 		r = cli_usage_error(ctx, "The info command takes no arguments.");
 		goto out;
 	}
-	if (cli_api_call(ctx, "GET", "/v1/agent/self", NULL, 0, 0, &resp, msg,
-	             sizeof(msg)) != CLI_API_OK) {
+	if (cli_api_call(ctx, "GET", "/v1/agent/self", NULL, 0, 0, &resp, msg, sizeof(msg)) !=
+	    CLI_API_OK) {
 		fprintf(ctx->err, "Error querying agent: %s\n", msg);
 		httpc_response_free(&resp);
 		goto out;
 	}
 	self = json_loadb(resp.body, resp.body_len, 0, NULL);
 	httpc_response_free(&resp);
-	if (cli_api_call(ctx, "GET", "/v1/agent/metrics", NULL, 0, 0, &resp, msg,
-	             sizeof(msg)) != CLI_API_OK) {
+	if (cli_api_call(ctx, "GET", "/v1/agent/metrics", NULL, 0, 0, &resp, msg, sizeof(msg)) !=
+	    CLI_API_OK) {
 		fprintf(ctx->err, "Error querying agent metrics: %s\n", msg);
 		httpc_response_free(&resp);
 		goto out;
@@ -483,12 +484,13 @@ int cli_cmd_info(struct cli_ctx *ctx, int argc, char **argv)
 	metrics = json_loadb(resp.body, resp.body_len, 0, NULL);
 	httpc_response_free(&resp);
 	if (!json_is_object(self) || !json_is_object(metrics)) {
-		fprintf(ctx->err, "Error: the agent at %s sent JSON that is not "
-		                  "an object; is it a rumor agent?\n", ctx->addr);
+		fprintf(ctx->err,
+		        "Error: the agent at %s sent JSON that is not "
+		        "an object; is it a rumor agent?\n",
+		        ctx->addr);
 		goto out;
 	}
-	text = cli_ops_info_text(self, metrics,
-	                         count_entries(ctx, "/v1/agent/services"),
+	text = cli_ops_info_text(self, metrics, count_entries(ctx, "/v1/agent/services"),
 	                         count_entries(ctx, "/v1/agent/checks"));
 	if (text == NULL)
 		goto out;

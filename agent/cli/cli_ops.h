@@ -27,14 +27,14 @@ int cli_cmd_info(struct cli_ctx *ctx, int argc, char **argv);
  * Returns 0 when the agent closed the stream after a 200, or -1 with a
  * message: "Error connecting to agent at ...", or the agent's status and
  * error text for a non-200 answer. */
-int cli_ops_stream(const char *addr, const char *path_and_query, const char *token,
-		   int timeout_ms, FILE *out, char *err, size_t errlen);
+int cli_ops_stream(const char *addr, const char *path_and_query, const char *token, int timeout_ms,
+                   FILE *out, char *err, size_t errlen);
 
 /* Renders `rumor info` from the agent's /v1/agent/self and /v1/agent/metrics
  * (JSON) answers, plus optional counts of services and checks (-1: unknown):
  *   agent:\n\tkey = value\n ... one section per area, keys sorted.
  * malloc'd. */
-char *cli_ops_info_text(const struct json_t *self, const struct json_t *metrics,
-			long long services, long long checks);
+char *cli_ops_info_text(const struct json_t *self, const struct json_t *metrics, long long services,
+                        long long checks);
 
 #endif

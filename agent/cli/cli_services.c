@@ -36,8 +36,7 @@ static int register_one(struct cli_ctx *ctx, json_t *def)
 		return 1;
 	if (cli_api_call(ctx, "PUT", "/v1/agent/service/register", body, strlen(body),
 	                 CLI_LEAVE_TIMEOUT_MS, &resp, msg, sizeof(msg)) != CLI_API_OK) {
-		fprintf(ctx->err, "Error registering service \"%s\": %s\n",
-		        name ? name : "?", msg);
+		fprintf(ctx->err, "Error registering service \"%s\": %s\n", name ? name : "?", msg);
 		r = 1;
 	} else {
 		fprintf(ctx->out, "Registered service: %s\n", name ? name : "?");
@@ -48,8 +47,7 @@ static int register_one(struct cli_ctx *ctx, json_t *def)
 }
 
 /* The ID is the one positional argument, or -id. */
-static int services_deregister(struct cli_ctx *ctx, char **args, int nargs,
-                               const char *id)
+static int services_deregister(struct cli_ctx *ctx, char **args, int nargs, const char *id)
 {
 	struct httpc_response resp;
 	char msg[CLI_ERRLEN], path[1200], esc[1000];
@@ -62,8 +60,7 @@ static int services_deregister(struct cli_ctx *ctx, char **args, int nargs,
 	snprintf(path, sizeof(path), "/v1/agent/service/deregister/%s", esc);
 	if (cli_api_call(ctx, "PUT", path, NULL, 0, CLI_LEAVE_TIMEOUT_MS, &resp, msg,
 	                 sizeof(msg)) != CLI_API_OK) {
-		fprintf(ctx->err, "Error deregistering service \"%s\": %s\n",
-		        sid, msg);
+		fprintf(ctx->err, "Error deregistering service \"%s\": %s\n", sid, msg);
 		r = 1;
 	} else {
 		fprintf(ctx->out, "Deregistered service: %s\n", sid);
@@ -74,8 +71,7 @@ static int services_deregister(struct cli_ctx *ctx, char **args, int nargs,
 
 /* register -name ...: one definition built from the flags.  The port is
  * checked here, not by the agent, so a typo fails before any request. */
-static int services_register_flags(struct cli_ctx *ctx,
-                                   const struct service_flags *f, int nargs)
+static int services_register_flags(struct cli_ctx *ctx, const struct service_flags *f, int nargs)
 {
 	json_t *def;
 	int r;
@@ -126,8 +122,8 @@ static int services_register_files(struct cli_ctx *ctx, char **args, int nargs)
 		json_t *one, *many;
 
 		if (root == NULL) {
-			fprintf(ctx->err, "Error reading %s: line %d: %s\n", args[i],
-			        je.line, je.text);
+			fprintf(ctx->err, "Error reading %s: line %d: %s\n", args[i], je.line,
+			        je.text);
 			r = 1;
 			break;
 		}
@@ -139,7 +135,8 @@ static int services_register_files(struct cli_ctx *ctx, char **args, int nargs)
 			size_t k;
 			json_t *d;
 
-			json_array_foreach(many, k, d) {
+			json_array_foreach(many, k, d)
+			{
 				if (r == 0)
 					r = register_one(ctx, d);
 			}
@@ -153,28 +150,24 @@ static int services_register_files(struct cli_ctx *ctx, char **args, int nargs)
 
 int cli_cmd_services(struct cli_ctx *ctx, int argc, char **argv)
 {
-	struct service_flags f = { 0 };
+	struct service_flags f = {0};
 	int nargs = 0, r;
 	struct cli_flag flags[] = {
-		{ "name", CLI_FLAG_STRING, &f.name, "<name>",
-		  "register: name of the service (instead of a FILE)." },
-		{ "id", CLI_FLAG_STRING, &f.id, "<id>",
-		  "register: ID of the service. Default: the name." },
-		{ "address", CLI_FLAG_STRING, &f.address, "<addr>",
-		  "register: address of the service. Default: the node's." },
-		{ "port", CLI_FLAG_STRING, &f.port, "<port>",
-		  "register: port of the service." },
-		{ "tag", CLI_FLAG_STRING, &f.tags, "<tag,...>",
-		  "register: comma-separated tags." },
-		CLI_HTTP_FLAGS(ctx),
+	        {"name", CLI_FLAG_STRING, &f.name, "<name>",
+	         "register: name of the service (instead of a FILE)."},
+	        {"id", CLI_FLAG_STRING, &f.id, "<id>",
+	         "register: ID of the service. Default: the name."},
+	        {"address", CLI_FLAG_STRING, &f.address, "<addr>",
+	         "register: address of the service. Default: the node's."},
+	        {"port", CLI_FLAG_STRING, &f.port, "<port>", "register: port of the service."},
+	        {"tag", CLI_FLAG_STRING, &f.tags, "<tag,...>", "register: comma-separated tags."},
+	        CLI_HTTP_FLAGS(ctx),
 	};
 	char **args = NULL;
 	const char *sub;
 
-	if (argc < 1 || (strcmp(argv[0], "register") != 0 &&
-	                 strcmp(argv[0], "deregister") != 0)) {
-		if (argc >= 1 && (strcmp(argv[0], "-h") == 0 ||
-		                  strcmp(argv[0], "-help") == 0 ||
+	if (argc < 1 || (strcmp(argv[0], "register") != 0 && strcmp(argv[0], "deregister") != 0)) {
+		if (argc >= 1 && (strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "-help") == 0 ||
 		                  strcmp(argv[0], "--help") == 0)) {
 			fputs(ctx->usage, ctx->out);
 			return 0;
@@ -182,8 +175,8 @@ int cli_cmd_services(struct cli_ctx *ctx, int argc, char **argv)
 		return cli_usage_error(ctx, "Usage: rumor services register|deregister ...");
 	}
 	sub = argv[0];
-	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc - 1,
-	                  argv + 1, &args, &nargs);
+	r = cli_cmd_parse(ctx, flags, sizeof(flags) / sizeof(flags[0]), argc - 1, argv + 1, &args,
+	                  &nargs);
 	if (r >= 0)
 		goto out;
 	if (strcmp(sub, "deregister") == 0)

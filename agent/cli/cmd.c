@@ -42,16 +42,14 @@ void cli_text_clean(char *s, size_t n)
 /* The usage text comes from ctx (cli_run copied it from the command
  * table), so a command never looks itself up in the table: the table is
  * above the commands, not beside them. */
-int cli_cmd_parse(struct cli_ctx *ctx, const struct cli_flag *flags,
-                  size_t nflags, int argc, char **argv, char ***args,
-                  int *nargs)
+int cli_cmd_parse(struct cli_ctx *ctx, const struct cli_flag *flags, size_t nflags, int argc,
+                  char **argv, char ***args, int *nargs)
 {
 	char err[CLI_ERRLEN];
 	int r;
 
 	*args = xcalloc((size_t)argc + 1, sizeof(**args));
-	r = cli_flags_parse(flags, nflags, argc, argv, *args, nargs, err,
-	                    sizeof(err));
+	r = cli_flags_parse(flags, nflags, argc, argv, *args, nargs, err, sizeof(err));
 	if (r == CLI_FLAGS_HELP) {
 		if (ctx->usage != NULL)
 			fputs(ctx->usage, ctx->out);
@@ -59,12 +57,10 @@ int cli_cmd_parse(struct cli_ctx *ctx, const struct cli_flag *flags,
 		return 0;
 	}
 	if (r != 0) {
-		fprintf(ctx->err, "%s\nRun 'rumor %s -h' for usage.\n", err,
-		        ctx->name);
+		fprintf(ctx->err, "%s\nRun 'rumor %s -h' for usage.\n", err, ctx->name);
 		return 1;
 	}
-	if (cli_normalize_http_addr(ctx->http_addr, ctx->addr,
-	                            sizeof(ctx->addr), err,
+	if (cli_normalize_http_addr(ctx->http_addr, ctx->addr, sizeof(ctx->addr), err,
 	                            sizeof(err)) != 0) {
 		fprintf(ctx->err, "Error: %s\n", err);
 		return 1;
@@ -74,8 +70,7 @@ int cli_cmd_parse(struct cli_ctx *ctx, const struct cli_flag *flags,
 
 int cli_usage_error(struct cli_ctx *ctx, const char *msg)
 {
-	fprintf(ctx->err, "%s\nRun 'rumor %s -h' for usage.\n", msg,
-	        ctx->name);
+	fprintf(ctx->err, "%s\nRun 'rumor %s -h' for usage.\n", msg, ctx->name);
 	return 1;
 }
 
@@ -83,21 +78,18 @@ int cli_usage_error(struct cli_ctx *ctx, const char *msg)
  * variable inject headers: refused before anything is sent.  Connection
  * errors read as Go's ("connection refused", lower case) because scripts
  * match consul's wording. */
-enum cli_api_result cli_api_call(struct cli_ctx *ctx, const char *method,
-                                 const char *path, const void *body,
-                                 size_t body_len, int timeout_ms,
-                                 struct httpc_response *resp, char *msg,
-                                 size_t msglen)
+enum cli_api_result cli_api_call(struct cli_ctx *ctx, const char *method, const char *path,
+                                 const void *body, size_t body_len, int timeout_ms,
+                                 struct httpc_response *resp, char *msg, size_t msglen)
 {
 	char err[CLI_ERRLEN], tokhdr[600];
-	const char *hdrs[2] = { NULL, NULL };
-	struct httpc_options opts = { .timeout_ms = timeout_ms };
+	const char *hdrs[2] = {NULL, NULL};
+	struct httpc_options opts = {.timeout_ms = timeout_ms};
 
 	if (ctx->token != NULL && *ctx->token != '\0') {
 		if (strpbrk(ctx->token, "\r\n") != NULL ||
-		    (size_t)snprintf(tokhdr, sizeof(tokhdr),
-		                     "X-Consul-Token: %s",
-		                     ctx->token) >= sizeof(tokhdr)) {
+		    (size_t)snprintf(tokhdr, sizeof(tokhdr), "X-Consul-Token: %s", ctx->token) >=
+		            sizeof(tokhdr)) {
 			memset(resp, 0, sizeof(*resp));
 			cli_errf(msg, msglen, "Error: invalid -token value");
 			return CLI_API_CONN;
@@ -105,21 +97,18 @@ enum cli_api_result cli_api_call(struct cli_ctx *ctx, const char *method,
 		hdrs[0] = tokhdr;
 		opts.headers = hdrs;
 	}
-	if (httpc_request_opts(ctx->addr, method, path, body, body_len, &opts,
-	                       resp, err, sizeof(err)) != 0) {
+	if (httpc_request_opts(ctx->addr, method, path, body, body_len, &opts, resp, err,
+	                       sizeof(err)) != 0) {
 		if (resp->error == HTTPC_E_CONNECT && resp->sys_errno != 0) {
 			char why[128];
 
-			snprintf(why, sizeof(why), "%s",
-			         strerror(resp->sys_errno));
+			snprintf(why, sizeof(why), "%s", strerror(resp->sys_errno));
 			if (why[0] >= 'A' && why[0] <= 'Z')
 				why[0] = (char)tolower((unsigned char)why[0]);
-			cli_errf(msg, msglen,
-			         "Error connecting to agent at %s: %s", ctx->addr,
+			cli_errf(msg, msglen, "Error connecting to agent at %s: %s", ctx->addr,
 			         why);
 		} else {
-			cli_errf(msg, msglen,
-			         "Error connecting to agent at %s: %s", ctx->addr,
+			cli_errf(msg, msglen, "Error connecting to agent at %s: %s", ctx->addr,
 			         err);
 		}
 		return CLI_API_CONN;
@@ -132,11 +121,10 @@ enum cli_api_result cli_api_call(struct cli_ctx *ctx, const char *method,
 		resp->body[n] = '\0';
 		resp->body_len = n;
 		if (resp->body[0] != '\0')
-			cli_errf(msg, msglen, "Unexpected response code: %d (%s)",
-			         resp->status, resp->body);
+			cli_errf(msg, msglen, "Unexpected response code: %d (%s)", resp->status,
+			         resp->body);
 		else
-			cli_errf(msg, msglen, "Unexpected response code: %d",
-			         resp->status);
+			cli_errf(msg, msglen, "Unexpected response code: %d", resp->status);
 		if (msg != NULL && msglen > 0)
 			cli_text_clean(msg, strlen(msg));
 		return CLI_API_STATUS;
@@ -144,13 +132,12 @@ enum cli_api_result cli_api_call(struct cli_ctx *ctx, const char *method,
 	return CLI_API_OK;
 }
 
-int cli_serf_call(struct cli_ctx *ctx, const char *what, const char *method,
-                  const char *path, const void *body, size_t body_len,
-                  int timeout_ms, struct httpc_response *resp)
+int cli_serf_call(struct cli_ctx *ctx, const char *what, const char *method, const char *path,
+                  const void *body, size_t body_len, int timeout_ms, struct httpc_response *resp)
 {
 	char msg[CLI_ERRLEN];
-	enum cli_api_result ar = cli_api_call(ctx, method, path, body, body_len,
-	                                      timeout_ms, resp, msg, sizeof(msg));
+	enum cli_api_result ar =
+	        cli_api_call(ctx, method, path, body, body_len, timeout_ms, resp, msg, sizeof(msg));
 
 	if (ar == CLI_API_OK)
 		return 0;
@@ -160,8 +147,7 @@ int cli_serf_call(struct cli_ctx *ctx, const char *what, const char *method,
 	return 1;
 }
 
-void cli_status_text(const struct httpc_response *resp, char *out,
-                     size_t outlen)
+void cli_status_text(const struct httpc_response *resp, char *out, size_t outlen)
 {
 	const char *body = resp->body ? resp->body : "";
 
@@ -169,8 +155,7 @@ void cli_status_text(const struct httpc_response *resp, char *out,
 		snprintf(out, outlen, "%s", body);
 		cli_text_clean(out, strlen(out));
 	} else {
-		snprintf(out, outlen, "Unexpected response code: %d",
-		         resp->status);
+		snprintf(out, outlen, "Unexpected response code: %d", resp->status);
 	}
 }
 

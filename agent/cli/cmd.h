@@ -33,25 +33,25 @@ struct cli_ctx {
 	const char *usage;     /* its "Usage: ..." text, '\n'-ended */
 	const char *http_addr; /* as given */
 	const char *token;
-	char addr[300];        /* normalized host:port */
+	char addr[300]; /* normalized host:port */
 };
 
 /* A command: argv holds the arguments after its name; returns the exit code. */
 typedef int cli_cmd_fn(struct cli_ctx *ctx, int argc, char **argv);
 
 /* The flags every command takes; `ctx` is a struct cli_ctx *. */
-#define CLI_HTTP_FLAGS(ctx)                                                   \
-	{ "http-addr", CLI_FLAG_STRING, &(ctx)->http_addr, "<address>",       \
-	  "Address of the agent's HTTP API (host:port, optional http://). "   \
-	  "Default: $RUMOR_HTTP_ADDR, $CONSUL_HTTP_ADDR or "                  \
-	  CLI_DEFAULT_HTTP_ADDR "." },                                        \
-	{ "token", CLI_FLAG_STRING, &(ctx)->token, "<value>",                 \
-	  "ACL token sent as X-Consul-Token. Default: $RUMOR_HTTP_TOKEN or "  \
-	  "$CONSUL_HTTP_TOKEN." }
+#define CLI_HTTP_FLAGS(ctx)                                                                        \
+	{"http-addr", CLI_FLAG_STRING, &(ctx)->http_addr, "<address>",                             \
+	 "Address of the agent's HTTP API (host:port, optional http://). "                         \
+	 "Default: $RUMOR_HTTP_ADDR, $CONSUL_HTTP_ADDR or " CLI_DEFAULT_HTTP_ADDR "."},            \
+	{                                                                                          \
+		"token", CLI_FLAG_STRING, &(ctx)->token, "<value>",                                \
+		        "ACL token sent as X-Consul-Token. Default: $RUMOR_HTTP_TOKEN or "         \
+		        "$CONSUL_HTTP_TOKEN."                                                      \
+	}
 
 /* snprintf into err when err is not NULL and errlen > 0. */
-void cli_errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+void cli_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Replaces control characters (and DEL) in s[0..n-1] by '?'. */
 void cli_text_clean(char *s, size_t n);
@@ -60,9 +60,8 @@ void cli_text_clean(char *s, size_t n);
  * with *args (allocated here; the caller frees it) holding *nargs
  * positional arguments, or the exit code (0 after printing help, 1 after
  * an error, which it printed). */
-int cli_cmd_parse(struct cli_ctx *ctx, const struct cli_flag *flags,
-                  size_t nflags, int argc, char **argv, char ***args,
-                  int *nargs);
+int cli_cmd_parse(struct cli_ctx *ctx, const struct cli_flag *flags, size_t nflags, int argc,
+                  char **argv, char ***args, int *nargs);
 
 /* Prints "msg\nRun 'rumor <name> -h' for usage." to ctx->err; returns 1. */
 int cli_usage_error(struct cli_ctx *ctx, const char *msg);
@@ -74,21 +73,17 @@ enum cli_api_result { CLI_API_OK = 0, CLI_API_CONN = -1, CLI_API_STATUS = 1 };
  * to agent at ...".  CLI_API_STATUS: non-2xx; msg says "Unexpected
  * response code: N (body)" and *resp holds it too.  The caller frees resp
  * with httpc_response_free in every case. */
-enum cli_api_result cli_api_call(struct cli_ctx *ctx, const char *method,
-                                 const char *path, const void *body,
-                                 size_t body_len, int timeout_ms,
-                                 struct httpc_response *resp, char *msg,
-                                 size_t msglen);
+enum cli_api_result cli_api_call(struct cli_ctx *ctx, const char *method, const char *path,
+                                 const void *body, size_t body_len, int timeout_ms,
+                                 struct httpc_response *resp, char *msg, size_t msglen);
 
 /* As cli_api_call; on failure prints "<what>: <error>" (the agent's own
  * error text after a non-2xx) and returns 1, else 0. */
-int cli_serf_call(struct cli_ctx *ctx, const char *what, const char *method,
-                  const char *path, const void *body, size_t body_len,
-                  int timeout_ms, struct httpc_response *resp);
+int cli_serf_call(struct cli_ctx *ctx, const char *what, const char *method, const char *path,
+                  const void *body, size_t body_len, int timeout_ms, struct httpc_response *resp);
 
 /* The server's error text, cleaned, or "Unexpected response code: N". */
-void cli_status_text(const struct httpc_response *resp, char *out,
-                     size_t outlen);
+void cli_status_text(const struct httpc_response *resp, char *out, size_t outlen);
 
 /* s percent-encoded as one path segment; malloc'd (never NULL). */
 char *cli_escape_segment(const char *s);

@@ -15,7 +15,7 @@
 #include <strings.h>
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -30,10 +30,8 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 static int parse_bool(const char *s, int *out)
 {
-	static const char *const yes[] = { "1", "t", "T", "true", "TRUE",
-		                           "True" };
-	static const char *const no[] = { "0", "f", "F", "false", "FALSE",
-		                          "False" };
+	static const char *const yes[] = {"1", "t", "T", "true", "TRUE", "True"};
+	static const char *const no[] = {"0", "f", "F", "false", "FALSE", "False"};
 	size_t i;
 
 	for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
@@ -52,9 +50,8 @@ static int parse_bool(const char *s, int *out)
 /* A flag's value is set where it is found, so a flag given twice keeps the
  * last value (Go's rule); positional arguments keep their order.  Never
  * writes past args[argc - 1]: each argument lands in at most one slot. */
-int cli_flags_parse(const struct cli_flag *flags, size_t nflags, int argc,
-                    char **argv, char **args, int *nargs, char *err,
-                    size_t errlen)
+int cli_flags_parse(const struct cli_flag *flags, size_t nflags, int argc, char **argv, char **args,
+                    int *nargs, char *err, size_t errlen)
 {
 	int i, only_args = 0;
 
@@ -92,17 +89,16 @@ int cli_flags_parse(const struct cli_flag *flags, size_t nflags, int argc,
 			if ((nlen == 1 && strncmp(name, "h", 1) == 0) ||
 			    (nlen == 4 && strncmp(name, "help", 4) == 0))
 				return CLI_FLAGS_HELP;
-			set_err(err, errlen, "flag provided but not defined: -%.*s",
-			        (int)nlen, name);
+			set_err(err, errlen, "flag provided but not defined: -%.*s", (int)nlen,
+			        name);
 			return -1;
 		}
 		if (f->type == CLI_FLAG_BOOL) {
 			int v = 1;
 
 			if (eq != NULL && parse_bool(eq + 1, &v) != 0) {
-				set_err(err, errlen,
-				        "invalid boolean value \"%s\" for -%s",
-				        eq + 1, f->name);
+				set_err(err, errlen, "invalid boolean value \"%s\" for -%s", eq + 1,
+				        f->name);
 				return -1;
 			}
 			*(int *)f->value = v;
@@ -112,8 +108,7 @@ int cli_flags_parse(const struct cli_flag *flags, size_t nflags, int argc,
 			} else if (i + 1 < argc) {
 				*(const char **)f->value = argv[++i];
 			} else {
-				set_err(err, errlen, "flag needs an argument: -%s",
-				        f->name);
+				set_err(err, errlen, "flag needs an argument: -%s", f->name);
 				return -1;
 			}
 		}
@@ -185,8 +180,7 @@ const char *cli_default_token(void)
 
 /* Only the http:// scheme is stripped: httpc speaks plain HTTP, and an
  * https:// address silently sent in clear would leak the token. */
-int cli_normalize_http_addr(const char *in, char *out, size_t outlen,
-                            char *err, size_t errlen)
+int cli_normalize_http_addr(const char *in, char *out, size_t outlen, char *err, size_t errlen)
 {
 	const char *s = in ? in : "";
 	size_t n;
@@ -208,8 +202,7 @@ int cli_normalize_http_addr(const char *in, char *out, size_t outlen,
 		return -1;
 	}
 	if (memchr(s, '/', n) != NULL) {
-		set_err(err, errlen,
-		        "HTTP address \"%s\" must be host:port without a path", s);
+		set_err(err, errlen, "HTTP address \"%s\" must be host:port without a path", s);
 		return -1;
 	}
 	if (n >= outlen) {

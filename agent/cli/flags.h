@@ -39,9 +39,8 @@ struct cli_flag {
  * positional arguments; "--" ends flags.  Positional arguments are stored
  * in args (capacity argc; pointers into argv) and counted in *nargs.
  * Returns 0, CLI_FLAGS_HELP, or -1 with a message in err. */
-int cli_flags_parse(const struct cli_flag *flags, size_t nflags, int argc,
-                    char **argv, char **args, int *nargs, char *err,
-                    size_t errlen);
+int cli_flags_parse(const struct cli_flag *flags, size_t nflags, int argc, char **argv, char **args,
+                    int *nargs, char *err, size_t errlen);
 
 /* Prints "\nOptions:\n\n" and each flag with its help wrapped at 76
  * columns to out; prints nothing when nflags is 0. */
@@ -57,7 +56,6 @@ const char *cli_default_token(void);
 
 /* Turns "http://host:port/" into "host:port" in out.  Returns 0, or -1 with
  * a message (https://, unix://, empty or too long). */
-int cli_normalize_http_addr(const char *in, char *out, size_t outlen,
-                            char *err, size_t errlen);
+int cli_normalize_http_addr(const char *in, char *out, size_t outlen, char *err, size_t errlen);
 
 #endif

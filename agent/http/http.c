@@ -31,13 +31,13 @@
 
 #include "lib/net.h"
 
-#define RBUF_CAP 8192u          /* per-connection read buffer */
-#define KEEP_ARENA_MAX 16384u   /* buffers larger than this are freed on reset */
+#define RBUF_CAP 8192u        /* per-connection read buffer */
+#define KEEP_ARENA_MAX 16384u /* buffers larger than this are freed on reset */
 #define KEEP_BODY_MAX 65536u
 #define KEEP_WBUF_MAX 65536u
-#define LINGER_SECONDS 2.0      /* drain time after an error or a close */
+#define LINGER_SECONDS 2.0 /* drain time after an error or a close */
 #define ACCEPT_BATCH 64
-#define ACCEPT_BACKOFF 0.1      /* pause accepting on EMFILE and friends */
+#define ACCEPT_BACKOFF 0.1 /* pause accepting on EMFILE and friends */
 
 void http_limits_default(struct http_limits *l)
 {
@@ -85,8 +85,7 @@ static int hexval(char ch)
 	return -1;
 }
 
-ssize_t http_percent_decode(char *dst, const char *src, size_t len,
-                            bool plus_is_space)
+ssize_t http_percent_decode(char *dst, const char *src, size_t len, bool plus_is_space)
 {
 	size_t o = 0;
 	for (size_t i = 0; i < len; i++) {
@@ -132,36 +131,66 @@ const char *http_header_get(const struct http_request *r, const char *name)
 const char *http_status_text(int status)
 {
 	switch (status) {
-	case 100: return "Continue";
-	case 200: return "OK";
-	case 201: return "Created";
-	case 202: return "Accepted";
-	case 204: return "No Content";
-	case 301: return "Moved Permanently";
-	case 302: return "Found";
-	case 304: return "Not Modified";
-	case 307: return "Temporary Redirect";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 408: return "Request Timeout";
-	case 409: return "Conflict";
-	case 411: return "Length Required";
-	case 412: return "Precondition Failed";
-	case 413: return "Request Entity Too Large";
-	case 415: return "Unsupported Media Type";
-	case 417: return "Expectation Failed";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	case 505: return "HTTP Version Not Supported";
-	default: return "Unknown";
+	case 100:
+		return "Continue";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 202:
+		return "Accepted";
+	case 204:
+		return "No Content";
+	case 301:
+		return "Moved Permanently";
+	case 302:
+		return "Found";
+	case 304:
+		return "Not Modified";
+	case 307:
+		return "Temporary Redirect";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 409:
+		return "Conflict";
+	case 411:
+		return "Length Required";
+	case 412:
+		return "Precondition Failed";
+	case 413:
+		return "Request Entity Too Large";
+	case 415:
+		return "Unsupported Media Type";
+	case 417:
+		return "Expectation Failed";
+	case 429:
+		return "Too Many Requests";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return "Unknown";
 	}
 }
 
@@ -174,18 +203,18 @@ enum last_cb { LAST_NONE, LAST_URL, LAST_FIELD, LAST_VALUE };
  * one (http-parser has the bytes). */
 enum chunk_state {
 	CK_OFF,
-	CK_SIZE,     /* hex digits of chunk-size */
-	CK_SIZE_WS,  /* whitespace after them */
-	CK_EXT,      /* ";" chunk-ext, up to CR */
-	CK_SIZE_LF,  /* LF ending the chunk-size line */
-	CK_DATA,     /* ck_left bytes of chunk data */
-	CK_DATA_CR,  /* CRLF after the data */
+	CK_SIZE,    /* hex digits of chunk-size */
+	CK_SIZE_WS, /* whitespace after them */
+	CK_EXT,     /* ";" chunk-ext, up to CR */
+	CK_SIZE_LF, /* LF ending the chunk-size line */
+	CK_DATA,    /* ck_left bytes of chunk data */
+	CK_DATA_CR, /* CRLF after the data */
 	CK_DATA_LF,
-	CK_TRAILER,  /* start of a trailer line, or CR of the empty last line */
+	CK_TRAILER, /* start of a trailer line, or CR of the empty last line */
 	CK_TR_NAME,
 	CK_TR_VALUE,
 	CK_TR_LF,
-	CK_END_LF,   /* LF of the empty line ending the message */
+	CK_END_LF, /* LF of the empty line ending the message */
 	CK_DONE,
 };
 
@@ -212,14 +241,14 @@ struct http_reqparser {
 	size_t blen, bcap;
 	size_t header_bytes;
 	bool started, headers_done, done, want_continue;
-	bool keep_alive;            /* decided when the headers end */
+	bool keep_alive; /* decided when the headers end */
 	/* obs-fold: a value callback that ended before the end of the bytes
 	 * fed ended at its line's end, so a second one for the same header is
 	 * a continuation line, not the same line split by a read */
 	const char *feed_end;
 	bool value_at_end;
 	enum chunk_state ck;
-	uint64_t ck_left;           /* chunk-size, then data bytes still to come */
+	uint64_t ck_left; /* chunk-size, then data bytes still to come */
 	unsigned ck_digits, ck_line;
 	int err_status;
 	char err_msg[160];
@@ -249,9 +278,10 @@ static int pool_grow(struct http_reqparser *p, size_t old, size_t new)
 	if (p->pool == NULL || new <= old)
 		return 0;
 	if (*p->pool + (new - old) > p->lim.max_buffered)
-		return perr(p, 503, "Service Unavailable: request buffers of all connections are "
-			    "over %zu bytes; try again",
-			    p->lim.max_buffered);
+		return perr(p, 503,
+		            "Service Unavailable: request buffers of all connections are "
+		            "over %zu bytes; try again",
+		            p->lim.max_buffered);
 	*p->pool += new - old;
 	return 0;
 }
@@ -563,7 +593,8 @@ static int check_framing(struct http_reqparser *p, bool chunked)
 	for (size_t i = 0; i < r->nheaders; i++) {
 		for (const char *c = r->headers[i].name; *c; c++)
 			if (!is_tchar((unsigned char)*c))
-				return perr(p, 400, "Bad Request: invalid character in header name");
+				return perr(p, 400,
+				            "Bad Request: invalid character in header name");
 		if (strcasecmp(r->headers[i].name, "Transfer-Encoding") == 0) {
 			te = r->headers[i].value;
 			nte++;
@@ -610,7 +641,8 @@ static int cb_headers_complete(http_parser *hp)
 	const char *expect = http_header_get(&p->req, "Expect");
 	if (expect != NULL) {
 		if (strcasecmp(expect, "100-continue") != 0)
-			return perr(p, 417, "Expectation Failed: unsupported Expect: %.60s", expect);
+			return perr(p, 417, "Expectation Failed: unsupported Expect: %.60s",
+			            expect);
 		p->want_continue = chunked || clen > 0;
 	}
 	if (has_len && clen > 0 && clen + 1 > p->bcap) {
@@ -759,9 +791,11 @@ static int chunk_feed(struct http_reqparser *p, const char *data, size_t len, si
 			if (ch != '\n')
 				return chunk_err(p, "chunk size line not ended by CRLF");
 			if (p->ck_left > p->lim.max_body_bytes - p->blen)
-				return perr(p, 413, "Request body(%llu bytes) too large, max size: %zu bytes",
-				            (unsigned long long)(p->blen + p->ck_left),
-				            p->lim.max_body_bytes);
+				return perr(
+				        p, 413,
+				        "Request body(%llu bytes) too large, max size: %zu bytes",
+				        (unsigned long long)(p->blen + p->ck_left),
+				        p->lim.max_body_bytes);
 			p->ck = p->ck_left == 0 ? CK_TRAILER : CK_DATA;
 			p->ck_digits = p->ck_line = 0;
 			break;
@@ -819,13 +853,13 @@ static int chunk_feed(struct http_reqparser *p, const char *data, size_t len, si
 }
 
 static const http_parser_settings parser_settings = {
-	.on_message_begin = cb_message_begin,
-	.on_url = cb_url,
-	.on_header_field = cb_header_field,
-	.on_header_value = cb_header_value,
-	.on_headers_complete = cb_headers_complete,
-	.on_body = cb_body,
-	.on_message_complete = cb_message_complete,
+        .on_message_begin = cb_message_begin,
+        .on_url = cb_url,
+        .on_header_field = cb_header_field,
+        .on_header_value = cb_header_value,
+        .on_headers_complete = cb_headers_complete,
+        .on_body = cb_body,
+        .on_message_complete = cb_message_complete,
 };
 
 struct http_reqparser *http_reqparser_new(const struct http_limits *lim)
@@ -899,8 +933,7 @@ void http_reqparser_reset(struct http_reqparser *p)
 	memset(&p->req, 0, sizeof(p->req));
 }
 
-enum http_parse_result http_reqparser_feed(struct http_reqparser *p,
-                                           const char *data, size_t len,
+enum http_parse_result http_reqparser_feed(struct http_reqparser *p, const char *data, size_t len,
                                            size_t *consumed)
 {
 	*consumed = 0;
@@ -1001,7 +1034,7 @@ struct http_conn {
 	size_t xlen, xcap;
 	enum conn_state state;
 	bool keep_alive, is_head, http10, continue_sent, close_after_write, peer_eof;
-	bool chunked; /* the streamed response uses chunked encoding */
+	bool chunked;     /* the streamed response uses chunked encoding */
 	double req_start; /* ev_time() when the request went to the handler */
 	http_close_fn close_cb;
 	void *close_ud;
@@ -1046,7 +1079,7 @@ struct http_server {
 	struct http_server_stats stats;
 	http_refuse_fn refuse_fn;
 	void *refuse_ud;
-	double refuse_reported;  /* ev_now of the last refuse_fn call */
+	double refuse_reported; /* ev_now of the last refuse_fn call */
 	uint64_t refuse_unreported;
 	size_t buffered; /* request buffers of all connections (lim.max_buffered) */
 };
@@ -1312,7 +1345,7 @@ static void conn_process(struct http_conn *c)
 		}
 		size_t used = 0;
 		enum http_parse_result r =
-			http_reqparser_feed(c->parser, c->rbuf + c->rpos, c->rlen - c->rpos, &used);
+		        http_reqparser_feed(c->parser, c->rbuf + c->rpos, c->rlen - c->rpos, &used);
 		c->rpos += used;
 		if (r == HTTP_PARSE_DONE) {
 			dispatch(c);
@@ -1431,8 +1464,8 @@ static void refuse(struct http_server *s, int fd, const struct sockaddr_storage 
 {
 	int status = why == HTTP_REFUSED_PER_CLIENT ? 429 : 503;
 	const char *body = why == HTTP_REFUSED_PER_CLIENT
-		? "too many connections from this address\n"
-		: "too many connections to this agent\n";
+	                           ? "too many connections from this address\n"
+	                           : "too many connections to this agent\n";
 	char text[256];
 	int len = snprintf(text, sizeof(text),
 	                   "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -1509,7 +1542,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
 				ev_io_stop(loop, &l->io);
 				ev_timer_set(&l->backoff, ACCEPT_BACKOFF, 0.);
 				ev_timer_start(loop, &l->backoff);
@@ -1526,10 +1560,8 @@ static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_io_start(loop, &l->io);
 }
 
-struct http_server *http_server_new(struct ev_loop *loop,
-                                    const struct http_limits *lim,
-                                    http_handler_fn handler, void *ud,
-                                    char *err, size_t errlen)
+struct http_server *http_server_new(struct ev_loop *loop, const struct http_limits *lim,
+                                    http_handler_fn handler, void *ud, char *err, size_t errlen)
 {
 	if (loop == NULL || handler == NULL) {
 		snprintf(err, errlen, "http: loop and handler are required");
@@ -1546,8 +1578,8 @@ struct http_server *http_server_new(struct ev_loop *loop,
 	s->ud = ud;
 	if (s->lim.max_conns_per_client != HTTP_UNLIMITED) {
 		unsigned half = s->lim.max_conns / 2 ? s->lim.max_conns / 2 : 1;
-		s->per_client = s->lim.max_conns_per_client < half ? s->lim.max_conns_per_client
-		                                                    : half;
+		s->per_client =
+		        s->lim.max_conns_per_client < half ? s->lim.max_conns_per_client : half;
 		/* at most max_conns entries: about two per bucket when full */
 		s->nbuckets = 16;
 		while (s->nbuckets < s->lim.max_conns / 2 && s->nbuckets < 65536)
@@ -1568,8 +1600,8 @@ struct http_server *http_server_new(struct ev_loop *loop,
  * literal.  The backlog is 511 (nginx's and Redis's), not SOMAXCONN: a
  * burst of CLI and consul-client connects queues in the kernel instead of
  * being refused, while the per-client cap still applies at accept. */
-int http_server_listen(struct http_server *s, const char *addr, uint16_t port,
-                       uint16_t *bound_port, char *err, size_t errlen)
+int http_server_listen(struct http_server *s, const char *addr, uint16_t port, uint16_t *bound_port,
+                       char *err, size_t errlen)
 {
 	char host[INET6_ADDRSTRLEN + 2];
 	size_t n = addr != NULL ? strlen(addr) : 0;
@@ -1695,8 +1727,8 @@ int http_add_header(struct http_conn *c, const char *name, const char *value)
 	return 0;
 }
 
-int http_respond(struct http_conn *c, int status, const char *content_type,
-                 const void *body, size_t len)
+int http_respond(struct http_conn *c, int status, const char *content_type, const void *body,
+                 size_t len)
 {
 	if (c->state != CS_HANDLING || status < 100 || status > 999)
 		return -EINVAL;
@@ -1710,8 +1742,8 @@ int http_respond(struct http_conn *c, int status, const char *content_type,
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
 
 	size_t mark = c->wlen;
-	int rc = wbuf_printf(c, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status,
-	                     http_status_text(status), date);
+	int rc = wbuf_printf(c, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, http_status_text(status),
+	                     date);
 	if (rc == 0 && content_type != NULL)
 		rc = wbuf_printf(c, "Content-Type: %s\r\n", content_type);
 	if (rc == 0 && !no_body)
@@ -1766,8 +1798,8 @@ int http_stream_start(struct http_conn *c, int status, const char *content_type)
 	/* HTTP/1.0 has no chunked encoding: the body ends when the conn closes */
 	bool chunked = !c->http10;
 	size_t mark = c->wlen;
-	int rc = wbuf_printf(c, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status,
-	                     http_status_text(status), date);
+	int rc = wbuf_printf(c, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, http_status_text(status),
+	                     date);
 	if (rc == 0 && content_type != NULL)
 		rc = wbuf_printf(c, "Content-Type: %s\r\n", content_type);
 	if (rc == 0 && chunked)

@@ -81,14 +81,14 @@ struct http_reqparser;
  * counted as the IPv4 one); a listener without an IP address has no
  * per-address cap. */
 struct http_limits {
-	size_t max_header_bytes;  /* request line + headers; over -> 431 */
-	size_t max_body_bytes;    /* decoded body; over -> 413 */
-	size_t max_buffered;      /* header arenas + bodies of all connections
+	size_t max_header_bytes;       /* request line + headers; over -> 431 */
+	size_t max_body_bytes;         /* decoded body; over -> 413 */
+	size_t max_buffered;           /* header arenas + bodies of all connections
 				   * together; a request that would pass it -> 503 */
-	unsigned max_headers;     /* header count; over -> 431 */
-	unsigned max_conns;       /* open connections; more get 503 and close */
+	unsigned max_headers;          /* header count; over -> 431 */
+	unsigned max_conns;            /* open connections; more get 503 and close */
 	unsigned max_conns_per_client; /* per remote IP; more get 429 and close */
-	unsigned idle_timeout_ms; /* see "Timeouts" above */
+	unsigned idle_timeout_ms;      /* see "Timeouts" above */
 };
 
 struct http_kv {
@@ -99,25 +99,24 @@ struct http_kv {
 /* A parsed request.  Every pointer is owned by the parser (or conn) and is
  * valid until the response is sent (deferred: until http_respond). */
 struct http_request {
-	const char *method;    /* "GET", "PUT", ... */
-	const char *url;       /* request target exactly as sent */
-	const char *raw_path;  /* path, still percent-encoded */
-	const char *path;      /* path, percent-decoded (never contains NUL) */
-	const char *raw_query; /* text after '?', "" if none */
+	const char *method;           /* "GET", "PUT", ... */
+	const char *url;              /* request target exactly as sent */
+	const char *raw_path;         /* path, still percent-encoded */
+	const char *path;             /* path, percent-decoded (never contains NUL) */
+	const char *raw_query;        /* text after '?', "" if none */
 	const struct http_kv *params; /* query, decoded ('+' is space), in order */
 	size_t nparams;
 	const struct http_kv *headers; /* as sent, in order */
 	size_t nheaders;
-	const char *body;      /* NUL-terminated for convenience; "" if none */
+	const char *body; /* NUL-terminated for convenience; "" if none */
 	size_t body_len;
-	const char *remote;    /* "ip:port" / "[ip6]:port"; "" from the parser */
+	const char *remote; /* "ip:port" / "[ip6]:port"; "" from the parser */
 	unsigned short http_major, http_minor;
-	bool keep_alive;       /* the connection stays open after the response */
+	bool keep_alive; /* the connection stays open after the response */
 };
 
 /* Called once per request.  Respond now or later with http_respond. */
-typedef void (*http_handler_fn)(struct http_conn *c,
-                                const struct http_request *req, void *ud);
+typedef void (*http_handler_fn)(struct http_conn *c, const struct http_request *req, void *ud);
 typedef void (*http_close_fn)(struct http_conn *c, void *ud);
 
 /* Fills *l with the defaults. */
@@ -127,16 +126,14 @@ void http_limits_default(struct http_limits *l);
 
 /* New server on `loop` (not owned); lim NULL means defaults.  Returns NULL
  * with a message in err on failure. */
-struct http_server *http_server_new(struct ev_loop *loop,
-                                    const struct http_limits *lim,
-                                    http_handler_fn handler, void *ud,
-                                    char *err, size_t errlen);
+struct http_server *http_server_new(struct ev_loop *loop, const struct http_limits *lim,
+                                    http_handler_fn handler, void *ud, char *err, size_t errlen);
 
 /* Listens on addr (IPv4 or IPv6 literal, "[v6]" accepted) and port (0 picks
  * one; the bound port goes to *bound_port if non-NULL).  May be called more
  * than once.  Returns 0 or -errno with a message in err. */
-int http_server_listen(struct http_server *s, const char *addr, uint16_t port,
-                       uint16_t *bound_port, char *err, size_t errlen);
+int http_server_listen(struct http_server *s, const char *addr, uint16_t port, uint16_t *bound_port,
+                       char *err, size_t errlen);
 
 /* Number of open connections. */
 size_t http_server_conn_count(const struct http_server *s);
@@ -179,8 +176,7 @@ const char *http_header_get(const struct http_request *r, const char *name);
 /* Percent-decodes src[0..len) into dst (room for len+1 bytes; dst == src is
  * allowed) and NUL-terminates it.  '+' becomes ' ' if plus_is_space.
  * Returns the decoded length, or -1 on a malformed escape or a decoded NUL. */
-ssize_t http_percent_decode(char *dst, const char *src, size_t len,
-                            bool plus_is_space);
+ssize_t http_percent_decode(char *dst, const char *src, size_t len, bool plus_is_space);
 
 /* ---- response ---- */
 
@@ -194,8 +190,8 @@ int http_add_header(struct http_conn *c, const char *name, const char *value);
  * (copied; not sent for HEAD).  The write happens from the loop.  After this
  * call the handler must not use c again.  Returns 0, -EINVAL if no request
  * is pending, -ENOMEM. */
-int http_respond(struct http_conn *c, int status, const char *content_type,
-                 const void *body, size_t len);
+int http_respond(struct http_conn *c, int status, const char *content_type, const void *body,
+                 size_t len);
 
 /* ---- streamed responses (GET /v1/agent/monitor) ----
  *
@@ -268,8 +264,7 @@ void http_reqparser_set_pool(struct http_reqparser *p, size_t *pool);
  * after DONE, when the rest belong to the next request, or after ERROR).
  * len == 0 signals end of input.  After DONE call http_reqparser_reset before
  * feeding more; after ERROR the parser stays in error. */
-enum http_parse_result http_reqparser_feed(struct http_reqparser *p,
-                                           const char *data, size_t len,
+enum http_parse_result http_reqparser_feed(struct http_reqparser *p, const char *data, size_t len,
                                            size_t *consumed);
 
 /* The complete request after DONE (NULL otherwise); owned by p, valid until

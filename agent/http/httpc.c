@@ -54,7 +54,7 @@ struct httpc_call {
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -71,8 +71,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 static void errno_text(int e, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s", strerror(e));
-	if (len > 0 && buf[0] >= 'A' && buf[0] <= 'Z' &&
-	    !(buf[1] >= 'A' && buf[1] <= 'Z'))
+	if (len > 0 && buf[0] >= 'A' && buf[0] <= 'Z' && !(buf[1] >= 'A' && buf[1] <= 'Z'))
 		buf[0] = (char)tolower((unsigned char)buf[0]);
 }
 
@@ -97,7 +96,7 @@ static int remaining_ms(int64_t deadline)
 static int wait_fd(int fd, short events, int64_t deadline)
 {
 	for (;;) {
-		struct pollfd p = { .fd = fd, .events = events };
+		struct pollfd p = {.fd = fd, .events = events};
 		int ms = remaining_ms(deadline);
 		int n;
 
@@ -113,8 +112,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
 	}
 }
 
-int httpc_split_hostport(const char *addr, char *host, size_t hostlen,
-                         char *port, size_t portlen)
+int httpc_split_hostport(const char *addr, char *host, size_t hostlen, char *port, size_t portlen)
 {
 	const char *h, *p = NULL, *colon;
 	size_t hl;
@@ -171,8 +169,7 @@ int httpc_split_hostport(const char *addr, char *host, size_t hostlen,
 	return 0;
 }
 
-size_t httpc_escape(char *out, size_t outlen, const char *in,
-                    unsigned flags)
+size_t httpc_escape(char *out, size_t outlen, const char *in, unsigned flags)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t n = 0;
@@ -181,11 +178,9 @@ size_t httpc_escape(char *out, size_t outlen, const char *in,
 	for (s = (const unsigned char *)in; *s; s++) {
 		unsigned char c = *s;
 		int keep = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		           (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-		           c == '_' || c == '~' ||
+		           (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~' ||
 		           (c == '/' && (flags & HTTPC_ESCAPE_KEEP_SLASH)) ||
-		           ((c == ':' || c == '@') &&
-		            (flags & HTTPC_ESCAPE_SEGMENT));
+		           ((c == ':' || c == '@') && (flags & HTTPC_ESCAPE_SEGMENT));
 		char enc[3];
 		size_t k, m;
 
@@ -223,18 +218,15 @@ void httpc_response_free(struct httpc_response *resp)
 	memset(resp, 0, sizeof(*resp));
 }
 
-const char *httpc_response_header(const struct httpc_response *resp,
-                                  const char *name)
+const char *httpc_response_header(const struct httpc_response *resp, const char *name)
 {
 	size_t i;
 
 	if (resp == NULL || name == NULL)
 		return NULL;
 	for (i = 0; i < resp->nheaders; i++)
-		if (resp->headers[i].name != NULL &&
-		    strcasecmp(resp->headers[i].name, name) == 0)
-			return resp->headers[i].value ? resp->headers[i].value
-			                              : "";
+		if (resp->headers[i].name != NULL && strcasecmp(resp->headers[i].name, name) == 0)
+			return resp->headers[i].value ? resp->headers[i].value : "";
 	return NULL;
 }
 
@@ -361,10 +353,8 @@ static int has_crlf(const char *s)
 }
 
 /* Builds the request head into a malloc'd string. */
-static char *build_head(const char *host, const char *port,
-                        const char *method, const char *path,
-                        size_t body_len, int send_length,
-                        const char *const *extra)
+static char *build_head(const char *host, const char *port, const char *method, const char *path,
+                        size_t body_len, int send_length, const char *const *extra)
 {
 	size_t cap = 512 + strlen(host) + strlen(method) + strlen(path);
 	const char *const *h;
@@ -380,9 +370,8 @@ static char *build_head(const char *host, const char *port,
 	             "%s %s HTTP/1.1\r\nHost: %s%s%s%s%s\r\n"
 	             "User-Agent: rumor/%s\r\nAccept: */*\r\n"
 	             "Connection: close\r\n",
-	             method, path, bracket ? "[" : "", host,
-	             bracket ? "]" : "", strcmp(port, "80") ? ":" : "",
-	             strcmp(port, "80") ? port : "", RUMOR_VERSION);
+	             method, path, bracket ? "[" : "", host, bracket ? "]" : "",
+	             strcmp(port, "80") ? ":" : "", strcmp(port, "80") ? port : "", RUMOR_VERSION);
 	if (w < 0 || (size_t)w >= cap) {
 		free(buf);
 		return NULL;
@@ -397,8 +386,7 @@ static char *build_head(const char *host, const char *port,
 		n += (size_t)w;
 	}
 	if (send_length)
-		w = snprintf(buf + n, cap - n, "Content-Length: %zu\r\n\r\n",
-		             body_len);
+		w = snprintf(buf + n, cap - n, "Content-Length: %zu\r\n\r\n", body_len);
 	else
 		w = snprintf(buf + n, cap - n, "\r\n");
 	if (w < 0 || (size_t)w >= cap - n) {
@@ -411,8 +399,7 @@ static char *build_head(const char *host, const char *port,
 /* Connects to one resolved address; returns fd or -1 with *why set.  The
  * socket comes from net_tcp_connect (non-blocking, close-on-exec,
  * TCP_NODELAY); the wait for the handshake is ours, under the deadline. */
-static int dial_one(const struct addrinfo *ai, int64_t deadline, int *why,
-                    int *timed_out)
+static int dial_one(const struct addrinfo *ai, int64_t deadline, int *why, int *timed_out)
 {
 	struct sockaddr_storage ss;
 	int fd, r, soerr = 0;
@@ -451,8 +438,7 @@ static int dial_one(const struct addrinfo *ai, int64_t deadline, int *why,
 
 /* Sends all of buf; 0 ok, 1 peer closed (EPIPE/ECONNRESET), -1 error,
  * -2 timeout.  *why gets errno on error. */
-static int send_all(int fd, const char *buf, size_t len, int64_t deadline,
-                    int *why)
+static int send_all(int fd, const char *buf, size_t len, int64_t deadline, int *why)
 {
 	while (len > 0) {
 		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
@@ -506,17 +492,15 @@ static int req_check(struct httpc_req *q)
 {
 	const char *const *h;
 
-	if (q->addr == NULL ||
-	    httpc_split_hostport(q->addr, q->host, sizeof(q->host), q->port,
-	                         sizeof(q->port)) != 0) {
+	if (q->addr == NULL || httpc_split_hostport(q->addr, q->host, sizeof(q->host), q->port,
+	                                            sizeof(q->port)) != 0) {
 		q->resp->error = HTTPC_E_ADDRESS;
 		set_err(q->err, q->errlen, "invalid address \"%s\": want host:port",
 		        q->addr ? q->addr : "");
 		return -1;
 	}
-	if (q->method == NULL || *q->method == '\0' ||
-	    strpbrk(q->method, " \r\n") || q->path == NULL ||
-	    q->path[0] != '/' || strpbrk(q->path, " \r\n")) {
+	if (q->method == NULL || *q->method == '\0' || strpbrk(q->method, " \r\n") ||
+	    q->path == NULL || q->path[0] != '/' || strpbrk(q->path, " \r\n")) {
 		q->resp->error = HTTPC_E_REQUEST;
 		set_err(q->err, q->errlen, "invalid request line for %s", q->addr);
 		return -1;
@@ -524,8 +508,7 @@ static int req_check(struct httpc_req *q)
 	for (h = q->extra; h && *h; h++) {
 		if (has_crlf(*h) || strchr(*h, ':') == NULL) {
 			q->resp->error = HTTPC_E_REQUEST;
-			set_err(q->err, q->errlen, "invalid request header \"%s\"",
-			        *h);
+			set_err(q->err, q->errlen, "invalid request header \"%s\"", *h);
 			return -1;
 		}
 	}
@@ -548,8 +531,8 @@ static int req_dial(struct httpc_req *q)
 	gai = getaddrinfo(q->host, q->port, &hints, &res);
 	if (gai != 0) {
 		q->resp->error = HTTPC_E_RESOLVE;
-		set_err(q->err, q->errlen, "dial tcp %s: lookup %s: %s", q->addr,
-		        q->host, gai_strerror(gai));
+		set_err(q->err, q->errlen, "dial tcp %s: lookup %s: %s", q->addr, q->host,
+		        gai_strerror(gai));
 		return -1;
 	}
 	for (ai = res; ai != NULL && q->fd < 0; ai = ai->ai_next) {
@@ -583,11 +566,9 @@ static int req_send(struct httpc_req *q)
 	char etext[128], *head;
 	int why = 0, r;
 	int send_length = q->body_len > 0 || strcmp(q->method, "PUT") == 0 ||
-	                  strcmp(q->method, "POST") == 0 ||
-	                  strcmp(q->method, "PATCH") == 0;
+	                  strcmp(q->method, "POST") == 0 || strcmp(q->method, "PATCH") == 0;
 
-	head = build_head(q->host, q->port, q->method, q->path, q->body_len,
-	                  send_length, q->extra);
+	head = build_head(q->host, q->port, q->method, q->path, q->body_len, send_length, q->extra);
 	if (head == NULL) {
 		q->resp->error = HTTPC_E_NOMEM;
 		set_err(q->err, q->errlen, "out of memory building request");
@@ -628,13 +609,12 @@ static int req_read_failed(struct httpc_req *q, int why)
 
 /* After feeding n bytes (0: EOF) to the parser: 1 the response is whole,
  * 0 read on, -1 failed (recorded in the response). */
-static int req_parsed(struct httpc_req *q, const struct httpc_call *call,
-                      const http_parser *parser, ssize_t n, size_t used)
+static int req_parsed(struct httpc_req *q, const struct httpc_call *call, const http_parser *parser,
+                      ssize_t n, size_t used)
 {
 	if (call->too_big) {
 		q->resp->error = HTTPC_E_TOO_BIG;
-		set_err(q->err, q->errlen,
-		        "response from %s: body larger than %zu bytes", q->addr,
+		set_err(q->err, q->errlen, "response from %s: body larger than %zu bytes", q->addr,
 		        call->max_body);
 		return -1;
 	}
@@ -647,8 +627,8 @@ static int req_parsed(struct httpc_req *q, const struct httpc_call *call,
 		return 1;
 	if (n > 0 && (HTTP_PARSER_ERRNO(parser) != HPE_OK || used != (size_t)n)) {
 		q->resp->error = HTTPC_E_PROTOCOL;
-		set_err(q->err, q->errlen, "malformed HTTP response from %s: %s",
-		        q->addr, http_errno_description(HTTP_PARSER_ERRNO(parser)));
+		set_err(q->err, q->errlen, "malformed HTTP response from %s: %s", q->addr,
+		        http_errno_description(HTTP_PARSER_ERRNO(parser)));
 		return -1;
 	}
 	if (n == 0) {
@@ -700,8 +680,7 @@ static int req_read(struct httpc_req *q)
 			if (r == 0) {
 				q->resp->error = HTTPC_E_TIMEOUT;
 				q->resp->sys_errno = ETIMEDOUT;
-				set_err(q->err, q->errlen,
-				        "read from %s: i/o timeout", q->addr);
+				set_err(q->err, q->errlen, "read from %s: i/o timeout", q->addr);
 				return -1;
 			}
 			if (r < 0)
@@ -724,27 +703,24 @@ static int req_read(struct httpc_req *q)
 /* The steps in order: check, dial, send, read.  On failure everything the
  * response holds is freed but the error kind and errno, so the caller can
  * word its own message. */
-int httpc_request_opts(const char *addr, const char *method,
-                       const char *path_and_query, const void *body,
-                       size_t body_len, const struct httpc_options *opts,
+int httpc_request_opts(const char *addr, const char *method, const char *path_and_query,
+                       const void *body, size_t body_len, const struct httpc_options *opts,
                        struct httpc_response *resp, char *err, size_t errlen)
 {
-	int timeout = (opts && opts->timeout_ms > 0) ? opts->timeout_ms
-	                                             : HTTPC_DEFAULT_TIMEOUT_MS;
+	int timeout = (opts && opts->timeout_ms > 0) ? opts->timeout_ms : HTTPC_DEFAULT_TIMEOUT_MS;
 	struct httpc_req q = {
-		.addr = addr,
-		.method = method,
-		.path = path_and_query,
-		.body = body,
-		.body_len = body_len,
-		.extra = opts ? opts->headers : NULL,
-		.max_body = (opts && opts->max_body) ? opts->max_body
-		                                     : HTTPC_DEFAULT_MAX_BODY,
-		.deadline = now_ms() + timeout,
-		.fd = -1,
-		.resp = resp,
-		.err = err,
-		.errlen = errlen,
+	        .addr = addr,
+	        .method = method,
+	        .path = path_and_query,
+	        .body = body,
+	        .body_len = body_len,
+	        .extra = opts ? opts->headers : NULL,
+	        .max_body = (opts && opts->max_body) ? opts->max_body : HTTPC_DEFAULT_MAX_BODY,
+	        .deadline = now_ms() + timeout,
+	        .fd = -1,
+	        .resp = resp,
+	        .err = err,
+	        .errlen = errlen,
 	};
 
 	if (resp == NULL)
@@ -752,8 +728,7 @@ int httpc_request_opts(const char *addr, const char *method,
 	memset(resp, 0, sizeof(*resp));
 	if (err && errlen)
 		err[0] = '\0';
-	if (req_check(&q) != 0 || req_dial(&q) != 0 || req_send(&q) != 0 ||
-	    req_read(&q) != 0)
+	if (req_check(&q) != 0 || req_dial(&q) != 0 || req_send(&q) != 0 || req_read(&q) != 0)
 		goto fail;
 	close(q.fd);
 	if (resp->body == NULL)
@@ -776,11 +751,10 @@ fail:
 	return -1;
 }
 
-int httpc_request(const char *addr, const char *method,
-                  const char *path_and_query, const void *body,
-                  size_t body_len, struct httpc_response *resp, char *err,
+int httpc_request(const char *addr, const char *method, const char *path_and_query,
+                  const void *body, size_t body_len, struct httpc_response *resp, char *err,
                   size_t errlen)
 {
-	return httpc_request_opts(addr, method, path_and_query, body, body_len,
-	                          NULL, resp, err, errlen);
+	return httpc_request_opts(addr, method, path_and_query, body, body_len, NULL, resp, err,
+	                          errlen);
 }

@@ -42,14 +42,14 @@ struct httpc_header {
 };
 
 struct httpc_response {
-	int status;                  /* e.g. 200 */
-	char *reason;                /* reason phrase, NUL-terminated */
-	char *body;                  /* always NUL-terminated after success */
-	size_t body_len;             /* bytes in body, not counting the NUL */
+	int status;      /* e.g. 200 */
+	char *reason;    /* reason phrase, NUL-terminated */
+	char *body;      /* always NUL-terminated after success */
+	size_t body_len; /* bytes in body, not counting the NUL */
 	struct httpc_header *headers;
 	size_t nheaders;
-	enum httpc_error error;      /* HTTPC_OK after success */
-	int sys_errno;               /* errno behind a CONNECT/IO error, else 0 */
+	enum httpc_error error; /* HTTPC_OK after success */
+	int sys_errno;          /* errno behind a CONNECT/IO error, else 0 */
 };
 
 struct httpc_options {
@@ -61,15 +61,13 @@ struct httpc_options {
 /* Sends one request to addr ("host:port", "[v6]:port"; port 80 if absent)
  * with default options.  Fills *resp (caller frees with httpc_response_free,
  * also after a failure); returns 0 or -1 with a message in err. */
-int httpc_request(const char *addr, const char *method,
-                  const char *path_and_query, const void *body,
-                  size_t body_len, struct httpc_response *resp, char *err,
+int httpc_request(const char *addr, const char *method, const char *path_and_query,
+                  const void *body, size_t body_len, struct httpc_response *resp, char *err,
                   size_t errlen);
 
 /* As httpc_request, with options (NULL means all defaults). */
-int httpc_request_opts(const char *addr, const char *method,
-                       const char *path_and_query, const void *body,
-                       size_t body_len, const struct httpc_options *opts,
+int httpc_request_opts(const char *addr, const char *method, const char *path_and_query,
+                       const void *body, size_t body_len, const struct httpc_options *opts,
                        struct httpc_response *resp, char *err, size_t errlen);
 
 /* Releases everything resp owns and zeroes it; safe on a zeroed struct. */
@@ -77,24 +75,22 @@ void httpc_response_free(struct httpc_response *resp);
 
 /* Value of the first header named `name` (case-insensitive), or NULL.
  * The pointer is owned by resp. */
-const char *httpc_response_header(const struct httpc_response *resp,
-                                  const char *name);
+const char *httpc_response_header(const struct httpc_response *resp, const char *name);
 
 /* Splits "host:port", "[v6]:port", "host" or a bare IPv6 literal into host
  * (brackets removed) and port ("80" if absent).  Returns 0, or -1 if the
  * string is malformed or a part does not fit its buffer. */
-int httpc_split_hostport(const char *addr, char *host, size_t hostlen,
-                         char *port, size_t portlen);
+int httpc_split_hostport(const char *addr, char *host, size_t hostlen, char *port, size_t portlen);
 
 /* Percent-encoding flags for httpc_escape. */
 #define HTTPC_ESCAPE_KEEP_SLASH 0x1u /* leave '/' alone (KV key paths) */
-#define HTTPC_ESCAPE_SEGMENT    0x2u /* leave ':' and '@' alone (RFC 3986
+#define HTTPC_ESCAPE_SEGMENT                                                                       \
+	0x2u /* leave ':' and '@' alone (RFC 3986
                                       * pchar), for path segments */
 
 /* Percent-encodes `in` into out (everything but A-Z a-z 0-9 - . _ ~ and what
  * flags keep).  Like snprintf: returns the length the full result needs,
  * writes at most outlen-1 bytes plus a NUL when outlen > 0. */
-size_t httpc_escape(char *out, size_t outlen, const char *in,
-                    unsigned flags);
+size_t httpc_escape(char *out, size_t outlen, const char *in, unsigned flags);
 
 #endif

@@ -34,7 +34,7 @@ static void setup(void)
 	if (dir[0] != '\0')
 		return;
 	snprintf(dir, sizeof(dir), "%s/rumor-fuzz-config.XXXXXX",
-		 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+	         access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
 	if (mkdtemp(dir) == NULL)
 		abort();
 	snprintf(file, sizeof(file), "%s/c.json", dir);

@@ -17,12 +17,12 @@
 #include "agent/catalog_dns.h"
 #include "dns/dns.h"
 
-#define ASSERT(c)                                                                          \
-	do {                                                                               \
-		if (!(c)) {                                                                \
-			fprintf(stderr, "fuzz_dns: %s:%d: %s\n", __FILE__, __LINE__, #c);  \
-			abort();                                                           \
-		}                                                                          \
+#define ASSERT(c)                                                                                  \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "fuzz_dns: %s:%d: %s\n", __FILE__, __LINE__, #c);          \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static struct catalog *cat;
@@ -37,23 +37,25 @@ static void setup(void)
 	cat = catalog_new("n1");
 	char err[256];
 	const char *n1 = "{\"Node\":\"n1\",\"Address\":\"10.0.0.1\",\"Meta\":{\"a\":\"b\"},"
-			 "\"Services\":[{\"ID\":\"web\",\"Service\":\"web\",\"Tags\":[\"v1\"],"
-			 "\"Port\":80},{\"ID\":\"w6\",\"Service\":\"web\",\"Address\":\"::1\","
-			 "\"Port\":81}],\"Checks\":[]}";
+	                 "\"Services\":[{\"ID\":\"web\",\"Service\":\"web\",\"Tags\":[\"v1\"],"
+	                 "\"Port\":80},{\"ID\":\"w6\",\"Service\":\"web\",\"Address\":\"::1\","
+	                 "\"Port\":81}],\"Checks\":[]}";
 	catalog_apply_node(cat, "n1", n1, strlen(n1), 0, err, sizeof(err));
 	for (int i = 0; i < 40; i++) {
 		char node[32], doc[300];
 		snprintf(node, sizeof(node), "node-%02d", i);
 		snprintf(doc, sizeof(doc),
-			 "{\"Node\":\"%s\",\"Address\":\"10.0.1.%d\",\"Services\":[{\"ID\":\"web\","
-			 "\"Service\":\"web\",\"Port\":%d}],\"Checks\":[]}",
-			 node, i + 1, 9000 + i);
+		         "{\"Node\":\"%s\",\"Address\":\"10.0.1.%d\",\"Services\":[{\"ID\":\"web\","
+		         "\"Service\":\"web\",\"Port\":%d}],\"Checks\":[]}",
+		         node, i + 1, 9000 + i);
 		catalog_apply_node(cat, node, doc, strlen(doc), 0, err, sizeof(err));
 		catalog_set_alive(cat, node, true);
 	}
-	struct dns_responder_config cfg = {.domain = "consul.", .alt_domain = "rumor.",
-					   .datacenter = "dc1", .node_name = "n1",
-					   .truncate = true};
+	struct dns_responder_config cfg = {.domain = "consul.",
+	                                   .alt_domain = "rumor.",
+	                                   .datacenter = "dc1",
+	                                   .node_name = "n1",
+	                                   .truncate = true};
 	resp = dns_responder_new(&cfg, err, sizeof(err));
 	ASSERT(resp != NULL);
 	cat_dns = catalog_dns_new(cat);
@@ -65,8 +67,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int tcp = 0; tcp < 2; tcp++) {
 		size_t len = 0;
 		enum dns_action act =
-			dns_process(resp, catalog_dns_source(cat_dns), data, size, tcp, 1700000000u,
-				    size * 2654435761u + 1, out, sizeof(out), &len);
+		        dns_process(resp, catalog_dns_source(cat_dns), data, size, tcp, 1700000000u,
+		                    size * 2654435761u + 1, out, sizeof(out), &len);
 		if (act != DNS_ACT_REPLY)
 			continue;
 		ASSERT(len >= 12 && size >= 12);

@@ -20,8 +20,8 @@
 static void check_request(const struct http_request *r)
 {
 	volatile size_t sink = 0;
-	sink += strlen(r->method) + strlen(r->url) + strlen(r->raw_path) +
-	        strlen(r->path) + strlen(r->raw_query) + strlen(r->remote);
+	sink += strlen(r->method) + strlen(r->url) + strlen(r->raw_path) + strlen(r->path) +
+	        strlen(r->raw_query) + strlen(r->remote);
 	if (strlen(r->path) > strlen(r->raw_path) || r->path[0] == '\0')
 		abort();
 	for (size_t i = 0; i < r->nparams; i++) {

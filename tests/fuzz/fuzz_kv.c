@@ -23,12 +23,12 @@
 #include "kv/repl.h"
 #include "kv/store.h"
 
-#define ASSERT(c)                                                                   \
-	do {                                                                        \
-		if (!(c)) {                                                         \
-			fprintf(stderr, "fuzz_kv: %s:%d: %s\n", __FILE__, __LINE__, #c); \
-			abort();                                                    \
-		}                                                                   \
+#define ASSERT(c)                                                                                  \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "fuzz_kv: %s:%d: %s\n", __FILE__, __LINE__, #c);           \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static struct kv_store *store;
@@ -79,13 +79,13 @@ static void feed_session(enum kv_sync_role role, const uint8_t *p, size_t len)
 }
 
 static int ring_encrypt(void *ctx, const uint8_t *m, size_t l, const uint8_t *ad, size_t al,
-			uint8_t *out, size_t cap)
+                        uint8_t *out, size_t cap)
 {
 	return keyring_encrypt(ctx, m, l, ad, al, out, cap);
 }
 
 static int ring_decrypt(void *ctx, const uint8_t *in, size_t l, const uint8_t *ad, size_t al,
-			uint8_t *out, size_t cap)
+                        uint8_t *out, size_t cap)
 {
 	return keyring_decrypt(ctx, in, l, ad, al, out, cap);
 }
@@ -113,10 +113,10 @@ static void sealed(const uint8_t *data, size_t size)
 	long n = kv_frame_next(data, size, &t, &pl, &pn, err, sizeof(err));
 	if (n > 0 && t == KV_F_SEALED)
 		ASSERT(kv_frame_open(&s, true, data, pl, pn, &plain, &t, &pl, &pn, err,
-				     sizeof(err)) < 0); /* nobody without the key seals */
+		                     sizeof(err)) < 0); /* nobody without the key seals */
 	if (size > 0 && size < KV_FRAME_MAX) {
 		uint8_t h[4] = {(uint8_t)(size >> 24), (uint8_t)(size >> 16), (uint8_t)(size >> 8),
-				(uint8_t)size};
+		                (uint8_t)size};
 		frame.p = malloc(size + 4);
 		ASSERT(frame.p != NULL);
 		memcpy(frame.p, h, 4);
@@ -126,7 +126,8 @@ static void sealed(const uint8_t *data, size_t size)
 		ASSERT(kv_frame_next(out.p, out.len, &t, &pl, &pn, err, sizeof(err)) ==
 		       (long)out.len);
 		ASSERT(kv_frame_open(&s, false, out.p, pl, pn, &plain, &t, &pl, &pn, err,
-				     sizeof(err)) == 0 || data[0] == KV_F_SEALED);
+		                     sizeof(err)) == 0 ||
+		       data[0] == KV_F_SEALED);
 		if (data[0] != KV_F_SEALED)
 			ASSERT(t == data[0] && pn == size - 1 && memcmp(pl, data + 1, pn) == 0);
 	}

@@ -24,12 +24,12 @@
 #include "kv/wal.h"
 #include "lib/cursor.h"
 
-#define ASSERT(c)                                                                         \
-	do {                                                                              \
-		if (!(c)) {                                                               \
-			fprintf(stderr, "fuzz_kv_wal: %s:%d: %s\n", __FILE__, __LINE__, #c); \
-			abort();                                                          \
-		}                                                                         \
+#define ASSERT(c)                                                                                  \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "fuzz_kv_wal: %s:%d: %s\n", __FILE__, __LINE__, #c);       \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static uint8_t scratch[600 * 1024];
@@ -58,8 +58,8 @@ static void fix_crcs(uint8_t *b, size_t len)
 		uint8_t pre[12];
 		memcpy(pre, h + 8, 8); /* gen */
 		be32_put(pre + 8, plen);
-		uint32_t crc = kv_wal_crc32c(kv_wal_crc32c(0, pre, sizeof(pre)), h + KV_WAL_REC_HDR,
-					     plen);
+		uint32_t crc =
+		        kv_wal_crc32c(kv_wal_crc32c(0, pre, sizeof(pre)), h + KV_WAL_REC_HDR, plen);
 		be32_put(h + 4, crc);
 		off += KV_WAL_REC_HDR + plen;
 	}
@@ -88,7 +88,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	long long good = kv_wal_parse(b, len, gen, check_entry, &entries, &batches, &stamp);
 	ASSERT(good >= 0 && (size_t)good <= len);
 	ASSERT(batches == 0 || (size_t)good >= batches * (KV_WAL_REC_HDR + 12));
-	long long again = kv_wal_parse(b, (size_t)good, gen, check_entry, &entries2, &batches2, NULL);
+	long long again =
+	        kv_wal_parse(b, (size_t)good, gen, check_entry, &entries2, &batches2, NULL);
 	ASSERT(again == good && batches2 == batches && entries2 == entries);
 	/* the dropped tail: starts where parsing stopped, stays within the
 	 * input, and counts records exactly when it names a reason */

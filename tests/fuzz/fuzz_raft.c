@@ -16,12 +16,12 @@
 
 #include "server/raft_wire.h"
 
-#define ASSERT(c)                                                                     \
-	do {                                                                          \
-		if (!(c)) {                                                           \
-			fprintf(stderr, "fuzz_raft: %s:%d: %s\n", __FILE__, __LINE__, #c); \
-			abort();                                                      \
-		}                                                                     \
+#define ASSERT(c)                                                                                  \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "fuzz_raft: %s:%d: %s\n", __FILE__, __LINE__, #c);         \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

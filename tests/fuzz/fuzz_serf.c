@@ -16,12 +16,12 @@
 #include "gossip/keyring.h"
 #include "gossip/serf.h"
 
-#define ASSERT(c)                                                                        \
-	do {                                                                             \
-		if (!(c)) {                                                              \
-			fprintf(stderr, "fuzz_serf: %s:%d: %s\n", __FILE__, __LINE__, #c); \
-			abort();                                                         \
-		}                                                                        \
+#define ASSERT(c)                                                                                  \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "fuzz_serf: %s:%d: %s\n", __FILE__, __LINE__, #c);         \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static void bcast(void *ctx, const uint8_t *m, size_t len)

@@ -33,36 +33,35 @@
 
 static uint8_t scratch[MAX_DEPTH][1 << 16];
 
-#define ASSERT(c)                                                            \
-	do {                                                                 \
-		if (!(c)) {                                                  \
-			fprintf(stderr, "fuzz_wire: %s:%d: %s\n", __FILE__,  \
-				__LINE__, #c);                               \
-			abort();                                             \
-		}                                                            \
+#define ASSERT(c)                                                                                  \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "fuzz_wire: %s:%d: %s\n", __FILE__, __LINE__, #c);         \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 /* decode; on success encode, decode the encoding, encode again: same bytes */
-#define STABLE(T, dec, enc, p, end)                                           \
-	do {                                                                  \
-		T a_, b_;                                                     \
-		static uint8_t e1_[4096], e2_[4096];                          \
-		const uint8_t *q_ = (p);                                      \
-		int rc_ = dec(&q_, (end), &a_);                               \
-		ASSERT(rc_ == ML_OK || rc_ == ML_BAD || rc_ == ML_AGAIN);     \
-		if (rc_ != ML_OK) {                                           \
-			ASSERT(q_ == (p));                                    \
-			ASSERT(ml_wire_error()[0] != 0);                      \
-			break;                                                \
-		}                                                             \
-		ASSERT(q_ > (p) && q_ <= (end));                              \
-		int n1_ = enc(e1_, sizeof(e1_), &a_);                         \
-		ASSERT(n1_ > 0);                                              \
-		const uint8_t *r_ = e1_ + off_;                               \
-		ASSERT(dec(&r_, e1_ + n1_, &b_) == ML_OK);                    \
-		ASSERT(r_ == e1_ + n1_);                                      \
-		int n2_ = enc(e2_, sizeof(e2_), &b_);                         \
-		ASSERT(n2_ == n1_ && memcmp(e1_, e2_, (size_t)n1_) == 0);     \
+#define STABLE(T, dec, enc, p, end)                                                                \
+	do {                                                                                       \
+		T a_, b_;                                                                          \
+		static uint8_t e1_[4096], e2_[4096];                                               \
+		const uint8_t *q_ = (p);                                                           \
+		int rc_ = dec(&q_, (end), &a_);                                                    \
+		ASSERT(rc_ == ML_OK || rc_ == ML_BAD || rc_ == ML_AGAIN);                          \
+		if (rc_ != ML_OK) {                                                                \
+			ASSERT(q_ == (p));                                                         \
+			ASSERT(ml_wire_error()[0] != 0);                                           \
+			break;                                                                     \
+		}                                                                                  \
+		ASSERT(q_ > (p) && q_ <= (end));                                                   \
+		int n1_ = enc(e1_, sizeof(e1_), &a_);                                              \
+		ASSERT(n1_ > 0);                                                                   \
+		const uint8_t *r_ = e1_ + off_;                                                    \
+		ASSERT(dec(&r_, e1_ + n1_, &b_) == ML_OK);                                         \
+		ASSERT(r_ == e1_ + n1_);                                                           \
+		int n2_ = enc(e2_, sizeof(e2_), &b_);                                              \
+		ASSERT(n2_ == n1_ && memcmp(e1_, e2_, (size_t)n1_) == 0);                          \
 	} while (0)
 
 static void walk_packet(const uint8_t *p, size_t len, int depth)
@@ -100,16 +99,31 @@ static void walk_packet(const uint8_t *p, size_t len, int depth)
 		}
 		break;
 	}
-	case ML_PING: STABLE(struct ml_ping, ml_decode_ping, ml_encode_ping, p + 1, end); break;
-	case ML_INDIRECT_PING:
-		STABLE(struct ml_indirect_ping, ml_decode_indirect_ping, ml_encode_indirect_ping, p + 1, end);
+	case ML_PING:
+		STABLE(struct ml_ping, ml_decode_ping, ml_encode_ping, p + 1, end);
 		break;
-	case ML_ACK: STABLE(struct ml_ack, ml_decode_ack, ml_encode_ack, p + 1, end); break;
-	case ML_NACK: STABLE(struct ml_nack, ml_decode_nack, ml_encode_nack, p + 1, end); break;
-	case ML_SUSPECT: STABLE(struct ml_suspect, ml_decode_suspect, ml_encode_suspect, p + 1, end); break;
-	case ML_DEAD: STABLE(struct ml_suspect, ml_decode_dead, ml_encode_dead, p + 1, end); break;
-	case ML_ALIVE: STABLE(struct ml_alive, ml_decode_alive, ml_encode_alive, p + 1, end); break;
-	case ML_ERR: STABLE(struct ml_err_resp, ml_decode_err, ml_encode_err, p + 1, end); break;
+	case ML_INDIRECT_PING:
+		STABLE(struct ml_indirect_ping, ml_decode_indirect_ping, ml_encode_indirect_ping,
+		       p + 1, end);
+		break;
+	case ML_ACK:
+		STABLE(struct ml_ack, ml_decode_ack, ml_encode_ack, p + 1, end);
+		break;
+	case ML_NACK:
+		STABLE(struct ml_nack, ml_decode_nack, ml_encode_nack, p + 1, end);
+		break;
+	case ML_SUSPECT:
+		STABLE(struct ml_suspect, ml_decode_suspect, ml_encode_suspect, p + 1, end);
+		break;
+	case ML_DEAD:
+		STABLE(struct ml_suspect, ml_decode_dead, ml_encode_dead, p + 1, end);
+		break;
+	case ML_ALIVE:
+		STABLE(struct ml_alive, ml_decode_alive, ml_encode_alive, p + 1, end);
+		break;
+	case ML_ERR:
+		STABLE(struct ml_err_resp, ml_decode_err, ml_encode_err, p + 1, end);
+		break;
 	default:
 		break;
 	}
@@ -130,8 +144,9 @@ static void walk_stream(const uint8_t *p, size_t len)
 		ASSERT(rc == ML_OK || rc == ML_BAD || rc == ML_AGAIN);
 		/* the frame answers as the decoder does, short of decompressing */
 		ASSERT(frc == rc || (frc == ML_OK && rc == ML_BAD));
-		ASSERT(frc == ML_OK ? fq > p + 1 && (lzw.len == 0 || (lzw.p >= p && lzw.p + lzw.len <= end))
-				    : fq == p + 1);
+		ASSERT(frc == ML_OK ? fq > p + 1 && (lzw.len == 0 ||
+		                                     (lzw.p >= p && lzw.p + lzw.len <= end))
+		                    : fq == p + 1);
 		if (rc != ML_OK) {
 			ASSERT(q == p + 1);
 			return;
@@ -145,22 +160,23 @@ static void walk_stream(const uint8_t *p, size_t len)
 	if (p[0] == ML_PUSH_PULL) {
 		const uint8_t *q = p + 1;
 		struct ml_push_pull_header h;
-		STABLE(struct ml_push_pull_header, ml_decode_push_pull_header, ml_encode_push_pull_header, q,
-		       end);
+		STABLE(struct ml_push_pull_header, ml_decode_push_pull_header,
+		       ml_encode_push_pull_header, q, end);
 		if (ml_decode_push_pull_header(&q, end, &h) != ML_OK)
 			return;
 		ASSERT(h.user_state_len <= ML_PUSH_STATE_MAX && h.nodes <= ML_PUSH_STATE_MAX);
 		for (uint32_t i = 0; i < h.nodes; i++) {
 			struct ml_push_node nd;
-			STABLE(struct ml_push_node, ml_decode_push_node, ml_encode_push_node, q, end);
+			STABLE(struct ml_push_node, ml_decode_push_node, ml_encode_push_node, q,
+			       end);
 			if (ml_decode_push_node(&q, end, &nd) != ML_OK)
 				return;
 			ASSERT(nd.state <= ML_STATE_LEFT && nd.meta_len <= ML_META_MAX);
 		}
 	} else if (p[0] == ML_USER) {
 		const uint8_t *q = p + 1;
-		STABLE(struct ml_user_msg_header, ml_decode_user_msg_header, ml_encode_user_msg_header, q,
-		       end);
+		STABLE(struct ml_user_msg_header, ml_decode_user_msg_header,
+		       ml_encode_user_msg_header, q, end);
 	}
 }
 
@@ -224,14 +240,14 @@ static void walk_swim_stream(const uint8_t *p, size_t len)
 /* lib/mp's skip and serf's tags in node meta (gossip/tags.c). */
 static void walk_mp(const uint8_t *p, size_t len)
 {
-	struct cursor c = { p, p + len };
+	struct cursor c = {p, p + len};
 	int rc = mp_skip(&c);
 	ASSERT(rc == MP_OK || rc == MP_BAD || rc == MP_AGAIN);
 	ASSERT(rc == MP_OK ? c.p > p && c.p <= p + len : c.p == p);
 	if (rc == MP_OK && len <= 4096) {
 		size_t used = (size_t)(c.p - p);
 		for (size_t cut = 0; cut < used; cut += 1 + cut / 8) {
-			struct cursor s = { p, p + cut };
+			struct cursor s = {p, p + cut};
 			ASSERT(mp_skip(&s) == MP_AGAIN && s.p == p);
 		}
 	}
@@ -244,7 +260,8 @@ static void walk_mp(const uint8_t *p, size_t len)
 		ASSERT(k > 0);
 		ASSERT(tags_decode(meta, (size_t)k, t2, TAGS_MAX) == n);
 		for (int i = 0; i < n; i++)
-			ASSERT(strcmp(t[i].key, t2[i].key) == 0 && strcmp(t[i].value, t2[i].value) == 0);
+			ASSERT(strcmp(t[i].key, t2[i].key) == 0 &&
+			       strcmp(t[i].value, t2[i].value) == 0);
 	}
 }
 

@@ -83,10 +83,19 @@ int main(int argc, char **argv)
 			for (int f = 0; f < flips && len > 0; f++) {
 				size_t at = rng() % len;
 				switch (rng() % 4) {
-				case 0: buf[at] ^= (uint8_t)(1u << (rng() % 8)); break;
-				case 1: buf[at] = (uint8_t)rng(); break;
-				case 2: len = at; break; /* truncate */
-				default: buf[at] = (uint8_t[]){0x00, 0xff, 0x7f, 0x80, 0xc0, 0xdc, 0xdd, 0xde, 0xdf}[rng() % 9]; break;
+				case 0:
+					buf[at] ^= (uint8_t)(1u << (rng() % 8));
+					break;
+				case 1:
+					buf[at] = (uint8_t)rng();
+					break;
+				case 2:
+					len = at;
+					break; /* truncate */
+				default:
+					buf[at] = (uint8_t[]){0x00, 0xff, 0x7f, 0x80, 0xc0,
+					                      0xdc, 0xdd, 0xde, 0xdf}[rng() % 9];
+					break;
 				}
 			}
 		} else {

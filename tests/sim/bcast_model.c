@@ -57,7 +57,8 @@ static void m_push(struct model *m, uint8_t kind, const char *name, const uint8_
 		size_t v = 0;
 		for (size_t i = 1; i < m->n; i++) {
 			struct mitem *a = &m->items[i], *b = &m->items[v];
-			if (a->transmits > b->transmits || (a->transmits == b->transmits && a->id < b->id))
+			if (a->transmits > b->transmits ||
+			    (a->transmits == b->transmits && a->id < b->id))
 				v = i;
 		}
 		m_remove(m, v);
@@ -85,7 +86,8 @@ static size_t m_fill(struct model *m, size_t overhead, size_t budget, uint64_t *
 	for (size_t step = 0; step < m->n && got < max; step++) {
 		size_t best = SIZE_MAX;
 		for (size_t i = 0; i < m->n; i++)
-			if (!taken[i] && (best == SIZE_MAX || m_before(&m->items[i], &m->items[best])))
+			if (!taken[i] &&
+			    (best == SIZE_MAX || m_before(&m->items[i], &m->items[best])))
 				best = i;
 		taken[best] = 1;
 		struct mitem *it = &m->items[best];
@@ -153,8 +155,9 @@ int main(void)
 				size_t a = m_fill(&m, 2, budget, ids, max);
 				size_t b = bcast_queue_fill(&q, limit, 2, budget, out, lens, max);
 				if (a != b) {
-					fprintf(stderr, "round %d op %d: fill chose %zu, model %zu\n", round,
-						op, b, a);
+					fprintf(stderr,
+					        "round %d op %d: fill chose %zu, model %zu\n",
+					        round, op, b, a);
 					ok = 0;
 					break;
 				}
@@ -165,8 +168,9 @@ int main(void)
 							mi = &m.items[i];
 					if (mi == NULL || mi->len != lens[k] ||
 					    memcmp(mi->msg, out[k], lens[k]) != 0) {
-						fprintf(stderr, "round %d op %d: fill item %zu differs\n",
-							round, op, k);
+						fprintf(stderr,
+						        "round %d op %d: fill item %zu differs\n",
+						        round, op, k);
 						ok = 0;
 						break;
 					}
@@ -178,8 +182,8 @@ int main(void)
 				bcast_queue_retire(&q, limit);
 			}
 			if (ok && q.n != m.n) {
-				fprintf(stderr, "round %d op %d: %zu queued, model %zu\n", round, op, q.n,
-					m.n);
+				fprintf(stderr, "round %d op %d: %zu queued, model %zu\n", round,
+				        op, q.n, m.n);
 				ok = 0;
 			}
 		}

@@ -16,30 +16,30 @@
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: rumor-sim [-f scenario.json] [-e JSON] [options]\n"
-		"  -n N            nodes                     -s SEED     seed (default 1)\n"
-		"  -d SECONDS      virtual duration          -p PROFILE  lan|wan|local\n"
-		"  --loss P        packet loss 0..1          --dup P     duplication 0..1\n"
-		"  --latency MS    one-way base latency      --jitter MS exponential jitter mean\n"
-		"  --no-lifeguard  suspicion_max_timeout_mult=1, awareness_max_multiplier=1\n"
-		"  --no-tcp-ping   no TCP fallback ping      --cold      start with a join storm\n"
-		"  --consul-meta   nodes carry a Consul agent's serf tags (~140 B of meta)\n"
-		"  --no-compress   gossip packets uncompressed (memberlist EnableCompression off)\n"
-		"  --crash K@T  --leave K@T  --join K@T  --pause K@T+D   (K nodes at T seconds)\n"
-		"  --curve FILE    write dissemination curves  -v verbose  -q quiet\n"
-		"  --summary FILE  append one tab-separated line of the key figures\n"
-		"scenario JSON: {name,nodes,seed,duration,profile,lifeguard,start:warm|join,\n"
-		"  join_window,tcp_ping,consul_meta,compress,\n"
-		"  network:{latency_ms,link_spread_ms,jitter_ms,loss,dup},\n"
-		"  actions:[{at,do:crash|restart|leave|join|pause|partition|heal|loss|slow|flap,\n"
-		"    nodes:[..]|count|fraction,for,value,sizes:[..],oneway,down,up,times}],\n"
-		"  expect:{fp_max,false_suspicions_max,detect_within,first_suspect_within,\n"
-		"    join_within,converge,load_max,kv_converge,kv_spread_within,kv_heal_within},\n"
-		"  kv:{sync_interval,value_size,map_mb,clock_skew_ms,sync:true|false}}\n"
-		"  kv actions: {at,do:kv_write|kv_delete,nodes:[..]|count,for,key|keys,\n"
-		"    value_size}: count operations at random live nodes, or count at each\n"
-		"    listed node, spread over `for` s; the key, or k0..k<keys-1> drawn per\n"
-		"    operation\n");
+	        "usage: rumor-sim [-f scenario.json] [-e JSON] [options]\n"
+	        "  -n N            nodes                     -s SEED     seed (default 1)\n"
+	        "  -d SECONDS      virtual duration          -p PROFILE  lan|wan|local\n"
+	        "  --loss P        packet loss 0..1          --dup P     duplication 0..1\n"
+	        "  --latency MS    one-way base latency      --jitter MS exponential jitter mean\n"
+	        "  --no-lifeguard  suspicion_max_timeout_mult=1, awareness_max_multiplier=1\n"
+	        "  --no-tcp-ping   no TCP fallback ping      --cold      start with a join storm\n"
+	        "  --consul-meta   nodes carry a Consul agent's serf tags (~140 B of meta)\n"
+	        "  --no-compress   gossip packets uncompressed (memberlist EnableCompression off)\n"
+	        "  --crash K@T  --leave K@T  --join K@T  --pause K@T+D   (K nodes at T seconds)\n"
+	        "  --curve FILE    write dissemination curves  -v verbose  -q quiet\n"
+	        "  --summary FILE  append one tab-separated line of the key figures\n"
+	        "scenario JSON: {name,nodes,seed,duration,profile,lifeguard,start:warm|join,\n"
+	        "  join_window,tcp_ping,consul_meta,compress,\n"
+	        "  network:{latency_ms,link_spread_ms,jitter_ms,loss,dup},\n"
+	        "  actions:[{at,do:crash|restart|leave|join|pause|partition|heal|loss|slow|flap,\n"
+	        "    nodes:[..]|count|fraction,for,value,sizes:[..],oneway,down,up,times}],\n"
+	        "  expect:{fp_max,false_suspicions_max,detect_within,first_suspect_within,\n"
+	        "    join_within,converge,load_max,kv_converge,kv_spread_within,kv_heal_within},\n"
+	        "  kv:{sync_interval,value_size,map_mb,clock_skew_ms,sync:true|false}}\n"
+	        "  kv actions: {at,do:kv_write|kv_delete,nodes:[..]|count,for,key|keys,\n"
+	        "    value_size}: count operations at random live nodes, or count at each\n"
+	        "    listed node, spread over `for` s; the key, or k0..k<keys-1> drawn per\n"
+	        "    operation\n");
 }
 
 struct pick {
@@ -81,10 +81,12 @@ static int parse_type(const char *s, enum sim_act_type *t)
 	static const struct {
 		const char *name;
 		enum sim_act_type t;
-	} map[] = {{"crash", SIM_CRASH},     {"restart", SIM_RESTART}, {"leave", SIM_LEAVE},
-		   {"join", SIM_JOIN},	     {"pause", SIM_PAUSE},     {"partition", SIM_PARTITION},
-		   {"heal", SIM_HEAL},	     {"loss", SIM_LOSS},       {"slow", SIM_SLOW},
-		   {"kv_write", SIM_KV_WRITE}, {"kv_delete", SIM_KV_DELETE}};
+	} map[] = {{"crash", SIM_CRASH},        {"restart", SIM_RESTART},
+	           {"leave", SIM_LEAVE},        {"join", SIM_JOIN},
+	           {"pause", SIM_PAUSE},        {"partition", SIM_PARTITION},
+	           {"heal", SIM_HEAL},          {"loss", SIM_LOSS},
+	           {"slow", SIM_SLOW},          {"kv_write", SIM_KV_WRITE},
+	           {"kv_delete", SIM_KV_DELETE}};
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
 		if (strcmp(s, map[i].name) == 0) {
 			*t = map[i].t;
@@ -160,8 +162,10 @@ static int load_actions(json_t *arr, char *err, size_t errlen)
 			a->value_size = (int)jnum(o, "value_size", 0);
 			if (a->keys < 1 || a->keys > 100000 || a->value_size < 0 ||
 			    a->value_size > 65536 || (a->key != NULL && strlen(a->key) == 0)) {
-				snprintf(err, errlen, "action %zu: keys 1..100000, value_size "
-					 "0..65536, key not empty", i);
+				snprintf(err, errlen,
+				         "action %zu: keys 1..100000, value_size "
+				         "0..65536, key not empty",
+				         i);
 				return -1;
 			}
 		}
@@ -222,7 +226,7 @@ static int load_json(struct sim_cfg *c, json_t *j, char *err, size_t errlen)
 	if (kv != NULL) {
 		c->kv.enabled = true;
 		c->kv.sync_interval_ms =
-		    secs_ms(jnum(kv, "sync_interval", c->kv.sync_interval_ms / 1000.0));
+		        secs_ms(jnum(kv, "sync_interval", c->kv.sync_interval_ms / 1000.0));
 		c->kv.value_size = (int)jnum(kv, "value_size", c->kv.value_size);
 		c->kv.map_size = (size_t)(jnum(kv, "map_mb", (double)(c->kv.map_size >> 20))) << 20;
 		c->kv.skew_ms = jnum(kv, "clock_skew_ms", c->kv.skew_ms);
@@ -230,8 +234,9 @@ static int load_json(struct sim_cfg *c, json_t *j, char *err, size_t errlen)
 			c->kv.no_sync = json_is_false(v);
 		if (c->kv.sync_interval_ms < 100 || c->kv.value_size < 0 ||
 		    c->kv.value_size > 65536 || c->kv.map_size < (1u << 20)) {
-			snprintf(err, errlen, "kv: sync_interval >= 0.1 s, value_size 0..65536, "
-				 "map_mb >= 1");
+			snprintf(err, errlen,
+			         "kv: sync_interval >= 0.1 s, value_size 0..65536, "
+			         "map_mb >= 1");
 			return -1;
 		}
 	}
@@ -390,10 +395,12 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "-q") == 0) {
 			c.quiet = true;
 		} else if ((strcmp(a, "--crash") == 0 || strcmp(a, "--leave") == 0 ||
-			    strcmp(a, "--join") == 0 || strcmp(a, "--pause") == 0) &&
-			   v && parse_kat(v, &k, &at, &dur) == 0) {
-			enum sim_act_type t = a[2] == 'c' ? SIM_CRASH : a[2] == 'l' ? SIM_LEAVE
-						       : a[2] == 'j' ? SIM_JOIN : SIM_PAUSE;
+		            strcmp(a, "--join") == 0 || strcmp(a, "--pause") == 0) &&
+		           v && parse_kat(v, &k, &at, &dur) == 0) {
+			enum sim_act_type t = a[2] == 'c'   ? SIM_CRASH
+			                      : a[2] == 'l' ? SIM_LEAVE
+			                      : a[2] == 'j' ? SIM_JOIN
+			                                    : SIM_PAUSE;
 			struct sim_action *x = add_action(secs_ms(at), t, (struct pick){k, 0});
 			x->count = k;
 			x->dur_ms = secs_ms(dur);

@@ -293,8 +293,9 @@ static void trace_add(struct sim *sim, int what, int obs, int subj, uint32_t inc
 static const char *what_name(int w)
 {
 	static const char *ev[] = {"join", "update", "suspect", "failed", "left", "reap"};
-	static const char *act[] = {"CRASH", "RESTART", "LEAVE", "JOIN", "PAUSE", "PARTITION",
-				    "HEAL", "LOSS", "SLOW", "KV_WRITE", "KV_DELETE"};
+	static const char *act[] = {"CRASH", "RESTART",   "LEAVE",    "JOIN",
+	                            "PAUSE", "PARTITION", "HEAL",     "LOSS",
+	                            "SLOW",  "KV_WRITE",  "KV_DELETE"};
 	if (w < 6)
 		return ev[w];
 	if (w >= 100 && w < 111)
@@ -307,7 +308,7 @@ static void trace_print(struct sim *sim, int subj, int max)
 {
 	FILE *o = sim->out;
 	fprintf(o, "  seed %llu; trace%s (last %d):\n", (unsigned long long)sim->cfg.seed,
-		subj >= 0 ? " of the subject" : "", max);
+	        subj >= 0 ? " of the subject" : "", max);
 	uint64_t start = sim->ntrace > TRACE_CAP ? sim->ntrace - TRACE_CAP : 0;
 	uint64_t *pick = xcalloc((size_t)max, sizeof(*pick));
 	int np = 0;
@@ -319,10 +320,11 @@ static void trace_print(struct sim *sim, int subj, int max)
 	for (int k = np - 1; k >= 0; k--) {
 		struct trace_rec *r = &sim->trace[pick[k] % TRACE_CAP];
 		if (r->what >= 100)
-			fprintf(o, "    %10.3f s  %-9s n%d\n", r->t / 1e6, what_name(r->what), r->subj);
+			fprintf(o, "    %10.3f s  %-9s n%d\n", r->t / 1e6, what_name(r->what),
+			        r->subj);
 		else
 			fprintf(o, "    %10.3f s  n%d sees n%d %s (inc %u)\n", r->t / 1e6, r->obs,
-				r->subj, what_name(r->what), r->inc);
+			        r->subj, what_name(r->what), r->inc);
 	}
 	free(pick);
 }
@@ -341,7 +343,7 @@ static bool violation_vprint(struct sim *sim, const char *fmt, va_list ap)
 }
 
 static void violation(struct sim *sim, int subj, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static void violation(struct sim *sim, int subj, const char *fmt, ...)
 {
@@ -432,7 +434,7 @@ static int64_t tcp_latency_us(struct sim *sim, int a, int b, int segments)
 }
 
 static void sim_deliver_later(struct sim *sim, int type, int to, int from, int64_t at,
-			      const uint8_t *p, size_t len, int64_t aux)
+                              const uint8_t *p, size_t len, int64_t aux)
 {
 	struct ev e;
 	memset(&e, 0, sizeof(e));
@@ -469,12 +471,12 @@ static void net_send(void *ctx, const struct ml_addr *to, const uint8_t *pkt, si
 		sim->dropped++;
 		return;
 	}
-	sim_deliver_later(sim, EV_PACKET, b, nd->id, sim->now + latency_us(sim, nd->id, b), pkt, len,
-			  0);
+	sim_deliver_later(sim, EV_PACKET, b, nd->id, sim->now + latency_us(sim, nd->id, b), pkt,
+	                  len, 0);
 	if (sim->cfg.dup > 0 && rng_unit(&sim->net) < sim->cfg.dup) {
 		sim->dup++;
 		sim_deliver_later(sim, EV_PACKET, b, nd->id, sim->now + latency_us(sim, nd->id, b),
-				  pkt, len, 0);
+		                  pkt, len, 0);
 	}
 }
 
@@ -494,7 +496,7 @@ static void start_push_pull(struct sim *sim, int a, int b, bool join)
 	uint8_t *req = swim_local_state_new(na->s, now_ms(sim), join, &len);
 	sim->tcp_bytes += len;
 	sim_deliver_later(sim, EV_PP_REQ, b, a, sim->now + tcp_latency_us(sim, a, b, 2), req, len,
-			  join);
+	                  join);
 	free(req);
 }
 
@@ -505,7 +507,7 @@ static void net_push_pull(void *ctx, const struct ml_addr *to, const char *name,
 }
 
 static void net_tcp_ping(void *ctx, const struct ml_addr *to, uint32_t seq, const uint8_t *pkt,
-			 size_t len, int64_t deadline)
+                         size_t len, int64_t deadline)
 {
 	struct node *nd = ctx;
 	struct sim *sim = g_sim;
@@ -513,8 +515,12 @@ static void net_tcp_ping(void *ctx, const struct ml_addr *to, uint32_t seq, cons
 	int b = addr_node(sim, to);
 	int64_t dl = deadline * 1000;
 	if (b < 0 || !link_ok(sim, nd->id, b) || !link_ok(sim, b, nd->id)) {
-		struct ev e = {.t = dl, .type = EV_TCP_DONE, .node = (uint32_t)nd->id,
-			       .gen = (uint32_t)nd->life, .aux = seq, .flag = 0};
+		struct ev e = {.t = dl,
+		               .type = EV_TCP_DONE,
+		               .node = (uint32_t)nd->id,
+		               .gen = (uint32_t)nd->life,
+		               .aux = seq,
+		               .flag = 0};
 		heap_push(sim, e);
 		return;
 	}
@@ -552,15 +558,27 @@ static void net_tcp_ping(void *ctx, const struct ml_addr *to, uint32_t seq, cons
  * acknowledged write and, per node and key, the version the replica last
  * held, to check the invariants.
  */
-#define KV_EPOCH_MS 1700000000000LL	/* wall-clock ms at virtual time 0 */
+#define KV_EPOCH_MS 1700000000000LL /* wall-clock ms at virtual time 0 */
 #define KV_CONNECT_TIMEOUT_US (KV_SYNC_CONNECT_TIMEOUT_MS * 1000LL)
 #define KV_SESSION_TIMEOUT_US (KV_SYNC_TIMEOUT_MS * 1000LL)
 #define KV_CHECKPOINT_US (KV_CHECKPOINT_INTERVAL_MS * 1000LL)
 #define KV_TRACE_CAP 8192
 
 enum kv_trace_what {
-	KT_WRITE, KT_DELETE, KT_GOSSIP, KT_SYNC, KT_PULL, KT_SYNC_START, KT_SYNC_OK,
-	KT_SYNC_FAIL, KT_PULL_START, KT_CRASH, KT_RESTART, KT_PARTITION, KT_HEAL, KT_REFUSED,
+	KT_WRITE,
+	KT_DELETE,
+	KT_GOSSIP,
+	KT_SYNC,
+	KT_PULL,
+	KT_SYNC_START,
+	KT_SYNC_OK,
+	KT_SYNC_FAIL,
+	KT_PULL_START,
+	KT_CRASH,
+	KT_RESTART,
+	KT_PARTITION,
+	KT_HEAL,
+	KT_REFUSED,
 };
 
 struct kv_ver { /* a version; hlc 0: no record */
@@ -673,7 +691,7 @@ static const char *kv_ver_str(char *buf, size_t len, uint64_t hlc, int node)
 		snprintf(buf, len, "none");
 	else
 		snprintf(buf, len, "%lld.%u@n%d", (long long)(KV_HLC_MS(hlc) - KV_EPOCH_MS),
-			 (unsigned)(hlc & 0xffff), node);
+		         (unsigned)(hlc & 0xffff), node);
 	return buf;
 }
 
@@ -681,13 +699,13 @@ static const char *kv_ver_str(char *buf, size_t len, uint64_t hlc, int node)
  * all records when key < 0. */
 static void kv_trace_print(struct sim *sim, int key, int max)
 {
-	static const char *what[] = {"write",	  "delete",   "gossip",	   "sync",    "pull",
-				     "sync-start", "sync-ok",  "sync-fail", "pull-start", "CRASH",
-				     "RESTART",	  "PARTITION", "HEAL",	   "refused"};
+	static const char *what[] = {"write",      "delete",    "gossip",    "sync",       "pull",
+	                             "sync-start", "sync-ok",   "sync-fail", "pull-start", "CRASH",
+	                             "RESTART",    "PARTITION", "HEAL",      "refused"};
 	struct simkv *kv = sim->kv;
 	FILE *o = sim->out;
 	fprintf(o, "  seed %llu; kv trace%s (last %d):\n", (unsigned long long)sim->cfg.seed,
-		key >= 0 ? " of the key" : "", max);
+	        key >= 0 ? " of the key" : "", max);
 	uint64_t start = kv->ntrace > KV_TRACE_CAP ? kv->ntrace - KV_TRACE_CAP : 0;
 	uint64_t *pick = xcalloc((size_t)max, sizeof(*pick));
 	int np = 0;
@@ -705,7 +723,7 @@ static void kv_trace_print(struct sim *sim, int key, int max)
 		fprintf(o, "    %10.3f s  %-5s %-10s", r->t / 1e6, node, what[r->what]);
 		if (r->key >= 0)
 			fprintf(o, " %s = %s", kv->keys[r->key].name,
-				kv_ver_str(v, sizeof(v), r->hlc, r->peer));
+			        kv_ver_str(v, sizeof(v), r->hlc, r->peer));
 		else if (r->peer >= 0)
 			fprintf(o, " n%d", r->peer);
 		fprintf(o, "\n");
@@ -714,7 +732,7 @@ static void kv_trace_print(struct sim *sim, int key, int max)
 }
 
 static void kv_violation(struct sim *sim, int key, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static void kv_violation(struct sim *sim, int key, const char *fmt, ...)
 {
@@ -981,7 +999,7 @@ static struct kv_ver kv_read_ver(struct sim *sim, int id, int key)
 	struct simkv *kv = sim->kv;
 	struct kv_rec r;
 	int got = kv_store_get(kv_engine_store(kv->n[id].e), true, kv->keys[key].name,
-			       kv->keys[key].len, &r);
+	                       kv->keys[key].len, &r);
 	if (got < 0)
 		kv_fatal(sim, "read", kv->keys[key].name);
 	struct kv_ver v = {0, -1, false};
@@ -1000,9 +1018,9 @@ static void kv_observe(struct sim *sim, int id, int key, const char *when)
 	if (kv_ver_cmp(sim, &v, &kn->hw[key]) < 0) {
 		char a[48], b[48];
 		kv_violation(sim, key, "n%d's version of %s went backwards %s: %s -> %s", id,
-			     kv->keys[key].name, when,
-			     kv_ver_str(a, sizeof(a), kn->hw[key].hlc, kn->hw[key].node),
-			     kv_ver_str(b, sizeof(b), v.hlc, v.node));
+		             kv->keys[key].name, when,
+		             kv_ver_str(a, sizeof(a), kn->hw[key].hlc, kn->hw[key].node),
+		             kv_ver_str(b, sizeof(b), v.hlc, v.node));
 		return;
 	}
 	kn->hw[key] = v;
@@ -1088,8 +1106,10 @@ static void kv_flush(struct sim *sim, int id)
 	kv->commits++;
 	if (kv_store_dirty(kv_engine_store(kn->e)) && !kn->ckpt_pending) {
 		kn->ckpt_pending = true;
-		struct ev e = {.t = sim->now + KV_CHECKPOINT_US, .type = EV_KV_CKPT,
-			       .node = (uint32_t)id, .gen = (uint32_t)sim->nodes[id].life};
+		struct ev e = {.t = sim->now + KV_CHECKPOINT_US,
+		               .type = EV_KV_CKPT,
+		               .node = (uint32_t)id,
+		               .gen = (uint32_t)sim->nodes[id].life};
 		heap_push(sim, e);
 	}
 	kv_check_converged(sim);
@@ -1098,7 +1118,7 @@ static void kv_flush(struct sim *sim, int id)
 /* io.committed: a change is durable at node nd: acknowledge a local write,
  * trace a received one, and check the replica did not go backwards. */
 static void kv_io_committed(void *ctx, const char *key, size_t key_len, const struct kv_rec *r,
-			    enum kv_src src)
+                            enum kv_src src)
 {
 	struct node *nd = ctx;
 	struct sim *sim = g_sim;
@@ -1109,8 +1129,8 @@ static void kv_io_committed(void *ctx, const char *key, size_t key_len, const st
 		kv_ack(sim, nd->id, k, r);
 	} else {
 		sim->kv->applied[src]++;
-		kv_trace_add(sim, KT_GOSSIP + src - KV_SRC_GOSSIP, nd->id, kv_ver_of(sim, r).node, k,
-			     r->hlc);
+		kv_trace_add(sim, KT_GOSSIP + src - KV_SRC_GOSSIP, nd->id, kv_ver_of(sim, r).node,
+		             k, r->hlc);
 	}
 	kv_observe(sim, nd->id, k, "after a commit");
 }
@@ -1150,8 +1170,8 @@ static void kv_schedule_sync(struct sim *sim, int id, int64_t after_us)
 {
 	struct kvnode *kn = &sim->kv->n[id];
 	kn->sync_at = sim->now + after_us;
-	struct ev e = {.t = kn->sync_at, .type = EV_KV_TIMER, .node = (uint32_t)id,
-		       .gen = ++kn->sync_gen};
+	struct ev e = {
+	        .t = kn->sync_at, .type = EV_KV_TIMER, .node = (uint32_t)id, .gen = ++kn->sync_gen};
 	heap_push(sim, e);
 }
 
@@ -1228,7 +1248,7 @@ static void kv_conn_fail(struct sim *sim, struct kv_conn *c)
  * the link is up both ways; otherwise they never do and the session times
  * out (a partition that heals within the timeout is not retransmitted). */
 static void kv_send(struct sim *sim, struct kv_conn *c, int from, const struct kv_buf *out,
-		    int segments)
+                    int segments)
 {
 	if (out->len == 0)
 		return;
@@ -1238,14 +1258,14 @@ static void kv_send(struct sim *sim, struct kv_conn *c, int from, const struct k
 		return;
 	segments += (int)(out->len / 65536);
 	sim_deliver_later(sim, EV_KV_FRAME, b, a, sim->now + tcp_latency_us(sim, a, b, segments),
-			  out->p, out->len, (int64_t)c->id);
+	                  out->p, out->len, (int64_t)c->id);
 }
 
 /* io.open_session, kv.c's dial: the engine at a opens session s (a round
  * or a pull) with the node called peer. Connection limits and the peer's
  * membership are checked as kv.c does for a pull. */
 static bool kv_io_open_session(void *ctx, const char *peer, struct kv_session *s,
-			       const uint8_t *first, size_t len)
+                               const uint8_t *first, size_t len)
 {
 	struct node *nd = ctx;
 	struct sim *sim = g_sim;
@@ -1342,7 +1362,7 @@ static void kv_frame_arrived(struct sim *sim, struct ev *e)
 		const uint8_t *pl;
 		size_t plen;
 		long n = kv_frame_next(e->data + off, e->len - off, &type, &pl, &plen, err,
-				       sizeof(err));
+		                       sizeof(err));
 		if (n == 0)
 			break;
 		if (n < 0) {
@@ -1350,7 +1370,7 @@ static void kv_frame_arrived(struct sim *sim, struct ev *e)
 			break;
 		}
 		rc = kv_session_feed(c->sess[side], kv_wall_ms(sim, id), type, pl, plen, &out, err,
-				     sizeof(err));
+		                     sizeof(err));
 		off += (size_t)n;
 		if (rc < 0)
 			break;
@@ -1384,8 +1404,8 @@ static void kv_user_msg(void *ctx, const uint8_t *p, size_t len)
 		return;
 	kv->gossip_in++;
 	char err[128];
-	if (kv_engine_user_msg(kv->n[nd->id].e, kv_wall_ms(sim, nd->id), p, len, err,
-			       sizeof(err)) < 0)
+	if (kv_engine_user_msg(kv->n[nd->id].e, kv_wall_ms(sim, nd->id), p, len, err, sizeof(err)) <
+	    0)
 		kv_violation(sim, -1, "n%d cannot take a gossip message: %s", nd->id, err);
 }
 
@@ -1407,20 +1427,20 @@ static void kv_node_up(struct sim *sim, int id)
 	char dir[4200], err[256];
 	snprintf(dir, sizeof(dir), "%s/n%d", kv->dir, id);
 	struct kv_engine_config c = {
-		.dir = dir,
-		.node_name = sim->nodes[id].name,
-		.sync_interval_ms = sim->cfg.kv.sync_interval_ms,
-		.map_size = sim->cfg.kv.map_size,
+	        .dir = dir,
+	        .node_name = sim->nodes[id].name,
+	        .sync_interval_ms = sim->cfg.kv.sync_interval_ms,
+	        .map_size = sim->cfg.kv.map_size,
 	};
 	struct kv_io io = {
-		.ctx = &sim->nodes[id],
-		.rand = kv_io_rand,
-		.broadcast = kv_io_broadcast,
-		.peers = kv_io_peers,
-		.open_session = kv_io_open_session,
-		.sync_arm = kv_io_sync_arm,
-		.sync_left = kv_io_sync_left,
-		.committed = kv_io_committed,
+	        .ctx = &sim->nodes[id],
+	        .rand = kv_io_rand,
+	        .broadcast = kv_io_broadcast,
+	        .peers = kv_io_peers,
+	        .open_session = kv_io_open_session,
+	        .sync_arm = kv_io_sync_arm,
+	        .sync_left = kv_io_sync_left,
+	        .committed = kv_io_committed,
 	};
 	kn->ckpt_pending = false;
 	kn->nconns = 0;
@@ -1441,9 +1461,8 @@ static void kv_node_up(struct sim *sim, int id)
 		if (kv_ver_cmp(sim, &v, &wv) < 0) {
 			char a[48];
 			kv_violation(sim, w->key,
-				     "n%d lost its acknowledged write %s = %s in a crash", id,
-				     kv->keys[w->key].name,
-				     kv_ver_str(a, sizeof(a), w->hlc, id));
+			             "n%d lost its acknowledged write %s = %s in a crash", id,
+			             kv->keys[w->key].name, kv_ver_str(a, sizeof(a), w->hlc, id));
 		}
 	}
 	for (int k = 0; k < kv->nkeys; k++)
@@ -1542,7 +1561,7 @@ static void kv_op(struct sim *sim, const struct sim_action *a, int i)
 	struct simkv *kv = sim->kv;
 	int id = a->nnodes > 0 ? a->nodes[i % a->nnodes] : kv_pick_writer(sim);
 	int key = a->key != NULL ? kv_key_find(kv, a->key, strlen(a->key))
-				 : (int)(rng_next(&kv->rng) % (uint64_t)a->keys);
+	                         : (int)(rng_next(&kv->rng) % (uint64_t)a->keys);
 	bool tomb = a->type == SIM_KV_DELETE;
 	if (id < 0 || id >= sim->n || !kv_live(sim, id) || node_paused(sim, &sim->nodes[id])) {
 		kv->refused++; /* the node is down: the client gets no answer */
@@ -1572,8 +1591,10 @@ static void kv_action(struct sim *sim, const struct sim_action *a)
 	int nops = (a->count > 0 ? a->count : 1) * (a->nnodes > 0 ? a->nnodes : 1);
 	int idx = (int)(a - sim->cfg.actions);
 	for (int i = 0; i < nops; i++) {
-		struct ev e = {.t = sim->now + a->dur_ms * 1000 * i / nops, .type = EV_KV_OP,
-			       .node = (uint32_t)idx, .aux = i};
+		struct ev e = {.t = sim->now + a->dur_ms * 1000 * i / nops,
+		               .type = EV_KV_OP,
+		               .node = (uint32_t)idx,
+		               .aux = i};
 		heap_push(sim, e);
 	}
 }
@@ -1702,23 +1723,26 @@ static void kv_final_checks(struct sim *sim)
 			struct kv_ver v = kv_read_ver(sim, w->node, w->key);
 			if (kv_ver_cmp(sim, &v, &wv) < 0)
 				kv_violation(sim, w->key, "n%d lost its acknowledged write %s = %s",
-					     w->node, kv->keys[w->key].name,
-					     kv_ver_str(a, sizeof(a), w->hlc, w->node));
+				             w->node, kv->keys[w->key].name,
+				             kv_ver_str(a, sizeof(a), w->hlc, w->node));
 		}
 		if (ex->kv_spread_ms > 0 && w->population > 0 &&
 		    (w->t100 < 0 || w->t100 > ex->kv_spread_ms * 1000))
-			kv_violation(sim, w->key, "write %s = %s held by all %d live nodes %s "
-				     "(bound %.3f s; %d hold it at the end)", kv->keys[w->key].name,
-				     kv_ver_str(a, sizeof(a), w->hlc, w->node), w->population,
-				     w->t100 < 0 ? "never" : "too late", ex->kv_spread_ms / 1e3,
-				     w->known);
+			kv_violation(sim, w->key,
+			             "write %s = %s held by all %d live nodes %s "
+			             "(bound %.3f s; %d hold it at the end)",
+			             kv->keys[w->key].name,
+			             kv_ver_str(a, sizeof(a), w->hlc, w->node), w->population,
+			             w->t100 < 0 ? "never" : "too late", ex->kv_spread_ms / 1e3,
+			             w->known);
 	}
 	for (int h = 0; h < kv->nheals && ex->kv_heal_ms > 0; h++)
 		if (kv->heals[h].took < 0 || kv->heals[h].took > ex->kv_heal_ms * 1000)
-			kv_violation(sim, -1, "replicas not identical within %.3f s of the heal at "
-				     "%.3f s (took %.3f s)", ex->kv_heal_ms / 1e3,
-				     kv->heals[h].at / 1e6,
-				     kv->heals[h].took < 0 ? -1.0 : kv->heals[h].took / 1e6);
+			kv_violation(sim, -1,
+			             "replicas not identical within %.3f s of the heal at "
+			             "%.3f s (took %.3f s)",
+			             ex->kv_heal_ms / 1e3, kv->heals[h].at / 1e6,
+			             kv->heals[h].took < 0 ? -1.0 : kv->heals[h].took / 1e6);
 	if (!ex->kv_converge)
 		return;
 	/* 1: every live replica holds, for every key, the largest acknowledged
@@ -1746,7 +1770,7 @@ static void kv_final_checks(struct sim *sim)
 		if (!known) {
 			bad++;
 			kv_violation(sim, k, "%s = %s at a live replica was never written",
-				     key->name, kv_ver_str(a, sizeof(a), want.hlc, want.node));
+			             key->name, kv_ver_str(a, sizeof(a), want.hlc, want.node));
 			continue;
 		}
 		nkeys_live += want.hlc != 0;
@@ -1758,21 +1782,23 @@ static void kv_final_checks(struct sim *sim)
 			bool value_ok = true;
 			if (v->hlc != 0 && !v->tomb &&
 			    kv_store_get(kv_engine_store(kv->n[i].e), true, key->name, key->len,
-					 &r) == 1) {
+			                 &r) == 1) {
 				uint8_t *x = kv_value_buf(kv, r.value_len);
 				kv_value_fill(x, r.value_len, r.hlc, v->node);
 				value_ok = r.value_len == 0 || memcmp(x, r.value, r.value_len) == 0;
 			}
 			if (kv_ver_cmp(sim, v, &want) != 0 || v->tomb != want.tomb || !value_ok) {
 				bad++;
-				const char *what = v->tomb	 ? " (deleted)"
-						   : value_ok ? ""
-							      : " (bad value)";
-				kv_violation(sim, k, "not converged: n%d holds %s = %s%s, the "
-					     "largest acknowledged write is %s%s", i, key->name,
-					     kv_ver_str(a, sizeof(a), v->hlc, v->node), what,
-					     kv_ver_str(b, sizeof(b), want.hlc, want.node),
-					     want.tomb ? " (deleted)" : "");
+				const char *what = v->tomb    ? " (deleted)"
+				                   : value_ok ? ""
+				                              : " (bad value)";
+				kv_violation(sim, k,
+				             "not converged: n%d holds %s = %s%s, the "
+				             "largest acknowledged write is %s%s",
+				             i, key->name,
+				             kv_ver_str(a, sizeof(a), v->hlc, v->node), what,
+				             kv_ver_str(b, sizeof(b), want.hlc, want.node),
+				             want.tomb ? " (deleted)" : "");
 			}
 		}
 	}
@@ -1784,7 +1810,7 @@ static void kv_final_checks(struct sim *sim)
 		if (live + tombs != (uint64_t)nkeys_live) {
 			bad++;
 			kv_violation(sim, -1, "n%d holds %llu records, the writes leave %d", i,
-				     (unsigned long long)(live + tombs), nkeys_live);
+			             (unsigned long long)(live + tombs), nkeys_live);
 		}
 	}
 	if (bad == 0 && !kv_converged(sim))
@@ -1842,54 +1868,58 @@ static void kv_report_lines(struct sim *sim)
 	for (int i = 0; i < kv->nw; i++)
 		if (kv->w[i].population > 0 && kv->w[i].t100 > slowest)
 			slowest = kv->w[i].t100;
-	fprintf(o, "kv: %llu writes acknowledged (%llu deletes), %llu refused (node down), "
-		   "%llu deletes of absent keys; slowest write held by every live node after "
-		   "%.3f s\n",
-		(unsigned long long)kv->acked, (unsigned long long)kv->deletes,
-		(unsigned long long)kv->refused, (unsigned long long)kv->noop,
-		slowest < 0 ? -1.0 : slowest / 1e6);
+	fprintf(o,
+	        "kv: %llu writes acknowledged (%llu deletes), %llu refused (node down), "
+	        "%llu deletes of absent keys; slowest write held by every live node after "
+	        "%.3f s\n",
+	        (unsigned long long)kv->acked, (unsigned long long)kv->deletes,
+	        (unsigned long long)kv->refused, (unsigned long long)kv->noop,
+	        slowest < 0 ? -1.0 : slowest / 1e6);
 	uint64_t dropped = 0;
 	for (int i = 0; i < sim->n; i++)
 		if (sim->nodes[i].s != NULL)
 			dropped += swim_broadcast_queue_dropped(sim->nodes[i].s);
-	fprintf(o, "kv gossip: %llu SET/ANNOUNCE broadcast, %llu received; broadcast queues: "
-		   "longest %zu, %llu dropped (live nodes); applied %llu from gossip, %llu from "
-		   "anti-entropy, %llu from pulls\n",
-		(unsigned long long)kv->gossip_out, (unsigned long long)kv->gossip_in, kv->qmax,
-		(unsigned long long)dropped,
-		(unsigned long long)kv->applied[KV_SRC_GOSSIP],
-		(unsigned long long)kv->applied[KV_SRC_SYNC],
-		(unsigned long long)kv->applied[KV_SRC_PULL]);
-	fprintf(o, "kv anti-entropy: %llu sessions (%llu ok, %llu failed), %llu records and %llu "
-		   "bytes sent (%.0f bytes/node/s); pulls %llu (%llu failed), %llu records, "
-		   "%llu bytes; %llu commits, %llu checkpoints\n",
-		(unsigned long long)kv->syncs, (unsigned long long)kv->syncs_ok,
-		(unsigned long long)kv->syncs_failed, (unsigned long long)kv->records_out[0],
-		(unsigned long long)kv->bytes[0], (double)kv->bytes[0] / sim->n / secs,
-		(unsigned long long)kv->pulls, (unsigned long long)kv->pulls_failed,
-		(unsigned long long)kv->records_out[1], (unsigned long long)kv->bytes[1],
-		(unsigned long long)kv->commits, (unsigned long long)kv->checkpoints);
+	fprintf(o,
+	        "kv gossip: %llu SET/ANNOUNCE broadcast, %llu received; broadcast queues: "
+	        "longest %zu, %llu dropped (live nodes); applied %llu from gossip, %llu from "
+	        "anti-entropy, %llu from pulls\n",
+	        (unsigned long long)kv->gossip_out, (unsigned long long)kv->gossip_in, kv->qmax,
+	        (unsigned long long)dropped, (unsigned long long)kv->applied[KV_SRC_GOSSIP],
+	        (unsigned long long)kv->applied[KV_SRC_SYNC],
+	        (unsigned long long)kv->applied[KV_SRC_PULL]);
+	fprintf(o,
+	        "kv anti-entropy: %llu sessions (%llu ok, %llu failed), %llu records and %llu "
+	        "bytes sent (%.0f bytes/node/s); pulls %llu (%llu failed), %llu records, "
+	        "%llu bytes; %llu commits, %llu checkpoints\n",
+	        (unsigned long long)kv->syncs, (unsigned long long)kv->syncs_ok,
+	        (unsigned long long)kv->syncs_failed, (unsigned long long)kv->records_out[0],
+	        (unsigned long long)kv->bytes[0], (double)kv->bytes[0] / sim->n / secs,
+	        (unsigned long long)kv->pulls, (unsigned long long)kv->pulls_failed,
+	        (unsigned long long)kv->records_out[1], (unsigned long long)kv->bytes[1],
+	        (unsigned long long)kv->commits, (unsigned long long)kv->checkpoints);
 	for (int h = 0; h < kv->nheals; h++) {
 		struct kv_heal *x = &kv->heals[h];
 		char mesh[64] = "membership not whole again";
 		if (x->mesh >= 0)
 			snprintf(mesh, sizeof(mesh), "membership whole again after %.0f s",
-				 x->mesh / 1e6);
+			         x->mesh / 1e6);
 		if (x->took >= 0)
 			fprintf(o, "kv heal at %.3f s: replicas identical %.3f s later (%s)\n",
-				x->at / 1e6, x->took / 1e6, mesh);
+			        x->at / 1e6, x->took / 1e6, mesh);
 		else
 			fprintf(o, "kv heal at %.3f s: replicas never identical afterwards (%s)\n",
-				x->at / 1e6, mesh);
+			        x->at / 1e6, mesh);
 	}
 	for (int i = 0; i < kv->nw && sim->cfg.verbose; i++) { /* the slow ones */
 		struct kv_wr *w = &kv->w[i];
 		char v[48];
 		if (w->population > 0 && (w->t100 < 0 || w->t100 > 2 * w->t99 + 1000000))
-			fprintf(o, "  kv write %s = %s at %.3f s: 50%% %.3f s, 99%% %.3f s, 100%% "
-				   "%.3f s (%d/%d)\n", kv->keys[w->key].name,
-				kv_ver_str(v, sizeof(v), w->hlc, w->node), w->t0 / 1e6,
-				w->t50 / 1e6, w->t99 / 1e6, w->t100 / 1e6, w->known, w->population);
+			fprintf(o,
+			        "  kv write %s = %s at %.3f s: 50%% %.3f s, 99%% %.3f s, 100%% "
+			        "%.3f s (%d/%d)\n",
+			        kv->keys[w->key].name, kv_ver_str(v, sizeof(v), w->hlc, w->node),
+			        w->t0 / 1e6, w->t50 / 1e6, w->t99 / 1e6, w->t100 / 1e6, w->known,
+			        w->population);
 	}
 	int live = 0;
 	uint64_t keys = 0, tombs = 0;
@@ -1899,9 +1929,11 @@ static void kv_report_lines(struct sim *sim)
 		if (live++ == 0)
 			kv_store_counts(kv_engine_store(kv->n[i].e), &keys, &tombs);
 	}
-	fprintf(o, "kv end: %d live replicas, digests %s; %llu keys and %llu tombstones at the "
-		   "first\n", live, kv_converged(sim) ? "identical" : "DIFFER",
-		(unsigned long long)keys, (unsigned long long)tombs);
+	fprintf(o,
+	        "kv end: %d live replicas, digests %s; %llu keys and %llu tombstones at the "
+	        "first\n",
+	        live, kv_converged(sim) ? "identical" : "DIFFER", (unsigned long long)keys,
+	        (unsigned long long)tombs);
 }
 
 /* ------------------------------------------------------------ tracking */
@@ -1985,7 +2017,7 @@ static void net_event(void *ctx, enum swim_event_type type, const struct swim_me
 		 * "goes down while the same life" case is a violation */
 		if (m->incarnation < *v && type != SWIM_EV_JOIN)
 			violation(sim, x, "n%d's view of n%d went from incarnation %u to %u (%s)",
-				  nd->id, x, *v, m->incarnation, what_name(type));
+			          nd->id, x, *v, m->incarnation, what_name(type));
 		*v = m->incarnation;
 	}
 	for (int i = 0; i < sim->ntracks; i++) {
@@ -2011,8 +2043,9 @@ static void net_event(void *ctx, enum swim_event_type type, const struct swim_me
 				if (sim->fp++ == 0)
 					sim->first_fp_subj = x;
 				if (sim->cfg.verbose)
-					fprintf(sim->out, "false positive at %.3f s: n%d declares n%d dead\n",
-						sim->now / 1e6, nd->id, x);
+					fprintf(sim->out,
+					        "false positive at %.3f s: n%d declares n%d dead\n",
+					        sim->now / 1e6, nd->id, x);
 			}
 		} else if (type == SWIM_EV_SUSPECT && !excused(sim, nd->id, x)) {
 			sim->fp_suspect++;
@@ -2041,13 +2074,13 @@ static void node_start(struct sim *sim, int id)
 {
 	struct node *nd = &sim->nodes[id];
 	struct swim_io io = {
-	    .ctx = nd,
-	    .send = net_send,
-	    .rand32 = net_rand32,
-	    .push_pull = net_push_pull,
-	    .tcp_ping = sim->cfg.tcp_ping ? net_tcp_ping : NULL,
-	    .event = net_event,
-	    .user_msg = sim->kv != NULL ? kv_user_msg : NULL,
+	        .ctx = nd,
+	        .send = net_send,
+	        .rand32 = net_rand32,
+	        .push_pull = net_push_pull,
+	        .tcp_ping = sim->cfg.tcp_ping ? net_tcp_ping : NULL,
+	        .event = net_event,
+	        .user_msg = sim->kv != NULL ? kv_user_msg : NULL,
 	};
 	struct swim_config c;
 	memset(&c, 0, sizeof(c));
@@ -2065,7 +2098,7 @@ static void node_start(struct sim *sim, int id)
 		for (int k = 0; k < 4; k++)
 			r[k] = net_rand32(nd);
 		snprintf(uuid, sizeof(uuid), "%08x-%04x-%04x-%04x-%04x%08x", r[0], r[1] >> 16,
-			 r[1] & 0xffff, r[2] >> 16, r[2] & 0xffff, r[3]);
+		         r[1] & 0xffff, r[2] >> 16, r[2] & 0xffff, r[3]);
 		struct tag tags[TAGS_CONSUL_MAX];
 		size_t nt = tags_consul(tags, "dc1", "0.1.0:rumor", uuid, NULL);
 		int ml = tags_encode(meta, sizeof(meta), tags, nt);
@@ -2195,8 +2228,11 @@ static void apply_action(struct sim *sim, const struct sim_action *a)
 			nd->leaving = true;
 			track_drop_observer(sim, nd->id);
 			schedule_tick(sim, nd);
-			struct ev e = {.t = sim->now + 1000, .type = EV_LEAVE_STOP,
-				       .node = (uint32_t)nd->id, .gen = (uint32_t)nd->life, .aux = 0};
+			struct ev e = {.t = sim->now + 1000,
+			               .type = EV_LEAVE_STOP,
+			               .node = (uint32_t)nd->id,
+			               .gen = (uint32_t)nd->life,
+			               .aux = 0};
 			heap_push(sim, e);
 		}
 		for (int i = 0; i < a->nnodes; i++)
@@ -2222,8 +2258,9 @@ static void apply_action(struct sim *sim, const struct sim_action *a)
 			struct node *nd = &sim->nodes[a->nodes[i]];
 			nd->slow_us = a->value * 1000.0;
 			nd->slow_until = a->dur_ms > 0 ? sim->now + a->dur_ms * 1000 : INT64_MAX;
-			nd->excuse_until = nd->slow_until == INT64_MAX ? INT64_MAX
-								       : nd->slow_until + sim->grace_us;
+			nd->excuse_until = nd->slow_until == INT64_MAX
+			                           ? INT64_MAX
+			                           : nd->slow_until + sim->grace_us;
 		}
 		break;
 	case SIM_PARTITION: {
@@ -2251,7 +2288,8 @@ static void apply_action(struct sim *sim, const struct sim_action *a)
 		sim->global_excuse_until = sim->now + sim->grace_us;
 		if (sim->kv != NULL) {
 			struct simkv *kv = sim->kv;
-			kv->heals = realloc(kv->heals, (size_t)(kv->nheals + 1) * sizeof(*kv->heals));
+			kv->heals =
+			        realloc(kv->heals, (size_t)(kv->nheals + 1) * sizeof(*kv->heals));
 			if (kv->heals == NULL)
 				abort();
 			kv->heals[kv->nheals++] = (struct kv_heal){sim->now, -1, -1};
@@ -2290,7 +2328,7 @@ static void periodic_check(struct sim *sim)
 		uint32_t inc = swim_self(nd->s)->incarnation;
 		if (inc < nd->last_self_inc)
 			violation(sim, i, "n%d's own incarnation went down %u -> %u", i,
-				  nd->last_self_inc, inc);
+			          nd->last_self_inc, inc);
 		nd->last_self_inc = inc;
 		int64_t d = (int64_t)(st->packets_sent - nd->last_sent);
 		nd->last_sent = st->packets_sent;
@@ -2322,10 +2360,11 @@ static void periodic_check(struct sim *sim)
 				int x = name_node(sim, m->id->name);
 				if (x < 0)
 					continue;
-				uint32_t *v = &sim->view_inc[(size_t)o * (size_t)sim->cap + (size_t)x];
+				uint32_t *v =
+				        &sim->view_inc[(size_t)o * (size_t)sim->cap + (size_t)x];
 				if (m->incarnation < *v && m->state != ML_STATE_ALIVE)
-					violation(sim, x, "n%d holds n%d at incarnation %u < %u", o, x,
-						  m->incarnation, *v);
+					violation(sim, x, "n%d holds n%d at incarnation %u < %u", o,
+					          x, m->incarnation, *v);
 				if (m->incarnation > *v)
 					*v = m->incarnation;
 			}
@@ -2353,8 +2392,9 @@ static int final_checks(struct sim *sim)
 				if (nx->truth == T_UP && !nx->leaving)
 					/* under loss a suspicion may be open at any
 					 * instant (it will be refuted); never dead */
-					ok = m != NULL && (m->state == ML_STATE_ALIVE ||
-							   (m->state == ML_STATE_SUSPECT && sim->loss > 0));
+					ok = m != NULL &&
+					     (m->state == ML_STATE_ALIVE ||
+					      (m->state == ML_STATE_SUSPECT && sim->loss > 0));
 				else if (nx->truth == T_CRASHED)
 					ok = m == NULL || m->state == ML_STATE_DEAD ||
 					     m->state == ML_STATE_LEFT;
@@ -2365,9 +2405,13 @@ static int final_checks(struct sim *sim)
 					bad++;
 					if (bad <= 3)
 						violation(sim, x,
-							  "not converged: n%d sees n%d as %s, truth is %s",
-							  o, x, m ? swim_state_name(m->state) : "absent",
-							  nx->truth == T_UP ? "up" : nx->truth == T_CRASHED ? "crashed" : "left");
+						          "not converged: n%d sees n%d as %s, "
+						          "truth is %s",
+						          o, x,
+						          m ? swim_state_name(m->state) : "absent",
+						          nx->truth == T_UP        ? "up"
+						          : nx->truth == T_CRASHED ? "crashed"
+						                                   : "left");
 					else
 						sim->violations++;
 				}
@@ -2378,32 +2422,38 @@ static int final_checks(struct sim *sim)
 		struct track *tr = &sim->tracks[i];
 		if (tr->kind == 1 && sim->nodes[tr->subject].truth == T_CRASHED) {
 			if (tr->t100 < 0 && ex->converge)
-				violation(sim, tr->subject, "crash of n%d not detected by all (%d/%d)",
-					  tr->subject, tr->known, tr->population);
+				violation(sim, tr->subject,
+				          "crash of n%d not detected by all (%d/%d)", tr->subject,
+				          tr->known, tr->population);
 			else if (ex->detect_ms > 0 && tr->t100 > ex->detect_ms * 1000)
-				violation(sim, tr->subject, "crash of n%d known everywhere after %.3f s > %.3f s",
-					  tr->subject, tr->t100 / 1e6, ex->detect_ms / 1e3);
+				violation(sim, tr->subject,
+				          "crash of n%d known everywhere after %.3f s > %.3f s",
+				          tr->subject, tr->t100 / 1e6, ex->detect_ms / 1e3);
 			if (ex->first_suspect_ms > 0 &&
-			    (tr->first_suspect < 0 || tr->first_suspect > ex->first_suspect_ms * 1000))
-				violation(sim, tr->subject, "first suspicion of n%d after %.3f s > %.3f s",
-					  tr->subject, tr->first_suspect / 1e6, ex->first_suspect_ms / 1e3);
+			    (tr->first_suspect < 0 ||
+			     tr->first_suspect > ex->first_suspect_ms * 1000))
+				violation(sim, tr->subject,
+				          "first suspicion of n%d after %.3f s > %.3f s",
+				          tr->subject, tr->first_suspect / 1e6,
+				          ex->first_suspect_ms / 1e3);
 		}
 		if (tr->kind == 0 && ex->join_ms > 0 && sim->nodes[tr->subject].truth == T_UP &&
 		    (tr->t100 < 0 || tr->t100 > ex->join_ms * 1000))
-			violation(sim, tr->subject, "join of n%d known by %d/%d after %.3f s (bound %.3f s)",
-				  tr->subject, tr->known, tr->population,
-				  tr->t100 < 0 ? -1.0 : tr->t100 / 1e6, ex->join_ms / 1e3);
+			violation(sim, tr->subject,
+			          "join of n%d known by %d/%d after %.3f s (bound %.3f s)",
+			          tr->subject, tr->known, tr->population,
+			          tr->t100 < 0 ? -1.0 : tr->t100 / 1e6, ex->join_ms / 1e3);
 	}
 	if (ex->fp_max >= 0 && (int64_t)sim->fp > ex->fp_max)
 		violation(sim, sim->first_fp_subj,
-			  "%llu false positives (healthy node declared dead), bound %lld",
-			  (unsigned long long)sim->fp, (long long)ex->fp_max);
+		          "%llu false positives (healthy node declared dead), bound %lld",
+		          (unsigned long long)sim->fp, (long long)ex->fp_max);
 	if (ex->fsusp_max >= 0 && (int64_t)sim->fp_suspect > ex->fsusp_max)
 		violation(sim, -1, "%llu false suspicions, bound %lld",
-			  (unsigned long long)sim->fp_suspect, (long long)ex->fsusp_max);
+		          (unsigned long long)sim->fp_suspect, (long long)ex->fsusp_max);
 	if (ex->load_max > 0 && (double)sim->load_max_seen > ex->load_max)
 		violation(sim, -1, "a node sent %lld packets in one probe period, bound %.0f",
-			  (long long)sim->load_max_seen, ex->load_max);
+		          (long long)sim->load_max_seen, ex->load_max);
 	if (sim->kv != NULL)
 		kv_final_checks(sim);
 	return sim->violations;
@@ -2482,10 +2532,10 @@ static void report(struct sim *sim)
 		}
 	}
 	fprintf(o, "\n== %s: N=%d seed=%llu duration=%.0f s profile=%s lifeguard=%s loss=%.2f\n",
-		sim->cfg.name, sim->n, (unsigned long long)sim->cfg.seed, secs, sim->cfg.profile,
-		sim->cfg.lifeguard ? "on" : "off", sim->cfg.loss);
-	fprintf(o, "%-28s %17s %17s %17s %17s %17s\n", "event (median, time/rounds)", "first suspect",
-		"first dead", "50% know", "99% know", "100% know");
+	        sim->cfg.name, sim->n, (unsigned long long)sim->cfg.seed, secs, sim->cfg.profile,
+	        sim->cfg.lifeguard ? "on" : "off", sim->cfg.loss);
+	fprintf(o, "%-28s %17s %17s %17s %17s %17s\n", "event (median, time/rounds)",
+	        "first suspect", "first dead", "50% know", "99% know", "100% know");
 	static const char *kinds[] = {"join", "failure", "leave"};
 	for (int k = 0; k < 3; k++) {
 		int c;
@@ -2512,36 +2562,46 @@ static void report(struct sim *sim)
 	if (sim->kv != NULL)
 		kv_report_row(sim, round_s);
 	if (sim->full_mesh_at >= 0)
-		fprintf(o, "full mesh (every node sees all alive) at %.3f s\n", sim->full_mesh_at / 1e6);
+		fprintf(o, "full mesh (every node sees all alive) at %.3f s\n",
+		        sim->full_mesh_at / 1e6);
 	double node_hours = (double)sim->n * secs / 3600.0;
-	fprintf(o, "false positives: %llu failed events at healthy nodes about healthy nodes "
-		   "(%.2f per node-hour); %llu excused (partition/pause/slow); %llu false suspicions\n",
-		(unsigned long long)sim->fp, node_hours > 0 ? (double)sim->fp / node_hours : 0.0,
-		(unsigned long long)sim->fp_excused, (unsigned long long)sim->fp_suspect);
-	fprintf(o, "load: %.2f packets/node/s, %.0f bytes/node/s sent; per probe period max %lld, "
-		   "mean %.2f packets; network dropped %llu, duplicated %llu; push-pulls %llu, tcp pings %llu\n",
-		(double)pk / sim->n / secs, (double)by / sim->n / secs, (long long)sim->load_max_seen,
-		sim->load_samples ? sim->load_sum / (double)sim->load_samples : 0.0,
-		(unsigned long long)sim->dropped, (unsigned long long)sim->dup,
-		(unsigned long long)sim->tcp_pp, (unsigned long long)sim->tcp_ping);
+	fprintf(o,
+	        "false positives: %llu failed events at healthy nodes about healthy nodes "
+	        "(%.2f per node-hour); %llu excused (partition/pause/slow); %llu false "
+	        "suspicions\n",
+	        (unsigned long long)sim->fp, node_hours > 0 ? (double)sim->fp / node_hours : 0.0,
+	        (unsigned long long)sim->fp_excused, (unsigned long long)sim->fp_suspect);
+	fprintf(o,
+	        "load: %.2f packets/node/s, %.0f bytes/node/s sent; per probe period max %lld, "
+	        "mean %.2f packets; network dropped %llu, duplicated %llu; push-pulls %llu, tcp "
+	        "pings %llu\n",
+	        (double)pk / sim->n / secs, (double)by / sim->n / secs,
+	        (long long)sim->load_max_seen,
+	        sim->load_samples ? sim->load_sum / (double)sim->load_samples : 0.0,
+	        (unsigned long long)sim->dropped, (unsigned long long)sim->dup,
+	        (unsigned long long)sim->tcp_pp, (unsigned long long)sim->tcp_ping);
 	fprintf(o, "push-pull (TCP): %.0f bytes/node/s; wall time %.1f s (start %.1f s)\n",
-		(double)sim->tcp_bytes / sim->n / secs, wall_now() - sim->wall_start,
-		sim->wall_started - sim->wall_start);
+	        (double)sim->tcp_bytes / sim->n / secs, wall_now() - sim->wall_start,
+	        sim->wall_started - sim->wall_start);
 	if (sim->kv != NULL)
 		kv_report_lines(sim);
 	if (sim->mem_after > sim->mem_before)
-		fprintf(o, "memory: %.1f KiB malloc'd per simulated node after start (RSS %.1f MiB total)\n",
-			(double)(sim->mem_after - sim->mem_before) / 1024.0 / sim->n,
-			sim->rss_after_kb / 1024.0);
+		fprintf(o,
+		        "memory: %.1f KiB malloc'd per simulated node after start (RSS %.1f MiB "
+		        "total)\n",
+		        (double)(sim->mem_after - sim->mem_before) / 1024.0 / sim->n,
+		        sim->rss_after_kb / 1024.0);
 	else
 		fprintf(o, "memory: RSS %.1f MiB total after start\n", sim->rss_after_kb / 1024.0);
 	if (sim->cfg.verbose) {
 		for (int i = 0; i < sim->ntracks && i < 20; i++) {
 			struct track *tr = &sim->tracks[i];
-			fprintf(o, "  %s n%d at %.3f s: suspect %.3f dead %.3f 50%% %.3f 99%% %.3f 100%% %.3f (%d/%d)\n",
-				kinds[tr->kind], tr->subject, tr->t0 / 1e6, tr->first_suspect / 1e6,
-				tr->first_dead / 1e6, tr->t50 / 1e6, tr->t99 / 1e6, tr->t100 / 1e6,
-				tr->known, tr->population);
+			fprintf(o,
+			        "  %s n%d at %.3f s: suspect %.3f dead %.3f 50%% %.3f 99%% %.3f "
+			        "100%% %.3f (%d/%d)\n",
+			        kinds[tr->kind], tr->subject, tr->t0 / 1e6, tr->first_suspect / 1e6,
+			        tr->first_dead / 1e6, tr->t50 / 1e6, tr->t99 / 1e6, tr->t100 / 1e6,
+			        tr->known, tr->population);
 		}
 	}
 	if (sim->cfg.summary != NULL) {
@@ -2549,24 +2609,27 @@ static void report(struct sim *sim)
 		if (f != NULL) {
 			int c;
 			fprintf(f, "%s\t%d\t%llu\t%d\t%.3f", sim->cfg.name, sim->n,
-				(unsigned long long)sim->cfg.seed, sim->cfg.lifeguard, sim->cfg.loss);
-			static const size_t offs[] = {offsetof(struct track, first_suspect),
-						      offsetof(struct track, first_dead),
-						      offsetof(struct track, t50),
-						      offsetof(struct track, t99),
-						      offsetof(struct track, t100)};
+			        (unsigned long long)sim->cfg.seed, sim->cfg.lifeguard,
+			        sim->cfg.loss);
+			static const size_t offs[] = {
+			        offsetof(struct track, first_suspect),
+			        offsetof(struct track, first_dead), offsetof(struct track, t50),
+			        offsetof(struct track, t99), offsetof(struct track, t100)};
 			for (int k = 0; k < 3; k++)
 				for (int q = 0; q < 5; q++)
 					if (k == 1 || q >= 2)
-						fprintf(f, "\t%.3f", track_median(sim, k, offs[q], &c));
+						fprintf(f, "\t%.3f",
+						        track_median(sim, k, offs[q], &c));
 			fprintf(f, "\t%llu\t%.3f\t%llu\t%.3f\t%.1f\t%.1f\t%.1f\t%.3f\t%d\n",
-				(unsigned long long)sim->fp, node_hours > 0 ? (double)sim->fp / node_hours : 0.0,
-				(unsigned long long)sim->fp_suspect, (double)pk / sim->n / secs,
-				(double)by / sim->n / secs, (double)sim->tcp_bytes / sim->n / secs,
-				sim->mem_after > sim->mem_before
-				    ? (double)(sim->mem_after - sim->mem_before) / 1024.0 / sim->n
-				    : (double)sim->rss_after_kb / sim->n,
-				wall_now() - sim->wall_start, sim->violations);
+			        (unsigned long long)sim->fp,
+			        node_hours > 0 ? (double)sim->fp / node_hours : 0.0,
+			        (unsigned long long)sim->fp_suspect, (double)pk / sim->n / secs,
+			        (double)by / sim->n / secs, (double)sim->tcp_bytes / sim->n / secs,
+			        sim->mem_after > sim->mem_before
+			                ? (double)(sim->mem_after - sim->mem_before) / 1024.0 /
+			                          sim->n
+			                : (double)sim->rss_after_kb / sim->n,
+			        wall_now() - sim->wall_start, sim->violations);
 			fclose(f);
 		}
 	}
@@ -2578,8 +2641,9 @@ static void report(struct sim *sim)
 				struct track *tr = &sim->tracks[i];
 				int pop = tr->known > tr->population ? tr->known : tr->population;
 				for (int k = 0; k < tr->known; k++)
-					fprintf(f, "%s n%d %.4f %.5f\n", kinds[tr->kind], tr->subject,
-						tr->times[k] / 1e6, (double)(k + 1) / pop);
+					fprintf(f, "%s n%d %.4f %.5f\n", kinds[tr->kind],
+					        tr->subject, tr->times[k] / 1e6,
+					        (double)(k + 1) / pop);
 			}
 			fclose(f);
 		}
@@ -2651,7 +2715,7 @@ struct sim *sim_new(const struct sim_cfg *cfg, char *err, size_t errlen)
 	sim->loss = cfg->loss;
 	sim->full_mesh_at = -1;
 	int64_t smin = swim_suspicion_timeout_ms(sim->timing.suspicion_mult, (size_t)sim->cap,
-						 sim->timing.probe_interval_ms);
+	                                         sim->timing.probe_interval_ms);
 	sim->grace_us = (smin * sim->timing.suspicion_max_timeout_mult + 10000) * 1000;
 	for (int i = 0; i < sim->cap; i++) {
 		struct node *nd = &sim->nodes[i];
@@ -2685,8 +2749,8 @@ static void deliver(struct sim *sim, struct ev *e)
 			int back = (int)e->from;
 			sim->tcp_bytes += res.reply_len;
 			sim_deliver_later(sim, EV_PP_REPLY, back, nd->id,
-					  sim->now + tcp_latency_us(sim, nd->id, back, 1), res.reply,
-					  res.reply_len, sim->nodes[back].life);
+			                  sim->now + tcp_latency_us(sim, nd->id, back, 1),
+			                  res.reply, res.reply_len, sim->nodes[back].life);
 		} else if (rc != ML_OK && sim->cfg.verbose) {
 			fprintf(sim->out, "push-pull at n%d refused: %s\n", nd->id, res.error);
 		}
@@ -2709,9 +2773,12 @@ static void deliver(struct sim *sim, struct ev *e)
 		int back = (int)e->from;
 		int64_t at = sim->now + tcp_latency_us(sim, nd->id, back, 1);
 		bool ok = rc == ML_OK && res.reply != NULL && at <= e->aux;
-		struct ev d = {.t = ok ? at : e->aux, .type = EV_TCP_DONE, .node = (uint32_t)back,
-			       .gen = (uint32_t)sim->nodes[back].life, .aux = e->gen,
-			       .flag = ok};
+		struct ev d = {.t = ok ? at : e->aux,
+		               .type = EV_TCP_DONE,
+		               .node = (uint32_t)back,
+		               .gen = (uint32_t)sim->nodes[back].life,
+		               .aux = e->gen,
+		               .flag = ok};
 		heap_push(sim, d);
 		free(res.reply);
 		break;
@@ -2725,8 +2792,12 @@ static void deliver(struct sim *sim, struct ev *e)
 static void tcp_ping_lost(struct sim *sim, struct ev *e)
 {
 	int back = (int)e->from;
-	struct ev d = {.t = e->aux, .type = EV_TCP_DONE, .node = (uint32_t)back,
-		       .gen = (uint32_t)sim->nodes[back].life, .aux = e->gen, .flag = 0};
+	struct ev d = {.t = e->aux,
+	               .type = EV_TCP_DONE,
+	               .node = (uint32_t)back,
+	               .gen = (uint32_t)sim->nodes[back].life,
+	               .aux = e->gen,
+	               .flag = 0};
 	heap_push(sim, d);
 }
 
@@ -2824,7 +2895,7 @@ int sim_run(struct sim *sim, FILE *out)
 	const struct sim_cfg *cfg = &sim->cfg;
 	if (!cfg->quiet)
 		fprintf(out, "rumor-sim %s: N=%d seed=%llu (replay with --seed %llu)\n", cfg->name,
-			cfg->nodes, (unsigned long long)cfg->seed, (unsigned long long)cfg->seed);
+		        cfg->nodes, (unsigned long long)cfg->seed, (unsigned long long)cfg->seed);
 	sim->wall_start = wall_now();
 	sim->mem_before = malloc_used();
 	if (cfg->warm) {
@@ -2837,8 +2908,10 @@ int sim_run(struct sim *sim, FILE *out)
 		int started = sim->n;
 		sim->n = 1;
 		for (int i = 1; i < started; i++) {
-			int64_t at = (int64_t)(rng_unit(&sim->scen) * (double)cfg->join_window_ms * 1000);
-			struct ev e = {.t = at, .type = EV_ACTION, .node = UINT32_MAX, .gen = (uint32_t)i};
+			int64_t at = (int64_t)(rng_unit(&sim->scen) * (double)cfg->join_window_ms *
+			                       1000);
+			struct ev e = {
+			        .t = at, .type = EV_ACTION, .node = UINT32_MAX, .gen = (uint32_t)i};
 			heap_push(sim, e);
 		}
 		sim->n = started;
@@ -2849,7 +2922,8 @@ int sim_run(struct sim *sim, FILE *out)
 	sim->wall_started = wall_now();
 	sim->rss_after_kb = rss_kb();
 	for (int i = 0; i < cfg->nactions; i++) {
-		struct ev e = {.t = cfg->actions[i].at_ms * 1000, .type = EV_ACTION, .node = (uint32_t)i};
+		struct ev e = {
+		        .t = cfg->actions[i].at_ms * 1000, .type = EV_ACTION, .node = (uint32_t)i};
 		heap_push(sim, e);
 	}
 	struct ev chk = {.t = sim->timing.probe_interval_ms * 1000, .type = EV_CHECK};
@@ -2880,7 +2954,7 @@ int sim_run(struct sim *sim, FILE *out)
 	report(sim);
 	if (sim->violations > 0)
 		fprintf(out, "FAIL: %d violation(s); replay with --seed %llu\n", sim->violations,
-			(unsigned long long)cfg->seed);
+		        (unsigned long long)cfg->seed);
 	else if (!cfg->quiet)
 		fprintf(out, "PASS: invariants held (seed %llu)\n", (unsigned long long)cfg->seed);
 	return sim->violations;

@@ -37,17 +37,17 @@
 #include "gossip/swim.h"
 
 enum sim_act_type {
-	SIM_CRASH,	/* nodes stop dead (process killed) */
-	SIM_RESTART,	/* crashed nodes start again and join a live node */
-	SIM_LEAVE,	/* nodes leave gracefully, then stop */
-	SIM_JOIN,	/* `count` new nodes start and join */
-	SIM_PAUSE,	/* nodes stall for dur_ms: no timers, input queued */
-	SIM_PARTITION,	/* split into groups of sizes[]; oneway: only 0 -> others */
-	SIM_HEAL,	/* remove every partition */
-	SIM_LOSS,	/* set the packet loss probability to value */
-	SIM_SLOW,	/* value ms added to every packet to or from nodes, for dur_ms */
-	SIM_KV_WRITE,	/* KV puts: count per listed node, or count at random live nodes */
-	SIM_KV_DELETE,	/* KV deletes, chosen like SIM_KV_WRITE */
+	SIM_CRASH,     /* nodes stop dead (process killed) */
+	SIM_RESTART,   /* crashed nodes start again and join a live node */
+	SIM_LEAVE,     /* nodes leave gracefully, then stop */
+	SIM_JOIN,      /* `count` new nodes start and join */
+	SIM_PAUSE,     /* nodes stall for dur_ms: no timers, input queued */
+	SIM_PARTITION, /* split into groups of sizes[]; oneway: only 0 -> others */
+	SIM_HEAL,      /* remove every partition */
+	SIM_LOSS,      /* set the packet loss probability to value */
+	SIM_SLOW,      /* value ms added to every packet to or from nodes, for dur_ms */
+	SIM_KV_WRITE,  /* KV puts: count per listed node, or count at random live nodes */
+	SIM_KV_DELETE, /* KV deletes, chosen like SIM_KV_WRITE */
 };
 
 struct sim_action {
@@ -69,25 +69,25 @@ struct sim_action {
 };
 
 struct sim_expect {
-	int64_t fp_max;		 /* false FAILED events at healthy nodes; -1: no bound */
-	int64_t detect_ms;	 /* every crash known dead everywhere within; 0: none */
+	int64_t fp_max;           /* false FAILED events at healthy nodes; -1: no bound */
+	int64_t detect_ms;        /* every crash known dead everywhere within; 0: none */
 	int64_t first_suspect_ms; /* first suspicion of a crash within; 0: none */
-	int64_t join_ms;	 /* every join known everywhere within; 0: none */
-	bool converge;		 /* views equal the truth at the end */
-	double load_max;	 /* packets sent per node per probe period (max); 0: none */
-	int64_t fsusp_max;	 /* suspicion events at healthy nodes about healthy ones; -1: none */
-	bool kv_converge;	 /* KV replicas identical and at the largest write at the end */
-	int64_t kv_spread_ms;	 /* every write held by every live node within; 0: none */
-	int64_t kv_heal_ms;	 /* replicas identical within this after each heal; 0: none */
+	int64_t join_ms;          /* every join known everywhere within; 0: none */
+	bool converge;            /* views equal the truth at the end */
+	double load_max;          /* packets sent per node per probe period (max); 0: none */
+	int64_t fsusp_max;    /* suspicion events at healthy nodes about healthy ones; -1: none */
+	bool kv_converge;     /* KV replicas identical and at the largest write at the end */
+	int64_t kv_spread_ms; /* every write held by every live node within; 0: none */
+	int64_t kv_heal_ms;   /* replicas identical within this after each heal; 0: none */
 };
 
 struct sim_kv_cfg {
-	bool enabled;		  /* a replica per node (implied by any KV action) */
+	bool enabled;             /* a replica per node (implied by any KV action) */
 	int64_t sync_interval_ms; /* anti-entropy period (+-10% jitter); the agent's 10 s */
-	size_t map_size;	  /* LMDB map per node */
-	int value_size;		  /* default bytes per written value */
-	double skew_ms;		  /* each node's wall clock offset, uniform in +-skew_ms */
-	bool no_sync;		  /* no anti-entropy (to see an invariant fire) */
+	size_t map_size;          /* LMDB map per node */
+	int value_size;           /* default bytes per written value */
+	double skew_ms;           /* each node's wall clock offset, uniform in +-skew_ms */
+	bool no_sync;             /* no anti-entropy (to see an invariant fire) */
 };
 
 struct sim_cfg {
@@ -96,13 +96,13 @@ struct sim_cfg {
 	uint64_t seed;
 	int64_t duration_ms;
 	const char *profile; /* lan, wan, local */
-	bool lifeguard;	     /* false: suspicion_max_timeout_mult=1, awareness max 1 */
-	bool warm;	     /* start converged (true) or with a join storm */
+	bool lifeguard;      /* false: suspicion_max_timeout_mult=1, awareness max 1 */
+	bool warm;           /* start converged (true) or with a join storm */
 	int64_t join_window_ms;
 	double latency_ms, link_spread_ms, jitter_ms;
 	double loss, dup;
-	bool tcp_ping; /* give the core a TCP fallback ping */
-	bool consul_meta; /* nodes carry a Consul agent's serf tags (about 140 bytes of
+	bool tcp_ping;     /* give the core a TCP fallback ping */
+	bool consul_meta;  /* nodes carry a Consul agent's serf tags (about 140 bytes of
 			   * meta, a random id each), as real agents do; off: no meta */
 	bool gossip_plain; /* gossip packets uncompressed (swim_timing.gossip_plain) */
 	struct sim_action *actions;

@@ -60,8 +60,8 @@ static inline bool check_pass_(void)
 }
 
 /* Prints one failed check and counts it; always false. */
-static inline bool check_fail_(const char *file, int line, const char *cond, const char *fmt,
-			       ...) CHECK_PRINTF_(4, 5);
+static inline bool check_fail_(const char *file, int line, const char *cond, const char *fmt, ...)
+        CHECK_PRINTF_(4, 5);
 static inline bool check_fail_(const char *file, int line, const char *cond, const char *fmt, ...)
 {
 	va_list ap;
@@ -100,27 +100,27 @@ static inline bool check_str_eq_(const char *e, const char *a)
 
 /* Strings with a newline print on lines of their own, in brackets. */
 static inline void check_fail_str_(const char *file, int line, const char *cond, const char *what,
-				   const char *e, const char *a)
+                                   const char *e, const char *a)
 {
 	if ((e && strchr(e, '\n')) || (a && strchr(a, '\n')))
 		check_fail_(file, line, cond, "%sexpected:\n[%s]\nactual:\n[%s]", what,
-			    e ? e : "(null)", a ? a : "(null)");
+		            e ? e : "(null)", a ? a : "(null)");
 	else if (e == NULL || a == NULL)
 		check_fail_(file, line, cond, "%sexpected %s%s%s, got %s%s%s", what, e ? "\"" : "",
-			    e ? e : "(null)", e ? "\"" : "", a ? "\"" : "", a ? a : "(null)",
-			    a ? "\"" : "");
+		            e ? e : "(null)", e ? "\"" : "", a ? "\"" : "", a ? a : "(null)",
+		            a ? "\"" : "");
 	else
 		check_fail_(file, line, cond, "%sexpected \"%s\", got \"%s\"", what, e, a);
 }
 
 static inline void check_fail_has_(const char *file, int line, const char *cond, const char *what,
-				   const char *hay, const char *needle)
+                                   const char *hay, const char *needle)
 {
 	if (hay != NULL && strchr(hay, '\n'))
 		check_fail_(file, line, cond, "%sexpected \"%s\" in:\n%s", what, needle, hay);
 	else
 		check_fail_(file, line, cond, "%sexpected \"%s\" in \"%s\"", what, needle,
-			    hay ? hay : "(null)");
+		            hay ? hay : "(null)");
 }
 
 /* Identity; it makes CHECK's value a call's, which may go unused. */
@@ -135,75 +135,70 @@ static inline bool check_result_(bool ok)
  * return).  The public macros stringify their arguments themselves, before
  * NULL or false are expanded.
  */
-#define CHECK_TYPED_(on_fail, T, exp, act, same, fail, ...)                              \
-	do {                                                                             \
-		T check_e_ = (exp);                                                      \
-		T check_a_ = (act);                                                      \
-		if (same) {                                                              \
-			check_pass_();                                                   \
-		} else {                                                                 \
-			char check_w_[256] = "";                                         \
-			check_what_(check_w_, sizeof(check_w_), " " __VA_ARGS__);       \
-			fail;                                                            \
-			on_fail;                                                         \
-		}                                                                        \
+#define CHECK_TYPED_(on_fail, T, exp, act, same, fail, ...)                                        \
+	do {                                                                                       \
+		T check_e_ = (exp);                                                                \
+		T check_a_ = (act);                                                                \
+		if (same) {                                                                        \
+			check_pass_();                                                             \
+		} else {                                                                           \
+			char check_w_[256] = "";                                                   \
+			check_what_(check_w_, sizeof(check_w_), " " __VA_ARGS__);                  \
+			fail;                                                                      \
+			on_fail;                                                                   \
+		}                                                                                  \
 	} while (0)
 
-#define CHECK_INT_(on_fail, text, exp, act, ...)                                         \
-	CHECK_TYPED_(on_fail, long long, (long long)(exp), (long long)(act),             \
-		     check_e_ == check_a_,                                               \
-		     check_fail_(__FILE__, __LINE__, text, "%sexpected %lld, got %lld",  \
-				 check_w_, check_e_, check_a_),                          \
-		     __VA_ARGS__)
+#define CHECK_INT_(on_fail, text, exp, act, ...)                                                   \
+	CHECK_TYPED_(on_fail, long long, (long long)(exp), (long long)(act), check_e_ == check_a_, \
+	             check_fail_(__FILE__, __LINE__, text, "%sexpected %lld, got %lld", check_w_,  \
+	                         check_e_, check_a_),                                              \
+	             __VA_ARGS__)
 
-#define CHECK_STR_(on_fail, text, exp, act, ...)                                         \
-	CHECK_TYPED_(on_fail, const char *, exp, act, check_str_eq_(check_e_, check_a_), \
-		     check_fail_str_(__FILE__, __LINE__, text, check_w_, check_e_,       \
-				     check_a_),                                          \
-		     __VA_ARGS__)
+#define CHECK_STR_(on_fail, text, exp, act, ...)                                                   \
+	CHECK_TYPED_(on_fail, const char *, exp, act, check_str_eq_(check_e_, check_a_),           \
+	             check_fail_str_(__FILE__, __LINE__, text, check_w_, check_e_, check_a_),      \
+	             __VA_ARGS__)
 
 /* expected is the needle, actual the haystack */
-#define CHECK_HAS_(on_fail, text, hay, needle, ...)                                      \
-	CHECK_TYPED_(on_fail, const char *, needle, hay,                                 \
-		     check_a_ != NULL && check_e_ != NULL &&                             \
-			     strstr(check_a_, check_e_) != NULL,                         \
-		     check_fail_has_(__FILE__, __LINE__, text, check_w_, check_a_,       \
-				     check_e_),                                          \
-		     __VA_ARGS__)
+#define CHECK_HAS_(on_fail, text, hay, needle, ...)                                                \
+	CHECK_TYPED_(on_fail, const char *, needle, hay,                                           \
+	             check_a_ != NULL && check_e_ != NULL && strstr(check_a_, check_e_) != NULL,   \
+	             check_fail_has_(__FILE__, __LINE__, text, check_w_, check_a_, check_e_),      \
+	             __VA_ARGS__)
 
-#define CHECK_BOOL_(on_fail, text, exp, act, ...)                                        \
-	CHECK_TYPED_(on_fail, bool, exp, act, check_e_ == check_a_,                      \
-		     check_fail_(__FILE__, __LINE__, text, "%sexpected %s, got %s",      \
-				 check_w_, check_e_ ? "true" : "false",                  \
-				 check_a_ ? "true" : "false"),                           \
-		     __VA_ARGS__)
+#define CHECK_BOOL_(on_fail, text, exp, act, ...)                                                  \
+	CHECK_TYPED_(on_fail, bool, exp, act, check_e_ == check_a_,                                \
+	             check_fail_(__FILE__, __LINE__, text, "%sexpected %s, got %s", check_w_,      \
+	                         check_e_ ? "true" : "false", check_a_ ? "true" : "false"),        \
+	             __VA_ARGS__)
 
-#define CHECK_NUM_(on_fail, text, exp, act, ...)                                         \
-	CHECK_TYPED_(on_fail, double, exp, act,                                          \
-		     check_e_ - check_a_ < 1e-9 && check_a_ - check_e_ < 1e-9,           \
-		     check_fail_(__FILE__, __LINE__, text, "%sexpected %.17g, got %.17g", \
-				 check_w_, check_e_, check_a_),                          \
-		     __VA_ARGS__)
+#define CHECK_NUM_(on_fail, text, exp, act, ...)                                                   \
+	CHECK_TYPED_(on_fail, double, exp, act,                                                    \
+	             check_e_ - check_a_ < 1e-9 && check_a_ - check_e_ < 1e-9,                     \
+	             check_fail_(__FILE__, __LINE__, text, "%sexpected %.17g, got %.17g",          \
+	                         check_w_, check_e_, check_a_),                                    \
+	             __VA_ARGS__)
 
-#define CHECK_COND_(text, cond, ...) \
+#define CHECK_COND_(text, cond, ...)                                                               \
 	check_result_((cond) ? check_pass_() : check_fail_(__FILE__, __LINE__, text, __VA_ARGS__))
 
 #define CHECK(cond, ...) CHECK_COND_(#cond, cond, __VA_ARGS__)
 #define CHECK_INT(exp, act, ...) CHECK_INT_((void)0, #act " == " #exp, exp, act, __VA_ARGS__)
 #define CHECK_STR(exp, act, ...) CHECK_STR_((void)0, #act " == " #exp, exp, act, __VA_ARGS__)
-#define CHECK_HAS(hay, needle, ...) \
+#define CHECK_HAS(hay, needle, ...)                                                                \
 	CHECK_HAS_((void)0, #hay " contains " #needle, hay, needle, __VA_ARGS__)
 #define CHECK_BOOL(exp, act, ...) CHECK_BOOL_((void)0, #act " is " #exp, exp, act, __VA_ARGS__)
 #define CHECK_NUM(exp, act, ...) CHECK_NUM_((void)0, #act " == " #exp, exp, act, __VA_ARGS__)
 
-#define REQUIRE(cond, ...)                                          \
-	do {                                                        \
-		if (!CHECK_COND_(#cond, cond, __VA_ARGS__))         \
-			return;                                     \
+#define REQUIRE(cond, ...)                                                                         \
+	do {                                                                                       \
+		if (!CHECK_COND_(#cond, cond, __VA_ARGS__))                                        \
+			return;                                                                    \
 	} while (0)
 #define REQUIRE_INT(exp, act, ...) CHECK_INT_(return, #act " == " #exp, exp, act, __VA_ARGS__)
 #define REQUIRE_STR(exp, act, ...) CHECK_STR_(return, #act " == " #exp, exp, act, __VA_ARGS__)
-#define REQUIRE_HAS(hay, needle, ...) \
+#define REQUIRE_HAS(hay, needle, ...)                                                              \
 	CHECK_HAS_(return, #hay " contains " #needle, hay, needle, __VA_ARGS__)
 #define REQUIRE_BOOL(exp, act, ...) CHECK_BOOL_(return, #act " is " #exp, exp, act, __VA_ARGS__)
 #define REQUIRE_NUM(exp, act, ...) CHECK_NUM_(return, #act " == " #exp, exp, act, __VA_ARGS__)

@@ -48,7 +48,7 @@ static void test_token_from_header_bearer_or_query(void)
 {
 	struct http_reqparser *p;
 	const struct http_request *r =
-		parse("GET /v1/kv/a?token=q HTTP/1.1\r\nX-Consul-Token: h\r\n\r\n", &p);
+	        parse("GET /v1/kv/a?token=q HTTP/1.1\r\nX-Consul-Token: h\r\n\r\n", &p);
 	REQUIRE(r != NULL, "request parses");
 	const char *t = acl_request_token(r);
 	REQUIRE(t && strcmp(t, "h") == 0, "header wins: expected h, got %s", t ? t : "(null)");

@@ -106,8 +106,8 @@ static struct result run_http(const char *reply, bool silent, int64_t timeout_ms
 	ev_io_start(loop, &h.io);
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u/health", port);
-	struct check_def d = {.kind = CHECK_HTTP, .target = url, .interval_ms = 10000,
-			      .timeout_ms = timeout_ms};
+	struct check_def d = {
+	        .kind = CHECK_HTTP, .target = url, .interval_ms = 10000, .timeout_ms = timeout_ms};
 	struct result r = {0};
 	char err[256];
 	struct check_runner *cr = check_runner_new(loop, &d, on_result, &r, err, sizeof(err));
@@ -127,10 +127,12 @@ static struct result run_http(const char *reply, bool silent, int64_t timeout_ms
 static void test_http_status_mapping(void)
 {
 	struct result r = run_http("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false, 1000);
-	CHECK(r.n == 1 && r.st == CATALOG_PASSING, "200: expected passing, got %d (%s)", r.st, r.out);
+	CHECK(r.n == 1 && r.st == CATALOG_PASSING, "200: expected passing, got %d (%s)", r.st,
+	      r.out);
 	CHECK(strstr(r.out, "200") && strstr(r.out, "ok"), "200 output: %s", r.out);
 	r = run_http("HTTP/1.1 429 Too Many Requests\r\n\r\n", false, 1000);
-	CHECK(r.n == 1 && r.st == CATALOG_WARNING, "429: expected warning, got %d (%s)", r.st, r.out);
+	CHECK(r.n == 1 && r.st == CATALOG_WARNING, "429: expected warning, got %d (%s)", r.st,
+	      r.out);
 	r = run_http("HTTP/1.0 503 Service Unavailable\r\n\r\n", false, 1000);
 	CHECK(r.n == 1 && r.st == CATALOG_CRITICAL, "503: expected critical, got %d", r.st);
 	r = run_http("garbage", false, 1000);
@@ -169,8 +171,8 @@ static void test_tcp_open_and_closed(void)
 static struct result run_script(const char *sh, int64_t timeout_ms)
 {
 	char *argv[] = {"/bin/sh", "-c", (char *)sh, NULL};
-	struct check_def d = {.kind = CHECK_SCRIPT, .args = argv, .interval_ms = 10000,
-			      .timeout_ms = timeout_ms};
+	struct check_def d = {
+	        .kind = CHECK_SCRIPT, .args = argv, .interval_ms = 10000, .timeout_ms = timeout_ms};
 	struct result r = {0};
 	char err[256];
 	struct check_runner *cr = check_runner_new(loop, &d, on_result, &r, err, sizeof(err));
@@ -216,8 +218,11 @@ static void test_ttl_expires_and_reset_postpones(void)
 
 static struct services *mkreg(struct catalog *cat, bool scripts)
 {
-	struct services_config sc = {.node = "n1", .node_id = "id-1", .address = "10.0.0.1",
-				     .datacenter = "dc1", .enable_script_checks = scripts};
+	struct services_config sc = {.node = "n1",
+	                             .node_id = "id-1",
+	                             .address = "10.0.0.1",
+	                             .datacenter = "dc1",
+	                             .enable_script_checks = scripts};
 	return services_new(loop, cat, &sc);
 }
 
@@ -234,18 +239,21 @@ static void test_register_lowercase_keys_and_check_ids(void)
 	struct catalog *cat = catalog_new("n1");
 	struct services *s = mkreg(cat, false);
 	char err[256] = "";
-	int rc = reg(s, "{\"name\":\"web\",\"id\":\"web1\",\"port\":80,\"tags\":[\"v1\"],"
-		     "\"checks\":[{\"ttl\":\"10s\"},{\"ttl\":\"10s\",\"status\":\"passing\"}]}",
-		     err, sizeof(err));
+	int rc = reg(s,
+	             "{\"name\":\"web\",\"id\":\"web1\",\"port\":80,\"tags\":[\"v1\"],"
+	             "\"checks\":[{\"ttl\":\"10s\"},{\"ttl\":\"10s\",\"status\":\"passing\"}]}",
+	             err, sizeof(err));
 	CHECK(rc == 0, "register with lowercase keys: %s", err);
 	json_t *checks = services_agent_checks(s);
-	CHECK(json_object_get(checks, "service:web1:1") && json_object_get(checks, "service:web1:2"),
+	CHECK(json_object_get(checks, "service:web1:1") &&
+	              json_object_get(checks, "service:web1:2"),
 	      "two checks: expected IDs service:web1:1 and :2");
 	json_decref(checks);
 	const struct catalog_inst *out[4];
 	CHECK(catalog_lookup(cat, "web", 3, NULL, 0, false, out, 4) == 0,
 	      "a critical TTL check still lets the instance be returned");
-	CHECK(services_check_update(s, "service:web1:1", CATALOG_WARNING, "meh", err, sizeof(err)) == 0,
+	CHECK(services_check_update(s, "service:web1:1", CATALOG_WARNING, "meh", err,
+	                            sizeof(err)) == 0,
 	      "ttl update: %s", err);
 	CHECK(catalog_lookup(cat, "web", 3, "V1", 2, false, out, 4) == 1,
 	      "warning instance with tag V1 (case-insensitive) not returned");
@@ -256,7 +264,8 @@ static void test_register_lowercase_keys_and_check_ids(void)
 	CHECK(reg(s, "{\"Port\":1}", err, sizeof(err)) < 0 && strstr(err, "Missing service name"),
 	      "nameless service: got '%s'", err);
 	CHECK(reg(s, "{\"Name\":\"x\",\"Check\":{\"Args\":[\"/bin/true\"],\"Interval\":\"1s\"}}",
-		  err, sizeof(err)) < 0 && strstr(err, "enable_script_checks"),
+	          err, sizeof(err)) < 0 &&
+	              strstr(err, "enable_script_checks"),
 	      "script check without -enable-script-checks: got '%s'", err);
 	CHECK(reg(s, "{\"Name\":\"x\",\"Check\":{\"TCP\":\"127.0.0.1:1\"}}", err, sizeof(err)) < 0,
 	      "TCP check without interval accepted");
@@ -265,7 +274,8 @@ static void test_register_lowercase_keys_and_check_ids(void)
 	CHECK(services_deregister(s, "web1", err, sizeof(err)) == 0 && services_check_count(s) == 0,
 	      "deregister left %zu checks", services_check_count(s));
 	CHECK(!catalog_service_exists(cat, "web", 3), "web still in the catalog after deregister");
-	CHECK(services_deregister(s, "web1", err, sizeof(err)) == -2, "second deregister: expected -2");
+	CHECK(services_deregister(s, "web1", err, sizeof(err)) == -2,
+	      "second deregister: expected -2");
 	services_free(s);
 	catalog_free(cat);
 }
@@ -278,7 +288,7 @@ static void test_service_address_and_node_liveness(void)
 	reg(s, "{\"Name\":\"db\",\"Address\":\"10.9.9.9\",\"Port\":5432}", err, sizeof(err));
 	const struct catalog_inst *out[2];
 	CHECK(catalog_lookup(cat, "DB", 2, NULL, 0, false, out, 2) == 1 && out[0]->own_ip &&
-		      out[0]->ip.b[3] == 9,
+	              out[0]->ip.b[3] == 9,
 	      "service address not used");
 	catalog_set_alive(cat, "n1", false);
 	CHECK(catalog_lookup(cat, "db", 2, NULL, 0, false, out, 2) == 0,

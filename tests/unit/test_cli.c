@@ -73,7 +73,7 @@ struct fake {
 	const char *resp[FAKE_MAX];
 	size_t split[FAKE_MAX]; /* write this many bytes, pause, then rest */
 	int nresp;
-	int hang;               /* accept, read, never answer */
+	int hang; /* accept, read, never answer */
 	char req[FAKE_MAX][4096];
 	int nreq;
 	char addr[64];
@@ -98,7 +98,7 @@ static void read_request(int fd, char *buf, size_t cap)
 	char *end = NULL;
 
 	while (n + 1 < cap) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = {.fd = fd, .events = POLLIN};
 		ssize_t r;
 
 		if (poll(&p, 1, 5000) <= 0)
@@ -126,7 +126,7 @@ static void *fake_main(void *arg)
 	int i;
 
 	for (i = 0; i < f->nresp; i++) {
-		struct pollfd p = { .fd = f->lfd, .events = POLLIN };
+		struct pollfd p = {.fd = f->lfd, .events = POLLIN};
 		int fd;
 
 		if (poll(&p, 1, 5000) <= 0)
@@ -138,7 +138,7 @@ static void *fake_main(void *arg)
 		f->nreq = i + 1;
 		if (f->hang) {
 			char b[64];
-			struct pollfd q = { .fd = fd, .events = POLLIN };
+			struct pollfd q = {.fd = fd, .events = POLLIN};
 
 			/* wait for the client to give up and close */
 			while (poll(&q, 1, 5000) > 0 && recv(fd, b, 64, 0) > 0)
@@ -146,8 +146,7 @@ static void *fake_main(void *arg)
 		} else if (f->split[i] > 0) {
 			write_all(fd, f->resp[i], f->split[i]);
 			usleep(20000);
-			write_all(fd, f->resp[i] + f->split[i],
-			          strlen(f->resp[i]) - f->split[i]);
+			write_all(fd, f->resp[i] + f->split[i], strlen(f->resp[i]) - f->split[i]);
 		} else {
 			write_all(fd, f->resp[i], strlen(f->resp[i]));
 		}
@@ -177,15 +176,13 @@ static int fake_start_family(struct fake *f, int v6)
 		sin->sin_family = AF_INET;
 		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	}
-	if (bind(f->lfd, (struct sockaddr *)&ss, sl) != 0 ||
-	    listen(f->lfd, 8) != 0 ||
+	if (bind(f->lfd, (struct sockaddr *)&ss, sl) != 0 || listen(f->lfd, 8) != 0 ||
 	    getsockname(f->lfd, (struct sockaddr *)&ss, &sl) != 0) {
 		close(f->lfd);
 		return -1;
 	}
 	f->port = ntohs(v6 ? sin6->sin6_port : sin->sin_port);
-	snprintf(f->addr, sizeof(f->addr), v6 ? "[::1]:%d" : "127.0.0.1:%d",
-	         f->port);
+	snprintf(f->addr, sizeof(f->addr), v6 ? "[::1]:%d" : "127.0.0.1:%d", f->port);
 	if (pthread_create(&f->th, NULL, fake_main, f) != 0) {
 		close(f->lfd);
 		return -1;
@@ -292,9 +289,7 @@ static void test_status_regex_filters(void)
 	sel = cli_members_select(all, "^(alive|left)$", err, sizeof(err));
 	REQUIRE(sel != NULL, "select failed: %s", err);
 	REQUIRE_INT(2, json_array_size(sel));
-	REQUIRE_STR("db",
-	            json_string_value(json_object_get(json_array_get(sel, 0),
-	                                              "Name")));
+	REQUIRE_STR("db", json_string_value(json_object_get(json_array_get(sel, 0), "Name")));
 	json_decref(sel);
 	sel = cli_members_select(all, "fail", err, sizeof(err));
 	REQUIRE(sel != NULL, "select failed: %s", err);
@@ -395,7 +390,7 @@ static void test_status_names_and_addresses(void)
 
 static void test_table_render_pads_to_longest_plus_two(void)
 {
-	const char *cells[] = { "A", "Bee", "C", "longer", "x", "z" };
+	const char *cells[] = {"A", "Bee", "C", "longer", "x", "z"};
 	char *t = cli_table_render(cells, 2, 3);
 
 	REQUIRE_STR("A       Bee  C\nlonger  x    z\n", t);
@@ -409,13 +404,13 @@ static void test_flags_accept_both_forms(void)
 	int det = 0, wan = 0, n = 0;
 	const char *st = NULL, *addr = NULL;
 	struct cli_flag flags[] = {
-		{ "detailed", CLI_FLAG_BOOL, &det, NULL, "" },
-		{ "wan", CLI_FLAG_BOOL, &wan, NULL, "" },
-		{ "status", CLI_FLAG_STRING, &st, "<re>", "" },
-		{ "http-addr", CLI_FLAG_STRING, &addr, "<a>", "" },
+	        {"detailed", CLI_FLAG_BOOL, &det, NULL, ""},
+	        {"wan", CLI_FLAG_BOOL, &wan, NULL, ""},
+	        {"status", CLI_FLAG_STRING, &st, "<re>", ""},
+	        {"http-addr", CLI_FLAG_STRING, &addr, "<a>", ""},
 	};
-	char *argv[] = { "--detailed", "-status", "alive", "one",
-		         "-http-addr=1.2.3.4:1", "-wan=false", "--", "-two" };
+	char *argv[] = {"--detailed",           "-status",    "alive", "one",
+	                "-http-addr=1.2.3.4:1", "-wan=false", "--",    "-two"};
 	char *args[8], err[128] = "";
 	int r = cli_flags_parse(flags, 4, 8, argv, args, &n, err, sizeof(err));
 
@@ -434,27 +429,21 @@ static void test_flags_report_errors_and_help(void)
 	int b = 0, n = 0;
 	const char *s = NULL;
 	struct cli_flag flags[] = {
-		{ "b", CLI_FLAG_BOOL, &b, NULL, "" },
-		{ "s", CLI_FLAG_STRING, &s, "<v>", "" },
+	        {"b", CLI_FLAG_BOOL, &b, NULL, ""},
+	        {"s", CLI_FLAG_STRING, &s, "<v>", ""},
 	};
-	char *unknown[] = { "-nope" }, *missing[] = { "x", "-s" },
-	     *badbool[] = { "-b=maybe" }, *help[] = { "-b", "--help" },
-	     *h[] = { "-h" }, *empty[] = { "-s=" }, *bad[] = { "---x" };
+	char *unknown[] = {"-nope"}, *missing[] = {"x", "-s"}, *badbool[] = {"-b=maybe"},
+	     *help[] = {"-b", "--help"}, *h[] = {"-h"}, *empty[] = {"-s="}, *bad[] = {"---x"};
 	char *args[4], err[128];
 
-	REQUIRE_INT(-1,
-	            cli_flags_parse(flags, 2, 1, unknown, args, &n, err, 128));
+	REQUIRE_INT(-1, cli_flags_parse(flags, 2, 1, unknown, args, &n, err, 128));
 	REQUIRE_STR("flag provided but not defined: -nope", err);
-	REQUIRE_INT(-1,
-	            cli_flags_parse(flags, 2, 2, missing, args, &n, err, 128));
+	REQUIRE_INT(-1, cli_flags_parse(flags, 2, 2, missing, args, &n, err, 128));
 	REQUIRE_STR("flag needs an argument: -s", err);
-	REQUIRE_INT(-1,
-	            cli_flags_parse(flags, 2, 1, badbool, args, &n, err, 128));
+	REQUIRE_INT(-1, cli_flags_parse(flags, 2, 1, badbool, args, &n, err, 128));
 	REQUIRE_HAS(err, "invalid boolean value \"maybe\" for -b");
-	REQUIRE_INT(CLI_FLAGS_HELP,
-	            cli_flags_parse(flags, 2, 2, help, args, &n, err, 128));
-	REQUIRE_INT(CLI_FLAGS_HELP,
-	            cli_flags_parse(flags, 2, 1, h, args, &n, err, 128));
+	REQUIRE_INT(CLI_FLAGS_HELP, cli_flags_parse(flags, 2, 2, help, args, &n, err, 128));
+	REQUIRE_INT(CLI_FLAGS_HELP, cli_flags_parse(flags, 2, 1, h, args, &n, err, 128));
 	REQUIRE_INT(0, cli_flags_parse(flags, 2, 1, empty, args, &n, err, 128));
 	REQUIRE_STR("", s);
 	REQUIRE_INT(-1, cli_flags_parse(flags, 2, 1, bad, args, &n, err, 128));
@@ -465,21 +454,14 @@ static void test_http_addr_normalization(void)
 {
 	char out[64], err[128];
 
-	REQUIRE_INT(0,
-	            cli_normalize_http_addr("http://127.0.0.1:8500/", out,
-	                                    sizeof(out), err, sizeof(err)));
+	REQUIRE_INT(0, cli_normalize_http_addr("http://127.0.0.1:8500/", out, sizeof(out), err,
+	                                       sizeof(err)));
 	REQUIRE_STR("127.0.0.1:8500", out);
-	REQUIRE_INT(0,
-	            cli_normalize_http_addr("[::1]:8500", out, sizeof(out), err,
-	                                    sizeof(err)));
+	REQUIRE_INT(0, cli_normalize_http_addr("[::1]:8500", out, sizeof(out), err, sizeof(err)));
 	REQUIRE_STR("[::1]:8500", out);
-	REQUIRE_INT(-1,
-	            cli_normalize_http_addr("https://x:1", out, sizeof(out), err,
-	                                    sizeof(err)));
+	REQUIRE_INT(-1, cli_normalize_http_addr("https://x:1", out, sizeof(out), err, sizeof(err)));
 	REQUIRE_HAS(err, "only http://");
-	REQUIRE_INT(-1,
-	            cli_normalize_http_addr("http://", out, sizeof(out), err,
-	                                    sizeof(err)));
+	REQUIRE_INT(-1, cli_normalize_http_addr("http://", out, sizeof(out), err, sizeof(err)));
 }
 
 static void test_default_http_addr_from_env(void)
@@ -521,9 +503,7 @@ static void test_escape(void)
 {
 	char buf[64];
 
-	REQUIRE_INT(14,
-	            httpc_escape(buf, sizeof(buf), "[::1]:8301",
-	                         HTTPC_ESCAPE_SEGMENT));
+	REQUIRE_INT(14, httpc_escape(buf, sizeof(buf), "[::1]:8301", HTTPC_ESCAPE_SEGMENT));
 	REQUIRE_STR("%5B::1%5D:8301", buf);
 	httpc_escape(buf, sizeof(buf), "a b/c?d", 0);
 	REQUIRE_STR("a%20b%2Fc%3Fd", buf);
@@ -537,7 +517,7 @@ static void test_escape(void)
 
 static void test_httpc_content_length(void)
 {
-	struct fake f = { .nresp = 1 };
+	struct fake f = {.nresp = 1};
 	struct httpc_response r;
 	char err[256];
 	int rc;
@@ -545,8 +525,7 @@ static void test_httpc_content_length(void)
 	f.resp[0] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 	            "X-Consul-Index: 42\r\nContent-Length: 5\r\n\r\nhello";
 	REQUIRE(fake_start(&f) == 0, "server did not start");
-	rc = httpc_request(f.addr, "PUT", "/v1/kv/a%20b?cas=0", "xyz", 3, &r,
-	                   err, sizeof(err));
+	rc = httpc_request(f.addr, "PUT", "/v1/kv/a%20b?cas=0", "xyz", 3, &r, err, sizeof(err));
 	fake_stop(&f);
 	REQUIRE(rc == 0, "request failed: %s", err);
 	REQUIRE_INT(200, r.status);
@@ -554,8 +533,7 @@ static void test_httpc_content_length(void)
 	REQUIRE_INT(5, r.body_len);
 	REQUIRE_STR("hello", r.body);
 	REQUIRE_STR("42", httpc_response_header(&r, "x-consul-index"));
-	REQUIRE(httpc_response_header(&r, "X-Missing") == NULL,
-	        "unexpected header");
+	REQUIRE(httpc_response_header(&r, "X-Missing") == NULL, "unexpected header");
 	REQUIRE_HAS(f.req[0], "PUT /v1/kv/a%20b?cas=0 HTTP/1.1\r\n");
 	REQUIRE_HAS(f.req[0], "Connection: close\r\n");
 	REQUIRE_HAS(f.req[0], "Content-Length: 3\r\n");
@@ -565,7 +543,7 @@ static void test_httpc_content_length(void)
 
 static void test_httpc_chunked_split_across_reads(void)
 {
-	struct fake f = { .nresp = 1 };
+	struct fake f = {.nresp = 1};
 	struct httpc_response r;
 	char err[256];
 	int rc;
@@ -574,21 +552,20 @@ static void test_httpc_chunked_split_across_reads(void)
 	            "\r\n7\r\nno such\r\n4\r\n key\r\n0\r\n\r\n";
 	f.split[0] = 60; /* cut inside the first chunk */
 	REQUIRE(fake_start(&f) == 0, "server did not start");
-	rc = httpc_request(f.addr, "GET", "/v1/kv/x", NULL, 0, &r, err,
-	                   sizeof(err));
+	rc = httpc_request(f.addr, "GET", "/v1/kv/x", NULL, 0, &r, err, sizeof(err));
 	fake_stop(&f);
 	REQUIRE(rc == 0, "request failed: %s", err);
 	REQUIRE_INT(404, r.status);
 	REQUIRE_STR("no such key", r.body);
 	REQUIRE_INT(11, r.body_len);
-	REQUIRE(strstr(f.req[0], "Content-Length") == NULL,
-	        "GET sent a Content-Length: %s", f.req[0]);
+	REQUIRE(strstr(f.req[0], "Content-Length") == NULL, "GET sent a Content-Length: %s",
+	        f.req[0]);
 	httpc_response_free(&r);
 }
 
 static void test_httpc_body_until_close(void)
 {
-	struct fake f = { .nresp = 1 };
+	struct fake f = {.nresp = 1};
 	struct httpc_response r;
 	char err[256];
 	int rc;
@@ -604,7 +581,7 @@ static void test_httpc_body_until_close(void)
 
 static void test_httpc_ipv6_loopback(void)
 {
-	struct fake f = { .nresp = 1 };
+	struct fake f = {.nresp = 1};
 	struct httpc_response r;
 	char err[256];
 	int rc;
@@ -624,15 +601,13 @@ static void test_httpc_ipv6_loopback(void)
 
 static void test_httpc_truncated_body_is_an_error(void)
 {
-	struct fake f = { .nresp = 1 };
+	struct fake f = {.nresp = 1};
 	struct httpc_response r;
 	char err[256] = "";
 
 	f.resp[0] = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort";
 	REQUIRE(fake_start(&f) == 0, "server did not start");
-	REQUIRE_INT(-1,
-	            httpc_request(f.addr, "GET", "/", NULL, 0, &r, err,
-	                          sizeof(err)));
+	REQUIRE_INT(-1, httpc_request(f.addr, "GET", "/", NULL, 0, &r, err, sizeof(err)));
 	fake_stop(&f);
 	REQUIRE_HAS(err, "unexpected EOF");
 	REQUIRE(r.body == NULL, "body left set after failure");
@@ -641,15 +616,13 @@ static void test_httpc_truncated_body_is_an_error(void)
 
 static void test_httpc_garbage_is_a_protocol_error(void)
 {
-	struct fake f = { .nresp = 1 };
+	struct fake f = {.nresp = 1};
 	struct httpc_response r;
 	char err[256] = "";
 
 	f.resp[0] = "SSH-2.0-OpenSSH_9.2\r\n";
 	REQUIRE(fake_start(&f) == 0, "server did not start");
-	REQUIRE_INT(-1,
-	            httpc_request(f.addr, "GET", "/", NULL, 0, &r, err,
-	                          sizeof(err)));
+	REQUIRE_INT(-1, httpc_request(f.addr, "GET", "/", NULL, 0, &r, err, sizeof(err)));
 	fake_stop(&f);
 	REQUIRE_INT(HTTPC_E_PROTOCOL, r.error);
 	REQUIRE_HAS(err, "malformed HTTP response");
@@ -658,16 +631,14 @@ static void test_httpc_garbage_is_a_protocol_error(void)
 
 static void test_httpc_body_limit(void)
 {
-	struct fake f = { .nresp = 1 };
-	struct httpc_options o = { .max_body = 4 };
+	struct fake f = {.nresp = 1};
+	struct httpc_options o = {.max_body = 4};
 	struct httpc_response r;
 	char err[256] = "";
 
 	f.resp[0] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789";
 	REQUIRE(fake_start(&f) == 0, "server did not start");
-	REQUIRE_INT(-1,
-	            httpc_request_opts(f.addr, "GET", "/", NULL, 0, &o, &r, err,
-	                               sizeof(err)));
+	REQUIRE_INT(-1, httpc_request_opts(f.addr, "GET", "/", NULL, 0, &o, &r, err, sizeof(err)));
 	fake_stop(&f);
 	REQUIRE_INT(HTTPC_E_TOO_BIG, r.error);
 	httpc_response_free(&r);
@@ -675,15 +646,13 @@ static void test_httpc_body_limit(void)
 
 static void test_httpc_timeout(void)
 {
-	struct fake f = { .nresp = 1, .hang = 1 };
-	struct httpc_options o = { .timeout_ms = 200 };
+	struct fake f = {.nresp = 1, .hang = 1};
+	struct httpc_options o = {.timeout_ms = 200};
 	struct httpc_response r;
 	char err[256] = "";
 
 	REQUIRE(fake_start(&f) == 0, "server did not start");
-	REQUIRE_INT(-1,
-	            httpc_request_opts(f.addr, "GET", "/", NULL, 0, &o, &r, err,
-	                               sizeof(err)));
+	REQUIRE_INT(-1, httpc_request_opts(f.addr, "GET", "/", NULL, 0, &o, &r, err, sizeof(err)));
 	fake_stop(&f);
 	REQUIRE_INT(HTTPC_E_TIMEOUT, r.error);
 	REQUIRE_HAS(err, "i/o timeout");
@@ -698,9 +667,7 @@ static void test_httpc_connection_refused(void)
 
 	REQUIRE(port > 0, "no free port");
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	REQUIRE_INT(-1,
-	            httpc_request(addr, "GET", "/", NULL, 0, &r, err,
-	                          sizeof(err)));
+	REQUIRE_INT(-1, httpc_request(addr, "GET", "/", NULL, 0, &r, err, sizeof(err)));
 	snprintf(want, sizeof(want), "dial tcp %s: connection refused", addr);
 	REQUIRE_STR(want, err);
 	REQUIRE_INT(HTTPC_E_CONNECT, r.error);
@@ -713,13 +680,10 @@ static void test_httpc_rejects_bad_input(void)
 	struct httpc_response r;
 	char err[256] = "";
 
-	REQUIRE_INT(-1,
-	            httpc_request("nohost:", "GET", "/", NULL, 0, &r, err,
-	                          sizeof(err)));
+	REQUIRE_INT(-1, httpc_request("nohost:", "GET", "/", NULL, 0, &r, err, sizeof(err)));
 	REQUIRE_INT(HTTPC_E_ADDRESS, r.error);
-	REQUIRE_INT(-1,
-	            httpc_request("127.0.0.1:1", "GET", "/a\r\nX: y", NULL, 0,
-	                          &r, err, sizeof(err)));
+	REQUIRE_INT(-1, httpc_request("127.0.0.1:1", "GET", "/a\r\nX: y", NULL, 0, &r, err,
+	                              sizeof(err)));
 	REQUIRE_INT(HTTPC_E_REQUEST, r.error);
 }
 
@@ -729,14 +693,13 @@ static char members_response[sizeof(members_json) + 128];
 
 static void test_cmd_members_prints_table(void)
 {
-	struct fake f = { .nresp = 1 };
-	struct run r = { 0 };
+	struct fake f = {.nresp = 1};
+	struct run r = {0};
 
 	f.resp[0] = members_response;
 	REQUIRE(fake_start(&f) == 0, "server did not start");
 	{
-		const char *argv[] = { "members", "-http-addr", f.addr,
-			               "--token=s3cret" };
+		const char *argv[] = {"members", "-http-addr", f.addr, "--token=s3cret"};
 		run_cli(&r, 4, argv);
 	}
 	fake_stop(&f);
@@ -750,16 +713,15 @@ static void test_cmd_members_prints_table(void)
 
 static void test_cmd_members_no_match_exits_2(void)
 {
-	struct fake f = { .nresp = 1 };
-	struct run r = { 0 };
+	struct fake f = {.nresp = 1};
+	struct run r = {0};
 	char flag[96];
 
 	f.resp[0] = members_response;
 	REQUIRE(fake_start(&f) == 0, "server did not start");
 	snprintf(flag, sizeof(flag), "-http-addr=http://%s", f.addr);
 	{
-		const char *argv[] = { "members", flag, "-status=leaving",
-			               "-wan" };
+		const char *argv[] = {"members", flag, "-status=leaving", "-wan"};
 		run_cli(&r, 4, argv);
 	}
 	fake_stop(&f);
@@ -771,37 +733,34 @@ static void test_cmd_members_no_match_exits_2(void)
 
 static void test_cmd_members_json_format(void)
 {
-	struct fake f = { .nresp = 1 };
-	struct run r = { 0 };
+	struct fake f = {.nresp = 1};
+	struct run r = {0};
 	json_t *back;
 	json_error_t e;
 
 	f.resp[0] = members_response;
 	REQUIRE(fake_start(&f) == 0, "server did not start");
 	{
-		const char *argv[] = { "members", "-http-addr", f.addr,
-			               "-format", "json", "-status", "left" };
+		const char *argv[] = {"members", "-http-addr", f.addr, "-format",
+		                      "json",    "-status",    "left"};
 		run_cli(&r, 7, argv);
 	}
 	fake_stop(&f);
 	REQUIRE_INT(0, r.rc);
 	back = json_loads(r.out, 0, &e);
-	REQUIRE(back != NULL && json_array_size(back) == 1,
-	        "bad JSON output: %s", r.out);
-	REQUIRE_STR("db",
-	            json_string_value(json_object_get(json_array_get(back, 0),
-	                                              "Name")));
+	REQUIRE(back != NULL && json_array_size(back) == 1, "bad JSON output: %s", r.out);
+	REQUIRE_STR("db", json_string_value(json_object_get(json_array_get(back, 0), "Name")));
 	json_decref(back);
 	run_free(&r);
 }
 
 static void test_cmd_members_bad_regex_and_format(void)
 {
-	struct run r = { 0 };
-	const char *a1[] = { "members", "-status", "(" };
-	const char *a2[] = { "members", "-format=yaml" };
-	const char *a3[] = { "members", "-bogus" };
-	const char *a4[] = { "members", "-status" };
+	struct run r = {0};
+	const char *a1[] = {"members", "-status", "("};
+	const char *a2[] = {"members", "-format=yaml"};
+	const char *a3[] = {"members", "-bogus"};
+	const char *a4[] = {"members", "-status"};
 
 	run_cli(&r, 3, a1);
 	REQUIRE_INT(1, r.rc);
@@ -823,7 +782,7 @@ static void test_cmd_members_bad_regex_and_format(void)
 
 static void test_cmd_agent_unreachable(void)
 {
-	struct run r = { 0 };
+	struct run r = {0};
 	char addr[64], want[128];
 	int port = closed_port();
 
@@ -831,54 +790,51 @@ static void test_cmd_agent_unreachable(void)
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
 	setenv("RUMOR_HTTP_ADDR", addr, 1);
 	{
-		const char *argv[] = { "members" };
+		const char *argv[] = {"members"};
 		run_cli(&r, 1, argv);
 	}
 	unsetenv("RUMOR_HTTP_ADDR");
 	REQUIRE_INT(1, r.rc);
-	snprintf(want, sizeof(want),
-	         "Error connecting to agent at %s: connection refused", addr);
+	snprintf(want, sizeof(want), "Error connecting to agent at %s: connection refused", addr);
 	REQUIRE_HAS(r.err, want);
 	run_free(&r);
 }
 
 static void test_cmd_join_counts_successes(void)
 {
-	struct fake f = { .nresp = 2 };
-	struct run r = { 0 };
+	struct fake f = {.nresp = 2};
+	struct run r = {0};
 
 	f.resp[0] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 	f.resp[1] = "HTTP/1.1 500 Internal Server Error\r\n"
 	            "Content-Length: 26\r\n\r\ndial tcp: no route to host";
 	REQUIRE(fake_start(&f) == 0, "server did not start");
 	{
-		const char *argv[] = { "join", "-http-addr", f.addr,
-			               "[::1]:8301", "-wan", "10.9.9.9" };
+		const char *argv[] = {"join",       "-http-addr", f.addr,
+		                      "[::1]:8301", "-wan",       "10.9.9.9"};
 		run_cli(&r, 6, argv);
 	}
 	fake_stop(&f);
 	REQUIRE_INT(0, r.rc);
-	REQUIRE_STR("Successfully joined cluster by contacting 1 nodes.\n",
-	            r.out);
+	REQUIRE_STR("Successfully joined cluster by contacting 1 nodes.\n", r.out);
 	REQUIRE_STR("Error joining address '10.9.9.9': dial tcp: no "
 	            "route to host\n",
 	            r.err);
-	REQUIRE_HAS(f.req[0],
-	            "PUT /v1/agent/join/%5B::1%5D:8301?wan=1 HTTP/1.1");
+	REQUIRE_HAS(f.req[0], "PUT /v1/agent/join/%5B::1%5D:8301?wan=1 HTTP/1.1");
 	REQUIRE_HAS(f.req[1], "PUT /v1/agent/join/10.9.9.9?wan=1 HTTP/1.1");
 	run_free(&r);
 }
 
 static void test_cmd_join_none_joined(void)
 {
-	struct run r = { 0 };
+	struct run r = {0};
 	char flag[64];
 	int port = closed_port();
-	const char *noargs[] = { "join" };
+	const char *noargs[] = {"join"};
 
 	snprintf(flag, sizeof(flag), "-http-addr=127.0.0.1:%d", port);
 	{
-		const char *argv[] = { "join", flag, "10.0.0.1" };
+		const char *argv[] = {"join", flag, "10.0.0.1"};
 		run_cli(&r, 3, argv);
 	}
 	REQUIRE_INT(1, r.rc);
@@ -894,23 +850,22 @@ static void test_cmd_join_none_joined(void)
 
 static void test_cmd_leave_and_force_leave(void)
 {
-	struct fake f = { .nresp = 2 };
-	struct run r = { 0 };
+	struct fake f = {.nresp = 2};
+	struct run r = {0};
 
 	f.resp[0] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 	f.resp[1] = "HTTP/1.1 500 Internal Server Error\r\n"
 	            "Content-Length: 20\r\n\r\nno such member: n/1\n";
 	REQUIRE(fake_start(&f) == 0, "server did not start");
 	{
-		const char *argv[] = { "leave", "-http-addr", f.addr };
+		const char *argv[] = {"leave", "-http-addr", f.addr};
 		run_cli(&r, 3, argv);
 	}
 	REQUIRE_INT(0, r.rc);
 	REQUIRE_STR("Graceful leave complete\n", r.out);
 	run_free(&r);
 	{
-		const char *argv[] = { "force-leave", "-prune", "-http-addr",
-			               f.addr, "n/1" };
+		const char *argv[] = {"force-leave", "-prune", "-http-addr", f.addr, "n/1"};
 		run_cli(&r, 5, argv);
 	}
 	fake_stop(&f);
@@ -919,18 +874,17 @@ static void test_cmd_leave_and_force_leave(void)
 	            "(no such member: n/1)\n",
 	            r.err);
 	REQUIRE_HAS(f.req[0], "PUT /v1/agent/leave HTTP/1.1");
-	REQUIRE_HAS(f.req[1],
-	            "PUT /v1/agent/force-leave/n%2F1?prune HTTP/1.1");
+	REQUIRE_HAS(f.req[1], "PUT /v1/agent/force-leave/n%2F1?prune HTTP/1.1");
 	run_free(&r);
 }
 
 static void test_cmd_help_version_and_unknown(void)
 {
-	struct run r = { 0 };
-	const char *help[] = { "members", "-h" };
-	const char *ver[] = { "version" };
-	const char *unk[] = { "frobnicate" };
-	const char *fl[] = { "force-leave", "--help" };
+	struct run r = {0};
+	const char *help[] = {"members", "-h"};
+	const char *ver[] = {"version"};
+	const char *unk[] = {"frobnicate"};
+	const char *fl[] = {"force-leave", "--help"};
 	char *u = NULL;
 	size_t ul = 0;
 	FILE *f;
@@ -976,8 +930,8 @@ int main(void)
 	unsetenv("RUMOR_HTTP_TOKEN");
 	unsetenv("CONSUL_HTTP_TOKEN");
 	snprintf(members_response, sizeof(members_response),
-	         "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s",
-	         strlen(members_json), members_json);
+	         "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(members_json),
+	         members_json);
 	RUN(test_table_is_sorted_and_aligned);
 	RUN(test_detailed_shows_sorted_tags);
 	RUN(test_status_regex_filters);

@@ -12,23 +12,23 @@
 #include "tests/unit/check.h"
 
 static const char *SELF =
-	"{\"Config\":{\"Datacenter\":\"dc1\",\"NodeName\":\"n1\",\"NodeID\":\"abc\","
-	"\"Revision\":\"rumor\",\"Version\":\"0.1.0\"},"
-	"\"DebugConfig\":{\"DataDir\":\"/var/lib/rumor\",\"GossipProfile\":\"lan\","
-	"\"LogLevel\":\"info\"}}";
+        "{\"Config\":{\"Datacenter\":\"dc1\",\"NodeName\":\"n1\",\"NodeID\":\"abc\","
+        "\"Revision\":\"rumor\",\"Version\":\"0.1.0\"},"
+        "\"DebugConfig\":{\"DataDir\":\"/var/lib/rumor\",\"GossipProfile\":\"lan\","
+        "\"LogLevel\":\"info\"}}";
 
 static const char *METRICS =
-	"{\"Timestamp\":\"x\",\"Points\":[],\"Samples\":[],"
-	"\"Gauges\":["
-	"{\"Name\":\"rumor.serf.members\",\"Value\":3,\"Labels\":{\"status\":\"alive\"}},"
-	"{\"Name\":\"rumor.serf.members\",\"Value\":1,\"Labels\":{\"status\":\"failed\"}},"
-	"{\"Name\":\"rumor.serf.members\",\"Value\":0,\"Labels\":{\"status\":\"suspect\"}},"
-	"{\"Name\":\"rumor.serf.members\",\"Value\":2,\"Labels\":{\"status\":\"left\"}},"
-	"{\"Name\":\"rumor.memberlist.keyring.keys\",\"Value\":1,\"Labels\":{}},"
-	"{\"Name\":\"rumor.memberlist.health.score\",\"Value\":0,\"Labels\":{}},"
-	"{\"Name\":\"rumor.runtime.uptime_seconds\",\"Value\":1.25,\"Labels\":{}}],"
-	"\"Counters\":[{\"Name\":\"rumor.memberlist.packets.sent\",\"Count\":10,\"Sum\":10,"
-	"\"Min\":1,\"Max\":1,\"Mean\":1,\"Stddev\":0,\"Labels\":{}}]}";
+        "{\"Timestamp\":\"x\",\"Points\":[],\"Samples\":[],"
+        "\"Gauges\":["
+        "{\"Name\":\"rumor.serf.members\",\"Value\":3,\"Labels\":{\"status\":\"alive\"}},"
+        "{\"Name\":\"rumor.serf.members\",\"Value\":1,\"Labels\":{\"status\":\"failed\"}},"
+        "{\"Name\":\"rumor.serf.members\",\"Value\":0,\"Labels\":{\"status\":\"suspect\"}},"
+        "{\"Name\":\"rumor.serf.members\",\"Value\":2,\"Labels\":{\"status\":\"left\"}},"
+        "{\"Name\":\"rumor.memberlist.keyring.keys\",\"Value\":1,\"Labels\":{}},"
+        "{\"Name\":\"rumor.memberlist.health.score\",\"Value\":0,\"Labels\":{}},"
+        "{\"Name\":\"rumor.runtime.uptime_seconds\",\"Value\":1.25,\"Labels\":{}}],"
+        "\"Counters\":[{\"Name\":\"rumor.memberlist.packets.sent\",\"Count\":10,\"Sum\":10,"
+        "\"Min\":1,\"Max\":1,\"Mean\":1,\"Stddev\":0,\"Labels\":{}}]}";
 
 static void test_info_has_sorted_sections_and_counts(void)
 {
@@ -50,7 +50,7 @@ static void test_info_has_sorted_sections_and_counts(void)
 	const char *lan = strstr(t, "serf_lan:\n");
 	REQUIRE(lan != NULL, "no serf_lan");
 	REQUIRE(strstr(lan, "alive") < strstr(lan, "encrypted") &&
-		        strstr(lan, "encrypted") < strstr(lan, "members"),
+	                strstr(lan, "encrypted") < strstr(lan, "members"),
 	        "serf_lan keys not sorted:\n%s", lan);
 	free(t);
 	json_decref(self);
@@ -73,7 +73,7 @@ static void test_stream_reports_refused_connection(void)
 {
 	char err[300];
 	int r = cli_ops_stream("127.0.0.1:1", "/v1/agent/monitor", NULL, 2000, stdout, err,
-			       sizeof(err));
+	                       sizeof(err));
 	REQUIRE(r == -1, "expected -1, got %d", r);
 	REQUIRE_HAS(err, "Error connecting to agent at 127.0.0.1:1: connection refused");
 	r = cli_ops_stream("127.0.0.1:1", "/bad path", NULL, 2000, stdout, err, sizeof(err));

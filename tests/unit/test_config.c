@@ -18,8 +18,8 @@
 
 #include "tests/unit/check.h"
 
-static char g_base[256];  /* temp dir for this run */
-static char g_data[300];  /* a data dir inside it */
+static char g_base[256]; /* temp dir for this run */
+static char g_data[300]; /* a data dir inside it */
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -75,8 +75,7 @@ static void temp_dir(char *out, size_t outlen)
 	}
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag,
-		  struct FTW *ftw)
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
 	(void)flag;
@@ -149,16 +148,16 @@ static void defaults_are_consuls(void)
 static void flag_accepts_all_four_forms(void)
 {
 	static const char *const forms[][2] = {
-		{"-node=n1", NULL},
-		{"-node", "n1"},
-		{"--node=n1", NULL},
-		{"--node", "n1"},
+	        {"-node=n1", NULL},
+	        {"-node", "n1"},
+	        {"--node=n1", NULL},
+	        {"--node", "n1"},
 	};
 	for (size_t i = 0; i < 4; i++) {
 		struct rumor_config c;
 		char err[512];
-		int rc = parse(&c, err, sizeof(err), "-data-dir", g_data,
-			       forms[i][0], forms[i][1], NULL);
+		int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, forms[i][0], forms[i][1],
+		               NULL);
 		CHECK_INT(0, rc);
 		CHECK_STR("n1", c.node_name);
 		rumor_config_free(&c);
@@ -169,8 +168,8 @@ static void value_may_contain_equals_and_dashes(void)
 {
 	struct rumor_config c;
 	char err[512];
-	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta",
-		       "k:a=b", "-node", "-n-", NULL);
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta", "k:a=b", "-node",
+	               "-n-", NULL);
 	CHECK_INT(0, rc);
 	CHECK_STR("a=b", rumor_config_meta_get(&c, "k"));
 	CHECK_STR("-n-", c.node_name);
@@ -181,10 +180,9 @@ static void repeatable_flags_accumulate_in_order(void)
 {
 	struct rumor_config c;
 	char err[512];
-	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-join", "a",
-		       "--join=b:8301", "-join", "[::1]:8301", "-retry-join",
-		       "x", "-retry-join=y", "-node-meta", "k1:v1",
-		       "-node-meta=k2:v2", NULL);
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-join", "a", "--join=b:8301",
+	               "-join", "[::1]:8301", "-retry-join", "x", "-retry-join=y", "-node-meta",
+	               "k1:v1", "-node-meta=k2:v2", NULL);
 	CHECK_INT(0, rc);
 	CHECK_INT(3, c.start_join.n);
 	if (c.start_join.n == 3) {
@@ -207,8 +205,8 @@ static void scalar_flags_last_one_wins(void)
 {
 	struct rumor_config c;
 	char err[512];
-	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node", "a",
-		       "-node", "b", "-http-port", "1", "-http-port=-1", NULL);
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node", "a", "-node", "b",
+	               "-http-port", "1", "-http-port=-1", NULL);
 	CHECK_INT(0, rc);
 	CHECK_STR("b", c.node_name);
 	CHECK_INT(-1, c.http_port);
@@ -219,9 +217,9 @@ static void bool_flags_take_bare_and_explicit_forms(void)
 {
 	struct rumor_config c;
 	char err[512];
-	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data,
-		       "-rejoin-after-leave", "-leave-on-terminate=false",
-		       "--skip-leave-on-interrupt=1", "--syslog", NULL);
+	int rc =
+	        parse(&c, err, sizeof(err), "-data-dir", g_data, "-rejoin-after-leave",
+	              "-leave-on-terminate=false", "--skip-leave-on-interrupt=1", "--syslog", NULL);
 	CHECK_INT(0, rc);
 	CHECK_INT(1, c.rejoin_after_leave);
 	CHECK_INT(0, c.leave_on_terminate);
@@ -230,8 +228,8 @@ static void bool_flags_take_bare_and_explicit_forms(void)
 	rumor_config_free(&c);
 
 	/* "-flag false" as two arguments, and a bare bool before another flag */
-	rc = parse(&c, err, sizeof(err), "-leave-on-terminate", "false",
-		   "-rejoin-after-leave", "-data-dir", g_data, NULL);
+	rc = parse(&c, err, sizeof(err), "-leave-on-terminate", "false", "-rejoin-after-leave",
+	           "-data-dir", g_data, NULL);
 	CHECK_INT(0, rc);
 	CHECK_INT(0, c.leave_on_terminate);
 	CHECK_INT(1, c.rejoin_after_leave);
@@ -270,8 +268,7 @@ static int parse_help(void *arg)
 {
 	struct rumor_config c;
 	char err[512];
-	int rc = parse(&c, err, sizeof(err), "-node", "x", (const char *)arg,
-		       NULL);
+	int rc = parse(&c, err, sizeof(err), "-node", "x", (const char *)arg, NULL);
 	rumor_config_free(&c);
 	return rc;
 }
@@ -290,16 +287,36 @@ static void usage_lists_every_flag(void)
 	FILE *f = open_memstream(&buf, &len);
 	rumor_config_usage(f);
 	fclose(f);
-	static const char *const flags[] = {
-		"-node=", "-bind=", "-advertise=", "-serf-lan-port=",
-		"-serf-lan-bind=", "-client=", "-http-port=", "-dns-port=",
-		"-data-dir=", "-join=", "-retry-join=", "-retry-interval=",
-		"-retry-max=", "-config-file=", "-config-dir=", "-log-level=",
-		"-datacenter=", "-domain=", "-node-meta=", "-dev\n",
-		"-profile=", "-encrypt=", "-leave-on-terminate\n",
-		"-skip-leave-on-interrupt\n", "-reconnect-timeout=",
-		"-rejoin-after-leave\n", "-pid-file=", "-log-file=",
-		"-syslog\n", "-help"};
+	static const char *const flags[] = {"-node=",
+	                                    "-bind=",
+	                                    "-advertise=",
+	                                    "-serf-lan-port=",
+	                                    "-serf-lan-bind=",
+	                                    "-client=",
+	                                    "-http-port=",
+	                                    "-dns-port=",
+	                                    "-data-dir=",
+	                                    "-join=",
+	                                    "-retry-join=",
+	                                    "-retry-interval=",
+	                                    "-retry-max=",
+	                                    "-config-file=",
+	                                    "-config-dir=",
+	                                    "-log-level=",
+	                                    "-datacenter=",
+	                                    "-domain=",
+	                                    "-node-meta=",
+	                                    "-dev\n",
+	                                    "-profile=",
+	                                    "-encrypt=",
+	                                    "-leave-on-terminate\n",
+	                                    "-skip-leave-on-interrupt\n",
+	                                    "-reconnect-timeout=",
+	                                    "-rejoin-after-leave\n",
+	                                    "-pid-file=",
+	                                    "-log-file=",
+	                                    "-syslog\n",
+	                                    "-help"};
 	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
 		CHECK_HAS(buf, flags[i]);
 	free(buf);
@@ -313,34 +330,50 @@ static void durations_parse_go_syntax(void)
 		const char *s;
 		int64_t ms;
 	} good[] = {
-		{"0", 0},         {"30", 30000},       {"10s", 10000},
-		{"500ms", 500},   {"1h30m", 5400000},  {"2h", 7200000},
-		{"1.5s", 1500},   {".5s", 500},        {"1m0.25s", 60250},
-		{"+5s", 5000},    {"1500us", 1},       {"999999ns", 0},
-		{"1\xc2\xb5s", 0}, {"72h", 259200000}, {"2562047h", 2562047LL * 3600000},
+	        {"0", 0},          {"30", 30000},      {"10s", 10000},
+	        {"500ms", 500},    {"1h30m", 5400000}, {"2h", 7200000},
+	        {"1.5s", 1500},    {".5s", 500},       {"1m0.25s", 60250},
+	        {"+5s", 5000},     {"1500us", 1},      {"999999ns", 0},
+	        {"1\xc2\xb5s", 0}, {"72h", 259200000}, {"2562047h", 2562047LL * 3600000},
 	};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		int64_t ms = -7;
 		int rc = rumor_parse_duration(good[i].s, &ms);
 		CHECK(rc == 0 && ms == good[i].ms,
-		      "\"%s\": expected rc 0 and %lld ms, got rc %d and %lld",
-		      good[i].s, (long long)good[i].ms, rc, (long long)ms);
+		      "\"%s\": expected rc 0 and %lld ms, got rc %d and %lld", good[i].s,
+		      (long long)good[i].ms, rc, (long long)ms);
 	}
 }
 
 static void durations_reject_garbage_negative_and_overflow(void)
 {
 	static const char *const bad[] = {
-		"", "-1s", "-5", "abc", "5x", "1h30", "s", ".", ".s", "1.2.3s",
-		"10 s", " 10s", "1e3s", "+", "9999999999999999999s", "2562048h",
-		"9223372036854775808", "10000000000", "5sec", "1H",
+	        "",
+	        "-1s",
+	        "-5",
+	        "abc",
+	        "5x",
+	        "1h30",
+	        "s",
+	        ".",
+	        ".s",
+	        "1.2.3s",
+	        "10 s",
+	        " 10s",
+	        "1e3s",
+	        "+",
+	        "9999999999999999999s",
+	        "2562048h",
+	        "9223372036854775808",
+	        "10000000000",
+	        "5sec",
+	        "1H",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int64_t ms = -7;
 		int rc = rumor_parse_duration(bad[i], &ms);
-		CHECK(rc == -1 && ms == -7,
-		      "\"%s\": expected rejection, got rc %d and %lld", bad[i],
-		      rc, (long long)ms);
+		CHECK(rc == -1 && ms == -7, "\"%s\": expected rejection, got rc %d and %lld",
+		      bad[i], rc, (long long)ms);
 	}
 }
 
@@ -348,9 +381,8 @@ static void duration_flags_fill_milliseconds(void)
 {
 	struct rumor_config c;
 	char err[512];
-	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data,
-		       "-retry-interval", "1m30s", "-reconnect-timeout=8h",
-		       "-retry-max", "5", NULL);
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-retry-interval", "1m30s",
+	               "-reconnect-timeout=8h", "-retry-max", "5", NULL);
 	CHECK_INT(0, rc);
 	CHECK_INT(90000, c.retry_interval_ms);
 	CHECK_INT(8LL * 3600 * 1000, c.reconnect_timeout_ms);
@@ -368,45 +400,45 @@ static void invalid_values_name_the_flag(void)
 	static struct {
 		const char *flag, *value, *want;
 	} cases[] = {
-		{"-node", "", "(want a non-empty node name)"},
-		{"-node", "a b", "whitespace"},
-		{"-node", "a\tb", "whitespace"},
-		{"-node", NULL /* long_node */, "at most 128 bytes"},
-		{"-bind", "foo", "want an IPv4 or IPv6 address"},
-		{"-serf-lan-bind", "1.2.3", "want an IPv4 or IPv6 address"},
-		{"-advertise", "0.0.0.0.0", "want an IPv4 or IPv6 address"},
-		{"-client", "localhost", "want an IPv4 or IPv6 address"},
-		{"-serf-lan-port", "0", "want a port 1-65535"},
-		{"-serf-lan-port", "-1", "want a port 1-65535"},
-		{"-http-port", "abc", "want a port 1-65535"},
-		{"-http-port", "70000", "want a port 1-65535"},
-		{"-http-port", "80x", "want a port 1-65535"},
-		{"-dns-port", "-2", "want a port 1-65535"},
-		{"-data-dir", "", "want a non-empty path"},
-		{"-join", "", "want an address"},
-		{"-retry-join", "a b", "whitespace"},
-		{"-retry-interval", "soon", "want a duration"},
-		{"-retry-interval", "0s", "above zero"},
-		{"-retry-max", "-1", "want an integer >= 0"},
-		{"-retry-max", "many", "want an integer >= 0"},
-		{"-reconnect-timeout", "500ms", "at least 1s"},
-		{"-reconnect-timeout", "-72h", "want a duration"},
-		{"-log-level", "loud", "want trace, debug, info, warn or err"},
-		{"-datacenter", "DC1", "lowercase"},
-		{"-datacenter", "", "lowercase"},
-		{"-datacenter", "dc.1", "lowercase"},
-		{"-domain", "a..b", "empty labels"},
-		{"-domain", "bad domain", "letters, digits"},
-		{"-node-meta", "bad key:v", "letters, digits"},
-		{"-node-meta", ":v", "must not be empty"},
-		{"-profile", "moon", "want lan, wan or local"},
-		{"-encrypt", "c2hvcnQ=", "16, 24 or 32-byte key"},
-		{"-encrypt", "not base64!", "16, 24 or 32-byte key"},
-		{"-leave-on-terminate=maybe", NULL, "want true or false"},
-		{"-dev=maybe", NULL, "want true or false"},
-		{"-pid-file", "", "want a non-empty path"},
-		{"-log-file", "", "want a non-empty path"},
-		{"-config-file", "", "want a path"},
+	        {"-node", "", "(want a non-empty node name)"},
+	        {"-node", "a b", "whitespace"},
+	        {"-node", "a\tb", "whitespace"},
+	        {"-node", NULL /* long_node */, "at most 128 bytes"},
+	        {"-bind", "foo", "want an IPv4 or IPv6 address"},
+	        {"-serf-lan-bind", "1.2.3", "want an IPv4 or IPv6 address"},
+	        {"-advertise", "0.0.0.0.0", "want an IPv4 or IPv6 address"},
+	        {"-client", "localhost", "want an IPv4 or IPv6 address"},
+	        {"-serf-lan-port", "0", "want a port 1-65535"},
+	        {"-serf-lan-port", "-1", "want a port 1-65535"},
+	        {"-http-port", "abc", "want a port 1-65535"},
+	        {"-http-port", "70000", "want a port 1-65535"},
+	        {"-http-port", "80x", "want a port 1-65535"},
+	        {"-dns-port", "-2", "want a port 1-65535"},
+	        {"-data-dir", "", "want a non-empty path"},
+	        {"-join", "", "want an address"},
+	        {"-retry-join", "a b", "whitespace"},
+	        {"-retry-interval", "soon", "want a duration"},
+	        {"-retry-interval", "0s", "above zero"},
+	        {"-retry-max", "-1", "want an integer >= 0"},
+	        {"-retry-max", "many", "want an integer >= 0"},
+	        {"-reconnect-timeout", "500ms", "at least 1s"},
+	        {"-reconnect-timeout", "-72h", "want a duration"},
+	        {"-log-level", "loud", "want trace, debug, info, warn or err"},
+	        {"-datacenter", "DC1", "lowercase"},
+	        {"-datacenter", "", "lowercase"},
+	        {"-datacenter", "dc.1", "lowercase"},
+	        {"-domain", "a..b", "empty labels"},
+	        {"-domain", "bad domain", "letters, digits"},
+	        {"-node-meta", "bad key:v", "letters, digits"},
+	        {"-node-meta", ":v", "must not be empty"},
+	        {"-profile", "moon", "want lan, wan or local"},
+	        {"-encrypt", "c2hvcnQ=", "16, 24 or 32-byte key"},
+	        {"-encrypt", "not base64!", "16, 24 or 32-byte key"},
+	        {"-leave-on-terminate=maybe", NULL, "want true or false"},
+	        {"-dev=maybe", NULL, "want true or false"},
+	        {"-pid-file", "", "want a non-empty path"},
+	        {"-log-file", "", "want a non-empty path"},
+	        {"-config-file", "", "want a path"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct rumor_config c;
@@ -415,14 +447,13 @@ static void invalid_values_name_the_flag(void)
 		int rc;
 		if (value == NULL && strchr(cases[i].flag, '=') == NULL)
 			value = long_node;
-		rc = parse(&c, err, sizeof(err), "-data-dir", g_data,
-			   cases[i].flag, value, NULL);
-		CHECK(rc == -1, "%s %s: expected -1, got %d", cases[i].flag,
-		      value ? value : "", rc);
+		rc = parse(&c, err, sizeof(err), "-data-dir", g_data, cases[i].flag, value, NULL);
+		CHECK(rc == -1, "%s %s: expected -1, got %d", cases[i].flag, value ? value : "",
+		      rc);
 		/* "invalid value for -flag: ..." — the flag without "=..." */
 		snprintf(want_prefix, sizeof(want_prefix),
-			 "invalid value for %.*s: ",
-			 (int)strcspn(cases[i].flag, "="), cases[i].flag);
+		         "invalid value for %.*s: ", (int)strcspn(cases[i].flag, "="),
+		         cases[i].flag);
 		CHECK_HAS(err, want_prefix);
 		CHECK_HAS(err, cases[i].want);
 		rumor_config_free(&c);
@@ -433,12 +464,11 @@ static void http_port_error_message_is_exact(void)
 {
 	struct rumor_config c;
 	char err[512];
-	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-http-port",
-		       "abc", NULL);
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-http-port", "abc", NULL);
 	CHECK_INT(-1, rc);
 	CHECK_STR("invalid value for -http-port: \"abc\" "
-		  "(want a port 1-65535 or -1 to disable)",
-		  err);
+	          "(want a port 1-65535 or -1 to disable)",
+	          err);
 	rumor_config_free(&c);
 }
 
@@ -446,8 +476,7 @@ static void error_message_escapes_control_characters(void)
 {
 	struct rumor_config c;
 	char err[512];
-	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node",
-		       "a\nb", NULL);
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node", "a\nb", NULL);
 	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "\"a\\x0ab\"");
 	CHECK(strchr(err, '\n') == NULL, "newline leaked into \"%s\"", err);
@@ -458,11 +487,10 @@ static void disabled_ports_and_values_within_limits_pass(void)
 {
 	struct rumor_config c;
 	char err[512];
-	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-http-port",
-		       "-1", "-dns-port", "-1", "-serf-lan-port", "65535",
-		       "-datacenter", "eu-west_1", "-domain", "Example.COM",
-		       "-log-level", "WARNING", "-profile", "WAN", "-bind", "::1",
-		       "-client", "0.0.0.0", NULL);
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-http-port", "-1", "-dns-port",
+	               "-1", "-serf-lan-port", "65535", "-datacenter", "eu-west_1", "-domain",
+	               "Example.COM", "-log-level", "WARNING", "-profile", "WAN", "-bind", "::1",
+	               "-client", "0.0.0.0", NULL);
 	CHECK_INT(0, rc);
 	CHECK_INT(-1, c.http_port);
 	CHECK_INT(-1, c.dns_port);
@@ -475,8 +503,8 @@ static void disabled_ports_and_values_within_limits_pass(void)
 	CHECK_STR("::1", c.advertise_addr);
 	rumor_config_free(&c);
 
-	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-log-level",
-		   "Error", "-profile", "local", NULL);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-log-level", "Error", "-profile",
+	           "local", NULL);
 	CHECK_INT(0, rc);
 	CHECK_INT(RUMOR_CONFIG_LOG_ERR, c.log_level);
 	CHECK_STR("err", rumor_config_log_level_name(c.log_level));
@@ -488,13 +516,12 @@ static void advertise_follows_bind_unless_set(void)
 {
 	struct rumor_config c;
 	char err[512];
-	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-bind",
-		       "10.1.2.3", NULL);
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-bind", "10.1.2.3", NULL);
 	CHECK_INT(0, rc);
 	CHECK_STR("10.1.2.3", c.advertise_addr);
 	rumor_config_free(&c);
-	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-bind",
-		   "10.1.2.3", "-advertise", "192.0.2.7", NULL);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-bind", "10.1.2.3", "-advertise",
+	           "192.0.2.7", NULL);
 	CHECK_INT(0, rc);
 	CHECK_STR("192.0.2.7", c.advertise_addr);
 	rumor_config_free(&c);
@@ -506,24 +533,22 @@ static void encrypt_key_is_decoded(void)
 	char err[512];
 	/* 32 bytes 0x00..0x1f and 16 bytes of 'A' */
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-encrypt",
-		       "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", NULL);
+	               "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", NULL);
 	CHECK_INT(0, rc);
 	CHECK_INT(32, c.encrypt_key_len);
 	for (int i = 0; i < 32; i++)
-		CHECK(c.encrypt_key[i] == i, "byte %d: expected %d, got %d", i,
-		      i, c.encrypt_key[i]);
+		CHECK(c.encrypt_key[i] == i, "byte %d: expected %d, got %d", i, i,
+		      c.encrypt_key[i]);
 	rumor_config_free(&c);
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-encrypt",
-		   "QUFBQUFBQUFBQUFBQUFBQQ==", NULL);
+	           "QUFBQUFBQUFBQUFBQUFBQQ==", NULL);
 	CHECK_INT(0, rc);
 	CHECK_INT(16, c.encrypt_key_len);
-	CHECK(c.encrypt_key[15] == 'A', "expected 'A', got %d",
-	      c.encrypt_key[15]);
+	CHECK(c.encrypt_key[15] == 'A', "expected 'A', got %d", c.encrypt_key[15]);
 	rumor_config_free(&c);
 
 	/* a bad key is not echoed into the message (it may be a near-secret) */
-	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-encrypt",
-		   "c2VjcmV0c2VjcmV0", NULL);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-encrypt", "c2VjcmV0c2VjcmV0", NULL);
 	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "invalid value for -encrypt: (hidden)");
 	CHECK(strstr(err, "c2VjcmV0") == NULL, "key echoed in \"%s\"", err);
@@ -576,37 +601,34 @@ static void node_meta_enforces_consuls_limits(void)
 	rumor_config_free(&c);
 
 	snprintf(arg, sizeof(arg), "%s:%s", key128, val512);
-	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta",
-		   arg, NULL);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta", arg, NULL);
 	CHECK_INT(0, rc);
 	CHECK_STR(val512, rumor_config_meta_get(&c, key128));
 	rumor_config_free(&c);
 
 	snprintf(arg, sizeof(arg), "%s:v", key129);
-	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta",
-		   arg, NULL);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta", arg, NULL);
 	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "-node-meta");
 	CHECK_HAS(err, "longer than 128");
 	rumor_config_free(&c);
 
 	snprintf(arg, sizeof(arg), "k:%s", val513);
-	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta",
-		   arg, NULL);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta", arg, NULL);
 	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "-node-meta");
 	CHECK_HAS(err, "longer than 512");
 	rumor_config_free(&c);
 
-	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta",
-		   "consul-version:1", NULL);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta", "consul-version:1",
+	           NULL);
 	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "reserved");
 	rumor_config_free(&c);
 
 	/* Consul: split at the first ':'; no ':' means an empty value */
-	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta",
-		   "a:b:c", "-node-meta", "flag", NULL);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-node-meta", "a:b:c", "-node-meta",
+	           "flag", NULL);
 	CHECK_INT(0, rc);
 	CHECK_STR("b:c", rumor_config_meta_get(&c, "a"));
 	CHECK_STR("", rumor_config_meta_get(&c, "flag"));
@@ -621,30 +643,30 @@ static void file_values_apply_and_flags_override(void)
 	struct rumor_config c;
 	char err[512], path[512];
 	temp_json(path, sizeof(path),
-		  "{\n"
-		  "  \"node_name\": \"from-file\",\n"
-		  "  \"datacenter\": \"east\",\n"
-		  "  \"ports\": {\"http\": 9000, \"dns\": -1, \"serf_lan\": 7301},\n"
-		  "  \"start_join\": [\"f1\", \"f2\"],\n"
-		  "  \"retry_join\": [\"r1\"],\n"
-		  "  \"node_meta\": {\"rack\": \"r1\", \"zone\": \"a\"},\n"
-		  "  \"log_level\": \"debug\",\n"
-		  "  \"retry_interval\": \"5s\",\n"
-		  "  \"reconnect_timeout\": 3600,\n"
-		  "  \"retry_max\": 3,\n"
-		  "  \"leave_on_terminate\": false,\n"
-		  "  \"rejoin_after_leave\": true,\n"
-		  "  \"bind_addr\": \"127.0.0.2\",\n"
-		  "  \"client_addr\": \"127.0.0.3\",\n"
-		  "  \"domain\": \"rumor\",\n"
-		  "  \"profile\": \"local\",\n"
-		  "  \"enable_syslog\": true,\n"
-		  "  \"pid_file\": \"/run/r.pid\",\n"
-		  "  \"encrypt\": \"QUFBQUFBQUFBQUFBQUFBQQ==\"\n"
-		  "}\n");
-	int rc = parse(&c, err, sizeof(err), "-node", "from-flag",
-		       "-config-file", path, "-data-dir", g_data, "-join", "j1",
-		       "-node-meta", "zone:b", "-log-level=warn", NULL);
+	          "{\n"
+	          "  \"node_name\": \"from-file\",\n"
+	          "  \"datacenter\": \"east\",\n"
+	          "  \"ports\": {\"http\": 9000, \"dns\": -1, \"serf_lan\": 7301},\n"
+	          "  \"start_join\": [\"f1\", \"f2\"],\n"
+	          "  \"retry_join\": [\"r1\"],\n"
+	          "  \"node_meta\": {\"rack\": \"r1\", \"zone\": \"a\"},\n"
+	          "  \"log_level\": \"debug\",\n"
+	          "  \"retry_interval\": \"5s\",\n"
+	          "  \"reconnect_timeout\": 3600,\n"
+	          "  \"retry_max\": 3,\n"
+	          "  \"leave_on_terminate\": false,\n"
+	          "  \"rejoin_after_leave\": true,\n"
+	          "  \"bind_addr\": \"127.0.0.2\",\n"
+	          "  \"client_addr\": \"127.0.0.3\",\n"
+	          "  \"domain\": \"rumor\",\n"
+	          "  \"profile\": \"local\",\n"
+	          "  \"enable_syslog\": true,\n"
+	          "  \"pid_file\": \"/run/r.pid\",\n"
+	          "  \"encrypt\": \"QUFBQUFBQUFBQUFBQUFBQQ==\"\n"
+	          "}\n");
+	int rc =
+	        parse(&c, err, sizeof(err), "-node", "from-flag", "-config-file", path, "-data-dir",
+	              g_data, "-join", "j1", "-node-meta", "zone:b", "-log-level=warn", NULL);
 	CHECK(rc == 0, "expected 0, got %d (%s)", rc, err);
 	CHECK_STR("from-flag", c.node_name);
 	CHECK_STR("east", c.datacenter);
@@ -687,8 +709,8 @@ static void data_dir_from_file_is_used(void)
 	temp_json(path, sizeof(path), text);
 	int rc = parse(&c, err, sizeof(err), "-config-file", path, NULL);
 	CHECK(rc == 0, "expected 0, got %d (%s)", rc, err);
-	CHECK(c.data_dir && strstr(c.data_dir, "/fromfile"),
-	      "expected .../fromfile, got %s", c.data_dir ? c.data_dir : "(null)");
+	CHECK(c.data_dir && strstr(c.data_dir, "/fromfile"), "expected .../fromfile, got %s",
+	      c.data_dir ? c.data_dir : "(null)");
 	rumor_config_free(&c);
 	unlink(path);
 }
@@ -710,8 +732,7 @@ static void config_dir_loads_json_in_name_order(void)
 	snprintf(p, sizeof(p), "%s/25-sub.json", dir);
 	mkdir(p, 0700);
 
-	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-dir",
-		       dir, NULL);
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-dir", dir, NULL);
 	CHECK(rc == 0, "expected 0, got %d (%s)", rc, err);
 	CHECK_STR("b", c.node_name);
 	CHECK_INT(2, c.start_join.n);
@@ -723,13 +744,13 @@ static void config_dir_loads_json_in_name_order(void)
 
 	/* Sources apply in command-line order, file and dir interleaved. */
 	temp_json(file, sizeof(file), "{\"node_name\": \"x\"}");
-	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-dir",
-		   dir, "-config-file", file, NULL);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-dir", dir, "-config-file",
+	           file, NULL);
 	CHECK_INT(0, rc);
 	CHECK_STR("x", c.node_name);
 	rumor_config_free(&c);
-	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
-		   file, "-config-dir", dir, NULL);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", file, "-config-dir",
+	           dir, NULL);
 	CHECK_INT(0, rc);
 	CHECK_STR("b", c.node_name);
 	rumor_config_free(&c);
@@ -742,14 +763,12 @@ static void missing_config_sources_are_errors(void)
 	struct rumor_config c;
 	char err[512], p[512];
 	snprintf(p, sizeof(p), "%s/does-not-exist.json", g_base);
-	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
-		       p, NULL);
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", p, NULL);
 	CHECK_INT(-1, rc);
 	CHECK_HAS(err, p);
 	CHECK_HAS(err, "No such file");
 	rumor_config_free(&c);
-	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-dir", p,
-		   NULL);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-dir", p, NULL);
 	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "config dir");
 	CHECK_HAS(err, p);
@@ -761,8 +780,7 @@ static void unknown_key_names_key_and_file(void)
 	struct rumor_config c;
 	char err[512], path[512];
 	temp_json(path, sizeof(path), "{\"node_name\": \"a\", \"node_nam\": \"x\"}");
-	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
-		       path, NULL);
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
 	CHECK_INT(-1, rc);
 	CHECK_HAS(err, path);
 	CHECK_HAS(err, "unknown key \"node_nam\"");
@@ -770,8 +788,7 @@ static void unknown_key_names_key_and_file(void)
 	unlink(path);
 
 	temp_json(path, sizeof(path), "{\"ports\": {\"htp\": 1}}");
-	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
-		   path, NULL);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
 	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "unknown key \"ports.htp\"");
 	rumor_config_free(&c);
@@ -783,33 +800,32 @@ static void wrong_type_names_key_file_and_type(void)
 	static const struct {
 		const char *json, *want;
 	} cases[] = {
-		{"{\"ports\": {\"http\": \"8500\"}}",
-		 "key \"ports.http\" must be an integer, got string"},
-		{"{\"ports\": {\"http\": 85.5}}",
-		 "key \"ports.http\" must be an integer, got number"},
-		{"{\"ports\": 8500}", "key \"ports\" must be an object, got integer"},
-		{"{\"start_join\": \"a\"}",
-		 "key \"start_join\" must be an array of strings, got string"},
-		{"{\"start_join\": [\"a\", 1]}",
-		 "key \"start_join\" must be an array of strings, got integer at "
-		 "index 1"},
-		{"{\"leave_on_terminate\": \"yes\"}",
-		 "key \"leave_on_terminate\" must be a boolean, got string"},
-		{"{\"node_name\": 5}", "key \"node_name\" must be a string, got integer"},
-		{"{\"node_meta\": {\"a\": 1}}",
-		 "key \"node_meta.a\" must be a string, got integer"},
-		{"{\"node_meta\": [\"a\"]}",
-		 "key \"node_meta\" must be an object of strings, got array"},
-		{"{\"retry_interval\": true}",
-		 "key \"retry_interval\" must be a duration string"},
-		{"[1]", "top level must be an object, got array"},
+	        {"{\"ports\": {\"http\": \"8500\"}}",
+	         "key \"ports.http\" must be an integer, got string"},
+	        {"{\"ports\": {\"http\": 85.5}}",
+	         "key \"ports.http\" must be an integer, got number"},
+	        {"{\"ports\": 8500}", "key \"ports\" must be an object, got integer"},
+	        {"{\"start_join\": \"a\"}",
+	         "key \"start_join\" must be an array of strings, got string"},
+	        {"{\"start_join\": [\"a\", 1]}",
+	         "key \"start_join\" must be an array of strings, got integer at "
+	         "index 1"},
+	        {"{\"leave_on_terminate\": \"yes\"}",
+	         "key \"leave_on_terminate\" must be a boolean, got string"},
+	        {"{\"node_name\": 5}", "key \"node_name\" must be a string, got integer"},
+	        {"{\"node_meta\": {\"a\": 1}}",
+	         "key \"node_meta.a\" must be a string, got integer"},
+	        {"{\"node_meta\": [\"a\"]}",
+	         "key \"node_meta\" must be an object of strings, got array"},
+	        {"{\"retry_interval\": true}", "key \"retry_interval\" must be a duration string"},
+	        {"[1]", "top level must be an object, got array"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct rumor_config c;
 		char err[512], path[512];
 		temp_json(path, sizeof(path), cases[i].json);
-		int rc = parse(&c, err, sizeof(err), "-data-dir", g_data,
-			       "-config-file", path, NULL);
+		int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path,
+		               NULL);
 		CHECK_INT(-1, rc);
 		CHECK_HAS(err, path);
 		CHECK_HAS(err, cases[i].want);
@@ -823,26 +839,25 @@ static void invalid_file_values_name_key_and_file(void)
 	static const struct {
 		const char *json, *want;
 	} cases[] = {
-		{"{\"ports\": {\"http\": 70000}}",
-		 "invalid value for ports.http: 70000 (want a port 1-65535"},
-		{"{\"bind_addr\": \"nope\"}",
-		 "invalid value for bind_addr: \"nope\" (want an IPv4"},
-		{"{\"retry_interval\": \"10parsecs\"}",
-		 "invalid value for retry_interval: \"10parsecs\""},
-		{"{\"reconnect_timeout\": 0}",
-		 "invalid value for reconnect_timeout: 0 (want a duration of at "
-		 "least 1s)"},
-		{"{\"node_meta\": {\"bad key\": \"v\"}}",
-		 "invalid value for node_meta.bad key"},
-		{"{\"datacenter\": \"DC\"}", "invalid value for datacenter: \"DC\""},
-		{"{\"start_join\": [\"\"]}", "invalid value for start_join: \"\""},
+	        {"{\"ports\": {\"http\": 70000}}",
+	         "invalid value for ports.http: 70000 (want a port 1-65535"},
+	        {"{\"bind_addr\": \"nope\"}",
+	         "invalid value for bind_addr: \"nope\" (want an IPv4"},
+	        {"{\"retry_interval\": \"10parsecs\"}",
+	         "invalid value for retry_interval: \"10parsecs\""},
+	        {"{\"reconnect_timeout\": 0}",
+	         "invalid value for reconnect_timeout: 0 (want a duration of at "
+	         "least 1s)"},
+	        {"{\"node_meta\": {\"bad key\": \"v\"}}", "invalid value for node_meta.bad key"},
+	        {"{\"datacenter\": \"DC\"}", "invalid value for datacenter: \"DC\""},
+	        {"{\"start_join\": [\"\"]}", "invalid value for start_join: \"\""},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct rumor_config c;
 		char err[512], path[512];
 		temp_json(path, sizeof(path), cases[i].json);
-		int rc = parse(&c, err, sizeof(err), "-data-dir", g_data,
-			       "-config-file", path, NULL);
+		int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path,
+		               NULL);
 		CHECK_INT(-1, rc);
 		CHECK_HAS(err, path);
 		CHECK_HAS(err, cases[i].want);
@@ -856,8 +871,7 @@ static void syntax_error_reports_line(void)
 	struct rumor_config c;
 	char err[512], path[512], want[600];
 	temp_json(path, sizeof(path), "{\n  \"node_name\": \"a\",\n  oops\n}\n");
-	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
-		       path, NULL);
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
 	CHECK_INT(-1, rc);
 	snprintf(want, sizeof(want), "config file %s: line 3: ", path);
 	CHECK_HAS(err, want);
@@ -865,8 +879,7 @@ static void syntax_error_reports_line(void)
 	unlink(path);
 
 	temp_json(path, sizeof(path), "{\"node_name\": \"a\", \"node_name\": \"b\"}");
-	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
-		   path, NULL);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
 	CHECK_INT(-1, rc);
 	CHECK_HAS(err, "duplicate");
 	rumor_config_free(&c);
@@ -890,8 +903,7 @@ static void data_dir_is_required_created_and_checked(void)
 	CHECK(rc == 0, "expected 0, got %d (%s)", rc, err);
 	struct stat st;
 	CHECK(stat(p, &st) == 0 && S_ISDIR(st.st_mode), "%s not created", p);
-	CHECK((st.st_mode & 0777) == 0700, "expected mode 0700, got %o",
-	      st.st_mode & 0777);
+	CHECK((st.st_mode & 0777) == 0700, "expected mode 0700, got %o", st.st_mode & 0777);
 	rumor_config_free(&c);
 
 	snprintf(p, sizeof(p), "%s/a-file", g_base);
@@ -938,12 +950,11 @@ static void dev_mode_uses_loopback_and_a_temp_dir(void)
 	CHECK_INT(1, c.data_dir_is_temp);
 	snprintf(prefix, sizeof(prefix), "%s/rumor-dev-", g_base);
 	CHECK(c.data_dir && strncmp(c.data_dir, prefix, strlen(prefix)) == 0 &&
-		      strlen(c.data_dir) == strlen(prefix) + 6,
-	      "expected %sXXXXXX, got %s", prefix,
-	      c.data_dir ? c.data_dir : "(null)");
+	              strlen(c.data_dir) == strlen(prefix) + 6,
+	      "expected %sXXXXXX, got %s", prefix, c.data_dir ? c.data_dir : "(null)");
 	struct stat st;
 	CHECK(c.data_dir && stat(c.data_dir, &st) == 0 && S_ISDIR(st.st_mode) &&
-		      (st.st_mode & 0777) == 0700,
+	              (st.st_mode & 0777) == 0700,
 	      "temp dir missing or not 0700");
 
 	/* A second -dev run gets a different directory. */
@@ -960,8 +971,8 @@ static void dev_mode_uses_loopback_and_a_temp_dir(void)
 	rumor_config_free(&c2);
 
 	/* Explicit settings beat -dev's defaults; an explicit dir is kept. */
-	rc = parse(&c, err, sizeof(err), "-dev", "-bind", "127.0.0.5",
-		   "-client=0.0.0.0", "-data-dir", g_data, NULL);
+	rc = parse(&c, err, sizeof(err), "-dev", "-bind", "127.0.0.5", "-client=0.0.0.0",
+	           "-data-dir", g_data, NULL);
 	CHECK_INT(0, rc);
 	CHECK_STR("127.0.0.5", c.bind_addr);
 	CHECK_STR("127.0.0.5", c.advertise_addr);
@@ -990,10 +1001,9 @@ static void reload_rereads_files_and_keeps_flags(void)
 {
 	struct rumor_config c, r;
 	char err[512], path[512];
-	temp_json(path, sizeof(path),
-		  "{\"log_level\": \"debug\", \"node_meta\": {\"a\": \"1\"}}");
-	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
-		       path, "-node-meta", "f:flag", NULL);
+	temp_json(path, sizeof(path), "{\"log_level\": \"debug\", \"node_meta\": {\"a\": \"1\"}}");
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path,
+	               "-node-meta", "f:flag", NULL);
 	CHECK_INT(0, rc);
 	CHECK_INT(RUMOR_CONFIG_LOG_DEBUG, c.log_level);
 
@@ -1024,8 +1034,8 @@ static void reload_rereads_files_and_keeps_flags(void)
 
 	/* a flag still overrides the file after reload */
 	write_file(path, "{\"log_level\": \"err\"}");
-	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file",
-		   path, "-log-level", "trace", NULL);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, "-log-level",
+	           "trace", NULL);
 	CHECK_INT(0, rc);
 	write_file(path, "{\"log_level\": \"warn\"}");
 	rc = rumor_config_reload(&c, &r, err, sizeof(err));
@@ -1041,8 +1051,7 @@ static void reload_rereads_files_and_keeps_flags(void)
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
-	snprintf(g_base, sizeof(g_base), "%s/test_config-XXXXXX",
-		 tmp && *tmp ? tmp : "/tmp");
+	snprintf(g_base, sizeof(g_base), "%s/test_config-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (mkdtemp(g_base) == NULL) {
 		perror("mkdtemp");
 		return 2;

@@ -48,7 +48,8 @@ static size_t mkquery(uint8_t *p, const char *name, uint16_t type, int edns_size
 	p[o++] = 1;
 	if (edns_size > 0) {
 		p[11] = 1;
-		uint8_t opt[11] = {0, 0, 41, (uint8_t)(edns_size >> 8), (uint8_t)edns_size, 0, 0, 0, 0, 0, 0};
+		uint8_t opt[11] = {0, 0, 41, (uint8_t)(edns_size >> 8), (uint8_t)edns_size, 0, 0, 0,
+		                   0, 0, 0};
 		memcpy(p + o, opt, 11);
 		o += 11;
 	}
@@ -143,18 +144,20 @@ static struct catalog *mkcat(int web_instances)
 	struct catalog *c = catalog_new("n1");
 	cat_dns = catalog_dns_new(c);
 	char err[256];
-	const char *n1 = "{\"Node\":\"n1\",\"Address\":\"10.0.0.1\",\"Meta\":{\"rack\":\"r1\"},"
-			 "\"Services\":[{\"ID\":\"db1\",\"Service\":\"db\",\"Tags\":[\"Primary\"],"
-			 "\"Port\":5432},{\"ID\":\"bad\",\"Service\":\"bad\",\"Port\":1}],"
-			 "\"Checks\":[{\"CheckID\":\"c\",\"Status\":\"critical\",\"ServiceID\":\"bad\"}]}";
+	const char *n1 =
+	        "{\"Node\":\"n1\",\"Address\":\"10.0.0.1\",\"Meta\":{\"rack\":\"r1\"},"
+	        "\"Services\":[{\"ID\":\"db1\",\"Service\":\"db\",\"Tags\":[\"Primary\"],"
+	        "\"Port\":5432},{\"ID\":\"bad\",\"Service\":\"bad\",\"Port\":1}],"
+	        "\"Checks\":[{\"CheckID\":\"c\",\"Status\":\"critical\",\"ServiceID\":\"bad\"}]}";
 	catalog_apply_node(c, "n1", n1, strlen(n1), 0, err, sizeof(err));
 	for (int i = 0; i < web_instances; i++) {
 		char node[32], doc[512];
 		snprintf(node, sizeof(node), "web-node-%03d", i);
-		snprintf(doc, sizeof(doc),
-			 "{\"Node\":\"%s\",\"Address\":\"10.1.%d.%d\",\"Services\":[{\"ID\":\"web\","
-			 "\"Service\":\"web\",\"Tags\":[\"v1\"],\"Port\":%d}],\"Checks\":[]}",
-			 node, i / 250, i % 250 + 1, 8000 + i);
+		snprintf(
+		        doc, sizeof(doc),
+		        "{\"Node\":\"%s\",\"Address\":\"10.1.%d.%d\",\"Services\":[{\"ID\":\"web\","
+		        "\"Service\":\"web\",\"Tags\":[\"v1\"],\"Port\":%d}],\"Checks\":[]}",
+		        node, i / 250, i % 250 + 1, 8000 + i);
 		catalog_apply_node(c, node, doc, strlen(doc), 0, err, sizeof(err));
 		catalog_set_alive(c, node, true);
 	}
@@ -163,8 +166,8 @@ static struct catalog *mkcat(int web_instances)
 
 static struct dns_responder *mkresp(bool truncate)
 {
-	struct dns_responder_config cfg = {.domain = "consul.", .datacenter = "dc1",
-					   .node_name = "n1", .truncate = truncate};
+	struct dns_responder_config cfg = {
+	        .domain = "consul.", .datacenter = "dc1", .node_name = "n1", .truncate = truncate};
 	char err[128];
 	struct dns_responder *r = dns_responder_new(&cfg, err, sizeof(err));
 	if (r == NULL) {
@@ -177,11 +180,12 @@ static struct dns_responder *mkresp(bool truncate)
 static uint8_t out[65535];
 
 static int ask(struct dns_responder *r, struct catalog *c, const char *name, uint16_t type,
-	       int edns, bool tcp, struct resp *res, size_t *outlen)
+               int edns, bool tcp, struct resp *res, size_t *outlen)
 {
 	uint8_t q[600];
 	size_t ql = mkquery(q, name, type, edns);
-	enum dns_action act = dns_process(r, src(c), q, ql, tcp, 1700000000u, 42, out, sizeof(out), outlen);
+	enum dns_action act =
+	        dns_process(r, src(c), q, ql, tcp, 1700000000u, 42, out, sizeof(out), outlen);
 	if (act != DNS_ACT_REPLY)
 		return -1;
 	return parse_resp(out, *outlen, res);
@@ -290,15 +294,15 @@ static void test_service_a_and_srv_with_additional(void)
 	CHECK(res.an == 2 && res.nar == 2 && res.ar_types[0] == DNS_T_A,
 	      "web SRV: expected 2 answers + 2 A additional, got %u + %d", res.an, res.nar);
 	CHECK(ask(r, c, "_web._tcp.service.consul", DNS_T_SRV, 0, false, &res, &len) == 0 &&
-		      res.an == 2,
+	              res.an == 2,
 	      "RFC 2782 _tcp: expected 2, got %u", res.an);
 	CHECK(ask(r, c, "_web._v1.consul", DNS_T_SRV, 0, false, &res, &len) == 0 && res.an == 2,
 	      "RFC 2782 without .service: expected 2, got %u", res.an);
 	CHECK(ask(r, c, "_web._v2.service.consul", DNS_T_SRV, 0, false, &res, &len) == 0 &&
-		      res.rcode == DNS_RC_NXDOMAIN,
+	              res.rcode == DNS_RC_NXDOMAIN,
 	      "unknown tag: expected NXDOMAIN, got %d", res.rcode);
 	CHECK(ask(r, c, "primary.db.service.dc1.consul", DNS_T_A, 0, false, &res, &len) == 0 &&
-		      res.an == 1,
+	              res.an == 1,
 	      "tag (case-insensitive) + dc: expected 1, got %u rcode %d", res.an, res.rcode);
 	dns_responder_free(r);
 	dropcat(c);
@@ -314,10 +318,12 @@ static void test_negative_answers_carry_soa(void)
 	CHECK(res.rcode == DNS_RC_NXDOMAIN && res.ns == 1 && res.ns_type == DNS_T_SOA,
 	      "unknown service: expected NXDOMAIN+SOA, got rcode %d ns %u", res.rcode, res.ns);
 	ask(r, c, "bad.service.consul", DNS_T_A, 0, false, &res, &len);
-	CHECK(res.rcode == DNS_RC_NXDOMAIN, "critical service: expected NXDOMAIN, got %d", res.rcode);
+	CHECK(res.rcode == DNS_RC_NXDOMAIN, "critical service: expected NXDOMAIN, got %d",
+	      res.rcode);
 	ask(r, c, "web.service.consul", DNS_T_AAAA, 0, false, &res, &len);
 	CHECK(res.rcode == 0 && res.an == 0 && res.ns_type == DNS_T_SOA,
-	      "AAAA of v4-only service: expected NODATA+SOA, got rcode %d an %u", res.rcode, res.an);
+	      "AAAA of v4-only service: expected NODATA+SOA, got rcode %d an %u", res.rcode,
+	      res.an);
 	ask(r, c, "example.com", DNS_T_A, 0, false, &res, &len);
 	CHECK(res.rcode == DNS_RC_REFUSED, "outside domain: expected REFUSED, got %d", res.rcode);
 	ask(r, c, "web.service.dc2.consul", DNS_T_A, 0, false, &res, &len);
@@ -338,8 +344,8 @@ static void test_node_txt_and_apex(void)
 	ask(r, c, "consul", DNS_T_SOA, 0, false, &res, &len);
 	CHECK(res.an == 1 && res.types[0] == DNS_T_SOA, "apex SOA: got %u answers", res.an);
 	ask(r, c, "consul", DNS_T_NS, 0, false, &res, &len);
-	CHECK(res.an == 1 && res.types[0] == DNS_T_NS && res.nar == 1, "apex NS: got %u/%d",
-	      res.an, res.nar);
+	CHECK(res.an == 1 && res.types[0] == DNS_T_NS && res.nar == 1, "apex NS: got %u/%d", res.an,
+	      res.nar);
 	ask(r, c, "0a000001.addr.consul", DNS_T_A, 0, false, &res, &len);
 	CHECK(res.an == 1, "addr: expected 1 A, got %u", res.an);
 	catalog_set_alive(c, "n1", false);
@@ -360,7 +366,8 @@ static void test_udp_truncation_sets_tc_and_tcp_does_not(void)
 	CHECK(res.flags & 0x0200, "TC not set on a truncated UDP answer");
 	CHECK(res.an > 0 && res.an < 300, "truncated count: got %u", res.an);
 	ask(r, c, "web.service.consul", DNS_T_A, 4096, false, &res, &len);
-	CHECK(len <= DNS_UDP_DEFAULT_MAX && res.opt == 1, "EDNS answer: len %zu opt %d", len, res.opt);
+	CHECK(len <= DNS_UDP_DEFAULT_MAX && res.opt == 1, "EDNS answer: len %zu opt %d", len,
+	      res.opt);
 	CHECK(res.an > 50 && res.an < 300, "EDNS 4096 (capped at 1232) holds more: got %u", res.an);
 	ask(r, c, "web.service.consul", DNS_T_SRV, 0, true, &res, &len);
 	CHECK(res.an == 300 && !(res.flags & 0x0200),
@@ -386,8 +393,11 @@ static void test_udp_answer_capped_whatever_edns_asks(void)
 	CHECK(len <= DNS_UDP_DEFAULT_MAX && len > 1000 && (res.flags & 0x0200),
 	      "default cap: len %zu (want 1000 < len <= %d, TC)", len, DNS_UDP_DEFAULT_MAX);
 	dns_responder_free(r);
-	struct dns_responder_config cfg = {.domain = "consul.", .datacenter = "dc1",
-					   .node_name = "n1", .truncate = true, .udp_max_size = 1232};
+	struct dns_responder_config cfg = {.domain = "consul.",
+	                                   .datacenter = "dc1",
+	                                   .node_name = "n1",
+	                                   .truncate = true,
+	                                   .udp_max_size = 1232};
 	char err[128];
 	r = dns_responder_new(&cfg, err, sizeof(err));
 	ask(r, c, "web.service.consul", DNS_T_A, 65000, false, &res, &len);

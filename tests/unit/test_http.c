@@ -45,14 +45,14 @@ struct fx {
 	struct http_conn *deferred; /* loop thread only */
 	atomic_int close_fired;
 	atomic_int handled;
-	atomic_int refuse_calls;       /* refuse callback calls */
-	atomic_int refuse_last_reason; /* enum http_refuse_reason of the last */
-	atomic_int refuse_last_count;  /* its `refused` argument */
+	atomic_int refuse_calls;        /* refuse callback calls */
+	atomic_int refuse_last_reason;  /* enum http_refuse_reason of the last */
+	atomic_int refuse_last_count;   /* its `refused` argument */
 	struct http_server_stats final; /* filled by fx_stop */
 };
 
-static void on_refuse(void *ud, enum http_refuse_reason why, const char *remote,
-                      unsigned held, uint64_t refused)
+static void on_refuse(void *ud, enum http_refuse_reason why, const char *remote, unsigned held,
+                      uint64_t refused)
 {
 	struct fx *f = ud;
 	atomic_store(&f->refuse_last_reason, (int)why);
@@ -105,18 +105,17 @@ static void handler(struct http_conn *c, const struct http_request *req, void *u
 		return;
 	}
 	char out[4096];
-	int n = snprintf(out, sizeof(out), "%s %s\nraw=%s\nquery=%s\n", req->method,
-	                 req->path, req->raw_path, req->raw_query);
+	int n = snprintf(out, sizeof(out), "%s %s\nraw=%s\nquery=%s\n", req->method, req->path,
+	                 req->raw_path, req->raw_query);
 	for (size_t i = 0; i < req->nparams; i++)
-		n += snprintf(out + n, sizeof(out) - (size_t)n, "p[%s]=[%s]\n",
-		              req->params[i].name, req->params[i].value);
+		n += snprintf(out + n, sizeof(out) - (size_t)n, "p[%s]=[%s]\n", req->params[i].name,
+		              req->params[i].value);
 	const char *x = http_header_get(req, "x-TEST");
 	const char *nope = http_query_get(req, "nope");
 	n += snprintf(out + n, sizeof(out) - (size_t)n,
-	              "xtest=[%s]\nnope=%s\nremote=%s\nbodylen=%zu\nbody=[%.*s]\n",
-	              x ? x : "NULL", nope ? "present" : "NULL", req->remote,
-	              req->body_len, (int)(req->body_len > 1000 ? 1000 : req->body_len),
-	              req->body);
+	              "xtest=[%s]\nnope=%s\nremote=%s\nbodylen=%zu\nbody=[%.*s]\n", x ? x : "NULL",
+	              nope ? "present" : "NULL", req->remote, req->body_len,
+	              (int)(req->body_len > 1000 ? 1000 : req->body_len), req->body);
 	http_respond(c, 200, "text/plain", out, (size_t)n);
 }
 
@@ -554,7 +553,8 @@ static void test_head_sends_no_body(void)
 	cli_sends(&c, "HEAD /echo HTTP/1.1\r\nHost: x\r\n\r\n");
 	REQUIRE_INT(200, cli_response(&c, true, resp, sizeof(resp)));
 	REQUIRE_HAS(resp, "Content-Length: ");
-	REQUIRE(strstr(resp, "Content-Length: 0\r\n") == NULL, "length should be the GET's:\n%s", resp);
+	REQUIRE(strstr(resp, "Content-Length: 0\r\n") == NULL, "length should be the GET's:\n%s",
+	        resp);
 	/* the next response must start right after the HEAD's headers */
 	cli_sends(&c, "GET /hdr HTTP/1.1\r\nHost: x\r\n\r\n");
 	REQUIRE_INT(200, cli_response(&c, false, resp, sizeof(resp)));
@@ -860,7 +860,8 @@ static void test_chunk_without_crlf_gets_400(void)
 	if (fx_start(&f, NULL) < 0)
 		return;
 	REQUIRE_INT(0, cli_open(&c, f.port));
-	cli_sends(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab");
+	cli_sends(&c,
+	          "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab");
 	usleep(20000);
 	cli_sends(&c, "c");
 	usleep(20000);
@@ -945,7 +946,8 @@ static void test_parser_byte_by_byte(void)
 	REQUIRE_INT(3, req->body_len);
 	REQUIRE(memcmp(req->body, "abc", 3) == 0, "body: got %.3s", req->body);
 	REQUIRE(req->keep_alive, "HTTP/1.1 should keep alive");
-	REQUIRE(strncmp(msg + off, "GET /next", 9) == 0, "consumed wrong count: rest=%s", msg + off);
+	REQUIRE(strncmp(msg + off, "GET /next", 9) == 0, "consumed wrong count: rest=%s",
+	        msg + off);
 	http_reqparser_reset(p);
 	r = http_reqparser_feed(p, msg + off, len - off, &used);
 	REQUIRE_INT(HTTP_PARSE_DONE, r);
@@ -960,18 +962,19 @@ static void test_parser_errors(void)
 		const char *in;
 		int status;
 	} cases[] = {
-		{"GARBAGE\r\n\r\n", 400},
-		{"GET /%zz HTTP/1.1\r\n\r\n", 400},
-		{"GET /a%00b HTTP/1.1\r\n\r\n", 400},
-		{"GET / HTTP/2.0\r\n\r\n", 505},
-		{"PUT / HTTP/1.1\r\nExpect: something\r\n\r\n", 417},
-		{"PUT / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 413},
-		{"CONNECT h:1 HTTP/1.1\r\n\r\n", 400},
+	        {"GARBAGE\r\n\r\n", 400},
+	        {"GET /%zz HTTP/1.1\r\n\r\n", 400},
+	        {"GET /a%00b HTTP/1.1\r\n\r\n", 400},
+	        {"GET / HTTP/2.0\r\n\r\n", 505},
+	        {"PUT / HTTP/1.1\r\nExpect: something\r\n\r\n", 417},
+	        {"PUT / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 413},
+	        {"CONNECT h:1 HTTP/1.1\r\n\r\n", 400},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct http_reqparser *p = http_reqparser_new(NULL);
 		size_t used;
-		enum http_parse_result r = http_reqparser_feed(p, cases[i].in, strlen(cases[i].in), &used);
+		enum http_parse_result r =
+		        http_reqparser_feed(p, cases[i].in, strlen(cases[i].in), &used);
 		const char *msg = NULL;
 		int st = http_reqparser_error(p, &msg);
 		http_reqparser_free(p);
@@ -1032,27 +1035,32 @@ static void test_parser_chunked_framing_strict(void)
 		int status;       /* 0: DONE */
 		const char *want; /* DONE: body; error: part of the message */
 	} cases[] = {
-		{CHUNKED_POST "3\r\nabc\r\n0\r\n\r\n", 0, "abc"},
-		{CHUNKED_POST "3;name=\"v\"\r\nabc\r\nA \t\r\n0123456789\r\n0\r\nT: v\r\n\r\n", 0,
-		 "abc0123456789"},
-		{CHUNKED_POST "0000000000000003\r\nabc\r\n0\r\n\r\n", 0, "abc"},
-		/* item 9 of issue 13: chunk data without its CRLF */
-		{CHUNKED_POST "3\r\nabcXX0\r\n\r\n", 400, "chunk data not followed by CRLF"},
-		{CHUNKED_POST "3\r\nabc\rX0\r\n\r\n", 400, "chunk data not followed by CRLF"},
-		/* a bare CR, or junk, ending the chunk-size line */
-		{CHUNKED_POST "3\rXabc\r\n0\r\n\r\n", 400, "chunk size line not ended by CRLF"},
-		{CHUNKED_POST "3 zz\r\nabc\r\n0\r\n\r\n", 400, "invalid character after chunk size"},
-		{CHUNKED_POST "3;a\x01\r\nabc\r\n0\r\n\r\n", 400, "control character in chunk extension"},
-		{CHUNKED_POST "3;a\nb\r\nabc\r\n0\r\n\r\n", 400, "control character in chunk extension"},
-		{CHUNKED_POST "0x3\r\nabc\r\n0\r\n\r\n", 400, "invalid character in chunk size"},
-		{CHUNKED_POST "10000000000000003\r\nabc\r\n0\r\n\r\n", 400, "chunk size too large"},
-		/* the end of the body: a bare LF, or junk after the CR */
-		{CHUNKED_POST "3\r\nabc\r\n0\r\n\n", 400, "last chunk not ended by CRLF"},
-		{CHUNKED_POST "3\r\nabc\r\n0\r\n\rX", 400, "last chunk not ended by CRLF"},
-		{CHUNKED_POST "3\r\nabc\r\n0\r\nT v\r\n\r\n", 400, "invalid character in trailer name"},
-		{CHUNKED_POST "3\r\nabc\r\n0\r\nT: v\rX\r\n", 400, "trailer line not ended by CRLF"},
-		/* the size is checked against the body limit before the data */
-		{CHUNKED_POST "ffffff\r\nabc", 413, "too large"},
+	        {CHUNKED_POST "3\r\nabc\r\n0\r\n\r\n", 0, "abc"},
+	        {CHUNKED_POST "3;name=\"v\"\r\nabc\r\nA \t\r\n0123456789\r\n0\r\nT: v\r\n\r\n", 0,
+	         "abc0123456789"},
+	        {CHUNKED_POST "0000000000000003\r\nabc\r\n0\r\n\r\n", 0, "abc"},
+	        /* item 9 of issue 13: chunk data without its CRLF */
+	        {CHUNKED_POST "3\r\nabcXX0\r\n\r\n", 400, "chunk data not followed by CRLF"},
+	        {CHUNKED_POST "3\r\nabc\rX0\r\n\r\n", 400, "chunk data not followed by CRLF"},
+	        /* a bare CR, or junk, ending the chunk-size line */
+	        {CHUNKED_POST "3\rXabc\r\n0\r\n\r\n", 400, "chunk size line not ended by CRLF"},
+	        {CHUNKED_POST "3 zz\r\nabc\r\n0\r\n\r\n", 400,
+	         "invalid character after chunk size"},
+	        {CHUNKED_POST "3;a\x01\r\nabc\r\n0\r\n\r\n", 400,
+	         "control character in chunk extension"},
+	        {CHUNKED_POST "3;a\nb\r\nabc\r\n0\r\n\r\n", 400,
+	         "control character in chunk extension"},
+	        {CHUNKED_POST "0x3\r\nabc\r\n0\r\n\r\n", 400, "invalid character in chunk size"},
+	        {CHUNKED_POST "10000000000000003\r\nabc\r\n0\r\n\r\n", 400, "chunk size too large"},
+	        /* the end of the body: a bare LF, or junk after the CR */
+	        {CHUNKED_POST "3\r\nabc\r\n0\r\n\n", 400, "last chunk not ended by CRLF"},
+	        {CHUNKED_POST "3\r\nabc\r\n0\r\n\rX", 400, "last chunk not ended by CRLF"},
+	        {CHUNKED_POST "3\r\nabc\r\n0\r\nT v\r\n\r\n", 400,
+	         "invalid character in trailer name"},
+	        {CHUNKED_POST "3\r\nabc\r\n0\r\nT: v\rX\r\n", 400,
+	         "trailer line not ended by CRLF"},
+	        /* the size is checked against the body limit before the data */
+	        {CHUNKED_POST "ffffff\r\nabc", 413, "too large"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *in = cases[i].in;
@@ -1063,18 +1071,20 @@ static void test_parser_chunked_framing_strict(void)
 		REQUIRE(st0 == cases[i].status, "case %zu: expected status %d, got %d (%s)", i,
 		        cases[i].status, st0, msg0);
 		if (st0 == 0) {
-			REQUIRE(strcmp(body0, cases[i].want) == 0, "case %zu: body [%s], expected [%s]",
-			        i, body0, cases[i].want);
+			REQUIRE(strcmp(body0, cases[i].want) == 0,
+			        "case %zu: body [%s], expected [%s]", i, body0, cases[i].want);
 			REQUIRE_INT(len, used0);
 		} else {
-			REQUIRE(strstr(msg0, cases[i].want) != NULL, "case %zu: message [%s] lacks [%s]",
-			        i, msg0, cases[i].want);
+			REQUIRE(strstr(msg0, cases[i].want) != NULL,
+			        "case %zu: message [%s] lacks [%s]", i, msg0, cases[i].want);
 		}
 		for (size_t step = 1; step < len; step++) {
-			int st = feed_split(in, len, step, body, sizeof(body), &used, msg, sizeof(msg));
+			int st = feed_split(in, len, step, body, sizeof(body), &used, msg,
+			                    sizeof(msg));
 			REQUIRE(st == st0 && strcmp(body, body0) == 0 && strcmp(msg, msg0) == 0 &&
-			        (st != 0 || used == used0),
-			        "case %zu split every %zu bytes: status %d [%s] [%s], whole: %d [%s] [%s]",
+			                (st != 0 || used == used0),
+			        "case %zu split every %zu bytes: status %d [%s] [%s], whole: %d "
+			        "[%s] [%s]",
 			        i, step, st, body, msg, st0, body0, msg0);
 		}
 	}
@@ -1088,25 +1098,27 @@ static void test_parser_rejects_ambiguous_framing(void)
 		int status;
 		const char *want;
 	} cases[] = {
-		/* "Transfer-Encoding :" was taken for the real header */
-		{"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400,
-		 "invalid character in header name"},
-		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
-		 "0\r\n\r\n", 400, "more than one Transfer-Encoding"},
-		{"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501,
-		 "unsupported Transfer-Encoding"},
-		{"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400,
-		 "Transfer-Encoding in an HTTP/1.0 request"},
-		/* obs-fold (RFC 9112 5.2) */
-		{"GET / HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n", 400, "obsolete line folding"},
-		{"GET / HTTP/1.1\r\nX-A: a\r\n\tb\r\nX-B: c\r\n\r\n", 400, "obsolete line folding"},
-		/* already refused by http-parser 2.9.4; kept so that stays true */
-		{"GET / HTTP/1.1\r\nX-Colonless\r\nHost: x\r\n\r\n", 400, "Bad Request"},
-		{"GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", 400, "Bad Request"},
-		{"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
-		 "content-length"},
-		{"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400,
-		 "content-length"},
+	        /* "Transfer-Encoding :" was taken for the real header */
+	        {"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400,
+	         "invalid character in header name"},
+	        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+	         "chunked\r\n\r\n"
+	         "0\r\n\r\n",
+	         400, "more than one Transfer-Encoding"},
+	        {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+	         501, "unsupported Transfer-Encoding"},
+	        {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400,
+	         "Transfer-Encoding in an HTTP/1.0 request"},
+	        /* obs-fold (RFC 9112 5.2) */
+	        {"GET / HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n", 400, "obsolete line folding"},
+	        {"GET / HTTP/1.1\r\nX-A: a\r\n\tb\r\nX-B: c\r\n\r\n", 400, "obsolete line folding"},
+	        /* already refused by http-parser 2.9.4; kept so that stays true */
+	        {"GET / HTTP/1.1\r\nX-Colonless\r\nHost: x\r\n\r\n", 400, "Bad Request"},
+	        {"GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", 400, "Bad Request"},
+	        {"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
+	         "content-length"},
+	        {"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400,
+	         "content-length"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *in = cases[i].in;
@@ -1114,7 +1126,8 @@ static void test_parser_rejects_ambiguous_framing(void)
 		for (size_t step = 0; step < len; step++) {
 			char body[64], msg[256];
 			size_t used;
-			int st = feed_split(in, len, step, body, sizeof(body), &used, msg, sizeof(msg));
+			int st = feed_split(in, len, step, body, sizeof(body), &used, msg,
+			                    sizeof(msg));
 			REQUIRE(st == cases[i].status && strstr(msg, cases[i].want) != NULL,
 			        "case %zu split %zu: expected %d [%s], got %d [%s]", i, step,
 			        cases[i].status, cases[i].want, st, msg);
@@ -1123,18 +1136,20 @@ static void test_parser_rejects_ambiguous_framing(void)
 	/* what stays accepted: empty values, values split by a read, bare-LF
 	 * line ends in the headers (RFC 9112 2.2 allows a recipient that) */
 	static const char *const ok[] = {
-		"GET / HTTP/1.1\r\nX-A:\r\nX-B: 1\r\n\r\n",
-		"GET / HTTP/1.1\r\nX-A: a long value with spaces\r\nX-B: 1\r\n\r\n",
-		"GET / HTTP/1.1\nX-A: v\n\n",
+	        "GET / HTTP/1.1\r\nX-A:\r\nX-B: 1\r\n\r\n",
+	        "GET / HTTP/1.1\r\nX-A: a long value with spaces\r\nX-B: 1\r\n\r\n",
+	        "GET / HTTP/1.1\nX-A: v\n\n",
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		size_t len = strlen(ok[i]);
 		for (size_t step = 0; step < len; step++) {
 			char body[64], msg[256];
 			size_t used;
-			int st = feed_split(ok[i], len, step, body, sizeof(body), &used, msg, sizeof(msg));
-			REQUIRE(st == 0 && used == len, "ok case %zu split %zu: got %d [%s] used %zu", i,
-			        step, st, msg, used);
+			int st = feed_split(ok[i], len, step, body, sizeof(body), &used, msg,
+			                    sizeof(msg));
+			REQUIRE(st == 0 && used == len,
+			        "ok case %zu split %zu: got %d [%s] used %zu", i, step, st, msg,
+			        used);
 		}
 	}
 }

@@ -160,7 +160,8 @@ static void test_http11_stream_is_chunked_and_keeps_alive(void)
 	char buf[4096];
 	int eof;
 	size_t n = read_until(fd, buf, sizeof(buf), 0, "hello\n\r\n", &eof);
-	REQUIRE(strstr(buf, "Transfer-Encoding: chunked\r\n") != NULL, "no chunked header:\n%s", buf);
+	REQUIRE(strstr(buf, "Transfer-Encoding: chunked\r\n") != NULL, "no chunked header:\n%s",
+	        buf);
 	REQUIRE(strstr(buf, "world") == NULL, "second chunk came before its timer:\n%s", buf);
 	n = read_until(fd, buf, sizeof(buf), n, "0\r\n\r\n", &eof);
 	const char *body = strstr(buf, "\r\n\r\n");

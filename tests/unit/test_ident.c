@@ -37,7 +37,7 @@ static void test_same_content_same_identity(void)
 	CHECK(x == y, "two gets of one tuple gave %p and %p", (void *)x, (void *)y);
 	CHECK(x->refs == 2, "refs %u, expected 2", x->refs);
 	CHECK(strcmp(x->name, "n1") == 0 && x->meta_len == 2 && memcmp(x->meta, meta, 2) == 0 &&
-		      ml_addr_equal(&x->addr, &a) && memcmp(x->vsn, VSN, 6) == 0,
+	              ml_addr_equal(&x->addr, &a) && memcmp(x->vsn, VSN, 6) == 0,
 	      "identity content differs from what was given");
 
 	struct ml_addr b = addr4(2, 7946);
@@ -45,11 +45,11 @@ static void test_same_content_same_identity(void)
 	memcpy(vsn2, VSN, 6);
 	vsn2[1] = 4;
 	const struct swim_ident *d[5] = {
-	    swim_ident_get(t, "n2", &a, VSN, meta, sizeof(meta)),    /* name */
-	    swim_ident_get(t, "n1", &b, VSN, meta, sizeof(meta)),    /* address */
-	    swim_ident_get(t, "n1", &a, vsn2, meta, sizeof(meta)),   /* versions */
-	    swim_ident_get(t, "n1", &a, VSN, meta, 1),		     /* meta length */
-	    swim_ident_get(t, "n1", &a, VSN, NULL, 0),		     /* no meta */
+	        swim_ident_get(t, "n2", &a, VSN, meta, sizeof(meta)),  /* name */
+	        swim_ident_get(t, "n1", &b, VSN, meta, sizeof(meta)),  /* address */
+	        swim_ident_get(t, "n1", &a, vsn2, meta, sizeof(meta)), /* versions */
+	        swim_ident_get(t, "n1", &a, VSN, meta, 1),             /* meta length */
+	        swim_ident_get(t, "n1", &a, VSN, NULL, 0),             /* no meta */
 	};
 	for (int i = 0; i < 5; i++)
 		CHECK(d[i] != x, "variant %d shares the identity of the original", i);
@@ -104,7 +104,7 @@ static void test_random_against_model(void)
 			char name[16];
 			snprintf(name, sizeof(name), "node-%d", k);
 			CHECK(strcmp(held[k][i]->name, name) == 0 &&
-				      held[k][i]->refs == (uint32_t)nheld[k],
+			              held[k][i]->refs == (uint32_t)nheld[k],
 			      "%s: name %s refs %u, expected %d", name, held[k][i]->name,
 			      held[k][i]->refs, nheld[k]);
 		}

@@ -106,7 +106,7 @@ static void test_decrypts_serf_tcp_push_pull_stream(void)
 		free(plain);
 		/* a short read asks for more */
 		CHECK_INT(ML_AGAIN, keyring_decrypt_stream(k, buf, len / 2, &plain, &plen, &used),
-			  "half a stream");
+		          "half a stream");
 		free(buf);
 	}
 	keyring_free(k);
@@ -206,10 +206,9 @@ static void test_parse_refuses_aes128_and_junk(void)
 	uint8_t key[32];
 	char err[256];
 	CHECK_INT(-1, keyring_parse_key("AAAAAAAAAAAAAAAAAAAAAA==", key, err, sizeof(err)), "16B");
-	CHECK(strstr(err, "AES-128") != NULL && strstr(err, "32-byte") != NULL, "message: %s",
-	      err);
+	CHECK(strstr(err, "AES-128") != NULL && strstr(err, "32-byte") != NULL, "message: %s", err);
 	CHECK_INT(-1, keyring_parse_key("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", key, err, sizeof(err)),
-		  "24B");
+	          "24B");
 	CHECK(strstr(err, "AES-192") != NULL, "message: %s", err);
 	CHECK_INT(-1, keyring_parse_key("not base64!", key, err, sizeof(err)), "junk");
 	CHECK_INT(0, keyring_parse_key(FIXTURE_KEY, key, err, sizeof(err)), "32B");

@@ -43,8 +43,7 @@ static struct kv_store *open_store(const char *name)
 static int merge(void *ctx, const char *key, size_t key_len, const struct kv_rec *r)
 {
 	struct kv_hlc hlc = {0};
-	return kv_merge_rec(ctx, &hlc, KV_HLC_MS(r->hlc), 1000000, 0, key, key_len, r) < 0 ? -1
-											  : 1;
+	return kv_merge_rec(ctx, &hlc, KV_HLC_MS(r->hlc), 1000000, 0, key, key_len, r) < 0 ? -1 : 1;
 }
 
 /* A store with NREC keys of VALUE_LEN bytes: ~3 MB, far over KV_CHUNK. */
@@ -189,13 +188,13 @@ static void test_lazy_pump_follows_the_socket(void)
 }
 
 static int ring_encrypt(void *ctx, const uint8_t *m, size_t l, const uint8_t *ad, size_t al,
-			uint8_t *out, size_t cap)
+                        uint8_t *out, size_t cap)
 {
 	return keyring_encrypt(ctx, m, l, ad, al, out, cap);
 }
 
 static int ring_decrypt(void *ctx, const uint8_t *in, size_t l, const uint8_t *ad, size_t al,
-			uint8_t *out, size_t cap)
+                        uint8_t *out, size_t cap)
 {
 	return keyring_decrypt(ctx, in, l, ad, al, out, cap);
 }
@@ -208,7 +207,7 @@ static struct kv_seal seal_of(struct keyring *k)
 
 /* Open the first frame of b as the receiver of `from_initiator` frames. */
 static int open_first(const struct kv_seal *s, bool from_initiator, const struct kv_buf *b,
-		      uint8_t *type, size_t *plen)
+                      uint8_t *type, size_t *plen)
 {
 	uint8_t t;
 	const uint8_t *pl;
@@ -218,7 +217,7 @@ static int open_first(const struct kv_seal *s, bool from_initiator, const struct
 	if (kv_frame_next(b->p, b->len, &t, &pl, &pn, err, sizeof(err)) <= 0 || t != KV_F_SEALED)
 		return -1;
 	int rc = kv_frame_open(s, from_initiator, b->p, pl, pn, &plain, type, &pl, plen, err,
-			       sizeof(err));
+	                       sizeof(err));
 	kv_buf_free(&plain);
 	return rc;
 }
@@ -248,16 +247,17 @@ static void test_sealed_frames_open_only_with_a_key_their_way_untouched(void)
 	kv_sync_start(&s, KV_SYNC_INITIATOR, st, merge, st, NULL, 0, &plain);
 	REQUIRE(kv_frames_seal(&s1, true, plain.p, plain.len, &sealed) == 0, "seal");
 	CHECK_INT((long long)(plain.len + 1 + KEYRING_OVERHEAD), (long long)sealed.len,
-		  "sealed size = plain + type + AES-GCM overhead");
+	          "sealed size = plain + type + AES-GCM overhead");
 	CHECK(memmem(sealed.p, sealed.len, plain.p + 5, 64) == NULL, "payload not in the clear");
 	uint8_t t;
 	size_t pn;
 	CHECK_INT(0, open_first(&s1, true, &sealed, &t, &pn), "the same key opens it");
 	CHECK(t == KV_F_DIGEST && pn == KV_BUCKETS * 8, "inner frame type %u, %zu bytes", t, pn);
-	CHECK_INT(0, open_first(&sb, true, &sealed, &t, &pn), "a ring holding the old key opens it");
+	CHECK_INT(0, open_first(&sb, true, &sealed, &t, &pn),
+	          "a ring holding the old key opens it");
 	CHECK_INT(-1, open_first(&s2, true, &sealed, &t, &pn), "another key does not");
 	CHECK_INT(-1, open_first(&s1, false, &sealed, &t, &pn),
-		  "reflected to its sender (other direction) it does not open");
+	          "reflected to its sender (other direction) it does not open");
 	sealed.p[sealed.len / 2] ^= 1;
 	CHECK_INT(-1, open_first(&s1, true, &sealed, &t, &pn), "a flipped bit does not open");
 	sealed.p[sealed.len / 2] ^= 1;
@@ -310,14 +310,15 @@ static void test_merge_refuses_versions_far_ahead_and_heals_poison(void)
 	r = rec_at(kv_hlc_from_ms(now + 1000), "second");
 	CHECK_INT(KV_MERGE_STORED, kv_merge_rec(st, &hlc, now, 1000000, max, "k", 1, &r));
 	CHECK_INT(KV_MERGE_STORED,
-		  kv_merge_rec(st, &hlc, now, 1000000, 0, "p", 1,
-			       &(struct kv_rec){.hlc = UINT64_MAX - 5, .create = 1, .node = "x",
-						.node_len = 1}),
-		  "with the check off (0) anything is taken (a replica from before the rule)");
+	          kv_merge_rec(
+	                  st, &hlc, now, 1000000, 0, "p", 1,
+	                  &(struct kv_rec){
+	                          .hlc = UINT64_MAX - 5, .create = 1, .node = "x", .node_len = 1}),
+	          "with the check off (0) anything is taken (a replica from before the rule)");
 	struct kv_hlc fresh = {0};
 	r = rec_at(kv_hlc_from_ms(now), "healed");
 	CHECK_INT(KV_MERGE_STORED, kv_merge_rec(st, &fresh, now, 1000000, max, "p", 1, &r),
-		  "a poisoned stored version loses to a normal one");
+	          "a poisoned stored version loses to a normal one");
 	kv_store_commit(st, err, sizeof(err));
 	struct kv_rec got;
 	REQUIRE(kv_store_get(st, true, "p", 1, &got) == 1, "get");

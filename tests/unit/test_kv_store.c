@@ -111,7 +111,7 @@ static void test_record_roundtrip_and_order(void)
 	char err[128];
 	REQUIRE(kv_rec_decode(&p, end, &d, err, sizeof(err)) == 0, "decode: %s", err);
 	REQUIRE(d.hlc == 77 && d.flags == UINT64_MAX && d.value_len == 5 &&
-		        memcmp(d.value, "hello", 5) == 0 && d.node_len == 6,
+	                memcmp(d.value, "hello", 5) == 0 && d.node_len == 6,
 	        "fields differ after roundtrip");
 	for (size_t cut = 0; cut < (size_t)(end - buf); cut++) {
 		p = buf;
@@ -119,7 +119,7 @@ static void test_record_roundtrip_and_order(void)
 		        "truncated at %zu accepted", cut);
 	}
 	struct kv_rec a = mkrec(10, "b", "x", false), b = mkrec(10, "a", "y", false),
-		      c = mkrec(11, "a", "z", false);
+	              c = mkrec(11, "a", "z", false);
 	REQUIRE(kv_rec_cmp(&a, &b) > 0, "same hlc: larger node must win");
 	REQUIRE(kv_rec_cmp(&c, &a) > 0, "larger hlc must win");
 	REQUIRE(kv_rec_cmp(&a, &a) == 0, "equal versions compare 0");
@@ -213,7 +213,8 @@ static long exchange(struct kv_store *a, struct kv_store *b)
 			uint8_t t;
 			const uint8_t *pl;
 			size_t pn;
-			long n = kv_frame_next(a2b.p + off, a2b.len - off, &t, &pl, &pn, err, sizeof(err));
+			long n = kv_frame_next(a2b.p + off, a2b.len - off, &t, &pl, &pn, err,
+			                       sizeof(err));
 			if (n <= 0)
 				return -1;
 			off += (size_t)n;
@@ -231,7 +232,8 @@ static long exchange(struct kv_store *a, struct kv_store *b)
 			uint8_t t;
 			const uint8_t *pl;
 			size_t pn;
-			long n = kv_frame_next(b2a.p + off, b2a.len - off, &t, &pl, &pn, err, sizeof(err));
+			long n = kv_frame_next(b2a.p + off, b2a.len - off, &t, &pl, &pn, err,
+			                       sizeof(err));
 			if (n <= 0)
 				return -1;
 			off += (size_t)n;
@@ -285,7 +287,7 @@ static void test_sync_converges_and_moves_only_differences(void)
 	REQUIRE(kv_store_get(a, true, "only-b", 6, &r) == 1, "a lacks only-b");
 	REQUIRE(kv_store_get(b, true, "only-a", 6, &r) == 1, "b lacks only-a");
 	REQUIRE(kv_store_get(a, true, "cfg/00007", 9, &r) == 1 && r.value_len == 7 &&
-		        memcmp(r.value, "from-n2", 7) == 0,
+	                memcmp(r.value, "from-n2", 7) == 0,
 	        "concurrent write: n2 (larger name) must win on a");
 	REQUIRE(kv_store_get(a, true, "cfg/00008", 9, &r) == 1 && r.tomb, "tombstone not spread");
 	/* 4 or 5 buckets of ~8 records differ: far less than the 2000-key store */
@@ -410,8 +412,8 @@ static void test_flipped_byte_in_data_mdb_is_caught(void)
 	REQUIRE(s != NULL, "open");
 	const char *secret = "VICTIM-0123456789abcdef-value";
 	REQUIRE(put(s, "ok1", mkrec(710, "n1", "one", false)) == 0 &&
-		        put(s, "victim", mkrec(711, "n1", secret, false)) == 0 &&
-		        put(s, "ok2", mkrec(712, "n1", "two", false)) == 0,
+	                put(s, "victim", mkrec(711, "n1", secret, false)) == 0 &&
+	                put(s, "ok2", mkrec(712, "n1", "two", false)) == 0,
 	        "puts");
 	kv_store_close(s);
 	snprintf(dir, sizeof(dir), "%s/flip", tmpdir);
@@ -452,7 +454,8 @@ static void test_flipped_byte_in_data_mdb_is_caught(void)
 	uint64_t live, tombs;
 	kv_store_counts(s, &live, &tombs);
 	CHECK_INT(2, (long long)live, "live keys counted");
-	CHECK_INT(0, put(s, "victim", mkrec(713, "n2", "fresh", false)), "overwrite the bad record");
+	CHECK_INT(0, put(s, "victim", mkrec(713, "n2", "fresh", false)),
+	          "overwrite the bad record");
 	CHECK_INT(1, kv_store_get(s, true, "victim", 6, &g), "the rewritten key");
 	CHECK(g.value_len == 5 && memcmp(g.value, "fresh", 5) == 0, "rewritten value");
 	kv_store_close(s);
@@ -497,7 +500,8 @@ static void test_bad_and_legacy_records_never_poison_a_key(void)
 	/* a peer's version of p/bad, a local write of p/bad2, a rewrite of p/old */
 	struct kv_hlc hlc = {0};
 	struct kv_rec peer = mkrec(730, "n2", "from-peer", false);
-	CHECK_INT(KV_MERGE_STORED, kv_merge_rec(s, &hlc, 1000, 1000000, 1000000000, "p/bad", 5, &peer),
+	CHECK_INT(KV_MERGE_STORED,
+	          kv_merge_rec(s, &hlc, 1000, 1000000, 1000000000, "p/bad", 5, &peer),
 	          "merge over a bad record");
 	struct kv_rec mine;
 	CHECK_INT(1, kv_local_stamp(s, &hlc, 1000, "n1", 2, "p/bad2", 6, false, 0, &mine),
@@ -546,7 +550,11 @@ static void test_kv_verify_reports_bad_keys(void)
 	CHECK_HAS(out, "records: 1 (1 with checksum, 0 without (older format), 0 bad)");
 	CHECK_HAS(out, "OK");
 	free(out);
-	REQUIRE(raw_put(kvdir, "b\x01" "ad", "\x01\x05", 2) == 0, "raw bad record");
+	REQUIRE(raw_put(kvdir,
+	                "b\x01"
+	                "ad",
+	                "\x01\x05", 2) == 0,
+	        "raw bad record");
 	struct kv_store_verify_result res;
 	REQUIRE(kv_store_verify(kvdir, NULL, NULL, &res, err, sizeof(err)) == 0, "verify: %s", err);
 	CHECK_INT(2, (long long)res.records);
@@ -590,7 +598,8 @@ static void test_engine_skips_and_overwrites_a_bad_record(void)
 	REQUIRE(s != NULL, "open: %s", err);
 	uint64_t now = (uint64_t)time(NULL) * 1000;
 	REQUIRE(put(s, "p/a", mkrec(kv_hlc_from_ms((int64_t)now), "n1", "a", false)) == 0 &&
-		        put(s, "p/c", mkrec(kv_hlc_from_ms((int64_t)now) + 1, "n1", "c", false)) == 0,
+	                put(s, "p/c", mkrec(kv_hlc_from_ms((int64_t)now) + 1, "n1", "c", false)) ==
+	                        0,
 	        "puts");
 	kv_store_close(s);
 	REQUIRE(raw_put(kvdir, "p/b", "\xff\xff", 2) == 0, "raw bad record");

@@ -72,7 +72,7 @@ static int collect(void *ud, const char *key, size_t key_len, const struct kv_re
 	if (s->n < 16) {
 		snprintf(s->keys[s->n], sizeof(s->keys[0]), "%.*s", (int)key_len, key);
 		snprintf(s->vals[s->n], sizeof(s->vals[0]), "%.*s", (int)r->value_len,
-			 (const char *)r->value);
+		         (const char *)r->value);
 		s->hlc[s->n] = r->hlc;
 	}
 	s->n++;
@@ -113,7 +113,8 @@ static int make_two_batches(const char *path, uint64_t *end1, uint64_t *end2)
 {
 	char err[256];
 	struct kv_wal *w = kv_wal_open(path, err, sizeof(err));
-	if (w == NULL || kv_wal_replay(w, collect, &(struct seen){0}, NULL, NULL, err, sizeof(err)) != 0)
+	if (w == NULL ||
+	    kv_wal_replay(w, collect, &(struct seen){0}, NULL, NULL, err, sizeof(err)) != 0)
 		return -1;
 	struct kv_rec a = mkrec(10, "1"), b = mkrec(11, "2"), c = mkrec(12, "3");
 	if (kv_wal_add(w, "a", 1, &a) < 0 || kv_wal_add(w, "b", 1, &b) < 0 ||
@@ -177,7 +178,7 @@ static void test_append_then_replay_gives_batches_in_order(void)
 	REQUIRE(n == 2, "expected 2 batches, got %d", n);
 	REQUIRE(s.n == 3, "expected 3 entries, got %d", s.n);
 	REQUIRE(strcmp(s.keys[0], "a") == 0 && strcmp(s.keys[1], "b") == 0 &&
-		        strcmp(s.keys[2], "c") == 0,
+	                strcmp(s.keys[2], "c") == 0,
 	        "expected a b c, got %s %s %s", s.keys[0], s.keys[1], s.keys[2]);
 	REQUIRE(strcmp(s.vals[2], "3") == 0 && s.hlc[2] == 12, "expected c=3@12, got %s@%" PRIu64,
 	        s.vals[2], s.hlc[2]);
@@ -230,7 +231,8 @@ static void test_torn_tail_at_every_offset_ends_replay(void)
 			struct kv_wal_tail t;
 			int got = replay_tail(cut, &s, NULL, &t);
 			if (got != 1 || s.n != 2) {
-				printf("  cut at %" PRIu64 " (fill %d): expected 1 batch/2 entries, "
+				printf("  cut at %" PRIu64
+				       " (fill %d): expected 1 batch/2 entries, "
 				       "got %d/%d\n",
 				       l, fill, got, s.n);
 				bad = 1;
@@ -241,13 +243,13 @@ static void test_torn_tail_at_every_offset_ends_replay(void)
 			 * mismatch over the record's length; a cut inside the header
 			 * is at most one truncated record at e1 */
 			enum kv_wal_tail_why want =
-				fill == 0 ? KV_WAL_TAIL_SHORT : KV_WAL_TAIL_CHECKSUM;
+			        fill == 0 ? KV_WAL_TAIL_SHORT : KV_WAL_TAIL_CHECKSUM;
 			uint64_t want_bytes = fill == 0 ? l - e1 : e2 - e1;
 			bool whole_hdr = l >= e1 + KV_WAL_REC_HDR;
 			if (whole_hdr ? (t.why != want || t.offset != e1 || t.records != 1 ||
-					 t.intact != 0 || t.bytes != want_bytes)
-				      : (t.why != KV_WAL_TAIL_NONE &&
-					 (t.offset != e1 || t.records != 1))) {
+			                 t.intact != 0 || t.bytes != want_bytes)
+			              : (t.why != KV_WAL_TAIL_NONE &&
+			                 (t.offset != e1 || t.records != 1))) {
 				printf("  cut at %" PRIu64 " (fill %d): expected %s at %" PRIu64
 				       ", 1 record, %" PRIu64 " bytes; got %s at %" PRIu64
 				       ", %u records (%u intact), %" PRIu64 " bytes\n",
@@ -262,7 +264,8 @@ static void test_torn_tail_at_every_offset_ends_replay(void)
 			struct kv_wal *w = kv_wal_open(cut, err, sizeof(err));
 			struct kv_rec d = mkrec(20, "4");
 			struct seen s2 = {0};
-			if (w == NULL || kv_wal_replay(w, collect, &s2, NULL, NULL, err, sizeof(err)) != 1 ||
+			if (w == NULL ||
+			    kv_wal_replay(w, collect, &s2, NULL, NULL, err, sizeof(err)) != 1 ||
 			    kv_wal_add(w, "d", 1, &d) < 0 || kv_wal_commit(w, 3) < 0) {
 				printf("  cut at %" PRIu64 ": append after the tail failed\n", l);
 				bad = 1;
@@ -271,7 +274,8 @@ static void test_torn_tail_at_every_offset_ends_replay(void)
 			struct seen s3 = {0};
 			got = replay_file(cut, &s3, NULL);
 			if (!bad && (got != 2 || s3.n != 3 || strcmp(s3.keys[2], "d") != 0)) {
-				printf("  cut at %" PRIu64 " (fill %d): after append expected a b d, "
+				printf("  cut at %" PRIu64
+				       " (fill %d): after append expected a b d, "
 				       "got %d batches, %d entries\n",
 				       l, fill, got, s3.n);
 				bad = 1;
@@ -348,7 +352,7 @@ static void test_clean_end_reports_nothing(void)
 	CHECK_INT(0, t.records);
 	struct kv_wal *w = kv_wal_open(path, err, sizeof(err));
 	REQUIRE(w != NULL && kv_wal_replay(w, collect, &(struct seen){0}, NULL, NULL, err,
-					   sizeof(err)) == 2,
+	                                   sizeof(err)) == 2,
 	        "reopen");
 	struct kv_rec z = mkrec(40, "");
 	REQUIRE(kv_wal_reset(w) == 0 && kv_wal_add(w, "z", 1, &z) == 0 && kv_wal_commit(w, 1) == 0,
@@ -393,7 +397,8 @@ static void test_checkpoint_reset_drops_old_generation(void)
 	struct kv_wal *w = kv_wal_open(path, err, sizeof(err));
 	REQUIRE(w != NULL, "open");
 	struct seen s = {0};
-	REQUIRE(kv_wal_replay(w, collect, &s, NULL, NULL, err, sizeof(err)) == 2, "replay before reset");
+	REQUIRE(kv_wal_replay(w, collect, &s, NULL, NULL, err, sizeof(err)) == 2,
+	        "replay before reset");
 	uint64_t g = kv_wal_gen(w);
 	REQUIRE(kv_wal_reset(w) == 0, "reset failed");
 	REQUIRE(kv_wal_gen(w) != g && kv_wal_size(w) == 0, "expected a new generation and size 0");
@@ -403,7 +408,8 @@ static void test_checkpoint_reset_drops_old_generation(void)
 	REQUIRE(n == 0, "expected no batch after reset, got %d", n);
 	/* a short record of the new generation over the old ones */
 	w = kv_wal_open(path, err, sizeof(err));
-	REQUIRE(w != NULL && kv_wal_replay(w, collect, &(struct seen){0}, NULL, NULL, err, sizeof(err)) == 0,
+	REQUIRE(w != NULL && kv_wal_replay(w, collect, &(struct seen){0}, NULL, NULL, err,
+	                                   sizeof(err)) == 0,
 	        "replay after reset");
 	struct kv_rec z = mkrec(30, "");
 	REQUIRE(kv_wal_add(w, "z", 1, &z) == 0 && kv_wal_commit(w, 9) == 0, "append");
@@ -499,7 +505,7 @@ static void test_replay_is_idempotent(void)
 	struct kv_store *s = open_store(dir);
 	REQUIRE(s != NULL, "open");
 	REQUIRE(put1(s, "x", 200, "old") == 0 && put1(s, "x", 201, "new") == 0 &&
-		        put1(s, "y", 202, "why") == 0,
+	                put1(s, "y", 202, "why") == 0,
 	        "puts");
 	snprintf(a, sizeof(a), "%s/wal", dir);
 	REQUIRE(copy(a, walcopy) == 0, "copy wal before the checkpoint");
@@ -521,9 +527,12 @@ static void test_replay_is_idempotent(void)
 		REQUIRE(c != NULL, "open image");
 		uint64_t l2, t2;
 		kv_store_counts(c, &l2, &t2);
-		REQUIRE(l2 == live && t2 == tombs, "expected %" PRIu64 " live, got %" PRIu64, live, l2);
-		REQUIRE(value_is(c, "x", "new") && value_is(c, "y", "why"), "values changed by replay");
-		REQUIRE(memcmp(d0, kv_store_digest(c), sizeof(d0)) == 0, "digest changed by replay");
+		REQUIRE(l2 == live && t2 == tombs, "expected %" PRIu64 " live, got %" PRIu64, live,
+		        l2);
+		REQUIRE(value_is(c, "x", "new") && value_is(c, "y", "why"),
+		        "values changed by replay");
+		REQUIRE(memcmp(d0, kv_store_digest(c), sizeof(d0)) == 0,
+		        "digest changed by replay");
 		kv_store_close(c);
 	}
 }
@@ -550,7 +559,7 @@ static void test_open_batch_is_invisible_and_abort_keeps_acked(void)
 	memcpy(d0, kv_store_digest(s), sizeof(d0));
 	struct kv_rec r1 = mkrec(301, "staged"), r2 = mkrec(302, "new");
 	REQUIRE(kv_store_begin(s) == 0 && kv_store_put(s, "a", 1, &r1) == 0 &&
-		        kv_store_put(s, "b", 1, &r2) == 0,
+	                kv_store_put(s, "b", 1, &r2) == 0,
 	        "stage");
 	struct kv_rec g;
 	REQUIRE(value_is(s, "a", "acked"), "committed read saw the staged a");
@@ -559,8 +568,8 @@ static void test_open_batch_is_invisible_and_abort_keeps_acked(void)
 	int seen = 0, staged = 0;
 	kv_store_scan(s, true, "", 0, count_rec, &seen);
 	kv_store_scan(s, false, "", 0, count_rec, &staged);
-	REQUIRE(seen == 1 && staged == 2, "expected scans of 1 committed / 2 staged, got %d / %d", seen,
-	        staged);
+	REQUIRE(seen == 1 && staged == 2, "expected scans of 1 committed / 2 staged, got %d / %d",
+	        seen, staged);
 	int bseen = 0;
 	for (unsigned k = 0; k < KV_BUCKETS; k++)
 		kv_store_scan_bucket(s, true, k, count_rec, &bseen);
@@ -573,7 +582,7 @@ static void test_open_batch_is_invisible_and_abort_keeps_acked(void)
 	kv_store_close(s);
 	s = open_store(dir);
 	REQUIRE(s != NULL && value_is(s, "a", "acked") && value_is(s, "c", "after") &&
-		        kv_store_get(s, true, "b", 1, &g) == 0,
+	                kv_store_get(s, true, "b", 1, &g) == 0,
 	        "reopened store differs");
 	kv_store_close(s);
 }

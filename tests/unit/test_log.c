@@ -74,7 +74,7 @@ static void test_text_format(void)
 static void test_json_format_splits_module_and_escapes(void)
 {
 	struct log_record r = {LOG_INFO, "2026-11-28T03:13:00.123Z",
-			       "serf: say \"hi\"\\ \n\x01 done"};
+	                       "serf: say \"hi\"\\ \n\x01 done"};
 	char buf[512];
 	log_format(buf, sizeof(buf), &r, true);
 	REQUIRE(buf[strlen(buf) - 1] == '\n', "no newline");
@@ -83,11 +83,11 @@ static void test_json_format_splits_module_and_escapes(void)
 	REQUIRE(j != NULL, "not JSON (%s): %s", e.text, buf);
 	REQUIRE(strcmp(json_string_value(json_object_get(j, "@level")), "info") == 0, "level");
 	REQUIRE(strcmp(json_string_value(json_object_get(j, "@module")), "serf") == 0, "module");
-	REQUIRE(strcmp(json_string_value(json_object_get(j, "@message")), "say \"hi\"\\ \n\x01 done") ==
-		        0,
+	REQUIRE(strcmp(json_string_value(json_object_get(j, "@message")),
+	               "say \"hi\"\\ \n\x01 done") == 0,
 	        "message: %s", json_string_value(json_object_get(j, "@message")));
 	REQUIRE(strcmp(json_string_value(json_object_get(j, "@timestamp")),
-		       "2026-11-28T03:13:00.123Z") == 0,
+	               "2026-11-28T03:13:00.123Z") == 0,
 	        "timestamp");
 	json_decref(j);
 	/* no module: no @module key */

@@ -23,7 +23,8 @@ static int is_name(const char *s, size_t n, int label)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
-		int ok = isalpha(ch) || ch == '_' || (!label && ch == ':') || (i > 0 && isdigit(ch));
+		int ok =
+		        isalpha(ch) || ch == '_' || (!label && ch == ':') || (i > 0 && isdigit(ch));
 		if (!ok)
 			return 0;
 	}
@@ -68,8 +69,8 @@ static struct family *fam_of_sample(struct prom_check *pc, const char *name)
 			memcpy(base, name, n - sl);
 			base[n - sl] = '\0';
 			f = fam_find(pc, base);
-			if (f != NULL && (strcmp(f->type, "summary") == 0 ||
-					  strcmp(f->type, "histogram") == 0))
+			if (f != NULL &&
+			    (strcmp(f->type, "summary") == 0 || strcmp(f->type, "histogram") == 0))
 				return f;
 		}
 	}
@@ -81,7 +82,7 @@ static struct family *fam_of_sample(struct prom_check *pc, const char *name)
  * closed by another family (one HELP/TYPE block per family, before its
  * samples), or when the table is full. */
 static struct family *family_open(struct prom_check *pc, const char *kw, const char *name,
-				  const char *line)
+                                  const char *line)
 {
 	struct family *f = fam_find(pc, name);
 	if (f == NULL) {
@@ -97,7 +98,7 @@ static struct family *family_open(struct prom_check *pc, const char *kw, const c
 		pc->cur = pc->nfam++;
 	} else if (f->closed || f->samples > 0) {
 		snprintf(pc->err, sizeof(pc->err), "%s after samples or another family: %s", kw,
-			 line);
+		         line);
 		return NULL;
 	}
 	return f;
@@ -153,8 +154,8 @@ static int prom_comment(struct prom_check *pc, const char *line)
 /* One quoted label value at *pp (past the opening quote), unescaped into
  * lastlabel[ll]: only \\, \" and \n are escapes. Leaves *pp on the
  * closing quote. */
-static int label_value(struct prom_check *pc, const char *line, const char **pp,
-		       char *lastlabel, size_t ll)
+static int label_value(struct prom_check *pc, const char *line, const char **pp, char *lastlabel,
+                       size_t ll)
 {
 	const char *p = *pp;
 	size_t o = 0;
@@ -180,8 +181,8 @@ static int label_value(struct prom_check *pc, const char *line, const char **pp,
 
 /* The label list at *pp, which points just past '{': name="value" pairs
  * separated by commas up to '}'. Leaves *pp past the '}'. */
-static int prom_labels(struct prom_check *pc, const char *line, const char **pp,
-		       char *lastlabel, size_t ll)
+static int prom_labels(struct prom_check *pc, const char *line, const char **pp, char *lastlabel,
+                       size_t ll)
 {
 	const char *p = *pp;
 	while (*p != '}') {
@@ -251,7 +252,8 @@ static int prom_sample(struct prom_check *pc, const char *line, char *lastlabel,
 		return -1;
 	}
 	if (f->closed || f != &pc->fam[pc->cur]) {
-		snprintf(pc->err, sizeof(pc->err), "sample %s not contiguous with its family", name);
+		snprintf(pc->err, sizeof(pc->err), "sample %s not contiguous with its family",
+		         name);
 		return -1;
 	}
 	if (*p == '{') {
@@ -332,8 +334,8 @@ static void test_counter_aggregates(void)
 	json_t *v;
 	json_array_foreach(json_object_get(root, "Counters"), i, v)
 	{
-		if (strcmp(json_string_value(json_object_get(v, "Name")), "rumor.memberlist.probe") ==
-		    0)
+		if (strcmp(json_string_value(json_object_get(v, "Name")),
+		           "rumor.memberlist.probe") == 0)
 			c = v;
 	}
 	REQUIRE(c != NULL, "no rumor.memberlist.probe counter");
@@ -360,32 +362,34 @@ static void test_json_has_consul_shape(void)
 	const char *ts = json_string_value(json_object_get(root, "Timestamp"));
 	REQUIRE(ts && strcmp(ts, "2017-08-08 02:55:10 +0000 UTC") == 0, "Timestamp: got %s", ts);
 	REQUIRE(json_is_array(json_object_get(root, "Points")) &&
-		        json_array_size(json_object_get(root, "Points")) == 0,
+	                json_array_size(json_object_get(root, "Points")) == 0,
 	        "Points must be []");
 	const char *arrs[] = {"Gauges", "Counters", "Samples"};
 	for (int k = 0; k < 3; k++) {
 		json_t *a = json_object_get(root, arrs[k]);
-		REQUIRE(json_is_array(a) && json_array_size(a) > 0, "%s: expected a non-empty array",
-		        arrs[k]);
+		REQUIRE(json_is_array(a) && json_array_size(a) > 0,
+		        "%s: expected a non-empty array", arrs[k]);
 		size_t i;
 		json_t *v;
 		json_array_foreach(a, i, v)
 		{
-			REQUIRE(json_is_string(json_object_get(v, "Name")), "%s[%zu].Name", arrs[k], i);
+			REQUIRE(json_is_string(json_object_get(v, "Name")), "%s[%zu].Name", arrs[k],
+			        i);
 			REQUIRE(json_is_object(json_object_get(v, "Labels")), "%s[%zu].Labels",
 			        arrs[k], i);
 			if (k == 0) {
-				REQUIRE(json_is_number(json_object_get(v, "Value")), "Gauges[%zu].Value",
-				        i);
+				REQUIRE(json_is_number(json_object_get(v, "Value")),
+				        "Gauges[%zu].Value", i);
 				REQUIRE(json_object_size(v) == 3, "Gauges[%zu] has %zu keys", i,
 				        json_object_size(v));
 			} else {
-				const char *keys[] = {"Count", "Sum", "Min", "Max", "Mean", "Stddev"};
+				const char *keys[] = {"Count", "Sum",  "Min",
+				                      "Max",   "Mean", "Stddev"};
 				for (int j = 0; j < 6; j++)
 					REQUIRE(json_is_number(json_object_get(v, keys[j])),
 					        "%s[%zu].%s missing", arrs[k], i, keys[j]);
-				REQUIRE(json_object_size(v) == 8, "%s[%zu] has %zu keys", arrs[k], i,
-				        json_object_size(v));
+				REQUIRE(json_object_size(v) == 8, "%s[%zu] has %zu keys", arrs[k],
+				        i, json_object_size(v));
 			}
 		}
 	}
@@ -394,7 +398,7 @@ static void test_json_has_consul_shape(void)
 	REQUIRE(strcmp(json_string_value(json_object_get(g0, "Name")), "rumor.serf.members") == 0,
 	        "first gauge: %s", json_string_value(json_object_get(g0, "Name")));
 	REQUIRE(strcmp(json_string_value(json_object_get(json_object_get(g0, "Labels"), "status")),
-		       "alive") == 0,
+	               "alive") == 0,
 	        "label status=alive expected");
 	REQUIRE_NUM(3, json_number_value(json_object_get(g0, "Value")));
 	json_decref(root);
@@ -419,7 +423,8 @@ static void test_prometheus_is_well_formed(void)
 	if (r < 0)
 		fprintf(stderr, "%s\n", t);
 	REQUIRE(r == 0, "not valid exposition text: %s", pc.err);
-	REQUIRE(strstr(t, "rumor_serf_members{status=\"alive\"} 5\n") != NULL, "alive gauge:\n%s", t);
+	REQUIRE(strstr(t, "rumor_serf_members{status=\"alive\"} 5\n") != NULL, "alive gauge:\n%s",
+	        t);
 	REQUIRE(strstr(t, "rumor_memberlist_packets_sent_total 42\n") != NULL, "packets:\n%s", t);
 	REQUIRE(strstr(t, "rumor_http_requests_total{code=\"200\"} 2\n") != NULL, "200s:\n%s", t);
 	REQUIRE(strstr(t, "rumor_runtime_loop_busy_ms_sum 4\n") != NULL, "sum:\n%s", t);
@@ -463,7 +468,8 @@ static void test_label_values_are_escaped(void)
 	const char *nasty = "a\"b\\c\nd";
 	metrics_inc_label(METRIC_HTTP_REQUESTS, nasty);
 	char *t = metrics_render_prometheus();
-	REQUIRE(strstr(t, "{code=\"a\\\"b\\\\c\\nd\"}") != NULL, "escaped label not found in:\n%s", t);
+	REQUIRE(strstr(t, "{code=\"a\\\"b\\\\c\\nd\"}") != NULL, "escaped label not found in:\n%s",
+	        t);
 	struct prom_check pc;
 	char last[64] = "";
 	int r = prom_check_text(&pc, t, last, sizeof(last));
@@ -479,8 +485,8 @@ static void test_label_values_are_escaped(void)
 	json_t *v;
 	json_array_foreach(json_object_get(root, "Counters"), i, v)
 	{
-		const char *code = json_string_value(json_object_get(json_object_get(v, "Labels"),
-								     "code"));
+		const char *code =
+		        json_string_value(json_object_get(json_object_get(v, "Labels"), "code"));
 		if (code && strcmp(code, nasty) == 0)
 			found = 1;
 	}
@@ -492,7 +498,8 @@ static void test_empty_dynamic_family_is_omitted(void)
 {
 	metrics_reset();
 	char *t = metrics_render_prometheus();
-	REQUIRE(strstr(t, "rumor_http_requests_total") == NULL, "unused dynamic family shown:\n%s", t);
+	REQUIRE(strstr(t, "rumor_http_requests_total") == NULL, "unused dynamic family shown:\n%s",
+	        t);
 	free(t);
 }
 
@@ -538,7 +545,7 @@ static void test_bad_id_is_ignored(void)
 {
 	metrics_reset();
 	metrics_inc((enum metrics_id)METRICS__COUNT);
-	metrics_inc((enum metrics_id)-1);
+	metrics_inc((enum metrics_id) - 1);
 	metrics_inc_label((enum metrics_id)9999, "x");
 	REQUIRE_NUM(0, metrics_value((enum metrics_id)METRICS__COUNT));
 }

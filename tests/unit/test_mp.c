@@ -33,8 +33,8 @@ static void test_big_endian_round_trips(void)
 
 static void test_cursor_short_read_does_not_move(void)
 {
-	const uint8_t in[3] = { 1, 2, 3 };
-	struct cursor c = { in, in + 3 };
+	const uint8_t in[3] = {1, 2, 3};
+	struct cursor c = {in, in + 3};
 	uint32_t v32;
 	uint16_t v16;
 	CHECK_BOOL(false, cursor_be32(&c, &v32));
@@ -49,7 +49,7 @@ static void test_cursor_short_read_does_not_move(void)
 static void test_wcursor_overflow_is_sticky(void)
 {
 	uint8_t buf[4];
-	struct wcursor w = { .p = buf, .cap = sizeof(buf) };
+	struct wcursor w = {.p = buf, .cap = sizeof(buf)};
 	wcursor_be16(&w, 1);
 	wcursor_be32(&w, 2); /* does not fit */
 	CHECK_BOOL(true, w.over);
@@ -60,7 +60,7 @@ static void test_wcursor_overflow_is_sticky(void)
 
 static void test_wcursor_grows_when_asked(void)
 {
-	struct wcursor w = { .grow = true };
+	struct wcursor w = {.grow = true};
 	for (int i = 0; i < 1000; i++)
 		wcursor_be32(&w, (uint32_t)i);
 	CHECK_INT(4000, wcursor_done(&w));
@@ -93,29 +93,29 @@ static void test_writers_match_msgpack_c(void)
 	static uint8_t buf[1 << 17];
 	static uint8_t body[70000];
 	msgpack_packer pk;
-	const uint64_t uints[] = { 0, 1, 127, 128, 255, 256, 65535, 65536, 0xffffffffull,
-				   0x100000000ull, UINT64_MAX };
+	const uint64_t uints[] = {
+	        0, 1, 127, 128, 255, 256, 65535, 65536, 0xffffffffull, 0x100000000ull, UINT64_MAX};
 	for (size_t i = 0; i < sizeof(uints) / sizeof(uints[0]); i++) {
 		r.len = 0;
 		msgpack_packer_init(&pk, &r, ref_write);
 		msgpack_pack_uint64(&pk, uints[i]);
-		struct wcursor w = { .p = buf, .cap = sizeof(buf) };
+		struct wcursor w = {.p = buf, .cap = sizeof(buf)};
 		mp_write_uint(&w, uints[i]);
 		CHECK(same(&r, &w), "uint %llu", (unsigned long long)uints[i]);
 	}
-	const uint32_t counts[] = { 0, 15, 16, 65535, 65536 };
+	const uint32_t counts[] = {0, 15, 16, 65535, 65536};
 	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
 		r.len = 0;
 		msgpack_packer_init(&pk, &r, ref_write);
 		msgpack_pack_map(&pk, counts[i]);
 		msgpack_pack_array(&pk, counts[i]);
-		struct wcursor w = { .p = buf, .cap = sizeof(buf) };
+		struct wcursor w = {.p = buf, .cap = sizeof(buf)};
 		mp_write_map(&w, counts[i]);
 		mp_write_array(&w, counts[i]);
 		CHECK(same(&r, &w), "map/array %u", counts[i]);
 	}
 	memset(body, 'x', sizeof(body));
-	const size_t lens[] = { 0, 1, 31, 32, 255, 256, 65535, 65536, sizeof(body) };
+	const size_t lens[] = {0, 1, 31, 32, 255, 256, 65535, 65536, sizeof(body)};
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		r.len = 0;
 		msgpack_packer_init(&pk, &r, ref_write);
@@ -124,7 +124,7 @@ static void test_writers_match_msgpack_c(void)
 		msgpack_pack_nil(&pk);
 		msgpack_pack_true(&pk);
 		msgpack_pack_false(&pk);
-		struct wcursor w = { .p = buf, .cap = sizeof(buf) };
+		struct wcursor w = {.p = buf, .cap = sizeof(buf)};
 		mp_write_raw(&w, body, lens[i]);
 		mp_write_nil(&w);
 		mp_write_bool(&w, true);
@@ -141,14 +141,14 @@ static void test_write_int_as_go_does(void)
 		int64_t v;
 		const char *hex;
 	} cases[] = {
-		{ 0, "00" },	     { 127, "7f" },	   { -1, "ff" },	 { -32, "e0" },
-		{ -33, "d0df" },     { 128, "d10080" },	   { -129, "d1ff7f" },	 { 32768, "d200008000" },
-		{ 10000000000, "d300000002540be400" },
+	        {0, "00"},        {127, "7f"},           {-1, "ff"},
+	        {-32, "e0"},      {-33, "d0df"},         {128, "d10080"},
+	        {-129, "d1ff7f"}, {32768, "d200008000"}, {10000000000, "d300000002540be400"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		uint8_t buf[16];
 		char hex[40] = "";
-		struct wcursor w = { .p = buf, .cap = sizeof(buf) };
+		struct wcursor w = {.p = buf, .cap = sizeof(buf)};
 		mp_write_int(&w, cases[i].v);
 		for (size_t j = 0; j < w.len; j++)
 			snprintf(hex + 2 * j, sizeof(hex) - 2 * j, "%02x", buf[j]);
@@ -164,24 +164,24 @@ static void test_read_uint_every_width_and_sign(void)
 		int rc;
 		uint64_t v;
 	} cases[] = {
-		{ "\x05", 1, MP_OK, 5 },
-		{ "\xcc\xff", 2, MP_OK, 255 },
-		{ "\xcd\x01\x00", 3, MP_OK, 256 },
-		{ "\xce\x00\x01\x00\x00", 5, MP_OK, 65536 },
-		{ "\xcf\x00\x00\x00\x01\x00\x00\x00\x00", 9, MP_OK, 1ull << 32 },
-		{ "\xd0\x7f", 2, MP_OK, 127 },
-		{ "\xd1\x7f\xff", 3, MP_OK, 32767 },
-		{ "\xd0\x80", 2, MP_BAD, 0 },	  /* -128 */
-		{ "\xd3\xff\xff\xff\xff\xff\xff\xff\xff", 9, MP_BAD, 0 },
-		{ "\xe0", 1, MP_BAD, 0 },	  /* negative fixint */
-		{ "\xc0", 1, MP_BAD, 0 },	  /* nil: the caller decides */
-		{ "\xa1x", 2, MP_BAD, 0 },
-		{ "\xcd\x01", 2, MP_AGAIN, 0 },
-		{ "", 0, MP_AGAIN, 0 },
+	        {"\x05", 1, MP_OK, 5},
+	        {"\xcc\xff", 2, MP_OK, 255},
+	        {"\xcd\x01\x00", 3, MP_OK, 256},
+	        {"\xce\x00\x01\x00\x00", 5, MP_OK, 65536},
+	        {"\xcf\x00\x00\x00\x01\x00\x00\x00\x00", 9, MP_OK, 1ull << 32},
+	        {"\xd0\x7f", 2, MP_OK, 127},
+	        {"\xd1\x7f\xff", 3, MP_OK, 32767},
+	        {"\xd0\x80", 2, MP_BAD, 0}, /* -128 */
+	        {"\xd3\xff\xff\xff\xff\xff\xff\xff\xff", 9, MP_BAD, 0},
+	        {"\xe0", 1, MP_BAD, 0}, /* negative fixint */
+	        {"\xc0", 1, MP_BAD, 0}, /* nil: the caller decides */
+	        {"\xa1x", 2, MP_BAD, 0},
+	        {"\xcd\x01", 2, MP_AGAIN, 0},
+	        {"", 0, MP_AGAIN, 0},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const uint8_t *in = (const uint8_t *)cases[i].in;
-		struct cursor c = { in, in + cases[i].len };
+		struct cursor c = {in, in + cases[i].len};
 		uint64_t v = 0;
 		CHECK_INT(cases[i].rc, mp_read_uint(&c, &v), "case %zu", i);
 		if (cases[i].rc == MP_OK) {
@@ -195,23 +195,24 @@ static void test_read_uint_every_width_and_sign(void)
 
 static void test_read_raw_forms_and_nil(void)
 {
-	const char *forms[] = { "\xa2hi", "\xd9\x02hi", "\xda\x00\x02hi", "\xdb\x00\x00\x00\x02hi",
-				"\xc4\x02hi", "\xc5\x00\x02hi", "\xc6\x00\x00\x00\x02hi" };
-	const size_t lens[] = { 3, 4, 5, 7, 4, 5, 7 };
+	const char *forms[] = {
+	        "\xa2hi",     "\xd9\x02hi",     "\xda\x00\x02hi",        "\xdb\x00\x00\x00\x02hi",
+	        "\xc4\x02hi", "\xc5\x00\x02hi", "\xc6\x00\x00\x00\x02hi"};
+	const size_t lens[] = {3, 4, 5, 7, 4, 5, 7};
 	for (size_t i = 0; i < 7; i++) {
 		const uint8_t *in = (const uint8_t *)forms[i];
-		struct cursor c = { in, in + lens[i] };
+		struct cursor c = {in, in + lens[i]};
 		const uint8_t *p;
 		size_t n;
 		CHECK_INT(MP_OK, mp_read_raw(&c, &p, &n), "form %zu", i);
 		CHECK_INT(2, (long long)n, "form %zu", i);
 		CHECK(memcmp(p, "hi", 2) == 0 && c.p == c.end, "form %zu", i);
-		struct cursor s = { in, in + lens[i] - 1 };
+		struct cursor s = {in, in + lens[i] - 1};
 		CHECK_INT(MP_AGAIN, mp_read_raw(&s, &p, &n), "form %zu cut short", i);
 		CHECK(s.p == in, "form %zu: kept", i);
 	}
-	const uint8_t nil[] = { 0xc0 };
-	struct cursor c = { nil, nil + 1 };
+	const uint8_t nil[] = {0xc0};
+	struct cursor c = {nil, nil + 1};
 	const uint8_t *p = NULL;
 	size_t n = 9;
 	CHECK_INT(MP_OK, mp_read_raw(&c, &p, &n));
@@ -220,8 +221,8 @@ static void test_read_raw_forms_and_nil(void)
 
 static void test_read_str_and_key_limits(void)
 {
-	const uint8_t in[] = { 0xa3, 'a', 0, 'b', 0xa3, 'a', 'b', 'c', 0xa3, 'x', 'y', 'z' };
-	struct cursor c = { in, in + sizeof(in) };
+	const uint8_t in[] = {0xa3, 'a', 0, 'b', 0xa3, 'a', 'b', 'c', 0xa3, 'x', 'y', 'z'};
+	struct cursor c = {in, in + sizeof(in)};
 	char s[4], small[3];
 	CHECK_INT(MP_BAD, mp_read_str(&c, s, sizeof(s)), "a NUL inside");
 	CHECK(c.p == in, "kept");
@@ -238,8 +239,8 @@ static void test_read_str_and_key_limits(void)
 
 static void test_map_array_and_nil_forms(void)
 {
-	const uint8_t in[] = { 0x83, 0xde, 0x01, 0x00, 0xdd, 0x00, 0x01, 0x00, 0x00, 0xc0, 0xc0 };
-	struct cursor c = { in, in + sizeof(in) };
+	const uint8_t in[] = {0x83, 0xde, 0x01, 0x00, 0xdd, 0x00, 0x01, 0x00, 0x00, 0xc0, 0xc0};
+	struct cursor c = {in, in + sizeof(in)};
 	uint32_t n;
 	CHECK_INT(MP_OK, mp_read_map(&c, &n));
 	CHECK_INT(3, n);
@@ -254,8 +255,8 @@ static void test_map_array_and_nil_forms(void)
 	CHECK_INT(MP_OK, mp_read_array_or_nil(&c, &n));
 	CHECK_INT(MP_AGAIN, mp_read_array_or_nil(&c, &n));
 	bool b = true;
-	const uint8_t bools[] = { 0xc3, 0xc0, 0x01 };
-	struct cursor bc = { bools, bools + 3 };
+	const uint8_t bools[] = {0xc3, 0xc0, 0x01};
+	struct cursor bc = {bools, bools + 3};
 	CHECK_INT(MP_OK, mp_read_bool(&bc, &b));
 	CHECK_BOOL(true, b);
 	CHECK_INT(MP_OK, mp_read_bool(&bc, &b));
@@ -266,14 +267,14 @@ static void test_map_array_and_nil_forms(void)
 static void test_skip_any_object_without_recursion(void)
 {
 	/* {"a": [1, -1, 1.5f, ext8, fixext1, "s"], "b": nil} then a sentinel */
-	const uint8_t in[] = { 0x82, 0xa1, 'a', 0x96, 0x01, 0xff, 0xca, 0, 0, 0xc0, 0x3f,
-			       0xc7, 0x02, 0x05, 'x', 'y', 0xd4, 0x01, 0x02, 0xa1, 's',
-			       0xa1, 'b', 0xc0, 0x2a };
-	struct cursor c = { in, in + sizeof(in) };
+	const uint8_t in[] = {0x82, 0xa1, 'a',  0x96, 0x01, 0xff, 0xca, 0,    0,
+	                      0xc0, 0x3f, 0xc7, 0x02, 0x05, 'x',  'y',  0xd4, 0x01,
+	                      0x02, 0xa1, 's',  0xa1, 'b',  0xc0, 0x2a};
+	struct cursor c = {in, in + sizeof(in)};
 	CHECK_INT(MP_OK, mp_skip(&c));
 	CHECK_INT(0x2a, *c.p, "stopped right after the map");
 	for (size_t cut = 0; cut < sizeof(in) - 1; cut++) {
-		struct cursor s = { in, in + cut };
+		struct cursor s = {in, in + cut};
 		CHECK_INT(MP_AGAIN, mp_skip(&s), "cut at %zu", cut);
 		CHECK(s.p == in, "cut at %zu: kept", cut);
 	}
@@ -282,16 +283,16 @@ static void test_skip_any_object_without_recursion(void)
 	uint8_t *d = malloc(deep + 1);
 	memset(d, 0x91, deep);
 	d[deep] = 0x00;
-	struct cursor dc = { d, d + deep + 1 };
+	struct cursor dc = {d, d + deep + 1};
 	CHECK_INT(MP_OK, mp_skip(&dc));
 	free(d);
 	/* a map that claims 2^32-1 pairs ends at the input, not after 2^33 steps */
-	const uint8_t huge[] = { 0xdf, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02 };
-	struct cursor hc = { huge, huge + sizeof(huge) };
+	const uint8_t huge[] = {0xdf, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02};
+	struct cursor hc = {huge, huge + sizeof(huge)};
 	CHECK_INT(MP_AGAIN, mp_skip(&hc));
 	/* 0xc1 is never used; it is passed over as one byte, as gossip always did */
-	const uint8_t never[] = { 0xc1, 0x00 };
-	struct cursor nc = { never, never + 2 };
+	const uint8_t never[] = {0xc1, 0x00};
+	struct cursor nc = {never, never + 2};
 	CHECK_INT(MP_OK, mp_skip(&nc));
 	CHECK(nc.p == never + 1, "one byte");
 }

@@ -123,8 +123,8 @@ struct cluster {
 	char root[64];
 	struct node n[N];
 	struct msg *head, **tail;
-	ev_timer wire;	/* delivers what was sent, 1 ms later */
-	double drop;	/* share of messages lost */
+	ev_timer wire; /* delivers what was sent, 1 ms later */
+	double drop;   /* share of messages lost */
 	uint64_t rng;
 	unsigned sent, dropped, refused, bad;
 	unsigned applied_ok, apply_failed;
@@ -178,7 +178,7 @@ static void wire_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		if (dst->open && !dst->closed) {
 			const char *from = c->n[m->from - 1].addr;
 			if (raft_io_deliver(&dst->io, m->from, from, m->buf, m->len, err,
-					    sizeof(err)) != 0) {
+			                    sizeof(err)) != 0) {
 				c->refused++;
 				if (!strstr(err, "closing"))
 					c->bad++;
@@ -230,16 +230,19 @@ static int node_open(struct node *n, bool bootstrap)
 {
 	char err[256] = "";
 	struct raft_io_config cfg = {
-		.loop = C.loop,
-		.data_dir = n->dir,
-		.map_size = 64u << 20,
-		.transport = {n, net_send},
+	        .loop = C.loop,
+	        .data_dir = n->dir,
+	        .map_size = 64u << 20,
+	        .transport = {n, net_send},
 	};
 	if (!CHECK(raft_io_create(&n->io, &cfg, err, sizeof(err)) == 0, "raft_io_create: %s", err))
 		return -1;
 	memset(&n->seq, 0, sizeof(n->seq));
-	n->fsm = (struct raft_fsm){.version = 1, .data = &n->seq, .apply = fsm_apply,
-				   .snapshot = fsm_snapshot, .restore = fsm_restore};
+	n->fsm = (struct raft_fsm){.version = 1,
+	                           .data = &n->seq,
+	                           .apply = fsm_apply,
+	                           .snapshot = fsm_snapshot,
+	                           .restore = fsm_restore};
 	int rv = raft_init(&n->raft, &n->io, &n->fsm, n->id, n->addr);
 	if (!CHECK(rv == 0, "raft_init %s: %s", n->addr, raft_errmsg(&n->raft))) {
 		raft_io_destroy(&n->io);
@@ -363,7 +366,7 @@ static bool holds_sequence(const struct node *n, size_t want)
 		return false;
 	for (size_t i = 0; i < want; i++)
 		if (!CHECK(n->seq.v[i] == i + 1, "%s: position %zu holds %llu, expected %zu",
-			   n->addr, i, (unsigned long long)n->seq.v[i], i + 1))
+		           n->addr, i, (unsigned long long)n->seq.v[i], i + 1))
 			return false;
 	return true;
 }
@@ -422,13 +425,13 @@ static void test_entries_commit_in_order_on_all_three(void)
 		unsigned want_acks = 10 * (round + 1);
 		REQUIRE_INT(0, propose(l, 10 * round + 1, 10 * round + 10), "proposals accepted");
 		REQUIRE(run_until(leader_applied, &want_acks, 10.0),
-			"round %u answered within 10 s", round);
+		        "round %u answered within 10 s", round);
 	}
 	size_t want = 100;
 	bool ok = run_until(all_applied, &want, 20.0);
 	C.drop = 0;
 	REQUIRE(ok, "all three apply 100 entries within 20 s (applied %zu/%zu/%zu)", C.n[0].seq.n,
-		C.n[1].seq.n, C.n[2].seq.n);
+	        C.n[1].seq.n, C.n[2].seq.n);
 	CHECK_INT(100, C.applied_ok, "every proposal answered success on the leader");
 	CHECK_INT(0, C.apply_failed, "last failure %d", C.last_apply_status);
 	CHECK(C.dropped > dropped0, "the network lost messages on the way");
@@ -486,7 +489,7 @@ static void test_lagging_server_catches_up_from_a_snapshot(void)
 	      stopped->addr, had, info.first_index);
 	double t0 = now();
 	REQUIRE(run_until(one_applied, stopped, 10.0), "%s catches up within 10 s (%zu applied)",
-		stopped->addr, stopped->seq.n);
+	        stopped->addr, stopped->seq.n);
 	CHECK_INT(own + 1, stopped->seq.restores, "it installed the leader's snapshot");
 	struct raft_io_stats st;
 	raft_io_get_stats(&l->io, &st);

@@ -54,8 +54,8 @@ static void append_range(struct raft_store *st, raft_index from, raft_index to, 
 	unsigned n = 0;
 	for (raft_index i = from; i <= to; i++, n++) {
 		snprintf(bufs[n], sizeof(bufs[n]), "e%llu", i);
-		e[n] = (struct raft_entry){.term = term, .type = RAFT_COMMAND,
-					   .buf = {bufs[n], strlen(bufs[n])}};
+		e[n] = (struct raft_entry){
+		        .term = term, .type = RAFT_COMMAND, .buf = {bufs[n], strlen(bufs[n])}};
 	}
 	CHECK_INT(0, raft_store_begin(st));
 	CHECK_INT(0, raft_store_append(st, e, n), "%s", raft_store_errmsg(st));
@@ -104,7 +104,7 @@ static void test_term_vote_and_log_survive_a_reopen(void)
 	st = reopen(st, sub);
 	REQUIRE(st != NULL, "reopened");
 	CHECK_INT(0, raft_store_load(st, &term, &vote, &s, &start, &e, &n), "%s",
-		  raft_store_errmsg(st));
+	          raft_store_errmsg(st));
 	CHECK_INT(3, term);
 	CHECK_INT(2, vote);
 	CHECK(s == NULL, "no snapshot");
@@ -142,8 +142,12 @@ static void test_snapshots_compact_the_log(void)
 	/* a snapshot at 30 keeping 8 trailing entries: 1..22 go */
 	char part1[] = "state-", part2[] = "at-30";
 	struct raft_buffer bufs[2] = {{part1, 6}, {part2, 5}};
-	struct raft_snapshot snap = {.index = 30, .term = 2, .configuration = conf,
-				     .configuration_index = 1, .bufs = bufs, .n_bufs = 2};
+	struct raft_snapshot snap = {.index = 30,
+	                             .term = 2,
+	                             .configuration = conf,
+	                             .configuration_index = 1,
+	                             .bufs = bufs,
+	                             .n_bufs = 2};
 	CHECK_INT(0, raft_store_begin(st));
 	CHECK_INT(0, raft_store_snapshot_put(st, &snap, 8), "%s", raft_store_errmsg(st));
 	CHECK_INT(0, raft_store_commit(st));
@@ -168,7 +172,7 @@ static void test_snapshots_compact_the_log(void)
 	CHECK_INT(1, s->configuration.n);
 	CHECK_STR("n1", s->configuration.servers[0].address);
 	CHECK(s->n_bufs == 1 && s->bufs[0].len == 11 &&
-		      memcmp(s->bufs[0].base, "state-at-30", 11) == 0,
+	              memcmp(s->bufs[0].base, "state-at-30", 11) == 0,
 	      "its buffers are stored as one");
 	CHECK_INT(23, start);
 	CHECK_INT(18, n, "entries 23..40");

@@ -32,14 +32,17 @@ static void test_append_entries_round_trip(void)
 {
 	char a[] = "set x=1", c[] = "\x01\x02";
 	struct raft_entry e[3] = {
-		{.term = 7, .type = RAFT_COMMAND, .buf = {a, sizeof(a) - 1}},
-		{.term = 7, .type = RAFT_BARRIER, .buf = {NULL, 0}},
-		{.term = 300, .type = RAFT_CHANGE, .buf = {c, 2}},
+	        {.term = 7, .type = RAFT_COMMAND, .buf = {a, sizeof(a) - 1}},
+	        {.term = 7, .type = RAFT_BARRIER, .buf = {NULL, 0}},
+	        {.term = 300, .type = RAFT_CHANGE, .buf = {c, 2}},
 	};
 	struct raft_message m = {.type = RAFT_IO_APPEND_ENTRIES};
-	m.append_entries = (struct raft_append_entries){
-		.term = 300, .prev_log_index = 1ull << 40, .prev_log_term = 299,
-		.leader_commit = 12345, .entries = e, .n_entries = 3};
+	m.append_entries = (struct raft_append_entries){.term = 300,
+	                                                .prev_log_index = 1ull << 40,
+	                                                .prev_log_term = 299,
+	                                                .leader_commit = 12345,
+	                                                .entries = e,
+	                                                .n_entries = 3};
 	struct raft_message d;
 	uint8_t *b = NULL;
 	size_t n = round_trip(&m, &d, &b);
@@ -139,8 +142,7 @@ static void test_install_snapshot_round_trip(void)
 	CHECK_STR("[::1]:8300", x->conf.servers[2].address);
 	CHECK_INT(900, x->conf.servers[2].id);
 	CHECK_INT(RAFT_SPARE, x->conf.servers[2].role);
-	CHECK(x->data.len == sizeof(data) && memcmp(x->data.base, data, sizeof(data)) == 0,
-	      "data");
+	CHECK(x->data.len == sizeof(data) && memcmp(x->data.base, data, sizeof(data)) == 0, "data");
 	raft_wire_message_release(&d);
 	free(b);
 }
@@ -151,7 +153,7 @@ static void refused(const uint8_t *b, size_t n, const char *field)
 	struct raft_message d;
 	char err[256] = "";
 	CHECK_INT(-1, raft_wire_decode(b, n, &d, err, sizeof(err)), "expected a refusal for %s",
-		  field);
+	          field);
 	CHECK_HAS(err, field);
 }
 
@@ -166,28 +168,27 @@ static void test_bad_bytes_name_the_field(void)
 	raft_wire_message_release(&d);
 	for (size_t cut = 0; cut < sizeof(good); cut++)
 		CHECK_INT(-1, raft_wire_decode(good, cut, &d, err, sizeof(err)),
-			  "a message cut at %zu bytes", cut);
+		          "a message cut at %zu bytes", cut);
 
 	refused((const uint8_t[]){2, 1}, 2, "version");
 	refused((const uint8_t[]){1, 9}, 2, "type");
 	refused((const uint8_t[]){1, 6, 0x85, 0x00, 1, 1}, 6, "term: padded varint");
 	refused((const uint8_t[]){1, 6, 1, 1, 1, 0}, 6, "timeout_now: 1 trailing bytes");
 	refused((const uint8_t[]){1, 1, 5, 1, 1, 1, 1, 5, 9, 3, 'a', 'b', 'c'}, 13,
-		"entry 0: type");
-	refused((const uint8_t[]){1, 1, 5, 1, 1, 1, 1, 5, 1, 4, 'a', 'b', 'c'}, 13,
-		"entry 0: len");
+	        "entry 0: type");
+	refused((const uint8_t[]){1, 1, 5, 1, 1, 1, 1, 5, 1, 4, 'a', 'b', 'c'}, 13, "entry 0: len");
 	/* a count of 2^60 entries in a 12-byte message: refused before any
 	 * allocation */
-	refused((const uint8_t[]){1, 1, 5, 1, 1, 1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
-				  0x80, 0x10},
-		15, "n_entries");
+	refused((const uint8_t[]){1, 1, 5, 1, 1, 1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+	                          0x10},
+	        15, "n_entries");
 	refused((const uint8_t[]){1, 3, 1, 1, 1, 1, 4}, 7, "request_vote: flags");
 	refused((const uint8_t[]){1, 4, 1, 2, 0}, 5, "vote_granted");
 	/* InstallSnapshot whose configuration names server id 0 */
 	refused((const uint8_t[]){1, 5, 1, 1, 1, 1, 1, 0, 1, 1, 'a', 0}, 12, "id: zero");
 	/* ... and one naming id 1 twice */
 	refused((const uint8_t[]){1, 5, 1, 1, 1, 1, 2, 1, 1, 1, 'a', 1, 1, 1, 'b', 0}, 16,
-		"server 1");
+	        "server 1");
 	/* ... and an address with a NUL in it */
 	refused((const uint8_t[]){1, 5, 1, 1, 1, 1, 1, 1, 1, 2, 'a', 0, 0}, 13, "NUL");
 	/* ... and a data length that disagrees with what follows */

@@ -195,8 +195,8 @@ static void test_merges_serf_push_pull_user_state(void)
 	const uint8_t *pos = buf + 1;
 	size_t olen = 0;
 	int rc = buf[0] == ML_COMPRESS
-			 ? ml_compress_decode_stream(&pos, buf + len, out, sizeof(out), &olen)
-			 : ML_BAD;
+	                 ? ml_compress_decode_stream(&pos, buf + len, out, sizeof(out), &olen)
+	                 : ML_BAD;
 	CHECK_SERF(ML_OK, rc, "decompress");
 	if (rc == ML_OK && out[0] == ML_PUSH_PULL) {
 		const uint8_t *p = out + 1, *end = out + olen;
@@ -237,10 +237,15 @@ static void test_codecs_round_trip(void)
 
 	uint8_t big[300];
 	memset(big, 'x', sizeof(big));
-	struct serf_msg_query q = {.ltime = 9, .id = 0xdeadbeef, .flags = 1, .timeout_ns = 5e9,
-				   .name = "up", .name_len = 2, .payload = big,
-				   .payload_len = sizeof(big)},
-			      q2;
+	struct serf_msg_query q = {.ltime = 9,
+	                           .id = 0xdeadbeef,
+	                           .flags = 1,
+	                           .timeout_ns = 5e9,
+	                           .name = "up",
+	                           .name_len = 2,
+	                           .payload = big,
+	                           .payload_len = sizeof(big)},
+	                      q2;
 	q.addr.len = 4;
 	q.addr.ip[0] = 10;
 	q.addr.port = 7946;
@@ -254,8 +259,8 @@ static void test_codecs_round_trip(void)
 	n = serf_encode_query(buf, sizeof(buf), &q);
 	CHECK_SERF(ML_OK, serf_decode_query(buf + 1, (size_t)n - 1, &q2), "query");
 	CHECK(q2.id == 0xdeadbeef && q2.timeout_ns == 5000000000LL && q2.payload_len == 300 &&
-		      q2.addr.port == 7946 && q2.addr.ip[0] == 10 && q2.nfilters == 1 &&
-		      strcmp(q2.source_node, "src") == 0,
+	              q2.addr.port == 7946 && q2.addr.ip[0] == 10 && q2.nfilters == 1 &&
+	              strcmp(q2.source_node, "src") == 0,
 	      "query fields");
 
 	struct serf_key_response kr = {.result = true, .nkeys = 2}, kr2;
@@ -354,11 +359,11 @@ static void net_init(struct net *net, int n)
 		ctxs[i].net = net;
 		ctxs[i].idx = i;
 		struct serf_io io = {.ctx = &ctxs[i],
-				     .broadcast = io_bcast,
-				     .send_to = io_send_to,
-				     .user_event = io_user,
-				     .query = io_query,
-				     .query_response = io_qresp};
+		                     .broadcast = io_bcast,
+		                     .send_to = io_send_to,
+		                     .user_event = io_user,
+		                     .query = io_query,
+		                     .query_response = io_qresp};
 		char name[16];
 		snprintf(name, sizeof(name), "n%d", i);
 		net->nodes[i] = serf_new(name, &io);
@@ -396,9 +401,10 @@ static void test_user_event_reaches_every_member_once(void)
 	struct net net;
 	net_init(&net, 3);
 	char err[128];
-	CHECK_SERF(0, serf_user_event(net.nodes[0], "deploy", (const uint8_t *)"v1", 2, true, err,
-				     sizeof(err)),
-		  "fire");
+	CHECK_SERF(0,
+	           serf_user_event(net.nodes[0], "deploy", (const uint8_t *)"v1", 2, true, err,
+	                           sizeof(err)),
+	           "fire");
 	net_run(&net);
 	for (int i = 0; i < 3; i++)
 		CHECK_SERF(1, net.delivered[i], "delivered once");
@@ -406,7 +412,7 @@ static void test_user_event_reaches_every_member_once(void)
 	CHECK(serf_stats(net.nodes[1])->events_dup >= 1, "re-broadcast copies were deduplicated");
 	uint8_t big[600] = {0};
 	CHECK_SERF(-1, serf_user_event(net.nodes[0], "x", big, sizeof(big), true, err, sizeof(err)),
-		  "size limit");
+	           "size limit");
 	net_free(&net);
 }
 
@@ -418,13 +424,13 @@ static void test_leave_intent_then_dead_is_left_otherwise_failed(void)
 	net_run(&net);
 	CHECK_SERF(SERF_STATUS_LEAVING, serf_member_status(net.nodes[0], "n1"), "leaving");
 	CHECK_SERF(SERF_EV_MEMBER_LEAVE, serf_member_event(net.nodes[0], SWIM_EV_FAILED, "n1"),
-		  "dead after intent is a leave");
+	           "dead after intent is a leave");
 	CHECK_SERF(SERF_STATUS_LEFT, serf_member_status(net.nodes[0], "n1"), "left");
 	CHECK_SERF(SERF_EV_MEMBER_FAILED, serf_member_event(net.nodes[0], SWIM_EV_FAILED, "n2"),
-		  "dead without intent is a failure");
+	           "dead without intent is a failure");
 	CHECK_SERF(SERF_STATUS_FAILED, serf_member_status(net.nodes[0], "n2"), "failed");
 	CHECK_SERF(SERF_EV_MEMBER_JOIN, serf_member_event(net.nodes[0], SWIM_EV_JOIN, "n2"),
-		  "back");
+	           "back");
 	CHECK_SERF(SERF_STATUS_ALIVE, serf_member_status(net.nodes[0], "n2"), "alive again");
 	net_free(&net);
 }
@@ -458,7 +464,7 @@ static void test_push_pull_state_carries_events_and_left_members(void)
 	CHECK_SERF(0, serf_stats(net.nodes[1])->bad_msgs, "parsed");
 	CHECK_SERF(1, net.delivered[1], "event learned through push-pull");
 	CHECK_SERF(SERF_STATUS_LEAVING, serf_member_status(net.nodes[1], "n0"),
-		  "left member becomes leaving, then left at its dead message");
+	           "left member becomes leaving, then left at its dead message");
 	CHECK(serf_event_clock(net.nodes[1]) >= serf_event_clock(net.nodes[0]) - 1,
 	      "event clock witnessed");
 	for (size_t cut = 0; cut < len; cut++)

@@ -22,12 +22,13 @@ static void test_formulas_match_memberlist(void)
 		size_t n;
 		int64_t min_ms;
 		int retransmits;
-	} rows[] = {{3, 4000, 4},    {10, 4000, 8},    {32, 6020, 8},
-		    {100, 8000, 12}, {1000, 12000, 16}, {10000, 16000, 20}};
+	} rows[] = {{3, 4000, 4},    {10, 4000, 8},     {32, 6020, 8},
+	            {100, 8000, 12}, {1000, 12000, 16}, {10000, 16000, 20}};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		int64_t got = swim_suspicion_timeout_ms(4, rows[i].n, 1000);
-		CHECK(llabs(got - rows[i].min_ms) <= 1, "suspicion min n=%zu: expected %lld got %lld",
-		      rows[i].n, (long long)rows[i].min_ms, (long long)got);
+		CHECK(llabs(got - rows[i].min_ms) <= 1,
+		      "suspicion min n=%zu: expected %lld got %lld", rows[i].n,
+		      (long long)rows[i].min_ms, (long long)got);
 		int r = swim_retransmit_limit(4, rows[i].n);
 		CHECK(r == rows[i].retransmits, "retransmit n=%zu: expected %d got %d", rows[i].n,
 		      rows[i].retransmits, r);
@@ -39,10 +40,10 @@ static void test_formulas_match_memberlist(void)
 	      (long long)swim_push_pull_scale_ms(30000, 1000));
 	struct swim_timing t;
 	CHECK(swim_timing_profile(&t, "lan") == 0 && t.probe_interval_ms == 1000 &&
-		      t.probe_timeout_ms == 500 && t.gossip_interval_ms == 200,
+	              t.probe_timeout_ms == 500 && t.gossip_interval_ms == 200,
 	      "lan profile");
 	CHECK(swim_timing_profile(&t, "wan") == 0 && t.probe_interval_ms == 5000 &&
-		      t.suspicion_mult == 6,
+	              t.suspicion_mult == 6,
 	      "wan profile");
 	CHECK(swim_timing_profile(&t, "nope") == -1, "unknown profile refused");
 }
@@ -111,7 +112,7 @@ struct net {
  * message or a compound's parts (pointing into p or a static buffer); -1 if
  * it does not decode */
 static int packet_parts(const uint8_t *p, size_t len, struct ml_slice *parts, int max,
-			bool *compressed, size_t *payload)
+                        bool *compressed, size_t *payload)
 {
 	static uint8_t out[ML_UDP_RECV_MAX];
 	struct ml_slice m = {.p = p, .len = len};
@@ -242,10 +243,10 @@ static void net_init(struct net *net, int n)
 		memcpy(cfg.vsn, vsn, 6);
 		swim_timing_profile(&cfg.timing, "lan");
 		struct swim_io io = {.ctx = &ctxs[i],
-				     .send = n_send,
-				     .rand32 = n_rand,
-				     .push_pull = n_push_pull,
-				     .event = n_event};
+		                     .send = n_send,
+		                     .rand32 = n_rand,
+		                     .push_pull = n_push_pull,
+		                     .event = n_event};
 		char err[128];
 		net->nodes[i] = swim_new(&cfg, &io, net->now, err, sizeof(err));
 	}
@@ -269,10 +270,11 @@ static void net_run(struct net *net, int64_t until)
 			struct pkt *k = &net->q[i];
 			if (k->at <= net->now) {
 				if (!net->down[k->to]) {
-					struct ml_addr from = {.len = 4, .ip = {127, 0, 0, 1},
-							       .port = (uint16_t)(1000 + k->from)};
-					swim_recv_packet(net->nodes[k->to], net->now, &from, k->data,
-							 k->len);
+					struct ml_addr from = {.len = 4,
+					                       .ip = {127, 0, 0, 1},
+					                       .port = (uint16_t)(1000 + k->from)};
+					swim_recv_packet(net->nodes[k->to], net->now, &from,
+					                 k->data, k->len);
 				}
 			} else {
 				if (w != i)
@@ -365,7 +367,7 @@ static void test_membership_broadcasts_go_before_user_messages(void)
 	memset(meta, 'm', sizeof(meta));
 	REQUIRE(tell_alive(&net, 7, meta, sizeof(meta)) > 0, "alive for n7");
 	REQUIRE(strcmp(state_of(&net, 0, 7), "alive") == 0, "n0 took the alive: %s",
-		state_of(&net, 0, 7));
+	        state_of(&net, 0, 7));
 	uint8_t user[200];
 	memset(user, 'u', sizeof(user));
 	for (int i = 0; i < 30; i++)
@@ -443,7 +445,7 @@ static void test_gossip_packs_by_compressed_size(void)
 	for (int i = 10; i < 50; i++) {
 		char id[40];
 		snprintf(id, sizeof(id), "%08x-1c2d-4e5f-8a9b-%012x", (unsigned)(i * 2654435761u),
-			 (unsigned)(i * 40503u));
+		         (unsigned)(i * 40503u));
 		struct tag tags[TAGS_CONSUL_MAX];
 		size_t nt = tags_consul(tags, "dc1", "0.1.0:rumor", id, NULL);
 		uint8_t meta[512];
@@ -556,7 +558,8 @@ static void test_leave_is_left_not_failed(void)
 		      state_of(&net, v, 3));
 	net_run(&net, net.now + 30000);
 	for (int v = 0; v < 3; v++) {
-		CHECK(net.events_failed[v] == 0, "n%d saw no failure (got %d)", v, net.events_failed[v]);
+		CHECK(net.events_failed[v] == 0, "n%d saw no failure (got %d)", v,
+		      net.events_failed[v]);
 		CHECK(net.events_left[v] == 1, "n%d saw one leave (got %d)", v, net.events_left[v]);
 	}
 	net_free(&net);
@@ -567,8 +570,11 @@ static void test_malformed_packets_counted_not_fatal(void)
 	static struct net net;
 	net_init(&net, 1);
 	struct ml_addr from = {.len = 4, .ip = {127, 0, 0, 1}, .port = 999};
-	static const uint8_t junk[][8] = {{0xff}, {ML_PING, 0xc1}, {ML_COMPOUND, 5, 0, 9},
-					  {ML_HAS_CRC, 0, 0, 0, 0, 1}, {ML_ALIVE, 0x81, 0xa1}};
+	static const uint8_t junk[][8] = {{0xff},
+	                                  {ML_PING, 0xc1},
+	                                  {ML_COMPOUND, 5, 0, 9},
+	                                  {ML_HAS_CRC, 0, 0, 0, 0, 1},
+	                                  {ML_ALIVE, 0x81, 0xa1}};
 	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
 		swim_recv_packet(net.nodes[0], net.now, &from, junk[i], sizeof(junk[i]));
 	CHECK(swim_stats(net.nodes[0])->bad_packets >= 4, "bad packets counted: %llu",
@@ -576,7 +582,6 @@ static void test_malformed_packets_counted_not_fatal(void)
 	CHECK(swim_member_count(net.nodes[0]) == 1, "no member invented from junk");
 	net_free(&net);
 }
-
 
 static uint8_t *read_file(const char *path, size_t *len)
 {
@@ -632,7 +637,7 @@ static void test_serf_push_pull_fixture_merges(void)
  */
 #if defined(__SANITIZE_ADDRESS__)
 int __sanitizer_install_malloc_and_free_hooks(void (*m)(const volatile void *, size_t),
-					      void (*f)(const volatile void *));
+                                              void (*f)(const volatile void *));
 static size_t alloc_max;
 static bool alloc_armed;
 static void alloc_hook(const volatile void *p, size_t n)
@@ -664,9 +669,9 @@ static bool alloc_watch(void)
 struct solo {
 	struct swim *s;
 	int joins;
-	int merges;	       /* io->merge_state calls */
+	int merges; /* io->merge_state calls */
 	size_t merge_len;
-	uint8_t merged[64];    /* the user state it got */
+	uint8_t merged[64]; /* the user state it got */
 	uint64_t rng;
 };
 
@@ -715,11 +720,11 @@ static void solo_new(struct solo *o, uint32_t max_nodes, uint32_t slice)
 	cfg.push_pull_max_nodes = max_nodes;
 	cfg.merge_slice = slice;
 	struct swim_io io = {.ctx = o,
-			     .send = solo_send,
-			     .rand32 = solo_rand,
-			     .push_pull = solo_push_pull,
-			     .event = solo_event,
-			     .merge_state = solo_merge_state};
+	                     .send = solo_send,
+	                     .rand32 = solo_rand,
+	                     .push_pull = solo_push_pull,
+	                     .event = solo_event,
+	                     .merge_state = solo_merge_state};
 	char err[128];
 	o->s = swim_new(&cfg, &io, 1000000, err, sizeof(err));
 }
@@ -727,10 +732,10 @@ static void solo_new(struct solo *o, uint32_t max_nodes, uint32_t slice)
 /* The state state_stream gives member i. */
 static uint8_t state_of_i(uint32_t i)
 {
-	return i % 11 == 3 ? ML_STATE_SUSPECT
+	return i % 11 == 3   ? ML_STATE_SUSPECT
 	       : i % 13 == 4 ? ML_STATE_DEAD
 	       : i % 17 == 5 ? ML_STATE_LEFT
-			     : ML_STATE_ALIVE;
+	                     : ML_STATE_ALIVE;
 }
 
 /* Of state_stream's first n members, those a node that never heard of
@@ -750,7 +755,7 @@ static long long alive_in(uint32_t n)
  * malloc'd, *len set.
  */
 static uint8_t *state_stream(const char *prefix, uint32_t n, const char *user, bool header_only,
-			     size_t *len)
+                             size_t *len)
 {
 	size_t ulen = user ? strlen(user) : 0;
 	size_t cap = 64 + (header_only ? 0 : (size_t)n * 128) + ulen;
@@ -763,8 +768,8 @@ static uint8_t *state_stream(const char *prefix, uint32_t n, const char *user, b
 		static struct ml_push_node pn;
 		memset(&pn, 0, sizeof(pn));
 		snprintf(pn.name, sizeof(pn.name), "%s%u", prefix, i);
-		pn.addr = (struct ml_addr){.len = 4, .ip = {10, 1, (uint8_t)(i >> 8), (uint8_t)i},
-					   .port = 8301};
+		pn.addr = (struct ml_addr){
+		        .len = 4, .ip = {10, 1, (uint8_t)(i >> 8), (uint8_t)i}, .port = 8301};
 		pn.incarnation = 1 + i % 5;
 		pn.state = state_of_i(i);
 		pn.meta_len = (uint16_t)(i % 3 == 0 ? 4 : 0);
@@ -839,7 +844,7 @@ static void test_push_pull_over_the_cap_refused_at_the_header(void)
 		int zn = ml_compress_encode(z, sizeof(z), h, len);
 		REQUIRE(zn > 0, "compress the header");
 		CHECK_INT(ML_BAD, solo_recv(&o, z, (size_t)zn, err, sizeof(err)), "compressed, %u",
-			  counts[k]);
+		          counts[k]);
 		free(h);
 	}
 	h = state_stream("x", SWIM_PUSH_PULL_MAX_NODES, NULL, true, &len);

@@ -36,7 +36,7 @@ static void hexdump(const char *label, const uint8_t *p, size_t n)
 }
 
 static void check_bytes(const char *what, const uint8_t *exp, size_t elen, const uint8_t *act,
-			long alen)
+                        long alen)
 {
 	bool same = alen >= 0 && (size_t)alen == elen && memcmp(exp, act, elen) == 0;
 	CHECK(same, "%s: bytes differ", what);
@@ -67,8 +67,8 @@ static void test_ping_round_trip_without_source(void)
 	strcpy(m.node, "beta");
 	int n = ml_encode_ping(buf, sizeof(buf), &m);
 	/* Go: 00 82 a4 Node a4 beta a5 SeqNo 07 */
-	static const uint8_t want[] = { 0x00, 0x82, 0xa4, 'N', 'o', 'd', 'e', 0xa4, 'b', 'e', 't',
-					'a', 0xa5, 'S', 'e', 'q', 'N', 'o', 0x07 };
+	static const uint8_t want[] = {0x00, 0x82, 0xa4, 'N', 'o', 'd', 'e', 0xa4, 'b', 'e',
+	                               't',  'a',  0xa5, 'S', 'e', 'q', 'N', 'o',  0x07};
 	check_bytes("ping", want, sizeof(want), buf, n);
 	const uint8_t *p = buf + 1;
 	CHECK_WIRE(ML_OK, ml_decode_ping(&p, buf + n, &d), "decode");
@@ -119,7 +119,7 @@ static void test_indirect_ping_round_trip_with_nack(void)
 	CHECK(ml_addr_equal(&d.source, &m.source), "source");
 	CHECK(strcmp(d.node, "gamma") == 0 && strcmp(d.source_node, "alpha") == 0, "names");
 	check_bytes("re-encode", buf, (size_t)n, again,
-		    ml_encode_indirect_ping(again, sizeof(again), &d));
+	            ml_encode_indirect_ping(again, sizeof(again), &d));
 }
 
 static void test_ack_round_trip_with_and_without_payload(void)
@@ -129,8 +129,8 @@ static void test_ack_round_trip_with_and_without_payload(void)
 	memset(&m, 0, sizeof(m));
 	m.seq = 5;
 	int n = ml_encode_ack(buf, sizeof(buf), &m);
-	static const uint8_t want[] = { 0x02, 0x82, 0xa7, 'P', 'a', 'y', 'l', 'o', 'a', 'd', 0xc0,
-					0xa5, 'S', 'e', 'q', 'N', 'o', 0x05 };
+	static const uint8_t want[] = {0x02, 0x82, 0xa7, 'P', 'a', 'y', 'l', 'o', 'a',
+	                               'd',  0xc0, 0xa5, 'S', 'e', 'q', 'N', 'o', 0x05};
 	check_bytes("ack without payload", want, sizeof(want), buf, n);
 	m.payload_len = 300;
 	for (int i = 0; i < 300; i++)
@@ -146,11 +146,11 @@ static void test_ack_round_trip_with_and_without_payload(void)
 
 static void test_nack_round_trip(void)
 {
-	struct ml_nack m = { .seq = 0xffffffffu }, d;
+	struct ml_nack m = {.seq = 0xffffffffu}, d;
 	uint8_t buf[64];
 	int n = ml_encode_nack(buf, sizeof(buf), &m);
-	static const uint8_t want[] = { 0x0b, 0x81, 0xa5, 'S', 'e', 'q', 'N', 'o',
-					0xce, 0xff, 0xff, 0xff, 0xff };
+	static const uint8_t want[] = {0x0b, 0x81, 0xa5, 'S',  'e',  'q', 'N',
+	                               'o',  0xce, 0xff, 0xff, 0xff, 0xff};
 	check_bytes("nack", want, sizeof(want), buf, n);
 	const uint8_t *p = buf + 1;
 	CHECK_WIRE(ML_OK, ml_decode_nack(&p, buf + n, &d), "decode");
@@ -168,15 +168,18 @@ static void test_suspect_and_dead_round_trip(void)
 	int n = ml_encode_suspect(buf, sizeof(buf), &m);
 	CHECK(n > 0 && buf[0] == ML_SUSPECT, "suspect %d", n);
 	/* 200 does not fit a positive fixint: uint8 form */
-	CHECK(memmem(buf, (size_t)n, "\xabIncarnation\xcc\xc8", 14) != NULL, "Incarnation as cc c8");
+	CHECK(memmem(buf, (size_t)n, "\xabIncarnation\xcc\xc8", 14) != NULL,
+	      "Incarnation as cc c8");
 	const uint8_t *p = buf + 1;
 	CHECK_WIRE(ML_OK, ml_decode_suspect(&p, buf + n, &d), "decode suspect");
-	CHECK(d.incarnation == 200 && !strcmp(d.node, "gamma") && !strcmp(d.from, "alpha"), "fields");
+	CHECK(d.incarnation == 200 && !strcmp(d.node, "gamma") && !strcmp(d.from, "alpha"),
+	      "fields");
 	n = ml_encode_dead(buf, sizeof(buf), &m);
 	CHECK(n > 0 && buf[0] == ML_DEAD, "dead %d", n);
 	p = buf + 1;
 	CHECK_WIRE(ML_OK, ml_decode_dead(&p, buf + n, &d), "decode dead");
-	check_bytes("dead re-encode", buf, (size_t)n, again, ml_encode_dead(again, sizeof(again), &d));
+	check_bytes("dead re-encode", buf, (size_t)n, again,
+	            ml_encode_dead(again, sizeof(again), &d));
 }
 
 static void test_alive_round_trip_with_meta_and_vsn(void)
@@ -189,7 +192,7 @@ static void test_alive_round_trip_with_meta_and_vsn(void)
 	m.addr = addr4(127, 0, 0, 1, 27948);
 	m.meta_len = 40;
 	memset(m.meta, 'm', 40);
-	static const uint8_t vsn[6] = { 1, 5, 5, 2, 5, 4 };
+	static const uint8_t vsn[6] = {1, 5, 5, 2, 5, 4};
 	memcpy(m.vsn, vsn, 6);
 	m.has_vsn = true;
 	int n = ml_encode_alive(buf, sizeof(buf), &m);
@@ -226,7 +229,7 @@ static void test_err_round_trip_and_long_message_is_cut(void)
 	CHECK_WIRE(ML_OK, ml_decode_err(&p, buf + n, &d), "decode");
 	CHECK(strcmp(d.error, m.error) == 0, "error %s", d.error);
 	/* a 400-byte message from a peer is kept cut at ML_ERRMSG_MAX */
-	uint8_t big[500] = { 0x81, 0xa5, 'E', 'r', 'r', 'o', 'r', 0xda, 0x01, 0x90 };
+	uint8_t big[500] = {0x81, 0xa5, 'E', 'r', 'r', 'o', 'r', 0xda, 0x01, 0x90};
 	memset(big + 10, 'x', 400);
 	p = big;
 	CHECK_WIRE(ML_OK, ml_decode_err(&p, big + 410, &d), "decode long");
@@ -236,11 +239,11 @@ static void test_err_round_trip_and_long_message_is_cut(void)
 static void test_push_pull_header_node_and_user_header_round_trip(void)
 {
 	uint8_t buf[1024], again[1024];
-	struct ml_push_pull_header h = { .nodes = 3, .user_state_len = 1000, .join = true }, hd;
+	struct ml_push_pull_header h = {.nodes = 3, .user_state_len = 1000, .join = true}, hd;
 	int n = ml_encode_push_pull_header(buf, sizeof(buf), &h);
-	static const uint8_t want[] = { 0x83, 0xa4, 'J', 'o', 'i', 'n', 0xc3, 0xa5, 'N', 'o', 'd',
-					'e', 's', 0x03, 0xac, 'U', 's', 'e', 'r', 'S', 't', 'a',
-					't', 'e', 'L', 'e', 'n', 0xcd, 0x03, 0xe8 };
+	static const uint8_t want[] = {0x83, 0xa4, 'J', 'o',  'i',  'n', 0xc3, 0xa5, 'N',  'o',
+	                               'd',  'e',  's', 0x03, 0xac, 'U', 's',  'e',  'r',  'S',
+	                               't',  'a',  't', 'e',  'L',  'e', 'n',  0xcd, 0x03, 0xe8};
 	check_bytes("push-pull header", want, sizeof(want), buf, n);
 	const uint8_t *p = buf;
 	CHECK_WIRE(ML_OK, ml_decode_push_pull_header(&p, buf + n, &hd), "decode header");
@@ -262,9 +265,9 @@ static void test_push_pull_header_node_and_user_header_round_trip(void)
 	CHECK_WIRE(ML_OK, ml_decode_push_node(&p, buf + n, &pd), "decode node");
 	CHECK(pd.state == ML_STATE_LEFT && pd.incarnation == 9 && !strcmp(pd.name, "beta"), "node");
 	check_bytes("node re-encode", buf, (size_t)n, again,
-		    ml_encode_push_node(again, sizeof(again), &pd));
+	            ml_encode_push_node(again, sizeof(again), &pd));
 
-	struct ml_user_msg_header u = { .len = 70000 }, ud;
+	struct ml_user_msg_header u = {.len = 70000}, ud;
 	n = ml_encode_user_msg_header(buf, sizeof(buf), &u);
 	p = buf;
 	CHECK_WIRE(ML_OK, ml_decode_user_msg_header(&p, buf + n, &ud), "decode user header");
@@ -278,11 +281,11 @@ static void test_decoders_accept_every_int_width_str8_bin_and_skip_unknown_keys(
 	/* {"Extra": [1, {"x": -3}], "SeqNo": uint64 9, "Node": str8 "ab",
 	 *  "SourceAddr": bin8 4 bytes, "SourcePort": int16 80} */
 	static const uint8_t in[] = {
-		0x85, 0xa5, 'E', 'x', 't', 'r', 'a', 0x92, 0x01, 0x81, 0xa1, 'x', 0xfd,
-		0xa5, 'S', 'e', 'q', 'N', 'o', 0xcf, 0, 0, 0, 0, 0, 0, 0, 9,
-		0xa4, 'N', 'o', 'd', 'e', 0xd9, 0x02, 'a', 'b',
-		0xaa, 'S', 'o', 'u', 'r', 'c', 'e', 'A', 'd', 'd', 'r', 0xc4, 4, 10, 0, 0, 1,
-		0xaa, 'S', 'o', 'u', 'r', 'c', 'e', 'P', 'o', 'r', 't', 0xd1, 0x00, 0x50,
+	        0x85, 0xa5, 'E', 'x', 't', 'r',  'a',  0x92, 0x01, 0x81, 0xa1, 'x',  0xfd, 0xa5,
+	        'S',  'e',  'q', 'N', 'o', 0xcf, 0,    0,    0,    0,    0,    0,    0,    9,
+	        0xa4, 'N',  'o', 'd', 'e', 0xd9, 0x02, 'a',  'b',  0xaa, 'S',  'o',  'u',  'r',
+	        'c',  'e',  'A', 'd', 'd', 'r',  0xc4, 4,    10,   0,    0,    1,    0xaa, 'S',
+	        'o',  'u',  'r', 'c', 'e', 'P',  'o',  'r',  't',  0xd1, 0x00, 0x50,
 	};
 	struct ml_ping d;
 	const uint8_t *p = in;
@@ -298,55 +301,61 @@ static void test_decoders_reject_wrong_types_oversize_and_giant_lengths(void)
 	struct ml_ping pg;
 	const uint8_t *p;
 	/* SeqNo as a string */
-	static const uint8_t wrong[] = { 0x81, 0xa5, 'S', 'e', 'q', 'N', 'o', 0xa1, '1' };
+	static const uint8_t wrong[] = {0x81, 0xa5, 'S', 'e', 'q', 'N', 'o', 0xa1, '1'};
 	p = wrong;
 	CHECK_WIRE(ML_BAD, ml_decode_ping(&p, wrong + sizeof(wrong), &pg), "string seq");
 	CHECK(strstr(ml_wire_error(), "SeqNo") != NULL, "error names field: %s", ml_wire_error());
 	CHECK(p == wrong, "pos moved on error");
 	/* SeqNo too big for uint32, and negative */
-	static const uint8_t big[] = { 0x81, 0xa5, 'S', 'e', 'q', 'N', 'o', 0xcf, 0, 0, 0, 1, 0, 0, 0, 0 };
+	static const uint8_t big[] = {0x81, 0xa5, 'S', 'e', 'q', 'N', 'o', 0xcf,
+	                              0,    0,    0,   1,   0,   0,   0,   0};
 	p = big;
 	CHECK_WIRE(ML_BAD, ml_decode_ping(&p, big + sizeof(big), &pg), "uint64 seq");
-	static const uint8_t neg[] = { 0x81, 0xa5, 'S', 'e', 'q', 'N', 'o', 0xff };
+	static const uint8_t neg[] = {0x81, 0xa5, 'S', 'e', 'q', 'N', 'o', 0xff};
 	p = neg;
 	CHECK_WIRE(ML_BAD, ml_decode_ping(&p, neg + sizeof(neg), &pg), "negative seq");
 	/* top level not a map */
-	static const uint8_t arr[] = { 0x91, 0x01 };
+	static const uint8_t arr[] = {0x91, 0x01};
 	p = arr;
 	CHECK_WIRE(ML_BAD, ml_decode_ping(&p, arr + 2, &pg), "array");
 	/* oversize node name: 300 bytes */
-	uint8_t name[320] = { 0x81, 0xa4, 'N', 'o', 'd', 'e', 0xda, 0x01, 0x2c };
+	uint8_t name[320] = {0x81, 0xa4, 'N', 'o', 'd', 'e', 0xda, 0x01, 0x2c};
 	memset(name + 9, 'n', 300);
 	p = name;
 	CHECK_WIRE(ML_BAD, ml_decode_alive(&p, name + 309, &a), "long name");
-	CHECK(strcmp(ml_wire_error(), "alive: Node: too long") == 0, "error text: %s", ml_wire_error());
+	CHECK(strcmp(ml_wire_error(), "alive: Node: too long") == 0, "error text: %s",
+	      ml_wire_error());
 	/* oversize meta */
-	uint8_t meta[600] = { 0x81, 0xa4, 'M', 'e', 't', 'a', 0xda, 0x02, 0x01 };
+	uint8_t meta[600] = {0x81, 0xa4, 'M', 'e', 't', 'a', 0xda, 0x02, 0x01};
 	p = meta;
 	CHECK_WIRE(ML_BAD, ml_decode_alive(&p, meta + 9 + 513, &a), "long meta");
 	/* giant lengths in a short buffer: need more bytes, never a read past end */
-	static const uint8_t giant_str[] = { 0x81, 0xa4, 'N', 'o', 'd', 'e', 0xdb, 0xff, 0xff, 0xff, 0xff, 'x' };
+	static const uint8_t giant_str[] = {0x81, 0xa4, 'N',  'o',  'd',  'e',
+	                                    0xdb, 0xff, 0xff, 0xff, 0xff, 'x'};
 	p = giant_str;
 	CHECK_WIRE(ML_AGAIN, ml_decode_alive(&p, giant_str + sizeof(giant_str), &a), "giant raw32");
-	static const uint8_t giant_map[] = { 0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'x', 0xdd, 0xff, 0xff, 0xff, 0xff };
+	static const uint8_t giant_map[] = {0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1,
+	                                    'x',  0xdd, 0xff, 0xff, 0xff, 0xff};
 	p = giant_map;
-	CHECK_WIRE(ML_AGAIN, ml_decode_alive(&p, giant_map + sizeof(giant_map), &a), "giant map/array");
+	CHECK_WIRE(ML_AGAIN, ml_decode_alive(&p, giant_map + sizeof(giant_map), &a),
+	           "giant map/array");
 	/* bad IP length, bad Vsn length, unknown state */
-	static const uint8_t ip3[] = { 0x81, 0xa4, 'A', 'd', 'd', 'r', 0xa3, 1, 2, 3 };
+	static const uint8_t ip3[] = {0x81, 0xa4, 'A', 'd', 'd', 'r', 0xa3, 1, 2, 3};
 	p = ip3;
 	CHECK_WIRE(ML_BAD, ml_decode_alive(&p, ip3 + sizeof(ip3), &a), "3-byte ip");
-	static const uint8_t vsn5[] = { 0x81, 0xa3, 'V', 's', 'n', 0xa5, 1, 2, 3, 4, 5 };
+	static const uint8_t vsn5[] = {0x81, 0xa3, 'V', 's', 'n', 0xa5, 1, 2, 3, 4, 5};
 	p = vsn5;
 	CHECK_WIRE(ML_BAD, ml_decode_alive(&p, vsn5 + sizeof(vsn5), &a), "5-byte vsn");
 	struct ml_push_node pn;
-	static const uint8_t st[] = { 0x81, 0xa5, 'S', 't', 'a', 't', 'e', 0x04 };
+	static const uint8_t st[] = {0x81, 0xa5, 'S', 't', 'a', 't', 'e', 0x04};
 	p = st;
 	CHECK_WIRE(ML_BAD, ml_decode_push_node(&p, st + sizeof(st), &pn), "state 4");
 	struct ml_push_pull_header h;
-	static const uint8_t usl[] = { 0x81, 0xac, 'U', 's', 'e', 'r', 'S', 't', 'a', 't', 'e', 'L',
-				       'e', 'n', 0xce, 0x7f, 0, 0, 0 };
+	static const uint8_t usl[] = {0x81, 0xac, 'U', 's', 'e',  'r',  'S', 't', 'a', 't',
+	                              'e',  'L',  'e', 'n', 0xce, 0x7f, 0,   0,   0};
 	p = usl;
-	CHECK_WIRE(ML_BAD, ml_decode_push_pull_header(&p, usl + sizeof(usl), &h), "huge user state");
+	CHECK_WIRE(ML_BAD, ml_decode_push_pull_header(&p, usl + sizeof(usl), &h),
+	           "huge user state");
 }
 
 static void test_truncation_at_every_byte_is_again_and_leaves_pos(void)
@@ -373,18 +382,22 @@ static void test_truncation_at_every_byte_is_again_and_leaves_pos(void)
 static void test_compound_encode_decode_and_truncation(void)
 {
 	uint8_t buf[256];
-	struct ml_slice in[3] = { { (const uint8_t *)"abc", 3 }, { (const uint8_t *)"", 0 },
-				  { (const uint8_t *)"hello", 5 } };
+	struct ml_slice in[3] = {{(const uint8_t *)"abc", 3},
+	                         {(const uint8_t *)"", 0},
+	                         {(const uint8_t *)"hello", 5}};
 	int n = ml_compound_encode(buf, sizeof(buf), in, 3);
-	static const uint8_t want[] = { 7, 3, 0, 3, 0, 0, 0, 5, 'a', 'b', 'c', 'h', 'e', 'l', 'l', 'o' };
+	static const uint8_t want[] = {7,   3,   0,   3,   0,   0,   0,   5,
+	                               'a', 'b', 'c', 'h', 'e', 'l', 'l', 'o'};
 	check_bytes("compound", want, sizeof(want), buf, n);
 	struct ml_slice out[ML_COMPOUND_MAX];
 	int trunc = -1;
-	CHECK_WIRE(3, ml_compound_decode(buf + 1, (size_t)n - 1, out, ML_COMPOUND_MAX, &trunc), "parts");
+	CHECK_WIRE(3, ml_compound_decode(buf + 1, (size_t)n - 1, out, ML_COMPOUND_MAX, &trunc),
+	           "parts");
 	CHECK_WIRE(0, trunc, "trunc");
 	CHECK(out[2].len == 5 && memcmp(out[2].p, "hello", 5) == 0, "part 2");
 	/* cut inside the last part: two parts kept, one truncated */
-	CHECK_WIRE(2, ml_compound_decode(buf + 1, (size_t)n - 3, out, ML_COMPOUND_MAX, &trunc), "cut");
+	CHECK_WIRE(2, ml_compound_decode(buf + 1, (size_t)n - 3, out, ML_COMPOUND_MAX, &trunc),
+	           "cut");
 	CHECK_WIRE(1, trunc, "trunc after cut");
 	/* cut inside the length table */
 	CHECK_WIRE(-1, ml_compound_decode(buf + 1, 4, out, ML_COMPOUND_MAX, &trunc), "cut table");
@@ -398,7 +411,8 @@ static void test_crc_wrap_and_mismatch(void)
 	/* crc32("123456789") = cbf43926 */
 	CHECK(ml_crc32((const uint8_t *)"123456789", 9) == 0xcbf43926u, "crc check value");
 	int n = ml_crc_wrap(buf, sizeof(buf), (const uint8_t *)"123456789", 9);
-	static const uint8_t want[] = { 12, 0xcb, 0xf4, 0x39, 0x26, '1', '2', '3', '4', '5', '6', '7', '8', '9' };
+	static const uint8_t want[] = {12,  0xcb, 0xf4, 0x39, 0x26, '1', '2',
+	                               '3', '4',  '5',  '6',  '7',  '8', '9'};
 	check_bytes("crc wrap", want, sizeof(want), buf, n);
 	struct ml_slice s;
 	CHECK_WIRE(ML_OK, ml_crc_check(buf, (size_t)n, &s), "check");
@@ -414,24 +428,29 @@ static void test_lzw_round_trips(void)
 	static uint8_t in[70000], z[140000], out[70000];
 	uint32_t x = 12345;
 	/* empty, tiny, repetitive, random and long enough to reset the table */
-	size_t sizes[] = { 0, 1, 2, 3, 100, 1000, 5000, 20000, 70000 };
+	size_t sizes[] = {0, 1, 2, 3, 100, 1000, 5000, 20000, 70000};
 	for (int mode = 0; mode < 2; mode++) {
 		for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 			size_t len = sizes[k];
 			for (size_t i = 0; i < len; i++) {
 				x = x * 1103515245u + 12345u;
-				in[i] = mode == 0 ? (uint8_t)(x >> 24) : (uint8_t)("abcab"[(x >> 16) % 5]);
+				in[i] = mode == 0 ? (uint8_t)(x >> 24)
+				                  : (uint8_t)("abcab"[(x >> 16) % 5]);
 			}
 			int zn = ml_lzw_compress(in, len, z, sizeof(z));
 			CHECK(zn > 0, "compress %zu: %d", len, zn);
 			if (zn <= 0)
 				continue;
 			int on = ml_lzw_decompress(z, (size_t)zn, out, sizeof(out));
-			CHECK(on == (int)len && memcmp(in, out, len) == 0, "mode %d len %zu: got %d", mode, len, on);
+			CHECK(on == (int)len && memcmp(in, out, len) == 0,
+			      "mode %d len %zu: got %d", mode, len, on);
 			if (len > 10) {
-				CHECK_WIRE(-1, ml_lzw_decompress(z, (size_t)zn, out, len - 1), "out too small");
-				CHECK_WIRE(-1, ml_lzw_decompress(z, (size_t)zn - 1 - (zn > 3), out, sizeof(out)),
-					  "missing eof");
+				CHECK_WIRE(-1, ml_lzw_decompress(z, (size_t)zn, out, len - 1),
+				           "out too small");
+				CHECK_WIRE(-1,
+				           ml_lzw_decompress(z, (size_t)zn - 1 - (zn > 3), out,
+				                             sizeof(out)),
+				           "missing eof");
 			}
 		}
 	}
@@ -443,13 +462,16 @@ static void test_lzw_round_trips(void)
 		for (size_t i = 0; i < len; i++) {
 			x = x * 1103515245u + 12345u;
 			in[i] = mode == 0 ? (uint8_t)(x >> 24)
-					  : (uint8_t)((mode == 1 ? "abcab" : "aaaaaaab")[(x >> 16) % 5]);
+			                  : (uint8_t)((mode == 1 ? "abcab"
+			                                         : "aaaaaaab")[(x >> 16) % 5]);
 		}
 		int zn = ml_lzw_compress(in, len, z, sizeof(z));
 		REQUIRE(zn > 0, "compress %d", mode);
 		int agree = 0, decoded = 0;
 		for (int trial = 0; trial < 400; trial++) {
-			size_t bit = trial == 0 ? 0 : (x = x * 1103515245u + 12345u, x % ((uint32_t)zn * 8u));
+			size_t bit = trial == 0 ? 0
+			                        : (x = x * 1103515245u + 12345u,
+			                           x % ((uint32_t)zn * 8u));
 			if (trial > 0)
 				z[bit / 8] ^= (uint8_t)(1u << (bit % 8));
 			static uint8_t ref[70000];
@@ -460,7 +482,8 @@ static void test_lzw_round_trips(void)
 			if (a > 0)
 				decoded++;
 			if (trial == 0)
-				CHECK(a == (int)len && memcmp(out, in, len) == 0, "mode %d intact", mode);
+				CHECK(a == (int)len && memcmp(out, in, len) == 0, "mode %d intact",
+				      mode);
 			if (trial > 0)
 				z[bit / 8] ^= (uint8_t)(1u << (bit % 8));
 		}
@@ -469,13 +492,14 @@ static void test_lzw_round_trips(void)
 	}
 	/* Go writes clear (9 bits) + eof (9 bits) for empty input: 00 03 02 */
 	int zn = ml_lzw_compress(in, 0, z, sizeof(z));
-	static const uint8_t empty[] = { 0x00, 0x03, 0x02 };
+	static const uint8_t empty[] = {0x00, 0x03, 0x02};
 	check_bytes("empty lzw", empty, 3, z, zn);
 	/* compress wrapper round trip */
 	uint8_t wrapped[2000], back[2000];
 	int wn = ml_compress_encode(wrapped, sizeof(wrapped), in, 1000);
 	CHECK(wn > 0 && wrapped[0] == ML_COMPRESS, "compress wrap %d", wn);
-	CHECK_WIRE(1000, ml_compress_decode(wrapped + 1, (size_t)wn - 1, back, sizeof(back)), "unwrap");
+	CHECK_WIRE(1000, ml_compress_decode(wrapped + 1, (size_t)wn - 1, back, sizeof(back)),
+	           "unwrap");
 	CHECK(memcmp(back, in, 1000) == 0, "unwrap bytes");
 }
 
@@ -509,20 +533,20 @@ static void note_meta(struct seen *s, const uint8_t *meta, size_t len)
 }
 
 /* Decode a message of a known type, re-encode it, compare with serf's bytes. */
-#define ROUND(T, dec, enc, what)                                                       \
-	do {                                                                           \
-		T m_;                                                                  \
-		uint8_t re_[2048];                                                     \
-		const uint8_t *q_ = p + 1;                                             \
-		int rc_ = dec(&q_, p + len, &m_);                                      \
-		CHECK(rc_ == ML_OK, "%s: %s: rc %d (%s)", file, what, rc_, ml_wire_error()); \
-		if (rc_ != ML_OK)                                                      \
-			return;                                                        \
-		CHECK(q_ == p + len, "%s: %s: %td trailing bytes", file, what, p + len - q_); \
-		check_bytes(what, p, len, re_, enc(re_, sizeof(re_), &m_));            \
-		s->reencoded++;                                                        \
-		last = &m_;                                                            \
-		inspect(s, p[0], last);                                                \
+#define ROUND(T, dec, enc, what)                                                                   \
+	do {                                                                                       \
+		T m_;                                                                              \
+		uint8_t re_[2048];                                                                 \
+		const uint8_t *q_ = p + 1;                                                         \
+		int rc_ = dec(&q_, p + len, &m_);                                                  \
+		CHECK(rc_ == ML_OK, "%s: %s: rc %d (%s)", file, what, rc_, ml_wire_error());       \
+		if (rc_ != ML_OK)                                                                  \
+			return;                                                                    \
+		CHECK(q_ == p + len, "%s: %s: %td trailing bytes", file, what, p + len - q_);      \
+		check_bytes(what, p, len, re_, enc(re_, sizeof(re_), &m_));                        \
+		s->reencoded++;                                                                    \
+		last = &m_;                                                                        \
+		inspect(s, p[0], last);                                                            \
 	} while (0)
 
 static void inspect(struct seen *s, int type, const void *m)
@@ -533,14 +557,16 @@ static void inspect(struct seen *s, int type, const void *m)
 		if (x->source.len == 4 && x->source_node[0])
 			s->ping_source = true;
 		if (dump)
-			fprintf(stderr, "      ping seq=%u node=%s src=%s\n", x->seq, x->node, x->source_node);
+			fprintf(stderr, "      ping seq=%u node=%s src=%s\n", x->seq, x->node,
+			        x->source_node);
 		break;
 	}
 	case ML_INDIRECT_PING: {
 		const struct ml_indirect_ping *x = m;
 		s->nack_req |= x->nack;
 		if (dump)
-			fprintf(stderr, "      indirect ping seq=%u node=%s nack=%d\n", x->seq, x->node, x->nack);
+			fprintf(stderr, "      indirect ping seq=%u node=%s nack=%d\n", x->seq,
+			        x->node, x->nack);
 		break;
 	}
 	case ML_ACK: {
@@ -554,8 +580,9 @@ static void inspect(struct seen *s, int type, const void *m)
 	case ML_DEAD: {
 		const struct ml_suspect *x = m;
 		if (dump)
-			fprintf(stderr, "      %s inc=%u node=%s from=%s\n", type == ML_DEAD ? "dead" : "suspect",
-				x->incarnation, x->node, x->from);
+			fprintf(stderr, "      %s inc=%u node=%s from=%s\n",
+			        type == ML_DEAD ? "dead" : "suspect", x->incarnation, x->node,
+			        x->from);
 		break;
 	}
 	case ML_ALIVE: {
@@ -564,9 +591,11 @@ static void inspect(struct seen *s, int type, const void *m)
 		note_meta(s, x->meta, x->meta_len);
 		s->vsn_ok |= x->has_vsn && x->vsn[0] == 1 && x->vsn[1] == 5;
 		if (dump)
-			fprintf(stderr, "      alive inc=%u node=%s ip len %u port %u meta %u vsn %u.%u.%u.%u.%u.%u\n",
-				x->incarnation, x->node, x->addr.len, x->addr.port, x->meta_len, x->vsn[0],
-				x->vsn[1], x->vsn[2], x->vsn[3], x->vsn[4], x->vsn[5]);
+			fprintf(stderr,
+			        "      alive inc=%u node=%s ip len %u port %u meta %u vsn "
+			        "%u.%u.%u.%u.%u.%u\n",
+			        x->incarnation, x->node, x->addr.len, x->addr.port, x->meta_len,
+			        x->vsn[0], x->vsn[1], x->vsn[2], x->vsn[3], x->vsn[4], x->vsn[5]);
 		break;
 	}
 	default:
@@ -587,10 +616,11 @@ static void walk_push_pull(struct seen *s, const char *file, const uint8_t *p, s
 	if (rc != ML_OK)
 		return;
 	check_bytes("push-pull header", start, (size_t)(q - start), re,
-		    ml_encode_push_pull_header(re, sizeof(re), &h));
+	            ml_encode_push_pull_header(re, sizeof(re), &h));
 	s->push_pull++;
 	if (dump)
-		fprintf(stderr, "      push-pull nodes=%u user=%u join=%d\n", h.nodes, h.user_state_len, h.join);
+		fprintf(stderr, "      push-pull nodes=%u user=%u join=%d\n", h.nodes,
+		        h.user_state_len, h.join);
 	for (uint32_t i = 0; i < h.nodes; i++) {
 		struct ml_push_node n;
 		start = q;
@@ -599,16 +629,16 @@ static void walk_push_pull(struct seen *s, const char *file, const uint8_t *p, s
 		if (rc != ML_OK)
 			return;
 		check_bytes("push node", start, (size_t)(q - start), re,
-			    ml_encode_push_node(re, sizeof(re), &n));
+		            ml_encode_push_node(re, sizeof(re), &n));
 		s->push_nodes++;
 		note_name(s, n.name);
 		note_meta(s, n.meta, n.meta_len);
 		if (dump)
-			fprintf(stderr, "        node %s state=%u inc=%u meta=%u\n", n.name, n.state,
-				n.incarnation, n.meta_len);
+			fprintf(stderr, "        node %s state=%u inc=%u meta=%u\n", n.name,
+			        n.state, n.incarnation, n.meta_len);
 	}
-	CHECK((size_t)(end - q) == h.user_state_len, "%s: user state: %td bytes left, header says %u",
-	      file, end - q, h.user_state_len);
+	CHECK((size_t)(end - q) == h.user_state_len,
+	      "%s: user state: %td bytes left, header says %u", file, end - q, h.user_state_len);
 }
 
 static void walk_message(struct seen *s, const char *file, const uint8_t *p, size_t len, int depth)
@@ -638,7 +668,8 @@ static void walk_message(struct seen *s, const char *file, const uint8_t *p, siz
 			return;
 		s->compress++;
 		/* our LZW must write exactly what Go's wrote */
-		check_bytes("re-compress", p, len, again, ml_compress_encode(again, sizeof(again), out, (size_t)n));
+		check_bytes("re-compress", p, len, again,
+		            ml_compress_encode(again, sizeof(again), out, (size_t)n));
 		uint8_t *copy = malloc((size_t)n);
 		memcpy(copy, out, (size_t)n);
 		walk_message(s, file, copy, (size_t)n, depth + 1);
@@ -655,23 +686,40 @@ static void walk_message(struct seen *s, const char *file, const uint8_t *p, siz
 			walk_message(s, file, parts[i].p, parts[i].len, depth + 1);
 		break;
 	}
-	case ML_PING: ROUND(struct ml_ping, ml_decode_ping, ml_encode_ping, "ping"); break;
-	case ML_INDIRECT_PING:
-		ROUND(struct ml_indirect_ping, ml_decode_indirect_ping, ml_encode_indirect_ping, "indirect ping");
+	case ML_PING:
+		ROUND(struct ml_ping, ml_decode_ping, ml_encode_ping, "ping");
 		break;
-	case ML_ACK: ROUND(struct ml_ack, ml_decode_ack, ml_encode_ack, "ack"); break;
-	case ML_NACK: ROUND(struct ml_nack, ml_decode_nack, ml_encode_nack, "nack"); break;
-	case ML_SUSPECT: ROUND(struct ml_suspect, ml_decode_suspect, ml_encode_suspect, "suspect"); break;
-	case ML_DEAD: ROUND(struct ml_suspect, ml_decode_dead, ml_encode_dead, "dead"); break;
-	case ML_ALIVE: ROUND(struct ml_alive, ml_decode_alive, ml_encode_alive, "alive"); break;
-	case ML_ERR: ROUND(struct ml_err_resp, ml_decode_err, ml_encode_err, "err"); break;
+	case ML_INDIRECT_PING:
+		ROUND(struct ml_indirect_ping, ml_decode_indirect_ping, ml_encode_indirect_ping,
+		      "indirect ping");
+		break;
+	case ML_ACK:
+		ROUND(struct ml_ack, ml_decode_ack, ml_encode_ack, "ack");
+		break;
+	case ML_NACK:
+		ROUND(struct ml_nack, ml_decode_nack, ml_encode_nack, "nack");
+		break;
+	case ML_SUSPECT:
+		ROUND(struct ml_suspect, ml_decode_suspect, ml_encode_suspect, "suspect");
+		break;
+	case ML_DEAD:
+		ROUND(struct ml_suspect, ml_decode_dead, ml_encode_dead, "dead");
+		break;
+	case ML_ALIVE:
+		ROUND(struct ml_alive, ml_decode_alive, ml_encode_alive, "alive");
+		break;
+	case ML_ERR:
+		ROUND(struct ml_err_resp, ml_decode_err, ml_encode_err, "err");
+		break;
 	case ML_USER:
 		s->user++;
 		if (dump)
 			fprintf(stderr, "%*s      user: serf type %u, %zu bytes\n", depth * 2, "",
-				len > 1 ? p[1] : 0, len - 1);
+			        len > 1 ? p[1] : 0, len - 1);
 		break;
-	case ML_PUSH_PULL: walk_push_pull(s, file, p, len); break;
+	case ML_PUSH_PULL:
+		walk_push_pull(s, file, p, len);
+		break;
 	default:
 		CHECK(0, "%s: unexpected message type %u", file, p[0]);
 	}
@@ -719,8 +767,9 @@ static void test_serf_udp_fixtures_unwrap_decode_and_reencode(void)
 	memset(&s, 0, sizeof(s));
 	int files = walk_dir(&s, "udp_");
 	if (dump)
-		fprintf(stderr, "  udp files %d crc %d compress %d compound %d user %d reencoded %d\n", files,
-			s.crc, s.compress, s.compound, s.user, s.reencoded);
+		fprintf(stderr,
+		        "  udp files %d crc %d compress %d compound %d user %d reencoded %d\n",
+		        files, s.crc, s.compress, s.compound, s.user, s.reencoded);
 	CHECK(files >= 40, "udp fixtures: %d", files);
 	CHECK(s.crc > 0 && s.compress > 0 && s.compound > 0 && s.user > 0, "framings seen");
 	/* exact counts over the distinct datagrams of plain.pcap */
@@ -796,14 +845,17 @@ static void test_every_prefix_of_every_fixture_is_handled(void)
 			const uint8_t *p = buf;
 			size_t len = cut;
 			if (len >= 5 && p[0] == ML_HAS_CRC) {
-				CHECK(ml_crc_check(p, len, &in) == ML_BAD, "%s cut %zu: crc passed", e->d_name, cut);
+				CHECK(ml_crc_check(p, len, &in) == ML_BAD, "%s cut %zu: crc passed",
+				      e->d_name, cut);
 				p += 5, len -= 5;
 			}
 			if (len >= 1 && p[0] == ML_COMPRESS) {
 				const uint8_t *q = p + 1;
 				size_t on;
-				int rc = ml_compress_decode_stream(&q, p + len, out, sizeof(out), &on);
-				CHECK(rc == ML_AGAIN || rc == ML_BAD, "%s cut %zu: compress rc %d", e->d_name, cut, rc);
+				int rc = ml_compress_decode_stream(&q, p + len, out, sizeof(out),
+				                                   &on);
+				CHECK(rc == ML_AGAIN || rc == ML_BAD, "%s cut %zu: compress rc %d",
+				      e->d_name, cut, rc);
 			}
 		}
 	}
