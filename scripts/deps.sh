@@ -7,7 +7,7 @@ mode=${1:-build}
 pkgs=(build-essential cmake pkg-config libev-dev libmsgpack-dev libsodium-dev
       libjansson-dev liblmdb-dev libhttp-parser-dev libraft-dev)
 if [ "$mode" = test ]; then
-	pkgs+=(curl dnsutils python3 python3-consul python3-pytest python3-cryptography serf iproute2 nftables
+	pkgs+=(curl dnsutils python3 python3-consul python3-pytest python3-cryptography serf clang-format iproute2 nftables
 	       procps psmisc util-linux valgrind clang libclang-rt-14-dev)
 fi
 missing=()
