@@ -88,6 +88,101 @@ bool mp_key_is(const char *name, const uint8_t *k, size_t klen)
 	return name[klen] == '\0';
 }
 
+/* The shape of a tag mp_skip does not handle inline: the width of its
+ * length field (w) and what follows it (kind: 0 a fixed payload of *fixed
+ * bytes, 1 bytes, 2 an array, 3 a map, 4 an ext with its type byte). */
+static int tag_shape(uint8_t b, unsigned *w, uint64_t *fixed, int *kind)
+{
+	*w = 0;
+	*fixed = 0;
+	*kind = 0;
+	switch (b) {
+	case 0xc4:
+	case 0xd9:
+		*w = 1;
+		*kind = 1;
+		break;
+	case 0xc5:
+	case 0xda:
+		*w = 2;
+		*kind = 1;
+		break;
+	case 0xc6:
+	case 0xdb:
+		*w = 4;
+		*kind = 1;
+		break;
+	case 0xc7:
+		*w = 1;
+		*kind = 4;
+		break;
+	case 0xc8:
+		*w = 2;
+		*kind = 4;
+		break;
+	case 0xc9:
+		*w = 4;
+		*kind = 4;
+		break;
+	case 0xca:
+		*fixed = 4;
+		break;
+	case 0xcb:
+		*fixed = 8;
+		break;
+	case 0xcc:
+	case 0xd0:
+		*fixed = 1;
+		break;
+	case 0xcd:
+	case 0xd1:
+		*fixed = 2;
+		break;
+	case 0xce:
+	case 0xd2:
+		*fixed = 4;
+		break;
+	case 0xcf:
+	case 0xd3:
+		*fixed = 8;
+		break;
+	case 0xd4:
+		*fixed = 2;
+		break;
+	case 0xd5:
+		*fixed = 3;
+		break;
+	case 0xd6:
+		*fixed = 5;
+		break;
+	case 0xd7:
+		*fixed = 9;
+		break;
+	case 0xd8:
+		*fixed = 17;
+		break;
+	case 0xdc:
+		*w = 2;
+		*kind = 2;
+		break;
+	case 0xdd:
+		*w = 4;
+		*kind = 2;
+		break;
+	case 0xde:
+		*w = 2;
+		*kind = 3;
+		break;
+	case 0xdf:
+		*w = 4;
+		*kind = 3;
+		break;
+	default:
+		return MP_BAD; /* not reached: every tag is covered */
+	}
+	return MP_OK;
+}
+
 /*
  * Skip one object. Iterative: a count of objects still to pass over
  * replaces the recursion a nested container would need, so a datagram of
@@ -123,93 +218,11 @@ int mp_skip(struct cursor *c)
 				return MP_AGAIN;
 			t.p += 1 + n;
 		} else {
-			unsigned w = 0;     /* width of the length field */
-			uint64_t fixed = 0; /* payload without length field */
-			int kind = 0;       /* 0 fixed, 1 bytes, 2 array, 3 map, 4 ext */
-			switch (b) {
-			case 0xc4:
-			case 0xd9:
-				w = 1;
-				kind = 1;
-				break;
-			case 0xc5:
-			case 0xda:
-				w = 2;
-				kind = 1;
-				break;
-			case 0xc6:
-			case 0xdb:
-				w = 4;
-				kind = 1;
-				break;
-			case 0xc7:
-				w = 1;
-				kind = 4;
-				break;
-			case 0xc8:
-				w = 2;
-				kind = 4;
-				break;
-			case 0xc9:
-				w = 4;
-				kind = 4;
-				break;
-			case 0xca:
-				fixed = 4;
-				break;
-			case 0xcb:
-				fixed = 8;
-				break;
-			case 0xcc:
-			case 0xd0:
-				fixed = 1;
-				break;
-			case 0xcd:
-			case 0xd1:
-				fixed = 2;
-				break;
-			case 0xce:
-			case 0xd2:
-				fixed = 4;
-				break;
-			case 0xcf:
-			case 0xd3:
-				fixed = 8;
-				break;
-			case 0xd4:
-				fixed = 2;
-				break;
-			case 0xd5:
-				fixed = 3;
-				break;
-			case 0xd6:
-				fixed = 5;
-				break;
-			case 0xd7:
-				fixed = 9;
-				break;
-			case 0xd8:
-				fixed = 17;
-				break;
-			case 0xdc:
-				w = 2;
-				kind = 2;
-				break;
-			case 0xdd:
-				w = 4;
-				kind = 2;
-				break;
-			case 0xde:
-				w = 2;
-				kind = 3;
-				break;
-			case 0xdf:
-				w = 4;
-				kind = 3;
-				break;
-			default:
-				return MP_BAD; /* not reached: every tag is covered */
-			}
+			unsigned w;     /* width of the length field */
+			uint64_t fixed; /* payload without length field */
+			int kind;       /* 0 fixed, 1 bytes, 2 array, 3 map, 4 ext */
+			if ((rc = tag_shape(b, &w, &fixed, &kind)) != MP_OK)
+				return rc;
 			if (kind == 0) {
 				if (!cursor_has(&t, 1 + fixed))
 					return MP_AGAIN;

@@ -2516,6 +2516,91 @@ static double wall_now(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static const char *const track_kinds[] = {"join", "failure", "leave"};
+
+/* The table of event medians: first suspect, first dead, 50/99/100% know. */
+static void report_events(struct sim *sim, double round_s)
+{
+	FILE *o = sim->out;
+	for (int k = 0; k < 3; k++) {
+		int c;
+		double fs = track_median(sim, k, offsetof(struct track, first_suspect), &c);
+		double fd = track_median(sim, k, offsetof(struct track, first_dead), &c);
+		double t50 = track_median(sim, k, offsetof(struct track, t50), &c);
+		double t99 = track_median(sim, k, offsetof(struct track, t99), &c);
+		double t100 = track_median(sim, k, offsetof(struct track, t100), &c);
+		int total = 0;
+		for (int i = 0; i < sim->ntracks; i++)
+			total += sim->tracks[i].kind == k;
+		if (total == 0)
+			continue;
+		char label[40];
+		snprintf(label, sizeof(label), "%s (%d/%d complete)", track_kinds[k], c, total);
+		fprintf(o, "%-28s", label);
+		print_cell(o, fs, round_s);
+		print_cell(o, fd, round_s);
+		print_cell(o, t50, round_s);
+		print_cell(o, t99, round_s);
+		print_cell(o, t100, round_s);
+		fprintf(o, "\n");
+	}
+}
+
+/* One tab-separated line per run appended to --summary FILE. */
+static void report_summary(struct sim *sim, uint64_t pk, uint64_t by, double secs,
+                           double node_hours)
+{
+	if (sim->cfg.summary != NULL) {
+		FILE *f = fopen(sim->cfg.summary, "a");
+		if (f != NULL) {
+			int c;
+			fprintf(f, "%s\t%d\t%llu\t%d\t%.3f", sim->cfg.name, sim->n,
+			        (unsigned long long)sim->cfg.seed, sim->cfg.lifeguard,
+			        sim->cfg.loss);
+			static const size_t offs[] = {
+			        offsetof(struct track, first_suspect),
+			        offsetof(struct track, first_dead), offsetof(struct track, t50),
+			        offsetof(struct track, t99), offsetof(struct track, t100)};
+			for (int k = 0; k < 3; k++)
+				for (int q = 0; q < 5; q++)
+					if (k == 1 || q >= 2)
+						fprintf(f, "\t%.3f",
+						        track_median(sim, k, offs[q], &c));
+			fprintf(f, "\t%llu\t%.3f\t%llu\t%.3f\t%.1f\t%.1f\t%.1f\t%.3f\t%d\n",
+			        (unsigned long long)sim->fp,
+			        node_hours > 0 ? (double)sim->fp / node_hours : 0.0,
+			        (unsigned long long)sim->fp_suspect, (double)pk / sim->n / secs,
+			        (double)by / sim->n / secs, (double)sim->tcp_bytes / sim->n / secs,
+			        sim->mem_after > sim->mem_before
+			                ? (double)(sim->mem_after - sim->mem_before) / 1024.0 /
+			                          sim->n
+			                : (double)sim->rss_after_kb / sim->n,
+			        wall_now() - sim->wall_start, sim->violations);
+			fclose(f);
+		}
+	}
+}
+
+/* Every track's knowledge curve into --curve FILE. */
+static void report_curve(struct sim *sim)
+{
+	if (sim->cfg.curve_csv != NULL && sim->ntracks > 0) {
+		FILE *f = fopen(sim->cfg.curve_csv, "w");
+		if (f != NULL) {
+			fprintf(f, "# kind subject seconds fraction_known\n");
+			for (int i = 0; i < sim->ntracks; i++) {
+				struct track *tr = &sim->tracks[i];
+				int pop = tr->known > tr->population ? tr->known : tr->population;
+				for (int k = 0; k < tr->known; k++)
+					fprintf(f, "%s n%d %.4f %.5f\n", track_kinds[tr->kind],
+					        tr->subject, tr->times[k] / 1e6,
+					        (double)(k + 1) / pop);
+			}
+			fclose(f);
+		}
+	}
+}
+
 static void report(struct sim *sim)
 {
 	FILE *o = sim->out;
@@ -2536,29 +2621,7 @@ static void report(struct sim *sim)
 	        sim->cfg.lifeguard ? "on" : "off", sim->cfg.loss);
 	fprintf(o, "%-28s %17s %17s %17s %17s %17s\n", "event (median, time/rounds)",
 	        "first suspect", "first dead", "50% know", "99% know", "100% know");
-	static const char *kinds[] = {"join", "failure", "leave"};
-	for (int k = 0; k < 3; k++) {
-		int c;
-		double fs = track_median(sim, k, offsetof(struct track, first_suspect), &c);
-		double fd = track_median(sim, k, offsetof(struct track, first_dead), &c);
-		double t50 = track_median(sim, k, offsetof(struct track, t50), &c);
-		double t99 = track_median(sim, k, offsetof(struct track, t99), &c);
-		double t100 = track_median(sim, k, offsetof(struct track, t100), &c);
-		int total = 0;
-		for (int i = 0; i < sim->ntracks; i++)
-			total += sim->tracks[i].kind == k;
-		if (total == 0)
-			continue;
-		char label[40];
-		snprintf(label, sizeof(label), "%s (%d/%d complete)", kinds[k], c, total);
-		fprintf(o, "%-28s", label);
-		print_cell(o, fs, round_s);
-		print_cell(o, fd, round_s);
-		print_cell(o, t50, round_s);
-		print_cell(o, t99, round_s);
-		print_cell(o, t100, round_s);
-		fprintf(o, "\n");
-	}
+	report_events(sim, round_s);
 	if (sim->kv != NULL)
 		kv_report_row(sim, round_s);
 	if (sim->full_mesh_at >= 0)
@@ -2599,55 +2662,13 @@ static void report(struct sim *sim)
 			fprintf(o,
 			        "  %s n%d at %.3f s: suspect %.3f dead %.3f 50%% %.3f 99%% %.3f "
 			        "100%% %.3f (%d/%d)\n",
-			        kinds[tr->kind], tr->subject, tr->t0 / 1e6, tr->first_suspect / 1e6,
-			        tr->first_dead / 1e6, tr->t50 / 1e6, tr->t99 / 1e6, tr->t100 / 1e6,
-			        tr->known, tr->population);
+			        track_kinds[tr->kind], tr->subject, tr->t0 / 1e6,
+			        tr->first_suspect / 1e6, tr->first_dead / 1e6, tr->t50 / 1e6,
+			        tr->t99 / 1e6, tr->t100 / 1e6, tr->known, tr->population);
 		}
 	}
-	if (sim->cfg.summary != NULL) {
-		FILE *f = fopen(sim->cfg.summary, "a");
-		if (f != NULL) {
-			int c;
-			fprintf(f, "%s\t%d\t%llu\t%d\t%.3f", sim->cfg.name, sim->n,
-			        (unsigned long long)sim->cfg.seed, sim->cfg.lifeguard,
-			        sim->cfg.loss);
-			static const size_t offs[] = {
-			        offsetof(struct track, first_suspect),
-			        offsetof(struct track, first_dead), offsetof(struct track, t50),
-			        offsetof(struct track, t99), offsetof(struct track, t100)};
-			for (int k = 0; k < 3; k++)
-				for (int q = 0; q < 5; q++)
-					if (k == 1 || q >= 2)
-						fprintf(f, "\t%.3f",
-						        track_median(sim, k, offs[q], &c));
-			fprintf(f, "\t%llu\t%.3f\t%llu\t%.3f\t%.1f\t%.1f\t%.1f\t%.3f\t%d\n",
-			        (unsigned long long)sim->fp,
-			        node_hours > 0 ? (double)sim->fp / node_hours : 0.0,
-			        (unsigned long long)sim->fp_suspect, (double)pk / sim->n / secs,
-			        (double)by / sim->n / secs, (double)sim->tcp_bytes / sim->n / secs,
-			        sim->mem_after > sim->mem_before
-			                ? (double)(sim->mem_after - sim->mem_before) / 1024.0 /
-			                          sim->n
-			                : (double)sim->rss_after_kb / sim->n,
-			        wall_now() - sim->wall_start, sim->violations);
-			fclose(f);
-		}
-	}
-	if (sim->cfg.curve_csv != NULL && sim->ntracks > 0) {
-		FILE *f = fopen(sim->cfg.curve_csv, "w");
-		if (f != NULL) {
-			fprintf(f, "# kind subject seconds fraction_known\n");
-			for (int i = 0; i < sim->ntracks; i++) {
-				struct track *tr = &sim->tracks[i];
-				int pop = tr->known > tr->population ? tr->known : tr->population;
-				for (int k = 0; k < tr->known; k++)
-					fprintf(f, "%s n%d %.4f %.5f\n", kinds[tr->kind],
-					        tr->subject, tr->times[k] / 1e6,
-					        (double)(k + 1) / pop);
-			}
-			fclose(f);
-		}
-	}
+	report_summary(sim, pk, by, secs, node_hours);
+	report_curve(sim);
 }
 
 /* ------------------------------------------------------------ main loop */
