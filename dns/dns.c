@@ -706,12 +706,44 @@ static bool label_is(const struct dns_name *n, uint8_t i, const char *s, size_t 
 #define LBL(n, i) ((const char *)(n)->wire + (n)->off[i] + 1)
 #define LLEN(n, i) ((size_t)(n)->wire[(n)->off[i]])
 
+/* An empty non-terminal (RFC 8020, RFC 2308 NODATA): the name exists
+ * because names exist below it, so NOERROR, no records, the SOA. */
+static void answer_nodata(struct ans *a)
+{
+	a->rcode = DNS_RC_NOERROR;
+	soa_authority(a);
+}
+
+static bool label_is_kind(const struct dns_name *n, uint8_t i)
+{
+	return label_is(n, i, "service", 7) || label_is(n, i, "node", 4) ||
+	       label_is(n, i, "addr", 4);
+}
+
+/* "_x": the second label of an RFC 2782 name (_<svc>._<tag>). */
+static bool label_is_underscore(const struct dns_name *n, uint8_t i)
+{
+	const uint8_t *p = n->wire + n->off[i];
+	return p[0] > 1 && p[1] == '_';
+}
+
 /*
  * Routes a name by the nb labels below the domain.  The datacenter label is
  * optional, so "<x>.service.dc1" and "<x>.service" mean the same; a
  * datacenter other than ours is NXDOMAIN, never a forward (rumor answers
  * for one datacenter).  Anything unrecognised below the domain is NXDOMAIN
  * with the SOA, so negative caching works.
+ *
+ * Why empty non-terminals matter: a resolver that minimises QNAMEs (RFC
+ * 9156; unbound's qname-minimisation-strict) asks "service.consul" before
+ * "web.service.consul", and by RFC 8020 an NXDOMAIN there means nothing
+ * below exists.  So "<dc>", "service", "node", "addr" (and the same under
+ * "<dc>") answer NODATA: "node" always has this agent below it, "addr" any
+ * address, "service" the services' names.  RFC 2782's middle label
+ * ("_tcp", "_<tag>", with or without ".service") answers NODATA too, unless
+ * a service has that name: knowing whether any service carries the tag
+ * would mean a scan of the catalog on every query, and a NODATA where
+ * nothing lies below only costs a resolver one more question.
  */
 static void dispatch(struct ans *a, const struct dns_name *lc, uint8_t nb)
 {
@@ -720,10 +752,12 @@ static void dispatch(struct ans *a, const struct dns_name *lc, uint8_t nb)
 		answer_apex(a);
 		return;
 	}
+	if (n == 1 && label_is(lc, 0, a->r->dc, a->r->dc_len)) {
+		answer_nodata(a); /* <dc> */
+		return;
+	}
 	/* the optional datacenter label */
-	if (n >= 2 && (label_is(lc, (uint8_t)(n - 2), "service", 7) ||
-	               label_is(lc, (uint8_t)(n - 2), "node", 4) ||
-	               label_is(lc, (uint8_t)(n - 2), "addr", 4))) {
+	if (n >= 2 && label_is_kind(lc, (uint8_t)(n - 2))) {
 		if (!label_is(lc, (uint8_t)(n - 1), a->r->dc, a->r->dc_len)) {
 			a->rcode = DNS_RC_NXDOMAIN; /* another datacenter: none here */
 			soa_authority(a);
@@ -731,9 +765,17 @@ static void dispatch(struct ans *a, const struct dns_name *lc, uint8_t nb)
 		}
 		n--;
 	}
+	if (n == 1 && (label_is_kind(lc, 0) || label_is_underscore(lc, 0))) {
+		answer_nodata(a); /* service, node, addr, _tcp (each [.<dc>]) */
+		return;
+	}
 	if (label_is(lc, (uint8_t)(n - 1), "service", 7)) {
 		if (n == 2) {
 			answer_service(a, LBL(lc, 0), LLEN(lc, 0), NULL, 0);
+			if (a->rcode == DNS_RC_NXDOMAIN && label_is_underscore(lc, 0)) {
+				/* _tcp.service: above _<svc>._tcp.service, keep the SOA */
+				a->rcode = DNS_RC_NOERROR;
+			}
 			return;
 		}
 		if (n == 3) {

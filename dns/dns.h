@@ -32,6 +32,8 @@
  *   _<svc>._<tag|tcp>[.service][.<dc>]      RFC 2782 (SRV; A/AAAA too)
  *   <hex-ip>.addr[.<dc>]                    A AAAA
  *   the domain itself                       SOA NS
+ *   <dc>, {service,node,addr}[.<dc>],       NODATA: empty non-terminals
+ *   _<x>[.service][.<dc>]                   (RFC 8020; see dispatch())
  * NXDOMAIN and NODATA answers carry the SOA in the authority section.
  * Outside the domain: REFUSED (or DNS_ACT_FORWARD when a recursor is set).
  *

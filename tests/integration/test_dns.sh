@@ -3,9 +3,10 @@
 #
 # A service registered on agent 1 answers A and SRV on agent 3 (through the
 # replicated catalog); tags and RFC 2782 names; a large answer over TCP and
-# TC over UDP; NXDOMAIN with the SOA; a failing TCP check removes the
-# service within interval + gossip time; kill -9 of agent 1 removes its
-# services.  Every wait is bounded.
+# TC over UDP; NXDOMAIN with the SOA; empty non-terminals (service.consul)
+# NOERROR, and unbound with strict QNAME minimisation resolving through
+# them; a failing TCP check removes the service within interval + gossip
+# time; kill -9 of agent 1 removes its services.  Every wait is bounded.
 # Ports below the kernel's ephemeral range (32768-60999 here), so that no
 # client socket of this or another test can hold one of ours.
 PORT_BASE=${PORT_BASE:-$((20000 + ($$ % 120) * 100))}
@@ -82,6 +83,65 @@ check_eq "node lookup" "127.0.0.1" "$(short 3 n1.node.consul A)"
 check_eq "unknown name is NXDOMAIN" "NXDOMAIN" "$(status_of 3 nope.service.consul A)"
 check_contains "NXDOMAIN carries the SOA" "SOA ns.consul. hostmaster.consul." \
 	"$(q 3 nope.service.consul A +noall +authority | tr -s ' \t' ' ')"
+# empty non-terminals (RFC 8020): names with names below them are NOERROR
+# with no records and the SOA, so QNAME-minimising resolvers walk down
+for name in service.consul node.consul addr.consul dc1.consul service.dc1.consul \
+	node.dc1.consul _tcp.service.consul; do
+	check_eq "$name is NOERROR (empty non-terminal)" "NOERROR 0" \
+		"$(status_of 3 "$name" A) $(q 3 "$name" A +noall +answer | grep -vc '^;')"
+done
+check_contains "empty non-terminal carries the SOA" "SOA ns.consul. hostmaster.consul." \
+	"$(q 3 service.consul A +noall +authority | tr -s ' \t' ' ')"
+check_eq "another datacenter stays NXDOMAIN" "NXDOMAIN" "$(status_of 3 dc2.consul A)"
+check_eq "an unknown label stays NXDOMAIN" "NXDOMAIN" "$(status_of 3 nope.consul A)"
+
+# unbound with strict QNAME minimisation, pointed at agent 3 for consul.:
+# it asks consul., service.consul., web.service.consul. in turn and gives up
+# at the first NXDOMAIN. Skipped (not failed) where unbound is not installed.
+if command -v unbound >/dev/null; then
+	UBPORT=$((PORT_BASE + 92))
+	mkdir -p "$TMP/unbound"
+	cat >"$TMP/unbound/unbound.conf" <<-EOC
+		server:
+		  interface: 127.0.0.1@$UBPORT
+		  do-ip6: no
+		  do-daemonize: no
+		  chroot: ""
+		  username: ""
+		  directory: "$TMP/unbound"
+		  pidfile: ""
+		  use-syslog: no
+		  logfile: "$TMP/unbound.log"
+		  verbosity: 1
+		  module-config: "iterator"
+		  do-not-query-localhost: no
+		  domain-insecure: "consul"
+		  qname-minimisation: yes
+		  qname-minimisation-strict: yes
+		  access-control: 127.0.0.0/8 allow
+		stub-zone:
+		  name: "consul"
+		  stub-addr: 127.0.0.1@$(dport 3)
+	EOC
+	unbound -d -c "$TMP/unbound/unbound.conf" >>"$TMP/unbound.log" 2>&1 &
+	UBPID=$!
+	PIDS+=("$UBPID")
+	ub() { dig @127.0.0.1 -p "$UBPORT" +time=2 +tries=1 "$@" 2>/dev/null; }
+	ub_web() { [ "$(ub web.service.consul A +short)" = "127.0.0.1" ]; }
+	if wait_until 10 ub_web; then
+		pass "unbound (qname-minimisation-strict) resolves web.service.consul"
+	else
+		fail "unbound (qname-minimisation-strict): web.service.consul got '$(ub web.service.consul A | grep -E 'status|IN')'"
+	fi
+	check_eq "unbound resolves _web._tcp.service.consul SRV" "1 1 8080 n1.node.dc1.consul." \
+		"$(ub _web._tcp.service.consul SRV +short)"
+	check_eq "unbound resolves n2.node.dc1.consul" "127.0.0.1" "$(ub n2.node.dc1.consul A +short)"
+	check_eq "unbound: unknown service is NXDOMAIN" "NXDOMAIN" \
+		"$(ub nope.service.consul A | sed -n 's/.*status: \([A-Z]*\).*/\1/p')"
+	kill "$UBPID" 2>/dev/null
+else
+	echo "skip - unbound is not installed (scripts/deps.sh test)"
+fi
 check_eq "outside the domain is REFUSED" "REFUSED" "$(status_of 3 example.com A)"
 check_eq "outside the domain is forwarded with -recursor" "NOERROR" "$(status_of 2 example.com A)"
 check_contains "forwarded answer has RA" " ra" "$(q 2 example.com A | grep flags:)"

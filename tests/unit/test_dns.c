@@ -355,6 +355,56 @@ static void test_node_txt_and_apex(void)
 	dropcat(c);
 }
 
+/* RFC 8020: a resolver minimising QNAMEs asks each name on the way down;
+ * names with names below them answer NODATA (NOERROR, no records, SOA). */
+static void test_empty_non_terminals_answer_nodata(void)
+{
+	static const char *const ent[] = {
+	        "service.consul",  "node.consul",         "addr.consul",
+	        "dc1.consul",      "service.dc1.consul",  "node.DC1.consul",
+	        "addr.dc1.consul", "_tcp.service.consul", "_v1.service.dc1.consul",
+	        "_tcp.consul",     "SERVICE.consul",
+	};
+	struct catalog *c = mkcat(1);
+	struct dns_responder *r = mkresp(true);
+	struct resp res;
+	size_t len;
+	for (size_t i = 0; i < sizeof(ent) / sizeof(ent[0]); i++) {
+		for (int t = 0; t < 2; t++) {
+			uint16_t type = t ? DNS_T_NS : DNS_T_A;
+			CHECK(ask(r, c, ent[i], type, 0, false, &res, &len) == 0, "parse %s",
+			      ent[i]);
+			CHECK(res.rcode == DNS_RC_NOERROR && res.an == 0 && res.ns == 1 &&
+			              res.ns_type == DNS_T_SOA,
+			      "%s type %u: expected NOERROR, 0 answers, SOA; got rcode %d an %u ns "
+			      "%u",
+			      ent[i], type, res.rcode, res.an, res.ns);
+		}
+	}
+	/* the names below them still resolve */
+	ask(r, c, "web.service.dc1.consul", DNS_T_A, 0, false, &res, &len);
+	CHECK(res.rcode == 0 && res.an == 1, "web: expected 1 A, got rcode %d an %u", res.rcode,
+	      res.an);
+	ask(r, c, "_web._tcp.service.consul", DNS_T_SRV, 0, false, &res, &len);
+	CHECK(res.rcode == 0 && res.an == 1, "_web._tcp: expected 1 SRV, got rcode %d an %u",
+	      res.rcode, res.an);
+	/* names with nothing below stay NXDOMAIN */
+	static const char *const nx[] = {
+	        "dc2.consul",   "service.dc2.consul",  "node.dc2.consul", "nope.consul",
+	        "x.dc1.consul", "nope.service.consul", "zz.addr.consul",  "services.consul",
+	};
+	for (size_t i = 0; i < sizeof(nx) / sizeof(nx[0]); i++) {
+		ask(r, c, nx[i], DNS_T_A, 0, false, &res, &len);
+		CHECK(res.rcode == DNS_RC_NXDOMAIN && res.ns_type == DNS_T_SOA,
+		      "%s: expected NXDOMAIN+SOA, got rcode %d", nx[i], res.rcode);
+	}
+	CHECK(dns_responder_stats(r)->nxdomain == sizeof(nx) / sizeof(nx[0]),
+	      "nxdomain counter: expected %zu, got %llu", sizeof(nx) / sizeof(nx[0]),
+	      (unsigned long long)dns_responder_stats(r)->nxdomain);
+	dns_responder_free(r);
+	dropcat(c);
+}
+
 static void test_udp_truncation_sets_tc_and_tcp_does_not(void)
 {
 	struct catalog *c = mkcat(300);
@@ -456,6 +506,7 @@ int main(void)
 	RUN(test_service_a_and_srv_with_additional);
 	RUN(test_negative_answers_carry_soa);
 	RUN(test_node_txt_and_apex);
+	RUN(test_empty_non_terminals_answer_nodata);
 	RUN(test_udp_truncation_sets_tc_and_tcp_does_not);
 	RUN(test_udp_answer_capped_whatever_edns_asks);
 	RUN(test_malformed_gets_formerr_not_amplified);
