@@ -10,9 +10,14 @@
  * for key operations once every alive member answered), and their state
  * (struct api_event, hung on struct agent).
  *
+ * Event IDs: one event has one ID on every agent: a Consul envelope's
+ * (serf name "consul:event:<name>"), else derived from (name, lamport time,
+ * payload) — see api_event.c's opening comment.
+ *
  * Endpoints (rows in agent/api.c):
  *   PUT  /v1/event/fire/<name>[?coalesce=false]   body = payload
- *   GET  /v1/event/list[?name=<name>]
+ *   GET  /v1/event/list[?name=<name>&index=N&wait=D]   blocking as Consul's:
+ *        parked while the index (from the last listed event's ID) is N
  *   PUT  /v1/event/query/<name>[?timeout=5s&node=N&tag=K=REGEX&ack]
  *        -> {"Acks": [...], "Responses": {"node": "output"}}
  *   PUT  /v1/agent/tags   body {"Set": {"k": "v"}, "Delete": ["k"]}
@@ -32,6 +37,27 @@ struct http_request;
 struct serf_query_in;
 
 #define API_EVENT_KEEP 256
+/* Indexes stay within 53 bits: a JavaScript number holds them exactly. */
+#define API_EVENT_INDEX_MASK ((UINT64_C(1) << 53) - 1)
+
+/* Consul's user-event envelope (agent/user_event.go UserEvent, msgpack);
+ * the views point into the decoded buffer. */
+struct api_event_envelope {
+	char id[37];
+	const uint8_t *name, *payload, *filter[3]; /* filter: node, service, tag */
+	size_t name_len, payload_len, filter_len[3];
+	int version;
+};
+
+/* Decodes an envelope: MP_OK, or MP_BAD with mp_error() naming the field. */
+int api_event_decode_envelope(const uint8_t *buf, size_t len, struct api_event_envelope *e);
+/* The ID every agent gives a plain serf event: a UUID (version 8) hashed
+ * from name, lamport time and payload, written into out (NUL-terminated). */
+void api_event_derive_id(const char *name, uint64_t ltime, const uint8_t *payload, size_t len,
+                         char out[37]);
+/* Consul's uuidToUint64 (XOR of the UUID's two 64-bit halves) within
+ * API_EVENT_INDEX_MASK; 1 when that is 0 or id is not a UUID. */
+uint64_t api_event_id_index(const char *id);
 
 /* A user event reached this agent (for /v1/event/list). */
 void api_event_record(struct agent *a, uint64_t ltime, const char *name, const uint8_t *payload,
