@@ -283,6 +283,10 @@ void api_ops_monitor(struct agent *a, struct http_conn *c, const struct http_req
 		api_reply_text(c, 500, "cannot start the stream");
 		return;
 	}
+	/* the last 512 lines first, as Consul and Serf do, so an idle agent
+	 * does not look dead; nothing can be logged between this and the live
+	 * lines (one thread), so none is lost or shown twice */
+	log_replay(monitor_sink, m, (enum log_level)level);
 	m->next = o->monitors;
 	if (o->monitors != NULL)
 		o->monitors->prev = m;

@@ -1,4 +1,5 @@
-/* lib/log.c — see log.h. */
+/* lib/log.c — see log.h.  Single-threaded, as the agent is: the
+ * threshold, the sinks and the ring of recent records are plain statics. */
 #include "lib/log.h"
 
 #include <dirent.h>
@@ -34,6 +35,20 @@ static bool to_syslog;
 static struct sink sinks[LOG_MAX_SINKS];
 static enum log_level sinks_min = LOG_ERR + 1; /* lowest level any sink wants */
 static bool in_sink;
+
+/* The ring of recent records: ring[(ring_next + i) % LOG_RING_LINES] for
+ * i < ring_len, oldest first.  A slot keeps its message buffer across
+ * reuse (cap bytes), so a steady stream of lines does not allocate. */
+struct ring_slot {
+	enum log_level level;
+	char ts[32];
+	char *msg;
+	size_t cap;
+};
+static struct ring_slot ring[LOG_RING_LINES];
+static size_t ring_next, ring_len;
+static unsigned long long ring_pushes; /* replay stops if this moves under it */
+static bool replaying;                 /* lines fn logs in log_replay stay out */
 
 int log_level_parse(const char *s)
 {
@@ -312,6 +327,60 @@ size_t log_format(char *buf, size_t cap, const struct log_record *r, bool json)
 	return n;
 }
 
+/* Keeps r as the newest recent record, over the oldest once the ring is
+ * full.  Never fails the caller: a message that cannot be stored (no
+ * memory for a longer slot) is left out of the ring. */
+static void ring_push(const struct log_record *r)
+{
+	struct ring_slot *s = &ring[ring_next];
+	size_t need = strlen(r->msg) + 1;
+	if (need > s->cap) {
+		char *p = realloc(s->msg, need);
+		if (p == NULL)
+			return;
+		s->msg = p;
+		s->cap = need;
+	}
+	memcpy(s->msg, r->msg, need);
+	s->level = r->level;
+	snprintf(s->ts, sizeof(s->ts), "%s", r->timestamp);
+	ring_next = (ring_next + 1) % LOG_RING_LINES;
+	if (ring_len < LOG_RING_LINES)
+		ring_len++;
+	ring_pushes++;
+}
+
+size_t log_replay(log_sink_fn fn, void *ud, enum log_level min)
+{
+	size_t start = (ring_next + LOG_RING_LINES - ring_len) % LOG_RING_LINES, n = 0;
+	unsigned long long pushes = ring_pushes;
+	bool was_in_sink = in_sink;
+	in_sink = true; /* as for subscribers: what fn logs is not sent to sinks */
+	replaying = true;
+	for (size_t i = 0; i < ring_len && ring_pushes == pushes; i++) {
+		const struct ring_slot *s = &ring[(start + i) % LOG_RING_LINES];
+		if (s->level < min)
+			continue;
+		struct log_record r = {s->level, s->ts, s->msg};
+		fn(ud, &r);
+		n++;
+	}
+	in_sink = was_in_sink;
+	replaying = false;
+	return n;
+}
+
+void log_ring_clear(void)
+{
+	for (size_t i = 0; i < LOG_RING_LINES; i++) {
+		free(ring[i].msg);
+		ring[i].msg = NULL;
+		ring[i].cap = 0;
+	}
+	ring_next = ring_len = 0;
+	ring_pushes++;
+}
+
 void log_msg(enum log_level l, const char *fmt, ...)
 {
 	bool to_out = l >= threshold;
@@ -325,7 +394,7 @@ void log_msg(enum log_level l, const char *fmt, ...)
 	char ts[48];
 	size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
-	char msg[2048];
+	char msg[LOG_MSG_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -344,6 +413,8 @@ void log_msg(enum log_level l, const char *fmt, ...)
 		}
 		if (to_syslog)
 			log__syslog_line((int)l, msg);
+		if (!replaying)
+			ring_push(&r);
 	}
 	if (to_sinks) {
 		in_sink = true;

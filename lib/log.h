@@ -14,6 +14,16 @@
  * stderr threshold (`rumor monitor -log-level=debug` on an info agent), so
  * log_msg formats a record when either wants it. A subscriber must not log
  * from its callback (such records are dropped, not recursed into).
+ *
+ * Recent lines: the last LOG_RING_LINES records at or above the threshold
+ * (what stderr got) are kept in a ring, as Consul's and Serf's log writers
+ * keep 512, so that a monitor that connects to an idle agent sees how it
+ * got there (log_replay). Memory is bounded: one slot per line holding the
+ * timestamp and the message, which grows to the longest message it held
+ * (at most LOG_MSG_MAX), so at most 512 x ~2.1 KiB = ~1.05 MiB, and about
+ * 512 x 150 bytes = 75 KiB for the agent's usual lines. A slot allocates
+ * only when a longer message than it ever held arrives; when that fails
+ * the line is left out of the ring (still written to stderr).
  */
 #ifndef RUMOR_LIB_LOG_H
 #define RUMOR_LIB_LOG_H
@@ -25,6 +35,8 @@
 enum log_level { LOG_TRACE, LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERR };
 
 #define LOG_MAX_SINKS 32
+#define LOG_RING_LINES 512 /* recent records kept for log_replay */
+#define LOG_MSG_MAX 2048   /* bytes of a message, NUL included; longer is cut */
 
 /* "trace".."err" (also "warning", "error"); -1 if unknown. */
 int log_level_parse(const char *s);
@@ -57,6 +69,12 @@ typedef void (*log_sink_fn)(void *ud, const struct log_record *r);
 int log_subscribe(log_sink_fn fn, void *ud, enum log_level min);
 /* Removes the (fn, ud) subscriber; unknown pairs are ignored. */
 void log_unsubscribe(log_sink_fn fn, void *ud);
+/* Calls fn(ud, r) for each kept recent record at `min` or above, oldest
+ * first (see "Recent lines" above). What fn logs goes to stderr only, not
+ * to subscribers nor into the ring. Returns how many records fn got. */
+size_t log_replay(log_sink_fn fn, void *ud, enum log_level min);
+/* Forgets the recent records and frees the ring's memory (tests, exit). */
+void log_ring_clear(void);
 /* r as one '\n'-terminated line, text or JSON, into buf (always
  * NUL-terminated when cap > 0); snprintf-style return. */
 size_t log_format(char *buf, size_t cap, const struct log_record *r, bool json);

@@ -1,7 +1,8 @@
 /*
  * test_log.c — log subscribers (levels independent of the threshold, no
- * recursion, unsubscribe), the text/JSON line formats, and size rotation of
- * the log file with pruning of old files.
+ * recursion, unsubscribe), the text/JSON line formats, size rotation of
+ * the log file with pruning of old files, and the ring of the last 512
+ * records that a monitor gets on connect.
  */
 #include "lib/log.h"
 
@@ -152,6 +153,96 @@ static void test_file_rotates_by_size_and_keeps_max_files(void)
 	REQUIRE(cur_size >= 0 && cur_size < 300 + 200, "current file too big: %ld", cur_size);
 }
 
+struct replay {
+	int n;
+	int first, last; /* the numbers in "ring: line <n>" */
+	bool ordered;
+	bool below_min;
+	enum log_level min;
+};
+
+static void replay_fn(void *ud, const struct log_record *r)
+{
+	struct replay *p = ud;
+	int v = -1;
+	sscanf(r->msg, "ring: line %d", &v);
+	if (p->n == 0)
+		p->first = v;
+	else if (v <= p->last)
+		p->ordered = false;
+	p->last = v;
+	if (r->level < p->min)
+		p->below_min = true;
+	p->n++;
+}
+
+static void test_ring_replays_last_512_oldest_first(void)
+{
+	log_ring_clear();
+	int fd = dup(2), null = open("/dev/null", O_WRONLY);
+	dup2(null, 2); /* the 700 lines go to stderr too */
+	log_set_level(LOG_INFO);
+	for (int i = 0; i < 700; i++)
+		log_info("ring: line %d", i);
+	dup2(fd, 2);
+	close(fd);
+	close(null);
+	struct replay p = {.ordered = true, .min = LOG_TRACE};
+	size_t n = log_replay(replay_fn, &p, LOG_TRACE);
+	REQUIRE(n == LOG_RING_LINES && p.n == LOG_RING_LINES, "expected %d lines, got %zu/%d",
+	        LOG_RING_LINES, n, p.n);
+	REQUIRE(p.first == 700 - LOG_RING_LINES && p.last == 699,
+	        "expected lines %d..699, got %d..%d", 700 - LOG_RING_LINES, p.first, p.last);
+	REQUIRE(p.ordered, "replay not oldest first");
+	log_ring_clear();
+	struct replay e = {.ordered = true};
+	REQUIRE(log_replay(replay_fn, &e, LOG_TRACE) == 0 && e.n == 0, "cleared ring replayed %d",
+	        e.n);
+}
+
+static void test_ring_keeps_what_stderr_got_and_replay_filters_by_level(void)
+{
+	log_ring_clear();
+	log_set_level(LOG_WARN); /* stderr (and so the ring) from warn up */
+	int fd = dup(2), null = open("/dev/null", O_WRONLY);
+	dup2(null, 2);
+	log_info("ring: line 1"); /* below the threshold: not kept */
+	log_warn("ring: line 2");
+	log_err("ring: line 3");
+	dup2(fd, 2);
+	close(fd);
+	close(null);
+	log_set_level(LOG_INFO);
+	struct replay all = {.ordered = true, .min = LOG_TRACE};
+	log_replay(replay_fn, &all, LOG_TRACE);
+	REQUIRE(all.n == 2 && all.first == 2 && all.last == 3,
+	        "expected lines 2..3, got %d (%d..%d)", all.n, all.first, all.last);
+	struct replay err = {.ordered = true, .min = LOG_ERR};
+	log_replay(replay_fn, &err, LOG_ERR);
+	REQUIRE(err.n == 1 && err.first == 3 && !err.below_min, "error monitor: got %d (first %d)",
+	        err.n, err.first);
+	log_ring_clear();
+}
+
+static void test_ring_keeps_a_long_message_whole(void)
+{
+	log_ring_clear();
+	char big[LOG_MSG_MAX];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	int fd = dup(2), null = open("/dev/null", O_WRONLY);
+	dup2(null, 2);
+	log_info("ring: line 7 %s", big); /* cut at LOG_MSG_MAX - 1 bytes */
+	log_info("ring: line 8");         /* a short one reuses a slot, no realloc */
+	dup2(fd, 2);
+	close(fd);
+	close(null);
+	struct sink s = {0};
+	REQUIRE(log_replay(sink_fn, &s, LOG_TRACE) == 2, "expected 2 lines");
+	REQUIRE(strcmp(s.last, "ring: line 8") == 0, "last: '%s'", s.last);
+	log_ring_clear();
+}
+
 int main(void)
 {
 	RUN(test_subscriber_gets_lines_below_threshold);
@@ -160,5 +251,8 @@ int main(void)
 	RUN(test_json_format_splits_module_and_escapes);
 	RUN(test_cut_line_still_ends_in_newline);
 	RUN(test_file_rotates_by_size_and_keeps_max_files);
+	RUN(test_ring_replays_last_512_oldest_first);
+	RUN(test_ring_keeps_what_stderr_got_and_replay_filters_by_level);
+	RUN(test_ring_keeps_a_long_message_whole);
 	return check_exit_code();
 }
