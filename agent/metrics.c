@@ -6,6 +6,12 @@
  * linear scan (a few dozen entries at most: status codes, rcodes).
  * Renderers walk the table in order; rows of one family are adjacent, so a
  * family's HELP and TYPE lines are written once, before its first sample.
+ *
+ * Units: values are kept as bumped (milliseconds for "_ms" names), and the
+ * JSON shows them so, as go-metrics' timers and Consul's JSON do.  The
+ * Prometheus renderer converts to base units, because Prometheus' naming
+ * rules (and `promtool check metrics`) want seconds: "x_ms" is shown as
+ * "x_seconds" with its values divided by 1000; counts stay counts.
  */
 #include "agent/metrics.h"
 
@@ -193,20 +199,33 @@ double metrics_value_label(enum metrics_id id, const char *label)
 	return 0;
 }
 
+/* True when a dotted name is in milliseconds (ends in "_ms"): Prometheus
+ * wants base units, so the renderer shows it as _seconds, values / 1000. */
+static int is_ms(const char *dotted)
+{
+	size_t l = strlen(dotted);
+	return l > 3 && strcmp(dotted + l - 3, "_ms") == 0;
+}
+
 size_t metrics_prom_name(char *out, size_t outlen, const char *dotted)
 {
-	static const char prefix[] = "rumor_";
-	size_t n = 0;
+	static const char prefix[] = "rumor_", seconds[] = "_seconds";
+	size_t n = 0, dl = strlen(dotted);
+	if (is_ms(dotted))
+		dl -= 3;
 	for (const char *p = prefix; *p; p++, n++)
 		if (n + 1 < outlen)
 			out[n] = *p;
-	for (const char *p = dotted; *p; p++, n++) {
-		char ch = *p;
+	for (size_t i = 0; i < dl; i++, n++) {
+		char ch = dotted[i];
 		int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
 		         (ch >= '0' && ch <= '9') || ch == '_';
 		if (n + 1 < outlen)
 			out[n] = ok ? ch : '_';
 	}
+	for (const char *p = seconds; dl < strlen(dotted) && *p; p++, n++)
+		if (n + 1 < outlen)
+			out[n] = *p;
 	if (outlen > 0)
 		out[n < outlen ? n : outlen - 1] = '\0';
 	return n;
@@ -351,8 +370,15 @@ static void sb_value(struct sbuf *b, double v)
 		sb_printf(b, "NaN");
 	else if (isinf(v))
 		sb_printf(b, v > 0 ? "+Inf" : "-Inf");
-	else
-		sb_printf(b, "%.17g", v);
+	else {
+		/* the shortest of 15 or 17 digits that reads back as v: 0.004,
+		 * not 0.0040000000000000001 */
+		char t[32];
+		snprintf(t, sizeof(t), "%.15g", v);
+		if (strtod(t, NULL) != v)
+			snprintf(t, sizeof(t), "%.17g", v);
+		sb_printf(b, "%s", t);
+	}
 }
 
 static void prom_sample(struct sbuf *b, const char *name, const char *suffix, const char *lk,
@@ -372,15 +398,16 @@ static void prom_sample(struct sbuf *b, const char *name, const char *suffix, co
 static void prom_series(struct sbuf *b, const struct metrics_def *d, const char *name,
                         const struct metrics_val *v, const char *lv)
 {
+	double div = is_ms(d->name) ? 1000 : 1; /* base units: seconds */
 	switch (d->kind) {
 	case METRICS_GAUGE:
-		prom_sample(b, name, "", d->lkey, lv, v->sum);
+		prom_sample(b, name, "", d->lkey, lv, v->sum / div);
 		break;
 	case METRICS_COUNTER:
-		prom_sample(b, name, "_total", d->lkey, lv, v->sum);
+		prom_sample(b, name, "_total", d->lkey, lv, v->sum / div);
 		break;
 	case METRICS_SAMPLE:
-		prom_sample(b, name, "_sum", d->lkey, lv, v->sum);
+		prom_sample(b, name, "_sum", d->lkey, lv, v->sum / div);
 		prom_sample(b, name, "_count", d->lkey, lv, (double)v->count);
 		break;
 	}

@@ -39,7 +39,11 @@
  * metrics_sample(METRIC_ID, ms), metrics_inc_label(METRIC_ID, "404").
  * The dotted name is Consul-style; the JSON shows it as "rumor.<name>",
  * Prometheus as rumor_<name with . and - turned into _> (+ "_total" for
- * counters).  Names: lower case letters, digits, '.', '_'.
+ * counters).  Names: lower case letters, digits, '.', '_'.  Units: a
+ * duration is bumped in milliseconds and its name ends in "_ms" (the JSON
+ * shows ms, as Consul's does); Prometheus shows it in base units, "_ms"
+ * turned into "_seconds" and the values divided by 1000.  Other names end
+ * in their base unit already (_bytes, _seconds) or count things.
  *
  * Error convention: bumps cannot fail (an out-of-range id is ignored);
  * renderers return malloc'd text or NULL on allocation failure.
@@ -188,7 +192,8 @@ char *metrics_render_prometheus(void);
 #define METRICS_PROMETHEUS_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 /* Prometheus name of a dotted name: "rumor_" + name with every character
- * outside [a-zA-Z0-9_] turned into '_'.  snprintf-style return. */
+ * outside [a-zA-Z0-9_] turned into '_', and a final "_ms" as "_seconds".
+ * snprintf-style return. */
 size_t metrics_prom_name(char *out, size_t outlen, const char *dotted);
 
 #endif

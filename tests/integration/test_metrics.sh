@@ -2,7 +2,9 @@
 # Operating a real cluster on 127.0.0.1: /v1/agent/metrics parses as strict
 # Prometheus text 0.0.4 and counts real traffic (packets grow, members alive
 # equal the cluster size); the JSON form has Consul's shape; `rumor info`
-# shows the member count; `rumor monitor` receives the log line of a join.
+# shows the member count; `rumor monitor` receives the log line of a join,
+# and a monitor that connects later gets the recent lines replayed;
+# promtool check metrics finds nothing to complain about.
 source "$(dirname "$0")/lib.sh"
 
 # A strict parser of the exposition format: every line is a HELP, a TYPE or
@@ -122,6 +124,20 @@ INVALID*) fail "Prometheus text is well-formed: $parsed" ;;
 *) pass "Prometheus text is well-formed" ;;
 esac
 
+# promtool (Debian's prometheus package), Prometheus' own linter: no
+# abbreviated units, counters end in _total, HELP on every family. Skipped
+# (not failed) where it is not installed.
+if command -v promtool >/dev/null; then
+	prom 1 >"$TMP/prom.txt"
+	lint=$(promtool check metrics <"$TMP/prom.txt" 2>&1)
+	rc=$?
+	check_eq "promtool check metrics is clean (exit 0, no output)" "0 ''" "$rc '$lint'"
+	check_contains "HTTP latency in seconds" "# TYPE rumor_http_request_seconds summary" \
+		"$(cat "$TMP/prom.txt")"
+else
+	echo "skip - promtool is not installed (scripts/deps.sh test)"
+fi
+
 # 2. members alive equals the cluster size on every agent
 for i in $(seq 1 $N); do
 	if wait_until 20 alive_is "$i" $N; then
@@ -213,6 +229,22 @@ wait "$CURL" 2>/dev/null
 line=$(grep -m1 '/v1/agent/self' "$TMP/mon.json" | /usr/bin/python3 -c '
 import json, sys; d = json.loads(sys.stdin.readline()); print(d["@level"], d["@module"])' 2>&1)
 check_eq "monitor ?logjson streams hclog-style JSON lines" "debug http" "$line"
+# an idle agent's monitor still shows how it got there: the last 512
+# lines it logged (at the agent's level) come first, at the monitor's level
+curl -sN --max-time 2 "http://$(haddr 1)/v1/agent/monitor" >"$TMP/mon.replay"
+check_contains "monitor replays the start line on connect" "agent: rumor agent running: node 'n1'" \
+	"$(cat "$TMP/mon.replay")"
+check_contains "monitor replays the join of n3 on connect" "EventMemberJoin: n3" \
+	"$(cat "$TMP/mon.replay")"
+first=$(grep -n "rumor agent running" "$TMP/mon.replay" | head -1 | cut -d: -f1)
+join=$(grep -n "EventMemberJoin: n3" "$TMP/mon.replay" | head -1 | cut -d: -f1)
+check_eq "replayed lines are oldest first" "yes" \
+	"$([ -n "$first" ] && [ -n "$join" ] && [ "$first" -lt "$join" ] && echo yes || echo "no ($first, $join)")"
+check_eq "replay holds at most 512 lines" "yes" \
+	"$([ "$(grep -c '' "$TMP/mon.replay")" -le 512 ] && echo yes || echo no)"
+curl -sN --max-time 2 "http://$(haddr 1)/v1/agent/monitor?loglevel=err" >"$TMP/mon.err.replay"
+check_eq "an error-level monitor replays no info lines" "0" \
+	"$(grep -c '\[INFO\]' "$TMP/mon.err.replay")"
 check_eq "monitor rejects an unknown level" "400" \
 	"$(curl -s -o /dev/null -w '%{http_code}' "http://$(haddr 1)/v1/agent/monitor?loglevel=loud")"
 

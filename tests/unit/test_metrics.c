@@ -314,6 +314,13 @@ static void test_prom_name_mangles_dots(void)
 	REQUIRE(n == strlen(buf), "expected %zu, got %zu", strlen(buf), n);
 	n = metrics_prom_name(buf, 8, "a.b-c");
 	REQUIRE(strcmp(buf, "rumor_a") == 0 && n == 11, "truncation: got %s/%zu", buf, n);
+	n = metrics_prom_name(buf, sizeof(buf), "http.request_ms");
+	REQUIRE(strcmp(buf, "rumor_http_request_seconds") == 0 && n == strlen(buf),
+	        "ms in base units: got %s/%zu", buf, n);
+	n = metrics_prom_name(buf, 12, "x.lag_ms");
+	REQUIRE(strcmp(buf, "rumor_x_lag") == 0 && n == 19, "ms truncated: got %s/%zu", buf, n);
+	metrics_prom_name(buf, sizeof(buf), "x.items");
+	REQUIRE(strcmp(buf, "rumor_x_items") == 0, "not a unit: got %s", buf);
 }
 
 static void test_counter_aggregates(void)
@@ -404,6 +411,34 @@ static void test_json_has_consul_shape(void)
 	json_decref(root);
 }
 
+/* Consul's JSON (go-metrics timers) is in milliseconds: only the
+ * Prometheus text converts to seconds. */
+static void test_json_keeps_milliseconds(void)
+{
+	metrics_reset();
+	metrics_sample(METRIC_HTTP_LATENCY, 250);
+	char *js = metrics_render_json(0, 0);
+	REQUIRE(js != NULL, "render_json returned NULL");
+	json_t *root = json_loads(js, 0, NULL);
+	free(js);
+	REQUIRE(root != NULL, "JSON does not parse");
+	json_t *found = NULL, *v;
+	size_t i;
+	json_array_foreach(json_object_get(root, "Samples"), i, v)
+	{
+		if (strcmp(json_string_value(json_object_get(v, "Name")),
+		           "rumor.http.request_ms") == 0)
+			found = v;
+	}
+	REQUIRE(found != NULL, "no rumor.http.request_ms sample");
+	REQUIRE_NUM(250, json_real_value(json_object_get(found, "Sum")));
+	json_decref(root);
+	char *t = metrics_render_prometheus();
+	REQUIRE(t != NULL && strstr(t, "rumor_http_request_seconds_sum 0.25\n") != NULL,
+	        "prometheus:\n%s", t ? t : "(null)");
+	free(t);
+}
+
 static void test_prometheus_is_well_formed(void)
 {
 	metrics_reset();
@@ -427,9 +462,13 @@ static void test_prometheus_is_well_formed(void)
 	        t);
 	REQUIRE(strstr(t, "rumor_memberlist_packets_sent_total 42\n") != NULL, "packets:\n%s", t);
 	REQUIRE(strstr(t, "rumor_http_requests_total{code=\"200\"} 2\n") != NULL, "200s:\n%s", t);
-	REQUIRE(strstr(t, "rumor_runtime_loop_busy_ms_sum 4\n") != NULL, "sum:\n%s", t);
-	REQUIRE(strstr(t, "rumor_runtime_loop_busy_ms_count 2\n") != NULL, "count:\n%s", t);
-	REQUIRE(strstr(t, "# TYPE rumor_runtime_loop_busy_ms summary\n") != NULL, "summary type");
+	/* bumped in ms, shown in base units (seconds), counts unchanged */
+	REQUIRE(strstr(t, "rumor_runtime_loop_busy_seconds_sum 0.004\n") != NULL, "sum:\n%s", t);
+	REQUIRE(strstr(t, "rumor_runtime_loop_busy_seconds_count 2\n") != NULL, "count:\n%s", t);
+	REQUIRE(strstr(t, "# TYPE rumor_runtime_loop_busy_seconds summary\n") != NULL,
+	        "summary type");
+	REQUIRE(strstr(t, "_ms_") == NULL && strstr(t, "_ms ") == NULL,
+	        "an abbreviated unit left:\n%s", t);
 	/* the four member rows form one family: one TYPE line */
 	const char *p = t;
 	int types = 0;
@@ -555,6 +594,7 @@ int main(void)
 	RUN(test_prom_name_mangles_dots);
 	RUN(test_counter_aggregates);
 	RUN(test_json_has_consul_shape);
+	RUN(test_json_keeps_milliseconds);
 	RUN(test_prometheus_is_well_formed);
 	RUN(test_every_row_renders_valid_text);
 	RUN(test_label_values_are_escaped);
