@@ -444,7 +444,7 @@ static void kv_members_broadcast(void *ctx, const uint8_t *msg, size_t len)
 {
 	struct agent *a = ctx;
 	if (a->gossip != NULL)
-		swim_broadcast_user(gossip_transport_swim(a->gossip), msg, len);
+		swim_broadcast_rumor(gossip_transport_swim(a->gossip), msg, len);
 }
 
 static void kv_members_peers(void *ctx, kv_member_fn fn, void *ud)
@@ -941,6 +941,7 @@ static int gossip_config(struct agent *a, struct gossip_transport_config *gc, ui
 	}
 	gc->swim.meta = meta;
 	gc->swim.meta_len = (size_t)mlen;
+	gc->swim.is_rumor = tags_is_rumor; /* KV gossip only to rumor agents */
 	gc->on_event = on_member_event;
 	gc->on_user_msg = on_user_msg;
 	gc->local_state = on_local_state;

@@ -116,9 +116,12 @@ struct swim {
 	size_t probe_index;
 
 	/* broadcasts: membership messages (alive, suspect, dead) in bq, user
-	 * messages (serf's and the KV store's) in uq; packets take from bq
-	 * first, as memberlist's getBroadcasts does */
-	struct bcast_queue bq, uq;
+	 * messages (serf's) in uq, rumor-only user messages (the KV store's)
+	 * in rq when is_rumor is set, else in uq; packets take from bq
+	 * first, as memberlist's getBroadcasts does, and from rq only when
+	 * they go to a rumor agent (see "Mixed clusters" in swim.h) */
+	struct bcast_queue bq, uq, rq;
+	bool (*is_rumor)(const uint8_t *meta, size_t len); /* cfg->is_rumor */
 	uint32_t seq;
 	int awareness;
 	bool left;
@@ -361,6 +364,19 @@ static void slot_release(struct swim *s, uint32_t slot)
 	memset(at_slot(s, slot), 0, sizeof(struct swim_member));
 }
 
+/*
+ * Whether a member with this meta may be sent rumor-only messages: asked of
+ * the driver once per identity (at add and at a meta change), so that
+ * building a packet reads one byte instead of decoding tags. No callback:
+ * all are (the core without a driver's opinion changes nothing).
+ */
+static uint8_t classify(const struct swim *s, const uint8_t *meta, size_t meta_len)
+{
+	if (s->is_rumor == NULL)
+		return 1;
+	return s->is_rumor(meta, meta_len) ? 1 : 0;
+}
+
 /* Insert at a random position of the probe order (SWIM §4.3), as dead. */
 static struct swim_member *member_add(struct swim *s, const char *name, const struct ml_addr *addr,
                                       const uint8_t *vsn, const uint8_t *meta, size_t meta_len)
@@ -371,6 +387,7 @@ static struct swim_member *member_add(struct swim *s, const char *name, const st
 	struct swim_member *m = at_slot(s, slot);
 	m->id = swim_ident_get(s->idents, name, addr, vsn, meta, meta_len);
 	m->state = ML_STATE_DEAD;
+	m->rumor = classify(s, meta, meta_len);
 	size_t pos = index_slot(s, name);
 	if (s->index[pos] == IDX_EMPTY)
 		s->index_used++;
@@ -408,6 +425,7 @@ static void member_set_ident(struct swim *s, struct swim_member *m, const struct
 		return; /* the usual case: nothing changed, no hashing */
 	m->id = swim_ident_get(s->idents, old->name, addr, vsn, meta, meta_len);
 	swim_ident_put(s->idents, old);
+	m->rumor = classify(s, meta, meta_len);
 }
 
 static struct swim_suspicion *susp_of(const struct swim *s, const struct swim_member *m)
@@ -500,24 +518,35 @@ static int pmax_named(const struct swim *s, const char *name, const struct ml_ad
 	return m->id->vsn[1];
 }
 
+/* Take what fits of queue q into parts[k..max); returns the new count. */
+static size_t fill_from(struct swim *s, struct bcast_queue *q, size_t budget, const uint8_t **parts,
+                        size_t *lens, size_t k, size_t max)
+{
+	size_t used = 0;
+	for (size_t i = 0; i < k; i++)
+		used += lens[i] + 2;
+	if (used >= budget || k >= max || q->n == 0)
+		return k;
+	return k + bcast_queue_fill(q, retransmit_limit(s), 2, budget - used, parts + k, lens + k,
+	                            max - k);
+}
+
 /*
  * Choose the broadcasts for one packet with `budget` bytes free: membership
  * messages first, then user messages in the space left (memberlist fills
  * from its own queue, then asks the delegate, serf, for the rest). Under
  * churn the membership news goes out first; user messages wait for room.
- * Call retire_broadcasts once the packet is sent.
+ * Rumor-only messages go last, and only when `rumor` says the packet is for
+ * a rumor agent: they are never taken, so never counted as sent, for any
+ * other destination. Call retire_broadcasts once the packet is sent.
  */
 static size_t fill_broadcasts(struct swim *s, size_t budget, const uint8_t **parts, size_t *lens,
-                              size_t max)
+                              size_t max, bool rumor)
 {
-	int limit = retransmit_limit(s);
-	size_t k = bcast_queue_fill(&s->bq, limit, 2, budget, parts, lens, max);
-	size_t used = 0;
-	for (size_t i = 0; i < k; i++)
-		used += lens[i] + 2;
-	if (used < budget && k < max)
-		k += bcast_queue_fill(&s->uq, limit, 2, budget - used, parts + k, lens + k,
-		                      max - k);
+	size_t k = fill_from(s, &s->bq, budget, parts, lens, 0, max);
+	k = fill_from(s, &s->uq, budget, parts, lens, k, max);
+	if (rumor)
+		k = fill_from(s, &s->rq, budget, parts, lens, k, max);
 	return k;
 }
 
@@ -525,11 +554,30 @@ static void retire_broadcasts(struct swim *s)
 {
 	bcast_queue_retire(&s->bq, retransmit_limit(s));
 	bcast_queue_retire(&s->uq, retransmit_limit(s));
+	bcast_queue_retire(&s->rq, retransmit_limit(s));
 }
 
 static size_t broadcasts_queued(const struct swim *s)
 {
-	return s->bq.n + s->uq.n;
+	return s->bq.n + s->uq.n + s->rq.n;
+}
+
+/*
+ * Whether a packet to `to` may carry rumor-only messages: only to a member
+ * of the table at that address that is a rumor agent. An address we do not
+ * know (a ping from a node not merged yet) is not one, until its alive
+ * message says otherwise. Scans the table, so only while rq holds messages.
+ */
+static bool rumor_at(const struct swim *s, const struct ml_addr *to)
+{
+	if (s->rq.n == 0)
+		return false;
+	for (size_t i = 0; i < s->n; i++) {
+		const struct swim_member *m = node_at(s, i);
+		if (m != s->self && ml_addr_equal(&m->id->addr, to))
+			return m->rumor != 0;
+	}
+	return false;
 }
 
 /*
@@ -545,7 +593,8 @@ static void send_with_piggyback(struct swim *s, const struct ml_addr *to, const 
 	size_t avail = budget > len + 2 ? budget - len - 2 : 0;
 	const uint8_t *parts[SWIM_MAX_PARTS];
 	size_t lens[SWIM_MAX_PARTS];
-	size_t k = fill_broadcasts(s, avail, parts + 1, lens + 1, SWIM_MAX_PARTS - 1);
+	size_t k =
+	        fill_broadcasts(s, avail, parts + 1, lens + 1, SWIM_MAX_PARTS - 1, rumor_at(s, to));
 	if (k == 0) {
 		raw_send(s, to, msg, len, pm);
 		return;
@@ -1659,6 +1708,38 @@ static void send_parts(struct swim *s, const struct ml_addr *to, uint8_t pm,
 	send_parts(s, to, pm, parts + h, lens + h, n - h, pkt, pcap, zbuf, zcap);
 }
 
+/* A rumor agent gossip may pick that is not among the round's picks. */
+struct gossip_pick {
+	int64_t now;
+	struct swim_member *const *taken;
+	size_t ntaken;
+};
+
+static bool ok_gossip_rumor(const struct swim *s, const struct swim_member *m, const void *arg)
+{
+	const struct gossip_pick *g = arg;
+	if (!m->rumor || !ok_gossip(s, m, &g->now))
+		return false;
+	for (size_t i = 0; i < g->ntaken; i++)
+		if (g->taken[i] == m)
+			return false;
+	return true;
+}
+
+/* One gossip packet (or two, see send_parts) to m; rumor: it may carry
+ * rumor-only messages. Nothing is sent when nothing is queued for it. */
+static void gossip_to(struct swim *s, const struct swim_member *m, size_t budget, bool rumor,
+                      uint8_t *pkt, size_t pcap, uint8_t *zbuf, size_t zcap)
+{
+	const uint8_t *parts[SWIM_MAX_PARTS];
+	size_t lens[SWIM_MAX_PARTS];
+	size_t n = fill_broadcasts(s, budget, parts, lens, SWIM_MAX_PARTS, rumor);
+	if (n == 0)
+		return;
+	send_parts(s, &m->id->addr, m->id->vsn[1], parts, lens, n, pkt, pcap, zbuf, zcap);
+	retire_broadcasts(s);
+}
+
 /*
  * Gossip: every gossip interval, while broadcasts are queued, one packet to
  * each of gossip_nodes random members. Packed by compressed size: with the
@@ -1692,15 +1773,22 @@ static void gossip(struct swim *s, int64_t now)
 		if (packed > budget)
 			budget = packed > SWIM_PACK_MAX ? SWIM_PACK_MAX : (size_t)packed;
 	}
+	size_t nrumor = 0;
 	for (size_t i = 0; i < k; i++) {
-		const uint8_t *parts[SWIM_MAX_PARTS];
-		size_t lens[SWIM_MAX_PARTS];
-		size_t n = fill_broadcasts(s, budget, parts, lens, SWIM_MAX_PARTS);
-		if (n == 0)
-			break;
-		send_parts(s, &peers[i]->id->addr, peers[i]->id->vsn[1], parts, lens, n, pkt, pcap,
-		           zbuf, zcap);
-		retire_broadcasts(s);
+		bool rumor = peers[i]->rumor != 0;
+		nrumor += rumor;
+		gossip_to(s, peers[i], budget, rumor, pkt, pcap, zbuf, zcap);
+	}
+	/* rumor-only messages: as many rumor agents as a round of rumor agents
+	 * alone would reach (the picks above that were not rumor agents are
+	 * made up here), so that the Serf members of a mixed cluster do not
+	 * slow them down */
+	if (s->rq.n > 0 && nrumor < k) {
+		struct gossip_pick pick = {.now = now, .taken = peers, .ntaken = k};
+		struct swim_member *more[32];
+		size_t extra = random_members(s, k - nrumor, more, ok_gossip_rumor, &pick);
+		for (size_t i = 0; i < extra && s->rq.n > 0; i++)
+			gossip_to(s, more[i], budget, true, pkt, pcap, zbuf, zcap);
 	}
 	if (pkt != s->pkt)
 		free(pkt);
@@ -1870,6 +1958,7 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	}
 	struct swim *s = xcalloc(1, sizeof(*s));
 	s->io = *io;
+	s->is_rumor = cfg->is_rumor;
 	s->t = cfg->timing;
 	if (s->t.udp_budget == 0 || s->t.udp_budget > ML_UDP_RECV_MAX)
 		s->t.udp_budget = ML_UDP_MAX;
@@ -1881,6 +1970,8 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	s->msgbuf = xcalloc(1, s->bufcap);
 	bcast_queue_create(&s->bq, SWIM_BCAST_DEPTH);
 	bcast_queue_create(&s->uq, SWIM_BCAST_DEPTH);
+	bcast_queue_create(&s->rq, SWIM_BCAST_DEPTH);
+	s->rq.next_id = (uint64_t)1 << 62; /* ids of both user queues never meet */
 	s->idents = cfg->idents;
 	if (s->idents == NULL) {
 		s->idents = swim_idents_new();
@@ -1927,6 +2018,7 @@ void swim_free(struct swim *s)
 	free(s->msgbuf);
 	bcast_queue_destroy(&s->bq);
 	bcast_queue_destroy(&s->uq);
+	bcast_queue_destroy(&s->rq);
 	while (s->mq != NULL) {
 		struct swim_merge *mj = s->mq;
 		s->mq = mj->next;
@@ -2000,9 +2092,20 @@ uint64_t swim_broadcast_user(struct swim *s, const uint8_t *msg, size_t len)
 	return 0;
 }
 
+uint64_t swim_broadcast_rumor(struct swim *s, const uint8_t *msg, size_t len)
+{
+	if (s->is_rumor == NULL)
+		return swim_broadcast_user(s, msg, len); /* everyone is a rumor agent */
+	uint8_t buf[ML_UDP_MAX];
+	int r = ml_encode_user(buf, sizeof(buf), msg, len);
+	if (r > 0)
+		return bcast_queue_push(&s->rq, BK_USER, NULL, buf, (size_t)r);
+	return 0;
+}
+
 bool swim_broadcast_pending(const struct swim *s, uint64_t id)
 {
-	return id != 0 && bcast_queue_contains(&s->uq, id);
+	return id != 0 && (bcast_queue_contains(&s->uq, id) || bcast_queue_contains(&s->rq, id));
 }
 
 void swim_send_user(struct swim *s, const struct ml_addr *to, const uint8_t *msg, size_t len)
@@ -2020,6 +2123,7 @@ void swim_reset_broadcasts(struct swim *s)
 {
 	bcast_queue_clear(&s->bq);
 	bcast_queue_clear(&s->uq);
+	bcast_queue_clear(&s->rq);
 	s->leave_bcast_id = 0;
 }
 
@@ -2070,7 +2174,7 @@ size_t swim_broadcast_queue_len(const struct swim *s)
 
 uint64_t swim_broadcast_queue_dropped(const struct swim *s)
 {
-	return s->bq.dropped + s->uq.dropped;
+	return s->bq.dropped + s->uq.dropped + s->rq.dropped;
 }
 
 const struct swim_timing *swim_timing(const struct swim *s)

@@ -81,6 +81,13 @@ struct swim_config {
 	 * merges every state before it returns (the simulator and the unit
 	 * tests); the agent's transport uses GOSSIP_MERGE_SLICE. */
 	uint32_t merge_slice;
+	/* Optional: whether a member with this meta is a rumor agent, one that
+	 * may be sent rumor-only messages (swim_broadcast_rumor); the agent
+	 * passes tags_is_rumor. Asked once per identity a member takes, never
+	 * per packet. NULL: every member is one, and rumor-only messages share
+	 * the user queue (the simulator's all-rumor clusters). See "Mixed
+	 * clusters" below. */
+	bool (*is_rumor)(const uint8_t *meta, size_t len);
 };
 
 /*
@@ -126,6 +133,7 @@ struct swim_member {
 	uint32_t index; /* position in the probe order */
 	uint32_t susp;  /* internal: 1 + slot of its active suspicion, or 0 */
 	uint8_t state;  /* enum ml_state */
+	uint8_t rumor;  /* 1: may be sent rumor-only messages (cfg.is_rumor) */
 };
 
 /* How the core reaches the world. Every callback is required unless noted. */
@@ -155,6 +163,21 @@ struct swim_io {
 	 * called after the remote nodes were merged. */
 	void (*merge_state)(void *ctx, const uint8_t *p, size_t len, bool join);
 };
+
+/*
+ * Mixed clusters. A rumor-only message (swim_broadcast_rumor: the KV
+ * store's replication) means nothing to a stock Serf agent, which logs
+ * "unknown type" for each one. With cfg.is_rumor set, such messages wait in
+ * their own queue and ride only packets to members it called rumor agents:
+ * gossip, and the piggyback of pings, acks and nacks. A destination not in
+ * the table, or whose meta said no, never gets one; its packet carries the
+ * membership and serf messages only, and the rumor-only ones stay queued.
+ * Their transmit count grows only with sends to rumor agents, and each
+ * gossip round sends them to gossip_nodes rumor agents (topping up the
+ * random picks with rumor agents), so they spread among rumor agents as
+ * fast as in a cluster of rumor agents alone. Push-pull user state
+ * (io.local_state) and swim_send_user carry serf's messages only.
+ */
 
 /* Counters for metrics and the simulator's load invariant. */
 struct swim_stats {
@@ -262,11 +285,14 @@ int swim_force_leave(struct swim *s, int64_t now, const char *name, bool prune);
 /* Queue a user message for piggybacking (serf-layer broadcasts); returns its
  * queue id (0 if it does not fit in a packet). */
 uint64_t swim_broadcast_user(struct swim *s, const uint8_t *msg, size_t len);
-/* True while the broadcast with this id is still queued (not yet sent as
- * often as the retransmit limit says). */
+/* Queue a rumor-only user message: like swim_broadcast_user, but only for
+ * members cfg.is_rumor accepts (see "Mixed clusters"); returns its id. */
+uint64_t swim_broadcast_rumor(struct swim *s, const uint8_t *msg, size_t len);
+/* True while the broadcast with this id (either kind) is still queued (not
+ * yet sent as often as the retransmit limit says). */
 bool swim_broadcast_pending(const struct swim *s, uint64_t id);
 /* Send a user message straight to one address in its own packet (serf's
- * SendToAddress: query acks and responses). */
+ * SendToAddress: query acks and responses); never a rumor-only one. */
 void swim_send_user(struct swim *s, const struct ml_addr *to, const uint8_t *msg, size_t len);
 
 /* Drop every queued broadcast (nothing is sent). For a driver that preloads

@@ -85,3 +85,44 @@ int tags_decode(const uint8_t *meta, size_t len, struct tag *tags, size_t max)
 	}
 	return (int)n;
 }
+
+/* A decimal port, 1..65535, and nothing else. */
+static bool is_port(const char *v)
+{
+	long p = 0;
+	if (*v == '\0' || strlen(v) > 5)
+		return false;
+	for (; *v; v++) {
+		if (*v < '0' || *v > '9')
+			return false;
+		p = p * 10 + (*v - '0');
+	}
+	return p > 0 && p < 65536;
+}
+
+/* One pass over the map: two C strings on the stack, no tag array (this
+ * runs once per identity a member takes, in the agent and the simulator). */
+bool tags_is_rumor(const uint8_t *meta, size_t len)
+{
+	static const char suffix[] = ":rumor";
+	if (meta == NULL || len == 0 || meta[0] != TAGS_MAGIC)
+		return false;
+	struct cursor c = {meta + 1, meta + len};
+	uint32_t n;
+	if (mp_read_map(&c, &n) != MP_OK)
+		return false;
+	bool build = false, port = false;
+	for (uint32_t i = 0; i < n; i++) {
+		char key[TAG_KEY_MAX + 1], value[TAG_VALUE_MAX + 1];
+		if (tag_str(&c, key, sizeof(key)) != MP_OK ||
+		    tag_str(&c, value, sizeof(value)) != MP_OK)
+			return false;
+		size_t vl = strlen(value);
+		if (strcmp(key, "build") == 0)
+			build = vl >= sizeof(suffix) - 1 &&
+			        strcmp(value + vl - (sizeof(suffix) - 1), suffix) == 0;
+		else if (strcmp(key, "rpc_port") == 0)
+			port = is_port(value);
+	}
+	return build && port;
+}

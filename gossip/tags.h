@@ -12,6 +12,7 @@
 #ifndef RUMOR_GOSSIP_TAGS_H
 #define RUMOR_GOSSIP_TAGS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,15 @@ int tags_encode(uint8_t *buf, size_t cap, const struct tag *tags, size_t n);
 #define TAGS_CONSUL_MAX 8
 size_t tags_consul(struct tag *tags, const char *dc, const char *build, const char *id,
                    const char *rpc_port);
+/*
+ * Whether meta is a rumor agent's that runs the KV store, the members that
+ * may be sent rumor's own user messages (type 0x80 and up): its "build" tag
+ * ends in ":rumor" (a Consul agent writes "<version>:<commit>", a Serf agent
+ * no build tag) and its "rpc_port" tag is a port (the KV sync port; rumor
+ * leaves it out when KV is off). Anything else, a bare role or meta that
+ * does not decode included, is not. Reads in place, never allocates.
+ */
+bool tags_is_rumor(const uint8_t *meta, size_t len);
 /* Decode meta into tags[] (at most max); returns the count, or -1 (ML_BAD)
  * when malformed, with ml_wire_error() saying why (wire.h's convention). */
 int tags_decode(const uint8_t *meta, size_t len, struct tag *tags, size_t max);

@@ -104,6 +104,13 @@ struct net {
 	 * went compressed, how many did not decode */
 	size_t tap_max_len, tap_payload_max; /* on the wire; decompressed */
 	int tap_compressed, tap_bad;
+	/* mixed clusters (net_init_mix): nodes below nrumor are rumor agents;
+	 * rumor-only parts (a user message whose payload starts 0x80) node 0
+	 * sent to any other address; which of rumor message i (its second
+	 * payload byte) and serf message i each node received */
+	int nrumor;
+	int tap_rumor_to_others;
+	uint64_t got_rumor[MAXN], got_serf[MAXN];
 };
 
 #include "gossip/tags.h"
@@ -141,6 +148,19 @@ static int count_parts(const uint8_t *p, size_t len, bool *compressed, size_t *p
 	return packet_parts(p, len, parts, 256, compressed, payload);
 }
 
+/* User messages in one packet whose payload is rumor's own (0x80 and up). */
+static int count_rumor_only(const uint8_t *p, size_t len)
+{
+	static struct ml_slice parts[256];
+	bool z = false;
+	size_t pl;
+	int np = packet_parts(p, len, parts, 256, &z, &pl);
+	int k = 0;
+	for (int i = 0; i < np; i++)
+		k += parts[i].len >= 2 && parts[i].p[0] == ML_USER && parts[i].p[1] >= 0x80;
+	return k;
+}
+
 struct ctx {
 	struct net *net;
 	int id;
@@ -167,6 +187,9 @@ static void n_send(void *c, const struct ml_addr *to, const uint8_t *p, size_t l
 			net->tap_max_len = len;
 		net->tap_compressed += z;
 		net->tap_bad += parts < 0;
+		int d = node_of(net, to);
+		if (d < 0 || d >= net->nrumor)
+			net->tap_rumor_to_others += count_rumor_only(p, len);
 	}
 	int dst = node_of(net, to);
 	if (dst < 0 || net->nq >= MAXQ || len > 1500 || net->down[x->id])
@@ -220,7 +243,35 @@ static void n_event(void *c, enum swim_event_type type, const struct swim_member
 		x->net->events_join[x->id]++;
 }
 
-static void net_init(struct net *net, int n)
+static void n_user(void *c, const uint8_t *p, size_t len)
+{
+	struct ctx *x = c;
+	if (len < 2 || p[1] >= 64)
+		return;
+	/* each is gossiped on once when first heard, as serf and the KV store do */
+	uint64_t *got = p[0] >= 0x80 ? &x->net->got_rumor[x->id] : &x->net->got_serf[x->id];
+	if (*got & (1ull << p[1]))
+		return;
+	*got |= 1ull << p[1];
+	if (p[0] >= 0x80)
+		swim_broadcast_rumor(x->net->nodes[x->id], p, len);
+	else
+		swim_broadcast_user(x->net->nodes[x->id], p, len);
+}
+
+/* The tags of a rumor agent with KV (nodes below nrumor) or of a Serf agent. */
+static int mix_meta(uint8_t *buf, size_t cap, bool rumor)
+{
+	struct tag tags[TAGS_CONSUL_MAX];
+	size_t nt = rumor ? tags_consul(tags, "dc1", "0.1.0:rumor", "id", "8300")
+	                  : tags_consul(tags, "dc1", "0.8.2", "id", NULL);
+	return tags_encode(buf, cap, tags, nt);
+}
+
+/* n nodes; nrumor < 0: no classifier and no meta (every other test), else
+ * nodes below nrumor carry a rumor agent's tags, the rest a Serf agent's,
+ * and every node classifies with tags_is_rumor as the agent does. */
+static void net_init_mix(struct net *net, int n, int nrumor)
 {
 	memset(net, 0, sizeof(*net));
 	net->q = calloc(MAXQ, sizeof(*net->q));
@@ -242,14 +293,28 @@ static void net_init(struct net *net, int n)
 		static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
 		memcpy(cfg.vsn, vsn, 6);
 		swim_timing_profile(&cfg.timing, "lan");
+		uint8_t meta[256];
+		if (nrumor >= 0) {
+			int ml = mix_meta(meta, sizeof(meta), i < nrumor);
+			cfg.meta = meta;
+			cfg.meta_len = ml > 0 ? (size_t)ml : 0;
+			cfg.is_rumor = tags_is_rumor;
+		}
 		struct swim_io io = {.ctx = &ctxs[i],
 		                     .send = n_send,
 		                     .rand32 = n_rand,
 		                     .push_pull = n_push_pull,
-		                     .event = n_event};
+		                     .event = n_event,
+		                     .user_msg = n_user};
 		char err[128];
 		net->nodes[i] = swim_new(&cfg, &io, net->now, err, sizeof(err));
 	}
+}
+
+static void net_init(struct net *net, int n)
+{
+	net_init_mix(net, n, -1);
+	net->nrumor = n;
 }
 
 static void net_free(struct net *net)
@@ -1027,6 +1092,109 @@ static void test_stream_scan_resumes(void)
 	swim_free(b.s);
 }
 
+/* ------------------------------------------------------ mixed clusters */
+
+static void test_tags_is_rumor_wants_rumor_build_and_kv_port(void)
+{
+	uint8_t m[512];
+	struct tag t[TAGS_CONSUL_MAX];
+	int n = tags_encode(m, sizeof(m), t, tags_consul(t, "dc1", "0.1.0:rumor", "id", "8300"));
+	CHECK(tags_is_rumor(m, (size_t)n), "rumor with KV: want true");
+	n = tags_encode(m, sizeof(m), t, tags_consul(t, "dc1", "0.1.0:rumor", "id", NULL));
+	CHECK(!tags_is_rumor(m, (size_t)n), "rumor without KV (no rpc_port): want false");
+	n = tags_encode(m, sizeof(m), t, tags_consul(t, "dc1", "1.16.0:f3fd2d9e", "id", "8300"));
+	CHECK(!tags_is_rumor(m, (size_t)n), "a Consul agent: want false");
+	n = tags_encode(m, sizeof(m), t, tags_consul(t, "dc1", "0.1.0:rumor", "id", "99999"));
+	CHECK(!tags_is_rumor(m, (size_t)n), "rpc_port not a port: want false");
+	CHECK(!tags_is_rumor((const uint8_t *)"web", 3), "a bare role: want false");
+	CHECK(!tags_is_rumor(NULL, 0), "no meta (tags not known): want false");
+	uint8_t bad[] = {TAGS_MAGIC, 0x82, 0xa5, 'b', 'u'};
+	CHECK(!tags_is_rumor(bad, sizeof(bad)), "truncated map: want false");
+}
+
+/* Queue rumor-only message i (0x80, i) and serf message i (3, i) at node 0. */
+static void queue_mixed(struct net *net, int nmsg)
+{
+	for (int i = 0; i < nmsg; i++) {
+		uint8_t r[40] = {0x80, (uint8_t)i}, u[40] = {3, (uint8_t)i};
+		REQUIRE(swim_broadcast_rumor(net->nodes[0], r, sizeof(r)) != 0, "rumor %d queued",
+		        i);
+		REQUIRE(swim_broadcast_user(net->nodes[0], u, sizeof(u)) != 0, "serf %d queued", i);
+	}
+}
+
+/*
+ * In a cluster of 3 rumor and 3 Serf agents, node 0's rumor-only messages
+ * reach both other rumor agents and never a Serf agent, in no packet (gossip
+ * or piggyback), while serf messages reach everyone; and they leave the
+ * queue (their transmit count grew on sends to rumor agents alone).
+ */
+static void test_rumor_only_messages_skip_serf_members(void)
+{
+	static struct net net;
+	net_init_mix(&net, 6, 3);
+	net.nrumor = 3;
+	join_all(&net);
+	net_run(&net, net.now + 20000);
+	for (int m = 0; m < 6; m++)
+		REQUIRE(strcmp(state_of(&net, 0, m), "alive") == 0, "n0 sees n%d alive", m);
+	net.tap_rumor_to_others = 0;
+	queue_mixed(&net, 16);
+	net_run(&net, net.now + 20000);
+	uint64_t all = (1ull << 16) - 1;
+	for (int i = 1; i < 6; i++) {
+		if (i < 3)
+			CHECK(net.got_rumor[i] == all,
+			      "rumor agent n%d got rumor-only %#llx, want %#llx", i,
+			      (unsigned long long)net.got_rumor[i], (unsigned long long)all);
+		else
+			CHECK(net.got_rumor[i] == 0,
+			      "Serf agent n%d got rumor-only %#llx, want none", i,
+			      (unsigned long long)net.got_rumor[i]);
+		CHECK(net.got_serf[i] == all, "n%d got serf %#llx, want %#llx", i,
+		      (unsigned long long)net.got_serf[i], (unsigned long long)all);
+	}
+	CHECK_INT(0, net.tap_rumor_to_others);
+	for (int i = 0; i < 6; i++)
+		CHECK(swim_broadcast_queue_len(net.nodes[i]) == 0, "n%d still queues %zu", i,
+		      swim_broadcast_queue_len(net.nodes[i]));
+	net_free(&net);
+}
+
+/*
+ * Before a member's tags are known it is not a rumor agent: an ack to an
+ * address not in the table carries serf messages piggyback, never a
+ * rumor-only one, and the rumor-only messages stay queued.
+ */
+static void test_unknown_destination_gets_no_rumor_only(void)
+{
+	static struct net net;
+	net_init_mix(&net, 2, 2);
+	net.nrumor = 2;
+	join_all(&net);
+	net_run(&net, net.now + 5000);
+	net.tap_rumor_to_others = 0;
+	queue_mixed(&net, 4);
+	struct ml_ping ping;
+	memset(&ping, 0, sizeof(ping));
+	ping.seq = 77;
+	snprintf(ping.node, sizeof(ping.node), "n0");
+	uint8_t buf[256];
+	int r = ml_encode_ping(buf, sizeof(buf), &ping);
+	REQUIRE(r > 0, "ping encodes");
+	struct ml_addr stranger = {.len = 4, .ip = {127, 0, 0, 1}, .port = 1009};
+	size_t before = swim_broadcast_queue_len(net.nodes[0]);
+	swim_recv_packet(net.nodes[0], net.now, &stranger, buf, (size_t)r);
+	CHECK_INT(0, net.tap_rumor_to_others);
+	CHECK(swim_broadcast_queue_len(net.nodes[0]) == before, "queue %zu, was %zu",
+	      swim_broadcast_queue_len(net.nodes[0]), before);
+	net_run(&net, net.now + 10000);
+	CHECK(net.got_rumor[1] == 0xf, "n1 (rumor) got %#llx, want 0xf",
+	      (unsigned long long)net.got_rumor[1]);
+	CHECK_INT(0, net.tap_rumor_to_others);
+	net_free(&net);
+}
+
 int main(void)
 {
 	RUN(test_formulas_match_memberlist);
@@ -1044,5 +1212,8 @@ int main(void)
 	RUN(test_large_state_merges_in_slices_like_at_once);
 	RUN(test_merge_queue_is_bounded);
 	RUN(test_stream_scan_resumes);
+	RUN(test_tags_is_rumor_wants_rumor_build_and_kv_port);
+	RUN(test_rumor_only_messages_skip_serf_members);
+	RUN(test_unknown_destination_gets_no_rumor_only);
 	return check_exit_code();
 }
