@@ -17,6 +17,7 @@
 #include "agent/api_event.h"
 #include "agent/http/http.h"
 #include "lib/log.h"
+#include "gossip/serf.h"
 #include "gossip/tags.h"
 #include "gossip/transport.h"
 
@@ -217,12 +218,20 @@ static void h_force_leave(struct agent *a, struct http_conn *c, const struct htt
 	}
 	struct swim *s = gossip_transport_swim(a->gossip);
 	bool prune = http_query_get(req, "prune") != NULL;
-	if (swim_force_leave(s, gossip_now_ms(), rest, prune) < 0) {
+	const struct swim_member *m = swim_member_find(s, rest);
+	if (m == NULL) {
 		char msg[400];
 		snprintf(msg, sizeof(msg), "agent: No node found with name '%s'", rest);
 		api_reply_text(c, 500, msg);
 		return;
 	}
+	log_info("agent: Force leaving node: %s", rest);
+	/* Serf's leave intent tells the cluster: failed -> left everywhere, a
+	 * live node is shown leaving until it refutes (Consul answers 200 too). */
+	if (a->serf != NULL)
+		serf_force_leave(a->serf, rest, prune);
+	if (m != swim_self(s))
+		swim_force_leave(s, gossip_now_ms(), rest, prune);
 	gossip_transport_kick(a->gossip);
 	http_respond(c, 200, NULL, "", 0);
 }

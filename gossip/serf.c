@@ -847,6 +847,26 @@ static bool leave_intent(struct serf *s, const struct serf_msg_leave *l)
 	}
 }
 
+/*
+ * serf's forceLeave: a leave intent for another member, stamped with our
+ * clock, applied here first and then gossiped. A failed member becomes left;
+ * an alive one becomes leaving until it hears the intent and refutes it with
+ * a join intent (what Consul and Serf do for a live node). Prune is carried
+ * on the wire; this layer does not erase the member itself (the caller
+ * prunes through swim_force_leave).
+ */
+void serf_force_leave(struct serf *s, const char *node, bool prune)
+{
+	struct serf_msg_leave l = {.ltime = s->clock, .prune = prune};
+	snprintf(l.node, sizeof(l.node), "%s", node);
+	s->clock++;
+	leave_intent(s, &l);
+	uint8_t buf[ML_NAME_MAX + 64];
+	int n = serf_encode_leave(buf, sizeof(buf), &l);
+	if (n > 0)
+		broadcast_msg(s, buf, (size_t)n);
+}
+
 static bool join_intent(struct serf *s, const struct serf_msg_join *j)
 {
 	witness(&s->clock, j->ltime);

@@ -225,6 +225,9 @@ void serf_merge_state(struct serf *s, const uint8_t *p, size_t len, bool join);
 void serf_broadcast_join(struct serf *s);
 /* Broadcast our leave intent (before the memberlist leave). */
 void serf_broadcast_leave(struct serf *s);
+/* Force-leave `node` (serf's RemoveFailedNode): apply and gossip a leave
+ * intent for it; failed -> left, alive -> leaving until it refutes. */
+void serf_force_leave(struct serf *s, const char *node, bool prune);
 /* Mark that we are leaving (stops refuting our own leave intents). */
 void serf_set_leaving(struct serf *s);
 
