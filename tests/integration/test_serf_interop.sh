@@ -10,7 +10,9 @@
 # by rumor; `rumor leave` is seen as left by serf and `serf leave` by rumor;
 # a rumor agent killed and restarted without -join rejoins from its snapshot;
 # six rumor agents joining at once reach the serf agents through rumor's
-# compressed, packed gossip packets.
+# compressed, packed gossip packets; in cluster C (3 rumor agents with the
+# KV store + 3 serf) KV writes and service registrations reach every rumor
+# agent and no serf agent logs "unknown type" or any other warning.
 # With SERF_INTEROP_ENCRYPT=1 (test_serf_interop_encrypted.sh) every node
 # runs with -encrypt and a rumor and a serf agent with a wrong key must
 # never join.
@@ -177,6 +179,58 @@ if wait_until 15 is_status 13 s2 alive; then pass "restarted rumor r4 rejoins se
 else fail "r4 rejoins s2 from its snapshot: got '$(member_status 13 s2)'"; fi
 if wait_until 15 serf_is 11 r4 alive; then pass "serf s2 sees r4 alive again"
 else fail "serf s2 sees r4 alive again: got '$(serf_status 11 r4)'"; fi
+
+# ------------------------------------------------ mixed cluster, KV traffic
+# Cluster C: rumor r7 r8 r9 with the KV store on (its SET and ANNOUNCE ride
+# gossip as user messages of type 0x80 and up) and serf s14 s15 s16 joined to
+# them. KV writes and service registrations on the rumor side while the serf
+# agents run: every rumor agent has them all in the usual time, and no serf
+# agent is sent one rumor-only message (memberlist hands each to serf, which
+# logs "Received message of unknown type"), nor logs any other warning.
+# start_rumor_kv I NAME [flags]: a rumor agent with KV (sync port sport I)
+start_rumor_kv() {
+	local i=$1 name=$2
+	shift 2
+	start_agent "$i" "$name" "${ENC_FLAGS[@]}" -node-meta "flavour:rumor" "$@"
+}
+kv_keys() { curl -sf "http://$(haddr "$1")/v1/kv/mix/?keys" | grep -o '"mix/k[0-9]*"' | wc -l; }
+catalog_has() { curl -sf "http://$(haddr "$1")/v1/catalog/service/mixweb" | grep -q "\"$2\""; }
+start_rumor_kv 7 r7
+wait_http 7 || fail "r7 HTTP API up"
+start_rumor_kv 8 r8 -join "$(gaddr 7)"
+start_rumor_kv 9 r9 -join "$(gaddr 7)"
+wait_http 8 && wait_http 9 || fail "r8 r9 HTTP API up" # a serf -join that fails exits
+start_serf 14 s14 "${ENC_FLAGS[@]}" -join "$(gaddr 7)"
+start_serf 15 s15 "${ENC_FLAGS[@]}" -join "$(gaddr 8)"
+start_serf 16 s16 "${ENC_FLAGS[@]}" -join "$(gaddr 9)"
+if wait_until 15 has_alive 7 6 && wait_until 40 serf_has_alive 14 6; then # see "packed gossip"
+	pass "mixed cluster C: r7 and serf s14 list 6 alive"
+else fail "mixed cluster C: r7 lists $(count_alive 7), s14 $(serf_alive_count 14) alive"; fi
+NKV=60
+tw=$(now_ms)
+for k in $(seq 1 $NKV); do
+	i=$((7 + k % 3))
+	curl -sf -X PUT "http://$(haddr "$i")/v1/kv/mix/k$k" -d "value-$k-from-$i" >/dev/null ||
+		fail "PUT mix/k$k on agent $i"
+done
+all_kv() { for i in 7 8 9; do [ "$(kv_keys "$i")" -eq "$NKV" ] || return 1; done; }
+if wait_until 15 all_kv; then pass "all $NKV keys on r7 r8 r9 within $(($(now_ms) - tw)) ms"
+else fail "all $NKV keys on every rumor agent: r7 $(kv_keys 7) r8 $(kv_keys 8) r9 $(kv_keys 9)"; fi
+# one registration at a time, each awaited in every rumor agent's catalog
+everywhere() { for i in 7 8 9; do catalog_has "$i" "$1" || return 1; done; }
+for j in 7 8 9; do
+	tr0=$(now_ms)
+	curl -sf -X PUT "http://$(haddr "$j")/v1/agent/service/register" \
+		-d "{\"Name\":\"mixweb\",\"ID\":\"mixweb-r$j\",\"Port\":$((8000 + j))}" >/dev/null ||
+		fail "register mixweb on r$j"
+	if wait_until 15 everywhere "r$j"; then pass "mixweb of r$j in every rumor agent's catalog within $(($(now_ms) - tr0)) ms"
+	else fail "mixweb of r$j in every catalog: r7 r8 r9 see $(for i in 7 8 9; do catalog_has "$i" "r$j" && echo -n y || echo -n n; done)"; fi
+done
+sleep 3 # the last gossip rounds and a push-pull or two
+unknown=$(cat "$TMP"/s*.log | grep -c "unknown type")
+check_eq "no serf agent logged 'unknown type'" 0 "$unknown"
+warns=$(cat "$TMP"/s14.log "$TMP"/s15.log "$TMP"/s16.log | grep -E "\[(WARN|ERR)\]")
+check_eq "serf s14 s15 s16 logged no WARN or ERR" "" "$warns"
 
 echo "wall time: $(($(now_ms) - T0)) ms"
 finish
