@@ -1,5 +1,9 @@
 /*
  * agent/acl.c — see acl.h.
+ *
+ * Deliberately small: two static tokens, no policies. What it must never do
+ * is leak a token through timing (every comparison runs in constant time and
+ * both tokens are always compared) or let an unknown request count as a read.
  */
 #include "agent/acl.h"
 
@@ -16,6 +20,11 @@ static bool path_has_prefix(const char *path, const char *prefix)
 	return strncmp(path, prefix, strlen(prefix)) == 0;
 }
 
+/*
+ * Anything we do not recognise as a read is a write: an unknown method or a new
+ * endpoint fails closed. GET is not enough, because some Consul endpoints change
+ * state on a GET (join, leave, keyring, check updates), so they are listed here.
+ */
 enum acl_class acl_classify(const char *method, const char *path)
 {
 	if (method == NULL || path == NULL)
@@ -32,6 +41,11 @@ enum acl_class acl_classify(const char *method, const char *path)
 	return ACL_READ;
 }
 
+/*
+ * Consul's three places for a token, tried here as the X-Consul-Token header,
+ * then "Authorization: Bearer", then ?token=. An empty value counts as absent,
+ * so it can never match an unset token.
+ */
 const char *acl_request_token(const struct http_request *req)
 {
 	const char *t = http_header_get(req, "X-Consul-Token");
@@ -79,6 +93,11 @@ bool acl_token_equal(const char *a, const char *b)
 	return (diff | dlen) == 0;
 }
 
+/*
+ * Takes the peer address as the HTTP layer prints it ("a.b.c.d:port", "[v6]:port")
+ * and answers no to anything it cannot parse. All of 127/8, ::1 and v4-mapped
+ * 127/8 count, as the kernel routes them all locally.
+ */
 bool acl_addr_is_loopback(const char *addr)
 {
 	if (addr == NULL || addr[0] == '\0')
@@ -114,6 +133,11 @@ bool acl_addr_is_loopback(const char *addr)
 	return false;
 }
 
+/*
+ * Without a write token, writes are allowed only from this host (a loopback
+ * listener or a loopback peer), never from the network; a read token never
+ * grants writes, and a write token always grants reads.
+ */
 bool acl_allow(enum acl_class cls, const char *write_token, const char *read_token,
                bool listen_loopback, const char *remote, const char *presented)
 {

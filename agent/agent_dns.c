@@ -45,6 +45,11 @@ static void dns_collect(void *ud)
 #undef SETC
 }
 
+/*
+ * A negative -dns-port means no DNS at all (as Consul's -1): *out stays NULL and
+ * that is success. Any failure unwinds through agent_dns_stop, which accepts a
+ * half-built struct, so there is one cleanup path.
+ */
 int agent_dns_start(const struct agent *a, const struct catalog *cat, struct agent_dns **out,
                     char *err, size_t errlen)
 {
@@ -88,6 +93,10 @@ fail:
 	return -1;
 }
 
+/*
+ * Tears down in reverse order of start: the server (which reads the source and
+ * the responder) goes before either of them.
+ */
 void agent_dns_stop(struct agent_dns *d)
 {
 	if (d == NULL)

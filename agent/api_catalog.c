@@ -70,6 +70,11 @@ static void waiter_unlink(struct waiter *w)
 		w->next->prev = w->prev;
 }
 
+/*
+ * Answers a parked request by calling its handler again with the rerun flag set,
+ * so maybe_block lets it through instead of parking it a second time. The close
+ * hook is cleared first: once answered, the connection no longer owns the waiter.
+ */
 static void waiter_run(struct waiter *w)
 {
 	struct agent_catalog *ac = w->ac;
@@ -86,6 +91,10 @@ static void waiter_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	waiter_run(t->data);
 }
 
+/*
+ * The client went away while parked: the waiter goes without an answer, and its
+ * timer is stopped with it, so nothing later writes to a closed connection.
+ */
 static void waiter_closed(struct http_conn *c, void *ud)
 {
 	struct waiter *w = ud;
@@ -93,6 +102,11 @@ static void waiter_closed(struct http_conn *c, void *ud)
 	free(w);
 }
 
+/*
+ * Every parked request is answered on any change, as Consul's table-wide index
+ * does; a request whose own result did not change simply gets it again. The loop
+ * ends because rerun keeps waiter_run from parking anything new.
+ */
 static void wake_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct agent_catalog *ac = t->data;
@@ -100,6 +114,11 @@ static void wake_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		waiter_run(ac->waiters);
 }
 
+/*
+ * Never answers from inside the change: the catalog may be in the middle of an
+ * update from a handler. One zero-delay timer defers all the answers to the next
+ * loop turn, and a burst of changes still schedules it only once.
+ */
 static void on_catalog_change(void *ud)
 {
 	struct agent_catalog *ac = ud;
@@ -157,6 +176,10 @@ static bool maybe_block(struct agent *a, struct http_conn *c, const struct http_
 	return true;
 }
 
+/*
+ * The same three headers as the KV reads: every agent holds the whole catalog,
+ * so there is always a "leader" and it is never behind.
+ */
 static void reply_read(struct agent *a, struct http_conn *c, const struct http_request *req,
                        int status, json_t *j)
 {
@@ -240,6 +263,10 @@ void api_h_check_deregister(struct agent *a, struct http_conn *c, const struct h
 	http_respond(c, 200, NULL, "", 0);
 }
 
+/*
+ * services_check_update returns -2 for an unknown check, which Consul answers
+ * with 404; any other refusal (not a TTL check, a bad status) is a 400.
+ */
 static void ttl_update(struct agent *a, struct http_conn *c, const char *id, enum catalog_health st,
                        const char *note)
 {
@@ -270,6 +297,10 @@ void api_h_check_fail(struct agent *a, struct http_conn *c, const struct http_re
 	ttl_update(a, c, rest, CATALOG_CRITICAL, http_query_get(req, "note"));
 }
 
+/*
+ * Consul matches the body's "Status" and "Output" without regard to case, so
+ * this does too; a missing or unknown status is a 400, not a silent "critical".
+ */
 void api_h_check_update(struct agent *a, struct http_conn *c, const struct http_request *req,
                         const char *rest)
 {
@@ -347,6 +378,11 @@ static json_t *catalog_service_entry(const struct catalog_inst *in)
 	                 (json_int_t)n->modify_index, "ModifyIndex", (json_int_t)n->modify_index);
 }
 
+/*
+ * Every node carries Consul's synthetic serfHealth check, made here from gossip
+ * liveness rather than stored: it must follow the member's state at once, not
+ * wait for a replicated record that a dead node can no longer write.
+ */
 static json_t *serf_check(const struct catalog_node *n)
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[], s:s, s:I, s:I}", "Node",
@@ -404,6 +440,7 @@ static bool inst_has_tag(const struct catalog_inst *in, const char *tag)
 
 /* ------------------------------------------------------------ catalog endpoints */
 
+/* Consul's shape: service name -> the union of its instances' tags, each tag once. */
 void api_h_catalog_services(struct agent *a, struct http_conn *c, const struct http_request *req,
                             const char *rest)
 {
@@ -434,6 +471,10 @@ void api_h_catalog_services(struct agent *a, struct http_conn *c, const struct h
 	reply_read(a, c, req, 200, o);
 }
 
+/*
+ * Two passes over the index, count then fill, so the array is sized exactly; an
+ * allocation failure aborts (lib/xalloc's policy: nothing useful to answer).
+ */
 static const struct catalog_inst **all_of(const struct catalog *cat, const char *name, size_t *n)
 {
 	*n = catalog_lookup_all(cat, name, strlen(name), NULL, 0);
@@ -584,6 +625,11 @@ void api_h_health_state(struct agent *a, struct http_conn *c, const struct http_
 
 /* ------------------------------------------------------------ lifecycle */
 
+/*
+ * Gossip decides liveness, the catalog only records it. Suspect still counts as
+ * alive, as in Consul, so a slow node does not flap out of DNS. A node that left
+ * or was reaped loses its catalog entry too; a failed one keeps it, critical.
+ */
 void api_catalog_member_event(struct agent *a, int type, const struct swim_member *m)
 {
 	struct agent_catalog *ac = AC(a);
@@ -617,6 +663,10 @@ void api_catalog_attach_store(struct agent *a, void *kv)
 		catalog_attach_store(AC(a)->cat, kv);
 }
 
+/*
+ * Services from config files are registered before the agent serves anything; a
+ * bad definition fails start-up with its position, rather than running without it.
+ */
 static int load_service_defs(struct agent_catalog *ac, const struct rumor_config *cfg, char *err,
                              size_t errlen)
 {
@@ -705,6 +755,10 @@ fail:
 	return -1;
 }
 
+/*
+ * Parked requests are answered (with current data) before anything is freed, so
+ * no waiter outlives the catalog it would read.
+ */
 void api_catalog_stop(struct agent *a)
 {
 	struct agent_catalog *ac = AC(a);

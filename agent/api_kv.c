@@ -38,6 +38,11 @@ struct sbuf {
 	bool oom;
 };
 
+/*
+ * Grows the answer buffer, but never aborts: a failed realloc sets the sticky
+ * oom flag, every later append becomes a no-op, and reply_buf turns the whole
+ * answer into a 500. A large recursive read must not take the agent down.
+ */
 static void sb_need(struct sbuf *b, size_t n)
 {
 	if (b->oom || b->cap - b->len > n)
@@ -76,6 +81,10 @@ static void sb_u64(struct sbuf *b, uint64_t v)
 	sb_add(b, t, (size_t)n);
 }
 
+/*
+ * Escapes only what JSON requires, plus DEL. Bytes >= 0x80 pass through as they
+ * are: keys were checked to be UTF-8 when written, so the output stays valid JSON.
+ */
 static void sb_json_str(struct sbuf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -140,6 +149,11 @@ static int parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
+/*
+ * As strict as Go's utf8.Valid (no overlong forms, no surrogates, nothing above
+ * U+10FFFF), so a key accepted here is one Consul would accept, and every key we
+ * later print as a JSON string is valid UTF-8.
+ */
 static bool utf8_ok(const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s, *e = p + n;
@@ -204,6 +218,11 @@ static int check_write_key(const char *key, size_t n, bool allow_empty, const ch
 	return 0;
 }
 
+/*
+ * Index 0 is never sent: Consul answers at least 1, because a client that blocks
+ * on index 0 would return at once and spin. The other two headers are constant,
+ * since every agent holds a full replica and there is no leader to be behind.
+ */
 static void set_meta(struct http_conn *c, uint64_t index)
 {
 	char t[24];
@@ -213,6 +232,11 @@ static void set_meta(struct http_conn *c, uint64_t index)
 	http_add_header(c, "X-Consul-LastContact", "0");
 }
 
+/*
+ * ?pretty costs a parse and a re-dump through jansson; the common path sends the
+ * bytes as built. If the buffer ran out of memory anywhere, the client gets a 500,
+ * never a truncated document.
+ */
 static void reply_buf(struct http_conn *c, const struct http_request *req, int status,
                       struct sbuf *b)
 {
@@ -263,6 +287,11 @@ static void entry_json(struct sbuf *b, const struct kv_entry *e)
 	sb_str(b, "}");
 }
 
+/*
+ * Relies on the scan order: keys arrive sorted, so with ?separator the keys that
+ * collapse to the same prefix are adjacent and one remembered "last" is enough
+ * to drop the duplicates. Reserved catalog keys are never shown.
+ */
 static int read_entry(void *ud, const struct kv_entry *e)
 {
 	struct read_ctx *r = ud;
@@ -313,6 +342,11 @@ struct parked {
 	struct kv_watch *w;
 };
 
+/*
+ * Shared by the immediate path and a woken blocking query, so both answer with
+ * the same headers. A missing key is a 404 that still carries X-Consul-Index:
+ * clients block on a key that does not exist yet.
+ */
 static void answer_read(struct agent *a, struct http_conn *c, const struct http_request *req,
                         const char *key, size_t key_len)
 {
@@ -374,6 +408,10 @@ static void answer_read(struct agent *a, struct http_conn *c, const struct http_
 	free(r.b.p);
 }
 
+/*
+ * A parked blocking query ends exactly one way: the watch fires (here) or the
+ * client goes (parked_closed). Each path frees the context and disarms the other.
+ */
 static void parked_fire(void *ud, bool changed)
 {
 	struct parked *p = ud;
@@ -389,6 +427,12 @@ static void parked_closed(struct http_conn *c, void *ud)
 	free(p);
 }
 
+/*
+ * A blocking query parks only when the index has not moved past ?index. As Consul,
+ * the wait is capped at 10 minutes and stretched by up to wait/16 of jitter, so
+ * clients that started together do not all come back together. When the watch
+ * table is full the read is answered at once: late beats never.
+ */
 static void h_get(struct agent *a, struct http_conn *c, const struct http_request *req,
                   const char *key, size_t key_len)
 {
@@ -450,6 +494,11 @@ struct wreq {
 	struct http_conn *c;
 };
 
+/*
+ * The client may hang up while its write waits for the group commit. The write
+ * still happens; only the answer is dropped, and write_done must never touch a
+ * connection that is gone.
+ */
 static void wreq_closed(struct http_conn *c, void *ud)
 {
 	struct wreq *w = ud;
@@ -481,6 +530,10 @@ static void write_done(void *ud, enum kv_result r, int failed_op)
 		api_reply_text(c, 500, "storage error: the write was not applied");
 }
 
+/*
+ * ?acquire and ?release are refused with 501 instead of being ignored: a client
+ * that believes it holds a lock when it does not is worse than one told plainly.
+ */
 static void h_put(struct agent *a, struct http_conn *c, const struct http_request *req,
                   const char *key, size_t key_len)
 {
@@ -636,6 +689,12 @@ static void txn_closed(struct http_conn *c, void *ud)
 	t->c = NULL;
 }
 
+/*
+ * Answers a transaction as Consul does: on a failed check, a 409 naming the
+ * request's op index (mapped back from the engine's list, which holds only the
+ * writes); on success, the writes echo their entry without the value. Reads are
+ * served from the store after the commit.
+ */
 static void txn_done(void *ud, enum kv_result r, int failed_op)
 {
 	struct txn_ctx *t = ud;
@@ -711,6 +770,11 @@ static void txn_done(void *ud, enum kv_result r, int failed_op)
 	txn_free(t);
 }
 
+/*
+ * Only writes and checks go to the engine, as one atomic batch; reads are kept
+ * aside and answered in txn_done. Every op is validated before anything is
+ * staged, so a bad op anywhere rejects the whole transaction with a 400.
+ */
 void api_kv_txn(struct agent *a, struct http_conn *c, const struct http_request *req,
                 const char *rest)
 {

@@ -109,6 +109,10 @@ bool catalog_parse_ip(const char *s, struct catalog_ip *ip)
 	return false;
 }
 
+/*
+ * The agent's own node starts alive: gossip never reports a join event for
+ * ourselves, and our services must answer in DNS from the first second.
+ */
 struct catalog *catalog_new(const char *self)
 {
 	struct catalog *c = xmalloc(sizeof(*c));
@@ -167,6 +171,11 @@ void catalog_free(struct catalog *c)
 
 /* ------------------------------------------------------------- indexing */
 
+/*
+ * The instance order every lookup depends on: service name, then node, then ID,
+ * all lowercased, so a name's instances are one contiguous run and the output
+ * of a query is the same on every agent.
+ */
 static int cmp_idx(const void *x, const void *y)
 {
 	const struct inst_rec *a = *(struct inst_rec *const *)x, *b = *(struct inst_rec *const *)y;
@@ -179,6 +188,11 @@ static int cmp_idx(const void *x, const void *y)
 	return strcmp(a->pub.id, b->pub.id);
 }
 
+/*
+ * Rebuilt whole after any change rather than patched: changes are rare next to
+ * queries, and a fresh sort keeps the one invariant lookups need without
+ * incremental bookkeeping that could drift.
+ */
 static void rebuild(struct catalog *c)
 {
 	size_t n = 0;
@@ -193,6 +207,11 @@ static void rebuild(struct catalog *c)
 	qsort(c->idx, c->nidx, sizeof(*c->idx), cmp_idx);
 }
 
+/*
+ * The catalog index only moves forward: a store version above it is adopted,
+ * anything else (a liveness flip, a removal) bumps it by one. Blocking queries
+ * compare against it, so it must never go back or stand still on a change.
+ */
 static void changed(struct catalog *c, uint64_t index)
 {
 	if (index > c->index)
@@ -204,6 +223,11 @@ static void changed(struct catalog *c, uint64_t index)
 		c->on_change(c->on_change_ud);
 }
 
+/*
+ * Liveness is kept by name apart from the documents, because gossip may report
+ * a member before its catalog record arrives (or after it is deleted). A node
+ * gossip has never mentioned is not alive.
+ */
 static bool is_alive(const struct catalog *c, const char *lname)
 {
 	for (size_t i = 0; i < c->nlive; i++)
@@ -251,6 +275,10 @@ static const char *jstr(const json_t *o, const char *k)
 	return s ? s : "";
 }
 
+/*
+ * Consul's SRV weights: 1 when absent, clamped into 0..65535 rather than refused,
+ * since the document came from another agent and may not be fixed here.
+ */
 static uint16_t weight(const json_t *svc, const char *k)
 {
 	json_t *w = json_object_get(json_object_get(svc, "Weights"), k);
@@ -260,6 +288,11 @@ static uint16_t weight(const json_t *svc, const char *k)
 	return v < 0 ? 0 : v > 65535 ? 65535 : (uint16_t)v;
 }
 
+/*
+ * Parses one node's document once, at apply time, so queries never touch JSON.
+ * An instance's health is the worst of its own checks and the node-level ones,
+ * as Consul computes it; malformed services are skipped, not fatal to the node.
+ */
 static int node_from_doc(struct node_rec *n, const char *node, json_t *doc, char *err,
                          size_t errlen)
 {
@@ -355,6 +388,11 @@ static int node_from_doc(struct node_rec *n, const char *node, json_t *doc, char
 	return 0;
 }
 
+/*
+ * Replaces the node's record whole (never merges), so a service removed from the
+ * document disappears here. Index 0 means "published locally, not yet stored":
+ * it gets the next catalog index so blocking queries still wake.
+ */
 int catalog_apply_node(struct catalog *c, const char *node, const char *json, size_t len,
                        uint64_t index, char *err, size_t errlen)
 {
@@ -404,6 +442,11 @@ void catalog_remove_node(struct catalog *c, const char *node, uint64_t index)
 	changed(c, index);
 }
 
+/*
+ * Records a liveness change even for a node without a document yet, so its record
+ * arrives already marked. Only a real flip counts as a change: gossip repeats
+ * itself, and every repeat must not wake every blocking query.
+ */
 void catalog_set_alive(struct catalog *c, const char *node, bool alive)
 {
 	char *l = lower_dup(node);
@@ -477,6 +520,10 @@ static bool idx_match(const struct catalog *c, size_t i, const char *l, size_t l
 	return name_cmp(c->idx[i]->lname, l, len) == 0;
 }
 
+/*
+ * Query names come off the wire: too long, or holding a NUL byte, they cannot
+ * match any stored name, so the answer is "no match" without a search.
+ */
 static size_t lower_into(char *out, const char *s, size_t len)
 {
 	if (len > NAME_MAX_LEN)
@@ -490,6 +537,10 @@ static size_t lower_into(char *out, const char *s, size_t len)
 	return len;
 }
 
+/*
+ * Tags compare without regard to case, as Consul's DNS does, and the query's
+ * length must match exactly: a tag is not matched by its prefix.
+ */
 static bool has_tag(const struct catalog_inst *in, const char *tag, size_t taglen)
 {
 	for (size_t i = 0; i < in->ntags; i++)
@@ -499,6 +550,11 @@ static bool has_tag(const struct catalog_inst *in, const char *tag, size_t tagle
 	return false;
 }
 
+/*
+ * What DNS may hand out: instances of live nodes that are not critical (warning
+ * counts unless only_passing). Counts every match even past max, so a caller
+ * can size its array and ask again.
+ */
 size_t catalog_lookup(const struct catalog *c, const char *name, size_t namelen, const char *tag,
                       size_t taglen, bool only_passing, const struct catalog_inst **out, size_t max)
 {
@@ -588,6 +644,11 @@ const struct catalog_inst *catalog_inst_at(const struct catalog *c, size_t i)
  */
 static void rearm(struct catalog *c);
 
+/*
+ * Applies only documents whose version differs from the one held, so a resync
+ * after a single change costs one parse, not one per node. Keys that could not
+ * be a node's name are ignored rather than trusted.
+ */
 static int scan_cb(void *ud, const struct kv_entry *e)
 {
 	struct catalog *c = ud;
@@ -615,6 +676,10 @@ static int scan_cb(void *ud, const struct kv_entry *e)
 	return 0;
 }
 
+/*
+ * Our record is written under the name as configured, not lowercased: the key
+ * spells the node as it calls itself, and readers lowercase on their side.
+ */
 static void put_self(struct catalog *c)
 {
 	char key[CATALOG_PREFIX_LEN + NAME_MAX_LEN + 1];
@@ -622,6 +687,11 @@ static void put_self(struct catalog *c)
 	kv_put(c->kv, key, c->self_doc, strlen(c->self_doc), 0, NULL, NULL);
 }
 
+/*
+ * Mark and sweep: every held node is unmarked, the scan marks what still has a
+ * key, the rest are forgotten. We are never forgotten; if our own key is gone
+ * (a peer saw us leave and deleted it), it is written again.
+ */
 static void resync(struct catalog *c)
 {
 	for (size_t i = 0; i < c->nnodes; i++)
@@ -641,6 +711,10 @@ static void resync(struct catalog *c)
 		put_self(c);
 }
 
+/*
+ * A fired watch is spent: the catalog catches up with the store, then arms a new
+ * one at the index it has now, so no change between the two can be missed.
+ */
 static void watch_cb(void *ud, bool changed_)
 {
 	struct catalog *c = ud;
@@ -673,6 +747,10 @@ void catalog_attach_store(struct catalog *c, void *store)
 	rearm(c);
 }
 
+/*
+ * Our document is applied locally at once, before the store commits it, so this
+ * agent answers for its own services without waiting for a round trip.
+ */
 void catalog_publish(struct catalog *c, json_t *doc)
 {
 	char *s = json_dumps(doc, JSON_COMPACT);
@@ -690,6 +768,11 @@ void catalog_publish(struct catalog *c, json_t *doc)
 	json_decref(doc);
 }
 
+/*
+ * A node that left (or was reaped) is deleted from the replicated store by every
+ * agent that sees it go, so the catalog empties even if the node never returns.
+ * We never delete ourselves.
+ */
 void catalog_node_gone(struct catalog *c, const char *node)
 {
 	char l[NAME_MAX_LEN + 1];

@@ -59,6 +59,10 @@ static void src_instance(void *ctx, const void *ref, struct dns_instance *out)
 	out->weight = in->health == CATALOG_WARNING ? in->weight_warning : in->weight_passing;
 }
 
+/*
+ * A node the catalog knows but gossip calls dead is still returned, with alive
+ * false: the responder, not the catalog, decides what a dead node answers.
+ */
 static bool src_node(void *ctx, const char *name, size_t len, struct dns_node *out)
 {
 	struct catalog_dns *cd = ctx;
@@ -72,6 +76,10 @@ static bool src_node(void *ctx, const char *name, size_t len, struct dns_node *o
 	return true;
 }
 
+/*
+ * Meta is read by index on demand, so a TXT answer for a node costs no copy of
+ * its meta; dn->ref is the catalog's own node, valid for the query's duration.
+ */
 static void src_node_meta(void *ctx, const struct dns_node *dn, size_t i, const char **key,
                           const char **value)
 {

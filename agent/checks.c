@@ -104,6 +104,11 @@ static int split_hostport(const char *s, char *host, size_t hostlen, uint16_t *p
 	return 0;
 }
 
+/*
+ * The one way a probe ends, whatever ended it (result, error or timeout): every
+ * watcher is stopped and the fd closed before the result is reported, since the
+ * callback may free this runner.
+ */
 static void finish(struct check_runner *r, enum catalog_health st, const char *output)
 {
 	ev_timer_stop(r->loop, &r->timeout);
@@ -122,6 +127,11 @@ static void finish(struct check_runner *r, enum catalog_health st, const char *o
 
 /* ---------------------------------------------------------------- TCP/HTTP */
 
+/*
+ * Consul's mapping of an HTTP check: 2xx passing, 429 (Too Many Requests)
+ * warning, anything else critical; the output keeps Consul's wording, because
+ * people grep for it.
+ */
 static void http_done(struct check_runner *r)
 {
 	r->out[r->outlen] = '\0';
@@ -146,6 +156,11 @@ static void http_done(struct check_runner *r)
 	finish(r, st, msg);
 }
 
+/*
+ * One callback for the whole probe: connect completion (SO_ERROR), then the
+ * request, then the reply read until EOF or the output cap. The reply is never
+ * read past CHECK_OUTPUT_MAX; what is cut off cannot change the status line.
+ */
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct check_runner *r = w->data;
@@ -223,6 +238,10 @@ static void start_connect(struct check_runner *r)
 
 /* ------------------------------------------------------------------ script */
 
+/*
+ * Reads past the cap into a scratch buffer and throws it away: a child whose pipe
+ * fills would block forever, and its timeout would then report the wrong cause.
+ */
 static void drain_pipe(struct check_runner *r)
 {
 	for (;;) {
@@ -248,6 +267,11 @@ static void pipe_cb(struct ev_loop *loop, ev_io *w, int revents)
 		ev_io_stop(loop, w); /* EOF: wait for the child watcher */
 }
 
+/*
+ * Consul's script exit codes: 0 passing, 1 warning, anything else (a signal
+ * included) critical. The pipe is drained first, so output written just before
+ * exit is not lost.
+ */
 static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 {
 	struct check_runner *r = w->data;
@@ -267,6 +291,11 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 	finish(r, h, out);
 }
 
+/*
+ * The child gets its own process group, so a timeout kills the whole tree it
+ * spawned, not just the shell; stdin is /dev/null and SIGPIPE is back to default,
+ * as a script expects.
+ */
 static void start_script(struct check_runner *r)
 {
 	int p[2];
@@ -310,6 +339,10 @@ static void start_script(struct check_runner *r)
 
 /* ------------------------------------------------------------------ timers */
 
+/*
+ * A timed-out script is killed and reported at once, not when it is reaped; an
+ * unreaped child is left to a later waitpid rather than blocking the loop.
+ */
 static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct check_runner *r = w->data;
@@ -336,6 +369,10 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	finish(r, CATALOG_CRITICAL, msg);
 }
 
+/*
+ * At most one probe per check in flight: a tick that finds the previous probe
+ * still running is skipped, not queued.
+ */
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct check_runner *r = w->data;
@@ -360,6 +397,11 @@ void check_runner_ttl_reset(struct check_runner *r)
 	ev_timer_start(r->loop, &r->timeout);
 }
 
+/*
+ * All validation happens here, at registration, so a bad check is refused with a
+ * message instead of running critical forever. The timeout never exceeds the
+ * interval, so probes cannot overlap; the first probe runs right away.
+ */
 struct check_runner *check_runner_new(struct ev_loop *loop, const struct check_def *d,
                                       check_result_fn fn, void *ud, char *err, size_t errlen)
 {
@@ -470,6 +512,10 @@ fail:
 	return NULL;
 }
 
+/*
+ * Waits for a killed child with a blocking waitpid: after SIGKILL it is quick,
+ * and no zombie may outlive the check that made it.
+ */
 void check_runner_free(struct check_runner *r)
 {
 	if (r == NULL)

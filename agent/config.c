@@ -127,6 +127,10 @@ static int parse_ll(const char *s, long long *out)
 	return 0;
 }
 
+/*
+ * The spellings Go's strconv.ParseBool accepts, and no others ("yes" and "on" are
+ * refused), so a value valid for Consul means the same here.
+ */
 static int parse_bool(const char *s, bool *out)
 {
 	static const char *const yes[] = {"1", "t", "T", "true", "TRUE", "True"};
@@ -163,6 +167,10 @@ static bool is_any_addr(const char *s)
 
 /* ---- durations ---------------------------------------------------------- */
 
+/*
+ * Go's time.ParseDuration units, both micro signs included: durations are written
+ * for Consul and must parse the same way here.
+ */
 static int64_t unit_ns(const char *u, size_t n)
 {
 	static const struct {
@@ -184,6 +192,11 @@ static int64_t unit_ns(const char *u, size_t n)
 	return 0;
 }
 
+/*
+ * Go's duration grammar ("1h30m", "1.5s", "+10s") plus one departure: a bare
+ * integer means seconds. Every step checks for overflow, so a huge value is an
+ * error rather than a wrapped negative; the result is truncated to milliseconds.
+ */
 int rumor_parse_duration(const char *s, int64_t *ms)
 {
 	const char *p = s;
@@ -432,6 +445,10 @@ static const struct opt opts[] = {
 
 #define FIELD(c, o, type) (*(type *)((char *)(c) + (o)->off))
 
+/*
+ * A linear scan: the table has a few dozen rows and is read only at start-up
+ * and reload, so there is no index to keep in step with it.
+ */
 static const struct opt *find_flag(const char *name, size_t n)
 {
 	for (size_t i = 0; i < NOPTS; i++)
@@ -460,6 +477,10 @@ static bool is_key_prefix(const char *prefix)
 
 /* ---- validators --------------------------------------------------------- */
 
+/*
+ * The name goes into gossip, DNS labels and log lines: whitespace and control
+ * bytes would break all three, so they are refused here, once, for every source.
+ */
 static const char *check_node_name(const char *s)
 {
 	size_t n = strlen(s);
@@ -476,6 +497,10 @@ static const char *check_node_name(const char *s)
 	return NULL;
 }
 
+/*
+ * Only a shape check: join addresses may be names, resolved later at join time,
+ * so nothing here may block on DNS.
+ */
 static const char *check_join_addr(const char *s)
 {
 	size_t n = strlen(s);
@@ -521,6 +546,11 @@ static const char *norm_domain(const char *s, char *out, size_t outlen)
 	return NULL;
 }
 
+/*
+ * Consul's node_meta limits (key alphabet, lengths, 64 pairs, "consul-" reserved)
+ * are enforced here, where flags and files both pass, so neither can publish meta
+ * a Consul client would refuse. A repeated key replaces its value.
+ */
 static const char *meta_put(struct rumor_config *c, const char *key, const char *value)
 {
 	size_t kn = strlen(key);
@@ -874,6 +904,10 @@ static const char *shown(const struct opt *o, const char *val, char *q, size_t q
 	return quote(val, q, qlen);
 }
 
+/*
+ * The same rule as shown(), for values found in files: secrets print as
+ * "(hidden)", the rest quoted with control bytes escaped.
+ */
 static int json_bad_value(const char *file, const char *key, const char *val, bool is_string,
                           const char *why, char *err, size_t errlen)
 {
@@ -1037,6 +1071,11 @@ static int json_apply(struct rumor_config *c, const struct opt *o, const char *k
 	return -1;
 }
 
+/*
+ * Unknown keys are errors, not warnings: a misspelled key silently ignored is a
+ * setting that never took effect. Nested objects are walked only for prefixes
+ * the table knows.
+ */
 static int json_walk(struct rumor_config *c, json_t *obj, const char *prefix, const char *file,
                      char *err, size_t errlen)
 {
@@ -1071,6 +1110,10 @@ static int json_walk(struct rumor_config *c, json_t *obj, const char *prefix, co
 	return 0;
 }
 
+/*
+ * Duplicate keys are rejected (jansson would keep the last): in a config file
+ * they are almost always a mistake, and which one wins should not be a guess.
+ */
 static int load_file(struct rumor_config *c, const char *path, char *err, size_t errlen)
 {
 	struct stat st;
@@ -1111,6 +1154,10 @@ static int cmp_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/*
+ * Only *.json, in byte order of the name, so the order of overrides is the same
+ * on every machine whatever readdir returns; subdirectories are skipped.
+ */
 static int load_dir(struct rumor_config *c, const char *dir, char *err, size_t errlen)
 {
 	DIR *d = opendir(dir);
@@ -1154,6 +1201,11 @@ static int load_dir(struct rumor_config *c, const char *dir, char *err, size_t e
 
 /* ---- final checks ------------------------------------------------------- */
 
+/*
+ * The advertise address when bound to the any-address: the first IPv4 address
+ * of an interface that is up and not loopback. Peers must be able to reach it,
+ * so 0.0.0.0 itself is never advertised; no interface at all gives NULL.
+ */
 static char *first_ipv4(void)
 {
 	struct ifaddrs *ifa, *i;
@@ -1197,6 +1249,10 @@ static int mkdir_all(const char *path)
 	return rc;
 }
 
+/*
+ * Fails at start-up, with the reason, rather than when the store first writes:
+ * a data dir that cannot be created or written is a configuration error.
+ */
 static int check_data_dir(struct rumor_config *c, char *err, size_t errlen)
 {
 	struct stat st;

@@ -191,6 +191,10 @@ fail:
 	return -1;
 }
 
+/*
+ * A bare "user" or "query" filter matches every name; "user:NAME" matches that
+ * name exactly, as serf's EventFilter does. Member events never carry a name.
+ */
 static bool spec_matches(const struct spec *sp, enum serf_event ev, const char *name)
 {
 	for (int i = 0; i < sp->nf; i++) {
@@ -226,6 +230,11 @@ static void close_fd(struct agent_events *e, int *fd, ev_io *w)
 	}
 }
 
+/*
+ * A query is answered only by a handler that exited 0 and printed something, as
+ * serf does; a failed handler is logged and the query left to time out. The next
+ * job starts from here, so the queue never stalls behind a finished one.
+ */
 static void finish(struct agent_events *e)
 {
 	struct job *j = e->cur;
@@ -253,6 +262,10 @@ static void finish(struct agent_events *e)
 	start_next(e);
 }
 
+/*
+ * Keeps reading past EVENTS_OUTPUT_MAX and counts what it discards: the child must
+ * never block on a full pipe, and the log reports how much was cut.
+ */
 static void out_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct agent_events *e = w->data;
@@ -279,6 +292,10 @@ static void out_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
+/*
+ * A script that exits without reading stdin gives EPIPE: that is normal, not an
+ * error. stdin is closed once written, so a script reading to EOF terminates.
+ */
 static void in_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct agent_events *e = w->data;
@@ -297,6 +314,11 @@ static void in_cb(struct ev_loop *loop, ev_io *w, int revents)
 	close_fd(e, &e->in_fd, &e->in_io);
 }
 
+/*
+ * The job ends at the child's exit even if a grandchild still holds the output
+ * pipe open: a backgrounded process must not hang the queue. What is already in
+ * the pipe is read first; out_cb may finish the job itself, hence the check.
+ */
 static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 {
 	struct agent_events *e = w->data;
@@ -325,6 +347,10 @@ static void slow_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		log_warn("agent: Script '%s' slow, execution exceeding 1s", e->cur->spec->script);
 }
 
+/*
+ * Serf's SERF_TAG_<KEY>: the key upper-cased, anything not [A-Z0-9_] replaced by
+ * '_', so any tag yields a valid environment name.
+ */
 static void tag_env_name(const char *key, char *out, size_t cap)
 {
 	size_t o = snprintf(out, cap, "SERF_TAG_");
@@ -335,6 +361,12 @@ static void tag_env_name(const char *key, char *out, size_t cap)
 	out[o] = '\0';
 }
 
+/*
+ * One handler at a time, in arrival order, as serf runs them. A job that cannot
+ * be started (pipe or fork failure) is logged and dropped, and the next one is
+ * tried, so one failure does not stop the queue. The child only sets its
+ * environment and execs: nothing here may touch the parent's loop.
+ */
 static void start_next(struct agent_events *e)
 {
 	while (e->cur == NULL && e->head != NULL) {
@@ -416,6 +448,10 @@ static void start_next(struct agent_events *e)
 	}
 }
 
+/*
+ * The queue is bounded: a flood of events drops the newest with a warning rather
+ * than growing without limit behind a slow handler.
+ */
 static void enqueue(struct agent_events *e, struct job *j)
 {
 	if (e->queued >= EVENTS_QUEUE_MAX) {
@@ -493,6 +529,10 @@ static void raw_append(char **buf, size_t *len, size_t *cap, const char *s)
 	*len += n;
 }
 
+/*
+ * Serf's member-event stdin line: name, IP without port, role, tags, tab
+ * separated; tabs and newlines in values are escaped so one member stays one line.
+ */
 static void member_line(char **buf, size_t *len, size_t *cap, const struct cmember *m)
 {
 	static struct tag tags[TAGS_MAX];
@@ -535,6 +575,10 @@ static void member_line(char **buf, size_t *len, size_t *cap, const struct cmemb
 	raw_append(buf, len, cap, "\n");
 }
 
+/*
+ * One handler run per event type, in serf's order, with one line per member: a
+ * burst of joins becomes one script run, not one per member.
+ */
 static void flush_members(struct agent_events *e)
 {
 	static const enum serf_event order[] = {SERF_EV_MEMBER_JOIN, SERF_EV_MEMBER_LEAVE,
@@ -611,6 +655,10 @@ static void coalesce_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	coalesce_fire(e, c);
 }
 
+/*
+ * Serf's coalescing: flush after QUIESCENT_MS without news, or at the latest
+ * COALESCE_MS after the first, so a steady stream still gets delivered.
+ */
 static void coalesce_touch(struct agent_events *e, struct coalescer *c)
 {
 	ev_timer_stop(e->loop, &c->quiet);
@@ -709,6 +757,10 @@ void agent_events_set_self(struct agent_events *e, const char *name, const struc
 	e->ntags = n;
 }
 
+/*
+ * Only a member's latest event is kept while coalescing, as serf does: a node
+ * that joins and fails within the window is reported once, as failed.
+ */
 void agent_events_member(struct agent_events *e, enum serf_event ev, const char *name,
                          const struct ml_addr *addr, const uint8_t *meta, size_t meta_len)
 {
@@ -734,6 +786,10 @@ void agent_events_member(struct agent_events *e, enum serf_event ev, const char 
 	coalesce_touch(e, &e->mco);
 }
 
+/*
+ * With coalescing, only the newest event of each name (highest lamport time)
+ * runs; an older one arriving late is dropped, never allowed to replace it.
+ */
 void agent_events_user(struct agent_events *e, uint64_t ltime, const char *name,
                        const uint8_t *payload, size_t len, bool coalesce)
 {
@@ -766,6 +822,11 @@ void agent_events_user(struct agent_events *e, uint64_t ltime, const char *name,
 	coalesce_touch(e, &e->uco);
 }
 
+/*
+ * The job keeps only what the response needs (id, ltime, source address): the
+ * name and payload point into a packet buffer that will be gone by the time the
+ * handler finishes.
+ */
 void agent_events_query(struct agent_events *e, const struct serf_query_in *q, int64_t now)
 {
 	(void)now;

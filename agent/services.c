@@ -58,6 +58,11 @@ static char *xstrdup(const char *s)
 
 /* ------------------------------------------------------------ JSON keys */
 
+/*
+ * Consul decodes definitions case-insensitively and accepts snake_case
+ * (enable_tag_override for EnableTagOverride), so keys compare ignoring case and
+ * underscores; a definition written for Consul must load unchanged.
+ */
 static bool key_eq(const char *have, const char *want)
 {
 	for (;;) {
@@ -93,6 +98,11 @@ static const char *jstr(const json_t *o, const char *key)
 	return json_string_value(jget(o, key));
 }
 
+/*
+ * Durations come as Go strings ("10s") or, from Go clients that marshal a
+ * time.Duration, as integer nanoseconds; both are accepted, anything else is an
+ * error naming the field.
+ */
 static int jdur(const json_t *o, const char *key, int64_t *ms, char *err, size_t errlen)
 {
 	json_t *v = jget(o, key);
@@ -164,6 +174,11 @@ static json_t *check_json(const struct services *s, const struct chk *c)
 	                 "ServiceName", c->service_name, "ServiceTags", tags, "Type", c->type);
 }
 
+/*
+ * The whole node document is rebuilt and published on every change rather than
+ * patched: the catalog replaces a node's record whole, so a partial document
+ * would drop services.
+ */
 static void publish(struct services *s)
 {
 	json_t *svcs = json_array(), *chks = json_array();
@@ -180,6 +195,11 @@ static void publish(struct services *s)
 
 /* --------------------------------------------------------------- results */
 
+/*
+ * DeregisterCriticalServiceAfter: the check removes its service (or itself, if
+ * node-level). The ID is copied first, because deregistering frees the check
+ * this timer belongs to.
+ */
 static void dereg_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct chk *c = w->data;
@@ -195,6 +215,11 @@ static void dereg_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	free(sid);
 }
 
+/*
+ * Only a status change is published and logged; an output-only change stays
+ * local until the next one, as Consul's anti-entropy defers it, so a check with
+ * a changing output does not rewrite the node's record every interval.
+ */
 static void set_status(struct chk *c, enum catalog_health st, const char *output)
 {
 	struct services *s = c->owner;
@@ -344,6 +369,10 @@ static struct chk *parse_check(struct services *s, const json_t *def, const char
 	return c;
 }
 
+/*
+ * A check registered again under the same ID replaces the old one in place (its
+ * runner stopped), keeping the list order stable for the published document.
+ */
 static void chk_add(struct services *s, struct chk *c)
 {
 	size_t pos;
@@ -373,6 +402,11 @@ static void remove_checks_of(struct services *s, const char *svc_id)
 
 /* -------------------------------------------------------------- services */
 
+/*
+ * All-or-nothing: the service and every one of its checks are parsed before
+ * anything changes, so a bad check leaves the previous registration intact.
+ * Re-registering an ID replaces the service and drops its old checks, as Consul.
+ */
 int services_register(struct services *s, const json_t *def, char *err, size_t errlen)
 {
 	if (!json_is_object(def)) {
@@ -489,6 +523,10 @@ bad_tags:
 	return -1;
 }
 
+/*
+ * -2 (unknown ID) lets the API answer 404, as Consul does; the message points at
+ * the usual mistake of passing the service's name instead of its ID.
+ */
 int services_deregister(struct services *s, const char *id, char *err, size_t errlen)
 {
 	size_t pos;
@@ -549,6 +587,10 @@ int services_check_deregister(struct services *s, const char *id, char *err, siz
 	return 0;
 }
 
+/*
+ * Only TTL checks take a status from outside; the TTL is re-armed before the
+ * status is set, so the update cannot be overtaken by its own expiry.
+ */
 int services_check_update(struct services *s, const char *id, enum catalog_health st,
                           const char *output, char *err, size_t errlen)
 {
@@ -592,6 +634,10 @@ size_t services_check_count(const struct services *s)
 	return s->nchks;
 }
 
+/*
+ * Publishes the node document at once, with no services: the node must appear
+ * in the catalog as soon as the agent runs.
+ */
 struct services *services_new(struct ev_loop *loop, struct catalog *cat,
                               const struct services_config *cfg)
 {
