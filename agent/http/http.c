@@ -256,6 +256,10 @@ struct http_reqparser {
 	size_t *pool; /* the server's total of request buffers (NULL: unbounded) */
 };
 
+/*
+ * The first error wins: later callbacks may fail as a consequence of the first,
+ * and the client must be told the cause, not the symptom.
+ */
 static int perr(struct http_reqparser *p, int status, const char *fmt, ...)
 {
 	if (p->err_status == 0) {
@@ -292,6 +296,11 @@ static void pool_release(struct http_reqparser *p, size_t n)
 		*p->pool -= n < *p->pool ? n : *p->pool;
 }
 
+/*
+ * Grows by doubling and counts every byte against the server-wide pool before
+ * it allocates, so one slow client with huge headers cannot take memory the
+ * others need; offsets, never pointers, survive a move.
+ */
 static int arena_reserve(struct http_reqparser *p, size_t n)
 {
 	if (p->acap - p->alen >= n + 1)
@@ -495,6 +504,11 @@ static int split_query(struct http_reqparser *p, char *q, size_t qlen)
 	return 0;
 }
 
+/*
+ * Runs once, when the headers are complete and the arena will not move again:
+ * the raw path, decoded path and query are copied in after the headers, and only
+ * then are pointers taken. Any pointer taken before this point would dangle.
+ */
 static int build_view(struct http_reqparser *p)
 {
 	struct http_parser_url u;
@@ -664,6 +678,11 @@ static int cb_headers_complete(http_parser *hp)
 	return 0;
 }
 
+/*
+ * The limit is checked before anything is copied or allocated, and in a form that
+ * cannot overflow (n against what is left), so a chunked body cannot outgrow
+ * max_body_bytes one chunk at a time.
+ */
 static int body_append(struct http_reqparser *p, const char *at, size_t n)
 {
 	if (n > p->lim.max_body_bytes - p->blen)
@@ -891,6 +910,11 @@ void http_reqparser_free(struct http_reqparser *p)
 	free(p);
 }
 
+/*
+ * Keeps small buffers across requests on a keep-alive connection, but frees any
+ * that grew past their KEEP_ limits: one large request must not pin its memory
+ * for the life of the connection.
+ */
 void http_reqparser_reset(struct http_reqparser *p)
 {
 	http_parser_init(&p->hp, HTTP_REQUEST);
@@ -933,6 +957,12 @@ void http_reqparser_reset(struct http_reqparser *p)
 	memset(&p->req, 0, sizeof(p->req));
 }
 
+/*
+ * Feeds at most one request: http-parser is paused at each message end, so the
+ * bytes of a pipelined next request stay in the caller's buffer for the next
+ * call. Past the headers of a chunked body the bytes go to chunk_feed instead.
+ * Once an error is set, every later call returns it.
+ */
 enum http_parse_result http_reqparser_feed(struct http_reqparser *p, const char *data, size_t len,
                                            size_t *consumed)
 {
@@ -1150,6 +1180,11 @@ static void timer_arm(struct http_conn *c, double secs)
 	ev_timer_start(c->srv->loop, &c->tmr);
 }
 
+/*
+ * The one way a connection ends. A handler still holding it (parked, streaming)
+ * is told first, through its close callback, so it never writes to a freed conn;
+ * the callback is cleared before it runs, so it cannot fire twice.
+ */
 static void conn_close(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
@@ -1227,6 +1262,11 @@ static int wbuf_printf(struct http_conn *c, const char *fmt, ...)
 	return 0;
 }
 
+/*
+ * After an error or "Connection: close" we shut down our side and keep reading
+ * for a short while: closing with unread input would send a RST, and the client
+ * could lose the response we just wrote.
+ */
 static void start_linger(struct http_conn *c)
 {
 	if (c->peer_eof) {
@@ -1241,6 +1281,11 @@ static void start_linger(struct http_conn *c)
 	timer_arm(c, idle < LINGER_SECONDS ? idle : LINGER_SECONDS);
 }
 
+/*
+ * Keep-alive: reset the parser and go straight on to what the client pipelined,
+ * already in rbuf. A client that half-closed gets answers to what it sent, then
+ * the connection closes.
+ */
 static void response_done(struct http_conn *c)
 {
 	if (c->close_after_write) {
@@ -1263,6 +1308,10 @@ static void response_done(struct http_conn *c)
 	conn_process(c);
 }
 
+/*
+ * The idle timer is re-armed only on progress, so a client that stops reading
+ * its response is closed after the idle timeout rather than held forever.
+ */
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct http_conn *c = w->data;
@@ -1303,6 +1352,10 @@ static void start_write(struct http_conn *c)
 	ev_io_start(c->srv->loop, &c->wio);
 }
 
+/*
+ * Reading stops while the handler runs if the read-ahead buffer is full: a
+ * pipelining client is held back by TCP, never by more memory.
+ */
 static void dispatch(struct http_conn *c)
 {
 	struct http_request *req = &c->parser->req;
@@ -1321,6 +1374,10 @@ static void dispatch(struct http_conn *c)
 	c->srv->handler(c, req, c->srv->ud);
 }
 
+/*
+ * A parse error always ends the connection: after a malformed request we cannot
+ * know where the next one starts.
+ */
 static void send_error(struct http_conn *c, int status, const char *msg)
 {
 	c->state = CS_HANDLING;
@@ -1336,6 +1393,11 @@ static void send_error(struct http_conn *c, int status, const char *msg)
 		conn_close(c);
 }
 
+/*
+ * Parses until one request is complete (then hands it over and stops: one
+ * request in flight per connection, answers in order) or the buffer is used up.
+ * Sends "100 Continue" once, only when the headers asked for it.
+ */
 static void conn_process(struct http_conn *c)
 {
 	while (c->state == CS_READING) {
@@ -1376,6 +1438,11 @@ static void conn_process(struct http_conn *c)
 	}
 }
 
+/*
+ * Reads into a fixed per-connection buffer; a full buffer stops reading rather
+ * than growing. EOF while a response is being written is a half-close, not an
+ * abort: the answer is still delivered.
+ */
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct http_conn *c = w->data;
@@ -1419,6 +1486,10 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	conn_close(w->data);
 }
 
+/*
+ * TCP_NODELAY: responses are written whole, and Nagle would delay the last
+ * segment of each one by an ACK round trip on keep-alive connections.
+ */
 static int conn_new(struct http_server *s, int fd, const struct sockaddr_storage *ss,
                     struct client *cl)
 {
@@ -1531,6 +1602,11 @@ static void admit(struct http_server *s, int fd, const struct sockaddr_storage *
 	}
 }
 
+/*
+ * Accepts in batches so a burst does not wait a loop turn per connection. Out of
+ * descriptors or memory, accepting pauses briefly instead of spinning on a
+ * listening socket that stays readable.
+ */
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct listener *l = w->data;
@@ -1560,6 +1636,11 @@ static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_io_start(loop, &l->io);
 }
 
+/*
+ * The per-address cap is at most half of max_conns, so one address can never
+ * take every slot. The address table is keyed with a random SipHash key, so a
+ * client cannot choose addresses that collide into one bucket.
+ */
 struct http_server *http_server_new(struct ev_loop *loop, const struct http_limits *lim,
                                     http_handler_fn handler, void *ud, char *err, size_t errlen)
 {
@@ -1687,6 +1768,11 @@ void http_server_free(struct http_server *s)
 /* ------------------------------------------------------------------ */
 /* responses                                                          */
 
+/*
+ * Header names and values from handlers are checked for CR, LF and ':' here, so
+ * no value that reached a handler (a key, a query parameter) can split the
+ * response or inject a header.
+ */
 static bool token_ok(const char *s)
 {
 	if (*s == '\0')
@@ -1727,6 +1813,11 @@ int http_add_header(struct http_conn *c, const char *name, const char *value)
 	return 0;
 }
 
+/*
+ * Builds the whole response into the write buffer, or nothing: on failure the
+ * buffer is rolled back to where it was and the handler may still answer. The
+ * body is never sent for HEAD, 1xx, 204 or 304, as RFC 9110 requires.
+ */
 int http_respond(struct http_conn *c, int status, const char *content_type, const void *body,
                  size_t len)
 {
@@ -1832,6 +1923,10 @@ size_t http_stream_pending(const struct http_conn *c)
 	return c->wlen - c->wpos;
 }
 
+/*
+ * Refuses with -ENOBUFS once too much is unsent: a reader that stops reading must
+ * cost us at most HTTP_STREAM_MAX_PENDING, and the caller decides what to drop.
+ */
 int http_stream_write(struct http_conn *c, const void *data, size_t len)
 {
 	if (c->state != CS_STREAMING)
@@ -1864,6 +1959,10 @@ int http_stream_write(struct http_conn *c, const void *data, size_t len)
 	return 0;
 }
 
+/*
+ * If the last chunk cannot be queued, the connection closes after what is queued:
+ * the client then sees a truncated body, never one that looks complete.
+ */
 int http_stream_end(struct http_conn *c)
 {
 	if (c->state != CS_STREAMING)
@@ -1878,6 +1977,10 @@ int http_stream_end(struct http_conn *c)
 	return 0;
 }
 
+/*
+ * Ignored unless a handler owns the connection: once answered, the conn may be
+ * reused for the next request, and an old callback must not fire for it.
+ */
 void http_conn_on_close(struct http_conn *c, http_close_fn cb, void *ud)
 {
 	if (c->state != CS_HANDLING && c->state != CS_STREAMING)

@@ -75,6 +75,10 @@ static void errno_text(int e, char *buf, size_t len)
 		buf[0] = (char)tolower((unsigned char)buf[0]);
 }
 
+/*
+ * CLOCK_MONOTONIC, never the wall clock: the deadline must not jump when the
+ * system time is set (NTP steps, a VM resumed) in the middle of a request.
+ */
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -83,6 +87,10 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * Never negative and clamped to what poll() takes, so every wait is bounded by
+ * the one deadline and a deadline already passed waits zero, never forever.
+ */
 static int remaining_ms(int64_t deadline)
 {
 	int64_t left = deadline - now_ms();
@@ -112,6 +120,11 @@ static int wait_fd(int fd, short events, int64_t deadline)
 	}
 }
 
+/*
+ * The forms an -http-addr may take: "[v6]:port", "host:port", a bare host (port
+ * 80), and a bare IPv6 literal, whose several colons make it all host rather
+ * than being misread as host:port. The port must be 1-65535, digits only.
+ */
 int httpc_split_hostport(const char *addr, char *host, size_t hostlen, char *port, size_t portlen)
 {
 	const char *h, *p = NULL, *colon;
@@ -169,6 +182,11 @@ int httpc_split_hostport(const char *addr, char *host, size_t hostlen, char *por
 	return 0;
 }
 
+/*
+ * RFC 3986 unreserved bytes pass, everything else is %XX; '/' is kept only when
+ * asked (a KV key is a path), so a key cannot smuggle '?' or '#' into the URL.
+ * Returns the full length even when out is too small, as snprintf does.
+ */
 size_t httpc_escape(char *out, size_t outlen, const char *in, unsigned flags)
 {
 	static const char hex[] = "0123456789ABCDEF";
@@ -310,6 +328,10 @@ static int on_headers_complete(http_parser *p)
 	return c->head_only ? 1 : 0;
 }
 
+/*
+ * The body cap is checked before growing, with a subtraction that cannot wrap: a
+ * misbehaving agent cannot make the CLI allocate more than max_body.
+ */
 static int on_body(http_parser *p, const char *at, size_t len)
 {
 	struct httpc_call *c = p->data;
