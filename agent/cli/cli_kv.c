@@ -36,6 +36,11 @@ static const char KV_USAGE[] =
         "    verify  [-data-dir=]DIR   (offline check of the replica's files)\n\n"
         "Every subcommand but verify takes -http-addr=<address> and -token=<value>.\n";
 
+/*
+ * The key is escaped with its slashes kept, so "a/b" stays a path under /v1/kv/
+ * but '?', '#' and spaces in a key cannot change the request. Error wording
+ * follows consul's CLI, which scripts match.
+ */
 static int request(struct kvctx *k, const char *method, const char *key, const char *query,
                    const void *body, size_t len, struct httpc_response *resp)
 {
@@ -206,6 +211,10 @@ out:
 	return rc;
 }
 
+/*
+ * Reads to EOF whatever the size, for stdin and files alike; the agent, not the
+ * CLI, enforces the value limit, so the user gets the agent's 413 message.
+ */
 static char *read_all(FILE *f, size_t *len)
 {
 	size_t cap = 4096, n = 0;
@@ -253,6 +262,11 @@ static const char PUT_USAGE[] = "Usage: rumor kv put [options] KEY [VALUE|@file|
                                 "  -cas -modify-index=N  write only if the key's ModifyIndex is N\n"
                                 "                        (0: only if the key does not exist)\n";
 
+/*
+ * A leading '/' is dropped from the key, as consul's CLI does, since the agent
+ * refuses keys that begin with one. The agent's answer "true"/"false" decides
+ * between success and a CAS failure, not the status code.
+ */
 static int kv_put(struct kvctx *k, int argc, char **argv)
 {
 	int cas = 0, nargs = 0, rc = 1;
@@ -373,6 +387,11 @@ out:
 	return rc;
 }
 
+/*
+ * Consul's export format exactly (key, flags, base64 value; tab indentation), so
+ * a file exported here imports into Consul and back. A missing prefix exports
+ * an empty array, not an error.
+ */
 static int kv_export(struct kvctx *k, int argc, char **argv)
 {
 	int nargs = 0, rc = 1;
@@ -427,6 +446,10 @@ out:
 	return rc;
 }
 
+/*
+ * Writes one key at a time and stops at the first failure, reporting which key:
+ * keys before it stay written, as with consul kv import, so a rerun is safe.
+ */
 static int kv_import(struct kvctx *k, int argc, char **argv)
 {
 	int nargs = 0, rc = 1;
@@ -522,6 +545,11 @@ static void verify_bad(void *ud, const char *key, size_t key_len, const char *wh
 	fprintf(out, "\" %s\n", why);
 }
 
+/*
+ * Reads the files directly, never through the agent, so it works on a stopped
+ * agent's data dir (and read-only on a running one). Exit 1 on any bad record or
+ * a damaged log tail, so it can gate a restore or a backup in a script.
+ */
 static int kv_verify(struct kvctx *k, int argc, char **argv)
 {
 	const char *dir = NULL;

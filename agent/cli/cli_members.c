@@ -145,6 +145,11 @@ static int cmp_member_name(const void *a, const void *b)
 	return strcmp(member_str(*x, "Name"), member_str(*y, "Name"));
 }
 
+/*
+ * Filters and sorts by name, as consul members does, so the output is stable
+ * from run to run whatever order gossip holds members in. The regex is not
+ * anchored, like Go's MatchString: "a" matches "alive" and "failed".
+ */
 json_t *cli_members_select(const json_t *members, const char *status_regex, char *err,
                            size_t errlen)
 {
@@ -203,6 +208,11 @@ oom:
 	return NULL;
 }
 
+/*
+ * Column widths are computed on the cells as given and control bytes replaced
+ * while copying, so a member name from the network cannot break the table or
+ * drive the terminal.
+ */
 char *cli_table_render(const char *const *cells, size_t nrows, size_t ncols)
 {
 	struct sbuf b = {0};
@@ -373,6 +383,10 @@ char *cli_members_json(const json_t *members)
 
 /* ---- commands ---------------------------------------------------------- */
 
+/*
+ * Tries every address and succeeds if any one worked, as consul join does; each
+ * failure is reported with its address, and only "none joined" is exit 1.
+ */
 int cli_cmd_join(struct cli_ctx *ctx, int argc, char **argv)
 {
 	int wan = 0, nargs = 0, i, joined = 0, r;
@@ -456,6 +470,10 @@ out:
 	return r;
 }
 
+/*
+ * The node name is one escaped path segment, so a name holding '/' or '?' cannot
+ * turn into another endpoint or add a query parameter.
+ */
 int cli_cmd_force_leave(struct cli_ctx *ctx, int argc, char **argv)
 {
 	int prune = 0, wan = 0, nargs = 0, r;

@@ -21,6 +21,10 @@
 
 /* ------------------------------------------------------------ streaming */
 
+/*
+ * The deadline clock is monotonic, so setting the system time while waiting for
+ * the agent neither cuts the wait short nor makes it endless.
+ */
 static long long mono_ms(void)
 {
 	struct timespec ts;
@@ -102,6 +106,12 @@ static int send_all(int fd, const char *p, size_t n, long long deadline)
 	return 0;
 }
 
+/*
+ * A stream (monitor) has no end we can wait for, so httpc's whole-response
+ * model does not fit: only the connect and the headers are under the deadline,
+ * the body is copied out as it comes until the agent closes. HTTP/1.0 keeps the
+ * body unchunked. A non-200 answer is read whole and returned as the error.
+ */
 int cli_ops_stream(const char *addr, const char *path_and_query, const char *token, int timeout_ms,
                    FILE *out, char *err, size_t errlen)
 {

@@ -19,6 +19,10 @@
 #include "agent/http/httpc.h"
 #include "lib/xalloc.h"
 
+/*
+ * The payload goes as the raw request body, as serf/consul event send it, so any
+ * bytes reach the handlers unchanged; the name is one escaped path segment.
+ */
 int cli_cmd_event(struct cli_ctx *ctx, int argc, char **argv)
 {
 	int coalesce = 1, nargs = 0, r;
@@ -241,6 +245,12 @@ int cli_cmd_keygen(struct cli_ctx *ctx, int argc, char **argv)
 	return 0;
 }
 
+/*
+ * Exactly one operation per run: the four change the cluster in different ways,
+ * and running two in one command would leave it half-changed if the second
+ * failed. Per-node messages are printed even when the call failed, since they
+ * say which members did not take the change.
+ */
 int cli_cmd_keyring(struct cli_ctx *ctx, int argc, char **argv)
 {
 	int list = 0, nargs = 0, r, ops;

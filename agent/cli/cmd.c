@@ -27,6 +27,10 @@ void cli_errf(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * Replaces in place rather than escaping, so the text never grows and fits the
+ * buffer it came in; a '?' is enough to show that something was there.
+ */
 void cli_text_clean(char *s, size_t n)
 {
 	size_t i;
@@ -132,6 +136,11 @@ enum cli_api_result cli_api_call(struct cli_ctx *ctx, const char *method, const 
 	return CLI_API_OK;
 }
 
+/*
+ * The serf-style commands print "<what>: <reason>" and exit 1, as serf's CLI does;
+ * for an HTTP error the reason is the agent's own body, which is what the user
+ * needs, rather than our "Unexpected response code".
+ */
 int cli_serf_call(struct cli_ctx *ctx, const char *what, const char *method, const char *path,
                   const void *body, size_t body_len, int timeout_ms, struct httpc_response *resp)
 {
@@ -159,6 +168,10 @@ void cli_status_text(const struct httpc_response *resp, char *out, size_t outlen
 	}
 }
 
+/*
+ * One path segment (a member name, a check ID): '/' is escaped too, so a name
+ * with a slash cannot reach a different endpoint.
+ */
 char *cli_escape_segment(const char *s)
 {
 	size_t n = httpc_escape(NULL, 0, s, HTTPC_ESCAPE_SEGMENT);

@@ -28,6 +28,10 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * Go's strconv.ParseBool spellings and no others, so "-detailed=T" means the same
+ * to us as to consul's CLI.
+ */
 static int parse_bool(const char *s, int *out)
 {
 	static const char *const yes[] = {"1", "t", "T", "true", "TRUE", "True"};
@@ -158,6 +162,10 @@ void cli_flags_usage(FILE *out, const struct cli_flag *flags, size_t nflags)
 	}
 }
 
+/*
+ * RUMOR_HTTP_ADDR first, then CONSUL_HTTP_ADDR, so an environment already set
+ * up for consul works unchanged and ours can still override it.
+ */
 const char *cli_default_http_addr(void)
 {
 	const char *v = getenv("RUMOR_HTTP_ADDR");
@@ -169,6 +177,10 @@ const char *cli_default_http_addr(void)
 	return v;
 }
 
+/*
+ * Same order as the address; an empty variable counts as unset, so exporting
+ * an empty token never sends an empty X-Consul-Token header.
+ */
 const char *cli_default_token(void)
 {
 	const char *v = getenv("RUMOR_HTTP_TOKEN");
