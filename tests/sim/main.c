@@ -29,7 +29,7 @@ static void usage(void)
 	        "  --curve FILE    write dissemination curves  -v verbose  -q quiet\n"
 	        "  --summary FILE  append one tab-separated line of the key figures\n"
 	        "scenario JSON: {name,nodes,seed,duration,profile,lifeguard,start:warm|join,\n"
-	        "  join_window,tcp_ping,consul_meta,compress,\n"
+	        "  join_window,tcp_ping,consul_meta,compress,serf_nodes,\n"
 	        "  network:{latency_ms,link_spread_ms,jitter_ms,loss,dup},\n"
 	        "  actions:[{at,do:crash|restart|leave|join|pause|partition|heal|loss|slow|flap,\n"
 	        "    nodes:[..]|count|fraction,for,value,sizes:[..],oneway,down,up,times}],\n"
@@ -196,6 +196,8 @@ static int load_json(struct sim_cfg *c, json_t *j, char *err, size_t errlen)
 		c->tcp_ping = json_is_true(v);
 	if ((v = json_object_get(j, "consul_meta")))
 		c->consul_meta = json_is_true(v);
+	if ((v = json_object_get(j, "serf_nodes")) && json_is_integer(v))
+		c->serf_nodes = (int)json_integer_value(v);
 	if ((v = json_object_get(j, "compress")))
 		c->gossip_plain = !json_is_true(v);
 	if ((v = json_object_get(j, "start")) && json_is_string(v))

@@ -658,6 +658,7 @@ struct simkv {
 	/* counters */
 	uint64_t acked, deletes, refused, noop, commits, checkpoints;
 	uint64_t gossip_out, gossip_in, applied[4];
+	uint64_t serf_unknown; /* rumor-only messages Serf nodes received */
 	uint64_t syncs, syncs_ok, syncs_failed, pulls, pulls_failed;
 	uint64_t records_out[2], bytes[2]; /* [0] sync sessions, [1] pulls */
 	struct kv_trace_rec *trace;
@@ -943,6 +944,12 @@ static void kv_drop_observer(struct sim *sim, int id)
 	}
 }
 
+/* One of the stock Serf agents of a mixed cluster (cfg.serf_nodes). */
+static bool sim_is_serf(const struct sim *sim, int id)
+{
+	return id < sim->cfg.nodes && id >= sim->cfg.nodes - sim->cfg.serf_nodes;
+}
+
 static bool kv_live(const struct sim *sim, int id)
 {
 	const struct node *nd = &sim->nodes[id];
@@ -1145,13 +1152,13 @@ static void kv_io_broadcast(void *ctx, const uint8_t *msg, size_t len)
 {
 	struct node *nd = ctx;
 	if (nd->s != NULL) {
-		swim_broadcast_user(nd->s, msg, len);
+		swim_broadcast_rumor(nd->s, msg, len); /* as agent.c: for rumor agents only */
 		g_sim->kv->gossip_out++;
 	}
 }
 
-/* io.peers: the alive members of the node's view (every simulated node
- * runs KV, so every one has an rpc_port). */
+/* io.peers: the alive members of the node's view that run KV (all, unless
+ * serf_nodes: then those tags_is_rumor accepted, as agent.c's rpc_port). */
 static void kv_io_peers(void *ctx, kv_peer_fn fn, void *ud)
 {
 	struct node *nd = ctx;
@@ -1161,7 +1168,7 @@ static void kv_io_peers(void *ctx, kv_peer_fn fn, void *ud)
 	const struct swim_member *self = swim_self(nd->s);
 	for (size_t i = 0; i < n; i++) {
 		const struct swim_member *m = swim_member_at(nd->s, i);
-		if (m != self && m->state == ML_STATE_ALIVE)
+		if (m != self && m->state == ML_STATE_ALIVE && m->rumor)
 			fn(ud, m->id->name);
 	}
 }
@@ -1400,6 +1407,8 @@ static void kv_user_msg(void *ctx, const uint8_t *p, size_t len)
 	struct node *nd = ctx;
 	struct sim *sim = g_sim;
 	struct simkv *kv = sim->kv;
+	if (len > 0 && p[0] >= 0x80 && sim_is_serf(sim, nd->id))
+		kv->serf_unknown++; /* serf: "Received message of unknown type" */
 	if (len == 0 || p[0] < 0x80 || p[0] >= 0x90 || kv->n[nd->id].e == NULL)
 		return;
 	kv->gossip_in++;
@@ -1424,6 +1433,8 @@ static void kv_node_up(struct sim *sim, int id)
 	if (kv == NULL)
 		return;
 	struct kvnode *kn = &kv->n[id];
+	if (sim_is_serf(sim, id))
+		return; /* a stock Serf agent: no KV store */
 	char dir[4200], err[256];
 	snprintf(dir, sizeof(dir), "%s/n%d", kv->dir, id);
 	struct kv_engine_config c = {
@@ -1875,6 +1886,14 @@ static void kv_report_lines(struct sim *sim)
 	        (unsigned long long)kv->acked, (unsigned long long)kv->deletes,
 	        (unsigned long long)kv->refused, (unsigned long long)kv->noop,
 	        slowest < 0 ? -1.0 : slowest / 1e6);
+	if (sim->cfg.serf_nodes > 0) {
+		fprintf(o,
+		        "mixed: %d Serf nodes (no KV); rumor-only messages they received: %llu\n",
+		        sim->cfg.serf_nodes, (unsigned long long)kv->serf_unknown);
+		if (kv->serf_unknown > 0)
+			kv_violation(sim, -1, "Serf nodes received %llu rumor-only messages",
+			             (unsigned long long)kv->serf_unknown);
+	}
 	uint64_t dropped = 0;
 	for (int i = 0; i < sim->n; i++)
 		if (sim->nodes[i].s != NULL)
@@ -2091,22 +2110,32 @@ static void node_start(struct sim *sim, int id)
 	c.timing = sim->timing;
 	c.idents = sim->idents;
 	uint8_t meta[512];
-	if (sim->cfg.consul_meta) {
-		/* the tags rumor and a Consul agent's serf carry, a random id each */
+	if (sim->cfg.consul_meta || sim->cfg.serf_nodes > 0) {
+		/* the tags rumor and a Consul agent's serf carry, a random id each;
+		 * in a mixed cluster rumor's KV port, and a Serf agent's build */
 		char uuid[40];
-		uint32_t r[4];
-		for (int k = 0; k < 4; k++)
-			r[k] = net_rand32(nd);
-		snprintf(uuid, sizeof(uuid), "%08x-%04x-%04x-%04x-%04x%08x", r[0], r[1] >> 16,
-		         r[1] & 0xffff, r[2] >> 16, r[2] & 0xffff, r[3]);
+		if (sim->cfg.consul_meta) {
+			uint32_t r[4];
+			for (int k = 0; k < 4; k++)
+				r[k] = net_rand32(nd);
+			snprintf(uuid, sizeof(uuid), "%08x-%04x-%04x-%04x-%04x%08x", r[0],
+			         r[1] >> 16, r[1] & 0xffff, r[2] >> 16, r[2] & 0xffff, r[3]);
+		} else {
+			snprintf(uuid, sizeof(uuid), "%s", nd->name);
+		}
+		bool serf = sim_is_serf(sim, id);
+		const char *rpc_port = sim->cfg.serf_nodes > 0 && !serf ? "8300" : NULL;
 		struct tag tags[TAGS_CONSUL_MAX];
-		size_t nt = tags_consul(tags, "dc1", "0.1.0:rumor", uuid, NULL);
+		size_t nt =
+		        tags_consul(tags, "dc1", serf ? "0.8.2" : "0.1.0:rumor", uuid, rpc_port);
 		int ml = tags_encode(meta, sizeof(meta), tags, nt);
 		if (ml > 0) {
 			c.meta = meta;
 			c.meta_len = (size_t)ml;
 		}
 	}
+	if (sim->cfg.serf_nodes > 0)
+		c.is_rumor = tags_is_rumor;
 	char err[200];
 	nd->s = swim_new(&c, &io, now_ms(sim), err, sizeof(err));
 	if (nd->s == NULL) {
@@ -2154,7 +2183,9 @@ static int random_up_node(struct sim *sim, int except)
 
 static void warm_start(struct sim *sim)
 {
-	size_t cap = 64 + (size_t)sim->n * 96;
+	/* a mixed cluster needs the tags (who is a rumor agent) from the start */
+	bool meta = sim->cfg.serf_nodes > 0;
+	size_t cap = 64 + (size_t)sim->n * (96 + (meta ? ML_META_MAX : 0));
 	uint8_t *buf = malloc(cap);
 	if (buf == NULL)
 		abort();
@@ -2172,6 +2203,10 @@ static void warm_start(struct sim *sim)
 		pn.state = ML_STATE_ALIVE;
 		memcpy(pn.vsn, self->id->vsn, 6);
 		pn.has_vsn = true;
+		if (meta && self->id->meta_len <= sizeof(pn.meta)) {
+			memcpy(pn.meta, self->id->meta, self->id->meta_len);
+			pn.meta_len = self->id->meta_len;
+		}
 		int r = ml_encode_push_node(buf + off, cap - off, &pn);
 		if (r < 0)
 			abort();

@@ -105,6 +105,12 @@ struct sim_cfg {
 	bool consul_meta;  /* nodes carry a Consul agent's serf tags (about 140 bytes of
 			   * meta, a random id each), as real agents do; off: no meta */
 	bool gossip_plain; /* gossip packets uncompressed (swim_timing.gossip_plain) */
+	/* the last serf_nodes of the first `nodes` are stock Serf agents: no KV,
+	 * tags without rumor's build; every node then classifies members with
+	 * tags_is_rumor, as the agent does, and a rumor-only message a Serf
+	 * node receives ("unknown type" in its log) is a violation. 0: all
+	 * rumor, no classifier (the runs before mixed clusters, bit for bit) */
+	int serf_nodes;
 	struct sim_action *actions;
 	int nactions;
 	struct sim_expect expect;
