@@ -97,6 +97,11 @@ struct kv_engine {
 
 /* --------------------------------------------------------- changes */
 
+/*
+ * The record is copied in encoded form, not pointed to: the store's buffers are
+ * only valid until the next store call, and the change list must outlive the
+ * whole batch up to the commit.
+ */
 static void note_change(struct kv_engine *e, const char *key, size_t key_len,
                         const struct kv_rec *r, bool broadcast, enum kv_src src)
 {
@@ -189,6 +194,11 @@ static int session_apply(void *ctx, const char *key, size_t key_len, const struc
 
 /* ---------------------------------------------------------- watches */
 
+/*
+ * NULL when the table is full: the caller then answers at once instead of
+ * parking. Watches are bounded because each one is a client holding a
+ * connection open, and the bound must hold whatever clients do.
+ */
 struct kv_engine_watch *kv_engine_watch_add(struct kv_engine *e, const char *key, size_t key_len,
                                             bool recurse, uint64_t index, kv_engine_watch_fn fn,
                                             void *ud)
@@ -231,6 +241,11 @@ size_t kv_engine_watch_count(const struct kv_engine *e)
 	return e->nwatches;
 }
 
+/*
+ * A watch fires once: it is unlinked and freed before its callback runs, so the
+ * callback may add a new watch (a blocking query re-parking) without the list
+ * changing under the caller.
+ */
 static void watch_fire(struct kv_engine *e, struct kv_engine_watch *w, bool changed)
 {
 	kv_engine_watch_fn fn = w->fn;
@@ -273,6 +288,13 @@ static void broadcast_change(struct kv_engine *e, const char *key, size_t key_le
 		e->io.broadcast(e->io.ctx, e->msg.p, e->msg.len);
 }
 
+/*
+ * Durability first, then effects: writers are answered, watches woken and changes
+ * broadcast only after the batch is on disk, so nothing is announced that a crash
+ * could take back. On a failed commit the writers get KV_ERROR and nothing is
+ * woken or broadcast. The change list is detached first, since callbacks may
+ * start the next batch.
+ */
 int kv_engine_commit(struct kv_engine *e, int64_t now_ms, char *err, size_t errlen)
 {
 	if (!kv_store_in_txn(e->store))
@@ -305,6 +327,10 @@ int kv_engine_commit(struct kv_engine *e, int64_t now_ms, char *err, size_t errl
 	return rc == 0 ? 1 : -1;
 }
 
+/*
+ * Drops the batch and answers its writers with an error: a staged write that was
+ * never committed must not be reported as done.
+ */
 void kv_engine_abort(struct kv_engine *e)
 {
 	kv_store_abort(e->store);
@@ -312,6 +338,11 @@ void kv_engine_abort(struct kv_engine *e)
 	answer_pending(e, KV_ERROR);
 }
 
+/*
+ * Tombstones older than the TTL are removed inside the open batch, so they go
+ * with the next commit; the TTL is what lets a replica that was away shorter
+ * than it still learn about the delete before the tombstone disappears.
+ */
 int kv_engine_purge(struct kv_engine *e, int64_t now_ms)
 {
 	if (kv_store_begin(e->store) < 0)
@@ -324,6 +355,10 @@ int kv_engine_purge(struct kv_engine *e, int64_t now_ms)
 
 /* --------------------------------------------------------- writes */
 
+/*
+ * Empty and oversized keys read as "absent" rather than as an error: they can
+ * never have been written, so no lookup needs to reach the store.
+ */
 static bool key_ok(const char *key, size_t len)
 {
 	return key != NULL && len > 0 && len <= KV_KEY_MAX;
@@ -500,6 +535,10 @@ int kv_engine_write(struct kv_engine *e, int64_t now_ms, const struct kv_op *ops
 	return staged;
 }
 
+/*
+ * Works on a copy of the clock: it tells the caller what the next version would
+ * be without consuming it.
+ */
 uint64_t kv_engine_next_version(const struct kv_engine *e, int64_t now_ms)
 {
 	struct kv_hlc c = e->hlc;
@@ -524,6 +563,10 @@ static void to_entry(const char *key, size_t key_len, const struct kv_rec *r, st
 	e->deleted = r->tomb;
 }
 
+/*
+ * Tombstones are never shown: a deleted key reads as absent, though the store
+ * still holds its tombstone for replication.
+ */
 int kv_engine_get(struct kv_engine *e, const char *key, size_t key_len, kv_entry_fn fn, void *ud)
 {
 	struct kv_rec r;
@@ -580,6 +623,11 @@ static int scan_max(void *ud, const char *key, size_t key_len, const struct kv_r
 	return 0;
 }
 
+/*
+ * The index of a key is its version (or its tombstone's), 1 if never written;
+ * of a prefix, the highest version under it. Never 0, which blocking clients
+ * would treat as "no index" and spin on.
+ */
 uint64_t kv_engine_index(struct kv_engine *e, const char *key, size_t key_len, bool recurse)
 {
 	if (!recurse) {
@@ -673,6 +721,10 @@ struct kv_session *kv_engine_accept(struct kv_engine *e)
 
 /* ----------------------------------------------------- anti-entropy */
 
+/*
+ * Each round is drawn +-10% around the interval so that agents started together
+ * do not all open their rounds at the same moment, every period, forever.
+ */
 static int64_t sync_period_us(struct kv_engine *e)
 {
 	double j = ((double)e->io.rand(e->io.ctx, 2001) - 1000.0) / 10000.0; /* +-10% */
@@ -742,6 +794,10 @@ void kv_engine_peer_joined(struct kv_engine *e)
 	sync_soon(e);
 }
 
+/*
+ * Only the initiator's end closes the round (busy) and counts it; a failed round
+ * brings the next one forward so a dead peer does not cost a whole period.
+ */
 void kv_session_end(struct kv_session *s, bool ok)
 {
 	struct kv_engine *e = s->e;
@@ -805,6 +861,11 @@ static int pull_start(struct kv_engine *e, const struct kv_msg *m)
 	return 1;
 }
 
+/*
+ * A SET carries its record and is merged at once; anything else is an ANNOUNCE,
+ * which at most starts one pull. Malformed bytes from gossip are an error for
+ * the caller to count, never a reason to stop.
+ */
 int kv_engine_user_msg(struct kv_engine *e, int64_t now_ms, const uint8_t *p, size_t len, char *err,
                        size_t errlen)
 {
@@ -845,6 +906,11 @@ static int wipe_if_stale(struct kv_engine *e, int64_t now_ms, char *err, size_t 
 	return 0;
 }
 
+/*
+ * Refuses to start on a replica it cannot open, and discards one that was away
+ * longer than the tombstone TTL before anything reads it: serving stale keys
+ * even once would resurrect deletes.
+ */
 struct kv_engine *kv_engine_new(const struct kv_engine_config *cfg, const struct kv_io *io,
                                 int64_t now_ms, char *err, size_t errlen)
 {
@@ -886,6 +952,10 @@ struct kv_engine *kv_engine_new(const struct kv_engine_config *cfg, const struct
 	return e;
 }
 
+/*
+ * Writers still waiting are answered KV_SHUTDOWN and watches fired with "not
+ * changed", so no HTTP request is left hanging when the agent stops.
+ */
 void kv_engine_free(struct kv_engine *e)
 {
 	if (e == NULL)

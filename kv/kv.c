@@ -108,6 +108,11 @@ struct kv {
 	double refused_logged_at; /* rate limit of the refusal warning */
 };
 
+/*
+ * The wall clock, not the monotonic one: versions are hybrid logical clocks
+ * that peers compare across machines, so their physical part must be real time.
+ * The engine guards against a clock that jumps; this only reads it.
+ */
 static int64_t wall_ms(void)
 {
 	struct timespec ts;
@@ -138,6 +143,11 @@ static void watch_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	watch_done(w, false);
 }
 
+/*
+ * Two owners for one watch: the engine decides when a change wakes it, this
+ * driver owns its timeout. NULL when the engine's table is full, and then
+ * nothing is left armed.
+ */
 struct kv_watch *kv_watch_add(struct kv *kv, const char *key, size_t key_len, bool recurse,
                               uint64_t index, int64_t timeout_ms, kv_watch_fn fn, void *ud)
 {
@@ -167,6 +177,10 @@ void kv_watch_cancel(struct kv_watch *w)
 
 /* ------------------------------------------------------ group commit */
 
+/*
+ * A failed checkpoint is not fatal: the log still holds every batch since the
+ * last good one, and the next checkpoint tries again.
+ */
 static void checkpoint(struct kv *kv)
 {
 	char err[256];
@@ -215,6 +229,10 @@ int kv_write(struct kv *kv, const struct kv_op *ops, size_t n, kv_done_fn done, 
 	return kv_engine_write(kv->engine, wall_ms(), ops, n, done, ud, err, errlen) < 0 ? -1 : 0;
 }
 
+/*
+ * Fire-and-forget form for the agent's own records (the catalog): a validation
+ * error has nowhere to go, so it is only the return value.
+ */
 int kv_put(struct kv *kv, const char *key, const void *val, size_t len, uint64_t flags,
            kv_done_fn done, void *ud)
 {
@@ -253,6 +271,12 @@ uint64_t kv_index(struct kv *kv, const char *key, size_t key_len, bool recurse)
 
 /* ------------------------------------------------------- sync driver */
 
+/*
+ * The one way a sync connection ends. The engine hears the outcome first, so a
+ * failed round brings the next forward and a pull stops counting as in flight.
+ * Freeing buffers may let a connection that waits for the memory budget go on,
+ * so those are woken here.
+ */
 static void conn_free(struct sync_conn *c, bool ok)
 {
 	struct kv *kv = c->kv;
@@ -285,6 +309,10 @@ static void conn_free(struct sync_conn *c, bool ok)
 			ev_feed_event(kv->loop, &o->io, EV_WRITE);
 }
 
+/*
+ * Write interest only while there is something to write or a connect pending;
+ * a finished connection with nothing left to send waits for no event at all.
+ */
 static void conn_update_events(struct sync_conn *c)
 {
 	int ev = EV_READ;
@@ -369,6 +397,11 @@ static void refuse(struct sync_conn *c, uint64_t *counter, const char *why)
 	}
 }
 
+/*
+ * With a keyring, only sealed frames are accepted, and without one only plain
+ * ones: a mismatch is refused, never downgraded, since a sealed cluster must not
+ * take plaintext records and must not send its own in clear.
+ */
 static bool conn_process(struct sync_conn *c)
 {
 	struct kv *kv = c->kv;
@@ -456,6 +489,11 @@ static bool rbuf_room(struct sync_conn *c)
 	return true;
 }
 
+/*
+ * Reads until EAGAIN, processing whenever less than 4 KiB of room is left, and
+ * writes until the kernel pushes back. EOF counts as success only if the
+ * exchange finished and everything we had to send was written.
+ */
 static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct sync_conn *c = w->data;
@@ -534,6 +572,10 @@ static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
 	conn_update_events(c);
 }
 
+/*
+ * One deadline per connection, for the whole exchange: a peer that stalls
+ * cannot hold a sync slot (there are at most KV_SYNC_MAX_CONNS) forever.
+ */
 static void conn_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct sync_conn *c = t->data;
@@ -581,6 +623,10 @@ static void conn_start(struct sync_conn *c, const uint8_t *first, size_t len)
 	conn_update_events(c);
 }
 
+/*
+ * Over KV_SYNC_MAX_CONNS an accepted socket is closed at once: a sync can be
+ * retried, while letting connections pile up would exhaust descriptors and memory.
+ */
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	(void)loop;
@@ -665,6 +711,10 @@ static uint32_t io_rand(void *ctx, uint32_t n)
 	return randombytes_uniform(n);
 }
 
+/*
+ * Nothing is broadcast before the agent has wired in membership or once it is
+ * closing: the engine may commit at those times, and there is no gossip to use.
+ */
 static void io_broadcast(void *ctx, const uint8_t *msg, size_t len)
 {
 	struct kv *kv = ctx;
@@ -724,6 +774,10 @@ static void io_sync_arm(void *ctx, int64_t after_us)
 	ev_timer_start(kv->loop, &kv->sync_timer);
 }
 
+/*
+ * -1 when no round is scheduled, so the engine never mistakes "not armed" for
+ * "due now".
+ */
 static int64_t io_sync_left(void *ctx)
 {
 	struct kv *kv = ctx;
@@ -745,6 +799,10 @@ void kv_sync_now(struct kv *kv)
 	kv_engine_sync_now(kv->engine);
 }
 
+/*
+ * Only a member the agent can actually reach for sync counts as a new peer, and
+ * it just brings the next round forward: the engine chooses who to sync with.
+ */
 void kv_on_member(struct kv *kv, bool joined, const char *name)
 {
 	struct kv_peer p;
@@ -773,6 +831,11 @@ static void purge_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ------------------------------------------------------------ life */
 
+/*
+ * The purge runs at least four times per tombstone TTL, so a tombstone lives at
+ * most a quarter of the TTL longer than it must. Nothing is started until the
+ * engine opened the replica, and a failed listener undoes everything.
+ */
 struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, size_t errlen)
 {
 	struct kv *kv = xcalloc(1, sizeof(*kv));
@@ -831,6 +894,11 @@ struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, 
 	return kv;
 }
 
+/*
+ * Commits what the last loop turn staged before anything closes, so writes
+ * already accepted are not lost at shutdown; sync connections then end as
+ * failures, and watches fire unchanged in kv_engine_free.
+ */
 void kv_free(struct kv *kv)
 {
 	if (kv == NULL)

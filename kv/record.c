@@ -18,6 +18,11 @@ size_t kv_rec_size(const struct kv_rec *r)
 	return 2 + 24 + 1 + r->node_len + 4 + r->value_len;
 }
 
+/*
+ * Version byte first, so the format can change without guessing; the writer's
+ * name travels with every record because it breaks ties between equal versions.
+ * The caller sizes the buffer with kv_rec_size: this never checks.
+ */
 uint8_t *kv_rec_encode(const struct kv_rec *r, uint8_t *p)
 {
 	*p++ = 1;
@@ -97,6 +102,11 @@ int kv_rec_decode(const uint8_t **pos, const uint8_t *end, struct kv_rec *r, cha
 	return 0;
 }
 
+/*
+ * The total order of versions every replica uses: the HLC, then the writer's
+ * name bytewise. Two writes are never equal unless they are the same write, so
+ * every replica picks the same winner.
+ */
 int kv_rec_cmp(const struct kv_rec *a, const struct kv_rec *b)
 {
 	if (a->hlc != b->hlc)

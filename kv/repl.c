@@ -20,6 +20,11 @@ void kv_buf_free(struct kv_buf *b)
 	b->len = b->cap = 0;
 }
 
+/*
+ * A buffer that would pass 1 TiB is refused before doubling can overflow size_t;
+ * real bounds are far lower (frames, the sync budget), this only keeps the
+ * arithmetic honest.
+ */
 static int reserve(struct kv_buf *b, size_t n)
 {
 	if (b->cap - b->len >= n)
@@ -98,6 +103,10 @@ int kv_msg_encode_announce(struct kv_buf *out, const char *key, size_t key_len,
 		}                                                                                  \
 	} while (0)
 
+/*
+ * Keys on the wire are 1..510 bytes, inside LMDB's 511-byte key limit, so a key
+ * that decodes can always be stored; anything else is a malformed message.
+ */
 static int read_key(const uint8_t **pp, const uint8_t *end, const char **key, size_t *key_len,
                     char *err, size_t errlen)
 {
@@ -116,6 +125,11 @@ static int read_key(const uint8_t **pp, const uint8_t *end, const char **key, si
 	return 0;
 }
 
+/*
+ * Every byte must be accounted for: trailing bytes are an error, not ignored, so
+ * two encoders that disagree are caught instead of silently mixing formats. A
+ * zero version is refused because 0 means "absent" everywhere else.
+ */
 int kv_msg_decode(const uint8_t *p, size_t len, struct kv_msg *m, char *err, size_t errlen)
 {
 	const uint8_t *end = p + len;
@@ -155,6 +169,11 @@ int kv_msg_decode(const uint8_t *p, size_t len, struct kv_msg *m, char *err, siz
 
 /* ------------------------------------------------------------ frames */
 
+/*
+ * The length is checked against the bound before anything is buffered for the
+ * frame, so a peer cannot make us allocate for a frame we would refuse; a sealed
+ * frame may exceed KV_FRAME_MAX only by the seal's overhead.
+ */
 long kv_frame_next(const uint8_t *p, size_t len, uint8_t *type, const uint8_t **payload,
                    size_t *plen, char *err, size_t errlen)
 {
@@ -179,6 +198,10 @@ long kv_frame_next(const uint8_t *p, size_t len, uint8_t *type, const uint8_t **
 	return (long)n + 4;
 }
 
+/*
+ * The length is written last (frame_end), once the payload is in place, so a
+ * frame is built in one pass without knowing its size ahead.
+ */
 static size_t frame_begin(struct kv_buf *out, uint8_t type)
 {
 	size_t at = out->len;
@@ -251,6 +274,11 @@ static int write_rec(void *ud, const char *key, size_t key_len, const struct kv_
 	return 0;
 }
 
+/*
+ * A count that cannot fit in the bytes is refused before anything is applied,
+ * so a lying header costs nothing. A record that fails to decode ends the
+ * exchange; the ones applied before it stay, since each merge stands alone.
+ */
 long kv_records_decode(const uint8_t *p, size_t len, kv_apply_fn apply, void *ctx, char *err,
                        size_t errlen)
 {
@@ -286,6 +314,11 @@ long kv_records_decode(const uint8_t *p, size_t len, kv_apply_fn apply, void *ct
 
 /* ------------------------------------------------------------- sync */
 
+/*
+ * Streams one differing bucket at a time, only while the output is below what
+ * the driver wants, so a large replica is sent without being buffered whole.
+ * END goes out only after the last bucket.
+ */
 int kv_sync_pump(struct kv_sync *s, struct kv_buf *out, size_t want)
 {
 	while (s->sending && out->len < want) {
@@ -398,6 +431,11 @@ static int answer_pull(struct kv_sync *s, const uint8_t *payload, size_t plen, s
 	return 1;
 }
 
+/*
+ * The exchange is a fixed sequence (digest, diff, records, end; or pull, answer)
+ * and any frame out of order fails the session: a confused peer must not get
+ * records merged from a half-understood conversation.
+ */
 int kv_sync_feed(struct kv_sync *s, uint8_t type, const uint8_t *payload, size_t plen,
                  struct kv_buf *out, char *err, size_t errlen)
 {
@@ -526,11 +564,21 @@ int kv_frame_open(const struct kv_seal *k, bool from_initiator, const uint8_t *h
 
 /* ------------------------------------------------------- replica writes */
 
+/*
+ * A version whose clock part is far ahead of ours is "poisoned": if merged, it
+ * would win against every later write of its key until our clock caught up.
+ */
 bool kv_version_ahead(uint64_t hlc, int64_t now_ms, int64_t max_ahead_ms)
 {
 	return max_ahead_ms > 0 && KV_HLC_MS(hlc) > now_ms + max_ahead_ms;
 }
 
+/*
+ * Last writer wins by (version, writer), the same order on every replica, so all
+ * converge whatever order records arrive in. Tombstones older than the TTL are
+ * ignored: peers have purged theirs, and taking one back would only be purged
+ * again. The clock observes every stored version, so our next write sorts after.
+ */
 enum kv_merge_result kv_merge_rec(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms,
                                   int64_t ttl_ms, int64_t max_ahead_ms, const char *key,
                                   size_t key_len, const struct kv_rec *r)
@@ -555,6 +603,10 @@ enum kv_merge_result kv_merge_rec(struct kv_store *st, struct kv_hlc *hlc, int64
 	return kv_store_put(st, key, key_len, r) < 0 ? KV_MERGE_ERROR : KV_MERGE_STORED;
 }
 
+/*
+ * Compares as kv_merge_rec would, so an ANNOUNCE starts a pull exactly when the
+ * record it announces would be stored.
+ */
 int kv_announce_newer(struct kv_store *st, const struct kv_msg *m)
 {
 	struct kv_rec mine, theirs;
@@ -575,6 +627,11 @@ bool kv_pull_covers(const char *pkey, size_t pkey_len, uint64_t phlc, const char
 	       memcmp(pkey, key, key_len) == 0;
 }
 
+/*
+ * Deleting a key that is absent or already deleted stamps nothing: a new
+ * tombstone would only make every replica store and gossip a no-op. CreateIndex
+ * survives updates and restarts with the key's next life after a delete.
+ */
 int kv_local_stamp(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, const char *node,
                    size_t node_len, const char *key, size_t key_len, bool tomb, uint64_t flags,
                    struct kv_rec *out)

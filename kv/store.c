@@ -71,6 +71,12 @@ struct kv_store {
 
 /* ------------------------------------------------------------ hashes */
 
+/*
+ * FNV-1a then a splitmix finaliser (mix), so every bit of the result, the low
+ * ones that pick a bucket included, depends on every byte of the key. Not keyed:
+ * every replica must put a key in the same bucket, so the hash is part of the
+ * protocol and must never change.
+ */
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
 	const uint8_t *b = p;
@@ -91,11 +97,20 @@ static uint64_t mix(uint64_t x)
 	return x;
 }
 
+/*
+ * The digest bucket of a key, as every replica computes it: anti-entropy compares
+ * buckets, so all agents of every version must agree on this function.
+ */
 unsigned kv_bucket_of(const char *key, size_t key_len)
 {
 	return (unsigned)(mix(fnv(0xcbf29ce484222325ull, key, key_len)) & (KV_BUCKETS - 1));
 }
 
+/*
+ * What the digest sums per entry: the key, the version, the tombstone bit and the
+ * writer; not the value, which the version already identifies. Two replicas that
+ * hold the same versions of the same keys have the same digest.
+ */
 static uint64_t entry_hash(const char *key, size_t key_len, const struct kv_rec *r)
 {
 	uint8_t v[9];
@@ -349,6 +364,11 @@ static uint64_t key_hash(const char *key, size_t key_len)
 	return mix(fnv(0xcbf29ce484222325ull, key, key_len));
 }
 
+/*
+ * Open addressing over the batch's staged keys; stg_add keeps the table at most
+ * half full, which is what lets the probe loop end only at a match or an empty
+ * slot.
+ */
 static long stg_find(const struct kv_store *s, const char *key, size_t key_len, uint64_t h)
 {
 	if (s->nstg == 0)
@@ -365,6 +385,10 @@ static long stg_find(const struct kv_store *s, const char *key, size_t key_len, 
 	}
 }
 
+/*
+ * The staged keys and old records live in one growing arena, emptied in one go
+ * at the end of the batch (its memory kept), not one allocation per write.
+ */
 static int arena_add(struct kv_store *s, const void *p, size_t n, size_t *off)
 {
 	if (s->arena_len + n > s->arena_cap) {
@@ -459,6 +483,12 @@ static int committed_view(struct kv_store *s, const char *key, size_t key_len, s
 
 /* ------------------------------------------------------- log replay */
 
+/*
+ * Digest and counts are kept incrementally (add the new entry, subtract the old)
+ * so a merge costs O(1) instead of rehashing a bucket. Every change to the kv
+ * table must pass through here exactly once, or anti-entropy sees phantom
+ * differences.
+ */
 static void account(struct kv_store *s, const char *key, size_t key_len, const struct kv_rec *r,
                     int sign)
 {
@@ -479,6 +509,10 @@ static void account(struct kv_store *s, const char *key, size_t key_len, const s
 	}
 }
 
+/*
+ * The bucket index is a second table keyed by bucket byte + key, so anti-entropy
+ * can stream one bucket without scanning the whole replica.
+ */
 static int bkt_key(uint8_t *buf, const char *key, size_t key_len)
 {
 	buf[0] = (uint8_t)kv_bucket_of(key, key_len);
@@ -710,6 +744,11 @@ fail:
 	return -1;
 }
 
+/*
+ * Opening replays whatever the log holds past LMDB's last commit and then
+ * checkpoints, so a replica starts with an empty log. A checkpoint that fails here
+ * is not fatal: the data is in the log, and a full disk must not stop the agent.
+ */
 struct kv_store *kv_store_open(const char *dir, size_t map_size, char *err, size_t errlen)
 {
 	struct kv_store *s = calloc(1, sizeof(*s));
@@ -756,6 +795,11 @@ fail:
 	return NULL;
 }
 
+/*
+ * The last checkpoint is tried without back-off; if it fails the log still
+ * holds the data and the next start replays it, so closing never loses a write
+ * that was acknowledged.
+ */
 void kv_store_close(struct kv_store *s)
 {
 	if (s == NULL)
@@ -783,6 +827,11 @@ void kv_store_close(struct kv_store *s)
 	free(s);
 }
 
+/*
+ * Commits LMDB (synced) first and resets the log only after: at no moment is a
+ * batch held by neither. On a failed commit the write transaction is rebuilt
+ * from LMDB and the log, and retries are spaced by KV_STORE_RETRY_MS.
+ */
 int kv_store_checkpoint(struct kv_store *s, char *err, size_t errlen)
 {
 	if (s->batch) {
@@ -843,6 +892,11 @@ uint64_t kv_store_log_bytes(const struct kv_store *s)
 
 /* ------------------------------------------------------------ batches */
 
+/*
+ * A broken store is repaired here, at the start of the next batch, rather than
+ * where it broke: a failure must not be latched, and repair needs no batch open.
+ * The digest and counts are saved so a rollback can restore them exactly.
+ */
 int kv_store_begin(struct kv_store *s)
 {
 	if (s->batch)
@@ -877,6 +931,11 @@ bool kv_store_in_txn(const struct kv_store *s)
 	return s->batch;
 }
 
+/*
+ * The durability point: one log append and one fdatasync for the whole batch.
+ * LMDB is not committed here (that is the checkpoint's job), so a failure here
+ * rolls the batch back and nothing of it may be acknowledged.
+ */
 int kv_store_commit(struct kv_store *s, char *err, size_t errlen)
 {
 	if (!s->batch)
@@ -902,6 +961,11 @@ void kv_store_abort(struct kv_store *s)
 		rollback(s);
 }
 
+/*
+ * Key lengths past LMDB's limit are refused before reaching it. "committed"
+ * reads show what was there before the open batch, so a read never returns a
+ * write that might still be rolled back.
+ */
 int kv_store_get(struct kv_store *s, bool committed, const char *key, size_t key_len,
                  struct kv_rec *r)
 {
@@ -969,6 +1033,10 @@ int kv_store_scan(struct kv_store *s, bool committed, const char *prefix, size_t
 	return n;
 }
 
+/*
+ * Walks the bucket index and looks each key up in the main table; an index entry
+ * whose record is gone or bad is skipped, never trusted on its own.
+ */
 int kv_store_scan_bucket(struct kv_store *s, bool committed, unsigned bucket, kv_store_fn fn,
                          void *ud)
 {
@@ -1003,6 +1071,11 @@ const uint64_t *kv_store_digest(const struct kv_store *s)
 	return s->digest;
 }
 
+/*
+ * Not logged: a purge lost to a crash only leaves tombstones that the next purge
+ * removes again, so it goes to LMDB with the next checkpoint and costs the log
+ * nothing.
+ */
 int kv_store_purge(struct kv_store *s, int64_t before_ms)
 {
 	if (!s->batch)
@@ -1032,6 +1105,10 @@ int kv_store_purge(struct kv_store *s, int64_t before_ms)
 	return n;
 }
 
+/*
+ * Empties the replica inside the open batch, digest and counts included, so the
+ * next anti-entropy round refills it from peers as if it were new.
+ */
 int kv_store_wipe(struct kv_store *s)
 {
 	if (!s->batch)
@@ -1062,6 +1139,10 @@ static int write_last_seen(struct kv_store *s, int64_t ms)
 	return mdb_put(s->wtxn, s->meta, &k, &v, 0) == 0 ? 0 : -1;
 }
 
+/*
+ * Stored with every batch, so after a long absence the engine can tell that the
+ * replica is older than the tombstone TTL and must not be served.
+ */
 int kv_store_set_last_seen(struct kv_store *s, int64_t ms)
 {
 	if (!s->batch)

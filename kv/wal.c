@@ -58,6 +58,11 @@ static void crc_init(void)
 	}
 }
 
+/*
+ * CRC-32C (Castagnoli), the checksum LevelDB and RocksDB put on their log
+ * records for the same job. Table-driven, built on first use; that is safe
+ * because every caller runs on the one thread of the agent or the CLI.
+ */
 uint32_t kv_wal_crc32c(uint32_t crc, const void *buf, size_t len)
 {
 	if (crc_table[1] == 0)
@@ -79,6 +84,10 @@ void kv_wal_header_encode(uint8_t *out, uint64_t gen)
 	be32_put(out + 16, kv_wal_crc32c(0, out, 16));
 }
 
+/*
+ * A header is trusted only if magic, version and its own checksum all match;
+ * anything else is "no log", never a guess at a generation.
+ */
 int kv_wal_header_decode(const uint8_t *p, size_t len, uint64_t *gen)
 {
 	if (p == NULL || len < KV_WAL_HDR_LEN || memcmp(p, "RWAL", 4) != 0 ||
@@ -204,6 +213,12 @@ void kv_wal_tail_examine(const uint8_t *buf, size_t len, uint64_t gen, size_t va
 	}
 }
 
+/*
+ * Stops at the first record that is not whole and valid and returns where: that
+ * is the end of the log, and nothing after it is ever replayed. Each payload is
+ * checked completely before fn sees any of its entries, so a batch is replayed
+ * whole or not at all.
+ */
 long long kv_wal_parse(const uint8_t *buf, size_t len, uint64_t gen, kv_wal_fn fn, void *ud,
                        size_t *batches, uint64_t *stamp)
 {
@@ -233,6 +248,10 @@ long long kv_wal_parse(const uint8_t *buf, size_t len, uint64_t gen, kv_wal_fn f
 
 /* ------------------------------------------------------------ file */
 
+/*
+ * pwrite at an explicit offset, never the file position: a failed commit must
+ * leave nothing (such as a moved offset) that changes where the next one writes.
+ */
 static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 {
 	while (n > 0) {
@@ -323,6 +342,10 @@ static int settle_scrub(struct kv_wal *w)
 	return rc;
 }
 
+/*
+ * Opening only creates the file (0600: it holds every value); reading it is
+ * kv_wal_replay's job, so the store decides when replay happens.
+ */
 struct kv_wal *kv_wal_open(const char *path, char *err, size_t errlen)
 {
 	struct kv_wal *w = calloc(1, sizeof(*w));
@@ -495,6 +518,10 @@ out:
 	return rc;
 }
 
+/*
+ * Only appends to the batch in memory; nothing reaches the file until
+ * kv_wal_commit, so a batch rolled back costs no I/O.
+ */
 int kv_wal_add(struct kv_wal *w, const char *key, size_t key_len, const struct kv_rec *r)
 {
 	if (key_len == 0 || key_len > 0xffff)
@@ -548,6 +575,12 @@ static int grow(struct kv_wal *w, uint64_t end)
 	return 0;
 }
 
+/*
+ * One pwrite and one fdatasync per batch; the position moves only after the
+ * sync. If the write may have reached the file and the commit still failed, the
+ * record is scrubbed so a restart cannot replay a batch whose writers were told
+ * it failed.
+ */
 int kv_wal_commit(struct kv_wal *w, uint64_t stamp)
 {
 	if (w->count == 0)
@@ -587,6 +620,11 @@ int kv_wal_commit(struct kv_wal *w, uint64_t stamp)
 	return rc;
 }
 
+/*
+ * Called after a checkpoint: a new generation makes every older record
+ * unreadable at once, so the log is emptied without truncating or rewriting it.
+ * A failed header write keeps the same pending generation for the retry.
+ */
 int kv_wal_reset(struct kv_wal *w)
 {
 	if (!w->hdr_pending) { /* else retry the generation no record carries yet */
