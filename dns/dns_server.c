@@ -152,6 +152,10 @@ static void forward(struct dns_server *s, const uint8_t *q, size_t len,
 	s->nfwd++;
 }
 
+/*
+ * Compares address and port only (not flow info or scope): those are what a
+ * spoofer would have to match, and the recursor's answer carries nothing else.
+ */
 static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
 	if (a->ss_family != b->ss_family)
@@ -235,6 +239,11 @@ static int parse_recursor(const char *spec, struct sockaddr_storage *ss, socklen
 	return net_addr_parse(host, (uint16_t)port, ss, len);
 }
 
+/*
+ * One forwarding socket serves every recursor, so they must share a family;
+ * mixing v4 and v6 is refused at start rather than failing per query. Extra
+ * recursors beyond the table's size are ignored, not an error.
+ */
 int dns_server_set_recursors(struct dns_server *s, const char *const *addrs, size_t n, char *err,
                              size_t errlen)
 {
@@ -422,6 +431,11 @@ static int conn_process(struct dns_conn *c)
 	return 0;
 }
 
+/*
+ * Any activity restarts the idle timer; a half-close (EOF) closes at once, since
+ * answers to a client that stopped sending would have no one waiting in RFC
+ * 7766's model of a DNS TCP client.
+ */
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct dns_conn *c = w->data;
@@ -438,6 +452,10 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		conn_close(c);
 }
 
+/*
+ * Reading resumes only once everything pending is written: a client that
+ * pipelines queries but never reads answers stalls itself, not our memory.
+ */
 static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct dns_conn *c = w->data;
