@@ -80,6 +80,10 @@ void log_set_json(bool on)
 	json_out = on;
 }
 
+/*
+ * Append mode, and the size is taken from the file as it is: a restarted agent
+ * keeps writing to the same log and rotates it by its real size, not from zero.
+ */
 static int open_file(void)
 {
 	logfile = fopen(logpath, "a");
@@ -181,6 +185,11 @@ static void prune_rotated(void)
 	free(names);
 }
 
+/*
+ * Rotation is a rename and a reopen, never a copy: a line is never lost or
+ * written twice. The new name carries the time to the microsecond, so rotated
+ * files sort by age and two rotations never overwrite each other.
+ */
 static void maybe_rotate(void)
 {
 	if (logfile == NULL || logpath == NULL)
@@ -213,6 +222,10 @@ static void maybe_rotate(void)
 	prune_rotated();
 }
 
+/*
+ * The lowest level any subscriber wants is cached, so log_msg can drop a debug
+ * line with one comparison when no monitor is listening.
+ */
 static void sinks_recompute(void)
 {
 	sinks_min = LOG_ERR + 1;
@@ -293,6 +306,11 @@ static size_t module_len(const char *msg)
 	return (i > 0 && msg[i] == ':' && msg[i + 1] == ' ') ? i : 0;
 }
 
+/*
+ * Consul's line format (timestamp, [LEVEL] padded to one width) or hclog's JSON
+ * keys, so tools that parse Consul's logs parse ours. A line cut at cap still
+ * ends in a newline: a reader never sees two lines run together.
+ */
 size_t log_format(char *buf, size_t cap, const struct log_record *r, bool json)
 {
 	static const char *tags[] = {"[TRACE]", "[DEBUG]", "[INFO] ", "[WARN] ", "[ERROR]"};
@@ -350,6 +368,11 @@ static void ring_push(const struct log_record *r)
 	ring_pushes++;
 }
 
+/*
+ * Replays the recent lines to a new monitor. Stops if the ring changes under it
+ * (fn may log, or clear the ring), and what fn logs meanwhile is kept out of the
+ * sinks and the ring, so a replay can never feed itself.
+ */
 size_t log_replay(log_sink_fn fn, void *ud, enum log_level min)
 {
 	size_t start = (ring_next + LOG_RING_LINES - ring_len) % LOG_RING_LINES, n = 0;
@@ -381,6 +404,11 @@ void log_ring_clear(void)
 	ring_pushes++;
 }
 
+/*
+ * Formats only if someone will read the line. A sink that logs from inside its
+ * callback is not called again (in_sink): a monitor writing about its own
+ * stream must not recurse without end.
+ */
 void log_msg(enum log_level l, const char *fmt, ...)
 {
 	bool to_out = l >= threshold;

@@ -15,6 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
+/*
+ * Numeric addresses only, never a name lookup: everything here runs on the event
+ * loop, and a blocking resolver call would stall gossip, DNS and HTTP together.
+ */
 int net_addr_parse(const char *addr, uint16_t port, struct sockaddr_storage *ss, socklen_t *sl)
 {
 	memset(ss, 0, sizeof(*ss));
@@ -56,6 +60,10 @@ uint16_t net_addr_port(const struct sockaddr_storage *ss)
 	return ntohs(((const struct sockaddr_in *)ss)->sin_port);
 }
 
+/*
+ * "ip:port", with the IPv6 address in brackets as Go's net.JoinHostPort writes
+ * it, so log lines and X-Forwarded style strings read the same as Consul's.
+ */
 void net_addr_format(const struct sockaddr_storage *ss, char *buf, size_t cap)
 {
 	char ip[INET6_ADDRSTRLEN];
@@ -63,6 +71,10 @@ void net_addr_format(const struct sockaddr_storage *ss, char *buf, size_t cap)
 	snprintf(buf, cap, ss->ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, net_addr_port(ss));
 }
 
+/*
+ * Tells a caller that asked for port 0 which port the kernel chose (tests, the
+ * simulator); the listeners report it so nothing has to guess.
+ */
 int net_bound_port(int fd)
 {
 	struct sockaddr_storage ss;
@@ -102,6 +114,11 @@ static int bound_socket(int type, const char *what, const char *addr, uint16_t p
 	return fd;
 }
 
+/*
+ * backlog 0 means the system's SOMAXCONN; callers that expect bursts (HTTP)
+ * pass their own. The socket is non-blocking and close-on-exec from creation,
+ * so no child (a health check, an event handler) inherits it.
+ */
 int net_tcp_listen(const char *addr, uint16_t port, int backlog, char *err, size_t errlen)
 {
 	int fd = bound_socket(SOCK_STREAM, "listen tcp", addr, port, err, errlen);
@@ -121,6 +138,12 @@ int net_udp_bind(const char *addr, uint16_t port, char *err, size_t errlen)
 	return bound_socket(SOCK_DGRAM, "listen udp", addr, port, err, errlen);
 }
 
+/*
+ * Returns with the connect in progress; the caller waits for writability under
+ * its own deadline, so no connect can block the loop. An IPv4 source address,
+ * when given, is bound first: several agents on one host then reach peers from
+ * their own addresses, and partition tests keyed on the source stay correct.
+ */
 int net_tcp_connect(const struct sockaddr_storage *ss, socklen_t sl, const char *src)
 {
 	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
