@@ -432,9 +432,9 @@ static int conn_process(struct dns_conn *c)
 }
 
 /*
- * Any activity restarts the idle timer; a half-close (EOF) closes at once, since
- * answers to a client that stopped sending would have no one waiting in RFC
- * 7766's model of a DNS TCP client.
+ * Any activity restarts the idle timer. EOF or a hard error closes at once,
+ * answers still pending included: unlike the HTTP server, this one does not
+ * serve a client that half-closes and then waits for its answers.
  */
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
