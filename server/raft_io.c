@@ -113,6 +113,11 @@ static void kick(struct rio *x)
 		ev_idle_start(x->loop, &x->awake);
 }
 
+/*
+ * Every request goes to the tail of the one FIFO, whatever its kind: libraft
+ * relies on appends, truncations and snapshot puts taking effect in the order it
+ * issued them, and on their callbacks arriving in that order too.
+ */
 static struct req *enqueue(struct rio *x, enum req_type type)
 {
 	struct req *r = xcalloc(1, sizeof(*r));
@@ -210,6 +215,11 @@ static void free_inmsg(struct inmsg *m)
 	free(m);
 }
 
+/*
+ * Requests first, then received messages: a message is handed to libraft only
+ * after the entries queued before it are durable. Both lists are detached
+ * before any callback runs, because callbacks queue new work for the next drain.
+ */
 static void drain(struct rio *x)
 {
 	struct req *list = x->head;
@@ -276,6 +286,10 @@ static int io_init(struct raft_io *io, raft_id id, const char *address)
 	return 0;
 }
 
+/*
+ * Closing is asynchronous as libraft requires: queued requests still complete
+ * (from the drain), and the close callback runs last, after them.
+ */
 static void io_close(struct raft_io *io, raft_io_close_cb cb)
 {
 	struct rio *x = rio_of(io);
@@ -332,6 +346,11 @@ static int io_set_vote(struct raft_io *io, raft_id server_id)
 	return rc == 0 ? 0 : io_fail(io, rc, raft_store_errmsg(x->st));
 }
 
+/*
+ * The message is encoded and handed to the transport at once, but its callback
+ * waits for the drain, like every other request. A transport refusal is reported
+ * as RAFT_NOCONNECTION, which libraft treats as a retryable send failure.
+ */
 static int io_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
                    raft_io_send_cb cb)
 {
@@ -356,6 +375,10 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
 	return 0;
 }
 
+/*
+ * The entries are not copied: libraft keeps them alive until the callback, and
+ * they are written into the store batch at the next drain.
+ */
 static int io_append(struct raft_io *io, struct raft_io_append *req,
                      const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
 {
@@ -509,6 +532,12 @@ void raft_io_destroy(struct raft_io *io)
 	io->impl = NULL;
 }
 
+/*
+ * Messages are queued, not handed to libraft from inside the caller's network
+ * callback: libraft must not be re-entered while it may be running. The inbox is
+ * bounded, and a message without a sender id or address is refused before it is
+ * decoded.
+ */
 int raft_io_deliver(struct raft_io *io, raft_id from, const char *from_address, const uint8_t *buf,
                     size_t len, char *err, size_t errlen)
 {

@@ -85,6 +85,10 @@ const char *raft_store_errmsg(const struct raft_store *st)
 	return st->errmsg;
 }
 
+/*
+ * Log keys are big-endian indexes, so LMDB's bytewise key order is index order
+ * and a cursor walks the log in sequence without a custom comparator.
+ */
 static MDB_val idx_key(uint8_t buf[8], raft_index i)
 {
 	put_be64(buf, i);
@@ -170,6 +174,11 @@ static int read_pos(struct raft_store *st, MDB_txn *txn, struct pos *pos)
 	return 0;
 }
 
+/*
+ * Reads the locating positions once, at open, inside a transaction; everything
+ * after works from them in memory. The files are 0600: the log holds every
+ * command the cluster applies.
+ */
 struct raft_store *raft_store_open(const char *dir, size_t map_size, char *err, size_t errlen)
 {
 	struct raft_store *st = xcalloc(1, sizeof(*st));
@@ -222,6 +231,10 @@ void raft_store_close(struct raft_store *st)
 	free(st);
 }
 
+/*
+ * Answers from the open batch's positions when one is open, so a caller between
+ * begin and commit sees what the batch has done so far.
+ */
 void raft_store_info(const struct raft_store *st, struct raft_store_info *info)
 {
 	const struct pos *p = st->txn != NULL ? &st->pend : &st->cur;
@@ -235,6 +248,10 @@ void raft_store_info(const struct raft_store *st, struct raft_store_info *info)
 
 /* ---- the write batch ---- */
 
+/*
+ * One batch at a time; the pending positions start as a copy of the committed
+ * ones, so abort and a failed commit can simply copy them back.
+ */
 int raft_store_begin(struct raft_store *st)
 {
 	if (st->txn != NULL)
@@ -248,6 +265,10 @@ int raft_store_begin(struct raft_store *st)
 	return 0;
 }
 
+/*
+ * The committed positions change only after LMDB's commit returned: a failed
+ * commit leaves memory agreeing with the disk, never ahead of it.
+ */
 int raft_store_commit(struct raft_store *st)
 {
 	if (st->txn == NULL)
@@ -302,6 +323,10 @@ static int put_entry(struct raft_store *st, raft_index index, raft_term term, un
 	return 0;
 }
 
+/*
+ * libraft does not pass indexes; entries go at pend.next, which append,
+ * truncate and snapshot installs keep exact.
+ */
 int raft_store_append(struct raft_store *st, const struct raft_entry *entries, unsigned n)
 {
 	if (st->txn == NULL)
@@ -340,6 +365,11 @@ static int delete_range(struct raft_store *st, raft_index from, raft_index to)
 	return 0;
 }
 
+/*
+ * Deletes from index to the end, as Raft's log repair needs, and moves next back
+ * so the leader's entries overwrite from there. A truncation past the end is a
+ * no-op, not an error.
+ */
 int raft_store_truncate(struct raft_store *st, raft_index index)
 {
 	if (st->txn == NULL)
@@ -359,6 +389,12 @@ int raft_store_truncate(struct raft_store *st, raft_index index)
 	return 0;
 }
 
+/*
+ * The snapshot data is written with MDB_RESERVE, straight from libraft's buffers
+ * into LMDB's page, with no intermediate copy. "trailing" entries before the
+ * snapshot are kept so slow followers can still be sent them; 0 means the
+ * snapshot replaces the log.
+ */
 int raft_store_snapshot_put(struct raft_store *st, const struct raft_snapshot *s, unsigned trailing)
 {
 	if (st->txn == NULL)
@@ -431,6 +467,10 @@ static int one_shot(struct raft_store *st, int (*fn)(struct raft_store *, const 
 	return raft_store_commit(st);
 }
 
+/*
+ * A new term clears the vote in the same commit: a vote belongs to one term, and
+ * a crash between the two writes must not leave a vote carried into a new term.
+ */
 static int do_set_term(struct raft_store *st, const void *arg)
 {
 	raft_term term = *(const raft_term *)arg;
@@ -454,6 +494,10 @@ static int do_set_vote(struct raft_store *st, const void *arg)
 	return put_u64(st, "vote", id);
 }
 
+/*
+ * Synchronous and durable before it returns, as Raft requires: a node that
+ * votes, crashes and forgets could vote twice in one term.
+ */
 int raft_store_set_vote(struct raft_store *st, raft_id id)
 {
 	return one_shot(st, do_set_vote, &id);
@@ -472,6 +516,10 @@ static int put_conf_entry(struct raft_store *st, raft_term term,
 	return rc;
 }
 
+/*
+ * Refuses unless the store is empty: bootstrapping a node that already has
+ * state would fork its history from the cluster's.
+ */
 static int do_bootstrap(struct raft_store *st, const void *arg)
 {
 	const struct pos *p = &st->pend;
@@ -561,6 +609,10 @@ static void free_snapshot(struct raft_snapshot *s)
 	raft_free(s);
 }
 
+/*
+ * Its own read transaction, of what is committed: raft_io calls it from the
+ * drain after the batch commit, so it sees every snapshot put queued before it.
+ */
 int raft_store_snapshot_get(struct raft_store *st, struct raft_snapshot **out)
 {
 	MDB_txn *txn;
@@ -632,6 +684,12 @@ static int read_entries(struct raft_store *st, MDB_txn *txn, raft_index from, ra
 	return 0;
 }
 
+/*
+ * Checks the shape libraft relies on before handing anything over: the log
+ * starts at 1 or just after the snapshot, without gaps, and a log without a
+ * snapshot begins with a configuration entry. A store that breaks these is
+ * reported corrupt, not loaded.
+ */
 int raft_store_load(struct raft_store *st, raft_term *term, raft_id *vote,
                     struct raft_snapshot **snapshot, raft_index *start_index,
                     struct raft_entry **entries, size_t *n_entries)

@@ -21,6 +21,10 @@ _Static_assert(RAFT_IO_APPEND_ENTRIES == 1 && RAFT_IO_TIMEOUT_NOW == 6,
 
 /* ---- varints ---- */
 
+/*
+ * LEB128 varints: terms and indexes are small for most of a cluster's life, so
+ * most fields take one or two bytes instead of eight.
+ */
 static size_t uv_size(uint64_t v)
 {
 	size_t n = 1;
@@ -94,6 +98,10 @@ static int get_u8(const uint8_t **pos, const uint8_t *end, uint8_t *v, const cha
 
 /* ---- configurations ---- */
 
+/*
+ * 0 means "cannot be encoded" (too many servers, an address too long): the
+ * encoder refuses what a peer's decoder would refuse, rather than sending it.
+ */
 size_t raft_wire_conf_size(const struct raft_configuration *c)
 {
 	if (c->n > RAFT_WIRE_MAX_SERVERS)
@@ -125,6 +133,11 @@ uint8_t *raft_wire_conf_put(uint8_t *p, const struct raft_configuration *c)
 	return p;
 }
 
+/*
+ * Addresses with a NUL byte are refused: libraft stores them as C strings, and a
+ * truncated address would send messages to a different server. On any failure
+ * the configuration is emptied, so the caller never holds half of one.
+ */
 int raft_wire_conf_get(const uint8_t **pos, const uint8_t *end, struct raft_configuration *c,
                        char *err, size_t errlen)
 {
@@ -180,6 +193,10 @@ err:
 
 /* ---- messages ---- */
 
+/*
+ * An entry type libraft does not define makes the whole message unencodable:
+ * sending it would only be refused by every peer.
+ */
 static size_t entries_size(const struct raft_append_entries *a)
 {
 	size_t n = uv_size(a->term) + uv_size(a->prev_log_index) + uv_size(a->prev_log_term) +
@@ -229,6 +246,10 @@ size_t raft_wire_size(const struct raft_message *m)
 	}
 }
 
+/*
+ * Writes exactly raft_wire_size bytes or nothing; the caller sizes the buffer
+ * from that function, so encoding never allocates or grows.
+ */
 size_t raft_wire_encode(const struct raft_message *m, uint8_t *buf, size_t cap)
 {
 	size_t need = raft_wire_size(m);
@@ -419,6 +440,11 @@ static int no_trailing(const uint8_t *p, const uint8_t *end, const char *what, c
 	return p == end ? 0 : fail(err, errlen, "%s: %zu trailing bytes", what, (size_t)(end - p));
 }
 
+/*
+ * Strict: a wrong version, an unknown type or flag bit, a non-boolean byte, or
+ * any trailing bytes is an error naming the field. Two nodes that disagree about
+ * the format then fail loudly instead of acting on misread terms and indexes.
+ */
 int raft_wire_decode(const uint8_t *buf, size_t len, struct raft_message *m, char *err,
                      size_t errlen)
 {
@@ -507,6 +533,10 @@ int raft_wire_decode(const uint8_t *buf, size_t len, struct raft_message *m, cha
 	return 0;
 }
 
+/*
+ * Frees exactly what the decoder allocated: one batch shared by all entries,
+ * the configuration and snapshot data. Safe to call twice.
+ */
 void raft_wire_message_release(struct raft_message *m)
 {
 	switch (m->type) {
