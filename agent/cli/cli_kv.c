@@ -45,17 +45,23 @@ static int request(struct kvctx *k, const char *method, const char *key, const c
                    const void *body, size_t len, struct httpc_response *resp)
 {
 	char path[4096], esc[3072], msg[512];
+	memset(resp, 0, sizeof(*resp)); /* the caller frees it on every path */
 	httpc_escape(esc, sizeof(esc), key, HTTPC_ESCAPE_KEEP_SLASH);
 	snprintf(path, sizeof(path), "/v1/kv/%s%s%s", esc, query && *query ? "?" : "",
 	         query ? query : "");
 	char tok[600];
 	const char *hdrs[2] = {NULL, NULL};
 	if (k->token != NULL && *k->token) {
-		snprintf(tok, sizeof(tok), "X-Consul-Token: %s", k->token);
+		/* a CR or LF would end the header and start another one */
+		if (strpbrk(k->token, "\r\n") != NULL ||
+		    (size_t)snprintf(tok, sizeof(tok), "X-Consul-Token: %s", k->token) >=
+		            sizeof(tok)) {
+			fprintf(k->err, "Error: invalid -token value\n");
+			return -1;
+		}
 		hdrs[0] = tok;
 	}
 	struct httpc_options o = {0, hdrs, 0};
-	memset(resp, 0, sizeof(*resp));
 	if (httpc_request_opts(k->addr, method, path, body, len, &o, resp, msg, sizeof(msg)) < 0) {
 		fprintf(k->err, "Error querying Consul agent: %s\n", msg);
 		return -1;

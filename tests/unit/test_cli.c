@@ -711,6 +711,26 @@ static void test_cmd_members_prints_table(void)
 	run_free(&r);
 }
 
+/* A token with a line break would end the header and start another one:
+ * rumor kv refuses it before connecting, as the other commands do. */
+static void test_cmd_kv_refuses_token_with_newline(void)
+{
+	struct fake f = {.nresp = 0};
+	struct run r = {0};
+
+	REQUIRE(fake_start(&f) == 0, "server did not start");
+	{
+		const char *argv[] = {
+		        "kv", "get", "-http-addr", f.addr, "-token=s3cret\r\nX-Evil: 1", "app/key"};
+		run_cli(&r, 6, argv);
+	}
+	fake_stop(&f);
+	REQUIRE_INT(1, r.rc);
+	REQUIRE_HAS(r.err, "invalid -token value");
+	CHECK(f.req[0][0] == '\0', "a request was sent: %s", f.req[0]);
+	run_free(&r);
+}
+
 static void test_cmd_members_no_match_exits_2(void)
 {
 	struct fake f = {.nresp = 1};
@@ -959,6 +979,7 @@ int main(void)
 	RUN(test_httpc_rejects_bad_input);
 	RUN(test_cmd_members_prints_table);
 	RUN(test_cmd_members_no_match_exits_2);
+	RUN(test_cmd_kv_refuses_token_with_newline);
 	RUN(test_cmd_members_json_format);
 	RUN(test_cmd_members_bad_regex_and_format);
 	RUN(test_cmd_agent_unreachable);
