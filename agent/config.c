@@ -40,6 +40,7 @@
 #include <sodium.h>
 
 #include "lib/xalloc.h"
+#include "lib/err.h"
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -48,19 +49,6 @@ static void set_str(char **field, const char *s)
 	char *n = s ? xstrdup(s) : NULL;
 	free(*field);
 	*field = n;
-}
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 /* Writes s into out as a double-quoted string with control bytes escaped,
@@ -913,11 +901,11 @@ static int json_bad_value(const char *file, const char *key, const char *val, bo
 {
 	char q[128];
 	const struct opt *o = find_key(key);
-	errf(err, errlen, "config file %s: invalid value for %s: %s (%s)", file, key,
-	     o && (o->kind == K_ENCRYPT || o->kind == K_TOKEN) ? "(hidden)"
-	     : is_string                                       ? quote(val, q, sizeof(q))
-	                                                       : val,
-	     why);
+	err_set(err, errlen, "config file %s: invalid value for %s: %s (%s)", file, key,
+	        o && (o->kind == K_ENCRYPT || o->kind == K_TOKEN) ? "(hidden)"
+	        : is_string                                       ? quote(val, q, sizeof(q))
+	                                                          : val,
+	        why);
 	return -1;
 }
 
@@ -933,10 +921,10 @@ static int json_apply_list(struct rumor_config *c, const struct opt *o, const ch
 	json_array_foreach(v, i, e)
 	{
 		if (!json_is_string(e)) {
-			errf(err, errlen,
-			     "config file %s: key \"%s\" must be an "
-			     "array of strings, got %s at index %zu",
-			     file, key, json_type_name(e), i);
+			err_set(err, errlen,
+			        "config file %s: key \"%s\" must be an "
+			        "array of strings, got %s at index %zu",
+			        file, key, json_type_name(e), i);
 			return -1;
 		}
 		if ((why = opt_set(c, o, json_string_value(e))) != NULL)
@@ -956,10 +944,10 @@ static int json_apply_services(struct rumor_config *c, const struct opt *o, cons
 	for (i = 0; i < n; i++) {
 		json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
 		if (!json_is_object(e)) {
-			errf(err, errlen,
-			     "config file %s: key \"%s\" must hold service "
-			     "definition objects, got %s",
-			     file, key, json_type_name(e));
+			err_set(err, errlen,
+			        "config file %s: key \"%s\" must hold service "
+			        "definition objects, got %s",
+			        file, key, json_type_name(e));
 			return -1;
 		}
 		char *txt = json_dumps(e, JSON_COMPACT);
@@ -983,10 +971,10 @@ static int json_apply_meta(struct rumor_config *c, const char *key, json_t *v, c
 		char full[256];
 		join_key(full, sizeof(full), key, mk);
 		if (!json_is_string(e)) {
-			errf(err, errlen,
-			     "config file %s: key \"%s\" must be a "
-			     "string, got %s",
-			     file, full, json_type_name(e));
+			err_set(err, errlen,
+			        "config file %s: key \"%s\" must be a "
+			        "string, got %s",
+			        file, full, json_type_name(e));
 			return -1;
 		}
 		if ((why = meta_put(c, mk, json_string_value(e))) != NULL)
@@ -1066,8 +1054,8 @@ static int json_apply(struct rumor_config *c, const struct opt *o, const char *k
 			return json_bad_value(file, key, s, true, why, err, errlen);
 		return 0;
 	}
-	errf(err, errlen, "config file %s: key \"%s\" must be %s, got %s", file, key, want,
-	     json_type_name(v));
+	err_set(err, errlen, "config file %s: key \"%s\" must be %s, got %s", file, key, want,
+	        json_type_name(v));
 	return -1;
 }
 
@@ -1092,18 +1080,18 @@ static int json_walk(struct rumor_config *c, json_t *obj, const char *prefix, co
 				return -1;
 		} else if (is_key_prefix(full)) {
 			if (!json_is_object(v)) {
-				errf(err, errlen,
-				     "config file %s: key \"%s\" must be an "
-				     "object, got %s",
-				     file, full, json_type_name(v));
+				err_set(err, errlen,
+				        "config file %s: key \"%s\" must be an "
+				        "object, got %s",
+				        file, full, json_type_name(v));
 				return -1;
 			}
 			if (json_walk(c, v, full, file, err, errlen) != 0)
 				return -1;
 		} else {
 			char q[128];
-			errf(err, errlen, "config file %s: unknown key %s", file,
-			     quote(full, q, sizeof(q)));
+			err_set(err, errlen, "config file %s: unknown key %s", file,
+			        quote(full, q, sizeof(q)));
 			return -1;
 		}
 	}
@@ -1122,25 +1110,25 @@ static int load_file(struct rumor_config *c, const char *path, char *err, size_t
 	int rc;
 
 	if (stat(path, &st) != 0) {
-		errf(err, errlen, "config file %s: %s", path, strerror(errno));
+		err_set(err, errlen, "config file %s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (S_ISDIR(st.st_mode)) {
-		errf(err, errlen, "config file %s: is a directory (use -config-dir)", path);
+		err_set(err, errlen, "config file %s: is a directory (use -config-dir)", path);
 		return -1;
 	}
 	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
 		if (jerr.line > 0)
-			errf(err, errlen, "config file %s: line %d: %s", path, jerr.line,
-			     jerr.text);
+			err_set(err, errlen, "config file %s: line %d: %s", path, jerr.line,
+			        jerr.text);
 		else
-			errf(err, errlen, "config file %s: %s", path, jerr.text);
+			err_set(err, errlen, "config file %s: %s", path, jerr.text);
 		return -1;
 	}
 	if (!json_is_object(root)) {
-		errf(err, errlen, "config file %s: top level must be an object, got %s", path,
-		     json_type_name(root));
+		err_set(err, errlen, "config file %s: top level must be an object, got %s", path,
+		        json_type_name(root));
 		json_decref(root);
 		return -1;
 	}
@@ -1167,7 +1155,7 @@ static int load_dir(struct rumor_config *c, const char *dir, char *err, size_t e
 	int rc = 0;
 
 	if (d == NULL) {
-		errf(err, errlen, "config dir %s: %s", dir, strerror(errno));
+		err_set(err, errlen, "config dir %s: %s", dir, strerror(errno));
 		return -1;
 	}
 	while ((de = readdir(d)) != NULL) {
@@ -1260,9 +1248,9 @@ static int check_data_dir(struct rumor_config *c, char *err, size_t errlen)
 
 	if (c->data_dir == NULL) {
 		if (!c->dev) {
-			errf(err, errlen,
-			     "-data-dir is required (or use -dev for a "
-			     "temporary one)");
+			err_set(err, errlen,
+			        "-data-dir is required (or use -dev for a "
+			        "temporary one)");
 			return -1;
 		}
 		const char *tmp = getenv("TMPDIR");
@@ -1272,8 +1260,8 @@ static int check_data_dir(struct rumor_config *c, char *err, size_t errlen)
 		char *tpl = xmalloc(n);
 		snprintf(tpl, n, "%s/rumor-dev-XXXXXX", tmp);
 		if (mkdtemp(tpl) == NULL) {
-			errf(err, errlen, "-dev: cannot create a data dir in %s: %s", tmp,
-			     strerror(errno));
+			err_set(err, errlen, "-dev: cannot create a data dir in %s: %s", tmp,
+			        strerror(errno));
 			free(tpl);
 			return -1;
 		}
@@ -1283,24 +1271,24 @@ static int check_data_dir(struct rumor_config *c, char *err, size_t errlen)
 	}
 	if (stat(c->data_dir, &st) != 0) {
 		if (errno != ENOENT || mkdir_all(c->data_dir) != 0) {
-			errf(err, errlen, "invalid value for -data-dir: %s (cannot create: %s)",
-			     quote(c->data_dir, q, sizeof(q)), strerror(errno));
+			err_set(err, errlen, "invalid value for -data-dir: %s (cannot create: %s)",
+			        quote(c->data_dir, q, sizeof(q)), strerror(errno));
 			return -1;
 		}
 		if (stat(c->data_dir, &st) != 0) {
-			errf(err, errlen, "invalid value for -data-dir: %s (%s)",
-			     quote(c->data_dir, q, sizeof(q)), strerror(errno));
+			err_set(err, errlen, "invalid value for -data-dir: %s (%s)",
+			        quote(c->data_dir, q, sizeof(q)), strerror(errno));
 			return -1;
 		}
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		errf(err, errlen, "invalid value for -data-dir: %s (not a directory)",
-		     quote(c->data_dir, q, sizeof(q)));
+		err_set(err, errlen, "invalid value for -data-dir: %s (not a directory)",
+		        quote(c->data_dir, q, sizeof(q)));
 		return -1;
 	}
 	if (access(c->data_dir, W_OK | X_OK) != 0) {
-		errf(err, errlen, "invalid value for -data-dir: %s (directory is not writable)",
-		     quote(c->data_dir, q, sizeof(q)));
+		err_set(err, errlen, "invalid value for -data-dir: %s (directory is not writable)",
+		        quote(c->data_dir, q, sizeof(q)));
 		return -1;
 	}
 	return 0;
@@ -1325,16 +1313,16 @@ static int tokenize_args(struct rumor_config *c, int argc, char **argv, bool rel
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (a[0] != '-' || a[1] == '\0') {
-			errf(err, errlen, "unexpected argument %s (the agent takes only flags)",
-			     quote(a, q, sizeof(q)));
+			err_set(err, errlen, "unexpected argument %s (the agent takes only flags)",
+			        quote(a, q, sizeof(q)));
 			return -1;
 		}
 		if (strcmp(a, "--") == 0) {
 			if (i + 1 < argc) {
-				errf(err, errlen,
-				     "unexpected argument %s (the agent takes "
-				     "only flags)",
-				     quote(argv[i + 1], q, sizeof(q)));
+				err_set(err, errlen,
+				        "unexpected argument %s (the agent takes "
+				        "only flags)",
+				        quote(argv[i + 1], q, sizeof(q)));
 				return -1;
 			}
 			break;
@@ -1344,7 +1332,7 @@ static int tokenize_args(struct rumor_config *c, int argc, char **argv, bool rel
 		size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
 		const struct opt *o = find_flag(name, nlen);
 		if (o == NULL) {
-			errf(err, errlen, "unknown flag -%.*s", (int)nlen, name);
+			err_set(err, errlen, "unknown flag -%.*s", (int)nlen, name);
 			return -1;
 		}
 		const char *val = eq ? eq + 1 : NULL;
@@ -1362,15 +1350,15 @@ static int tokenize_args(struct rumor_config *c, int argc, char **argv, bool rel
 		}
 		if (val == NULL) {
 			if (i + 1 >= argc) {
-				errf(err, errlen, "flag needs a value: -%s", o->flag);
+				err_set(err, errlen, "flag needs a value: -%s", o->flag);
 				return -1;
 			}
 			val = argv[++i];
 		}
 		if (o->kind == K_CFGFILE || o->kind == K_CFGDIR) {
 			if (*val == '\0') {
-				errf(err, errlen, "invalid value for -%s: \"\" (want a path)",
-				     o->flag);
+				err_set(err, errlen, "invalid value for -%s: \"\" (want a path)",
+				        o->flag);
 				return -1;
 			}
 			c->sources = xrealloc(c->sources, (c->sources_n + 1) * sizeof(*c->sources));
@@ -1399,11 +1387,12 @@ static int apply_flags(struct rumor_config *c, const struct flagval *fv, size_t 
 			continue;
 		if ((why = opt_set(c, fv[i].o, fv[i].val)) != NULL) {
 			if (dev_only)
-				errf(err, errlen, "invalid value for -%s: %s (%s)", fv[i].o->flag,
-				     quote(fv[i].val, q, sizeof(q)), why);
+				err_set(err, errlen, "invalid value for -%s: %s (%s)",
+				        fv[i].o->flag, quote(fv[i].val, q, sizeof(q)), why);
 			else
-				errf(err, errlen, "invalid value for -%s: %s (%s)", fv[i].o->flag,
-				     shown(fv[i].o, fv[i].val, q, sizeof(q)), why);
+				err_set(err, errlen, "invalid value for -%s: %s (%s)",
+				        fv[i].o->flag, shown(fv[i].o, fv[i].val, q, sizeof(q)),
+				        why);
 			return -1;
 		}
 	}
@@ -1431,12 +1420,12 @@ static int finish_config(struct rumor_config *c, const char *keep_dir, char *err
 	const char *why;
 
 	if (c->node_name == NULL || c->node_name[0] == '\0') {
-		errf(err, errlen, "node name is empty (this host has no hostname); set -node");
+		err_set(err, errlen, "node name is empty (this host has no hostname); set -node");
 		return -1;
 	}
 	if ((why = check_node_name(c->node_name)) != NULL) {
-		errf(err, errlen, "invalid node name %s from the hostname (%s); set -node",
-		     quote(c->node_name, q, sizeof(q)), why);
+		err_set(err, errlen, "invalid node name %s from the hostname (%s); set -node",
+		        quote(c->node_name, q, sizeof(q)), why);
 		return -1;
 	}
 	if (c->advertise_addr == NULL) {
@@ -1504,7 +1493,7 @@ int rumor_config_reload(const struct rumor_config *cur, struct rumor_config *out
 	int rc = parse_args(out, cur->argc, cur->argv, cur->data_dir ? cur->data_dir : "", err,
 	                    errlen);
 	if (rc == 1) {
-		errf(err, errlen, "reload: help flag in saved arguments");
+		err_set(err, errlen, "reload: help flag in saved arguments");
 		return -1;
 	}
 	if (rc == 0) {

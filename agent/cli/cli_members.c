@@ -15,6 +15,7 @@
 
 #include "agent/cli/cmd.h"
 #include "agent/http/httpc.h"
+#include "lib/err.h"
 
 /* ---- small string builder -------------------------------------------- */
 
@@ -159,9 +160,9 @@ json_t *cli_members_select(const json_t *members, const char *status_regex, char
 	size_t i, n = 0, cnt;
 
 	if (!json_is_array(members)) {
-		cli_errf(err, errlen,
-		         "unexpected response: members is not a "
-		         "JSON array");
+		err_set(err, errlen,
+		        "unexpected response: members is not a "
+		        "JSON array");
 		return NULL;
 	}
 	if (use_re) {
@@ -171,7 +172,7 @@ json_t *cli_members_select(const json_t *members, const char *status_regex, char
 			char why[256];
 
 			regerror(rc, &re, why, sizeof(why));
-			cli_errf(err, errlen, "invalid status regex \"%s\": %s", status_regex, why);
+			err_set(err, errlen, "invalid status regex \"%s\": %s", status_regex, why);
 			return NULL;
 		}
 	}
@@ -204,7 +205,7 @@ oom:
 	free(items);
 	if (use_re)
 		regfree(&re);
-	cli_errf(err, errlen, "out of memory");
+	err_set(err, errlen, "out of memory");
 	return NULL;
 }
 

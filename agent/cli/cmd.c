@@ -15,17 +15,7 @@
 
 #include "agent/http/httpc.h"
 #include "lib/xalloc.h"
-
-void cli_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
+#include "lib/err.h"
 
 /*
  * Replaces in place rather than escaping, so the text never grows and fits the
@@ -95,7 +85,7 @@ enum cli_api_result cli_api_call(struct cli_ctx *ctx, const char *method, const 
 		    (size_t)snprintf(tokhdr, sizeof(tokhdr), "X-Consul-Token: %s", ctx->token) >=
 		            sizeof(tokhdr)) {
 			memset(resp, 0, sizeof(*resp));
-			cli_errf(msg, msglen, "Error: invalid -token value");
+			err_set(msg, msglen, "Error: invalid -token value");
 			return CLI_API_CONN;
 		}
 		hdrs[0] = tokhdr;
@@ -109,11 +99,9 @@ enum cli_api_result cli_api_call(struct cli_ctx *ctx, const char *method, const 
 			snprintf(why, sizeof(why), "%s", strerror(resp->sys_errno));
 			if (why[0] >= 'A' && why[0] <= 'Z')
 				why[0] = (char)tolower((unsigned char)why[0]);
-			cli_errf(msg, msglen, "Error connecting to agent at %s: %s", ctx->addr,
-			         why);
+			err_set(msg, msglen, "Error connecting to agent at %s: %s", ctx->addr, why);
 		} else {
-			cli_errf(msg, msglen, "Error connecting to agent at %s: %s", ctx->addr,
-			         err);
+			err_set(msg, msglen, "Error connecting to agent at %s: %s", ctx->addr, err);
 		}
 		return CLI_API_CONN;
 	}
@@ -125,10 +113,10 @@ enum cli_api_result cli_api_call(struct cli_ctx *ctx, const char *method, const 
 		resp->body[n] = '\0';
 		resp->body_len = n;
 		if (resp->body[0] != '\0')
-			cli_errf(msg, msglen, "Unexpected response code: %d (%s)", resp->status,
-			         resp->body);
+			err_set(msg, msglen, "Unexpected response code: %d (%s)", resp->status,
+			        resp->body);
 		else
-			cli_errf(msg, msglen, "Unexpected response code: %d", resp->status);
+			err_set(msg, msglen, "Unexpected response code: %d", resp->status);
 		if (msg != NULL && msglen > 0)
 			cli_text_clean(msg, strlen(msg));
 		return CLI_API_STATUS;

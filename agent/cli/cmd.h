@@ -50,9 +50,6 @@ typedef int cli_cmd_fn(struct cli_ctx *ctx, int argc, char **argv);
 		        "$CONSUL_HTTP_TOKEN."                                                      \
 	}
 
-/* snprintf into err when err is not NULL and errlen > 0. */
-void cli_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
 /* Replaces control characters (and DEL) in s[0..n-1] by '?'. */
 void cli_text_clean(char *s, size_t n);
 

@@ -8,25 +8,12 @@
  * when a command does not define them itself.
  */
 #include "agent/cli/flags.h"
+#include "lib/err.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /*
  * Go's strconv.ParseBool spellings and no others, so "-detailed=T" means the same
@@ -79,7 +66,7 @@ int cli_flags_parse(const struct cli_flag *flags, size_t nflags, int argc, char 
 		eq = strchr(name, '=');
 		nlen = eq ? (size_t)(eq - name) : strlen(name);
 		if (nlen == 0 || name[0] == '-' || name[0] == '=') {
-			set_err(err, errlen, "bad flag syntax: %s", a);
+			err_set(err, errlen, "bad flag syntax: %s", a);
 			return -1;
 		}
 		for (k = 0; k < nflags; k++) {
@@ -93,7 +80,7 @@ int cli_flags_parse(const struct cli_flag *flags, size_t nflags, int argc, char 
 			if ((nlen == 1 && strncmp(name, "h", 1) == 0) ||
 			    (nlen == 4 && strncmp(name, "help", 4) == 0))
 				return CLI_FLAGS_HELP;
-			set_err(err, errlen, "flag provided but not defined: -%.*s", (int)nlen,
+			err_set(err, errlen, "flag provided but not defined: -%.*s", (int)nlen,
 			        name);
 			return -1;
 		}
@@ -101,7 +88,7 @@ int cli_flags_parse(const struct cli_flag *flags, size_t nflags, int argc, char 
 			int v = 1;
 
 			if (eq != NULL && parse_bool(eq + 1, &v) != 0) {
-				set_err(err, errlen, "invalid boolean value \"%s\" for -%s", eq + 1,
+				err_set(err, errlen, "invalid boolean value \"%s\" for -%s", eq + 1,
 				        f->name);
 				return -1;
 			}
@@ -112,7 +99,7 @@ int cli_flags_parse(const struct cli_flag *flags, size_t nflags, int argc, char 
 			} else if (i + 1 < argc) {
 				*(const char **)f->value = argv[++i];
 			} else {
-				set_err(err, errlen, "flag needs an argument: -%s", f->name);
+				err_set(err, errlen, "flag needs an argument: -%s", f->name);
 				return -1;
 			}
 		}
@@ -200,7 +187,7 @@ int cli_normalize_http_addr(const char *in, char *out, size_t outlen, char *err,
 	if (strncasecmp(s, "http://", 7) == 0) {
 		s += 7;
 	} else if (strstr(s, "://") != NULL) {
-		set_err(err, errlen,
+		err_set(err, errlen,
 		        "unsupported scheme in HTTP address \"%s\" (only "
 		        "http:// is supported)",
 		        s);
@@ -210,15 +197,15 @@ int cli_normalize_http_addr(const char *in, char *out, size_t outlen, char *err,
 	while (n > 0 && s[n - 1] == '/')
 		n--;
 	if (n == 0) {
-		set_err(err, errlen, "empty HTTP address");
+		err_set(err, errlen, "empty HTTP address");
 		return -1;
 	}
 	if (memchr(s, '/', n) != NULL) {
-		set_err(err, errlen, "HTTP address \"%s\" must be host:port without a path", s);
+		err_set(err, errlen, "HTTP address \"%s\" must be host:port without a path", s);
 		return -1;
 	}
 	if (n >= outlen) {
-		set_err(err, errlen, "HTTP address too long");
+		err_set(err, errlen, "HTTP address too long");
 		return -1;
 	}
 	memcpy(out, s, n);

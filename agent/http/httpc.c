@@ -34,6 +34,7 @@
 
 #include "lib/net.h"
 #include "lib/xalloc.h"
+#include "lib/err.h"
 
 #ifndef RUMOR_VERSION
 #define RUMOR_VERSION "0.0.0"
@@ -52,20 +53,6 @@ struct httpc_call {
 	int nomem;
 	int last_was_value; /* header callback state */
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* strerror with a lower-case first letter, as Go prints syscall errors. */
 static void errno_text(int e, char *buf, size_t len)
@@ -517,20 +504,20 @@ static int req_check(struct httpc_req *q)
 	if (q->addr == NULL || httpc_split_hostport(q->addr, q->host, sizeof(q->host), q->port,
 	                                            sizeof(q->port)) != 0) {
 		q->resp->error = HTTPC_E_ADDRESS;
-		set_err(q->err, q->errlen, "invalid address \"%s\": want host:port",
+		err_set(q->err, q->errlen, "invalid address \"%s\": want host:port",
 		        q->addr ? q->addr : "");
 		return -1;
 	}
 	if (q->method == NULL || *q->method == '\0' || strpbrk(q->method, " \r\n") ||
 	    q->path == NULL || q->path[0] != '/' || strpbrk(q->path, " \r\n")) {
 		q->resp->error = HTTPC_E_REQUEST;
-		set_err(q->err, q->errlen, "invalid request line for %s", q->addr);
+		err_set(q->err, q->errlen, "invalid request line for %s", q->addr);
 		return -1;
 	}
 	for (h = q->extra; h && *h; h++) {
 		if (has_crlf(*h) || strchr(*h, ':') == NULL) {
 			q->resp->error = HTTPC_E_REQUEST;
-			set_err(q->err, q->errlen, "invalid request header \"%s\"", *h);
+			err_set(q->err, q->errlen, "invalid request header \"%s\"", *h);
 			return -1;
 		}
 	}
@@ -553,7 +540,7 @@ static int req_dial(struct httpc_req *q)
 	gai = getaddrinfo(q->host, q->port, &hints, &res);
 	if (gai != 0) {
 		q->resp->error = HTTPC_E_RESOLVE;
-		set_err(q->err, q->errlen, "dial tcp %s: lookup %s: %s", q->addr, q->host,
+		err_set(q->err, q->errlen, "dial tcp %s: lookup %s: %s", q->addr, q->host,
 		        gai_strerror(gai));
 		return -1;
 	}
@@ -570,12 +557,12 @@ static int req_dial(struct httpc_req *q)
 	if (timed_out) {
 		q->resp->error = HTTPC_E_TIMEOUT;
 		q->resp->sys_errno = ETIMEDOUT;
-		set_err(q->err, q->errlen, "dial tcp %s: i/o timeout", q->addr);
+		err_set(q->err, q->errlen, "dial tcp %s: i/o timeout", q->addr);
 	} else {
 		q->resp->error = HTTPC_E_CONNECT;
 		q->resp->sys_errno = why;
 		errno_text(why, etext, sizeof(etext));
-		set_err(q->err, q->errlen, "dial tcp %s: %s", q->addr, etext);
+		err_set(q->err, q->errlen, "dial tcp %s: %s", q->addr, etext);
 	}
 	return -1;
 }
@@ -593,7 +580,7 @@ static int req_send(struct httpc_req *q)
 	head = build_head(q->host, q->port, q->method, q->path, q->body_len, send_length, q->extra);
 	if (head == NULL) {
 		q->resp->error = HTTPC_E_NOMEM;
-		set_err(q->err, q->errlen, "out of memory building request");
+		err_set(q->err, q->errlen, "out of memory building request");
 		return -1;
 	}
 	r = send_all(q->fd, head, strlen(head), q->deadline, &why);
@@ -603,14 +590,14 @@ static int req_send(struct httpc_req *q)
 	if (r == -2) {
 		q->resp->error = HTTPC_E_TIMEOUT;
 		q->resp->sys_errno = ETIMEDOUT;
-		set_err(q->err, q->errlen, "write to %s: i/o timeout", q->addr);
+		err_set(q->err, q->errlen, "write to %s: i/o timeout", q->addr);
 		return -1;
 	}
 	if (r < 0) {
 		q->resp->error = HTTPC_E_IO;
 		q->resp->sys_errno = why;
 		errno_text(why, etext, sizeof(etext));
-		set_err(q->err, q->errlen, "write to %s: %s", q->addr, etext);
+		err_set(q->err, q->errlen, "write to %s: %s", q->addr, etext);
 		return -1;
 	}
 	q->peer_closed = r == 1;
@@ -625,7 +612,7 @@ static int req_read_failed(struct httpc_req *q, int why)
 	q->resp->error = HTTPC_E_IO;
 	q->resp->sys_errno = why;
 	errno_text(why, etext, sizeof(etext));
-	set_err(q->err, q->errlen, "read from %s: %s", q->addr, etext);
+	err_set(q->err, q->errlen, "read from %s: %s", q->addr, etext);
 	return -1;
 }
 
@@ -636,27 +623,27 @@ static int req_parsed(struct httpc_req *q, const struct httpc_call *call, const 
 {
 	if (call->too_big) {
 		q->resp->error = HTTPC_E_TOO_BIG;
-		set_err(q->err, q->errlen, "response from %s: body larger than %zu bytes", q->addr,
+		err_set(q->err, q->errlen, "response from %s: body larger than %zu bytes", q->addr,
 		        call->max_body);
 		return -1;
 	}
 	if (call->nomem) {
 		q->resp->error = HTTPC_E_NOMEM;
-		set_err(q->err, q->errlen, "out of memory reading response");
+		err_set(q->err, q->errlen, "out of memory reading response");
 		return -1;
 	}
 	if (call->complete)
 		return 1;
 	if (n > 0 && (HTTP_PARSER_ERRNO(parser) != HPE_OK || used != (size_t)n)) {
 		q->resp->error = HTTPC_E_PROTOCOL;
-		set_err(q->err, q->errlen, "malformed HTTP response from %s: %s", q->addr,
+		err_set(q->err, q->errlen, "malformed HTTP response from %s: %s", q->addr,
 		        http_errno_description(HTTP_PARSER_ERRNO(parser)));
 		return -1;
 	}
 	if (n == 0) {
 		/* EOF fed above with length 0; not complete means cut */
 		q->resp->error = HTTPC_E_IO;
-		set_err(q->err, q->errlen, "read from %s: %s", q->addr,
+		err_set(q->err, q->errlen, "read from %s: %s", q->addr,
 		        (q->peer_closed && q->resp->status == 0)
 		                ? "connection closed before the response"
 		                : "unexpected EOF before the response was "
@@ -702,7 +689,7 @@ static int req_read(struct httpc_req *q)
 			if (r == 0) {
 				q->resp->error = HTTPC_E_TIMEOUT;
 				q->resp->sys_errno = ETIMEDOUT;
-				set_err(q->err, q->errlen, "read from %s: i/o timeout", q->addr);
+				err_set(q->err, q->errlen, "read from %s: i/o timeout", q->addr);
 				return -1;
 			}
 			if (r < 0)
