@@ -354,24 +354,61 @@ static json_t *node_json(const struct catalog_node *n)
 	                 (json_int_t)n->modify_index, "ModifyIndex", (json_int_t)n->modify_index);
 }
 
+/*
+ * A service's tagged addresses as Consul's agent fills them: the registered
+ * ones, plus lan_ipv4/wan_ipv4 (lan_ipv6/wan_ipv6) {Address, Port} when the
+ * service has an IP address of its own. A service on its node's address
+ * gets {} (Consul leaves the key out, which clients read as empty).
+ */
+static json_t *svc_tagged_addresses(const struct catalog_inst *in)
+{
+	json_t *ta = jcopy(in->svc, "TaggedAddresses", json_object());
+	if (!json_is_object(ta)) {
+		json_decref(ta);
+		ta = json_object();
+	}
+	if (!in->own_ip)
+		return ta;
+	bool v4 = in->ip.len == 4;
+	const char *keys[2] = {v4 ? "lan_ipv4" : "lan_ipv6", v4 ? "wan_ipv4" : "wan_ipv6"};
+	for (size_t i = 0; i < 2; i++) {
+		if (json_object_get(ta, keys[i]) == NULL)
+			json_object_set_new(ta, keys[i],
+			                    json_pack("{s:s, s:i}", "Address", in->address, "Port",
+			                              (int)in->port));
+	}
+	return ta;
+}
+
+/* The `Service` object of a health entry: the stored service plus Kind and
+ * TaggedAddresses as Consul shows them. */
 static json_t *service_json(const struct catalog_inst *in)
 {
 	json_t *s = json_deep_copy(in->svc);
-	return s ? s : json_object();
+	if (!json_is_object(s)) {
+		json_decref(s);
+		s = json_object();
+	}
+	if (json_object_get(s, "Kind") == NULL)
+		json_object_set_new(s, "Kind", json_string(""));
+	json_object_set_new(s, "TaggedAddresses", svc_tagged_addresses(in));
+	return s;
 }
 
 static json_t *catalog_service_entry(const struct catalog_inst *in)
 {
 	const struct catalog_node *n = in->node;
 	const json_t *d = n->doc, *s = in->svc;
-	return json_pack("{s:o, s:s, s:s, s:o, s:o, s:o, s:s, s:s, s:o, s:s, s:i, s:o, s:o, "
-	                 "s:o, s:I, s:I}",
+	return json_pack("{s:o, s:s, s:s, s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:s, s:o, s:i, s:o, "
+	                 "s:o, s:o, s:I, s:I}",
 	                 "ID", jcopy(d, "ID", json_string("")), "Node", n->name, "Address",
 	                 n->address, "Datacenter", jcopy(d, "Datacenter", json_string("dc1")),
 	                 "TaggedAddresses", jcopy(d, "TaggedAddresses", json_object()), "NodeMeta",
-	                 jcopy(d, "Meta", json_object()), "ServiceID", in->id, "ServiceName",
+	                 jcopy(d, "Meta", json_object()), "ServiceKind",
+	                 jcopy(s, "Kind", json_string("")), "ServiceID", in->id, "ServiceName",
 	                 in->name, "ServiceTags", jcopy(s, "Tags", json_array()), "ServiceAddress",
-	                 in->address, "ServicePort", (int)in->port, "ServiceMeta",
+	                 in->address, "ServiceTaggedAddresses", svc_tagged_addresses(in),
+	                 "ServicePort", (int)in->port, "ServiceMeta",
 	                 jcopy(s, "Meta", json_object()), "ServiceWeights",
 	                 jcopy(s, "Weights", json_object()), "ServiceEnableTagOverride",
 	                 jcopy(s, "EnableTagOverride", json_false()), "CreateIndex",

@@ -50,6 +50,30 @@ c.check("catalog.service with unknown tag is empty", [], b.catalog.service("web"
 idx, h = b.health.service("web", passing=True)
 c.check("health.service?passing excludes the critical instance", [], h)
 
+# Consul's shapes: ServiceKind/ServiceTaggedAddresses (catalog) and
+# Service.Kind/Service.TaggedAddresses (health); {} for a service on its
+# node's address, lan_ipv4/wan_ipv4 {Address, Port} for one with its own
+c.check("catalog ServiceKind of a plain service", "", inst[0]["ServiceKind"])
+c.check("catalog ServiceTaggedAddresses without an address", {},
+        inst[0]["ServiceTaggedAddresses"])
+idx, h = b.health.service("web")
+c.check("health Service.Kind of a plain service", "", h[0]["Service"]["Kind"])
+c.check("health Service.TaggedAddresses without an address", {},
+        h[0]["Service"]["TaggedAddresses"])
+c.check("register a service with its own address", True,
+        a.agent.service.register("api", service_id="api1", address="10.1.2.3", port=9090))
+ok = Cluster.wait(10, lambda: len(b.catalog.service("api")[1]) == 1)
+c.check("catalog.service on beta lists api", True, ok)
+own = {"lan_ipv4": {"Address": "10.1.2.3", "Port": 9090},
+       "wan_ipv4": {"Address": "10.1.2.3", "Port": 9090}}
+inst = b.catalog.service("api")[1]
+c.check("catalog entry of api", ("", "10.1.2.3", own),
+        (inst[0]["ServiceKind"], inst[0]["ServiceAddress"], inst[0]["ServiceTaggedAddresses"]))
+h = b.health.service("api")[1]
+c.check("health entry of api", ("", "10.1.2.3", own),
+        (h[0]["Service"]["Kind"], h[0]["Service"]["Address"], h[0]["Service"]["TaggedAddresses"]))
+c.check("deregister api", True, a.agent.service.deregister("api1"))
+
 # ttl_pass is sent as GET /v1/agent/check/pass/service:web1
 c.check("agent.check.ttl_pass", True, a.agent.check.ttl_pass("service:web1", "all good"))
 ok = Cluster.wait(10, lambda: len(b.health.service("web", passing=True)[1]) == 1)
