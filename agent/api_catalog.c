@@ -626,8 +626,15 @@ void api_h_health_checks(struct agent *a, struct http_conn *c, const struct http
 		json_array_foreach(jget(v[i]->node->doc, "Checks"), k, ch)
 		{
 			const char *sid = json_string_value(jget(ch, "ServiceID"));
-			if (sid != NULL && strcmp(sid, v[i]->id) == 0)
-				json_array_append_new(arr, json_deep_copy(ch));
+			if (sid == NULL || strcmp(sid, v[i]->id) != 0)
+				continue;
+			json_t *o = json_deep_copy(ch);
+			json_int_t idx = (json_int_t)v[i]->node->modify_index;
+			if (json_object_get(o, "CreateIndex") == NULL)
+				json_object_set_new(o, "CreateIndex", json_integer(idx));
+			if (json_object_get(o, "ModifyIndex") == NULL)
+				json_object_set_new(o, "ModifyIndex", json_integer(idx));
+			json_array_append_new(arr, o);
 		}
 	}
 	free(v);

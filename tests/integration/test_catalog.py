@@ -72,6 +72,9 @@ c.check("catalog entry of api", ("", "10.1.2.3", own),
 h = b.health.service("api")[1]
 c.check("health entry of api", ("", "10.1.2.3", own),
         (h[0]["Service"]["Kind"], h[0]["Service"]["Address"], h[0]["Service"]["TaggedAddresses"]))
+idx, hc = b.health.checks("web")
+c.check("health.checks entries carry CreateIndex/ModifyIndex", [True],
+        [x["CreateIndex"] > 0 and x["ModifyIndex"] > 0 for x in hc])
 c.check("deregister api", True, a.agent.service.deregister("api1"))
 
 # ttl_pass is sent as GET /v1/agent/check/pass/service:web1
