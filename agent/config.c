@@ -39,8 +39,9 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "lib/xalloc.h"
 #include "lib/err.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -287,6 +288,9 @@ enum opt_kind {
 	K_CFGFILE, /* flag only: a config source */
 	K_CFGDIR,
 	K_HELP,
+	K_IGNORE,      /* Consul's, no effect here: any JSON value; flag takes a value */
+	K_IGNORE_BOOL, /* the same for a boolean flag (-ui) */
+	K_ACLPOLICY,   /* "allow" or "deny", into a bool (true = deny) */
 };
 
 struct opt {
@@ -426,6 +430,145 @@ static const struct opt opts[] = {
          "answered 429 and closed. At most half of the 4096 connections\n"
          "the agent takes in all; 0 for no per-address cap. Default: 200."},
         {"h", NULL, K_HELP, 0, 0, "", NULL},
+        /* Consul's server-tier settings: accepted, a warning at start. */
+        {"server", "server", K_BOOL, OFF(server), 0, "",
+         "Accepted for Consul compatibility: rumor has no server tier yet\n"
+         "and runs as a client (a warning is logged)."},
+        {"bootstrap", "bootstrap", K_BOOL, OFF(bootstrap), 0, "",
+         "Accepted for Consul compatibility; no effect (warning logged)."},
+        {"bootstrap-expect", "bootstrap_expect", K_COUNT, OFF(bootstrap_expect), 0, "N",
+         "Accepted for Consul compatibility; no effect (warning logged)."},
+        /* Consul's ACL settings: the management token maps to acl_token. */
+        {NULL, "acl.enabled", K_BOOL, OFF(consul_acl_enabled), 0, "", NULL},
+        {NULL, "acl.default_policy", K_ACLPOLICY, OFF(consul_acl_deny), 0, "", NULL},
+        {NULL, "acl_default_policy", K_ACLPOLICY, OFF(consul_acl_deny), 0, "", NULL},
+        {NULL, "acl.tokens.initial_management", K_TOKEN, OFF(consul_mgmt_token), 0, "", NULL},
+        {NULL, "acl.tokens.master", K_TOKEN, OFF(consul_mgmt_token), 0, "", NULL},
+        {NULL, "acl_master_token", K_TOKEN, OFF(consul_mgmt_token), 0, "", NULL},
+        {NULL, "addresses.http", K_ADDR, OFF(consul_addr_http), 0, "", NULL},
+        {NULL, "addresses.dns", K_ADDR, OFF(consul_addr_dns), 0, "", NULL},
+/* Consul's settings rumor accepts and ignores (help: the reason). */
+#define IGN(flag, key, why)                                                                        \
+	{                                                                                          \
+		flag, key, K_IGNORE, 0, 0, "", why                                                 \
+	}
+#define IGNB(flag, key, why)                                                                       \
+	{                                                                                          \
+		flag, key, K_IGNORE_BOOL, 0, 0, "", why                                            \
+	}
+#define NO_WAN "rumor has no WAN pool"
+#define NO_UI "rumor serves no web UI"
+#define NO_TLS "rumor serves no TLS; HTTP is plain"
+#define NO_SRV "rumor has no server tier"
+#define NO_CONNECT "rumor has no service mesh"
+#define NO_TOKEN "no such token in rumor; acl_token and acl_read_token are its only tokens"
+        IGNB("ui", "ui", NO_UI),
+        IGN("ui-dir", "ui_dir", NO_UI),
+        IGN("ui-content-path", "ui_content_path", NO_UI),
+        IGN(NULL, "ui_config", NO_UI),
+        IGN("primary-datacenter", "primary_datacenter", "rumor has one datacenter"),
+        IGN(NULL, "acl_datacenter", "rumor has one datacenter"),
+        IGN(NULL, "telemetry", "rumor's metrics are at /v1/agent/metrics"),
+        IGN(NULL, "performance", "rumor's timing is -profile"),
+        IGN(NULL, "autopilot", NO_SRV),
+        IGN("raft-protocol", "raft_protocol", NO_SRV),
+        IGN(NULL, "raft_snapshot_threshold", NO_SRV),
+        IGN(NULL, "raft_snapshot_interval", NO_SRV),
+        IGN(NULL, "raft_trailing_logs", NO_SRV),
+        IGNB("non-voting-server", "non_voting_server", NO_SRV),
+        IGNB("read-replica", "read_replica", NO_SRV),
+        IGN("segment", "segment", NO_SRV),
+        IGN(NULL, "segments", NO_SRV),
+        IGN(NULL, "server_name", NO_SRV),
+        IGN(NULL, "connect", NO_CONNECT),
+        IGN(NULL, "config_entries", NO_CONNECT),
+        IGN(NULL, "enable_central_service_config", NO_CONNECT),
+        IGN("grpc-port", "ports.grpc", "rumor opens no gRPC port"),
+        IGN("grpc-tls-port", "ports.grpc_tls", "rumor opens no gRPC port"),
+        IGN("https-port", "ports.https", NO_TLS),
+        IGN("serf-wan-port", "ports.serf_wan", NO_WAN),
+        IGN(NULL, "ports.sidecar_min_port", NO_CONNECT),
+        IGN(NULL, "ports.sidecar_max_port", NO_CONNECT),
+        IGN(NULL, "ports.expose_min_port", NO_CONNECT),
+        IGN(NULL, "ports.expose_max_port", NO_CONNECT),
+        IGN(NULL, "addresses.https", NO_TLS),
+        IGN(NULL, "addresses.grpc", "rumor opens no gRPC port"),
+        IGN(NULL, "addresses.grpc_tls", "rumor opens no gRPC port"),
+        IGN("serf-wan-bind", "serf_wan", NO_WAN),
+        IGN("advertise-wan", "advertise_addr_wan", NO_WAN),
+        IGN("join-wan", "start_join_wan", NO_WAN),
+        IGN("retry-join-wan", "retry_join_wan", NO_WAN),
+        IGN("retry-interval-wan", "retry_interval_wan", NO_WAN),
+        IGN("retry-max-wan", "retry_max_wan", NO_WAN),
+        IGN(NULL, "translate_wan_addrs", NO_WAN),
+        IGN("node-id", "node_id", "rumor derives its node ID itself"),
+        IGNB("disable-host-node-id", "disable_host_node_id", "rumor derives its node ID itself"),
+        IGNB("disable-keyring-file", "disable_keyring_file", "no effect in rumor"),
+        IGN(NULL, "disable_update_check", "rumor never checks for updates"),
+        IGN(NULL, "disable_remote_exec", "rumor has no remote exec"),
+        IGNB("enable-local-script-checks", "enable_local_script_checks",
+             "use enable_script_checks"),
+        IGN(NULL, "enable_debug", "no effect in rumor"),
+        IGN(NULL, "encrypt_verify_incoming", "rumor always verifies gossip when encrypt is set"),
+        IGN(NULL, "encrypt_verify_outgoing", "rumor always encrypts gossip when encrypt is set"),
+        IGN(NULL, "verify_incoming", NO_TLS),
+        IGN(NULL, "verify_outgoing", NO_TLS),
+        IGN(NULL, "verify_server_hostname", NO_TLS),
+        IGN(NULL, "ca_file", NO_TLS),
+        IGN(NULL, "cert_file", NO_TLS),
+        IGN(NULL, "key_file", NO_TLS),
+        IGN(NULL, "tls", NO_TLS),
+        IGN(NULL, "auto_encrypt", NO_TLS),
+        IGN(NULL, "auto_config", NO_SRV),
+        IGN(NULL, "http_config", "no effect in rumor"),
+        IGN(NULL, "syslog_facility", "rumor logs to facility daemon"),
+        IGN(NULL, "check_update_interval", "no effect in rumor"),
+        IGN(NULL, "discard_check_output", "no effect in rumor"),
+        IGN(NULL, "session_ttl_min", "no effect in rumor"),
+        IGN(NULL, "default_query_time", "no effect in rumor"),
+        IGN(NULL, "max_query_time", "no effect in rumor"),
+        IGN(NULL, "acl.down_policy", NO_SRV),
+        IGN(NULL, "acl.enable_token_persistence", "rumor's tokens come from its config"),
+        IGN(NULL, "acl.enable_token_replication", NO_SRV),
+        IGN(NULL, "acl.enable_key_list_policy", "rumor has no ACL policies"),
+        IGN(NULL, "acl.token_ttl", NO_SRV),
+        IGN(NULL, "acl.policy_ttl", NO_SRV),
+        IGN(NULL, "acl.role_ttl", NO_SRV),
+        IGN(NULL, "acl.tokens.agent", "rumor's agent needs no token of its own"),
+        IGN(NULL, "acl.tokens.agent_recovery", NO_TOKEN),
+        IGN(NULL, "acl.tokens.agent_master", NO_TOKEN),
+        IGN(NULL, "acl.tokens.default", NO_TOKEN),
+        IGN(NULL, "acl.tokens.replication", NO_SRV),
+        IGN(NULL, "acl.tokens.config_file_service_registration", NO_TOKEN),
+        IGN(NULL, "acl.tokens.dns", NO_TOKEN),
+        IGN(NULL, "acl_agent_token", "rumor's agent needs no token of its own"),
+        IGN(NULL, "acl_agent_master_token", NO_TOKEN),
+        IGN(NULL, "acl_replication_token", NO_SRV),
+        IGN(NULL, "acl_down_policy", NO_SRV),
+        IGN(NULL, "acl_ttl", NO_SRV),
+        IGN(NULL, "dns_config.allow_stale", "rumor answers from its replica"),
+        IGN(NULL, "dns_config.max_stale", "rumor answers from its replica"),
+        IGN(NULL, "dns_config.service_ttl", "use dns_config.service_ttl_default"),
+        IGN(NULL, "dns_config.recursor_timeout", "rumor's recursor timeout is 2s"),
+        IGN(NULL, "dns_config.recursor_strategy", "no effect in rumor"),
+        IGN(NULL, "dns_config.disable_compression", "no effect in rumor"),
+        IGN(NULL, "dns_config.a_record_limit", "no effect in rumor"),
+        IGN(NULL, "dns_config.udp_answer_limit", "no effect in rumor"),
+        IGN(NULL, "dns_config.enable_additional_node_meta_txt", "no effect in rumor"),
+        IGN(NULL, "dns_config.soa", "no effect in rumor"),
+        IGN(NULL, "dns_config.use_cache", "no effect in rumor"),
+        IGN(NULL, "dns_config.cache_max_age", "no effect in rumor"),
+        IGN(NULL, "limits.https_handshake_timeout", NO_TLS),
+        IGN(NULL, "limits.rpc_handshake_timeout", NO_SRV),
+        IGN(NULL, "limits.rpc_client_timeout", NO_SRV),
+        IGN(NULL, "limits.rpc_max_conns_per_client", NO_SRV),
+        IGN(NULL, "limits.rpc_rate", NO_SRV),
+        IGN(NULL, "limits.rpc_max_burst", NO_SRV),
+        IGN(NULL, "limits.kv_max_value_size", "rumor's KV limit is fixed"),
+        IGN(NULL, "limits.txn_max_req_len", "rumor's KV limit is fixed"),
+        IGN(NULL, "limits.request_limits", NO_SRV),
+#undef IGN
+#undef IGNB
         {"help", NULL, K_HELP, 0, 0, "", "Show this help."},
 };
 
@@ -769,12 +912,43 @@ static const char *opt_set(struct rumor_config *c, const struct opt *o, const ch
 		return NULL;
 	case K_META:
 		return set_meta_flag(c, o, s);
+	case K_IGNORE_BOOL: {
+		bool b;
+		return parse_bool(s, &b) != 0 ? "want true or false" : NULL;
+	}
+	case K_ACLPOLICY:
+		if (strcmp(s, "allow") != 0 && strcmp(s, "deny") != 0)
+			return "want allow or deny";
+		FIELD(c, o, bool) = strcmp(s, "deny") == 0;
+		return NULL;
+	case K_IGNORE:
 	case K_CFGFILE:
 	case K_CFGDIR:
 	case K_HELP:
 		break;
 	}
 	return NULL;
+}
+
+/* Adds line to l unless it is there already (a key in two files, a flag
+ * given twice): each notice is logged once. */
+static void list_push_once(struct rumor_config_list *l, const char *line)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->items[i], line) == 0)
+			return;
+	list_push(l, line);
+}
+
+/* Records that a Consul setting (a key, or a flag with its dash) was
+ * accepted without effect; o->help holds the reason. */
+static void note_ignored(struct rumor_config *c, const char *name, const struct opt *o)
+{
+	char line[256];
+	snprintf(line, sizeof(line),
+	         "%s: accepted for Consul compatibility, no effect in rumor (%s)", name,
+	         o->help ? o->help : "not supported");
+	list_push_once(&c->notices, line);
 }
 
 /* ---- defaults ----------------------------------------------------------- */
@@ -841,6 +1015,13 @@ void rumor_config_free(struct rumor_config *c)
 	if (c->acl_read_token != NULL)
 		sodium_memzero(c->acl_read_token, strlen(c->acl_read_token));
 	free(c->acl_read_token);
+	if (c->consul_mgmt_token != NULL)
+		sodium_memzero(c->consul_mgmt_token, strlen(c->consul_mgmt_token));
+	free(c->consul_mgmt_token);
+	free(c->consul_addr_http);
+	free(c->consul_addr_dns);
+	list_free(&c->notices);
+	list_free(&c->warnings);
 	for (size_t i = 0; i < c->sources_n; i++)
 		free(c->sources[i].path);
 	free(c->sources);
@@ -994,6 +1175,11 @@ static int json_apply(struct rumor_config *c, const struct opt *o, const char *k
 	const char *want = NULL;
 
 	switch (o->kind) {
+	case K_IGNORE:
+	case K_IGNORE_BOOL:
+		/* any value, objects included (telemetry {...}) */
+		note_ignored(c, key, o);
+		return 0;
 	case K_LIST:
 	case K_STRLIST:
 		if (!json_is_array(v)) {
@@ -1341,7 +1527,7 @@ static int tokenize_args(struct rumor_config *c, int argc, char **argv, bool rel
 				rumor_config_usage(stdout);
 			return 1;
 		}
-		if (val == NULL && o->kind == K_BOOL) {
+		if (val == NULL && (o->kind == K_BOOL || o->kind == K_IGNORE_BOOL)) {
 			bool b;
 			if (i + 1 < argc && parse_bool(argv[i + 1], &b) == 0)
 				val = argv[++i];
@@ -1395,6 +1581,11 @@ static int apply_flags(struct rumor_config *c, const struct flagval *fv, size_t 
 				        why);
 			return -1;
 		}
+		if (fv[i].o->kind == K_IGNORE || fv[i].o->kind == K_IGNORE_BOOL) {
+			char name[64];
+			snprintf(name, sizeof(name), "-%s", fv[i].o->flag);
+			note_ignored(c, name, fv[i].o);
+		}
 	}
 	return 0;
 }
@@ -1411,6 +1602,87 @@ static int load_sources(struct rumor_config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* Consul's addresses.http/addresses.dns: rumor binds HTTP and DNS to one
+ * address, so two different ones cannot be honoured and are refused. */
+static int finish_consul_addresses(struct rumor_config *c, char *err, size_t errlen)
+{
+	const char *h = c->consul_addr_http, *d = c->consul_addr_dns;
+	if (h != NULL && d != NULL && strcmp(h, d) != 0) {
+		err_set(err, errlen,
+		        "addresses.http (%s) and addresses.dns (%s) differ: rumor binds HTTP and "
+		        "DNS to one address (client_addr); make them equal or use client_addr",
+		        h, d);
+		return -1;
+	}
+	if (h != NULL || d != NULL) {
+		set_str(&c->client_addr, h != NULL ? h : d);
+		list_push_once(&c->notices, h != NULL ? "addresses.http: used as client_addr"
+		                                      : "addresses.dns: used as client_addr");
+	}
+	return 0;
+}
+
+/*
+ * Consul's ACL block.  Under default_policy "deny" nothing is allowed without
+ * a token, so the management token becomes rumor's acl_token and reads need
+ * it too (acl_read_token); without a token rumor could enforce, the agent
+ * would serve what Consul refuses, so that is an error.  Under "allow" (or
+ * acl.enabled false) Consul's tokens grant nothing extra: they are ignored.
+ */
+static int finish_consul_acl(struct rumor_config *c, char *err, size_t errlen)
+{
+	bool deny = c->consul_acl_enabled && c->consul_acl_deny;
+	if (c->consul_mgmt_token != NULL && !deny)
+		list_push_once(&c->notices,
+		               "acl.tokens.initial_management: no effect in rumor "
+		               "unless acl.enabled is true and default_policy is deny");
+	if (!deny) {
+		if (c->consul_acl_enabled)
+			list_push_once(&c->notices,
+			               "acl: default_policy allow, rumor enforces only "
+			               "acl_token and acl_read_token");
+		return 0;
+	}
+	if (c->acl_token == NULL && c->consul_mgmt_token != NULL)
+		set_str(&c->acl_token, c->consul_mgmt_token);
+	if (c->acl_token == NULL) {
+		err_set(err, errlen,
+		        "acl.default_policy is deny but there is no token rumor can enforce: set "
+		        "acl.tokens.initial_management or acl_token (without one rumor would "
+		        "answer requests Consul refuses)");
+		return -1;
+	}
+	if (c->acl_read_token == NULL) {
+		set_str(&c->acl_read_token, c->acl_token);
+		list_push_once(&c->notices, "acl: default_policy deny, reads need the management "
+		                            "token too (acl_read_token)");
+	}
+	list_push_once(&c->notices, "acl: management token used as acl_token");
+	return 0;
+}
+
+static int finish_consul(struct rumor_config *c, char *err, size_t errlen)
+{
+	if (finish_consul_addresses(c, err, errlen) != 0 || finish_consul_acl(c, err, errlen) != 0)
+		return -1;
+	if (c->server || c->bootstrap || c->bootstrap_expect > 0)
+		list_push_once(&c->warnings,
+		               "rumor has no server tier yet: running as a client (-server, "
+		               "-bootstrap and -bootstrap-expect have no effect); see "
+		               "docs/CONFIGURATION.md, \"Consul's settings\"");
+	return 0;
+}
+
+void rumor_config_log_notices(const struct rumor_config *c)
+{
+	for (size_t i = 0; i < c->warnings.n; i++)
+		if (c->log_level <= RUMOR_CONFIG_LOG_WARN)
+			log_msg(LOG_WARN, "config: %s", c->warnings.items[i]);
+	for (size_t i = 0; i < c->notices.n; i++)
+		if (c->log_level <= RUMOR_CONFIG_LOG_INFO)
+			log_msg(LOG_INFO, "config: %s", c->notices.items[i]);
+}
+
 /* The checks that need every source applied, and the derived values: the
  * node name (a hostname may not be a valid one), the advertise address, the
  * data dir (created, or on reload kept from the running config). */
@@ -1419,6 +1691,8 @@ static int finish_config(struct rumor_config *c, const char *keep_dir, char *err
 	char q[128];
 	const char *why;
 
+	if (finish_consul(c, err, errlen) != 0)
+		return -1;
 	if (c->node_name == NULL || c->node_name[0] == '\0') {
 		err_set(err, errlen, "node name is empty (this host has no hostname); set -node");
 		return -1;
@@ -1483,7 +1757,10 @@ out:
 
 int rumor_config_parse(struct rumor_config *c, int argc, char **argv, char *err, size_t errlen)
 {
-	return parse_args(c, argc, argv, NULL, err, errlen);
+	int rc = parse_args(c, argc, argv, NULL, err, errlen);
+	if (rc == 0)
+		rumor_config_log_notices(c);
+	return rc;
 }
 
 int rumor_config_reload(const struct rumor_config *cur, struct rumor_config *out, char *err,
@@ -1516,7 +1793,8 @@ void rumor_config_usage(FILE *out)
 	      out);
 	for (size_t i = 0; i < NOPTS; i++) {
 		const struct opt *o = &opts[i];
-		if (o->help == NULL)
+		if (o->help == NULL || o->flag == NULL || o->kind == K_IGNORE ||
+		    o->kind == K_IGNORE_BOOL)
 			continue;
 		if (o->kind == K_HELP)
 			fprintf(out, "  -h, -help\n");

@@ -159,6 +159,21 @@ struct rumor_config {
 	int log_rotate_max_files;       /* -log-rotate-max-files; 0 = keep all */
 	bool syslog;                    /* -syslog / enable_syslog; false */
 
+	/* Consul settings rumor accepts without acting on them (see
+	 * docs/CONFIGURATION.md, "Consul's settings") */
+	bool server;                       /* -server / server: no server tier yet */
+	bool bootstrap;                    /* -bootstrap / bootstrap: no effect */
+	int bootstrap_expect;              /* -bootstrap-expect / bootstrap_expect: no effect */
+	bool consul_acl_enabled;           /* acl.enabled */
+	bool consul_acl_deny;              /* acl.default_policy / acl_default_policy */
+	char *consul_mgmt_token;           /* acl.tokens.initial_management (master),
+	                             * acl_master_token: becomes acl_token (and
+	                             * acl_read_token) under "deny" */
+	char *consul_addr_http;            /* addresses.http: becomes client_addr */
+	char *consul_addr_dns;             /* addresses.dns: becomes client_addr */
+	struct rumor_config_list notices;  /* one line per ignored setting, info */
+	struct rumor_config_list warnings; /* e.g. -server; warn */
+
 	/* where the settings came from (for reload) */
 	struct rumor_config_source *sources;
 	size_t sources_n;
@@ -178,6 +193,11 @@ void rumor_config_init(struct rumor_config *c);
  * data directory exists (it may have been created).  Call
  * rumor_config_free() in every case. */
 int rumor_config_parse(struct rumor_config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Logs c->notices at info and c->warnings at warn, each line once, if the
+ * configured log level lets them through.  rumor_config_parse() calls it on
+ * success; reload does not, so each line is logged once per process. */
+void rumor_config_log_notices(const struct rumor_config *c);
 
 /* Writes the list of flags with their defaults and meaning to out. */
 void rumor_config_usage(FILE *out);

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/log.h"
 #include "tests/unit/check.h"
 
 static char g_base[256]; /* temp dir for this run */
@@ -1046,6 +1047,259 @@ static void reload_rereads_files_and_keeps_flags(void)
 	unlink(path);
 }
 
+/* ---- Consul's settings -------------------------------------------------- */
+
+/* Log lines seen by the capture sink while a test runs. */
+static struct {
+	int n, info, warn;
+	char text[4096];
+} g_log;
+
+static void capture(void *ud, const struct log_record *r)
+{
+	(void)ud;
+	g_log.n++;
+	g_log.info += r->level == LOG_INFO;
+	g_log.warn += r->level == LOG_WARN;
+	size_t used = strlen(g_log.text);
+	snprintf(g_log.text + used, sizeof(g_log.text) - used, "%s\n", r->msg);
+}
+
+static void capture_start(void)
+{
+	memset(&g_log, 0, sizeof(g_log));
+	log_subscribe(capture, NULL, LOG_TRACE);
+}
+
+/* How many times needle occurs in hay. */
+static int count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	return n;
+}
+
+static void consul_keys_are_accepted_and_logged_once(void)
+{
+	struct rumor_config c;
+	char err[512], a[512], b[512];
+	temp_json(a, sizeof(a),
+	          "{\"primary_datacenter\": \"dc1\", \"ui_config\": {\"enabled\": true},"
+	          " \"ui\": true, \"telemetry\": {\"prometheus_retention_time\": \"24h\","
+	          " \"disable_hostname\": true}, \"performance\": {\"raft_multiplier\": 1},"
+	          " \"ports\": {\"http\": 8501, \"grpc\": 8502, \"https\": -1, \"serf_wan\": 8302},"
+	          " \"addresses\": {\"https\": \"0.0.0.0\"},"
+	          " \"limits\": {\"rpc_rate\": 100, \"http_max_conns_per_client\": 7},"
+	          " \"dns_config\": {\"soa\": {\"min_ttl\": 5}, \"only_passing\": true},"
+	          " \"disable_update_check\": true, \"node_id\": \"x\"}");
+	temp_json(b, sizeof(b), "{\"primary_datacenter\": \"dc2\"}");
+	capture_start();
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", a, "-config-file",
+	               b, "-ui", "-grpc-port", "8502", "-ui=true", "-serf-wan-port=8302", NULL);
+	log_unsubscribe(capture, NULL);
+	CHECK_INT(0, rc, "%s", err);
+	/* rumor's own keys in the same blocks still apply */
+	CHECK_INT(8501, c.http_port);
+	CHECK_INT(7, c.http_max_conns_per_client);
+	CHECK_BOOL(true, c.dns_only_passing);
+	static const char *const want[] = {
+	        "primary_datacenter: accepted",
+	        "ui_config:",
+	        "ui:",
+	        "telemetry:",
+	        "performance:",
+	        "ports.grpc:",
+	        "ports.https:",
+	        "ports.serf_wan:",
+	        "addresses.https:",
+	        "limits.rpc_rate:",
+	        "dns_config.soa:",
+	        "disable_update_check:",
+	        "node_id:",
+	        "-ui:",
+	        "-grpc-port:",
+	        "-serf-wan-port:",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		char needle[128];
+		snprintf(needle, sizeof(needle), "config: %s", want[i]);
+		CHECK_INT(1, count_of(g_log.text, needle), "%s in:\n%s", want[i], g_log.text);
+	}
+	CHECK_INT(16, (int)c.notices.n);
+	CHECK_INT(16, g_log.info);
+	CHECK_INT(0, g_log.warn);
+	rumor_config_free(&c);
+	unlink(a);
+	unlink(b);
+}
+
+static void consul_notices_follow_log_level(void)
+{
+	struct rumor_config c;
+	char err[512];
+	capture_start();
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-ui", "-server", "-log-level",
+	               "warn", NULL);
+	log_unsubscribe(capture, NULL);
+	CHECK_INT(0, rc, "%s", err);
+	CHECK_INT(0, g_log.info);
+	CHECK_INT(1, g_log.warn);
+	rumor_config_free(&c);
+}
+
+static void server_flags_and_keys_warn_and_start(void)
+{
+	struct rumor_config c;
+	char err[512], path[512];
+	capture_start();
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-server", "-bootstrap-expect=3",
+	               "-bootstrap", NULL);
+	log_unsubscribe(capture, NULL);
+	CHECK_INT(0, rc, "%s", err);
+	CHECK_BOOL(true, c.server);
+	CHECK_BOOL(true, c.bootstrap);
+	CHECK_INT(3, c.bootstrap_expect);
+	CHECK_INT(1, g_log.warn);
+	CHECK_INT(1, count_of(g_log.text, "rumor has no server tier yet: running as a client"));
+	CHECK_HAS(g_log.text, "docs/CONFIGURATION.md");
+	rumor_config_free(&c);
+
+	temp_json(path, sizeof(path),
+	          "{\"server\": true, \"bootstrap\": false, \"bootstrap_expect\": 5}");
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
+	CHECK_INT(0, rc, "%s", err);
+	CHECK_INT(1, (int)c.warnings.n);
+	CHECK_INT(5, c.bootstrap_expect);
+	rumor_config_free(&c);
+
+	/* -server=false is a client: nothing to warn about */
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-server=false", NULL);
+	CHECK_INT(0, rc, "%s", err);
+	CHECK_INT(0, (int)c.warnings.n);
+	rumor_config_free(&c);
+	unlink(path);
+}
+
+static void consul_acl_maps_the_management_token(void)
+{
+	struct rumor_config c;
+	char err[512], path[512];
+	temp_json(path, sizeof(path),
+	          "{\"acl\": {\"enabled\": true, \"default_policy\": \"deny\","
+	          " \"down_policy\": \"extend-cache\", \"enable_token_persistence\": true,"
+	          " \"tokens\": {\"initial_management\": \"mgmt-1\", \"agent\": \"ag\","
+	          " \"default\": \"def\"}}}");
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
+	CHECK_INT(0, rc, "%s", err);
+	CHECK_STR("mgmt-1", c.acl_token);
+	CHECK_STR("mgmt-1", c.acl_read_token);
+	rumor_config_free(&c);
+	unlink(path);
+
+	/* rumor's own acl_token wins; legacy master spelling */
+	temp_json(
+	        path, sizeof(path),
+	        "{\"acl_token\": \"mine\", \"acl_read_token\": \"r\", \"acl\": {\"enabled\": true,"
+	        " \"default_policy\": \"deny\", \"tokens\": {\"master\": \"other\"}}}");
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
+	CHECK_INT(0, rc, "%s", err);
+	CHECK_STR("mine", c.acl_token);
+	CHECK_STR("r", c.acl_read_token);
+	rumor_config_free(&c);
+	unlink(path);
+
+	/* allow: Consul's tokens grant nothing more, rumor stays as configured */
+	temp_json(path, sizeof(path),
+	          "{\"acl\": {\"enabled\": true, \"default_policy\": \"allow\","
+	          " \"tokens\": {\"initial_management\": \"m\"}}}");
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
+	CHECK_INT(0, rc, "%s", err);
+	CHECK(c.acl_token == NULL, "acl_token set");
+	CHECK(c.acl_read_token == NULL, "acl_read_token set");
+	rumor_config_free(&c);
+	unlink(path);
+
+	/* deny with no token rumor can enforce would open what Consul closes */
+	temp_json(path, sizeof(path),
+	          "{\"acl\": {\"enabled\": true, \"default_policy\": \"deny\","
+	          " \"tokens\": {\"agent\": \"a\"}}}");
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
+	CHECK_INT(-1, rc);
+	CHECK_HAS(err, "default_policy is deny");
+	rumor_config_free(&c);
+	unlink(path);
+
+	/* a bad policy and a bad token are errors; the token is not echoed */
+	temp_json(path, sizeof(path), "{\"acl\": {\"default_policy\": \"maybe\"}}");
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
+	CHECK_INT(-1, rc);
+	CHECK_HAS(err, "want allow or deny");
+	rumor_config_free(&c);
+	unlink(path);
+	temp_json(path, sizeof(path),
+	          "{\"acl\": {\"tokens\": {\"initial_management\": \"has space\"}}}");
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
+	CHECK_INT(-1, rc);
+	CHECK_HAS(err, "(hidden)");
+	CHECK(strstr(err, "has space") == NULL, "%s", err);
+	rumor_config_free(&c);
+	unlink(path);
+}
+
+static void consul_addresses_set_client_addr(void)
+{
+	struct rumor_config c;
+	char err[512], path[512];
+	temp_json(path, sizeof(path),
+	          "{\"addresses\": {\"http\": \"10.1.2.3\", \"dns\": \"10.1.2.3\"}}");
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
+	CHECK_INT(0, rc, "%s", err);
+	CHECK_STR("10.1.2.3", c.client_addr);
+	rumor_config_free(&c);
+	unlink(path);
+
+	temp_json(path, sizeof(path),
+	          "{\"addresses\": {\"http\": \"10.1.2.3\", \"dns\": \"10.1.2.4\"}}");
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
+	CHECK_INT(-1, rc);
+	CHECK_HAS(err, "differ");
+	rumor_config_free(&c);
+	unlink(path);
+}
+
+static void keys_in_neither_consul_nor_rumor_are_refused(void)
+{
+	static const struct {
+		const char *json, *want;
+	} cases[] = {
+	        {"{\"primary_datacentre\": \"dc1\"}", "unknown key \"primary_datacentre\""},
+	        {"{\"ports\": {\"grpcc\": 8502}}", "unknown key \"ports.grpcc\""},
+	        {"{\"acl\": {\"tokens\": {\"bogus\": \"x\"}}}", "unknown key \"acl.tokens.bogus\""},
+	        {"{\"limits\": {\"rpc_rat\": 1}}", "unknown key \"limits.rpc_rat\""},
+	        {"{\"addresses\": {\"htp\": \"1.2.3.4\"}}", "unknown key \"addresses.htp\""},
+	};
+	struct rumor_config c;
+	char err[512], path[512];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		temp_json(path, sizeof(path), cases[i].json);
+		int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path,
+		               NULL);
+		CHECK_INT(-1, rc, "%s", cases[i].json);
+		CHECK_HAS(err, cases[i].want);
+		rumor_config_free(&c);
+		unlink(path);
+	}
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-uii", NULL);
+	CHECK_INT(-1, rc);
+	CHECK_HAS(err, "unknown flag -uii");
+	rumor_config_free(&c);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-ui=maybe", NULL);
+	CHECK_INT(-1, rc);
+	CHECK_HAS(err, "want true or false");
+	rumor_config_free(&c);
+}
+
 /* ---- driver ------------------------------------------------------------- */
 
 int main(void)
@@ -1089,6 +1343,12 @@ int main(void)
 	RUN(data_dir_is_required_created_and_checked);
 	RUN(dev_mode_uses_loopback_and_a_temp_dir);
 	RUN(reload_rereads_files_and_keeps_flags);
+	RUN(consul_keys_are_accepted_and_logged_once);
+	RUN(consul_notices_follow_log_level);
+	RUN(server_flags_and_keys_warn_and_start);
+	RUN(consul_acl_maps_the_management_token);
+	RUN(consul_addresses_set_client_addr);
+	RUN(keys_in_neither_consul_nor_rumor_are_refused);
 
 	rm_rf(g_base);
 	return check_exit_code();
