@@ -48,6 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/cursor.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/xalloc.h"
@@ -466,9 +467,7 @@ static bool rbuf_room(struct sync_conn *c)
 			log_warn("kv: sync with %s: %s", c->peer, err);
 			return false;
 		}
-		uint32_t n = ((uint32_t)c->rbuf.p[0] << 24) | ((uint32_t)c->rbuf.p[1] << 16) |
-		             ((uint32_t)c->rbuf.p[2] << 8) | c->rbuf.p[3];
-		need = 4 + (size_t)n;
+		need = 4 + (size_t)be32_get(c->rbuf.p);
 		if (need < c->rbuf.len + 4096)
 			need = c->rbuf.len + 4096;
 	}

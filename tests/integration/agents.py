@@ -13,6 +13,38 @@ import tempfile
 import time
 import urllib.request
 
+def rss_kib(pid):
+    """The resident set of process pid in KiB (VmRSS), 0 if it is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def flood(socks, payload, seconds, chunk=65536, pause=0.01):
+    """Send payload on every non-blocking socket of socks, chunk bytes at a
+    time in turn, until each has sent all of it or was closed by the peer,
+    or seconds pass. Returns the bytes sent per socket."""
+    sent = [0] * len(socks)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(x < len(payload) for x in sent):
+        for j, s in enumerate(socks):
+            if sent[j] >= len(payload):
+                continue
+            try:
+                sent[j] += s.send(payload[sent[j]:sent[j] + chunk])
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                sent[j] = len(payload)  # closed by the agent
+        time.sleep(pause)
+    return sent
+
+
 RUMOR_BIN = os.environ.get("RUMOR_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "rumor")
 

@@ -32,7 +32,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from agents import Cluster  # noqa: E402
+from agents import Cluster, flood, rss_kib  # noqa: E402
 
 try:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -123,13 +123,6 @@ def metric(i, name):
 def hlc_ms(ms):
     return ms << 16
 
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 now_ms = lambda: int(time.time() * 1000)  # noqa: E731
@@ -263,19 +256,7 @@ for _ in range(64):
         socks.append(s)
     except OSError:
         pass
-deadline = time.monotonic() + 15
-sent = [0] * len(socks)
-while time.monotonic() < deadline and any(x < len(payload) for x in sent):
-    for j, s in enumerate(socks):
-        if sent[j] >= len(payload):
-            continue
-        try:
-            sent[j] += s.send(payload[sent[j]:sent[j] + 65536])
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
-            sent[j] = len(payload)  # closed by the agent
-    time.sleep(0.01)
+flood(socks, payload, 15)
 time.sleep(0.5)
 rss1 = rss_kib(pid)
 for s in socks:

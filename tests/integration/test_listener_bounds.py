@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from agents import Cluster, RUMOR_BIN  # noqa: E402
+from agents import Cluster, RUMOR_BIN, flood, rss_kib  # noqa: E402
 
 c = Cluster()
 dns_port = c.base + 70
@@ -38,13 +38,6 @@ c.procs[1] = subprocess.Popen(
     stdout=log, stderr=subprocess.STDOUT)
 c.check("agent up", True, c.wait(10, lambda: c.get(1, "/v1/agent/self") is not None))
 
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def query(name, qtype=1, tcp=False):
@@ -89,19 +82,7 @@ for _ in range(300):
     except OSError:
         pass
 payload = struct.pack(">H", 65535) + b"\x01" * 60000
-sent = [0] * len(socks)
-deadline = time.monotonic() + 20
-while time.monotonic() < deadline and any(x < len(payload) for x in sent):
-    for j, s in enumerate(socks):
-        if sent[j] >= len(payload):
-            continue
-        try:
-            sent[j] += s.send(payload[sent[j]:sent[j] + 16384])
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
-            sent[j] = len(payload)  # closed by the agent
-    time.sleep(0.005)
+flood(socks, payload, 20, chunk=16384, pause=0.005)
 time.sleep(0.5)
 rss1 = rss_kib(pid)
 closed = 0
@@ -140,19 +121,7 @@ for k in range(600):
         pass
 head = b"PUT /v1/kv/big HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n"
 hpayload = head + b"v" * (900 << 10)
-sent = [0] * len(hsocks)
-deadline = time.monotonic() + 30
-while time.monotonic() < deadline and any(x < len(hpayload) for x in sent):
-    for j, s in enumerate(hsocks):
-        if sent[j] >= len(hpayload):
-            continue
-        try:
-            sent[j] += s.send(hpayload[sent[j]:sent[j] + 65536])
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
-            sent[j] = len(hpayload)
-    time.sleep(0.002)
+flood(hsocks, hpayload, 30, pause=0.002)
 time.sleep(0.5)
 rss1 = rss_kib(pid)
 busy = 0
