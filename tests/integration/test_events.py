@@ -138,7 +138,9 @@ if shutil.which(SERF):
     serf_rpc_event(rpc, "consul:event:deploy", env)
 
     def serf_ids(i):
-        return [(n, e) for n, e in ids(i) if n == "fromserf" or e == cid]
+        # arrival order may differ between agents (gossip fans out in any
+        # order, and Consul lists in arrival order too): compare as sets
+        return sorted((n, e) for n, e in ids(i) if n == "fromserf" or e == cid)
 
     ok = Cluster.wait(10, lambda: len(serf_ids(1)) == 2 and serf_ids(1) == serf_ids(2) == serf_ids(3))
     c.check("serf's events have the same IDs on three agents", True, ok)
