@@ -860,6 +860,8 @@ static int start_logging(struct agent *a)
 		        strerror(errno));
 		return -1;
 	}
+	/* the Consul-only settings' notices go to the configured log */
+	rumor_config_log_notices(&a->cfg);
 	return 0;
 }
 

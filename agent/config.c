@@ -1757,10 +1757,7 @@ out:
 
 int rumor_config_parse(struct rumor_config *c, int argc, char **argv, char *err, size_t errlen)
 {
-	int rc = parse_args(c, argc, argv, NULL, err, errlen);
-	if (rc == 0)
-		rumor_config_log_notices(c);
-	return rc;
+	return parse_args(c, argc, argv, NULL, err, errlen);
 }
 
 int rumor_config_reload(const struct rumor_config *cur, struct rumor_config *out, char *err,

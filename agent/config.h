@@ -195,8 +195,10 @@ void rumor_config_init(struct rumor_config *c);
 int rumor_config_parse(struct rumor_config *c, int argc, char **argv, char *err, size_t errlen);
 
 /* Logs c->notices at info and c->warnings at warn, each line once, if the
- * configured log level lets them through.  rumor_config_parse() calls it on
- * success; reload does not, so each line is logged once per process. */
+ * configured log level lets them through.  The agent calls it once, after
+ * its log sinks (file, syslog, monitor) exist; neither rumor_config_parse()
+ * nor reload logs them, so each line is logged once per process, and to
+ * the configured log rather than to stderr before it is set up. */
 void rumor_config_log_notices(const struct rumor_config *c);
 
 /* Writes the list of flags with their defaults and meaning to out. */

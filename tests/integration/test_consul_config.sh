@@ -3,7 +3,8 @@
 # file full of Consul keys rumor does not act on, plus -server
 # -bootstrap-expect=3, gives a running agent that answers /v1/agent/self;
 # each ignored setting is logged once at info, the missing server tier once
-# as a warning; Consul's ACL block (deny + initial_management) becomes
+# as a warning, to the configured log (-log-file too, not only stderr before
+# the log is set up); Consul's ACL block (deny + initial_management) becomes
 # rumor's tokens. A key in neither Consul nor rumor still stops the agent.
 source "$(dirname "$0")/lib.sh"
 
@@ -30,7 +31,8 @@ cat >"$TMP/consul.json" <<'JSON'
 }
 JSON
 
-start_agent 1 n1 -config-file "$TMP/consul.json" -server -bootstrap-expect=3 -ui -grpc-port 8502
+start_agent 1 n1 -config-file "$TMP/consul.json" -server -bootstrap-expect=3 -ui -grpc-port 8502 \
+	-log-file "$TMP/n1-file.log"
 H="http://$(haddr 1)"
 wait_until 10 curl -sf -H "X-Consul-Token: s3cr3t-mgmt" "$H/v1/agent/self" ||
 	fail "agent with a Consul config answers /v1/agent/self"
@@ -55,6 +57,13 @@ for k in primary_datacenter ui_config telemetry performance ports.grpc ports.htt
 	check_eq "$k logged once at info" 1 "$(grep -c "\[INFO\].*config: $k: accepted for Consul compatibility" <<<"$LOG")"
 done
 check_eq "the token is never logged" 0 "$(grep -c 's3cr3t-mgmt' <<<"$LOG")"
+# the notices are written once the log sinks exist: they are in -log-file
+FILELOG=$(cat "$TMP"/n1-file*.log 2>/dev/null)
+check_eq "the server-tier warning is in the log file" 1 \
+	"$(grep -c '\[WARN\].*rumor has no server tier yet' <<<"$FILELOG")"
+check_eq "ui_config logged once at info in the log file" 1 \
+	"$(grep -c '\[INFO\].*config: ui_config: accepted for Consul compatibility' <<<"$FILELOG")"
+check_eq "the token is never in the log file" 0 "$(grep -c 's3cr3t-mgmt' <<<"$FILELOG")"
 
 # a typo is still caught: the agent exits with the key named
 echo '{"primary_datacentre": "dc1"}' >"$TMP/typo.json"

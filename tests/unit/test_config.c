@@ -24,7 +24,8 @@ static char g_data[300]; /* a data dir inside it */
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Parses a NULL-terminated list of arguments (argv[0] "agent" is added). */
+/* Parses a NULL-terminated list of arguments (argv[0] "agent" is added),
+ * then logs the config notices as the agent does once its log is set up. */
 static int parse(struct rumor_config *c, char *err, size_t errlen, ...)
 {
 	char *argv[64];
@@ -40,7 +41,10 @@ static int parse(struct rumor_config *c, char *err, size_t errlen, ...)
 	argv[argc] = NULL;
 	rumor_config_init(c);
 	err[0] = '\0';
-	return rumor_config_parse(c, argc, argv, err, errlen);
+	int rc = rumor_config_parse(c, argc, argv, err, errlen);
+	if (rc == 0)
+		rumor_config_log_notices(c);
+	return rc;
 }
 
 static void write_file(const char *path, const char *text)
@@ -1148,6 +1152,28 @@ static void consul_notices_follow_log_level(void)
 	rumor_config_free(&c);
 }
 
+/* Parsing logs nothing: the notices wait until the agent's log sinks exist
+ * (agent.c calls rumor_config_log_notices after start_logging). */
+static void consul_notices_not_logged_by_parse(void)
+{
+	struct rumor_config c;
+	char err[512];
+	char *argv[] = {"agent", "-data-dir", g_data, "-ui", "-server", NULL};
+	rumor_config_init(&c);
+	capture_start();
+	int rc = rumor_config_parse(&c, 5, argv, err, sizeof(err));
+	CHECK_INT(0, rc, "%s", err);
+	CHECK_INT(0, g_log.info);
+	CHECK_INT(0, g_log.warn);
+	CHECK_INT(1, (int)c.notices.n);
+	CHECK_INT(1, (int)c.warnings.n);
+	rumor_config_log_notices(&c);
+	log_unsubscribe(capture, NULL);
+	CHECK_INT(1, g_log.info);
+	CHECK_INT(1, g_log.warn);
+	rumor_config_free(&c);
+}
+
 static void server_flags_and_keys_warn_and_start(void)
 {
 	struct rumor_config c;
@@ -1345,6 +1371,7 @@ int main(void)
 	RUN(reload_rereads_files_and_keeps_flags);
 	RUN(consul_keys_are_accepted_and_logged_once);
 	RUN(consul_notices_follow_log_level);
+	RUN(consul_notices_not_logged_by_parse);
 	RUN(server_flags_and_keys_warn_and_start);
 	RUN(consul_acl_maps_the_management_token);
 	RUN(consul_addresses_set_client_addr);
