@@ -552,6 +552,35 @@ void api_h_catalog_nodes(struct agent *a, struct http_conn *c, const struct http
 	reply_read(a, c, req, 200, arr);
 }
 
+/*
+ * The Services map of /v1/catalog/node/<node>: each instance as health's
+ * `Service` object (Kind and TaggedAddresses included), found through the
+ * index so that the tagged addresses are computed as for the other
+ * endpoints; a service the index skipped (a bad name) is copied as stored.
+ */
+static json_t *node_services_json(const struct catalog *cat, const struct catalog_node *n)
+{
+	json_t *svcs = json_object();
+	size_t i;
+	json_t *s;
+	json_array_foreach(jget(n->doc, "Services"), i, s)
+	{
+		const char *id = json_string_value(jget(s, "ID"));
+		const char *name = json_string_value(jget(s, "Service"));
+		if (id == NULL)
+			continue;
+		const struct catalog_inst *in = NULL;
+		size_t nv = 0;
+		const struct catalog_inst **v = all_of(cat, name ? name : "", &nv);
+		for (size_t k = 0; k < nv && in == NULL; k++)
+			if (v[k]->node == n && strcmp(v[k]->id, id) == 0)
+				in = v[k];
+		free(v);
+		json_object_set_new(svcs, id, in != NULL ? service_json(in) : json_deep_copy(s));
+	}
+	return svcs;
+}
+
 void api_h_catalog_node(struct agent *a, struct http_conn *c, const struct http_request *req,
                         const char *rest)
 {
@@ -562,16 +591,9 @@ void api_h_catalog_node(struct agent *a, struct http_conn *c, const struct http_
 		reply_read(a, c, req, 200, json_null());
 		return;
 	}
-	json_t *svcs = json_object();
-	size_t i;
-	json_t *s;
-	json_array_foreach(jget(n->doc, "Services"), i, s)
-	{
-		const char *id = json_string_value(jget(s, "ID"));
-		if (id != NULL)
-			json_object_set_new(svcs, id, json_deep_copy(s));
-	}
-	reply_read(a, c, req, 200, json_pack("{s:o, s:o}", "Node", node_json(n), "Services", svcs));
+	reply_read(a, c, req, 200,
+	           json_pack("{s:o, s:o}", "Node", node_json(n), "Services",
+	                     node_services_json(AC(a)->cat, n)));
 }
 
 /* ------------------------------------------------------------- health endpoints */

@@ -72,6 +72,13 @@ c.check("catalog entry of api", ("", "10.1.2.3", own),
 h = b.health.service("api")[1]
 c.check("health entry of api", ("", "10.1.2.3", own),
         (h[0]["Service"]["Kind"], h[0]["Service"]["Address"], h[0]["Service"]["TaggedAddresses"]))
+# /v1/catalog/node/<node>: its services carry Kind and TaggedAddresses too
+idx, node = b.catalog.node("alpha")
+c.check("catalog.node api: Kind, Address, TaggedAddresses", ("", "10.1.2.3", own),
+        (node["Services"]["api1"]["Kind"], node["Services"]["api1"]["Address"],
+         node["Services"]["api1"]["TaggedAddresses"]))
+c.check("catalog.node web1: Kind and TaggedAddresses {}", ("", {}),
+        (node["Services"]["web1"]["Kind"], node["Services"]["web1"]["TaggedAddresses"]))
 idx, hc = b.health.checks("web")
 c.check("health.checks entries carry CreateIndex/ModifyIndex", [True],
         [x["CreateIndex"] > 0 and x["ModifyIndex"] > 0 for x in hc])
