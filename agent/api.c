@@ -13,6 +13,8 @@
 #include "agent/acl.h"
 #include "agent/env.h"
 #include "agent/api_catalog.h"
+#include "agent/api_catalog_ext.h"
+#include "agent/api_missing.h"
 #include "agent/api_kv.h"
 #include "agent/api_event.h"
 #include "agent/http/http.h"
@@ -310,6 +312,12 @@ static const struct api_route routes[] = {
         {"/v1/health/node/", 1, M_GET, api_h_health_node},
         {"/v1/health/checks/", 1, M_GET, api_h_health_checks},
         {"/v1/health/state/", 1, M_GET, api_h_health_state},
+        /* catalog writes and maintenance: agent/api_catalog_ext.c */
+        {"/v1/catalog/register", 0, M_PUT, api_h_catalog_register},
+        {"/v1/catalog/deregister", 0, M_PUT, api_h_catalog_deregister},
+        {"/v1/catalog/datacenters", 0, M_GET, api_h_catalog_datacenters},
+        {"/v1/agent/maintenance", 0, M_PUT, api_h_agent_maintenance},
+        {"/v1/agent/service/maintenance/", 1, M_PUT, api_h_service_maintenance},
 };
 
 static void dispatch(struct http_conn *c, const struct http_request *req, void *ud)
@@ -353,7 +361,7 @@ static void dispatch(struct http_conn *c, const struct http_request *req, void *
 		r->fn(a, c, req, rest);
 		return;
 	}
-	api_reply_text(c, 404, "404 page not found");
+	api_missing_reply(a, c, req); /* 501 for Consul's paths rumor lacks, else 404 */
 }
 
 /* Rate-limited by the server (one call per HTTP_REFUSE_REPORT_S at most). */

@@ -9,7 +9,9 @@
  * each other in a circle.
  *
  * A route is a (method set, path, prefix?) row and a handler; other
- * modules add rows to the table in api.c. Unknown paths answer 404, a known
+ * modules add rows to the table in api.c. A path no row takes is answered
+ * by agent/api_missing.h (501 naming the feature for Consul's endpoints
+ * rumor lacks, 404 otherwise, both with the X-Consul-* headers); a known
  * path with a method it does not take answers 405, as Consul does.
  */
 #ifndef RUMOR_AGENT_API_H

@@ -436,7 +436,8 @@ static json_t *serf_check(const struct catalog_node *n)
 static json_t *node_checks(const struct catalog_node *n, const char *sid)
 {
 	json_t *arr = json_array();
-	json_array_append_new(arr, serf_check(n));
+	if (!n->external) /* no agent, no gossip: no serfHealth, as in Consul */
+		json_array_append_new(arr, serf_check(n));
 	size_t i;
 	json_t *ch;
 	json_array_foreach(jget(n->doc, "Checks"), i, ch)
@@ -723,6 +724,16 @@ const struct catalog *api_catalog_catalog(struct agent *a)
 	return AC(a) != NULL ? AC(a)->cat : NULL;
 }
 
+struct catalog *api_catalog_store(struct agent *a)
+{
+	return AC(a) != NULL ? AC(a)->cat : NULL;
+}
+
+struct services *api_catalog_registry(struct agent *a)
+{
+	return AC(a) != NULL ? AC(a)->svcs : NULL;
+}
+
 void api_catalog_attach_store(struct agent *a, void *kv)
 {
 	if (AC(a) != NULL)
@@ -809,11 +820,17 @@ int api_catalog_start(struct agent *a, char *err, size_t errlen)
 	        .nmeta = a->cfg.node_meta_n,
 	        .enable_script_checks = a->cfg.enable_script_checks,
 	};
+	char mpath[4096];
+	if (a->cfg.data_dir != NULL && a->cfg.data_dir[0] != '\0') {
+		snprintf(mpath, sizeof(mpath), "%s/maintenance.json", a->cfg.data_dir);
+		sc.maint_path = mpath;
+	}
 	ac->svcs = services_new(a->loop, ac->cat, &sc);
 	free(mk);
 	free(mv);
 	if (load_service_defs(ac, &a->cfg, err, errlen) < 0)
 		goto fail;
+	services_maintenance_restore(ac->svcs);
 	metrics_collector_add(catalog_collect, ac);
 	return 0;
 fail:

@@ -32,6 +32,7 @@
 
 struct agent;
 struct catalog;
+struct services;
 struct http_conn;
 struct http_request;
 struct swim_member;
@@ -44,6 +45,11 @@ void api_catalog_stop(struct agent *a);
 /* The catalog (owned here; valid until api_catalog_stop), or NULL before
  * start. */
 const struct catalog *api_catalog_catalog(struct agent *a);
+/* The same catalog, writable (external nodes: agent/api_catalog_ext.c). */
+struct catalog *api_catalog_store(struct agent *a);
+/* The local service registry (maintenance: agent/api_catalog_ext.c), or
+ * NULL before start. */
+struct services *api_catalog_registry(struct agent *a);
 /* A gossip member event (enum swim_event_type). */
 void api_catalog_member_event(struct agent *a, int type, const struct swim_member *m);
 /* A registry of the KV engine once it exists (struct kv *). */

@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "kv/kv.h"
+#include "kv/limits.h"
 
 /* Where node documents live in the replicated store (hidden from /v1/kv). */
 #define CATALOG_PREFIX KV_RESERVED_PREFIX "catalog/"
@@ -326,6 +327,7 @@ static int node_from_doc(struct node_rec *n, const char *node, json_t *doc, char
 	n->pub.lname = n->lname;
 	n->pub.address = n->address;
 	n->pub.doc = doc;
+	n->pub.external = json_is_true(json_object_get(doc, "External"));
 	catalog_parse_ip(n->address, &n->pub.ip);
 
 	json_t *svcs = json_object_get(doc, "Services");
@@ -409,7 +411,7 @@ int catalog_apply_node(struct catalog *c, const char *node, const char *json, si
 		node_free(n);
 		return -1;
 	}
-	n->pub.alive = is_alive(c, n->lname);
+	n->pub.alive = n->pub.external || is_alive(c, n->lname);
 	n->pub.modify_index = index ? index : c->index + 1;
 	bool found;
 	size_t pos = node_pos(c, n->lname, &found);
@@ -470,7 +472,7 @@ void catalog_set_alive(struct catalog *c, const char *node, bool alive)
 	c->live[i].alive = alive;
 	bool found;
 	size_t pos = node_pos(c, l, &found);
-	if (found) {
+	if (found && !c->nodes[pos]->pub.external) {
 		c->nodes[pos]->pub.alive = alive;
 		changed(c, 0);
 	}
@@ -782,6 +784,61 @@ void catalog_node_gone(struct catalog *c, const char *node)
 	if (c->kv != NULL) {
 		char key[CATALOG_PREFIX_LEN + NAME_MAX_LEN + 1];
 		snprintf(key, sizeof(key), "%s%s", CATALOG_PREFIX, node);
+		kv_delete(c->kv, key, false, NULL, NULL);
+	}
+	catalog_remove_node(c, node, 0);
+}
+
+/*
+ * An external node is written like our own record, applied here at once and
+ * replicated under the same prefix, so every agent's resync picks it up; no
+ * agent republishes it, and none deletes it when gossip reports a member of
+ * that name leaving (catalog_node_gone is only called for gossip members).
+ */
+int catalog_put_external(struct catalog *c, const char *node, json_t *doc, char *err, size_t errlen)
+{
+	char l[NAME_MAX_LEN + 1];
+	size_t n = strlen(node);
+	if (n == 0 || lower_into(l, node, n) == 0 || strcmp(l, c->self) == 0) {
+		snprintf(err, errlen, "invalid node name");
+		json_decref(doc);
+		return -1;
+	}
+	json_object_set_new(doc, "Node", json_string(node));
+	json_object_set_new(doc, "External", json_true());
+	char *s = json_dumps(doc, JSON_COMPACT);
+	json_decref(doc);
+	if (s == NULL || strlen(s) > KV_VALUE_MAX) {
+		snprintf(err, errlen, "the catalog record of node %s would be over %u bytes", node,
+		         (unsigned)KV_VALUE_MAX);
+		free(s);
+		return -1;
+	}
+	if (catalog_apply_node(c, node, s, strlen(s), 0, err, errlen) < 0) {
+		free(s);
+		return -1;
+	}
+	if (c->kv != NULL) {
+		char key[CATALOG_PREFIX_LEN + NAME_MAX_LEN + 1];
+		snprintf(key, sizeof(key), "%s%s", CATALOG_PREFIX, node);
+		kv_put(c->kv, key, s, strlen(s), 0, NULL, NULL);
+	}
+	free(s);
+	return 0;
+}
+
+void catalog_delete_external(struct catalog *c, const char *node)
+{
+	char l[NAME_MAX_LEN + 1];
+	size_t n = strlen(node);
+	if (n == 0 || lower_into(l, node, n) == 0 || strcmp(l, c->self) == 0)
+		return;
+	const struct catalog_node *cn = catalog_node_get(c, node, n);
+	if (cn == NULL || !cn->external)
+		return;
+	if (c->kv != NULL) {
+		char key[CATALOG_PREFIX_LEN + NAME_MAX_LEN + 1];
+		snprintf(key, sizeof(key), "%s%s", CATALOG_PREFIX, cn->name);
 		kv_delete(c->kv, key, false, NULL, NULL);
 	}
 	catalog_remove_node(c, node, 0);

@@ -24,7 +24,10 @@
  *    "Checks":[{"CheckID","Name","Status","Notes","Output","ServiceID",
  *               "ServiceName","ServiceTags":[..],"Type"}]}
  * An instance's health is the worst of its own checks and the node's checks
- * (ServiceID ""), and critical when gossip says the node is not alive.
+ * (ServiceID ""), and critical when gossip says the node is not alive.  An
+ * external node's document (catalog_put_external) also holds
+ * "External":true: no agent runs there, gossip never reports it, and it
+ * counts as alive; its checks' statuses are what the registration gave.
  *
  * Error convention: catalog_apply_node() returns 0 or -1 with a message
  * (bad document); lookups cannot fail.  Pointers returned by lookups are
@@ -64,7 +67,8 @@ struct catalog_node {
 	struct catalog_ip ip;
 	const struct catalog_meta *meta;
 	size_t nmeta;
-	bool alive;               /* gossip: alive or suspect */
+	bool alive;               /* gossip: alive or suspect; always, if external */
+	bool external;            /* registered with /v1/catalog/register: no agent */
 	uint64_t modify_index;    /* index of the last change of this record */
 	const struct json_t *doc; /* the whole published document (borrowed) */
 };
@@ -109,6 +113,16 @@ void catalog_node_gone(struct catalog *c, const char *node);
 /* Publishes this agent's own document (takes a reference to doc) through
  * the storage backend. */
 void catalog_publish(struct catalog *c, struct json_t *doc);
+
+/* External nodes (Consul's /v1/catalog/register: no agent, no gossip):
+ * stores node's whole document (takes a reference to doc; catalog.c marks
+ * it "External", which makes it alive whatever gossip says) in the
+ * replicated store, and applies it here at once.  0, or -1 with err (a bad
+ * node name, a document over the store's value limit). */
+int catalog_put_external(struct catalog *c, const char *node, struct json_t *doc, char *err,
+                         size_t errlen);
+/* Deletes an external node's document everywhere. */
+void catalog_delete_external(struct catalog *c, const char *node);
 
 /* Attaches the replicated store as the backend (see catalog.c); NULL
  * detaches.  `store` is a kv store handle from kv/. */

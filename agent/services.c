@@ -11,11 +11,13 @@
 #include "agent/services.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <ev.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent/checks.h"
 #include "agent/config.h"
@@ -26,6 +28,7 @@ struct chk {
 	char *id, *name, *service_id, *service_name, *notes, *type;
 	char *output;
 	enum catalog_health status;
+	bool maint; /* a maintenance check: no runner, critical until removed */
 	struct check_runner *run;
 	int64_t dereg_ms;
 	ev_timer dereg;
@@ -42,6 +45,7 @@ struct services {
 	char *node, *node_id, *address, *dc;
 	json_t *meta;
 	bool scripts;
+	char *maint_path; /* where maintenance is kept across restarts; NULL: not kept */
 	struct svc **svcs;
 	size_t nsvcs;
 	struct chk **chks;
@@ -159,6 +163,8 @@ static void chk_free(struct chk *c)
 	free(c->output);
 	free(c);
 }
+
+static void maint_save(const struct services *s);
 
 /* ------------------------------------------------------------ publishing */
 
@@ -388,11 +394,14 @@ static void chk_add(struct services *s, struct chk *c)
 	s->chks[s->nchks++] = c;
 }
 
-static void remove_checks_of(struct services *s, const char *svc_id)
+/* Removes the checks of a service; its maintenance check too unless keep_maint
+ * (a re-registration keeps the service in maintenance, as Consul does). */
+static void remove_checks_of(struct services *s, const char *svc_id, bool keep_maint)
 {
 	size_t o = 0;
 	for (size_t i = 0; i < s->nchks; i++) {
-		if (strcmp(s->chks[i]->service_id, svc_id) == 0)
+		if (strcmp(s->chks[i]->service_id, svc_id) == 0 &&
+		    !(keep_maint && s->chks[i]->maint))
 			chk_free(s->chks[i]);
 		else
 			s->chks[o++] = s->chks[i];
@@ -496,7 +505,7 @@ int services_register(struct services *s, const json_t *def, char *err, size_t e
 	size_t pos;
 	struct svc *old = svc_find(s, id, &pos);
 	if (old != NULL) {
-		remove_checks_of(s, id);
+		remove_checks_of(s, id, true);
 		json_decref(old->obj);
 		old->obj = obj;
 	} else {
@@ -538,7 +547,10 @@ int services_deregister(struct services *s, const char *id, char *err, size_t er
 		         id);
 		return -2;
 	}
-	remove_checks_of(s, id);
+	char mid[600];
+	snprintf(mid, sizeof(mid), "%s%s", SERVICES_MAINT_PREFIX, id);
+	bool was_maint = chk_find(s, mid, NULL) != NULL;
+	remove_checks_of(s, id, false);
 	json_decref(sv->obj);
 	free(sv->id);
 	free(sv);
@@ -546,6 +558,8 @@ int services_deregister(struct services *s, const char *id, char *err, size_t er
 	s->nsvcs--;
 	log_info("agent: Deregistered service \"%s\"", id);
 	publish(s);
+	if (was_maint)
+		maint_save(s);
 	return 0;
 }
 
@@ -580,10 +594,13 @@ int services_check_deregister(struct services *s, const char *id, char *err, siz
 		snprintf(err, errlen, "Unknown check ID \"%s\"", id);
 		return -2;
 	}
+	bool was_maint = c->maint;
 	chk_free(c);
 	memmove(s->chks + pos, s->chks + pos + 1, (s->nchks - pos - 1) * sizeof(*s->chks));
 	s->nchks--;
 	publish(s);
+	if (was_maint)
+		maint_save(s);
 	return 0;
 }
 
@@ -606,6 +623,162 @@ int services_check_update(struct services *s, const char *id, enum catalog_healt
 	check_runner_ttl_reset(c->run);
 	set_status(c, st, output ? output : "");
 	return 0;
+}
+
+/* ----------------------------------------------------------- maintenance */
+
+/*
+ * A maintenance check is Consul's: critical, no runner, Notes = the reason.
+ * It is a check like the others in the published document, so every agent's
+ * health, DNS and ?passing filters drop the node (node-level check) or the
+ * service without knowing maintenance exists.
+ */
+static struct chk *maint_new(struct services *s, const char *id, const char *name,
+                             const char *svc_id, const char *svc_name, const char *reason)
+{
+	struct chk *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		abort();
+	c->owner = s;
+	c->id = xstrdup(id);
+	c->name = xstrdup(name);
+	c->service_id = xstrdup(svc_id);
+	c->service_name = xstrdup(svc_name);
+	c->notes = xstrdup(reason);
+	c->type = xstrdup("");
+	c->output = xstrdup("");
+	c->status = CATALOG_CRITICAL;
+	c->maint = true;
+	ev_timer_init(&c->dereg, dereg_cb, 0., 0.);
+	c->dereg.data = c;
+	return c;
+}
+
+/*
+ * What is in maintenance, as {"Node":{"Reason"},"Services":{"<id>":{"Reason"}}},
+ * written whole to a temporary file and renamed over the old one, so a crash
+ * leaves either the old state or the new, never half of one. Consul keeps its
+ * maintenance checks in data_dir/checks for the same reason: maintenance must
+ * outlive a restart, or a node being worked on would rejoin the pool.
+ */
+static void maint_save(const struct services *s)
+{
+	if (s->maint_path == NULL)
+		return;
+	json_t *svcs = json_object(), *root = json_object();
+	for (size_t i = 0; i < s->nchks; i++) {
+		const struct chk *c = s->chks[i];
+		if (!c->maint)
+			continue;
+		json_t *r = json_pack("{s:s}", "Reason", c->notes);
+		if (c->service_id[0] == '\0')
+			json_object_set_new(root, "Node", r);
+		else
+			json_object_set_new(svcs, c->service_id, r);
+	}
+	json_object_set_new(root, "Services", svcs);
+	size_t n = strlen(s->maint_path) + 8;
+	char *tmp = malloc(n);
+	if (tmp == NULL)
+		abort();
+	snprintf(tmp, n, "%s.tmp", s->maint_path);
+	if (json_dump_file(root, tmp, JSON_COMPACT) != 0 || rename(tmp, s->maint_path) != 0) {
+		log_warn("agent: cannot save the maintenance state to %s: %s", s->maint_path,
+		         strerror(errno));
+		unlink(tmp);
+	}
+	free(tmp);
+	json_decref(root);
+}
+
+/* Enabling twice keeps the first reason, as Consul's EnableNodeMaintenance. */
+void services_node_maintenance(struct services *s, bool enable, const char *reason)
+{
+	size_t pos;
+	struct chk *c = chk_find(s, SERVICES_NODE_MAINT, &pos);
+	if (enable == (c != NULL))
+		return;
+	if (enable) {
+		chk_add(s, maint_new(s, SERVICES_NODE_MAINT, "Node Maintenance Mode", "", "",
+		                     reason != NULL && reason[0] != '\0'
+		                             ? reason
+		                             : SERVICES_NODE_MAINT_DEFAULT));
+		log_info("agent: Node entered maintenance mode");
+	} else {
+		chk_free(c);
+		memmove(s->chks + pos, s->chks + pos + 1, (s->nchks - pos - 1) * sizeof(*s->chks));
+		s->nchks--;
+		log_info("agent: Node left maintenance mode");
+	}
+	publish(s);
+	maint_save(s);
+}
+
+int services_service_maintenance(struct services *s, const char *id, bool enable,
+                                 const char *reason, char *err, size_t errlen)
+{
+	struct svc *sv = svc_find(s, id, NULL);
+	if (sv == NULL) {
+		snprintf(err, errlen, "No service registered with ID \"%s\"", id);
+		return -2;
+	}
+	char mid[600];
+	snprintf(mid, sizeof(mid), "%s%s", SERVICES_MAINT_PREFIX, id);
+	size_t pos;
+	struct chk *c = chk_find(s, mid, &pos);
+	if (enable == (c != NULL))
+		return 0;
+	if (enable) {
+		const char *name = json_string_value(json_object_get(sv->obj, "Service"));
+		chk_add(s, maint_new(s, mid, "Service Maintenance Mode", id, name,
+		                     reason != NULL && reason[0] != '\0'
+		                             ? reason
+		                             : SERVICES_SERVICE_MAINT_DEFAULT));
+		log_info("agent: Service \"%s\" entered maintenance mode", id);
+	} else {
+		chk_free(c);
+		memmove(s->chks + pos, s->chks + pos + 1, (s->nchks - pos - 1) * sizeof(*s->chks));
+		s->nchks--;
+		log_info("agent: Service \"%s\" left maintenance mode", id);
+	}
+	publish(s);
+	maint_save(s);
+	return 0;
+}
+
+/*
+ * Read once at start, after the services of the config files are registered.
+ * A service in maintenance that no longer exists (services registered over
+ * HTTP are not kept across restarts) is logged and forgotten.
+ */
+void services_maintenance_restore(struct services *s)
+{
+	if (s->maint_path == NULL)
+		return;
+	json_error_t je;
+	json_t *root = json_load_file(s->maint_path, 0, &je);
+	if (root == NULL) {
+		if (errno != ENOENT)
+			log_warn("agent: cannot read the maintenance state %s: %s", s->maint_path,
+			         je.text);
+		return;
+	}
+	json_t *node = json_object_get(root, "Node");
+	if (json_is_object(node))
+		services_node_maintenance(s, true,
+		                          json_string_value(json_object_get(node, "Reason")));
+	const char *id;
+	json_t *v;
+	json_object_foreach(json_object_get(root, "Services"), id, v)
+	{
+		char err[700];
+		if (services_service_maintenance(s, id, true,
+		                                 json_string_value(json_object_get(v, "Reason")),
+		                                 err, sizeof(err)) < 0)
+			log_warn("agent: maintenance of service \"%s\" not restored: %s", id, err);
+	}
+	json_decref(root);
+	maint_save(s);
 }
 
 json_t *services_agent_services(const struct services *s)
@@ -651,6 +824,7 @@ struct services *services_new(struct ev_loop *loop, struct catalog *cat,
 	s->address = xstrdup(cfg->address);
 	s->dc = xstrdup(cfg->datacenter);
 	s->scripts = cfg->enable_script_checks;
+	s->maint_path = cfg->maint_path != NULL ? xstrdup(cfg->maint_path) : NULL;
 	s->meta = json_object();
 	for (size_t i = 0; i < cfg->nmeta; i++)
 		json_object_set_new(s->meta, cfg->meta_keys[i], json_string(cfg->meta_values[i]));
@@ -676,5 +850,6 @@ void services_free(struct services *s)
 	free(s->node_id);
 	free(s->address);
 	free(s->dc);
+	free(s->maint_path);
 	free(s);
 }

@@ -4,8 +4,9 @@
  * This file is the dispatcher and nothing else: the command table (name,
  * synopsis, usage text, function) and the lookup.  The commands live in
  * the command files (cli_members.c, cli_services.c, cli_ops.c, cli_serf.c,
- * cli_kv.c), which see only cmd.h, flags.h and the HTTP client, never this
- * file; `version` stays here because it is the binary's own answer.
+ * cli_maint.c, cli_kv.c), which see only cmd.h, flags.h and the HTTP
+ * client, never this file; `version` stays here because it is the binary's
+ * own answer.
  */
 #include "agent/cli/cli.h"
 
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "agent/cli/cli_kv.h"
+#include "agent/cli/cli_maint.h"
 #include "agent/cli/cli_members.h"
 #include "agent/cli/cli_ops.h"
 #include "agent/cli/cli_serf.h"
@@ -113,6 +115,18 @@ static const struct cli_command commands[] = {
          "  Makes the local agent leave the cluster gracefully and shut "
          "down.\n",
          cli_cmd_leave},
+        {"maint", "Controls node or service maintenance mode",
+         "Usage: rumor maint [options]\n\n"
+         "  Places a node or service into maintenance mode. During maintenance mode,\n"
+         "  the node or service will be excluded from all queries through the DNS\n"
+         "  or API interfaces, effectively taking it out of the pool of available\n"
+         "  nodes. This is done by registering an additional critical health check.\n\n"
+         "  -enable [-reason TEXT] [-service ID] enables it (the reason goes in the\n"
+         "  check's Notes; without one a default text is used), -disable [-service\n"
+         "  ID] disables it. Maintenance is kept in the data directory and restored\n"
+         "  when the agent restarts. With no flags, lists what is in maintenance\n"
+         "  (nothing when nothing is).\n",
+         cli_cmd_maint},
         {"members", "Lists the members of the cluster",
          "Usage: rumor members [options]\n\n"
          "  Lists the members the local agent knows about and their state.\n"
