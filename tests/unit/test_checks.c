@@ -319,6 +319,70 @@ static void test_lookup_names_with_nul(void)
 	catalog_free(cat);
 }
 
+/* Maintenance: a critical node-level check drops every instance from DNS
+ * lookups; a service's drops that service only; both are written to the
+ * maintenance file and a new registry restores them from it. */
+static void test_maintenance_checks_and_restore(void)
+{
+	char dir[] = "/tmp/rumor-maint-XXXXXX", path[64];
+	CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+	snprintf(path, sizeof(path), "%s/maintenance.json", dir);
+	struct catalog *cat = catalog_new("n1");
+	struct services_config sc = {.node = "n1",
+	                             .node_id = "id-1",
+	                             .address = "10.0.0.1",
+	                             .datacenter = "dc1",
+	                             .maint_path = path};
+	struct services *s = services_new(loop, cat, &sc);
+	char err[256] = "";
+	reg(s, "{\"Name\":\"web\",\"ID\":\"web1\"}", err, sizeof(err));
+	reg(s, "{\"Name\":\"db\",\"ID\":\"db1\"}", err, sizeof(err));
+	const struct catalog_inst *out[2];
+	CHECK_INT(1, (int)catalog_lookup(cat, "web", 3, NULL, 0, true, out, 2));
+	CHECK_INT(-2, services_service_maintenance(s, "nope", true, NULL, err, sizeof(err)));
+	CHECK_STR("No service registered with ID \"nope\"", err);
+	CHECK_INT(0, services_service_maintenance(s, "web1", true, "", err, sizeof(err)));
+	CHECK_INT(0, (int)catalog_lookup(cat, "web", 3, NULL, 0, false, out, 2));
+	CHECK_INT(1, (int)catalog_lookup(cat, "db", 2, NULL, 0, false, out, 2));
+	services_node_maintenance(s, true, "disk swap");
+	services_node_maintenance(s, true, "second reason is ignored");
+	CHECK_INT(0, (int)catalog_lookup(cat, "db", 2, NULL, 0, false, out, 2));
+	json_t *chks = services_agent_checks(s);
+	json_t *nm = json_object_get(chks, SERVICES_NODE_MAINT);
+	CHECK_STR("Node Maintenance Mode", json_string_value(json_object_get(nm, "Name")));
+	CHECK_STR("disk swap", json_string_value(json_object_get(nm, "Notes")));
+	CHECK_STR("critical", json_string_value(json_object_get(nm, "Status")));
+	json_t *sm = json_object_get(chks, SERVICES_MAINT_PREFIX "web1");
+	CHECK_STR(SERVICES_SERVICE_MAINT_DEFAULT, json_string_value(json_object_get(sm, "Notes")));
+	CHECK_STR("web1", json_string_value(json_object_get(sm, "ServiceID")));
+	json_decref(chks);
+	services_free(s);
+	catalog_free(cat);
+
+	/* a new agent on the same data dir: both come back; a TTL update of a
+	 * maintenance check is refused (not a TTL check) */
+	cat = catalog_new("n1");
+	s = services_new(loop, cat, &sc);
+	reg(s, "{\"Name\":\"web\",\"ID\":\"web1\"}", err, sizeof(err));
+	services_maintenance_restore(s);
+	chks = services_agent_checks(s);
+	CHECK_STR("disk swap", json_string_value(json_object_get(
+	                               json_object_get(chks, SERVICES_NODE_MAINT), "Notes")));
+	CHECK(json_object_get(chks, SERVICES_MAINT_PREFIX "web1") != NULL, "web1 not restored");
+	CHECK(json_object_get(chks, SERVICES_MAINT_PREFIX "db1") == NULL, "db1 is not registered");
+	json_decref(chks);
+	CHECK_INT(-1, services_check_update(s, SERVICES_NODE_MAINT, CATALOG_PASSING, "", err,
+	                                    sizeof(err)));
+	services_node_maintenance(s, false, NULL);
+	CHECK_INT(0, services_service_maintenance(s, "web1", false, NULL, err, sizeof(err)));
+	CHECK_INT(1, (int)catalog_lookup(cat, "web", 3, NULL, 0, true, out, 2));
+	CHECK_INT(0, (int)services_check_count(s));
+	services_free(s);
+	catalog_free(cat);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERR);
@@ -330,5 +394,6 @@ int main(void)
 	RUN(test_register_lowercase_keys_and_check_ids);
 	RUN(test_service_address_and_node_liveness);
 	RUN(test_lookup_names_with_nul);
+	RUN(test_maintenance_checks_and_restore);
 	return check_exit_code();
 }
