@@ -6,7 +6,10 @@
  * X-Consul-Index, X-Consul-KnownLeader: true and X-Consul-LastContact: 0,
  * 404s included. The index of a single key is its version (HLC) or that of
  * its tombstone, 1 if it never existed — so a blocking query on a key is not
- * woken by writes to other keys (Consul uses the table's index there).
+ * woken by writes to other keys (Consul uses the table's index there). Every
+ * index is the version's 53-bit index form (kv/hlc.h), which a JavaScript
+ * number holds exactly; an index sent in the older 64-bit form (?index=,
+ * ?cas=, a txn's Index) is read as its index form.
  */
 #define _GNU_SOURCE
 #include "agent/api_kv.h"
@@ -24,6 +27,7 @@
 #include "agent/config.h"
 #include "agent/http/http.h"
 #include "lib/log.h"
+#include "kv/hlc.h"
 #include "kv/kv.h"
 
 #define WAIT_DEFAULT_MS (5 * 60 * 1000)
@@ -464,6 +468,7 @@ static void h_get(struct agent *a, struct http_conn *c, const struct http_reques
 			if (wait > WAIT_MAX_MS)
 				wait = WAIT_MAX_MS;
 		}
+		want = kv_hlc_index_in(want);
 		if (want > 0 && kv_index(a->kv, key, key_len, recurse) <= want) {
 			if (wait >= 16)
 				wait += (int64_t)randombytes_uniform((uint32_t)(wait / 16));

@@ -210,7 +210,7 @@ struct kv_engine_watch *kv_engine_watch_add(struct kv_engine *e, const char *key
 	memcpy(w->key, key, key_len);
 	w->key_len = key_len;
 	w->recurse = recurse;
-	w->index = index;
+	w->index = kv_hlc_index_in(index);
 	w->fn = fn;
 	w->ud = ud;
 	w->next = e->watches;
@@ -255,9 +255,11 @@ static void watch_fire(struct kv_engine *e, struct kv_engine_watch *w, bool chan
 }
 
 /* A change of key to version hlc wakes the watches on that key, and the
- * recursive ones on a prefix of it, whose index it passes. */
+ * recursive ones on a prefix of it, whose index it passes (indexes, not
+ * versions: the client's ?index= is one, see kv/hlc.h). */
 static void wake_watches(struct kv_engine *e, const char *key, size_t key_len, uint64_t hlc)
 {
+	uint64_t idx = kv_hlc_index(hlc);
 	struct kv_engine_watch *w = e->watches;
 	while (w != NULL) {
 		struct kv_engine_watch *next = w->next;
@@ -265,7 +267,7 @@ static void wake_watches(struct kv_engine *e, const char *key, size_t key_len, u
 		        w->recurse
 		                ? (key_len >= w->key_len && memcmp(key, w->key, w->key_len) == 0)
 		                : (key_len == w->key_len && memcmp(key, w->key, w->key_len) == 0);
-		if (match && hlc > w->index)
+		if (match && idx > w->index)
 			watch_fire(e, w, true);
 		w = next;
 	}
@@ -409,10 +411,12 @@ static int local_set(struct kv_engine *e, const char *key, size_t key_len, bool 
 }
 
 /* Check one op's condition against the state staged so far (so a CAS sees
- * the writes of the same batch): 1 ok, 0 fails, -1 error. */
+ * the writes of the same batch): 1 ok, 0 fails, -1 error. The client's
+ * index is compared with the index form of the version (kv/hlc.h); one
+ * held from before an upgrade (a version) is read as its index form. */
 static int check_op(struct kv_engine *e, const struct kv_op *op)
 {
-	uint64_t idx = 0;
+	uint64_t idx = 0, want = kv_hlc_index_in(op->index);
 	bool live = false;
 	if (op->verb == KV_OP_CAS || op->verb == KV_OP_DELETE_CAS ||
 	    op->verb == KV_OP_CHECK_INDEX || op->verb == KV_OP_CHECK_NOT_EXISTS) {
@@ -421,15 +425,15 @@ static int check_op(struct kv_engine *e, const struct kv_op *op)
 		if (got < 0)
 			return -1;
 		live = got == 1 && !r.tomb;
-		idx = live ? r.hlc : 0;
+		idx = live ? kv_hlc_index(r.hlc) : 0;
 	}
 	switch (op->verb) {
 	case KV_OP_CAS:
-		return op->index == 0 ? !live : (live && idx == op->index);
+		return want == 0 ? !live : (live && idx == want);
 	case KV_OP_DELETE_CAS:
-		return op->index != 0 && live && idx == op->index;
+		return want != 0 && live && idx == want;
 	case KV_OP_CHECK_INDEX:
-		return live && idx == op->index;
+		return live && idx == want;
 	case KV_OP_CHECK_NOT_EXISTS:
 		return !live;
 	default:
@@ -557,8 +561,8 @@ static void to_entry(const char *key, size_t key_len, const struct kv_rec *r, st
 	e->value = r->value;
 	e->value_len = r->value_len;
 	e->flags = r->flags;
-	e->create_index = r->create;
-	e->modify_index = r->hlc;
+	e->create_index = r->create ? kv_hlc_index(r->create) : 0;
+	e->modify_index = kv_hlc_index(r->hlc);
 	e->node = node;
 	e->deleted = r->tomb;
 }
@@ -623,22 +627,30 @@ static int scan_max(void *ud, const char *key, size_t key_len, const struct kv_r
 	return 0;
 }
 
-/*
- * The index of a key is its version (or its tombstone's), 1 if never written;
- * of a prefix, the highest version under it. Never 0, which blocking clients
- * would treat as "no index" and spin on.
- */
-uint64_t kv_engine_index(struct kv_engine *e, const char *key, size_t key_len, bool recurse)
+/* The largest version under a key or prefix, tombstones included; 0 if none. */
+static uint64_t top_version(struct kv_engine *e, const char *key, size_t key_len, bool recurse)
 {
 	if (!recurse) {
 		struct kv_rec r;
 		if (key_len > 0 && kv_store_get(e->store, true, key, key_len, &r) == 1)
 			return r.hlc;
-		return 1;
+		return 0;
 	}
 	struct scan_ctx s = {NULL, NULL, 0, 0};
 	kv_store_scan(e->store, true, key, key_len, scan_max, &s);
-	return s.max ? s.max : 1;
+	return s.max;
+}
+
+/*
+ * The index of a key is the index form of its version (or its tombstone's), 1
+ * if never written; of a prefix, that of the highest version under it (the
+ * index form keeps the order, kv/hlc.h). Never 0, which blocking clients would
+ * treat as "no index" and spin on.
+ */
+uint64_t kv_engine_index(struct kv_engine *e, const char *key, size_t key_len, bool recurse)
+{
+	uint64_t v = top_version(e, key, key_len, recurse);
+	return v ? kv_hlc_index(v) : 1;
 }
 
 /* ------------------------------------------------------- sessions */
@@ -941,7 +953,7 @@ struct kv_engine *kv_engine_new(const struct kv_engine_config *cfg, const struct
 	/* The clock continues after the largest version we hold, unless that
 	 * version is far ahead of the wall clock (taken in before versions were
 	 * checked): then it would make every later write a poisoned one too. */
-	uint64_t top = kv_engine_index(e, "", 0, true);
+	uint64_t top = top_version(e, "", 0, true);
 	if (kv_version_ahead(top, now_ms, e->max_ahead_ms))
 		log_warn("kv: the replica holds a version %lld s ahead of the clock; it is not "
 		         "taken into the clock and loses to any write of its key",

@@ -81,8 +81,8 @@ struct kv_entry {
 	const uint8_t *value;
 	size_t value_len;
 	uint64_t flags;
-	uint64_t create_index; /* HLC of creation */
-	uint64_t modify_index; /* HLC of the last write (the version) */
+	uint64_t create_index; /* index form (kv/hlc.h) of the creating write's version */
+	uint64_t modify_index; /* index form of the last write's version */
 	const char *node;      /* writer of the version */
 	bool deleted;          /* a tombstone (only kv_scan_all shows them) */
 };
@@ -107,7 +107,7 @@ struct kv_op {
 	const void *value;
 	size_t value_len;
 	uint64_t flags;
-	uint64_t index;
+	uint64_t index; /* an index as clients see them; over 2^53 - 1: a version (kv/hlc.h) */
 };
 
 enum kv_result {
@@ -220,12 +220,13 @@ int kv_engine_get(struct kv_engine *e, const char *key, size_t key_len, kv_entry
 /* Live keys starting with prefix, in byte order: the number visited or -1. */
 int kv_engine_scan(struct kv_engine *e, const char *prefix, size_t prefix_len, kv_entry_fn fn,
                    void *ud);
-/* The largest version under a key (recurse false) or prefix, tombstones
- * included; 1 when there is none. */
+/* The index form (kv/hlc.h) of the largest version under a key (recurse
+ * false) or prefix, tombstones included; 1 when there is none. */
 uint64_t kv_engine_index(struct kv_engine *e, const char *key, size_t key_len, bool recurse);
 
 /* Park a watch: fn(ud, true) from a commit that moves the index of the key
- * (recurse: of any key under the prefix) past `index`, fn(ud, false) from
+ * (recurse: of any key under the prefix) past `index` (read as
+ * kv_hlc_index_in does), fn(ud, false) from
  * kv_engine_free. The timeout is the driver's (kv_engine_watch_cancel).
  * NULL when max_watches are parked. */
 typedef void (*kv_engine_watch_fn)(void *ud, bool changed);

@@ -111,8 +111,9 @@ int kv_get(struct kv *kv, const char *key, size_t key_len, kv_entry_fn fn, void 
 /* Live keys starting with prefix (all if ""), in byte order. Returns the
  * number visited or -1. */
 int kv_scan(struct kv *kv, const char *prefix, size_t prefix_len, kv_entry_fn fn, void *ud);
-/* The blocking index of a key (recurse false) or prefix: the largest
- * version under it, tombstones included; 1 when there is none. */
+/* The blocking index of a key (recurse false) or prefix: the index form
+ * (kv/hlc.h, at most 2^53 - 1) of the largest version under it, tombstones
+ * included; 1 when there is none. */
 uint64_t kv_index(struct kv *kv, const char *key, size_t key_len, bool recurse);
 
 /* Park until the index of key/prefix moves past `index` or timeout_ms

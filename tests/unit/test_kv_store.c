@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_kv_store.c — HLC, record codec and merge order, LMDB
+ * tests/unit/test_kv_store.c — HLC and its 53-bit index form, record codec and merge order, LMDB
  * persistence, tombstone purge, the bucketed digest and the sync exchange
  * (two stores converge and only differing buckets travel). Stored-record
  * checksums: a byte flipped inside data.mdb is caught; a bad or
@@ -98,6 +98,72 @@ static void test_hlc_observe_moves_past_remote(void)
 	kv_hlc_observe(&c, kv_hlc_from_ms(5000) + 7);
 	uint64_t n = kv_hlc_next(&c, 1000);
 	REQUIRE(n == kv_hlc_from_ms(5000) + 8, "expected remote+1, got %" PRIu64, n);
+}
+
+/* 2026-12-04T00:00:00Z, well after the index epoch. */
+#define NOW_2026_MS 1796342400000LL
+
+static void test_hlc_counter_stops_at_4095_and_moves_to_next_ms(void)
+{
+	struct kv_hlc c = {0};
+	uint64_t prev = kv_hlc_next(&c, NOW_2026_MS);
+	for (int i = 1; i < 5000; i++) {
+		uint64_t v = kv_hlc_next(&c, NOW_2026_MS);
+		REQUIRE(v > prev, "version %d: expected > %" PRIu64 ", got %" PRIu64, i, prev, v);
+		REQUIRE((v & 0xffff) <= KV_HLC_COUNTER_MAX, "version %d: counter %" PRIu64, i,
+		        v & 0xffff);
+		REQUIRE(kv_hlc_index(v) == kv_hlc_index(prev) + 1,
+		        "version %d: expected index %" PRIu64 ", got %" PRIu64, i,
+		        kv_hlc_index(prev) + 1, kv_hlc_index(v));
+		prev = v;
+	}
+	CHECK_INT((long long)(NOW_2026_MS + 1), (long long)KV_HLC_MS(prev));
+	CHECK_INT(5000LL - 4097, (long long)(prev & 0xffff));
+	/* An observed version of an older release, counter past 4095. */
+	struct kv_hlc o = {0};
+	kv_hlc_observe(&o, kv_hlc_from_ms(NOW_2026_MS) + 60000);
+	uint64_t n = kv_hlc_next(&o, NOW_2026_MS);
+	CHECK_INT((long long)kv_hlc_from_ms(NOW_2026_MS + 1), (long long)n);
+}
+
+static void test_hlc_index_fits_a_double_and_keeps_order(void)
+{
+	uint64_t v = kv_hlc_from_ms(NOW_2026_MS) + 17;
+	uint64_t want = ((uint64_t)(NOW_2026_MS - KV_INDEX_EPOCH_MS) << 12) | 17;
+	CHECK_INT((long long)want, (long long)kv_hlc_index(v));
+	CHECK_INT((long long)v, (long long)kv_hlc_from_index(kv_hlc_index(v)));
+	double d = (double)kv_hlc_index(v);
+	CHECK_INT((long long)kv_hlc_index(v), (long long)d);
+	/* The last millisecond the 41 bits hold, and one past it. */
+	int64_t last_ms = KV_INDEX_EPOCH_MS + (int64_t)(KV_INDEX_MAX >> 12);
+	CHECK_INT((long long)KV_INDEX_MAX, (long long)kv_hlc_index(kv_hlc_from_ms(last_ms) + 4095));
+	CHECK_INT((long long)KV_INDEX_MAX, (long long)kv_hlc_index(kv_hlc_from_ms(last_ms + 1)));
+	/* Before the epoch: 1, never 0. */
+	CHECK_INT(1LL, (long long)kv_hlc_index(kv_hlc_from_ms(1000) + 3));
+	CHECK_INT(1LL, (long long)kv_hlc_index(0));
+	/* An older release's counter past 4095 shows as 4095, still below the
+	 * next millisecond. */
+	uint64_t big = kv_hlc_from_ms(NOW_2026_MS) + 5000;
+	CHECK_INT((long long)(want - 17 + 4095), (long long)kv_hlc_index(big));
+	CHECK(kv_hlc_index(big) < kv_hlc_index(kv_hlc_from_ms(NOW_2026_MS + 1)), "order kept");
+	/* Monotonic over a sweep of versions around a millisecond boundary. */
+	uint64_t prev = 0;
+	for (uint64_t x = kv_hlc_from_ms(NOW_2026_MS) - 70000;
+	     x < kv_hlc_from_ms(NOW_2026_MS) + 70000; x += 7) {
+		uint64_t i = kv_hlc_index(x);
+		REQUIRE(i >= prev && i <= KV_INDEX_MAX,
+		        "index of %" PRIu64 ": %" PRIu64 " after %" PRIu64, x, i, prev);
+		prev = i;
+	}
+}
+
+static void test_hlc_index_in_reads_an_old_release_index(void)
+{
+	uint64_t v = kv_hlc_from_ms(NOW_2026_MS) + 9;
+	CHECK_INT((long long)kv_hlc_index(v), (long long)kv_hlc_index_in(v));
+	CHECK_INT(12345LL, (long long)kv_hlc_index_in(12345));
+	CHECK_INT(0LL, (long long)kv_hlc_index_in(0));
+	CHECK_INT((long long)KV_INDEX_MAX, (long long)kv_hlc_index_in(KV_INDEX_MAX));
 }
 
 static void test_record_roundtrip_and_order(void)
@@ -636,6 +702,9 @@ int main(void)
 		return 1;
 	RUN(test_hlc_is_monotonic_when_wall_clock_steps_back);
 	RUN(test_hlc_observe_moves_past_remote);
+	RUN(test_hlc_counter_stops_at_4095_and_moves_to_next_ms);
+	RUN(test_hlc_index_fits_a_double_and_keeps_order);
+	RUN(test_hlc_index_in_reads_an_old_release_index);
 	RUN(test_record_roundtrip_and_order);
 	RUN(test_store_persists_across_reopen);
 	RUN(test_abort_restores_digest_and_data);
