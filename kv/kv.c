@@ -85,6 +85,8 @@ struct sync_conn {
 	struct kv_buf plain; /* the opened frame being fed */
 	size_t woff;
 	struct kv_session *sess; /* the engine's; ended in conn_free */
+	bool framed;             /* a frame came in (the first decides a hand-off) */
+	bool handed_off;         /* the socket went to the hand-off: not ours to close */
 	char peer[64];
 };
 
@@ -93,6 +95,8 @@ struct kv {
 	struct kv_engine *engine;
 	struct kv_members members;
 	bool has_members;
+	kv_handoff_fn handoff; /* accepted connections of another protocol */
+	void *handoff_ctx;
 	bool closing; /* kv_free: nothing more is broadcast */
 	ev_prepare prepare;
 	ev_timer sync_timer, purge_timer, checkpoint_timer;
@@ -296,7 +300,7 @@ static void conn_free(struct sync_conn *c, bool ok)
 	 * the next one forward, a pull stops covering its version */
 	if (c->sess != NULL)
 		kv_session_end(c->sess, ok);
-	if (!ok)
+	if (!ok && !c->handed_off)
 		log_debug("kv: sync with %s failed", c->peer);
 	kv_buf_free(&c->rbuf);
 	kv_buf_free(&c->wbuf);
@@ -399,6 +403,23 @@ static void refuse(struct sync_conn *c, uint64_t *counter, const char *why)
 }
 
 /*
+ * The first frame of an accepted connection belongs to another protocol on the
+ * same port (the server RPC): its owner gets the socket and every byte read so
+ * far from that frame on, and this connection is forgotten without closing the
+ * socket. The sealing checks ran first, so nothing unsealed passes a keyring.
+ */
+static void hand_off(struct sync_conn *c, size_t at)
+{
+	struct kv *kv = c->kv;
+	ev_io_stop(kv->loop, &c->io);
+	int fd = c->fd;
+	c->fd = -1;
+	c->handed_off = true;
+	kv->stats.sync_handed_off++;
+	kv->handoff(kv->handoff_ctx, fd, c->peer, c->rbuf.p + at, c->rbuf.len - at);
+}
+
+/*
  * With a keyring, only sealed frames are accepted, and without one only plain
  * ones: a mismatch is refused, never downgraded, since a sealed cluster must not
  * take plaintext records and must not send its own in clear.
@@ -433,6 +454,13 @@ static bool conn_process(struct sync_conn *c)
 		    kv_frame_open(&kv->seal, from_initiator(c, false), hdr, pl, plen, &c->plain,
 		                  &type, &pl, &plen, err, sizeof(err)) < 0) {
 			refuse(c, &kv->stats.sync_refused_decrypt, err);
+			return false;
+		}
+		bool first = !c->framed;
+		c->framed = true;
+		if (first && !c->outbound && kv->handoff != NULL && type >= KV_F_FOREIGN_MIN &&
+		    type <= KV_F_FOREIGN_MAX) {
+			hand_off(c, (size_t)(hdr - c->rbuf.p));
 			return false;
 		}
 		int rc = kv_session_feed(c->sess, wall_ms(), type, pl, plen, conn_out(c), err,
@@ -932,6 +960,12 @@ void kv_set_seal(struct kv *kv, const struct kv_seal *seal)
 	kv->sealed = seal != NULL;
 	if (seal != NULL)
 		kv->seal = *seal;
+}
+
+void kv_set_handoff(struct kv *kv, kv_handoff_fn fn, void *ctx)
+{
+	kv->handoff = fn;
+	kv->handoff_ctx = fn != NULL ? ctx : NULL;
 }
 
 int kv_sync_port(const struct kv *kv)

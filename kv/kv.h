@@ -94,6 +94,16 @@ struct kv_seal;
 /* Seal every sync frame with `seal` (copied; its ctx must outlive kv) and
  * refuse plaintext ones; NULL: plaintext (no keyring). */
 void kv_set_seal(struct kv *kv, const struct kv_seal *seal);
+/* Another protocol on the sync port (the server RPC): an accepted
+ * connection whose first frame (opened, with a keyring) has an inner type
+ * in KV_F_FOREIGN_MIN..KV_F_FOREIGN_MAX (kv/repl.h) is given to fn with
+ * its socket (fn owns it from then on) and every byte read so far from
+ * that frame on (buf, len: at least the whole first frame; valid during
+ * the call), and forgotten here. The sealing checks run first: with a
+ * keyring a plaintext frame is refused, never handed off. NULL (the
+ * default): such a frame is a protocol error, the connection is closed. */
+typedef void (*kv_handoff_fn)(void *ctx, int fd, const char *peer, const uint8_t *buf, size_t len);
+void kv_set_handoff(struct kv *kv, kv_handoff_fn fn, void *ctx);
 
 /* Stage ops atomically; done (may be NULL) is called once after the commit,
  * or with KV_FAILED/KV_ERROR before returning when a check fails. Returns 0,
@@ -143,6 +153,8 @@ struct kv_stats {
 	uint64_t sync_refused_plain, sync_refused_decrypt, sync_refused_sealed;
 	/* closed for passing the buffer budget; output pumps that waited for it */
 	uint64_t sync_budget_closed, sync_budget_waits;
+	/* accepted connections given to kv_set_handoff's fn */
+	uint64_t sync_handed_off;
 	uint64_t versions_ahead; /* remote versions refused: too far ahead of our clock */
 	/* storage health (kv/store.h kv_store_stats) */
 	uint64_t store_bad_reads, store_bad_records, store_legacy_records;

@@ -72,6 +72,11 @@ enum kv_frame_type {
 	KV_F_END = 5,
 	KV_F_SEALED = 10, /* memberlist's encryptMsg number */
 };
+/* Inner frame types no sync session uses: another protocol sharing the
+ * sync port (the server RPC, agent/server_rpc.h). An accepted connection
+ * that starts with one is handed over (kv_set_handoff in kv/kv.h). */
+#define KV_F_FOREIGN_MIN 0x40
+#define KV_F_FOREIGN_MAX 0x7f
 
 /* Authenticated encryption of frames; the agent fills it from the gossip
  * keyring. encrypt writes a sealed form of msg into out and returns its
