@@ -41,6 +41,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -86,6 +88,7 @@ struct rpc_conn {
 	struct kv_buf rbuf, wbuf, plain;
 	size_t woff;
 	double down_at;  /* outbound: when it last failed (0: never) */
+	double born;     /* the accept or the dial: connect and HELLO deadlines */
 	double progress; /* last byte moved, or the accept/dial */
 	char addr[RPC_ADDR_MAX];
 	uint64_t peer_id;
@@ -343,10 +346,10 @@ static double conn_deadline(const struct rpc_conn *c)
 	if (c->fd < 0)
 		return 0;
 	if (c->connecting)
-		return c->progress + RPC_CONNECT_TIMEOUT_S;
+		return c->born + RPC_CONNECT_TIMEOUT_S;
 	double d = 0;
 	if (!c->outbound && !c->hello)
-		d = c->progress + RPC_HELLO_TIMEOUT_S;
+		d = c->born + RPC_HELLO_TIMEOUT_S; /* trickling bytes does not extend it */
 	if (c->rbuf.len > 0 || c->woff < c->wbuf.len) {
 		double s = c->progress + RPC_STALL_S;
 		if (d == 0 || s < d)
@@ -696,6 +699,18 @@ static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---------------------------------------------------------- dialling */
 
+/*
+ * Data the peer does not acknowledge for RPC_STALL_S ends the connection in
+ * the kernel (TCP_USER_TIMEOUT): a peer that vanished without a reset would
+ * otherwise keep swallowing RAFT frames into the socket buffer for the
+ * many minutes of TCP's own retransmission limit.
+ */
+static void no_silent_peers(int fd)
+{
+	int ms = (int)(RPC_STALL_S * 1000);
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+}
+
 /* "ip:port" or "[ip6]:port" into ss; false when it is not one. */
 static bool parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *sl)
 {
@@ -729,7 +744,7 @@ static bool conn_dial(struct rpc_conn *c)
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	c->remove = false;
-	c->progress = ev_now(rpc->loop);
+	c->progress = c->born = ev_now(rpc->loop);
 	if (!parse_addr(c->addr, &ss, &sl)) {
 		c->down_at = c->progress;
 		return false;
@@ -743,6 +758,7 @@ static bool conn_dial(struct rpc_conn *c)
 	c->fd = fd;
 	c->connecting = true;
 	rpc->st.conns_out++;
+	no_silent_peers(fd);
 	ev_io_set(&c->io, fd, EV_READ | EV_WRITE);
 	if (!conn_send(c, SERVER_RPC_T_HELLO, rpc->hello, rpc->hello_len, NULL, 0)) {
 		conn_drop(c, false, SERVER_RPC_E_TRANSPORT);
@@ -884,8 +900,9 @@ void server_rpc_adopt(struct server_rpc *rpc, int fd, const char *peer, const ui
 		return;
 	}
 	struct rpc_conn *c = conn_new(rpc, fd, false, peer ? peer : "?");
-	c->progress = ev_now(rpc->loop);
+	c->progress = c->born = ev_now(rpc->loop);
 	rpc->st.conns_in++;
+	no_silent_peers(fd);
 	if (!buf_need(rpc, &c->rbuf, len > RPC_READ_MIN ? len : RPC_READ_MIN)) {
 		rpc->st.budget_closed++;
 		conn_drop(c, true, SERVER_RPC_E_TRANSPORT);

@@ -100,7 +100,8 @@ static void on_raft(void *ctx, uint64_t from_id, const char *from_addr, const ui
 }
 
 /* Method 1: answered at once (status 7, "re:" + body); 2 and 3 wait for the
- * test to answer (or not). */
+ * test to answer (or not); 4 drops every connection from inside the handler
+ * (server_rpc_set_seal, as a keyring change does). */
 static void on_request(void *ctx, uint64_t conn_id, uint64_t req_id, uint8_t method,
                        const char *from_node, const uint8_t *p, size_t n)
 {
@@ -115,6 +116,8 @@ static void on_request(void *ctx, uint64_t conn_id, uint64_t req_id, uint8_t met
 		size_t m = n < 200 ? n : 200;
 		memcpy(out + 3, p, m);
 		server_rpc_reply(nd->rpc, conn_id, req_id, 7, out, 3 + m);
+	} else if (method == 4) {
+		server_rpc_set_seal(nd->rpc, NULL);
 	}
 }
 
@@ -387,6 +390,25 @@ static void test_free_from_inside_a_reply(void)
 	CHECK_INT(1, r2.done);
 	CHECK_INT(SERVER_RPC_E_SHUTDOWN, r2.status);
 	run_for(0.05);
+out:
+	node_stop(&a);
+	node_stop(&b);
+}
+
+static void test_connections_dropped_inside_a_handler(void)
+{
+	struct node a, b;
+	struct reply r;
+	if (!node_start(&a, "a", 11, 0) || !node_start(&b, "b", 22, 0))
+		goto out;
+	REQUIRE_INT(0, call(&a, b.addr, 4, "drop", 2000, &r));
+	CHECK(run_until(&r.done, 3), "failed");
+	CHECK_INT(SERVER_RPC_E_TRANSPORT, r.status);
+	CHECK_INT(0, (long long)stats(&b).conns_open);
+	run_for(0.25); /* past the redial pause */
+	REQUIRE_INT(0, call(&a, b.addr, 1, "again", 2000, &r));
+	CHECK(run_until(&r.done, 3), "reply");
+	CHECK_INT(7, r.status);
 out:
 	node_stop(&a);
 	node_stop(&b);
@@ -707,6 +729,7 @@ int main(void)
 	RUN(test_refused_connect_fails_calls_and_redials_later);
 	RUN(test_free_fails_pending_calls_with_shutdown);
 	RUN(test_free_from_inside_a_reply);
+	RUN(test_connections_dropped_inside_a_handler);
 	RUN(test_sealed_and_refusals);
 	RUN(test_bounds_on_frames_and_connections);
 	RUN(test_plaintext_after_sealed_hello_is_refused);
