@@ -628,7 +628,7 @@ static bool conn_write(struct rpc_conn *c)
 {
 	struct server_rpc *rpc = c->rpc;
 	while (c->woff < c->wbuf.len) {
-		ssize_t n = write(c->fd, c->wbuf.p + c->woff, c->wbuf.len - c->woff);
+		ssize_t n = send(c->fd, c->wbuf.p + c->woff, c->wbuf.len - c->woff, MSG_NOSIGNAL);
 		if (n > 0) {
 			c->woff += (size_t)n;
 			rpc->st.bytes_out += (uint64_t)n;

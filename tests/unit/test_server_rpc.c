@@ -560,6 +560,29 @@ out:
 	node_stop(&b);
 }
 
+/* An accepted peer that never completes HELLO holds its slot 5 s, however
+ * it trickles bytes. */
+static void test_hello_deadline(void)
+{
+	struct node b;
+	if (!node_start(&b, "b", 22, 0))
+		goto out;
+	uint8_t buf[600];
+	size_t n = hello_frame(buf, 5, "127.0.0.1:1", "x");
+	int fd = adopt_pair(&b, buf, 3);
+	bool closed = false;
+	for (size_t i = 3; i < n - 1 && !closed; i++) {
+		run_for(0.5);
+		closed = send(fd, buf + i, 1, MSG_NOSIGNAL) < 0 || stats(&b).conns_open == 0;
+	}
+	CHECK(closed || closed_by_peer(fd), "closed");
+	close(fd);
+	CHECK_INT(0, (long long)stats(&b).conns_open);
+	CHECK_INT(0, (long long)stats(&b).refused_proto, "a deadline, not a protocol error");
+out:
+	node_stop(&b);
+}
+
 static void test_plaintext_after_sealed_hello_is_refused(void)
 {
 	struct node b;
@@ -732,6 +755,7 @@ int main(void)
 	RUN(test_connections_dropped_inside_a_handler);
 	RUN(test_sealed_and_refusals);
 	RUN(test_bounds_on_frames_and_connections);
+	RUN(test_hello_deadline);
 	RUN(test_plaintext_after_sealed_hello_is_refused);
 	RUN(test_budget_bounds_sends_and_receives);
 	RUN(test_kv_sync_still_works_on_the_same_port);
