@@ -694,6 +694,81 @@ static void test_engine_skips_and_overwrites_a_bad_record(void)
 	ev_loop_destroy(loop);
 }
 
+static int keep_entry(void *ud, const struct kv_entry *e)
+{
+	*(struct kv_entry *)ud = *e;
+	return 0;
+}
+
+/* One op on kv, run until answered; the kv_result. */
+static int write_one(struct ev_loop *loop, struct kv *kv, struct kv_op op)
+{
+	char err[128];
+	struct wr w = {0, 0};
+	if (kv_write(kv, &op, 1, wr_done, &w, err, sizeof(err)) < 0)
+		return -100;
+	for (int i = 0; i < 100 && !w.done; i++)
+		ev_run(loop, EVRUN_ONCE | EVRUN_NOWAIT);
+	return w.done ? w.result : -101;
+}
+
+/*
+ * A replica an earlier release wrote (64-bit versions, one with a counter past
+ * 4095) opens as it is: reads show index forms, CAS takes the index form and
+ * the old 64-bit number alike, and the next write gets a larger index of its
+ * own although the clock continues from a counter past 4095.
+ */
+static void test_engine_shows_index_forms_of_an_earlier_replica(void)
+{
+	char data[512], kvdir[600], err[256];
+	snprintf(data, sizeof(data), "%s/indexes", tmpdir);
+	snprintf(kvdir, sizeof(kvdir), "%s/kv", data);
+	mkdir(data, 0700);
+	struct kv_store *s = kv_store_open(kvdir, 64u << 20, err, sizeof(err));
+	REQUIRE(s != NULL, "open: %s", err);
+	int64_t now = (int64_t)time(NULL) * 1000;
+	uint64_t va = kv_hlc_from_ms(now - 5000) + 3, vb = kv_hlc_from_ms(now - 1000) + 5000;
+	REQUIRE(put(s, "i/a", mkrec(va, "old", "a", false)) == 0 &&
+	                put(s, "i/b", mkrec(vb, "old", "b", false)) == 0,
+	        "puts");
+	kv_store_close(s);
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct kv_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.data_dir = data;
+	cfg.node_name = "n1";
+	cfg.sync_port = -1;
+	cfg.map_size = 64u << 20;
+	struct kv *kv = kv_new(loop, &cfg, err, sizeof(err));
+	REQUIRE(kv != NULL, "kv_new: %s", err);
+	struct kv_entry e;
+	memset(&e, 0, sizeof(e));
+	CHECK_INT(1, kv_get(kv, "i/a", 3, keep_entry, &e), "get i/a");
+	CHECK_INT((long long)kv_hlc_index(va), (long long)e.modify_index, "ModifyIndex of i/a");
+	CHECK_INT((long long)kv_hlc_index(va), (long long)e.create_index, "CreateIndex of i/a");
+	CHECK_INT(1, kv_get(kv, "i/b", 3, keep_entry, &e), "get i/b");
+	uint64_t ib = e.modify_index;
+	CHECK_INT((long long)(kv_hlc_index(kv_hlc_from_ms(now - 1000)) + 4095), (long long)ib,
+	          "ModifyIndex of i/b (counter 5000 shows as 4095)");
+	CHECK_INT((long long)ib, (long long)kv_index(kv, "i/", 2, true), "index of the prefix");
+	CHECK(ib <= KV_INDEX_MAX && kv_index(kv, "i/a", 3, false) <= KV_INDEX_MAX, "indexes fit");
+
+	CHECK_INT(KV_FAILED,
+	          write_one(loop, kv, (struct kv_op){KV_OP_CAS, "i/a", 3, "x", 1, 0, va - 1}),
+	          "CAS with a wrong old version");
+	CHECK_INT(KV_OK, write_one(loop, kv, (struct kv_op){KV_OP_CAS, "i/a", 3, "y", 1, 0, va}),
+	          "CAS with the 64-bit version an earlier release showed");
+	CHECK_INT(KV_OK, write_one(loop, kv, (struct kv_op){KV_OP_CAS, "i/b", 3, "z", 1, 0, ib}),
+	          "CAS with the index form");
+	CHECK_INT(1, kv_get(kv, "i/b", 3, keep_entry, &e), "get i/b after the CAS");
+	CHECK(e.modify_index > ib && e.modify_index <= KV_INDEX_MAX,
+	      "a new write's index %" PRIu64 " passes %" PRIu64, e.modify_index, ib);
+	CHECK_INT((long long)kv_hlc_index(vb), (long long)e.create_index,
+	          "CreateIndex kept across the write");
+	kv_free(kv);
+	ev_loop_destroy(loop);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -716,6 +791,7 @@ int main(void)
 	RUN(test_bad_and_legacy_records_never_poison_a_key);
 	RUN(test_kv_verify_reports_bad_keys);
 	RUN(test_engine_skips_and_overwrites_a_bad_record);
+	RUN(test_engine_shows_index_forms_of_an_earlier_replica);
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return check_exit_code();
 }
