@@ -37,6 +37,7 @@
 #include "agent/memtrim.h"
 #include "gossip/keyring.h"
 #include "gossip/serf.h"
+#include "agent/server.h"
 #include "gossip/tags.h"
 #include "gossip/transport.h"
 #include "kv/kv.h"
@@ -81,6 +82,7 @@ static size_t build_tags(const struct agent *a, struct tag *tags)
 	snprintf(rpc_port, sizeof(rpc_port), "%d", a->kv != NULL ? kv_sync_port(a->kv) : -1);
 	size_t n = tags_consul(tags, a->cfg.datacenter, RUMOR_VERSION ":rumor", a->node_id,
 	                       a->kv != NULL ? rpc_port : NULL);
+	n = server_tags(a->server, tags, n);
 	for (size_t i = 0; i < a->cfg.node_meta_n && n < TAGS_MAX; i++) {
 		snprintf(tags[n].key, sizeof(tags[n].key), "%s", a->cfg.node_meta[i].key);
 		snprintf(tags[n].value, sizeof(tags[n].value), "%s", a->cfg.node_meta[i].value);
@@ -147,6 +149,24 @@ static int set_tags(struct agent *a, const char *const *keys, const char *const 
 	gossip_transport_kick(a->gossip);
 	refresh_self_tags(a);
 	return 0;
+}
+
+/* The server tier changed what its tags say (role, raft state). */
+static void retag(struct agent *a)
+{
+	if (a->gossip == NULL) {
+		refresh_self_tags(a);
+		return;
+	}
+	uint8_t meta[ML_META_MAX];
+	int mlen = build_meta(a, meta, sizeof(meta));
+	if (mlen < 0) {
+		log_warn("agent: tags do not fit in %d bytes of node meta", ML_META_MAX);
+		return;
+	}
+	swim_set_meta(gossip_transport_swim(a->gossip), gossip_now_ms(), meta, (size_t)mlen);
+	gossip_transport_kick(a->gossip);
+	refresh_self_tags(a);
 }
 
 static const char *keyring_path(const struct agent *a, char *buf, size_t cap)
@@ -908,6 +928,11 @@ static int start_kv(struct agent *a)
 		fprintf(stderr, "==> Error starting agent: %s\n", err);
 		return -1;
 	}
+	a->server = server_new(a, err, sizeof(err));
+	if (a->server == NULL) {
+		fprintf(stderr, "==> Error starting the server tier: %s\n", err);
+		return -1;
+	}
 	return 0;
 }
 
@@ -986,6 +1011,7 @@ static int start_security(struct agent *a, struct gossip_transport_config *gc)
 		                       .encrypt = kv_seal_encrypt,
 		                       .decrypt = kv_seal_decrypt};
 		kv_set_seal(a->kv, &seal);
+		server_set_seal(a->server, &seal);
 	}
 	return 0;
 }
@@ -1129,6 +1155,8 @@ static void agent_stop(struct agent *a)
 	agent_dns_stop(p->dns);
 	p->dns = NULL;
 	api_catalog_stop(a);
+	server_free(a->server);
+	a->server = NULL;
 	kv_free(a->kv);
 	a->kv = NULL;
 	api_stop(a);
@@ -1172,6 +1200,7 @@ int agent_main(int argc, char **argv)
 	        .member_status = member_status,
 	        .set_tags = set_tags,
 	        .keyring_path = keyring_path,
+	        .retag = retag,
 	};
 	struct agent agent, *a = &agent;
 	struct agent_priv p;

@@ -16,6 +16,8 @@
 #include "agent/api_catalog_ext.h"
 #include "agent/api_missing.h"
 #include "agent/api_kv.h"
+#include "agent/api_server.h"
+#include "agent/server.h"
 #include "agent/api_event.h"
 #include "agent/http/http.h"
 #include "lib/log.h"
@@ -111,10 +113,10 @@ static void h_self(struct agent *a, struct http_conn *c, const struct http_reque
 	for (size_t i = 0; i < a->cfg.node_meta_n; i++)
 		json_object_set_new(meta, a->cfg.node_meta[i].key,
 		                    json_string(a->cfg.node_meta[i].value));
-	json_t *cfg =
-	        json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s}", "Datacenter", a->cfg.datacenter,
-	                  "NodeName", a->cfg.node_name, "NodeID", a->node_id, "Server", 0,
-	                  "Revision", "rumor", "Version", RUMOR_VERSION, "Domain", a->cfg.domain);
+	json_t *cfg = json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s}", "Datacenter",
+	                        a->cfg.datacenter, "NodeName", a->cfg.node_name, "NodeID",
+	                        a->node_id, "Server", server_is_server(a->server), "Revision",
+	                        "rumor", "Version", RUMOR_VERSION, "Domain", a->cfg.domain);
 	json_t *debug = json_pack(
 	        "{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:b, s:s}", "BindAddr", a->cfg.bind_addr,
 	        "AdvertiseAddrLAN", a->cfg.advertise_addr, "ClientAddr", a->cfg.client_addr,
@@ -240,32 +242,6 @@ static void h_force_leave(struct agent *a, struct http_conn *c, const struct htt
 
 /* ------------------------------------------------------------- status */
 
-static void h_leader(struct agent *a, struct http_conn *c, const struct http_request *req,
-                     const char *rest)
-{
-	/* No leader in an AP cluster: every agent answers for itself. */
-	char addr[80];
-	snprintf(addr, sizeof(addr), "%s:%u", a->cfg.advertise_addr,
-	         gossip_transport_port(a->gossip));
-	api_reply_json(c, req, 200, json_string(addr));
-}
-
-static void h_peers(struct agent *a, struct http_conn *c, const struct http_request *req,
-                    const char *rest)
-{
-	struct swim *s = gossip_transport_swim(a->gossip);
-	json_t *arr = json_array();
-	for (size_t i = 0; i < swim_member_count(s); i++) {
-		const struct swim_member *m = swim_member_at(s, i);
-		if (m->state != ML_STATE_ALIVE && m->state != ML_STATE_SUSPECT)
-			continue;
-		char buf[80];
-		json_array_append_new(arr,
-		                      json_string(ml_addr_str(&m->id->addr, buf, sizeof(buf))));
-	}
-	api_reply_json(c, req, 200, arr);
-}
-
 /* -------------------------------------------------------------- routes */
 
 /*
@@ -278,8 +254,11 @@ static const struct api_route routes[] = {
         {"/v1/agent/join/", 1, M_PUT | M_GET | M_POST, h_join},
         {"/v1/agent/leave", 0, M_PUT | M_POST, h_leave},
         {"/v1/agent/force-leave/", 1, M_PUT | M_GET | M_POST, h_force_leave},
-        {"/v1/status/leader", 0, M_GET, h_leader},
-        {"/v1/status/peers", 0, M_GET, h_peers},
+        /* the server tier: agent/api_server.c */
+        {"/v1/status/leader", 0, M_GET, api_status_leader},
+        {"/v1/status/peers", 0, M_GET, api_status_peers},
+        {"/v1/operator/raft/configuration", 0, M_GET, api_raft_configuration},
+        {"/v1/operator/raft/peer", 0, M_DELETE, api_raft_peer},
         /* operating: agent/api_ops.c */
         {"/v1/agent/metrics", 0, M_GET, api_ops_metrics},
         {"/v1/agent/monitor", 0, M_GET, api_ops_monitor},

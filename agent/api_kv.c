@@ -22,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/api_server.h"
 #include "agent/env.h"
+#include "agent/server.h"
 #include "agent/api_reply.h"
 #include "agent/config.h"
 #include "agent/http/http.h"
@@ -224,16 +226,16 @@ static int check_write_key(const char *key, size_t n, bool allow_empty, const ch
 
 /*
  * Index 0 is never sent: Consul answers at least 1, because a client that blocks
- * on index 0 would return at once and spin. The other two headers are constant,
- * since every agent holds a full replica and there is no leader to be behind.
+ * on index 0 would return at once and spin. The other two headers come from
+ * the server tier: constant without servers (every agent holds a full
+ * replica and there is no leader to be behind), Raft's view with them.
  */
-static void set_meta(struct http_conn *c, uint64_t index)
+static void set_meta(struct agent *a, struct http_conn *c, uint64_t index)
 {
 	char t[24];
 	snprintf(t, sizeof(t), "%" PRIu64, index ? index : 1);
 	http_add_header(c, "X-Consul-Index", t);
-	http_add_header(c, "X-Consul-KnownLeader", "true");
-	http_add_header(c, "X-Consul-LastContact", "0");
+	api_server_headers(a, c);
 }
 
 /*
@@ -357,7 +359,7 @@ static void answer_read(struct agent *a, struct http_conn *c, const struct http_
 	bool keys = has(req, "keys");
 	bool recurse = has(req, "recurse") || keys;
 	uint64_t index = kv_index(a->kv, key, key_len, recurse);
-	set_meta(c, index);
+	set_meta(a, c, index);
 	if (!recurse) {
 		if (reserved(key, key_len)) {
 			http_respond(c, 404, NULL, "", 0);
@@ -431,6 +433,46 @@ static void parked_closed(struct http_conn *c, void *ud)
 	free(p);
 }
 
+/* A ?consistent read waiting for the leader's barrier (agent/server.h). */
+struct cread {
+	struct agent *a;
+	struct http_conn *c;
+	const struct http_request *req;
+	const char *key;
+	size_t key_len;
+	struct server_read *r;
+};
+
+static void cread_done(void *ud, bool ok)
+{
+	struct cread *r = ud;
+	http_conn_on_close(r->c, NULL, NULL);
+	if (ok)
+		answer_read(r->a, r->c, r->req, r->key, r->key_len);
+	else
+		api_reply_text(r->c, 500, "No cluster leader");
+	free(r);
+}
+
+static void cread_closed(struct http_conn *c, void *ud)
+{
+	(void)c;
+	struct cread *r = ud;
+	server_read_cancel(r->r);
+	free(r);
+}
+
+static void consistent_read(struct agent *a, struct http_conn *c, const struct http_request *req,
+                            const char *key, size_t key_len, bool recurse)
+{
+	struct cread *r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		abort();
+	*r = (struct cread){a, c, req, key, key_len, NULL};
+	http_conn_on_close(c, cread_closed, r);
+	r->r = server_read_barrier(a->server, true, key, key_len, recurse, cread_done, r);
+}
+
 /*
  * A blocking query parks only when the index has not moved past ?index. As Consul,
  * the wait is capped at 10 minutes and stretched by up to wait/16 of jitter, so
@@ -489,6 +531,10 @@ static void h_get(struct agent *a, struct http_conn *c, const struct http_reques
 			}
 		}
 	}
+	if (has(req, "consistent") && server_cp(a->server)) {
+		consistent_read(a, c, req, key, key_len, recurse);
+		return;
+	}
 	answer_read(a, c, req, key, key_len);
 }
 
@@ -531,6 +577,8 @@ static void write_done(void *ud, enum kv_result r, int failed_op)
 		http_respond(c, 200, "application/json", "true", 4);
 	else if (r == KV_FAILED)
 		http_respond(c, 200, "application/json", "false", 5);
+	else if (r == KV_NO_LEADER)
+		api_reply_text(c, 500, "No cluster leader");
 	else
 		api_reply_text(c, 500, "storage error: the write was not applied");
 }
@@ -723,6 +771,8 @@ static void txn_done(void *ud, enum kv_result r, int failed_op)
 		sb_json_str(&b, what, strlen(what));
 		sb_str(&b, "}]}");
 		reply_buf(t->c, t->req, 409, &b);
+	} else if (r == KV_NO_LEADER) {
+		api_reply_text(t->c, 500, "No cluster leader");
 	} else if (r != KV_OK) {
 		api_reply_text(t->c, 500, "storage error: the transaction was not applied");
 	} else {

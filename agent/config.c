@@ -430,14 +430,14 @@ static const struct opt opts[] = {
          "answered 429 and closed. At most half of the 4096 connections\n"
          "the agent takes in all; 0 for no per-address cap. Default: 200."},
         {"h", NULL, K_HELP, 0, 0, "", NULL},
-        /* Consul's server-tier settings: accepted, a warning at start. */
+        /* The server tier (docs/SERVERS.md). */
         {"server", "server", K_BOOL, OFF(server), 0, "",
-         "Accepted for Consul compatibility: rumor has no server tier yet\n"
-         "and runs as a client (a warning is logged)."},
+         "Run as a server: a member of the Raft group that makes the KV\n"
+         "store CP (see docs/SERVERS.md). Default: a client."},
         {"bootstrap", "bootstrap", K_BOOL, OFF(bootstrap), 0, "",
-         "Accepted for Consul compatibility; no effect (warning logged)."},
+         "With -server: bootstrap a group of this one server (dev, tests)."},
         {"bootstrap-expect", "bootstrap_expect", K_COUNT, OFF(bootstrap_expect), 0, "N",
-         "Accepted for Consul compatibility; no effect (warning logged)."},
+         "With -server: bootstrap once N servers see each other (3 or 5)."},
         /* Consul's ACL settings: the management token maps to acl_token. */
         {NULL, "acl.enabled", K_BOOL, OFF(consul_acl_enabled), 0, "", NULL},
         {NULL, "acl.default_policy", K_ACLPOLICY, OFF(consul_acl_deny), 0, "", NULL},
@@ -1665,11 +1665,22 @@ static int finish_consul(struct rumor_config *c, char *err, size_t errlen)
 {
 	if (finish_consul_addresses(c, err, errlen) != 0 || finish_consul_acl(c, err, errlen) != 0)
 		return -1;
-	if (c->server || c->bootstrap || c->bootstrap_expect > 0)
+	if ((c->bootstrap || c->bootstrap_expect > 0) && !c->server) {
+		snprintf(err, errlen, "-bootstrap and -bootstrap-expect need -server");
+		return -1;
+	}
+	if (c->bootstrap && c->bootstrap_expect > 0) {
+		snprintf(err, errlen, "-bootstrap and -bootstrap-expect cannot be given together");
+		return -1;
+	}
+	if (c->server && c->server_port < 0) {
+		snprintf(err, errlen, "-server needs the server RPC port (-server-port is -1)");
+		return -1;
+	}
+	if (c->bootstrap_expect == 2 || c->bootstrap_expect == 4)
 		list_push_once(&c->warnings,
-		               "rumor has no server tier yet: running as a client (-server, "
-		               "-bootstrap and -bootstrap-expect have no effect); see "
-		               "docs/CONFIGURATION.md, \"Consul's settings\"");
+		               "bootstrap_expect is even: a group of 2 or 4 servers tolerates no "
+		               "more failures than one of 1 or 3");
 	return 0;
 }
 

@@ -27,6 +27,7 @@ struct api_event;
 struct agent_catalog;
 struct kv;
 struct api_ops;
+struct server;
 struct agent;
 
 /* What the parts may ask of the composition root (agent.c fills these). */
@@ -42,6 +43,8 @@ struct agent_calls {
 	                size_t n, char *err, size_t errlen);
 	/* Path of the keyring file in the data directory (into buf). */
 	const char *(*keyring_path)(const struct agent *a, char *buf, size_t cap);
+	/* Build our tags again (the server tier's changed) and announce them. */
+	void (*retag)(struct agent *a);
 };
 
 struct agent {
@@ -64,6 +67,7 @@ struct agent {
 	struct agent_catalog *catalog;   /* services, checks, catalog, DNS (agent/api_catalog.c) */
 	struct kv *kv;                   /* replicated key-value engine (kv/kv.h) */
 	struct api_ops *ops;             /* metrics collection, monitors (agent/api_ops.c) */
+	struct server *server;           /* Raft tier and CP writes (agent/server.h) */
 	const struct agent_calls *calls; /* installed by agent.c */
 	void *priv;                      /* agent.c's watchers */
 };
@@ -87,6 +91,11 @@ static inline int agent_set_tags(struct agent *a, const char *const *keys,
 static inline const char *agent_keyring_path(const struct agent *a, char *buf, size_t cap)
 {
 	return a->calls->keyring_path(a, buf, cap);
+}
+
+static inline void agent_retag(struct agent *a)
+{
+	a->calls->retag(a);
 }
 
 #endif

@@ -93,6 +93,7 @@ struct kv_engine {
 	struct kv_buf msg, first;
 	int64_t ahead_logged_ms;
 	struct kv_engine_stats stats;
+	bool merge_refused; /* a CP server: only Raft writes this replica */
 };
 
 /* --------------------------------------------------------- changes */
@@ -155,6 +156,8 @@ static void answer_pending(struct kv_engine *e, enum kv_result r)
 static int merge(struct kv_engine *e, const char *key, size_t key_len, const struct kv_rec *r,
                  enum kv_src src)
 {
+	if (e->merge_refused)
+		return 0;
 	enum kv_merge_result rc = kv_merge_rec(e->store, &e->hlc, e->now_ms, e->ttl_ms,
 	                                       e->max_ahead_ms, key, key_len, r);
 	if (rc == KV_MERGE_STORED) {
@@ -482,8 +485,7 @@ static int stage_op(struct kv_engine *e, const struct kv_op *op)
  * batch (the other requests of the batch fail too: nothing is
  * half-written). Never acknowledges: done waits for kv_engine_commit.
  */
-int kv_engine_write(struct kv_engine *e, int64_t now_ms, const struct kv_op *ops, size_t n,
-                    kv_done_fn done, void *ud, char *err, size_t errlen)
+int kv_engine_check_ops(const struct kv_op *ops, size_t n, char *err, size_t errlen)
 {
 	if (n == 0 || n > KV_TXN_MAX_OPS) {
 		snprintf(err, errlen, "transaction has %zu operations; the limit is %d", n,
@@ -503,6 +505,14 @@ int kv_engine_write(struct kv_engine *e, int64_t now_ms, const struct kv_op *ops
 			return -1;
 		}
 	}
+	return 0;
+}
+
+int kv_engine_write(struct kv_engine *e, int64_t now_ms, const struct kv_op *ops, size_t n,
+                    kv_done_fn done, void *ud, char *err, size_t errlen)
+{
+	if (kv_engine_check_ops(ops, n, err, errlen) < 0)
+		return -1;
 	e->now_ms = now_ms;
 	if (kv_store_begin(e->store) < 0) {
 		if (done)
@@ -997,4 +1007,65 @@ struct kv_store *kv_engine_store(struct kv_engine *e)
 const struct kv_engine_stats *kv_engine_stats(const struct kv_engine *e)
 {
 	return &e->stats;
+}
+
+/* ---------------------------------------------------------- CP mode */
+
+/*
+ * The versions of a pinned write are base, base + 1, ... whatever the wall
+ * clock says: the clock is swapped for one whose last value is base - 1 and
+ * the write is served at a time no later than base's millisecond, so
+ * kv_hlc_next() counts up from base. Every server applying the same entry
+ * to the same state therefore writes the same records.
+ */
+int kv_engine_write_pinned(struct kv_engine *e, const struct kv_op *ops, size_t n, uint64_t base,
+                           const char *node, size_t node_len, kv_done_fn done, void *ud,
+                           uint64_t *last, char *err, size_t errlen)
+{
+	if (base < 2 || node_len == 0 || node_len > KV_NODE_MAX) {
+		snprintf(err, errlen, "pinned write: bad base version or node");
+		return -1;
+	}
+	struct kv_hlc saved = e->hlc;
+	char saved_node[KV_NODE_MAX + 1];
+	size_t saved_len = e->node_len;
+	memcpy(saved_node, e->node, e->node_len);
+	memcpy(e->node, node, node_len);
+	e->node_len = node_len;
+	e->hlc.last = base - 1;
+	int64_t at = KV_HLC_MS(base) - 1;
+	int rc = kv_engine_write(e, at, ops, n, done, ud, err, errlen);
+	*last = e->hlc.last;
+	memcpy(e->node, saved_node, saved_len);
+	e->node_len = saved_len;
+	if (saved.last > e->hlc.last)
+		e->hlc = saved;
+	return rc;
+}
+
+void kv_engine_refuse_merges(struct kv_engine *e, bool refuse)
+{
+	e->merge_refused = refuse;
+}
+
+int kv_engine_dump(struct kv_engine *e, kv_store_fn fn, void *ud)
+{
+	return kv_store_scan(e->store, true, "", 0, fn, ud);
+}
+
+int kv_engine_restore_begin(struct kv_engine *e)
+{
+	if (kv_store_begin(e->store) < 0)
+		return -1;
+	return kv_store_wipe(e->store);
+}
+
+int kv_engine_restore_put(struct kv_engine *e, const char *key, size_t key_len,
+                          const struct kv_rec *r)
+{
+	if (kv_store_put(e->store, key, key_len, r) < 0)
+		return -1;
+	kv_hlc_observe(&e->hlc, r->hlc);
+	note_change(e, key, key_len, r, false, KV_SRC_SYNC);
+	return 0;
 }

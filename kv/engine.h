@@ -111,10 +111,11 @@ struct kv_op {
 };
 
 enum kv_result {
-	KV_OK = 1,        /* applied and durable */
-	KV_FAILED = 0,    /* a check (CAS) failed; nothing changed */
-	KV_ERROR = -1,    /* storage error; nothing changed */
-	KV_SHUTDOWN = -2, /* the engine was freed before the commit */
+	KV_OK = 1,         /* applied and durable */
+	KV_FAILED = 0,     /* a check (CAS) failed; nothing changed */
+	KV_ERROR = -1,     /* storage error; nothing changed */
+	KV_SHUTDOWN = -2,  /* the engine was freed before the commit */
+	KV_NO_LEADER = -3, /* CP mode: no Raft leader took the write */
 };
 
 /* `failed_op` is the index of the op whose check failed (KV_FAILED), else -1. */
@@ -192,6 +193,9 @@ void kv_engine_free(struct kv_engine *e);
 /* The replica, for reads, digests and checkpoints; owned by the engine. */
 struct kv_store *kv_engine_store(struct kv_engine *e);
 
+/* The request checks of kv_engine_write alone (counts, keys, sizes): 0, or
+ * -1 with err. */
+int kv_engine_check_ops(const struct kv_op *ops, size_t n, char *err, size_t errlen);
 /* Check and stage ops atomically at now_ms; done (may be NULL) is called
  * once after the commit, or with KV_FAILED/KV_ERROR before returning when
  * a check fails or the store fails. Returns the number of records staged
@@ -277,5 +281,28 @@ struct kv_engine_stats {
 	uint64_t versions_ahead; /* remote versions refused: too far ahead of now_ms */
 };
 const struct kv_engine_stats *kv_engine_stats(const struct kv_engine *e);
+
+/*
+ * CP mode (agent/cp.c, servers on Raft). A pinned write is kv_engine_write
+ * with versions base, base + 1, ... (one per record staged) and the writer
+ * node given, instead of this node's clock and name, so every server that
+ * applies one Raft entry to the same state writes the same records. *last
+ * is the last version used (base - 1 when nothing was staged). Returns as
+ * kv_engine_write.
+ */
+int kv_engine_write_pinned(struct kv_engine *e, const struct kv_op *ops, size_t n, uint64_t base,
+                           const char *node, size_t node_len, kv_done_fn done, void *ud,
+                           uint64_t *last, char *err, size_t errlen);
+/* A CP server's replica is written by Raft alone: records from gossip,
+ * anti-entropy and pulls are ignored (it still serves them to others). */
+void kv_engine_refuse_merges(struct kv_engine *e, bool refuse);
+/* Every committed record, tombstones and reserved keys included, in key
+ * order (a Raft snapshot): the number visited, or -1. */
+int kv_engine_dump(struct kv_engine *e, kv_store_fn fn, void *ud);
+/* Replace the replica by a snapshot: begin (empties the open batch's view
+ * of the store), put each record, then commit as any batch. 0 or -1. */
+int kv_engine_restore_begin(struct kv_engine *e);
+int kv_engine_restore_put(struct kv_engine *e, const char *key, size_t key_len,
+                          const struct kv_rec *r);
 
 #endif

@@ -111,6 +111,7 @@ struct kv {
 	struct kv_seal seal;
 	bool sealed;
 	double refused_logged_at; /* rate limit of the refusal warning */
+	struct kv_cp cp;          /* CP mode: where writes go (cp.write NULL: here) */
 };
 
 /*
@@ -231,6 +232,11 @@ static void checkpoint_cb(struct ev_loop *loop, ev_timer *t, int revents)
 int kv_write(struct kv *kv, const struct kv_op *ops, size_t n, kv_done_fn done, void *ud, char *err,
              size_t errlen)
 {
+	if (kv->cp.write != NULL) {
+		if (kv_engine_check_ops(ops, n, err, errlen) < 0)
+			return -1;
+		return kv->cp.write(kv->cp.ctx, ops, n, done, ud, err, errlen);
+	}
 	return kv_engine_write(kv->engine, wall_ms(), ops, n, done, ud, err, errlen) < 0 ? -1 : 0;
 }
 
@@ -997,4 +1003,49 @@ const struct kv_stats *kv_stats(struct kv *kv)
 	kv->stats.store_failing = ss->failing;
 	kv->stats.watches = kv_engine_watch_count(kv->engine);
 	return &kv->stats;
+}
+
+/* ---------------------------------------------------------- CP mode */
+
+void kv_set_cp(struct kv *kv, const struct kv_cp *cp)
+{
+	if (cp != NULL)
+		kv->cp = *cp;
+	else
+		memset(&kv->cp, 0, sizeof(kv->cp));
+}
+
+void kv_refuse_merges(struct kv *kv, bool refuse)
+{
+	kv_engine_refuse_merges(kv->engine, refuse);
+}
+
+int kv_write_pinned(struct kv *kv, const struct kv_op *ops, size_t n, uint64_t base,
+                    const char *node, kv_done_fn done, void *ud, uint64_t *last, char *err,
+                    size_t errlen)
+{
+	return kv_engine_write_pinned(kv->engine, ops, n, base, node, strlen(node), done, ud, last,
+	                              err, errlen) < 0
+	               ? -1
+	               : 0;
+}
+
+uint64_t kv_next_version(struct kv *kv)
+{
+	return kv_engine_next_version(kv->engine, wall_ms());
+}
+
+int kv_dump(struct kv *kv, kv_store_fn fn, void *ud)
+{
+	return kv_engine_dump(kv->engine, fn, ud);
+}
+
+int kv_restore_begin(struct kv *kv)
+{
+	return kv_engine_restore_begin(kv->engine);
+}
+
+int kv_restore_put(struct kv *kv, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	return kv_engine_restore_put(kv->engine, key, key_len, r);
 }

@@ -163,4 +163,31 @@ struct kv_stats {
 };
 const struct kv_stats *kv_stats(struct kv *kv);
 
+/*
+ * CP mode (servers on Raft, agent/cp.c). With a hook installed, kv_write
+ * (and kv_put, kv_delete) checks the request, then hands it to cp.write
+ * instead of applying it here: the hook forwards it to the Raft leader and
+ * calls done once it is committed and applied (KV_OK, KV_FAILED), or with
+ * KV_NO_LEADER. It returns 0, or -1 with err (done not called). NULL: AP.
+ */
+struct kv_cp {
+	void *ctx;
+	int (*write)(void *ctx, const struct kv_op *ops, size_t n, kv_done_fn done, void *ud,
+	             char *err, size_t errlen);
+};
+void kv_set_cp(struct kv *kv, const struct kv_cp *cp);
+/* A CP server ignores records from gossip, anti-entropy and pulls. */
+void kv_refuse_merges(struct kv *kv, bool refuse);
+/* Apply one committed Raft entry: kv_engine_write_pinned() in the open
+ * batch, bypassing the hook. 0, or -1 with err (done not called). */
+int kv_write_pinned(struct kv *kv, const struct kv_op *ops, size_t n, uint64_t base,
+                    const char *node, kv_done_fn done, void *ud, uint64_t *last, char *err,
+                    size_t errlen);
+/* The version a local write would get now (a leader stamps entries). */
+uint64_t kv_next_version(struct kv *kv);
+/* Snapshots: every committed record; replace the replica (see engine.h). */
+int kv_dump(struct kv *kv, kv_store_fn fn, void *ud);
+int kv_restore_begin(struct kv *kv);
+int kv_restore_put(struct kv *kv, const char *key, size_t key_len, const struct kv_rec *r);
+
 #endif

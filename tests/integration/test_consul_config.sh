@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # A Consul-style agent configuration starts rumor (issue 14, item 5): a JSON
-# file full of Consul keys rumor does not act on, plus -server
-# -bootstrap-expect=3, gives a running agent that answers /v1/agent/self;
-# each ignored setting is logged once at info, the missing server tier once
-# as a warning, to the configured log (-log-file too, not only stderr before
-# the log is set up); Consul's ACL block (deny + initial_management) becomes
+# file full of Consul keys rumor does not act on gives a running agent that
+# answers /v1/agent/self; each ignored setting is logged once at info, to
+# the configured log (-log-file too, not only stderr before the log is set
+# up) (-server and -bootstrap-expect now start a server: test_servers.py); Consul's ACL block (deny + initial_management) becomes
 # rumor's tokens. A key in neither Consul nor rumor still stops the agent.
 source "$(dirname "$0")/lib.sh"
 
@@ -12,8 +11,6 @@ cat >"$TMP/consul.json" <<'JSON'
 {
   "datacenter": "dc1",
   "primary_datacenter": "dc1",
-  "server": true,
-  "bootstrap_expect": 3,
   "ui_config": { "enabled": true },
   "telemetry": { "prometheus_retention_time": "24h", "disable_hostname": true },
   "performance": { "raft_multiplier": 1 },
@@ -31,7 +28,7 @@ cat >"$TMP/consul.json" <<'JSON'
 }
 JSON
 
-start_agent 1 n1 -config-file "$TMP/consul.json" -server -bootstrap-expect=3 -ui -grpc-port 8502 \
+start_agent 1 n1 -config-file "$TMP/consul.json" -ui -grpc-port 8502 \
 	-log-file "$TMP/n1-file.log"
 H="http://$(haddr 1)"
 wait_until 10 curl -sf -H "X-Consul-Token: s3cr3t-mgmt" "$H/v1/agent/self" ||
@@ -50,7 +47,6 @@ kill -HUP "${AGENT_PID[1]}"
 wait_until 5 grep -q 'Reloaded configuration' "$TMP/n1.log" || fail "the agent reloads"
 sleep 0.5
 LOG=$(cat "$TMP/n1.log")
-check_eq "one server-tier warning" 1 "$(grep -c '\[WARN\].*rumor has no server tier yet: running as a client' <<<"$LOG")"
 for k in primary_datacenter ui_config telemetry performance ports.grpc ports.https \
 	ports.serf_wan addresses.https disable_update_check acl.tokens.agent acl.tokens.default \
 	acl.down_policy -ui -grpc-port; do
@@ -59,8 +55,6 @@ done
 check_eq "the token is never logged" 0 "$(grep -c 's3cr3t-mgmt' <<<"$LOG")"
 # the notices are written once the log sinks exist: they are in -log-file
 FILELOG=$(cat "$TMP"/n1-file*.log 2>/dev/null)
-check_eq "the server-tier warning is in the log file" 1 \
-	"$(grep -c '\[WARN\].*rumor has no server tier yet' <<<"$FILELOG")"
 check_eq "ui_config logged once at info in the log file" 1 \
 	"$(grep -c '\[INFO\].*config: ui_config: accepted for Consul compatibility' <<<"$FILELOG")"
 check_eq "the token is never in the log file" 0 "$(grep -c 's3cr3t-mgmt' <<<"$FILELOG")"

@@ -1143,8 +1143,8 @@ static void consul_notices_follow_log_level(void)
 	struct rumor_config c;
 	char err[512];
 	capture_start();
-	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-ui", "-server", "-log-level",
-	               "warn", NULL);
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-ui", "-server",
+	               "-bootstrap-expect=2", "-log-level", "warn", NULL);
 	log_unsubscribe(capture, NULL);
 	CHECK_INT(0, rc, "%s", err);
 	CHECK_INT(0, g_log.info);
@@ -1158,10 +1158,11 @@ static void consul_notices_not_logged_by_parse(void)
 {
 	struct rumor_config c;
 	char err[512];
-	char *argv[] = {"agent", "-data-dir", g_data, "-ui", "-server", NULL};
+	char *argv[] = {"agent",   "-data-dir",           g_data, "-ui",
+	                "-server", "-bootstrap-expect=2", NULL};
 	rumor_config_init(&c);
 	capture_start();
-	int rc = rumor_config_parse(&c, 5, argv, err, sizeof(err));
+	int rc = rumor_config_parse(&c, 6, argv, err, sizeof(err));
 	CHECK_INT(0, rc, "%s", err);
 	CHECK_INT(0, g_log.info);
 	CHECK_INT(0, g_log.warn);
@@ -1174,29 +1175,35 @@ static void consul_notices_not_logged_by_parse(void)
 	rumor_config_free(&c);
 }
 
-static void server_flags_and_keys_warn_and_start(void)
+static void server_flags_are_checked(void)
 {
 	struct rumor_config c;
 	char err[512], path[512];
-	capture_start();
 	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-server", "-bootstrap-expect=3",
-	               "-bootstrap", NULL);
-	log_unsubscribe(capture, NULL);
+	               NULL);
 	CHECK_INT(0, rc, "%s", err);
 	CHECK_BOOL(true, c.server);
-	CHECK_BOOL(true, c.bootstrap);
 	CHECK_INT(3, c.bootstrap_expect);
-	CHECK_INT(1, g_log.warn);
-	CHECK_INT(1, count_of(g_log.text, "rumor has no server tier yet: running as a client"));
-	CHECK_HAS(g_log.text, "docs/CONFIGURATION.md");
+	CHECK_INT(0, (int)c.warnings.n);
+	rumor_config_free(&c);
+
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-server", "-bootstrap-expect=3",
+	           "-bootstrap", NULL);
+	CHECK_INT(-1, rc);
+	CHECK_HAS(err, "cannot be given together");
+	rumor_config_free(&c);
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-bootstrap-expect=3", NULL);
+	CHECK_INT(-1, rc);
+	CHECK_HAS(err, "need -server");
 	rumor_config_free(&c);
 
 	temp_json(path, sizeof(path),
-	          "{\"server\": true, \"bootstrap\": false, \"bootstrap_expect\": 5}");
+	          "{\"server\": true, \"bootstrap\": false, \"bootstrap_expect\": 4}");
 	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
 	CHECK_INT(0, rc, "%s", err);
 	CHECK_INT(1, (int)c.warnings.n);
-	CHECK_INT(5, c.bootstrap_expect);
+	CHECK_HAS(c.warnings.items[0], "even");
+	CHECK_INT(4, c.bootstrap_expect);
 	rumor_config_free(&c);
 
 	/* -server=false is a client: nothing to warn about */
@@ -1372,7 +1379,7 @@ int main(void)
 	RUN(consul_keys_are_accepted_and_logged_once);
 	RUN(consul_notices_follow_log_level);
 	RUN(consul_notices_not_logged_by_parse);
-	RUN(server_flags_and_keys_warn_and_start);
+	RUN(server_flags_are_checked);
 	RUN(consul_acl_maps_the_management_token);
 	RUN(consul_addresses_set_client_addr);
 	RUN(keys_in_neither_consul_nor_rumor_are_refused);

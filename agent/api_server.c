@@ -1,0 +1,135 @@
+/*
+ * agent/api_server.c — see api_server.h. Without servers in the cluster the
+ * status endpoints keep their serverless answers (every agent is its own
+ * leader: its gossip address); with servers they answer Raft's view, as
+ * Consul's do: server RPC addresses, "" when no leader is known.
+ */
+#include "agent/api_server.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agent/api_reply.h"
+#include "agent/env.h"
+#include "agent/http/http.h"
+#include "agent/server.h"
+#include "gossip/swim.h"
+#include "gossip/transport.h"
+#include "gossip/wire.h"
+
+#define MAX_PEERS 64
+
+void api_server_headers(struct agent *a, struct http_conn *c)
+{
+	if (!server_cp(a->server)) {
+		http_add_header(c, "X-Consul-KnownLeader", "true");
+		http_add_header(c, "X-Consul-LastContact", "0");
+		return;
+	}
+	char leader[64], lc[32];
+	int64_t last = server_last_contact(a->server);
+	bool known = server_is_server(a->server)
+	                     ? server_leader(a->server, leader, sizeof(leader))[0]
+	                     : last >= 0;
+	if (!server_is_server(a->server))
+		known = true; /* a client forwards to any server */
+	snprintf(lc, sizeof(lc), "%" PRId64, last < 0 ? 0 : last);
+	http_add_header(c, "X-Consul-KnownLeader", known ? "true" : "false");
+	http_add_header(c, "X-Consul-LastContact", lc);
+}
+
+void api_status_leader(struct agent *a, struct http_conn *c, const struct http_request *req,
+                       const char *rest)
+{
+	(void)rest;
+	char addr[80];
+	if (!server_cp(a->server)) {
+		/* No servers: every agent answers for itself. */
+		snprintf(addr, sizeof(addr), "%s:%u", a->cfg.advertise_addr,
+		         gossip_transport_port(a->gossip));
+	} else if (server_is_server(a->server)) {
+		server_leader(a->server, addr, sizeof(addr));
+	} else {
+		struct server_peer p[MAX_PEERS];
+		size_t n = server_peers(a->server, p, MAX_PEERS);
+		addr[0] = '\0';
+		for (size_t i = 0; i < n; i++)
+			if (p[i].leader)
+				snprintf(addr, sizeof(addr), "%s", p[i].addr);
+	}
+	api_reply_json(c, req, 200, json_string(addr));
+}
+
+void api_status_peers(struct agent *a, struct http_conn *c, const struct http_request *req,
+                      const char *rest)
+{
+	(void)rest;
+	json_t *arr = json_array();
+	if (!server_cp(a->server)) {
+		struct swim *s = gossip_transport_swim(a->gossip);
+		for (size_t i = 0; i < swim_member_count(s); i++) {
+			const struct swim_member *m = swim_member_at(s, i);
+			if (m->state != ML_STATE_ALIVE && m->state != ML_STATE_SUSPECT)
+				continue;
+			char buf[80];
+			json_array_append_new(
+			        arr, json_string(ml_addr_str(&m->id->addr, buf, sizeof(buf))));
+		}
+	} else {
+		struct server_peer p[MAX_PEERS];
+		size_t n = server_peers(a->server, p, MAX_PEERS);
+		for (size_t i = 0; i < n; i++)
+			if (p[i].voter)
+				json_array_append_new(arr, json_string(p[i].addr));
+	}
+	api_reply_json(c, req, 200, arr);
+}
+
+void api_raft_configuration(struct agent *a, struct http_conn *c, const struct http_request *req,
+                            const char *rest)
+{
+	(void)rest;
+	if (!server_is_server(a->server) && !server_cp(a->server)) {
+		api_reply_text(c, 500, "No cluster leader");
+		return;
+	}
+	struct server_peer p[MAX_PEERS];
+	size_t n = server_peers(a->server, p, MAX_PEERS);
+	json_t *servers = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char id[24];
+		snprintf(id, sizeof(id), "%016" PRIx64, p[i].id);
+		json_array_append_new(servers, json_pack("{s:s, s:s, s:s, s:b, s:b, s:s}", "ID", id,
+		                                         "Node", p[i].name, "Address", p[i].addr,
+		                                         "Leader", p[i].leader, "Voter", p[i].voter,
+		                                         "ProtocolVersion", "3"));
+	}
+	struct server_info in;
+	server_get_info(a->server, &in);
+	api_reply_json(
+	        c, req, 200,
+	        json_pack("{s:o, s:I}", "Servers", servers, "Index", (json_int_t)in.last_index));
+}
+
+void api_raft_peer(struct agent *a, struct http_conn *c, const struct http_request *req,
+                   const char *rest)
+{
+	(void)rest;
+	const char *id = http_query_get(req, "id");
+	if (id == NULL || *id == '\0')
+		id = http_query_get(req, "address");
+	if (id == NULL || *id == '\0') {
+		api_reply_text(c, 400,
+		               "Must specify either ?id with the server's ID or ?address "
+		               "with IP:port of peer to remove");
+		return;
+	}
+	char err[200];
+	if (server_remove_peer(a->server, id, err, sizeof(err)) < 0) {
+		api_reply_text(c, 500, err);
+		return;
+	}
+	http_respond(c, 200, "application/json", "", 0);
+}

@@ -1,0 +1,1233 @@
+/*
+ * agent/server.c — see server.h.
+ *
+ * Servers. A server's Raft id is the first 64 bits of its node ID (the
+ * "id" tag every agent gossips), its address the advertise address and the
+ * sync port ("ip:port"); both are derived the same way by every member, so
+ * a configuration can be written from membership alone.
+ *
+ * Bootstrap: a server with an empty Raft store waits. When it sees a
+ * server that already holds Raft state (tag raft=1) it starts empty and
+ * waits for the leader to add it. Otherwise, once it sees bootstrap_expect
+ * live servers with the same expect tag (itself included), every one of
+ * them bootstraps the same configuration (all of them, as voters, in id
+ * order) and starts: libraft elects a leader. -bootstrap is expect 1.
+ *
+ * Autopilot (the leader, every tick, one change at a time): a live server
+ * not in the configuration is added, as a voter while there are fewer than
+ * SERVER_MAX_VOTERS voters, else as a standby; a server that left is
+ * removed; one failed for longer than SERVER_DEAD_AFTER_MS is removed when
+ * the voters that stay still hold a quorum.
+ *
+ * The FSM. An entry (agent/cp_wire.h) is a request's ops, the version the
+ * leader stamped (base) and the writer's node. Every server applies it with
+ * kv_write_pinned at base' = max(base, last version applied + 1), so all
+ * servers write the same records; the same batch writes the reserved key
+ * CP_APPLIED_KEY ("<raft index>") whose version is the last one used. An
+ * entry at or below the index stored there is already in the replica and
+ * is skipped (libraft replays the log after a restart). The first entry a
+ * fresh group applies empties the replica first, so every server starts
+ * from the same (empty) state; the leader's first entries re-import what
+ * its AP replica held (docs/SERVERS.md). A snapshot is the whole replica.
+ *
+ * Writes. With servers seen, kv_write() goes to cp_write(): on the leader
+ * it is proposed at once; elsewhere it is sent (server RPC, CP_M_WRITE) to
+ * the leader (a server) or to a server (a client), which proposes or
+ * forwards it once more. The request is answered after the entry is
+ * applied and the leader's replica committed it.
+ */
+#define _GNU_SOURCE
+#include "agent/server.h"
+
+#include <ev.h>
+#include <inttypes.h>
+#include <raft.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+#include <sys/socket.h>
+
+#include "agent/cp_wire.h"
+#include "agent/env.h"
+#include "agent/server_rpc.h"
+#include "gossip/swim.h"
+#include "gossip/tags.h"
+#include "gossip/transport.h"
+#include "kv/kv.h"
+#include "kv/store.h"
+#include "lib/cursor.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "server/raft_io.h"
+#include "server/raft_store.h"
+
+#define SERVER_MAX_VOTERS 5
+#define SERVER_DEAD_AFTER_MS 30000
+#define SERVER_TICK_S 0.2
+#define ELECTION_MS 1000
+#define HEARTBEAT_MS 100
+#define SNAPSHOT_THRESHOLD 8192
+#define SNAPSHOT_TRAILING 2048
+#define FORWARD_TIMEOUT_MS 7000 /* Consul's RPC hold timeout */
+#define NO_LEADER_WAIT_MS 5000  /* a server holds a write this long for a leader */
+#define MAX_KNOWN 64
+#define CP_APPLIED_KEY "_rumor/raft/applied"
+
+struct known {
+	char name[128];
+	uint64_t id;
+	char addr[64];
+	int expect;
+	bool has_raft;
+	uint8_t state;
+	int64_t state_change;
+};
+
+/* A write waiting for its answer: done(ud, r, failed_op), once. */
+struct cp_req {
+	struct server *s;
+	struct cp_req *next;
+	kv_done_fn done;
+	void *ud;
+	/* where the answer goes when it came over server RPC */
+	uint64_t conn_id, req_id;
+	bool remote;
+	uint8_t *body; /* the WRITE request bytes (for forwarding) */
+	size_t body_len;
+	int64_t deadline_ms;
+	struct raft_apply apply;
+	raft_index entry; /* of its entry, once proposed */
+	enum { R_HELD, R_PROPOSED, R_FORWARDED, R_SETTLED } phase;
+	bool answered;
+};
+
+struct server {
+	struct agent *a;
+	struct ev_loop *loop;
+	bool is_server;
+	uint64_t id;
+	char addr[64];
+	struct server_rpc *rpc;
+	ev_timer tick;
+	/* Raft (servers) */
+	struct raft raft;
+	struct raft_io io;
+	struct raft_fsm fsm;
+	bool raft_started, raft_closing, raft_closed;
+	bool change_busy;
+	bool leader_ready; /* this leader has run leader_start() */
+	/* FSM state */
+	raft_index applied; /* the index stored in CP_APPLIED_KEY */
+	uint64_t last_version;
+	bool fsm_loaded;
+	/* pending writes */
+	struct cp_req *waiting; /* held for a leader, or proposed */
+	/* membership as gossip shows it */
+	struct known known[MAX_KNOWN];
+	size_t nknown;
+	bool cp;
+	int64_t leader_seen_ms;
+	struct server_info_counters {
+		uint64_t forwarded, applied;
+	} c;
+};
+
+static int64_t now_ms(struct server *s)
+{
+	return (int64_t)(ev_now(s->loop) * 1000.0);
+}
+
+/* ---------------------------------------------------------- identity */
+
+/* The Raft id of a node ID: its first 16 hex digits (never 0). */
+static uint64_t raft_id_of(const char *node_id)
+{
+	uint64_t v = 0;
+	int digits = 0;
+	for (const char *p = node_id; *p && digits < 16; p++) {
+		int d;
+		if (*p >= '0' && *p <= '9')
+			d = *p - '0';
+		else if (*p >= 'a' && *p <= 'f')
+			d = *p - 'a' + 10;
+		else if (*p >= 'A' && *p <= 'F')
+			d = *p - 'A' + 10;
+		else
+			continue;
+		v = (v << 4) | (uint64_t)d;
+		digits++;
+	}
+	return v ? v : 1;
+}
+
+static void format_addr(const struct ml_addr *ip, int port, char *buf, size_t cap)
+{
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	char host[64];
+	if (ip->len == 4)
+		snprintf(host, sizeof(host), "%u.%u.%u.%u", ip->ip[0], ip->ip[1], ip->ip[2],
+		         ip->ip[3]);
+	else
+		snprintf(host, sizeof(host), "::1"); /* IPv6 servers: not yet */
+	snprintf(buf, cap, "%s:%d", host, port);
+}
+
+/* ------------------------------------------------------ membership */
+
+static const char *tag_get(const struct tag *t, int n, const char *k)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(t[i].key, k) == 0)
+			return t[i].value;
+	return NULL;
+}
+
+/* Refresh s->known from the gossip members whose tags say role=consul. */
+static void scan_members(struct server *s)
+{
+	struct swim *sw = gossip_transport_swim(s->a->gossip);
+	size_t n = swim_member_count(sw);
+	static struct tag tags[TAGS_MAX];
+	s->nknown = 0;
+	for (size_t i = 0; i < n && s->nknown < MAX_KNOWN; i++) {
+		const struct swim_member *m = swim_member_at(sw, i);
+		if (m->id->meta_len == 0)
+			continue;
+		int nt = tags_decode(m->id->meta, m->id->meta_len, tags, TAGS_MAX);
+		const char *role = tag_get(tags, nt, "role");
+		const char *id = tag_get(tags, nt, "id");
+		const char *port = tag_get(tags, nt, "port");
+		if (role == NULL || strcmp(role, "consul") != 0 || id == NULL || port == NULL)
+			continue;
+		struct known *k = &s->known[s->nknown++];
+		snprintf(k->name, sizeof(k->name), "%s", m->id->name);
+		k->id = raft_id_of(id);
+		format_addr(&m->id->addr, atoi(port), k->addr, sizeof(k->addr));
+		const char *ex = tag_get(tags, nt, "expect");
+		k->expect = ex ? atoi(ex) : 0;
+		const char *r = tag_get(tags, nt, "raft");
+		k->has_raft = r != NULL && strcmp(r, "1") == 0;
+		k->state = m->state;
+		k->state_change = m->state_change;
+	}
+}
+
+static const struct known *known_by_id(const struct server *s, uint64_t id)
+{
+	for (size_t i = 0; i < s->nknown; i++)
+		if (s->known[i].id == id)
+			return &s->known[i];
+	return NULL;
+}
+
+size_t server_tags(const struct server *s, struct tag *tags, size_t n)
+{
+	if (s == NULL || !s->is_server)
+		return n;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(tags[i].key, "role") == 0)
+			snprintf(tags[i].value, sizeof(tags[i].value), "consul");
+	int expect = s->a->cfg.bootstrap ? 1 : s->a->cfg.bootstrap_expect;
+	const char *kv[SERVER_TAGS_MAX][2];
+	char port[16], ex[16];
+	snprintf(port, sizeof(port), "%d", kv_sync_port(s->a->kv));
+	snprintf(ex, sizeof(ex), "%d", expect);
+	size_t k = 0;
+	kv[k][0] = "port", kv[k++][1] = port;
+	if (expect > 0)
+		kv[k][0] = "expect", kv[k++][1] = ex;
+	kv[k][0] = "raft_vsn", kv[k++][1] = "3";
+	if (s->raft_started && s->raft.configuration.n > 0)
+		kv[k][0] = "raft", kv[k++][1] = "1";
+	for (size_t i = 0; i < k; i++) {
+		snprintf(tags[n].key, sizeof(tags[n].key), "%s", kv[i][0]);
+		snprintf(tags[n].value, sizeof(tags[n].value), "%s", kv[i][1]);
+		n++;
+	}
+	return n;
+}
+
+/* -------------------------------------------------------- transport */
+
+static int transport_send(void *ctx, raft_id to, const char *address, const uint8_t *buf,
+                          size_t len)
+{
+	(void)to;
+	struct server *s = ctx;
+	return server_rpc_send_raft(s->rpc, address, buf, len);
+}
+
+static void rpc_raft(void *ctx, uint64_t from_id, const char *from_addr, const uint8_t *p, size_t n)
+{
+	struct server *s = ctx;
+	char err[200];
+	if (!s->raft_started || s->raft_closing)
+		return;
+	if (raft_io_deliver(&s->io, from_id, from_addr, p, n, err, sizeof(err)) < 0)
+		log_debug("server: raft message from %s: %s", from_addr, err);
+}
+
+void server_adopt(void *ctx, int fd, const char *peer, const uint8_t *buf, size_t len)
+{
+	struct server *s = ctx;
+	server_rpc_adopt(s->rpc, fd, peer, buf, len);
+}
+
+/* -------------------------------------------------------------- FSM */
+
+struct fsm_done {
+	struct server *s;
+	raft_index index;
+};
+
+static struct cp_req *req_by_index(struct server *s, raft_index index)
+{
+	for (struct cp_req *r = s->waiting; r; r = r->next)
+		if (r->entry == index && r->phase != R_HELD && !r->answered)
+			return r;
+	return NULL;
+}
+
+static void req_answer(struct cp_req *r, enum kv_result res, int failed_op);
+
+static void applied_done(void *ud, enum kv_result res, int failed_op)
+{
+	struct fsm_done *d = ud;
+	struct cp_req *r = req_by_index(d->s, d->index);
+	if (r != NULL)
+		req_answer(r, res, failed_op);
+	free(d);
+}
+
+static int load_applied_cb(void *ud, const struct kv_entry *e)
+{
+	struct server *s = ud;
+	char buf[32];
+	size_t n = e->value_len < sizeof(buf) - 1 ? e->value_len : sizeof(buf) - 1;
+	memcpy(buf, e->value, n);
+	buf[n] = '\0';
+	s->applied = strtoull(buf, NULL, 10);
+	s->last_version = e->modify_index;
+	return 0;
+}
+
+static void fsm_load(struct server *s)
+{
+	if (s->fsm_loaded)
+		return;
+	s->applied = 0;
+	s->last_version = 0;
+	kv_get(s->a->kv, CP_APPLIED_KEY, strlen(CP_APPLIED_KEY), load_applied_cb, s);
+	s->fsm_loaded = true;
+}
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+	struct server *s = fsm->data;
+	*result = NULL;
+	fsm_load(s);
+	raft_index index = raft_last_applied(&s->raft) + 1;
+	if (index <= s->applied)
+		return 0; /* already in the replica */
+	static struct cp_entry e;
+	char err[200];
+	if (cp_wire_entry_decode(buf->base, buf->len, &e, err, sizeof(err)) < 0) {
+		log_err("server: entry %" PRIu64 " does not decode (%s); skipped", (uint64_t)index,
+		        err);
+		return 0;
+	}
+	if (s->applied == 0 && s->last_version == 0) {
+		/* the group's first entry: every server starts from empty */
+		kv_restore_begin(s->a->kv);
+	}
+	if (e.ops.n >= KV_TXN_MAX_OPS) {
+		log_err("server: entry %" PRIu64 " has too many ops", (uint64_t)index);
+		return 0;
+	}
+	char idx[32];
+	snprintf(idx, sizeof(idx), "%" PRIu64, (uint64_t)index);
+	e.ops.op[e.ops.n++] = (struct kv_op){
+	        KV_OP_SET, CP_APPLIED_KEY, strlen(CP_APPLIED_KEY), idx, strlen(idx), 0, 0};
+	uint64_t base = e.base > s->last_version ? e.base : s->last_version + 1;
+	struct fsm_done *d = xcalloc(1, sizeof(*d));
+	d->s = s;
+	d->index = index;
+	uint64_t last = 0;
+	if (kv_write_pinned(s->a->kv, e.ops.op, e.ops.n, base, e.node, applied_done, d, &last, err,
+	                    sizeof(err)) < 0) {
+		log_err("server: entry %" PRIu64 " refused by the store (%s)", (uint64_t)index,
+		        err);
+		free(d);
+		return 0;
+	}
+	if (last >= base) { /* the batch was staged (checks passed) */
+		s->applied = index;
+		s->last_version = last;
+	}
+	s->c.applied++;
+	return 0;
+}
+
+struct dump {
+	uint8_t *p;
+	size_t len, cap;
+	uint32_t n;
+};
+
+static int dump_cb(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	struct dump *d = ud;
+	size_t need = 2 + key_len + kv_rec_size(r);
+	if (d->len + need > d->cap) {
+		d->cap = (d->len + need) * 2;
+		d->p = raft_realloc(d->p, d->cap);
+		if (d->p == NULL)
+			return -1;
+	}
+	be16_put(d->p + d->len, (uint16_t)key_len);
+	memcpy(d->p + d->len + 2, key, key_len);
+	uint8_t *end = kv_rec_encode(r, d->p + d->len + 2 + key_len);
+	d->len = (size_t)(end - d->p);
+	d->n++;
+	return 0;
+}
+
+/* The snapshot: u32 count, then (u16 key_len, key, record) each. */
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	struct server *s = fsm->data;
+	struct dump d = {raft_malloc(4096), 4, 4096, 0};
+	if (d.p == NULL || kv_dump(s->a->kv, dump_cb, &d) < 0) {
+		raft_free(d.p);
+		return RAFT_NOMEM;
+	}
+	be32_put(d.p, d.n);
+	*bufs = raft_malloc(sizeof(**bufs));
+	(*bufs)[0].base = d.p;
+	(*bufs)[0].len = d.len;
+	*n_bufs = 1;
+	return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+	struct server *s = fsm->data;
+	struct cursor c = {buf->base, (const uint8_t *)buf->base + buf->len};
+	uint32_t n;
+	int rv = RAFT_MALFORMED;
+	if (!cursor_be32(&c, &n) || kv_restore_begin(s->a->kv) < 0)
+		goto out;
+	s->applied = 0;
+	s->last_version = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint16_t klen;
+		const uint8_t *k;
+		struct kv_rec r;
+		char err[128];
+		if (!cursor_be16(&c, &klen) || !cursor_bytes(&c, klen, &k))
+			goto out;
+		const uint8_t *pos = c.p;
+		if (kv_rec_decode(&pos, c.end, &r, err, sizeof(err)) < 0)
+			goto out;
+		c.p = pos;
+		if (kv_restore_put(s->a->kv, (const char *)k, klen, &r) < 0)
+			goto out;
+		if (klen == strlen(CP_APPLIED_KEY) && memcmp(k, CP_APPLIED_KEY, klen) == 0) {
+			char v[32];
+			size_t vl = r.value_len < sizeof(v) - 1 ? r.value_len : sizeof(v) - 1;
+			memcpy(v, r.value, vl);
+			v[vl] = '\0';
+			s->applied = strtoull(v, NULL, 10);
+			s->last_version = r.hlc;
+		}
+	}
+	s->fsm_loaded = true;
+	rv = 0;
+out:
+	raft_free(buf->base);
+	if (rv != 0)
+		log_err("server: a snapshot did not restore");
+	return rv;
+}
+
+/* ----------------------------------------------------- the requests */
+
+static void req_free_if_done(struct cp_req *r)
+{
+	if (!r->answered || r->phase == R_PROPOSED || r->phase == R_FORWARDED)
+		return; /* libraft holds r->apply, or server RPC will call back */
+	struct server *s = r->s;
+	for (struct cp_req **pp = &s->waiting; *pp; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+	free(r->body);
+	free(r);
+}
+
+static uint8_t status_of(enum kv_result res)
+{
+	switch (res) {
+	case KV_OK:
+		return CP_S_OK;
+	case KV_FAILED:
+		return CP_S_FAILED;
+	case KV_NO_LEADER:
+		return CP_S_NO_LEADER;
+	default:
+		return CP_S_ERROR;
+	}
+}
+
+static void req_answer(struct cp_req *r, enum kv_result res, int failed_op)
+{
+	if (r->answered)
+		return;
+	r->answered = true;
+	if (r->remote) {
+		uint8_t p[4];
+		be32_put(p, failed_op < 0 ? 0xffffffffu : (uint32_t)failed_op);
+		server_rpc_reply(r->s->rpc, r->conn_id, r->req_id, status_of(res), p, 4);
+	} else if (r->done != NULL) {
+		r->done(r->ud, res, failed_op);
+	}
+	req_free_if_done(r);
+}
+
+static bool is_leader(struct server *s)
+{
+	return s->raft_started && !s->raft_closing && raft_state(&s->raft) == RAFT_LEADER;
+}
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+	(void)result;
+	struct cp_req *r = req->data;
+	r->phase = R_SETTLED; /* libraft is done with r->apply */
+	if (status != 0) {
+		/* leadership lost: the entry may or may not commit */
+		log_warn("server: a write's entry %" PRIu64 " was not confirmed: %s",
+		         (uint64_t)r->entry, raft_strerror(status));
+		req_answer(r, KV_ERROR, -1);
+		return;
+	}
+	req_free_if_done(r);
+}
+
+static void propose(struct server *s, struct cp_req *r)
+{
+	static struct cp_ops ops;
+	char node[KV_NODE_MAX + 1], err[200];
+	if (cp_wire_write_decode(r->body, r->body_len, node, &ops, err, sizeof(err)) < 0) {
+		log_warn("server: a forwarded write does not decode: %s", err);
+		req_answer(r, KV_ERROR, -1);
+		return;
+	}
+	struct raft_buffer buf;
+	buf.len = cp_wire_entry_size(node, ops.op, ops.n);
+	buf.base = raft_malloc(buf.len);
+	uint64_t base = kv_next_version(s->a->kv);
+	if (base <= s->last_version)
+		base = s->last_version + 1;
+	cp_wire_entry_encode(buf.base, base, node, ops.op, ops.n);
+	r->apply.data = r;
+	int rv = raft_apply(&s->raft, &r->apply, &buf, 1, apply_cb);
+	if (rv != 0) {
+		raft_free(buf.base);
+		r->phase = R_SETTLED;
+		req_answer(r, rv == RAFT_NOTLEADER ? KV_NO_LEADER : KV_ERROR, -1);
+		return;
+	}
+	r->phase = R_PROPOSED;
+	r->entry = r->apply.index;
+	s->c.forwarded += r->remote;
+}
+
+static void forward(struct server *s, struct cp_req *r, const char *addr);
+
+/* Send r where it can be served now, or leave it held for the tick. */
+static void submit(struct server *s, struct cp_req *r)
+{
+	if (s->is_server) {
+		if (is_leader(s) && s->leader_ready) {
+			propose(s, r);
+			return;
+		}
+		raft_id lid = 0;
+		const char *laddr = NULL;
+		if (s->raft_started)
+			raft_leader(&s->raft, &lid, &laddr);
+		if (lid != 0 && laddr != NULL && lid != s->id) {
+			forward(s, r, laddr);
+			return;
+		}
+	} else {
+		/* a client: any live server will do; it forwards to the leader */
+		size_t live = 0;
+		for (size_t i = 0; i < s->nknown; i++)
+			live += s->known[i].state == ML_STATE_ALIVE;
+		if (live > 0) {
+			size_t pick = (size_t)randombytes_uniform((uint32_t)live);
+			for (size_t i = 0; i < s->nknown; i++)
+				if (s->known[i].state == ML_STATE_ALIVE && pick-- == 0) {
+					forward(s, r, s->known[i].addr);
+					return;
+				}
+		}
+	}
+	if (now_ms(s) >= r->deadline_ms)
+		req_answer(r, KV_NO_LEADER, -1);
+	/* else: held; the tick tries again */
+}
+
+static void forward_reply(void *ud, int status, const uint8_t *p, size_t n)
+{
+	struct cp_req *r = ud;
+	r->phase = R_HELD;
+	if (status == CP_S_OK || status == CP_S_FAILED) {
+		int failed = -1;
+		if (n == 4 && be32_get(p) != 0xffffffffu)
+			failed = (int)be32_get(p);
+		req_answer(r, status == CP_S_OK ? KV_OK : KV_FAILED, failed);
+		return;
+	}
+	if ((status == CP_S_NO_LEADER || status == SERVER_RPC_E_TRANSPORT) &&
+	    now_ms(r->s) < r->deadline_ms)
+		return; /* held: the tick sends it again */
+	req_answer(r,
+	           status == CP_S_NO_LEADER || status == SERVER_RPC_E_TRANSPORT ? KV_NO_LEADER
+	                                                                        : KV_ERROR,
+	           -1);
+}
+
+static void forward(struct server *s, struct cp_req *r, const char *addr)
+{
+	r->phase = R_FORWARDED;
+	if (server_rpc_call(s->rpc, addr, CP_M_WRITE, r->body, r->body_len, FORWARD_TIMEOUT_MS,
+	                    forward_reply, r) < 0)
+		r->phase = R_HELD;
+}
+
+static struct cp_req *req_new(struct server *s)
+{
+	struct cp_req *r = xcalloc(1, sizeof(*r));
+	r->s = s;
+	r->deadline_ms = now_ms(s) + NO_LEADER_WAIT_MS;
+	r->next = s->waiting;
+	s->waiting = r;
+	return r;
+}
+
+/* kv_write() in CP mode (struct kv_cp). */
+static int cp_write(void *ctx, const struct kv_op *ops, size_t n, kv_done_fn done, void *ud,
+                    char *err, size_t errlen)
+{
+	struct server *s = ctx;
+	const char *node = s->a->cfg.node_name;
+	size_t len = cp_wire_write_size(node, ops, n);
+	if (len > KV_FRAME_MAX) {
+		snprintf(err, errlen, "the request is %zu bytes, over %u", len, KV_FRAME_MAX);
+		return -1;
+	}
+	struct cp_req *r = req_new(s);
+	r->done = done;
+	r->ud = ud;
+	r->body = xmalloc(len);
+	r->body_len = cp_wire_write_encode(r->body, node, ops, n);
+	submit(s, r);
+	return 0;
+}
+
+/* Requests held for a leader: try again, or give up at their deadline. */
+static void retry_held(struct server *s)
+{
+	struct cp_req *next;
+	for (struct cp_req *r = s->waiting; r; r = next) {
+		next = r->next;
+		if (!r->answered && r->phase == R_HELD)
+			submit(s, r);
+	}
+}
+
+/* -------------------------------------------------- RPC: the server */
+
+static void rpc_request(void *ctx, uint64_t conn_id, uint64_t req_id, uint8_t method,
+                        const char *from_node, const uint8_t *p, size_t n)
+{
+	(void)from_node;
+	struct server *s = ctx;
+	if (method != CP_M_WRITE || !s->is_server) {
+		server_rpc_reply(s->rpc, conn_id, req_id, CP_S_ERROR, NULL, 0);
+		return;
+	}
+	struct cp_req *r = req_new(s);
+	r->remote = true;
+	r->conn_id = conn_id;
+	r->req_id = req_id;
+	r->body = xmalloc(n ? n : 1);
+	memcpy(r->body, p, n);
+	r->body_len = n;
+	submit(s, r);
+}
+
+/* ------------------------------------------------- the leader's work */
+
+struct import {
+	struct server *s;
+	struct kv_op op[KV_TXN_MAX_OPS - 1];
+	uint8_t *copy[KV_TXN_MAX_OPS - 1];
+	size_t n, total;
+};
+
+static void import_flush(struct import *im)
+{
+	if (im->n == 0)
+		return;
+	struct cp_req *r = req_new(im->s);
+	const char *node = im->s->a->cfg.node_name;
+	size_t len = cp_wire_write_size(node, im->op, im->n);
+	r->body = xmalloc(len);
+	r->body_len = cp_wire_write_encode(r->body, node, im->op, im->n);
+	propose(im->s, r);
+	for (size_t i = 0; i < im->n; i++)
+		free(im->copy[i]);
+	im->total += im->n;
+	im->n = 0;
+}
+
+static int import_cb(void *ud, const struct kv_entry *e)
+{
+	struct import *im = ud;
+	if (e->key_len == strlen(CP_APPLIED_KEY) && memcmp(e->key, CP_APPLIED_KEY, e->key_len) == 0)
+		return 0;
+	uint8_t *c = xmalloc(e->key_len + e->value_len + 1);
+	memcpy(c, e->key, e->key_len);
+	if (e->value_len)
+		memcpy(c + e->key_len, e->value, e->value_len);
+	im->copy[im->n] = c;
+	im->op[im->n++] = (struct kv_op){KV_OP_SET,    (const char *)c, e->key_len, c + e->key_len,
+	                                 e->value_len, e->flags,        0};
+	if (im->n == KV_TXN_MAX_OPS - 1)
+		import_flush(im);
+	return 0;
+}
+
+/*
+ * The first leader of a fresh group imports its AP replica: the group's
+ * first entry empties every replica (fsm_apply), so what the cluster held
+ * before servers is written again through Raft, as the leader saw it.
+ */
+static void leader_start(struct server *s)
+{
+	fsm_load(s);
+	if (s->applied == 0 && s->last_version == 0) {
+		struct import im;
+		memset(&im, 0, sizeof(im));
+		im.s = s;
+		kv_scan(s->a->kv, "", 0, import_cb, &im);
+		import_flush(&im);
+		log_info("server: new Raft group: imported %zu keys from this agent's replica",
+		         im.total);
+	}
+}
+
+static void change_cb(struct raft_change *req, int status)
+{
+	struct server *s = req->data;
+	s->change_busy = false;
+	if (status != 0)
+		log_warn("server: configuration change failed: %s", raft_strerror(status));
+	free(req);
+}
+
+static const struct raft_server *conf_find(const struct raft_configuration *c, raft_id id)
+{
+	for (unsigned i = 0; i < c->n; i++)
+		if (c->servers[i].id == id)
+			return &c->servers[i];
+	return NULL;
+}
+
+static unsigned conf_voters(const struct raft_configuration *c)
+{
+	unsigned v = 0;
+	for (unsigned i = 0; i < c->n; i++)
+		v += c->servers[i].role == RAFT_VOTER;
+	return v;
+}
+
+static bool try_change(struct server *s, int what, raft_id id, const char *addr, int role)
+{
+	struct raft_change *req = xcalloc(1, sizeof(*req));
+	req->data = s;
+	int rv = what == 0   ? raft_add(&s->raft, req, id, addr, change_cb)
+	         : what == 1 ? raft_assign(&s->raft, req, id, role, change_cb)
+	                     : raft_remove(&s->raft, req, id, change_cb);
+	if (rv != 0) {
+		free(req);
+		return false;
+	}
+	s->change_busy = true;
+	return true;
+}
+
+/* Autopilot: one change per tick at most (libraft takes one at a time). */
+static void autopilot(struct server *s)
+{
+	if (s->change_busy)
+		return;
+	const struct raft_configuration *c = &s->raft.configuration;
+	unsigned voters = conf_voters(c);
+	for (size_t i = 0; i < s->nknown; i++) {
+		const struct known *k = &s->known[i];
+		const struct raft_server *rs = conf_find(c, k->id);
+		if (k->state == ML_STATE_ALIVE && rs == NULL) {
+			log_info("server: adding server %s (%s) to the Raft configuration", k->name,
+			         k->addr);
+			try_change(s, 0, k->id, k->addr, 0);
+			return;
+		}
+		if (k->state == ML_STATE_ALIVE && rs != NULL && rs->role == RAFT_SPARE) {
+			int role = voters < SERVER_MAX_VOTERS ? RAFT_VOTER : RAFT_STANDBY;
+			try_change(s, 1, k->id, NULL, role);
+			return;
+		}
+	}
+	for (unsigned i = 0; i < c->n; i++) {
+		const struct raft_server *rs = &c->servers[i];
+		if (rs->id == s->id)
+			continue;
+		const struct known *k = known_by_id(s, rs->id);
+		bool left = k != NULL && k->state == ML_STATE_LEFT;
+		bool dead = k != NULL && k->state == ML_STATE_DEAD &&
+		            now_ms(s) - k->state_change > SERVER_DEAD_AFTER_MS;
+		if (!(left || dead))
+			continue;
+		/* the live voters must stay a majority of the voters that remain */
+		unsigned remain = voters - (rs->role == RAFT_VOTER), healthy = 0;
+		for (unsigned j = 0; j < c->n; j++) {
+			const struct known *kj = known_by_id(s, c->servers[j].id);
+			healthy += c->servers[j].role == RAFT_VOTER &&
+			           (c->servers[j].id == s->id ||
+			            (kj != NULL && kj->state == ML_STATE_ALIVE));
+		}
+		if (rs->role != RAFT_VOTER || healthy >= remain / 2 + 1) {
+			log_info("server: removing %s server %s from the Raft configuration",
+			         left ? "departed" : "failed", k->name);
+			try_change(s, 2, rs->id, NULL, 0);
+			return;
+		}
+	}
+}
+
+/* ------------------------------------------------------------ Raft */
+
+static int start_raft(struct server *s, const struct raft_configuration *boot)
+{
+	char err[256];
+	struct raft_io_config ic;
+	memset(&ic, 0, sizeof(ic));
+	ic.loop = s->loop;
+	ic.data_dir = s->a->cfg.data_dir;
+	ic.transport = (struct raft_transport){s, transport_send};
+	if (raft_io_create(&s->io, &ic, err, sizeof(err)) < 0) {
+		log_err("server: %s", err);
+		return -1;
+	}
+	s->fsm = (struct raft_fsm){.version = 1,
+	                           .data = s,
+	                           .apply = fsm_apply,
+	                           .snapshot = fsm_snapshot,
+	                           .restore = fsm_restore};
+	if (raft_init(&s->raft, &s->io, &s->fsm, s->id, s->addr) != 0) {
+		log_err("server: raft_init: %s", raft_errmsg(&s->raft));
+		raft_io_destroy(&s->io);
+		return -1;
+	}
+	s->raft.data = s;
+	raft_set_election_timeout(&s->raft, ELECTION_MS);
+	raft_set_heartbeat_timeout(&s->raft, HEARTBEAT_MS);
+	raft_set_snapshot_threshold(&s->raft, SNAPSHOT_THRESHOLD);
+	raft_set_snapshot_trailing(&s->raft, SNAPSHOT_TRAILING);
+	raft_set_pre_vote(&s->raft, true);
+	if (boot != NULL && raft_bootstrap(&s->raft, boot) != 0)
+		log_warn("server: bootstrap: %s", raft_errmsg(&s->raft));
+	if (raft_start(&s->raft) != 0) {
+		log_err("server: raft_start: %s", raft_errmsg(&s->raft));
+		return -1; /* raft_close() in server_free */
+	}
+	s->raft_started = true;
+	agent_retag(s->a);
+	return 0;
+}
+
+static bool raft_state_on_disk(struct server *s)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/raft", s->a->cfg.data_dir);
+	char err[256];
+	struct raft_store *st = raft_store_open(dir, 0, err, sizeof(err));
+	if (st == NULL)
+		return false;
+	struct raft_store_info in;
+	raft_store_info(st, &in);
+	raft_store_close(st);
+	return in.last_index > 0 || in.snapshot_index > 0;
+}
+
+static int cmp_known(const void *x, const void *y)
+{
+	const struct known *a = x, *b = y;
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* An empty server: join a group that exists, or bootstrap one with the
+ * expected servers once they are all in sight. */
+static void maybe_bootstrap(struct server *s)
+{
+	int expect = s->a->cfg.bootstrap ? 1 : s->a->cfg.bootstrap_expect;
+	struct known ready[MAX_KNOWN];
+	size_t n = 0;
+	bool self_seen = false;
+	for (size_t i = 0; i < s->nknown; i++) {
+		const struct known *k = &s->known[i];
+		if (k->state != ML_STATE_ALIVE)
+			continue;
+		if (k->has_raft && k->id != s->id) {
+			log_info("server: %s holds Raft state: starting empty, to be added",
+			         k->name);
+			start_raft(s, NULL);
+			return;
+		}
+		if (k->expect == expect)
+			ready[n++] = *k;
+		self_seen |= k->id == s->id;
+	}
+	if (expect <= 0 || !self_seen || (int)n < expect)
+		return;
+	qsort(ready, n, sizeof(ready[0]), cmp_known);
+	struct raft_configuration conf;
+	raft_configuration_init(&conf);
+	for (size_t i = 0; i < n; i++)
+		raft_configuration_add(&conf, ready[i].id, ready[i].addr, RAFT_VOTER);
+	log_info("server: %zu servers in sight (expect %d): bootstrapping the Raft group", n,
+	         expect);
+	start_raft(s, &conf);
+	raft_configuration_close(&conf);
+}
+
+static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop, (void)revents;
+	struct server *s = t->data;
+	scan_members(s);
+	if (!s->cp && (s->nknown > 0 || s->is_server)) {
+		struct kv_cp cp = {s, cp_write};
+		kv_set_cp(s->a->kv, &cp);
+		s->cp = true;
+		log_info("server: servers in the cluster: the KV store is now CP (writes go "
+		         "through the Raft leader)");
+	}
+	if (s->is_server && !s->raft_started && !s->raft_closing)
+		maybe_bootstrap(s);
+	char lb[64];
+	if (server_leader(s, lb, sizeof(lb))[0] != '\0')
+		s->leader_seen_ms = now_ms(s);
+	if (is_leader(s)) {
+		if (!s->leader_ready) {
+			s->leader_ready = true;
+			leader_start(s);
+		}
+		autopilot(s);
+	} else {
+		s->leader_ready = false;
+	}
+	retry_held(s);
+}
+
+/* ------------------------------------------------------- lifecycle */
+
+struct server *server_new(struct agent *a, char *err, size_t errlen)
+{
+	struct server *s = xcalloc(1, sizeof(*s));
+	s->a = a;
+	s->loop = a->loop;
+	s->is_server = a->cfg.server;
+	s->id = raft_id_of(a->node_id);
+	snprintf(s->addr, sizeof(s->addr), "%s:%d", a->cfg.advertise_addr, kv_sync_port(a->kv));
+	struct server_rpc_config rc = {.loop = a->loop,
+	                               .self_id = s->is_server ? s->id : 0,
+	                               .self_addr = s->is_server ? s->addr : "",
+	                               .node_name = a->cfg.node_name,
+	                               .bind_addr = a->cfg.bind_addr,
+	                               .buffer_budget = 0};
+	struct server_rpc_handlers h = {s, rpc_raft, rpc_request};
+	s->rpc = server_rpc_new(&rc, &h, err, errlen);
+	if (s->rpc == NULL) {
+		free(s);
+		return NULL;
+	}
+	kv_set_handoff(a->kv, server_adopt, s);
+	if (s->is_server) {
+		kv_refuse_merges(a->kv, true);
+		if (raft_state_on_disk(s) && start_raft(s, NULL) < 0) {
+			snprintf(err, errlen, "the Raft state in %s/raft does not start",
+			         a->cfg.data_dir);
+			server_free(s);
+			return NULL;
+		}
+		log_info("server: this agent is a server (Raft id %016" PRIx64 ", %s)", s->id,
+		         s->addr);
+	}
+	ev_timer_init(&s->tick, tick_cb, SERVER_TICK_S, SERVER_TICK_S);
+	s->tick.data = s;
+	ev_timer_start(s->loop, &s->tick);
+	return s;
+}
+
+void server_set_seal(struct server *s, const struct kv_seal *seal)
+{
+	if (s != NULL)
+		server_rpc_set_seal(s->rpc, seal);
+}
+
+static void close_cb(struct raft *r)
+{
+	struct server *s = r->data;
+	s->raft_closed = true;
+}
+
+void server_free(struct server *s)
+{
+	if (s == NULL)
+		return;
+	ev_timer_stop(s->loop, &s->tick);
+	kv_set_cp(s->a->kv, NULL);
+	if (s->raft_started) {
+		s->raft_closing = true;
+		raft_close(&s->raft, close_cb);
+		for (int i = 0; i < 200 && !s->raft_closed; i++)
+			ev_run(s->loop, EVRUN_ONCE | EVRUN_NOWAIT);
+		if (s->raft_closed)
+			raft_io_destroy(&s->io);
+	}
+	server_rpc_free(s->rpc);
+	struct cp_req *next;
+	for (struct cp_req *r = s->waiting; r; r = next) {
+		next = r->next;
+		if (!r->answered && !r->remote && r->done)
+			r->done(r->ud, KV_SHUTDOWN, -1);
+		free(r->body);
+		free(r);
+	}
+	kv_set_handoff(s->a->kv, NULL, NULL);
+	kv_refuse_merges(s->a->kv, false);
+	free(s);
+}
+
+/* ---------------------------------------------------------- status */
+
+bool server_is_server(const struct server *s)
+{
+	return s != NULL && s->is_server;
+}
+
+bool server_cp(const struct server *s)
+{
+	return s != NULL && s->cp;
+}
+
+const char *server_leader(const struct server *s, char *buf, size_t cap)
+{
+	buf[0] = '\0';
+	if (s == NULL || !s->raft_started || s->raft_closing)
+		return buf;
+	raft_id id = 0;
+	const char *addr = NULL;
+	raft_leader((struct raft *)&s->raft, &id, &addr);
+	if (id != 0 && addr != NULL)
+		snprintf(buf, cap, "%s", addr);
+	return buf;
+}
+
+int64_t server_last_contact(const struct server *s)
+{
+	if (s == NULL || !s->raft_started)
+		return -1;
+	if (raft_state((struct raft *)&s->raft) == RAFT_LEADER)
+		return 0;
+	if (s->leader_seen_ms == 0)
+		return -1;
+	return (int64_t)(ev_now(s->loop) * 1000.0) - s->leader_seen_ms;
+}
+
+size_t server_peers(const struct server *s, struct server_peer *out, size_t cap)
+{
+	size_t n = 0;
+	if (s == NULL)
+		return 0;
+	if (s->raft_started) {
+		const struct raft_configuration *c = &s->raft.configuration;
+		raft_id lid = 0;
+		const char *laddr = NULL;
+		raft_leader((struct raft *)&s->raft, &lid, &laddr);
+		for (unsigned i = 0; i < c->n && n < cap; i++) {
+			struct server_peer *p = &out[n++];
+			memset(p, 0, sizeof(*p));
+			p->id = c->servers[i].id;
+			snprintf(p->addr, sizeof(p->addr), "%s", c->servers[i].address);
+			const struct known *k = known_by_id(s, p->id);
+			snprintf(p->name, sizeof(p->name), "%s", k ? k->name : "");
+			p->voter = c->servers[i].role == RAFT_VOTER;
+			p->leader = p->id == lid;
+		}
+		return n;
+	}
+	for (size_t i = 0; i < s->nknown && n < cap; i++) {
+		if (s->known[i].state != ML_STATE_ALIVE)
+			continue;
+		struct server_peer *p = &out[n++];
+		memset(p, 0, sizeof(*p));
+		p->id = s->known[i].id;
+		snprintf(p->addr, sizeof(p->addr), "%s", s->known[i].addr);
+		snprintf(p->name, sizeof(p->name), "%s", s->known[i].name);
+		p->voter = true;
+	}
+	return n;
+}
+
+void server_get_info(const struct server *s, struct server_info *o)
+{
+	memset(o, 0, sizeof(*o));
+	if (s == NULL)
+		return;
+	o->server = s->is_server;
+	o->cp = s->cp;
+	o->bootstrapped = s->raft_started && s->raft.configuration.n > 0;
+	o->writes_forwarded = s->c.forwarded;
+	o->writes_applied = s->c.applied;
+	if (!s->raft_started)
+		return;
+	struct raft *r = (struct raft *)&s->raft;
+	o->state = raft_state(r);
+	o->term = r->current_term;
+	o->last_index = raft_last_index(r);
+	o->commit_index = r->commit_index;
+	o->applied_index = raft_last_applied(r);
+	o->num_peers = r->configuration.n;
+}
+
+/* ------------------------------------------------------------ reads */
+
+struct server_read {
+	struct server *s;
+	server_read_fn fn;
+	void *ud;
+	struct raft_barrier barrier;
+	ev_timer now;
+	bool in_raft, cancelled;
+};
+
+static void read_finish(struct server_read *r, bool ok)
+{
+	if (!r->cancelled)
+		r->fn(r->ud, ok);
+	r->cancelled = true;
+	if (!r->in_raft && !ev_is_active(&r->now))
+		free(r);
+}
+
+static void read_now_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop, (void)revents;
+	struct server_read *r = t->data;
+	ev_timer_stop(r->s->loop, &r->now);
+	read_finish(r, true);
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+	struct server_read *r = req->data;
+	r->in_raft = false;
+	/* the barrier's entry is applied here; the replica commits it before
+	 * the loop blocks, so answer from the next iteration */
+	if (status != 0) {
+		read_finish(r, false);
+		return;
+	}
+	if (r->cancelled) {
+		read_finish(r, false);
+		return;
+	}
+	ev_timer_set(&r->now, 0.0, 0.0);
+	ev_timer_start(r->s->loop, &r->now);
+}
+
+/*
+ * ?consistent on the leader: a barrier (an empty entry committed by a
+ * quorum in this term) shows this server still leads and that every
+ * earlier entry is applied. Elsewhere, and for the default mode, the local
+ * replica answers (docs/SERVERS.md lists what is still to come).
+ */
+struct server_read *server_read_barrier(struct server *s, bool consistent, const char *key,
+                                        size_t key_len, bool recurse, server_read_fn fn, void *ud)
+{
+	(void)key, (void)key_len, (void)recurse;
+	struct server_read *r = xcalloc(1, sizeof(*r));
+	r->s = s;
+	r->fn = fn;
+	r->ud = ud;
+	ev_timer_init(&r->now, read_now_cb, 0.0, 0.0);
+	r->now.data = r;
+	if (s != NULL && s->cp && consistent && is_leader(s)) {
+		r->barrier.data = r;
+		if (raft_barrier(&s->raft, &r->barrier, barrier_cb) == 0) {
+			r->in_raft = true;
+			return r;
+		}
+	}
+	ev_timer_start(s->loop, &r->now);
+	return r;
+}
+
+void server_read_cancel(struct server_read *r)
+{
+	if (r == NULL)
+		return;
+	r->cancelled = true;
+	if (ev_is_active(&r->now))
+		ev_timer_stop(r->s->loop, &r->now);
+	if (!r->in_raft)
+		free(r);
+}
+
+int server_remove_peer(struct server *s, const char *id_or_addr, char *err, size_t errlen)
+{
+	if (s == NULL || !s->raft_started) {
+		snprintf(err, errlen, "this agent is not a Raft server");
+		return -1;
+	}
+	if (!is_leader(s)) {
+		snprintf(err, errlen, "this server is not the leader; ask the leader");
+		return -1;
+	}
+	const struct raft_configuration *c = &s->raft.configuration;
+	for (unsigned i = 0; i < c->n; i++) {
+		char idhex[32];
+		snprintf(idhex, sizeof(idhex), "%016" PRIx64, (uint64_t)c->servers[i].id);
+		if (strcmp(c->servers[i].address, id_or_addr) == 0 ||
+		    strcmp(idhex, id_or_addr) == 0) {
+			if (s->change_busy || !try_change(s, 2, c->servers[i].id, NULL, 0)) {
+				snprintf(err, errlen,
+				         "a configuration change is under way; try again");
+				return -1;
+			}
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "address \"%s\" was not found in the Raft configuration", id_or_addr);
+	return -1;
+}
