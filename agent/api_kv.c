@@ -433,7 +433,9 @@ static void parked_closed(struct http_conn *c, void *ud)
 	free(p);
 }
 
-/* A ?consistent read waiting for the leader's barrier (agent/server.h). */
+/* With servers, a read that is not ?stale waits for the leader
+ * (agent/server.h server_read_barrier): default mode, the leader's
+ * records; ?consistent, the same after the leader's barrier. */
 struct cread {
 	struct agent *a;
 	struct http_conn *c;
@@ -470,7 +472,8 @@ static void consistent_read(struct agent *a, struct http_conn *c, const struct h
 		abort();
 	*r = (struct cread){a, c, req, key, key_len, NULL};
 	http_conn_on_close(c, cread_closed, r);
-	r->r = server_read_barrier(a->server, true, key, key_len, recurse, cread_done, r);
+	r->r = server_read_barrier(a->server, has(req, "consistent"), key, key_len, recurse,
+	                           cread_done, r);
 }
 
 /*
@@ -531,7 +534,7 @@ static void h_get(struct agent *a, struct http_conn *c, const struct http_reques
 			}
 		}
 	}
-	if (has(req, "consistent") && server_cp(a->server)) {
+	if (server_cp(a->server) && !has(req, "stale")) {
 		consistent_read(a, c, req, key, key_len, recurse);
 		return;
 	}

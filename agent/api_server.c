@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "agent/api_reply.h"
@@ -40,6 +41,29 @@ void api_server_headers(struct agent *a, struct http_conn *c)
 	http_add_header(c, "X-Consul-LastContact", lc);
 }
 
+/* A client's /v1/status/leader waits for a server's answer; the HTTP
+ * client may go first (then only the answer is dropped). */
+struct asked {
+	struct http_conn *c;
+	const struct http_request *req;
+};
+
+static void asked_closed(struct http_conn *c, void *ud)
+{
+	(void)c;
+	((struct asked *)ud)->c = NULL;
+}
+
+static void asked_cb(void *ud, const char *addr)
+{
+	struct asked *q = ud;
+	if (q->c != NULL) {
+		http_conn_on_close(q->c, NULL, NULL);
+		api_reply_json(q->c, q->req, 200, json_string(addr));
+	}
+	free(q);
+}
+
 void api_status_leader(struct agent *a, struct http_conn *c, const struct http_request *req,
                        const char *rest)
 {
@@ -52,12 +76,17 @@ void api_status_leader(struct agent *a, struct http_conn *c, const struct http_r
 	} else if (server_is_server(a->server)) {
 		server_leader(a->server, addr, sizeof(addr));
 	} else {
-		struct server_peer p[MAX_PEERS];
-		size_t n = server_peers(a->server, p, MAX_PEERS);
+		struct asked *q = calloc(1, sizeof(*q));
+		if (q == NULL)
+			abort();
+		q->c = c;
+		q->req = req;
+		http_conn_on_close(c, asked_closed, q);
+		if (server_ask_leader(a->server, asked_cb, q) == 0)
+			return;
+		http_conn_on_close(c, NULL, NULL);
+		free(q);
 		addr[0] = '\0';
-		for (size_t i = 0; i < n; i++)
-			if (p[i].leader)
-				snprintf(addr, sizeof(addr), "%s", p[i].addr);
 	}
 	api_reply_json(c, req, 200, json_string(addr));
 }

@@ -13,10 +13,15 @@
  *             version, u8 node_len (1..KV_NODE_MAX), node, ops
  *   WRITE request (method CP_M_WRITE) := u8 node_len, node, ops
  *   READ_INDEX request (CP_M_READ_INDEX) := empty; reply := u64 index
- *   READ request (CP_M_READ) := u8 recurse (0/1), u16 key_len, key;
- *             reply := u32 n, n x (u16 key_len, key, kv/record.h record)
+ *   READ request (CP_M_READ, CP_M_READ_CONSISTENT) := u8 recurse (0/1),
+ *             u16 key_len, key; reply := u64 applied index, RECORDS body
+ *             (kv/repl.h: u32 n, n x (u16 key_len, key, record)) of the key
+ *             or prefix, tombstones included
+ *   STATUS request (CP_M_STATUS) := empty; reply := the leader's address
  * Replies carry a status byte (enum cp_status) in the server RPC REPLY;
- * a WRITE reply's payload is u32 failed_op (0xffffffff: none).
+ * a WRITE reply's payload is u32 failed_op (0xffffffff: none), then, when
+ * it succeeded, u64 applied index and the RECORDS body of the keys it wrote
+ * (omitted past CP_REPLY_RECORDS_MAX bytes: gossip brings them).
  * Decoded ops point into the input buffer (nothing is copied).
  */
 #ifndef RUMOR_AGENT_CP_WIRE_H
@@ -35,7 +40,9 @@
 enum cp_method {
 	CP_M_WRITE = 1,
 	CP_M_READ_INDEX = 2,
-	CP_M_READ = 3,
+	CP_M_READ = 3,            /* default mode: the leader's records */
+	CP_M_READ_CONSISTENT = 4, /* the same after a barrier */
+	CP_M_STATUS = 5,          /* empty; reply: the leader's address */
 };
 
 enum cp_status {
@@ -46,6 +53,8 @@ enum cp_status {
 	CP_S_UNKNOWN = 4,   /* leadership lost after the entry was proposed */
 	CP_S_TOO_BIG = 5,   /* the answer would not fit in one frame */
 };
+
+#define CP_REPLY_RECORDS_MAX (4u << 20)
 
 struct cp_ops {
 	struct kv_op op[KV_TXN_MAX_OPS];

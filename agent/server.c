@@ -100,6 +100,10 @@ struct cp_req {
 	raft_index entry; /* of its entry, once proposed */
 	enum { R_HELD, R_PROPOSED, R_FORWARDED, R_SETTLED } phase;
 	bool answered;
+	/* a follower relaying the leader's reply as it came */
+	uint8_t *relay;
+	size_t relay_len;
+	uint8_t relay_status;
 };
 
 struct server {
@@ -465,7 +469,41 @@ static void req_free_if_done(struct cp_req *r)
 			break;
 		}
 	free(r->body);
+	free(r->relay);
 	free(r);
+}
+
+/* u64 applied index, then the RECORDS body of the keys r wrote (committed,
+ * tombstones included), so the asking agent can show its own write at
+ * once; past CP_REPLY_RECORDS_MAX the body is left out (count 0). */
+static void reply_records(struct server *s, struct cp_req *r, struct dump *d)
+{
+	static struct cp_ops ops;
+	char node[KV_NODE_MAX + 1], err[200];
+	size_t head = d->len;
+	if (d->cap < d->len + 12) {
+		d->cap = d->len + 4096;
+		d->p = raft_realloc(d->p, d->cap);
+	}
+	be64_put(d->p + d->len, (uint64_t)s->applied);
+	d->len += 8;
+	size_t count_at = d->len;
+	d->len += 4;
+	d->n = 0;
+	if (cp_wire_write_decode(r->body, r->body_len, node, &ops, err, sizeof(err)) == 0)
+		for (size_t i = 0; i < ops.n && d->len < CP_REPLY_RECORDS_MAX; i++) {
+			const struct kv_op *op = &ops.op[i];
+			if (op->verb == KV_OP_CHECK_INDEX || op->verb == KV_OP_CHECK_NOT_EXISTS)
+				continue;
+			kv_records(s->a->kv, op->key, op->key_len, op->verb == KV_OP_DELETE_TREE,
+			           dump_cb, d);
+		}
+	if (d->len >= CP_REPLY_RECORDS_MAX) {
+		d->len = count_at + 4;
+		d->n = 0;
+	}
+	be32_put(d->p + count_at, d->n);
+	(void)head;
 }
 
 static uint8_t status_of(enum kv_result res)
@@ -487,10 +525,17 @@ static void req_answer(struct cp_req *r, enum kv_result res, int failed_op)
 	if (r->answered)
 		return;
 	r->answered = true;
-	if (r->remote) {
-		uint8_t p[4];
-		be32_put(p, failed_op < 0 ? 0xffffffffu : (uint32_t)failed_op);
-		server_rpc_reply(r->s->rpc, r->conn_id, r->req_id, status_of(res), p, 4);
+	if (r->remote && r->relay != NULL) {
+		server_rpc_reply(r->s->rpc, r->conn_id, r->req_id, r->relay_status, r->relay,
+		                 r->relay_len);
+	} else if (r->remote) {
+		struct dump d = {raft_malloc(4096), 0, 4096, 0};
+		be32_put(d.p, failed_op < 0 ? 0xffffffffu : (uint32_t)failed_op);
+		d.len = 4;
+		if (res == KV_OK)
+			reply_records(r->s, r, &d);
+		server_rpc_reply(r->s->rpc, r->conn_id, r->req_id, status_of(res), d.p, d.len);
+		raft_free(d.p);
 	} else if (r->done != NULL) {
 		r->done(r->ud, res, failed_op);
 	}
@@ -583,14 +628,34 @@ static void submit(struct server *s, struct cp_req *r)
 	/* else: held; the tick tries again */
 }
 
+static void merged_done(void *ud, enum kv_result res, int failed_op)
+{
+	(void)res, (void)failed_op;
+	req_answer(ud, KV_OK, -1);
+}
+
 static void forward_reply(void *ud, int status, const uint8_t *p, size_t n)
 {
 	struct cp_req *r = ud;
 	r->phase = R_HELD;
 	if (status == CP_S_OK || status == CP_S_FAILED) {
 		int failed = -1;
-		if (n == 4 && be32_get(p) != 0xffffffffu)
+		if (n >= 4 && be32_get(p) != 0xffffffffu)
 			failed = (int)be32_get(p);
+		if (r->remote) { /* relay the leader's answer as it is */
+			r->relay = xmalloc(n ? n : 1);
+			memcpy(r->relay, p, n);
+			r->relay_len = n;
+			r->relay_status = (uint8_t)status;
+		} else if (status == CP_S_OK && n > 12 && !r->s->is_server) {
+			/* a client: show the write here before answering */
+			char err[200];
+			r->phase = R_SETTLED;
+			if (kv_merge_body(r->s->a->kv, p + 12, n - 12, merged_done, r, err,
+			                  sizeof(err)) == 0)
+				return;
+			log_debug("server: records of a write do not merge: %s", err);
+		}
 		req_answer(r, status == CP_S_OK ? KV_OK : KV_FAILED, failed);
 		return;
 	}
@@ -605,6 +670,10 @@ static void forward_reply(void *ud, int status, const uint8_t *p, size_t n)
 
 static void forward(struct server *s, struct cp_req *r, const char *addr)
 {
+	if (r->remote && !s->is_server) {
+		req_answer(r, KV_ERROR, -1);
+		return;
+	}
 	r->phase = R_FORWARDED;
 	if (server_rpc_call(s->rpc, addr, CP_M_WRITE, r->body, r->body_len, FORWARD_TIMEOUT_MS,
 	                    forward_reply, r) < 0)
@@ -654,12 +723,23 @@ static void retry_held(struct server *s)
 
 /* -------------------------------------------------- RPC: the server */
 
+static void rpc_read(struct server *s, uint64_t conn_id, uint64_t req_id, uint8_t method,
+                     const uint8_t *p, size_t n);
+
 static void rpc_request(void *ctx, uint64_t conn_id, uint64_t req_id, uint8_t method,
                         const char *from_node, const uint8_t *p, size_t n)
 {
 	(void)from_node;
 	struct server *s = ctx;
-	if (method != CP_M_WRITE || !s->is_server) {
+	if (!s->is_server) {
+		server_rpc_reply(s->rpc, conn_id, req_id, CP_S_ERROR, NULL, 0);
+		return;
+	}
+	if (method == CP_M_READ || method == CP_M_READ_CONSISTENT || method == CP_M_STATUS) {
+		rpc_read(s, conn_id, req_id, method, p, n);
+		return;
+	}
+	if (method != CP_M_WRITE) {
 		server_rpc_reply(s->rpc, conn_id, req_id, CP_S_ERROR, NULL, 0);
 		return;
 	}
@@ -1122,39 +1202,205 @@ void server_get_info(const struct server *s, struct server_info *o)
 
 /* ------------------------------------------------------------ reads */
 
+/*
+ * Default and ?consistent reads. On the leader: at once (default) or after
+ * a barrier (?consistent: an entry of this term committed by a quorum shows
+ * it still leads, and applies everything before). Elsewhere the read is
+ * sent to the leader (a client sends it to any server, which passes it on),
+ * which answers with its applied index and the records of the key or
+ * prefix: a client merges them and then answers from its replica; a
+ * follower server, whose replica only Raft writes, waits until it has
+ * applied that index.
+ */
 struct server_read {
 	struct server *s;
 	server_read_fn fn;
 	void *ud;
 	struct raft_barrier barrier;
-	ev_timer now;
-	bool in_raft, cancelled;
+	ev_timer timer;
+	bool in_raft, in_call, cancelled, done;
+	raft_index wait_index;
+	int64_t deadline_ms;
+	/* a read asked of this server over server RPC */
+	bool remote;
+	uint64_t conn_id, req_id;
+	uint8_t method;
+	char *key;
+	size_t key_len;
+	bool recurse;
 };
+
+static void read_free_maybe(struct server_read *r)
+{
+	if (r->done && !r->in_raft && !r->in_call && !ev_is_active(&r->timer)) {
+		free(r->key);
+		free(r);
+	}
+}
 
 static void read_finish(struct server_read *r, bool ok)
 {
+	if (r->done)
+		return;
+	r->done = true;
 	if (!r->cancelled)
 		r->fn(r->ud, ok);
-	r->cancelled = true;
-	if (!r->in_raft && !ev_is_active(&r->now))
-		free(r);
+	read_free_maybe(r);
 }
 
-static void read_now_cb(struct ev_loop *loop, ev_timer *t, int revents)
+/* The leader answers a forwarded read: applied index + records. */
+static void read_reply(struct server_read *r, bool ok)
+{
+	struct server *s = r->s;
+	if (!ok) {
+		server_rpc_reply(s->rpc, r->conn_id, r->req_id, CP_S_NO_LEADER, NULL, 0);
+		return;
+	}
+	struct dump d = {raft_malloc(4096), 12, 4096, 0};
+	be64_put(d.p, (uint64_t)raft_last_applied(&s->raft));
+	int rc = kv_records(s->a->kv, r->key, r->key_len, r->recurse, dump_cb, &d);
+	be32_put(d.p + 8, d.n);
+	if (rc < 0 || d.len > SERVER_RPC_FRAME_MAX - 64)
+		server_rpc_reply(s->rpc, r->conn_id, r->req_id, rc < 0 ? CP_S_ERROR : CP_S_TOO_BIG,
+		                 NULL, 0);
+	else
+		server_rpc_reply(s->rpc, r->conn_id, r->req_id, CP_S_OK, d.p, d.len);
+	raft_free(d.p);
+}
+
+static void read_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	(void)loop, (void)revents;
 	struct server_read *r = t->data;
-	ev_timer_stop(r->s->loop, &r->now);
+	struct server *s = r->s;
+	if (r->wait_index > 0 && !r->done) {
+		/* a follower waiting to apply the leader's index */
+		if (s->raft_started && raft_last_applied(&s->raft) >= r->wait_index) {
+			r->wait_index = 0;
+			ev_timer_stop(s->loop, t);
+			ev_timer_set(t, 0.0, 0.0); /* once more: the batch commits first */
+			ev_timer_start(s->loop, t);
+			return;
+		}
+		if (now_ms(s) < r->deadline_ms)
+			return;
+		ev_timer_stop(s->loop, t);
+		read_finish(r, false);
+		return;
+	}
+	ev_timer_stop(s->loop, t);
+	if (r->remote) {
+		r->done = true;
+		read_reply(r, true);
+		read_free_maybe(r);
+		return;
+	}
 	read_finish(r, true);
+}
+
+static void read_soon(struct server_read *r)
+{
+	ev_timer_set(&r->timer, 0.0, 0.0);
+	ev_timer_start(r->s->loop, &r->timer);
 }
 
 static void barrier_cb(struct raft_barrier *req, int status)
 {
 	struct server_read *r = req->data;
 	r->in_raft = false;
-	/* the barrier's entry is applied here; the replica commits it before
-	 * the loop blocks, so answer from the next iteration */
 	if (status != 0) {
+		if (r->remote) {
+			r->done = true;
+			read_reply(r, false);
+			read_free_maybe(r);
+		} else {
+			read_finish(r, false);
+		}
+		return;
+	}
+	/* applied here; the replica commits before the loop blocks */
+	read_soon(r);
+}
+
+static void read_call_cb(void *ud, int status, const uint8_t *p, size_t n);
+
+static const char *pick_server(struct server *s)
+{
+	if (s->is_server) {
+		raft_id lid = 0;
+		const char *laddr = NULL;
+		if (s->raft_started)
+			raft_leader(&s->raft, &lid, &laddr);
+		return lid != 0 && lid != s->id ? laddr : NULL;
+	}
+	size_t live = 0;
+	for (size_t i = 0; i < s->nknown; i++)
+		live += s->known[i].state == ML_STATE_ALIVE;
+	if (live == 0)
+		return NULL;
+	size_t pick = (size_t)randombytes_uniform((uint32_t)live);
+	for (size_t i = 0; i < s->nknown; i++)
+		if (s->known[i].state == ML_STATE_ALIVE && pick-- == 0)
+			return s->known[i].addr;
+	return NULL;
+}
+
+static void read_start(struct server_read *r)
+{
+	struct server *s = r->s;
+	bool consistent = r->method == CP_M_READ_CONSISTENT;
+	if (is_leader(s)) {
+		/* a new leader first applies what earlier terms committed */
+		if (consistent || !s->leader_ready) {
+			r->barrier.data = r;
+			if (raft_barrier(&s->raft, &r->barrier, barrier_cb) == 0) {
+				r->in_raft = true;
+				return;
+			}
+		}
+		read_soon(r);
+		return;
+	}
+	const char *to = pick_server(s);
+	uint8_t buf[3 + KV_KEY_MAX];
+	buf[0] = r->recurse;
+	be16_put(buf + 1, (uint16_t)r->key_len);
+	memcpy(buf + 3, r->key, r->key_len);
+	if (to != NULL && server_rpc_call(s->rpc, to, r->method, buf, 3 + r->key_len,
+	                                  FORWARD_TIMEOUT_MS, read_call_cb, r) == 0) {
+		r->in_call = true;
+		return;
+	}
+	if (r->remote) {
+		r->done = true;
+		server_rpc_reply(s->rpc, r->conn_id, r->req_id, CP_S_NO_LEADER, NULL, 0);
+		read_free_maybe(r);
+	} else {
+		read_finish(r, false);
+	}
+}
+
+static void read_merged(void *ud, enum kv_result res, int failed_op)
+{
+	(void)failed_op;
+	struct server_read *r = ud;
+	r->in_call = false;
+	read_finish(r, res == KV_OK);
+}
+
+static void read_call_cb(void *ud, int status, const uint8_t *p, size_t n)
+{
+	struct server_read *r = ud;
+	struct server *s = r->s;
+	r->in_call = false;
+	if (r->remote) { /* a follower passing the leader's answer back */
+		r->done = true;
+		server_rpc_reply(s->rpc, r->conn_id, r->req_id,
+		                 status < 0 ? CP_S_NO_LEADER : (uint8_t)status, p, n);
+		read_free_maybe(r);
+		return;
+	}
+	if (status != CP_S_OK || n < 12) {
 		read_finish(r, false);
 		return;
 	}
@@ -1162,34 +1408,48 @@ static void barrier_cb(struct raft_barrier *req, int status)
 		read_finish(r, false);
 		return;
 	}
-	ev_timer_set(&r->now, 0.0, 0.0);
-	ev_timer_start(r->s->loop, &r->now);
+	if (s->is_server) {
+		r->wait_index = (raft_index)be64_get(p);
+		r->deadline_ms = now_ms(s) + FORWARD_TIMEOUT_MS;
+		ev_timer_set(&r->timer, 0.005, 0.005);
+		ev_timer_start(s->loop, &r->timer);
+		return;
+	}
+	char err[200];
+	r->in_call = true; /* until the merge commits */
+	if (kv_merge_body(s->a->kv, p + 8, n - 8, read_merged, r, err, sizeof(err)) < 0) {
+		r->in_call = false;
+		log_debug("server: a read's records do not merge: %s", err);
+		read_finish(r, false);
+	}
 }
 
-/*
- * ?consistent on the leader: a barrier (an empty entry committed by a
- * quorum in this term) shows this server still leads and that every
- * earlier entry is applied. Elsewhere, and for the default mode, the local
- * replica answers (docs/SERVERS.md lists what is still to come).
- */
+static struct server_read *read_new(struct server *s, uint8_t method, const char *key,
+                                    size_t key_len, bool recurse)
+{
+	struct server_read *r = xcalloc(1, sizeof(*r));
+	r->s = s;
+	r->method = method;
+	r->key = xmalloc(key_len + 1);
+	memcpy(r->key, key, key_len);
+	r->key_len = key_len;
+	r->recurse = recurse;
+	ev_timer_init(&r->timer, read_timer_cb, 0.0, 0.0);
+	r->timer.data = r;
+	return r;
+}
+
 struct server_read *server_read_barrier(struct server *s, bool consistent, const char *key,
                                         size_t key_len, bool recurse, server_read_fn fn, void *ud)
 {
-	(void)key, (void)key_len, (void)recurse;
-	struct server_read *r = xcalloc(1, sizeof(*r));
-	r->s = s;
+	struct server_read *r = read_new(s, consistent ? CP_M_READ_CONSISTENT : CP_M_READ, key,
+	                                 key_len > KV_KEY_MAX ? KV_KEY_MAX : key_len, recurse);
 	r->fn = fn;
 	r->ud = ud;
-	ev_timer_init(&r->now, read_now_cb, 0.0, 0.0);
-	r->now.data = r;
-	if (s != NULL && s->cp && consistent && is_leader(s)) {
-		r->barrier.data = r;
-		if (raft_barrier(&s->raft, &r->barrier, barrier_cb) == 0) {
-			r->in_raft = true;
-			return r;
-		}
-	}
-	ev_timer_start(s->loop, &r->now);
+	if (!s->cp)
+		read_soon(r);
+	else
+		read_start(r);
 	return r;
 }
 
@@ -1198,10 +1458,40 @@ void server_read_cancel(struct server_read *r)
 	if (r == NULL)
 		return;
 	r->cancelled = true;
-	if (ev_is_active(&r->now))
-		ev_timer_stop(r->s->loop, &r->now);
-	if (!r->in_raft)
-		free(r);
+	if (ev_is_active(&r->timer)) {
+		ev_timer_stop(r->s->loop, &r->timer);
+		r->done = true;
+	}
+	if (!r->in_raft && !r->in_call && r->wait_index == 0)
+		r->done = true;
+	read_free_maybe(r);
+}
+
+/* A READ or STATUS asked of this server over server RPC. */
+static void rpc_read(struct server *s, uint64_t conn_id, uint64_t req_id, uint8_t method,
+                     const uint8_t *p, size_t n)
+{
+	if (method == CP_M_STATUS) {
+		char addr[64];
+		server_leader(s, addr, sizeof(addr));
+		server_rpc_reply(s->rpc, conn_id, req_id, addr[0] ? CP_S_OK : CP_S_NO_LEADER,
+		                 (const uint8_t *)addr, strlen(addr));
+		return;
+	}
+	bool recurse;
+	const char *key;
+	size_t key_len;
+	char err[200];
+	if (cp_wire_read_decode(p, n, &recurse, &key, &key_len, err, sizeof(err)) < 0) {
+		log_debug("server: a read request does not decode: %s", err);
+		server_rpc_reply(s->rpc, conn_id, req_id, CP_S_ERROR, NULL, 0);
+		return;
+	}
+	struct server_read *r = read_new(s, method, key, key_len, recurse);
+	r->remote = true;
+	r->conn_id = conn_id;
+	r->req_id = req_id;
+	read_start(r);
 }
 
 int server_remove_peer(struct server *s, const char *id_or_addr, char *err, size_t errlen)
@@ -1230,4 +1520,36 @@ int server_remove_peer(struct server *s, const char *id_or_addr, char *err, size
 	}
 	snprintf(err, errlen, "address \"%s\" was not found in the Raft configuration", id_or_addr);
 	return -1;
+}
+
+struct ask_leader {
+	void (*fn)(void *ud, const char *addr);
+	void *ud;
+};
+
+static void ask_leader_cb(void *ud, int status, const uint8_t *p, size_t n)
+{
+	struct ask_leader *q = ud;
+	char addr[64] = "";
+	if (status == CP_S_OK && n > 0 && n < sizeof(addr)) {
+		memcpy(addr, p, n);
+		addr[n] = '\0';
+	}
+	q->fn(q->ud, addr);
+	free(q);
+}
+
+int server_ask_leader(struct server *s, void (*fn)(void *ud, const char *addr), void *ud)
+{
+	const char *to = s != NULL ? pick_server(s) : NULL;
+	if (to == NULL || s->is_server)
+		return -1;
+	struct ask_leader *q = xcalloc(1, sizeof(*q));
+	q->fn = fn;
+	q->ud = ud;
+	if (server_rpc_call(s->rpc, to, CP_M_STATUS, NULL, 0, 2000, ask_leader_cb, q) < 0) {
+		free(q);
+		return -1;
+	}
+	return 0;
 }

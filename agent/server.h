@@ -47,6 +47,10 @@ bool server_is_server(const struct server *s);
 bool server_cp(const struct server *s); /* the store is CP (servers seen) */
 /* The leader's server RPC address ("" when none is known), into buf. */
 const char *server_leader(const struct server *s, char *buf, size_t cap);
+/* A client asks a server who leads: fn(ud, addr) once, from the loop
+ * ("" when nobody answered). -1 (fn not called) on a server or when no
+ * server is known. */
+int server_ask_leader(struct server *s, void (*fn)(void *ud, const char *addr), void *ud);
 /* ms since the leader was last heard from (0 on the leader; -1 unknown). */
 int64_t server_last_contact(const struct server *s);
 struct server_peer {

@@ -1069,3 +1069,46 @@ int kv_engine_restore_put(struct kv_engine *e, const char *key, size_t key_len,
 	note_change(e, key, key_len, r, false, KV_SRC_SYNC);
 	return 0;
 }
+
+static int body_apply(void *ctx, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	return merge(ctx, key, key_len, r, KV_SRC_SYNC);
+}
+
+/*
+ * Records a server sent with its answer (a forwarded write's, a forwarded
+ * read's) are merged as anti-entropy merges them; done waits for the commit
+ * like a local write, so the caller answers only once its own replica shows
+ * them (read-your-writes on a client).
+ */
+int kv_engine_merge_body(struct kv_engine *e, int64_t now_ms, const uint8_t *p, size_t len,
+                         kv_done_fn done, void *ud, char *err, size_t errlen)
+{
+	e->now_ms = now_ms;
+	if (kv_store_begin(e->store) < 0) {
+		snprintf(err, errlen, "the store cannot start a batch");
+		return -1;
+	}
+	if (kv_records_decode(p, len, body_apply, e, err, errlen) < 0)
+		return -1;
+	if (e->npend == e->cappend) {
+		e->cappend = e->cappend ? e->cappend * 2 : 64;
+		e->pend = xrealloc(e->pend, e->cappend * sizeof(*e->pend));
+	}
+	e->pend[e->npend].done = done;
+	e->pend[e->npend].ud = ud;
+	e->npend++;
+	return 0;
+}
+
+int kv_engine_records(struct kv_engine *e, const char *key, size_t key_len, bool recurse,
+                      kv_store_fn fn, void *ud)
+{
+	if (recurse)
+		return kv_store_scan(e->store, true, key, key_len, fn, ud);
+	struct kv_rec r;
+	int got = kv_store_get(e->store, true, key, key_len, &r);
+	if (got <= 0)
+		return got;
+	return fn(ud, key, key_len, &r) < 0 ? -1 : 1;
+}

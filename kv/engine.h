@@ -305,4 +305,13 @@ int kv_engine_restore_begin(struct kv_engine *e);
 int kv_engine_restore_put(struct kv_engine *e, const char *key, size_t key_len,
                           const struct kv_rec *r);
 
+/* Merge a RECORDS body (kv/repl.h) into the open batch; done is called
+ * after its commit (KV_OK) unless -1 is returned (err). */
+int kv_engine_merge_body(struct kv_engine *e, int64_t now_ms, const uint8_t *p, size_t len,
+                         kv_done_fn done, void *ud, char *err, size_t errlen);
+/* The committed record of key (recurse false) or of every key under the
+ * prefix, tombstones included: the number visited, or -1. */
+int kv_engine_records(struct kv_engine *e, const char *key, size_t key_len, bool recurse,
+                      kv_store_fn fn, void *ud);
+
 #endif

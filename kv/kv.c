@@ -1049,3 +1049,15 @@ int kv_restore_put(struct kv *kv, const char *key, size_t key_len, const struct 
 {
 	return kv_engine_restore_put(kv->engine, key, key_len, r);
 }
+
+int kv_merge_body(struct kv *kv, const uint8_t *p, size_t len, kv_done_fn done, void *ud, char *err,
+                  size_t errlen)
+{
+	return kv_engine_merge_body(kv->engine, wall_ms(), p, len, done, ud, err, errlen);
+}
+
+int kv_records(struct kv *kv, const char *key, size_t key_len, bool recurse, kv_store_fn fn,
+               void *ud)
+{
+	return kv_engine_records(kv->engine, key, key_len, recurse, fn, ud);
+}

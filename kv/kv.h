@@ -190,4 +190,12 @@ int kv_dump(struct kv *kv, kv_store_fn fn, void *ud);
 int kv_restore_begin(struct kv *kv);
 int kv_restore_put(struct kv *kv, const char *key, size_t key_len, const struct kv_rec *r);
 
+/* A server's answer carries records (a RECORDS body): merge them, done
+ * after the commit; 0, or -1 with err (done not called). */
+int kv_merge_body(struct kv *kv, const uint8_t *p, size_t len, kv_done_fn done, void *ud, char *err,
+                  size_t errlen);
+/* Committed records of key or prefix, tombstones included (engine.h). */
+int kv_records(struct kv *kv, const char *key, size_t key_len, bool recurse, kv_store_fn fn,
+               void *ud);
+
 #endif
