@@ -538,6 +538,10 @@ static void req_answer(struct cp_req *r, enum kv_result res, int failed_op)
 		raft_free(d.p);
 	} else if (r->done != NULL) {
 		r->done(r->ud, res, failed_op);
+	} else if (res != KV_OK) {
+		log_warn("server: a write of this agent's own records (the catalog) was dropped: "
+		         "%s",
+		         res == KV_NO_LEADER ? "no cluster leader" : "not applied");
 	}
 	req_free_if_done(r);
 }
