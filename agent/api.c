@@ -133,6 +133,7 @@ static void h_self(struct agent *a, struct http_conn *c, const struct http_reque
 	        (json_int_t)st->probe_failures, "suspicions", (json_int_t)st->suspicions,
 	        "refutations", (json_int_t)st->refutations, "health_score", swim_health_score(s),
 	        "bad_packets", (json_int_t)st->bad_packets);
+	api_server_stats(a, stats);
 	json_t *self = json_pack("{s:o, s:o, s:n, s:o, s:o, s:o}", "Config", cfg, "DebugConfig",
 	                         debug, "Coord", "Member", member_json(a, swim_self(s)), "Meta",
 	                         meta, "Stats", stats);

@@ -8,6 +8,8 @@
 
 #include <inttypes.h>
 #include <jansson.h>
+#include <raft.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,4 +163,84 @@ void api_raft_peer(struct agent *a, struct http_conn *c, const struct http_reque
 		return;
 	}
 	http_respond(c, 200, "application/json", "", 0);
+}
+
+/* ---------------------------------------------------- /v1/agent/self */
+
+static void set_str(json_t *o, const char *k, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void set_str(json_t *o, const char *k, const char *fmt, ...)
+{
+	char v[128];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(v, sizeof(v), fmt, ap);
+	va_end(ap);
+	json_object_set_new(o, k, json_string(v));
+}
+
+/* As hashicorp/raft's Stats: "0" on the leader, "never" when no leader was
+ * heard from, else the time since as Go prints a duration ("12ms", "1.5s",
+ * "2m3s"). */
+static void last_contact_text(int64_t ms, bool leader, char *out, size_t cap)
+{
+	if (leader)
+		snprintf(out, cap, "0");
+	else if (ms < 0)
+		snprintf(out, cap, "never");
+	else if (ms < 1000)
+		snprintf(out, cap, "%" PRId64 "ms", ms);
+	else if (ms < 60000)
+		snprintf(out, cap, "%gs", (double)ms / 1000.0);
+	else
+		snprintf(out, cap, "%" PRId64 "m%gs", ms / 60000, (double)(ms % 60000) / 1000.0);
+}
+
+static const char *raft_state_name(int state)
+{
+	switch (state) {
+	case RAFT_LEADER:
+		return "Leader";
+	case RAFT_CANDIDATE:
+		return "Candidate";
+	default:
+		return "Follower"; /* also before bootstrap, as Consul's idle Raft */
+	}
+}
+
+void api_server_stats(struct agent *a, json_t *stats)
+{
+	struct server_info in;
+	struct server_peer p[MAX_PEERS];
+	char leader[80], lc[32];
+	size_t n = server_peers(a->server, p, MAX_PEERS), peers = 0;
+	json_t *consul = json_object();
+
+	server_get_info(a->server, &in);
+	set_str(consul, "server", "%s", in.server ? "true" : "false");
+	json_object_set_new(stats, "consul", consul);
+	if (!in.server) {
+		set_str(consul, "known_servers", "%zu", n);
+		return;
+	}
+	server_leader(a->server, leader, sizeof(leader));
+	set_str(consul, "bootstrap", "%s", a->cfg.bootstrap ? "true" : "false");
+	set_str(consul, "known_datacenters", "1");
+	set_str(consul, "leader", "%s", in.state == RAFT_LEADER ? "true" : "false");
+	set_str(consul, "leader_addr", "%s", leader);
+	for (size_t i = 0; i < n; i++)
+		if (p[i].voter && strcmp(p[i].name, a->cfg.node_name) != 0)
+			peers++;
+	last_contact_text(server_last_contact(a->server), in.state == RAFT_LEADER, lc, sizeof(lc));
+	json_t *raft = json_object();
+	set_str(raft, "state", "%s", raft_state_name(in.state));
+	set_str(raft, "term", "%" PRIu64, in.term);
+	set_str(raft, "last_log_index", "%" PRIu64, in.last_index);
+	set_str(raft, "commit_index", "%" PRIu64, in.commit_index);
+	set_str(raft, "applied_index", "%" PRIu64, in.applied_index);
+	set_str(raft, "num_peers", "%zu", peers);
+	set_str(raft, "last_contact", "%s", lc);
+	set_str(raft, "protocol_version", "3");
+	json_object_set_new(stats, "raft", raft);
 }

@@ -10,6 +10,7 @@
 struct agent;
 struct http_conn;
 struct http_request;
+struct json_t;
 
 void api_status_leader(struct agent *a, struct http_conn *c, const struct http_request *req,
                        const char *rest);
@@ -22,5 +23,8 @@ void api_raft_peer(struct agent *a, struct http_conn *c, const struct http_reque
 /* X-Consul-KnownLeader and X-Consul-LastContact: true/0 without servers
  * (every agent answers for itself); with servers, what this agent knows. */
 void api_server_headers(struct agent *a, struct http_conn *c);
+/* Adds /v1/agent/self's Stats "consul" (every agent) and "raft" (servers)
+ * objects to stats, string values as Consul's: what `rumor info` prints. */
+void api_server_stats(struct agent *a, struct json_t *stats);
 
 #endif

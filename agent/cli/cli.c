@@ -4,9 +4,9 @@
  * This file is the dispatcher and nothing else: the command table (name,
  * synopsis, usage text, function) and the lookup.  The commands live in
  * the command files (cli_members.c, cli_services.c, cli_ops.c, cli_serf.c,
- * cli_maint.c, cli_kv.c), which see only cmd.h, flags.h and the HTTP
- * client, never this file; `version` stays here because it is the binary's
- * own answer.
+ * cli_maint.c, cli_kv.c, cli_operator.c), which see only cmd.h, flags.h,
+ * the HTTP client and shared renderers, never this file; `version` stays
+ * here because it is the binary's own answer.
  */
 #include "agent/cli/cli.h"
 
@@ -16,6 +16,7 @@
 #include "agent/cli/cli_kv.h"
 #include "agent/cli/cli_maint.h"
 #include "agent/cli/cli_members.h"
+#include "agent/cli/cli_operator.h"
 #include "agent/cli/cli_ops.h"
 #include "agent/cli/cli_serf.h"
 #include "agent/cli/cli_services.h"
@@ -83,8 +84,9 @@ static const struct cli_command commands[] = {
         {"info", "Provides debugging information for operators",
          "Usage: rumor info [options]\n\n"
          "  Prints the local agent's state, one section per area (agent, "
-         "build,\n  runtime, serf_lan), as `consul info` does: member counts "
-         "by status,\n  health score, queue depth, gossip traffic, "
+         "build,\n  consul, raft on servers, runtime, serf_lan), as `consul "
+         "info` does:\n  the server tier's leader and Raft indexes, member "
+         "counts by status,\n  health score, queue depth, gossip traffic, "
          "encryption.\n",
          cli_cmd_info},
         {"join", "Tell the local agent to join a cluster",
@@ -138,6 +140,11 @@ static const struct cli_command commands[] = {
          "-log-level\n  and above (even below the agent's own level), "
          "until interrupted or\n  until the agent stops.\n",
          cli_cmd_monitor},
+        {"operator", "Provides cluster-level tools for operators",
+         "Usage: rumor operator raft <list-peers|remove-peer> [options]\n\n"
+         "  Looks at or changes the servers' Raft configuration, as `consul\n"
+         "  operator raft` does. `rumor operator -h` lists the subcommands.\n",
+         cli_cmd_operator},
         {"query", "Sends a query to the cluster and prints the answers",
          "Usage: rumor query [options] NAME [PAYLOAD]\n\n"
          "  Dispatches a serf query; members acknowledge it and their "

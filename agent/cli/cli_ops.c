@@ -299,22 +299,49 @@ static void put_metric(struct section *s, const char *key, const json_t *m, cons
 	}
 }
 
+/* Every entry of the agent's Stats.<name> object (the server tier's
+ * "consul" and "raft": strings, as Consul's) as rows of s. */
+static void put_stats(struct section *s, const json_t *self, const char *name)
+{
+	const json_t *o = json_object_get(json_object_get(self, "Stats"), name), *v;
+	const char *k;
+	json_object_foreach((json_t *)o, k, v)
+	{
+		if (json_is_string(v))
+			put(s, k, "%s", json_string_value(v));
+		else if (json_is_integer(v))
+			put(s, k, "%lld", (long long)json_integer_value(v));
+		else if (json_is_boolean(v))
+			put(s, k, "%s", json_is_true(v) ? "true" : "false");
+	}
+}
+
+#define INFO_SECTIONS 6
+
 char *cli_ops_info_text(const json_t *self, const json_t *metrics, long long services,
                         long long checks)
 {
-	struct section *secs = calloc(4, sizeof(*secs));
+	struct section *secs = calloc(INFO_SECTIONS, sizeof(*secs));
 	if (secs == NULL)
 		return NULL;
-	struct section *agent = &secs[0], *build = &secs[1], *runtime = &secs[2], *lan = &secs[3];
+	/* sorted by name, as `consul info` prints them */
+	struct section *agent = &secs[0], *build = &secs[1], *consul = &secs[2], *raft = &secs[3],
+	               *runtime = &secs[4], *lan = &secs[5];
 	agent->name = "agent";
 	build->name = "build";
+	consul->name = "consul";
+	raft->name = "raft";
 	runtime->name = "runtime";
 	lan->name = "serf_lan";
 
 	put(agent, "node_name", "%s", jstr(self, "Config", "NodeName"));
 	put(agent, "node_id", "%s", jstr(self, "Config", "NodeID"));
 	put(agent, "datacenter", "%s", jstr(self, "Config", "Datacenter"));
-	put(agent, "server", "false");
+	put(agent, "server", "%s",
+	    json_is_true(json_object_get(json_object_get(self, "Config"), "Server")) ? "true"
+	                                                                             : "false");
+	put_stats(consul, self, "consul");
+	put_stats(raft, self, "raft");
 	if (services >= 0)
 		put(agent, "services", "%lld", services);
 	if (checks >= 0)
@@ -377,7 +404,7 @@ char *cli_ops_info_text(const json_t *self, const json_t *metrics, long long ser
 		           "Sum");
 
 	size_t cap = 1, len = 0;
-	for (int s = 0; s < 4; s++)
+	for (int s = 0; s < INFO_SECTIONS; s++)
 		cap += strlen(secs[s].name) + 3 + (size_t)secs[s].n * (64 + 256 + 6);
 	char *out = malloc(cap);
 	if (out == NULL) {
@@ -385,7 +412,9 @@ char *cli_ops_info_text(const json_t *self, const json_t *metrics, long long ser
 		return NULL;
 	}
 	out[0] = '\0';
-	for (int s = 0; s < 4; s++) {
+	for (int s = 0; s < INFO_SECTIONS; s++) {
+		if (secs[s].n == 0 && (&secs[s] == consul || &secs[s] == raft))
+			continue; /* an agent without them (older, or no raft on a client) */
 		qsort(secs[s].rows, (size_t)secs[s].n, sizeof(struct kv), cmp_kv);
 		len += (size_t)snprintf(out + len, cap - len, "%s:\n", secs[s].name);
 		for (int i = 0; i < secs[s].n; i++)

@@ -33,7 +33,8 @@ int cli_ops_stream(const char *addr, const char *path_and_query, const char *tok
 /* Renders `rumor info` from the agent's /v1/agent/self and /v1/agent/metrics
  * (JSON) answers, plus optional counts of services and checks (-1: unknown):
  *   agent:\n\tkey = value\n ... one section per area, keys sorted.
- * malloc'd. */
+ * The consul and raft sections are self's Stats.consul and Stats.raft,
+ * printed only when present.  malloc'd. */
 char *cli_ops_info_text(const struct json_t *self, const struct json_t *metrics, long long services,
                         long long checks);
 

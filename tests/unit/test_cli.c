@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "agent/cli/cli.h"
 #include "agent/cli/cli_members.h"
+#include "agent/cli/cli_operator.h"
 #include "agent/cli/flags.h"
 #include "agent/http/httpc.h"
 
@@ -939,8 +940,182 @@ static void test_cmd_help_version_and_unknown(void)
 	REQUIRE_HAS(u, "    join ");
 	REQUIRE_HAS(u, "    leave ");
 	REQUIRE_HAS(u, "    members ");
+	REQUIRE_HAS(u, "    operator ");
 	REQUIRE_HAS(u, "    version ");
 	free(u);
+}
+
+/* ---- operator raft --------------------------------------------------- */
+
+static const char raft_config_json[] =
+        "{\"Servers\":[{\"ID\":\"0b430fce6507455d\",\"Node\":\"server-one\","
+        "\"Address\":\"10.0.0.1:8300\",\"Leader\":false,\"Voter\":true,"
+        "\"ProtocolVersion\":\"3\"},"
+        "{\"ID\":\"9923a14c4a004324\",\"Node\":\"s2\",\"Address\":\"10.0.0.22:8300\","
+        "\"Leader\":true,\"Voter\":true,\"ProtocolVersion\":\"3\"},"
+        "{\"ID\":\"77\",\"Node\":\"s3\",\"Address\":\"[::1]:8300\","
+        "\"Leader\":false,\"Voter\":false}],\"Index\":12}";
+
+static const char raft_table[] =
+        "Node        ID                Address         State     Voter  RaftProtocol\n"
+        "server-one  0b430fce6507455d  10.0.0.1:8300   follower  true   3\n"
+        "s2          9923a14c4a004324  10.0.0.22:8300  leader    true   3\n"
+        "s3          77                [::1]:8300      follower  false  <=1\n";
+
+static void test_operator_peers_table(void)
+{
+	json_t *j = json_loads(raft_config_json, 0, NULL), *bad = json_loads("{}", 0, NULL);
+	char err[128] = "";
+	char *t;
+
+	REQUIRE(j != NULL && bad != NULL, "fixture does not parse");
+	t = cli_operator_peers_table(j, err, sizeof(err));
+	REQUIRE(t != NULL, "NULL table: %s", err);
+	CHECK_STR(raft_table, t);
+	free(t);
+	CHECK(cli_operator_peers_table(bad, err, sizeof(err)) == NULL, "no Servers accepted");
+	CHECK_HAS(err, "Servers");
+	json_decref(j);
+	json_decref(bad);
+}
+
+static char raft_config_response[sizeof(raft_config_json) + 128];
+
+static void test_cmd_operator_list_peers(void)
+{
+	struct fake f = {.nresp = 2};
+	struct run r = {0};
+
+	f.resp[0] = raft_config_response;
+	f.resp[1] = "HTTP/1.1 500 Internal Server Error\r\n"
+	            "Content-Length: 18\r\n\r\nNo cluster leader\n";
+	REQUIRE(fake_start(&f) == 0, "server did not start");
+	{
+		const char *argv[] = {"operator", "raft", "list-peers", "-http-addr", f.addr};
+		run_cli(&r, 5, argv);
+	}
+	REQUIRE_INT(0, r.rc);
+	CHECK_STR(raft_table, r.out);
+	CHECK_STR("", r.err);
+	run_free(&r);
+	{
+		const char *argv[] = {"operator", "raft",       "list-peers",
+		                      "-stale",   "-http-addr", f.addr};
+		run_cli(&r, 6, argv);
+	}
+	fake_stop(&f);
+	REQUIRE_INT(1, r.rc);
+	CHECK_STR("", r.out);
+	CHECK_STR("Error getting peers: Failed to retrieve raft configuration: Unexpected "
+	          "response code: 500 (No cluster leader)\n",
+	          r.err);
+	CHECK_HAS(f.req[0], "GET /v1/operator/raft/configuration HTTP/1.1\r\n");
+	CHECK_HAS(f.req[1], "GET /v1/operator/raft/configuration?stale HTTP/1.1\r\n");
+	run_free(&r);
+}
+
+static void test_cmd_operator_remove_peer(void)
+{
+	struct fake f = {.nresp = 3};
+	struct run r = {0};
+
+	f.resp[0] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+	f.resp[1] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+	f.resp[2] = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 11\r\n\r\nnot found\r\n";
+	REQUIRE(fake_start(&f) == 0, "server did not start");
+	{
+		const char *argv[] = {"operator",       "raft",       "remove-peer",
+		                      "-id=0b43 \"x\"", "-http-addr", f.addr};
+		run_cli(&r, 6, argv);
+	}
+	CHECK_INT(0, r.rc);
+	CHECK_STR("Removed peer with id \"0b43 \\\"x\\\"\"\n", r.out);
+	run_free(&r);
+	{
+		const char *argv[] = {"operator",      "raft",       "remove-peer", "-address",
+		                      "10.0.0.1:8300", "-http-addr", f.addr};
+		run_cli(&r, 7, argv);
+	}
+	CHECK_INT(0, r.rc);
+	CHECK_STR("Removed peer with address \"10.0.0.1:8300\"\n", r.out);
+	run_free(&r);
+	{
+		const char *argv[] = {"operator",   "raft", "remove-peer", "-address=10.0.0.9:8300",
+		                      "-http-addr", f.addr};
+		run_cli(&r, 6, argv);
+	}
+	fake_stop(&f);
+	CHECK_INT(1, r.rc);
+	CHECK_STR("", r.out);
+	CHECK_STR("Error removing peer: Unexpected response code: 500 (not found)\n", r.err);
+	CHECK_HAS(f.req[0], "DELETE /v1/operator/raft/peer?id=0b43%20%22x%22 HTTP/1.1\r\n");
+	CHECK_HAS(f.req[1], "DELETE /v1/operator/raft/peer?address=10.0.0.1%3A8300 HTTP/1.1\r\n");
+	run_free(&r);
+}
+
+/* Neither or both flags: Consul's words, exit 1, nothing sent. */
+static void test_cmd_operator_remove_peer_flags(void)
+{
+	struct run r = {0};
+	char flag[64];
+	int port = closed_port();
+	const char *neither[] = {"operator", "raft", "remove-peer", flag};
+	const char *both[] = {"operator", "raft", "remove-peer", flag, "-id=a", "-address=b:1"};
+	const char *extra[] = {"operator", "raft", "remove-peer", "-id=a", "junk"};
+
+	snprintf(flag, sizeof(flag), "-http-addr=127.0.0.1:%d", port);
+	run_cli(&r, 4, neither);
+	CHECK_INT(1, r.rc);
+	CHECK_STR("Error removing peer: an address or id is required for the peer to remove\n",
+	          r.err);
+	run_free(&r);
+	run_cli(&r, 6, both);
+	CHECK_INT(1, r.rc);
+	CHECK_STR("Error removing peer: cannot give both an address and id\n", r.err);
+	run_free(&r);
+	run_cli(&r, 5, extra);
+	CHECK_INT(1, r.rc);
+	CHECK_HAS(r.err, "Run 'rumor operator raft remove-peer -h' for usage.");
+	run_free(&r);
+}
+
+static void test_cmd_operator_usage(void)
+{
+	struct run r = {0};
+	const char *alone[] = {"operator"};
+	const char *raft[] = {"operator", "raft"};
+	const char *unk[] = {"operator", "raft", "bogus"};
+	const char *help[] = {"operator", "raft", "list-peers", "-h"};
+	const char *rhelp[] = {"operator", "raft", "remove-peer", "--help"};
+	const char *ohelp[] = {"operator", "-h"};
+
+	run_cli(&r, 1, alone);
+	CHECK_INT(1, r.rc);
+	CHECK_HAS(r.err, "raft list-peers");
+	run_free(&r);
+	run_cli(&r, 2, raft);
+	CHECK_INT(1, r.rc);
+	CHECK_HAS(r.err, "Usage: rumor operator raft <subcommand>");
+	run_free(&r);
+	run_cli(&r, 3, unk);
+	CHECK_INT(1, r.rc);
+	CHECK_HAS(r.err, "Unknown subcommand: bogus\n");
+	run_free(&r);
+	run_cli(&r, 4, help);
+	CHECK_INT(0, r.rc);
+	CHECK_HAS(r.out, "Usage: rumor operator raft list-peers");
+	CHECK_HAS(r.out, "-stale");
+	CHECK_HAS(r.out, "-http-addr=<address>");
+	run_free(&r);
+	run_cli(&r, 4, rhelp);
+	CHECK_INT(0, r.rc);
+	CHECK_HAS(r.out, "-address=<ip:port>");
+	CHECK_HAS(r.out, "-id=<id>");
+	run_free(&r);
+	run_cli(&r, 2, ohelp);
+	CHECK_INT(0, r.rc);
+	CHECK_HAS(r.out, "raft remove-peer");
+	run_free(&r);
 }
 
 int main(void)
@@ -987,5 +1162,13 @@ int main(void)
 	RUN(test_cmd_join_none_joined);
 	RUN(test_cmd_leave_and_force_leave);
 	RUN(test_cmd_help_version_and_unknown);
+	snprintf(raft_config_response, sizeof(raft_config_response),
+	         "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(raft_config_json),
+	         raft_config_json);
+	RUN(test_operator_peers_table);
+	RUN(test_cmd_operator_list_peers);
+	RUN(test_cmd_operator_remove_peer);
+	RUN(test_cmd_operator_remove_peer_flags);
+	RUN(test_cmd_operator_usage);
 	return check_exit_code();
 }

@@ -1,6 +1,7 @@
 /*
  * test_cli_ops.c — `rumor info` rendering from /v1/agent/self and
- * /v1/agent/metrics answers (pure function), and cli_ops_stream's errors.
+ * /v1/agent/metrics answers (pure function; the server tier's consul and
+ * raft sections from self's Stats), and cli_ops_stream's errors.
  */
 #include "agent/cli/cli_ops.h"
 
@@ -82,10 +83,66 @@ static void test_stream_reports_refused_connection(void)
 	REQUIRE(r == -1 && strstr(err, "-token") != NULL, "bad token: %s", err);
 }
 
+/* A server's /v1/agent/self: Config.Server and the server tier's Stats. */
+static void test_info_shows_consul_and_raft_sections(void)
+{
+	json_t *self = json_loads(
+	        "{\"Config\":{\"NodeName\":\"s1\",\"Server\":true},"
+	        "\"Stats\":{\"serf_lan\":{\"members\":3},"
+	        "\"consul\":{\"server\":\"true\",\"leader\":\"true\",\"bootstrap\":\"false\","
+	        "\"leader_addr\":\"10.0.0.1:8300\",\"known_datacenters\":\"1\"},"
+	        "\"raft\":{\"state\":\"Leader\",\"term\":\"2\",\"num_peers\":\"2\","
+	        "\"applied_index\":\"40\",\"commit_index\":\"41\",\"last_contact\":\"0\"}}}",
+	        0, NULL);
+	json_t *m = json_object();
+	REQUIRE(self != NULL, "fixture does not parse");
+	char *t = cli_ops_info_text(self, m, -1, -1);
+	REQUIRE(t != NULL, "NULL text");
+	REQUIRE_HAS(t, "\tserver = true\n");
+	REQUIRE_HAS(t, "consul:\n\tbootstrap = false\n\tknown_datacenters = 1\n\tleader = true\n"
+	               "\tleader_addr = 10.0.0.1:8300\n\tserver = true\n");
+	REQUIRE_HAS(t, "raft:\n\tapplied_index = 40\n\tcommit_index = 41\n\tlast_contact = 0\n"
+	               "\tnum_peers = 2\n\tstate = Leader\n\tterm = 2\nruntime:\n");
+	REQUIRE(strstr(t, "build:\n") < strstr(t, "consul:\n") &&
+	                strstr(t, "raft:\n") < strstr(t, "runtime:\n"),
+	        "sections not in name order:\n%s", t);
+	free(t);
+	json_decref(self);
+	json_decref(m);
+}
+
+/* An agent that sends no consul/raft Stats (a client has no raft; an
+ * older agent neither): no empty sections, server = false. */
+static void test_info_without_server_stats(void)
+{
+	json_t *self = json_loads("{\"Config\":{\"Server\":false},"
+	                          "\"Stats\":{\"consul\":{\"server\":\"false\","
+	                          "\"known_servers\":\"3\"}}}",
+	                          0, NULL),
+	       *old = json_object(), *m = json_object();
+	REQUIRE(self != NULL, "fixture does not parse");
+	char *t = cli_ops_info_text(self, m, -1, -1);
+	REQUIRE(t != NULL, "NULL text");
+	REQUIRE_HAS(t, "consul:\n\tknown_servers = 3\n\tserver = false\nruntime:\n");
+	REQUIRE(strstr(t, "raft:") == NULL, "raft section on a client:\n%s", t);
+	free(t);
+	t = cli_ops_info_text(old, m, -1, -1);
+	REQUIRE(t != NULL, "NULL text");
+	REQUIRE_HAS(t, "\tserver = false\n");
+	REQUIRE(strstr(t, "consul:") == NULL && strstr(t, "raft:") == NULL,
+	        "empty sections shown:\n%s", t);
+	free(t);
+	json_decref(self);
+	json_decref(old);
+	json_decref(m);
+}
+
 int main(void)
 {
 	RUN(test_info_has_sorted_sections_and_counts);
 	RUN(test_info_tolerates_missing_metrics);
+	RUN(test_info_shows_consul_and_raft_sections);
+	RUN(test_info_without_server_stats);
 	RUN(test_stream_reports_refused_connection);
 	return check_exit_code();
 }
