@@ -20,6 +20,8 @@
 #include <strings.h>
 
 #include "agent/env.h"
+#include "agent/server.h"
+#include "kv/kv.h"
 #include "agent/api_reply.h"
 #include "agent/catalog.h"
 #include "agent/checks.h"
@@ -789,6 +791,18 @@ static void catalog_collect(void *ud)
 	metrics_set_gauge(METRIC_CHECKS_CRITICAL, by[2]);
 }
 
+/* A server registers the `consul` service on its server RPC port, as
+ * Consul's servers do, so consul.service.consul finds the servers. */
+static int register_consul_service(struct agent_catalog *ac, struct agent *a, char *err,
+                                   size_t errlen)
+{
+	json_t *def = json_pack("{s:s, s:s, s:i}", "ID", "consul", "Name", "consul", "Port",
+	                        a->kv != NULL ? kv_sync_port(a->kv) : a->cfg.server_port);
+	int rc = services_register(ac->svcs, def, err, errlen);
+	json_decref(def);
+	return rc;
+}
+
 int api_catalog_start(struct agent *a, char *err, size_t errlen)
 {
 	struct agent_catalog *ac = calloc(1, sizeof(*ac));
@@ -829,6 +843,8 @@ int api_catalog_start(struct agent *a, char *err, size_t errlen)
 	free(mk);
 	free(mv);
 	if (load_service_defs(ac, &a->cfg, err, errlen) < 0)
+		goto fail;
+	if (server_is_server(a->server) && register_consul_service(ac, a, err, errlen) < 0)
 		goto fail;
 	services_maintenance_restore(ac->svcs);
 	metrics_collector_add(catalog_collect, ac);

@@ -7,7 +7,7 @@
  * a configuration can be written from membership alone.
  *
  * Bootstrap: a server with an empty Raft store waits. When it sees a
- * server that already holds Raft state (tag raft=1) it starts empty and
+ * server that has been in a group with a leader (tag raft=1) it starts empty and
  * waits for the leader to add it. Otherwise, once it sees bootstrap_expect
  * live servers with the same expect tag (itself included), every one of
  * them bootstraps the same configuration (all of them, as voters, in id
@@ -64,6 +64,7 @@
 
 #define SERVER_MAX_VOTERS 5
 #define SERVER_DEAD_AFTER_MS 30000
+#define SERVER_LEFT_AFTER_MS 10000
 #define SERVER_TICK_S 0.2
 #define ELECTION_MS 1000
 #define HEARTBEAT_MS 100
@@ -121,6 +122,10 @@ struct server {
 	bool raft_started, raft_closing, raft_closed;
 	bool change_busy;
 	bool leader_ready; /* this leader has run leader_start() */
+	/* tag raft=1: this server has been in a group with a leader (sticky);
+	 * not merely started, so servers bootstrapping together do not see
+	 * each other's tag and skip their own bootstrap */
+	bool raft_tagged;
 	/* FSM state */
 	raft_index applied; /* the index stored in CP_APPLIED_KEY */
 	uint64_t last_version;
@@ -243,7 +248,7 @@ size_t server_tags(const struct server *s, struct tag *tags, size_t n)
 	if (expect > 0)
 		kv[k][0] = "expect", kv[k++][1] = ex;
 	kv[k][0] = "raft_vsn", kv[k++][1] = "3";
-	if (s->raft_started && s->raft.configuration.n > 0)
+	if (s->raft_tagged)
 		kv[k][0] = "raft", kv[k++][1] = "1";
 	for (size_t i = 0; i < k; i++) {
 		snprintf(tags[n].key, sizeof(tags[n].key), "%s", kv[i][0]);
@@ -346,29 +351,30 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		/* the group's first entry: every server starts from empty */
 		kv_restore_begin(s->a->kv);
 	}
-	if (e.ops.n >= KV_TXN_MAX_OPS) {
-		log_err("server: entry %" PRIu64 " has too many ops", (uint64_t)index);
-		return 0;
-	}
-	char idx[32];
-	snprintf(idx, sizeof(idx), "%" PRIu64, (uint64_t)index);
-	e.ops.op[e.ops.n++] = (struct kv_op){
-	        KV_OP_SET, CP_APPLIED_KEY, strlen(CP_APPLIED_KEY), idx, strlen(idx), 0, 0};
 	uint64_t base = e.base > s->last_version ? e.base : s->last_version + 1;
 	struct fsm_done *d = xcalloc(1, sizeof(*d));
 	d->s = s;
 	d->index = index;
-	uint64_t last = 0;
+	uint64_t last = base - 1;
 	if (kv_write_pinned(s->a->kv, e.ops.op, e.ops.n, base, e.node, applied_done, d, &last, err,
 	                    sizeof(err)) < 0) {
 		log_err("server: entry %" PRIu64 " refused by the store (%s)", (uint64_t)index,
 		        err);
 		free(d);
-		return 0;
+		last = base - 1;
 	}
-	if (last >= base) { /* the batch was staged (checks passed) */
+	/* The applied index, in the same batch (so it commits with the entry's
+	 * records), whether the entry's checks passed or not. */
+	char idx[32];
+	snprintf(idx, sizeof(idx), "%" PRIu64, (uint64_t)index);
+	struct kv_op mark = {KV_OP_SET, CP_APPLIED_KEY, strlen(CP_APPLIED_KEY), idx, strlen(idx), 0,
+	                     0};
+	uint64_t mlast = last;
+	if (kv_write_pinned(s->a->kv, &mark, 1, last + 1, e.node, NULL, NULL, &mlast, err,
+	                    sizeof(err)) == 0 &&
+	    mlast > last) {
 		s->applied = index;
-		s->last_version = last;
+		s->last_version = mlast;
 	}
 	s->c.applied++;
 	return 0;
@@ -824,6 +830,8 @@ static void change_cb(struct raft_change *req, int status)
 	s->change_busy = false;
 	if (status != 0)
 		log_warn("server: configuration change failed: %s", raft_strerror(status));
+	else
+		log_info("server: configuration change committed");
 	free(req);
 }
 
@@ -885,9 +893,13 @@ static void autopilot(struct server *s)
 		if (rs->id == s->id)
 			continue;
 		const struct known *k = known_by_id(s, rs->id);
-		bool left = k != NULL && k->state == ML_STATE_LEFT;
+		/* a server that left and comes back at once (a restart) is often
+		 * still "left" in gossip for a moment: wait before removing it */
+		int64_t gnow = gossip_now_ms(); /* state_change is on gossip's clock */
+		bool left = k != NULL && k->state == ML_STATE_LEFT &&
+		            gnow - k->state_change > SERVER_LEFT_AFTER_MS;
 		bool dead = k != NULL && k->state == ML_STATE_DEAD &&
-		            now_ms(s) - k->state_change > SERVER_DEAD_AFTER_MS;
+		            gnow - k->state_change > SERVER_DEAD_AFTER_MS;
 		if (!(left || dead))
 			continue;
 		/* the live voters must stay a majority of the voters that remain */
@@ -944,7 +956,6 @@ static int start_raft(struct server *s, const struct raft_configuration *boot)
 		return -1; /* raft_close() in server_free */
 	}
 	s->raft_started = true;
-	agent_retag(s->a);
 	return 0;
 }
 
@@ -1018,8 +1029,13 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	if (s->is_server && !s->raft_started && !s->raft_closing)
 		maybe_bootstrap(s);
 	char lb[64];
-	if (server_leader(s, lb, sizeof(lb))[0] != '\0')
+	if (server_leader(s, lb, sizeof(lb))[0] != '\0') {
 		s->leader_seen_ms = now_ms(s);
+		if (!s->raft_tagged) {
+			s->raft_tagged = true;
+			agent_retag(s->a);
+		}
+	}
 	if (is_leader(s)) {
 		if (!s->leader_ready) {
 			s->leader_ready = true;
@@ -1223,6 +1239,7 @@ struct server_read {
 	struct raft_barrier barrier;
 	ev_timer timer;
 	bool in_raft, in_call, cancelled, done;
+	bool retry; /* the timer starts it again (no leader yet) */
 	raft_index wait_index;
 	int64_t deadline_ms;
 	/* a read asked of this server over server RPC */
@@ -1233,6 +1250,8 @@ struct server_read {
 	size_t key_len;
 	bool recurse;
 };
+
+static void read_start(struct server_read *r);
 
 static void read_free_maybe(struct server_read *r)
 {
@@ -1277,6 +1296,12 @@ static void read_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)loop, (void)revents;
 	struct server_read *r = t->data;
 	struct server *s = r->s;
+	if (r->retry) {
+		r->retry = false;
+		ev_timer_stop(s->loop, t);
+		read_start(r);
+		return;
+	}
 	if (r->wait_index > 0 && !r->done) {
 		/* a follower waiting to apply the leader's index */
 		if (s->raft_started && raft_last_applied(&s->raft) >= r->wait_index) {
@@ -1327,6 +1352,18 @@ static void barrier_cb(struct raft_barrier *req, int status)
 }
 
 static void read_call_cb(void *ud, int status, const uint8_t *p, size_t n);
+
+/* No leader reachable yet: try again in 100 ms until the read's deadline
+ * (a leader election takes about a second). false: give up now. */
+static bool read_retry(struct server_read *r)
+{
+	if (r->cancelled || now_ms(r->s) >= r->deadline_ms)
+		return false;
+	r->retry = true;
+	ev_timer_set(&r->timer, 0.1, 0.0);
+	ev_timer_start(r->s->loop, &r->timer);
+	return true;
+}
 
 static const char *pick_server(struct server *s)
 {
@@ -1379,7 +1416,7 @@ static void read_start(struct server_read *r)
 		r->done = true;
 		server_rpc_reply(s->rpc, r->conn_id, r->req_id, CP_S_NO_LEADER, NULL, 0);
 		read_free_maybe(r);
-	} else {
+	} else if (!read_retry(r)) {
 		read_finish(r, false);
 	}
 }
@@ -1405,6 +1442,8 @@ static void read_call_cb(void *ud, int status, const uint8_t *p, size_t n)
 		return;
 	}
 	if (status != CP_S_OK || n < 12) {
+		if (status != CP_S_ERROR && status != CP_S_TOO_BIG && read_retry(r))
+			return;
 		read_finish(r, false);
 		return;
 	}
@@ -1440,6 +1479,7 @@ static struct server_read *read_new(struct server *s, uint8_t method, const char
 	r->recurse = recurse;
 	ev_timer_init(&r->timer, read_timer_cb, 0.0, 0.0);
 	r->timer.data = r;
+	r->deadline_ms = now_ms(s) + NO_LEADER_WAIT_MS;
 	return r;
 }
 

@@ -175,6 +175,7 @@ class Node:
         self.data = os.path.join(FAULTS_DIR, "data-" + self.name)
         self.logpath = os.path.join(FAULTS_DIR, self.name + ".log")
         self.proc = None
+        self.extra = []  # flags of this node only (e.g. -server)
 
     def url(self, path):
         return "http://%s:%d%s" % (self.addr, HTTP_PORT, path)
@@ -197,7 +198,7 @@ class Cluster:
         args = ["setpriv", "--regid=%d" % nd.gid, "--clear-groups", RUMOR_BIN, "agent", "-node", nd.name, "-bind", nd.addr, "-advertise", nd.addr,
                 "-serf-lan-port", str(GOSSIP_PORT), "-client", nd.addr,
                 "-http-port", str(HTTP_PORT), "-dns-port", "-1", "-data-dir", nd.data,
-                "-profile", self.profile, "-log-level", "info"] + self.extra
+                "-profile", self.profile, "-log-level", "info"] + self.extra + nd.extra
         if join:
             args += ["-retry-join", "%s:%d" % (join.addr, GOSSIP_PORT), "-retry-interval", "1s",
                      "-retry-max", "30"]
@@ -736,6 +737,77 @@ def scenario_kv_kill9(c, f):
           "%d lost, e.g. %s" % (len(lost), lost[:5]))
 
 
+def leader_of(c, servers):
+    """The server all live `servers` name as leader (by address), or None."""
+    seen = set(c.get_json(nd.url("/v1/status/leader")) for nd in servers)
+    if len(seen) != 1:
+        return None
+    addr = seen.pop()
+    return next((nd for nd in servers if addr and addr.startswith(nd.addr + ":")), None)
+
+
+def kv_put_status(nd, key, value, timeout=15.0):
+    """(HTTP status, body) of a PUT; (0, b"") when nothing answered."""
+    req = urllib.request.Request(nd.url("/v1/kv/" + key), data=value.encode(), method="PUT")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().strip()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().strip()
+    except Exception:
+        return 0, b""
+
+
+def scenario_servers_partition(c, f):
+    """Servers (issue 16): 3 servers + 2 clients; the leader and one client
+    are cut off from the rest. The minority cannot write and says so, the
+    majority elects a leader and goes on, and after the heal every replica
+    agrees and holds the majority's writes only."""
+    servers, clients = c.nodes[:3], c.nodes[3:]
+    for nd in servers:
+        nd.extra = ["-server", "-bootstrap-expect=3"]
+    if not c.start_all():
+        return
+    ld, t = wait_until(30, lambda: leader_of(c, servers))
+    if not check(ld is not None, "3 servers elect a leader (%.1f s)" % t):
+        return
+    check(kv_put_status(clients[0], "part/before", "1") == (200, b"true"),
+          "a client writes through the leader")
+    minority = [ld, clients[1]]
+    majority = [nd for nd in c.nodes if nd not in minority]
+    f.partition(minority, majority)
+    t0 = time.monotonic()
+    st = kv_put_status(clients[1], "part/minority", "lost", timeout=30)
+    check(st == (500, b"No cluster leader"),
+          "the minority's client is told No cluster leader (%.1f s)" % (time.monotonic() - t0),
+          (500, b"No cluster leader"), st)
+    st = kv_put_status(ld, "part/minority2", "lost", timeout=30)
+    check(st == (500, b"No cluster leader"), "the old leader refuses writes too",
+          (500, b"No cluster leader"), st)
+    maj_servers = [nd for nd in servers if nd in majority]
+    nl, t = wait_until(30, lambda: leader_of(c, maj_servers))
+    check(nl is not None and nl is not ld, "the majority elects a new leader (%.1f s)" % t)
+    ok_n = sum(1 for i in range(20)
+               if kv_put_status(clients[0], "part/major%02d" % i, "v%d" % i) == (200, b"true"))
+    check(ok_n == 20, "the majority's client writes (%d of 20 acknowledged)" % ok_n)
+    f.clear()
+    names = [nd.name for nd in c.nodes]
+    res, t = wait_until(90, lambda: c.all_see(c.nodes, names, "alive"), step=0.5)
+    check(res, "after the heal all 5 alive everywhere (%.1f s)" % t)
+    want = {"part/before": "1"}
+    want.update({"part/major%02d" % i: "v%d" % i for i in range(20)})
+
+    def agreed():
+        dumps = [kv_dump(c, nd, "part/") for nd in c.nodes]
+        return all(d == want for d in dumps)
+
+    res, t = wait_until(60, agreed, step=1.0)
+    check(res, "every replica holds the majority's writes and nothing else (%.1f s)" % t,
+          want, {nd.name: kv_dump(c, nd, "part/") for nd in c.nodes} if not res else None)
+    res, t = wait_until(30, lambda: leader_of(c, servers))
+    check(res is not None, "all three servers agree on one leader again (%.1f s)" % t)
+
+
 SCENARIOS = {
     # name: (function, nodes, profile)
     "loss10": (scenario_loss10, 10, "lan"),
@@ -750,6 +822,7 @@ SCENARIOS = {
     "acl_remote": (scenario_acl_remote, 1, "lan"),
     "kv_kill9": (scenario_kv_kill9, 3, "lan"),
     "flood_encrypted": (scenario_flood_encrypted, 4, "lan"),
+    "servers_partition": (scenario_servers_partition, 5, "lan"),
 }
 
 

@@ -88,6 +88,10 @@ c.check("Config.Server is true on a server", True,
         (c.get(2, "/v1/agent/self") or {}).get("Config", {}).get("Server"))
 c.check("Config.Server is false on a client", False,
         (c.get(CLIENT, "/v1/agent/self") or {}).get("Config", {}).get("Server"))
+ok = Cluster.wait(10, lambda: sorted((e["Node"], e["ServicePort"]) for e in
+                                     c.get(CLIENT, "/v1/catalog/service/consul") or []) ==
+                 [("s%d" % i, c.sport(i)) for i in SERVERS])
+c.check("every server registers the consul service on its server RPC port", True, ok)
 ok = Cluster.wait(10, lambda: c.get(CLIENT, "/v1/status/leader") == leader_of(1))
 c.check("the client names the same leader", True, ok)
 
@@ -185,7 +189,11 @@ for i in SERVERS:
 ok = Cluster.wait(30, lambda: leader_index() is not None)
 c.check("all servers restarted: a leader again", True, ok)
 Cluster.wait(10, lambda: c.get(1, "/v1/kv/load/?keys") is not None)
-keys = set(c.get(1, "/v1/kv/load/?keys") or [])
+st, raw = req(1, "GET", "/v1/kv/load/?keys")
+keys = set(json.loads(raw) if st == 200 else [])
+if st != 200 or len(keys) < len(acked):
+    print("# after the restart: GET /v1/kv/load/?keys on s1 answered %d %r, stale: %r" %
+          (st, raw[:200], (req(1, "GET", "/v1/kv/load/?keys&stale")[1] or b"")[:200]))
 c.check("... and every acknowledged write is still there", [],
         [n for n in acked if "load/%d" % n not in keys])
 st, b = put(CLIENT, "after/restart", "y")
