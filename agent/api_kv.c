@@ -582,6 +582,10 @@ static void write_done(void *ud, enum kv_result r, int failed_op)
 		http_respond(c, 200, "application/json", "false", 5);
 	else if (r == KV_NO_LEADER)
 		api_reply_text(c, 500, "No cluster leader");
+	else if (r == KV_UNKNOWN)
+		api_reply_text(c, 500,
+		               "rpc error: the leader was lost: the write may or may not "
+		               "have been applied");
 	else
 		api_reply_text(c, 500, "storage error: the write was not applied");
 }
@@ -776,6 +780,10 @@ static void txn_done(void *ud, enum kv_result r, int failed_op)
 		reply_buf(t->c, t->req, 409, &b);
 	} else if (r == KV_NO_LEADER) {
 		api_reply_text(t->c, 500, "No cluster leader");
+	} else if (r == KV_UNKNOWN) {
+		api_reply_text(t->c, 500,
+		               "rpc error: the leader was lost: the transaction may "
+		               "or may not have been applied");
 	} else if (r != KV_OK) {
 		api_reply_text(t->c, 500, "storage error: the transaction was not applied");
 	} else {

@@ -73,6 +73,7 @@
 #define FORWARD_TIMEOUT_MS 7000 /* Consul's RPC hold timeout */
 #define NO_LEADER_WAIT_MS 5000  /* a server holds a write this long for a leader */
 #define MAX_KNOWN 64
+#define CP_MAX_WAITING 8192 /* writes held or in flight on this agent */
 #define CP_APPLIED_KEY "_rumor/raft/applied"
 
 struct known {
@@ -126,6 +127,9 @@ struct server {
 	 * not merely started, so servers bootstrapping together do not see
 	 * each other's tag and skip their own bootstrap */
 	bool raft_tagged;
+	/* ?consistent reads: the queue for the next barrier, one in flight */
+	struct server_read *bqueue;
+	bool barrier_busy;
 	/* FSM state */
 	raft_index applied; /* the index stored in CP_APPLIED_KEY */
 	uint64_t last_version;
@@ -521,6 +525,8 @@ static uint8_t status_of(enum kv_result res)
 		return CP_S_FAILED;
 	case KV_NO_LEADER:
 		return CP_S_NO_LEADER;
+	case KV_UNKNOWN:
+		return CP_S_UNKNOWN;
 	default:
 		return CP_S_ERROR;
 	}
@@ -566,7 +572,7 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 		/* leadership lost: the entry may or may not commit */
 		log_warn("server: a write's entry %" PRIu64 " was not confirmed: %s",
 		         (uint64_t)r->entry, raft_strerror(status));
-		req_answer(r, KV_ERROR, -1);
+		req_answer(r, KV_UNKNOWN, -1);
 		return;
 	}
 	req_free_if_done(r);
@@ -669,13 +675,14 @@ static void forward_reply(void *ud, int status, const uint8_t *p, size_t n)
 		req_answer(r, status == CP_S_OK ? KV_OK : KV_FAILED, failed);
 		return;
 	}
-	if ((status == CP_S_NO_LEADER || status == SERVER_RPC_E_TRANSPORT) &&
-	    now_ms(r->s) < r->deadline_ms)
+	/* Sent again only when it certainly was not applied: a server said
+	 * there is no leader, or it never left this agent. A connection lost
+	 * or a timeout after sending leaves the outcome unknown (a CAS sent
+	 * twice would fail the second time after succeeding the first). */
+	bool unsent = status == CP_S_NO_LEADER || status == SERVER_RPC_E_UNSENT;
+	if (unsent && now_ms(r->s) < r->deadline_ms)
 		return; /* held: the tick sends it again */
-	req_answer(r,
-	           status == CP_S_NO_LEADER || status == SERVER_RPC_E_TRANSPORT ? KV_NO_LEADER
-	                                                                        : KV_ERROR,
-	           -1);
+	req_answer(r, unsent ? KV_NO_LEADER : status == CP_S_ERROR ? KV_ERROR : KV_UNKNOWN, -1);
 }
 
 static void forward(struct server *s, struct cp_req *r, const char *addr)
@@ -707,6 +714,13 @@ static int cp_write(void *ctx, const struct kv_op *ops, size_t n, kv_done_fn don
 	struct server *s = ctx;
 	const char *node = s->a->cfg.node_name;
 	size_t len = cp_wire_write_size(node, ops, n);
+	size_t held = 0;
+	for (struct cp_req *w = s->waiting; w; w = w->next)
+		held++;
+	if (held >= CP_MAX_WAITING) {
+		snprintf(err, errlen, "%zu writes wait for the leader already", held);
+		return -1;
+	}
 	if (len > KV_FRAME_MAX) {
 		snprintf(err, errlen, "the request is %zu bytes, over %u", len, KV_FRAME_MAX);
 		return -1;
@@ -714,6 +728,11 @@ static int cp_write(void *ctx, const struct kv_op *ops, size_t n, kv_done_fn don
 	struct cp_req *r = req_new(s);
 	r->done = done;
 	r->ud = ud;
+	if (done == NULL) {
+		/* the agent's own records (the catalog): nobody waits for them,
+		 * so they wait for a leader as long as it takes */
+		r->deadline_ms = INT64_MAX;
+	}
 	r->body = xmalloc(len);
 	r->body_len = cp_wire_write_encode(r->body, node, ops, n);
 	submit(s, r);
@@ -1014,18 +1033,28 @@ static void maybe_bootstrap(struct server *s)
 	raft_configuration_close(&conf);
 }
 
+static void cp_on(struct server *s)
+{
+	struct kv_cp cp = {s, cp_write};
+	kv_set_cp(s->a->kv, &cp);
+	s->cp = true;
+	log_info("server: servers in the cluster: the KV store is CP (writes and reads go "
+	         "through the Raft leader)");
+}
+
+static int seen_cb(void *ud, const struct kv_entry *e)
+{
+	(void)ud, (void)e;
+	return 0;
+}
+
 static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	(void)loop, (void)revents;
 	struct server *s = t->data;
 	scan_members(s);
-	if (!s->cp && (s->nknown > 0 || s->is_server)) {
-		struct kv_cp cp = {s, cp_write};
-		kv_set_cp(s->a->kv, &cp);
-		s->cp = true;
-		log_info("server: servers in the cluster: the KV store is now CP (writes go "
-		         "through the Raft leader)");
-	}
+	if (!s->cp && s->nknown > 0)
+		cp_on(s);
 	if (s->is_server && !s->raft_started && !s->raft_closing)
 		maybe_bootstrap(s);
 	char lb[64];
@@ -1082,6 +1111,14 @@ struct server *server_new(struct agent *a, char *err, size_t errlen)
 		log_info("server: this agent is a server (Raft id %016" PRIx64 ", %s)", s->id,
 		         s->addr);
 	}
+	/* CP from the first request, not from the first tick that sees a server
+	 * in gossip: a server always; a client whose replica shows that the
+	 * cluster has a Raft group (the applied index replicates to it). A
+	 * restarted agent must never take a write or answer a read as if the
+	 * cluster were serverless (found by test_linearizable). */
+	if (s->is_server ||
+	    kv_get(a->kv, CP_APPLIED_KEY, strlen(CP_APPLIED_KEY), seen_cb, NULL) == 1)
+		cp_on(s);
 	ev_timer_init(&s->tick, tick_cb, SERVER_TICK_S, SERVER_TICK_S);
 	s->tick.data = s;
 	ev_timer_start(s->loop, &s->tick);
@@ -1236,7 +1273,7 @@ struct server_read {
 	struct server *s;
 	server_read_fn fn;
 	void *ud;
-	struct raft_barrier barrier;
+	struct server_read *bnext; /* in the queue for the next barrier */
 	ev_timer timer;
 	bool in_raft, in_call, cancelled, done;
 	bool retry; /* the timer starts it again (no leader yet) */
@@ -1333,9 +1370,8 @@ static void read_soon(struct server_read *r)
 	ev_timer_start(r->s->loop, &r->timer);
 }
 
-static void barrier_cb(struct raft_barrier *req, int status)
+static void barrier_done(struct server_read *r, int status)
 {
-	struct server_read *r = req->data;
 	r->in_raft = false;
 	if (status != 0) {
 		if (r->remote) {
@@ -1349,6 +1385,56 @@ static void barrier_cb(struct raft_barrier *req, int status)
 	}
 	/* applied here; the replica commits before the loop blocks */
 	read_soon(r);
+}
+
+/*
+ * Reads share barriers: every read that arrives while one is in flight
+ * waits for the next one, which is issued after they arrived, so each still
+ * sees a quorum confirm this leader after its own start (etcd's ReadIndex
+ * batching, with a barrier entry in place of a heartbeat round).
+ */
+struct barrier_batch {
+	struct raft_barrier req;
+	struct server *s;
+	struct server_read *reads;
+};
+
+static void barrier_issue(struct server *s);
+
+static void batch_cb(struct raft_barrier *req, int status)
+{
+	struct barrier_batch *bb = req->data;
+	struct server *s = bb->s;
+	s->barrier_busy = false;
+	struct server_read *next;
+	for (struct server_read *r = bb->reads; r; r = next) {
+		next = r->bnext;
+		barrier_done(r, status);
+	}
+	free(bb);
+	if (!s->raft_closing)
+		barrier_issue(s);
+}
+
+static void barrier_issue(struct server *s)
+{
+	if (s->bqueue == NULL || s->barrier_busy)
+		return;
+	struct barrier_batch *bb = xcalloc(1, sizeof(*bb));
+	bb->s = s;
+	bb->reads = s->bqueue;
+	s->bqueue = NULL;
+	bb->req.data = bb;
+	if (raft_barrier(&s->raft, &bb->req, batch_cb) != 0) {
+		struct server_read *next;
+		for (struct server_read *r = bb->reads; r; r = next) {
+			next = r->bnext;
+			barrier_done(r, RAFT_NOTLEADER);
+		}
+		free(bb);
+		return;
+	}
+	s->barrier_busy = true;
 }
 
 static void read_call_cb(void *ud, int status, const uint8_t *p, size_t n);
@@ -1393,11 +1479,11 @@ static void read_start(struct server_read *r)
 	if (is_leader(s)) {
 		/* a new leader first applies what earlier terms committed */
 		if (consistent || !s->leader_ready) {
-			r->barrier.data = r;
-			if (raft_barrier(&s->raft, &r->barrier, barrier_cb) == 0) {
-				r->in_raft = true;
-				return;
-			}
+			r->in_raft = true;
+			r->bnext = s->bqueue;
+			s->bqueue = r;
+			barrier_issue(s);
+			return;
 		}
 		read_soon(r);
 		return;

@@ -269,11 +269,14 @@ static void conn_drop(struct rpc_conn *c, bool remove, int status)
 		if (c->outbound && !remove)
 			c->down_at = ev_now(rpc->loop);
 	}
+	/* calls on a connection that never came up were never sent: say so, a
+	 * caller may send a write again only then */
+	int st = c->connecting && status == SERVER_RPC_E_TRANSPORT ? SERVER_RPC_E_UNSENT : status;
 	c->connecting = false;
 	c->remove = c->remove || remove;
 	for (struct rpc_call *k = rpc->calls; k != NULL; k = k->next)
 		if (k->conn == c)
-			call_decide(k, status);
+			call_decide(k, st);
 	if (rpc->current == c)
 		c->dead = true;
 	else
@@ -973,7 +976,7 @@ int server_rpc_call(struct server_rpc *rpc, const char *addr, uint8_t method, co
 	k->timer.data = k;
 	ev_timer_start(rpc->loop, &k->timer);
 	if (!up)
-		call_decide(k, SERVER_RPC_E_TRANSPORT); /* down: redialled on a later send */
+		call_decide(k, SERVER_RPC_E_UNSENT); /* down: redialled on a later send */
 	return 0;
 }
 

@@ -83,9 +83,10 @@ struct server_rpc_handlers {
 
 /* A call's outcome: status >= 0 is the REPLY's status byte with its
  * payload; status < 0 means no reply came (SERVER_RPC_E_*). */
-#define SERVER_RPC_E_TRANSPORT (-1) /* could not connect, connection lost */
+#define SERVER_RPC_E_TRANSPORT (-1) /* connection lost: the request may have arrived */
 #define SERVER_RPC_E_TIMEOUT (-2)
 #define SERVER_RPC_E_SHUTDOWN (-3) /* server_rpc_free() ran first */
+#define SERVER_RPC_E_UNSENT (-4)   /* no connection was up: the request never left */
 typedef void (*server_rpc_reply_fn)(void *ud, int status, const uint8_t *p, size_t n);
 
 struct server_rpc *server_rpc_new(const struct server_rpc_config *cfg,

@@ -116,6 +116,8 @@ enum kv_result {
 	KV_ERROR = -1,     /* storage error; nothing changed */
 	KV_SHUTDOWN = -2,  /* the engine was freed before the commit */
 	KV_NO_LEADER = -3, /* CP mode: no Raft leader took the write */
+	KV_UNKNOWN = -4,   /* CP mode: the leader was lost after it had the write:
+	                    * it may or may not have been applied */
 };
 
 /* `failed_op` is the index of the op whose check failed (KV_FAILED), else -1. */

@@ -324,13 +324,13 @@ static void test_refused_connect_fails_calls_and_redials_later(void)
 	close(s);
 	REQUIRE_INT(0, call(&a, dead, 1, "x", 2000, &r));
 	CHECK(run_until(&r.done, 3), "failed");
-	CHECK_INT(SERVER_RPC_E_TRANSPORT, r.status);
+	CHECK_INT(SERVER_RPC_E_UNSENT, r.status);
 	CHECK_INT(1, (long long)stats(&a).conns_out);
 	/* within 200 ms: no new dial, the call fails from the loop */
 	REQUIRE_INT(0, call(&a, dead, 1, "y", 2000, &r2));
 	CHECK_INT(0, r2.done);
 	CHECK(run_until(&r2.done, 1), "failed again");
-	CHECK_INT(SERVER_RPC_E_TRANSPORT, r2.status);
+	CHECK_INT(SERVER_RPC_E_UNSENT, r2.status);
 	CHECK_INT(1, (long long)stats(&a).conns_out);
 	CHECK_INT(-1, server_rpc_send_raft(a.rpc, dead, (const uint8_t *)"v", 1));
 	run_for(0.25);
