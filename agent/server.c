@@ -106,6 +106,7 @@ struct cp_req {
 	uint8_t *relay;
 	size_t relay_len;
 	uint8_t relay_status;
+	bool resend_ok; /* idempotent (the agent's own records): sent again on any loss */
 };
 
 struct server {
@@ -130,6 +131,15 @@ struct server {
 	/* ?consistent reads: the queue for the next barrier, one in flight */
 	struct server_read *bqueue;
 	bool barrier_busy;
+	/* servers removed from the configuration, and when (gossip's clock):
+	 * one is not added back until gossip shows it change state after that
+	 * (it restarted), or a server killed and removed by hand would be added
+	 * again while gossip still thinks it alive */
+	struct removed {
+		uint64_t id;
+		int64_t at;
+	} removed[16];
+	size_t nremoved;
 	/* FSM state */
 	raft_index applied; /* the index stored in CP_APPLIED_KEY */
 	uint64_t last_version;
@@ -679,7 +689,8 @@ static void forward_reply(void *ud, int status, const uint8_t *p, size_t n)
 	 * there is no leader, or it never left this agent. A connection lost
 	 * or a timeout after sending leaves the outcome unknown (a CAS sent
 	 * twice would fail the second time after succeeding the first). */
-	bool unsent = status == CP_S_NO_LEADER || status == SERVER_RPC_E_UNSENT;
+	bool unsent = status == CP_S_NO_LEADER || status == SERVER_RPC_E_UNSENT ||
+	              (r->resend_ok && status != CP_S_ERROR && status != CP_S_TOO_BIG);
 	if (unsent && now_ms(r->s) < r->deadline_ms)
 		return; /* held: the tick sends it again */
 	req_answer(r, unsent ? KV_NO_LEADER : status == CP_S_ERROR ? KV_ERROR : KV_UNKNOWN, -1);
@@ -730,8 +741,10 @@ static int cp_write(void *ctx, const struct kv_op *ops, size_t n, kv_done_fn don
 	r->ud = ud;
 	if (done == NULL) {
 		/* the agent's own records (the catalog): nobody waits for them,
-		 * so they wait for a leader as long as it takes */
+		 * so they wait for a leader as long as it takes, and (each is a
+		 * whole document, written again as it is) may be sent twice */
 		r->deadline_ms = INT64_MAX;
+		r->resend_ok = true;
 	}
 	r->body = xmalloc(len);
 	r->body_len = cp_wire_write_encode(r->body, node, ops, n);
@@ -870,6 +883,28 @@ static unsigned conf_voters(const struct raft_configuration *c)
 	return v;
 }
 
+static void note_removed(struct server *s, raft_id id)
+{
+	size_t i = 0;
+	while (i < s->nremoved && s->removed[i].id != id)
+		i++;
+	if (i == s->nremoved) {
+		if (s->nremoved < sizeof(s->removed) / sizeof(s->removed[0]))
+			s->nremoved++;
+		else
+			i = 0; /* full: forget the oldest slot */
+	}
+	s->removed[i] = (struct removed){id, gossip_now_ms()};
+}
+
+static bool removed_recently(const struct server *s, const struct known *k)
+{
+	for (size_t i = 0; i < s->nremoved; i++)
+		if (s->removed[i].id == k->id)
+			return k->state_change <= s->removed[i].at;
+	return false;
+}
+
 static bool try_change(struct server *s, int what, raft_id id, const char *addr, int role)
 {
 	struct raft_change *req = xcalloc(1, sizeof(*req));
@@ -881,6 +916,8 @@ static bool try_change(struct server *s, int what, raft_id id, const char *addr,
 		free(req);
 		return false;
 	}
+	if (what == 2)
+		note_removed(s, id);
 	s->change_busy = true;
 	return true;
 }
@@ -895,7 +932,7 @@ static void autopilot(struct server *s)
 	for (size_t i = 0; i < s->nknown; i++) {
 		const struct known *k = &s->known[i];
 		const struct raft_server *rs = conf_find(c, k->id);
-		if (k->state == ML_STATE_ALIVE && rs == NULL) {
+		if (k->state == ML_STATE_ALIVE && rs == NULL && !removed_recently(s, k)) {
 			log_info("server: adding server %s (%s) to the Raft configuration", k->name,
 			         k->addr);
 			try_change(s, 0, k->id, k->addr, 0);

@@ -257,9 +257,12 @@ static void watch_fire(struct kv_engine *e, struct kv_engine_watch *w, bool chan
 	fn(ud, changed);
 }
 
-/* A change of key to version hlc wakes the watches on that key, and the
- * recursive ones on a prefix of it, whose index it passes (indexes, not
- * versions: the client's ?index= is one, see kv/hlc.h). */
+/* A change of key to version hlc wakes the watches on that key whose index
+ * it passes (indexes, not versions: the client's ?index= is one, see
+ * kv/hlc.h), and every recursive one on a prefix of it: a record merged
+ * late can be older than the newest under the prefix and still change what
+ * the prefix holds (gossip delivers in any order), so a prefix watch that
+ * waited for its index to move would miss it (the catalog did). */
 static void wake_watches(struct kv_engine *e, const char *key, size_t key_len, uint64_t hlc)
 {
 	uint64_t idx = kv_hlc_index(hlc);
@@ -270,7 +273,7 @@ static void wake_watches(struct kv_engine *e, const char *key, size_t key_len, u
 		        w->recurse
 		                ? (key_len >= w->key_len && memcmp(key, w->key, w->key_len) == 0)
 		                : (key_len == w->key_len && memcmp(key, w->key, w->key_len) == 0);
-		if (match && idx > w->index)
+		if (match && (w->recurse || idx > w->index))
 			watch_fire(e, w, true);
 		w = next;
 	}
@@ -479,6 +482,18 @@ static int stage_op(struct kv_engine *e, const struct kv_op *op)
 	}
 }
 
+/* done(ud) waits for the open batch's commit. */
+static void pend_push(struct kv_engine *e, kv_done_fn done, void *ud)
+{
+	if (e->npend == e->cappend) {
+		e->cappend = e->cappend ? e->cappend * 2 : 64;
+		e->pend = xrealloc(e->pend, e->cappend * sizeof(*e->pend));
+	}
+	e->pend[e->npend].done = done;
+	e->pend[e->npend].ud = ud;
+	e->npend++;
+}
+
 /*
  * A request is applied entirely or not at all: every check runs before
  * anything is staged, and a storage error while staging aborts the whole
@@ -539,13 +554,7 @@ int kv_engine_write(struct kv_engine *e, int64_t now_ms, const struct kv_op *ops
 		}
 		staged += rc;
 	}
-	if (e->npend == e->cappend) {
-		e->cappend = e->cappend ? e->cappend * 2 : 64;
-		e->pend = xrealloc(e->pend, e->cappend * sizeof(*e->pend));
-	}
-	e->pend[e->npend].done = done;
-	e->pend[e->npend].ud = ud;
-	e->npend++;
+	pend_push(e, done, ud);
 	return staged;
 }
 
@@ -1091,13 +1100,7 @@ int kv_engine_merge_body(struct kv_engine *e, int64_t now_ms, const uint8_t *p, 
 	}
 	if (kv_records_decode(p, len, body_apply, e, err, errlen) < 0)
 		return -1;
-	if (e->npend == e->cappend) {
-		e->cappend = e->cappend ? e->cappend * 2 : 64;
-		e->pend = xrealloc(e->pend, e->cappend * sizeof(*e->pend));
-	}
-	e->pend[e->npend].done = done;
-	e->pend[e->npend].ud = ud;
-	e->npend++;
+	pend_push(e, done, ud);
 	return 0;
 }
 

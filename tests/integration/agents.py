@@ -82,6 +82,22 @@ class Cluster:
         self.wait(10, lambda: self.get(i, "/v1/agent/self") is not None)
         return self.procs[i]
 
+    def start_server(self, i, expect=3, join=1):
+        """Agent i as a Raft server named s<i> (-server -bootstrap-expect)."""
+        return self.start(i, "s%d" % i, "-server", "-bootstrap-expect=%d" % expect,
+                          "-retry-join", "127.0.0.1:%d" % self.gport(join),
+                          "-retry-interval", "1s")
+
+    def leader_index(self, servers):
+        """The server every live one of `servers` names in /v1/status/leader
+        (matched by its server RPC port), or None."""
+        live = [i for i in servers if self.procs[i].poll() is None]
+        names = set(self.get(i, "/v1/status/leader") for i in live)
+        if len(names) != 1 or "" in names or None in names:
+            return None
+        addr = names.pop()
+        return next((i for i in servers if addr.endswith(":%d" % self.sport(i))), None)
+
     def get(self, i, path):
         try:
             with urllib.request.urlopen("http://%s%s" % (self.haddr(i), path), timeout=2) as r:

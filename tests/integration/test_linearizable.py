@@ -145,21 +145,6 @@ class Recorder:
         return True, val, idx
 
 
-def start_server(i):
-    c.start(i, "s%d" % i, "-server", "-bootstrap-expect=3",
-            "-retry-join", "127.0.0.1:%d" % c.gport(1), "-retry-interval", "1s")
-
-
-def leader_index():
-    names = set(c.get(i, "/v1/status/leader") for i in SERVERS if c.procs[i].poll() is None)
-    if len(names) != 1 or "" in names or None in names:
-        return None
-    addr = names.pop()
-    for i in SERVERS:
-        if addr.endswith(":%d" % c.sport(i)):
-            return i
-    return None
-
 
 def summary(name, rec, result, t0):
     kinds = {}
@@ -173,9 +158,9 @@ def summary(name, rec, result, t0):
 
 
 for i in SERVERS:
-    start_server(i)
+    c.start_server(i)
 c.start(CLIENT, "c4", "-retry-join", "127.0.0.1:%d" % c.gport(1), "-retry-interval", "1s")
-ok = Cluster.wait(20, lambda: leader_index() is not None)
+ok = Cluster.wait(20, lambda: c.leader_index(SERVERS) is not None)
 c.check("three servers elect one leader", True, ok)
 ok = Cluster.wait(10, lambda: req(CLIENT, "PUT", "/v1/kv/lin/ready", b"1")[0] == 200)
 c.check("the client writes through the leader", True, ok)
@@ -214,16 +199,16 @@ def run_workload(name, keys, seconds, kill):
     [t.start() for t in threads]
     if kill:
         time.sleep(seconds * 0.35)
-        L = leader_index()
+        L = c.leader_index(SERVERS)
         c.check("a leader to kill mid-run", True, L is not None)
         if L is not None:
             t_kill = time.monotonic()
             os.kill(c.procs[L].pid, signal.SIGKILL)
             c.procs[L].wait()
-            ok = Cluster.wait(10, lambda: leader_index() not in (None, L))
+            ok = Cluster.wait(10, lambda: c.leader_index(SERVERS) not in (None, L))
             c.check("a new leader after kill -9 of s%d (%.1f s)" % (L, time.monotonic() - t_kill), True, ok)
             t_spawn = time.monotonic()
-            start_server(L)
+            c.start_server(L)
             print("# s%d (a%d) killed at %.3f s, restarted at %.3f s, answering HTTP at %.3f s" % (
                 L, L, t_kill - t_start, t_spawn - t_start, time.monotonic() - t_start))
     time.sleep(max(0.0, t_start + seconds - time.monotonic()))
@@ -244,9 +229,9 @@ run_workload("kill -9 of the leader, restarted", ["kill/a", "kill/b", "kill/c"],
 
 # --- the planted bug: ?stale reads on followers and the client right after
 # a write through the leader (serving ?consistent from a lagging replica)
-ok = Cluster.wait(20, lambda: leader_index() is not None)
+ok = Cluster.wait(20, lambda: c.leader_index(SERVERS) is not None)
 c.check("a leader again for the planted run", True, ok)
-L = leader_index() or 1
+L = c.leader_index(SERVERS) or 1
 others = [i for i in AGENTS if i != L]
 prec = Recorder()
 stop = threading.Event()

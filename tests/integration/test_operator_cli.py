@@ -56,23 +56,13 @@ def info(i):
     return secs
 
 
-def leader_index():
-    names = set(c.get(i, "/v1/status/leader") for i in SERVERS if c.procs[i].poll() is None)
-    if len(names) != 1 or "" in names or None in names:
-        return None
-    addr = names.pop()
-    for i in SERVERS:
-        if addr.endswith(":%d" % c.sport(i)):
-            return i
-    return None
-
 
 for i in SERVERS:
     c.start(i, "s%d" % i, "-server", "-bootstrap-expect=3",
             "-retry-join", "127.0.0.1:%d" % c.gport(1), "-retry-interval", "1s")
-ok = Cluster.wait(30, lambda: leader_index() is not None)
+ok = Cluster.wait(30, lambda: c.leader_index(SERVERS) is not None)
 c.check("three servers elect one leader", True, ok)
-L = leader_index() or 1
+L = c.leader_index(SERVERS) or 1
 
 # --- list-peers: Consul's table, three voters, one leader
 want_nodes = sorted("s%d" % i for i in SERVERS)

@@ -47,34 +47,19 @@ def value(i, key, query=""):
     return json.loads(b)[0]
 
 
-def start_server(i):
-    c.start(i, "s%d" % i, "-server", "-bootstrap-expect=3",
-            "-retry-join", "127.0.0.1:%d" % c.gport(1), "-retry-interval", "1s")
-
 
 def leader_of(i):
     return c.get(i, "/v1/status/leader")
 
 
-def leader_index():
-    """The server whose RPC address is the leader every live server names."""
-    names = set(leader_of(i) for i in SERVERS if c.procs[i].poll() is None)
-    if len(names) != 1 or "" in names or None in names:
-        return None
-    addr = names.pop()
-    for i in SERVERS:
-        if addr.endswith(":%d" % c.sport(i)):
-            return i
-    return None
-
 
 for i in SERVERS:
-    start_server(i)
+    c.start_server(i)
 c.start(CLIENT, "c4", "-retry-join", "127.0.0.1:%d" % c.gport(1), "-retry-interval", "1s")
 
-ok = Cluster.wait(20, lambda: leader_index() is not None)
+ok = Cluster.wait(20, lambda: c.leader_index(SERVERS) is not None)
 c.check("three servers elect one leader (/v1/status/leader agrees on all)", True, ok)
-L = leader_index()
+L = c.leader_index(SERVERS)
 Cluster.wait(5, lambda: len(c.get(2, "/v1/status/peers") or []) == 3)
 peers = sorted(c.get(2, "/v1/status/peers") or [])
 c.check("/v1/status/peers lists the three server RPC addresses",
@@ -92,6 +77,9 @@ ok = Cluster.wait(10, lambda: sorted((e["Node"], e["ServicePort"]) for e in
                                      c.get(CLIENT, "/v1/catalog/service/consul") or []) ==
                  [("s%d" % i, c.sport(i)) for i in SERVERS])
 c.check("every server registers the consul service on its server RPC port", True, ok)
+if not ok:
+    print("# consul service on the client: %r; on s1: %r" % (
+        c.get(CLIENT, "/v1/catalog/service/consul"), c.get(1, "/v1/catalog/service/consul")))
 ok = Cluster.wait(10, lambda: c.get(CLIENT, "/v1/status/leader") == leader_of(1))
 c.check("the client names the same leader", True, ok)
 
@@ -151,11 +139,11 @@ def writer():
 t = threading.Thread(target=writer)
 t.start()
 time.sleep(1.0)
-L = leader_index()
+L = c.leader_index(SERVERS)
 t_kill = time.monotonic()
 os.kill(c.procs[L].pid, signal.SIGKILL)
 c.procs[L].wait()
-ok = Cluster.wait(15, lambda: leader_index() is not None and leader_index() != L)
+ok = Cluster.wait(15, lambda: c.leader_index(SERVERS) is not None and c.leader_index(SERVERS) != L)
 t_new = time.monotonic() - t_kill
 c.check("a new leader is elected after kill -9 of the old one (%.1f s)" % t_new, True, ok)
 before = len(acked)
@@ -169,8 +157,8 @@ lost = [n for n in acked if "load/%d" % n not in keys]
 c.check("no acknowledged write is lost (%d acknowledged)" % len(acked), [], lost)
 
 # --- the minority cannot write, and says so
-start_server(L)
-ok = Cluster.wait(20, lambda: leader_index() is not None)
+c.start_server(L)
+ok = Cluster.wait(20, lambda: c.leader_index(SERVERS) is not None)
 c.check("the old leader comes back as a member of the group", True, ok)
 for i in survivors:
     os.kill(c.procs[i].pid, signal.SIGKILL)
@@ -185,8 +173,8 @@ c.check("... within 10 s (%.1f s)" % (time.monotonic() - t0), True, time.monoton
 c.procs[L].send_signal(signal.SIGTERM)
 c.procs[L].wait()
 for i in SERVERS:
-    start_server(i)
-ok = Cluster.wait(30, lambda: leader_index() is not None)
+    c.start_server(i)
+ok = Cluster.wait(30, lambda: c.leader_index(SERVERS) is not None)
 c.check("all servers restarted: a leader again", True, ok)
 Cluster.wait(10, lambda: c.get(1, "/v1/kv/load/?keys") is not None)
 st, raw = req(1, "GET", "/v1/kv/load/?keys")
