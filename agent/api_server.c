@@ -33,11 +33,9 @@ void api_server_headers(struct agent *a, struct http_conn *c)
 	}
 	char leader[64], lc[32];
 	int64_t last = server_last_contact(a->server);
-	bool known = server_is_server(a->server)
-	                     ? server_leader(a->server, leader, sizeof(leader))[0]
-	                     : last >= 0;
-	if (!server_is_server(a->server))
-		known = true; /* a client forwards to any server */
+	/* a client forwards to any server: it always knows a way to the leader */
+	bool known = !server_is_server(a->server) ||
+	             server_leader(a->server, leader, sizeof(leader))[0] != '\0';
 	snprintf(lc, sizeof(lc), "%" PRId64, last < 0 ? 0 : last);
 	http_add_header(c, "X-Consul-KnownLeader", known ? "true" : "false");
 	http_add_header(c, "X-Consul-LastContact", lc);

@@ -459,7 +459,7 @@ static const struct opt opts[] = {
 #define NO_WAN "rumor has no WAN pool"
 #define NO_UI "rumor serves no web UI"
 #define NO_TLS "rumor serves no TLS; HTTP is plain"
-#define NO_SRV "rumor has no server tier"
+#define NO_SRV "rumor's servers do not take this setting (docs/SERVERS.md)"
 #define NO_CONNECT "rumor has no service mesh"
 #define NO_TOKEN "no such token in rumor; acl_token and acl_read_token are its only tokens"
         IGNB("ui", "ui", NO_UI),

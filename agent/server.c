@@ -46,7 +46,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
-#include <sys/socket.h>
 
 #include "agent/cp_wire.h"
 #include "agent/env.h"
@@ -54,6 +53,7 @@
 #include "gossip/swim.h"
 #include "gossip/tags.h"
 #include "gossip/transport.h"
+#include "gossip/wire.h"
 #include "kv/kv.h"
 #include "kv/store.h"
 #include "lib/cursor.h"
@@ -184,17 +184,13 @@ static uint64_t raft_id_of(const char *node_id)
 	return v ? v : 1;
 }
 
+/* "ip:port" of a member's address with its server RPC port (gossip's own
+ * formatter: IPv4, v4-mapped, or "[v6]:port"). */
 static void format_addr(const struct ml_addr *ip, int port, char *buf, size_t cap)
 {
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	char host[64];
-	if (ip->len == 4)
-		snprintf(host, sizeof(host), "%u.%u.%u.%u", ip->ip[0], ip->ip[1], ip->ip[2],
-		         ip->ip[3]);
-	else
-		snprintf(host, sizeof(host), "::1"); /* IPv6 servers: not yet */
-	snprintf(buf, cap, "%s:%d", host, port);
+	struct ml_addr a = *ip;
+	a.port = (uint16_t)port;
+	ml_addr_str(&a, buf, cap);
 }
 
 /* ------------------------------------------------------ membership */
@@ -500,7 +496,6 @@ static void reply_records(struct server *s, struct cp_req *r, struct dump *d)
 {
 	static struct cp_ops ops;
 	char node[KV_NODE_MAX + 1], err[200];
-	size_t head = d->len;
 	if (d->cap < d->len + 12) {
 		d->cap = d->len + 4096;
 		d->p = raft_realloc(d->p, d->cap);
@@ -523,7 +518,6 @@ static void reply_records(struct server *s, struct cp_req *r, struct dump *d)
 		d->n = 0;
 	}
 	be32_put(d->p + count_at, d->n);
-	(void)head;
 }
 
 static uint8_t status_of(enum kv_result res)
@@ -620,34 +614,21 @@ static void propose(struct server *s, struct cp_req *r)
 static void forward(struct server *s, struct cp_req *r, const char *addr);
 
 /* Send r where it can be served now, or leave it held for the tick. */
+static const char *pick_server(struct server *s);
+
+/* Send r where it can be served now, or leave it held for the tick: the
+ * leader proposes it; another server sends it to the leader; a client to
+ * any live server, which passes it on. */
 static void submit(struct server *s, struct cp_req *r)
 {
-	if (s->is_server) {
-		if (is_leader(s) && s->leader_ready) {
-			propose(s, r);
-			return;
-		}
-		raft_id lid = 0;
-		const char *laddr = NULL;
-		if (s->raft_started)
-			raft_leader(&s->raft, &lid, &laddr);
-		if (lid != 0 && laddr != NULL && lid != s->id) {
-			forward(s, r, laddr);
-			return;
-		}
-	} else {
-		/* a client: any live server will do; it forwards to the leader */
-		size_t live = 0;
-		for (size_t i = 0; i < s->nknown; i++)
-			live += s->known[i].state == ML_STATE_ALIVE;
-		if (live > 0) {
-			size_t pick = (size_t)randombytes_uniform((uint32_t)live);
-			for (size_t i = 0; i < s->nknown; i++)
-				if (s->known[i].state == ML_STATE_ALIVE && pick-- == 0) {
-					forward(s, r, s->known[i].addr);
-					return;
-				}
-		}
+	if (s->is_server && is_leader(s) && s->leader_ready) {
+		propose(s, r);
+		return;
+	}
+	const char *to = pick_server(s);
+	if (to != NULL) {
+		forward(s, r, to);
+		return;
 	}
 	if (now_ms(s) >= r->deadline_ms)
 		req_answer(r, KV_NO_LEADER, -1);

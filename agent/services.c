@@ -221,6 +221,29 @@ static void dereg_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	free(sid);
 }
 
+/* A check's identity and first status, its deregistration timer ready (not
+ * armed); the caller adds the rest (a runner, or the maintenance flag). */
+static struct chk *chk_alloc(struct services *s, const char *id, const char *name,
+                             const char *svc_id, const char *svc_name, const char *notes,
+                             const char *type, enum catalog_health status)
+{
+	struct chk *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		abort();
+	c->owner = s;
+	c->id = xstrdup(id);
+	c->name = xstrdup(name);
+	c->service_id = xstrdup(svc_id);
+	c->service_name = xstrdup(svc_name);
+	c->notes = xstrdup(notes);
+	c->type = xstrdup(type);
+	c->output = xstrdup("");
+	c->status = status;
+	ev_timer_init(&c->dereg, dereg_cb, 0., 0.);
+	c->dereg.data = c;
+	return c;
+}
+
 /*
  * Only a status change is published and logged; an output-only change stays
  * local until the next one, as Consul's anti-entropy defers it, so a check with
@@ -348,21 +371,9 @@ static struct chk *parse_check(struct services *s, const json_t *def, const char
 			return NULL;
 		}
 	}
-	struct chk *c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		abort();
-	c->owner = s;
-	c->id = xstrdup(id);
-	c->name = xstrdup(name);
-	c->service_id = xstrdup(svc_id);
-	c->service_name = xstrdup(svc_name);
-	c->notes = xstrdup(jstr(def, "Notes"));
-	c->type = xstrdup(type);
-	c->output = xstrdup("");
-	c->status = (enum catalog_health)st;
+	struct chk *c = chk_alloc(s, id, name, svc_id, svc_name, jstr(def, "Notes"), type,
+	                          (enum catalog_health)st);
 	c->dereg_ms = dereg;
-	ev_timer_init(&c->dereg, dereg_cb, 0., 0.);
-	c->dereg.data = c;
 	c->run = check_runner_new(s->loop, &d, result_cb, c, err, errlen);
 	if (c->run == NULL) {
 		chk_free(c);
@@ -636,21 +647,8 @@ int services_check_update(struct services *s, const char *id, enum catalog_healt
 static struct chk *maint_new(struct services *s, const char *id, const char *name,
                              const char *svc_id, const char *svc_name, const char *reason)
 {
-	struct chk *c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		abort();
-	c->owner = s;
-	c->id = xstrdup(id);
-	c->name = xstrdup(name);
-	c->service_id = xstrdup(svc_id);
-	c->service_name = xstrdup(svc_name);
-	c->notes = xstrdup(reason);
-	c->type = xstrdup("");
-	c->output = xstrdup("");
-	c->status = CATALOG_CRITICAL;
+	struct chk *c = chk_alloc(s, id, name, svc_id, svc_name, reason, "", CATALOG_CRITICAL);
 	c->maint = true;
-	ev_timer_init(&c->dereg, dereg_cb, 0., 0.);
-	c->dereg.data = c;
 	return c;
 }
 
