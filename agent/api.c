@@ -17,6 +17,7 @@
 #include "agent/api_missing.h"
 #include "agent/api_kv.h"
 #include "agent/api_server.h"
+#include "agent/api_session.h"
 #include "agent/server.h"
 #include "agent/api_event.h"
 #include "agent/http/http.h"
@@ -266,6 +267,8 @@ static const struct api_route routes[] = {
         /* key-value store: agent/api_kv.c */
         {"/v1/kv/", 1, M_GET | M_PUT | M_DELETE, api_kv_handle},
         {"/v1/txn", 0, M_PUT | M_POST, api_kv_txn},
+        /* sessions (servers only): agent/api_session.c */
+        {"/v1/session/", 1, M_GET | M_PUT | M_POST, api_session_handle},
         /* serf layer: agent/api_event.c */
         {"/v1/event/fire/", 1, M_PUT | M_POST, api_event_fire},
         {"/v1/event/list", 0, M_GET, api_event_list},

@@ -26,6 +26,7 @@
 #include "agent/env.h"
 #include "agent/server.h"
 #include "agent/api_reply.h"
+#include "agent/api_session.h"
 #include "agent/config.h"
 #include "agent/http/http.h"
 #include "lib/log.h"
@@ -277,8 +278,14 @@ struct read_ctx {
 
 static void entry_json(struct sbuf *b, const struct kv_entry *e)
 {
-	sb_str(b, "{\"LockIndex\":0,\"Key\":");
+	sb_str(b, "{\"LockIndex\":");
+	sb_u64(b, e->lock_index);
+	sb_str(b, ",\"Key\":");
 	sb_json_str(b, e->key, e->key_len);
+	if (e->session != NULL && e->session[0] != '\0') {
+		sb_str(b, ",\"Session\":");
+		sb_json_str(b, e->session, strlen(e->session));
+	}
 	sb_str(b, ",\"Flags\":");
 	sb_u64(b, e->flags);
 	sb_str(b, ",\"Value\":");
@@ -546,6 +553,8 @@ static void h_get(struct agent *a, struct http_conn *c, const struct http_reques
 /* A write waiting for its commit; the client may go away meanwhile. */
 struct wreq {
 	struct http_conn *c;
+	struct agent *a;
+	char session[KV_SESSION_MAX + 1]; /* ?acquire: to explain a refusal */
 };
 
 /*
@@ -561,7 +570,7 @@ static void wreq_closed(struct http_conn *c, void *ud)
 
 static struct wreq *wreq_new(struct http_conn *c)
 {
-	struct wreq *w = malloc(sizeof(*w));
+	struct wreq *w = calloc(1, sizeof(*w));
 	if (w == NULL)
 		abort();
 	w->c = c;
@@ -569,14 +578,38 @@ static struct wreq *wreq_new(struct http_conn *c)
 	return w;
 }
 
+static int session_seen(void *ud, const struct kv_entry *e)
+{
+	(void)ud, (void)e;
+	return 0;
+}
+
+/* An acquire refused: Consul answers 500 when the session does not exist
+ * (as far as this agent's replica knows), false when the key is held. */
+static bool invalid_session(struct wreq *w)
+{
+	if (w->session[0] == '\0' || w->a == NULL)
+		return false;
+	char key[128];
+	int n = snprintf(key, sizeof(key), "%s%s", KV_SESSION_PREFIX, w->session);
+	return kv_get(w->a->kv, key, (size_t)n, session_seen, NULL) != 1;
+}
+
 static void write_done(void *ud, enum kv_result r, int failed_op)
 {
 	struct wreq *w = ud;
 	struct http_conn *c = w->c;
+	bool invalid = c != NULL && r == KV_FAILED && invalid_session(w);
+	char sess[KV_SESSION_MAX + 1];
+	snprintf(sess, sizeof(sess), "%s", w->session);
 	free(w);
 	if (c == NULL)
 		return;
-	if (r == KV_OK)
+	if (invalid) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "invalid session \"%s\"", sess);
+		api_reply_text(c, 500, msg);
+	} else if (r == KV_OK)
 		http_respond(c, 200, "application/json", "true", 4);
 	else if (r == KV_FAILED)
 		http_respond(c, 200, "application/json", "false", 5);
@@ -590,19 +623,37 @@ static void write_done(void *ud, enum kv_result r, int failed_op)
 		api_reply_text(c, 500, "storage error: the write was not applied");
 }
 
+/* ?acquire / ?release: the lock verbs (servers only). 0, or an answer sent. */
+static int lock_args(struct agent *a, struct http_conn *c, const struct http_request *req,
+                     struct kv_op *op)
+{
+	const char *acq = http_query_get(req, "acquire"), *rel = http_query_get(req, "release");
+	if (acq == NULL && rel == NULL)
+		return 0;
+	if ((acq != NULL) + (rel != NULL) + has(req, "cas") > 1) {
+		api_reply_text(c, 400, "Conflicting flags: cas=&acquire=&release=");
+		return -1;
+	}
+	if (api_session_need_servers(a, c))
+		return -1;
+	const char *sess = acq != NULL ? acq : rel;
+	if (*sess == '\0' || strlen(sess) > KV_SESSION_MAX) {
+		api_reply_text(c, 400, "Invalid session ID");
+		return -1;
+	}
+	op->verb = acq != NULL ? KV_OP_LOCK : KV_OP_UNLOCK;
+	op->session = sess;
+	op->session_len = strlen(sess);
+	return 0;
+}
+
 /*
- * ?acquire and ?release are refused with 501 instead of being ignored: a client
- * that believes it holds a lock when it does not is worse than one told plainly.
+ * ?acquire and ?release take and give back a session's lock (servers
+ * only: without them they answer 501, never a silent plain write).
  */
 static void h_put(struct agent *a, struct http_conn *c, const struct http_request *req,
                   const char *key, size_t key_len)
 {
-	if (has(req, "acquire") || has(req, "release")) {
-		api_reply_text(c, 501,
-		               "rumor does not implement sessions: ?acquire and ?release are not "
-		               "supported (see docs/KV.md)");
-		return;
-	}
 	const char *msg;
 	int st = check_write_key(key, key_len, false, &msg);
 	if (st) {
@@ -618,7 +669,7 @@ static void h_put(struct agent *a, struct http_conn *c, const struct http_reques
 		api_reply_text(c, 413, t);
 		return;
 	}
-	struct kv_op op = {KV_OP_SET, key, key_len, req->body, req->body_len, 0, 0};
+	struct kv_op op = {KV_OP_SET, key, key_len, req->body, req->body_len, 0, 0, NULL, 0};
 	const char *fs = http_query_get(req, "flags");
 	if (fs != NULL && parse_u64(fs, &op.flags) < 0) {
 		api_reply_text(c, 400, "Invalid flags");
@@ -632,8 +683,13 @@ static void h_put(struct agent *a, struct http_conn *c, const struct http_reques
 		}
 		op.verb = KV_OP_CAS;
 	}
+	if (lock_args(a, c, req, &op) < 0)
+		return;
 	char err[256];
 	struct wreq *w = wreq_new(c);
+	w->a = a;
+	if (op.verb == KV_OP_LOCK)
+		snprintf(w->session, sizeof(w->session), "%.*s", (int)op.session_len, op.session);
 	if (kv_write(a->kv, &op, 1, write_done, w, err, sizeof(err)) < 0) {
 		free(w);
 		http_conn_on_close(c, NULL, NULL);
@@ -658,7 +714,8 @@ static void h_delete(struct agent *a, struct http_conn *c, const struct http_req
 		api_reply_text(c, st, msg);
 		return;
 	}
-	struct kv_op op = {recurse ? KV_OP_DELETE_TREE : KV_OP_DELETE, key, key_len, NULL, 0, 0, 0};
+	struct kv_op op = {
+	        recurse ? KV_OP_DELETE_TREE : KV_OP_DELETE, key, key_len, NULL, 0, 0, 0, NULL, 0};
 	if (cs != NULL) {
 		if (parse_u64(cs, &op.index) < 0) {
 			api_reply_text(c, 400, "Invalid cas index");
@@ -836,6 +893,32 @@ static void txn_done(void *ud, enum kv_result r, int failed_op)
 	txn_free(t);
 }
 
+/* Consul's txn KV verbs that write or check: false for any other. */
+static bool txn_verb(const char *verb, enum kv_op_verb *out)
+{
+	static const struct {
+		const char *name;
+		enum kv_op_verb verb;
+	} verbs[] = {
+	        {"set", KV_OP_SET},
+	        {"cas", KV_OP_CAS},
+	        {"delete", KV_OP_DELETE},
+	        {"delete-tree", KV_OP_DELETE_TREE},
+	        {"delete-cas", KV_OP_DELETE_CAS},
+	        {"check-index", KV_OP_CHECK_INDEX},
+	        {"check-not-exists", KV_OP_CHECK_NOT_EXISTS},
+	        {"lock", KV_OP_LOCK},
+	        {"unlock", KV_OP_UNLOCK},
+	        {"check-session", KV_OP_CHECK_SESSION},
+	};
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (strcmp(verb, verbs[i].name) == 0) {
+			*out = verbs[i].verb;
+			return true;
+		}
+	return false;
+}
+
 /*
  * Only writes and checks go to the engine, as one atomic batch; reads are kept
  * aside and answered in txn_done. Every op is validated before anything is
@@ -913,26 +996,25 @@ void api_kv_txn(struct agent *a, struct http_conn *c, const struct http_request 
 		}
 		t->n++;
 		bool is_read = strcmp(verb, "get") == 0 || strcmp(verb, "get-tree") == 0;
-		if (strcmp(verb, "set") == 0)
-			op->verb = KV_OP_SET;
-		else if (strcmp(verb, "cas") == 0)
-			op->verb = KV_OP_CAS;
-		else if (strcmp(verb, "delete") == 0)
-			op->verb = KV_OP_DELETE;
-		else if (strcmp(verb, "delete-tree") == 0)
-			op->verb = KV_OP_DELETE_TREE;
-		else if (strcmp(verb, "delete-cas") == 0)
-			op->verb = KV_OP_DELETE_CAS;
-		else if (strcmp(verb, "check-index") == 0)
-			op->verb = KV_OP_CHECK_INDEX;
-		else if (strcmp(verb, "check-not-exists") == 0)
-			op->verb = KV_OP_CHECK_NOT_EXISTS;
-		else if (!is_read) {
-			snprintf(err, sizeof(err),
-			         "operation %zu: verb \"%.40s\" is not supported (rumor has no "
-			         "sessions)",
+		if (!txn_verb(verb, &op->verb) && !is_read) {
+			snprintf(err, sizeof(err), "operation %zu: verb \"%.40s\" is not supported",
 			         i, verb);
 			goto bad;
+		}
+		if (op->verb >= KV_OP_LOCK && !is_read) {
+			const char *sess = json_string_value(json_object_get(kvo, "Session"));
+			if (sess == NULL || *sess == '\0' || strlen(sess) > KV_SESSION_MAX) {
+				snprintf(err, sizeof(err), "operation %zu: %s needs a Session", i,
+				         verb);
+				goto bad;
+			}
+			if (!server_cp(a->server)) {
+				txn_free(t);
+				api_session_need_servers(a, c);
+				return;
+			}
+			op->session = sess;
+			op->session_len = strlen(sess);
 		}
 		const char *msg;
 		int st = check_write_key(key, op->key_len, op->verb == KV_OP_DELETE_TREE || is_read,

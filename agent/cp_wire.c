@@ -12,8 +12,14 @@ size_t cp_wire_ops_size(const struct kv_op *ops, size_t n)
 {
 	size_t s = 2;
 	for (size_t i = 0; i < n; i++)
-		s += 1 + 8 + 8 + 2 + ops[i].key_len + 4 + ops[i].value_len;
+		s += 1 + 8 + 8 + 2 + ops[i].key_len + 4 + ops[i].value_len +
+		     (cp_wire_lock_verb(ops[i].verb) ? 1 + ops[i].session_len : 0);
 	return s;
+}
+
+bool cp_wire_lock_verb(int verb)
+{
+	return verb >= KV_OP_LOCK && verb <= KV_OP_SESSION_END;
 }
 
 static void put_ops(struct wcursor *w, const struct kv_op *ops, size_t n)
@@ -27,6 +33,10 @@ static void put_ops(struct wcursor *w, const struct kv_op *ops, size_t n)
 		wcursor_put(w, ops[i].key, ops[i].key_len);
 		wcursor_be32(w, (uint32_t)ops[i].value_len);
 		wcursor_put(w, ops[i].value, ops[i].value_len);
+		if (cp_wire_lock_verb(ops[i].verb)) {
+			wcursor_u8(w, (uint8_t)ops[i].session_len);
+			wcursor_put(w, ops[i].session, ops[i].session_len);
+		}
 	}
 }
 
@@ -96,7 +106,7 @@ static int get_op(struct cursor *c, size_t i, struct kv_op *op, char *err, size_
 	if (!cursor_u8(c, &verb) || !cursor_be64(c, &op->flags) || !cursor_be64(c, &op->index) ||
 	    !cursor_be16(c, &klen))
 		FAIL("op %zu: header runs past the end", i);
-	if (verb > KV_OP_CHECK_NOT_EXISTS)
+	if (verb > KV_OP_SESSION_END)
 		FAIL("op %zu: unknown verb %u", i, verb);
 	if (klen > KV_KEY_MAX)
 		FAIL("op %zu: key of %u bytes is over %d", i, klen, KV_KEY_MAX);
@@ -113,6 +123,18 @@ static int get_op(struct cursor *c, size_t i, struct kv_op *op, char *err, size_
 	op->key_len = klen;
 	op->value = v;
 	op->value_len = vlen;
+	op->session = NULL;
+	op->session_len = 0;
+	if (cp_wire_lock_verb(verb)) {
+		uint8_t slen;
+		const uint8_t *sp;
+		if (!cursor_u8(c, &slen) || !cursor_bytes(c, slen, &sp))
+			FAIL("op %zu: session runs past the end", i);
+		if (slen == 0 || slen > KV_SESSION_MAX)
+			FAIL("op %zu: session of %u bytes is not 1..%d", i, slen, KV_SESSION_MAX);
+		op->session = (const char *)sp;
+		op->session_len = slen;
+	}
 	return 0;
 }
 

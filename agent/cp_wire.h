@@ -8,7 +8,9 @@
  * the error) for
  *   ops    := u16 n (1..KV_TXN_MAX_OPS), n x (u8 verb, u64 flags, u64 index,
  *             u16 key_len (<= KV_KEY_MAX), key, u32 value_len
- *             (<= KV_VALUE_MAX), value)
+ *             (<= KV_VALUE_MAX), value, and for the lock verbs
+ *             (KV_OP_LOCK..KV_OP_SESSION_END) u8 session_len
+ *             (1..KV_SESSION_MAX), session)
  *   entry  := u8 CP_WIRE_VERSION, u8 kind (CP_ENTRY_WRITE), u64 base
  *             version, u8 node_len (1..KV_NODE_MAX), node, ops
  *   WRITE request (method CP_M_WRITE) := u8 node_len, node, ops
@@ -18,6 +20,9 @@
  *             (kv/repl.h: u32 n, n x (u16 key_len, key, record)) of the key
  *             or prefix, tombstones included
  *   STATUS request (CP_M_STATUS) := empty; reply := the leader's address
+ *   RENEW request (CP_M_RENEW) := the session ID; served by the leader
+ *             (it resets the session's TTL timer): reply CP_S_OK, or
+ *             CP_S_FAILED when no such session exists
  * Replies carry a status byte (enum cp_status) in the server RPC REPLY;
  * a WRITE reply's payload is u32 failed_op (0xffffffff: none), then, when
  * it succeeded, u64 applied index and the RECORDS body of the keys it wrote
@@ -43,6 +48,7 @@ enum cp_method {
 	CP_M_READ = 3,            /* default mode: the leader's records */
 	CP_M_READ_CONSISTENT = 4, /* the same after a barrier */
 	CP_M_STATUS = 5,          /* empty; reply: the leader's address */
+	CP_M_RENEW = 6,           /* a session's ID; the leader restarts its TTL */
 };
 
 enum cp_status {
@@ -68,6 +74,8 @@ struct cp_entry {
 	struct cp_ops ops;
 };
 
+/* The verb carries a session on the wire. */
+bool cp_wire_lock_verb(int verb);
 /* Bytes the encodings take. */
 size_t cp_wire_ops_size(const struct kv_op *ops, size_t n);
 /* Encoders write into buf (room for the size above plus the header: use

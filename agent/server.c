@@ -59,6 +59,7 @@
 #include "lib/cursor.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
+#include "agent/sessions.h"
 #include "server/raft_io.h"
 #include "server/raft_store.h"
 
@@ -151,6 +152,7 @@ struct server {
 	size_t nknown;
 	bool cp;
 	int64_t leader_seen_ms;
+	struct sessions *sessions; /* TTL timers, lock delays (servers) */
 	struct server_info_counters {
 		uint64_t forwarded, applied;
 	} c;
@@ -362,6 +364,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		kv_restore_begin(s->a->kv);
 	}
 	uint64_t base = e.base > s->last_version ? e.base : s->last_version + 1;
+	for (size_t i = 0; i < e.ops.n; i++)
+		sessions_before_end(s->sessions, &e.ops.op[i]);
 	struct fsm_done *d = xcalloc(1, sizeof(*d));
 	d->s = s;
 	d->index = index;
@@ -377,8 +381,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	 * records), whether the entry's checks passed or not. */
 	char idx[32];
 	snprintf(idx, sizeof(idx), "%" PRIu64, (uint64_t)index);
-	struct kv_op mark = {KV_OP_SET, CP_APPLIED_KEY, strlen(CP_APPLIED_KEY), idx, strlen(idx), 0,
-	                     0};
+	struct kv_op mark = {
+	        KV_OP_SET, CP_APPLIED_KEY, strlen(CP_APPLIED_KEY), idx, strlen(idx), 0, 0, NULL, 0};
 	uint64_t mlast = last;
 	if (kv_write_pinned(s->a->kv, &mark, 1, last + 1, e.node, NULL, NULL, &mlast, err,
 	                    sizeof(err)) == 0 &&
@@ -591,6 +595,13 @@ static void propose(struct server *s, struct cp_req *r)
 		req_answer(r, KV_ERROR, -1);
 		return;
 	}
+	/* Consul checks the lock delay on the leader, before Raft */
+	for (size_t i = 0; i < ops.n; i++)
+		if (ops.op[i].verb == KV_OP_LOCK &&
+		    sessions_lock_delay_left(s->sessions, ops.op[i].key, ops.op[i].key_len) > 0) {
+			req_answer(r, KV_FAILED, (int)i);
+			return;
+		}
 	struct raft_buffer buf;
 	buf.len = cp_wire_entry_size(node, ops.op, ops.n);
 	buf.base = raft_malloc(buf.len);
@@ -749,6 +760,9 @@ static void retry_held(struct server *s)
 static void rpc_read(struct server *s, uint64_t conn_id, uint64_t req_id, uint8_t method,
                      const uint8_t *p, size_t n);
 
+static void rpc_renew(struct server *s, uint64_t conn_id, uint64_t req_id, const uint8_t *p,
+                      size_t n);
+
 static void rpc_request(void *ctx, uint64_t conn_id, uint64_t req_id, uint8_t method,
                         const char *from_node, const uint8_t *p, size_t n)
 {
@@ -760,6 +774,10 @@ static void rpc_request(void *ctx, uint64_t conn_id, uint64_t req_id, uint8_t me
 	}
 	if (method == CP_M_READ || method == CP_M_READ_CONSISTENT || method == CP_M_STATUS) {
 		rpc_read(s, conn_id, req_id, method, p, n);
+		return;
+	}
+	if (method == CP_M_RENEW) {
+		rpc_renew(s, conn_id, req_id, p, n);
 		return;
 	}
 	if (method != CP_M_WRITE) {
@@ -811,8 +829,15 @@ static int import_cb(void *ud, const struct kv_entry *e)
 	if (e->value_len)
 		memcpy(c + e->key_len, e->value, e->value_len);
 	im->copy[im->n] = c;
-	im->op[im->n++] = (struct kv_op){KV_OP_SET,    (const char *)c, e->key_len, c + e->key_len,
-	                                 e->value_len, e->flags,        0};
+	im->op[im->n++] = (struct kv_op){KV_OP_SET,
+	                                 (const char *)c,
+	                                 e->key_len,
+	                                 c + e->key_len,
+	                                 e->value_len,
+	                                 e->flags,
+	                                 0,
+	                                 NULL,
+	                                 0};
 	if (im->n == KV_TXN_MAX_OPS - 1)
 		import_flush(im);
 	return 0;
@@ -1092,6 +1117,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	} else {
 		s->leader_ready = false;
 	}
+	sessions_leader_tick(s->sessions, is_leader(s) && s->leader_ready);
 	retry_held(s);
 }
 
@@ -1119,6 +1145,7 @@ struct server *server_new(struct agent *a, char *err, size_t errlen)
 	}
 	kv_set_handoff(a->kv, server_adopt, s);
 	if (s->is_server) {
+		s->sessions = sessions_new(a);
 		kv_refuse_merges(a->kv, true);
 		if (raft_state_on_disk(s) && start_raft(s, NULL) < 0) {
 			snprintf(err, errlen, "the Raft state in %s/raft does not start",
@@ -1180,6 +1207,7 @@ void server_free(struct server *s)
 	}
 	kv_set_handoff(s->a->kv, NULL, NULL);
 	kv_refuse_merges(s->a->kv, false);
+	sessions_free(s->sessions);
 	free(s);
 }
 
@@ -1700,4 +1728,68 @@ int server_ask_leader(struct server *s, void (*fn)(void *ud, const char *addr), 
 		return -1;
 	}
 	return 0;
+}
+
+/* ------------------------------------------------------ session renew */
+
+struct renew {
+	struct server *s;
+	bool remote;
+	uint64_t conn_id, req_id;
+	server_renew_fn fn;
+	void *ud;
+};
+
+static void renew_finish(struct renew *q, int status)
+{
+	if (q->remote)
+		server_rpc_reply(q->s->rpc, q->conn_id, q->req_id, (uint8_t)status, NULL, 0);
+	else
+		q->fn(q->ud, status == CP_S_OK ? 1 : status == CP_S_FAILED ? 0 : -1);
+	free(q);
+}
+
+static void renew_reply(void *ud, int status, const uint8_t *p, size_t n)
+{
+	(void)p, (void)n;
+	renew_finish(ud, status == CP_S_OK || status == CP_S_FAILED ? status : CP_S_NO_LEADER);
+}
+
+/* The leader renews at once; another server asks the leader; a client asks
+ * any live server (which asks the leader). */
+static void renew_start(struct renew *q, const char *id, size_t id_len)
+{
+	struct server *s = q->s;
+	if (is_leader(s) && s->leader_ready) {
+		renew_finish(q, sessions_renew(s->sessions, id, id_len) ? CP_S_OK : CP_S_FAILED);
+		return;
+	}
+	const char *to = pick_server(s);
+	if (to == NULL || (q->remote && !s->is_server) ||
+	    server_rpc_call(s->rpc, to, CP_M_RENEW, (const uint8_t *)id, id_len, FORWARD_TIMEOUT_MS,
+	                    renew_reply, q) < 0)
+		renew_finish(q, CP_S_NO_LEADER);
+}
+
+static void rpc_renew(struct server *s, uint64_t conn_id, uint64_t req_id, const uint8_t *p,
+                      size_t n)
+{
+	struct renew *q = xcalloc(1, sizeof(*q));
+	*q = (struct renew){s, true, conn_id, req_id, NULL, NULL};
+	renew_start(q, (const char *)p, n);
+}
+
+int server_session_renew(struct server *s, const char *id, server_renew_fn fn, void *ud)
+{
+	if (s == NULL || !s->cp)
+		return -1;
+	struct renew *q = xcalloc(1, sizeof(*q));
+	*q = (struct renew){s, false, 0, 0, fn, ud};
+	renew_start(q, id, strlen(id));
+	return 0;
+}
+
+uint64_t server_sessions_invalidated(const struct server *s)
+{
+	return s != NULL ? sessions_invalidated(s->sessions) : 0;
 }

@@ -77,6 +77,14 @@ struct server_read *server_read_barrier(struct server *s, bool consistent, const
 /* The HTTP client went away: fn will not be called. */
 void server_read_cancel(struct server_read *r);
 
+/* Renew a session (the leader restarts its TTL timer): fn(ud, 1) renewed,
+ * fn(ud, 0) no such session, fn(ud, -1) no leader answered; called once,
+ * possibly before this returns. -1 (fn not called): not in CP mode. */
+typedef void (*server_renew_fn)(void *ud, int result);
+int server_session_renew(struct server *s, const char *id, server_renew_fn fn, void *ud);
+/* Sessions this server ended as leader. */
+uint64_t server_sessions_invalidated(const struct server *s);
+
 struct server_info {
 	bool server, cp, bootstrapped;
 	int state; /* libraft's RAFT_FOLLOWER...; 0 on a client */

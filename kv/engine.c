@@ -397,11 +397,48 @@ static int collect_key(void *ud, const char *key, size_t key_len, const struct k
 	return 0;
 }
 
-/* One local put or delete: stamped by our clock, staged, noted for the
- * commit. 1 staged, 0 nothing to do (deleting an absent key), -1 error. */
-static int local_set(struct kv_engine *e, const char *key, size_t key_len, bool tomb,
-                     const void *val, size_t len, uint64_t flags)
+/* What a local write does to a key's lock. */
+struct lockset {
+	bool set; /* false: a put keeps the key's lock as it is */
+	uint64_t lock_index;
+	const char *session;
+	size_t session_len; /* 0: not held */
+};
+
+/* The lock of the key as staged so far (nothing when absent or deleted);
+ * the session is copied into buf (KV_SESSION_MAX bytes). 0 or -1. */
+static int lock_of(struct kv_engine *e, const char *key, size_t key_len, struct lockset *out,
+                   char *buf)
 {
+	struct kv_rec old;
+	memset(out, 0, sizeof(*out));
+	out->set = true;
+	out->session = buf;
+	int got = kv_store_get(e->store, false, key, key_len, &old);
+	if (got < 0)
+		return -1;
+	if (got == 1 && !old.tomb) {
+		out->lock_index = old.lock_index;
+		out->session_len = old.session_len;
+		if (old.session_len)
+			memcpy(buf, old.session, old.session_len);
+	}
+	return 0;
+}
+
+/* One local put or delete: stamped by our clock, staged, noted for the
+ * commit. A put keeps the key's lock unless ls says otherwise; a delete
+ * ends it. 1 staged, 0 nothing to do (deleting an absent key), -1 error. */
+static int local_set(struct kv_engine *e, const char *key, size_t key_len, bool tomb,
+                     const void *val, size_t len, uint64_t flags, const struct lockset *ls)
+{
+	struct lockset keep;
+	char sbuf[KV_SESSION_MAX];
+	if (!tomb && (ls == NULL || !ls->set)) {
+		if (lock_of(e, key, key_len, &keep, sbuf) < 0)
+			return -1;
+		ls = &keep;
+	}
 	struct kv_rec r;
 	int rc = kv_local_stamp(e->store, &e->hlc, e->now_ms, e->node, e->node_len, key, key_len,
 	                        tomb, flags, &r);
@@ -409,11 +446,54 @@ static int local_set(struct kv_engine *e, const char *key, size_t key_len, bool 
 		return rc;
 	r.value = tomb ? NULL : val;
 	r.value_len = tomb ? 0 : (uint32_t)len;
+	if (!tomb) {
+		r.lock_index = ls->lock_index;
+		r.session = ls->session;
+		r.session_len = (uint8_t)ls->session_len;
+	}
 	if (kv_store_put(e->store, key, key_len, &r) < 0)
 		return -1;
 	e->stats.writes++;
 	note_change(e, key, key_len, &r, true, KV_SRC_LOCAL);
 	return 1;
+}
+
+static bool same_session(const struct lockset *l, const struct kv_op *op)
+{
+	return l->session_len == op->session_len &&
+	       (op->session_len == 0 || memcmp(l->session, op->session, op->session_len) == 0);
+}
+
+/* The session's record exists (staged view): 1, 0, or -1. */
+static int session_live(struct kv_engine *e, const struct kv_op *op)
+{
+	char key[sizeof(KV_SESSION_PREFIX) + KV_SESSION_MAX];
+	size_t pl = sizeof(KV_SESSION_PREFIX) - 1;
+	memcpy(key, KV_SESSION_PREFIX, pl);
+	memcpy(key + pl, op->session, op->session_len);
+	struct kv_rec r;
+	int got = kv_store_get(e->store, false, key, pl + op->session_len, &r);
+	return got < 0 ? -1 : got == 1 && !r.tomb;
+}
+
+/* The lock verbs' checks: 1 ok, 0 fails, -1 error. */
+static int check_lock_op(struct kv_engine *e, const struct kv_op *op)
+{
+	struct lockset l;
+	char sbuf[KV_SESSION_MAX];
+	if (lock_of(e, op->key, op->key_len, &l, sbuf) < 0)
+		return -1;
+	switch (op->verb) {
+	case KV_OP_LOCK:
+		if (l.session_len != 0 && !same_session(&l, op))
+			return 0;
+		return session_live(e, op);
+	case KV_OP_UNLOCK:
+	case KV_OP_CHECK_SESSION:
+		return l.session_len != 0 && same_session(&l, op);
+	default:
+		return 1;
+	}
 }
 
 /* Check one op's condition against the state staged so far (so a CAS sees
@@ -442,9 +522,129 @@ static int check_op(struct kv_engine *e, const struct kv_op *op)
 		return live && idx == want;
 	case KV_OP_CHECK_NOT_EXISTS:
 		return !live;
+	case KV_OP_LOCK:
+	case KV_OP_UNLOCK:
+	case KV_OP_CHECK_SESSION:
+		return check_lock_op(e, op);
 	default:
 		return 1;
 	}
+}
+
+struct held_ctx {
+	const char *session;
+	size_t session_len;
+	kv_store_fn fn;
+	void *ud;
+	int n;
+};
+
+static int held_cb(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	struct held_ctx *h = ud;
+	if (r->tomb || r->session_len != h->session_len || r->session_len == 0 ||
+	    memcmp(r->session, h->session, h->session_len) != 0)
+		return 0;
+	h->n++;
+	return h->fn(h->ud, key, key_len, r);
+}
+
+int kv_engine_held(struct kv_engine *e, const char *session, size_t session_len, kv_store_fn fn,
+                   void *ud)
+{
+	if (session_len == 0)
+		return 0;
+	if (kv_store_begin(e->store) < 0)
+		return -1;
+	struct held_ctx h = {session, session_len, fn, ud, 0};
+	if (kv_store_scan(e->store, false, "", 0, held_cb, &h) < 0)
+		return -1;
+	return h.n;
+}
+
+/* A copy of a held key's value and flags (released keys keep them). */
+struct held_key {
+	char *key;
+	size_t key_len;
+	uint8_t *val;
+	size_t val_len;
+	uint64_t flags, lock_index;
+};
+
+struct held_list {
+	struct held_key *k;
+	size_t n, cap;
+};
+
+static int collect_held(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	struct held_list *l = ud;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 8;
+		l->k = xrealloc(l->k, l->cap * sizeof(*l->k));
+	}
+	struct held_key *h = &l->k[l->n++];
+	h->key = xmalloc(key_len ? key_len : 1);
+	memcpy(h->key, key, key_len);
+	h->key_len = key_len;
+	h->val = xmalloc(r->value_len ? r->value_len : 1);
+	if (r->value_len)
+		memcpy(h->val, r->value, r->value_len);
+	h->val_len = r->value_len;
+	h->flags = r->flags;
+	h->lock_index = r->lock_index;
+	return 0;
+}
+
+/* KV_OP_SESSION_END: release or delete what the session holds, then its
+ * record. The number of records staged, or -1. */
+static int stage_session_end(struct kv_engine *e, const struct kv_op *op)
+{
+	struct held_list l = {NULL, 0, 0};
+	int staged = 0, rc = 0;
+	if (kv_engine_held(e, op->session, op->session_len, collect_held, &l) < 0)
+		rc = -1;
+	for (size_t i = 0; i < l.n; i++) {
+		struct held_key *h = &l.k[i];
+		struct lockset free_ = {true, h->lock_index, NULL, 0};
+		if (rc == 0) {
+			int r = op->flags == 1
+			                ? local_set(e, h->key, h->key_len, true, NULL, 0, 0, NULL)
+			                : local_set(e, h->key, h->key_len, false, h->val,
+			                            h->val_len, h->flags, &free_);
+			if (r < 0)
+				rc = -1;
+			else
+				staged += r;
+		}
+		free(h->key);
+		free(h->val);
+	}
+	free(l.k);
+	if (rc == 0) {
+		int r = local_set(e, op->key, op->key_len, true, NULL, 0, 0, NULL);
+		rc = r < 0 ? -1 : 0;
+		staged += r > 0 ? r : 0;
+	}
+	return rc < 0 ? -1 : staged;
+}
+
+/* KV_OP_LOCK / KV_OP_UNLOCK, their checks passed. */
+static int stage_lock(struct kv_engine *e, const struct kv_op *op)
+{
+	struct lockset l;
+	char sbuf[KV_SESSION_MAX];
+	if (lock_of(e, op->key, op->key_len, &l, sbuf) < 0)
+		return -1;
+	if (op->verb == KV_OP_LOCK) {
+		if (!same_session(&l, op))
+			l.lock_index++;
+		l.session = op->session;
+		l.session_len = op->session_len;
+	} else {
+		l.session_len = 0;
+	}
+	return local_set(e, op->key, op->key_len, false, op->value, op->value_len, op->flags, &l);
 }
 
 /* Stage one op whose check passed: the number of records staged, or -1. */
@@ -454,10 +654,15 @@ static int stage_op(struct kv_engine *e, const struct kv_op *op)
 	case KV_OP_SET:
 	case KV_OP_CAS:
 		return local_set(e, op->key, op->key_len, false, op->value, op->value_len,
-		                 op->flags);
+		                 op->flags, NULL);
 	case KV_OP_DELETE:
 	case KV_OP_DELETE_CAS:
-		return local_set(e, op->key, op->key_len, true, NULL, 0, 0);
+		return local_set(e, op->key, op->key_len, true, NULL, 0, 0, NULL);
+	case KV_OP_LOCK:
+	case KV_OP_UNLOCK:
+		return stage_lock(e, op);
+	case KV_OP_SESSION_END:
+		return stage_session_end(e, op);
 	case KV_OP_DELETE_TREE: {
 		struct del_ctx d = {0, NULL, NULL, 0, 0};
 		if (kv_store_scan(e->store, false, op->key, op->key_len, collect_key, &d) < 0)
@@ -465,7 +670,7 @@ static int stage_op(struct kv_engine *e, const struct kv_op *op)
 		int staged = 0;
 		for (size_t j = 0; j < d.n; j++) {
 			if (d.rc == 0) {
-				int rc = local_set(e, d.keys[j], d.lens[j], true, NULL, 0, 0);
+				int rc = local_set(e, d.keys[j], d.lens[j], true, NULL, 0, 0, NULL);
 				if (rc < 0)
 					d.rc = -1;
 				else
@@ -512,6 +717,17 @@ int kv_engine_check_ops(const struct kv_op *ops, size_t n, char *err, size_t err
 		if (!(tree ? ops[i].key_len <= KV_KEY_MAX : key_ok(ops[i].key, ops[i].key_len))) {
 			snprintf(err, errlen, "operation %zu: key must be 1 to %d bytes", i,
 			         KV_KEY_MAX);
+			return -1;
+		}
+		bool lockv = ops[i].verb >= KV_OP_LOCK && ops[i].verb <= KV_OP_SESSION_END;
+		if (lockv && (ops[i].session_len == 0 || ops[i].session_len > KV_SESSION_MAX ||
+		              ops[i].session == NULL)) {
+			snprintf(err, errlen, "operation %zu: session must be 1 to %d bytes", i,
+			         KV_SESSION_MAX);
+			return -1;
+		}
+		if (ops[i].verb > KV_OP_SESSION_END) {
+			snprintf(err, errlen, "operation %zu: unknown verb", i);
 			return -1;
 		}
 		if (ops[i].value_len > KV_VALUE_MAX) {
@@ -573,8 +789,15 @@ uint64_t kv_engine_next_version(const struct kv_engine *e, int64_t now_ms)
 static void to_entry(const char *key, size_t key_len, const struct kv_rec *r, struct kv_entry *e,
                      char *node)
 {
+	/* node has room for the writer's name, NUL, and the session, NUL */
 	memcpy(node, r->node, r->node_len);
 	node[r->node_len] = '\0';
+	char *sess = node + r->node_len + 1;
+	if (r->session_len)
+		memcpy(sess, r->session, r->session_len);
+	sess[r->session_len] = '\0';
+	e->lock_index = r->lock_index;
+	e->session = sess;
 	e->key = key;
 	e->key_len = key_len;
 	e->value = r->value;

@@ -85,6 +85,8 @@ struct kv_entry {
 	uint64_t modify_index; /* index form of the last write's version */
 	const char *node;      /* writer of the version */
 	bool deleted;          /* a tombstone (only kv_scan_all shows them) */
+	uint64_t lock_index;   /* times the key was acquired (Consul's LockIndex) */
+	const char *session;   /* the session holding the lock, NUL-terminated; "" none */
 };
 
 /* Called per entry; return non-zero to stop the scan. */
@@ -98,6 +100,16 @@ enum kv_op_verb {
 	KV_OP_DELETE_CAS,       /* delete if modify_index == index (0: never) */
 	KV_OP_CHECK_INDEX,      /* fail unless modify_index == index */
 	KV_OP_CHECK_NOT_EXISTS, /* fail if the key exists */
+	/* Locks (docs/SESSIONS.md); `session` names the session, whose record
+	 * KV_SESSION_PREFIX<session> must exist for KV_OP_LOCK. */
+	KV_OP_LOCK,          /* acquire: fail if another session holds the key; write
+	                      * value/flags, hold it; LockIndex + 1 unless already held */
+	KV_OP_UNLOCK,        /* release: fail unless `session` holds the key; write
+	                      * value/flags, hold it no more (LockIndex kept) */
+	KV_OP_CHECK_SESSION, /* fail unless `session` holds the key */
+	KV_OP_SESSION_END,   /* the session ends: every key it holds is released
+	                      * (flags 0, value kept) or deleted (flags 1), then the
+	                      * session's record `key` is deleted; never fails */
 };
 
 struct kv_op {
@@ -107,7 +119,9 @@ struct kv_op {
 	const void *value;
 	size_t value_len;
 	uint64_t flags;
-	uint64_t index; /* an index as clients see them; over 2^53 - 1: a version (kv/hlc.h) */
+	uint64_t index;      /* an index as clients see them; over 2^53 - 1: a version (kv/hlc.h) */
+	const char *session; /* lock verbs: the session ID (not NUL-terminated) */
+	size_t session_len;
 };
 
 enum kv_result {
@@ -306,6 +320,11 @@ int kv_engine_dump(struct kv_engine *e, kv_store_fn fn, void *ud);
 int kv_engine_restore_begin(struct kv_engine *e);
 int kv_engine_restore_put(struct kv_engine *e, const char *key, size_t key_len,
                           const struct kv_rec *r);
+
+/* The keys `session` holds, as staged so far (what a KV_OP_SESSION_END
+ * staged now would release): fn per key; the number visited, or -1. */
+int kv_engine_held(struct kv_engine *e, const char *session, size_t session_len, kv_store_fn fn,
+                   void *ud);
 
 /* Merge a RECORDS body (kv/repl.h) into the open batch; done is called
  * after its commit (KV_OK) unless -1 is returned (err). */

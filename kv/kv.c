@@ -247,7 +247,7 @@ int kv_write(struct kv *kv, const struct kv_op *ops, size_t n, kv_done_fn done, 
 int kv_put(struct kv *kv, const char *key, const void *val, size_t len, uint64_t flags,
            kv_done_fn done, void *ud)
 {
-	struct kv_op op = {KV_OP_SET, key, key ? strlen(key) : 0, val, len, flags, 0};
+	struct kv_op op = {KV_OP_SET, key, key ? strlen(key) : 0, val, len, flags, 0, NULL, 0};
 	char err[128];
 	return kv_write(kv, &op, 1, done, ud, err, sizeof(err));
 }
@@ -260,6 +260,8 @@ int kv_delete(struct kv *kv, const char *key, bool recurse, kv_done_fn done, voi
 	                   NULL,
 	                   0,
 	                   0,
+	                   0,
+	                   NULL,
 	                   0};
 	char err[128];
 	return kv_write(kv, &op, 1, done, ud, err, sizeof(err));
@@ -1038,6 +1040,11 @@ uint64_t kv_next_version(struct kv *kv)
 int kv_dump(struct kv *kv, kv_store_fn fn, void *ud)
 {
 	return kv_engine_dump(kv->engine, fn, ud);
+}
+
+int kv_held(struct kv *kv, const char *session, size_t session_len, kv_store_fn fn, void *ud)
+{
+	return kv_engine_held(kv->engine, session, session_len, fn, ud);
 }
 
 int kv_restore_begin(struct kv *kv)

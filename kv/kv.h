@@ -187,6 +187,8 @@ int kv_write_pinned(struct kv *kv, const struct kv_op *ops, size_t n, uint64_t b
 uint64_t kv_next_version(struct kv *kv);
 /* Snapshots: every committed record; replace the replica (see engine.h). */
 int kv_dump(struct kv *kv, kv_store_fn fn, void *ud);
+/* The keys a session holds, as staged (kv_engine_held). */
+int kv_held(struct kv *kv, const char *session, size_t session_len, kv_store_fn fn, void *ud);
 int kv_restore_begin(struct kv *kv);
 int kv_restore_put(struct kv *kv, const char *key, size_t key_len, const struct kv_rec *r);
 

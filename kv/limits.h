@@ -10,5 +10,9 @@
 #define KV_VALUE_MAX (512u * 1024u) /* Consul's kv_max_value_size */
 #define KV_TXN_MAX_OPS 64           /* Consul's txn limit */
 #define KV_NODE_MAX 128             /* writer node name, bytes */
+#define KV_SESSION_MAX 64           /* a lock holder's session ID, bytes */
+/* A session is a record under this prefix named by its ID; a lock can be
+ * acquired only with a session whose record exists (kv/engine.c). */
+#define KV_SESSION_PREFIX "_rumor/session/"
 
 #endif

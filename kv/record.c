@@ -15,7 +15,13 @@
 
 size_t kv_rec_size(const struct kv_rec *r)
 {
-	return 2 + 24 + 1 + r->node_len + 4 + r->value_len;
+	size_t n = 2 + 24 + 1 + r->node_len + 4 + r->value_len;
+	return kv_rec_locked(r) ? n + 8 + 1 + r->session_len : n;
+}
+
+bool kv_rec_locked(const struct kv_rec *r)
+{
+	return r->lock_index != 0 || r->session_len != 0;
 }
 
 /*
@@ -25,7 +31,8 @@ size_t kv_rec_size(const struct kv_rec *r)
  */
 uint8_t *kv_rec_encode(const struct kv_rec *r, uint8_t *p)
 {
-	*p++ = 1;
+	bool locked = kv_rec_locked(r);
+	*p++ = locked ? 2 : 1;
 	*p++ = r->tomb ? 1 : 0;
 	be64_put(p, r->hlc);
 	be64_put(p + 8, r->create);
@@ -39,7 +46,15 @@ uint8_t *kv_rec_encode(const struct kv_rec *r, uint8_t *p)
 	p += 4;
 	if (r->value_len)
 		memcpy(p, r->value, r->value_len);
-	return p + r->value_len;
+	p += r->value_len;
+	if (locked) {
+		be64_put(p, r->lock_index);
+		p[8] = r->session_len;
+		if (r->session_len)
+			memcpy(p + 9, r->session, r->session_len);
+		p += 9 + r->session_len;
+	}
+	return p;
 }
 
 #define NEED(n, what)                                                                              \
@@ -59,7 +74,7 @@ int kv_rec_decode(const uint8_t **pos, const uint8_t *end, struct kv_rec *r, cha
 		return -1;
 	}
 	NEED(2, "header");
-	if (p[0] != 1) {
+	if (p[0] != 1 && p[0] != 2) {
 		snprintf(err, errlen, "record: unknown version %u", p[0]);
 		return -1;
 	}
@@ -67,6 +82,7 @@ int kv_rec_decode(const uint8_t **pos, const uint8_t *end, struct kv_rec *r, cha
 		snprintf(err, errlen, "record: bad tombstone flag %u", p[1]);
 		return -1;
 	}
+	bool locked = p[0] == 2;
 	memset(r, 0, sizeof(*r));
 	r->tomb = p[1] == 1;
 	p += 2;
@@ -90,6 +106,24 @@ int kv_rec_decode(const uint8_t **pos, const uint8_t *end, struct kv_rec *r, cha
 	NEED(r->value_len, "value");
 	r->value = p;
 	p += r->value_len;
+	if (locked) {
+		NEED(9, "lock index");
+		r->lock_index = be64_get(p);
+		r->session_len = p[8];
+		p += 9;
+		if (r->session_len > KV_SESSION_MAX) {
+			snprintf(err, errlen, "record: session length %u over the limit",
+			         r->session_len);
+			return -1;
+		}
+		NEED(r->session_len, "session");
+		r->session = (const char *)p;
+		p += r->session_len;
+		if (!kv_rec_locked(r)) {
+			snprintf(err, errlen, "record: lock fields without a lock");
+			return -1;
+		}
+	}
 	if (r->tomb && r->value_len != 0) {
 		snprintf(err, errlen, "record: tombstone with a value");
 		return -1;

@@ -6,7 +6,10 @@
  * disk, and the replication messages (kv/repl.c) carry it between agents:
  *   u8 version(1) u8 tombstone u64 hlc u64 create_hlc u64 flags
  *   u8 node_len node[node_len] u32 value_len value[value_len]   (big-endian)
- * and the order of versions: the larger (hlc, node) wins.
+ * and, for a key that has been locked (version byte 2 instead of 1),
+ *   u64 lock_index u8 session_len session[session_len]
+ * (a record never locked is written as version 1, byte for byte as before
+ * locks existed); and the order of versions: the larger (hlc, node) wins.
  *
  * Pure functions over buffers: no state, no I/O, no allocation. Here, below
  * the store and the log, so that each can use it without the other (the
@@ -31,8 +34,15 @@ struct kv_rec {
 	const char *node; /* not NUL-terminated */
 	uint32_t value_len;
 	const uint8_t *value;
+	/* locks (servers only, docs/SESSIONS.md): how many times the key was
+	 * acquired, and the session holding it (session_len 0: none) */
+	uint64_t lock_index;
+	uint8_t session_len;
+	const char *session; /* not NUL-terminated */
 };
 
+/* The record carries lock fields (it is written as version 2). */
+bool kv_rec_locked(const struct kv_rec *r);
 /* Bytes kv_rec_encode writes. */
 size_t kv_rec_size(const struct kv_rec *r);
 /* Writes the record at buf (room for kv_rec_size); returns the end. */

@@ -1581,7 +1581,8 @@ static void kv_op(struct sim *sim, const struct sim_action *a, int i)
 	}
 	size_t vlen = (size_t)(a->value_size > 0 ? a->value_size : sim->cfg.kv.value_size);
 	int64_t now = kv_wall_ms(sim, id);
-	struct kv_op op = {KV_OP_DELETE, kv->keys[key].name, kv->keys[key].len, NULL, 0, 0, 0};
+	struct kv_op op = {
+	        KV_OP_DELETE, kv->keys[key].name, kv->keys[key].len, NULL, 0, 0, 0, NULL, 0};
 	if (!tomb) { /* the value is made from the version the write will get */
 		op.verb = KV_OP_SET;
 		op.value = kv_value_buf(kv, vlen);

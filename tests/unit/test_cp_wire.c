@@ -14,7 +14,7 @@
 #include "agent/cp_wire.h"
 #include "tests/unit/check.h"
 
-#define N_VERBS (KV_OP_CHECK_NOT_EXISTS + 1)
+#define N_VERBS (KV_OP_SESSION_END + 1)
 
 static char keys[KV_TXN_MAX_OPS + 1][KV_KEY_MAX + 2];
 
@@ -34,6 +34,12 @@ static void make_ops(struct kv_op *ops, size_t n)
 		        .flags = i == 0 ? UINT64_MAX : i * 0x0101010101010101ull,
 		        .index = i == 1 ? UINT64_MAX : (uint64_t)i << 40 | i,
 		};
+		if (cp_wire_lock_verb(ops[i].verb)) { /* 1..64 bytes of session */
+			static const char sess[KV_SESSION_MAX + 1] =
+			        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+			ops[i].session = sess;
+			ops[i].session_len = 1 + i % KV_SESSION_MAX;
+		}
 	}
 }
 
@@ -60,6 +66,10 @@ static void check_ops(const struct kv_op *want, size_t n, const struct cp_ops *g
 		CHECK(a->value_len == b->value_len &&
 		              (a->value_len == 0 || memcmp(a->value, b->value, a->value_len) == 0),
 		      "op %zu value", i);
+		CHECK(a->session_len == b->session_len &&
+		              (a->session_len == 0 ||
+		               memcmp(a->session, b->session, a->session_len) == 0),
+		      "op %zu session", i);
 	}
 }
 
@@ -187,6 +197,8 @@ static void test_max_ops_every_verb(void)
 	for (int v = 0; v < N_VERBS; v++) {
 		struct kv_op op = ops[0];
 		op.verb = (enum kv_op_verb)v;
+		op.session = cp_wire_lock_verb(v) ? "s-1" : NULL;
+		op.session_len = cp_wire_lock_verb(v) ? 3 : 0;
 		entry_round_trip(2, "a", &op, 1);
 		write_round_trip("a", &op, 1);
 	}
@@ -333,7 +345,7 @@ static void test_entry_refusals(void)
 	/* unknown verbs */
 	memcpy(b, g, n);
 	b[E_VERB] = N_VERBS;
-	entry_refused(b, n, "op 0: unknown verb 7");
+	entry_refused(b, n, "op 0: unknown verb 11");
 	b[E_VERB] = 255;
 	entry_refused(b, n, "op 0: unknown verb 255");
 
@@ -388,12 +400,12 @@ static void test_refusals_by_encoder(void)
 	len = cp_wire_entry_size("n", ops, 3);
 	b = malloc(len);
 	REQUIRE_INT(len, cp_wire_entry_encode(b, 2, "n", ops, 3));
-	entry_refused(b, len, "op 2: unknown verb 7");
+	entry_refused(b, len, "op 2: unknown verb 11");
 	free(b);
 	len = cp_wire_write_size("n", ops, 3);
 	b = malloc(len);
 	REQUIRE_INT(len, cp_wire_write_encode(b, "n", ops, 3));
-	write_refused(b, len, "op 2: unknown verb 7");
+	write_refused(b, len, "op 2: unknown verb 11");
 	free(b);
 
 	static char key[KV_KEY_MAX + 1];
@@ -453,7 +465,7 @@ static void test_write_refusals(void)
 	write_refused(b, n, "ops: count 65");
 	memcpy(b, g, n);
 	b[5] = N_VERBS;
-	write_refused(b, n, "op 0: unknown verb 7");
+	write_refused(b, n, "op 0: unknown verb 11");
 	memcpy(b, g, n);
 	b[n] = 1;
 	write_refused(b, n + 1, "1 trailing bytes");

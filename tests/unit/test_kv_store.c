@@ -681,7 +681,7 @@ static void test_engine_skips_and_overwrites_a_bad_record(void)
 	int n = 0;
 	CHECK_INT(2, kv_scan(kv, "p/", 2, scan_count, &n), "keys listed under p/");
 	CHECK_INT(0, kv_get(kv, "p/b", 3, NULL, NULL), "the bad key");
-	struct kv_op op = {KV_OP_CAS, "p/b", 3, "new", 3, 0, 0};
+	struct kv_op op = {KV_OP_CAS, "p/b", 3, "new", 3, 0, 0, NULL, 0};
 	struct wr w = {0, 0};
 	CHECK_INT(0, kv_write(kv, &op, 1, wr_done, &w, err, sizeof(err)), "kv_write");
 	for (int i = 0; i < 100 && !w.done; i++)
@@ -754,11 +754,14 @@ static void test_engine_shows_index_forms_of_an_earlier_replica(void)
 	CHECK(ib <= KV_INDEX_MAX && kv_index(kv, "i/a", 3, false) <= KV_INDEX_MAX, "indexes fit");
 
 	CHECK_INT(KV_FAILED,
-	          write_one(loop, kv, (struct kv_op){KV_OP_CAS, "i/a", 3, "x", 1, 0, va - 1}),
+	          write_one(loop, kv,
+	                    (struct kv_op){KV_OP_CAS, "i/a", 3, "x", 1, 0, va - 1, NULL, 0}),
 	          "CAS with a wrong old version");
-	CHECK_INT(KV_OK, write_one(loop, kv, (struct kv_op){KV_OP_CAS, "i/a", 3, "y", 1, 0, va}),
+	CHECK_INT(KV_OK,
+	          write_one(loop, kv, (struct kv_op){KV_OP_CAS, "i/a", 3, "y", 1, 0, va, NULL, 0}),
 	          "CAS with the 64-bit version an earlier release showed");
-	CHECK_INT(KV_OK, write_one(loop, kv, (struct kv_op){KV_OP_CAS, "i/b", 3, "z", 1, 0, ib}),
+	CHECK_INT(KV_OK,
+	          write_one(loop, kv, (struct kv_op){KV_OP_CAS, "i/b", 3, "z", 1, 0, ib, NULL, 0}),
 	          "CAS with the index form");
 	CHECK_INT(1, kv_get(kv, "i/b", 3, keep_entry, &e), "get i/b after the CAS");
 	CHECK(e.modify_index > ib && e.modify_index <= KV_INDEX_MAX,
@@ -767,6 +770,124 @@ static void test_engine_shows_index_forms_of_an_earlier_replica(void)
 	          "CreateIndex kept across the write");
 	kv_free(kv);
 	ev_loop_destroy(loop);
+}
+
+static struct kv_op lk(enum kv_op_verb v, const char *key, const char *val, const char *sess)
+{
+	return (struct kv_op){v,
+	                      key,
+	                      strlen(key),
+	                      val,
+	                      val ? strlen(val) : 0,
+	                      0,
+	                      0,
+	                      sess,
+	                      sess ? strlen(sess) : 0};
+}
+
+/*
+ * Locks (issue 17): an acquire needs the session's record; another session's
+ * acquire fails while the key is held; the holder's own acquire keeps
+ * LockIndex; a release by a non-holder fails; a plain put keeps the lock; a
+ * session's end releases (value kept) or deletes what it holds and its record;
+ * lock fields survive a reopen (record version 2), and a record never locked
+ * is still written as version 1.
+ */
+static void test_engine_locks(void)
+{
+	char data[512], err[256];
+	snprintf(data, sizeof(data), "%s/locks", tmpdir);
+	mkdir(data, 0700);
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct kv_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.data_dir = data;
+	cfg.node_name = "n1";
+	cfg.sync_port = -1;
+	cfg.map_size = 64u << 20;
+	struct kv *kv = kv_new(loop, &cfg, err, sizeof(err));
+	REQUIRE(kv != NULL, "kv_new: %s", err);
+	CHECK_INT(KV_FAILED, write_one(loop, kv, lk(KV_OP_LOCK, "l/a", "v", "s1")),
+	          "acquire with a session that has no record");
+	CHECK_INT(KV_OK, write_one(loop, kv, lk(KV_OP_SET, KV_SESSION_PREFIX "s1", "{}", NULL)),
+	          "session s1");
+	CHECK_INT(KV_OK, write_one(loop, kv, lk(KV_OP_SET, KV_SESSION_PREFIX "s2", "{}", NULL)),
+	          "session s2");
+	CHECK_INT(KV_OK, write_one(loop, kv, lk(KV_OP_LOCK, "l/a", "v1", "s1")), "s1 acquires");
+	CHECK_INT(KV_FAILED, write_one(loop, kv, lk(KV_OP_LOCK, "l/a", "v2", "s2")),
+	          "s2 cannot acquire what s1 holds");
+	CHECK_INT(KV_OK, write_one(loop, kv, lk(KV_OP_LOCK, "l/a", "v3", "s1")),
+	          "s1 acquires again");
+	struct kv_entry e;
+	memset(&e, 0, sizeof(e));
+	CHECK_INT(1, kv_get(kv, "l/a", 3, keep_entry, &e), "get l/a");
+	CHECK_INT(1, (long long)e.lock_index, "LockIndex stays 1 for the same holder");
+	CHECK_STR("s1", e.session, "holder");
+	CHECK_INT(KV_FAILED, write_one(loop, kv, lk(KV_OP_UNLOCK, "l/a", "x", "s2")),
+	          "s2 cannot release s1's lock");
+	CHECK_INT(KV_OK, write_one(loop, kv, lk(KV_OP_SET, "l/a", "plain", NULL)), "plain put");
+	CHECK_INT(1, kv_get(kv, "l/a", 3, keep_entry, &e), "get l/a");
+	CHECK_STR("s1", e.session, "a plain put keeps the lock");
+	CHECK_INT(KV_OK, write_one(loop, kv, lk(KV_OP_CHECK_SESSION, "l/a", NULL, "s1")),
+	          "check-session of the holder");
+	CHECK_INT(KV_FAILED, write_one(loop, kv, lk(KV_OP_CHECK_SESSION, "l/a", NULL, "s2")),
+	          "check-session of another");
+	CHECK_INT(KV_OK, write_one(loop, kv, lk(KV_OP_UNLOCK, "l/a", "free", "s1")), "s1 releases");
+	CHECK_INT(1, kv_get(kv, "l/a", 3, keep_entry, &e), "get l/a");
+	CHECK_STR("", e.session, "released");
+	CHECK_INT(1, (long long)e.lock_index, "LockIndex kept on release");
+	CHECK_INT(KV_OK, write_one(loop, kv, lk(KV_OP_LOCK, "l/a", "s2v", "s2")), "s2 acquires");
+	CHECK_INT(KV_OK, write_one(loop, kv, lk(KV_OP_LOCK, "l/b", "b", "s2")), "s2 takes l/b");
+	CHECK_INT(KV_OK, write_one(loop, kv, lk(KV_OP_LOCK, "l/c", "c", "s1")), "s1 takes l/c");
+	struct kv_op end = lk(KV_OP_SESSION_END, KV_SESSION_PREFIX "s2", NULL, "s2");
+	CHECK_INT(KV_OK, write_one(loop, kv, end), "s2 ends (release)");
+	CHECK_INT(1, kv_get(kv, "l/a", 3, keep_entry, &e), "l/a after s2 ended");
+	CHECK_STR("", e.session, "l/a released");
+	CHECK_INT(2, (long long)e.lock_index, "l/a LockIndex 2");
+	CHECK(e.value_len == 3 && memcmp(e.value, "s2v", 3) == 0, "l/a keeps its value");
+	CHECK_INT(1, kv_get(kv, "l/b", 3, NULL, NULL), "l/b kept (release)");
+	CHECK_INT(0, kv_get(kv, KV_SESSION_PREFIX "s2", strlen(KV_SESSION_PREFIX "s2"), NULL, NULL),
+	          "s2's record deleted");
+	end = lk(KV_OP_SESSION_END, KV_SESSION_PREFIX "s1", NULL, "s1");
+	end.flags = 1;
+	CHECK_INT(KV_OK, write_one(loop, kv, end), "s1 ends (delete)");
+	CHECK_INT(0, kv_get(kv, "l/c", 3, NULL, NULL), "l/c deleted with s1");
+	CHECK_INT(1, kv_get(kv, "l/a", 3, NULL, NULL), "l/a (not held by s1) stays");
+	CHECK_INT(KV_OK, write_one(loop, kv, lk(KV_OP_SET, KV_SESSION_PREFIX "s3", "{}", NULL)),
+	          "session s3");
+	CHECK_INT(KV_OK, write_one(loop, kv, lk(KV_OP_LOCK, "l/d", "d", "s3")), "s3 takes l/d");
+	kv_free(kv);
+	kv = kv_new(loop, &cfg, err, sizeof(err));
+	REQUIRE(kv != NULL, "reopen: %s", err);
+	CHECK_INT(1, kv_get(kv, "l/d", 3, keep_entry, &e), "l/d after a reopen");
+	CHECK_STR("s3", e.session, "holder after a reopen");
+	CHECK_INT(1, (long long)e.lock_index, "LockIndex after a reopen");
+	kv_free(kv);
+	ev_loop_destroy(loop);
+
+	struct kv_rec r = mkrec(5, "n", "v", false);
+	CHECK_INT(0, kv_rec_locked(&r), "a plain record is not locked");
+	uint8_t buf[256];
+	kv_rec_encode(&r, buf);
+	CHECK_INT(1, buf[0], "a record never locked is written as version 1");
+	r.lock_index = 9;
+	r.session = "abc";
+	r.session_len = 3;
+	const uint8_t *end2 = kv_rec_encode(&r, buf), *pos = buf;
+	CHECK_INT(2, buf[0], "a locked record is version 2");
+	CHECK_INT((long long)kv_rec_size(&r), (long long)(end2 - buf), "size of a locked record");
+	struct kv_rec d;
+	CHECK_INT(0, kv_rec_decode(&pos, end2, &d, err, sizeof(err)), "decode: %s", err);
+	CHECK(d.lock_index == 9 && d.session_len == 3 && memcmp(d.session, "abc", 3) == 0,
+	      "lock fields round-trip");
+	for (const uint8_t *cut = buf; cut < end2; cut++) {
+		pos = buf;
+		CHECK_INT(-1, kv_rec_decode(&pos, cut, &d, err, sizeof(err)), "truncated at %d",
+		          (int)(cut - buf));
+	}
+	buf[end2 - buf - 4] = KV_SESSION_MAX + 1; /* session length byte */
+	pos = buf;
+	CHECK_INT(-1, kv_rec_decode(&pos, end2, &d, err, sizeof(err)), "session length refused");
 }
 
 int main(void)
@@ -792,6 +913,7 @@ int main(void)
 	RUN(test_kv_verify_reports_bad_keys);
 	RUN(test_engine_skips_and_overwrites_a_bad_record);
 	RUN(test_engine_shows_index_forms_of_an_earlier_replica);
+	RUN(test_engine_locks);
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return check_exit_code();
 }
