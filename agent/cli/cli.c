@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "agent/cli/cli_kv.h"
+#include "agent/cli/cli_lock.h"
 #include "agent/cli/cli_maint.h"
 #include "agent/cli/cli_members.h"
 #include "agent/cli/cli_operator.h"
@@ -117,6 +118,14 @@ static const struct cli_command commands[] = {
          "  Makes the local agent leave the cluster gracefully and shut "
          "down.\n",
          cli_cmd_leave},
+        {"lock", "Execute a command holding a lock",
+         "Usage: rumor lock [options] PREFIX COMMAND [ARGS...]\n\n"
+         "  Holds a lock (PREFIX/.lock) or, with -n N, one of N semaphore slots\n"
+         "  under PREFIX while COMMAND runs, as `consul lock` does: the lock is\n"
+         "  tied to a session the command creates and renews; COMMAND is stopped\n"
+         "  (SIGTERM) if the lock is lost; the lock is released on exit. Flags come\n"
+         "  before PREFIX. Needs servers (docs/SESSIONS.md).\n",
+         cli_cmd_lock},
         {"maint", "Controls node or service maintenance mode",
          "Usage: rumor maint [options]\n\n"
          "  Places a node or service into maintenance mode. During maintenance mode,\n"

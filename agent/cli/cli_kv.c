@@ -29,7 +29,8 @@ static const char KV_USAGE[] =
         "  Interact with the key-value store.\n\n"
         "Subcommands:\n"
         "    get     [-recurse] [-detailed] [-keys] [-separator=/] KEY\n"
-        "    put     [-flags=N] [-cas -modify-index=N] KEY [VALUE|@file|-]\n"
+        "    put     [-flags=N] [-cas -modify-index=N] [-acquire|-release -session=ID]\n"
+        "            KEY [VALUE|@file|-]\n"
         "    delete  [-recurse] [-cas -modify-index=N] KEY\n"
         "    export  [PREFIX]\n"
         "    import  [@file|-|JSON]\n"
@@ -122,15 +123,20 @@ static void print_value(FILE *out, const char *b64)
 
 static void print_detailed(FILE *out, json_t *e)
 {
-	fprintf(out, "%-16s %" JSON_INTEGER_FORMAT "\n", "CreateIndex",
-	        json_integer_value(json_object_get(e, "CreateIndex")));
-	fprintf(out, "%-16s %" JSON_INTEGER_FORMAT "\n", "Flags",
-	        json_integer_value(json_object_get(e, "Flags")));
+	fprintf(out, "%-16s %.0f\n", "CreateIndex",
+	        json_number_value(json_object_get(e, "CreateIndex")));
+	json_t *fl = json_object_get(e, "Flags");
+	if (json_is_real(fl)) /* past INT64_MAX: a double, nearest value */
+		fprintf(out, "%-16s %.0f\n", "Flags", json_real_value(fl));
+	else
+		fprintf(out, "%-16s %" JSON_INTEGER_FORMAT "\n", "Flags", json_integer_value(fl));
 	fprintf(out, "%-16s %s\n", "Key", json_string_value(json_object_get(e, "Key")));
-	fprintf(out, "%-16s %d\n", "LockIndex", 0);
-	fprintf(out, "%-16s %" JSON_INTEGER_FORMAT "\n", "ModifyIndex",
-	        json_integer_value(json_object_get(e, "ModifyIndex")));
-	fprintf(out, "%-16s %s\n", "Session", "-");
+	fprintf(out, "%-16s %.0f\n", "LockIndex",
+	        json_number_value(json_object_get(e, "LockIndex")));
+	fprintf(out, "%-16s %.0f\n", "ModifyIndex",
+	        json_number_value(json_object_get(e, "ModifyIndex")));
+	const char *sess = json_string_value(json_object_get(e, "Session"));
+	fprintf(out, "%-16s %s\n", "Session", sess != NULL && *sess ? sess : "-");
 	fprintf(out, "%-16s ", "Value");
 	print_value(out, json_string_value(json_object_get(e, "Value")));
 	fputc('\n', out);
@@ -185,6 +191,8 @@ static int kv_get(struct kvctx *k, int argc, char **argv)
 		goto out;
 	}
 	json_t *j = json_loadb(resp.body, resp.body_len, 0, NULL);
+	if (j == NULL) /* Flags past INT64_MAX (consul lock's semaphore keys) */
+		j = json_loadb(resp.body, resp.body_len, JSON_DECODE_INT_AS_REAL, NULL);
 	if (!json_is_array(j)) {
 		fprintf(k->err, "Error! Malformed answer from the agent\n");
 		json_decref(j);
@@ -266,7 +274,9 @@ static char *load_value(struct kvctx *k, const char *arg, size_t *len)
 static const char PUT_USAGE[] = "Usage: rumor kv put [options] KEY [VALUE|@file|-]\n\n"
                                 "  -flags=N            unsigned integer stored with the key\n"
                                 "  -cas -modify-index=N  write only if the key's ModifyIndex is N\n"
-                                "                        (0: only if the key does not exist)\n";
+                                "                        (0: only if the key does not exist)\n"
+                                "  -acquire -session=ID  take the key's lock for the session\n"
+                                "  -release -session=ID  give the key's lock back\n";
 
 /*
  * A leading '/' is dropped from the key, as consul's CLI does, since the agent
@@ -275,13 +285,16 @@ static const char PUT_USAGE[] = "Usage: rumor kv put [options] KEY [VALUE|@file|
  */
 static int kv_put(struct kvctx *k, int argc, char **argv)
 {
-	int cas = 0, nargs = 0, rc = 1;
-	const char *flags = NULL, *mi = NULL;
+	int cas = 0, acquire = 0, release = 0, nargs = 0, rc = 1;
+	const char *flags = NULL, *mi = NULL, *session = NULL;
 	struct cli_flag fl[] = {
 	        COMMON_FLAGS(k),
 	        {"flags", CLI_FLAG_STRING, &flags, "<uint>", "Flags."},
 	        {"cas", CLI_FLAG_BOOL, &cas, "", "Check-and-set."},
 	        {"modify-index", CLI_FLAG_STRING, &mi, "<uint>", "Index for -cas."},
+	        {"acquire", CLI_FLAG_BOOL, &acquire, "", "Acquire the key's lock (-session)."},
+	        {"release", CLI_FLAG_BOOL, &release, "", "Release the key's lock (-session)."},
+	        {"session", CLI_FLAG_STRING, &session, "<id>", "Session for -acquire/-release."},
 	};
 	char **args;
 	int p = parse(k, fl, sizeof(fl) / sizeof(fl[0]), argc, argv, &args, &nargs, PUT_USAGE);
@@ -297,6 +310,13 @@ static int kv_put(struct kvctx *k, int argc, char **argv)
 		free(args);
 		return 1;
 	}
+	if ((acquire || release) && (session == NULL || *session == '\0' || cas ||
+	                             (acquire && release) || strlen(session) > 64)) {
+		fprintf(k->err, "Error! -acquire and -release need -session=ID, and exclude each "
+		                "other and -cas\n");
+		free(args);
+		return 1;
+	}
 	const char *key = args[0][0] == '/' ? args[0] + 1 : args[0];
 	size_t len = 0;
 	char *val = nargs == 2 ? load_value(k, args[1], &len) : strdup("");
@@ -304,12 +324,15 @@ static int kv_put(struct kvctx *k, int argc, char **argv)
 		free(args);
 		return 1;
 	}
-	char q[128] = "";
+	char q[256] = "";
 	size_t ql = 0;
 	if (flags)
 		ql += (size_t)snprintf(q + ql, sizeof(q) - ql, "flags=%s", flags);
 	if (cas)
 		snprintf(q + ql, sizeof(q) - ql, "%scas=%s", ql ? "&" : "", mi);
+	if (acquire || release)
+		snprintf(q + ql, sizeof(q) - ql, "%s%s=%s", ql ? "&" : "",
+		         acquire ? "acquire" : "release", session);
 	struct httpc_response resp;
 	if (request(k, "PUT", key, q, val, len, &resp) < 0)
 		goto out;
@@ -319,8 +342,15 @@ static int kv_put(struct kvctx *k, int argc, char **argv)
 		goto out;
 	}
 	if (resp.body && strncmp(resp.body, "true", 4) == 0) {
-		fprintf(k->out, "Success! Data written to: %s\n", key);
+		if (acquire || release)
+			fprintf(k->out, "Success! Lock %s on: %s\n",
+			        acquire ? "acquired" : "released", key);
+		else
+			fprintf(k->out, "Success! Data written to: %s\n", key);
 		rc = 0;
+	} else if (acquire || release) {
+		fprintf(k->err, "Error! Did not %s the lock on %s\n",
+		        acquire ? "acquire" : "release", key);
 	} else {
 		fprintf(k->err, "Error! Did not write to %s: CAS failed\n", key);
 	}
