@@ -721,6 +721,13 @@ void api_catalog_member_event(struct agent *a, int type, const struct swim_membe
 	}
 }
 
+void api_catalog_republish(struct agent *a)
+{
+	struct agent_catalog *ac = AC(a);
+	if (ac != NULL)
+		catalog_republish(ac->cat);
+}
+
 const struct catalog *api_catalog_catalog(struct agent *a)
 {
 	return AC(a) != NULL ? AC(a)->cat : NULL;

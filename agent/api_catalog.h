@@ -45,6 +45,8 @@ void api_catalog_stop(struct agent *a);
 /* The catalog (owned here; valid until api_catalog_stop), or NULL before
  * start. */
 const struct catalog *api_catalog_catalog(struct agent *a);
+/* This agent's catalog document, written to the store again. */
+void api_catalog_republish(struct agent *a);
 /* The same catalog, writable (external nodes: agent/api_catalog_ext.c). */
 struct catalog *api_catalog_store(struct agent *a);
 /* The local service registry (maintenance: agent/api_catalog_ext.c), or

@@ -689,6 +689,12 @@ static void put_self(struct catalog *c)
 	kv_put(c->kv, key, c->self_doc, strlen(c->self_doc), 0, NULL, NULL);
 }
 
+void catalog_republish(struct catalog *c)
+{
+	if (c->kv != NULL && c->self_doc != NULL)
+		put_self(c);
+}
+
 /*
  * Mark and sweep: every held node is unmarked, the scan marks what still has a
  * key, the rest are forgotten. We are never forgotten; if our own key is gone

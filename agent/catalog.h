@@ -114,6 +114,11 @@ void catalog_node_gone(struct catalog *c, const char *node);
  * the storage backend. */
 void catalog_publish(struct catalog *c, struct json_t *doc);
 
+/* Writes this agent's own document to the store again (the store's write
+ * path changed: a client's first document, written before it knew of
+ * servers, never reached them). */
+void catalog_republish(struct catalog *c);
+
 /* External nodes (Consul's /v1/catalog/register: no agent, no gossip):
  * stores node's whole document (takes a reference to doc; catalog.c marks
  * it "External", which makes it alive whatever gossip says) in the

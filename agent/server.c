@@ -59,6 +59,7 @@
 #include "lib/cursor.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
+#include "agent/api_catalog.h"
 #include "agent/sessions.h"
 #include "server/raft_io.h"
 #include "server/raft_store.h"
@@ -1081,6 +1082,9 @@ static void cp_on(struct server *s)
 	struct kv_cp cp = {s, cp_write};
 	kv_set_cp(s->a->kv, &cp);
 	s->cp = true;
+	/* what this agent wrote of itself before it knew of servers stayed in
+	 * its own replica (servers take no merges): write it through Raft */
+	api_catalog_republish(s->a);
 	log_info("server: servers in the cluster: the KV store is CP (writes and reads go "
 	         "through the Raft leader)");
 }
