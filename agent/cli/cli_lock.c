@@ -57,7 +57,7 @@ struct lk {
 	char *prefix_esc;     /* PREFIX, escaped for the path */
 	char lock_path[4200]; /* /v1/kv/PREFIX/.lock */
 	char sem_path[4200];  /* /v1/kv/PREFIX/<session> */
-	uint64_t index;       /* last X-Consul-Index seen */
+	uint64_t index;       /* X-Consul-Index of the last read */
 };
 
 static int64_t mono_ms(void)
@@ -81,12 +81,8 @@ static int call(struct lk *l, const char *method, const char *path, const char *
 	char msg[CLI_ERRLEN];
 	enum cli_api_result r = cli_api_call(l->ctx, method, path, body, body ? strlen(body) : 0,
 	                                     CALL_TIMEOUT_MS, resp, msg, sizeof(msg));
-	if (r == CLI_API_OK || (r == CLI_API_STATUS && status_ok)) {
-		const char *ix = httpc_response_header(resp, "X-Consul-Index");
-		if (ix != NULL)
-			l->index = strtoull(ix, NULL, 10);
+	if (r == CLI_API_OK || (r == CLI_API_STATUS && status_ok))
 		return 0;
-	}
 	fprintf(l->ctx->err, "Error: %s %s: %s\n", method, path, msg);
 	httpc_response_free(resp);
 	return -1;
@@ -158,6 +154,9 @@ static json_t *get_entries(struct lk *l, const char *path, const char *query, co
 	*gone = false;
 	if (call(l, "GET", full, NULL, &r, true) < 0)
 		return NULL;
+	const char *ix = httpc_response_header(&r, "X-Consul-Index");
+	if (ix != NULL) /* the index of what this GET read: the next one blocks on it */
+		l->index = strtoull(ix, NULL, 10);
 	json_t *doc = NULL;
 	if (r.status == 404)
 		*gone = true;
@@ -404,6 +403,7 @@ static int acquire(struct lk *l, int64_t timeout_ms)
 			return -1;
 		}
 	}
+	int64_t next_renew = mono_ms() + RENEW_EVERY_MS;
 	for (bool block = false; !stop_signal && mono_ms() < until; block = true) {
 		int got = l->limit > 1 ? sem_try(l, block) : lock_try(l);
 		if (got != 0)
@@ -413,9 +413,13 @@ static int acquire(struct lk *l, int64_t timeout_ms)
 			json_decref(get_entries(l, l->lock_path, NULL, ACQUIRE_WAIT, &gone));
 			pause_ms(RETRY_PAUSE_MS);
 		}
-		if (session_renew(l) == 0) {
-			fprintf(l->ctx->err, "Error: the session was invalidated while waiting\n");
-			return -1;
+		if (mono_ms() >= next_renew) {
+			if (session_renew(l) == 0) {
+				fprintf(l->ctx->err,
+				        "Error: the session was invalidated while waiting\n");
+				return -1;
+			}
+			next_renew = mono_ms() + RENEW_EVERY_MS;
 		}
 	}
 	return 0;
