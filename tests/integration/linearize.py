@@ -18,6 +18,18 @@ The register's operations, with values unique across the whole history:
                   exactly "value still old". old is None for "absent".
     read()        res the value read, None for absent (404)
 
+A lock key (docs/SESSIONS.md) is a register holding its holder's session
+(None: free), with every session's ID as the value it writes:
+
+    acquire(s)    res "ok" (the key was free or held by s; now s holds it),
+                  "fail" (another session held it) or "unknown"
+    release(s)    res "ok" (s held it; now free), "fail" (s did not hold
+                  it) or "unknown"
+    read()        res the holder read (the Session field), None for none
+
+(The sessions of a lock history have no lock delay and are never ended, so
+nothing else can refuse an acquire.)
+
 A put that surely did not apply (500 "No cluster leader") and a read that
 failed are left out of the history by the caller: they did nothing.
 
@@ -49,7 +61,9 @@ class Op:
     __slots__ = ("proc", "key", "kind", "arg", "res", "call", "ret", "agent")
 
     def __init__(self, proc, key, kind, arg, res, call, ret, agent=""):
-        assert kind in ("put", "cas", "read")
+        assert kind in ("put", "cas", "read", "acquire", "release")
+        if kind in ("acquire", "release"):
+            assert res in ("ok", "fail", "unknown")
         if kind == "put":
             assert res in ("ok", "unknown")
         if kind == "cas":
@@ -73,6 +87,8 @@ class Op:
             what = "put(%r) -> %s" % (self.arg, self.res)
         elif self.kind == "cas":
             what = "cas(%r -> %r) -> %s" % (self.arg[0], self.arg[1], self.res)
+        elif self.kind in ("acquire", "release"):
+            what = "%s(%r) -> %s" % (self.kind, self.arg, self.res)
         else:
             what = "read() -> %r" % (self.res,)
         end = "inf" if self.ret == INF else "%.4f" % (self.ret - t0)
@@ -86,6 +102,15 @@ def step(state, op):
         return op.res == state, state
     if op.kind == "put":
         return True, op.arg
+    if op.kind in ("acquire", "release"):
+        s = op.arg
+        can = state in (None, s) if op.kind == "acquire" else state == s
+        after = s if op.kind == "acquire" else None
+        if op.res == "ok":
+            return can, after
+        if op.res == "fail":
+            return not can, state
+        return True, (after if can else state)  # unknown: applies iff it can
     old, new = op.arg
     if op.res == "ok":
         return state == old, new
@@ -196,6 +221,8 @@ def _removable(chunk, rest):
     linearizable history linearizable (so a violation of rest is one of the
     whole): reads, failed CAS, and writes of values nothing in rest observes,
     while rest has no failed CAS (whose outcome depends on every write)."""
+    if any(op.kind in ("acquire", "release") for op in chunk):
+        return False  # a lock op's effect is not a unique value: keep it
     if not any(op.written() is not None for op in chunk):
         return True
     if any(op.kind == "cas" and op.res == "fail" for op in rest):

@@ -66,6 +66,20 @@ lost_cas = [Op(1, "k", "put", "a", "ok", 0.0, 1.0),
             Op(3, "k", "cas", ("a", "c"), "ok", 2.5, 3.0)]  # old value CASed twice
 c.check("hand-made history where two CAS on one value both win is not linearizable",
         False, linearize.check(lost_cas)["ok"])
+locks = [Op(1, "l", "acquire", "s1", "ok", 0.0, 1.0),
+         Op(2, "l", "acquire", "s2", "fail", 0.5, 1.5),   # s1 held it
+         Op(3, "l", "read", None, "s1", 1.6, 1.7),
+         Op(1, "l", "acquire", "s1", "ok", 1.8, 1.9),     # the holder again
+         Op(2, "l", "release", "s2", "fail", 2.0, 2.1),   # not the holder
+         Op(1, "l", "release", "s1", "unknown", 2.2, None),
+         Op(2, "l", "acquire", "s2", "ok", 3.0, 3.5),     # so the release applied
+         Op(3, "l", "read", None, "s2", 3.6, 3.7)]
+c.check("hand-made lock history (contention, re-acquire, an unknown release) is linearizable",
+        True, linearize.check(locks)["ok"])
+two = [Op(1, "l", "acquire", "s1", "ok", 0.0, 1.0),
+       Op(2, "l", "acquire", "s2", "ok", 1.5, 2.0)]  # no release between
+c.check("hand-made lock history with two holders at once is not linearizable",
+        False, linearize.check(two)["ok"])
 
 
 # --- a client of the HTTP API recording a history
@@ -223,9 +237,87 @@ def run_workload(name, keys, seconds, kill):
             True, res["ok"])
 
 
+# --- locks: acquire / release / read of the holder on 2 keys, one session
+# per thread on different agents, through a kill -9 of the leader
+
+
+def lock_worker(rec, stop, keys, proc, sess, i):
+    rng = random.Random(3000 + proc)
+    n = 0
+    while not stop.is_set() and n < 3000:
+        n += 1
+        key = rng.choice(keys)
+        x = rng.random()
+        if x < 0.6:
+            kind = "acquire" if x < 0.35 else "release"
+            t0 = time.monotonic()
+            st, b = req(i, "PUT", "/v1/kv/%s?%s=%s" % (key, kind, sess), b"")
+            t1 = time.monotonic()
+            b = b.strip()
+            if st == -1 or (st == 500 and b == b"No cluster leader"):
+                rec.count("refused" if st == -1 else "no_leader")
+                time.sleep(0.05)
+                continue
+            res = {b"true": "ok", b"false": "fail"}.get(b) if st == 200 else None
+            if res is None:
+                res = "unknown"
+                rec.count("unknown")
+            rec.add(Op(proc, key, kind, sess, res, t0, t1, "a%d" % i))
+        else:
+            t0 = time.monotonic()
+            st, b = req(i, "GET", "/v1/kv/%s%s" % (key, rng.choice(["", "?consistent"])))
+            t1 = time.monotonic()
+            if st == 404:
+                holder = None
+            elif st == 200:
+                holder = json.loads(b)[0].get("Session")
+            else:
+                rec.count("read_err")
+                time.sleep(0.05)
+                continue
+            rec.add(Op(proc, key, "read", None, holder, t0, t1, "a%d" % i))
+
+
+def run_locks(seconds):
+    rec, stop = Recorder(), threading.Event()
+    keys = ["locks/a", "locks/b"]
+    sess = []
+    for p, i in enumerate(AGENTS[:4]):
+        st, b = req(i, "PUT", "/v1/session/create",
+                    json.dumps({"Name": "lin%d" % p, "Checks": [], "LockDelay": "0s"}).encode())
+        sess.append((json.loads(b)["ID"] if st == 200 else None, i))
+    c.check("lock run: one session per thread, on four agents", True,
+            all(s for s, _ in sess))
+    for k in keys:  # every key exists and is free at the start (None holder)
+        req(CLIENT, "PUT", "/v1/kv/%s" % k, b"")
+    t_start = time.monotonic()
+    threads = [threading.Thread(target=lock_worker, args=(rec, stop, keys, p, s, i))
+               for p, (s, i) in enumerate(sess)]
+    [t.start() for t in threads]
+    time.sleep(seconds * 0.4)
+    L = c.leader_index(SERVERS)
+    if L is not None:
+        os.kill(c.procs[L].pid, signal.SIGKILL)
+        c.procs[L].wait()
+        Cluster.wait(10, lambda: c.leader_index(SERVERS) not in (None, L))
+        c.start_server(L)
+    time.sleep(max(0.0, t_start + seconds - time.monotonic()))
+    stop.set()
+    [t.join(15) for t in threads]
+    res = linearize.check(list(rec.ops), max_seconds=15.0)
+    summary("locks, kill -9 of the leader", rec, res, t_start)
+    acq = sum(1 for o in rec.ops if o.kind == "acquire" and o.res == "ok")
+    c.check("locks: enough history (%d ops, %d acquired, >= 100 and >= 10)" % (
+        len(rec.ops), acq), True, len(rec.ops) >= 100 and acq >= 10)
+    c.check("locks: the acquire/release/holder history is linearizable (%.2f s)" %
+            res["seconds"], True, res["ok"])
+
+
 print("# ops are labelled a1..a3 = servers s1..s3, a4 = the client c4; times in s from the run's start")
 run_workload("no faults", ["lin/a", "lin/b", "lin/c"], RUN_SECONDS / 2, False)
 run_workload("kill -9 of the leader, restarted", ["kill/a", "kill/b", "kill/c"], RUN_SECONDS, True)
+Cluster.wait(20, lambda: c.leader_index(SERVERS) is not None)
+run_locks(RUN_SECONDS / 2)
 
 # --- the planted bug: ?stale reads on followers and the client right after
 # a write through the leader (serving ?consistent from a lagging replica)
