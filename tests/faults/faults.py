@@ -812,6 +812,81 @@ def scenario_servers_partition(c, f):
     check(res is not None, "all three servers agree on one leader again (%.1f s)" % t)
 
 
+def http(nd, method, path, body=b"", timeout=10.0):
+    """(status, body) of one request to nd's HTTP API; (0, b"") when nothing answered."""
+    req = urllib.request.Request(nd.url(path), data=body if method != "GET" else None,
+                                 method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().strip()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().strip()
+    except Exception:
+        return 0, b""
+
+
+def scenario_sessions_partition(c, f):
+    """Sessions (issue 17): 3 servers + 2 clients; the lock holder's agent
+    is cut off from everyone. The servers declare its node failed, end its
+    session and release the lock; the other client acquires only after the
+    lock delay; the cut-off holder cannot renew; after the heal its session
+    is gone."""
+    servers, (holder, heir) = c.nodes[:3], c.nodes[3:]
+    for nd in servers:
+        nd.extra = ["-server", "-bootstrap-expect=3"]
+    if not c.start_all():
+        return
+    ld, t = wait_until(30, lambda: leader_of(c, servers))
+    if not check(ld is not None, "3 servers elect a leader (%.1f s)" % t):
+        return
+
+    def session(nd):
+        st, b = http(nd, "PUT", "/v1/session/create", b'{"LockDelay": "3s"}')
+        return json.loads(b)["ID"] if st == 200 else None
+
+    hs, es = session(holder), session(heir)
+    if not check(hs and es, "a session on each client"):
+        return
+    check(http(holder, "PUT", "/v1/kv/svc/leader?acquire=" + hs, b"n4") == (200, b"true"),
+          "the holder acquires the lock")
+    check(http(heir, "PUT", "/v1/kv/svc/leader?acquire=" + es, b"n5") == (200, b"false"),
+          "the other client cannot")
+    time.sleep(1.5)
+    check(http(holder, "PUT", "/v1/session/renew/" + hs)[0] == 200, "the holder renews")
+    f.partition([holder], [nd for nd in c.nodes if nd is not holder])
+    t_cut = time.monotonic()
+
+    def holder_of():
+        st, b = http(heir, "GET", "/v1/kv/svc/leader")
+        return json.loads(b)[0].get("Session", "") if st == 200 else None
+
+    released, t = wait_until(40, lambda: holder_of() == "")
+    t_rel = time.monotonic()
+    status = c.members(servers[0]) or {}
+    check(released and status.get(holder.name) == "failed",
+          "the servers end the holder's session and release the lock once its node is "
+          "failed (%.1f s after the cut)" % (t_rel - t_cut), "failed", status.get(holder.name))
+    got, t = wait_until(20, lambda: http(heir, "PUT", "/v1/kv/svc/leader?acquire=" + es,
+                                         b"n5") == (200, b"true"), step=0.1)
+    t_got = time.monotonic()
+    check(got and t_got - t_rel >= 2.5,
+          "the other client acquires after the 3 s lock delay (%.1f s after the release)" %
+          (t_got - t_rel))
+    st = http(holder, "PUT", "/v1/session/renew/" + hs, timeout=30)
+    check(st[0] in (404, 500), "the cut-off holder cannot renew (%d %s)" % (
+        st[0], st[1].decode(errors="replace")[:40]))
+    f.clear()
+    names = [nd.name for nd in c.nodes]
+    res, t = wait_until(90, lambda: c.all_see(c.nodes, names, "alive"), step=0.5)
+    check(res, "after the heal all 5 alive everywhere (%.1f s)" % t)
+    res, t = wait_until(30, lambda: http(holder, "PUT", "/v1/session/renew/" + hs)[0] == 404)
+    check(res, "... and the holder's session is gone for good (renew: 404)")
+    res, t = wait_until(30, lambda: http(holder, "GET", "/v1/kv/svc/leader")[0] == 200 and
+                        json.loads(http(holder, "GET", "/v1/kv/svc/leader")[1])[0].get(
+                            "Session") == es)
+    check(res, "the old holder's agent sees the new holder (%.1f s)" % t)
+
+
 SCENARIOS = {
     # name: (function, nodes, profile)
     "loss10": (scenario_loss10, 10, "lan"),
@@ -827,6 +902,7 @@ SCENARIOS = {
     "kv_kill9": (scenario_kv_kill9, 3, "lan"),
     "flood_encrypted": (scenario_flood_encrypted, 4, "lan"),
     "servers_partition": (scenario_servers_partition, 5, "lan"),
+    "sessions_partition": (scenario_sessions_partition, 5, "lan"),
 }
 
 
