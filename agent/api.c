@@ -18,6 +18,7 @@
 #include "agent/api_kv.h"
 #include "agent/api_server.h"
 #include "agent/api_session.h"
+#include "agent/api_ui.h"
 #include "agent/server.h"
 #include "agent/api_event.h"
 #include "agent/http/http.h"
@@ -314,6 +315,8 @@ static void dispatch(struct http_conn *c, const struct http_request *req, void *
 	          http_query_get(req, "token") != NULL ? req->path : req->url,
 	          http_query_get(req, "token") != NULL ? "?(query hidden: has a token)" : "",
 	          req->remote);
+	if (api_ui_handle(a, c, req)) /* static files, before the ACL: see api_ui.h */
+		return;
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		const struct api_route *r = &routes[i];
 		size_t plen = strlen(r->path);

@@ -366,6 +366,10 @@ static const struct opt opts[] = {
          "Serf's spelling of -node-meta: a tag KEY=VALUE. Repeatable."},
         {"dev", NULL, K_BOOL, OFF(dev), 0, "",
          "Development mode: everything on 127.0.0.1, temporary data dir."},
+        {"ui", "ui", K_BOOL, OFF(ui), 0, "",
+         "Serve the web UI at /ui/ on the HTTP port (docs/UI.md).\n"
+         "Default: false, true with -dev."},
+        {NULL, "ui_config.enabled", K_BOOL, OFF(ui), 0, "", NULL},
         {"profile", "profile", K_PROFILE, OFF(profile), 0, "PROFILE",
          "Gossip timing profile: lan, wan or local. Default: lan."},
         {"encrypt", "encrypt", K_ENCRYPT, 0, 0, "KEY",
@@ -457,15 +461,20 @@ static const struct opt opts[] = {
 		flag, key, K_IGNORE_BOOL, 0, 0, "", why                                            \
 	}
 #define NO_WAN "rumor has no WAN pool"
-#define NO_UI "rumor serves no web UI"
+#define NO_UI "rumor serves its own UI, built into the binary (-ui)"
 #define NO_TLS "rumor serves no TLS; HTTP is plain"
 #define NO_SRV "rumor's servers do not take this setting (docs/SERVERS.md)"
 #define NO_CONNECT "rumor has no service mesh"
 #define NO_TOKEN "no such token in rumor; acl_token and acl_read_token are its only tokens"
-        IGNB("ui", "ui", NO_UI),
         IGN("ui-dir", "ui_dir", NO_UI),
         IGN("ui-content-path", "ui_content_path", NO_UI),
-        IGN(NULL, "ui_config", NO_UI),
+        IGN(NULL, "ui_config.dir", NO_UI),
+        IGN(NULL, "ui_config.content_path", NO_UI),
+        IGN(NULL, "ui_config.metrics_provider", NO_UI),
+        IGN(NULL, "ui_config.metrics_provider_files", NO_UI),
+        IGN(NULL, "ui_config.metrics_provider_options_json", NO_UI),
+        IGN(NULL, "ui_config.metrics_proxy", NO_UI),
+        IGN(NULL, "ui_config.dashboard_url_templates", NO_UI),
         IGN("primary-datacenter", "primary_datacenter", "rumor has one datacenter"),
         IGN(NULL, "acl_datacenter", "rumor has one datacenter"),
         IGN(NULL, "telemetry", "rumor's metrics are at /v1/agent/metrics"),
@@ -1750,6 +1759,7 @@ static int parse_args(struct rumor_config *c, int argc, char **argv, const char 
 	if (c->dev) {
 		set_str(&c->bind_addr, "127.0.0.1");
 		set_str(&c->client_addr, "127.0.0.1");
+		c->ui = true;
 	}
 	if (load_sources(c, err, errlen) != 0 || apply_flags(c, fv, nfv, false, err, errlen) != 0 ||
 	    finish_config(c, keep_dir, err, errlen) != 0)

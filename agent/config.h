@@ -118,6 +118,7 @@ struct rumor_config {
 	enum rumor_config_log_level log_level; /* -log-level; info */
 	bool leave_on_terminate;               /* true (Consul's client default) */
 	bool skip_leave_on_interrupt;          /* false (Consul's client default) */
+	bool ui; /* -ui / ui / ui_config.enabled: serve the web UI at /ui/; on with -dev */
 
 	/* gossip encryption: key_len is 0 (off), 16, 24 or 32 */
 	uint8_t encrypt_key[RUMOR_CONFIG_KEY_MAX];

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/deps.sh [build|test] — install what rumor needs from Debian 12.
 # build: compilers and libraries. test: also the real peers the tests run
-# (curl, dig, python3-consul, serf, unbound, promtool) and the tools for
+# (curl, dig, python3-consul, serf, unbound, promtool, chromium for the web
+# UI test, driven over its DevTools pipe) and the tools for
 # network namespaces.
 set -euo pipefail
 mode=${1:-build}
@@ -9,7 +10,8 @@ pkgs=(build-essential cmake pkg-config libev-dev libmsgpack-dev libsodium-dev
       libjansson-dev liblmdb-dev libhttp-parser-dev libraft-dev)
 if [ "$mode" = test ]; then
 	pkgs+=(curl dnsutils python3 python3-consul python3-pytest python3-cryptography serf clang-format iproute2 nftables
-	       procps psmisc util-linux valgrind clang libclang-rt-14-dev unbound prometheus)
+	       procps psmisc util-linux valgrind clang libclang-rt-14-dev unbound prometheus
+	       chromium)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

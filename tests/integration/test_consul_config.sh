@@ -47,16 +47,16 @@ kill -HUP "${AGENT_PID[1]}"
 wait_until 5 grep -q 'Reloaded configuration' "$TMP/n1.log" || fail "the agent reloads"
 sleep 0.5
 LOG=$(cat "$TMP/n1.log")
-for k in primary_datacenter ui_config telemetry performance ports.grpc ports.https \
+for k in primary_datacenter telemetry performance ports.grpc ports.https \
 	ports.serf_wan addresses.https disable_update_check acl.tokens.agent acl.tokens.default \
-	acl.down_policy -ui -grpc-port; do
+	acl.down_policy -grpc-port; do
 	check_eq "$k logged once at info" 1 "$(grep -c "\[INFO\].*config: $k: accepted for Consul compatibility" <<<"$LOG")"
 done
 check_eq "the token is never logged" 0 "$(grep -c 's3cr3t-mgmt' <<<"$LOG")"
 # the notices are written once the log sinks exist: they are in -log-file
 FILELOG=$(cat "$TMP"/n1-file*.log 2>/dev/null)
-check_eq "ui_config logged once at info in the log file" 1 \
-	"$(grep -c '\[INFO\].*config: ui_config: accepted for Consul compatibility' <<<"$FILELOG")"
+check_eq "telemetry logged once at info in the log file" 1 \
+	"$(grep -c '\[INFO\].*config: telemetry: accepted for Consul compatibility' <<<"$FILELOG")"
 check_eq "the token is never in the log file" 0 "$(grep -c 's3cr3t-mgmt' <<<"$FILELOG")"
 
 # a typo is still caught: the agent exits with the key named

@@ -1109,8 +1109,6 @@ static void consul_keys_are_accepted_and_logged_once(void)
 	CHECK_BOOL(true, c.dns_only_passing);
 	static const char *const want[] = {
 	        "primary_datacenter: accepted",
-	        "ui_config:",
-	        "ui:",
 	        "telemetry:",
 	        "performance:",
 	        "ports.grpc:",
@@ -1121,7 +1119,6 @@ static void consul_keys_are_accepted_and_logged_once(void)
 	        "dns_config.soa:",
 	        "disable_update_check:",
 	        "node_id:",
-	        "-ui:",
 	        "-grpc-port:",
 	        "-serf-wan-port:",
 	};
@@ -1130,8 +1127,9 @@ static void consul_keys_are_accepted_and_logged_once(void)
 		snprintf(needle, sizeof(needle), "config: %s", want[i]);
 		CHECK_INT(1, count_of(g_log.text, needle), "%s in:\n%s", want[i], g_log.text);
 	}
-	CHECK_INT(16, (int)c.notices.n);
-	CHECK_INT(16, g_log.info);
+	CHECK_INT(13, (int)c.notices.n);
+	CHECK_INT(13, g_log.info);
+	CHECK_BOOL(true, c.ui); /* ui, ui_config.enabled and -ui are settings, not notices */
 	CHECK_INT(0, g_log.warn);
 	rumor_config_free(&c);
 	unlink(a);
@@ -1158,7 +1156,7 @@ static void consul_notices_not_logged_by_parse(void)
 {
 	struct rumor_config c;
 	char err[512];
-	char *argv[] = {"agent",   "-data-dir",           g_data, "-ui",
+	char *argv[] = {"agent",   "-data-dir",           g_data, "-disable-keyring-file",
 	                "-server", "-bootstrap-expect=2", NULL};
 	rumor_config_init(&c);
 	capture_start();
@@ -1173,6 +1171,41 @@ static void consul_notices_not_logged_by_parse(void)
 	CHECK_INT(1, g_log.info);
 	CHECK_INT(1, g_log.warn);
 	rumor_config_free(&c);
+}
+
+/* The web UI: off by default, on with -dev, and -ui, "ui" and Consul's
+ * ui_config.enabled all set it; ui_config's other keys are accepted and
+ * logged, a typo under ui_config is refused. */
+static void ui_is_off_by_default_and_on_in_dev(void)
+{
+	struct rumor_config c;
+	char err[512], path[512];
+	int rc = parse(&c, err, sizeof(err), "-data-dir", g_data, NULL);
+	CHECK_INT(0, rc, "%s", err);
+	CHECK_BOOL(false, c.ui);
+	rumor_config_free(&c);
+	rc = parse(&c, err, sizeof(err), "-dev", NULL);
+	CHECK_INT(0, rc, "%s", err);
+	CHECK_BOOL(true, c.ui);
+	rumor_config_free(&c);
+	rc = parse(&c, err, sizeof(err), "-dev", "-ui=false", NULL);
+	CHECK_INT(0, rc, "%s", err);
+	CHECK_BOOL(false, c.ui);
+	rumor_config_free(&c);
+	temp_json(path, sizeof(path),
+	          "{\"ui_config\": {\"enabled\": true, \"content_path\": \"/ui/\"}}");
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
+	CHECK_INT(0, rc, "%s", err);
+	CHECK_BOOL(true, c.ui);
+	CHECK_INT(1, (int)c.notices.n);
+	rumor_config_free(&c);
+	unlink(path);
+	temp_json(path, sizeof(path), "{\"ui_config\": {\"enable\": true}}");
+	rc = parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", path, NULL);
+	CHECK_INT(-1, rc);
+	CHECK_HAS(err, "ui_config.enable");
+	rumor_config_free(&c);
+	unlink(path);
 }
 
 static void server_flags_are_checked(void)
@@ -1346,6 +1379,7 @@ int main(void)
 	snprintf(g_data, sizeof(g_data), "%s/data", g_base);
 
 	RUN(defaults_are_consuls);
+	RUN(ui_is_off_by_default_and_on_in_dev);
 	RUN(flag_accepts_all_four_forms);
 	RUN(value_may_contain_equals_and_dashes);
 	RUN(repeatable_flags_accumulate_in_order);

@@ -1,0 +1,154 @@
+"""tests/integration/cdp.py — drive Debian's headless Chromium through the
+DevTools protocol over --remote-debugging-pipe (fd 3: commands in, fd 4:
+replies and events out, each message JSON ended by a NUL byte). No
+websocket library, no browser download: only /usr/bin/chromium.
+
+One Browser holds one page (a target attached with flatten=true); every
+call is bounded by a timeout and the process is killed by PID at close.
+"""
+import base64
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+
+def find_chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        p = shutil.which(name)
+        if p:
+            return p
+    return None
+
+
+class CDPError(Exception):
+    pass
+
+
+class Browser:
+    def __init__(self, binary, width=1200, height=800):
+        self.profile = tempfile.mkdtemp(prefix="rumor-chromium.")
+        self.log = open(os.path.join(self.profile, "stderr.log"), "wb")
+        to_browser_r, to_browser_w = os.pipe()
+        from_browser_r, from_browser_w = os.pipe()
+
+        def child_fds():  # runs in the child: its fds 3 and 4 are the pipe ends
+            os.dup2(to_browser_r, 3)
+            os.dup2(from_browser_w, 4)
+            os.set_inheritable(3, True)
+            os.set_inheritable(4, True)
+
+        args = [binary, "--headless=new", "--no-sandbox", "--disable-gpu",
+                "--remote-debugging-pipe", "--user-data-dir=" + self.profile,
+                "--no-first-run", "--no-default-browser-check", "--disable-extensions",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--disable-dev-shm-usage", "--mute-audio",
+                "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                "--window-size=%d,%d" % (width, height), "about:blank"]
+        self.proc = subprocess.Popen(args, preexec_fn=child_fds, close_fds=False,
+                                     stdout=subprocess.DEVNULL, stderr=self.log,
+                                     start_new_session=True)
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self.wfd, self.rfd = to_browser_w, from_browser_r
+        self.buf = b""
+        self.next_id = 0
+        self.events = []
+        self.session = None
+        tid = self.call("Target.createTarget", {"url": "about:blank"}, browser=True)["targetId"]
+        self.session = self.call("Target.attachToTarget", {"targetId": tid, "flatten": True},
+                                 browser=True)["sessionId"]
+        self.call("Page.enable")
+        self.call("Runtime.enable")
+        self.call("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
+    def _read_msg(self, deadline):
+        while b"\0" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CDPError("timed out waiting for the browser")
+            r, _, _ = select.select([self.rfd], [], [], left)
+            if r:
+                chunk = os.read(self.rfd, 1 << 20)
+                if not chunk:
+                    with open(self.log.name, errors="replace") as f:
+                        tail = "".join(f.readlines()[-10:])
+                    raise CDPError("the browser closed its pipe (exited?); its stderr:\n" + tail)
+                self.buf += chunk
+        msg, self.buf = self.buf.split(b"\0", 1)
+        return json.loads(msg)
+
+    def call(self, method, params=None, timeout=10, browser=False):
+        self.next_id += 1
+        mid = self.next_id
+        m = {"id": mid, "method": method, "params": params or {}}
+        if self.session and not browser:
+            m["sessionId"] = self.session
+        data = json.dumps(m).encode() + b"\0"
+        while data:
+            data = data[os.write(self.wfd, data):]
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self._read_msg(deadline)
+            if r.get("id") == mid:
+                if "error" in r:
+                    raise CDPError("%s: %s" % (method, r["error"]))
+                return r.get("result", {})
+            if "method" in r:
+                self.events.append(r)
+
+    def eval(self, expr, timeout=10):
+        """The value of a JavaScript expression (promises awaited)."""
+        r = self.call("Runtime.evaluate", {"expression": expr, "returnByValue": True,
+                                          "awaitPromise": True}, timeout=timeout)
+        if "exceptionDetails" in r:
+            raise CDPError("%s: %s" % (expr[:80], r["exceptionDetails"].get("exception", {}).get(
+                "description", r["exceptionDetails"].get("text"))))
+        return r["result"].get("value")
+
+    def wait(self, expr, seconds):
+        """Polls expr until it is truthy; its value, or None after `seconds`."""
+        deadline = time.monotonic() + seconds
+        # a DOM node does not serialize (it would come back as {}): true
+        expr = "(() => { const v = (%s); return v instanceof Node ? true : v })()" % expr
+        while time.monotonic() < deadline:
+            try:
+                v = self.eval(expr)
+            except CDPError:
+                v = None
+            if v:
+                return v
+            time.sleep(0.05)
+        return None
+
+    def navigate(self, url):
+        self.call("Page.navigate", {"url": url})
+
+    def key(self, key, code, vk):
+        for t in ("keyDown", "keyUp"):
+            self.call("Input.dispatchKeyEvent", {"type": t, "key": key, "code": code,
+                                                 "windowsVirtualKeyCode": vk})
+
+    def screenshot(self, path):
+        r = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False})
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(r["data"]))
+
+    def close(self):
+        try:  # the browser and the renderers it forked: its own process group
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.proc.wait()
+        for fd in (self.wfd, self.rfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.log.close()
+        shutil.rmtree(self.profile, ignore_errors=True)

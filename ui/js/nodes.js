@@ -1,0 +1,45 @@
+// nodes.js — every member this agent knows: address, gossip status, tags,
+// services. Wakes on the catalog's blocking query; a member's liveness
+// flips the catalog index, so a failed node shows without a reload.
+import { get, watch, enc } from './api.js';
+import { h, badge, table, replace } from './dom.js';
+
+const STATUS = ['none', 'alive', 'leaving', 'left', 'failed'];
+
+export function nodesPage(main, ctx) {
+  const body = h('div');
+  main.append(h('h1', null, 'Nodes'), body);
+  let selfName = null;
+  // the first draw's members and self are asked for alongside the catalog,
+  // not after it: one round trip less before the table shows
+  let early = Promise.all([get('/v1/agent/members'), get('/v1/agent/self')]);
+  early.catch(() => {}); // reported by the watcher's own call below
+  const w = watch('/v1/catalog/nodes', async (cat) => {
+    const first = early || Promise.all([get('/v1/agent/members'), selfName ? null : get('/v1/agent/self')]);
+    early = null;
+    const [members, self] = await first;
+    if (self) selfName = self.Config.NodeName;
+    const names = [...new Set([...members.map((m) => m.Name), ...cat.map((n) => n.Node)])].sort();
+    const svcs = await Promise.all(names.map((n) => get('/v1/catalog/node/' + enc(n), { ok: [404] }).catch(() => null)));
+    const rows = names.map((name, i) => {
+      const m = members.find((x) => x.Name === name);
+      const c = cat.find((x) => x.Node === name);
+      const st = m ? STATUS[m.Status] || String(m.Status) : 'external';
+      const tags = m ? Object.entries(m.Tags || {}) : Object.entries((c && c.Meta) || {});
+      const services = svcs[i] && svcs[i].Services ? Object.values(svcs[i].Services) : [];
+      return h('tr', { 'data-node': name },
+        h('th', { scope: 'row' }, name, name === selfName ? h('span', { class: 'muted' }, ' (this agent)') : null),
+        h('td', null, c ? c.Address : m ? `${m.Addr}:${m.Port}` : ''),
+        h('td', { class: 'status' }, badge(st)),
+        h('td', null, services.map((s) => h('a', { class: 'tag', href: '#/services/' + encodeURIComponent(s.Service) }, s.Service))),
+        h('td', null, tags.map(([k, v]) => h('span', { class: 'tag' }, `${k}=${v}`))));
+    });
+    const alive = members.filter((m) => m.Status === 1).length;
+    replace(body, h('p', { class: 'muted' }, `${names.length} nodes, ${alive} alive, as seen by ${selfName}.`),
+      table(['Name', 'Address', 'Status', 'Services', 'Tags'], rows, { id: 'nodes' }));
+    ctx.clearError();
+    ctx.status('Updated ' + new Date().toLocaleTimeString());
+    ctx.rendered();
+  }, (e) => ctx.error(e));
+  return () => w.stop();
+}
