@@ -69,6 +69,10 @@ PERF = """(() => { const m = performance.getEntriesByName('rumor-first-render')[
                 .reduce((s, r) => s + (r.initiatorType !== 'fetch' ? r.decodedBodySize : 0), n ? n.decodedBodySize : 0)}; })()"""
 
 
+VISIBLE = """{ Object.defineProperty(document, 'hidden', {configurable: true, get: () => %s});
+    document.dispatchEvent(new Event('visibilitychange')) }"""
+
+
 def select(b, sel_id, value):
     b.eval("{ const s = document.getElementById(%s); s.value = %s; s.dispatchEvent(new Event('change')) }"
            % (js(sel_id), js(value)))
@@ -132,6 +136,8 @@ try:
         b.wait("document.body.dataset.rendered === '1' && document.querySelectorAll('#nodes tbody tr').length === 3", 10)
         warm.append(b.eval(PERF)["render"] or -1)
     print("# reloads: first render %s ms (median %.1f)" % (" ".join("%.1f" % x for x in warm), sorted(warm)[2]))
+    c.check("n2's services fill in", True,
+            bool(b.wait("document.querySelector('#nodes tr[data-node=\"n2\"] a.tag')", 5)))
     c.check("all three alive on the page", ["alive"] * 3,
             b.eval("[...document.querySelectorAll('#nodes td.status')].map(e => e.textContent)"))
     # keyboard: Tab from the top reaches the skip link, then the first page link
@@ -214,6 +220,27 @@ try:
             c.wait(5, lambda: http(1, "GET", "/v1/kv/ui/?recurse")[0] == 404))
     c.check("and goes up to the parent folder", True, bool(b.wait("location.hash === '#/kv/'", 5)))
 
+    # a hidden tab: the blocking query is aborted and none is sent until the
+    # tab is shown again, when the page catches up
+    b.wait("document.getElementById('kv-list')", 5)
+    time.sleep(0.3)
+    b.eval("1")  # read what the browser already sent, then forget it
+    b.events.clear()
+    b.eval(VISIBLE % "true")
+    http(1, "PUT", "/v1/kv/vis/k", "1")
+    time.sleep(1.0)
+    b.eval("1")  # collect the browser's events
+    kv_reqs = [e for e in b.events if e["method"] == "Network.requestWillBeSent"
+               and "/v1/kv" in e["params"]["request"]["url"]]
+    canceled = [e for e in b.events if e["method"] == "Network.loadingFailed" and e["params"].get("canceled")]
+    c.check("hidden: the open blocking query is aborted, no new one sent", (True, []),
+            (len(canceled) >= 1, [e["params"]["request"]["url"] for e in kv_reqs]))
+    c.check("hidden: the new key is not shown yet", False,
+            b.eval("!!document.querySelector('#kv-list a[data-key=\"vis/\"]')"))
+    b.eval(VISIBLE % "false")
+    c.check("shown again: the page resumes and shows it", True,
+            bool(b.wait("document.querySelector('#kv-list a[data-key=\"vis/\"]')", 5)))
+
     # ---- Events: fire from the UI, listed on the page and by the API
     b.navigate(base + "#/events")
     b.wait("document.getElementById('ev-fire')", 5)
@@ -235,6 +262,21 @@ try:
         "(() => { const e = document.getElementById('error'); return !e.hidden && e.textContent.includes("
         "\"400 Event names starting with 'consul:' are reserved\") })()", 5)))
     shot(b, "error")
+
+    # the ACL token: typed once, kept in localStorage, sent as X-Consul-Token
+    b.navigate(base + "#/nodes")
+    b.wait("document.querySelectorAll('#nodes tbody tr').length === 3", 5)
+    b.eval("1")  # read what the browser already sent, then forget it
+    b.events.clear()
+    b.eval("{ document.getElementById('token').value = 's3cret-ui'; document.getElementById('tokenform').requestSubmit() }")
+    b.wait("document.querySelectorAll('#nodes tbody tr').length === 3", 5)
+    time.sleep(0.3)
+    b.eval("1")
+    sent = [e["params"]["request"]["headers"].get("X-Consul-Token") for e in b.events
+            if e["method"] == "Network.requestWillBeSent" and "/v1/" in e["params"]["request"]["url"]]
+    c.check("the token is sent as X-Consul-Token and kept in localStorage", (True, "s3cret-ui"),
+            (len(sent) > 0 and all(t == "s3cret-ui" for t in sent), b.eval("localStorage.getItem('rumor.token')")))
+    b.eval("{ document.getElementById('token').value = ''; document.getElementById('tokenform').requestSubmit() }")
 
     # 200% zoom: a 600 px wide viewport is what a 1200 px window shows at 200%
     b.call("Emulation.setDeviceMetricsOverride", {"width": 600, "height": 800, "deviceScaleFactor": 2, "mobile": False})

@@ -14,24 +14,19 @@ export function nodesPage(main, ctx) {
   // not after it: one round trip less before the table shows
   let early = Promise.all([get('/v1/agent/members'), get('/v1/agent/self')]);
   early.catch(() => {}); // reported by the watcher's own call below
-  const w = watch('/v1/catalog/nodes', async (cat) => {
-    const first = early || Promise.all([get('/v1/agent/members'), selfName ? null : get('/v1/agent/self')]);
-    early = null;
-    const [members, self] = await first;
-    if (self) selfName = self.Config.NodeName;
-    const names = [...new Set([...members.map((m) => m.Name), ...cat.map((n) => n.Node)])].sort();
-    const svcs = await Promise.all(names.map((n) => get('/v1/catalog/node/' + enc(n), { ok: [404] }).catch(() => null)));
-    const rows = names.map((name, i) => {
+  const svcs = new Map(); // node name -> its services, from the last fetch
+
+  function draw(names, cat, members) {
+    const rows = names.map((name) => {
       const m = members.find((x) => x.Name === name);
       const c = cat.find((x) => x.Node === name);
       const st = m ? STATUS[m.Status] || String(m.Status) : 'external';
       const tags = m ? Object.entries(m.Tags || {}) : Object.entries((c && c.Meta) || {});
-      const services = svcs[i] && svcs[i].Services ? Object.values(svcs[i].Services) : [];
       return h('tr', { 'data-node': name },
         h('th', { scope: 'row' }, name, name === selfName ? h('span', { class: 'muted' }, ' (this agent)') : null),
         h('td', null, c ? c.Address : m ? `${m.Addr}:${m.Port}` : ''),
         h('td', { class: 'status' }, badge(st)),
-        h('td', null, services.map((s) => h('a', { class: 'tag', href: '#/services/' + encodeURIComponent(s.Service) }, s.Service))),
+        h('td', null, (svcs.get(name) || []).map((s) => h('a', { class: 'tag', href: '#/services/' + encodeURIComponent(s.Service) }, s.Service))),
         h('td', null, tags.map(([k, v]) => h('span', { class: 'tag' }, `${k}=${v}`))));
     });
     const alive = members.filter((m) => m.Status === 1).length;
@@ -39,7 +34,21 @@ export function nodesPage(main, ctx) {
       table(['Name', 'Address', 'Status', 'Services', 'Tags'], rows, { id: 'nodes' }));
     ctx.clearError();
     ctx.status('Updated ' + new Date().toLocaleTimeString());
+  }
+
+  const w = watch('/v1/catalog/nodes', async (cat) => {
+    const first = early || Promise.all([get('/v1/agent/members'), selfName ? null : get('/v1/agent/self')]);
+    early = null;
+    const [members, self] = await first;
+    if (self) selfName = self.Config.NodeName;
+    const names = [...new Set([...members.map((m) => m.Name), ...cat.map((n) => n.Node)])].sort();
+    // draw at once with the services known so far, then again with each
+    // node's services (one call per node): the table does not wait for them
+    draw(names, cat, members);
     ctx.rendered();
+    const got = await Promise.all(names.map((n) => get('/v1/catalog/node/' + enc(n), { ok: [404] }).catch(() => null)));
+    names.forEach((n, i) => { svcs.set(n, got[i] && got[i].Services ? Object.values(got[i].Services) : []); });
+    draw(names, cat, members);
   }, (e) => ctx.error(e));
   return () => w.stop();
 }
