@@ -58,12 +58,14 @@ class Browser:
         self.buf = b""
         self.next_id = 0
         self.events = []
+        self.problems = []  # see _note_problem
         self.session = None
         tid = self.call("Target.createTarget", {"url": "about:blank"}, browser=True)["targetId"]
         self.session = self.call("Target.attachToTarget", {"targetId": tid, "flatten": True},
                                  browser=True)["sessionId"]
         self.call("Page.enable")
         self.call("Runtime.enable")
+        self.call("Log.enable")
         self.call("Emulation.setDeviceMetricsOverride",
                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
 
@@ -101,6 +103,19 @@ class Browser:
                 return r.get("result", {})
             if "method" in r:
                 self.events.append(r)
+                self._note_problem(r)
+
+    def _note_problem(self, ev):
+        """Keeps uncaught exceptions and console/CSP errors (not failed
+        loads: a 4xx the page asked for is logged by the browser too)."""
+        p = ev.get("params", {})
+        if ev["method"] == "Runtime.exceptionThrown":
+            d = p.get("exceptionDetails", {})
+            self.problems.append(d.get("exception", {}).get("description") or d.get("text"))
+        elif ev["method"] == "Log.entryAdded":
+            e = p.get("entry", {})
+            if e.get("level") == "error" and e.get("source") != "network":
+                self.problems.append("%s: %s" % (e.get("source"), e.get("text")))
 
     def eval(self, expr, timeout=10):
         """The value of a JavaScript expression (promises awaited)."""

@@ -285,6 +285,8 @@ try:
     c.check("no page-wide horizontal scroll at 200% zoom", True,
             b.eval("document.documentElement.scrollWidth <= window.innerWidth"))
     c.check("no cookies set", "", b.eval("document.cookie"))
+    b.eval("1")
+    c.check("no script error or CSP violation in the whole run", [], b.problems)
 finally:
     if c.failed:  # what the page asked the agent, for the log
         for e in b.events[-60:]:

@@ -64,7 +64,8 @@ export function watch(path, onData, onError, opts = {}) {
         const r = await request('GET', url, undefined, { signal: ctl.signal, ok: opts.ok });
         backoff = 1000;
         const fresh = index == null || r.index !== index;
-        // an index that goes backwards (a restarted agent) starts over
+        // the next call waits on the index this answer carries, even one
+        // lower than before (a restarted agent); none or 0: ask again plainly
         index = r.index && r.index !== '0' ? r.index : null;
         if (fresh) await onData(r.data, r);
         if (index == null) await sleep(1000);

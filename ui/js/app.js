@@ -32,7 +32,8 @@ const ctx = {
 };
 
 function route() {
-  const hash = decodeURIComponent(location.hash.replace(/^#\/?/, ''));
+  let hash = location.hash.replace(/^#\/?/, '');
+  try { hash = decodeURIComponent(hash); } catch { /* a stray %: keep it as typed */ }
   const slash = hash.indexOf('/');
   const name = slash < 0 ? hash : hash.slice(0, slash);
   const arg = slash < 0 ? '' : hash.slice(slash + 1);
