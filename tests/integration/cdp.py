@@ -22,6 +22,9 @@ def find_chromium():
         p = shutil.which(name)
         if p:
             return p
+    for p in ("/usr/bin/chromium", "/usr/lib/chromium/chromium"):  # whatever PATH says
+        if os.access(p, os.X_OK):
+            return p
     return None
 
 
