@@ -284,6 +284,7 @@ try:
     b.wait("document.querySelectorAll('#nodes tbody tr').length === 3", 5)
     c.check("no page-wide horizontal scroll at 200% zoom", True,
             b.eval("document.documentElement.scrollWidth <= window.innerWidth"))
+    shot(b, "nodes-200")
     c.check("no cookies set", "", b.eval("document.cookie"))
     b.eval("1")
     c.check("no script error or CSP violation in the whole run", [], b.problems)
