@@ -119,9 +119,10 @@ static void h_create(struct agent *a, struct http_conn *c, const struct http_req
 {
 	struct session s;
 	char err[300];
-	if (session_parse_create(req->body, req->body_len, a->cfg.node_name, &s, err, sizeof(err)) <
-	    0) {
-		api_reply_text(c, 400, err);
+	int rc = session_parse_create(req->body, req->body_len, a->cfg.node_name, &s, err,
+	                              sizeof(err));
+	if (rc < 0) {
+		api_reply_text(c, rc == -2 ? 500 : 400, err);
 		return;
 	}
 	if (session_check_health(a, &s, err, sizeof(err)) < 0) {

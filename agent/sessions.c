@@ -73,7 +73,7 @@ static int parse_ttl(json_t *v, struct session *s, char *err, size_t errlen)
 		snprintf(err, errlen,
 		         "Invalid Session TTL '%" PRId64 "', must be between [10s=24h0m0s]",
 		         ms * 1000000);
-		return -1;
+		return -2;
 	}
 	s->ttl_ms = ms;
 	return 0;
@@ -137,7 +137,7 @@ static int parse_field(const char *k, json_t *v, struct session *s, bool *checks
 		const char *b = json_string_value(v);
 		if (b == NULL || (*b && strcmp(b, "release") && strcmp(b, "delete"))) {
 			snprintf(err, errlen, "Invalid Behavior setting '%.40s'", b ? b : "?");
-			return -1;
+			return b == NULL ? -1 : -2;
 		}
 		s->behavior = b && strcmp(b, "delete") == 0 ? SESSION_DELETE : SESSION_RELEASE;
 		return 0;
@@ -173,9 +173,10 @@ int session_parse_create(const char *body, size_t len, const char *self_node, st
 		json_t *v;
 		json_object_foreach(doc, k, v)
 		{
-			if (parse_field(k, v, s, &checks_given, err, errlen) < 0) {
+			int rc = parse_field(k, v, s, &checks_given, err, errlen);
+			if (rc < 0) {
 				json_decref(doc);
-				return -1;
+				return rc;
 			}
 		}
 		json_decref(doc);

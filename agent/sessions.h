@@ -59,7 +59,11 @@ struct session {
 /* A create request's body (Consul's fields, matched case-insensitively as
  * Go does; python-consul sends them in lower case) into s, with Consul's
  * defaults (node: self_node; no checks given: serfHealth; LockDelay 15 s;
- * release). 0, or -1 with a message for a 400 in err. */
+ * release). 0; -1 with a message for a 400 in err (the body does not
+ * decode); -2 with one for a 500 (a TTL out of range, an unknown Behavior:
+ * Consul's decoder takes them, its Session.Apply refuses them, and clients
+ * go by that status: Patroni handles only a 500 "Invalid Session TTL" as a
+ * TTL under the servers' minimum). */
 int session_parse_create(const char *body, size_t len, const char *self_node, struct session *s,
                          char *err, size_t errlen);
 /* A fresh random (v4) ID into s->id. */

@@ -109,9 +109,10 @@ st, body, _ = req(C4, "PUT", "/v1/kv/el/leader?acquire=nope", b"x")
 c.check("acquire with an unknown session: 500 invalid session", (500, True),
         (st, b"invalid session" in body))
 st, body, _ = req(C4, "PUT", "/v1/session/create", json.dumps({"TTL": "5s"}).encode())
-c.check("a TTL under 10s is refused (400)", (400, True), (st, b"Invalid Session TTL" in body))
+c.check("a TTL under 10s is refused (500, as Consul's Session.Apply)", (500, True),
+        (st, b"Invalid Session TTL" in body))
 st, body, _ = req(C4, "PUT", "/v1/session/create", json.dumps({"Behavior": "x"}).encode())
-c.check("an unknown Behavior is refused (400)", 400, st)
+c.check("an unknown Behavior is refused (500)", 500, st)
 
 # --- a session tied to a check: the check goes critical, the session ends
 st, _, _ = req(C4, "PUT", "/v1/agent/check/register",
