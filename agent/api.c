@@ -18,6 +18,7 @@
 #include "agent/api_kv.h"
 #include "agent/api_server.h"
 #include "agent/api_session.h"
+#include "agent/api_snapshot.h"
 #include "agent/api_ui.h"
 #include "agent/server.h"
 #include "agent/api_event.h"
@@ -268,6 +269,8 @@ static const struct api_route routes[] = {
         /* key-value store: agent/api_kv.c */
         {"/v1/kv/", 1, M_GET | M_PUT | M_DELETE, api_kv_handle},
         {"/v1/txn", 0, M_PUT | M_POST, api_kv_txn},
+        /* snapshots (servers only): agent/api_snapshot.c */
+        {"/v1/snapshot", 0, M_GET | M_PUT, api_snapshot_handle},
         /* sessions (servers only): agent/api_session.c */
         {"/v1/session/", 1, M_GET | M_PUT | M_POST, api_session_handle},
         /* serf layer: agent/api_event.c */
@@ -370,6 +373,9 @@ struct http_server *api_start(struct agent *a, char *err, size_t errlen)
 	lim.max_conns_per_client = a->cfg.http_max_conns_per_client > 0
 	                                   ? (unsigned)a->cfg.http_max_conns_per_client
 	                                   : HTTP_UNLIMITED;
+	/* a snapshot restore is the one large body (agent/api_snapshot.h) */
+	lim.upload_path = "/v1/snapshot";
+	lim.upload_max_bytes = API_SNAPSHOT_MAX_BYTES;
 	struct http_server *s = http_server_new(a->loop, &lim, dispatch, a, err, errlen);
 	if (s == NULL)
 		return NULL;

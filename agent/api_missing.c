@@ -54,7 +54,6 @@ static const struct missing missing[] = {
         {"/v1/operator", "this operator endpoint (Raft, autopilot, usage; only "
                          "/v1/operator/keyring is served)"},
         {"/v1/query", "prepared queries"},
-        {"/v1/snapshot", "snapshots"},
 };
 
 static bool prefix_match(const char *path, const char *prefix)

@@ -59,6 +59,38 @@ size_t cp_wire_entry_encode(uint8_t *buf, uint64_t base, const char *node, const
 	return wcursor_done(&w) < 0 ? 0 : w.len;
 }
 
+size_t cp_wire_restore_entry_size(const char *node, size_t body_len)
+{
+	return 2 + 8 + 1 + strlen(node) + body_len;
+}
+
+size_t cp_wire_restore_entry_encode(uint8_t *buf, uint64_t base, const char *node,
+                                    const uint8_t *body, size_t body_len)
+{
+	struct wcursor w = {buf, 0, cp_wire_restore_entry_size(node, body_len), false, false};
+	wcursor_u8(&w, CP_WIRE_VERSION);
+	wcursor_u8(&w, CP_ENTRY_RESTORE);
+	wcursor_be64(&w, base);
+	wcursor_u8(&w, (uint8_t)strlen(node));
+	wcursor_put(&w, node, strlen(node));
+	wcursor_put(&w, body, body_len);
+	return wcursor_done(&w) < 0 ? 0 : w.len;
+}
+
+size_t cp_wire_restore_size(const char *node, size_t body_len)
+{
+	return 1 + strlen(node) + body_len;
+}
+
+size_t cp_wire_restore_encode(uint8_t *buf, const char *node, const uint8_t *body, size_t body_len)
+{
+	struct wcursor w = {buf, 0, cp_wire_restore_size(node, body_len), false, false};
+	wcursor_u8(&w, (uint8_t)strlen(node));
+	wcursor_put(&w, node, strlen(node));
+	wcursor_put(&w, body, body_len);
+	return wcursor_done(&w) < 0 ? 0 : w.len;
+}
+
 size_t cp_wire_write_size(const char *node, const struct kv_op *ops, size_t n)
 {
 	return 1 + strlen(node) + cp_wire_ops_size(ops, n);
@@ -169,6 +201,40 @@ int cp_wire_entry_decode(const uint8_t *p, size_t n, struct cp_entry *e, char *e
 	if (get_node(&c, e->node, err, errlen) < 0)
 		return -1;
 	return get_ops(&c, &e->ops, err, errlen);
+}
+
+int cp_wire_entry_kind(const uint8_t *p, size_t n)
+{
+	return n >= 2 && p[0] == CP_WIRE_VERSION ? p[1] : -1;
+}
+
+int cp_wire_restore_entry_decode(const uint8_t *p, size_t n, uint64_t *base, char *node,
+                                 const uint8_t **body, size_t *body_len, char *err, size_t errlen)
+{
+	struct cursor c = {p, p + n};
+	uint8_t ver, kind;
+	if (!cursor_u8(&c, &ver) || !cursor_u8(&c, &kind) || !cursor_be64(&c, base))
+		FAIL("restore entry: header runs past the end");
+	if (ver != CP_WIRE_VERSION || kind != CP_ENTRY_RESTORE)
+		FAIL("restore entry: version %u kind %u", ver, kind);
+	if (*base < 2)
+		FAIL("restore entry: base version %llu is too small", (unsigned long long)*base);
+	if (get_node(&c, node, err, errlen) < 0)
+		return -1;
+	*body = c.p;
+	*body_len = (size_t)(c.end - c.p);
+	return 0;
+}
+
+int cp_wire_restore_decode(const uint8_t *p, size_t n, char *node, const uint8_t **body,
+                           size_t *body_len, char *err, size_t errlen)
+{
+	struct cursor c = {p, p + n};
+	if (get_node(&c, node, err, errlen) < 0)
+		return -1;
+	*body = c.p;
+	*body_len = (size_t)(c.end - c.p);
+	return 0;
 }
 
 int cp_wire_write_decode(const uint8_t *p, size_t n, char *node, struct cp_ops *ops, char *err,

@@ -20,6 +20,13 @@
  *             (kv/repl.h: u32 n, n x (u16 key_len, key, record)) of the key
  *             or prefix, tombstones included
  *   STATUS request (CP_M_STATUS) := empty; reply := the leader's address
+ *   restore entry := u8 CP_WIRE_VERSION, u8 CP_ENTRY_RESTORE, u64 base,
+ *             u8 node_len, node, then a RECORDS body (kv/repl.h) to the end:
+ *             the replica becomes those records (kv_engine_replace_pinned)
+ *   RESTORE request (CP_M_RESTORE) := u8 node_len, node, RECORDS body
+ *   SNAPSHOT request (CP_M_SNAPSHOT) := empty; reply := u64 applied index,
+ *             RECORDS body of every record (the server's replica, read
+ *             after the leader's applied index reached it)
  *   RENEW request (CP_M_RENEW) := the session ID; served by the leader
  *             (it resets the session's TTL timer): reply CP_S_OK, or
  *             CP_S_FAILED when no such session exists
@@ -41,6 +48,7 @@
 
 #define CP_WIRE_VERSION 1
 #define CP_ENTRY_WRITE 1
+#define CP_ENTRY_RESTORE 2
 
 enum cp_method {
 	CP_M_WRITE = 1,
@@ -49,6 +57,8 @@ enum cp_method {
 	CP_M_READ_CONSISTENT = 4, /* the same after a barrier */
 	CP_M_STATUS = 5,          /* empty; reply: the leader's address */
 	CP_M_RENEW = 6,           /* a session's ID; the leader restarts its TTL */
+	CP_M_RESTORE = 7,         /* replace the store by a snapshot's records */
+	CP_M_SNAPSHOT = 8,        /* empty; reply: applied index, every record */
 };
 
 enum cp_status {
@@ -86,7 +96,19 @@ size_t cp_wire_entry_encode(uint8_t *buf, uint64_t base, const char *node, const
 size_t cp_wire_write_size(const char *node, const struct kv_op *ops, size_t n);
 size_t cp_wire_write_encode(uint8_t *buf, const char *node, const struct kv_op *ops, size_t n);
 
+size_t cp_wire_restore_entry_size(const char *node, size_t body_len);
+size_t cp_wire_restore_entry_encode(uint8_t *buf, uint64_t base, const char *node,
+                                    const uint8_t *body, size_t body_len);
+size_t cp_wire_restore_size(const char *node, size_t body_len);
+size_t cp_wire_restore_encode(uint8_t *buf, const char *node, const uint8_t *body, size_t body_len);
+
+/* The kind of an entry (CP_ENTRY_*), or -1 (short, or another version). */
+int cp_wire_entry_kind(const uint8_t *p, size_t n);
 /* Decoders: 0, or -1 with err naming the field. */
+int cp_wire_restore_entry_decode(const uint8_t *p, size_t n, uint64_t *base, char *node,
+                                 const uint8_t **body, size_t *body_len, char *err, size_t errlen);
+int cp_wire_restore_decode(const uint8_t *p, size_t n, char *node, const uint8_t **body,
+                           size_t *body_len, char *err, size_t errlen);
 int cp_wire_entry_decode(const uint8_t *p, size_t n, struct cp_entry *e, char *err, size_t errlen);
 int cp_wire_write_decode(const uint8_t *p, size_t n, char *node, struct cp_ops *ops, char *err,
                          size_t errlen);

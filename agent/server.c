@@ -76,7 +76,8 @@
 #define NO_LEADER_WAIT_MS 5000  /* a server holds a write this long for a leader */
 #define MAX_KNOWN 64
 #define CP_MAX_WAITING 8192 /* writes held or in flight on this agent */
-#define CP_APPLIED_KEY "_rumor/raft/applied"
+#define CP_RAFT_PREFIX "_rumor/raft/"
+#define CP_APPLIED_KEY CP_RAFT_PREFIX "applied"
 
 struct known {
 	char name[128];
@@ -109,6 +110,7 @@ struct cp_req {
 	size_t relay_len;
 	uint8_t relay_status;
 	bool resend_ok; /* idempotent (the agent's own records): sent again on any loss */
+	uint8_t method; /* CP_M_WRITE, or CP_M_RESTORE (body: a RESTORE request) */
 };
 
 struct server {
@@ -345,6 +347,56 @@ static void fsm_load(struct server *s)
 	s->fsm_loaded = true;
 }
 
+/* The applied index, in the same batch as the entry's records (so it
+ * commits with them), whether the entry's checks passed or not. */
+static void mark_applied(struct server *s, raft_index index, uint64_t last, const char *node)
+{
+	char idx[32], err[200];
+	snprintf(idx, sizeof(idx), "%" PRIu64, (uint64_t)index);
+	struct kv_op mark = {
+	        KV_OP_SET, CP_APPLIED_KEY, strlen(CP_APPLIED_KEY), idx, strlen(idx), 0, 0, NULL, 0};
+	uint64_t mlast = last;
+	if (kv_write_pinned(s->a->kv, &mark, 1, last + 1, node, NULL, NULL, &mlast, err,
+	                    sizeof(err)) == 0 &&
+	    mlast > last) {
+		s->applied = index;
+		s->last_version = mlast;
+	}
+	s->c.applied++;
+}
+
+/* A snapshot restored through Raft (/v1/snapshot): the replica becomes its
+ * records, written as new versions, Raft's own keys kept. */
+static int fsm_apply_restore(struct server *s, const struct raft_buffer *buf, raft_index index)
+{
+	uint64_t base;
+	char node[KV_NODE_MAX + 1], err[200];
+	const uint8_t *body;
+	size_t len;
+	if (cp_wire_restore_entry_decode(buf->base, buf->len, &base, node, &body, &len, err,
+	                                 sizeof(err)) < 0) {
+		log_err("server: restore entry %" PRIu64 " does not decode (%s); skipped",
+		        (uint64_t)index, err);
+		return 0;
+	}
+	if (base <= s->last_version)
+		base = s->last_version + 1;
+	struct fsm_done *d = xcalloc(1, sizeof(*d));
+	d->s = s;
+	d->index = index;
+	uint64_t last = base - 1;
+	if (kv_replace_pinned(s->a->kv, body, len, base, node, CP_RAFT_PREFIX, applied_done, d,
+	                      &last, err, sizeof(err)) < 0) {
+		log_err("server: restore entry %" PRIu64 " refused (%s)", (uint64_t)index, err);
+		free(d);
+		last = base - 1;
+	} else {
+		log_info("server: snapshot restored at Raft index %" PRIu64, (uint64_t)index);
+	}
+	mark_applied(s, index, last, node);
+	return 0;
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
 	struct server *s = fsm->data;
@@ -353,6 +405,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	raft_index index = raft_last_applied(&s->raft) + 1;
 	if (index <= s->applied)
 		return 0; /* already in the replica */
+	if (cp_wire_entry_kind(buf->base, buf->len) == CP_ENTRY_RESTORE)
+		return fsm_apply_restore(s, buf, index);
 	static struct cp_entry e;
 	char err[200];
 	if (cp_wire_entry_decode(buf->base, buf->len, &e, err, sizeof(err)) < 0) {
@@ -378,20 +432,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		free(d);
 		last = base - 1;
 	}
-	/* The applied index, in the same batch (so it commits with the entry's
-	 * records), whether the entry's checks passed or not. */
-	char idx[32];
-	snprintf(idx, sizeof(idx), "%" PRIu64, (uint64_t)index);
-	struct kv_op mark = {
-	        KV_OP_SET, CP_APPLIED_KEY, strlen(CP_APPLIED_KEY), idx, strlen(idx), 0, 0, NULL, 0};
-	uint64_t mlast = last;
-	if (kv_write_pinned(s->a->kv, &mark, 1, last + 1, e.node, NULL, NULL, &mlast, err,
-	                    sizeof(err)) == 0 &&
-	    mlast > last) {
-		s->applied = index;
-		s->last_version = mlast;
-	}
-	s->c.applied++;
+	mark_applied(s, index, last, e.node);
 	return 0;
 }
 
@@ -587,10 +628,53 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 	req_free_if_done(r);
 }
 
+static void propose_buf(struct server *s, struct cp_req *r, struct raft_buffer *buf)
+{
+	r->apply.data = r;
+	int rv = raft_apply(&s->raft, &r->apply, buf, 1, apply_cb);
+	if (rv != 0) {
+		raft_free(buf->base);
+		r->phase = R_SETTLED;
+		req_answer(r, rv == RAFT_NOTLEADER ? KV_NO_LEADER : KV_ERROR, -1);
+		return;
+	}
+	r->phase = R_PROPOSED;
+	r->entry = r->apply.index;
+	s->c.forwarded += r->remote;
+}
+
+/* A RESTORE request becomes a restore entry (nothing to check first). */
+static int restore_entry(struct server *s, struct cp_req *r, struct raft_buffer *buf)
+{
+	char node[KV_NODE_MAX + 1], err[200];
+	const uint8_t *body;
+	size_t len;
+	if (cp_wire_restore_decode(r->body, r->body_len, node, &body, &len, err, sizeof(err)) < 0) {
+		log_warn("server: a restore request does not decode: %s", err);
+		return -1;
+	}
+	uint64_t base = kv_next_version(s->a->kv);
+	if (base <= s->last_version)
+		base = s->last_version + 1;
+	buf->len = cp_wire_restore_entry_size(node, len);
+	buf->base = raft_malloc(buf->len);
+	cp_wire_restore_entry_encode(buf->base, base, node, body, len);
+	return 0;
+}
+
 static void propose(struct server *s, struct cp_req *r)
 {
 	static struct cp_ops ops;
 	char node[KV_NODE_MAX + 1], err[200];
+	if (r->method == CP_M_RESTORE) {
+		struct raft_buffer rb;
+		if (restore_entry(s, r, &rb) < 0) {
+			req_answer(r, KV_ERROR, -1);
+			return;
+		}
+		propose_buf(s, r, &rb);
+		return;
+	}
 	if (cp_wire_write_decode(r->body, r->body_len, node, &ops, err, sizeof(err)) < 0) {
 		log_warn("server: a forwarded write does not decode: %s", err);
 		req_answer(r, KV_ERROR, -1);
@@ -610,17 +694,7 @@ static void propose(struct server *s, struct cp_req *r)
 	if (base <= s->last_version)
 		base = s->last_version + 1;
 	cp_wire_entry_encode(buf.base, base, node, ops.op, ops.n);
-	r->apply.data = r;
-	int rv = raft_apply(&s->raft, &r->apply, &buf, 1, apply_cb);
-	if (rv != 0) {
-		raft_free(buf.base);
-		r->phase = R_SETTLED;
-		req_answer(r, rv == RAFT_NOTLEADER ? KV_NO_LEADER : KV_ERROR, -1);
-		return;
-	}
-	r->phase = R_PROPOSED;
-	r->entry = r->apply.index;
-	s->c.forwarded += r->remote;
+	propose_buf(s, r, &buf);
 }
 
 static void forward(struct server *s, struct cp_req *r, const char *addr);
@@ -696,8 +770,8 @@ static void forward(struct server *s, struct cp_req *r, const char *addr)
 		return;
 	}
 	r->phase = R_FORWARDED;
-	if (server_rpc_call(s->rpc, addr, CP_M_WRITE, r->body, r->body_len, FORWARD_TIMEOUT_MS,
-	                    forward_reply, r) < 0)
+	if (server_rpc_call(s->rpc, addr, r->method == CP_M_RESTORE ? CP_M_RESTORE : CP_M_WRITE,
+	                    r->body, r->body_len, FORWARD_TIMEOUT_MS, forward_reply, r) < 0)
 		r->phase = R_HELD;
 }
 
@@ -763,6 +837,7 @@ static void rpc_read(struct server *s, uint64_t conn_id, uint64_t req_id, uint8_
 
 static void rpc_renew(struct server *s, uint64_t conn_id, uint64_t req_id, const uint8_t *p,
                       size_t n);
+static void rpc_snapshot(struct server *s, uint64_t conn_id, uint64_t req_id);
 
 static void rpc_request(void *ctx, uint64_t conn_id, uint64_t req_id, uint8_t method,
                         const char *from_node, const uint8_t *p, size_t n)
@@ -781,12 +856,17 @@ static void rpc_request(void *ctx, uint64_t conn_id, uint64_t req_id, uint8_t me
 		rpc_renew(s, conn_id, req_id, p, n);
 		return;
 	}
-	if (method != CP_M_WRITE) {
+	if (method == CP_M_SNAPSHOT) {
+		rpc_snapshot(s, conn_id, req_id);
+		return;
+	}
+	if (method != CP_M_WRITE && method != CP_M_RESTORE) {
 		server_rpc_reply(s->rpc, conn_id, req_id, CP_S_ERROR, NULL, 0);
 		return;
 	}
 	struct cp_req *r = req_new(s);
 	r->remote = true;
+	r->method = method;
 	r->conn_id = conn_id;
 	r->req_id = req_id;
 	r->body = xmalloc(n ? n : 1);
@@ -1796,4 +1876,130 @@ int server_session_renew(struct server *s, const char *id, server_renew_fn fn, v
 uint64_t server_sessions_invalidated(const struct server *s)
 {
 	return s != NULL ? sessions_invalidated(s->sessions) : 0;
+}
+
+/* --------------------------------------------------------- snapshots */
+
+static int snap_cb(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	size_t pl = strlen(CP_RAFT_PREFIX);
+	if (r->tomb || (key_len >= pl && memcmp(key, CP_RAFT_PREFIX, pl) == 0))
+		return 0; /* deleted keys and Raft's bookkeeping stay out */
+	return dump_cb(ud, key, key_len, r);
+}
+
+/* u64 applied index, then a RECORDS body of every live record (raft_malloc'd
+ * into *d). 0 or -1. */
+static int snapshot_dump(struct server *s, struct dump *d)
+{
+	*d = (struct dump){raft_malloc(65536), 12, 65536, 0};
+	if (d->p == NULL || kv_dump(s->a->kv, snap_cb, d) < 0) {
+		raft_free(d->p);
+		d->p = NULL;
+		return -1;
+	}
+	be64_put(d->p, (uint64_t)s->applied);
+	be32_put(d->p + 8, d->n);
+	return 0;
+}
+
+struct snap_req {
+	struct server *s;
+	bool remote;
+	uint64_t conn_id, req_id;
+	server_snapshot_fn fn;
+	void *ud;
+	struct server_read *rd;
+};
+
+static void snap_finish(struct snap_req *q, int status, const uint8_t *p, size_t n)
+{
+	if (q->remote)
+		server_rpc_reply(q->s->rpc, q->conn_id, q->req_id, (uint8_t)status, p, n);
+	else if (status == CP_S_OK && n >= 8)
+		q->fn(q->ud, 0, be64_get(p), p + 8, n - 8);
+	else
+		q->fn(q->ud, status == CP_S_TOO_BIG ? -2 : -1, 0, NULL, 0);
+	free(q);
+}
+
+/* The barrier passed: this server's replica holds what the leader had. */
+static void snap_read(void *ud, bool ok)
+{
+	struct snap_req *q = ud;
+	struct dump d;
+	if (!ok || snapshot_dump(q->s, &d) < 0) {
+		snap_finish(q, ok ? CP_S_ERROR : CP_S_NO_LEADER, NULL, 0);
+		return;
+	}
+	if (d.len > SERVER_SNAPSHOT_MAX)
+		snap_finish(q, CP_S_TOO_BIG, NULL, 0);
+	else
+		snap_finish(q, CP_S_OK, d.p, d.len);
+	raft_free(d.p);
+}
+
+static void snap_reply(void *ud, int status, const uint8_t *p, size_t n)
+{
+	snap_finish(ud,
+	            status == CP_S_OK        ? CP_S_OK
+	            : status == CP_S_TOO_BIG ? CP_S_TOO_BIG
+	                                     : CP_S_NO_LEADER,
+	            p, n);
+}
+
+static void snap_start(struct snap_req *q)
+{
+	struct server *s = q->s;
+	if (s->is_server) {
+		/* default consistency: the leader's applied index reached here */
+		q->rd = server_read_barrier(s, false, CP_APPLIED_KEY, strlen(CP_APPLIED_KEY), false,
+		                            snap_read, q);
+		return;
+	}
+	const char *to = pick_server(s);
+	if (to == NULL || server_rpc_call(s->rpc, to, CP_M_SNAPSHOT, NULL, 0,
+	                                  FORWARD_TIMEOUT_MS * 4, snap_reply, q) < 0)
+		snap_finish(q, CP_S_NO_LEADER, NULL, 0);
+}
+
+static void rpc_snapshot(struct server *s, uint64_t conn_id, uint64_t req_id)
+{
+	struct snap_req *q = xcalloc(1, sizeof(*q));
+	*q = (struct snap_req){s, true, conn_id, req_id, NULL, NULL, NULL};
+	snap_start(q);
+}
+
+int server_snapshot(struct server *s, server_snapshot_fn fn, void *ud)
+{
+	if (s == NULL || !s->cp)
+		return -1;
+	struct snap_req *q = xcalloc(1, sizeof(*q));
+	*q = (struct snap_req){s, false, 0, 0, fn, ud, NULL};
+	snap_start(q);
+	return 0;
+}
+
+int server_restore(struct server *s, const uint8_t *body, size_t len, kv_done_fn done, void *ud,
+                   char *err, size_t errlen)
+{
+	if (s == NULL || !s->cp) {
+		snprintf(err, errlen, "snapshots need servers (-server)");
+		return -1;
+	}
+	const char *node = s->a->cfg.node_name;
+	size_t n = cp_wire_restore_size(node, len);
+	if (n > SERVER_SNAPSHOT_MAX) {
+		snprintf(err, errlen, "the snapshot is %zu bytes; restores are limited to %u", n,
+		         SERVER_SNAPSHOT_MAX);
+		return -1;
+	}
+	struct cp_req *r = req_new(s);
+	r->method = CP_M_RESTORE;
+	r->done = done;
+	r->ud = ud;
+	r->body = xmalloc(n);
+	r->body_len = cp_wire_restore_encode(r->body, node, body, len);
+	submit(s, r);
+	return 0;
 }

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kv/engine.h"
+
 struct agent;
 struct server;
 struct tag;
@@ -84,6 +86,20 @@ typedef void (*server_renew_fn)(void *ud, int result);
 int server_session_renew(struct server *s, const char *id, server_renew_fn fn, void *ud);
 /* Sessions this server ended as leader. */
 uint64_t server_sessions_invalidated(const struct server *s);
+
+/* Snapshots (/v1/snapshot): every live record as the leader had them when
+ * asked (a server reads its replica once the leader's applied index is
+ * applied there; a client asks a server). fn(ud, 0, index, body, len) with
+ * a RECORDS body (kv/repl.h), or fn(ud, -1 no leader / -2 too big, ...);
+ * called once. -1 (fn not called): not in CP mode. */
+#define SERVER_SNAPSHOT_MAX (48u << 20) /* one server RPC frame, with room */
+typedef void (*server_snapshot_fn)(void *ud, int status, uint64_t index, const uint8_t *body,
+                                   size_t len);
+int server_snapshot(struct server *s, server_snapshot_fn fn, void *ud);
+/* Restore: the store becomes the RECORDS body's records, through Raft (one
+ * entry); done(ud, KV_OK, -1) once applied. 0, or -1 with err. */
+int server_restore(struct server *s, const uint8_t *body, size_t len, kv_done_fn done, void *ud,
+                   char *err, size_t errlen);
 
 struct server_info {
 	bool server, cp, bootstrapped;

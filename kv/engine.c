@@ -1338,3 +1338,133 @@ int kv_engine_records(struct kv_engine *e, const char *key, size_t key_len, bool
 		return got;
 	return fn(ud, key, key_len, &r) < 0 ? -1 : 1;
 }
+
+/* ------------------------------------------------------------ restore */
+
+struct snap_rec {
+	const char *key;
+	size_t key_len;
+	struct kv_rec r;
+};
+
+struct snap_list {
+	struct snap_rec *v;
+	size_t n, cap;
+	const char *keep;
+	size_t keep_len;
+};
+
+static bool kept(const struct snap_list *l, const char *key, size_t key_len)
+{
+	return key_len >= l->keep_len && memcmp(key, l->keep, l->keep_len) == 0;
+}
+
+static int snap_add(void *ctx, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	struct snap_list *l = ctx;
+	if (r->tomb || kept(l, key, key_len) || !key_ok(key, key_len))
+		return 0;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 64;
+		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+	}
+	l->v[l->n++] = (struct snap_rec){key, key_len, *r};
+	return 0;
+}
+
+static int key_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+	return c != 0 ? c : (al > bl) - (al < bl);
+}
+
+static int snap_cmp(const void *x, const void *y)
+{
+	const struct snap_rec *a = x, *b = y;
+	return key_cmp(a->key, a->key_len, b->key, b->key_len);
+}
+
+static bool snap_has(const struct snap_list *l, const char *key, size_t key_len)
+{
+	size_t lo = 0, hi = l->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = key_cmp(l->v[mid].key, l->v[mid].key_len, key, key_len);
+		if (c == 0)
+			return true;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* Stage the replacement: deletions of live keys the snapshot lacks, then
+ * the snapshot's records as local writes. The number staged, or -1. */
+static int stage_replace(struct kv_engine *e, struct snap_list *l)
+{
+	struct del_ctx d = {0, NULL, NULL, 0, 0};
+	if (kv_store_scan(e->store, false, "", 0, collect_key, &d) < 0)
+		d.rc = -1;
+	int staged = 0;
+	for (size_t j = 0; j < d.n; j++) {
+		if (d.rc == 0 && !kept(l, d.keys[j], d.lens[j]) &&
+		    !snap_has(l, d.keys[j], d.lens[j])) {
+			int rc = local_set(e, d.keys[j], d.lens[j], true, NULL, 0, 0, NULL);
+			d.rc = rc < 0 ? -1 : 0;
+			staged += rc > 0 ? rc : 0;
+		}
+		free(d.keys[j]);
+	}
+	free(d.keys);
+	free(d.lens);
+	for (size_t i = 0; d.rc == 0 && i < l->n; i++) {
+		const struct kv_rec *r = &l->v[i].r;
+		struct lockset ls = {true, r->lock_index, r->session, r->session_len};
+		int rc = local_set(e, l->v[i].key, l->v[i].key_len, false, r->value, r->value_len,
+		                   r->flags, &ls);
+		d.rc = rc < 0 ? -1 : 0;
+		staged += rc > 0 ? rc : 0;
+	}
+	return d.rc < 0 ? -1 : staged;
+}
+
+int kv_engine_replace_pinned(struct kv_engine *e, const uint8_t *p, size_t len, uint64_t base,
+                             const char *node, size_t node_len, const char *keep, kv_done_fn done,
+                             void *ud, uint64_t *last, char *err, size_t errlen)
+{
+	if (base < 2 || node_len == 0 || node_len > KV_NODE_MAX) {
+		snprintf(err, errlen, "restore: bad base version or node");
+		return -1;
+	}
+	struct snap_list l = {NULL, 0, 0, keep, strlen(keep)};
+	if (kv_records_decode(p, len, snap_add, &l, err, errlen) < 0) {
+		free(l.v);
+		return -1;
+	}
+	qsort(l.v, l.n, sizeof(*l.v), snap_cmp);
+	struct kv_hlc saved = e->hlc;
+	char saved_node[KV_NODE_MAX + 1];
+	size_t saved_len = e->node_len;
+	memcpy(saved_node, e->node, e->node_len);
+	memcpy(e->node, node, node_len);
+	e->node_len = node_len;
+	e->hlc.last = base - 1;
+	e->now_ms = KV_HLC_MS(base) - 1;
+	int rc = kv_store_begin(e->store) < 0 ? -1 : stage_replace(e, &l);
+	*last = e->hlc.last;
+	memcpy(e->node, saved_node, saved_len);
+	e->node_len = saved_len;
+	if (saved.last > e->hlc.last)
+		e->hlc = saved;
+	free(l.v);
+	if (rc < 0) {
+		log_err("kv: storage error while restoring; aborting the batch");
+		kv_engine_abort(e);
+		snprintf(err, errlen, "restore: the store failed");
+		return -1;
+	}
+	pend_push(e, done, ud);
+	return rc;
+}

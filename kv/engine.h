@@ -321,6 +321,17 @@ int kv_engine_restore_begin(struct kv_engine *e);
 int kv_engine_restore_put(struct kv_engine *e, const char *key, size_t key_len,
                           const struct kv_rec *r);
 
+/* CP restore (a snapshot, /v1/snapshot): the replica becomes the live
+ * records of the RECORDS body p, written as new versions base, base + 1,
+ * ... (so every replica, clients too, takes them by the usual rule: the
+ * larger version wins), lock fields included; every live key the body
+ * lacks is deleted; keys under the prefix `keep` are left alone. done
+ * after the commit. Returns the records staged, or -1 with err (nothing
+ * staged). */
+int kv_engine_replace_pinned(struct kv_engine *e, const uint8_t *p, size_t len, uint64_t base,
+                             const char *node, size_t node_len, const char *keep, kv_done_fn done,
+                             void *ud, uint64_t *last, char *err, size_t errlen);
+
 /* The keys `session` holds, as staged so far (what a KV_OP_SESSION_END
  * staged now would release): fn per key; the number visited, or -1. */
 int kv_engine_held(struct kv_engine *e, const char *session, size_t session_len, kv_store_fn fn,

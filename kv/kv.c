@@ -1032,6 +1032,16 @@ int kv_write_pinned(struct kv *kv, const struct kv_op *ops, size_t n, uint64_t b
 	               : 0;
 }
 
+int kv_replace_pinned(struct kv *kv, const uint8_t *p, size_t len, uint64_t base, const char *node,
+                      const char *keep, kv_done_fn done, void *ud, uint64_t *last, char *err,
+                      size_t errlen)
+{
+	return kv_engine_replace_pinned(kv->engine, p, len, base, node, strlen(node), keep, done,
+	                                ud, last, err, errlen) < 0
+	               ? -1
+	               : 0;
+}
+
 uint64_t kv_next_version(struct kv *kv)
 {
 	return kv_engine_next_version(kv->engine, wall_ms());

@@ -187,6 +187,11 @@ int kv_write_pinned(struct kv *kv, const struct kv_op *ops, size_t n, uint64_t b
 uint64_t kv_next_version(struct kv *kv);
 /* Snapshots: every committed record; replace the replica (see engine.h). */
 int kv_dump(struct kv *kv, kv_store_fn fn, void *ud);
+/* Replace the replica by a snapshot's records (kv_engine_replace_pinned),
+ * in the open batch. */
+int kv_replace_pinned(struct kv *kv, const uint8_t *p, size_t len, uint64_t base, const char *node,
+                      const char *keep, kv_done_fn done, void *ud, uint64_t *last, char *err,
+                      size_t errlen);
 /* The keys a session holds, as staged (kv_engine_held). */
 int kv_held(struct kv *kv, const char *session, size_t session_len, kv_store_fn fn, void *ud);
 int kv_restore_begin(struct kv *kv);

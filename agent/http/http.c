@@ -61,6 +61,8 @@ static void limits_fill(struct http_limits *dst, const struct http_limits *src)
 		dst->max_body_bytes = src->max_body_bytes;
 	if (src->max_buffered)
 		dst->max_buffered = src->max_buffered;
+	dst->upload_path = src->upload_path;
+	dst->upload_max_bytes = src->upload_max_bytes;
 	if (src->max_headers)
 		dst->max_headers = src->max_headers;
 	if (src->max_conns)
@@ -252,6 +254,7 @@ struct http_reqparser {
 	unsigned ck_digits, ck_line;
 	int err_status;
 	char err_msg[160];
+	size_t body_max; /* max_body_bytes, or upload_max_bytes on the upload path */
 	struct http_request req;
 	size_t *pool; /* the server's total of request buffers (NULL: unbounded) */
 };
@@ -642,15 +645,19 @@ static int cb_headers_complete(http_parser *hp)
 		return perr(p, 505, "HTTP Version Not Supported");
 	if (build_view(p) < 0)
 		return -1;
+	p->body_max = p->lim.max_body_bytes;
+	if (p->lim.upload_path != NULL && p->lim.upload_max_bytes > p->body_max &&
+	    hp->method == HTTP_PUT && strcmp(p->req.path, p->lim.upload_path) == 0)
+		p->body_max = p->lim.upload_max_bytes;
 
 	bool chunked = (hp->flags & F_CHUNKED) != 0;
 	if (check_framing(p, chunked) < 0)
 		return -1;
 	bool has_len = (hp->flags & F_CONTENTLENGTH) != 0;
 	uint64_t clen = has_len ? hp->content_length : 0;
-	if (has_len && clen > p->lim.max_body_bytes)
+	if (has_len && clen > p->body_max)
 		return perr(p, 413, "Request body(%llu bytes) too large, max size: %zu bytes",
-		            (unsigned long long)clen, p->lim.max_body_bytes);
+		            (unsigned long long)clen, p->body_max);
 
 	const char *expect = http_header_get(&p->req, "Expect");
 	if (expect != NULL) {
@@ -685,9 +692,9 @@ static int cb_headers_complete(http_parser *hp)
  */
 static int body_append(struct http_reqparser *p, const char *at, size_t n)
 {
-	if (n > p->lim.max_body_bytes - p->blen)
+	if (n > p->body_max - p->blen)
 		return perr(p, 413, "Request body(%zu bytes) too large, max size: %zu bytes",
-		            p->blen + n, p->lim.max_body_bytes);
+		            p->blen + n, p->body_max);
 	if (p->bcap - p->blen < n + 1) {
 		size_t ncap = p->bcap ? p->bcap : 4096;
 		while (ncap - p->blen < n + 1)
@@ -809,12 +816,11 @@ static int chunk_feed(struct http_reqparser *p, const char *data, size_t len, si
 		case CK_SIZE_LF:
 			if (ch != '\n')
 				return chunk_err(p, "chunk size line not ended by CRLF");
-			if (p->ck_left > p->lim.max_body_bytes - p->blen)
+			if (p->ck_left > p->body_max - p->blen)
 				return perr(
 				        p, 413,
 				        "Request body(%llu bytes) too large, max size: %zu bytes",
-				        (unsigned long long)(p->blen + p->ck_left),
-				        p->lim.max_body_bytes);
+				        (unsigned long long)(p->blen + p->ck_left), p->body_max);
 			p->ck = p->ck_left == 0 ? CK_TRAILER : CK_DATA;
 			p->ck_digits = p->ck_line = 0;
 			break;

@@ -89,6 +89,10 @@ struct http_limits {
 	unsigned max_conns;            /* open connections; more get 503 and close */
 	unsigned max_conns_per_client; /* per remote IP; more get 429 and close */
 	unsigned idle_timeout_ms;      /* see "Timeouts" above */
+	/* One path whose PUT body may be larger (a snapshot restore): up to
+	 * upload_max_bytes, still within max_buffered. NULL: none. */
+	const char *upload_path;
+	size_t upload_max_bytes;
 };
 
 struct http_kv {

@@ -9,7 +9,9 @@
  *     bytes, every length exact), within the limits of kv/limits.h;
  *  2. a WRITE request (cp_wire_write_decode), the same;
  *  3. a READ request (cp_wire_read_decode): the key lies inside the input
- *     and is all of it after the 3-byte head.
+ *     and is all of it after the 3-byte head;
+ *  4. a restore entry and a RESTORE request: the body is the rest of the
+ *     input, and re-encoding gives the input back.
  * A refusal must say why. Any crash, sanitizer report or broken invariant
  * aborts.
  */
@@ -33,7 +35,13 @@ static void check_ops(const struct cp_ops *ops, const uint8_t *data, size_t size
 	ASSERT(ops->n >= 1 && ops->n <= KV_TXN_MAX_OPS);
 	for (size_t i = 0; i < ops->n; i++) {
 		const struct kv_op *op = &ops->op[i];
-		ASSERT(op->verb <= KV_OP_CHECK_NOT_EXISTS);
+		ASSERT(op->verb <= KV_OP_SESSION_END);
+		ASSERT(cp_wire_lock_verb(op->verb)
+		               ? op->session_len >= 1 && op->session_len <= KV_SESSION_MAX &&
+		                         (const uint8_t *)op->session >= data &&
+		                         (const uint8_t *)op->session + op->session_len <=
+		                                 data + size
+		               : op->session_len == 0);
 		ASSERT(op->key_len <= KV_KEY_MAX && op->value_len <= KV_VALUE_MAX);
 		ASSERT((const uint8_t *)op->key >= data &&
 		       (const uint8_t *)op->key + op->key_len <= data + size);
@@ -93,6 +101,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ASSERT(size >= 3 && data[0] <= 1 && recurse == (data[0] == 1));
 		ASSERT(key_len <= KV_KEY_MAX && key_len == size - 3);
 		ASSERT((const uint8_t *)key == data + 3);
+	} else {
+		ASSERT(err[0] != '\0');
+	}
+
+	uint64_t base;
+	const uint8_t *body;
+	size_t blen;
+	err[0] = '\0';
+	if (cp_wire_restore_entry_decode(data, size, &base, node, &body, &blen, err, sizeof(err)) ==
+	    0) {
+		check_node(node);
+		ASSERT(base >= 2 && body + blen == data + size);
+		ASSERT(cp_wire_entry_kind(data, size) == CP_ENTRY_RESTORE);
+		size_t n = cp_wire_restore_entry_size(node, blen);
+		uint8_t *out = malloc(n ? n : 1);
+		ASSERT(out != NULL && n == size);
+		ASSERT(cp_wire_restore_entry_encode(out, base, node, body, blen) == n);
+		ASSERT(memcmp(out, data, n) == 0);
+		free(out);
+	} else {
+		ASSERT(err[0] != '\0');
+	}
+	err[0] = '\0';
+	if (cp_wire_restore_decode(data, size, node, &body, &blen, err, sizeof(err)) == 0) {
+		check_node(node);
+		ASSERT(body + blen == data + size);
+		ASSERT(cp_wire_restore_size(node, blen) == size);
 	} else {
 		ASSERT(err[0] != '\0');
 	}

@@ -19,7 +19,6 @@ static void consul_paths_name_their_feature(void)
 	        {"/v1/coordinate/nodes", "coordinates"},
 	        {"/v1/query", "prepared queries"},
 	        {"/v1/query/abc/execute", "prepared queries"},
-	        {"/v1/snapshot", "snapshots"},
 	        {"/v1/operator/raft/configuration", "operator"},
 	        {"/v1/internal/ui/nodes", "internal"},
 	        {"/v1/discovery-chain/web", "discovery chains"},
