@@ -18,6 +18,7 @@
 #include "agent/env.h"
 #include "agent/http/http.h"
 #include "agent/server.h"
+#include "lib/xalloc.h"
 #include "gossip/swim.h"
 #include "gossip/transport.h"
 #include "gossip/wire.h"
@@ -142,6 +143,30 @@ void api_raft_configuration(struct agent *a, struct http_conn *c, const struct h
 	        json_pack("{s:o, s:I}", "Servers", servers, "Index", (json_int_t)in.last_index));
 }
 
+struct peer_req {
+	struct http_conn *c;
+};
+
+static void peer_closed(struct http_conn *c, void *ud)
+{
+	(void)c;
+	((struct peer_req *)ud)->c = NULL;
+}
+
+static void peer_removed(void *ud, int rc, const char *err)
+{
+	struct peer_req *q = ud;
+	if (q->c != NULL) {
+		http_conn_on_close(q->c, NULL, NULL);
+		if (rc == 0)
+			http_respond(q->c, 200, "application/json", "", 0);
+		else
+			api_reply_text(q->c, 500, err);
+	}
+	free(q);
+}
+
+/* Any agent: the leader removes the server (servers and clients forward). */
 void api_raft_peer(struct agent *a, struct http_conn *c, const struct http_request *req,
                    const char *rest)
 {
@@ -155,12 +180,15 @@ void api_raft_peer(struct agent *a, struct http_conn *c, const struct http_reque
 		               "with IP:port of peer to remove");
 		return;
 	}
+	struct peer_req *q = xcalloc(1, sizeof(*q));
+	q->c = c;
+	http_conn_on_close(c, peer_closed, q);
 	char err[200];
-	if (server_remove_peer(a->server, id, err, sizeof(err)) < 0) {
+	if (server_remove_peer(a->server, id, peer_removed, q, err, sizeof(err)) < 0) {
+		http_conn_on_close(c, NULL, NULL);
+		free(q);
 		api_reply_text(c, 500, err);
-		return;
 	}
-	http_respond(c, 200, "application/json", "", 0);
 }
 
 /* ---------------------------------------------------- /v1/agent/self */

@@ -27,6 +27,9 @@
  *   SNAPSHOT request (CP_M_SNAPSHOT) := empty; reply := u64 applied index,
  *             RECORDS body of every record (the server's replica, read
  *             after the leader's applied index reached it)
+ *   REMOVE_PEER request (CP_M_REMOVE_PEER) := a server's ID (hex) or address;
+ *             the leader removes it: reply CP_S_OK, or CP_S_FAILED with the
+ *             reason as text
  *   RENEW request (CP_M_RENEW) := the session ID; served by the leader
  *             (it resets the session's TTL timer): reply CP_S_OK, or
  *             CP_S_FAILED when no such session exists
@@ -59,6 +62,7 @@ enum cp_method {
 	CP_M_RENEW = 6,           /* a session's ID; the leader restarts its TTL */
 	CP_M_RESTORE = 7,         /* replace the store by a snapshot's records */
 	CP_M_SNAPSHOT = 8,        /* empty; reply: applied index, every record */
+	CP_M_REMOVE_PEER = 9,     /* a server's ID or address; reply: the error text */
 };
 
 enum cp_status {

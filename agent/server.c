@@ -838,6 +838,8 @@ static void rpc_read(struct server *s, uint64_t conn_id, uint64_t req_id, uint8_
 static void rpc_renew(struct server *s, uint64_t conn_id, uint64_t req_id, const uint8_t *p,
                       size_t n);
 static void rpc_snapshot(struct server *s, uint64_t conn_id, uint64_t req_id);
+static void rpc_remove_peer(struct server *s, uint64_t conn_id, uint64_t req_id, const uint8_t *p,
+                            size_t n);
 
 static void rpc_request(void *ctx, uint64_t conn_id, uint64_t req_id, uint8_t method,
                         const char *from_node, const uint8_t *p, size_t n)
@@ -858,6 +860,10 @@ static void rpc_request(void *ctx, uint64_t conn_id, uint64_t req_id, uint8_t me
 	}
 	if (method == CP_M_SNAPSHOT) {
 		rpc_snapshot(s, conn_id, req_id);
+		return;
+	}
+	if (method == CP_M_REMOVE_PEER) {
+		rpc_remove_peer(s, conn_id, req_id, p, n);
 		return;
 	}
 	if (method != CP_M_WRITE && method != CP_M_RESTORE) {
@@ -1754,16 +1760,9 @@ static void rpc_read(struct server *s, uint64_t conn_id, uint64_t req_id, uint8_
 	read_start(r);
 }
 
-int server_remove_peer(struct server *s, const char *id_or_addr, char *err, size_t errlen)
+/* The leader removes a server now: 0, or -1 with err. */
+static int remove_here(struct server *s, const char *id_or_addr, char *err, size_t errlen)
 {
-	if (s == NULL || !s->raft_started) {
-		snprintf(err, errlen, "this agent is not a Raft server");
-		return -1;
-	}
-	if (!is_leader(s)) {
-		snprintf(err, errlen, "this server is not the leader; ask the leader");
-		return -1;
-	}
 	const struct raft_configuration *c = &s->raft.configuration;
 	for (unsigned i = 0; i < c->n; i++) {
 		char idhex[32];
@@ -1780,6 +1779,76 @@ int server_remove_peer(struct server *s, const char *id_or_addr, char *err, size
 	}
 	snprintf(err, errlen, "address \"%s\" was not found in the Raft configuration", id_or_addr);
 	return -1;
+}
+
+struct remove_req {
+	struct server *s;
+	bool remote;
+	uint64_t conn_id, req_id;
+	server_remove_fn fn;
+	void *ud;
+};
+
+static void remove_finish(struct remove_req *q, int status, const char *err)
+{
+	if (q->remote)
+		server_rpc_reply(q->s->rpc, q->conn_id, q->req_id, (uint8_t)status,
+		                 (const uint8_t *)err, strlen(err));
+	else
+		q->fn(q->ud, status == CP_S_OK ? 0 : -1, err);
+	free(q);
+}
+
+static void remove_reply(void *ud, int status, const uint8_t *p, size_t n)
+{
+	char err[200] = "";
+	if (status == CP_S_OK || status == CP_S_FAILED)
+		snprintf(err, sizeof(err), "%.*s", (int)(n < 199 ? n : 199), (const char *)p);
+	else
+		snprintf(err, sizeof(err), "No cluster leader");
+	remove_finish(ud, status == CP_S_OK ? CP_S_OK : CP_S_FAILED, err);
+}
+
+/* The leader removes; a server or client asks the leader (a client through
+ * any live server, which passes it on). */
+static void remove_start(struct remove_req *q, const char *id)
+{
+	struct server *s = q->s;
+	char err[200] = "";
+	if (is_leader(s)) {
+		int rc = remove_here(s, id, err, sizeof(err));
+		remove_finish(q, rc == 0 ? CP_S_OK : CP_S_FAILED, err);
+		return;
+	}
+	const char *to = pick_server(s);
+	if (to == NULL || (q->remote && !s->is_server) ||
+	    server_rpc_call(s->rpc, to, CP_M_REMOVE_PEER, (const uint8_t *)id, strlen(id),
+	                    FORWARD_TIMEOUT_MS, remove_reply, q) < 0)
+		remove_finish(q, CP_S_FAILED, "No cluster leader");
+}
+
+static void rpc_remove_peer(struct server *s, uint64_t conn_id, uint64_t req_id, const uint8_t *p,
+                            size_t n)
+{
+	char id[200];
+	snprintf(id, sizeof(id), "%.*s", (int)(n < sizeof(id) - 1 ? n : sizeof(id) - 1),
+	         (const char *)p);
+	struct remove_req *q = xcalloc(1, sizeof(*q));
+	*q = (struct remove_req){s, true, conn_id, req_id, NULL, NULL};
+	remove_start(q, id);
+}
+
+int server_remove_peer(struct server *s, const char *id_or_addr, server_remove_fn fn, void *ud,
+                       char *err, size_t errlen)
+{
+	if (s == NULL || !s->cp) {
+		snprintf(err, errlen, "this agent knows no Raft servers");
+		return -1;
+	}
+	struct remove_req *q = xcalloc(1, sizeof(*q));
+	*q = (struct remove_req){s, false, 0, 0, fn, ud};
+	remove_start(q, id_or_addr);
+	return 0;
 }
 
 struct ask_leader {

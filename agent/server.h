@@ -64,9 +64,13 @@ struct server_peer {
 /* The Raft configuration as this server knows it (servers), or the known
  * servers (clients): count written (at most cap). */
 size_t server_peers(const struct server *s, struct server_peer *out, size_t cap);
-/* Remove a server from the configuration (leader: now; else forwarded);
- * 0, or -1 with err. */
-int server_remove_peer(struct server *s, const char *id_or_addr, char *err, size_t errlen);
+/* Remove a server from the configuration (by its ID in hex or its address):
+ * the leader at once; another server or a client asks the leader. fn(ud, 0,
+ * "") done, or fn(ud, -1, why); called once, possibly before this returns.
+ * -1 (fn not called) with err when the agent knows no servers. */
+typedef void (*server_remove_fn)(void *ud, int rc, const char *err);
+int server_remove_peer(struct server *s, const char *id_or_addr, server_remove_fn fn, void *ud,
+                       char *err, size_t errlen);
 
 /* ?consistent / default reads: call fn(ud, ok) once the local replica may
  * answer (servers: after a leader's read index is applied here; clients:

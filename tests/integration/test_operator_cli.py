@@ -4,7 +4,8 @@ loopback: the list-peers table (Consul's columns, aligned, three voters,
 exactly one leader), the CLI finding its agent through -http-addr and
 RUMOR_HTTP_ADDR, Consul's usage errors, `rumor info` showing state = Leader
 on exactly one server, then kill -9 of a follower, remove-peer of it by
-address on the leader's agent, and list-peers showing the two left. Every
+address on the other follower's agent (forwarded to the leader), and
+list-peers showing the two left. Every
 wait and every CLI run is bounded."""
 import os
 import re
@@ -139,14 +140,16 @@ c.check("a follower's consul section: leader false, same leader_addr",
         (infos[F].get("consul", {}).get("leader"), infos[F].get("consul", {}).get("leader_addr")))
 c.check("agent section says server = true", "true", infos[L].get("agent", {}).get("server"))
 
-# --- kill -9 a follower; remove it by address on the leader's agent
+# --- kill -9 a follower; remove it by address on the other follower's agent
 dead = [i for i in SERVERS if i != L][-1]
+other = [i for i in SERVERS if i not in (L, dead)][0]
 c.procs[dead].send_signal(signal.SIGKILL)
 c.procs[dead].wait(timeout=10)
 addr = "127.0.0.1:%d" % c.sport(dead)
-rc, out, err = cli("operator", "raft", "remove-peer", "-http-addr=" + c.haddr(L),
+rc, out, err = cli("operator", "raft", "remove-peer", "-http-addr=" + c.haddr(other),
                    "-address=" + addr)
-c.check("remove-peer -address of the killed server on the leader: exit 0", (0, ""), (rc, err))
+c.check("remove-peer -address of the killed server on a follower (forwarded to the "
+        "leader): exit 0", (0, ""), (rc, err))
 c.check("... prints Consul's line", 'Removed peer with address "%s"\n' % addr, out)
 ok = Cluster.wait(15, lambda: len(list_peers(L)[1] or []) == 2)
 c.check("list-peers then shows two servers", True, ok)
