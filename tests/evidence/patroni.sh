@@ -13,6 +13,8 @@
 #
 # It prints:
 #   election: Patroni started -> leader key held, -> primary takes writes
+#   switchover: patronictl switchover (the failover key written with CAS, the
+#             leader key deleted with ?cas) -> the candidate takes writes
 #   failover: kill -9 of the primary's node (its Patroni, its PostgreSQL and
 #             its rumor client agent) -> the session ends and the leader key
 #             is deleted (Behavior delete) -> the replica holds the key ->
@@ -22,7 +24,8 @@
 # Env: NODES=2|3, TTL=<Patroni ttl, >= 20: rumor's minimum session TTL is
 # 10 s and Patroni asks for ttl/2>, LOOP_WAIT, CHECKS=serfHealth (Patroni's
 # consul.checks: the session also ends when gossip declares the node failed;
-# Patroni's default is none, the TTL alone), KEEP=1 (keep the temp dir).
+# Patroni's default is none, the TTL alone), MAX_SECONDS (240: every wait
+# ends by then, so a hung run fails and cleans up), KEEP=1 (keep the temp dir).
 # Exit 0 on a failover with writes on the new primary, 1 on failure, 77
 # when patroni, python3-consul or PostgreSQL 15 are missing.
 set -u
@@ -44,14 +47,16 @@ RUMOR=$(readlink -f "$RUMOR")
 # PostgreSQL refuses to run as root: run Patroni as the postgres user then.
 if [ "$(id -u)" = 0 ]; then
 	id postgres >/dev/null 2>&1 || skip "running as root and no postgres user"
-	AS="runuser -u postgres --"
+	# setpriv execs (runuser forks): $! is Patroni's own PID
+	AS="env HOME=/tmp setpriv --reuid=postgres --regid=postgres --init-groups --"
 else
 	AS=""
 fi
 
+DEADLINE=$(($(date +%s) + ${MAX_SECONDS:-240}))
 T=$(mktemp -d /tmp/rumor-patroni.XXXXXX)
 chmod 755 "$T"
-BASE=$((20000 + (($$ * 7) % 400) * 100))
+BASE=$((10000 + (($$ * 7) % 220) * 100)) # below the ephemeral range
 PIDS=()
 
 now() { date +%s.%N; }
@@ -79,9 +84,11 @@ fail() {
 	exit 1
 }
 
-# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds
+# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds; no wait
+# goes past the script's own deadline (MAX_SECONDS after its start)
 wait_for() {
 	local end=$(($(date +%s) + $1))
+	[ "$end" -gt "$DEADLINE" ] && end=$DEADLINE
 	shift
 	while ! "$@" >/dev/null 2>&1; do
 		[ "$(date +%s)" -ge "$end" ] && return 1
@@ -211,14 +218,30 @@ replicas() {
 }
 wait_for 90 replicas || fail "the replicas do not stream from $LEADER"
 log "replicas stream from $LEADER"
-patronictl -c "$T/node1.yml" list 2>/dev/null
+
+# a planned switchover: Patroni writes the failover key (CAS), the leader
+# demotes and deletes its leader key (?cas=<its ModifyIndex>), the blocking
+# reads of the others wake and the candidate acquires
+C=$((L % NODES + 1))
+log "patronictl switchover $LEADER -> node$C"
+t_sw=$(now)
+$AS patronictl -c "$T/node$L.yml" switchover --leader "$LEADER" --candidate "node$C" --force \
+	>"$T/switchover.log" 2>&1 || fail "patronictl switchover: $(cat "$T/switchover.log")"
+wait_for 60 key_is "node$C" || fail "node$C did not take the leader key"
+wait_for 60 writable "$C" "node$C" || fail "node$C takes no writes after the switchover"
+t_sw_w=$(now)
+log "switchover: node$C takes writes $(since "$t_sw" "$t_sw_w") s after patronictl switchover"
+LEADER=node$C
+L=$C
+wait_for 90 replicas || fail "the replicas do not stream from $LEADER after the switchover"
+log "replicas stream from $LEADER"
+$AS patronictl -c "$T/node1.yml" list 2>/dev/null
 
 # the primary's node dies: its Patroni, its PostgreSQL and its rumor agent
 PGPID=$(head -1 "$T/pg$L/postmaster.pid")
 eval "PP=\$PATRONI_PID_$L; AP=\$AGENT_PID_$((10 + L))"
-log "kill -9 of $LEADER: patroni (shell $PP), postgres $PGPID, rumor agent $AP"
+log "kill -9 of $LEADER: patroni $PP, postgres $PGPID, rumor agent $AP"
 t_kill=$(now)
-pkill -9 -P "$PP" 2>/dev/null # patroni itself (the child of the runuser shell)
 kill -9 "$PP" "$PGPID" "$AP" 2>/dev/null
 
 wait_for $((3 * TTL)) key_gone "$LEADER" || fail "the leader key outlived the dead leader"
@@ -236,10 +259,11 @@ log "new primary $NEW takes writes: $(since "$t_kill" "$t_nw") s after the kill"
 rows=$($AS "$PGBIN/psql" -X -tA -h 127.0.0.1 -p "$(pgport "$N")" -U postgres -d postgres \
 	-c "SELECT string_agg(who, ',' ORDER BY at) FROM evidence")
 log "rows on $NEW: $rows"
-patronictl -c "$T/node$N.yml" list 2>/dev/null
+$AS patronictl -c "$T/node$N.yml" list 2>/dev/null
 
 echo
 echo "RESULT election: leader key $(since "$t0" "$t_key") s, primary writable $(since "$t0" "$t_w") s after Patroni start (includes initdb)"
+echo "RESULT switchover: new primary writable $(since "$t_sw" "$t_sw_w") s after patronictl switchover"
 echo "RESULT failover (ttl $TTL, session TTL $((TTL / 2)) s): key released $(since "$t_kill" "$t_gone") s," \
 	"new leader $(since "$t_kill" "$t_new") s, new primary writable $(since "$t_kill" "$t_nw") s after kill -9"
 exit 0
