@@ -2,8 +2,8 @@
 # scripts/deps.sh [build|test] — install what rumor needs from Debian 12.
 # build: compilers and libraries. test: also the real peers the tests run
 # (curl, dig, python3-consul, serf, unbound, promtool, chromium for the web
-# UI test, driven over its DevTools pipe) and the tools for
-# network namespaces.
+# UI test, driven over its DevTools pipe, Patroni and PostgreSQL for
+# tests/evidence/patroni.sh) and the tools for network namespaces.
 set -euo pipefail
 mode=${1:-build}
 pkgs=(build-essential cmake pkg-config libev-dev libmsgpack-dev libsodium-dev
@@ -11,7 +11,7 @@ pkgs=(build-essential cmake pkg-config libev-dev libmsgpack-dev libsodium-dev
 if [ "$mode" = test ]; then
 	pkgs+=(curl dnsutils python3 python3-consul python3-pytest python3-cryptography serf clang-format iproute2 nftables
 	       procps psmisc util-linux valgrind clang libclang-rt-14-dev unbound prometheus
-	       chromium)
+	       chromium patroni postgresql-15)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
