@@ -34,6 +34,7 @@
 #define SYNC_SOON_MIN_US 200000     /* a round brought forward: 0.2 s ... */
 #define SYNC_SOON_SPREAD_MS 300     /* ... plus 0-0.3 s */
 #define SYNC_SOON_IF_LEFT_US 500000 /* unless the timer fires within 0.5 s */
+#define SYNC_BACKOFF_SHIFT 4        /* an idle store's period doubles up to 16x */
 #define AHEAD_LOG_EVERY_MS 10000
 
 struct pending {
@@ -90,6 +91,12 @@ struct kv_engine {
 	size_t nwatches;
 	struct kv_session *sessions;
 	bool busy; /* an anti-entropy round of ours is open */
+	/* back-off: the period is doubled once per round that found the store
+	 * as the round before (sync_root) up to SYNC_BACKOFF_SHIFT times; a
+	 * change, a peer joining or a round finding a difference undo it */
+	unsigned sync_idle;
+	uint64_t sync_root;
+	bool sync_digest_next; /* our last ROOT went unanswered (older peer?) */
 	struct kv_buf msg, first;
 	int64_t ahead_logged_ms;
 	struct kv_engine_stats stats;
@@ -296,6 +303,8 @@ static void broadcast_change(struct kv_engine *e, const char *key, size_t key_le
 		e->io.broadcast(e->io.ctx, e->msg.p, e->msg.len);
 }
 
+static void sync_wake(struct kv_engine *e);
+
 /*
  * Durability first, then effects: writers are answered, watches woken and changes
  * broadcast only after the batch is on disk, so nothing is announced that a crash
@@ -316,6 +325,8 @@ int kv_engine_commit(struct kv_engine *e, int64_t now_ms, char *err, size_t errl
 	e->chg = NULL;
 	e->nchg = e->capchg = 0;
 	answer_pending(e, rc == 0 ? KV_OK : KV_ERROR);
+	if (rc == 0 && nchg > 0)
+		sync_wake(e);
 	for (size_t i = 0; i < nchg; i++) {
 		struct change *c = &chg[i];
 		struct kv_rec r;
@@ -930,8 +941,14 @@ static int session_start(struct kv_session *s, enum kv_sync_role role, const cha
 {
 	struct kv_engine *e = s->e;
 	e->first.len = 0;
-	if (kv_sync_start(&s->sync, role, e->store, session_apply, s, key, key_len, &e->first) < 0)
+	if (role == KV_SYNC_INITIATOR && e->sync_digest_next) {
+		e->sync_digest_next = false;
+		if (kv_sync_start_digest(&s->sync, e->store, session_apply, s, &e->first) < 0)
+			return -1;
+	} else if (kv_sync_start(&s->sync, role, e->store, session_apply, s, key, key_len,
+	                         &e->first) < 0) {
 		return -1;
+	}
 	s->sync.lazy = e->lazy;
 	return 0;
 }
@@ -982,7 +999,19 @@ struct kv_session *kv_engine_accept(struct kv_engine *e)
 static int64_t sync_period_us(struct kv_engine *e)
 {
 	double j = ((double)e->io.rand(e->io.ctx, 2001) - 1000.0) / 10000.0; /* +-10% */
-	return (int64_t)((double)e->sync_interval_ms * 1000.0 * (1.0 + j));
+	return (int64_t)((double)(e->sync_interval_ms << e->sync_idle) * 1000.0 * (1.0 + j));
+}
+
+/* Back to the base period: the store changed, a peer joined or a round
+ * found a difference. A timer armed further out is brought in. */
+static void sync_wake(struct kv_engine *e)
+{
+	if (e->sync_idle == 0)
+		return;
+	e->sync_idle = 0;
+	int64_t p = sync_period_us(e);
+	if (e->io.sync_left(e->io.ctx) > p)
+		e->io.sync_arm(e->io.ctx, p);
 }
 
 /* Bring the next round forward to 0.2-0.5 s from now: after a failed round
@@ -1039,12 +1068,19 @@ void kv_engine_sync_now(struct kv_engine *e)
 
 void kv_engine_sync_timer(struct kv_engine *e)
 {
+	uint64_t root = kv_store_root(e->store);
+	if (root != e->sync_root)
+		e->sync_idle = 0;
+	else if (e->sync_idle < SYNC_BACKOFF_SHIFT)
+		e->sync_idle++;
+	e->sync_root = root;
 	kv_engine_sync_now(e);
 	e->io.sync_arm(e->io.ctx, sync_period_us(e));
 }
 
 void kv_engine_peer_joined(struct kv_engine *e)
 {
+	sync_wake(e);
 	sync_soon(e);
 }
 
@@ -1060,8 +1096,13 @@ void kv_session_end(struct kv_session *s, bool ok)
 		e->busy = false;
 		if (ok) {
 			e->stats.syncs_ok++;
+			if (!kv_sync_roots_equal(&s->sync))
+				sync_wake(e);
 		} else {
 			e->stats.syncs_failed++;
+			/* no answer to ROOT: perhaps an older release; DIGEST next */
+			if (kv_sync_root_unanswered(&s->sync))
+				e->sync_digest_next = true;
 			sync_soon(e);
 		}
 	}

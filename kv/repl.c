@@ -11,7 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { ST_START, ST_WAIT_DIFF, ST_WAIT_DIFF_RECORDS, ST_WAIT_RECORDS, ST_WAIT_FIRST, ST_DONE };
+enum {
+	ST_START,
+	ST_WAIT_DIFF,
+	ST_WAIT_DIFF_RECORDS,
+	ST_WAIT_RECORDS,
+	ST_WAIT_FIRST,
+	ST_DONE,
+	ST_WAIT_ROOT,   /* initiator: sent ROOT, expects END or ROOT */
+	ST_WAIT_DIGEST, /* responder: answered ROOT with ROOT, expects DIGEST */
+	ST_DONE_EQUAL,  /* initiator: roots were equal */
+};
 
 void kv_buf_free(struct kv_buf *b)
 {
@@ -383,7 +393,19 @@ int kv_sync_start(struct kv_sync *s, enum kv_sync_role role, struct kv_store *st
 		s->state = ST_WAIT_RECORDS;
 		return 0;
 	}
-	const uint64_t *d = kv_store_digest(st);
+	uint8_t root[8];
+	be64_put(root, kv_store_root(st));
+	size_t at = frame_begin(out, KV_F_ROOT);
+	if (at == (size_t)-1 || append(out, root, 8) < 0)
+		return -1;
+	frame_end(out, at);
+	s->state = ST_WAIT_ROOT;
+	return 0;
+}
+
+static int send_digest(struct kv_sync *s, struct kv_buf *out)
+{
+	const uint64_t *d = kv_store_digest(s->store);
 	size_t at = frame_begin(out, KV_F_DIGEST);
 	if (at == (size_t)-1 || reserve(out, KV_BUCKETS * 8) < 0)
 		return -1;
@@ -393,6 +415,27 @@ int kv_sync_start(struct kv_sync *s, enum kv_sync_role role, struct kv_store *st
 	frame_end(out, at);
 	s->state = ST_WAIT_DIFF;
 	return 0;
+}
+
+int kv_sync_start_digest(struct kv_sync *s, struct kv_store *st, kv_apply_fn apply, void *ctx,
+                         struct kv_buf *out)
+{
+	memset(s, 0, sizeof(*s));
+	s->role = KV_SYNC_INITIATOR;
+	s->store = st;
+	s->apply = apply;
+	s->ctx = ctx;
+	return send_digest(s, out);
+}
+
+bool kv_sync_root_unanswered(const struct kv_sync *s)
+{
+	return s->role == KV_SYNC_INITIATOR && s->state == ST_WAIT_ROOT;
+}
+
+bool kv_sync_roots_equal(const struct kv_sync *s)
+{
+	return s->state == ST_DONE_EQUAL;
 }
 
 static int apply_records(struct kv_sync *s, const uint8_t *p, size_t len, char *err, size_t errlen)
@@ -431,6 +474,80 @@ static int answer_pull(struct kv_sync *s, const uint8_t *payload, size_t plen, s
 	return 1;
 }
 
+/* Responder: the bitmap of buckets whose sums differ from the initiator's
+ * digest, then our records of those buckets. */
+static int answer_digest(struct kv_sync *s, const uint8_t *payload, size_t plen, struct kv_buf *out,
+                         char *err, size_t errlen)
+{
+	if (plen != KV_BUCKETS * 8) {
+		snprintf(err, errlen, "sync: digest of %zu bytes", plen);
+		return -1;
+	}
+	const uint64_t *mine = kv_store_digest(s->store);
+	for (unsigned b = 0; b < KV_BUCKETS; b++)
+		if (be64_get(payload + b * 8) != mine[b])
+			s->diff[b / 8] |= (uint8_t)(1u << (b % 8));
+	size_t at = frame_begin(out, KV_F_DIFF);
+	if (at == (size_t)-1 || append(out, s->diff, sizeof(s->diff)) < 0) {
+		snprintf(err, errlen, "sync: out of memory");
+		return -1;
+	}
+	frame_end(out, at);
+	s->state = ST_WAIT_RECORDS;
+	return start_sending(s, out, err, errlen);
+}
+
+/* Responder: equal roots end the round with END; different ones are
+ * answered with our root, and the initiator's DIGEST comes next. */
+static int answer_root(struct kv_sync *s, const uint8_t *payload, size_t plen, struct kv_buf *out,
+                       char *err, size_t errlen)
+{
+	if (plen != 8) {
+		snprintf(err, errlen, "sync: root of %zu bytes", plen);
+		return -1;
+	}
+	uint64_t mine = kv_store_root(s->store);
+	if (be64_get(payload) == mine) {
+		if (frame_empty(out, KV_F_END) < 0) {
+			snprintf(err, errlen, "sync: out of memory");
+			return -1;
+		}
+		s->state = ST_DONE;
+		return 1;
+	}
+	uint8_t root[8];
+	be64_put(root, mine);
+	size_t at = frame_begin(out, KV_F_ROOT);
+	if (at == (size_t)-1 || append(out, root, 8) < 0) {
+		snprintf(err, errlen, "sync: out of memory");
+		return -1;
+	}
+	frame_end(out, at);
+	s->state = ST_WAIT_DIGEST;
+	return 0;
+}
+
+/* Initiator: END (roots equal, done) or the responder's ROOT (they
+ * differ: send the digest and go on as a DIGEST round). */
+static int root_answered(struct kv_sync *s, uint8_t type, const uint8_t *payload, size_t plen,
+                         struct kv_buf *out, char *err, size_t errlen)
+{
+	if (type == KV_F_END && plen == 0) {
+		s->state = ST_DONE_EQUAL;
+		return 1;
+	}
+	if (type != KV_F_ROOT || plen != 8) {
+		snprintf(err, errlen, "sync: expected a root or end, got type %u (%zu bytes)", type,
+		         plen);
+		return -1;
+	}
+	if (send_digest(s, out) < 0) {
+		snprintf(err, errlen, "sync: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * The exchange is a fixed sequence (digest, diff, records, end; or pull, answer)
  * and any frame out of order fails the session: a confused peer must not get
@@ -441,28 +558,22 @@ int kv_sync_feed(struct kv_sync *s, uint8_t type, const uint8_t *payload, size_t
 {
 	switch (s->state) {
 	case ST_WAIT_FIRST:
-		if (type == KV_F_DIGEST) {
-			if (plen != KV_BUCKETS * 8) {
-				snprintf(err, errlen, "sync: digest of %zu bytes", plen);
-				return -1;
-			}
-			const uint64_t *mine = kv_store_digest(s->store);
-			for (unsigned b = 0; b < KV_BUCKETS; b++)
-				if (be64_get(payload + b * 8) != mine[b])
-					s->diff[b / 8] |= (uint8_t)(1u << (b % 8));
-			size_t at = frame_begin(out, KV_F_DIFF);
-			if (at == (size_t)-1 || append(out, s->diff, sizeof(s->diff)) < 0) {
-				snprintf(err, errlen, "sync: out of memory");
-				return -1;
-			}
-			frame_end(out, at);
-			s->state = ST_WAIT_RECORDS;
-			return start_sending(s, out, err, errlen);
-		}
+		if (type == KV_F_DIGEST)
+			return answer_digest(s, payload, plen, out, err, errlen);
+		if (type == KV_F_ROOT)
+			return answer_root(s, payload, plen, out, err, errlen);
 		if (type == KV_F_PULL)
 			return answer_pull(s, payload, plen, out, err, errlen);
 		snprintf(err, errlen, "sync: unexpected frame type %u at start", type);
 		return -1;
+	case ST_WAIT_DIGEST:
+		if (type != KV_F_DIGEST) {
+			snprintf(err, errlen, "sync: expected a digest, got type %u", type);
+			return -1;
+		}
+		return answer_digest(s, payload, plen, out, err, errlen);
+	case ST_WAIT_ROOT:
+		return root_answered(s, type, payload, plen, out, err, errlen);
 	case ST_WAIT_DIFF:
 		if (type != KV_F_DIFF || plen != sizeof(s->diff)) {
 			snprintf(err, errlen, "sync: expected a diff, got type %u (%zu bytes)",

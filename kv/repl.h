@@ -20,6 +20,10 @@
  * payload; a frame is at most KV_FRAME_MAX bytes (one largest record with
  * room to spare), so a receiver's buffer is bounded whatever the store's
  * size. Exchange, initiator I and responder R:
+ *   I -> R  ROOT     u64 (kv_store_root: one hash over the bucket sums)
+ *   R -> I  END      roots equal: both sides done (an idle store's round
+ *                    costs 13 bytes one way and 5 back), or
+ *   R -> I  ROOT     u64 R's root: they differ, go on with the digest
  *   I -> R  DIGEST   KV_BUCKETS x u64 (sums of entry hashes per bucket)
  *   R -> I  DIFF     u8[KV_BUCKETS/8] bitmap of differing buckets,
  *           RECORDS* R's records of those buckets, END
@@ -30,7 +34,15 @@
  * no payload. Only differing buckets travel, so the bytes grow with the
  * difference (in bucket granularity: a differing bucket costs its whole
  * contents), not with the store; equal replicas exchange the 2 KiB digest
- * one way and about 20 bytes (an empty DIFF, two ENDs) back.
+ * one way and about 20 bytes (an empty DIFF, two ENDs) back; equal roots
+ * spare even that.
+ *
+ * Compatibility: ROOT is new in this release. A responder still takes a
+ * DIGEST as its first frame (an older initiator), so old -> new works as
+ * before. An older responder refuses ROOT as an unknown frame and closes;
+ * the initiator sees a failed round that never got an answer
+ * (kv_sync_root_unanswered) and the engine makes its next round a DIGEST
+ * one (kv_sync_start_digest), which every release understands.
  *
  * Output is produced eagerly (everything a frame triggers is appended at
  * once: tests, fuzzing, the simulator) or, with `lazy` set, bucket by
@@ -70,6 +82,7 @@ enum kv_frame_type {
 	KV_F_RECORDS = 3,
 	KV_F_PULL = 4,
 	KV_F_END = 5,
+	KV_F_ROOT = 6,
 	KV_F_SEALED = 10, /* memberlist's encryptMsg number */
 };
 /* Inner frame types no sync session uses: another protocol sharing the
@@ -143,6 +156,15 @@ struct kv_sync {
 /* Start a session; the initiator/puller's first frame is appended to out. */
 int kv_sync_start(struct kv_sync *s, enum kv_sync_role role, struct kv_store *st, kv_apply_fn apply,
                   void *ctx, const char *pull_key, size_t pull_key_len, struct kv_buf *out);
+/* An initiator that opens with the whole DIGEST (no ROOT first): the
+ * exchange of releases before ROOT, for a peer that refused ROOT. */
+int kv_sync_start_digest(struct kv_sync *s, struct kv_store *st, kv_apply_fn apply, void *ctx,
+                         struct kv_buf *out);
+/* An initiator whose ROOT got no answer at all: the peer may be an older
+ * release (or was gone); the next round should open with a DIGEST. */
+bool kv_sync_root_unanswered(const struct kv_sync *s);
+/* An initiator's round ended on equal roots (nothing was compared). */
+bool kv_sync_roots_equal(const struct kv_sync *s);
 /* Feed one frame: 0 continue (frames appended to out), 1 nothing more to
  * receive (the session is over once kv_sync_sending is false and out is
  * written), -1 error. */

@@ -1071,6 +1071,22 @@ const uint64_t *kv_store_digest(const struct kv_store *s)
 	return s->digest;
 }
 
+/* Each bucket's sum is mixed with its index (a sum moved to another bucket
+ * changes the root) and folded in order, with a final avalanche. */
+uint64_t kv_store_root(const struct kv_store *s)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ull;
+	for (unsigned b = 0; b < KV_BUCKETS; b++) {
+		h ^= s->digest[b] + b * 0xbf58476d1ce4e5b9ull;
+		h *= 0x94d049bb133111ebull;
+		h ^= h >> 31;
+	}
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	return h;
+}
+
 /*
  * Not logged: a purge lost to a crash only leaves tombstones that the next purge
  * removes again, so it goes to LMDB with the next checkpoint and costs the log

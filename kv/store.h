@@ -117,6 +117,10 @@ int kv_store_scan_bucket(struct kv_store *s, bool committed, unsigned bucket, kv
 
 /* The digest (KV_BUCKETS sums), including the open transaction's writes. */
 const uint64_t *kv_store_digest(const struct kv_store *s);
+/* One 64-bit hash over the whole digest (the root of a one-level Merkle
+ * tree over the buckets): equal stores have equal roots, so anti-entropy
+ * compares it before it sends the 256 bucket sums. */
+uint64_t kv_store_root(const struct kv_store *s);
 
 /* Delete tombstones whose version is older than before_ms (in the open
  * write transaction). Returns the number purged or -1. */

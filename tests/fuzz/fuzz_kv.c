@@ -55,12 +55,15 @@ static void open_store(void)
 	ASSERT(store != NULL);
 }
 
-static void feed_session(enum kv_sync_role role, const uint8_t *p, size_t len)
+static void feed_session(enum kv_sync_role role, bool digest_first, const uint8_t *p, size_t len)
 {
 	struct kv_sync s;
 	struct kv_buf out = {0};
 	char err[256];
-	kv_sync_start(&s, role, store, merge, NULL, "k", 1, &out);
+	if (digest_first)
+		kv_sync_start_digest(&s, store, merge, NULL, &out);
+	else
+		kv_sync_start(&s, role, store, merge, NULL, "k", 1, &out);
 	size_t off = 0;
 	while (off < len) {
 		uint8_t t;
@@ -149,9 +152,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		kv_buf_free(&b);
 	}
 
-	feed_session(KV_SYNC_RESPONDER, data, size);
-	feed_session(KV_SYNC_INITIATOR, data, size);
-	feed_session(KV_SYNC_PULLER, data, size);
+	feed_session(KV_SYNC_RESPONDER, false, data, size);
+	feed_session(KV_SYNC_INITIATOR, false, data, size); /* ROOT first */
+	feed_session(KV_SYNC_INITIATOR, true, data, size);  /* DIGEST first */
+	feed_session(KV_SYNC_PULLER, false, data, size);
 
 	sealed(data, size);
 	kv_records_decode(data, size, NULL, NULL, err, sizeof(err));

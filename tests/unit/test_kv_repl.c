@@ -5,7 +5,8 @@
  * with the store; sealed frames open only with an installed key, in their
  * own direction and untampered, across a key rotation; the merge rule
  * refuses versions far ahead of the clock and lets any write replace one
- * stored before the rule.
+ * stored before the rule; a round between equal stores is one ROOT frame
+ * and one END, and different roots go on to the digest exchange.
  */
 #define _GNU_SOURCE
 #include <ftw.h>
@@ -107,7 +108,7 @@ static void test_large_difference_travels_in_bounded_frames(void)
 	struct kv_sync ib, ra;
 	struct kv_buf b2a = {0}, a2b = {0};
 	char err[256];
-	REQUIRE(kv_sync_start(&ib, KV_SYNC_INITIATOR, b, merge, b, NULL, 0, &b2a) == 0, "start");
+	REQUIRE(kv_sync_start_digest(&ib, b, merge, b, &b2a) == 0, "start");
 	kv_sync_start(&ra, KV_SYNC_RESPONDER, a, merge, a, NULL, 0, &a2b);
 	uint8_t t;
 	const uint8_t *pl;
@@ -153,7 +154,7 @@ static void test_lazy_pump_follows_the_socket(void)
 	struct kv_sync ib, ra;
 	struct kv_buf b2a = {0}, a2b = {0};
 	char err[256];
-	kv_sync_start(&ib, KV_SYNC_INITIATOR, b, merge, b, NULL, 0, &b2a);
+	kv_sync_start_digest(&ib, b, merge, b, &b2a);
 	kv_sync_start(&ra, KV_SYNC_RESPONDER, a, merge, a, NULL, 0, &a2b);
 	ra.lazy = true;
 	uint8_t t;
@@ -244,7 +245,7 @@ static void test_sealed_frames_open_only_with_a_key_their_way_untouched(void)
 	struct kv_sync s;
 	struct kv_store *st = open_store("seal");
 	REQUIRE(st != NULL, "open");
-	kv_sync_start(&s, KV_SYNC_INITIATOR, st, merge, st, NULL, 0, &plain);
+	kv_sync_start_digest(&s, st, merge, st, &plain);
 	REQUIRE(kv_frames_seal(&s1, true, plain.p, plain.len, &sealed) == 0, "seal");
 	CHECK_INT((long long)(plain.len + 1 + KEYRING_OVERHEAD), (long long)sealed.len,
 	          "sealed size = plain + type + AES-GCM overhead");
@@ -329,6 +330,141 @@ static void test_merge_refuses_versions_far_ahead_and_heals_poison(void)
 	kv_store_close(st);
 }
 
+/* Feed every frame in *from to s (its answers go to *to); *from is
+ * emptied. The last kv_sync_feed result, or -1 on a bad frame. */
+static int deliver(struct kv_sync *s, struct kv_buf *from, struct kv_buf *to, size_t *bytes)
+{
+	struct kv_buf in = *from;
+	memset(from, 0, sizeof(*from));
+	*bytes += in.len;
+	size_t off = 0;
+	int rc = 0;
+	char err[256];
+	while (off < in.len && rc == 0) {
+		uint8_t t;
+		const uint8_t *pl;
+		size_t pn;
+		long n = kv_frame_next(in.p + off, in.len - off, &t, &pl, &pn, err, sizeof(err));
+		if (!CHECK(n > 0, "frame: %s", n < 0 ? err : "incomplete")) {
+			rc = -1;
+			break;
+		}
+		off += (size_t)n;
+		rc = kv_sync_feed(s, t, pl, pn, to, err, sizeof(err));
+		CHECK(rc >= 0, "feed: %s", err);
+	}
+	kv_buf_free(&in);
+	return rc;
+}
+
+struct round {
+	size_t i2r, r2i; /* bytes each way */
+	int ri, rr;      /* last feed results */
+	bool equal;
+	uint64_t in_i, in_r; /* records each side took */
+};
+
+/* One anti-entropy round between an initiator on a and a responder on b. */
+static struct round converse(struct kv_store *a, struct kv_store *b)
+{
+	struct kv_sync i, r;
+	struct kv_buf i2r = {0}, r2i = {0};
+	struct round o = {0};
+	char err[128];
+	CHECK_INT(0, kv_sync_start(&i, KV_SYNC_INITIATOR, a, merge, a, NULL, 0, &i2r), "start");
+	CHECK(kv_sync_root_unanswered(&i), "no answer yet");
+	kv_sync_start(&r, KV_SYNC_RESPONDER, b, merge, b, NULL, 0, &r2i);
+	for (int k = 0; k < 8 && (i2r.len > 0 || r2i.len > 0); k++) {
+		if (i2r.len > 0)
+			o.rr = deliver(&r, &i2r, &r2i, &o.i2r);
+		if (r2i.len > 0)
+			o.ri = deliver(&i, &r2i, &i2r, &o.r2i);
+	}
+	CHECK(!kv_sync_root_unanswered(&i), "answered");
+	o.equal = kv_sync_roots_equal(&i);
+	o.in_i = i.records_in;
+	o.in_r = r.records_in;
+	kv_store_commit(a, err, sizeof(err));
+	kv_store_commit(b, err, sizeof(err));
+	kv_buf_free(&i2r);
+	kv_buf_free(&r2i);
+	return o;
+}
+
+static void put(struct kv_store *s, const char *key, int64_t ms)
+{
+	struct kv_rec r;
+	memset(&r, 0, sizeof(r));
+	r.hlc = r.create = kv_hlc_from_ms(ms);
+	r.node = "n";
+	r.node_len = 1;
+	r.value = (const uint8_t *)"v";
+	r.value_len = 1;
+	char err[128];
+	kv_store_begin(s);
+	kv_store_put(s, key, strlen(key), &r);
+	kv_store_commit(s, err, sizeof(err));
+}
+
+/* Equal stores: ROOT (13 bytes) and END (5) and nothing else; a store
+ * differing in one key: roots, the digest, that key; then equal again. */
+static void test_equal_roots_cost_one_frame_each_way(void)
+{
+	struct kv_store *a = open_store("root-a"), *b = open_store("root-b");
+	REQUIRE(a != NULL && b != NULL, "open");
+	CHECK(kv_store_root(a) == kv_store_root(b), "empty stores: equal roots");
+	struct round o = converse(a, b);
+	CHECK(o.equal && o.ri == 1 && o.rr == 1, "empty: equal, both done (%d %d)", o.ri, o.rr);
+	CHECK_INT(13, (long long)o.i2r, "ROOT frame only");
+	CHECK_INT(5, (long long)o.r2i, "END frame only");
+
+	put(b, "k1", 2000000);
+	CHECK(kv_store_root(a) != kv_store_root(b), "one key apart: roots differ");
+	o = converse(a, b);
+	CHECK(!o.equal && o.ri == 1, "different: a full round (%d)", o.ri);
+	CHECK_INT(1, (long long)o.in_i, "the initiator took the key");
+	CHECK(o.i2r > KV_BUCKETS * 8, "the digest travelled (%zu bytes)", o.i2r);
+	CHECK(kv_store_root(a) == kv_store_root(b), "equal after the round");
+
+	put(a, "k2", 2000001);
+	o = converse(a, b);
+	CHECK_INT(1, (long long)o.in_r, "the responder took the initiator's key");
+	o = converse(b, a);
+	CHECK(o.equal && o.i2r == 13 && o.r2i == 5, "then equal again, either way");
+	kv_store_close(a);
+	kv_store_close(b);
+}
+
+/* A responder answers a DIGEST first frame (an older initiator) as before,
+ * and refuses a malformed ROOT or a second ROOT. */
+static void test_root_frames_are_checked(void)
+{
+	struct kv_store *a = open_store("rootchk");
+	REQUIRE(a != NULL, "open");
+	struct kv_sync r;
+	struct kv_buf out = {0};
+	char err[128];
+	uint8_t root[9] = {0};
+	kv_sync_start(&r, KV_SYNC_RESPONDER, a, merge, a, NULL, 0, &out);
+	CHECK_INT(-1, kv_sync_feed(&r, KV_F_ROOT, root, 9, &out, err, sizeof(err)), "9-byte root");
+	kv_sync_start(&r, KV_SYNC_RESPONDER, a, merge, a, NULL, 0, &out);
+	root[0] = 1; /* not our root */
+	CHECK_INT(0, kv_sync_feed(&r, KV_F_ROOT, root, 8, &out, err, sizeof(err)), "%s", err);
+	CHECK_INT(-1, kv_sync_feed(&r, KV_F_ROOT, root, 8, &out, err, sizeof(err)),
+	          "a second root is refused");
+	kv_sync_start(&r, KV_SYNC_RESPONDER, a, merge, a, NULL, 0, &out);
+	uint8_t dig[KV_BUCKETS * 8] = {0};
+	CHECK_INT(0, kv_sync_feed(&r, KV_F_DIGEST, dig, sizeof(dig), &out, err, sizeof(err)),
+	          "an older initiator's digest: %s", err);
+	struct kv_sync i;
+	out.len = 0;
+	kv_sync_start(&i, KV_SYNC_INITIATOR, a, merge, a, NULL, 0, &out);
+	CHECK_INT(-1, kv_sync_feed(&i, KV_F_DIFF, dig, 32, &out, err, sizeof(err)),
+	          "an initiator waiting for a root refuses a diff");
+	kv_buf_free(&out);
+	kv_store_close(a);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -336,6 +472,8 @@ int main(void)
 	if (mkdtemp(tmpdir) == NULL)
 		return 1;
 	RUN(test_large_difference_travels_in_bounded_frames);
+	RUN(test_equal_roots_cost_one_frame_each_way);
+	RUN(test_root_frames_are_checked);
 	RUN(test_lazy_pump_follows_the_socket);
 	RUN(test_sealed_frames_open_only_with_a_key_their_way_untouched);
 	RUN(test_merge_refuses_versions_far_ahead_and_heals_poison);
