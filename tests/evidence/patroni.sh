@@ -25,7 +25,8 @@
 # 10 s and Patroni asks for ttl/2>, LOOP_WAIT, CHECKS=serfHealth (Patroni's
 # consul.checks: the session also ends when gossip declares the node failed;
 # Patroni's default is none, the TTL alone), MAX_SECONDS (240: every wait
-# ends by then, so a hung run fails and cleans up), KEEP=1 (keep the temp dir).
+# ends by then, so a hung run fails and cleans up), KILL=agent (kill only the
+# primary's rumor agent: Patroni must demote it), KEEP=1 (keep the temp dir).
 # Exit 0 on a failover with writes on the new primary, 1 on failure, 77
 # when patroni, python3-consul or PostgreSQL 15 are missing.
 set -u
@@ -35,6 +36,7 @@ NODES=${NODES:-2}
 TTL=${TTL:-20}
 LOOP_WAIT=${LOOP_WAIT:-2}
 CHECKS=${CHECKS:-}
+KILL=${KILL:-node}
 PGBIN=/usr/lib/postgresql/15/bin
 PY=/usr/bin/python3
 
@@ -240,9 +242,14 @@ $AS patronictl -c "$T/node1.yml" list 2>/dev/null
 # the primary's node dies: its Patroni, its PostgreSQL and its rumor agent
 PGPID=$(head -1 "$T/pg$L/postmaster.pid")
 eval "PP=\$PATRONI_PID_$L; AP=\$AGENT_PID_$((10 + L))"
-log "kill -9 of $LEADER: patroni $PP, postgres $PGPID, rumor agent $AP"
 t_kill=$(now)
-kill -9 "$PP" "$PGPID" "$AP" 2>/dev/null
+if [ "$KILL" = agent ]; then
+	log "kill -9 of $LEADER's rumor agent $AP (its Patroni and PostgreSQL live on)"
+	kill -9 "$AP"
+else
+	log "kill -9 of $LEADER: patroni $PP, postgres $PGPID, rumor agent $AP"
+	kill -9 "$PP" "$PGPID" "$AP" 2>/dev/null
+fi
 
 wait_for $((3 * TTL)) key_gone "$LEADER" || fail "the leader key outlived the dead leader"
 t_gone=$(now)
@@ -256,6 +263,12 @@ log "new leader key = $NEW: $(since "$t_kill" "$t_new") s after the kill"
 wait_for 60 writable "$N" "$NEW" || fail "the new primary $NEW takes no writes"
 t_nw=$(now)
 log "new primary $NEW takes writes: $(since "$t_kill" "$t_nw") s after the kill"
+if [ "$KILL" = agent ]; then
+	# cut off from its agent, the old primary's Patroni demotes it
+	not_primary() { ! writable "$L" "$LEADER"; }
+	wait_for 60 not_primary || fail "$LEADER still takes writes without its agent"
+	log "old primary $LEADER no longer takes writes: $(since "$t_kill" "$(now)") s after the kill"
+fi
 rows=$($AS "$PGBIN/psql" -X -tA -h 127.0.0.1 -p "$(pgport "$N")" -U postgres -d postgres \
 	-c "SELECT string_agg(who, ',' ORDER BY at) FROM evidence")
 log "rows on $NEW: $rows"
