@@ -3,7 +3,8 @@
  *
  * Start-up order: config -> logging -> node ID -> gossip (UDP+TCP bound,
  * SWIM core created) -> HTTP -> pid file -> -join (all at once; the agent
- * exits if none succeeds, as Consul's start_join does) -> -retry-join timer
+ * exits if none succeeds, as Consul's start_join does, except that a node
+ * that is there but busy is tried again for a while: see join_busy) -> -retry-join timer
  * -> loop. Shutdown: a signal or PUT /v1/agent/leave starts agent_leave();
  * the loop keeps running until the leave broadcast has been sent as often as
  * the queue sends it, or BROADCAST_TIMEOUT passes, then everything is freed.
@@ -60,12 +61,13 @@ struct agent_priv {
 	int start_joins_pending;
 	int start_joins_ok;
 	bool retry_in_flight;
-	uint64_t last_bcast_id;   /* swim queue id of the last serf broadcast */
-	uint64_t leave_intent_id; /* our leave intent, waited for before swim_leave */
-	bool swim_leaving;        /* swim_leave() called */
-	struct agent_dns *dns;    /* NULL: DNS off (agent/agent_dns.c) */
-	bool pid_written;         /* -pid-file written: removed at exit */
-	bool running;             /* start_running() done: agent_stop() stops its watchers */
+	struct start_join *join_waits; /* -joins backing off (see join_busy) */
+	uint64_t last_bcast_id;        /* swim queue id of the last serf broadcast */
+	uint64_t leave_intent_id;      /* our leave intent, waited for before swim_leave */
+	bool swim_leaving;             /* swim_leave() called */
+	struct agent_dns *dns;         /* NULL: DNS off (agent/agent_dns.c) */
+	bool pid_written;              /* -pid-file written: removed at exit */
+	bool running;                  /* start_running() done: agent_stop() stops its watchers */
 };
 
 static struct agent_priv *priv(struct agent *a)
@@ -608,11 +610,94 @@ static int setup_keyring(struct agent *a, char *err, size_t errlen)
 
 /* ------------------------------------------------------------ joins */
 
+/*
+ * A -join that failed on a node that is there but busy (the exchange timed
+ * out, or the connection was taken and closed, as a seed over its stream
+ * limit does in a join storm) is tried again after a jittered, doubling
+ * back-off, for up to JOIN_PATIENCE_S; an unreachable address (refused,
+ * unresolvable) fails at once, as in Consul. Consul gives -join one attempt
+ * (memberlist's 10 s TCP timeout) and exits: on a machine starting 1,000
+ * agents that killed 61 agents whose seed was answering, only slowly.
+ */
+#define JOIN_PATIENCE_S 150.0
+#define JOIN_BACKOFF_MIN_S 1.0
+#define JOIN_BACKOFF_MAX_S 16.0
+
 struct start_join {
 	struct agent *a;
 	char addr[256];
 	bool retry;
+	int attempts;
+	ev_tstamp first_at;
+	ev_timer wait;
+	struct start_join *next; /* in join_waits */
 };
+
+static void start_join_attempt(struct start_join *sj);
+
+/* The node is there but did not answer in time, or took the connection and
+ * closed it (over its stream limit); anything else (refused, unresolvable,
+ * an answer saying no) is final. */
+static bool join_busy_error(const char *error)
+{
+	static const char *const busy[] = {"i/o timeout", "closed by peer", "reset by peer",
+	                                   "broken pipe"};
+	for (size_t i = 0; error != NULL && i < sizeof(busy) / sizeof(busy[0]); i++)
+		if (strcasestr(error, busy[i]) != NULL)
+			return true;
+	return false;
+}
+
+static void join_wait_unlink(struct agent *a, struct start_join *sj)
+{
+	for (struct start_join **pp = &priv(a)->join_waits; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == sj) {
+			*pp = sj->next;
+			return;
+		}
+}
+
+static void join_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct start_join *sj = w->data;
+	join_wait_unlink(sj->a, sj);
+	/* joined meanwhile: the seed merged our state and others gossip to us */
+	if (swim_num_alive(gossip_transport_swim(sj->a->gossip)) > 0) {
+		priv(sj->a)->start_joins_pending--;
+		priv(sj->a)->start_joins_ok++;
+		sj->a->joined_once = true;
+		log_info("agent: Join via %s: members known by gossip, joined", sj->addr);
+		free(sj);
+		return;
+	}
+	/* several -join addresses: the next try may go to another one */
+	size_t n = sj->a->cfg.start_join.n;
+	if (n > 1)
+		snprintf(sj->addr, sizeof(sj->addr), "%s",
+		         sj->a->cfg.start_join.items[randombytes_uniform((uint32_t)n)]);
+	start_join_attempt(sj);
+}
+
+/* Back off a -join that met a busy node; false when patience ran out. */
+static bool join_busy(struct start_join *sj, const char *error)
+{
+	struct agent *a = sj->a;
+	ev_tstamp now = ev_now(a->loop);
+	if (sj->retry || a->shutting_down || !join_busy_error(error) ||
+	    now - sj->first_at > JOIN_PATIENCE_S)
+		return false;
+	double d = JOIN_BACKOFF_MIN_S * (double)(1u << (sj->attempts < 5 ? sj->attempts : 4));
+	d = d > JOIN_BACKOFF_MAX_S ? JOIN_BACKOFF_MAX_S : d;
+	d *= 0.5 + (double)randombytes_uniform(1000) / 1000.0; /* jitter: 0.5-1.5x */
+	log_warn("agent: Join %s failed (%s); the node is there but busy: retrying in %.1f s",
+	         sj->addr, error, d);
+	ev_timer_init(&sj->wait, join_wait_cb, d, 0.);
+	sj->wait.data = sj;
+	ev_timer_start(a->loop, &sj->wait);
+	sj->next = priv(a)->join_waits;
+	priv(a)->join_waits = sj;
+	return true;
+}
 
 static void retry_join_schedule(struct agent *a);
 
@@ -627,6 +712,8 @@ static void start_join_done(void *ud, bool ok, const char *error)
 			serf_broadcast_join(a->serf);
 		a->joined_once = true;
 	} else {
+		if (join_busy(sj, error))
+			return;
 		log_warn("agent: Join %s failed: %s", sj->addr, error ? error : "unknown error");
 	}
 	if (sj->retry) {
@@ -655,12 +742,21 @@ static void start_join(struct agent *a, const char *addr, bool retry)
 		abort();
 	sj->a = a;
 	sj->retry = retry;
+	sj->first_at = ev_now(a->loop);
 	snprintf(sj->addr, sizeof(sj->addr), "%s", addr);
-	char err[256];
 	if (!retry)
 		priv(a)->start_joins_pending++;
 	else
 		priv(a)->retry_in_flight = true;
+	start_join_attempt(sj);
+}
+
+static void start_join_attempt(struct start_join *sj)
+{
+	struct agent *a = sj->a;
+	const char *addr = sj->addr;
+	char err[256];
+	sj->attempts++;
 	if (gossip_transport_join(a->gossip, addr, (uint16_t)a->cfg.serf_lan_port, start_join_done,
 	                          sj, err, sizeof(err)) < 0)
 		start_join_done(sj, false, err);
@@ -1140,6 +1236,12 @@ static void agent_stop(struct agent *a)
 		ev_signal_stop(a->loop, &p->sigterm);
 		ev_signal_stop(a->loop, &p->sighup);
 		ev_timer_stop(a->loop, &p->retry_timer);
+		while (p->join_waits != NULL) {
+			struct start_join *sj = p->join_waits;
+			p->join_waits = sj->next;
+			ev_timer_stop(a->loop, &sj->wait);
+			free(sj);
+		}
 		ev_timer_stop(a->loop, &p->leave_timer);
 		ev_ref(a->loop);
 		ev_timer_stop(a->loop, &p->trim_timer);

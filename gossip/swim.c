@@ -47,6 +47,9 @@
 #define SWIM_NESTING_MAX 4  /* compound/compress nesting accepted */
 #define SWIM_BCAST_DEPTH 8192
 #define SWIM_HOUSEKEEPING_SLACK_MS 1000 /* see swim_next_deadline */
+#define SWIM_SETTLE_COUNT 2             /* settle push-pulls after start, see settle() */
+#define SWIM_SETTLE_QUIET_MS 1000       /* ...once the table stopped growing this long */
+#define SWIM_SETTLE_MAX_MS 5000         /* ...or this long after it first grew */
 #define SWIM_PACK_MAX (8 * ML_UDP_MAX)  /* uncompressed bytes one gossip packet packs */
 #define SWIM_COMPRESS_MIN 256           /* smaller packets go plain: LZW seldom shrinks them */
 #define SWIM_CHUNK_SHIFT 6              /* members per storage chunk: 64 (2 KiB) */
@@ -135,6 +138,10 @@ struct swim {
 	size_t nsusps, susps_cap;
 
 	int64_t next_probe, next_gossip, next_push_pull, next_reconnect, next_reap;
+	/* settle push-pulls: growth of the table seen since the last one */
+	int settle_left;
+	size_t settle_n;
+	int64_t settle_first, settle_last; /* 0: no growth pending */
 	struct swim_stats stats;
 
 	/* push-pull: the member cap, the slice, and the states waiting to be
@@ -1807,6 +1814,41 @@ static void push_pull(struct swim *s)
 		s->io.push_pull(s->io.ctx, &peer->id->addr, peer->id->name, false);
 }
 
+/*
+ * A node that just started settles its table with up to SWIM_SETTLE_COUNT
+ * push-pulls to random members, each once the table has stopped growing for
+ * SWIM_SETTLE_QUIET_MS (or SWIM_SETTLE_MAX_MS after it began to grow). In a
+ * join storm gossip leaves each (node, member) pair unlearned with
+ * probability about e^-(retransmit limit), 8 at N = 50: an early joiner
+ * missed a late joiner's alive and waited for the regular push-pull, 30-60 s
+ * later (issue 20: the last of 50 saw all after 38-54 s, the median after
+ * 1.4 s). Memberlist has no such exchange; it costs one or two push-pulls per
+ * start.
+ */
+static int64_t settle_deadline(const struct swim *s)
+{
+	if (s->settle_left <= 0 || s->settle_first == 0)
+		return INT64_MAX;
+	return min64(s->settle_last + SWIM_SETTLE_QUIET_MS, s->settle_first + SWIM_SETTLE_MAX_MS);
+}
+
+static void settle(struct swim *s, int64_t now)
+{
+	if (s->settle_left <= 0 || s->left)
+		return;
+	if (s->n != s->settle_n) {
+		s->settle_n = s->n;
+		if (s->settle_first == 0)
+			s->settle_first = now;
+		s->settle_last = now;
+	}
+	if (now < settle_deadline(s))
+		return;
+	s->settle_left--;
+	s->settle_first = s->settle_last = 0;
+	push_pull(s);
+}
+
 static bool ok_failed(const struct swim *s, const struct swim_member *m, const void *arg)
 {
 	return m->state == ML_STATE_DEAD;
@@ -1862,7 +1904,7 @@ int64_t swim_next_deadline(const struct swim *s)
 	if (s->left || s->next_probe - house > SWIM_HOUSEKEEPING_SLACK_MS)
 		d = min64(d, house);
 	if (!s->left)
-		d = min64(d, s->next_probe);
+		d = min64(d, min64(s->next_probe, settle_deadline(s)));
 	if (s->probe.stage == PROBE_DIRECT)
 		d = min64(d, s->probe.timeout_at);
 	if (s->probe.stage != PROBE_IDLE)
@@ -1921,6 +1963,7 @@ int64_t swim_tick(struct swim *s, int64_t now)
 		gossip(s, now);
 		s->next_gossip = now + s->t.gossip_interval_ms;
 	}
+	settle(s, now);
 	if (now >= s->next_push_pull) {
 		if (!s->left)
 			push_pull(s);
@@ -1995,6 +2038,8 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	        now + s->t.push_pull_interval_ms + rnd(s, (uint32_t)s->t.push_pull_interval_ms + 1);
 	s->next_reconnect = now + s->t.reconnect_interval_ms;
 	s->next_reap = now + s->t.reap_interval_ms;
+	s->settle_left = SWIM_SETTLE_COUNT;
+	s->settle_n = s->n;
 	return s;
 }
 
@@ -2125,6 +2170,7 @@ void swim_reset_broadcasts(struct swim *s)
 	bcast_queue_clear(&s->uq);
 	bcast_queue_clear(&s->rq);
 	s->leave_bcast_id = 0;
+	s->settle_left = 0; /* a converged start has nothing to settle */
 }
 
 size_t swim_member_count(const struct swim *s)

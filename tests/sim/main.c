@@ -29,12 +29,14 @@ static void usage(void)
 	        "  --curve FILE    write dissemination curves  -v verbose  -q quiet\n"
 	        "  --summary FILE  append one tab-separated line of the key figures\n"
 	        "scenario JSON: {name,nodes,seed,duration,profile,lifeguard,start:warm|join,\n"
-	        "  join_window,tcp_ping,consul_meta,compress,serf_nodes,\n"
+	        "  join_window,join_seed,tcp_ping,consul_meta,compress,serf_nodes,\n"
 	        "  network:{latency_ms,link_spread_ms,jitter_ms,loss,dup},\n"
 	        "  actions:[{at,do:crash|restart|leave|join|pause|partition|heal|loss|slow|flap,\n"
 	        "    nodes:[..]|count|fraction,for,value,sizes:[..],oneway,down,up,times}],\n"
 	        "  expect:{fp_max,false_suspicions_max,detect_within,first_suspect_within,\n"
-	        "    join_within,converge,load_max,kv_converge,kv_spread_within,kv_heal_within},\n"
+	        "    "
+	        "join_within,storm_tail,converge,load_max,kv_converge,kv_spread_within,kv_heal_"
+	        "within},\n"
 	        "  kv:{sync_interval,value_size,map_mb,clock_skew_ms,sync:true|false}}\n"
 	        "  kv actions: {at,do:kv_write|kv_delete,nodes:[..]|count,for,key|keys,\n"
 	        "    value_size}: count operations at random live nodes, or count at each\n"
@@ -194,6 +196,8 @@ static int load_json(struct sim_cfg *c, json_t *j, char *err, size_t errlen)
 		c->lifeguard = json_is_true(v);
 	if ((v = json_object_get(j, "tcp_ping")))
 		c->tcp_ping = json_is_true(v);
+	if ((v = json_object_get(j, "join_seed")))
+		c->join_seed = json_is_true(v);
 	if ((v = json_object_get(j, "consul_meta")))
 		c->consul_meta = json_is_true(v);
 	if ((v = json_object_get(j, "serf_nodes")) && json_is_integer(v))
@@ -217,6 +221,7 @@ static int load_json(struct sim_cfg *c, json_t *j, char *err, size_t errlen)
 		c->expect.detect_ms = secs_ms(jnum(ex, "detect_within", 0));
 		c->expect.first_suspect_ms = secs_ms(jnum(ex, "first_suspect_within", 0));
 		c->expect.join_ms = secs_ms(jnum(ex, "join_within", 0));
+		c->expect.storm_tail = jnum(ex, "storm_tail", 0);
 		c->expect.converge = json_is_true(json_object_get(ex, "converge"));
 		c->expect.load_max = jnum(ex, "load_max", 0);
 		c->expect.fsusp_max = (int64_t)jnum(ex, "false_suspicions_max", -1);

@@ -147,6 +147,7 @@ struct node {
 	uint32_t last_self_inc;
 	uint64_t last_sent;
 	int64_t up_since;
+	int64_t sees_all_at; /* join storm: first time it listed every node alive */
 	/* accumulated traffic of previous lives */
 	uint64_t pk_sent, by_sent;
 };
@@ -2637,6 +2638,48 @@ static void report_curve(struct sim *sim)
 	}
 }
 
+/* join storm: when each node first lists all N alive (the straggler is the
+ * last of these, see report_sees_all) */
+static void note_sees_all(struct sim *sim, struct node *nd)
+{
+	if (!sim->cfg.warm && nd->sees_all_at < 0 && swim_num_alive(nd->s) + 1 >= (size_t)sim->n)
+		nd->sees_all_at = sim->now;
+}
+
+static void report_sees_all(struct sim *sim)
+{
+	if (sim->cfg.warm)
+		return;
+	int64_t *t = calloc((size_t)sim->n, sizeof(*t));
+	if (t == NULL)
+		abort();
+	int k = 0, never = 0;
+	for (int i = 0; i < sim->n; i++) {
+		if (sim->nodes[i].sees_all_at < 0)
+			never++;
+		else
+			t[k++] = sim->nodes[i].sees_all_at;
+	}
+	if (k > 0) {
+		qsort(t, (size_t)k, sizeof(*t), cmp_i64);
+		double med = t[k / 2] / 1e6,
+		       p99 = t[(k * 99) / 100 < k ? (k * 99) / 100 : k - 1] / 1e6;
+		double last = t[k - 1] / 1e6;
+		fprintf(sim->out,
+		        "storm: node sees all %d alive (from the storm's start): median %.3f s, "
+		        "p99 %.3f s, last %.3f s (last/median %.1f); %d never\n",
+		        sim->n, med, p99, last, med > 0 ? last / med : 0.0, never);
+		double bound = sim->cfg.expect.storm_tail;
+		if (bound > 0 && last > bound * med)
+			violation(sim, -1,
+			          "the last node saw all after %.3f s > %.1f x median %.3f s", last,
+			          bound, med);
+	}
+	if (never > 0 && sim->cfg.expect.storm_tail > 0)
+		violation(sim, -1, "%d nodes never saw all %d alive", never, sim->n);
+	free(t);
+}
+
 static void report(struct sim *sim)
 {
 	FILE *o = sim->out;
@@ -2663,6 +2706,7 @@ static void report(struct sim *sim)
 	if (sim->full_mesh_at >= 0)
 		fprintf(o, "full mesh (every node sees all alive) at %.3f s\n",
 		        sim->full_mesh_at / 1e6);
+	report_sees_all(sim);
 	double node_hours = (double)sim->n * secs / 3600.0;
 	fprintf(o,
 	        "false positives: %llu failed events at healthy nodes about healthy nodes "
@@ -2781,6 +2825,7 @@ struct sim *sim_new(const struct sim_cfg *cfg, char *err, size_t errlen)
 		node_addr(i, &nd->addr);
 		rng_seed(&nd->rng, cfg->seed, (uint64_t)i);
 		nd->tick_at = INT64_MAX;
+		nd->sees_all_at = -1;
 	}
 	if (sim->cap <= VIEW_CHECK_MAX)
 		sim->view_inc = xcalloc((size_t)sim->cap * (size_t)sim->cap, sizeof(uint32_t));
@@ -2877,6 +2922,7 @@ static void handle(struct sim *sim, struct ev *e)
 		}
 		nd->tick_at = INT64_MAX;
 		swim_tick(nd->s, now_ms(sim));
+		note_sees_all(sim, nd);
 		schedule_tick(sim, nd);
 		return;
 	case EV_PACKET:
@@ -2906,6 +2952,7 @@ static void handle(struct sim *sim, struct ev *e)
 			nd->queued--;
 		deliver(sim, e);
 		free(e->data);
+		note_sees_all(sim, nd);
 		kv_flush(sim, nd->id);
 		schedule_tick(sim, nd);
 		return;
@@ -2994,7 +3041,7 @@ int sim_run(struct sim *sim, FILE *out)
 			int id = (int)e.gen;
 			node_start(sim, id);
 			track_new(sim, 0, id);
-			int seedn = random_up_node(sim, id);
+			int seedn = sim->cfg.join_seed ? 0 : random_up_node(sim, id);
 			start_push_pull(sim, id, seedn, true);
 			continue;
 		}

@@ -73,6 +73,7 @@ struct sim_expect {
 	int64_t detect_ms;        /* every crash known dead everywhere within; 0: none */
 	int64_t first_suspect_ms; /* first suspicion of a crash within; 0: none */
 	int64_t join_ms;          /* every join known everywhere within; 0: none */
+	double storm_tail;        /* join storm: last node to see all <= this x median; 0: none */
 	bool converge;            /* views equal the truth at the end */
 	double load_max;          /* packets sent per node per probe period (max); 0: none */
 	int64_t fsusp_max;    /* suspicion events at healthy nodes about healthy ones; -1: none */
@@ -102,6 +103,7 @@ struct sim_cfg {
 	double latency_ms, link_spread_ms, jitter_ms;
 	double loss, dup;
 	bool tcp_ping;     /* give the core a TCP fallback ping */
+	bool join_seed;    /* join storm: every node joins node 0 (as bench/cluster) */
 	bool consul_meta;  /* nodes carry a Consul agent's serf tags (about 140 bytes of
 			   * meta, a random id each), as real agents do; off: no meta */
 	bool gossip_plain; /* gossip packets uncompressed (swim_timing.gossip_plain) */
