@@ -18,6 +18,7 @@
 #include "agent/api_kv.h"
 #include "agent/api_server.h"
 #include "agent/api_session.h"
+#include "agent/sessions.h"
 #include "agent/api_snapshot.h"
 #include "agent/api_ui.h"
 #include "agent/server.h"
@@ -116,10 +117,13 @@ static void h_self(struct agent *a, struct http_conn *c, const struct http_reque
 	for (size_t i = 0; i < a->cfg.node_meta_n; i++)
 		json_object_set_new(meta, a->cfg.node_meta[i].key,
 		                    json_string(a->cfg.node_meta[i].value));
-	json_t *cfg = json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s}", "Datacenter",
+	/* SessionTTLMin in nanoseconds, as Consul 0.x reported it: Patroni reads
+	 * it when a session TTL is refused (docs/PATRONI.md). */
+	json_t *cfg = json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:I}", "Datacenter",
 	                        a->cfg.datacenter, "NodeName", a->cfg.node_name, "NodeID",
 	                        a->node_id, "Server", server_is_server(a->server), "Revision",
-	                        "rumor", "Version", RUMOR_VERSION, "Domain", a->cfg.domain);
+	                        "rumor", "Version", RUMOR_VERSION, "Domain", a->cfg.domain,
+	                        "SessionTTLMin", (json_int_t)(SESSION_TTL_MIN_MS * 1000000));
 	json_t *debug = json_pack(
 	        "{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:b, s:s}", "BindAddr", a->cfg.bind_addr,
 	        "AdvertiseAddrLAN", a->cfg.advertise_addr, "ClientAddr", a->cfg.client_addr,

@@ -113,6 +113,8 @@ c.check("a TTL under 10s is refused (500, as Consul's Session.Apply)", (500, Tru
         (st, b"Invalid Session TTL" in body))
 st, body, _ = req(C4, "PUT", "/v1/session/create", json.dumps({"Behavior": "x"}).encode())
 c.check("an unknown Behavior is refused (500)", 500, st)
+c.check("/v1/agent/self Config.SessionTTLMin is the minimum in ns (Patroni reads it)",
+        10 * 10**9, a4.agent.self()["Config"].get("SessionTTLMin"))
 
 # --- a session tied to a check: the check goes critical, the session ends
 st, _, _ = req(C4, "PUT", "/v1/agent/check/register",
