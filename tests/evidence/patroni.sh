@@ -21,8 +21,9 @@
 #             the replica, promoted, takes writes.
 #
 # Usage: tests/evidence/patroni.sh [path/to/rumor]
-# Env: NODES=2|3, TTL=<Patroni ttl, >= 20: rumor's minimum session TTL is
-# 10 s and Patroni asks for ttl/2>, LOOP_WAIT, CHECKS=serfHealth (Patroni's
+# Env: NODES=2|3, TTL=<Patroni ttl; Patroni asks for a session TTL of ttl/2,
+# and below 20 it is refused and Patroni raises it to rumor's 10 s minimum
+# (Config.SessionTTLMin)>, LOOP_WAIT, CHECKS=serfHealth (Patroni's
 # consul.checks: the session also ends when gossip declares the node failed;
 # Patroni's default is none, the TTL alone), MAX_SECONDS (240: every wait
 # ends by then, so a hung run fails and cleans up), KILL=agent (kill only the
