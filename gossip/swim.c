@@ -30,6 +30,9 @@
  *    merge_slice is queued and merged by swim_merge_step() a slice at a
  *    time; memberlist decodes and merges any state in one go, on its own
  *    goroutine (swim.h, "Push-pull limits").
+ *  - Coordinates (swim.h, "Coordinates") are Serf's ping delegate folded
+ *    into the core: the peer cache is one pointer per member slot, freed
+ *    with the slot at reap, instead of Serf's map by name.
  */
 #include "gossip/swim.h"
 
@@ -39,6 +42,7 @@
 #include <string.h>
 
 #include "gossip/bcast.h"
+#include "gossip/coord.h"
 #include "lib/cursor.h"
 #include "lib/xalloc.h"
 
@@ -93,6 +97,7 @@ struct swim_probe {
 	uint32_t seq;
 	char *target; /* name (owned copy) */
 	int64_t sent, timeout_at, end_at;
+	int64_t sent_us; /* the RTT's start: io.clock_us, or sent * 1000 */
 	int expected_nacks, nacks;
 	bool tcp_pending;
 };
@@ -158,6 +163,13 @@ struct swim {
 	/* gossip packing: the last compressed packet's ratio, uncompressed to
 	 * compressed size, in hundredths (100 until one was compressed) */
 	uint32_t zratio;
+
+	/* coordinates (NULL when disabled): this node's Vivaldi client, and
+	 * the last coordinate each member answered a direct probe with,
+	 * indexed by member slot (coords_cap slots, NULL: none yet) */
+	struct coord_client *cc;
+	struct coord **coords;
+	size_t coords_cap;
 };
 
 #define IDX_EMPTY 0u
@@ -452,6 +464,19 @@ static void suspicion_clear(struct swim *s, struct swim_member *m)
 	m->susp = 0;
 }
 
+/* Serf's eraseNode: a reaped member's cached coordinate and latency
+ * filter go with it (a node coming back later starts afresh). */
+static void coord_forget(struct swim *s, uint32_t slot, const char *name)
+{
+	if (s->cc == NULL)
+		return;
+	coord_client_forget(s->cc, name);
+	if (slot < s->coords_cap) {
+		free(s->coords[slot]);
+		s->coords[slot] = NULL;
+	}
+}
+
 static void member_remove(struct swim *s, struct swim_member *m)
 {
 	suspicion_clear(s, m);
@@ -462,6 +487,7 @@ static void member_remove(struct swim *s, struct swim_member *m)
 	s->n--;
 	if (s->probe_index > s->n)
 		s->probe_index = s->n;
+	coord_forget(s, slot, m->id->name);
 	swim_ident_put(s->idents, m->id);
 	slot_release(s, slot);
 }
@@ -876,6 +902,12 @@ static void fill_ping(struct swim *s, struct ml_ping *p, uint32_t seq, const cha
 	copy_name(p->source_node, sizeof(p->source_node), s->self->id->name);
 }
 
+/* The RTT clock: the driver's finer one if it gave one, else `now`. */
+static int64_t clock_us(struct swim *s, int64_t now)
+{
+	return s->io.clock_us != NULL ? s->io.clock_us(s->io.ctx) : now * 1000;
+}
+
 static void probe_end(struct swim *s)
 {
 	free(s->probe.target);
@@ -917,6 +949,7 @@ static void probe_start(struct swim *s, int64_t now)
 	s->probe.seq = seq;
 	s->probe.target = xstrdup(target->id->name);
 	s->probe.sent = now;
+	s->probe.sent_us = clock_us(s, now);
 	s->probe.timeout_at = now + s->t.probe_timeout_ms;
 	s->probe.end_at = now + interval;
 	if (target->state == ML_STATE_ALIVE) {
@@ -1074,6 +1107,12 @@ static void handle_ping(struct swim *s, const struct ml_addr *from, const uint8_
 	struct ml_ack ack;
 	memset(&ack, 0, sizeof(ack));
 	ack.seq = ping.seq;
+	if (s->cc != NULL) {
+		/* Serf's AckPayload: our coordinate rides every ack to a ping */
+		int n = coord_payload_encode(&s->cc->c, ack.payload, sizeof(ack.payload));
+		if (n > 0)
+			ack.payload_len = (uint16_t)n;
+	}
 	const struct ml_addr *to =
 	        ping.source.len > 0 && ping.source.port > 0 ? &ping.source : from;
 	int r = ml_encode_ack(s->msgbuf, s->bufcap, &ack);
@@ -1113,6 +1152,51 @@ static void relay_remove(struct swim *s, int i)
 	s->relays[i] = s->relays[--s->nrelays];
 }
 
+/* The slot's cache entry, growing the slot index as needed. */
+static struct coord **coord_cell(struct swim *s, uint32_t slot)
+{
+	if (slot >= s->coords_cap) {
+		size_t cap = s->coords_cap ? s->coords_cap : 16;
+		while (cap <= slot)
+			cap *= 2;
+		s->coords = xrealloc(s->coords, cap * sizeof(*s->coords));
+		memset(s->coords + s->coords_cap, 0, (cap - s->coords_cap) * sizeof(*s->coords));
+		s->coords_cap = cap;
+	}
+	return &s->coords[slot];
+}
+
+/*
+ * Serf's NotifyPingComplete: the ack to our direct probe, in its direct
+ * stage, times the round trip and brings the peer's coordinate. No payload
+ * (a peer with coordinates off) is no sample; a payload that does not
+ * decode, or a sample the client refuses, is counted and changes nothing.
+ * Only an accepted sample caches the peer's coordinate, as in Serf.
+ */
+static void probe_rtt(struct swim *s, int64_t now, const struct ml_ack *ack)
+{
+	if (s->cc == NULL || ack->payload_len == 0)
+		return;
+	struct coord peer;
+	if (coord_payload_decode(ack->payload, ack->payload_len, &peer) != 0) {
+		s->stats.coord_bad_payloads++;
+		return;
+	}
+	struct swim_member *m = member_get(s, s->probe.target);
+	if (m == NULL || m == s->self)
+		return;
+	int64_t rtt_us = clock_us(s, now) - s->probe.sent_us;
+	if (coord_client_update(s->cc, m->id->name, &peer, rtt_us * 1000) != 0) {
+		s->stats.coord_rejected++;
+		return;
+	}
+	s->stats.coord_updates++;
+	struct coord **cell = coord_cell(s, s->nodes[m->index]);
+	if (*cell == NULL)
+		*cell = xmalloc(sizeof(**cell));
+	**cell = peer;
+}
+
 static void handle_ack(struct swim *s, int64_t now, const uint8_t *p, size_t len)
 {
 	struct ml_ack ack;
@@ -1122,6 +1206,8 @@ static void handle_ack(struct swim *s, int64_t now, const uint8_t *p, size_t len
 		return;
 	}
 	if (s->probe.stage != PROBE_IDLE && ack.seq == s->probe.seq) {
+		if (s->probe.stage == PROBE_DIRECT)
+			probe_rtt(s, now, &ack);
 		probe_succeeded(s);
 		return;
 	}
@@ -2040,6 +2126,12 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	s->next_reap = now + s->t.reap_interval_ms;
 	s->settle_left = SWIM_SETTLE_COUNT;
 	s->settle_n = s->n;
+	if (!cfg->disable_coordinates) {
+		uint64_t seed = (uint64_t)s->io.rand32(s->io.ctx) << 32;
+		seed |= s->io.rand32(s->io.ctx);
+		s->cc = xmalloc(sizeof(*s->cc));
+		coord_client_init(s->cc, NULL, seed);
+	}
 	return s;
 }
 
@@ -2061,6 +2153,13 @@ void swim_free(struct swim *s)
 	free(s->susps);
 	free(s->pkt);
 	free(s->msgbuf);
+	if (s->cc != NULL) {
+		coord_client_free(s->cc);
+		free(s->cc);
+	}
+	for (size_t i = 0; i < s->coords_cap; i++)
+		free(s->coords[i]);
+	free(s->coords);
 	bcast_queue_destroy(&s->bq);
 	bcast_queue_destroy(&s->uq);
 	bcast_queue_destroy(&s->rq);
@@ -2226,4 +2325,22 @@ uint64_t swim_broadcast_queue_dropped(const struct swim *s)
 const struct swim_timing *swim_timing(const struct swim *s)
 {
 	return &s->t;
+}
+
+const struct coord *swim_coord_self(const struct swim *s)
+{
+	return s->cc != NULL ? &s->cc->c : NULL;
+}
+
+const struct coord *swim_coord_of(const struct swim *s, const char *name)
+{
+	if (s->cc == NULL)
+		return NULL;
+	const struct swim_member *m = member_get(s, name);
+	if (m == NULL)
+		return NULL;
+	if (m == s->self)
+		return &s->cc->c;
+	uint32_t slot = s->nodes[m->index];
+	return slot < s->coords_cap ? s->coords[slot] : NULL;
 }

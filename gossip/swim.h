@@ -34,6 +34,7 @@
 #include "gossip/wire.h"
 
 struct swim;
+struct coord;
 
 /* Timing and fan-out knobs; swim_config_profile() fills memberlist's. */
 struct swim_timing {
@@ -88,7 +89,30 @@ struct swim_config {
 	 * the user queue (the simulator's all-rumor clusters). See "Mixed
 	 * clusters" below. */
 	bool (*is_rumor)(const uint8_t *meta, size_t len);
+	/* Serf's DisableCoordinates: no Vivaldi coordinate, no ack payload,
+	 * no cache. Default (false): coordinates on, see "Coordinates". */
+	bool disable_coordinates;
 };
+
+/*
+ * Coordinates (Serf's ping delegate, gossip/coord.h). Every ack this node
+ * sends to a ping carries its coordinate (version byte 1, then the msgpack
+ * map), as Serf's AckPayload does, so a stock Serf agent learns it. When
+ * the ack to one of our own *direct* probes arrives while the probe is
+ * still in its direct stage (before probe_timeout, as memberlist's
+ * probeNode calls NotifyPingComplete), the RTT (the ack's arrival minus
+ * the ping's sending) and the peer's coordinate update ours, and the
+ * peer's coordinate is cached until the member is reaped. Acks relayed by
+ * indirect probes and TCP fallback acks carry no payload and count for
+ * nothing, as in memberlist. The RTT is measured on the `now` given to
+ * the core (whole milliseconds) unless the driver sets io.clock_us, a
+ * finer monotonic clock read at the ping's sending and the ack's handling
+ * (the agent does: loopback and LAN RTTs are well under a millisecond).
+ * A payload that does not decode is counted (coord_bad_payloads) and
+ * ignored; an RTT or coordinate Serf would reject is counted
+ * (coord_rejected). The client's random seed is drawn from io.rand32 at
+ * swim_new.
+ */
 
 /*
  * Push-pull limits. memberlist caps a push-pull only by its bytes
@@ -162,6 +186,9 @@ struct swim_io {
 	/* Optional: the remote push-pull user state (serf's MergeRemoteState),
 	 * called after the remote nodes were merged. */
 	void (*merge_state)(void *ctx, const uint8_t *p, size_t len, bool join);
+	/* Optional: a monotonic clock in microseconds, used only to time a
+	 * probe's round trip (see "Coordinates"); NULL: `now` * 1000. */
+	int64_t (*clock_us)(void *ctx);
 };
 
 /*
@@ -190,6 +217,9 @@ struct swim_stats {
 	uint64_t broadcasts_dropped; /* see swim_broadcast_queue_dropped() */
 	uint64_t push_pulls;         /* push-pull states merged (either side, joins included) */
 	uint64_t push_pulls_refused; /* over push_pull_max_nodes, or the merge queue full */
+	/* coordinates: updates applied; samples refused by the client (bad
+	 * RTT or coordinate); ack payloads that did not decode */
+	uint64_t coord_updates, coord_rejected, coord_bad_payloads;
 };
 
 /* Create a node; copies everything it keeps from cfg. Returns NULL with err. */
@@ -312,6 +342,13 @@ const struct swim_stats *swim_stats(const struct swim *s);
 size_t swim_broadcast_queue_len(const struct swim *s);
 uint64_t swim_broadcast_queue_dropped(const struct swim *s);
 const struct swim_timing *swim_timing(const struct swim *s);
+
+/* This node's coordinate (owned by s, valid until the next call into s);
+ * NULL when coordinates are disabled. */
+const struct coord *swim_coord_self(const struct swim *s);
+/* The cached coordinate of member `name` (this node's own for our name),
+ * owned by s; NULL when disabled, unknown or not measured yet. */
+const struct coord *swim_coord_of(const struct swim *s, const char *name);
 
 /* memberlist's formulas (util.go), exposed for tests and the simulator. */
 int64_t swim_suspicion_timeout_ms(int mult, size_t n, int64_t interval_ms);

@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "gossip/bcast.h"
+#include "gossip/coord.h"
 #include "gossip/swim.h"
+#include "lib/mp.h"
 #include "tests/unit/check.h"
 
 /* ----------------------------------------------------------- formulas */
@@ -1195,6 +1197,316 @@ static void test_unknown_destination_gets_no_rumor_only(void)
 	net_free(&net);
 }
 
+/* ------------------------------------------------------ coordinates */
+
+/* Two nodes, packets delivered 1 ms after they are sent: a probe's ack
+ * comes back 2 ms after the ping (measured on `now`, no clock_us). Both
+ * learn a coordinate for the other, and the estimated distance settles
+ * near the 2 ms round trip. */
+static void test_coord_learned_from_direct_probes(void)
+{
+	static struct net net;
+	net_init(&net, 2);
+	join_all(&net);
+	net_run(&net, net.now + 120000);
+	for (int i = 0; i < 2; i++) {
+		const struct coord *self = swim_coord_self(net.nodes[i]);
+		const struct coord *peer = swim_coord_of(net.nodes[i], i ? "n0" : "n1");
+		REQUIRE(self != NULL && peer != NULL, "n%d has both coordinates", i);
+		CHECK(swim_coord_of(net.nodes[i], i ? "n1" : "n0") == self,
+		      "our own name gives our own coordinate");
+		const struct swim_stats *st = swim_stats(net.nodes[i]);
+		CHECK(st->coord_updates >= 60, "n%d: one update per probe: %llu", i,
+		      (unsigned long long)st->coord_updates);
+		CHECK_INT(0, st->coord_bad_payloads);
+		CHECK_INT(0, st->coord_rejected);
+		int64_t d = coord_distance_ns(self, peer);
+		CHECK(d > 1500000 && d < 2500000, "n%d: estimate %lld ns for a 2 ms RTT", i,
+		      (long long)d);
+	}
+	CHECK(swim_coord_of(net.nodes[0], "nobody") == NULL, "unknown member: NULL");
+	net_free(&net);
+}
+
+/* One node and one member "peer" (127.0.0.1:998) it probes; every packet
+ * it sends is kept so the test can answer it by hand. */
+struct cnode {
+	struct swim *s;
+	uint64_t rng;
+	uint8_t sent[8][1500];
+	size_t sent_len[8];
+	int nsent;
+	int64_t clock; /* clock_us, when set */
+};
+
+static void c_send(void *c, const struct ml_addr *to, const uint8_t *p, size_t len)
+{
+	struct cnode *o = c;
+	if (o->nsent < 8 && len <= sizeof(o->sent[0])) {
+		memcpy(o->sent[o->nsent], p, len);
+		o->sent_len[o->nsent++] = len;
+	}
+}
+
+static uint32_t c_rand(void *c)
+{
+	struct cnode *o = c;
+	o->rng = o->rng * 6364136223846793005ull + 1442695040888963407ull;
+	return (uint32_t)(o->rng >> 33);
+}
+
+static void c_push_pull(void *c, const struct ml_addr *to, const char *name, bool join)
+{
+}
+
+static int64_t c_clock(void *c)
+{
+	return ((struct cnode *)c)->clock;
+}
+
+static const struct ml_addr peer_addr = {.len = 4, .ip = {127, 0, 0, 1}, .port = 998};
+
+static void cnode_new(struct cnode *o, bool disable, bool with_clock)
+{
+	memset(o, 0, sizeof(*o));
+	o->rng = 11;
+	struct swim_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.name = "self";
+	cfg.addr = (struct ml_addr){.len = 4, .ip = {127, 0, 0, 1}, .port = 999};
+	static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
+	memcpy(cfg.vsn, vsn, 6);
+	swim_timing_profile(&cfg.timing, "lan");
+	cfg.disable_coordinates = disable;
+	struct swim_io io = {.ctx = o, .send = c_send, .rand32 = c_rand, .push_pull = c_push_pull};
+	if (with_clock)
+		io.clock_us = c_clock;
+	char err[128];
+	o->s = swim_new(&cfg, &io, 1000000, err, sizeof(err));
+	struct ml_alive a;
+	memset(&a, 0, sizeof(a));
+	a.incarnation = 1;
+	snprintf(a.node, sizeof(a.node), "peer");
+	a.addr = peer_addr;
+	memcpy(a.vsn, vsn, 6);
+	a.has_vsn = true;
+	uint8_t buf[512];
+	int n = ml_encode_alive(buf, sizeof(buf), &a);
+	if (n > 0)
+		swim_recv_packet(o->s, 1000000, &peer_addr, buf, (size_t)n);
+}
+
+/* The first message of type `type` among the packets sent so far, decoded
+ * into *out by `dec`; true if found. */
+static bool cnode_find(struct cnode *o, uint8_t type,
+                       int (*dec)(const uint8_t **, const uint8_t *, void *), void *out)
+{
+	for (int i = 0; i < o->nsent; i++) {
+		struct ml_slice parts[64];
+		bool z = false;
+		size_t pl;
+		int np = packet_parts(o->sent[i], o->sent_len[i], parts, 64, &z, &pl);
+		for (int j = 0; j < np; j++) {
+			if (parts[j].len < 1 || parts[j].p[0] != type)
+				continue;
+			const uint8_t *pos = parts[j].p + 1;
+			if (dec(&pos, parts[j].p + parts[j].len, out) == ML_OK)
+				return true;
+		}
+	}
+	return false;
+}
+
+static int dec_ping(const uint8_t **pos, const uint8_t *end, void *out)
+{
+	return ml_decode_ping(pos, end, out);
+}
+
+static int dec_ack(const uint8_t **pos, const uint8_t *end, void *out)
+{
+	return ml_decode_ack(pos, end, out);
+}
+
+/* Run the node until it pings "peer"; returns the ping's seq, or 0. */
+static uint32_t cnode_probe(struct cnode *o, int64_t *now)
+{
+	o->nsent = 0;
+	for (int i = 0; i < 5000; i++) {
+		*now += 1;
+		if (swim_next_deadline(o->s) <= *now)
+			swim_tick(o->s, *now);
+		struct ml_ping ping;
+		if (cnode_find(o, ML_PING, dec_ping, &ping))
+			return ping.seq;
+	}
+	return 0;
+}
+
+/* Answer the probe `seq` with an ack carrying `payload`. */
+static void cnode_ack(struct cnode *o, int64_t now, uint32_t seq, const uint8_t *payload,
+                      size_t len)
+{
+	struct ml_ack ack;
+	memset(&ack, 0, sizeof(ack));
+	ack.seq = seq;
+	memcpy(ack.payload, payload, len);
+	ack.payload_len = (uint16_t)len;
+	uint8_t buf[2048];
+	int n = ml_encode_ack(buf, sizeof(buf), &ack);
+	if (n > 0)
+		swim_recv_packet(o->s, now, &peer_addr, buf, (size_t)n);
+}
+
+/* A real Serf 0.8.2 ack (captured on loopback, beta to alpha) carries a coordinate
+ * payload; answered with it, our probe caches exactly that coordinate. A
+ * payload that does not decode is counted, the probe still succeeds, and
+ * nothing is cached. */
+static void test_coord_serf_ack_payload_and_bad_payloads(void)
+{
+	size_t flen;
+	uint8_t *fix = read_file(RUMOR_FIXTURES "/serf-0.8.2/udp_024_27947_27946.bin", &flen);
+	REQUIRE(fix != NULL, "fixture readable");
+	struct ml_ack serf_ack;
+	const uint8_t *pos = fix + 1;
+	int rc = ml_decode_ack(&pos, fix + flen, &serf_ack);
+	struct coord want;
+	REQUIRE(fix[0] == ML_ACK && rc == ML_OK, "Serf's ack decodes");
+	REQUIRE(coord_payload_decode(serf_ack.payload, serf_ack.payload_len, &want) == 0,
+	        "Serf's ack payload is a coordinate: %s", mp_error());
+	free(fix);
+
+	struct cnode o;
+	cnode_new(&o, false, false);
+	int64_t now = 1000000;
+	/* bad payloads: another version, a truncated map, junk */
+	const uint8_t bad[][6] = {{2, 0x80}, {1, 0x84, 0xaa, 'A'}, {1, 0xc1}};
+	for (int i = 0; i < 3; i++) {
+		uint32_t seq = cnode_probe(&o, &now);
+		REQUIRE(seq != 0, "probe %d sent", i);
+		cnode_ack(&o, now + 1, seq, bad[i], i == 1 ? 4 : 2);
+		now += 1000;
+	}
+	const struct swim_stats *st = swim_stats(o.s);
+	CHECK_INT(3, st->coord_bad_payloads);
+	CHECK_INT(0, st->coord_updates);
+	CHECK_INT(0, st->suspicions, "the probes succeeded");
+	CHECK(swim_coord_of(o.s, "peer") == NULL, "nothing cached from bad payloads");
+
+	uint32_t seq = cnode_probe(&o, &now);
+	REQUIRE(seq != 0, "probe sent");
+	cnode_ack(&o, now + 3, seq, serf_ack.payload, serf_ack.payload_len);
+	CHECK_INT(1, st->coord_updates);
+	const struct coord *got = swim_coord_of(o.s, "peer");
+	REQUIRE(got != NULL, "Serf's coordinate cached");
+	CHECK(memcmp(got, &want, sizeof(want)) == 0, "cached coordinate equals Serf's");
+	swim_free(o.s);
+}
+
+/* An ack that comes after the direct stage (the indirect probes are out)
+ * is no RTT sample, as in memberlist's probeNode; with clock_us the RTT
+ * is timed on it: 300 us, not the 0 ms `now` says. */
+static void test_coord_only_direct_acks_count_and_clock_us(void)
+{
+	uint8_t payload[COORD_WIRE_MAX];
+	struct coord_config cfg;
+	coord_config_default(&cfg);
+	struct coord c;
+	coord_new(&cfg, &c);
+	c.vec[0] = 0.001;
+	int plen = coord_payload_encode(&c, payload, sizeof(payload));
+	REQUIRE(plen > 0, "payload encodes");
+
+	struct cnode o;
+	cnode_new(&o, false, false);
+	int64_t now = 1000000;
+	uint32_t seq = cnode_probe(&o, &now);
+	REQUIRE(seq != 0, "probe sent");
+	now += 600; /* past probe_timeout (500 ms): indirect stage */
+	swim_tick(o.s, now);
+	cnode_ack(&o, now, seq, payload, (size_t)plen);
+	CHECK_INT(0, swim_stats(o.s)->coord_updates, "late ack: no sample");
+	CHECK(swim_coord_of(o.s, "peer") == NULL, "late ack: nothing cached");
+	swim_free(o.s);
+
+	cnode_new(&o, false, true);
+	now = 1000000;
+	o.clock = 5000000000;
+	seq = cnode_probe(&o, &now);
+	REQUIRE(seq != 0, "probe sent");
+	o.clock += 300;
+	cnode_ack(&o, now, seq, payload, (size_t)plen);
+	CHECK_INT(1, swim_stats(o.s)->coord_updates);
+	const struct coord *self = swim_coord_self(o.s);
+	REQUIRE(self != NULL, "self coordinate");
+	/* the same sample given to a client of our own: from the origin, not
+	 * coincident with the peer, so the seed plays no part */
+	struct coord_client ref;
+	coord_client_init(&ref, NULL, 1);
+	coord_client_update(&ref, "peer", &c, 300000);
+	CHECK(memcmp(self, &ref.c, sizeof(ref.c)) == 0,
+	      "coordinate as from a 300 us sample: x=%g want %g", self->vec[0], ref.c.vec[0]);
+	CHECK(self->vec[0] > 0, "moved toward a peer farther than the RTT: x=%g", self->vec[0]);
+	coord_client_free(&ref);
+	swim_free(o.s);
+}
+
+/* Our acks carry our coordinate (Serf's AckPayload); with coordinates
+ * disabled they carry nothing and both lookups say NULL. */
+static void test_coord_acks_carry_ours_unless_disabled(void)
+{
+	for (int disable = 0; disable < 2; disable++) {
+		struct cnode o;
+		cnode_new(&o, disable, false);
+		o.nsent = 0;
+		struct ml_ping ping;
+		memset(&ping, 0, sizeof(ping));
+		ping.seq = 77;
+		snprintf(ping.node, sizeof(ping.node), "self");
+		uint8_t buf[512];
+		int n = ml_encode_ping(buf, sizeof(buf), &ping);
+		REQUIRE(n > 0, "ping encodes");
+		swim_recv_packet(o.s, 1000001, &peer_addr, buf, (size_t)n);
+		struct ml_ack ack;
+		REQUIRE(cnode_find(&o, ML_ACK, dec_ack, &ack), "an ack was sent");
+		CHECK_INT(77, ack.seq);
+		if (disable) {
+			CHECK_INT(0, ack.payload_len, "no payload when disabled");
+			CHECK(swim_coord_self(o.s) == NULL, "no self coordinate when disabled");
+			CHECK(swim_coord_of(o.s, "self") == NULL, "no cache when disabled");
+		} else {
+			struct coord got;
+			REQUIRE(coord_payload_decode(ack.payload, ack.payload_len, &got) == 0,
+			        "payload decodes: %s", mp_error());
+			CHECK(memcmp(&got, swim_coord_self(o.s), sizeof(got)) == 0,
+			      "the payload is our coordinate");
+			CHECK_INT(1, ack.payload[0], "Serf's ping version");
+		}
+		swim_free(o.s);
+	}
+}
+
+/* A reaped member's cached coordinate goes with it (Serf's eraseNode): a
+ * node taking the freed slot, even under the same name, starts with none. */
+static void test_coord_forgotten_when_reaped(void)
+{
+	static struct net net;
+	net_init(&net, 2);
+	join_all(&net);
+	net_run(&net, net.now + 10000);
+	REQUIRE(swim_coord_of(net.nodes[0], "n1") != NULL, "n0 measured n1");
+	net.down[1] = true;
+	net_run(&net, net.now + 30000);
+	REQUIRE(strcmp(state_of(&net, 0, 1), "dead") == 0, "n1 failed: %s", state_of(&net, 0, 1));
+	REQUIRE(swim_force_leave(net.nodes[0], net.now, "n1", true) == 0, "prune n1");
+	CHECK(swim_member_find(net.nodes[0], "n1") == NULL, "n1 reaped");
+	CHECK(swim_coord_of(net.nodes[0], "n1") == NULL, "and its coordinate");
+	uint8_t nometa[1];
+	tell_alive(&net, 1, nometa, 0);
+	REQUIRE(swim_member_find(net.nodes[0], "n1") != NULL, "n1 back");
+	CHECK(swim_coord_of(net.nodes[0], "n1") == NULL, "back without the old coordinate");
+	net_free(&net);
+}
+
 int main(void)
 {
 	RUN(test_formulas_match_memberlist);
@@ -1215,5 +1527,10 @@ int main(void)
 	RUN(test_tags_is_rumor_wants_rumor_build_and_kv_port);
 	RUN(test_rumor_only_messages_skip_serf_members);
 	RUN(test_unknown_destination_gets_no_rumor_only);
+	RUN(test_coord_learned_from_direct_probes);
+	RUN(test_coord_serf_ack_payload_and_bad_payloads);
+	RUN(test_coord_only_direct_acks_count_and_clock_us);
+	RUN(test_coord_acks_carry_ours_unless_disabled);
+	RUN(test_coord_forgotten_when_reaped);
 	return check_exit_code();
 }
