@@ -144,6 +144,66 @@ class Browser:
             time.sleep(0.05)
         return None
 
+    def watch_first_paint(self, selector, count):
+        """Before every document the browser loads from now on: when `count`
+        elements matching `selector` are in the DOM, note the time, and mark
+        each with the elementtiming attribute before it is painted, so that
+        the browser reports when it painted them (Element Timing). Nothing
+        in the page needs to cooperate. Read back with first_paint()."""
+        src = r"""(() => { const t = {dom: null, paint: []};
+          Object.defineProperty(window, '__firstPaint', {value: t});
+          new PerformanceObserver((l) => { for (const e of l.getEntries())
+            if (e.identifier === 'cdp-first-paint') t.paint.push(e.renderTime || e.loadTime); })
+            .observe({type: 'element', buffered: true});
+          new MutationObserver(() => {
+            const els = document.querySelectorAll(%s);
+            for (const e of els) if (!e.hasAttribute('elementtiming')) e.setAttribute('elementtiming', 'cdp-first-paint');
+            if (t.dom == null && els.length >= %d) t.dom = performance.now();
+          }).observe(document, {subtree: true, childList: true});
+        })()""" % (json.dumps(selector), count)
+        self.call("Page.addScriptToEvaluateOnNewDocument", {"source": src})
+
+    def first_paint(self, count, seconds=10):
+        """After watch_first_paint and a navigation: {dom, paint} in ms after
+        navigation start (paint: when the last of the `count` elements was
+        painted, all in one frame as a page draws them at once), None where
+        the page never got there."""
+        ok = self.wait("window.__firstPaint && window.__firstPaint.paint.length >= %d" % count, seconds)
+        t = self.eval("window.__firstPaint || null") or {}
+        # a redraw before the first frame replaces elements that were never
+        # painted (and so are never reported): the first frame holding
+        # `count` of them is the count-th earliest report
+        return {"dom": t.get("dom"), "paint": sorted(t["paint"])[count - 1] if ok else None}
+
+    def load_timeline(self):
+        """The navigation just made, as the browser saw it: the document's
+        timing, each request (from the Network events: URL, when it started,
+        its byte count, and its depth: 0 for the document, 1 for what the
+        document asked for, n+1 for what a file at depth n asked for)."""
+        self.eval("1")  # collect the events sent so far
+        nav = self.eval("""(() => { const n = performance.getEntriesByType('navigation')[0];
+            const p = performance.getEntriesByName('first-contentful-paint')[0];
+            return {t0: performance.timeOrigin, docEnd: n.responseEnd, dcl: n.domContentLoadedEventEnd,
+                    fcp: p ? p.startTime : null, docBytes: n.decodedBodySize,
+                    res: performance.getEntriesByType('resource').map((r) => ({url: r.name,
+                      start: r.startTime, end: r.responseEnd, bytes: r.decodedBodySize}))} })()""")
+        depth, reqs = {}, []
+        for e in self.events:
+            if e["method"] != "Network.requestWillBeSent":
+                continue
+            p = e["params"]
+            url = p["request"]["url"].split("#")[0]
+            ini = p.get("initiator", {})
+            by = ini.get("url")
+            frames = (ini.get("stack") or {}).get("callFrames") or []
+            if frames:
+                by = frames[-1]["url"]  # the outermost script on the stack
+            d = 0 if p.get("type") == "Document" else depth.get((by or "").split("#")[0], 0) + 1
+            depth.setdefault(url, d)
+            reqs.append({"url": url, "depth": d})
+        nav["requests"] = reqs
+        return nav
+
     def navigate(self, url):
         self.call("Page.navigate", {"url": url})
 
