@@ -28,6 +28,12 @@ static void usage(void)
 	        "  --crash K@T  --leave K@T  --join K@T  --pause K@T+D   (K nodes at T seconds)\n"
 	        "  --curve FILE    write dissemination curves  -v verbose  -q quiet\n"
 	        "  --summary FILE  append one tab-separated line of the key figures\n"
+	        "network coordinates (docs/SIMULATION.md, \"Network coordinates\"):\n"
+	        "  --coords | --no-coords   SWIM's Vivaldi on (implied by --regions) or off\n"
+	        "  --regions R     latency matrix: R regions (0: the flat model)\n"
+	        "  --world MS  --region-spread MS  --access MS  --detour F  --pair-noise F\n"
+	        "  --coord-threshold X  converged: median relative error <= X for good (0.25)\n"
+	        "  --coord-every S  --coord-pairs K  --coord-curve FILE (error against time)\n"
 	        "scenario JSON: {name,nodes,seed,duration,profile,lifeguard,start:warm|join,\n"
 	        "  join_window,join_seed,tcp_ping,consul_meta,compress,serf_nodes,\n"
 	        "  network:{latency_ms,link_spread_ms,jitter_ms,loss,dup},\n"
@@ -37,7 +43,10 @@ static void usage(void)
 	        "    "
 	        "join_within,storm_tail,converge,load_max,kv_converge,kv_spread_within,kv_heal_"
 	        "within},\n"
-	        "  kv:{sync_interval,value_size,map_mb,clock_skew_ms,sync:true|false}}\n"
+	        "  kv:{sync_interval,value_size,map_mb,clock_skew_ms,sync:true|false},\n"
+	        "  topology:{regions,world_ms,region_ms,access_ms,detour,pair_noise},\n"
+	        "  coordinates:true|false|{threshold,every,pairs},\n"
+	        "  expect:{coord_median_max,coord_p90_max,coord_converge_within}}\n"
 	        "  kv actions: {at,do:kv_write|kv_delete,nodes:[..]|count,for,key|keys,\n"
 	        "    value_size}: count operations at random live nodes, or count at each\n"
 	        "    listed node, spread over `for` s; the key, or k0..k<keys-1> drawn per\n"
@@ -178,6 +187,72 @@ static int load_actions(json_t *arr, char *err, size_t errlen)
 	return 0;
 }
 
+/* -1: coordinates neither asked for nor refused (a topology turns them on) */
+static int coords_set = -1;
+
+static void load_coord_json(struct sim_cfg *c, json_t *j)
+{
+	json_t *t = json_object_get(j, "topology");
+	if (json_is_object(t)) {
+		c->topo.regions = (int)jnum(t, "regions", c->topo.regions);
+		c->topo.world_ms = jnum(t, "world_ms", c->topo.world_ms);
+		c->topo.region_ms = jnum(t, "region_ms", c->topo.region_ms);
+		c->topo.access_ms = jnum(t, "access_ms", c->topo.access_ms);
+		c->topo.detour = jnum(t, "detour", c->topo.detour);
+		c->topo.pair_noise = jnum(t, "pair_noise", c->topo.pair_noise);
+	}
+	json_t *co = json_object_get(j, "coordinates");
+	if (json_is_boolean(co))
+		coords_set = json_is_true(co);
+	if (json_is_object(co)) {
+		json_t *en = json_object_get(co, "enabled");
+		coords_set = en == NULL || json_is_true(en);
+		c->coord.threshold = jnum(co, "threshold", c->coord.threshold);
+		c->coord.every_ms = secs_ms(jnum(co, "every", c->coord.every_ms / 1000.0));
+		c->coord.max_pairs = (size_t)jnum(co, "pairs", (double)c->coord.max_pairs);
+	}
+	json_t *ex = json_object_get(j, "expect");
+	if (ex != NULL) {
+		c->expect.coord_median_max = jnum(ex, "coord_median_max", 0);
+		c->expect.coord_p90_max = jnum(ex, "coord_p90_max", 0);
+		c->expect.coord_converge_ms = secs_ms(jnum(ex, "coord_converge_within", 0));
+	}
+}
+
+/* The coordinate flags: how many arguments it took (0: not one of them). */
+static int coord_flag(struct sim_cfg *c, const char *a, const char *v)
+{
+	if (strcmp(a, "--coords") == 0 || strcmp(a, "--no-coords") == 0) {
+		coords_set = a[2] == 'c';
+		return 1;
+	}
+	if (v == NULL)
+		return 0;
+	if (strcmp(a, "--regions") == 0)
+		c->topo.regions = atoi(v);
+	else if (strcmp(a, "--world") == 0)
+		c->topo.world_ms = atof(v);
+	else if (strcmp(a, "--region-spread") == 0)
+		c->topo.region_ms = atof(v);
+	else if (strcmp(a, "--access") == 0)
+		c->topo.access_ms = atof(v);
+	else if (strcmp(a, "--detour") == 0)
+		c->topo.detour = atof(v);
+	else if (strcmp(a, "--pair-noise") == 0)
+		c->topo.pair_noise = atof(v);
+	else if (strcmp(a, "--coord-threshold") == 0)
+		c->coord.threshold = atof(v);
+	else if (strcmp(a, "--coord-every") == 0)
+		c->coord.every_ms = secs_ms(atof(v));
+	else if (strcmp(a, "--coord-pairs") == 0)
+		c->coord.max_pairs = (size_t)atol(v);
+	else if (strcmp(a, "--coord-curve") == 0)
+		c->coord.curve = v;
+	else
+		return 0;
+	return 2;
+}
+
 static int load_json(struct sim_cfg *c, json_t *j, char *err, size_t errlen)
 {
 	if (!json_is_object(j)) {
@@ -247,6 +322,7 @@ static int load_json(struct sim_cfg *c, json_t *j, char *err, size_t errlen)
 			return -1;
 		}
 	}
+	load_coord_json(c, j);
 	json_t *acts = json_object_get(j, "actions");
 	if (acts != NULL && load_actions(acts, err, errlen) < 0)
 		return -1;
@@ -320,14 +396,12 @@ static int parse_kat(const char *s, int *k, double *at, double *dur)
 	return *end == '\0' ? 0 : -1;
 }
 
-int main(int argc, char **argv)
+/* Load every -f file and -e document into c, in order; the JSON roots
+ * (c points into them) go to roots[]. 0, or 2 after printing why not. */
+static int load_docs(int argc, char **argv, struct sim_cfg *c, json_t **roots)
 {
-	struct sim_cfg c;
-	sim_cfg_defaults(&c);
 	char err[256];
-	json_t *roots[8] = {NULL};
 	int nroots = 0;
-	/* the JSON first, so flags override it whatever their order */
 	for (int i = 1; i < argc; i++) {
 		json_t *j = NULL;
 		json_error_t je;
@@ -342,18 +416,33 @@ int main(int argc, char **argv)
 			fprintf(stderr, "rumor-sim: %s: line %d: %s\n", argv[i], je.line, je.text);
 			return 2;
 		}
-		if (load_json(&c, j, err, sizeof(err)) < 0) {
+		if (load_json(c, j, err, sizeof(err)) < 0) {
 			fprintf(stderr, "rumor-sim: %s: %s\n", argv[i], err);
 			return 2;
 		}
 		roots[nroots++ % 8] = j; /* strings in c point into it */
 	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct sim_cfg c;
+	sim_cfg_defaults(&c);
+	char err[256];
+	json_t *roots[8] = {NULL};
+	/* the JSON first, so flags override it whatever their order */
+	if (load_docs(argc, argv, &c, roots) != 0)
+		return 2;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		int k;
 		double at, dur;
-		if (strcmp(a, "-f") == 0 || strcmp(a, "-e") == 0) {
+		int took = coord_flag(&c, a, v);
+		if (took > 0) {
+			i += took - 1;
+		} else if (strcmp(a, "-f") == 0 || strcmp(a, "-e") == 0) {
 			i++;
 		} else if (strcmp(a, "-n") == 0 && v) {
 			c.nodes = atoi(v);
@@ -417,6 +506,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	c.coord.enabled = coords_set >= 0 ? coords_set == 1 : c.topo.regions > 0;
 	resolve_picks(&c);
 	for (int i = 0; i < nactions && c.verbose; i++) {
 		printf("action %d at %.3f s:", i, actions[i].at_ms / 1e3);

@@ -34,12 +34,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gossip/coord.h"
 #include "gossip/tags.h"
 #include "gossip/wire.h"
 #include "kv/engine.h"
 #include "kv/hlc.h"
 #include "kv/repl.h"
 #include "kv/store.h"
+#include "tests/sim/coordacc.h"
 
 #define SIM_PORT 7946
 #define TRACE_CAP 8192
@@ -105,6 +107,7 @@ enum ev_type {
 	EV_CHECK,
 	EV_UNPAUSE_END,
 	EV_LEAVE_STOP,
+	EV_COORD, /* sample the coordinates' error */
 	EV_KV_OP, /* the KV events stay last: kv_handle() takes them */
 	EV_KV_FRAME,
 	EV_KV_FAIL,
@@ -173,7 +176,10 @@ struct simkv;
 
 struct sim {
 	struct sim_cfg cfg;
-	struct simkv *kv; /* NULL unless the scenario enables KV */
+	struct simkv *kv;      /* NULL unless the scenario enables KV */
+	struct sim_topo *topo; /* NULL: the flat latency model */
+	struct coordacc *cacc; /* NULL unless coordinates are on */
+	FILE *coord_curve;
 	struct swim_timing timing;
 	/* one identity table for every node's view: each node's name, address
 	 * and meta are stored once, not once per view (gossip/ident.h) */
@@ -406,12 +412,23 @@ static uint64_t mix2(int a, int b)
 	return splitmix64(&x);
 }
 
-/* One-way latency a -> b in µs. */
-static int64_t latency_us(struct sim *sim, int a, int b)
+/* The fixed part of the one-way delay a -> b in µs: from the latency
+ * matrix, or the flat model's base + per-link spread. Coordinates are
+ * judged against twice this. */
+static double base_oneway_us(const struct sim *sim, int a, int b)
 {
+	if (sim->topo != NULL)
+		return sim_topo_oneway_us(sim->topo, a, b);
 	double base = sim->cfg.latency_ms * 1000.0;
 	int lo = a < b ? a : b, hi = a < b ? b : a;
 	base += (double)(mix2(lo, hi) % 1000) / 1000.0 * sim->cfg.link_spread_ms * 1000.0;
+	return base;
+}
+
+/* One-way latency a -> b in µs: the base, exponential jitter, slowness. */
+static int64_t latency_us(struct sim *sim, int a, int b)
+{
+	double base = base_oneway_us(sim, a, b);
 	double j = sim->cfg.jitter_ms * 1000.0;
 	if (j > 0)
 		base += -log(1.0 - rng_unit(&sim->net)) * j;
@@ -479,6 +496,13 @@ static void net_send(void *ctx, const struct ml_addr *to, const uint8_t *pkt, si
 		sim_deliver_later(sim, EV_PACKET, b, nd->id, sim->now + latency_us(sim, nd->id, b),
 		                  pkt, len, 0);
 	}
+}
+
+/* The virtual clock in µs: SWIM times its probes' round trips with it. */
+static int64_t net_clock_us(void *ctx)
+{
+	(void)ctx;
+	return g_sim->now;
 }
 
 static uint32_t net_rand32(void *ctx)
@@ -2138,6 +2162,9 @@ static void node_start(struct sim *sim, int id)
 	}
 	if (sim->cfg.serf_nodes > 0)
 		c.is_rumor = tags_is_rumor;
+	c.disable_coordinates = !sim->cfg.coord.enabled;
+	if (sim->cfg.coord.enabled)
+		io.clock_us = net_clock_us; /* RTTs to the µs, as the agent's */
 	char err[200];
 	nd->s = swim_new(&c, &io, now_ms(sim), err, sizeof(err));
 	if (nd->s == NULL) {
@@ -2680,6 +2707,108 @@ static void report_sees_all(struct sim *sim)
 	free(t);
 }
 
+/* ------------------------------------------------------------ coordinates */
+
+/*
+ * How well each node's Vivaldi coordinate (swim_coord_self, the one the
+ * core learns from its own probes' RTTs and the coordinates in the acks)
+ * predicts the latency model: for a fixed set of pairs (coordacc.h),
+ * estimated = coord_distance_ns of the two coordinates, true = twice the
+ * base one-way delay (no jitter, no slowness). Read-only: sampling calls
+ * nothing that changes a core, so it cannot change a run.
+ */
+static bool coord_judge(void *ud, uint32_t a, uint32_t b, double *est, double *truth, bool *near)
+{
+	struct sim *sim = ud;
+	struct node *na = &sim->nodes[a], *nb = &sim->nodes[b];
+	if (na->truth != T_UP || nb->truth != T_UP || na->s == NULL || nb->s == NULL)
+		return false;
+	const struct coord *ca = swim_coord_self(na->s), *cb = swim_coord_self(nb->s);
+	if (ca == NULL || cb == NULL)
+		return false;
+	*est = (double)coord_distance_ns(ca, cb) / 1e9;
+	*truth = 2.0 * base_oneway_us(sim, (int)a, (int)b) / 1e6;
+	*near = sim->topo != NULL &&
+	        sim_topo_region(sim->topo, (int)a) == sim_topo_region(sim->topo, (int)b);
+	return true;
+}
+
+static void coord_sample(struct sim *sim)
+{
+	const struct coordacc_point *p =
+	        coordacc_sample(sim->cacc, (double)sim->now / 1e6, coord_judge, sim);
+	if (sim->coord_curve != NULL)
+		fprintf(sim->coord_curve, "%d\t%llu\t%.1f\t%.5f\t%.5f\t%.5f\t%zu\n", sim->n,
+		        (unsigned long long)sim->cfg.seed, p->t_s, p->median, p->p90,
+		        p->near_median, p->judged);
+	if (sim->cfg.verbose)
+		fprintf(sim->out,
+		        "coordinates at %.1f s: median %.4f p90 %.4f near %.4f (%zu pairs)\n",
+		        p->t_s, p->median, p->p90, p->near_median, p->judged);
+}
+
+static const struct coordacc_point *coord_last(const struct sim *sim)
+{
+	if (sim->cacc == NULL || sim->cacc->npts == 0)
+		return NULL;
+	return &sim->cacc->pts[sim->cacc->npts - 1];
+}
+
+static void coord_violation(struct sim *sim, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+static void coord_violation(struct sim *sim, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	violation_vprint(sim, fmt, ap);
+	va_end(ap);
+}
+
+/* The scenario's bounds on the last sample and on the convergence time. */
+static void coord_checks(struct sim *sim)
+{
+	const struct sim_expect *ex = &sim->cfg.expect;
+	if (ex->coord_median_max <= 0 && ex->coord_p90_max <= 0 && ex->coord_converge_ms <= 0)
+		return;
+	const struct coordacc_point *p = coord_last(sim);
+	if (p == NULL || p->judged == 0) {
+		coord_violation(sim, "no coordinates to judge (disabled, or no node has one)");
+		return;
+	}
+	if (ex->coord_median_max > 0 && p->median > ex->coord_median_max)
+		coord_violation(sim, "coordinates: median relative error %.4f > %.4f at %.1f s",
+		                p->median, ex->coord_median_max, p->t_s);
+	if (ex->coord_p90_max > 0 && p->p90 > ex->coord_p90_max)
+		coord_violation(sim, "coordinates: p90 relative error %.4f > %.4f at %.1f s",
+		                p->p90, ex->coord_p90_max, p->t_s);
+	double conv = coordacc_converged_at(sim->cacc, sim->cfg.coord.threshold);
+	if (ex->coord_converge_ms > 0 && (conv < 0 || conv * 1000.0 > ex->coord_converge_ms))
+		coord_violation(sim,
+		                "coordinates: median error not at or under %.2f for good within "
+		                "%.0f s (converged at %.1f s; -1: never)",
+		                sim->cfg.coord.threshold, ex->coord_converge_ms / 1000.0, conv);
+}
+
+/* One line, stable and greppable ("coord-accuracy"), keys fixed. */
+static void coord_report(struct sim *sim)
+{
+	const struct coordacc_point *p = coord_last(sim);
+	if (sim->cacc == NULL)
+		return;
+	struct coordacc_point none = {.median = -1, .p90 = -1, .near_median = -1};
+	if (p == NULL)
+		p = &none;
+	fprintf(sim->out,
+	        "coord-accuracy: N=%d seed=%llu t=%.0f pairs=%zu judged=%zu all_pairs=%d "
+	        "median=%.4f p90=%.4f near_median=%.4f near_pairs=%zu threshold=%.2f "
+	        "converged_s=%.0f\n",
+	        sim->n, (unsigned long long)sim->cfg.seed, p->t_s, sim->cacc->npairs, p->judged,
+	        sim->cacc->all_pairs, p->median, p->p90, p->near_median, p->near,
+	        sim->cfg.coord.threshold,
+	        coordacc_converged_at(sim->cacc, sim->cfg.coord.threshold));
+}
+
 static void report(struct sim *sim)
 {
 	FILE *o = sim->out;
@@ -2747,6 +2876,7 @@ static void report(struct sim *sim)
 			        tr->t99 / 1e6, tr->t100 / 1e6, tr->known, tr->population);
 		}
 	}
+	coord_report(sim);
 	report_summary(sim, pk, by, secs, node_hours);
 	report_curve(sim);
 }
@@ -2773,6 +2903,10 @@ void sim_cfg_defaults(struct sim_cfg *cfg)
 	cfg->kv.sync_interval_ms = 10000; /* the agent's -kv-sync-interval default */
 	cfg->kv.map_size = (size_t)16 << 20;
 	cfg->kv.value_size = 16;
+	sim_topo_cfg_defaults(&cfg->topo);
+	cfg->coord.threshold = 0.25;
+	cfg->coord.every_ms = 5000;
+	cfg->coord.max_pairs = 20000;
 }
 
 static size_t malloc_used(void)
@@ -2832,6 +2966,21 @@ struct sim *sim_new(const struct sim_cfg *cfg, char *err, size_t errlen)
 	if (cfg->kv.enabled && simkv_new(sim, err, errlen) == NULL) {
 		sim_free(sim);
 		return NULL;
+	}
+	if (cfg->topo.regions > 0 &&
+	    (sim->topo = sim_topo_new(&cfg->topo, sim->cap, cfg->seed, err, errlen)) == NULL) {
+		sim_free(sim);
+		return NULL;
+	}
+	if (cfg->coord.enabled) {
+		sim->cacc = xcalloc(1, sizeof(*sim->cacc));
+		if (cfg->coord.every_ms < 100 || cfg->coord.max_pairs < 1 ||
+		    coordacc_init(sim->cacc, (uint32_t)sim->n, cfg->coord.max_pairs, cfg->seed) <
+		            0) {
+			snprintf(err, errlen, "coordinates: every >= 0.1 s, pairs >= 1");
+			sim_free(sim);
+			return NULL;
+		}
 	}
 	return sim;
 }
@@ -2909,7 +3058,9 @@ static void handle(struct sim *sim, struct ev *e)
 		kv_handle(sim, e);
 		return;
 	}
-	struct node *nd = e->type == EV_ACTION || e->type == EV_CHECK ? NULL : &sim->nodes[e->node];
+	struct node *nd = e->type == EV_ACTION || e->type == EV_CHECK || e->type == EV_COORD
+	                          ? NULL
+	                          : &sim->nodes[e->node];
 	switch (e->type) {
 	case EV_TICK:
 		if (e->gen != nd->tick_gen || nd->truth != T_UP)
@@ -2987,6 +3138,11 @@ static void handle(struct sim *sim, struct ev *e)
 		e->t += sim->timing.probe_interval_ms * 1000;
 		heap_push(sim, *e);
 		return;
+	case EV_COORD:
+		coord_sample(sim);
+		e->t += sim->cfg.coord.every_ms * 1000;
+		heap_push(sim, *e);
+		return;
 	default:
 		return;
 	}
@@ -3032,6 +3188,13 @@ int sim_run(struct sim *sim, FILE *out)
 	}
 	struct ev chk = {.t = sim->timing.probe_interval_ms * 1000, .type = EV_CHECK};
 	heap_push(sim, chk);
+	if (sim->cacc != NULL) {
+		struct ev ce = {.t = 0, .type = EV_COORD};
+		heap_push(sim, ce);
+		if (cfg->coord.curve != NULL &&
+		    (sim->coord_curve = fopen(cfg->coord.curve, "a")) == NULL)
+			fprintf(out, "rumor-sim: cannot write %s\n", cfg->coord.curve);
+	}
 	int64_t end = cfg->duration_ms * 1000;
 	while (sim->hn > 0 && sim->heap[0].t <= end) {
 		struct ev e = heap_pop(sim);
@@ -3055,7 +3218,10 @@ int sim_run(struct sim *sim, FILE *out)
 			free(e.data);
 	}
 	final_checks(sim);
+	coord_checks(sim);
 	report(sim);
+	if (sim->coord_curve != NULL)
+		fclose(sim->coord_curve);
 	if (sim->violations > 0)
 		fprintf(out, "FAIL: %d violation(s); replay with --seed %llu\n", sim->violations,
 		        (unsigned long long)cfg->seed);
@@ -3069,6 +3235,10 @@ void sim_free(struct sim *sim)
 	if (sim == NULL)
 		return;
 	simkv_free(sim);
+	sim_topo_free(sim->topo);
+	if (sim->cacc != NULL)
+		coordacc_free(sim->cacc);
+	free(sim->cacc);
 	for (int i = 0; i < sim->cap; i++)
 		if (sim->nodes[i].s != NULL)
 			swim_free(sim->nodes[i].s);

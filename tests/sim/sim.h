@@ -35,6 +35,7 @@
 #include <stdio.h>
 
 #include "gossip/swim.h"
+#include "tests/sim/topo.h"
 
 enum sim_act_type {
 	SIM_CRASH,     /* nodes stop dead (process killed) */
@@ -80,6 +81,22 @@ struct sim_expect {
 	bool kv_converge;     /* KV replicas identical and at the largest write at the end */
 	int64_t kv_spread_ms; /* every write held by every live node within; 0: none */
 	int64_t kv_heal_ms;   /* replicas identical within this after each heal; 0: none */
+	/* network coordinates, judged at the end (coordacc.h); 0: no bound */
+	double coord_median_max;   /* median relative error of the last sample */
+	double coord_p90_max;      /* its 90th percentile */
+	int64_t coord_converge_ms; /* converged (median <= threshold for good) within */
+};
+
+/* Network coordinates (issue 18): SWIM's Vivaldi, judged against the
+ * latency model. Off by default, so that the runs from before coordinates
+ * stay bit for bit what they were (on, every ack carries a coordinate and
+ * each core draws its coordinate seed from its random stream). */
+struct sim_coord_cfg {
+	bool enabled;      /* swim_config.disable_coordinates = !enabled */
+	double threshold;  /* convergence: median relative error at or under this */
+	int64_t every_ms;  /* sampling period of the error (virtual) */
+	size_t max_pairs;  /* all pairs up to this many, else a sample this big */
+	const char *curve; /* append the error against time (TSV) to this file */
 };
 
 struct sim_kv_cfg {
@@ -117,6 +134,11 @@ struct sim_cfg {
 	int nactions;
 	struct sim_expect expect;
 	struct sim_kv_cfg kv;
+	/* regions > 0: one-way delays from a structured latency matrix
+	 * (topo.h) instead of latency_ms + link spread; jitter, slowness and
+	 * loss apply on top as before */
+	struct sim_topo_cfg topo;
+	struct sim_coord_cfg coord;
 	int verbose;
 	const char *curve_csv; /* write the dissemination curve of tracked events */
 	const char *summary;   /* append one line of key figures (bench/) */
