@@ -44,9 +44,9 @@ static bool etag_matches(const struct http_request *req, const char *etag)
 }
 
 /*
- * The headers every file gets: a strict Content-Security-Policy (the pages
- * load only their own scripts and styles and talk only to this agent), no
- * MIME sniffing, no framing, no referrer leaving the page.
+ * The headers every file gets: a strict Content-Security-Policy (the page
+ * runs only its own inline script and style, by hash, and talks only to this
+ * agent), no MIME sniffing, no framing, no referrer leaving the page.
  */
 static void common_headers(struct http_conn *c, const struct ui_asset *f)
 {
@@ -55,10 +55,7 @@ static void common_headers(struct http_conn *c, const struct ui_asset *f)
 	http_add_header(c, "X-Content-Type-Options", "nosniff");
 	http_add_header(c, "X-Frame-Options", "DENY");
 	http_add_header(c, "Referrer-Policy", "no-referrer");
-	http_add_header(c, "Content-Security-Policy",
-	                "default-src 'none'; script-src 'self'; style-src 'self'; "
-	                "img-src 'self' data:; connect-src 'self'; base-uri 'none'; "
-	                "form-action 'none'; frame-ancestors 'none'");
+	http_add_header(c, "Content-Security-Policy", ui_csp);
 }
 
 bool api_ui_handle(struct agent *a, struct http_conn *c, const struct http_request *req)

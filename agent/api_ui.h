@@ -4,9 +4,11 @@
  *
  * Owns: the answer to GET/HEAD /ui/... and, while the UI is on, to GET / (a
  * redirect to /ui/, as Consul does). Nothing is read from disk at run time:
- * cmake/embed_ui.cmake turns every file in ui/ into the ui_assets[] table of
- * a generated C file (path, Content-Type, ETag, bytes), and this module
- * only looks a path up in that table.
+ * cmake/embed_ui.cmake turns ui/ into the ui_assets[] table of a generated C
+ * file (path, Content-Type, ETag, bytes), and this module only looks a path
+ * up in that table. The page is one file: index.html with its stylesheet
+ * and JavaScript modules inlined at build time (one request on a cold load),
+ * allowed by their hashes in ui_csp, the Content-Security-Policy.
  *
  * Data flow: the router (agent/api.c) offers each request to api_ui_handle
  * before its own table and before the ACL check (the files are the same for
@@ -39,6 +41,10 @@ struct ui_asset {
 };
 extern const struct ui_asset ui_assets[];
 extern const size_t ui_assets_n;
+/* The Content-Security-Policy every file is served with: script-src and
+ * style-src are the SHA-256 hashes of the page's inline script and style,
+ * computed at build time (never 'unsafe-inline'). */
+extern const char ui_csp[];
 
 /* Answers req if it is the UI's (ui on and path "/", "/ui" or "/ui/..."):
  * true when answered, false to let the router go on. */

@@ -7,9 +7,13 @@ failed on the page without a reload; a service with a failing check shows
 the check's output; a key created in the UI is read back over HTTP and a key
 written over HTTP appears in the UI; a concurrent edit is detected; an event
 fired from the UI is listed; the page reflows at 200% zoom and is reachable
-by keyboard; /ui/ is 404 on an agent without -ui. Prints the first-render
-time the browser measured. With RUMOR_UI_SCREENSHOTS=<dir> it writes one
-PNG per page there (docs/UI.md uses docs/ui/).
+by keyboard; /ui/ is 404 on an agent without -ui; the page is one file
+(its style and modules inlined at build time, allowed by hash in the CSP),
+so a cold load asks for it and then only the API. Prints the first render
+the browser measured (when it painted the Nodes table's rows, docs/UI.md),
+cold and on reloads; timing is printed, not asserted (bench/ui/cold_render.py
+runs many cold loads). With RUMOR_UI_SCREENSHOTS=<dir> it writes one PNG per
+page there (docs/UI.md uses docs/ui/).
 
 Skips (exit 77) only when no Chromium is installed.
 """
@@ -29,7 +33,6 @@ if CHROMIUM is None:
     print("SKIP: no chromium installed (apt-get install chromium)")
     sys.exit(77)
 
-UI_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "ui")
 SHOTS = os.environ.get("RUMOR_UI_SCREENSHOTS")
 
 c = Cluster()
@@ -61,10 +64,9 @@ def page_text(b, sel):
     return b.eval("(() => { const e = document.querySelector(%s); return e ? e.textContent : null })()" % js(sel))
 
 
-PERF = """(() => { const m = performance.getEntriesByName('rumor-first-render')[0];
-    const p = performance.getEntriesByName('first-contentful-paint')[0];
+PERF = """(() => { const p = performance.getEntriesByName('first-contentful-paint')[0];
     const n = performance.getEntriesByType('navigation')[0];
-    return {render: m ? m.startTime : null, fcp: p ? p.startTime : null,
+    return {fcp: p ? p.startTime : null,
             dcl: n ? n.domContentLoadedEventEnd : null, bytes: performance.getEntriesByType('resource')
                 .reduce((s, r) => s + (r.initiatorType !== 'fetch' ? r.decodedBodySize : 0), n ? n.decodedBodySize : 0)}; })()"""
 
@@ -77,10 +79,6 @@ def select(b, sel_id, value):
     b.eval("{ const s = document.getElementById(%s); s.value = %s; s.dispatchEvent(new Event('change')) }"
            % (js(sel_id), js(value)))
 
-
-# the payload budget: every file the UI serves
-size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(UI_DIR) for f in fs)
-c.check("UI payload under 100 KB (%d bytes)" % size, True, size < 100 * 1024)
 
 fast = ("-profile", "local")
 c.start(1, "n1", "-ui", *fast)
@@ -96,15 +94,23 @@ conn.request("GET", "/")
 r = conn.getresponse()
 c.check("/ redirects to /ui/ with -ui", (301, "/ui/"), (r.status, r.getheader("Location")))
 r.read()
-conn.request("GET", "/ui/js/app.js")
+conn.request("GET", "/ui/")
 r = conn.getresponse()
-etag, ctype = r.getheader("ETag"), r.getheader("Content-Type")
-r.read()
-c.check("a module is served as JavaScript", "text/javascript; charset=utf-8", ctype)
-conn.request("GET", "/ui/js/app.js", headers={"If-None-Match": etag or "x"})
+etag, ctype, csp = r.getheader("ETag"), r.getheader("Content-Type"), r.getheader("Content-Security-Policy") or ""
+size = len(r.read())
+# the payload budget: the page is everything the UI serves
+c.check("UI payload under 100 KB (%d bytes)" % size, True, size < 100 * 1024)
+c.check("the page is served as HTML", "text/html; charset=utf-8", ctype)
+c.check("its CSP allows inline script and style by hash only", (True, True, False),
+        ("script-src 'sha256-" in csp, "style-src 'sha256-" in csp, "unsafe" in csp))
+conn.request("GET", "/ui/", headers={"If-None-Match": etag or "x"})
 r = conn.getresponse()
 r.read()
 c.check("its ETag revalidates to 304", 304, r.status)
+conn.request("GET", "/ui/js/app.js")
+r = conn.getresponse()
+r.read()
+c.check("a module is not served on its own (it is in the page)", 404, r.status)
 conn.close()
 
 # a service on n2 whose TTL check is failing, with an output to show
@@ -120,22 +126,30 @@ b = cdp.Browser(CHROMIUM)
 try:
     b.call("Network.enable")
     base = "http://%s/ui/" % c.haddr(1)
-    # ---- Nodes
+    # first render: when the browser painted the rows of all three nodes
+    b.watch_first_paint("#nodes tbody tr > th", 3)
+    # ---- Nodes, the first load of a fresh profile: nothing cached
     b.navigate(base + "#/nodes")
     ok = b.wait("document.body.dataset.rendered === '1' && document.querySelectorAll('#nodes tbody tr').length === 3", 10)
     c.check("Nodes lists all three", True, bool(ok))
-    perf = b.eval(PERF)
-    print("# cold browser: first render (performance mark, ms after navigation start): %.1f;"
-          " first contentful paint: %s ms; DOMContentLoaded: %.1f ms; static bytes: %d"
-          % (perf["render"] or -1, perf["fcp"], perf["dcl"] or -1, perf["bytes"]))
-    c.check("first render under 1 s in a debug/ASan build (figure above)", True,
-            perf["render"] is not None and perf["render"] < 1000)
+    fp = b.first_paint(3)
+    perf, t = b.eval(PERF), b.load_timeline()
+    static = [r["url"] for r in t["requests"] if "/v1/" not in r["url"]]
+    print("# cold load (fresh profile), ms after navigation start: first render (Nodes rows painted) %s;"
+          " rows in the DOM %s; first contentful paint %s; DOMContentLoaded %.1f; requests: %d static"
+          " (%s), %d API; static bytes %d"
+          % (fp["paint"], fp["dom"] and round(fp["dom"], 1), perf["fcp"], perf["dcl"] or -1, len(static),
+             " ".join(u.split("/", 3)[-1] for u in static), len(t["requests"]) - len(static), perf["bytes"]))
+    c.check("the cold first render was measured (figure above; timing is not asserted)", True,
+            fp["paint"] is not None)
+    c.check("a cold load asks for the page alone, then only the API", [base], static)
     warm = []
-    for _ in range(5):  # a reload: the browser warm, the files revalidated (304)
+    for _ in range(5):  # a reload: the browser warm, the page revalidated (304)
         b.call("Page.reload")
         b.wait("document.body.dataset.rendered === '1' && document.querySelectorAll('#nodes tbody tr').length === 3", 10)
-        warm.append(b.eval(PERF)["render"] or -1)
-    print("# reloads: first render %s ms (median %.1f)" % (" ".join("%.1f" % x for x in warm), sorted(warm)[2]))
+        warm.append(b.first_paint(3)["paint"] or -1)
+    print("# reloads: first render (rows painted) %s ms (median %.1f)"
+          % (" ".join("%.1f" % x for x in warm), sorted(warm)[2]))
     c.check("n2's services fill in", True,
             bool(b.wait("document.querySelector('#nodes tr[data-node=\"n2\"] a.tag')", 5)))
     c.check("all three alive on the page", ["alive"] * 3,

@@ -1,8 +1,12 @@
 /*
  * tests/unit/test_api_ui.c — the web UI embedded at build time
- * (cmake/embed_ui.cmake -> ui_assets[], served by agent/api_ui.c): every
- * file of ui/ is in the table byte for byte, with its Content-Type and a
- * quoted ETag, and nothing else is; the whole stays under 100 KB.
+ * (cmake/embed_ui.cmake -> ui_assets[] and ui_csp, served by
+ * agent/api_ui.c): the page is one file, index.html with ui/style.css and
+ * every module of ui/js/ inlined (no file of the page is loaded on its own:
+ * one request on a cold load); what is inlined is the files' text; the
+ * Content-Security-Policy allows the inline script and style by their
+ * SHA-256 and nothing else; every other file of ui/ is embedded byte for
+ * byte; what is served stays under 100 KB.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -10,12 +14,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <sodium.h>
+
 #include "agent/api_ui.h"
 #include "tests/unit/check.h"
 
 #define UI_DIR RUMOR_FIXTURES "/../../ui"
 
-static size_t g_files, g_bytes;
+static size_t g_served; /* bytes of the files ui/ holds that are served */
 
 static const char *type_for(const char *name)
 {
@@ -31,8 +37,57 @@ static const char *type_for(const char *name)
 	return NULL;
 }
 
-/* Compares the file at dir/rel with its table entry; recurses into folders. */
-static void check_tree(const char *rel)
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	if (fp == NULL)
+		return NULL;
+	fseek(fp, 0, SEEK_END);
+	long n = ftell(fp);
+	fseek(fp, 0, SEEK_SET);
+	char *buf = malloc((size_t)n + 1);
+	size_t got = buf ? fread(buf, 1, (size_t)n, fp) : 0;
+	fclose(fp);
+	if (buf == NULL || got != (size_t)n) {
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	*len = (size_t)n;
+	return buf;
+}
+
+/* The served page as a string (it holds no NUL). */
+static char *page(void)
+{
+	const struct ui_asset *idx = api_ui_find("index.html");
+	if (idx == NULL)
+		return NULL;
+	char *s = malloc(idx->len + 1);
+	if (s != NULL) {
+		memcpy(s, idx->data, idx->len);
+		s[idx->len] = '\0';
+	}
+	return s;
+}
+
+/*
+ * A module is inlined if each of its lines is in the page, but for its
+ * imports (rewritten as destructurings) and the "export " before a
+ * declaration (dropped).
+ */
+static void check_inlined_js(const char *rel, char *src, const char *html)
+{
+	for (char *line = strtok(src, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+		if (strncmp(line, "import ", 7) == 0)
+			continue;
+		const char *l = strncmp(line, "export ", 7) == 0 ? line + 7 : line;
+		CHECK(strstr(html, l) != NULL, "%s: line not in the page: %s", rel, l);
+	}
+}
+
+/* Compares the file at dir/rel with what is served; recurses into folders. */
+static void check_tree(const char *rel, const char *html)
 {
 	char path[1024];
 	snprintf(path, sizeof(path), "%s/%s", UI_DIR, rel);
@@ -48,47 +103,96 @@ static void check_tree(const char *rel)
 		struct stat st;
 		REQUIRE(stat(full, &st) == 0, "stat %s", full);
 		if (S_ISDIR(st.st_mode)) {
-			check_tree(sub);
+			check_tree(sub, html);
 			continue;
 		}
+		CHECK(type_for(sub) != NULL, "%s: a file type the UI should not need", sub);
+		size_t len = 0;
+		char *src = slurp(full, &len);
+		REQUIRE(src != NULL, "read %s", full);
 		const struct ui_asset *f = api_ui_find(sub);
-		CHECK(f != NULL, "%s is not embedded", sub);
-		if (f == NULL)
-			continue;
-		g_files++;
-		g_bytes += (size_t)st.st_size;
-		CHECK_INT((long long)st.st_size, (long long)f->len, "%s", sub);
-		FILE *fp = fopen(full, "rb");
-		unsigned char *buf = malloc((size_t)st.st_size + 1);
-		size_t got = fp && buf ? fread(buf, 1, (size_t)st.st_size, fp) : 0;
-		CHECK(got == f->len && memcmp(buf, f->data, got) == 0, "%s differs from its file",
-		      sub);
-		free(buf);
-		if (fp)
-			fclose(fp);
-		const char *want = type_for(sub);
-		CHECK(want != NULL, "%s: a file type the UI should not need", sub);
-		if (want != NULL)
-			CHECK_STR(want, f->type, "%s", sub);
-		CHECK(strlen(f->etag) == 18 && f->etag[0] == '"' && f->etag[17] == '"',
-		      "%s: ETag %s is not 16 quoted hex digits", sub, f->etag);
+		if (strcmp(sub, "index.html") == 0) {
+			CHECK(f != NULL, "index.html is not served");
+		} else if (strstr(sub, ".css") != NULL) {
+			CHECK(f == NULL, "%s is served on its own, not only inlined", sub);
+			CHECK(strstr(html, src) != NULL, "%s is not inlined as it is", sub);
+		} else if (strstr(sub, ".js") != NULL) {
+			CHECK(f == NULL, "%s is served on its own, not only inlined", sub);
+			check_inlined_js(sub, src, html);
+		} else if (CHECK(f != NULL, "%s is not embedded", sub)) {
+			g_served += f->len;
+			CHECK(f->len == len && memcmp(src, f->data, len) == 0, "%s differs", sub);
+		}
+		free(src);
 	}
 	closedir(d);
 }
 
-static void every_file_of_ui_is_embedded_as_it_is(void)
+static void every_file_of_ui_is_served_or_inlined(void)
 {
-	check_tree("");
-	CHECK_INT((long long)ui_assets_n, (long long)g_files, "table entries vs files in ui/");
-	CHECK(g_bytes < 100 * 1024, "the UI is %zu bytes, over the 100 KB budget", g_bytes);
-	const struct ui_asset *idx = api_ui_find("index.html");
-	REQUIRE(idx != NULL, "no index.html");
+	char *html = page();
+	REQUIRE(html != NULL, "no index.html");
+	g_served = strlen(html);
+	check_tree("", html);
+	CHECK(g_served < 100 * 1024, "the UI is %zu bytes, over the 100 KB budget", g_served);
+	/* one request: nothing of the page is fetched on its own */
+	CHECK(strstr(html, " src=") == NULL, "the page loads a script");
+	CHECK(strstr(html, "rel=\"stylesheet\"") == NULL, "the page loads a stylesheet");
+	CHECK(strstr(html, "modulepreload") == NULL, "the page preloads a module");
+	CHECK(strstr(html, "<script type=\"module\">") != NULL, "no inline module script");
+	for (size_t i = 0; i < ui_assets_n; i++) {
+		const struct ui_asset *f = &ui_assets[i];
+		CHECK_STR(type_for(f->path), f->type, "%s", f->path);
+		CHECK(strlen(f->etag) == 18 && f->etag[0] == '"' && f->etag[17] == '"',
+		      "%s: ETag %s is not 16 quoted hex digits", f->path, f->etag);
+	}
 	CHECK(api_ui_find("../CMakeLists.txt") == NULL, "a path outside ui/ found");
 	CHECK(api_ui_find("") == NULL, "the empty path found");
+	free(html);
+}
+
+/* "'sha256-<base64>'" of the text between <tag...> and </tag> in html. */
+static void hash_of(const char *html, const char *tag, char *out, size_t cap)
+{
+	char open[32], close[32];
+	snprintf(open, sizeof(open), "<%s", tag);
+	snprintf(close, sizeof(close), "</%s>", tag);
+	out[0] = '\0';
+	const char *a = strstr(html, open);
+	a = a ? strchr(a, '>') : NULL;
+	const char *b = a ? strstr(a, close) : NULL;
+	if (b == NULL)
+		return;
+	unsigned char sum[crypto_hash_sha256_BYTES];
+	crypto_hash_sha256(sum, (const unsigned char *)a + 1, (unsigned long long)(b - a - 1));
+	char b64[sodium_base64_ENCODED_LEN(sizeof(sum), sodium_base64_VARIANT_ORIGINAL)];
+	sodium_bin2base64(b64, sizeof(b64), sum, sizeof(sum), sodium_base64_VARIANT_ORIGINAL);
+	snprintf(out, cap, "'sha256-%s'", b64);
+}
+
+static void the_csp_allows_the_inline_script_and_style_by_hash_only(void)
+{
+	char *html = page();
+	REQUIRE(html != NULL, "no index.html");
+	char script[128], style[128], want[256];
+	hash_of(html, "script", script, sizeof(script));
+	hash_of(html, "style", style, sizeof(style));
+	REQUIRE(script[0] && style[0], "no inline script or style in the page");
+	snprintf(want, sizeof(want), "script-src %s;", script);
+	CHECK_HAS(ui_csp, want);
+	snprintf(want, sizeof(want), "style-src %s;", style);
+	CHECK_HAS(ui_csp, want);
+	CHECK(strstr(ui_csp, "unsafe") == NULL, "%s", ui_csp);
+	CHECK_HAS(ui_csp, "default-src 'none';");
+	CHECK_HAS(ui_csp, "connect-src 'self';");
+	free(html);
 }
 
 int main(void)
 {
-	RUN(every_file_of_ui_is_embedded_as_it_is);
+	if (sodium_init() < 0)
+		return 1;
+	RUN(every_file_of_ui_is_served_or_inlined);
+	RUN(the_csp_allows_the_inline_script_and_style_by_hash_only);
 	return check_exit_code();
 }

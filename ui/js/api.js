@@ -10,12 +10,20 @@ export class ApiError extends Error {
   }
 }
 
+// Read from localStorage once (the first read of a fresh profile's storage
+// is slow, and every request wants it), again after another tab changed it.
+let tokenNow = null;
 export function token() {
-  try { return localStorage.getItem(TOKEN_KEY) || ''; } catch { return ''; }
+  if (tokenNow === null) {
+    try { tokenNow = localStorage.getItem(TOKEN_KEY) || ''; } catch { tokenNow = ''; }
+  }
+  return tokenNow;
 }
 export function setToken(t) {
+  tokenNow = t;
   try { if (t) localStorage.setItem(TOKEN_KEY, t); else localStorage.removeItem(TOKEN_KEY); } catch { /* storage off */ }
 }
+window.addEventListener('storage', (ev) => { if (ev.key === TOKEN_KEY || ev.key === null) tokenNow = null; });
 
 // One request. Resolves {status, index, data, text}; rejects with ApiError
 // for any status outside `ok` (default: 2xx), carrying the body verbatim.

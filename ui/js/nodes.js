@@ -2,7 +2,7 @@
 // services. Wakes on the catalog's blocking query; a member's liveness
 // flips the catalog index, so a failed node shows without a reload.
 import { get, watch, enc } from './api.js';
-import { h, badge, table, replace } from './dom.js';
+import { h, badge, table, replace, clock } from './dom.js';
 
 const STATUS = ['none', 'alive', 'leaving', 'left', 'failed'];
 
@@ -33,7 +33,7 @@ export function nodesPage(main, ctx) {
     replace(body, h('p', { class: 'muted' }, `${names.length} nodes, ${alive} alive, as seen by ${selfName}.`),
       table(['Name', 'Address', 'Status', 'Services', 'Tags'], rows, { id: 'nodes' }));
     ctx.clearError();
-    ctx.status('Updated ' + new Date().toLocaleTimeString());
+    ctx.status('Updated ' + clock());
   }
 
   const w = watch('/v1/catalog/nodes', async (cat) => {

@@ -3,7 +3,7 @@
 // the catalog (its index moves on any registration or check change), then
 // the health of every service.
 import { get, watch, enc } from './api.js';
-import { h, badge, table, replace } from './dom.js';
+import { h, badge, table, replace, clock } from './dom.js';
 
 const RANK = { passing: 0, warning: 1, critical: 2 };
 const worst = (checks) => checks.reduce((s, c) => (RANK[c.Status] > RANK[s] ? c.Status : s), 'passing');
@@ -44,7 +44,7 @@ export function servicesPage(main, ctx, arg) {
     data = names.map((n, i) => ({ name: n, tags: svcs[n] || [], entries: entries[i] || [] }));
     draw();
     ctx.clearError();
-    ctx.status('Updated ' + new Date().toLocaleTimeString());
+    ctx.status('Updated ' + clock());
     ctx.rendered();
   }, (e) => ctx.error(e));
   return () => w.stop();
