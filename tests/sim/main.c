@@ -32,8 +32,9 @@ static void usage(void)
 	        "  --coords | --no-coords   SWIM's Vivaldi on (implied by --regions) or off\n"
 	        "  --regions R     latency matrix: R regions (0: the flat model)\n"
 	        "  --world MS  --region-spread MS  --access MS  --detour F  --pair-noise F\n"
-	        "  --coord-threshold X  converged: median relative error <= X for good (0.25)\n"
+	        "  --coord-threshold X  converged: median relative error <= X for good (0.10)\n"
 	        "  --coord-every S  --coord-pairs K  --coord-curve FILE (error against time)\n"
+	        "  --coord-cdf FILE  append the last sample's error distribution\n"
 	        "scenario JSON: {name,nodes,seed,duration,profile,lifeguard,start:warm|join,\n"
 	        "  join_window,join_seed,tcp_ping,consul_meta,compress,serf_nodes,\n"
 	        "  network:{latency_ms,link_spread_ms,jitter_ms,loss,dup},\n"
@@ -248,6 +249,8 @@ static int coord_flag(struct sim_cfg *c, const char *a, const char *v)
 		c->coord.max_pairs = (size_t)atol(v);
 	else if (strcmp(a, "--coord-curve") == 0)
 		c->coord.curve = v;
+	else if (strcmp(a, "--coord-cdf") == 0)
+		c->coord.cdf = v;
 	else
 		return 0;
 	return 2;

@@ -2790,6 +2790,25 @@ static void coord_checks(struct sim *sim)
 		                sim->cfg.coord.threshold, ex->coord_converge_ms / 1000.0, conv);
 }
 
+/* The last sample's distribution of relative error, 201 quantiles, as
+ * "N seed q error" lines appended to cfg.coord.cdf. */
+static void coord_write_cdf(struct sim *sim)
+{
+	const struct coordacc_point *p = coord_last(sim);
+	if (sim->cfg.coord.cdf == NULL || p == NULL || p->judged == 0)
+		return;
+	FILE *f = fopen(sim->cfg.coord.cdf, "a");
+	if (f == NULL) {
+		fprintf(sim->out, "rumor-sim: cannot write %s\n", sim->cfg.coord.cdf);
+		return;
+	}
+	/* acc->err still holds the last sample's errors (sorted by its quantiles) */
+	for (int k = 0; k <= 200; k++)
+		fprintf(f, "%d\t%llu\t%.3f\t%.5f\n", sim->n, (unsigned long long)sim->cfg.seed,
+		        k / 200.0, coordacc_quantile(sim->cacc->err, p->judged, k / 200.0));
+	fclose(f);
+}
+
 /* One line, stable and greppable ("coord-accuracy"), keys fixed. */
 static void coord_report(struct sim *sim)
 {
@@ -2904,7 +2923,7 @@ void sim_cfg_defaults(struct sim_cfg *cfg)
 	cfg->kv.map_size = (size_t)16 << 20;
 	cfg->kv.value_size = 16;
 	sim_topo_cfg_defaults(&cfg->topo);
-	cfg->coord.threshold = 0.25;
+	cfg->coord.threshold = 0.10;
 	cfg->coord.every_ms = 5000;
 	cfg->coord.max_pairs = 20000;
 }
@@ -3219,6 +3238,7 @@ int sim_run(struct sim *sim, FILE *out)
 	}
 	final_checks(sim);
 	coord_checks(sim);
+	coord_write_cdf(sim);
 	report(sim);
 	if (sim->coord_curve != NULL)
 		fclose(sim->coord_curve);

@@ -97,6 +97,7 @@ struct sim_coord_cfg {
 	int64_t every_ms;  /* sampling period of the error (virtual) */
 	size_t max_pairs;  /* all pairs up to this many, else a sample this big */
 	const char *curve; /* append the error against time (TSV) to this file */
+	const char *cdf;   /* append the last sample's error distribution (TSV) */
 };
 
 struct sim_kv_cfg {
