@@ -1065,6 +1065,7 @@ static int gossip_config(struct agent *a, struct gossip_transport_config *gc, ui
 	gc->swim.meta = meta;
 	gc->swim.meta_len = (size_t)mlen;
 	gc->swim.is_rumor = tags_is_rumor; /* KV gossip only to rumor agents */
+	gc->swim.disable_coordinates = a->cfg.disable_coordinates;
 	gc->on_event = on_member_event;
 	gc->on_user_msg = on_user_msg;
 	gc->local_state = on_local_state;

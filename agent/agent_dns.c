@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "agent/env.h"
+#include "agent/api_coord.h"
 #include "agent/catalog_dns.h"
 #include "agent/metrics.h"
 #include "dns/dns.h"
@@ -45,6 +46,13 @@ static void dns_collect(void *ud)
 #undef SETC
 }
 
+/* Nearest first: the round trip from this agent to `node` by the network
+ * coordinates gossip keeps (agent/api_coord.h). */
+static int64_t dns_distance(void *ctx, const char *node)
+{
+	return api_coord_rtt_ns(ctx, NULL, node);
+}
+
 /*
  * A negative -dns-port means no DNS at all (as Consul's -1): *out stays NULL and
  * that is success. Any failure unwinds through agent_dns_stop, which accepts a
@@ -69,11 +77,13 @@ int agent_dns_start(const struct agent *a, const struct catalog *cat, struct age
 	        .node_ttl = (uint32_t)(cfg->dns_node_ttl_ms / 1000),
 	        .service_ttl = (uint32_t)(cfg->dns_service_ttl_ms / 1000),
 	        .udp_max_size = (unsigned)cfg->dns_udp_max_size,
+	        .nearest_first = cfg->dns_nearest_first,
 	};
 	d->resp = dns_responder_new(&dc, err, errlen);
 	if (d->resp == NULL)
 		goto fail;
 	d->source = catalog_dns_new(cat);
+	catalog_dns_set_distance(d->source, dns_distance, (void *)a);
 	d->server = dns_server_new(a->loop, d->resp, catalog_dns_source(d->source),
 	                           cfg->client_addr, (uint16_t)cfg->dns_port, err, errlen);
 	if (d->server == NULL)

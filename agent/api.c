@@ -13,6 +13,7 @@
 #include "agent/acl.h"
 #include "agent/env.h"
 #include "agent/api_catalog.h"
+#include "agent/api_coord.h"
 #include "agent/api_catalog_ext.h"
 #include "agent/api_missing.h"
 #include "agent/api_kv.h"
@@ -141,9 +142,9 @@ static void h_self(struct agent *a, struct http_conn *c, const struct http_reque
 	        "refutations", (json_int_t)st->refutations, "health_score", swim_health_score(s),
 	        "bad_packets", (json_int_t)st->bad_packets);
 	api_server_stats(a, stats);
-	json_t *self = json_pack("{s:o, s:o, s:n, s:o, s:o, s:o}", "Config", cfg, "DebugConfig",
-	                         debug, "Coord", "Member", member_json(a, swim_self(s)), "Meta",
-	                         meta, "Stats", stats);
+	json_t *self = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "Config", cfg, "DebugConfig",
+	                         debug, "Coord", api_coord_json(swim_coord_self(s)), "Member",
+	                         member_json(a, swim_self(s)), "Meta", meta, "Stats", stats);
 	api_reply_json(c, req, 200, self);
 }
 
@@ -309,6 +310,10 @@ static const struct api_route routes[] = {
         {"/v1/catalog/datacenters", 0, M_GET, api_h_catalog_datacenters},
         {"/v1/agent/maintenance", 0, M_PUT, api_h_agent_maintenance},
         {"/v1/agent/service/maintenance/", 1, M_PUT, api_h_service_maintenance},
+        /* network coordinates: agent/api_coord.c */
+        {"/v1/coordinate/datacenters", 0, M_GET, api_h_coord_datacenters},
+        {"/v1/coordinate/nodes", 0, M_GET, api_h_coord_nodes},
+        {"/v1/coordinate/node/", 1, M_GET, api_h_coord_node},
 };
 
 static void dispatch(struct http_conn *c, const struct http_request *req, void *ud)

@@ -9,6 +9,7 @@
  * request's own timer answers it with current data when its wait is over.
  */
 #include "agent/api_catalog.h"
+#include "agent/api_coord.h"
 
 #include <ev.h>
 #include <inttypes.h>
@@ -540,6 +541,7 @@ void api_h_catalog_service(struct agent *a, struct http_conn *c, const struct ht
 		json_array_append_new(arr, catalog_service_entry(v[i]));
 	}
 	free(v);
+	api_coord_sort_near(a, req, arr);
 	reply_read(a, c, req, 200, arr);
 }
 
@@ -552,6 +554,7 @@ void api_h_catalog_nodes(struct agent *a, struct http_conn *c, const struct http
 	json_t *arr = json_array();
 	for (size_t i = 0; i < catalog_node_count(cat); i++)
 		json_array_append_new(arr, node_json(catalog_node_at(cat, i)));
+	api_coord_sort_near(a, req, arr);
 	reply_read(a, c, req, 200, arr);
 }
 
@@ -625,6 +628,7 @@ void api_h_health_service(struct agent *a, struct http_conn *c, const struct htt
 		                                "Service", service_json(v[i]), "Checks", checks));
 	}
 	free(v);
+	api_coord_sort_near(a, req, arr);
 	reply_read(a, c, req, 200, arr);
 }
 

@@ -41,7 +41,7 @@ static const struct missing missing[] = {
         {"/v1/health/ingress/", "ingress gateways (service mesh)"},
         {"/v1/config", "config entries"},
         {"/v1/connect", "Connect (service mesh: CA, intentions)"},
-        {"/v1/coordinate", "network coordinates"},
+        {"/v1/coordinate/update", "writing coordinates (agents learn them by gossip)"},
         {"/v1/discovery-chain", "discovery chains (service mesh)"},
         {"/v1/exported-services", "exported services (cluster peering)"},
         {"/v1/internal", "Consul's internal endpoints (UI, federation states)"},

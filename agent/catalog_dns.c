@@ -21,6 +21,8 @@ struct catalog_dns {
 	struct dns_source src;
 	const struct catalog *cat;
 	const struct catalog_inst *found[DNS_INSTANCES_MAX];
+	int64_t (*distance)(void *ctx, const char *node); /* NULL: none */
+	void *distance_ctx;
 };
 
 _Static_assert(sizeof(((struct catalog_ip *)0)->b) == sizeof(((struct dns_ip *)0)->b),
@@ -88,10 +90,28 @@ static void src_node_meta(void *ctx, const struct dns_node *dn, size_t i, const 
 	*value = n->meta[i].value;
 }
 
+/* The instance's node's distance, as the agent estimates it. */
+static int64_t src_distance(void *ctx, const void *ref)
+{
+	struct catalog_dns *cd = ctx;
+	const struct catalog_inst *in = ref;
+	return cd->distance(cd->distance_ctx, in->node->name);
+}
+
+void catalog_dns_set_distance(struct catalog_dns *cd, int64_t (*fn)(void *ctx, const char *node),
+                              void *ctx)
+{
+	cd->distance = fn;
+	cd->distance_ctx = ctx;
+	cd->src.distance = fn != NULL ? src_distance : NULL;
+}
+
 struct catalog_dns *catalog_dns_new(const struct catalog *cat)
 {
 	struct catalog_dns *cd = xmalloc(sizeof(*cd));
 	cd->cat = cat;
+	cd->distance = NULL;
+	cd->distance_ctx = NULL;
 	cd->src = (struct dns_source){
 	        .ctx = cd,
 	        .instances = src_instances,

@@ -418,6 +418,12 @@ static const struct opt opts[] = {
          "DURATION", "TTL of service records (A/AAAA/SRV), every service. Default: 0s."},
         {"dns-only-passing", "dns_config.only_passing", K_BOOL, OFF(dns_only_passing), 0, "",
          "DNS leaves out instances in warning too. Default: false."},
+        {"dns-nearest-first", "dns_config.nearest_first", K_BOOL, OFF(dns_nearest_first), 0, "",
+         "Service answers (SRV, A, AAAA) nearest first from this agent by\n"
+         "network coordinates; false: shuffled, as Consul. Default: true."},
+        {"disable-coordinates", "disable_coordinates", K_BOOL, OFF(disable_coordinates), 0, "",
+         "No network coordinates: acks carry none, ?near and DNS do not\n"
+         "sort, /v1/coordinate answers 401 (Consul's). Default: false."},
         {"alt-domain", "alt_domain", K_DOMAIN, OFF(alt_domain), 0, "DOMAIN",
          "A second DNS domain answered like -domain. Default: none."},
         {NULL, "service", K_SVCDEF, OFF(service_defs), 0, "", NULL},
@@ -980,6 +986,7 @@ void rumor_config_init(struct rumor_config *c)
 	c->http_port = 8500;
 	c->dns_port = 8600;
 	c->dns_truncate = true;
+	c->dns_nearest_first = true;
 	c->http_max_conns_per_client = 200;
 	c->dns_udp_max_size = 1232;
 	c->retry_interval_ms = 30 * 1000;

@@ -145,6 +145,10 @@ struct rumor_config {
 	                             * dns_config.service_ttl_default; 0 */
 	bool dns_only_passing;              /* -dns-only-passing /
 	                             * dns_config.only_passing; false */
+	bool dns_nearest_first;             /* -dns-nearest-first /
+	                             * dns_config.nearest_first; true */
+	bool disable_coordinates;           /* -disable-coordinates /
+	                             * disable_coordinates; false */
 	struct rumor_config_list service_defs; /* "service"/"services" in
 	                             * config files, one JSON object each */
 

@@ -38,6 +38,12 @@
 #define OPT_LEN 11
 #define OUR_UDP_SIZE 4096 /* what we advertise we can receive (queries are small) */
 
+/* One instance's place in a nearest-first answer. */
+struct dns_near {
+	int64_t d;  /* estimated RTT (ns); INT64_MAX: no estimate */
+	uint32_t i; /* its place in the shuffle: ties keep it */
+};
+
 struct dns_responder {
 	uint8_t domain[DNS_NAME_MAX + 1]; /* lowercased wire form */
 	size_t domain_len;
@@ -55,6 +61,8 @@ struct dns_responder {
 	uint16_t target_off[DNS_INSTANCES_MAX];     /* where each SRV target name starts */
 	struct dns_ip target_ip[DNS_INSTANCES_MAX]; /* and the address it stands for */
 	struct dns_ip seen[DNS_INSTANCES_MAX];      /* addresses already answered */
+	struct dns_near near[DNS_INSTANCES_MAX];    /* nearest-first: distance, position */
+	const void *shuffled[DNS_INSTANCES_MAX];    /* nearest-first: scratch before the sort */
 };
 
 /* ------------------------------------------------------------ decoding */
@@ -520,10 +528,62 @@ static bool ip_seen(const struct dns_ip *seen, size_t n, const struct dns_ip *ip
 	return false;
 }
 
+static bool near_less(const struct dns_near *a, const struct dns_near *b)
+{
+	return a->d != b->d ? a->d < b->d : a->i < b->i;
+}
+
+static void near_sift(struct dns_near *v, size_t root, size_t n)
+{
+	for (size_t c; (c = 2 * root + 1) < n; root = c) {
+		if (c + 1 < n && near_less(&v[c], &v[c + 1]))
+			c++;
+		if (!near_less(&v[root], &v[c]))
+			return;
+		struct dns_near t = v[root];
+		v[root] = v[c];
+		v[c] = t;
+	}
+}
+
+/* Heapsort: in place, no allocation (glibc's qsort may malloc), and the
+ * keys are distinct (the position breaks ties), so stability is moot. */
+static void near_sort(struct dns_near *v, size_t n)
+{
+	for (size_t i = n / 2; i-- > 0;)
+		near_sift(v, i, n);
+	for (size_t end = n; end-- > 1;) {
+		struct dns_near t = v[0];
+		v[0] = v[end];
+		v[end] = t;
+		near_sift(v, 0, end);
+	}
+}
+
+/*
+ * Nearest first: the shuffled instances sorted by the source's estimate of
+ * the round trip to their node. Ties (several instances on one node, or
+ * none with an estimate) keep their shuffled order, so load still spreads
+ * among equals; instances without an estimate go last, as Consul's ?near.
+ */
+static void sort_nearest(struct ans *a, size_t n)
+{
+	struct dns_responder *r = a->r;
+	for (size_t i = 0; i < n; i++) {
+		int64_t d = a->src->distance(a->src->ctx, r->scratch[i]);
+		r->near[i] = (struct dns_near){.d = d < 0 ? INT64_MAX : d, .i = (uint32_t)i};
+	}
+	near_sort(r->near, n);
+	memcpy(r->shuffled, r->scratch, n * sizeof(r->scratch[0]));
+	for (size_t i = 0; i < n; i++)
+		r->scratch[i] = r->shuffled[r->near[i].i];
+}
+
 /*
  * A service name (tag NULL: any tag): the instances the source allows, in
  * a Fisher-Yates shuffle driven by the query's seed, so that every client
- * spreads its load and the same seed gives the same answer (tests).  SRV
+ * spreads its load and the same seed gives the same answer (tests), then
+ * nearest first when the configuration asks and the source can tell.  SRV
  * answers write every target first and their addresses afterwards as
  * additional records, which may be left out without TC (RFC 2181); A/AAAA
  * answers write each address once even when several instances share it.
@@ -547,6 +607,8 @@ static void answer_service(struct ans *a, const char *svc, size_t svclen, const 
 		r->scratch[i - 1] = r->scratch[j];
 		r->scratch[j] = t;
 	}
+	if (r->cfg.nearest_first && a->src->distance != NULL)
+		sort_nearest(a, n);
 	uint16_t qt = a->q->qtype;
 	/* Consul's way on UDP without EDNS: at most udp_answer_limit answers */
 	if (!r->cfg.truncate && a->b.limit <= DNS_UDP_MIN && !a->q->edns &&

@@ -174,6 +174,10 @@ struct dns_source {
 	/* Meta pair i < n->nmeta of a node the previous callback returned. */
 	void (*node_meta)(void *ctx, const struct dns_node *n, size_t i, const char **key,
 	                  const char **value);
+	/* Optional: the estimated round trip (ns) from the answering agent to
+	 * the node of instance ref, or -1 when it has no estimate (network
+	 * coordinates). NULL: answers are only shuffled. */
+	int64_t (*distance)(void *ctx, const void *ref);
 };
 
 /* --------------------------------------------------------- responder */
@@ -191,6 +195,10 @@ struct dns_responder_config {
 	uint32_t service_ttl;
 	unsigned udp_answer_limit; /* without EDNS, Consul-mode only; 3 */
 	unsigned udp_max_size; /* cap on a UDP answer whatever EDNS asks; 0 = DNS_UDP_DEFAULT_MAX */
+	/* service answers (SRV, A, AAAA) nearest first by the source's
+	 * distance(): shuffled, then stably sorted, instances without an
+	 * estimate last; false (or no distance()): shuffled only, as Consul */
+	bool nearest_first;
 };
 
 struct dns_responder;

@@ -17,6 +17,7 @@
 #include "agent/cli/cli_lock.h"
 #include "agent/cli/cli_maint.h"
 #include "agent/cli/cli_members.h"
+#include "agent/cli/cli_rtt.h"
 #include "agent/cli/cli_operator.h"
 #include "agent/cli/cli_ops.h"
 #include "agent/cli/cli_serf.h"
@@ -168,6 +169,14 @@ static const struct cli_command commands[] = {
          "query\n  handlers' output comes back as responses until the "
          "timeout.\n",
          cli_cmd_query},
+        {"rtt", "Estimates network round trip time between nodes",
+         "Usage: rumor rtt [options] NODE [NODE]\n\n"
+         "  Estimates the round trip time between two nodes from their network\n"
+         "  coordinates (Vivaldi, as Serf and Consul), as the local agent knows\n"
+         "  them. The second node defaults to the agent's own. With -wan the\n"
+         "  names are <node>.<datacenter> and WAN coordinates are used (rumor has\n"
+         "  no WAN pool, so none is found).\n",
+         cli_cmd_rtt},
         {"services", "Registers or deregisters services on the local agent",
          "Usage: rumor services register [options] [FILE...]\n"
          "       rumor services deregister [options] ID\n\n"

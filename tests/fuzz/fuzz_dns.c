@@ -30,6 +30,14 @@ static struct catalog_dns *cat_dns; /* the agent's adapter: the responder's sour
 static struct dns_responder *resp;
 static uint8_t out[65535];
 
+/* Nearest first on (as the agent's default): a distance from the node's
+ * name, every seventh unknown. */
+static int64_t fuzz_distance(void *ctx, const char *node)
+{
+	size_t h = strlen(node) * 31u + (unsigned char)node[strlen(node) - 1];
+	return h % 7 == 0 ? -1 : (int64_t)(h % 13) * 1000;
+}
+
 static void setup(void)
 {
 	if (cat != NULL)
@@ -55,10 +63,12 @@ static void setup(void)
 	                                   .alt_domain = "rumor.",
 	                                   .datacenter = "dc1",
 	                                   .node_name = "n1",
-	                                   .truncate = true};
+	                                   .truncate = true,
+	                                   .nearest_first = true};
 	resp = dns_responder_new(&cfg, err, sizeof(err));
 	ASSERT(resp != NULL);
 	cat_dns = catalog_dns_new(cat);
+	catalog_dns_set_distance(cat_dns, fuzz_distance, NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -122,7 +122,7 @@ c.check("deregistering an unknown node answers true", True, a.catalog.deregister
 # Consul endpoints rumor lacks: 501 naming the feature, with the headers
 for path, word in (("/v1/acl/tokens", "ACL"), ("/v1/connect/intentions", "Connect"),
                    ("/v1/config/service-defaults", "config entries"),
-                   ("/v1/query", "prepared queries"), ("/v1/coordinate/nodes", "coordinates"),
+                   ("/v1/query", "prepared queries"), ("/v1/coordinate/update", "coordinates"),
                    ("/v1/internal/ui/nodes", "internal"), ("/v1/discovery-chain/web", "discovery"),
                    ("/v1/namespaces", "namespaces"), ("/v1/partitions", "partitions"),
                    ("/v1/peerings", "peering"), ("/v1/operator/autopilot/health", "operator")):
@@ -149,14 +149,9 @@ except consul.ConsulException as e:
     r = "ConsulException" if str(e).startswith("501") else "other: %s" % e
 c.check("python-consul: acl.list raises ConsulException (501), not KeyError",
         "ConsulException", r)
-try:
-    a.coordinate.nodes()
-    r = "no error"
-except KeyError as e:
-    r = "KeyError %s" % e
-except consul.ConsulException as e:
-    r = "ConsulException" if str(e).startswith("501") else "other: %s" % e
-c.check("python-consul: coordinate.nodes raises ConsulException (501)", "ConsulException", r)
+idx, coord_nodes = a.coordinate.nodes()
+c.check("python-consul: coordinate.nodes answers (index, list) (served since issue 18)",
+        (True, True), (int(idx) > 0, isinstance(coord_nodes, list) and len(coord_nodes) > 0))
 c.check("python-consul: kv.get of a missing key (a 404 with X-Consul-Index) still works",
         None, a.kv.get("no/such/key")[1])
 sys.exit(c.finish())

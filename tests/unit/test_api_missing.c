@@ -16,7 +16,7 @@ static void consul_paths_name_their_feature(void)
 	        {"/v1/connect/intentions", "Connect"},
 	        {"/v1/config/service-defaults/web", "config entries"},
 	        {"/v1/config", "config entries"},
-	        {"/v1/coordinate/nodes", "coordinates"},
+	        {"/v1/coordinate/update", "coordinates"},
 	        {"/v1/query", "prepared queries"},
 	        {"/v1/query/abc/execute", "prepared queries"},
 	        {"/v1/operator/raft/configuration", "operator"},

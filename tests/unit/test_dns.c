@@ -497,6 +497,77 @@ static void test_answers_are_shuffled_by_seed(void)
 	dropcat(c);
 }
 
+/* Nearest first: web-node-<i> is (100 - i) us away, except every fifth,
+ * which has no estimate. */
+static int64_t fake_distance(void *ctx, const char *node)
+{
+	int i = atoi(node + strlen("web-node-"));
+	return i % 5 == 0 ? -1 : (int64_t)(100 - i) * 1000;
+}
+
+/* The last octet of each A record in the answer section, in order. */
+static int answer_octets(const uint8_t *p, size_t len, int *v, int max)
+{
+	size_t off = 12;
+	struct dns_name n;
+	const char *why;
+	if (dns_name_decode(p, len, &off, &n, &why) < 0)
+		return -1;
+	off += 4;
+	int an = p[6] << 8 | p[7], k = 0;
+	for (int i = 0; i < an && k < max; i++) {
+		if (dns_name_decode(p, len, &off, &n, &why) < 0 || off + 10 > len)
+			return -1;
+		size_t rdl = (size_t)(p[off + 8] << 8 | p[off + 9]);
+		if (p[off + 1] == DNS_T_A && rdl == 4)
+			v[k++] = p[off + 10 + 3];
+		off += 10 + rdl;
+	}
+	return k;
+}
+
+static void test_answers_nearest_first_unknown_last(void)
+{
+	struct catalog *c = mkcat(20);
+	uint8_t q[64], a[1500];
+	size_t l = mkquery(q, "web.service.consul", DNS_T_A, 1400), n;
+	for (int on = 0; on < 2; on++) {
+		struct dns_responder_config cfg = {.domain = "consul.",
+		                                   .datacenter = "dc1",
+		                                   .node_name = "n1",
+		                                   .truncate = true,
+		                                   .nearest_first = on};
+		char err[128];
+		struct dns_responder *r = dns_responder_new(&cfg, err, sizeof(err));
+		REQUIRE(r != NULL, "responder: %s", err);
+		catalog_dns_set_distance(cat_dns, fake_distance, NULL);
+		int sorted_runs = 0;
+		for (uint64_t seed = 1; seed <= 5; seed++) {
+			dns_process(r, src(c), q, l, false, 0, seed, a, sizeof(a), &n);
+			int v[32];
+			int k = answer_octets(a, n, v, 32);
+			REQUIRE(k == 20, "20 A records, got %d", k);
+			/* 10.1.0.<i+1> is web-node-<i> */
+			bool sorted = true;
+			int want = 19; /* 19 18 17 16 14 ... 1: nearest first */
+			for (int i = 0; i < 16; i++, want--) {
+				if (want % 5 == 0)
+					want--;
+				sorted = sorted && v[i] - 1 == want;
+			}
+			for (int i = 16; i < 20; i++)
+				sorted = sorted && (v[i] - 1) % 5 == 0;
+			sorted_runs += sorted;
+		}
+		if (on)
+			CHECK_INT(5, sorted_runs, "nearest first, unknown last, whatever the seed");
+		else
+			CHECK_INT(0, sorted_runs, "nearest_first off: shuffled only");
+		dns_responder_free(r);
+	}
+	dropcat(c);
+}
+
 int main(void)
 {
 	RUN(test_name_decode_plain_and_compressed);
@@ -511,5 +582,6 @@ int main(void)
 	RUN(test_udp_answer_capped_whatever_edns_asks);
 	RUN(test_malformed_gets_formerr_not_amplified);
 	RUN(test_answers_are_shuffled_by_seed);
+	RUN(test_answers_nearest_first_unknown_last);
 	return check_exit_code();
 }
