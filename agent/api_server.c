@@ -265,6 +265,8 @@ void api_server_stats(struct agent *a, json_t *stats)
 	set_str(raft, "last_log_index", "%" PRIu64, in.last_index);
 	set_str(raft, "commit_index", "%" PRIu64, in.commit_index);
 	set_str(raft, "applied_index", "%" PRIu64, in.applied_index);
+	set_str(raft, "last_snapshot_index", "%" PRIu64, in.last_snapshot_index);
+	set_str(raft, "last_snapshot_term", "%" PRIu64, in.last_snapshot_term);
 	set_str(raft, "num_peers", "%zu", peers);
 	set_str(raft, "last_contact", "%s", lc);
 	set_str(raft, "protocol_version", "3");

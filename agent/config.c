@@ -448,6 +448,9 @@ static const struct opt opts[] = {
          "With -server: bootstrap a group of this one server (dev, tests)."},
         {"bootstrap-expect", "bootstrap_expect", K_COUNT, OFF(bootstrap_expect), 0, "N",
          "With -server: bootstrap once N servers see each other (3 or 5)."},
+        /* Consul's Raft log compaction settings (config file only) */
+        {NULL, "raft_snapshot_threshold", K_COUNT, OFF(raft_snapshot_threshold), 0, "", NULL},
+        {NULL, "raft_trailing_logs", K_COUNT, OFF(raft_trailing_logs), 0, "", NULL},
         /* Consul's ACL settings: the management token maps to acl_token. */
         {NULL, "acl.enabled", K_BOOL, OFF(consul_acl_enabled), 0, "", NULL},
         {NULL, "acl.default_policy", K_ACLPOLICY, OFF(consul_acl_deny), 0, "", NULL},
@@ -487,9 +490,7 @@ static const struct opt opts[] = {
         IGN(NULL, "performance", "rumor's timing is -profile"),
         IGN(NULL, "autopilot", NO_SRV),
         IGN("raft-protocol", "raft_protocol", NO_SRV),
-        IGN(NULL, "raft_snapshot_threshold", NO_SRV),
         IGN(NULL, "raft_snapshot_interval", NO_SRV),
-        IGN(NULL, "raft_trailing_logs", NO_SRV),
         IGNB("non-voting-server", "non_voting_server", NO_SRV),
         IGNB("read-replica", "read_replica", NO_SRV),
         IGN("segment", "segment", NO_SRV),

@@ -164,11 +164,17 @@ struct rumor_config {
 	int log_rotate_max_files;       /* -log-rotate-max-files; 0 = keep all */
 	bool syslog;                    /* -syslog / enable_syslog; false */
 
+	/* the server tier (docs/SERVERS.md) */
+	bool server;                 /* -server / server: a Raft server */
+	bool bootstrap;              /* -bootstrap / bootstrap: a group of one */
+	int bootstrap_expect;        /* -bootstrap-expect / bootstrap_expect */
+	int raft_snapshot_threshold; /* raft_snapshot_threshold: entries between
+	                                    * snapshots; 0: 8192 */
+	int raft_trailing_logs;      /* raft_trailing_logs: entries kept behind a
+	                                    * snapshot; 0: 2048 */
+
 	/* Consul settings rumor accepts without acting on them (see
 	 * docs/CONFIGURATION.md, "Consul's settings") */
-	bool server;                       /* -server / server: no server tier yet */
-	bool bootstrap;                    /* -bootstrap / bootstrap: no effect */
-	int bootstrap_expect;              /* -bootstrap-expect / bootstrap_expect: no effect */
 	bool consul_acl_enabled;           /* acl.enabled */
 	bool consul_acl_deny;              /* acl.default_policy / acl_default_policy */
 	char *consul_mgmt_token;           /* acl.tokens.initial_management (master),

@@ -1095,8 +1095,13 @@ static int start_raft(struct server *s, const struct raft_configuration *boot)
 	s->raft.data = s;
 	raft_set_election_timeout(&s->raft, ELECTION_MS);
 	raft_set_heartbeat_timeout(&s->raft, HEARTBEAT_MS);
-	raft_set_snapshot_threshold(&s->raft, SNAPSHOT_THRESHOLD);
-	raft_set_snapshot_trailing(&s->raft, SNAPSHOT_TRAILING);
+	const struct rumor_config *cfg = &s->a->cfg;
+	raft_set_snapshot_threshold(&s->raft, cfg->raft_snapshot_threshold > 0
+	                                              ? (unsigned)cfg->raft_snapshot_threshold
+	                                              : SNAPSHOT_THRESHOLD);
+	raft_set_snapshot_trailing(&s->raft, cfg->raft_trailing_logs > 0
+	                                             ? (unsigned)cfg->raft_trailing_logs
+	                                             : SNAPSHOT_TRAILING);
 	raft_set_pre_vote(&s->raft, true);
 	if (boot != NULL && raft_bootstrap(&s->raft, boot) != 0)
 		log_warn("server: bootstrap: %s", raft_errmsg(&s->raft));
@@ -1390,6 +1395,8 @@ void server_get_info(const struct server *s, struct server_info *o)
 	o->last_index = raft_last_index(r);
 	o->commit_index = r->commit_index;
 	o->applied_index = raft_last_applied(r);
+	o->last_snapshot_index = r->log.snapshot.last_index;
+	o->last_snapshot_term = r->log.snapshot.last_term;
 	o->num_peers = r->configuration.n;
 }
 

@@ -109,7 +109,7 @@ struct server_info {
 	bool server, cp, bootstrapped;
 	int state; /* libraft's RAFT_FOLLOWER...; 0 on a client */
 	uint64_t term, last_index, commit_index, applied_index;
-	uint64_t last_snapshot_index;
+	uint64_t last_snapshot_index, last_snapshot_term; /* 0: none yet */
 	size_t num_peers;
 	uint64_t writes_forwarded, writes_applied;
 };

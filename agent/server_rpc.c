@@ -25,6 +25,14 @@
  * pass RPC_OUT_HIGH by one frame only. Large buffers are released once
  * empty.
  *
+ * Large RAFT messages (an InstallSnapshot) go in PARTs: the sender keeps a
+ * copy of the message on the connection (c->big) and queues the next part
+ * each time its output drains (part_pump, from conn_write), so a 500 MiB
+ * snapshot never sits whole in the write buffer; the receiver gathers the
+ * parts in c->asm. Both count against rpc->assembling, under the assembly
+ * budget. Other frames keep flowing between the parts: heartbeats are not
+ * held up by a snapshot.
+ *
  * Re-entrancy: handlers and reply functions run from conn_cb and
  * call_timer_cb only, and may call anything here, server_rpc_free and
  * server_rpc_set_seal included. The connection being processed is then
@@ -48,6 +56,7 @@
 
 #include "agent/server_rpc_wire.h"
 #include "kv/repl.h"
+#include "lib/cursor.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/xalloc.h"
@@ -93,6 +102,9 @@ struct rpc_conn {
 	char addr[RPC_ADDR_MAX];
 	uint64_t peer_id;
 	char peer_addr[256], peer_node[256];
+	/* a RAFT message going out in parts (outbound) or coming in (inbound) */
+	uint8_t *big;
+	size_t big_len, big_off;
 };
 
 struct server_rpc {
@@ -104,6 +116,7 @@ struct server_rpc {
 	uint8_t hello[SERVER_RPC_HELLO_MAX];
 	size_t hello_len;
 	size_t budget, buffered;
+	size_t asm_budget, assembling;
 	struct rpc_conn *conns;
 	size_t n_in, n_out;
 	struct rpc_call *calls;
@@ -237,6 +250,17 @@ static void conn_unlink(struct rpc_conn *c)
 		rpc->n_in--;
 }
 
+/* A message in parts is abandoned: Raft sends it again if it still needs to. */
+static void big_drop(struct rpc_conn *c)
+{
+	if (c->big == NULL)
+		return;
+	c->rpc->assembling -= c->big_len;
+	free(c->big);
+	c->big = NULL;
+	c->big_len = c->big_off = 0;
+}
+
 /* Buffers back, and the entry too unless it is an outbound one kept down
  * (its failure time rate-limits the next dial). */
 static void conn_finish(struct rpc_conn *c)
@@ -245,6 +269,7 @@ static void conn_finish(struct rpc_conn *c)
 	buf_release(rpc, &c->rbuf);
 	buf_release(rpc, &c->wbuf);
 	buf_release(rpc, &c->plain);
+	big_drop(c);
 	c->woff = 0;
 	c->dead = false;
 	c->hello = false;
@@ -465,6 +490,63 @@ static bool on_reply(struct rpc_conn *c, const uint8_t *p, size_t n)
 }
 
 /*
+ * A PART of a RAFT message: the first one sets its total (checked against
+ * SERVER_RPC_MESSAGE_MAX and the assembly budget before anything is
+ * allocated), the next ones must say the same total and fit in what is
+ * left; the last hands the whole message to the raft handler. false: close.
+ */
+static bool on_part(struct rpc_conn *c, const uint8_t *p, size_t n)
+{
+	struct server_rpc *rpc = c->rpc;
+	char err[200];
+	if (n <= 4) {
+		refuse(c, &rpc->st.refused_proto, "PART without a piece");
+		return false;
+	}
+	uint32_t total = be32_get(p);
+	size_t piece = n - 4;
+	if (c->big == NULL) {
+		if (total <= SERVER_RPC_PART_SIZE || total > SERVER_RPC_MESSAGE_MAX) {
+			snprintf(err, sizeof(err), "PART of a %u-byte message (%u..%u)", total,
+			         SERVER_RPC_PART_SIZE + 1, SERVER_RPC_MESSAGE_MAX);
+			refuse(c, &rpc->st.refused_proto, err);
+			return false;
+		}
+		if (rpc->assembling + total > rpc->asm_budget) {
+			rpc->st.budget_closed++;
+			log_debug("server rpc: %s closed: a %u-byte message in parts is over the "
+			          "assembly budget",
+			          c->addr, total);
+			return false;
+		}
+		c->big = xmalloc(total);
+		c->big_len = total;
+		c->big_off = 0;
+		rpc->assembling += total;
+	}
+	if (total != c->big_len || piece > c->big_len - c->big_off) {
+		snprintf(err, sizeof(err), "PART of %zu bytes for a %u-byte message at %zu of %zu",
+		         piece, total, c->big_off, c->big_len);
+		refuse(c, &rpc->st.refused_proto, err);
+		return false;
+	}
+	memcpy(c->big + c->big_off, p + 4, piece);
+	c->big_off += piece;
+	if (c->big_off < c->big_len)
+		return true;
+	uint8_t *m = c->big;
+	size_t len = c->big_len;
+	c->big = NULL; /* handed over: the handler may drop this connection */
+	c->big_len = c->big_off = 0;
+	rpc->st.parted_in++;
+	if (rpc->h.raft != NULL)
+		rpc->h.raft(rpc->h.ctx, c->peer_id, c->peer_addr, m, len);
+	rpc->assembling -= len;
+	free(m);
+	return !c->dead;
+}
+
+/*
  * One opened frame. An inbound connection takes HELLO first and then RAFT
  * (from a server) and REQUEST; an outbound one only REPLY. Anything else
  * closes the connection. false: close (or it died in a handler).
@@ -486,6 +568,8 @@ static bool conn_frame(struct rpc_conn *c, uint8_t type, const uint8_t *p, size_
 		if (rpc->h.raft != NULL)
 			rpc->h.raft(rpc->h.ctx, c->peer_id, c->peer_addr, p, n);
 		return !c->dead;
+	} else if (type == SERVER_RPC_T_PART && c->peer_id != 0) {
+		return on_part(c, p, n);
 	} else if (type == SERVER_RPC_T_REQUEST) {
 		struct server_rpc_msg m;
 		if (server_rpc_decode_msg(p, n, "request", &m, err, sizeof(err)) == 0) {
@@ -496,7 +580,8 @@ static bool conn_frame(struct rpc_conn *c, uint8_t type, const uint8_t *p, size_
 		}
 	} else {
 		snprintf(err, sizeof(err), "frame type 0x%02x %s", type,
-		         type == SERVER_RPC_T_RAFT ? "from a client" : "after HELLO");
+		         type == SERVER_RPC_T_RAFT || type == SERVER_RPC_T_PART ? "from a client"
+		                                                                : "after HELLO");
 	}
 	refuse(c, &rpc->st.refused_proto, err);
 	return false;
@@ -627,7 +712,54 @@ static bool conn_read(struct rpc_conn *c)
 	return conn_process(c); /* more may be waiting: the loop calls again */
 }
 
+/*
+ * The output drained: queue the next parts of the message going out in
+ * parts, up to RPC_OUT_HIGH. true when it queued something. A part that
+ * does not fit in an empty output (the budget) abandons the message.
+ */
+static bool part_pump(struct rpc_conn *c)
+{
+	struct server_rpc *rpc = c->rpc;
+	bool queued = false;
+	if (!c->outbound)
+		return false; /* an inbound connection's c->big is a message coming in */
+	while (c->big != NULL && c->big_off < c->big_len && c->wbuf.len - c->woff < RPC_OUT_HIGH) {
+		size_t piece = c->big_len - c->big_off;
+		if (piece > SERVER_RPC_PART_SIZE)
+			piece = SERVER_RPC_PART_SIZE;
+		uint8_t head[4];
+		be32_put(head, (uint32_t)c->big_len);
+		if (!conn_send(c, SERVER_RPC_T_PART, head, 4, c->big + c->big_off, piece)) {
+			if (c->woff >= c->wbuf.len) {
+				rpc->st.sends_dropped++;
+				big_drop(c);
+			}
+			return queued;
+		}
+		c->big_off += piece;
+		queued = true;
+	}
+	if (c->big != NULL && c->big_off == c->big_len) {
+		rpc->st.parted_out++;
+		big_drop(c);
+	}
+	return queued;
+}
+
+static bool conn_drain(struct rpc_conn *c);
+
 static bool conn_write(struct rpc_conn *c)
+{
+	for (;;) {
+		if (!conn_drain(c))
+			return false;
+		if (c->woff < c->wbuf.len || !part_pump(c))
+			return true;
+	}
+}
+
+/* Write what the socket takes. false: the connection failed. */
+static bool conn_drain(struct rpc_conn *c)
 {
 	struct server_rpc *rpc = c->rpc;
 	while (c->woff < c->wbuf.len) {
@@ -837,6 +969,7 @@ struct server_rpc *server_rpc_new(const struct server_rpc_config *cfg,
 	snprintf(rpc->bind_addr, sizeof(rpc->bind_addr), "%s",
 	         cfg->bind_addr ? cfg->bind_addr : "");
 	rpc->budget = cfg->buffer_budget ? cfg->buffer_budget : SERVER_RPC_BUFFER_BUDGET;
+	rpc->asm_budget = cfg->assembly_budget ? cfg->assembly_budget : SERVER_RPC_ASSEMBLY_BUDGET;
 	return rpc;
 }
 
@@ -927,12 +1060,29 @@ int server_rpc_send_raft(struct server_rpc *rpc, const char *addr, const uint8_t
 		return -1;
 	bool up;
 	struct rpc_conn *c = out_get(rpc, addr, &up);
-	if (c == NULL || !up || !conn_send(c, SERVER_RPC_T_RAFT, NULL, 0, p, n)) {
-		rpc->st.sends_dropped++;
-		return -1;
+	if (c == NULL || !up)
+		goto drop;
+	if (n > SERVER_RPC_PART_SIZE) {
+		if (n > SERVER_RPC_MESSAGE_MAX || c->big != NULL ||
+		    rpc->assembling + n > rpc->asm_budget)
+			goto drop;
+		c->big = xmalloc(n);
+		memcpy(c->big, p, n);
+		c->big_len = n;
+		c->big_off = 0;
+		rpc->assembling += n;
+		/* the first parts now if the output is empty, else conn_write
+		 * queues them as it drains */
+		if (!c->connecting && c->woff >= c->wbuf.len && !part_pump(c) && c->big == NULL)
+			return -1; /* not even one part fits: counted by part_pump */
+	} else if (!conn_send(c, SERVER_RPC_T_RAFT, NULL, 0, p, n)) {
+		goto drop;
 	}
 	conn_kick(c);
 	return 0;
+drop:
+	rpc->st.sends_dropped++;
+	return -1;
 }
 
 int server_rpc_call(struct server_rpc *rpc, const char *addr, uint8_t method, const uint8_t *p,
@@ -1007,4 +1157,5 @@ void server_rpc_get_stats(const struct server_rpc *rpc, struct server_rpc_stats 
 		if (c->fd >= 0)
 			st->conns_open++;
 	st->buffered = rpc->buffered;
+	st->assembling = rpc->assembling;
 }

@@ -22,6 +22,13 @@
  *   RAFT    0x41  one server/raft_wire.h message (from a server only)
  *   REQUEST 0x42  u64 req_id, u8 method, payload (the method's)
  *   REPLY   0x43  u64 req_id, u8 status, payload
+ *   PART    0x44  u32 total, bytes: a piece of one RAFT message too large
+ *                 for a frame of its own (over SERVER_RPC_PART_SIZE: an
+ *                 InstallSnapshot), from a server only. The pieces of a
+ *                 message follow each other in order on the connection
+ *                 (other frames may come between them); the message is
+ *                 handed to the raft handler when `total` bytes are in.
+ *                 One message at a time per connection.
  * A dialer sends HELLO, then RAFT and REQUEST frames; the acceptor sends
  * only REPLY frames back. Each side dials its own connections (one per
  * remote address, reused for RAFT and REQUEST).
@@ -32,7 +39,12 @@
  * more than a sync peer can); all connections' buffers together stay under
  * SERVER_RPC_BUFFER_BUDGET (a connection that would pass it is closed, a
  * send that would pass it fails). At most SERVER_RPC_MAX_CALLS calls wait
- * for replies.
+ * for replies. A RAFT message sent in PARTs is at most
+ * SERVER_RPC_MESSAGE_MAX; the messages being sent or received in parts hold
+ * their whole length outside the buffers, all of them together under
+ * SERVER_RPC_ASSEMBLY_BUDGET (a first PART that would pass it closes the
+ * connection, a send that would fails). Only a peer that said HELLO with a
+ * server id can send PARTs.
  *
  * Error convention: functions return 0 or -1 (with err where taken);
  * callbacks never run inside the call that caused them.
@@ -51,10 +63,14 @@ struct server_rpc;
 #define SERVER_RPC_T_RAFT 0x41
 #define SERVER_RPC_T_REQUEST 0x42
 #define SERVER_RPC_T_REPLY 0x43
+#define SERVER_RPC_T_PART 0x44
 #define SERVER_RPC_T_MIN SERVER_RPC_T_HELLO
-#define SERVER_RPC_T_MAX SERVER_RPC_T_REPLY
+#define SERVER_RPC_T_MAX SERVER_RPC_T_PART
 
-#define SERVER_RPC_FRAME_MAX (64u << 20)      /* a Raft snapshot travels in one */
+#define SERVER_RPC_FRAME_MAX (64u << 20)             /* a REPLY carries a backup in one */
+#define SERVER_RPC_PART_SIZE (4u << 20)              /* larger RAFT messages go in PARTs */
+#define SERVER_RPC_MESSAGE_MAX (512u << 20)          /* the largest RAFT message */
+#define SERVER_RPC_ASSEMBLY_BUDGET (512u << 20)      /* messages in parts, all together */
 #define SERVER_RPC_BUFFER_BUDGET (160u << 20) /* all connections' buffers */
 #define SERVER_RPC_MAX_CONNS 256
 #define SERVER_RPC_MAX_CALLS 4096
@@ -66,6 +82,7 @@ struct server_rpc_config {
 	const char *node_name;
 	const char *bind_addr; /* source IPv4 of our dials (NULL, "", 0.0.0.0: any) */
 	size_t buffer_budget;  /* 0: SERVER_RPC_BUFFER_BUDGET (tests set less) */
+	size_t assembly_budget; /* 0: SERVER_RPC_ASSEMBLY_BUDGET (tests set less) */
 };
 
 struct server_rpc_handlers {
@@ -103,8 +120,10 @@ void server_rpc_set_seal(struct server_rpc *rpc, const struct kv_seal *seal);
 void server_rpc_adopt(struct server_rpc *rpc, int fd, const char *peer, const uint8_t *buf,
                       size_t len);
 
-/* Queue one RAFT frame for the server at addr (dialling it if needed).
- * 0 queued, -1 no way now (budget, bad address). */
+/* Queue one RAFT message for the server at addr (dialling it if needed):
+ * one RAFT frame, or PARTs when it is over SERVER_RPC_PART_SIZE (p is
+ * copied either way). 0 queued, -1 no way now (budget, bad address, over
+ * SERVER_RPC_MESSAGE_MAX, a message already going in parts to addr). */
 int server_rpc_send_raft(struct server_rpc *rpc, const char *addr, const uint8_t *p, size_t n);
 
 /* Send a REQUEST to addr; fn is called exactly once, from the loop, with
@@ -124,6 +143,8 @@ struct server_rpc_stats {
 	uint64_t refused_conns; /* accepted over SERVER_RPC_MAX_CONNS, closed at once */
 	uint64_t sends_dropped; /* RAFT/REQUEST/REPLY not queued: budget, backlog, size */
 	size_t buffered;        /* bytes held in buffers now */
+	size_t assembling;      /* bytes of RAFT messages held for sending or receiving in parts */
+	uint64_t parted_out, parted_in; /* RAFT messages sent / received whole in parts */
 };
 void server_rpc_get_stats(const struct server_rpc *rpc, struct server_rpc_stats *st);
 

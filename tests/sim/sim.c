@@ -2738,7 +2738,7 @@ static void coord_sample(struct sim *sim)
 	const struct coordacc_point *p =
 	        coordacc_sample(sim->cacc, (double)sim->now / 1e6, coord_judge, sim);
 	if (sim->coord_curve != NULL)
-		fprintf(sim->coord_curve, "%d\t%llu\t%.1f\t%.5f\t%.5f\t%.5f\t%zu\n", sim->n,
+		fprintf(sim->coord_curve, "%d\t%llu\t%.1f\t%.5f\t%.5f\t%.5f\t%zu\n", sim->cfg.nodes,
 		        (unsigned long long)sim->cfg.seed, p->t_s, p->median, p->p90,
 		        p->near_median, p->judged);
 	if (sim->cfg.verbose)
@@ -2804,8 +2804,9 @@ static void coord_write_cdf(struct sim *sim)
 	}
 	/* acc->err still holds the last sample's errors (sorted by its quantiles) */
 	for (int k = 0; k <= 200; k++)
-		fprintf(f, "%d\t%llu\t%.3f\t%.5f\n", sim->n, (unsigned long long)sim->cfg.seed,
-		        k / 200.0, coordacc_quantile(sim->cacc->err, p->judged, k / 200.0));
+		fprintf(f, "%d\t%llu\t%.3f\t%.5f\n", sim->cfg.nodes,
+		        (unsigned long long)sim->cfg.seed, k / 200.0,
+		        coordacc_quantile(sim->cacc->err, p->judged, k / 200.0));
 	fclose(f);
 }
 
@@ -2822,8 +2823,8 @@ static void coord_report(struct sim *sim)
 	        "coord-accuracy: N=%d seed=%llu t=%.0f pairs=%zu judged=%zu all_pairs=%d "
 	        "median=%.4f p90=%.4f near_median=%.4f near_pairs=%zu threshold=%.2f "
 	        "converged_s=%.0f\n",
-	        sim->n, (unsigned long long)sim->cfg.seed, p->t_s, sim->cacc->npairs, p->judged,
-	        sim->cacc->all_pairs, p->median, p->p90, p->near_median, p->near,
+	        sim->cfg.nodes, (unsigned long long)sim->cfg.seed, p->t_s, sim->cacc->npairs,
+	        p->judged, sim->cacc->all_pairs, p->median, p->p90, p->near_median, p->near,
 	        sim->cfg.coord.threshold,
 	        coordacc_converged_at(sim->cacc, sim->cfg.coord.threshold));
 }

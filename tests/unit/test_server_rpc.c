@@ -85,10 +85,20 @@ struct node {
 	int raft_n;
 	uint64_t raft_from;
 	char raft_addr[64], raft_body[64];
+	size_t raft_len;   /* the last RAFT message's length */
+	uint64_t raft_sum; /* ... and its FNV-1a hash */
 	int req_n;
 	uint64_t req_conn, req_id;
 	char req_node[64];
 };
+
+static uint64_t fnv(const uint8_t *p, size_t n)
+{
+	uint64_t h = 14695981039346656037ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	return h;
+}
 
 static void on_raft(void *ctx, uint64_t from_id, const char *from_addr, const uint8_t *p, size_t n)
 {
@@ -96,7 +106,10 @@ static void on_raft(void *ctx, uint64_t from_id, const char *from_addr, const ui
 	nd->raft_n++;
 	nd->raft_from = from_id;
 	snprintf(nd->raft_addr, sizeof(nd->raft_addr), "%s", from_addr);
-	snprintf(nd->raft_body, sizeof(nd->raft_body), "%.*s", (int)n, (const char *)p);
+	snprintf(nd->raft_body, sizeof(nd->raft_body), "%.*s", (int)(n < 63 ? n : 63),
+	         (const char *)p);
+	nd->raft_len = n;
+	nd->raft_sum = fnv(p, n);
 }
 
 /* Method 1: answered at once (status 7, "re:" + body); 2 and 3 wait for the
@@ -144,7 +157,7 @@ static bool node_start(struct node *nd, const char *name, uint64_t id, size_t bu
 	if (!CHECK(nd->kv != NULL, "kv_new: %s", err))
 		return false;
 	snprintf(nd->addr, sizeof(nd->addr), "127.0.0.1:%d", kv_sync_port(nd->kv));
-	struct server_rpc_config rc = {loop, id, id ? nd->addr : "", name, "127.0.0.1", budget};
+	struct server_rpc_config rc = {loop, id, id ? nd->addr : "", name, "127.0.0.1", budget, 0};
 	struct server_rpc_handlers h = {nd, on_raft, on_request};
 	nd->rpc = server_rpc_new(&rc, &h, err, sizeof(err));
 	if (!CHECK(nd->rpc != NULL, "server_rpc_new: %s", err))
@@ -646,6 +659,205 @@ out:
 	node_stop(&b);
 }
 
+/* ------------------------------------------------ messages in parts */
+
+static uint8_t *pattern(size_t n, unsigned seed)
+{
+	uint8_t *p = malloc(n);
+	uint32_t x = seed * 2654435761u + 1;
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		p[i] = (uint8_t)x;
+	}
+	return p;
+}
+
+/* A 21 MiB InstallSnapshot-sized message travels in parts, sealed, while a
+ * small RAFT frame sent after it still arrives; the sender's copy and the
+ * receiver's assembly are released; the buffers stay under a 12 MiB budget
+ * the message alone would break. */
+static void test_large_raft_message_goes_in_parts(void)
+{
+	struct node a, b;
+	if (!node_start(&a, "a", 11, 12u << 20) || !node_start(&b, "b", 22, 12u << 20))
+		goto out;
+	node_seal(&a, &key1);
+	node_seal(&b, &key1);
+	size_t n = (21u << 20) + 12345;
+	uint8_t *p = pattern(n, 1);
+	CHECK_INT(0, server_rpc_send_raft(a.rpc, b.addr, p, n), "queued in parts");
+	CHECK_INT(n, stats(&a).assembling, "the sender holds one copy");
+	CHECK_INT(-1, server_rpc_send_raft(a.rpc, b.addr, p, n), "one message in parts at a time");
+	CHECK_INT(0, server_rpc_send_raft(a.rpc, b.addr, (const uint8_t *)"hb", 2), "small frame");
+	size_t max_buffered = 0;
+	for (int i = 0; i < 500 && !(b.raft_n >= 2 && b.raft_len == n); i++) {
+		run_for(0.01);
+		if (stats(&a).buffered > max_buffered)
+			max_buffered = stats(&a).buffered;
+		if (stats(&b).buffered > max_buffered)
+			max_buffered = stats(&b).buffered;
+	}
+	CHECK_INT(2, b.raft_n, "both messages delivered");
+	CHECK_INT(n, b.raft_len, "the large one last, whole");
+	CHECK(b.raft_sum == fnv(p, n), "byte for byte");
+	CHECK_INT(11, (long long)b.raft_from);
+	CHECK(max_buffered <= (12u << 20), "buffers stayed under the budget (max %zu)",
+	      max_buffered);
+	CHECK_INT(1, (long long)stats(&a).parted_out);
+	CHECK_INT(1, (long long)stats(&b).parted_in);
+	CHECK_INT(0, stats(&a).assembling, "sender's copy released");
+	CHECK_INT(0, stats(&b).assembling, "receiver's assembly released");
+	/* and the next one goes too */
+	uint8_t *q = pattern(SERVER_RPC_PART_SIZE + 1, 2);
+	CHECK_INT(0, server_rpc_send_raft(a.rpc, b.addr, q, SERVER_RPC_PART_SIZE + 1));
+	for (int i = 0; i < 300 && b.raft_n < 3; i++)
+		run_for(0.01);
+	CHECK(b.raft_n == 3 && b.raft_len == SERVER_RPC_PART_SIZE + 1 &&
+	              b.raft_sum == fnv(q, SERVER_RPC_PART_SIZE + 1),
+	      "a message one byte over a part: two parts, whole");
+	free(p);
+	free(q);
+out:
+	node_stop(&a);
+	node_stop(&b);
+}
+
+/* A message whose connection breaks half-way is dropped on both sides;
+ * Raft sends it again. */
+static void test_parts_abandoned_with_the_connection(void)
+{
+	struct node a, b;
+	if (!node_start(&a, "a", 11, 0) || !node_start(&b, "b", 22, 0))
+		goto out;
+	size_t n = 64u << 20;
+	uint8_t *p = pattern(n, 3);
+	CHECK_INT(0, server_rpc_send_raft(a.rpc, b.addr, p, n));
+	for (int i = 0; i < 200 && stats(&b).assembling == 0; i++)
+		run_for(0.001);
+	CHECK(stats(&b).assembling == n, "the receiver is assembling");
+	node_stop(&a);
+	for (int i = 0; i < 200 && stats(&b).assembling != 0; i++)
+		run_for(0.01);
+	CHECK_INT(0, stats(&b).assembling, "released when the sender went away");
+	CHECK_INT(0, b.raft_n, "nothing half-made delivered");
+	free(p);
+out:
+	node_stop(&a);
+	node_stop(&b);
+}
+
+/* n bytes into a non-blocking socket while the loop reads the other end;
+ * false if it is not all in within 5 s (or the peer closed). */
+static bool write_all(int fd, const uint8_t *p, size_t n)
+{
+	for (int i = 0; i < 5000 && n > 0; i++) {
+		ssize_t w = write(fd, p, n);
+		if (w > 0) {
+			p += w, n -= (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			return false;
+		run_for(0.001);
+	}
+	return n == 0;
+}
+
+/* What the receiver refuses: PART from a client, a total a frame would
+ * carry, a total over the assembly budget, a piece past the total, a total
+ * that changes, an empty piece. Each closes the connection. */
+static void test_parts_refused(void)
+{
+	struct node b;
+	if (!node_start(&b, "b", 22, 0))
+		return;
+	struct {
+		uint64_t id;
+		uint32_t total1, total2;
+		size_t piece1, piece2; /* 0: no second frame */
+		const char *what;
+		bool budget;
+	} cases[] = {
+	        {0, 8u << 20, 0, 16, 0, "PART from a client", false},
+	        {5, SERVER_RPC_PART_SIZE, 0, 16, 0, "a total a RAFT frame carries", false},
+	        {5, SERVER_RPC_MESSAGE_MAX + 1, 0, 16, 0, "a total over the largest message",
+	         false},
+	        {5, 8u << 20, 9u << 20, 16, 16, "a total that changes", false},
+	        {5, SERVER_RPC_PART_SIZE + 8, 0, 16, 1, "a piece past the total", false},
+	        {5, 8u << 20, 0, 0, 0, "an empty piece", false},
+	};
+	uint8_t *buf = calloc(1, 1u << 20);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct server_rpc_stats before = stats(&b);
+		size_t m = hello_frame(buf, cases[i].id, cases[i].id ? "127.0.0.1:1" : "", "x");
+		uint8_t part[64] = {0};
+		be32_put(part, cases[i].total1);
+		m += frame(buf + m, SERVER_RPC_T_PART, part, 4 + cases[i].piece1);
+		if (cases[i].piece2 && cases[i].total2 == 0) {
+			/* a second piece one byte longer than what is left: megabytes,
+			 * written as the agent reads them */
+			size_t left = cases[i].total1 - cases[i].piece1, pn = 4 + left + 1;
+			uint8_t *big = calloc(1, 5 + pn);
+			be32_put(big, (uint32_t)(1 + pn));
+			big[4] = SERVER_RPC_T_PART;
+			be32_put(big + 5, cases[i].total1);
+			size_t fn = 5 + pn;
+			int fd = adopt_pair(&b, buf, m);
+			CHECK(write_all(fd, big, fn), "%s: written", cases[i].what);
+			CHECK(closed_by_peer(fd), "%s: closed", cases[i].what);
+			close(fd);
+			free(big);
+			goto counted;
+		}
+		if (cases[i].piece2) {
+			be32_put(part, cases[i].total2);
+			m += frame(buf + m, SERVER_RPC_T_PART, part, 4 + cases[i].piece2);
+		}
+		int fd = adopt_pair(&b, buf, m);
+		CHECK(closed_by_peer(fd), "%s: closed", cases[i].what);
+		close(fd);
+	counted:
+		CHECK_INT(before.refused_proto + 1, (long long)stats(&b).refused_proto, "%s: counted",
+		          cases[i].what);
+		CHECK_INT(0, stats(&b).assembling, "%s: nothing held", cases[i].what);
+		CHECK_INT(0, b.raft_n, "%s: nothing delivered", cases[i].what);
+	}
+	free(buf);
+	node_stop(&b);
+	/* the assembly budget, on both sides */
+	struct node a, c;
+	if (!node_start(&a, "a", 11, 0) || !node_start(&c, "c", 33, 0))
+		goto out;
+	server_rpc_free(a.rpc);
+	struct server_rpc_config rc = {loop, 11, a.addr, "a", "127.0.0.1", 0, 6u << 20};
+	struct server_rpc_handlers h = {&a, on_raft, on_request};
+	char err[200];
+	a.rpc = server_rpc_new(&rc, &h, err, sizeof(err));
+	size_t n = 7u << 20;
+	uint8_t *p = pattern(n, 4);
+	CHECK_INT(-1, server_rpc_send_raft(a.rpc, c.addr, p, n), "over the sender's budget");
+	CHECK(stats(&a).sends_dropped >= 1, "counted");
+	free(p);
+	server_rpc_free(c.rpc);
+	rc = (struct server_rpc_config){loop, 33, c.addr, "c", "127.0.0.1", 0, 6u << 20};
+	h.ctx = &c;
+	c.rpc = server_rpc_new(&rc, &h, err, sizeof(err));
+	kv_set_handoff(c.kv, adopt_cb, &c);
+	uint8_t first[600];
+	size_t m = hello_frame(first, 5, "127.0.0.1:1", "x");
+	uint8_t part[20] = {0};
+	be32_put(part, 7u << 20);
+	m += frame(first + m, SERVER_RPC_T_PART, part, sizeof(part));
+	int fd = adopt_pair(&c, first, m);
+	CHECK(closed_by_peer(fd), "a first PART over the receiver's budget: closed");
+	close(fd);
+	CHECK_INT(1, (long long)stats(&c).budget_closed);
+	CHECK_INT(0, stats(&c).assembling);
+out:
+	node_stop(&a);
+	node_stop(&c);
+}
+
 /* ------------------------------------------------- KV sync beside it */
 
 static struct node *peer_of_a;
@@ -758,6 +970,9 @@ int main(void)
 	RUN(test_hello_deadline);
 	RUN(test_plaintext_after_sealed_hello_is_refused);
 	RUN(test_budget_bounds_sends_and_receives);
+	RUN(test_large_raft_message_goes_in_parts);
+	RUN(test_parts_abandoned_with_the_connection);
+	RUN(test_parts_refused);
 	RUN(test_kv_sync_still_works_on_the_same_port);
 	RUN(test_handoff_unset_is_a_protocol_error);
 	rm_rf(tmpdir);
