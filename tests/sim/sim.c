@@ -179,6 +179,8 @@ struct sim {
 	struct simkv *kv;      /* NULL unless the scenario enables KV */
 	struct sim_topo *topo; /* NULL: the flat latency model */
 	struct coordacc *cacc; /* NULL unless coordinates are on */
+	double *join_err;      /* scratch: errors of pairs (joined node, partner) */
+	double join_median;    /* at the last sample; -1: no joined node judged */
 	FILE *coord_curve;
 	struct swim_timing timing;
 	/* one identity table for every node's view: each node's name, address
@@ -2733,18 +2735,46 @@ static bool coord_judge(void *ud, uint32_t a, uint32_t b, double *est, double *t
 	return true;
 }
 
+/* Nodes that joined during the run are not in the pair set: the median
+ * error of their pairs with the first JOIN_PARTNERS initial nodes tells
+ * how fast a newcomer's coordinate settles in a converged cluster (the
+ * Vivaldi paper's "a new host needs few samples"). -1: none up. */
+#define JOIN_PARTNERS 200
+static double coord_join_median(struct sim *sim)
+{
+	int partners = sim->cfg.nodes < JOIN_PARTNERS ? sim->cfg.nodes : JOIN_PARTNERS;
+	size_t m = 0;
+	for (int j = sim->cfg.nodes; j < sim->n; j++) {
+		for (int k = 0; k < partners; k++) {
+			double est, truth;
+			bool near;
+			if (!coord_judge(sim, (uint32_t)j, (uint32_t)k, &est, &truth, &near) ||
+			    !(truth > 0))
+				continue;
+			if (sim->join_err == NULL)
+				sim->join_err = xcalloc((size_t)(sim->cap - sim->cfg.nodes) *
+				                                (size_t)partners,
+				                        sizeof(double));
+			sim->join_err[m++] = fabs(est - truth) / truth;
+		}
+	}
+	return coordacc_quantile(sim->join_err, m, 0.5);
+}
+
 static void coord_sample(struct sim *sim)
 {
 	const struct coordacc_point *p =
 	        coordacc_sample(sim->cacc, (double)sim->now / 1e6, coord_judge, sim);
+	sim->join_median = coord_join_median(sim);
 	if (sim->coord_curve != NULL)
-		fprintf(sim->coord_curve, "%d\t%llu\t%.1f\t%.5f\t%.5f\t%.5f\t%zu\n", sim->cfg.nodes,
-		        (unsigned long long)sim->cfg.seed, p->t_s, p->median, p->p90,
-		        p->near_median, p->judged);
+		fprintf(sim->coord_curve, "%d\t%llu\t%.1f\t%.5f\t%.5f\t%.5f\t%zu\t%.5f\n",
+		        sim->cfg.nodes, (unsigned long long)sim->cfg.seed, p->t_s, p->median,
+		        p->p90, p->near_median, p->judged, sim->join_median);
 	if (sim->cfg.verbose)
 		fprintf(sim->out,
-		        "coordinates at %.1f s: median %.4f p90 %.4f near %.4f (%zu pairs)\n",
-		        p->t_s, p->median, p->p90, p->near_median, p->judged);
+		        "coordinates at %.1f s: median %.4f p90 %.4f near %.4f (%zu pairs); "
+		        "joined nodes %.4f\n",
+		        p->t_s, p->median, p->p90, p->near_median, p->judged, sim->join_median);
 }
 
 static const struct coordacc_point *coord_last(const struct sim *sim)
@@ -2819,14 +2849,25 @@ static void coord_report(struct sim *sim)
 	struct coordacc_point none = {.median = -1, .p90 = -1, .near_median = -1};
 	if (p == NULL)
 		p = &none;
+	/* RTT samples folded in per live node, and those refused */
+	uint64_t upd = 0, rej = 0;
+	int up = 0;
+	for (int i = 0; i < sim->n; i++) {
+		if (sim->nodes[i].truth != T_UP || sim->nodes[i].s == NULL)
+			continue;
+		up++;
+		upd += swim_stats(sim->nodes[i].s)->coord_updates;
+		rej += swim_stats(sim->nodes[i].s)->coord_rejected;
+	}
 	fprintf(sim->out,
 	        "coord-accuracy: N=%d seed=%llu t=%.0f pairs=%zu judged=%zu all_pairs=%d "
 	        "median=%.4f p90=%.4f near_median=%.4f near_pairs=%zu threshold=%.2f "
-	        "converged_s=%.0f\n",
+	        "converged_s=%.0f joined_median=%.4f updates_per_node=%.1f rejected=%llu\n",
 	        sim->cfg.nodes, (unsigned long long)sim->cfg.seed, p->t_s, sim->cacc->npairs,
 	        p->judged, sim->cacc->all_pairs, p->median, p->p90, p->near_median, p->near,
 	        sim->cfg.coord.threshold,
-	        coordacc_converged_at(sim->cacc, sim->cfg.coord.threshold));
+	        coordacc_converged_at(sim->cacc, sim->cfg.coord.threshold), sim->join_median,
+	        up > 0 ? (double)upd / up : 0.0, (unsigned long long)rej);
 }
 
 static void report(struct sim *sim)
@@ -2969,6 +3010,7 @@ struct sim *sim_new(const struct sim_cfg *cfg, char *err, size_t errlen)
 	rng_seed(&sim->scen, cfg->seed, 0xfffffff2);
 	sim->loss = cfg->loss;
 	sim->full_mesh_at = -1;
+	sim->join_median = -1;
 	int64_t smin = swim_suspicion_timeout_ms(sim->timing.suspicion_mult, (size_t)sim->cap,
 	                                         sim->timing.probe_interval_ms);
 	sim->grace_us = (smin * sim->timing.suspicion_max_timeout_mult + 10000) * 1000;
@@ -3260,6 +3302,7 @@ void sim_free(struct sim *sim)
 	if (sim->cacc != NULL)
 		coordacc_free(sim->cacc);
 	free(sim->cacc);
+	free(sim->join_err);
 	for (int i = 0; i < sim->cap; i++)
 		if (sim->nodes[i].s != NULL)
 			swim_free(sim->nodes[i].s);
