@@ -8,11 +8,15 @@
 # page after one round trip for the page and one for the API, instead of
 # waiting for nine files (docs/UI.md, "First render"). In ui/index.html:
 #   <link rel="stylesheet" href="X.css">          -> <style>X.css</style>
-#   <script type="module" src="js/app.js"></script> -> <script type="module">
-#     the entry and every module it imports, dependencies first, each in its
-#     own function scope; "import { a, b } from './m.js';" becomes
-#     "const { a, b } = <m's exports>;" and "export function f" becomes
-#     "function f" plus f in the module's returned exports.</script>
+#   <script type="module" src="js/app.js"></script> -> <script>(() => {
+#     'use strict'; the entry and every module it imports, dependencies
+#     first, each in its own function scope; "import { a, b } from './m.js';"
+#     becomes "const { a, b } = <m's exports>;" and "export function f"
+#     becomes "function f" plus f in the module's returned exports. })();
+#     </script> (a classic script: it runs where it stands, at the end of
+#     body, before the first paint, where a module would wait)
+#   <script src="js/boot.js"></script>             -> <script>boot.js</script>
+#     (a classic script: no import or export)
 #   <link rel="modulepreload" href=...>            -> removed
 # Anything else a module does with import/export (default, "as", "*",
 # dynamic import(), a cycle, an export list) stops the build with a message:
@@ -126,7 +130,6 @@ endfunction()
 # ---- index.html with its stylesheet and modules inlined
 file(READ ${UI_DIR}/index.html page)
 set(csp_style "")
-set(csp_script "")
 string(REGEX MATCH "<link rel=\"stylesheet\" href=\"([^\"]+)\">" m "${page}")
 if(m)
   set(css_rel ${CMAKE_MATCH_1})
@@ -139,6 +142,24 @@ if(m)
   string(REPLACE "${m}" "<style>${text}</style>" page "${page}")
   set_property(GLOBAL APPEND PROPERTY UI_INLINED ${css_rel})
 endif()
+# classic scripts: inlined where they stand, as they are
+set(csp_script "")
+string(REGEX MATCHALL "<script src=\"[^\"]+\"></script>" classic "${page}")
+foreach(tag ${classic})
+  string(REGEX REPLACE "^<script src=\"([^\"]+)\"></script>$" "\\1" rel "${tag}")
+  file(READ ${UI_DIR}/${rel} js)
+  if(js MATCHES "</[sS][cC][rR][iI][pP][tT]" OR js MATCHES "<!--")
+    message(FATAL_ERROR "embed_ui: ${rel} holds </script or <!--, which cannot be inlined")
+  endif()
+  if(js MATCHES "(^|\n)[ \t]*(import|export)[ \t{*]")
+    message(FATAL_ERROR "embed_ui: ${rel} is a classic script: no import or export")
+  endif()
+  set(text "\n${js}")
+  csp_hash(text h)
+  string(APPEND csp_script " ${h}")
+  string(REPLACE "${tag}" "<script>${text}</script>" page "${page}")
+  set_property(GLOBAL APPEND PROPERTY UI_INLINED ${rel})
+endforeach()
 string(REGEX MATCH "<script type=\"module\" src=\"([^\"]+)\"></script>" m "${page}")
 if(m)
   set(entry ${CMAKE_MATCH_1})
@@ -148,12 +169,16 @@ if(m)
   if(js MATCHES "</[sS][cC][rR][iI][pP][tT]" OR js MATCHES "<!--")
     message(FATAL_ERROR "embed_ui: a module holds </script or <!--, which cannot be inlined")
   endif()
-  set(text "\n${js}")
-  csp_hash(text csp_script)
-  string(REPLACE "${m}" "<script type=\"module\">${text}</script>" page "${page}")
+  # a classic script, strict and in a function scope as a module is, but
+  # run as soon as the parser reaches it (a module waits for the end of
+  # parsing, and Chromium paints the empty shell first): put it last in body
+  set(text "\n(() => {\n'use strict';\n${js}})();\n")
+  csp_hash(text h)
+  string(APPEND csp_script " ${h}")
+  string(REPLACE "${m}" "<script>${text}</script>" page "${page}")
 endif()
 string(REGEX REPLACE "<link rel=\"modulepreload\" href=\"[^\"]+\">\n" "" page "${page}")
-if(page MATCHES " src=\"" OR page MATCHES "rel=\"(stylesheet|modulepreload)\"")
+if(page MATCHES "<script [^>]*src=" OR page MATCHES "rel=\"(stylesheet|modulepreload)\"")
   message(FATAL_ERROR "embed_ui: index.html still loads a file the build does not inline")
 endif()
 get_filename_component(outdir ${OUT} DIRECTORY)
@@ -167,12 +192,12 @@ if(NOT old STREQUAL page)
 endif()
 
 if(NOT csp_script)
-  set(csp_script "'none'")
+  set(csp_script " 'none'")
 endif()
 if(NOT csp_style)
   set(csp_style "'none'")
 endif()
-set(csp "default-src 'none'; script-src ${csp_script}; style-src ${csp_style}; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+set(csp "default-src 'none'; script-src${csp_script}; style-src ${csp_style}; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 # ---- the table
 file(GLOB_RECURSE files RELATIVE ${UI_DIR} ${UI_DIR}/*)

@@ -21,7 +21,16 @@ navigation to http://<n1>/ui/#/nodes, and the browser's own figures for it:
 Prints one line per load, then min / median / max of each, and the
 machine's load average (the figures are wall-clock on a shared machine).
 
-    RUMOR_BIN=build-ui/rumor python3 bench/ui/cold_render.py [N]   # N=10
+    RUMOR_BIN=build-ui/rumor python3 bench/ui/cold_render.py [N] [--stock] [--compare BIN]
+
+N loads (default 10). --compare BIN: a fourth agent runs BIN with -ui and
+the loads alternate between n1 (A, RUMOR_BIN) and it (B), N each, so that
+both see the same load on a shared machine (the table then has 4 rows).
+
+The browser is started as tests/integration/cdp.py starts it; --stock keeps
+the two features cdp.QUIET_ARGS turns off (headless Chromium builds its
+omnibox popup at start, in a renderer of its own, competing for the CPU
+with the page being measured).
 
 Exits 77 without Chromium. Timing is reported, never asserted.
 """
@@ -37,9 +46,9 @@ import cdp  # noqa: E402
 ROWS = "#nodes tbody tr > th"
 
 
-def cold_load(chromium, url, rows):
+def cold_load(chromium, url, rows, quiet):
     """One load in a fresh browser; a dict of the figures above (ms)."""
-    b = cdp.Browser(chromium)
+    b = cdp.Browser(chromium, quiet=quiet)
     try:
         b.call("Network.enable")
         b.watch_first_paint(ROWS, rows)
@@ -61,8 +70,22 @@ def fmt(x):
     return "   -  " if x is None else "%6.1f" % x
 
 
+def summary(label, runs, keys):
+    for name, f in (("min", min), ("median", statistics.median), ("max", max)):
+        print("%-7s %s %s" % (name, " ".join(fmt(f([r[k] for r in runs if r[k] is not None]) if any(
+            r[k] is not None for r in runs) else None) for k in keys), label))
+
+
 def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    args = sys.argv[1:]
+    quiet = "--stock" not in args
+    args = [a for a in args if a != "--stock"]
+    other = None
+    if "--compare" in args:
+        i = args.index("--compare")
+        other = os.path.abspath(args[i + 1])
+        del args[i:i + 2]
+    n = int(args[0]) if args else 10
     chromium = cdp.find_chromium()
     if chromium is None:
         print("SKIP: no chromium installed (apt-get install chromium)")
@@ -72,25 +95,35 @@ def main():
     c.start(1, "n1", "-ui", *fast)
     c.start(2, "n2", "-join", "127.0.0.1:%d" % c.gport(1), *fast)
     c.start(3, "n3", "-join", "127.0.0.1:%d" % c.gport(1), *fast)
-    if not c.wait(10, lambda: [m["Status"] for m in c.get(1, "/v1/agent/members") or []] == [1, 1, 1]):
-        print("FAIL: the three agents did not come up")
+    targets = [("", c.haddr(1))]
+    if other:  # a fourth agent, the other binary's UI, loads alternating
+        import agents
+        mine, agents.RUMOR_BIN = agents.RUMOR_BIN, other
+        c.start(4, "n4", "-ui", "-join", "127.0.0.1:%d" % c.gport(1), *fast)
+        agents.RUMOR_BIN = mine
+        targets = [("A", c.haddr(1)), ("B", c.haddr(4))]
+    rows = 4 if other else 3
+    if not c.wait(10, lambda: [m["Status"] for m in c.get(1, "/v1/agent/members") or []] == [1] * rows):
+        print("FAIL: the agents did not come up")
         return 1
-    url = "http://%s/ui/#/nodes" % c.haddr(1)
     keys = ("paint", "dom", "fcp", "doc", "api")
-    print("# %d cold loads of %s (fresh Chromium profile each), ms after navigation start" % (n, url))
+    print("# %d cold loads of http://<agent>/ui/#/nodes (fresh Chromium profile each%s), ms after navigation start"
+          % (n, "" if quiet else "; --stock: its omnibox popup built too"))
+    if other:
+        print("# A: %s, B: %s, alternating" % (os.path.abspath(agents.RUMOR_BIN), other))
     print("# load  " + " ".join("%6s" % k for k in keys) + "  requests(static+api) depth bytes")
-    runs = []
+    runs = {label: [] for label, _ in targets}
     for i in range(n):
-        r = cold_load(chromium, url, 3)
-        runs.append(r)
-        print("%6d  %s  %d+%d %d %d" % (i + 1, " ".join(fmt(r[k]) for k in keys), r["static"],
-                                      r["apireqs"], r["depth"], r["bytes"]))
-        time.sleep(0.2)
-    for name, f in (("min", min), ("median", statistics.median), ("max", max)):
-        print("%-7s %s" % (name, " ".join(fmt(f([r[k] for r in runs if r[k] is not None]) if any(
-            r[k] is not None for r in runs) else None) for k in keys)))
+        for label, addr in targets:
+            r = cold_load(chromium, "http://%s/ui/#/nodes" % addr, rows, quiet)
+            runs[label].append(r)
+            print("%6d  %s  %d+%d %d %d %s" % (i + 1, " ".join(fmt(r[k]) for k in keys), r["static"],
+                                             r["apireqs"], r["depth"], r["bytes"], label))
+            time.sleep(0.2)
+    for label, _ in targets:
+        summary(label, runs[label], keys)
     print("# load average:", " ".join(open("/proc/loadavg").read().split()[:3]), "on", os.cpu_count(), "cores")
-    return 0 if all(r["paint"] is not None for r in runs) else 1
+    return 0 if all(r["paint"] is not None for v in runs.values() for r in v) else 1
 
 
 if __name__ == "__main__":

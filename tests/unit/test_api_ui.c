@@ -4,11 +4,12 @@
  * agent/api_ui.c): the page is one file, index.html with ui/style.css and
  * every module of ui/js/ inlined (no file of the page is loaded on its own:
  * one request on a cold load); what is inlined is the files' text; the
- * Content-Security-Policy allows the inline script and style by their
+ * Content-Security-Policy allows the inline scripts and style by their
  * SHA-256 and nothing else; every other file of ui/ is embedded byte for
  * byte; what is served stays under 100 KB.
  */
 #include <dirent.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,7 +140,8 @@ static void every_file_of_ui_is_served_or_inlined(void)
 	CHECK(strstr(html, " src=") == NULL, "the page loads a script");
 	CHECK(strstr(html, "rel=\"stylesheet\"") == NULL, "the page loads a stylesheet");
 	CHECK(strstr(html, "modulepreload") == NULL, "the page preloads a module");
-	CHECK(strstr(html, "<script type=\"module\">") != NULL, "no inline module script");
+	CHECK(strstr(html, "<script>\n(() => {\n'use strict';") != NULL, "no inline strict script");
+	CHECK(strstr(html, "<script>\n// boot.js") != NULL, "boot.js is not inlined first");
 	for (size_t i = 0; i < ui_assets_n; i++) {
 		const struct ui_asset *f = &ui_assets[i];
 		CHECK_STR(type_for(f->path), f->type, "%s", f->path);
@@ -151,37 +153,63 @@ static void every_file_of_ui_is_served_or_inlined(void)
 	free(html);
 }
 
-/* "'sha256-<base64>'" of the text between <tag...> and </tag> in html. */
-static void hash_of(const char *html, const char *tag, char *out, size_t cap)
+/*
+ * "'sha256-<base64>'" of the text between the first <tag...> at or after
+ * *from and its </tag>, *from moved past it; false when there is none.
+ */
+static bool next_hash(const char **from, const char *tag, char *out, size_t cap)
 {
 	char open[32], close[32];
 	snprintf(open, sizeof(open), "<%s", tag);
 	snprintf(close, sizeof(close), "</%s>", tag);
-	out[0] = '\0';
-	const char *a = strstr(html, open);
+	const char *a = strstr(*from, open);
 	a = a ? strchr(a, '>') : NULL;
 	const char *b = a ? strstr(a, close) : NULL;
 	if (b == NULL)
-		return;
+		return false;
 	unsigned char sum[crypto_hash_sha256_BYTES];
 	crypto_hash_sha256(sum, (const unsigned char *)a + 1, (unsigned long long)(b - a - 1));
 	char b64[sodium_base64_ENCODED_LEN(sizeof(sum), sodium_base64_VARIANT_ORIGINAL)];
 	sodium_bin2base64(b64, sizeof(b64), sum, sizeof(sum), sodium_base64_VARIANT_ORIGINAL);
 	snprintf(out, cap, "'sha256-%s'", b64);
+	*from = b + strlen(close);
+	return true;
 }
 
-static void the_csp_allows_the_inline_script_and_style_by_hash_only(void)
+/* The sources listed for `directive` in ui_csp, as "<directive> a b;". */
+static void csp_directive(const char *directive, char *out, size_t cap)
+{
+	out[0] = '\0';
+	const char *p = strstr(ui_csp, directive);
+	const char *end = p ? strchr(p, ';') : NULL;
+	if (end != NULL)
+		snprintf(out, cap, "%.*s", (int)(end - p + 1), p);
+}
+
+static void the_csp_allows_the_inline_scripts_and_style_by_hash_only(void)
 {
 	char *html = page();
 	REQUIRE(html != NULL, "no index.html");
-	char script[128], style[128], want[256];
-	hash_of(html, "script", script, sizeof(script));
-	hash_of(html, "style", style, sizeof(style));
-	REQUIRE(script[0] && style[0], "no inline script or style in the page");
-	snprintf(want, sizeof(want), "script-src %s;", script);
-	CHECK_HAS(ui_csp, want);
-	snprintf(want, sizeof(want), "style-src %s;", style);
-	CHECK_HAS(ui_csp, want);
+	char want[1024], have[1024], h[128];
+	static const char *const tags[] = {"script", "style"};
+	for (size_t t = 0; t < 2; t++) {
+		const char *tag = tags[t];
+		/* every inline one's hash, in order, and nothing else */
+		snprintf(want, sizeof(want), "%s-src", tag);
+		const char *from = html;
+		int n = 0;
+		while (next_hash(&from, tag, h, sizeof(h)) &&
+		       strlen(want) + strlen(h) + 2 < sizeof(want)) {
+			strcat(want, " ");
+			strcat(want, h);
+			n++;
+		}
+		strcat(want, ";");
+		CHECK(n > 0, "no inline %s in the page", tag);
+		snprintf(h, sizeof(h), "%s-src", tag);
+		csp_directive(h, have, sizeof(have));
+		CHECK_STR(want, have);
+	}
 	CHECK(strstr(ui_csp, "unsafe") == NULL, "%s", ui_csp);
 	CHECK_HAS(ui_csp, "default-src 'none';");
 	CHECK_HAS(ui_csp, "connect-src 'self';");
@@ -193,6 +221,6 @@ int main(void)
 	if (sodium_init() < 0)
 		return 1;
 	RUN(every_file_of_ui_is_served_or_inlined);
-	RUN(the_csp_allows_the_inline_script_and_style_by_hash_only);
+	RUN(the_csp_allows_the_inline_scripts_and_style_by_hash_only);
 	return check_exit_code();
 }

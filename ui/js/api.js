@@ -25,15 +25,23 @@ export function setToken(t) {
 }
 window.addEventListener('storage', (ev) => { if (ev.key === TOKEN_KEY || ev.key === null) tokenNow = null; });
 
+// The first page's GETs, sent by boot.js while the page was parsed: path ->
+// {token, response}; each answers the first GET of its path, if the token
+// is still the one it was sent with.
+const early = window.rumorEarly instanceof Map ? window.rumorEarly : new Map();
+
 // One request. Resolves {status, index, data, text}; rejects with ApiError
 // for any status outside `ok` (default: 2xx), carrying the body verbatim.
 export async function request(method, path, body, opts = {}) {
   const headers = {};
   const t = token();
   if (t) headers['X-Consul-Token'] = t;
+  const pre = method === 'GET' ? early.get(path) : undefined;
+  early.delete(path);
   let r;
   try {
-    r = await fetch(path, { method, headers, body, signal: opts.signal, credentials: 'omit', cache: 'no-store' });
+    if (pre && pre.token === t) r = await pre.response;
+    else r = await fetch(path, { method, headers, body, signal: opts.signal, credentials: 'omit', cache: 'no-store' });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     throw new ApiError(method, path, 0, 'network error: ' + e.message);
