@@ -19,16 +19,11 @@
  * removed; one failed for longer than SERVER_DEAD_AFTER_MS is removed when
  * the voters that stay still hold a quorum.
  *
- * The FSM. An entry (agent/cp_wire.h) is a request's ops, the version the
- * leader stamped (base) and the writer's node. Every server applies it with
- * kv_write_pinned at base' = max(base, last version applied + 1), so all
- * servers write the same records; the same batch writes the reserved key
- * CP_APPLIED_KEY ("<raft index>") whose version is the last one used. An
- * entry at or below the index stored there is already in the replica and
- * is skipped (libraft replays the log after a restart). The first entry a
- * fresh group applies empties the replica first, so every server starts
- * from the same (empty) state; the leader's first entries re-import what
- * its AP replica held (docs/SERVERS.md). A snapshot is the whole replica.
+ * The FSM (agent/cp_fsm.c): every server applies each committed entry to
+ * its replica with pinned versions, so all servers write the same records;
+ * the first entry a fresh group applies empties the replica first, and the
+ * leader's first entries re-import what its AP replica held
+ * (docs/SERVERS.md). A snapshot is the whole replica.
  *
  * Writes. With servers seen, kv_write() goes to cp_write(): on the leader
  * it is proposed at once; elsewhere it is sent (server RPC, CP_M_WRITE) to
@@ -47,6 +42,7 @@
 #include <string.h>
 #include <sodium.h>
 
+#include "agent/cp_fsm.h"
 #include "agent/cp_wire.h"
 #include "agent/env.h"
 #include "agent/server_rpc.h"
@@ -76,8 +72,6 @@
 #define NO_LEADER_WAIT_MS 5000  /* a server holds a write this long for a leader */
 #define MAX_KNOWN 64
 #define CP_MAX_WAITING 8192 /* writes held or in flight on this agent */
-#define CP_RAFT_PREFIX "_rumor/raft/"
-#define CP_APPLIED_KEY CP_RAFT_PREFIX "applied"
 
 struct known {
 	char name[128];
@@ -144,10 +138,7 @@ struct server {
 		int64_t at;
 	} removed[16];
 	size_t nremoved;
-	/* FSM state */
-	raft_index applied; /* the index stored in CP_APPLIED_KEY */
-	uint64_t last_version;
-	bool fsm_loaded;
+	struct cp_fsm fsm_state; /* the state machine (agent/cp_fsm.h) */
 	/* pending writes */
 	struct cp_req *waiting; /* held for a leader, or proposed */
 	/* membership as gossip shows it */
@@ -157,7 +148,7 @@ struct server {
 	int64_t leader_seen_ms;
 	struct sessions *sessions; /* TTL timers, lock delays (servers) */
 	struct server_info_counters {
-		uint64_t forwarded, applied;
+		uint64_t forwarded;
 	} c;
 };
 
@@ -301,6 +292,9 @@ void server_adopt(void *ctx, int fd, const char *peer, const uint8_t *buf, size_
 
 /* -------------------------------------------------------------- FSM */
 
+/* The state machine itself is agent/cp_fsm.c; this is libraft's side of it
+ * and the link from an applied entry back to the request waiting for it. */
+
 struct fsm_done {
 	struct server *s;
 	raft_index index;
@@ -325,154 +319,35 @@ static void applied_done(void *ud, enum kv_result res, int failed_op)
 	free(d);
 }
 
-static int load_applied_cb(void *ud, const struct kv_entry *e)
+static void fsm_before_op(void *ctx, const struct kv_op *op)
 {
-	struct server *s = ud;
-	char buf[32];
-	size_t n = e->value_len < sizeof(buf) - 1 ? e->value_len : sizeof(buf) - 1;
-	memcpy(buf, e->value, n);
-	buf[n] = '\0';
-	s->applied = strtoull(buf, NULL, 10);
-	s->last_version = e->modify_index;
-	return 0;
-}
-
-static void fsm_load(struct server *s)
-{
-	if (s->fsm_loaded)
-		return;
-	s->applied = 0;
-	s->last_version = 0;
-	kv_get(s->a->kv, CP_APPLIED_KEY, strlen(CP_APPLIED_KEY), load_applied_cb, s);
-	s->fsm_loaded = true;
-}
-
-/* The applied index, in the same batch as the entry's records (so it
- * commits with them), whether the entry's checks passed or not. */
-static void mark_applied(struct server *s, raft_index index, uint64_t last, const char *node)
-{
-	char idx[32], err[200];
-	snprintf(idx, sizeof(idx), "%" PRIu64, (uint64_t)index);
-	struct kv_op mark = {
-	        KV_OP_SET, CP_APPLIED_KEY, strlen(CP_APPLIED_KEY), idx, strlen(idx), 0, 0, NULL, 0};
-	uint64_t mlast = last;
-	if (kv_write_pinned(s->a->kv, &mark, 1, last + 1, node, NULL, NULL, &mlast, err,
-	                    sizeof(err)) == 0 &&
-	    mlast > last) {
-		s->applied = index;
-		s->last_version = mlast;
-	}
-	s->c.applied++;
-}
-
-/* A snapshot restored through Raft (/v1/snapshot): the replica becomes its
- * records, written as new versions, Raft's own keys kept. */
-static int fsm_apply_restore(struct server *s, const struct raft_buffer *buf, raft_index index)
-{
-	uint64_t base;
-	char node[KV_NODE_MAX + 1], err[200];
-	const uint8_t *body;
-	size_t len;
-	if (cp_wire_restore_entry_decode(buf->base, buf->len, &base, node, &body, &len, err,
-	                                 sizeof(err)) < 0) {
-		log_err("server: restore entry %" PRIu64 " does not decode (%s); skipped",
-		        (uint64_t)index, err);
-		return 0;
-	}
-	if (base <= s->last_version)
-		base = s->last_version + 1;
-	struct fsm_done *d = xcalloc(1, sizeof(*d));
-	d->s = s;
-	d->index = index;
-	uint64_t last = base - 1;
-	if (kv_replace_pinned(s->a->kv, body, len, base, node, CP_RAFT_PREFIX, applied_done, d,
-	                      &last, err, sizeof(err)) < 0) {
-		log_err("server: restore entry %" PRIu64 " refused (%s)", (uint64_t)index, err);
-		free(d);
-		last = base - 1;
-	} else {
-		log_info("server: snapshot restored at Raft index %" PRIu64, (uint64_t)index);
-	}
-	mark_applied(s, index, last, node);
-	return 0;
+	struct server *s = ctx;
+	sessions_before_end(s->sessions, op);
 }
 
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
 	struct server *s = fsm->data;
 	*result = NULL;
-	fsm_load(s);
-	raft_index index = raft_last_applied(&s->raft) + 1;
-	if (index <= s->applied)
-		return 0; /* already in the replica */
-	if (cp_wire_entry_kind(buf->base, buf->len) == CP_ENTRY_RESTORE)
-		return fsm_apply_restore(s, buf, index);
-	static struct cp_entry e;
-	char err[200];
-	if (cp_wire_entry_decode(buf->base, buf->len, &e, err, sizeof(err)) < 0) {
-		log_err("server: entry %" PRIu64 " does not decode (%s); skipped", (uint64_t)index,
-		        err);
-		return 0;
-	}
-	if (s->applied == 0 && s->last_version == 0) {
-		/* the group's first entry: every server starts from empty */
-		kv_restore_begin(s->a->kv);
-	}
-	uint64_t base = e.base > s->last_version ? e.base : s->last_version + 1;
-	for (size_t i = 0; i < e.ops.n; i++)
-		sessions_before_end(s->sessions, &e.ops.op[i]);
 	struct fsm_done *d = xcalloc(1, sizeof(*d));
 	d->s = s;
-	d->index = index;
-	uint64_t last = base - 1;
-	if (kv_write_pinned(s->a->kv, e.ops.op, e.ops.n, base, e.node, applied_done, d, &last, err,
-	                    sizeof(err)) < 0) {
-		log_err("server: entry %" PRIu64 " refused by the store (%s)", (uint64_t)index,
-		        err);
+	d->index = raft_last_applied(&s->raft) + 1;
+	if (!cp_fsm_apply(&s->fsm_state, d->index, buf->base, buf->len, applied_done, d))
 		free(d);
-		last = base - 1;
-	}
-	mark_applied(s, index, last, e.node);
 	return 0;
 }
 
-struct dump {
-	uint8_t *p;
-	size_t len, cap;
-	uint32_t n;
-};
-
-static int dump_cb(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
-{
-	struct dump *d = ud;
-	size_t need = 2 + key_len + kv_rec_size(r);
-	if (d->len + need > d->cap) {
-		d->cap = (d->len + need) * 2;
-		d->p = raft_realloc(d->p, d->cap);
-		if (d->p == NULL)
-			return -1;
-	}
-	be16_put(d->p + d->len, (uint16_t)key_len);
-	memcpy(d->p + d->len + 2, key, key_len);
-	uint8_t *end = kv_rec_encode(r, d->p + d->len + 2 + key_len);
-	d->len = (size_t)(end - d->p);
-	d->n++;
-	return 0;
-}
-
-/* The snapshot: u32 count, then (u16 key_len, key, record) each. */
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	struct server *s = fsm->data;
-	struct dump d = {raft_malloc(4096), 4, 4096, 0};
-	if (d.p == NULL || kv_dump(s->a->kv, dump_cb, &d) < 0) {
-		raft_free(d.p);
-		return RAFT_NOMEM;
-	}
-	be32_put(d.p, d.n);
+	uint8_t *p;
+	size_t len;
+	int rv = cp_fsm_snapshot(&s->fsm_state, &p, &len);
+	if (rv != 0)
+		return rv;
 	*bufs = raft_malloc(sizeof(**bufs));
-	(*bufs)[0].base = d.p;
-	(*bufs)[0].len = d.len;
+	(*bufs)[0].base = p;
+	(*bufs)[0].len = len;
 	*n_bufs = 1;
 	return 0;
 }
@@ -480,41 +355,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
 	struct server *s = fsm->data;
-	struct cursor c = {buf->base, (const uint8_t *)buf->base + buf->len};
-	uint32_t n;
-	int rv = RAFT_MALFORMED;
-	if (!cursor_be32(&c, &n) || kv_restore_begin(s->a->kv) < 0)
-		goto out;
-	s->applied = 0;
-	s->last_version = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		uint16_t klen;
-		const uint8_t *k;
-		struct kv_rec r;
-		char err[128];
-		if (!cursor_be16(&c, &klen) || !cursor_bytes(&c, klen, &k))
-			goto out;
-		const uint8_t *pos = c.p;
-		if (kv_rec_decode(&pos, c.end, &r, err, sizeof(err)) < 0)
-			goto out;
-		c.p = pos;
-		if (kv_restore_put(s->a->kv, (const char *)k, klen, &r) < 0)
-			goto out;
-		if (klen == strlen(CP_APPLIED_KEY) && memcmp(k, CP_APPLIED_KEY, klen) == 0) {
-			char v[32];
-			size_t vl = r.value_len < sizeof(v) - 1 ? r.value_len : sizeof(v) - 1;
-			memcpy(v, r.value, vl);
-			v[vl] = '\0';
-			s->applied = strtoull(v, NULL, 10);
-			s->last_version = r.hlc;
-		}
-	}
-	s->fsm_loaded = true;
-	rv = 0;
-out:
+	int rv = cp_fsm_restore(&s->fsm_state, buf->base, buf->len);
 	raft_free(buf->base);
-	if (rv != 0)
-		log_err("server: a snapshot did not restore");
 	return rv;
 }
 
@@ -538,7 +380,7 @@ static void req_free_if_done(struct cp_req *r)
 /* u64 applied index, then the RECORDS body of the keys r wrote (committed,
  * tombstones included), so the asking agent can show its own write at
  * once; past CP_REPLY_RECORDS_MAX the body is left out (count 0). */
-static void reply_records(struct server *s, struct cp_req *r, struct dump *d)
+static void reply_records(struct server *s, struct cp_req *r, struct cp_dump *d)
 {
 	static struct cp_ops ops;
 	char node[KV_NODE_MAX + 1], err[200];
@@ -546,7 +388,7 @@ static void reply_records(struct server *s, struct cp_req *r, struct dump *d)
 		d->cap = d->len + 4096;
 		d->p = raft_realloc(d->p, d->cap);
 	}
-	be64_put(d->p + d->len, (uint64_t)s->applied);
+	be64_put(d->p + d->len, s->fsm_state.applied);
 	d->len += 8;
 	size_t count_at = d->len;
 	d->len += 4;
@@ -557,7 +399,7 @@ static void reply_records(struct server *s, struct cp_req *r, struct dump *d)
 			if (op->verb == KV_OP_CHECK_INDEX || op->verb == KV_OP_CHECK_NOT_EXISTS)
 				continue;
 			kv_records(s->a->kv, op->key, op->key_len, op->verb == KV_OP_DELETE_TREE,
-			           dump_cb, d);
+			           cp_dump_record, d);
 		}
 	if (d->len >= CP_REPLY_RECORDS_MAX) {
 		d->len = count_at + 4;
@@ -591,7 +433,7 @@ static void req_answer(struct cp_req *r, enum kv_result res, int failed_op)
 		server_rpc_reply(r->s->rpc, r->conn_id, r->req_id, r->relay_status, r->relay,
 		                 r->relay_len);
 	} else if (r->remote) {
-		struct dump d = {raft_malloc(4096), 0, 4096, 0};
+		struct cp_dump d = {raft_malloc(4096), 0, 4096, 0};
 		be32_put(d.p, failed_op < 0 ? 0xffffffffu : (uint32_t)failed_op);
 		d.len = 4;
 		if (res == KV_OK)
@@ -653,9 +495,7 @@ static int restore_entry(struct server *s, struct cp_req *r, struct raft_buffer 
 		log_warn("server: a restore request does not decode: %s", err);
 		return -1;
 	}
-	uint64_t base = kv_next_version(s->a->kv);
-	if (base <= s->last_version)
-		base = s->last_version + 1;
+	uint64_t base = cp_fsm_base(&s->fsm_state, kv_next_version(s->a->kv));
 	buf->len = cp_wire_restore_entry_size(node, len);
 	buf->base = raft_malloc(buf->len);
 	cp_wire_restore_entry_encode(buf->base, base, node, body, len);
@@ -690,9 +530,7 @@ static void propose(struct server *s, struct cp_req *r)
 	struct raft_buffer buf;
 	buf.len = cp_wire_entry_size(node, ops.op, ops.n);
 	buf.base = raft_malloc(buf.len);
-	uint64_t base = kv_next_version(s->a->kv);
-	if (base <= s->last_version)
-		base = s->last_version + 1;
+	uint64_t base = cp_fsm_base(&s->fsm_state, kv_next_version(s->a->kv));
 	cp_wire_entry_encode(buf.base, base, node, ops.op, ops.n);
 	propose_buf(s, r, &buf);
 }
@@ -937,8 +775,7 @@ static int import_cb(void *ud, const struct kv_entry *e)
  */
 static void leader_start(struct server *s)
 {
-	fsm_load(s);
-	if (s->applied == 0 && s->last_version == 0) {
+	if (cp_fsm_fresh(&s->fsm_state)) {
 		struct import im;
 		memset(&im, 0, sizeof(im));
 		im.s = s;
@@ -1241,6 +1078,7 @@ struct server *server_new(struct agent *a, char *err, size_t errlen)
 	kv_set_handoff(a->kv, server_adopt, s);
 	if (s->is_server) {
 		s->sessions = sessions_new(a);
+		cp_fsm_init(&s->fsm_state, kv_engine_of(a->kv), fsm_before_op, s);
 		kv_refuse_merges(a->kv, true);
 		if (raft_state_on_disk(s) && start_raft(s, NULL) < 0) {
 			snprintf(err, errlen, "the Raft state in %s/raft does not start",
@@ -1386,7 +1224,7 @@ void server_get_info(const struct server *s, struct server_info *o)
 	o->cp = s->cp;
 	o->bootstrapped = s->raft_started && s->raft.configuration.n > 0;
 	o->writes_forwarded = s->c.forwarded;
-	o->writes_applied = s->c.applied;
+	o->writes_applied = s->fsm_state.n_applied;
 	if (!s->raft_started)
 		return;
 	struct raft *r = (struct raft *)&s->raft;
@@ -1459,9 +1297,9 @@ static void read_reply(struct server_read *r, bool ok)
 		server_rpc_reply(s->rpc, r->conn_id, r->req_id, CP_S_NO_LEADER, NULL, 0);
 		return;
 	}
-	struct dump d = {raft_malloc(4096), 12, 4096, 0};
+	struct cp_dump d = {raft_malloc(4096), 12, 4096, 0};
 	be64_put(d.p, (uint64_t)raft_last_applied(&s->raft));
-	int rc = kv_records(s->a->kv, r->key, r->key_len, r->recurse, dump_cb, &d);
+	int rc = kv_records(s->a->kv, r->key, r->key_len, r->recurse, cp_dump_record, &d);
 	be32_put(d.p + 8, d.n);
 	if (rc < 0 || d.len > SERVER_RPC_FRAME_MAX - 64)
 		server_rpc_reply(s->rpc, r->conn_id, r->req_id, rc < 0 ? CP_S_ERROR : CP_S_TOO_BIG,
@@ -1555,6 +1393,19 @@ static void batch_cb(struct raft_barrier *req, int status)
 		barrier_done(r, status);
 	}
 	free(bb);
+	if (status != 0) {
+		/* Leadership lost: libraft fails the barrier while it takes the
+		 * leader's state apart (still RAFT_LEADER, its progress already
+		 * freed), so no barrier may be issued from here: the reads queued
+		 * behind this one fail too (found by tests/raftsim, a crash). */
+		struct server_read *q = s->bqueue;
+		s->bqueue = NULL;
+		for (struct server_read *r = q; r; r = next) {
+			next = r->bnext;
+			barrier_done(r, status);
+		}
+		return;
+	}
 	if (!s->raft_closing)
 		barrier_issue(s);
 }
@@ -1961,20 +1812,20 @@ static int snap_cb(void *ud, const char *key, size_t key_len, const struct kv_re
 	size_t pl = strlen(CP_RAFT_PREFIX);
 	if (r->tomb || (key_len >= pl && memcmp(key, CP_RAFT_PREFIX, pl) == 0))
 		return 0; /* deleted keys and Raft's bookkeeping stay out */
-	return dump_cb(ud, key, key_len, r);
+	return cp_dump_record(ud, key, key_len, r);
 }
 
 /* u64 applied index, then a RECORDS body of every live record (raft_malloc'd
  * into *d). 0 or -1. */
-static int snapshot_dump(struct server *s, struct dump *d)
+static int snapshot_dump(struct server *s, struct cp_dump *d)
 {
-	*d = (struct dump){raft_malloc(65536), 12, 65536, 0};
+	*d = (struct cp_dump){raft_malloc(65536), 12, 65536, 0};
 	if (d->p == NULL || kv_dump(s->a->kv, snap_cb, d) < 0) {
 		raft_free(d->p);
 		d->p = NULL;
 		return -1;
 	}
-	be64_put(d->p, (uint64_t)s->applied);
+	be64_put(d->p, s->fsm_state.applied);
 	be32_put(d->p + 8, d->n);
 	return 0;
 }
@@ -2003,7 +1854,7 @@ static void snap_finish(struct snap_req *q, int status, const uint8_t *p, size_t
 static void snap_read(void *ud, bool ok)
 {
 	struct snap_req *q = ud;
-	struct dump d;
+	struct cp_dump d;
 	if (!ok || snapshot_dump(q->s, &d) < 0) {
 		snap_finish(q, ok ? CP_S_ERROR : CP_S_NO_LEADER, NULL, 0);
 		return;

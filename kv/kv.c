@@ -1047,6 +1047,11 @@ uint64_t kv_next_version(struct kv *kv)
 	return kv_engine_next_version(kv->engine, wall_ms());
 }
 
+struct kv_engine *kv_engine_of(struct kv *kv)
+{
+	return kv->engine;
+}
+
 int kv_dump(struct kv *kv, kv_store_fn fn, void *ud)
 {
 	return kv_engine_dump(kv->engine, fn, ud);

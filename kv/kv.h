@@ -185,6 +185,9 @@ int kv_write_pinned(struct kv *kv, const struct kv_op *ops, size_t n, uint64_t b
                     size_t errlen);
 /* The version a local write would get now (a leader stamps entries). */
 uint64_t kv_next_version(struct kv *kv);
+/* The engine this driver runs (the CP state machine, agent/cp_fsm.h,
+ * applies Raft entries to it directly; the driver still commits). */
+struct kv_engine *kv_engine_of(struct kv *kv);
 /* Snapshots: every committed record; replace the replica (see engine.h). */
 int kv_dump(struct kv *kv, kv_store_fn fn, void *ud);
 /* Replace the replica by a snapshot's records (kv_engine_replace_pinned),
