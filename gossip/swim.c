@@ -1206,7 +1206,9 @@ static void handle_ack(struct swim *s, int64_t now, const uint8_t *p, size_t len
 		return;
 	}
 	if (s->probe.stage != PROBE_IDLE && ack.seq == s->probe.seq) {
-		if (s->probe.stage == PROBE_DIRECT)
+		/* memberlist samples only an ack that beats probe_timeout, even
+		 * when the tick that starts the indirect stage runs late */
+		if (s->probe.stage == PROBE_DIRECT && now < s->probe.timeout_at)
 			probe_rtt(s, now, &ack);
 		probe_succeeded(s);
 		return;

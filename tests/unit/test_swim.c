@@ -1426,6 +1426,13 @@ static void test_coord_only_direct_acks_count_and_clock_us(void)
 	cnode_ack(&o, now, seq, payload, (size_t)plen);
 	CHECK_INT(0, swim_stats(o.s)->coord_updates, "late ack: no sample");
 	CHECK(swim_coord_of(o.s, "peer") == NULL, "late ack: nothing cached");
+	/* the next probe's ack at exactly probe_timeout, before any tick
+	 * moved the probe on: too late all the same */
+	now += 1000;
+	seq = cnode_probe(&o, &now);
+	REQUIRE(seq != 0, "second probe sent");
+	cnode_ack(&o, now + 500, seq, payload, (size_t)plen);
+	CHECK_INT(0, swim_stats(o.s)->coord_updates, "ack at probe_timeout: no sample");
 	swim_free(o.s);
 
 	cnode_new(&o, false, true);
