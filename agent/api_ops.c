@@ -104,6 +104,9 @@ static void collect(void *ud)
 	COPY(PACKETS_RECV, packets_recv);
 	COPY(BAD_PACKETS, bad_packets);
 	COPY(PUSH_PULLS, push_pulls);
+	COPY(COORD_UPDATES, coord_updates);
+	COPY(COORD_REJECTED, coord_rejected);
+	COPY(COORD_BAD_PAYLOADS, coord_bad_payloads);
 #undef COPY
 	uint64_t dropped = swim_broadcast_queue_dropped(s);
 	metrics_set_counter(METRIC_BCAST_DROPPED, dropped, (double)dropped);

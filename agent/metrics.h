@@ -88,6 +88,9 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(DECRYPT_FAILURES, COUNTER, "memberlist.decrypt_failures", NULL, NULL, "Gossip packets and streams no installed key could open") \
 	X(KEYRING_KEYS, GAUGE, "memberlist.keyring.keys", NULL, NULL, "Gossip encryption keys installed (0: gossip is plain text)") \
 	X(PUSH_PULLS, COUNTER, "memberlist.push_pull", NULL, NULL, "Push-pull state exchanges completed (either side, joins included)") \
+	X(COORD_UPDATES, COUNTER, "serf.coordinate.updates", NULL, NULL, "Network coordinate updates from direct probes' RTTs") \
+	X(COORD_REJECTED, COUNTER, "serf.coordinate.rejected", NULL, NULL, "RTT samples the coordinate client refused (RTT or coordinate out of range)") \
+	X(COORD_BAD_PAYLOADS, COUNTER, "serf.coordinate.bad_payload", NULL, NULL, "Ack payloads that were not a coordinate (ignored)") \
 	/* key-value store (collected from kv_stats) */                                      \
 	X(KV_KEYS, GAUGE, "kv.keys", NULL, NULL, "Keys in this agent's KV replica (the catalog's records included)") \
 	X(KV_TOMBSTONES, GAUGE, "kv.tombstones", NULL, NULL, "Deleted keys remembered until kv_tombstone_ttl") \

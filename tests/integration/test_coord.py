@@ -136,6 +136,13 @@ c.check("/v1/agent/self Coord: 8 floats, Error, Adjustment, Height", (8, True),
         (len(co["Vec"]), all(k in co for k in ("Error", "Adjustment", "Height"))))
 c.check("r0 has moved off the origin (it learned from RTTs)", True,
         any(v != 0 for v in co["Vec"]))
+with urllib.request.urlopen("http://%s/v1/agent/metrics?format=prometheus" % c.haddr(0),
+                            timeout=3) as resp:
+    prom = dict(line.rsplit(" ", 1) for line in resp.read().decode().splitlines()
+                if line.startswith("rumor_serf_coordinate_"))
+c.check("metrics: coordinate updates counted, no bad payload (from rumor and Serf acks)",
+        (True, 0.0), (float(prom.get("rumor_serf_coordinate_updates_total", 0)) > 0,
+                      float(prom.get("rumor_serf_coordinate_bad_payload_total", -1))))
 one = c.get(0, "/v1/coordinate/node/s9")
 c.check("/v1/coordinate/node/s9: one entry, Segment \"\"", (1, "s9", ""),
         (len(one), one[0]["Node"], one[0]["Segment"]))
