@@ -1368,6 +1368,33 @@ static void keys_in_neither_consul_nor_rumor_are_refused(void)
 
 /* ---- driver ------------------------------------------------------------- */
 
+/* Coordinates: nearest-first DNS on and coordinates on by default; both
+ * from a file (Consul's disable_coordinates, dns_config.nearest_first) and
+ * from flags. */
+static void coordinate_options(void)
+{
+	struct rumor_config c;
+	char err[512], a[512];
+	CHECK_INT(0, parse(&c, err, sizeof(err), "-data-dir", g_data, NULL), "%s", err);
+	CHECK_BOOL(true, c.dns_nearest_first);
+	CHECK_BOOL(false, c.disable_coordinates);
+	rumor_config_free(&c);
+	temp_json(a, sizeof(a),
+	          "{\"dns_config\": {\"nearest_first\": false}, \"disable_coordinates\": true}");
+	CHECK_INT(0, parse(&c, err, sizeof(err), "-data-dir", g_data, "-config-file", a, NULL),
+	          "%s", err);
+	CHECK_BOOL(false, c.dns_nearest_first);
+	CHECK_BOOL(true, c.disable_coordinates);
+	rumor_config_free(&c);
+	CHECK_INT(0,
+	          parse(&c, err, sizeof(err), "-data-dir", g_data, "-dns-nearest-first=false",
+	                "-disable-coordinates", NULL),
+	          "%s", err);
+	CHECK_BOOL(false, c.dns_nearest_first);
+	CHECK_BOOL(true, c.disable_coordinates);
+	rumor_config_free(&c);
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -1417,6 +1444,7 @@ int main(void)
 	RUN(consul_acl_maps_the_management_token);
 	RUN(consul_addresses_set_client_addr);
 	RUN(keys_in_neither_consul_nor_rumor_are_refused);
+	RUN(coordinate_options);
 
 	rm_rf(g_base);
 	return check_exit_code();
