@@ -225,5 +225,11 @@ c.check("r3 (-dns-nearest-first=false) shuffles: several orders in 20 answers", 
         len(orders) > 1)
 c.check("and not nearest first: r3 is not always first", True, firsts3 != {"r3"})
 
+serf_log.flush()
+with open(os.path.join(c.tmp, "s9.log"), errors="replace") as f:
+    serf_errors = [line.strip() for line in f
+                   if "[ERR]" in line or "oordinate" in line or "ping version" in line]
+c.check("the Serf agent logged no error (no coordinate it could not decode)", [], serf_errors)
+
 print("elapsed %.1f s" % (time.monotonic() - start))
 sys.exit(c.finish())
