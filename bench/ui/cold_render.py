@@ -2,8 +2,9 @@
 """bench/ui/cold_render.py — the web UI's first render on a cold load.
 
 Starts three agents on loopback (n1 with -ui), then N times: a new headless
-Chromium with a fresh profile (nothing cached, no renderer running), one
-navigation to http://<n1>/ui/#/nodes, and the browser's own figures for it:
+Chromium with a fresh profile (nothing cached, no earlier visit), one
+navigation from about:blank to http://<n1>/ui/#/nodes, and the browser's
+own figures for it:
 
   paint    first render: when the Nodes table with every node's row was
            painted (Element Timing on the rows' name cells, set before they
@@ -14,16 +15,19 @@ navigation to http://<n1>/ui/#/nodes, and the browser's own figures for it:
   fcp      first contentful paint (the page's shell)
   doc      the HTML's last byte
   api      when the first /v1/ request was started
-  reqs     requests the load made, static / API, and the depth of the
-           static waterfall (1: everything is asked for by the HTML)
+  requests the requests the load made, static + API, and the depth of the
+           static waterfall (0: the page alone; 1: all it needs is named
+           in the HTML; 2: a module asked for another...)
   bytes    bytes of HTML, CSS and JavaScript the browser decoded
 
 Prints one line per load, then min / median / max of each, and the
 machine's load average (the figures are wall-clock on a shared machine).
 
-    RUMOR_BIN=build-ui/rumor python3 bench/ui/cold_render.py [N] [--stock] [--compare BIN]
+    RUMOR_BIN=build-ui/rumor python3 bench/ui/cold_render.py [N] [--stock] [--settle S] [--compare BIN]
 
-N loads (default 10). --compare BIN: a fourth agent runs BIN with -ui and
+N loads (default 10). --settle S: navigate S seconds after the browser
+started (default 1, as test_ui.py; 0: at once, the browser still starting
+up beside the page). --compare BIN: a fourth agent runs BIN with -ui and
 the loads alternate between n1 (A, RUMOR_BIN) and it (B), N each, so that
 both see the same load on a shared machine (the table then has 4 rows).
 
@@ -46,12 +50,13 @@ import cdp  # noqa: E402
 ROWS = "#nodes tbody tr > th"
 
 
-def cold_load(chromium, url, rows, quiet):
+def cold_load(chromium, url, rows, quiet, settle):
     """One load in a fresh browser; a dict of the figures above (ms)."""
     b = cdp.Browser(chromium, quiet=quiet)
     try:
         b.call("Network.enable")
         b.watch_first_paint(ROWS, rows)
+        time.sleep(settle)  # let the browser finish starting up
         b.navigate(url)
         fp = b.first_paint(rows)
         t = b.load_timeline()
@@ -81,6 +86,11 @@ def main():
     quiet = "--stock" not in args
     args = [a for a in args if a != "--stock"]
     other = None
+    settle = 1.0
+    if "--settle" in args:
+        i = args.index("--settle")
+        settle = float(args[i + 1])
+        del args[i:i + 2]
     if "--compare" in args:
         i = args.index("--compare")
         other = os.path.abspath(args[i + 1])
@@ -107,15 +117,16 @@ def main():
         print("FAIL: the agents did not come up")
         return 1
     keys = ("paint", "dom", "fcp", "doc", "api")
-    print("# %d cold loads of http://<agent>/ui/#/nodes (fresh Chromium profile each%s), ms after navigation start"
-          % (n, "" if quiet else "; --stock: its omnibox popup built too"))
+    print("# %d cold loads of http://<agent>/ui/#/nodes (fresh Chromium profile each%s%s), ms after navigation start"
+          % (n, "" if quiet else "; --stock: its omnibox popup built too",
+             "; navigating %.1f s after the browser started" % settle))
     if other:
         print("# A: %s, B: %s, alternating" % (os.path.abspath(agents.RUMOR_BIN), other))
     print("# load  " + " ".join("%6s" % k for k in keys) + "  requests(static+api) depth bytes")
     runs = {label: [] for label, _ in targets}
     for i in range(n):
         for label, addr in targets:
-            r = cold_load(chromium, "http://%s/ui/#/nodes" % addr, rows, quiet)
+            r = cold_load(chromium, "http://%s/ui/#/nodes" % addr, rows, quiet, settle)
             runs[label].append(r)
             print("%6d  %s  %d+%d %d %d %s" % (i + 1, " ".join(fmt(r[k]) for k in keys), r["static"],
                                              r["apireqs"], r["depth"], r["bytes"], label))

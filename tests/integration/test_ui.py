@@ -128,6 +128,7 @@ try:
     base = "http://%s/ui/" % c.haddr(1)
     # first render: when the browser painted the rows of all three nodes
     b.watch_first_paint("#nodes tbody tr > th", 3)
+    time.sleep(1)  # a browser started, not one still starting (bench/ui/cold_render.py --settle)
     # ---- Nodes, the first load of a fresh profile: nothing cached
     b.navigate(base + "#/nodes")
     ok = b.wait("document.body.dataset.rendered === '1' && document.querySelectorAll('#nodes tbody tr').length === 3", 10)
