@@ -1,6 +1,9 @@
 // app.js — the shell: hash routes (#/nodes, #/services, #/kv/<path>,
 // #/events), the token field, the error banner, and the first-render mark
-// the browser test reads (performance mark "rumor-first-render").
+// (performance mark "rumor-first-render" and body[data-rendered]: the first
+// page's data is in the DOM; its paint is measured by the browser test,
+// docs/UI.md "First render"). The build inlines this module and those it
+// imports into index.html (cmake/embed_ui.cmake).
 import { token, setToken } from './api.js';
 import { nodesPage } from './nodes.js';
 import { servicesPage } from './services.js';
