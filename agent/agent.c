@@ -43,6 +43,7 @@
 #include "gossip/transport.h"
 #include "kv/kv.h"
 #include "kv/repl.h"
+#include "kv/store.h"
 
 #define BROADCAST_TIMEOUT_MS 5000 /* serf's BroadcastTimeout */
 #define LEAVE_POLL_S 0.05
@@ -855,8 +856,12 @@ static void shutdown_now(struct agent *a)
 
 static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+	struct agent *a = w->data;
 	size_t n = memtrim_run();
-	log_debug("agent: trimmed the resident set (%zu KiB of program pages advised)", n / 1024);
+	size_t m = a->kv != NULL ? kv_store_trim(kv_engine_store(kv_engine_of(a->kv))) : 0;
+	log_debug("agent: trimmed the resident set (%zu KiB of program and stack pages, %zu KiB "
+	          "of the KV store's map advised)",
+	          n / 1024, m / 1024);
 }
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -1294,6 +1299,7 @@ static void init_watchers(struct agent *a, struct agent_priv *p)
 	ev_timer_init(&p->retry_timer, retry_join_cb, 0., 0.);
 	p->retry_timer.data = a;
 	ev_timer_init(&p->trim_timer, trim_cb, TRIM_FIRST_S, TRIM_INTERVAL_S);
+	p->trim_timer.data = a;
 }
 
 int agent_main(int argc, char **argv)

@@ -13,8 +13,11 @@
  * that caches the file in large folios still maps a whole folio per
  * fault, so what comes back is the folios the agent runs, about 0.8 MiB
  * of a static build's 1.4 MiB of text), then returns the malloc heap's
- * free pages (malloc_trim). Run once a minute, since rare paths (a
- * push-pull, an HTTP request) fault pages back in.
+ * free pages (malloc_trim), and drops the main stack's pages below the
+ * current frame (a deep call made once keeps them otherwise). Run once a
+ * minute, since rare paths (a push-pull, an HTTP request) fault pages back
+ * in. The agent also drops its mapping of the KV store's file
+ * (kv_store_trim) on the same tick.
  * Correct for any build: read-only segments are never written, so nothing
  * is lost; only RSS and a few minor faults change.
  */
@@ -23,8 +26,9 @@
 
 #include <stddef.h>
 
-/* Trims as above; returns the bytes of program segments advised (0 when the
- * platform offers none of this). Cheap: a few system calls. */
+/* Trims as above; returns the bytes of program segments and stack advised
+ * (0 when the platform offers none of this). Cheap: a few system calls and
+ * one read of /proc/self/maps. */
 size_t memtrim_run(void);
 
 #endif

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
 #include "lib/cursor.h"
@@ -1085,6 +1087,47 @@ uint64_t kv_store_root(const struct kv_store *s)
 	h *= 0xff51afd7ed558ccdull;
 	h ^= h >> 33;
 	return h;
+}
+
+/*
+ * LMDB (without MDB_WRITEMAP) maps data.mdb MAP_SHARED and read-only and
+ * writes through pwrite, so the map always shows the page cache: dropping
+ * our page table entries loses nothing, and a read faults the page back.
+ * LMDB does not say where its map is (mdb_env_info's me_mapaddr is only set
+ * with MDB_FIXEDMAP), so it is found in /proc/self/maps by the file's device
+ * and inode. Only the used part of the 1 GiB map (up to the last page).
+ */
+size_t kv_store_trim(struct kv_store *s)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	mdb_filehandle_t fd;
+	struct stat fs;
+	if (s->env == NULL || s->env_dead || mdb_env_info(s->env, &info) != 0 ||
+	    mdb_env_stat(s->env, &st) != 0 || mdb_env_get_fd(s->env, &fd) != 0 ||
+	    fstat(fd, &fs) != 0)
+		return 0;
+	size_t used = ((size_t)info.me_last_pgno + 1) * st.ms_psize;
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (f == NULL)
+		return 0;
+	char line[512];
+	size_t done = 0;
+	while (done == 0 && fgets(line, sizeof(line), f) != NULL) {
+		unsigned long lo, hi, off, ino;
+		unsigned maj, mnr;
+		char perms[8];
+		if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu", &lo, &hi, perms, &off, &maj, &mnr,
+		           &ino) != 7 ||
+		    ino != (unsigned long)fs.st_ino || makedev(maj, mnr) != fs.st_dev || off != 0 ||
+		    perms[3] != 's')
+			continue;
+		size_t len = used < hi - lo ? used : hi - lo;
+		if (madvise((void *)lo, len, MADV_DONTNEED) == 0)
+			done = len;
+	}
+	fclose(f);
+	return done;
 }
 
 /*

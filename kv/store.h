@@ -122,6 +122,13 @@ const uint64_t *kv_store_digest(const struct kv_store *s);
  * compares it before it sends the 256 bucket sums. */
 uint64_t kv_store_root(const struct kv_store *s);
 
+/* Drop this process's mapping of the store file's pages (MADV_DONTNEED on
+ * LMDB's read-only shared map): they stay in the page cache and fault back
+ * in when read, so nothing changes but the resident set. Returns the bytes
+ * advised (0: no open environment). Safe at any time, also inside a
+ * transaction: the map stays valid. */
+size_t kv_store_trim(struct kv_store *s);
+
 /* Delete tombstones whose version is older than before_ms (in the open
  * write transaction). Returns the number purged or -1. */
 int kv_store_purge(struct kv_store *s, int64_t before_ms);

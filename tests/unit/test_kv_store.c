@@ -217,6 +217,35 @@ static void test_store_persists_across_reopen(void)
 	kv_store_close(s);
 }
 
+/* kv_store_trim drops the process's mapping of data.mdb; reads fault the
+ * pages back, also inside an open batch, and writes go on. */
+static void test_trim_drops_the_map_and_reads_still_work(void)
+{
+	struct kv_store *s = open_store("trim");
+	REQUIRE(s != NULL, "open");
+	char key[32], err[128];
+	for (int i = 0; i < 200; i++) {
+		snprintf(key, sizeof(key), "t/%03d", i);
+		REQUIRE(put(s, key, mkrec(100 + (uint64_t)i, "n1", "value", false)) == 0, "put");
+	}
+	REQUIRE(kv_store_checkpoint(s, err, sizeof(err)) == 0, "checkpoint: %s", err);
+	struct kv_rec r;
+	REQUIRE(kv_store_get(s, true, "t/150", 5, &r) == 1, "t/150 missing");
+	REQUIRE(kv_store_trim(s) > 0, "nothing advised: the map was not found");
+	REQUIRE(kv_store_get(s, true, "t/150", 5, &r) == 1 && r.hlc == 250, "t/150 after trim");
+	REQUIRE(kv_store_begin(s) == 0, "begin");
+	REQUIRE(kv_store_put(s, "t/000", 5,
+	                     &(struct kv_rec){
+	                             .hlc = 999, .create = 999, .node = "n2", .node_len = 2}) == 0,
+	        "put in batch");
+	REQUIRE(kv_store_trim(s) > 0, "trim inside a batch");
+	REQUIRE(kv_store_get(s, true, "t/199", 5, &r) == 1 && r.hlc == 299, "t/199 in batch");
+	REQUIRE(kv_store_commit(s, err, sizeof(err)) == 0, "commit: %s", err);
+	REQUIRE(kv_store_checkpoint(s, err, sizeof(err)) == 0, "checkpoint: %s", err);
+	REQUIRE(kv_store_get(s, true, "t/000", 5, &r) == 1 && r.hlc == 999, "t/000 rewritten");
+	kv_store_close(s);
+}
+
 static void test_abort_restores_digest_and_data(void)
 {
 	struct kv_store *s = open_store("abort");
@@ -903,6 +932,7 @@ int main(void)
 	RUN(test_hlc_index_in_reads_an_old_release_index);
 	RUN(test_record_roundtrip_and_order);
 	RUN(test_store_persists_across_reopen);
+	RUN(test_trim_drops_the_map_and_reads_still_work);
 	RUN(test_abort_restores_digest_and_data);
 	RUN(test_purge_drops_only_old_tombstones);
 	RUN(test_sync_converges_and_moves_only_differences);
