@@ -490,28 +490,24 @@ static bool on_reply(struct rpc_conn *c, const uint8_t *p, size_t n)
 }
 
 /*
- * A PART of a RAFT message: the first one sets its total (checked against
- * SERVER_RPC_MESSAGE_MAX and the assembly budget before anything is
- * allocated), the next ones must say the same total and fit in what is
- * left; the last hands the whole message to the raft handler. false: close.
+ * A PART of a RAFT message (decoded by server_rpc_decode_part: a total in
+ * range, a piece not empty): the first one sets the total, checked against
+ * the assembly budget before anything is allocated; the next ones must say
+ * the same total and fit in what is left; the last hands the whole message
+ * to the raft handler. false: close.
  */
 static bool on_part(struct rpc_conn *c, const uint8_t *p, size_t n)
 {
 	struct server_rpc *rpc = c->rpc;
 	char err[200];
-	if (n <= 4) {
-		refuse(c, &rpc->st.refused_proto, "PART without a piece");
+	uint32_t total;
+	const uint8_t *pp;
+	size_t piece;
+	if (server_rpc_decode_part(p, n, &total, &pp, &piece, err, sizeof(err)) < 0) {
+		refuse(c, &rpc->st.refused_proto, err);
 		return false;
 	}
-	uint32_t total = be32_get(p);
-	size_t piece = n - 4;
 	if (c->big == NULL) {
-		if (total <= SERVER_RPC_PART_SIZE || total > SERVER_RPC_MESSAGE_MAX) {
-			snprintf(err, sizeof(err), "PART of a %u-byte message (%u..%u)", total,
-			         SERVER_RPC_PART_SIZE + 1, SERVER_RPC_MESSAGE_MAX);
-			refuse(c, &rpc->st.refused_proto, err);
-			return false;
-		}
 		if (rpc->assembling + total > rpc->asm_budget) {
 			rpc->st.budget_closed++;
 			log_debug("server rpc: %s closed: a %u-byte message in parts is over the "
@@ -530,7 +526,7 @@ static bool on_part(struct rpc_conn *c, const uint8_t *p, size_t n)
 		refuse(c, &rpc->st.refused_proto, err);
 		return false;
 	}
-	memcpy(c->big + c->big_off, p + 4, piece);
+	memcpy(c->big + c->big_off, pp, piece);
 	c->big_off += piece;
 	if (c->big_off < c->big_len)
 		return true;
@@ -879,6 +875,10 @@ static bool conn_dial(struct rpc_conn *c)
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	c->remove = false;
+	/* the loop's time can be stale here (a send after long work in the
+	 * same callback, as a snapshot of a large store): the connect deadline
+	 * counts from now */
+	ev_now_update(rpc->loop);
 	c->progress = c->born = ev_now(rpc->loop);
 	if (!parse_addr(c->addr, &ss, &sl)) {
 		c->down_at = c->progress;

@@ -6,6 +6,8 @@
  */
 #include "agent/server_rpc_wire.h"
 
+#include "agent/server_rpc.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -124,6 +126,29 @@ int server_rpc_decode_msg(const uint8_t *p, size_t n, const char *what, struct s
 	}
 	m->body = c.p;
 	m->body_len = cursor_avail(&c);
+	return 0;
+}
+
+int server_rpc_decode_part(const uint8_t *p, size_t n, uint32_t *total, const uint8_t **piece,
+                           size_t *piece_len, char *err, size_t errlen)
+{
+	struct cursor c = {p, p + n};
+	if (!cursor_be32(&c, total)) {
+		snprintf(err, errlen, "part: total: truncated (%zu bytes)", n);
+		return -1;
+	}
+	if (*total <= SERVER_RPC_PART_SIZE || *total > SERVER_RPC_MESSAGE_MAX) {
+		snprintf(err, errlen, "part: total %u out of range (%u..%u)", *total,
+		         SERVER_RPC_PART_SIZE + 1, SERVER_RPC_MESSAGE_MAX);
+		return -1;
+	}
+	*piece = c.p;
+	*piece_len = cursor_avail(&c);
+	if (*piece_len == 0 || *piece_len > *total) {
+		snprintf(err, errlen, "part: a piece of %zu bytes for a %u-byte message", *piece_len,
+		         *total);
+		return -1;
+	}
 	return 0;
 }
 

@@ -1,7 +1,7 @@
 /*
  * agent/server_rpc_wire.h — the server RPC's bytes (agent/server_rpc.h),
  * sans-I/O: splitting a stream into frames with a caller-chosen bound, and
- * the encoders and paranoid decoders of HELLO, REQUEST and REPLY.
+ * the encoders and paranoid decoders of HELLO, REQUEST, REPLY and PART.
  *
  * Owns nothing and keeps no state; never touches a socket or a clock. The
  * driver (agent/server_rpc.c) and the fuzz target (tests/fuzz/
@@ -54,6 +54,13 @@ size_t server_rpc_encode_hello(uint8_t *out, size_t cap, const struct server_rpc
  * even 0). 0 or -1 with err (what names the frame in the message). */
 int server_rpc_decode_msg(const uint8_t *p, size_t n, const char *what, struct server_rpc_msg *m,
                           char *err, size_t errlen);
+/* PART's payload: u32 total (SERVER_RPC_PART_SIZE < total <=
+ * SERVER_RPC_MESSAGE_MAX), then a piece of 1..total bytes. 0 or -1 with
+ * err. Whether the piece fits what is left of its message is the
+ * receiver's check. */
+int server_rpc_decode_part(const uint8_t *p, size_t n, uint32_t *total, const uint8_t **piece,
+                           size_t *piece_len, char *err, size_t errlen);
+
 /* The SERVER_RPC_MSG_HEAD bytes that precede a REQUEST/REPLY body. */
 void server_rpc_encode_msg_head(uint8_t out[SERVER_RPC_MSG_HEAD], uint64_t req_id, uint8_t code);
 

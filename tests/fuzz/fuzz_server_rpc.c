@@ -8,7 +8,8 @@
  *     payload goes through the decoder its type names;
  *  2. one HELLO payload: one that decodes encodes to exactly the input
  *     again (the encoding has one form);
- *  3. one REQUEST/REPLY payload: the body is the input after the 9-byte head.
+ *  3. one REQUEST/REPLY payload: the body is the input after the 9-byte head;
+ *  4. one PART payload: the piece is the input after the 4-byte total.
  * Any crash, sanitizer report or broken invariant aborts.
  */
 #include <stdio.h>
@@ -37,6 +38,16 @@ static void payload(uint8_t type, const uint8_t *p, size_t n)
 			size_t m = server_rpc_encode_hello(out, sizeof(out), &h);
 			ASSERT(m == n && memcmp(out, p, n) == 0);
 			ASSERT((h.server_id != 0) == (h.addr_len != 0) && h.node_len > 0);
+		} else {
+			ASSERT(err[0] != '\0');
+		}
+	} else if (type == SERVER_RPC_T_PART) {
+		uint32_t total;
+		const uint8_t *piece;
+		size_t len;
+		if (server_rpc_decode_part(p, n, &total, &piece, &len, err, sizeof(err)) == 0) {
+			ASSERT(piece == p + 4 && len == n - 4 && len >= 1 && len <= total);
+			ASSERT(total > SERVER_RPC_PART_SIZE && total <= SERVER_RPC_MESSAGE_MAX);
 		} else {
 			ASSERT(err[0] != '\0');
 		}
@@ -73,5 +84,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	payload(SERVER_RPC_T_HELLO, data, size);
 	payload(SERVER_RPC_T_REQUEST, data, size);
+	payload(SERVER_RPC_T_PART, data, size);
 	return 0;
 }
