@@ -145,8 +145,8 @@ int server_rpc_decode_part(const uint8_t *p, size_t n, uint32_t *total, const ui
 	*piece = c.p;
 	*piece_len = cursor_avail(&c);
 	if (*piece_len == 0 || *piece_len > *total) {
-		snprintf(err, errlen, "part: a piece of %zu bytes for a %u-byte message", *piece_len,
-		         *total);
+		snprintf(err, errlen, "part: a piece of %zu bytes for a %u-byte message",
+		         *piece_len, *total);
 		return -1;
 	}
 	return 0;
