@@ -67,11 +67,11 @@ struct server_rpc;
 #define SERVER_RPC_T_MIN SERVER_RPC_T_HELLO
 #define SERVER_RPC_T_MAX SERVER_RPC_T_PART
 
-#define SERVER_RPC_FRAME_MAX (64u << 20)             /* a REPLY carries a backup in one */
-#define SERVER_RPC_PART_SIZE (4u << 20)              /* larger RAFT messages go in PARTs */
-#define SERVER_RPC_MESSAGE_MAX (512u << 20)          /* the largest RAFT message */
-#define SERVER_RPC_ASSEMBLY_BUDGET (512u << 20)      /* messages in parts, all together */
-#define SERVER_RPC_BUFFER_BUDGET (160u << 20) /* all connections' buffers */
+#define SERVER_RPC_FRAME_MAX (64u << 20)        /* a REPLY carries a backup in one */
+#define SERVER_RPC_PART_SIZE (4u << 20)         /* larger RAFT messages go in PARTs */
+#define SERVER_RPC_MESSAGE_MAX (512u << 20)     /* the largest RAFT message */
+#define SERVER_RPC_ASSEMBLY_BUDGET (512u << 20) /* messages in parts, all together */
+#define SERVER_RPC_BUFFER_BUDGET (160u << 20)   /* all connections' buffers */
 #define SERVER_RPC_MAX_CONNS 256
 #define SERVER_RPC_MAX_CALLS 4096
 
@@ -80,8 +80,8 @@ struct server_rpc_config {
 	uint64_t self_id;      /* our Raft id; 0 on a client */
 	const char *self_addr; /* our server RPC address "ip:port"; "" on a client */
 	const char *node_name;
-	const char *bind_addr; /* source IPv4 of our dials (NULL, "", 0.0.0.0: any) */
-	size_t buffer_budget;  /* 0: SERVER_RPC_BUFFER_BUDGET (tests set less) */
+	const char *bind_addr;  /* source IPv4 of our dials (NULL, "", 0.0.0.0: any) */
+	size_t buffer_budget;   /* 0: SERVER_RPC_BUFFER_BUDGET (tests set less) */
 	size_t assembly_budget; /* 0: SERVER_RPC_ASSEMBLY_BUDGET (tests set less) */
 };
 
