@@ -122,6 +122,10 @@ struct server {
 	bool raft_started, raft_closing, raft_closed;
 	bool change_busy;
 	bool leader_ready; /* this leader has run leader_start() */
+	/* a new leader is ready once a barrier of its term has committed */
+	struct raft_barrier ready_req;
+	bool ready_busy;
+	raft_term ready_term, ready_asked;
 	/* tag raft=1: this server has been in a group with a leader (sticky);
 	 * not merely started, so servers bootstrapping together do not see
 	 * each other's tag and skip their own bootstrap */
@@ -1023,6 +1027,38 @@ static int seen_cb(void *ud, const struct kv_entry *e)
 	return 0;
 }
 
+/*
+ * A new leader is ready — it proposes writes and answers default reads from
+ * its replica — once a barrier of its own term has committed: everything
+ * earlier terms committed is then applied here. libraft appends no entry on
+ * election, so until then the replica may lack writes that were already
+ * acknowledged (tests/raftsim found such stale default reads when readiness
+ * came with the first tick). The callback only records the term: it may run
+ * inside libraft's step-down, where nothing may be asked of it.
+ */
+static void ready_cb(struct raft_barrier *req, int status)
+{
+	struct server *s = req->data;
+	s->ready_busy = false;
+	if (status == 0)
+		s->ready_term = s->ready_asked;
+}
+
+static void leader_ready_check(struct server *s)
+{
+	raft_term term = s->raft.current_term;
+	if (s->ready_term == term) {
+		s->leader_ready = true;
+		leader_start(s);
+		return;
+	}
+	if (s->ready_busy)
+		return;
+	s->ready_req.data = s;
+	s->ready_asked = term;
+	s->ready_busy = raft_barrier(&s->raft, &s->ready_req, ready_cb) == 0;
+}
+
 static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	(void)loop, (void)revents;
@@ -1041,10 +1077,10 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		}
 	}
 	if (is_leader(s)) {
-		if (!s->leader_ready) {
-			s->leader_ready = true;
-			leader_start(s);
-		}
+		if (s->leader_ready && s->ready_term != s->raft.current_term)
+			s->leader_ready = false; /* lost and won again between two ticks */
+		if (!s->leader_ready)
+			leader_ready_check(s);
 		autopilot(s);
 	} else {
 		s->leader_ready = false;

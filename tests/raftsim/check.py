@@ -6,8 +6,10 @@ range of seeds and check each history with tests/integration/linearize.py.
 
 Without --bug, every seed must give a linearizable history (an undecided
 check, a bound reached, fails too) and the simulator must exit 0 (its
-replicas agree after the final heal). With --bug, the checker must report
-a violation on at least one seed; how many is printed.
+replicas agree after the final heal, every server caught up). With --bug
+(or --default-reads), the checker must report a violation on at least one
+seed; how many is printed; a server that never caught up or whose Raft shut
+down (libraft 0.15's bug, docs/SIMULATION.md) is noted, not failed.
 """
 import argparse
 import json
@@ -40,8 +42,8 @@ def history(doc):
     return ops
 
 
-def run_seed(sim, seed, bug, seconds, keep):
-    cmd = [sim, "-seed", str(seed), "-bug", bug]
+def run_seed(sim, seed, bug, seconds, keep, extra=()):
+    cmd = [sim, "-seed", str(seed), "-bug", bug] + list(extra)
     if seconds:
         cmd += ["-seconds", str(seconds)]
     t0 = time.monotonic()
@@ -63,14 +65,18 @@ def main():
     ap.add_argument("--seeds", default="1-20")
     ap.add_argument("--bug", default="none")
     ap.add_argument("--seconds", type=float, default=0)
+    ap.add_argument("--default-reads", type=int, default=0,
+                    help="percent of reads in the default mode (not only ?consistent)")
+    ap.add_argument("--ready", default="barrier", help="barrier (server.c) or tick (before the fix)")
     ap.add_argument("--keep", default="")
     ap.add_argument("-v", action="store_true")
     a = ap.parse_args()
-    planted = a.bug != "none"
+    planted = a.bug != "none" or a.default_reads > 0
     failures, caught, ran = [], [], 0
     t_start = time.monotonic()
     for seed in seeds(a.seeds):
-        rc, err, doc, wall = run_seed(a.sim, seed, a.bug, a.seconds, a.keep)
+        extra = ["-default-reads", str(a.default_reads), "-ready", a.ready]
+        rc, err, doc, wall = run_seed(a.sim, seed, a.bug, a.seconds, a.keep, extra)
         ran += 1
         if doc is None or rc not in (0, 1):
             failures.append("seed %d: the simulator failed (exit %d):\n%s" % (seed, rc, err))
@@ -104,12 +110,21 @@ def main():
     print("%d seeds in %.1f s; violations found on %d: %s" % (
         ran, time.monotonic() - t_start, len(caught), caught))
     if planted:
-        print("planted bug %s caught on %d of %d seeds" % (a.bug, len(caught), ran))
+        what = a.bug if a.bug != "none" else "default reads (%d %%, ready on %s)" % (
+            a.default_reads, a.ready)
+        print("%s: not linearizable on %d of %d seeds" % (what, len(caught), ran))
         if not caught:
-            failures.append("the planted bug %s was caught on no seed" % a.bug)
+            failures.append("%s: caught on no seed" % what)
         # with a planted bug, only the checker's verdict matters, and the
-        # replicas must still agree (the bug is in reads alone)
-        failures = [f for f in failures if "not linearizable" not in f]
+        # replicas must still agree (the bug is in reads alone); libraft
+        # 0.15's own bug (docs/SIMULATION.md: a follower counted as matching
+        # its stale entries) is reported but fails only the unplanted run
+        libraft = ("never caught up", "Raft shut down")
+        for f in failures:
+            if any(m in f for m in libraft):
+                print("NOTE (libraft 0.15, see docs/SIMULATION.md): " + f.split("\n")[0])
+        failures = [f for f in failures if "not linearizable" not in f and
+                    not any(m in f for m in libraft)]
     for f in failures:
         print("FAIL: " + f)
     return 1 if failures else 0

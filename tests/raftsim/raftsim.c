@@ -38,6 +38,11 @@
  *   no-barrier     the leader answers ?consistent from its replica without
  *                  the barrier (stale when it was deposed and does not know).
  *
+ * Variants (not bugs): -default-reads PCT sends that share of reads in the
+ * default mode (the leader's replica once the leader is ready, else after a
+ * barrier); -ready tick makes a new leader ready at its first tick, as
+ * server.c did before 2026-12-05, instead of after a barrier of its term.
+ *
  * Output: the history as JSON (-o FILE, default stdout). Exit 1 when the
  * replicas differ after the final heal, or the fixture's own checks fail
  * (it aborts on two leaders in one term).
@@ -99,6 +104,13 @@ struct node {
 	uint64_t gen;       /* restarts: callbacks of an older incarnation are ignored */
 	struct req *bqueue; /* reads waiting for the next barrier */
 	bool barrier_busy;
+	/* agent/server.c's leader_ready, updated on its 200 ms tick: default
+	 * reads are answered from the replica once it is set */
+	bool leader_ready, ready_busy;
+	raft_term ready_term, barrier_term;
+	int64_t tick_next;
+	struct raft_barrier ready_req;
+	uint64_t ready_gen;
 	/* the fixture's raft_io, wrapped (see "the fixture's persisted log") */
 	int (*io_truncate)(struct raft_io *io, raft_index index);
 	int (*io_snapshot_put)(struct raft_io *io, unsigned trailing,
@@ -121,6 +133,7 @@ struct client {
 	int key;
 	char value[48], old[48];
 	bool old_absent, cas_next, resend;
+	bool consistent; /* a read: ?consistent, else the default mode */
 	uint64_t cas_index;
 	int64_t call_ms, give_up_ms;
 	int attempt; /* events of an older attempt are ignored */
@@ -145,7 +158,7 @@ struct op_rec {
 	int key;
 	enum kind kind;
 	char value[48], old[48];
-	bool old_absent, absent;
+	bool old_absent, absent, consistent;
 	enum res res;
 	int64_t call, ret;
 	int node;
@@ -155,6 +168,8 @@ struct sim {
 	uint64_t seed, rng;
 	enum bug bug;
 	int n, nclients, nkeys;
+	int default_pct; /* reads in the default mode, percent */
+	bool ready_tick; /* leader_ready set on the first tick (before 2026-12-05) */
 	int64_t run_ms;
 	uint64_t max_steps, steps;
 	char base[200];
@@ -250,6 +265,7 @@ static void record(struct sim *s, struct client *c, enum res res, bool absent, c
 	o->ret = now(s);
 	o->node = node;
 	o->absent = absent;
+	o->consistent = c->consistent;
 	snprintf(o->value, sizeof(o->value), "%s", c->kind == K_READ ? (val ? val : "") : c->value);
 	snprintf(o->old, sizeof(o->old), "%s", c->old);
 	o->old_absent = c->old_absent;
@@ -714,11 +730,19 @@ static void arrive(struct sim *s, const struct event *e)
 		return;
 	}
 	if (c->kind != K_READ) {
+		if (!n->leader_ready) { /* server.c holds it until the leader is ready */
+			reply(s, q, RES_REDIRECT, false, NULL, 0, n->i);
+			return;
+		}
 		propose(s, q);
 		return;
 	}
 	if (s->bug == BUG_NO_BARRIER) {
 		serve_local_read(s, q); /* PLANTED: the leader's replica, no barrier */
+		return;
+	}
+	if (!c->consistent && n->leader_ready) {
+		q->ready = true; /* default mode: the replica, after this step's commit */
 		return;
 	}
 	q->in_raft = true;
@@ -767,6 +791,7 @@ static void client_start(struct sim *s, struct client *c)
 			c->cas_next = true;
 		}
 	}
+	c->consistent = rndn(s, 100) >= s->default_pct;
 	snprintf(c->value, sizeof(c->value), "k%d-c%d-%u", c->key, c->id, c->ops);
 	client_send(s, c);
 }
@@ -787,8 +812,9 @@ static void client_retry(struct sim *s, struct client *c, int hint)
 		client_idle(s, c, 50);
 		return;
 	}
+	bool same = hint == c->target; /* a leader not ready yet: again soon */
 	c->target = hint >= 0 ? hint : rndn(s, s->n);
-	c->next_ms = now(s) + (hint >= 0 ? 0 : 100);
+	c->next_ms = now(s) + (hint < 0 ? 100 : same ? 50 : 0);
 	c->attempt++;     /* the old attempt's events are ignored from now */
 	c->resend = true; /* by client_tick */
 }
@@ -962,6 +988,8 @@ static void restart_node(struct sim *s, int i)
 	raft_close(&fs->raft, NULL); /* fails its pending applies and barriers */
 	n->gen++;
 	n->barrier_busy = false;
+	n->leader_ready = n->ready_busy = false;
+	n->barrier_term = 0;
 	kv_engine_free(n->kv);
 	n->kv = NULL;
 	engine_open(s, n);
@@ -1069,6 +1097,48 @@ static void faults_tick(struct sim *s)
 	s->fault_next = now(s) + 1000 + rndn(s, 3000);
 }
 
+/* agent/server.c's tick (every 200 ms on each server): a leader becomes
+ * "ready" — default reads answered from its replica — once a barrier of its
+ * term has committed (everything earlier terms committed is then applied
+ * here); with -ready tick, at its first tick as leader, as server.c did
+ * before 2026-12-05 (stale default reads). Writes wait for it too. */
+static void ready_cb(struct raft_barrier *b, int status)
+{
+	struct node *n = b->data;
+	if (n->ready_gen != n->gen)
+		return;
+	n->ready_busy = false;
+	if (status == 0)
+		n->barrier_term = n->ready_term;
+}
+
+static void ready_tick(struct sim *s)
+{
+	for (int i = 0; i < s->n; i++) {
+		struct node *n = &s->nodes[i];
+		struct raft *r = raft_of(s, i);
+		if (n->down || now(s) < n->tick_next)
+			continue;
+		n->tick_next = now(s) + 200;
+		if (raft_state(r) != RAFT_LEADER) {
+			n->leader_ready = false;
+			continue;
+		}
+		if (n->leader_ready && !s->ready_tick && n->barrier_term != r->current_term)
+			n->leader_ready = false; /* lost and won again between two ticks */
+		if (n->leader_ready)
+			continue;
+		if (s->ready_tick || n->barrier_term == r->current_term) {
+			n->leader_ready = true;
+		} else if (!n->ready_busy) {
+			n->ready_req.data = n;
+			n->ready_gen = n->gen;
+			n->ready_term = r->current_term;
+			n->ready_busy = raft_barrier(r, &n->ready_req, ready_cb) == 0;
+		}
+	}
+}
+
 /* ---------------------------------------------------------- the run */
 
 static void step_once(struct sim *s)
@@ -1083,7 +1153,17 @@ static void step_once(struct sim *s)
 	serve_ready(s);
 	run_events(s);
 	client_tick(s);
+	ready_tick(s);
 	faults_tick(s);
+	for (int i = 0; i < s->n && s->violation == NULL; i++)
+		if (!s->nodes[i].down && raft_state(raft_of(s, i)) == RAFT_UNAVAILABLE) {
+			/* libraft shuts itself down when a leader sends an entry that
+			 * conflicts with one it counted as committed */
+			fprintf(stderr, "raftsim: seed %" PRIu64 ": s%d shut down at %.3f s\n",
+			        s->seed, i + 1, (double)now(s) / 1000.0);
+			s->violation =
+			        "a server's Raft shut down (a committed entry was overwritten)";
+		}
 	if (s->steps % 64 == 0)
 		reqs_sweep(s);
 }
@@ -1122,7 +1202,9 @@ static void converge(struct sim *s)
 		if (done < 0)
 			continue;
 		raft_index want = raft_last_applied(raft_of(s, li));
-		until = now(s) + 10000;
+		/* a lagging server may need a snapshot whose first send was lost:
+		 * libraft sends it again after install_snapshot_timeout (30 s) */
+		until = now(s) + 65000;
 		for (;;) {
 			bool all = true;
 			for (int i = 0; i < s->n; i++)
@@ -1132,8 +1214,27 @@ static void converge(struct sim *s)
 			step_once(s);
 		}
 		commit_all(s);
+		for (int i = 0; i < s->n && s->violation == NULL; i++)
+			if (raft_last_applied(raft_of(s, i)) < want) {
+				/* libraft 0.15: a follower that answered a heartbeat with
+				 * its own longer log (entries of an older term) is counted
+				 * as matching them, and its rejections are then ignored */
+				fprintf(stderr,
+				        "raftsim: seed %" PRIu64 ": s%d applied %" PRIu64
+				        " of %" PRIu64 " after a minute\n",
+				        s->seed, i + 1, (uint64_t)raft_last_applied(raft_of(s, i)),
+				        (uint64_t)want);
+				s->violation = "a server never caught up with the leader";
+			}
 		return;
 	}
+	if (s->violation != NULL)
+		return;
+	fprintf(stderr, "raftsim: leader %d; states", (int)s->f.leader_id);
+	for (int i = 0; i < s->n; i++)
+		fprintf(stderr, " s%d %d term %llu", i + 1, raft_state(raft_of(s, i)),
+		        (unsigned long long)raft_of(s, i)->current_term);
+	fprintf(stderr, "\n");
 	s->violation = "no leader applied a final barrier after healing";
 }
 
@@ -1249,7 +1350,8 @@ static void write_json(struct sim *s, FILE *o)
 			fputs("null", o);
 		else
 			fprintf(o, "%.3f", (double)r->ret / 1000.0);
-		fprintf(o, ", \"node\": \"s%d\"}", r->node + 1);
+		fprintf(o, ", \"node\": \"s%d%s\"}", r->node + 1,
+		        r->kind == K_READ && !r->consistent ? " default" : "");
 	}
 	fprintf(o, "\n]}\n");
 }
@@ -1260,7 +1362,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: raftsim [-seed N] [-bug none|follower-read|no-barrier] "
 	                "[-servers 3..5] [-clients N] [-keys N] [-seconds S] "
-	                "[-max-steps N] [-o FILE]\n");
+	                "[-max-steps N] [-default-reads PCT] [-ready barrier|tick] [-o FILE]\n");
 	exit(2);
 }
 
@@ -1291,6 +1393,10 @@ static void parse_args(struct sim *s, int argc, char **argv, const char **out)
 			s->max_steps = strtoull(v, NULL, 10);
 		else if (strcmp(a, "-o") == 0)
 			*out = v;
+		else if (strcmp(a, "-default-reads") == 0)
+			s->default_pct = atoi(v);
+		else if (strcmp(a, "-ready") == 0)
+			s->ready_tick = strcmp(v, "tick") == 0;
 		else if (strcmp(a, "-bug") == 0)
 			s->bug = strcmp(v, "follower-read") == 0 ? BUG_FOLLOWER_READ
 			         : strcmp(v, "no-barrier") == 0  ? BUG_NO_BARRIER
@@ -1338,6 +1444,8 @@ static void setup(struct sim *s)
 	    raft_fixture_bootstrap(&s->f, &conf) != 0 || raft_fixture_start(&s->f) != 0)
 		exit(2);
 	raft_configuration_close(&conf);
+	for (int i = 0; i < s->n; i++)
+		s->nodes[i].tick_next = rndn(s, 200);
 	for (int c = 0; c < s->nclients; c++) {
 		s->clients[c].id = c;
 		s->clients[c].target = rndn(s, s->n);
