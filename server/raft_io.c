@@ -48,6 +48,8 @@ struct req {
 			struct raft_io_append *req;
 			const struct raft_entry *entries;
 			unsigned n;
+			bool for_ae;       /* asked while libraft handled an AppendEntries */
+			raft_index ae_end; /* ... whose checked end was this */
 		} append;
 		raft_index truncate;
 		struct {
@@ -91,6 +93,11 @@ struct rio {
 	bool closing;
 	raft_io_close_cb close_cb;
 	struct raft_io_stats stats;
+
+	/* while libraft handles an AppendEntries, or completes the append it
+	 * asked for one: the end of what that message checked (ae_clamp) */
+	bool in_ae;
+	raft_index ae_end;
 };
 
 static struct rio *rio_of(struct raft_io *io)
@@ -169,14 +176,56 @@ static int write_batch(struct rio *x, struct req *list)
 	return rc;
 }
 
+/*
+ * libraft 0.15 trusts a follower's log past what an AppendEntries checked:
+ * the follower answers with its own last stored index and commits up to
+ * min(leader_commit, last stored); the leader takes that answer as the
+ * follower's match index. A follower holding entries of an older term past
+ * prev_log_index + n_entries (the message's end) is then counted as holding
+ * the leader's entries there — the leader may commit an entry only it has,
+ * and ignores that follower's later rejections, so it never catches up —
+ * and the follower may apply its stale entries. Found by tests/raftsim
+ * (docs/SIMULATION.md); upstream's last release has the same code. So, as
+ * the Raft paper has it: leader_commit is cut to the message's end before
+ * libraft sees it, and a successful result sent while libraft handles that
+ * message (or completes the append it asked for it) claims at most that end.
+ */
+static void ae_begin(struct rio *x, struct raft_append_entries *ae)
+{
+	raft_index end = ae->prev_log_index + ae->n_entries;
+	if (ae->leader_commit > end)
+		ae->leader_commit = end;
+	x->in_ae = true;
+	x->ae_end = end;
+}
+
+static const struct raft_message *ae_clamp(struct rio *x, const struct raft_message *m,
+                                           struct raft_message *copy)
+{
+	if (!x->in_ae || m->type != RAFT_IO_APPEND_ENTRIES_RESULT ||
+	    m->append_entries_result.rejected != 0 ||
+	    m->append_entries_result.last_log_index <= x->ae_end)
+		return m;
+	*copy = *m;
+	copy->append_entries_result.last_log_index = x->ae_end;
+	return copy;
+}
+
 /* Runs one request's callback (and frees it). */
 static void complete(struct rio *x, struct req *r, int disk_status)
 {
 	switch (r->type) {
-	case REQ_APPEND:
+	case REQ_APPEND: {
+		bool was = x->in_ae;
+		raft_index was_end = x->ae_end;
+		x->in_ae = r->append.for_ae;
+		x->ae_end = r->append.ae_end;
 		if (r->append.req->cb != NULL)
 			r->append.req->cb(r->append.req, disk_status);
+		x->in_ae = was;
+		x->ae_end = was_end;
 		break;
+	}
 	case REQ_TRUNCATE:
 		break;
 	case REQ_SNAP_PUT:
@@ -241,7 +290,10 @@ static void drain(struct rio *x)
 		if (!x->closing && x->recv_cb != NULL) {
 			/* libraft takes over the entries, snapshot data and
 			 * configuration; the address is copied if kept */
+			if (in->m.type == RAFT_IO_APPEND_ENTRIES)
+				ae_begin(x, &in->m.append_entries);
 			x->recv_cb(x->io, &in->m);
+			x->in_ae = false;
 			free(in->address);
 			free(in);
 		} else {
@@ -355,6 +407,8 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
                    raft_io_send_cb cb)
 {
 	struct rio *x = rio_of(io);
+	struct raft_message copy;
+	m = ae_clamp(x, m, &copy);
 	size_t n = raft_wire_size(m);
 	if (n == 0)
 		return io_fail(io, RAFT_MALFORMED, "raft io: send: message cannot be encoded");
@@ -383,10 +437,13 @@ static int io_append(struct raft_io *io, struct raft_io_append *req,
                      const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
 {
 	req->cb = cb;
-	struct req *r = enqueue(rio_of(io), REQ_APPEND);
+	struct rio *x = rio_of(io);
+	struct req *r = enqueue(x, REQ_APPEND);
 	r->append.req = req;
 	r->append.entries = entries;
 	r->append.n = n;
+	r->append.for_ae = x->in_ae;
+	r->append.ae_end = x->ae_end;
 	return 0;
 }
 

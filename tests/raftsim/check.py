@@ -6,10 +6,11 @@ range of seeds and check each history with tests/integration/linearize.py.
 
 Without --bug, every seed must give a linearizable history (an undecided
 check, a bound reached, fails too) and the simulator must exit 0 (its
-replicas agree after the final heal, every server caught up). With --bug
-(or --default-reads), the checker must report a violation on at least one
-seed; how many is printed; a server that never caught up or whose Raft shut
-down (libraft 0.15's bug, docs/SIMULATION.md) is noted, not failed.
+replicas agree after the final heal, every server caught up). With --bug,
+the checker must report a violation on at least one seed; how many is
+printed (with --default-reads alone, how many is only reported); with --no-clamp, a server that never caught up
+or whose Raft shut down (libraft 0.15's bug, docs/SIMULATION.md) is noted,
+not failed.
 """
 import argparse
 import json
@@ -68,14 +69,20 @@ def main():
     ap.add_argument("--default-reads", type=int, default=0,
                     help="percent of reads in the default mode (not only ?consistent)")
     ap.add_argument("--ready", default="barrier", help="barrier (server.c) or tick (before the fix)")
+    ap.add_argument("--no-clamp", action="store_true",
+                    help="without server/raft_io.c's workaround of libraft 0.15's bug")
     ap.add_argument("--keep", default="")
     ap.add_argument("-v", action="store_true")
     a = ap.parse_args()
     planted = a.bug != "none" or a.default_reads > 0
+    # default reads are not linearizable in every schedule (a deposed leader
+    # answers until it steps down): with them alone, the counts are reported
+    explore = a.bug == "none"
     failures, caught, ran = [], [], 0
     t_start = time.monotonic()
     for seed in seeds(a.seeds):
-        extra = ["-default-reads", str(a.default_reads), "-ready", a.ready]
+        extra = ["-default-reads", str(a.default_reads), "-ready", a.ready,
+                 "-clamp", "0" if a.no_clamp else "1"]
         rc, err, doc, wall = run_seed(a.sim, seed, a.bug, a.seconds, a.keep, extra)
         ran += 1
         if doc is None or rc not in (0, 1):
@@ -113,13 +120,13 @@ def main():
         what = a.bug if a.bug != "none" else "default reads (%d %%, ready on %s)" % (
             a.default_reads, a.ready)
         print("%s: not linearizable on %d of %d seeds" % (what, len(caught), ran))
-        if not caught:
+        if not caught and not explore:
             failures.append("%s: caught on no seed" % what)
         # with a planted bug, only the checker's verdict matters, and the
         # replicas must still agree (the bug is in reads alone); libraft
-        # 0.15's own bug (docs/SIMULATION.md: a follower counted as matching
-        # its stale entries) is reported but fails only the unplanted run
-        libraft = ("never caught up", "Raft shut down")
+        # 0.15's own bug (docs/SIMULATION.md), shown with --no-clamp, is
+        # noted, not failed
+        libraft = ("never caught up", "Raft shut down") if a.no_clamp else ()
         for f in failures:
             if any(m in f for m in libraft):
                 print("NOTE (libraft 0.15, see docs/SIMULATION.md): " + f.split("\n")[0])

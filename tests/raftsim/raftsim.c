@@ -41,7 +41,9 @@
  * Variants (not bugs): -default-reads PCT sends that share of reads in the
  * default mode (the leader's replica once the leader is ready, else after a
  * barrier); -ready tick makes a new leader ready at its first tick, as
- * server.c did before 2026-12-05, instead of after a barrier of its term.
+ * server.c did before 2026-12-05, instead of after a barrier of its term;
+ * -clamp 0 leaves out server/raft_io.c's workaround of libraft 0.15's match
+ * index bug (mirrored on the fixture's raft_io), to show the bug.
  *
  * Output: the history as JSON (-o FILE, default stdout). Exit 1 when the
  * replicas differ after the final heal, or the fixture's own checks fail
@@ -119,7 +121,22 @@ struct node {
 	int (*io_load)(struct raft_io *io, raft_term *term, raft_id *voted_for,
 	               struct raft_snapshot **snap, raft_index *start, struct raft_entry **entries,
 	               size_t *n);
-	raft_index first;                     /* the index of the fixture's first persisted entry */
+	raft_index first; /* the index of the fixture's first persisted entry */
+	/* server/raft_io.c's workaround of libraft 0.15's match index bug */
+	int (*io_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+	                raft_io_recv_cb recv);
+	int (*io_append)(struct raft_io *io, struct raft_io_append *req,
+	                 const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
+	int (*io_send)(struct raft_io *io, struct raft_io_send *req, const struct raft_message *msg,
+	               raft_io_send_cb cb);
+	raft_io_recv_cb io_recv;
+	bool in_ae;        /* libraft is handling an AppendEntries (or its append) */
+	raft_index ae_end; /* ... whose prev_log_index + n_entries is this */
+	struct tagged {
+		struct raft_io_append *req;
+		raft_io_append_cb cb;
+		raft_index end;
+	} tags[64];
 	struct raft_io_snapshot_put *put_req; /* a snapshot put with trailing 0 */
 	raft_io_snapshot_put_cb put_cb;
 	raft_index put_index;
@@ -170,6 +187,7 @@ struct sim {
 	int n, nclients, nkeys;
 	int default_pct; /* reads in the default mode, percent */
 	bool ready_tick; /* leader_ready set on the first tick (before 2026-12-05) */
+	bool clamp;      /* server/raft_io.c's workaround of libraft's bug (-clamp 1) */
 	int64_t run_ms;
 	uint64_t max_steps, steps;
 	char base[200];
@@ -423,6 +441,98 @@ static int wrap_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
 	return 0;
 }
 
+/*
+ * The workaround of libraft 0.15's bug (docs/SIMULATION.md) that rumor's
+ * server/raft_io.c applies, here on the fixture's raft_io (-clamp 0: off,
+ * to see the bug). What an
+ * AppendEntries checked on a follower is its log up to prev_log_index +
+ * n_entries (its end); entries past that may be stale ones of an older term.
+ * So (1) the leader_commit libraft sees is at most that end (else a follower
+ * commits stale entries), and (2) a successful result sent while libraft
+ * handles that AppendEntries, or completes the append it started for it,
+ * claims at most that end as its last_log_index (else the leader counts the
+ * stale entries as matching its own).
+ */
+static void wrap_recv(struct raft_io *io, struct raft_message *m)
+{
+	struct node *n = node_of_io(the_sim, io);
+	if (!the_sim->clamp || m->type != RAFT_IO_APPEND_ENTRIES) {
+		n->io_recv(io, m);
+		return;
+	}
+	struct raft_append_entries *ae = &m->append_entries;
+	raft_index end = ae->prev_log_index + ae->n_entries;
+	if (ae->leader_commit > end)
+		ae->leader_commit = end;
+	n->in_ae = true;
+	n->ae_end = end;
+	n->io_recv(io, m);
+	n->in_ae = false;
+}
+
+static int wrap_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                      raft_io_recv_cb recv)
+{
+	struct node *n = node_of_io(the_sim, io);
+	n->io_recv = recv;
+	return n->io_start(io, msecs, tick, wrap_recv);
+}
+
+static void wrap_append_cb(struct raft_io_append *req, int status)
+{
+	struct sim *s = the_sim;
+	for (int i = 0; i < s->n; i++) {
+		struct node *n = &s->nodes[i];
+		for (size_t k = 0; k < sizeof(n->tags) / sizeof(n->tags[0]); k++) {
+			struct tagged *t = &n->tags[k];
+			if (t->req != req)
+				continue;
+			raft_io_append_cb cb = t->cb;
+			bool was = n->in_ae;
+			raft_index was_end = n->ae_end;
+			n->in_ae = true;
+			n->ae_end = t->end;
+			t->req = NULL;
+			cb(req, status);
+			n->in_ae = was;
+			n->ae_end = was_end;
+			return;
+		}
+	}
+	abort();
+}
+
+static int wrap_append(struct raft_io *io, struct raft_io_append *req,
+                       const struct raft_entry entries[], unsigned cnt, raft_io_append_cb cb)
+{
+	struct node *n = node_of_io(the_sim, io);
+	if (!n->in_ae)
+		return n->io_append(io, req, entries, cnt, cb);
+	for (size_t k = 0; k < sizeof(n->tags) / sizeof(n->tags[0]); k++)
+		if (n->tags[k].req == NULL) {
+			n->tags[k] = (struct tagged){req, cb, n->ae_end};
+			int rv = n->io_append(io, req, entries, cnt, wrap_append_cb);
+			if (rv != 0)
+				n->tags[k].req = NULL;
+			return rv;
+		}
+	abort(); /* more appends in flight than tags */
+}
+
+static int wrap_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
+                     raft_io_send_cb cb)
+{
+	struct node *n = node_of_io(the_sim, io);
+	if (n->in_ae && m->type == RAFT_IO_APPEND_ENTRIES_RESULT &&
+	    m->append_entries_result.rejected == 0 &&
+	    m->append_entries_result.last_log_index > n->ae_end) {
+		struct raft_message c = *m;
+		c.append_entries_result.last_log_index = n->ae_end;
+		return n->io_send(io, req, &c, cb);
+	}
+	return n->io_send(io, req, m, cb);
+}
+
 static void wrap_io(struct sim *s, int i)
 {
 	struct node *n = &s->nodes[i];
@@ -434,6 +544,12 @@ static void wrap_io(struct sim *s, int i)
 	io->truncate = wrap_truncate;
 	io->snapshot_put = wrap_snapshot_put;
 	io->load = wrap_load;
+	n->io_start = io->start;
+	n->io_append = io->append;
+	n->io_send = io->send;
+	io->start = wrap_start;
+	io->append = wrap_append;
+	io->send = wrap_send;
 }
 
 /* ------------------------------------------------------ the requests */
@@ -1362,7 +1478,8 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: raftsim [-seed N] [-bug none|follower-read|no-barrier] "
 	                "[-servers 3..5] [-clients N] [-keys N] [-seconds S] "
-	                "[-max-steps N] [-default-reads PCT] [-ready barrier|tick] [-o FILE]\n");
+	                "[-max-steps N] [-default-reads PCT] [-ready barrier|tick] [-clamp 0|1] "
+	                "[-o FILE]\n");
 	exit(2);
 }
 
@@ -1374,6 +1491,7 @@ static void parse_args(struct sim *s, int argc, char **argv, const char **out)
 	s->nkeys = 3;
 	s->run_ms = 20000;
 	s->max_steps = 2000000;
+	s->clamp = true; /* as server/raft_io.c does */
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (v == NULL)
@@ -1395,6 +1513,8 @@ static void parse_args(struct sim *s, int argc, char **argv, const char **out)
 			*out = v;
 		else if (strcmp(a, "-default-reads") == 0)
 			s->default_pct = atoi(v);
+		else if (strcmp(a, "-clamp") == 0)
+			s->clamp = atoi(v) != 0;
 		else if (strcmp(a, "-ready") == 0)
 			s->ready_tick = strcmp(v, "tick") == 0;
 		else if (strcmp(a, "-bug") == 0)
