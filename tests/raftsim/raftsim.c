@@ -103,6 +103,7 @@ struct node {
 	struct raft_fsm rfsm;
 	char dir[300];
 	bool down;
+	int64_t down_at;
 	uint64_t gen;       /* restarts: callbacks of an older incarnation are ignored */
 	struct req *bqueue; /* reads waiting for the next barrier */
 	bool barrier_busy;
@@ -1089,6 +1090,7 @@ static void kill_node(struct sim *s, int i)
 {
 	raft_fixture_kill(&s->f, (unsigned)i);
 	s->nodes[i].down = true;
+	s->nodes[i].down_at = now(s);
 	drop_requests_at(s, i);
 	s->stat_kills++;
 }
@@ -1619,6 +1621,11 @@ int main(int argc, char **argv)
 	int64_t until = now(s) + FORWARD_TIMEOUT_MS + 1000;
 	while (clients_busy(s) && now(s) < until && s->steps < s->max_steps)
 		step_once(s);
+	/* a crashed server stays down a second at least (restart_node) */
+	for (int i = 0; i < s->n; i++)
+		while (s->nodes[i].down && now(s) < s->nodes[i].down_at + 1000 &&
+		       s->steps < s->max_steps)
+			step_once(s);
 	heal(s);
 	fault_log(s, "final heal", 0, 0);
 	converge(s);
