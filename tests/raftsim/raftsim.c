@@ -12,8 +12,11 @@
  * version, raft_apply, answer when the entry's batch committed, "unknown"
  * when leadership is lost); its ?consistent read path (reads queued for the
  * next barrier, issued after they arrived, then a read of the local replica
- * once the batch committed); the engine's batch committed once per step,
- * as kv/kv.c commits once per loop turn.
+ * once the batch committed), its default read path and the 200 ms tick on
+ * which a new leader becomes ready; the engine's batch committed once per
+ * step, as kv/kv.c commits once per loop turn. The fixture's raft_io is
+ * wrapped twice: so that a restarted server reads back its log (the fixture
+ * never restarts one itself), and with server/raft_io.c's workaround.
  *
  * What is modelled: the clients and their network to the servers. Each
  * client runs one operation at a time — put, CAS on the index it just
@@ -36,7 +39,8 @@
  *   follower-read  ?consistent answered by any server from its replica
  *                  (the clients send reads to a random server);
  *   no-barrier     the leader answers ?consistent from its replica without
- *                  the barrier (stale when it was deposed and does not know).
+ *                  the barrier (stale when it was deposed and does not know,
+ *                  or is new and has not applied its predecessor's entries).
  *
  * Variants (not bugs): -default-reads PCT sends that share of reads in the
  * default mode (the leader's replica once the leader is ready, else after a
@@ -46,8 +50,9 @@
  * index bug (mirrored on the fixture's raft_io), to show the bug.
  *
  * Output: the history as JSON (-o FILE, default stdout). Exit 1 when the
- * replicas differ after the final heal, or the fixture's own checks fail
- * (it aborts on two leaders in one term).
+ * replicas differ after the final heal, a server never catches up or its
+ * Raft shuts itself down, or the FSM or the store logged an error; the
+ * fixture aborts on two leaders in one term.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -203,8 +208,8 @@ struct sim {
 	size_t nops, capops;
 	struct req *reqs;
 	/* the fault schedule */
-	int64_t fault_next, fault_end, rerand_next;
-	int fault_kind, fault_node;
+	int64_t fault_next, rerand_next;
+	int fault_kind;
 	char faults[4096];
 	size_t faults_len;
 	uint64_t stat_kills, stat_partitions, stat_leaders, stat_snapshots_restored;
