@@ -944,17 +944,19 @@ static void print_banner(const struct agent *a)
 	       "           Node ID: '%s'\n"
 	       "         Node name: '%s'\n"
 	       "        Datacenter: '%s'\n"
-	       "            Server: false (every rumor agent is a peer; no leader)\n"
+	       "            Server: %s (Bootstrap: %s)\n"
 	       "       Client Addr: [%s] (HTTP: %d, DNS: %s)\n"
 	       "      Cluster Addr: %s (LAN: %u, bound to %s)\n"
 	       "           Encrypt: Gossip: %s (%zu key(s) in the keyring)\n"
 	       "          Data Dir: '%s'%s\n"
 	       "    Gossip Profile: %s\n"
 	       "\n==> Log data will now stream in as it occurs:\n\n",
-	       RUMOR_VERSION, a->node_id, a->cfg.node_name, a->cfg.datacenter, a->cfg.client_addr,
-	       a->cfg.http_port, a->cfg.dns_port < 0 ? "off" : dns, a->cfg.advertise_addr,
-	       gossip_transport_port(a->gossip), a->cfg.bind_addr, nkeys > 0 ? "true" : "false",
-	       nkeys, a->cfg.data_dir, a->cfg.dev ? " (dev mode: removed at exit)" : "",
+	       RUMOR_VERSION, a->node_id, a->cfg.node_name, a->cfg.datacenter,
+	       a->cfg.server ? "true" : "false", a->cfg.bootstrap ? "true" : "false",
+	       a->cfg.client_addr, a->cfg.http_port, a->cfg.dns_port < 0 ? "off" : dns,
+	       a->cfg.advertise_addr, gossip_transport_port(a->gossip), a->cfg.bind_addr,
+	       nkeys > 0 ? "true" : "false", nkeys, a->cfg.data_dir,
+	       a->cfg.dev ? " (dev mode: removed at exit)" : "",
 	       rumor_config_profile_name(a->cfg.profile));
 	fflush(stdout);
 }

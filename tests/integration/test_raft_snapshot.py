@@ -85,18 +85,23 @@ statuses = []
 retried = []
 
 
+def put_retry(key, value):
+    """A PUT of the same value is idempotent: one answered 500 (the leader
+    changed while a server took a snapshot of tens of MB on its loop, as
+    happens under ASan on a loaded machine) is sent again, through whichever
+    server leads now."""
+    for attempt in range(10):
+        st = put(c.leader_index([i for i in SERVERS if i != F]) or L, key, value)
+        if st == 200:
+            return st
+        retried.append(key)
+        Cluster.wait(1, lambda: False)
+    return st
+
+
 def writer(part):
-    # a PUT of the same value is idempotent: one answered 500 (the leader
-    # changed while taking a snapshot of tens of MB on its loop, as happens
-    # under ASan) is sent again, through whichever server leads now
     for k in part:
-        for attempt in range(10):
-            st = put(c.leader_index([i for i in SERVERS if i != F]) or L, k, values[k])
-            if st == 200:
-                break
-            retried.append(k)
-            Cluster.wait(1, lambda: False)
-        statuses.append(st)
+        statuses.append(put_retry(k, values[k]))
 
 
 threads = [threading.Thread(target=writer, args=(keys[t::4],)) for t in range(4)]
@@ -106,11 +111,11 @@ for t in threads:
     t.join(timeout=240)
 c.check("%d values of %d KiB written through the leader" % (N_BIG, BIG // 1024),
         [200] * N_BIG, statuses)
+small = [put_retry("small/%d" % k, b"v%d" % k) for k in range(40)]
+c.check("40 small writes", [200] * 40, small)
 print("PUTs sent again after a 500: %d" % len(retried))
 L = c.leader_index([i for i in SERVERS if i != F]) or L
 F2 = [i for i in SERVERS if i not in (L, F)][0]
-small = [put(L, "small/%d" % k, b"v%d" % k) for k in range(40)]
-c.check("40 small writes", [200] * 40, small)
 snap = int(raft(L).get("last_snapshot_index", "0"))
 print("leader: last_snapshot_index %d, last_log_index %s" % (snap, raft(L).get("last_log_index")))
 c.check("the leader compacted its log into a snapshot (raft_snapshot_threshold 32)", True,
