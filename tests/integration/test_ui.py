@@ -170,6 +170,15 @@ try:
     c.check("killed n3 shows failed without a reload", (True, 1),
             (bool(failed), b.eval("window.__noReload")))
     print("# n3 shown failed %.1f s after the kill" % (time.monotonic() - t0))
+    # the RTT column: this agent's estimate to n2 from network coordinates
+    # (redrawn with the catalog: n3's failure was a change), none for itself
+    rtt_ok = b.wait("/^[0-9]+\\.[0-9]{3} ms$/.test(document.querySelector("
+                    "'#nodes tr[data-node=\"n2\"] td.rtt').textContent)", 10)
+    c.check("RTT column: an estimate in ms to n2, nothing for this agent itself",
+            (True, ""), (bool(rtt_ok), b.eval(
+                "document.querySelector('#nodes tr[data-node=\"n1\"] td.rtt').textContent")))
+    print("# n1 -> n2 estimated RTT: %s" % b.eval(
+        "document.querySelector('#nodes tr[data-node=\"n2\"] td.rtt').textContent"))
     shot(b, "nodes")
 
     # ---- Services
