@@ -128,13 +128,6 @@ static const struct cli_command commands[] = {
          "  (SIGTERM) if the lock is lost; the lock is released on exit. Flags come\n"
          "  before PREFIX. Needs servers (docs/SESSIONS.md).\n",
          cli_cmd_lock},
-        {"snapshot", "Saves, restores and inspects snapshots of the servers' state",
-         "Usage: rumor snapshot <save|restore|inspect> [options] FILE\n\n"
-         "  save writes the cluster's key-value store and catalog, as the Raft\n"
-         "  leader holds them, to FILE (checked, written whole or not at all);\n"
-         "  restore replaces the store by FILE's contents through Raft; inspect\n"
-         "  prints what FILE holds. Needs servers (docs/SERVERS.md \"Backups\").\n",
-         cli_cmd_snapshot},
         {"maint", "Controls node or service maintenance mode",
          "Usage: rumor maint [options]\n\n"
          "  Places a node or service into maintenance mode. During maintenance mode,\n"
@@ -185,6 +178,13 @@ static const struct cli_command commands[] = {
          "  service is described with -name, -id, -address, -port and -tag.\n"
          "  deregister: removes the service with that ID and its checks.\n",
          cli_cmd_services},
+        {"snapshot", "Saves, restores and inspects snapshots of the servers' state",
+         "Usage: rumor snapshot <save|restore|inspect> [options] FILE\n\n"
+         "  save writes the cluster's key-value store and catalog, as the Raft\n"
+         "  leader holds them, to FILE (checked, written whole or not at all);\n"
+         "  restore replaces the store by FILE's contents through Raft; inspect\n"
+         "  prints what FILE holds. Needs servers (docs/SERVERS.md \"Backups\").\n",
+         cli_cmd_snapshot},
         {"tags", "Modifies the tags of the local agent",
          "Usage: rumor tags [options]\n\n"
          "  Sets or deletes tags (node meta) of the local agent at run "
