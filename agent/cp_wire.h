@@ -63,6 +63,8 @@ enum cp_method {
 	CP_M_RESTORE = 7,         /* replace the store by a snapshot's records */
 	CP_M_SNAPSHOT = 8,        /* empty; reply: applied index, every record */
 	CP_M_REMOVE_PEER = 9,     /* a server's ID or address; reply: the error text */
+	CP_M_LEADS = 10,          /* u64 term, u64 leader id: CP_S_OK if this server
+	                           * follows that leader in that term, else FAILED */
 };
 
 enum cp_status {

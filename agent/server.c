@@ -66,6 +66,7 @@
 #define SERVER_TICK_S 0.2
 #define ELECTION_MS 1000
 #define HEARTBEAT_MS 100
+#define RAFT_TICK_MS 10 /* libraft's timers checked this often (raft_io_config) */
 #define SNAPSHOT_THRESHOLD 8192
 #define SNAPSHOT_TRAILING 2048
 #define FORWARD_TIMEOUT_MS 7000 /* Consul's RPC hold timeout */
@@ -115,6 +116,7 @@ struct server {
 	char addr[64];
 	struct server_rpc *rpc;
 	ev_timer tick;
+	ev_timer quick; /* every 10 ms while writes are held or a new leader is not serving */
 	/* Raft (servers) */
 	struct raft raft;
 	struct raft_io io;
@@ -133,6 +135,9 @@ struct server {
 	/* ?consistent reads: the queue for the next barrier, one in flight */
 	struct server_read *bqueue;
 	bool barrier_busy;
+	/* ... and for the next leadership confirmation, one in flight */
+	struct server_read *cqueue;
+	bool confirm_busy;
 	/* servers removed from the configuration, and when (gossip's clock):
 	 * one is not added back until gossip shows it change state after that
 	 * (it restarted), or a server killed and removed by hand would be added
@@ -459,6 +464,15 @@ static bool is_leader(struct server *s)
 	return s->raft_started && !s->raft_closing && raft_state(&s->raft) == RAFT_LEADER;
 }
 
+/* A leader that may propose and serve reads: a barrier of its current term
+ * has committed (leader_ready_check). The term is compared here, not only
+ * at the tick, so a leader that lost and won again between two ticks never
+ * counts the barrier of its earlier term. */
+static bool leader_serving(struct server *s)
+{
+	return is_leader(s) && s->leader_ready && s->ready_term == s->raft.current_term;
+}
+
 static void apply_cb(struct raft_apply *req, int status, void *result)
 {
 	(void)result;
@@ -541,15 +555,15 @@ static void propose(struct server *s, struct cp_req *r)
 
 static void forward(struct server *s, struct cp_req *r, const char *addr);
 
-/* Send r where it can be served now, or leave it held for the tick. */
 static const char *pick_server(struct server *s);
+static void quick_start(struct server *s);
 
-/* Send r where it can be served now, or leave it held for the tick: the
- * leader proposes it; another server sends it to the leader; a client to
+/* Send r where it can be served now, or leave it held for the quick
+ * timer and the tick: the leader proposes it; another server sends it to the leader; a client to
  * any live server, which passes it on. */
 static void submit(struct server *s, struct cp_req *r)
 {
-	if (s->is_server && is_leader(s) && s->leader_ready) {
+	if (s->is_server && leader_serving(s)) {
 		propose(s, r);
 		return;
 	}
@@ -560,7 +574,8 @@ static void submit(struct server *s, struct cp_req *r)
 	}
 	if (now_ms(s) >= r->deadline_ms)
 		req_answer(r, KV_NO_LEADER, -1);
-	/* else: held; the tick tries again */
+	else
+		quick_start(s); /* held: tried again in 10 ms */
 }
 
 static void merged_done(void *ud, enum kv_result res, int failed_op)
@@ -682,6 +697,8 @@ static void rpc_renew(struct server *s, uint64_t conn_id, uint64_t req_id, const
 static void rpc_snapshot(struct server *s, uint64_t conn_id, uint64_t req_id);
 static void rpc_remove_peer(struct server *s, uint64_t conn_id, uint64_t req_id, const uint8_t *p,
                             size_t n);
+static void rpc_leads(struct server *s, uint64_t conn_id, uint64_t req_id, const uint8_t *p,
+                      size_t n);
 
 static void rpc_request(void *ctx, uint64_t conn_id, uint64_t req_id, uint8_t method,
                         const char *from_node, const uint8_t *p, size_t n)
@@ -706,6 +723,10 @@ static void rpc_request(void *ctx, uint64_t conn_id, uint64_t req_id, uint8_t me
 	}
 	if (method == CP_M_REMOVE_PEER) {
 		rpc_remove_peer(s, conn_id, req_id, p, n);
+		return;
+	}
+	if (method == CP_M_LEADS) {
+		rpc_leads(s, conn_id, req_id, p, n);
 		return;
 	}
 	if (method != CP_M_WRITE && method != CP_M_RESTORE) {
@@ -911,6 +932,32 @@ static void autopilot(struct server *s)
 
 /* ------------------------------------------------------------ Raft */
 
+/*
+ * Failover: a vote request counts as allowed to disrupt the leader when
+ * this follower has not heard from its leader for a whole (base) election
+ * timeout. libraft refuses every vote and pre-vote while a follower still
+ * knows a leader, and a follower forgets it only when its own randomized
+ * timer (1 to 2 election timeouts) fires; after the leader died, the
+ * election therefore waited for the later of the two followers' timers
+ * (libraft's election.c says it means the thesis' rule, 4.2.3 and 9.6:
+ * refuse "within the minimum election timeout of hearing from a current
+ * leader"). With the rule as the thesis states it (and as etcd applies it,
+ * its check-quorum lease) the election follows the earlier timer. Only
+ * liveness is at stake: a vote still goes only to a candidate whose log is
+ * as up to date, one per term, and a follower that hears its leader keeps
+ * refusing, so a server cut off and back cannot depose a leader its peers
+ * still hear.
+ */
+static void before_recv(void *ctx, struct raft_message *m)
+{
+	struct server *s = ctx;
+	struct raft *r = &s->raft;
+	if (m->type == RAFT_IO_REQUEST_VOTE && r->state == RAFT_FOLLOWER &&
+	    r->follower_state.current_leader.id != 0 &&
+	    r->io->time(r->io) - r->election_timer_start >= r->election_timeout)
+		m->request_vote.disrupt_leader = true;
+}
+
 static int start_raft(struct server *s, const struct raft_configuration *boot)
 {
 	char err[256];
@@ -919,6 +966,9 @@ static int start_raft(struct server *s, const struct raft_configuration *boot)
 	ic.loop = s->loop;
 	ic.data_dir = s->a->cfg.data_dir;
 	ic.transport = (struct raft_transport){s, transport_send};
+	ic.tick_ms = RAFT_TICK_MS;
+	ic.recv_ctx = s;
+	ic.before_recv = before_recv;
 	if (raft_io_create(&s->io, &ic, err, sizeof(err)) < 0) {
 		log_err("server: %s", err);
 		return -1;
@@ -1009,10 +1059,29 @@ static void maybe_bootstrap(struct server *s)
 	raft_configuration_close(&conf);
 }
 
+/*
+ * In CP mode the replica's log commits skip their fdatasync (synced at the
+ * checkpoint, about once a second; kv_store_set_log_sync). Safe because no
+ * record in a CP replica originates there: on a server every record comes
+ * from a Raft entry that was durable on a quorum's Raft logs before it was
+ * applied, and the applied index (CP_APPLIED_KEY) is written in the same
+ * log record as the entry's writes, so a crash that drops the log's tail
+ * takes the applied index back with it (replay keeps a prefix of the
+ * batches) and libraft applies those entries again from its log, which
+ * holds every entry after its snapshot (at start it restores the snapshot
+ * into the replica first). Servers only: a client keeps syncing, since a
+ * restarted client tells it is in CP mode from the applied index its
+ * replica holds (server_new). A write is still answered only after
+ * the leader applied it; what makes the answer durable is the Raft commit
+ * before that, not the replica's sync. Measured: one fdatasync fewer per
+ * loop turn on every server (docs/SERVERS.md, "Durability").
+ */
 static void cp_on(struct server *s)
 {
 	struct kv_cp cp = {s, cp_write};
 	kv_set_cp(s->a->kv, &cp);
+	if (s->is_server)
+		kv_store_set_log_sync(kv_engine_store(kv_engine_of(s->a->kv)), false);
 	s->cp = true;
 	/* what this agent wrote of itself before it knew of servers stayed in
 	 * its own replica (servers take no merges): write it through Raft */
@@ -1040,8 +1109,10 @@ static void ready_cb(struct raft_barrier *req, int status)
 {
 	struct server *s = req->data;
 	s->ready_busy = false;
-	if (status == 0)
+	if (status == 0) {
 		s->ready_term = s->ready_asked;
+		quick_start(s); /* a timer only: nothing is asked of libraft here */
+	}
 }
 
 static void leader_ready_check(struct server *s)
@@ -1057,6 +1128,41 @@ static void leader_ready_check(struct server *s)
 	s->ready_req.data = s;
 	s->ready_asked = term;
 	s->ready_busy = raft_barrier(&s->raft, &s->ready_req, ready_cb) == 0;
+}
+
+static bool any_held(struct server *s)
+{
+	for (struct cp_req *r = s->waiting; r; r = r->next)
+		if (!r->answered && r->phase == R_HELD)
+			return true;
+	return false;
+}
+
+/*
+ * Failover. Between the 200 ms ticks, every 10 ms while writes are held or
+ * this new leader does not serve yet: a held write goes out as soon as a
+ * leader is known (a follower forwards it) or ready (the leader proposes
+ * it), and a new leader asks for its barrier at once and serves as soon as
+ * it committed — not up to two ticks later (the barrier asked at one tick,
+ * seen at the next). Stops itself when neither is the case.
+ */
+static void quick_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)revents;
+	struct server *s = t->data;
+	if (is_leader(s) && !leader_serving(s)) {
+		s->leader_ready = false;
+		leader_ready_check(s);
+	}
+	retry_held(s);
+	if (!any_held(s) && !(is_leader(s) && !leader_serving(s)))
+		ev_timer_stop(loop, t);
+}
+
+static void quick_start(struct server *s)
+{
+	if (!ev_is_active(&s->quick))
+		ev_timer_start(s->loop, &s->quick);
 }
 
 static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -1081,6 +1187,8 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 			s->leader_ready = false; /* lost and won again between two ticks */
 		if (!s->leader_ready)
 			leader_ready_check(s);
+		if (!leader_serving(s))
+			quick_start(s);
 		autopilot(s);
 	} else {
 		s->leader_ready = false;
@@ -1096,6 +1204,8 @@ struct server *server_new(struct agent *a, char *err, size_t errlen)
 	struct server *s = xcalloc(1, sizeof(*s));
 	s->a = a;
 	s->loop = a->loop;
+	ev_timer_init(&s->quick, quick_cb, 0.01, 0.01); /* started by a held write */
+	s->quick.data = s;
 	s->is_server = a->cfg.server;
 	s->id = raft_id_of(a->node_id);
 	snprintf(s->addr, sizeof(s->addr), "%s:%d", a->cfg.advertise_addr, kv_sync_port(a->kv));
@@ -1156,7 +1266,9 @@ void server_free(struct server *s)
 	if (s == NULL)
 		return;
 	ev_timer_stop(s->loop, &s->tick);
+	ev_timer_stop(s->loop, &s->quick);
 	kv_set_cp(s->a->kv, NULL);
+	kv_store_set_log_sync(kv_engine_store(kv_engine_of(s->a->kv)), true);
 	if (s->raft_started) {
 		s->raft_closing = true;
 		raft_close(&s->raft, close_cb);
@@ -1467,6 +1579,134 @@ static void barrier_issue(struct server *s)
 	s->barrier_busy = true;
 }
 
+/*
+ * ?consistent reads on a ready leader confirm its leadership without a log
+ * entry: the Raft thesis' ReadIndex (section 6.4), as etcd serves its
+ * linearizable reads. A round takes every read queued so far, records
+ * the commit index (the read index) and asks every other voter, over the
+ * server RPC (CP_M_LEADS: term, leader id), whether it follows this leader
+ * in this term. Once a majority of the voters (this leader counted) said
+ * yes and this server still leads in that term, the reads are answered
+ * from the replica as soon as it has applied the read index. Reads that
+ * arrive during a round wait for the next one, so each read's round was
+ * asked after the read arrived.
+ *
+ * Why it is linearizable. A write acknowledged before the read arrived was
+ * committed in some term T'. If T' <= T, this leader's commit index covers
+ * it: its own term's entries it committed itself, and earlier terms' are
+ * below the barrier of its term that made it ready (leader_ready_check).
+ * If T' > T, a majority had stored the write, hence had a term >= T', before
+ * the read arrived; a majority answered "term T" after it arrived; the two
+ * majorities share a server, whose term (persisted, never lowered) would
+ * have gone down. So no such write exists. What the round does not prove
+ * (a slow or missing answer, a refusal, lost leadership, a replica behind
+ * the read index) sends the reads to the barrier path, which is what every
+ * ?consistent read used before (an entry of this term committed by a
+ * majority) and fails them when this server no longer leads.
+ *
+ * Why: a barrier is a log entry, synced on the leader and a majority before
+ * the reads are answered (two fdatasyncs per server: LMDB's data and meta
+ * page), while a round is one message each way and touches no disk.
+ */
+struct confirm {
+	struct server *s;
+	struct server_read *reads;
+	raft_term term;
+	raft_index read_index;
+	unsigned yes, need, pending;
+	bool finished;
+};
+
+static void confirm_issue(struct server *s);
+
+static void confirm_finish(struct confirm *c, bool confirmed)
+{
+	struct server *s = c->s;
+	c->finished = true;
+	s->confirm_busy = false;
+	bool ok = confirmed && leader_serving(s) && s->raft.current_term == c->term &&
+	          raft_last_applied(&s->raft) >= c->read_index;
+	struct server_read *next;
+	for (struct server_read *r = c->reads; r; r = next) {
+		next = r->bnext;
+		if (ok || s->raft_closing) {
+			barrier_done(r, ok ? 0 : RAFT_SHUTDOWN);
+		} else {
+			r->bnext = s->bqueue; /* the barrier decides */
+			s->bqueue = r;
+		}
+	}
+	c->reads = NULL;
+	if (!ok && !s->raft_closing)
+		barrier_issue(s);
+	if (!s->raft_closing)
+		confirm_issue(s);
+}
+
+static void confirm_cb(void *ud, int status, const uint8_t *p, size_t n)
+{
+	(void)p, (void)n;
+	struct confirm *c = ud;
+	c->pending--;
+	if (status == CP_S_OK)
+		c->yes++;
+	if (!c->finished && (c->yes >= c->need || c->yes + c->pending < c->need))
+		confirm_finish(c, c->yes >= c->need);
+	if (c->finished && c->pending == 0)
+		free(c);
+}
+
+static void confirm_issue(struct server *s)
+{
+	if (s->cqueue == NULL || s->confirm_busy)
+		return;
+	struct confirm *c = xcalloc(1, sizeof(*c));
+	c->s = s;
+	c->reads = s->cqueue;
+	s->cqueue = NULL;
+	c->term = s->raft.current_term;
+	c->read_index = s->raft.commit_index;
+	const struct raft_configuration *conf = &s->raft.configuration;
+	unsigned voters = 0;
+	for (unsigned i = 0; i < conf->n; i++)
+		voters += conf->servers[i].role == RAFT_VOTER;
+	c->need = voters / 2 + 1;
+	uint8_t q[16];
+	be64_put(q, c->term);
+	be64_put(q + 8, s->id);
+	s->confirm_busy = true;
+	c->pending = 1; /* held while the calls go out */
+	for (unsigned i = 0; i < conf->n; i++) {
+		const struct raft_server *rs = &conf->servers[i];
+		if (rs->role != RAFT_VOTER)
+			continue;
+		if (rs->id == s->id) {
+			c->yes++;
+			continue;
+		}
+		c->pending++;
+		if (server_rpc_call(s->rpc, rs->address, CP_M_LEADS, q, sizeof(q), ELECTION_MS,
+		                    confirm_cb, c) != 0)
+			c->pending--;
+	}
+	confirm_cb(c, -1, NULL, 0); /* drops the hold: finishes a round of one voter */
+}
+
+/* A follower says whether it follows leader `id` in `term` (CP_M_LEADS). */
+static void rpc_leads(struct server *s, uint64_t conn_id, uint64_t req_id, const uint8_t *p,
+                      size_t n)
+{
+	raft_id lid = 0;
+	const char *laddr = NULL;
+	bool yes = false;
+	if (n == 16 && s->raft_started && !s->raft_closing &&
+	    raft_state(&s->raft) == RAFT_FOLLOWER) {
+		raft_leader(&s->raft, &lid, &laddr);
+		yes = s->raft.current_term == be64_get(p) && lid != 0 && lid == be64_get(p + 8);
+	}
+	server_rpc_reply(s->rpc, conn_id, req_id, yes ? CP_S_OK : CP_S_FAILED, NULL, 0);
+}
+
 static void read_call_cb(void *ud, int status, const uint8_t *p, size_t n);
 
 /* No leader reachable yet: try again in 100 ms until the read's deadline
@@ -1507,8 +1747,15 @@ static void read_start(struct server_read *r)
 	struct server *s = r->s;
 	bool consistent = r->method == CP_M_READ_CONSISTENT;
 	if (is_leader(s)) {
+		if (consistent && leader_serving(s)) {
+			r->in_raft = true;
+			r->bnext = s->cqueue;
+			s->cqueue = r;
+			confirm_issue(s);
+			return;
+		}
 		/* a new leader first applies what earlier terms committed */
-		if (consistent || !s->leader_ready) {
+		if (consistent || !leader_serving(s)) {
 			r->in_raft = true;
 			r->bnext = s->bqueue;
 			s->bqueue = r;
@@ -1807,7 +2054,7 @@ static void renew_reply(void *ud, int status, const uint8_t *p, size_t n)
 static void renew_start(struct renew *q, const char *id, size_t id_len)
 {
 	struct server *s = q->s;
-	if (is_leader(s) && s->leader_ready) {
+	if (leader_serving(s)) {
 		renew_finish(q, sessions_renew(s->sessions, id, id_len) ? CP_S_OK : CP_S_FAILED);
 		return;
 	}

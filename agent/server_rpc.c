@@ -1075,8 +1075,20 @@ int server_rpc_send_raft(struct server_rpc *rpc, const char *addr, const uint8_t
 		 * queues them as it drains */
 		if (!c->connecting && c->woff >= c->wbuf.len && !part_pump(c) && c->big == NULL)
 			return -1; /* not even one part fits: counted by part_pump */
-	} else if (!conn_send(c, SERVER_RPC_T_RAFT, NULL, 0, p, n)) {
-		goto drop;
+	} else {
+		if (!conn_send(c, SERVER_RPC_T_RAFT, NULL, 0, p, n))
+			goto drop;
+		/* Out at once, not at the next poll: the loop's drain syncs
+		 * this server's Raft log before it polls, and a leader's
+		 * AppendEntries should reach the followers while it does, so
+		 * that their syncs overlap its own (Raft lets a leader send
+		 * entries before they are durable on its disk; the thesis,
+		 * 10.2.1). Not while a message goes in parts: conn_write pumps
+		 * those, and only when the output is empty. A failed send is
+		 * left to the io watcher, which drops the connection from the
+		 * loop as always, never from inside libraft's call. */
+		if (c->big == NULL && !c->connecting && !c->dead && c->fd >= 0)
+			(void)conn_drain(c);
 	}
 	conn_kick(c);
 	return 0;

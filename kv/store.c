@@ -957,6 +957,11 @@ int kv_store_commit(struct kv_store *s, char *err, size_t errlen)
 	return 0;
 }
 
+void kv_store_set_log_sync(struct kv_store *s, bool sync)
+{
+	kv_wal_set_sync(s->wal, sync);
+}
+
 void kv_store_abort(struct kv_store *s)
 {
 	if (s->batch)

@@ -88,6 +88,13 @@ bool kv_store_in_txn(const struct kv_store *s);
 int kv_store_commit(struct kv_store *s, char *err, size_t errlen);
 /* Drop the open batch (nothing of it stays). */
 void kv_store_abort(struct kv_store *s);
+/* sync false: kv_store_commit writes the batch to the log without the
+ * fdatasync; it becomes durable at the next checkpoint (about a second),
+ * and a crash before that keeps a prefix of the batches (kv/wal.h). Only
+ * for a replica that is a copy of a durable record kept elsewhere: a CP
+ * server's replica, which libraft rebuilds from its log (agent/server.c
+ * says why that is safe). Default true. */
+void kv_store_set_log_sync(struct kv_store *s, bool sync);
 
 /* Commit LMDB (synced) and start a new log generation. Not while a batch
  * is open. 0 (also when deferred: within KV_STORE_RETRY_MS of a failure it

@@ -38,6 +38,7 @@ struct kv_wal {
 	bool hdr_pending;   /* a reset's header write failed: write pending_gen first */
 	uint64_t pending_gen;
 	bool replayed; /* later replays stop at pos (a rollback) */
+	bool nosync;   /* commits write without fdatasync (kv_wal_set_sync) */
 	uint8_t *buf;  /* the batch being built: BATCH_HDR, then entries */
 	size_t len, cap;
 	uint32_t count;
@@ -581,6 +582,17 @@ static int grow(struct kv_wal *w, uint64_t end)
  * record is scrubbed so a restart cannot replay a batch whose writers were told
  * it failed.
  */
+/*
+ * Unsynced commits keep replay's prefix rule: records are appended in order
+ * and replay stops at the first one that is missing, torn or of an older
+ * generation, so whatever part of the unsynced tail a crash keeps, replay
+ * takes a prefix of the batches, never a later batch without an earlier one.
+ */
+void kv_wal_set_sync(struct kv_wal *w, bool sync)
+{
+	w->nosync = !sync;
+}
+
 int kv_wal_commit(struct kv_wal *w, uint64_t stamp)
 {
 	if (w->count == 0)
@@ -607,7 +619,7 @@ int kv_wal_commit(struct kv_wal *w, uint64_t stamp)
 		wrote = true;
 		rc = write_all(w->fd, w->buf, w->len, w->pos);
 	}
-	if (rc == 0 && fdatasync(w->fd) < 0)
+	if (rc == 0 && !w->nosync && fdatasync(w->fd) < 0)
 		rc = -errno;
 	if (rc == 0) {
 		w->pos = end;

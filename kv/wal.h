@@ -149,6 +149,10 @@ void kv_wal_discard(struct kv_wal *w);
  * for the one case where the scrub could not be written) and the next
  * commit may succeed. */
 int kv_wal_commit(struct kv_wal *w, uint64_t stamp);
+/* sync false: kv_wal_commit writes its record without the fdatasync (the
+ * caller has another durable record of what the batch holds; see
+ * kv_store_set_log_sync). Replay still takes a prefix of the batches. */
+void kv_wal_set_sync(struct kv_wal *w, bool sync);
 
 /* Checkpoint done: next generation (header written and synced), appends
  * start again at KV_WAL_HDR. 0 or -errno (the generation stays pending and

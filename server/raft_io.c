@@ -78,6 +78,9 @@ struct rio {
 	uint64_t (*now_ms)(void *ctx);
 	uint32_t (*rand32)(void *ctx);
 	raft_time last_now;
+	unsigned tick_ms;
+	void *recv_ctx;
+	void (*before_recv)(void *ctx, struct raft_message *m);
 
 	raft_id id;
 	raft_io_tick_cb tick_cb;
@@ -292,6 +295,8 @@ static void drain(struct rio *x)
 			 * configuration; the address is copied if kept */
 			if (in->m.type == RAFT_IO_APPEND_ENTRIES)
 				ae_begin(x, &in->m.append_entries);
+			if (x->before_recv != NULL)
+				x->before_recv(x->recv_ctx, &in->m);
 			x->recv_cb(x->io, &in->m);
 			x->in_ae = false;
 			free(in->address);
@@ -365,6 +370,8 @@ static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, ra
 	struct rio *x = rio_of(io);
 	x->tick_cb = tick;
 	x->recv_cb = recv;
+	if (x->tick_ms > 0 && x->tick_ms < msecs)
+		msecs = x->tick_ms;
 	ev_timer_set(&x->tick, msecs / 1000.0, msecs / 1000.0);
 	ev_timer_start(x->loop, &x->tick);
 	return 0;
@@ -533,6 +540,9 @@ int raft_io_create(struct raft_io *io, const struct raft_io_config *cfg, char *e
 	x->clock_ctx = cfg->clock_ctx;
 	x->now_ms = cfg->now_ms;
 	x->rand32 = cfg->rand32;
+	x->tick_ms = cfg->tick_ms;
+	x->recv_ctx = cfg->recv_ctx;
+	x->before_recv = cfg->before_recv;
 	x->tail = &x->head;
 	x->in_tail = &x->in_head;
 	ev_timer_init(&x->tick, tick_cb, 0.1, 0.1);

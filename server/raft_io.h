@@ -71,6 +71,16 @@ struct raft_io_config {
 	void *clock_ctx;
 	uint64_t (*now_ms)(void *ctx);
 	uint32_t (*rand32)(void *ctx);
+	/* Optional: call libraft's tick every tick_ms at most (0: as often as
+	 * libraft asks, its heartbeat timeout). libraft's timers compare
+	 * timestamps, so a finer tick only makes them fire closer to their
+	 * deadlines. */
+	unsigned tick_ms;
+	/* Optional: sees (and may amend) each received message just before
+	 * libraft gets it, in the loop watcher (the owner's policy, e.g. which
+	 * vote requests may disrupt a silent leader: agent/server.c). */
+	void *recv_ctx;
+	void (*before_recv)(void *ctx, struct raft_message *m);
 };
 
 /* At most this many received messages wait for the loop; more are dropped

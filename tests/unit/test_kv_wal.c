@@ -494,6 +494,55 @@ static void test_crash_image_recovers_from_log(void)
 	kv_store_close(c);
 }
 
+/* kv_store_set_log_sync(false) (a CP server's replica, agent/server.c
+ * cp_on): commits skip the fdatasync, so a crash may keep any prefix of the
+ * log's bytes. Whatever prefix it keeps, the store recovers a prefix of the
+ * batches: never a later batch without an earlier one. */
+static void test_unsynced_log_recovers_a_prefix_of_batches(void)
+{
+	static const char *keys[] = {"b1", "b2", "b3", "b4"};
+	char dir[512], crash[512], a[600], b[600];
+	fresh_path(dir, sizeof(dir), "nosync");
+	fresh_path(crash, sizeof(crash), "nosync-crash");
+	struct kv_store *s = open_store(dir);
+	REQUIRE(s != NULL, "open");
+	kv_store_set_log_sync(s, false);
+	for (int i = 0; i < 4; i++)
+		REQUIRE(put1(s, keys[i], 300 + (uint64_t)i, "v") == 0, "put %s", keys[i]);
+	size_t end = 4096 + (size_t)kv_store_log_bytes(s), wn, mn;
+	snprintf(a, sizeof(a), "%s/wal", dir);
+	uint8_t *wal = read_file(a, &wn);
+	snprintf(a, sizeof(a), "%s/data.mdb", dir);
+	uint8_t *mdb = read_file(a, &mn);
+	kv_store_close(s);
+	REQUIRE(wal != NULL && mdb != NULL && wn >= end, "read the files");
+	mkdir(crash, 0700);
+	int last = 0;
+	for (size_t cut = 4096; cut <= end && wal != NULL && mdb != NULL; cut++) {
+		snprintf(a, sizeof(a), "%s/data.mdb", crash);
+		snprintf(b, sizeof(b), "%s/wal", crash);
+		REQUIRE(write_file(a, mdb, mn) == 0 && write_file(b, wal, cut) == 0, "write image");
+		struct kv_store *c = open_store(crash);
+		REQUIRE(c != NULL, "open the image cut at %zu", cut);
+		if (c == NULL)
+			break;
+		int have = 0, gap = 0;
+		for (int i = 0; i < 4; i++) {
+			if (!value_is(c, keys[i], "v"))
+				gap = 1;
+			else
+				have += gap ? 100 : 1; /* a later batch without an earlier one */
+		}
+		kv_store_close(c);
+		REQUIRE(have <= 4 && have >= last, "cut at %zu: %d batches, %d before", cut, have,
+		        last);
+		last = have;
+	}
+	REQUIRE(last == 4, "the whole log: expected 4 batches, got %d", last);
+	free(wal);
+	free(mdb);
+}
+
 /* Replaying a log whose batches LMDB already holds changes nothing (a
  * crash between LMDB's commit and the log's reset), however often. */
 static void test_replay_is_idempotent(void)
@@ -842,6 +891,7 @@ int main(void)
 	RUN(test_checkpoint_reset_drops_old_generation);
 	RUN(test_crash_image_recovers_from_log);
 	RUN(test_replay_is_idempotent);
+	RUN(test_unsynced_log_recovers_a_prefix_of_batches);
 	RUN(test_open_batch_is_invisible_and_abort_keeps_acked);
 	RUN(test_ack_comes_after_the_batch_is_logged);
 	RUN(test_open_reports_dropped_tail);
