@@ -24,13 +24,15 @@
 #   failover: kill -9 of the leader, then a write to a surviving server every
 #     10 ms (each its own request with a 10 s timeout, not waiting for the
 #     earlier ones); reported is the time from the kill to the first
-#     acknowledged write.
+#     acknowledged write, FAILOVERS times each (median, and every sample).
 # After the wrk rows it counts, per row, the keys each system holds against
 # the writes wrk saw acknowledged (a 2xx answer).
 # Prints a table with rumor/etcd ratios, and the load average before and after.
 #
 # Usage: RUMOR_BIN=build-bench/rumor bench/servers/run.sh
-#   environment: DURATION (5), THREADS (2), LOAD_MAX (2.0) and LOAD_WAIT (60):
+#   environment: DURATION (5), THREADS (2), FAILOVERS (5: kills of the leader
+#   per system, taking turns, each killed member restarted on its data before
+#   the next), LOAD_MAX (2.0) and LOAD_WAIT (60):
 #   wait up to LOAD_WAIT s for the 1-minute load to fall to LOAD_MAX, then run
 #   anyway; BASE: first of 50 ports (default below Linux's ephemeral range);
 #   RUMOR_REV: printed beside the binary's version (e.g. the commit built).
@@ -42,6 +44,7 @@ DURATION=${DURATION:-5}
 THREADS=${THREADS:-2}
 LOAD_MAX=${LOAD_MAX:-2.0}
 LOAD_WAIT=${LOAD_WAIT:-60}
+FAILOVERS=${FAILOVERS:-5}
 BASE=${BASE:-$((13000 + $$ % 80 * 50))}
 LUA=$HERE/bench.lua
 
@@ -93,7 +96,7 @@ rumor_start() { # i name extra...
 	"$RUMOR_BIN" agent -node "$name" -bind 127.0.0.1 -advertise 127.0.0.1 \
 		-serf-lan-port $((BASE + i)) -client 127.0.0.1 -http-port "$(rhttp "$i")" \
 		-dns-port -1 -server-port "$(rsrv "$i")" -data-dir "$TMP/r$i" -log-level warn \
-		-retry-join "127.0.0.1:$((BASE + 1))" -retry-interval 1s "$@" >"$TMP/r$i.log" 2>&1 &
+		-retry-join "127.0.0.1:$((BASE + 1))" -retry-interval 1s "$@" >>"$TMP/r$i.log" 2>&1 &
 	PID[r$i]=$!
 	PIDS+=("$!")
 	disown "$!"
@@ -103,7 +106,8 @@ rumor_start 4 c4
 
 CLUSTER=""
 for i in 1 2 3; do CLUSTER+="${CLUSTER:+,}e$i=http://127.0.0.1:$(epeer "$i")"; done
-for i in 1 2 3; do
+etcd_start() { # i (a restart reuses its data directory, as a restarted member does)
+	local i=$1
 	etcd --name "e$i" --data-dir "$TMP/e$i" \
 		--listen-client-urls "http://127.0.0.1:$(eclient "$i")" \
 		--advertise-client-urls "http://127.0.0.1:$(eclient "$i")" \
@@ -111,11 +115,12 @@ for i in 1 2 3; do
 		--initial-advertise-peer-urls "http://127.0.0.1:$(epeer "$i")" \
 		--initial-cluster "$CLUSTER" --initial-cluster-state new \
 		--initial-cluster-token "rumor-bench-$$" --logger zap --log-level warn \
-		>"$TMP/e$i.log" 2>&1 &
+		>>"$TMP/e$i.log" 2>&1 &
 	PID[e$i]=$!
 	PIDS+=("$!")
 	disown "$!"
-done
+}
+for i in 1 2 3; do etcd_start "$i"; done
 
 # --- who leads
 rumor_leader_addr() { curl -s -m 2 "http://127.0.0.1:$(rhttp "$1")/v1/status/leader" | tr -d '"'; }
@@ -256,10 +261,50 @@ for r in put1 put16 put64 fwd1 fwd16; do
 	echo "$r ${rk:--1} ${ek:--1}" >>"$TMP/keys"
 done
 
-FO_R=$(failover rumor "${PID[r$RL]}" "http://127.0.0.1:$(rhttp "$RF")")
-echo "failover rumor: $FO_R" >&2
-FO_E=$(failover etcd "${PID[e$EL]}" "$EFOLL")
-echo "failover etcd: $FO_E" >&2
+# FAILOVERS samples each, taking turns: kill the leader, time the first
+# acknowledged write on a survivor, restart the killed one on its data and
+# wait until all three agree on a leader (and take a write) again.
+rumor_ready() {
+	local l
+	for _ in $(seq 300); do
+		l=$(rumor_leader) &&
+			[ "$(curl -s -m 6 -X PUT --data-binary v "http://127.0.0.1:$(rhttp "$l")/v1/kv/bench/fo")" = true ] &&
+			{ echo "$l"; return 0; }
+		sleep 0.1
+	done
+	return 1
+}
+etcd_ready() {
+	local l i ok
+	for _ in $(seq 300); do
+		ok=1
+		for i in 1 2 3; do
+			curl -sf -m 2 -X POST -d '{}' "http://127.0.0.1:$(eclient "$i")/v3/maintenance/status" >/dev/null || ok=""
+		done
+		[ -n "$ok" ] && l=$(etcd_leader) &&
+			curl -sf -m 6 -X POST -d '{"key":"YmVuY2gvZm8=","value":"dg=="}' "http://127.0.0.1:$(eclient "$l")/v3/kv/put" >/dev/null &&
+			{ echo "$l"; return 0; }
+		sleep 0.1
+	done
+	return 1
+}
+FO_R="" FO_E="" FO_RS="" FO_ES=""
+for k in $(seq "$FAILOVERS"); do
+	RL=$(rumor_ready) || die "rumor: no leader before failover $k"
+	RF=$((RL % 3 + 1))
+	f=$(failover rumor "${PID[r$RL]}" "http://127.0.0.1:$(rhttp "$RF")")
+	echo "failover rumor $k (killed s$RL): $f" >&2
+	[ -z "$FO_R" ] && FO_R=$f
+	FO_RS+="${FO_RS:+,}${f%% *}"
+	rumor_start "$RL" "s$RL" -server -bootstrap-expect=3
+	EL=$(etcd_ready) || die "etcd: no leader before failover $k"
+	EF=$((EL % 3 + 1))
+	f=$(failover etcd "${PID[e$EL]}" "http://127.0.0.1:$(eclient "$EF")")
+	echo "failover etcd $k (killed e$EL): $f" >&2
+	[ -z "$FO_E" ] && FO_E=$f
+	FO_ES+="${FO_ES:+,}${f%% *}"
+	etcd_start "$EL"
+done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the table
@@ -267,7 +312,7 @@ META1="rumor servers vs etcd, 3 members each on 127.0.0.1, data on disk; wrk -t$
 META2="machine: $(nproc) CPUs; load average before / during / after: $LOAD_START / $LOAD_RUN / $LOAD_END"
 META3="rumor: $RUMOR_BIN ($("$RUMOR_BIN" version 2>/dev/null | head -1)${RUMOR_REV:+, $RUMOR_REV});"
 META3+=" etcd $(etcd --version 2>/dev/null | awk 'NR == 1 { print $3 }'); $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }')"
-python3 - "$TMP/results" "$FO_R" "$FO_E" "$META1" "$META2" "$META3" "$TMP/keys" <<'PY'
+python3 - "$TMP/results" "$FO_R" "$FO_E" "$META1" "$META2" "$META3" "$TMP/keys" "$FO_RS" "$FO_ES" <<'PY'
 import sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -304,14 +349,21 @@ for key, label in labels:
             notes.append("%s %s: wrk gave no result" % (s, key))
         elif x["err"]:
             notes.append("%s %s: %d errors (non-2xx or socket)" % (s, key, x["err"]))
-rf, ef = float(fo["rumor"][0]), float(fo["etcd"][0])
-print("| failover: kill -9 of the leader to the first acknowledged write, ms | %s | %s | %s |" % (
-    "%.0f" % rf if rf >= 0 else "none in 30 s", "%.0f" % ef if ef >= 0 else "none in 30 s",
-    ratio(rf, ef) if rf >= 0 and ef >= 0 else "-"))
+samples = {s: [float(x) for x in a.split(",") if x] for s, a in (("rumor", sys.argv[8]), ("etcd", sys.argv[9]))}
+
+def median(v):
+    v = sorted(v)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+rf, ef = (median([x if x >= 0 else 1e9 for x in samples[s]]) for s in ("rumor", "etcd"))
+show = lambda x: "%.0f" % x if x < 1e9 else "none in 30 s"
+print("| failover: kill -9 of the leader to the first acknowledged write, median of %d, ms | %s | %s | %s |" % (
+    len(samples["rumor"]), show(rf), show(ef), ratio(rf, ef) if rf < 1e9 and ef < 1e9 else "-"))
 print()
 print("ratios: rumor/etcd; above 1 is better for req/s, below 1 is better for latency and failover")
 for s in ("rumor", "etcd"):
-    print("failover %s: %s writes sent, failed before the first acknowledged one: %s" % (
+    print("failover %s, every sample (ms): %s" % (s, " ".join("%.0f" % x for x in samples[s])))
+    print("failover %s, first sample: %s writes sent, failed before the first acknowledged one: %s" % (
         s, fo[s][1], fo[s][2].replace("_", " ")))
 print("keys held after the run / writes acknowledged (2xx) by wrk, per row:")
 for line in open(sys.argv[7]):
