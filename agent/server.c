@@ -615,8 +615,10 @@ static void forward_reply(void *ud, int status, const uint8_t *p, size_t n)
 	 * twice would fail the second time after succeeding the first). */
 	bool unsent = status == CP_S_NO_LEADER || status == SERVER_RPC_E_UNSENT ||
 	              (r->resend_ok && status != CP_S_ERROR && status != CP_S_TOO_BIG);
-	if (unsent && now_ms(r->s) < r->deadline_ms)
-		return; /* held: the tick sends it again */
+	if (unsent && now_ms(r->s) < r->deadline_ms) {
+		quick_start(r->s); /* held: sent again within 10 ms */
+		return;
+	}
 	req_answer(r, unsent ? KV_NO_LEADER : status == CP_S_ERROR ? KV_ERROR : KV_UNKNOWN, -1);
 }
 
@@ -628,8 +630,10 @@ static void forward(struct server *s, struct cp_req *r, const char *addr)
 	}
 	r->phase = R_FORWARDED;
 	if (server_rpc_call(s->rpc, addr, r->method == CP_M_RESTORE ? CP_M_RESTORE : CP_M_WRITE,
-	                    r->body, r->body_len, FORWARD_TIMEOUT_MS, forward_reply, r) < 0)
+	                    r->body, r->body_len, FORWARD_TIMEOUT_MS, forward_reply, r) < 0) {
 		r->phase = R_HELD;
+		quick_start(s);
+	}
 }
 
 static struct cp_req *req_new(struct server *s)
@@ -1159,10 +1163,14 @@ static void quick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		ev_timer_stop(loop, t);
 }
 
+/* First at the next loop iteration (a barrier that just committed, a
+ * leader just learned), then every 10 ms. */
 static void quick_start(struct server *s)
 {
-	if (!ev_is_active(&s->quick))
-		ev_timer_start(s->loop, &s->quick);
+	if (ev_is_active(&s->quick))
+		return;
+	ev_timer_set(&s->quick, 0.0, 0.01);
+	ev_timer_start(s->loop, &s->quick);
 }
 
 static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
