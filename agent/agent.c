@@ -1312,6 +1312,8 @@ int agent_main(int argc, char **argv)
 	        .set_tags = set_tags,
 	        .keyring_path = keyring_path,
 	        .retag = retag,
+	        .catalog = api_catalog_catalog,
+	        .republish = api_catalog_republish,
 	};
 	struct agent agent, *a = &agent;
 	struct agent_priv p;

@@ -28,6 +28,7 @@ struct agent_catalog;
 struct kv;
 struct api_ops;
 struct server;
+struct catalog;
 struct agent;
 
 /* What the parts may ask of the composition root (agent.c fills these). */
@@ -45,6 +46,12 @@ struct agent_calls {
 	const char *(*keyring_path)(const struct agent *a, char *buf, size_t cap);
 	/* Build our tags again (the server tier's changed) and announce them. */
 	void (*retag)(struct agent *a);
+	/* The catalog this agent keeps (agent/catalog.h), NULL before it
+	 * started: what the server tier's sessions check a node's health in. */
+	const struct catalog *(*catalog)(struct agent *a);
+	/* Write this agent's own catalog document again (whole: idempotent),
+	 * as the server tier does when the store turns CP. */
+	void (*republish)(struct agent *a);
 };
 
 struct agent {
@@ -96,6 +103,16 @@ static inline const char *agent_keyring_path(const struct agent *a, char *buf, s
 static inline void agent_retag(struct agent *a)
 {
 	a->calls->retag(a);
+}
+
+static inline const struct catalog *agent_catalog(struct agent *a)
+{
+	return a->calls->catalog(a);
+}
+
+static inline void agent_republish(struct agent *a)
+{
+	a->calls->republish(a);
 }
 
 #endif

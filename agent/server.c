@@ -55,7 +55,6 @@
 #include "lib/cursor.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
-#include "agent/api_catalog.h"
 #include "agent/sessions.h"
 #include "server/raft_io.h"
 #include "server/raft_store.h"
@@ -1089,7 +1088,7 @@ static void cp_on(struct server *s)
 	s->cp = true;
 	/* what this agent wrote of itself before it knew of servers stayed in
 	 * its own replica (servers take no merges): write it through Raft */
-	api_catalog_republish(s->a);
+	agent_republish(s->a);
 	log_info("server: servers in the cluster: the KV store is CP (writes and reads go "
 	         "through the Raft leader)");
 }

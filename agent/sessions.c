@@ -12,7 +12,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "agent/api_catalog.h"
 #include "agent/catalog.h"
 #include "agent/config.h"
 #include "agent/env.h"
@@ -342,7 +341,7 @@ static int check_state(const struct catalog_node *n, const char *id, bool servic
 /* Why s cannot live now (a message), or NULL. */
 static const char *health_problem(struct agent *a, const struct session *s, char *buf, size_t cap)
 {
-	const struct catalog *cat = api_catalog_catalog(a);
+	const struct catalog *cat = agent_catalog(a);
 	const struct catalog_node *n =
 	        cat != NULL ? catalog_node_get(cat, s->node, strlen(s->node)) : NULL;
 	if (n == NULL)
