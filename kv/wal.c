@@ -59,16 +59,43 @@ static void crc_init(void)
 	}
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* SSE4.2's crc32 instruction computes CRC-32C itself, 8 bytes at a time:
+ * the table loop below was 12% of a leader's CPU under forwarded writes
+ * (perf; every stored record is checked on each read and scan). */
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t c, const uint8_t *p, size_t len)
+{
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t v;
+		memcpy(&v, p, 8);
+		c = (uint32_t)__builtin_ia32_crc32di(c, v);
+	}
+	for (; len > 0; p++, len--)
+		c = __builtin_ia32_crc32qi(c, *p);
+	return c;
+}
+#define CRC_HW 1
+#endif
+
 /*
  * CRC-32C (Castagnoli), the checksum LevelDB and RocksDB put on their log
- * records for the same job. Table-driven, built on first use; that is safe
+ * records for the same job. The CPU's instruction where there is one (the
+ * same function: tests/unit/test_kv_wal.c checks both against a bitwise
+ * reference), else table-driven. Both are set up on first use; that is safe
  * because every caller runs on the one thread of the agent or the CLI.
  */
 uint32_t kv_wal_crc32c(uint32_t crc, const void *buf, size_t len)
 {
+	const uint8_t *p = buf;
+#ifdef CRC_HW
+	static int hw = -1;
+	if (hw < 0)
+		hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+	if (hw)
+		return ~crc_hw(~crc, p, len);
+#endif
 	if (crc_table[1] == 0)
 		crc_init();
-	const uint8_t *p = buf;
 	crc = ~crc;
 	for (size_t i = 0; i < len; i++)
 		crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
