@@ -1086,7 +1086,7 @@ void kv_engine_sync_now(struct kv_engine *e)
  * period) the simulator's heal of a one-sided write after an idle spell took a
  * median of 63 s and sometimes over 96 s, against 21 s with no back-off; with
  * 2x plus the chain below (sync_chain_start), 10 s, at most 24 s (20 seeds,
- * 20 nodes). An idle round costs about 600 bytes (a TCP connection, ROOT, END),
+ * 20 nodes). An idle round costs about 550 bytes (a TCP connection, ROOT, END),
  * so 2x still halves what an idle store sends.
  */
 void kv_engine_sync_timer(struct kv_engine *e)
