@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "gossip/keyring.h"
+#include "kv/engine.h"
 #include "kv/hlc.h"
 #include "kv/repl.h"
 #include "kv/store.h"
@@ -465,6 +466,83 @@ static void test_root_frames_are_checked(void)
 	kv_store_close(a);
 }
 
+/* A fake driver for the engine's anti-entropy timer: it records the
+ * period armed and opens a round only when asked to (the test ends it). */
+struct pace {
+	int64_t armed;
+	bool open_ok;
+	struct kv_session *open;
+};
+
+static uint32_t pace_rand(void *ctx, uint32_t n)
+{
+	(void)ctx;
+	return n / 2; /* no jitter (1000 of 2001), the first peer, 0.35 s soon */
+}
+
+static void pace_peers(void *ctx, kv_peer_fn fn, void *ud)
+{
+	(void)ctx;
+	fn(ud, "p1");
+}
+
+static bool pace_open(void *ctx, const char *peer, struct kv_session *s, const uint8_t *first,
+                      size_t len)
+{
+	struct pace *p = ctx;
+	(void)peer;
+	(void)first;
+	(void)len;
+	if (!p->open_ok)
+		return false;
+	p->open = s;
+	return true;
+}
+
+static void pace_arm(void *ctx, int64_t after_us)
+{
+	((struct pace *)ctx)->armed = after_us;
+}
+
+static int64_t pace_left(void *ctx)
+{
+	return ((struct pace *)ctx)->armed;
+}
+
+/* An idle store's period doubles once and no more; a failed round brings
+ * the next one forward and cancels the back-off until a round succeeds. */
+static void test_idle_back_off_is_2x_and_a_failed_round_cancels_it(void)
+{
+	char dir[512], err[256];
+	snprintf(dir, sizeof(dir), "%s/pace", tmpdir);
+	struct pace p = {0};
+	struct kv_io io = {.ctx = &p,
+	                   .rand = pace_rand,
+	                   .peers = pace_peers,
+	                   .open_session = pace_open,
+	                   .sync_arm = pace_arm,
+	                   .sync_left = pace_left};
+	struct kv_engine_config cfg = {.dir = dir, .node_name = "n1", .sync_interval_ms = 10000};
+	struct kv_engine *e = kv_engine_new(&cfg, &io, 1700000000000, err, sizeof(err));
+	REQUIRE(e != NULL, "engine: %s", err);
+	kv_engine_sync_timer(e); /* the first look at the root: base period */
+	CHECK_NUM(10000000, p.armed, "first period");
+	kv_engine_sync_timer(e); /* the root did not move: doubled */
+	CHECK_NUM(20000000, p.armed, "idle period");
+	kv_engine_sync_timer(e);
+	kv_engine_sync_timer(e);
+	CHECK_NUM(20000000, p.armed, "still idle: 2x is the most");
+	p.open_ok = true;
+	kv_engine_sync_timer(e);
+	REQUIRE(p.open != NULL, "a round was opened");
+	p.open_ok = false;
+	kv_session_end(p.open, false);
+	CHECK_NUM(350000, p.armed, "after a failed round: 0.2 s + 0-0.3 s");
+	kv_engine_sync_timer(e);
+	CHECK_NUM(10000000, p.armed, "after a failed round: the base period, not 2x");
+	kv_engine_free(e);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -474,6 +552,7 @@ int main(void)
 	RUN(test_large_difference_travels_in_bounded_frames);
 	RUN(test_equal_roots_cost_one_frame_each_way);
 	RUN(test_root_frames_are_checked);
+	RUN(test_idle_back_off_is_2x_and_a_failed_round_cancels_it);
 	RUN(test_lazy_pump_follows_the_socket);
 	RUN(test_sealed_frames_open_only_with_a_key_their_way_untouched);
 	RUN(test_merge_refuses_versions_far_ahead_and_heals_poison);
