@@ -1626,6 +1626,19 @@ struct confirm {
 
 static void confirm_issue(struct server *s);
 
+/* Reads a round could not serve go to the barrier, which answers them if
+ * this server still leads and fails them if not. */
+static void reads_to_barrier(struct server *s, struct server_read *reads)
+{
+	struct server_read *next;
+	for (struct server_read *r = reads; r; r = next) {
+		next = r->bnext;
+		r->bnext = s->bqueue;
+		s->bqueue = r;
+	}
+	barrier_issue(s);
+}
+
 static void confirm_finish(struct confirm *c, bool confirmed)
 {
 	struct server *s = c->s;
@@ -1633,19 +1646,24 @@ static void confirm_finish(struct confirm *c, bool confirmed)
 	s->confirm_busy = false;
 	bool ok = confirmed && leader_serving(s) && s->raft.current_term == c->term &&
 	          raft_last_applied(&s->raft) >= c->read_index;
-	struct server_read *next;
-	for (struct server_read *r = c->reads; r; r = next) {
-		next = r->bnext;
-		if (ok || s->raft_closing) {
-			barrier_done(r, ok ? 0 : RAFT_SHUTDOWN);
-		} else {
-			r->bnext = s->bqueue; /* the barrier decides */
-			s->bqueue = r;
-		}
-	}
+	struct server_read *reads = c->reads, *next;
 	c->reads = NULL;
-	if (!ok && !s->raft_closing)
-		barrier_issue(s);
+	if (s->raft_closing) {
+		/* closing: the reads waiting for the next round end too */
+		for (struct server_read *r = s->cqueue; r; r = next) {
+			next = r->bnext;
+			barrier_done(r, RAFT_SHUTDOWN);
+		}
+		s->cqueue = NULL;
+	}
+	if (ok || s->raft_closing) {
+		for (struct server_read *r = reads; r; r = next) {
+			next = r->bnext;
+			barrier_done(r, ok ? 0 : RAFT_SHUTDOWN);
+		}
+	} else {
+		reads_to_barrier(s, reads);
+	}
 	if (!s->raft_closing)
 		confirm_issue(s);
 }
@@ -1667,6 +1685,12 @@ static void confirm_issue(struct server *s)
 {
 	if (s->cqueue == NULL || s->confirm_busy)
 		return;
+	if (!leader_serving(s)) { /* lost the lead meanwhile: the barrier fails them */
+		struct server_read *q = s->cqueue;
+		s->cqueue = NULL;
+		reads_to_barrier(s, q);
+		return;
+	}
 	struct confirm *c = xcalloc(1, sizeof(*c));
 	c->s = s;
 	c->reads = s->cqueue;
