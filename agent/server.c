@@ -66,6 +66,10 @@
 #define ELECTION_MS 1000
 #define HEARTBEAT_MS 100
 #define RAFT_TICK_MS 10 /* libraft's timers checked this often (raft_io_config) */
+/* a follower that finds its leader's port closed starts an election after
+ * a random delay in [GONE_MIN_MS, GONE_MAX_MS) (rpc_peer_down) */
+#define GONE_MIN_MS 10
+#define GONE_MAX_MS 160
 #define SNAPSHOT_THRESHOLD 8192
 #define SNAPSHOT_TRAILING 2048
 #define FORWARD_TIMEOUT_MS 7000 /* Consul's RPC hold timeout */
@@ -131,6 +135,9 @@ struct server {
 	 * not merely started, so servers bootstrapping together do not see
 	 * each other's tag and skip their own bootstrap */
 	bool raft_tagged;
+	/* the leader whose port refused a connection (rpc_peer_down), and when */
+	raft_id gone_leader;
+	raft_time gone_at;
 	/* ?consistent reads: the queue for the next barrier, one in flight */
 	struct server_read *bqueue;
 	bool barrier_busy;
@@ -955,10 +962,54 @@ static void before_recv(void *ctx, struct raft_message *m)
 {
 	struct server *s = ctx;
 	struct raft *r = &s->raft;
-	if (m->type == RAFT_IO_REQUEST_VOTE && r->state == RAFT_FOLLOWER &&
-	    r->follower_state.current_leader.id != 0 &&
-	    r->io->time(r->io) - r->election_timer_start >= r->election_timeout)
+	if (m->type != RAFT_IO_REQUEST_VOTE || r->state != RAFT_FOLLOWER ||
+	    r->follower_state.current_leader.id == 0)
+		return;
+	raft_time now = r->io->time(r->io);
+	bool gone = s->gone_leader == r->follower_state.current_leader.id &&
+	            now - s->gone_at < 2 * ELECTION_MS;
+	if (gone || now - r->election_timer_start >= r->election_timeout)
 		m->request_vote.disrupt_leader = true;
+}
+
+/*
+ * Failover when the leader's process died (crashed, killed, restarted):
+ * its kernel closes its sockets, so a follower's connection to it ends
+ * (the peer closed it), and a dial of its server RPC port is refused —
+ * nothing listens there. Waiting for the election timer (1 to 2 election
+ * timeouts after the last heartbeat) would then only wait for what is
+ * already known. The follower brings its timer forward to fire after a
+ * random 10-160 ms (the delay keeps two followers that saw the same close
+ * from splitting the vote), and counts the leader as gone for
+ * before_recv's rule, so its peer grants the (pre-)vote it would refuse
+ * while it still knows a leader. A machine that dies without closing its
+ * sockets (power, network) is found by the timer as before. Only liveness
+ * is at stake: a vote still needs an up-to-date log, one per term, and a
+ * leader that is in fact alive (its port refusing for another reason)
+ * steps down at the higher term like any deposed leader.
+ */
+static void rpc_peer_down(void *ctx, const char *addr, bool refused)
+{
+	struct server *s = ctx;
+	struct raft *r = &s->raft;
+	if (!s->raft_started || s->raft_closing || r->state != RAFT_FOLLOWER)
+		return;
+	const char *la = r->follower_state.current_leader.address;
+	if (r->follower_state.current_leader.id == 0 || la == NULL || strcmp(la, addr) != 0)
+		return;
+	if (!refused && server_rpc_probe(s->rpc, addr) != 1)
+		return; /* dialling again: a refusal comes back here */
+	raft_time now = r->io->time(r->io);
+	unsigned delay = (unsigned)r->io->random(r->io, GONE_MIN_MS, GONE_MAX_MS);
+	unsigned timeout = r->follower_state.randomized_election_timeout;
+	if (now - r->election_timer_start + delay < timeout)
+		r->election_timer_start = now + delay - timeout; /* fires in `delay` ms */
+	if (s->gone_leader != r->follower_state.current_leader.id ||
+	    now - s->gone_at >= 2 * ELECTION_MS)
+		log_info("server: the leader %s refuses connections; an election in %u ms", addr,
+		         delay);
+	s->gone_leader = r->follower_state.current_leader.id;
+	s->gone_at = now;
 }
 
 static int start_raft(struct server *s, const struct raft_configuration *boot)
@@ -1222,7 +1273,7 @@ struct server *server_new(struct agent *a, char *err, size_t errlen)
 	                               .node_name = a->cfg.node_name,
 	                               .bind_addr = a->cfg.bind_addr,
 	                               .buffer_budget = 0};
-	struct server_rpc_handlers h = {s, rpc_raft, rpc_request};
+	struct server_rpc_handlers h = {s, rpc_raft, rpc_request, rpc_peer_down};
 	s->rpc = server_rpc_new(&rc, &h, err, errlen);
 	if (s->rpc == NULL) {
 		free(s);

@@ -93,7 +93,8 @@ struct rpc_conn {
 	ev_timer timer;
 	bool outbound, connecting, hello; /* hello: the peer's HELLO is in (inbound) */
 	bool dead;                        /* dropped while conn_cb processes it */
-	bool remove;                      /* ... and the entry goes too */
+	int gone;    /* outbound: 1 the peer ended the connection, 2 it refused the connect */
+	bool remove; /* ... and the entry goes too */
 	struct kv_buf rbuf, wbuf, plain;
 	size_t woff;
 	double down_at;  /* outbound: when it last failed (0: never) */
@@ -699,6 +700,8 @@ static bool conn_read(struct rpc_conn *c)
 			return true;
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n == 0 || errno == ECONNRESET)
+			c->gone = 1; /* the peer's process closed it (or is gone) */
 		if (n == 0)
 			log_debug("server rpc: %s closed the connection", c->addr);
 		else
@@ -786,6 +789,8 @@ static bool conn_connected(struct rpc_conn *c)
 		e = errno;
 	if (e != 0) {
 		log_debug("server rpc: connect to %s: %s", c->addr, strerror(e));
+		if (e == ECONNREFUSED)
+			c->gone = 2; /* nothing listens there */
 		return false;
 	}
 	c->connecting = false;
@@ -817,6 +822,11 @@ static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
 	if (ok && !c->dead && !c->connecting)
 		ok = conn_write(c);
 	rpc->current = NULL;
+	int gone = c->outbound && !ok && !c->dead ? c->gone : 0;
+	char addr[RPC_ADDR_MAX];
+	if (gone)
+		memcpy(addr, c->addr, sizeof(addr));
+	c->gone = 0;
 	if (c->dead)
 		conn_finish(c);
 	else if (!ok)
@@ -825,6 +835,8 @@ static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
 		conn_update_events(c);
 		conn_arm(c);
 	}
+	if (gone && rpc->h.peer_down != NULL && !rpc->freeing)
+		rpc->h.peer_down(rpc->h.ctx, addr, gone == 2);
 	rpc_leave(rpc);
 }
 
@@ -875,6 +887,7 @@ static bool conn_dial(struct rpc_conn *c)
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	c->remove = false;
+	c->gone = 0;
 	/* the loop's time can be stale here (a send after long work in the
 	 * same callback, as a snapshot of a large store): the connect deadline
 	 * counts from now */
@@ -888,6 +901,7 @@ static bool conn_dial(struct rpc_conn *c)
 	if (fd < 0) {
 		log_debug("server rpc: connect to %s: %s", c->addr, strerror(-fd));
 		c->down_at = c->progress;
+		c->gone = -fd == ECONNREFUSED ? 2 : 0; /* loopback refuses at once */
 		return false;
 	}
 	c->fd = fd;
@@ -946,6 +960,19 @@ static struct rpc_conn *out_get(struct server_rpc *rpc, const char *addr, bool *
 }
 
 /* -------------------------------------------------------------- API */
+
+int server_rpc_probe(struct server_rpc *rpc, const char *addr)
+{
+	bool up;
+	struct rpc_conn *c = out_get(rpc, addr, &up);
+	if (c == NULL)
+		return -1;
+	if (c->fd < 0 && !c->dead && c->gone != 2 && !up)
+		(void)conn_dial(c); /* out_get did not dial: within the pause */
+	int refused = c->fd < 0 && c->gone == 2;
+	c->gone = 0;
+	return refused ? 1 : 0;
+}
 
 struct server_rpc *server_rpc_new(const struct server_rpc_config *cfg,
                                   const struct server_rpc_handlers *h, char *err, size_t errlen)

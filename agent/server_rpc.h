@@ -52,6 +52,7 @@
 #ifndef RUMOR_AGENT_SERVER_RPC_H
 #define RUMOR_AGENT_SERVER_RPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -96,6 +97,11 @@ struct server_rpc_handlers {
 	 * is the node name the peer's HELLO gave. */
 	void (*request)(void *ctx, uint64_t conn_id, uint64_t req_id, uint8_t method,
 	                const char *from_node, const uint8_t *p, size_t n);
+	/* Optional. Our connection to addr ended because the peer closed it
+	 * (refused false: its process closed the socket or is gone) or a dial
+	 * of addr was refused (refused true: nothing listens there). Not
+	 * called for timeouts, protocol errors or our own closes. */
+	void (*peer_down)(void *ctx, const char *addr, bool refused);
 };
 
 /* A call's outcome: status >= 0 is the REPLY's status byte with its
@@ -125,6 +131,12 @@ void server_rpc_adopt(struct server_rpc *rpc, int fd, const char *peer, const ui
  * copied either way). 0 queued, -1 no way now (budget, bad address, over
  * SERVER_RPC_MESSAGE_MAX, a message already going in parts to addr). */
 int server_rpc_send_raft(struct server_rpc *rpc, const char *addr, const uint8_t *p, size_t n);
+
+/* Dial addr now if our connection to it is down, even within the redial
+ * pause. 1: refused at once (loopback does that); 0: up, dialling (a
+ * refusal comes to peer_down), or the dial failed otherwise; -1: a bad
+ * address or a full table. */
+int server_rpc_probe(struct server_rpc *rpc, const char *addr);
 
 /* Send a REQUEST to addr; fn is called exactly once, from the loop, with
  * the reply or an error, within timeout_ms. 0, or -1 (fn not called). */

@@ -146,6 +146,13 @@ c.procs[L].wait()
 ok = Cluster.wait(15, lambda: c.leader_index(SERVERS) is not None and c.leader_index(SERVERS) != L)
 t_new = time.monotonic() - t_kill
 c.check("a new leader is elected after kill -9 of the old one (%.1f s)" % t_new, True, ok)
+# the followers saw the leader's port close and did not wait for their
+# election timers (agent/server.c rpc_peer_down)
+gone = "the leader 127.0.0.1:%d refuses connections; an election in" % c.sport(L)
+logs = [open(os.path.join(c.tmp, "s%d.log" % i), errors="replace").read()
+        for i in SERVERS if i != L]
+c.check("a follower found the killed leader's port refusing and called an election",
+        True, any(gone in t for t in logs))
 before = len(acked)
 ok = Cluster.wait(15, lambda: len(acked) > before + 5)
 c.check("writes are acknowledged again under the new leader", True, ok)

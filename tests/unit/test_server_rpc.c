@@ -90,6 +90,9 @@ struct node {
 	int req_n;
 	uint64_t req_conn, req_id;
 	char req_node[64];
+	int down_n; /* peer_down calls */
+	bool down_refused;
+	char down_addr[64];
 };
 
 static uint64_t fnv(const uint8_t *p, size_t n)
@@ -134,6 +137,14 @@ static void on_request(void *ctx, uint64_t conn_id, uint64_t req_id, uint8_t met
 	}
 }
 
+static void on_down(void *ctx, const char *addr, bool refused)
+{
+	struct node *nd = ctx;
+	nd->down_n++;
+	nd->down_refused = refused;
+	snprintf(nd->down_addr, sizeof(nd->down_addr), "%s", addr);
+}
+
 static void adopt_cb(void *ctx, int fd, const char *peer, const uint8_t *buf, size_t len)
 {
 	struct node *nd = ctx;
@@ -158,7 +169,7 @@ static bool node_start(struct node *nd, const char *name, uint64_t id, size_t bu
 		return false;
 	snprintf(nd->addr, sizeof(nd->addr), "127.0.0.1:%d", kv_sync_port(nd->kv));
 	struct server_rpc_config rc = {loop, id, id ? nd->addr : "", name, "127.0.0.1", budget, 0};
-	struct server_rpc_handlers h = {nd, on_raft, on_request};
+	struct server_rpc_handlers h = {nd, on_raft, on_request, on_down};
 	nd->rpc = server_rpc_new(&rc, &h, err, sizeof(err));
 	if (!CHECK(nd->rpc != NULL, "server_rpc_new: %s", err))
 		return false;
@@ -354,6 +365,53 @@ static void test_refused_connect_fails_calls_and_redials_later(void)
 	CHECK_INT(-1, call(&a, "127.0.0.1:99999", 1, "x", 100, &r));
 out:
 	node_stop(&a);
+}
+
+/* peer_down: the peer's process closing our connection, then a refused
+ * dial (server.c starts an election on it when the peer is the leader);
+ * never for our own closes. */
+static void test_peer_down_when_the_peer_goes(void)
+{
+	struct node a, b;
+	if (!node_start(&a, "a", 11, 0) || !node_start(&b, "b", 22, 0))
+		goto out;
+	REQUIRE_INT(0, server_rpc_send_raft(a.rpc, b.addr, (const uint8_t *)"v", 1));
+	CHECK(run_until(&b.raft_n, 3), "delivered");
+	/* our own close (a keyring change closes every connection): silent */
+	server_rpc_set_seal(a.rpc, NULL);
+	run_for(0.1);
+	CHECK_INT(0, a.down_n, "no peer_down for our own close");
+	REQUIRE_INT(0, server_rpc_send_raft(a.rpc, b.addr, (const uint8_t *)"w", 1));
+	run_for(0.25); /* past the redial pause */
+	REQUIRE_INT(0, server_rpc_send_raft(a.rpc, b.addr, (const uint8_t *)"w", 1));
+	int want = 2;
+	for (int i = 0; i < 300 && b.raft_n < want; i++)
+		run_for(0.01);
+	CHECK_INT(2, b.raft_n, "connected again");
+	CHECK_INT(0, server_rpc_probe(a.rpc, b.addr), "probing a live peer: up");
+	CHECK_INT(0, a.down_n);
+	char baddr[64];
+	snprintf(baddr, sizeof(baddr), "%s", b.addr);
+	node_stop(&b); /* its connections and its listener close */
+	CHECK(run_until(&a.down_n, 3), "peer_down");
+	CHECK_INT(1, a.down_n);
+	CHECK_STR(baddr, a.down_addr);
+	CHECK(!a.down_refused, "the peer closed it");
+	int rc = server_rpc_probe(a.rpc, baddr);
+	if (rc == 0) { /* the refusal came later: through peer_down */
+		want = 2;
+		for (int i = 0; i < 300 && a.down_n < want; i++)
+			run_for(0.01);
+		CHECK_INT(2, a.down_n);
+		CHECK(a.down_refused, "refused, later");
+	} else {
+		CHECK_INT(1, rc, "refused at once");
+		CHECK_INT(1, a.down_n, "not reported twice");
+	}
+	CHECK_INT(-1, server_rpc_probe(a.rpc, "not-an-address"));
+out:
+	node_stop(&a);
+	node_stop(&b);
 }
 
 static void test_free_fails_pending_calls_with_shutdown(void)
@@ -831,7 +889,7 @@ counted:
 		goto out;
 	server_rpc_free(a.rpc);
 	struct server_rpc_config rc = {loop, 11, a.addr, "a", "127.0.0.1", 0, 6u << 20};
-	struct server_rpc_handlers h = {&a, on_raft, on_request};
+	struct server_rpc_handlers h = {&a, on_raft, on_request, on_down};
 	char err[200];
 	a.rpc = server_rpc_new(&rc, &h, err, sizeof(err));
 	size_t n = 7u << 20;
@@ -963,6 +1021,7 @@ int main(void)
 	RUN(test_call_reply_now_and_deferred);
 	RUN(test_call_times_out_and_late_reply_is_dropped);
 	RUN(test_refused_connect_fails_calls_and_redials_later);
+	RUN(test_peer_down_when_the_peer_goes);
 	RUN(test_free_fails_pending_calls_with_shutdown);
 	RUN(test_free_from_inside_a_reply);
 	RUN(test_connections_dropped_inside_a_handler);
