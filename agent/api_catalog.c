@@ -131,7 +131,8 @@ static void on_catalog_change(void *ud)
 	}
 }
 
-/* Parks the request if it asked to block and nothing newer exists; true if
+/* Parks the request if it asked to block and the catalog index is still
+ * the one it names (an index above ours is answered at once); true if
  * parked (the caller returns), false to answer now.  Bad parameters are
  * answered here (true). */
 static bool maybe_block(struct agent *a, struct http_conn *c, const struct http_request *req,
@@ -147,8 +148,8 @@ static bool maybe_block(struct agent *a, struct http_conn *c, const struct http_
 		api_reply_text(c, 400, "Invalid index");
 		return true;
 	}
-	if (catalog_index(ac->cat) > idx)
-		return false;
+	if (!kv_index_parks(catalog_index(ac->cat), idx))
+		return false; /* moved on, or went backwards (kv/engine.h) */
 	int64_t wait_ms = WAIT_DEFAULT_MS;
 	const char *ws = http_query_get(req, "wait");
 	if (ws != NULL && ws[0] != '\0' && rumor_parse_duration(ws, &wait_ms) < 0) {

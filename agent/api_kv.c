@@ -484,7 +484,9 @@ static void consistent_read(struct agent *a, struct http_conn *c, const struct h
 }
 
 /*
- * A blocking query parks only when the index has not moved past ?index. As Consul,
+ * A blocking query parks only while the index equals ?index (kv_index_parks:
+ * an index above the current one went backwards, and is answered at once so
+ * the client resets it). As Consul,
  * the wait is capped at 10 minutes and stretched by up to wait/16 of jitter, so
  * clients that started together do not all come back together. When the watch
  * table is full the read is answered at once: late beats never.
@@ -521,7 +523,7 @@ static void h_get(struct agent *a, struct http_conn *c, const struct http_reques
 				wait = WAIT_MAX_MS;
 		}
 		want = kv_hlc_index_in(want);
-		if (want > 0 && kv_index(a->kv, key, key_len, recurse) <= want) {
+		if (kv_index_parks(kv_index(a->kv, key, key_len, recurse), want)) {
 			if (wait >= 16)
 				wait += (int64_t)randombytes_uniform((uint32_t)(wait / 16));
 			struct parked *p = calloc(1, sizeof(*p));

@@ -23,6 +23,7 @@
 #include "agent/http/http.h"
 #include "agent/server.h"
 #include "agent/sessions.h"
+#include "kv/hlc.h"
 #include "kv/kv.h"
 #include "lib/xalloc.h"
 
@@ -281,7 +282,7 @@ static void sread_start(struct sread *q)
 		if (wait >= 16)
 			wait += (int64_t)randombytes_uniform((uint32_t)(wait / 16));
 		uint64_t now = kv_index(a->kv, KV_SESSION_PREFIX, strlen(KV_SESSION_PREFIX), true);
-		if (want > 0 && now <= want) {
+		if (kv_index_parks(now, kv_hlc_index_in(want))) {
 			q->w = kv_watch_add(a->kv, KV_SESSION_PREFIX, strlen(KV_SESSION_PREFIX),
 			                    true, want, wait, watch_fired, q);
 			if (q->w != NULL) {

@@ -61,6 +61,7 @@ struct catalog {
 	struct live_rec *live;
 	size_t nlive;
 	uint64_t index;
+	bool raft; /* index follows the store's Raft indexes (CP mode) */
 	catalog_change_fn on_change;
 	void *on_change_ud;
 	struct kv *kv;          /* NULL: local only */
@@ -209,9 +210,10 @@ static void rebuild(struct catalog *c)
 }
 
 /*
- * The catalog index only moves forward: a store version above it is adopted,
+ * The catalog index only moves forward: a store index above it is adopted,
  * anything else (a liveness flip, a removal) bumps it by one. Blocking queries
- * compare against it, so it must never go back or stand still on a change.
+ * compare against it, so it must never go back or stand still on a change
+ * (the one exception: when the store's records become Raft-indexed, scan_cb).
  */
 static void changed(struct catalog *c, uint64_t index)
 {
@@ -664,6 +666,14 @@ static int scan_cb(void *ud, const struct kv_entry *e)
 		return 0; /* a node name with a NUL byte: not one an agent publishes */
 	if (strcmp(l, c->self) == 0)
 		c->self_seen = true;
+	if (e->raft && !c->raft) {
+		/* the first record a Raft entry wrote (the switch to servers, or
+		 * a restart in CP mode): from here the index follows Raft's,
+		 * small, not the versions' index form it held (~3.8e14); it goes
+		 * back this once, and parked queries are answered (changed) */
+		c->raft = true;
+		c->index = 0;
+	}
 	bool found;
 	size_t pos = node_pos(c, l, &found);
 	if (!found || c->nodes[pos]->pub.modify_index != e->modify_index) {

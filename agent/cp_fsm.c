@@ -5,7 +5,9 @@
  * stamped (base) and the writer's node. Every server applies it with
  * kv_engine_write_pinned at base' = max(base, last version applied + 1), so
  * all servers write the same records; the same batch writes CP_APPLIED_KEY
- * ("<raft index>") whose version is the last one used. An entry at or below
+ * ("<raft index>") whose version is the last one used. Every record an
+ * entry writes carries the entry's Raft index (kv/record.h), which is what
+ * clients see as its ModifyIndex (kv_rec_index). An entry at or below
  * the index stored there is already in the replica and is skipped (libraft
  * replays the log after a restart). The first entry a fresh group applies
  * empties the replica first, so every server starts from the same (empty)
@@ -33,15 +35,21 @@ void cp_fsm_init(struct cp_fsm *f, struct kv_engine *kv, cp_fsm_op_fn before_op,
 	f->ctx = ctx;
 }
 
-static int load_applied_cb(void *ud, const struct kv_entry *e)
+/* The record itself, not an entry: last_version is a version (the HLC the
+ * next base must pass), not the index clients see (a Raft index). */
+static int load_applied_cb(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
 {
+	(void)key;
+	(void)key_len;
 	struct cp_fsm *f = ud;
+	if (r->tomb)
+		return 0;
 	char buf[32];
-	size_t n = e->value_len < sizeof(buf) - 1 ? e->value_len : sizeof(buf) - 1;
-	memcpy(buf, e->value, n);
+	size_t n = r->value_len < sizeof(buf) - 1 ? r->value_len : sizeof(buf) - 1;
+	memcpy(buf, r->value, n);
 	buf[n] = '\0';
 	f->applied = strtoull(buf, NULL, 10);
-	f->last_version = e->modify_index;
+	f->last_version = r->hlc;
 	return 0;
 }
 
@@ -51,7 +59,7 @@ void cp_fsm_load(struct cp_fsm *f)
 		return;
 	f->applied = 0;
 	f->last_version = 0;
-	kv_engine_get(f->kv, CP_APPLIED_KEY, strlen(CP_APPLIED_KEY), load_applied_cb, f);
+	kv_engine_records(f->kv, CP_APPLIED_KEY, strlen(CP_APPLIED_KEY), false, load_applied_cb, f);
 	f->loaded = true;
 }
 
@@ -75,7 +83,7 @@ static void mark_applied(struct cp_fsm *f, uint64_t index, uint64_t last, const 
 	struct kv_op mark = {
 	        KV_OP_SET, CP_APPLIED_KEY, strlen(CP_APPLIED_KEY), idx, strlen(idx), 0, 0, NULL, 0};
 	uint64_t mlast = last;
-	if (kv_engine_write_pinned(f->kv, &mark, 1, last + 1, node, strlen(node), NULL, NULL,
+	if (kv_engine_write_pinned(f->kv, &mark, 1, last + 1, index, node, strlen(node), NULL, NULL,
 	                           &mlast, err, sizeof(err)) >= 0 &&
 	    mlast > last) {
 		f->applied = index;
@@ -102,8 +110,8 @@ static bool apply_restore(struct cp_fsm *f, uint64_t index, const uint8_t *buf, 
 	base = cp_fsm_base(f, base);
 	uint64_t last = base - 1;
 	bool called = true;
-	if (kv_engine_replace_pinned(f->kv, body, blen, base, node, strlen(node), CP_RAFT_PREFIX,
-	                             done, ud, &last, err, sizeof(err)) < 0) {
+	if (kv_engine_replace_pinned(f->kv, body, blen, base, index, node, strlen(node),
+	                             CP_RAFT_PREFIX, done, ud, &last, err, sizeof(err)) < 0) {
 		log_err("server: restore entry %" PRIu64 " refused (%s)", index, err);
 		called = false;
 		last = base - 1;
@@ -138,8 +146,8 @@ bool cp_fsm_apply(struct cp_fsm *f, uint64_t index, const uint8_t *buf, size_t l
 			f->before_op(f->ctx, &e.ops.op[i]);
 	uint64_t last = base - 1;
 	bool called = true;
-	if (kv_engine_write_pinned(f->kv, e.ops.op, e.ops.n, base, e.node, strlen(e.node), done, ud,
-	                           &last, err, sizeof(err)) < 0) {
+	if (kv_engine_write_pinned(f->kv, e.ops.op, e.ops.n, base, index, e.node, strlen(e.node),
+	                           done, ud, &last, err, sizeof(err)) < 0) {
 		log_err("server: entry %" PRIu64 " refused by the store (%s)", index, err);
 		called = false;
 		last = base - 1;

@@ -109,7 +109,8 @@ struct kv_engine {
 	struct kv_buf msg, first;
 	int64_t ahead_logged_ms;
 	struct kv_engine_stats stats;
-	bool merge_refused; /* a CP server: only Raft writes this replica */
+	bool merge_refused;  /* a CP server: only Raft writes this replica */
+	uint64_t raft_index; /* during a pinned write: its entry's Raft index */
 };
 
 /* --------------------------------------------------------- changes */
@@ -276,15 +277,16 @@ static void watch_fire(struct kv_engine *e, struct kv_engine_watch *w, bool chan
 	fn(ud, changed);
 }
 
-/* A change of key to version hlc wakes the watches on that key whose index
+/* A change of key to record r wakes the watches on that key whose index
  * it passes (indexes, not versions: the client's ?index= is one, see
- * kv/hlc.h), and every recursive one on a prefix of it: a record merged
+ * kv_rec_index), and every recursive one on a prefix of it: a record merged
  * late can be older than the newest under the prefix and still change what
  * the prefix holds (gossip delivers in any order), so a prefix watch that
  * waited for its index to move would miss it (the catalog did). */
-static void wake_watches(struct kv_engine *e, const char *key, size_t key_len, uint64_t hlc)
+static void wake_watches(struct kv_engine *e, const char *key, size_t key_len,
+                         const struct kv_rec *r)
 {
-	uint64_t idx = kv_hlc_index(hlc);
+	uint64_t idx = kv_rec_index(r);
 	struct kv_engine_watch *w = e->watches;
 	while (w != NULL) {
 		struct kv_engine_watch *next = w->next;
@@ -345,7 +347,7 @@ int kv_engine_commit(struct kv_engine *e, int64_t now_ms, char *err, size_t errl
 		const uint8_t *p = c->rec;
 		char derr[64];
 		if (rc == 0 && kv_rec_decode(&p, p + c->rec_len, &r, derr, sizeof(derr)) == 0) {
-			wake_watches(e, c->key, c->key_len, r.hlc);
+			wake_watches(e, c->key, c->key_len, &r);
 			if (e->io.committed != NULL)
 				e->io.committed(e->io.ctx, c->key, c->key_len, &r, c->src);
 			if (c->broadcast)
@@ -469,6 +471,13 @@ static int local_set(struct kv_engine *e, const char *key, size_t key_len, bool 
 		return rc;
 	r.value = tomb ? NULL : val;
 	r.value_len = tomb ? 0 : (uint32_t)len;
+	/* a Raft entry's write carries its index; the key's creating entry is
+	 * kept from the record it replaces, if that one had one */
+	r.raft_index = e->raft_index;
+	if (e->raft_index == 0)
+		r.raft_create = 0;
+	else if (r.raft_create == 0 || r.raft_create > e->raft_index)
+		r.raft_create = e->raft_index;
 	if (!tomb) {
 		r.lock_index = ls->lock_index;
 		r.session = ls->session;
@@ -521,8 +530,9 @@ static int check_lock_op(struct kv_engine *e, const struct kv_op *op)
 
 /* Check one op's condition against the state staged so far (so a CAS sees
  * the writes of the same batch): 1 ok, 0 fails, -1 error. The client's
- * index is compared with the index form of the version (kv/hlc.h); one
- * held from before an upgrade (a version) is read as its index form. */
+ * index is compared with the record's index (kv_rec_index: the Raft index
+ * in CP mode, else the index form of the version); one held from before an
+ * upgrade (a version) is read as its index form. */
 static int check_op(struct kv_engine *e, const struct kv_op *op)
 {
 	uint64_t idx = 0, want = kv_hlc_index_in(op->index);
@@ -534,7 +544,7 @@ static int check_op(struct kv_engine *e, const struct kv_op *op)
 		if (got < 0)
 			return -1;
 		live = got == 1 && !r.tomb;
-		idx = live ? kv_hlc_index(r.hlc) : 0;
+		idx = live ? kv_rec_index(&r) : 0;
 	}
 	switch (op->verb) {
 	case KV_OP_CAS:
@@ -826,8 +836,9 @@ static void to_entry(const char *key, size_t key_len, const struct kv_rec *r, st
 	e->value = r->value;
 	e->value_len = r->value_len;
 	e->flags = r->flags;
-	e->create_index = r->create ? kv_hlc_index(r->create) : 0;
-	e->modify_index = kv_hlc_index(r->hlc);
+	e->create_index = kv_rec_create_index(r);
+	e->modify_index = kv_rec_index(r);
+	e->raft = kv_rec_raft(r);
 	e->node = node;
 	e->deleted = r->tomb;
 }
@@ -858,7 +869,8 @@ struct scan_ctx {
 	kv_entry_fn fn;
 	void *ud;
 	int n;
-	uint64_t max;
+	uint64_t max;       /* the largest version seen */
+	uint64_t max_index; /* its record's index */
 };
 
 static int scan_live(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
@@ -876,7 +888,7 @@ static int scan_live(void *ud, const char *key, size_t key_len, const struct kv_
 int kv_engine_scan(struct kv_engine *e, const char *prefix, size_t prefix_len, kv_entry_fn fn,
                    void *ud)
 {
-	struct scan_ctx s = {fn, ud, 0, 0};
+	struct scan_ctx s = {fn, ud, 0, 0, 0};
 	if (kv_store_scan(e->store, true, prefix, prefix_len, scan_live, &s) < 0)
 		return -1;
 	return s.n;
@@ -887,35 +899,48 @@ static int scan_max(void *ud, const char *key, size_t key_len, const struct kv_r
 	(void)key;
 	(void)key_len;
 	struct scan_ctx *s = ud;
-	if (r->hlc > s->max)
+	if (r->hlc > s->max) {
 		s->max = r->hlc;
+		s->max_index = kv_rec_index(r);
+	}
 	return 0;
 }
 
-/* The largest version under a key or prefix, tombstones included; 0 if none. */
-static uint64_t top_version(struct kv_engine *e, const char *key, size_t key_len, bool recurse)
+/* The largest version under a key or prefix, tombstones included, and its
+ * record's index in *index; 0 (and 0) if none. */
+static uint64_t top_version(struct kv_engine *e, const char *key, size_t key_len, bool recurse,
+                            uint64_t *index)
 {
+	*index = 0;
 	if (!recurse) {
 		struct kv_rec r;
-		if (key_len > 0 && kv_store_get(e->store, true, key, key_len, &r) == 1)
+		if (key_len > 0 && kv_store_get(e->store, true, key, key_len, &r) == 1) {
+			*index = kv_rec_index(&r);
 			return r.hlc;
+		}
 		return 0;
 	}
-	struct scan_ctx s = {NULL, NULL, 0, 0};
+	struct scan_ctx s = {NULL, NULL, 0, 0, 0};
 	kv_store_scan(e->store, true, key, key_len, scan_max, &s);
+	*index = s.max_index;
 	return s.max;
 }
 
 /*
- * The index of a key is the index form of its version (or its tombstone's), 1
- * if never written; of a prefix, that of the highest version under it (the
- * index form keeps the order, kv/hlc.h). Never 0, which blocking clients would
- * treat as "no index" and spin on.
+ * The index of a key is its record's (or its tombstone's, kv_rec_index), 1 if
+ * never written; of a prefix, that of the record with the highest version
+ * under it. Versions and indexes keep one order: the index form follows the
+ * version (kv/hlc.h), and a CP store's versions grow entry by entry as its
+ * Raft indexes do (agent/cp_fsm.c), so the newest version carries the
+ * largest index. (A client replica may still hold records of its AP days
+ * next to CP ones: the CP ones are newer, so the prefix shows a Raft index.)
+ * Never 0, which blocking clients would treat as "no index" and spin on.
  */
 uint64_t kv_engine_index(struct kv_engine *e, const char *key, size_t key_len, bool recurse)
 {
-	uint64_t v = top_version(e, key, key_len, recurse);
-	return v ? kv_hlc_index(v) : 1;
+	uint64_t idx;
+	top_version(e, key, key_len, recurse, &idx);
+	return idx ? idx : 1;
 }
 
 /* ------------------------------------------------------- sessions */
@@ -1292,7 +1317,8 @@ struct kv_engine *kv_engine_new(const struct kv_engine_config *cfg, const struct
 	/* The clock continues after the largest version we hold, unless that
 	 * version is far ahead of the wall clock (taken in before versions were
 	 * checked): then it would make every later write a poisoned one too. */
-	uint64_t top = top_version(e, "", 0, true);
+	uint64_t top_index;
+	uint64_t top = top_version(e, "", 0, true, &top_index);
 	if (kv_version_ahead(top, now_ms, e->max_ahead_ms))
 		log_warn("kv: the replica holds a version %lld s ahead of the clock; it is not "
 		         "taken into the clock and loses to any write of its key",
@@ -1348,11 +1374,11 @@ const struct kv_engine_stats *kv_engine_stats(const struct kv_engine *e)
  * to the same state therefore writes the same records.
  */
 int kv_engine_write_pinned(struct kv_engine *e, const struct kv_op *ops, size_t n, uint64_t base,
-                           const char *node, size_t node_len, kv_done_fn done, void *ud,
-                           uint64_t *last, char *err, size_t errlen)
+                           uint64_t raft_index, const char *node, size_t node_len, kv_done_fn done,
+                           void *ud, uint64_t *last, char *err, size_t errlen)
 {
-	if (base < 2 || node_len == 0 || node_len > KV_NODE_MAX) {
-		snprintf(err, errlen, "pinned write: bad base version or node");
+	if (base < 2 || raft_index == 0 || node_len == 0 || node_len > KV_NODE_MAX) {
+		snprintf(err, errlen, "pinned write: bad base version, Raft index or node");
 		return -1;
 	}
 	struct kv_hlc saved = e->hlc;
@@ -1362,8 +1388,10 @@ int kv_engine_write_pinned(struct kv_engine *e, const struct kv_op *ops, size_t 
 	memcpy(e->node, node, node_len);
 	e->node_len = node_len;
 	e->hlc.last = base - 1;
+	e->raft_index = raft_index;
 	int64_t at = KV_HLC_MS(base) - 1;
 	int rc = kv_engine_write(e, at, ops, n, done, ud, err, errlen);
+	e->raft_index = 0;
 	*last = e->hlc.last;
 	memcpy(e->node, saved_node, saved_len);
 	e->node_len = saved_len;
@@ -1528,10 +1556,11 @@ static int stage_replace(struct kv_engine *e, struct snap_list *l)
 }
 
 int kv_engine_replace_pinned(struct kv_engine *e, const uint8_t *p, size_t len, uint64_t base,
-                             const char *node, size_t node_len, const char *keep, kv_done_fn done,
-                             void *ud, uint64_t *last, char *err, size_t errlen)
+                             uint64_t raft_index, const char *node, size_t node_len,
+                             const char *keep, kv_done_fn done, void *ud, uint64_t *last, char *err,
+                             size_t errlen)
 {
-	if (base < 2 || node_len == 0 || node_len > KV_NODE_MAX) {
+	if (base < 2 || raft_index == 0 || node_len == 0 || node_len > KV_NODE_MAX) {
 		snprintf(err, errlen, "restore: bad base version or node");
 		return -1;
 	}
@@ -1549,7 +1578,9 @@ int kv_engine_replace_pinned(struct kv_engine *e, const uint8_t *p, size_t len, 
 	e->node_len = node_len;
 	e->hlc.last = base - 1;
 	e->now_ms = KV_HLC_MS(base) - 1;
+	e->raft_index = raft_index;
 	int rc = kv_store_begin(e->store) < 0 ? -1 : stage_replace(e, &l);
+	e->raft_index = 0;
 	*last = e->hlc.last;
 	memcpy(e->node, saved_node, saved_len);
 	e->node_len = saved_len;

@@ -81,13 +81,24 @@ struct kv_entry {
 	const uint8_t *value;
 	size_t value_len;
 	uint64_t flags;
-	uint64_t create_index; /* index form (kv/hlc.h) of the creating write's version */
-	uint64_t modify_index; /* index form of the last write's version */
+	uint64_t create_index; /* the index of the write that created the key (below) */
+	uint64_t modify_index; /* the index of the last write */
+	bool raft;             /* both are Raft indexes (CP mode) */
 	const char *node;      /* writer of the version */
 	bool deleted;          /* a tombstone (only kv_scan_all shows them) */
 	uint64_t lock_index;   /* times the key was acquired (Consul's LockIndex) */
 	const char *session;   /* the session holding the lock, NUL-terminated; "" none */
 };
+
+/* A blocking query with ?index=want parks while the current index equals
+ * want (want > 0). A smaller want has been passed: answer. A larger one
+ * comes from a state that went backwards (the switch to servers, a replica
+ * behind the agent the client read before): answer at once too, so the
+ * client resets its index now rather than after its whole wait. */
+static inline bool kv_index_parks(uint64_t current, uint64_t want)
+{
+	return want > 0 && current == want;
+}
 
 /* Called per entry; return non-zero to stop the scan. */
 typedef int (*kv_entry_fn)(void *ud, const struct kv_entry *e);
@@ -119,7 +130,8 @@ struct kv_op {
 	const void *value;
 	size_t value_len;
 	uint64_t flags;
-	uint64_t index;      /* an index as clients see them; over 2^53 - 1: a version (kv/hlc.h) */
+	uint64_t index;      /* an index as clients see them (kv_rec_index); over 2^53 - 1:
+	                      * a version (kv/hlc.h) */
 	const char *session; /* lock verbs: the session ID (not NUL-terminated) */
 	size_t session_len;
 };
@@ -240,13 +252,13 @@ int kv_engine_get(struct kv_engine *e, const char *key, size_t key_len, kv_entry
 /* Live keys starting with prefix, in byte order: the number visited or -1. */
 int kv_engine_scan(struct kv_engine *e, const char *prefix, size_t prefix_len, kv_entry_fn fn,
                    void *ud);
-/* The index form (kv/hlc.h) of the largest version under a key (recurse
- * false) or prefix, tombstones included; 1 when there is none. */
+/* The index (kv_rec_index) of the record with the largest version under a
+ * key (recurse false) or prefix, tombstones included; 1 when there is none. */
 uint64_t kv_engine_index(struct kv_engine *e, const char *key, size_t key_len, bool recurse);
 
 /* Park a watch: fn(ud, true) from a commit that moves the index of the key
- * (recurse: of any key under the prefix) past `index` (read as
- * kv_hlc_index_in does), fn(ud, false) from
+ * past `index` (read as kv_hlc_index_in does), or (recurse) that changes any
+ * key under the prefix, fn(ud, false) from
  * kv_engine_free. The timeout is the driver's (kv_engine_watch_cancel).
  * NULL when max_watches are parked. */
 typedef void (*kv_engine_watch_fn)(void *ud, bool changed);
@@ -299,16 +311,19 @@ struct kv_engine_stats {
 const struct kv_engine_stats *kv_engine_stats(const struct kv_engine *e);
 
 /*
- * CP mode (agent/cp.c, servers on Raft). A pinned write is kv_engine_write
- * with versions base, base + 1, ... (one per record staged) and the writer
- * node given, instead of this node's clock and name, so every server that
- * applies one Raft entry to the same state writes the same records. *last
- * is the last version used (base - 1 when nothing was staged). Returns as
+ * CP mode (agent/cp_fsm.c, servers on Raft). A pinned write is
+ * kv_engine_write with versions base, base + 1, ... (one per record
+ * staged) and the writer node given, instead of this node's clock and
+ * name, so every server that applies one Raft entry to the same state
+ * writes the same records; each record carries raft_index, the entry's
+ * Raft index (> 0), and raft_create, the entry that created the key (this
+ * one when the key was absent, deleted or had none). *last is the last
+ * version used (base - 1 when nothing was staged). Returns as
  * kv_engine_write.
  */
 int kv_engine_write_pinned(struct kv_engine *e, const struct kv_op *ops, size_t n, uint64_t base,
-                           const char *node, size_t node_len, kv_done_fn done, void *ud,
-                           uint64_t *last, char *err, size_t errlen);
+                           uint64_t raft_index, const char *node, size_t node_len, kv_done_fn done,
+                           void *ud, uint64_t *last, char *err, size_t errlen);
 /* A CP server's replica is written by Raft alone: records from gossip,
  * anti-entropy and pulls are ignored (it still serves them to others). */
 void kv_engine_refuse_merges(struct kv_engine *e, bool refuse);
@@ -324,13 +339,14 @@ int kv_engine_restore_put(struct kv_engine *e, const char *key, size_t key_len,
 /* CP restore (a snapshot, /v1/snapshot): the replica becomes the live
  * records of the RECORDS body p, written as new versions base, base + 1,
  * ... (so every replica, clients too, takes them by the usual rule: the
- * larger version wins), lock fields included; every live key the body
- * lacks is deleted; keys under the prefix `keep` are left alone. done
- * after the commit. Returns the records staged, or -1 with err (nothing
- * staged). */
+ * larger version wins) at Raft index raft_index (as a pinned write), lock
+ * fields included; every live key the body lacks is deleted; keys under
+ * the prefix `keep` are left alone. done after the commit. Returns the
+ * records staged, or -1 with err (nothing staged). */
 int kv_engine_replace_pinned(struct kv_engine *e, const uint8_t *p, size_t len, uint64_t base,
-                             const char *node, size_t node_len, const char *keep, kv_done_fn done,
-                             void *ud, uint64_t *last, char *err, size_t errlen);
+                             uint64_t raft_index, const char *node, size_t node_len,
+                             const char *keep, kv_done_fn done, void *ud, uint64_t *last, char *err,
+                             size_t errlen);
 
 /* The keys `session` holds, as staged so far (what a KV_OP_SESSION_END
  * staged now would release): fn per key; the number visited, or -1. */

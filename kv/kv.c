@@ -1023,21 +1023,21 @@ void kv_refuse_merges(struct kv *kv, bool refuse)
 }
 
 int kv_write_pinned(struct kv *kv, const struct kv_op *ops, size_t n, uint64_t base,
-                    const char *node, kv_done_fn done, void *ud, uint64_t *last, char *err,
-                    size_t errlen)
+                    uint64_t raft_index, const char *node, kv_done_fn done, void *ud,
+                    uint64_t *last, char *err, size_t errlen)
 {
-	return kv_engine_write_pinned(kv->engine, ops, n, base, node, strlen(node), done, ud, last,
-	                              err, errlen) < 0
+	return kv_engine_write_pinned(kv->engine, ops, n, base, raft_index, node, strlen(node),
+	                              done, ud, last, err, errlen) < 0
 	               ? -1
 	               : 0;
 }
 
-int kv_replace_pinned(struct kv *kv, const uint8_t *p, size_t len, uint64_t base, const char *node,
-                      const char *keep, kv_done_fn done, void *ud, uint64_t *last, char *err,
-                      size_t errlen)
+int kv_replace_pinned(struct kv *kv, const uint8_t *p, size_t len, uint64_t base,
+                      uint64_t raft_index, const char *node, const char *keep, kv_done_fn done,
+                      void *ud, uint64_t *last, char *err, size_t errlen)
 {
-	return kv_engine_replace_pinned(kv->engine, p, len, base, node, strlen(node), keep, done,
-	                                ud, last, err, errlen) < 0
+	return kv_engine_replace_pinned(kv->engine, p, len, base, raft_index, node, strlen(node),
+	                                keep, done, ud, last, err, errlen) < 0
 	               ? -1
 	               : 0;
 }

@@ -181,8 +181,8 @@ void kv_refuse_merges(struct kv *kv, bool refuse);
 /* Apply one committed Raft entry: kv_engine_write_pinned() in the open
  * batch, bypassing the hook. 0, or -1 with err (done not called). */
 int kv_write_pinned(struct kv *kv, const struct kv_op *ops, size_t n, uint64_t base,
-                    const char *node, kv_done_fn done, void *ud, uint64_t *last, char *err,
-                    size_t errlen);
+                    uint64_t raft_index, const char *node, kv_done_fn done, void *ud,
+                    uint64_t *last, char *err, size_t errlen);
 /* The version a local write would get now (a leader stamps entries). */
 uint64_t kv_next_version(struct kv *kv);
 /* The engine this driver runs (the CP state machine, agent/cp_fsm.h,
@@ -192,9 +192,9 @@ struct kv_engine *kv_engine_of(struct kv *kv);
 int kv_dump(struct kv *kv, kv_store_fn fn, void *ud);
 /* Replace the replica by a snapshot's records (kv_engine_replace_pinned),
  * in the open batch. */
-int kv_replace_pinned(struct kv *kv, const uint8_t *p, size_t len, uint64_t base, const char *node,
-                      const char *keep, kv_done_fn done, void *ud, uint64_t *last, char *err,
-                      size_t errlen);
+int kv_replace_pinned(struct kv *kv, const uint8_t *p, size_t len, uint64_t base,
+                      uint64_t raft_index, const char *node, const char *keep, kv_done_fn done,
+                      void *ud, uint64_t *last, char *err, size_t errlen);
 /* The keys a session holds, as staged (kv_engine_held). */
 int kv_held(struct kv *kv, const char *session, size_t session_len, kv_store_fn fn, void *ud);
 int kv_restore_begin(struct kv *kv);

@@ -3,25 +3,36 @@
  *
  * The decoder is the one place a stored or received record is read, so it
  * refuses whatever the rest of kv/ must never meet: an unknown version, a
- * tombstone with a value, a version of 0, a value over KV_VALUE_MAX.
+ * tombstone with a value, a version of 0, a value over KV_VALUE_MAX, Raft
+ * indexes that are 0 or out of order. Each record has one encoding (a
+ * version 2 record holds a lock, a version 3 one a Raft index), so a record
+ * decoded and encoded again gives back the same bytes.
  */
 #include "kv/record.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#include "kv/hlc.h"
 #include "kv/limits.h"
 #include "lib/cursor.h"
 
 size_t kv_rec_size(const struct kv_rec *r)
 {
 	size_t n = 2 + 24 + 1 + r->node_len + 4 + r->value_len;
+	if (kv_rec_raft(r))
+		return n + 8 + 1 + r->session_len + 16;
 	return kv_rec_locked(r) ? n + 8 + 1 + r->session_len : n;
 }
 
 bool kv_rec_locked(const struct kv_rec *r)
 {
 	return r->lock_index != 0 || r->session_len != 0;
+}
+
+bool kv_rec_raft(const struct kv_rec *r)
+{
+	return r->raft_index != 0;
 }
 
 /*
@@ -31,8 +42,9 @@ bool kv_rec_locked(const struct kv_rec *r)
  */
 uint8_t *kv_rec_encode(const struct kv_rec *r, uint8_t *p)
 {
-	bool locked = kv_rec_locked(r);
-	*p++ = locked ? 2 : 1;
+	bool raft = kv_rec_raft(r);
+	bool locked = raft || kv_rec_locked(r);
+	*p++ = raft ? 3 : locked ? 2 : 1;
 	*p++ = r->tomb ? 1 : 0;
 	be64_put(p, r->hlc);
 	be64_put(p + 8, r->create);
@@ -54,6 +66,11 @@ uint8_t *kv_rec_encode(const struct kv_rec *r, uint8_t *p)
 			memcpy(p + 9, r->session, r->session_len);
 		p += 9 + r->session_len;
 	}
+	if (raft) {
+		be64_put(p, r->raft_index);
+		be64_put(p + 8, r->raft_create);
+		p += 16;
+	}
 	return p;
 }
 
@@ -74,7 +91,7 @@ int kv_rec_decode(const uint8_t **pos, const uint8_t *end, struct kv_rec *r, cha
 		return -1;
 	}
 	NEED(2, "header");
-	if (p[0] != 1 && p[0] != 2) {
+	if (p[0] < 1 || p[0] > 3) {
 		snprintf(err, errlen, "record: unknown version %u", p[0]);
 		return -1;
 	}
@@ -82,7 +99,8 @@ int kv_rec_decode(const uint8_t **pos, const uint8_t *end, struct kv_rec *r, cha
 		snprintf(err, errlen, "record: bad tombstone flag %u", p[1]);
 		return -1;
 	}
-	bool locked = p[0] == 2;
+	bool raft = p[0] == 3;
+	bool locked = p[0] >= 2; /* version 3 carries the lock fields too */
 	memset(r, 0, sizeof(*r));
 	r->tomb = p[1] == 1;
 	p += 2;
@@ -119,8 +137,20 @@ int kv_rec_decode(const uint8_t **pos, const uint8_t *end, struct kv_rec *r, cha
 		NEED(r->session_len, "session");
 		r->session = (const char *)p;
 		p += r->session_len;
-		if (!kv_rec_locked(r)) {
+		if (!raft && !kv_rec_locked(r)) {
 			snprintf(err, errlen, "record: lock fields without a lock");
+			return -1;
+		}
+	}
+	if (raft) {
+		NEED(16, "raft indexes");
+		r->raft_index = be64_get(p);
+		r->raft_create = be64_get(p + 8);
+		p += 16;
+		if (r->raft_index == 0 || r->raft_create == 0 || r->raft_create > r->raft_index) {
+			snprintf(err, errlen, "record: raft create index %llu with index %llu",
+			         (unsigned long long)r->raft_create,
+			         (unsigned long long)r->raft_index);
 			return -1;
 		}
 	}
@@ -152,4 +182,16 @@ int kv_rec_cmp(const struct kv_rec *a, const struct kv_rec *b)
 	if (a->node_len != b->node_len)
 		return a->node_len > b->node_len ? 1 : -1;
 	return 0;
+}
+
+uint64_t kv_rec_index(const struct kv_rec *r)
+{
+	return r->raft_index ? r->raft_index : kv_hlc_index(r->hlc);
+}
+
+uint64_t kv_rec_create_index(const struct kv_rec *r)
+{
+	if (r->raft_index)
+		return r->raft_create;
+	return r->create ? kv_hlc_index(r->create) : 0;
 }

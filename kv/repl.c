@@ -756,6 +756,9 @@ int kv_local_stamp(struct kv_store *st, struct kv_hlc *hlc, int64_t now_ms, cons
 	memset(out, 0, sizeof(*out));
 	out->hlc = kv_hlc_next(hlc, now_ms);
 	out->create = (got == 1 && !old.tomb) ? old.create : out->hlc;
+	/* the same rule in Raft terms: the caller sets raft_index (CP mode), and
+	 * a raft_create of 0 says this write creates the key */
+	out->raft_create = (got == 1 && !old.tomb) ? old.raft_create : 0;
 	out->flags = tomb ? 0 : flags;
 	out->tomb = tomb;
 	out->node = node;

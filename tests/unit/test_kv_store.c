@@ -6,6 +6,7 @@
  * undecodable record is absent for reads, scans, merges and writes (never
  * poisons its key); records of the older format (no checksum) read as
  * before and gain one when written; `rumor kv verify` reports bad keys.
+ * Records a Raft entry wrote carry its index (version 3).
  */
 #define _GNU_SOURCE
 #include <ev.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "agent/cli/cli_kv.h"
+#include "lib/cursor.h"
 #include "lib/log.h"
 #include "kv/hlc.h"
 #include "kv/kv.h"
@@ -189,6 +191,98 @@ static void test_record_roundtrip_and_order(void)
 	REQUIRE(kv_rec_cmp(&a, &b) > 0, "same hlc: larger node must win");
 	REQUIRE(kv_rec_cmp(&c, &a) > 0, "larger hlc must win");
 	REQUIRE(kv_rec_cmp(&a, &a) == 0, "equal versions compare 0");
+}
+
+/*
+ * Raft indexes in the record (CP mode): a record no Raft entry wrote is
+ * encoded byte for byte as before (version 1, or 2 when locked), whatever
+ * raft_create holds; one with a Raft index is version 3 (the lock fields
+ * always present), round-trips field for field and to the same bytes, and
+ * is refused when cut at any byte or when its indexes are 0 or out of
+ * order. kv_rec_index shows the Raft index when there is one, else the
+ * version's index form.
+ */
+static void test_record_raft_indexes(void)
+{
+	char err[128];
+	uint64_t v = kv_hlc_from_ms(1767225600000LL) + 3; /* 2026-01-01 */
+	struct kv_rec r = mkrec(v, "leader", "val", false), d;
+	r.create = v - 1;
+	uint8_t plain[128], buf[256];
+	uint8_t *pend = kv_rec_encode(&r, plain);
+	size_t plen = (size_t)(pend - plain);
+	CHECK_INT(1, plain[0], "no Raft index: version 1");
+	CHECK_INT(2 + 24 + 1 + 6 + 4 + 3, (long long)plen, "version 1 size");
+	CHECK_INT((long long)kv_hlc_index(v), (long long)kv_rec_index(&r), "AP index");
+	CHECK_INT((long long)kv_hlc_index(v - 1), (long long)kv_rec_create_index(&r),
+	          "AP create index");
+	r.raft_create = 5; /* ignored without raft_index */
+	CHECK_INT((long long)plen, (long long)kv_rec_size(&r), "raft_create alone adds nothing");
+	CHECK_INT((long long)plen, (long long)(kv_rec_encode(&r, buf) - buf), "same size");
+	CHECK(memcmp(buf, plain, plen) == 0, "same bytes as without Raft fields");
+
+	for (int locked = 0; locked < 2; locked++) {
+		r.raft_index = 12;
+		r.raft_create = 7;
+		r.lock_index = locked ? 4 : 0;
+		r.session = locked ? "sess" : NULL;
+		r.session_len = locked ? 4 : 0;
+		uint8_t *end = kv_rec_encode(&r, buf);
+		size_t n = (size_t)(end - buf);
+		CHECK_INT(3, buf[0], "with a Raft index: version 3 (locked %d)", locked);
+		CHECK_INT((long long)(plen + 9 + r.session_len + 16), (long long)n,
+		          "version 3 size (locked %d)", locked);
+		CHECK_INT((long long)kv_rec_size(&r), (long long)n, "kv_rec_size (locked %d)",
+		          locked);
+		const uint8_t *p = buf;
+		REQUIRE(kv_rec_decode(&p, end, &d, err, sizeof(err)) == 0, "decode: %s", err);
+		CHECK(p == end, "decoded to the end");
+		CHECK_INT(12, (long long)d.raft_index, "raft_index");
+		CHECK_INT(7, (long long)d.raft_create, "raft_create");
+		CHECK_INT((long long)v, (long long)d.hlc, "version kept");
+		CHECK_INT((long long)(v - 1), (long long)d.create, "creating version kept");
+		CHECK_INT(locked ? 4 : 0, (long long)d.lock_index, "lock index");
+		CHECK(d.session_len == r.session_len &&
+		              (!locked || memcmp(d.session, "sess", 4) == 0),
+		      "session");
+		CHECK(d.value_len == 3 && memcmp(d.value, "val", 3) == 0, "value");
+		CHECK_INT(12, (long long)kv_rec_index(&d), "the index is the Raft index");
+		CHECK_INT(7, (long long)kv_rec_create_index(&d), "the create index is Raft's");
+		CHECK_BOOL(true, kv_rec_raft(&d));
+		uint8_t again[256];
+		CHECK_INT((long long)n, (long long)(kv_rec_encode(&d, again) - again), "re-encode");
+		CHECK(memcmp(again, buf, n) == 0, "re-encodes to the same bytes");
+		for (size_t cut = 0; cut < n; cut++) {
+			p = buf;
+			CHECK_INT(-1, kv_rec_decode(&p, buf + cut, &d, err, sizeof(err)),
+			          "cut at %zu of %zu accepted (locked %d)", cut, n, locked);
+		}
+		/* the two Raft fields are the last 16 bytes */
+		struct {
+			uint64_t idx, create;
+			bool ok;
+		} cases[] = {{12, 7, true},  {12, 12, true},  {1, 1, true},  {0, 7, false},
+		             {12, 0, false}, {12, 13, false}, {0, 0, false}, {UINT64_MAX, 1, true}};
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			be64_put(buf + n - 16, cases[i].idx);
+			be64_put(buf + n - 8, cases[i].create);
+			p = buf;
+			CHECK_INT(cases[i].ok ? 0 : -1,
+			          kv_rec_decode(&p, end, &d, err, sizeof(err)),
+			          "index %llu create %llu (locked %d)",
+			          (unsigned long long)cases[i].idx,
+			          (unsigned long long)cases[i].create, locked);
+		}
+	}
+	/* a version 3 header on a version 1 body: the Raft fields are missing */
+	memcpy(buf, plain, plen);
+	buf[0] = 3;
+	const uint8_t *p = buf;
+	CHECK_INT(-1, kv_rec_decode(&p, buf + plen, &d, err, sizeof(err)), "v3 without its fields");
+	buf[0] = 4;
+	p = buf;
+	CHECK_INT(-1, kv_rec_decode(&p, buf + plen, &d, err, sizeof(err)), "version 4 refused");
+	CHECK_HAS(err, "unknown version");
 }
 
 static void test_store_persists_across_reopen(void)
@@ -931,6 +1025,7 @@ int main(void)
 	RUN(test_hlc_index_fits_a_double_and_keeps_order);
 	RUN(test_hlc_index_in_reads_an_old_release_index);
 	RUN(test_record_roundtrip_and_order);
+	RUN(test_record_raft_indexes);
 	RUN(test_store_persists_across_reopen);
 	RUN(test_trim_drops_the_map_and_reads_still_work);
 	RUN(test_abort_restores_digest_and_data);
