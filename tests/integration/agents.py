@@ -79,7 +79,13 @@ class Cluster:
                 "-client", "127.0.0.1", "-http-port", str(self.hport(i)),
                 "-dns-port", "-1", "-server-port", str(self.sport(i)), "-data-dir", data, "-log-level", "debug"] + list(extra)
         self.procs[i] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        self.wait(10, lambda: self.get(i, "/v1/agent/self") is not None)
+        self.wait(10, lambda: self.procs[i].poll() is not None or
+                  self.get(i, "/v1/agent/self") is not None)
+        if self.procs[i].poll() is not None:
+            # say so here (the log is printed at exit), not as a later
+            # check's puzzling failure
+            self.check("agent %s starts and answers (exit status; None: running)" % name,
+                       None, self.procs[i].poll())
         return self.procs[i]
 
     def start_server(self, i, expect=3, join=1):

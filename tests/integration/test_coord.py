@@ -124,7 +124,8 @@ NODES = ["r0", "r1", "r2", "r3", "s9"]
 c.check("r0 has a coordinate for every node but r4 (its own, 3 rumor, 1 serf)", True,
         Cluster.wait(20, lambda: sorted(coords(0)) == NODES))
 c.check("r4 is a member (probed like the others, its acks carry no coordinate)", True,
-        Cluster.wait(10, lambda: c.get(4, "/v1/agent/self")["Stats"]["serf_lan"]["members"] == 6))
+        Cluster.wait(10, lambda: ((c.get(4, "/v1/agent/self") or {}).get("Stats") or {})
+                     .get("serf_lan", {}).get("members") == 6))
 c.check("r4 (-disable-coordinates): /v1/coordinate/nodes 401, Coord null", (401, None),
         (status(4, "/v1/coordinate/nodes"), c.get(4, "/v1/agent/self")["Coord"]))
 c.check("every instance of web is in r0's catalog", True,
