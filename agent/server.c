@@ -36,11 +36,14 @@
 
 #include <ev.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <raft.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "agent/cp_fsm.h"
 #include "agent/cp_wire.h"
@@ -111,6 +114,36 @@ struct cp_req {
 	uint8_t method; /* CP_M_WRITE, or CP_M_RESTORE (body: a RESTORE request) */
 };
 
+/*
+ * A Raft snapshot being taken (libraft takes one at a time). fsm_snapshot, in
+ * the loop, only notes the index; take_prepare, in the loop after kv/kv.c has
+ * committed the turn's batch, checkpoints LMDB and opens a reader on it;
+ * fsm_snapshot_async, on server/raft_io.c's worker thread, waits for that
+ * reader and dumps the store from it; fsm_snapshot_finalize, in the loop,
+ * frees the dump and closes the reader. What the two threads share:
+ *   mu guards phase, rd;
+ *   cancel is atomic (set when the server closes: the worker gives up);
+ *   index, and the worker's results (took_ms, bad, applied, err), are
+ *   handed over by raft_io's own lock: index is written before the job is
+ *   queued, the results read after its callback ran in the loop;
+ *   the dump buffer is libraft's pending snapshot, the same way.
+ * Nothing else of the server is read by the worker.
+ */
+struct snap_take {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	enum { TAKE_IDLE, TAKE_WAIT, TAKE_READY, TAKE_FAILED } phase; /* under mu */
+	struct kv_store_reader *rd;                                   /* under mu */
+	bool cancel;                                                  /* __atomic */
+	uint64_t index; /* libraft's snapshot index (its last applied) */
+	ev_prepare prep;
+	double started;
+	/* the worker's results */
+	double took_ms;
+	uint64_t bad, applied;
+	const char *err;
+};
+
 struct server {
 	struct agent *a;
 	struct ev_loop *loop;
@@ -154,6 +187,7 @@ struct server {
 	} removed[16];
 	size_t nremoved;
 	struct cp_fsm fsm_state; /* the state machine (agent/cp_fsm.h) */
+	struct snap_take take;   /* the Raft snapshot being taken, if any */
 	/* pending writes */
 	struct cp_req *waiting; /* held for a leader, or proposed */
 	/* membership as gossip shows it */
@@ -352,25 +386,191 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	return 0;
 }
 
+/* ---- snapshots, off the loop (struct snap_take) ---- */
+
+/*
+ * The snapshot of index N must hold the state after entry N (never less: a
+ * follower installing it gets the entries after N only). LMDB's last
+ * checkpoint holds it once the batch that applied N is committed and
+ * checkpointed; that is done here. It may hold more: entries applied after
+ * N in later turns of the loop, when libraft asked in one turn and this runs
+ * in a later one. That is safe: the state after M > N is the state after N
+ * with N+1..M applied, the dump carries M in CP_APPLIED_KEY, and a server
+ * restoring it skips the entries up to M when libraft replays them
+ * (cp_fsm_apply). Runs after kv/kv.c's prepare watcher (lower priority).
+ */
+static void take_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct server *s = w->data;
+	struct snap_take *t = &s->take;
+	struct kv_store *st = kv_engine_store(kv_engine_of(s->a->kv));
+	char err[256];
+	if (kv_store_in_txn(st))
+		return; /* a batch opened after kv's commit: the next turn */
+	ev_prepare_stop(loop, w);
+	struct kv_store_reader *rd = NULL;
+	double t0 = ev_time();
+	if (kv_store_dirty(st) && kv_store_checkpoint(st, err, sizeof(err)) < 0)
+		log_warn("server: snapshot: %s", err);
+	else if (kv_store_dirty(st))
+		log_warn("server: snapshot: the store's checkpoint is deferred after a failure");
+	else if ((rd = kv_store_reader_open(st, err, sizeof(err))) == NULL)
+		log_warn("server: snapshot: %s", err);
+	double ms = (ev_time() - t0) * 1000.0;
+	if (ms > 20)
+		log_info("server: snapshot: checkpoint and reader in %.1f ms (in the loop)", ms);
+	pthread_mutex_lock(&t->mu);
+	t->rd = rd;
+	t->phase = rd != NULL ? TAKE_READY : TAKE_FAILED;
+	pthread_cond_signal(&t->cv);
+	pthread_mutex_unlock(&t->mu);
+}
+
+/* In the loop: only notes the index and asks take_prepare for a reader. */
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	struct server *s = fsm->data;
-	uint8_t *p;
-	size_t len;
-	int rv = cp_fsm_snapshot(&s->fsm_state, &p, &len);
-	if (rv != 0)
-		return rv;
+	struct snap_take *t = &s->take;
+	*bufs = NULL;
+	*n_bufs = 0;
+	pthread_mutex_lock(&t->mu);
+	bool idle = t->phase == TAKE_IDLE;
+	if (idle)
+		t->phase = TAKE_WAIT;
+	pthread_mutex_unlock(&t->mu);
+	if (!idle)
+		return RAFT_BUSY; /* libraft tries again later */
+	t->index = raft_last_applied(&s->raft);
+	t->started = ev_time();
+	t->took_ms = 0;
+	t->bad = t->applied = 0;
+	t->err = NULL;
+	ev_prepare_start(s->loop, &t->prep);
+	return 0;
+}
+
+struct take_dump {
+	struct cp_dump d;
+	struct snap_take *t;
+};
+
+static int take_record(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	struct take_dump *td = ud;
+	if (__atomic_load_n(&td->t->cancel, __ATOMIC_RELAXED))
+		return -1;
+	if (key_len == strlen(CP_APPLIED_KEY) && memcmp(key, CP_APPLIED_KEY, key_len) == 0) {
+		char v[32];
+		size_t vl = r->value_len < sizeof(v) - 1 ? r->value_len : sizeof(v) - 1;
+		memcpy(v, r->value, vl);
+		v[vl] = '\0';
+		td->t->applied = strtoull(v, NULL, 10);
+	}
+	return cp_dump_record(&td->d, key, key_len, r) < 0 ? -1 : 0;
+}
+
+static double mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/*
+ * On raft_io's worker thread. Waits (bounded) for take_prepare's reader, then
+ * dumps every record as cp_fsm_snapshot lays them out (u32 count, then the
+ * records). Reads only the reader and struct snap_take; logs nothing (the
+ * loop logs the outcome in finalize).
+ */
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	struct server *s = fsm->data;
+	struct snap_take *t = &s->take;
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 30;
+	pthread_mutex_lock(&t->mu);
+	while (t->phase == TAKE_WAIT && !__atomic_load_n(&t->cancel, __ATOMIC_RELAXED))
+		if (pthread_cond_timedwait(&t->cv, &t->mu, &until) != 0)
+			break;
+	struct kv_store_reader *rd = t->phase == TAKE_READY ? t->rd : NULL;
+	pthread_mutex_unlock(&t->mu);
+	if (rd == NULL) {
+		t->err = "no reader (checkpoint failed, or closing)";
+		return RAFT_IOERR;
+	}
+	double t0 = mono_ms();
+	struct take_dump td = {{raft_malloc(1 << 20), 4, 1 << 20, 0}, t};
+	if (td.d.p == NULL || kv_store_reader_scan(rd, take_record, &td) < 0) {
+		raft_free(td.d.p);
+		t->err = __atomic_load_n(&t->cancel, __ATOMIC_RELAXED) ? "closing"
+		                                                       : "the dump failed";
+		return RAFT_NOMEM;
+	}
+	t->bad = kv_store_reader_bad(rd);
+	if (t->applied < t->index) {
+		/* never less than N (see take_prepare) */
+		raft_free(td.d.p);
+		t->err = "the checkpoint is behind the snapshot's index";
+		return RAFT_IOERR;
+	}
+	be32_put(td.d.p, td.d.n);
 	*bufs = raft_malloc(sizeof(**bufs));
-	(*bufs)[0].base = p;
-	(*bufs)[0].len = len;
+	if (*bufs == NULL) {
+		raft_free(td.d.p);
+		t->err = "out of memory";
+		return RAFT_NOMEM;
+	}
+	/* give back what the doubling left unused: it stays until the put is done */
+	uint8_t *shrunk = raft_realloc(td.d.p, td.d.len);
+	(*bufs)[0].base = shrunk != NULL ? shrunk : td.d.p;
+	(*bufs)[0].len = td.d.len;
 	*n_bufs = 1;
+	t->took_ms = mono_ms() - t0;
+	return 0;
+}
+
+/* In the loop, always after a successful fsm_snapshot (libraft's contract):
+ * frees the dump, closes the reader, logs what the worker did. */
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	struct server *s = fsm->data;
+	struct snap_take *t = &s->take;
+	size_t len = 0;
+	if (*bufs != NULL) {
+		for (unsigned i = 0; i < *n_bufs; i++) {
+			len += (*bufs)[i].len;
+			raft_free((*bufs)[i].base);
+		}
+		raft_free(*bufs);
+		*bufs = NULL;
+		*n_bufs = 0;
+	}
+	ev_prepare_stop(s->loop, &t->prep);
+	pthread_mutex_lock(&t->mu);
+	struct kv_store_reader *rd = t->rd;
+	t->rd = NULL;
+	t->phase = TAKE_IDLE;
+	pthread_mutex_unlock(&t->mu);
+	kv_store_reader_close(kv_engine_store(kv_engine_of(s->a->kv)), rd);
+	if (t->err != NULL)
+		log_warn("server: snapshot at index %" PRIu64 " not taken: %s", t->index, t->err);
+	else
+		log_info("server: snapshot at index %" PRIu64 " (state at %" PRIu64
+		         "): %zu bytes, dumped in %.1f ms on the worker thread, %.1f ms in all",
+		         t->index, t->applied, len, t->took_ms, (ev_time() - t->started) * 1000.0);
+	if (t->bad > 0)
+		log_warn("server: snapshot: %" PRIu64 " bad records left out", t->bad);
 	return 0;
 }
 
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
 	struct server *s = fsm->data;
+	double t0 = ev_time();
 	int rv = cp_fsm_restore(&s->fsm_state, buf->base, buf->len);
+	log_info("server: snapshot of %zu bytes restored in %.1f ms", buf->len,
+	         (ev_time() - t0) * 1000.0);
 	raft_free(buf->base);
 	return rv;
 }
@@ -1027,11 +1227,13 @@ static int start_raft(struct server *s, const struct raft_configuration *boot)
 		log_err("server: %s", err);
 		return -1;
 	}
-	s->fsm = (struct raft_fsm){.version = 1,
+	s->fsm = (struct raft_fsm){.version = 3,
 	                           .data = s,
 	                           .apply = fsm_apply,
 	                           .snapshot = fsm_snapshot,
-	                           .restore = fsm_restore};
+	                           .restore = fsm_restore,
+	                           .snapshot_finalize = fsm_snapshot_finalize,
+	                           .snapshot_async = fsm_snapshot_async};
 	if (raft_init(&s->raft, &s->io, &s->fsm, s->id, s->addr) != 0) {
 		log_err("server: raft_init: %s", raft_errmsg(&s->raft));
 		raft_io_destroy(&s->io);
@@ -1260,6 +1462,11 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 struct server *server_new(struct agent *a, char *err, size_t errlen)
 {
 	struct server *s = xcalloc(1, sizeof(*s));
+	pthread_mutex_init(&s->take.mu, NULL);
+	pthread_cond_init(&s->take.cv, NULL);
+	ev_prepare_init(&s->take.prep, take_prepare);
+	ev_set_priority(&s->take.prep, EV_MINPRI); /* after kv/kv.c's commit */
+	s->take.prep.data = s;
 	s->a = a;
 	s->loop = a->loop;
 	ev_timer_init(&s->quick, quick_cb, 0.01, 0.01); /* started by a held write */
@@ -1329,12 +1536,26 @@ void server_free(struct server *s)
 	kv_store_set_log_sync(kv_engine_store(kv_engine_of(s->a->kv)), true);
 	if (s->raft_started) {
 		s->raft_closing = true;
+		/* a snapshot's dump on the worker stops at its next record */
+		__atomic_store_n(&s->take.cancel, true, __ATOMIC_RELAXED);
+		pthread_mutex_lock(&s->take.mu);
+		pthread_cond_signal(&s->take.cv);
+		pthread_mutex_unlock(&s->take.mu);
 		raft_close(&s->raft, close_cb);
-		for (int i = 0; i < 200 && !s->raft_closed; i++)
+		/* the close waits for the worker's job: bounded, 1 ms naps */
+		for (int i = 0; i < 5000 && !s->raft_closed; i++) {
 			ev_run(s->loop, EVRUN_ONCE | EVRUN_NOWAIT);
+			if (!s->raft_closed && i >= 200)
+				usleep(1000);
+		}
 		if (s->raft_closed)
 			raft_io_destroy(&s->io);
+		else
+			log_err("server: Raft did not close");
 	}
+	ev_prepare_stop(s->loop, &s->take.prep);
+	pthread_mutex_destroy(&s->take.mu);
+	pthread_cond_destroy(&s->take.cv);
 	server_rpc_free(s->rpc);
 	struct cp_req *next;
 	for (struct cp_req *r = s->waiting; r; r = next) {

@@ -69,6 +69,15 @@ struct kv_store {
 	uint64_t digest[KV_BUCKETS];
 	uint64_t saved_digest[KV_BUCKETS];
 	uint64_t live, tombs, saved_live, saved_tombs;
+	unsigned readers; /* kv_store_reader's open: env is not reopened under them */
+};
+
+/* A read transaction of its own on LMDB (MDB_NOTLS: any thread may use it),
+ * with copies of what a scan needs, so it never reads struct kv_store. */
+struct kv_store_reader {
+	MDB_txn *txn;
+	MDB_dbi kv;
+	uint64_t bad;
 };
 
 /* ------------------------------------------------------------ hashes */
@@ -664,6 +673,10 @@ static int env_open(struct kv_store *s, char *err, size_t errlen);
  * that succeeded), then rebuild from LMDB and the log. */
 static int repair(struct kv_store *s, char *err, size_t errlen)
 {
+	if (s->env_dead && s->readers > 0) {
+		snprintf(err, errlen, "a reader is open; LMDB is reopened after it closes");
+		return -1;
+	}
 	if (s->env_dead) {
 		release_rtxn(s);
 		if (s->rtxn != NULL)
@@ -806,6 +819,8 @@ void kv_store_close(struct kv_store *s)
 {
 	if (s == NULL)
 		return;
+	if (s->readers > 0)
+		log_err("kv store: closed with %u reader(s) open", s->readers);
 	if (s->batch)
 		kv_store_abort(s);
 	if (s->wtxn != NULL) {
@@ -1012,6 +1027,75 @@ static int scan_view(struct kv_store *s, bool committed, const MDB_val *k, const
 			return c;
 	}
 	return rec_read(s, k, v, r);
+}
+
+/*
+ * The reader's transaction is begun here, in the owner's thread, and then only
+ * used by the one other thread the caller hands it to: LMDB allows that for
+ * read transactions of an MDB_NOTLS environment. Its snapshot is LMDB's last
+ * commit, i.e. the last checkpoint: the caller checkpoints first when it
+ * needs the latest batches.
+ */
+struct kv_store_reader *kv_store_reader_open(struct kv_store *s, char *err, size_t errlen)
+{
+	if (s->env == NULL || s->env_dead) {
+		snprintf(err, errlen, "reader: the store's LMDB is not open");
+		return NULL;
+	}
+	struct kv_store_reader *rd = calloc(1, sizeof(*rd));
+	if (rd == NULL) {
+		snprintf(err, errlen, "reader: out of memory");
+		return NULL;
+	}
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rd->txn);
+	if (rc != 0) {
+		snprintf(err, errlen, "reader: lmdb: %s", mdb_strerror(rc));
+		free(rd);
+		return NULL;
+	}
+	rd->kv = s->kv;
+	(void)kv_wal_crc32c(0, "",
+	                    0); /* its lazy set-up happens here, not in the reader's thread */
+	s->readers++;
+	return rd;
+}
+
+int kv_store_reader_scan(struct kv_store_reader *rd, kv_store_fn fn, void *ud)
+{
+	MDB_cursor *c;
+	if (mdb_cursor_open(rd->txn, rd->kv, &c) != 0)
+		return -1;
+	MDB_val k, v;
+	int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+	int n = 0;
+	while (rc == 0) {
+		struct kv_rec r;
+		const char *why;
+		if (rec_load(k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r, &why) == REC_BAD) {
+			rd->bad++;
+		} else {
+			n++;
+			if (fn(ud, k.mv_data, k.mv_size, &r) != 0)
+				break;
+		}
+		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	return rc == 0 || rc == MDB_NOTFOUND ? n : -1;
+}
+
+uint64_t kv_store_reader_bad(const struct kv_store_reader *rd)
+{
+	return rd->bad;
+}
+
+void kv_store_reader_close(struct kv_store *s, struct kv_store_reader *rd)
+{
+	if (rd == NULL)
+		return;
+	mdb_txn_abort(rd->txn);
+	free(rd);
+	s->readers--;
 }
 
 int kv_store_scan(struct kv_store *s, bool committed, const char *prefix, size_t prefix_len,

@@ -118,6 +118,22 @@ int kv_store_put(struct kv_store *s, const char *key, size_t key_len, const stru
 typedef int (*kv_store_fn)(void *ud, const char *key, size_t key_len, const struct kv_rec *r);
 int kv_store_scan(struct kv_store *s, bool committed, const char *prefix, size_t prefix_len,
                   kv_store_fn fn, void *ud);
+/* A read-only view of LMDB's last checkpoint (the open batch and batches
+ * not yet checkpointed are not in it) that one other thread may scan while
+ * the owner goes on writing: the Raft snapshot dump (agent/server.c).
+ * kv_store_reader_open and _close are the owner's (they count open readers:
+ * LMDB is not reopened under one, and the store must not be closed with
+ * one open); kv_store_reader_scan and _bad may run in another thread (one
+ * at a time) and read nothing of the store but LMDB. The view holds LMDB
+ * pages from reuse while open: close it soon. NULL with err. */
+struct kv_store_reader;
+struct kv_store_reader *kv_store_reader_open(struct kv_store *s, char *err, size_t errlen);
+/* Visit every record (tombstones included) in key order; bad ones are
+ * skipped and counted (kv_store_reader_bad). The number visited or -1. */
+int kv_store_reader_scan(struct kv_store_reader *rd, kv_store_fn fn, void *ud);
+uint64_t kv_store_reader_bad(const struct kv_store_reader *rd);
+void kv_store_reader_close(struct kv_store *s, struct kv_store_reader *rd);
+
 /* Visit the records of one digest bucket. */
 int kv_store_scan_bucket(struct kv_store *s, bool committed, unsigned bucket, kv_store_fn fn,
                          void *ud);

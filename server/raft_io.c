@@ -26,18 +26,20 @@
 #include "server/raft_io.h"
 
 #include <ev.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "server/raft_store.h"
 #include "server/raft_wire.h"
 
-enum req_type { REQ_APPEND, REQ_TRUNCATE, REQ_SNAP_PUT, REQ_SNAP_GET, REQ_SEND, REQ_WORK };
+enum req_type { REQ_APPEND, REQ_TRUNCATE, REQ_SNAP_PUT, REQ_SNAP_GET, REQ_SEND };
 
 struct req {
 	struct req *next;
@@ -56,11 +58,26 @@ struct req {
 			struct raft_io_snapshot_put *req;
 			const struct raft_snapshot *snapshot;
 			unsigned trailing;
+			bool written; /* its file is on disk (or failed: write_rc) */
+			int write_rc;
 		} put;
 		struct raft_io_snapshot_get *get;
 		struct raft_io_send *send;
-		struct raft_io_async_work *work;
 	};
+};
+
+/* One job on its way through the worker thread: libraft's async work, or
+ * the writing of a snapshot's file. */
+struct job {
+	struct job *next;
+	struct raft_io_async_work *req;       /* async work, or NULL */
+	struct req *put;                      /* a snapshot put whose file is written: */
+	const struct raft_snapshot *snapshot; /* its snapshot (libraft's, alive until the put's
+	                                         callback) */
+	const char *dir;                      /* into this directory (the store's, immutable) */
+	int rc;
+	double ms; /* how long the worker took */
+	char err[256];
 };
 
 struct inmsg {
@@ -101,6 +118,18 @@ struct rio {
 	 * asked for one: the end of what that message checked (ae_clamp) */
 	bool in_ae;
 	raft_index ae_end;
+
+	/* The worker thread for async_work (started by the first request).
+	 * Fields under mu are shared with it; the rest is the loop's alone. */
+	pthread_t thr;
+	bool thr_started;   /* loop only */
+	unsigned in_flight; /* loop only: jobs handed over, callback not yet run */
+	ev_async jobs_done; /* active while in_flight > 0; the worker signals it */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *todo, **todo_tail; /* under mu: for the worker, in order */
+	struct job *done, **done_tail; /* under mu: for the loop, in order */
+	bool thr_stop;                 /* under mu: the worker exits when todo is empty */
 };
 
 static struct rio *rio_of(struct raft_io *io)
@@ -138,7 +167,18 @@ static struct req *enqueue(struct rio *x, enum req_type type)
 	return r;
 }
 
+static int start_worker(struct rio *x);
+static void submit(struct rio *x, struct job *j);
+
 /* ---- the drain ---- */
+
+/* For the log lines that say how long the loop was held. */
+static double mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
 
 /* Writes every disk request of the list into one batch and commits it.
  * Returns the status all of them complete with. */
@@ -149,6 +189,8 @@ static int write_batch(struct rio *x, struct req *list)
 		any = r->type == REQ_APPEND || r->type == REQ_TRUNCATE || r->type == REQ_SNAP_PUT;
 	if (!any)
 		return 0;
+	double t0 = mono_ms();
+	size_t snap_bytes = 0;
 	int rc = raft_store_begin(x->st);
 	for (struct req *r = list; r != NULL && rc == 0; r = r->next) {
 		switch (r->type) {
@@ -161,8 +203,12 @@ static int write_batch(struct rio *x, struct req *list)
 			rc = raft_store_truncate(x->st, r->truncate);
 			break;
 		case REQ_SNAP_PUT:
-			rc = raft_store_snapshot_put(x->st, r->put.snapshot, r->put.trailing);
+			if (r->put.write_rc != 0)
+				break; /* its file failed: it alone fails (complete) */
+			rc = raft_store_snapshot_put_file(x->st, r->put.snapshot, r->put.trailing);
 			x->stats.snapshots_put++;
+			for (unsigned i = 0; i < r->put.snapshot->n_bufs; i++)
+				snap_bytes += r->put.snapshot->bufs[i].len;
 			break;
 		default:
 			break;
@@ -176,6 +222,9 @@ static int write_batch(struct rio *x, struct req *list)
 	}
 	if (rc != 0)
 		log_err("raft: %s", raft_store_errmsg(x->st));
+	else if (snap_bytes > 0)
+		log_info("raft: snapshot of %zu bytes stored in %.1f ms", snap_bytes,
+		         mono_ms() - t0);
 	return rc;
 }
 
@@ -233,11 +282,16 @@ static void complete(struct rio *x, struct req *r, int disk_status)
 		break;
 	case REQ_SNAP_PUT:
 		if (r->put.req->cb != NULL)
-			r->put.req->cb(r->put.req, disk_status);
+			r->put.req->cb(r->put.req,
+			               r->put.write_rc != 0 ? r->put.write_rc : disk_status);
 		break;
 	case REQ_SNAP_GET: {
 		struct raft_snapshot *s = NULL;
+		double t0 = mono_ms();
 		int rc = raft_store_snapshot_get(x->st, &s);
+		if (rc == 0 && s != NULL)
+			log_info("raft: snapshot at index %llu read in %.1f ms",
+			         (unsigned long long)s->index, mono_ms() - t0);
 		if (rc == 0 && s == NULL)
 			rc = RAFT_NOTFOUND;
 		if (rc != 0)
@@ -251,11 +305,6 @@ static void complete(struct rio *x, struct req *r, int disk_status)
 		if (r->send->cb != NULL)
 			r->send->cb(r->send, r->status);
 		break;
-	case REQ_WORK: {
-		int rc = r->work->work(r->work);
-		r->work->cb(r->work, rc);
-		break;
-	}
 	}
 	free(r);
 }
@@ -272,12 +321,52 @@ static void free_inmsg(struct inmsg *m)
  * after the entries queued before it are durable. Both lists are detached
  * before any callback runs, because callbacks queue new work for the next drain.
  */
+/* A snapshot put whose file the worker is still writing. */
+static bool parked(const struct req *r)
+{
+	return r->type == REQ_SNAP_PUT && !r->put.written;
+}
+
+/*
+ * Takes from the FIFO, in order, every request that can be written now. A
+ * parked put of a snapshot this server took (trailing > 0) stays queued and
+ * lets the requests after it pass: it deletes only entries up to its index
+ * minus the trailing ones, which are committed, and later appends and
+ * truncations only touch entries past the commit index, so the order
+ * between them does not matter (libraft's raft_uv lets appends pass such a
+ * put the same way: a non-blocking barrier). A parked put of a snapshot
+ * installed from the leader (trailing 0) replaces the whole log: it and
+ * everything after it wait.
+ */
+static struct req *take_ready(struct rio *x)
+{
+	struct req *ready = NULL, **rt = &ready;
+	struct req *r = x->head, **kt = &x->head;
+	x->head = NULL;
+	while (r != NULL && !(parked(r) && r->put.trailing == 0)) {
+		struct req *next = r->next;
+		r->next = NULL;
+		if (parked(r)) {
+			*kt = r;
+			kt = &r->next;
+		} else {
+			*rt = r;
+			rt = &r->next;
+		}
+		r = next;
+	}
+	/* r: NULL, or a blocking put that stays with everything after it (the
+	 * tail still points into that unchanged chain) */
+	*kt = r;
+	if (r == NULL)
+		x->tail = kt;
+	return ready;
+}
+
 static void drain(struct rio *x)
 {
-	struct req *list = x->head;
+	struct req *list = take_ready(x);
 	struct inmsg *in = x->in_head;
-	x->head = NULL;
-	x->tail = &x->head;
 	x->in_head = NULL;
 	x->in_tail = &x->in_head;
 	x->in_n = 0;
@@ -307,11 +396,18 @@ static void drain(struct rio *x)
 		in = next;
 	}
 
-	if (x->head != NULL || x->in_head != NULL)
-		return; /* callbacks queued more: the idle watcher keeps us awake */
+	if (x->in_head != NULL)
+		return; /* more came in: the idle watcher keeps us awake */
+	for (struct req *r = x->head; r != NULL; r = r->next) {
+		if (!parked(r))
+			return; /* callbacks queued more */
+		if (r->put.trailing == 0)
+			break; /* the rest waits for that put's file (jobs_done_cb kicks) */
+	}
 	ev_idle_stop(x->loop, &x->awake);
 	ev_check_stop(x->loop, &x->drain);
-	if (x->closing && x->close_cb != NULL) {
+	/* closing waits for the worker's jobs too: jobs_done_cb kicks us */
+	if (x->closing && x->close_cb != NULL && x->in_flight == 0 && x->head == NULL) {
 		raft_io_close_cb cb = x->close_cb;
 		x->close_cb = NULL;
 		cb(x->io); /* last: the owner may free us in there */
@@ -463,11 +559,19 @@ static int io_truncate(struct raft_io *io, raft_index index)
 static int io_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
                            const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
 {
+	struct rio *x = rio_of(io);
+	if (start_worker(x) < 0)
+		return io_fail(io, RAFT_NOMEM, "raft io: cannot start the worker thread");
 	req->cb = cb;
-	struct req *r = enqueue(rio_of(io), REQ_SNAP_PUT);
+	struct req *r = enqueue(x, REQ_SNAP_PUT);
 	r->put.req = req;
 	r->put.snapshot = snapshot;
 	r->put.trailing = trailing;
+	struct job *j = xcalloc(1, sizeof(*j));
+	j->put = r;
+	j->snapshot = snapshot;
+	j->dir = raft_store_dir(x->st);
+	submit(x, j);
 	return 0;
 }
 
@@ -479,11 +583,122 @@ static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
 	return 0;
 }
 
+/* ---- the worker thread ---- */
+
+/*
+ * The worker runs libraft's async work (a snapshot's dump, agent/server.c)
+ * one job at a time, in the order asked, and never touches libraft, the loop
+ * or anything of this io but the fields under mu: a finished job goes to the
+ * done list and ev_async_send (thread-safe) wakes the loop, which runs the
+ * callback (jobs_done_cb). What the work function itself reads is its
+ * owner's business (agent/server.c says what the snapshot dump shares).
+ */
+static void *worker_main(void *arg)
+{
+	struct rio *x = arg;
+	pthread_mutex_lock(&x->mu);
+	for (;;) {
+		while (x->todo == NULL && !x->thr_stop)
+			pthread_cond_wait(&x->cv, &x->mu);
+		if (x->todo == NULL)
+			break; /* stopping, and nothing left */
+		struct job *j = x->todo;
+		x->todo = j->next;
+		if (x->todo == NULL)
+			x->todo_tail = &x->todo;
+		pthread_mutex_unlock(&x->mu);
+		double t0 = mono_ms();
+		if (j->req != NULL)
+			j->rc = j->req->work(j->req);
+		else
+			j->rc = raft_store_snapshot_write(j->dir, j->snapshot, j->err,
+			                                  sizeof(j->err));
+		j->ms = mono_ms() - t0;
+		pthread_mutex_lock(&x->mu);
+		j->next = NULL;
+		*x->done_tail = j;
+		x->done_tail = &j->next;
+		ev_async_send(x->loop, &x->jobs_done);
+	}
+	pthread_mutex_unlock(&x->mu);
+	return NULL;
+}
+
+/* In the loop: the callbacks of finished jobs, in order. */
+static void jobs_done_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct rio *x = w->data;
+	pthread_mutex_lock(&x->mu);
+	struct job *list = x->done;
+	x->done = NULL;
+	x->done_tail = &x->done;
+	pthread_mutex_unlock(&x->mu);
+	while (list != NULL) {
+		struct job *next = list->next;
+		x->in_flight--;
+		if (list->req != NULL) {
+			list->req->cb(list->req, list->rc);
+		} else {
+			/* the put takes its place in the FIFO's next drain */
+			if (list->rc != 0)
+				log_err("raft: %s", list->err);
+			else
+				log_info("raft: snapshot at index %llu written to its file in %.1f "
+				         "ms "
+				         "on the worker thread",
+				         (unsigned long long)list->snapshot->index, list->ms);
+			list->put->put.written = true;
+			list->put->put.write_rc = list->rc;
+			kick(x);
+		}
+		free(list);
+		list = next;
+	}
+	if (x->in_flight == 0) {
+		ev_async_stop(x->loop, &x->jobs_done);
+		if (x->closing)
+			kick(x); /* the drain calls libraft's close callback */
+	}
+}
+
+/*
+ * The work runs on the worker thread, its callback later in the loop (as
+ * libraft's own libuv backend does with uv_queue_work). The thread starts with
+ * the first request; a server that never snapshots never starts one.
+ */
+static int start_worker(struct rio *x)
+{
+	if (x->thr_started)
+		return 0;
+	if (pthread_create(&x->thr, NULL, worker_main, x) != 0)
+		return -1;
+	x->thr_started = true;
+	return 0;
+}
+
+static void submit(struct rio *x, struct job *j)
+{
+	if (x->in_flight++ == 0)
+		ev_async_start(x->loop, &x->jobs_done);
+	pthread_mutex_lock(&x->mu);
+	*x->todo_tail = j;
+	x->todo_tail = &j->next;
+	pthread_cond_signal(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+}
+
 static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
                          raft_io_async_work_cb cb)
 {
+	struct rio *x = rio_of(io);
+	if (x->closing)
+		return io_fail(io, RAFT_CANCELED, "raft io: closing");
+	if (start_worker(x) < 0)
+		return io_fail(io, RAFT_NOMEM, "raft io: cannot start the worker thread");
 	req->cb = cb;
-	enqueue(rio_of(io), REQ_WORK)->work = req;
+	struct job *j = xcalloc(1, sizeof(*j));
+	j->req = req;
+	submit(x, j);
 	return 0;
 }
 
@@ -551,6 +766,12 @@ int raft_io_create(struct raft_io *io, const struct raft_io_config *cfg, char *e
 	x->drain.data = x;
 	ev_idle_init(&x->awake, awake_cb);
 	x->awake.data = x;
+	ev_async_init(&x->jobs_done, jobs_done_cb);
+	x->jobs_done.data = x;
+	pthread_mutex_init(&x->mu, NULL);
+	pthread_cond_init(&x->cv, NULL);
+	x->todo_tail = &x->todo;
+	x->done_tail = &x->done;
 
 	memset(io, 0, sizeof(*io));
 	io->version = 2;
@@ -582,6 +803,22 @@ void raft_io_destroy(struct raft_io *io)
 	ev_timer_stop(x->loop, &x->tick);
 	ev_check_stop(x->loop, &x->drain);
 	ev_idle_stop(x->loop, &x->awake);
+	ev_async_stop(x->loop, &x->jobs_done);
+	if (x->thr_started) {
+		/* after libraft's close callback no job is left (the close waits
+		 * for them); the worker ends at once */
+		pthread_mutex_lock(&x->mu);
+		x->thr_stop = true;
+		pthread_cond_signal(&x->cv);
+		pthread_mutex_unlock(&x->mu);
+		pthread_join(x->thr, NULL);
+	}
+	for (struct job *l = x->done, *next; l != NULL; l = next) {
+		next = l->next;
+		free(l);
+	}
+	pthread_mutex_destroy(&x->mu);
+	pthread_cond_destroy(&x->cv);
 	/* after libraft's close callback nothing is queued; before raft_init
 	 * nothing ever was. Free what a misuse left rather than leak it. */
 	while (x->head != NULL) {

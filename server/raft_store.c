@@ -21,8 +21,11 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "lib/xalloc.h"
 #include "server/raft_wire.h"
@@ -36,6 +39,7 @@ struct pos {
 };
 
 struct raft_store {
+	char dir[4096];
 	MDB_env *env;
 	MDB_dbi meta, log, snap;
 	MDB_txn *txn; /* the open batch, or NULL */
@@ -174,6 +178,96 @@ static int read_pos(struct raft_store *st, MDB_txn *txn, struct pos *pos)
 	return 0;
 }
 
+/* ---- snapshot files ---- */
+
+static void snap_file_name(char *buf, size_t cap, const char *dir, raft_term term, raft_index index)
+{
+	snprintf(buf, cap, "%s/snapshot-%llu-%llu", dir, (unsigned long long)term,
+	         (unsigned long long)index);
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/*
+ * Touches nothing but the files: server/raft_io.c runs it on its worker
+ * thread. The file is complete and synced under a temporary name before the
+ * rename, and the directory is synced after it, so the name exists only for
+ * data that is on disk; LMDB refers to it only after that (snapshot_put_file).
+ */
+int raft_store_snapshot_write(const char *dir, const struct raft_snapshot *s, char *err,
+                              size_t errlen)
+{
+	char path[4200], tmp[4220];
+	snap_file_name(path, sizeof(path), dir, s->term, s->index);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "raft store: snapshot file %s: %s", tmp, strerror(errno));
+		return RAFT_IOERR;
+	}
+	int rc = 0;
+	for (unsigned i = 0; i < s->n_bufs && rc == 0; i++)
+		rc = write_all(fd, s->bufs[i].base, s->bufs[i].len);
+	if (rc == 0 && fdatasync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc == 0) {
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || fsync(dfd) < 0)
+			rc = -errno;
+		if (dfd >= 0)
+			close(dfd);
+	}
+	if (rc != 0) {
+		snprintf(err, errlen, "raft store: snapshot file %s: %s", path, strerror(-rc));
+		unlink(tmp);
+		return rc == -ENOSPC ? RAFT_NOSPACE : RAFT_IOERR;
+	}
+	return 0;
+}
+
+/* Snapshot files other than the committed snapshot's go: at open every
+ * other one (half-written ones too); after a commit only those of older
+ * snapshots, since a newer one may be being written on raft_io's worker. */
+static void remove_stale_files(struct raft_store *st, bool all)
+{
+	char keep[4200], path[4400];
+	snap_file_name(keep, sizeof(keep), st->dir, st->cur.snap_term, st->cur.snap_index);
+	DIR *d = opendir(st->dir);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		unsigned long long term, index;
+		if (sscanf(e->d_name, "snapshot-%llu-%llu", &term, &index) != 2)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", st->dir, e->d_name);
+		if (strcmp(path, keep) != 0 && (all || index < st->cur.snap_index))
+			unlink(path);
+	}
+	closedir(d);
+}
+
+const char *raft_store_dir(const struct raft_store *st)
+{
+	return st->dir;
+}
+
 /*
  * Reads the locating positions once, at open, inside a transaction; everything
  * after works from them in memory. The files are 0600: the log holds every
@@ -183,6 +277,7 @@ struct raft_store *raft_store_open(const char *dir, size_t map_size, char *err, 
 {
 	struct raft_store *st = xcalloc(1, sizeof(*st));
 	MDB_txn *txn = NULL;
+	snprintf(st->dir, sizeof(st->dir), "%s", dir);
 	int rc = make_dirs(dir);
 	if (rc < 0) {
 		snprintf(err, errlen, "raft store: mkdir %s: %s", dir, strerror(-rc));
@@ -211,6 +306,7 @@ struct raft_store *raft_store_open(const char *dir, size_t map_size, char *err, 
 		goto err;
 	}
 	st->pend = st->cur;
+	remove_stale_files(st, true);
 	return st;
 err:
 	if (txn != NULL)
@@ -279,7 +375,11 @@ int raft_store_commit(struct raft_store *st)
 		st->pend = st->cur;
 		return mdb_fail(st, rc, "commit");
 	}
+	bool new_snap = st->pend.snap_index != st->cur.snap_index ||
+	                st->pend.snap_term != st->cur.snap_term;
 	st->cur = st->pend;
+	if (new_snap)
+		remove_stale_files(st, false);
 	return 0;
 }
 
@@ -395,10 +495,9 @@ int raft_store_truncate(struct raft_store *st, raft_index index)
  * snapshot are kept so slow followers can still be sent them; 0 means the
  * snapshot replaces the log.
  */
-int raft_store_snapshot_put(struct raft_store *st, const struct raft_snapshot *s, unsigned trailing)
+/* The snapshot's meta, and its entries cut (the rest of a put). */
+static int put_meta_and_cut(struct raft_store *st, const struct raft_snapshot *s, unsigned trailing)
 {
-	if (st->txn == NULL)
-		return fail(st, RAFT_IOERR, "raft store: snapshot put: no batch is open");
 	size_t conf = raft_wire_conf_size(&s->configuration);
 	if (conf == 0)
 		return fail(st, RAFT_INVALID,
@@ -413,19 +512,6 @@ int raft_store_snapshot_put(struct raft_store *st, const struct raft_snapshot *s
 	free(meta);
 	if (rc != 0)
 		return mdb_fail(st, rc, "snapshot meta");
-	size_t len = 0;
-	for (unsigned i = 0; i < s->n_bufs; i++)
-		len += s->bufs[i].len;
-	k = (MDB_val){4, "data"};
-	v = (MDB_val){len, NULL};
-	if ((rc = mdb_put(st->txn, st->snap, &k, &v, MDB_RESERVE)) != 0)
-		return mdb_fail(st, rc, "snapshot data");
-	uint8_t *p = v.mv_data;
-	for (unsigned i = 0; i < s->n_bufs; i++) {
-		if (s->bufs[i].len > 0)
-			memcpy(p, s->bufs[i].base, s->bufs[i].len);
-		p += s->bufs[i].len;
-	}
 	st->pend.snap_index = s->index;
 	st->pend.snap_term = s->term;
 	if (trailing == 0) {
@@ -447,6 +533,54 @@ int raft_store_snapshot_put(struct raft_store *st, const struct raft_snapshot *s
 	else
 		st->pend.first = cut + 1;
 	return 0;
+}
+
+int raft_store_snapshot_put(struct raft_store *st, const struct raft_snapshot *s, unsigned trailing)
+{
+	if (st->txn == NULL)
+		return fail(st, RAFT_IOERR, "raft store: snapshot put: no batch is open");
+	size_t len = 0;
+	for (unsigned i = 0; i < s->n_bufs; i++)
+		len += s->bufs[i].len;
+	MDB_val k = {4, "data"}, v = {len, NULL};
+	int rc = mdb_put(st->txn, st->snap, &k, &v, MDB_RESERVE);
+	if (rc != 0)
+		return mdb_fail(st, rc, "snapshot data");
+	uint8_t *p = v.mv_data;
+	for (unsigned i = 0; i < s->n_bufs; i++) {
+		if (s->bufs[i].len > 0)
+			memcpy(p, s->bufs[i].base, s->bufs[i].len);
+		p += s->bufs[i].len;
+	}
+	k = (MDB_val){4, "file"};
+	if ((rc = mdb_del(st->txn, st->snap, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+		return mdb_fail(st, rc, "snapshot file");
+	return put_meta_and_cut(st, s, trailing);
+}
+
+/*
+ * The data is already in its file (raft_store_snapshot_write); LMDB gets the
+ * meta and the file's length under "file", and loses the "data" an older
+ * snapshot may have left there.
+ */
+int raft_store_snapshot_put_file(struct raft_store *st, const struct raft_snapshot *s,
+                                 unsigned trailing)
+{
+	if (st->txn == NULL)
+		return fail(st, RAFT_IOERR, "raft store: snapshot put: no batch is open");
+	uint64_t len = 0;
+	for (unsigned i = 0; i < s->n_bufs; i++)
+		len += s->bufs[i].len;
+	uint8_t b[8];
+	put_be64(b, len);
+	MDB_val k = {4, "file"}, v = {8, b};
+	int rc = mdb_put(st->txn, st->snap, &k, &v, 0);
+	if (rc != 0)
+		return mdb_fail(st, rc, "snapshot file");
+	k = (MDB_val){4, "data"};
+	if ((rc = mdb_del(st->txn, st->snap, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+		return mdb_fail(st, rc, "snapshot data");
+	return put_meta_and_cut(st, s, trailing);
 }
 
 /* ---- synchronous, durable updates ---- */
@@ -548,18 +682,61 @@ int raft_store_recover(struct raft_store *st, const struct raft_configuration *c
 
 /* ---- reading ---- */
 
-/* The snapshot stored in txn as libraft takes it, or *out NULL. */
+/* The snapshot's data from its file into buf (len bytes). */
+static int read_file(struct raft_store *st, raft_term term, raft_index index, uint8_t *buf,
+                     size_t len)
+{
+	char path[4200];
+	snap_file_name(path, sizeof(path), st->dir, term, index);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(st, RAFT_CORRUPT, "raft store: snapshot file %s: %s", path,
+		            strerror(errno));
+	struct stat sb;
+	int rc = 0;
+	if (fstat(fd, &sb) < 0 || (uint64_t)sb.st_size != len)
+		rc = fail(st, RAFT_CORRUPT, "raft store: snapshot file %s: %lld bytes, not %zu",
+		          path, (long long)sb.st_size, len);
+	size_t got = 0;
+	while (rc == 0 && got < len) {
+		ssize_t n = read(fd, buf + got, len - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			rc = fail(st, RAFT_IOERR, "raft store: snapshot file %s: %s", path,
+			          n < 0 ? strerror(errno) : "short");
+		else
+			got += (size_t)n;
+	}
+	close(fd);
+	return rc;
+}
+
+/* The snapshot stored in txn as libraft takes it, or *out NULL. Its data is
+ * under "data" in LMDB (older stores, and raft_store_snapshot_put) or in its
+ * file ("file" holds the length). */
 static int read_snapshot(struct raft_store *st, MDB_txn *txn, struct raft_snapshot **out)
 {
-	MDB_val k = {4, "meta"}, meta, data;
+	MDB_val k = {4, "meta"}, meta, data = {0, NULL}, file;
 	*out = NULL;
 	int rc = mdb_get(txn, st->snap, &k, &meta);
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc != 0)
 		return mdb_fail(st, rc, "read snapshot meta");
+	k = (MDB_val){4, "file"};
+	bool in_file = false;
+	if ((rc = mdb_get(txn, st->snap, &k, &file)) == 0) {
+		if (file.mv_size != 8)
+			return fail(st, RAFT_CORRUPT, "raft store: snapshot file: %zu bytes",
+			            file.mv_size);
+		in_file = true;
+		data.mv_size = get_be64(file.mv_data);
+	} else if (rc != MDB_NOTFOUND) {
+		return mdb_fail(st, rc, "read snapshot file");
+	}
 	k = (MDB_val){4, "data"};
-	if ((rc = mdb_get(txn, st->snap, &k, &data)) != 0)
+	if (!in_file && (rc = mdb_get(txn, st->snap, &k, &data)) != 0)
 		return rc == MDB_NOTFOUND
 		               ? fail(st, RAFT_CORRUPT, "raft store: snapshot data missing")
 		               : mdb_fail(st, rc, "read snapshot data");
@@ -592,8 +769,17 @@ static int read_snapshot(struct raft_store *st, MDB_txn *txn, struct raft_snapsh
 		return fail(st, RAFT_NOMEM, "raft store: snapshot: out of memory");
 	}
 	s->bufs[0].len = data.mv_size;
-	if (data.mv_size > 0)
+	if (in_file)
+		rc = read_file(st, s->term, s->index, s->bufs[0].base, data.mv_size);
+	else if (data.mv_size > 0)
 		memcpy(s->bufs[0].base, data.mv_data, data.mv_size);
+	if (rc != 0) {
+		raft_free(s->bufs[0].base);
+		raft_free(s->bufs);
+		raft_configuration_close(&s->configuration);
+		raft_free(s);
+		return rc;
+	}
 	*out = s;
 	return 0;
 }

@@ -21,7 +21,10 @@
  * endian). "log": key the index (8-byte big endian, so LMDB's order is the
  * log's), value term (8 bytes BE), type (1 byte), payload. "snap": "meta"
  * (varints: index, term, configuration index, then the configuration in
- * server/raft_wire.h's form) and "data". Only the latest snapshot is kept.
+ * server/raft_wire.h's form) and either "data" (the snapshot's bytes) or
+ * "file" (8 bytes BE: the length of <dir>/snapshot-<term>-<index>, which
+ * holds them; see raft_store_snapshot_write). Only the latest snapshot is
+ * kept.
  *
  * Log invariants (checked at open): the stored indexes are contiguous;
  * with a snapshot, the first stored entry is at most snapshot index + 1.
@@ -80,6 +83,19 @@ int raft_store_truncate(struct raft_store *st, raft_index index);
  * entries up to s->index - trailing are deleted (all of them if 0). */
 int raft_store_snapshot_put(struct raft_store *st, const struct raft_snapshot *s,
                             unsigned trailing);
+/* A snapshot's data in a file of its own, <dir>/snapshot-<term>-<index>:
+ * written (and synced, file and directory) by raft_store_snapshot_write,
+ * which touches nothing else, so it may run on another thread, outside
+ * any batch; then, in a batch, raft_store_snapshot_put_file does what
+ * raft_store_snapshot_put does but records the file instead of copying the
+ * data into LMDB. Files of older snapshots are deleted after the commit
+ * that replaces them, and at open every snapshot file but the current
+ * one. raft_store_dir: the dir given to raft_store_open. */
+int raft_store_snapshot_write(const char *dir, const struct raft_snapshot *s, char *err,
+                              size_t errlen);
+int raft_store_snapshot_put_file(struct raft_store *st, const struct raft_snapshot *s,
+                                 unsigned trailing);
+const char *raft_store_dir(const struct raft_store *st);
 /* Makes the batch durable (one fdatasync); on failure it is forgotten. */
 int raft_store_commit(struct raft_store *st);
 /* Forgets the batch. */
