@@ -72,7 +72,9 @@ bool cp_fsm_apply(struct cp_fsm *f, uint64_t index, const uint8_t *buf, size_t l
  * u32 count, then (u16 key_len, key, record) each, into *p (raft_malloc'd,
  * the caller or libraft frees it). It includes what the open batch staged:
  * libraft takes a snapshot right after applying, in the same loop turn,
- * before the batch commits. 0 or RAFT_NOMEM. */
+ * before the batch commits. 0 or RAFT_NOMEM. (agent/server.c takes its
+ * snapshots off the loop from an LMDB reader instead, in this format;
+ * tests/raftsim uses this one.) */
 int cp_fsm_snapshot(struct cp_fsm *f, uint8_t **p, size_t *len);
 /* The replica becomes a snapshot's records (staged; the driver commits).
  * 0 or RAFT_MALFORMED. p is not freed. */

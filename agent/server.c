@@ -23,7 +23,9 @@
  * its replica with pinned versions, so all servers write the same records;
  * the first entry a fresh group applies empties the replica first, and the
  * leader's first entries re-import what its AP replica held
- * (docs/SERVERS.md). A snapshot is the whole replica.
+ * (docs/SERVERS.md). A snapshot is the whole replica, taken off the loop:
+ * dumped on server/raft_io.c's worker thread from an LMDB read transaction
+ * (struct snap_take below).
  *
  * Writes. With servers seen, kv_write() goes to cp_write(): on the leader
  * it is proposed at once; elsewhere it is sent (server RPC, CP_M_WRITE) to

@@ -64,6 +64,7 @@
 #define PURGE_INTERVAL_S 60.0
 #define CHECKPOINT_INTERVAL_S (KV_CHECKPOINT_INTERVAL_MS / 1000.0) /* LMDB commit + new log */
 #define CHECKPOINT_LOG_BYTES (64u << 20) /* ... or sooner when the log is this big */
+#define SLOW_COMMIT_S 0.05 /* a commit and checkpoint longer than this are logged (info) */
 
 struct kv_watch {
 	struct kv *kv;
@@ -202,11 +203,17 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	(void)revents;
 	struct kv *kv = w->data;
 	char err[256];
+	double t0 = ev_time();
 	if (kv_engine_commit(kv->engine, wall_ms(), err, sizeof(err)) < 0)
 		log_debug("kv: %s", err); /* the store logs failures itself, rate-limited */
+	double t1 = ev_time();
 	struct kv_store *st = kv_engine_store(kv->engine);
 	if (kv->checkpoint_due || kv_store_log_bytes(st) >= CHECKPOINT_LOG_BYTES)
 		checkpoint(kv);
+	double t2 = ev_time();
+	if (t2 - t0 > SLOW_COMMIT_S) /* what held the loop (e.g. a restored Raft snapshot) */
+		log_info("kv: commit %.1f ms, checkpoint %.1f ms", (t1 - t0) * 1000.0,
+		         (t2 - t1) * 1000.0);
 	/* armed only while LMDB lags the log: an idle agent does not wake for it */
 	if (kv_store_dirty(st) && !ev_is_active(&kv->checkpoint_timer)) {
 		/* a one-shot timer that fired keeps its old expiry: set it anew */

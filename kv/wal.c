@@ -82,7 +82,9 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t c, const uint8
  * records for the same job. The CPU's instruction where there is one (the
  * same function: tests/unit/test_kv_wal.c checks both against a bitwise
  * reference), else table-driven. Both are set up on first use; that is safe
- * because every caller runs on the one thread of the agent or the CLI.
+ * because every caller runs on the one thread of the agent or the CLI, or
+ * (a snapshot's reader, kv/store.c) after kv_store_reader_open has set them
+ * up in that thread before the hand-over.
  */
 uint32_t kv_wal_crc32c(uint32_t crc, const void *buf, size_t len)
 {

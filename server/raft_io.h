@@ -13,8 +13,13 @@
  *
  * Owns: the raft_io methods libraft calls, a server/raft_store.h store in
  * <data_dir>/raft, the tick timer, the queue of requests libraft made
- * (appends, truncations, snapshot puts and gets, sends, async work) and
- * the queue of received messages.
+ * (appends, truncations, snapshot puts and gets, sends) and the queue of
+ * received messages, and one worker thread (started by the first snapshot)
+ * for what would hold the loop: libraft's async_work (the FSM's
+ * snapshot_async: agent/server.c dumps the replica there) and the writing
+ * of a snapshot's data to its file (raft_store_snapshot_write). The worker
+ * never calls libraft; its results come back to the loop through a
+ * mutex-guarded list and an ev_async, and their callbacks run there.
  *
  * Data flow:
  *   libraft ─► io->append/truncate/snapshot_put ─► queue ─┐
@@ -26,6 +31,13 @@
  *        ─► received messages ─► libraft's recv callback
  *   transport ─► raft_io_deliver ─► raft_wire_decode ─► queue
  *   ev_timer every heartbeat ─► libraft's tick callback
+ *   io->async_work ─► worker: work() ─► ev_async ─► the callback (loop)
+ *   io->snapshot_put ─► worker: the data to its file ─► ev_async ─► the
+ *        put joins the next store batch (the file's record, the entries it
+ *        covers deleted). Meanwhile the requests after it pass when it is a
+ *        snapshot this server took (trailing > 0: it deletes committed
+ *        entries only), and wait when it is a leader's being installed
+ *        (trailing 0: it replaces the log).
  * Nothing completes inside the call that asked for it: libraft's callbacks
  * run only from the loop watcher, never re-entrantly. set_term, set_vote,
  * bootstrap and recover are synchronous and durable before they return, as

@@ -10,7 +10,10 @@
  *  1. three servers bootstrap one 3-voter configuration and elect a leader;
  *  2. 100 entries go through the leader with 2% of messages dropped, and
  *     every FSM applies 1..100 in order; with a snapshot every 32 entries
- *     (8 kept behind it) the logs were compacted on every server;
+ *     (8 kept behind it) the logs were compacted on every server; the FSM
+ *     is version 3, as agent/server.c's: each snapshot is encoded on
+ *     raft_io's worker thread (checked) and its data written to a file
+ *     there;
  *  3. the leader stops: the other two elect a new one and commit 80 more;
  *  4. the old leader comes back from its data directory, too far behind
  *     for the log its leader kept, and catches up from a snapshot;
@@ -22,6 +25,7 @@
 #define _GNU_SOURCE
 #include <ev.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +49,14 @@ struct seq {
 	uint64_t *v;
 	size_t n, cap;
 	unsigned restores;
+	/* a snapshot being taken (fsm version 3): the list copied in the loop */
+	uint64_t *pend;
+	size_t pend_n;
+	bool async_off_loop; /* snapshot_async ran on another thread than the loop's */
+	unsigned async_done, finalized;
 };
+
+static pthread_t loop_thread;
 
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
@@ -61,18 +72,52 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	return 0;
 }
 
-/* The whole list, count first; libraft frees the buffers (raft_malloc). */
+/* Version 3, as agent/server.c: in the loop, only a copy of the list (the
+ * loop goes on appending to s->v while the worker encodes). */
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	struct seq *s = fsm->data;
-	*bufs = raft_malloc(sizeof(**bufs));
-	(*bufs)[0].len = 8 * (s->n + 1);
-	(*bufs)[0].base = raft_malloc((*bufs)[0].len);
-	uint64_t n = s->n;
-	memcpy((*bufs)[0].base, &n, 8);
+	if (!pthread_equal(pthread_self(), loop_thread) || s->pend != NULL)
+		return RAFT_IOERR;
+	s->pend = xmalloc(8 * (s->n + 1));
 	if (s->n > 0)
-		memcpy((uint8_t *)(*bufs)[0].base + 8, s->v, 8 * s->n);
+		memcpy(s->pend, s->v, 8 * s->n);
+	s->pend_n = s->n;
+	*bufs = NULL;
+	*n_bufs = 0;
+	return 0;
+}
+
+/* On raft_io's worker: the whole list, count first. */
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	struct seq *s = fsm->data;
+	s->async_off_loop = !pthread_equal(pthread_self(), loop_thread);
+	*bufs = raft_malloc(sizeof(**bufs));
+	(*bufs)[0].len = 8 * (s->pend_n + 1);
+	(*bufs)[0].base = raft_malloc((*bufs)[0].len);
+	uint64_t n = s->pend_n;
+	memcpy((*bufs)[0].base, &n, 8);
+	if (n > 0)
+		memcpy((uint8_t *)(*bufs)[0].base + 8, s->pend, 8 * n);
 	*n_bufs = 1;
+	s->async_done++;
+	return 0;
+}
+
+/* In the loop again: ours to free (version 2 and up). */
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	struct seq *s = fsm->data;
+	if (pthread_equal(pthread_self(), loop_thread))
+		s->finalized++;
+	for (unsigned i = 0; *bufs != NULL && i < *n_bufs; i++)
+		raft_free((*bufs)[i].base);
+	raft_free(*bufs);
+	*bufs = NULL;
+	*n_bufs = 0;
+	free(s->pend);
+	s->pend = NULL;
 	return 0;
 }
 
@@ -88,6 +133,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		return RAFT_MALFORMED;
 	free(s->v);
 	s->v = xmalloc(8 * (n + 1));
+
 	memcpy(s->v, (uint8_t *)buf->base + 8, 8 * n);
 	s->n = s->cap = n;
 	s->restores++;
@@ -238,11 +284,13 @@ static int node_open(struct node *n, bool bootstrap)
 	if (!CHECK(raft_io_create(&n->io, &cfg, err, sizeof(err)) == 0, "raft_io_create: %s", err))
 		return -1;
 	memset(&n->seq, 0, sizeof(n->seq));
-	n->fsm = (struct raft_fsm){.version = 1,
+	n->fsm = (struct raft_fsm){.version = 3,
 	                           .data = &n->seq,
 	                           .apply = fsm_apply,
 	                           .snapshot = fsm_snapshot,
-	                           .restore = fsm_restore};
+	                           .restore = fsm_restore,
+	                           .snapshot_finalize = fsm_snapshot_finalize,
+	                           .snapshot_async = fsm_snapshot_async};
 	int rv = raft_init(&n->raft, &n->io, &n->fsm, n->id, n->addr);
 	if (!CHECK(rv == 0, "raft_init %s: %s", n->addr, raft_errmsg(&n->raft))) {
 		raft_io_destroy(&n->io);
@@ -280,6 +328,7 @@ static void node_close(struct node *n)
 	CHECK(run_until(is_closed, n, 5.0), "%s closes within 5 s", n->addr);
 	raft_io_destroy(&n->io);
 	free(n->seq.v);
+	free(n->seq.pend);
 	memset(&n->seq, 0, sizeof(n->seq));
 }
 
@@ -447,8 +496,17 @@ static void test_entries_commit_in_order_on_all_three(void)
 	for (int i = 0; i < N; i++) {
 		struct raft_store_info info;
 		raft_store_info(raft_io_store(&C.n[i].io), &info);
-		printf("     %s: snapshot at %llu, log %llu..%llu\n", C.n[i].addr,
-		       info.snapshot_index, info.first_index, info.last_index);
+		printf("     %s: snapshot at %llu, log %llu..%llu; %u taken on the worker\n",
+		       C.n[i].addr, info.snapshot_index, info.first_index, info.last_index,
+		       C.n[i].seq.async_done);
+		/* fsm version 3 through raft_io's async_work: the dump ran on the
+		 * worker thread, the finalize in the loop, once per snapshot */
+		CHECK(C.n[i].seq.async_done >= 1 && C.n[i].seq.async_off_loop,
+		      "%s: snapshot_async ran on a thread other than the loop's", C.n[i].addr);
+		CHECK(C.n[i].seq.finalized >= C.n[i].seq.async_done &&
+		              C.n[i].seq.finalized <= C.n[i].seq.async_done + 1,
+		      "%s: finalized in the loop after each (%u, %u)", C.n[i].addr,
+		      C.n[i].seq.finalized, C.n[i].seq.async_done);
 	}
 }
 
@@ -532,6 +590,7 @@ int main(void)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
 	C.loop = ev_loop_new(EVFLAG_AUTO);
+	loop_thread = pthread_self();
 	C.rng = SEED;
 	C.tail = &C.head;
 	ev_timer_init(&C.wire, wire_cb, 0.001, 0);

@@ -198,10 +198,117 @@ static void test_snapshots_compact_the_log(void)
 	rm_tree(dir);
 }
 
+static bool exists(const char *dir, const char *name)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return access(path, F_OK) == 0;
+}
+
+/* A snapshot in a file of its own (written first, then recorded in a
+ * batch), as server/raft_io.c stores them: loaded from the file after a
+ * reopen, replacing one kept in LMDB; the older file goes after the commit
+ * that replaces it; a file gone or cut short is a corrupt store. */
+static void test_snapshot_files(void)
+{
+	char dir[] = "/tmp/test_raft_store.XXXXXX", err[256] = "";
+	REQUIRE(mkdtemp(dir) != NULL, "mkdtemp");
+	struct raft_store *st = raft_store_open(dir, 64u << 20, err, sizeof(err));
+	REQUIRE(st != NULL, "%s", err);
+	CHECK_STR(dir, raft_store_dir(st));
+	struct raft_configuration conf;
+	raft_configuration_init(&conf);
+	raft_configuration_add(&conf, 1, "n1", RAFT_VOTER);
+	CHECK_INT(0, raft_store_bootstrap(st, &conf));
+	append_range(st, 2, 40, 2);
+
+	/* first one in LMDB (an older store's form) */
+	char a[] = "in-lmdb";
+	struct raft_buffer ba = {a, 7};
+	struct raft_snapshot snap = {.index = 10,
+	                             .term = 2,
+	                             .configuration = conf,
+	                             .configuration_index = 1,
+	                             .bufs = &ba,
+	                             .n_bufs = 1};
+	CHECK_INT(0, raft_store_begin(st));
+	CHECK_INT(0, raft_store_snapshot_put(st, &snap, 8));
+	CHECK_INT(0, raft_store_commit(st));
+
+	/* then one in a file */
+	char p1[] = "from-", p2[] = "a-file";
+	struct raft_buffer bb[2] = {{p1, 5}, {p2, 6}};
+	snap.index = 30;
+	snap.bufs = bb;
+	snap.n_bufs = 2;
+	CHECK_INT(0, raft_store_snapshot_write(dir, &snap, err, sizeof(err)), "%s", err);
+	CHECK(exists(dir, "snapshot-2-30") && !exists(dir, "snapshot-2-30.tmp"),
+	      "written under its name, no temporary left");
+	CHECK_INT(0, raft_store_begin(st));
+	CHECK_INT(0, raft_store_snapshot_put_file(st, &snap, 8), "%s", raft_store_errmsg(st));
+	CHECK_INT(0, raft_store_commit(st));
+	struct raft_store_info info;
+	raft_store_info(st, &info);
+	CHECK_INT(30, info.snapshot_index);
+	CHECK_INT(23, info.first_index, "entries up to 30 - 8 deleted");
+
+	st = reopen(st, dir);
+	REQUIRE(st != NULL, "reopened");
+	raft_term term;
+	raft_id vote;
+	struct raft_snapshot *s;
+	struct raft_entry *e;
+	raft_index start;
+	size_t n;
+	CHECK_INT(0, raft_store_load(st, &term, &vote, &s, &start, &e, &n), "%s",
+	          raft_store_errmsg(st));
+	REQUIRE(s != NULL, "the snapshot is loaded");
+	CHECK(s->index == 30 && s->n_bufs == 1 && s->bufs[0].len == 11 &&
+	              memcmp(s->bufs[0].base, "from-a-file", 11) == 0,
+	      "its data comes from the file");
+	free_loaded(s, e, n);
+	struct raft_snapshot *g = NULL;
+	CHECK_INT(0, raft_store_snapshot_get(st, &g));
+	CHECK(g != NULL && g->bufs[0].len == 11, "snapshot_get reads the file too");
+	free_loaded(g, NULL, 0);
+
+	/* a newer one: the file of the older goes after the commit; a file
+	 * written for a later snapshot (being written) stays */
+	snap.index = 35;
+	CHECK_INT(0, raft_store_snapshot_write(dir, &snap, err, sizeof(err)), "%s", err);
+	snap.index = 38;
+	CHECK_INT(0, raft_store_snapshot_write(dir, &snap, err, sizeof(err)), "%s", err);
+	snap.index = 35;
+	CHECK_INT(0, raft_store_begin(st));
+	CHECK_INT(0, raft_store_snapshot_put_file(st, &snap, 2));
+	CHECK_INT(0, raft_store_commit(st));
+	CHECK(!exists(dir, "snapshot-2-30"), "the replaced snapshot's file is deleted");
+	CHECK(exists(dir, "snapshot-2-35"), "the current one is kept");
+	CHECK(exists(dir, "snapshot-2-38"), "a later one (being written) is kept");
+	st = reopen(st, dir);
+	REQUIRE(st != NULL, "reopened");
+	CHECK(!exists(dir, "snapshot-2-38"), "at open, every file but the current one goes");
+
+	/* the file cut short: the store says corrupt rather than load it */
+	char path[256];
+	snprintf(path, sizeof(path), "%s/snapshot-2-35", dir);
+	CHECK_INT(0, truncate(path, 4));
+	CHECK_INT(RAFT_CORRUPT, raft_store_load(st, &term, &vote, &s, &start, &e, &n));
+	CHECK(strstr(raft_store_errmsg(st), "snapshot-2-35") != NULL, "names the file: %s",
+	      raft_store_errmsg(st));
+	unlink(path);
+	CHECK_INT(RAFT_CORRUPT, raft_store_load(st, &term, &vote, &s, &start, &e, &n),
+	          "a missing file too");
+	raft_configuration_close(&conf);
+	raft_store_close(st);
+	rm_tree(dir);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
 	RUN(test_term_vote_and_log_survive_a_reopen);
 	RUN(test_snapshots_compact_the_log);
+	RUN(test_snapshot_files);
 	return check_exit_code();
 }
