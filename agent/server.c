@@ -570,6 +570,12 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
 	struct server *s = fsm->data;
 	double t0 = ev_time();
+	/* the records go straight to LMDB and kv/kv.c's commit this turn is a
+	 * checkpoint (kv_store_begin_unlogged): written once, not twice */
+	if (kv_store_begin_unlogged(kv_engine_store(kv_engine_of(s->a->kv))) < 0) {
+		raft_free(buf->base);
+		return RAFT_IOERR;
+	}
 	int rv = cp_fsm_restore(&s->fsm_state, buf->base, buf->len);
 	log_info("server: snapshot of %zu bytes restored in %.1f ms", buf->len,
 	         (ev_time() - t0) * 1000.0);

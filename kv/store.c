@@ -49,6 +49,7 @@ struct kv_store {
 	MDB_dbi kv, bkt, meta;
 	MDB_txn *wtxn; /* everything acknowledged since the last checkpoint */
 	bool batch;    /* a batch is open in wtxn */
+	bool unlogged; /* ... and replaces the store: not logged, checkpointed by commit */
 	bool dirty;    /* wtxn holds changes LMDB has not committed */
 	MDB_txn *rtxn; /* reused read transaction (reset between reads) */
 	bool rtxn_live;
@@ -545,7 +546,7 @@ static int put_rec(struct kv_store *s, const char *key, size_t key_len, const st
 		had = true; /* a bad old record is overwritten as if absent */
 	else if (rc != 0 && rc != MDB_NOTFOUND)
 		return -1;
-	if (batch) {
+	if (batch && !s->unlogged) {
 		uint64_t h = key_hash(key, key_len);
 		if (stg_find(s, key, key_len, h) < 0 &&
 		    stg_add(s, key, key_len, h, had ? &v : NULL) < 0)
@@ -704,6 +705,7 @@ static void rollback(struct kv_store *s)
 	kv_wal_discard(s->wal);
 	stg_clear(s);
 	s->batch = false;
+	s->unlogged = false;
 	if (!had_acked) {
 		/* wtxn held only this batch: LMDB's last commit is the state */
 		release_rtxn(s);
@@ -949,6 +951,22 @@ bool kv_store_in_txn(const struct kv_store *s)
 }
 
 /*
+ * A store replaced whole (a Raft snapshot installed) writes every record once
+ * more: through the log that would be written twice (log, then checkpoint)
+ * and copied twice in memory, for no gain, since the batch's wipe is not in
+ * the log anyway. So its records go to LMDB only, and its commit is a
+ * checkpoint. Committed reads during the batch see the open batch's writes
+ * (nothing is staged), which the wipe makes moot.
+ */
+int kv_store_begin_unlogged(struct kv_store *s)
+{
+	if (kv_store_begin(s) < 0)
+		return -1;
+	s->unlogged = true;
+	return 0;
+}
+
+/*
  * The durability point: one log append and one fdatasync for the whole batch.
  * LMDB is not committed here (that is the checkpoint's job), so a failure here
  * rolls the batch back and nothing of it may be acknowledged.
@@ -957,6 +975,24 @@ int kv_store_commit(struct kv_store *s, char *err, size_t errlen)
 {
 	if (!s->batch)
 		return 0;
+	if (s->unlogged) {
+		/* durable by LMDB's own commit (the wipe included, which the log
+		 * could not replay); what the log holds of it is dropped */
+		kv_wal_discard(s->wal);
+		s->batch = false;
+		s->unlogged = false;
+		s->dirty = true;
+		stg_clear(s);
+		s->ckpt_retry_ms = 0; /* no back-off: the batch waits for it */
+		if (kv_store_checkpoint(s, err, errlen) < 0) {
+			/* the checkpoint rebuilt wtxn from LMDB and the log: the
+			 * batch is gone, as a failed commit's is */
+			s->stats.commit_failures++;
+			return -1;
+		}
+		fail_clear(s, &s->wfail, "writing");
+		return 0;
+	}
 	int rc = kv_wal_commit(s->wal, (uint64_t)s->batch_seen); /* one write, one fdatasync */
 	if (rc < 0) {
 		snprintf(err, errlen, "wal commit: %s", strerror(-rc));

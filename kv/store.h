@@ -80,6 +80,12 @@ void kv_store_close(struct kv_store *s);
 /* Open a batch. 0 (also if already open) or -1 (the store could not be
  * rebuilt after a failure; retried by a later call). */
 int kv_store_begin(struct kv_store *s);
+/* Open a batch (or mark the open one) that replaces the store: its records
+ * skip the log, and kv_store_commit makes it durable by a checkpoint (one
+ * synced LMDB commit) instead of a log append; a failed checkpoint rolls it
+ * back as a failed commit does. For a Raft snapshot installed on a server
+ * (agent/server.c). 0 or -1 as kv_store_begin. */
+int kv_store_begin_unlogged(struct kv_store *s);
 /* True while a batch is open. */
 bool kv_store_in_txn(const struct kv_store *s);
 /* Make the batch durable (log append + fdatasync). 0, or -1 with err: the

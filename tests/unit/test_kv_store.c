@@ -359,6 +359,75 @@ static void test_abort_restores_digest_and_data(void)
 	kv_store_close(s);
 }
 
+/* A replacing batch (a Raft snapshot installed): the wipe and its records
+ * reach LMDB by the commit's checkpoint, nothing goes to the log, and
+ * they survive a reopen; an aborted one leaves the store as it was. */
+static void test_unlogged_batch_replaces_the_store_by_a_checkpoint(void)
+{
+	char err[128];
+	struct kv_store *s = open_store("unlogged");
+	REQUIRE(s != NULL, "open");
+	REQUIRE(put(s, "old/1", mkrec(10, "n1", "x", false)) == 0, "put");
+	REQUIRE(put(s, "old/2", mkrec(11, "n1", "y", false)) == 0, "put");
+	REQUIRE(kv_store_log_bytes(s) > 0, "the plain puts are logged");
+
+	REQUIRE(kv_store_begin_unlogged(s) == 0, "begin unlogged");
+	REQUIRE(kv_store_wipe(s) == 0, "wipe");
+	struct kv_rec r = mkrec(20, "n2", "new", false);
+	REQUIRE(kv_store_put(s, "new/1", 5, &r) == 0, "put in the batch");
+	kv_store_abort(s);
+	struct kv_rec g;
+	REQUIRE(kv_store_get(s, true, "old/1", 5, &g) == 1 && g.hlc == 10, "abort: old/1 kept");
+	REQUIRE(kv_store_get(s, true, "new/1", 5, &g) == 0, "abort: new/1 absent");
+
+	REQUIRE(kv_store_begin_unlogged(s) == 0, "begin unlogged");
+	REQUIRE(kv_store_wipe(s) == 0, "wipe");
+	REQUIRE(kv_store_put(s, "new/1", 5, &r) == 0, "put in the batch");
+	REQUIRE(kv_store_commit(s, err, sizeof(err)) == 0, "commit: %s", err);
+	CHECK(!kv_store_dirty(s), "the commit was a checkpoint");
+	CHECK(kv_store_log_bytes(s) == 0, "nothing in the log (%llu bytes)",
+	      (unsigned long long)kv_store_log_bytes(s));
+	REQUIRE(put(s, "after", mkrec(30, "n2", "z", false)) == 0, "a logged batch after it");
+	CHECK(kv_store_log_bytes(s) > 0, "which is logged again");
+	kv_store_close(s);
+	s = open_store("unlogged");
+	REQUIRE(s != NULL, "reopen");
+	CHECK(kv_store_get(s, true, "old/1", 5, &g) == 0, "the wipe survived the reopen");
+	CHECK(kv_store_get(s, true, "new/1", 5, &g) == 1 && g.hlc == 20, "new/1 survived");
+	CHECK(kv_store_get(s, true, "after", 5, &g) == 1, "the later batch too");
+	uint64_t live, tombs;
+	kv_store_counts(s, &live, &tombs);
+	CHECK(live == 2 && tombs == 0, "2 live keys, got %llu", (unsigned long long)live);
+	kv_store_close(s);
+}
+
+/* A reader sees LMDB's last checkpoint, not later batches, and keeps
+ * seeing it while the store goes on writing and checkpointing. */
+static int count_cb(void *ud, const char *k, size_t kl, const struct kv_rec *r);
+
+static void test_reader_sees_the_last_checkpoint(void)
+{
+	char err[128];
+	struct kv_store *s = open_store("reader");
+	REQUIRE(s != NULL, "open");
+	REQUIRE(put(s, "a", mkrec(1, "n", "1", false)) == 0, "put");
+	REQUIRE(put(s, "b", mkrec(2, "n", "2", false)) == 0, "put");
+	REQUIRE(kv_store_checkpoint(s, err, sizeof(err)) == 0, "checkpoint: %s", err);
+	REQUIRE(put(s, "c", mkrec(3, "n", "3", false)) == 0, "put after the checkpoint");
+	struct kv_store_reader *rd = kv_store_reader_open(s, err, sizeof(err));
+	REQUIRE(rd != NULL, "reader: %s", err);
+	REQUIRE(put(s, "d", mkrec(4, "n", "4", false)) == 0, "put with the reader open");
+	REQUIRE(kv_store_checkpoint(s, err, sizeof(err)) == 0, "checkpoint: %s", err);
+	int n = 0;
+	CHECK(kv_store_reader_scan(rd, count_cb, &n) == 2 && n == 2,
+	      "the reader sees a and b only (%d)", n);
+	CHECK(kv_store_reader_bad(rd) == 0, "no bad records");
+	kv_store_reader_close(s, rd);
+	n = 0;
+	CHECK(kv_store_scan(s, true, "", 0, count_cb, &n) == 4, "the store has all four");
+	kv_store_close(s);
+}
+
 static void test_purge_drops_only_old_tombstones(void)
 {
 	struct kv_store *s = open_store("purge");
@@ -1029,6 +1098,8 @@ int main(void)
 	RUN(test_store_persists_across_reopen);
 	RUN(test_trim_drops_the_map_and_reads_still_work);
 	RUN(test_abort_restores_digest_and_data);
+	RUN(test_unlogged_batch_replaces_the_store_by_a_checkpoint);
+	RUN(test_reader_sees_the_last_checkpoint);
 	RUN(test_purge_drops_only_old_tombstones);
 	RUN(test_sync_converges_and_moves_only_differences);
 	RUN(test_gossip_messages_roundtrip_and_reject_junk);
