@@ -412,12 +412,14 @@ static void take_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 	ev_prepare_stop(loop, w);
 	struct kv_store_reader *rd = NULL;
 	double t0 = ev_time();
+	/* failures: the store logs its own (rate-limited); libraft tries again
+	 * at a later apply, so these stay at debug */
 	if (kv_store_dirty(st) && kv_store_checkpoint(st, err, sizeof(err)) < 0)
-		log_warn("server: snapshot: %s", err);
+		log_debug("server: snapshot: %s", err);
 	else if (kv_store_dirty(st))
-		log_warn("server: snapshot: the store's checkpoint is deferred after a failure");
+		log_debug("server: snapshot: the store's checkpoint is deferred after a failure");
 	else if ((rd = kv_store_reader_open(st, err, sizeof(err))) == NULL)
-		log_warn("server: snapshot: %s", err);
+		log_debug("server: snapshot: %s", err);
 	double ms = (ev_time() - t0) * 1000.0;
 	if (ms > 20)
 		log_info("server: snapshot: checkpoint and reader in %.1f ms (in the loop)", ms);
@@ -454,13 +456,16 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 struct take_dump {
 	struct cp_dump d;
 	struct snap_take *t;
+	bool failed; /* the scan stopped early (closing, out of memory): no snapshot */
 };
 
 static int take_record(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
 {
 	struct take_dump *td = ud;
-	if (__atomic_load_n(&td->t->cancel, __ATOMIC_RELAXED))
+	if (__atomic_load_n(&td->t->cancel, __ATOMIC_RELAXED)) {
+		td->failed = true;
 		return -1;
+	}
 	if (key_len == strlen(CP_APPLIED_KEY) && memcmp(key, CP_APPLIED_KEY, key_len) == 0) {
 		char v[32];
 		size_t vl = r->value_len < sizeof(v) - 1 ? r->value_len : sizeof(v) - 1;
@@ -468,7 +473,11 @@ static int take_record(void *ud, const char *key, size_t key_len, const struct k
 		v[vl] = '\0';
 		td->t->applied = strtoull(v, NULL, 10);
 	}
-	return cp_dump_record(&td->d, key, key_len, r) < 0 ? -1 : 0;
+	if (cp_dump_record(&td->d, key, key_len, r) < 0) {
+		td->failed = true;
+		return -1;
+	}
+	return 0;
 }
 
 static double mono_ms(void)
@@ -502,8 +511,9 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], 
 		return RAFT_IOERR;
 	}
 	double t0 = mono_ms();
-	struct take_dump td = {{raft_malloc(1 << 20), 4, 1 << 20, 0}, t};
-	if (td.d.p == NULL || kv_store_reader_scan(rd, take_record, &td) < 0) {
+	struct take_dump td = {{raft_malloc(1 << 20), 4, 1 << 20, 0}, t, false};
+	/* a scan that stopped early is never a snapshot: it would lack records */
+	if (td.d.p == NULL || kv_store_reader_scan(rd, take_record, &td) < 0 || td.failed) {
 		raft_free(td.d.p);
 		t->err = __atomic_load_n(&t->cancel, __ATOMIC_RELAXED) ? "closing"
 		                                                       : "the dump failed";
@@ -556,7 +566,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
 	pthread_mutex_unlock(&t->mu);
 	kv_store_reader_close(kv_engine_store(kv_engine_of(s->a->kv)), rd);
 	if (t->err != NULL)
-		log_warn("server: snapshot at index %" PRIu64 " not taken: %s", t->index, t->err);
+		log_debug("server: snapshot at index %" PRIu64 " not taken: %s", t->index, t->err);
 	else
 		log_info("server: snapshot at index %" PRIu64 " (state at %" PRIu64
 		         "): %zu bytes, dumped in %.1f ms on the worker thread, %.1f ms in all",
