@@ -9,11 +9,14 @@ checkpoint of the 70 MB is let pass first: it holds the loop with or
 without snapshots; docs/SERVERS.md.) Every answer must come within BOUND_MS, and
 the leader and its term must not change.
 
-Why 200 ms: a server that stops answering for longer than its 100 ms Raft
-heartbeat twice over is a server whose followers are close to an election
-(1 s timeout) and whose gossip probes (500 ms timeout) start to fail; a
-healthy loop answers these requests in a few ms. On main's binary (the
-snapshot dumped and written on the loop) the longest answer was seconds.
+Why 300 ms: a healthy loop answers /v1/status/leader in a few ms, and a
+follower's ?consistent GET, forwarded to the leader and waiting for one
+leadership round (up to a 100 ms heartbeat), in about 120 ms; the three
+servers here share one disk and write their 70 MB snapshot files at the
+same moment, which delays every fsync for a while. 300 ms stays well under
+the 1 s election timeout and the 500 ms gossip probe timeout, and well
+below what main's binary showed before the change (the snapshot dumped
+and written on the loop): 0.5 to 1 s, in Release and Debug+ASan builds.
 
 Every wait is bounded; agents are killed by PID at exit. RUMOR_STALL_REPORT=1
 prints the slowest answers per server without failing (for measuring an
@@ -30,7 +33,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agents import Cluster  # noqa: E402
 
-BOUND_MS = float(os.environ.get("RUMOR_STALL_BOUND_MS", "200"))
+BOUND_MS = float(os.environ.get("RUMOR_STALL_BOUND_MS", "300"))
 c = Cluster()
 SERVERS = [1, 2, 3]
 conf = os.path.join(c.tmp, "raft.json")
