@@ -25,6 +25,7 @@
  */
 #include "server/raft_io.h"
 
+#include <errno.h>
 #include <ev.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -32,7 +33,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lib/log.h"
 #include "lib/xalloc.h"
@@ -592,6 +596,8 @@ static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
 
 /* ---- the worker thread ---- */
 
+#define WORKER_NICE 10 /* the worker's nice value above the loop's */
+
 /*
  * The worker runs libraft's async work (a snapshot's dump, agent/server.c)
  * one job at a time, in the order asked, and never touches libraft, the loop
@@ -603,6 +609,14 @@ static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
 static void *worker_main(void *arg)
 {
 	struct rio *x = arg;
+	/* background work: on a busy machine the loop (and the other agents'
+	 * loops) get the CPU first. Linux's nice is per thread; a failure
+	 * leaves the thread at the process's priority. */
+	errno = 0;
+	int prio = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+	if (errno == 0)
+		(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
+		                  prio + WORKER_NICE > 19 ? 19 : prio + WORKER_NICE);
 	pthread_mutex_lock(&x->mu);
 	for (;;) {
 		while (x->todo == NULL && !x->thr_stop)
