@@ -135,6 +135,7 @@ struct swim {
 	bool (*is_rumor)(const uint8_t *meta, size_t len); /* cfg->is_rumor */
 	uint32_t seq;
 	int awareness;
+	uint64_t members_gen; /* swim_members_gen */
 	bool left;
 	uint64_t leave_bcast_id;
 
@@ -407,6 +408,7 @@ static struct swim_member *member_add(struct swim *s, const char *name, const st
 		index_rebuild(s);
 	uint32_t slot = slot_alloc(s);
 	struct swim_member *m = at_slot(s, slot);
+	s->members_gen++;
 	m->id = swim_ident_get(s->idents, name, addr, vsn, meta, meta_len);
 	m->state = ML_STATE_DEAD;
 	m->rumor = classify(s, meta, meta_len);
@@ -448,6 +450,7 @@ static void member_set_ident(struct swim *s, struct swim_member *m, const struct
 	m->id = swim_ident_get(s->idents, old->name, addr, vsn, meta, meta_len);
 	swim_ident_put(s->idents, old);
 	m->rumor = classify(s, meta, meta_len);
+	s->members_gen++;
 }
 
 static struct swim_suspicion *susp_of(const struct swim *s, const struct swim_member *m)
@@ -482,6 +485,7 @@ static void coord_forget(struct swim *s, uint32_t slot, const char *name)
 
 static void member_remove(struct swim *s, struct swim_member *m)
 {
+	s->members_gen++;
 	suspicion_clear(s, m);
 	s->index[index_slot(s, m->id->name)] = IDX_TOMB;
 	uint32_t i = m->index, slot = s->nodes[i];
@@ -724,6 +728,7 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 		m = member_add(s, a->node, &a->addr, a->has_vsn ? a->vsn : novsn, a->meta,
 		               a->meta_len);
 		m->state_change = now;
+		s->members_gen++;
 		is_new = true;
 	} else if (member_forgotten(s, m, now)) {
 		/* memberlist would have dropped it: take it as new */
@@ -768,6 +773,7 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 	if (m->state != ML_STATE_ALIVE) {
 		m->state = ML_STATE_ALIVE;
 		m->state_change = now;
+		s->members_gen++;
 	}
 	if (old_state == ML_STATE_DEAD || old_state == ML_STATE_LEFT)
 		emit(s, SWIM_EV_JOIN, m);
@@ -823,6 +829,7 @@ static void suspect_node(struct swim *s, int64_t now, const struct ml_suspect *s
 	m->incarnation = sus->incarnation;
 	m->state = ML_STATE_SUSPECT;
 	m->state_change = now;
+	s->members_gen++;
 	s->stats.suspicions++;
 
 	size_t n = s->n; /* memberlist's estNumNodes counts every known node */
@@ -869,6 +876,7 @@ static void dead_node(struct swim *s, int64_t now, const struct ml_suspect *d)
 	m->incarnation = d->incarnation;
 	m->state = strcmp(d->node, d->from) == 0 ? ML_STATE_LEFT : ML_STATE_DEAD;
 	m->state_change = now;
+	s->members_gen++;
 	if (m->state == ML_STATE_DEAD)
 		s->stats.deaths_declared++;
 	emit(s, m->state == ML_STATE_LEFT ? SWIM_EV_LEFT : SWIM_EV_FAILED, m);
@@ -2132,6 +2140,7 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	s->self = member_add(s, cfg->name, &cfg->addr, cfg->vsn, cfg->meta, cfg->meta_len);
 	s->self->state = ML_STATE_ALIVE;
 	s->self->state_change = now;
+	s->members_gen++;
 	s->self->incarnation = 1; /* memberlist's setAlive: nextIncarnation() */
 	/* announce ourselves */
 	broadcast_alive(s, s->self);
@@ -2241,6 +2250,7 @@ int swim_force_leave(struct swim *s, int64_t now, const char *name, bool prune)
 		suspicion_clear(s, m);
 		m->state = ML_STATE_LEFT;
 		m->state_change = now;
+		s->members_gen++;
 		emit(s, SWIM_EV_LEFT, m);
 	}
 	if (prune && (m->state == ML_STATE_LEFT)) {
@@ -2323,6 +2333,11 @@ size_t swim_num_alive(const struct swim *s)
 		                                 node_at(s, i)->state == ML_STATE_SUSPECT))
 			n++;
 	return n;
+}
+
+uint64_t swim_members_gen(const struct swim *s)
+{
+	return s->members_gen;
 }
 
 int swim_health_score(const struct swim *s)

@@ -337,6 +337,11 @@ const struct swim_member *swim_self(const struct swim *s);
 /* Members alive or suspect (memberlist's estNumNodes counts all known). */
 size_t swim_num_alive(const struct swim *s);
 int swim_health_score(const struct swim *s);
+/* Moves whenever a member is added or removed or changes state, address,
+ * version or meta: a caller that derives something from all members (e.g.
+ * the servers among them) redoes it only when this moved, not O(N) on
+ * every tick. */
+uint64_t swim_members_gen(const struct swim *s);
 const struct swim_stats *swim_stats(const struct swim *s);
 /* Messages waiting in the broadcast queue; messages it dropped when full. */
 size_t swim_broadcast_queue_len(const struct swim *s);
