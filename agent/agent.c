@@ -47,9 +47,9 @@
 
 #define BROADCAST_TIMEOUT_MS 5000 /* serf's BroadcastTimeout */
 #define LEAVE_POLL_S 0.05
-#define SNAPSHOT_DELAY_S 0.5    /* serf's snapshotter flushes every 500 ms */
-#define SNAPSHOT_MEMBER_S 0.005 /* per member, for member changes alone */
-#define SNAPSHOT_MEMBER_MAX_S 10.0
+#define SNAPSHOT_DELAY_S 0.5   /* serf's snapshotter flushes every 500 ms */
+#define SNAPSHOT_MEMBER_S 0.01 /* per member, for member changes alone */
+#define SNAPSHOT_MEMBER_MAX_S 30.0
 #define TRIM_FIRST_S 10.0     /* start-up over: joined, first HTTP served */
 #define TRIM_INTERVAL_S 60.0  /* then once a minute (rare code paths, heap) */
 #define TIMER_COLLECT_S 0.015 /* see ev_set_timeout_collect_interval below */
@@ -299,14 +299,14 @@ static void snap_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
  * SNAPSHOT_DELAY_S. Writing it on every event rewrote the whole member list
  * per join: O(N^2) per agent while a cluster forms (at 400 agents, JSON
  * dumping and fwrite were the top of a system-wide profile and joins timed
- * out at the seed). A kill -9 loses at most the last half second of it.
- * Member changes alone wait longer in a large cluster, SNAPSHOT_MEMBER_S per
- * member (5 s at 1,000): each write is O(N), and while 1,000 agents joined
- * the half-second rewrites still took a sixth of the machine's CPU
- * (docs/PERFORMANCE.md "Join storms"). The member list only seeds a rejoin,
- * which needs any one member still alive; a user event (whose clock keeps
- * old events from being replayed after a restart) still brings the write
- * to within SNAPSHOT_DELAY_S.
+ * out at the seed). Member changes alone wait longer in a large cluster,
+ * SNAPSHOT_MEMBER_S per member (10 s at 1,000, at most SNAPSHOT_MEMBER_MAX_S):
+ * each write is O(N), and while 1,000 agents joined the half-second rewrites
+ * still took a sixth of the machine's CPU (docs/PERFORMANCE.md "Join
+ * storms"). A kill -9 loses at most that much of the member list, which only
+ * seeds a rejoin (any one member still alive will do); a user event (whose
+ * clock keeps old events from being replayed after a restart) still brings
+ * the write to within SNAPSHOT_DELAY_S.
  */
 static void snapshot_mark(struct agent *a, bool members_only)
 {
