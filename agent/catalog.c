@@ -30,8 +30,8 @@
 #define CATALOG_PREFIX_LEN (sizeof(CATALOG_PREFIX) - 1)
 #define WATCH_TIMEOUT_MS (10 * 60 * 1000)
 /* Resyncs are at least this far apart per node held (see watch_cb). */
-#define RESYNC_GAP_PER_NODE_S 0.0005
-#define RESYNC_GAP_MAX_S 1.0
+#define RESYNC_GAP_PER_NODE_S 0.001
+#define RESYNC_GAP_MAX_S 2.0
 
 #define NAME_MAX_LEN 255
 
@@ -783,7 +783,7 @@ static void defer_cb(struct ev_loop *loop, ev_timer *t, int revents)
  * the others' documents in hundreds of small batches (one per turn of the
  * loop), and the scans took a third of the machine's CPU (docs/PERFORMANCE.md
  * "Join storms"). So resyncs are at least RESYNC_GAP_PER_NODE_S per node held
- * apart (5 ms at 10 nodes, 0.5 s at 1,000, at most RESYNC_GAP_MAX_S): a
+ * apart (10 ms at 10 nodes, 1 s at 1,000, at most RESYNC_GAP_MAX_S): a
  * watch that fires sooner is answered by one resync at the end of the gap,
  * which takes in everything committed meanwhile. The scan work is then
  * bounded per second whatever the rate of commits. Our own document is

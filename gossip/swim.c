@@ -2340,6 +2340,23 @@ uint64_t swim_members_gen(const struct swim *s)
 	return s->members_gen;
 }
 
+/*
+ * Lifeguard's local health awareness takes a missed nack or a refutation as a
+ * sign that this node, not its peers, is slow. A driver that finds itself
+ * scheduled a whole probe timeout late (the process did not get the CPU: a
+ * thousand agents on two cores) has the same evidence first hand, and says so
+ * here: one step up, as a missed nack, so probing slows and waits longer
+ * while the node is starved, and each successful probe steps it down again.
+ * Timing only: nothing on the wire changes.
+ */
+void swim_note_late(struct swim *s, int64_t late_ms)
+{
+	if (late_ms >= s->t.probe_timeout_ms) {
+		s->stats.late_wakeups++;
+		awareness_apply(s, 1);
+	}
+}
+
 int swim_health_score(const struct swim *s)
 {
 	return s->awareness;

@@ -270,6 +270,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	int64_t now = gossip_now_ms();
 	if (now - t->tick_due > GOSSIP_TICK_LATE_MS && t->udp_fd >= 0) {
 		t->stats.late_ticks++;
+		swim_note_late(t->swim, now - t->tick_due);
 		udp_drain(t);
 		now = gossip_now_ms();
 	}
