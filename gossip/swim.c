@@ -54,12 +54,9 @@
 #define SWIM_SETTLE_COUNT 2             /* settle push-pulls after start, see settle() */
 #define SWIM_SETTLE_QUIET_MS 1000       /* ...once the table stopped growing this long */
 #define SWIM_SETTLE_MAX_MS 5000         /* ...or this long after it first grew */
-#define SWIM_SETTLE_MAX_PER_NODE_MS 20  /* ...plus this per member held */
-#define SWIM_SETTLE_MAX_CAP_MS 30000
-#define SWIM_SETTLE_FEW_N 128          /* above: one settle push-pull, not two */
-#define SWIM_PACK_MAX (8 * ML_UDP_MAX) /* uncompressed bytes one gossip packet packs */
-#define SWIM_COMPRESS_MIN 256          /* smaller packets go plain: LZW seldom shrinks them */
-#define SWIM_CHUNK_SHIFT 6             /* members per storage chunk: 64 (2 KiB) */
+#define SWIM_PACK_MAX (8 * ML_UDP_MAX)  /* uncompressed bytes one gossip packet packs */
+#define SWIM_COMPRESS_MIN 256           /* smaller packets go plain: LZW seldom shrinks them */
+#define SWIM_CHUNK_SHIFT 6              /* members per storage chunk: 64 (2 KiB) */
 #define SWIM_CHUNK (1u << SWIM_CHUNK_SHIFT)
 
 enum bcast_kind { BK_MEMBER = 1, BK_USER = 2 };
@@ -1923,30 +1920,12 @@ static void push_pull(struct swim *s)
  * later (issue 20: the last of 50 saw all after 38-54 s, the median after
  * 1.4 s). Memberlist has no such exchange; it costs one or two push-pulls per
  * start.
- *
- * Quieter at large N: above SWIM_SETTLE_FEW_N members one push-pull, not
- * two, and the longest wait grows by SWIM_SETTLE_MAX_PER_NODE_MS per member
- * past those (22 s at 1,000, at most SWIM_SETTLE_MAX_CAP_MS), so that it comes after
- * the storm rather than in it. At 1,000 agents joining one seed the table
- * grows for tens of seconds; 5 s after it began each of the 1,000 sent and
- * took a ~50 KB state in the middle of the storm, and the straggler it is
- * for is rarer there (the retransmit limit is 16 at N = 1,000: e^-16 per
- * pair).
  */
-static int64_t settle_max_ms(const struct swim *s)
-{
-	if (s->n <= SWIM_SETTLE_FEW_N)
-		return SWIM_SETTLE_MAX_MS;
-	int64_t m = SWIM_SETTLE_MAX_MS +
-	            (int64_t)(s->n - SWIM_SETTLE_FEW_N) * SWIM_SETTLE_MAX_PER_NODE_MS;
-	return m < SWIM_SETTLE_MAX_CAP_MS ? m : SWIM_SETTLE_MAX_CAP_MS;
-}
-
 static int64_t settle_deadline(const struct swim *s)
 {
 	if (s->settle_left <= 0 || s->settle_first == 0)
 		return INT64_MAX;
-	return min64(s->settle_last + SWIM_SETTLE_QUIET_MS, s->settle_first + settle_max_ms(s));
+	return min64(s->settle_last + SWIM_SETTLE_QUIET_MS, s->settle_first + SWIM_SETTLE_MAX_MS);
 }
 
 static void settle(struct swim *s, int64_t now)
@@ -1961,7 +1940,7 @@ static void settle(struct swim *s, int64_t now)
 	}
 	if (now < settle_deadline(s))
 		return;
-	s->settle_left = s->n > SWIM_SETTLE_FEW_N ? 0 : s->settle_left - 1;
+	s->settle_left--;
 	s->settle_first = s->settle_last = 0;
 	push_pull(s);
 }
