@@ -47,7 +47,9 @@
 
 #define BROADCAST_TIMEOUT_MS 5000 /* serf's BroadcastTimeout */
 #define LEAVE_POLL_S 0.05
-#define SNAPSHOT_DELAY_S 0.5  /* serf's snapshotter flushes every 500 ms */
+#define SNAPSHOT_DELAY_S 0.5   /* serf's snapshotter flushes every 500 ms */
+#define SNAPSHOT_MEMBER_S 0.01 /* per member, for member changes alone */
+#define SNAPSHOT_MEMBER_MAX_S 30.0
 #define TRIM_FIRST_S 10.0     /* start-up over: joined, first HTTP served */
 #define TRIM_INTERVAL_S 60.0  /* then once a minute (rare code paths, heap) */
 #define TIMER_COLLECT_S 0.015 /* see ev_set_timeout_collect_interval below */
@@ -297,14 +299,33 @@ static void snap_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
  * SNAPSHOT_DELAY_S. Writing it on every event rewrote the whole member list
  * per join: O(N^2) per agent while a cluster forms (at 400 agents, JSON
  * dumping and fwrite were the top of a system-wide profile and joins timed
- * out at the seed). A kill -9 loses at most the last half second of it.
+ * out at the seed). Member changes alone wait longer in a large cluster,
+ * SNAPSHOT_MEMBER_S per member (10 s at 1,000, at most SNAPSHOT_MEMBER_MAX_S):
+ * each write is O(N), and while 1,000 agents joined the half-second rewrites
+ * still took a sixth of the machine's CPU (docs/PERFORMANCE.md "Join
+ * storms"). A kill -9 loses at most that much of the member list, which only
+ * seeds a rejoin (any one member still alive will do); a user event (whose
+ * clock keeps old events from being replayed after a restart) still brings
+ * the write to within SNAPSHOT_DELAY_S.
  */
-static void snapshot_mark(struct agent *a)
+static void snapshot_mark(struct agent *a, bool members_only)
 {
 	struct agent_priv *p = priv(a);
-	if (p == NULL || ev_is_active(&p->snap_timer))
+	if (p == NULL)
 		return;
-	ev_timer_set(&p->snap_timer, SNAPSHOT_DELAY_S, 0.);
+	double delay = SNAPSHOT_DELAY_S;
+	if (members_only && a->gossip != NULL) {
+		double d = (double)swim_member_count(gossip_transport_swim(a->gossip)) *
+		           SNAPSHOT_MEMBER_S;
+		if (d > delay)
+			delay = d < SNAPSHOT_MEMBER_MAX_S ? d : SNAPSHOT_MEMBER_MAX_S;
+	}
+	if (ev_is_active(&p->snap_timer)) {
+		if (ev_timer_remaining(a->loop, &p->snap_timer) <= delay)
+			return;
+		ev_timer_stop(a->loop, &p->snap_timer);
+	}
+	ev_timer_set(&p->snap_timer, delay, 0.);
 	ev_timer_start(a->loop, &p->snap_timer);
 }
 
@@ -388,7 +409,7 @@ static void on_member_event(void *ud, enum swim_event_type type, const struct sw
 		break;
 	}
 	if (type != SWIM_EV_SUSPECT && type != SWIM_EV_UPDATE)
-		snapshot_mark(a);
+		snapshot_mark(a, true);
 	if (a->kv != NULL && type == SWIM_EV_JOIN)
 		kv_on_member(a->kv, true, m->id->name);
 	api_catalog_member_event(ud, type, m);
@@ -517,7 +538,7 @@ static void serf_io_user_event(void *ctx, uint64_t ltime, const char *name, cons
 	struct agent *a = ctx;
 	log_info("agent: Received event: user-event: %s", name);
 	api_event_record(a, ltime, name, payload, len);
-	snapshot_mark(a);
+	snapshot_mark(a, false);
 	if (a->events != NULL)
 		agent_events_user(a->events, ltime, name, payload, len, coalesce);
 }

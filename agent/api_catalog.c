@@ -827,6 +827,7 @@ int api_catalog_start(struct agent *a, char *err, size_t errlen)
 	ev_timer_init(&ac->wake, wake_cb, 0., 0.);
 	ac->wake.data = ac;
 	ac->cat = catalog_new(a->cfg.node_name);
+	catalog_set_loop(ac->cat, a->loop);
 	catalog_on_change(ac->cat, on_catalog_change, ac);
 	const char **mk = calloc(a->cfg.node_meta_n + 1, sizeof(char *));
 	const char **mv = calloc(a->cfg.node_meta_n + 1, sizeof(char *));

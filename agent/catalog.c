@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <ev.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,9 @@
 #define CATALOG_PREFIX KV_RESERVED_PREFIX "catalog/"
 #define CATALOG_PREFIX_LEN (sizeof(CATALOG_PREFIX) - 1)
 #define WATCH_TIMEOUT_MS (10 * 60 * 1000)
+/* Resyncs are at least this far apart per node held (see watch_cb). */
+#define RESYNC_GAP_PER_NODE_S 0.001
+#define RESYNC_GAP_MAX_S 2.0
 
 #define NAME_MAX_LEN 255
 
@@ -58,7 +62,7 @@ struct catalog {
 	size_t nnodes;
 	struct inst_rec **idx; /* sorted by (lname, node lname) */
 	size_t nidx;
-	struct live_rec *live;
+	struct live_rec *live; /* sorted by lname (live_pos) */
 	size_t nlive;
 	uint64_t index;
 	bool raft; /* index follows the store's Raft indexes (CP mode) */
@@ -69,6 +73,9 @@ struct catalog {
 	char *self_doc;         /* what we published last (JSON text) */
 	char *self_name;        /* as configured (the key uses it) */
 	bool self_seen;
+	struct ev_loop *loop; /* NULL: every watch resyncs at once */
+	ev_timer defer;       /* a resync put off (watch_cb) */
+	ev_tstamp last_resync;
 };
 
 static void *xmalloc(size_t n)
@@ -158,6 +165,8 @@ void catalog_free(struct catalog *c)
 		return;
 	if (c->watch != NULL)
 		kv_watch_cancel(c->watch);
+	if (c->loop != NULL)
+		ev_timer_stop(c->loop, &c->defer);
 	free(c->self_doc);
 	free(c->self_name);
 	for (size_t i = 0; i < c->nnodes; i++)
@@ -231,12 +240,32 @@ static void changed(struct catalog *c, uint64_t index)
  * a member before its catalog record arrives (or after it is deleted). A node
  * gossip has never mentioned is not alive.
  */
+/* Position of the name (or where it would go) in live, sorted by name: a
+ * linear search made a join storm O(N^2) strcmp per agent. */
+static size_t live_pos(const struct catalog *c, const char *lname, bool *found)
+{
+	size_t lo = 0, hi = c->nlive;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int r = strcmp(c->live[mid].lname, lname);
+		if (r == 0) {
+			*found = true;
+			return mid;
+		}
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
 static bool is_alive(const struct catalog *c, const char *lname)
 {
-	for (size_t i = 0; i < c->nlive; i++)
-		if (strcmp(c->live[i].lname, lname) == 0)
-			return c->live[i].alive;
-	return false;
+	bool found;
+	size_t i = live_pos(c, lname, &found);
+	return found && c->live[i].alive;
 }
 
 /* Position of the node (or where it would go) in the sorted array. */
@@ -454,16 +483,15 @@ void catalog_remove_node(struct catalog *c, const char *node, uint64_t index)
 void catalog_set_alive(struct catalog *c, const char *node, bool alive)
 {
 	char *l = lower_dup(node);
-	size_t i;
-	for (i = 0; i < c->nlive; i++)
-		if (strcmp(c->live[i].lname, l) == 0)
-			break;
-	if (i == c->nlive) {
+	bool have;
+	size_t i = live_pos(c, l, &have);
+	if (!have) {
 		c->live = realloc(c->live, (c->nlive + 1) * sizeof(*c->live));
 		if (c->live == NULL)
 			abort();
-		c->live[c->nlive].lname = l;
-		c->live[c->nlive].alive = !alive; /* force "changed" below */
+		memmove(c->live + i + 1, c->live + i, (c->nlive - i) * sizeof(*c->live));
+		c->live[i].lname = l;
+		c->live[i].alive = !alive; /* force "changed" below */
 		c->nlive++;
 	} else {
 		free(l);
@@ -733,14 +761,62 @@ static void resync(struct catalog *c)
  * A fired watch is spent: the catalog catches up with the store, then arms a new
  * one at the index it has now, so no change between the two can be missed.
  */
+static void resync_now(struct catalog *c)
+{
+	if (c->loop != NULL)
+		c->last_resync = ev_now(c->loop);
+	resync(c);
+	rearm(c);
+}
+
+static void defer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop, (void)revents;
+	struct catalog *c = t->data;
+	if (c->kv != NULL && c->watch == NULL)
+		resync_now(c);
+}
+
+/*
+ * A resync scans every document of the prefix, so one per commit costs
+ * O(nodes) per commit: in a join storm of 1,000 agents each agent commits
+ * the others' documents in hundreds of small batches (one per turn of the
+ * loop), and the scans took a third of the machine's CPU (docs/PERFORMANCE.md
+ * "Join storms"). So resyncs are at least RESYNC_GAP_PER_NODE_S per node held
+ * apart (10 ms at 10 nodes, 1 s at 1,000, at most RESYNC_GAP_MAX_S): a
+ * watch that fires sooner is answered by one resync at the end of the gap,
+ * which takes in everything committed meanwhile. The scan work is then
+ * bounded per second whatever the rate of commits. Our own document is
+ * applied at once when published (catalog_publish), not through this.
+ */
 static void watch_cb(void *ud, bool changed_)
 {
 	struct catalog *c = ud;
 	c->watch = NULL;
 	if (c->kv == NULL)
 		return;
-	resync(c);
-	rearm(c);
+	if (c->loop != NULL) {
+		double gap = (double)c->nnodes * RESYNC_GAP_PER_NODE_S;
+		if (gap > RESYNC_GAP_MAX_S)
+			gap = RESYNC_GAP_MAX_S;
+		double wait = c->last_resync + gap - ev_now(c->loop);
+		if (wait > 0) {
+			ev_timer_stop(c->loop, &c->defer);
+			ev_timer_set(&c->defer, wait, 0.);
+			ev_timer_start(c->loop, &c->defer);
+			return;
+		}
+	}
+	resync_now(c);
+}
+
+void catalog_set_loop(struct catalog *c, struct ev_loop *loop)
+{
+	if (c->loop != NULL)
+		ev_timer_stop(c->loop, &c->defer);
+	c->loop = loop;
+	ev_timer_init(&c->defer, defer_cb, 0., 0.);
+	c->defer.data = c;
 }
 
 static void rearm(struct catalog *c)
@@ -756,13 +832,14 @@ void catalog_attach_store(struct catalog *c, void *store)
 		kv_watch_cancel(c->watch);
 		c->watch = NULL;
 	}
+	if (c->loop != NULL)
+		ev_timer_stop(c->loop, &c->defer);
 	c->kv = store;
 	if (c->kv == NULL)
 		return;
 	if (c->self_doc != NULL)
 		put_self(c);
-	resync(c);
-	rearm(c);
+	resync_now(c);
 }
 
 /*

@@ -133,6 +133,11 @@ void catalog_delete_external(struct catalog *c, const char *node);
  * detaches.  `store` is a kv store handle from kv/. */
 void catalog_attach_store(struct catalog *c, void *store);
 
+/* The loop that paces resyncs of a large catalog (see catalog.c, watch_cb);
+ * without one every change resyncs at once. Call before attaching a store. */
+struct ev_loop;
+void catalog_set_loop(struct catalog *c, struct ev_loop *loop);
+
 /* Registers the (single) change callback, e.g. to wake blocking queries. */
 void catalog_on_change(struct catalog *c, catalog_change_fn fn, void *ud);
 

@@ -195,6 +195,7 @@ struct server {
 	/* membership as gossip shows it */
 	struct known known[MAX_KNOWN];
 	size_t nknown;
+	uint64_t known_gen; /* swim_members_gen at the last scan_members, plus one */
 	bool cp;
 	int64_t leader_seen_ms;
 	struct sessions *sessions; /* TTL timers, lock delays (servers) */
@@ -250,10 +251,16 @@ static const char *tag_get(const struct tag *t, int n, const char *k)
 	return NULL;
 }
 
-/* Refresh s->known from the gossip members whose tags say role=consul. */
+/* Refresh s->known from the gossip members whose tags say role=consul,
+ * only when the member list changed: decoding every member's tags five times
+ * a second was a quarter of the CPU of a 1,000-agent cluster forming on one
+ * machine (docs/PERFORMANCE.md "Join storms"). */
 static void scan_members(struct server *s)
 {
 	struct swim *sw = gossip_transport_swim(s->a->gossip);
+	if (s->known_gen == swim_members_gen(sw) + 1)
+		return;
+	s->known_gen = swim_members_gen(sw) + 1;
 	size_t n = swim_member_count(sw);
 	static struct tag tags[TAGS_MAX];
 	s->nknown = 0;

@@ -132,6 +132,7 @@ struct swim {
 	bool (*is_rumor)(const uint8_t *meta, size_t len); /* cfg->is_rumor */
 	uint32_t seq;
 	int awareness;
+	uint64_t members_gen; /* swim_members_gen */
 	bool left;
 	uint64_t leave_bcast_id;
 
@@ -404,6 +405,7 @@ static struct swim_member *member_add(struct swim *s, const char *name, const st
 		index_rebuild(s);
 	uint32_t slot = slot_alloc(s);
 	struct swim_member *m = at_slot(s, slot);
+	s->members_gen++;
 	m->id = swim_ident_get(s->idents, name, addr, vsn, meta, meta_len);
 	m->state = ML_STATE_DEAD;
 	m->rumor = classify(s, meta, meta_len);
@@ -445,6 +447,7 @@ static void member_set_ident(struct swim *s, struct swim_member *m, const struct
 	m->id = swim_ident_get(s->idents, old->name, addr, vsn, meta, meta_len);
 	swim_ident_put(s->idents, old);
 	m->rumor = classify(s, meta, meta_len);
+	s->members_gen++;
 }
 
 static struct swim_suspicion *susp_of(const struct swim *s, const struct swim_member *m)
@@ -479,6 +482,7 @@ static void coord_forget(struct swim *s, uint32_t slot, const char *name)
 
 static void member_remove(struct swim *s, struct swim_member *m)
 {
+	s->members_gen++;
 	suspicion_clear(s, m);
 	s->index[index_slot(s, m->id->name)] = IDX_TOMB;
 	uint32_t i = m->index, slot = s->nodes[i];
@@ -721,6 +725,7 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 		m = member_add(s, a->node, &a->addr, a->has_vsn ? a->vsn : novsn, a->meta,
 		               a->meta_len);
 		m->state_change = now;
+		s->members_gen++;
 		is_new = true;
 	} else if (member_forgotten(s, m, now)) {
 		/* memberlist would have dropped it: take it as new */
@@ -765,6 +770,7 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 	if (m->state != ML_STATE_ALIVE) {
 		m->state = ML_STATE_ALIVE;
 		m->state_change = now;
+		s->members_gen++;
 	}
 	if (old_state == ML_STATE_DEAD || old_state == ML_STATE_LEFT)
 		emit(s, SWIM_EV_JOIN, m);
@@ -820,6 +826,7 @@ static void suspect_node(struct swim *s, int64_t now, const struct ml_suspect *s
 	m->incarnation = sus->incarnation;
 	m->state = ML_STATE_SUSPECT;
 	m->state_change = now;
+	s->members_gen++;
 	s->stats.suspicions++;
 
 	size_t n = s->n; /* memberlist's estNumNodes counts every known node */
@@ -866,6 +873,7 @@ static void dead_node(struct swim *s, int64_t now, const struct ml_suspect *d)
 	m->incarnation = d->incarnation;
 	m->state = strcmp(d->node, d->from) == 0 ? ML_STATE_LEFT : ML_STATE_DEAD;
 	m->state_change = now;
+	s->members_gen++;
 	if (m->state == ML_STATE_DEAD)
 		s->stats.deaths_declared++;
 	emit(s, m->state == ML_STATE_LEFT ? SWIM_EV_LEFT : SWIM_EV_FAILED, m);
@@ -2111,6 +2119,7 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	s->self = member_add(s, cfg->name, &cfg->addr, cfg->vsn, cfg->meta, cfg->meta_len);
 	s->self->state = ML_STATE_ALIVE;
 	s->self->state_change = now;
+	s->members_gen++;
 	s->self->incarnation = 1; /* memberlist's setAlive: nextIncarnation() */
 	/* announce ourselves */
 	broadcast_alive(s, s->self);
@@ -2220,6 +2229,7 @@ int swim_force_leave(struct swim *s, int64_t now, const char *name, bool prune)
 		suspicion_clear(s, m);
 		m->state = ML_STATE_LEFT;
 		m->state_change = now;
+		s->members_gen++;
 		emit(s, SWIM_EV_LEFT, m);
 	}
 	if (prune && (m->state == ML_STATE_LEFT)) {
@@ -2302,6 +2312,28 @@ size_t swim_num_alive(const struct swim *s)
 		                                 node_at(s, i)->state == ML_STATE_SUSPECT))
 			n++;
 	return n;
+}
+
+uint64_t swim_members_gen(const struct swim *s)
+{
+	return s->members_gen;
+}
+
+/*
+ * Lifeguard's local health awareness takes a missed nack or a refutation as a
+ * sign that this node, not its peers, is slow. A driver that finds itself
+ * scheduled a whole probe timeout late (the process did not get the CPU: a
+ * thousand agents on two cores) has the same evidence first hand, and says so
+ * here: one step up, as a missed nack, so probing slows and waits longer
+ * while the node is starved, and each successful probe steps it down again.
+ * Timing only: nothing on the wire changes.
+ */
+void swim_note_late(struct swim *s, int64_t late_ms)
+{
+	if (late_ms >= s->t.probe_timeout_ms) {
+		s->stats.late_wakeups++;
+		awareness_apply(s, 1);
+	}
 }
 
 int swim_health_score(const struct swim *s)

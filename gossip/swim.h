@@ -214,6 +214,7 @@ struct swim_stats {
 	uint64_t bad_packets;
 	uint64_t probes, probe_failures, indirect_probes, tcp_pings;
 	uint64_t suspicions, refutations, deaths_declared;
+	uint64_t late_wakeups;       /* swim_note_late calls that counted against health */
 	uint64_t broadcasts_dropped; /* see swim_broadcast_queue_dropped() */
 	uint64_t push_pulls;         /* push-pull states merged (either side, joins included) */
 	uint64_t push_pulls_refused; /* over push_pull_max_nodes, or the merge queue full */
@@ -337,6 +338,14 @@ const struct swim_member *swim_self(const struct swim *s);
 /* Members alive or suspect (memberlist's estNumNodes counts all known). */
 size_t swim_num_alive(const struct swim *s);
 int swim_health_score(const struct swim *s);
+/* The driver ran late_ms after it meant to: a probe timeout or more counts
+ * against local health (Lifeguard's awareness; see swim.c). */
+void swim_note_late(struct swim *s, int64_t late_ms);
+/* Moves whenever a member is added or removed or changes state, address,
+ * version or meta: a caller that derives something from all members (e.g.
+ * the servers among them) redoes it only when this moved, not O(N) on
+ * every tick. */
+uint64_t swim_members_gen(const struct swim *s);
 const struct swim_stats *swim_stats(const struct swim *s);
 /* Messages waiting in the broadcast queue; messages it dropped when full. */
 size_t swim_broadcast_queue_len(const struct swim *s);

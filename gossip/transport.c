@@ -48,6 +48,7 @@
 #define STREAM_READ_CHUNK 65536
 #define STREAM_IN_MAX (ML_PUSH_STATE_MAX + 4096) /* bytes one stream may send us */
 #define WARN_INTERVAL_MS 1000                    /* at most one warning line a second */
+#define GOSSIP_TICK_LATE_MS 20 /* a tick this late reads the socket first (tick_cb) */
 
 static uint8_t *compress_state(uint8_t *msg, size_t *len);
 
@@ -86,6 +87,7 @@ struct gossip_transport {
 	int64_t tcp_timeout_ms;
 	ev_io udp_io, tcp_io;
 	ev_timer tick;
+	int64_t tick_due;     /* gossip_now_ms() the tick timer was set for */
 	ev_check merge_check; /* one swim_merge_step per loop turn ... */
 	ev_idle merge_idle;   /* ... without sleeping in between */
 	uint32_t merge_max;   /* members the next step may merge */
@@ -246,14 +248,33 @@ static void schedule(struct gossip_transport *t)
 	 * finds nothing due and the loop sleeps once more for the rest */
 	ev_now_update(t->loop);
 	ev_timer_stop(t->loop, &t->tick);
+	t->tick_due = now + (int64_t)(after * 1000.0);
 	ev_timer_set(&t->tick, after, 0.);
 	ev_timer_start(t->loop, &t->tick);
 }
 
+static void udp_drain(struct gossip_transport *t);
+
+/*
+ * A tick that comes late (the process did not get the CPU: 1,000 agents on
+ * 2 cores, a stopped process) first reads the datagrams already queued: libev
+ * runs an expired timer before the socket's callback of the same loop turn,
+ * so a probe whose ack sat unread in our own socket was declared failed, and
+ * a starved agent accused the members that had answered it (memberlist reads
+ * its socket on its own goroutine, so an ack that arrived in time counts).
+ * Bounded as udp_cb is; an ack still not there after that is a failure.
+ */
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct gossip_transport *t = w->data;
-	swim_tick(t->swim, gossip_now_ms());
+	int64_t now = gossip_now_ms();
+	if (now - t->tick_due > GOSSIP_TICK_LATE_MS && t->udp_fd >= 0) {
+		t->stats.late_ticks++;
+		swim_note_late(t->swim, now - t->tick_due);
+		udp_drain(t);
+		now = gossip_now_ms();
+	}
+	swim_tick(t->swim, now);
 	schedule(t);
 }
 
@@ -358,9 +379,8 @@ static void udp_packet(struct gossip_transport *t, const struct sockaddr_storage
 	swim_recv_packet(t->swim, gossip_now_ms(), &from, p, n);
 }
 
-static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void udp_drain(struct gossip_transport *t)
 {
-	struct gossip_transport *t = w->data;
 	/* MSG_WAITFORONE: take what is queued, up to UDP_BATCH, in one call;
 	 * fewer than UDP_BATCH means the queue is drained. Bounded: at most
 	 * 16 batches per wake-up, then the loop serves its other watchers. */
@@ -393,6 +413,12 @@ static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
 		if (got < UDP_BATCH)
 			break;
 	}
+}
+
+static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct gossip_transport *t = w->data;
+	udp_drain(t);
 	schedule(t);
 }
 

@@ -104,6 +104,7 @@ struct gossip_transport_stats {
 	 * memory budget, the size cap, or refused by the core: push-pull
 	 * member cap, merge queue full) */
 	uint64_t streams_refused;
+	uint64_t late_ticks; /* ticks that came late and read the socket first */
 };
 const struct gossip_transport_stats *gossip_transport_stats(const struct gossip_transport *t);
 

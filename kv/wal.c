@@ -587,12 +587,30 @@ void kv_wal_discard(struct kv_wal *w)
 	w->count = 0;
 }
 
-/* Zero-fill the file up to at least `end`, KV_WAL_GROW at a time, so that
+/* The size a file of `size` bytes grows to so that it holds `end`: the
+ * step doubles from KV_WAL_GROW_MIN up to KV_WAL_GROW (64, 128, 256, 512
+ * KiB, 1 MiB, then 2, 3, ... MiB), so that an agent whose log holds a few
+ * small batches between checkpoints never writes and syncs a whole MiB of
+ * zeros: 1,000 agents starting at once wrote 1 GB of them (docs/PERFORMANCE.md
+ * "Join storms"). */
+uint64_t kv_wal_grow_target(uint64_t size, uint64_t end)
+{
+	uint64_t t = size;
+	while (t < end) {
+		uint64_t step = t < KV_WAL_GROW_MIN ? KV_WAL_GROW_MIN
+		                : t < KV_WAL_GROW   ? t
+		                                    : KV_WAL_GROW;
+		t = (t / step + 1) * step;
+	}
+	return t;
+}
+
+/* Zero-fill the file up to at least `end` (kv_wal_grow_target), so that
  * the records written there later overwrite existing blocks. */
 static int grow(struct kv_wal *w, uint64_t end)
 {
 	static const uint8_t zeros[64 * 1024];
-	uint64_t target = (end + KV_WAL_GROW - 1) / KV_WAL_GROW * KV_WAL_GROW;
+	uint64_t target = kv_wal_grow_target(w->file_size, end);
 	uint64_t off = w->file_size;
 	while (off < target) {
 		size_t n = target - off < sizeof(zeros) ? (size_t)(target - off) : sizeof(zeros);

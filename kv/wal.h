@@ -23,8 +23,8 @@
  * blocks that already exist needs no metadata update, so the fdatasync of a
  * batch writes data only. Old records left behind carry an older
  * generation (inside their checksum), so replay stops at them. The file
- * grows (zero-filled, KV_WAL_GROW bytes at a time) only when a generation
- * writes past its end.
+ * grows (zero-filled, in steps doubling from KV_WAL_GROW_MIN up to
+ * KV_WAL_GROW) only when a generation writes past its end.
  *
  * Replay reads records of the header's generation from 4096 until the first
  * short, torn, stale or mis-checksummed record; that tail is dropped (the
@@ -61,10 +61,11 @@
 struct kv_rec;
 struct kv_wal;
 
-#define KV_WAL_HDR 4096u              /* records start here */
-#define KV_WAL_HDR_LEN 20u            /* bytes of the header that are used */
-#define KV_WAL_REC_HDR 16u            /* len, crc, gen */
-#define KV_WAL_GROW ((size_t)1 << 20) /* the file grows this much at a time */
+#define KV_WAL_HDR 4096u                   /* records start here */
+#define KV_WAL_HDR_LEN 20u                 /* bytes of the header that are used */
+#define KV_WAL_REC_HDR 16u                 /* len, crc, gen */
+#define KV_WAL_GROW ((size_t)1 << 20)      /* the file grows at most this much at a time */
+#define KV_WAL_GROW_MIN ((size_t)64 << 10) /* ... and first this much (kv_wal_grow_target) */
 
 /* One entry of a replayed batch; non-zero stops the replay (an error). */
 typedef int (*kv_wal_fn)(void *ud, const char *key, size_t key_len, const struct kv_rec *r);
@@ -166,5 +167,9 @@ uint64_t kv_wal_gen(const struct kv_wal *w);
 /* True while a failed commit's scrub or a failed reset's header is still
  * to be written (the next commit or replay tries first). */
 bool kv_wal_broken(const struct kv_wal *w);
+
+/* The size the file grows to from `size` bytes so that it holds `end`
+ * (sans-I/O; see kv_wal_commit). */
+uint64_t kv_wal_grow_target(uint64_t size, uint64_t end);
 
 #endif

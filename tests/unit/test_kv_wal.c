@@ -903,6 +903,30 @@ static void test_engine_writes_recover_after_the_disk_fills(void)
 	CHECK_INT(1, get, "the acknowledged write is readable");
 }
 
+/* The file grows in steps doubling from 64 KiB to 1 MiB, then 1 MiB at a
+ * time: a log of two small batches takes 64 KiB of disk, not a MiB of
+ * zeros (1,000 agents starting at once wrote and synced 1 GB of them). */
+static void test_log_grows_in_doubling_steps(void)
+{
+	char path[512];
+	fresh_path(path, sizeof(path), "wal");
+	uint64_t e1, e2;
+	REQUIRE(make_two_batches(path, &e1, &e2) == 0, "could not write the log");
+	struct stat st;
+	REQUIRE(stat(path, &st) == 0, "stat");
+	CHECK_INT(64 * 1024, (long long)st.st_size, "file size after two small batches");
+	CHECK_INT(64 * 1024, (long long)kv_wal_grow_target(20, KV_WAL_HDR + 100), "first step");
+	CHECK_INT(128 * 1024, (long long)kv_wal_grow_target(64 * 1024, 64 * 1024 + 1), "second");
+	CHECK_INT(1024 * 1024, (long long)kv_wal_grow_target(512 * 1024, 600 * 1024), "to 1 MiB");
+	CHECK_INT(2 * 1024 * 1024, (long long)kv_wal_grow_target(1024 * 1024, 1024 * 1024 + 1),
+	          "then 1 MiB at a time");
+	CHECK_INT(3 * 1024 * 1024, (long long)kv_wal_grow_target(2 * 1024 * 1024, 3 * 1024 * 1024),
+	          "an exact end");
+	CHECK_INT(4 * 1024 * 1024, (long long)kv_wal_grow_target(64 * 1024, 3 * 1024 * 1024 + 5),
+	          "a big batch: several steps at once");
+	CHECK_INT(70000, (long long)kv_wal_grow_target(70000, 70000), "no growth when it fits");
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -913,6 +937,7 @@ int main(void)
 	}
 	RUN(test_crc32c_matches_a_bitwise_reference);
 	RUN(test_append_then_replay_gives_batches_in_order);
+	RUN(test_log_grows_in_doubling_steps);
 	RUN(test_empty_batch_writes_nothing);
 	RUN(test_torn_tail_at_every_offset_ends_replay);
 	RUN(test_checksum_mismatch_ends_replay);

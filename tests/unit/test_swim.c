@@ -1514,11 +1514,43 @@ static void test_coord_forgotten_when_reaped(void)
 	net_free(&net);
 }
 
+/* A driver that ran a whole probe timeout late counts it against local
+ * health (one step, as a missed nack); less late does not; a successful
+ * probe steps it down again. swim_members_gen moves on a member's change
+ * and stays put while nothing changes. */
+static void test_late_driver_raises_health_score_and_members_gen_moves(void)
+{
+	static struct net net;
+	net_init(&net, 3);
+	join_all(&net);
+	net_run(&net, net.now + 5000);
+	struct swim *s = net.nodes[0];
+	CHECK_INT(0, swim_health_score(s), "healthy after the join");
+	uint64_t g0 = swim_members_gen(s);
+	net_run(&net, net.now + 3000);
+	CHECK(swim_members_gen(s) == g0, "members_gen moved with nothing changing");
+	swim_note_late(s, 499);
+	CHECK_INT(0, swim_health_score(s), "499 ms late (under the 500 ms probe timeout)");
+	swim_note_late(s, 500);
+	CHECK_INT(1, swim_health_score(s), "500 ms late");
+	for (int i = 0; i < 20; i++)
+		swim_note_late(s, 5000);
+	CHECK_INT(7, swim_health_score(s), "bounded by the awareness multiplier");
+	CHECK(swim_stats(s)->late_wakeups == 21, "late wake-ups counted: %llu",
+	      (unsigned long long)swim_stats(s)->late_wakeups);
+	net_run(&net, net.now + 60000);
+	CHECK(swim_health_score(s) < 7, "successful probes step it down: %d", swim_health_score(s));
+	tell_alive(&net, 3, (const uint8_t *)"x", 1);
+	CHECK(swim_members_gen(s) != g0, "members_gen did not move on a new member");
+	net_free(&net);
+}
+
 int main(void)
 {
 	RUN(test_formulas_match_memberlist);
 	RUN(test_bcast_fewest_sent_first_and_invalidation);
 	RUN(test_join_converges);
+	RUN(test_late_driver_raises_health_score_and_members_gen_moves);
 	RUN(test_membership_broadcasts_go_before_user_messages);
 	RUN(test_housekeeping_rides_the_probe_tick);
 	RUN(test_gossip_packs_by_compressed_size);
