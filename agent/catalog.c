@@ -235,19 +235,17 @@ static void changed(struct catalog *c, uint64_t index)
 		c->on_change(c->on_change_ud);
 }
 
-/*
- * Liveness is kept by name apart from the documents, because gossip may report
- * a member before its catalog record arrives (or after it is deleted). A node
- * gossip has never mentioned is not alive.
- */
-/* Position of the name (or where it would go) in live, sorted by name: a
- * linear search made a join storm O(N^2) strcmp per agent. */
-static size_t live_pos(const struct catalog *c, const char *lname, bool *found)
+/* Position of lname (or where it would go) among n names kept sorted,
+ * name(c, i) the i-th: binary search for both sorted arrays below. */
+typedef const char *(*name_at_fn)(const struct catalog *c, size_t i);
+
+static size_t sorted_pos(const struct catalog *c, size_t n, name_at_fn name, const char *lname,
+                         bool *found)
 {
-	size_t lo = 0, hi = c->nlive;
+	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int r = strcmp(c->live[mid].lname, lname);
+		int r = strcmp(name(c, mid), lname);
 		if (r == 0) {
 			*found = true;
 			return mid;
@@ -259,6 +257,28 @@ static size_t live_pos(const struct catalog *c, const char *lname, bool *found)
 	}
 	*found = false;
 	return lo;
+}
+
+static const char *live_name(const struct catalog *c, size_t i)
+{
+	return c->live[i].lname;
+}
+
+static const char *node_name(const struct catalog *c, size_t i)
+{
+	return c->nodes[i]->lname;
+}
+
+/*
+ * Liveness is kept by name apart from the documents, because gossip may report
+ * a member before its catalog record arrives (or after it is deleted). A node
+ * gossip has never mentioned is not alive.
+ */
+/* Position of the name (or where it would go) in live, sorted by name: a
+ * linear search made a join storm O(N^2) strcmp per agent. */
+static size_t live_pos(const struct catalog *c, const char *lname, bool *found)
+{
+	return sorted_pos(c, c->nlive, live_name, lname, found);
 }
 
 static bool is_alive(const struct catalog *c, const char *lname)
@@ -271,21 +291,7 @@ static bool is_alive(const struct catalog *c, const char *lname)
 /* Position of the node (or where it would go) in the sorted array. */
 static size_t node_pos(const struct catalog *c, const char *lname, bool *found)
 {
-	size_t lo = 0, hi = c->nnodes;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int r = strcmp(c->nodes[mid]->lname, lname);
-		if (r == 0) {
-			*found = true;
-			return mid;
-		}
-		if (r < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*found = false;
-	return lo;
+	return sorted_pos(c, c->nnodes, node_name, lname, found);
 }
 
 /* ----------------------------------------------------------- documents */
