@@ -919,10 +919,10 @@ static bool conn_dial(struct rpc_conn *c)
 
 /*
  * The outbound entry for addr, made if needed (NULL: a bad address, or the
- * table is full of live ones). A down entry past RPC_REDIAL_S is dialled;
- * *up says whether it has a socket now.
+ * table is full of live ones). A down entry past RPC_REDIAL_S (at once with
+ * now) is dialled; *up says whether it has a socket now.
  */
-static struct rpc_conn *out_get(struct server_rpc *rpc, const char *addr, bool *up)
+static struct rpc_conn *out_get(struct server_rpc *rpc, const char *addr, bool now, bool *up)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -953,7 +953,7 @@ static struct rpc_conn *out_get(struct server_rpc *rpc, const char *addr, bool *
 		*up = !c->dead;
 		return c;
 	}
-	if (c->dead || (c->down_at != 0 && ev_now(rpc->loop) - c->down_at < RPC_REDIAL_S))
+	if (c->dead || (!now && c->down_at != 0 && ev_now(rpc->loop) - c->down_at < RPC_REDIAL_S))
 		return c;
 	*up = conn_dial(c);
 	return c;
@@ -964,12 +964,10 @@ static struct rpc_conn *out_get(struct server_rpc *rpc, const char *addr, bool *
 int server_rpc_probe(struct server_rpc *rpc, const char *addr)
 {
 	bool up;
-	struct rpc_conn *c = out_get(rpc, addr, &up);
+	struct rpc_conn *c = out_get(rpc, addr, true, &up);
 	if (c == NULL)
 		return -1;
-	if (c->fd < 0 && !c->dead && c->gone != 2 && !up)
-		(void)conn_dial(c); /* out_get did not dial: within the pause */
-	int refused = c->fd < 0 && c->gone == 2;
+	int refused = !up && c->gone == 2;
 	c->gone = 0;
 	return refused ? 1 : 0;
 }
@@ -1086,7 +1084,7 @@ int server_rpc_send_raft(struct server_rpc *rpc, const char *addr, const uint8_t
 	if (rpc->freeing || addr == NULL)
 		return -1;
 	bool up;
-	struct rpc_conn *c = out_get(rpc, addr, &up);
+	struct rpc_conn *c = out_get(rpc, addr, false, &up);
 	if (c == NULL || !up)
 		goto drop;
 	if (n > SERVER_RPC_PART_SIZE) {
@@ -1133,7 +1131,7 @@ int server_rpc_call(struct server_rpc *rpc, const char *addr, uint8_t method, co
 		return -1;
 	}
 	bool up;
-	struct rpc_conn *c = out_get(rpc, addr, &up);
+	struct rpc_conn *c = out_get(rpc, addr, false, &up);
 	if (c == NULL) {
 		rpc->st.sends_dropped++;
 		return -1;
