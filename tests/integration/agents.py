@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 def rss_kib(pid):
@@ -88,11 +89,11 @@ class Cluster:
                        None, self.procs[i].poll())
         return self.procs[i]
 
-    def start_server(self, i, expect=3, join=1):
+    def start_server(self, i, expect=3, join=1, *extra):
         """Agent i as a Raft server named s<i> (-server -bootstrap-expect)."""
         return self.start(i, "s%d" % i, "-server", "-bootstrap-expect=%d" % expect,
                           "-retry-join", "127.0.0.1:%d" % self.gport(join),
-                          "-retry-interval", "1s")
+                          "-retry-interval", "1s", *extra)
 
     def leader_index(self, servers):
         """The server every live one of `servers` names in /v1/status/leader
@@ -109,6 +110,23 @@ class Cluster:
             with urllib.request.urlopen("http://%s%s" % (self.haddr(i), path), timeout=2) as r:
                 return json.loads(r.read() or b"null")
         except Exception:
+            return None
+
+    def put(self, i, key, value, timeout=30, quiet=False):
+        """PUT /v1/kv/<key> on agent i: the status, or None without an
+        answer; a failure is printed unless quiet."""
+        req = urllib.request.Request("http://%s/v1/kv/%s" % (self.haddr(i), key), data=value,
+                                     method="PUT")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            if not quiet:
+                print("PUT %s: %d %s" % (key, e.code, e.read()[:200]))
+            return e.code
+        except Exception as e:  # noqa: BLE001
+            if not quiet:
+                print("PUT %s: %r" % (key, e))
             return None
 
     @staticmethod

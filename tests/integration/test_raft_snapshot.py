@@ -18,7 +18,6 @@ import random
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -32,23 +31,6 @@ with open(conf, "w") as f:
 N_BIG, BIG = 140, 500 * 1024
 
 
-def start(i):
-    return c.start(i, "s%d" % i, "-server", "-bootstrap-expect=3", "-retry-join",
-                   "127.0.0.1:%d" % c.gport(1), "-retry-interval", "1s", "-config-file", conf)
-
-
-def put(i, key, value):
-    req = urllib.request.Request("http://%s/v1/kv/%s" % (c.haddr(i), key), data=value,
-                                 method="PUT")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        print("PUT %s: %d %s" % (key, e.code, e.read()[:200]))
-        return e.code
-    except Exception as e:  # noqa: BLE001
-        print("PUT %s: %r" % (key, e))
-        return None
 
 
 def raft(i):
@@ -68,7 +50,7 @@ def digest(i):
 
 
 for i in SERVERS:
-    start(i)
+    c.start_server(i, 3, 1, "-config-file", conf)
 c.check("three servers elect one leader", True,
         Cluster.wait(30, lambda: c.leader_index(SERVERS) is not None))
 L = c.leader_index(SERVERS) or 1
@@ -92,7 +74,7 @@ def put_retry(key, value):
     happens under ASan on a loaded machine) is sent again, through whichever
     server leads now."""
     for attempt in range(10):
-        st = put(c.leader_index([i for i in SERVERS if i != F]) or L, key, value)
+        st = c.put(c.leader_index([i for i in SERVERS if i != F]) or L, key, value)
         if st == 200:
             return st
         retried.append(key)
@@ -127,7 +109,7 @@ c.check("the leader compacted its log into a snapshot (raft_snapshot_threshold 3
 c.check("the live follower holds every value", want, digest(F2))
 
 # --- the killed follower comes back: 70 MB behind, the log it needs is gone
-start(F)
+c.start_server(F, 3, 1, "-config-file", conf)
 # how long its loop is held while it installs the snapshot (restore stays
 # synchronous in libraft 0.15; docs/SERVERS.md): printed, not asserted
 lat, stop = [], threading.Event()
@@ -157,7 +139,7 @@ c.check("... and the small writes", "v39",
         .decode())
 
 # --- a new server joins: added by autopilot, filled from the snapshot
-start(4)
+c.start_server(4, 3, 1, "-config-file", conf)
 ok = Cluster.wait(60, lambda: any(s.get("Node") == "s4" and s.get("Voter")
                                   for s in (c.get(L, "/v1/operator/raft/configuration")
                                             or {}).get("Servers") or []))
@@ -165,7 +147,7 @@ c.check("a fourth server is added as a voter", True, ok)
 ok = Cluster.wait(90, lambda: digest(4) == want)
 c.check("... and holds every value, byte for byte", True, ok)
 c.check("... installed from a snapshot", True, int(raft(4).get("last_snapshot_index", "0")) > 0)
-st = put(L, "after", b"1")
+st = c.put(L, "after", b"1")
 c.check("writes go on with four servers", 200, st)
 
 sys.exit(c.finish())

@@ -42,21 +42,6 @@ with open(conf, "w") as f:
 N_BIG, BIG = 140, 500 * 1024
 
 
-def start(i):
-    return c.start(i, "s%d" % i, "-server", "-bootstrap-expect=3", "-retry-join",
-                   "127.0.0.1:%d" % c.gport(1), "-retry-interval", "1s", "-config-file", conf)
-
-
-def put(i, key, value):
-    req = urllib.request.Request("http://%s/v1/kv/%s" % (c.haddr(i), key), data=value,
-                                 method="PUT")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except Exception:  # noqa: BLE001
-        return None
 
 
 def raft(i):
@@ -64,12 +49,12 @@ def raft(i):
 
 
 for i in SERVERS:
-    start(i)
+    c.start_server(i, 3, 1, "-config-file", conf)
 c.check("three servers elect one leader", True,
         Cluster.wait(30, lambda: c.leader_index(SERVERS) is not None))
 L = c.leader_index(SERVERS) or 1
 print("leader: s%d" % L)
-c.check("a first write", 200, put(L, "probe", b"x"))
+c.check("a first write", 200, c.put(L, "probe", b"x", quiet=True))
 
 rng = random.Random(7)
 statuses = []
@@ -78,7 +63,7 @@ lock = threading.Lock()
 
 def writer(part):
     for k in part:
-        st = put(L, "big/%03d" % k, rng.randbytes(BIG))
+        st = c.put(L, "big/%03d" % k, rng.randbytes(BIG), quiet=True)
         with lock:
             statuses.append(st)
 
@@ -136,7 +121,7 @@ time.sleep(0.5)
 small_ok = 0
 t_snap = time.monotonic()
 for k in range(300):
-    if put(L, "small/%d" % k, b"v") == 200:
+    if c.put(L, "small/%d" % k, b"v", quiet=True) == 200:
         small_ok += 1
     if k % 10 == 9 and all(int(raft(i).get("last_snapshot_index", "0")) > 0 for i in SERVERS):
         break
