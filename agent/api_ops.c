@@ -144,6 +144,7 @@ static void collect(void *ud)
 #define KCOPY(id, field) metrics_set_counter(METRIC_##id, ks->field, (double)ks->field)
 		KCOPY(KV_WRITES, writes);
 		KCOPY(KV_COMMITS, commits);
+		KCOPY(KV_COMMITS_UNSYNCED, commits_unsynced);
 		KCOPY(KV_GOSSIP_OUT, gossip_out);
 		KCOPY(KV_GOSSIP_IN, gossip_in);
 		KCOPY(KV_GOSSIP_APPLIED, gossip_applied);

@@ -96,7 +96,8 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(KV_TOMBSTONES, GAUGE, "kv.tombstones", NULL, NULL, "Deleted keys remembered until kv_tombstone_ttl") \
 	X(KV_WATCHES, GAUGE, "kv.blocking_queries", NULL, NULL, "Blocking queries and internal watches (catalog) waiting on the KV store") \
 	X(KV_WRITES, COUNTER, "kv.writes", NULL, NULL, "Writes (puts and deletes) made through this agent") \
-	X(KV_COMMITS, COUNTER, "kv.commits", NULL, NULL, "LMDB group commits") \
+	X(KV_COMMITS, COUNTER, "kv.commits", NULL, NULL, "Group commits to the KV store's log") \
+	X(KV_COMMITS_UNSYNCED, COUNTER, "kv.commits.unsynced", NULL, NULL, "Of those, commits of peers' records only, logged without fdatasync") \
 	X(KV_GOSSIP_OUT, COUNTER, "kv.gossip", "direction", "out", "KV replication messages broadcast (out) and received (in)") \
 	X(KV_GOSSIP_IN, COUNTER, "kv.gossip", "direction", "in", NULL)                         \
 	X(KV_GOSSIP_APPLIED, COUNTER, "kv.gossip.applied", NULL, NULL, "Received KV replication messages that changed the replica") \

@@ -51,6 +51,7 @@ struct change {
 	size_t rec_len;
 	bool broadcast;
 	enum kv_src src;
+	bool peer; /* merged from a peer's record (merge()) */
 };
 
 struct kv_engine_watch {
@@ -110,6 +111,8 @@ struct kv_engine {
 	int64_t ahead_logged_ms;
 	struct kv_engine_stats stats;
 	bool merge_refused;  /* a CP server: only Raft writes this replica */
+	bool batch_own;      /* the open batch wrote more than peers' records */
+	int64_t join_round_ms; /* when a join last brought a round forward */
 	uint64_t raft_index; /* during a pinned write: its entry's Raft index */
 };
 
@@ -136,6 +139,7 @@ static void note_change(struct kv_engine *e, const char *key, size_t key_len,
 	kv_rec_encode(r, c->rec);
 	c->broadcast = broadcast;
 	c->src = src;
+	c->peer = false;
 }
 
 static void drop_changes(struct kv_engine *e)
@@ -179,6 +183,7 @@ static int merge(struct kv_engine *e, const char *key, size_t key_len, const str
 	                                       e->max_ahead_ms, key, key_len, r);
 	if (rc == KV_MERGE_STORED) {
 		note_change(e, key, key_len, r, src != KV_SRC_SYNC, src);
+		e->chg[e->nchg - 1].peer = true;
 		return 1;
 	}
 	if (rc == KV_MERGE_AHEAD) {
@@ -320,6 +325,25 @@ static void broadcast_change(struct kv_engine *e, const char *key, size_t key_le
 static void sync_wake(struct kv_engine *e);
 
 /*
+ * A batch that only took in records peers sent (gossip, anti-entropy, a
+ * pull), with nobody waiting on it, needs no fdatasync of its own: the peers
+ * hold those records, and a crash that loses them is repaired by the next
+ * anti-entropy round (kv_store_batch_unsynced). So does a batch that changed
+ * nothing (a round that found every record current): synced, it would bring
+ * the next checkpoint within a second. Anything else the batch wrote (a local
+ * write, a restore, a Raft-pinned write) makes it synced.
+ */
+static bool peers_only(const struct kv_engine *e)
+{
+	if (e->npend > 0 || e->batch_own)
+		return false;
+	for (size_t i = 0; i < e->nchg; i++)
+		if (!e->chg[i].peer)
+			return false;
+	return true;
+}
+
+/*
  * Durability first, then effects: writers are answered, watches woken and changes
  * broadcast only after the batch is on disk, so nothing is announced that a crash
  * could take back. On a failed commit the writers get KV_ERROR and nothing is
@@ -332,6 +356,11 @@ int kv_engine_commit(struct kv_engine *e, int64_t now_ms, char *err, size_t errl
 		return 0;
 	e->now_ms = now_ms;
 	kv_store_set_last_seen(e->store, now_ms);
+	if (peers_only(e)) {
+		kv_store_batch_unsynced(e->store);
+		e->stats.commits_unsynced++;
+	}
+	e->batch_own = false;
 	int rc = kv_store_commit(e->store, err, errlen);
 	e->stats.commits++;
 	size_t nchg = e->nchg;
@@ -366,6 +395,7 @@ int kv_engine_commit(struct kv_engine *e, int64_t now_ms, char *err, size_t errl
  */
 void kv_engine_abort(struct kv_engine *e)
 {
+	e->batch_own = false;
 	kv_store_abort(e->store);
 	drop_changes(e);
 	answer_pending(e, KV_ERROR);
@@ -1126,9 +1156,13 @@ void kv_engine_sync_timer(struct kv_engine *e)
 	e->io.sync_arm(e->io.ctx, sync_period_us(e));
 }
 
-void kv_engine_peer_joined(struct kv_engine *e)
+void kv_engine_peer_joined(struct kv_engine *e, int64_t now_ms)
 {
 	sync_wake(e);
+	if (e->join_round_ms != 0 && now_ms >= e->join_round_ms &&
+	    now_ms - e->join_round_ms < KV_SYNC_JOIN_GAP_MS)
+		return;
+	e->join_round_ms = now_ms;
 	sync_soon(e);
 }
 
@@ -1414,6 +1448,7 @@ int kv_engine_restore_begin(struct kv_engine *e)
 {
 	if (kv_store_begin(e->store) < 0)
 		return -1;
+	e->batch_own = true;
 	return kv_store_wipe(e->store);
 }
 

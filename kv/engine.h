@@ -72,7 +72,16 @@ struct kv_store;
 #define KV_SYNC_MAX_CONNS 64            /* sync connections, both ways */
 #define KV_SYNC_CONNECT_TIMEOUT_MS 1000 /* an outbound connect must succeed within */
 #define KV_SYNC_TIMEOUT_MS 10000        /* a connected session must end within */
+/* Joins bring a round forward at most this often: in a join storm every
+ * agent sees a join every few milliseconds, and each brought its next round
+ * forward to 0.2-0.5 s, so every agent ran two or three anti-entropy rounds
+ * a second for as long as the storm lasted. */
+#define KV_SYNC_JOIN_GAP_MS 5000
 #define KV_CHECKPOINT_INTERVAL_MS 1000  /* LMDB commit after the first batch since the last */
+/* ... when every batch since the last was peers' records only (logged
+ * without fdatasync, kv_store_batch_unsynced): these wait longer, so a join
+ * storm does not cost every agent a synced LMDB commit a second */
+#define KV_CHECKPOINT_PEER_INTERVAL_MS 30000
 
 /* One entry as read. Pointers are valid only during the callback. */
 struct kv_entry {
@@ -279,9 +288,10 @@ int kv_engine_user_msg(struct kv_engine *e, int64_t now_ms, const uint8_t *p, si
 void kv_engine_sync_now(struct kv_engine *e);
 /* The anti-entropy timer fired: a round now, the next one armed. */
 void kv_engine_sync_timer(struct kv_engine *e);
-/* A peer that runs KV joined: a round within 0.2-0.5 s (unless the timer
- * fires within 0.5 s anyway). */
-void kv_engine_peer_joined(struct kv_engine *e);
+/* A peer that runs KV joined (at now_ms): a round within 0.2-0.5 s (unless
+ * the timer fires within 0.5 s anyway), at most once per KV_SYNC_JOIN_GAP_MS
+ * of joins. */
+void kv_engine_peer_joined(struct kv_engine *e, int64_t now_ms);
 
 /* A peer connected to us: the responder's session, or NULL. */
 struct kv_session *kv_engine_accept(struct kv_engine *e);
@@ -304,6 +314,7 @@ void kv_session_end(struct kv_session *s, bool ok);
 
 struct kv_engine_stats {
 	uint64_t commits, writes;
+	uint64_t commits_unsynced; /* of peers' records only: no fdatasync */
 	uint64_t gossip_in, gossip_applied;
 	uint64_t syncs_ok, syncs_failed, sync_records_in, sync_records_out;
 	uint64_t versions_ahead; /* remote versions refused: too far ahead of now_ms */

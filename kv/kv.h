@@ -79,7 +79,8 @@ struct kv_members {
 	/* Spread one user message through gossip's transmit-limited queue. */
 	void (*broadcast)(void *ctx, const uint8_t *msg, size_t len);
 	/* Call fn for every alive member that runs KV, this node excepted, in
-	 * the same order each time. */
+	 * the same order each time. Only p->name need be filled: the one
+	 * chosen is looked up (lookup) for its address. */
 	void (*peers)(void *ctx, kv_member_fn fn, void *ud);
 	/* The member called name, in any state, if it runs KV and is not this
 	 * node: true with *p filled (p->name valid until gossip runs again). */
@@ -145,6 +146,7 @@ void kv_sync_now(struct kv *kv);
 struct kv_stats {
 	uint64_t keys, tombstones;
 	uint64_t commits, writes;
+	uint64_t commits_unsynced;
 	uint64_t gossip_in, gossip_applied, gossip_out;
 	uint64_t syncs_ok, syncs_failed, sync_records_in, sync_records_out;
 	uint64_t watches;

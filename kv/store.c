@@ -51,6 +51,8 @@ struct kv_store {
 	bool batch;    /* a batch is open in wtxn */
 	bool unlogged; /* ... and replaces the store: not logged, checkpointed by commit */
 	bool dirty;    /* wtxn holds changes LMDB has not committed */
+	bool dirty_synced; /* ... and one of them came in a synced batch */
+	bool batch_unsynced; /* the open batch is logged without fdatasync */
 	MDB_txn *rtxn; /* reused read transaction (reset between reads) */
 	bool rtxn_live;
 	bool broken;           /* a rebuild failed: wtxn is gone; kv_store_begin repairs */
@@ -706,6 +708,7 @@ static void rollback(struct kv_store *s)
 	stg_clear(s);
 	s->batch = false;
 	s->unlogged = false;
+	s->batch_unsynced = false;
 	if (!had_acked) {
 		/* wtxn held only this batch: LMDB's last commit is the state */
 		release_rtxn(s);
@@ -887,6 +890,7 @@ int kv_store_checkpoint(struct kv_store *s, char *err, size_t errlen)
 		return -1;
 	}
 	s->dirty = false;
+	s->dirty_synced = false;
 	rc = kv_wal_reset(s->wal);
 	if (rc < 0) {
 		snprintf(err, errlen, "checkpoint: wal: %s", strerror(-rc));
@@ -938,6 +942,7 @@ int kv_store_begin(struct kv_store *s)
 		}
 	}
 	s->batch = true;
+	s->batch_unsynced = false;
 	s->batch_seen = 0;
 	memcpy(s->saved_digest, s->digest, sizeof(s->digest));
 	s->saved_live = s->live;
@@ -993,7 +998,10 @@ int kv_store_commit(struct kv_store *s, char *err, size_t errlen)
 		fail_clear(s, &s->wfail, "writing");
 		return 0;
 	}
-	int rc = kv_wal_commit(s->wal, (uint64_t)s->batch_seen); /* one write, one fdatasync */
+	/* one write, and one fdatasync unless the batch holds peers' records only */
+	bool sync = !s->batch_unsynced;
+	s->batch_unsynced = false;
+	int rc = kv_wal_append(s->wal, (uint64_t)s->batch_seen, sync);
 	if (rc < 0) {
 		snprintf(err, errlen, "wal commit: %s", strerror(-rc));
 		s->stats.commit_failures++;
@@ -1003,9 +1011,21 @@ int kv_store_commit(struct kv_store *s, char *err, size_t errlen)
 	}
 	s->batch = false;
 	s->dirty = true;
+	s->dirty_synced |= sync;
 	stg_clear(s);
 	fail_clear(s, &s->wfail, "writing");
 	return 0;
+}
+
+void kv_store_batch_unsynced(struct kv_store *s)
+{
+	if (s->batch && !s->unlogged)
+		s->batch_unsynced = true;
+}
+
+bool kv_store_dirty_synced(const struct kv_store *s)
+{
+	return s->dirty && s->dirty_synced;
 }
 
 void kv_store_set_log_sync(struct kv_store *s, bool sync)

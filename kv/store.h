@@ -101,6 +101,16 @@ void kv_store_abort(struct kv_store *s);
  * server's replica, which libraft rebuilds from its log (agent/server.c
  * says why that is safe). Default true. */
 void kv_store_set_log_sync(struct kv_store *s, bool sync);
+/* The open batch holds only records learned from peers, which they keep
+ * too: kv_store_commit logs it without the fdatasync. It becomes durable
+ * with the next synced commit or checkpoint; a crash before that keeps a
+ * prefix of the log's batches (kv/wal.h) and anti-entropy fetches the rest
+ * again. One agent syncing every batch of a join storm is cheap; a
+ * thousand on one disk held their loops in fdatasync for seconds. */
+void kv_store_batch_unsynced(struct kv_store *s);
+/* kv_store_dirty, and one of the batches LMDB lacks was synced (someone
+ * was told it is durable): the checkpoint should not wait long. */
+bool kv_store_dirty_synced(const struct kv_store *s);
 
 /* Commit LMDB (synced) and start a new log generation. Not while a batch
  * is open. 0 (also when deferred: within KV_STORE_RETRY_MS of a failure it

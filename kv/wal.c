@@ -642,6 +642,11 @@ void kv_wal_set_sync(struct kv_wal *w, bool sync)
 
 int kv_wal_commit(struct kv_wal *w, uint64_t stamp)
 {
+	return kv_wal_append(w, stamp, true);
+}
+
+int kv_wal_append(struct kv_wal *w, uint64_t stamp, bool sync)
+{
 	if (w->count == 0)
 		return 0;
 	int rc = settle_header(w);
@@ -666,7 +671,7 @@ int kv_wal_commit(struct kv_wal *w, uint64_t stamp)
 		wrote = true;
 		rc = write_all(w->fd, w->buf, w->len, w->pos);
 	}
-	if (rc == 0 && !w->nosync && fdatasync(w->fd) < 0)
+	if (rc == 0 && sync && !w->nosync && fdatasync(w->fd) < 0)
 		rc = -errno;
 	if (rc == 0) {
 		w->pos = end;

@@ -150,6 +150,11 @@ void kv_wal_discard(struct kv_wal *w);
  * for the one case where the scrub could not be written) and the next
  * commit may succeed. */
 int kv_wal_commit(struct kv_wal *w, uint64_t stamp);
+/* kv_wal_commit, with the fdatasync only when sync is true (and the log is
+ * not kv_wal_set_sync(false)): a batch whose records are kept elsewhere too
+ * (learned from peers) is written, and made durable by the next synced
+ * commit or checkpoint. */
+int kv_wal_append(struct kv_wal *w, uint64_t stamp, bool sync);
 /* sync false: kv_wal_commit writes its record without the fdatasync (the
  * caller has another durable record of what the batch holds; see
  * kv_store_set_log_sync). Replay still takes a prefix of the batches. */

@@ -1450,7 +1450,7 @@ static void kv_on_join(struct sim *sim, struct node *nd, int x)
 {
 	if (sim->kv == NULL || x == nd->id || sim->kv->n[nd->id].e == NULL)
 		return;
-	kv_engine_peer_joined(sim->kv->n[nd->id].e);
+	kv_engine_peer_joined(sim->kv->n[nd->id].e, kv_wall_ms(sim, nd->id));
 }
 
 /* The process starts: open (recover) the replica, as kv_new does. */

@@ -6,13 +6,15 @@
  * own direction and untampered, across a key rotation; the merge rule
  * refuses versions far ahead of the clock and lets any write replace one
  * stored before the rule; a round between equal stores is one ROOT frame
- * and one END, and different roots go on to the digest exchange.
+ * and one END, and different roots go on to the digest exchange; a batch of
+ * peers' records only is logged without fdatasync and survives a crash.
  */
 #define _GNU_SOURCE
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gossip/keyring.h"
@@ -543,6 +545,120 @@ static void test_idle_back_off_is_2x_and_a_failed_round_cancels_it(void)
 	kv_engine_free(e);
 }
 
+static void count_done(void *ud, enum kv_result r, int failed_op)
+{
+	(void)failed_op;
+	if (r == KV_OK)
+		(*(int *)ud)++;
+}
+
+/* A SET from "peer" at ms, as gossip carries it, merged into e. */
+static int peer_set(struct kv_engine *e, const char *key, int64_t ms, const char *val)
+{
+	struct kv_buf b = {0};
+	struct kv_rec r = rec_at(kv_hlc_from_ms(ms), val);
+	char err[128];
+	int rc = kv_msg_encode_set(&b, key, strlen(key), &r);
+	if (rc == 0)
+		rc = kv_engine_user_msg(e, ms, b.p, b.len, err, sizeof(err));
+	free(b.p);
+	return rc;
+}
+
+/*
+ * Durability by origin: a batch of peers' records only is logged without its
+ * own fdatasync and waits for the longer checkpoint; a batch with a local
+ * write (or a restore) is synced. A process that dies (kill -9: _exit without
+ * a checkpoint) keeps what it logged, unsynced batches included: the page
+ * cache holds them and the log replays them.
+ */
+static void test_peers_records_are_logged_unsynced_and_survive_a_crash(void)
+{
+	char dir[512], err[256];
+	snprintf(dir, sizeof(dir), "%s/unsynced", tmpdir);
+	struct pace p = {0};
+	struct kv_io io = {.ctx = &p,
+	                   .rand = pace_rand,
+	                   .peers = pace_peers,
+	                   .open_session = pace_open,
+	                   .sync_arm = pace_arm,
+	                   .sync_left = pace_left};
+	struct kv_engine_config cfg = {.dir = dir, .node_name = "n1", .sync_interval_ms = 10000};
+	int64_t now = 1700000000000LL;
+	fflush(stdout);
+	pid_t pid = fork();
+	REQUIRE(pid >= 0, "fork");
+	if (pid == 0) {
+		/* the child writes and dies without closing (no checkpoint) */
+		struct kv_engine *e = kv_engine_new(&cfg, &io, now, err, sizeof(err));
+		if (e == NULL)
+			_exit(10);
+		struct kv_store *st = kv_engine_store(e);
+		if (peer_set(e, "catalog/a", now, "A") != 1 || kv_engine_commit(e, now, err, sizeof(err)) != 1)
+			_exit(11);
+		if (kv_engine_stats(e)->commits_unsynced != 1 || !kv_store_dirty(st) ||
+		    kv_store_dirty_synced(st))
+			_exit(12); /* peers' records only: unsynced, no quick checkpoint */
+		int ok = 0;
+		struct kv_op op = {.verb = KV_OP_SET, .key = "mine", .key_len = 4, .value = "M", .value_len = 1};
+		if (kv_engine_write(e, now + 1, &op, 1, count_done, &ok, err, sizeof(err)) != 1 ||
+		    peer_set(e, "catalog/b", now + 1, "B") != 1 ||
+		    kv_engine_commit(e, now + 1, err, sizeof(err)) != 1 || ok != 1)
+			_exit(13);
+		if (kv_engine_stats(e)->commits_unsynced != 1 || !kv_store_dirty_synced(st))
+			_exit(14); /* a local write in the batch: synced, checkpoint soon */
+		if (kv_store_checkpoint(st, err, sizeof(err)) < 0 || kv_store_dirty_synced(st))
+			_exit(15);
+		if (peer_set(e, "catalog/c", now + 2, "C") != 1 || kv_engine_commit(e, now + 2, err, sizeof(err)) != 1 ||
+		    kv_engine_stats(e)->commits_unsynced != 2 || kv_store_dirty_synced(st))
+			_exit(16);
+		_exit(0);
+	}
+	int status = 0;
+	REQUIRE(waitpid(pid, &status, 0) == pid, "wait");
+	CHECK_INT(0, WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status),
+	          "the child's step that failed (11-16)");
+	struct kv_engine *e = kv_engine_new(&cfg, &io, now + 3, err, sizeof(err));
+	REQUIRE(e != NULL, "reopen: %s", err);
+	const char *keys[] = {"catalog/a", "mine", "catalog/b", "catalog/c"};
+	for (size_t i = 0; i < 4; i++) {
+		struct kv_rec got;
+		int rc = kv_store_get(kv_engine_store(e), true, keys[i], strlen(keys[i]), &got);
+		CHECK_INT(1, rc, "%s is there after the crash", keys[i]);
+	}
+	kv_engine_free(e);
+}
+
+/* Joins bring a round forward (0.35 s with pace_rand), but at most once per
+ * KV_SYNC_JOIN_GAP_MS: a join storm must not keep every agent in rounds. */
+static void test_joins_bring_a_round_forward_once_per_gap(void)
+{
+	char dir[512], err[256];
+	snprintf(dir, sizeof(dir), "%s/joingap", tmpdir);
+	struct pace p = {0};
+	struct kv_io io = {.ctx = &p,
+	                   .rand = pace_rand,
+	                   .peers = pace_peers,
+	                   .open_session = pace_open,
+	                   .sync_arm = pace_arm,
+	                   .sync_left = pace_left};
+	struct kv_engine_config cfg = {.dir = dir, .node_name = "n1", .sync_interval_ms = 10000};
+	int64_t now = 1700000000000LL;
+	struct kv_engine *e = kv_engine_new(&cfg, &io, now, err, sizeof(err));
+	REQUIRE(e != NULL, "engine: %s", err);
+	kv_engine_sync_timer(e);
+	CHECK_NUM(10000000, p.armed, "base period");
+	kv_engine_peer_joined(e, now);
+	CHECK_NUM(350000, p.armed, "the first join: a round in 0.2 + 0.15 s");
+	p.armed = 10000000; /* that round ran; the period is armed again */
+	kv_engine_peer_joined(e, now + 100);
+	kv_engine_peer_joined(e, now + KV_SYNC_JOIN_GAP_MS - 1);
+	CHECK_NUM(10000000, p.armed, "joins within the gap leave the timer alone");
+	kv_engine_peer_joined(e, now + KV_SYNC_JOIN_GAP_MS);
+	CHECK_NUM(350000, p.armed, "a join after the gap brings a round forward again");
+	kv_engine_free(e);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -556,6 +672,8 @@ int main(void)
 	RUN(test_lazy_pump_follows_the_socket);
 	RUN(test_sealed_frames_open_only_with_a_key_their_way_untouched);
 	RUN(test_merge_refuses_versions_far_ahead_and_heals_poison);
+	RUN(test_peers_records_are_logged_unsynced_and_survive_a_crash);
+	RUN(test_joins_bring_a_round_forward_once_per_gap);
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return check_exit_code();
 }
