@@ -48,7 +48,7 @@
 #define BROADCAST_TIMEOUT_MS 5000 /* serf's BroadcastTimeout */
 #define LEAVE_POLL_S 0.05
 #define SNAPSHOT_DELAY_S 0.5   /* serf's snapshotter flushes every 500 ms */
-#define SNAPSHOT_MEMBER_S 0.01 /* per member, for member changes alone */
+#define SNAPSHOT_MEMBER_S 0.03 /* per member, for member changes alone */
 #define SNAPSHOT_MEMBER_MAX_S 30.0
 #define TRIM_FIRST_S 10.0     /* start-up over: joined, first HTTP served */
 #define TRIM_INTERVAL_S 60.0  /* then once a minute (rare code paths, heap) */
@@ -300,7 +300,7 @@ static void snap_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
  * per join: O(N^2) per agent while a cluster forms (at 400 agents, JSON
  * dumping and fwrite were the top of a system-wide profile and joins timed
  * out at the seed). Member changes alone wait longer in a large cluster,
- * SNAPSHOT_MEMBER_S per member (10 s at 1,000, at most SNAPSHOT_MEMBER_MAX_S):
+ * SNAPSHOT_MEMBER_S per member (30 s at 1,000, at most SNAPSHOT_MEMBER_MAX_S):
  * each write is O(N), and while 1,000 agents joined the half-second rewrites
  * still took a sixth of the machine's CPU (docs/PERFORMANCE.md "Join
  * storms"). A kill -9 loses at most that much of the member list, which only
@@ -491,6 +491,10 @@ static void kv_members_broadcast(void *ctx, const uint8_t *msg, size_t len)
 		swim_broadcast_rumor(gossip_transport_swim(a->gossip), msg, len);
 }
 
+/* Names only (kv/kv.h): a member whose meta holds "rpc_port" runs KV; its
+ * tags are decoded by kv_members_lookup once it is chosen, not every member's
+ * on every anti-entropy round (tags_decode, memchr and strcmp were ~5% of a
+ * 1,000-agent storm's profile). */
 static void kv_members_peers(void *ctx, kv_member_fn fn, void *ud)
 {
 	struct agent *a = ctx;
@@ -501,9 +505,11 @@ static void kv_members_peers(void *ctx, kv_member_fn fn, void *ud)
 	size_t n = swim_member_count(s);
 	for (size_t i = 0; i < n; i++) {
 		const struct swim_member *m = swim_member_at(s, i);
-		struct kv_peer p;
-		if (m != self && m->state == ML_STATE_ALIVE && kv_peer_of(m, &p))
-			fn(ud, &p);
+		if (m == self || m->state != ML_STATE_ALIVE || m->id->meta_len == 0 ||
+		    memmem(m->id->meta, m->id->meta_len, "rpc_port", 8) == NULL)
+			continue;
+		struct kv_peer p = {.name = m->id->name};
+		fn(ud, &p);
 	}
 }
 

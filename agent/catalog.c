@@ -62,6 +62,7 @@ struct catalog {
 	size_t nnodes;
 	struct inst_rec **idx; /* sorted by (lname, node lname) */
 	size_t nidx;
+	bool idx_stale; /* nodes were added, replaced or removed since rebuild() */
 	struct live_rec *live; /* sorted by lname (live_pos) */
 	size_t nlive;
 	uint64_t index;
@@ -200,9 +201,13 @@ static int cmp_idx(const void *x, const void *y)
 }
 
 /*
- * Rebuilt whole after any change rather than patched: changes are rare next to
- * queries, and a fresh sort keeps the one invariant lookups need without
- * incremental bookkeeping that could drift.
+ * Rebuilt whole rather than patched, and only when a lookup needs it after
+ * nodes were added, replaced or removed (idx_stale): a fresh sort keeps the
+ * one invariant lookups need without incremental bookkeeping that could
+ * drift, and a resync that takes in 1,000 nodes, or a join storm's stream of
+ * liveness flips, sorts once (or never) instead of once per change. A
+ * liveness flip leaves the index as it is: its order does not depend on
+ * liveness, and entries reach the node's flag through their node.
  */
 static void rebuild(struct catalog *c)
 {
@@ -216,6 +221,15 @@ static void rebuild(struct catalog *c)
 		for (size_t j = 0; j < c->nodes[i]->ninst; j++)
 			c->idx[c->nidx++] = &c->nodes[i]->insts[j];
 	qsort(c->idx, c->nidx, sizeof(*c->idx), cmp_idx);
+	c->idx_stale = false;
+}
+
+/* Lookups are const to their callers; the index is a cache of nodes[]. */
+static const struct catalog *fresh_idx(const struct catalog *c)
+{
+	if (c->idx_stale)
+		rebuild((struct catalog *)c);
+	return c;
 }
 
 /*
@@ -224,15 +238,21 @@ static void rebuild(struct catalog *c)
  * compare against it, so it must never go back or stand still on a change
  * (the one exception: when the store's records become Raft-indexed, scan_cb).
  */
-static void changed(struct catalog *c, uint64_t index)
+static void changed_ex(struct catalog *c, uint64_t index, bool reindex)
 {
 	if (index > c->index)
 		c->index = index;
 	else
 		c->index++;
-	rebuild(c);
+	c->idx_stale |= reindex;
 	if (c->on_change)
 		c->on_change(c->on_change_ud);
+}
+
+/* Nodes were added, replaced or removed. */
+static void changed(struct catalog *c, uint64_t index)
+{
+	changed_ex(c, index, true);
 }
 
 /* Position of lname (or where it would go) among n names kept sorted,
@@ -510,7 +530,7 @@ void catalog_set_alive(struct catalog *c, const char *node, bool alive)
 	size_t pos = node_pos(c, l, &found);
 	if (found && !c->nodes[pos]->pub.external) {
 		c->nodes[pos]->pub.alive = alive;
-		changed(c, 0);
+		changed_ex(c, 0, false);
 	}
 }
 
@@ -542,6 +562,7 @@ static int name_cmp(const char *m, const char *l, size_t len)
 /* First index entry with lname >= name[0..len) (lowercased compare). */
 static size_t idx_lower_bound(const struct catalog *c, const char *l, size_t len)
 {
+	fresh_idx(c);
 	size_t lo = 0, hi = c->nidx;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
@@ -659,11 +680,12 @@ const struct catalog_node *catalog_node_at(const struct catalog *c, size_t i)
 
 size_t catalog_inst_count(const struct catalog *c)
 {
-	return c->nidx;
+	return fresh_idx(c)->nidx;
 }
 
 const struct catalog_inst *catalog_inst_at(const struct catalog *c, size_t i)
 {
+	fresh_idx(c);
 	return i < c->nidx ? &c->idx[i]->pub : NULL;
 }
 

@@ -68,6 +68,9 @@
 #define SERVER_DEAD_AFTER_MS 30000
 #define SERVER_LEFT_AFTER_MS 10000
 #define SERVER_TICK_S 0.2
+/* a client that knows of no server (serverless) only looks for servers to
+ * appear: once a second, not five times (a wakeup each, on every agent) */
+#define SERVER_IDLE_TICK_S 1.0
 #define ELECTION_MS 1000
 #define HEARTBEAT_MS 100
 #define RAFT_TICK_MS 10 /* libraft's timers checked this often (raft_io_config) */
@@ -196,6 +199,7 @@ struct server {
 	struct known known[MAX_KNOWN];
 	size_t nknown;
 	uint64_t known_gen; /* swim_members_gen at the last scan_members, plus one */
+	int64_t known_ms;   /* when scan_members last ran */
 	bool cp;
 	int64_t leader_seen_ms;
 	struct sessions *sessions; /* TTL timers, lock delays (servers) */
@@ -252,21 +256,31 @@ static const char *tag_get(const struct tag *t, int n, const char *k)
 }
 
 /* Refresh s->known from the gossip members whose tags say role=consul,
- * only when the member list changed: decoding every member's tags five times
- * a second was a quarter of the CPU of a 1,000-agent cluster forming on one
- * machine (docs/PERFORMANCE.md "Join storms"). */
+ * only when the member list changed, and decoding only the tags of members
+ * whose meta holds "consul": decoding every member's tags five times a second
+ * was a quarter of the CPU of a 1,000-agent cluster forming on one machine,
+ * and members change all through a join storm (docs/PERFORMANCE.md "Join
+ * storms"). For the same reason a scan waits 2 ms per member after the
+ * previous one (2 s at 1,000 or more, a tick at 3 servers): walking the
+ * member table is cache misses even when no tags are decoded. */
 static void scan_members(struct server *s)
 {
 	struct swim *sw = gossip_transport_swim(s->a->gossip);
 	if (s->known_gen == swim_members_gen(sw) + 1)
 		return;
-	s->known_gen = swim_members_gen(sw) + 1;
 	size_t n = swim_member_count(sw);
+	int64_t now = now_ms(s), gap = n < 1000 ? 2 * (int64_t)n : 2000;
+	if (s->known_gen != 0 && now - s->known_ms < gap)
+		return;
+	s->known_gen = swim_members_gen(sw) + 1;
+	s->known_ms = now;
 	static struct tag tags[TAGS_MAX];
 	s->nknown = 0;
 	for (size_t i = 0; i < n && s->nknown < MAX_KNOWN; i++) {
 		const struct swim_member *m = swim_member_at(sw, i);
-		if (m->id->meta_len == 0)
+		/* a server's tags hold the bytes "consul" (role=consul): a member
+		 * whose meta does not is passed over without decoding its tags */
+		if (m->id->meta_len == 0 || memmem(m->id->meta, m->id->meta_len, "consul", 6) == NULL)
 			continue;
 		int nt = tags_decode(m->id->meta, m->id->meta_len, tags, TAGS_MAX);
 		const char *role = tag_get(tags, nt, "role");
@@ -1452,7 +1466,7 @@ static void quick_start(struct server *s)
 
 static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	(void)loop, (void)revents;
+	(void)revents;
 	struct server *s = t->data;
 	scan_members(s);
 	if (!s->cp && s->nknown > 0)
@@ -1480,6 +1494,11 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	}
 	sessions_leader_tick(s->sessions, is_leader(s) && s->leader_ready);
 	retry_held(s);
+	double every = !s->is_server && !s->cp ? SERVER_IDLE_TICK_S : SERVER_TICK_S;
+	if (t->repeat != every) {
+		t->repeat = every;
+		ev_timer_again(loop, t);
+	}
 }
 
 /* ------------------------------------------------------- lifecycle */
