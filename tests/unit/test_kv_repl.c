@@ -511,6 +511,17 @@ static int64_t pace_left(void *ctx)
 	return ((struct pace *)ctx)->armed;
 }
 
+/* The engine's io with p as its driver. */
+static struct kv_io pace_io(struct pace *p)
+{
+	return (struct kv_io){.ctx = p,
+	                      .rand = pace_rand,
+	                      .peers = pace_peers,
+	                      .open_session = pace_open,
+	                      .sync_arm = pace_arm,
+	                      .sync_left = pace_left};
+}
+
 /* An idle store's period doubles once and no more; a failed round brings
  * the next one forward and cancels the back-off until a round succeeds. */
 static void test_idle_back_off_is_2x_and_a_failed_round_cancels_it(void)
@@ -518,12 +529,7 @@ static void test_idle_back_off_is_2x_and_a_failed_round_cancels_it(void)
 	char dir[512], err[256];
 	snprintf(dir, sizeof(dir), "%s/pace", tmpdir);
 	struct pace p = {0};
-	struct kv_io io = {.ctx = &p,
-	                   .rand = pace_rand,
-	                   .peers = pace_peers,
-	                   .open_session = pace_open,
-	                   .sync_arm = pace_arm,
-	                   .sync_left = pace_left};
+	struct kv_io io = pace_io(&p);
 	struct kv_engine_config cfg = {.dir = dir, .node_name = "n1", .sync_interval_ms = 10000};
 	struct kv_engine *e = kv_engine_new(&cfg, &io, 1700000000000, err, sizeof(err));
 	REQUIRE(e != NULL, "engine: %s", err);
@@ -577,12 +583,7 @@ static void test_peers_records_are_logged_unsynced_and_survive_a_crash(void)
 	char dir[512], err[256];
 	snprintf(dir, sizeof(dir), "%s/unsynced", tmpdir);
 	struct pace p = {0};
-	struct kv_io io = {.ctx = &p,
-	                   .rand = pace_rand,
-	                   .peers = pace_peers,
-	                   .open_session = pace_open,
-	                   .sync_arm = pace_arm,
-	                   .sync_left = pace_left};
+	struct kv_io io = pace_io(&p);
 	struct kv_engine_config cfg = {.dir = dir, .node_name = "n1", .sync_interval_ms = 10000};
 	int64_t now = 1700000000000LL;
 	fflush(stdout);
@@ -636,12 +637,7 @@ static void test_joins_bring_a_round_forward_once_per_gap(void)
 	char dir[512], err[256];
 	snprintf(dir, sizeof(dir), "%s/joingap", tmpdir);
 	struct pace p = {0};
-	struct kv_io io = {.ctx = &p,
-	                   .rand = pace_rand,
-	                   .peers = pace_peers,
-	                   .open_session = pace_open,
-	                   .sync_arm = pace_arm,
-	                   .sync_left = pace_left};
+	struct kv_io io = pace_io(&p);
 	struct kv_engine_config cfg = {.dir = dir, .node_name = "n1", .sync_interval_ms = 10000};
 	int64_t now = 1700000000000LL;
 	struct kv_engine *e = kv_engine_new(&cfg, &io, now, err, sizeof(err));
