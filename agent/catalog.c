@@ -62,7 +62,7 @@ struct catalog {
 	size_t nnodes;
 	struct inst_rec **idx; /* sorted by (lname, node lname) */
 	size_t nidx;
-	bool idx_stale; /* nodes were added, replaced or removed since rebuild() */
+	bool idx_stale;        /* nodes were added, replaced or removed since rebuild() */
 	struct live_rec *live; /* sorted by lname (live_pos) */
 	size_t nlive;
 	uint64_t index;

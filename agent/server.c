@@ -280,7 +280,8 @@ static void scan_members(struct server *s)
 		const struct swim_member *m = swim_member_at(sw, i);
 		/* a server's tags hold the bytes "consul" (role=consul): a member
 		 * whose meta does not is passed over without decoding its tags */
-		if (m->id->meta_len == 0 || memmem(m->id->meta, m->id->meta_len, "consul", 6) == NULL)
+		if (m->id->meta_len == 0 ||
+		    memmem(m->id->meta, m->id->meta_len, "consul", 6) == NULL)
 			continue;
 		int nt = tags_decode(m->id->meta, m->id->meta_len, tags, TAGS_MAX);
 		const char *role = tag_get(tags, nt, "role");

@@ -110,10 +110,10 @@ struct kv_engine {
 	struct kv_buf msg, first;
 	int64_t ahead_logged_ms;
 	struct kv_engine_stats stats;
-	bool merge_refused;  /* a CP server: only Raft writes this replica */
-	bool batch_own;      /* the open batch wrote more than peers' records */
+	bool merge_refused;    /* a CP server: only Raft writes this replica */
+	bool batch_own;        /* the open batch wrote more than peers' records */
 	int64_t join_round_ms; /* when a join last brought a round forward */
-	uint64_t raft_index; /* during a pinned write: its entry's Raft index */
+	uint64_t raft_index;   /* during a pinned write: its entry's Raft index */
 };
 
 /* --------------------------------------------------------- changes */

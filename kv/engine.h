@@ -77,7 +77,7 @@ struct kv_store;
  * forward to 0.2-0.5 s, so every agent ran two or three anti-entropy rounds
  * a second for as long as the storm lasted. */
 #define KV_SYNC_JOIN_GAP_MS 5000
-#define KV_CHECKPOINT_INTERVAL_MS 1000  /* LMDB commit after the first batch since the last */
+#define KV_CHECKPOINT_INTERVAL_MS 1000 /* LMDB commit after the first batch since the last */
 /* ... when every batch since the last was peers' records only (logged
  * without fdatasync, kv_store_batch_unsynced): these wait longer, so a join
  * storm does not cost every agent a synced LMDB commit a second */

@@ -47,13 +47,13 @@ struct kv_store {
 	size_t map_size;
 	MDB_env *env;
 	MDB_dbi kv, bkt, meta;
-	MDB_txn *wtxn; /* everything acknowledged since the last checkpoint */
-	bool batch;    /* a batch is open in wtxn */
-	bool unlogged; /* ... and replaces the store: not logged, checkpointed by commit */
-	bool dirty;    /* wtxn holds changes LMDB has not committed */
-	bool dirty_synced; /* ... and one of them came in a synced batch */
+	MDB_txn *wtxn;       /* everything acknowledged since the last checkpoint */
+	bool batch;          /* a batch is open in wtxn */
+	bool unlogged;       /* ... and replaces the store: not logged, checkpointed by commit */
+	bool dirty;          /* wtxn holds changes LMDB has not committed */
+	bool dirty_synced;   /* ... and one of them came in a synced batch */
 	bool batch_unsynced; /* the open batch is logged without fdatasync */
-	MDB_txn *rtxn; /* reused read transaction (reset between reads) */
+	MDB_txn *rtxn;       /* reused read transaction (reset between reads) */
 	bool rtxn_live;
 	bool broken;           /* a rebuild failed: wtxn is gone; kv_store_begin repairs */
 	bool env_dead;         /* LMDB returned MDB_PANIC: reopen its environment */

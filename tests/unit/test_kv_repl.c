@@ -595,13 +595,18 @@ static void test_peers_records_are_logged_unsynced_and_survive_a_crash(void)
 		if (e == NULL)
 			_exit(10);
 		struct kv_store *st = kv_engine_store(e);
-		if (peer_set(e, "catalog/a", now, "A") != 1 || kv_engine_commit(e, now, err, sizeof(err)) != 1)
+		if (peer_set(e, "catalog/a", now, "A") != 1 ||
+		    kv_engine_commit(e, now, err, sizeof(err)) != 1)
 			_exit(11);
 		if (kv_engine_stats(e)->commits_unsynced != 1 || !kv_store_dirty(st) ||
 		    kv_store_dirty_synced(st))
 			_exit(12); /* peers' records only: unsynced, no quick checkpoint */
 		int ok = 0;
-		struct kv_op op = {.verb = KV_OP_SET, .key = "mine", .key_len = 4, .value = "M", .value_len = 1};
+		struct kv_op op = {.verb = KV_OP_SET,
+		                   .key = "mine",
+		                   .key_len = 4,
+		                   .value = "M",
+		                   .value_len = 1};
 		if (kv_engine_write(e, now + 1, &op, 1, count_done, &ok, err, sizeof(err)) != 1 ||
 		    peer_set(e, "catalog/b", now + 1, "B") != 1 ||
 		    kv_engine_commit(e, now + 1, err, sizeof(err)) != 1 || ok != 1)
@@ -610,7 +615,8 @@ static void test_peers_records_are_logged_unsynced_and_survive_a_crash(void)
 			_exit(14); /* a local write in the batch: synced, checkpoint soon */
 		if (kv_store_checkpoint(st, err, sizeof(err)) < 0 || kv_store_dirty_synced(st))
 			_exit(15);
-		if (peer_set(e, "catalog/c", now + 2, "C") != 1 || kv_engine_commit(e, now + 2, err, sizeof(err)) != 1 ||
+		if (peer_set(e, "catalog/c", now + 2, "C") != 1 ||
+		    kv_engine_commit(e, now + 2, err, sizeof(err)) != 1 ||
 		    kv_engine_stats(e)->commits_unsynced != 2 || kv_store_dirty_synced(st))
 			_exit(16);
 		_exit(0);
