@@ -81,7 +81,7 @@ struct kv_store;
 /* ... when every batch since the last was peers' records only (logged
  * without fdatasync, kv_store_batch_unsynced): these wait longer, so a join
  * storm does not cost every agent a synced LMDB commit a second */
-#define KV_CHECKPOINT_PEER_INTERVAL_MS 30000
+#define KV_CHECKPOINT_PEER_INTERVAL_MS 5000
 
 /* One entry as read. Pointers are valid only during the callback. */
 struct kv_entry {
