@@ -37,6 +37,9 @@
  * Everything staged between two commits is one store batch (one log append
  * and fdatasync); nothing is acknowledged, woken or broadcast before it is
  * durable, and a failed commit answers every write of the batch KV_ERROR.
+ * The one exception: a batch of peers' records only, with nobody waiting,
+ * is appended without the fdatasync (the peers hold those records; see
+ * kv_store_batch_unsynced).
  *
  * Error convention: functions that can fail return -1 (or NULL) with a
  * message in the caller's err buffer; storage errors reach a write's done

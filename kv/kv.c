@@ -8,9 +8,11 @@
  * commits it through kv_engine_commit, which acknowledges the requests,
  * wakes the watches under the changed keys and broadcasts the changes.
  * "Committed" is one append + fdatasync of the store's write-ahead log
- * (kv/wal.h); LMDB itself is committed by a checkpoint about once a second
- * (or when the log passes 64 MiB), run from the same prepare watcher right
- * after a batch, never inside one.
+ * (kv/wal.h; a batch of peers' records only skips the fdatasync); LMDB
+ * itself is committed by a checkpoint about a second after a synced batch,
+ * KV_CHECKPOINT_PEER_INTERVAL_MS after peers' records alone (or when the
+ * log passes 64 MiB), run from the same prepare watcher right after a
+ * batch, never inside one.
  *
  * Watches (blocking queries) are parked in the engine, which knows which
  * change wakes which; their timeouts are ev_timers here. The anti-entropy
