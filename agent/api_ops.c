@@ -101,6 +101,7 @@ static void collect(void *ud)
 	COPY(DEATHS, deaths_declared);
 	COPY(PACKETS_SENT, packets_sent);
 	COPY(PACKETS_COMPRESSED, packets_compressed);
+	COPY(PACKETS_SPLIT, packets_split);
 	COPY(PACKETS_RECV, packets_recv);
 	COPY(BAD_PACKETS, bad_packets);
 	COPY(PUSH_PULLS, push_pulls);

@@ -74,6 +74,7 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(DEATHS, COUNTER, "memberlist.msg.dead", NULL, NULL, "Members declared dead")        \
 	X(PACKETS_SENT, COUNTER, "memberlist.packets.sent", NULL, NULL, "Gossip packets sent") \
 	X(PACKETS_COMPRESSED, COUNTER, "memberlist.packets.compressed", NULL, NULL, "Gossip packets sent LZW-compressed (of those sent)") \
+	X(PACKETS_SPLIT, COUNTER, "memberlist.packets.split", NULL, NULL, "Gossip packets whose compressed form overshot the UDP budget and were split in two (each half compressed again)") \
 	X(PACKETS_RECV, COUNTER, "memberlist.packets.received", NULL, NULL, "Gossip packets received") \
 	X(BYTES_SENT, COUNTER, "memberlist.bytes.sent", NULL, NULL, "Gossip bytes sent (before encryption)") \
 	X(BYTES_RECV, COUNTER, "memberlist.bytes.received", NULL, NULL, "Gossip bytes received (after decryption)") \

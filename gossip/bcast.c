@@ -223,10 +223,9 @@ static struct bcast_item *pop_send(struct bcast_queue *q)
 	return it;
 }
 
-size_t bcast_queue_fill(struct bcast_queue *q, int limit, size_t overhead, size_t budget,
+size_t bcast_queue_fill(struct bcast_queue *q, int sends, size_t overhead, size_t budget,
                         const uint8_t **out, size_t *out_len, size_t max)
 {
-	(void)limit;
 	if (q->n == 0 || max == 0)
 		return 0;
 	struct bcast_item *chosen[256], *skipped[256];
@@ -262,7 +261,7 @@ size_t bcast_queue_fill(struct bcast_queue *q, int limit, size_t overhead, size_
 	free(spill);
 	for (size_t i = 0; i < nchosen; i++) {
 		struct bcast_item *it = chosen[i];
-		it->transmits++;
+		it->transmits += sends > 0 ? sends : 1;
 		heap_insert(q, it);
 		out[i] = it->msg;
 		out_len[i] = it->len;

@@ -54,10 +54,11 @@ uint64_t bcast_queue_push(struct bcast_queue *q, uint8_t kind, const char *name,
 /*
  * Pick messages that fit: each costs len + overhead of `budget`. Pointers to
  * the chosen messages go into out[] (at most max); each has its transmit
- * count raised. They stay valid until the next push or retire. Returns the
- * count.
+ * count raised by `sends` (the peers the packet goes to: one packet built
+ * for a round's k peers is k transmits). They stay valid until the next
+ * push or retire. Returns the count.
  */
-size_t bcast_queue_fill(struct bcast_queue *q, int limit, size_t overhead, size_t budget,
+size_t bcast_queue_fill(struct bcast_queue *q, int sends, size_t overhead, size_t budget,
                         const uint8_t **out, size_t *out_len, size_t max);
 /* Drop the messages sent `limit` times; call once the packet is sent. */
 void bcast_queue_retire(struct bcast_queue *q, int limit);

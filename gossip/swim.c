@@ -542,21 +542,28 @@ static uint8_t pmax_of(const struct swim *s, const struct ml_addr *to)
 	return 0;
 }
 
-/* The protocol max of the member `name` if it lives at `to`, else -1 (look
- * it up by address): a hash lookup instead of pmax_of's scan of the table,
- * which cost O(n) for every ack sent. */
-static int pmax_named(const struct swim *s, const char *name, const struct ml_addr *to)
+/* The member `name` if it lives at `to`, else NULL: a hash lookup instead
+ * of a scan of the table by address, which cost O(n) for every ack sent. */
+static const struct swim_member *member_at(const struct swim *s, const char *name,
+                                           const struct ml_addr *to)
 {
 	if (name == NULL || name[0] == '\0')
-		return -1;
+		return NULL;
 	const struct swim_member *m = member_get(s, name);
-	if (m == NULL || !ml_addr_equal(&m->id->addr, to))
-		return -1;
-	return m->id->vsn[1];
+	return m != NULL && ml_addr_equal(&m->id->addr, to) ? m : NULL;
 }
 
-/* Take what fits of queue q into parts[k..max); returns the new count. */
-static size_t fill_from(struct swim *s, struct bcast_queue *q, size_t budget, const uint8_t **parts,
+/* The protocol max of the member `name` if it lives at `to`, else -1 (look
+ * it up by address). */
+static int pmax_named(const struct swim *s, const char *name, const struct ml_addr *to)
+{
+	const struct swim_member *m = member_at(s, name, to);
+	return m != NULL ? m->id->vsn[1] : -1;
+}
+
+/* Take what fits of queue q into parts[k..max), each counted as sent
+ * `sends` times; returns the new count. */
+static size_t fill_from(struct bcast_queue *q, int sends, size_t budget, const uint8_t **parts,
                         size_t *lens, size_t k, size_t max)
 {
 	size_t used = 0;
@@ -564,8 +571,7 @@ static size_t fill_from(struct swim *s, struct bcast_queue *q, size_t budget, co
 		used += lens[i] + 2;
 	if (used >= budget || k >= max || q->n == 0)
 		return k;
-	return k + bcast_queue_fill(q, retransmit_limit(s), 2, budget - used, parts + k, lens + k,
-	                            max - k);
+	return k + bcast_queue_fill(q, sends, 2, budget - used, parts + k, lens + k, max - k);
 }
 
 /*
@@ -575,15 +581,16 @@ static size_t fill_from(struct swim *s, struct bcast_queue *q, size_t budget, co
  * churn the membership news goes out first; user messages wait for room.
  * Rumor-only messages go last, and only when `rumor` says the packet is for
  * a rumor agent: they are never taken, so never counted as sent, for any
- * other destination. Call retire_broadcasts once the packet is sent.
+ * other destination. `sends`: the peers the packet goes to (see gossip).
+ * Call retire_broadcasts once the packet is sent.
  */
 static size_t fill_broadcasts(struct swim *s, size_t budget, const uint8_t **parts, size_t *lens,
-                              size_t max, bool rumor)
+                              size_t max, bool rumor, int sends)
 {
-	size_t k = fill_from(s, &s->bq, budget, parts, lens, 0, max);
-	k = fill_from(s, &s->uq, budget, parts, lens, k, max);
+	size_t k = fill_from(&s->bq, sends, budget, parts, lens, 0, max);
+	k = fill_from(&s->uq, sends, budget, parts, lens, k, max);
 	if (rumor)
-		k = fill_from(s, &s->rq, budget, parts, lens, k, max);
+		k = fill_from(&s->rq, sends, budget, parts, lens, k, max);
 	return k;
 }
 
@@ -619,19 +626,21 @@ static bool rumor_at(const struct swim *s, const struct ml_addr *to)
 
 /*
  * Send msg (one encoded message) with as many broadcasts as fit piggyback,
- * as memberlist's sendMsg does. pmax: the receiver's protocol max, or -1 to
- * look it up by address.
+ * as memberlist's sendMsg does. peer: the receiver's member entry when the
+ * caller knows it (its protocol max and whether it is a rumor agent), NULL
+ * to look both up by address (a scan of the table); pmax: used when peer is
+ * NULL and pmax >= 0.
  */
 static void send_with_piggyback(struct swim *s, const struct ml_addr *to, const uint8_t *msg,
-                                size_t len, int pmax)
+                                size_t len, const struct swim_member *peer, int pmax)
 {
-	uint8_t pm = pmax >= 0 ? (uint8_t)pmax : pmax_of(s, to);
+	uint8_t pm = peer != NULL ? peer->id->vsn[1] : pmax >= 0 ? (uint8_t)pmax : pmax_of(s, to);
+	bool rumor = peer != NULL ? peer->rumor != 0 : rumor_at(s, to);
 	size_t budget = s->t.udp_budget;
 	size_t avail = budget > len + 2 ? budget - len - 2 : 0;
 	const uint8_t *parts[SWIM_MAX_PARTS];
 	size_t lens[SWIM_MAX_PARTS];
-	size_t k =
-	        fill_broadcasts(s, avail, parts + 1, lens + 1, SWIM_MAX_PARTS - 1, rumor_at(s, to));
+	size_t k = fill_broadcasts(s, avail, parts + 1, lens + 1, SWIM_MAX_PARTS - 1, rumor, 1);
 	if (k == 0) {
 		raw_send(s, to, msg, len, pm);
 		return;
@@ -963,8 +972,7 @@ static void probe_start(struct swim *s, int64_t now)
 	if (target->state == ML_STATE_ALIVE) {
 		int r = ml_encode_ping(s->msgbuf, s->bufcap, &ping);
 		if (r > 0)
-			send_with_piggyback(s, &target->id->addr, s->msgbuf, (size_t)r,
-			                    target->id->vsn[1]);
+			send_with_piggyback(s, &target->id->addr, s->msgbuf, (size_t)r, target, -1);
 	} else {
 		/* buddy system: tell the suspect it is suspected */
 		uint8_t a[2048], b[1024];
@@ -1044,8 +1052,8 @@ static void probe_indirect(struct swim *s, int64_t now)
 			s->probe.expected_nacks++;
 		int r = ml_encode_indirect_ping(s->msgbuf, s->bufcap, &ind);
 		if (r > 0)
-			send_with_piggyback(s, &peers[i]->id->addr, s->msgbuf, (size_t)r,
-			                    peers[i]->id->vsn[1]);
+			send_with_piggyback(s, &peers[i]->id->addr, s->msgbuf, (size_t)r, peers[i],
+			                    -1);
 		s->stats.indirect_probes++;
 	}
 	if (s->io.tcp_ping != NULL && target->id->vsn[1] >= 3) {
@@ -1125,8 +1133,8 @@ static void handle_ping(struct swim *s, const struct ml_addr *from, const uint8_
 	        ping.source.len > 0 && ping.source.port > 0 ? &ping.source : from;
 	int r = ml_encode_ack(s->msgbuf, s->bufcap, &ack);
 	if (r > 0)
-		send_with_piggyback(s, to, s->msgbuf, (size_t)r,
-		                    pmax_named(s, ping.source_node, to));
+		send_with_piggyback(s, to, s->msgbuf, (size_t)r, member_at(s, ping.source_node, to),
+		                    -1);
 }
 
 static void handle_indirect_ping(struct swim *s, int64_t now, const struct ml_addr *from,
@@ -1152,7 +1160,7 @@ static void handle_indirect_ping(struct swim *s, int64_t now, const struct ml_ad
 	int n = ml_encode_ping(s->msgbuf, s->bufcap, &ping);
 	if (n > 0)
 		send_with_piggyback(s, &ind.target, s->msgbuf, (size_t)n,
-		                    pmax_named(s, ind.node, &ind.target));
+		                    member_at(s, ind.node, &ind.target), -1);
 }
 
 static void relay_remove(struct swim *s, int i)
@@ -1231,7 +1239,7 @@ static void handle_ack(struct swim *s, int64_t now, const uint8_t *p, size_t len
 			relay_remove(s, i);
 			int r = ml_encode_ack(s->msgbuf, s->bufcap, &fwd);
 			if (r > 0)
-				send_with_piggyback(s, &to, s->msgbuf, (size_t)r, pm);
+				send_with_piggyback(s, &to, s->msgbuf, (size_t)r, NULL, pm);
 			return;
 		}
 	}
@@ -1764,17 +1772,32 @@ static bool ok_gossip(const struct swim *s, const struct swim_member *m, const v
 	return false;
 }
 
+/* The peers of one gossip packet: it is built (and compressed) once and
+ * sent to each. */
+struct gossip_dest {
+	struct swim_member *const *to;
+	size_t n;
+};
+
+static void send_to_all(struct swim *s, const struct gossip_dest *d, const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < d->n; i++)
+		raw_send(s, &d->to[i]->id->addr, p, len, d->to[i]->id->vsn[1]);
+}
+
 /*
- * Send parts[0..n) to one peer in as few packets as fit. memberlist
+ * Send parts[0..n) to the peers of d in as few packets as fit. memberlist
  * compresses each packet it sends when that makes it smaller
  * (EnableCompression, on by default) and takes a compressed packet of any
  * size apart on receipt; so a compound goes out compressed when that is
  * smaller, and one whose compressed form is still over the budget is split
- * in two. pkt/zbuf: scratch buffers of pcap and zcap bytes.
+ * in two (and each half compressed again: stats.packets_split counts them,
+ * since gossip packs by the last ratio to keep it rare). pkt/zbuf: scratch
+ * buffers of pcap and zcap bytes.
  */
-static void send_parts(struct swim *s, const struct ml_addr *to, uint8_t pm,
-                       const uint8_t *const *parts, const size_t *lens, size_t n, uint8_t *pkt,
-                       size_t pcap, uint8_t *zbuf, size_t zcap)
+static void send_parts(struct swim *s, const struct gossip_dest *d, const uint8_t *const *parts,
+                       const size_t *lens, size_t n, uint8_t *pkt, size_t pcap, uint8_t *zbuf,
+                       size_t zcap)
 {
 	const uint8_t *msg = parts[0];
 	size_t len = lens[0];
@@ -1796,19 +1819,20 @@ static void send_parts(struct swim *s, const struct ml_addr *to, uint8_t pm,
 			uint64_t ratio = (uint64_t)len * 100 / (uint64_t)z;
 			s->zratio = ratio > 800 ? 800 : (uint32_t)ratio;
 			if ((size_t)z <= s->t.udp_budget) {
-				s->stats.packets_compressed++;
-				raw_send(s, to, zbuf, (size_t)z, pm);
+				s->stats.packets_compressed += d->n;
+				send_to_all(s, d, zbuf, (size_t)z);
 				return;
 			}
 		}
 	}
 	if (len <= s->t.udp_budget || n == 1) {
-		raw_send(s, to, msg, len, pm);
+		send_to_all(s, d, msg, len);
 		return;
 	}
+	s->stats.packets_split++;
 	size_t h = n / 2;
-	send_parts(s, to, pm, parts, lens, h, pkt, pcap, zbuf, zcap);
-	send_parts(s, to, pm, parts + h, lens + h, n - h, pkt, pcap, zbuf, zcap);
+	send_parts(s, d, parts, lens, h, pkt, pcap, zbuf, zcap);
+	send_parts(s, d, parts + h, lens + h, n - h, pkt, pcap, zbuf, zcap);
 }
 
 /* A rumor agent gossip may pick that is not among the round's picks. */
@@ -1829,17 +1853,21 @@ static bool ok_gossip_rumor(const struct swim *s, const struct swim_member *m, c
 	return true;
 }
 
-/* One gossip packet (or two, see send_parts) to m; rumor: it may carry
- * rumor-only messages. Nothing is sent when nothing is queued for it. */
-static void gossip_to(struct swim *s, const struct swim_member *m, size_t budget, bool rumor,
+/* One gossip packet (or two, see send_parts) to each peer of d; rumor: it
+ * may carry rumor-only messages (every peer of d is a rumor agent). Each
+ * message in it counts as sent d->n times. Nothing is sent when nothing is
+ * queued for it. */
+static void gossip_to(struct swim *s, const struct gossip_dest *d, size_t budget, bool rumor,
                       uint8_t *pkt, size_t pcap, uint8_t *zbuf, size_t zcap)
 {
 	const uint8_t *parts[SWIM_MAX_PARTS];
 	size_t lens[SWIM_MAX_PARTS];
-	size_t n = fill_broadcasts(s, budget, parts, lens, SWIM_MAX_PARTS, rumor);
+	if (d->n == 0)
+		return;
+	size_t n = fill_broadcasts(s, budget, parts, lens, SWIM_MAX_PARTS, rumor, (int)d->n);
 	if (n == 0)
 		return;
-	send_parts(s, &m->id->addr, m->id->vsn[1], parts, lens, n, pkt, pcap, zbuf, zcap);
+	send_parts(s, d, parts, lens, n, pkt, pcap, zbuf, zcap);
 	retire_broadcasts(s);
 }
 
@@ -1851,6 +1879,16 @@ static void gossip_to(struct swim *s, const struct swim_member *m, size_t budget
  * budget. Alive messages carrying Consul's tags shrink about 1.9x, so a join
  * storm spreads about that much faster in as many packets, none larger on
  * the wire.
+ *
+ * memberlist fills a packet for each of the k peers apart, each message's
+ * transmit count raised by one per packet. Here one packet is filled,
+ * compressed and sent to all the round's rumor peers (another to its Serf
+ * peers, which take no rumor-only messages), each message counted as sent
+ * once per peer: as many transmits per message, as many bytes on the wire,
+ * but one fill, one compound and one LZW pass per round instead of k (in a
+ * 1,000-agent join storm the fills and compression were 15% of all CPU).
+ * A message's first round reaches k peers at once, as in the epidemic
+ * model; it may be sent up to k-1 times past the limit in its last round.
  */
 static void gossip(struct swim *s, int64_t now)
 {
@@ -1876,12 +1914,18 @@ static void gossip(struct swim *s, int64_t now)
 		if (packed > budget)
 			budget = packed > SWIM_PACK_MAX ? SWIM_PACK_MAX : (size_t)packed;
 	}
+	/* rumor agents first in peers[], then the rest */
 	size_t nrumor = 0;
-	for (size_t i = 0; i < k; i++) {
-		bool rumor = peers[i]->rumor != 0;
-		nrumor += rumor;
-		gossip_to(s, peers[i], budget, rumor, pkt, pcap, zbuf, zcap);
-	}
+	for (size_t i = 0; i < k; i++)
+		if (peers[i]->rumor) {
+			struct swim_member *t = peers[nrumor];
+			peers[nrumor++] = peers[i];
+			peers[i] = t;
+		}
+	struct gossip_dest rd = {.to = peers, .n = nrumor};
+	struct gossip_dest sd = {.to = peers + nrumor, .n = k - nrumor};
+	gossip_to(s, &rd, budget, true, pkt, pcap, zbuf, zcap);
+	gossip_to(s, &sd, budget, false, pkt, pcap, zbuf, zcap);
 	/* rumor-only messages: as many rumor agents as a round of rumor agents
 	 * alone would reach (the picks above that were not rumor agents are
 	 * made up here), so that the Serf members of a mixed cluster do not
@@ -1889,9 +1933,9 @@ static void gossip(struct swim *s, int64_t now)
 	if (s->rq.n > 0 && nrumor < k) {
 		struct gossip_pick pick = {.now = now, .taken = peers, .ntaken = k};
 		struct swim_member *more[32];
-		size_t extra = random_members(s, k - nrumor, more, ok_gossip_rumor, &pick);
-		for (size_t i = 0; i < extra && s->rq.n > 0; i++)
-			gossip_to(s, more[i], budget, true, pkt, pcap, zbuf, zcap);
+		struct gossip_dest md = {.to = more};
+		md.n = random_members(s, k - nrumor, more, ok_gossip_rumor, &pick);
+		gossip_to(s, &md, budget, true, pkt, pcap, zbuf, zcap);
 	}
 	if (pkt != s->pkt)
 		free(pkt);
@@ -2036,7 +2080,7 @@ int64_t swim_tick(struct swim *s, int64_t now)
 				int r = ml_encode_nack(s->msgbuf, s->bufcap, &nack);
 				struct ml_addr to = s->relays[i].origin;
 				if (r > 0)
-					send_with_piggyback(s, &to, s->msgbuf, (size_t)r,
+					send_with_piggyback(s, &to, s->msgbuf, (size_t)r, NULL,
 					                    s->relays[i].origin_pmax);
 			}
 			relay_remove(s, i);

@@ -210,6 +210,7 @@ struct swim_io {
 struct swim_stats {
 	uint64_t packets_sent, bytes_sent;
 	uint64_t packets_compressed; /* of packets_sent: gossip sent LZW-compressed */
+	uint64_t packets_split;      /* gossip packets over the budget compressed, split in two */
 	uint64_t packets_recv, bytes_recv;
 	uint64_t bad_packets;
 	uint64_t probes, probe_failures, indirect_probes, tcp_pings;

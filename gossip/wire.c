@@ -656,7 +656,10 @@ int ml_compound_decode(const uint8_t *p, size_t len, struct ml_slice *parts, int
 
 /* ---- CRC ----------------------------------------------------------------- */
 
-static uint32_t crc_table[256];
+/* Slicing-by-8 (Intel's, as zlib's and the kernel's generic crc32 do it):
+ * eight table lookups per 8 bytes instead of one per byte. Every UDP packet
+ * memberlist v5 sends carries this CRC, and a join storm sends millions. */
+static uint32_t crc_table[8][256];
 
 static void crc_table_init(void)
 {
@@ -664,8 +667,12 @@ static void crc_table_init(void)
 		uint32_t c = i;
 		for (int k = 0; k < 8; k++)
 			c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
-		crc_table[i] = c;
+		crc_table[0][i] = c;
 	}
+	for (uint32_t i = 0; i < 256; i++)
+		for (int t = 1; t < 8; t++)
+			crc_table[t][i] = crc_table[0][crc_table[t - 1][i] & 0xff] ^
+			                  (crc_table[t - 1][i] >> 8);
 }
 
 uint32_t ml_crc32(const uint8_t *p, size_t len)
@@ -673,8 +680,19 @@ uint32_t ml_crc32(const uint8_t *p, size_t len)
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	pthread_once(&once, crc_table_init);
 	uint32_t crc = 0xffffffffu;
-	for (size_t i = 0; i < len; i++)
-		crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+	while (len >= 8) {
+		/* bytes in stream order, independent of the host's byte order */
+		uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+		                     (uint32_t)p[3] << 24);
+		crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
+		      crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
+		      crc_table[3][p[4]] ^ crc_table[2][p[5]] ^ crc_table[1][p[6]] ^
+		      crc_table[0][p[7]];
+		p += 8;
+		len -= 8;
+	}
+	while (len-- > 0)
+		crc = crc_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
 	return crc ^ 0xffffffffu;
 }
 

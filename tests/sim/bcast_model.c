@@ -153,7 +153,7 @@ int main(void)
 				const uint8_t *out[256];
 				size_t lens[256];
 				size_t a = m_fill(&m, 2, budget, ids, max);
-				size_t b = bcast_queue_fill(&q, limit, 2, budget, out, lens, max);
+				size_t b = bcast_queue_fill(&q, 1, 2, budget, out, lens, max);
 				if (a != b) {
 					fprintf(stderr,
 					        "round %d op %d: fill chose %zu, model %zu\n",

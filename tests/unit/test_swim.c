@@ -61,22 +61,50 @@ static void test_bcast_fewest_sent_first_and_invalidation(void)
 	bcast_queue_push(&q, 1, "n2", b, 4);
 	const uint8_t *out[8];
 	size_t lens[8];
-	size_t n = bcast_queue_fill(&q, 3, 2, 1000, out, lens, 8);
+	size_t n = bcast_queue_fill(&q, 1, 2, 1000, out, lens, 8);
 	CHECK(n == 2, "both fit: expected 2 got %zu", n);
 	/* a newer message about n1 replaces the old one */
 	bcast_queue_push(&q, 1, "n1", c, 2);
 	CHECK(q.n == 2, "invalidated: expected 2 queued got %zu", q.n);
-	n = bcast_queue_fill(&q, 3, 2, 1000, out, lens, 8);
+	n = bcast_queue_fill(&q, 1, 2, 1000, out, lens, 8);
 	CHECK(n == 2 && lens[0] == 2, "never-sent message first: got n=%zu len0=%zu", n, lens[0]);
 	bcast_queue_retire(&q, 3);
 	CHECK(q.n == 2, "nothing reached 3 transmits yet: %zu queued", q.n);
-	bcast_queue_fill(&q, 3, 2, 1000, out, lens, 8);
+	bcast_queue_fill(&q, 1, 2, 1000, out, lens, 8);
 	bcast_queue_retire(&q, 3);
 	CHECK(q.n == 1, "b retired after 3 sends: %zu queued", q.n);
 	/* budget: 5 bytes fits one 2-byte message with overhead 2, not a 4-byte one */
 	bcast_queue_push(&q, 1, "n3", a, 4);
-	n = bcast_queue_fill(&q, 10, 2, 5, out, lens, 8);
+	n = bcast_queue_fill(&q, 1, 2, 5, out, lens, 8);
 	CHECK(n == 1 && lens[0] == 2, "budget respected: n=%zu", n);
+	bcast_queue_destroy(&q);
+}
+
+/* One gossip packet built for k peers counts as k transmits of each
+ * message in it: a limit of 3 is reached by one packet to 3 peers, and a
+ * message sent once to 2 peers goes before one sent to 3. */
+static void test_bcast_fill_for_several_peers(void)
+{
+	struct bcast_queue q;
+	bcast_queue_create(&q, 100);
+	const uint8_t a[] = "aaaa", b[] = "bbbbb";
+	const uint8_t *out[8];
+	size_t lens[8];
+	bcast_queue_push(&q, 1, "n1", a, 4);
+	size_t n = bcast_queue_fill(&q, 3, 2, 1000, out, lens, 8);
+	CHECK(n == 1, "one message: got %zu", n);
+	bcast_queue_retire(&q, 4);
+	CHECK(q.n == 1, "3 of 4 transmits: still queued (%zu)", q.n);
+	bcast_queue_retire(&q, 3);
+	CHECK(q.n == 0, "3 of 3 transmits after one fill for 3 peers: retired (%zu)", q.n);
+	bcast_queue_push(&q, 1, "n1", a, 4);
+	bcast_queue_push(&q, 1, "n2", b, 5);
+	n = bcast_queue_fill(&q, 3, 2, 7, out, lens, 1); /* newest first: n2 */
+	CHECK(n == 1 && lens[0] == 5, "newest first: n=%zu len=%zu", n, n ? lens[0] : 0);
+	n = bcast_queue_fill(&q, 2, 2, 7, out, lens, 1); /* n1, never sent */
+	CHECK(n == 1 && lens[0] == 4, "never sent next: n=%zu len=%zu", n, n ? lens[0] : 0);
+	n = bcast_queue_fill(&q, 1, 2, 7, out, lens, 1); /* n1 (2 sends) before n2 (3) */
+	CHECK(n == 1 && lens[0] == 4, "fewer transmits first: n=%zu len=%zu", n, n ? lens[0] : 0);
 	bcast_queue_destroy(&q);
 }
 
@@ -1549,6 +1577,7 @@ int main(void)
 {
 	RUN(test_formulas_match_memberlist);
 	RUN(test_bcast_fewest_sent_first_and_invalidation);
+	RUN(test_bcast_fill_for_several_peers);
 	RUN(test_join_converges);
 	RUN(test_late_driver_raises_health_score_and_members_gen_moves);
 	RUN(test_membership_broadcasts_go_before_user_messages);
