@@ -645,9 +645,12 @@ static int setup_keyring(struct agent *a, char *err, size_t errlen)
  * back-off, for up to JOIN_PATIENCE_S; an unreachable address (refused,
  * unresolvable) fails at once, as in Consul. Consul gives -join one attempt
  * (memberlist's 10 s TCP timeout) and exits: on a machine starting 1,000
- * agents that killed 61 agents whose seed was answering, only slowly.
+ * agents that killed 61 agents whose seed was answering, only slowly. 150 s
+ * of patience still let 255 of 1,000 exit in a storm that had not settled
+ * by then; 10 minutes is the bound (a stopped seed, which takes the
+ * connection in the kernel and never answers, looks the same).
  */
-#define JOIN_PATIENCE_S 150.0
+#define JOIN_PATIENCE_S 600.0
 #define JOIN_BACKOFF_MIN_S 1.0
 #define JOIN_BACKOFF_MAX_S 16.0
 

@@ -68,6 +68,7 @@ struct swim_merge {
 	uint32_t left;     /* members not merged yet */
 	uint32_t user_len; /* the user state: the last user_len bytes */
 	bool join;
+	bool quiet; /* merged without rebroadcasting (see push_pull_accept) */
 	struct swim_merge *next;
 };
 
@@ -155,6 +156,7 @@ struct swim {
 	uint32_t pp_max, merge_slice;
 	struct swim_merge *mq, *mq_tail;
 	size_t mq_n, mq_bytes;
+	bool quiet_merge; /* merging a state a fresh node pulled: no rebroadcast */
 
 	/* outgoing packet and one encoded message, bufcap bytes each (the
 	 * UDP budget plus room for framing: not 64 KiB, which a simulator
@@ -766,8 +768,9 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 		refute(s, a->incarnation);
 		return;
 	}
-	/* rebroadcast what we learned, as it arrived */
-	{
+	/* rebroadcast what we learned, as it arrived (not what a fresh node
+	 * pulls in its first push-pull: see push_pull_accept) */
+	if (!s->quiet_merge) {
 		static struct ml_alive copy;
 		copy = *a;
 		int r = ml_encode_alive(s->msgbuf, s->bufcap, &copy);
@@ -831,7 +834,8 @@ static void suspect_node(struct swim *s, int64_t now, const struct ml_suspect *s
 			refute(s, sus->incarnation);
 		return;
 	}
-	broadcast_suspect(s, ML_SUSPECT, sus->incarnation, sus->node, sus->from);
+	if (!s->quiet_merge)
+		broadcast_suspect(s, ML_SUSPECT, sus->incarnation, sus->node, sus->from);
 	m->incarnation = sus->incarnation;
 	m->state = ML_STATE_SUSPECT;
 	m->state_change = now;
@@ -1551,6 +1555,17 @@ static int push_pull_scan(struct swim *s, const uint8_t *buf, size_t len, bool i
  * sendLocalState, then mergeRemoteState) and its bytes are queued for
  * swim_merge_step(). Queued states are bounded in number and bytes; one
  * more is refused rather than let memory grow with what peers send.
+ *
+ * Quiet merge: the answer to a push-pull we started while our table held
+ * only ourselves (a fresh agent's -join) is merged without rebroadcasting
+ * its alive and suspect entries. memberlist rebroadcasts every member a
+ * merge teaches it, so each joiner of a storm queued the whole cluster's
+ * alives, each sent 4 x ceil(log10(N+1)) times, to members that had them
+ * from the same gossip the seed did: about a third of a 1,000-node storm's
+ * gossip. The joiner's own alive is still broadcast by the seed that merged
+ * it, and a member the seed knows but others do not is still the seed's
+ * news to spread. A node that already had members (a partition healing, a
+ * `rumor join` between clusters) merges as memberlist does.
  */
 static int push_pull_accept(struct swim *s, int64_t now, const uint8_t *buf, bool initiator,
                             const struct swim_stream_scan *sc, struct swim_stream_result *res)
@@ -1567,9 +1582,12 @@ static int push_pull_accept(struct swim *s, int64_t now, const uint8_t *buf, boo
 	}
 	s->stats.push_pulls++;
 	res->join = sc->join;
+	bool quiet = initiator && s->n <= 1;
 	if (at_once) {
 		const uint8_t *p = buf + sc->start;
+		s->quiet_merge = quiet;
 		merge_members(s, now, &p, buf + sc->off, sc->want);
+		s->quiet_merge = false;
 		if (sc->user_len > 0 && s->io.merge_state != NULL)
 			s->io.merge_state(s->io.ctx, buf + sc->off, sc->user_len, sc->join);
 		if (!initiator)
@@ -1585,6 +1603,7 @@ static int push_pull_accept(struct swim *s, int64_t now, const uint8_t *buf, boo
 	mj->left = sc->want;
 	mj->user_len = sc->user_len;
 	mj->join = sc->join;
+	mj->quiet = quiet;
 	if (s->mq_tail != NULL)
 		s->mq_tail->next = mj;
 	else
@@ -1607,7 +1626,9 @@ bool swim_merge_step(struct swim *s, int64_t now, uint32_t max)
 		struct swim_merge *mj = s->mq;
 		uint32_t k = mj->left < budget ? mj->left : budget;
 		const uint8_t *p = mj->buf + mj->off;
+		s->quiet_merge = mj->quiet;
 		uint32_t done = merge_members(s, now, &p, mj->buf + mj->len - mj->user_len, k);
+		s->quiet_merge = false;
 		mj->off = (size_t)(p - mj->buf);
 		mj->left = done == k ? mj->left - k : 0;
 		budget -= k;

@@ -1043,6 +1043,58 @@ static void test_large_state_merges_in_slices_like_at_once(void)
 	swim_free(b.s);
 }
 
+/* How many of the state's 300 members (state_of_i: alive and suspect ones
+ * among them) the node queued for gossip when it merged the state as
+ * `initiator`, after first learning `pre` members as a responder. */
+static size_t queued_after_merge(uint32_t pre, bool initiator, uint32_t slice)
+{
+	struct solo o;
+	char err[300];
+	size_t len;
+	solo_new(&o, 0, slice);
+	if (pre > 0) {
+		uint8_t *p = state_stream("old", pre, NULL, false, &len);
+		CHECK_INT(ML_OK, solo_recv(&o, p, len, err, sizeof(err)), "%s", err);
+		free(p);
+	}
+	size_t before = swim_broadcast_queue_len(o.s);
+	uint8_t *st = state_stream("m", 300, NULL, false, &len);
+	struct swim_stream_result res;
+	CHECK_INT(ML_OK, swim_stream_recv(o.s, 1000000, st, len, initiator, &res), "%s", res.error);
+	free(res.reply);
+	for (int i = 0; i < 100 && swim_merge_pending(o.s); i++)
+		swim_merge_step(o.s, 1000000, 0);
+	CHECK(swim_member_count(o.s) >= 1 + pre + 200, "merged: %zu members",
+	      swim_member_count(o.s));
+	size_t queued = swim_broadcast_queue_len(o.s) - before;
+	free(st);
+	swim_free(o.s);
+	return queued;
+}
+
+/*
+ * A fresh node (only itself in its table) does not rebroadcast what the
+ * answer to its own push-pull (its -join) teaches it: the seed and the
+ * cluster have it. Any other merge does, as memberlist's: a node that had
+ * members (a partition healing), and a node answering someone else's
+ * push-pull. Merged in one go and in slices alike.
+ */
+static void test_fresh_join_merge_is_quiet(void)
+{
+	for (uint32_t slice = 0; slice <= 64; slice += 64) {
+		CHECK_INT(0, (long long)queued_after_merge(0, true, slice),
+		          "fresh node, its own join's answer (slice %u): nothing rebroadcast",
+		          slice);
+		size_t told = queued_after_merge(0, false, slice);
+		CHECK(told >= 200, "fresh node answering a push-pull (slice %u): %zu rebroadcast",
+		      slice, told);
+		size_t healed = queued_after_merge(5, true, slice);
+		CHECK(healed >= 200,
+		      "node with members, its own push-pull (slice %u): %zu rebroadcast", slice,
+		      healed);
+	}
+}
+
 /*
  * Issue 13: while large states wait, at most SWIM_MERGE_QUEUE_MAX are held;
  * one more is refused ("busy merging"), a state of one slice or less is
@@ -1590,6 +1642,7 @@ int main(void)
 	RUN(test_serf_push_pull_fixture_merges);
 	RUN(test_push_pull_over_the_cap_refused_at_the_header);
 	RUN(test_large_state_merges_in_slices_like_at_once);
+	RUN(test_fresh_join_merge_is_quiet);
 	RUN(test_merge_queue_is_bounded);
 	RUN(test_stream_scan_resumes);
 	RUN(test_tags_is_rumor_wants_rumor_build_and_kv_port);
