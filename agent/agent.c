@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -71,6 +72,7 @@ struct agent_priv {
 	struct agent_dns *dns;         /* NULL: DNS off (agent/agent_dns.c) */
 	bool pid_written;              /* -pid-file written: removed at exit */
 	bool running;                  /* start_running() done: agent_stop() stops its watchers */
+	int lock_fd;                   /* <data dir>/agent.lock, flock'd for our lifetime */
 };
 
 static struct agent_priv *priv(struct agent *a)
@@ -178,6 +180,50 @@ static const char *keyring_path(const struct agent *a, char *buf, size_t cap)
 {
 	snprintf(buf, cap, "%s/serf/local.keyring", a->cfg.data_dir);
 	return buf;
+}
+
+/* ------------------------------------------------------- data dir */
+
+/*
+ * One agent per data directory: <data dir>/agent.lock is flock'd (exclusive,
+ * not waited for) for the agent's lifetime and holds its pid. Two agents on
+ * one directory would share the node ID, the Serf snapshot and the KV store,
+ * whose LMDB writer lock the first holds between checkpoints (up to a
+ * minute): the second is refused at once with the first one's pid. The lock
+ * goes with the process, however it ends, so a stale file locks nothing.
+ */
+static int lock_data_dir(struct agent *a, char *err, size_t errlen)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/agent.lock", a->cfg.data_dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open %.900s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		char pid[32] = "";
+		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+		while (n > 0 && (pid[n - 1] == '\n' || pid[n - 1] == ' '))
+			n--;
+		pid[n > 0 ? n : 0] = '\0';
+		close(fd);
+		if (e == EWOULDBLOCK)
+			snprintf(err, errlen,
+			         "data directory %.900s is in use by another agent (pid %s): each "
+			         "agent needs its own -data-dir",
+			         a->cfg.data_dir, pid[0] ? pid : "unknown");
+		else
+			snprintf(err, errlen, "cannot lock %.900s: %s", path, strerror(e));
+		return -1;
+	}
+	char buf[32];
+	int len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)len, 0) != len)
+		log_warn("agent: cannot write the pid to %s: %s", path, strerror(errno));
+	priv(a)->lock_fd = fd;
+	return 0;
 }
 
 /* ---------------------------------------------------------- node id */
@@ -1026,8 +1072,8 @@ static int start_runtime(struct agent *a)
 		fprintf(stderr, "==> libsodium failed to initialise\n");
 		return -1;
 	}
-	if (load_node_id(a, err, sizeof(err)) < 0) {
-		fprintf(stderr, "==> %s\n", err);
+	if (lock_data_dir(a, err, sizeof(err)) < 0 || load_node_id(a, err, sizeof(err)) < 0) {
+		fprintf(stderr, "==> Error starting agent: %s\n", err);
 		return -1;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -1311,6 +1357,10 @@ static void agent_stop(struct agent *a)
 	a->keyring = NULL;
 	if (a->cfg.data_dir_is_temp && a->cfg.data_dir != NULL)
 		nftw(a->cfg.data_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (priv(a)->lock_fd >= 0) { /* last: everything in the directory is closed */
+		close(priv(a)->lock_fd);
+		priv(a)->lock_fd = -1;
+	}
 	rumor_config_free(&a->cfg);
 	log_set_file(NULL);
 	log_set_syslog(false);
@@ -1349,6 +1399,7 @@ int agent_main(int argc, char **argv)
 	struct agent_priv p;
 	memset(a, 0, sizeof(*a));
 	memset(&p, 0, sizeof(p));
+	p.lock_fd = -1;
 	a->calls = &calls;
 	a->priv = &p;
 	init_watchers(a, &p);

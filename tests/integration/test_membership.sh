@@ -84,7 +84,9 @@ check_eq "rumor members without an agent exits 1" 1 "$rc"
 check_contains "rumor members without an agent names the address" "127.0.0.1:$(gport 45)" "$out"
 
 # 7. a second agent with a name already taken by a live node is refused
-start_agent 6 n1 -join "127.0.0.1:$(gport 2)"
+# (its own data dir: the name, not the directory, is what is refused here)
+mkdir -p "$TMP/data-n1-dup"
+start_agent 6 n1 -join "127.0.0.1:$(gport 2)" -data-dir "$TMP/data-n1-dup"
 pid6=${AGENT_PID[6]}
 if wait_until 15 bash -c "! kill -0 $pid6 2>/dev/null"; then
 	wait "$pid6" 2>/dev/null
@@ -95,6 +97,24 @@ else
 fi
 check_contains "duplicate name error is clear" "already in use" "$(cat "$TMP/n1.log")"
 check_eq "the original n1 is still alive on n2" alive "$(member_status 2 n1)"
+
+# 7b. a second agent on a live agent's data dir is refused at once, naming
+# the holder's pid (they would share node ID, snapshot and KV store)
+: >"$TMP/n1.log.dup"
+"$RUMOR_BIN" agent -node n1b -bind 127.0.0.1 -serf-lan-port "$(gport 7)" -http-port -1 \
+	-dns-port -1 -server-port "$(sport 7)" -data-dir "$TMP/data-n1" >"$TMP/n1.log.dup" 2>&1 &
+pid7=$!
+if wait_until 10 bash -c "! kill -0 $pid7 2>/dev/null"; then
+	wait "$pid7" 2>/dev/null
+	rc=$?
+	check_eq "agent on a data dir in use exits with 1" 1 "$rc"
+else
+	kill -9 "$pid7" 2>/dev/null
+	fail "agent on a data dir in use exits"
+fi
+check_contains "data dir in use: the error names the holder" \
+	"is in use by another agent (pid ${AGENT_PID[1]})" "$(cat "$TMP/n1.log.dup")"
+check_eq "the original n1 is still alive on n2 (data dir)" alive "$(member_status 2 n1)"
 
 # 8. force-leave of the failed node, HTTP errors
 kill -9 "${AGENT_PID[5]}"
