@@ -143,6 +143,10 @@ int net_udp_bind(const char *addr, uint16_t port, char *err, size_t errlen)
  * its own deadline, so no connect can block the loop. An IPv4 source address,
  * when given, is bound first: several agents on one host then reach peers from
  * their own addresses, and partition tests keyed on the source stay correct.
+ * The bind takes the address only (IP_BIND_ADDRESS_NO_PORT): the port is
+ * chosen by connect, per destination. A bind to port 0 picks a port free for
+ * every destination and searches the host's bound sockets to do it; with
+ * 1,000 agents on 127.0.0.1 the KV sync's binds were 15% of all CPU.
  */
 int net_tcp_connect(const struct sockaddr_storage *ss, socklen_t sl, const char *src)
 {
@@ -157,6 +161,9 @@ int net_tcp_connect(const struct sockaddr_storage *ss, socklen_t sl, const char 
 	    inet_pton(AF_INET, src, &from.sin_addr) == 1 &&
 	    from.sin_addr.s_addr != htonl(INADDR_ANY)) {
 		from.sin_family = AF_INET;
+#ifdef IP_BIND_ADDRESS_NO_PORT
+		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+#endif
 		if (bind(fd, (struct sockaddr *)&from, sizeof(from)) < 0) {
 			int e = errno;
 			close(fd);

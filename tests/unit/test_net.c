@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,12 @@ static void test_listen_connect_from_a_source(void)
 	char ip[64];
 	net_addr_ip(&peer, ip, sizeof(ip));
 	CHECK_STR("127.0.0.3", ip, "the connection leaves from the chosen source");
+	/* the source bind leaves the port to connect (no search of every bound
+	 * socket for a port free towards all destinations) */
+	int noport = 0;
+	socklen_t ol = sizeof(noport);
+	CHECK(getsockopt(c, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &noport, &ol) == 0 && noport == 1,
+	      "IP_BIND_ADDRESS_NO_PORT set: %d", noport);
 	int busy = net_tcp_listen("127.0.0.1", (uint16_t)port, 0, err, sizeof(err));
 	CHECK_INT(-EADDRINUSE, busy);
 	CHECK_HAS(err, "listen tcp 127.0.0.1:");
