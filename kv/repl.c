@@ -243,7 +243,66 @@ struct rec_writer {
 	size_t at; /* start of the open frame, or SIZE_MAX */
 	uint32_t count, total;
 	int failed;
+	struct kv_sync *skip; /* records seen_covers says the peer has are not written */
 };
+
+/* ------------------------------------------- what the responder sent */
+
+static uint64_t key_hash(const char *key, size_t key_len)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < key_len; i++) {
+		h ^= (uint8_t)key[i];
+		h *= 0x100000001b3ull;
+	}
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	return h ? h : 1;
+}
+
+static void seen_add(struct kv_sync *s, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	if (s->nseen >= KV_SYNC_SEEN_MAX)
+		return; /* not remembered: ours is sent, as without the table */
+	uint64_t k = key_hash(key, key_len);
+	for (size_t i = k & (KV_SYNC_SEEN_SLOTS - 1);; i = (i + 1) & (KV_SYNC_SEEN_SLOTS - 1)) {
+		struct kv_sync_seen *e = &s->seen[i];
+		if (e->key == 0 || e->key == k) {
+			s->nseen += e->key == 0;
+			e->key = k;
+			e->hlc = r->hlc;
+			e->entry = kv_store_entry_hash(key, key_len, r);
+			return;
+		}
+	}
+}
+
+/* Whether the responder sent this key at a newer version than r, or at
+ * r's very version (it has r, or better: r need not go back). */
+static bool seen_covers(const struct kv_sync *s, const char *key, size_t key_len,
+                        const struct kv_rec *r)
+{
+	uint64_t k = key_hash(key, key_len);
+	for (size_t i = k & (KV_SYNC_SEEN_SLOTS - 1); s->seen[i].key != 0;
+	     i = (i + 1) & (KV_SYNC_SEEN_SLOTS - 1)) {
+		const struct kv_sync_seen *e = &s->seen[i];
+		if (e->key == k)
+			return e->hlc > r->hlc ||
+			       (e->hlc == r->hlc &&
+			        e->entry == kv_store_entry_hash(key, key_len, r));
+	}
+	return false;
+}
+
+/* The initiator's apply of the responder's records: remember each, then
+ * merge it as the caller does. */
+static int apply_seen(void *ctx, const char *key, size_t key_len, const struct kv_rec *r)
+{
+	struct kv_sync *s = ctx;
+	seen_add(s, key, key_len, r);
+	return s->apply != NULL ? s->apply(s->ctx, key, key_len, r) : 0;
+}
 
 static void writer_close(struct rec_writer *w)
 {
@@ -258,6 +317,10 @@ static void writer_close(struct rec_writer *w)
 static int write_rec(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
 {
 	struct rec_writer *w = ud;
+	if (w->skip != NULL && w->skip->nseen > 0 && seen_covers(w->skip, key, key_len, r)) {
+		w->skip->records_skipped++;
+		return 0;
+	}
 	size_t n = 2 + key_len + kv_rec_size(r);
 	if (w->at != SIZE_MAX && w->out->len - w->at + n > KV_CHUNK)
 		writer_close(w);
@@ -341,7 +404,8 @@ int kv_sync_pump(struct kv_sync *s, struct kv_buf *out, size_t want)
 		unsigned b = s->cursor++;
 		if (!(s->diff[b / 8] & (1u << (b % 8))))
 			continue;
-		struct rec_writer w = {out, SIZE_MAX, 0, 0, 0};
+		struct rec_writer w = {out, SIZE_MAX, 0,
+		                       0,   0,        s->role == KV_SYNC_INITIATOR ? s : NULL};
 		if (kv_store_scan_bucket(s->store, true, b, write_rec, &w) < 0 || w.failed)
 			return -1;
 		writer_close(&w);
@@ -440,7 +504,9 @@ bool kv_sync_roots_equal(const struct kv_sync *s)
 
 static int apply_records(struct kv_sync *s, const uint8_t *p, size_t len, char *err, size_t errlen)
 {
-	long n = kv_records_decode(p, len, s->apply, s->ctx, err, errlen);
+	long n = s->state == ST_WAIT_DIFF_RECORDS
+	                 ? kv_records_decode(p, len, apply_seen, s, err, errlen)
+	                 : kv_records_decode(p, len, s->apply, s->ctx, err, errlen);
 	if (n < 0)
 		return -1;
 	s->records_in += (uint64_t)n;
@@ -461,7 +527,7 @@ static int answer_pull(struct kv_sync *s, const uint8_t *payload, size_t plen, s
 		return -1;
 	}
 	struct kv_rec r;
-	struct rec_writer w = {out, SIZE_MAX, 0, 0, 0};
+	struct rec_writer w = {out, SIZE_MAX, 0, 0, 0, NULL};
 	if (kv_store_get(s->store, true, key, kl, &r) == 1)
 		write_rec(&w, key, kl, &r);
 	writer_close(&w);

@@ -27,7 +27,9 @@
  *   I -> R  DIGEST   KV_BUCKETS x u64 (sums of entry hashes per bucket)
  *   R -> I  DIFF     u8[KV_BUCKETS/8] bitmap of differing buckets,
  *           RECORDS* R's records of those buckets, END
- *   I -> R  RECORDS* I's records of the same buckets, END; both sides done.
+ *   I -> R  RECORDS* I's records of the same buckets that R did not just
+ *           send (same key and version: see KV_SYNC_SEEN_MAX), END; both
+ *           sides done.
  *   Pull:  I -> R PULL u16 key_len key;  R -> I RECORDS (0 or 1 record), END.
  * RECORDS body: u32 count, then count x (u16 key_len, key, record); a
  * sender starts a new RECORDS frame when one passes KV_CHUNK bytes. END has
@@ -140,6 +142,20 @@ typedef int (*kv_apply_fn)(void *ctx, const char *key, size_t key_len, const str
 
 enum kv_sync_role { KV_SYNC_INITIATOR, KV_SYNC_RESPONDER, KV_SYNC_PULLER };
 
+/* The initiator remembers up to KV_SYNC_SEEN_MAX of the records the
+ * responder sent (key hash, version, entry hash: an open-addressing table in
+ * the session, no allocation, 24 KiB) and does not send back its own record
+ * of such a key when the responder's version is newer or the very same:
+ * after merging, most of a differing bucket is what both hold. */
+#define KV_SYNC_SEEN_SLOTS 1024
+#define KV_SYNC_SEEN_MAX (KV_SYNC_SEEN_SLOTS * 3 / 4)
+
+struct kv_sync_seen {
+	uint64_t key;   /* hash of the key; 0: empty slot */
+	uint64_t hlc;   /* the responder's version */
+	uint64_t entry; /* kv_store_entry_hash of the responder's record */
+};
+
 struct kv_sync {
 	enum kv_sync_role role;
 	int state;
@@ -148,6 +164,9 @@ struct kv_sync {
 	void *ctx;
 	uint8_t diff[KV_BUCKETS / 8];
 	uint64_t records_in, records_out;
+	uint64_t records_skipped; /* initiator: ours not sent, the responder had them */
+	struct kv_sync_seen seen[KV_SYNC_SEEN_SLOTS];
+	unsigned nseen;
 	bool lazy;       /* set after kv_sync_start: output through kv_sync_pump */
 	bool sending;    /* our RECORDS stream is not finished (lazy) */
 	unsigned cursor; /* next bucket to send */

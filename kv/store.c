@@ -127,6 +127,11 @@ unsigned kv_bucket_of(const char *key, size_t key_len)
  */
 static uint64_t entry_hash(const char *key, size_t key_len, const struct kv_rec *r)
 {
+	return kv_store_entry_hash(key, key_len, r);
+}
+
+uint64_t kv_store_entry_hash(const char *key, size_t key_len, const struct kv_rec *r)
+{
 	uint8_t v[9];
 	be64_put(v, r->hlc);
 	v[8] = r->tomb;

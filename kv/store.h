@@ -160,6 +160,9 @@ const uint64_t *kv_store_digest(const struct kv_store *s);
  * tree over the buckets): equal stores have equal roots, so anti-entropy
  * compares it before it sends the 256 bucket sums. */
 uint64_t kv_store_root(const struct kv_store *s);
+/* What the digest sums for one entry: a hash of the key, the version, the
+ * tombstone bit and the writer (not the value, which the version names). */
+uint64_t kv_store_entry_hash(const char *key, size_t key_len, const struct kv_rec *r);
 
 /* Drop this process's mapping of the store file's pages (MADV_DONTNEED on
  * LMDB's read-only shared map): they stay in the page cache and fault back

@@ -438,6 +438,53 @@ static void test_equal_roots_cost_one_frame_each_way(void)
 	kv_store_close(b);
 }
 
+/*
+ * In a round the initiator does not send back what the responder just sent:
+ * 400 keys both hold at the same version fill every bucket; each side has 20
+ * keys of its own and 10 newer versions of shared keys. The responder sends
+ * its records of every differing bucket (all of them); the initiator sends
+ * exactly its 20 keys and 10 newer versions, and the stores end equal. A
+ * responder's records past KV_SYNC_SEEN_MAX are not remembered, and the
+ * initiator then sends its own as before: still equal after.
+ */
+static void test_initiator_sends_only_what_the_responder_lacks(void)
+{
+	struct kv_store *a = open_store("seen-a"), *b = open_store("seen-b");
+	REQUIRE(a != NULL && b != NULL, "open");
+	char key[32];
+	for (int i = 0; i < 400; i++) {
+		snprintf(key, sizeof(key), "both/%d", i);
+		int64_t ms = 3000000 + i;
+		put(a, key, ms + (i < 10 ? 5000 : 0));            /* a newer on both/0..9 */
+		put(b, key, ms + (i >= 10 && i < 20 ? 5000 : 0)); /* b newer on both/10..19 */
+	}
+	for (int i = 0; i < 20; i++) {
+		snprintf(key, sizeof(key), "a/%d", i);
+		put(a, key, 3100000 + i);
+		snprintf(key, sizeof(key), "b/%d", i);
+		put(b, key, 3100000 + i);
+	}
+	struct round o = converse(a, b);
+	CHECK(!o.equal && o.ri == 1, "a full round (%d)", o.ri);
+	CHECK(o.in_i > 40, "the responder sent its differing buckets whole: %llu",
+	      (unsigned long long)o.in_i);
+	CHECK_INT(30, (long long)o.in_r,
+	          "the initiator sent only its 20 keys and 10 newer versions");
+	CHECK(kv_store_root(a) == kv_store_root(b), "equal after the round");
+
+	/* more than the initiator remembers */
+	for (int i = 0; i < KV_SYNC_SEEN_MAX + 200; i++) {
+		snprintf(key, sizeof(key), "big/%d", i);
+		put(b, key, 3200000 + i);
+	}
+	put(a, "a/last", 3300000);
+	o = converse(a, b);
+	CHECK(o.in_r >= 1, "the initiator's new key travelled (%llu)", (unsigned long long)o.in_r);
+	CHECK(kv_store_root(a) == kv_store_root(b), "equal after a round past the set's size");
+	kv_store_close(a);
+	kv_store_close(b);
+}
+
 /* A responder answers a DIGEST first frame (an older initiator) as before,
  * and refuses a malformed ROOT or a second ROOT. */
 static void test_root_frames_are_checked(void)
@@ -668,6 +715,7 @@ int main(void)
 	if (mkdtemp(tmpdir) == NULL)
 		return 1;
 	RUN(test_large_difference_travels_in_bounded_frames);
+	RUN(test_initiator_sends_only_what_the_responder_lacks);
 	RUN(test_equal_roots_cost_one_frame_each_way);
 	RUN(test_root_frames_are_checked);
 	RUN(test_idle_back_off_is_2x_and_a_failed_round_cancels_it);
