@@ -243,21 +243,15 @@ struct rec_writer {
 	size_t at; /* start of the open frame, or SIZE_MAX */
 	uint32_t count, total;
 	int failed;
-	struct kv_sync *skip; /* records seen_covers says the peer has are not written */
+	const struct kv_sync *skip; /* records seen_covers says the peer has are not written */
 };
 
 /* ------------------------------------------- what the responder sent */
 
-static uint64_t key_hash(const char *key, size_t key_len)
+/* A slot's key: the store's key hash, 0 kept for an empty slot. */
+static uint64_t seen_key(const char *key, size_t key_len)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < key_len; i++) {
-		h ^= (uint8_t)key[i];
-		h *= 0x100000001b3ull;
-	}
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
+	uint64_t h = kv_key_hash(key, key_len);
 	return h ? h : 1;
 }
 
@@ -265,7 +259,7 @@ static void seen_add(struct kv_sync *s, const char *key, size_t key_len, const s
 {
 	if (s->nseen >= KV_SYNC_SEEN_MAX)
 		return; /* not remembered: ours is sent, as without the table */
-	uint64_t k = key_hash(key, key_len);
+	uint64_t k = seen_key(key, key_len);
 	for (size_t i = k & (KV_SYNC_SEEN_SLOTS - 1);; i = (i + 1) & (KV_SYNC_SEEN_SLOTS - 1)) {
 		struct kv_sync_seen *e = &s->seen[i];
 		if (e->key == 0 || e->key == k) {
@@ -283,7 +277,7 @@ static void seen_add(struct kv_sync *s, const char *key, size_t key_len, const s
 static bool seen_covers(const struct kv_sync *s, const char *key, size_t key_len,
                         const struct kv_rec *r)
 {
-	uint64_t k = key_hash(key, key_len);
+	uint64_t k = seen_key(key, key_len);
 	for (size_t i = k & (KV_SYNC_SEEN_SLOTS - 1); s->seen[i].key != 0;
 	     i = (i + 1) & (KV_SYNC_SEEN_SLOTS - 1)) {
 		const struct kv_sync_seen *e = &s->seen[i];
@@ -317,10 +311,8 @@ static void writer_close(struct rec_writer *w)
 static int write_rec(void *ud, const char *key, size_t key_len, const struct kv_rec *r)
 {
 	struct rec_writer *w = ud;
-	if (w->skip != NULL && w->skip->nseen > 0 && seen_covers(w->skip, key, key_len, r)) {
-		w->skip->records_skipped++;
+	if (w->skip != NULL && w->skip->nseen > 0 && seen_covers(w->skip, key, key_len, r))
 		return 0;
-	}
 	size_t n = 2 + key_len + kv_rec_size(r);
 	if (w->at != SIZE_MAX && w->out->len - w->at + n > KV_CHUNK)
 		writer_close(w);
@@ -404,8 +396,9 @@ int kv_sync_pump(struct kv_sync *s, struct kv_buf *out, size_t want)
 		unsigned b = s->cursor++;
 		if (!(s->diff[b / 8] & (1u << (b % 8))))
 			continue;
-		struct rec_writer w = {out, SIZE_MAX, 0,
-		                       0,   0,        s->role == KV_SYNC_INITIATOR ? s : NULL};
+		struct rec_writer w = {.out = out,
+		                       .at = SIZE_MAX,
+		                       .skip = s->role == KV_SYNC_INITIATOR ? s : NULL};
 		if (kv_store_scan_bucket(s->store, true, b, write_rec, &w) < 0 || w.failed)
 			return -1;
 		writer_close(&w);

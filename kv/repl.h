@@ -164,7 +164,6 @@ struct kv_sync {
 	void *ctx;
 	uint8_t diff[KV_BUCKETS / 8];
 	uint64_t records_in, records_out;
-	uint64_t records_skipped; /* initiator: ours not sent, the responder had them */
 	struct kv_sync_seen seen[KV_SYNC_SEEN_SLOTS];
 	unsigned nseen;
 	bool lazy;       /* set after kv_sync_start: output through kv_sync_pump */

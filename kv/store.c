@@ -117,7 +117,12 @@ static uint64_t mix(uint64_t x)
  */
 unsigned kv_bucket_of(const char *key, size_t key_len)
 {
-	return (unsigned)(mix(fnv(0xcbf29ce484222325ull, key, key_len)) & (KV_BUCKETS - 1));
+	return (unsigned)(kv_key_hash(key, key_len) & (KV_BUCKETS - 1));
+}
+
+uint64_t kv_key_hash(const char *key, size_t key_len)
+{
+	return mix(fnv(0xcbf29ce484222325ull, key, key_len));
 }
 
 /*
@@ -125,11 +130,6 @@ unsigned kv_bucket_of(const char *key, size_t key_len)
  * writer; not the value, which the version already identifies. Two replicas that
  * hold the same versions of the same keys have the same digest.
  */
-static uint64_t entry_hash(const char *key, size_t key_len, const struct kv_rec *r)
-{
-	return kv_store_entry_hash(key, key_len, r);
-}
-
 uint64_t kv_store_entry_hash(const char *key, size_t key_len, const struct kv_rec *r)
 {
 	uint8_t v[9];
@@ -347,7 +347,7 @@ static int build_digest(struct kv_store *s, bool report)
 		enum rec_state st = rec_load(k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r, &why);
 		if (st != REC_BAD) {
 			s->digest[kv_bucket_of(k.mv_data, k.mv_size)] +=
-			        entry_hash(k.mv_data, k.mv_size, &r);
+			        kv_store_entry_hash(k.mv_data, k.mv_size, &r);
 			if (r.tomb)
 				s->tombs++;
 			else
@@ -511,7 +511,7 @@ static int committed_view(struct kv_store *s, const char *key, size_t key_len, s
 static void account(struct kv_store *s, const char *key, size_t key_len, const struct kv_rec *r,
                     int sign)
 {
-	uint64_t h = entry_hash(key, key_len, r);
+	uint64_t h = kv_store_entry_hash(key, key_len, r);
 	unsigned b = kv_bucket_of(key, key_len);
 	if (sign > 0) {
 		s->digest[b] += h;

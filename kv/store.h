@@ -72,6 +72,8 @@ struct kv_store;
 
 /* The digest bucket of a key. */
 unsigned kv_bucket_of(const char *key, size_t key_len);
+/* The key's hash whose low bits are its bucket (part of the protocol). */
+uint64_t kv_key_hash(const char *key, size_t key_len);
 
 /* Open (creating) the store in dir; map_size 0 = 1 GiB. NULL with err. */
 struct kv_store *kv_store_open(const char *dir, size_t map_size, char *err, size_t errlen);
