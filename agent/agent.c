@@ -537,6 +537,12 @@ static void kv_members_broadcast(void *ctx, const uint8_t *msg, size_t len)
 		swim_broadcast_rumor(gossip_transport_swim(a->gossip), msg, len);
 }
 
+static size_t kv_members_backlog(void *ctx)
+{
+	struct agent *a = ctx;
+	return a->gossip != NULL ? swim_broadcast_queue_len(gossip_transport_swim(a->gossip)) : 0;
+}
+
 /* Names only (kv/kv.h): a member whose meta holds "rpc_port" runs KV; its
  * tags are decoded by kv_members_lookup once it is chosen, not every member's
  * on every anti-entropy round (tags_decode, memchr and strcmp were ~5% of a
@@ -1234,7 +1240,8 @@ static int start_gossip(struct agent *a)
 		struct kv_members km = {.ctx = a,
 		                        .broadcast = kv_members_broadcast,
 		                        .peers = kv_members_peers,
-		                        .lookup = kv_members_lookup};
+		                        .lookup = kv_members_lookup,
+		                        .backlog = kv_members_backlog};
 		kv_set_members(a->kv, &km);
 	}
 	return 0;

@@ -94,6 +94,10 @@ static void collect(void *ud)
 #define COPY(id, field) metrics_set_counter(METRIC_##id, st->field, (double)st->field)
 	COPY(PROBES, probes);
 	COPY(PROBE_FAILURES, probe_failures);
+	COPY(PROBES_INCONCLUSIVE, probes_inconclusive);
+	COPY(LATE_WAKEUPS, late_wakeups);
+	COPY(CPU_WAIT, cpu_wait_ms);
+	COPY(DEATHS_DEFERRED, deaths_deferred);
 	COPY(INDIRECT_PROBES, indirect_probes);
 	COPY(TCP_PINGS, tcp_pings);
 	COPY(SUSPICIONS, suspicions);
@@ -153,6 +157,8 @@ static void collect(void *ud)
 		KCOPY(KV_SYNCS_FAILED, syncs_failed);
 		KCOPY(KV_SYNC_IN, sync_records_in);
 		KCOPY(KV_SYNC_OUT, sync_records_out);
+		KCOPY(KV_SYNC_CHAINS, sync_chains);
+		KCOPY(KV_SYNC_CHAINS_HELD, sync_chains_held);
 		KCOPY(KV_SYNC_REFUSED_PLAIN, sync_refused_plain);
 		KCOPY(KV_SYNC_REFUSED_DECRYPT, sync_refused_decrypt);
 		KCOPY(KV_SYNC_REFUSED_SEALED, sync_refused_sealed);

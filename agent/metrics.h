@@ -67,6 +67,10 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(BCAST_QUEUE, GAUGE, "memberlist.queue.broadcasts", NULL, NULL, "Messages waiting in the gossip broadcast queue") \
 	X(PROBES, COUNTER, "memberlist.probe", NULL, NULL, "Direct probes (pings) sent")      \
 	X(PROBE_FAILURES, COUNTER, "memberlist.probe.failed", NULL, NULL, "Probes that got no ack in time") \
+	X(PROBES_INCONCLUSIVE, COUNTER, "memberlist.probe.inconclusive", NULL, NULL, "Of the failed probes, those that accused nobody: this agent itself ran a probe timeout late meanwhile") \
+	X(LATE_WAKEUPS, COUNTER, "memberlist.late_wakeups", NULL, NULL, "Times this agent's gossip timer ran a probe timeout or more late (starved of CPU)") \
+	X(DEATHS_DEFERRED, COUNTER, "memberlist.dead.deferred", NULL, NULL, "Suspicions that ran out while this agent was starved and waited another probe interval (up to the longest suspicion timeout)") \
+	X(CPU_WAIT, COUNTER, "memberlist.cpu_wait_ms", NULL, NULL, "Milliseconds this agent was ready to run but waited for a CPU (Linux schedstat run_delay, read at each gossip tick)") \
 	X(INDIRECT_PROBES, COUNTER, "memberlist.probe.indirect", NULL, NULL, "Indirect probe requests sent") \
 	X(TCP_PINGS, COUNTER, "memberlist.probe.tcp", NULL, NULL, "TCP fallback pings started") \
 	X(SUSPICIONS, COUNTER, "memberlist.msg.suspect", NULL, NULL, "Members this node started suspecting") \
@@ -106,6 +110,8 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(KV_SYNCS_FAILED, COUNTER, "kv.anti_entropy.syncs", "result", "failed", NULL)        \
 	X(KV_SYNC_IN, COUNTER, "kv.anti_entropy.records", "direction", "in", "Records transferred by anti-entropy, by direction") \
 	X(KV_SYNC_OUT, COUNTER, "kv.anti_entropy.records", "direction", "out", NULL)          \
+	X(KV_SYNC_CHAINS, COUNTER, "kv.anti_entropy.chains", "result", "started", "Rounds that brought late records: quick rounds started (started), or none because gossip had a backlog and late records were expected (held)") \
+	X(KV_SYNC_CHAINS_HELD, COUNTER, "kv.anti_entropy.chains", "result", "held", NULL)     \
 	X(KV_SYNC_REFUSED_PLAIN, COUNTER, "kv.anti_entropy.refused", "reason", "plaintext", "Sync connections closed unanswered: a plaintext frame to an agent with a keyring, a frame no installed key opens, a sealed frame to an agent without a keyring") \
 	X(KV_SYNC_REFUSED_DECRYPT, COUNTER, "kv.anti_entropy.refused", "reason", "undecryptable", NULL) \
 	X(KV_SYNC_REFUSED_SEALED, COUNTER, "kv.anti_entropy.refused", "reason", "no_keyring", NULL) \

@@ -101,6 +101,8 @@ struct swim_probe {
 	int64_t sent_us; /* the RTT's start: io.clock_us, or sent * 1000 */
 	int expected_nacks, nacks;
 	bool tcp_pending;
+	/* stats.late_wakeups and stats.cpu_wait_ms when it started (probe_failed) */
+	uint64_t late_mark, wait_mark;
 };
 
 struct swim {
@@ -133,6 +135,7 @@ struct swim {
 	bool (*is_rumor)(const uint8_t *meta, size_t len); /* cfg->is_rumor */
 	uint32_t seq;
 	int awareness;
+	bool starved;         /* the driver's notes before this tick said so (swim_note_late) */
 	uint64_t members_gen; /* swim_members_gen */
 	bool left;
 	uint64_t leave_bcast_id;
@@ -971,6 +974,8 @@ static void probe_start(struct swim *s, int64_t now)
 	s->probe.target = xstrdup(target->id->name);
 	s->probe.sent = now;
 	s->probe.sent_us = clock_us(s, now);
+	s->probe.late_mark = s->stats.late_wakeups;
+	s->probe.wait_mark = s->stats.cpu_wait_ms;
 	s->probe.timeout_at = now + s->t.probe_timeout_ms;
 	s->probe.end_at = now + interval;
 	if (target->state == ML_STATE_ALIVE) {
@@ -1080,6 +1085,14 @@ static void probe_succeeded(struct swim *s)
 	probe_end(s);
 }
 
+/* Waiting this long for a CPU during a probe, or since the last tick, is
+ * starvation (swim_note_run_delay): a fifth of the probe timeout, 100 ms by
+ * default. A healthy machine's run-queue delay is microseconds a second. */
+static int64_t starved_wait_ms(const struct swim *s)
+{
+	return s->t.probe_timeout_ms / 5;
+}
+
 static void probe_failed(struct swim *s, int64_t now)
 {
 	s->stats.probe_failures++;
@@ -1092,6 +1105,15 @@ static void probe_failed(struct swim *s, int64_t now)
 	}
 	awareness_apply(s, delta);
 	struct swim_member *target = member_get(s, s->probe.target);
+	if (s->stats.late_wakeups != s->probe.late_mark ||
+	    s->stats.cpu_wait_ms - s->probe.wait_mark >= (uint64_t)starved_wait_ms(s)) {
+		/* this node itself ran a probe timeout late, or waited that long
+		 * for a CPU, while the probe ran (swim_note_late,
+		 * swim_note_run_delay): it would have failed its own probe, so
+		 * the target's silence is no evidence against the target */
+		s->stats.probes_inconclusive++;
+		target = NULL;
+	}
 	if (target != NULL) {
 		struct ml_suspect sus;
 		memset(&sus, 0, sizeof(sus));
@@ -2080,10 +2102,18 @@ int64_t swim_next_deadline(const struct swim *s)
 
 int64_t swim_tick(struct swim *s, int64_t now)
 {
-	/* suspicions that ran out */
+	/* suspicions that ran out; a starved node waits for the refutation
+	 * that may be queued behind its own lateness, up to the suspicion's
+	 * longest timeout (see swim_note_late) */
 	for (size_t i = 0; i < s->nsusps;) {
 		struct swim_member *m = s->susps[i].m;
-		if (s->susps[i].deadline <= now) {
+		struct swim_suspicion *sp = &s->susps[i];
+		if (sp->deadline <= now && s->starved && now < sp->start + sp->max) {
+			int64_t later = now + s->t.probe_interval_ms;
+			sp->deadline = later < sp->start + sp->max ? later : sp->start + sp->max;
+			s->stats.deaths_deferred++;
+		}
+		if (sp->deadline <= now) {
 			struct ml_suspect d;
 			memset(&d, 0, sizeof(d));
 			d.incarnation = m->incarnation;
@@ -2140,6 +2170,7 @@ int64_t swim_tick(struct swim *s, int64_t now)
 		reap(s, now);
 		s->next_reap = now + s->t.reap_interval_ms;
 	}
+	s->starved = false; /* each tick's notes speak for that tick */
 	return swim_next_deadline(s);
 }
 
@@ -2392,14 +2423,37 @@ uint64_t swim_members_gen(const struct swim *s)
  * thousand agents on two cores) has the same evidence first hand, and says so
  * here: one step up, as a missed nack, so probing slows and waits longer
  * while the node is starved, and each successful probe steps it down again.
- * Timing only: nothing on the wire changes.
+ *
+ * It also makes the probe in flight inconclusive (probe_failed), as does a
+ * fifth of a probe timeout spent waiting for a CPU while the probe ran (the
+ * kernel's run-queue delay, swim_note_run_delay; a process woken by packets
+ * rather than its timer shows starvation there, not as a late tick): a
+ * starved node does not suspect a peer for failing a test it would have
+ * failed itself. And a suspicion that runs out on a tick that found the node
+ * starved waits another probe interval, up to the suspicion's longest
+ * timeout, before the member is declared dead: the refutation may be sitting
+ * behind the node's own lateness. On a machine shared by many agents the
+ * silent peer was most likely starved too (at N = 1,000 on two cores such
+ * probes started over a thousand suspicions, each costing a suspect, its
+ * confirmations and a refuting alive gossiped to every node). A dead peer is
+ * still found by this node's next probe made on time, or by any other
+ * prober. Timing only: nothing on the wire changes.
  */
 void swim_note_late(struct swim *s, int64_t late_ms)
 {
 	if (late_ms >= s->t.probe_timeout_ms) {
 		s->stats.late_wakeups++;
+		s->starved = true;
 		awareness_apply(s, 1);
 	}
+}
+
+void swim_note_run_delay(struct swim *s, int64_t ms)
+{
+	if (ms > 0)
+		s->stats.cpu_wait_ms += (uint64_t)ms;
+	if (ms >= starved_wait_ms(s))
+		s->starved = true;
 }
 
 int swim_health_score(const struct swim *s)

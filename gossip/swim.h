@@ -215,10 +215,13 @@ struct swim_stats {
 	uint64_t bad_packets;
 	uint64_t probes, probe_failures, indirect_probes, tcp_pings;
 	uint64_t suspicions, refutations, deaths_declared;
-	uint64_t late_wakeups;       /* swim_note_late calls that counted against health */
-	uint64_t broadcasts_dropped; /* see swim_broadcast_queue_dropped() */
-	uint64_t push_pulls;         /* push-pull states merged (either side, joins included) */
-	uint64_t push_pulls_refused; /* over push_pull_max_nodes, or the merge queue full */
+	uint64_t late_wakeups;        /* swim_note_late calls that counted against health */
+	uint64_t probes_inconclusive; /* of probe_failures: this node was starved, nobody accused */
+	uint64_t cpu_wait_ms;         /* swim_note_run_delay's sum */
+	uint64_t deaths_deferred;     /* suspicions run out while starved: waited longer */
+	uint64_t broadcasts_dropped;  /* see swim_broadcast_queue_dropped() */
+	uint64_t push_pulls;          /* push-pull states merged (either side, joins included) */
+	uint64_t push_pulls_refused;  /* over push_pull_max_nodes, or the merge queue full */
 	/* coordinates: updates applied; samples refused by the client (bad
 	 * RTT or coordinate); ack payloads that did not decode */
 	uint64_t coord_updates, coord_rejected, coord_bad_payloads;
@@ -340,8 +343,14 @@ const struct swim_member *swim_self(const struct swim *s);
 size_t swim_num_alive(const struct swim *s);
 int swim_health_score(const struct swim *s);
 /* The driver ran late_ms after it meant to: a probe timeout or more counts
- * against local health (Lifeguard's awareness; see swim.c). */
+ * against local health (Lifeguard's awareness) and makes the probe in flight
+ * inconclusive (see swim.c). */
 void swim_note_late(struct swim *s, int64_t late_ms);
+/* The process waited ms for a CPU since the last call (Linux's schedstat
+ * run_delay; call it before swim_tick): a fifth of a probe timeout's worth
+ * during a probe makes it inconclusive, since the last tick defers a
+ * suspicion's end (see swim.c). */
+void swim_note_run_delay(struct swim *s, int64_t ms);
 /* Moves whenever a member is added or removed or changes state, address,
  * version or meta: a caller that derives something from all members (e.g.
  * the servers among them) redoes it only when this moved, not O(N) on

@@ -87,11 +87,13 @@ struct gossip_transport {
 	int64_t tcp_timeout_ms;
 	ev_io udp_io, tcp_io;
 	ev_timer tick;
-	int64_t tick_due;     /* gossip_now_ms() the tick timer was set for */
-	ev_check merge_check; /* one swim_merge_step per loop turn ... */
-	ev_idle merge_idle;   /* ... without sleeping in between */
-	uint32_t merge_max;   /* members the next step may merge */
-	uint32_t merge_slice; /* ... at most (swim_config.merge_slice) */
+	int64_t tick_due;      /* gossip_now_ms() the tick timer was set for */
+	int sched_fd;          /* /proc/self/schedstat, or -1 (sched_run_delay) */
+	uint64_t run_delay_ns; /* its run_delay at the last tick */
+	ev_check merge_check;  /* one swim_merge_step per loop turn ... */
+	ev_idle merge_idle;    /* ... without sleeping in between */
+	uint32_t merge_max;    /* members the next step may merge */
+	uint32_t merge_slice;  /* ... at most (swim_config.merge_slice) */
 	struct stream *streams;
 	size_t streams_in;     /* incoming streams open */
 	size_t buf_bytes;      /* read buffers and replies of all streams */
@@ -264,9 +266,32 @@ static void udp_drain(struct gossip_transport *t);
  * its socket on its own goroutine, so an ack that arrived in time counts).
  * Bounded as udp_cb is; an ack still not there after that is a failure.
  */
+/*
+ * Nanoseconds this process has spent runnable but waiting for a CPU (the
+ * kernel's schedstat run_delay), or 0 when the kernel does not say. One
+ * pread of a file kept open, once per tick.
+ */
+static uint64_t sched_run_delay(struct gossip_transport *t)
+{
+	char buf[96];
+	if (t->sched_fd < 0)
+		return 0;
+	ssize_t n = pread(t->sched_fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	char *p = strchr(buf, ' '); /* after sum_exec_runtime */
+	return p != NULL ? strtoull(p + 1, NULL, 10) : 0;
+}
+
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct gossip_transport *t = w->data;
+	uint64_t rd = sched_run_delay(t);
+	if (rd > t->run_delay_ns) {
+		swim_note_run_delay(t->swim, (int64_t)((rd - t->run_delay_ns) / 1000000));
+		t->run_delay_ns = rd - (rd - t->run_delay_ns) % 1000000; /* keep the rest */
+	}
 	int64_t now = gossip_now_ms();
 	if (now - t->tick_due > GOSSIP_TICK_LATE_MS && t->udp_fd >= 0) {
 		t->stats.late_ticks++;
@@ -915,6 +940,8 @@ struct gossip_transport *gossip_transport_new(struct ev_loop *loop,
 		return NULL;
 	}
 	struct gossip_transport *t = xcalloc(1, sizeof(*t));
+	t->sched_fd = open("/proc/self/schedstat", O_RDONLY | O_CLOEXEC);
+	t->run_delay_ns = sched_run_delay(t);
 	t->loop = loop;
 	t->udp_fd = t->tcp_fd = -1;
 	do
@@ -995,6 +1022,8 @@ fail:
 		close(t->udp_fd);
 	if (t->tcp_fd >= 0)
 		close(t->tcp_fd);
+	if (t->sched_fd >= 0)
+		close(t->sched_fd);
 	free(t);
 	return NULL;
 }
@@ -1014,6 +1043,8 @@ void gossip_transport_free(struct gossip_transport *t)
 	ev_io_stop(t->loop, &t->tcp_io);
 	close(t->udp_fd);
 	close(t->tcp_fd);
+	if (t->sched_fd >= 0)
+		close(t->sched_fd);
 	swim_free(t->swim);
 	free(t);
 }

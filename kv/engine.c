@@ -37,6 +37,7 @@
 #define SYNC_BACKOFF_SHIFT 1        /* an idle store's period doubles, once (see below) */
 #define SYNC_STALE_MS 3000          /* a record this old came late: gossip missed it */
 #define SYNC_CHAIN_ROUNDS 3         /* quick rounds after a round brought stale records */
+#define SYNC_BACKLOG_MAX 64         /* ... unless gossip has more than this queued */
 #define AHEAD_LOG_EVERY_MS 10000
 
 struct pending {
@@ -1177,11 +1178,26 @@ void kv_engine_peer_joined(struct kv_engine *e, int64_t now_ms)
  * flight by gossip while writes go on are younger and start nothing; a record
  * that is refused (too far ahead) is not stored, so a difference that never
  * goes away cannot keep a chain going: each chain is paid for by progress.
+ *
+ * Not while this node's gossip has more than SYNC_BACKLOG_MAX messages
+ * queued: gossip then is not missing records but behind, and every record
+ * arrives late (a round sends a packet of some 10-20 messages to 3 peers, 5
+ * rounds a second, and each message goes out 4 x ceil(log10(N + 1)) times: at
+ * N = 1,000, ~15 messages leave the queue a second, so 64 wait longer than
+ * SYNC_STALE_MS). In a join storm, where each
+ * new agent's catalog record waits behind a thousand alive messages, every
+ * round restarted a chain: 91 rounds per agent in 310 s at N = 1,000. A
+ * partition's heal queues a few messages per node that came back, and chains.
  */
 static void sync_chain_start(struct kv_engine *e, const struct kv_session *s)
 {
 	if (s->stale_in == 0)
 		return;
+	if (e->io.gossip_backlog != NULL && e->io.gossip_backlog(e->io.ctx) > SYNC_BACKLOG_MAX) {
+		e->stats.sync_chains_held++;
+		return;
+	}
+	e->stats.sync_chains++;
 	sync_wake(e);
 	e->sync_chain = SYNC_CHAIN_ROUNDS - 1; /* after the one brought forward now */
 	if (!e->busy) /* else the open round's end brings the next one forward */

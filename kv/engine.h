@@ -209,6 +209,9 @@ struct kv_io {
 	 * wakes, before its broadcast). */
 	void (*committed)(void *ctx, const char *key, size_t key_len, const struct kv_rec *r,
 	                  enum kv_src src);
+	/* Optional: messages waiting in gossip's broadcast queue (a backlog
+	 * makes late records expected: see sync_chain_start). */
+	size_t (*gossip_backlog)(void *ctx);
 };
 
 struct kv_engine_config {
@@ -325,6 +328,7 @@ struct kv_engine_stats {
 	uint64_t commits_unsynced; /* of peers' records only: no fdatasync */
 	uint64_t gossip_in, gossip_applied;
 	uint64_t syncs_ok, syncs_failed, sync_records_in, sync_records_out;
+	uint64_t sync_chains, sync_chains_held; /* see sync_chain_start */
 	uint64_t versions_ahead; /* remote versions refused: too far ahead of now_ms */
 };
 const struct kv_engine_stats *kv_engine_stats(const struct kv_engine *e);

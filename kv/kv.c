@@ -788,6 +788,14 @@ static void io_broadcast(void *ctx, const uint8_t *msg, size_t len)
 	kv->stats.gossip_out++;
 }
 
+static size_t io_gossip_backlog(void *ctx)
+{
+	struct kv *kv = ctx;
+	if (!kv->has_members || kv->members.backlog == NULL)
+		return 0;
+	return kv->members.backlog(kv->members.ctx);
+}
+
 struct peers_ctx {
 	kv_peer_fn fn;
 	void *ud;
@@ -934,6 +942,7 @@ struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, 
 	        .open_session = io_open_session,
 	        .sync_arm = io_sync_arm,
 	        .sync_left = io_sync_left,
+	        .gossip_backlog = io_gossip_backlog,
 	};
 	kv->engine = kv_engine_new(&ec, &io, wall_ms(), err, errlen); /* arms sync_timer */
 	if (kv->engine == NULL) {
@@ -1023,6 +1032,8 @@ const struct kv_stats *kv_stats(struct kv *kv)
 	kv->stats.syncs_failed = es->syncs_failed;
 	kv->stats.sync_records_in = es->sync_records_in;
 	kv->stats.sync_records_out = es->sync_records_out;
+	kv->stats.sync_chains = es->sync_chains;
+	kv->stats.sync_chains_held = es->sync_chains_held;
 	kv->stats.versions_ahead = es->versions_ahead;
 	struct kv_store *st = kv_engine_store(kv->engine);
 	kv_store_counts(st, &kv->stats.keys, &kv->stats.tombstones);

@@ -85,6 +85,8 @@ struct kv_members {
 	/* The member called name, in any state, if it runs KV and is not this
 	 * node: true with *p filled (p->name valid until gossip runs again). */
 	bool (*lookup)(void *ctx, const char *name, struct kv_peer *p);
+	/* Optional: messages waiting in gossip's broadcast queue. */
+	size_t (*backlog)(void *ctx);
 };
 /* Replicate through m (copied; its ctx must outlive kv): eager spread,
  * peers for anti-entropy and pulls. NULL: stop replicating. */
@@ -149,6 +151,7 @@ struct kv_stats {
 	uint64_t commits_unsynced;
 	uint64_t gossip_in, gossip_applied, gossip_out;
 	uint64_t syncs_ok, syncs_failed, sync_records_in, sync_records_out;
+	uint64_t sync_chains, sync_chains_held;
 	uint64_t watches;
 	/* sync connections closed unanswered: a plaintext frame with a keyring,
 	 * a frame no key opens, a sealed frame without a keyring */

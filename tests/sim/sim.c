@@ -1184,6 +1184,13 @@ static void kv_io_broadcast(void *ctx, const uint8_t *msg, size_t len)
 	}
 }
 
+/* io.gossip_backlog: as agent.c's, the node's broadcast queue. */
+static size_t kv_io_gossip_backlog(void *ctx)
+{
+	struct node *nd = ctx;
+	return nd->s != NULL ? swim_broadcast_queue_len(nd->s) : 0;
+}
+
 /* io.peers: the alive members of the node's view that run KV (all, unless
  * serf_nodes: then those tags_is_rumor accepted, as agent.c's rpc_port). */
 static void kv_io_peers(void *ctx, kv_peer_fn fn, void *ud)
@@ -1479,6 +1486,7 @@ static void kv_node_up(struct sim *sim, int id)
 	        .sync_arm = kv_io_sync_arm,
 	        .sync_left = kv_io_sync_left,
 	        .committed = kv_io_committed,
+	        .gossip_backlog = kv_io_gossip_backlog,
 	};
 	kn->ckpt_pending = false;
 	kn->nconns = 0;

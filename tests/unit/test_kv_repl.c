@@ -521,6 +521,8 @@ struct pace {
 	int64_t armed;
 	bool open_ok;
 	struct kv_session *open;
+	struct kv_buf first; /* the opened round's first frames */
+	size_t backlog;      /* what gossip_backlog answers */
 };
 
 static uint32_t pace_rand(void *ctx, uint32_t n)
@@ -545,7 +547,18 @@ static bool pace_open(void *ctx, const char *peer, struct kv_session *s, const u
 	if (!p->open_ok)
 		return false;
 	p->open = s;
+	free(p->first.p);
+	p->first.p = malloc(len ? len : 1);
+	if (p->first.p == NULL)
+		abort();
+	memcpy(p->first.p, first, len);
+	p->first.len = p->first.cap = len;
 	return true;
+}
+
+static size_t pace_backlog(void *ctx)
+{
+	return ((struct pace *)ctx)->backlog;
 }
 
 static void pace_arm(void *ctx, int64_t after_us)
@@ -566,7 +579,8 @@ static struct kv_io pace_io(struct pace *p)
 	                      .peers = pace_peers,
 	                      .open_session = pace_open,
 	                      .sync_arm = pace_arm,
-	                      .sync_left = pace_left};
+	                      .sync_left = pace_left,
+	                      .gossip_backlog = pace_backlog};
 }
 
 /* An idle store's period doubles once and no more; a failed round brings
@@ -595,6 +609,7 @@ static void test_idle_back_off_is_2x_and_a_failed_round_cancels_it(void)
 	CHECK_NUM(350000, p.armed, "after a failed round: 0.2 s + 0-0.3 s");
 	kv_engine_sync_timer(e);
 	CHECK_NUM(10000000, p.armed, "after a failed round: the base period, not 2x");
+	free(p.first.p);
 	kv_engine_free(e);
 }
 
@@ -603,6 +618,110 @@ static void count_done(void *ud, enum kv_result r, int failed_op)
 	(void)failed_op;
 	if (r == KV_OK)
 		(*(int *)ud)++;
+}
+
+/* Feed the frames in *from to engine session s at now; its answer goes to
+ * *to. kv_session_feed's last result. */
+static int engine_deliver(struct kv_session *s, int64_t now, struct kv_buf *from, struct kv_buf *to)
+{
+	struct kv_buf in = *from;
+	memset(from, 0, sizeof(*from));
+	size_t off = 0;
+	int rc = 0;
+	char err[256];
+	while (off < in.len && rc == 0) {
+		uint8_t t;
+		const uint8_t *pl;
+		size_t pn;
+		long n = kv_frame_next(in.p + off, in.len - off, &t, &pl, &pn, err, sizeof(err));
+		if (!CHECK(n > 0, "frame: %s", n < 0 ? err : "incomplete"))
+			return -1;
+		off += (size_t)n;
+		rc = kv_session_feed(s, now, t, pl, pn, to, err, sizeof(err));
+		CHECK(rc >= 0, "feed: %s", err);
+	}
+	kv_buf_free(&in);
+	return rc;
+}
+
+/*
+ * A round that stores records older than gossip takes to spread starts a
+ * chain (the next round within 0.2-0.5 s) unless this node's gossip has more
+ * than 64 messages queued: then gossip is behind rather than missing
+ * records, and the chain is held (the period stands). 64 queued chain; 65
+ * hold.
+ */
+static void test_late_records_chain_unless_gossip_is_behind(void)
+{
+	for (int behind = 0; behind < 2; behind++) {
+		char da[512], db[512], err[256];
+		snprintf(da, sizeof(da), "%s/chain-a%d", tmpdir, behind);
+		snprintf(db, sizeof(db), "%s/chain-b%d", tmpdir, behind);
+		struct pace pa = {0}, pb = {0};
+		pa.backlog = behind ? 65 : 64;
+		struct kv_io ia = pace_io(&pa), ib = pace_io(&pb);
+		struct kv_engine_config ca = {
+		        .dir = da, .node_name = "a", .sync_interval_ms = 10000};
+		struct kv_engine_config cb = {
+		        .dir = db, .node_name = "b", .sync_interval_ms = 10000};
+		int64_t now = 1700000000000;
+		struct kv_engine *a = kv_engine_new(&ca, &ia, now, err, sizeof(err));
+		struct kv_engine *b = kv_engine_new(&cb, &ib, now, err, sizeof(err));
+		REQUIRE(a != NULL && b != NULL, "engines: %s", err);
+		/* b wrote 5 keys a minute ago that gossip never brought to a */
+		int ok = 0;
+		for (int i = 0; i < 5; i++) {
+			char key[16];
+			snprintf(key, sizeof(key), "old/%d", i);
+			struct kv_op op = {.verb = KV_OP_SET,
+			                   .key = key,
+			                   .key_len = strlen(key),
+			                   .value = "v",
+			                   .value_len = 1};
+			kv_engine_write(b, now - 60000, &op, 1, count_done, &ok, err, sizeof(err));
+		}
+		REQUIRE(kv_engine_commit(b, now - 60000, err, sizeof(err)) >= 0 && ok == 5, "b: %s",
+		        err);
+		kv_engine_sync_timer(a); /* the period armed: 10 s */
+		REQUIRE(pa.open == NULL, "no round opened while the driver refuses");
+		pa.open_ok = true;
+		kv_engine_sync_now(a);
+		REQUIRE(pa.open != NULL, "a opened a round");
+		struct kv_session *sa = pa.open, *sb = kv_engine_accept(b);
+		REQUIRE(sb != NULL, "b accepted");
+		struct kv_buf a2b = pa.first, b2a = {0};
+		memset(&pa.first, 0, sizeof(pa.first));
+		int ra = 0, rb = 0;
+		for (int k = 0; k < 8 && (a2b.len > 0 || b2a.len > 0); k++) {
+			if (a2b.len > 0)
+				rb = engine_deliver(sb, now, &a2b, &b2a);
+			if (b2a.len > 0)
+				ra = engine_deliver(sa, now, &b2a, &a2b);
+		}
+		CHECK(ra == 1 && rb == 1, "the round ended on both sides (%d %d)", ra, rb);
+		CHECK(kv_engine_commit(a, now, err, sizeof(err)) >= 0, "a commits: %s", err);
+		int64_t before = pa.armed;
+		pa.open_ok = false;
+		kv_session_end(sb, true);
+		kv_session_end(sa, true);
+		CHECK_NUM(5, kv_engine_stats(a)->sync_records_in, "a took b's 5 keys");
+		if (behind) {
+			CHECK_NUM(0, kv_engine_stats(a)->sync_chains,
+			          "no chain while gossip is behind");
+			CHECK_NUM(1, kv_engine_stats(a)->sync_chains_held, "a held one");
+			CHECK_NUM(before, pa.armed, "the period stands");
+		} else {
+			CHECK_NUM(1, kv_engine_stats(a)->sync_chains, "a chain started");
+			CHECK_NUM(0, kv_engine_stats(a)->sync_chains_held, "none held");
+			CHECK_NUM(350000, pa.armed,
+			          "the next round brought forward: 0.2 s + 0-0.3 s");
+		}
+		kv_buf_free(&a2b);
+		kv_buf_free(&b2a);
+		free(pa.first.p);
+		kv_engine_free(a);
+		kv_engine_free(b);
+	}
 }
 
 /* A SET from "peer" at ms, as gossip carries it, merged into e. */
@@ -719,6 +838,7 @@ int main(void)
 	RUN(test_equal_roots_cost_one_frame_each_way);
 	RUN(test_root_frames_are_checked);
 	RUN(test_idle_back_off_is_2x_and_a_failed_round_cancels_it);
+	RUN(test_late_records_chain_unless_gossip_is_behind);
 	RUN(test_lazy_pump_follows_the_socket);
 	RUN(test_sealed_frames_open_only_with_a_key_their_way_untouched);
 	RUN(test_merge_refuses_versions_far_ahead_and_heals_poison);

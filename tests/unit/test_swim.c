@@ -1625,6 +1625,69 @@ static void test_late_driver_raises_health_score_and_members_gen_moves(void)
 	net_free(&net);
 }
 
+/* A node that was itself a probe timeout late, or waited for a CPU, while a
+ * probe ran does not suspect the silent target (the probe is inconclusive);
+ * once it runs on time again, its own probes suspect the dead peer, and a
+ * suspicion that runs out while it is starved waits, up to the longest
+ * suspicion timeout. */
+static void test_starved_prober_does_not_accuse(void)
+{
+	static struct net net;
+	net_init(&net, 2);
+	join_all(&net);
+	net_run(&net, net.now + 5000);
+	struct swim *s = net.nodes[0];
+	REQUIRE(strcmp(state_of(&net, 0, 1), "alive") == 0, "n1 alive after the join");
+	net.down[1] = true;
+	uint64_t f0 = swim_stats(s)->probe_failures;
+	for (int i = 0; i < 400; i++) { /* 20 s, every tick 600 ms late */
+		net_run(&net, net.now + 50);
+		swim_note_late(s, 600);
+	}
+	CHECK(swim_stats(s)->probe_failures > f0, "n0 probed the dead n1 and failed");
+	CHECK(swim_stats(s)->probes_inconclusive == swim_stats(s)->probe_failures - f0,
+	      "every failure while starved inconclusive: %llu of %llu",
+	      (unsigned long long)swim_stats(s)->probes_inconclusive,
+	      (unsigned long long)(swim_stats(s)->probe_failures - f0));
+	CHECK(strcmp(state_of(&net, 0, 1), "alive") == 0, "a starved n0 accused n1: %s",
+	      state_of(&net, 0, 1));
+	/* waiting for a CPU (schedstat) counts the same */
+	uint64_t i1 = swim_stats(s)->probes_inconclusive;
+	for (int i = 0; i < 400; i++) { /* 20 s, 400 ms of every 1 s in the run queue */
+		net_run(&net, net.now + 50);
+		swim_note_run_delay(s, 20);
+	}
+	/* the one in flight started while late; at least one more since */
+	CHECK(swim_stats(s)->probes_inconclusive >= i1 + 2,
+	      "the run queue's delay made probes inconclusive: %llu",
+	      (unsigned long long)(swim_stats(s)->probes_inconclusive - i1));
+	CHECK(strcmp(state_of(&net, 0, 1), "alive") == 0, "n0 waiting for a CPU accused n1: %s",
+	      state_of(&net, 0, 1));
+	/* on time again: n0 suspects n1 */
+	for (int i = 0; i < 600 && strcmp(state_of(&net, 0, 1), "alive") == 0; i++)
+		net_run(&net, net.now + 100);
+	REQUIRE(strcmp(state_of(&net, 0, 1), "suspect") == 0, "on time again, n0 suspects n1: %s",
+	        state_of(&net, 0, 1));
+	/* starved while the suspicion runs (4 s at N = 2, at most 6x that):
+	 * no death before the longest timeout, death by then */
+	int64_t t_susp = net.now;
+	while (net.now < t_susp + 10000) {
+		net_run(&net, net.now + 100);
+		swim_note_run_delay(s, 150);
+	}
+	CHECK(strcmp(state_of(&net, 0, 1), "suspect") == 0,
+	      "a starved n0 declared n1 dead before the longest timeout: %s", state_of(&net, 0, 1));
+	CHECK(swim_stats(s)->deaths_deferred > 0, "deferrals counted");
+	while (net.now < t_susp + 26000) {
+		net_run(&net, net.now + 100);
+		swim_note_run_delay(s, 150);
+	}
+	CHECK(strcmp(state_of(&net, 0, 1), "dead") == 0,
+	      "starved or not, n1 dead by the longest suspicion timeout: %s", state_of(&net, 0, 1));
+
+	net_free(&net);
+}
+
 int main(void)
 {
 	RUN(test_formulas_match_memberlist);
@@ -1632,6 +1695,7 @@ int main(void)
 	RUN(test_bcast_fill_for_several_peers);
 	RUN(test_join_converges);
 	RUN(test_late_driver_raises_health_score_and_members_gen_moves);
+	RUN(test_starved_prober_does_not_accuse);
 	RUN(test_membership_broadcasts_go_before_user_messages);
 	RUN(test_housekeeping_rides_the_probe_tick);
 	RUN(test_gossip_packs_by_compressed_size);
