@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/acl.h"
@@ -541,6 +542,21 @@ static size_t kv_members_backlog(void *ctx)
 {
 	struct agent *a = ctx;
 	return a->gossip != NULL ? swim_broadcast_queue_len(gossip_transport_swim(a->gossip)) : 0;
+}
+
+/* When name entered the membership table, on the wall clock the KV store's
+ * versions use (swim's clock is monotonic). */
+static int64_t kv_members_known_since(void *ctx, const char *name)
+{
+	struct agent *a = ctx;
+	const struct swim_member *m =
+	        a->gossip != NULL ? swim_member_find(gossip_transport_swim(a->gossip), name) : NULL;
+	if (m == NULL)
+		return INT64_MAX;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t wall = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return wall - (gossip_now_ms() - m->known_since);
 }
 
 /* Names only (kv/kv.h): a member whose meta holds "rpc_port" runs KV; its
@@ -1241,7 +1257,8 @@ static int start_gossip(struct agent *a)
 		                        .broadcast = kv_members_broadcast,
 		                        .peers = kv_members_peers,
 		                        .lookup = kv_members_lookup,
-		                        .backlog = kv_members_backlog};
+		                        .backlog = kv_members_backlog,
+		                        .known_since = kv_members_known_since};
 		kv_set_members(a->kv, &km);
 	}
 	return 0;

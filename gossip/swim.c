@@ -738,12 +738,13 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 		static const uint8_t novsn[6];
 		m = member_add(s, a->node, &a->addr, a->has_vsn ? a->vsn : novsn, a->meta,
 		               a->meta_len);
-		m->state_change = now;
+		m->state_change = m->known_since = now;
 		s->members_gen++;
 		is_new = true;
 	} else if (member_forgotten(s, m, now)) {
 		/* memberlist would have dropped it: take it as new */
 		updates_node = true;
+		m->known_since = now;
 	} else if (!ml_addr_equal(&m->id->addr, &a->addr)) {
 		if (m->state == ML_STATE_LEFT ||
 		    (m->state == ML_STATE_DEAD &&
@@ -2215,7 +2216,7 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	}
 	s->self = member_add(s, cfg->name, &cfg->addr, cfg->vsn, cfg->meta, cfg->meta_len);
 	s->self->state = ML_STATE_ALIVE;
-	s->self->state_change = now;
+	s->self->state_change = s->self->known_since = now;
 	s->members_gen++;
 	s->self->incarnation = 1; /* memberlist's setAlive: nextIncarnation() */
 	/* announce ourselves */

@@ -153,6 +153,7 @@ enum swim_event_type {
 struct swim_member {
 	const struct swim_ident *id; /* name, addr, vsn, meta */
 	int64_t state_change;        /* ms, when state last changed */
+	int64_t known_since;         /* ms, when it entered this node's table */
 	uint32_t incarnation;
 	uint32_t index; /* position in the probe order */
 	uint32_t susp;  /* internal: 1 + slot of its active suspicion, or 0 */

@@ -204,6 +204,23 @@ static int merge(struct kv_engine *e, const char *key, size_t key_len, const str
 	return rc;
 }
 
+/*
+ * A late record is news gossip missed only if its writer was in this node's
+ * membership table when it wrote it: gossip then connected the two. A record
+ * written before that (an agent's catalog record, written at its start before
+ * it joined; an agent that was down and wrote at its restart) could reach
+ * this node only by anti-entropy, and arriving late is what it does: in a
+ * 1,000-agent join storm every agent's catalog record was such a record and
+ * every round that brought one started a chain (sync_chain_start). Without
+ * the driver's answer every late record counts.
+ */
+static bool writer_was_known(struct kv_engine *e, const struct kv_rec *r, int64_t at_ms)
+{
+	if (e->io.known_since == NULL)
+		return true;
+	return e->io.known_since(e->io.ctx, r->node, r->node_len) <= at_ms;
+}
+
 /* kv/repl.h's apply function of every session: the session says where the
  * record came from (a pull, or either side of an anti-entropy round). */
 static int session_apply(void *ctx, const char *key, size_t key_len, const struct kv_rec *r)
@@ -215,7 +232,8 @@ static int session_apply(void *ctx, const char *key, size_t key_len, const struc
 	int rc = merge(e, key, key_len, r, KV_SRC_SYNC);
 	if (rc == 1) {
 		e->stats.sync_records_in++;
-		if ((int64_t)KV_HLC_MS(r->hlc) + SYNC_STALE_MS < e->now_ms)
+		int64_t at = (int64_t)KV_HLC_MS(r->hlc);
+		if (at + SYNC_STALE_MS < e->now_ms && writer_was_known(e, r, at))
 			s->stale_in++;
 	}
 	return rc;
@@ -1157,12 +1175,31 @@ void kv_engine_sync_timer(struct kv_engine *e)
 	e->io.sync_arm(e->io.ctx, sync_period_us(e));
 }
 
+/* This node's gossip has more queued than it sends within SYNC_STALE_MS
+ * (see sync_chain_start): membership is churning, and anti-entropy keeps to
+ * its period instead of adding rounds. */
+static bool gossip_behind(const struct kv_engine *e)
+{
+	return e->io.gossip_backlog != NULL && e->io.gossip_backlog(e->io.ctx) > SYNC_BACKLOG_MAX;
+}
+
+/*
+ * A join brings a round forward, so a new peer's records and ours meet at
+ * once, at most once per KV_SYNC_JOIN_GAP_MS; not while gossip is behind:
+ * in a join storm every agent sees a join every few milliseconds, and a round
+ * every 5 s each (57 of an agent's 66 rounds in 310 s at N = 1,000) competed
+ * with membership for the CPU. The period's rounds go on.
+ */
 void kv_engine_peer_joined(struct kv_engine *e, int64_t now_ms)
 {
 	sync_wake(e);
 	if (e->join_round_ms != 0 && now_ms >= e->join_round_ms &&
 	    now_ms - e->join_round_ms < KV_SYNC_JOIN_GAP_MS)
 		return;
+	if (gossip_behind(e)) {
+		e->stats.join_rounds_held++;
+		return;
+	}
 	e->join_round_ms = now_ms;
 	sync_soon(e);
 }
@@ -1193,7 +1230,7 @@ static void sync_chain_start(struct kv_engine *e, const struct kv_session *s)
 {
 	if (s->stale_in == 0)
 		return;
-	if (e->io.gossip_backlog != NULL && e->io.gossip_backlog(e->io.ctx) > SYNC_BACKLOG_MAX) {
+	if (gossip_behind(e)) {
 		e->stats.sync_chains_held++;
 		return;
 	}

@@ -212,6 +212,10 @@ struct kv_io {
 	/* Optional: messages waiting in gossip's broadcast queue (a backlog
 	 * makes late records expected: see sync_chain_start). */
 	size_t (*gossip_backlog)(void *ctx);
+	/* Optional: the wall-clock ms since which the member called node
+	 * (node_len bytes) has been in this node's membership table;
+	 * INT64_MAX when it is not (see session_apply). */
+	int64_t (*known_since)(void *ctx, const char *node, size_t node_len);
 };
 
 struct kv_engine_config {
@@ -301,7 +305,7 @@ void kv_engine_sync_now(struct kv_engine *e);
 void kv_engine_sync_timer(struct kv_engine *e);
 /* A peer that runs KV joined (at now_ms): a round within 0.2-0.5 s (unless
  * the timer fires within 0.5 s anyway), at most once per KV_SYNC_JOIN_GAP_MS
- * of joins. */
+ * of joins, and not while gossip_backlog says gossip is behind. */
 void kv_engine_peer_joined(struct kv_engine *e, int64_t now_ms);
 
 /* A peer connected to us: the responder's session, or NULL. */
@@ -329,6 +333,7 @@ struct kv_engine_stats {
 	uint64_t gossip_in, gossip_applied;
 	uint64_t syncs_ok, syncs_failed, sync_records_in, sync_records_out;
 	uint64_t sync_chains, sync_chains_held; /* see sync_chain_start */
+	uint64_t join_rounds_held;              /* see kv_engine_peer_joined */
 	uint64_t versions_ahead; /* remote versions refused: too far ahead of now_ms */
 };
 const struct kv_engine_stats *kv_engine_stats(const struct kv_engine *e);

@@ -796,6 +796,19 @@ static size_t io_gossip_backlog(void *ctx)
 	return kv->members.backlog(kv->members.ctx);
 }
 
+static int64_t io_known_since(void *ctx, const char *node, size_t node_len)
+{
+	struct kv *kv = ctx;
+	char name[KV_NODE_MAX + 1];
+	if (!kv->has_members || kv->members.known_since == NULL)
+		return INT64_MIN; /* no answer: every late record counts */
+	if (node_len > KV_NODE_MAX)
+		return INT64_MAX;
+	memcpy(name, node, node_len);
+	name[node_len] = '\0';
+	return kv->members.known_since(kv->members.ctx, name);
+}
+
 struct peers_ctx {
 	kv_peer_fn fn;
 	void *ud;
@@ -943,6 +956,7 @@ struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, 
 	        .sync_arm = io_sync_arm,
 	        .sync_left = io_sync_left,
 	        .gossip_backlog = io_gossip_backlog,
+	        .known_since = io_known_since,
 	};
 	kv->engine = kv_engine_new(&ec, &io, wall_ms(), err, errlen); /* arms sync_timer */
 	if (kv->engine == NULL) {
@@ -1034,6 +1048,7 @@ const struct kv_stats *kv_stats(struct kv *kv)
 	kv->stats.sync_records_out = es->sync_records_out;
 	kv->stats.sync_chains = es->sync_chains;
 	kv->stats.sync_chains_held = es->sync_chains_held;
+	kv->stats.join_rounds_held = es->join_rounds_held;
 	kv->stats.versions_ahead = es->versions_ahead;
 	struct kv_store *st = kv_engine_store(kv->engine);
 	kv_store_counts(st, &kv->stats.keys, &kv->stats.tombstones);

@@ -87,6 +87,9 @@ struct kv_members {
 	bool (*lookup)(void *ctx, const char *name, struct kv_peer *p);
 	/* Optional: messages waiting in gossip's broadcast queue. */
 	size_t (*backlog)(void *ctx);
+	/* Optional: the wall-clock ms since which the member called name has
+	 * been in the membership table; INT64_MAX when it is not. */
+	int64_t (*known_since)(void *ctx, const char *name);
 };
 /* Replicate through m (copied; its ctx must outlive kv): eager spread,
  * peers for anti-entropy and pulls. NULL: stop replicating. */
@@ -151,7 +154,7 @@ struct kv_stats {
 	uint64_t commits_unsynced;
 	uint64_t gossip_in, gossip_applied, gossip_out;
 	uint64_t syncs_ok, syncs_failed, sync_records_in, sync_records_out;
-	uint64_t sync_chains, sync_chains_held;
+	uint64_t sync_chains, sync_chains_held, join_rounds_held;
 	uint64_t watches;
 	/* sync connections closed unanswered: a plaintext frame with a keyring,
 	 * a frame no key opens, a sealed frame without a keyring */

@@ -1191,6 +1191,21 @@ static size_t kv_io_gossip_backlog(void *ctx)
 	return nd->s != NULL ? swim_broadcast_queue_len(nd->s) : 0;
 }
 
+/* io.known_since: as agent.c's, on this node's (skewed) wall clock. */
+static int64_t kv_io_known_since(void *ctx, const char *node, size_t node_len)
+{
+	struct node *nd = ctx;
+	char name[KV_NODE_MAX + 1];
+	if (nd->s == NULL || node_len > KV_NODE_MAX)
+		return INT64_MAX;
+	memcpy(name, node, node_len);
+	name[node_len] = '\0';
+	const struct swim_member *m = swim_member_find(nd->s, name);
+	if (m == NULL)
+		return INT64_MAX;
+	return kv_wall_ms(g_sim, nd->id) - (now_ms(g_sim) - m->known_since);
+}
+
 /* io.peers: the alive members of the node's view that run KV (all, unless
  * serf_nodes: then those tags_is_rumor accepted, as agent.c's rpc_port). */
 static void kv_io_peers(void *ctx, kv_peer_fn fn, void *ud)
@@ -1487,6 +1502,7 @@ static void kv_node_up(struct sim *sim, int id)
 	        .sync_left = kv_io_sync_left,
 	        .committed = kv_io_committed,
 	        .gossip_backlog = kv_io_gossip_backlog,
+	        .known_since = kv_io_known_since,
 	};
 	kn->ckpt_pending = false;
 	kn->nconns = 0;
