@@ -258,15 +258,6 @@ static void schedule(struct gossip_transport *t)
 static void udp_drain(struct gossip_transport *t);
 
 /*
- * A tick that comes late (the process did not get the CPU: 1,000 agents on
- * 2 cores, a stopped process) first reads the datagrams already queued: libev
- * runs an expired timer before the socket's callback of the same loop turn,
- * so a probe whose ack sat unread in our own socket was declared failed, and
- * a starved agent accused the members that had answered it (memberlist reads
- * its socket on its own goroutine, so an ack that arrived in time counts).
- * Bounded as udp_cb is; an ack still not there after that is a failure.
- */
-/*
  * Nanoseconds this process has spent runnable but waiting for a CPU (the
  * kernel's schedstat run_delay), or 0 when the kernel does not say. One
  * pread of a file kept open, once per tick.
@@ -284,6 +275,17 @@ static uint64_t sched_run_delay(struct gossip_transport *t)
 	return p != NULL ? strtoull(p + 1, NULL, 10) : 0;
 }
 
+/*
+ * A tick that comes late (the process did not get the CPU: 1,000 agents on
+ * 2 cores, a stopped process) first reads the datagrams already queued: libev
+ * runs an expired timer before the socket's callback of the same loop turn,
+ * so a probe whose ack sat unread in our own socket was declared failed, and
+ * a starved agent accused the members that had answered it (memberlist reads
+ * its socket on its own goroutine, so an ack that arrived in time counts).
+ * Bounded as udp_cb is; an ack still not there after that is a failure.
+ * Every tick first tells the core how long the process waited for a CPU
+ * since the last one (swim_note_run_delay: a starved agent does not accuse).
+ */
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct gossip_transport *t = w->data;
