@@ -1135,7 +1135,13 @@ void kv_engine_sync_now(struct kv_engine *e)
 	if (e->busy || e->io.peers == NULL || e->io.open_session == NULL)
 		return;
 	struct pick p = {e, NULL, 0};
-	e->io.peers(e->io.ctx, pick_peer, &p);
+	char picked[KV_NODE_MAX + 1];
+	if (e->io.pick_peer != NULL) {
+		if (e->io.pick_peer(e->io.ctx, picked, sizeof(picked)))
+			p.name = xstrdup(picked);
+	} else {
+		e->io.peers(e->io.ctx, pick_peer, &p);
+	}
 	if (p.name == NULL)
 		return;
 	struct kv_session *s = session_new(e);

@@ -191,6 +191,10 @@ struct kv_io {
 	/* Optional (none: no anti-entropy): call fn for every live peer that
 	 * runs KV, this node excepted, in the same order each time. */
 	void (*peers)(void *ctx, kv_peer_fn fn, void *ud);
+	/* Optional: one such peer drawn uniformly at random, its name copied
+	 * into name (cap bytes); false when there is none. Used instead of
+	 * peers when given: the engine then visits no list. */
+	bool (*pick_peer)(void *ctx, char *name, size_t cap);
 	/* Optional (none: no sessions): connect to `peer` and run s there:
 	 * send `first` (len bytes of frames), feed what arrives to
 	 * kv_session_feed, and call kv_session_end exactly once (possibly

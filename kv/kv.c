@@ -809,6 +809,46 @@ static int64_t io_known_since(void *ctx, const char *node, size_t node_len)
 	return kv->members.known_since(kv->members.ctx, name);
 }
 
+static uint32_t io_rand(void *ctx, uint32_t n);
+
+struct reservoir {
+	struct kv *kv;
+	char *name;
+	size_t cap;
+	uint32_t seen;
+	bool got;
+};
+
+/* One draw per member, each kept with probability 1/seen: uniform. */
+static void reservoir_add(void *ud, const struct kv_peer *p)
+{
+	struct reservoir *r = ud;
+	r->seen++;
+	if (io_rand(r->kv, r->seen) == 0 && strlen(p->name) < r->cap) {
+		memcpy(r->name, p->name, strlen(p->name) + 1);
+		r->got = true;
+	}
+}
+
+/* members.pick when the agent gives one (no list visited), else a
+ * reservoir draw over members.peers. */
+static bool io_pick_peer(void *ctx, char *name, size_t cap)
+{
+	struct kv *kv = ctx;
+	if (!kv->has_members || kv->closing)
+		return false;
+	if (kv->members.pick != NULL) {
+		struct kv_peer p;
+		if (!kv->members.pick(kv->members.ctx, io_rand, kv, &p) || strlen(p.name) >= cap)
+			return false;
+		memcpy(name, p.name, strlen(p.name) + 1);
+		return true;
+	}
+	struct reservoir r = {kv, name, cap, 0, false};
+	kv->members.peers(kv->members.ctx, reservoir_add, &r);
+	return r.got;
+}
+
 struct peers_ctx {
 	kv_peer_fn fn;
 	void *ud;
@@ -952,6 +992,7 @@ struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, 
 	        .rand = io_rand,
 	        .broadcast = io_broadcast,
 	        .peers = io_peers,
+	        .pick_peer = io_pick_peer,
 	        .open_session = io_open_session,
 	        .sync_arm = io_sync_arm,
 	        .sync_left = io_sync_left,

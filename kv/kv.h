@@ -85,6 +85,11 @@ struct kv_members {
 	/* The member called name, in any state, if it runs KV and is not this
 	 * node: true with *p filled (p->name valid until gossip runs again). */
 	bool (*lookup)(void *ctx, const char *name, struct kv_peer *p);
+	/* Optional: one member as peers would list, drawn uniformly at random
+	 * with rand (rand(rctx, n) is uniform in [0, n)): true with *p filled
+	 * (p->name valid until gossip runs again), false when there is none. */
+	bool (*pick)(void *ctx, uint32_t (*rand)(void *rctx, uint32_t n), void *rctx,
+	             struct kv_peer *p);
 	/* Optional: messages waiting in gossip's broadcast queue. */
 	size_t (*backlog)(void *ctx);
 	/* Optional: the wall-clock ms since which the member called name has

@@ -962,7 +962,7 @@ static void test_kv_sync_still_works_on_the_same_port(void)
 	kv_put(b.kv, "k", "v", 1, 0, NULL, NULL);
 	run_for(0.05);
 	peer_of_a = &b;
-	struct kv_members m = {NULL, m_broadcast, m_peers, m_lookup, NULL, NULL};
+	struct kv_members m = {.broadcast = m_broadcast, .peers = m_peers, .lookup = m_lookup};
 	kv_set_members(a.kv, &m);
 	int have = 0;
 	for (int i = 0; i < 50 && !have; i++) {
