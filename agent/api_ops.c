@@ -160,7 +160,6 @@ static void collect(void *ud)
 		KCOPY(KV_SYNC_CHAINS, sync_chains);
 		KCOPY(KV_SYNC_CHAINS_HELD, sync_chains_held);
 		KCOPY(KV_SYNC_JOIN_ROUNDS_HELD, join_rounds_held);
-		KCOPY(KV_SYNC_ROUNDS_SKIPPED, rounds_skipped);
 		KCOPY(KV_SYNC_REFUSED_PLAIN, sync_refused_plain);
 		KCOPY(KV_SYNC_REFUSED_DECRYPT, sync_refused_decrypt);
 		KCOPY(KV_SYNC_REFUSED_SEALED, sync_refused_sealed);

@@ -112,7 +112,6 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(KV_SYNC_OUT, COUNTER, "kv.anti_entropy.records", "direction", "out", NULL)          \
 	X(KV_SYNC_CHAINS, COUNTER, "kv.anti_entropy.chains", "result", "started", "Rounds that brought late records: quick rounds started (started), or none because gossip had a backlog and late records were expected (held)") \
 	X(KV_SYNC_CHAINS_HELD, COUNTER, "kv.anti_entropy.chains", "result", "held", NULL)     \
-	X(KV_SYNC_ROUNDS_SKIPPED, COUNTER, "kv.anti_entropy.rounds_skipped", NULL, NULL, "Anti-entropy periods that made no round because gossip had more than 64 messages queued (one in 4 still does)") \
 	X(KV_SYNC_JOIN_ROUNDS_HELD, COUNTER, "kv.anti_entropy.join_rounds_held", NULL, NULL, "Joins that brought no anti-entropy round forward because gossip had more than 64 messages queued (a join storm)") \
 	X(KV_SYNC_REFUSED_PLAIN, COUNTER, "kv.anti_entropy.refused", "reason", "plaintext", "Sync connections closed unanswered: a plaintext frame to an agent with a keyring, a frame no installed key opens, a sealed frame to an agent without a keyring") \
 	X(KV_SYNC_REFUSED_DECRYPT, COUNTER, "kv.anti_entropy.refused", "reason", "undecryptable", NULL) \

@@ -38,7 +38,6 @@
 #define SYNC_STALE_MS 3000          /* a record this old came late: gossip missed it */
 #define SYNC_CHAIN_ROUNDS 3         /* quick rounds after a round brought stale records */
 #define SYNC_BACKLOG_MAX 64         /* ... unless gossip has more than this queued */
-#define SYNC_BEHIND_EVERY 4         /* then one period's round in this many */
 #define AHEAD_LOG_EVERY_MS 10000
 
 struct pending {
@@ -108,8 +107,7 @@ struct kv_engine {
 	/* quick rounds (0.2-0.5 s apart) still to make because a round
 	 * stored stale records */
 	unsigned sync_chain;
-	unsigned behind_skipped; /* period rounds skipped while gossip is behind */
-	bool sync_failed;        /* our last round failed: no back-off until one succeeds */
+	bool sync_failed; /* our last round failed: no back-off until one succeeds */
 	struct kv_buf msg, first;
 	int64_t ahead_logged_ms;
 	struct kv_engine_stats stats;
@@ -1160,14 +1158,6 @@ void kv_engine_sync_now(struct kv_engine *e)
 	free(p.name);
 }
 
-/* This node's gossip has more queued than it sends within SYNC_STALE_MS
- * (see sync_chain_start): membership is churning, and anti-entropy keeps to
- * its period instead of adding rounds. */
-static bool gossip_behind(const struct kv_engine *e)
-{
-	return e->io.gossip_backlog != NULL && e->io.gossip_backlog(e->io.ctx) > SYNC_BACKLOG_MAX;
-}
-
 /*
  * The back-off stops at 2x on purpose. A replica that gossip missed (a short
  * partition, lost packets) is repaired by its own next round (it pulls) or by a
@@ -1178,12 +1168,6 @@ static bool gossip_behind(const struct kv_engine *e)
  * 2x plus the chain below (sync_chain_start), 10 s, at most 24 s (20 seeds,
  * 20 nodes). An idle round costs about 550 bytes (a TCP connection, ROOT, END),
  * so 2x still halves what an idle store sends.
- *
- * While gossip is behind (gossip_behind) only one period's round in
- * SYNC_BEHIND_EVERY is made: membership goes first. In a 1,000-agent join
- * storm, rounds at the period still moved 30-40 MB every 14 s (each agent's
- * ~1,000 catalog records, ~33 KB a round) beside 100 MB of gossip, on a
- * machine with no CPU to spare; the records wait, the members do not.
  */
 void kv_engine_sync_timer(struct kv_engine *e)
 {
@@ -1193,13 +1177,16 @@ void kv_engine_sync_timer(struct kv_engine *e)
 	else if (e->sync_idle < SYNC_BACKOFF_SHIFT)
 		e->sync_idle++;
 	e->sync_root = root;
-	if (gossip_behind(e) && ++e->behind_skipped < SYNC_BEHIND_EVERY) {
-		e->stats.rounds_skipped++;
-	} else {
-		e->behind_skipped = 0;
-		kv_engine_sync_now(e);
-	}
+	kv_engine_sync_now(e);
 	e->io.sync_arm(e->io.ctx, sync_period_us(e));
+}
+
+/* This node's gossip has more queued than it sends within SYNC_STALE_MS
+ * (see sync_chain_start): membership is churning, and anti-entropy keeps to
+ * its period instead of adding rounds. */
+static bool gossip_behind(const struct kv_engine *e)
+{
+	return e->io.gossip_backlog != NULL && e->io.gossip_backlog(e->io.ctx) > SYNC_BACKLOG_MAX;
 }
 
 /*

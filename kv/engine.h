@@ -305,8 +305,7 @@ int kv_engine_user_msg(struct kv_engine *e, int64_t now_ms, const uint8_t *p, si
                        size_t errlen);
 /* Start an anti-entropy round with a random peer now, unless one is open. */
 void kv_engine_sync_now(struct kv_engine *e);
-/* The anti-entropy timer fired: a round now (while gossip_backlog says
- * gossip is behind, one in 4), the next one armed. */
+/* The anti-entropy timer fired: a round now, the next one armed. */
 void kv_engine_sync_timer(struct kv_engine *e);
 /* A peer that runs KV joined (at now_ms): a round within 0.2-0.5 s (unless
  * the timer fires within 0.5 s anyway), at most once per KV_SYNC_JOIN_GAP_MS
@@ -339,7 +338,6 @@ struct kv_engine_stats {
 	uint64_t syncs_ok, syncs_failed, sync_records_in, sync_records_out;
 	uint64_t sync_chains, sync_chains_held; /* see sync_chain_start */
 	uint64_t join_rounds_held;              /* see kv_engine_peer_joined */
-	uint64_t rounds_skipped;                /* see kv_engine_sync_timer */
 	uint64_t versions_ahead; /* remote versions refused: too far ahead of now_ms */
 };
 const struct kv_engine_stats *kv_engine_stats(const struct kv_engine *e);

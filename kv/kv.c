@@ -1090,7 +1090,6 @@ const struct kv_stats *kv_stats(struct kv *kv)
 	kv->stats.sync_chains = es->sync_chains;
 	kv->stats.sync_chains_held = es->sync_chains_held;
 	kv->stats.join_rounds_held = es->join_rounds_held;
-	kv->stats.rounds_skipped = es->rounds_skipped;
 	kv->stats.versions_ahead = es->versions_ahead;
 	struct kv_store *st = kv_engine_store(kv->engine);
 	kv_store_counts(st, &kv->stats.keys, &kv->stats.tombstones);

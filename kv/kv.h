@@ -159,7 +159,7 @@ struct kv_stats {
 	uint64_t commits_unsynced;
 	uint64_t gossip_in, gossip_applied, gossip_out;
 	uint64_t syncs_ok, syncs_failed, sync_records_in, sync_records_out;
-	uint64_t sync_chains, sync_chains_held, join_rounds_held, rounds_skipped;
+	uint64_t sync_chains, sync_chains_held, join_rounds_held;
 	uint64_t watches;
 	/* sync connections closed unanswered: a plaintext frame with a keyring,
 	 * a frame no key opens, a sealed frame without a keyring */
