@@ -333,13 +333,23 @@ static void test_merge_refuses_versions_far_ahead_and_heals_poison(void)
 	kv_store_close(st);
 }
 
-/* Feed every frame in *from to s (its answers go to *to); *from is
- * emptied. The last kv_sync_feed result, or -1 on a bad frame. */
-static int deliver(struct kv_sync *s, struct kv_buf *from, struct kv_buf *to, size_t *bytes)
+/* A frame's receiver: kv_sync_feed on a bare sync, or kv_session_feed on an
+ * engine's session (at a time). */
+struct receiver {
+	struct kv_sync *sync;
+	struct kv_session *session;
+	int64_t now;
+};
+
+/* Feed every frame in *from to r (its answers go to *to); *from is emptied.
+ * The last feed's result, or -1 on a bad frame. */
+static int deliver_to(const struct receiver *r, struct kv_buf *from, struct kv_buf *to,
+                      size_t *bytes)
 {
 	struct kv_buf in = *from;
 	memset(from, 0, sizeof(*from));
-	*bytes += in.len;
+	if (bytes != NULL)
+		*bytes += in.len;
 	size_t off = 0;
 	int rc = 0;
 	char err[256];
@@ -353,11 +363,19 @@ static int deliver(struct kv_sync *s, struct kv_buf *from, struct kv_buf *to, si
 			break;
 		}
 		off += (size_t)n;
-		rc = kv_sync_feed(s, t, pl, pn, to, err, sizeof(err));
+		rc = r->sync != NULL
+		             ? kv_sync_feed(r->sync, t, pl, pn, to, err, sizeof(err))
+		             : kv_session_feed(r->session, r->now, t, pl, pn, to, err, sizeof(err));
 		CHECK(rc >= 0, "feed: %s", err);
 	}
 	kv_buf_free(&in);
 	return rc;
+}
+
+static int deliver(struct kv_sync *s, struct kv_buf *from, struct kv_buf *to, size_t *bytes)
+{
+	struct receiver r = {.sync = s};
+	return deliver_to(&r, from, to, bytes);
 }
 
 struct round {
@@ -633,24 +651,8 @@ static void count_done(void *ud, enum kv_result r, int failed_op)
  * *to. kv_session_feed's last result. */
 static int engine_deliver(struct kv_session *s, int64_t now, struct kv_buf *from, struct kv_buf *to)
 {
-	struct kv_buf in = *from;
-	memset(from, 0, sizeof(*from));
-	size_t off = 0;
-	int rc = 0;
-	char err[256];
-	while (off < in.len && rc == 0) {
-		uint8_t t;
-		const uint8_t *pl;
-		size_t pn;
-		long n = kv_frame_next(in.p + off, in.len - off, &t, &pl, &pn, err, sizeof(err));
-		if (!CHECK(n > 0, "frame: %s", n < 0 ? err : "incomplete"))
-			return -1;
-		off += (size_t)n;
-		rc = kv_session_feed(s, now, t, pl, pn, to, err, sizeof(err));
-		CHECK(rc >= 0, "feed: %s", err);
-	}
-	kv_buf_free(&in);
-	return rc;
+	struct receiver r = {.session = s, .now = now};
+	return deliver_to(&r, from, to, NULL);
 }
 
 /*
