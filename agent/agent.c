@@ -559,15 +559,17 @@ static int64_t kv_members_known_since(void *ctx, const char *name)
 	return wall - (gossip_now_ms() - m->known_since);
 }
 
-/* Names only (kv/kv.h): a member whose meta holds "rpc_port" runs KV; its
- * tags are decoded by kv_members_lookup once it is chosen, not every member's
- * on every anti-entropy round (tags_decode, memchr and strcmp were ~5% of a
+/* A member whose meta holds "rpc_port" runs KV; its tags are decoded by
+ * kv_members_lookup once it is chosen, not every member's on every
+ * anti-entropy round (tags_decode, memchr and strcmp were ~5% of a
  * 1,000-agent storm's profile). */
 static bool kv_member_runs_kv(const struct swim_member *m)
 {
 	return m->state == ML_STATE_ALIVE && m->id->meta_len != 0 &&
 	       memmem(m->id->meta, m->id->meta_len, "rpc_port", 8) != NULL;
 }
+
+/* Names only (kv/kv.h), every live KV member but this one. */
 
 static void kv_members_peers(void *ctx, kv_member_fn fn, void *ud)
 {

@@ -1227,10 +1227,11 @@ void kv_engine_peer_joined(struct kv_engine *e, int64_t now_ms)
  * arrives late (a round sends a packet of some 10-20 messages to 3 peers, 5
  * rounds a second, and each message goes out 4 x ceil(log10(N + 1)) times: at
  * N = 1,000, ~15 messages leave the queue a second, so 64 wait longer than
- * SYNC_STALE_MS). In a join storm, where each
- * new agent's catalog record waits behind a thousand alive messages, every
- * round restarted a chain: 91 rounds per agent in 310 s at N = 1,000. A
- * partition's heal queues a few messages per node that came back, and chains.
+ * SYNC_STALE_MS). In a join storm, where each new agent's catalog record
+ * waits behind a thousand alive messages, every round restarted a chain: 91
+ * rounds per agent in 310 s at N = 1,000. A partition's heal queues a few
+ * messages per node that came back, and chains. (Records whose writer was not
+ * yet a member when it wrote them do not count as late: writer_was_known.)
  */
 static void sync_chain_start(struct kv_engine *e, const struct kv_session *s)
 {
