@@ -218,7 +218,12 @@ static bool writer_was_known(struct kv_engine *e, const struct kv_rec *r, int64_
 {
 	if (e->io.known_since == NULL)
 		return true;
-	return e->io.known_since(e->io.ctx, r->node, r->node_len) <= at_ms;
+	char name[KV_NODE_MAX + 1];
+	if (r->node_len > KV_NODE_MAX)
+		return false; /* no member has such a name */
+	memcpy(name, r->node, r->node_len);
+	name[r->node_len] = '\0';
+	return e->io.known_since(e->io.ctx, name) <= at_ms;
 }
 
 /* kv/repl.h's apply function of every session: the session says where the
@@ -1136,12 +1141,11 @@ void kv_engine_sync_now(struct kv_engine *e)
 		return;
 	struct pick p = {e, NULL, 0};
 	char picked[KV_NODE_MAX + 1];
-	if (e->io.pick_peer != NULL) {
-		if (e->io.pick_peer(e->io.ctx, picked, sizeof(picked)))
-			p.name = xstrdup(picked);
-	} else {
+	int got = e->io.pick_peer != NULL ? e->io.pick_peer(e->io.ctx, picked, sizeof(picked)) : -1;
+	if (got > 0)
+		p.name = xstrdup(picked);
+	else if (got < 0)
 		e->io.peers(e->io.ctx, pick_peer, &p);
-	}
 	if (p.name == NULL)
 		return;
 	struct kv_session *s = session_new(e);

@@ -192,9 +192,10 @@ struct kv_io {
 	 * runs KV, this node excepted, in the same order each time. */
 	void (*peers)(void *ctx, kv_peer_fn fn, void *ud);
 	/* Optional: one such peer drawn uniformly at random, its name copied
-	 * into name (cap bytes); false when there is none. Used instead of
-	 * peers when given: the engine then visits no list. */
-	bool (*pick_peer)(void *ctx, char *name, size_t cap);
+	 * into name (cap bytes): 1; 0 when there is none; -1 when the driver
+	 * cannot draw one, and the engine draws from peers instead (it then
+	 * visits the whole list). */
+	int (*pick_peer)(void *ctx, char *name, size_t cap);
 	/* Optional (none: no sessions): connect to `peer` and run s there:
 	 * send `first` (len bytes of frames), feed what arrives to
 	 * kv_session_feed, and call kv_session_end exactly once (possibly
@@ -216,10 +217,10 @@ struct kv_io {
 	/* Optional: messages waiting in gossip's broadcast queue (a backlog
 	 * makes late records expected: see sync_chain_start). */
 	size_t (*gossip_backlog)(void *ctx);
-	/* Optional: the wall-clock ms since which the member called node
-	 * (node_len bytes) has been in this node's membership table;
-	 * INT64_MAX when it is not (see session_apply). */
-	int64_t (*known_since)(void *ctx, const char *node, size_t node_len);
+	/* Optional: the wall-clock ms since which the member called name has
+	 * been in this node's membership table; INT64_MAX when it is not (see
+	 * writer_was_known). */
+	int64_t (*known_since)(void *ctx, const char *name);
 };
 
 struct kv_engine_config {

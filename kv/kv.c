@@ -796,57 +796,31 @@ static size_t io_gossip_backlog(void *ctx)
 	return kv->members.backlog(kv->members.ctx);
 }
 
-static int64_t io_known_since(void *ctx, const char *node, size_t node_len)
+static int64_t io_known_since(void *ctx, const char *name)
 {
 	struct kv *kv = ctx;
-	char name[KV_NODE_MAX + 1];
 	if (!kv->has_members || kv->members.known_since == NULL)
 		return INT64_MIN; /* no answer: every late record counts */
-	if (node_len > KV_NODE_MAX)
-		return INT64_MAX;
-	memcpy(name, node, node_len);
-	name[node_len] = '\0';
 	return kv->members.known_since(kv->members.ctx, name);
 }
 
-static uint32_t io_rand(void *ctx, uint32_t n);
-
-struct reservoir {
-	struct kv *kv;
-	char *name;
-	size_t cap;
-	uint32_t seen;
-	bool got;
-};
-
-/* One draw per member, each kept with probability 1/seen: uniform. */
-static void reservoir_add(void *ud, const struct kv_peer *p)
-{
-	struct reservoir *r = ud;
-	r->seen++;
-	if (io_rand(r->kv, r->seen) == 0 && strlen(p->name) < r->cap) {
-		memcpy(r->name, p->name, strlen(p->name) + 1);
-		r->got = true;
-	}
-}
-
-/* members.pick when the agent gives one (no list visited), else a
- * reservoir draw over members.peers. */
-static bool io_pick_peer(void *ctx, char *name, size_t cap)
+/* The agent's members.pick (no list visited); without one, the engine
+ * draws from io_peers. */
+static int io_pick_peer(void *ctx, char *name, size_t cap)
 {
 	struct kv *kv = ctx;
 	if (!kv->has_members || kv->closing)
-		return false;
-	if (kv->members.pick != NULL) {
-		struct kv_peer p;
-		if (!kv->members.pick(kv->members.ctx, io_rand, kv, &p) || strlen(p.name) >= cap)
-			return false;
-		memcpy(name, p.name, strlen(p.name) + 1);
-		return true;
-	}
-	struct reservoir r = {kv, name, cap, 0, false};
-	kv->members.peers(kv->members.ctx, reservoir_add, &r);
-	return r.got;
+		return 0;
+	if (kv->members.pick == NULL)
+		return -1;
+	struct kv_peer p;
+	if (!kv->members.pick(kv->members.ctx, io_rand, kv, &p))
+		return 0;
+	size_t n = strlen(p.name);
+	if (n >= cap)
+		return 0;
+	memcpy(name, p.name, n + 1);
+	return 1;
 }
 
 struct peers_ctx {

@@ -1192,15 +1192,10 @@ static size_t kv_io_gossip_backlog(void *ctx)
 }
 
 /* io.known_since: as agent.c's, on this node's (skewed) wall clock. */
-static int64_t kv_io_known_since(void *ctx, const char *node, size_t node_len)
+static int64_t kv_io_known_since(void *ctx, const char *name)
 {
 	struct node *nd = ctx;
-	char name[KV_NODE_MAX + 1];
-	if (nd->s == NULL || node_len > KV_NODE_MAX)
-		return INT64_MAX;
-	memcpy(name, node, node_len);
-	name[node_len] = '\0';
-	const struct swim_member *m = swim_member_find(nd->s, name);
+	const struct swim_member *m = nd->s != NULL ? swim_member_find(nd->s, name) : NULL;
 	if (m == NULL)
 		return INT64_MAX;
 	return kv_wall_ms(g_sim, nd->id) - (now_ms(g_sim) - m->known_since);

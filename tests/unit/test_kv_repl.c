@@ -580,10 +580,9 @@ static size_t pace_backlog(void *ctx)
 	return ((struct pace *)ctx)->backlog;
 }
 
-static int64_t pace_known_since(void *ctx, const char *node, size_t node_len)
+static int64_t pace_known_since(void *ctx, const char *name)
 {
-	(void)node;
-	(void)node_len;
+	(void)name;
 	return ((struct pace *)ctx)->known_since;
 }
 

@@ -1625,6 +1625,20 @@ static void test_late_driver_raises_health_score_and_members_gen_moves(void)
 	net_free(&net);
 }
 
+/* Run the net until `until` in steps of step ms, node s's driver reporting
+ * after each step a tick late_ms late and wait_ms spent waiting for a CPU. */
+static void run_starved(struct net *net, struct swim *s, int64_t until, int64_t step,
+                        int64_t late_ms, int64_t wait_ms)
+{
+	while (net->now < until) {
+		net_run(net, net->now + step);
+		if (late_ms > 0)
+			swim_note_late(s, late_ms);
+		if (wait_ms > 0)
+			swim_note_run_delay(s, wait_ms);
+	}
+}
+
 /* A node that was itself a probe timeout late, or waited for a CPU, while a
  * probe ran does not suspect the silent target (the probe is inconclusive);
  * once it runs on time again, its own probes suspect the dead peer, and a
@@ -1640,10 +1654,7 @@ static void test_starved_prober_does_not_accuse(void)
 	REQUIRE(strcmp(state_of(&net, 0, 1), "alive") == 0, "n1 alive after the join");
 	net.down[1] = true;
 	uint64_t f0 = swim_stats(s)->probe_failures;
-	for (int i = 0; i < 400; i++) { /* 20 s, every tick 600 ms late */
-		net_run(&net, net.now + 50);
-		swim_note_late(s, 600);
-	}
+	run_starved(&net, s, net.now + 20000, 50, 600, 0); /* every tick 600 ms late */
 	CHECK(swim_stats(s)->probe_failures > f0, "n0 probed the dead n1 and failed");
 	CHECK(swim_stats(s)->probes_inconclusive == swim_stats(s)->probe_failures - f0,
 	      "every failure while starved inconclusive: %llu of %llu",
@@ -1653,10 +1664,7 @@ static void test_starved_prober_does_not_accuse(void)
 	      state_of(&net, 0, 1));
 	/* waiting for a CPU (schedstat) counts the same */
 	uint64_t i1 = swim_stats(s)->probes_inconclusive;
-	for (int i = 0; i < 400; i++) { /* 20 s, 400 ms of every 1 s in the run queue */
-		net_run(&net, net.now + 50);
-		swim_note_run_delay(s, 20);
-	}
+	run_starved(&net, s, net.now + 20000, 50, 0, 20); /* 400 ms of every 1 s in the run queue */
 	/* the one in flight started while late; at least one more since */
 	CHECK(swim_stats(s)->probes_inconclusive >= i1 + 2,
 	      "the run queue's delay made probes inconclusive: %llu",
@@ -1671,17 +1679,11 @@ static void test_starved_prober_does_not_accuse(void)
 	/* starved while the suspicion runs (4 s at N = 2, at most 6x that):
 	 * no death before the longest timeout, death by then */
 	int64_t t_susp = net.now;
-	while (net.now < t_susp + 10000) {
-		net_run(&net, net.now + 100);
-		swim_note_run_delay(s, 150);
-	}
+	run_starved(&net, s, t_susp + 10000, 100, 0, 150);
 	CHECK(strcmp(state_of(&net, 0, 1), "suspect") == 0,
 	      "a starved n0 declared n1 dead before the longest timeout: %s", state_of(&net, 0, 1));
 	CHECK(swim_stats(s)->deaths_deferred > 0, "deferrals counted");
-	while (net.now < t_susp + 26000) {
-		net_run(&net, net.now + 100);
-		swim_note_run_delay(s, 150);
-	}
+	run_starved(&net, s, t_susp + 26000, 100, 0, 150);
 	CHECK(strcmp(state_of(&net, 0, 1), "dead") == 0,
 	      "starved or not, n1 dead by the longest suspicion timeout: %s", state_of(&net, 0, 1));
 
