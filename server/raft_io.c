@@ -99,6 +99,10 @@ struct rio {
 	uint64_t (*now_ms)(void *ctx);
 	uint32_t (*rand32)(void *ctx);
 	raft_time last_now;
+	/* libraft 0.15 guard (see install_begin): installs of a leader's
+	 * snapshot not yet completed, and the clock held while there are */
+	unsigned installing;
+	uint64_t held_at, held_ms;
 	unsigned tick_ms;
 	void *recv_ctx;
 	void (*before_recv)(void *ctx, struct raft_message *m);
@@ -183,6 +187,40 @@ static double mono_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static uint64_t raw_now(struct rio *x)
+{
+	return x->now_ms != NULL ? x->now_ms(x->clock_ctx) : (uint64_t)(ev_now(x->loop) * 1000.0);
+}
+
+/*
+ * libraft 0.15 answers an installed snapshot from its completion callback by
+ * sending to follower_state.current_leader, whatever the state is by then. A
+ * follower whose election timer ran out during a long install has become a
+ * candidate, that union now holds the candidate's fields, and the "address"
+ * is a wild pointer (seen: 0x100, the pre-vote flag). libraft fixed it later
+ * (a follower does not convert while a snapshot installs, its election timer
+ * restarts instead); rumor, on Debian's 0.15, gets the same effect here:
+ * while a leader's snapshot installs, libraft's clock stands still and its
+ * tick is not called, so the election timer neither runs out nor counts the
+ * install's time, and a TimeoutNow (a leadership transfer asking this server
+ * to stand) is dropped. The leader's heartbeats resume once the install
+ * answers.
+ */
+static void install_begin(struct rio *x)
+{
+	if (x->installing++ == 0)
+		x->held_at = raw_now(x);
+}
+
+static void install_end(struct rio *x)
+{
+	if (x->installing > 0 && --x->installing == 0) {
+		uint64_t now = raw_now(x);
+		if (now > x->held_at)
+			x->held_ms += now - x->held_at;
+	}
 }
 
 /* Writes every disk request of the list into one batch and commits it.
@@ -291,6 +329,8 @@ static void complete(struct rio *x, struct req *r, int disk_status)
 		if (r->put.req->cb != NULL)
 			r->put.req->cb(r->put.req,
 			               r->put.write_rc != 0 ? r->put.write_rc : disk_status);
+		if (r->put.trailing == 0)
+			install_end(x);
 		break;
 	case REQ_SNAP_GET: {
 		struct raft_snapshot *s = NULL;
@@ -390,7 +430,10 @@ static void drain(struct rio *x)
 	}
 	while (in != NULL) {
 		struct inmsg *next = in->next;
-		if (!x->closing && x->recv_cb != NULL) {
+		if (x->installing > 0 && in->m.type == RAFT_IO_TIMEOUT_NOW) {
+			x->stats.dropped_installing++;
+			free_inmsg(in);
+		} else if (!x->closing && x->recv_cb != NULL) {
 			/* libraft takes over the entries, snapshot data and
 			 * configuration; the address is copied if kept */
 			if (in->m.type == RAFT_IO_APPEND_ENTRIES)
@@ -438,6 +481,10 @@ static void awake_cb(struct ev_loop *loop, ev_idle *w, int revents)
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct rio *x = w->data;
+	if (x->installing > 0) {
+		x->stats.ticks_held++; /* see install_begin */
+		return;
+	}
 	if (!x->closing && x->tick_cb != NULL)
 		x->tick_cb(x->io);
 }
@@ -578,6 +625,8 @@ static int io_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io
 	r->put.req = req;
 	r->put.snapshot = snapshot;
 	r->put.trailing = trailing;
+	if (trailing == 0)
+		install_begin(x);
 	struct job *j = xcalloc(1, sizeof(*j));
 	j->put = r;
 	j->snapshot = snapshot;
@@ -728,8 +777,7 @@ static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
 static raft_time io_time(struct raft_io *io)
 {
 	struct rio *x = rio_of(io);
-	uint64_t now =
-	        x->now_ms != NULL ? x->now_ms(x->clock_ctx) : (uint64_t)(ev_now(x->loop) * 1000.0);
+	uint64_t now = (x->installing > 0 ? x->held_at : raw_now(x)) - x->held_ms;
 	if (now < x->last_now)
 		now = x->last_now;
 	x->last_now = now;

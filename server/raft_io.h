@@ -30,7 +30,10 @@
  *           (fdatasync) ─► the requests' callbacks, in order
  *        ─► received messages ─► libraft's recv callback
  *   transport ─► raft_io_deliver ─► raft_wire_decode ─► queue
- *   ev_timer every heartbeat ─► libraft's tick callback
+ *   ev_timer every heartbeat ─► libraft's tick callback (held, with
+ *        libraft's clock, while a leader's snapshot installs: libraft 0.15
+ *        would otherwise stand for election mid-install and answer the
+ *        install through a stale union; see raft_io.c install_begin)
  *   io->async_work ─► worker: work() ─► ev_async ─► the callback (loop)
  *   io->snapshot_put ─► worker: the data to its file ─► ev_async ─► the
  *        put joins the next store batch (the file's record, the entries it
@@ -106,6 +109,9 @@ struct raft_io_stats {
 	uint64_t sent, send_failed;
 	uint64_t received, bad_received, dropped;
 	uint64_t snapshots_put, snapshots_get;
+	/* while a leader's snapshot installed (raft_io.c install_begin): ticks
+	 * not passed to libraft, TimeoutNow messages dropped */
+	uint64_t ticks_held, dropped_installing;
 };
 
 /* Fills the caller's io (version 2, libraft's methods) and opens the store

@@ -18,7 +18,10 @@
  *  4. the old leader comes back from its data directory, too far behind
  *     for the log its leader kept, and catches up from a snapshot;
  *  5. all three stop and start again from their directories: term, vote
- *     and log are as they were, and the FSMs replay to the same list.
+ *     and log are as they were, and the FSMs replay to the same list;
+ *  6. on an io of its own, without libraft: while a leader's snapshot
+ *     installs, libraft's clock stands and its tick is held (libraft 0.15
+ *     would otherwise stand for election mid-install).
  * Every wait is bounded (real time on the loop, a guard timer), the data
  * directories are removed at the end, and ASan checks for leaks.
  */
@@ -586,6 +589,119 @@ static void test_all_restart_from_their_directories(void)
 	       term[1], term[2], last[0], last[1], last[2]);
 }
 
+/* ---- chapter 6: libraft's clock stands while a leader's snapshot installs ---- */
+
+struct held {
+	uint64_t clock; /* what the io's clock hook reads */
+	unsigned ticks, put_done, closed;
+	unsigned ticks_at_put; /* ticks counted when the put's callback ran */
+	int put_status;
+};
+
+static uint64_t held_clock(void *ctx)
+{
+	return ((struct held *)ctx)->clock;
+}
+
+static void held_tick(struct raft_io *io)
+{
+	((struct held *)io->data)->ticks++;
+}
+
+static void held_recv(struct raft_io *io, struct raft_message *m)
+{
+}
+
+static void held_put_cb(struct raft_io_snapshot_put *req, int status)
+{
+	struct held *h = req->data;
+	h->put_done++;
+	h->put_status = status;
+	h->ticks_at_put = h->ticks;
+}
+
+static void held_close_cb(struct raft_io *io)
+{
+	((struct held *)io->data)->closed++;
+}
+
+static bool held_put_done(void *arg)
+{
+	return ((struct held *)arg)->put_done > 0;
+}
+
+static bool held_closed(void *arg)
+{
+	return ((struct held *)arg)->closed > 0;
+}
+
+/*
+ * libraft 0.15 answers an installed snapshot through its follower state
+ * even when its election timer ran out mid-install and it became a
+ * candidate (the answer then went to a wild address: the agent crashed).
+ * The io holds libraft's clock and tick while such a put (trailing 0) is in
+ * flight: the clock does not move however long the install takes, and
+ * resumes afterwards without counting it, so no election timer can run out
+ * during an install. Driven without libraft, on a clock the test sets.
+ */
+static void test_clock_stands_while_a_leader_snapshot_installs(void)
+{
+	struct held h = {.clock = 1000};
+	char dir[128], err[256] = "";
+	snprintf(dir, sizeof(dir), "%s/held", C.root);
+	struct raft_io io;
+	struct raft_io_config cfg = {.loop = C.loop,
+	                             .data_dir = dir,
+	                             .map_size = 16u << 20,
+	                             .transport = {NULL, net_send},
+	                             .clock_ctx = &h,
+	                             .now_ms = held_clock,
+	                             .tick_ms = 1};
+	REQUIRE(raft_io_create(&io, &cfg, err, sizeof(err)) == 0, "raft_io_create: %s", err);
+	io.data = &h;
+	REQUIRE_INT(0, io.init(&io, 9, "127.0.0.9:8300"));
+	REQUIRE_INT(0, io.start(&io, 1, held_tick, held_recv));
+	h.ticks = 0;
+	ev_run(C.loop, EVRUN_ONCE);
+	usleep(5000);
+	ev_run(C.loop, EVRUN_ONCE);
+	CHECK(h.ticks > 0, "the tick runs before the install (%u)", h.ticks);
+	CHECK_INT(1000, io.time(&io), "the clock reads the hook");
+
+	/* the leader's snapshot: index 50, one voter, 1 MiB of data */
+	struct raft_snapshot snap = {.index = 50, .term = 3, .configuration_index = 1};
+	raft_configuration_init(&snap.configuration);
+	raft_configuration_add(&snap.configuration, 1, "127.0.0.1:8300", RAFT_VOTER);
+	struct raft_buffer buf = {.base = xcalloc(1, 1u << 20), .len = 1u << 20};
+	snap.bufs = &buf;
+	snap.n_bufs = 1;
+	struct raft_io_snapshot_put put = {.data = &h};
+	REQUIRE_INT(0, io.snapshot_put(&io, 0, &put, &snap, held_put_cb));
+	h.clock = 61000; /* a minute passes while the file is written */
+	CHECK_INT(1000, io.time(&io), "the clock stands during the install");
+	h.ticks = 0;
+	REQUIRE(run_until(held_put_done, &h, 10.0), "the put completes within 10 s");
+	CHECK_INT(0, h.put_status, "... and succeeds");
+	CHECK_INT(0, h.ticks_at_put, "no tick reached libraft while it installed");
+	struct raft_io_stats st;
+	raft_io_get_stats(&io, &st);
+	printf("     %llu ticks held during the install\n", (unsigned long long)st.ticks_held);
+	CHECK_INT(1000, io.time(&io), "the install's minute is not counted");
+	h.clock = 61250;
+	CHECK_INT(1250, io.time(&io), "the clock runs again afterwards");
+	usleep(5000);
+	ev_run(C.loop, EVRUN_ONCE);
+	usleep(5000);
+	ev_run(C.loop, EVRUN_ONCE);
+	CHECK(h.ticks > 0, "the tick runs again afterwards (%u)", h.ticks);
+
+	raft_configuration_close(&snap.configuration);
+	free(buf.base);
+	io.close(&io, held_close_cb);
+	CHECK(run_until(held_closed, &h, 5.0), "the io closes within 5 s");
+	raft_io_destroy(&io);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -612,6 +728,7 @@ int main(void)
 	RUN(test_leader_stops_and_a_new_one_commits);
 	RUN(test_lagging_server_catches_up_from_a_snapshot);
 	RUN(test_all_restart_from_their_directories);
+	RUN(test_clock_stands_while_a_leader_snapshot_installs);
 
 	for (int i = 0; i < N; i++)
 		node_close(&C.n[i]);
