@@ -9,6 +9,7 @@
 # is copied into tests/fuzz/corpus/<name>/regress-<sha1> so that the
 # ordinary ctest replay (fuzz.<name>) reproduces it from then on: commit it
 # with the fix. Build dir: build-fuzz (override with FUZZ_BUILD_DIR).
+# Targets run side by side, one per core (FUZZ_JOBS to change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-${FUZZ_SECONDS:-20}}
@@ -27,18 +28,38 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 work=$(mktemp -d /tmp/rumor-fuzz.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-failed=()
-for t in "${targets[@]}"; do
+# One target per core at a time (FUZZ_JOBS overrides): each libFuzzer run
+# is single-threaded, so two cores take the 12 targets in half the time.
+jobs_max=${FUZZ_JOBS:-$(nproc)}
+run_one() {
+	local t=$1
 	mkdir -p "$work/$t/corpus" "$work/$t/artifacts"
-	seeds=tests/fuzz/corpus/$t
+	local seeds=tests/fuzz/corpus/$t
 	[ -d "$seeds" ] && cp -r "$seeds/." "$work/$t/corpus/" 2>/dev/null || true
-	echo "== $t: ${secs}s"
 	if "$bdir/tests/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
 		-max_len=65536 -print_final_stats=1 -artifact_prefix="$work/$t/artifacts/" \
 		"$work/$t/corpus" >"$work/$t/log" 2>&1; then
-		grep -E "^stat::number_of_executed_units|DONE" "$work/$t/log" | tail -2
+		echo 0 >"$work/$t/rc"
+	else
+		echo 1 >"$work/$t/rc"
+	fi
+}
+for t in "${targets[@]}"; do
+	while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do
+		wait -n || true
+	done
+	echo "== $t: ${secs}s"
+	run_one "$t" &
+done
+wait
+failed=()
+for t in "${targets[@]}"; do
+	seeds=tests/fuzz/corpus/$t
+	if [ "$(cat "$work/$t/rc" 2>/dev/null || echo 1)" = 0 ]; then
+		echo "== $t: $(grep -E "^stat::number_of_executed_units|DONE" "$work/$t/log" | tail -2 | tr '\n' ' ')"
 	else
 		failed+=("$t")
+		echo "== $t: FAILED"
 		tail -n 60 "$work/$t/log"
 		mkdir -p "$seeds"
 		for a in "$work/$t/artifacts"/*; do

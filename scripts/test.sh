@@ -15,4 +15,6 @@ if [ -z "${RUMOR_SKIP_FUZZ:-}" ] && [ $# -eq 0 ]; then
 	FUZZ_SECONDS=${FUZZ_SECONDS:-10} scripts/fuzz.sh
 fi
 # ctest last, so that its summary closes the output.
-(cd build-test && ctest --output-on-failure --timeout 600 "$@")
+# network tests are RUN_SERIAL (tests/CMakeLists.txt): only unit, sim, fuzz
+# and style tests run side by side, one per core
+(cd build-test && ctest --output-on-failure --timeout 600 -j"$(nproc)" "$@")
