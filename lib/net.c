@@ -8,11 +8,15 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 /*
@@ -184,4 +188,64 @@ int net_set_nonblock(int fd)
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
 	return 0;
+}
+
+static int if_mtu(int fd, const char *name)
+{
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	if (ioctl(fd, SIOCGIFMTU, &ifr) < 0)
+		return -errno;
+	return ifr.ifr_mtu;
+}
+
+static bool same_ip(const struct sockaddr *a, const struct sockaddr_storage *b)
+{
+	if (a->sa_family != b->ss_family)
+		return false;
+	if (a->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+	              &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
+int net_addr_mtu(const char *addr)
+{
+	struct sockaddr_storage want;
+	socklen_t wl;
+	bool wildcard = addr == NULL || strcmp(addr, "0.0.0.0") == 0 || strcmp(addr, "::") == 0;
+	if (!wildcard && net_addr_parse(addr, 0, &want, &wl) < 0)
+		return -EINVAL;
+	struct ifaddrs *ifs;
+	if (getifaddrs(&ifs) < 0)
+		return -errno;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		int e = -errno;
+		freeifaddrs(ifs);
+		return e;
+	}
+	int best = -ENOENT;
+	for (struct ifaddrs *i = ifs; i != NULL; i = i->ifa_next) {
+		if (i->ifa_addr == NULL || !(i->ifa_flags & IFF_UP))
+			continue;
+		if (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6)
+			continue;
+		if (wildcard ? (i->ifa_flags & IFF_LOOPBACK) != 0 : !same_ip(i->ifa_addr, &want))
+			continue;
+		int mtu = if_mtu(fd, i->ifa_name);
+		if (mtu <= 0)
+			continue;
+		if (!wildcard) {
+			best = mtu;
+			break;
+		}
+		if (best < 0 || mtu < best)
+			best = mtu;
+	}
+	close(fd);
+	freeifaddrs(ifs);
+	return best;
 }
