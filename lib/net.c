@@ -200,15 +200,31 @@ static int if_mtu(int fd, const char *name)
 	return ifr.ifr_mtu;
 }
 
-static bool same_ip(const struct sockaddr *a, const struct sockaddr_storage *b)
+/* Whether b is a's address (mask NULL) or in a's subnet (mask: a's netmask). */
+static bool same_net(const struct sockaddr *a, const struct sockaddr *mask,
+                     const struct sockaddr_storage *b)
 {
-	if (a->sa_family != b->ss_family)
+	if (a->sa_family != b->ss_family || (mask != NULL && mask->sa_family != a->sa_family))
 		return false;
-	if (a->sa_family == AF_INET)
-		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-	              &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+	const uint8_t *x, *y, *m = NULL;
+	size_t n;
+	if (a->sa_family == AF_INET) {
+		x = (const uint8_t *)&((const struct sockaddr_in *)a)->sin_addr;
+		y = (const uint8_t *)&((const struct sockaddr_in *)b)->sin_addr;
+		if (mask != NULL)
+			m = (const uint8_t *)&((const struct sockaddr_in *)mask)->sin_addr;
+		n = 4;
+	} else {
+		x = (const uint8_t *)&((const struct sockaddr_in6 *)a)->sin6_addr;
+		y = (const uint8_t *)&((const struct sockaddr_in6 *)b)->sin6_addr;
+		if (mask != NULL)
+			m = (const uint8_t *)&((const struct sockaddr_in6 *)mask)->sin6_addr;
+		n = 16;
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((x[i] ^ y[i]) & (m != NULL ? m[i] : 0xff))
+			return false;
+	return true;
 }
 
 int net_addr_mtu(const char *addr)
@@ -227,24 +243,30 @@ int net_addr_mtu(const char *addr)
 		freeifaddrs(ifs);
 		return e;
 	}
-	int best = -ENOENT;
+	/* an address of the interface wins; else one in its subnet (127.0.0.5
+	 * is lo's, which lists 127.0.0.1/8 only) */
+	int best = -ENOENT, in_subnet = -ENOENT;
 	for (struct ifaddrs *i = ifs; i != NULL; i = i->ifa_next) {
 		if (i->ifa_addr == NULL || !(i->ifa_flags & IFF_UP))
 			continue;
 		if (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6)
 			continue;
-		if (wildcard ? (i->ifa_flags & IFF_LOOPBACK) != 0 : !same_ip(i->ifa_addr, &want))
-			continue;
-		int mtu = if_mtu(fd, i->ifa_name);
-		if (mtu <= 0)
-			continue;
-		if (!wildcard) {
-			best = mtu;
+		if (wildcard) {
+			if (i->ifa_flags & IFF_LOOPBACK)
+				continue;
+			int mtu = if_mtu(fd, i->ifa_name);
+			if (mtu > 0 && (best < 0 || mtu < best))
+				best = mtu;
+		} else if (same_net(i->ifa_addr, NULL, &want)) {
+			best = if_mtu(fd, i->ifa_name);
 			break;
+		} else if (in_subnet < 0 && i->ifa_netmask != NULL &&
+		           same_net(i->ifa_addr, i->ifa_netmask, &want)) {
+			in_subnet = if_mtu(fd, i->ifa_name);
 		}
-		if (best < 0 || mtu < best)
-			best = mtu;
 	}
+	if (best <= 0 && !wildcard)
+		best = in_subnet;
 	close(fd);
 	freeifaddrs(ifs);
 	return best;

@@ -41,7 +41,8 @@ int net_udp_bind(const char *addr, uint16_t port, char *err, size_t errlen);
 int net_tcp_connect(const struct sockaddr_storage *ss, socklen_t sl, const char *src);
 /* O_NONBLOCK on fd; 0 or -errno. */
 int net_set_nonblock(int fd);
-/* The MTU of the up interface that holds the numeric address addr; for a
+/* The MTU of the up interface that holds the numeric address addr (or,
+ * when none does, whose subnet holds it: 127.0.0.5 is on lo); for a
  * wildcard (0.0.0.0, ::, NULL) the smallest MTU of the up interfaces that
  * are not loopback (what a packet to another machine may meet first).
  * The MTU, or -errno (-ENOENT: no such interface). */

@@ -83,8 +83,9 @@ static void test_mtu_of_the_bound_interface(void)
 	}
 	REQUIRE(want > 0, "lo's MTU from /sys");
 	CHECK_INT(want, net_addr_mtu("127.0.0.1"));
+	CHECK_INT(want, net_addr_mtu("127.0.0.5")); /* in lo's 127.0.0.0/8 */
 	CHECK_INT(-EINVAL, net_addr_mtu("not-an-ip"));
-	CHECK_INT(-ENOENT, net_addr_mtu("192.0.2.77")); /* TEST-NET-1: on no interface */
+	CHECK_INT(-ENOENT, net_addr_mtu("198.51.100.77")); /* TEST-NET-2: on no interface */
 	int any = net_addr_mtu("0.0.0.0");
 	CHECK(any > 0 || any == -ENOENT, "wildcard: %d", any);
 	CHECK(any != want || want != 65536, "the wildcard skips loopback (%d)", any);
