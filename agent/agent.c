@@ -37,7 +37,6 @@
 #include "agent/events.h"
 #include "agent/http/http.h"
 #include "lib/log.h"
-#include "lib/net.h"
 #include "agent/memtrim.h"
 #include "gossip/keyring.h"
 #include "gossip/serf.h"
@@ -1189,25 +1188,6 @@ static int start_kv(struct agent *a)
 	return 0;
 }
 
-/* A gossip packet to another rumor agent may carry up to this (bytes,
- * before encryption) where the interface the agent is bound to carries it
- * in one frame: loopback (MTU 65536) or jumbo frames. 0 elsewhere (an MTU
- * of 1500: memberlist's 1400 to every peer). Fewer, larger packets in a
- * join storm; see docs/MEMBERSHIP.md. */
-#define RUMOR_PACKET_MAX 8192
-static size_t rumor_packet_budget(const char *bind_addr)
-{
-	int mtu = net_addr_mtu(bind_addr);
-	if (mtu <= 0)
-		return 0;
-	size_t room = (size_t)mtu > 48 ? (size_t)mtu - 48 : 0; /* IPv6 and UDP headers */
-	if (room < 2 * ML_UDP_MAX)
-		return 0; /* not worth leaving memberlist's size for */
-	size_t b = room < RUMOR_PACKET_MAX ? room : RUMOR_PACKET_MAX;
-	log_debug("agent: gossip packets to rumor agents up to %zu bytes (MTU %d)", b, mtu);
-	return b;
-}
-
 /* The gossip transport's configuration from ours: addresses, protocol
  * versions, timing profile, node meta (into meta) and the callbacks. */
 static int gossip_config(struct agent *a, struct gossip_transport_config *gc, uint8_t *meta,
@@ -1228,7 +1208,6 @@ static int gossip_config(struct agent *a, struct gossip_transport_config *gc, ui
 	memcpy(gc->swim.vsn, vsn, 6);
 	swim_timing_profile(&gc->swim.timing, rumor_config_profile_name(a->cfg.profile));
 	gc->swim.timing.reconnect_timeout_ms = a->cfg.reconnect_timeout_ms;
-	gc->swim.timing.udp_budget_rumor = rumor_packet_budget(a->cfg.bind_addr);
 	gc->tcp_timeout_ms = a->cfg.profile == RUMOR_CONFIG_PROFILE_WAN     ? 30000
 	                     : a->cfg.profile == RUMOR_CONFIG_PROFILE_LOCAL ? 1000
 	                                                                    : 10000;
@@ -1276,8 +1255,6 @@ static int start_security(struct agent *a, struct gossip_transport_config *gc)
 	}
 	gc->keyring = a->keyring;
 	gc->swim.timing.udp_budget -= KEYRING_OVERHEAD;
-	if (gc->swim.timing.udp_budget_rumor > KEYRING_OVERHEAD)
-		gc->swim.timing.udp_budget_rumor -= KEYRING_OVERHEAD;
 	log_info("agent: gossip encryption enabled: AES-256-GCM (libsodium), %zu key(s) "
 	         "in the keyring",
 	         keyring_count(a->keyring));

@@ -47,15 +47,14 @@
 #include "lib/xalloc.h"
 
 #define SWIM_MAX_RELAYS 256 /* indirect pings we relay at once */
-#define SWIM_MAX_PARTS 255  /* messages per compound packet (its count is a byte) */
+#define SWIM_MAX_PARTS 64   /* messages per compound packet */
 #define SWIM_NESTING_MAX 4  /* compound/compress nesting accepted */
 #define SWIM_BCAST_DEPTH 8192
 #define SWIM_HOUSEKEEPING_SLACK_MS 1000 /* see swim_next_deadline */
 #define SWIM_SETTLE_COUNT 2             /* settle push-pulls after start, see settle() */
 #define SWIM_SETTLE_QUIET_MS 1000       /* ...once the table stopped growing this long */
 #define SWIM_SETTLE_MAX_MS 5000         /* ...or this long after it first grew */
-#define SWIM_PACK_MULT 8                /* a gossip packet packs up to 8x its budget... */
-#define SWIM_PACK_CAP 60000             /* ...and at most this (a receiver inflates 64 KiB) */
+#define SWIM_PACK_MAX (8 * ML_UDP_MAX)  /* uncompressed bytes one gossip packet packs */
 #define SWIM_COMPRESS_MIN 256           /* smaller packets go plain: LZW seldom shrinks them */
 #define SWIM_CHUNK_SHIFT 6              /* members per storage chunk: 64 (2 KiB) */
 #define SWIM_CHUNK (1u << SWIM_CHUNK_SHIFT)
@@ -1824,7 +1823,6 @@ static bool ok_gossip(const struct swim *s, const struct swim_member *m, const v
 struct gossip_dest {
 	struct swim_member *const *to;
 	size_t n;
-	size_t wire; /* bytes one packet to them may take (udp_budget or udp_budget_rumor) */
 };
 
 static void send_to_all(struct swim *s, const struct gossip_dest *d, const uint8_t *p, size_t len)
@@ -1866,14 +1864,14 @@ static void send_parts(struct swim *s, const struct gossip_dest *d, const uint8_
 		if (z > 0 && (size_t)z < len) {
 			uint64_t ratio = (uint64_t)len * 100 / (uint64_t)z;
 			s->zratio = ratio > 800 ? 800 : (uint32_t)ratio;
-			if ((size_t)z <= d->wire) {
+			if ((size_t)z <= s->t.udp_budget) {
 				s->stats.packets_compressed += d->n;
 				send_to_all(s, d, zbuf, (size_t)z);
 				return;
 			}
 		}
 	}
-	if (len <= d->wire || n == 1) {
+	if (len <= s->t.udp_budget || n == 1) {
 		send_to_all(s, d, msg, len);
 		return;
 	}
@@ -1919,36 +1917,11 @@ static void gossip_to(struct swim *s, const struct gossip_dest *d, size_t budget
 	retire_broadcasts(s);
 }
 
-/* Bytes a gossip packet to rumor agents may take: udp_budget_rumor when it
- * is larger than udp_budget (the path allows it; see swim.h). */
-static size_t rumor_wire(const struct swim *s)
-{
-	size_t r = s->t.udp_budget_rumor;
-	return r > s->t.udp_budget && r <= ML_UDP_RECV_MAX ? r : s->t.udp_budget;
-}
-
-/* Uncompressed bytes a packet of `budget` compressed bytes packs at most. */
-static size_t pack_max(size_t budget)
-{
-	size_t m = SWIM_PACK_MULT * budget;
-	return m > SWIM_PACK_CAP ? SWIM_PACK_CAP : m;
-}
-
-/* What to pack for a packet of `budget` bytes, from the last compressed
- * packet's ratio (5% of margin), within pack_max. */
-static size_t packed_budget(const struct swim *s, size_t budget)
-{
-	uint64_t packed = (uint64_t)budget * s->zratio * 95 / 10000;
-	if (packed <= budget)
-		return budget;
-	return packed > pack_max(budget) ? pack_max(budget) : (size_t)packed;
-}
-
 /*
  * Gossip: every gossip interval, while broadcasts are queued, one packet to
  * each of gossip_nodes random members. Packed by compressed size: with the
  * last compressed packet's ratio r, a packet takes about r times the budget
- * of messages (at most SWIM_PACK_MULT times, SWIM_PACK_CAP bytes) and goes out compressed within the
+ * of messages (at most SWIM_PACK_MAX) and goes out compressed within the
  * budget. Alive messages carrying Consul's tags shrink about 1.9x, so a join
  * storm spreads about that much faster in as many packets, none larger on
  * the wire.
@@ -1975,22 +1948,18 @@ static void gossip(struct swim *s, int64_t now)
 	k = random_members(s, k, peers, ok_gossip, &now);
 	if (k == 0)
 		return;
-	size_t wire = s->t.udp_budget, rwire = rumor_wire(s);
-	size_t budget = wire > 2 ? wire - 2 : 0, rbudget = rwire > 2 ? rwire - 2 : 0;
+	size_t budget = s->t.udp_budget > 2 ? s->t.udp_budget - 2 : 0;
 	uint8_t *pkt = s->pkt, *zbuf = NULL;
 	size_t pcap = s->bufcap, zcap = 0;
 	if (!s->t.gossip_plain) {
 		/* scratch for this round only: an idle agent keeps none of it */
-		size_t rmax = pack_max(rbudget);
-		zcap = rmax + rmax / 2 + 1024;
-		pcap = rmax + 1024;
+		zcap = SWIM_PACK_MAX + SWIM_PACK_MAX / 2 + 1024;
+		pcap = SWIM_PACK_MAX + 1024;
 		pkt = xmalloc(pcap);
 		zbuf = xmalloc(zcap);
-		budget = packed_budget(s, budget);
-		rbudget = packed_budget(s, rbudget);
-	} else if (rwire > wire) {
-		pcap = rwire + 1024;
-		pkt = xmalloc(pcap);
+		uint64_t packed = (uint64_t)budget * s->zratio * 95 / 10000;
+		if (packed > budget)
+			budget = packed > SWIM_PACK_MAX ? SWIM_PACK_MAX : (size_t)packed;
 	}
 	/* rumor agents first in peers[], then the rest */
 	size_t nrumor = 0;
@@ -2000,9 +1969,9 @@ static void gossip(struct swim *s, int64_t now)
 			peers[nrumor++] = peers[i];
 			peers[i] = t;
 		}
-	struct gossip_dest rd = {.to = peers, .n = nrumor, .wire = rwire};
-	struct gossip_dest sd = {.to = peers + nrumor, .n = k - nrumor, .wire = wire};
-	gossip_to(s, &rd, rbudget, true, pkt, pcap, zbuf, zcap);
+	struct gossip_dest rd = {.to = peers, .n = nrumor};
+	struct gossip_dest sd = {.to = peers + nrumor, .n = k - nrumor};
+	gossip_to(s, &rd, budget, true, pkt, pcap, zbuf, zcap);
 	gossip_to(s, &sd, budget, false, pkt, pcap, zbuf, zcap);
 	/* rumor-only messages: as many rumor agents as a round of rumor agents
 	 * alone would reach (the picks above that were not rumor agents are
@@ -2011,9 +1980,9 @@ static void gossip(struct swim *s, int64_t now)
 	if (s->rq.n > 0 && nrumor < k) {
 		struct gossip_pick pick = {.now = now, .taken = peers, .ntaken = k};
 		struct swim_member *more[32];
-		struct gossip_dest md = {.to = more, .wire = rwire};
+		struct gossip_dest md = {.to = more};
 		md.n = random_members(s, k - nrumor, more, ok_gossip_rumor, &pick);
-		gossip_to(s, &md, rbudget, true, pkt, pcap, zbuf, zcap);
+		gossip_to(s, &md, budget, true, pkt, pcap, zbuf, zcap);
 	}
 	if (pkt != s->pkt)
 		free(pkt);

@@ -53,13 +53,6 @@ struct swim_timing {
 	int64_t reconnect_timeout_ms;  /* serf: forget failed/left nodes */
 	int64_t reap_interval_ms;
 	size_t udp_budget; /* bytes a packet may carry (1400 minus encryption) */
-	/* Bytes a gossip packet to other rumor agents may carry, when the path
-	 * allows more than udp_budget (the agent sets it from its interface's
-	 * MTU: 8 KiB on loopback or jumbo frames). 0 or not above udp_budget:
-	 * udp_budget. Only gossip rounds use it, only towards members known to
-	 * be rumor agents; memberlist reads datagrams of up to 64 KiB, but
-	 * Serf peers are sent udp_budget as memberlist sends. */
-	size_t udp_budget_rumor;
 	/* gossip packets go out as they are, never LZW-compressed (memberlist
 	 * with EnableCompression off); default (false): compressed when that
 	 * is smaller, and packed by compressed size (see swim.c gossip) */

@@ -8,15 +8,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdbool.h>
 #include <fcntl.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 /*
@@ -188,86 +184,4 @@ int net_set_nonblock(int fd)
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
 	return 0;
-}
-
-static int if_mtu(int fd, const char *name)
-{
-	struct ifreq ifr;
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-	if (ioctl(fd, SIOCGIFMTU, &ifr) < 0)
-		return -errno;
-	return ifr.ifr_mtu;
-}
-
-/* Whether b is a's address (mask NULL) or in a's subnet (mask: a's netmask). */
-static bool same_net(const struct sockaddr *a, const struct sockaddr *mask,
-                     const struct sockaddr_storage *b)
-{
-	if (a->sa_family != b->ss_family || (mask != NULL && mask->sa_family != a->sa_family))
-		return false;
-	const uint8_t *x, *y, *m = NULL;
-	size_t n;
-	if (a->sa_family == AF_INET) {
-		x = (const uint8_t *)&((const struct sockaddr_in *)a)->sin_addr;
-		y = (const uint8_t *)&((const struct sockaddr_in *)b)->sin_addr;
-		if (mask != NULL)
-			m = (const uint8_t *)&((const struct sockaddr_in *)mask)->sin_addr;
-		n = 4;
-	} else {
-		x = (const uint8_t *)&((const struct sockaddr_in6 *)a)->sin6_addr;
-		y = (const uint8_t *)&((const struct sockaddr_in6 *)b)->sin6_addr;
-		if (mask != NULL)
-			m = (const uint8_t *)&((const struct sockaddr_in6 *)mask)->sin6_addr;
-		n = 16;
-	}
-	for (size_t i = 0; i < n; i++)
-		if ((x[i] ^ y[i]) & (m != NULL ? m[i] : 0xff))
-			return false;
-	return true;
-}
-
-int net_addr_mtu(const char *addr)
-{
-	struct sockaddr_storage want;
-	socklen_t wl;
-	bool wildcard = addr == NULL || strcmp(addr, "0.0.0.0") == 0 || strcmp(addr, "::") == 0;
-	if (!wildcard && net_addr_parse(addr, 0, &want, &wl) < 0)
-		return -EINVAL;
-	struct ifaddrs *ifs;
-	if (getifaddrs(&ifs) < 0)
-		return -errno;
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		int e = -errno;
-		freeifaddrs(ifs);
-		return e;
-	}
-	/* an address of the interface wins; else one in its subnet (127.0.0.5
-	 * is lo's, which lists 127.0.0.1/8 only) */
-	int best = -ENOENT, in_subnet = -ENOENT;
-	for (struct ifaddrs *i = ifs; i != NULL; i = i->ifa_next) {
-		if (i->ifa_addr == NULL || !(i->ifa_flags & IFF_UP))
-			continue;
-		if (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6)
-			continue;
-		if (wildcard) {
-			if (i->ifa_flags & IFF_LOOPBACK)
-				continue;
-			int mtu = if_mtu(fd, i->ifa_name);
-			if (mtu > 0 && (best < 0 || mtu < best))
-				best = mtu;
-		} else if (same_net(i->ifa_addr, NULL, &want)) {
-			best = if_mtu(fd, i->ifa_name);
-			break;
-		} else if (in_subnet < 0 && i->ifa_netmask != NULL &&
-		           same_net(i->ifa_addr, i->ifa_netmask, &want)) {
-			in_subnet = if_mtu(fd, i->ifa_name);
-		}
-	}
-	if (best <= 0 && !wildcard)
-		best = in_subnet;
-	close(fd);
-	freeifaddrs(ifs);
-	return best;
 }

@@ -1,8 +1,7 @@
 /*
  * lib/net.h — socket helpers (Redis anet.c's job): parse and format
  * numeric addresses, open listening TCP and bound UDP sockets, start a
- * non-blocking TCP connect from a chosen source address, and the MTU of
- * the interface an address is on.
+ * non-blocking TCP connect from a chosen source address.
  *
  * Every socket is non-blocking and close-on-exec. IPv4 and IPv6 addresses
  * are numeric only (no DNS lookups here). A listening IPv6 socket is
@@ -41,11 +40,5 @@ int net_udp_bind(const char *addr, uint16_t port, char *err, size_t errlen);
 int net_tcp_connect(const struct sockaddr_storage *ss, socklen_t sl, const char *src);
 /* O_NONBLOCK on fd; 0 or -errno. */
 int net_set_nonblock(int fd);
-/* The MTU of the up interface that holds the numeric address addr (or,
- * when none does, whose subnet holds it: 127.0.0.5 is on lo); for a
- * wildcard (0.0.0.0, ::, NULL) the smallest MTU of the up interfaces that
- * are not loopback (what a packet to another machine may meet first).
- * The MTU, or -errno (-ENOENT: no such interface). */
-int net_addr_mtu(const char *addr);
 
 #endif

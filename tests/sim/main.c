@@ -36,7 +36,7 @@ static void usage(void)
 	        "  --coord-every S  --coord-pairs K  --coord-curve FILE (error against time)\n"
 	        "  --coord-cdf FILE  append the last sample's error distribution\n"
 	        "scenario JSON: {name,nodes,seed,duration,profile,lifeguard,start:warm|join,\n"
-	        "  join_window,join_seed,tcp_ping,consul_meta,compress,rumor_packet,serf_nodes,\n"
+	        "  join_window,join_seed,tcp_ping,consul_meta,compress,serf_nodes,\n"
 	        "  network:{latency_ms,link_spread_ms,jitter_ms,loss,dup},\n"
 	        "  actions:[{at,do:crash|restart|leave|join|pause|partition|heal|loss|slow|flap,\n"
 	        "    nodes:[..]|count|fraction,for,value,sizes:[..],oneway,down,up,times}],\n"
@@ -282,9 +282,6 @@ static int load_json(struct sim_cfg *c, json_t *j, char *err, size_t errlen)
 		c->serf_nodes = (int)json_integer_value(v);
 	if ((v = json_object_get(j, "compress")))
 		c->gossip_plain = !json_is_true(v);
-	if ((v = json_object_get(j, "rumor_packet")) && json_is_integer(v) &&
-	    json_integer_value(v) >= 0 && json_integer_value(v) <= 65536)
-		c->rumor_packet = (size_t)json_integer_value(v);
 	if ((v = json_object_get(j, "start")) && json_is_string(v))
 		c->warm = strcmp(json_string_value(v), "join") != 0;
 	c->join_window_ms = secs_ms(jnum(j, "join_window", c->join_window_ms / 1000.0));

@@ -3014,7 +3014,6 @@ struct sim *sim_new(const struct sim_cfg *cfg, char *err, size_t errlen)
 	}
 	sim->idents = swim_idents_new();
 	sim->timing.gossip_plain = cfg->gossip_plain;
-	sim->timing.udp_budget_rumor = cfg->rumor_packet;
 	if (!cfg->lifeguard) {
 		sim->timing.suspicion_max_timeout_mult = 1;
 		sim->timing.awareness_max_multiplier = 1;

@@ -125,9 +125,6 @@ struct sim_cfg {
 	bool consul_meta;  /* nodes carry a Consul agent's serf tags (about 140 bytes of
 			   * meta, a random id each), as real agents do; off: no meta */
 	bool gossip_plain; /* gossip packets uncompressed (swim_timing.gossip_plain) */
-	/* bytes a gossip packet to a rumor agent may take (swim_timing.udp_budget_rumor;
-	 * the agent's on loopback: 8192); 0: memberlist's 1,400 to all */
-	size_t rumor_packet;
 	/* the last serf_nodes of the first `nodes` are stock Serf agents: no KV,
 	 * tags without rumor's build; every node then classifies members with
 	 * tags_is_rumor, as the agent does, and a rumor-only message a Serf

@@ -69,28 +69,6 @@ static void test_listen_connect_from_a_source(void)
 	close(l);
 }
 
-/* The MTU of the interface an address is on, as the kernel reports it in
- * /sys/class/net/lo/mtu; a wildcard takes the non-loopback interfaces (none
- * here may be up: then -ENOENT), a malformed address -EINVAL. */
-static void test_mtu_of_the_bound_interface(void)
-{
-	FILE *f = fopen("/sys/class/net/lo/mtu", "r");
-	int want = 0;
-	if (f != NULL) {
-		if (fscanf(f, "%d", &want) != 1)
-			want = 0;
-		fclose(f);
-	}
-	REQUIRE(want > 0, "lo's MTU from /sys");
-	CHECK_INT(want, net_addr_mtu("127.0.0.1"));
-	CHECK_INT(want, net_addr_mtu("127.0.0.5")); /* in lo's 127.0.0.0/8 */
-	CHECK_INT(-EINVAL, net_addr_mtu("not-an-ip"));
-	CHECK_INT(-ENOENT, net_addr_mtu("198.51.100.77")); /* TEST-NET-2: on no interface */
-	int any = net_addr_mtu("0.0.0.0");
-	CHECK(any > 0 || any == -ENOENT, "wildcard: %d", any);
-	CHECK(any != want || want != 65536, "the wildcard skips loopback (%d)", any);
-}
-
 static void test_xalloc_copies(void)
 {
 	char *s = xstrdup("rumor");
@@ -107,7 +85,6 @@ int main(void)
 	setvbuf(stdout, NULL, _IONBF, 0);
 	RUN(test_addresses_parse_and_format);
 	RUN(test_listen_connect_from_a_source);
-	RUN(test_mtu_of_the_bound_interface);
 	RUN(test_xalloc_copies);
 	return check_exit_code();
 }
