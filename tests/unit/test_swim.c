@@ -443,6 +443,20 @@ static size_t tell_alive(struct net *net, int i, const uint8_t *meta, size_t met
 	return (size_t)an;
 }
 
+/* tell_alive with the tags a Consul agent of rumor's build carries (a
+ * random-looking id per node; rpc_port NULL: no KV store). */
+static size_t tell_consul_alive(struct net *net, int i, const char *rpc_port)
+{
+	char id[40];
+	snprintf(id, sizeof(id), "%08x-1c2d-4e5f-8a9b-%012x", (unsigned)(i * 2654435761u),
+	         (unsigned)(i * 40503u));
+	struct tag tags[TAGS_CONSUL_MAX];
+	size_t nt = tags_consul(tags, "dc1", "0.1.0:rumor", id, rpc_port);
+	uint8_t meta[512];
+	int ml = tags_encode(meta, sizeof(meta), tags, nt);
+	return ml > 0 ? tell_alive(net, i, meta, (size_t)ml) : 0;
+}
+
 /*
  * memberlist fills a packet with its own broadcasts (alive, suspect, dead)
  * first and gives the delegate's (serf's) user messages the space left. With
@@ -538,15 +552,7 @@ static void test_gossip_packs_by_compressed_size(void)
 	net_run(&net, net.now + 20000);
 	size_t alive_len = 0;
 	for (int i = 10; i < 50; i++) {
-		char id[40];
-		snprintf(id, sizeof(id), "%08x-1c2d-4e5f-8a9b-%012x", (unsigned)(i * 2654435761u),
-		         (unsigned)(i * 40503u));
-		struct tag tags[TAGS_CONSUL_MAX];
-		size_t nt = tags_consul(tags, "dc1", "0.1.0:rumor", id, NULL);
-		uint8_t meta[512];
-		int ml = tags_encode(meta, sizeof(meta), tags, nt);
-		REQUIRE(ml > 0, "tags");
-		alive_len = tell_alive(&net, i, meta, (size_t)ml);
+		alive_len = tell_consul_alive(&net, i, NULL);
 		REQUIRE(alive_len > 0, "alive for n%d", i);
 	}
 	net.tap_max_len = 0;
@@ -592,16 +598,8 @@ static void test_piggyback_stays_within_budget(void)
 	net_init(&net, 3);
 	join_all(&net);
 	net_run(&net, net.now + 20000);
-	for (int i = 10; i < 310; i++) {
-		char id[40];
-		snprintf(id, sizeof(id), "%08x-1c2d-4e5f-8a9b-%012x", (unsigned)(i * 2654435761u),
-		         (unsigned)(i * 40503u));
-		struct tag tags[TAGS_CONSUL_MAX];
-		size_t nt = tags_consul(tags, "dc1", "0.1.0:rumor", id, "8300");
-		uint8_t meta[512];
-		int ml = tags_encode(meta, sizeof(meta), tags, nt);
-		REQUIRE(ml > 0 && tell_alive(&net, i, meta, (size_t)ml) > 0, "alive for n%d", i);
-	}
+	for (int i = 10; i < 310; i++)
+		REQUIRE(tell_consul_alive(&net, i, "8300") > 0, "alive for n%d", i);
 	net.tap_max_len = 0;
 	net.tap_bad = 0;
 	net_run(&net, net.now + 15000);
