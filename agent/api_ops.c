@@ -109,6 +109,9 @@ static void collect(void *ud)
 	COPY(PACKETS_RECV, packets_recv);
 	COPY(BAD_PACKETS, bad_packets);
 	COPY(PUSH_PULLS, push_pulls);
+	COPY(DIGESTS_SENT, digests_sent);
+	COPY(DIGESTS_DIFFERED, digests_differed);
+	COPY(REPAIRS, repairs);
 	COPY(COORD_UPDATES, coord_updates);
 	COPY(COORD_REJECTED, coord_rejected);
 	COPY(COORD_BAD_PAYLOADS, coord_bad_payloads);

@@ -93,6 +93,9 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(DECRYPT_FAILURES, COUNTER, "memberlist.decrypt_failures", NULL, NULL, "Gossip packets and streams no installed key could open") \
 	X(KEYRING_KEYS, GAUGE, "memberlist.keyring.keys", NULL, NULL, "Gossip encryption keys installed (0: gossip is plain text)") \
 	X(PUSH_PULLS, COUNTER, "memberlist.push_pull", NULL, NULL, "Push-pull state exchanges completed (either side, joins included)") \
+	X(DIGESTS_SENT, COUNTER, "memberlist.digest.sent", NULL, NULL, "Member-table digests sent beside pings to rumor agents (table settled)") \
+	X(DIGESTS_DIFFERED, COUNTER, "memberlist.digest.differed", NULL, NULL, "Digests received that differed from this agent's settled table") \
+	X(REPAIRS, COUNTER, "memberlist.repair", NULL, NULL, "Push-pulls opened because a settled peer's digest differed (table repair)") \
 	X(COORD_UPDATES, COUNTER, "serf.coordinate.updates", NULL, NULL, "Network coordinate updates from direct probes' RTTs") \
 	X(COORD_REJECTED, COUNTER, "serf.coordinate.rejected", NULL, NULL, "RTT samples the coordinate client refused (RTT or coordinate out of range)") \
 	X(COORD_BAD_PAYLOADS, COUNTER, "serf.coordinate.bad_payload", NULL, NULL, "Ack payloads that were not a coordinate (ignored)") \

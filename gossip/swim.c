@@ -54,6 +54,8 @@
 #define SWIM_SETTLE_COUNT 2             /* settle push-pulls after start, see settle() */
 #define SWIM_SETTLE_QUIET_MS 1000       /* ...once the table stopped growing this long */
 #define SWIM_SETTLE_MAX_MS 5000         /* ...or this long after it first grew */
+#define SWIM_QUIET_MS 5000              /* a table unchanged this long is settled: see repair */
+#define SWIM_REPAIR_MIN_MS 10000        /* repair push-pulls at most this often, then doubling */
 #define SWIM_PACK_MAX (8 * ML_UDP_MAX)  /* uncompressed bytes one gossip packet packs */
 #define SWIM_COMPRESS_MIN 256           /* smaller packets go plain: LZW seldom shrinks them */
 #define SWIM_CHUNK_SHIFT 6              /* members per storage chunk: 64 (2 KiB) */
@@ -152,6 +154,13 @@ struct swim {
 	int settle_left;
 	size_t settle_n;
 	int64_t settle_first, settle_last; /* 0: no growth pending */
+	/* table repair (see "Table repair"): the digest of the table at
+	 * members_gen dg_gen (dg_valid), when members_gen was last seen to
+	 * move, and when the next repair push-pull may start */
+	uint64_t dg_gen, dg_sum, seen_gen;
+	uint32_t dg_n;
+	bool dg_valid;
+	int64_t changed_at, next_repair, repair_wait;
 	struct swim_stats stats;
 
 	/* push-pull: the member cap, the slice, and the states waiting to be
@@ -630,41 +639,165 @@ static bool rumor_at(const struct swim *s, const struct ml_addr *to)
 }
 
 /*
- * Send msg (one encoded message) with as many broadcasts as fit piggyback,
- * as memberlist's sendMsg does. peer: the receiver's member entry when the
- * caller knows it (its protocol max and whether it is a rumor agent), NULL
- * to look both up by address (a scan of the table); pmax: used when peer is
- * NULL and pmax >= 0.
+ * Send the nmsgs encoded messages in msgs (1 or 2) with as many broadcasts
+ * as fit piggyback, as memberlist's sendMsg does. peer: the receiver's
+ * member entry when the caller knows it (its protocol max and whether it
+ * is a rumor agent), NULL to look both up by address (a scan of the
+ * table); pmax: used when peer is NULL and pmax >= 0.
  */
-static void send_with_piggyback(struct swim *s, const struct ml_addr *to, const uint8_t *msg,
-                                size_t len, const struct swim_member *peer, int pmax)
+static void send_parts_with_piggyback(struct swim *s, const struct ml_addr *to,
+                                      const struct ml_slice *msgs, int nmsgs,
+                                      const struct swim_member *peer, int pmax)
 {
 	uint8_t pm = peer != NULL ? peer->id->vsn[1] : pmax >= 0 ? (uint8_t)pmax : pmax_of(s, to);
 	bool rumor = peer != NULL ? peer->rumor != 0 : rumor_at(s, to);
-	/* the compound's type and count bytes and msg's own length field (memberlist
-	 * leaves that last one out and may go 2 bytes over its budget) */
-	size_t budget = s->t.udp_budget;
-	size_t avail = budget > len + 4 ? budget - len - 4 : 0;
+	/* the compound's type and count bytes and each message's own length
+	 * field (memberlist leaves that last one out for its one message and
+	 * may go 2 bytes over its budget) */
+	size_t budget = s->t.udp_budget, used = 2;
+	for (int i = 0; i < nmsgs; i++)
+		used += msgs[i].len + 2;
+	size_t avail = budget > used ? budget - used : 0;
 	const uint8_t *parts[SWIM_MAX_PARTS];
 	size_t lens[SWIM_MAX_PARTS];
-	size_t k = fill_broadcasts(s, avail, parts + 1, lens + 1, SWIM_MAX_PARTS - 1, rumor, 1);
-	if (k == 0) {
-		raw_send(s, to, msg, len, pm);
+	size_t k = fill_broadcasts(s, avail, parts, lens, SWIM_MAX_PARTS - (size_t)nmsgs, rumor, 1);
+	if (k == 0 && nmsgs == 1) {
+		raw_send(s, to, msgs[0].p, msgs[0].len, pm);
 		return;
 	}
 	struct ml_slice sl[SWIM_MAX_PARTS];
-	sl[0].p = msg;
-	sl[0].len = len;
+	for (int i = 0; i < nmsgs; i++)
+		sl[i] = msgs[i];
 	for (size_t i = 0; i < k; i++) {
-		sl[i + 1].p = parts[i + 1];
-		sl[i + 1].len = lens[i + 1];
+		sl[(size_t)nmsgs + i].p = parts[i];
+		sl[(size_t)nmsgs + i].len = lens[i];
 	}
-	int r = ml_compound_encode(s->pkt, s->bufcap, sl, (int)k + 1);
+	int r = ml_compound_encode(s->pkt, s->bufcap, sl, (int)k + nmsgs);
 	if (r > 0)
 		raw_send(s, to, s->pkt, (size_t)r, pm);
 	else
-		raw_send(s, to, msg, len, pm);
-	retire_broadcasts(s);
+		raw_send(s, to, msgs[0].p, msgs[0].len, pm);
+	if (k > 0)
+		retire_broadcasts(s);
+}
+
+/* One encoded message: see send_parts_with_piggyback. */
+static void send_with_piggyback(struct swim *s, const struct ml_addr *to, const uint8_t *msg,
+                                size_t len, const struct swim_member *peer, int pmax)
+{
+	struct ml_slice m = {msg, len};
+	send_parts_with_piggyback(s, to, &m, 1, peer, pmax);
+}
+
+/*
+ * Table repair. Gossip retires a message after a bounded number of sends,
+ * so in a join storm a member now and then misses one (a late joiner's
+ * alive, a refutation) and keeps a stale row until a push-pull, every 3
+ * minutes at N = 1,000 (swim_push_pull_scale_ms). To find such a miss
+ * sooner, a node whose table has not changed for SWIM_QUIET_MS ("settled")
+ * sends, beside each direct ping to a rumor agent, a digest of its table:
+ * how many members are alive or suspect, and the sum of a hash of each
+ * one's (name, incarnation). A settled receiver with a different digest
+ * holds a different table that gossip has stopped repairing, and opens a
+ * push-pull with the sender, which fixes both sides. Cost in a settled
+ * cluster: ~40 bytes per probe; a push-pull only where tables differ, at
+ * most one per SWIM_REPAIR_MIN_MS per node, doubling (up to the regular
+ * push-pull interval) while the table stays unchanged, so a difference a
+ * push-pull cannot settle costs no more than the regular exchange. A node
+ * still changing sends nothing and ignores digests: during a storm the
+ * tables differ anyway, and gossip is still at work. Memberlist has no such
+ * exchange; stock Serf agents are never sent one (the member's tags say
+ * whether it is a rumor agent).
+ */
+static uint64_t mix64(uint64_t x)
+{
+	/* splitmix64's finalizer */
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* Note when the table last moved (members_gen). */
+static void note_gen(struct swim *s, int64_t now)
+{
+	if (s->members_gen == s->seen_gen)
+		return;
+	s->seen_gen = s->members_gen;
+	s->changed_at = now;
+	s->repair_wait = SWIM_REPAIR_MIN_MS;
+}
+
+static bool settled(struct swim *s, int64_t now)
+{
+	note_gen(s, now);
+	return !s->left && now - s->changed_at >= SWIM_QUIET_MS;
+}
+
+static void table_digest(struct swim *s, uint64_t *sum, uint32_t *n)
+{
+	if (!s->dg_valid || s->dg_gen != s->members_gen) {
+		uint64_t acc = 0;
+		uint32_t k = 0;
+		for (size_t i = 0; i < s->n; i++) {
+			const struct swim_member *m = node_at(s, i);
+			if (m->state != ML_STATE_ALIVE && m->state != ML_STATE_SUSPECT)
+				continue;
+			acc += mix64(name_hash(m->id->name) ^ ((uint64_t)m->incarnation << 1));
+			k++;
+		}
+		s->dg_sum = acc;
+		s->dg_n = k;
+		s->dg_gen = s->members_gen;
+		s->dg_valid = true;
+	}
+	*sum = s->dg_sum;
+	*n = s->dg_n;
+}
+
+/* Our digest message into buf; its length, or 0 when we send none now. */
+static size_t encode_digest(struct swim *s, int64_t now, uint8_t *buf, size_t cap)
+{
+	if (!settled(s, now))
+		return 0;
+	struct ml_digest d;
+	uint64_t sum;
+	table_digest(s, &sum, &d.members);
+	d.digest_len = 8;
+	for (int i = 0; i < 8; i++)
+		d.digest[i] = (uint8_t)(sum >> (56 - 8 * i));
+	copy_name(d.node, sizeof(d.node), s->self->id->name);
+	int r = ml_encode_digest(buf, cap, &d);
+	if (r <= 0)
+		return 0;
+	s->stats.digests_sent++;
+	return (size_t)r;
+}
+
+static void handle_digest(struct swim *s, int64_t now, const struct ml_digest *d)
+{
+	s->stats.digests_recv++;
+	if (!settled(s, now))
+		return;
+	uint64_t sum, theirs = 0;
+	uint32_t n;
+	table_digest(s, &sum, &n);
+	for (int i = 0; i < 8; i++)
+		theirs = theirs << 8 | d->digest[i];
+	if (sum == theirs && n == d->members)
+		return;
+	s->stats.digests_differed++;
+	if (now < s->next_repair || s->io.push_pull == NULL)
+		return;
+	struct swim_member *m = member_get(s, d->node);
+	if (m == NULL || m == s->self || m->state != ML_STATE_ALIVE || !m->rumor)
+		return;
+	s->next_repair = now + s->repair_wait;
+	int64_t cap = swim_push_pull_scale_ms(s->t.push_pull_interval_ms, s->n);
+	s->repair_wait = s->repair_wait * 2 < cap ? s->repair_wait * 2 : cap;
+	s->stats.repairs++;
+	s->io.push_pull(s->io.ctx, &m->id->addr, m->id->name, false);
 }
 
 static void broadcast_msg(struct swim *s, const char *name, const uint8_t *msg, size_t len)
@@ -719,6 +852,7 @@ static void refute(struct swim *s, uint32_t accused)
 	if (accused >= inc)
 		inc = accused + 1;
 	s->self->incarnation = inc;
+	s->members_gen++;
 	if (s->awareness < s->t.awareness_max_multiplier - 1)
 		s->awareness++;
 	s->stats.refutations++;
@@ -783,6 +917,8 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 		if (r > 0)
 			broadcast_msg(s, a->node, s->msgbuf, (size_t)r);
 	}
+	if (m->incarnation != a->incarnation)
+		s->members_gen++;
 	m->incarnation = a->incarnation;
 	member_set_ident(s, m, &a->addr, a->has_vsn ? a->vsn : m->id->vsn, a->meta, a->meta_len);
 	if (m->state != ML_STATE_ALIVE) {
@@ -983,8 +1119,12 @@ static void probe_start(struct swim *s, int64_t now)
 	s->probe.end_at = now + interval;
 	if (target->state == ML_STATE_ALIVE) {
 		int r = ml_encode_ping(s->msgbuf, s->bufcap, &ping);
+		uint8_t dg[ML_NAME_MAX + 64];
+		size_t dlen = target->rumor ? encode_digest(s, now, dg, sizeof(dg)) : 0;
+		struct ml_slice sl[2] = {{s->msgbuf, (size_t)r}, {dg, dlen}};
 		if (r > 0)
-			send_with_piggyback(s, &target->id->addr, s->msgbuf, (size_t)r, target, -1);
+			send_parts_with_piggyback(s, &target->id->addr, sl, dlen > 0 ? 2 : 1,
+			                          target, -1);
 	} else {
 		/* buddy system: tell the suspect it is suspected */
 		uint8_t a[2048], b[1024];
@@ -1373,6 +1513,14 @@ static void handle_message(struct swim *s, int64_t now, const struct ml_addr *fr
 		if (s->io.user_msg != NULL)
 			s->io.user_msg(s->io.ctx, p, plen);
 		break;
+	case ML_RUMOR_DIGEST: {
+		struct ml_digest d;
+		if (ml_decode_digest(&pos, p + plen, &d) == ML_OK)
+			handle_digest(s, now, &d);
+		else
+			s->stats.bad_packets++;
+		break;
+	}
 	default:
 		s->stats.bad_packets++;
 		break;
@@ -2105,6 +2253,7 @@ int64_t swim_next_deadline(const struct swim *s)
 
 int64_t swim_tick(struct swim *s, int64_t now)
 {
+	note_gen(s, now);
 	/* suspicions that ran out; a starved node waits for the refutation
 	 * that may be queued behind its own lateness, up to the suspicion's
 	 * longest timeout (see swim_note_late) */
@@ -2235,6 +2384,8 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	        now + s->t.push_pull_interval_ms + rnd(s, (uint32_t)s->t.push_pull_interval_ms + 1);
 	s->next_reconnect = now + s->t.reconnect_interval_ms;
 	s->next_reap = now + s->t.reap_interval_ms;
+	s->changed_at = now;
+	s->repair_wait = SWIM_REPAIR_MIN_MS;
 	s->settle_left = SWIM_SETTLE_COUNT;
 	s->settle_n = s->n;
 	if (!cfg->disable_coordinates) {

@@ -223,6 +223,10 @@ struct swim_stats {
 	uint64_t broadcasts_dropped;  /* see swim_broadcast_queue_dropped() */
 	uint64_t push_pulls;          /* push-pull states merged (either side, joins included) */
 	uint64_t push_pulls_refused;  /* over push_pull_max_nodes, or the merge queue full */
+	/* table repair (swim.c, "Table repair"): digests sent beside pings and
+	 * received; received ones that differed from ours while both tables
+	 * were settled; the push-pulls that started */
+	uint64_t digests_sent, digests_recv, digests_differed, repairs;
 	/* coordinates: updates applied; samples refused by the client (bad
 	 * RTT or coordinate); ack payloads that did not decode */
 	uint64_t coord_updates, coord_rejected, coord_bad_payloads;
@@ -352,10 +356,10 @@ void swim_note_late(struct swim *s, int64_t late_ms);
  * during a probe makes it inconclusive, since the last tick defers a
  * suspicion's end (see swim.c). */
 void swim_note_run_delay(struct swim *s, int64_t ms);
-/* Moves whenever a member is added or removed or changes state, address,
- * version or meta: a caller that derives something from all members (e.g.
- * the servers among them) redoes it only when this moved, not O(N) on
- * every tick. */
+/* Moves whenever a member is added or removed or changes state,
+ * incarnation, address, version or meta: a caller that derives something
+ * from all members (e.g. the servers among them) redoes it only when this
+ * moved, not O(N) on every tick. */
 uint64_t swim_members_gen(const struct swim *s);
 const struct swim_stats *swim_stats(const struct swim *s);
 /* Messages waiting in the broadcast queue; messages it dropped when full. */

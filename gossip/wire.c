@@ -118,6 +118,11 @@ static const struct field alive_fields[] = {
         FLD("Port", F_PORT, false, struct ml_alive, addr, 0),
         FLD2("Vsn", F_VSN, false, struct ml_alive, vsn, has_vsn, 0),
 };
+static const struct field digest_fields[] = {
+        FLD2("Digest", F_BYTES, false, struct ml_digest, digest, digest_len, 8),
+        FLD("Members", F_U32, false, struct ml_digest, members, 0),
+        FLD("Node", F_STR, false, struct ml_digest, node, ML_NAME_MAX),
+};
 static const struct field pph_fields[] = {
         FLD("Join", F_BOOL, false, struct ml_push_pull_header, join, 0),
         FLD("Nodes", F_U32, false, struct ml_push_pull_header, nodes, ML_PUSH_STATE_MAX),
@@ -154,6 +159,7 @@ static const struct msgdesc d_err = DESC("err", struct ml_err_resp, err_fields);
 static const struct msgdesc d_suspect = DESC("suspect", struct ml_suspect, suspect_fields);
 static const struct msgdesc d_dead = DESC("dead", struct ml_suspect, suspect_fields);
 static const struct msgdesc d_alive = DESC("alive", struct ml_alive, alive_fields);
+static const struct msgdesc d_digest = DESC("digest", struct ml_digest, digest_fields);
 static const struct msgdesc d_pph =
         DESC("push-pull header", struct ml_push_pull_header, pph_fields);
 static const struct msgdesc d_pnode = DESC("push node", struct ml_push_node, pnode_fields);
@@ -508,6 +514,11 @@ int ml_encode_err(uint8_t *buf, size_t cap, const struct ml_err_resp *m)
 	return encode_msg(buf, cap, ML_ERR, &d_err, m);
 }
 
+int ml_encode_digest(uint8_t *buf, size_t cap, const struct ml_digest *m)
+{
+	return encode_msg(buf, cap, ML_RUMOR_DIGEST, &d_digest, m);
+}
+
 int ml_encode_user(uint8_t *buf, size_t cap, const uint8_t *data, size_t len)
 {
 	if (cap < 1 || len > cap - 1 || len > (size_t)INT32_MAX - 1)
@@ -556,6 +567,16 @@ int ml_decode_alive(const uint8_t **pos, const uint8_t *end, struct ml_alive *m)
 int ml_decode_err(const uint8_t **pos, const uint8_t *end, struct ml_err_resp *m)
 {
 	return decode_struct(pos, end, &d_err, m);
+}
+
+int ml_decode_digest(const uint8_t **pos, const uint8_t *end, struct ml_digest *m)
+{
+	int rc = decode_struct(pos, end, &d_digest, m);
+	if (rc == ML_OK && m->digest_len != 8) {
+		mp_fail("digest: Digest: want 8 bytes");
+		return ML_BAD;
+	}
+	return rc;
 }
 
 int ml_encode_push_pull_header(uint8_t *buf, size_t cap, const struct ml_push_pull_header *h)

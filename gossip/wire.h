@@ -51,6 +51,9 @@ enum ml_type {
 	ML_NACK = 11,
 	ML_HAS_CRC = 12,
 	ML_ERR = 13,
+	/* rumor's own, sent only to members whose tags say they are rumor
+	 * agents (memberlist logs an unknown type and drops it) */
+	ML_RUMOR_DIGEST = 64,
 };
 
 /* memberlist NodeStateType */
@@ -129,6 +132,18 @@ struct ml_err_resp {
 	char error[ML_ERRMSG_MAX + 1];
 };
 
+/*
+ * ML_RUMOR_DIGEST: a digest of the sender's member table (gossip/swim.c,
+ * "Table repair"), carried beside a ping to a rumor agent. Members: how
+ * many members it counts; Digest: 8 bytes, big-endian, their sum of hashes.
+ */
+struct ml_digest {
+	uint16_t digest_len; /* 8 in a valid message */
+	uint8_t digest[8];
+	uint32_t members;
+	char node[ML_NAME_MAX + 1]; /* the sender */
+};
+
 struct ml_push_pull_header {
 	uint32_t nodes;
 	uint32_t user_state_len;
@@ -171,6 +186,7 @@ int ml_encode_suspect(uint8_t *buf, size_t cap, const struct ml_suspect *m);
 int ml_encode_dead(uint8_t *buf, size_t cap, const struct ml_suspect *m);
 int ml_encode_alive(uint8_t *buf, size_t cap, const struct ml_alive *m);
 int ml_encode_err(uint8_t *buf, size_t cap, const struct ml_err_resp *m);
+int ml_encode_digest(uint8_t *buf, size_t cap, const struct ml_digest *m);
 /* ML_USER type byte followed by the raw bytes (packet form). */
 int ml_encode_user(uint8_t *buf, size_t cap, const uint8_t *data, size_t len);
 
@@ -186,6 +202,8 @@ int ml_decode_suspect(const uint8_t **pos, const uint8_t *end, struct ml_suspect
 int ml_decode_dead(const uint8_t **pos, const uint8_t *end, struct ml_suspect *m);
 int ml_decode_alive(const uint8_t **pos, const uint8_t *end, struct ml_alive *m);
 int ml_decode_err(const uint8_t **pos, const uint8_t *end, struct ml_err_resp *m);
+/* A Digest of other than 8 bytes is an error. */
+int ml_decode_digest(const uint8_t **pos, const uint8_t *end, struct ml_digest *m);
 
 /*
  * Compound: [ML_COMPOUND][count u8][count x u16 BE lengths][parts...].

@@ -124,6 +124,9 @@ static void walk_packet(const uint8_t *p, size_t len, int depth)
 	case ML_ERR:
 		STABLE(struct ml_err_resp, ml_decode_err, ml_encode_err, p + 1, end);
 		break;
+	case ML_RUMOR_DIGEST:
+		STABLE(struct ml_digest, ml_decode_digest, ml_encode_digest, p + 1, end);
+		break;
 	default:
 		break;
 	}

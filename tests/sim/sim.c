@@ -2932,6 +2932,17 @@ static void report(struct sim *sim)
 	        sim->load_samples ? sim->load_sum / (double)sim->load_samples : 0.0,
 	        (unsigned long long)sim->dropped, (unsigned long long)sim->dup,
 	        (unsigned long long)sim->tcp_pp, (unsigned long long)sim->tcp_ping);
+	uint64_t dsent = 0, ddiff = 0, repairs = 0;
+	for (int i = 0; i < sim->n; i++) {
+		if (sim->nodes[i].s == NULL)
+			continue;
+		const struct swim_stats *st = swim_stats(sim->nodes[i].s);
+		dsent += st->digests_sent;
+		ddiff += st->digests_differed;
+		repairs += st->repairs;
+	}
+	fprintf(o, "table repair: %llu digests sent, %llu differed, %llu repair push-pulls\n",
+	        (unsigned long long)dsent, (unsigned long long)ddiff, (unsigned long long)repairs);
 	fprintf(o, "push-pull (TCP): %.0f bytes/node/s; wall time %.1f s (start %.1f s)\n",
 	        (double)sim->tcp_bytes / sim->n / secs, wall_now() - sim->wall_start,
 	        sim->wall_started - sim->wall_start);

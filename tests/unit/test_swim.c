@@ -141,7 +141,16 @@ struct net {
 	int nrumor;
 	int tap_rumor_to_others;
 	uint64_t got_rumor[MAXN], got_serf[MAXN];
+	/* table digests node 0 sent to each node */
+	int tap_digests_to[MAXN];
+	/* 1 + a node that loses every alive message sent to it (the rest of
+	 * each packet still arrives), 0: none; alive messages so lost */
+	int strip_alive_to;
+	int stripped;
 };
+
+/* The regular push-pull interval net_init_mix gives its nodes; 0: lan's. */
+static int64_t net_push_pull_ms;
 
 #include "gossip/tags.h"
 
@@ -176,6 +185,47 @@ static int count_parts(const uint8_t *p, size_t len, bool *compressed, size_t *p
 {
 	static struct ml_slice parts[256];
 	return packet_parts(p, len, parts, 256, compressed, payload);
+}
+
+/* Parts of one packet of this message type. */
+static int count_type(const uint8_t *p, size_t len, uint8_t type)
+{
+	static struct ml_slice parts[256];
+	bool z = false;
+	size_t pl;
+	int np = packet_parts(p, len, parts, 256, &z, &pl);
+	int k = 0;
+	for (int i = 0; i < np; i++)
+		k += parts[i].len >= 1 && parts[i].p[0] == type;
+	return k;
+}
+
+/*
+ * The packet p with its alive messages taken out, into out (cap bytes):
+ * its length, 0 when nothing is left to send, or SIZE_MAX when it held
+ * none (out untouched). A packet that does not decode is kept as it is.
+ */
+static size_t strip_alive(const uint8_t *p, size_t len, uint8_t *out, size_t cap, int *stripped)
+{
+	static struct ml_slice parts[256];
+	struct ml_slice kept[256];
+	bool z = false;
+	size_t pl;
+	int np = packet_parts(p, len, parts, 256, &z, &pl), nk = 0;
+	for (int i = 0; i < np; i++)
+		if (parts[i].len >= 1 && parts[i].p[0] != ML_ALIVE)
+			kept[nk++] = parts[i];
+	if (np <= 0 || nk == np)
+		return SIZE_MAX;
+	*stripped += np - nk;
+	if (nk == 0)
+		return 0;
+	if (nk == 1 && kept[0].len <= cap) {
+		memcpy(out, kept[0].p, kept[0].len);
+		return kept[0].len;
+	}
+	int r = ml_compound_encode(out, cap, kept, nk);
+	return r > 0 ? (size_t)r : 0;
 }
 
 /* User messages in one packet whose payload is rumor's own (0x80 and up). */
@@ -220,8 +270,20 @@ static void n_send(void *c, const struct ml_addr *to, const uint8_t *p, size_t l
 		int d = node_of(net, to);
 		if (d < 0 || d >= net->nrumor)
 			net->tap_rumor_to_others += count_rumor_only(p, len);
+		if (d >= 0)
+			net->tap_digests_to[d] += count_type(p, len, ML_RUMOR_DIGEST);
 	}
 	int dst = node_of(net, to);
+	static uint8_t cut[1500];
+	if (dst >= 0 && dst == net->strip_alive_to - 1) {
+		size_t n = strip_alive(p, len, cut, sizeof(cut), &net->stripped);
+		if (n == 0)
+			return;
+		if (n != SIZE_MAX) {
+			p = cut;
+			len = n;
+		}
+	}
 	if (dst < 0 || net->nq >= MAXQ || len > 1500 || net->down[x->id])
 		return;
 	struct pkt *k = &net->q[net->nq++];
@@ -323,6 +385,8 @@ static void net_init_mix(struct net *net, int n, int nrumor)
 		static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
 		memcpy(cfg.vsn, vsn, 6);
 		swim_timing_profile(&cfg.timing, "lan");
+		if (net_push_pull_ms > 0)
+			cfg.timing.push_pull_interval_ms = net_push_pull_ms;
 		uint8_t meta[256];
 		if (nrumor >= 0) {
 			int ml = mix_meta(meta, sizeof(meta), i < nrumor);
@@ -418,13 +482,15 @@ static void test_join_converges(void)
 	net_free(&net);
 }
 
-/* Node 0 hears from n1 that node `i` (n<i>, port 1000+i) is alive with this
- * meta; returns the alive message's size, 0 if it did not encode. */
-static size_t tell_alive(struct net *net, int i, const uint8_t *meta, size_t meta_len)
+/* Node 0 hears from n1 that node `i` (n<i>, port 1000+i) is alive at
+ * incarnation inc with this meta; returns the alive message's size, 0 if
+ * it did not encode. */
+static size_t tell_alive_at(struct net *net, int i, uint32_t inc, const uint8_t *meta,
+                            size_t meta_len)
 {
 	struct ml_alive a;
 	memset(&a, 0, sizeof(a));
-	a.incarnation = 1;
+	a.incarnation = inc;
 	snprintf(a.node, sizeof(a.node), "n%d", i);
 	a.addr = (struct ml_addr){.len = 4, .ip = {127, 0, 0, 1}, .port = (uint16_t)(1000 + i)};
 	static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
@@ -433,7 +499,8 @@ static size_t tell_alive(struct net *net, int i, const uint8_t *meta, size_t met
 	if (meta_len > sizeof(a.meta))
 		return 0;
 	a.meta_len = (uint16_t)meta_len;
-	memcpy(a.meta, meta, meta_len);
+	if (meta_len > 0)
+		memcpy(a.meta, meta, meta_len);
 	static uint8_t buf[ML_UDP_MAX];
 	int an = ml_encode_alive(buf, sizeof(buf), &a);
 	if (an <= 0)
@@ -441,6 +508,11 @@ static size_t tell_alive(struct net *net, int i, const uint8_t *meta, size_t met
 	struct ml_addr from = {.len = 4, .ip = {127, 0, 0, 1}, .port = 1001};
 	swim_recv_packet(net->nodes[0], net->now, &from, buf, (size_t)an);
 	return (size_t)an;
+}
+
+static size_t tell_alive(struct net *net, int i, const uint8_t *meta, size_t meta_len)
+{
+	return tell_alive_at(net, i, 1, meta, meta_len);
 }
 
 /* tell_alive with the tags a Consul agent of rumor's build carries (a
@@ -1349,6 +1421,8 @@ struct cnode {
 	size_t sent_len[8];
 	int nsent;
 	int64_t clock; /* clock_us, when set */
+	int pp_calls;  /* push-pulls it opened, and with whom last */
+	struct ml_addr pp_to;
 };
 
 static void c_send(void *c, const struct ml_addr *to, const uint8_t *p, size_t len)
@@ -1369,6 +1443,9 @@ static uint32_t c_rand(void *c)
 
 static void c_push_pull(void *c, const struct ml_addr *to, const char *name, bool join)
 {
+	struct cnode *o = c;
+	o->pp_calls++;
+	o->pp_to = *to;
 }
 
 static int64_t c_clock(void *c)
@@ -1630,6 +1707,163 @@ static void test_coord_forgotten_when_reaped(void)
  * health (one step, as a missed nack); less late does not; a successful
  * probe steps it down again. swim_members_gen moves on a member's change
  * and stays put while nothing changes. */
+/* ----------------------------------------------------- table repair */
+
+static int dec_digest(const uint8_t **pos, const uint8_t *end, void *out)
+{
+	return ml_decode_digest(pos, end, out);
+}
+
+/* Run o until `until`, answering each of its pings with an ack. */
+static void cnode_run_acking(struct cnode *o, int64_t *now, int64_t until)
+{
+	static const uint8_t none[1];
+	while (*now < until) {
+		uint32_t seq = cnode_probe(o, now);
+		if (seq != 0)
+			cnode_ack(o, *now, seq, none, 0);
+	}
+}
+
+static void cnode_digest(struct cnode *o, int64_t now, const struct ml_digest *d)
+{
+	uint8_t buf[512];
+	int n = ml_encode_digest(buf, sizeof(buf), d);
+	if (n > 0)
+		swim_recv_packet(o->s, now, &peer_addr, buf, (size_t)n);
+}
+
+/*
+ * A node whose table has not changed for 5 s sends a digest of it beside
+ * each ping to a rumor agent; before that, none. A digest equal to ours
+ * asks for nothing; a different one, while settled, opens a push-pull with
+ * its sender, at most once per 10 s; a table that just changed ignores
+ * digests (gossip is still at work).
+ */
+static void test_settled_table_sends_digest_and_a_difference_repairs(void)
+{
+	static struct cnode o;
+	cnode_new(&o, true, false);
+	int64_t now = 1000000, start = now;
+	static const uint8_t none[1];
+	struct ml_digest d;
+	uint32_t seq = cnode_probe(&o, &now);
+	REQUIRE(seq != 0, "the node probes its peer");
+	CHECK(!cnode_find(&o, ML_RUMOR_DIGEST, dec_digest, &d),
+	      "no digest %lld ms after the table changed", (long long)(now - start));
+	cnode_ack(&o, now, seq, none, 0);
+	cnode_run_acking(&o, &now, start + 6000);
+	seq = cnode_probe(&o, &now);
+	REQUIRE(seq != 0, "the node probes its peer");
+	REQUIRE(cnode_find(&o, ML_RUMOR_DIGEST, dec_digest, &d), "a settled node sends its digest");
+	cnode_ack(&o, now, seq, none, 0);
+	CHECK_INT(2, d.members);
+	CHECK_STR("self", d.node);
+	const struct swim_stats *st = swim_stats(o.s);
+	CHECK(st->digests_sent >= 1, "digests_sent %llu", (unsigned long long)st->digests_sent);
+
+	/* the peer's table is the same (push-pulls counted from here: the
+	 * node's start made one of its own) */
+	int pp0 = o.pp_calls;
+	snprintf(d.node, sizeof(d.node), "peer");
+	cnode_digest(&o, now, &d);
+	CHECK_INT(0, o.pp_calls - pp0);
+	CHECK_INT(0, (long long)st->digests_differed);
+	/* one bit off: a push-pull with the sender */
+	d.digest[7] ^= 1;
+	cnode_digest(&o, now, &d);
+	CHECK_INT(1, o.pp_calls - pp0);
+	CHECK(ml_addr_equal(&o.pp_to, &peer_addr), "the push-pull goes to the digest's sender");
+	CHECK_INT(1, (long long)st->repairs);
+	/* ... and not again within 10 s */
+	cnode_digest(&o, now + 9000, &d);
+	CHECK_INT(1, o.pp_calls - pp0);
+	CHECK_INT(1, (long long)st->repairs);
+	CHECK_INT(2, (long long)st->digests_differed);
+	/* a table that just changed ignores them */
+	cnode_run_acking(&o, &now, now + 11000);
+	uint8_t buf[512];
+	struct ml_alive a;
+	memset(&a, 0, sizeof(a));
+	a.incarnation = 1;
+	snprintf(a.node, sizeof(a.node), "other");
+	a.addr = (struct ml_addr){.len = 4, .ip = {127, 0, 0, 3}, .port = 997};
+	int n = ml_encode_alive(buf, sizeof(buf), &a);
+	REQUIRE(n > 0, "alive encodes");
+	swim_recv_packet(o.s, now, &peer_addr, buf, (size_t)n);
+	cnode_digest(&o, now, &d);
+	CHECK_INT(1, (long long)st->repairs);
+	CHECK_INT(2, (long long)st->digests_differed);
+	/* settled again 5 s later */
+	cnode_run_acking(&o, &now, now + 6000);
+	pp0 = o.pp_calls;
+	cnode_digest(&o, now, &d);
+	CHECK_INT(2, (long long)st->repairs);
+	CHECK_INT(1, o.pp_calls - pp0);
+	swim_free(o.s);
+}
+
+/*
+ * The storm's tail (issue 21): a member misses a refutation that gossip
+ * then stops carrying. n2 loses every alive message for 5 s while n0
+ * hears n1 is alive at incarnation 7 and n1 refutes with 8; afterwards
+ * n2 still lists n1 at its old incarnation, and with the regular
+ * push-pull 10 minutes away only the settled tables' digests can show
+ * the difference: n2 catches up within 15 s.
+ */
+static void test_missed_refutation_repaired_by_digest(void)
+{
+	static struct net net;
+	net_push_pull_ms = 600000;
+	net_init(&net, 3);
+	net_push_pull_ms = 0;
+	join_all(&net);
+	net_run(&net, net.now + 20000);
+	for (int v = 0; v < 3; v++)
+		for (int m = 0; m < 3; m++)
+			REQUIRE(strcmp(state_of(&net, v, m), "alive") == 0, "n%d sees n%d alive", v,
+			        m);
+	net.strip_alive_to = 1 + 2;
+	REQUIRE(tell_alive_at(&net, 1, 7, NULL, 0) > 0, "alive encodes");
+	net_run(&net, net.now + 5000);
+	net.strip_alive_to = 0;
+	uint32_t inc = swim_self(net.nodes[1])->incarnation;
+	CHECK(inc >= 8, "n1 refuted: incarnation %u", inc);
+	CHECK(net.stripped > 0, "n2 lost %d alive messages", net.stripped);
+	CHECK(swim_member_find(net.nodes[0], "n1")->incarnation == inc, "n0 has n1 at %u",
+	      swim_member_find(net.nodes[0], "n1")->incarnation);
+	REQUIRE(swim_member_find(net.nodes[2], "n1")->incarnation < inc,
+	        "n2 missed the refutation");
+	int64_t t0 = net.now;
+	while (net.now - t0 < 15000 && swim_member_find(net.nodes[2], "n1")->incarnation != inc)
+		net_run(&net, net.now + 100);
+	CHECK(swim_member_find(net.nodes[2], "n1")->incarnation == inc,
+	      "n2 has n1 at %u after %lld ms, want %u",
+	      swim_member_find(net.nodes[2], "n1")->incarnation, (long long)(net.now - t0), inc);
+	uint64_t repairs = 0;
+	for (int i = 0; i < 3; i++)
+		repairs += swim_stats(net.nodes[i])->repairs;
+	CHECK(repairs >= 1, "repairs: %llu", (unsigned long long)repairs);
+	net_free(&net);
+}
+
+/* Digests go to rumor agents only: a stock Serf agent never gets one. */
+static void test_digests_skip_serf_members(void)
+{
+	static struct net net;
+	net_init_mix(&net, 5, 3);
+	net.nrumor = 3;
+	join_all(&net);
+	net_run(&net, net.now + 40000);
+	for (int i = 1; i < 5; i++)
+		if (i < 3)
+			CHECK(net.tap_digests_to[i] > 0, "rumor agent n%d got %d digests", i,
+			      net.tap_digests_to[i]);
+		else
+			CHECK_INT(0, net.tap_digests_to[i]);
+	net_free(&net);
+}
+
 static void test_late_driver_raises_health_score_and_members_gen_moves(void)
 {
 	static struct net net;
@@ -1740,6 +1974,9 @@ int main(void)
 	RUN(test_malformed_packets_counted_not_fatal);
 	RUN(test_serf_push_pull_fixture_merges);
 	RUN(test_push_pull_over_the_cap_refused_at_the_header);
+	RUN(test_settled_table_sends_digest_and_a_difference_repairs);
+	RUN(test_missed_refutation_repaired_by_digest);
+	RUN(test_digests_skip_serf_members);
 	RUN(test_large_state_merges_in_slices_like_at_once);
 	RUN(test_fresh_join_merge_is_quiet);
 	RUN(test_merge_queue_is_bounded);

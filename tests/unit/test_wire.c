@@ -157,6 +157,36 @@ static void test_nack_round_trip(void)
 	CHECK(d.seq == 0xffffffffu, "seq %u", d.seq);
 }
 
+/* rumor's own digest message: type 64, a map of Digest (8 bytes),
+ * Members and Node, keys sorted as go-msgpack would write them; a Digest
+ * of any other length is refused. */
+static void test_digest_round_trip_and_wrong_length(void)
+{
+	struct ml_digest m, d;
+	memset(&m, 0, sizeof(m));
+	m.digest_len = 8;
+	for (int i = 0; i < 8; i++)
+		m.digest[i] = (uint8_t)(0xf0 + i);
+	m.members = 1000;
+	snprintf(m.node, sizeof(m.node), "n1");
+	uint8_t buf[128];
+	int n = ml_encode_digest(buf, sizeof(buf), &m);
+	static const uint8_t want[] = {0x40, 0x83, 0xa6, 'D',  'i',  'g',  'e',  's',  't',  0xa8,
+	                               0xf0, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xa7, 'M',
+	                               'e',  'm',  'b',  'e',  'r',  's',  0xcd, 0x03, 0xe8, 0xa4,
+	                               'N',  'o',  'd',  'e',  0xa2, 'n',  '1'};
+	check_bytes("digest", want, sizeof(want), buf, n);
+	const uint8_t *p = buf + 1;
+	CHECK_WIRE(ML_OK, ml_decode_digest(&p, buf + n, &d), "decode");
+	CHECK(memcmp(d.digest, m.digest, 8) == 0 && d.members == 1000 && strcmp(d.node, "n1") == 0,
+	      "fields");
+	m.digest_len = 7;
+	n = ml_encode_digest(buf, sizeof(buf), &m);
+	p = buf + 1;
+	CHECK_WIRE(ML_BAD, ml_decode_digest(&p, buf + n, &d), "7-byte digest");
+	CHECK_STR("digest: Digest: want 8 bytes", ml_wire_error());
+}
+
 static void test_suspect_and_dead_round_trip(void)
 {
 	struct ml_suspect m, d;
@@ -967,6 +997,7 @@ int main(void)
 	RUN(test_ack_round_trip_with_and_without_payload);
 	RUN(test_nack_round_trip);
 	RUN(test_suspect_and_dead_round_trip);
+	RUN(test_digest_round_trip_and_wrong_length);
 	RUN(test_alive_round_trip_with_meta_and_vsn);
 	RUN(test_err_round_trip_and_long_message_is_cut);
 	RUN(test_push_pull_header_node_and_user_header_round_trip);
