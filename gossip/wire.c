@@ -571,8 +571,10 @@ int ml_decode_err(const uint8_t **pos, const uint8_t *end, struct ml_err_resp *m
 
 int ml_decode_digest(const uint8_t **pos, const uint8_t *end, struct ml_digest *m)
 {
+	const uint8_t *start = *pos;
 	int rc = decode_struct(pos, end, &d_digest, m);
 	if (rc == ML_OK && m->digest_len != 8) {
+		*pos = start; /* as every decoder: *pos moves only on ML_OK */
 		mp_fail("digest: Digest: want 8 bytes");
 		return ML_BAD;
 	}
