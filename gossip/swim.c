@@ -155,11 +155,10 @@ struct swim {
 	size_t settle_n;
 	int64_t settle_first, settle_last; /* 0: no growth pending */
 	/* table repair (see "Table repair"): the digest of the table at
-	 * members_gen dg_gen (dg_valid), when members_gen was last seen to
-	 * move, and when the next repair push-pull may start */
+	 * members_gen dg_gen (UINT64_MAX: none yet), when members_gen was
+	 * last seen to move, and when the next repair push-pull may start */
 	uint64_t dg_gen, dg_sum, seen_gen;
 	uint32_t dg_n;
-	bool dg_valid;
 	int64_t changed_at, next_repair, repair_wait;
 	struct swim_stats stats;
 
@@ -737,7 +736,7 @@ static bool settled(struct swim *s, int64_t now)
 
 static void table_digest(struct swim *s, uint64_t *sum, uint32_t *n)
 {
-	if (!s->dg_valid || s->dg_gen != s->members_gen) {
+	if (s->dg_gen != s->members_gen) {
 		uint64_t acc = 0;
 		uint32_t k = 0;
 		for (size_t i = 0; i < s->n; i++) {
@@ -750,7 +749,6 @@ static void table_digest(struct swim *s, uint64_t *sum, uint32_t *n)
 		s->dg_sum = acc;
 		s->dg_n = k;
 		s->dg_gen = s->members_gen;
-		s->dg_valid = true;
 	}
 	*sum = s->dg_sum;
 	*n = s->dg_n;
@@ -765,8 +763,7 @@ static size_t encode_digest(struct swim *s, int64_t now, uint8_t *buf, size_t ca
 	uint64_t sum;
 	table_digest(s, &sum, &d.members);
 	d.digest_len = 8;
-	for (int i = 0; i < 8; i++)
-		d.digest[i] = (uint8_t)(sum >> (56 - 8 * i));
+	be64_put(d.digest, sum);
 	copy_name(d.node, sizeof(d.node), s->self->id->name);
 	int r = ml_encode_digest(buf, cap, &d);
 	if (r <= 0)
@@ -780,12 +777,10 @@ static void handle_digest(struct swim *s, int64_t now, const struct ml_digest *d
 	s->stats.digests_recv++;
 	if (!settled(s, now))
 		return;
-	uint64_t sum, theirs = 0;
+	uint64_t sum;
 	uint32_t n;
 	table_digest(s, &sum, &n);
-	for (int i = 0; i < 8; i++)
-		theirs = theirs << 8 | d->digest[i];
-	if (sum == theirs && n == d->members)
+	if (sum == be64_get(d->digest) && n == d->members)
 		return;
 	s->stats.digests_differed++;
 	if (now < s->next_repair || s->io.push_pull == NULL)
@@ -1119,12 +1114,13 @@ static void probe_start(struct swim *s, int64_t now)
 	s->probe.end_at = now + interval;
 	if (target->state == ML_STATE_ALIVE) {
 		int r = ml_encode_ping(s->msgbuf, s->bufcap, &ping);
-		uint8_t dg[ML_NAME_MAX + 64];
-		size_t dlen = target->rumor ? encode_digest(s, now, dg, sizeof(dg)) : 0;
-		struct ml_slice sl[2] = {{s->msgbuf, (size_t)r}, {dg, dlen}};
-		if (r > 0)
+		if (r > 0) {
+			uint8_t dg[ML_NAME_MAX + 64];
+			size_t dlen = target->rumor ? encode_digest(s, now, dg, sizeof(dg)) : 0;
+			struct ml_slice sl[2] = {{s->msgbuf, (size_t)r}, {dg, dlen}};
 			send_parts_with_piggyback(s, &target->id->addr, sl, dlen > 0 ? 2 : 1,
 			                          target, -1);
+		}
 	} else {
 		/* buddy system: tell the suspect it is suspected */
 		uint8_t a[2048], b[1024];
@@ -2386,6 +2382,7 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	s->next_reap = now + s->t.reap_interval_ms;
 	s->changed_at = now;
 	s->repair_wait = SWIM_REPAIR_MIN_MS;
+	s->dg_gen = UINT64_MAX;
 	s->settle_left = SWIM_SETTLE_COUNT;
 	s->settle_n = s->n;
 	if (!cfg->disable_coordinates) {

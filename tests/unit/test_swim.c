@@ -360,14 +360,16 @@ static int mix_meta(uint8_t *buf, size_t cap, bool rumor)
 	return tags_encode(buf, cap, tags, nt);
 }
 
-/* n nodes; nrumor < 0: no classifier and no meta (every other test), else
- * nodes below nrumor carry a rumor agent's tags, the rest a Serf agent's,
- * and every node classifies with tags_is_rumor as the agent does. */
+/* n nodes; nrumor < 0: no classifier and no meta (every other test; all
+ * count as rumor agents), else nodes below nrumor carry a rumor agent's
+ * tags, the rest a Serf agent's, and every node classifies with
+ * tags_is_rumor as the agent does. */
 static void net_init_mix(struct net *net, int n, int nrumor)
 {
 	memset(net, 0, sizeof(*net));
 	net->q = calloc(MAXQ, sizeof(*net->q));
 	net->n = n;
+	net->nrumor = nrumor < 0 ? n : nrumor;
 	net->now = 1000000;
 	net->rng = 42;
 	for (int i = 0; i < n; i++) {
@@ -408,7 +410,6 @@ static void net_init_mix(struct net *net, int n, int nrumor)
 static void net_init(struct net *net, int n)
 {
 	net_init_mix(net, n, -1);
-	net->nrumor = n;
 }
 
 static void net_free(struct net *net)
@@ -1319,7 +1320,6 @@ static void test_rumor_only_messages_skip_serf_members(void)
 {
 	static struct net net;
 	net_init_mix(&net, 6, 3);
-	net.nrumor = 3;
 	join_all(&net);
 	net_run(&net, net.now + 20000);
 	for (int m = 0; m < 6; m++)
@@ -1356,7 +1356,6 @@ static void test_unknown_destination_gets_no_rumor_only(void)
 {
 	static struct net net;
 	net_init_mix(&net, 2, 2);
-	net.nrumor = 2;
 	join_all(&net);
 	net_run(&net, net.now + 5000);
 	net.tap_rumor_to_others = 0;
@@ -1852,7 +1851,6 @@ static void test_digests_skip_serf_members(void)
 {
 	static struct net net;
 	net_init_mix(&net, 5, 3);
-	net.nrumor = 3;
 	join_all(&net);
 	net_run(&net, net.now + 40000);
 	for (int i = 1; i < 5; i++)
