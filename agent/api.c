@@ -28,6 +28,7 @@
 #include "lib/log.h"
 #include "gossip/serf.h"
 #include "gossip/tags.h"
+#include "lib/jsonw.h"
 #include "gossip/transport.h"
 
 #define M_GET API_M_GET
@@ -53,7 +54,13 @@ static int method_bit(const char *m)
 
 /* ------------------------------------------------------------- members */
 
-static json_t *member_json(const struct agent *a, const struct swim_member *m)
+/*
+ * One member as Consul's /v1/agent/members lists it, written straight into
+ * w: a cluster of 1,000 answered in one buffer instead of a jansson tree of
+ * ~20,000 nodes (7 ms of CPU each request, which a loaded agent took
+ * seconds to find; lib/jsonw.h).
+ */
+static void member_write(const struct agent *a, const struct swim_member *m, struct jsonw *w)
 {
 	char ip[64];
 	struct ml_addr noport = m->id->addr;
@@ -70,16 +77,50 @@ static json_t *member_json(const struct agent *a, const struct swim_member *m)
 		if (rb)
 			*rb = '\0';
 	}
-	json_t *tags = json_object();
+	jsonw_lit(w, "{\"Name\":");
+	jsonw_str(w, m->id->name, strlen(m->id->name));
+	jsonw_lit(w, ",\"Addr\":");
+	jsonw_str(w, ip, strlen(ip));
+	jsonw_lit(w, ",\"Port\":");
+	jsonw_int(w, m->id->addr.port);
+	jsonw_lit(w, ",\"Tags\":{");
 	struct tag t[TAGS_MAX];
 	int nt = m->id->meta_len > 0 ? tags_decode(m->id->meta, m->id->meta_len, t, TAGS_MAX) : 0;
-	for (int i = 0; i < nt; i++)
-		json_object_set_new(tags, t[i].key, json_string(t[i].value));
-	return json_pack("{s:s, s:s, s:i, s:o, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "Name",
-	                 m->id->name, "Addr", ip, "Port", (int)m->id->addr.port, "Tags", tags,
-	                 "Status", agent_member_status(a, m), "ProtocolMin", m->id->vsn[0],
-	                 "ProtocolMax", m->id->vsn[1], "ProtocolCur", m->id->vsn[2], "DelegateMin",
-	                 m->id->vsn[3], "DelegateMax", m->id->vsn[4], "DelegateCur", m->id->vsn[5]);
+	for (int i = 0; i < nt; i++) {
+		/* a key given twice: the last value, as a JSON object keeps it */
+		bool later = false;
+		for (int j = i + 1; j < nt && !later; j++)
+			later = strcmp(t[i].key, t[j].key) == 0;
+		if (later)
+			continue;
+		if (w->buf[w->len - 1] != '{')
+			jsonw_raw(w, ",", 1);
+		jsonw_str(w, t[i].key, strlen(t[i].key));
+		jsonw_raw(w, ":", 1);
+		jsonw_str(w, t[i].value, strlen(t[i].value));
+	}
+	static const char *const vsn[] = {"ProtocolMin", "ProtocolMax", "ProtocolCur",
+	                                  "DelegateMin", "DelegateMax", "DelegateCur"};
+	jsonw_lit(w, "},\"Status\":");
+	jsonw_int(w, agent_member_status(a, m));
+	for (int i = 0; i < 6; i++) {
+		jsonw_lit(w, ",\"");
+		jsonw_lit(w, vsn[i]);
+		jsonw_lit(w, "\":");
+		jsonw_int(w, m->id->vsn[i]);
+	}
+	jsonw_raw(w, "}", 1);
+}
+
+/* One member as a jansson value (/v1/agent/self's "Member"). */
+static json_t *member_json(const struct agent *a, const struct swim_member *m)
+{
+	struct jsonw w;
+	jsonw_init(&w, 512);
+	member_write(a, m, &w);
+	json_t *j = json_loadb(w.buf, w.len, 0, NULL);
+	free(w.buf);
+	return j != NULL ? j : json_object();
 }
 
 static int cmp_member(const void *x, const void *y)
@@ -103,11 +144,18 @@ static void h_members(struct agent *a, struct http_conn *c, const struct http_re
 	for (size_t i = 0; i < n; i++)
 		v[i] = swim_member_at(s, i);
 	qsort(v, n, sizeof(*v), cmp_member);
-	json_t *arr = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(arr, member_json(a, v[i]));
+	struct jsonw w;
+	jsonw_init(&w, 64 + n * 320);
+	jsonw_raw(&w, "[", 1);
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			jsonw_raw(&w, ",", 1);
+		member_write(a, v[i], &w);
+	}
+	jsonw_raw(&w, "]", 1);
 	free(v);
-	api_reply_json(c, req, 200, arr);
+	api_reply_json_text(c, req, 200, w.buf, w.len);
+	free(w.buf);
 }
 
 static void h_self(struct agent *a, struct http_conn *c, const struct http_request *req,

@@ -32,6 +32,19 @@ void api_reply_json(struct http_conn *c, const struct http_request *req, int sta
 	free(s);
 }
 
+void api_reply_json_text(struct http_conn *c, const struct http_request *req, int status,
+                         const char *text, size_t len)
+{
+	if (req != NULL && http_query_get(req, "pretty") != NULL) {
+		json_t *j = json_loadb(text, len, JSON_DECODE_ANY, NULL);
+		if (j != NULL) {
+			api_reply_json(c, req, status, j);
+			return;
+		}
+	}
+	http_respond(c, status, "application/json", text, len);
+}
+
 void api_reply_text(struct http_conn *c, int status, const char *text)
 {
 	http_respond(c, status, "text/plain; charset=utf-8", text, strlen(text));

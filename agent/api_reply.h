@@ -34,6 +34,10 @@ struct api_route {
 /* Answer with JSON (takes a reference to j and releases it). */
 void api_reply_json(struct http_conn *c, const struct http_request *req, int status,
                     struct json_t *j);
+/* Answer with JSON already written as text (lib/jsonw.h): sent as it is,
+ * or parsed and indented for ?pretty. */
+void api_reply_json_text(struct http_conn *c, const struct http_request *req, int status,
+                         const char *text, size_t len);
 /* Answer with plain text. */
 void api_reply_text(struct http_conn *c, int status, const char *text);
 
