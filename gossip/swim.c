@@ -56,6 +56,7 @@
 #define SWIM_SETTLE_MAX_MS 5000         /* ...or this long after it first grew */
 #define SWIM_QUIET_MS 5000              /* a table unchanged this long is settled: see repair */
 #define SWIM_REPAIR_MIN_MS 10000        /* repair push-pulls at most this often, then doubling */
+#define SWIM_MERGE_NEWS 8               /* alive entries a push-pull's merge rebroadcasts */
 #define SWIM_PACK_MAX (8 * ML_UDP_MAX)  /* uncompressed bytes one gossip packet packs */
 #define SWIM_COMPRESS_MIN 256           /* smaller packets go plain: LZW seldom shrinks them */
 #define SWIM_CHUNK_SHIFT 6              /* members per storage chunk: 64 (2 KiB) */
@@ -70,7 +71,8 @@ struct swim_merge {
 	uint32_t left;     /* members not merged yet */
 	uint32_t user_len; /* the user state: the last user_len bytes */
 	bool join;
-	bool quiet; /* merged without rebroadcasting (see push_pull_accept) */
+	uint32_t news; /* alive entries it may still rebroadcast (push_pull_accept) */
+	bool fresh;    /* a fresh node's first state: nothing rebroadcast */
 	struct swim_merge *next;
 };
 
@@ -167,7 +169,12 @@ struct swim {
 	uint32_t pp_max, merge_slice;
 	struct swim_merge *mq, *mq_tail;
 	size_t mq_n, mq_bytes;
-	bool quiet_merge; /* merging a state a fresh node pulled: no rebroadcast */
+	/* while merging a push-pull: how many more alive entries it teaches us
+	 * are rebroadcast, and whether it is a fresh node's first state, whose
+	 * suspicions stay quiet too (push_pull_accept). Outside merges
+	 * UINT32_MAX and false: gossip is always passed on */
+	uint32_t merge_news;
+	bool merge_fresh;
 
 	/* outgoing packet and one encoded message, bufcap bytes each (the
 	 * UDP budget plus room for framing: not 64 KiB, which a simulator
@@ -903,14 +910,18 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 		refute(s, a->incarnation);
 		return;
 	}
-	/* rebroadcast what we learned, as it arrived (not what a fresh node
-	 * pulls in its first push-pull: see push_pull_accept) */
-	if (!s->quiet_merge) {
+	/* rebroadcast what we learned, as it arrived (a push-pull's merge
+	 * passes on only its first news: see push_pull_accept) */
+	if (s->merge_news > 0 && !s->merge_fresh) {
 		static struct ml_alive copy;
 		copy = *a;
 		int r = ml_encode_alive(s->msgbuf, s->bufcap, &copy);
 		if (r > 0)
 			broadcast_msg(s, a->node, s->msgbuf, (size_t)r);
+		if (s->merge_news != UINT32_MAX)
+			s->merge_news--;
+	} else {
+		s->stats.merged_quietly++;
 	}
 	if (m->incarnation != a->incarnation)
 		s->members_gen++;
@@ -971,7 +982,7 @@ static void suspect_node(struct swim *s, int64_t now, const struct ml_suspect *s
 			refute(s, sus->incarnation);
 		return;
 	}
-	if (!s->quiet_merge)
+	if (!s->merge_fresh)
 		broadcast_suspect(s, ML_SUSPECT, sus->incarnation, sus->node, sus->from);
 	m->incarnation = sus->incarnation;
 	m->state = ML_STATE_SUSPECT;
@@ -1733,8 +1744,18 @@ static int push_pull_scan(struct swim *s, const uint8_t *buf, size_t len, bool i
  * from the same gossip the seed did: about a third of a 1,000-node storm's
  * gossip. The joiner's own alive is still broadcast by the seed that merged
  * it, and a member the seed knows but others do not is still the seed's
- * news to spread. A node that already had members (a partition healing, a
- * `rumor join` between clusters) merges as memberlist does.
+ * news to spread.
+ *
+ * Bounded news: any other push-pull that is not a join (settle, regular,
+ * repair) rebroadcasts only the first SWIM_MERGE_NEWS alive entries it
+ * teaches us; the rest are merged quietly. A state that far ahead of ours
+ * is a table the sender built from gossip still in flight, not news the
+ * cluster lacks: in a 1,000-node storm the settle push-pulls taught each
+ * node hundreds of members, and passing them all on was another third of
+ * the storm's alive gossip (rumor-sim -n 1000 --cold, issue 21). A steady
+ * cluster's push-pull teaches a member or two, which are passed on as
+ * memberlist does. Joins (a `rumor join` between clusters, serf's
+ * reconnect after a partition) merge as memberlist does.
  */
 static int push_pull_accept(struct swim *s, int64_t now, const uint8_t *buf, bool initiator,
                             const struct swim_stream_scan *sc, struct swim_stream_result *res)
@@ -1751,12 +1772,15 @@ static int push_pull_accept(struct swim *s, int64_t now, const uint8_t *buf, boo
 	}
 	s->stats.push_pulls++;
 	res->join = sc->join;
-	bool quiet = initiator && s->n <= 1;
+	bool fresh = initiator && s->n <= 1;
+	uint32_t news = sc->join ? UINT32_MAX : SWIM_MERGE_NEWS;
 	if (at_once) {
 		const uint8_t *p = buf + sc->start;
-		s->quiet_merge = quiet;
+		s->merge_news = news;
+		s->merge_fresh = fresh;
 		merge_members(s, now, &p, buf + sc->off, sc->want);
-		s->quiet_merge = false;
+		s->merge_news = UINT32_MAX;
+		s->merge_fresh = false;
 		if (sc->user_len > 0 && s->io.merge_state != NULL)
 			s->io.merge_state(s->io.ctx, buf + sc->off, sc->user_len, sc->join);
 		if (!initiator)
@@ -1772,7 +1796,8 @@ static int push_pull_accept(struct swim *s, int64_t now, const uint8_t *buf, boo
 	mj->left = sc->want;
 	mj->user_len = sc->user_len;
 	mj->join = sc->join;
-	mj->quiet = quiet;
+	mj->news = news;
+	mj->fresh = fresh;
 	if (s->mq_tail != NULL)
 		s->mq_tail->next = mj;
 	else
@@ -1795,9 +1820,12 @@ bool swim_merge_step(struct swim *s, int64_t now, uint32_t max)
 		struct swim_merge *mj = s->mq;
 		uint32_t k = mj->left < budget ? mj->left : budget;
 		const uint8_t *p = mj->buf + mj->off;
-		s->quiet_merge = mj->quiet;
+		s->merge_news = mj->news;
+		s->merge_fresh = mj->fresh;
 		uint32_t done = merge_members(s, now, &p, mj->buf + mj->len - mj->user_len, k);
-		s->quiet_merge = false;
+		mj->news = s->merge_news;
+		s->merge_news = UINT32_MAX;
+		s->merge_fresh = false;
 		mj->off = (size_t)(p - mj->buf);
 		mj->left = done == k ? mj->left - k : 0;
 		budget -= k;
@@ -2341,6 +2369,7 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 		return NULL;
 	}
 	struct swim *s = xcalloc(1, sizeof(*s));
+	s->merge_news = UINT32_MAX;
 	s->io = *io;
 	s->is_rumor = cfg->is_rumor;
 	s->t = cfg->timing;

@@ -223,6 +223,10 @@ struct swim_stats {
 	uint64_t broadcasts_dropped;  /* see swim_broadcast_queue_dropped() */
 	uint64_t push_pulls;          /* push-pull states merged (either side, joins included) */
 	uint64_t push_pulls_refused;  /* over push_pull_max_nodes, or the merge queue full */
+	/* alive entries a push-pull taught us that were not rebroadcast: a
+	 * fresh node's first state, and a state's news beyond the first
+	 * SWIM_MERGE_NEWS (swim.c, push_pull_accept) */
+	uint64_t merged_quietly;
 	/* table repair (swim.c, "Table repair"): digests sent beside pings and
 	 * received; received ones that differed from ours while both tables
 	 * were settled; the push-pulls that started */

@@ -954,15 +954,15 @@ static long long alive_in(uint32_t n)
  * then user_len bytes of user state; or only the header when header_only.
  * malloc'd, *len set.
  */
-static uint8_t *state_stream(const char *prefix, uint32_t n, const char *user, bool header_only,
-                             size_t *len)
+static uint8_t *state_stream_join(const char *prefix, uint32_t n, const char *user,
+                                  bool header_only, bool join, size_t *len)
 {
 	size_t ulen = user ? strlen(user) : 0;
 	size_t cap = 64 + (header_only ? 0 : (size_t)n * 128) + ulen;
 	uint8_t *buf = malloc(cap);
 	size_t off = 0;
 	buf[off++] = ML_PUSH_PULL;
-	struct ml_push_pull_header h = {.nodes = n, .user_state_len = (uint32_t)ulen};
+	struct ml_push_pull_header h = {.nodes = n, .user_state_len = (uint32_t)ulen, .join = join};
 	off += (size_t)ml_encode_push_pull_header(buf + off, cap - off, &h);
 	for (uint32_t i = 0; i < n && !header_only; i++) {
 		static struct ml_push_node pn;
@@ -986,6 +986,12 @@ static uint8_t *state_stream(const char *prefix, uint32_t n, const char *user, b
 		memcpy(buf + off, user, ulen);
 	*len = off + (header_only ? 0 : ulen);
 	return buf;
+}
+
+static uint8_t *state_stream(const char *prefix, uint32_t n, const char *user, bool header_only,
+                             size_t *len)
+{
+	return state_stream_join(prefix, n, user, header_only, false, len);
 }
 
 /* Feed a whole stream as a responder; returns the rc, frees the reply. */
@@ -1149,21 +1155,24 @@ static void test_large_state_merges_in_slices_like_at_once(void)
 }
 
 /* How many of the state's 300 members (state_of_i: alive and suspect ones
- * among them) the node queued for gossip when it merged the state as
- * `initiator`, after first learning `pre` members as a responder. */
-static size_t queued_after_merge(uint32_t pre, bool initiator, uint32_t slice)
+ * among them) the node queued for gossip when it merged the state (a join's
+ * or not) as `initiator`, after first learning `pre` members as a responder
+ * to a join; *quiet gets the alive entries it merged without queuing. */
+static size_t queued_after_merge(uint32_t pre, bool initiator, bool join, uint32_t slice,
+                                 uint64_t *quiet)
 {
 	struct solo o;
 	char err[300];
 	size_t len;
 	solo_new(&o, 0, slice);
 	if (pre > 0) {
-		uint8_t *p = state_stream("old", pre, NULL, false, &len);
+		uint8_t *p = state_stream_join("old", pre, NULL, false, true, &len);
 		CHECK_INT(ML_OK, solo_recv(&o, p, len, err, sizeof(err)), "%s", err);
 		free(p);
 	}
 	size_t before = swim_broadcast_queue_len(o.s);
-	uint8_t *st = state_stream("m", 300, NULL, false, &len);
+	uint64_t quiet0 = swim_stats(o.s)->merged_quietly;
+	uint8_t *st = state_stream_join("m", 300, NULL, false, join, &len);
 	struct swim_stream_result res;
 	CHECK_INT(ML_OK, swim_stream_recv(o.s, 1000000, st, len, initiator, &res), "%s", res.error);
 	free(res.reply);
@@ -1172,6 +1181,8 @@ static size_t queued_after_merge(uint32_t pre, bool initiator, uint32_t slice)
 	CHECK(swim_member_count(o.s) >= 1 + pre + 200, "merged: %zu members",
 	      swim_member_count(o.s));
 	size_t queued = swim_broadcast_queue_len(o.s) - before;
+	if (quiet != NULL)
+		*quiet = swim_stats(o.s)->merged_quietly - quiet0;
 	free(st);
 	swim_free(o.s);
 	return queued;
@@ -1180,24 +1191,70 @@ static size_t queued_after_merge(uint32_t pre, bool initiator, uint32_t slice)
 /*
  * A fresh node (only itself in its table) does not rebroadcast what the
  * answer to its own push-pull (its -join) teaches it: the seed and the
- * cluster have it. Any other merge does, as memberlist's: a node that had
- * members (a partition healing), and a node answering someone else's
- * push-pull. Merged in one go and in slices alike.
+ * cluster have it. A join's state merged any other way is rebroadcast, as
+ * memberlist's: a node answering someone's join, a node with members that
+ * joins another cluster (or reconnects after a partition). Merged in one go
+ * and in slices alike.
  */
 static void test_fresh_join_merge_is_quiet(void)
 {
 	for (uint32_t slice = 0; slice <= 64; slice += 64) {
-		CHECK_INT(0, (long long)queued_after_merge(0, true, slice),
+		uint64_t quiet = 0;
+		CHECK_INT(0, (long long)queued_after_merge(0, true, true, slice, &quiet),
 		          "fresh node, its own join's answer (slice %u): nothing rebroadcast",
 		          slice);
-		size_t told = queued_after_merge(0, false, slice);
-		CHECK(told >= 200, "fresh node answering a push-pull (slice %u): %zu rebroadcast",
-		      slice, told);
-		size_t healed = queued_after_merge(5, true, slice);
-		CHECK(healed >= 200,
-		      "node with members, its own push-pull (slice %u): %zu rebroadcast", slice,
-		      healed);
+		CHECK(quiet >= 200, "fresh node: %llu merged quietly", (unsigned long long)quiet);
+		size_t told = queued_after_merge(0, false, true, slice, NULL);
+		CHECK(told >= 200, "fresh node answering a join (slice %u): %zu rebroadcast", slice,
+		      told);
+		size_t healed = queued_after_merge(5, true, true, slice, &quiet);
+		CHECK(healed >= 200, "node with members, its own join (slice %u): %zu rebroadcast",
+		      slice, healed);
+		CHECK_INT(0, (long long)quiet, "node with members, its own join: none quiet");
 	}
+}
+
+/*
+ * Issue 21: a push-pull that is not a join (settle, periodic, repair)
+ * rebroadcasts only the first SWIM_MERGE_NEWS (8) alive entries it teaches:
+ * a state hundreds of members ahead is gossip still in flight, and passing
+ * it all on was a third of a 1,000-node storm's alive gossip. A state that
+ * teaches a few is passed on whole, as memberlist does. Either side, in one
+ * go and in slices (the budget is the state's, not the slice's).
+ */
+static void test_merge_rebroadcasts_bounded_news(void)
+{
+	for (uint32_t slice = 0; slice <= 64; slice += 64) {
+		for (int initiator = 0; initiator <= 1; initiator++) {
+			uint64_t quiet = 0;
+			size_t told = queued_after_merge(5, initiator, false, slice, &quiet);
+			CHECK_INT(8, (long long)told,
+			          "push-pull that is no join, initiator %d, slice %u: rebroadcast",
+			          initiator, slice);
+			CHECK(quiet >= 192, "initiator %d slice %u: %llu merged quietly", initiator,
+			      slice, (unsigned long long)quiet);
+		}
+	}
+	/* a state that teaches three members passes all three on */
+	struct solo o;
+	char err[300];
+	size_t len;
+	solo_new(&o, 0, 0);
+	uint8_t *p = state_stream_join("old", 5, NULL, false, true, &len);
+	CHECK_INT(ML_OK, solo_recv(&o, p, len, err, sizeof(err)), "%s", err);
+	free(p);
+	size_t before = swim_broadcast_queue_len(o.s);
+	uint8_t *st = state_stream_join("few", 3, NULL, false, false, &len);
+	struct swim_stream_result res;
+	CHECK_INT(ML_OK, swim_stream_recv(o.s, 1000000, st, len, true, &res), "%s", res.error);
+	free(res.reply);
+	size_t alive3 = 0;
+	for (uint32_t i = 0; i < 3; i++)
+		alive3 += state_of_i(i) == ML_STATE_ALIVE;
+	CHECK_INT((long long)alive3, (long long)(swim_broadcast_queue_len(o.s) - before),
+	          "a state teaching %zu alive members: all rebroadcast", alive3);
+	free(st);
+	swim_free(o.s);
 }
 
 /*
@@ -1977,6 +2034,7 @@ int main(void)
 	RUN(test_digests_skip_serf_members);
 	RUN(test_large_state_merges_in_slices_like_at_once);
 	RUN(test_fresh_join_merge_is_quiet);
+	RUN(test_merge_rebroadcasts_bounded_news);
 	RUN(test_merge_queue_is_bounded);
 	RUN(test_stream_scan_resumes);
 	RUN(test_tags_is_rumor_wants_rumor_build_and_kv_port);
