@@ -1220,7 +1220,8 @@ static int gossip_config(struct agent *a, struct gossip_transport_config *gc, ui
 	}
 	gc->swim.meta = meta;
 	gc->swim.meta_len = (size_t)mlen;
-	gc->swim.is_rumor = tags_is_rumor; /* KV gossip only to rumor agents */
+	gc->swim.is_rumor = tags_is_rumor;             /* KV gossip only to rumor agents */
+	gc->swim.is_rumor_agent = tags_is_rumor_build; /* table digests, KV or not */
 	gc->swim.disable_coordinates = a->cfg.disable_coordinates;
 	gc->on_event = on_member_event;
 	gc->on_user_msg = on_user_msg;

@@ -109,6 +109,7 @@ static void collect(void *ud)
 	COPY(PACKETS_RECV, packets_recv);
 	COPY(BAD_PACKETS, bad_packets);
 	COPY(PUSH_PULLS, push_pulls);
+	COPY(BROADCASTS_CREDITED, broadcasts_credited);
 	COPY(MERGED_QUIETLY, merged_quietly);
 	COPY(DIGESTS_SENT, digests_sent);
 	COPY(DIGESTS_DIFFERED, digests_differed);

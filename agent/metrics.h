@@ -93,6 +93,7 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(DECRYPT_FAILURES, COUNTER, "memberlist.decrypt_failures", NULL, NULL, "Gossip packets and streams no installed key could open") \
 	X(KEYRING_KEYS, GAUGE, "memberlist.keyring.keys", NULL, NULL, "Gossip encryption keys installed (0: gossip is plain text)") \
 	X(PUSH_PULLS, COUNTER, "memberlist.push_pull", NULL, NULL, "Push-pull state exchanges completed (either side, joins included)") \
+	X(BROADCASTS_CREDITED, COUNTER, "memberlist.queue.echoes", NULL, NULL, "Queued alives heard back from others while over 64 member messages waited; each counts as two sends") \
 	X(MERGED_QUIETLY, COUNTER, "memberlist.push_pull.quiet", NULL, NULL, "Alive entries push-pulls taught this agent that it did not rebroadcast (a fresh join's state; news beyond the first 8 of a state)") \
 	X(DIGESTS_SENT, COUNTER, "memberlist.digest.sent", NULL, NULL, "Member-table digests sent beside pings to rumor agents (table settled)") \
 	X(DIGESTS_DIFFERED, COUNTER, "memberlist.digest.differed", NULL, NULL, "Digests received that differed from this agent's settled table") \

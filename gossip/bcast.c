@@ -275,6 +275,26 @@ void bcast_queue_retire(struct bcast_queue *q, int limit)
 		item_remove(q, q->heap[1][0]);
 }
 
+bool bcast_queue_credit(struct bcast_queue *q, uint8_t kind, const char *name, int n, int limit)
+{
+	uint64_t h = name != NULL ? bcast_name_hash(name) : 0;
+	if (h == 0 || q->names_cap == 0 || n <= 0)
+		return false;
+	for (struct bcast_item *it = q->names[bucket_of(q, h, kind)]; it != NULL; it = it->hnext) {
+		if (it->name_hash != h || it->kind != kind)
+			continue;
+		it->transmits += n;
+		if (it->transmits >= limit) {
+			item_remove(q, it);
+		} else {
+			sift_down(q, 0, it->pos[0]); /* later in the send order */
+			sift_up(q, 1, it->pos[1]);   /* sooner in the drop order */
+		}
+		return true;
+	}
+	return false;
+}
+
 bool bcast_queue_contains(const struct bcast_queue *q, uint64_t id)
 {
 	for (size_t i = 0; i < q->n; i++)

@@ -57,6 +57,7 @@
 #define SWIM_QUIET_MS 5000              /* a table unchanged this long is settled: see repair */
 #define SWIM_REPAIR_MIN_MS 10000        /* repair push-pulls at most this often, then doubling */
 #define SWIM_MERGE_NEWS 8               /* alive entries a push-pull's merge rebroadcasts */
+#define SWIM_BCAST_BUSY 64              /* a member queue this deep is crowded: see alive_node */
 #define SWIM_PACK_MAX (8 * ML_UDP_MAX)  /* uncompressed bytes one gossip packet packs */
 #define SWIM_COMPRESS_MIN 256           /* smaller packets go plain: LZW seldom shrinks them */
 #define SWIM_CHUNK_SHIFT 6              /* members per storage chunk: 64 (2 KiB) */
@@ -136,7 +137,8 @@ struct swim {
 	 * first, as memberlist's getBroadcasts does, and from rq only when
 	 * they go to a rumor agent (see "Mixed clusters" in swim.h) */
 	struct bcast_queue bq, uq, rq;
-	bool (*is_rumor)(const uint8_t *meta, size_t len); /* cfg->is_rumor */
+	bool (*is_rumor)(const uint8_t *meta, size_t len);       /* cfg->is_rumor */
+	bool (*is_rumor_agent)(const uint8_t *meta, size_t len); /* cfg->is_rumor_agent */
 	uint32_t seq;
 	int awareness;
 	bool starved;         /* the driver's notes before this tick said so (swim_note_late) */
@@ -175,6 +177,7 @@ struct swim {
 	 * UINT32_MAX and false: gossip is always passed on */
 	uint32_t merge_news;
 	bool merge_fresh;
+	bool merging; /* inside merge_members: news from a push-pull, not gossip */
 
 	/* outgoing packet and one encoded message, bufcap bytes each (the
 	 * UDP budget plus room for framing: not 64 KiB, which a simulator
@@ -417,6 +420,13 @@ static uint8_t classify(const struct swim *s, const uint8_t *meta, size_t meta_l
 	return s->is_rumor(meta, meta_len) ? 1 : 0;
 }
 
+static uint8_t classify_agent(const struct swim *s, const uint8_t *meta, size_t meta_len)
+{
+	if (s->is_rumor_agent == NULL)
+		return 1;
+	return s->is_rumor_agent(meta, meta_len) ? 1 : 0;
+}
+
 /* Insert at a random position of the probe order (SWIM §4.3), as dead. */
 static struct swim_member *member_add(struct swim *s, const char *name, const struct ml_addr *addr,
                                       const uint8_t *vsn, const uint8_t *meta, size_t meta_len)
@@ -429,6 +439,7 @@ static struct swim_member *member_add(struct swim *s, const char *name, const st
 	m->id = swim_ident_get(s->idents, name, addr, vsn, meta, meta_len);
 	m->state = ML_STATE_DEAD;
 	m->rumor = classify(s, meta, meta_len);
+	m->agent = classify_agent(s, meta, meta_len);
 	size_t pos = index_slot(s, name);
 	if (s->index[pos] == IDX_EMPTY)
 		s->index_used++;
@@ -467,6 +478,7 @@ static void member_set_ident(struct swim *s, struct swim_member *m, const struct
 	m->id = swim_ident_get(s->idents, old->name, addr, vsn, meta, meta_len);
 	swim_ident_put(s->idents, old);
 	m->rumor = classify(s, meta, meta_len);
+	m->agent = classify_agent(s, meta, meta_len);
 	s->members_gen++;
 }
 
@@ -793,7 +805,7 @@ static void handle_digest(struct swim *s, int64_t now, const struct ml_digest *d
 	if (now < s->next_repair || s->io.push_pull == NULL)
 		return;
 	struct swim_member *m = member_get(s, d->node);
-	if (m == NULL || m == s->self || m->state != ML_STATE_ALIVE || !m->rumor)
+	if (m == NULL || m == s->self || m->state != ML_STATE_ALIVE || !m->agent)
 		return;
 	s->next_repair = now + s->repair_wait;
 	int64_t cap = swim_push_pull_scale_ms(s->t.push_pull_interval_ms, s->n);
@@ -895,8 +907,22 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 		}
 	}
 	bool is_local = m == s->self;
-	if (!is_new && a->incarnation <= m->incarnation && !is_local && !updates_node)
+	if (!is_new && a->incarnation <= m->incarnation && !is_local && !updates_node) {
+		/*
+		 * Crowded queue: gossip brought back news we already have. With
+		 * more than SWIM_BCAST_BUSY member messages waiting (a join
+		 * storm: a thousand alives, each to be sent 3 x 4 x log10(N)
+		 * times), our copy of it counts as sent once more, so that news
+		 * everyone is repeating to us goes out less and news still
+		 * spreading goes first. A queue that short sends everything its
+		 * full count, as memberlist does.
+		 */
+		if (!s->merging && a->incarnation == m->incarnation && m->state == ML_STATE_ALIVE &&
+		    s->bq.n > SWIM_BCAST_BUSY &&
+		    bcast_queue_credit(&s->bq, BK_MEMBER, a->node, 2, retransmit_limit(s)))
+			s->stats.broadcasts_credited++;
 		return;
+	}
 	if (is_local && a->incarnation < m->incarnation)
 		return;
 	if (!is_new || is_local)
@@ -1127,7 +1153,7 @@ static void probe_start(struct swim *s, int64_t now)
 		int r = ml_encode_ping(s->msgbuf, s->bufcap, &ping);
 		if (r > 0) {
 			uint8_t dg[ML_NAME_MAX + 64];
-			size_t dlen = target->rumor ? encode_digest(s, now, dg, sizeof(dg)) : 0;
+			size_t dlen = target->agent ? encode_digest(s, now, dg, sizeof(dg)) : 0;
 			struct ml_slice sl[2] = {{s->msgbuf, (size_t)r}, {dg, dlen}};
 			send_parts_with_piggyback(s, &target->id->addr, sl, dlen > 0 ? 2 : 1,
 			                          target, -1);
@@ -1663,11 +1689,13 @@ static uint32_t merge_members(struct swim *s, int64_t now, const uint8_t **pos, 
 {
 	static struct ml_push_node pn;
 	uint32_t i = 0;
+	s->merging = true;
 	for (; i < count; i++) {
 		if (ml_decode_push_node(pos, end, &pn) != ML_OK)
 			break;
 		merge_remote(s, now, &pn);
 	}
+	s->merging = false;
 	return i;
 }
 
@@ -2372,6 +2400,7 @@ struct swim *swim_new(const struct swim_config *cfg, const struct swim_io *io, i
 	s->merge_news = UINT32_MAX;
 	s->io = *io;
 	s->is_rumor = cfg->is_rumor;
+	s->is_rumor_agent = cfg->is_rumor_agent;
 	s->t = cfg->timing;
 	if (s->t.udp_budget == 0 || s->t.udp_budget > ML_UDP_RECV_MAX)
 		s->t.udp_budget = ML_UDP_MAX;

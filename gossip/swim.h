@@ -89,6 +89,11 @@ struct swim_config {
 	 * the user queue (the simulator's all-rumor clusters). See "Mixed
 	 * clusters" below. */
 	bool (*is_rumor)(const uint8_t *meta, size_t len);
+	/* Optional: whether a member with this meta is a rumor agent at all,
+	 * KV store or not: one that takes table digests (swim.c, "Table
+	 * repair"); the agent passes tags_is_rumor_build. NULL: every member
+	 * is one. */
+	bool (*is_rumor_agent)(const uint8_t *meta, size_t len);
 	/* Serf's DisableCoordinates: no Vivaldi coordinate, no ack payload,
 	 * no cache. Default (false): coordinates on, see "Coordinates". */
 	bool disable_coordinates;
@@ -159,6 +164,7 @@ struct swim_member {
 	uint32_t susp;  /* internal: 1 + slot of its active suspicion, or 0 */
 	uint8_t state;  /* enum ml_state */
 	uint8_t rumor;  /* 1: may be sent rumor-only messages (cfg.is_rumor) */
+	uint8_t agent;  /* 1: a rumor agent, sent table digests (cfg.is_rumor_agent) */
 };
 
 /* How the core reaches the world. Every callback is required unless noted. */
@@ -221,6 +227,7 @@ struct swim_stats {
 	uint64_t cpu_wait_ms;         /* swim_note_run_delay's sum */
 	uint64_t deaths_deferred;     /* suspicions run out while starved: waited longer */
 	uint64_t broadcasts_dropped;  /* see swim_broadcast_queue_dropped() */
+	uint64_t broadcasts_credited; /* queued alives heard back while crowded (swim.c) */
 	uint64_t push_pulls;          /* push-pull states merged (either side, joins included) */
 	uint64_t push_pulls_refused;  /* over push_pull_max_nodes, or the merge queue full */
 	/* alive entries a push-pull taught us that were not rebroadcast: a

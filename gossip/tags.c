@@ -101,17 +101,19 @@ static bool is_port(const char *v)
 }
 
 /* One pass over the map: two C strings on the stack, no tag array (this
- * runs once per identity a member takes, in the agent and the simulator). */
-bool tags_is_rumor(const uint8_t *meta, size_t len)
+ * runs once per identity a member takes, in the agent and the simulator).
+ * Whether the build tag is rumor's and whether rpc_port is a port; false
+ * when meta is not a tag map. */
+static bool scan_rumor(const uint8_t *meta, size_t len, bool *build, bool *port)
 {
 	static const char suffix[] = ":rumor";
+	*build = *port = false;
 	if (meta == NULL || len == 0 || meta[0] != TAGS_MAGIC)
 		return false;
 	struct cursor c = {meta + 1, meta + len};
 	uint32_t n;
 	if (mp_read_map(&c, &n) != MP_OK)
 		return false;
-	bool build = false, port = false;
 	for (uint32_t i = 0; i < n; i++) {
 		char key[TAG_KEY_MAX + 1], value[TAG_VALUE_MAX + 1];
 		if (tag_str(&c, key, sizeof(key)) != MP_OK ||
@@ -119,10 +121,22 @@ bool tags_is_rumor(const uint8_t *meta, size_t len)
 			return false;
 		size_t vl = strlen(value);
 		if (strcmp(key, "build") == 0)
-			build = vl >= sizeof(suffix) - 1 &&
-			        strcmp(value + vl - (sizeof(suffix) - 1), suffix) == 0;
+			*build = vl >= sizeof(suffix) - 1 &&
+			         strcmp(value + vl - (sizeof(suffix) - 1), suffix) == 0;
 		else if (strcmp(key, "rpc_port") == 0)
-			port = is_port(value);
+			*port = is_port(value);
 	}
-	return build && port;
+	return true;
+}
+
+bool tags_is_rumor(const uint8_t *meta, size_t len)
+{
+	bool build, port;
+	return scan_rumor(meta, len, &build, &port) && build && port;
+}
+
+bool tags_is_rumor_build(const uint8_t *meta, size_t len)
+{
+	bool build, port;
+	return scan_rumor(meta, len, &build, &port) && build;
 }

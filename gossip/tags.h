@@ -46,6 +46,9 @@ size_t tags_consul(struct tag *tags, const char *dc, const char *build, const ch
  * does not decode included, is not. Reads in place, never allocates.
  */
 bool tags_is_rumor(const uint8_t *meta, size_t len);
+/* Whether meta is a rumor agent's, KV store or not: its "build" tag ends in
+ * ":rumor". Such a member takes table digests (gossip/swim.c). */
+bool tags_is_rumor_build(const uint8_t *meta, size_t len);
 /* Decode meta into tags[] (at most max); returns the count, or -1 (ML_BAD)
  * when malformed, with ml_wire_error() saying why (wire.h's convention). */
 int tags_decode(const uint8_t *meta, size_t len, struct tag *tags, size_t max);

@@ -2181,8 +2181,10 @@ static void node_start(struct sim *sim, int id)
 			c.meta_len = (size_t)ml;
 		}
 	}
-	if (sim->cfg.serf_nodes > 0)
+	if (sim->cfg.serf_nodes > 0) {
 		c.is_rumor = tags_is_rumor;
+		c.is_rumor_agent = tags_is_rumor_build;
+	}
 	c.disable_coordinates = !sim->cfg.coord.enabled;
 	if (sim->cfg.coord.enabled)
 		io.clock_us = net_clock_us; /* RTTs to the µs, as the agent's */

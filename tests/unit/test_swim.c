@@ -352,13 +352,17 @@ static void n_user(void *c, const uint8_t *p, size_t len)
 }
 
 /* The tags of a rumor agent with KV (nodes below nrumor) or of a Serf agent. */
-static int mix_meta(uint8_t *buf, size_t cap, bool rumor)
+static int mix_meta(uint8_t *buf, size_t cap, bool rumor, bool kv)
 {
 	struct tag tags[TAGS_CONSUL_MAX];
-	size_t nt = rumor ? tags_consul(tags, "dc1", "0.1.0:rumor", "id", "8300")
+	size_t nt = rumor ? tags_consul(tags, "dc1", "0.1.0:rumor", "id", kv ? "8300" : NULL)
 	                  : tags_consul(tags, "dc1", "0.8.2", "id", NULL);
 	return tags_encode(buf, cap, tags, nt);
 }
+
+/* net_init_mix: the node with this index, if a rumor agent, runs no KV
+ * store (no rpc_port tag); -1: every rumor agent runs one. */
+static int net_kvless = -1;
 
 /* n nodes; nrumor < 0: no classifier and no meta (every other test; all
  * count as rumor agents), else nodes below nrumor carry a rumor agent's
@@ -391,10 +395,11 @@ static void net_init_mix(struct net *net, int n, int nrumor)
 			cfg.timing.push_pull_interval_ms = net_push_pull_ms;
 		uint8_t meta[256];
 		if (nrumor >= 0) {
-			int ml = mix_meta(meta, sizeof(meta), i < nrumor);
+			int ml = mix_meta(meta, sizeof(meta), i < nrumor, i != net_kvless);
 			cfg.meta = meta;
 			cfg.meta_len = ml > 0 ? (size_t)ml : 0;
 			cfg.is_rumor = tags_is_rumor;
+			cfg.is_rumor_agent = tags_is_rumor_build;
 		}
 		struct swim_io io = {.ctx = &ctxs[i],
 		                     .send = n_send,
@@ -1257,6 +1262,70 @@ static void test_merge_rebroadcasts_bounded_news(void)
 	swim_free(o.s);
 }
 
+/* Gossip (not a push-pull) brings the solo node member m<i>'s alive. */
+static void solo_alive(struct solo *o, int i, uint32_t inc)
+{
+	static struct ml_alive a;
+	memset(&a, 0, sizeof(a));
+	a.incarnation = inc;
+	snprintf(a.node, sizeof(a.node), "m%d", i);
+	a.addr = (struct ml_addr){
+	        .len = 4, .ip = {10, 2, (uint8_t)(i >> 8), (uint8_t)i}, .port = 8301};
+	static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
+	memcpy(a.vsn, vsn, 6);
+	a.has_vsn = true;
+	static uint8_t buf[ML_UDP_MAX];
+	int n = ml_encode_alive(buf, sizeof(buf), &a);
+	struct ml_addr from = {.len = 4, .ip = {10, 9, 9, 9}, .port = 8301};
+	if (n > 0)
+		swim_recv_packet(o->s, 1000000, &from, buf, (size_t)n);
+}
+
+/*
+ * Issue 21, crowded queue: with more than SWIM_BCAST_BUSY (64) member
+ * messages queued, an alive heard again at the incarnation we hold counts
+ * as two sends of our queued copy: at N = 101 (limit 4 x 3 = 12) the sixth
+ * echo retires it, and news still spreading keeps its place. A short queue
+ * sends everything its full count, as memberlist does; a newer incarnation
+ * is news, not an echo.
+ */
+static void test_crowded_queue_counts_echoes(void)
+{
+	struct solo o;
+	solo_new(&o, 0, 0);
+	long long base = (long long)swim_broadcast_queue_len(o.s); /* our own alive */
+	for (int i = 0; i < 100; i++)
+		solo_alive(&o, i, 1);
+	CHECK_INT(base + 100, (long long)swim_broadcast_queue_len(o.s),
+	          "one alive queued per member");
+	for (int k = 1; k <= 5; k++)
+		solo_alive(&o, 5, 1);
+	CHECK_INT(base + 100, (long long)swim_broadcast_queue_len(o.s),
+	          "five echoes: still queued");
+	CHECK_INT(5, (long long)swim_stats(o.s)->broadcasts_credited, "five echoes counted");
+	solo_alive(&o, 5, 1);
+	CHECK_INT(base + 99, (long long)swim_broadcast_queue_len(o.s), "the sixth echo retires it");
+	solo_alive(&o, 5, 1);
+	CHECK_INT(6, (long long)swim_stats(o.s)->broadcasts_credited,
+	          "an echo of what is no longer queued counts nothing");
+	solo_alive(&o, 7, 2); /* a newer incarnation: news, queued again at 0 sends */
+	CHECK_INT(base + 99, (long long)swim_broadcast_queue_len(o.s),
+	          "m7's new alive replaced its old");
+	CHECK_INT(6, (long long)swim_stats(o.s)->broadcasts_credited, "news is no echo");
+	swim_free(o.s);
+
+	solo_new(&o, 0, 0);
+	base = (long long)swim_broadcast_queue_len(o.s);
+	for (int i = 0; i < 10; i++)
+		solo_alive(&o, i, 1);
+	for (int k = 0; k < 20; k++)
+		solo_alive(&o, 3, 1);
+	CHECK_INT(base + 10, (long long)swim_broadcast_queue_len(o.s),
+	          "short queue: echoes retire nothing");
+	CHECK_INT(0, (long long)swim_stats(o.s)->broadcasts_credited, "short queue: none counted");
+	swim_free(o.s);
+}
+
 /*
  * Issue 13: while large states wait, at most SWIM_MERGE_QUEUE_MAX are held;
  * one more is refused ("busy merging"), a state of one slice or less is
@@ -1354,6 +1423,15 @@ static void test_tags_is_rumor_wants_rumor_build_and_kv_port(void)
 	CHECK(!tags_is_rumor(NULL, 0), "no meta (tags not known): want false");
 	uint8_t bad[] = {TAGS_MAGIC, 0x82, 0xa5, 'b', 'u'};
 	CHECK(!tags_is_rumor(bad, sizeof(bad)), "truncated map: want false");
+	/* a rumor agent at all (table digests): the build tag alone */
+	n = tags_encode(m, sizeof(m), t, tags_consul(t, "dc1", "0.1.0:rumor", "id", NULL));
+	CHECK(tags_is_rumor_build(m, (size_t)n), "rumor without KV is a rumor agent: want true");
+	n = tags_encode(m, sizeof(m), t, tags_consul(t, "dc1", "0.1.0:rumor", "id", "8300"));
+	CHECK(tags_is_rumor_build(m, (size_t)n), "rumor with KV: want true");
+	n = tags_encode(m, sizeof(m), t, tags_consul(t, "dc1", "1.16.0:f3fd2d9e", "id", "8300"));
+	CHECK(!tags_is_rumor_build(m, (size_t)n), "a Consul agent: want false");
+	CHECK(!tags_is_rumor_build((const uint8_t *)"web", 3), "a bare role: want false");
+	CHECK(!tags_is_rumor_build(bad, sizeof(bad)), "truncated map: want false");
 }
 
 /* Queue rumor-only message i (0x80, i) and serf message i (3, i) at node 0. */
@@ -1903,11 +1981,14 @@ static void test_missed_refutation_repaired_by_digest(void)
 	net_free(&net);
 }
 
-/* Digests go to rumor agents only: a stock Serf agent never gets one. */
+/* Digests go to rumor agents only, KV store or not (n2 runs none): a stock
+ * Serf agent never gets one. */
 static void test_digests_skip_serf_members(void)
 {
 	static struct net net;
+	net_kvless = 2; /* n2: a rumor agent without the KV store still takes them */
 	net_init_mix(&net, 5, 3);
+	net_kvless = -1;
 	join_all(&net);
 	net_run(&net, net.now + 40000);
 	for (int i = 1; i < 5; i++)
@@ -2035,6 +2116,7 @@ int main(void)
 	RUN(test_large_state_merges_in_slices_like_at_once);
 	RUN(test_fresh_join_merge_is_quiet);
 	RUN(test_merge_rebroadcasts_bounded_news);
+	RUN(test_crowded_queue_counts_echoes);
 	RUN(test_merge_queue_is_bounded);
 	RUN(test_stream_scan_resumes);
 	RUN(test_tags_is_rumor_wants_rumor_build_and_kv_port);
