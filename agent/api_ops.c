@@ -134,6 +134,8 @@ static void collect(void *ud)
 	metrics_set_counter(METRIC_PUSH_PULLS_REFUSED, st->push_pulls_refused,
 	                    (double)st->push_pulls_refused);
 	metrics_set_counter(METRIC_UDP_ERRORS, ts->udp_errors, (double)ts->udp_errors);
+	metrics_set_counter(METRIC_UDP_HOLDS, ts->udp_holds, (double)ts->udp_holds);
+	metrics_set_gauge(METRIC_UDP_HELD, (double)ts->udp_held);
 	metrics_set_counter(METRIC_DECRYPT_FAILURES, ts->decrypt_failures,
 	                    (double)ts->decrypt_failures);
 

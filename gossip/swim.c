@@ -1393,7 +1393,9 @@ static struct coord **coord_cell(struct swim *s, uint32_t slot)
  */
 static void probe_rtt(struct swim *s, int64_t now, const struct ml_ack *ack)
 {
-	if (s->cc == NULL || ack->payload_len == 0)
+	/* a crowded node reads its socket at its ticks (gossip/transport.c):
+	 * the time it took to read the ack is not the network's */
+	if (s->cc == NULL || ack->payload_len == 0 || swim_crowded(s))
 		return;
 	struct coord peer;
 	if (coord_payload_decode(ack->payload, ack->payload_len, &peer) != 0) {
@@ -2673,6 +2675,11 @@ int swim_health_score(const struct swim *s)
 const struct swim_stats *swim_stats(const struct swim *s)
 {
 	return &s->stats;
+}
+
+bool swim_crowded(const struct swim *s)
+{
+	return s->bq.n > SWIM_BCAST_BUSY;
 }
 
 size_t swim_broadcast_queue_len(const struct swim *s)

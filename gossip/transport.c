@@ -49,6 +49,7 @@
 #define STREAM_IN_MAX (ML_PUSH_STATE_MAX + 4096) /* bytes one stream may send us */
 #define WARN_INTERVAL_MS 1000                    /* at most one warning line a second */
 #define GOSSIP_TICK_LATE_MS 20 /* a tick this late reads the socket first (tick_cb) */
+#define GOSSIP_UDP_HOLD_S 0.2  /* longest a crowded agent leaves datagrams unread (udp_cb) */
 
 static uint8_t *compress_state(uint8_t *msg, size_t *len);
 
@@ -89,6 +90,7 @@ struct gossip_transport {
 	ev_timer tick;
 	int64_t tick_due;      /* gossip_now_ms() the tick timer was set for */
 	int sched_fd;          /* /proc/self/schedstat, or -1 (sched_run_delay) */
+	bool udp_held;         /* crowded: the socket is read at ticks (udp_cb) */
 	uint64_t run_delay_ns; /* its run_delay at the last tick */
 	ev_check merge_check;  /* one swim_merge_step per loop turn ... */
 	ev_idle merge_idle;    /* ... without sleeping in between */
@@ -245,6 +247,8 @@ static void schedule(struct gossip_transport *t)
 	double after = (double)(next - now) / 1000.0;
 	if (after < 0.001)
 		after = 0.001;
+	if (t->udp_held && after > GOSSIP_UDP_HOLD_S)
+		after = GOSSIP_UDP_HOLD_S;
 	/* libev counts `after` from the loop's cached time, taken before this
 	 * iteration's work: refresh it, or the timer fires early, swim_tick
 	 * finds nothing due and the loop sleeps once more for the rest */
@@ -300,8 +304,16 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		swim_note_late(t->swim, now - t->tick_due);
 		udp_drain(t);
 		now = gossip_now_ms();
+	} else if (t->udp_held) {
+		udp_drain(t);
+		now = gossip_now_ms();
 	}
 	swim_tick(t->swim, now);
+	if (t->udp_held && !swim_crowded(t->swim)) {
+		t->udp_held = false;
+		t->stats.udp_held = 0;
+		ev_io_start(loop, &t->udp_io);
+	}
 	schedule(t);
 }
 
@@ -442,10 +454,29 @@ static void udp_drain(struct gossip_transport *t)
 	}
 }
 
+/*
+ * Crowded: while more than 64 member messages wait (a join storm,
+ * swim_crowded), the socket is not watched; each tick reads what came since
+ * the last one, and ticks come at least every GOSSIP_UDP_HOLD_S (the gossip
+ * interval, which a crowded queue runs at anyway). An agent in a storm of
+ * 1,000 received 10-15 datagrams a second and woke for each, on a machine
+ * where a wake-up of a process among 1,000 costs ~100 us before any work;
+ * read at its ticks, it wakes about 6 times a second. A ping then waits up to
+ * 0.2 s for its ack (the probe timeout is 0.5 s, and the prober reads its
+ * socket at the tick that would time the probe out), and a crowded node
+ * feeds no RTT to its coordinates (swim.c, probe_rtt). The socket is watched
+ * again at the first tick that finds the queue short.
+ */
 static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct gossip_transport *t = w->data;
 	udp_drain(t);
+	if (swim_crowded(t->swim)) {
+		ev_io_stop(loop, &t->udp_io);
+		t->udp_held = true;
+		t->stats.udp_holds++;
+		t->stats.udp_held = 1;
+	}
 	schedule(t);
 }
 

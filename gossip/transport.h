@@ -105,6 +105,8 @@ struct gossip_transport_stats {
 	 * member cap, merge queue full) */
 	uint64_t streams_refused;
 	uint64_t late_ticks; /* ticks that came late and read the socket first */
+	uint64_t udp_holds;  /* times the socket was left to the ticks (crowded) */
+	uint64_t udp_held;   /* 1 while it is (udp_cb in transport.c), else 0 */
 };
 const struct gossip_transport_stats *gossip_transport_stats(const struct gossip_transport *t);
 
