@@ -2679,7 +2679,7 @@ const struct swim_stats *swim_stats(const struct swim *s)
 
 bool swim_crowded(const struct swim *s)
 {
-	return s->bq.n > SWIM_BCAST_BUSY;
+	return broadcasts_queued(s) > SWIM_BCAST_BUSY;
 }
 
 size_t swim_broadcast_queue_len(const struct swim *s)

@@ -375,9 +375,10 @@ uint64_t swim_members_gen(const struct swim *s);
 const struct swim_stats *swim_stats(const struct swim *s);
 /* Messages waiting in the broadcast queue; messages it dropped when full. */
 size_t swim_broadcast_queue_len(const struct swim *s);
-/* Whether more than SWIM_BCAST_BUSY (64) member messages wait to be sent: a
- * join storm (see "Crowded queue" in swim.c; the transport then reads its
- * socket at its own ticks, see gossip/transport.c). */
+/* Whether more than SWIM_BCAST_BUSY (64) messages (member, Serf and rumor
+ * ones: a storm of joins, or of the KV records new agents write) wait to be
+ * sent; the transport then reads its socket at its own ticks (see
+ * gossip/transport.c, udp_cb). */
 bool swim_crowded(const struct swim *s);
 uint64_t swim_broadcast_queue_dropped(const struct swim *s);
 const struct swim_timing *swim_timing(const struct swim *s);
