@@ -57,7 +57,7 @@
 #define SWIM_QUIET_MS 5000              /* a table unchanged this long is settled: see repair */
 #define SWIM_REPAIR_MIN_MS 10000        /* repair push-pulls at most this often, then doubling */
 #define SWIM_MERGE_NEWS 8               /* alive entries a push-pull's merge rebroadcasts */
-#define SWIM_BCAST_BUSY 64              /* a member queue this deep is crowded: see alive_node */
+#define SWIM_BCAST_BUSY 64              /* a queue this deep is crowded: alive_node, swim_crowded */
 #define SWIM_PACK_MAX (8 * ML_UDP_MAX)  /* uncompressed bytes one gossip packet packs */
 #define SWIM_COMPRESS_MIN 256           /* smaller packets go plain: LZW seldom shrinks them */
 #define SWIM_CHUNK_SHIFT 6              /* members per storage chunk: 64 (2 KiB) */
@@ -911,11 +911,11 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 		/*
 		 * Crowded queue: gossip brought back news we already have. With
 		 * more than SWIM_BCAST_BUSY member messages waiting (a join
-		 * storm: a thousand alives, each to be sent 3 x 4 x log10(N)
-		 * times), our copy of it counts as sent once more, so that news
-		 * everyone is repeating to us goes out less and news still
-		 * spreading goes first. A queue that short sends everything its
-		 * full count, as memberlist does.
+		 * storm: a thousand alives, each to be sent 4 x ceil(log10(N+1))
+		 * times), our queued copy of it counts as sent twice more, so
+		 * that news everyone is repeating to us goes out less and news
+		 * still spreading goes first. A shorter queue sends everything
+		 * its full count, as memberlist does.
 		 */
 		if (!s->merging && a->incarnation == m->incarnation && m->state == ML_STATE_ALIVE &&
 		    s->bq.n > SWIM_BCAST_BUSY &&

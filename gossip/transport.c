@@ -456,9 +456,10 @@ static void udp_drain(struct gossip_transport *t)
 
 /*
  * Crowded: while more than 64 messages wait to be sent (a join storm, or
- * the storm of KV records the new agents write: swim_crowded), the socket is not watched; each tick reads what came since
- * the last one, and ticks come at least every GOSSIP_UDP_HOLD_S (the gossip
- * interval, which a crowded queue runs at anyway). An agent in a storm of
+ * the storm of KV records the new agents write: swim_crowded), the socket
+ * is not watched; each tick reads what came since the last one, and ticks
+ * come at least every GOSSIP_UDP_HOLD_S (the gossip interval, which a
+ * crowded queue runs at anyway). An agent in a storm of
  * 1,000 received 10-15 datagrams a second and woke for each, on a machine
  * where a wake-up of a process among 1,000 costs ~100 us before any work;
  * read at its ticks, it wakes about 6 times a second. A ping then waits up to
