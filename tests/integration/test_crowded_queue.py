@@ -20,66 +20,16 @@ a peer to suspect it. On 127.0.0.1 this test:
 Agents are killed by PID at exit; every wait is bounded.
 """
 import os
-import socket
-import struct
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agents import Cluster  # noqa: E402
+from mlwire import push_pull_stream, send_stream  # noqa: E402
 
 FAKES = 2000
 HOLD_S = 20.0
 RELEASE_S = 120.0
-
-
-def mp_raw(b):
-    if isinstance(b, str):
-        b = b.encode()
-    n = len(b)
-    if n < 32:
-        return bytes([0xA0 | n]) + b
-    return b"\xda" + struct.pack(">H", n) + b
-
-
-def mp_uint(v):
-    if v < 128:
-        return bytes([v])
-    if v < 65536:
-        return b"\xcd" + struct.pack(">H", v)
-    return b"\xce" + struct.pack(">I", v)
-
-
-def mp_map(pairs):
-    out = bytes([0x80 | len(pairs)])
-    for k, v in pairs:
-        out += mp_raw(k) + v
-    return out
-
-
-def join_stream(nodes):
-    """A memberlist push-pull with the join flag: `nodes` alive members."""
-    parts = [b"\x06", mp_map([("Join", b"\xc3"), ("Nodes", mp_uint(nodes)),
-                              ("UserStateLen", mp_uint(0))])]
-    vsn = mp_raw(bytes([1, 5, 2, 2, 5, 4]))
-    for i in range(nodes):
-        parts.append(mp_map([("Addr", mp_raw(bytes([127, 0, 0, 2 + i % 250]))),
-                             ("Incarnation", mp_uint(1)), ("Meta", mp_raw(b"")),
-                             ("Name", mp_raw("fake-%04d" % i)), ("Port", mp_uint(9)),
-                             ("State", mp_uint(0)), ("Vsn", vsn)]))
-    return b"".join(parts)
-
-
-def send_stream(port, data, timeout=20.0):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and s.recv(65536):
-            pass
-    finally:
-        s.close()
 
 
 def metric(c, i, name):
@@ -116,7 +66,7 @@ def main():
             True, c.wait(20, lambda: status_of(c, 0, "b") == 1 and status_of(c, 1, "a") == 1))
     c.check("no hold before the queue is crowded", 0, metric(c, 0, "memberlist.udp.holds"))
 
-    send_stream(c.gport(0), join_stream(FAKES))
+    send_stream(c.gport(0), push_pull_stream(FAKES, "fake", join=True), timeout=20.0)
     c.check("a merged the %d members" % FAKES, True,
             c.wait(20, lambda: len(c.get(0, "/v1/agent/members") or []) >= FAKES + 2))
     t0 = time.monotonic()

@@ -17,13 +17,11 @@ or RSS goes over the bound. Before the fix: both 100,000-member streams were
 taken (RSS 3 -> 240-320 MB) and HTTP stopped answering for minutes. After,
 measured here: refused with RSS +0.1 MB; the 19,999 members merged in 1.3 s
 with HTTP at most 0.14 s and RSS at most 54 MB (plain build), 13 s, 0.34 s
-and 314 MB under ASan. The streams are built here in msgpack by hand (a few
+and 314 MB under ASan. The streams are built in msgpack by hand (mlwire.py, a few
 lines; no python3-msgpack needed). Every loop is bounded in count and time;
 the agent is killed by its PID; only 127.0.0.x is used.
 """
 import os
-import socket
-import struct
 import sys
 import threading
 import time
@@ -31,75 +29,13 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agents import Cluster  # noqa: E402
+from mlwire import push_pull_stream, send_stream  # noqa: E402
 
 CAP = 20000	      # swim's default push_pull_max_nodes (gossip/swim.h)
 LATENCY_MAX = 1.0     # seconds, any single GET /v1/agent/self
 RSS_MAX_MB = 96       # a plain build holding 20,000 members peaks near 54 MB
 RSS_MAX_ASAN_MB = 480  # ASan keeps redzones, shadow and per-size caches: 314 MB
 RSS_REFUSED_MB = 16   # growth allowed across the two refused 100,000-member streams
-
-
-# --- msgpack, the subset memberlist writes (Go codec: old raw, sorted keys)
-
-def mp_raw(b):
-    if isinstance(b, str):
-        b = b.encode()
-    n = len(b)
-    if n < 32:
-        return bytes([0xA0 | n]) + b
-    if n < 65536:
-        return b"\xda" + struct.pack(">H", n) + b
-    return b"\xdb" + struct.pack(">I", n) + b
-
-
-def mp_uint(v):
-    if v < 128:
-        return bytes([v])
-    if v < 256:
-        return b"\xcc" + bytes([v])
-    if v < 65536:
-        return b"\xcd" + struct.pack(">H", v)
-    return b"\xce" + struct.pack(">I", v)
-
-
-def mp_map(pairs):
-    out = bytes([0x80 | len(pairs)])
-    for k, v in pairs:
-        out += mp_raw(k) + v
-    return out
-
-
-def push_pull_stream(nodes, prefix):
-    """[pushPullMsg] header, `nodes` alive members on 127.0.0.2-251, no user state."""
-    parts = [b"\x06", mp_map([("Join", b"\xc2"), ("Nodes", mp_uint(nodes)),
-                              ("UserStateLen", mp_uint(0))])]
-    vsn = mp_raw(bytes([1, 5, 2, 2, 5, 4]))
-    for i in range(nodes):
-        ip = bytes([127, 0, 0, 2 + i % 250])
-        parts.append(mp_map([("Addr", mp_raw(ip)), ("Incarnation", mp_uint(1)),
-                             ("Meta", mp_raw(b"")), ("Name", mp_raw("%s-%06d" % (prefix, i))),
-                             ("Port", mp_uint(9)), ("State", mp_uint(0)), ("Vsn", vsn)]))
-    return b"".join(parts)
-
-
-def send_stream(port, data, timeout=30.0):
-    """Send one stream, read the reply until EOF; returns the reply size (or -1 on error)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        got = 0
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            b = s.recv(65536)
-            if not b:
-                break
-            got += len(b)
-        return got
-    except OSError:
-        return -1
-    finally:
-        s.close()
 
 
 class Sampler(threading.Thread):
