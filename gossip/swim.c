@@ -408,23 +408,17 @@ static void slot_release(struct swim *s, uint32_t slot)
 }
 
 /*
- * Whether a member with this meta may be sent rumor-only messages: asked of
- * the driver once per identity (at add and at a meta change), so that
- * building a packet reads one byte instead of decoding tags. No callback:
- * all are (the core without a driver's opinion changes nothing).
+ * Whether a member with this meta may be sent rumor-only messages
+ * (cfg.is_rumor) and table digests (cfg.is_rumor_agent): asked of the
+ * driver once per identity (at add and at a meta change), so that building a
+ * packet reads one byte instead of decoding tags. No callback: all are (the
+ * core without a driver's opinion changes nothing).
  */
-static uint8_t classify(const struct swim *s, const uint8_t *meta, size_t meta_len)
+static void classify(const struct swim *s, struct swim_member *m, const uint8_t *meta,
+                     size_t meta_len)
 {
-	if (s->is_rumor == NULL)
-		return 1;
-	return s->is_rumor(meta, meta_len) ? 1 : 0;
-}
-
-static uint8_t classify_agent(const struct swim *s, const uint8_t *meta, size_t meta_len)
-{
-	if (s->is_rumor_agent == NULL)
-		return 1;
-	return s->is_rumor_agent(meta, meta_len) ? 1 : 0;
+	m->rumor = s->is_rumor == NULL || s->is_rumor(meta, meta_len);
+	m->agent = s->is_rumor_agent == NULL || s->is_rumor_agent(meta, meta_len);
 }
 
 /* Insert at a random position of the probe order (SWIM §4.3), as dead. */
@@ -438,8 +432,7 @@ static struct swim_member *member_add(struct swim *s, const char *name, const st
 	s->members_gen++;
 	m->id = swim_ident_get(s->idents, name, addr, vsn, meta, meta_len);
 	m->state = ML_STATE_DEAD;
-	m->rumor = classify(s, meta, meta_len);
-	m->agent = classify_agent(s, meta, meta_len);
+	classify(s, m, meta, meta_len);
 	size_t pos = index_slot(s, name);
 	if (s->index[pos] == IDX_EMPTY)
 		s->index_used++;
@@ -477,8 +470,7 @@ static void member_set_ident(struct swim *s, struct swim_member *m, const struct
 		return; /* the usual case: nothing changed, no hashing */
 	m->id = swim_ident_get(s->idents, old->name, addr, vsn, meta, meta_len);
 	swim_ident_put(s->idents, old);
-	m->rumor = classify(s, meta, meta_len);
-	m->agent = classify_agent(s, meta, meta_len);
+	classify(s, m, meta, meta_len);
 	s->members_gen++;
 }
 

@@ -90,7 +90,6 @@ struct gossip_transport {
 	ev_timer tick;
 	int64_t tick_due;      /* gossip_now_ms() the tick timer was set for */
 	int sched_fd;          /* /proc/self/schedstat, or -1 (sched_run_delay) */
-	bool udp_held;         /* crowded: the socket is read at ticks (udp_cb) */
 	uint64_t run_delay_ns; /* its run_delay at the last tick */
 	ev_check merge_check;  /* one swim_merge_step per loop turn ... */
 	ev_idle merge_idle;    /* ... without sleeping in between */
@@ -238,6 +237,12 @@ static const char *errtext(int e, char *buf, size_t cap)
 
 /* -------------------------------------------------------------- ticking */
 
+/* Crowded: the socket is not watched, ticks read it (udp_cb). */
+static bool udp_held(const struct gossip_transport *t)
+{
+	return t->udp_fd >= 0 && !ev_is_active(&t->udp_io);
+}
+
 static void schedule(struct gossip_transport *t)
 {
 	int64_t now = gossip_now_ms();
@@ -247,7 +252,7 @@ static void schedule(struct gossip_transport *t)
 	double after = (double)(next - now) / 1000.0;
 	if (after < 0.001)
 		after = 0.001;
-	if (t->udp_held && after > GOSSIP_UDP_HOLD_S)
+	if (udp_held(t) && after > GOSSIP_UDP_HOLD_S)
 		after = GOSSIP_UDP_HOLD_S;
 	/* libev counts `after` from the loop's cached time, taken before this
 	 * iteration's work: refresh it, or the timer fires early, swim_tick
@@ -299,18 +304,17 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		t->run_delay_ns = rd - (rd - t->run_delay_ns) % 1000000; /* keep the rest */
 	}
 	int64_t now = gossip_now_ms();
-	if (now - t->tick_due > GOSSIP_TICK_LATE_MS && t->udp_fd >= 0) {
+	bool late = now - t->tick_due > GOSSIP_TICK_LATE_MS && t->udp_fd >= 0;
+	if (late) {
 		t->stats.late_ticks++;
 		swim_note_late(t->swim, now - t->tick_due);
-		udp_drain(t);
-		now = gossip_now_ms();
-	} else if (t->udp_held) {
+	}
+	if (late || udp_held(t)) {
 		udp_drain(t);
 		now = gossip_now_ms();
 	}
 	swim_tick(t->swim, now);
-	if (t->udp_held && !swim_crowded(t->swim)) {
-		t->udp_held = false;
+	if (udp_held(t) && !swim_crowded(t->swim)) {
 		t->stats.udp_held = 0;
 		ev_io_start(loop, &t->udp_io);
 	}
@@ -474,7 +478,6 @@ static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
 	udp_drain(t);
 	if (swim_crowded(t->swim)) {
 		ev_io_stop(loop, &t->udp_io);
-		t->udp_held = true;
 		t->stats.udp_holds++;
 		t->stats.udp_held = 1;
 	}
