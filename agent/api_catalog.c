@@ -781,6 +781,11 @@ static void catalog_collect(void *ud)
 {
 	struct agent_catalog *ac = ud;
 	metrics_set_gauge(METRIC_SERVICES, (double)services_count(ac->svcs));
+	const struct catalog_stats *cs = catalog_stats(ac->cat);
+	metrics_set_counter(METRIC_CATALOG_RESYNC_SCAN, cs->resync_scans, (double)cs->resync_scans);
+	metrics_set_counter(METRIC_CATALOG_RESYNC_CHANGED, cs->resync_changed,
+	                    (double)cs->resync_changed);
+	metrics_set_counter(METRIC_CATALOG_REREAD, cs->reread, (double)cs->reread);
 	double by[3] = {0, 0, 0};
 	json_t *checks = services_agent_checks(ac->svcs);
 	const char *id;

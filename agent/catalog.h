@@ -138,6 +138,13 @@ void catalog_attach_store(struct catalog *c, void *store);
 struct ev_loop;
 void catalog_set_loop(struct catalog *c, struct ev_loop *loop);
 
+/* How the catalog has caught up with the store (metrics): resyncs by a scan
+ * of the whole prefix, resyncs of the changed keys only, keys re-read. */
+struct catalog_stats {
+	uint64_t resync_scans, resync_changed, reread;
+};
+const struct catalog_stats *catalog_stats(const struct catalog *c);
+
 /* Registers the (single) change callback, e.g. to wake blocking queries. */
 void catalog_on_change(struct catalog *c, catalog_change_fn fn, void *ud);
 

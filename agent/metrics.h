@@ -138,6 +138,9 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(DNS_FORMERR, COUNTER, "dns.queries", "rcode", "formerr", NULL)                    \
 	X(DNS_DROPPED, COUNTER, "dns.queries", "rcode", "dropped", NULL)                    \
 	X(DNS_TRUNCATED, COUNTER, "dns.truncated", NULL, NULL, "UDP answers that did not fit and were truncated (TC bit)") \
+	X(CATALOG_RESYNC_SCAN, COUNTER, "catalog.resyncs", "kind", "scan", "Times the catalog caught up with the KV store: by a scan of every node's record, or by re-reading only the records commits changed") \
+	X(CATALOG_RESYNC_CHANGED, COUNTER, "catalog.resyncs", "kind", "changed", NULL) \
+	X(CATALOG_REREAD, COUNTER, "catalog.records_reread", NULL, NULL, "Node records re-read by the catalog's resyncs of changed records") \
 	X(SERVICES, GAUGE, "agent.services", NULL, NULL, "Services registered on this agent") \
 	X(CHECKS_PASSING, GAUGE, "agent.checks", "status", "passing", "Health checks run by this agent, by status") \
 	X(CHECKS_WARNING, GAUGE, "agent.checks", "status", "warning", NULL)                  \

@@ -101,6 +101,8 @@ struct kv {
 	bool has_members;
 	kv_handoff_fn handoff; /* accepted connections of another protocol */
 	void *handoff_ctx;
+	kv_commit_fn commit_fn; /* kv_set_commit_fn */
+	void *commit_ud;
 	bool closing; /* kv_free: nothing more is broadcast */
 	ev_prepare prepare;
 	ev_timer sync_timer, purge_timer, checkpoint_timer;
@@ -885,6 +887,15 @@ static int64_t io_sync_left(void *ctx)
 	return (int64_t)(ev_timer_remaining(kv->loop, &kv->sync_timer) * 1e6);
 }
 
+static void io_committed(void *ctx, const char *key, size_t key_len, const struct kv_rec *r,
+                         enum kv_src src)
+{
+	struct kv *kv = ctx;
+	(void)r, (void)src;
+	if (kv->commit_fn != NULL)
+		kv->commit_fn(kv->commit_ud, key, key_len);
+}
+
 static void sync_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	(void)loop;
@@ -972,6 +983,7 @@ struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, 
 	        .sync_left = io_sync_left,
 	        .gossip_backlog = io_gossip_backlog,
 	        .known_since = io_known_since,
+	        .committed = io_committed,
 	};
 	kv->engine = kv_engine_new(&ec, &io, wall_ms(), err, errlen); /* arms sync_timer */
 	if (kv->engine == NULL) {
@@ -1042,6 +1054,12 @@ void kv_set_handoff(struct kv *kv, kv_handoff_fn fn, void *ctx)
 {
 	kv->handoff = fn;
 	kv->handoff_ctx = fn != NULL ? ctx : NULL;
+}
+
+void kv_set_commit_fn(struct kv *kv, kv_commit_fn fn, void *ud)
+{
+	kv->commit_fn = fn;
+	kv->commit_ud = fn != NULL ? ud : NULL;
 }
 
 int kv_sync_port(const struct kv *kv)
@@ -1134,9 +1152,14 @@ int kv_held(struct kv *kv, const char *session, size_t session_len, kv_store_fn 
 	return kv_engine_held(kv->engine, session, session_len, fn, ud);
 }
 
+/* The wipe deletes keys without a change each: the listener is told that
+ * any key may have changed. */
 int kv_restore_begin(struct kv *kv)
 {
-	return kv_engine_restore_begin(kv->engine);
+	int rc = kv_engine_restore_begin(kv->engine);
+	if (rc == 0 && kv->commit_fn != NULL)
+		kv->commit_fn(kv->commit_ud, NULL, 0);
+	return rc;
 }
 
 int kv_restore_put(struct kv *kv, const char *key, size_t key_len, const struct kv_rec *r)

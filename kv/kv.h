@@ -116,6 +116,15 @@ void kv_set_seal(struct kv *kv, const struct kv_seal *seal);
 typedef void (*kv_handoff_fn)(void *ctx, int fd, const char *peer, const uint8_t *buf, size_t len);
 void kv_set_handoff(struct kv *kv, kv_handoff_fn fn, void *ctx);
 
+/* Optional: fn(ud, key, key_len) for every change a commit made durable
+ * (local writes, gossip, anti-entropy, Raft entries; deletions included),
+ * after the watches it woke; key NULL: any key may have changed (a restore
+ * emptied the store). It lets a reader that mirrors a prefix (the catalog)
+ * re-read only what changed instead of scanning the prefix. One listener;
+ * NULL removes it. fn must not write to the store. */
+typedef void (*kv_commit_fn)(void *ud, const char *key, size_t key_len);
+void kv_set_commit_fn(struct kv *kv, kv_commit_fn fn, void *ud);
+
 /* Stage ops atomically; done (may be NULL) is called once after the commit,
  * or with KV_FAILED/KV_ERROR before returning when a check fails. Returns 0,
  * or -1 with err when the request is malformed (bad key, too big, too many

@@ -119,6 +119,46 @@ c.check("beta: the node and pg are gone", True,
 c.check("and out of DNS", True, Cluster.wait(10, lambda: dig("pg.service.consul") == ""))
 c.check("deregistering an unknown node answers true", True, a.catalog.deregister("nobody"))
 
+
+def resyncs(i):
+    """beta's catalog.resyncs by kind and catalog.records_reread, from
+    /v1/agent/metrics."""
+    got = {}
+    for m in (c.get(i, "/v1/agent/metrics") or {}).get("Counters") or []:
+        if m.get("Name") == "rumor.catalog.resyncs":
+            got[(m.get("Labels") or {}).get("kind")] = m.get("Count")
+        if m.get("Name") == "rumor.catalog.records_reread":
+            got["reread"] = m.get("Count")
+    return got
+
+
+# The catalog follows the store by re-reading only the records commits
+# changed; it scans every record only when it attaches (and when more
+# changed at once than it keeps track of, or every 10 idle minutes).
+before = resyncs(2)
+c.check("beta caught up by re-reading changed records, one scan (at start)",
+        (True, True, 1),
+        (before.get("changed", 0) >= 4, before.get("reread", 0) >= 4, before.get("scan")))
+# many nodes at once, from both agents: each agent sees all of them, then none
+names = ["bulk%03d" % k for k in range(120)]
+for k, n in enumerate(names):
+    (a if k % 2 else b).catalog.register(n, "10.1.%d.%d" % (k // 200, k % 200 + 1),
+                                       service={"Service": "bulk", "Port": 1000 + k})
+for who, cl in (("alpha", a), ("beta", b)):
+    c.check("%s lists the 120 bulk nodes" % who, True,
+            Cluster.wait(20, lambda: sorted(e["Node"] for e in cl.catalog.service("bulk")[1])
+                         == names))
+for k, n in enumerate(names):
+    (b if k % 2 else a).catalog.deregister(n)
+for who, cl in (("alpha", a), ("beta", b)):
+    c.check("%s lists none of them after the deregistrations" % who, True,
+            Cluster.wait(20, lambda: cl.catalog.service("bulk")[1] == [] and
+                         not any(x["Node"].startswith("bulk") for x in cl.catalog.nodes()[1])))
+after = resyncs(2)
+c.check("beta re-read at least the 240 changes of the bulk nodes", True,
+        after.get("reread", 0) - before.get("reread", 0) >= 240 or
+        after.get("scan", 0) > before.get("scan", 0))
+
 # Consul endpoints rumor lacks: 501 naming the feature, with the headers
 for path, word in (("/v1/acl/tokens", "ACL"), ("/v1/connect/intentions", "Connect"),
                    ("/v1/config/service-defaults", "config entries"),
