@@ -110,6 +110,7 @@ static void collect(void *ud)
 	COPY(BAD_PACKETS, bad_packets);
 	COPY(PUSH_PULLS, push_pulls);
 	COPY(BROADCASTS_CREDITED, broadcasts_credited);
+	COPY(RUMORS_CREDITED, rumors_credited);
 	COPY(MERGED_QUIETLY, merged_quietly);
 	COPY(DIGESTS_SENT, digests_sent);
 	COPY(DIGESTS_DIFFERED, digests_differed);
@@ -160,6 +161,7 @@ static void collect(void *ud)
 		KCOPY(KV_GOSSIP_OUT, gossip_out);
 		KCOPY(KV_GOSSIP_IN, gossip_in);
 		KCOPY(KV_GOSSIP_APPLIED, gossip_applied);
+		KCOPY(KV_GOSSIP_ECHOES, gossip_echoes);
 		KCOPY(KV_SYNCS_OK, syncs_ok);
 		KCOPY(KV_SYNCS_FAILED, syncs_failed);
 		KCOPY(KV_SYNC_IN, sync_records_in);

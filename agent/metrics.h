@@ -96,6 +96,7 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(KEYRING_KEYS, GAUGE, "memberlist.keyring.keys", NULL, NULL, "Gossip encryption keys installed (0: gossip is plain text)") \
 	X(PUSH_PULLS, COUNTER, "memberlist.push_pull", NULL, NULL, "Push-pull state exchanges completed (either side, joins included)") \
 	X(BROADCASTS_CREDITED, COUNTER, "memberlist.queue.echoes", NULL, NULL, "Queued alives heard back from others while over 64 member messages waited; each counts as two sends") \
+	X(RUMORS_CREDITED, COUNTER, "memberlist.queue.rumor_echoes", NULL, NULL, "Queued KV records heard back at the version held while over 64 KV messages waited; each counts as two sends") \
 	X(MERGED_QUIETLY, COUNTER, "memberlist.push_pull.quiet", NULL, NULL, "Alive entries push-pulls taught this agent that it did not rebroadcast (a fresh join's state; news beyond the first 8 of a state)") \
 	X(DIGESTS_SENT, COUNTER, "memberlist.digest.sent", NULL, NULL, "Member-table digests sent beside pings to rumor agents (table settled)") \
 	X(DIGESTS_DIFFERED, COUNTER, "memberlist.digest.differed", NULL, NULL, "Digests received that differed from this agent's settled table") \
@@ -113,6 +114,7 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(KV_GOSSIP_OUT, COUNTER, "kv.gossip", "direction", "out", "KV replication messages broadcast (out) and received (in)") \
 	X(KV_GOSSIP_IN, COUNTER, "kv.gossip", "direction", "in", NULL)                         \
 	X(KV_GOSSIP_APPLIED, COUNTER, "kv.gossip.applied", NULL, NULL, "Received KV replication messages that changed the replica") \
+	X(KV_GOSSIP_ECHOES, COUNTER, "kv.gossip.echoes", NULL, NULL, "Received KV records whose very version the replica stored already") \
 	X(KV_SYNCS_OK, COUNTER, "kv.anti_entropy.syncs", "result", "ok", "Anti-entropy sessions with a peer, by result") \
 	X(KV_SYNCS_FAILED, COUNTER, "kv.anti_entropy.syncs", "result", "failed", NULL)        \
 	X(KV_SYNC_IN, COUNTER, "kv.anti_entropy.records", "direction", "in", "Records transferred by anti-entropy, by direction") \

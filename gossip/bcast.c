@@ -27,6 +27,17 @@ uint64_t bcast_name_hash(const char *name)
 	return h == 0 ? 1 : h;
 }
 
+uint64_t bcast_key_hash(const void *key, size_t len)
+{
+	uint64_t h = 1469598103934665603ull;
+	const unsigned char *p = key;
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 1099511628211ull;
+	}
+	return h == 0 ? 1 : h;
+}
+
 void bcast_queue_create(struct bcast_queue *q, size_t max_depth)
 {
 	memset(q, 0, sizeof(*q));
@@ -182,7 +193,12 @@ void bcast_queue_destroy(struct bcast_queue *q)
 uint64_t bcast_queue_push(struct bcast_queue *q, uint8_t kind, const char *name, const uint8_t *msg,
                           size_t len)
 {
-	uint64_t h = name != NULL ? bcast_name_hash(name) : 0;
+	return bcast_queue_push_hashed(q, kind, name != NULL ? bcast_name_hash(name) : 0, msg, len);
+}
+
+uint64_t bcast_queue_push_hashed(struct bcast_queue *q, uint8_t kind, uint64_t h,
+                                 const uint8_t *msg, size_t len)
+{
 	if (h != 0 && q->names_cap > 0) {
 		for (struct bcast_item *it = q->names[bucket_of(q, h, kind)]; it != NULL;
 		     it = it->hnext) {
@@ -277,7 +293,12 @@ void bcast_queue_retire(struct bcast_queue *q, int limit)
 
 bool bcast_queue_credit(struct bcast_queue *q, uint8_t kind, const char *name, int n, int limit)
 {
-	uint64_t h = name != NULL ? bcast_name_hash(name) : 0;
+	return bcast_queue_credit_hashed(q, kind, name != NULL ? bcast_name_hash(name) : 0, n,
+	                                 limit);
+}
+
+bool bcast_queue_credit_hashed(struct bcast_queue *q, uint8_t kind, uint64_t h, int n, int limit)
+{
 	if (h == 0 || q->names_cap == 0 || n <= 0)
 		return false;
 	for (struct bcast_item *it = q->names[bucket_of(q, h, kind)]; it != NULL; it = it->hnext) {

@@ -51,6 +51,9 @@ void bcast_queue_destroy(struct bcast_queue *q);
 /* Queue a copy of msg; returns its id. */
 uint64_t bcast_queue_push(struct bcast_queue *q, uint8_t kind, const char *name, const uint8_t *msg,
                           size_t len);
+/* The same, named by a hash (bcast_name_hash, bcast_key_hash; 0: unnamed). */
+uint64_t bcast_queue_push_hashed(struct bcast_queue *q, uint8_t kind, uint64_t name_hash,
+                                 const uint8_t *msg, size_t len);
 /*
  * Pick messages that fit: each costs len + overhead of `budget`. Pointers to
  * the chosen messages go into out[] (at most max); each has its transmit
@@ -70,11 +73,16 @@ void bcast_queue_retire(struct bcast_queue *q, int limit);
  * "Crowded queue".)
  */
 bool bcast_queue_credit(struct bcast_queue *q, uint8_t kind, const char *name, int n, int limit);
+bool bcast_queue_credit_hashed(struct bcast_queue *q, uint8_t kind, uint64_t name_hash, int n,
+                               int limit);
 /* True while the message with this id is still queued. */
 bool bcast_queue_contains(const struct bcast_queue *q, uint64_t id);
 /* Drop everything and release the storage (used at leave to let our dead
  * message go first, and by swim_reset_broadcasts). */
 void bcast_queue_clear(struct bcast_queue *q);
+/* The name hash of a NUL-terminated name, and of len bytes (a KV key, which
+ * may hold any byte); never 0. */
 uint64_t bcast_name_hash(const char *name);
+uint64_t bcast_key_hash(const void *key, size_t len);
 
 #endif

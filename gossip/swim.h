@@ -228,6 +228,7 @@ struct swim_stats {
 	uint64_t deaths_deferred;     /* suspicions run out while starved: waited longer */
 	uint64_t broadcasts_dropped;  /* see swim_broadcast_queue_dropped() */
 	uint64_t broadcasts_credited; /* queued alives heard back while crowded (swim.c) */
+	uint64_t rumors_credited;     /* queued rumor-only messages heard back while crowded */
 	uint64_t push_pulls;          /* push-pull states merged (either side, joins included) */
 	uint64_t push_pulls_refused;  /* over push_pull_max_nodes, or the merge queue full */
 	/* alive entries a push-pull taught us that were not rebroadcast: a
@@ -337,8 +338,18 @@ int swim_force_leave(struct swim *s, int64_t now, const char *name, bool prune);
  * queue id (0 if it does not fit in a packet). */
 uint64_t swim_broadcast_user(struct swim *s, const uint8_t *msg, size_t len);
 /* Queue a rumor-only user message: like swim_broadcast_user, but only for
- * members cfg.is_rumor accepts (see "Mixed clusters"); returns its id. */
-uint64_t swim_broadcast_rumor(struct swim *s, const uint8_t *msg, size_t len);
+ * members cfg.is_rumor accepts (see "Mixed clusters"); returns its id. A
+ * message named by key (key_len bytes; NULL: unnamed) replaces the queued
+ * one of the same name: the KV store names each record's message by its
+ * key, and only a key's newest version is worth sending. */
+uint64_t swim_broadcast_rumor(struct swim *s, const void *key, size_t key_len, const uint8_t *msg,
+                              size_t len);
+/* A node heard back the rumor-only message named key that it holds already
+ * (the KV store: a record whose version it stores). While more than 64
+ * rumor-only messages wait, the queued one of that name counts as sent twice
+ * more, as an alive heard back does (swim.c, "Crowded queue"). Returns
+ * whether one was credited. */
+bool swim_rumor_echo(struct swim *s, const void *key, size_t key_len);
 /* True while the broadcast with this id (either kind) is still queued (not
  * yet sent as often as the retransmit limit says). */
 bool swim_broadcast_pending(const struct swim *s, uint64_t id);

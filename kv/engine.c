@@ -173,10 +173,11 @@ static void answer_pending(struct kv_engine *e, enum kv_result r)
  * (hlc, node) wins (kv_merge_rec). A version too far ahead of our clock is
  * refused, counted and logged at most every 10 s; it must never be taken
  * in, or every clock that sees it is dragged along. Returns 1 stored, 0
- * ignored, -1 store error (what kv/repl.h's apply functions return).
+ * ignored, -1 store error (what kv/repl.h's apply functions return); *held
+ * (when given) is set when the replica stores that very version.
  */
-static int merge(struct kv_engine *e, const char *key, size_t key_len, const struct kv_rec *r,
-                 enum kv_src src)
+static int merge_held(struct kv_engine *e, const char *key, size_t key_len, const struct kv_rec *r,
+                      enum kv_src src, bool *held)
 {
 	if (e->merge_refused)
 		return 0;
@@ -186,6 +187,11 @@ static int merge(struct kv_engine *e, const char *key, size_t key_len, const str
 		note_change(e, key, key_len, r, src != KV_SRC_SYNC, src);
 		e->chg[e->nchg - 1].peer = true;
 		return 1;
+	}
+	if (rc == KV_MERGE_HELD) {
+		if (held != NULL)
+			*held = true;
+		return 0;
 	}
 	if (rc == KV_MERGE_AHEAD) {
 		e->stats.versions_ahead++;
@@ -202,6 +208,13 @@ static int merge(struct kv_engine *e, const char *key, size_t key_len, const str
 		return 0;
 	}
 	return rc;
+}
+
+/* merge_held for callers that need not know an echo from an old version. */
+static int merge(struct kv_engine *e, const char *key, size_t key_len, const struct kv_rec *r,
+                 enum kv_src src)
+{
+	return merge_held(e, key, key_len, r, src, NULL);
 }
 
 /*
@@ -343,7 +356,7 @@ static void broadcast_change(struct kv_engine *e, const char *key, size_t key_le
 	                 ? kv_msg_encode_set(&e->msg, key, key_len, r)
 	                 : kv_msg_encode_announce(&e->msg, key, key_len, r);
 	if (rc == 0)
-		e->io.broadcast(e->io.ctx, e->msg.p, e->msg.len);
+		e->io.broadcast(e->io.ctx, key, key_len, e->msg.p, e->msg.len);
 }
 
 static void sync_wake(struct kv_engine *e);
@@ -1350,9 +1363,15 @@ int kv_engine_user_msg(struct kv_engine *e, int64_t now_ms, const uint8_t *p, si
 		return -1;
 	if (m.type != KV_MSG_SET)
 		return pull_start(e, &m);
-	int rc = merge(e, m.key, m.key_len, &m.rec, KV_SRC_GOSSIP);
+	bool held = false;
+	int rc = merge_held(e, m.key, m.key_len, &m.rec, KV_SRC_GOSSIP, &held);
 	if (rc == 1)
 		e->stats.gossip_applied++;
+	if (held) { /* the version we store: an echo */
+		e->stats.gossip_echoes++;
+		if (e->io.echo != NULL)
+			e->io.echo(e->io.ctx, m.key, m.key_len);
+	}
 	if (rc < 0)
 		snprintf(err, errlen, "store error merging a SET of %.*s",
 		         (int)(m.key_len > 64 ? 64 : m.key_len), m.key);

@@ -186,8 +186,13 @@ struct kv_io {
 	void *ctx;
 	/* A uniformly random number in [0, n), n >= 1. */
 	uint32_t (*rand)(void *ctx, uint32_t n);
-	/* Optional: spread a replication message (SET, ANNOUNCE) by gossip. */
-	void (*broadcast)(void *ctx, const uint8_t *msg, size_t len);
+	/* Optional: spread a replication message (SET, ANNOUNCE) of key by
+	 * gossip; a message of the same key still queued is superseded. */
+	void (*broadcast)(void *ctx, const char *key, size_t key_len, const uint8_t *msg,
+	                  size_t len);
+	/* Optional: gossip brought a SET of a version this replica stores
+	 * already (an echo of one it may be spreading itself). */
+	void (*echo)(void *ctx, const char *key, size_t key_len);
 	/* Optional (none: no anti-entropy): call fn for every live peer that
 	 * runs KV, this node excepted, in the same order each time. */
 	void (*peers)(void *ctx, kv_peer_fn fn, void *ud);
@@ -336,6 +341,7 @@ struct kv_engine_stats {
 	uint64_t commits, writes;
 	uint64_t commits_unsynced; /* of peers' records only: no fdatasync */
 	uint64_t gossip_in, gossip_applied;
+	uint64_t gossip_echoes; /* SETs of a version held already (io.echo) */
 	uint64_t syncs_ok, syncs_failed, sync_records_in, sync_records_out;
 	uint64_t sync_chains, sync_chains_held; /* see sync_chain_start */
 	uint64_t join_rounds_held;              /* see kv_engine_peer_joined */

@@ -781,13 +781,20 @@ static uint32_t io_rand(void *ctx, uint32_t n)
  * Nothing is broadcast before the agent has wired in membership or once it is
  * closing: the engine may commit at those times, and there is no gossip to use.
  */
-static void io_broadcast(void *ctx, const uint8_t *msg, size_t len)
+static void io_broadcast(void *ctx, const char *key, size_t key_len, const uint8_t *msg, size_t len)
 {
 	struct kv *kv = ctx;
 	if (!kv->has_members || kv->closing)
 		return;
-	kv->members.broadcast(kv->members.ctx, msg, len);
+	kv->members.broadcast(kv->members.ctx, key, key_len, msg, len);
 	kv->stats.gossip_out++;
+}
+
+static void io_echo(void *ctx, const char *key, size_t key_len)
+{
+	struct kv *kv = ctx;
+	if (kv->has_members && !kv->closing && kv->members.echo != NULL)
+		kv->members.echo(kv->members.ctx, key, key_len);
 }
 
 static size_t io_gossip_backlog(void *ctx)
@@ -976,6 +983,7 @@ struct kv *kv_new(struct ev_loop *loop, const struct kv_config *cfg, char *err, 
 	        .ctx = kv,
 	        .rand = io_rand,
 	        .broadcast = io_broadcast,
+	        .echo = io_echo,
 	        .peers = io_peers,
 	        .pick_peer = io_pick_peer,
 	        .open_session = io_open_session,
@@ -1075,6 +1083,7 @@ const struct kv_stats *kv_stats(struct kv *kv)
 	kv->stats.writes = es->writes;
 	kv->stats.gossip_in = es->gossip_in;
 	kv->stats.gossip_applied = es->gossip_applied;
+	kv->stats.gossip_echoes = es->gossip_echoes;
 	kv->stats.syncs_ok = es->syncs_ok;
 	kv->stats.syncs_failed = es->syncs_failed;
 	kv->stats.sync_records_in = es->sync_records_in;

@@ -76,8 +76,13 @@ typedef void (*kv_member_fn)(void *ud, const struct kv_peer *p);
  * layer (kv/ never includes gossip/). Every callback is required. */
 struct kv_members {
 	void *ctx;
-	/* Spread one user message through gossip's transmit-limited queue. */
-	void (*broadcast)(void *ctx, const uint8_t *msg, size_t len);
+	/* Spread one user message, the replication message of key, through
+	 * gossip's transmit-limited queue (superseding a queued one of key). */
+	void (*broadcast)(void *ctx, const char *key, size_t key_len, const uint8_t *msg,
+	                  size_t len);
+	/* Optional: gossip brought back the version of key this replica
+	 * stores (kv_io.echo). */
+	void (*echo)(void *ctx, const char *key, size_t key_len);
 	/* Call fn for every alive member that runs KV, this node excepted, in
 	 * the same order each time. Only p->name need be filled: the one
 	 * chosen is looked up (lookup) for its address. */
@@ -167,6 +172,7 @@ struct kv_stats {
 	uint64_t commits, writes;
 	uint64_t commits_unsynced;
 	uint64_t gossip_in, gossip_applied, gossip_out;
+	uint64_t gossip_echoes; /* of gossip_in: a version the replica stores */
 	uint64_t syncs_ok, syncs_failed, sync_records_in, sync_records_out;
 	uint64_t sync_chains, sync_chains_held, join_rounds_held;
 	uint64_t watches;

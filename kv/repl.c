@@ -768,7 +768,7 @@ enum kv_merge_result kv_merge_rec(struct kv_store *st, struct kv_hlc *hlc, int64
 	/* a poisoned version already stored (before this rule) wins nothing */
 	if (got == 1 && kv_rec_cmp(r, &old) <= 0 &&
 	    !kv_version_ahead(old.hlc, now_ms, max_ahead_ms))
-		return KV_MERGE_IGNORED;
+		return kv_rec_cmp(r, &old) == 0 ? KV_MERGE_HELD : KV_MERGE_IGNORED;
 	kv_hlc_observe(hlc, r->hlc);
 	return kv_store_put(st, key, key_len, r) < 0 ? KV_MERGE_ERROR : KV_MERGE_STORED;
 }

@@ -217,6 +217,7 @@ enum kv_merge_result {
 	KV_MERGE_IGNORED = 0, /* not newer, a key of bad size, or an expired tombstone */
 	KV_MERGE_STORED = 1,  /* newer: stored, and the clock has observed it */
 	KV_MERGE_AHEAD = 2,   /* refused: its version is more than max_ahead_ms past now */
+	KV_MERGE_HELD = 3,    /* not stored: that very version is (an echo) */
 };
 
 /* Merge a record received from a peer (gossip, sync or pull); opens the

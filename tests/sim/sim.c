@@ -1175,13 +1175,23 @@ static uint32_t kv_io_rand(void *ctx, uint32_t n)
 	return (uint32_t)(rng_next(&g_sim->kv->n[nd->id].rng) % n);
 }
 
-static void kv_io_broadcast(void *ctx, const uint8_t *msg, size_t len)
+static void kv_io_broadcast(void *ctx, const char *key, size_t key_len, const uint8_t *msg,
+                            size_t len)
 {
 	struct node *nd = ctx;
 	if (nd->s != NULL) {
-		swim_broadcast_rumor(nd->s, msg, len); /* as agent.c: for rumor agents only */
+		/* as agent.c: for rumor agents only, named by its key */
+		swim_broadcast_rumor(nd->s, key, key_len, msg, len);
 		g_sim->kv->gossip_out++;
 	}
+}
+
+/* io.echo: as agent.c's */
+static void kv_io_echo(void *ctx, const char *key, size_t key_len)
+{
+	struct node *nd = ctx;
+	if (nd->s != NULL)
+		swim_rumor_echo(nd->s, key, key_len);
 }
 
 /* io.gossip_backlog: as agent.c's, the node's broadcast queue. */
@@ -1491,6 +1501,7 @@ static void kv_node_up(struct sim *sim, int id)
 	        .ctx = &sim->nodes[id],
 	        .rand = kv_io_rand,
 	        .broadcast = kv_io_broadcast,
+	        .echo = kv_io_echo,
 	        .peers = kv_io_peers,
 	        .open_session = kv_io_open_session,
 	        .sync_arm = kv_io_sync_arm,

@@ -313,6 +313,11 @@ static void test_merge_refuses_versions_far_ahead_and_heals_poison(void)
 	CHECK_INT(0, (long long)hlc.last, "the clock did not observe refused versions");
 	r = rec_at(kv_hlc_from_ms(now + 1000), "second");
 	CHECK_INT(KV_MERGE_STORED, kv_merge_rec(st, &hlc, now, 1000000, max, "k", 1, &r));
+	CHECK_INT(KV_MERGE_HELD, kv_merge_rec(st, &hlc, now, 1000000, max, "k", 1, &r),
+	          "the version stored, heard again: an echo");
+	struct kv_rec older = rec_at(kv_hlc_from_ms(now), "second");
+	CHECK_INT(KV_MERGE_IGNORED, kv_merge_rec(st, &hlc, now, 1000000, max, "k", 1, &older),
+	          "an older version is no echo");
 	CHECK_INT(KV_MERGE_STORED,
 	          kv_merge_rec(
 	                  st, &hlc, now, 1000000, 0, "p", 1,
@@ -542,6 +547,10 @@ struct pace {
 	struct kv_buf first; /* the opened round's first frames */
 	size_t backlog;      /* what gossip_backlog answers */
 	int64_t known_since; /* what known_since answers for every writer */
+	int echoes;          /* io.echo calls */
+	char echo_key[64];   /* the last one's key */
+	int sent;            /* io.broadcast calls */
+	char sent_key[64];   /* the last one's key */
 };
 
 static uint32_t pace_rand(void *ctx, uint32_t n)
@@ -597,6 +606,22 @@ static int64_t pace_left(void *ctx)
 }
 
 /* The engine's io with p as its driver. */
+static void pace_echo(void *ctx, const char *key, size_t key_len)
+{
+	struct pace *p = ctx;
+	p->echoes++;
+	snprintf(p->echo_key, sizeof(p->echo_key), "%.*s", (int)key_len, key);
+}
+
+static void pace_broadcast(void *ctx, const char *key, size_t key_len, const uint8_t *msg,
+                           size_t len)
+{
+	struct pace *p = ctx;
+	(void)msg, (void)len;
+	p->sent++;
+	snprintf(p->sent_key, sizeof(p->sent_key), "%.*s", (int)key_len, key);
+}
+
 static struct kv_io pace_io(struct pace *p)
 {
 	return (struct kv_io){.ctx = p,
@@ -820,6 +845,39 @@ static void test_peers_records_are_logged_unsynced_and_survive_a_crash(void)
 	kv_engine_free(e);
 }
 
+/*
+ * Gossip's record messages are named by key (io.broadcast gets it), and a SET
+ * of the very version the replica stores is an echo (io.echo, counted); an
+ * older version is not, nor is the first copy, which is applied and passed
+ * on.
+ */
+static void test_gossip_echoes_and_named_broadcasts(void)
+{
+	char dir[512], err[256];
+	snprintf(dir, sizeof(dir), "%s/echo", tmpdir);
+	struct pace p = {0};
+	struct kv_io io = pace_io(&p);
+	io.echo = pace_echo;
+	io.broadcast = pace_broadcast;
+	struct kv_engine_config cfg = {.dir = dir, .node_name = "n1", .sync_interval_ms = 10000};
+	int64_t now = 1700000000000LL;
+	struct kv_engine *e = kv_engine_new(&cfg, &io, now, err, sizeof(err));
+	REQUIRE(e != NULL, "engine: %s", err);
+	CHECK_INT(1, peer_set(e, "catalog/a", now, "A"), "first copy applied");
+	CHECK_INT(0, p.echoes, "the first copy is no echo");
+	REQUIRE(kv_engine_commit(e, now, err, sizeof(err)) == 1, "commit: %s", err);
+	CHECK_INT(1, p.sent, "the applied record passed on");
+	CHECK_STR("catalog/a", p.sent_key, "named by its key");
+	CHECK_INT(0, peer_set(e, "catalog/a", now, "A"), "second copy not applied");
+	CHECK_INT(1, p.echoes, "the second copy is an echo");
+	CHECK_STR("catalog/a", p.echo_key);
+	CHECK_INT(0, peer_set(e, "catalog/a", now - 1000, "old"), "an older version not applied");
+	CHECK_INT(1, p.echoes, "an older version is no echo");
+	CHECK_NUM(1, kv_engine_stats(e)->gossip_echoes, "one echo counted");
+	CHECK_NUM(1, kv_engine_stats(e)->gossip_applied, "one applied");
+	kv_engine_free(e);
+}
+
 /* Joins bring a round forward (0.35 s with pace_rand), but at most once per
  * KV_SYNC_JOIN_GAP_MS and not while gossip has over 64 messages queued: a
  * join storm must not keep every agent in rounds. */
@@ -871,6 +929,7 @@ int main(void)
 	RUN(test_sealed_frames_open_only_with_a_key_their_way_untouched);
 	RUN(test_merge_refuses_versions_far_ahead_and_heals_poison);
 	RUN(test_peers_records_are_logged_unsynced_and_survive_a_crash);
+	RUN(test_gossip_echoes_and_named_broadcasts);
 	RUN(test_joins_bring_a_round_forward_once_per_gap);
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return check_exit_code();

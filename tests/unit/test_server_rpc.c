@@ -920,9 +920,11 @@ out:
 /* ------------------------------------------------- KV sync beside it */
 
 static struct node *peer_of_a;
-static void m_broadcast(void *ctx, const uint8_t *msg, size_t len)
+static void m_broadcast(void *ctx, const char *key, size_t key_len, const uint8_t *msg, size_t len)
 {
 	(void)ctx;
+	(void)key;
+	(void)key_len;
 	(void)msg;
 	(void)len;
 }

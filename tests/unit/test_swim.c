@@ -346,7 +346,7 @@ static void n_user(void *c, const uint8_t *p, size_t len)
 		return;
 	*got |= 1ull << p[1];
 	if (p[0] >= 0x80)
-		swim_broadcast_rumor(x->net->nodes[x->id], p, len);
+		swim_broadcast_rumor(x->net->nodes[x->id], NULL, 0, p, len);
 	else
 		swim_broadcast_user(x->net->nodes[x->id], p, len);
 }
@@ -1327,6 +1327,63 @@ static void test_crowded_queue_counts_echoes(void)
 }
 
 /*
+ * Rumor-only messages (the KV store's) named by key: a newer message of a key
+ * replaces the queued one, unnamed ones never do; while more than 64 wait, an
+ * echo (swim_rumor_echo) counts as two sends of the queued one, and the
+ * sixth retires it (limit 12 at 101 members); a short queue is never
+ * credited.
+ */
+static void test_rumor_messages_named_and_echoed(void)
+{
+	struct solo o;
+	solo_new(&o, 0, 0);
+	for (int i = 0; i < 100; i++)
+		solo_alive(&o, i, 1);
+	long long base = (long long)swim_broadcast_queue_len(o.s);
+	uint8_t msg[40] = {0x80};
+	char key[16];
+	for (int i = 0; i < 100; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		msg[1] = (uint8_t)i;
+		REQUIRE(swim_broadcast_rumor(o.s, key, strlen(key), msg, sizeof(msg)) != 0,
+		        "rumor %d queued", i);
+	}
+	CHECK_INT(base + 100, (long long)swim_broadcast_queue_len(o.s), "one per key");
+	REQUIRE(swim_broadcast_rumor(o.s, "k5", 2, msg, sizeof(msg)) != 0, "k5 again");
+	CHECK_INT(base + 100, (long long)swim_broadcast_queue_len(o.s),
+	          "k5's new message replaced its old");
+	for (int k = 1; k <= 5; k++)
+		CHECK_BOOL(true, swim_rumor_echo(o.s, "k5", 2), "echo %d credited", k);
+	CHECK_INT(base + 100, (long long)swim_broadcast_queue_len(o.s),
+	          "five echoes: still queued");
+	CHECK_BOOL(true, swim_rumor_echo(o.s, "k5", 2), "sixth echo");
+	CHECK_INT(base + 99, (long long)swim_broadcast_queue_len(o.s), "the sixth echo retires it");
+	CHECK_BOOL(false, swim_rumor_echo(o.s, "k5", 2), "nothing queued: nothing credited");
+	CHECK_BOOL(false, swim_rumor_echo(o.s, "k", 1), "an unknown key: nothing credited");
+	CHECK_INT(6, (long long)swim_stats(o.s)->rumors_credited, "six credited");
+	CHECK_INT(0, (long long)swim_stats(o.s)->broadcasts_credited, "no alive credited");
+	swim_broadcast_rumor(o.s, NULL, 0, msg, sizeof(msg));
+	swim_broadcast_rumor(o.s, NULL, 0, msg, sizeof(msg));
+	CHECK_INT(base + 101, (long long)swim_broadcast_queue_len(o.s), "unnamed ones all stay");
+	swim_free(o.s);
+
+	solo_new(&o, 0, 0);
+	for (int i = 0; i < 100; i++)
+		solo_alive(&o, i, 1);
+	base = (long long)swim_broadcast_queue_len(o.s);
+	for (int i = 0; i < 10; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		swim_broadcast_rumor(o.s, key, strlen(key), msg, sizeof(msg));
+	}
+	for (int k = 0; k < 20; k++)
+		CHECK_BOOL(false, swim_rumor_echo(o.s, "k3", 2),
+		           "short queue: echo %d not credited", k);
+	CHECK_INT(base + 10, (long long)swim_broadcast_queue_len(o.s),
+	          "short queue: echoes retire nothing");
+	swim_free(o.s);
+}
+
+/*
  * Issue 13: while large states wait, at most SWIM_MERGE_QUEUE_MAX are held;
  * one more is refused ("busy merging"), a state of one slice or less is
  * still merged at once, and after the queue drains large states are taken
@@ -1439,8 +1496,8 @@ static void queue_mixed(struct net *net, int nmsg)
 {
 	for (int i = 0; i < nmsg; i++) {
 		uint8_t r[40] = {0x80, (uint8_t)i}, u[40] = {3, (uint8_t)i};
-		REQUIRE(swim_broadcast_rumor(net->nodes[0], r, sizeof(r)) != 0, "rumor %d queued",
-		        i);
+		REQUIRE(swim_broadcast_rumor(net->nodes[0], NULL, 0, r, sizeof(r)) != 0,
+		        "rumor %d queued", i);
 		REQUIRE(swim_broadcast_user(net->nodes[0], u, sizeof(u)) != 0, "serf %d queued", i);
 	}
 }
@@ -2117,6 +2174,7 @@ int main(void)
 	RUN(test_fresh_join_merge_is_quiet);
 	RUN(test_merge_rebroadcasts_bounded_news);
 	RUN(test_crowded_queue_counts_echoes);
+	RUN(test_rumor_messages_named_and_echoed);
 	RUN(test_merge_queue_is_bounded);
 	RUN(test_stream_scan_resumes);
 	RUN(test_tags_is_rumor_wants_rumor_build_and_kv_port);
