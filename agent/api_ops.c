@@ -162,6 +162,7 @@ static void collect(void *ud)
 		KCOPY(KV_GOSSIP_IN, gossip_in);
 		KCOPY(KV_GOSSIP_APPLIED, gossip_applied);
 		KCOPY(KV_GOSSIP_ECHOES, gossip_echoes);
+		KCOPY(KV_RELAYS_HELD, relays_held);
 		KCOPY(KV_SYNCS_OK, syncs_ok);
 		KCOPY(KV_SYNCS_FAILED, syncs_failed);
 		KCOPY(KV_SYNC_IN, sync_records_in);

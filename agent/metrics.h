@@ -115,6 +115,7 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(KV_GOSSIP_IN, COUNTER, "kv.gossip", "direction", "in", NULL)                         \
 	X(KV_GOSSIP_APPLIED, COUNTER, "kv.gossip.applied", NULL, NULL, "Received KV replication messages that changed the replica") \
 	X(KV_GOSSIP_ECHOES, COUNTER, "kv.gossip.echoes", NULL, NULL, "Received KV records whose very version the replica stored already") \
+	X(KV_RELAYS_HELD, COUNTER, "kv.gossip.relays_held", NULL, NULL, "Peers' KV records applied but not passed on by gossip, because over 64 gossip messages were queued") \
 	X(KV_SYNCS_OK, COUNTER, "kv.anti_entropy.syncs", "result", "ok", "Anti-entropy sessions with a peer, by result") \
 	X(KV_SYNCS_FAILED, COUNTER, "kv.anti_entropy.syncs", "result", "failed", NULL)        \
 	X(KV_SYNC_IN, COUNTER, "kv.anti_entropy.records", "direction", "in", "Records transferred by anti-entropy, by direction") \

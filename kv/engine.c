@@ -176,6 +176,28 @@ static void answer_pending(struct kv_engine *e, enum kv_result r)
  * ignored, -1 store error (what kv/repl.h's apply functions return); *held
  * (when given) is set when the replica stores that very version.
  */
+static bool gossip_behind(const struct kv_engine *e);
+
+/*
+ * Whether a record a peer sent (gossip, a pull) is passed on by gossip. Not
+ * while this node's gossip is behind (more than SYNC_BACKLOG_MAX queued: a
+ * join storm, where every new agent writes its catalog record): the writer's
+ * own broadcast and anti-entropy carry it, and a relay would only lengthen
+ * the queue that made it late. In a 1,000-agent storm each agent heard each
+ * record it took in by gossip some twelve times. A record from anti-entropy
+ * is never passed on (the rounds repair).
+ */
+static bool relay(struct kv_engine *e, enum kv_src src)
+{
+	if (src == KV_SRC_SYNC)
+		return false;
+	if (src != KV_SRC_LOCAL && gossip_behind(e)) {
+		e->stats.relays_held++;
+		return false;
+	}
+	return true;
+}
+
 static int merge_held(struct kv_engine *e, const char *key, size_t key_len, const struct kv_rec *r,
                       enum kv_src src, bool *held)
 {
@@ -184,7 +206,7 @@ static int merge_held(struct kv_engine *e, const char *key, size_t key_len, cons
 	enum kv_merge_result rc = kv_merge_rec(e->store, &e->hlc, e->now_ms, e->ttl_ms,
 	                                       e->max_ahead_ms, key, key_len, r);
 	if (rc == KV_MERGE_STORED) {
-		note_change(e, key, key_len, r, src != KV_SRC_SYNC, src);
+		note_change(e, key, key_len, r, relay(e, src), src);
 		e->chg[e->nchg - 1].peer = true;
 		return 1;
 	}

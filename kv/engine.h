@@ -342,6 +342,7 @@ struct kv_engine_stats {
 	uint64_t commits_unsynced; /* of peers' records only: no fdatasync */
 	uint64_t gossip_in, gossip_applied;
 	uint64_t gossip_echoes; /* SETs of a version held already (io.echo) */
+	uint64_t relays_held;   /* peers' records not passed on: gossip behind */
 	uint64_t syncs_ok, syncs_failed, sync_records_in, sync_records_out;
 	uint64_t sync_chains, sync_chains_held; /* see sync_chain_start */
 	uint64_t join_rounds_held;              /* see kv_engine_peer_joined */

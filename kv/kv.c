@@ -1084,6 +1084,7 @@ const struct kv_stats *kv_stats(struct kv *kv)
 	kv->stats.gossip_in = es->gossip_in;
 	kv->stats.gossip_applied = es->gossip_applied;
 	kv->stats.gossip_echoes = es->gossip_echoes;
+	kv->stats.relays_held = es->relays_held;
 	kv->stats.syncs_ok = es->syncs_ok;
 	kv->stats.syncs_failed = es->syncs_failed;
 	kv->stats.sync_records_in = es->sync_records_in;

@@ -151,9 +151,12 @@ int kv_scan(struct kv *kv, const char *prefix, size_t prefix_len, kv_entry_fn fn
  * included; 1 when there is none. */
 uint64_t kv_index(struct kv *kv, const char *key, size_t key_len, bool recurse);
 
-/* Park until the index of key/prefix moves past `index` or timeout_ms
- * passes; fn(ud, changed) is called exactly once, from the loop, unless
- * kv_watch_cancel is called first. NULL when too many are parked. */
+/* Park until the index of key moves past `index` (recurse false), or until
+ * any change under the prefix (recurse true: `index` is not compared, since
+ * a record merged late may be older than the newest and still change what
+ * the prefix holds), or timeout_ms passes; fn(ud, changed) is called exactly
+ * once, from the loop, unless kv_watch_cancel is called first. NULL when
+ * too many are parked. */
 typedef void (*kv_watch_fn)(void *ud, bool changed);
 struct kv_watch *kv_watch_add(struct kv *kv, const char *key, size_t key_len, bool recurse,
                               uint64_t index, int64_t timeout_ms, kv_watch_fn fn, void *ud);
@@ -173,6 +176,7 @@ struct kv_stats {
 	uint64_t commits_unsynced;
 	uint64_t gossip_in, gossip_applied, gossip_out;
 	uint64_t gossip_echoes; /* of gossip_in: a version the replica stores */
+	uint64_t relays_held;   /* peers' records not passed on (engine.h) */
 	uint64_t syncs_ok, syncs_failed, sync_records_in, sync_records_out;
 	uint64_t sync_chains, sync_chains_held, join_rounds_held;
 	uint64_t watches;

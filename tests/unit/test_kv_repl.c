@@ -849,7 +849,7 @@ static void test_peers_records_are_logged_unsynced_and_survive_a_crash(void)
  * Gossip's record messages are named by key (io.broadcast gets it), and a SET
  * of the very version the replica stores is an echo (io.echo, counted); an
  * older version is not, nor is the first copy, which is applied and passed
- * on.
+ * on, unless gossip is behind (relay).
  */
 static void test_gossip_echoes_and_named_broadcasts(void)
 {
@@ -875,6 +875,27 @@ static void test_gossip_echoes_and_named_broadcasts(void)
 	CHECK_INT(1, p.echoes, "an older version is no echo");
 	CHECK_NUM(1, kv_engine_stats(e)->gossip_echoes, "one echo counted");
 	CHECK_NUM(1, kv_engine_stats(e)->gossip_applied, "one applied");
+
+	/* gossip behind (over 64 queued): a peer's record is applied, not
+	 * passed on; a local write still is; then relays resume */
+	p.backlog = 100;
+	CHECK_INT(1, peer_set(e, "catalog/b", now, "B"), "b applied");
+	REQUIRE(kv_engine_commit(e, now, err, sizeof(err)) == 1, "commit: %s", err);
+	CHECK_INT(1, p.sent, "b not passed on while gossip is behind");
+	CHECK_NUM(1, kv_engine_stats(e)->relays_held, "one relay held");
+	int ok = 0;
+	struct kv_op op = {
+	        .verb = KV_OP_SET, .key = "mine", .key_len = 4, .value = "M", .value_len = 1};
+	REQUIRE(kv_engine_write(e, now + 1, &op, 1, count_done, &ok, err, sizeof(err)) == 1,
+	        "write: %s", err);
+	REQUIRE(kv_engine_commit(e, now + 1, err, sizeof(err)) == 1 && ok == 1, "commit: %s", err);
+	CHECK_INT(2, p.sent, "a local write is broadcast whatever the backlog");
+	CHECK_STR("mine", p.sent_key);
+	p.backlog = 10;
+	CHECK_INT(1, peer_set(e, "catalog/c", now + 2, "C"), "c applied");
+	REQUIRE(kv_engine_commit(e, now + 2, err, sizeof(err)) == 1, "commit: %s", err);
+	CHECK_INT(3, p.sent, "c passed on once the queue is short");
+	CHECK_NUM(1, kv_engine_stats(e)->relays_held, "still one held");
 	kv_engine_free(e);
 }
 
