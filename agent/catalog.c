@@ -921,8 +921,9 @@ const struct catalog_stats *catalog_stats(const struct catalog *c)
 }
 
 /*
- * A fired watch is spent: the catalog catches up with the store, then arms a new
- * one at the index it has now, so no change between the two can be missed.
+ * A fired watch is spent: the catalog catches up with the store, then arms a
+ * new one; commits in between are noted by commit_cb all the same, so no
+ * change is missed.
  */
 static void resync_now(struct catalog *c)
 {
