@@ -17,16 +17,6 @@
  * calls the packet full. */
 #define BCAST_FILL_SKIP_MAX 32
 
-uint64_t bcast_name_hash(const char *name)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-		h ^= *p;
-		h *= 1099511628211ull;
-	}
-	return h == 0 ? 1 : h;
-}
-
 uint64_t bcast_key_hash(const void *key, size_t len)
 {
 	uint64_t h = 1469598103934665603ull;
@@ -36,6 +26,11 @@ uint64_t bcast_key_hash(const void *key, size_t len)
 		h *= 1099511628211ull;
 	}
 	return h == 0 ? 1 : h;
+}
+
+uint64_t bcast_name_hash(const char *name)
+{
+	return bcast_key_hash(name, strlen(name));
 }
 
 void bcast_queue_create(struct bcast_queue *q, size_t max_depth)
@@ -291,13 +286,7 @@ void bcast_queue_retire(struct bcast_queue *q, int limit)
 		item_remove(q, q->heap[1][0]);
 }
 
-bool bcast_queue_credit(struct bcast_queue *q, uint8_t kind, const char *name, int n, int limit)
-{
-	return bcast_queue_credit_hashed(q, kind, name != NULL ? bcast_name_hash(name) : 0, n,
-	                                 limit);
-}
-
-bool bcast_queue_credit_hashed(struct bcast_queue *q, uint8_t kind, uint64_t h, int n, int limit)
+bool bcast_queue_credit(struct bcast_queue *q, uint8_t kind, uint64_t h, int n, int limit)
 {
 	if (h == 0 || q->names_cap == 0 || n <= 0)
 		return false;

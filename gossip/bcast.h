@@ -66,15 +66,13 @@ size_t bcast_queue_fill(struct bcast_queue *q, int sends, size_t overhead, size_
 /* Drop the messages sent `limit` times; call once the packet is sent. */
 void bcast_queue_retire(struct bcast_queue *q, int limit);
 /*
- * Count n more transmits for the queued message with this name and kind, as
- * if it had been sent n more times; it is dropped once that reaches limit.
- * Returns whether one was queued. (A node that hears its news back from
- * others spends less of its own retransmissions on it: see swim.c,
- * "Crowded queue".)
+ * Count n more transmits for the queued message with this name hash
+ * (bcast_name_hash, bcast_key_hash) and kind, as if it had been sent n more
+ * times; it is dropped once that reaches limit. Returns whether one was
+ * queued. (A node that hears its news back from others spends less of its
+ * own retransmissions on it: see swim.c, "Crowded queue".)
  */
-bool bcast_queue_credit(struct bcast_queue *q, uint8_t kind, const char *name, int n, int limit);
-bool bcast_queue_credit_hashed(struct bcast_queue *q, uint8_t kind, uint64_t name_hash, int n,
-                               int limit);
+bool bcast_queue_credit(struct bcast_queue *q, uint8_t kind, uint64_t name_hash, int n, int limit);
 /* True while the message with this id is still queued. */
 bool bcast_queue_contains(const struct bcast_queue *q, uint64_t id);
 /* Drop everything and release the storage (used at leave to let our dead

@@ -540,6 +540,18 @@ static int retransmit_limit(const struct swim *s)
 	return swim_retransmit_limit(s->t.retransmit_mult, s->n);
 }
 
+/*
+ * "Crowded queue" (alive_node): a message heard back from others counts as
+ * two more sends of the queued copy of that name (key, len bytes), while q
+ * holds more than SWIM_BCAST_BUSY. Whether one was credited.
+ */
+static bool credit_echo(struct swim *s, struct bcast_queue *q, uint8_t kind, const void *key,
+                        size_t len)
+{
+	return q->n > SWIM_BCAST_BUSY &&
+	       bcast_queue_credit(q, kind, bcast_key_hash(key, len), 2, retransmit_limit(s));
+}
+
 static void raw_send(struct swim *s, const struct ml_addr *to, const uint8_t *msg, size_t len,
                      uint8_t pmax)
 {
@@ -910,8 +922,7 @@ static void alive_node(struct swim *s, int64_t now, const struct ml_alive *a, bo
 		 * its full count, as memberlist does.
 		 */
 		if (!s->merging && a->incarnation == m->incarnation && m->state == ML_STATE_ALIVE &&
-		    s->bq.n > SWIM_BCAST_BUSY &&
-		    bcast_queue_credit(&s->bq, BK_MEMBER, a->node, 2, retransmit_limit(s)))
+		    credit_echo(s, &s->bq, BK_MEMBER, a->node, strlen(a->node)))
 			s->stats.broadcasts_credited++;
 		return;
 	}
@@ -2577,10 +2588,7 @@ uint64_t swim_broadcast_rumor(struct swim *s, const void *key, size_t key_len, c
  */
 bool swim_rumor_echo(struct swim *s, const void *key, size_t key_len)
 {
-	struct bcast_queue *q = rumor_queue(s);
-	if (key == NULL || q->n <= SWIM_BCAST_BUSY ||
-	    !bcast_queue_credit_hashed(q, BK_USER, bcast_key_hash(key, key_len), 2,
-	                               retransmit_limit(s)))
+	if (key == NULL || !credit_echo(s, rumor_queue(s), BK_USER, key, key_len))
 		return false;
 	s->stats.rumors_credited++;
 	return true;

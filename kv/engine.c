@@ -168,14 +168,6 @@ static void answer_pending(struct kv_engine *e, enum kv_result r)
 	free(p);
 }
 
-/*
- * Merge a record received from a peer into the open batch: the larger
- * (hlc, node) wins (kv_merge_rec). A version too far ahead of our clock is
- * refused, counted and logged at most every 10 s; it must never be taken
- * in, or every clock that sees it is dragged along. Returns 1 stored, 0
- * ignored, -1 store error (what kv/repl.h's apply functions return); *held
- * (when given) is set when the replica stores that very version.
- */
 static bool gossip_behind(const struct kv_engine *e);
 
 /*
@@ -198,6 +190,14 @@ static bool relay(struct kv_engine *e, enum kv_src src)
 	return true;
 }
 
+/*
+ * Merge a record received from a peer into the open batch: the larger
+ * (hlc, node) wins (kv_merge_rec). A version too far ahead of our clock is
+ * refused, counted and logged at most every 10 s; it must never be taken
+ * in, or every clock that sees it is dragged along. Returns 1 stored, 0
+ * ignored, -1 store error (what kv/repl.h's apply functions return); *held
+ * (when given) is set when the replica stores that very version.
+ */
 static int merge_held(struct kv_engine *e, const char *key, size_t key_len, const struct kv_rec *r,
                       enum kv_src src, bool *held)
 {

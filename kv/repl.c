@@ -766,9 +766,9 @@ enum kv_merge_result kv_merge_rec(struct kv_store *st, struct kv_hlc *hlc, int64
 	if (got < 0)
 		return KV_MERGE_ERROR;
 	/* a poisoned version already stored (before this rule) wins nothing */
-	if (got == 1 && kv_rec_cmp(r, &old) <= 0 &&
-	    !kv_version_ahead(old.hlc, now_ms, max_ahead_ms))
-		return kv_rec_cmp(r, &old) == 0 ? KV_MERGE_HELD : KV_MERGE_IGNORED;
+	int cmp = got == 1 ? kv_rec_cmp(r, &old) : 1;
+	if (cmp <= 0 && !kv_version_ahead(old.hlc, now_ms, max_ahead_ms))
+		return cmp == 0 ? KV_MERGE_HELD : KV_MERGE_IGNORED;
 	kv_hlc_observe(hlc, r->hlc);
 	return kv_store_put(st, key, key_len, r) < 0 ? KV_MERGE_ERROR : KV_MERGE_STORED;
 }
