@@ -74,30 +74,33 @@ def coords(i):
     return {e["Node"]: e["Coord"] for e in got}
 
 
-def expected_order(i, source, names):
-    """names sorted by distance from source by agent i's coordinates (no
-    coordinate: last, in their given order), or None when two distances tie."""
-    cs = coords(i)
+def in_order(cs, source, got):
+    """Whether got (node names) is in distance order from source by the
+    coordinates cs: distances never decrease along it (nodes at the same
+    distance, to the nanosecond, in either order), and the nodes without a
+    coordinate come after all the others."""
     if source not in cs:
-        return None
-    known = [n for n in names if n in cs]
+        return False
+    known = [n for n in got if n in cs]
+    if got[:len(known)] != known:
+        return False
     # rumor puts a node at 0 from itself (docs/COORDINATES.md)
-    d = {n: 0 if n == source else distance_ns(cs[source], cs[n]) for n in known}
-    if len(set(d.values())) != len(d):
-        return None
-    return sorted(known, key=lambda n: d[n]) + [n for n in names if n not in cs]
+    d = [0 if n == source else distance_ns(cs[source], cs[n]) for n in known]
+    return all(x <= y for x, y in zip(d, d[1:]))
 
 
 def order_matches(i, source, fetch):
     """fetch() -> node names in the order an endpoint gave them. Coordinates
-    move with every probe, so compare with the order computed just before
-    and just after; retried a few times (bounded) before giving up."""
+    move with every probe, so the order is checked against agent i's
+    coordinates read just before and just after; retried a few times
+    (bounded) before giving up. Two nodes at the same distance may come in
+    either order (early in a run two coordinates can still be equal)."""
     got = None
     for _ in range(10):
-        before = expected_order(i, source, sorted(fetch()))
+        before = coords(i)
         got = fetch()
-        after = expected_order(i, source, sorted(got))
-        if got in (before, after):
+        after = coords(i)
+        if in_order(before, source, got) or in_order(after, source, got):
             return True, got
         time.sleep(0.3)
     return False, got
