@@ -61,18 +61,26 @@ start_cluster
 # stopped, so its suspicion ends in a death, which the intent makes a leave);
 # alive means the intent never came, failed that it was lost
 took_intent() { case "$(member_status "$1" "$2")" in leaving | left) return 0 ;; esac; return 1; }
+all_took_intent() { for i in 1 2 3 4; do took_intent "$i" n5 || return 1; done; }
 
+# Gossip retires a message after 4 sends at this size (4 x ceil(log10 6)),
+# so now and then one agent misses the intent, lists n5 failed once its
+# suspicion runs out, and learns of the leave from its next push-pull
+# (serf's state carries left members), 30-60 s after its start: a CI run
+# saw two agents still list 'failed' after 10 s. The wait covers that.
+INTENT_S=${INTENT_S:-70}
 kill -STOP "${AGENT_PID[5]}"
 check_eq "force-leave of a live node answers 200" 200 "$(force_leave 1 n5)"
+wait_until "$INTENT_S" all_took_intent || true
 for i in 1 2 3 4; do
-	if wait_until 10 took_intent "$i" n5; then
+	if took_intent "$i" n5; then
 		pass "n$i lists the force-left live node leaving (or left)"
 	else
-		fail "n$i lists n5 leaving or left (it lists '$(member_status "$i" n5)')"
+		fail "n$i lists n5 leaving or left within ${INTENT_S} s (it lists '$(member_status "$i" n5)')"
 	fi
 done
 kill -CONT "${AGENT_PID[5]}"
-if wait_until 15 all_see 1 2 3 4 5 n5 alive; then
+if wait_until 60 all_see 1 2 3 4 5 n5 alive; then
 	pass "the live node refutes the leave intent: alive again on all"
 else
 	fail "n5 alive again (n1 '$(member_status 1 n5)', n4 '$(member_status 4 n5)')"
