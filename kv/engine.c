@@ -177,13 +177,14 @@ static bool gossip_behind(const struct kv_engine *e);
  * own broadcast and anti-entropy carry it, and a relay would only lengthen
  * the queue that made it late. In a 1,000-agent storm each agent heard each
  * record it took in by gossip some twelve times. A record from anti-entropy
- * is never passed on (the rounds repair).
+ * is never passed on (the rounds repair). Only merge_held asks, for peers'
+ * records; local writes are always broadcast (local_set).
  */
 static bool relay(struct kv_engine *e, enum kv_src src)
 {
 	if (src == KV_SRC_SYNC)
 		return false;
-	if (src != KV_SRC_LOCAL && gossip_behind(e)) {
+	if (gossip_behind(e)) {
 		e->stats.relays_held++;
 		return false;
 	}
