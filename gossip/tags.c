@@ -57,12 +57,15 @@ static int tag_str(struct cursor *c, char *dst, size_t cap)
 int tags_decode(const uint8_t *meta, size_t len, struct tag *tags, size_t max)
 {
 	if (len == 0 || meta[0] != TAGS_MAGIC) {
-		if (max == 0 || len > TAG_VALUE_MAX || memchr(meta, '\0', len) != NULL) {
+		/* len 0: meta may be NULL, which memchr and memcpy must not see */
+		if (max == 0 || len > TAG_VALUE_MAX ||
+		    (len > 0 && memchr(meta, '\0', len) != NULL)) {
 			mp_fail("tags: role: too long or has NUL");
 			return MP_BAD;
 		}
 		strcpy(tags[0].key, "role");
-		memcpy(tags[0].value, meta, len);
+		if (len > 0)
+			memcpy(tags[0].value, meta, len);
 		tags[0].value[len] = '\0';
 		return 1;
 	}
