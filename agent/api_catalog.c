@@ -11,6 +11,7 @@
 #include "agent/api_catalog.h"
 #include "agent/api_coord.h"
 
+#include <arpa/inet.h>
 #include <ev.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -30,6 +31,7 @@
 #include "agent/services.h"
 #include "agent/metrics.h"
 #include "gossip/swim.h"
+#include "gossip/tags.h"
 
 #define WAIT_DEFAULT_MS (5 * 60 * 1000)
 #define WAIT_MAX_MS (10 * 60 * 1000)
@@ -700,6 +702,39 @@ void api_h_health_state(struct agent *a, struct http_conn *c, const struct http_
 /* ------------------------------------------------------------ lifecycle */
 
 /*
+ * What the catalog lists for member m until a record of it is stored
+ * (catalog_derive_node): only a Consul agent (role "node" or "consul") of
+ * our datacenter, as Consul's leader reconciles Serf members into its
+ * catalog; a plain Serf agent in the cluster is not listed.
+ */
+static void derive(struct agent *a, struct catalog *cat, const struct swim_member *m)
+{
+	if (m->id->meta_len == 0)
+		return; /* no tags: not a Consul agent */
+	static struct tag tags[TAGS_MAX];
+	int n = tags_decode(m->id->meta, m->id->meta_len, tags, TAGS_MAX);
+	const char *role = "", *dc = "", *id = "";
+	for (int i = 0; i < n; i++) {
+		if (strcmp(tags[i].key, "role") == 0)
+			role = tags[i].value;
+		else if (strcmp(tags[i].key, "dc") == 0)
+			dc = tags[i].value;
+		else if (strcmp(tags[i].key, "id") == 0)
+			id = tags[i].value;
+	}
+	char ip[INET6_ADDRSTRLEN];
+	if ((strcmp(role, "node") != 0 && strcmp(role, "consul") != 0) ||
+	    strcmp(dc, a->cfg.datacenter) != 0 ||
+	    inet_ntop(m->id->addr.len == 4 ? AF_INET : AF_INET6, m->id->addr.ip, ip, sizeof(ip)) ==
+	            NULL)
+		return;
+	char *doc = catalog_derived_doc(m->id->name, id, ip, dc);
+	if (doc != NULL)
+		catalog_derive_node(cat, m->id->name, doc, strlen(doc));
+	free(doc);
+}
+
+/*
  * Gossip decides liveness, the catalog only records it. Suspect still counts as
  * alive, as in Consul, so a slow node does not flap out of DNS. A node that left
  * or was reaped loses its catalog entry too; a failed one keeps it, critical.
@@ -712,6 +747,9 @@ void api_catalog_member_event(struct agent *a, int type, const struct swim_membe
 	switch (type) {
 	case SWIM_EV_JOIN:
 	case SWIM_EV_UPDATE:
+		catalog_set_alive(ac->cat, m->id->name, true);
+		derive(a, ac->cat, m);
+		break;
 	case SWIM_EV_SUSPECT:
 		catalog_set_alive(ac->cat, m->id->name, true);
 		break;
@@ -721,6 +759,7 @@ void api_catalog_member_event(struct agent *a, int type, const struct swim_membe
 	case SWIM_EV_LEFT:
 	case SWIM_EV_REAP:
 		catalog_set_alive(ac->cat, m->id->name, false);
+		catalog_underive_node(ac->cat, m->id->name);
 		catalog_node_gone(ac->cat, m->id->name);
 		break;
 	}

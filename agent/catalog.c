@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kv/hlc.h"
 #include "kv/kv.h"
 #include "kv/limits.h"
 
@@ -51,12 +52,15 @@ struct node_rec {
 	json_t *doc;
 	struct inst_rec *insts;
 	size_t ninst;
-	bool seen; /* resync: its key still exists */
+	bool seen;    /* resync: its key still exists */
+	bool derived; /* from gossip (catalog_derive_node), no key in the store */
 };
 
 struct live_rec {
 	char *lname;
 	bool alive;
+	char *name;    /* as gossip spells it, with derived */
+	char *derived; /* the document derived from its membership entry, or NULL */
 };
 
 struct catalog {
@@ -77,6 +81,7 @@ struct catalog {
 	char *self_doc;         /* what we published last (JSON text) */
 	char *self_name;        /* as configured (the key uses it) */
 	bool self_seen;
+	bool self_bare;       /* self_doc is what peers derive from gossip */
 	struct ev_loop *loop; /* NULL: every watch resyncs at once */
 	ev_timer defer;       /* a resync put off (watch_cb) */
 	ev_tstamp last_resync;
@@ -194,8 +199,11 @@ void catalog_free(struct catalog *c)
 		node_free(c->nodes[i]);
 	free(c->nodes);
 	free(c->idx);
-	for (size_t i = 0; i < c->nlive; i++)
+	for (size_t i = 0; i < c->nlive; i++) {
 		free(c->live[i].lname);
+		free(c->live[i].name);
+		free(c->live[i].derived);
+	}
 	free(c->live);
 	free(c->self);
 	free(c);
@@ -472,8 +480,8 @@ static int node_from_doc(struct node_rec *n, const char *node, json_t *doc, char
  * document disappears here. Index 0 means "published locally, not yet stored":
  * it gets the next catalog index so blocking queries still wake.
  */
-int catalog_apply_node(struct catalog *c, const char *node, const char *json, size_t len,
-                       uint64_t index, char *err, size_t errlen)
+static int apply_doc(struct catalog *c, const char *node, const char *json, size_t len,
+                     uint64_t index, bool derived, char *err, size_t errlen)
 {
 	json_error_t je;
 	json_t *doc = json_loadb(json, len, 0, &je);
@@ -490,6 +498,7 @@ int catalog_apply_node(struct catalog *c, const char *node, const char *json, si
 	}
 	n->pub.alive = n->pub.external || is_alive(c, n->lname);
 	n->pub.modify_index = index ? index : c->index + 1;
+	n->derived = derived;
 	bool found;
 	size_t pos = node_pos(c, n->lname, &found);
 	if (found) {
@@ -507,18 +516,93 @@ int catalog_apply_node(struct catalog *c, const char *node, const char *json, si
 	return 0;
 }
 
+int catalog_apply_node(struct catalog *c, const char *node, const char *json, size_t len,
+                       uint64_t index, char *err, size_t errlen)
+{
+	return apply_doc(c, node, json, len, index, false, err, errlen);
+}
+
+static void drop_node(struct catalog *c, size_t pos, uint64_t index)
+{
+	node_free(c->nodes[pos]);
+	memmove(c->nodes + pos, c->nodes + pos + 1, (c->nnodes - pos - 1) * sizeof(*c->nodes));
+	c->nnodes--;
+	changed(c, index);
+}
+
+/* The live entry of lname with a derived document, or NULL. */
+static struct live_rec *derived_of(const struct catalog *c, const char *lname)
+{
+	bool found;
+	size_t i = live_pos(c, lname, &found);
+	return found && c->live[i].derived != NULL ? &c->live[i] : NULL;
+}
+
+/* A stored record is gone: the node falls back to what gossip says of it. */
+static void fall_back(struct catalog *c, const char *lname)
+{
+	const struct live_rec *d = derived_of(c, lname);
+	char err[256];
+	if (d != NULL) /* it applied when derived: it applies again */
+		(void)apply_doc(c, d->name, d->derived, strlen(d->derived), 0, true, err,
+		                sizeof(err));
+}
+
+/* A stored record goes (its key is gone): a derived node stays as it is. */
 void catalog_remove_node(struct catalog *c, const char *node, uint64_t index)
 {
 	char *l = lower_dup(node);
 	bool found;
 	size_t pos = node_pos(c, l, &found);
+	if (found && !c->nodes[pos]->derived) {
+		drop_node(c, pos, index);
+		fall_back(c, l);
+	}
 	free(l);
-	if (!found)
+}
+
+void catalog_derive_node(struct catalog *c, const char *node, const char *json, size_t len)
+{
+	char *l = lower_dup(node);
+	if (strcmp(l, c->self) == 0) {
+		free(l);
 		return;
-	node_free(c->nodes[pos]);
-	memmove(c->nodes + pos, c->nodes + pos + 1, (c->nnodes - pos - 1) * sizeof(*c->nodes));
-	c->nnodes--;
-	changed(c, index);
+	}
+	catalog_set_alive(c, node, is_alive(c, l)); /* makes the live entry */
+	bool found;
+	struct live_rec *d = &c->live[live_pos(c, l, &found)];
+	if (d->derived != NULL && strlen(d->derived) == len && memcmp(d->derived, json, len) == 0) {
+		free(l);
+		return; /* gossip repeats itself */
+	}
+	free(d->derived);
+	free(d->name);
+	d->derived = xmalloc(len + 1);
+	memcpy(d->derived, json, len);
+	d->name = xstrdup(node);
+	size_t pos = node_pos(c, l, &found);
+	char err[256];
+	if ((!found || c->nodes[pos]->derived) &&
+	    apply_doc(c, node, json, len, 0, true, err, sizeof(err)) < 0) {
+		free(d->derived); /* not a document: nothing derived */
+		d->derived = NULL;
+	}
+	free(l);
+}
+
+void catalog_underive_node(struct catalog *c, const char *node)
+{
+	char *l = lower_dup(node);
+	bool found;
+	size_t i = live_pos(c, l, &found);
+	if (found && c->live[i].derived != NULL) {
+		free(c->live[i].derived);
+		c->live[i].derived = NULL;
+		size_t pos = node_pos(c, l, &found);
+		if (found && c->nodes[pos]->derived)
+			drop_node(c, pos, 0);
+	}
+	free(l);
 }
 
 /*
@@ -536,8 +620,8 @@ void catalog_set_alive(struct catalog *c, const char *node, bool alive)
 		if (c->live == NULL)
 			abort();
 		memmove(c->live + i + 1, c->live + i, (c->nlive - i) * sizeof(*c->live));
-		c->live[i].lname = l;
-		c->live[i].alive = !alive; /* force "changed" below */
+		c->live[i] =
+		        (struct live_rec){.lname = l, .alive = !alive}; /* !: "changed" below */
 		c->nlive++;
 	} else {
 		free(l);
@@ -761,7 +845,10 @@ static struct node_rec *take_entry(struct catalog *c, const struct kv_entry *e)
 	}
 	bool found;
 	size_t pos = node_pos(c, l, &found);
-	if (!found || c->nodes[pos]->pub.modify_index != e->modify_index) {
+	/* a derived node's index is the catalog's own: never taken for the
+	 * record's, which always replaces it */
+	if (!found || c->nodes[pos]->derived ||
+	    c->nodes[pos]->pub.modify_index != e->modify_index) {
 		char err[256];
 		if (catalog_apply_node(c, node, (const char *)e->value, e->value_len,
 		                       e->modify_index, err, sizeof(err)) < 0)
@@ -783,10 +870,30 @@ static int scan_cb(void *ud, const struct kv_entry *e)
  * Our record is written under the name as configured, not lowercased: the key
  * spells the node as it calls itself, and readers lowercase on their side.
  */
+static int found_cb(void *ud, const struct kv_entry *e)
+{
+	(void)e;
+	*(bool *)ud = true;
+	return 0;
+}
+
+/*
+ * Our document goes to the store unless it is bare (what every agent
+ * derives from our membership entry, catalog_derive_node) and the store
+ * holds no record of ours to replace: an agent with no services, checks or
+ * node meta writes nothing, and a join storm of such agents spreads no
+ * records (docs/DNS.md, "Nodes without a record"). A record of ours that the store still holds
+ * (services we had before a restart) is replaced, bare or not.
+ */
 static void put_self(struct catalog *c)
 {
 	char key[CATALOG_PREFIX_LEN + NAME_MAX_LEN + 1];
 	snprintf(key, sizeof(key), "%s%s", CATALOG_PREFIX, c->self_name);
+	if (c->self_bare) {
+		bool held = false;
+		if (kv_get(c->kv, key, strlen(key), found_cb, &held) != 1 || !held)
+			return; /* absent (or the store failed: the next resync asks again) */
+	}
 	kv_put(c->kv, key, c->self_doc, strlen(c->self_doc), 0, NULL, NULL);
 }
 
@@ -807,14 +914,16 @@ static void resync_all(struct catalog *c)
 		c->nodes[i]->seen = false;
 	c->self_seen = false;
 	kv_scan(c->kv, CATALOG_PREFIX, CATALOG_PREFIX_LEN, scan_cb, c);
-	/* forget nodes whose key is gone (never ourselves: see above) */
+	/* forget nodes whose key is gone (never ourselves: see above), down to
+	 * what gossip says of them; derived nodes never had a key */
 	for (size_t i = c->nnodes; i-- > 0;) {
-		if (c->nodes[i]->seen || strcmp(c->nodes[i]->lname, c->self) == 0)
+		struct node_rec *n = c->nodes[i];
+		if (n->seen || n->derived || strcmp(n->lname, c->self) == 0)
 			continue;
-		node_free(c->nodes[i]);
-		memmove(c->nodes + i, c->nodes + i + 1, (c->nnodes - i - 1) * sizeof(*c->nodes));
-		c->nnodes--;
-		changed(c, 0);
+		char *l = xstrdup(n->lname);
+		drop_node(c, i, 0);
+		fall_back(c, l); /* back at position i, which the loop has passed */
+		free(l);
 	}
 	if (!c->self_seen && c->self_doc != NULL)
 		put_self(c);
@@ -1017,9 +1126,54 @@ void catalog_attach_store(struct catalog *c, void *store)
 	if (c->kv == NULL)
 		return;
 	kv_set_commit_fn(c->kv, commit_cb, c);
+	/* changes of our own (derived nodes, our document) count up from the
+	 * store's clock, so the index is in the records' index form whether
+	 * or not any record is stored, and never goes back across a restart */
+	uint64_t now = kv_hlc_index(kv_next_version(c->kv));
+	if (!c->raft && now > c->index)
+		c->index = now;
 	if (c->self_doc != NULL)
 		put_self(c);
 	resync_now(c);
+}
+
+char *catalog_derived_doc(const char *node, const char *id, const char *address, const char *dc)
+{
+	json_t *doc =
+	        json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:{}, s:[], s:[]}", "Node", node,
+	                  "ID", id, "Address", address, "Datacenter", dc, "TaggedAddresses", "lan",
+	                  address, "wan", address, "Meta", "Services", "Checks");
+	char *s = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	return s;
+}
+
+/* An IP literal as inet_ntop writes it: the form peers derive from gossip. */
+static bool canonical_ip(const char *a)
+{
+	unsigned char b[16];
+	char out[INET6_ADDRSTRLEN];
+	int af = strchr(a, ':') != NULL ? AF_INET6 : AF_INET;
+	return inet_pton(af, a, b) == 1 && inet_ntop(af, b, out, sizeof(out)) != NULL &&
+	       strcmp(out, a) == 0;
+}
+
+/* Whether doc says nothing peers do not derive (catalog_derived_doc): no
+ * services, checks or node meta, one address that gossip carries too. */
+static bool doc_bare(json_t *doc)
+{
+	const char *addr = jstr(doc, "Address");
+	json_t *ta = json_object_get(doc, "TaggedAddresses"), *meta = json_object_get(doc, "Meta"),
+	       *svcs = json_object_get(doc, "Services"), *chks = json_object_get(doc, "Checks");
+	if (json_object_size(doc) != 8 || !json_is_string(json_object_get(doc, "Node")) ||
+	    !json_is_string(json_object_get(doc, "ID")) ||
+	    !json_is_string(json_object_get(doc, "Datacenter")) || !canonical_ip(addr) ||
+	    json_object_size(ta) != 2 || strcmp(jstr(ta, "lan"), addr) != 0 ||
+	    strcmp(jstr(ta, "wan"), addr) != 0 || !json_is_object(meta) ||
+	    json_object_size(meta) != 0 || !json_is_array(svcs) || json_array_size(svcs) != 0 ||
+	    !json_is_array(chks) || json_array_size(chks) != 0)
+		return false;
+	return true;
 }
 
 /*
@@ -1030,6 +1184,7 @@ void catalog_publish(struct catalog *c, json_t *doc)
 {
 	char *s = json_dumps(doc, JSON_COMPACT);
 	const char *node = json_string_value(json_object_get(doc, "Node"));
+	c->self_bare = doc_bare(doc);
 	if (s != NULL && node != NULL) {
 		char err[256];
 		catalog_apply_node(c, node, s, strlen(s), 0, err, sizeof(err));

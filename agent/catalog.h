@@ -23,6 +23,15 @@
  *                 "Weights":{"Passing":1,"Warning":1},"EnableTagOverride"}],
  *    "Checks":[{"CheckID","Name","Status","Notes","Output","ServiceID",
  *               "ServiceName","ServiceTags":[..],"Type"}]}
+ * Derived nodes (Consul's leader does the same when it reconciles Serf
+ * members into its catalog): a member gossip reports as a Consul agent of
+ * our datacenter is listed at once with the document catalog_derived_doc()
+ * builds from its membership entry (name, the "id" and "dc" tags, its
+ * address), until a record of it is stored; a stored record wins, and when
+ * it goes the node falls back to the derived one. An agent whose own
+ * document is bare (exactly that: no services, checks or node meta) does
+ * not store it at all, unless the store holds an older record of it to
+ * replace.
  * An instance's health is the worst of its own checks and the node's checks
  * (ServiceID ""), and critical when gossip says the node is not alive.  An
  * external node's document (catalog_put_external) also holds
@@ -105,6 +114,17 @@ int catalog_apply_node(struct catalog *c, const char *node, const char *json, si
 void catalog_remove_node(struct catalog *c, const char *node, uint64_t index);
 /* Gossip says node is alive (true) or failed/left (false). */
 void catalog_set_alive(struct catalog *c, const char *node, bool alive);
+
+/* Gossip reports node (not us) as a Consul agent of our datacenter: json
+ * (catalog_derived_doc) lists it until, and unless, a record of it is
+ * stored. The same document again changes nothing. */
+void catalog_derive_node(struct catalog *c, const char *node, const char *json, size_t len);
+/* Gossip says node left or was reaped: its derived document goes. */
+void catalog_underive_node(struct catalog *c, const char *node);
+/* The document of a node that published nothing but itself (malloc'd JSON
+ * text, NULL on allocation failure): what catalog_derive_node takes, and
+ * what a bare agent publishes. */
+char *catalog_derived_doc(const char *node, const char *id, const char *address, const char *dc);
 
 /* Gossip says node left or was reaped: its record is deleted from storage
  * (every agent does this; deleting twice is harmless). */
