@@ -866,10 +866,6 @@ static int scan_cb(void *ud, const struct kv_entry *e)
 	return 0;
 }
 
-/*
- * Our record is written under the name as configured, not lowercased: the key
- * spells the node as it calls itself, and readers lowercase on their side.
- */
 static int found_cb(void *ud, const struct kv_entry *e)
 {
 	(void)e;
@@ -878,12 +874,15 @@ static int found_cb(void *ud, const struct kv_entry *e)
 }
 
 /*
- * Our document goes to the store unless it is bare (what every agent
- * derives from our membership entry, catalog_derive_node) and the store
- * holds no record of ours to replace: an agent with no services, checks or
- * node meta writes nothing, and a join storm of such agents spreads no
- * records (docs/DNS.md, "Nodes without a record"). A record of ours that the store still holds
- * (services we had before a restart) is replaced, bare or not.
+ * Our record is written under the name as configured, not lowercased: the key
+ * spells the node as it calls itself, and readers lowercase on their side.
+ * It goes to the store unless it is bare (what every agent derives from our
+ * membership entry, catalog_derive_node) and the store holds no record of
+ * ours to replace: an agent with no services, checks or node meta writes
+ * nothing, and a join storm of such agents spreads no records (docs/DNS.md,
+ * "Nodes without a record"). A record of ours that the store still holds
+ * (services we had before a restart, or deregistered since) is replaced,
+ * bare or not.
  */
 static void put_self(struct catalog *c)
 {
