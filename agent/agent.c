@@ -785,6 +785,7 @@ struct start_join {
 	struct agent *a;
 	char addr[256];
 	bool retry;
+	bool counted; /* joined by gossip and counted so; now only syncing */
 	int attempts;
 	ev_tstamp first_at;
 	ev_timer wait;
@@ -815,17 +816,56 @@ static void join_wait_unlink(struct agent *a, struct start_join *sj)
 		}
 }
 
+/* A random alive member other than this node, as "ip:port" into buf; false
+ * when there is none. */
+static bool random_alive_member(struct agent *a, char *buf, size_t cap)
+{
+	struct swim *sw = gossip_transport_swim(a->gossip);
+	const struct swim_member *self = swim_self(sw);
+	size_t n = swim_member_count(sw), seen = 0;
+	const struct swim_member *pick = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const struct swim_member *m = swim_member_at(sw, i);
+		if (m == self || m->state != ML_STATE_ALIVE)
+			continue;
+		if (randombytes_uniform((uint32_t)++seen) == 0) /* reservoir of one */
+			pick = m;
+	}
+	if (pick == NULL)
+		return false;
+	ml_addr_str(&pick->id->addr, buf, cap);
+	return true;
+}
+
+/*
+ * Joined meanwhile: the seed merged our state and others gossip to us. That
+ * counts as joined (the agent will not exit), but gossip brings only the
+ * members that changed since: the table lacks the rest until a periodic
+ * push-pull (minutes at 1,000) or a digest repair. So the join's push-pull
+ * is done once more, with a random member that gossip taught us rather than
+ * the busy seed; a busy one backs off and the next try draws another.
+ */
 static void join_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct start_join *sj = w->data;
-	join_wait_unlink(sj->a, sj);
-	/* joined meanwhile: the seed merged our state and others gossip to us */
-	if (swim_num_alive(gossip_transport_swim(sj->a->gossip)) > 0) {
-		priv(sj->a)->start_joins_pending--;
-		priv(sj->a)->start_joins_ok++;
-		sj->a->joined_once = true;
-		log_info("agent: Join via %s: members known by gossip, joined", sj->addr);
-		free(sj);
+	struct agent *a = sj->a;
+	join_wait_unlink(a, sj);
+	if (swim_num_alive(gossip_transport_swim(a->gossip)) > 0) {
+		if (!sj->counted) {
+			sj->counted = true;
+			priv(a)->start_joins_pending--;
+			priv(a)->start_joins_ok++;
+			a->joined_once = true;
+			log_info("agent: Join via %s: members known by gossip, joined", sj->addr);
+		}
+		char to[sizeof(sj->addr)];
+		if (a->shutting_down || a->leaving || !random_alive_member(a, to, sizeof(to))) {
+			free(sj);
+			return;
+		}
+		log_info("agent: syncing the member list with %s", to);
+		memcpy(sj->addr, to, sizeof(sj->addr));
+		start_join_attempt(sj);
 		return;
 	}
 	/* several -join addresses: the next try may go to another one */
@@ -866,13 +906,17 @@ static void start_join_done(void *ud, bool ok, const char *error)
 	struct agent_priv *p = priv(a);
 	if (ok) {
 		log_info("agent: Join completed. Synced with %s", sj->addr);
-		if (a->serf != NULL)
+		if (a->serf != NULL && !sj->counted) /* a sync: the join was gossiped */
 			serf_broadcast_join(a->serf);
 		a->joined_once = true;
 	} else {
 		if (join_busy(sj, error))
 			return;
 		log_warn("agent: Join %s failed: %s", sj->addr, error ? error : "unknown error");
+	}
+	if (sj->counted) { /* a sync after joining by gossip: counted already */
+		free(sj);
+		return;
 	}
 	if (sj->retry) {
 		p->retry_in_flight = false;

@@ -134,6 +134,8 @@ static void collect(void *ud)
 	                    (double)ts->streams_refused);
 	metrics_set_counter(METRIC_PUSH_PULLS_REFUSED, st->push_pulls_refused,
 	                    (double)st->push_pulls_refused);
+	metrics_set_counter(METRIC_PUSH_PULL_REPLIES_REUSED, st->replies_reused,
+	                    (double)st->replies_reused);
 	metrics_set_counter(METRIC_UDP_ERRORS, ts->udp_errors, (double)ts->udp_errors);
 	metrics_set_counter(METRIC_UDP_HOLDS, ts->udp_holds, (double)ts->udp_holds);
 	metrics_set_gauge(METRIC_UDP_HELD, (double)ts->udp_held);

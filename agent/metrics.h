@@ -89,6 +89,7 @@ enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_SAMPLE };
 	X(STREAM_ERRORS, COUNTER, "memberlist.tcp.errors", NULL, NULL, "Gossip TCP streams that failed or timed out") \
 	X(STREAMS_REFUSED, COUNTER, "memberlist.tcp.refused", NULL, NULL, "Gossip TCP streams refused at accept: over 128 at once, or over the 64 MiB buffer budget") \
 	X(PUSH_PULLS_REFUSED, COUNTER, "memberlist.push_pull.refused", NULL, NULL, "Push-pulls refused: more than 20,000 members announced, or the merge queue full") \
+	X(PUSH_PULL_REPLIES_REUSED, COUNTER, "memberlist.push_pull.reused", NULL, NULL, "Push-pull replies that reused the state made for another less than a second before, while gossip was crowded") \
 	X(UDP_ERRORS, COUNTER, "memberlist.udp.errors", NULL, NULL, "Gossip UDP send/receive errors") \
 	X(UDP_HOLDS, COUNTER, "memberlist.udp.holds", NULL, NULL, "Times the gossip socket was left to the agent's ticks because over 64 gossip messages waited (a join storm)") \
 	X(UDP_HELD, GAUGE, "memberlist.udp.held", NULL, NULL, "1 while the gossip socket is read at the agent's ticks (crowded queue), else 0") \

@@ -58,9 +58,10 @@
 #define SWIM_REPAIR_MIN_MS 10000        /* repair push-pulls at most this often, then doubling */
 #define SWIM_MERGE_NEWS 8               /* alive entries a push-pull's merge rebroadcasts */
 #define SWIM_BCAST_BUSY 64              /* a queue this deep is crowded: alive_node, swim_crowded */
-#define SWIM_PACK_MAX (8 * ML_UDP_MAX)  /* uncompressed bytes one gossip packet packs */
-#define SWIM_COMPRESS_MIN 256           /* smaller packets go plain: LZW seldom shrinks them */
-#define SWIM_CHUNK_SHIFT 6              /* members per storage chunk: 64 (2 KiB) */
+#define SWIM_REPLY_REUSE_MS 1000       /* a crowded node's push-pull reply is reused: reply_state */
+#define SWIM_PACK_MAX (8 * ML_UDP_MAX) /* uncompressed bytes one gossip packet packs */
+#define SWIM_COMPRESS_MIN 256          /* smaller packets go plain: LZW seldom shrinks them */
+#define SWIM_CHUNK_SHIFT 6             /* members per storage chunk: 64 (2 KiB) */
 #define SWIM_CHUNK (1u << SWIM_CHUNK_SHIFT)
 
 enum bcast_kind { BK_MEMBER = 1, BK_USER = 2 };
@@ -178,6 +179,15 @@ struct swim {
 	uint32_t merge_news;
 	bool merge_fresh;
 	bool merging; /* inside merge_members: news from a push-pull, not gossip */
+	/* the last push-pull reply, kept only while crowded (reply_state): its
+	 * bytes, when it was made, its join flag, our incarnation then, and
+	 * its stamp (reply_seq counts stamps) */
+	uint8_t *reply_buf;
+	size_t reply_len;
+	int64_t reply_at;
+	bool reply_join;
+	uint32_t reply_inc;
+	uint64_t reply_stamp, reply_seq;
 
 	/* outgoing packet and one encoded message, bufcap bytes each (the
 	 * UDP budget plus room for framing: not 64 KiB, which a simulator
@@ -1644,6 +1654,55 @@ uint8_t *swim_local_state_new(struct swim *s, int64_t now, bool join, size_t *le
 	return buf;
 }
 
+static void reply_forget(struct swim *s)
+{
+	free(s->reply_buf);
+	s->reply_buf = NULL;
+	s->reply_len = 0;
+	s->reply_stamp = 0;
+}
+
+/*
+ * Our state as a push-pull reply. Issue 21: a seed that 1,000 agents join
+ * at once answers each with its whole table, and encoding it (and the
+ * driver compressing it) was ~70% of the seed's CPU in the storm, on a CPU
+ * share no bigger than any other agent's. So while gossip is crowded (more
+ * than SWIM_BCAST_BUSY messages queued: a storm), a state made less than
+ * SWIM_REPLY_REUSE_MS ago for a reply with the same join flag, while our
+ * incarnation was the same (a refutation is never held back), is sent
+ * again: a reply up to that much older, as if the request had come that
+ * much sooner; what changed since is in the queue, gossiped to the asker
+ * as to everyone. A quiet node makes every reply afresh and keeps none.
+ * Memory: one state (the last reply's bytes) while crowded.
+ */
+static void reply_state(struct swim *s, int64_t now, bool join, struct swim_stream_result *res)
+{
+	if (!swim_crowded(s)) {
+		reply_forget(s);
+		res->reply = swim_local_state_new(s, now, join, &res->reply_len);
+		return;
+	}
+	if (s->reply_buf != NULL && s->reply_join == join && s->reply_inc == s->self->incarnation &&
+	    now >= s->reply_at && now - s->reply_at < SWIM_REPLY_REUSE_MS) {
+		res->reply = xmalloc(s->reply_len);
+		memcpy(res->reply, s->reply_buf, s->reply_len);
+		res->reply_len = s->reply_len;
+		res->reply_stamp = s->reply_stamp;
+		s->stats.replies_reused++;
+		return;
+	}
+	reply_forget(s);
+	res->reply = swim_local_state_new(s, now, join, &res->reply_len);
+	s->reply_buf = xmalloc(res->reply_len);
+	memcpy(s->reply_buf, res->reply, res->reply_len);
+	s->reply_len = res->reply_len;
+	s->reply_at = now;
+	s->reply_join = join;
+	s->reply_inc = s->self->incarnation;
+	s->reply_stamp = ++s->reply_seq;
+	res->reply_stamp = s->reply_stamp;
+}
+
 static void merge_remote(struct swim *s, int64_t now, const struct ml_push_node *rn)
 {
 	switch (rn->state) {
@@ -1817,11 +1876,11 @@ static int push_pull_accept(struct swim *s, int64_t now, const uint8_t *buf, boo
 		if (sc->user_len > 0 && s->io.merge_state != NULL)
 			s->io.merge_state(s->io.ctx, buf + sc->off, sc->user_len, sc->join);
 		if (!initiator)
-			res->reply = swim_local_state_new(s, now, sc->join, &res->reply_len);
+			reply_state(s, now, sc->join, res);
 		return ML_OK;
 	}
 	if (!initiator)
-		res->reply = swim_local_state_new(s, now, sc->join, &res->reply_len);
+		reply_state(s, now, sc->join, res);
 	struct swim_merge *mj = xcalloc(1, sizeof(*mj));
 	mj->buf = xmalloc(bytes ? bytes : 1);
 	memcpy(mj->buf, buf + sc->start, bytes);
@@ -2475,6 +2534,7 @@ void swim_free(struct swim *s)
 	free(s->susps);
 	free(s->pkt);
 	free(s->msgbuf);
+	reply_forget(s);
 	if (s->cc != NULL) {
 		coord_client_free(s->cc);
 		free(s->cc);

@@ -231,6 +231,7 @@ struct swim_stats {
 	uint64_t rumors_credited;     /* queued rumor-only messages heard back while crowded */
 	uint64_t push_pulls;          /* push-pull states merged (either side, joins included) */
 	uint64_t push_pulls_refused;  /* over push_pull_max_nodes, or the merge queue full */
+	uint64_t replies_reused;      /* push-pull replies that reused a state (reply_state) */
 	/* alive entries a push-pull taught us that were not rebroadcast: a
 	 * fresh node's first state, and a state's news beyond the first
 	 * SWIM_MERGE_NEWS (swim.c, push_pull_accept) */
@@ -264,6 +265,11 @@ struct swim_stream_result {
 	bool join;      /* push-pull: the remote side set Join */
 	uint8_t *reply; /* bytes to write back (malloc'd, caller frees), or NULL */
 	size_t reply_len;
+	/* nonzero: a push-pull reply equal, byte for byte, to every other reply
+	 * with this stamp (a state reused while crowded, see swim.c
+	 * reply_state), so a driver may reuse what it made of the first one
+	 * (gossip/transport.c keeps its compressed form); 0: made afresh */
+	uint64_t reply_stamp;
 	char error[300]; /* set when the call returns ML_BAD, or remote errMsg */
 };
 

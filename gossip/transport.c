@@ -52,6 +52,8 @@
 #define GOSSIP_UDP_HOLD_S 0.2  /* longest a crowded agent leaves datagrams unread (udp_cb) */
 
 static uint8_t *compress_state(uint8_t *msg, size_t *len);
+static uint8_t *compress_reply(struct gossip_transport *t, uint8_t *msg, size_t *len,
+                               uint64_t stamp);
 
 enum stream_kind { ST_IN, ST_PUSH_PULL, ST_JOIN, ST_PING };
 
@@ -88,7 +90,12 @@ struct gossip_transport {
 	int64_t tcp_timeout_ms;
 	ev_io udp_io, tcp_io;
 	ev_timer tick;
-	int64_t tick_due;      /* gossip_now_ms() the tick timer was set for */
+	int64_t tick_due; /* gossip_now_ms() the tick timer was set for */
+	/* the compressed form of the push-pull reply stamped zstamp (0: none),
+	 * kept while the core reuses that reply (compress_reply) */
+	uint8_t *zbuf;
+	size_t zlen;
+	uint64_t zstamp;
 	int sched_fd;          /* /proc/self/schedstat, or -1 (sched_run_delay) */
 	uint64_t run_delay_ns; /* its run_delay at the last tick */
 	ev_check merge_check;  /* one swim_merge_step per loop turn ... */
@@ -620,7 +627,7 @@ static bool stream_consume(struct stream *st)
 	}
 	if (st->kind == ST_IN) {
 		if (res.reply != NULL && res.type == ML_PUSH_PULL)
-			res.reply = compress_state(res.reply, &res.reply_len);
+			res.reply = compress_reply(t, res.reply, &res.reply_len, res.reply_stamp);
 		if (res.reply != NULL && encrypting(t)) {
 			uint8_t *sealed;
 			size_t slen;
@@ -829,6 +836,36 @@ static uint8_t *compress_state(uint8_t *msg, size_t *len)
 	free(msg);
 	*len = (size_t)r;
 	return z;
+}
+
+/*
+ * A push-pull reply, compressed. The core stamps a reply it reuses while
+ * crowded (swim.h, reply_stamp): the first one with a stamp is compressed and
+ * its compressed bytes kept; later ones with that stamp are those bytes
+ * again, not compressed anew. An unstamped reply drops what was kept.
+ * Memory: one compressed state.
+ */
+static uint8_t *compress_reply(struct gossip_transport *t, uint8_t *msg, size_t *len,
+                               uint64_t stamp)
+{
+	if (stamp != 0 && stamp == t->zstamp) {
+		free(msg);
+		*len = t->zlen;
+		uint8_t *z = xmalloc(t->zlen);
+		memcpy(z, t->zbuf, t->zlen);
+		return z;
+	}
+	free(t->zbuf);
+	t->zbuf = NULL;
+	t->zstamp = 0;
+	msg = compress_state(msg, len);
+	if (stamp != 0) {
+		t->zbuf = xmalloc(*len);
+		memcpy(t->zbuf, msg, *len);
+		t->zlen = *len;
+		t->zstamp = stamp;
+	}
+	return msg;
 }
 
 static void io_push_pull(void *ctx, const struct ml_addr *to, const char *name, bool join)
@@ -1083,6 +1120,7 @@ void gossip_transport_free(struct gossip_transport *t)
 	if (t->sched_fd >= 0)
 		close(t->sched_fd);
 	swim_free(t->swim);
+	free(t->zbuf);
 	free(t);
 }
 

@@ -1326,6 +1326,71 @@ static void test_crowded_queue_counts_echoes(void)
 	swim_free(o.s);
 }
 
+/* One push-pull request (a join from "j0") answered by o at now. */
+static struct swim_stream_result ask_state(struct solo *o, int64_t now, bool join)
+{
+	size_t len;
+	uint8_t *req = state_stream_join("j", 1, NULL, false, join, &len);
+	struct swim_stream_result res;
+	CHECK_INT(ML_OK, swim_stream_recv(o->s, now, req, len, false, &res), "%s", res.error);
+	free(req);
+	CHECK(res.reply != NULL, "a reply");
+	if (res.reply == NULL)
+		abort(); /* the checks after this one read it */
+	return res;
+}
+
+/*
+ * Issue 21, the seed of a join storm: while more than 64 member messages
+ * are queued, push-pull replies within 1 s of the state made for an earlier
+ * one, with the same join flag and our incarnation unchanged, reuse it:
+ * the same bytes and stamp, though the table grew meanwhile. Made anew (a
+ * new stamp, the new member in it) after the second, for the other join
+ * flag, and after a tag change raised our incarnation. A short queue makes
+ * every reply afresh, unstamped.
+ */
+static void test_crowded_reply_reused(void)
+{
+	struct solo o;
+	solo_new(&o, 0, 0);
+	struct swim_stream_result a = ask_state(&o, 1000000, true);
+	struct swim_stream_result b = ask_state(&o, 1000100, true);
+	CHECK_INT(0, (long long)(a.reply_stamp | b.reply_stamp), "a quiet node stamps nothing");
+	CHECK_INT(0, (long long)swim_stats(o.s)->replies_reused, "quiet: nothing reused");
+	free(a.reply);
+	free(b.reply);
+
+	for (int i = 0; i < 100; i++)
+		solo_alive(&o, i, 1);
+	REQUIRE(swim_crowded(o.s), "100 alives queued: crowded");
+	a = ask_state(&o, 1000000, true);
+	CHECK(a.reply_stamp != 0, "crowded: stamped");
+	solo_alive(&o, 500, 1); /* the table grows */
+	b = ask_state(&o, 1000500, true);
+	CHECK_INT((long long)a.reply_stamp, (long long)b.reply_stamp, "0.5 s later: reused");
+	CHECK(a.reply_len == b.reply_len && memcmp(a.reply, b.reply, a.reply_len) == 0,
+	      "the same bytes (%zu, %zu)", a.reply_len, b.reply_len);
+	CHECK_INT(1, (long long)swim_stats(o.s)->replies_reused, "one reused");
+	struct swim_stream_result c = ask_state(&o, 1001000, true);
+	CHECK(c.reply_stamp != 0 && c.reply_stamp != a.reply_stamp, "1 s later: made anew");
+	CHECK(c.reply_len > a.reply_len, "with m500 in it: %zu > %zu bytes", c.reply_len,
+	      a.reply_len);
+	struct swim_stream_result d = ask_state(&o, 1001100, false);
+	CHECK(d.reply_stamp != c.reply_stamp, "not a join: made anew");
+	uint32_t inc = swim_self(o.s)->incarnation;
+	swim_set_meta(o.s, 1001200, (const uint8_t *)"new", 3);
+	REQUIRE(swim_self(o.s)->incarnation > inc, "a tag change raises our incarnation");
+	struct swim_stream_result e = ask_state(&o, 1001300, false);
+	CHECK(e.reply_stamp != d.reply_stamp, "a new incarnation: made anew");
+	CHECK_INT(1, (long long)swim_stats(o.s)->replies_reused, "still one reused");
+	free(a.reply);
+	free(b.reply);
+	free(c.reply);
+	free(d.reply);
+	free(e.reply);
+	swim_free(o.s);
+}
+
 /*
  * Rumor-only messages (the KV store's) named by key: a newer message of a key
  * replaces the queued one, unnamed ones never do; while more than 64 wait, an
@@ -2174,6 +2239,7 @@ int main(void)
 	RUN(test_fresh_join_merge_is_quiet);
 	RUN(test_merge_rebroadcasts_bounded_news);
 	RUN(test_crowded_queue_counts_echoes);
+	RUN(test_crowded_reply_reused);
 	RUN(test_rumor_messages_named_and_echoed);
 	RUN(test_merge_queue_is_bounded);
 	RUN(test_stream_scan_resumes);
