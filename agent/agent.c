@@ -459,6 +459,8 @@ static void on_member_event(void *ud, enum swim_event_type type, const struct sw
 		snapshot_mark(a, true);
 	if (a->kv != NULL && type == SWIM_EV_JOIN)
 		kv_on_member(a->kv, true, m->id->name);
+	if (type == SWIM_EV_JOIN || type == SWIM_EV_UPDATE)
+		server_member_event(a->server, m);
 	api_catalog_member_event(ud, type, m);
 }
 

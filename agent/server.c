@@ -173,6 +173,9 @@ struct server {
 	 * not merely started, so servers bootstrapping together do not see
 	 * each other's tag and skip their own bootstrap */
 	bool raft_tagged;
+	/* a client in a serverless cluster stops its tick (tick_cb) until a
+	 * member event may bring a server (server_member_event) */
+	bool tick_parked;
 	/* the leader whose port refused a connection (rpc_peer_down), and when */
 	raft_id gone_leader;
 	raft_time gone_at;
@@ -1495,6 +1498,18 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	}
 	sessions_leader_tick(s->sessions, is_leader(s) && s->leader_ready);
 	retry_held(s);
+	/* a client that knows no server and holds nothing has nothing to do
+	 * until a member's tags name a server: it stops waking once a second
+	 * (a quarter of an idle client's wake-ups) and server_member_event
+	 * starts the tick again. Only after a scan of the current table. */
+	struct swim *sw = gossip_transport_swim(s->a->gossip);
+	if (!s->is_server && !s->cp && s->nknown == 0 && s->waiting == NULL &&
+	    s->known_gen == swim_members_gen(sw) + 1) {
+		ev_timer_stop(loop, t);
+		s->tick_parked = true;
+		log_debug("server: no server known: the tick waits for a member that may be one");
+		return;
+	}
 	double every = !s->is_server && !s->cp ? SERVER_IDLE_TICK_S : SERVER_TICK_S;
 	if (t->repeat != every) {
 		t->repeat = every;
@@ -1559,6 +1574,18 @@ struct server *server_new(struct agent *a, char *err, size_t errlen)
 	return s;
 }
 
+void server_member_event(struct server *s, const struct swim_member *m)
+{
+	/* as scan_members: a server's tags hold the bytes "consul" */
+	if (s == NULL || !s->tick_parked || m->id->meta_len == 0 ||
+	    memmem(m->id->meta, m->id->meta_len, "consul", 6) == NULL)
+		return;
+	s->tick_parked = false;
+	log_debug("server: %s may be a server: the tick goes on", m->id->name);
+	ev_timer_set(&s->tick, 0., SERVER_IDLE_TICK_S);
+	ev_timer_start(s->loop, &s->tick);
+}
+
 void server_set_seal(struct server *s, const struct kv_seal *seal)
 {
 	if (s != NULL)
@@ -1575,6 +1602,7 @@ void server_free(struct server *s)
 {
 	if (s == NULL)
 		return;
+	s->tick_parked = false; /* a member event while closing restarts nothing */
 	ev_timer_stop(s->loop, &s->tick);
 	ev_timer_stop(s->loop, &s->quick);
 	kv_set_cp(s->a->kv, NULL);

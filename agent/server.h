@@ -41,6 +41,12 @@ void server_free(struct server *s);
 #define SERVER_TAGS_MAX 4
 size_t server_tags(const struct server *s, struct tag *tags, size_t n);
 
+/* A member joined or changed its tags (agent.c's member events): a client
+ * whose tick is parked (no server known, see server.c tick_cb) looks for
+ * servers again when the member's tags may name one. */
+struct swim_member;
+void server_member_event(struct server *s, const struct swim_member *m);
+
 /* Hand an accepted sync connection whose first frame is server RPC. */
 void server_adopt(void *s, int fd, const char *peer, const uint8_t *buf, size_t len);
 
