@@ -599,47 +599,54 @@ static void kv_members_peers(void *ctx, kv_member_fn fn, void *ud)
 }
 
 /*
- * One of the members kv_members_peers lists, uniformly: up to 64 uniform
- * draws from the whole table, the first that qualifies taken (rejection
- * sampling: each qualifying member equally likely); when they all miss
- * (few members run KV), the k-th of a count of them. Listing all 1,000
- * members (memmem on each one's meta) for every anti-entropy round was 3% of
- * a 1,000-agent storm's CPU.
+ * A member other than this node for which ok() holds, uniformly: up to 64
+ * uniform draws from the whole table, the first that qualifies taken
+ * (rejection sampling: each qualifying member equally likely); when they
+ * all miss (few qualify), the k-th of a count of them. NULL when none does.
+ * Listing all 1,000 members (memmem on each one's meta) for every
+ * anti-entropy round was 3% of a 1,000-agent storm's CPU.
  */
-static bool kv_members_pick(void *ctx, uint32_t (*rand)(void *rctx, uint32_t n), void *rctx,
-                            struct kv_peer *p)
+static const struct swim_member *pick_member(struct agent *a,
+                                             bool (*ok)(const struct swim_member *m),
+                                             uint32_t (*rand)(void *rctx, uint32_t n), void *rctx)
 {
-	struct agent *a = ctx;
 	if (a->gossip == NULL)
-		return false;
+		return NULL;
 	struct swim *s = gossip_transport_swim(a->gossip);
 	const struct swim_member *self = swim_self(s);
 	size_t n = swim_member_count(s);
 	if (n == 0 || n > UINT32_MAX)
-		return false;
+		return NULL;
 	for (int tries = 0; tries < 64; tries++) {
 		const struct swim_member *m = swim_member_at(s, rand(rctx, (uint32_t)n));
-		if (m != self && kv_member_runs_kv(m)) {
-			p->name = m->id->name;
-			return true;
-		}
+		if (m != self && ok(m))
+			return m;
 	}
 	uint32_t count = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct swim_member *m = swim_member_at(s, i);
-		count += m != self && kv_member_runs_kv(m);
+		count += m != self && ok(m);
 	}
 	if (count == 0)
-		return false;
+		return NULL;
 	uint32_t k = rand(rctx, count);
 	for (size_t i = 0; i < n; i++) {
 		const struct swim_member *m = swim_member_at(s, i);
-		if (m != self && kv_member_runs_kv(m) && k-- == 0) {
-			p->name = m->id->name;
-			return true;
-		}
+		if (m != self && ok(m) && k-- == 0)
+			return m;
 	}
-	return false;
+	return NULL;
+}
+
+/* One of the members kv_members_peers lists, uniformly (pick_member). */
+static bool kv_members_pick(void *ctx, uint32_t (*rand)(void *rctx, uint32_t n), void *rctx,
+                            struct kv_peer *p)
+{
+	const struct swim_member *m = pick_member(ctx, kv_member_runs_kv, rand, rctx);
+	if (m == NULL)
+		return false;
+	p->name = m->id->name;
+	return true;
 }
 
 static bool kv_members_lookup(void *ctx, const char *name, struct kv_peer *p)
@@ -818,24 +825,25 @@ static void join_wait_unlink(struct agent *a, struct start_join *sj)
 		}
 }
 
+static bool member_alive(const struct swim_member *m)
+{
+	return m->state == ML_STATE_ALIVE;
+}
+
+static uint32_t sodium_rand(void *rctx, uint32_t n)
+{
+	(void)rctx;
+	return randombytes_uniform(n);
+}
+
 /* A random alive member other than this node, as "ip:port" into buf; false
  * when there is none. */
 static bool random_alive_member(struct agent *a, char *buf, size_t cap)
 {
-	struct swim *sw = gossip_transport_swim(a->gossip);
-	const struct swim_member *self = swim_self(sw);
-	size_t n = swim_member_count(sw), seen = 0;
-	const struct swim_member *pick = NULL;
-	for (size_t i = 0; i < n; i++) {
-		const struct swim_member *m = swim_member_at(sw, i);
-		if (m == self || m->state != ML_STATE_ALIVE)
-			continue;
-		if (randombytes_uniform((uint32_t)++seen) == 0) /* reservoir of one */
-			pick = m;
-	}
-	if (pick == NULL)
+	const struct swim_member *m = pick_member(a, member_alive, sodium_rand, NULL);
+	if (m == NULL)
 		return false;
-	ml_addr_str(&pick->id->addr, buf, cap);
+	ml_addr_str(&m->id->addr, buf, cap);
 	return true;
 }
 

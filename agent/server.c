@@ -266,6 +266,13 @@ static const char *tag_get(const struct tag *t, int n, const char *k)
  * storms"). For the same reason a scan waits 2 ms per member after the
  * previous one (2 s at 1,000 or more, a tick at 3 servers): walking the
  * member table is cache misses even when no tags are decoded. */
+/* A server's tags hold the bytes "consul" (role=consul): a member whose meta
+ * does not is passed over without decoding its tags. */
+static bool may_be_server(const struct swim_member *m)
+{
+	return m->id->meta_len != 0 && memmem(m->id->meta, m->id->meta_len, "consul", 6) != NULL;
+}
+
 static void scan_members(struct server *s)
 {
 	struct swim *sw = gossip_transport_swim(s->a->gossip);
@@ -281,10 +288,7 @@ static void scan_members(struct server *s)
 	s->nknown = 0;
 	for (size_t i = 0; i < n && s->nknown < MAX_KNOWN; i++) {
 		const struct swim_member *m = swim_member_at(sw, i);
-		/* a server's tags hold the bytes "consul" (role=consul): a member
-		 * whose meta does not is passed over without decoding its tags */
-		if (m->id->meta_len == 0 ||
-		    memmem(m->id->meta, m->id->meta_len, "consul", 6) == NULL)
+		if (!may_be_server(m))
 			continue;
 		int nt = tags_decode(m->id->meta, m->id->meta_len, tags, TAGS_MAX);
 		const char *role = tag_get(tags, nt, "role");
@@ -1576,9 +1580,7 @@ struct server *server_new(struct agent *a, char *err, size_t errlen)
 
 void server_member_event(struct server *s, const struct swim_member *m)
 {
-	/* as scan_members: a server's tags hold the bytes "consul" */
-	if (s == NULL || !s->tick_parked || m->id->meta_len == 0 ||
-	    memmem(m->id->meta, m->id->meta_len, "consul", 6) == NULL)
+	if (s == NULL || !s->tick_parked || !may_be_server(m))
 		return;
 	s->tick_parked = false;
 	log_debug("server: %s may be a server: the tick goes on", m->id->name);
