@@ -58,7 +58,8 @@
 #define SWIM_REPAIR_MIN_MS 10000        /* repair push-pulls at most this often, then doubling */
 #define SWIM_MERGE_NEWS 8               /* alive entries a push-pull's merge rebroadcasts */
 #define SWIM_BCAST_BUSY 64              /* a queue this deep is crowded: alive_node, swim_crowded */
-#define SWIM_REPLY_REUSE_MS 1000       /* a crowded node's push-pull reply is reused: reply_state */
+#define SWIM_REPLY_REUSE_MS 1000 /* a crowded node's push-pull reply is reused: reply_state */
+#define SWIM_CROWD_STRETCH 2 /* a crowded node's rounds come this much less often: crowd_stretch */
 #define SWIM_PACK_MAX (8 * ML_UDP_MAX) /* uncompressed bytes one gossip packet packs */
 #define SWIM_COMPRESS_MIN 256          /* smaller packets go plain: LZW seldom shrinks them */
 #define SWIM_CHUNK_SHIFT 6             /* members per storage chunk: 64 (2 KiB) */
@@ -1086,9 +1087,30 @@ static uint32_t next_seq(struct swim *s)
 	return ++s->seq;
 }
 
+/*
+ * Crowded (more than SWIM_BCAST_BUSY messages queued: a join storm), a
+ * node's gossip rounds come SWIM_CROWD_STRETCH times less often and each
+ * reaches that many times the peers: as many packets and message sends a
+ * second, in half the rounds (one fill and one LZW pass each). Its probes
+ * come as much less often, with timeouts as much longer, as Lifeguard's
+ * awareness stretches them for a node that doubts its own health. A crowded
+ * node wakes only at its rounds (swim_next_deadline; its socket is read
+ * then, gossip/transport.c), so an ack waits up to one round at each hop:
+ * the probe's stages are stretched to hold as many hops as on time.
+ *
+ * Why: at N = 1,000 on 2 cores an agent woke 5-8 times a second mid-storm,
+ * each wake-up of a process among 1,000 costing ~100-170 us before any
+ * work: about half of all the CPU the agents used. Nothing on the wire
+ * changes; a quiet node keeps memberlist's timing.
+ */
+static int64_t crowd_stretch(const struct swim *s)
+{
+	return swim_crowded(s) ? SWIM_CROWD_STRETCH : 1;
+}
+
 static int64_t scaled_probe_interval(const struct swim *s)
 {
-	return s->t.probe_interval_ms * (s->awareness + 1);
+	return s->t.probe_interval_ms * (s->awareness + 1) * crowd_stretch(s);
 }
 
 static void awareness_apply(struct swim *s, int delta)
@@ -1160,7 +1182,7 @@ static void probe_start(struct swim *s, int64_t now)
 	s->probe.sent_us = clock_us(s, now);
 	s->probe.late_mark = s->stats.late_wakeups;
 	s->probe.wait_mark = s->stats.cpu_wait_ms;
-	s->probe.timeout_at = now + s->t.probe_timeout_ms;
+	s->probe.timeout_at = now + s->t.probe_timeout_ms * crowd_stretch(s);
 	s->probe.end_at = now + interval;
 	if (target->state == ML_STATE_ALIVE) {
 		int r = ml_encode_ping(s->msgbuf, s->bufcap, &ping);
@@ -1369,7 +1391,7 @@ static void handle_indirect_ping(struct swim *s, int64_t now, const struct ml_ad
 	r->origin = ind.source.len > 0 && ind.source.port > 0 ? ind.source : *from;
 	r->origin_pmax = pmax_named(s, ind.source_node, &r->origin);
 	r->nack = ind.nack;
-	r->deadline = now + s->t.probe_timeout_ms;
+	r->deadline = now + s->t.probe_timeout_ms * crowd_stretch(s);
 	struct ml_ping ping;
 	fill_ping(s, &ping, r->local_seq, ind.node);
 	int n = ml_encode_ping(s->msgbuf, s->bufcap, &ping);
@@ -2204,7 +2226,7 @@ static void gossip_to(struct swim *s, const struct gossip_dest *d, size_t budget
 static void gossip(struct swim *s, int64_t now)
 {
 	struct swim_member *peers[32];
-	size_t k = (size_t)s->t.gossip_nodes;
+	size_t k = (size_t)(s->t.gossip_nodes * crowd_stretch(s));
 	if (k > 32)
 		k = 32;
 	if (broadcasts_queued(s) == 0)
@@ -2364,6 +2386,18 @@ int64_t swim_next_deadline(const struct swim *s)
 		d = min64(d, s->relays[i].deadline);
 	for (size_t i = 0; i < s->nsusps; i++)
 		d = min64(d, s->susps[i].deadline);
+	/*
+	 * Crowded (a join storm), the gossip round comes every
+	 * swim_gossip_every_ms anyway, and whatever else falls due before it (a
+	 * probe's start, its timeout or end, a relay's nack, a suspicion's end)
+	 * waits for it, up to one round (see crowd_stretch). Each of those
+	 * deadlines used to wake the agent on its own: mid-storm at N = 1,000
+	 * an agent woke 5-8 times a second where its rounds alone were 5. The
+	 * prober reads its socket at the tick that ends a probe stage
+	 * (gossip/transport.c), so an ack that came meanwhile counts.
+	 */
+	if (swim_crowded(s) && d < s->next_gossip)
+		d = s->next_gossip;
 	return d;
 }
 
@@ -2421,7 +2455,7 @@ int64_t swim_tick(struct swim *s, int64_t now)
 	}
 	if (now >= s->next_gossip) {
 		gossip(s, now);
-		s->next_gossip = now + s->t.gossip_interval_ms;
+		s->next_gossip = now + swim_gossip_every_ms(s);
 	}
 	settle(s, now);
 	if (now >= s->next_push_pull) {
@@ -2767,6 +2801,11 @@ const struct swim_stats *swim_stats(const struct swim *s)
 bool swim_crowded(const struct swim *s)
 {
 	return broadcasts_queued(s) > SWIM_BCAST_BUSY;
+}
+
+int64_t swim_gossip_every_ms(const struct swim *s)
+{
+	return s->t.gossip_interval_ms * crowd_stretch(s);
 }
 
 size_t swim_broadcast_queue_len(const struct swim *s)

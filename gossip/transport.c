@@ -49,7 +49,6 @@
 #define STREAM_IN_MAX (ML_PUSH_STATE_MAX + 4096) /* bytes one stream may send us */
 #define WARN_INTERVAL_MS 1000                    /* at most one warning line a second */
 #define GOSSIP_TICK_LATE_MS 20 /* a tick this late reads the socket first (tick_cb) */
-#define GOSSIP_UDP_HOLD_S 0.2  /* longest a crowded agent leaves datagrams unread (udp_cb) */
 
 static uint8_t *compress_state(uint8_t *msg, size_t *len);
 static uint8_t *compress_reply(struct gossip_transport *t, uint8_t *msg, size_t *len,
@@ -259,8 +258,9 @@ static void schedule(struct gossip_transport *t)
 	double after = (double)(next - now) / 1000.0;
 	if (after < 0.001)
 		after = 0.001;
-	if (udp_held(t) && after > GOSSIP_UDP_HOLD_S)
-		after = GOSSIP_UDP_HOLD_S;
+	double hold = (double)swim_gossip_every_ms(t->swim) / 1000.0;
+	if (udp_held(t) && after > hold)
+		after = hold; /* the longest datagrams wait unread: udp_cb */
 	/* libev counts `after` from the loop's cached time, taken before this
 	 * iteration's work: refresh it, or the timer fires early, swim_tick
 	 * finds nothing due and the loop sleeps once more for the rest */
@@ -469,15 +469,16 @@ static void udp_drain(struct gossip_transport *t)
  * Crowded: while more than 64 messages wait to be sent (a join storm, or
  * the storm of KV records the new agents write: swim_crowded), the socket
  * is not watched; each tick reads what came since the last one, and ticks
- * come at least every GOSSIP_UDP_HOLD_S (the gossip interval, which a
- * crowded queue runs at anyway). An agent in a storm of
- * 1,000 received 10-15 datagrams a second and woke for each, on a machine
- * where a wake-up of a process among 1,000 costs ~100 us before any work;
- * read at its ticks, it wakes about 6 times a second. A ping then waits up to
- * 0.2 s for its ack (the probe timeout is 0.5 s, and the prober reads its
- * socket at the tick that would time the probe out), and a crowded node
- * feeds no RTT to its coordinates (swim.c, probe_rtt). The socket is watched
- * again at the first tick that finds the queue short.
+ * come at every gossip round (swim_gossip_every_ms: 0.4 s while crowded,
+ * and nothing else wakes a crowded node: swim.c, crowd_stretch). An agent in
+ * a storm of 1,000 received 10-15 datagrams a second and woke for each, on a
+ * machine where a wake-up of a process among 1,000 costs ~100 us before any
+ * work; read at its ticks, it wakes 2.5 times a second. A ping then waits up
+ * to one round for its ack (a crowded prober's timeout is stretched to
+ * match, and it reads its socket at the tick that would time the probe
+ * out), and a crowded node feeds no RTT to its coordinates (swim.c,
+ * probe_rtt). The socket is watched again at the first tick that finds the
+ * queue short.
  */
 static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
 {

@@ -1392,6 +1392,73 @@ static void test_crowded_reply_reused(void)
 }
 
 /*
+ * Issue 21: a crowded node (a join storm) wakes only at its gossip ticks,
+ * one gossip interval apart; the probes, their timeouts and ends that fall
+ * between wait for the next tick and still run (a probe to a member that
+ * never answers fails, its indirect stage included). A quiet node with the
+ * same members wakes off that grid for them.
+ */
+static int64_t solo_drive(struct solo *o, int64_t from, int64_t until, int *ticks, int64_t *min_gap,
+                          bool keep_crowded)
+{
+	int64_t now = from, last = from;
+	*ticks = 0;
+	*min_gap = INT64_MAX;
+	for (int guard = 0; guard < 10000; guard++) {
+		int64_t next = swim_next_deadline(o->s);
+		if (next > until)
+			break;
+		now = next > now ? next : now;
+		swim_tick(o->s, now);
+		if (*ticks > 0 && now - last < *min_gap)
+			*min_gap = now - last;
+		last = now;
+		(*ticks)++;
+		if (keep_crowded)
+			for (int i = 0; i < 40; i++)
+				solo_alive(o, 1000 + *ticks * 40 + i, 1); /* the storm goes on */
+	}
+	return now;
+}
+
+static void test_crowded_node_wakes_at_gossip_ticks(void)
+{
+	struct solo o;
+	int ticks;
+	int64_t gap;
+	/* quiet, for comparison: the same members, a short queue */
+	solo_new(&o, 0, 0);
+	for (int i = 0; i < 30; i++)
+		solo_alive(&o, i, 1);
+	REQUIRE(!swim_crowded(o.s), "30 alives queued: not crowded");
+	int64_t gi = swim_timing(o.s)->gossip_interval_ms;
+	swim_tick(o.s, 1000000);
+	solo_drive(&o, 1000000, 1010000, &ticks, &gap, false);
+	CHECK(gap < gi, "quiet: a probe deadline between gossip ticks (smallest gap %lld ms)",
+	      (long long)gap);
+	uint64_t qprobes = swim_stats(o.s)->probes, qfailed = swim_stats(o.s)->probe_failures;
+	swim_free(o.s);
+
+	solo_new(&o, 0, 0);
+	for (int i = 0; i < 100; i++)
+		solo_alive(&o, i, 1);
+	REQUIRE(swim_crowded(o.s), "100 alives queued: crowded");
+	swim_tick(o.s, 1000000);
+	solo_drive(&o, 1000000, 1010000, &ticks, &gap, true);
+	CHECK(swim_crowded(o.s), "still crowded after 10 s");
+	CHECK_INT(2 * gi, swim_gossip_every_ms(o.s), "crowded: rounds twice as far apart");
+	CHECK_INT(2 * gi, gap, "crowded: ticks one round apart (%d ticks)", ticks);
+	CHECK(ticks <= 10000 / (2 * gi) + 1, "crowded: %d ticks in 10 s", ticks);
+	/* members that never answer: each probe fails (no nack either, so
+	 * Lifeguard's awareness stretches the probe interval alike in both) */
+	uint64_t probes = swim_stats(o.s)->probes, failed = swim_stats(o.s)->probe_failures;
+	CHECK(qfailed >= 2 && probes + 1 >= qprobes && failed + 1 >= qfailed,
+	      "crowded: %llu probes, %llu failed; quiet: %llu, %llu", (unsigned long long)probes,
+	      (unsigned long long)failed, (unsigned long long)qprobes, (unsigned long long)qfailed);
+	swim_free(o.s);
+}
+
+/*
  * Rumor-only messages (the KV store's) named by key: a newer message of a key
  * replaces the queued one, unnamed ones never do; while more than 64 wait, an
  * echo (swim_rumor_echo) counts as two sends of the queued one, and the
@@ -2240,6 +2307,7 @@ int main(void)
 	RUN(test_merge_rebroadcasts_bounded_news);
 	RUN(test_crowded_queue_counts_echoes);
 	RUN(test_crowded_reply_reused);
+	RUN(test_crowded_node_wakes_at_gossip_ticks);
 	RUN(test_rumor_messages_named_and_echoed);
 	RUN(test_merge_queue_is_bounded);
 	RUN(test_stream_scan_resumes);
