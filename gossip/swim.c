@@ -59,7 +59,8 @@
 #define SWIM_MERGE_NEWS 8               /* alive entries a push-pull's merge rebroadcasts */
 #define SWIM_BCAST_BUSY 64              /* a queue this deep is crowded: alive_node, swim_crowded */
 #define SWIM_REPLY_REUSE_MS 1000 /* a crowded node's push-pull reply is reused: reply_state */
-#define SWIM_CROWD_STRETCH 2 /* a crowded node's rounds come this much less often: crowd_stretch */
+#define SWIM_CROWD_STRETCH 2 /* a squeezed node's rounds come this much less often: crowd_stretch */
+#define SWIM_SQUEEZE_HOLD_MS 10000 /* a node starved this recently may be squeezed: squeezed() */
 #define SWIM_PACK_MAX (8 * ML_UDP_MAX) /* uncompressed bytes one gossip packet packs */
 #define SWIM_COMPRESS_MIN 256          /* smaller packets go plain: LZW seldom shrinks them */
 #define SWIM_CHUNK_SHIFT 6             /* members per storage chunk: 64 (2 KiB) */
@@ -143,8 +144,10 @@ struct swim {
 	bool (*is_rumor_agent)(const uint8_t *meta, size_t len); /* cfg->is_rumor_agent */
 	uint32_t seq;
 	int awareness;
-	bool starved;         /* the driver's notes before this tick said so (swim_note_late) */
-	uint64_t members_gen; /* swim_members_gen */
+	bool starved;           /* the driver's notes before this tick said so (swim_note_late) */
+	int64_t tick_now;       /* the last swim_tick's now */
+	int64_t squeezed_until; /* starved within SWIM_SQUEEZE_HOLD_MS before this: squeezed() */
+	uint64_t members_gen;   /* swim_members_gen */
 	bool left;
 	uint64_t leave_bcast_id;
 
@@ -1088,24 +1091,33 @@ static uint32_t next_seq(struct swim *s)
 }
 
 /*
- * Crowded (more than SWIM_BCAST_BUSY messages queued: a join storm), a
- * node's gossip rounds come SWIM_CROWD_STRETCH times less often and each
- * reaches that many times the peers: as many packets and message sends a
- * second, in half the rounds (one fill and one LZW pass each). Its probes
- * come as much less often, with timeouts as much longer, as Lifeguard's
- * awareness stretches them for a node that doubts its own health. A crowded
- * node wakes only at its rounds (swim_next_deadline; its socket is read
- * then, gossip/transport.c), so an ack waits up to one round at each hop:
- * the probe's stages are stretched to hold as many hops as on time.
+ * Squeezed: crowded (more than SWIM_BCAST_BUSY messages queued: a join
+ * storm) and starved of the CPU within the last SWIM_SQUEEZE_HOLD_MS (the
+ * driver's notes: a tick that waited 100 ms for a CPU, or came a probe
+ * timeout late). A squeezed node's gossip rounds come SWIM_CROWD_STRETCH
+ * times less often and each reaches that many times the peers: as many
+ * packets and message sends a second, in half the rounds (one fill and one
+ * LZW pass each). Its probes come as much less often, with timeouts as much
+ * longer, as Lifeguard's awareness stretches them for a node that doubts
+ * its own health. It wakes only at its rounds (swim_next_deadline; its
+ * socket is read then, gossip/transport.c), so an ack waits up to one round
+ * at each hop: the probe's stages are stretched to hold as many hops.
  *
  * Why: at N = 1,000 on 2 cores an agent woke 5-8 times a second mid-storm,
  * each wake-up of a process among 1,000 costing ~100-170 us before any
- * work: about half of all the CPU the agents used. Nothing on the wire
- * changes; a quiet node keeps memberlist's timing.
+ * work: about half of all the CPU the agents used. Why only when starved:
+ * in the simulator, where CPU is free, the same stretch for every crowded
+ * node made a 2,000-node storm 10-18% slower (longer hops). Nothing on the
+ * wire changes; a node that is not squeezed keeps memberlist's timing.
  */
+static bool squeezed(const struct swim *s)
+{
+	return s->tick_now < s->squeezed_until && swim_crowded(s);
+}
+
 static int64_t crowd_stretch(const struct swim *s)
 {
-	return swim_crowded(s) ? SWIM_CROWD_STRETCH : 1;
+	return squeezed(s) ? SWIM_CROWD_STRETCH : 1;
 }
 
 static int64_t scaled_probe_interval(const struct swim *s)
@@ -2387,8 +2399,8 @@ int64_t swim_next_deadline(const struct swim *s)
 	for (size_t i = 0; i < s->nsusps; i++)
 		d = min64(d, s->susps[i].deadline);
 	/*
-	 * Crowded (a join storm), the gossip round comes every
-	 * swim_gossip_every_ms anyway, and whatever else falls due before it (a
+	 * Squeezed (crowded and starved: a join storm on a busy machine), the
+	 * gossip round comes every swim_gossip_every_ms anyway, and whatever else falls due before it (a
 	 * probe's start, its timeout or end, a relay's nack, a suspicion's end)
 	 * waits for it, up to one round (see crowd_stretch). Each of those
 	 * deadlines used to wake the agent on its own: mid-storm at N = 1,000
@@ -2396,13 +2408,16 @@ int64_t swim_next_deadline(const struct swim *s)
 	 * prober reads its socket at the tick that ends a probe stage
 	 * (gossip/transport.c), so an ack that came meanwhile counts.
 	 */
-	if (swim_crowded(s) && d < s->next_gossip)
+	if (squeezed(s) && d < s->next_gossip)
 		d = s->next_gossip;
 	return d;
 }
 
 int64_t swim_tick(struct swim *s, int64_t now)
 {
+	s->tick_now = now;
+	if (s->starved)
+		s->squeezed_until = now + SWIM_SQUEEZE_HOLD_MS;
 	note_gen(s, now);
 	/* suspicions that ran out; a starved node waits for the refutation
 	 * that may be queued behind its own lateness, up to the suspicion's

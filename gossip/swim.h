@@ -398,8 +398,9 @@ size_t swim_broadcast_queue_len(const struct swim *s);
  * gossip/transport.c, udp_cb). */
 bool swim_crowded(const struct swim *s);
 /* The time between gossip rounds now: the profile's gossip interval, twice
- * that while crowded (a crowded node's rounds reach twice the peers, and it
- * wakes only at them: swim.c, crowd_stretch). */
+ * that while squeezed, crowded and starved of the CPU within the last 10 s
+ * (its rounds then reach twice the peers, and it wakes only at them: swim.c,
+ * squeezed and crowd_stretch). */
 int64_t swim_gossip_every_ms(const struct swim *s);
 uint64_t swim_broadcast_queue_dropped(const struct swim *s);
 const struct swim_timing *swim_timing(const struct swim *s);

@@ -469,15 +469,15 @@ static void udp_drain(struct gossip_transport *t)
  * Crowded: while more than 64 messages wait to be sent (a join storm, or
  * the storm of KV records the new agents write: swim_crowded), the socket
  * is not watched; each tick reads what came since the last one, and ticks
- * come at every gossip round (swim_gossip_every_ms: 0.4 s while crowded,
- * and nothing else wakes a crowded node: swim.c, crowd_stretch). An agent in
- * a storm of 1,000 received 10-15 datagrams a second and woke for each, on a
- * machine where a wake-up of a process among 1,000 costs ~100 us before any
- * work; read at its ticks, it wakes 2.5 times a second. A ping then waits up
- * to one round for its ack (a crowded prober's timeout is stretched to
- * match, and it reads its socket at the tick that would time the probe
- * out), and a crowded node feeds no RTT to its coordinates (swim.c,
- * probe_rtt). The socket is watched again at the first tick that finds the
+ * come at least every gossip round (swim_gossip_every_ms: 0.2 s, or 0.4 s
+ * while the agent is also starved of the CPU, when nothing else wakes it:
+ * swim.c, squeezed). An agent in a storm of 1,000 received 10-15 datagrams
+ * a second and woke for each, on a machine where a wake-up of a process
+ * among 1,000 costs ~100 us before any work; read at its ticks, it woke 5-8
+ * times a second, and 2-3 times once squeezed. A ping then waits up to one
+ * round for its ack (a squeezed prober's timeout is stretched to match, and
+ * a prober reads its socket at the tick that would time the probe out), and
+ * a crowded node feeds no RTT to its coordinates (swim.c, probe_rtt). The socket is watched again at the first tick that finds the
  * queue short.
  */
 static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)

@@ -1392,14 +1392,21 @@ static void test_crowded_reply_reused(void)
 }
 
 /*
- * Issue 21: a crowded node (a join storm) wakes only at its gossip ticks,
- * one gossip interval apart; the probes, their timeouts and ends that fall
- * between wait for the next tick and still run (a probe to a member that
- * never answers fails, its indirect stage included). A quiet node with the
- * same members wakes off that grid for them.
+ * Issue 21: a squeezed node (crowded by a join storm, and starved of the
+ * CPU) wakes only at its gossip rounds, which come twice as far apart; the
+ * probes, their timeouts and ends that fall between wait for the next round
+ * and still run (a probe to a member that never answers fails, its indirect
+ * stage included). A node crowded but not starved (the simulator's, a real
+ * cluster's on free CPUs) keeps memberlist's timing: rounds every gossip
+ * interval, and probe deadlines between them, as does a quiet one.
  */
-static int64_t solo_drive(struct solo *o, int64_t from, int64_t until, int *ticks, int64_t *min_gap,
-                          bool keep_crowded)
+enum { DRIVE_MORE = 1, DRIVE_STARVE = 2 };
+
+/* Ticks o from `from` to `until` as a driver would, at each deadline; with
+ * DRIVE_MORE, 40 more alives come after each tick (the storm goes on); with
+ * DRIVE_STARVE, each tick waited 150 ms for a CPU. */
+static void solo_drive(struct solo *o, int64_t from, int64_t until, int *ticks, int64_t *min_gap,
+                       int mode)
 {
 	int64_t now = from, last = from;
 	*ticks = 0;
@@ -1409,19 +1416,20 @@ static int64_t solo_drive(struct solo *o, int64_t from, int64_t until, int *tick
 		if (next > until)
 			break;
 		now = next > now ? next : now;
+		if (mode & DRIVE_STARVE)
+			swim_note_run_delay(o->s, 150);
 		swim_tick(o->s, now);
 		if (*ticks > 0 && now - last < *min_gap)
 			*min_gap = now - last;
 		last = now;
 		(*ticks)++;
-		if (keep_crowded)
+		if (mode & DRIVE_MORE)
 			for (int i = 0; i < 40; i++)
-				solo_alive(o, 1000 + *ticks * 40 + i, 1); /* the storm goes on */
+				solo_alive(o, 1000 + (int)(now / 10) % 100000 * 40 + i, 1);
 	}
-	return now;
 }
 
-static void test_crowded_node_wakes_at_gossip_ticks(void)
+static void test_squeezed_node_wakes_at_gossip_rounds(void)
 {
 	struct solo o;
 	int ticks;
@@ -1433,28 +1441,50 @@ static void test_crowded_node_wakes_at_gossip_ticks(void)
 	REQUIRE(!swim_crowded(o.s), "30 alives queued: not crowded");
 	int64_t gi = swim_timing(o.s)->gossip_interval_ms;
 	swim_tick(o.s, 1000000);
-	solo_drive(&o, 1000000, 1010000, &ticks, &gap, false);
+	solo_drive(&o, 1000000, 1010000, &ticks, &gap, 0);
 	CHECK(gap < gi, "quiet: a probe deadline between gossip ticks (smallest gap %lld ms)",
 	      (long long)gap);
 	uint64_t qprobes = swim_stats(o.s)->probes, qfailed = swim_stats(o.s)->probe_failures;
 	swim_free(o.s);
 
+	/* crowded, never starved: memberlist's timing */
 	solo_new(&o, 0, 0);
 	for (int i = 0; i < 100; i++)
 		solo_alive(&o, i, 1);
 	REQUIRE(swim_crowded(o.s), "100 alives queued: crowded");
 	swim_tick(o.s, 1000000);
-	solo_drive(&o, 1000000, 1010000, &ticks, &gap, true);
+	solo_drive(&o, 1000000, 1010000, &ticks, &gap, DRIVE_MORE);
 	CHECK(swim_crowded(o.s), "still crowded after 10 s");
-	CHECK_INT(2 * gi, swim_gossip_every_ms(o.s), "crowded: rounds twice as far apart");
-	CHECK_INT(2 * gi, gap, "crowded: ticks one round apart (%d ticks)", ticks);
-	CHECK(ticks <= 10000 / (2 * gi) + 1, "crowded: %d ticks in 10 s", ticks);
+	CHECK_INT(gi, swim_gossip_every_ms(o.s), "crowded, not starved: rounds as usual");
+	CHECK(gap < gi,
+	      "crowded, not starved: probe deadlines between rounds (smallest gap %lld ms)",
+	      (long long)gap);
+	swim_free(o.s);
+
+	/* crowded and starved: squeezed */
+	solo_new(&o, 0, 0);
+	for (int i = 0; i < 100; i++)
+		solo_alive(&o, i, 1);
+	swim_note_run_delay(o.s, 150);
+	swim_tick(o.s, 1000000);
+	solo_drive(&o, 1000000, 1010000, &ticks, &gap, DRIVE_MORE | DRIVE_STARVE);
+	CHECK(swim_crowded(o.s), "still crowded after 10 s");
+	CHECK_INT(2 * gi, swim_gossip_every_ms(o.s), "squeezed: rounds twice as far apart");
+	CHECK_INT(2 * gi, gap, "squeezed: ticks one round apart (%d ticks)", ticks);
+	CHECK(ticks <= 10000 / (2 * gi) + 1, "squeezed: %d ticks in 10 s", ticks);
 	/* members that never answer: each probe fails (no nack either, so
 	 * Lifeguard's awareness stretches the probe interval alike in both) */
 	uint64_t probes = swim_stats(o.s)->probes, failed = swim_stats(o.s)->probe_failures;
 	CHECK(qfailed >= 2 && probes + 1 >= qprobes && failed + 1 >= qfailed,
-	      "crowded: %llu probes, %llu failed; quiet: %llu, %llu", (unsigned long long)probes,
+	      "squeezed: %llu probes, %llu failed; quiet: %llu, %llu", (unsigned long long)probes,
 	      (unsigned long long)failed, (unsigned long long)qprobes, (unsigned long long)qfailed);
+	/* the starvation ends, the storm goes on: after 10 s more the node
+	 * keeps memberlist's timing again */
+	solo_drive(&o, 1010000, 1025000, &ticks, &gap, DRIVE_MORE);
+	CHECK(swim_crowded(o.s), "still crowded");
+	CHECK_INT(gi, swim_gossip_every_ms(o.s), "fed again: rounds as usual");
+	CHECK(gap < gi, "fed again: probe deadlines between rounds (smallest gap %lld ms)",
+	      (long long)gap);
 	swim_free(o.s);
 }
 
@@ -2307,7 +2337,7 @@ int main(void)
 	RUN(test_merge_rebroadcasts_bounded_news);
 	RUN(test_crowded_queue_counts_echoes);
 	RUN(test_crowded_reply_reused);
-	RUN(test_crowded_node_wakes_at_gossip_ticks);
+	RUN(test_squeezed_node_wakes_at_gossip_rounds);
 	RUN(test_rumor_messages_named_and_echoed);
 	RUN(test_merge_queue_is_bounded);
 	RUN(test_stream_scan_resumes);
