@@ -2400,9 +2400,10 @@ int64_t swim_next_deadline(const struct swim *s)
 		d = min64(d, s->susps[i].deadline);
 	/*
 	 * Squeezed (crowded and starved: a join storm on a busy machine), the
-	 * gossip round comes every swim_gossip_every_ms anyway, and whatever else falls due before it (a
-	 * probe's start, its timeout or end, a relay's nack, a suspicion's end)
-	 * waits for it, up to one round (see crowd_stretch). Each of those
+	 * gossip round comes every swim_gossip_every_ms anyway, and whatever
+	 * else falls due before it (a probe's start, its timeout or end, a
+	 * relay's nack, a suspicion's end) waits for it, up to one round (see
+	 * crowd_stretch). Each of those
 	 * deadlines used to wake the agent on its own: mid-storm at N = 1,000
 	 * an agent woke 5-8 times a second where its rounds alone were 5. The
 	 * prober reads its socket at the tick that ends a probe stage

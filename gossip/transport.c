@@ -477,8 +477,8 @@ static void udp_drain(struct gossip_transport *t)
  * times a second, and 2-3 times once squeezed. A ping then waits up to one
  * round for its ack (a squeezed prober's timeout is stretched to match, and
  * a prober reads its socket at the tick that would time the probe out), and
- * a crowded node feeds no RTT to its coordinates (swim.c, probe_rtt). The socket is watched again at the first tick that finds the
- * queue short.
+ * a crowded node feeds no RTT to its coordinates (swim.c, probe_rtt). The
+ * socket is watched again at the first tick that finds the queue short.
  */
 static void udp_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
