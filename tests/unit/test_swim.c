@@ -1342,12 +1342,13 @@ static struct swim_stream_result ask_state(struct solo *o, int64_t now, bool joi
 
 /*
  * Issue 21, the seed of a join storm: while more than 64 member messages
- * are queued, push-pull replies within 1 s of the state made for an earlier
+ * are queued and the node is starved of the CPU (squeezed), push-pull
+ * replies within 1 s of the state made for an earlier
  * one, with the same join flag and our incarnation unchanged, reuse it:
  * the same bytes and stamp, though the table grew meanwhile. Made anew (a
  * new stamp, the new member in it) after the second, for the other join
- * flag, and after a tag change raised our incarnation. A short queue makes
- * every reply afresh, unstamped.
+ * flag, and after a tag change raised our incarnation. A short queue, or a
+ * crowded node with the CPU, makes every reply afresh, unstamped.
  */
 static void test_crowded_reply_reused(void)
 {
@@ -1364,7 +1365,14 @@ static void test_crowded_reply_reused(void)
 		solo_alive(&o, i, 1);
 	REQUIRE(swim_crowded(o.s), "100 alives queued: crowded");
 	a = ask_state(&o, 1000000, true);
-	CHECK(a.reply_stamp != 0, "crowded: stamped");
+	b = ask_state(&o, 1000100, true);
+	CHECK_INT(0, (long long)(a.reply_stamp | b.reply_stamp), "crowded, not starved: made anew");
+	free(a.reply);
+	free(b.reply);
+	swim_note_run_delay(o.s, 150); /* waited for a CPU: squeezed */
+	swim_tick(o.s, 1000000);
+	a = ask_state(&o, 1000000, true);
+	CHECK(a.reply_stamp != 0, "squeezed: stamped");
 	solo_alive(&o, 500, 1); /* the table grows */
 	b = ask_state(&o, 1000500, true);
 	CHECK_INT((long long)a.reply_stamp, (long long)b.reply_stamp, "0.5 s later: reused");
