@@ -58,7 +58,7 @@
 #define SWIM_REPAIR_MIN_MS 10000        /* repair push-pulls at most this often, then doubling */
 #define SWIM_MERGE_NEWS 8               /* alive entries a push-pull's merge rebroadcasts */
 #define SWIM_BCAST_BUSY 64              /* a queue this deep is crowded: alive_node, swim_crowded */
-#define SWIM_REPLY_REUSE_MS 1000 /* a crowded node's push-pull reply is reused: reply_state */
+#define SWIM_REPLY_REUSE_MS 1000 /* a squeezed node's push-pull reply is reused: reply_state */
 #define SWIM_CROWD_STRETCH 2 /* a squeezed node's rounds come this much less often: crowd_stretch */
 #define SWIM_SQUEEZE_HOLD_MS 10000 /* a node starved this recently may be squeezed: squeezed() */
 #define SWIM_PACK_MAX (8 * ML_UDP_MAX) /* uncompressed bytes one gossip packet packs */
@@ -1120,6 +1120,12 @@ static int64_t crowd_stretch(const struct swim *s)
 	return squeezed(s) ? SWIM_CROWD_STRETCH : 1;
 }
 
+/* A probe's direct stage, and a relay's wait for the target's ack. */
+static int64_t stretched_probe_timeout(const struct swim *s)
+{
+	return s->t.probe_timeout_ms * crowd_stretch(s);
+}
+
 static int64_t scaled_probe_interval(const struct swim *s)
 {
 	return s->t.probe_interval_ms * (s->awareness + 1) * crowd_stretch(s);
@@ -1194,7 +1200,7 @@ static void probe_start(struct swim *s, int64_t now)
 	s->probe.sent_us = clock_us(s, now);
 	s->probe.late_mark = s->stats.late_wakeups;
 	s->probe.wait_mark = s->stats.cpu_wait_ms;
-	s->probe.timeout_at = now + s->t.probe_timeout_ms * crowd_stretch(s);
+	s->probe.timeout_at = now + stretched_probe_timeout(s);
 	s->probe.end_at = now + interval;
 	if (target->state == ML_STATE_ALIVE) {
 		int r = ml_encode_ping(s->msgbuf, s->bufcap, &ping);
@@ -1403,7 +1409,7 @@ static void handle_indirect_ping(struct swim *s, int64_t now, const struct ml_ad
 	r->origin = ind.source.len > 0 && ind.source.port > 0 ? ind.source : *from;
 	r->origin_pmax = pmax_named(s, ind.source_node, &r->origin);
 	r->nack = ind.nack;
-	r->deadline = now + s->t.probe_timeout_ms * crowd_stretch(s);
+	r->deadline = now + stretched_probe_timeout(s);
 	struct ml_ping ping;
 	fill_ping(s, &ping, r->local_seq, ind.node);
 	int n = ml_encode_ping(s->msgbuf, s->bufcap, &ping);
